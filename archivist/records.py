@@ -1,0 +1,98 @@
+"""Plain records passed between the stages. Framework objects become these at the edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Block:
+    """One structural unit a reader found: a paragraph, a heading, a table row, a slide's text.
+
+    `page` is the 1-based page, slide or sheet number where the format has one.
+    `heading` is the heading path above the block, outermost first.
+    """
+
+    text: str
+    page: int | None = None
+    heading: tuple[str, ...] = ()
+    kind: str = "paragraph"  # paragraph | heading | row | slide | code
+
+
+@dataclass
+class Extracted:
+    """What a reader returns: the document as ordered blocks."""
+
+    blocks: list[Block]
+    pages: int | None = None  # pages / slides / sheets, where the format has them
+    title: str | None = None
+    kind: str = "text"  # pdf, docx, html, markdown, text, csv, xlsx, pptx
+
+
+@dataclass
+class Chunk:
+    """A piece of a document's extracted text, ready to embed.
+
+    `start`/`end` are character offsets in the document's extracted text
+    (blocks joined by BLOCK_SEP); `text` is exactly that slice.
+    """
+
+    seq: int
+    text: str
+    start: int
+    end: int
+    page: int | None
+    heading: tuple[str, ...]
+    n_tokens: int
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk, with where it came from and how it ranked."""
+
+    chunk_id: int
+    document_id: int
+    document: str  # the document's name (path as ingested)
+    collection: str
+    text: str
+    score: float
+    page: int | None = None
+    heading: tuple[str, ...] = ()
+    start: int = 0
+    end: int = 0
+    kind: str = ""
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    dense_score: float | None = None
+    matched_terms: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Citation:
+    n: int
+    document: str
+    page: int | None
+    chunk_id: int
+    score: float
+    text: str
+    support: float = 0.0  # how well the cited sentences are backed by the passage (0..1)
+    weak: bool = False
+    collection: str = ""
+    heading: tuple[str, ...] = ()
+    inferred: bool = False  # the model cited nothing; attributed by support
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    citations: list[Citation]
+    passages: list[Hit]  # every passage that was in the prompt, numbered from 1
+    not_found: bool = False
+    standalone_question: str | None = None
+    adapter: str | None = None
+    model: str = ""
+    invalid_citations: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0

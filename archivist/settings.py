@@ -1,0 +1,78 @@
+"""One dataclass of settings with working defaults.
+
+Every field can be overridden by an environment variable `ARCHIVIST_<FIELD>` (upper case)
+and by the CLI, which calls `Settings.from_env(**overrides)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Settings:
+    home: Path = _f(Path("archivist-data"), "workspace folder: SQLite, FAISS, adapters, runs, uploads")
+    cache: Path = _f(Path("~/.cache/archivist"), "model cache shared by all workspaces")
+    llm: str = _f("smollm2-135m", "chat model: a catalog name, a Hugging Face id or a local path")
+    embedder: str = _f("all-minilm-l6-v2", "sentence embedder: a catalog name, HF id or local path")
+    embed_backend: str = _f("torch", "embedder backend on CPU: torch | int8")
+    embed_batch: int = _f(32, "chunks per embedding batch")
+    chunk_tokens: int = _f(256, "chunk size in embedder tokens")
+    chunk_overlap: int = _f(32, "overlap between consecutive chunks of one section, in tokens")
+    ann_threshold: int = _f(20000, "vectors in a collection past which an IVF index replaces exact search")
+    max_file_mb: int = _f(200, "largest file accepted for ingestion, in MB")
+    max_unzipped_mb: int = _f(500, "largest uncompressed size of a DOCX/XLSX/PPTX, in MB")
+    reader_timeout: float = _f(120.0, "seconds a single file may take to read before it is failed")
+    top_k: int = _f(5, "passages given to the model per question")
+    candidates: int = _f(50, "candidates taken from each of the dense and lexical searches before fusion")
+    max_new_tokens: int = _f(200, "most tokens generated per answer")
+    min_relevance: float = _f(0.30, "best passage's cosine similarity under which the answer is 'not in the documents'")
+    weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
+    device: str = _f("auto", "auto | cpu | cuda")
+    quantize: str = _f("auto", "LLM weights at inference: auto (4-bit on GPU) | none | 4bit")
+    user: str = _f("", "act as this user (default: the local admin)")
+    collection: str = _f("default", "default collection for ingestion")
+
+    def __post_init__(self):
+        self.home = Path(self.home).expanduser()
+        self.cache = Path(self.cache).expanduser()
+        if self.chunk_tokens < 16:
+            raise ValueError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ValueError(f"chunk_overlap must be in [0, chunk_tokens/2), got {self.chunk_overlap}")
+        if self.embed_backend not in ("torch", "int8"):
+            raise ValueError(f"embed_backend must be torch or int8, got {self.embed_backend!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.quantize not in ("auto", "none", "4bit"):
+            raise ValueError(f"quantize must be auto, none or 4bit, got {self.quantize!r}")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then ARCHIVIST_* variables, then explicit overrides (None means unset)."""
+        env = os.environ if env is None else env
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"ARCHIVIST_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def describe(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _coerce(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "Path": Path}.get(str(f.type), str)
+    try:
+        return kind(raw)
+    except ValueError as e:
+        raise ValueError(f"ARCHIVIST_{f.name.upper()}={raw!r}: {e}") from None

@@ -1,0 +1,338 @@
+"""The workspace: one folder holding all state.
+
+    $ARCHIVIST_HOME/
+        archivist.db     SQLite (WAL): the source of truth
+        index/           FAISS files, one per collection, rebuildable from SQLite
+        adapters/ runs/ uploads/ datasets/
+
+Schema changes are numbered migrations applied in order on open (PRAGMA user_version).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from archivist.settings import Settings
+
+MIGRATIONS: list[str] = [
+    # 1: documents, chunks, full-text search, ingest jobs
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE collections (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES collections(id),
+        path TEXT NOT NULL,             -- the name it was ingested under (unique per collection)
+        source TEXT,                    -- absolute path it was read from, if any
+        content_hash TEXT NOT NULL,     -- sha256 of the file bytes
+        kind TEXT NOT NULL,             -- reader: pdf, docx, html, markdown, text, csv, xlsx, pptx
+        size INTEGER NOT NULL,
+        pages INTEGER,
+        title TEXT,
+        text TEXT NOT NULL DEFAULT '',  -- extracted text; chunk spans index into it
+        status TEXT NOT NULL DEFAULT 'ready',
+        added_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+        updated_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+        UNIQUE (collection_id, path)
+    );
+    CREATE INDEX documents_hash ON documents(content_hash);
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        heading TEXT NOT NULL DEFAULT '',  -- heading path joined by ' > '
+        page INTEGER,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        n_tokens INTEGER NOT NULL,
+        hash TEXT NOT NULL,                -- sha256 of heading + text (what was embedded)
+        embedding BLOB                     -- float32, normalized; FAISS is rebuilt from these
+    );
+    CREATE INDEX chunks_document ON chunks(document_id);
+    CREATE INDEX chunks_hash ON chunks(hash);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, heading, content='chunks', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, heading) VALUES ('delete', old.id, old.text, old.heading);
+    END;
+    CREATE TABLE ingest_jobs (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+        finished_at REAL,
+        status TEXT NOT NULL DEFAULT 'running',  -- running | done | failed
+        collection TEXT,
+        user TEXT,
+        summary TEXT                              -- JSON per-file results
+    );
+    """,
+    # 2: users, grants, keys, sessions, feedback, conversations, fine-tuning runs, adapters, evaluations
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL DEFAULT 'member',      -- admin | member
+        password_hash TEXT,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE TABLE grants (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        level TEXT NOT NULL,                      -- read | write | admin
+        PRIMARY KEY (user_id, collection_id)
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        prefix TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+        revoked_at REAL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        title TEXT,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,                       -- user | assistant
+        content TEXT NOT NULL,
+        citations TEXT,                           -- JSON list for assistant messages
+        adapter TEXT,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        collection TEXT,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        rating INTEGER NOT NULL DEFAULT 0,        -- +1 up, -1 down, 0 none
+        correction TEXT,                          -- the answer the user says is right
+        citations TEXT,                           -- JSON: the passages shown with the answer
+        adapter TEXT,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,                      -- runs/<id>/ holds config, metrics.jsonl, checkpoints
+        status TEXT NOT NULL,                     -- queued | running | done | failed | cancelled
+        pid INTEGER,
+        config TEXT NOT NULL,                     -- JSON
+        adapter TEXT,
+        error TEXT,
+        started_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+        finished_at REAL
+    );
+    CREATE TABLE adapters (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        base_model TEXT NOT NULL,
+        run_id TEXT,
+        metrics TEXT,                             -- JSON: base vs adapter
+        lineage TEXT,                             -- JSON
+        active INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,                       -- retrieval | answers
+        set_name TEXT,
+        results TEXT NOT NULL,                    -- JSON
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    """,
+]
+
+LOCAL_ADMIN = "admin"
+
+
+class WorkspaceError(RuntimeError):
+    """A workspace problem the user can act on (disk full, unreadable folder, newer schema)."""
+
+
+@dataclass
+class Workspace:
+    settings: Settings
+    db: sqlite3.Connection
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    def path(self, *parts: str) -> Path:
+        p = self.home.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- small helpers used everywhere -------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with transaction(self.db):
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def collection_id(self, name: str, create: bool = False) -> int | None:
+        row = self.db.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row[0]
+        if not create:
+            return None
+        with transaction(self.db):
+            cur = self.db.execute("INSERT OR IGNORE INTO collections(name) VALUES (?)", (name,))
+        return cur.lastrowid or self.collection_id(name)
+
+    def collections(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM collections ORDER BY name")]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open SQLite in WAL mode with a generous busy timeout, so several processes share it."""
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=60000")
+    return db
+
+
+class transaction:
+    """`with transaction(db):` BEGIN IMMEDIATE ... COMMIT, retrying when another writer holds the lock."""
+
+    def __init__(self, db: sqlite3.Connection, retries: int = 20):
+        self.db, self.retries = db, retries
+
+    def __enter__(self):
+        if self.db.in_transaction:  # nested: the outer one commits
+            self.nested = True
+            return self.db
+        self.nested = False
+        for attempt in range(self.retries):
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                return self.db
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        raise WorkspaceError("the workspace database stayed locked by another process; try again")
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.nested:
+            return False
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                self.db.execute("ROLLBACK")
+                raise _disk_error(e) from e
+        else:
+            self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
+                raise _disk_error(exc) from exc
+        return False
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    return "disk is full" in str(e) or "database or disk is full" in str(e)
+
+
+def _disk_error(e: BaseException) -> BaseException:
+    if _is_disk_full(e):
+        return WorkspaceError("the disk is full: nothing was written for this step, and what was stored before is intact")
+    return e
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen yet; returns the schema version."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise WorkspaceError(f"workspace schema {version} is newer than this archivist ({len(MIGRATIONS)}); upgrade archivist")
+    for n in range(version, len(MIGRATIONS)):
+        with transaction(db):
+            for statement in _split_sql(MIGRATIONS[n]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {n + 1}")
+    return len(MIGRATIONS)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    statements, buf = [], []
+    for line in script.splitlines():
+        buf.append(line)
+        text = "\n".join(buf).strip()
+        if text and sqlite3.complete_statement(text):
+            statements.append(text)
+            buf = []
+    rest = "\n".join(buf).strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+def open_workspace(settings: Settings | None = None, check_index: bool = True) -> Workspace:
+    """Open (creating if needed) the workspace under settings.home and bring its schema up to date.
+
+    With check_index, the FAISS files are compared with SQLite and repaired from it if they disagree.
+    Raises WorkspaceError when the folder cannot be created or the schema is from a newer version.
+    """
+    settings = settings or Settings.from_env()
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        for sub in ("index", "adapters", "runs", "uploads", "datasets"):
+            (settings.home / sub).mkdir(exist_ok=True)
+    except OSError as e:
+        raise WorkspaceError(f"cannot create the workspace at {settings.home}: {e.strerror}") from e
+    db = connect(settings.home / "archivist.db")
+    migrate(db)
+    ws = Workspace(settings=settings, db=db)
+    _ensure_local_admin(ws)
+    if check_index:
+        from archivist.retrieval.vectors import check_and_repair
+
+        check_and_repair(ws)
+    return ws
+
+
+def _ensure_local_admin(ws: Workspace) -> None:
+    if ws.db.execute("SELECT 1 FROM users LIMIT 1").fetchone():
+        return
+    with transaction(ws.db):
+        ws.db.execute("INSERT OR IGNORE INTO users(name, role) VALUES (?, 'admin')", (LOCAL_ADMIN,))

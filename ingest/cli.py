@@ -1,0 +1,110 @@
+"""CLI: archivist ingest | documents | delete | reindex."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+from archivist.cli import CLIError, emit_json, open_ws
+
+
+def register(sub, common) -> None:
+    p = common(sub.add_parser("ingest", help="ingest files or folders into a collection"))
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--collection", "-c", default=None, help="collection (default: 'default' or ARCHIVIST_COLLECTION)")
+    p.add_argument("--json", action="store_true", help="per-file results as JSON on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = common(sub.add_parser("documents", help="list documents you may read"))
+    p.add_argument("--collection", "-c", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_documents)
+
+    p = common(sub.add_parser("delete", help="remove a document from SQLite, FTS5 and FAISS"))
+    p.add_argument("document", metavar="DOC", help="document id or name")
+    p.add_argument("--collection", "-c", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_delete)
+
+    p = common(sub.add_parser("reindex", help="rebuild the FAISS indexes from SQLite"))
+    p.add_argument("--reembed", action="store_true", help="embed every chunk again (after changing the embedder)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reindex)
+
+
+def cmd_ingest(args) -> int:
+    from archivist.ingest.pipeline import ingest_paths
+
+    for path in args.paths:
+        if not __import__("os").path.exists(path):
+            print(f"archivist: warning: {path}: no such file or folder", file=sys.stderr)
+    with open_ws(args) as ws:
+        results = ingest_paths(ws, args.paths, collection=args.collection, user=getattr(args, "user", None),
+                               progress=not (args.quiet or args.json))
+    missing = [p for p in args.paths if not __import__("os").path.exists(p)]
+    if args.json:
+        emit_json({"files": [asdict(r) for r in results], "missing": missing})
+    else:
+        print_summary(results)
+    failed = any(r.status == "failed" for r in results) or bool(missing)
+    return 1 if failed else 0
+
+
+def print_summary(results) -> None:
+    width = min(60, max([len(r.name) for r in results] + [4]))
+    for r in results:
+        line = f"{r.status:9} {r.name:{width}} {r.chunks:5} chunks {r.seconds:6.2f}s"
+        if r.reason:
+            line += f"  {r.reason}"
+        print(line)
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "unchanged", "failed")}
+    print(f"{len(results)} files: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + f"; {sum(r.chunks for r in results if r.status in ('added', 'updated'))} chunks written, "
+          f"{sum(r.embedded for r in results)} embedded")
+
+
+def cmd_documents(args) -> int:
+    from archivist.ingest.pipeline import list_documents
+
+    with open_ws(args) as ws:
+        docs = list_documents(ws, getattr(args, "user", None), args.collection)
+    if args.json:
+        emit_json(docs)
+        return 0
+    if not docs:
+        print("no documents", file=sys.stderr)
+        return 0
+    width = min(50, max(len(d["name"]) for d in docs))
+    print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}")
+    for d in docs:
+        print(f"{d['id']:>5}  {d['name']:{width}}  {d['collection']:12} {d['kind']:8} {d['pages'] or '':>5} {d['chunks']:>6}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from archivist.ingest.pipeline import delete_document
+
+    with open_ws(args) as ws:
+        try:
+            doc = delete_document(ws, args.document, getattr(args, "user", None), args.collection)
+        except LookupError as e:
+            raise CLIError(str(e)) from None
+    if args.json:
+        emit_json({"deleted": doc})
+    else:
+        print(f"deleted {doc['name']} ({doc['chunks']} chunks) from {doc['collection']}")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    from archivist.ingest.pipeline import reindex
+
+    with open_ws(args, check_index=False) as ws:
+        totals = reindex(ws, reembed=args.reembed, progress=not args.json)
+    if args.json:
+        emit_json(totals)
+    else:
+        for name, n in totals.items():
+            print(f"{name}: {n} vectors")
+    return 0

@@ -1,0 +1,277 @@
+"""Grounded answers: retrieve → pack passages into the token budget → generate → check citations.
+
+The prompt goes through the model's own chat template. The system message tells the model to
+answer only from the numbered passages and cite them as [n]. After generation every [n] is checked
+against the passages that were in the prompt, and each cited sentence gets a support score
+against its passage; weak citations are flagged. When nothing relevant is found the answer says
+plainly that the documents do not contain it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from archivist.records import Answer, Citation, Hit
+from archivist.retrieval.search import STOPWORDS, relevance, search
+from archivist.workspace import Workspace
+
+SYSTEM_PROMPT = (
+    "You are archivist, an assistant that answers questions about the user's documents. "
+    "Answer only from the numbered passages in the user's message. "
+    "After each fact, cite the passage it comes from as [n], for example [1]. "
+    "If the passages do not contain the answer, reply exactly: "
+    "\"The documents do not contain an answer to this question.\" Be brief."
+)
+NOT_FOUND = "The documents do not contain an answer to this question."
+ANSWER_ROOM = 256  # tokens kept free for the answer when packing passages
+MAX_CONTEXT = 2048  # cap on the prompt+answer window: prefill time grows with it on a CPU
+
+_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
+_WORD = re.compile(r"\w+")
+_REFERRING = {"it", "its", "this", "that", "these", "those", "they", "them", "their", "he", "she", "his", "her",
+              "there", "then", "same", "also", "what about", "and"}
+
+
+def format_passage(n: int, hit: Hit) -> str:
+    where = hit.document + (f", page {hit.page}" if hit.page else "")
+    head = f" — {' > '.join(hit.heading)}" if hit.heading else ""
+    return f"[{n}] ({where}{head})\n{hit.text}"
+
+
+def build_messages(question: str, passages: Sequence[Hit], system: str = SYSTEM_PROMPT) -> list[dict]:
+    """The chat messages for a question and its numbered passages (1-based, in order).
+
+    Fine-tuning datasets build their prompts with this same function, so training and serving agree.
+    """
+    body = "\n\n".join(format_passage(i, h) for i, h in enumerate(passages, start=1))
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Passages:\n\n{body}\n\nQuestion: {question}"},
+    ]
+
+
+def pack(hits: Sequence[Hit], count_tokens: Callable[[str], int], budget: int, question: str = "") -> list[Hit]:
+    """Whole passages, best first, while the whole prompt stays within `budget` tokens."""
+    used = count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 24
+    out = []
+    for h in hits:
+        cost = count_tokens(format_passage(len(out) + 1, h)) + 2
+        if used + cost > budget:
+            continue  # a shorter passage further down may still fit
+        out.append(h)
+        used += cost
+    return out
+
+
+def standalone_question(question: str, history: Sequence[dict] | None) -> str:
+    """Make a follow-up self-contained for retrieval: when it refers back (a pronoun, or it is short),
+    prepend the content words of the previous user turn. Deterministic and cheap on purpose: a
+    135M model rewrites questions worse than this."""
+    if not history:
+        return question
+    previous = [m["content"] for m in history if m.get("role") == "user"]
+    if not previous:
+        return question
+    words = [w.lower() for w in _WORD.findall(question)]
+    content = [w for w in words if w not in STOPWORDS]
+    refers = any(w in _REFERRING for w in words) or len(content) <= 3
+    if not refers:
+        return question
+    carry = [w for w in _WORD.findall(previous[-1]) if w.lower() not in STOPWORDS and w.lower() not in content]
+    return (" ".join(carry) + " " + question).strip() if carry else question
+
+
+def parse_citations(text: str) -> list[tuple[int, int, int]]:
+    """(n, start, end) for every citation mark in the text; [1, 3] yields 1 and 3."""
+    out = []
+    for m in _CITE.finditer(text):
+        for num in re.split(r"\s*[,;]\s*", m.group(1)):
+            out.append((int(num), m.start(), m.end()))
+    return out
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    for m in _SENT.finditer(text):
+        if m.start() > pos:
+            spans.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    return spans
+
+
+def token_overlap(claim: str, passage: str) -> float:
+    """Share of the claim's content words that appear in the passage (0..1)."""
+    words = [w for w in _WORD.findall(claim.lower()) if w not in STOPWORDS]
+    if not words:
+        return 0.0
+    have = set(_WORD.findall(passage.lower()))
+    return sum(w in have for w in words) / len(words)
+
+
+def support_scores(claims: Sequence[str], passages: Sequence[str], embedder) -> list[float]:
+    """Support of each claim by its passage: the larger of embedding cosine and token overlap."""
+    if not claims:
+        return []
+    vecs = embedder.embed(list(claims) + list(passages))
+    c, p = vecs[: len(claims)], vecs[len(claims):]
+    cos = np.clip((c * p).sum(axis=1), 0.0, 1.0)
+    return [round(float(max(a, token_overlap(cl, ps))), 3) for a, cl, ps in zip(cos, claims, passages)]
+
+
+def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: float) -> tuple[str, list[Citation], list[int]]:
+    """Validate the [n] marks of a generated answer against the passages in the prompt.
+
+    Marks that point to no passage are removed from the text and returned as invalid. Each valid
+    citation gets the support of the sentences citing it. When the model cited nothing, each
+    sentence is attributed to its best-supporting passage if that support is strong, and marked.
+    Returns (cleaned answer, citations ordered by n, invalid numbers).
+    """
+    invalid = sorted({n for n, _, _ in parse_citations(answer) if not 1 <= n <= len(passages)})
+    if invalid:
+        def fix(m):
+            keep = [x for x in re.split(r"\s*[,;]\s*", m.group(1)) if 1 <= int(x) <= len(passages)]
+            return f"[{', '.join(keep)}]" if keep else ""
+        answer = re.sub(r"\s*" + _CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", answer).strip()
+    claims: dict[int, list[str]] = {}
+    for s0, s1 in sentences(answer):
+        sent = answer[s0:s1]
+        marks = [n for n, _, _ in parse_citations(sent)]
+        claim = _CITE.sub("", sent).strip()
+        for n in marks:
+            claims.setdefault(n, []).append(claim or sent)
+    inferred = False
+    if not claims and answer.strip() and passages:
+        inferred = True
+        sents = [_CITE.sub("", answer[a:b]).strip() for a, b in sentences(answer)]
+        sents = [s for s in sents if len(_WORD.findall(s)) >= 2]
+        if sents:
+            vecs = embedder.embed(sents + [p.text for p in passages])
+            sv, pv = vecs[: len(sents)], vecs[len(sents):]
+            sims = sv @ pv.T
+            for i, s in enumerate(sents):
+                scores = [max(float(sims[i, j]), token_overlap(s, passages[j].text)) for j in range(len(passages))]
+                j = int(np.argmax(scores))
+                if scores[j] >= max(weak_below, 0.5):
+                    claims.setdefault(j + 1, []).append(s)
+    order = sorted(claims)
+    flat_claims = [" ".join(claims[n]) for n in order]
+    support = support_scores(flat_claims, [passages[n - 1].text for n in order], embedder)
+    citations = []
+    for n, sup in zip(order, support):
+        h = passages[n - 1]
+        citations.append(Citation(n=n, document=h.document, page=h.page, chunk_id=h.chunk_id, score=round(h.score, 6),
+                                  text=h.text, support=sup, weak=sup < weak_below, collection=h.collection,
+                                  heading=h.heading, inferred=inferred))
+    return answer, citations, invalid
+
+
+def adapter_path(ws: Workspace, name: str) -> str:
+    row = ws.db.execute("SELECT path FROM adapters WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise LookupError(f"no adapter named {name!r} (see `archivist adapters`)")
+    return row[0]
+
+
+def active_adapter(ws: Workspace) -> str | None:
+    row = ws.db.execute("SELECT name FROM adapters WHERE active = 1").fetchone()
+    return row[0] if row else None
+
+
+def is_not_found(hits: Sequence[Hit], min_relevance: float) -> bool:
+    """Nothing relevant: no hit, or the best dense similarity under the threshold and no hit
+    that the lexical search ranked first together with a decent similarity."""
+    if not hits:
+        return True
+    best = max(relevance(h) for h in hits)
+    lexical_top = any(h.lexical_rank == 1 and relevance(h) >= min_relevance * 0.6 for h in hits)
+    return best < min_relevance and not lexical_top
+
+
+def ask(
+    ws: Workspace,
+    question: str,
+    user: str | None = None,
+    collections: Sequence[str] | None = None,
+    k: int | None = None,
+    adapter: str | None = "active",
+    history: Sequence[dict] | None = None,
+    on_token: Callable[[str], None] | None = None,
+    llm=None,
+    embedder=None,
+) -> Answer:
+    """Answer `question` from the documents `user` may read.
+
+    adapter: "active" (the workspace's active adapter, if any), None (base model) or a name.
+    history: earlier turns [{"role": "user"|"assistant", "content": ...}] of this conversation.
+    on_token: called with each generated piece as it arrives (streaming).
+    Raises AccessDenied for an unknown user, LookupError for an unknown adapter.
+    """
+    from archivist.models import embedder_for
+    from archivist.retrieval.llm import llm_for
+
+    t0 = time.perf_counter()
+    s = ws.settings
+    embedder = embedder or embedder_for(s)
+    standalone = standalone_question(question, history)
+    hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
+    llm = llm or llm_for(s)
+    name = active_adapter(ws) if adapter == "active" else adapter
+    llm.use_adapter(name, adapter_path(ws, name) if name and name not in llm.adapters else None)
+    result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
+                    adapter=name, model=s.llm)
+    if is_not_found(hits, s.min_relevance):
+        result.answer, result.not_found = NOT_FOUND, True
+        if on_token:
+            on_token(NOT_FOUND)
+        result.seconds = time.perf_counter() - t0
+        return result
+    budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
+    passages = pack(hits, llm.count_tokens, budget, question)[: k or s.top_k]
+    messages = build_messages(question, passages)
+    stats: dict = {}
+    pieces = []
+    for piece in llm.stream(messages, max_new_tokens=s.max_new_tokens, stats=stats):
+        pieces.append(piece)
+        if on_token:
+            on_token(piece)
+    text = "".join(pieces).strip()
+    text, citations, invalid = check_citations(text, passages, embedder, s.weak_support)
+    result.answer, result.citations, result.passages, result.invalid_citations = text, citations, list(passages), invalid
+    result.not_found = NOT_FOUND.lower().rstrip(".") in text.lower() or "do not contain" in text.lower()
+    result.prompt_tokens = stats.get("prompt_tokens", 0)
+    result.completion_tokens = stats.get("completion_tokens", 0)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def answer_json(a: Answer) -> dict:
+    """The --json shape of DESIGN.md: answer, citations [{n, document, page, chunk_id, score, text}], and more."""
+    return {
+        "answer": a.answer,
+        "citations": [{"n": c.n, "document": c.document, "page": c.page, "chunk_id": c.chunk_id, "score": c.score,
+                       "text": c.text, "support": c.support, "weak": c.weak, "inferred": c.inferred,
+                       "collection": c.collection} for c in a.citations],
+        "not_found": a.not_found,
+        "passages": [{"n": i, "document": h.document, "page": h.page, "chunk_id": h.chunk_id, "score": round(h.score, 6)}
+                     for i, h in enumerate(a.passages, start=1)],
+        "invalid_citations": a.invalid_citations,
+        "standalone_question": a.standalone_question,
+        "adapter": a.adapter,
+        "model": a.model,
+        "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens},
+        "seconds": round(a.seconds, 3),
+    }
+
+
+def hit_json(h: Hit) -> dict:
+    d = asdict(h)
+    d["heading"] = list(h.heading)
+    return d

@@ -1,0 +1,83 @@
+"""CLI: archivist search | ask."""
+
+from __future__ import annotations
+
+import sys
+
+from archivist.cli import emit_json, open_ws
+
+
+def register(sub, common) -> None:
+    p = common(sub.add_parser("search", help="retrieval only: ranked chunks with document, page and score"))
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
+    p.add_argument("--document", "-d", action="append", help="only this document, by name or id (repeatable)")
+    p.add_argument("--kind", action="append", help="only this file kind: pdf, docx, html, markdown, text, csv, xlsx, pptx")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = common(sub.add_parser("ask", help="an answer from your documents, with citations"))
+    p.add_argument("question")
+    p.add_argument("--collection", "-c", action="append")
+    p.add_argument("-k", type=int, default=None, help="passages in the prompt (default 5)")
+    p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
+
+def cmd_search(args) -> int:
+    from archivist.retrieval.answer import hit_json
+    from archivist.retrieval.search import search
+
+    with open_ws(args) as ws:
+        hits = search(ws, args.query, k=args.k, user=getattr(args, "user", None), collections=args.collection,
+                      documents=args.document, kinds=args.kind, mode=args.mode)
+    if args.json:
+        emit_json({"query": args.query, "hits": [hit_json(h) for h in hits]})
+        return 0
+    if not hits:
+        print("no results", file=sys.stderr)
+    for i, h in enumerate(hits, start=1):
+        where = h.document + (f" p.{h.page}" if h.page else "") + (f" — {' > '.join(h.heading)}" if h.heading else "")
+        cos = f" cos={h.dense_score:.3f}" if h.dense_score is not None else ""
+        print(f"{i:2}. {where}  [score={h.score:.4f}{cos}]")
+        snippet = " ".join(h.text.split())
+        print(f"    {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from archivist.retrieval.answer import answer_json, ask
+
+    adapter = None if args.adapter in ("none", "base") else args.adapter
+    streamed = []
+
+    def show(piece: str):
+        streamed.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    with open_ws(args) as ws:
+        result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
+                     adapter=adapter, on_token=None if args.json else show)
+    if args.json:
+        emit_json(answer_json(result))
+        return 0
+    if result.answer != "".join(streamed).strip():  # citations were cleaned: show the checked text
+        print("\n\n(checked) " + result.answer)
+    print()
+    if result.citations:
+        print("\nSources:")
+        for c in result.citations:
+            where = c.document + (f", page {c.page}" if c.page else "")
+            flag = "  ⚠ weakly supported" if c.weak else ""
+            print(f"  [{c.n}] {where} (support {c.support:.2f}){flag}")
+    elif not result.not_found and result.passages:
+        print("\nPassages used:")
+        for i, h in enumerate(result.passages, start=1):
+            print(f"  [{i}] {h.document}" + (f", page {h.page}" if h.page else ""))
+    if result.invalid_citations:
+        print(f"  (removed citations to passages that were not in the prompt: {result.invalid_citations})")
+    return 0

@@ -1,0 +1,136 @@
+"""The chat model: loaded once per process, LoRA adapters switched without reloading.
+
+On a CUDA GPU the base loads in 4-bit NF4 (bitsandbytes) by default; on the CPU in fp32.
+Generation streams text pieces as they are produced (transformers' TextIteratorStreamer).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archivist.models import pick_device, resolve_llm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LLM:
+    name: str
+    path: str
+    model: object
+    tokenizer: object
+    device: str
+    adapters: dict[str, str] = field(default_factory=dict)  # adapter name -> folder, loaded into the PeftModel
+    active: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def context_window(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def use_adapter(self, name: str | None, path: str | Path | None = None) -> None:
+        """Make `name` the adapter used by generate (None: the base model). Loads it on first use."""
+        with self.lock:
+            if name is None:
+                self.active = None
+                return
+            if name not in self.adapters:
+                if path is None:
+                    raise LookupError(f"adapter {name!r} is not loaded and no path was given")
+                from peft import PeftModel
+
+                if not isinstance(self.model, PeftModel):
+                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
+                else:
+                    self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+                self.model.eval()
+                self.adapters[name] = str(path)
+            self.model.set_adapter(name)
+            self.active = name
+
+    def render(self, messages: list[dict]) -> str:
+        """The prompt text exactly as the model will see it, through its own chat template."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None) -> Iterator[str]:
+        """Yield the answer in pieces as they are generated (greedy decoding, so runs repeat exactly)."""
+        import time
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        prompt = self.render(messages)
+        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(**enc, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id, repetition_penalty=1.1)
+        result: dict = {}
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    if self.active is None and hasattr(self.model, "disable_adapter"):
+                        with self.model.disable_adapter():
+                            result["out"] = self.model.generate(**kwargs)
+                    else:
+                        result["out"] = self.model.generate(**kwargs)
+            except Exception as e:  # surfaced to the caller after the stream ends
+                result["error"] = e
+                streamer.end()
+
+        with self.lock:
+            t0 = time.perf_counter()
+            first = None
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            for piece in streamer:
+                if first is None:
+                    first = time.perf_counter() - t0
+                if piece:
+                    yield piece
+            thread.join()
+        if "error" in result:
+            raise result["error"]
+        if stats is not None:
+            out = result["out"]
+            stats.update(prompt_tokens=int(enc["input_ids"].shape[1]),
+                         completion_tokens=int(out.shape[1] - enc["input_ids"].shape[1]),
+                         first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
+
+
+@functools.cache
+def load_llm(name: str, cache: str, device: str = "auto", quantize: str = "auto") -> LLM:
+    """Load the chat model once per process. quantize: auto (4-bit on CUDA) | none | 4bit."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = pick_device(device)
+    path = resolve_llm(name, Path(cache))
+    kwargs: dict = {}
+    if quantize == "4bit" or (quantize == "auto" and dev == "cuda"):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if dev == "cuda" else torch.float32)
+        kwargs["device_map"] = {"": 0} if dev == "cuda" else {"": "cpu"}
+    else:
+        kwargs["dtype"] = torch.bfloat16 if dev == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if "device_map" not in kwargs:
+        model.to(dev)
+    model.eval()
+    return LLM(name=name, path=str(path), model=model, tokenizer=tokenizer, device=dev)
+
+
+def llm_for(settings) -> LLM:
+    return load_llm(settings.llm, str(settings.cache), settings.device, settings.quantize)

@@ -1,0 +1,230 @@
+"""Hybrid search: dense (FAISS) + lexical (FTS5 BM25), fused by reciprocal rank fusion.
+
+Filters (collections, documents, file kinds) are applied inside both searches, never after
+cutting to k. The collections a caller may read come from `archivist.access` alone.
+Near-duplicate chunks are collapsed; an optional reranker reorders the fused list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from archivist import access
+from archivist.records import Hit
+from archivist.retrieval import vectors
+from archivist.workspace import Workspace
+
+RRF_K = 60  # the constant of Cormack et al. (2009); robust across collections
+
+STOPWORDS = frozenset("""a an and are as at be been but by can could do does did for from had has have how i if in into is it
+its me my no not of on or our so that the their them then there these they this to was we were what when where which
+who whom why will with would you your about after all also any before between both each few more most other over same
+should some such than too under until very""".split())
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Reranker(Protocol):
+    name: str
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The same hits, best first, with `score` replaced by the reranker's."""
+        ...
+
+
+def fts_query(text: str) -> str | None:
+    """Turn free user text into a safe FTS5 query: terms OR-ed, each quoted, so quotes,
+    operators (AND, NEAR, *, :, ^, parentheses) and odd characters can never raise.
+    A term with inner punctuation (NW-4410, HR-17, v2.1) stays a quoted phrase."""
+    terms = []
+    for piece in text.split():
+        piece = piece.strip(".,;:!?()[]{}<>\"'`*^+~=|/\\")
+        words = _WORD.findall(piece)
+        if not words:
+            continue
+        if len(words) == 1 and words[0].lower() in STOPWORDS:
+            continue
+        phrase = " ".join(words)
+        terms.append('"' + phrase.replace('"', '""') + '"')
+    terms = list(dict.fromkeys(terms))
+    return " OR ".join(terms) if terms else None
+
+
+def query_terms(text: str) -> list[str]:
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(text) if w.lower() not in STOPWORDS))
+
+
+def _scope_sql(collection_ids: Sequence[int], documents: Sequence[int] | None, kinds: Sequence[str] | None) -> tuple[str, list]:
+    where = [f"d.collection_id IN ({','.join('?' * len(collection_ids))})"]
+    args: list = list(collection_ids)
+    if documents is not None:
+        where.append(f"d.id IN ({','.join('?' * len(documents))})")
+        args += list(documents)
+    if kinds is not None:
+        where.append(f"d.kind IN ({','.join('?' * len(kinds))})")
+        args += list(kinds)
+    return " AND ".join(where), args
+
+
+def resolve_documents(ws: Workspace, refs: Sequence[str | int] | None) -> list[int] | None:
+    """Document ids for names or ids given by a caller (names match the full name or its last part)."""
+    if refs is None:
+        return None
+    ids = []
+    for ref in refs:
+        rows = ws.db.execute("SELECT id FROM documents WHERE CAST(id AS TEXT) = ? OR path = ? OR path LIKE ?",
+                             (str(ref), str(ref), f"%/{ref}")).fetchall()
+        ids += [r[0] for r in rows]
+    return ids
+
+
+def lexical(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
+            documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> list[tuple[int, float]]:
+    """(chunk id, bm25 score, higher is better) from FTS5, best first."""
+    q = fts_query(query)
+    if not q or not collection_ids or (documents is not None and not documents):
+        return []
+    scope, args = _scope_sql(collection_ids, documents, kinds)
+    rows = ws.db.execute(
+        f"SELECT f.rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+        f"JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH ? AND {scope} "
+        f"ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", [q, *args, limit]).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def dense(ws: Workspace, qvec: np.ndarray, collection_ids: Sequence[int], limit: int,
+          documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> list[tuple[int, float]]:
+    """(chunk id, cosine) from FAISS across collections, best first; filters go into FAISS as an id selector."""
+    out = []
+    for cid in collection_ids:
+        allowed = None
+        if documents is not None or kinds is not None:
+            scope, args = _scope_sql([cid], documents, kinds)
+            allowed = np.array([r[0] for r in ws.db.execute(
+                f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {scope}", args)], dtype=np.int64)
+        out += vectors.search(ws, cid, qvec, limit, allowed)
+    out.sort(key=lambda t: -t[1])
+    return out[:limit]
+
+
+def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank), rank from 1."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (cid, _) in enumerate(ranking, start=1):
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+def _load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
+    if not ids:
+        return {}
+    rows = ws.db.execute(
+        f"SELECT c.id, c.document_id, d.path, k.name AS collection, c.text, c.page, c.heading, c.start, c.end, d.kind, c.hash "
+        f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
+        f"WHERE c.id IN ({','.join('?' * len(ids))})", list(ids)).fetchall()
+    hits = {}
+    for r in rows:
+        hit = Hit(chunk_id=r["id"], document_id=r["document_id"], document=r["path"], collection=r["collection"],
+                  text=r["text"], score=0.0, page=r["page"], heading=tuple(h for h in r["heading"].split(" > ") if h),
+                  start=r["start"], end=r["end"], kind=r["kind"])
+        hit._hash = r["hash"]  # for duplicate collapsing only
+        hits[r["id"]] = hit
+    return hits
+
+
+def _shingles(text: str, n: int = 3) -> set:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def collapse_duplicates(hits: list[Hit], threshold: float = 0.9) -> list[Hit]:
+    """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams)."""
+    kept, seen_hash, shingles = [], set(), []
+    for h in hits:
+        key = getattr(h, "_hash", None) or h.text
+        if key in seen_hash:
+            continue
+        sh = _shingles(h.text)
+        if any(len(sh & o) / max(1, len(sh | o)) >= threshold for o in shingles):
+            continue
+        seen_hash.add(key)
+        shingles.append(sh)
+        kept.append(h)
+    return kept
+
+
+def search(
+    ws: Workspace,
+    query: str,
+    k: int = 10,
+    user: str | None = None,
+    collections: Sequence[str] | None = None,
+    documents: Sequence[str | int] | None = None,
+    kinds: Sequence[str] | None = None,
+    mode: str = "hybrid",
+    reranker: Reranker | None = None,
+    embedder=None,
+    candidates: int | None = None,
+) -> list[Hit]:
+    """Ranked chunks for `query` among what `user` may read.
+
+    mode: "hybrid" (RRF of dense and lexical), "dense" or "lexical".
+    `score` is the fused RRF score (hybrid) or the method's own; `dense_score` is the cosine
+    similarity when the chunk came up in the dense search. Raises AccessDenied for an unknown user.
+    """
+    if mode not in ("hybrid", "dense", "lexical"):
+        raise ValueError(f"mode must be hybrid, dense or lexical, got {mode!r}")
+    readable = access.readable_collections(ws, user)
+    if collections is not None:
+        readable = [c for c in readable if c in set(collections)]
+    cids = [ws.collection_id(c) for c in readable]
+    cids = [c for c in cids if c is not None]
+    if not cids or not query.strip() or k <= 0:
+        return []
+    doc_ids = resolve_documents(ws, documents)
+    limit = max(candidates or ws.settings.candidates, k)
+    d_rank: list[tuple[int, float]] = []
+    l_rank: list[tuple[int, float]] = []
+    if mode in ("hybrid", "dense"):
+        from archivist.models import embedder_for
+
+        embedder = embedder or embedder_for(ws.settings)
+        qvec = embedder.embed([query])[0]
+        d_rank = dense(ws, qvec, cids, limit, doc_ids, kinds)
+    if mode in ("hybrid", "lexical"):
+        l_rank = lexical(ws, query, cids, limit, doc_ids, kinds)
+    if mode == "hybrid":
+        scores = rrf(d_rank, l_rank)
+    else:
+        scores = dict(d_rank or l_rank)
+    order = sorted(scores, key=lambda i: -scores[i])
+    hits_by_id = _load_hits(ws, order[: limit * 2])
+    d_pos = {cid: (r, s) for r, (cid, s) in enumerate(d_rank, start=1)}
+    l_pos = {cid: r for r, (cid, _) in enumerate(l_rank, start=1)}
+    terms = query_terms(query)
+    hits = []
+    for cid in order:
+        h = hits_by_id.get(cid)
+        if h is None:
+            continue
+        h.score = scores[cid]
+        if cid in d_pos:
+            h.dense_rank, h.dense_score = d_pos[cid]
+        h.lexical_rank = l_pos.get(cid)
+        low = h.text.lower()
+        h.matched_terms = [t for t in terms if re.search(r"\b" + re.escape(t), low)]
+        hits.append(h)
+    hits = collapse_duplicates(hits)
+    if reranker is not None:
+        hits = reranker.rerank(query, hits[: max(k * 3, 20)])
+    return hits[:k]
+
+
+def relevance(hit: Hit) -> float:
+    """How relevant a hit is on an absolute scale (the cosine similarity; 0 if dense missed it)."""
+    return hit.dense_score if hit.dense_score is not None else 0.0

@@ -1,0 +1,212 @@
+"""Chunk vectors in FAISS: one `IndexIDMap2` per collection, keyed by chunk id, under index/.
+
+SQLite holds every chunk's normalized embedding and is the source of truth; a FAISS file is a
+cache of it. `sync` makes a collection's FAISS index equal to SQLite (adding what is missing,
+removing what is gone) under a file lock, so several processes can ingest at once and a crash
+between a SQLite commit and a FAISS save is repaired on the next open. Exact inner-product
+search by default; an IVF index once a collection passes `settings.ann_threshold` vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archivist.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def _faiss():
+    import faiss  # lazy: faiss-cpu or faiss-gpu, whichever is installed
+
+    return faiss
+
+
+@dataclass
+class _Loaded:
+    index: object
+    mtime: float
+    kind: str
+
+
+_cache: dict[tuple[str, int], _Loaded] = {}
+_lock = threading.RLock()
+
+
+def _paths(ws: Workspace, cid: int) -> tuple[Path, Path]:
+    return ws.index_dir / f"c{cid}.faiss", ws.index_dir / f"c{cid}.json"
+
+
+def _sqlite_ids(ws: Workspace, cid: int) -> np.ndarray:
+    rows = ws.db.execute(
+        "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE d.collection_id = ? AND c.embedding IS NOT NULL", (cid,)).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+def _vectors(ws: Workspace, ids: np.ndarray, dim: int) -> np.ndarray:
+    out = np.zeros((len(ids), dim), dtype=np.float32)
+    for start in range(0, len(ids), 900):  # SQLite's parameter limit
+        part = ids[start:start + 900].tolist()
+        marks = ",".join("?" * len(part))
+        rows = dict(ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part).fetchall())
+        for k, cid in enumerate(part):
+            out[start + k] = np.frombuffer(rows[cid], dtype=np.float32)
+    return out
+
+
+def dimension(ws: Workspace) -> int | None:
+    value = ws.meta("embedding_dim")
+    return int(value) if value else None
+
+
+def _new_index(dim: int, n: int, threshold: int, train: np.ndarray | None):
+    faiss = _faiss()
+    if n < threshold or train is None or len(train) < 40:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "flat"
+    nlist = max(16, int(4 * math.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(train)
+    ivf.nprobe = max(8, nlist // 16)
+    return faiss.IndexIDMap2(ivf), "ivf"
+
+
+def _load(ws: Workspace, cid: int) -> _Loaded | None:
+    """The collection's index as on disk, reloaded only when the file changed."""
+    path, side = _paths(ws, cid)
+    key = (str(ws.home), cid)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        _cache.pop(key, None)
+        return None
+    hit = _cache.get(key)
+    if hit and hit.mtime == mtime:
+        return hit
+    try:
+        index = _faiss().read_index(str(path))
+        kind = json.loads(side.read_text()).get("kind", "flat") if side.exists() else "flat"
+    except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
+        log.warning("FAISS index %s unreadable (%s); it will be rebuilt from SQLite", path.name, e)
+        _cache.pop(key, None)
+        return None
+    _cache[key] = _Loaded(index, mtime, kind)
+    return _cache[key]
+
+
+def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
+    faiss = _faiss()
+    path, side = _paths(ws, cid)
+    tmp = path.with_suffix(".faiss.tmp")
+    faiss.write_index(loaded.index, str(tmp))
+    os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
+    ids = faiss.vector_to_array(loaded.index.id_map)
+    side.write_text(json.dumps({"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0,
+                                "kind": loaded.kind, "dim": loaded.index.d}))
+    loaded.mtime = path.stat().st_mtime
+    _cache[(str(ws.home), cid)] = loaded
+
+
+def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, rebuild: bool = False) -> dict:
+    """Make collection `cid`'s FAISS index hold exactly its chunks in SQLite.
+
+    `fresh` may carry vectors just computed (chunk id -> vector) to spare reading them back.
+    Returns {"added", "removed", "total", "rebuilt"}.
+    """
+    from filelock import FileLock
+
+    dim = dimension(ws)
+    path, _ = _paths(ws, cid)
+    with _lock, FileLock(str(path) + ".lock"):
+        want = _sqlite_ids(ws, cid)
+        loaded = None if rebuild else _load(ws, cid)
+        if dim is None:
+            return {"added": 0, "removed": 0, "total": 0, "rebuilt": False}
+        rebuilt = False
+        too_big_for_flat = loaded is not None and loaded.kind == "flat" and len(want) >= ws.settings.ann_threshold
+        if loaded is None or loaded.index.d != dim or too_big_for_flat:
+            train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:50000]], dim) if len(want) >= ws.settings.ann_threshold else None
+            index, kind = _new_index(dim, len(want), ws.settings.ann_threshold, train)
+            loaded, rebuilt = _Loaded(index, 0.0, kind), True
+        have = _faiss().vector_to_array(loaded.index.id_map) if loaded.index.ntotal else np.zeros(0, np.int64)
+        missing = np.setdiff1d(want, have, assume_unique=False)
+        extra = np.setdiff1d(have, want, assume_unique=False)
+        if len(extra):
+            loaded.index.remove_ids(_faiss().IDSelectorBatch(extra))
+        if len(missing):
+            fresh = fresh or {}
+            known = [i for i in missing.tolist() if i in fresh]
+            unknown = np.array([i for i in missing.tolist() if i not in fresh], dtype=np.int64)
+            vecs = []
+            ids = []
+            if known:
+                ids.append(np.array(known, dtype=np.int64))
+                vecs.append(np.stack([fresh[i] for i in known]).astype(np.float32))
+            if len(unknown):
+                ids.append(unknown)
+                vecs.append(_vectors(ws, unknown, dim))
+            loaded.index.add_with_ids(np.concatenate(vecs), np.concatenate(ids))
+        if rebuilt or len(missing) or len(extra) or not path.exists():
+            _save(ws, cid, loaded)
+        return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
+
+
+def check_and_repair(ws: Workspace) -> list[str]:
+    """Compare every collection's FAISS sidecar with SQLite; sync the ones that disagree.
+
+    Cheap when they agree (one COUNT/SUM query and a small JSON read). Returns what was repaired.
+    """
+    repaired = []
+    rows = ws.db.execute(
+        "SELECT d.collection_id, COUNT(c.id), COALESCE(SUM(c.id), 0) FROM collections k "
+        "JOIN documents d ON d.collection_id = k.id JOIN chunks c ON c.document_id = d.id "
+        "WHERE c.embedding IS NOT NULL GROUP BY d.collection_id").fetchall()
+    counts = {cid: (n, s) for cid, n, s in rows}
+    for cid in [r[0] for r in ws.db.execute("SELECT id FROM collections")]:
+        n, s = counts.get(cid, (0, 0))
+        path, side = _paths(ws, cid)
+        try:
+            meta = json.loads(side.read_text()) if side.exists() else None
+        except ValueError:
+            meta = None
+        ok = (meta is not None and path.exists() and meta.get("ntotal") == n and meta.get("id_sum") == s) or (n == 0 and not path.exists())
+        if not ok:
+            result = sync(ws, cid)
+            if result["added"] or result["removed"] or result["rebuilt"]:
+                log.warning("repaired FAISS index of collection %s from SQLite: %s", cid, result)
+                repaired.append(f"collection {cid}: {result}")
+    return repaired
+
+
+def drop(ws: Workspace, cid: int) -> None:
+    for p in _paths(ws, cid):
+        p.unlink(missing_ok=True)
+    _cache.pop((str(ws.home), cid), None)
+
+
+def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """Top-k (chunk id, cosine score) in one collection; `allowed` restricts the ids inside FAISS."""
+    loaded = _load(ws, cid)
+    if loaded is None or loaded.index.ntotal == 0 or k <= 0:
+        return []
+    faiss = _faiss()
+    q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    params = None
+    if allowed is not None:
+        if len(allowed) == 0:
+            return []
+        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        inner = faiss.downcast_index(loaded.index.index)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=inner.nprobe) if isinstance(inner, faiss.IndexIVF) else faiss.SearchParameters(sel=sel)
+    with _lock:  # FAISS indexes are not safe for concurrent mutation and search
+        scores, ids = loaded.index.search(q, min(k, loaded.index.ntotal), params=params)
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
