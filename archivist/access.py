@@ -1,13 +1,36 @@
 """Who may do what: the one place every entry point asks (CLI, UI, API, fine-tuning datasets).
 
-Levels are ordered read < write < admin. A user with role 'admin' may do anything everywhere.
+Levels are ordered read < write < admin. A user with role 'admin' may do anything everywhere;
+a 'member' holds per-collection grants. Every document belongs to one collection, so "may read
+collection C" is the whole question for search, ask, citations, documents and datasets:
+
+    readable_collections(ws, user)          # the collections retrieval may look in
+    require(ws, user, "finance", "write")   # raise AccessDenied unless allowed
+
+Managing users and grants goes through the functions below, each checking its actor (`by`,
+default: the acting user of the settings, else the local admin): adding, listing-all and deleting
+users and creating collections need the admin role; granting and revoking on a collection need the
+admin role or an admin grant on that collection.
+
+Errors: AccessDenied (a PermissionError) when the actor may not; ValueError for a bad name, role or
+level or a user that already exists; LookupError for a user or collection that does not exist
+(only raised after the actor was shown to be allowed to know).
 """
 
 from __future__ import annotations
 
-from archivist.workspace import LOCAL_ADMIN, Workspace
+import re
+import unicodedata
+
+from archivist.workspace import LOCAL_ADMIN, Workspace, transaction
 
 LEVELS = {"read": 1, "write": 2, "admin": 3}
+ROLES = ("admin", "member")
+MAX_NAME = 64
+
+# Names show up in the CLI, the UI and log lines: letters, digits and a few separators, no
+# control or format characters, no leading/trailing space, nothing that looks like a path.
+_NAME = re.compile(r"^[^\W_][\w .@+-]*$", re.UNICODE)
 
 
 class AccessDenied(PermissionError):
@@ -38,7 +61,7 @@ def collections_for(ws: Workspace, user: str, level: str = "read") -> list[str]:
         "JOIN collections c ON c.id = g.collection_id WHERE u.name = ? ORDER BY c.name",
         (user,),
     ).fetchall()
-    return [name for name, lvl in rows if LEVELS[lvl] >= LEVELS[level]]
+    return [name for name, lvl in rows if LEVELS.get(lvl, 0) >= LEVELS[level]]
 
 
 def readable_collections(ws: Workspace, user: str | None = None) -> list[str]:
@@ -46,15 +69,193 @@ def readable_collections(ws: Workspace, user: str | None = None) -> list[str]:
     return collections_for(ws, current_user(ws, user), "read")
 
 
+def can(ws: Workspace, user: str | None, collection: str, level: str) -> bool:
+    """Whether `user` (None: the acting user) holds `level` on the existing `collection`."""
+    try:
+        require(ws, user, collection, level)
+    except AccessDenied:
+        return False
+    return ws.collection_id(collection) is not None
+
+
 def require(ws: Workspace, user: str | None, collection: str, level: str) -> None:
     """Raise AccessDenied unless `user` holds `level` on `collection`.
 
-    Creating a new collection (one that does not exist yet) needs the admin role.
+    Creating a new collection (one that does not exist yet) needs the admin role. A member gets
+    the same message for a collection that does not exist as for one they may not use, so the
+    error never tells them which collection names exist.
     """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
     user = current_user(ws, user)
     if is_admin(ws, user):
+        if ws.collection_id(collection) is None:
+            check_name(collection, "collection")
         return
-    if ws.collection_id(collection) is None:
-        raise AccessDenied(f"user {user!r} may not create collection {collection!r}")
     if collection not in collections_for(ws, user, level):
-        raise AccessDenied(f"user {user!r} has no {level} access to collection {collection!r}")
+        raise AccessDenied(f"user {user!r} has no {level} access to collection {collection!r} "
+                           "(or it does not exist; only admins create collections)")
+
+
+def require_admin(ws: Workspace, user: str | None, doing: str = "do this") -> str:
+    """Raise AccessDenied unless `user` (None: the acting user) has the admin role; returns the name."""
+    user = current_user(ws, user)
+    if not is_admin(ws, user):
+        raise AccessDenied(f"user {user!r} may not {doing}: it needs the admin role")
+    return user
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is a valid user or collection name, else raise ValueError saying why."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} name must not be empty")
+    if unicodedata.normalize("NFC", name) != name:
+        raise ValueError(f"{what} name {name!r} is not in Unicode normal form NFC")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"{what} name {name[:20]!r}... is longer than {MAX_NAME} characters")
+    if name != name.strip() or not _NAME.match(name):
+        raise ValueError(f"{what} name {name!r} may hold only letters, digits, space and . @ + - _ "
+                         "and must start with a letter or digit")
+    return name
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+def _user_id(ws: Workspace, name: str) -> int:
+    row = ws.db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise LookupError(f"no such user: {name!r}")
+    return row[0]
+
+
+def grants_of(ws: Workspace, user: str) -> dict[str, str]:
+    """{collection: level} of the grants `user` holds (empty for an unknown user)."""
+    rows = ws.db.execute(
+        "SELECT c.name, g.level FROM grants g JOIN users u ON u.id = g.user_id "
+        "JOIN collections c ON c.id = g.collection_id WHERE u.name = ? ORDER BY c.name", (user,)).fetchall()
+    return {c: lvl for c, lvl in rows}
+
+
+def add_user(ws: Workspace, name: str, role: str = "member", *, by: str | None = None) -> dict:
+    """Create user `name` with `role` (admin | member). Needs the admin role.
+
+    Returns {"name", "role"}. Raises ValueError for a bad name or role or a name already taken.
+    """
+    require_admin(ws, by, "add users")
+    check_name(name, "user")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    with transaction(ws.db):
+        if ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            raise ValueError(f"user {name!r} already exists")
+        ws.db.execute("INSERT INTO users(name, role) VALUES (?, ?)", (name, role))
+    return {"name": name, "role": role}
+
+
+def set_role(ws: Workspace, name: str, role: str, *, by: str | None = None) -> dict:
+    """Make user `name` an admin or a member. Needs the admin role; the last admin stays one."""
+    require_admin(ws, by, "change roles")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    with transaction(ws.db):
+        _user_id(ws, name)
+        if role != "admin" and is_admin(ws, name) and _admins(ws) <= 1:
+            raise ValueError(f"{name!r} is the last admin; make another user admin first")
+        ws.db.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+    return {"name": name, "role": role}
+
+
+def _admins(ws: Workspace) -> int:
+    return ws.db.execute("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0]
+
+
+def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
+    """Remove user `name` with its grants, keys and sessions (the schema cascades). Needs the
+    admin role. Raises LookupError for an unknown user, ValueError for the last admin."""
+    require_admin(ws, by, "delete users")
+    with transaction(ws.db):
+        _user_id(ws, name)
+        if is_admin(ws, name) and _admins(ws) <= 1:
+            raise ValueError(f"{name!r} is the last admin and cannot be deleted")
+        ws.db.execute("DELETE FROM users WHERE name = ?", (name,))
+
+
+def list_users(ws: Workspace, *, by: str | None = None) -> list[dict]:
+    """[{"name", "role", "grants": {collection: level}}] by name.
+
+    An admin sees every user; anyone else sees only their own entry (the full list would tell
+    them which collections exist and who reads them).
+    """
+    actor = current_user(ws, by)
+    rows = ws.db.execute("SELECT name, role FROM users ORDER BY name").fetchall()
+    if not is_admin(ws, actor):
+        rows = [r for r in rows if r[0] == actor]
+    return [{"name": n, "role": r, "grants": grants_of(ws, n)} for n, r in rows]
+
+
+# -- collections and grants -------------------------------------------------------------------
+
+
+def create_collection(ws: Workspace, name: str, *, by: str | None = None) -> int:
+    """Create collection `name` (no-op if it exists); returns its id. Needs the admin role."""
+    require_admin(ws, by, "create collections")
+    check_name(name, "collection")
+    return ws.collection_id(name, create=True)
+
+
+def list_collections(ws: Workspace, *, by: str | None = None) -> list[dict]:
+    """[{"name", "level", "documents"}] for the collections the actor may read, by name.
+    `level` is "admin" for admins, else the grant's level."""
+    actor = current_user(ws, by)
+    admin = is_admin(ws, actor)
+    mine = grants_of(ws, actor)
+    out = []
+    for name in collections_for(ws, actor, "read"):
+        n = ws.db.execute("SELECT COUNT(*) FROM documents d JOIN collections c ON c.id = d.collection_id "
+                          "WHERE c.name = ?", (name,)).fetchone()[0]
+        out.append({"name": name, "level": "admin" if admin else mine[name], "documents": n})
+    return out
+
+
+def _require_collection_admin(ws: Workspace, by: str | None, collection: str) -> str:
+    actor = current_user(ws, by)
+    if is_admin(ws, actor):
+        return actor
+    if ws.collection_id(collection) is None or grants_of(ws, actor).get(collection) != "admin":
+        raise AccessDenied(f"user {actor!r} may not manage access to collection {collection!r}: "
+                           "it needs the admin role or an admin grant on that collection")
+    return actor
+
+
+def grant(ws: Workspace, user: str, collection: str, level: str, *, by: str | None = None) -> dict:
+    """Give `user` `level` (read | write | admin) on `collection`, replacing a previous grant.
+
+    The actor needs the admin role (then a missing collection is created) or an admin grant on
+    the collection. Returns {"user", "collection", "level"}. Raises ValueError for a bad level,
+    LookupError for an unknown user, AccessDenied when the actor may not.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    actor = _require_collection_admin(ws, by, collection)
+    uid = _user_id(ws, user)
+    cid = ws.collection_id(collection)
+    if cid is None:
+        cid = create_collection(ws, collection, by=actor)
+    with transaction(ws.db):
+        ws.db.execute("INSERT INTO grants(user_id, collection_id, level) VALUES (?, ?, ?) "
+                      "ON CONFLICT(user_id, collection_id) DO UPDATE SET level = excluded.level", (uid, cid, level))
+    return {"user": user, "collection": collection, "level": level}
+
+
+def revoke(ws: Workspace, user: str, collection: str, *, by: str | None = None) -> bool:
+    """Remove `user`'s grant on `collection`; returns whether there was one. Same actor rule as
+    `grant`. Raises LookupError for an unknown user or collection."""
+    _require_collection_admin(ws, by, collection)
+    uid = _user_id(ws, user)
+    cid = ws.collection_id(collection)
+    if cid is None:
+        raise LookupError(f"no such collection: {collection!r}")
+    with transaction(ws.db):
+        cur = ws.db.execute("DELETE FROM grants WHERE user_id = ? AND collection_id = ?", (uid, cid))
+    return cur.rowcount > 0

@@ -96,3 +96,5 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    mode: str = "generated"  # generated | extractive | not_found
+    generated: str | None = None  # the model's own text when it was replaced by quoted passages

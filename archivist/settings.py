@@ -35,6 +35,7 @@ class Settings:
     max_new_tokens: int = _f(200, "most tokens generated per answer")
     min_relevance: float = _f(0.30, "best passage's cosine similarity under which the answer is 'not in the documents'")
     weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
+    answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
     device: str = _f("auto", "auto | cpu | cuda")
     quantize: str = _f("auto", "LLM weights at inference: auto (4-bit on GPU) | none | 4bit")
     user: str = _f("", "act as this user (default: the local admin)")
@@ -49,6 +50,8 @@ class Settings:
             raise ValueError(f"chunk_overlap must be in [0, chunk_tokens/2), got {self.chunk_overlap}")
         if self.embed_backend not in ("torch", "int8"):
             raise ValueError(f"embed_backend must be torch or int8, got {self.embed_backend!r}")
+        if self.answer_mode not in ("auto", "generate", "extractive"):
+            raise ValueError(f"answer_mode must be auto, generate or extractive, got {self.answer_mode!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.quantize not in ("auto", "none", "4bit"):

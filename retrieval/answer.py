@@ -104,7 +104,13 @@ def sentences(text: str) -> list[tuple[int, int]]:
         pos = m.end()
     if pos < len(text):
         spans.append((pos, len(text)))
-    return spans
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:  # "fact. [1]" — a citation after the full stop belongs to that sentence
+        if merged and not _CITE.sub("", text[a:b]).strip(" .;,"):
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def token_overlap(claim: str, passage: str) -> float:
@@ -116,14 +122,25 @@ def token_overlap(claim: str, passage: str) -> float:
     return sum(w in have for w in words) / len(words)
 
 
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
 def support_scores(claims: Sequence[str], passages: Sequence[str], embedder) -> list[float]:
-    """Support of each claim by its passage: the larger of embedding cosine and token overlap."""
+    """Support of each claim by its passage, 0..1: the mean of embedding cosine and the share of
+    the claim's content words found in the passage, halved when the claim states a number the
+    passage does not contain (the commonest hallucination of small models)."""
     if not claims:
         return []
     vecs = embedder.embed(list(claims) + list(passages))
     c, p = vecs[: len(claims)], vecs[len(claims):]
     cos = np.clip((c * p).sum(axis=1), 0.0, 1.0)
-    return [round(float(max(a, token_overlap(cl, ps))), 3) for a, cl, ps in zip(cos, claims, passages)]
+    out = []
+    for a, cl, ps in zip(cos, claims, passages):
+        score = 0.5 * float(a) + 0.5 * token_overlap(cl, ps)
+        if set(_NUMBER.findall(cl)) - set(_NUMBER.findall(ps)):
+            score *= 0.5
+        out.append(round(score, 3))
+    return out
 
 
 def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: float) -> tuple[str, list[Citation], list[int]]:
@@ -157,7 +174,7 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
             sv, pv = vecs[: len(sents)], vecs[len(sents):]
             sims = sv @ pv.T
             for i, s in enumerate(sents):
-                scores = [max(float(sims[i, j]), token_overlap(s, passages[j].text)) for j in range(len(passages))]
+                scores = [0.5 * float(sims[i, j]) + 0.5 * token_overlap(s, passages[j].text) for j in range(len(passages))]
                 j = int(np.argmax(scores))
                 if scores[j] >= max(weak_below, 0.5):
                     claims.setdefault(j + 1, []).append(s)
@@ -171,6 +188,35 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
                                   text=h.text, support=sup, weak=sup < weak_below, collection=h.collection,
                                   heading=h.heading, inferred=inferred))
     return answer, citations, invalid
+
+
+def extractive_answer(question: str, passages: Sequence[Hit], embedder, max_sentences: int = 2) -> str:
+    """Quote the passage sentences that best match the question, each cited [n].
+
+    Used when the generated answer is not supported by the passages (small models often ignore
+    them), and as an answer mode of its own. Sentences are ranked by cosine similarity to the
+    question plus the share of the question's content words they contain.
+    """
+    cands = []
+    for n, h in enumerate(passages, start=1):
+        for a, b in sentences(h.text):
+            sent = " ".join(h.text[a:b].split())
+            if len(_WORD.findall(sent)) >= 3:
+                cands.append((n, sent))
+    if not cands:
+        return NOT_FOUND
+    vecs = embedder.embed([question] + [c[1] for c in cands])
+    sims = vecs[1:] @ vecs[0]
+    scores = [float(sims[i]) + 0.5 * token_overlap(question, c[1]) for i, c in enumerate(cands)]
+    order = sorted(range(len(cands)), key=lambda i: -scores[i])
+    picked = [order[0]]
+    for i in order[1:max_sentences * 4]:
+        if len(picked) >= max_sentences or scores[i] < 0.85 * scores[order[0]]:
+            break
+        if cands[i][1] != cands[picked[0]][1]:
+            picked.append(i)
+    picked.sort(key=lambda i: (cands[i][0], i))
+    return " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
 
 
 def adapter_path(ws: Workspace, name: str) -> str:
@@ -206,12 +252,18 @@ def ask(
     on_token: Callable[[str], None] | None = None,
     llm=None,
     embedder=None,
+    mode: str | None = None,
+    stop=None,
 ) -> Answer:
     """Answer `question` from the documents `user` may read.
 
     adapter: "active" (the workspace's active adapter, if any), None (base model) or a name.
     history: earlier turns [{"role": "user"|"assistant", "content": ...}] of this conversation.
     on_token: called with each generated piece as it arrives (streaming).
+    mode: "auto" (default from settings: generate, then quote the passages instead when the
+    generated answer has no well-supported citation), "generate" (the model's text only, as
+    evaluation wants it) or "extractive" (quote the passages, no generation).
+    stop: a threading.Event; once set, generation ends after the current token (client gone).
     Raises AccessDenied for an unknown user, LookupError for an unknown adapter.
     """
     from archivist.models import embedder_for
@@ -219,6 +271,7 @@ def ask(
 
     t0 = time.perf_counter()
     s = ws.settings
+    mode = mode or s.answer_mode
     embedder = embedder or embedder_for(s)
     standalone = standalone_question(question, history)
     hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
@@ -228,24 +281,35 @@ def ask(
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
                     adapter=name, model=s.llm)
     if is_not_found(hits, s.min_relevance):
-        result.answer, result.not_found = NOT_FOUND, True
+        result.answer, result.not_found, result.mode = NOT_FOUND, True, "not_found"
         if on_token:
             on_token(NOT_FOUND)
         result.seconds = time.perf_counter() - t0
         return result
     budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
     passages = pack(hits, llm.count_tokens, budget, question)[: k or s.top_k]
-    messages = build_messages(question, passages)
+    result.passages = list(passages)
     stats: dict = {}
-    pieces = []
-    for piece in llm.stream(messages, max_new_tokens=s.max_new_tokens, stats=stats):
-        pieces.append(piece)
+    if mode == "extractive":
+        text = extractive_answer(question, passages, embedder)
         if on_token:
-            on_token(piece)
-    text = "".join(pieces).strip()
+            on_token(text)
+    else:
+        pieces = []
+        for piece in llm.stream(build_messages(question, passages), max_new_tokens=s.max_new_tokens, stats=stats, stop=stop):
+            pieces.append(piece)
+            if on_token:
+                on_token(piece)
+        text = "".join(pieces).strip()
     text, citations, invalid = check_citations(text, passages, embedder, s.weak_support)
-    result.answer, result.citations, result.passages, result.invalid_citations = text, citations, list(passages), invalid
-    result.not_found = NOT_FOUND.lower().rstrip(".") in text.lower() or "do not contain" in text.lower()
+    refused = "do not contain" in text.lower()
+    if mode == "auto" and not refused and not any(not c.weak for c in citations):
+        result.generated, result.mode = text, "extractive"
+        text, citations, invalid = check_citations(extractive_answer(question, passages, embedder), passages, embedder, s.weak_support)
+    elif mode == "extractive":
+        result.mode = "extractive"
+    result.answer, result.citations, result.invalid_citations = text, citations, invalid
+    result.not_found = refused
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)
     result.seconds = time.perf_counter() - t0
@@ -266,6 +330,8 @@ def answer_json(a: Answer) -> dict:
         "standalone_question": a.standalone_question,
         "adapter": a.adapter,
         "model": a.model,
+        "mode": a.mode,
+        "generated": a.generated,
         "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens},
         "seconds": round(a.seconds, 3),
     }

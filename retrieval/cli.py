@@ -23,6 +23,8 @@ def register(sub, common) -> None:
     p.add_argument("--collection", "-c", action="append")
     p.add_argument("-k", type=int, default=None, help="passages in the prompt (default 5)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
+    p.add_argument("--mode", choices=["auto", "generate", "extractive"], default=None,
+                   help="auto: quote the passages when the generated answer is unsupported (default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
 
@@ -61,11 +63,13 @@ def cmd_ask(args) -> int:
 
     with open_ws(args) as ws:
         result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
-                     adapter=adapter, on_token=None if args.json else show)
+                     adapter=adapter, on_token=None if args.json else show, mode=args.mode)
     if args.json:
         emit_json(answer_json(result))
         return 0
-    if result.answer != "".join(streamed).strip():  # citations were cleaned: show the checked text
+    if result.mode == "extractive" and result.generated is not None:
+        print("\n\n(the generated answer was not supported by the passages; quoting them instead)\n" + result.answer)
+    elif result.answer != "".join(streamed).strip():  # citations were cleaned: show the checked text
         print("\n\n(checked) " + result.answer)
     print()
     if result.citations:

@@ -60,8 +60,13 @@ class LLM:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None) -> Iterator[str]:
-        """Yield the answer in pieces as they are generated (greedy decoding, so runs repeat exactly)."""
+    def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None,
+               stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield the answer in pieces as they are generated (greedy decoding, so runs repeat exactly).
+
+        Setting `stop` (e.g. when the client went away), or closing this iterator early, ends the
+        generation after the current token instead of running on to max_new_tokens.
+        """
         import time
 
         import torch
@@ -70,8 +75,10 @@ class LLM:
         prompt = self.render(messages)
         enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        closed = threading.Event()  # set when the consumer stops iterating before the end
         kwargs = dict(**enc, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id, repetition_penalty=1.1)
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id, repetition_penalty=1.1,
+                      stopping_criteria=_stop_on(stop, closed))
         result: dict = {}
 
         def run():
@@ -91,12 +98,15 @@ class LLM:
             first = None
             thread = threading.Thread(target=run, daemon=True)
             thread.start()
-            for piece in streamer:
-                if first is None:
-                    first = time.perf_counter() - t0
-                if piece:
-                    yield piece
-            thread.join()
+            try:
+                for piece in streamer:
+                    if first is None:
+                        first = time.perf_counter() - t0
+                    if piece:
+                        yield piece
+            finally:
+                closed.set()
+                thread.join()
         if "error" in result:
             raise result["error"]
         if stats is not None:
@@ -104,6 +114,19 @@ class LLM:
             stats.update(prompt_tokens=int(enc["input_ids"].shape[1]),
                          completion_tokens=int(out.shape[1] - enc["input_ids"].shape[1]),
                          first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
+
+
+def _stop_on(*events: threading.Event | None):
+    """A StoppingCriteriaList that ends generation as soon as any of `events` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _EventStop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = any(e is not None and e.is_set() for e in events)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_EventStop()])
 
 
 @functools.cache

@@ -1,0 +1,219 @@
+"""Local accounts: passwords hashed with scrypt, browser sessions that expire, the first admin.
+
+Passwords are stored as `scrypt$N$r$p$<salt b64>$<hash b64>` (hashlib.scrypt: memory-hard, in
+the standard library). A session is a random token handed to the browser; only its SHA-256 is
+stored, so a copy of the database does not let anyone sign in.
+
+The workspace creates a passwordless local user `admin` for the CLI. Nobody can sign in to the
+browser app as a user without a password, so a workspace where no user has one is "new": the
+browser app asks for the first admin account (`needs_first_admin`, `create_first_admin`), or it
+comes from ARCHIVIST_ADMIN_USER / ARCHIVIST_ADMIN_PASSWORD (`admin_from_env`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+
+from archivist import access
+from archivist.workspace import Workspace, transaction
+
+MIN_PASSWORD = 8  # characters; long enough to stop guessing over a local network form
+SESSION_SECONDS = 12 * 3600  # a browser session lasts a working day, then signs out
+# scrypt cost: 2**14 * 8 * 128 bytes = 16 MiB per hash, ~50 ms on one core (OWASP's minimum is N=2**17
+# with r=8 at 128 MiB; 16 MiB keeps sign-in quick on a shared 2-core box while staying memory-hard).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+class AuthError(ValueError):
+    """Sign-in or account problem the user can act on (wrong password, weak password, admin exists)."""
+
+
+# -- passwords ----------------------------------------------------------------------------------
+
+
+def hash_password(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """The stored form of a password: `scrypt$N$r$p$salt$hash` with a fresh 16-byte salt."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=2 * 128 * n * r + 2**20, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
+    return f"scrypt${n}${r}${p}${b64(salt)}${b64(digest)}"
+
+
+def password_matches(stored: str | None, password: str) -> bool:
+    """True when `password` hashes to `stored`. A missing or malformed hash never matches."""
+    if not stored:
+        return False
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        n, r, p = int(n), int(r), int(p)
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt), n=n, r=r, p=p,
+                             maxmem=2 * 128 * n * r + 2**20, dklen=len(want))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+_DUMMY_HASH: str | None = None
+
+
+def verify_password(ws: Workspace, name: str, password: str) -> bool:
+    """True when `name` exists, has a password, and `password` is it.
+
+    An unknown user costs the same scrypt work as a known one, so timing does not tell which names exist.
+    """
+    global _DUMMY_HASH
+    row = ws.db.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None or not row[0]:
+        _DUMMY_HASH = _DUMMY_HASH or hash_password("not a password")
+        password_matches(_DUMMY_HASH, password)
+        return False
+    return password_matches(row[0], password)
+
+
+def check_new_password(password: str) -> None:
+    """Raise AuthError when a new password is too weak to accept."""
+    if len(password) < MIN_PASSWORD:
+        raise AuthError(f"the password must have at least {MIN_PASSWORD} characters")
+    if password.strip() != password:
+        raise AuthError("the password must not start or end with spaces")
+
+
+# -- users (listing, roles, grants and deletion live in archivist.access) ------------------------
+
+
+def create_user(ws: Workspace, name: str, password: str | None, role: str = "member", *, by: str | None = None) -> dict:
+    """Create a user who signs in with `password` (None: a CLI-only user without one).
+
+    `by` is the acting user (needs the admin role; see access.add_user). Returns {name, role}.
+    Raises AuthError for a weak password, ValueError for a bad or taken name or role, AccessDenied.
+    """
+    if password is not None:
+        check_new_password(password)
+    user = access.add_user(ws, name, role, by=by)
+    if password is not None:
+        with transaction(ws.db):
+            ws.db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hash_password(password), name))
+    return user
+
+
+def has_password(ws: Workspace, name: str) -> bool:
+    row = ws.db.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def set_password(ws: Workspace, name: str, password: str, *, by: str | None = None) -> None:
+    """Set (or reset) a user's password and end their browser sessions.
+
+    Users change their own; changing someone else's needs the admin role. Raises AuthError for a
+    weak password, LookupError for an unknown user, AccessDenied.
+    """
+    actor = access.current_user(ws, by)
+    if actor != name:
+        access.require_admin(ws, actor, "set other users' passwords")
+    check_new_password(password)
+    hashed = hash_password(password)
+    with transaction(ws.db):
+        uid = access._user_id(ws, name)
+        ws.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, uid))
+        ws.db.execute("DELETE FROM sessions WHERE user_id = ?", (uid,))
+
+
+# -- the first admin ----------------------------------------------------------------------------
+
+
+def needs_first_admin(ws: Workspace) -> bool:
+    """True on a new workspace: no user has a password yet, so nobody can sign in."""
+    return ws.db.execute("SELECT 1 FROM users WHERE password_hash IS NOT NULL LIMIT 1").fetchone() is None
+
+
+def create_first_admin(ws: Workspace, name: str, password: str) -> dict:
+    """Create the first account that can sign in, as an admin.
+
+    Naming the passwordless local admin (`admin`) gives it this password; any other name creates a
+    new admin. Raises AuthError once some user already has a password (someone got there first).
+    """
+    name = access.check_name((name or "").strip(), "user")
+    check_new_password(password)
+    hashed = hash_password(password)
+    with transaction(ws.db):
+        if not needs_first_admin(ws):
+            raise AuthError("this workspace already has an admin; sign in instead")
+        row = ws.db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+        if row:
+            ws.db.execute("UPDATE users SET password_hash = ?, role = 'admin' WHERE id = ?", (hashed, row[0]))
+        else:
+            ws.db.execute("INSERT INTO users(name, role, password_hash) VALUES (?, 'admin', ?)", (name, hashed))
+    return {"name": name, "role": "admin"}
+
+
+def admin_from_env(ws: Workspace, env: dict | None = None) -> dict | None:
+    """On a new workspace, create the first admin from ARCHIVIST_ADMIN_USER / ARCHIVIST_ADMIN_PASSWORD.
+
+    Returns the user created, or None when the variables are unset or an admin exists already.
+    Raises AuthError when they are set but not acceptable (a weak password says so at start-up).
+    """
+    env = os.environ if env is None else env
+    name, password = env.get("ARCHIVIST_ADMIN_USER"), env.get("ARCHIVIST_ADMIN_PASSWORD")
+    if not name or not password or not needs_first_admin(ws):
+        return None
+    try:
+        return create_first_admin(ws, name, password)
+    except AuthError as e:
+        if not needs_first_admin(ws):  # another server process did it at the same moment
+            return None
+        raise AuthError(f"ARCHIVIST_ADMIN_USER/ARCHIVIST_ADMIN_PASSWORD: {e}") from None
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SECONDS) -> str:
+    """Check the password and open a session; returns its token. Raises AuthError on a wrong name or password."""
+    name = (name or "").strip()
+    if not verify_password(ws, name, password):
+        raise AuthError("wrong user name or password")
+    return create_session(ws, name, seconds)
+
+
+def create_session(ws: Workspace, user: str, seconds: float = SESSION_SECONDS) -> str:
+    """A new session token for `user`, valid for `seconds`. Only its hash is stored. Raises LookupError."""
+    token = secrets.token_urlsafe(32)
+    with transaction(ws.db):
+        uid = access._user_id(ws, user)
+        ws.db.execute("DELETE FROM sessions WHERE expires_at < ?", (time.time(),))  # tidy as we go
+        ws.db.execute("INSERT INTO sessions(token_hash, user_id, expires_at) VALUES (?, ?, ?)",
+                      (_token_hash(token), uid, time.time() + seconds))
+    return token
+
+
+def session_user(ws: Workspace, token: str | None) -> str | None:
+    """The user a live session token belongs to, or None (unknown, expired, or the user was removed)."""
+    if not token:
+        return None
+    row = ws.db.execute("SELECT u.name, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id "
+                        "WHERE s.token_hash = ?", (_token_hash(token),)).fetchone()
+    if row is None:
+        return None
+    if row["expires_at"] < time.time():
+        end_session(ws, token)
+        return None
+    return row["name"]
+
+
+def end_session(ws: Workspace, token: str | None) -> None:
+    """Sign out: forget the session (nothing happens for an unknown token)."""
+    if token:
+        with transaction(ws.db):
+            ws.db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))

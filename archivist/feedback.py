@@ -1,0 +1,125 @@
+"""What users thought of answers: thumbs up/down and corrections, kept for fine-tuning.
+
+Each row holds the question, the answer shown, the passages it cited (JSON), the adapter and
+collection it came from, a rating (+1, -1 or 0) and optionally the answer the user says is right.
+`archivist.finetune` builds training examples from these rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+
+from archivist import access
+from archivist.workspace import Workspace, transaction
+
+RATINGS = (-1, 0, 1)
+
+
+def _citations_json(citations) -> str | None:
+    if citations is None:
+        return None
+    out = []
+    for c in citations:
+        d = asdict(c) if is_dataclass(c) else dict(c)
+        if "heading" in d:
+            d["heading"] = list(d["heading"] or [])
+        out.append(d)
+    return json.dumps(out, ensure_ascii=False)
+
+
+def record_feedback(
+    ws: Workspace,
+    user: str | None,
+    question: str,
+    answer: str,
+    rating: int = 0,
+    correction: str | None = None,
+    citations: Sequence | None = None,
+    adapter: str | None = None,
+    collection: str | None = None,
+) -> int:
+    """Store one piece of feedback on an answer; returns its id.
+
+    rating: +1 (thumbs up), -1 (thumbs down) or 0 (only a correction). citations: Citation records
+    or dicts (stored as JSON). collection: the collection the question was asked in, if one.
+    Raises ValueError for an empty question, a bad rating or feedback carrying nothing;
+    AccessDenied for an unknown user.
+    """
+    who = access.current_user(ws, user)
+    rating = _check(question, rating, correction)
+    correction = correction.strip() if correction and correction.strip() else None
+    if rating == 0 and correction is None:
+        raise ValueError("feedback needs a rating (+1 or -1) or a correction")
+    with transaction(ws.db):
+        uid = ws.db.execute("SELECT id FROM users WHERE name = ?", (who,)).fetchone()[0]
+        return ws.db.execute(
+            "INSERT INTO feedback(user_id, collection, question, answer, rating, correction, citations, adapter) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (uid, collection, question, answer or "", rating, correction, _citations_json(citations), adapter)).lastrowid
+
+
+def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: int | None = None,
+                    correction: str | None = None) -> None:
+    """Change the rating and/or correction of feedback `user` gave earlier (a second click on a thumb).
+
+    Raises LookupError when there is no such feedback of this user, ValueError for a bad rating.
+    """
+    who = access.current_user(ws, user)
+    row = ws.db.execute("SELECT f.question, f.rating, f.correction FROM feedback f JOIN users u ON u.id = f.user_id "
+                        "WHERE f.id = ? AND u.name = ?", (feedback_id, who)).fetchone()
+    if row is None:
+        raise LookupError(f"no feedback {feedback_id} from {who!r}")
+    new_rating = row["rating"] if rating is None else _check(row["question"], rating, correction)
+    new_correction = row["correction"] if correction is None else (correction.strip() or None)
+    with transaction(ws.db):
+        ws.db.execute("UPDATE feedback SET rating = ?, correction = ? WHERE id = ?", (new_rating, new_correction, feedback_id))
+
+
+def _check(question: str, rating: int, correction: str | None) -> int:
+    if not question or not question.strip():
+        raise ValueError("feedback needs the question it is about")
+    try:
+        rating = int(rating)
+    except (TypeError, ValueError):
+        raise ValueError(f"rating must be -1, 0 or 1, got {rating!r}") from None
+    if rating not in RATINGS:
+        raise ValueError(f"rating must be -1, 0 or 1, got {rating!r}")
+    return rating
+
+
+def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = None, mine_only: bool = False) -> list[dict]:
+    """Feedback rows, newest first, with citations decoded: [{id, user, collection, question, answer,
+    rating, correction, citations, adapter, created_at}].
+
+    An admin sees everyone's feedback (unless mine_only); a member sees their own only.
+    """
+    who = access.current_user(ws, user)
+    sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
+           "f.adapter, f.created_at FROM feedback f LEFT JOIN users u ON u.id = f.user_id")
+    params: list = []
+    if mine_only or not access.is_admin(ws, who):
+        sql += " WHERE u.name = ?"
+        params.append(who)
+    sql += " ORDER BY f.created_at DESC, f.id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    out = []
+    for r in ws.db.execute(sql, params):
+        d = dict(r)
+        d["citations"] = json.loads(d["citations"]) if d["citations"] else []
+        out.append(d)
+    return out
+
+
+def find_feedback(ws: Workspace, user: str | None, question: str, answer: str) -> dict | None:
+    """The latest feedback `user` gave on this exact question and answer ({id, rating, correction}), or None.
+
+    Lets the chat show a thumb already given when the conversation is opened again.
+    """
+    who = access.current_user(ws, user)
+    row = ws.db.execute("SELECT f.id, f.rating, f.correction FROM feedback f JOIN users u ON u.id = f.user_id "
+                        "WHERE u.name = ? AND f.question = ? AND f.answer = ? ORDER BY f.id DESC LIMIT 1",
+                        (who, question, answer)).fetchone()
+    return dict(row) if row else None

@@ -1,0 +1,94 @@
+"""API keys: one or more per user, stored hashed, revocable.
+
+A key reads `ak-<prefix>-<secret>`: the 8-hex-digit prefix names the key (it is stored in clear so
+a key can be listed and revoked by it), the secret is 32 random bytes. Only the sha256 of the whole
+key is stored: a high-entropy random key needs no slow password hash, and a stolen database
+yields no usable key. The key itself is shown once, when it is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from archivist.workspace import Workspace, transaction
+
+KEY_SCHEME = "ak"
+_KEY = re.compile(r"^ak-([0-9a-f]{8})-([A-Za-z0-9_-]{20,})$")
+_PREFIX = re.compile(r"^(?:ak-)?([0-9a-f]{8})$")
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(ws: Workspace, user: str) -> str:
+    """Create a new key for `user` and return it (the only time it is ever visible).
+
+    Raises LookupError when there is no such user.
+    """
+    row = ws.db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+    if row is None:
+        raise LookupError(f"no such user: {user!r} (create it with `archivist users add {user}`)")
+    for _ in range(5):  # a prefix collision is a 1-in-4-billion event; retry rather than fail
+        prefix = secrets.token_hex(4)
+        key = f"{KEY_SCHEME}-{prefix}-{secrets.token_urlsafe(32)}"
+        with transaction(ws.db):
+            if ws.db.execute("SELECT 1 FROM api_keys WHERE prefix = ?", (prefix,)).fetchone():
+                continue
+            ws.db.execute("INSERT INTO api_keys(user_id, prefix, key_hash) VALUES (?, ?, ?)", (row[0], prefix, _hash(key)))
+        return key
+    raise RuntimeError("could not find a free key prefix")
+
+
+def _prefix_of(prefix_or_key: str) -> str | None:
+    text = (prefix_or_key or "").strip()
+    m = _KEY.match(text) or _PREFIX.match(text)
+    return m.group(1) if m else None
+
+
+def revoke_key(ws: Workspace, prefix_or_key: str) -> dict:
+    """Revoke a key given by its prefix (`ak-1a2b3c4d` or `1a2b3c4d`) or in full.
+
+    Returns the key's listing (see list_keys). Raises LookupError when no such key exists, and
+    ValueError when the text looks like neither a key nor a prefix. Revoking twice is harmless.
+    """
+    prefix = _prefix_of(prefix_or_key)
+    if prefix is None:
+        raise ValueError(f"{prefix_or_key!r} is neither an API key nor a key prefix like ak-1a2b3c4d")
+    row = ws.db.execute("SELECT key_hash FROM api_keys WHERE prefix = ?", (prefix,)).fetchone()
+    if row is None:
+        raise LookupError(f"no API key with prefix ak-{prefix}")
+    if _KEY.match(prefix_or_key.strip()) and not hmac.compare_digest(row[0], _hash(prefix_or_key.strip())):
+        raise LookupError(f"no API key with prefix ak-{prefix} matches that key")
+    with transaction(ws.db):
+        ws.db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, (julianday('now') - 2440587.5) * 86400.0) "
+                      "WHERE prefix = ?", (prefix,))
+    return next(k for k in list_keys(ws) if k["prefix"] == f"{KEY_SCHEME}-{prefix}")
+
+
+def user_for_key(ws: Workspace, key: str | None) -> str | None:
+    """The user a valid, unrevoked key belongs to; None for anything else (malformed, unknown, revoked)."""
+    m = _KEY.match((key or "").strip())
+    if not m:
+        return None
+    row = ws.db.execute(
+        "SELECT k.key_hash, k.revoked_at, u.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = ?",
+        (m.group(1),)).fetchone()
+    if row is None or row["revoked_at"] is not None:
+        return None
+    # constant-time comparison, so response timing says nothing about how much of a guess was right
+    return row["name"] if hmac.compare_digest(row["key_hash"], _hash(key.strip())) else None
+
+
+def list_keys(ws: Workspace, user: str | None = None) -> list[dict]:
+    """Keys (never their secrets): [{"prefix", "user", "created_at", "revoked_at"}], oldest first."""
+    sql = ("SELECT 'ak-' || k.prefix AS prefix, u.name AS user, k.created_at, k.revoked_at "
+           "FROM api_keys k JOIN users u ON u.id = k.user_id")
+    args: tuple = ()
+    if user is not None:
+        sql += " WHERE u.name = ?"
+        args = (user,)
+    return [dict(r) for r in ws.db.execute(sql + " ORDER BY k.created_at, k.id", args)]

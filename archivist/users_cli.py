@@ -1,0 +1,131 @@
+"""CLI: archivist users add|list|delete|role, grant, revoke, collections.
+
+Every command acts as the local admin unless `--user NAME` or ARCHIVIST_USER names another user;
+the checks themselves live in `archivist.access`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from archivist.cli import emit_json, open_ws
+
+
+def register(sub, common) -> None:
+    users = common(sub.add_parser("users", help="add, list and delete users (admins only, except listing yourself)"))
+    us = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    p = common(us.add_parser("add", help="create a user"))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--role", choices=["admin", "member"], default="member", help="admin: everything everywhere (default member)")
+    p.set_defaults(func=cmd_users_add)
+    p = common(us.add_parser("list", help="users with their role and grants"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_users_list)
+    p = common(us.add_parser("delete", help="delete a user with their grants, keys and sessions"))
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_users_delete)
+    p = common(us.add_parser("role", help="make a user admin or member"))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("role", choices=["admin", "member"])
+    p.set_defaults(func=cmd_users_role)
+
+    p = common(sub.add_parser("grant", help="give a user read, write or admin access to a collection"))
+    p.add_argument("target", metavar="USER")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.add_argument("level", choices=["read", "write", "admin"])
+    p.set_defaults(func=cmd_grant)
+
+    p = common(sub.add_parser("revoke", help="remove a user's access to a collection"))
+    p.add_argument("target", metavar="USER")
+    p.add_argument("collection", metavar="COLLECTION")
+    p.set_defaults(func=cmd_revoke)
+
+    p = common(sub.add_parser("collections", help="the collections you may read, with your level"))
+    p.add_argument("--create", metavar="NAME", help="create an empty collection (admins)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_collections)
+
+
+def _actor(args) -> str | None:
+    return getattr(args, "user", None)
+
+
+def cmd_users_add(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        u = access.add_user(ws, args.name, args.role, by=_actor(args))
+    print(f"added user {u['name']} ({u['role']})")
+    return 0
+
+
+def cmd_users_list(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        users = access.list_users(ws, by=_actor(args))
+    if args.json:
+        emit_json(users)
+        return 0
+    width = max([len(u["name"]) for u in users] + [4])
+    for u in users:
+        grants = ", ".join(f"{c}:{lvl}" for c, lvl in u["grants"].items()) or ("(all collections)" if u["role"] == "admin" else "(none)")
+        print(f"{u['name']:{width}}  {u['role']:6}  {grants}")
+    return 0
+
+
+def cmd_users_delete(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        access.delete_user(ws, args.name, by=_actor(args))
+    print(f"deleted user {args.name}")
+    return 0
+
+
+def cmd_users_role(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        access.set_role(ws, args.name, args.role, by=_actor(args))
+    print(f"{args.name} is now {args.role}")
+    return 0
+
+
+def cmd_grant(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        g = access.grant(ws, args.target, args.collection, args.level, by=_actor(args))
+    print(f"{g['user']} may now {g['level']} {g['collection']}")
+    return 0
+
+
+def cmd_revoke(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        removed = access.revoke(ws, args.target, args.collection, by=_actor(args))
+    if removed:
+        print(f"revoked {args.target}'s access to {args.collection}")
+    else:
+        print(f"{args.target} had no grant on {args.collection}", file=sys.stderr)
+    return 0
+
+
+def cmd_collections(args) -> int:
+    from archivist import access
+
+    with open_ws(args, check_index=False) as ws:
+        if args.create:
+            access.create_collection(ws, args.create, by=_actor(args))
+            print(f"created collection {args.create}", file=sys.stderr)
+        rows = access.list_collections(ws, by=_actor(args))
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no collections you may read", file=sys.stderr)
+    for r in rows:
+        print(f"{r['name']:24} {r['level']:6} {r['documents']:6} documents")
+    return 0
