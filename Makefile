@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.archivist-installed
 HOME_DIR ?= archivist-data
 PORT   ?= 8501
+# the bundled sample documents (samples/ also holds their README and gold questions, not ingested)
+SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-runbook.md samples/product-meeting-2025-04-02.md
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -25,10 +27,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 ingest-samples: install
-	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ingest samples --collection default
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ingest $(SAMPLE_DOCS) --collection default
 
 run: install ingest-samples
-	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ask "How many weeks of paid parental leave do employees get?"
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ask "How many weeks of paid parental leave does policy HR-17 give?"
 	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
 
 ui: install

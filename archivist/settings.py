@@ -33,7 +33,7 @@ class Settings:
     top_k: int = _f(5, "passages given to the model per question")
     candidates: int = _f(50, "candidates taken from each of the dense and lexical searches before fusion")
     max_new_tokens: int = _f(200, "most tokens generated per answer")
-    min_relevance: float = _f(0.30, "best passage's cosine similarity under which the answer is 'not in the documents'")
+    min_relevance: float = _f(0.62, "answerability (best cosine + half the question-term coverage) under which the answer is 'not in the documents'")
     weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
     answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
     device: str = _f("auto", "auto | cpu | cuda")

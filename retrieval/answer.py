@@ -17,7 +17,7 @@ from dataclasses import asdict
 import numpy as np
 
 from archivist.records import Answer, Citation, Hit
-from archivist.retrieval.search import STOPWORDS, relevance, search
+from archivist.retrieval.search import STOPWORDS, answerability, search
 from archivist.workspace import Workspace
 
 SYSTEM_PROMPT = (
@@ -231,16 +231,6 @@ def active_adapter(ws: Workspace) -> str | None:
     return row[0] if row else None
 
 
-def is_not_found(hits: Sequence[Hit], min_relevance: float) -> bool:
-    """Nothing relevant: no hit, or the best dense similarity under the threshold and no hit
-    that the lexical search ranked first together with a decent similarity."""
-    if not hits:
-        return True
-    best = max(relevance(h) for h in hits)
-    lexical_top = any(h.lexical_rank == 1 and relevance(h) >= min_relevance * 0.6 for h in hits)
-    return best < min_relevance and not lexical_top
-
-
 def ask(
     ws: Workspace,
     question: str,
@@ -280,7 +270,7 @@ def ask(
     llm.use_adapter(name, adapter_path(ws, name) if name and name not in llm.adapters else None)
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
                     adapter=name, model=s.llm)
-    if is_not_found(hits, s.min_relevance):
+    if answerability(ws, standalone, hits) < s.min_relevance:
         result.answer, result.not_found, result.mode = NOT_FOUND, True, "not_found"
         if on_token:
             on_token(NOT_FOUND)

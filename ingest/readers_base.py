@@ -1,0 +1,123 @@
+"""Small helpers shared by the format readers: the error type, text cleaning, table rows, decoding.
+
+Kept apart from `readers.py` so the per-format modules can import them without an import cycle.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+from archivist.records import Block
+
+
+class ReadError(Exception):
+    """A file could not be read. The message is a short human reason, without the file name
+    (the pipeline adds it), e.g. "encrypted PDF (needs a password)"."""
+
+
+# Characters that carry no text: C0/C1 controls other than whitespace, zero-width marks, BOMs,
+# soft hyphens and noncharacters. Whitespace controls (\t \n \v \f \r) are left to str.split().
+_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
+
+
+def clean(text: str) -> str:
+    """One line of prose: invisible characters dropped, every whitespace run made one space, stripped."""
+    return " ".join(_INVISIBLE.sub("", text).split())
+
+
+def clean_lines(text: str) -> str:
+    """Like `clean` but keeps line breaks (slides); blank lines are dropped."""
+    lines = (clean(line) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def clean_code(text: str) -> str:
+    """Code keeps its newlines and relative indentation: invisible characters, trailing spaces and
+    the indentation common to all lines go, and the result is stripped like every block text."""
+    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4))
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return textwrap.dedent(text).strip()
+
+
+def row_text(header: list[str], values: list[str]) -> str:
+    """A table row as readable text, "Header1: v1; Header2: v2".
+
+    Empty values are left out; a value whose column has no header stands alone.
+    Returns "" when every value is empty.
+    """
+    parts = []
+    for i, value in enumerate(values):
+        value = clean(value)
+        if not value:
+            continue
+        name = clean(header[i]) if i < len(header) else ""
+        parts.append(f"{name}: {value}" if name else value)
+    return "; ".join(parts)
+
+
+def table_blocks(rows: list[list[str]], *, heading: tuple[str, ...] = (), page: int | None = None) -> list[Block]:
+    """Rows of a table (first row = header) -> one Block(kind="row") per data row.
+
+    A table with only a header row still yields that row (joined by "; ") so its text is not lost.
+    """
+    rows = [r for r in rows if any(clean(c) for c in r)]
+    if not rows:
+        return []
+    header = rows[0]
+    if len(rows) == 1:
+        text = "; ".join(c for c in (clean(c) for c in header) if c)
+        return [Block(text, page=page, heading=heading, kind="row")]
+    blocks = []
+    for values in rows[1:]:
+        text = row_text(header, values)
+        if text:
+            blocks.append(Block(text, page=page, heading=heading, kind="row"))
+    return blocks
+
+
+class HeadingPath:
+    """The heading path above the current position, outermost first, for numbered levels (h1..h6)."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, str]] = []
+
+    def enter(self, level: int, text: str) -> tuple[str, ...]:
+        """A heading of `level` starts a section: deeper or equal levels are closed. Returns the new path."""
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        self._stack.append((level, text))
+        return self.path
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(text for _, text in self._stack)
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes of a text file -> str. UTF-8 (with or without BOM) first, UTF-16 when it has a BOM,
+    then Windows-1252, then Latin-1 (which always succeeds).
+
+    Raises ReadError("binary file ...") when the bytes contain NUL and are not UTF-16.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    if b"\x00" in data:
+        raise ReadError("binary file (contains NUL bytes), not text")
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def short_reason(exc: BaseException) -> str:
+    """An exception as a one-line reason of at most 160 characters, for "corrupt DOCX: <reason>"."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return text

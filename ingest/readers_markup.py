@@ -1,0 +1,357 @@
+"""Readers for text-based formats: HTML, Markdown, plain text and CSV.
+
+Each reader takes a path and returns `Extracted`; it raises `ReadError` for input it cannot use.
+`read()` in `readers.py` has already checked that the file exists, is not empty and is not too big.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from archivist.records import Block, Extracted
+
+from .readers_base import HeadingPath, ReadError, clean, clean_code, decode_text, table_blocks
+
+# ---------------------------------------------------------------------------------------------
+# Plain text
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Text -> paragraphs split on blank lines, each cleaned; empty ones dropped."""
+    parts = re.split(r"\n[^\S\n]*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return [p for p in (clean(part) for part in parts) if p]
+
+
+def read_text(path: Path) -> Extracted:
+    """Plain text: one paragraph Block per blank-line-separated paragraph.
+
+    Raises ReadError("binary file ...") when the bytes hold NUL characters.
+    """
+    text = decode_text(path.read_bytes())
+    return Extracted([Block(p) for p in _paragraphs(text)], kind="text")
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def read_csv(path: Path) -> Extracted:
+    """CSV/TSV: the first row is the header; every further row becomes Block(kind="row") with text
+    "col: value; col: value" and heading (file name,). The dialect (delimiter, quoting) is sniffed.
+
+    Raises ReadError("corrupt CSV: ...") when the csv module cannot parse it.
+    """
+    text = decode_text(path.read_bytes())
+    sample = text[:16 * 1024]  # enough lines to sniff; the sniffer slows down on big samples
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        # The sniffer gives up on one-column files and on some quoting; a .tsv is tab-separated.
+        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    # Long cells (a description column) are legal; the default 128 KB limit is not a safety need
+    # because the whole file is already bounded by max_mb.
+    csv.field_size_limit(64 * 1024 * 1024)
+    try:
+        rows = list(csv.reader(text.splitlines(), dialect))
+    except csv.Error as exc:
+        raise ReadError(f"corrupt CSV: {exc}") from None
+    blocks = table_blocks(rows, heading=(path.name,))
+    return Extracted(blocks, kind="csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|(\d{1,9}[.)]))\s+(.*)$")
+_RULE = re.compile(r"^ {0,3}([-*_])(\s*\1){2,}\s*$")
+_QUOTE = re.compile(r"^\s*>\s?")
+_HTML_COMMENT = re.compile(r"<!--.{0,5000}?-->", re.S)
+# Inline patterns have bounded spans: unbounded ones go quadratic on a long paragraph full of
+# unmatched markers ("[[[[" or "** ** **"), and real links and emphasis are short.
+_IMAGE = re.compile(r"!\[([^\]]{0,500})\]\([^)]{0,2000}\)")
+_LINK = re.compile(r"\[([^\]]{1,500})\]\([^)]{0,2000}\)")
+_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.{1,1000}?)(?<=\S)\1")
+_INLINE_CODE = re.compile(r"`+([^`]{1,1000})`+")
+
+
+def _inline(text: str) -> str:
+    """Markdown inline markup -> plain text: links and images keep their text, ** __ ` markers go.
+    Single * and _ stay: they are too often real characters (5 * 3, snake_case)."""
+    text = _IMAGE.sub(r"\1", text)
+    text = _LINK.sub(r"\1", text)
+    text = _INLINE_CODE.sub(r"\1", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    return clean(text)
+
+
+def _split_row(line: str) -> list[str]:
+    """One markdown table line -> its cells (outer pipes optional, \\| is a literal pipe)."""
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|") and not line.endswith("\\|"):
+        line = line[:-1]
+    return [_inline(c.replace("\\|", "|")) for c in re.split(r"(?<!\\)\|", line)]
+
+
+def read_markdown(path: Path) -> Extracted:
+    """Markdown: `#` (and underlined) headings build the heading path and become Block(kind="heading");
+    paragraphs split on blank lines, list items are one Block each, fenced code stays whole
+    (kind="code", newlines kept), tables become one Block(kind="row") per row with the header.
+    A leading YAML front matter is skipped; its `title:` (or else the first h1) is the title.
+    """
+    text = decode_text(path.read_bytes()).replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    title = None
+
+    i = 0
+    if lines and lines[0].strip() == "---":  # front matter
+        for j in range(1, min(len(lines), 200)):
+            if lines[j].strip() in ("---", "..."):
+                for meta in lines[1:j]:
+                    key, _, value = meta.partition(":")
+                    if key.strip().lower() == "title" and value.strip():
+                        title = clean(value.strip().strip("\"'"))
+                i = j + 1
+                break
+
+    blocks: list[Block] = []
+    headings = HeadingPath()
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            body = _inline(_HTML_COMMENT.sub("", " ".join(para)))
+            if body:
+                blocks.append(Block(body, heading=headings.path))
+            para.clear()
+
+    def heading(level: int, raw: str) -> None:
+        nonlocal title
+        text = _inline(_HTML_COMMENT.sub("", raw))
+        if not text:
+            return
+        path_ = headings.enter(level, text)
+        blocks.append(Block(text, heading=path_, kind="heading"))
+        if title is None and level == 1:
+            title = text
+
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE.match(line)
+        if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+            flush()
+            marker = fence.group(1)
+            body = []
+            i += 1
+            while i < len(lines):
+                close = lines[i].strip()
+                if close.startswith(marker[0] * len(marker)) and not close.strip(marker[0]):
+                    break
+                body.append(lines[i])
+                i += 1
+            code = clean_code("\n".join(body))
+            if code:
+                blocks.append(Block(code, heading=headings.path, kind="code"))
+            i += 1  # past the closing fence (or the end)
+            continue
+
+        if line.lstrip().startswith("<!--"):  # a hidden comment block: skip to its end
+            flush()
+            while i < len(lines) and "-->" not in lines[i]:
+                i += 1
+            rest = lines[i].split("-->", 1)[1] if i < len(lines) else ""
+            if rest.strip():
+                para.append(rest)
+            i += 1
+            continue
+
+        atx = _ATX.match(line)
+        if atx:
+            flush()
+            heading(len(atx.group(1)), atx.group(2) or "")
+            i += 1
+            continue
+
+        if not line.strip():
+            flush()
+            i += 1
+            continue
+
+        # A table: a row with pipes followed by a |---|---| separator line.
+        if "|" in line and not para and i + 1 < len(lines) and "|" in lines[i + 1] and _TABLE_SEP.match(lines[i + 1]):
+            rows = [_split_row(line)]
+            i += 2
+            while i < len(lines) and "|" in lines[i] and lines[i].strip():
+                rows.append(_split_row(lines[i]))
+                i += 1
+            blocks.extend(table_blocks(rows, heading=headings.path))
+            continue
+
+        # Setext heading: a paragraph line underlined with === (h1) or --- (h2).
+        setext = _SETEXT.match(line)
+        if setext and para and len(para) == 1:
+            raw = para.pop()
+            heading(1 if setext.group(1)[0] == "=" else 2, raw)
+            i += 1
+            continue
+
+        if _RULE.match(line):
+            flush()
+            i += 1
+            continue
+
+        item = _LIST_ITEM.match(line)
+        if item:
+            flush()  # each list item is its own block; ordered items keep their number
+            para.append(f"{item.group(1)} {item.group(2)}" if item.group(1) else item.group(2))
+            i += 1
+            continue
+
+        para.append(_QUOTE.sub("", line))
+        i += 1
+    flush()
+    return Extracted(blocks, title=title, kind="markdown")
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+# Page furniture and non-text elements, dropped before reading.
+_DROP = ("script", "style", "nav", "aside", "noscript", "template", "svg", "iframe", "object", "canvas")
+# header/footer are furniture at page level, but inside <article>/<main> they hold the title.
+_DROP_OUTSIDE_CONTENT = ("header", "footer")
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote body dd details dialog div dl dt fieldset figcaption figure "
+    "footer form header hr li main menu ol p section summary ul caption center".split()
+)
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+# Elements whose text reads as separate from what comes before (a space goes between).
+_SEPARATING = _BLOCK_TAGS | set(_HEADINGS) | {"br", "td", "th", "tr", "pre", "table"}
+
+
+def _text(node) -> str:
+    """The text of an element as rendered: inline pieces joined as they are ("<b>V</b>PN" is "VPN"),
+    block elements and <br> separated by a space."""
+    from bs4 import NavigableString, Tag
+    from bs4.element import PreformattedString
+
+    parts = []
+    for item in node.descendants:
+        if isinstance(item, NavigableString):
+            if not isinstance(item, PreformattedString):  # comments, CDATA, doctype...
+                parts.append(str(item))
+        elif isinstance(item, Tag) and item.name in _SEPARATING:
+            parts.append(" ")
+    return clean("".join(parts))
+
+
+def _table_rows(table) -> list[list[str]]:
+    """The cell texts of a <table>'s own rows (nested tables excluded); colspan repeats a cell so
+    values stay under their header."""
+    rows = []
+    for tr in table.find_all("tr"):
+        if tr.find_parent("table") is not table:
+            continue
+        cells = []
+        for cell in tr.find_all(("th", "td"), recursive=False):
+            text = _text(cell)
+            try:
+                span = max(1, min(int(cell.get("colspan", 1)), 50))
+            except (TypeError, ValueError):
+                span = 1
+            cells.extend([text] * span)
+        rows.append(cells)
+    return rows
+
+
+def read_html(path: Path) -> Extracted:
+    """HTML: scripts, styles, nav, aside and page header/footer are dropped; the text comes from
+    <main> or <article> when present, else <body>. h1..h6 build the heading path and become
+    Block(kind="heading"); p, li, dd, blockquote and loose text become paragraphs; <pre> becomes
+    Block(kind="code"); each table row becomes Block(kind="row") with the first row as header.
+    The title comes from <title> (else the first h1).
+    """
+    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4.element import PreformattedString
+
+    data = path.read_bytes()
+    try:
+        import lxml  # noqa: F401  (faster, and more forgiving of broken markup)
+
+        parser = "lxml"
+    except ImportError:
+        parser = "html.parser"
+    # Bytes in, so bs4 honours <meta charset> and BOMs before guessing.
+    soup = BeautifulSoup(data, parser)
+
+    title_tag = soup.find("title")
+    title = _text(title_tag) if title_tag else None
+
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    for tag in soup.find_all(_DROP_OUTSIDE_CONTENT):
+        if tag.decomposed:
+            continue
+        if not tag.find_parent(("article", "main")):
+            tag.decompose()
+    root = soup.find("main") or soup.find("article") or soup.body or soup
+
+    blocks: list[Block] = []
+    headings = HeadingPath()
+    inline: list[str] = []
+
+    def flush() -> None:
+        text = clean("".join(inline))  # the strings carry their own spaces: "<b>V</b>PN" is "VPN"
+        inline.clear()
+        if text:
+            blocks.append(Block(text, heading=headings.path))
+
+    # An explicit stack instead of recursion: deeply nested markup must not hit the recursion limit.
+    # Items are nodes to visit, or the marker None meaning "a block element ended: flush".
+    stack: list = list(reversed(list(root.children)))
+    while stack:
+        node = stack.pop()
+        if node is None:
+            flush()
+            continue
+        if isinstance(node, NavigableString):
+            if not isinstance(node, PreformattedString):  # comments, CDATA, doctype...
+                inline.append(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name
+        if name in _HEADINGS:
+            flush()
+            text = _text(node)
+            if text:
+                blocks.append(Block(text, heading=headings.enter(_HEADINGS[name], text), kind="heading"))
+                if title is None and name == "h1":
+                    title = text
+            continue
+        if name == "pre":
+            flush()
+            code = clean_code(node.get_text())
+            if code:
+                blocks.append(Block(code, heading=headings.path, kind="code"))
+            continue
+        if name == "table":
+            flush()
+            blocks.extend(table_blocks(_table_rows(node), heading=headings.path))
+            continue
+        if name == "br":
+            inline.append(" ")
+            continue
+        if name in _BLOCK_TAGS:
+            flush()
+            stack.append(None)
+        stack.extend(reversed(list(node.children)))
+    flush()
+    return Extracted(blocks, title=title or None, kind="html")
