@@ -20,7 +20,7 @@ COMMAND_MODULES = [
     "archivist.ingest.cli",
     "archivist.retrieval.cli",
     "archivist.finetune.cli",
-    "archivist.evaluation_cli",
+    "archivist.retrieval.eval_cli",
     "archivist.users_cli",
     "archivist.ui.cli",
     "archivist.api.cli",

@@ -80,7 +80,7 @@ def standalone_question(question: str, history: Sequence[dict] | None) -> str:
         return question
     words = [w.lower() for w in _WORD.findall(question)]
     content = [w for w in words if w not in STOPWORDS]
-    refers = any(w in _REFERRING for w in words) or len(content) <= 3
+    refers = any(w in _REFERRING for w in words) or len(content) <= 2
     if not refers:
         return question
     carry = [w for w in _WORD.findall(previous[-1]) if w.lower() not in STOPWORDS and w.lower() not in content]
@@ -265,9 +265,8 @@ def ask(
     embedder = embedder or embedder_for(s)
     standalone = standalone_question(question, history)
     hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
-    llm = llm or llm_for(s)
     name = active_adapter(ws) if adapter == "active" else adapter
-    llm.use_adapter(name, adapter_path(ws, name) if name and name not in llm.adapters else None)
+    path = adapter_path(ws, name) if name else None  # an unknown adapter fails before any work
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
                     adapter=name, model=s.llm)
     if answerability(ws, standalone, hits) < s.min_relevance:
@@ -276,6 +275,8 @@ def ask(
             on_token(NOT_FOUND)
         result.seconds = time.perf_counter() - t0
         return result
+    llm = llm or llm_for(s)
+    llm.use_adapter(name, path if name and name not in llm.adapters else None)
     budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
     passages = pack(hits, llm.count_tokens, budget, question)[: k or s.top_k]
     result.passages = list(passages)

@@ -211,7 +211,9 @@ def search(
     hits = []
     for cid in order:
         h = hits_by_id.get(cid)
-        if h is None:
+        # A FAISS file a crash left stale may name chunk ids SQLite has since reused in another
+        # collection: check every hit's collection again (access.md, "stale index").
+        if h is None or h.collection not in readable:
             continue
         h.score = scores[cid]
         if cid in d_pos:

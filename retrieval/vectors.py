@@ -110,9 +110,12 @@ def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
     faiss.write_index(loaded.index, str(tmp))
     os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
     ids = faiss.vector_to_array(loaded.index.id_map)
+    st = path.stat()
+    # The file's size and mtime tell whether the sidecar still describes it (a crash between the
+    # two writes, or a file copied in from elsewhere, makes them disagree and forces a full check).
     side.write_text(json.dumps({"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0,
-                                "kind": loaded.kind, "dim": loaded.index.d}))
-    loaded.mtime = path.stat().st_mtime
+                                "kind": loaded.kind, "dim": loaded.index.d, "size": st.st_size, "mtime": st.st_mtime}))
+    loaded.mtime = st.st_mtime
     _cache[(str(ws.home), cid)] = loaded
 
 
@@ -155,9 +158,18 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
                 ids.append(unknown)
                 vecs.append(_vectors(ws, unknown, dim))
             loaded.index.add_with_ids(np.concatenate(vecs), np.concatenate(ids))
-        if rebuilt or len(missing) or len(extra) or not path.exists():
+        if rebuilt or len(missing) or len(extra) or not path.exists() or not _sidecar_fresh(path):
             _save(ws, cid, loaded)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
+
+
+def _sidecar_fresh(path: Path) -> bool:
+    side = path.with_suffix(".json")
+    try:
+        meta, st = json.loads(side.read_text()), path.stat()
+    except (OSError, ValueError):
+        return False
+    return meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime
 
 
 def check_and_repair(ws: Workspace) -> list[str]:
@@ -178,7 +190,9 @@ def check_and_repair(ws: Workspace) -> list[str]:
             meta = json.loads(side.read_text()) if side.exists() else None
         except ValueError:
             meta = None
-        ok = (meta is not None and path.exists() and meta.get("ntotal") == n and meta.get("id_sum") == s) or (n == 0 and not path.exists())
+        st = path.stat() if path.exists() else None
+        ok = (meta is not None and st is not None and meta.get("ntotal") == n and meta.get("id_sum") == s
+              and meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime) or (n == 0 and st is None)
         if not ok:
             result = sync(ws, cid)
             if result["added"] or result["removed"] or result["rebuilt"]:

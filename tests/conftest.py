@@ -46,3 +46,47 @@ def embedder():
     from archivist.models import load_embedder
 
     return load_embedder()
+
+
+SAMPLE_DOCS = sorted(p for p in SAMPLES.iterdir() if p.suffix not in (".jsonl",) and p.name != "README.md")
+
+
+@pytest.fixture(scope="session")
+def sample_home(tmp_path_factory, embedder):
+    """A workspace with the sample documents ingested once per session. Do not modify it."""
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    home = tmp_path_factory.mktemp("samples-ws")
+    settings = Settings.from_env(home=home)
+    with open_workspace(settings) as w:
+        results = ingest_paths(w, SAMPLE_DOCS, collection="default", embedder=embedder, progress=False)
+    assert all(r.status == "added" for r in results), [(r.name, r.reason) for r in results]
+    return home
+
+
+@pytest.fixture
+def sample_ws(sample_home):
+    """The shared sample workspace, opened for this test (read-only use)."""
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    w = open_workspace(Settings.from_env(home=sample_home))
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="session")
+def llm():
+    from archivist.retrieval.llm import llm_for
+    from archivist.settings import Settings
+
+    return llm_for(Settings.from_env())
+
+
+def sample_questions(answerable: bool = True) -> list[dict]:
+    import json
+
+    rows = [json.loads(line) for line in (SAMPLES / "QUESTIONS.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if (r["answer"] is not None) == answerable]

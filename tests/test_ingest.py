@@ -1,0 +1,230 @@
+"""Ingestion: chunking invariants, incremental re-ingest, delete everywhere, dedup, bad input, FAISS repair."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archivist.ingest import chunking
+from archivist.ingest.pipeline import delete_document, ingest_paths, list_documents, reindex
+from archivist.ingest.readers import read
+from archivist.records import Block
+from archivist.retrieval import vectors
+from archivist.settings import Settings
+from archivist.workspace import MIGRATIONS, open_workspace
+
+from conftest import SAMPLES
+
+
+def faiss_ids(ws, collection="default") -> set[int]:
+    import faiss
+
+    index = faiss.read_index(str(ws.index_dir / f"c{ws.collection_id(collection)}.faiss"))
+    return set(faiss.vector_to_array(index.id_map).tolist())
+
+
+def fts_ids(ws, word: str) -> set[int]:
+    return {r[0] for r in ws.db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{word}"',))}
+
+
+def chunk_ids(ws) -> set[int]:
+    return {r[0] for r in ws.db.execute("SELECT id FROM chunks")}
+
+
+# -- chunking -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["employee-handbook.pdf", "travel-expense-policy.docx", "it-security-policy.html",
+                                  "oncall-runbook.md", "price-list-2025.csv"])
+def test_chunk_spans_map_back_and_cover_the_text(name, embedder):
+    extracted = read(SAMPLES / name)
+    spans = chunking.hf_token_spans(embedder.tokenizer)
+    text, chunks = chunking.chunk_blocks(extracted.blocks, spans, size=64, overlap=8)
+    assert text == "\n\n".join(b.text for b in extracted.blocks)
+    covered = np.zeros(len(text), dtype=bool)
+    for c in chunks:
+        assert c.text == text[c.start:c.end]
+        assert c.n_tokens <= 64
+        assert c.start == 0 or not text[c.start - 1].isalnum() or not text[c.start].isalnum(), "cut inside a word"
+        assert c.end == len(text) or not (text[c.end - 1].isalnum() and text[c.end].isalnum()), "cut inside a word"
+        covered[c.start:c.end] = True
+    uncovered = {text[i] for i in np.flatnonzero(~covered)}
+    assert uncovered <= set(" \n\t"), f"text not in any chunk: {uncovered}"
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+
+
+def test_chunks_follow_pages_and_headings(embedder):
+    spans = chunking.hf_token_spans(embedder.tokenizer)
+    blocks = [Block("Intro words here.", page=1, heading=("A",)), Block("More intro.", page=1, heading=("A",)),
+              Block("Second page text.", page=2, heading=("A",)), Block("Other section.", page=2, heading=("A", "B"))]
+    _, chunks = chunking.chunk_blocks(blocks, spans, size=256, overlap=32)
+    assert [(c.text, c.page, c.heading) for c in chunks] == [
+        ("Intro words here.\n\nMore intro.", 1, ("A",)),
+        ("Second page text.", 2, ("A",)),
+        ("Other section.", 2, ("A", "B")),
+    ]
+
+
+def test_long_section_overlaps_and_respects_size(embedder):
+    spans = chunking.hf_token_spans(embedder.tokenizer)
+    sentence = "The quarterly robot maintenance report lists seven overdue inspections. "
+    blocks = [Block((sentence * 40).strip())]
+    text, chunks = chunking.chunk_blocks(blocks, spans, size=50, overlap=10)
+    assert len(chunks) > 5
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.start < a.end, "consecutive chunks of one section overlap"
+        assert a.end - b.start < len(a.text) // 2
+        assert text[a.end - 1] == ".", "prefers to end at a sentence"
+
+
+# -- incremental ingestion ---------------------------------------------------------------------
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_reingest_skips_unchanged_replaces_changed_and_delete_removes_everywhere(ws, tmp_path, embedder):
+    a = write(tmp_path / "docs" / "alpha.md", "# Alpha\n\nThe zebrafish tank holds 40 litres.\n")
+    b = write(tmp_path / "docs" / "beta.txt", "The quokka enclosure opens at nine.\n")
+    first = ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)
+    assert [(r.name, r.status) for r in first] == [("docs/alpha.md", "added"), ("docs/beta.txt", "added")]
+    before = chunk_ids(ws)
+    assert faiss_ids(ws) == before and len(before) == 2
+
+    again = ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)
+    assert [r.status for r in again] == ["unchanged", "unchanged"]
+    assert chunk_ids(ws) == before
+
+    write(a, "# Alpha\n\nThe zebrafish tank now holds 55 litres of water.\n")
+    changed = ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)
+    assert [r.status for r in changed] == ["updated", "unchanged"]
+    after = chunk_ids(ws)
+    old_alpha = before - after
+    assert len(old_alpha) == 1 and not (old_alpha & faiss_ids(ws)) and not (old_alpha & fts_ids(ws, "zebrafish"))
+    assert faiss_ids(ws) == after
+    assert "55 litres" in ws.db.execute("SELECT text FROM chunks WHERE id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH 'zebrafish')").fetchone()[0]
+
+    doc = delete_document(ws, "docs/beta.txt")
+    assert doc["name"] == "docs/beta.txt"
+    assert not fts_ids(ws, "quokka")
+    assert faiss_ids(ws) == chunk_ids(ws) and len(chunk_ids(ws)) == 1
+    assert [d["name"] for d in list_documents(ws)] == ["docs/alpha.md"]
+
+
+def test_same_content_under_two_names_is_embedded_once(ws, tmp_path, embedder):
+    text = "Robots recharge at dock seven between shifts.\n\nThe dock uses 48 volt chargers.\n"
+    one = ingest_paths(ws, [write(tmp_path / "one.txt", text)], embedder=embedder, progress=False)
+    two = ingest_paths(ws, [write(tmp_path / "two.txt", text)], embedder=embedder, progress=False)
+    assert one[0].embedded == one[0].chunks >= 1
+    assert two[0].status == "added" and two[0].embedded == 0
+    assert sorted(d["name"] for d in list_documents(ws)) == ["one.txt", "two.txt"]
+
+
+def test_a_bad_file_never_stops_the_batch_and_is_named(ws, tmp_path, embedder):
+    good = write(tmp_path / "good.md", "The server room is on floor three.\n")
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "broken.docx"
+    corrupt.write_bytes(b"PK\x03\x04garbage")
+    image = tmp_path / "photo.txt"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    results = {r.name: r for r in ingest_paths(ws, [empty, corrupt, good, image], embedder=embedder, progress=False)}
+    assert results["good.md"].status == "added"
+    for name in ("empty.pdf", "broken.docx", "photo.txt"):
+        assert results[name].status == "failed" and results[name].reason, name
+    assert "empty" in results["empty.pdf"].reason
+    assert [d["name"] for d in list_documents(ws)] == ["good.md"]
+
+
+def test_failed_update_keeps_the_stored_version(ws, tmp_path, embedder):
+    path = write(tmp_path / "notes.md", "The badge office closes at 17:00.\n")
+    ingest_paths(ws, [path], embedder=embedder, progress=False)
+    path.write_bytes(b"")  # now broken
+    result = ingest_paths(ws, [path], embedder=embedder, progress=False)[0]
+    assert result.status == "failed"
+    assert ws.db.execute("SELECT text FROM chunks").fetchone()[0] == "The badge office closes at 17:00."
+
+
+def test_cli_ingest_exit_status_and_json(tmp_path, monkeypatch):
+    write(tmp_path / "ok.md", "Lunch is served from 12:00 in the atrium.\n")
+    (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 truncated")
+    out = subprocess.run([sys.executable, "-m", "archivist.cli", "ingest", str(tmp_path / "ok.md"), str(tmp_path / "bad.pdf"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    files = {f["name"]: f for f in json.loads(out.stdout)["files"]}
+    assert files["ok.md"]["status"] == "added"
+    assert files["bad.pdf"]["status"] == "failed" and "PDF" in files["bad.pdf"]["reason"]
+    listed = subprocess.run([sys.executable, "-m", "archivist.cli", "documents", "--json"], capture_output=True, text=True, timeout=120)
+    assert [d["name"] for d in json.loads(listed.stdout)] == ["ok.md"]
+
+
+# -- FAISS against SQLite -----------------------------------------------------------------------
+
+
+def test_faiss_out_of_step_is_repaired_on_open(settings, tmp_path, embedder):
+    with open_workspace(settings) as ws:
+        ingest_paths(ws, [write(tmp_path / "a.md", "# A\n\nOne fact about turbines.\n\n# B\n\nAnother about gearboxes.\n")],
+                     embedder=embedder, progress=False)
+        want = chunk_ids(ws)
+        index_file = ws.index_dir / f"c{ws.collection_id('default')}.faiss"
+    index_file.unlink()  # lost index
+    with open_workspace(settings) as ws:
+        assert faiss_ids(ws) == want
+    # an index holding a stale extra vector and missing one
+    import faiss
+
+    index = faiss.read_index(str(index_file))
+    index.remove_ids(np.array([min(want)], dtype=np.int64))
+    index.add_with_ids(np.ones((1, index.d), dtype=np.float32), np.array([999999], dtype=np.int64))
+    faiss.write_index(index, str(index_file))
+    with open_workspace(settings) as ws:
+        assert faiss_ids(ws) == want
+        assert reindex(ws, progress=False) == {"default": len(want)}
+
+
+# -- settings and workspace --------------------------------------------------------------------
+
+
+def test_settings_from_env_and_overrides(tmp_path):
+    s = Settings.from_env({"ARCHIVIST_HOME": str(tmp_path), "ARCHIVIST_CHUNK_TOKENS": "128", "ARCHIVIST_TOP_K": "3"}, top_k=7)
+    assert (s.home, s.chunk_tokens, s.top_k) == (tmp_path, 128, 7)
+    with pytest.raises(ValueError, match="ARCHIVIST_CHUNK_TOKENS"):
+        Settings.from_env({"ARCHIVIST_CHUNK_TOKENS": "many"})
+    with pytest.raises(ValueError, match="chunk_overlap"):
+        Settings(chunk_tokens=64, chunk_overlap=40)
+
+
+def test_workspace_schema_is_migrated_once_and_wal(settings):
+    with open_workspace(settings) as ws:
+        assert ws.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert ws.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with open_workspace(settings) as ws:  # reopening applies nothing twice
+        assert ws.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert [tuple(r) for r in ws.db.execute("SELECT name, role FROM users")] == [("admin", "admin")]
+
+
+def test_doctor_json_reports_models_and_memory():
+    out = subprocess.run([sys.executable, "-m", "archivist.cli", "doctor", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["device"] in ("cpu", "cuda")
+    assert report["models"]["smollm2-135m"]["installed"] and report["models"]["all-minilm-l6-v2"]["installed"]
+    assert 0 < report["memory_free_gb"] <= report["memory_total_gb"]
+
+
+@pytest.mark.slow
+def test_two_processes_convert_the_default_model_once(tmp_path):
+    code = "import sys; from pathlib import Path; from archivist.models import resolve_llm; print(resolve_llm('smollm2-135m', Path(sys.argv[1])))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum("converting" in err for _, err in outs) == 1
+    assert (tmp_path / "models" / "smollm2-135m" / "model.safetensors").exists()

@@ -1,0 +1,168 @@
+"""Retrieval and answers on the sample documents with the real default models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from archivist.records import Hit
+from archivist.retrieval.answer import (NOT_FOUND, answer_json, ask, build_messages, check_citations, pack,
+                                        parse_citations, standalone_question)
+from archivist.retrieval.search import fts_query, lexical, search
+
+from conftest import sample_questions
+
+
+def top_docs(hits, n=3):
+    return [h.document for h in hits[:n]]
+
+
+@pytest.mark.parametrize("row", sample_questions(), ids=lambda r: r["question"][:40])
+def test_hybrid_search_finds_the_source_document_in_top_3(sample_ws, row):
+    hits = search(sample_ws, row["question"], k=10)
+    assert row["document"] in top_docs(hits), top_docs(hits)
+
+
+def test_exact_identifier_through_the_lexical_path(sample_ws):
+    hits = search(sample_ws, "NW-1180", k=5, mode="lexical")
+    assert hits and hits[0].document == "price-list-2025.csv"
+    assert "nw" in hits[0].matched_terms and "1180" in hits[0].matched_terms
+    hybrid = search(sample_ws, "NW-1180", k=5)
+    assert hybrid[0].document == "price-list-2025.csv" and hybrid[0].lexical_rank == 1
+
+
+def test_paraphrase_through_the_dense_path(sample_ws):
+    question = "How much money can staff spend each year on courses and training?"  # the handbook says "learning budget"
+    dense = search(sample_ws, question, k=3, mode="dense")
+    assert "employee-handbook.pdf" in top_docs(dense)
+    assert dense[0].dense_score is not None and dense[0].dense_score > 0.3
+
+
+@pytest.mark.parametrize("query", ['"', '""', "AND OR NOT", "NEAR(a b)", "col:value", "*", "^start", "a - b + c",
+                                   "'; DROP TABLE chunks; --", "(((", "NW-4410\"", "\\x00", "ümlaut ß 東京", "   "])
+def test_hostile_queries_never_raise(sample_ws, query):
+    for mode in ("hybrid", "dense", "lexical"):
+        hits = search(sample_ws, query, k=5, mode=mode)
+        assert isinstance(hits, list)
+    assert sample_ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] > 0
+
+
+def test_fts_query_quotes_every_term():
+    assert fts_query('parental leave "HR-17" OR NEAR(') == '"parental" OR "leave" OR "HR 17" OR "NEAR"'
+    assert fts_query("the of and") is None
+
+
+def test_filters_apply_inside_the_search(sample_ws):
+    # The price list ranks low for this question; filtered to it, its chunks still come back.
+    hits = search(sample_ws, "parental leave weeks", k=2, documents=["price-list-2025.csv"])
+    assert hits and {h.document for h in hits} == {"price-list-2025.csv"}
+    hits = search(sample_ws, "policy", k=20, kinds=["html"])
+    assert hits and {h.kind for h in hits} == {"html"}
+    assert search(sample_ws, "policy", k=5, collections=["nonexistent"]) == []
+    ids = lexical(sample_ws, "allowance", [sample_ws.collection_id("default")], 50, kinds=["markdown"])
+    assert ids
+    kinds = {r[0] for r in sample_ws.db.execute(
+        f"SELECT d.kind FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join(str(i) for i, _ in ids)})")}
+    assert kinds == {"markdown"}
+
+
+def test_near_duplicates_are_collapsed(ws, tmp_path, embedder):
+    from archivist.ingest.pipeline import ingest_paths
+
+    text = "The Lisbon warehouse stores spare gripper arms on shelf 12.\n"
+    (tmp_path / "copy1.txt").write_text(text)
+    (tmp_path / "copy2.txt").write_text(text)
+    (tmp_path / "other.txt").write_text("Gripper arms are calibrated every 90 days.\n")
+    ingest_paths(ws, [tmp_path / "copy1.txt", tmp_path / "copy2.txt", tmp_path / "other.txt"], embedder=embedder, progress=False)
+    hits = search(ws, "Lisbon gripper arms shelf", k=5, embedder=embedder)
+    texts = [h.text for h in hits]
+    assert texts.count(text.strip()) == 1 and len(hits) == 2
+
+
+def test_followup_question_is_made_self_contained():
+    history = [{"role": "user", "content": "What is the per diem for France?"}, {"role": "assistant", "content": "EUR 53 [1]"}]
+    assert standalone_question("And for Germany?", history) == "per diem France And for Germany?"
+    assert standalone_question("What is the SEV1 response time?", history) == "What is the SEV1 response time?"
+    assert standalone_question("And for Germany?", None) == "And for Germany?"
+
+
+def test_packing_keeps_whole_passages_within_budget():
+    hits = [Hit(chunk_id=i, document_id=1, document="d", collection="c", text="word " * n, score=1.0)
+            for i, n in enumerate([50, 400, 30])]
+    packed = pack(hits, lambda s: len(s.split()), budget=200)
+    assert [h.chunk_id for h in packed] == [0, 2]  # the 400-word passage does not fit; the next one does
+
+
+def test_citations_are_checked_against_the_prompt(embedder):
+    passages = [Hit(chunk_id=10 + i, document=f"doc{i}.md", document_id=i, collection="c", text=t, score=0.1)
+                for i, t in enumerate(["Parental leave is 20 weeks under policy HR-17.", "The VPN desk opens at 07:00."])]
+    answer = "Parental leave is 20 weeks [1]. The desk opens at 07:00 [2]. It is sunny [7]."
+    text, cites, invalid = check_citations(answer, passages, embedder, weak_below=0.45)
+    assert invalid == [7] and "[7]" not in text
+    assert [(c.n, c.chunk_id, c.document) for c in cites] == [(1, 10, "doc0.md"), (2, 11, "doc1.md")]
+    assert all(not c.weak for c in cites)
+    _, cites, _ = check_citations("Parental leave is 52 weeks [1].", passages, embedder, weak_below=0.45)
+    assert cites[0].weak, "a number the passage does not hold is weakly supported"
+    assert parse_citations("a [1, 3] b [2]") == [(1, 2, 8), (3, 2, 8), (2, 11, 14)]
+
+
+def test_prompt_follows_the_model_chat_template(llm, sample_ws):
+    hits = search(sample_ws, "What are the VPN support hours?", k=2)
+    messages = build_messages("What are the VPN support hours?", hits)
+    prompt = llm.render(messages)
+    assert prompt == llm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "[1] (" + hits[0].document in prompt and "[2] (" + hits[1].document in prompt
+    assert prompt.count("<|im_start|>") == 3
+
+
+def test_generation_streams_in_pieces(llm):
+    pieces = list(llm.stream([{"role": "user", "content": "Count from one to ten."}], max_new_tokens=12))
+    assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+def test_absent_topic_gets_the_plain_not_in_documents_answer(sample_ws):
+    for row in sample_questions(answerable=False):
+        result = ask(sample_ws, row["question"])
+        assert result.not_found and result.answer == NOT_FOUND and result.citations == [], row["question"]
+
+
+def test_answer_json_citations_match_prompt_passages(sample_ws, llm):
+    streamed = []
+    result = ask(sample_ws, "Which phone extension reaches the on-call duty manager?", llm=llm, on_token=streamed.append)
+    data = answer_json(result)
+    assert json.loads(json.dumps(data)) == data
+    assert set(data) >= {"answer", "citations", "passages"}
+    assert data["citations"], data
+    for c in data["citations"]:
+        assert set(c) >= {"n", "document", "page", "chunk_id", "score", "text"}
+        passage = result.passages[c["n"] - 1]
+        assert (c["chunk_id"], c["document"], c["text"]) == (passage.chunk_id, passage.document, passage.text)
+    assert any(c["document"] == "oncall-runbook.md" for c in data["citations"])
+    assert len(streamed) > 1
+    assert "4417" in data["answer"]  # the model's answer, or the quoted passage when it was unsupported
+
+
+def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from archivist.retrieval.llm import load_llm
+
+    # A LoRA adapter with random (non-zero) weights, so its outputs differ from the base model's.
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(llm.path)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "rand")
+    messages = [{"role": "user", "content": "Say hello."}]
+    llm.use_adapter(None)
+    before = "".join(llm.stream(messages, max_new_tokens=8))
+    llm.use_adapter("rand-test", tmp_path / "rand")
+    with_adapter = "".join(llm.stream(messages, max_new_tokens=8))
+    llm.use_adapter(None)
+    after = "".join(llm.stream(messages, max_new_tokens=8))
+    assert with_adapter != before and after == before
+    assert load_llm.cache_info().currsize == 1  # one model object per process
