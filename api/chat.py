@@ -1,0 +1,265 @@
+"""POST /v1/chat/completions: grounded answers from the documents, streamed or whole.
+
+The last message is the question, earlier user/assistant turns are the history (system messages
+are not passed on: archivist's own system prompt is what keeps answers on the passages). `model`
+picks the adapter; `collection` / `collections` / `k` / `answer_mode` are archivist's extra body
+fields. The answer cites passages as [n] in its text, and the response carries them structured in
+`citations` (and every passage of the prompt in `passages`); a stream sends them on its final chunk.
+
+Each request becomes a job on the server's GenerationQueue and runs `ask` in a thread of its own
+with its own SQLite connection; pieces come back to the event loop through an asyncio.Queue. When
+the client goes away the job's stop event is set: a waiting job leaves the queue, a running one
+stops generating after the current token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from archivist.api import schemas as S
+from archivist.api.errors import APIError, error_body, responses
+from archivist.api.queue import Ticket
+from archivist.settings import Settings
+from archivist.workspace import Workspace
+
+POLL_S = 0.5  # how often a waiting request looks whether its client is still there
+KEEPALIVE_S = 10.0  # an SSE comment this often while queued, so proxies keep the stream open
+REPLACED = "\n\n(That answer was not supported by the passages. From the documents:) "
+
+
+@dataclass
+class ChatJob:
+    settings: Settings  # the server's, with this request's max_new_tokens
+    user: str
+    question: str
+    history: list[dict]
+    collections: list[str] | None
+    k: int | None
+    adapter: str | None
+    mode: str | None
+    ticket: Ticket
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+def message_text(m: S.ChatMessage) -> str:
+    """The text of a message; content parts other than text are refused (this is a text model)."""
+    if m.content is None:
+        return ""
+    if isinstance(m.content, str):
+        return m.content
+    texts = []
+    for part in m.content:
+        if part.type != "text":
+            raise APIError(400, f"content parts of type {part.type!r} are not supported; send text", "unsupported_content", "messages")
+        texts.append(part.text or "")
+    return "\n".join(texts)
+
+
+def split_messages(messages: list[S.ChatMessage]) -> tuple[str, list[dict]]:
+    """(question, history): the last user message and the user/assistant turns before it."""
+    turns = [{"role": m.role, "content": message_text(m)} for m in messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1]["role"] != "user":
+        raise APIError(400, "the last user/assistant message must be the user's question", "no_question", "messages")
+    question = turns[-1]["content"].strip()
+    if not question:
+        raise APIError(400, "the question (the last user message) is empty", "empty_question", "messages")
+    return question, turns[:-1]
+
+
+def run_job(server, job: ChatJob, on_token) -> object | None:
+    """Wait for the job's turn, then answer it; returns the Answer, or None when the client left
+    while it waited. Always gives the queue slot back."""
+    from archivist.retrieval.answer import ask
+
+    try:
+        if not job.ticket.wait_turn(job.stop):
+            return None
+        extra = {"mode": job.mode} if job.mode and "mode" in inspect.signature(ask).parameters else {}
+        with server.workspace(job.settings) as ws:
+            answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
+                         history=job.history, on_token=on_token, stop=job.stop, **extra)
+        server.queue.mark(cancelled=job.stop.is_set())
+        return answer
+    finally:
+        job.ticket.release()
+
+
+def start(server, job: ChatJob) -> asyncio.Queue:
+    """Run the job in a thread; its events arrive on the returned queue:
+    ("token", str)*, then one of ("done", Answer), ("cancelled", None), ("error", exception)."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+
+    def put(item):
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody to tell
+            job.stop.set()
+
+    def work():
+        try:
+            answer = run_job(server, job, lambda piece: put(("token", piece)))
+            put(("cancelled", None) if answer is None else ("done", answer))
+        except BaseException as e:  # handed to the request, which turns it into an error reply
+            put(("error", e))
+
+    threading.Thread(target=work, name="archivist-chat", daemon=True).start()
+    return events
+
+
+def completion_extras(answer) -> dict:
+    """archivist's extra fields of a completion: citations, passages, not_found, answer_mode, invalid_citations."""
+    from archivist.retrieval.answer import answer_json
+
+    j = answer_json(answer)
+    mode = getattr(answer, "mode", None) or ("not_found" if answer.not_found else "generated")
+    return {"citations": j["citations"], "passages": j["passages"], "not_found": answer.not_found, "answer_mode": mode,
+            "invalid_citations": j["invalid_citations"]}
+
+
+def finish_reason(answer, max_tokens: int) -> str:
+    return "length" if answer.completion_tokens >= max_tokens else "stop"
+
+
+def usage(answer) -> dict:
+    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens}
+
+
+def _error_for(exc: BaseException) -> tuple[int, dict]:
+    from archivist.access import AccessDenied
+
+    if isinstance(exc, APIError):
+        return exc.status, error_body(exc.status, exc.message, exc.code, exc.param)
+    if isinstance(exc, AccessDenied):
+        return 403, error_body(403, str(exc), "permission_denied")
+    if isinstance(exc, LookupError) and not isinstance(exc, (KeyError, IndexError)):
+        return 404, error_body(404, str(exc), "not_found")
+    return 500, error_body(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
+
+
+def _sse(obj) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def register(app, server, workspace, user) -> None:
+    """Add the chat route to `app` (called by create_app with its shared dependencies)."""
+    from archivist.api.app import adapter_for_model, requested_collections
+
+    stream_doc = {200: {"description": "the completion; with `stream: true` a text/event-stream of chunks",
+                        "content": {"text/event-stream": {"schema": {  # one server-sent event
+                            "type": "object", "required": ["data"],
+                            "properties": {"data": {"type": "string", "description": "a chat.completion.chunk as JSON, "
+                                                    "an {\"error\": ...} object, or [DONE] at the end"},
+                                           "event": {"type": "string"}}}}}}}
+
+    @app.post("/v1/chat/completions", response_model=S.ChatResponse, tags=["chat"],
+              responses={**responses(400, 403, 404, 429), **stream_doc})
+    async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+        """Answer the last user message from the documents the key's user may read, citing them as [n]."""
+        question, history = split_messages(body.messages)
+        adapter = adapter_for_model(ws, body.model)
+        scope = requested_collections(ws, who, body.collection, body.collections)
+        max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens
+        job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
+                      question=question, history=history, collections=scope, k=body.k, adapter=adapter,
+                      mode=body.answer_mode, ticket=server.queue.admit())  # QueueFull -> 429 before anything runs
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        try:
+            events = start(server, job)
+        except BaseException:
+            job.ticket.release()
+            raise
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(_stream(request, job, events, cid, created, body.model, max_tokens, include_usage),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, value = await asyncio.wait_for(events.get(), POLL_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return Response(status_code=499)  # nobody to read it; `finally` stops the job
+                    continue
+                if kind == "token":
+                    continue
+                finished = True
+                if kind == "error":
+                    raise value
+                if kind == "cancelled":
+                    return Response(status_code=499)
+                return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": value.answer},
+                                     "finish_reason": finish_reason(value, max_tokens)}],
+                        "usage": usage(value), **completion_extras(value)}
+        finally:
+            if not finished:
+                job.stop.set()
+
+
+async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: str, created: int, model: str,
+                  max_tokens: int, include_usage: bool):
+    """The SSE body: a role chunk, content chunks as generated, a final chunk with finish_reason and
+    archivist's fields (citations, passages, not_found, answer_mode, answer), [usage], [DONE]."""
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+    finished = False
+    streamed: list[str] = []
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        last_sent = last_check = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last_check > POLL_S:
+                last_check = now
+                if await request.is_disconnected():
+                    return
+            try:
+                kind, value = await asyncio.wait_for(events.get(), POLL_S)
+            except TimeoutError:
+                if time.monotonic() - last_sent > KEEPALIVE_S:
+                    last_sent = time.monotonic()
+                    yield ": waiting for the model\n\n"
+                continue
+            if kind == "token":
+                streamed.append(value)
+                last_sent = time.monotonic()
+                yield chunk({"content": value})
+                continue
+            finished = True
+            if kind == "cancelled":
+                return
+            if kind == "error":
+                yield _sse(_error_for(value)[1])
+                yield "data: [DONE]\n\n"
+                return
+            answer = value
+            # The client saw the generated text; when `auto` mode replaced it with quoted passages
+            # (it was unsupported), send those too, so the streamed text holds what `citations` cite.
+            if getattr(answer, "generated", None) is not None and "".join(streamed).strip() != answer.answer:
+                yield chunk({"content": REPLACED + answer.answer})
+            yield chunk({}, finish_reason(answer, max_tokens), answer=answer.answer, **completion_extras(answer))
+            if include_usage:
+                yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "choices": [], "usage": usage(answer)})
+            yield "data: [DONE]\n\n"
+            return
+    finally:
+        if not finished:  # the client went away (or the server is stopping): stop the generation
+            job.stop.set()

@@ -1,0 +1,91 @@
+"""CLI: archivist serve | keys create|revoke|list."""
+
+from __future__ import annotations
+
+import sys
+
+from archivist.cli import CLIError, emit_json, open_ws, settings_from
+
+
+def register(sub, common) -> None:
+    p = common(sub.add_parser("serve", help="the OpenAI-compatible HTTP API (http://127.0.0.1:8000/v1)"))
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-waiting", type=int, default=16,
+                   help="generations that may wait behind the running one; more get 429 with Retry-After (default 16)")
+    p.add_argument("--no-warm", action="store_true", help="load the models on the first request instead of at start")
+    p.set_defaults(func=cmd_serve)
+
+    if "keys" in sub.choices:  # another module registered `keys` already
+        return
+    keys = common(sub.add_parser("keys", help="API keys for `archivist serve`: create, revoke, list"))
+    ks = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    p = common(ks.add_parser("create", help="create a key for --user NAME; the key is printed on the last line, once"))
+    p.set_defaults(func=cmd_keys_create)
+    p = common(ks.add_parser("revoke", help="revoke a key by its prefix (ak-1a2b3c4d) or in full"))
+    p.add_argument("key", metavar="KEY_OR_PREFIX")
+    p.set_defaults(func=cmd_keys_revoke)
+    p = common(ks.add_parser("list", help="keys (prefixes only) with their user and state"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_list)
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from archivist.api.app import create_app
+
+    settings = settings_from(args)
+    if args.max_waiting < 0:
+        raise CLIError(f"--max-waiting must be 0 or more, got {args.max_waiting}")
+    app = create_app(settings, max_waiting=args.max_waiting, warm=not args.no_warm)
+    print(f"archivist API on http://{args.host}:{args.port}/v1 (workspace {settings.home}); "
+          f"docs at http://{args.host}:{args.port}/docs", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if getattr(args, "verbose", False) else "warning")
+    return 0
+
+
+def cmd_keys_create(args) -> int:
+    from archivist.keys import create_key
+
+    # `--user` names the key's owner here (the workspace's files are the local admin's authority).
+    owner = getattr(args, "user", None)
+    if not owner:
+        raise CLIError("keys create needs --user NAME: the user the key acts as")
+    with open_ws(args, check_index=False) as ws:
+        try:
+            key = create_key(ws, owner)
+        except LookupError as e:
+            raise CLIError(str(e)) from None
+    print(f"created an API key for {owner}; it is shown only this once, keep it secret:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_keys_revoke(args) -> int:
+    from archivist.keys import revoke_key
+
+    with open_ws(args, check_index=False) as ws:
+        k = revoke_key(ws, args.key)
+    print(f"revoked {k['prefix']} of {k['user']}")
+    return 0
+
+
+def cmd_keys_list(args) -> int:
+    import datetime as dt
+
+    from archivist.keys import list_keys
+
+    with open_ws(args, check_index=False) as ws:
+        keys = list_keys(ws)
+    if args.json:
+        emit_json(keys)
+        return 0
+    if not keys:
+        print("no API keys (create one with `archivist keys create --user NAME`)", file=sys.stderr)
+        return 0
+    for k in keys:
+        made = dt.datetime.fromtimestamp(k["created_at"]).strftime("%Y-%m-%d %H:%M")
+        state = "revoked " + dt.datetime.fromtimestamp(k["revoked_at"]).strftime("%Y-%m-%d %H:%M") if k["revoked_at"] else "active"
+        print(f"{k['prefix']}  {k['user']:20} created {made}  {state}")
+    return 0

@@ -1,0 +1,132 @@
+"""Errors in OpenAI's shape: `{"error": {"message", "type", "code", "param"}}` with a fitting status.
+
+Our own exceptions (AccessDenied, LookupError, QueueFull, ...) become these at the edge, in one
+place, so a route never builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel
+
+log = logging.getLogger(__name__)
+
+# status -> OpenAI error type
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+         404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
+         429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class APIError(Exception):
+    """Raise anywhere under a route: becomes the JSON error with this status and code."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.headers = status, message, code, param, headers or {}
+
+
+def error_body(status: int, message: str, code: str, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": TYPES.get(status, "invalid_request_error"), "code": code, "param": param}}
+
+
+_DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key", 403: "no access to that collection",
+                 404: "unknown model, document or collection", 413: "upload too large",
+                 422: "the body or a parameter does not validate", 429: "the generation queue is full; see Retry-After",
+                 503: "the server is busy"}
+
+
+def responses(*statuses: int) -> dict:
+    """The `responses=` argument of a route: these error statuses documented with ErrorResponse.
+
+    400, 401 and 422 are added always (a body that is not even JSON, a key, the validation), and
+    documenting 422 here replaces FastAPI's own HTTPValidationError shape, which we never send.
+    """
+    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in sorted({400, 401, 422, *statuses})}
+
+
+def install(app) -> None:
+    """Register the handlers that turn exceptions into OpenAI-shaped JSON errors."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from archivist.access import AccessDenied
+    from archivist.api.queue import QueueFull
+    from archivist.workspace import WorkspaceError
+
+    def reply(status, message, code, param=None, headers=None):
+        return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, exc: APIError):
+        return reply(exc.status, exc.message, exc.code, exc.param, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(loc) or "body"
+        message = f"{where}: {first.get('msg', 'invalid')}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        return reply(422, message, "invalid_body", where)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return reply(exc.status_code, str(exc.detail), code, headers=headers)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(request, exc: AccessDenied):
+        return reply(403, str(exc), "permission_denied")
+
+    @app.exception_handler(WorkspaceError)
+    async def _workspace(request, exc: WorkspaceError):
+        return reply(503, str(exc), "workspace_unavailable", headers={"Retry-After": "5"})
+
+    @app.exception_handler(LookupError)
+    async def _missing(request, exc: LookupError):
+        if isinstance(exc, (KeyError, IndexError)):  # a bug, not a missing thing the caller named
+            return await _crash(request, exc)
+        return reply(404, str(exc), "not_found")
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(request, exc: ValueError):
+        return reply(400, str(exc), "invalid_value")
+
+    @app.exception_handler(QueueFull)
+    async def _full(request, exc: QueueFull):
+        return reply(429, str(exc), "queue_full", headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(Exception)
+    async def _crash(request, exc: Exception):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return reply(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+
+
+def allowed_methods(app, scope) -> list[str]:
+    """Every method some route accepts for this path (for the Allow header of a 405)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "__none__"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)

@@ -1,0 +1,228 @@
+"""Request and response bodies. They follow OpenAI's shapes, plus archivist's extra fields
+(`collection(s)`, `k`, `answer_mode` in; `citations`, `passages` out). Unknown request fields are
+accepted and ignored, as OpenAI clients send many (temperature, top_p, seed ...): decoding here is
+greedy, so runs repeat exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+MAX_TOKENS = 2048  # most tokens one answer may ask for
+MAX_INPUTS = 2048  # most texts in one embeddings request (OpenAI's limit too)
+
+
+def _json_int(v):
+    """JSON Schema's integer: 5 and 5.0, never "5" or true (pydantic's lax mode would take those)."""
+    if isinstance(v, (bool, str)):
+        raise ValueError("must be an integer")
+    return v
+
+
+Bool = StrictBool  # JSON 0 is not `false`: a client bug should be an error, not a guess
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ContentPart(_Open):
+    type: str = Field(description="'text' parts are read; others (images) are refused")
+    text: str | None = None
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: Bool = False
+
+
+class ChatRequest(_Open):
+    model: str = Field(description="the base model's name, an adapter's name, or 'archivist' (the active adapter)",
+                       examples=["archivist"])
+    messages: list[ChatMessage] = Field(min_length=1, description="the last must be the user's question; earlier turns are history",
+                                        examples=[[{"role": "user", "content": "How many vacation days do employees get?"}]])
+    stream: Bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
+    collection: str | None = Field(None, description="archivist: answer from this collection only")
+    collections: list[str] | None = Field(None, description="archivist: answer from these collections only")
+    k: int | None = Field(None, ge=1, le=20, description="archivist: passages given to the model")
+    answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
+        None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")
+
+    _ints = field_validator("max_tokens", "max_completion_tokens", "n", "k", mode="before")(_json_int)
+
+
+class EmbeddingRequest(_Open):
+    model: str = Field(examples=["all-minilm-l6-v2"])
+    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+
+    _ints = field_validator("dimensions", mode="before")(_json_int)
+
+
+class SearchRequest(_Open):
+    query: str = Field(min_length=1)
+    k: int = Field(10, ge=1, le=100)
+    collection: str | None = None
+    collections: list[str] | None = None
+    documents: list[str] | None = Field(None, description="restrict to these document names or ids")
+    kinds: list[str] | None = Field(None, description="restrict to these file kinds (pdf, docx, markdown ...)")
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+
+    _ints = field_validator("k", mode="before")(_json_int)
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    kind: Literal["chat", "adapter", "embedding"]
+    base_model: str | None = None
+    active: bool = False
+    adapter: str | None = Field(None, description="for 'archivist': the active adapter it stands for (null: the base model)")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class CitationOut(BaseModel):
+    n: int
+    document: str
+    page: int | None = None
+    chunk_id: int
+    score: float
+    text: str
+    support: float
+    weak: bool
+    inferred: bool
+    collection: str
+
+
+class PassageOut(BaseModel):
+    n: int
+    document: str
+    page: int | None = None
+    chunk_id: int
+    score: float
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    citations: list[CitationOut] = Field(description="archivist: the passages the answer cites, by their [n]")
+    passages: list[PassageOut] = Field(description="archivist: every passage that was in the prompt, numbered from 1")
+    not_found: bool = Field(description="archivist: the documents do not answer the question")
+    answer_mode: str = Field(description="archivist: generated | extractive | not_found")
+    invalid_citations: list[int] = Field(description="archivist: [n] marks the model wrote that point to no passage (removed)")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class SearchHit(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    chunk_id: int
+    document_id: int
+    document: str
+    collection: str
+    text: str
+    score: float
+    page: int | None = None
+    heading: list[str]
+
+
+class SearchResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SearchHit]
+
+
+class DocumentOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    object: Literal["document"] = "document"
+    name: str
+    collection: str
+    kind: str
+    pages: int | None = None
+    size: int
+    chunks: int
+    status: str
+
+
+class DocumentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentOut]
+
+
+class UploadResult(BaseModel):
+    object: Literal["document"] = "document"
+    id: int | None
+    name: str
+    collection: str
+    status: str = Field(description="added | updated | unchanged")
+    chunks: int
+    seconds: float
+
+
+class Deleted(BaseModel):
+    id: int
+    object: Literal["document"] = "document"
+    name: str
+    collection: str
+    deleted: bool = True
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
