@@ -19,6 +19,7 @@ level or a user that already exists; LookupError for a user or collection that d
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
@@ -259,3 +260,30 @@ def revoke(ws: Workspace, user: str, collection: str, *, by: str | None = None) 
     with transaction(ws.db):
         cur = ws.db.execute("DELETE FROM grants WHERE user_id = ? AND collection_id = ?", (uid, cid))
     return cur.rowcount > 0
+
+
+# -- adapters -----------------------------------------------------------------------------------
+
+
+def adapter_collections(ws: Workspace, name: str) -> set[str] | None:
+    """The collections adapter `name` was trained on (from its lineage's documents), or None
+    when there is no such adapter. Examples from a user's JSONL file belong to no collection."""
+    row = ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    try:
+        lineage = json.loads(row[0]) if row[0] else {}
+    except ValueError:
+        lineage = {}
+    docs = lineage.get("documents") or [] if isinstance(lineage, dict) else []
+    return {d["collection"] for d in docs if isinstance(d, dict) and d.get("collection")}
+
+
+def may_use_adapter(ws: Workspace, user: str | None, name: str) -> bool:
+    """Whether `user` may get answers from adapter `name`: only when every collection it was
+    trained on is one the user may read, because model weights can repeat their training text.
+    False for an unknown adapter."""
+    trained_on = adapter_collections(ws, name)
+    if trained_on is None:
+        return False
+    return trained_on <= set(readable_collections(ws, user))

@@ -193,14 +193,150 @@ class STEmbedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
+class ONNXEmbedder:
+    """The whole sentence-transformers pipeline (transformer, pooling, normalization) exported once
+    to ONNX and run by ONNX Runtime on the CPU. backend "onnx" keeps fp32 weights; "onnx-int8"
+    quantizes the weights of every MatMul to int8 per output channel (activations stay dynamic),
+    which is about twice as fast on a CPU and keeps embeddings within ~0.99 cosine of fp32.
+
+    The exported files live in `$ARCHIVIST_CACHE/embedders/<name>-<fingerprint>/` and are made
+    under a file lock, so concurrent processes export once. Needs onnxruntime and onnx.
+    """
+
+    def __init__(self, name: str, backend: str = "onnx-int8", cache: str | Path = "~/.cache/archivist"):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        if backend not in ("onnx", "onnx-int8"):
+            raise ValueError(f"ONNXEmbedder backend must be onnx or onnx-int8, got {backend!r}")
+        self.name, self.backend, self.device = name, backend, "cpu"
+        path = resolve_embedder(name)
+        folder = export_onnx(path, Path(cache).expanduser() / "embedders")
+        meta = json.loads((folder / "meta.json").read_text())
+        self.dim, self.max_tokens, self.input_names = meta["dim"], meta["max_seq_length"], meta["inputs"]
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        model = folder / ("model-int8.onnx" if backend == "onnx-int8" else "model.onnx")
+        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.dim}"
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = list(texts)
+        # Longest first, as sentence-transformers does: batches of similar length pad little.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._lock:
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                     max_length=self.max_tokens, return_tensors="np")
+                feeds = {k: enc[k].astype(np.int64) for k in self.input_names}
+                out[idx] = self.session.run(None, feeds)[0]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+def export_onnx(model_path: str, root: Path) -> Path:
+    """Export a sentence-transformers model to `root/<name>-<fingerprint>/model.onnx` and its int8
+    twin model-int8.onnx, once; returns the folder. The export is written to a temp folder and
+    renamed, so a crash never leaves half a model."""
+    import shutil
+
+    from filelock import FileLock
+
+    folder = root / f"{Path(str(model_path)).name}-{model_hash(model_path)}"
+    if (folder / "meta.json").exists():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / "meta.json").exists():
+            return folder
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        meta = _export_st_to_onnx(model_path, tmp / "model.onnx")
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.disable(logging.WARNING)  # onnxruntime's quantizer logs advice on the root logger
+        try:
+            quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model-int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
+def _export_st_to_onnx(model_path: str, target: Path) -> dict:
+    """Trace the sentence-transformers pipeline (token ids in, sentence embedding out) into ONNX."""
+    import warnings
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    log.warning("exporting embedder %s to ONNX (once)", model_path)
+    st = SentenceTransformer(str(model_path), device="cpu").eval()
+    names = [n for n in st.tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self, st):
+            super().__init__()
+            self.st = st
+
+        def forward(self, *inputs):
+            return self.st(dict(zip(names, inputs)))["sentence_embedding"]
+
+    enc = st.tokenizer(["an example sentence", "another, longer example sentence"], padding=True, return_tensors="pt")
+    axes = {n: {0: "batch", 1: "tokens"} for n in names}
+    axes["embedding"] = {0: "batch"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter writes one self-contained file and handles BERT-style models well.
+        torch.onnx.export(Pipeline(st), tuple(enc[n] for n in names), str(target), input_names=names,
+                          output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    dim = st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension") else st.get_sentence_embedding_dimension()
+    return {"dim": int(dim), "max_seq_length": int(st.max_seq_length), "inputs": names, "source": str(model_path)}
+
+
+EMBED_BACKENDS = ("torch", "int8", "onnx", "onnx-int8")
+
+
+# Loading two models at once in one process can break later loads ("Cannot copy out of meta
+# tensor"), so every model load in the process goes through this lock.
+MODEL_LOAD_LOCK = threading.RLock()
+
+
+def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend: str = "torch",
+                  cache: str = "~/.cache/archivist"):
+    """The embedder, loaded once per process. backend: torch | int8 (torch dynamic quantization) |
+    onnx | onnx-int8 (ONNX Runtime, CPU only; on a GPU, or without onnxruntime, torch is used)."""
+    with MODEL_LOAD_LOCK:  # positional and keyword calls share one cache entry
+        return _load_embedder(name, device, backend, cache)
+
+
 @functools.cache
-def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend: str = "torch") -> STEmbedder:
-    """The embedder, loaded once per process."""
+def _load_embedder(name: str, device: str, backend: str, cache: str):
+    if backend not in EMBED_BACKENDS:
+        raise ValueError(f"embedder backend must be one of {', '.join(EMBED_BACKENDS)}, got {backend!r}")
+    if backend.startswith("onnx"):
+        if pick_device(device) == "cpu" and importlib.util.find_spec("onnxruntime") is not None:
+            return ONNXEmbedder(name, backend=backend, cache=cache)
+        log.warning("embedder backend %s needs onnxruntime on the CPU; using torch", backend)
+        backend = "torch"
     return STEmbedder(name, device=device, backend=backend)
 
 
-def embedder_for(settings) -> STEmbedder:
-    return load_embedder(settings.embedder, settings.device, settings.embed_backend)
+def embedder_for(settings):
+    return load_embedder(settings.embedder, settings.device, settings.embed_backend, str(settings.cache))
 
 
 @functools.cache

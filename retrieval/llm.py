@@ -129,9 +129,16 @@ def _stop_on(*events: threading.Event | None):
     return StoppingCriteriaList([_EventStop()])
 
 
-@functools.cache
 def load_llm(name: str, cache: str, device: str = "auto", quantize: str = "auto") -> LLM:
     """Load the chat model once per process. quantize: auto (4-bit on CUDA) | none | 4bit."""
+    from archivist.models import MODEL_LOAD_LOCK
+
+    with MODEL_LOAD_LOCK:
+        return _load_llm(name, cache, device, quantize)
+
+
+@functools.cache
+def _load_llm(name: str, cache: str, device: str, quantize: str) -> LLM:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

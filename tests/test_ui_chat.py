@@ -1,0 +1,85 @@
+"""The chat page with the real tiny models (AppTest): a streamed answer, its sources, history and feedback."""
+
+from __future__ import annotations
+
+import os
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archivist import access, auth, conversations
+from archivist.ingest.pipeline import ingest_paths
+
+os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
+APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
+PARKING = ("# Visitor parking\n\nVisitors park in lot C behind the warehouse. The gate code for lot C is 4417. "
+           "Parking in lot A is reserved for delivery trucks.\n")
+LUNCH = "# Canteen\n\nThe canteen serves lunch from 11:30 to 14:00. Soup costs EUR 3.\n"
+
+
+@pytest.fixture
+def workspace_with_docs(ws, embedder, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHIVIST_MAX_NEW_TOKENS", "24")  # a short answer keeps the test quick on a CPU
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "bob", "bob-pass-12", by="alice")
+    (tmp_path / "parking.md").write_text(PARKING)
+    (tmp_path / "canteen.md").write_text(LUNCH)
+    ingest_paths(ws, [tmp_path / "parking.md"], collection="facilities", user="alice", embedder=embedder, progress=False)
+    ingest_paths(ws, [tmp_path / "canteen.md"], collection="canteen", user="alice", embedder=embedder, progress=False)
+    access.grant(ws, "bob", "canteen", "read", by="alice")
+    return ws
+
+
+def chat(ws, user: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["_token"] = auth.create_session(ws, user)
+    return at.run()
+
+
+def test_answer_cites_the_document_and_feedback_is_stored(workspace_with_docs):
+    ws = workspace_with_docs
+    at = chat(ws, "alice")
+    assert [t.value for t in at.title] == ["Chat"] and not at.exception
+    assert at.sidebar.selectbox(key="chat-collection").options == ["All my collections", "canteen", "facilities"]
+    assert at.sidebar.selectbox(key="chat-adapter").options == ["base"]
+    at.chat_input(key="chat-input").set_value("What is the gate code for visitor parking in lot C?").run()
+    assert not at.exception, [e.value for e in at.exception]
+    roles = [m.name for m in at.chat_message]
+    assert roles == ["user", "assistant"]
+    labels = [e.label for e in at.chat_message[1].expander]
+    assert labels and "parking\\.md" in labels[0]  # the source, Markdown-escaped, names the document
+    assert "4417" in at.chat_message[1].expander[0].text[0].value  # the passage itself, as plain text
+    # stored per user: the conversation survives a new browser session
+    (conv,) = conversations.list_conversations(ws, "alice")
+    msgs = conversations.messages(ws, conv["id"], "alice")
+    assert [m["role"] for m in msgs] == ["user", "assistant"] and msgs[1]["citations"][0]["document"] == "parking.md"
+    at.chat_message[1].feedback[0].set_value(0).run()  # thumbs down
+    row = ws.db.execute("SELECT f.question, f.answer, f.rating, f.citations, f.adapter, u.name FROM feedback f "
+                        "JOIN users u ON u.id = f.user_id").fetchall()
+    assert len(row) == 1 and row[0]["rating"] == -1 and row[0]["name"] == "alice"
+    assert row[0]["question"].startswith("What is the gate code") and row[0]["answer"] == msgs[1]["content"]
+    assert json.loads(row[0]["citations"])[0]["document"] == "parking.md"
+    at.chat_message[1].feedback[0].set_value(1).run()  # changed its mind: the same row, now up
+    assert ws.db.execute("SELECT COUNT(*), MAX(rating) FROM feedback").fetchone()[:] == (1, 1)
+    at2 = chat(ws, "alice")
+    assert [m.name for m in at2.chat_message] == ["user", "assistant"]  # history after a reload
+    assert at2.chat_message[1].feedback[0].value == 1
+
+
+def test_member_never_gets_unreadable_documents_cited(workspace_with_docs):
+    ws = workspace_with_docs
+    at = chat(ws, "bob")
+    assert at.sidebar.selectbox(key="chat-collection").options == ["All my collections", "canteen"]
+    at.chat_input(key="chat-input").set_value("What is the gate code for visitor parking in lot C?").run()
+    assert not at.exception
+    reply = at.chat_message[1]
+    assert all("parking" not in e.label for e in reply.expander)
+    stored = conversations.messages(ws, conversations.list_conversations(ws, "bob")[0]["id"], "bob")[1]
+    assert all(c["document"] != "parking.md" for c in stored["citations"])
+    assert all(p["document"] != "parking.md" for p in stored["passages"])
+    assert "4417" not in stored["content"]
+    assert stored["not_found"] == bool(reply.info)  # "not in the documents" is shown as such

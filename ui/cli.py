@@ -1,0 +1,89 @@
+"""CLI: `archivist ui [--port P] [--address A]` — the browser app, served by Streamlit.
+
+The command checks the workspace (creating it, and the first admin from ARCHIVIST_ADMIN_USER /
+ARCHIVIST_ADMIN_PASSWORD), then replaces itself with `python -m streamlit run ui/app.py`, passing
+the workspace options on as ARCHIVIST_* variables. Streamlit's own settings keep working: a flag
+given here wins, else STREAMLIT_SERVER_* variables and .streamlit/config.toml apply as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from archivist.cli import CLIError, settings_from
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def register(sub, common) -> None:
+    p = common(sub.add_parser("ui", help="the browser app: upload, chat with citations, fine-tune (http://localhost:8501)"))
+    p.add_argument("--port", "--server.port", dest="port", type=int, default=None,
+                   help="port to serve on (default 8501, or STREAMLIT_SERVER_PORT)")
+    p.add_argument("--address", "--server.address", dest="address", default=None,
+                   help="address to listen on (default: all interfaces, or STREAMLIT_SERVER_ADDRESS); 127.0.0.1 keeps it local")
+    p.add_argument("--headless", "--server.headless", dest="headless", default=None, choices=["true", "false"],
+                   help="true (default): do not open a browser window")
+    p.add_argument("--dry-run", action="store_true", help="print the streamlit command instead of running it")
+    p.set_defaults(func=cmd_ui)
+
+
+def streamlit_command(port: int | None = None, address: str | None = None, headless: str | None = None,
+                      max_upload_mb: int = 200, env: dict | None = None) -> list[str]:
+    """The `python -m streamlit run …` argument list. Flags are added only where neither the caller
+    nor a STREAMLIT_* variable chose, so Streamlit's own configuration keeps working."""
+    env = os.environ if env is None else env
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
+
+    def flag(name: str, value) -> None:
+        if value is not None:
+            cmd.extend([f"--{name}", str(value)])
+
+    flag("server.port", port)
+    flag("server.address", address)
+    flag("server.headless", headless if headless is not None else (None if "STREAMLIT_SERVER_HEADLESS" in env else "true"))
+    if "STREAMLIT_SERVER_MAX_UPLOAD_SIZE" not in env:
+        cmd.extend(["--server.maxUploadSize", str(max_upload_mb)])
+    if "STREAMLIT_BROWSER_GATHER_USAGE_STATS" not in env:  # local-only: no usage statistics leave the machine
+        cmd.extend(["--browser.gatherUsageStats", "false"])
+    if "STREAMLIT_CLIENT_TOOLBAR_MODE" not in env:  # no "Deploy" button: this app is deployed already
+        cmd.extend(["--client.toolbarMode", "minimal"])
+    if "STREAMLIT_SERVER_FILE_WATCHER_TYPE" not in env:  # no polling of the source tree on a shared CPU
+        cmd.extend(["--server.fileWatcherType", "none"])
+    return cmd
+
+
+def cmd_ui(args) -> int:
+    from archivist import auth
+    from archivist.workspace import open_workspace
+
+    s = settings_from(args)
+    with open_workspace(s) as ws:  # fail here, in the terminal, rather than in the browser
+        try:
+            created = auth.admin_from_env(ws)
+        except auth.AuthError as e:
+            raise CLIError(str(e)) from None
+        fresh = auth.needs_first_admin(ws)
+    env = dict(os.environ)
+    env["ARCHIVIST_HOME"] = str(s.home.resolve())
+    for key in ("llm", "embedder", "device", "cache"):
+        if getattr(args, key, None) is not None:
+            env[f"ARCHIVIST_{key.upper()}"] = str(getattr(s, key))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    cmd = streamlit_command(args.port, args.address, args.headless, s.max_file_mb, env)
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    port = args.port or env.get("STREAMLIT_SERVER_PORT") or 8501
+    host = args.address or env.get("STREAMLIT_SERVER_ADDRESS") or "localhost"
+    print(f"archivist: workspace {s.home.resolve()}", file=sys.stderr)
+    if created:
+        print(f"archivist: created admin {created['name']!r} from ARCHIVIST_ADMIN_USER", file=sys.stderr)
+    elif fresh:
+        print("archivist: new workspace: open the app to create the admin account", file=sys.stderr)
+    print(f"archivist: serving http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached

@@ -1,0 +1,194 @@
+"""What every page shares: settings, this browser session's workspace, the signed-in user, the models.
+
+Pages import this module and call stage functions; nothing here decides anything about documents,
+answers or access — it only wires Streamlit's session to the stage functions.
+
+Sign-in survives a page reload through a cookie holding the session token (set by a line of
+JavaScript, read back from `st.context.cookies` when the next browser session starts); the token
+is checked against the sessions table on every run, so expiry, sign-out and a deleted user take
+effect at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+
+import streamlit as st
+
+from archivist import access, auth
+from archivist.settings import Settings
+from archivist.ui import models as models_
+from archivist.workspace import Workspace, open_workspace
+
+COOKIE = "archivist_session"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def settings() -> Settings:
+    """The settings of this server (ARCHIVIST_* environment variables)."""
+    return Settings.from_env()
+
+
+@st.cache_resource(show_spinner=False)
+def _prepare_workspace(home: str) -> bool:
+    """Once per server and workspace: repair FAISS from SQLite and create the admin from the environment."""
+    s = settings()
+    with open_workspace(s, check_index=True) as ws:
+        auth.admin_from_env(ws)
+    return True
+
+
+def workspace() -> Workspace:
+    """This browser session's workspace connection (one SQLite connection per session; runs of one
+    session never overlap, and the background ingestion opens its own)."""
+    s = settings()
+    ws = st.session_state.get("_ws")
+    if ws is None or ws.home != s.home:
+        _prepare_workspace(str(s.home))
+        ws = open_workspace(s, check_index=False)
+        st.session_state["_ws"] = ws
+    return ws
+
+
+# -- models: loaded once per server, warmed up in the background at start ---------------------
+
+
+@st.cache_resource(show_spinner="Loading the models (once per server)…")
+def _models(llm: str, cache: str, device: str, quantize: str, embedder: str, backend: str):
+    s = settings()
+    return models_.llm(s), models_.embedder(s)
+
+
+def models():
+    """(llm, embedder) of this server, loaded on first use and kept for every session."""
+    s = settings()
+    return _models(s.llm, str(s.cache), s.device, s.quantize, s.embedder, s.embed_backend)
+
+
+def embedder():
+    """The embedder alone (ingestion needs no LLM)."""
+    return models_.embedder(settings())
+
+
+@st.cache_resource(show_spinner=False)
+def _warm(llm: str, embedder_name: str) -> threading.Thread:
+    # Load both models while the user signs in, so the first question only waits for what is not
+    # loaded yet. ui/models.py loads one model at a time, whoever asks first.
+    def load():
+        s = settings()
+        try:
+            models_.embedder(s)
+            models_.llm(s)
+        except Exception:  # the chat page shows the real error when it loads them itself
+            pass
+
+    t = threading.Thread(target=load, name="archivist-warm-models", daemon=True)
+    t.start()
+    return t
+
+
+def warm_models() -> None:
+    """Start loading the models in the background, unless ARCHIVIST_UI_WARMUP=0 (the AppTest tests set
+    it: they load models where they need them, and a load racing another one in the same process
+    can leave torch's device state broken for every later load)."""
+    if os.environ.get("ARCHIVIST_UI_WARMUP", "1") == "0":
+        return
+    s = settings()
+    _warm(s.llm, s.embedder)
+
+
+def adapter_names(ws: Workspace) -> list[str]:
+    """Names of the registered adapters, newest first (the adapters table the fine-tuning registry fills)."""
+    return [r[0] for r in ws.db.execute("SELECT name FROM adapters ORDER BY created_at DESC, name")]
+
+
+# -- the signed-in user -------------------------------------------------------------------------
+
+
+def current_user() -> str | None:
+    """The signed-in user of this browser session, or None. Checks the session token each run."""
+    ws = workspace()
+    token = st.session_state.get("_token")
+    if token is None:
+        try:
+            token = st.context.cookies.get(COOKIE)
+        except Exception:  # no browser context (tests)
+            token = None
+        if not isinstance(token, str):
+            token = None
+    name = auth.session_user(ws, token)
+    if name is None:
+        st.session_state.pop("_token", None)
+        return None
+    st.session_state["_token"] = token
+    return name
+
+
+def is_admin(user: str) -> bool:
+    return access.is_admin(workspace(), user)
+
+
+def sign_in(name: str, password: str) -> str:
+    """Check the password, open a session and remember it in this browser. Raises AuthError."""
+    ws = workspace()
+    token = auth.sign_in(ws, name, password)
+    st.session_state["_token"] = token
+    st.session_state["_cookie"] = ("set", token)
+    return name.strip()
+
+
+def sign_out() -> None:
+    auth.end_session(workspace(), st.session_state.pop("_token", None))
+    for key in list(st.session_state):
+        if key != "_ws":
+            del st.session_state[key]
+    st.session_state["_cookie"] = ("clear", "")
+
+
+def sync_cookie() -> None:
+    """Write or clear the session cookie in the browser after a sign-in or sign-out (runs once)."""
+    pending = st.session_state.pop("_cookie", None)
+    if pending is None:
+        return
+    action, token = pending
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", token):  # token_urlsafe output only; never anything else in a script
+        return
+    age = auth.SESSION_SECONDS if action == "set" else 0
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True)
+
+
+# -- showing things safely ----------------------------------------------------------------------
+
+
+def md_escape(text: str) -> str:
+    """Text made inert for st.markdown labels (expander titles, captions): every Markdown character
+    is backslash-escaped, so a document name or passage can never become a link, image or directive."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def when(ts: float | None) -> str:
+    """A Unix time as local 'YYYY-MM-DD HH:MM'."""
+    if not ts:
+        return ""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def require_user() -> str:
+    """The signed-in user; stops the page (after a message) when nobody is signed in."""
+    user = current_user()
+    if user is None:
+        st.warning("Please sign in.")
+        st.stop()
+    return user
+
+
+def require_admin() -> str:
+    user = require_user()
+    if not is_admin(user):
+        st.error("This page is for admins.")
+        st.stop()
+    return user

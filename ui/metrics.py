@@ -1,0 +1,160 @@
+"""Reading the numbers the evaluation and fine-tuning stages leave behind, for the pages to chart.
+
+Evaluations are rows of the `evaluations` table whose `results` JSON is written by `archivist eval`;
+this module does not assume its exact shape: every numeric leaf becomes a metric named by its key
+path ("recall@5", "answers.exact_match"), and the longest list of objects becomes the per-item
+table. Training metrics are runs/<id>/metrics.jsonl, one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from archivist.workspace import Workspace
+
+COUNTS = ("questions", "answerable", "unanswerable", "citations", "k", "n")  # sizes, not scores
+MODE_ORDER = ("hybrid+rerank", "hybrid", "dense", "lexical")  # the headline mode: the best the run measured
+ITEM_KEYS = ("per_query", "per_question", "queries", "questions", "items", "rows", "examples", "details")
+
+
+def flatten_metrics(results: dict, prefix: str = "") -> dict[str, float]:
+    """Every finite number in a nested dict, keyed by its dotted path; a top-level "metrics" dict is unwrapped."""
+    if not prefix and isinstance(results.get("metrics"), dict):
+        inner = flatten_metrics(results["metrics"], "")
+        rest = flatten_metrics({k: v for k, v in results.items() if k != "metrics"}, "")
+        return {**inner, **{k: v for k, v in rest.items() if k not in inner}}
+    out: dict[str, float] = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[name] = float(value)
+        elif isinstance(value, dict):
+            out.update(flatten_metrics(value, f"{name}."))
+    return out
+
+
+def mode_table(results: dict) -> dict[str, dict[str, float]]:
+    """A retrieval run's {mode: {metric: value}} (`archivist eval retrieval` stores "modes"), else {}."""
+    modes = results.get("modes")
+    if not isinstance(modes, dict):
+        return {}
+    return {m: flatten_metrics(v) for m, v in modes.items() if isinstance(v, dict)}
+
+
+def headline(results: dict) -> tuple[str | None, dict[str, float]]:
+    """(mode, scores) to show first: for retrieval the best mode measured, else every top-level score.
+    Counts (questions, k …) and timings are left out; they are not quality."""
+    modes = mode_table(results)
+    if modes:
+        mode = next((m for m in MODE_ORDER if m in modes), next(iter(modes)))
+        return mode, {k: v for k, v in modes[mode].items() if not k.startswith("latency")}
+    flat = flatten_metrics(results)
+    return None, {k: v for k, v in flat.items() if k.split(".")[-1] not in COUNTS and "seconds" not in k
+                  and not k.startswith("modes.")}
+
+
+def item_rows(results: dict) -> list[dict]:
+    """The per-question rows of an evaluation (the named or else the longest list of objects); nested
+    objects become dotted columns ("hybrid.recall@5"), lists become text."""
+    lists = {k: v for k, v in results.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
+    if not lists:
+        return []
+    key = next((k for k in ITEM_KEYS if k in lists), max(lists, key=lambda k: len(lists[k])))
+    rows = []
+    for item in lists[key]:
+        row = {}
+        for k, v in item.items():
+            if isinstance(v, dict):
+                for k2, v2 in v.items():
+                    row[f"{k}.{k2}"] = ", ".join(map(str, v2)) if isinstance(v2, list) else v2
+            elif isinstance(v, list):
+                row[k] = ", ".join(map(str, v))
+            else:
+                row[k] = v
+        rows.append(row)
+    return rows
+
+
+def list_evaluations(ws: Workspace, kind: str | None = None, limit: int = 200) -> list[dict]:
+    """Evaluation runs newest first: [{id, kind, set_name, created_at, results, metrics}]; rows whose
+    JSON does not parse are kept with empty results and an `error` saying so."""
+    sql = "SELECT id, kind, set_name, results, created_at FROM evaluations"
+    params: list = []
+    if kind:
+        sql += " WHERE kind = ?"
+        params.append(kind)
+    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+    params.append(int(limit))
+    out = []
+    for r in ws.db.execute(sql, params):
+        d = dict(r)
+        try:
+            d["results"] = json.loads(d["results"])
+            if not isinstance(d["results"], dict):
+                d["results"] = {"value": d["results"]}
+        except (TypeError, ValueError) as e:
+            d["results"], d["error"] = {}, f"results are not valid JSON: {e}"
+        d["metrics"] = flatten_metrics(d["results"])
+        out.append(d)
+    return out
+
+
+def read_jsonl(path: Path, start: int = 0) -> list[dict]:
+    """The JSON objects of a metrics.jsonl from line `start` on; a half-written last line is skipped."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if i < start or not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue  # the trainer is writing it right now
+                if isinstance(obj, dict):
+                    out.append(obj)
+    except FileNotFoundError:
+        return []
+    return out
+
+
+# -- adapters: base vs adapter on the held-out split (archivist.finetune.evaluate.compare) --------
+
+SCORES = ("accuracy", "f1", "citations")
+
+
+def adapter_rows(adapters: list[dict]) -> list[dict]:
+    """One table row per registered adapter: name, active, base model, run, and base → adapter scores."""
+    rows = []
+    for a in adapters:
+        m = a.get("metrics") or {}
+        base, ours = m.get("base") or {}, m.get("adapter") or {}
+        row = {"adapter": a["name"], "active": "✓" if a.get("active") else "", "base model": a.get("base_model"),
+               "run": a.get("run_id") or "", "held-out examples": m.get("n")}
+        for key in SCORES + ("perplexity",):
+            if base.get(key) is not None or ours.get(key) is not None:
+                row[f"{key} (base → adapter)"] = f"{_num(base.get(key))} → {_num(ours.get(key))}"
+        rows.append(row)
+    return rows
+
+
+def adapter_scores(adapters: list[dict]):
+    """A DataFrame for a grouped bar chart: index "<adapter> <score>", columns base and adapter."""
+    import pandas as pd
+
+    rows = {}
+    for a in adapters:
+        m = a.get("metrics") or {}
+        base, ours = m.get("base") or {}, m.get("adapter") or {}
+        for key in SCORES:
+            if base.get(key) is not None and ours.get(key) is not None:
+                rows[f"{a['name']} {key}"] = {"base": float(base[key]), "adapter": float(ours[key])}
+    return pd.DataFrame(rows).T if rows else pd.DataFrame()
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,108 @@
+"""Admins: people (add, role, password, delete), collections, and who may read or write each one."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from archivist import access, auth
+from archivist.ui import core
+
+me = core.require_admin()
+ws = core.workspace()
+st.title("Admin")
+NONE = "no access"
+
+
+def attempt(fn, *args, ok: str, **kwargs) -> None:
+    """Run an access/auth function; show its error, or rerun with a toast on success."""
+    try:
+        fn(*args, **kwargs)
+    except (ValueError, LookupError, access.AccessDenied) as e:
+        st.error(str(e))
+    else:
+        st.session_state["_admin_toast"] = ok
+        st.rerun()
+
+
+if msg := st.session_state.pop("_admin_toast", None):
+    st.toast(msg, icon="✅")
+
+users_tab, collections_tab, access_tab = st.tabs(["People", "Collections", "Access"])
+
+# -- people ------------------------------------------------------------------------------------
+
+with users_tab:
+    users = access.list_users(ws, by=me)
+    st.dataframe(pd.DataFrame([{"name": u["name"], "role": u["role"],
+                                "can sign in": "yes" if auth.has_password(ws, u["name"]) else "no (command line only)",
+                                "collections": ", ".join(f"{c} ({lvl})" for c, lvl in u["grants"].items())
+                                or ("all" if u["role"] == "admin" else "none")} for u in users]),
+                 hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    with left.form("add-user", clear_on_submit=True):
+        st.markdown("**Add a person**")
+        name = st.text_input("User name", key="new-user-name")
+        password = st.text_input("Password", type="password", key="new-user-password",
+                                 help=f"At least {auth.MIN_PASSWORD} characters; they can change it later")
+        role = st.radio("Role", ["member", "admin"], horizontal=True, key="new-user-role",
+                        help="members see the collections they are given; admins see and manage everything")
+        if st.form_submit_button("Add", type="primary"):
+            attempt(auth.create_user, ws, name.strip(), password, role, by=me, ok=f"Added {name.strip()}")
+    with right.container(border=True):
+        st.markdown("**Change a person**")
+        names = [u["name"] for u in users]
+        who = st.selectbox("Person", names, key="edit-user")
+        current = next(u for u in users if u["name"] == who)
+        new_role = st.radio("Role", ["member", "admin"], index=0 if current["role"] == "member" else 1, horizontal=True,
+                            key=f"edit-role-{who}", disabled=who == me, help="you cannot change your own role")
+        if new_role != current["role"] and st.button("Save role", key="save-role"):
+            attempt(access.set_role, ws, who, new_role, by=me, ok=f"{who} is now {new_role}")
+        new_pw = st.text_input("New password", type="password", key=f"edit-pw-{who}")
+        if st.button("Set password", key="set-password", disabled=not new_pw):
+            attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
+        if who != me and st.button(f"Delete {who}", key="delete-user", icon=":material/person_remove:"):
+            attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
+
+# -- collections -------------------------------------------------------------------------------
+
+with collections_tab:
+    cols = access.list_collections(ws, by=me)
+    readers: dict[str, list[str]] = {}
+    for u in access.list_users(ws, by=me):
+        for c, lvl in u["grants"].items():
+            readers.setdefault(c, []).append(f"{u['name']} ({lvl})")
+    if cols:
+        st.dataframe(pd.DataFrame([{"collection": c["name"], "documents": c["documents"],
+                                    "shared with": ", ".join(readers.get(c["name"], [])) or "admins only"} for c in cols]),
+                     hide_index=True, width="stretch")
+    else:
+        st.caption("No collections yet: upload documents or create one here.")
+    with st.form("new-collection", clear_on_submit=True):
+        cname = st.text_input("New collection", key="new-collection-name")
+        if st.form_submit_button("Create collection"):
+            attempt(access.create_collection, ws, cname.strip(), by=me, ok=f"Created collection {cname.strip()}")
+
+# -- access ------------------------------------------------------------------------------------
+
+with access_tab:
+    st.write("Who may read or write each collection. Admins may do everything everywhere; "
+             "read lets a member search, chat with and fine-tune on it, write lets them add and delete documents.")
+    cols = [c["name"] for c in access.list_collections(ws, by=me)]
+    members = [u for u in access.list_users(ws, by=me) if u["role"] != "admin"]
+    if not cols or not members:
+        st.caption("Create a collection and a member first.")
+    else:
+        a, b, c = st.columns(3)
+        who = a.selectbox("Person", [u["name"] for u in members], key="grant-user")
+        coll = b.selectbox("Collection", cols, key="grant-collection")
+        have = next(u for u in members if u["name"] == who)["grants"].get(coll, NONE)
+        levels = [NONE, "read", "write", "admin"]
+        level = c.selectbox("Access", levels, index=levels.index(have), key=f"grant-level-{who}-{coll}")
+        if level != have and st.button("Save access", type="primary", key="save-grant"):
+            if level == NONE:
+                attempt(access.revoke, ws, who, coll, by=me, ok=f"{who} no longer has access to {coll}")
+            else:
+                attempt(access.grant, ws, who, coll, level, by=me, ok=f"{who} may now {level} {coll}")
+        grid = pd.DataFrame([{"person": u["name"], **{cn: u["grants"].get(cn, "") for cn in cols}} for u in members])
+        st.dataframe(grid, hide_index=True, width="stretch")

@@ -1,0 +1,183 @@
+"""Ask questions about your documents: streamed answers with their sources, history per user,
+and thumbs up/down or a corrected answer stored as feedback for fine-tuning."""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from archivist import access, conversations, feedback
+from archivist.retrieval.answer import active_adapter, answer_json, ask
+from archivist.ui import core
+
+user = core.require_user()
+ws = core.workspace()
+s = core.settings()
+ALL = "All my collections"
+BASE = "base"
+
+# -- sidebar: conversation, collection, passages, adapter -------------------------------------
+
+readable = access.readable_collections(ws, user)
+past = conversations.list_conversations(ws, user)
+if "conv" not in st.session_state:  # carry on with the latest conversation after a reload
+    st.session_state["conv"] = past[0]["id"] if past else None
+
+with st.sidebar:
+    st.subheader("Chat")
+    if st.button("New chat", icon=":material/add:", key="new-chat", width="stretch"):
+        st.session_state["conv"] = None
+        st.rerun()
+    if past:
+        ids = [c["id"] for c in past]
+        labels = {c["id"]: f"{(c['title'] or 'Untitled')[:48]} · {core.when(c['last_at'])}" for c in past}
+        current = st.session_state["conv"]
+        picked = st.selectbox("Conversation", [None] + ids, index=(ids.index(current) + 1) if current in ids else 0,
+                              format_func=lambda i: "— new —" if i is None else labels[i], key=f"conv-pick-{current}")
+        if picked != current:
+            st.session_state["conv"] = picked
+            st.rerun()
+    collection = st.selectbox("Collection", [ALL] + readable, key="chat-collection")
+    k = st.slider("Passages", 1, 10, s.top_k, key="chat-k", help="How many passages the model reads per question")
+    adapters = core.adapter_names(ws)
+    active = active_adapter(ws)
+    options = [BASE] + adapters
+    adapter = st.selectbox("Adapter", options, index=options.index(active) if active in options else 0, key="chat-adapter",
+                           help="'base' is the model as downloaded; the others were fine-tuned on this workspace")
+
+# -- one message -------------------------------------------------------------------------------
+
+
+def _rate(m: dict, key: str) -> None:
+    value = st.session_state.get(key)
+    rating = {None: 0, 0: -1, 1: 1}[value]
+    _save_feedback(m, rating=rating)
+
+
+def _save_feedback(m: dict, rating: int | None = None, correction: str | None = None) -> None:
+    prior = feedback.find_feedback(ws, user, m["question"], m["content"])
+    try:
+        if prior:
+            feedback.update_feedback(ws, prior["id"], user, rating=rating, correction=correction)
+        else:
+            feedback.record_feedback(ws, user, m["question"], m["content"], rating=rating or 0, correction=correction,
+                                     citations=m.get("citations"), adapter=m.get("adapter"), collection=m.get("collection"))
+    except ValueError as e:
+        st.toast(f"Feedback not saved: {e}", icon="⚠️")
+        return
+    st.toast("Thank you — your feedback was saved.", icon="✅")
+
+
+def show_sources(m: dict) -> None:
+    cites = m.get("citations") or []
+    if cites:
+        st.caption("Sources")
+        for c in cites:
+            where = f"[{c['n']}] {c['document']}" + (f", page {c['page']}" if c.get("page") else "")
+            weak = c.get("weak")
+            with st.expander(core.md_escape(where) + (" · ⚠️ weakly supported" if weak else ""), icon=":material/description:"):
+                facts = [c.get("collection") or "", f"support {c.get('support', 0):.2f}"]
+                if c.get("heading"):
+                    facts.append(" > ".join(c["heading"]))
+                if weak:
+                    facts.append("the answer's words are only loosely backed by this passage")
+                st.caption(core.md_escape(" · ".join(f for f in facts if f)))
+                st.text(c["text"])  # passages are shown as plain text, never Markdown or HTML
+    elif m.get("passages") and not m.get("not_found"):
+        st.caption("Passages the answer was written from (none was cited)")
+        for p in m["passages"]:
+            where = f"[{p['n']}] {p['document']}" + (f", page {p['page']}" if p.get("page") else "")
+            with st.expander(core.md_escape(where)):
+                st.text(p.get("text", ""))
+
+
+def show_assistant(m: dict) -> None:
+    if m.get("not_found"):
+        st.info("**Not in the documents.** " + core.md_escape(m["content"]), icon=":material/search_off:")
+    else:
+        st.text(m["content"])
+        if m.get("mode") == "extractive" and m.get("generated"):
+            st.caption("Quoted from the passages: the model's own answer was not backed by them.")
+    show_sources(m)
+    if m.get("question"):
+        prior = feedback.find_feedback(ws, user, m["question"], m["content"])
+        key = f"fb-{m['id']}"
+        if key not in st.session_state and prior and prior["rating"]:
+            st.session_state[key] = 1 if prior["rating"] > 0 else 0
+        c1, c2 = st.columns([1, 6], vertical_alignment="center")
+        with c1:
+            st.feedback("thumbs", key=key, on_change=_rate, args=(m, key))
+        with c2.popover("Write the correct answer", icon=":material/edit:"):
+            with st.form(f"fix-{m['id']}", clear_on_submit=False, border=False):
+                text = st.text_area("The correct answer", value=(prior or {}).get("correction") or "", key=f"fix-text-{m['id']}")
+                if st.form_submit_button("Save"):
+                    _save_feedback(m, correction=text)
+    caption = []
+    if m.get("adapter"):
+        caption.append(f"adapter {m['adapter']}")
+    if m.get("seconds"):
+        caption.append(f"{m['seconds']:.1f} s")
+    if caption:
+        st.caption(core.md_escape(" · ".join(caption)))
+
+
+# -- the conversation ----------------------------------------------------------------------------
+
+st.title("Chat")
+if not readable:
+    st.info("No collection is shared with you yet, so there is nothing to ask about. Ask an admin for read access.")
+
+conv = st.session_state["conv"]
+shown = conversations.messages(ws, conv, user) if conv else []
+last_question = None
+for m in shown:
+    with st.chat_message(m["role"]):
+        if m["role"] == "user":
+            last_question = m["content"]
+            st.text(m["content"])
+        else:
+            m.setdefault("question", last_question)
+            show_assistant(m)
+if not shown:
+    st.caption("Ask a question about your documents. Answers cite the passages they come from; "
+               "open a source to read it.")
+
+question = st.chat_input("Ask about your documents", key="chat-input")
+if question:
+    if conv is None:
+        conv = conversations.start_conversation(ws, user)
+        st.session_state["conv"] = conv
+    hist = conversations.history(ws, conv, user)
+    conversations.add_message(ws, conv, user, "user", question)
+    with st.chat_message("user"):
+        st.text(question)
+    with st.chat_message("assistant"):
+        box = st.empty()
+        box.caption("Searching your documents…")
+        llm, emb = core.models()
+        pieces: list[str] = []
+
+        def on_token(piece: str) -> None:
+            pieces.append(piece)
+            box.text("".join(pieces) + " ▌")
+
+        stop = threading.Event()
+        try:
+            answer = ask(ws, question, user=user, collections=None if collection == ALL else [collection], k=k,
+                         adapter=None if adapter == BASE else adapter, history=hist, on_token=on_token,
+                         llm=llm, embedder=emb, stop=stop)
+        except (access.AccessDenied, LookupError, ValueError) as e:
+            box.error(f"Could not answer: {e}")
+            st.stop()
+        finally:
+            stop.set()  # the user navigated away or asked again: end generation now
+    data = answer_json(answer)
+    for c, cit in zip(data["citations"], answer.citations):
+        c["heading"] = list(cit.heading)
+    passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
+    conversations.add_message(
+        ws, conv, user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
+        meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "generated": data.get("generated"),
+              "question": question, "collection": None if collection == ALL else collection, "seconds": round(answer.seconds, 2)})
+    st.rerun()

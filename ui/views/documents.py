@@ -1,0 +1,143 @@
+"""Upload files into a collection (ingested in the background), and browse, search, delete,
+re-ingest and open the documents you may read."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from archivist import access
+from archivist.ingest.pipeline import delete_document, list_documents
+from archivist.ui import core, library
+from archivist.workspace import WorkspaceError
+
+user = core.require_user()
+ws = core.workspace()
+s = core.settings()
+st.title("Documents")
+
+# -- upload -----------------------------------------------------------------------------------
+
+writable = access.collections_for(ws, user, "write")
+admin = core.is_admin(user)
+if writable or admin:
+    with st.container(border=True):
+        st.subheader("Upload")
+        NEW = "➕ New collection…"
+        # an admin may start the workspace's default collection before it exists
+        options = writable + ([s.collection] if admin and s.collection not in writable else []) + ([NEW] if admin else [])
+        default = options.index(s.collection) if s.collection in options else 0
+        col_a, col_b = st.columns([1, 1])
+        choice = col_a.selectbox("Collection", options, index=default, key="upload-collection",
+                                 help="Everyone with read access to this collection will see these documents.")
+        collection = choice
+        if choice == NEW:
+            collection = col_b.text_input("New collection name", key="upload-new-collection").strip()
+        limit_mb = min(int(st.get_option("server.maxUploadSize")), s.max_file_mb)
+        st.session_state.setdefault("uploader-n", 0)
+        files = st.file_uploader(
+            f"Drop files here: PDF, Word, PowerPoint, Excel, HTML, Markdown, CSV or text — up to {limit_mb} MB each",
+            accept_multiple_files=True, key=f"uploader-{st.session_state['uploader-n']}")
+        if st.button(f"Ingest {len(files)} file{'s' if len(files) != 1 else ''}" if files else "Ingest",
+                     type="primary", disabled=not files or not collection, key="ingest"):
+            try:
+                saved, refused = library.save_uploads(ws, user, collection, [(f.name, f.getvalue()) for f in files])
+                library.start_ingest(s, user, collection, [p for p, _ in saved], [n for _, n in saved], refused)
+            except (access.AccessDenied, ValueError, OSError, WorkspaceError) as e:
+                st.error(f"Nothing was ingested: {e}")
+            else:
+                st.session_state["uploader-n"] += 1  # a fresh, empty uploader
+                st.rerun()
+else:
+    st.info("You may read documents here, but no collection lets you add to it. Ask an admin for write access.")
+
+
+# -- background jobs: a fragment that refreshes itself while something runs --------------------
+
+def _job_table(job: library.IngestJob) -> pd.DataFrame:
+    return pd.DataFrame([{"file": f.name, "status": f.status, "chunks": str(f.chunks) if f.status != "waiting" else "",
+                          "seconds": f"{f.seconds:.1f}" if f.status != "waiting" else "", "reason": f.reason or ""}
+                         for f in job.files])
+
+
+def _show_jobs() -> None:
+    jobs = library.jobs_for(user)
+    for job in jobs:
+        with st.container(border=True):
+            head = f"Ingesting into {job.collection}" if job.running else f"Ingested into {job.collection}"
+            st.markdown(f"**{core.md_escape(head)}** · {job.done} of {job.total} files"
+                        + (f" · {job.failed} failed" if job.failed else ""))
+            st.progress(job.done / max(job.total, 1))
+            if job.error:
+                st.error(job.error)
+            st.table(_job_table(job).set_index("file"))  # a plain table: a few rows, readable by anyone
+            if not job.running and st.button("Dismiss", key=f"dismiss-{job.id}"):
+                library.dismiss(user, job.id)
+                st.rerun()
+    if st.session_state.get("_jobs_running") and not any(j.running for j in jobs):
+        st.session_state["_jobs_running"] = False
+        st.rerun(scope="app")  # the documents table below shows the new documents
+
+
+running = any(j.running for j in library.jobs_for(user))
+st.session_state["_jobs_running"] = running
+st.fragment(_show_jobs, run_every=1.0 if running else None)()
+
+# -- the documents table ----------------------------------------------------------------------
+
+st.subheader("Your documents")
+docs = list_documents(ws, user)
+query = st.text_input("Search by name or collection", key="doc-search", placeholder="Filter…").strip().lower()
+shown = [d for d in docs if query in d["name"].lower() or query in d["collection"].lower()] if query else docs
+if not docs:
+    st.caption("No documents yet." + (" Upload some above." if writable or admin else ""))
+    st.stop()
+
+table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type": d["kind"], "pages": d["pages"],
+                       "chunks": d["chunks"], "size (KB)": round(d["size"] / 1024, 1), "added": core.when(d["added_at"]),
+                       "status": d["status"]} for d in shown],
+                     columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "status"])
+table["pages"] = table["pages"].astype("Int64")  # blank, not "None", for formats without pages
+event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="doc-table")
+st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open, re-ingest or delete them.")
+picked = [shown[i] for i in event.selection.rows] if event and event.selection.rows else []
+if not picked:
+    st.stop()
+
+b2, b3, _ = st.columns([1, 1, 4])
+if b2.button(f"Re-ingest {len(picked)}", key="reingest", icon=":material/refresh:"):
+    try:
+        library.reingest(s, ws, user, [d["id"] for d in picked])
+    except (access.AccessDenied, FileNotFoundError, LookupError) as e:
+        st.error(str(e))
+    else:
+        st.rerun()
+if b3.button(f"Delete {len(picked)}", key="delete", icon=":material/delete:"):
+    st.session_state["confirm-delete"] = [d["id"] for d in picked]
+if st.session_state.get("confirm-delete") == [d["id"] for d in picked]:
+    st.warning(f"Delete {len(picked)} document(s) from search, chat and fine-tuning data? This cannot be undone.")
+    if st.button("Yes, delete", type="primary", key="delete-yes"):
+        errors = []
+        for d in picked:
+            try:
+                delete_document(ws, d["id"], user)
+            except (access.AccessDenied, LookupError) as e:
+                errors.append(f"{d['name']}: {e}")
+        st.session_state.pop("confirm-delete", None)
+        if errors:
+            st.error("\n".join(errors))
+        else:
+            st.rerun()
+
+doc = picked[0]
+doc, chunks = library.document_chunks(ws, doc["id"], user)
+with st.container(border=True):
+    st.markdown(f"#### {core.md_escape(doc['name'])}")
+    st.caption(f"{doc['collection']} · {doc['kind']} · {doc['pages'] or '–'} pages · {len(chunks)} chunks · "
+               f"added {core.when(doc['added_at'])}")
+    if len(picked) > 1:
+        st.caption("Showing the first selected document.")
+    for c in chunks:
+        where = f"chunk {c['seq'] + 1}" + (f" · page {c['page']}" if c["page"] else "") + f" · {c['n_tokens']} tokens"
+        with st.expander(core.md_escape(where + (f" · {c['heading']}" if c["heading"] else ""))):
+            st.text(c["text"])  # document text is always shown as plain text, never Markdown or HTML

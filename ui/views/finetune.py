@@ -1,0 +1,203 @@
+"""Fine-tune: build a dataset from collections and/or feedback and preview it, see whether training
+fits in memory, start and cancel runs in a background process, watch loss and tokens/s live,
+compare adapters with their base, and choose the adapter the chat uses."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from archivist import access
+from archivist.finetune import datasets, registry, runs
+from archivist.finetune.memory import plan
+from archivist.finetune.train import FinetuneConfig
+from archivist.ui import core, metrics
+
+user = core.require_user()
+ws = core.workspace()
+s = core.settings()
+admin = core.is_admin(user)
+st.title("Fine-tune")
+st.caption("Teach the chat model your documents' facts and your users' corrections with a LoRA adapter. "
+           "Training runs in its own process: it keeps going when you leave or reload this page.")
+
+train_tab, runs_tab, adapters_tab = st.tabs(["Train", "Runs", "Adapters"])
+
+# -- train ---------------------------------------------------------------------------------------
+
+with train_tab:
+    readable = access.readable_collections(ws, user)
+    st.subheader("1. Data")
+    left, right = st.columns(2)
+    sources = left.multiselect("Learn from", ["docs", "feedback"], default=["docs"], key="ft-sources",
+                               format_func={"docs": "questions generated from documents", "feedback": "chat feedback and corrections"}.get)
+    chosen = right.multiselect("Collections", readable, default=readable, key="ft-collections",
+                               help="Only collections you may read; the dataset records which documents it used")
+    generator = left.radio("Questions from documents", ["extractive", "llm", "both"], horizontal=True, key="ft-generator",
+                           help="extractive: fast, from the documents' own sentences; llm: the chat model writes them (slow on a CPU)")
+    saved = datasets.list_datasets(ws)
+    use = right.selectbox("Or train on a saved dataset", [None] + [d["name"] for d in saved], key="ft-dataset",
+                          format_func=lambda n: "— build a new one —" if n is None else n)
+    if st.button("Build and preview the dataset", key="ft-build", disabled=not sources or not chosen):
+        try:
+            with st.spinner("Building the dataset…"):
+                ds = datasets.build_dataset(ws, sources, user=user, collections=chosen, generator=generator,
+                                            llm=core.models()[0] if generator != "extractive" else None)
+        except (ValueError, LookupError, access.AccessDenied) as e:  # DatasetError is a ValueError
+            st.error(str(e))
+        else:
+            st.session_state["ft-dataset-built"] = ds.name
+            st.session_state.pop("ft-dataset", None)  # the selectbox picks the new one up below
+            st.rerun()
+    preview_name = use or st.session_state.get("ft-dataset-built")
+    if preview_name:
+        try:
+            ds = datasets.load_dataset(ws, preview_name)
+        except LookupError as e:
+            st.error(str(e))
+        else:
+            counts = ds.manifest.get("counts", {})
+            st.markdown(f"**Dataset {core.md_escape(ds.name)}** · {counts.get('train', len(ds.train))} training and "
+                        f"{counts.get('eval', len(ds.eval))} held-out examples from {len(ds.manifest.get('documents', []))} "
+                        f"documents · sources: {core.md_escape(', '.join(ds.manifest.get('sources', [])))}")
+            rows = [{"split": split, "question": e.question, "answer": e.answer, "source": e.source, "cites": e.cite}
+                    for split, part in (("train", ds.train), ("eval", ds.eval)) for e in part[:50]]
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            if ds.train:
+                with st.expander("One training example as the model sees it"):
+                    for m in ds.train[0].messages:
+                        st.caption(m["role"])
+                        st.text(m["content"])
+
+    st.subheader("2. Training")
+    a, b, c, d = st.columns(4)
+    method = a.selectbox("Method", ["auto", "lora", "qlora"], key="ft-method",
+                         help="qlora: 4-bit base (needs a CUDA GPU); auto: qlora on a GPU, lora on the CPU")
+    rank = b.select_slider("LoRA rank", [4, 8, 16, 32, 64], value=16, key="ft-rank")
+    max_steps = c.number_input("Steps (0: one epoch)", 0, 100_000, 30, step=10, key="ft-steps")
+    batch = d.number_input("Batch size", 1, 64, 2, key="ft-batch")
+    a2, b2, c2, d2 = st.columns(4)
+    seq_len = a2.select_slider("Longest example (tokens)", [256, 512, 1024, 2048, 4096], value=1024, key="ft-seq")
+    lr = b2.number_input("Learning rate", 1e-6, 1e-2, 5e-4, format="%.0e", key="ft-lr")
+    name = c2.text_input("Adapter name", placeholder="ft-<run id>", key="ft-name").strip() or None
+    activate = d2.checkbox("Activate if better than the base", value=admin, disabled=not admin, key="ft-activate",
+                           help="Only admins change the adapter everyone's chat uses")
+
+    try:
+        est = plan(s, None, method, s.device, int(batch), int(seq_len), int(rank))
+    except Exception as e:  # no model files yet, unknown base …: say so, do not break the page
+        est = None
+        st.warning(f"No memory estimate: {e}")
+    if est is not None:
+        parts = {k: getattr(est, k) / 2**30 for k in ("weights", "lora", "activations", "logits", "overhead")}
+        (st.success if est.fits else st.error)(est.message)
+        st.bar_chart(pd.DataFrame({"GB": parts}), horizontal=True, height=180)
+
+    cfg_error = None
+    try:
+        cfg = FinetuneConfig(data=list(sources) or ["docs"], dataset=preview_name, collections=list(chosen) or None, user=user,
+                             generator=generator, method=method, rank=int(rank), alpha=2 * int(rank), max_steps=int(max_steps),
+                             batch_size=int(batch), max_seq_len=int(seq_len), lr=float(lr), name=name,
+                             activate=bool(activate and admin), device=s.device)
+    except ValueError as e:
+        cfg, cfg_error = None, str(e)
+        st.error(cfg_error)
+    st.caption(f"Trains on dataset {core.md_escape(preview_name)}." if preview_name else
+               "Builds a dataset from the data chosen above when the run starts.")
+    if st.button("Start training", type="primary", key="ft-start", disabled=cfg is None or (est is not None and not est.fits)):
+        run_id = runs.start_run_background(ws, cfg)
+        st.session_state["ft-run"] = run_id
+        st.success(f"Run {run_id} started in the background. Follow it on the Runs tab.")
+
+# -- runs ----------------------------------------------------------------------------------------
+
+with runs_tab:
+    all_runs = runs.list_runs(ws)
+    if not all_runs:
+        st.caption("No runs yet.")
+    else:
+        st.dataframe(pd.DataFrame([{
+            "run": r["id"], "status": r["status"], "adapter": r["adapter"] or "", "started": core.when(r["started_at"]),
+            "step": (r["last"] or {}).get("step"), "loss": (r["last"] or {}).get("loss"),
+            "tokens/s": (r["last"] or {}).get("tokens_per_s"), "error": r["error"] or ""} for r in all_runs]),
+            hide_index=True, width="stretch")
+        ids = [r["id"] for r in all_runs]
+        default = st.session_state.get("ft-run")
+        pick = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, key="ft-run-pick")
+
+        def show_run() -> None:
+            run = runs.get_run(ws, pick)
+            live = run["status"] in ("queued", "running")
+            st.markdown(f"**Run {core.md_escape(run['id'])}** · {run['status']}"
+                        + (f" · adapter {core.md_escape(run['adapter'])}" if run["adapter"] else ""))
+            if run["error"]:
+                st.error(run["error"])
+            rows = runs.read_metrics(ws, pick)
+            if rows:
+                frame = pd.DataFrame(rows).set_index("step")
+                left, right = st.columns(2)
+                left.markdown("Loss")
+                left.line_chart(frame[["loss"]])
+                if "tokens_per_s" in frame:
+                    right.markdown("Tokens per second")
+                    right.line_chart(frame[["tokens_per_s"]])
+            elif live:
+                st.caption("Waiting for the first step (loading the model and the data)…")
+            log = runs.run_dir(ws, pick) / "log.txt"
+            if log.exists():
+                with st.expander("Log"):
+                    st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]) or "(empty)", language=None)
+            if live and st.button("Cancel run", key=f"ft-cancel-{pick}", icon=":material/stop:"):
+                with st.spinner("Asking the run to save a checkpoint and stop…"):
+                    runs.cancel_run(ws, pick)
+                st.rerun()
+            if run["status"] in ("failed", "cancelled") and st.button("Resume from its checkpoint", key=f"ft-resume-{pick}"):
+                runs.start_run_background(ws, run["config"], run_id=pick)
+                st.rerun()
+            if st.session_state.get("_ft_live") and not live:
+                st.session_state["_ft_live"] = False
+                st.rerun(scope="app")  # finished: the table above and the adapters tab change too
+
+        live_now = runs.get_run(ws, pick)["status"] in ("queued", "running")
+        st.session_state["_ft_live"] = live_now
+        st.fragment(show_run, run_every=2.0 if live_now else None)()
+        if len(all_runs) > 1:
+            with st.expander("Compare loss curves"):
+                chosen_runs = st.multiselect("Runs", ids, default=ids[:2], key="ft-compare-runs")
+                curves = {rid: pd.Series({m["step"]: m["loss"] for m in runs.read_metrics(ws, rid) if "loss" in m})
+                          for rid in chosen_runs}
+                curves = {k: v for k, v in curves.items() if len(v)}
+                if curves:
+                    st.line_chart(pd.DataFrame(curves))
+
+# -- adapters ------------------------------------------------------------------------------------
+
+with adapters_tab:
+    adapters = registry.list_adapters(ws)
+    if not adapters:
+        st.caption("No adapters yet: a finished run registers one, with its evaluation against the base model.")
+    else:
+        rows = metrics.adapter_rows(adapters)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        scores = metrics.adapter_scores(adapters)
+        if not scores.empty:
+            st.markdown("**Held-out evaluation: base model vs adapter**")
+            st.bar_chart(scores, stack=False)
+        for a in adapters:
+            if a.get("note"):
+                st.caption(f"{core.md_escape(a['name'])}: {core.md_escape(a['note'])}")
+        active = next((a["name"] for a in adapters if a["active"]), None)
+        st.markdown(f"The chat uses **{core.md_escape(active) if active else 'the base model'}**.")
+        if admin:
+            options = [None] + [a["name"] for a in adapters]
+            choice = st.selectbox("Adapter for the chat", options, index=options.index(active), key="ft-activate-pick",
+                                  format_func=lambda n: "base model (no adapter)" if n is None else n)
+            if choice != active and st.button("Use it", type="primary", key="ft-activate-go"):
+                try:
+                    registry.set_active(ws, choice)
+                except (ValueError, LookupError) as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()
+        else:
+            st.caption("An admin chooses the adapter the chat uses; you can try any of them in the chat's sidebar.")

@@ -1,0 +1,46 @@
+"""Sign in, or on a new workspace create the first admin account."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from archivist import auth
+from archivist.ui import core
+
+ws = core.workspace()
+st.title("📚 archivist")
+
+if auth.needs_first_admin(ws):
+    st.subheader("Create the admin account")
+    st.write("This workspace is new: nobody can sign in yet. The account you create now is its admin; "
+             "you can add more people on the Admin page afterwards.")
+    with st.form("first-admin"):
+        name = st.text_input("User name", value="admin")
+        password = st.text_input("Password", type="password", help=f"At least {auth.MIN_PASSWORD} characters")
+        again = st.text_input("Password again", type="password")
+        submitted = st.form_submit_button("Create admin account", type="primary")
+    if submitted:
+        if password != again:
+            st.error("The two passwords differ.")
+        else:
+            try:
+                auth.create_first_admin(ws, name, password)
+                core.sign_in(name, password)
+            except ValueError as e:  # AuthError and bad names alike
+                st.error(str(e))
+            else:
+                st.rerun()
+else:
+    st.subheader("Sign in")
+    with st.form("sign-in"):
+        name = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            core.sign_in(name, password)
+        except auth.AuthError as e:
+            st.error(str(e))
+        else:
+            st.rerun()
+    st.caption("No account? Ask an admin of this workspace to create one.")
