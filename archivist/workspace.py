@@ -260,10 +260,12 @@ class transaction:
             try:
                 self.db.execute("COMMIT")
             except sqlite3.OperationalError as e:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                    self.db.execute("ROLLBACK")
                 raise _disk_error(e) from e
         else:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
                 raise _disk_error(exc) from exc
         return False
@@ -320,10 +322,19 @@ def open_workspace(settings: Settings | None = None, check_index: bool = True) -
             (settings.home / sub).mkdir(exist_ok=True)
     except OSError as e:
         raise WorkspaceError(f"cannot create the workspace at {settings.home}: {e.strerror}") from e
-    db = connect(settings.home / "archivist.db")
-    migrate(db)
-    ws = Workspace(settings=settings, db=db)
-    _ensure_local_admin(ws)
+    try:
+        db = connect(settings.home / "archivist.db")
+        migrate(db)
+        ws = Workspace(settings=settings, db=db)
+        _ensure_local_admin(ws)
+    except sqlite3.OperationalError as e:
+        import shutil
+
+        # A full disk shows up as "disk I/O error" when even the WAL index cannot be created.
+        if _is_disk_full(e) or shutil.disk_usage(settings.home).free < 1 << 20:
+            raise WorkspaceError(f"cannot open the workspace at {settings.home}: the disk is full ({e}); "
+                                 "free some space and run the command again (nothing stored was changed)") from e
+        raise
     if check_index:
         from archivist.retrieval.vectors import check_and_repair
 

@@ -100,7 +100,10 @@ def cmd_delete(args) -> int:
 def cmd_reindex(args) -> int:
     from archivist.ingest.pipeline import reindex
 
+    from archivist.access import require_admin
+
     with open_ws(args, check_index=False) as ws:
+        require_admin(ws, getattr(args, "user", None), "reindex the workspace")  # it rebuilds every collection
         totals = reindex(ws, reembed=args.reembed, progress=not args.json)
     if args.json:
         emit_json(totals)

@@ -131,6 +131,9 @@ def ingest_paths(
     collection = collection or ws.settings.collection
     access.require(ws, user, collection, "write")
     cid = ws.collection_id(collection, create=True)
+    # Reuse stored vectors only from collections this user may read: `embedded` (and the time an
+    # ingest takes) would otherwise tell a writer whether a guessed text exists in another collection.
+    reuse_from = [ws.collection_id(c) for c in access.readable_collections(ws, user)] + [cid]
     embedder = embedder or embedder_for(ws.settings)
     _check_embedder(ws, embedder)
     files = expand(paths) if names is None else [(Path(p), clean_name(n)) for p, n in zip(paths, names)]
@@ -151,7 +154,7 @@ def ingest_paths(
     def flush_pending():
         nonlocal pending
         if pending:
-            for res in _embed_and_commit(ws, cid, pending, embedder, fresh):
+            for res in _embed_and_commit(ws, cid, pending, embedder, fresh, reuse_from):
                 finish(res)
             pending = []
 
@@ -226,22 +229,27 @@ def _existing(db, cid: int, name: str):
         "FROM documents d WHERE d.collection_id = ? AND d.path = ?", (cid, name)).fetchone()
 
 
-def _known_vectors(ws: Workspace, hashes: list[str]) -> dict[str, bytes]:
+def _known_vectors(ws: Workspace, hashes: list[str], collection_ids: list[int] | None = None) -> dict[str, bytes]:
     out = {}
+    scope = ""
+    if collection_ids is not None:  # only vectors of chunks in these collections
+        scope = f" AND document_id IN (SELECT id FROM documents WHERE collection_id IN ({','.join(str(int(c)) for c in collection_ids)}))"
     unique = list(dict.fromkeys(hashes))
     for i in range(0, len(unique), 900):
         part = unique[i:i + 900]
         marks = ",".join("?" * len(part))
-        for h, emb in ws.db.execute(f"SELECT hash, embedding FROM chunks WHERE hash IN ({marks}) AND embedding IS NOT NULL", part):
+        for h, emb in ws.db.execute(f"SELECT hash, embedding FROM chunks WHERE hash IN ({marks}) AND embedding IS NOT NULL{scope}", part):
             out.setdefault(h, emb)
     return out
 
 
-def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, fresh: dict) -> list[FileResult]:
-    """Embed the chunks of several documents at once, reusing stored vectors, then commit them."""
+def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, fresh: dict,
+                      reuse_from: list[int] | None = None) -> list[FileResult]:
+    """Embed the chunks of several documents at once, reusing stored vectors (of chunks in the
+    collections `reuse_from`, default any), then commit them."""
     inputs = [embed_text(c.text, c.heading) for p in batch for c in p.chunks]
     hashes = [_text_hash(t) for t in inputs]
-    known = _known_vectors(ws, hashes)
+    known = _known_vectors(ws, hashes, reuse_from)
     todo = [i for i, h in enumerate(hashes) if h not in known]
     todo_unique = list(dict.fromkeys(hashes[i] for i in todo))
     first = {}

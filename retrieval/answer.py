@@ -16,6 +16,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from archivist import access
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.search import STOPWORDS, answerability, search
 from archivist.workspace import Workspace
@@ -267,6 +268,11 @@ def ask(
     hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
     name = active_adapter(ws) if adapter == "active" else adapter
     path = adapter_path(ws, name) if name else None  # an unknown adapter fails before any work
+    if name and not access.may_use_adapter(ws, user, name):  # its weights learned text this user may not read
+        if adapter != "active":
+            raise access.AccessDenied(f"adapter {name!r} was trained on collections user "
+                                      f"{access.current_user(ws, user)!r} may not read")
+        name, path = None, None  # the workspace's active adapter: this user gets the base model instead
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
                     adapter=name, model=s.llm)
     if answerability(ws, standalone, hits) < s.min_relevance:

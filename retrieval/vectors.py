@@ -107,14 +107,22 @@ def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
     faiss = _faiss()
     path, side = _paths(ws, cid)
     tmp = path.with_suffix(".faiss.tmp")
-    faiss.write_index(loaded.index, str(tmp))
-    os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
-    ids = faiss.vector_to_array(loaded.index.id_map)
-    st = path.stat()
-    # The file's size and mtime tell whether the sidecar still describes it (a crash between the
-    # two writes, or a file copied in from elsewhere, makes them disagree and forces a full check).
-    side.write_text(json.dumps({"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0,
-                                "kind": loaded.kind, "dim": loaded.index.d, "size": st.st_size, "mtime": st.st_mtime}))
+    try:
+        faiss.write_index(loaded.index, str(tmp))
+        os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
+        ids = faiss.vector_to_array(loaded.index.id_map)
+        st = path.stat()
+        # The file's size and mtime tell whether the sidecar still describes it (a crash between the
+        # two writes, or a file copied in from elsewhere, makes them disagree and forces a full check).
+        side.write_text(json.dumps({"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0,
+                                    "kind": loaded.kind, "dim": loaded.index.d, "size": st.st_size, "mtime": st.st_mtime}))
+    except (RuntimeError, OSError) as e:  # a full disk or read-only folder: SQLite is intact, the index is rebuilt on open
+        tmp.unlink(missing_ok=True)
+        from archivist.workspace import WorkspaceError
+
+        full = "No space left" in str(e) or getattr(e, "errno", None) == 28
+        raise WorkspaceError(f"cannot save the vector index {path.name}: {'the disk is full' if full else e}; "
+                             "what SQLite holds is intact and the index is rebuilt from it on the next open") from e
     loaded.mtime = st.st_mtime
     _cache[(str(ws.home), cid)] = loaded
 
