@@ -11,7 +11,7 @@ SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-r
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run ingest-samples ui test test-all test-e2e bench bench-full system-deps browser clean
+.PHONY: install run ingest-samples ui test test-all test-e2e bench bench-full bench-deps system-deps browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,10 +50,14 @@ test: install system-deps
 test-all: install system-deps
 	$(BIN)/python -m pytest -q -m ""
 
-bench: install
+# The bench extra: LlamaIndex (the baseline of bench/quality.py) and pyinstrument.
+bench-deps: install
+	@$(BIN)/python -c "import llama_index.core, llama_index.embeddings.huggingface, pyinstrument" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+
+bench: bench-deps
 	$(BIN)/python bench/run_all.py --size small
 
-bench-full: install
+bench-full: bench-deps
 	$(BIN)/python bench/run_all.py --size full
 
 clean:

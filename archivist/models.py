@@ -351,3 +351,7 @@ def hub_offline_by_default() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", os.environ["HF_HUB_OFFLINE"])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # OpenMP threads that spin while waiting for work steal the cores torch needs when the CPU is
+    # shared: measured on a busy 2-core machine, model.generate on the main thread ran 5x faster
+    # with passive waiting (bench/RESULTS.md, finding 1). Effective only before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

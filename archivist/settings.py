@@ -22,7 +22,8 @@ class Settings:
     cache: Path = _f(Path("~/.cache/archivist"), "model cache shared by all workspaces")
     llm: str = _f("smollm2-135m", "chat model: a catalog name, a Hugging Face id or a local path")
     embedder: str = _f("all-minilm-l6-v2", "sentence embedder: a catalog name, HF id or local path")
-    embed_backend: str = _f("torch", "embedder backend on CPU: torch | int8")
+    embed_backend: str = _f("onnx-int8", "embedder backend on CPU: torch | int8 | onnx | onnx-int8 (ONNX Runtime, int8 "
+                                         "weights: about 2-3x torch with the same hit@5; bench/RESULTS.md)")
     embed_batch: int = _f(32, "chunks per embedding batch")
     chunk_tokens: int = _f(256, "chunk size in embedder tokens")
     chunk_overlap: int = _f(32, "overlap between consecutive chunks of one section, in tokens")
@@ -48,8 +49,8 @@ class Settings:
             raise ValueError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
         if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
             raise ValueError(f"chunk_overlap must be in [0, chunk_tokens/2), got {self.chunk_overlap}")
-        if self.embed_backend not in ("torch", "int8"):
-            raise ValueError(f"embed_backend must be torch or int8, got {self.embed_backend!r}")
+        if self.embed_backend not in ("torch", "int8", "onnx", "onnx-int8"):
+            raise ValueError(f"embed_backend must be torch, int8, onnx or onnx-int8, got {self.embed_backend!r}")
         if self.answer_mode not in ("auto", "generate", "extractive"):
             raise ValueError(f"answer_mode must be auto, generate or extractive, got {self.answer_mode!r}")
         if self.device not in ("auto", "cpu", "cuda"):

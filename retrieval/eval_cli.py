@@ -1,0 +1,121 @@
+"""CLI: archivist eval retrieval | answers --set FILE."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from archivist.cli import CLIError, emit_json, open_ws
+
+
+def register(sub, common) -> None:
+    ev = sub.add_parser("eval", help="measure retrieval or answer quality on a question set")
+    evsub = ev.add_subparsers(dest="eval_command", metavar="KIND")
+    ev.set_defaults(func=lambda args: (ev.print_help(sys.stderr), 2)[1])
+
+    p = common(evsub.add_parser("retrieval", help="hit@k, MRR, nDCG, recall for dense, lexical, hybrid, hybrid+rerank"))
+    p.add_argument("--set", required=True, dest="set_path", help='JSONL: {"question": ..., "relevant": [document names or chunk ids]}')
+    p.add_argument("-k", type=int, default=10, help="passages retrieved per question (default 10)")
+    p.add_argument("--mode", action="append", choices=["dense", "lexical", "hybrid", "hybrid+rerank"],
+                   help="only this mode (repeatable; default all four)")
+    p.add_argument("--reranker", default="coverage",
+                   help="for hybrid+rerank: 'coverage' (no model, default), a local CrossEncoder folder, or 'none'")
+    p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--no-store", action="store_true", help="do not save the results in the workspace")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_retrieval)
+
+    p = common(evsub.add_parser("answers", help="answer accuracy, token F1, citation precision, refusal rate"))
+    p.add_argument("--set", required=True, dest="set_path", help='JSONL: {"question": ..., "answer": str or null}')
+    p.add_argument("-k", type=int, default=None, help="passages in the prompt (default: settings.top_k)")
+    p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--no-store", action="store_true", help="do not save the results in the workspace")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_answers)
+
+
+def _questions(args, kind):
+    from archivist.retrieval.evaluate import load_set
+
+    if args.limit is not None and args.limit <= 0:
+        raise CLIError(f"--limit must be positive, got {args.limit}")
+    qs = load_set(args.set_path, kind)
+    return qs[: args.limit] if args.limit else qs
+
+
+def _bar(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, dynamic_ncols=True, leave=False)
+
+    def step(done, _total):
+        bar.n = done
+        bar.refresh()
+
+    return bar, step
+
+
+def cmd_eval_retrieval(args) -> int:
+    from archivist.retrieval.evaluate import MODES, evaluate_retrieval, format_table, store_evaluation
+    from archivist.retrieval.rerank import load_reranker
+
+    questions = _questions(args, "retrieval")
+    modes = args.mode or list(MODES)
+    with open_ws(args) as ws:
+        from archivist.models import embedder_for
+        from archivist.retrieval.evaluate import QueryCache
+
+        embedder = QueryCache(embedder_for(ws.settings))  # one query embedding serves every mode and the reranker
+        reranker = load_reranker(args.reranker, ws, embedder) if "hybrid+rerank" in modes else None
+        if reranker is None and "hybrid+rerank" in modes:
+            modes = [m for m in modes if m != "hybrid+rerank"]
+        if not modes:
+            raise CLIError("no mode left to run (hybrid+rerank needs --reranker)")
+        bar, step = _bar(len(questions) * len(modes), "eval retrieval", args.json)
+        done = {"n": 0}
+
+        def progress(i, n):
+            done["n"] += 1
+            step(done["n"], None)
+
+        results = evaluate_retrieval(ws, questions, modes=modes, k=args.k, reranker=reranker, embedder=embedder,
+                                     user=getattr(args, "user", None), collections=args.collection, progress=progress)
+        bar.close()
+        results["set"] = str(args.set_path)
+        if not args.no_store:
+            results["id"] = store_evaluation(ws, "retrieval", Path(args.set_path).name, results)
+    if args.json:
+        emit_json({k: v for k, v in results.items()})
+        return 0
+    print(f"{results['questions']} questions from {args.set_path}, {results['k']} passages each"
+          + (f", reranker {results['reranker']}" if results.get("reranker") else ""))
+    print(format_table(results["modes"]))
+    if "id" in results:
+        print(f"(saved as evaluation {results['id']})", file=sys.stderr)
+    return 0
+
+
+def cmd_eval_answers(args) -> int:
+    from archivist.retrieval.evaluate import evaluate_answers, format_table, store_evaluation
+
+    questions = _questions(args, "answers")
+    adapter = None if args.adapter in ("none", "base") else args.adapter
+    with open_ws(args) as ws:
+        bar, step = _bar(len(questions), "eval answers", args.json)
+        results = evaluate_answers(ws, questions, user=getattr(args, "user", None), adapter=adapter, k=args.k, progress=step)
+        bar.close()
+        results["set"] = str(args.set_path)
+        if not args.no_store:
+            results["id"] = store_evaluation(ws, "answers", Path(args.set_path).name, results)
+    if args.json:
+        emit_json(results)
+        return 0
+    m = results["metrics"]
+    print(f"{m['questions']} questions from {args.set_path} ({m['answerable']} answerable, {m['unanswerable']} not)")
+    shown = {k: v for k, v in m.items() if k not in ("questions", "answerable", "unanswerable")}
+    print(format_table({"answers": shown}, first="set"))
+    if "id" in results:
+        print(f"(saved as evaluation {results['id']})", file=sys.stderr)
+    return 0

@@ -1,0 +1,232 @@
+"""Evaluation metrics against hand-computed values, and real runs on a tiny ingested set."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+
+import numpy as np
+import pytest
+
+from archivist.retrieval import evaluate as ev
+
+# -- a deterministic fake embedder: hashed bag of words ------------------------------------------------
+
+_STOP = {"the", "a", "an", "of", "is", "what", "which", "how", "and", "to", "in", "for", "does", "do", "many"}
+
+
+class FakeEmbedder:
+    """Bag of words hashed into 256 dimensions (crc32), normalized: same text, same vector, always."""
+
+    name = "fake-bow"
+    dim = 256
+    model_id = "fake-bow:256"
+
+    def embed(self, texts, batch_size: int = 32) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                if w not in _STOP:
+                    out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
+            n = np.linalg.norm(out[i])
+            if n:
+                out[i] /= n
+        return out
+
+
+DOCS = {
+    "volcano.txt": "Volcano eruptions throw magma, ash and basalt rock into the sky above the crater.",
+    "bakery.txt": "The bakery sells sourdough bread, croissants and rye loaves baked before dawn.",
+    "harbor.txt": "Harbor cranes unload container ships; tugboats guide freighters past the lighthouse.",
+    "orchard.txt": "The orchard grows apples, pears and plums; pickers harvest fruit in September.",
+}
+
+
+@pytest.fixture
+def tiny_ws(ws, tmp_path):
+    """A workspace holding DOCS, embedded with FakeEmbedder (chunking still uses the real tokenizer)."""
+    from archivist.ingest.pipeline import ingest_paths
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    results = ingest_paths(ws, [folder], embedder=FakeEmbedder(), progress=False)
+    assert [r.status for r in results] == ["added"] * 4
+    return ws
+
+
+# -- pure retrieval metrics ----------------------------------------------------------------------------
+
+
+def test_ranking_metrics_hand_computed():
+    # relevant entries a, b, c; found at ranks 2 and 4 of ten
+    credited = [None, "a", None, "b", None, None, None, None, None, None]
+    m = ev.ranking_metrics(credited, n_relevant=3)
+    assert m["hit@1"] == 0.0 and m["hit@5"] == 1.0 and m["hit@10"] == 1.0
+    assert m["mrr@10"] == pytest.approx(0.5)
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert m["ndcg@10"] == pytest.approx(dcg / idcg)  # 1.0616 / 2.1309
+    assert m["ndcg@10"] == pytest.approx(0.49819, abs=1e-4)
+    assert m["recall@5"] == pytest.approx(2 / 3) and m["recall@10"] == pytest.approx(2 / 3)
+
+
+def test_ranking_metrics_miss_and_perfect():
+    assert ev.ranking_metrics([None] * 10, 1) == {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "mrr@10": 0.0,
+                                                  "ndcg@10": 0.0, "recall@5": 0.0, "recall@10": 0.0}
+    perfect = ev.ranking_metrics(["x", "y"], 2)
+    assert perfect["ndcg@10"] == pytest.approx(1.0) and perfect["mrr@10"] == 1.0 and perfect["recall@10"] == 1.0
+    # a find past the largest cutoff counts for nothing
+    assert ev.ranking_metrics([None] * 10 + ["x"], 1)["mrr@10"] == 0.0
+    with pytest.raises(ValueError):
+        ev.ranking_metrics([], 0)
+
+
+def test_credit_counts_each_relevant_entry_once_and_matches_names():
+    passages = [("docs/hr/handbook.pdf", 7), ("docs/hr/handbook.pdf", 8), ("faq.html", 9), ("other.md", 42)]
+    # by last path part, then the same document again (no second credit), then by chunk id
+    assert ev.credit(passages, ["handbook.pdf", "42"]) == ["handbook.pdf", None, None, "42"]
+    assert ev.credit(passages, ["docs/hr/handbook.pdf"]) == ["docs/hr/handbook.pdf", None, None, None]
+    assert ev.credit(passages, ["hr/handbook.pdf"]) == [None, None, None, None]  # neither full name nor last part
+
+
+def test_evaluate_rankings_over_plain_dicts():
+    rankings = {"q1": ["d3", "d1", "d2"], "q2": ["d2", "d9"], "q3": []}
+    relevant = {"q1": ["d1"], "q2": ["d2", "d5"], "q3": ["d4"]}
+    m = ev.evaluate_rankings(rankings, relevant)
+    assert m["hit@1"] == pytest.approx(round(1 / 3, 4))  # only q2
+    assert m["hit@5"] == pytest.approx(round(2 / 3, 4))
+    assert m["mrr@10"] == pytest.approx(round((0.5 + 1.0 + 0.0) / 3, 4))
+    assert m["recall@10"] == pytest.approx(round((1.0 + 0.5 + 0.0) / 3, 4))
+
+
+# -- pure answer metrics --------------------------------------------------------------------------------
+
+
+def test_answer_text_metrics():
+    assert ev.normalize("The Answer: 10:00, NOT 11!") == "answer 10 00 not 11"
+    assert ev.contains_answer("20 weeks", "Employees get 20 weeks of paid leave [1].")
+    assert not ev.contains_answer("20 weeks", "Employees get 120 weeks.")  # whole words only
+    assert ev.token_f1("20 weeks", "20 weeks") == 1.0
+    # gold {eur, 1, 500}; prediction {budget, is, eur, 1, 500, per, year}: p=3/7, r=1 -> 0.6
+    assert ev.token_f1("EUR 1,500", "budget is EUR 1,500 per year") == pytest.approx(0.6)
+    assert ev.token_f1("Voltaris", "no idea") == 0.0
+    assert ev.supports("EUR 1,500", "The yearly budget is 1,500 EUR per person.")  # all words, other order
+    assert not ev.supports("EUR 1,500", "The yearly budget is 1,200 EUR.")
+
+
+def test_answer_metrics_hand_computed():
+    O = ev.AnswerOutcome
+    outcomes = [
+        O("q1", "20 weeks", "It is 20 weeks [1].", False, cited=["Leave is 20 weeks.", "Core hours 10 to 15."]),
+        O("q2", "Voltaris", "The supplier is Ampere [1].", False, cited=["Voltaris was chosen."]),
+        O("q3", "45 days", "The documents do not contain an answer to this question.", True),
+        O("q4", None, "The documents do not contain an answer to this question.", True),
+        O("q5", None, "The ticker is NWR.", False),
+    ]
+    m = ev.answer_metrics(outcomes)
+    assert (m["questions"], m["answerable"], m["unanswerable"]) == (5, 3, 2)
+    assert m["accuracy"] == pytest.approx(round(1 / 3, 4))
+    assert m["citations"] == 3
+    assert m["citation_precision"] == pytest.approx(round(2 / 3, 4))  # the core-hours passage does not support
+    assert m["refusal_rate"] == 0.5
+    assert m["false_refusal_rate"] == pytest.approx(round(1 / 3, 4))
+    f1_q1 = ev.token_f1("20 weeks", "It is 20 weeks [1].")  # {it, is, 20, weeks, 1}: p=2/5 r=1 -> 4/7
+    assert f1_q1 == pytest.approx(4 / 7)
+    assert m["token_f1"] == pytest.approx(round((4 / 7 + 0 + 0) / 3, 4))
+
+
+# -- question sets ----------------------------------------------------------------------------------------
+
+
+def test_load_set_errors_name_the_line(tmp_path):
+    p = tmp_path / "set.jsonl"
+    p.write_text('{"question": "ok?", "relevant": ["a.txt"]}\n{not json}\n')
+    with pytest.raises(ev.EvalSetError, match=r"set.jsonl:2: not JSON"):
+        ev.load_set(p, "retrieval")
+    p.write_text('{"question": "ok?"}\n')
+    with pytest.raises(ev.EvalSetError, match=r":1: needs \"relevant\""):
+        ev.load_set(p, "retrieval")
+    with pytest.raises(ev.EvalSetError, match="needs \"answer\""):
+        ev.load_set(p, "answers")
+    with pytest.raises(ev.EvalSetError, match="no such question set"):
+        ev.load_set(tmp_path / "missing.jsonl", "retrieval")
+
+
+def test_load_set_accepts_document_field_and_skips_unanswerable_for_retrieval(tmp_path):
+    p = tmp_path / "q.jsonl"
+    p.write_text("# comment\n"
+                 '{"question": "Price of NW-4410?", "answer": "18950.00", "document": "price-list.csv"}\n\n'
+                 '{"question": "Stock ticker?", "answer": null, "document": null}\n')
+    r = ev.load_set(p, "retrieval")
+    assert [(q.question, q.relevant) for q in r] == [("Price of NW-4410?", ["price-list.csv"])]
+    a = ev.load_set(p, "answers")
+    assert [(q.answer, q.answerable) for q in a] == [("18950.00", True), (None, False)]
+
+
+# -- real runs on a tiny ingested set -------------------------------------------------------------------------
+
+
+def test_evaluate_retrieval_on_tiny_set_with_fake_embedder(tiny_ws):
+    from archivist.retrieval.rerank import CoverageReranker
+
+    qs = [ev.Question("When do pickers harvest apples and pears?", ["orchard.txt"]),
+          ev.Question("Which rock comes out of a volcano crater?", ["volcano.txt"]),
+          ev.Question("sourdough croissants", ["bakery.txt"]),
+          ev.Question("Who guides the freighters past the lighthouse?", ["harbor.txt", "bakery.txt"])]
+    fake = FakeEmbedder()
+    res = ev.evaluate_retrieval(tiny_ws, qs, reranker=CoverageReranker(tiny_ws, fake), embedder=fake)
+    assert res["questions"] == 4 and set(res["modes"]) == set(ev.MODES)
+    for mode, m in res["modes"].items():
+        # every question's own document shares rare words with it and no other does: it ranks first
+        assert m["hit@1"] == 1.0 and m["mrr@10"] == 1.0, mode
+    # the last question has a second "relevant" document it shares no word with:
+    # lexical finds only documents sharing a term: bakery.txt never comes up for the harbor question
+    assert res["modes"]["lexical"]["recall@10"] == pytest.approx(round(3.5 / 4, 4))
+    # dense returns all four documents, so the second relevant one is found, at rank >= 2
+    assert res["modes"]["dense"]["recall@10"] == 1.0
+    assert res["per_query"][0]["dense"]["top"][0] == "tiny/orchard.txt"
+
+
+def test_store_and_list_evaluations(ws):
+    first = ev.store_evaluation(ws, "retrieval", "set-a.jsonl", {"modes": {"dense": {"hit@5": 0.5}}})
+    second = ev.store_evaluation(ws, "answers", "set-b.jsonl", {"metrics": {"accuracy": 0.25}})
+    rows = ev.list_evaluations(ws)
+    assert [r["id"] for r in rows] == [second, first]
+    assert rows[1]["results"]["modes"]["dense"]["hit@5"] == 0.5
+    assert [r["set_name"] for r in ev.list_evaluations(ws, kind="answers")] == ["set-b.jsonl"]
+    with pytest.raises(ValueError):
+        ev.store_evaluation(ws, "speed", "x", {})
+
+
+def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
+    """The real command on a tiny set ingested with the real embedder; results stored in the workspace."""
+    from archivist.cli import main
+    from archivist.ingest.pipeline import ingest_paths
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    ingest_paths(ws, [folder], embedder=embedder, progress=False)
+    qset = tmp_path / "qs.jsonl"
+    qset.write_text("\n".join(json.dumps(q) for q in [
+        {"question": "Which fruit trees grow in the orchard?", "relevant": ["orchard.txt"]},
+        {"question": "What does the bakery bake before dawn?", "relevant": ["bakery.txt"]},
+        {"question": "What unloads container ships in the port?", "relevant": ["harbor.txt"]},
+    ]))
+    assert main(["eval", "retrieval", "--set", str(qset), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["modes"]) == {"dense", "lexical", "hybrid", "hybrid+rerank"}
+    assert out["modes"]["dense"]["hit@1"] == 1.0  # MiniLM gets these three right
+    assert out["modes"]["hybrid"]["hit@5"] == 1.0
+    stored = ev.list_evaluations(ws, kind="retrieval")
+    assert stored and stored[0]["id"] == out["id"] and stored[0]["set_name"] == "qs.jsonl"
+    # a bad set is a clear error, exit 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": ""}\n')
+    assert main(["eval", "retrieval", "--set", str(bad)]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
