@@ -43,9 +43,11 @@ def ws(settings):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from archivist.models import load_embedder
+    """The embedder the workspace uses by default (settings.embedder and embed_backend)."""
+    from archivist.models import embedder_for
+    from archivist.settings import Settings
 
-    return load_embedder()
+    return embedder_for(Settings.from_env())
 
 
 SAMPLE_DOCS = sorted(p for p in SAMPLES.iterdir() if p.suffix not in (".jsonl",) and p.name != "README.md")

@@ -210,7 +210,9 @@ def test_embeddings_match_the_embedder(api, embedder):
         np.testing.assert_allclose(got, direct, atol=1e-5)
     assert floats.usage.prompt_tokens > 4
     one = client.embeddings.create(model=api.settings.embedder, input="vacation policy", encoding_format="float")
-    np.testing.assert_allclose(one.data[0].embedding, direct[0], atol=1e-5)
+    # int8 ONNX quantizes activations per batch, so a text alone is compared with the text alone
+    np.testing.assert_allclose(one.data[0].embedding, embedder.embed(["vacation policy"])[0], atol=1e-5)
+    assert float(np.dot(one.data[0].embedding, direct[0])) > 0.98
 
 
 # -- errors ------------------------------------------------------------------------------------
