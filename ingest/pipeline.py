@@ -17,7 +17,9 @@ import os
 import sys
 import time
 import unicodedata
+from collections import deque
 from contextlib import closing
+from itertools import islice
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,6 +37,7 @@ from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 60.0  # sync FAISS at least this often during a long ingest
+READ_AHEAD = 8  # files read ahead of the embedder
 BATCH_CHUNKS = 256  # embed this many chunks at once (across documents) before committing them
 
 
@@ -161,9 +164,13 @@ def ingest_paths(
     try:
         # Read the next files while the current batch embeds; the reader thread has its own connection.
         with closing(connect(ws.home / "archivist.db")) as reader_db, ThreadPoolExecutor(max_workers=1) as pool:
-            futures = [pool.submit(_prepare, ws.settings, reader_db, cid, path, name) for path, name in files]
-            for fut in futures:
-                item = fut.result()
+            # A bounded read-ahead: extracted text of files not yet embedded never piles up in memory.
+            queue = iter(files)
+            futures = deque(pool.submit(_prepare, ws.settings, reader_db, cid, p, n) for p, n in islice(queue, READ_AHEAD))
+            while futures:
+                item = futures.popleft().result()
+                for p, n in islice(queue, 1):
+                    futures.append(pool.submit(_prepare, ws.settings, reader_db, cid, p, n))
                 if isinstance(item, FileResult):
                     finish(item)
                     continue
