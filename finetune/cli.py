@@ -1,0 +1,270 @@
+"""CLI: archivist finetune | adapters | activate | export | runs, and `archivist doctor --finetune`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from archivist.cli import CLIError, emit_json, open_ws, settings_from
+from archivist.finetune import train
+
+_SHARED = ("user", "device")  # fields the common options already carry (--user, --device)
+
+
+def register(sub, common) -> None:
+    p = common(sub.add_parser("finetune", help="fine-tune the chat model with LoRA/QLoRA, evaluate it, register the adapter",
+                              description="Build a dataset (documents, feedback, JSONL files), train a LoRA or QLoRA "
+                                          "adapter, evaluate it against the base on held-out documents and register it."))
+    add_config_args(p, skip=_SHARED)
+    p.add_argument("--resume", metavar="RUN", default=None, help="continue run RUN from its latest checkpoint")
+    p.add_argument("--background", action="store_true", help="run in a background process; print the run id and return")
+    p.add_argument("--estimate-only", action="store_true", help="print the memory estimate and whether it fits, then stop")
+    p.add_argument("--prepare-only", action="store_true", help="build and save the dataset, then stop")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    p.set_defaults(func=cmd_finetune)
+
+    p = common(sub.add_parser("adapters", help="registered adapters with their metrics"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapters)
+
+    p = common(sub.add_parser("activate", help="choose the adapter the chat uses ('none': the base model)"))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--force", action="store_true", help="even when it was trained on another base than the chat model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_activate)
+
+    p = common(sub.add_parser("export", help="write an adapter merged into its base as a standalone model"))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--merged", metavar="OUT", required=True, help="output folder (safetensors, tokenizer, chat template)")
+    p.set_defaults(func=cmd_export)
+
+    p = common(sub.add_parser("runs", help="fine-tuning runs and their progress"))
+    p.add_argument("--cancel", metavar="RUN", default=None, help="stop a running fine-tune (it checkpoints first)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    doctor = sub.choices.get("doctor")
+    if doctor is not None:  # `archivist doctor --finetune method=qlora,batch_size=8,max_seq_len=2048`
+        doctor.add_argument("--finetune", nargs="?", const="", default=None, metavar="KEY=VALUE,...",
+                            help="also estimate a fine-tune's peak memory (keys: base, method, batch_size, "
+                                 "max_seq_len, rank, grad_checkpointing)")
+        doctor.set_defaults(doctor_extra=doctor_finetune)
+
+
+def add_config_args(parser, skip: tuple = ()) -> None:
+    """Add --field-name options for every FinetuneConfig field (help and defaults from the dataclass),
+    except those in `skip` (the archivist CLI's common options already carry --user and --device)."""
+    for f in dataclasses.fields(train.FinetuneConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "").replace("%", "%%")
+        if f.name in ("data", "collections"):
+            flags = ["--data"] if f.name == "data" else ["--collection", "-c"]
+            parser.add_argument(*flags, dest=f.name, action="append", default=None, metavar=f.name[:-1].upper() if f.name == "collections" else "SRC",
+                                help=help_text)
+        elif f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            shown = f" (default {f.default})" if f.default is not None else ""
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text + shown)
+
+
+def config_from_args(args, **overrides) -> "train.FinetuneConfig":
+    """A FinetuneConfig from parsed flags: fields the user did not give keep their defaults."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(train.FinetuneConfig) if getattr(args, f.name, None) is not None}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return train.FinetuneConfig(**values)
+
+
+def _config(args):
+    return config_from_args(args, user=getattr(args, "user", None), device=getattr(args, "device", None))
+
+
+def _estimate(settings, cfg):
+    from archivist.finetune.memory import plan
+
+    return plan(settings, cfg.base, cfg.method, cfg.device, cfg.batch_size, cfg.max_seq_len, cfg.rank,
+                cfg.grad_checkpointing, cfg.dropout, cfg.target_modules, unpadded=cfg.unpadded)
+
+
+def doctor_finetune(args, settings) -> dict:
+    """The doctor hook: parse KEY=VALUE pairs into a FinetuneConfig and return its memory estimate."""
+    import dataclasses
+
+    from archivist.finetune.train import FinetuneConfig
+
+    if args.finetune is None:
+        return {}
+    kinds = {f.name: {"int": int, "float": float}.get(str(f.type), str) for f in dataclasses.fields(FinetuneConfig)}
+    values = {}
+    for pair in filter(None, (s.strip() for s in args.finetune.split(","))):
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in kinds:
+            raise CLIError(f"--finetune: {pair!r} is not KEY=VALUE with KEY one of base, method, batch_size, max_seq_len, rank, grad_checkpointing")
+        values[key] = kinds[key](value.strip())
+    values.setdefault("device", settings.device)
+    est = _estimate(settings, FinetuneConfig(**values))
+    return {"finetune_estimate": est.as_dict()}
+
+
+def cmd_finetune(args) -> int:
+    from archivist.finetune import datasets, memory, runs, train
+
+    settings = settings_from(args)
+    if args.resume:
+        with open_ws(args) as ws:
+            if args.background:
+                run_id = runs.start_run_background(ws, runs.get_run(ws, args.resume)["config"], run_id=args.resume)
+                return _started(args, run_id)
+            try:
+                result = train.run(ws, train.FinetuneConfig(), run_id=args.resume, resume=True, progress=not args.quiet)
+            except (memory.WontFit, datasets.DatasetError) as e:
+                raise CLIError(str(e)) from None
+        return _report(args, result)
+    try:
+        cfg = _config(args)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    if args.estimate_only:
+        est = _estimate(settings, cfg)
+        if args.json:
+            emit_json(est.as_dict())
+        else:
+            print(est.message)
+        return 0 if est.fits else 1
+    with open_ws(args) as ws:
+        try:
+            if args.prepare_only:
+                ds = datasets.build_dataset(ws, cfg.data, user=cfg.user, collections=cfg.collections, generator=cfg.generator,
+                                            seed=cfg.seed, eval_fraction=cfg.eval_fraction, passages=cfg.passages,
+                                            progress=not (args.quiet or args.json))
+                if args.json:
+                    emit_json({"dataset": ds.name, "path": str(ds.path), **ds.manifest["counts"]})
+                else:
+                    print(f"dataset {ds.name}: {len(ds.train)} train, {len(ds.eval)} eval examples in {ds.path}")
+                    print(f"train on it with: archivist finetune --dataset {ds.name}")
+                return 0
+            if args.background:
+                return _started(args, runs.start_run_background(ws, cfg))
+            result = train.run(ws, cfg, progress=not (args.quiet or args.json))
+        except (memory.WontFit, datasets.DatasetError) as e:
+            raise CLIError(str(e)) from None
+    return _report(args, result)
+
+
+def _started(args, run_id: str) -> int:
+    if args.json:
+        emit_json({"run_id": run_id, "status": "queued"})
+    else:
+        print(f"started run {run_id} in the background; follow it with `archivist runs`, "
+              f"stop it with `archivist runs --cancel {run_id}`")
+    return 0
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _two(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def print_evaluation(report: dict) -> None:
+    """Base and adapter side by side."""
+    if not report or not report.get("base"):
+        print(report.get("reason", "not evaluated") if report else "not evaluated")
+        return
+    b, a = report["base"], report["adapter"]
+    print(f"held-out evaluation ({report['n']} examples)   {'base':>10} {'adapter':>10}")
+    for key, label in (("accuracy", "answer accuracy (gold contained)"), ("f1", "token F1"),
+                       ("citations", "citation correctness"), ("perplexity", "perplexity of gold answers"),
+                       ("seconds", "seconds")):
+        print(f"  {label:34} {_fmt(b.get(key)):>10} {_fmt(a.get(key)):>10}")
+
+
+def _report(args, result: dict) -> int:
+    if args.json:
+        emit_json(result)
+        return 0 if result.get("status") == "done" else 1
+    t = result.get("train", {})
+    print(f"run {result['run_id']}: {result.get('status')} after {t.get('steps')} steps, "
+          f"loss {_fmt(t.get('first_loss'))} -> {_fmt(t.get('last_loss'))}, {t.get('tokens_per_s')} tokens/s, "
+          f"padding {100 * (t.get('padding') or 0):.1f}%")
+    if result.get("status") != "done":
+        return 1
+    print_evaluation(result.get("evaluation"))
+    rec = result["adapter"]
+    state = "active" if rec["active"] else "registered, not active"
+    print(f"adapter {rec['name']}: {state} ({rec['note']})")
+    return 0
+
+
+def cmd_adapters(args) -> int:
+    from archivist.finetune.registry import list_adapters
+
+    with open_ws(args, check_index=False) as ws:
+        rows = list_adapters(ws)
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no adapters yet (train one with `archivist finetune`)", file=sys.stderr)
+        return 0
+    print(f"  {'name':28} {'base':16} {'acc':>11} {'F1':>11} {'cite':>11}  note")
+    for r in rows:
+        m = r["metrics"] or {}
+        b, a = m.get("base") or {}, m.get("adapter") or {}
+        cols = [f"{_two(b.get(k))}→{_two(a.get(k))}" for k in ("accuracy", "f1", "citations")]
+        print(f"{'*' if r['active'] else ' '} {r['name']:28} {r['base_model']:16} {cols[0]:>11} {cols[1]:>11} {cols[2]:>11}  {r['note'] or ''}")
+    return 0
+
+
+def cmd_activate(args) -> int:
+    from archivist.finetune.registry import set_active
+
+    with open_ws(args, check_index=False) as ws:
+        rec = set_active(ws, args.name, force=args.force)
+    if args.json:
+        emit_json({"active": rec["name"] if rec else None})
+    else:
+        print(f"the chat now uses adapter {rec['name']}" if rec else "the chat now uses the base model alone")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from archivist.finetune.registry import export_merged
+
+    with open_ws(args, check_index=False) as ws:
+        try:
+            out = export_merged(ws, args.name, args.merged)
+        except FileExistsError as e:
+            raise CLIError(str(e)) from None
+    print(f"merged model written to {out} (load it with AutoModelForCausalLM.from_pretrained, or --llm {out})")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from archivist.finetune import runs
+
+    with open_ws(args, check_index=False) as ws:
+        if args.cancel:
+            run = runs.cancel_run(ws, args.cancel)
+            rows = [run]
+        else:
+            rows = runs.list_runs(ws)
+    if args.json:
+        emit_json(rows)
+        return 0
+    for r in rows:
+        last = r.get("last") or {}
+        print(f"{r['id']:22} {r['status']:10} step {last.get('step', '-'):>5} loss {_fmt(last.get('loss')):>7} "
+              f"{last.get('tokens_per_s', '-'):>7} tok/s  {r.get('adapter') or ''} {r.get('error') or ''}".rstrip())
+    if not rows:
+        print("no runs yet", file=sys.stderr)
+    return 0
+

@@ -1,0 +1,477 @@
+"""Fine-tuning datasets: from the documents, from the chat's feedback, from a user's JSONL file.
+
+Every example is a chat: the prompt is exactly what serving sends (`retrieval.answer.build_messages`
+over numbered passages: the source passage among distractors found by `retrieval.search.search`),
+and the last message is the target answer, which cites the right [n]. Examples are split into
+train and eval by document (a document's examples never land in both), only collections the
+requesting user may read are used, and the dataset is saved under `datasets/<name>/` as
+train.jsonl, eval.jsonl and manifest.json (documents with their content hashes, generator,
+settings, seed), so a run can be repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from archivist import __version__, access
+from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
+from archivist.records import Hit
+from archivist.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+GENERATORS = ("extractive", "llm", "both")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+def strip_citations(text: str) -> str:
+    """The text without its [n] marks: 'Paris [1].' -> 'Paris.'"""
+    return re.sub(r"\s*" + _CITE.pattern, "", text).strip()
+
+
+class DatasetError(ValueError):
+    """Bad input for a dataset (a broken JSONL line, no examples, an unknown source), named precisely."""
+
+
+@dataclass
+class Example:
+    """One training chat. `messages[-1]` is the assistant's target; everything before it is the prompt."""
+
+    messages: list[dict]
+    source: str  # docs:extractive | docs:llm | feedback | file
+    group: str  # the split key: "doc:<id>", "feedback:<id>" or "file:<name>:<line>"
+    question: str
+    answer: str  # the gold answer: a span of the source chunk, or the whole target for feedback and files
+    cite: int | None = None  # the passage number [n] holding the answer
+    document_id: int | None = None
+    chunk_id: int | None = None
+    span: list[int] | None = None  # [start, end] of `answer` in the source chunk's text
+    passages: list[int] = field(default_factory=list)  # chunk ids in prompt order
+
+
+@dataclass
+class Dataset:
+    name: str
+    path: Path
+    train: list[Example]
+    eval: list[Example]
+    manifest: dict
+
+
+# -- reading what the user may read ----------------------------------------------------------
+
+
+def readable_documents(ws: Workspace, user: str | None = None, collections: Sequence[str] | None = None) -> list[dict]:
+    """Documents (id, path, collection, content_hash) in collections `user` may read.
+
+    Raises AccessDenied when `collections` names one the user may not read, LookupError for one
+    that does not exist.
+    """
+    readable = access.readable_collections(ws, user)
+    if collections:
+        admin = access.is_admin(ws, access.current_user(ws, user))
+        for c in collections:
+            if ws.collection_id(c) is None and admin:  # only an admin learns which names exist
+                raise LookupError(f"no collection named {c!r}")
+            if c not in readable:
+                raise access.AccessDenied(f"user {access.current_user(ws, user)!r} may not read collection {c!r} "
+                                          "(or it does not exist)")
+        readable = [c for c in readable if c in set(collections)]
+    if not readable:
+        return []
+    marks = ",".join("?" * len(readable))
+    rows = ws.db.execute(
+        f"SELECT d.id, d.path, k.name AS collection, d.content_hash FROM documents d "
+        f"JOIN collections k ON k.id = d.collection_id WHERE k.name IN ({marks}) AND d.status = 'ready' ORDER BY d.id",
+        readable).fetchall()
+    return [dict(r) for r in rows]
+
+
+def chunk_hits(ws: Workspace, chunk_ids: Sequence[int]) -> dict[int, Hit]:
+    """Chunks as Hit records (what build_messages numbers), by id."""
+    if not chunk_ids:
+        return {}
+    rows = ws.db.execute(
+        f"SELECT c.id, c.document_id, d.path, k.name AS collection, c.text, c.page, c.heading, c.start, c.end, d.kind "
+        f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
+        f"WHERE c.id IN ({','.join('?' * len(chunk_ids))})", list(chunk_ids)).fetchall()
+    return {r["id"]: Hit(chunk_id=r["id"], document_id=r["document_id"], document=r["path"], collection=r["collection"],
+                         text=r["text"], score=0.0, page=r["page"], heading=tuple(h for h in r["heading"].split(" > ") if h),
+                         start=r["start"], end=r["end"], kind=r["kind"]) for r in rows}
+
+
+# -- (a) from documents -----------------------------------------------------------------------
+
+
+def document_pairs(ws: Workspace, documents: Sequence[dict], generator: str = "extractive", max_per_chunk: int = 3,
+                   generate: Callable[[list[dict]], str] | None = None, progress: bool = False) -> list[tuple[int, QA]]:
+    """(chunk id, QA) for every pair the generator finds in the documents' chunks, duplicates dropped.
+
+    generator: extractive (deterministic, the default), llm (needs `generate(messages) -> str`) or both.
+    """
+    if generator not in GENERATORS:
+        raise DatasetError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
+    if generator != "extractive" and generate is None:
+        raise DatasetError(f"generator {generator!r} needs an LLM")
+    ids = [d["id"] for d in documents]
+    if not ids:
+        return []
+    rows = ws.db.execute(f"SELECT id, text FROM chunks WHERE document_id IN ({','.join('?' * len(ids))}) "
+                         f"ORDER BY document_id, seq", ids).fetchall()
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, desc=f"questions ({generator})", unit="chunk", leave=False)
+    out, seen = [], set()
+    for r in rows:
+        pairs: list[QA] = []
+        if generator in ("llm", "both"):
+            pairs += llm_pairs(r["text"], generate, max_pairs=1)
+        if generator in ("extractive", "both"):
+            pairs += extractive_pairs(r["text"], max_pairs=max_per_chunk)
+        for qa in pairs:
+            key = normalize(qa.question)
+            if key in seen or (r["id"], qa.answer) in seen:
+                continue
+            seen.update({key, (r["id"], qa.answer)})
+            out.append((r["id"], qa))
+    return out
+
+
+def target_for(sentence: str, answer: str, cite: int) -> str:
+    """The answer the model learns to give: the fact's sentence with its citation, e.g. 'X is 30 days [2].'"""
+    text = re.sub(r"\s+", " ", sentence).strip().rstrip(".;:,")
+    if answer not in text:
+        text = f"{answer}: {text}"
+    return f"{text} [{cite}]."
+
+
+def prompt_passages(ws: Workspace, question: str, source: Hit, answer: str, pool: Sequence[int], n: int,
+                    rng: random.Random, user: str | None, embedder=None) -> tuple[list[Hit], int]:
+    """The source passage among up to n-1 distractors that retrieval finds for the question in `pool`
+    (document ids), shuffled so the model learns to cite by content, not position; returns (passages, cite).
+
+    A distractor that also contains the answer is skipped: the citation must be unambiguous.
+    """
+    distractors: list[Hit] = []
+    if n > 1 and pool:
+        from archivist.retrieval.search import search
+
+        hits = search(ws, question, k=n + 3, user=user, documents=list(pool), embedder=embedder)
+        distractors = [h for h in hits if h.chunk_id != source.chunk_id and answer.lower() not in h.text.lower()][: n - 1]
+    passages = distractors + [source]
+    rng.shuffle(passages)
+    return passages, passages.index(source) + 1
+
+
+def examples_from_documents(ws: Workspace, pairs: Sequence[tuple[int, QA]], eval_docs: set[int], train_docs: set[int],
+                            n_passages: int, seed: int, user: str | None, embedder=None, source: str = "docs") -> list[Example]:
+    """Retrieval-aware examples for the pairs. Distractors come only from documents of the same split,
+    so no text of an eval document ever appears in a training prompt."""
+    from archivist.retrieval.answer import build_messages
+
+    rng = random.Random(seed)
+    hits = chunk_hits(ws, sorted({cid for cid, _ in pairs}))
+    out = []
+    for cid, qa in pairs:
+        src = hits[cid]
+        pool = eval_docs if src.document_id in eval_docs else train_docs
+        passages, cite = prompt_passages(ws, qa.question, src, qa.answer, sorted(pool), n_passages, rng, user, embedder)
+        messages = build_messages(qa.question, passages) + [
+            {"role": "assistant", "content": target_for(qa.sentence, qa.answer, cite)}]
+        out.append(Example(messages=messages, source=f"{source}:{'llm' if qa.kind == 'llm' else 'extractive'}",
+                           group=f"doc:{src.document_id}", question=qa.question, answer=qa.answer, cite=cite,
+                           document_id=src.document_id, chunk_id=cid, span=[qa.start, qa.end],
+                           passages=[p.chunk_id for p in passages]))
+    return out
+
+
+# -- (b) from the chat's feedback -------------------------------------------------------------
+
+
+def _renumber(text: str, mapping: dict[int, int]) -> str:
+    """Rewrite [n] marks through `mapping`, dropping numbers it lacks."""
+    def fix(m):
+        keep = [str(mapping[int(x)]) for x in re.split(r"\s*[,;]\s*", m.group(1)) if int(x) in mapping]
+        return f"[{', '.join(keep)}]" if keep else ""
+    return re.sub(r" ?" + _CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", text).strip()
+
+
+def examples_from_feedback(ws: Workspace, user: str | None = None, collections: Sequence[str] | None = None,
+                           n_passages: int = 3, embedder=None) -> tuple[list[Example], dict]:
+    """Examples from answers rated up (+1) and from corrections users wrote, with the passages that
+    were shown (renumbered from 1); rows about collections the user may not read are left out.
+    Returns (examples, stats {"used": [ids], "skipped": {reason: count}})."""
+    from archivist.retrieval.answer import build_messages
+
+    readable = set(access.readable_collections(ws, user))
+    if collections:
+        readable &= set(collections)
+    admin = access.is_admin(ws, access.current_user(ws, user))
+    rows = ws.db.execute("SELECT id, collection, question, answer, rating, correction, citations FROM feedback "
+                         "WHERE rating > 0 OR (correction IS NOT NULL AND trim(correction) != '') ORDER BY id").fetchall()
+    out, used, skipped = [], [], {}
+
+    def skip(reason):
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    for r in rows:
+        if r["collection"] and r["collection"] not in readable:
+            skip("collection not readable")
+            continue
+        try:
+            cits = json.loads(r["citations"]) if r["citations"] else []
+            cits = sorted((c for c in cits if isinstance(c, dict) and c.get("chunk_id") is not None), key=lambda c: int(c.get("n", 0)))
+        except (ValueError, TypeError):
+            skip("citations not valid JSON")
+            continue
+        hits = chunk_hits(ws, [int(c["chunk_id"]) for c in cits])
+        passages: list[Hit] = []
+        mapping: dict[int, int] = {}
+        ok = True
+        for c in cits:
+            h = hits.get(int(c["chunk_id"]))
+            if h is None:  # the document was deleted or re-ingested since: keep the text that was shown
+                h = Hit(chunk_id=int(c["chunk_id"]), document_id=-1, document=str(c.get("document", "")),
+                        collection=str(c.get("collection") or r["collection"] or ""), text=str(c.get("text", "")),
+                        score=0.0, page=c.get("page"))
+                if not h.text:
+                    continue
+            if h.collection not in readable:
+                ok = False
+                break
+            passages.append(h)
+            mapping[int(c.get("n", len(passages)))] = len(passages)
+        if not ok:
+            skip("cites a collection not readable")
+            continue
+        if not passages and not r["collection"] and not admin:
+            skip("no collection to check access against")
+            continue
+        target = (r["correction"] or "").strip() or r["answer"].strip()
+        if passages:
+            target = _renumber(target, mapping)
+        else:
+            from archivist.retrieval.search import search
+
+            passages = search(ws, r["question"], k=n_passages, user=user, collections=sorted(readable), embedder=embedder)
+        if not target:
+            skip("empty answer")
+            continue
+        doc_ids = [p.document_id for p in passages if p.document_id >= 0]
+        out.append(Example(messages=build_messages(r["question"], passages) + [{"role": "assistant", "content": target}],
+                           source="feedback", group=f"doc:{doc_ids[0]}" if doc_ids and cits else f"feedback:{r['id']}",
+                           question=r["question"], answer=strip_citations(target), document_id=doc_ids[0] if doc_ids else None,
+                           passages=[p.chunk_id for p in passages]))
+        used.append(r["id"])
+    return out, {"used": used, "skipped": skipped}
+
+
+# -- (c) from a user's JSONL file -------------------------------------------------------------
+
+
+def _check_messages(messages) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return '"messages" must be a non-empty list'
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            return f'message {i + 1} needs a "role" of system, user or assistant'
+        if not isinstance(m.get("content"), str) or not m["content"].strip():
+            return f'message {i + 1} needs a non-empty string "content"'
+    if messages[-1]["role"] != "assistant":
+        return "the last message must be the assistant's answer (the target)"
+    if not any(m["role"] == "user" for m in messages[:-1]):
+        return "there must be a user message before the answer"
+    return None
+
+
+def examples_from_file(path: str | Path) -> list[Example]:
+    """Examples from a JSONL file of {"messages": [...]} or {"prompt": ..., "completion": ...} lines.
+
+    An optional "document" field names the document a line is about, so the split keeps its lines
+    together. Raises DatasetError listing every bad line as file:line: reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    out, errors = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                errors.append(f"{where}: not valid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(obj, dict):
+                errors.append(f"{where}: expected a JSON object, got {type(obj).__name__}")
+                continue
+            if "messages" in obj:
+                messages = obj["messages"]
+                problem = _check_messages(messages)
+            elif "prompt" in obj and "completion" in obj:
+                p, c = obj["prompt"], obj["completion"]
+                problem = None if isinstance(p, str) and p.strip() and isinstance(c, str) and c.strip() else \
+                    '"prompt" and "completion" must be non-empty strings'
+                messages = [{"role": "user", "content": p}, {"role": "assistant", "content": c}] if problem is None else []
+            else:
+                problem = f'expected {{"messages": [...]}} or {{"prompt": ..., "completion": ...}}, got keys {sorted(obj)}'
+            if problem:
+                errors.append(f"{where}: {problem}")
+                continue
+            messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+            doc = obj.get("document")
+            out.append(Example(messages=messages, source="file", group=f"file:{doc}" if doc else f"file:{path.name}:{lineno}",
+                               question=next(m["content"] for m in reversed(messages[:-1]) if m["role"] == "user"),
+                               answer=strip_citations(messages[-1]["content"])))
+    if errors:
+        more = f"\n... and {len(errors) - 20} more bad lines" if len(errors) > 20 else ""
+        raise DatasetError(f"{len(errors)} bad line(s) in {path}:\n" + "\n".join(errors[:20]) + more)
+    if not out:
+        raise DatasetError(f"{path}: no examples (the file is empty)")
+    return out
+
+
+# -- split, build, save, load ------------------------------------------------------------------
+
+
+def split_groups(groups: Sequence[str], eval_fraction: float, seed: int) -> set[str]:
+    """The groups that go to eval: a seeded hash order, so the same documents and seed split the same way.
+
+    At least one group goes to eval (and one stays in train) whenever there are two or more.
+    """
+    if not 0 <= eval_fraction < 1:
+        raise DatasetError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    order = sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    n = round(len(order) * eval_fraction)
+    if eval_fraction > 0 and len(order) >= 2:
+        n = min(max(n, 1), len(order) - 1)
+    return set(order[:n])
+
+
+def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str | None = None,
+                  collections: Sequence[str] | None = None, generator: str = "extractive", name: str | None = None,
+                  seed: int = 0, eval_fraction: float = 0.2, passages: int = 3, max_per_chunk: int = 3,
+                  llm=None, embedder=None, progress: bool = False) -> Dataset:
+    """Build, split and save a dataset from `sources`: "docs", "feedback" and/or paths of JSONL files.
+
+    Raises DatasetError (nothing to train on, a bad file line, an unknown source), AccessDenied
+    (a collection the user may not read), LookupError (no such collection).
+    """
+    user = access.current_user(ws, user)
+    if not sources:
+        raise DatasetError("no data source given (docs, feedback or a .jsonl file)")
+    if passages < 1:
+        raise DatasetError(f"passages must be at least 1, got {passages}")
+    name = name or f"{'+'.join(Path(s).stem if s not in ('docs', 'feedback') else s for s in sources)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not _NAME.match(name):
+        raise DatasetError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-'")
+    target = ws.home / "datasets" / name
+    if target.exists():
+        raise DatasetError(f"dataset {name!r} already exists at {target}")
+    documents = readable_documents(ws, user, collections)
+    by_id = {d["id"]: d for d in documents}
+    pairs: list[tuple[int, QA]] = []
+    extra: list[Example] = []
+    files, feedback_stats = [], None
+    for src in sources:
+        if src == "docs":
+            generate = None
+            if generator != "extractive":
+                from archivist.retrieval.llm import llm_for
+
+                model = llm or llm_for(ws.settings)
+                generate = lambda messages: "".join(model.stream(messages, max_new_tokens=64))  # noqa: E731
+            pairs = document_pairs(ws, documents, generator, max_per_chunk, generate, progress)
+        elif src == "feedback":
+            got, feedback_stats = examples_from_feedback(ws, user, collections, passages, embedder)
+            extra += got
+        elif src.endswith(".jsonl") or Path(src).is_file():
+            extra += examples_from_file(src)
+            files.append({"path": str(Path(src).resolve()), "sha256": hashlib.sha256(Path(src).read_bytes()).hexdigest()})
+        else:
+            raise DatasetError(f"unknown data source {src!r}: use docs, feedback or the path of a .jsonl file")
+    chunk_doc = {}
+    if pairs:
+        ids = sorted({cid for cid, _ in pairs})
+        chunk_doc = dict(ws.db.execute(f"SELECT id, document_id FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall())
+    groups = [f"doc:{chunk_doc[cid]}" for cid, _ in pairs] + [e.group for e in extra]
+    if not groups:
+        raise DatasetError("no training examples: the readable documents hold no facts the generator could ask about, "
+                           "and no feedback or file examples were given")
+    eval_groups = split_groups(groups, eval_fraction, seed)
+    eval_docs = {d for d in by_id if f"doc:{d}" in eval_groups}
+    train_docs = set(by_id) - eval_docs
+    examples = examples_from_documents(ws, pairs, eval_docs, train_docs, passages, seed, user, embedder) + extra
+    train = [e for e in examples if e.group not in eval_groups]
+    evals = [e for e in examples if e.group in eval_groups]
+    used_docs = {e.document_id for e in examples if e.document_id is not None}
+    manifest = {
+        "name": name,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "archivist": __version__,
+        "user": user,
+        "sources": list(sources),
+        "generator": generator,
+        "settings": {"collections": list(collections) if collections else None, "seed": seed, "eval_fraction": eval_fraction,
+                     "passages": passages, "max_per_chunk": max_per_chunk, "embedder": ws.settings.embedder,
+                     "llm": ws.settings.llm if generator != "extractive" else None},
+        "documents": [{"id": d, "path": by_id[d]["path"], "collection": by_id[d]["collection"],
+                       "content_hash": by_id[d]["content_hash"], "split": "eval" if d in eval_docs else "train",
+                       "examples": sum(e.document_id == d for e in examples)} for d in sorted(used_docs) if d in by_id],
+        "files": files,
+        "feedback": feedback_stats,
+        "counts": {"train": len(train), "eval": len(evals)},
+    }
+    return save_dataset(ws, name, train, evals, manifest)
+
+
+def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
+    """Write datasets/<name>/{train,eval}.jsonl and manifest.json (with the files' hashes), atomically."""
+    target = ws.home / "datasets" / name
+    tmp = target.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for split, rows in (("train", train), ("eval", evals)):
+        data = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in rows).encode()
+        (tmp / f"{split}.jsonl").write_bytes(data)
+        manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    tmp.rename(target)
+    return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
+
+
+def load_dataset(ws: Workspace, name: str) -> Dataset:
+    """A saved dataset by name (or a folder path). Raises LookupError when there is none."""
+    path = Path(name) if Path(name).is_dir() else ws.home / "datasets" / name
+    if not (path / "manifest.json").exists():
+        raise LookupError(f"no dataset named {name!r} (under {ws.home / 'datasets'})")
+    manifest = json.loads((path / "manifest.json").read_text())
+
+    def read(split):
+        p = path / f"{split}.jsonl"
+        return [Example(**json.loads(line)) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    return Dataset(name=manifest.get("name", path.name), path=path, train=read("train"), eval=read("eval"), manifest=manifest)
+
+
+def list_datasets(ws: Workspace) -> list[dict]:
+    """Saved datasets with their counts, newest first."""
+    out = []
+    for p in sorted((ws.home / "datasets").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        m = json.loads(p.read_text())
+        out.append({"name": m.get("name", p.parent.name), "created_at": m.get("created_at"), "sources": m.get("sources"),
+                    "generator": m.get("generator"), **m.get("counts", {})})
+    return out
