@@ -28,7 +28,7 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
     );
     CREATE TABLE documents (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         collection_id INTEGER NOT NULL REFERENCES collections(id),
         path TEXT NOT NULL,             -- the name it was ingested under (unique per collection)
         source TEXT,                    -- absolute path it was read from, if any
@@ -45,7 +45,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX documents_hash ON documents(content_hash);
     CREATE TABLE chunks (
-        id INTEGER PRIMARY KEY,
+        -- AUTOINCREMENT: a deleted chunk's id is never reused, so a FAISS index that another
+        -- process has not synced yet can never hold an old vector under a new chunk's id
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
         seq INTEGER NOT NULL,
         text TEXT NOT NULL,
