@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from archivist.cli import CLIError, emit_json, open_ws, settings_from
+from archivist.cli import CLIError, emit_json, list_or_json, open_ws, settings_from
 
 
 def register(sub, common) -> None:
@@ -78,11 +78,7 @@ def cmd_keys_list(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         keys = list_keys(ws)
-    if args.json:
-        emit_json(keys)
-        return 0
-    if not keys:
-        print("no API keys (create one with `archivist keys create --user NAME`)", file=sys.stderr)
+    if not list_or_json(keys, args.json, "no API keys (create one with `archivist keys create --user NAME`)"):
         return 0
     for k in keys:
         made = dt.datetime.fromtimestamp(k["created_at"]).strftime("%Y-%m-%d %H:%M")

@@ -54,6 +54,18 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
+def list_or_json(rows: list, as_json: bool, empty: str) -> bool:
+    """Print `rows` as JSON, or `empty` on stderr when there are none.
+    Returns True when the caller should still print its table."""
+    if as_json:
+        emit_json(rows)
+        return False
+    if not rows:
+        print(empty, file=sys.stderr)
+        return False
+    return True
+
+
 def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options every subcommand takes (they may also come before the subcommand)."""
     g = parser.add_argument_group("workspace")

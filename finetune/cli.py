@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 
-from archivist.cli import CLIError, emit_json, open_ws, settings_from
+from archivist.cli import CLIError, emit_json, list_or_json, open_ws, settings_from
 from archivist.finetune import train
 
 _SHARED = ("user", "device")  # fields the common options already carry (--user, --device)
@@ -209,11 +209,7 @@ def cmd_adapters(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         rows = list_adapters(ws)
-    if args.json:
-        emit_json(rows)
-        return 0
-    if not rows:
-        print("no adapters yet (train one with `archivist finetune`)", file=sys.stderr)
+    if not list_or_json(rows, args.json, "no adapters yet (train one with `archivist finetune`)"):
         return 0
     print(f"  {'name':28} {'base':16} {'acc':>11} {'F1':>11} {'cite':>11}  note")
     for r in rows:

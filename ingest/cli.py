@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 
-from archivist.cli import CLIError, emit_json, open_ws
+from archivist.cli import CLIError, emit_json, list_or_json, open_ws
 
 
 def register(sub, common) -> None:
@@ -69,11 +69,7 @@ def cmd_documents(args) -> int:
 
     with open_ws(args) as ws:
         docs = list_documents(ws, getattr(args, "user", None), args.collection)
-    if args.json:
-        emit_json(docs)
-        return 0
-    if not docs:
-        print("no documents", file=sys.stderr)
+    if not list_or_json(docs, args.json, "no documents"):
         return 0
     width = min(50, max(len(d["name"]) for d in docs))
     print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}")
