@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from archivist.cli import CLIError, emit_json, list_or_json, open_ws, settings_from
+from archivist.cli import CLIError, list_or_json, open_ws, settings_from
 
 
 def register(sub, common) -> None:
