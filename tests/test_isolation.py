@@ -184,31 +184,35 @@ def test_unknown_user_is_refused_everywhere(shared, embedder):
 
 
 def test_stale_vector_index_cannot_leak_another_collection(fresh, tmp_path, embedder):
-    """A FAISS file left behind by a crash (SQLite committed a delete, the index was not saved)
-    still names chunk ids that SQLite has since given to another collection's chunks. Search
-    must not return them to a reader of the first collection."""
-    ws = fresh
-    a_id, b_id = ws.collection_id("A"), ws.collection_id("B")
-    delete_document(ws, "b-notes.md")  # free B's chunk ids (the highest) ...
-    index = ws.index_dir
-    saved = tmp_path / "saved"
-    shutil.copytree(index, saved)
-    delete_document(ws, "a-notes.md")  # ... and A's; then put A's old index back, as a crash would leave it
-    shutil.copy(saved / f"c{a_id}.faiss", index / f"c{a_id}.faiss")
-    shutil.copy(saved / f"c{a_id}.json", index / f"c{a_id}.json")
-    leak = tmp_path / "leak.md"
-    leak.write_text(TEXTS["B"])
-    ingest_paths(ws, [leak], collection="B", embedder=embedder, progress=False)  # reuses the freed ids
-    reused = {r[0] for r in ws.db.execute("SELECT id FROM chunks")}
+    """A FAISS file out of step with SQLite (a crash between the SQLite commit and the index save,
+    or a file copied in from elsewhere) may name chunk ids of another collection. Search must not
+    return them to a reader of the first collection; the next open repairs the index."""
     import faiss
-    old = faiss.read_index(str(index / f"c{a_id}.faiss"))
-    stale = set(faiss.vector_to_array(old.id_map).tolist())
-    assert stale & reused, "the setup must make A's stale index name B's chunk ids"
-    hits = search(ws, SECRETS["B"], k=20, user="rita", mode="dense", embedder=embedder)
-    assert hits == []
-    # And the next open finds the stale index and repairs it from SQLite.
+    import numpy as np
+
     from archivist.retrieval.vectors import check_and_repair
 
+    ws = fresh
+    a_id, b_id = ws.collection_id("A"), ws.collection_id("B")
+    # Chunk ids are never reused (AUTOINCREMENT), so a stale index cannot name a new chunk by accident.
+    before = max(r[0] for r in ws.db.execute("SELECT id FROM chunks"))
+    delete_document(ws, "b-notes.md")
+    leak = tmp_path / "leak.md"
+    leak.write_text(TEXTS["B"])
+    ingest_paths(ws, [leak], collection="B", embedder=embedder, progress=False)
+    assert min(r[0] for r in ws.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                                            "WHERE d.collection_id = ?", (b_id,))) > before
+    # Now make A's index name B's chunks, as a damaged or foreign index file would.
+    rows = ws.db.execute("SELECT c.id, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
+                         "WHERE d.collection_id = ?", (b_id,)).fetchall()
+    path = ws.index_dir / f"c{a_id}.faiss"
+    index = faiss.read_index(str(path))
+    index.add_with_ids(np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]),
+                       np.array([r[0] for r in rows], dtype=np.int64))
+    faiss.write_index(index, str(path))
+    hits = search(ws, SECRETS["B"], k=20, user="rita", mode="dense", embedder=embedder)
+    assert all(h.collection != "B" for h in hits) and not any(SECRETS["B"] in h.text.lower() for h in hits)
+    # And the next open finds the damaged index and repairs it from SQLite.
     assert any(f"collection {a_id}" in r for r in check_and_repair(ws))
     assert b_id in {ws.collection_id(h.collection) for h in search(ws, SECRETS["B"], k=5, embedder=embedder)}
 
