@@ -8,7 +8,6 @@ exactly that: no more (a leak), no less (a broken grant).
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
