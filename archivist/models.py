@@ -311,20 +311,38 @@ EMBED_BACKENDS = ("torch", "int8", "onnx", "onnx-int8")
 
 
 # Loading two models at once in one process can break later loads ("Cannot copy out of meta
-# tensor"), so every model load in the process goes through this lock.
+# tensor"), so every model load in the process goes through this lock. A model already loaded is
+# returned without taking it, so a lookup never waits behind another model's long load.
 MODEL_LOAD_LOCK = threading.RLock()
+_LOADED: dict[tuple, object] = {}
+
+
+def load_once(key: tuple, factory):
+    """`factory()` once per process for `key`, one load at a time; later calls return the same object."""
+    try:
+        return _LOADED[key]
+    except KeyError:
+        pass
+    with MODEL_LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = factory()
+        return _LOADED[key]
+
+
+def loaded_models(kind: str) -> list[tuple]:
+    """Keys of the models of `kind` ("embedder" or "llm") this process holds."""
+    return [k for k in _LOADED if k[0] == kind]
 
 
 def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend: str = "torch",
                   cache: str = "~/.cache/archivist"):
     """The embedder, loaded once per process. backend: torch | int8 (torch dynamic quantization) |
-    onnx | onnx-int8 (ONNX Runtime, CPU only; on a GPU, or without onnxruntime, torch is used)."""
-    with MODEL_LOAD_LOCK:  # positional and keyword calls share one cache entry
-        return _load_embedder(name, device, backend, cache)
+    onnx | onnx-int8 (ONNX Runtime, CPU only; on a GPU, or without onnxruntime, torch is used).
+    Positional and keyword calls share one cache entry."""
+    return load_once(("embedder", name, device, backend, cache), lambda: _make_embedder(name, device, backend, cache))
 
 
-@functools.cache
-def _load_embedder(name: str, device: str, backend: str, cache: str):
+def _make_embedder(name: str, device: str, backend: str, cache: str):
     if backend not in EMBED_BACKENDS:
         raise ValueError(f"embedder backend must be one of {', '.join(EMBED_BACKENDS)}, got {backend!r}")
     if backend.startswith("onnx"):

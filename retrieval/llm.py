@@ -6,7 +6,6 @@ Generation streams text pieces as they are produced (transformers' TextIteratorS
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -131,14 +130,12 @@ def _stop_on(*events: threading.Event | None):
 
 def load_llm(name: str, cache: str, device: str = "auto", quantize: str = "auto") -> LLM:
     """Load the chat model once per process. quantize: auto (4-bit on CUDA) | none | 4bit."""
-    from archivist.models import MODEL_LOAD_LOCK
+    from archivist.models import load_once
 
-    with MODEL_LOAD_LOCK:
-        return _load_llm(name, cache, device, quantize)
+    return load_once(("llm", name, cache, device, quantize), lambda: _make_llm(name, cache, device, quantize))
 
 
-@functools.cache
-def _load_llm(name: str, cache: str, device: str, quantize: str) -> LLM:
+def _make_llm(name: str, cache: str, device: str, quantize: str) -> LLM:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

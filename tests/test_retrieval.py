@@ -148,7 +148,7 @@ def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from archivist.retrieval.llm import _load_llm
+    from archivist.models import loaded_models
 
     # A LoRA adapter with random (non-zero) weights, so its outputs differ from the base model's.
     from transformers import AutoModelForCausalLM
@@ -165,4 +165,4 @@ def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
     llm.use_adapter(None)
     after = "".join(llm.stream(messages, max_new_tokens=8))
     assert with_adapter != before and after == before
-    assert _load_llm.cache_info().currsize == 1  # one model object per process
+    assert len(loaded_models("llm")) == 1  # one model object per process
