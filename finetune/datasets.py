@@ -25,6 +25,7 @@ from pathlib import Path
 from archivist import __version__, access
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
 from archivist.records import Hit
+from archivist.retrieval.search import load_hits, search
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -97,19 +98,6 @@ def readable_documents(ws: Workspace, user: str | None = None, collections: Sequ
     return [dict(r) for r in rows]
 
 
-def chunk_hits(ws: Workspace, chunk_ids: Sequence[int]) -> dict[int, Hit]:
-    """Chunks as Hit records (what build_messages numbers), by id."""
-    if not chunk_ids:
-        return {}
-    rows = ws.db.execute(
-        f"SELECT c.id, c.document_id, d.path, k.name AS collection, c.text, c.page, c.heading, c.start, c.end, d.kind "
-        f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
-        f"WHERE c.id IN ({','.join('?' * len(chunk_ids))})", list(chunk_ids)).fetchall()
-    return {r["id"]: Hit(chunk_id=r["id"], document_id=r["document_id"], document=r["path"], collection=r["collection"],
-                         text=r["text"], score=0.0, page=r["page"], heading=tuple(h for h in r["heading"].split(" > ") if h),
-                         start=r["start"], end=r["end"], kind=r["kind"]) for r in rows}
-
-
 # -- (a) from documents -----------------------------------------------------------------------
 
 
@@ -165,8 +153,6 @@ def prompt_passages(ws: Workspace, question: str, source: Hit, answer: str, pool
     """
     distractors: list[Hit] = []
     if n > 1 and pool:
-        from archivist.retrieval.search import search
-
         hits = search(ws, question, k=n + 3, user=user, documents=list(pool), embedder=embedder)
         distractors = [h for h in hits if h.chunk_id != source.chunk_id and answer.lower() not in h.text.lower()][: n - 1]
     passages = distractors + [source]
@@ -181,7 +167,7 @@ def examples_from_documents(ws: Workspace, pairs: Sequence[tuple[int, QA]], eval
     from archivist.retrieval.answer import build_messages
 
     rng = random.Random(seed)
-    hits = chunk_hits(ws, sorted({cid for cid, _ in pairs}))
+    hits = load_hits(ws, sorted({cid for cid, _ in pairs}))
     out = []
     for cid, qa in pairs:
         src = hits[cid]
@@ -235,7 +221,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         except (ValueError, TypeError):
             skip("citations not valid JSON")
             continue
-        hits = chunk_hits(ws, [int(c["chunk_id"]) for c in cits])
+        hits = load_hits(ws, [int(c["chunk_id"]) for c in cits])
         passages: list[Hit] = []
         mapping: dict[int, int] = {}
         ok = True
@@ -262,8 +248,6 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         if passages:
             target = _renumber(target, mapping)
         else:
-            from archivist.retrieval.search import search
-
             passages = search(ws, r["question"], k=n_passages, user=user, collections=sorted(readable), embedder=embedder)
         if not target:
             skip("empty answer")

@@ -132,7 +132,8 @@ def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, flo
     return fused
 
 
-def _load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
+def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
+    """Chunks as Hit records (document, collection, page, heading, span), by id; score 0."""
     if not ids:
         return {}
     rows = ws.db.execute(
@@ -225,7 +226,7 @@ def search(
     else:
         scores = dict(d_rank or l_rank)
     order = sorted(scores, key=lambda i: -scores[i])
-    hits_by_id = _load_hits(ws, order[: limit * 2])
+    hits_by_id = load_hits(ws, order[: limit * 2])
     d_pos = {cid: (r, s) for r, (cid, s) in enumerate(d_rank, start=1)}
     l_pos = {cid: r for r, (cid, _) in enumerate(l_rank, start=1)}
     terms = query_terms(query)

@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from archivist.retrieval.search import load_hits
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -87,7 +89,6 @@ def test_split_is_by_document_and_prompts_hold_the_source_among_distractors(corp
     assert train_docs and eval_docs and not train_docs & eval_docs
     chunks = dict(ws.db.execute("SELECT id, document_id FROM chunks").fetchall())
     texts = dict(ws.db.execute("SELECT id, text FROM chunks").fetchall())
-    from archivist.finetune.datasets import chunk_hits
     from archivist.retrieval.answer import build_messages
 
     for split, docs in (("train", train_docs), ("eval", eval_docs)):
@@ -98,7 +99,7 @@ def test_split_is_by_document_and_prompts_hold_the_source_among_distractors(corp
             # no text of the other split ever appears in a prompt
             assert {chunks[c] for c in e.passages} <= docs
             # the prompt is exactly what serving builds, and the target cites the right passage
-            hits = chunk_hits(ws, e.passages)
+            hits = load_hits(ws, e.passages)
             assert e.messages[:-1] == build_messages(e.question, [hits[c] for c in e.passages])
             target = e.messages[-1]["content"]
             assert e.answer in target and target.endswith(f"[{e.cite}].")
@@ -138,7 +139,7 @@ def test_feedback_rated_up_and_corrections_become_examples(corpus, embedder):
     from archivist.feedback import record_feedback
 
     ws = corpus
-    hits = datasets.chunk_hits(ws, [r[0] for r in ws.db.execute("SELECT id FROM chunks ORDER BY id")])
+    hits = load_hits(ws, [r[0] for r in ws.db.execute("SELECT id FROM chunks ORDER BY id")])
     leave = next(h for h in hits.values() if "30 days" in h.text)
     oncall = next(h for h in hits.values() if "15 minutes" in h.text)
     secret = next(h for h in hits.values() if "410,000" in h.text)
