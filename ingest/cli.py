@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict
 
@@ -36,13 +37,12 @@ def register(sub, common) -> None:
 def cmd_ingest(args) -> int:
     from archivist.ingest.pipeline import ingest_paths
 
-    for path in args.paths:
-        if not __import__("os").path.exists(path):
-            print(f"archivist: warning: {path}: no such file or folder", file=sys.stderr)
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    for path in missing:
+        print(f"archivist: warning: {path}: no such file or folder", file=sys.stderr)
     with open_ws(args) as ws:
         results = ingest_paths(ws, args.paths, collection=args.collection, user=getattr(args, "user", None),
                                progress=not (args.quiet or args.json))
-    missing = [p for p in args.paths if not __import__("os").path.exists(p)]
     if args.json:
         emit_json({"files": [asdict(r) for r in results], "missing": missing})
     else:

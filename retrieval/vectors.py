@@ -166,18 +166,19 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
                 ids.append(unknown)
                 vecs.append(_vectors(ws, unknown, dim))
             loaded.index.add_with_ids(np.concatenate(vecs), np.concatenate(ids))
-        if rebuilt or len(missing) or len(extra) or not path.exists() or not _sidecar_fresh(path):
+        if rebuilt or len(missing) or len(extra) or _fresh_sidecar(path) is None:
             _save(ws, cid, loaded)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
 
 
-def _sidecar_fresh(path: Path) -> bool:
-    side = path.with_suffix(".json")
+def _fresh_sidecar(path: Path) -> dict | None:
+    """The sidecar's record of an index file while it still describes that file (same size and
+    mtime), else None."""
     try:
-        meta, st = json.loads(side.read_text()), path.stat()
+        meta, st = json.loads(path.with_suffix(".json").read_text()), path.stat()
     except (OSError, ValueError):
-        return False
-    return meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime
+        return None
+    return meta if meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime else None
 
 
 def check_and_repair(ws: Workspace) -> list[str]:
@@ -193,14 +194,9 @@ def check_and_repair(ws: Workspace) -> list[str]:
     counts = {cid: (n, s) for cid, n, s in rows}
     for cid in [r[0] for r in ws.db.execute("SELECT id FROM collections")]:
         n, s = counts.get(cid, (0, 0))
-        path, side = _paths(ws, cid)
-        try:
-            meta = json.loads(side.read_text()) if side.exists() else None
-        except ValueError:
-            meta = None
-        st = path.stat() if path.exists() else None
-        ok = (meta is not None and st is not None and meta.get("ntotal") == n and meta.get("id_sum") == s
-              and meta.get("size") == st.st_size and meta.get("mtime") == st.st_mtime) or (n == 0 and st is None)
+        path, _ = _paths(ws, cid)
+        meta = _fresh_sidecar(path)
+        ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s) or (n == 0 and not path.exists())
         if not ok:
             result = sync(ws, cid)
             if result["added"] or result["removed"] or result["rebuilt"]:
