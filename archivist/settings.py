@@ -33,6 +33,9 @@ class Settings:
     reader_timeout: float = _f(120.0, "seconds a single file may take to read before it is failed")
     top_k: int = _f(5, "passages given to the model per question")
     candidates: int = _f(50, "candidates taken from each of the dense and lexical searches before fusion")
+    fusion: str = _f("linear", "how hybrid search fuses dense and lexical: linear (cosine and BM25 over its ceiling, "
+                               "weighted by lexical_weight) | rrf (reciprocal rank fusion); bench/RESULTS.md")
+    lexical_weight: float = _f(0.3, "share of BM25 in linear fusion (0 = dense only, 1 = lexical only)")
     max_new_tokens: int = _f(200, "most tokens generated per answer")
     min_relevance: float = _f(0.62, "answerability (best cosine + half the question-term coverage) under which the answer is 'not in the documents'")
     weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
@@ -51,6 +54,10 @@ class Settings:
             raise ValueError(f"chunk_overlap must be in [0, chunk_tokens/2), got {self.chunk_overlap}")
         if self.embed_backend not in ("torch", "int8", "onnx", "onnx-int8"):
             raise ValueError(f"embed_backend must be torch, int8, onnx or onnx-int8, got {self.embed_backend!r}")
+        if self.fusion not in ("linear", "rrf"):
+            raise ValueError(f"fusion must be linear or rrf, got {self.fusion!r}")
+        if not 0.0 <= self.lexical_weight <= 1.0:
+            raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}")
         if self.answer_mode not in ("auto", "generate", "extractive"):
             raise ValueError(f"answer_mode must be auto, generate or extractive, got {self.answer_mode!r}")
         if self.device not in ("auto", "cpu", "cuda"):

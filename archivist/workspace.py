@@ -338,9 +338,10 @@ def open_workspace(settings: Settings | None = None, check_index: bool = True) -
                                  "free some space and run the command again (nothing stored was changed)") from e
         raise
     if check_index:
-        from archivist.retrieval.vectors import check_and_repair
+        from archivist.retrieval import lexicon, vectors
 
-        check_and_repair(ws)
+        vectors.check_and_repair(ws)
+        lexicon.check_and_repair(ws)
     return ws
 
 

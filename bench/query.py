@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     loaded = vectors._load(ws, cid)
     index = loaded.index
     qs = questions(s["query_queries"])
-    for q in qs[:5]:  # warm up: page the index and the FTS tables in, load the model
+    for q in qs[:5]:  # warm up: page the indexes in, load the model
         search(ws, q, k=10)
     k = 10
 

@@ -31,7 +31,7 @@ from archivist import access
 from archivist.ingest import chunking
 from archivist.ingest.readers import ReadError, read
 from archivist.records import Chunk
-from archivist.retrieval import vectors
+from archivist.retrieval import lexicon, vectors
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 log = logging.getLogger(__name__)
@@ -180,10 +180,12 @@ def ingest_paths(
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     flush_pending()
                     vectors.sync(ws, cid, fresh)
+                    lexicon.sync(ws)
                     fresh.clear()
                     last_flush = time.monotonic()
             flush_pending()
         vectors.sync(ws, cid, fresh)
+        lexicon.sync(ws)
     finally:
         bar.close()
         _finish_job(ws, job, results)
@@ -352,11 +354,12 @@ def delete_document(ws: Workspace, ref: str | int, user: str | None = None, coll
         ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc["id"],))
         ws.db.execute("DELETE FROM documents WHERE id = ?", (doc["id"],))
     vectors.sync(ws, cid)
+    lexicon.sync(ws)
     return doc
 
 
 def reindex(ws: Workspace, reembed: bool = False, embedder=None, progress: bool = True) -> dict:
-    """Rebuild every FAISS index from SQLite; with `reembed`, embed every chunk again first
+    """Rebuild every FAISS index and the lexical index from SQLite; with `reembed`, embed every chunk again first
     (after switching embedders). Returns {collection: total vectors}."""
     if reembed:
         from tqdm import tqdm
@@ -380,4 +383,5 @@ def reindex(ws: Workspace, reembed: bool = False, embedder=None, progress: bool 
     out = {}
     for cid, name in ws.db.execute("SELECT id, name FROM collections").fetchall():
         out[name] = vectors.sync(ws, cid, rebuild=True)["total"]
+    lexicon.sync(ws, rebuild=True)
     return out

@@ -1,4 +1,5 @@
-"""Hybrid search: dense (FAISS) + lexical (FTS5 BM25), fused by reciprocal rank fusion.
+"""Hybrid search: dense (FAISS) + lexical (FTS5's BM25, computed in memory by `lexicon`), fused
+linearly on exact scores (`linear_fusion`, the default) or by reciprocal rank fusion (`rrf`).
 
 Filters (collections, documents, file kinds) are applied inside both searches, never after
 cutting to k. The collections a caller may read come from `archivist.access` alone.
@@ -7,6 +8,7 @@ Near-duplicate chunks are collapsed; an optional reranker reorders the fused lis
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ import numpy as np
 
 from archivist import access
 from archivist.records import Hit
-from archivist.retrieval import vectors
+from archivist.retrieval import lexicon, vectors
 from archivist.workspace import Workspace
 
 RRF_K = 60  # the constant of Cormack et al. (2009); robust across collections
@@ -85,22 +87,25 @@ def resolve_documents(ws: Workspace, refs: Sequence[str | int] | None) -> list[i
 
 def lexical(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
             documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> list[tuple[int, float]]:
-    """(chunk id, bm25 score, higher is better) from FTS5, best first."""
-    q = fts_query(query)
-    if not q or not collection_ids or (documents is not None and not documents):
-        return []
-    if documents is None and kinds is None and _all_collections(ws, collection_ids):
-        # Nothing to filter: FTS5 alone, without joining every match to chunks and documents
-        # (3-4x faster at 100,000 chunks, where the join dominated; bench/RESULTS.md).
-        rows = ws.db.execute("SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? "
-                             "ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", [q, limit]).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
-    scope, args = _scope_sql(collection_ids, documents, kinds)
-    rows = ws.db.execute(
-        f"SELECT f.rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
-        f"JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH ? AND {scope} "
-        f"ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", [q, *args, limit]).fetchall()
-    return [(int(r[0]), float(r[1])) for r in rows]
+    """(chunk id, BM25 score, higher is better), best first: FTS5's bm25 for `fts_query(query)`
+    (any word or phrase may match), computed by the in-memory index of `lexicon`."""
+    return lexical_ranking(ws, query, collection_ids, limit, documents, kinds).hits
+
+
+def lexical_ranking(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
+                    documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None,
+                    score_ids: Sequence[int] = ()) -> lexicon.Ranking:
+    """`lexical`'s hits, with the BM25 of the chunks `score_ids` and the query's BM25 ceiling."""
+    units = lexicon.query_units(query, STOPWORDS)
+    if not units or not collection_ids or (documents is not None and not documents):
+        return lexicon.Ranking([], {int(c): 0.0 for c in score_ids}, 0.0)
+    index = lexicon.current(ws)
+    allowed_docs = None
+    if documents is not None or kinds is not None:
+        scope, args = _scope_sql(collection_ids, documents, kinds)
+        allowed_docs = np.array([r[0] for r in ws.db.execute(f"SELECT d.id FROM documents d WHERE {scope}", args)], np.int64)
+    scoped = None if _all_collections(ws, collection_ids) else collection_ids
+    return index.rank(units, limit, scoped, allowed_docs, score_ids)
 
 
 def _all_collections(ws: Workspace, collection_ids: Sequence[int]) -> bool:
@@ -132,6 +137,36 @@ def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, flo
     return fused
 
 
+def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, float]], lex: lexicon.Ranking,
+                  weight: float) -> dict[int, float]:
+    """score(d) = (1 - weight) x cosine(d) + weight x BM25(d) / ceiling, over every candidate of
+    either search, with both scores exact: the cosine of a lexical-only candidate comes from its
+    stored vector, the BM25 of a dense-only one from the lexical index (0 if no word matches).
+
+    BM25 is divided by the query's ceiling, not by the best score found (a convex combination
+    with theoretical min-max normalization, Bruch et al., "An Analysis of Fusion Functions for
+    Hybrid Retrieval", 2023), so a query whose words are all common cannot inflate weak lexical
+    matches to 1. Measured on the public sets against RRF: bench/RESULTS.md.
+    """
+    cos = dict(d_rank)
+    missing = [c for c, _ in lex.hits if c not in cos]
+    if missing:
+        rows = ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(missing))}) "
+                             f"AND embedding IS NOT NULL", missing).fetchall()
+        if rows:
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            cos.update(zip([r[0] for r in rows], (vecs @ qvec.astype(np.float32)).tolist()))
+    bm = lex.others
+    bm.update(lex.hits)
+    scale = weight / lex.ceiling if lex.ceiling > 0 else 0.0
+    keep = 1 - weight
+    fused = {c: keep * v + scale * bm.get(c, 0.0) for c, v in cos.items()}
+    for c, v in bm.items():
+        if c not in fused:
+            fused[c] = scale * v
+    return fused
+
+
 def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
     """Chunks as Hit records (document, collection, page, heading, span), by id; score 0."""
     if not ids:
@@ -150,9 +185,16 @@ def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
     return hits
 
 
-def _shingles(text: str, n: int = 3) -> set:
-    words = _WORD.findall(text.lower())
-    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+def _words(hit: Hit) -> list[str]:
+    """The hit's lower-cased words, computed once per hit (duplicate collapsing and term marking share them)."""
+    words = getattr(hit, "_words", None)
+    if words is None:
+        words = hit._words = _WORD.findall(hit.text.lower())
+    return words
+
+
+def _shingles(words: list[str]) -> set:
+    return set(zip(words, words[1:], words[2:])) if len(words) > 2 else {tuple(words)}
 
 
 def collapse_duplicates(hits: list[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
@@ -165,15 +207,27 @@ def collapse_duplicates(hits: list[Hit], threshold: float = 0.9, limit: int | No
         key = getattr(h, "_hash", None) or h.text
         if key in seen_hash:
             continue
-        sh = _shingles(h.text)
+        sh = _shingles(_words(h))
+        n = len(sh)
         # Jaccard <= min(|a|,|b|) / max(|a|,|b|): sets of very different sizes are skipped unmeasured.
-        if any(min(len(sh), len(o)) >= threshold * max(len(sh), len(o)) and len(sh & o) / max(1, len(sh | o)) >= threshold
-               for o in shingles):
+        if any(threshold * n <= m and threshold * m <= n and len(sh & o) >= threshold * len(sh | o) for o, m in shingles):
             continue
         seen_hash.add(key)
-        shingles.append(sh)
+        shingles.append((sh, n))
         kept.append(h)
     return kept
+
+
+def mark_matched_terms(hits: Sequence[Hit], terms: Sequence[str]) -> None:
+    """Set each hit's `matched_terms`: the query terms that begin a word of its text."""
+    for h in hits:
+        words = sorted(set(_words(h)))
+        matched = []
+        for t in terms:
+            i = bisect.bisect_left(words, t)  # the first word >= t starts with t if any word does
+            if i < len(words) and words[i].startswith(t):
+                matched.append(t)
+        h.matched_terms = matched
 
 
 def search(
@@ -191,8 +245,8 @@ def search(
 ) -> list[Hit]:
     """Ranked chunks for `query` among what `user` may read.
 
-    mode: "hybrid" (RRF of dense and lexical), "dense" or "lexical".
-    `score` is the fused RRF score (hybrid) or the method's own; `dense_score` is the cosine
+    mode: "hybrid" (dense and lexical fused as `settings.fusion` says), "dense" or "lexical".
+    `score` is the fused score (hybrid) or the method's own; `dense_score` is the cosine
     similarity when the chunk came up in the dense search. Raises AccessDenied for an unknown user.
     """
     if mode not in ("hybrid", "dense", "lexical"):
@@ -208,59 +262,49 @@ def search(
     limit = max(candidates or ws.settings.candidates, k)
     d_rank: list[tuple[int, float]] = []
     l_rank: list[tuple[int, float]] = []
-    # In hybrid mode FTS5 runs in a worker thread while the query is embedded and FAISS searched:
-    # SQLite and the embedder both release the GIL, so the two overlap.
-    pending = _pool().submit(lexical, ws, query, cids, limit, doc_ids, kinds) if mode == "hybrid" else None
     if mode in ("hybrid", "dense"):
         from archivist.models import embedder_for
 
         embedder = embedder or embedder_for(ws.settings)
         qvec = embedder.embed([query])[0]
         d_rank = dense(ws, qvec, cids, limit, doc_ids, kinds)
-    if pending is not None:
-        l_rank = pending.result()
+    if mode == "hybrid":
+        linear = ws.settings.fusion == "linear"
+        lex = lexical_ranking(ws, query, cids, limit, doc_ids, kinds, [c for c, _ in d_rank] if linear else ())
+        l_rank = lex.hits
+        scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight) if linear else rrf(d_rank, l_rank)
     elif mode == "lexical":
         l_rank = lexical(ws, query, cids, limit, doc_ids, kinds)
-    if mode == "hybrid":
-        scores = rrf(d_rank, l_rank)
+        scores = dict(l_rank)
     else:
-        scores = dict(d_rank or l_rank)
+        scores = dict(d_rank)
     order = sorted(scores, key=lambda i: -scores[i])
-    hits_by_id = load_hits(ws, order[: limit * 2])
     d_pos = {cid: (r, s) for r, (cid, s) in enumerate(d_rank, start=1)}
     l_pos = {cid: r for r, (cid, _) in enumerate(l_rank, start=1)}
-    terms = query_terms(query)
-    hits = []
-    for cid in order:
-        h = hits_by_id.get(cid)
-        # A FAISS file a crash left stale may name chunk ids SQLite has since reused in another
-        # collection: check every hit's collection again (access.md, "stale index").
-        if h is None or h.collection not in readable:
-            continue
-        h.score = scores[cid]
-        if cid in d_pos:
-            h.dense_rank, h.dense_score = d_pos[cid]
-        h.lexical_rank = l_pos.get(cid)
-        hits.append(h)
-    hits = collapse_duplicates(hits, limit=max(k * 3, 20) if reranker is not None else k)
-    for h in hits:
-        low = h.text.lower()
-        h.matched_terms = [t for t in terms if re.search(r"\b" + re.escape(t), low)]
+    want = max(k * 3, 20) if reranker is not None else k
+    # Load the best candidates with a margin for duplicates; only if duplicates or stale ids leave
+    # too few, all of them.
+    for ids in (order[:want + max(5, want // 2)], order):
+        hits_by_id = load_hits(ws, ids)
+        hits = []
+        for cid in ids:
+            h = hits_by_id.get(cid)
+            # A FAISS file a crash left stale may name chunk ids SQLite has since reused in another
+            # collection: check every hit's collection again (access.md, "stale index").
+            if h is None or h.collection not in readable:
+                continue
+            h.score = scores[cid]
+            if cid in d_pos:
+                h.dense_rank, h.dense_score = d_pos[cid]
+            h.lexical_rank = l_pos.get(cid)
+            hits.append(h)
+        hits = collapse_duplicates(hits, limit=want)
+        if len(hits) >= want or len(ids) == len(order):
+            break
+    mark_matched_terms(hits, query_terms(query))
     if reranker is not None:
         hits = reranker.rerank(query, hits)
     return hits[:k]
-
-
-_POOL = None
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="archivist-lexical")
-    return _POOL
 
 
 def relevance(hit: Hit) -> float:
@@ -277,11 +321,12 @@ def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3) 
     terms = query_terms(query)
     if not terms:
         return 0.0
-    n = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    index = lexicon.current(ws)
+    n = index.n_live
     text = " ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits[:top])
     total = got = 0.0
     for t in terms:
-        df = ws.db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", ('"' + t.replace('"', '""') + '"',)).fetchone()[0]
+        df = index.df(lexicon.stem(t))
         idf = math.log((n + 1) / (df + 0.5))
         total += idf
         if re.search(r"\b" + re.escape(t[: max(4, len(t) - 2)]), text):  # a crude stem: "reimbursed" ~ "reimburse"

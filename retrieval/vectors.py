@@ -166,12 +166,12 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
                 ids.append(unknown)
                 vecs.append(_vectors(ws, unknown, dim))
             loaded.index.add_with_ids(np.concatenate(vecs), np.concatenate(ids))
-        if rebuilt or len(missing) or len(extra) or _fresh_sidecar(path) is None:
+        if rebuilt or len(missing) or len(extra) or fresh_sidecar(path) is None:
             _save(ws, cid, loaded)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
 
 
-def _fresh_sidecar(path: Path) -> dict | None:
+def fresh_sidecar(path: Path) -> dict | None:
     """The sidecar's record of an index file while it still describes that file (same size and
     mtime), else None."""
     try:
@@ -195,7 +195,7 @@ def check_and_repair(ws: Workspace) -> list[str]:
     for cid in [r[0] for r in ws.db.execute("SELECT id FROM collections")]:
         n, s = counts.get(cid, (0, 0))
         path, _ = _paths(ws, cid)
-        meta = _fresh_sidecar(path)
+        meta = fresh_sidecar(path)
         ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s) or (n == 0 and not path.exists())
         if not ok:
             result = sync(ws, cid)

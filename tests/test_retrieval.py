@@ -67,6 +67,57 @@ def test_filters_apply_inside_the_search(sample_ws):
     assert kinds == {"markdown"}
 
 
+def test_linear_fusion_scores_are_exact_cosine_and_bm25(sample_ws, embedder):
+    """Every hybrid hit's score is (1 - w) x its cosine + w x its BM25 over the query's ceiling,
+    both recomputed here from scratch, lexical-only and dense-only candidates included."""
+    import numpy as np
+
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.search import STOPWORDS
+
+    w = sample_ws.settings.lexical_weight
+    assert sample_ws.settings.fusion == "linear" and 0 < w < 1
+    index = lexicon.current(sample_ws)
+    kinds = set()
+    for row in sample_questions()[:6]:
+        question = row["question"]
+        hits = search(sample_ws, question, k=6, candidates=6, embedder=embedder)
+        qvec = embedder.embed([question])[0]
+        units = lexicon.query_units(question, STOPWORDS)
+        bm25 = dict(index.search(units, 10_000))
+        ceiling = index.rank(units, 1).ceiling
+        assert ceiling > max(bm25.values())
+        for h in hits:
+            vec = np.frombuffer(sample_ws.db.execute("SELECT embedding FROM chunks WHERE id = ?", (h.chunk_id,)).fetchone()[0], np.float32)
+            expected = (1 - w) * float(vec @ qvec) + w * bm25.get(h.chunk_id, 0.0) / ceiling
+            assert h.score == pytest.approx(expected, abs=2e-3)
+            kinds.add((h.dense_rank is not None, h.lexical_rank is not None))
+        assert row["document"] in [h.document for h in hits[:3]]
+    assert kinds == {(True, True), (True, False), (False, True)}  # candidates of both lists and of one only
+
+
+def test_fusion_setting_chooses_rrf_or_linear(sample_home, embedder):
+    from dataclasses import replace
+
+    from archivist.retrieval.search import RRF_K
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    question = "travel expense approval limit"
+    with open_workspace(replace(Settings.from_env(home=sample_home), fusion="rrf")) as w:
+        hits = search(w, question, k=5, embedder=embedder)
+        for h in hits:  # an RRF score is the sum of 1 / (60 + rank) over the lists that found the chunk
+            expected = sum(1 / (RRF_K + r) for r in (h.dense_rank, h.lexical_rank) if r is not None)
+            assert h.score == pytest.approx(expected)
+    for weight, mode in ((0.0, "dense"), (1.0, "lexical")):
+        with open_workspace(replace(Settings.from_env(home=sample_home), lexical_weight=weight)) as w:
+            fused = [h.chunk_id for h in search(w, question, k=5, embedder=embedder)]
+            alone = [h.chunk_id for h in search(w, question, k=5, mode=mode, embedder=embedder)]
+            assert fused == alone
+    with pytest.raises(ValueError, match="fusion"):
+        Settings.from_env(home=sample_home, fusion="max")
+
+
 def test_near_duplicates_are_collapsed(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
 

@@ -1,0 +1,401 @@
+"""Lexical search: BM25 over every chunk of the workspace, held in memory beside FAISS.
+
+The scores are FTS5's own `bm25()` as `chunks_fts` would compute it for `MATCH 'a OR b ...'`
+(k1 1.2, b 0.75, the text column weighted 1.0 and the heading 0.5, a row's length counted over
+both columns, idf floored at 1e-6), over the same tokens (unicode61 folding, Porter stems).
+FTS5 recomputes that for every row matching any query term, which at 100,000 chunks was most of
+a hybrid query's time (bench/RESULTS.md); here a query gathers the postings of its few terms from
+a term-by-chunk CSR matrix and scores them with numpy.
+
+SQLite is the source of truth and `index/lexical.npz` a cache of it, kept in step like the FAISS
+indexes: `sync` adds the chunks the index lacks and drops the ones SQLite no longer holds, under
+a file lock, and saves; other processes reload the file when its mtime changes. An `Index` is
+never changed in place: `sync` builds a new one and swaps it in, so a search running in another
+thread keeps a consistent one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from archivist.retrieval.vectors import fresh_sidecar
+from archivist.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+K1, B = 1.2, 0.75
+HEADING_WEIGHT = 0.5
+_TOKEN = re.compile(r"[^\W_]+")  # unicode61: runs of letters and digits; "_" separates
+_local = threading.local()
+_stems: dict[str, str] = {}
+
+
+def stem(word: str) -> str:
+    """A lower-cased word's Porter stem, diacritics removed first (as FTS5's porter unicode61)."""
+    s = _stems.get(word)
+    if s is None:
+        w = word
+        if not w.isascii():
+            w = "".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c))
+        if w.isascii() and len(w) > 2:
+            stemmer = getattr(_local, "stemmer", None)
+            if stemmer is None:  # snowball stemmers keep state: one per thread
+                import snowballstemmer
+
+                stemmer = _local.stemmer = snowballstemmer.stemmer("porter")
+            w = stemmer.stemWord(w)
+        s = w
+        if len(_stems) < 500_000:
+            _stems[word] = s
+    return s
+
+
+def tokens(text: str) -> list[str]:
+    return [stem(w) for w in _TOKEN.findall(text.lower())]
+
+
+def query_units(text: str, stopwords: frozenset[str] = frozenset()) -> list[tuple[str, ...]]:
+    """What a query searches for, as FTS5 would read `fts_query(text)`: each whitespace-separated
+    piece is one unit, a single stem, or a phrase of stems when the piece has inner punctuation
+    (NW-1180, v2.1); a piece that is one stop word is left out."""
+    units = []
+    for piece in text.split():
+        words = _TOKEN.findall(piece.lower())
+        if not words or (len(words) == 1 and words[0] in stopwords):
+            continue
+        units.append(tuple(stem(w) for w in words))
+    return list(dict.fromkeys(units))
+
+
+@dataclass
+class Ranking:
+    hits: list[tuple[int, float]]  # (chunk id, BM25), best first
+    others: dict[int, float]       # BM25 of chunks asked for by id, ranked or not
+    ceiling: float                 # the highest score any chunk could reach for the query
+
+
+@dataclass(frozen=True)
+class Index:
+    terms: dict[str, int]     # stem -> row of the CSR matrix
+    indptr: np.ndarray        # int64 [n_terms + 1]
+    post_pos: np.ndarray      # int32 chunk position of each posting
+    post_f: np.ndarray        # float32 weighted term frequency (text + 0.5 x heading)
+    ids: np.ndarray           # int64 chunk id per position
+    docs: np.ndarray          # int64 document id per position
+    colls: np.ndarray         # int64 collection id per position
+    length: np.ndarray        # float32 tokens in text + heading per position
+    live: np.ndarray          # bool; deleted chunks stay as dead positions until compaction
+    mtime: float = field(default=0.0, compare=False)
+
+    @classmethod
+    def empty(cls) -> Index:
+        i64, f32 = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return cls({}, np.zeros(1, np.int64), np.zeros(0, np.int32), f32, i64, i64, i64, f32, np.zeros(0, bool))
+
+    @cached_property
+    def n_live(self) -> int:
+        return int(self.live.sum())
+
+    @cached_property
+    def avgdl(self) -> float:
+        return float(self.length[self.live].sum()) / max(1, self.n_live)
+
+    def _impact(self, f: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """BM25's term-frequency part for frequencies `f` in the chunks at `pos` (idf left out)."""
+        return (f * (K1 + 1) / (f + K1 * (1 - B + B * self.length[pos] / self.avgdl))).astype(np.float32)
+
+    @cached_property
+    def impact(self) -> np.ndarray:
+        """Every posting's `_impact`, computed once per index (they change with the average length)."""
+        return self._impact(self.post_f, self.post_pos)
+
+    def df(self, stem_: str) -> int:
+        """How many live chunks hold the stem."""
+        t = self.terms.get(stem_)
+        if t is None:
+            return 0
+        return int(self.live[self.post_pos[self.indptr[t]:self.indptr[t + 1]]].sum())
+
+    def with_chunks(self, rows: Sequence[tuple[int, int, int, str, str]]) -> Index:
+        """A new index holding these chunks too: rows of (chunk id, document id, collection id, text, heading)."""
+        if not rows:
+            return self
+        terms = dict(self.terms)
+        base = len(self.ids)
+        t_parts, p_parts, f_parts, lengths = [], [], [], []
+        for k, (_, _, _, text, heading) in enumerate(rows):
+            text_t, head_t = tokens(text or ""), tokens(heading or "")
+            lengths.append(len(text_t) + len(head_t))
+            if not text_t and not head_t:
+                continue
+            tid = np.fromiter((terms.setdefault(t, len(terms)) for t in text_t + head_t), dtype=np.int64,
+                              count=len(text_t) + len(head_t))
+            weight = np.ones(len(tid), np.float32)
+            weight[len(text_t):] = HEADING_WEIGHT
+            uniq, inv = np.unique(tid, return_inverse=True)
+            t_parts.append(uniq)
+            f_parts.append(np.bincount(inv, weights=weight).astype(np.float32))
+            p_parts.append(np.full(len(uniq), base + k, np.int32))
+        n_terms = len(terms)
+        old_counts = np.zeros(n_terms, np.int64)
+        old_counts[:len(self.indptr) - 1] = np.diff(self.indptr)
+        if t_parts:
+            T, P, F = np.concatenate(t_parts), np.concatenate(p_parts), np.concatenate(f_parts)
+            order = np.argsort(T, kind="stable")  # by term, positions ascending within a term
+            T, P, F = T[order], P[order], F[order]
+        else:
+            T, P, F = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+        counts = old_counts + np.bincount(T, minlength=n_terms)
+        indptr = np.zeros(n_terms + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        post_pos = np.empty(indptr[-1], np.int32)
+        post_f = np.empty(indptr[-1], np.float32)
+        # Each term's old postings keep their order at the start of its new row; new ones follow.
+        n_old = len(self.post_pos)
+        old_term = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+        dest = indptr[old_term] + (np.arange(n_old) - self.indptr[old_term])
+        post_pos[dest], post_f[dest] = self.post_pos, self.post_f
+        rank = np.arange(len(T)) - np.searchsorted(T, T, side="left")
+        dest = indptr[T] + old_counts[T] + rank
+        post_pos[dest], post_f[dest] = P, F
+        ids = np.array([r[0] for r in rows], np.int64)
+        return Index(terms, indptr, post_pos, post_f,
+                     np.concatenate([self.ids, ids]),
+                     np.concatenate([self.docs, np.array([r[1] for r in rows], np.int64)]),
+                     np.concatenate([self.colls, np.array([r[2] for r in rows], np.int64)]),
+                     np.concatenate([self.length, np.array(lengths, np.float32)]),
+                     np.concatenate([self.live, np.ones(len(rows), bool)]))
+
+    def without(self, chunk_ids: np.ndarray, min_dead: int = 1000) -> Index:
+        """A new index without these chunks. They stay as dead positions until a quarter of all
+        positions (and at least `min_dead`) are dead; then the matrix is compacted."""
+        live = self.live & ~np.isin(self.ids, chunk_ids)
+        dead = len(live) - int(live.sum())
+        if dead < min_dead or dead < len(live) // 4:
+            return replace(self, live=live)
+        new_pos = np.cumsum(live) - 1
+        keep = live[self.post_pos]
+        term_of = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+        indptr = np.zeros(len(self.indptr), np.int64)
+        np.cumsum(np.bincount(term_of[keep], minlength=len(self.indptr) - 1), out=indptr[1:])
+        return Index(self.terms, indptr, new_pos[self.post_pos[keep]].astype(np.int32), self.post_f[keep],
+                     self.ids[live], self.docs[live], self.colls[live], self.length[live], np.ones(int(live.sum()), bool))
+
+    def _postings(self, unit: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Positions (ascending) and impacts of the chunks holding every stem of `unit`. A phrase's
+        words are not checked for adjacency; its frequency in a chunk is that of its rarest word there."""
+        if len(unit) == 1:
+            t = self.terms.get(unit[0])
+            if t is None:
+                return None
+            row = slice(self.indptr[t], self.indptr[t + 1])
+            return self.post_pos[row], self.impact[row]
+        pos = f = None
+        for s in unit:
+            t = self.terms.get(s)
+            if t is None:
+                return None
+            p, w = self.post_pos[self.indptr[t]:self.indptr[t + 1]], self.post_f[self.indptr[t]:self.indptr[t + 1]]
+            if pos is None:
+                pos, f = p, w
+            else:  # each row's positions ascend, so a phrase is an intersection of sorted arrays
+                pos, a, b = np.intersect1d(pos, p, assume_unique=True, return_indices=True)
+                f = np.minimum(f[a], w[b])
+        return pos, self._impact(f, pos)
+
+    @cached_property
+    def _by_id(self) -> tuple[np.ndarray, np.ndarray]:
+        """Live chunk ids in ascending order and their positions, to find chunks by id."""
+        pos = np.flatnonzero(self.live)
+        order = np.argsort(self.ids[pos], kind="stable")
+        return self.ids[pos][order], pos[order]
+
+    def search(self, units: Sequence[tuple[str, ...]], limit: int, collections: Sequence[int] | None = None,
+               documents: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the best `limit` live chunks holding any of the units (see
+        `query_units`), best first; only chunks of `collections` (None: any) and of `documents`
+        (None: any) are ranked. Statistics (N, df, average length) are over every live chunk, as FTS5's."""
+        return self.rank(units, limit, collections, documents).hits
+
+    def rank(self, units: Sequence[tuple[str, ...]], limit: int, collections: Sequence[int] | None = None,
+             documents: np.ndarray | None = None, score_ids: Sequence[int] = ()) -> Ranking:
+        """`search`'s hits, and also the scores of the chunks `score_ids` (0 where no unit matches)
+        and the ceiling (the score of a chunk that matched every unit as well as a chunk can)."""
+        n = self.n_live
+        if n == 0 or limit <= 0:
+            return Ranking([], {int(c): 0.0 for c in score_ids}, 0.0)
+        scores = np.zeros(len(self.ids), np.float32)
+        matched = []
+        ceiling = 0.0
+        for unit in dict.fromkeys(units):
+            found = self._postings(unit)
+            if found is None:
+                continue
+            pos, impact = found
+            if n < len(self.ids):
+                alive = self.live[pos]
+                pos, impact = pos[alive], impact[alive]
+            if len(pos):
+                idf = math.log((n - len(pos) + 0.5) / (len(pos) + 0.5))
+                idf = idf if idf > 0 else 1e-6
+                scores[pos] += np.float32(idf) * impact
+                ceiling += idf * (K1 + 1)  # an impact tends to K1 + 1 as the frequency grows
+                matched.append(pos)
+        others = {}
+        if len(score_ids):
+            want = np.asarray(score_ids, np.int64)
+            ids, pos = self._by_id
+            at = np.minimum(np.searchsorted(ids, want), max(0, len(ids) - 1))
+            found = ids[at] == want if len(ids) else np.zeros(len(want), bool)
+            values = np.where(found, scores[pos[at]] if len(pos) else 0.0, 0.0)
+            others = dict(zip(want.tolist(), values.tolist()))
+        if not matched:
+            return Ranking([], others, 0.0)
+        # A floor for the limit-th best score from the chunks of the rarest units (their scores are
+        # final): only chunks at or above it can make the cut, usually a few hundred.
+        matched.sort(key=len)
+        upto = 1 + next((i for i, size in enumerate(np.cumsum([len(p) for p in matched])) if size >= 2 * limit), len(matched))
+        rare = self._in_scope(np.unique(np.concatenate(matched[:upto])), collections, documents)
+        floor = np.partition(scores[rare], len(rare) - limit)[len(rare) - limit] if len(rare) >= limit else 0
+        cand = self._in_scope(np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores > 0),
+                              collections, documents)
+        if len(cand) > limit:  # the limit-th best score by partitioning values (argpartition is slow on ties)
+            values = scores[cand]
+            cut = np.partition(values, len(values) - limit)[len(values) - limit]
+            cand = cand[values >= cut]
+        cand = cand[np.lexsort((self.ids[cand], -scores[cand]))][:limit]
+        return Ranking([(int(self.ids[p]), float(scores[p])) for p in cand], others, ceiling)
+
+    def _in_scope(self, pos: np.ndarray, collections: Sequence[int] | None, documents: np.ndarray | None) -> np.ndarray:
+        if collections is not None:
+            pos = pos[np.isin(self.colls[pos], np.asarray(list(collections), np.int64))]
+        if documents is not None:
+            pos = pos[np.isin(self.docs[pos], documents)]
+        return pos
+
+
+_cache: dict[str, Index] = {}
+_lock = threading.RLock()
+_ARRAYS = ("indptr", "post_pos", "post_f", "ids", "docs", "colls", "length", "live")
+
+
+def _path(ws: Workspace) -> Path:
+    return ws.index_dir / "lexical.npz"
+
+
+def _load(ws: Workspace) -> Index | None:
+    """The index as on disk, read again only when the file changed."""
+    path = _path(ws)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    hit = _cache.get(str(ws.home))
+    if hit is not None and hit.mtime == mtime:
+        return hit
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in _ARRAYS}
+            words = bytes(z["terms"]).decode("utf-8").split("\n") if len(z["terms"]) else []
+        index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime)
+        if len(index.indptr) != len(words) + 1:
+            raise ValueError("term table and matrix disagree")
+    except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
+        log.warning("lexical index %s unreadable (%s); it will be rebuilt from SQLite", path.name, e)
+        return None
+    _cache[str(ws.home)] = index
+    return index
+
+
+def _save(ws: Workspace, index: Index) -> Index:
+    path = _path(ws)
+    tmp = path.with_name("lexical.tmp.npz")
+    words = "\n".join(sorted(index.terms, key=index.terms.get)).encode("utf-8")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, terms=np.frombuffer(words, np.uint8), **{k: getattr(index, k) for k in _ARRAYS})
+        os.replace(tmp, path)
+        st = path.stat()
+        path.with_suffix(".json").write_text(json.dumps({
+            "chunks": index.n_live, "id_sum": int(index.ids[index.live].sum()), "size": st.st_size, "mtime": st.st_mtime}))
+    except OSError as e:  # a full disk or read-only folder: SQLite is intact, the index is rebuilt on open
+        tmp.unlink(missing_ok=True)
+        from archivist.workspace import WorkspaceError
+
+        raise WorkspaceError(f"cannot save the lexical index {path.name}: {'the disk is full' if e.errno == 28 else e}; "
+                             "what SQLite holds is intact and the index is rebuilt from it on the next open") from e
+    index = replace(index, mtime=st.st_mtime)
+    _cache[str(ws.home)] = index
+    return index
+
+
+def _rows(ws: Workspace, ids: np.ndarray) -> list[tuple]:
+    out = []
+    for start in range(0, len(ids), 900):  # SQLite's parameter limit
+        part = ids[start:start + 900].tolist()
+        out += ws.db.execute(
+            f"SELECT c.id, c.document_id, d.collection_id, c.text, c.heading FROM chunks c "
+            f"JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(part))}) ORDER BY c.id",
+            part).fetchall()
+    return [tuple(r) for r in out]
+
+
+def sync(ws: Workspace, rebuild: bool = False) -> dict:
+    """Make the lexical index hold exactly the chunks in SQLite. Returns {"added", "removed", "total"}."""
+    from filelock import FileLock
+
+    path = _path(ws)
+    with _lock, FileLock(str(path) + ".lock"):
+        loaded = None if rebuild else _load(ws)
+        index = loaded or Index.empty()
+        want = np.array([r[0] for r in ws.db.execute("SELECT id FROM chunks")], np.int64)
+        have = index.ids[index.live]
+        missing, extra = np.setdiff1d(want, have), np.setdiff1d(have, want)
+        if len(extra):
+            index = index.without(extra)
+        if len(missing):
+            index = index.with_chunks(_rows(ws, missing))
+        _cache[str(ws.home)] = index  # searchable in this process even if saving it fails
+        if loaded is None or len(missing) or len(extra) or fresh_sidecar(path) is None:
+            index = _save(ws, index)
+        return {"added": int(len(missing)), "removed": int(len(extra)), "total": index.n_live}
+
+
+def check_and_repair(ws: Workspace) -> list[str]:
+    """Sync the index when its sidecar disagrees with SQLite's chunk count and id sum (cheap when they agree)."""
+    n, s = ws.db.execute("SELECT COUNT(*), COALESCE(SUM(id), 0) FROM chunks").fetchone()
+    meta = fresh_sidecar(_path(ws))
+    if (meta is not None and meta.get("chunks") == n and meta.get("id_sum") == s) or (n == 0 and meta is None):
+        return []
+    result = sync(ws)
+    if result["added"] or result["removed"]:
+        log.warning("repaired the lexical index from SQLite: %s", result)
+        return [f"lexical index: {result}"]
+    return []
+
+
+def current(ws: Workspace) -> Index:
+    """The workspace's index, loaded once per process and again when another process saved it;
+    built from SQLite the first time."""
+    index = _load(ws)
+    if index is None:
+        from archivist.workspace import WorkspaceError
+
+        try:
+            sync(ws)
+        except WorkspaceError as e:
+            log.warning("%s; searching the index built in memory", e)
+        index = _cache[str(ws.home)]
+    return index

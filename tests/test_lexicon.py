@@ -1,0 +1,151 @@
+"""The in-memory lexical index: FTS5's BM25 computed from a CSR matrix, kept in step with SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from archivist.ingest.pipeline import delete_document, ingest_paths
+from archivist.retrieval import lexicon
+from archivist.retrieval.search import STOPWORDS, fts_query, lexical
+
+from conftest import SAMPLE_DOCS, sample_questions
+
+
+def fts5_ranking(ws, query: str, limit: int = 10) -> list[tuple[int, float]]:
+    """The same ranking straight from SQLite's FTS5 (the reference the index reproduces)."""
+    q = fts_query(query)
+    rows = ws.db.execute("SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                         "ORDER BY bm25(chunks_fts, 1.0, 0.5), rowid LIMIT ?", [q, limit]).fetchall()
+    return [(int(a), float(b)) for a, b in rows]
+
+
+def same_ranking(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
+    return [c for c, _ in a] == [c for c, _ in b] and np.allclose([s for _, s in a], [s for _, s in b], rtol=1e-5)
+
+
+def all_ids(ws) -> list[int]:
+    return [r[0] for r in ws.db.execute("SELECT id FROM collections")]
+
+
+@pytest.mark.parametrize("word", ["allowance", "parental", "expenses", "password", "leave", "NW", "station", "laptop"])
+def test_single_word_scores_equal_fts5_bm25(sample_ws, word):
+    ours = lexical(sample_ws, word, all_ids(sample_ws), 10)
+    ref = fts5_ranking(sample_ws, word)
+    assert ref, f"{word} is in the samples"
+    assert [c for c, _ in ours] == [c for c, _ in ref]
+    assert np.allclose([s for _, s in ours], [s for _, s in ref], rtol=1e-5)
+
+
+def test_questions_rank_like_fts5(sample_ws):
+    """Whole questions OR many words together; FTS5 matches phrases (NW-1180) by adjacency, the index
+    by co-occurrence, and Porter stemmers can differ on rare words, so allow a little slack."""
+    same = overlap = 0
+    rows = sample_questions() + sample_questions(answerable=False)
+    for row in rows:
+        ours = [c for c, _ in lexical(sample_ws, row["question"], all_ids(sample_ws), 10)]
+        ref = [c for c, _ in fts5_ranking(sample_ws, row["question"])]
+        same += ours[:3] == ref[:3]
+        overlap += len(set(ours) & set(ref)) / max(1, len(ref))
+    assert same / len(rows) >= 0.9 and overlap / len(rows) >= 0.95, (same, overlap, len(rows))
+
+
+def test_query_units_follow_fts_query():
+    assert lexicon.query_units('parental leave "HR-17" OR NEAR( the', STOPWORDS) == [
+        ("parent",), ("leav",), ("hr", "17"), ("near",)]
+    assert lexicon.query_units("the of and", STOPWORDS) == []
+    assert lexicon.tokens("Crème brûlée_recipes") == ["creme", "brule", "recip"]
+
+
+def test_delete_and_reingest_keep_the_index_equal_to_sqlite(ws, embedder, tmp_path):
+    docs = [p for p in SAMPLE_DOCS if p.suffix in (".md", ".txt", ".csv")][:3]
+    ingest_paths(ws, docs, embedder=embedder, progress=False)
+    before = lexical(ws, "station", all_ids(ws), 50)
+    assert before and lexicon.current(ws).n_live == ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    owner = ws.db.execute("SELECT d.path FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?",
+                          (before[0][0],)).fetchone()[0]
+    delete_document(ws, owner)
+    gone = {r[0] for r in ws.db.execute("SELECT id FROM chunks")}
+    after = lexical(ws, "station", all_ids(ws), 50)
+    assert all(c in gone for c, _ in after) and before[0][0] not in {c for c, _ in after}
+    assert lexicon.current(ws).n_live == len(gone)
+    # What a fresh build from SQLite gives, scores included (df and length statistics skip dead chunks).
+    rebuilt = lexicon.Index.empty().with_chunks(lexicon._rows(ws, np.array(sorted(gone))))
+    units = lexicon.query_units("station charging price", STOPWORDS)
+    assert same_ranking(lexicon.current(ws).search(units, 20), rebuilt.search(units, 20))
+
+
+def test_deleted_chunks_masked_or_compacted_rank_as_a_fresh_build(sample_ws):
+    rows = lexicon._rows(sample_ws, np.array([r[0] for r in sample_ws.db.execute("SELECT id FROM chunks")]))
+    full = lexicon.Index.empty().with_chunks(rows)
+    keep = rows[::3]
+    dropped = np.array([r[0] for r in rows if r not in keep], np.int64)
+    fresh = lexicon.Index.empty().with_chunks(keep)
+    masked, compacted = full.without(dropped), full.without(dropped, min_dead=1)
+    assert len(masked.ids) == len(rows) and len(compacted.ids) == len(keep)
+    units = lexicon.query_units("leave allowance travel invoice station", STOPWORDS)
+    for index in (masked, compacted):
+        assert index.n_live == len(keep)
+        assert same_ranking(index.search(units, 15), fresh.search(units, 15))
+
+
+def test_incremental_adds_equal_one_build(sample_ws):
+    rows = lexicon._rows(sample_ws, np.array([r[0] for r in sample_ws.db.execute("SELECT id FROM chunks")]))
+    step = lexicon.Index.empty()
+    for start in range(0, len(rows), 7):
+        step = step.with_chunks(rows[start:start + 7])
+    once = lexicon.Index.empty().with_chunks(rows)
+    assert step.terms == once.terms
+    assert np.array_equal(step.indptr, once.indptr) and np.array_equal(step.post_pos, once.post_pos)
+    units = lexicon.query_units("How many days of parental leave NW-1180", STOPWORDS)
+    assert step.search(units, 10) == once.search(units, 10)
+
+
+def test_a_document_filter_applies_inside_the_lexical_search(sample_ws):
+    doc = sample_ws.db.execute("SELECT id FROM documents WHERE path = 'price-list-2025.csv'").fetchone()[0]
+    one = lexical(sample_ws, "price station", all_ids(sample_ws), 50, documents=[doc])
+    assert one and {r[0] for r in sample_ws.db.execute(
+        f"SELECT document_id FROM chunks WHERE id IN ({','.join('?' * len(one))})", [c for c, _ in one])} == {doc}
+
+
+def test_a_corrupt_or_missing_index_file_is_rebuilt_from_sqlite(sample_home, tmp_path):
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    home = tmp_path / "copy"
+    shutil.copytree(sample_home, home)
+    path = home / "index" / "lexical.npz"
+    with open_workspace(Settings.from_env(home=home)) as w:
+        expected = lexical(w, "parental leave", all_ids(w), 10)
+    path.write_bytes(b"not a zip file")
+    os.utime(path, (1, 1))
+    lexicon._cache.clear()
+    with open_workspace(Settings.from_env(home=home)) as w:  # the check on open notices the sidecar no longer fits
+        assert lexical(w, "parental leave", all_ids(w), 10) == expected
+    path.unlink()
+    lexicon._cache.clear()
+    with open_workspace(Settings.from_env(home=home), check_index=False) as w:  # first search builds it
+        assert lexical(w, "parental leave", all_ids(w), 10) == expected
+    assert path.exists()
+
+
+def test_another_process_saving_the_index_is_picked_up(sample_home, tmp_path, embedder):
+    """A second workspace handle stands in for another process: it sees the file's new mtime and reloads."""
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    home = tmp_path / "copy"
+    shutil.copytree(sample_home, home)
+    settings = Settings.from_env(home=home)
+    with open_workspace(settings) as reader:
+        assert lexical(reader, "zeppelin", all_ids(reader), 5) == []
+        note = tmp_path / "airship.md"
+        note.write_text("# Airships\n\nThe zeppelin fleet is inspected every spring.\n")
+        lexicon._cache.clear()  # the writer starts from the file, as another process would
+        with open_workspace(settings) as writer:
+            ingest_paths(writer, [note], embedder=embedder, progress=False)
+        hits = lexical(reader, "zeppelin", all_ids(reader), 5)
+        assert len(hits) == 1
