@@ -50,9 +50,9 @@ test: install system-deps
 test-all: install system-deps
 	$(BIN)/python -m pytest -q -m ""
 
-# The bench extra: LlamaIndex (the baseline of bench/quality.py) and pyinstrument.
+# The bench extra: LlamaIndex (the baseline of bench/quality.py), pyinstrument and py-spy (profiling).
 bench-deps: install
-	@$(BIN)/python -c "import llama_index.core, llama_index.embeddings.huggingface, pyinstrument" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+	@($(BIN)/python -c "import llama_index.core, llama_index.embeddings.huggingface, pyinstrument" 2>/dev/null && test -x $(BIN)/py-spy) || $(BIN)/pip install -q -e '.[bench]'
 
 bench: bench-deps
 	$(BIN)/python bench/run_all.py --size small

@@ -13,6 +13,7 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import BENCH, DATA, RESULTS, corpus, fresh_home, log, open_ws, size
 
@@ -66,12 +67,15 @@ def profile_train(s: dict) -> None:
         return
     out = RESULTS / "profile-train.txt"
     # py-spy samples the whole process tree (the trainer may use worker processes) without code changes.
-    cmd = ["py-spy", "record", "--format", "raw", "--rate", "50", "--subprocesses", "-o", str(DATA / "train.pyspy"),
+    spy = Path(sys.executable).with_name("py-spy")  # installed by the bench extra into the same environment
+    cmd = [str(spy) if spy.exists() else "py-spy", "record", "--format", "raw", "--rate", "50", "--subprocesses", "-o", str(DATA / "train.pyspy"),
            "--", sys.executable, str(script), "--size", s["name"]]
     rc = subprocess.run(cmd).returncode
     if rc != 0:
         log(f"py-spy failed ({rc}); run it as root or profile with: pyinstrument {script}")
         return
+    from pyspy_summary import summarize
+
     stacks: dict[str, int] = {}
     for line in (DATA / "train.pyspy").read_text().splitlines():
         stack, _, n = line.rpartition(" ")
@@ -79,7 +83,11 @@ def profile_train(s: dict) -> None:
         stacks[leaf] = stacks.get(leaf, 0) + int(n)
     total = sum(stacks.values()) or 1
     top = sorted(stacks.items(), key=lambda kv: -kv[1])[:40]
-    out.write_text("\n".join(f"{n / total:6.1%}  {leaf}" for leaf, n in top) + "\n")
+    split = summarize(DATA / "train.pyspy", "--worker archivist --method lora")
+    out.write_text("archivist lora workers, share of their samples:\n"
+                   + "\n".join(f"{v:6.1%}  {k}" for k, v in split.items())
+                   + "\n\nall processes, by innermost frame:\n"
+                   + "\n".join(f"{n / total:6.1%}  {leaf}" for leaf, n in top) + "\n")
     log("training profiled; see profile-train.txt")
 
 

@@ -20,12 +20,15 @@ from pathlib import Path
 from common import BENCH, RESULTS, log, machine
 
 ORDER = ["embedder", "ingest", "query", "generate", "quality", "finetune"]
-START, END = "<!-- generated:start -->", "<!-- generated:end -->"
+def markers(size: str) -> tuple[str, str]:
+    """Each size keeps its own generated block in RESULTS.md."""
+    return f"<!-- generated:{size}:start -->", f"<!-- generated:{size}:end -->"
 
 
 def write_results(size: str, ran: list[str], seconds: dict[str, float], failed: dict[str, int]) -> Path:
     path = BENCH / "RESULTS.md"
     m = machine()
+    START, END = markers(size)
     lines = [START, "", f"## Latest run: `--size {size}`, {m['date']}", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, load average at the end "
              f"{', '.join(str(x) for x in m['load_avg'])} (the machine is shared; every ratio is measured within one run). "
@@ -39,7 +42,7 @@ def write_results(size: str, ran: list[str], seconds: dict[str, float], failed: 
             lines += [md.read_text().strip(), ""]
     lines.append(END)
     block = "\n".join(lines)
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n" + START + "\n" + END + "\n"
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
     if START in old and END in old:
         new = old[:old.index(START)] + block + old[old.index(END) + len(END):]
     else:
