@@ -106,13 +106,14 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
         return {"status": "ok", "version": __version__, "generation": server.queue.stats()}
 
     @app.get("/v1/models", response_model=S.ModelList, responses=responses(), tags=["models"])
-    def models(ws: Workspace = Depends(workspace), _: str = Depends(user)):
-        """The chat models: 'archivist' (the active adapter, else the base), the base model, each adapter; and the embedder."""
-        return {"object": "list", "data": list_models(ws, server.started)}
+    def models(ws: Workspace = Depends(workspace), name: str = Depends(user)):
+        """The chat models: 'archivist' (the active adapter, else the base), the base model, each adapter
+        the caller may use; and the embedder."""
+        return {"object": "list", "data": list_models(ws, server.started, name)}
 
     @app.get("/v1/models/{model_id:path}", response_model=S.Model, responses=responses(404), tags=["models"])
-    def model(model_id: str, ws: Workspace = Depends(workspace), _: str = Depends(user)):
-        for m in list_models(ws, server.started):
+    def model(model_id: str, ws: Workspace = Depends(workspace), name: str = Depends(user)):
+        for m in list_models(ws, server.started, name):
             if m["id"] == model_id:
                 return m
         raise APIError(404, f"no model {model_id!r} (see GET /v1/models)", "model_not_found", "model")
@@ -238,10 +239,15 @@ def known_query_only(request: Request) -> None:
                        "; this route takes none"), "unknown_parameter", unknown[0])
 
 
-def list_models(ws: Workspace, created: int) -> list[dict]:
-    """The models a client may name, as OpenAI model objects with archivist's `kind`."""
+def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
+    """The models `user` may name, as OpenAI model objects with archivist's `kind`. Adapters trained
+    on collections the user may not read are left out (`access.may_use_adapter`); which adapter is
+    active is told only when the user may use it."""
+    from archivist.access import may_use_adapter
+
     s = ws.settings
     rows = ws.db.execute("SELECT name, base_model, active, created_at FROM adapters ORDER BY created_at, name").fetchall()
+    rows = [r for r in rows if may_use_adapter(ws, user, r["name"])]
     active = next((r["name"] for r in rows if r["active"]), None)
     out = [{"id": DEFAULT_MODEL, "object": "model", "created": created, "owned_by": "archivist", "kind": "chat",
             "base_model": s.llm, "active": True, "adapter": active},

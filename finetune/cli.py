@@ -208,7 +208,7 @@ def cmd_adapters(args) -> int:
     from archivist.finetune.registry import list_adapters
 
     with open_ws(args, check_index=False) as ws:
-        rows = list_adapters(ws)
+        rows = list_adapters(ws, getattr(args, "user", None))
     if not list_or_json(rows, args.json, "no adapters yet (train one with `archivist finetune`)"):
         return 0
     print(f"  {'name':28} {'base':16} {'acc':>11} {'F1':>11} {'cite':>11}  note")

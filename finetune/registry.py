@@ -113,10 +113,14 @@ def get_adapter(ws: Workspace, name: str) -> dict:
     return rec
 
 
-def list_adapters(ws: Workspace) -> list[dict]:
-    """Every registered adapter, newest first, with its metrics."""
+def list_adapters(ws: Workspace, user: str | None = None) -> list[dict]:
+    """The registered adapters `user` (None: the acting user) may use, newest first, with their
+    metrics. An adapter trained on a collection the user may not read is not listed at all: its
+    name and metrics are about documents the user cannot see (`access.may_use_adapter`)."""
+    from archivist.access import may_use_adapter
+
     names = [r[0] for r in ws.db.execute("SELECT name FROM adapters ORDER BY created_at DESC, name")]
-    return [get_adapter(ws, n) for n in names]
+    return [get_adapter(ws, n) for n in names if may_use_adapter(ws, user, n)]
 
 
 def set_active(ws: Workspace, name: str | None, force: bool = False) -> dict | None:

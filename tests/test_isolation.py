@@ -272,6 +272,22 @@ def test_adapter_trained_on_a_collection_serves_only_its_readers(shared, trained
     assert not access.may_use_adapter(shared, user, "no-such-adapter")
 
 
+@pytest.mark.parametrize("user", list(USERS))
+def test_adapter_listings_show_an_adapter_only_to_its_readers(shared, trained_on_b, client, user):
+    """The CLI/registry listing, the chat's adapter picker and GET /v1/models all leave out an
+    adapter trained on a collection the user may not read, and do not tell them it is active."""
+    from archivist.finetune.registry import list_adapters
+    from archivist.ui.core import adapter_names
+
+    allowed = "B" in READS[user]
+    assert ("ft-b" in [a["name"] for a in list_adapters(shared, user)]) == allowed
+    assert ("ft-b" in adapter_names(shared, user)) == allowed
+    models = client.get("/v1/models", headers=_h(client, user)).json()["data"]
+    assert ("ft-b" in [m["id"] for m in models]) == allowed
+    assert next(m for m in models if m["id"] == "archivist")["adapter"] == ("ft-b" if allowed else None)
+    assert client.get("/v1/models/ft-b", headers=_h(client, user)).status_code == (200 if allowed else 404)
+
+
 def test_ask_falls_back_to_the_base_model_when_the_active_adapter_learned_unreadable_text(shared, trained_on_b, embedder):
     from archivist.retrieval.answer import ask
 

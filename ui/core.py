@@ -100,9 +100,11 @@ def warm_models() -> None:
     _warm(s.llm, s.embedder)
 
 
-def adapter_names(ws: Workspace) -> list[str]:
-    """Names of the registered adapters, newest first (the adapters table the fine-tuning registry fills)."""
-    return [r[0] for r in ws.db.execute("SELECT name FROM adapters ORDER BY created_at DESC, name")]
+def adapter_names(ws: Workspace, user: str | None) -> list[str]:
+    """Names of the adapters `user` may use, newest first (the fine-tuning registry's listing)."""
+    from archivist.finetune.registry import list_adapters
+
+    return [r["name"] for r in list_adapters(ws, user)]
 
 
 # -- the signed-in user -------------------------------------------------------------------------

@@ -40,7 +40,7 @@ with st.sidebar:
             st.rerun()
     collection = st.selectbox("Collection", [ALL] + readable, key="chat-collection")
     k = st.slider("Passages", 1, 10, s.top_k, key="chat-k", help="How many passages the model reads per question")
-    adapters = core.adapter_names(ws)
+    adapters = core.adapter_names(ws, user)
     active = active_adapter(ws)
     options = [BASE] + adapters
     adapter = st.selectbox("Adapter", options, index=options.index(active) if active in options else 0, key="chat-adapter",

@@ -173,7 +173,7 @@ with runs_tab:
 # -- adapters ------------------------------------------------------------------------------------
 
 with adapters_tab:
-    adapters = registry.list_adapters(ws)
+    adapters = registry.list_adapters(ws, user)
     if not adapters:
         st.caption("No adapters yet: a finished run registers one, with its evaluation against the base model.")
     else:
