@@ -13,7 +13,7 @@ sides interleaved, `--repeats` times; the table shows medians.
     peak        CPU: the process's peak RSS (ru_maxrss); GPU: torch.cuda.max_memory_allocated
     estimate    finetune/memory.py's estimate for the same settings, made before loading
 
-    .venv/bin/python bench/finetune.py --size small          # about 4 minutes on an idle 2-core CPU
+    .venv/bin/python bench/finetune.py --size small          # about 4.5 minutes on an idle 2-core CPU
     .venv/bin/python bench/finetune.py --size full --json out.json
 """
 
@@ -36,7 +36,7 @@ REPO = BENCH.parent
 # bench/ holds a profile.py that would shadow the standard library's (torch imports cProfile)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 SIZES = {  # steps, batch, longest example (tokens), passages per prompt
-    "small": dict(steps=3, batch=2, max_len=480, passages=2),
+    "small": dict(steps=6, batch=2, max_len=480, passages=2),  # 3 steps measured mostly warm-up
     "full": dict(steps=8, batch=4, max_len=768, passages=3),
 }
 LORA = dict(rank=16, alpha=32, dropout=0.0, lr=5e-4)  # the recipe's defaults
