@@ -16,10 +16,8 @@ thread keeps a consistent one.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import re
 import threading
 import unicodedata
@@ -30,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist.retrieval.vectors import fresh_sidecar
+from archivist.retrieval.vectors import fresh_sidecar, save_with_sidecar
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -321,22 +319,14 @@ def _load(ws: Workspace) -> Index | None:
 
 def _save(ws: Workspace, index: Index) -> Index:
     path = _path(ws)
-    tmp = path.with_name("lexical.tmp.npz")
     words = "\n".join(sorted(index.terms, key=index.terms.get)).encode("utf-8")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, terms=np.frombuffer(words, np.uint8), **{k: getattr(index, k) for k in _ARRAYS})
-        os.replace(tmp, path)
-        st = path.stat()
-        path.with_suffix(".json").write_text(json.dumps({
-            "chunks": index.n_live, "id_sum": int(index.ids[index.live].sum()), "size": st.st_size, "mtime": st.st_mtime}))
-    except OSError as e:  # a full disk or read-only folder: SQLite is intact, the index is rebuilt on open
-        tmp.unlink(missing_ok=True)
-        from archivist.workspace import WorkspaceError
 
-        raise WorkspaceError(f"cannot save the lexical index {path.name}: {'the disk is full' if e.errno == 28 else e}; "
-                             "what SQLite holds is intact and the index is rebuilt from it on the next open") from e
-    index = replace(index, mtime=st.st_mtime)
+    meta = {"chunks": index.n_live, "id_sum": int(index.ids[index.live].sum())}
+    index = replace(index, mtime=save_with_sidecar(path, path.with_name("lexical.tmp.npz"), write, meta, "lexical index"))
     _cache[str(ws.home)] = index
     return index
 

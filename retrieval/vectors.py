@@ -103,27 +103,35 @@ def _load(ws: Workspace, cid: int) -> _Loaded | None:
     return _cache[key]
 
 
-def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
-    faiss = _faiss()
-    path, side = _paths(ws, cid)
-    tmp = path.with_suffix(".faiss.tmp")
+def save_with_sidecar(path: Path, tmp: Path, write, meta: dict, what: str) -> float:
+    """Write an index file that caches SQLite: `write(tmp)`, then rename it over `path` (readers see
+    the old or the new file, never half of one), then the sidecar `path.json` with `meta` and the
+    file's size and mtime, which tell whether the sidecar still describes the file (a crash between
+    the two writes, or a file copied in from elsewhere, makes them disagree: see `fresh_sidecar`).
+    Returns the file's mtime. A full disk or read-only folder raises WorkspaceError naming `what`."""
     try:
-        faiss.write_index(loaded.index, str(tmp))
-        os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
-        ids = faiss.vector_to_array(loaded.index.id_map)
+        write(tmp)
+        os.replace(tmp, path)
         st = path.stat()
-        # The file's size and mtime tell whether the sidecar still describes it (a crash between the
-        # two writes, or a file copied in from elsewhere, makes them disagree and forces a full check).
-        side.write_text(json.dumps({"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0,
-                                    "kind": loaded.kind, "dim": loaded.index.d, "size": st.st_size, "mtime": st.st_mtime}))
-    except (RuntimeError, OSError) as e:  # a full disk or read-only folder: SQLite is intact, the index is rebuilt on open
+        path.with_suffix(".json").write_text(json.dumps({**meta, "size": st.st_size, "mtime": st.st_mtime}))
+    except (RuntimeError, OSError) as e:  # SQLite is intact; the index is rebuilt from it on open
         tmp.unlink(missing_ok=True)
         from archivist.workspace import WorkspaceError
 
         full = "No space left" in str(e) or getattr(e, "errno", None) == 28
-        raise WorkspaceError(f"cannot save the vector index {path.name}: {'the disk is full' if full else e}; "
+        raise WorkspaceError(f"cannot save the {what} {path.name}: {'the disk is full' if full else e}; "
                              "what SQLite holds is intact and the index is rebuilt from it on the next open") from e
-    loaded.mtime = st.st_mtime
+    return st.st_mtime
+
+
+def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
+    faiss = _faiss()
+    path, _ = _paths(ws, cid)
+    ids = faiss.vector_to_array(loaded.index.id_map)
+    meta = {"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0, "kind": loaded.kind,
+            "dim": loaded.index.d}
+    loaded.mtime = save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(loaded.index, str(tmp)),
+                                     meta, "vector index")
     _cache[(str(ws.home), cid)] = loaded
 
 
