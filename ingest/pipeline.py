@@ -179,13 +179,11 @@ def ingest_paths(
                     flush_pending()
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     flush_pending()
-                    vectors.sync(ws, cid, fresh)
-                    lexicon.sync(ws)
+                    sync_indexes(ws, cid, fresh)
                     fresh.clear()
                     last_flush = time.monotonic()
             flush_pending()
-        vectors.sync(ws, cid, fresh)
-        lexicon.sync(ws)
+        sync_indexes(ws, cid, fresh)
     finally:
         bar.close()
         _finish_job(ws, job, results)
@@ -345,6 +343,13 @@ def find_document(ws: Workspace, ref: str | int, user: str | None = None, collec
     return hits[0]
 
 
+def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None) -> None:
+    """Bring collection `cid`'s FAISS index and the lexical index in step with SQLite after chunks
+    were written or deleted (`fresh`: vectors just computed, spared a read back)."""
+    vectors.sync(ws, cid, fresh)
+    lexicon.sync(ws)
+
+
 def delete_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:
     """Remove a document from SQLite, FTS5 and FAISS together. Needs write access to its collection."""
     doc = find_document(ws, ref, user, collection)
@@ -353,8 +358,7 @@ def delete_document(ws: Workspace, ref: str | int, user: str | None = None, coll
     with transaction(ws.db):
         ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc["id"],))
         ws.db.execute("DELETE FROM documents WHERE id = ?", (doc["id"],))
-    vectors.sync(ws, cid)
-    lexicon.sync(ws)
+    sync_indexes(ws, cid)
     return doc
 
 
