@@ -199,7 +199,7 @@ class ONNXEmbedder:
     quantizes the weights of every MatMul to int8 per output channel (activations stay dynamic),
     which is about twice as fast on a CPU and keeps embeddings within ~0.99 cosine of fp32.
 
-    The exported files live in `$ARCHIVIST_CACHE/embedders/<name>-<fingerprint>/` and are made
+    The exported files live in `$ARCHIVIST_CACHE/embedders/<name>-<fingerprint>-x<recipe>/` and are made
     under a file lock, so concurrent processes export once. Needs onnxruntime and onnx.
     """
 

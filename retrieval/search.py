@@ -156,8 +156,7 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
         if rows:
             vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
             cos.update(zip([r[0] for r in rows], (vecs @ qvec.astype(np.float32)).tolist()))
-    bm = lex.others
-    bm.update(lex.hits)
+    bm = {**lex.others, **dict(lex.hits)}
     scale = weight / lex.ceiling if lex.ceiling > 0 else 0.0
     keep = 1 - weight
     fused = {c: keep * v + scale * bm.get(c, 0.0) for c, v in cos.items()}
