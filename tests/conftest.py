@@ -41,6 +41,18 @@ def ws(settings):
     w.close()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on this shared 2-core box, two OpenMP threads under load run
+    several times slower. Modules that train use it for every test (`pytestmark`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The embedder the workspace uses by default (settings.embedder and embed_backend)."""

@@ -155,6 +155,27 @@ def _count(db_path: Path, sql: str) -> int:
         return 0
 
 
+def sigkill_when(proc: subprocess.Popen, ready, timeout: float, settle: float, poll: float, reap: float) -> bool:
+    """Wait (checking every `poll` seconds) until `ready()`, failing if `proc` ends or `timeout`
+    passes first; `settle` seconds later, SIGKILL it and give it `reap` seconds to end. Returns
+    whether it was still running at the kill. The child is killed on the way out in any case."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, f"the child ended before it could be killed: {proc.stderr.read().decode()[-3000:]}"
+            assert time.monotonic() < deadline, "the child made no progress"
+            time.sleep(poll)
+        time.sleep(settle)
+        alive = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=reap)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return alive
+
+
 def kill_mid_ingest(home: Path, corpus: Path, collection: str, rng: random.Random, timeout: float = 240) -> dict:
     """Start `archivist ingest` in a child, SIGKILL it at a random moment after some documents were
     committed, and return what was stored at that moment."""
@@ -164,20 +185,9 @@ def kill_mid_ingest(home: Path, corpus: Path, collection: str, rng: random.Rando
     db = home / "archivist.db"
     before = _count(db, "SELECT COUNT(*) FROM documents")
     target = before + rng.randint(1, max(1, (total - before) // 2))
-    deadline = time.monotonic() + timeout
-    try:
-        while _count(db, "SELECT COUNT(*) FROM documents") < target:
-            assert proc.poll() is None, f"the ingest ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-            assert time.monotonic() < deadline, "the ingest made no progress"
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.4))  # somewhere inside the next batch, commit or FAISS save
-        alive = proc.poll() is None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # Killed somewhere inside the next batch: its commit or the FAISS save.
+    alive = sigkill_when(proc, lambda: _count(db, "SELECT COUNT(*) FROM documents") >= target, timeout,
+                         rng.uniform(0.0, 0.4), poll=0.02, reap=30)
     return {"alive_at_kill": alive, "returncode": proc.returncode, "total": total,
             "documents_at_kill": _count(db, "SELECT COUNT(*) FROM documents"),
             "chunks_at_kill": _count(db, "SELECT COUNT(*) FROM chunks")}
@@ -437,19 +447,8 @@ def test_kill_9_during_finetune_then_resume_loses_nothing(tmp_path):
     r = _finetune(clean_home, "--data", str(data), *FT_ARGS)
     assert r.returncode == 0, r.stderr[-3000:]
     proc = _finetune(home, "--data", str(data), *FT_ARGS, wait=False)
-    deadline = time.monotonic() + 1200
-    try:
-        while not list((home / "runs").glob("*/checkpoints/latest")) if (home / "runs").exists() else True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(random.Random(7).uniform(0.0, 2.0))
-        alive = proc.poll() is None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    alive = sigkill_when(proc, lambda: bool(list(home.glob("runs/*/checkpoints/latest"))), 1200,
+                         random.Random(7).uniform(0.0, 2.0), poll=0.05, reap=60)
     assert alive, "the run finished before it could be killed"
     [run_dir] = list((home / "runs").glob("*/checkpoints"))
     run_id = run_dir.parent.name

@@ -8,24 +8,14 @@ import json
 
 import pytest
 
-from archivist.retrieval.search import load_hits
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on this shared 2-core box, two OpenMP threads under load run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 from archivist import access
 from archivist.finetune import datasets
 from archivist.finetune.datasets import DatasetError, build_dataset, examples_from_file, load_dataset
 from archivist.finetune.qa import extractive_pairs, find_span, parse_llm_reply
 from archivist.ingest.pipeline import ingest_paths
+from archivist.retrieval.search import load_hits
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DOCS = {
     "handbook.md": "# Leave\n\nFull-time employees receive 30 days of paid annual leave per calendar year. "

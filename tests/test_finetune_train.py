@@ -12,22 +12,13 @@ import time
 
 import pytest
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on this shared 2-core box, two OpenMP threads under load run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 from archivist.finetune import evaluate, memory, registry, runs
 from archivist.finetune.datasets import examples_from_file
 from archivist.finetune.train import (FinetuneConfig, _answer_loss_module, add_lora, encode, load_base, load_checkpoint,
                                       run, train)
 from archivist.models import model_hash, resolve_llm
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FACTS = [
     ("What is the code word of team Lynx?", "The code word of team Lynx is PELICAN-42 [1]."),
