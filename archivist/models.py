@@ -357,9 +357,13 @@ def _make_embedder(name: str, device: str, backend: str, cache: str):
     if backend not in EMBED_BACKENDS:
         raise ValueError(f"embedder backend must be one of {', '.join(EMBED_BACKENDS)}, got {backend!r}")
     if backend.startswith("onnx"):
-        if pick_device(device) == "cpu" and importlib.util.find_spec("onnxruntime") is not None:
+        on_cpu = pick_device(device) == "cpu"
+        if on_cpu and importlib.util.find_spec("onnxruntime") is not None:
             return ONNXEmbedder(name, backend=backend, cache=cache)
-        log.warning("embedder backend %s needs onnxruntime on the CPU; using torch", backend)
+        if on_cpu:
+            log.warning("embedder backend %s needs onnxruntime; using torch", backend)
+        else:  # by design: the ONNX backends are for CPUs
+            log.info("embedder backend %s is CPU-only; the torch model runs on the GPU", backend)
         backend = "torch"
     return STEmbedder(name, device=device, backend=backend)
 

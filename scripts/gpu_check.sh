@@ -8,7 +8,8 @@
 #   NPROC=2 scripts/gpu_check.sh                 # data parallel on 2 GPUs (torchrun)
 #
 # With no hub and the model not in the cache, it builds a randomly initialised model of
-# Qwen2.5-0.5B's shape (896 hidden, 24 layers) with SmolLM2's tokenizer: the loss is then
+# Qwen2.5-0.5B's shape (896 hidden, 24 layers) with the chat model's tokenizer (SmolLM2's by
+# default; ARCHIVIST_LLM chooses another): the loss is then
 # meaningless, but throughput and memory are what this check measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,8 @@ except Exception:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
     from archivist.models import resolve_llm
     from archivist.settings import Settings
-    tok = AutoTokenizer.from_pretrained(str(resolve_llm("smollm2-135m", Settings.from_env().cache)))
+    s = Settings.from_env()
+    tok = AutoTokenizer.from_pretrained(str(resolve_llm(s.llm, s.cache)))
     cfg = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                       num_key_value_heads=2, vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=4096,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -56,7 +58,7 @@ EOF
 )"
 
 "$PY" -m archivist.cli ingest samples/ --quiet >/dev/null
-ARGS=(--data docs --base "$BASE" --method qlora --max-steps "$STEPS" --batch-size "$BATCH" --eval-limit 8 --save-every 1000 --name gpu-check)
+ARGS=(--data docs --base "$BASE" --method qlora --max-steps "$STEPS" --batch-size "$BATCH" --eval-limit 8 --eval-max-new-tokens 32 --save-every 1000 --name gpu-check)
 if [ "$NPROC" -gt 1 ]; then
   "$PY" -m torch.distributed.run --nproc_per_node "$NPROC" -m archivist.finetune.train "${ARGS[@]}" --quiet | tail -1 > "$WORK/result.json"
 else
