@@ -16,7 +16,8 @@ adds up, in bytes:
     overhead     the runtime: Python, torch and libraries (CPU) or the CUDA context (GPU)
 
 The per-token activation coefficients were measured on CPU (fp32, SDPA) with SmolLM2-135M and
-checked against peak RSS in bench/finetune.py; see docs/finetune.md.
+checked against peak RSS in bench/finetune.py; on a GPU they are scaled by factors fitted to
+`torch.cuda.max_memory_allocated` on an H100 (tests/data/gpu_memory_h100.jsonl); see docs/finetune.md.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ LOGIT_COPIES = 2.0  # fp32 logits and their gradient, where the loss is taken
 CPU_OVERHEAD = 0.40 * GB  # Python + torch + transformers + peft + tokenizer, resident
 CPU_QLORA_LOAD = 0.55 * GB  # quantizing on the CPU reads the fp32 weights; that heap stays with the process
 GPU_OVERHEAD = 0.5 * GB  # CUDA context and kernels, outside torch's allocator
+# On a GPU (bf16 compute, fused attention) a layer keeps less per token than the CPU coefficients say:
+# fitted on an H100 with a SmolLM2-135M-shaped model at 256-1024 tokens, batch 1-8, LoRA on all linear layers.
+ACT_GPU = {"lora": 0.75, "qlora": 0.70}
+CKPT_INPUT_BYTES_QLORA_GPU = 7  # per value of a checkpointed layer input, qlora on a GPU (fitted: fp32, bf16, more)
 NF4_BYTES = 0.5 + 0.127 / 8 + 4 / 4096  # 4-bit weights + double-quantized absmax (blocks of 64, then 256)
 
 
@@ -159,10 +164,12 @@ def estimate(shape: ModelShape, method: str, device: str, batch_size: int, seq_l
     tokens = batch_size * seq_len
     floats = (ACT_HIDDEN + (ACT_LORA_DROPOUT if lora_dropout > 0 else 0)) * shape.hidden + ACT_INTER * shape.intermediate
     act_width = 4 if method == "qlora" else width  # prepare_model_for_kbit_training keeps the residual stream in fp32
-    per_token_layer = floats * act_width * (ACT_QLORA if method == "qlora" else 1.0)
-    attn = batch_size * seq_len * seq_len * ATTN_CPU if device == "cpu" else 0  # GPU kernels keep O(T), not O(T^2)
+    gpu = device != "cpu"
+    per_token_layer = floats * act_width * (ACT_QLORA if method == "qlora" else 1.0) * (ACT_GPU[method] if gpu else 1.0)
+    attn = 0 if gpu else batch_size * seq_len * seq_len * ATTN_CPU  # GPU kernels keep O(T), not O(T^2)
     if grad_checkpointing:  # each layer's input, plus one layer recomputed at a time
-        activations = tokens * shape.hidden * shape.layers * act_width + tokens * per_token_layer + attn
+        input_bytes = CKPT_INPUT_BYTES_QLORA_GPU if gpu and method == "qlora" else act_width
+        activations = tokens * shape.hidden * shape.layers * input_bytes + tokens * per_token_layer + attn
     else:
         activations = shape.layers * (tokens * per_token_layer + attn)
     loss_positions = tokens if all_logits else batch_size * min(answer_tokens, seq_len)
