@@ -164,6 +164,11 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
     );
     """,
+    # 3: an ingest job remembers its files and its process, so one cut short (a crash, a restart) can resume
+    """
+    ALTER TABLE ingest_jobs ADD COLUMN files TEXT;  -- JSON [[path, stored name], ...]
+    ALTER TABLE ingest_jobs ADD COLUMN pid INTEGER;
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

@@ -11,10 +11,12 @@ from archivist.cli import CLIError, emit_json, list_or_json, open_ws
 
 def register(sub, common) -> None:
     p = common(sub.add_parser("ingest", help="ingest files or folders into a collection"))
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH")
     p.add_argument("--collection", "-c", default=None, help="collection (default: 'default' or ARCHIVIST_COLLECTION)")
     p.add_argument("--json", action="store_true", help="per-file results as JSON on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's)")
     p.set_defaults(func=cmd_ingest)
 
     p = common(sub.add_parser("documents", help="list documents you may read"))
@@ -35,14 +37,26 @@ def register(sub, common) -> None:
 
 
 def cmd_ingest(args) -> int:
-    from archivist.ingest.pipeline import ingest_paths
+    from archivist.ingest.pipeline import ingest_paths, interrupted_jobs, resume_interrupted
 
+    if not args.paths and not args.resume:
+        raise CLIError("give files or folders to ingest, or --resume")
     missing = [p for p in args.paths if not os.path.exists(p)]
     for path in missing:
         print(f"archivist: warning: {path}: no such file or folder", file=sys.stderr)
+    user = getattr(args, "user", None)
+    results = []
     with open_ws(args) as ws:
-        results = ingest_paths(ws, args.paths, collection=args.collection, user=getattr(args, "user", None),
-                               progress=not (args.quiet or args.json))
+        if args.resume:
+            resumed = resume_interrupted(ws, user, progress=not (args.quiet or args.json))
+            print(f"resumed {len(resumed)} interrupted ingest job(s)", file=sys.stderr)
+            results = [r for _, rs in resumed for r in rs]
+        elif cut := interrupted_jobs(ws, user):
+            print(f"archivist: note: {len(cut)} ingest job(s) were cut short (job {', '.join(str(j['id']) for j in cut)}); "
+                  "`archivist ingest --resume` finishes them", file=sys.stderr)
+        if args.paths:
+            results += ingest_paths(ws, args.paths, collection=args.collection, user=user,
+                                    progress=not (args.quiet or args.json))
     if args.json:
         emit_json({"files": [asdict(r) for r in results], "missing": missing})
     else:

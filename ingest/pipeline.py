@@ -140,7 +140,7 @@ def ingest_paths(
     embedder = embedder or embedder_for(ws.settings)
     _check_embedder(ws, embedder)
     files = expand(paths) if names is None else [(Path(p), clean_name(n)) for p, n in zip(paths, names)]
-    job = _start_job(ws, collection, user)
+    job = _start_job(ws, collection, user, files)
     results: list[FileResult] = []
     pending: list[_Pending] = []
     fresh: dict[int, np.ndarray] = {}
@@ -297,9 +297,69 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
     return results
 
 
-def _start_job(ws: Workspace, collection: str, user: str | None) -> int:
+def _start_job(ws: Workspace, collection: str, user: str | None, files: list[tuple[Path, str]]) -> int:
+    listing = json.dumps([[str(Path(p).absolute()), name] for p, name in files])
     with transaction(ws.db):
-        return ws.db.execute("INSERT INTO ingest_jobs(collection, user) VALUES (?, ?)", (collection, user)).lastrowid
+        return ws.db.execute("INSERT INTO ingest_jobs(collection, user, files, pid) VALUES (?, ?, ?, ?)",
+                             (collection, user, listing, os.getpid())).lastrowid
+
+
+def _process_gone(pid: int | None, since: float) -> bool:
+    """Whether the process that started a job at `since` has ended (a new process under the same
+    pid, started later, does not count as it)."""
+    import psutil
+
+    if pid is None:
+        return True
+    try:
+        return psutil.Process(pid).create_time() > since + 1.0
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return True
+    except psutil.Error:  # cannot tell (another user's process): assume it still runs
+        return False
+
+
+def interrupted_jobs(ws: Workspace, user: str | None = None) -> list[dict]:
+    """Ingest jobs recorded as running whose process has ended: a crash, kill -9 or a restart cut them
+    short. Each: {id, collection, user, files: [(path, name)], started_at}, oldest first. With `user`,
+    only that user's jobs, unless the user is an admin."""
+    rows = ws.db.execute("SELECT id, collection, user, files, pid, started_at FROM ingest_jobs "
+                         "WHERE status = 'running' AND files IS NOT NULL ORDER BY id").fetchall()
+    if user is not None:
+        user = access.current_user(ws, user)
+        if not access.is_admin(ws, user):
+            rows = [r for r in rows if r["user"] == user]
+    return [{"id": r["id"], "collection": r["collection"], "user": r["user"], "started_at": r["started_at"],
+             "files": [(Path(p), n) for p, n in json.loads(r["files"])]}
+            for r in rows if _process_gone(r["pid"], r["started_at"])]
+
+
+def claim_interrupted(ws: Workspace, job: dict) -> bool:
+    """Mark an interrupted job as taken over, so only one process resumes it; False if another did."""
+    with transaction(ws.db):
+        cur = ws.db.execute("UPDATE ingest_jobs SET status = 'interrupted', finished_at = ((julianday('now') - 2440587.5) "
+                            "* 86400.0), pid = ? WHERE id = ? AND status = 'running'", (os.getpid(), job["id"]))
+    return cur.rowcount == 1
+
+
+def resume_interrupted(ws: Workspace, user: str | None = None, embedder=None, progress: bool = False,
+                       on_file: Callable[[FileResult, int, int], None] | None = None) -> list[tuple[dict, list[FileResult]]]:
+    """Finish the interrupted ingest jobs (`interrupted_jobs(ws, user)`): each is claimed, then its files
+    are ingested again, as the user who started it, in a new job (what it had committed comes back
+    `unchanged`; a file since removed fails with its reason). Returns (job, results) per resumed job;
+    the files of a job whose user may no longer write come back failed with the reason."""
+    out = []
+    for job in interrupted_jobs(ws, user):
+        if not claim_interrupted(ws, job):
+            continue
+        paths, names = [p for p, _ in job["files"]], [n for _, n in job["files"]]
+        try:
+            results = ingest_paths(ws, paths, collection=job["collection"], user=job["user"], embedder=embedder,
+                                   names=names, progress=progress, on_file=on_file)
+        except (access.AccessDenied, WorkspaceError) as e:
+            results = [FileResult(n, "failed", reason=f"not resumed: {e}") for n in names]
+        out.append((job, results))
+    return out
 
 
 def _finish_job(ws: Workspace, job: int, results: list[FileResult]) -> None:

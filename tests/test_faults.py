@@ -233,6 +233,68 @@ def test_kill_9_repeatedly_then_rerun_loses_nothing(tmp_path, embedder, seed):
           f"rerun equals a clean ingest ({chunks} chunks)")
 
 
+def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder, capsys):
+    """kill -9 mid-ingest leaves its job 'running' with a dead process: the next ingest says so,
+    `archivist ingest --resume` finishes it (as its user, in a new job), the result equals a clean
+    ingest, and it is resumed once only."""
+    from archivist.cli import main
+    from archivist.ingest.pipeline import interrupted_jobs
+
+    corpus = make_corpus(tmp_path / "corpus", 8, seed=5)
+    home = tmp_path / "ws"
+    report = kill_mid_ingest(home, corpus, "docs", random.Random(5))
+    assert report["alive_at_kill"] and 0 < report["documents_at_kill"] < report["total"], report
+    with open_workspace(settings_at(home)) as ws:
+        (cut,) = interrupted_jobs(ws)
+        assert cut["collection"] == "docs" and len(cut["files"]) == report["total"]
+        assert {n for _, n in cut["files"]} == {f"corpus/{f.name}" for f in corpus.iterdir()}
+    env = {"ARCHIVIST_HOME": str(home), "ARCHIVIST_CHUNK_TOKENS": str(CHUNK_TOKENS), "ARCHIVIST_CHUNK_OVERLAP": "8"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        extra = tmp_path / "extra.md"
+        extra.write_text("# Extra\n\nThe loading dock closes at 18:00 on Fridays.\n")
+        assert main(["ingest", str(extra), "-c", "docs", "-q"]) == 0
+        assert f"job {cut['id']}" in capsys.readouterr().err  # the note names the job cut short
+        assert main(["ingest", "--resume", "--json"]) == 0
+        out = capsys.readouterr()
+        assert "resumed 1 interrupted ingest job(s)" in out.err
+        import json
+
+        statuses = [f["status"] for f in json.loads(out.out)["files"]]
+        assert sorted(statuses) == sorted(["unchanged"] * report["documents_at_kill"]
+                                          + ["added"] * (report["total"] - report["documents_at_kill"]))
+        assert main(["ingest", "--resume", "-q"]) == 0 and "resumed 0 " in capsys.readouterr().err
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    with open_workspace(settings_at(home)) as ws:
+        assert problems(ws) == [] and interrupted_jobs(ws) == []
+        rows = ws.db.execute("SELECT id, status FROM ingest_jobs ORDER BY id").fetchall()
+        assert [r["status"] for r in rows] == ["interrupted", "done", "done"], [tuple(r) for r in rows]
+        after = {k: v for k, v in snapshot(ws).items() if k[1] != "extra.md"}
+    reference, _ = clean_reference(tmp_path, corpus, "docs", embedder)
+    assert after == reference
+
+
+def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
+    from archivist.ui import library
+
+    corpus = make_corpus(tmp_path / "corpus", 8, seed=6)
+    home = tmp_path / "ws"
+    report = kill_mid_ingest(home, corpus, "docs", random.Random(6))
+    assert 0 < report["documents_at_kill"] < report["total"], report
+    (job,) = library.resume_interrupted(settings_at(home))
+    assert job.resumed_from is not None and job.collection == "docs" and job.total == report["total"]
+    assert library.resume_interrupted(settings_at(home)) == []  # claimed: a second server start does nothing
+    library.wait(job, timeout=240)
+    assert not job.running and job.error is None and job.failed == 0, [(f.name, f.status, f.reason) for f in job.files]
+    assert sum(f.status == "unchanged" for f in job.files) == report["documents_at_kill"]
+    with open_workspace(settings_at(home)) as ws:
+        assert problems(ws) == []
+        assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
+
+
 # -- FAISS out of step with SQLite ------------------------------------------------------------------
 
 

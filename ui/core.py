@@ -34,10 +34,14 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def _prepare_workspace(home: str) -> bool:
-    """Once per server and workspace: repair FAISS from SQLite and create the admin from the environment."""
+    """Once per server and workspace: repair FAISS from SQLite, create the admin from the environment,
+    and resume the ingest jobs a crash or restart cut short."""
+    from archivist.ui import library
+
     s = settings()
     with open_workspace(s, check_index=True) as ws:
         auth.admin_from_env(ws)
+    library.resume_interrupted(s)
     return True
 
 

@@ -4,7 +4,9 @@ An upload is saved under the workspace's `uploads/<content hash>/<clean name>`
 (`archivist.ingest.uploads.save_upload`) and ingested by
 `ingest_paths` in a thread of the server process, so the page stays usable. Jobs live in this
 module (one registry per server process), so they keep running and stay visible when the user
-navigates away or reloads the page; the `ingest_jobs` table keeps their summaries for good.
+navigates away or reloads the page; the `ingest_jobs` table keeps their summaries for good, and the
+files of each job, so a job that a crash or a restart cut short resumes when the server starts again
+(`resume_interrupted`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class IngestJob:
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     error: str | None = None  # the whole batch failed (no access, embedder mismatch …)
+    resumed_from: int | None = None  # the ingest_jobs row of the job a crash or restart cut short
 
     @property
     def done(self) -> int:
@@ -87,14 +90,14 @@ def save_uploads(ws: Workspace, user: str, collection: str,
 
 
 def start_ingest(settings: Settings, user: str, collection: str, paths: Sequence[Path], names: Sequence[str],
-                 refused: Sequence[tuple[str, str]] = ()) -> IngestJob:
+                 refused: Sequence[tuple[str, str]] = (), resumed_from: int | None = None) -> IngestJob:
     """Ingest `paths` (stored as `names`) into `collection` in a background thread; returns the job at once.
 
     `refused` (name, reason) are files that never got this far (refused at upload); the job lists
     them as failed with their reason, so the page shows the whole batch in one place.
     """
     files = [FileStatus(n) for n in names] + [FileStatus(n, "failed", reason=r) for n, r in refused]
-    job = IngestJob(id=uuid.uuid4().hex[:12], user=user, collection=collection, files=files)
+    job = IngestJob(id=uuid.uuid4().hex[:12], user=user, collection=collection, files=files, resumed_from=resumed_from)
     with _lock:
         _jobs[job.id] = job
     if paths:
@@ -127,6 +130,21 @@ def _run(settings: Settings, job: IngestJob, paths: list[Path], names: list[str]
     finally:
         job.finished_at = time.time()
         _forget_old()
+
+
+def resume_interrupted(settings: Settings) -> list[IngestJob]:
+    """Start again, as background jobs, the ingest jobs a crash or restart cut short (the server calls
+    this once when it starts). Each shows on its user's Documents page; what the cut-short job had
+    committed comes back unchanged."""
+    from archivist.ingest.pipeline import claim_interrupted, interrupted_jobs
+
+    jobs = []
+    with open_workspace(settings, check_index=False) as ws:
+        for row in interrupted_jobs(ws):
+            if claim_interrupted(ws, row):
+                jobs.append(start_ingest(settings, row["user"], row["collection"], [p for p, _ in row["files"]],
+                                         [n for _, n in row["files"]], resumed_from=row["id"]))
+    return jobs
 
 
 def _forget_old() -> None:

@@ -68,6 +68,8 @@ def _show_jobs() -> None:
             st.markdown(f"**{core.md_escape(head)}** · {job.done} of {job.total} files"
                         + (f" · {job.failed} failed" if job.failed else ""))
             st.progress(job.done / max(job.total, 1))
+            if job.resumed_from is not None:
+                st.caption("Resumed: a restart of the server had cut this ingestion short.")
             if job.error:
                 st.error(job.error)
             st.table(_job_table(job).set_index("file"))  # a plain table: a few rows, readable by anyone
