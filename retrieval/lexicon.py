@@ -220,6 +220,30 @@ class Index:
         order = np.argsort(self.ids[pos], kind="stable")
         return self.ids[pos][order], pos[order]
 
+    def positions(self, chunk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position, found) of each chunk id; a chunk the index does not hold gets found False (and
+        position 0)."""
+        ids, pos = self._by_id
+        if not len(ids):
+            return np.zeros(len(chunk_ids), np.int64), np.zeros(len(chunk_ids), bool)
+        at = np.minimum(np.searchsorted(ids, chunk_ids), len(ids) - 1)
+        found = ids[at] == chunk_ids
+        return np.where(found, pos[at], 0), found
+
+    def holding(self, stems: Sequence[str], chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(held, found): held[i, j] says whether chunk_ids[j] holds stems[i] (text or heading);
+        found[j] whether the index holds that chunk at all."""
+        pos, found = self.positions(np.asarray(chunk_ids, np.int64))
+        held = np.zeros((len(stems), len(pos)), bool)
+        for i, s in enumerate(stems):
+            t = self.terms.get(s)
+            if t is None or self.indptr[t] == self.indptr[t + 1]:
+                continue
+            row = self.post_pos[self.indptr[t]:self.indptr[t + 1]]  # ascending
+            at = np.minimum(np.searchsorted(row, pos), len(row) - 1)
+            held[i] = (row[at] == pos) & found
+        return held, found
+
     def search(self, units: Sequence[tuple[str, ...]], limit: int, collections: Sequence[int] | None = None,
                documents: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `limit` live chunks holding any of the units (see
@@ -254,10 +278,8 @@ class Index:
         others = {}
         if len(score_ids):
             want = np.asarray(score_ids, np.int64)
-            ids, pos = self._by_id
-            at = np.minimum(np.searchsorted(ids, want), max(0, len(ids) - 1))
-            found = ids[at] == want if len(ids) else np.zeros(len(want), bool)
-            values = np.where(found, scores[pos[at]] if len(pos) else 0.0, 0.0)
+            pos, found = self.positions(want)
+            values = np.where(found, scores[pos], 0.0)
             others = dict(zip(want.tolist(), values.tolist()))
         if not matched:
             return Ranking([], others, 0.0)

@@ -217,9 +217,21 @@ def collapse_duplicates(hits: list[Hit], threshold: float = 0.9, limit: int | No
     return kept
 
 
-def mark_matched_terms(hits: Sequence[Hit], terms: Sequence[str]) -> None:
-    """Set each hit's `matched_terms`: the query terms that begin a word of its text."""
-    for h in hits:
+def mark_matched_terms(hits: Sequence[Hit], terms: Sequence[str], index: lexicon.Index | None = None) -> None:
+    """Set each hit's `matched_terms`: the query terms it holds as the lexical search matches them,
+    read from the lexical index (a term's Porter stems in the text or heading: "policies" matches
+    "policy"). A hit the index does not hold yet (just ingested by another process), or any hit
+    when no index is given, gets the terms that begin a word of its text."""
+    found = np.zeros(len(hits), bool)
+    parts = {t: lexicon.tokens(t) for t in terms}  # "foo_bar" is two tokens, as the index has it
+    stems = sorted({s for p in parts.values() for s in p})
+    if index is not None and hits and stems:
+        held, found = index.holding(stems, [h.chunk_id for h in hits])
+        row = {s: i for i, s in enumerate(stems)}
+    for j, h in enumerate(hits):
+        if found[j]:
+            h.matched_terms = [t for t, p in parts.items() if p and all(held[row[s], j] for s in p)]
+            continue
         words = sorted(set(_words(h)))
         matched = []
         for t in terms:
@@ -300,7 +312,7 @@ def search(
         hits = collapse_duplicates(hits, limit=want)
         if len(hits) >= want or len(ids) == len(order):
             break
-    mark_matched_terms(hits, query_terms(query))
+    mark_matched_terms(hits, query_terms(query), lexicon.current(ws))
     if reranker is not None:
         hits = reranker.rerank(query, hits)
     return hits[:k]

@@ -118,6 +118,22 @@ def test_fusion_setting_chooses_rrf_or_linear(sample_home, embedder):
         Settings.from_env(home=sample_home, fusion="max")
 
 
+def test_matched_terms_are_what_the_lexical_index_matched(ws, tmp_path, embedder):
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.search import mark_matched_terms
+
+    (tmp_path / "esc.txt").write_text("The escalation policy names the on-call engineer for each service.\n")
+    ingest_paths(ws, [tmp_path / "esc.txt"], embedder=embedder, progress=False)
+    (hit,) = search(ws, "escalations policies for the engineer on_call", k=5, embedder=embedder)
+    # stems, as BM25 matched them: "policies" and "policy" are one term; "on_call" is "on" + "call"
+    assert hit.matched_terms == ["escalations", "policies", "engineer", "on_call"]
+    mark_matched_terms([hit], ["escalations", "engineer", "nowhere"])  # no index: words that begin with a term
+    assert hit.matched_terms == ["engineer"]
+    mark_matched_terms([hit], ["engineers", "service"], lexicon.current(ws))
+    assert hit.matched_terms == ["engineers", "service"]
+
+
 def test_near_duplicates_are_collapsed(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
 
