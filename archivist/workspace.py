@@ -169,6 +169,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE ingest_jobs ADD COLUMN files TEXT;  -- JSON [[path, stored name], ...]
     ALTER TABLE ingest_jobs ADD COLUMN pid INTEGER;
     """,
+    # 4: each chunk's word 3-grams, hashed, for near-duplicate collapsing without re-reading its text
+    """
+    ALTER TABLE chunks ADD COLUMN shingles BLOB;  -- sorted unique uint32 CRC-32s of the text's word 3-grams
+    """,
 ]
 
 LOCAL_ADMIN = "admin"
@@ -345,8 +349,11 @@ def open_workspace(settings: Settings | None = None, check_index: bool = True) -
     if check_index:
         from archivist.retrieval import lexicon, vectors
 
+        from archivist.retrieval.search import backfill_shingles
+
         vectors.check_and_repair(ws)
         lexicon.check_and_repair(ws)
+        backfill_shingles(ws)
     return ws
 
 

@@ -27,6 +27,7 @@ from common import DATA, EVALSETS, alternate, log, md_table, median, open_ws, pe
 def build_workspace(n_chunks: int, seed: int = 0):
     """A workspace with `n_chunks` chunks in 1,000 documents; reused when already built."""
     from archivist.retrieval import vectors
+    from archivist.retrieval.search import shingles
     from archivist.workspace import transaction
     from corpus import FOLDOC_DICT, PACKAGES, ensure_packages
 
@@ -62,9 +63,9 @@ def build_workspace(n_chunks: int, seed: int = 0):
                 start = int(rng.integers(0, len(words) - 200))
                 text = " ".join(words[start:start + int(rng.integers(80, 180))])
                 rows.append((doc_id, j, text, "", None, 0, len(text), len(text.split()),
-                             hashlib.sha256(f"{d}-{j}".encode()).hexdigest(), vecs[j].tobytes()))
-            ws.db.executemany("INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding) "
-                              "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                             hashlib.sha256(f"{d}-{j}".encode()).hexdigest(), vecs[j].tobytes(), shingles(text)))
+            ws.db.executemany("INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding, "
+                              "shingles) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     log(f"inserted {n_chunks} chunks in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
     info = vectors.sync(ws, cid)

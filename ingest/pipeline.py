@@ -32,6 +32,7 @@ from archivist.ingest import chunking
 from archivist.ingest.readers import ReadError, read
 from archivist.records import Chunk
 from archivist.retrieval import lexicon, vectors
+from archivist.retrieval.search import shingles
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 log = logging.getLogger(__name__)
@@ -288,9 +289,10 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
                 status = "added"
             for c, h in zip(p.chunks, p_hashes):
                 chunk_id = ws.db.execute(
-                    "INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (doc_id, c.seq, c.text, " > ".join(c.heading), c.page, c.start, c.end, c.n_tokens, h, blobs[h])).lastrowid
+                    "INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding, shingles) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (doc_id, c.seq, c.text, " > ".join(c.heading), c.page, c.start, c.end, c.n_tokens, h, blobs[h],
+                     shingles(c.text))).lastrowid
                 fresh[chunk_id] = np.frombuffer(blobs[h], dtype=np.float32)
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
                                       seconds=time.monotonic() - p.t0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import zlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -19,7 +20,7 @@ import numpy as np
 from archivist import access
 from archivist.records import Hit
 from archivist.retrieval import lexicon, vectors
-from archivist.workspace import Workspace
+from archivist.workspace import Workspace, transaction
 
 RRF_K = 60  # the constant of Cormack et al. (2009); robust across collections
 
@@ -171,7 +172,8 @@ def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
     if not ids:
         return {}
     rows = ws.db.execute(
-        f"SELECT c.id, c.document_id, d.path, k.name AS collection, c.text, c.page, c.heading, c.start, c.end, d.kind, c.hash "
+        f"SELECT c.id, c.document_id, d.path, k.name AS collection, c.text, c.page, c.heading, c.start, c.end, d.kind, c.hash, "
+        f"c.shingles "
         f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
         f"WHERE c.id IN ({','.join('?' * len(ids))})", list(ids)).fetchall()
     hits = {}
@@ -179,7 +181,7 @@ def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
         hit = Hit(chunk_id=r["id"], document_id=r["document_id"], document=r["path"], collection=r["collection"],
                   text=r["text"], score=0.0, page=r["page"], heading=tuple(h for h in r["heading"].split(" > ") if h),
                   start=r["start"], end=r["end"], kind=r["kind"])
-        hit._hash = r["hash"]  # for duplicate collapsing only
+        hit._hash, hit._shingles = r["hash"], r["shingles"]  # for duplicate collapsing only
         hits[r["id"]] = hit
     return hits
 
@@ -192,27 +194,52 @@ def _words(hit: Hit) -> list[str]:
     return words
 
 
-def _shingles(words: list[str]) -> set:
-    return set(zip(words, words[1:], words[2:])) if len(words) > 2 else {tuple(words)}
+def shingles(text: str) -> bytes:
+    """The text's word 3-grams (lower-cased words; the whole text when it has fewer than three), each
+    hashed to its CRC-32, sorted and unique: what `collapse_duplicates` compares, stored with each
+    chunk at ingestion so a query never re-reads the texts of its hits."""
+    words = _WORD.findall(text.lower())
+    grams = zip(words, words[1:], words[2:]) if len(words) > 2 else [words]
+    crcs = np.fromiter((zlib.crc32("\x1f".join(g).encode("utf-8", "surrogatepass")) for g in grams), np.uint32)
+    return np.unique(crcs).tobytes()
+
+
+def _shingle_set(hit: Hit) -> set[int]:
+    blob = getattr(hit, "_shingles", None)
+    return set(np.frombuffer(blob if blob is not None else shingles(hit.text), np.uint32).tolist())
+
+
+def backfill_shingles(ws: Workspace) -> int:
+    """Store the shingles of chunks ingested before they were kept (once per workspace); returns how many."""
+    if ws.meta("shingles") == "1":
+        return 0
+    done, last = 0, 0
+    while rows := ws.db.execute("SELECT id, text FROM chunks WHERE id > ? AND shingles IS NULL ORDER BY id LIMIT 2000",
+                                (last,)).fetchall():
+        with transaction(ws.db):
+            ws.db.executemany("UPDATE chunks SET shingles = ? WHERE id = ?", [(shingles(r["text"]), r["id"]) for r in rows])
+        done, last = done + len(rows), rows[-1]["id"]
+    ws.set_meta("shingles", "1")
+    return done
 
 
 def collapse_duplicates(hits: list[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
-    """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams);
-    stop once `limit` hits are kept (the rest would be cut anyway)."""
-    kept, seen_hash, shingles = [], set(), []
+    """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams at least
+    `threshold`); stop once `limit` hits are kept (the rest would be cut anyway)."""
+    kept, seen_hash, sets = [], set(), []
     for h in hits:
         if limit is not None and len(kept) >= limit:
             break
         key = getattr(h, "_hash", None) or h.text
         if key in seen_hash:
             continue
-        sh = _shingles(_words(h))
+        sh = _shingle_set(h)
         n = len(sh)
         # Jaccard <= min(|a|,|b|) / max(|a|,|b|): sets of very different sizes are skipped unmeasured.
-        if any(threshold * n <= m and threshold * m <= n and len(sh & o) >= threshold * len(sh | o) for o, m in shingles):
+        if any(threshold * n <= m and threshold * m <= n and (i := len(sh & o)) >= threshold * (n + m - i) for o, m in sets):
             continue
         seen_hash.add(key)
-        shingles.append((sh, n))
+        sets.append((sh, n))
         kept.append(h)
     return kept
 

@@ -147,6 +147,36 @@ def test_near_duplicates_are_collapsed(ws, tmp_path, embedder):
     assert texts.count(text.strip()) == 1 and len(hits) == 2
 
 
+def test_nearly_equal_chunks_collapse_and_old_workspaces_get_their_shingles(ws, tmp_path, embedder):
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.retrieval.search import backfill_shingles
+    from archivist.workspace import open_workspace
+
+    words = ("The night shift checks the cold store alarms every two hours and writes the readings "
+             "into the blue logbook kept beside the loading dock door").split()
+    near = list(words)
+    near[7] = "three"  # one word of 26 changed: 21 of 27 word 3-grams shared, Jaccard 0.78
+    far = words[:10] + ["inventory", "counts", "happen", "on", "the", "first", "Monday"] + words[17:]
+    for name, w in (("a.txt", words), ("b.txt", near), ("c.txt", far)):
+        (tmp_path / name).write_text(" ".join(w) + "\n")
+    ingest_paths(ws, [tmp_path / n for n in ("a.txt", "b.txt", "c.txt")], embedder=embedder, progress=False)
+    assert ws.db.execute("SELECT COUNT(*) FROM chunks WHERE shingles IS NULL").fetchone()[0] == 0
+    names = lambda hits: sorted(h.document for h in hits)  # noqa: E731
+    assert names(search(ws, "night shift cold store alarms logbook", k=5, embedder=embedder)) == ["a.txt", "b.txt", "c.txt"]
+    from archivist.retrieval.search import collapse_duplicates, load_hits
+
+    hits = list(load_hits(ws, [r[0] for r in ws.db.execute("SELECT id FROM chunks ORDER BY id")]).values())
+    assert [h.document for h in collapse_duplicates(hits, threshold=0.75)] == ["a.txt", "c.txt"]
+    # a workspace from before shingles were stored gets them on its next open, the same values
+    stored = ws.db.execute("SELECT id, shingles FROM chunks ORDER BY id").fetchall()
+    ws.db.execute("UPDATE chunks SET shingles = NULL")
+    ws.db.execute("DELETE FROM meta WHERE key = 'shingles'")
+    ws.db.commit()
+    with open_workspace(ws.settings) as again:
+        assert again.db.execute("SELECT id, shingles FROM chunks ORDER BY id").fetchall() == stored
+        assert backfill_shingles(again) == 0
+
+
 def test_followup_question_is_made_self_contained():
     history = [{"role": "user", "content": "What is the per diem for France?"}, {"role": "assistant", "content": "EUR 53 [1]"}]
     assert standalone_question("And for Germany?", history) == "per diem France And for Germany?"
