@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 from archivist.cli import CLIError, list_or_json, open_ws, settings_from
 
@@ -39,10 +40,31 @@ def cmd_serve(args) -> int:
     if args.max_waiting < 0:
         raise CLIError(f"--max-waiting must be 0 or more, got {args.max_waiting}")
     app = create_app(settings, max_waiting=args.max_waiting, warm=not args.no_warm)
+    resume_ingest_in_background(settings)
     print(f"archivist API on http://{args.host}:{args.port}/v1 (workspace {settings.home}); "
           f"docs at http://{args.host}:{args.port}/docs", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if getattr(args, "verbose", False) else "warning")
     return 0
+
+
+def resume_ingest_in_background(settings) -> threading.Thread:
+    """Finish, beside the server, the ingest jobs a crash or restart cut short (`pipeline.resume_interrupted`)."""
+    def work():
+        from archivist.ingest.pipeline import resume_interrupted
+        from archivist.workspace import open_workspace
+
+        try:
+            with open_workspace(settings, check_index=False) as ws:
+                for job, results in resume_interrupted(ws):
+                    failed = sum(r.status == "failed" for r in results)
+                    print(f"archivist: resumed ingest job {job['id']} into {job['collection']}: {len(results)} files"
+                          + (f", {failed} failed" if failed else ""), file=sys.stderr)
+        except Exception as e:  # the server runs on; `archivist ingest --resume` can finish the job
+            print(f"archivist: could not resume interrupted ingest jobs: {e}", file=sys.stderr)
+
+    t = threading.Thread(target=work, name="archivist-resume-ingest", daemon=True)
+    t.start()
+    return t
 
 
 def cmd_keys_create(args) -> int:

@@ -295,6 +295,21 @@ def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
         assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
 
 
+def test_the_api_server_resumes_an_ingest_cut_short_beside_it(tmp_path, embedder, capsys):
+    from archivist.api.cli import resume_ingest_in_background
+
+    corpus = make_corpus(tmp_path / "corpus", 8, seed=7)
+    home = tmp_path / "ws"
+    report = kill_mid_ingest(home, corpus, "docs", random.Random(7))
+    assert 0 < report["documents_at_kill"] < report["total"], report
+    resume_ingest_in_background(settings_at(home)).join(timeout=240)
+    assert f"into docs: {report['total']} files" in capsys.readouterr().err
+    with open_workspace(settings_at(home)) as ws:
+        assert problems(ws) == []
+        assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
+        assert [r[0] for r in ws.db.execute("SELECT status FROM ingest_jobs ORDER BY id")] == ["interrupted", "done"]
+
+
 # -- FAISS out of step with SQLite ------------------------------------------------------------------
 
 
