@@ -1,4 +1,10 @@
-"""Chunk vectors in FAISS: one `IndexIDMap2` per collection, keyed by chunk id, under index/.
+"""Chunk vectors in FAISS: one index per collection, keyed by chunk id, under index/: an
+`IndexIDMap2(IndexFlatIP)` (exact search), or past `settings.ann_threshold` vectors an
+`IndexIVFFlat` that holds the chunk ids itself, with a hashtable direct map (to reconstruct and
+remove by id). An IVF index is never wrapped in `IndexIDMap2`: that wrapper's removal assumes the
+inner index renumbers what is left, as a flat index does and an IVF index does not, so after a
+document was deleted, searches returned the ids of other chunks. Files in that old form are
+rebuilt from SQLite when the workspace opens (sidecar `format` 2 marks the new one).
 
 SQLite holds every chunk's normalized embedding and is the source of truth; a FAISS file is a
 cache of it. `sync` makes a collection's FAISS index equal to SQLite (adding what is missing,
@@ -77,7 +83,29 @@ def _new_index(dim: int, n: int, threshold: int, train: np.ndarray | None):
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     ivf.train(train)
     ivf.nprobe = max(8, nlist // 16)
-    return faiss.IndexIDMap2(ivf), "ivf"
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # its ids are chunk ids: reconstruct and remove by id
+    return ivf, "ivf"
+
+
+FORMAT = 2  # sidecar `format`: 2 = IVF indexes hold chunk ids themselves (no IndexIDMap2 around them)
+
+
+def index_ids(index) -> np.ndarray:
+    """The chunk ids an index holds (any order)."""
+    faiss = _faiss()
+    if index.ntotal == 0:
+        return np.zeros(0, np.int64)
+    if hasattr(index, "id_map"):  # IndexIDMap2 around a flat index
+        return faiss.vector_to_array(index.id_map)
+    lists = faiss.extract_index_ivf(index).invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(lists.nlist) if lists.list_size(i)]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def _outdated(index) -> bool:
+    """An IVF index inside an IndexIDMap2: the form whose removals mixed up ids."""
+    faiss = _faiss()
+    return hasattr(index, "id_map") and isinstance(faiss.downcast_index(index.index), faiss.IndexIVF)
 
 
 def _load(ws: Workspace, cid: int) -> _Loaded | None:
@@ -97,6 +125,11 @@ def _load(ws: Workspace, cid: int) -> _Loaded | None:
         kind = json.loads(side.read_text()).get("kind", "flat") if side.exists() else "flat"
     except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
         log.warning("FAISS index %s unreadable (%s); it will be rebuilt from SQLite", path.name, e)
+        _cache.pop(key, None)
+        return None
+    if _outdated(index):
+        log.warning("FAISS index %s is in a form whose deletions mixed up chunk ids; it will be rebuilt from SQLite",
+                    path.name)
         _cache.pop(key, None)
         return None
     _cache[key] = _Loaded(index, mtime, kind)
@@ -127,9 +160,9 @@ def save_with_sidecar(path: Path, tmp: Path, write, meta: dict, what: str) -> fl
 def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
     faiss = _faiss()
     path, _ = _paths(ws, cid)
-    ids = faiss.vector_to_array(loaded.index.id_map)
+    ids = index_ids(loaded.index)
     meta = {"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0, "kind": loaded.kind,
-            "dim": loaded.index.d}
+            "dim": loaded.index.d, "format": FORMAT}
     loaded.mtime = save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(loaded.index, str(tmp)),
                                      meta, "vector index")
     _cache[(str(ws.home), cid)] = loaded
@@ -156,11 +189,14 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
             train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:50000]], dim) if len(want) >= ws.settings.ann_threshold else None
             index, kind = _new_index(dim, len(want), ws.settings.ann_threshold, train)
             loaded, rebuilt = _Loaded(index, 0.0, kind), True
-        have = _faiss().vector_to_array(loaded.index.id_map) if loaded.index.ntotal else np.zeros(0, np.int64)
+        have = index_ids(loaded.index)
         missing = np.setdiff1d(want, have, assume_unique=False)
         extra = np.setdiff1d(have, want, assume_unique=False)
         if len(extra):
-            loaded.index.remove_ids(_faiss().IDSelectorBatch(extra))
+            faiss = _faiss()  # an IVF index's hashtable direct map removes only from an explicit array
+            extra = np.ascontiguousarray(extra, dtype=np.int64)
+            loaded.index.remove_ids(faiss.IDSelectorArray(len(extra), faiss.swig_ptr(extra))
+                                    if isinstance(loaded.index, faiss.IndexIVF) else faiss.IDSelectorBatch(extra))
         if len(missing):
             fresh = fresh or {}
             known = [i for i in missing.tolist() if i in fresh]
@@ -204,7 +240,8 @@ def check_and_repair(ws: Workspace) -> list[str]:
         n, s = counts.get(cid, (0, 0))
         path, _ = _paths(ws, cid)
         meta = fresh_sidecar(path)
-        ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s) or (n == 0 and not path.exists())
+        ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s
+              and (meta.get("kind") != "ivf" or meta.get("format") == FORMAT)) or (n == 0 and not path.exists())
         if not ok:
             result = sync(ws, cid)
             if result["added"] or result["removed"] or result["rebuilt"]:
@@ -231,8 +268,8 @@ def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarr
         if len(allowed) == 0:
             return []
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        inner = faiss.downcast_index(loaded.index.index)
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=inner.nprobe) if isinstance(inner, faiss.IndexIVF) else faiss.SearchParameters(sel=sel)
+        index = loaded.index
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe) if isinstance(index, faiss.IndexIVF) else faiss.SearchParameters(sel=sel)
     with _lock:  # FAISS indexes are not safe for concurrent mutation and search
         scores, ids = loaded.index.search(q, min(k, loaded.index.ntotal), params=params)
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from archivist.ingest.pipeline import ingest_paths
+from archivist.retrieval.vectors import index_ids
 from archivist.settings import Settings
 from archivist.workspace import WorkspaceError, open_workspace
 
@@ -116,7 +117,7 @@ def problems(ws, check_index: bool = True) -> list[str]:
         except RuntimeError:
             out.append(f"{name}: FAISS file unreadable")
             continue
-        ids = faiss.vector_to_array(index.id_map).tolist()
+        ids = index_ids(index).tolist()
         if len(ids) != len(set(ids)):
             out.append(f"{name}: {len(ids) - len(set(ids))} duplicated ids in FAISS")
         if set(ids) != set(want):
@@ -342,7 +343,7 @@ def test_faiss_out_of_step_is_detected_and_repaired_on_open(tmp_path, indexed, d
         side.unlink()
     else:
         index = faiss.read_index(str(path))
-        ids = faiss.vector_to_array(index.id_map)
+        ids = index_ids(index)
         if damage == "stale":  # an index from before the last batch: some ids missing
             index.remove_ids(faiss.IDSelectorBatch(ids[-3:]))
         elif damage == "one-missing":

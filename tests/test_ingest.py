@@ -25,7 +25,7 @@ def faiss_ids(ws, collection="default") -> set[int]:
     import faiss
 
     index = faiss.read_index(str(ws.index_dir / f"c{ws.collection_id(collection)}.faiss"))
-    return set(faiss.vector_to_array(index.id_map).tolist())
+    return set(vectors.index_ids(index).tolist())
 
 
 def fts_ids(ws, word: str) -> set[int]:
@@ -228,3 +228,43 @@ def test_two_processes_convert_the_default_model_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     assert sum("converting" in err for _, err in outs) == 1
     assert (tmp_path / "models" / "smollm2-135m" / "model.safetensors").exists()
+
+
+def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embedder):
+    """Past ann_threshold a collection's index is IVF. Deleting documents must not shift the ids its
+    searches return (they did while IVF sat inside IndexIDMap2), and a file in that old form is
+    rebuilt when the workspace opens."""
+    import faiss
+
+    from conftest import SAMPLE_DOCS
+
+    settings = Settings.from_env(home=tmp_path / "ws", ann_threshold=60, chunk_tokens=64, chunk_overlap=8)
+
+    def each_chunk_finds_itself(ws) -> list[int]:
+        cid = ws.collection_id("default")
+        rows = ws.db.execute("SELECT id, embedding FROM chunks WHERE hash IN "
+                             "(SELECT hash FROM chunks GROUP BY hash HAVING COUNT(*) = 1)").fetchall()
+        assert len(rows) > 40
+        return [r["id"] for r in rows if vectors.search(ws, cid, np.frombuffer(r["embedding"], np.float32), 1)[0][0] != r["id"]]
+
+    with open_workspace(settings) as ws:
+        ingest_paths(ws, SAMPLE_DOCS, embedder=embedder, progress=False)
+        cid = ws.collection_id("default")
+        assert vectors._load(ws, cid).kind == "ivf" and isinstance(vectors._load(ws, cid).index, faiss.IndexIVF)
+        for doc in list_documents(ws)[-2:]:  # the first ingested: the lowest chunk ids, so every later one would shift
+            delete_document(ws, doc["id"])
+        assert each_chunk_finds_itself(ws) == []
+        # the old form: the same vectors in an IVF inside IndexIDMap2, with a sidecar that matches SQLite
+        ids = np.array([r[0] for r in ws.db.execute("SELECT id FROM chunks ORDER BY id")], np.int64)
+        vecs = np.stack([np.frombuffer(r[0], np.float32) for r in ws.db.execute("SELECT embedding FROM chunks ORDER BY id")])
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(vecs.shape[1]), vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vecs)
+        old = faiss.IndexIDMap2(ivf)
+        old.add_with_ids(vecs, ids)
+        path = ws.index_dir / f"c{cid}.faiss"
+        vectors.save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(old, str(tmp)),
+                                  {"ntotal": len(ids), "id_sum": int(ids.sum()), "kind": "ivf", "dim": vecs.shape[1]}, "test index")
+    with open_workspace(settings) as ws:  # the open sees the old form and rebuilds it
+        loaded = vectors._load(ws, ws.collection_id("default"))
+        assert isinstance(loaded.index, faiss.IndexIVF) and sorted(vectors.index_ids(loaded.index)) == ids.tolist()
+        assert each_chunk_finds_itself(ws) == []
