@@ -152,11 +152,9 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
     cos = dict(d_rank)
     missing = [c for c, _ in lex.hits if c not in cos]
     if missing:
-        rows = ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(missing))}) "
-                             f"AND embedding IS NOT NULL", missing).fetchall()
-        if rows:
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            cos.update(zip([r[0] for r in rows], (vecs @ qvec.astype(np.float32)).tolist()))
+        found = _stored_vectors(ws, missing)
+        if found:
+            cos.update(zip(found, (np.stack(list(found.values())) @ qvec.astype(np.float32)).tolist()))
     bm = {**lex.others, **dict(lex.hits)}
     scale = weight / lex.ceiling if lex.ceiling > 0 else 0.0
     keep = 1 - weight
@@ -165,6 +163,23 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
         if c not in fused:
             fused[c] = scale * v
     return fused
+
+
+def _stored_vectors(ws: Workspace, ids: list[int]) -> dict[int, np.ndarray]:
+    """Chunk vectors read back from FAISS (routed to each chunk's collection by the lexical index),
+    or from SQLite when FAISS or the lexical index lacks one of them; chunks without a vector are left out."""
+    index = lexicon.current(ws)
+    pos, held = index.positions(np.asarray(ids, np.int64))
+    if held.all():
+        groups: dict[int, list[int]] = {}
+        for chunk, coll in zip(ids, index.colls[pos].tolist()):
+            groups.setdefault(coll, []).append(chunk)
+        found = vectors.stored(ws, groups)
+        if found is not None:
+            return found
+    rows = ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(ids))}) "
+                         f"AND embedding IS NOT NULL", ids).fetchall()
+    return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
 
 def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:

@@ -256,6 +256,23 @@ def drop(ws: Workspace, cid: int) -> None:
     _cache.pop((str(ws.home), cid), None)
 
 
+def stored(ws: Workspace, ids_by_collection: dict[int, list[int]]) -> dict[int, np.ndarray] | None:
+    """The vectors of these chunks as their collections' FAISS indexes hold them (chunk id -> vector),
+    or None when an index lacks one of them (out of step with SQLite; read SQLite instead)."""
+    out = {}
+    with _lock:
+        for cid, ids in ids_by_collection.items():
+            loaded = _load(ws, cid)
+            if loaded is None:
+                return None
+            try:
+                vecs = loaded.index.reconstruct_batch(np.asarray(ids, np.int64))
+            except RuntimeError:  # an id the index does not hold
+                return None
+            out.update(zip(ids, vecs))
+    return out
+
+
 def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
     """Top-k (chunk id, cosine score) in one collection; `allowed` restricts the ids inside FAISS."""
     loaded = _load(ws, cid)
