@@ -245,7 +245,12 @@ def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embe
         rows = ws.db.execute("SELECT id, embedding FROM chunks WHERE hash IN "
                              "(SELECT hash FROM chunks GROUP BY hash HAVING COUNT(*) = 1)").fetchall()
         assert len(rows) > 40
-        return [r["id"] for r in rows if vectors.search(ws, cid, np.frombuffer(r["embedding"], np.float32), 1)[0][0] != r["id"]]
+        wrong = [r["id"] for r in rows if vectors.search(ws, cid, np.frombuffer(r["embedding"], np.float32), 1)[0][0] != r["id"]]
+        allowed = np.array([r["id"] for r in rows[::3]], np.int64)  # a filter goes into FAISS as an id selector
+        for r in rows[:20]:
+            found = [i for i, _ in vectors.search(ws, cid, np.frombuffer(r["embedding"], np.float32), 5, allowed)]
+            assert found and set(found) <= set(allowed.tolist()) and (r["id"] in found) == (r["id"] in allowed)
+        return wrong
 
     with open_workspace(settings) as ws:
         ingest_paths(ws, SAMPLE_DOCS, embedder=embedder, progress=False)
