@@ -35,7 +35,8 @@ __all__ = ["ReadError", "detect_kind", "read", "READERS", "LABELS"]
 
 MB = 1024 * 1024
 HEAD_BYTES = 8192  # how much of the file detect_kind sees
-PDF_MEMORY_MB = 2048  # address space the PDF child may add on top of its interpreter
+PDF_MEMORY_MB = 2048  # address space a reader child may add on top of its interpreter
+SANDBOX_ABOVE_MB = 4  # files of any kind larger than this are read in the bounded child as well
 ZIP_KINDS = ("docx", "xlsx", "pptx")
 LABELS = {
     "pdf": "PDF", "docx": "DOCX", "xlsx": "XLSX", "pptx": "PPTX",
@@ -342,7 +343,9 @@ READERS: dict[str, Callable[[Path], Extracted]] = {
     "csv": read_csv,
 }
 # Kinds whose parser is native code we do not trust with hostile input: run them in a child
-# process with a time and memory limit.
+# process with a time and memory limit. Files of the other kinds go there too once they are larger
+# than SANDBOX_ABOVE_MB, where a parse could take long or much memory; smaller ones (nearly all)
+# are read in-process, which costs no process start.
 SANDBOXED = {"pdf"}
 
 
@@ -350,7 +353,8 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
     """Read one document into ordered blocks.
 
     path: the file. max_mb: refuse files larger than this. max_unzipped_mb: refuse DOCX/XLSX/PPTX
-    whose members add up to more (zip bombs). timeout: seconds a sandboxed (PDF) parse may take.
+    whose members add up to more (zip bombs). timeout: seconds a sandboxed parse (a PDF, or any
+    file over SANDBOX_ABOVE_MB) may take.
     Returns Extracted with non-empty, whitespace-normalized blocks and `kind` set.
     Raises ReadError with a short reason (never another exception type): empty file, too large,
     unsupported type, corrupt, encrypted, zip bomb, no text layer, took too long.
@@ -384,7 +388,7 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
             raise ReadError(f"unsupported file type (looks like {what})")
         if kind in ZIP_KINDS:
             check_zip(path, LABELS[kind], max_unzipped_mb)
-        if kind in SANDBOXED:
+        if kind in SANDBOXED or size > SANDBOX_ABOVE_MB * MB:
             extracted = _read_sandboxed(path, kind, timeout)
         else:
             extracted = READERS[kind](path)

@@ -606,3 +606,20 @@ def test_cli_prints_json_and_reasons(tmp_path):
         "text": "Platform On-Call Runbook", "page": None, "heading": ["Platform On-Call Runbook"], "kind": "heading",
     }
     assert out.stderr.strip() == f"{empty}: empty file (0 bytes)"
+
+
+def test_large_files_of_any_kind_are_read_in_the_bounded_child(tmp_path):
+    """Past SANDBOX_ABOVE_MB a Markdown file is parsed in the child process that PDFs use, so its
+    time (and memory) is bounded; smaller files stay in-process."""
+    from archivist.ingest.readers import MB, SANDBOX_ABOVE_MB
+
+    para = "The quarterly report lists every warehouse and the stock it holds.\n\n"
+    big = tmp_path / "big.md"
+    big.write_text("# Stock\n\n" + para * ((SANDBOX_ABOVE_MB + 1) * MB // len(para)))
+    small = tmp_path / "small.md"
+    small.write_text("# Stock\n\n" + para * 20)
+    with pytest.raises(ReadError, match=r"took longer than 0.01 s to read \(Markdown parsing stopped\)"):
+        read(big, timeout=0.01)  # only a child process can be stopped in the middle of a parse
+    assert read(small, timeout=0.01).blocks  # read in-process: no child, no time limit
+    extracted = read(big, timeout=120)
+    assert extracted.kind == "markdown" and sum(len(b.text) for b in extracted.blocks) > SANDBOX_ABOVE_MB * MB
