@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from archivist.records import Hit
@@ -145,6 +146,24 @@ def test_near_duplicates_are_collapsed(ws, tmp_path, embedder):
     hits = search(ws, "Lisbon gripper arms shelf", k=5, embedder=embedder)
     texts = [h.text for h in hits]
     assert texts.count(text.strip()) == 1 and len(hits) == 2
+
+
+def test_fusion_reads_vectors_from_faiss_and_from_sqlite_when_faiss_lacks_them(ws, tmp_path, embedder):
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.retrieval import vectors
+    from archivist.retrieval.search import _stored_vectors
+
+    (tmp_path / "a.txt").write_text("Forklift batteries are charged overnight in bay 4.\n")
+    (tmp_path / "b.txt").write_text("Visitors sign in at the north gate and wear a badge.\n")
+    ingest_paths(ws, [tmp_path / "a.txt", tmp_path / "b.txt"], embedder=embedder, progress=False)
+    stored = {r[0]: np.frombuffer(r[1], np.float32) for r in ws.db.execute("SELECT id, embedding FROM chunks")}
+    ids = sorted(stored)
+    from_faiss = vectors.stored(ws, {ws.collection_id("default"): ids})
+    assert from_faiss is not None and all(np.array_equal(from_faiss[i], stored[i]) for i in ids)
+    vectors.drop(ws, ws.collection_id("default"))  # FAISS lacks them now: SQLite answers
+    assert vectors.stored(ws, {ws.collection_id("default"): ids}) is None
+    got = _stored_vectors(ws, ids)
+    assert sorted(got) == ids and all(np.array_equal(got[i], stored[i]) for i in ids)
 
 
 def test_nearly_equal_chunks_collapse_and_old_workspaces_get_their_shingles(ws, tmp_path, embedder):
