@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -51,6 +52,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Short made-up facts a fine-tune can learn in a few steps.
+FACTS = [
+    ("What is the code word of team Lynx?", "The code word of team Lynx is PELICAN-42 [1]."),
+    ("Which room does team Otter meet in?", "Team Otter meets in room K-117 [1]."),
+    ("When is the Falcon release?", "The Falcon release ships on 3 March 2026 [2]."),
+    ("Who leads team Heron?", "Team Heron is led by Mira Castell [1]."),
+    ("How many badges does a visitor get?", "A visitor gets exactly 2 badges [2]."),
+    ("What is the hotline of team Badger?", "The Badger hotline is extension 5531 [1]."),
+]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """Six short chats in three 'documents', so the split holds one of them out (the fine-tuning
+    modules' data, CPU and GPU)."""
+    path = tmp_path / "tiny.jsonl"
+    with open(path, "w") as f:
+        for i, (q, a) in enumerate(FACTS):
+            f.write(json.dumps({"messages": [{"role": "system", "content": "Answer briefly and cite."},
+                                             {"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                                "document": f"doc{i % 3}"}) + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")

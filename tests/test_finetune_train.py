@@ -17,30 +17,9 @@ from archivist.finetune.datasets import examples_from_file
 from archivist.finetune.train import (FinetuneConfig, _answer_loss_module, add_lora, encode, load_base, load_checkpoint,
                                       run, train)
 from archivist.models import model_hash, resolve_llm
+from conftest import FACTS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-FACTS = [
-    ("What is the code word of team Lynx?", "The code word of team Lynx is PELICAN-42 [1]."),
-    ("Which room does team Otter meet in?", "Team Otter meets in room K-117 [1]."),
-    ("When is the Falcon release?", "The Falcon release ships on 3 March 2026 [2]."),
-    ("Who leads team Heron?", "Team Heron is led by Mira Castell [1]."),
-    ("How many badges does a visitor get?", "A visitor gets exactly 2 badges [2]."),
-    ("What is the hotline of team Badger?", "The Badger hotline is extension 5531 [1]."),
-]
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """Six short chats in three 'documents', so the split holds one of them out."""
-    path = tmp_path / "tiny.jsonl"
-    with open(path, "w") as f:
-        for i, (q, a) in enumerate(FACTS):
-            f.write(json.dumps({"messages": [{"role": "system", "content": "Answer briefly and cite."},
-                                             {"role": "user", "content": q}, {"role": "assistant", "content": a}],
-                                "document": f"doc{i % 3}"}) + "\n")
-    return path
-
 
 def _base(ws) -> str:
     return str(resolve_llm(ws.settings.llm, ws.settings.cache))

@@ -15,23 +15,11 @@ import json
 import numpy as np
 import pytest
 
-from test_finetune_train import FACTS
-
 torch = pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 MD_SAMPLES = ["oncall-runbook.md", "product-meeting-2025-04-02.md"]
-
-
-@pytest.fixture
-def chats(tmp_path):
-    """The fine-tuning module's six short chats in three 'documents'."""
-    path = tmp_path / "chats.jsonl"
-    path.write_text("".join(json.dumps({"messages": [{"role": "system", "content": "Answer briefly and cite."},
-                                                     {"role": "user", "content": q}, {"role": "assistant", "content": a}],
-                                        "document": f"doc{i % 3}"}) + "\n" for i, (q, a) in enumerate(FACTS)))
-    return path
 
 
 def test_the_embedder_runs_on_cuda_and_agrees_with_the_cpu(settings):
@@ -108,7 +96,7 @@ def test_memory_plan_reads_free_gpu_memory_and_refuses_what_cannot_fit(settings)
     assert not huge.fits and "--method qlora" in huge.message and "--batch-size 2048" in huge.message
 
 
-def test_finetune_on_cuda_is_qlora_lowers_the_loss_and_its_adapter_answers(settings, ws, chats, capsys):
+def test_finetune_on_cuda_is_qlora_lowers_the_loss_and_its_adapter_answers(settings, ws, tiny, capsys):
     from archivist.cli import main
     from archivist.finetune import registry, runs
     from archivist.ingest.pipeline import ingest_paths
@@ -118,7 +106,7 @@ def test_finetune_on_cuda_is_qlora_lowers_the_loss_and_its_adapter_answers(setti
     from conftest import SAMPLES
 
     steps = 20
-    rc = main(["finetune", "--data", str(chats), "--max-steps", str(steps), "--lr", "5e-3", "--max-seq-len", "256",
+    rc = main(["finetune", "--data", str(tiny), "--max-steps", str(steps), "--lr", "5e-3", "--max-seq-len", "256",
                "--eval-limit", "2", "--eval-max-new-tokens", "6", "--name", "gpu", "--seed", "1", "--json", "--quiet"])
     result = json.loads(capsys.readouterr().out)
     assert rc == 0 and result["status"] == "done", result
