@@ -20,7 +20,7 @@ import unicodedata
 from collections import deque
 from contextlib import closing
 from itertools import islice
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -323,43 +323,47 @@ def _process_gone(pid: int | None, since: float) -> bool:
 
 def interrupted_jobs(ws: Workspace, user: str | None = None) -> list[dict]:
     """Ingest jobs recorded as running whose process has ended: a crash, kill -9 or a restart cut them
-    short. Each: {id, collection, user, files: [(path, name)], started_at}, oldest first. With `user`,
-    only that user's jobs, unless the user is an admin."""
+    short. Each: {id, collection, user, paths, names, started_at}, oldest first. With `user`, only
+    that user's jobs, unless the user is an admin."""
     rows = ws.db.execute("SELECT id, collection, user, files, pid, started_at FROM ingest_jobs "
                          "WHERE status = 'running' AND files IS NOT NULL ORDER BY id").fetchall()
     if user is not None:
         user = access.current_user(ws, user)
         if not access.is_admin(ws, user):
             rows = [r for r in rows if r["user"] == user]
-    return [{"id": r["id"], "collection": r["collection"], "user": r["user"], "started_at": r["started_at"],
-             "files": [(Path(p), n) for p, n in json.loads(r["files"])]}
-            for r in rows if _process_gone(r["pid"], r["started_at"])]
+    jobs = []
+    for r in rows:
+        if _process_gone(r["pid"], r["started_at"]):
+            files = json.loads(r["files"])
+            jobs.append({"id": r["id"], "collection": r["collection"], "user": r["user"], "started_at": r["started_at"],
+                         "paths": [Path(p) for p, _ in files], "names": [n for _, n in files]})
+    return jobs
 
 
-def claim_interrupted(ws: Workspace, job: dict) -> bool:
-    """Mark an interrupted job as taken over, so only one process resumes it; False if another did."""
-    with transaction(ws.db):
-        cur = ws.db.execute("UPDATE ingest_jobs SET status = 'interrupted', finished_at = ((julianday('now') - 2440587.5) "
-                            "* 86400.0), pid = ? WHERE id = ? AND status = 'running'", (os.getpid(), job["id"]))
-    return cur.rowcount == 1
+def claim_interrupted(ws: Workspace, user: str | None = None) -> Iterator[dict]:
+    """The interrupted jobs (`interrupted_jobs`), each marked as taken over just before it is
+    yielded, so that only one process resumes it; a job another process claimed first is skipped."""
+    for job in interrupted_jobs(ws, user):
+        with transaction(ws.db):
+            cur = ws.db.execute("UPDATE ingest_jobs SET status = 'interrupted', finished_at = ((julianday('now') - "
+                                "2440587.5) * 86400.0), pid = ? WHERE id = ? AND status = 'running'", (os.getpid(), job["id"]))
+        if cur.rowcount == 1:
+            yield job
 
 
 def resume_interrupted(ws: Workspace, user: str | None = None, embedder=None, progress: bool = False,
                        on_file: Callable[[FileResult, int, int], None] | None = None) -> list[tuple[dict, list[FileResult]]]:
-    """Finish the interrupted ingest jobs (`interrupted_jobs(ws, user)`): each is claimed, then its files
-    are ingested again, as the user who started it, in a new job (what it had committed comes back
+    """Finish the interrupted ingest jobs (`claim_interrupted(ws, user)`): the files of each are
+    ingested again, as the user who started it, in a new job (what it had committed comes back
     `unchanged`; a file since removed fails with its reason). Returns (job, results) per resumed job;
     the files of a job whose user may no longer write come back failed with the reason."""
     out = []
-    for job in interrupted_jobs(ws, user):
-        if not claim_interrupted(ws, job):
-            continue
-        paths, names = [p for p, _ in job["files"]], [n for _, n in job["files"]]
+    for job in claim_interrupted(ws, user):
         try:
-            results = ingest_paths(ws, paths, collection=job["collection"], user=job["user"], embedder=embedder,
-                                   names=names, progress=progress, on_file=on_file)
+            results = ingest_paths(ws, job["paths"], collection=job["collection"], user=job["user"], embedder=embedder,
+                                   names=job["names"], progress=progress, on_file=on_file)
         except (access.AccessDenied, WorkspaceError) as e:
-            results = [FileResult(n, "failed", reason=f"not resumed: {e}") for n in names]
+            results = [FileResult(n, "failed", reason=f"not resumed: {e}") for n in job["names"]]
         out.append((job, results))
     return out
 

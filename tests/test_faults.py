@@ -8,6 +8,7 @@ again, hold exactly what a clean ingest of the same files holds.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import shutil
@@ -234,41 +235,42 @@ def test_kill_9_repeatedly_then_rerun_loses_nothing(tmp_path, embedder, seed):
           f"rerun equals a clean ingest ({chunks} chunks)")
 
 
-def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder, capsys):
+def _cut_short(tmp_path: Path, seed: int) -> tuple[Path, Path, dict]:
+    """(corpus, home, report): a workspace whose `archivist ingest` of 8 notes was killed after
+    some, not all, of its documents were committed."""
+    corpus = make_corpus(tmp_path / "corpus", 8, seed=seed)
+    home = tmp_path / "ws"
+    report = kill_mid_ingest(home, corpus, "docs", random.Random(seed))
+    assert report["alive_at_kill"] and 0 < report["documents_at_kill"] < report["total"], report
+    return corpus, home, report
+
+
+def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder, capsys, monkeypatch):
     """kill -9 mid-ingest leaves its job 'running' with a dead process: the next ingest says so,
     `archivist ingest --resume` finishes it (as its user, in a new job), the result equals a clean
     ingest, and it is resumed once only."""
     from archivist.cli import main
     from archivist.ingest.pipeline import interrupted_jobs
 
-    corpus = make_corpus(tmp_path / "corpus", 8, seed=5)
-    home = tmp_path / "ws"
-    report = kill_mid_ingest(home, corpus, "docs", random.Random(5))
-    assert report["alive_at_kill"] and 0 < report["documents_at_kill"] < report["total"], report
+    corpus, home, report = _cut_short(tmp_path, 5)
     with open_workspace(settings_at(home)) as ws:
         (cut,) = interrupted_jobs(ws)
-        assert cut["collection"] == "docs" and len(cut["files"]) == report["total"]
-        assert {n for _, n in cut["files"]} == {f"corpus/{f.name}" for f in corpus.iterdir()}
-    env = {"ARCHIVIST_HOME": str(home), "ARCHIVIST_CHUNK_TOKENS": str(CHUNK_TOKENS), "ARCHIVIST_CHUNK_OVERLAP": "8"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        extra = tmp_path / "extra.md"
-        extra.write_text("# Extra\n\nThe loading dock closes at 18:00 on Fridays.\n")
-        assert main(["ingest", str(extra), "-c", "docs", "-q"]) == 0
-        assert f"job {cut['id']}" in capsys.readouterr().err  # the note names the job cut short
-        assert main(["ingest", "--resume", "--json"]) == 0
-        out = capsys.readouterr()
-        assert "resumed 1 interrupted ingest job(s)" in out.err
-        import json
-
-        statuses = [f["status"] for f in json.loads(out.out)["files"]]
-        assert sorted(statuses) == sorted(["unchanged"] * report["documents_at_kill"]
-                                          + ["added"] * (report["total"] - report["documents_at_kill"]))
-        assert main(["ingest", "--resume", "-q"]) == 0 and "resumed 0 " in capsys.readouterr().err
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        assert cut["collection"] == "docs" and len(cut["paths"]) == report["total"]
+        assert set(cut["names"]) == {f"corpus/{f.name}" for f in corpus.iterdir()}
+    for key, value in {"ARCHIVIST_HOME": str(home), "ARCHIVIST_CHUNK_TOKENS": str(CHUNK_TOKENS),
+                       "ARCHIVIST_CHUNK_OVERLAP": "8"}.items():
+        monkeypatch.setenv(key, value)
+    extra = tmp_path / "extra.md"
+    extra.write_text("# Extra\n\nThe loading dock closes at 18:00 on Fridays.\n")
+    assert main(["ingest", str(extra), "-c", "docs", "-q"]) == 0
+    assert f"job {cut['id']}" in capsys.readouterr().err  # the note names the job cut short
+    assert main(["ingest", "--resume", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "resumed 1 interrupted ingest job(s)" in out.err
+    statuses = [f["status"] for f in json.loads(out.out)["files"]]
+    assert sorted(statuses) == sorted(["unchanged"] * report["documents_at_kill"]
+                                      + ["added"] * (report["total"] - report["documents_at_kill"]))
+    assert main(["ingest", "--resume", "-q"]) == 0 and "resumed 0 " in capsys.readouterr().err
     with open_workspace(settings_at(home)) as ws:
         assert problems(ws) == [] and interrupted_jobs(ws) == []
         rows = ws.db.execute("SELECT id, status FROM ingest_jobs ORDER BY id").fetchall()
@@ -281,10 +283,7 @@ def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder
 def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
     from archivist.ui import library
 
-    corpus = make_corpus(tmp_path / "corpus", 8, seed=6)
-    home = tmp_path / "ws"
-    report = kill_mid_ingest(home, corpus, "docs", random.Random(6))
-    assert 0 < report["documents_at_kill"] < report["total"], report
+    _, home, report = _cut_short(tmp_path, 6)
     (job,) = library.resume_interrupted(settings_at(home))
     assert job.resumed_from is not None and job.collection == "docs" and job.total == report["total"]
     assert library.resume_interrupted(settings_at(home)) == []  # claimed: a second server start does nothing
@@ -299,10 +298,7 @@ def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
 def test_the_api_server_resumes_an_ingest_cut_short_beside_it(tmp_path, embedder, capsys):
     from archivist.api.cli import resume_ingest_in_background
 
-    corpus = make_corpus(tmp_path / "corpus", 8, seed=7)
-    home = tmp_path / "ws"
-    report = kill_mid_ingest(home, corpus, "docs", random.Random(7))
-    assert 0 < report["documents_at_kill"] < report["total"], report
+    _, home, report = _cut_short(tmp_path, 7)
     resume_ingest_in_background(settings_at(home)).join(timeout=240)
     assert f"into docs: {report['total']} files" in capsys.readouterr().err
     with open_workspace(settings_at(home)) as ws:

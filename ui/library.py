@@ -136,15 +136,11 @@ def resume_interrupted(settings: Settings) -> list[IngestJob]:
     """Start again, as background jobs, the ingest jobs a crash or restart cut short (the server calls
     this once when it starts). Each shows on its user's Documents page; what the cut-short job had
     committed comes back unchanged."""
-    from archivist.ingest.pipeline import claim_interrupted, interrupted_jobs
+    from archivist.ingest.pipeline import claim_interrupted
 
-    jobs = []
     with open_workspace(settings, check_index=False) as ws:
-        for row in interrupted_jobs(ws):
-            if claim_interrupted(ws, row):
-                jobs.append(start_ingest(settings, row["user"], row["collection"], [p for p, _ in row["files"]],
-                                         [n for _, n in row["files"]], resumed_from=row["id"]))
-    return jobs
+        return [start_ingest(settings, job["user"], job["collection"], job["paths"], job["names"], resumed_from=job["id"])
+                for job in claim_interrupted(ws)]
 
 
 def _forget_old() -> None:
