@@ -482,8 +482,6 @@ FT_ARGS = ["--max-steps", "8", "--save-every", "2", "--batch-size", "1", "--max-
 
 
 def _qa_file(path: Path) -> Path:
-    import json
-
     facts = [("What is the on-call allowance?", "EUR 250 per week."), ("When is the on-call handover?", "Mondays at 10:30."),
              ("Where is Northwind Robotics based?", "In Hamburg."), ("What does the fleet cloud run?", "Telemetry ingest and the mission planner."),
              ("Who owns the runbook?", "The platform team."), ("How long is the rotation?", "One week."),
@@ -507,8 +505,6 @@ def _adapter_tensors(home: Path) -> dict:
 
 
 def _steps(home: Path, run_id: str) -> list[int]:
-    import json
-
     return [json.loads(line)["step"] for line in (home / "runs" / run_id / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
