@@ -12,7 +12,9 @@ import bisect
 import math
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -94,19 +96,25 @@ def lexical(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int
 
 
 def lexical_ranking(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
-                    documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None,
-                    score_ids: Sequence[int] = ()) -> lexicon.Ranking:
-    """`lexical`'s hits, with the BM25 of the chunks `score_ids` and the query's BM25 ceiling."""
+                    documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> lexicon.Ranking:
+    """`lexical`'s hits, with the query's BM25 ceiling and the BM25 of any other chunk (`scores_of`)."""
+    return _lexical_ranker(ws, query, collection_ids, limit, documents, kinds)()
+
+
+def _lexical_ranker(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
+                    documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> Callable[[], lexicon.Ranking]:
+    """`lexical_ranking` in two steps: what needs SQLite runs now; the ranking itself (numpy only, so
+    it may run on another thread) when the returned function is called."""
     units = lexicon.query_units(query, STOPWORDS)
     if not units or not collection_ids or (documents is not None and not documents):
-        return lexicon.Ranking([], {int(c): 0.0 for c in score_ids}, 0.0)
+        return lambda: lexicon.Ranking([], 0.0)
     index = lexicon.current(ws)
     allowed_docs = None
     if documents is not None or kinds is not None:
         scope, args = _scope_sql(collection_ids, documents, kinds)
         allowed_docs = np.array([r[0] for r in ws.db.execute(f"SELECT d.id FROM documents d WHERE {scope}", args)], np.int64)
     scoped = None if _all_collections(ws, collection_ids) else collection_ids
-    return index.rank(units, limit, scoped, allowed_docs, score_ids)
+    return partial(index.rank, units, limit, scoped, allowed_docs)
 
 
 def _all_collections(ws: Workspace, collection_ids: Sequence[int]) -> bool:
@@ -117,16 +125,35 @@ def _all_collections(ws: Workspace, collection_ids: Sequence[int]) -> bool:
 def dense(ws: Workspace, qvec: np.ndarray, collection_ids: Sequence[int], limit: int,
           documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> list[tuple[int, float]]:
     """(chunk id, cosine) from FAISS across collections, best first; filters go into FAISS as an id selector."""
+    return _faiss_search(ws, qvec, limit, _dense_scope(ws, collection_ids, documents, kinds))
+
+
+def _dense_scope(ws: Workspace, collection_ids: Sequence[int], documents: Sequence[int] | None,
+                 kinds: Sequence[str] | None) -> list[tuple[int, np.ndarray | None]]:
+    """`dense`'s SQLite half: each collection with the chunk ids its filters allow (None: all)."""
+    if documents is None and kinds is None:
+        return [(cid, None) for cid in collection_ids]
     out = []
     for cid in collection_ids:
-        allowed = None
-        if documents is not None or kinds is not None:
-            scope, args = _scope_sql([cid], documents, kinds)
-            allowed = np.array([r[0] for r in ws.db.execute(
-                f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {scope}", args)], dtype=np.int64)
+        scope, args = _scope_sql([cid], documents, kinds)
+        out.append((cid, np.array([r[0] for r in ws.db.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {scope}", args)], dtype=np.int64)))
+    return out
+
+
+def _faiss_search(ws: Workspace, qvec: np.ndarray, limit: int, scope: list[tuple[int, np.ndarray | None]]) -> list[tuple[int, float]]:
+    """`dense`'s FAISS half."""
+    out = []
+    for cid, allowed in scope:
         out += vectors.search(ws, cid, qvec, limit, allowed)
     out.sort(key=lambda t: -t[1])
     return out[:limit]
+
+
+# Hybrid search ranks BM25 (and reads the vectors of its hits) here while the calling thread
+# searches FAISS, which runs one query on one core and releases the GIL: on two or more cores the
+# lexical side adds little to the latency (bench/RESULTS.md, finding 2c).
+_LEXICAL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archivist-bm25")
 
 
 def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, float]:
@@ -139,7 +166,7 @@ def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, flo
 
 
 def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, float]], lex: lexicon.Ranking,
-                  weight: float) -> dict[int, float]:
+                  weight: float, lexical_cosines: dict[int, float] | None = None) -> dict[int, float]:
     """score(d) = (1 - weight) x cosine(d) + weight x BM25(d) / ceiling, over every candidate of
     either search, with both scores exact: the cosine of a lexical-only candidate comes from its
     stored vector, the BM25 of a dense-only one from the lexical index (0 if no word matches).
@@ -148,14 +175,16 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
     with theoretical min-max normalization, Bruch et al., "An Analysis of Fusion Functions for
     Hybrid Retrieval", 2023), so a query whose words are all common cannot inflate weak lexical
     matches to 1. Measured on the public sets against RRF: bench/RESULTS.md.
+
+    `lexical_cosines` may carry the cosines of the lexical hits, computed beforehand (`_lexical_side`).
     """
     cos = dict(d_rank)
-    missing = [c for c, _ in lex.hits if c not in cos]
+    ranked = dict(lex.hits)
+    missing = [c for c in ranked if c not in cos]
     if missing:
-        found = _stored_vectors(ws, missing)
-        if found:
-            cos.update(zip(found, (np.stack(list(found.values())) @ qvec.astype(np.float32)).tolist()))
-    bm = {**lex.others, **dict(lex.hits)}
+        known = lexical_cosines if lexical_cosines is not None else _cosines(ws, missing, qvec, lex.index)
+        cos.update((c, known[c]) for c in missing if c in known)
+    bm = {**lex.scores_of([c for c in cos if c not in ranked]), **ranked}
     scale = weight / lex.ceiling if lex.ceiling > 0 else 0.0
     keep = 1 - weight
     fused = {c: keep * v + scale * bm.get(c, 0.0) for c, v in cos.items()}
@@ -165,10 +194,27 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
     return fused
 
 
-def _stored_vectors(ws: Workspace, ids: list[int]) -> dict[int, np.ndarray]:
-    """Chunk vectors read back from FAISS (routed to each chunk's collection by the lexical index),
-    or from SQLite when FAISS or the lexical index lacks one of them; chunks without a vector are left out."""
-    index = lexicon.current(ws)
+def _cosines(ws: Workspace, ids: list[int], qvec: np.ndarray, index: lexicon.Index | None = None) -> dict[int, float]:
+    """The cosine of each chunk's stored vector with the query (chunks without a vector left out)."""
+    found = _stored_vectors(ws, ids, index)
+    if not found:
+        return {}
+    return dict(zip(found, (np.stack(list(found.values())) @ qvec.astype(np.float32)).tolist()))
+
+
+def _lexical_side(rank: Callable[[], lexicon.Ranking], ws: Workspace,
+                  qvec: np.ndarray | None) -> tuple[lexicon.Ranking, dict[int, float] | None]:
+    """The lexical thread's share of a hybrid search: the BM25 ranking and, when `qvec` is given
+    (linear fusion), the cosine of each of its hits, read while the caller searches FAISS."""
+    lex = rank()
+    return lex, (_cosines(ws, [c for c, _ in lex.hits], qvec, lex.index) if qvec is not None and lex.hits else None)
+
+
+def _stored_vectors(ws: Workspace, ids: list[int], index: lexicon.Index | None = None) -> dict[int, np.ndarray]:
+    """Chunk vectors read back from FAISS (routed to each chunk's collection by the lexical index,
+    `index` or the current one), or from SQLite when FAISS or the lexical index lacks one of them;
+    chunks without a vector are left out."""
+    index = index or lexicon.current(ws)
     pos, held = index.positions(np.asarray(ids, np.int64))
     if held.all():
         groups: dict[int, list[int]] = {}
@@ -186,18 +232,19 @@ def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
     """Chunks as Hit records (document, collection, page, heading, span), by id; score 0."""
     if not ids:
         return {}
-    rows = ws.db.execute(
-        f"SELECT c.id, c.document_id, d.path, k.name AS collection, c.text, c.page, c.heading, c.start, c.end, d.kind, c.hash, "
+    cur = ws.db.cursor()
+    cur.row_factory = None  # plain tuples: every search reads these rows, names cost more than the query
+    rows = cur.execute(
+        f"SELECT c.id, c.document_id, d.path, k.name, c.text, c.page, c.heading, c.start, c.end, d.kind, c.hash, "
         f"c.shingles "
         f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
         f"WHERE c.id IN ({','.join('?' * len(ids))})", list(ids)).fetchall()
     hits = {}
-    for r in rows:
-        hit = Hit(chunk_id=r["id"], document_id=r["document_id"], document=r["path"], collection=r["collection"],
-                  text=r["text"], score=0.0, page=r["page"], heading=tuple(h for h in r["heading"].split(" > ") if h),
-                  start=r["start"], end=r["end"], kind=r["kind"])
-        hit._hash, hit._shingles = r["hash"], r["shingles"]  # for duplicate collapsing only
-        hits[r["id"]] = hit
+    for chunk, doc, path, coll, text, page, heading, start, end, kind, hash_, shingles_ in rows:
+        hit = Hit(chunk_id=chunk, document_id=doc, document=path, collection=coll, text=text, score=0.0, page=page,
+                  heading=tuple(h for h in heading.split(" > ") if h), start=start, end=end, kind=kind)
+        hit._hash, hit._shingles = hash_, shingles_  # for duplicate collapsing only
+        hits[chunk] = hit
     return hits
 
 
@@ -219,9 +266,10 @@ def shingles(text: str) -> bytes:
     return np.unique(crcs).tobytes()
 
 
-def _shingle_set(hit: Hit) -> set[int]:
+def _shingle_array(hit: Hit) -> memoryview:
+    """The hit's sorted, unique 3-gram hashes (stored at ingestion, else computed now)."""
     blob = getattr(hit, "_shingles", None)
-    return set(np.frombuffer(blob if blob is not None else shingles(hit.text), np.uint32).tolist())
+    return memoryview(blob if blob is not None else shingles(hit.text)).cast("I")
 
 
 def backfill_shingles(ws: Workspace) -> int:
@@ -241,22 +289,49 @@ def backfill_shingles(ws: Workspace) -> int:
 def collapse_duplicates(hits: list[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
     """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams at least
     `threshold`); stop once `limit` hits are kept (the rest would be cut anyway)."""
-    kept, seen_hash, sets = [], set(), []
+    kept, seen_hash, shingled = [], set(), []  # shingled: one _Shingles per kept hit
     for h in hits:
         if limit is not None and len(kept) >= limit:
             break
         key = getattr(h, "_hash", None) or h.text
         if key in seen_hash:
             continue
-        sh = _shingle_set(h)
-        n = len(sh)
-        # Jaccard <= min(|a|,|b|) / max(|a|,|b|): sets of very different sizes are skipped unmeasured.
-        if any(threshold * n <= m and threshold * m <= n and (i := len(sh & o)) >= threshold * (n + m - i) for o, m in sets):
+        mine = _Shingles(_shingle_array(h))
+        if any(mine.near(other, threshold) for other in shingled):
             continue
         seen_hash.add(key)
-        sets.append((sh, n))
+        shingled.append(mine)
         kept.append(h)
     return kept
+
+
+class _Shingles:
+    """A sorted set of 3-gram hashes, with an exact test for Jaccard >= t that rarely builds the sets."""
+
+    PREFIX = 16
+
+    def __init__(self, array: memoryview):
+        self.array, self.n, self._set = array, len(array), None
+        self.prefix = set(array[:self.PREFIX])
+
+    def full(self) -> set[int]:
+        if self._set is None:
+            self._set = set(self.array)
+        return self._set
+
+    def near(self, other: _Shingles, t: float) -> bool:
+        n, m = self.n, other.n
+        if not (t * n <= m and t * m <= n):  # Jaccard <= min(n, m) / max(n, m)
+            return False
+        # Jaccard >= t needs i = |A & B| >= t (n + m) / (1 + t), so at most n - i of A's hashes are
+        # missing from B, and B holds at most m - i hashes A lacks. Then of A's k smallest, at least
+        # k - (n - i) are in B, each among B's k + (m - i) smallest: too few there rules the pair out.
+        need = t * (n + m) / (1 + t) - 1e-9  # (rounded down: the shortcut must never reject a true pair)
+        k = len(self.prefix)
+        if len(self.prefix.intersection(other.array[:k + int(m - need)])) < k - (n - need):
+            return False
+        i = len(self.full() & other.full())
+        return i >= t * (n + m - i)
 
 
 def mark_matched_terms(hits: Sequence[Hit], terms: Sequence[str], index: lexicon.Index | None = None) -> None:
@@ -319,13 +394,18 @@ def search(
         from archivist.models import embedder_for
 
         embedder = embedder or embedder_for(ws.settings)
+        scope = _dense_scope(ws, cids, doc_ids, kinds)
         qvec = embedder.embed([query])[0]
-        d_rank = dense(ws, qvec, cids, limit, doc_ids, kinds)
+        if mode == "dense":
+            d_rank = _faiss_search(ws, qvec, limit, scope)
     if mode == "hybrid":
         linear = ws.settings.fusion == "linear"
-        lex = lexical_ranking(ws, query, cids, limit, doc_ids, kinds, [c for c, _ in d_rank] if linear else ())
+        pending = _LEXICAL_THREAD.submit(_lexical_side, _lexical_ranker(ws, query, cids, limit, doc_ids, kinds), ws,
+                                         qvec if linear else None)
+        d_rank = _faiss_search(ws, qvec, limit, scope)
+        lex, lex_cosines = pending.result()
         l_rank = lex.hits
-        scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight) if linear else rrf(d_rank, l_rank)
+        scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight, lex_cosines) if linear else rrf(d_rank, l_rank)
     elif mode == "lexical":
         l_rank = lexical(ws, query, cids, limit, doc_ids, kinds)
         scores = dict(l_rank)

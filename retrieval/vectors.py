@@ -15,11 +15,13 @@ search by default; an IVF index once a collection passes `settings.ann_threshold
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +45,64 @@ class _Loaded:
     kind: str
 
 
+class _SharedLock:
+    """Reads of the indexes (searches, reading vectors back) share them; a change (sync) waits for
+    the reads in progress, holds new ones off, and may itself read. FAISS indexes are safe for
+    concurrent reads, not for a read during a change."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = self._waiting = self._depth = 0
+        self._writer: int | None = None
+
+    @contextmanager
+    def shared(self):
+        me = threading.get_ident()
+        with self._cond:
+            while self._writer not in (None, me) or (self._waiting and self._writer != me):
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+            else:
+                self._waiting += 1
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+                self._waiting -= 1
+                self._writer, self._depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if not self._depth:
+                    self._writer = None
+                    self._cond.notify_all()
+
+
 _cache: dict[tuple[str, int], _Loaded] = {}
-_lock = threading.RLock()
+_lock = _SharedLock()
 
 
 def _paths(ws: Workspace, cid: int) -> tuple[Path, Path]:
-    return ws.index_dir / f"c{cid}.faiss", ws.index_dir / f"c{cid}.json"
+    return _paths_in(ws.home, cid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _paths_in(home: Path, cid: int) -> tuple[Path, Path]:  # built once: every search stats them
+    return home / "index" / f"c{cid}.faiss", home / "index" / f"c{cid}.json"
 
 
 def _sqlite_ids(ws: Workspace, cid: int) -> np.ndarray:
@@ -178,7 +232,7 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
 
     dim = dimension(ws)
     path, _ = _paths(ws, cid)
-    with _lock, FileLock(str(path) + ".lock"):
+    with _lock.exclusive(), FileLock(str(path) + ".lock"):
         want = _sqlite_ids(ws, cid)
         loaded = None if rebuild else _load(ws, cid)
         if dim is None:
@@ -260,7 +314,7 @@ def stored(ws: Workspace, ids_by_collection: dict[int, list[int]]) -> dict[int, 
     """The vectors of these chunks as their collections' FAISS indexes hold them (chunk id -> vector),
     or None when an index lacks one of them (out of step with SQLite; read SQLite instead)."""
     out = {}
-    with _lock:
+    with _lock.shared():
         for cid, ids in ids_by_collection.items():
             loaded = _load(ws, cid)
             if loaded is None:
@@ -287,6 +341,6 @@ def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarr
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         index = loaded.index
         params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe) if isinstance(index, faiss.IndexIVF) else faiss.SearchParameters(sel=sel)
-    with _lock:  # FAISS indexes are not safe for concurrent mutation and search
+    with _lock.shared():
         scores, ids = loaded.index.search(q, min(k, loaded.index.ntotal), params=params)
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]

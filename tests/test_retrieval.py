@@ -166,6 +166,30 @@ def test_fusion_reads_vectors_from_faiss_and_from_sqlite_when_faiss_lacks_them(w
     assert sorted(got) == ids and all(np.array_equal(got[i], stored[i]) for i in ids)
 
 
+def test_duplicate_collapsing_keeps_exactly_what_pairwise_jaccard_keeps():
+    """The prefix shortcut in collapse_duplicates never changes its answer: on random 3-gram sets
+    with overlaps around the threshold it keeps the same hits as comparing every pair in full."""
+    from archivist.retrieval.search import collapse_duplicates
+
+    rng = np.random.default_rng(7)
+    for trial in range(1000):
+        base = rng.choice(2**32, size=int(rng.integers(20, 200)), replace=False).astype(np.uint32)
+        hits = []
+        for j in range(12):
+            keep = base[rng.random(len(base)) > rng.choice([0.0, 0.02, 0.05, 0.08, 0.5, 1.0])]
+            extra = rng.choice(2**32, size=int(rng.integers(1, 8)), replace=False).astype(np.uint32)  # never empty, as real chunks
+            h = Hit(chunk_id=j, document_id=j, document=f"d{j}", collection="c", text=f"t{trial}-{j}", score=0.0)
+            h._hash, h._shingles = None, np.unique(np.concatenate([keep, extra])).tobytes()
+            hits.append(h)
+        expected = []
+        for h in hits:
+            a = set(np.frombuffer(h._shingles, np.uint32).tolist())
+            if not any(len(a & b) >= 0.9 * len(a | b) for b in
+                       (set(np.frombuffer(k._shingles, np.uint32).tolist()) for k in expected)):
+                expected.append(h)
+        assert [h.chunk_id for h in collapse_duplicates(hits)] == [h.chunk_id for h in expected]
+
+
 def test_nearly_equal_chunks_collapse_and_old_workspaces_get_their_shingles(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
     from archivist.retrieval.search import backfill_shingles
