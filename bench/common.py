@@ -46,6 +46,15 @@ SIZES = {
 }
 
 
+def _default_backend() -> str:
+    from archivist.settings import Settings
+
+    return Settings.__dataclass_fields__["embed_backend"].default
+
+
+DEFAULT_BACKEND = _default_backend()  # the embedder backend archivist uses on a CPU unless told otherwise
+
+
 def size(name: str) -> dict:
     if name not in SIZES:
         raise SystemExit(f"--size must be one of {', '.join(SIZES)}, got {name!r}")

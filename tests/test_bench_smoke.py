@@ -51,8 +51,9 @@ def test_foldoc_question_masks_the_headword():
         "A bus standard for IBM compatibles, called this by some"
 
 
-def test_debian_reference_set_is_well_formed():
-    lines = [json.loads(line) for line in (BENCH / "evalsets" / "debian_reference.jsonl").read_text().splitlines()]
+@pytest.mark.parametrize("name", ["debian_reference.jsonl", "debian_reference_heldout.jsonl"])
+def test_debian_reference_set_is_well_formed(name):
+    lines = [json.loads(line) for line in (BENCH / "evalsets" / name).read_text().splitlines()]
     assert len(lines) >= 60
     assert len({q["question"] for q in lines}) == len(lines)  # no duplicates
     for q in lines:
@@ -60,3 +61,12 @@ def test_debian_reference_set_is_well_formed():
         assert all(r.endswith(".html") and r.split("-", 1)[0] == r.split("-", 1)[0].strip() for r in q["relevant"])
         assert q["relevant"][0].startswith(q["section"] + "-")
         assert q["source"].startswith("/usr/share/debian-reference/ch")
+
+
+def test_held_out_questions_ask_about_other_sections():
+    def sections(name):
+        return [json.loads(line)["section"] for line in (BENCH / "evalsets" / name).read_text().splitlines()]
+
+    held_out = sections("debian_reference_heldout.jsonl")
+    assert len(held_out) == 100 == len(set(held_out))
+    assert not set(held_out) & set(sections("debian_reference.jsonl"))
