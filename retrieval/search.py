@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -152,8 +153,9 @@ def _faiss_search(ws: Workspace, qvec: np.ndarray, limit: int, scope: list[tuple
 
 # Hybrid search ranks BM25 (and reads the vectors of its hits) here while the calling thread
 # searches FAISS, which runs one query on one core and releases the GIL: on two or more cores the
-# lexical side adds little to the latency (bench/RESULTS.md, finding 2c).
-_LEXICAL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archivist-bm25")
+# lexical side adds little to the latency (bench/RESULTS.md, finding 2c). One search at a time uses
+# one thread; concurrent searches (the API's) get more, up to the cores.
+_LEXICAL_THREAD = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="archivist-bm25")
 
 
 def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, float]:

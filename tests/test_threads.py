@@ -68,8 +68,9 @@ def test_searching_while_another_thread_ingests_and_deletes(ws, tmp_path, embedd
         except Exception as e:  # noqa: BLE001 (reported below)
             errors.append(repr(e))
 
-    thread = threading.Thread(target=searcher)
-    thread.start()
+    threads = [threading.Thread(target=searcher) for _ in range(2)]  # concurrent searches, as the API serves
+    for thread in threads:
+        thread.start()
     try:
         for round_ in range(4):
             path = tmp_path / f"extra{round_}.txt"
@@ -79,7 +80,8 @@ def test_searching_while_another_thread_ingests_and_deletes(ws, tmp_path, embedd
             delete_document(ws, doc)
     finally:
         stop.set()
-        thread.join(60)
+        for thread in threads:
+            thread.join(60)
     assert not errors and searches[0] >= 4
     cid = ws.collection_id("default")
     in_sqlite = {r[0] for r in ws.db.execute("SELECT id FROM chunks WHERE embedding IS NOT NULL")}
