@@ -203,8 +203,7 @@ class ONNXEmbedder:
     under a file lock, so concurrent processes export once. Needs onnxruntime and onnx.
     """
 
-    def __init__(self, name: str, backend: str = "onnx-int8", cache: str | Path = "~/.cache/archivist",
-                 spin_after_run: bool = False):
+    def __init__(self, name: str, backend: str = "onnx-int8", cache: str | Path = "~/.cache/archivist"):
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -219,10 +218,9 @@ class ONNXEmbedder:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        if not spin_after_run:
-            # ONNX Runtime's pool threads keep spinning after a run, holding a core that search's
-            # lexical ranking (on another thread) needs; stopping them costs ~0.05 ms a query.
-            opts.add_session_config_entry("session.force_spinning_stop", "1")
+        # ONNX Runtime's pool threads keep spinning after a run, holding a core that search's
+        # lexical ranking (on another thread) needs; stopping them costs ~0.05 ms a query.
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
         model = folder / ("model-int8.onnx" if backend == "onnx-int8" else "model.onnx")
         self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()

@@ -16,7 +16,6 @@ thread keeps a consistent one.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -297,8 +296,7 @@ class Index:
         # final): only chunks at or above it can make the cut, usually a few hundred.
         matched.sort(key=len)
         upto = 1 + next((i for i, size in enumerate(np.cumsum([len(p) for p in matched])) if size >= 2 * limit), len(matched))
-        rare = _union(matched[:upto])
-        rare = self._in_scope(rare, collections, documents)
+        rare = self._in_scope(_union(matched[:upto]), collections, documents)
         floor = np.partition(scores[rare], len(rare) - limit)[len(rare) - limit] if len(rare) >= limit else 0
         cand = self._in_scope(np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores > 0),
                               collections, documents)
@@ -343,12 +341,7 @@ _ARRAYS = ("indptr", "post_pos", "post_f", "ids", "docs", "colls", "length", "li
 
 
 def _path(ws: Workspace) -> Path:
-    return _path_in(ws.home)
-
-
-@functools.lru_cache(maxsize=256)
-def _path_in(home: Path) -> Path:  # built once: every search stats it
-    return home / "index" / "lexical.npz"
+    return ws.index_dir / "lexical.npz"
 
 
 def _load(ws: Workspace) -> Index | None:

@@ -15,7 +15,6 @@ search by default; an IVF index once a collection passes `settings.ann_threshold
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -97,12 +96,7 @@ _lock = _SharedLock()
 
 
 def _paths(ws: Workspace, cid: int) -> tuple[Path, Path]:
-    return _paths_in(ws.home, cid)
-
-
-@functools.lru_cache(maxsize=1024)
-def _paths_in(home: Path, cid: int) -> tuple[Path, Path]:  # built once: every search stats them
-    return home / "index" / f"c{cid}.faiss", home / "index" / f"c{cid}.json"
+    return ws.index_dir / f"c{cid}.faiss", ws.index_dir / f"c{cid}.json"
 
 
 def _sqlite_ids(ws: Workspace, cid: int) -> np.ndarray:
