@@ -35,8 +35,8 @@ class LLM:
 
         One thread for the life of the model instead of a new one per answer: a fresh thread pays its
         own setup (an OpenMP team on the CPU; per-thread CUDA state on a GPU) on every call, which
-        measured 0.88x of bare `generate` with a small model on the CPU, and 0.45x on an H100 (bench/RESULTS.md,
-        finding 9)."""
+        measured 0.88x of bare `generate` with a small model on the CPU, and 0.45x on an H100; on this thread
+        streaming measured 1.05x bare `generate` on the H100 (bench/RESULTS.md, finding 9)."""
         if self._jobs is None:
             self._jobs = jobs = queue.SimpleQueue()
 
