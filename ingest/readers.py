@@ -344,7 +344,8 @@ READERS: dict[str, Callable[[Path], Extracted]] = {
 }
 # Kinds whose parser is native code we do not trust with hostile input: run them in a child
 # process with a time and memory limit. Files of the other kinds go there too once they are larger
-# than SANDBOX_ABOVE_MB, where a parse could take long or much memory; smaller ones (nearly all)
+# than SANDBOX_ABOVE_MB, or a DOCX/XLSX/PPTX once its XML expands past it (a 2 MB spreadsheet can
+# hold 100 MB of XML), where a parse could take long or much memory; smaller ones (nearly all)
 # are read in-process, which costs no process start.
 SANDBOXED = {"pdf"}
 
@@ -354,7 +355,7 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
 
     path: the file. max_mb: refuse files larger than this. max_unzipped_mb: refuse DOCX/XLSX/PPTX
     whose members add up to more (zip bombs). timeout: seconds a sandboxed parse (a PDF, or any
-    file over SANDBOX_ABOVE_MB) may take.
+    file over SANDBOX_ABOVE_MB, on disk or unzipped) may take.
     Returns Extracted with non-empty, whitespace-normalized blocks and `kind` set.
     Raises ReadError with a short reason (never another exception type): empty file, too large,
     unsupported type, corrupt, encrypted, zip bomb, no text layer, took too long.
@@ -386,9 +387,8 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
             if what == "a ZIP archive":
                 what = "a ZIP archive that is not a DOCX, XLSX or PPTX"
             raise ReadError(f"unsupported file type (looks like {what})")
-        if kind in ZIP_KINDS:
-            check_zip(path, LABELS[kind], max_unzipped_mb)
-        if kind in SANDBOXED or size > SANDBOX_ABOVE_MB * MB:
+        unzipped = check_zip(path, LABELS[kind], max_unzipped_mb) if kind in ZIP_KINDS else 0
+        if kind in SANDBOXED or max(size, unzipped) > SANDBOX_ABOVE_MB * MB:
             extracted = _read_sandboxed(path, kind, timeout)
         else:
             extracted = READERS[kind](path)

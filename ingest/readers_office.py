@@ -21,8 +21,9 @@ MAX_RATIO = 200  # deflate on real XML gives 5-30x; hundreds to a thousand is a 
 BIG_MEMBER = 10 * MB  # the ratio check applies from this size: small parts may compress very well
 
 
-def check_zip(path: Path, label: str, max_unzipped_mb: int) -> None:
-    """Refuse an OOXML archive that is not a readable zip, is encrypted, or would expand too far.
+def check_zip(path: Path, label: str, max_unzipped_mb: int) -> int:
+    """Refuse an OOXML archive that is not a readable zip, is encrypted, or would expand too far;
+    return the bytes its members expand to.
 
     The sizes come from the central directory (ZipInfo.file_size), so nothing is decompressed;
     zipfile enforces those declared sizes when the reader later extracts the members.
@@ -47,6 +48,7 @@ def check_zip(path: Path, label: str, max_unzipped_mb: int) -> None:
             raise ReadError(
                 f"zip bomb suspected: {info.filename} expands {ratio:.0f}x to {info.file_size / MB:.0f} MB"
             )
+    return total
 
 
 def ooxml_kind(names: set[str]) -> str | None:

@@ -296,6 +296,34 @@ def test_xlsx_sheets_header_and_values(tmp_path):
     ]
 
 
+def test_office_file_that_expands_past_the_sandbox_size_gets_the_time_limit(tmp_path):
+    """A small XLSX is read in-process; one whose XML expands past SANDBOX_ABOVE_MB goes to the child
+    process and its time limit, however small the file on disk."""
+    import openpyxl
+
+    from archivist.ingest.readers import MB, SANDBOX_ABOVE_MB
+
+    wb = openpyxl.Workbook(write_only=True)
+    sheet = wb.create_sheet("Log")
+    sheet.append(["When", "Host", "Event", "Detail"])
+    for i in range(40_000):
+        sheet.append([f"2025-01-{i % 28 + 1:02d}", f"host-{i % 50}", "restart", f"job {i} finished"])
+    wb.save(tmp_path / "log.xlsx")
+    path = tmp_path / "log.xlsx"
+    with zipfile.ZipFile(path) as zf:
+        unzipped = sum(i.file_size for i in zf.infolist())
+    assert path.stat().st_size < SANDBOX_ABOVE_MB * MB < unzipped
+    assert reason(path, timeout=0.01) == "took longer than 0.01 s to read (XLSX parsing stopped)"
+    rows = read(path).blocks
+    assert len(rows) == 40_000 and rows[-1].text == "When: 2025-01-16; Host: host-49; Event: restart; Detail: job 39999 finished"
+    small = tmp_path / "small.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["Name", "Role"])
+    wb.active.append(["Ana", "CTO"])
+    wb.save(small)
+    assert read(small, timeout=0.01).blocks[0].text == "Name: Ana; Role: CTO"  # in-process: no child to time out
+
+
 def test_pptx_one_block_per_slide(tmp_path):
     from pptx import Presentation
     from pptx.util import Inches
