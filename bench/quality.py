@@ -22,6 +22,19 @@ import time
 from common import DEFAULT_BACKEND, EVALSETS, corpus, corpus_bytes, fresh_home, log, md_table, open_ws, report, size
 
 
+POOLED = ("hit@1", "hit@5", "mrr@10")  # the metrics also reported over all questions of the corpus together
+
+
+def pooled(run: dict) -> tuple[dict, dict]:
+    """Every question of every set together (the public evaluation set as one): each mode's mean
+    metrics, and hybrid's paired bootstrap lead over dense and over lexical."""
+    from archivist.retrieval.evaluate import compare_modes, mean_metrics
+
+    rows = [q for qs in run["per_query"].values() for q in qs]
+    means = {m: mean_metrics(q[m] for q in rows) for m in rows[0]}
+    return means, {f"hybrid vs {o}": compare_modes(rows, "hybrid", o) for o in ("dense", "lexical") if o in rows[0]}
+
+
 def load_sets(s: dict) -> dict:
     from archivist.retrieval.evaluate import load_set
 
@@ -49,11 +62,14 @@ def archivist_run(folder, backend: str, sets: dict, modes) -> dict:
     if failed:
         log(f"{len(failed)} files failed, e.g. {failed[0].name}: {failed[0].reason}")
     out = {"backend": backend, "ingest_s": seconds, "chunks": chunks, "files": len(results),
-           "mb_per_s": corpus_bytes(folder) / 2**20 / seconds, "chunks_per_s": chunks / seconds, "sets": {}}
+           "mb_per_s": corpus_bytes(folder) / 2**20 / seconds, "chunks_per_s": chunks / seconds, "sets": {},
+           "comparisons": {}, "per_query": {}}
     reranker = CoverageReranker(ws, embedder) if "hybrid+rerank" in modes else None
     for name, qs in sets.items():
         r = evaluate_retrieval(ws, qs, modes=modes, reranker=reranker, embedder=embedder)
         out["sets"][name] = r["modes"]
+        out["comparisons"][name] = r["comparisons"]
+        out["per_query"][name] = [{m: {k: q[m][k] for k in POOLED} for m in modes} for q in r["per_query"]]
         log(f"{backend} {name}: " + ", ".join(f"{m} hit@5={v['hit@5']:.3f}" for m, v in r["modes"].items()))
     ws.close()
     return out
@@ -118,6 +134,8 @@ def main(argv=None) -> int:
         except ImportError as e:  # the bench extra is not installed
             log(f"LlamaIndex baseline skipped ({e}); install it with: pip install -e '.[bench]'")
 
+    from archivist.retrieval.evaluate import format_comparison
+
     base = runs[0]
     cols = ["hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10"]
     parts = [f"Corpus: {base['files']} pages ({mb:.1f} MB of HTML: FOLDOC entries and Debian Reference subsections), "
@@ -128,7 +146,14 @@ def main(argv=None) -> int:
         for name, qs in sets.items():
             rows = [[m] + [v[c] for c in cols] for m, v in r["sets"][name].items()]
             parts.append(f"**{name}** ({len(qs)} questions), embedder backend {r['backend']}: retrieval mode\n\n"
-                         + md_table(["mode", *cols], rows) + "\n")
+                         + md_table(["mode", *cols], rows) + "\n\n"
+                         + "".join(f"- {format_comparison(n, c)}\n" for n, c in r["comparisons"][name].items()))
+        means, comparisons = pooled(r)
+        n = sum(len(qs) for qs in sets.values())
+        parts.append(f"**All {n} questions together** (the public set as one), embedder backend {r['backend']}\n\n"
+                     + md_table(["mode", *POOLED], [[m] + [f"{v[c]:.3f}" for c in POOLED] for m, v in means.items()]) + "\n\n"
+                     + "".join(f"- {format_comparison(name, c)}\n" for name, c in comparisons.items()))
+        r["pooled"] = {"modes": means, "comparisons": comparisons}
     rows = []
     for r in runs:
         row = [r["backend"], r["chunks_per_s"]]

@@ -58,7 +58,7 @@ def _bar(total: int, desc: str, quiet: bool):
 
 
 def cmd_eval_retrieval(args) -> int:
-    from archivist.retrieval.evaluate import MODES, evaluate_retrieval, format_table, store_evaluation
+    from archivist.retrieval.evaluate import MODES, evaluate_retrieval, format_comparison, format_table, store_evaluation
     from archivist.retrieval.rerank import load_reranker
 
     questions = _questions(args, "retrieval")
@@ -92,6 +92,8 @@ def cmd_eval_retrieval(args) -> int:
     print(f"{results['questions']} questions from {args.set_path}, {results['k']} passages each"
           + (f", reranker {results['reranker']}" if results.get("reranker") else ""))
     print(format_table(results["modes"]))
+    for name, comparison in results["comparisons"].items():
+        print(format_comparison(name, comparison))
     if "id" in results:
         print(f"(saved as evaluation {results['id']})", file=sys.stderr)
     return 0

@@ -151,6 +151,45 @@ def mean_metrics(per_query: Iterable[dict[str, float]]) -> dict[str, float]:
     return {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]}
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float | int]:
+    """How much better `a` is than `b` on the same questions (one value of a metric per question each):
+    the mean of a - b, a paired bootstrap confidence interval of that mean (questions drawn with
+    replacement, `resamples` times; percentile interval at `level`), and on how many questions `a`
+    is better and worse. An interval whose low end is above 0 says the lead is not the luck of
+    which questions were asked."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} and {len(b)}")
+    if not len(a):
+        raise ValueError("no questions to compare")
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # 1,000 resamples at a time: memory stays small on big sets
+        n = min(1000, resamples - start)
+        means[start:start + n] = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"diff": round(float(d.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4),
+            "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "questions": len(d)}
+
+
+def compare_modes(per_query: Sequence[dict], a: str, b: str, metrics: Sequence[str] = ("hit@5", "mrr@10"),
+                  **bootstrap) -> dict[str, dict]:
+    """`paired_difference` of mode `a` over mode `b` for each metric, from `evaluate_retrieval`'s
+    per-query rows (rows of several runs may be pooled)."""
+    return {m: paired_difference([q[a][m] for q in per_query], [q[b][m] for q in per_query], **bootstrap)
+            for m in metrics}
+
+
+def format_comparison(name: str, comparison: dict[str, dict]) -> str:
+    """One line: `hybrid vs dense: hit@5 +0.0080 (95% CI +0.0000..+0.0180; better on 5, worse on 1), ...`."""
+    return f"{name}: " + ", ".join(
+        f"{m} {c['diff']:+.4f} (95% CI {c['low']:+.4f}..{c['high']:+.4f}; better on {c['better']}, worse on {c['worse']})"
+        for m, c in comparison.items())
+
+
 def evaluate_rankings(rankings: dict[str, list[str]], relevant: dict[str, Sequence[str]],
                       ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """The sentence-transformers-style entry point over plain dicts: query id -> ranked ids
@@ -282,7 +321,8 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
 
     modes: any of dense, lexical, hybrid, hybrid+rerank (the last needs `reranker`, an object with
     `.name` and `.rerank(query, hits)`). Returns {"modes": {mode: mean metrics + latency_ms},
-    "per_query": [{question, relevant, <mode>: {metrics, top: [documents]}}], "k", "questions"}.
+    "per_query": [{question, relevant, <mode>: {metrics, top: [documents]}}], "k", "questions",
+    "comparisons": {"hybrid vs dense" / "hybrid vs lexical": `compare_modes`, when those modes ran}}.
     Raises ValueError for an unknown mode or a rerank mode without a reranker.
     """
     from archivist.models import embedder_for
@@ -315,8 +355,10 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
             if progress:
                 progress(i + 1, len(questions))
         summary[mode] = {**mean_metrics(rows), "latency_ms": round(1000 * sorted(seconds)[len(seconds) // 2], 2)}
+    comparisons = {f"hybrid vs {other}": compare_modes(per_query, "hybrid", other)
+                   for other in ("dense", "lexical") if "hybrid" in modes and other in modes}
     return {"questions": len(questions), "k": k, "modes": summary, "per_query": per_query,
-            "reranker": getattr(reranker, "name", None)}
+            "reranker": getattr(reranker, "name", None), "comparisons": comparisons}
 
 
 def outcome_of(q: Question, answer) -> AnswerOutcome:

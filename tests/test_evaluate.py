@@ -189,6 +189,44 @@ def test_evaluate_retrieval_on_tiny_set_with_fake_embedder(tiny_ws):
     # dense returns all four documents, so the second relevant one is found, at rank >= 2
     assert res["modes"]["dense"]["recall@10"] == 1.0
     assert res["per_query"][0]["dense"]["top"][0] == "tiny/orchard.txt"
+    # every mode found every question's document first: hybrid is level with each, on every question
+    for other in ("dense", "lexical"):
+        c = res["comparisons"][f"hybrid vs {other}"]
+        assert c["hit@5"]["diff"] == 0.0 and c["hit@5"]["better"] == c["hit@5"]["worse"] == 0
+    assert c["mrr@10"]["questions"] == 4
+
+
+def test_paired_difference_counts_wins_and_bounds_the_mean():
+    same = ev.paired_difference([1, 0, 1, 0.5], [1, 0, 1, 0.5])
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0, "better": 0, "worse": 0, "questions": 4}
+    every = ev.paired_difference([1.0] * 20, [0.0] * 20)
+    assert (every["diff"], every["low"], every["high"], every["better"]) == (1.0, 1.0, 1.0, 20)
+    # 5 better and 1 worse out of 500: a lead of 0.008 whose interval reaches down to 0
+    a, b = [1.0] * 500, [1.0] * 500
+    for i in range(5):
+        b[i] = 0.0
+    a[10] = 0.0
+    small = ev.paired_difference(a, b)
+    assert small["diff"] == 0.008 and (small["better"], small["worse"]) == (5, 1)
+    assert small["low"] <= 0.0 < small["diff"] < small["high"] < 0.03
+    # 40 better and 0 worse out of 100: the interval stays clear of 0
+    clear = ev.paired_difference([1.0] * 100, [0.0] * 40 + [1.0] * 60)
+    assert clear["diff"] == 0.4 and 0.25 < clear["low"] < 0.4 < clear["high"] < 0.55
+    assert ev.paired_difference(a, b, seed=0) == small and ev.paired_difference(a, b, seed=1)["diff"] == 0.008
+    with pytest.raises(ValueError, match="length"):
+        ev.paired_difference([1, 0], [1])
+    with pytest.raises(ValueError, match="no questions"):
+        ev.paired_difference([], [])
+
+
+def test_compare_modes_reads_per_query_rows():
+    rows = [{"hybrid": {"hit@5": 1.0, "mrr@10": 1.0}, "dense": {"hit@5": 1.0, "mrr@10": 0.5}},
+            {"hybrid": {"hit@5": 1.0, "mrr@10": 0.5}, "dense": {"hit@5": 0.0, "mrr@10": 0.0}}]
+    c = ev.compare_modes(rows, "hybrid", "dense")
+    assert c["hit@5"]["diff"] == 0.5 and c["hit@5"]["better"] == 1 and c["hit@5"]["worse"] == 0
+    assert c["mrr@10"]["diff"] == 0.5 and c["mrr@10"]["better"] == 2
+    line = ev.format_comparison("hybrid vs dense", c)
+    assert line.startswith("hybrid vs dense: hit@5 +0.5000 (95% CI ") and "better on 2, worse on 0" in line
 
 
 def test_store_and_list_evaluations(ws):
@@ -223,6 +261,12 @@ def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
     assert set(out["modes"]) == {"dense", "lexical", "hybrid", "hybrid+rerank"}
     assert out["modes"]["dense"]["hit@1"] == 1.0  # MiniLM gets these three right
     assert out["modes"]["hybrid"]["hit@5"] == 1.0
+    assert set(out["comparisons"]) == {"hybrid vs dense", "hybrid vs lexical"}
+    assert out["comparisons"]["hybrid vs dense"]["hit@5"]["questions"] == 3
+    assert main(["eval", "retrieval", "--set", str(qset), "--mode", "dense", "--mode", "hybrid", "--no-store"]) == 0
+    text = capsys.readouterr().out
+    assert "hybrid vs dense: hit@5 +0.0000 (95% CI +0.0000..+0.0000; better on 0, worse on 0)" in text
+    assert "hybrid vs lexical" not in text
     stored = ev.list_evaluations(ws, kind="retrieval")
     assert stored and stored[0]["id"] == out["id"] and stored[0]["set_name"] == "qs.jsonl"
     # a bad set is a clear error, exit 2

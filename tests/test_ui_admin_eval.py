@@ -61,7 +61,9 @@ def _retrieval(recall5: float, mrr: float) -> dict:
             "modes": {"dense": {"hit@1": 0.5, "recall@5": recall5 - 0.1, "mrr@10": mrr - 0.1, "latency_ms": 3.1},
                       "hybrid": {"hit@1": 0.5, "recall@5": recall5, "mrr@10": mrr, "latency_ms": 4.2}},
             "per_query": [{"question": "q1", "relevant": ["a.pdf"], "hybrid": {"recall@5": 1.0, "top": ["a.pdf", "b.md"]}},
-                          {"question": "q2", "relevant": ["b.md"], "hybrid": {"recall@5": 0.0, "top": ["c.md"]}}]}
+                          {"question": "q2", "relevant": ["b.md"], "hybrid": {"recall@5": 0.0, "top": ["c.md"]}}],
+            "comparisons": {"hybrid vs dense": {"mrr@10": {"diff": 0.1, "low": 0.0, "high": 0.2, "better": 1, "worse": 0,
+                                                          "questions": 2}}}}
 
 
 def test_evaluation_page_shows_latest_metrics_history_and_questions(ws):
@@ -87,6 +89,8 @@ def test_evaluation_page_shows_latest_metrics_history_and_questions(ws):
     assert cards == {"hit@1": ("0.500", "0.0"), "recall@5": ("0.800", "0.2"), "mrr@10": ("0.700", "0.2")}  # hybrid, vs before
     modes = at.tabs[0].dataframe[0].value
     assert list(modes.index) == ["dense", "hybrid"] and modes.loc["hybrid", "recall@5"] == 0.8
+    assert any("hybrid vs dense: mrr@10 +0.1000 (95% CI +0.0000..+0.2000; better on 1, worse on 0)" in c.value
+               for c in at.tabs[0].caption)
     questions = at.tabs[0].dataframe[-1].value
     assert list(questions["question"]) == ["q1", "q2"] and list(questions["hybrid.top"]) == ["a.pdf, b.md", "c.md"]
     answers = {m.label: m.value for m in at.tabs[1].metric}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from archivist.retrieval.evaluate import format_comparison
 from archivist.ui import core, metrics
 
 core.require_user()
@@ -52,6 +53,8 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
             unit = [c for c in table.columns if table[c].between(0, 1).all() and not c.startswith("latency")]
             if unit:
                 st.bar_chart(table[unit].T, stack=False)
+            for name, comparison in (latest["results"].get("comparisons") or {}).items():
+                st.caption(format_comparison(name, comparison))
         elif scores:
             unit = {n: v for n, v in scores.items() if 0.0 <= v <= 1.0}
             if unit:
