@@ -4,7 +4,8 @@
     POST   /v1/chat/completions       grounded answers with [n] citations (see api/chat.py)
     POST   /v1/embeddings             archivist.models.embedder_for(settings).embed
     POST   /v1/search                 archivist.retrieval.search.search
-    GET    /v1/documents              list;  POST (multipart `file`, `collection`) upload + ingest
+    GET    /v1/documents              list;  POST (multipart `file`, `collection`, `wait`) upload + ingest
+    GET    /v1/ingest_jobs/{id}       a background ingestion (an upload with wait=false)
     GET    /v1/documents/{doc}        one;   DELETE removes it from SQLite, FTS5 and FAISS
     GET    /health                    no key needed: status and the generation queue
 
@@ -22,14 +23,16 @@ import base64
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from archivist import __version__, access
 from archivist.api import schemas as S
 from archivist.api.errors import APIError, install, responses
+from archivist.api.jobs import UploadJobs
 from archivist.api.queue import GenerationQueue
 from archivist.settings import Settings
 from archivist.workspace import Workspace, connect, open_workspace
@@ -47,6 +50,7 @@ class Server:
     settings: Settings
     queue: GenerationQueue
     started: int
+    uploads: UploadJobs = field(default_factory=UploadJobs)
 
     def workspace(self, settings: Settings | None = None) -> Workspace:
         """A Workspace on a fresh SQLite connection, for one request or one worker thread; close it after."""
@@ -185,12 +189,17 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
         gone = delete_document(ws, found["id"], who, found["collection"])
         return {"id": gone["id"], "object": "document", "name": gone["name"], "collection": gone["collection"], "deleted": True}
 
-    @app.post("/v1/documents", response_model=S.UploadResult, responses=responses(400, 403, 413), tags=["documents"])
+    @app.post("/v1/documents", response_model=S.UploadResult, tags=["documents"],
+              responses={**responses(400, 403, 413),
+                         202: {"model": S.IngestJob, "description": "with wait=false: the ingestion job, started"}})
     def upload(file: UploadFile = File(..., description="the document: PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, CSV"),
                collection: str | None = Form(None, description="default: the server's default collection"),
+               wait: bool = Form(True, description="false: answer 202 with an ingestion job at once "
+                                                   "(poll GET /v1/ingest_jobs/{id}) instead of after ingesting"),
                ws: Workspace = Depends(workspace), who: str = Depends(user)):
-        """Upload a document and ingest it (synchronously): saved under the workspace's uploads/, then
-        read, chunked and embedded. A later upload under the same name replaces the document."""
+        """Upload a document and ingest it: saved under the workspace's uploads/, then read, chunked and
+        embedded, before the answer (default) or in the background (`wait=false`). A later upload under
+        the same name replaces the document."""
         from archivist.ingest.pipeline import ingest_paths
         from archivist.ingest.uploads import UploadError, save_upload
 
@@ -205,12 +214,24 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
             if "too large" in str(e):
                 raise too_large from None
             raise APIError(422, str(e), "rejected_upload", "file") from None
+        if not wait:
+            job = server.uploads.start(server.workspace, who, target, path, name)
+            return JSONResponse(job.out(), status_code=202)
         t0 = time.perf_counter()
         [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
         if res.status == "failed":
             raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
         return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
                 "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
+
+    @app.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404), tags=["documents"])
+    def ingest_job(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+        """A background ingestion (`POST /v1/documents` with wait=false): running, or how it ended. Only
+        the user who uploaded (or an admin) sees it; the server keeps the newest 100 finished jobs."""
+        job = server.uploads.get(job_id, who, access.is_admin(ws, who))
+        if job is None:
+            raise APIError(404, f"no ingestion job {job_id!r}", "job_not_found", "job_id")
+        return job.out()
 
     return app
 

@@ -42,7 +42,7 @@ def error_body(status: int, message: str, code: str, param: str | None = None) -
 
 
 _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key", 403: "no access to that collection",
-                 404: "unknown model, document or collection", 413: "upload too large",
+                 404: "unknown model, document, collection or ingestion job", 413: "upload too large",
                  422: "the body or a parameter does not validate", 429: "the generation queue is full; see Retry-After",
                  503: "the server is busy"}
 

@@ -216,6 +216,20 @@ class UploadResult(BaseModel):
     seconds: float
 
 
+class IngestJob(BaseModel):
+    object: Literal["ingest_job"] = "ingest_job"
+    id: str
+    name: str
+    collection: str
+    status: str = Field(description="running | added | updated | unchanged | failed")
+    document_id: int | None = None
+    chunks: int = 0
+    reason: str | None = Field(None, description="why the document could not be ingested (status failed)")
+    created: int
+    finished: int | None = None
+    seconds: float | None = None
+
+
 class Deleted(BaseModel):
     id: int
     object: Literal["document"] = "document"

@@ -309,6 +309,44 @@ def test_upload_list_search_delete(api):
     _error(api.get(f"/v1/documents/{up['id']}"), 404)
 
 
+def test_upload_without_waiting_answers_202_with_a_job_to_poll(api):
+    note = b"# Bicycles\n\nBicycles park in the basement rack behind gate B; the door code is 4471.\n"
+
+    def finished(job_id: str, who: str = "carol") -> dict:
+        deadline = time.monotonic() + 120
+        while True:
+            r = api.get(f"/v1/ingest_jobs/{job_id}", who)
+            assert r.status_code == 200, r.text
+            if r.json()["status"] != "running" or time.monotonic() > deadline:
+                return r.json()
+            time.sleep(0.1)
+
+    r = api.post("/v1/documents", "carol", files={"file": ("bikes.md", note)}, data={"collection": "public", "wait": "false"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["object"] == "ingest_job" and job["id"].startswith("ij-") and job["name"] == "bikes.md"
+    assert job["collection"] == "public" and job["status"] in ("running", "added")
+    done = finished(job["id"])
+    assert done["status"] == "added" and done["chunks"] >= 1 and done["reason"] is None and done["seconds"] >= 0
+    assert api.get(f"/v1/documents/{done['document_id']}", "alice").json()["name"] == "bikes.md"
+    hits = api.post("/v1/search", "alice", json={"query": "where do bicycles park", "k": 3}).json()["data"]
+    assert hits[0]["document"] == "bikes.md"
+    _error(api.get(f"/v1/ingest_jobs/{job['id']}", "alice"), 404, "job_not_found")  # only its uploader and admins
+    assert api.get(f"/v1/ingest_jobs/{job['id']}", "admin").json()["status"] == "added"
+    _error(api.get("/v1/ingest_jobs/ij-0000000000000000"), 404, "job_not_found")
+    # checks made before the job starts still answer at once: access, type, size
+    _error(api.post("/v1/documents", "alice", files={"file": ("b.md", note)}, data={"collection": "public", "wait": "false"}), 403)
+    _error(api.post("/v1/documents", "carol", files={"file": ("nothing.txt", b"")}, data={"collection": "public", "wait": "false"}),
+           422, "rejected_upload")
+    # a file that cannot be read ends its job as failed, with the reason
+    r = api.post("/v1/documents", "carol", files={"file": ("broken.pdf", b"%PDF-1.4 broken")},
+                 data={"collection": "public", "wait": "false"})
+    assert r.status_code == 202, r.text
+    failed = finished(r.json()["id"])
+    assert failed["status"] == "failed" and "PDF" in failed["reason"] and failed["document_id"] is None
+    assert httpx.delete(f"{api.url}/v1/documents/{done['document_id']}", headers=api.h("carol")).status_code == 200
+
+
 def test_oversized_and_unreadable_uploads(api):
     big = b"a" * (api.settings.max_file_mb * 2**20 + 200_000)
     _error(api.post("/v1/documents", files={"file": ("big.txt", big)}, data={"collection": "public"}), 413, "file_too_large")
