@@ -344,8 +344,8 @@ READERS: dict[str, Callable[[Path], Extracted]] = {
 }
 # Kinds whose parser is native code we do not trust with hostile input: run them in a child
 # process with a time and memory limit. Files of the other kinds go there too once they are larger
-# than SANDBOX_ABOVE_MB, or a DOCX/XLSX/PPTX once its XML expands past it (a 2 MB spreadsheet can
-# hold 100 MB of XML), where a parse could take long or much memory; smaller ones (nearly all)
+# than SANDBOX_ABOVE_MB, or a DOCX/XLSX/PPTX once its XML expands past it (a 0.75 MB spreadsheet of
+# 40,000 rows holds 9.7 MB of XML), where a parse could take long or much memory; smaller ones (nearly all)
 # are read in-process, which costs no process start.
 SANDBOXED = {"pdf"}
 
