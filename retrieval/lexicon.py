@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import unicodedata
@@ -235,9 +236,25 @@ class Index:
         order = np.argsort(self.ids[pos], kind="stable")
         return self.ids[pos][order], pos[order]
 
+    @cached_property
+    def _position_of(self) -> np.ndarray | None:
+        """Chunk id -> live position (-1: none), when ids are dense enough for an array (chunk ids
+        only grow, so a workspace re-ingested many times falls back to `_by_id`'s binary search)."""
+        ids, pos = self._by_id
+        if not len(ids) or ids[0] < 0 or ids[-1] >= 4 * len(ids) + 65536:
+            return None
+        out = np.full(int(ids[-1]) + 1, -1, np.int32)
+        out[ids] = pos
+        return out
+
     def positions(self, chunk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position, found) of each chunk id; a chunk the index does not hold gets found False (and
         position 0)."""
+        direct = self._position_of
+        if direct is not None:  # one memory access per id, where a binary search takes ~17 cold ones
+            at = direct[np.clip(chunk_ids, 0, len(direct) - 1)]
+            found = (at >= 0) & (chunk_ids >= 0) & (chunk_ids < len(direct))
+            return np.where(found, at, 0), found
         ids, pos = self._by_id
         if not len(ids):
             return np.zeros(len(chunk_ids), np.int64), np.zeros(len(chunk_ids), bool)
@@ -252,11 +269,13 @@ class Index:
         held = np.zeros((len(stems), len(pos)), bool)
         for i, s in enumerate(stems):
             t = self.terms.get(s)
-            if t is None or self.indptr[t] == self.indptr[t + 1]:
+            if t is None:
                 continue
-            row = self.post_pos[self.indptr[t]:self.indptr[t + 1]]  # ascending
-            at = np.minimum(np.searchsorted(row, pos), len(row) - 1)
-            held[i] = (row[at] == pos) & found
+            start, end = self.indptr[t:t + 2].tolist()
+            if start < end:
+                row = self.post_pos[start:end]  # ascending
+                held[i] = row.take(np.searchsorted(row, pos), mode="clip") == pos
+        held &= found
         return held, found
 
     def search(self, units: Sequence[tuple[str, ...]], limit: int, collections: Sequence[int] | None = None,
@@ -344,16 +363,23 @@ def _path(ws: Workspace) -> Path:
     return ws.index_dir / "lexical.npz"
 
 
+_files: dict[str, str] = {}
+
+
 def _load(ws: Workspace) -> Index | None:
     """The index as on disk, read again only when the file changed."""
-    path = _path(ws)
+    home = str(ws.home)
+    name = _files.get(home)
+    if name is None:  # made once: building the path cost three times the stat (as in vectors._load)
+        name = _files[home] = str(_path(ws))
     try:
-        mtime = path.stat().st_mtime
+        mtime = os.stat(name).st_mtime
     except FileNotFoundError:
         return None
-    hit = _cache.get(str(ws.home))
+    hit = _cache.get(home)
     if hit is not None and hit.mtime == mtime:
         return hit
+    path = Path(name)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _ARRAYS}
@@ -364,7 +390,7 @@ def _load(ws: Workspace) -> Index | None:
     except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
         log.warning("lexical index %s unreadable (%s); it will be rebuilt from SQLite", path.name, e)
         return None
-    _cache[str(ws.home)] = index
+    _cache[home] = index
     return index
 
 

@@ -53,21 +53,10 @@ class _SharedLock:
         self._cond = threading.Condition(threading.Lock())
         self._readers = self._waiting = self._depth = 0
         self._writer: int | None = None
+        self._shared = _Shared(self)
 
-    @contextmanager
-    def shared(self):
-        me = threading.get_ident()
-        with self._cond:
-            while self._writer not in (None, me) or (self._waiting and self._writer != me):
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+    def shared(self) -> _Shared:
+        return self._shared
 
     @contextmanager
     def exclusive(self):
@@ -91,12 +80,46 @@ class _SharedLock:
                     self._cond.notify_all()
 
 
+class _Shared:
+    """`_SharedLock.shared()` as a plain context manager, made once: every search takes it twice, and
+    a generator-based one costs several times more."""
+
+    def __init__(self, lock: _SharedLock):
+        self.lock = lock
+
+    def __enter__(self):
+        lock, me = self.lock, threading.get_ident()
+        with lock._cond:
+            while lock._writer not in (None, me) or (lock._waiting and lock._writer != me):
+                lock._cond.wait()
+            lock._readers += 1
+
+    def __exit__(self, *exc):
+        lock = self.lock
+        with lock._cond:
+            lock._readers -= 1
+            if not lock._readers:
+                lock._cond.notify_all()
+
+
 _cache: dict[tuple[str, int], _Loaded] = {}
 _lock = _SharedLock()
 
 
 def _paths(ws: Workspace, cid: int) -> tuple[Path, Path]:
     return ws.index_dir / f"c{cid}.faiss", ws.index_dir / f"c{cid}.json"
+
+
+_files: dict[tuple[str, int], tuple[str, str]] = {}
+
+
+def _file_names(key: tuple[str, int], ws: Workspace) -> tuple[str, str]:
+    """`_paths` as strings, made once per collection: every search stats the index file, and
+    building the paths cost three times the stat itself (bench/RESULTS.md, finding 2d)."""
+    names = _files.get(key)
+    if names is None:
+        names = _files[key] = tuple(str(p) for p in _paths(ws, key[1]))
+    return names
 
 
 def _sqlite_ids(ws: Workspace, cid: int) -> np.ndarray:
@@ -158,26 +181,27 @@ def _outdated(index) -> bool:
 
 def _load(ws: Workspace, cid: int) -> _Loaded | None:
     """The collection's index as on disk, reloaded only when the file changed."""
-    path, side = _paths(ws, cid)
     key = (str(ws.home), cid)
+    path, side = _file_names(key, ws)
     try:
-        mtime = path.stat().st_mtime
+        mtime = os.stat(path).st_mtime
     except FileNotFoundError:
         _cache.pop(key, None)
         return None
     hit = _cache.get(key)
     if hit and hit.mtime == mtime:
         return hit
+    name = os.path.basename(path)
     try:
-        index = _faiss().read_index(str(path))
-        kind = json.loads(side.read_text()).get("kind", "flat") if side.exists() else "flat"
+        index = _faiss().read_index(path)
+        kind = json.loads(Path(side).read_text()).get("kind", "flat") if os.path.exists(side) else "flat"
     except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
-        log.warning("FAISS index %s unreadable (%s); it will be rebuilt from SQLite", path.name, e)
+        log.warning("FAISS index %s unreadable (%s); it will be rebuilt from SQLite", name, e)
         _cache.pop(key, None)
         return None
     if _outdated(index):
         log.warning("FAISS index %s is in a form whose deletions mixed up chunk ids; it will be rebuilt from SQLite",
-                    path.name)
+                    name)
         _cache.pop(key, None)
         return None
     _cache[key] = _Loaded(index, mtime, kind)

@@ -165,3 +165,22 @@ def test_another_process_saving_the_index_is_picked_up(sample_home, tmp_path, em
             ingest_paths(writer, [note], embedder=embedder, progress=False)
         hits = lexical(reader, "zeppelin", all_ids(reader), 5)
         assert len(hits) == 1
+
+
+@pytest.mark.parametrize("offset", [0, 10_000_000], ids=["dense ids", "sparse ids"])
+def test_positions_find_live_chunks_by_id_and_nothing_else(offset):
+    """Dense ids are looked up in an array, sparse ones (a workspace re-ingested many times) by a
+    binary search: both find every live chunk at its position and report dead, unknown, negative
+    and out-of-range ids as not found."""
+    rows = [(offset + 3 * i + 1, 1, 1, f"word{i} common text", "") for i in range(40)]
+    index = lexicon.Index.empty().with_chunks(rows).without(np.array([offset + 4, offset + 61]), min_dead=10**6)
+    assert (index._position_of is None) == (offset > 0)
+    live = np.array([r[0] for r in rows if r[0] not in (offset + 4, offset + 61)])
+    pos, found = index.positions(live)
+    assert found.all() and np.array_equal(index.ids[pos], live) and index.live[pos].all()
+    others = np.array([offset + 4, offset + 61, offset + 2, offset + 3 * 40 + 1, -5, offset + 10**9, 0])
+    pos, found = index.positions(others)
+    assert not found.any() and not pos.any()
+    held, found = index.holding([lexicon.stem("word7"), lexicon.stem("common")], [offset + 22, offset + 25, offset + 4])
+    assert found.tolist() == [True, True, False]
+    assert held.tolist() == [[True, False, False], [True, True, False]]
