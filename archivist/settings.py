@@ -32,7 +32,7 @@ class Settings:
     max_unzipped_mb: int = _f(500, "largest uncompressed size of a DOCX/XLSX/PPTX, in MB")
     reader_timeout: float = _f(120.0, "seconds a single file may take to read before it is failed")
     top_k: int = _f(5, "passages given to the model per question")
-    candidates: int = _f(50, "candidates taken from each of the dense and lexical searches before fusion")
+    candidates: int = _f(30, "candidates taken from each of the dense and lexical searches before fusion")
     fusion: str = _f("linear", "how hybrid search fuses dense and lexical: linear (cosine and BM25 over its ceiling, "
                                "weighted by lexical_weight) | rrf (reciprocal rank fusion); bench/RESULTS.md")
     lexical_weight: float = _f(0.3, "share of BM25 in linear fusion (0 = dense only, 1 = lexical only)")

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Protocol
@@ -103,9 +103,11 @@ def lexical_ranking(ws: Workspace, query: str, collection_ids: Sequence[int], li
 
 
 def _lexical_ranker(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
-                    documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> Callable[[], lexicon.Ranking]:
+                    documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None,
+                    every: bool | None = None) -> Callable[[], lexicon.Ranking]:
     """`lexical_ranking` in two steps: what needs SQLite runs now; the ranking itself (numpy only, so
-    it may run on another thread) when the returned function is called."""
+    it may run on another thread) when the returned function is called. `every`: whether
+    `collection_ids` holds every collection of the workspace, when the caller knows."""
     units = lexicon.query_units(query, STOPWORDS)
     if not units or not collection_ids or (documents is not None and not documents):
         return lambda: lexicon.Ranking([], 0.0)
@@ -114,7 +116,7 @@ def _lexical_ranker(ws: Workspace, query: str, collection_ids: Sequence[int], li
     if documents is not None or kinds is not None:
         scope, args = _scope_sql(collection_ids, documents, kinds)
         allowed_docs = np.array([r[0] for r in ws.db.execute(f"SELECT d.id FROM documents d WHERE {scope}", args)], np.int64)
-    scoped = None if _all_collections(ws, collection_ids) else collection_ids
+    scoped = None if (every if every is not None else _all_collections(ws, collection_ids)) else collection_ids
     return partial(index.rank, units, limit, scoped, allowed_docs)
 
 
@@ -151,9 +153,10 @@ def _faiss_search(ws: Workspace, qvec: np.ndarray, limit: int, scope: list[tuple
     return out[:limit]
 
 
-# Hybrid search ranks BM25 (and reads the vectors of its hits) here while the calling thread
-# searches FAISS, which runs one query on one core and releases the GIL: on two or more cores the
-# lexical side adds little to the latency (bench/RESULTS.md, finding 2c). One search at a time uses
+# Hybrid search ranks BM25 (and reads the vectors of its hits) here while the calling thread embeds
+# the query and searches FAISS, both of which release the GIL and leave a core partly idle on a
+# single short query: on two or more cores the lexical side adds little to the latency
+# (bench/RESULTS.md, finding 2c). One search at a time uses
 # one thread; concurrent searches (the API's) get more, up to the cores.
 _LEXICAL_THREAD = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="archivist-bm25")
 
@@ -178,7 +181,7 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
     Hybrid Retrieval", 2023), so a query whose words are all common cannot inflate weak lexical
     matches to 1. Measured on the public sets against RRF: bench/RESULTS.md.
 
-    `lexical_cosines` may carry the cosines of the lexical hits, computed beforehand (`_lexical_side`).
+    `lexical_cosines` may carry the cosines of the lexical hits, computed beforehand (from `_lexical_side`).
     """
     cos = dict(d_rank)
     ranked = dict(lex.hits)
@@ -198,30 +201,44 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
 
 def _cosines(ws: Workspace, ids: list[int], qvec: np.ndarray, index: lexicon.Index | None = None) -> dict[int, float]:
     """The cosine of each chunk's stored vector with the query (chunks without a vector left out)."""
-    found = _stored_vectors(ws, ids, index)
+    return _dot(_stored_vectors(ws, ids, index), qvec)
+
+
+def _dot(found: dict[int, np.ndarray], qvec: np.ndarray) -> dict[int, float]:
+    """Chunk id -> the cosine of its vector in `found` with the query."""
     if not found:
         return {}
     return dict(zip(found, (np.stack(list(found.values())) @ qvec.astype(np.float32)).tolist()))
 
 
-def _lexical_side(rank: Callable[[], lexicon.Ranking], ws: Workspace,
-                  qvec: np.ndarray | None) -> tuple[lexicon.Ranking, dict[int, float] | None]:
-    """The lexical thread's share of a hybrid search: the BM25 ranking and, when `qvec` is given
-    (linear fusion), the cosine of each of its hits, read while the caller searches FAISS."""
+def _lexical_side(rank: Callable[[], lexicon.Ranking], ws: Workspace, with_vectors: bool,
+                  collection_ids: Sequence[int]) -> tuple[lexicon.Ranking, dict[int, np.ndarray] | None]:
+    """The lexical thread's share of a hybrid search: the BM25 ranking and, when `with_vectors`
+    (linear fusion), the stored vector of each of its hits. It needs no query vector, so it runs
+    while the caller embeds the query and searches FAISS."""
     lex = rank()
-    return lex, (_cosines(ws, [c for c, _ in lex.hits], qvec, lex.index) if qvec is not None and lex.hits else None)
+    if not (with_vectors and lex.hits):
+        return lex, None
+    return lex, _stored_vectors(ws, [c for c, _ in lex.hits], lex.index, collection_ids)
 
 
-def _stored_vectors(ws: Workspace, ids: list[int], index: lexicon.Index | None = None) -> dict[int, np.ndarray]:
+def _stored_vectors(ws: Workspace, ids: list[int], index: lexicon.Index | None = None,
+                    collection_ids: Sequence[int] = ()) -> dict[int, np.ndarray]:
     """Chunk vectors read back from FAISS (routed to each chunk's collection by the lexical index,
-    `index` or the current one), or from SQLite when FAISS or the lexical index lacks one of them;
-    chunks without a vector are left out."""
-    index = index or lexicon.current(ws)
-    pos, held = index.positions(np.asarray(ids, np.int64))
-    if held.all():
-        groups: dict[int, list[int]] = {}
-        for chunk, coll in zip(ids, index.colls[pos].tolist()):
-            groups.setdefault(coll, []).append(chunk)
+    `index` or the current one, unless `collection_ids` names the one collection they all come
+    from), or from SQLite when FAISS or the lexical index lacks one of them; chunks without a
+    vector are left out."""
+    groups: dict[int, list[int]] | None = None
+    if len(collection_ids) == 1:
+        groups = {collection_ids[0]: list(ids)}
+    else:
+        index = index or lexicon.current(ws)
+        pos, held = index.positions(np.asarray(ids, np.int64))
+        if held.all():
+            groups = {}
+            for chunk, coll in zip(ids, index.colls[pos].tolist()):
+                groups.setdefault(coll, []).append(chunk)
+    if groups is not None:
         found = vectors.stored(ws, groups)
         if found is not None:
             return found
@@ -232,6 +249,11 @@ def _stored_vectors(ws: Workspace, ids: list[int], index: lexicon.Index | None =
 
 def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
     """Chunks as Hit records (document, collection, page, heading, span), by id; score 0."""
+    return {chunk: _hit(row) for chunk, row in _hit_rows(ws, ids).items()}
+
+
+def _hit_rows(ws: Workspace, ids: Sequence[int]) -> dict[int, tuple]:
+    """The rows `load_hits` makes its hits of, by chunk id (the collection's name is row[3])."""
     if not ids:
         return {}
     cur = ws.db.cursor()
@@ -241,13 +263,33 @@ def load_hits(ws: Workspace, ids: Sequence[int]) -> dict[int, Hit]:
         f"c.shingles "
         f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
         f"WHERE c.id IN ({','.join('?' * len(ids))})", list(ids)).fetchall()
-    hits = {}
-    for chunk, doc, path, coll, text, page, heading, start, end, kind, hash_, shingles_ in rows:
-        hit = Hit(chunk_id=chunk, document_id=doc, document=path, collection=coll, text=text, score=0.0, page=page,
-                  heading=tuple(h for h in heading.split(" > ") if h), start=start, end=end, kind=kind)
-        hit._hash, hit._shingles = hash_, shingles_  # for duplicate collapsing only
-        hits[chunk] = hit
-    return hits
+    return {row[0]: row for row in rows}
+
+
+def _hit(row: tuple) -> Hit:
+    chunk, doc, path, coll, text, page, heading, start, end, kind, hash_, shingles_ = row
+    hit = Hit(chunk_id=chunk, document_id=doc, document=path, collection=coll, text=text, score=0.0, page=page,
+              heading=tuple(h for h in heading.split(" > ") if h), start=start, end=end, kind=kind)
+    hit._hash, hit._shingles = hash_, shingles_  # for duplicate collapsing only
+    return hit
+
+
+def _ranked_hits(rows: dict[int, tuple], ids: Sequence[int], readable: set[str], scores: dict[int, float],
+                 d_pos: dict[int, tuple[int, float]], l_pos: dict[int, int]) -> Iterator[Hit]:
+    """The hits of `ids` in order, scored, made one at a time as duplicate collapsing takes them
+    (it stops at k: the candidates past it are never made)."""
+    for cid in ids:
+        row = rows.get(cid)
+        # A FAISS file a crash left stale may name chunk ids SQLite has since reused in another
+        # collection: check every hit's collection again (access.md, "stale index").
+        if row is None or row[3] not in readable:
+            continue
+        h = _hit(row)
+        h.score = scores[cid]
+        if cid in d_pos:
+            h.dense_rank, h.dense_score = d_pos[cid]
+        h.lexical_rank = l_pos.get(cid)
+        yield h
 
 
 def _words(hit: Hit) -> list[str]:
@@ -288,7 +330,7 @@ def backfill_shingles(ws: Workspace) -> int:
     return done
 
 
-def collapse_duplicates(hits: list[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
+def collapse_duplicates(hits: Iterable[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
     """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams at least
     `threshold`); stop once `limit` hits are kept (the rest would be cut anyway)."""
     kept, seen_hash, shingled = [], set(), []  # shingled: one _Shingles per kept hit
@@ -341,15 +383,21 @@ def mark_matched_terms(hits: Sequence[Hit], terms: Sequence[str], index: lexicon
     read from the lexical index (a term's Porter stems in the text or heading: "policies" matches
     "policy"). A hit the index does not hold yet (just ingested by another process), or any hit
     when no index is given, gets the terms that begin a word of its text."""
-    found = np.zeros(len(hits), bool)
-    parts = {t: lexicon.tokens(t) for t in terms}  # "foo_bar" is two tokens, as the index has it
+    found = [False] * len(hits)
+    parts = {t: p for t in terms if (p := lexicon.tokens(t))}  # "foo_bar" is two tokens, as the index has it
     stems = sorted({s for p in parts.values() for s in p})
     if index is not None and hits and stems:
         held, found = index.holding(stems, [h.chunk_id for h in hits])
         row = {s: i for i, s in enumerate(stems)}
+        # has[j][i]: hit j holds every stem of term i (one table, read as lists: numpy scalars are slow)
+        if all(len(p) == 1 for p in parts.values()):  # the usual case: one stem a term
+            has = held[[row[p[0]] for p in parts.values()]].T.tolist()
+        else:
+            has = np.stack([held[[row[s] for s in p]].all(axis=0) for p in parts.values()], axis=1).tolist()
+        found = found.tolist()
     for j, h in enumerate(hits):
         if found[j]:
-            h.matched_terms = [t for t, p in parts.items() if p and all(held[row[s], j] for s in p)]
+            h.matched_terms = [t for t, m in zip(parts, has[j]) if m]
             continue
         words = sorted(set(_words(h)))
         matched = []
@@ -384,30 +432,34 @@ def search(
     readable = access.readable_collections(ws, user)
     if collections is not None:
         readable = [c for c in readable if c in set(collections)]
-    cids = [ws.collection_id(c) for c in readable]
-    cids = [c for c in cids if c is not None]
+    known = {r[0]: r[1] for r in ws.db.execute("SELECT name, id FROM collections")}
+    cids = [known[c] for c in readable if c in known]
     if not cids or not query.strip() or k <= 0:
         return []
     doc_ids = resolve_documents(ws, documents)
     limit = max(candidates or ws.settings.candidates, k)
     d_rank: list[tuple[int, float]] = []
     l_rank: list[tuple[int, float]] = []
+    if mode == "hybrid":
+        # BM25 needs no query vector: rank it (and read its hits' vectors, for linear fusion) on the
+        # lexical thread while this one embeds the query and searches FAISS (bench/RESULTS.md, finding 2c).
+        linear = ws.settings.fusion == "linear"
+        ranker = _lexical_ranker(ws, query, cids, limit, doc_ids, kinds, every=len(set(cids)) == len(known))
+        pending = _LEXICAL_THREAD.submit(_lexical_side, ranker, ws, linear, cids)
     if mode in ("hybrid", "dense"):
         from archivist.models import embedder_for
 
         embedder = embedder or embedder_for(ws.settings)
-        scope = _dense_scope(ws, cids, doc_ids, kinds)
         qvec = embedder.embed([query])[0]
-        if mode == "dense":
-            d_rank = _faiss_search(ws, qvec, limit, scope)
+        d_rank = _faiss_search(ws, qvec, limit, _dense_scope(ws, cids, doc_ids, kinds))
     if mode == "hybrid":
-        linear = ws.settings.fusion == "linear"
-        pending = _LEXICAL_THREAD.submit(_lexical_side, _lexical_ranker(ws, query, cids, limit, doc_ids, kinds), ws,
-                                         qvec if linear else None)
-        d_rank = _faiss_search(ws, qvec, limit, scope)
-        lex, lex_cosines = pending.result()
+        lex, lex_vectors = pending.result()
         l_rank = lex.hits
-        scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight, lex_cosines) if linear else rrf(d_rank, l_rank)
+        if linear:
+            scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight,
+                                   _dot(lex_vectors, qvec) if lex_vectors is not None else None)
+        else:
+            scores = rrf(d_rank, l_rank)
     elif mode == "lexical":
         l_rank = lexical(ws, query, cids, limit, doc_ids, kinds)
         scores = dict(l_rank)
@@ -420,23 +472,12 @@ def search(
     # Load the best candidates with a margin for duplicates; only if duplicates or stale ids leave
     # too few, all of them.
     for ids in (order[:want + max(5, want // 2)], order):
-        hits_by_id = load_hits(ws, ids)
-        hits = []
-        for cid in ids:
-            h = hits_by_id.get(cid)
-            # A FAISS file a crash left stale may name chunk ids SQLite has since reused in another
-            # collection: check every hit's collection again (access.md, "stale index").
-            if h is None or h.collection not in readable:
-                continue
-            h.score = scores[cid]
-            if cid in d_pos:
-                h.dense_rank, h.dense_score = d_pos[cid]
-            h.lexical_rank = l_pos.get(cid)
-            hits.append(h)
-        hits = collapse_duplicates(hits, limit=want)
+        hits = collapse_duplicates(_ranked_hits(_hit_rows(ws, ids), ids, set(readable), scores, d_pos, l_pos), limit=want)
         if len(hits) >= want or len(ids) == len(order):
             break
-    mark_matched_terms(hits, query_terms(query), lexicon.current(ws))
+    # the index that ranked this search's BM25, else the current one
+    index = lex.index if mode == "hybrid" and lex.index is not None else lexicon.current(ws)
+    mark_matched_terms(hits, query_terms(query), index)
     if reranker is not None:
         hits = reranker.rerank(query, hits)
     return hits[:k]
