@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from operator import itemgetter
 from typing import Protocol
 
 import numpy as np
@@ -146,10 +147,12 @@ def _dense_scope(ws: Workspace, collection_ids: Sequence[int], documents: Sequen
 
 def _faiss_search(ws: Workspace, qvec: np.ndarray, limit: int, scope: list[tuple[int, np.ndarray | None]]) -> list[tuple[int, float]]:
     """`dense`'s FAISS half."""
+    if len(scope) == 1:  # FAISS returns one collection's hits best first
+        return vectors.search(ws, scope[0][0], qvec, limit, scope[0][1])
     out = []
     for cid, allowed in scope:
         out += vectors.search(ws, cid, qvec, limit, allowed)
-    out.sort(key=lambda t: -t[1])
+    out.sort(key=itemgetter(1), reverse=True)
     return out[:limit]
 
 
@@ -333,7 +336,8 @@ def backfill_shingles(ws: Workspace) -> int:
 def collapse_duplicates(hits: Iterable[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
     """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams at least
     `threshold`); stop once `limit` hits are kept (the rest would be cut anyway)."""
-    kept, seen_hash, shingled = [], set(), []  # shingled: one _Shingles per kept hit
+    kept, seen_hash = [], set()
+    sizes, shingled = [], []  # the kept hits' 3-gram sets, by size (Jaccard >= t needs sizes within a factor t)
     for h in hits:
         if limit is not None and len(kept) >= limit:
             break
@@ -341,10 +345,14 @@ def collapse_duplicates(hits: Iterable[Hit], threshold: float = 0.9, limit: int 
         if key in seen_hash:
             continue
         mine = _Shingles(_shingle_array(h))
-        if any(mine.near(other, threshold) for other in shingled):
+        lo = bisect.bisect_left(sizes, threshold * mine.n)
+        hi = bisect.bisect_right(sizes, mine.n / threshold) if threshold > 0 else len(sizes)
+        if any(mine.near(other, threshold) for other in shingled[lo:hi]):
             continue
         seen_hash.add(key)
-        shingled.append(mine)
+        at = bisect.bisect(sizes, mine.n)
+        sizes.insert(at, mine.n)
+        shingled.insert(at, mine)
         kept.append(h)
     return kept
 
@@ -465,7 +473,7 @@ def search(
         scores = dict(l_rank)
     else:
         scores = dict(d_rank)
-    order = sorted(scores, key=lambda i: -scores[i])
+    order = sorted(scores, key=scores.__getitem__, reverse=True)
     d_pos = {cid: (r, s) for r, (cid, s) in enumerate(d_rank, start=1)}
     l_pos = {cid: r for r, (cid, _) in enumerate(l_rank, start=1)}
     want = max(k * 3, 20) if reranker is not None else k

@@ -167,8 +167,9 @@ def test_fusion_reads_vectors_from_faiss_and_from_sqlite_when_faiss_lacks_them(w
 
 
 def test_duplicate_collapsing_keeps_exactly_what_pairwise_jaccard_keeps():
-    """The prefix shortcut in collapse_duplicates never changes its answer: on random 3-gram sets
-    with overlaps around the threshold it keeps the same hits as comparing every pair in full."""
+    """The shortcuts in collapse_duplicates (comparing only sets of near sizes, the prefix test) never
+    change its answer: on random 3-gram sets with overlaps around the threshold it keeps the same
+    hits as comparing every pair in full."""
     from archivist.retrieval.search import collapse_duplicates
 
     rng = np.random.default_rng(7)
