@@ -159,8 +159,8 @@ def _faiss_search(ws: Workspace, qvec: np.ndarray, limit: int, scope: list[tuple
 # Hybrid search ranks BM25 (and reads the vectors of its hits) here while the calling thread embeds
 # the query and searches FAISS, both of which release the GIL and leave a core partly idle on a
 # single short query: on two or more cores the lexical side adds little to the latency
-# (bench/RESULTS.md, finding 2c). One search at a time uses
-# one thread; concurrent searches (the API's) get more, up to the cores.
+# (bench/RESULTS.md, findings 2c and 2d). One search at a time uses one thread; concurrent
+# searches (the API's) get more, up to the cores.
 _LEXICAL_THREAD = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="archivist-bm25")
 
 
@@ -448,9 +448,11 @@ def search(
     limit = max(candidates or ws.settings.candidates, k)
     d_rank: list[tuple[int, float]] = []
     l_rank: list[tuple[int, float]] = []
+    if mode in ("hybrid", "dense"):
+        scope = _dense_scope(ws, cids, doc_ids, kinds)
     if mode == "hybrid":
         # BM25 needs no query vector: rank it (and read its hits' vectors, for linear fusion) on the
-        # lexical thread while this one embeds the query and searches FAISS (bench/RESULTS.md, finding 2c).
+        # lexical thread while this one embeds the query and searches FAISS (bench/RESULTS.md, finding 2d).
         linear = ws.settings.fusion == "linear"
         ranker = _lexical_ranker(ws, query, cids, limit, doc_ids, kinds, every=len(set(cids)) == len(known))
         pending = _LEXICAL_THREAD.submit(_lexical_side, ranker, ws, linear, cids)
@@ -459,7 +461,7 @@ def search(
 
         embedder = embedder or embedder_for(ws.settings)
         qvec = embedder.embed([query])[0]
-        d_rank = _faiss_search(ws, qvec, limit, _dense_scope(ws, cids, doc_ids, kinds))
+        d_rank = _faiss_search(ws, qvec, limit, scope)
     if mode == "hybrid":
         lex, lex_vectors = pending.result()
         l_rank = lex.hits
