@@ -5,7 +5,8 @@
     POST   /v1/embeddings             archivist.models.embedder_for(settings).embed
     POST   /v1/search                 archivist.retrieval.search.search
     GET    /v1/documents              list;  POST (multipart `file`, `collection`, `wait`) upload + ingest
-    GET    /v1/ingest_jobs/{id}       a background ingestion (an upload with wait=false)
+    GET    /v1/ingest_jobs            the caller's background ingestions (uploads with wait=false)
+    GET    /v1/ingest_jobs/{id}       one of them
     GET    /v1/documents/{doc}        one;   DELETE removes it from SQLite, FTS5 and FAISS
     GET    /health                    no key needed: status and the generation queue
 
@@ -223,6 +224,12 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
             raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
         return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
                 "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
+
+    @app.get("/v1/ingest_jobs", response_model=S.IngestJobList, responses=responses(), tags=["documents"])
+    def ingest_jobs(ws: Workspace = Depends(workspace), who: str = Depends(user)):
+        """The background ingestions this server holds, newest first: the caller's own (an admin sees
+        everyone's), running ones and the newest 100 finished."""
+        return {"object": "list", "data": [j.out() for j in server.uploads.visible(who, access.is_admin(ws, who))]}
 
     @app.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404), tags=["documents"])
     def ingest_job(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):

@@ -1,5 +1,5 @@
 """Uploads ingested in the background: `POST /v1/documents` with `wait=false` answers 202 with a job at
-once, and `GET /v1/ingest_jobs/{id}` tells how it went.
+once, `GET /v1/ingest_jobs/{id}` tells how it went and `GET /v1/ingest_jobs` lists them.
 
 A job is one saved upload ingested by `ingest_paths` in its own thread, on its own SQLite connection
 (as a request would be). Jobs live in the server process: the newest KEEP_FINISHED finished ones
@@ -61,6 +61,12 @@ class UploadJobs:
         with self._lock:
             job = self._jobs.get(job_id)
         return job if job is not None and (admin or job.user == user) else None
+
+    def visible(self, user: str, admin: bool) -> list[UploadJob]:
+        """The jobs `user` started (an admin: every job) that the server still holds, newest first."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if admin or j.user == user]
+        return sorted(jobs, key=lambda j: j.created, reverse=True)
 
     def _run(self, open_ws, job: UploadJob, path: Path) -> None:
         from archivist.ingest.pipeline import ingest_paths

@@ -230,6 +230,11 @@ class IngestJob(BaseModel):
     seconds: float | None = None
 
 
+class IngestJobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[IngestJob]
+
+
 class Deleted(BaseModel):
     id: int
     object: Literal["document"] = "document"

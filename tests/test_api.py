@@ -344,6 +344,12 @@ def test_upload_without_waiting_answers_202_with_a_job_to_poll(api):
     assert r.status_code == 202, r.text
     failed = finished(r.json()["id"])
     assert failed["status"] == "failed" and "PDF" in failed["reason"] and failed["document_id"] is None
+    # the list: each caller's own jobs, newest first; an admin sees everyone's
+    mine = api.get("/v1/ingest_jobs", "carol").json()
+    assert mine["object"] == "list" and [j["id"] for j in mine["data"][:2]] == [r.json()["id"], job["id"]]
+    assert [j["status"] for j in mine["data"][:2]] == ["failed", "added"]
+    assert all(j["id"] not in (job["id"], r.json()["id"]) for j in api.get("/v1/ingest_jobs", "alice").json()["data"])
+    assert {job["id"], r.json()["id"]} <= {j["id"] for j in api.get("/v1/ingest_jobs", "admin").json()["data"]}
     assert httpx.delete(f"{api.url}/v1/documents/{done['document_id']}", headers=api.h("carol")).status_code == 200
 
 
