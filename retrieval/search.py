@@ -398,10 +398,8 @@ def mark_matched_terms(hits: Sequence[Hit], terms: Sequence[str], index: lexicon
         held, found = index.holding(stems, [h.chunk_id for h in hits])
         row = {s: i for i, s in enumerate(stems)}
         # has[j][i]: hit j holds every stem of term i (one table, read as lists: numpy scalars are slow)
-        if all(len(p) == 1 for p in parts.values()):  # the usual case: one stem a term
-            has = held[[row[p[0]] for p in parts.values()]].T.tolist()
-        else:
-            has = np.stack([held[[row[s] for s in p]].all(axis=0) for p in parts.values()], axis=1).tolist()
+        starts = np.cumsum([0] + [len(p) for p in parts.values()])[:-1]
+        has = np.logical_and.reduceat(held[[row[s] for p in parts.values() for s in p]], starts, axis=0).T.tolist()
         found = found.tolist()
     for j, h in enumerate(hits):
         if found[j]:
