@@ -28,11 +28,10 @@ POOLED = ("hit@1", "hit@5", "mrr@10")  # the metrics also reported over all ques
 def pooled(run: dict) -> tuple[dict, dict]:
     """Every question of every set together (the public evaluation set as one): each mode's mean
     metrics, and hybrid's paired bootstrap lead over dense and over lexical."""
-    from archivist.retrieval.evaluate import compare_modes, mean_metrics
+    from archivist.retrieval.evaluate import hybrid_comparisons, mean_metrics
 
     rows = [q for qs in run["per_query"].values() for q in qs]
-    means = {m: mean_metrics(q[m] for q in rows) for m in rows[0]}
-    return means, {f"hybrid vs {o}": compare_modes(rows, "hybrid", o) for o in ("dense", "lexical") if o in rows[0]}
+    return {m: mean_metrics(q[m] for q in rows) for m in rows[0]}, hybrid_comparisons(rows, rows[0])
 
 
 def load_sets(s: dict) -> dict:

@@ -183,6 +183,13 @@ def compare_modes(per_query: Sequence[dict], a: str, b: str, metrics: Sequence[s
             for m in metrics}
 
 
+def hybrid_comparisons(per_query: Sequence[dict], modes: Iterable[str]) -> dict[str, dict]:
+    """`compare_modes` of hybrid over dense and over lexical, for those of them in `modes`."""
+    modes = set(modes)
+    return {f"hybrid vs {other}": compare_modes(per_query, "hybrid", other)
+            for other in ("dense", "lexical") if "hybrid" in modes and other in modes}
+
+
 def format_comparison(name: str, comparison: dict[str, dict]) -> str:
     """One line: `hybrid vs dense: hit@5 +0.0080 (95% CI +0.0000..+0.0180; better on 5, worse on 1), ...`."""
     return f"{name}: " + ", ".join(
@@ -322,7 +329,7 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
     modes: any of dense, lexical, hybrid, hybrid+rerank (the last needs `reranker`, an object with
     `.name` and `.rerank(query, hits)`). Returns {"modes": {mode: mean metrics + latency_ms},
     "per_query": [{question, relevant, <mode>: {metrics, top: [documents]}}], "k", "questions",
-    "comparisons": {"hybrid vs dense" / "hybrid vs lexical": `compare_modes`, when those modes ran}}.
+    "comparisons": `hybrid_comparisons`}.
     Raises ValueError for an unknown mode or a rerank mode without a reranker.
     """
     from archivist.models import embedder_for
@@ -355,10 +362,8 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
             if progress:
                 progress(i + 1, len(questions))
         summary[mode] = {**mean_metrics(rows), "latency_ms": round(1000 * sorted(seconds)[len(seconds) // 2], 2)}
-    comparisons = {f"hybrid vs {other}": compare_modes(per_query, "hybrid", other)
-                   for other in ("dense", "lexical") if "hybrid" in modes and other in modes}
     return {"questions": len(questions), "k": k, "modes": summary, "per_query": per_query,
-            "reranker": getattr(reranker, "name", None), "comparisons": comparisons}
+            "reranker": getattr(reranker, "name", None), "comparisons": hybrid_comparisons(per_query, modes)}
 
 
 def outcome_of(q: Question, answer) -> AnswerOutcome:
