@@ -23,11 +23,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from archivist.api import schemas as S
+from archivist.api.deps import Server, requested_collections, user, workspace
+from archivist.api.deps import server as server_of
 from archivist.api.errors import APIError, error_body, responses
+from archivist.api.models import adapter_for_model
 from archivist.api.queue import Ticket
 from archivist.settings import Settings
 from archivist.workspace import Workspace
@@ -152,62 +155,61 @@ def _sse(obj) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-def register(app, server, workspace, user) -> None:
-    """Add the chat route to `app` (called by create_app with its shared dependencies)."""
-    from archivist.api.app import adapter_for_model, requested_collections
+_STREAM_DOC = {200: {"description": "the completion; with `stream: true` a text/event-stream of chunks",
+                     "content": {"text/event-stream": {"schema": {  # one server-sent event
+                         "type": "object", "required": ["data"],
+                         "properties": {"data": {"type": "string", "description": "a chat.completion.chunk as JSON, "
+                                                 "an {\"error\": ...} object, or [DONE] at the end"},
+                                        "event": {"type": "string"}}}}}}}
 
-    stream_doc = {200: {"description": "the completion; with `stream: true` a text/event-stream of chunks",
-                        "content": {"text/event-stream": {"schema": {  # one server-sent event
-                            "type": "object", "required": ["data"],
-                            "properties": {"data": {"type": "string", "description": "a chat.completion.chunk as JSON, "
-                                                    "an {\"error\": ...} object, or [DONE] at the end"},
-                                           "event": {"type": "string"}}}}}}}
+router = APIRouter(tags=["chat"])
 
-    @app.post("/v1/chat/completions", response_model=S.ChatResponse, tags=["chat"],
-              responses={**responses(400, 403, 404, 429), **stream_doc})
-    async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(workspace), who: str = Depends(user)):
-        """Answer the last user message from the documents the key's user may read, citing them as [n]."""
-        question, history = split_messages(body.messages)
-        adapter = adapter_for_model(ws, body.model)
-        scope = requested_collections(ws, who, body.collection, body.collections)
-        max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens
-        job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
-                      question=question, history=history, collections=scope, k=body.k, adapter=adapter,
-                      mode=body.answer_mode, ticket=server.queue.admit())  # QueueFull -> 429 before anything runs
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        try:
-            events = start(server, job)
-        except BaseException:
-            job.ticket.release()
-            raise
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(_stream(request, job, events, cid, created, body.model, max_tokens, include_usage),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        finished = False
-        try:
-            while True:
-                try:
-                    kind, value = await asyncio.wait_for(events.get(), POLL_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return Response(status_code=499)  # nobody to read it; `finally` stops the job
-                    continue
-                if kind == "token":
-                    continue
-                finished = True
-                if kind == "error":
-                    raise value
-                if kind == "cancelled":
-                    return Response(status_code=499)
-                return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": value.answer},
-                                     "finish_reason": finish_reason(value, max_tokens)}],
-                        "usage": usage(value), **completion_extras(value)}
-        finally:
-            if not finished:
-                job.stop.set()
+
+@router.post("/v1/chat/completions", response_model=S.ChatResponse, responses={**responses(400, 403, 404, 429), **_STREAM_DOC})
+async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(workspace), who: str = Depends(user),
+               server: Server = Depends(server_of)):
+    """Answer the last user message from the documents the key's user may read, citing them as [n]."""
+    question, history = split_messages(body.messages)
+    adapter = adapter_for_model(ws, body.model)
+    scope = requested_collections(ws, who, body.collection, body.collections)
+    max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens
+    job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
+                  question=question, history=history, collections=scope, k=body.k, adapter=adapter,
+                  mode=body.answer_mode, ticket=server.queue.admit())  # QueueFull -> 429 before anything runs
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    try:
+        events = start(server, job)
+    except BaseException:
+        job.ticket.release()
+        raise
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(_stream(request, job, events, cid, created, body.model, max_tokens, include_usage),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    finished = False
+    try:
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(events.get(), POLL_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return Response(status_code=499)  # nobody to read it; `finally` stops the job
+                continue
+            if kind == "token":
+                continue
+            finished = True
+            if kind == "error":
+                raise value
+            if kind == "cancelled":
+                return Response(status_code=499)
+            return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": value.answer},
+                                 "finish_reason": finish_reason(value, max_tokens)}],
+                    "usage": usage(value), **completion_extras(value)}
+    finally:
+        if not finished:
+            job.stop.set()
 
 
 async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: str, created: int, model: str,

@@ -125,8 +125,19 @@ def allowed_methods(app, scope) -> list[str]:
     from starlette.routing import Match
 
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in _leaf_routes(app.router.routes):
         match, _ = route.matches({**scope, "method": "__none__"})
         if match != Match.NONE and getattr(route, "methods", None):
             methods |= set(route.methods)
     return sorted(methods)
+
+
+def _leaf_routes(routes) -> list:
+    """The routes under `routes`, with included routers opened: newer FastAPI keeps an included
+    APIRouter as one entry (its `original_router`) where older versions copied its routes in.
+    The API's routers are included without a prefix, so their routes match the request's path as is."""
+    out = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        out += _leaf_routes(inner.routes) if inner is not None else [route]
+    return out

@@ -249,6 +249,9 @@ def test_errors_are_openai_shaped(api):
     _error(api.post("/v1/search", json={"query": "x", "k": 0}), 422)
     _error(api.post("/v1/search", json={"query": "x", "collection": "nope"}), 404, "collection_not_found")
     _error(httpx.delete(api.url + "/v1/documents/999999", headers=api.h("admin")), 404, "document_not_found")
+    r = httpx.put(api.url + "/v1/documents/1", headers=api.h("admin"))  # the Allow header names every route's methods
+    _error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "DELETE, GET"
 
 
 # -- access --------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Documents: list, get and delete them (by id or name), upload one (ingested before the answer or in
+the background), and follow background ingestions (`/v1/ingest_jobs`, held by api/jobs.py).
+
+Each route passes the key's user as `user=` to archivist.ingest.pipeline, so the access checks are
+those of archivist.access.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from archivist import access
+from archivist.api import schemas as S
+from archivist.api.deps import Server, requested_collections, server, user, workspace
+from archivist.api.errors import APIError, responses
+from archivist.workspace import Workspace
+
+router = APIRouter(tags=["documents"])
+
+
+@router.get("/v1/documents", response_model=S.DocumentList, responses=responses(403, 404))
+def documents(collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Documents in the collections the key's user may read, newest first."""
+    from archivist.ingest.pipeline import list_documents
+
+    requested_collections(ws, who, collection, None)
+    return {"object": "list", "data": [document_out(d) for d in list_documents(ws, who, collection)]}
+
+
+@router.get("/v1/documents/{doc}", response_model=S.DocumentOut, responses=responses(400, 404))
+def document(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """One document by id or name."""
+    return document_out(_find(ws, doc, who, collection))
+
+
+@router.delete("/v1/documents/{doc}", response_model=S.Deleted, responses=responses(400, 403, 404))
+def delete(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Remove a document (by id or name) from SQLite, FTS5 and FAISS. Needs write access to its collection."""
+    from archivist.ingest.pipeline import delete_document
+
+    found = _find(ws, doc, who, collection)
+    gone = delete_document(ws, found["id"], who, found["collection"])
+    return {"id": gone["id"], "object": "document", "name": gone["name"], "collection": gone["collection"], "deleted": True}
+
+
+@router.post("/v1/documents", response_model=S.UploadResult,
+             responses={**responses(400, 403, 413),
+                        202: {"model": S.IngestJob, "description": "with wait=false: the ingestion job, started"}})
+def upload(file: UploadFile = File(..., description="the document: PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, CSV"),
+           collection: str | None = Form(None, description="default: the server's default collection"),
+           wait: bool = Form(True, description="false: answer 202 with an ingestion job at once "
+                                               "(poll GET /v1/ingest_jobs/{id}) instead of after ingesting"),
+           ws: Workspace = Depends(workspace), who: str = Depends(user), srv: Server = Depends(server)):
+    """Upload a document and ingest it: saved under the workspace's uploads/, then read, chunked and
+    embedded, before the answer (default) or in the background (`wait=false`). A later upload under
+    the same name replaces the document."""
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.ingest.uploads import UploadError, save_upload
+
+    settings = srv.settings
+    target = collection or settings.collection
+    access.require(ws, who, target, "write")  # before a byte is written
+    too_large = APIError(413, f"{file.filename or 'the upload'} is larger than {settings.max_file_mb} MB", "file_too_large", "file")
+    if file.size is not None and file.size > settings.max_file_mb * 2**20:
+        raise too_large
+    try:  # the name is cleaned, the type decided from the bytes, the size counted as it is copied
+        path, name = save_upload(ws, file.filename or "upload", file.file, settings.max_file_mb)
+    except UploadError as e:
+        if "too large" in str(e):
+            raise too_large from None
+        raise APIError(422, str(e), "rejected_upload", "file") from None
+    if not wait:
+        job = srv.uploads.start(srv.workspace, who, target, path, name)
+        return JSONResponse(job.out(), status_code=202)
+    t0 = time.perf_counter()
+    [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
+    if res.status == "failed":
+        raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
+    return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
+            "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+@router.get("/v1/ingest_jobs", response_model=S.IngestJobList, responses=responses())
+def ingest_jobs(ws: Workspace = Depends(workspace), who: str = Depends(user), srv: Server = Depends(server)):
+    """The background ingestions this server holds, newest first: the caller's own (an admin sees
+    everyone's), running ones and the newest 100 finished."""
+    return {"object": "list", "data": [j.out() for j in srv.uploads.visible(who, access.is_admin(ws, who))]}
+
+
+@router.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404))
+def ingest_job(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user), srv: Server = Depends(server)):
+    """A background ingestion (`POST /v1/documents` with wait=false): running, or how it ended. Only
+    the user who uploaded (or an admin) sees it; the server keeps the newest 100 finished jobs."""
+    job = srv.uploads.get(job_id, who, access.is_admin(ws, who))
+    if job is None:
+        raise APIError(404, f"no ingestion job {job_id!r}", "job_not_found", "job_id")
+    return job.out()
+
+
+def _find(ws: Workspace, doc: str, user: str, collection: str | None) -> dict:
+    """The document `doc` (an id or a name) among those `user` may read. Raises APIError 404 / 400 (ambiguous)."""
+    from archivist.ingest.pipeline import find_document
+
+    requested_collections(ws, user, collection, None)
+    try:
+        return find_document(ws, doc, user, collection)
+    except LookupError as e:
+        if str(e).startswith("no document"):
+            raise APIError(404, f"no document {doc!r} among those you may read", "document_not_found", "doc") from None
+        raise APIError(400, str(e), "ambiguous_document", "doc") from None
+
+
+def document_out(d: dict) -> dict:
+    """A document row as the API's document object."""
+    return {"id": d["id"], "object": "document", "name": d["name"], "collection": d["collection"], "kind": d["kind"],
+            "pages": d["pages"], "size": d["size"], "chunks": d["chunks"], "status": d["status"],
+            "content_hash": d["content_hash"], "added_at": d["added_at"], "updated_at": d["updated_at"]}

@@ -1,0 +1,47 @@
+"""POST /v1/embeddings: texts embedded by the workspace's embedder (archivist.models.embedder_for)."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Depends
+
+from archivist.api import schemas as S
+from archivist.api.deps import Server, server, user
+from archivist.api.errors import APIError, responses
+
+MAX_EMBED_CHARS = 2_000_000  # all texts of one embeddings request together
+
+router = APIRouter(tags=["embeddings"])
+
+
+@router.post("/v1/embeddings", response_model=S.EmbeddingResponse, responses=responses(400, 404))
+def embeddings(body: S.EmbeddingRequest, _: str = Depends(user), srv: Server = Depends(server)):
+    """Embed texts with the workspace's embedder (normalized vectors; `base64` is little-endian float32)."""
+    import numpy as np
+
+    from archivist.models import embedder_for
+
+    settings = srv.settings
+    if body.model != settings.embedder:
+        raise APIError(404, f"no embedding model {body.model!r}; this server embeds with {settings.embedder!r}",
+                       "model_not_found", "model")
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    if not texts:
+        raise APIError(400, "input must hold at least one text", "empty_input", "input")
+    if len(texts) > S.MAX_INPUTS:
+        raise APIError(400, f"input holds {len(texts)} texts; at most {S.MAX_INPUTS} per request", "too_many_inputs", "input")
+    if sum(map(len, texts)) > MAX_EMBED_CHARS:
+        raise APIError(400, f"input is longer than {MAX_EMBED_CHARS} characters in all; split it", "input_too_long", "input")
+    emb = embedder_for(settings)
+    if body.dimensions is not None and body.dimensions != emb.dim:
+        raise APIError(400, f"{settings.embedder} gives {emb.dim} dimensions, not {body.dimensions}", "bad_dimensions", "dimensions")
+    vecs = emb.embed(texts, batch_size=settings.embed_batch)
+    tokens = sum(len(ids) for ids in emb.tokenizer(texts, truncation=True, max_length=emb.max_tokens)["input_ids"])
+    data = []
+    for i, v in enumerate(vecs):
+        value = (base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+                 if body.encoding_format == "base64" else [float(x) for x in v])
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {"object": "list", "data": data, "model": settings.embedder,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -1,0 +1,68 @@
+"""GET /v1/models and /v1/models/{id}: the chat models a key's user may name (the base, 'archivist' for
+whatever the chat page uses, each adapter they may use) and the embedder; and how a request's
+`model` becomes the `adapter=` argument of ask()."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from archivist.api import schemas as S
+from archivist.api.deps import Server, server, user, workspace
+from archivist.api.errors import APIError, responses
+from archivist.workspace import Workspace
+
+DEFAULT_MODEL = "archivist"  # the model name meaning "whatever the chat page uses": the active adapter, else the base
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/v1/models", response_model=S.ModelList, responses=responses())
+def models(ws: Workspace = Depends(workspace), name: str = Depends(user), srv: Server = Depends(server)):
+    """The chat models: 'archivist' (the active adapter, else the base), the base model, each adapter
+    the caller may use; and the embedder."""
+    return {"object": "list", "data": list_models(ws, srv.started, name)}
+
+
+@router.get("/v1/models/{model_id:path}", response_model=S.Model, responses=responses(404))
+def model(model_id: str, ws: Workspace = Depends(workspace), name: str = Depends(user), srv: Server = Depends(server)):
+    for m in list_models(ws, srv.started, name):
+        if m["id"] == model_id:
+            return m
+    raise APIError(404, f"no model {model_id!r} (see GET /v1/models)", "model_not_found", "model")
+
+
+def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
+    """The models `user` may name, as OpenAI model objects with archivist's `kind`. Adapters trained
+    on collections the user may not read are left out (`access.may_use_adapter`); which adapter is
+    active is told only when the user may use it."""
+    from archivist.access import may_use_adapter
+
+    s = ws.settings
+    rows = ws.db.execute("SELECT name, base_model, active, created_at FROM adapters ORDER BY created_at, name").fetchall()
+    rows = [r for r in rows if may_use_adapter(ws, user, r["name"])]
+    active = next((r["name"] for r in rows if r["active"]), None)
+    out = [{"id": DEFAULT_MODEL, "object": "model", "created": created, "owned_by": "archivist", "kind": "chat",
+            "base_model": s.llm, "active": True, "adapter": active},
+           {"id": s.llm, "object": "model", "created": created, "owned_by": "archivist", "kind": "chat",
+            "base_model": None, "active": active is None}]
+    for r in rows:
+        out.append({"id": r["name"], "object": "model", "created": int(r["created_at"]), "owned_by": "archivist",
+                    "kind": "adapter", "base_model": r["base_model"], "active": bool(r["active"])})
+    out.append({"id": s.embedder, "object": "model", "created": created, "owned_by": "archivist", "kind": "embedding",
+                "base_model": None, "active": True})
+    return out
+
+
+def adapter_for_model(ws: Workspace, model: str) -> str | None:
+    """The `adapter=` argument of ask() for a model name: 'active', None (base) or an adapter's name.
+
+    Raises APIError 404 for a name that is none of them.
+    """
+    if model == DEFAULT_MODEL:
+        return "active"
+    if model == ws.settings.llm:
+        return None
+    if ws.db.execute("SELECT 1 FROM adapters WHERE name = ?", (model,)).fetchone():
+        return model
+    raise APIError(404, f"no model {model!r}: use {DEFAULT_MODEL!r}, {ws.settings.llm!r} or an adapter from GET /v1/models",
+                   "model_not_found", "model")

@@ -1,0 +1,24 @@
+"""POST /v1/search: ranked passages, retrieval only (archivist.retrieval.search.search)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from archivist.api import schemas as S
+from archivist.api.deps import requested_collections, user, workspace
+from archivist.api.errors import responses
+from archivist.workspace import Workspace
+
+router = APIRouter(tags=["retrieval"])
+
+
+@router.post("/v1/search", response_model=S.SearchResponse, responses=responses(403, 404))
+def search_route(body: S.SearchRequest, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Ranked passages among the collections the key's user may read (retrieval only, no generation)."""
+    from archivist.retrieval.answer import hit_json
+    from archivist.retrieval.search import search
+
+    scope = requested_collections(ws, who, body.collection, body.collections)
+    hits = search(ws, body.query, k=body.k, user=who, collections=scope, documents=body.documents,
+                  kinds=body.kinds, mode=body.mode)
+    return {"object": "list", "data": [hit_json(h) for h in hits]}
