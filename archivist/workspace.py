@@ -173,6 +173,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE chunks ADD COLUMN shingles BLOB;  -- sorted unique uint32 CRC-32s of the text's word 3-grams
     """,
+    # 5: an evaluation belongs to the user who ran it (its questions and gold answers can be secret);
+    #    the runs stored before were the local admin's (a member sees only their own, an admin all)
+    """
+    ALTER TABLE evaluations ADD COLUMN user_id INTEGER REFERENCES users(id) ON DELETE SET NULL;
+    UPDATE evaluations SET user_id = (SELECT id FROM users WHERE name = 'admin');
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

@@ -28,7 +28,7 @@ POOLED = ("hit@1", "hit@5", "mrr@10")  # the metrics also reported over all ques
 def pooled(run: dict) -> tuple[dict, dict]:
     """Every question of every set together (the public evaluation set as one): each mode's mean
     metrics, and hybrid's paired bootstrap lead over dense and over lexical."""
-    from archivist.retrieval.evaluate import hybrid_comparisons, mean_metrics
+    from archivist.retrieval.evaluation import hybrid_comparisons, mean_metrics
 
     rows = [q for qs in run["per_query"].values() for q in qs]
     return {m: mean_metrics(q[m] for q in rows) for m in rows[0]}, hybrid_comparisons(rows, rows[0])
@@ -81,7 +81,7 @@ def llamaindex_run(folder, sets: dict) -> dict:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     from archivist.models import resolve_embedder
-    from archivist.retrieval.evaluate import credit, mean_metrics, ranking_metrics
+    from archivist.retrieval.evaluation import credit, mean_metrics, ranking_metrics
 
     LISettings.llm = None  # retrieval only; never reach for a hosted LLM
     embed = HuggingFaceEmbedding(model_name=resolve_embedder("all-minilm-l6-v2"), device="cpu")
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         except ImportError as e:  # the bench extra is not installed
             log(f"LlamaIndex baseline skipped ({e}); install it with: pip install -e '.[bench]'")
 
-    from archivist.retrieval.evaluate import format_comparison
+    from archivist.retrieval.evaluation import format_comparison
 
     base = runs[0]
     cols = ["hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@10"]

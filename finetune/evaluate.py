@@ -1,6 +1,7 @@
 """Base against adapter on the held-out split: answer accuracy, token F1, citations, perplexity.
 
-    accuracy     the gold answer (a span of the source chunk) is contained in the generated answer
+    accuracy     the gold answer (a span of the source chunk) is contained in the generated answer,
+                 as whole words after normalization (archivist.retrieval.evaluation.score_answer)
     f1           token F1 between the generated answer (citations removed) and the gold answer
     citations    the answer cites the passage holding the gold, and no other (distractors never
                  hold the answer, by construction); over examples that have a gold passage
@@ -14,38 +15,19 @@ perplexity) is worse: it is registered but not activated, and `reason` says why.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Sequence
 
-from archivist.finetune.qa import normalize
-
-_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-
-
-def cited(text: str) -> set[int]:
-    """The passage numbers an answer cites: '[1, 3]' and '[2]' give {1, 2, 3}."""
-    return {int(n) for m in _CITE.finditer(text) for n in re.split(r"\s*[,;]\s*", m.group(1))}
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    """SQuAD-style token F1 over lower-cased words."""
-    p, g = normalize(prediction).split(), normalize(gold).split()
-    if not p or not g:
-        return float(p == g)
-    common = sum(min(p.count(w), g.count(w)) for w in set(p) & set(g))
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(p), common / len(g)
-    return 2 * precision * recall / (precision + recall)
+from archivist.retrieval.evaluation import score_answer as score
 
 
 def score_answer(prediction: str, gold: str, cite: int | None) -> dict:
-    """{"contained", "f1", "citation"} for one generated answer (citation is None without a gold passage)."""
-    clean = _CITE.sub("", prediction)
-    g = normalize(gold)
-    return {"contained": float(bool(g) and g in normalize(clean)), "f1": token_f1(clean, gold),
-            "citation": None if cite is None else float(cited(prediction) == {cite})}
+    """{"contained", "f1", "citation"} for one generated answer, as 0/1 floats and F1 (the shared
+    scoring of archivist.retrieval.evaluation; citation is None without a gold passage, else 1.0
+    when the answer cites exactly that passage)."""
+    s = score(gold, prediction)
+    return {"contained": float(s.contained), "f1": s.f1,
+            "citation": None if cite is None else float(s.cited == {cite})}
 
 
 def generate_answers(model, tokenizer, examples: Sequence, max_new_tokens: int = 48, batch_size: int = 8,

@@ -1,4 +1,4 @@
-"""CLI: archivist eval retrieval | answers --set FILE."""
+"""CLI: archivist eval retrieval | answers --set FILE. A stored run belongs to the acting user (--user)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def _bar(total: int, desc: str, quiet: bool):
 
 
 def cmd_eval_retrieval(args) -> int:
-    from archivist.retrieval.evaluate import MODES, evaluate_retrieval, format_comparison, format_table, store_evaluation
+    from archivist.retrieval.evaluate import MODES, evaluate_retrieval
+    from archivist.retrieval.evaluation import format_comparison, format_table, store_evaluation
     from archivist.retrieval.rerank import load_reranker
 
     questions = _questions(args, "retrieval")
@@ -85,7 +86,7 @@ def cmd_eval_retrieval(args) -> int:
         bar.close()
         results["set"] = str(args.set_path)
         if not args.no_store:
-            results["id"] = store_evaluation(ws, "retrieval", Path(args.set_path).name, results)
+            results["id"] = store_evaluation(ws, "retrieval", Path(args.set_path).name, results, user=getattr(args, "user", None))
     if args.json:
         emit_json({k: v for k, v in results.items()})
         return 0
@@ -100,7 +101,8 @@ def cmd_eval_retrieval(args) -> int:
 
 
 def cmd_eval_answers(args) -> int:
-    from archivist.retrieval.evaluate import evaluate_answers, format_table, store_evaluation
+    from archivist.retrieval.evaluate import evaluate_answers
+    from archivist.retrieval.evaluation import format_table, store_evaluation
 
     questions = _questions(args, "answers")
     adapter = None if args.adapter in ("none", "base") else args.adapter
@@ -110,7 +112,7 @@ def cmd_eval_answers(args) -> int:
         bar.close()
         results["set"] = str(args.set_path)
         if not args.no_store:
-            results["id"] = store_evaluation(ws, "answers", Path(args.set_path).name, results)
+            results["id"] = store_evaluation(ws, "answers", Path(args.set_path).name, results, user=getattr(args, "user", None))
     if args.json:
         emit_json(results)
         return 0

@@ -1,10 +1,9 @@
-"""Quality measured, not claimed: retrieval metrics and answer metrics over JSONL question sets.
+"""Quality measured, not claimed: run JSONL question sets through a workspace's search and ask.
 
-Two layers, as in sentence-transformers' InformationRetrievalEvaluator:
-  - pure functions over plain data (`ranking_metrics`, `token_f1`, ...) that tests check against
-    hand-computed values;
-  - runners (`evaluate_retrieval`, `evaluate_answers`) that search or ask a real workspace, turn
-    what came back into plain data, and call the pure functions.
+The runners (`evaluate_retrieval`, `evaluate_answers`) search or ask a real workspace, turn what
+came back into plain data, and score it with archivist.retrieval.evaluation, the one home of the
+metrics and of stored evaluations (as in sentence-transformers' InformationRetrievalEvaluator:
+pure metric functions that tests check against hand-computed values, runners around them).
 
 Retrieval ranks are passage ranks: the passages a prompt would receive, best first. A passage is
 relevant when it matches an entry of the question's `relevant` list (a document name, matched
@@ -14,21 +13,19 @@ first passage, so five passages of one relevant document do not count as five fi
 Question sets are JSONL:
   retrieval: {"question": str, "relevant": [document name or chunk id, ...]}
   answers:   {"question": str, "answer": str | null}   (null: the documents do not answer it)
-Results are stored in the workspace's `evaluations` table for the UI's evaluation page.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
-import string
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_KS = (1, 5, 10)
+from archivist.retrieval.evaluation import (DEFAULT_KS, AnswerOutcome, answer_metrics, credit, hybrid_comparisons,
+                                            mean_metrics, ranking_metrics, score_answer, supports)
+
 MODES = ("dense", "lexical", "hybrid", "hybrid+rerank")
 
 
@@ -95,204 +92,6 @@ def load_set(path: str | Path, kind: str) -> list[Question]:
         out.append(q)
     if not out:
         raise EvalSetError(f"{p}: no questions in the set")
-    return out
-
-
-# -- retrieval metrics (pure) --------------------------------------------------------------------
-
-
-def matches(entry: str, document: str, chunk_id: int | str) -> bool:
-    """Does a relevant entry name this passage? By chunk id, the full document name or its last part."""
-    return entry == str(chunk_id) or entry == document or entry == document.rsplit("/", 1)[-1]
-
-
-def credit(passages: Sequence[tuple[str, int | str]], relevant: Sequence[str]) -> list[str | None]:
-    """For each ranked passage (document name, chunk id): the relevant entry it is the first find
-    of, else None. A relevant entry is credited once, at its first passage."""
-    found: set[str] = set()
-    out: list[str | None] = []
-    for document, chunk_id in passages:
-        hit = next((e for e in relevant if e not in found and matches(e, document, chunk_id)), None)
-        if hit is not None:
-            found.add(hit)
-        out.append(hit)
-    return out
-
-
-def ranking_metrics(credited: Sequence[str | None], n_relevant: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """Metrics of one ranked list. `credited[i]` is the relevant entry first found at rank i+1 (or None).
-
-    hit@k: 1 if any relevant entry is in the top k.   recall@k: share of relevant entries in the top k.
-    mrr@K: 1/rank of the first relevant passage within the largest k K, else 0.
-    ndcg@K: binary gains, DCG = sum 1/log2(rank+1), over the ideal DCG of min(n_relevant, K) finds.
-    """
-    if n_relevant <= 0:
-        raise ValueError("a question needs at least one relevant entry")
-    K = max(ks)
-    ranks = [i + 1 for i, c in enumerate(credited[:K]) if c is not None]
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"hit@{k}"] = 1.0 if any(r <= k for r in ranks) else 0.0
-    out[f"mrr@{K}"] = 1.0 / ranks[0] if ranks else 0.0
-    dcg = sum(1.0 / math.log2(r + 1) for r in ranks)
-    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(n_relevant, K) + 1))
-    out[f"ndcg@{K}"] = dcg / ideal
-    for k in ks:
-        if k > 1:
-            out[f"recall@{k}"] = sum(1 for r in ranks if r <= k) / n_relevant
-    return out
-
-
-def mean_metrics(per_query: Iterable[dict[str, float]]) -> dict[str, float]:
-    """The mean of each metric over queries (keys of the first query), rounded to 4 places."""
-    rows = list(per_query)
-    if not rows:
-        return {}
-    return {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]}
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, float | int]:
-    """How much better `a` is than `b` on the same questions (one value of a metric per question each):
-    the mean of a - b, a paired bootstrap confidence interval of that mean (questions drawn with
-    replacement, `resamples` times; percentile interval at `level`), and on how many questions `a`
-    is better and worse. An interval whose low end is above 0 says the lead is not the luck of
-    which questions were asked."""
-    import numpy as np
-
-    if len(a) != len(b):
-        raise ValueError(f"paired values differ in length: {len(a)} and {len(b)}")
-    if not len(a):
-        raise ValueError("no questions to compare")
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 1000):  # 1,000 resamples at a time: memory stays small on big sets
-        n = min(1000, resamples - start)
-        means[start:start + n] = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return {"diff": round(float(d.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4),
-            "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "questions": len(d)}
-
-
-def compare_modes(per_query: Sequence[dict], a: str, b: str, metrics: Sequence[str] = ("hit@5", "mrr@10"),
-                  **bootstrap) -> dict[str, dict]:
-    """`paired_difference` of mode `a` over mode `b` for each metric, from `evaluate_retrieval`'s
-    per-query rows (rows of several runs may be pooled)."""
-    return {m: paired_difference([q[a][m] for q in per_query], [q[b][m] for q in per_query], **bootstrap)
-            for m in metrics}
-
-
-def hybrid_comparisons(per_query: Sequence[dict], modes: Iterable[str]) -> dict[str, dict]:
-    """`compare_modes` of hybrid over dense and over lexical, for those of them in `modes`."""
-    modes = set(modes)
-    return {f"hybrid vs {other}": compare_modes(per_query, "hybrid", other)
-            for other in ("dense", "lexical") if "hybrid" in modes and other in modes}
-
-
-def format_comparison(name: str, comparison: dict[str, dict]) -> str:
-    """One line: `hybrid vs dense: hit@5 +0.0080 (95% CI +0.0000..+0.0180; better on 5, worse on 1), ...`."""
-    return f"{name}: " + ", ".join(
-        f"{m} {c['diff']:+.4f} (95% CI {c['low']:+.4f}..{c['high']:+.4f}; better on {c['better']}, worse on {c['worse']})"
-        for m, c in comparison.items())
-
-
-def evaluate_rankings(rankings: dict[str, list[str]], relevant: dict[str, Sequence[str]],
-                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """The sentence-transformers-style entry point over plain dicts: query id -> ranked ids
-    (document names or chunk ids), query id -> relevant ids. Returns the mean metrics."""
-    per = []
-    for qid, rel in relevant.items():
-        ranked = rankings.get(qid, [])
-        per.append(ranking_metrics(credit([(r, r) for r in ranked], list(rel)), len(set(rel)), ks))
-    return mean_metrics(per)
-
-
-# -- answer metrics (pure) -----------------------------------------------------------------------
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
-
-
-def normalize(text: str) -> str:
-    """Lower case, punctuation and articles removed, whitespace collapsed (SQuAD's normalization,
-    except that punctuation becomes a space so "10:00" and "10 00" agree)."""
-    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
-    return " ".join(text.split())
-
-
-def contains_answer(gold: str, text: str) -> bool:
-    """The normalized gold answer appears in the normalized text as whole words."""
-    g, t = normalize(gold), normalize(text)
-    return bool(g) and f" {g} " in f" {t} "
-
-
-def token_f1(gold: str, text: str) -> float:
-    """SQuAD token F1 between a gold answer and a prediction (0..1)."""
-    g, p = normalize(gold).split(), normalize(text).split()
-    if not g or not p:
-        return float(g == p)
-    common: dict[str, int] = {}
-    for w in g:
-        common[w] = common.get(w, 0) + 1
-    same = 0
-    for w in p:
-        if common.get(w, 0) > 0:
-            same += 1
-            common[w] -= 1
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def supports(gold: str, passage: str, min_recall: float = 0.8) -> bool:
-    """A passage supports a gold answer when it contains it, or holds at least `min_recall` of its
-    words (so "EUR 1,500" is supported by "1,500 EUR per year")."""
-    if contains_answer(gold, passage):
-        return True
-    g = normalize(gold).split()
-    have = set(normalize(passage).split())
-    return bool(g) and sum(w in have for w in g) / len(g) >= min_recall
-
-
-@dataclass
-class AnswerOutcome:
-    """What one ask() gave, as plain data: the answer text, whether it refused, cited passage texts."""
-
-    question: str
-    gold: str | None
-    answer: str
-    not_found: bool
-    cited: list[str] = field(default_factory=list)  # texts of the passages it cited
-    cited_documents: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
-    """Aggregate answer quality.
-
-    accuracy: share of answerable questions whose answer contains the gold answer.
-    token_f1: mean SQuAD F1 over answerable questions.
-    citation_precision: share of citations (on answerable questions) whose passage supports the gold.
-    refusal_rate: share of unanswerable questions answered with "not in the documents".
-    false_refusal_rate: share of answerable questions refused.
-    """
-    answerable = [o for o in outcomes if o.gold is not None]
-    unanswerable = [o for o in outcomes if o.gold is None]
-    cites = [(o.gold, c) for o in answerable for c in o.cited]
-    out: dict[str, float | int] = {"questions": len(outcomes), "answerable": len(answerable),
-                                   "unanswerable": len(unanswerable)}
-    if answerable:
-        out["accuracy"] = round(sum(contains_answer(o.gold, o.answer) for o in answerable) / len(answerable), 4)
-        out["token_f1"] = round(sum(token_f1(o.gold, o.answer) for o in answerable) / len(answerable), 4)
-        out["false_refusal_rate"] = round(sum(o.not_found for o in answerable) / len(answerable), 4)
-        out["citations"] = len(cites)
-        out["citation_precision"] = round(sum(supports(g, c) for g, c in cites) / len(cites), 4) if cites else 0.0
-    if unanswerable:
-        out["refusal_rate"] = round(sum(o.not_found for o in unanswerable) / len(unanswerable), 4)
-    if outcomes:
-        out["seconds_per_question"] = round(sum(o.seconds for o in outcomes) / len(outcomes), 3)
     return out
 
 
@@ -388,53 +187,15 @@ def evaluate_answers(ws, questions: Sequence[Question], user: str | None = None,
         outcomes.append(outcome_of(q, a))
         if progress:
             progress(i + 1, len(questions))
-    per = [{"question": o.question, "gold": o.gold, "answer": o.answer, "not_found": o.not_found,
-            "contains_gold": contains_answer(o.gold, o.answer) if o.gold is not None else None,
-            "token_f1": round(token_f1(o.gold, o.answer), 4) if o.gold is not None else None,
+    return {"metrics": answer_metrics(outcomes), "per_question": [_answer_row(o) for o in outcomes], "adapter": adapter}
+
+
+def _answer_row(o: AnswerOutcome) -> dict:
+    """One question's row of the stored results: the answer and how it scored."""
+    score = score_answer(o.gold, o.answer) if o.gold is not None else None
+    return {"question": o.question, "gold": o.gold, "answer": o.answer, "not_found": o.not_found,
+            "contains_gold": score.contained if score else None,
+            "token_f1": round(score.f1, 4) if score else None,
             "cited_documents": o.cited_documents,
             "citations_supporting": [supports(o.gold, c) for c in o.cited] if o.gold is not None else [],
-            "seconds": round(o.seconds, 3)} for o in outcomes]
-    return {"metrics": answer_metrics(outcomes), "per_question": per,
-            "adapter": adapter}
-
-
-# -- storage and display ---------------------------------------------------------------------------
-
-
-def store_evaluation(ws, kind: str, set_name: str, results: dict) -> int:
-    """Save results in the workspace's `evaluations` table; returns the new row id."""
-    from archivist.workspace import transaction
-
-    if kind not in ("retrieval", "answers"):
-        raise ValueError(f"kind must be retrieval or answers, got {kind!r}")
-    with transaction(ws.db):
-        return ws.db.execute("INSERT INTO evaluations(kind, set_name, results) VALUES (?, ?, ?)",
-                             (kind, set_name, json.dumps(results, ensure_ascii=False, default=str))).lastrowid
-
-
-def list_evaluations(ws, kind: str | None = None, limit: int = 50) -> list[dict]:
-    """Stored evaluations, newest first: [{id, kind, set_name, created_at, results}] (results parsed)."""
-    sql = "SELECT id, kind, set_name, created_at, results FROM evaluations"
-    args: list = []
-    if kind:
-        sql += " WHERE kind = ?"
-        args.append(kind)
-    rows = ws.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
-    return [{"id": r[0], "kind": r[1], "set_name": r[2], "created_at": r[3], "results": json.loads(r[4])} for r in rows]
-
-
-def format_table(rows: dict[str, dict], columns: Sequence[str] | None = None, first: str = "mode") -> str:
-    """A fixed-width text table: one row per key of `rows`, one column per metric."""
-    if not rows:
-        return "(no results)"
-    columns = list(columns or next(iter(rows.values())).keys())
-    width = max(len(first), *(len(r) for r in rows))
-    head = f"{first:<{width}}  " + "  ".join(f"{c:>10}" for c in columns)
-    lines = [head, "-" * len(head)]
-    for name, values in rows.items():
-        cells = []
-        for c in columns:
-            v = values.get(c)
-            cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{'' if v is None else v:>10}")
-        lines.append(f"{name:<{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
+            "seconds": round(o.seconds, 3)}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from archivist.retrieval import evaluate as ev
+from archivist.retrieval import evaluation as evm
 
 # -- a deterministic fake embedder: hashed bag of words ------------------------------------------------
 
@@ -64,7 +65,7 @@ def tiny_ws(ws, tmp_path):
 def test_ranking_metrics_hand_computed():
     # relevant entries a, b, c; found at ranks 2 and 4 of ten
     credited = [None, "a", None, "b", None, None, None, None, None, None]
-    m = ev.ranking_metrics(credited, n_relevant=3)
+    m = evm.ranking_metrics(credited, n_relevant=3)
     assert m["hit@1"] == 0.0 and m["hit@5"] == 1.0 and m["hit@10"] == 1.0
     assert m["mrr@10"] == pytest.approx(0.5)
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
@@ -75,28 +76,28 @@ def test_ranking_metrics_hand_computed():
 
 
 def test_ranking_metrics_miss_and_perfect():
-    assert ev.ranking_metrics([None] * 10, 1) == {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "mrr@10": 0.0,
+    assert evm.ranking_metrics([None] * 10, 1) == {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "mrr@10": 0.0,
                                                   "ndcg@10": 0.0, "recall@5": 0.0, "recall@10": 0.0}
-    perfect = ev.ranking_metrics(["x", "y"], 2)
+    perfect = evm.ranking_metrics(["x", "y"], 2)
     assert perfect["ndcg@10"] == pytest.approx(1.0) and perfect["mrr@10"] == 1.0 and perfect["recall@10"] == 1.0
     # a find past the largest cutoff counts for nothing
-    assert ev.ranking_metrics([None] * 10 + ["x"], 1)["mrr@10"] == 0.0
+    assert evm.ranking_metrics([None] * 10 + ["x"], 1)["mrr@10"] == 0.0
     with pytest.raises(ValueError):
-        ev.ranking_metrics([], 0)
+        evm.ranking_metrics([], 0)
 
 
 def test_credit_counts_each_relevant_entry_once_and_matches_names():
     passages = [("docs/hr/handbook.pdf", 7), ("docs/hr/handbook.pdf", 8), ("faq.html", 9), ("other.md", 42)]
     # by last path part, then the same document again (no second credit), then by chunk id
-    assert ev.credit(passages, ["handbook.pdf", "42"]) == ["handbook.pdf", None, None, "42"]
-    assert ev.credit(passages, ["docs/hr/handbook.pdf"]) == ["docs/hr/handbook.pdf", None, None, None]
-    assert ev.credit(passages, ["hr/handbook.pdf"]) == [None, None, None, None]  # neither full name nor last part
+    assert evm.credit(passages, ["handbook.pdf", "42"]) == ["handbook.pdf", None, None, "42"]
+    assert evm.credit(passages, ["docs/hr/handbook.pdf"]) == ["docs/hr/handbook.pdf", None, None, None]
+    assert evm.credit(passages, ["hr/handbook.pdf"]) == [None, None, None, None]  # neither full name nor last part
 
 
 def test_evaluate_rankings_over_plain_dicts():
     rankings = {"q1": ["d3", "d1", "d2"], "q2": ["d2", "d9"], "q3": []}
     relevant = {"q1": ["d1"], "q2": ["d2", "d5"], "q3": ["d4"]}
-    m = ev.evaluate_rankings(rankings, relevant)
+    m = evm.evaluate_rankings(rankings, relevant)
     assert m["hit@1"] == pytest.approx(round(1 / 3, 4))  # only q2
     assert m["hit@5"] == pytest.approx(round(2 / 3, 4))
     assert m["mrr@10"] == pytest.approx(round((0.5 + 1.0 + 0.0) / 3, 4))
@@ -107,19 +108,19 @@ def test_evaluate_rankings_over_plain_dicts():
 
 
 def test_answer_text_metrics():
-    assert ev.normalize("The Answer: 10:00, NOT 11!") == "answer 10 00 not 11"
-    assert ev.contains_answer("20 weeks", "Employees get 20 weeks of paid leave [1].")
-    assert not ev.contains_answer("20 weeks", "Employees get 120 weeks.")  # whole words only
-    assert ev.token_f1("20 weeks", "20 weeks") == 1.0
+    assert evm.normalize("The Answer: 10:00, NOT 11!") == "answer 10 00 not 11"
+    assert evm.contains_answer("20 weeks", "Employees get 20 weeks of paid leave [1].")
+    assert not evm.contains_answer("20 weeks", "Employees get 120 weeks.")  # whole words only
+    assert evm.token_f1("20 weeks", "20 weeks") == 1.0
     # gold {eur, 1, 500}; prediction {budget, is, eur, 1, 500, per, year}: p=3/7, r=1 -> 0.6
-    assert ev.token_f1("EUR 1,500", "budget is EUR 1,500 per year") == pytest.approx(0.6)
-    assert ev.token_f1("Voltaris", "no idea") == 0.0
-    assert ev.supports("EUR 1,500", "The yearly budget is 1,500 EUR per person.")  # all words, other order
-    assert not ev.supports("EUR 1,500", "The yearly budget is 1,200 EUR.")
+    assert evm.token_f1("EUR 1,500", "budget is EUR 1,500 per year") == pytest.approx(0.6)
+    assert evm.token_f1("Voltaris", "no idea") == 0.0
+    assert evm.supports("EUR 1,500", "The yearly budget is 1,500 EUR per person.")  # all words, other order
+    assert not evm.supports("EUR 1,500", "The yearly budget is 1,200 EUR.")
 
 
 def test_answer_metrics_hand_computed():
-    O = ev.AnswerOutcome
+    O = evm.AnswerOutcome
     outcomes = [
         O("q1", "20 weeks", "It is 20 weeks [1].", False, cited=["Leave is 20 weeks.", "Core hours 10 to 15."]),
         O("q2", "Voltaris", "The supplier is Ampere [1].", False, cited=["Voltaris was chosen."]),
@@ -127,16 +128,17 @@ def test_answer_metrics_hand_computed():
         O("q4", None, "The documents do not contain an answer to this question.", True),
         O("q5", None, "The ticker is NWR.", False),
     ]
-    m = ev.answer_metrics(outcomes)
+    m = evm.answer_metrics(outcomes)
     assert (m["questions"], m["answerable"], m["unanswerable"]) == (5, 3, 2)
     assert m["accuracy"] == pytest.approx(round(1 / 3, 4))
     assert m["citations"] == 3
     assert m["citation_precision"] == pytest.approx(round(2 / 3, 4))  # the core-hours passage does not support
     assert m["refusal_rate"] == 0.5
     assert m["false_refusal_rate"] == pytest.approx(round(1 / 3, 4))
-    f1_q1 = ev.token_f1("20 weeks", "It is 20 weeks [1].")  # {it, is, 20, weeks, 1}: p=2/5 r=1 -> 4/7
-    assert f1_q1 == pytest.approx(4 / 7)
-    assert m["token_f1"] == pytest.approx(round((4 / 7 + 0 + 0) / 3, 4))
+    # the citation mark is not a word of the answer: {it, is, 20, weeks}: p=2/4 r=1 -> 2/3
+    assert evm.score_answer("20 weeks", "It is 20 weeks [1].") == evm.AnswerScore(True, pytest.approx(2 / 3), frozenset({1}))
+    assert evm.token_f1("20 weeks", "It is 20 weeks [1].") == pytest.approx(4 / 7)  # token_f1 itself takes the text as it is
+    assert m["token_f1"] == pytest.approx(round((2 / 3 + 0 + 0) / 3, 4))
 
 
 # -- question sets ----------------------------------------------------------------------------------------
@@ -197,47 +199,47 @@ def test_evaluate_retrieval_on_tiny_set_with_fake_embedder(tiny_ws):
 
 
 def test_paired_difference_counts_wins_and_bounds_the_mean():
-    same = ev.paired_difference([1, 0, 1, 0.5], [1, 0, 1, 0.5])
+    same = evm.paired_difference([1, 0, 1, 0.5], [1, 0, 1, 0.5])
     assert same == {"diff": 0.0, "low": 0.0, "high": 0.0, "better": 0, "worse": 0, "questions": 4}
-    every = ev.paired_difference([1.0] * 20, [0.0] * 20)
+    every = evm.paired_difference([1.0] * 20, [0.0] * 20)
     assert (every["diff"], every["low"], every["high"], every["better"]) == (1.0, 1.0, 1.0, 20)
     # 5 better and 1 worse out of 500: a lead of 0.008 whose interval reaches down to 0
     a, b = [1.0] * 500, [1.0] * 500
     for i in range(5):
         b[i] = 0.0
     a[10] = 0.0
-    small = ev.paired_difference(a, b)
+    small = evm.paired_difference(a, b)
     assert small["diff"] == 0.008 and (small["better"], small["worse"]) == (5, 1)
     assert small["low"] <= 0.0 < small["diff"] < small["high"] < 0.03
     # 40 better and 0 worse out of 100: the interval stays clear of 0
-    clear = ev.paired_difference([1.0] * 100, [0.0] * 40 + [1.0] * 60)
+    clear = evm.paired_difference([1.0] * 100, [0.0] * 40 + [1.0] * 60)
     assert clear["diff"] == 0.4 and 0.25 < clear["low"] < 0.4 < clear["high"] < 0.55
-    assert ev.paired_difference(a, b, seed=0) == small and ev.paired_difference(a, b, seed=1)["diff"] == 0.008
+    assert evm.paired_difference(a, b, seed=0) == small and evm.paired_difference(a, b, seed=1)["diff"] == 0.008
     with pytest.raises(ValueError, match="length"):
-        ev.paired_difference([1, 0], [1])
+        evm.paired_difference([1, 0], [1])
     with pytest.raises(ValueError, match="no questions"):
-        ev.paired_difference([], [])
+        evm.paired_difference([], [])
 
 
 def test_compare_modes_reads_per_query_rows():
     rows = [{"hybrid": {"hit@5": 1.0, "mrr@10": 1.0}, "dense": {"hit@5": 1.0, "mrr@10": 0.5}},
             {"hybrid": {"hit@5": 1.0, "mrr@10": 0.5}, "dense": {"hit@5": 0.0, "mrr@10": 0.0}}]
-    c = ev.compare_modes(rows, "hybrid", "dense")
+    c = evm.compare_modes(rows, "hybrid", "dense")
     assert c["hit@5"]["diff"] == 0.5 and c["hit@5"]["better"] == 1 and c["hit@5"]["worse"] == 0
     assert c["mrr@10"]["diff"] == 0.5 and c["mrr@10"]["better"] == 2
-    line = ev.format_comparison("hybrid vs dense", c)
+    line = evm.format_comparison("hybrid vs dense", c)
     assert line.startswith("hybrid vs dense: hit@5 +0.5000 (95% CI ") and "better on 2, worse on 0" in line
 
 
 def test_store_and_list_evaluations(ws):
-    first = ev.store_evaluation(ws, "retrieval", "set-a.jsonl", {"modes": {"dense": {"hit@5": 0.5}}})
-    second = ev.store_evaluation(ws, "answers", "set-b.jsonl", {"metrics": {"accuracy": 0.25}})
-    rows = ev.list_evaluations(ws)
-    assert [r["id"] for r in rows] == [second, first]
-    assert rows[1]["results"]["modes"]["dense"]["hit@5"] == 0.5
-    assert [r["set_name"] for r in ev.list_evaluations(ws, kind="answers")] == ["set-b.jsonl"]
-    with pytest.raises(ValueError):
-        ev.store_evaluation(ws, "speed", "x", {})
+    first = evm.store_evaluation(ws, "retrieval", "set-a.jsonl", {"modes": {"dense": {"hit@5": 0.5}}}, user=None)
+    second = evm.store_evaluation(ws, "answers", "set-b.jsonl", {"metrics": {"accuracy": 0.25}}, user=None)
+    rows = evm.list_evaluations(ws, user=None)
+    assert [r.id for r in rows] == [second, first]
+    assert rows[1].results["modes"]["dense"]["hit@5"] == 0.5 and rows[1].user == "admin" and rows[1].error is None
+    assert [r.set_name for r in evm.list_evaluations(ws, user=None, kind="answers")] == ["set-b.jsonl"]
+    with pytest.raises(ValueError, match="kind must be one of retrieval, answers"):
+        evm.store_evaluation(ws, "speed", "x", {}, user=None)
 
 
 def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
@@ -267,8 +269,8 @@ def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
     text = capsys.readouterr().out
     assert "hybrid vs dense: hit@5 +0.0000 (95% CI +0.0000..+0.0000; better on 0, worse on 0)" in text
     assert "hybrid vs lexical" not in text
-    stored = ev.list_evaluations(ws, kind="retrieval")
-    assert stored and stored[0]["id"] == out["id"] and stored[0]["set_name"] == "qs.jsonl"
+    stored = evm.list_evaluations(ws, user=None, kind="retrieval")
+    assert [(e.id, e.set_name, e.user) for e in stored] == [(out["id"], "qs.jsonl", "admin")]
     # a bad set is a clear error, exit 2
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": ""}\n')

@@ -67,21 +67,22 @@ def _retrieval(recall5: float, mrr: float) -> dict:
 
 
 def test_evaluation_page_shows_latest_metrics_history_and_questions(ws):
-    from archivist.retrieval.evaluate import store_evaluation
+    from archivist.retrieval.evaluation import store_evaluation
 
     auth.create_first_admin(ws, "alice", "alice-pass-1")
     auth.create_user(ws, "bob", "bob-pass-12", by="alice")
     at = page(ws, "bob", "views/evaluation.py")
     assert any("No evaluation has run" in i.value for i in at.info)
-    store_evaluation(ws, "retrieval", "QUESTIONS.jsonl", _retrieval(0.6, 0.5))
-    store_evaluation(ws, "retrieval", "QUESTIONS.jsonl", _retrieval(0.8, 0.7))
+    store_evaluation(ws, "retrieval", "QUESTIONS.jsonl", _retrieval(0.6, 0.5), user="bob")
+    store_evaluation(ws, "retrieval", "QUESTIONS.jsonl", _retrieval(0.8, 0.7), user="bob")
     store_evaluation(ws, "answers", "QUESTIONS.jsonl", {
         "metrics": {"questions": 4, "answerable": 3, "unanswerable": 1, "accuracy": 0.25, "token_f1": 0.4,
                     "citation_precision": 0.9, "refusal_rate": 1.0, "seconds_per_question": 3.2},
         "per_question": [{"question": "q1", "gold": "20 weeks", "answer": "20 weeks [1]", "cited_documents": ["h.pdf"]}],
-        "adapter": None})
+        "adapter": None}, user="bob")
     with transaction(ws.db):  # a row another tool broke must not break the page
-        ws.db.execute("INSERT INTO evaluations(kind, set_name, results) VALUES ('answers', 'x', 'not json')")
+        ws.db.execute("INSERT INTO evaluations(kind, set_name, results, user_id) "
+                      "VALUES ('answers', 'x', 'not json', (SELECT id FROM users WHERE name = 'bob'))")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert [t.label for t in at.tabs] == ["Retrieval", "Answers"]
@@ -95,13 +96,17 @@ def test_evaluation_page_shows_latest_metrics_history_and_questions(ws):
     assert list(questions["question"]) == ["q1", "q2"] and list(questions["hybrid.top"]) == ["a.pdf, b.md", "c.md"]
     answers = {m.label: m.value for m in at.tabs[1].metric}
     assert answers == {"accuracy": "0.250", "token_f1": "0.400", "citation_precision": "0.900", "refusal_rate": "1.000"}
+    assert any("could not be read: #4: results are not valid JSON" in w.value for w in at.tabs[1].warning)
+    assert "by" not in at.tabs[0].dataframe[1].value.columns  # a member's own runs: no owner column
 
 
 def test_metrics_helpers_flatten_and_survive_bad_rows(ws):
+    from archivist.retrieval.evaluation import list_evaluations
+
     assert metrics.flatten_metrics({"a": 1, "b": {"c": 0.5, "ok": True, "d": [1]}, "e": float("nan")}) == {"a": 1.0, "b.c": 0.5}
     assert metrics.item_rows({"rows": [{"q": "x", "hits": [1, 2], "m": {"a": 1}}]}) == [{"q": "x", "hits": "1, 2", "m.a": 1}]
-    with transaction(ws.db):
+    with transaction(ws.db):  # a broken row with no owner (its user deleted): the admins' to see
         ws.db.execute("INSERT INTO evaluations(kind, results) VALUES ('retrieval', '{broken')")
-    (row,) = metrics.list_evaluations(ws)
+    (row,) = list_evaluations(ws, user=None)
     assert metrics.headline({"metrics": {"questions": 3, "accuracy": 0.5}}) == (None, {"accuracy": 0.5})
-    assert row["results"] == {} and "not valid JSON" in row["error"]
+    assert row.results == {} and "not valid JSON" in row.error and row.user is None

@@ -1,18 +1,15 @@
-"""Reading the numbers the evaluation and fine-tuning stages leave behind, for the pages to chart.
+"""Presentation only: the numbers the evaluation and fine-tuning stages leave behind, as rows and
+series for the pages to chart. Nothing here reads a table: stored evaluations come from
+archivist.retrieval.evaluation.list_evaluations (which takes the user), adapters from the registry.
 
-Evaluations are rows of the `evaluations` table whose `results` JSON is written by `archivist eval`;
-this module does not assume its exact shape: every numeric leaf becomes a metric named by its key
-path ("recall@5", "answers.exact_match"), and the longest list of objects becomes the per-item
-table. Training metrics are runs/<id>/metrics.jsonl, one JSON object per line.
+An evaluation's results are the JSON `archivist eval` stored; this module does not assume their
+exact shape: every numeric leaf becomes a metric named by its key path ("recall@5",
+"answers.exact_match"), and the longest list of objects becomes the per-item table.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-
-from archivist.workspace import Workspace
 
 COUNTS = ("questions", "answerable", "unanswerable", "citations", "k", "n")  # sizes, not scores
 MODE_ORDER = ("hybrid+rerank", "hybrid", "dense", "lexical")  # the headline mode: the best the run measured
@@ -77,49 +74,6 @@ def item_rows(results: dict) -> list[dict]:
                 row[k] = v
         rows.append(row)
     return rows
-
-
-def list_evaluations(ws: Workspace, kind: str | None = None, limit: int = 200) -> list[dict]:
-    """Evaluation runs newest first: [{id, kind, set_name, created_at, results, metrics}]; rows whose
-    JSON does not parse are kept with empty results and an `error` saying so."""
-    sql = "SELECT id, kind, set_name, results, created_at FROM evaluations"
-    params: list = []
-    if kind:
-        sql += " WHERE kind = ?"
-        params.append(kind)
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-    params.append(int(limit))
-    out = []
-    for r in ws.db.execute(sql, params):
-        d = dict(r)
-        try:
-            d["results"] = json.loads(d["results"])
-            if not isinstance(d["results"], dict):
-                d["results"] = {"value": d["results"]}
-        except (TypeError, ValueError) as e:
-            d["results"], d["error"] = {}, f"results are not valid JSON: {e}"
-        d["metrics"] = flatten_metrics(d["results"])
-        out.append(d)
-    return out
-
-
-def read_jsonl(path: Path, start: int = 0) -> list[dict]:
-    """The JSON objects of a metrics.jsonl from line `start` on; a half-written last line is skipped."""
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if i < start or not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue  # the trainer is writing it right now
-                if isinstance(obj, dict):
-                    out.append(obj)
-    except FileNotFoundError:
-        return []
-    return out
 
 
 # -- adapters: base vs adapter on the held-out split (archivist.finetune.evaluate.compare) --------

@@ -1,20 +1,26 @@
-"""Retrieval and answer quality of the latest evaluation runs (`archivist eval`), as tables and charts."""
+"""Retrieval and answer quality of the latest evaluation runs (`archivist eval`), as tables and charts.
+
+A member sees the runs they made, an admin everyone's (archivist.retrieval.evaluation.list_evaluations).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from archivist.retrieval.evaluate import format_comparison
+from archivist.retrieval.evaluation import format_comparison, list_evaluations
 from archivist.ui import core, metrics
 
-core.require_user()
+user = core.require_user()
 ws = core.workspace()
 st.title("Evaluation")
 
-runs = metrics.list_evaluations(ws)
+runs = list_evaluations(ws, user=user)
+everyone = core.is_admin(user)  # an admin sees everyone's runs, and whose each was
 if not runs:
-    st.info("No evaluation has run on this workspace yet. Measure retrieval and answers with a question set, e.g.\n\n"
+    st.info(("No evaluation has run on this workspace yet." if everyone else
+             "No evaluation has run under your name yet (you see the runs you made).")
+            + " Measure retrieval and answers with a question set, e.g.\n\n"
             "`archivist eval retrieval --set samples/QUESTIONS.jsonl`  \n`archivist eval answers --set samples/QUESTIONS.jsonl`")
     st.stop()
 
@@ -23,29 +29,30 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-kinds = sorted({r["kind"] for r in runs}, key=lambda k: ({"retrieval": 0, "answers": 1}.get(k, 2), k))
+kinds = sorted({r.kind for r in runs}, key=lambda k: ({"retrieval": 0, "answers": 1}.get(k, 2), k))
 for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
     with tab:
-        broken = [r for r in runs if r["kind"] == kind and r.get("error")]
+        broken = [r for r in runs if r.kind == kind and r.error]
         if broken:
-            st.warning(f"{len(broken)} stored run(s) could not be read: " + "; ".join(f"#{r['id']}: {r['error']}" for r in broken))
-        these = [r for r in runs if r["kind"] == kind and not r.get("error")]
+            st.warning(f"{len(broken)} stored run(s) could not be read: " + "; ".join(f"#{r.id}: {r.error}" for r in broken))
+        these = [r for r in runs if r.kind == kind and not r.error]
         if not these:
             continue
         latest = these[0]
-        prev = next((r for r in these[1:] if r["set_name"] == latest["set_name"]), None)
-        mode, scores = metrics.headline(latest["results"])
-        _, prev_scores = metrics.headline(prev["results"]) if prev else (None, {})
-        st.caption(f"Latest run #{latest['id']} on {latest['set_name'] or 'an unnamed set'}, {core.when(latest['created_at'])}"
+        prev = next((r for r in these[1:] if r.set_name == latest.set_name), None)
+        mode, scores = metrics.headline(latest.results)
+        _, prev_scores = metrics.headline(prev.results) if prev else (None, {})
+        st.caption(f"Latest run #{latest.id} on {latest.set_name or 'an unnamed set'}, {core.when(latest.created_at)}"
+                   + (f" by {latest.user or 'a deleted account'}" if everyone else "")
                    + (f" · {mode} search" if mode else "")
-                   + (f" · change since run #{prev['id']}" if prev else ""))
+                   + (f" · change since run #{prev.id}" if prev else ""))
         if scores:
             names = list(scores)[:8]
             cards = st.columns(min(4, len(names)))
             for i, name in enumerate(names):
                 delta = round(scores[name] - prev_scores[name], 4) if name in prev_scores else None
                 cards[i % len(cards)].metric(name, _fmt(scores[name]), delta)
-        modes = metrics.mode_table(latest["results"])
+        modes = metrics.mode_table(latest.results)
         if modes:
             table = pd.DataFrame(modes).T
             st.markdown("**Search modes compared**")
@@ -53,24 +60,25 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
             unit = [c for c in table.columns if table[c].between(0, 1).all() and not c.startswith("latency")]
             if unit:
                 st.bar_chart(table[unit].T, stack=False)
-            for name, comparison in (latest["results"].get("comparisons") or {}).items():
+            for name, comparison in (latest.results.get("comparisons") or {}).items():
                 st.caption(format_comparison(name, comparison))
         elif scores:
             unit = {n: v for n, v in scores.items() if 0.0 <= v <= 1.0}
             if unit:
                 st.bar_chart(pd.DataFrame({"score": unit}), horizontal=True)
-        history = [r for r in these if r["set_name"] == latest["set_name"]]
+        history = [r for r in these if r.set_name == latest.set_name]
         if len(history) > 1 and scores:
             st.markdown("**Over time**")
             shown = st.multiselect("Scores", list(scores), default=list(scores)[:3], key=f"eval-metrics-{kind}")
             if shown:
-                rows = [{"when": pd.to_datetime(r["created_at"], unit="s"), **metrics.headline(r["results"])[1]} for r in history]
+                rows = [{"when": pd.to_datetime(r.created_at, unit="s"), **metrics.headline(r.results)[1]} for r in history]
                 st.line_chart(pd.DataFrame(rows).set_index("when").sort_index().reindex(columns=shown))
         st.markdown("**All runs**")
-        st.dataframe(pd.DataFrame([{"run": r["id"], "set": r["set_name"], "when": core.when(r["created_at"]),
-                                    **metrics.headline(r["results"])[1]} for r in these]), hide_index=True, width="stretch")
-        pick = st.selectbox("Questions of run", [r["id"] for r in these], key=f"eval-run-{kind}", format_func=lambda i: f"#{i}")
-        rows = metrics.item_rows(next(r for r in these if r["id"] == pick)["results"])
+        st.dataframe(pd.DataFrame([{"run": r.id, "set": r.set_name, "when": core.when(r.created_at),
+                                    **({"by": r.user or "(deleted)"} if everyone else {}),
+                                    **metrics.headline(r.results)[1]} for r in these]), hide_index=True, width="stretch")
+        pick = st.selectbox("Questions of run", [r.id for r in these], key=f"eval-run-{kind}", format_func=lambda i: f"#{i}")
+        rows = metrics.item_rows(next(r for r in these if r.id == pick).results)
         if rows:
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         else:

@@ -1,0 +1,357 @@
+"""Evaluation's one home: the metrics every evaluation scores with, and the stored evaluations.
+
+Everything that measures quality calls this module, and nothing else touches the `evaluations`
+table:
+  - retrieval metrics over ranked passages (`credit`, `ranking_metrics`, `mean_metrics`) and the
+    paired comparison of two search modes (`paired_difference`, `compare_modes`);
+  - answer metrics over answer texts (`normalize`, `contains_answer`, `token_f1`, `supports`,
+    `score_answer`, `answer_metrics`), shared by `archivist eval answers`
+    (archivist.retrieval.evaluate) and the fine-tuning's base-against-adapter check
+    (archivist.finetune.evaluate). Citation marks are read with retrieval.answer's
+    `parse_citations`, the parser the answers themselves are checked with;
+  - stored evaluations (`store_evaluation`, `list_evaluations`, `get_evaluation`) as `Evaluation`
+    records. Each belongs to the user who ran it: a member reads only their own, an admin all
+    (the questions, gold answers and cited documents of a set can be as secret as the documents).
+
+The runners that produce results stay with their stage: retrieval/evaluate.py searches and asks a
+workspace, finetune/evaluate.py generates with a base and an adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from archivist import access
+from archivist.retrieval.answer import parse_citations
+from archivist.workspace import Workspace, transaction
+
+DEFAULT_KS = (1, 5, 10)
+KINDS = ("retrieval", "answers")
+
+
+# -- retrieval metrics (pure) --------------------------------------------------------------------
+
+
+def matches(entry: str, document: str, chunk_id: int | str) -> bool:
+    """Does a relevant entry name this passage? By chunk id, the full document name or its last part."""
+    return entry == str(chunk_id) or entry == document or entry == document.rsplit("/", 1)[-1]
+
+
+def credit(passages: Sequence[tuple[str, int | str]], relevant: Sequence[str]) -> list[str | None]:
+    """For each ranked passage (document name, chunk id): the relevant entry it is the first find
+    of, else None. A relevant entry is credited once, at its first passage."""
+    found: set[str] = set()
+    out: list[str | None] = []
+    for document, chunk_id in passages:
+        hit = next((e for e in relevant if e not in found and matches(e, document, chunk_id)), None)
+        if hit is not None:
+            found.add(hit)
+        out.append(hit)
+    return out
+
+
+def ranking_metrics(credited: Sequence[str | None], n_relevant: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Metrics of one ranked list. `credited[i]` is the relevant entry first found at rank i+1 (or None).
+
+    hit@k: 1 if any relevant entry is in the top k.   recall@k: share of relevant entries in the top k.
+    mrr@K: 1/rank of the first relevant passage within the largest k K, else 0.
+    ndcg@K: binary gains, DCG = sum 1/log2(rank+1), over the ideal DCG of min(n_relevant, K) finds.
+    Raises ValueError when n_relevant < 1.
+    """
+    if n_relevant <= 0:
+        raise ValueError("a question needs at least one relevant entry")
+    K = max(ks)
+    ranks = [i + 1 for i, c in enumerate(credited[:K]) if c is not None]
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"hit@{k}"] = 1.0 if any(r <= k for r in ranks) else 0.0
+    out[f"mrr@{K}"] = 1.0 / ranks[0] if ranks else 0.0
+    dcg = sum(1.0 / math.log2(r + 1) for r in ranks)
+    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(n_relevant, K) + 1))
+    out[f"ndcg@{K}"] = dcg / ideal
+    for k in ks:
+        if k > 1:
+            out[f"recall@{k}"] = sum(1 for r in ranks if r <= k) / n_relevant
+    return out
+
+
+def mean_metrics(per_query: Iterable[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over queries (keys of the first query), rounded to 4 places."""
+    rows = list(per_query)
+    if not rows:
+        return {}
+    return {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]}
+
+
+def evaluate_rankings(rankings: dict[str, list[str]], relevant: dict[str, Sequence[str]],
+                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """The sentence-transformers-style entry point over plain dicts: query id -> ranked ids
+    (document names or chunk ids), query id -> relevant ids. Returns the mean metrics."""
+    per = []
+    for qid, rel in relevant.items():
+        ranked = rankings.get(qid, [])
+        per.append(ranking_metrics(credit([(r, r) for r in ranked], list(rel)), len(set(rel)), ks))
+    return mean_metrics(per)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float | int]:
+    """How much better `a` is than `b` on the same questions (one value of a metric per question each):
+    the mean of a - b, a paired bootstrap confidence interval of that mean (questions drawn with
+    replacement, `resamples` times; percentile interval at `level`), and on how many questions `a`
+    is better and worse. An interval whose low end is above 0 says the lead is not the luck of
+    which questions were asked. Raises ValueError for lists of different or zero length."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError(f"paired values differ in length: {len(a)} and {len(b)}")
+    if not len(a):
+        raise ValueError("no questions to compare")
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # 1,000 resamples at a time: memory stays small on big sets
+        n = min(1000, resamples - start)
+        means[start:start + n] = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"diff": round(float(d.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4),
+            "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "questions": len(d)}
+
+
+def compare_modes(per_query: Sequence[dict], a: str, b: str, metrics: Sequence[str] = ("hit@5", "mrr@10"),
+                  **bootstrap) -> dict[str, dict]:
+    """`paired_difference` of mode `a` over mode `b` for each metric, from `evaluate_retrieval`'s
+    per-query rows (rows of several runs may be pooled)."""
+    return {m: paired_difference([q[a][m] for q in per_query], [q[b][m] for q in per_query], **bootstrap)
+            for m in metrics}
+
+
+def hybrid_comparisons(per_query: Sequence[dict], modes: Iterable[str]) -> dict[str, dict]:
+    """`compare_modes` of hybrid over dense and over lexical, for those of them in `modes`."""
+    modes = set(modes)
+    return {f"hybrid vs {other}": compare_modes(per_query, "hybrid", other)
+            for other in ("dense", "lexical") if "hybrid" in modes and other in modes}
+
+
+# -- answer metrics (pure) -----------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: any punctuation, ASCII or not, separates words
+_ARTICLES = frozenset(("a", "an", "the"))
+
+
+def normalize(text: str) -> str:
+    """SQuAD's normalization: lower case, punctuation and articles removed, whitespace collapsed;
+    punctuation separates words, so "10:00" and "10 00" agree."""
+    return " ".join(w for w in _WORD.findall(text.lower()) if w not in _ARTICLES)
+
+
+def strip_citations(text: str) -> str:
+    """The answer without its citation marks ("20 weeks [1]." -> "20 weeks ."): a mark is not a word
+    of the answer, and "[1]" must not match a gold answer of "1"."""
+    spans = sorted({(start, end) for _, start, end in parse_citations(text)})
+    out, pos = [], 0
+    for start, end in spans:
+        out.append(text[pos:start])
+        pos = end
+    return "".join(out) + text[pos:]
+
+
+def cited_passages(text: str) -> frozenset[int]:
+    """The passage numbers an answer cites: "[1, 3] ... [2]" gives {1, 2, 3}."""
+    return frozenset(n for n, _, _ in parse_citations(text))
+
+
+def contains_answer(gold: str, text: str) -> bool:
+    """The normalized gold answer appears in the normalized text as whole words."""
+    g, t = normalize(gold), normalize(text)
+    return bool(g) and f" {g} " in f" {t} "
+
+
+def token_f1(gold: str, text: str) -> float:
+    """SQuAD token F1 between a gold answer and a prediction (0..1), over `normalize`d words."""
+    g, p = normalize(gold).split(), normalize(text).split()
+    if not g or not p:
+        return float(g == p)
+    left: dict[str, int] = {}
+    for w in g:
+        left[w] = left.get(w, 0) + 1
+    same = 0
+    for w in p:
+        if left.get(w, 0) > 0:
+            same += 1
+            left[w] -= 1
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def supports(gold: str, passage: str, min_recall: float = 0.8) -> bool:
+    """A passage supports a gold answer when it contains it, or holds at least `min_recall` of its
+    words (so "EUR 1,500" is supported by "1,500 EUR per year")."""
+    if contains_answer(gold, passage):
+        return True
+    g = normalize(gold).split()
+    have = set(normalize(passage).split())
+    return bool(g) and sum(w in have for w in g) / len(g) >= min_recall
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """One generated answer against its gold answer. Citation marks are not part of the answer's words."""
+
+    contained: bool  # the gold answer appears in the answer, as whole words
+    f1: float  # token F1 of the answer against the gold
+    cited: frozenset[int]  # the passage numbers the answer cites
+
+
+def score_answer(gold: str, answer: str) -> AnswerScore:
+    """Score one answer (citation marks removed) against its gold answer."""
+    words = strip_citations(answer)
+    return AnswerScore(contained=contains_answer(gold, words), f1=token_f1(gold, words), cited=cited_passages(answer))
+
+
+@dataclass
+class AnswerOutcome:
+    """What one ask() gave, as plain data: the answer text, whether it refused, cited passage texts."""
+
+    question: str
+    gold: str | None
+    answer: str
+    not_found: bool
+    cited: list[str] = field(default_factory=list)  # texts of the passages it cited
+    cited_documents: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
+    """Aggregate answer quality.
+
+    accuracy: share of answerable questions whose answer contains the gold answer.
+    token_f1: mean SQuAD F1 over answerable questions (citation marks removed from the answers).
+    citation_precision: share of citations (on answerable questions) whose passage supports the gold.
+    refusal_rate: share of unanswerable questions answered with "not in the documents".
+    false_refusal_rate: share of answerable questions refused.
+    """
+    answerable = [o for o in outcomes if o.gold is not None]
+    unanswerable = [o for o in outcomes if o.gold is None]
+    scores = [score_answer(o.gold, o.answer) for o in answerable]
+    cites = [(o.gold, c) for o in answerable for c in o.cited]
+    out: dict[str, float | int] = {"questions": len(outcomes), "answerable": len(answerable),
+                                   "unanswerable": len(unanswerable)}
+    if answerable:
+        out["accuracy"] = round(sum(s.contained for s in scores) / len(scores), 4)
+        out["token_f1"] = round(sum(s.f1 for s in scores) / len(scores), 4)
+        out["false_refusal_rate"] = round(sum(o.not_found for o in answerable) / len(answerable), 4)
+        out["citations"] = len(cites)
+        out["citation_precision"] = round(sum(supports(g, c) for g, c in cites) / len(cites), 4) if cites else 0.0
+    if unanswerable:
+        out["refusal_rate"] = round(sum(o.not_found for o in unanswerable) / len(unanswerable), 4)
+    if outcomes:
+        out["seconds_per_question"] = round(sum(o.seconds for o in outcomes) / len(outcomes), 3)
+    return out
+
+
+# -- stored evaluations ----------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """One stored evaluation run."""
+
+    id: int
+    kind: str  # retrieval | answers
+    set_name: str | None  # the question set's file name
+    user: str | None  # who ran it; None once that account is deleted (then only admins see it)
+    created_at: float  # seconds since the epoch
+    results: dict  # what the runner returned (evaluate_retrieval / evaluate_answers)
+    error: str | None = None  # set when the stored results do not parse; results is then {}
+
+
+def store_evaluation(ws: Workspace, kind: str, set_name: str, results: dict, *, user: str | None) -> int:
+    """Save a run's results as `user`'s (None: the acting user of the settings, else the local
+    admin); returns the new evaluation's id. Raises ValueError for an unknown kind, AccessDenied
+    for an unknown user."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    owner = access.current_user(ws, user)
+    with transaction(ws.db):
+        return ws.db.execute(
+            "INSERT INTO evaluations(kind, set_name, results, user_id) "
+            "VALUES (?, ?, ?, (SELECT id FROM users WHERE name = ?))",
+            (kind, set_name, json.dumps(results, ensure_ascii=False, default=str), owner)).lastrowid
+
+
+_SELECT = ("SELECT e.id, e.kind, e.set_name, u.name, e.created_at, e.results "
+           "FROM evaluations e LEFT JOIN users u ON u.id = e.user_id")
+
+
+def _visible(ws: Workspace, user: str | None) -> tuple[str, list]:
+    """The WHERE condition (and its argument) that leaves the evaluations `user` may read."""
+    name = access.current_user(ws, user)
+    if access.is_admin(ws, name):
+        return "1", []
+    return "u.name = ?", [name]
+
+
+def list_evaluations(ws: Workspace, *, user: str | None, kind: str | None = None, limit: int = 200) -> list[Evaluation]:
+    """The evaluations `user` may read (None: the acting user), newest first: a member's own, every
+    one for an admin. A row whose results do not parse is kept, with `error` saying so.
+    Raises AccessDenied for an unknown user."""
+    where, args = _visible(ws, user)
+    if kind:
+        where, args = f"{where} AND e.kind = ?", [*args, kind]
+    rows = ws.db.execute(f"{_SELECT} WHERE {where} ORDER BY e.created_at DESC, e.id DESC LIMIT ?",
+                         [*args, int(limit)]).fetchall()
+    return [_record(r) for r in rows]
+
+
+def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Evaluation:
+    """One evaluation by id. Raises LookupError when there is none that `user` may read (another
+    member's is answered like a missing one, so ids cannot be probed)."""
+    where, args = _visible(ws, user)
+    row = ws.db.execute(f"{_SELECT} WHERE e.id = ? AND {where}", [int(evaluation_id), *args]).fetchone()
+    if row is None:
+        raise LookupError(f"no evaluation #{evaluation_id}")
+    return _record(row)
+
+
+def _record(row) -> Evaluation:
+    ev = Evaluation(id=row[0], kind=row[1], set_name=row[2], user=row[3], created_at=row[4], results={})
+    try:
+        results = json.loads(row[5])
+        ev.results = results if isinstance(results, dict) else {"value": results}
+    except (TypeError, ValueError) as e:
+        ev.error = f"results are not valid JSON: {e}"
+    return ev
+
+
+# -- text output -----------------------------------------------------------------------------------
+
+
+def format_comparison(name: str, comparison: dict[str, dict]) -> str:
+    """One line: `hybrid vs dense: hit@5 +0.0080 (95% CI +0.0000..+0.0180; better on 5, worse on 1), ...`."""
+    return f"{name}: " + ", ".join(
+        f"{m} {c['diff']:+.4f} (95% CI {c['low']:+.4f}..{c['high']:+.4f}; better on {c['better']}, worse on {c['worse']})"
+        for m, c in comparison.items())
+
+
+def format_table(rows: dict[str, dict], columns: Sequence[str] | None = None, first: str = "mode") -> str:
+    """A fixed-width text table: one row per key of `rows`, one column per metric."""
+    if not rows:
+        return "(no results)"
+    columns = list(columns or next(iter(rows.values())).keys())
+    width = max(len(first), *(len(r) for r in rows))
+    head = f"{first:<{width}}  " + "  ".join(f"{c:>10}" for c in columns)
+    lines = [head, "-" * len(head)]
+    for name, values in rows.items():
+        cells = []
+        for c in columns:
+            v = values.get(c)
+            cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{'' if v is None else v:>10}")
+        lines.append(f"{name:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
