@@ -266,8 +266,9 @@ def revoke(ws: Workspace, user: str, collection: str, *, by: str | None = None) 
 
 
 def adapter_collections(ws: Workspace, name: str) -> set[str] | None:
-    """The collections adapter `name` was trained on (from its lineage's documents), or None
-    when there is no such adapter. Examples from a user's JSONL file belong to no collection."""
+    """The collections adapter `name` was trained on (its lineage's `collections`, which names every
+    passage's collection, and its documents' collections), or None when there is no such adapter.
+    Examples from a user's JSONL file belong to no collection."""
     row = ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (name,)).fetchone()
     if row is None:
         return None
@@ -275,8 +276,12 @@ def adapter_collections(ws: Workspace, name: str) -> set[str] | None:
         lineage = json.loads(row[0]) if row[0] else {}
     except ValueError:
         lineage = {}
-    docs = lineage.get("documents") or [] if isinstance(lineage, dict) else []
-    return {d["collection"] for d in docs if isinstance(d, dict) and d.get("collection")}
+    if not isinstance(lineage, dict):
+        lineage = {}
+    docs = lineage.get("documents") or []
+    named = lineage.get("collections") or []
+    return ({d["collection"] for d in docs if isinstance(d, dict) and d.get("collection")}
+            | {c for c in named if isinstance(c, str) and c})
 
 
 def may_use_adapter(ws: Workspace, user: str | None, name: str) -> bool:

@@ -3,6 +3,10 @@
 Each row holds the question, the answer shown, the passages it cited (JSON), the adapter and
 collection it came from, a rating (+1, -1 or 0) and optionally the answer the user says is right.
 `archivist.finetune` builds training examples from these rows.
+
+Every passage is stored with its text, document and collection as they were when the answer was
+given: an adapter trained on the feedback names those collections in its lineage even after the
+document is deleted or re-ingested, and who may use the adapter follows from them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from archivist.workspace import Workspace, transaction
 RATINGS = (-1, 0, 1)
 
 
-def _citations_json(citations) -> str | None:
+def _citations_json(citations, collection: str | None) -> str | None:
+    """The shown passages as stored: each with its document and collection (a passage that names
+    none gets the collection the question was asked in, when it was asked in one; without either,
+    fine-tuning leaves the row out rather than guess)."""
     if citations is None:
         return None
     out = []
@@ -25,6 +32,8 @@ def _citations_json(citations) -> str | None:
         d = asdict(c) if is_dataclass(c) else dict(c)
         if "heading" in d:
             d["heading"] = list(d["heading"] or [])
+        d["document"] = d.get("document") or ""
+        d["collection"] = d.get("collection") or collection or ""
         out.append(d)
     return json.dumps(out, ensure_ascii=False)
 
@@ -42,8 +51,9 @@ def record_feedback(
 ) -> int:
     """Store one piece of feedback on an answer; returns its id.
 
-    rating: +1 (thumbs up), -1 (thumbs down) or 0 (only a correction). citations: Citation records
-    or dicts (stored as JSON). collection: the collection the question was asked in, if one.
+    rating: +1 (thumbs up), -1 (thumbs down) or 0 (only a correction). citations: the passages shown,
+    as Citation records or dicts with chunk_id, n, document, collection and text (stored as JSON).
+    collection: the collection the question was asked in, if one.
     Raises ValueError for an empty question, a bad rating or feedback carrying nothing;
     AccessDenied for an unknown user.
     """
@@ -57,7 +67,7 @@ def record_feedback(
         return ws.db.execute(
             "INSERT INTO feedback(user_id, collection, question, answer, rating, correction, citations, adapter) "
             "VALUES (?,?,?,?,?,?,?,?)",
-            (uid, collection, question, answer or "", rating, correction, _citations_json(citations), adapter)).lastrowid
+            (uid, collection, question, answer or "", rating, correction, _citations_json(citations, collection), adapter)).lastrowid
 
 
 def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: int | None = None,

@@ -8,6 +8,7 @@ import sys
 
 from archivist.cli import CLIError, emit_json, list_or_json, open_ws, settings_from
 from archivist.finetune import train
+from archivist.finetune.datasets import DEFAULT_SOURCES
 
 _SHARED = ("user", "device")  # fields the common options already carry (--user, --device)
 
@@ -61,6 +62,9 @@ def add_config_args(parser, skip: tuple = ()) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "").replace("%", "%%")
+        if f.name == "data":
+            help_text = (f"{help_text}; default: {' and '.join(DEFAULT_SOURCES)} (the documents, plus the chat's feedback "
+                         "when there is any)")
         if f.name in ("data", "collections"):
             flags = ["--data"] if f.name == "data" else ["--collection", "-c"]
             parser.add_argument(*flags, dest=f.name, action="append", default=None, metavar=f.name[:-1].upper() if f.name == "collections" else "SRC",
@@ -74,8 +78,10 @@ def add_config_args(parser, skip: tuple = ()) -> None:
 
 
 def config_from_args(args, **overrides) -> "train.FinetuneConfig":
-    """A FinetuneConfig from parsed flags: fields the user did not give keep their defaults."""
+    """A FinetuneConfig from parsed flags: fields the user did not give keep their defaults, except
+    the data, which defaults to the documents plus the chat's feedback (DEFAULT_SOURCES)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(train.FinetuneConfig) if getattr(args, f.name, None) is not None}
+    values.setdefault("data", list(DEFAULT_SOURCES))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return train.FinetuneConfig(**values)
 
@@ -138,6 +144,8 @@ def cmd_finetune(args) -> int:
             print(est.message)
         return 0 if est.fits else 1
     with open_ws(args) as ws:
+        if cfg.dataset:  # refuse here, not in a background process: the dataset must be one the user may use
+            datasets.load_dataset(ws, cfg.dataset, cfg.user)
         try:
             if args.prepare_only:
                 ds = datasets.build_dataset(ws, cfg.data, user=cfg.user, collections=cfg.collections, generator=cfg.generator,

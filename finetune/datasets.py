@@ -5,8 +5,14 @@ over numbered passages: the source passage among distractors found by `retrieval
 and the last message is the target answer, which cites the right [n]. Examples are split into
 train and eval by document (a document's examples never land in both), only collections the
 requesting user may read are used, and the dataset is saved under `datasets/<name>/` as
-train.jsonl, eval.jsonl and manifest.json (documents with their content hashes, generator,
-settings, seed), so a run can be repeated.
+train.jsonl, eval.jsonl and manifest.json (owner, the collections every passage of every example
+came from, documents with their content hashes, generator, settings, seed), so a run can be
+repeated.
+
+A saved dataset belongs to the user who built it: listing, previewing and loading take the user,
+and only its owner or an admin sees it, and only while they may read every collection it draws on
+(its text, and a model trained on it, repeat those collections). This module is the only one that
+reads or writes `datasets/`.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from pathlib import Path
 
 from archivist import __version__, access
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
+# retrieval (numpy, FAISS) is imported where it is used: the CLI imports this module for its defaults
 from archivist.records import Hit
-from archivist.retrieval.search import load_hits, search
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 GENERATORS = ("extractive", "llm", "both")
+# what `archivist finetune` and the fine-tune page learn from when not told: the documents, plus the
+# chat's feedback when there is any (no feedback adds no example, and is no error)
+DEFAULT_SOURCES = ("docs", "feedback")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
@@ -58,6 +67,7 @@ class Example:
     chunk_id: int | None = None
     span: list[int] | None = None  # [start, end] of `answer` in the source chunk's text
     passages: list[int] = field(default_factory=list)  # chunk ids in prompt order
+    collections: list[str] = field(default_factory=list)  # each passage's collection, in prompt order
 
 
 @dataclass
@@ -151,6 +161,8 @@ def prompt_passages(ws: Workspace, question: str, source: Hit, answer: str, pool
 
     A distractor that also contains the answer is skipped: the citation must be unambiguous.
     """
+    from archivist.retrieval.search import search
+
     distractors: list[Hit] = []
     if n > 1 and pool:
         hits = search(ws, question, k=n + 3, user=user, documents=list(pool), embedder=embedder)
@@ -165,6 +177,7 @@ def examples_from_documents(ws: Workspace, pairs: Sequence[tuple[int, QA]], eval
     """Retrieval-aware examples for the pairs. Distractors come only from documents of the same split,
     so no text of an eval document ever appears in a training prompt."""
     from archivist.retrieval.answer import build_messages
+    from archivist.retrieval.search import load_hits
 
     rng = random.Random(seed)
     hits = load_hits(ws, sorted({cid for cid, _ in pairs}))
@@ -178,7 +191,7 @@ def examples_from_documents(ws: Workspace, pairs: Sequence[tuple[int, QA]], eval
         out.append(Example(messages=messages, source=f"{source}:{'llm' if qa.kind == 'llm' else 'extractive'}",
                            group=f"doc:{src.document_id}", question=qa.question, answer=qa.answer, cite=cite,
                            document_id=src.document_id, chunk_id=cid, span=[qa.start, qa.end],
-                           passages=[p.chunk_id for p in passages]))
+                           passages=[p.chunk_id for p in passages], collections=[p.collection for p in passages]))
     return out
 
 
@@ -193,12 +206,35 @@ def _renumber(text: str, mapping: dict[int, int]) -> str:
     return re.sub(r" ?" + _CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", text).strip()
 
 
+def shown_passage(cited: dict, live: Hit | None, asked_in: str | None) -> Hit | None:
+    """Passage [n] as it was shown with an answer, from what the feedback recorded: its text, document,
+    heading and collection (else the collection the question was asked in, `asked_in`).
+
+    The live chunk of the same id (ids are never reused, so it is the same passage) only fills in a
+    text or heading that was not recorded, and gives the document id the split groups by (-1 when
+    the document was deleted or re-ingested since). The collection is never taken from it: the
+    lineage of what is trained on must not depend on what the documents table holds today.
+    Returns None when no text was recorded and the chunk is gone.
+    """
+    text = str(cited.get("text") or (live.text if live else ""))
+    if not text:
+        return None
+    heading = cited["heading"] if "heading" in cited else (live.heading if live else ())
+    return Hit(chunk_id=int(cited["chunk_id"]), document_id=live.document_id if live else -1,
+               document=str(cited.get("document") or (live.document if live else "")),
+               collection=str(cited.get("collection") or asked_in or ""), text=text, score=0.0,
+               page=cited.get("page"), heading=tuple(heading or ()))
+
+
 def examples_from_feedback(ws: Workspace, user: str | None = None, collections: Sequence[str] | None = None,
                            n_passages: int = 3, embedder=None) -> tuple[list[Example], dict]:
     """Examples from answers rated up (+1) and from corrections users wrote, with the passages that
-    were shown (renumbered from 1); rows about collections the user may not read are left out.
+    were shown (renumbered from 1) as the feedback recorded them; rows about collections the user
+    may not read are left out, and so are rows with a passage whose collection was not recorded
+    (an adapter's lineage must name every collection it learned from).
     Returns (examples, stats {"used": [ids], "skipped": {reason: count}})."""
     from archivist.retrieval.answer import build_messages
+    from archivist.retrieval.search import load_hits, search
 
     readable = set(access.readable_collections(ws, user))
     if collections:
@@ -221,32 +257,25 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         except (ValueError, TypeError):
             skip("citations not valid JSON")
             continue
-        hits = load_hits(ws, [int(c["chunk_id"]) for c in cits])
-        passages: list[Hit] = []
-        mapping: dict[int, int] = {}
-        ok = True
-        for c in cits:
-            h = hits.get(int(c["chunk_id"]))
-            if h is None:  # the document was deleted or re-ingested since: keep the text that was shown
-                h = Hit(chunk_id=int(c["chunk_id"]), document_id=-1, document=str(c.get("document", "")),
-                        collection=str(c.get("collection") or r["collection"] or ""), text=str(c.get("text", "")),
-                        score=0.0, page=c.get("page"))
-                if not h.text:
-                    continue
-            if h.collection not in readable:
-                ok = False
-                break
-            passages.append(h)
-            mapping[int(c.get("n", len(passages)))] = len(passages)
-        if not ok:
+        live = load_hits(ws, [int(c["chunk_id"]) for c in cits])
+        shown = [(c, shown_passage(c, live.get(int(c["chunk_id"])), r["collection"])) for c in cits]
+        shown = [(c, h) for c, h in shown if h is not None]
+        if any(not h.collection for _, h in shown):
+            skip("a passage's collection was not recorded")
+            continue
+        if any(h.collection not in readable for _, h in shown):
             skip("cites a collection not readable")
             continue
-        if not passages and not r["collection"] and not admin:
+        if cits and not shown:
+            skip("the cited passages are gone and their text was not recorded")
+            continue
+        if not shown and not r["collection"] and not admin:
             skip("no collection to check access against")
             continue
         target = (r["correction"] or "").strip() or r["answer"].strip()
-        if passages:
-            target = _renumber(target, mapping)
+        if shown:
+            passages = [h for _, h in shown]
+            target = _renumber(target, {int(c.get("n", i)): i for i, (c, _) in enumerate(shown, start=1)})
         else:
             passages = search(ws, r["question"], k=n_passages, user=user, collections=sorted(readable), embedder=embedder)
         if not target:
@@ -256,7 +285,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         out.append(Example(messages=build_messages(r["question"], passages) + [{"role": "assistant", "content": target}],
                            source="feedback", group=f"doc:{doc_ids[0]}" if doc_ids and cits else f"feedback:{r['id']}",
                            question=r["question"], answer=strip_citations(target), document_id=doc_ids[0] if doc_ids else None,
-                           passages=[p.chunk_id for p in passages]))
+                           passages=[p.chunk_id for p in passages], collections=[p.collection for p in passages]))
         used.append(r["id"])
     return out, {"used": used, "skipped": skipped}
 
@@ -359,7 +388,7 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
         raise DatasetError("no data source given (docs, feedback or a .jsonl file)")
     if passages < 1:
         raise DatasetError(f"passages must be at least 1, got {passages}")
-    name = name or f"{'+'.join(Path(s).stem if s not in ('docs', 'feedback') else s for s in sources)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or _fresh_name(ws, sources)
     if not _NAME.match(name):
         raise DatasetError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-'")
     target = ws.home / "datasets" / name
@@ -401,12 +430,15 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
     examples = examples_from_documents(ws, pairs, eval_docs, train_docs, passages, seed, user, embedder) + extra
     train = [e for e in examples if e.group not in eval_groups]
     evals = [e for e in examples if e.group in eval_groups]
-    used_docs = {e.document_id for e in examples if e.document_id is not None}
+    used_docs = _passage_documents(ws, examples)
     manifest = {
         "name": name,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "archivist": __version__,
-        "user": user,
+        "owner": user,
+        # every passage's collection, distractors and passages of deleted documents included: who
+        # may see this dataset, and use an adapter trained on it, follows from this list
+        "collections": sorted({c for e in examples for c in e.collections}),
         "sources": list(sources),
         "generator": generator,
         "settings": {"collections": list(collections) if collections else None, "seed": seed, "eval_fraction": eval_fraction,
@@ -420,6 +452,26 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
         "counts": {"train": len(train), "eval": len(evals)},
     }
     return save_dataset(ws, name, train, evals, manifest)
+
+
+def _fresh_name(ws: Workspace, sources: Sequence[str]) -> str:
+    """A name from the sources and the time, e.g. docs-feedback-20261205-231500 (-2, -3 ... when taken)."""
+    stem = "-".join(Path(s).stem if s not in ("docs", "feedback") else s for s in sources)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._-") or "dataset"  # a file's stem may hold anything
+    name = f"{stem[:60]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while (ws.home / "datasets" / (name if n == 1 else f"{name}-{n}")).exists():
+        n += 1
+    return name if n == 1 else f"{name}-{n}"
+
+
+def _passage_documents(ws: Workspace, examples: Sequence[Example]) -> set[int]:
+    """Ids of the documents any example's passages come from (sources and distractors alike), as far
+    as they still exist."""
+    from archivist.retrieval.search import load_hits
+
+    chunks = sorted({c for e in examples for c in e.passages})
+    return {h.document_id for h in load_hits(ws, chunks).values()} | {e.document_id for e in examples if e.document_id}
 
 
 def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
@@ -437,25 +489,89 @@ def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Exa
     return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
 
 
-def load_dataset(ws: Workspace, name: str) -> Dataset:
-    """A saved dataset by name (or a folder path). Raises LookupError when there is none."""
-    path = Path(name) if Path(name).is_dir() else ws.home / "datasets" / name
+def _folder(ws: Workspace, name: str) -> Path:
+    """datasets/<name>, or `name` itself when it is the path of a dataset folder."""
+    saved = ws.home / "datasets" / name
+    if _NAME.match(name) and (saved / "manifest.json").exists():
+        return saved
+    return Path(name) if Path(name).is_dir() else saved
+
+
+def _manifest(path: Path) -> dict:
+    """The manifest.json of dataset folder `path`. Raises DatasetError when it is not a JSON object."""
+    file = path / "manifest.json"
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{file}: expected a JSON object")
+    return manifest
+
+
+def check_access(ws: Workspace, name: str, manifest: dict, user: str | None) -> None:
+    """Let `user` (None: the acting user) see and use the dataset, or raise.
+
+    Its owner and admins may, the owner only while they may read every collection it draws on.
+    Raises LookupError for anyone else, worded as for a dataset that does not exist (a name is not
+    confirmed by guessing); AccessDenied, naming the collections, for the owner who may no longer read
+    one, or for a dataset saved before datasets recorded the collections they draw on.
+    """
+    who = access.current_user(ws, user)
+    if access.is_admin(ws, who):
+        return
+    if manifest.get("owner", manifest.get("user")) != who:  # "user": datasets saved before "owner"
+        raise LookupError(f"no dataset named {name!r} (under {ws.home / 'datasets'})")
+    if "collections" not in manifest:
+        raise access.AccessDenied(f"dataset {name!r} was saved before datasets recorded every collection they draw on: "
+                                  "build it again (an admin may still use it)")
+    lost = sorted(set(manifest["collections"]) - set(access.readable_collections(ws, who)))
+    if lost:
+        raise access.AccessDenied(f"dataset {name!r} draws on collections {who!r} may no longer read: {', '.join(lost)}")
+
+
+def load_dataset(ws: Workspace, name: str, user: str | None) -> Dataset:
+    """The saved dataset `name` (or a dataset folder's path), if `user` may use it (`check_access`).
+
+    Raises LookupError when there is none (or it is not the user's to see), AccessDenied (see
+    check_access), DatasetError for a file that does not parse, named with its line.
+    """
+    path = _folder(ws, name)
     if not (path / "manifest.json").exists():
         raise LookupError(f"no dataset named {name!r} (under {ws.home / 'datasets'})")
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = _manifest(path)
+    check_access(ws, name, manifest, user)
 
     def read(split):
         p = path / f"{split}.jsonl"
-        return [Example(**json.loads(line)) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        out = []
+        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Example(**json.loads(line)))
+            except (ValueError, TypeError) as e:
+                raise DatasetError(f"{p}:{lineno}: not a saved example ({e})") from None
+        return out
 
     return Dataset(name=manifest.get("name", path.name), path=path, train=read("train"), eval=read("eval"), manifest=manifest)
 
 
-def list_datasets(ws: Workspace) -> list[dict]:
-    """Saved datasets with their counts, newest first."""
+def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
+    """The saved datasets `user` (None: the acting user) may see (`check_access`), newest first:
+    [{name, created_at, owner, collections, sources, generator, train, eval}]. A folder whose
+    manifest does not parse is logged and left out."""
     out = []
     for p in sorted((ws.home / "datasets").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        m = json.loads(p.read_text())
-        out.append({"name": m.get("name", p.parent.name), "created_at": m.get("created_at"), "sources": m.get("sources"),
+        try:
+            m = _manifest(p.parent)
+            check_access(ws, p.parent.name, m, user)
+        except DatasetError as e:
+            log.warning("skipping dataset %s: %s", p.parent.name, e)
+            continue
+        except (LookupError, access.AccessDenied):
+            continue
+        out.append({"name": m.get("name", p.parent.name), "created_at": m.get("created_at"),
+                    "owner": m.get("owner", m.get("user")), "collections": m.get("collections"), "sources": m.get("sources"),
                     "generator": m.get("generator"), **m.get("counts", {})})
     return out

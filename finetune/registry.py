@@ -52,6 +52,10 @@ def lineage(ws: Workspace, base: str, base_path: str, base_hash: str, dataset, c
         "method": method, "device": device, "run_id": run_id,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "manifest": dataset.manifest},
         "documents": [{k: d[k] for k in ("id", "path", "collection", "content_hash", "split")} for d in dataset.manifest.get("documents", [])],
+        # every collection a passage of an example came from (cited, distractor, or of a document
+        # deleted since): who may use the adapter follows from this list
+        "collections": sorted(set(dataset.manifest.get("collections") or [])
+                              | {d["collection"] for d in dataset.manifest.get("documents", [])}),
         "settings": config, "train": train, "code_version": _code_version(), "versions": versions,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

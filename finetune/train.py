@@ -455,7 +455,7 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
             box = [cfg.dataset]
             torch.distributed.broadcast_object_list(box, src=0)
             cfg.dataset = box[0]
-        ds = datasets.load_dataset(ws, cfg.dataset)
+        ds = datasets.load_dataset(ws, cfg.dataset, cfg.user)  # only what cfg.user may see and use
         # 2. base model and method
         device = pick_device(cfg.device)
         if device == "cuda":

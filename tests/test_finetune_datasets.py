@@ -101,7 +101,7 @@ def test_split_is_by_document_and_prompts_hold_the_source_among_distractors(corp
     assert all(d["content_hash"] == hashes[d["id"]] for d in m["documents"])
     for split in ("train", "eval"):
         assert hashlib.sha256((ds.path / f"{split}.jsonl").read_bytes()).hexdigest() == m[f"{split}_sha256"]
-    again = load_dataset(ws, "t")
+    again = load_dataset(ws, "t", None)
     assert again.train == ds.train and again.eval == ds.eval and again.manifest == m
     # the same documents and seed give the same split
     assert build_dataset(ws, ["docs"], eval_fraction=0.4, passages=3, seed=1, embedder=embedder, name="t2").eval == ds.eval

@@ -29,13 +29,15 @@ with train_tab:
     readable = access.readable_collections(ws, user)
     st.subheader("1. Data")
     left, right = st.columns(2)
-    sources = left.multiselect("Learn from", ["docs", "feedback"], default=["docs"], key="ft-sources",
-                               format_func={"docs": "questions generated from documents", "feedback": "chat feedback and corrections"}.get)
+    sources = left.multiselect("Learn from", ["docs", "feedback"], default=list(datasets.DEFAULT_SOURCES), key="ft-sources",
+                               format_func={"docs": "questions generated from documents", "feedback": "chat feedback and corrections"}.get,
+                               help="By default the documents, plus the chat's feedback (answers rated up and corrections) "
+                                    "when there is any")
     chosen = right.multiselect("Collections", readable, default=readable, key="ft-collections",
                                help="Only collections you may read; the dataset records which documents it used")
     generator = left.radio("Questions from documents", ["extractive", "llm", "both"], horizontal=True, key="ft-generator",
                            help="extractive: fast, from the documents' own sentences; llm: the chat model writes them (slow on a CPU)")
-    saved = datasets.list_datasets(ws)
+    saved = datasets.list_datasets(ws, user)  # the user's own (all for an admin), while they may read what they draw on
     use = right.selectbox("Or train on a saved dataset", [None] + [d["name"] for d in saved], key="ft-dataset",
                           format_func=lambda n: "— build a new one —" if n is None else n)
     if st.button("Build and preview the dataset", key="ft-build", disabled=not sources or not chosen):
@@ -50,11 +52,13 @@ with train_tab:
             st.session_state.pop("ft-dataset", None)  # the selectbox picks the new one up below
             st.rerun()
     preview_name = use or st.session_state.get("ft-dataset-built")
+    dataset_error = None
     if preview_name:
         try:
-            ds = datasets.load_dataset(ws, preview_name)
-        except LookupError as e:
-            st.error(str(e))
+            ds = datasets.load_dataset(ws, preview_name, user)
+        except (LookupError, ValueError, access.AccessDenied) as e:  # DatasetError is a ValueError
+            dataset_error = str(e)
+            st.error(dataset_error)
         else:
             counts = ds.manifest.get("counts", {})
             st.markdown(f"**Dataset {core.md_escape(ds.name)}** · {counts.get('train', len(ds.train))} training and "
@@ -95,7 +99,7 @@ with train_tab:
 
     cfg_error = None
     try:
-        cfg = FinetuneConfig(data=list(sources) or ["docs"], dataset=preview_name, collections=list(chosen) or None, user=user,
+        cfg = FinetuneConfig(data=list(sources) or list(datasets.DEFAULT_SOURCES), dataset=preview_name, collections=list(chosen) or None, user=user,
                              generator=generator, method=method, rank=int(rank), alpha=2 * int(rank), max_steps=int(max_steps),
                              batch_size=int(batch), max_seq_len=int(seq_len), lr=float(lr), name=name,
                              activate=bool(activate and admin), device=s.device)
@@ -104,7 +108,8 @@ with train_tab:
         st.error(cfg_error)
     st.caption(f"Trains on dataset {core.md_escape(preview_name)}." if preview_name else
                "Builds a dataset from the data chosen above when the run starts.")
-    if st.button("Start training", type="primary", key="ft-start", disabled=cfg is None or (est is not None and not est.fits)):
+    if st.button("Start training", type="primary", key="ft-start",
+                 disabled=cfg is None or dataset_error is not None or (est is not None and not est.fits)):
         run_id = runs.start_run_background(ws, cfg)
         st.session_state["ft-run"] = run_id
         st.success(f"Run {run_id} started in the background. Follow it on the Runs tab.")
