@@ -61,9 +61,11 @@ with train_tab:
             st.error(dataset_error)
         else:
             counts = ds.manifest.get("counts", {})
+            sourced = sum(1 for d in ds.manifest.get("documents", []) if d.get("examples"))
             st.markdown(f"**Dataset {core.md_escape(ds.name)}** · {counts.get('train', len(ds.train))} training and "
-                        f"{counts.get('eval', len(ds.eval))} held-out examples from {len(ds.manifest.get('documents', []))} "
-                        f"documents · sources: {core.md_escape(', '.join(ds.manifest.get('sources', [])))}")
+                        f"{counts.get('eval', len(ds.eval))} held-out examples from {sourced} documents · sources: "
+                        f"{core.md_escape(', '.join(ds.manifest.get('sources', [])))} · collections: "
+                        f"{core.md_escape(', '.join(ds.manifest.get('collections') or []) or 'none')}")
             rows = [{"split": split, "question": e.question, "answer": e.answer, "source": e.source, "cites": e.cite}
                     for split, part in (("train", ds.train), ("eval", ds.eval)) for e in part[:50]]
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
