@@ -239,7 +239,6 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     readable = set(access.readable_collections(ws, user))
     if collections:
         readable &= set(collections)
-    admin = access.is_admin(ws, access.current_user(ws, user))
     rows = ws.db.execute("SELECT id, collection, question, answer, rating, correction, citations FROM feedback "
                          "WHERE rating > 0 OR (correction IS NOT NULL AND trim(correction) != '') ORDER BY id").fetchall()
     out, used, skipped = [], [], {}
@@ -269,15 +268,19 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         if cits and not shown:
             skip("the cited passages are gone and their text was not recorded")
             continue
-        if not shown and not r["collection"] and not admin:
-            skip("no collection to check access against")
+        if not shown and not r["collection"]:
+            # the answer came from passages nobody recorded, in any collection: its lineage is unknown
+            skip("no passage recorded and no collection asked in")
             continue
         target = (r["correction"] or "").strip() or r["answer"].strip()
         if shown:
             passages = [h for _, h in shown]
             target = _renumber(target, {int(c.get("n", i)): i for i, (c, _) in enumerate(shown, start=1)})
-        else:
-            passages = search(ws, r["question"], k=n_passages, user=user, collections=sorted(readable), embedder=embedder)
+        else:  # asked in one collection: the passages retrieval finds there now stand in for those shown
+            passages = search(ws, r["question"], k=n_passages, user=user, collections=[r["collection"]], embedder=embedder)
+            if not passages:
+                skip("no passage recorded, and none found now")
+                continue
         if not target:
             skip("empty answer")
             continue

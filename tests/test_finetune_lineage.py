@@ -124,6 +124,17 @@ def test_feedback_whose_passage_collection_was_not_recorded_is_left_out_with_a_r
     assert stats["skipped"] == {"a passage's collection was not recorded": 1}
 
 
+def test_feedback_without_recorded_passages_counts_only_when_asked_in_one_collection(office, embedder):
+    ws = office
+    # asked across every collection, nothing cited: the answer's text may come from finance
+    record_feedback(ws, None, "What does lunch cost?", "ZEBRA-7731 is the code; lunch is EUR 4.50.", rating=1)
+    asked = record_feedback(ws, None, "What does lunch cost?", "A lunch costs EUR 4.50.", rating=1, collection="canteen")
+    examples, stats = datasets.examples_from_feedback(ws, collections=["canteen"], embedder=embedder)
+    assert stats["used"] == [asked] and stats["skipped"] == {"no passage recorded and no collection asked in": 1}
+    (example,) = examples
+    assert example.collections and set(example.collections) == {"canteen"}  # passages found in canteen now
+
+
 def test_distractors_collections_are_in_the_lineage(office, embedder):
     ws = office
     (ws.src / "minutes.md").write_text(MINUTES)
