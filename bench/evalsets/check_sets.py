@@ -1,0 +1,131 @@
+"""Check the frozen public evaluation sets against the built corpora; prints counts. No retrieval.
+
+    python bench/corpora.py --out bench/data/public --corpus all
+    python bench/evalsets/check_sets.py [--corpora bench/data/public] [--others] [git handbook python]
+
+For every line of bench/evalsets/<set>.jsonl: the shape (id, question, relevant, answer, kind, split),
+ids unique, split = heldout exactly when sha256(id) mod 3 == 0, every relevant page present in the
+built corpus, and every key answer found in at least one of its relevant pages (case-insensitive,
+whitespace-normalized text of the page). --others also lists, for each answerable question, the other
+pages whose text holds one of its key answers: a string search that helps the writer spot a question
+another page answers too; it is not a retrieval run. Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SETS = {"git": "git", "handbook": "debian-handbook", "python": "python"}  # set name -> corpus folder
+KINDS = {"keyword", "paraphrase", "detail", "unanswerable"}
+KEYS = {"id", "question", "relevant", "answer", "kind", "split"}
+
+
+def normalize(text: str) -> str:
+    """Lower-cased text with every run of whitespace made one space (and typographic quotes made plain)."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    return " ".join(text.lower().split())
+
+
+def page_text(path: Path) -> str:
+    """The visible text of one built HTML page, normalized."""
+    raw = path.read_text(encoding="utf-8")
+    raw = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", raw)
+    raw = re.sub(r"(?s)<[^>]+>", " ", raw)
+    return normalize(html.unescape(raw).replace("\u00a0", " ").replace("\u00b6", " "))
+
+
+def split_of(qid: str) -> str:
+    return "heldout" if int(hashlib.sha256(qid.encode()).hexdigest(), 16) % 3 == 0 else "tuning"
+
+
+def shape_errors(q: dict) -> list[str]:
+    """What is wrong with one question's fields (empty when nothing)."""
+    errs = []
+    if set(q) != KEYS:
+        errs.append(f"keys {sorted(q)} != {sorted(KEYS)}")
+        return errs
+    if not isinstance(q["question"], str) or len(q["question"].split()) < 3:
+        errs.append("question too short")
+    if q["kind"] not in KINDS:
+        errs.append(f"kind {q['kind']!r}")
+    if q["split"] != split_of(q["id"]):
+        errs.append(f"split {q['split']!r}, sha256 of the id says {split_of(q['id'])!r}")
+    if q["kind"] == "unanswerable":
+        if q["relevant"] != [] or q["answer"] is not None:
+            errs.append("unanswerable needs relevant [] and answer null")
+    else:
+        if not (isinstance(q["relevant"], list) and q["relevant"] and all(isinstance(r, str) for r in q["relevant"])):
+            errs.append("relevant must be a non-empty list of page names")
+        if not (isinstance(q["answer"], list) and q["answer"] and all(isinstance(a, str) and a.strip() for a in q["answer"])):
+            errs.append("answer must be a non-empty list of strings")
+    return errs
+
+
+def check(name: str, corpora: Path, others: bool) -> tuple[int, Counter]:
+    """Check one set; prints its problems and returns (error count, counts by kind/split)."""
+    folder = corpora / SETS[name]
+    if not folder.is_dir():
+        print(f"{name}: corpus folder {folder} missing; build it with bench/corpora.py", file=sys.stderr)
+        return 1, Counter()
+    texts = {p.name: page_text(p) for p in sorted(folder.glob("*.html"))}
+    lines = (HERE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    errors, counts, ids, questions = 0, Counter(), set(), set()
+    for n, line in enumerate(lines, 1):
+        q = json.loads(line)
+        errs = shape_errors(q)
+        if not errs:
+            if q["id"] in ids:
+                errs.append("duplicate id")
+            if normalize(q["question"]) in questions:
+                errs.append("duplicate question")
+            ids.add(q["id"])
+            questions.add(normalize(q["question"]))
+            missing = [r for r in q["relevant"] if r not in texts]
+            if missing:
+                errs.append(f"pages not in the corpus: {missing}")
+            elif q["answer"] is not None:
+                found = [a for a in q["answer"] if any(normalize(a) in texts[r] for r in q["relevant"])]
+                if not found:
+                    errs.append(f"no key answer {q['answer']} in {q['relevant']}")
+                elif others:
+                    elsewhere = sorted(p for p, t in texts.items() if p not in q["relevant"]
+                                       and any(normalize(a) in t for a in q["answer"]))
+                    if elsewhere:
+                        print(f"  {q['id']} ({q['kind']}) answer also in {len(elsewhere)}: {elsewhere[:6]}")
+        if errs:
+            errors += len(errs)
+            print(f"{name}.jsonl line {n} ({q.get('id')}): " + "; ".join(errs))
+        counts[(q.get("kind"), q.get("split"))] += 1
+    return errors, counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("sets", nargs="*", help=f"which sets (default all): {' '.join(SETS)}")
+    ap.add_argument("--corpora", type=Path, default=HERE.parent / "data" / "public")
+    ap.add_argument("--others", action="store_true", help="list other pages that hold a key answer")
+    args = ap.parse_args(argv)
+    unknown = [s for s in args.sets if s not in SETS]
+    if unknown:
+        ap.error(f"unknown set {unknown}; choose from {list(SETS)}")
+    total = 0
+    for name in args.sets or list(SETS):
+        errors, counts = check(name, args.corpora, args.others)
+        total += errors
+        kinds = sorted({k for k, _ in counts})
+        row = ", ".join(f"{k} {counts[(k, 'tuning')] + counts[(k, 'heldout')]} "
+                        f"({counts[(k, 'heldout')]} held out)" for k in kinds)
+        print(f"{name}: {sum(counts.values())} questions: {row}; {errors} problems")
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
