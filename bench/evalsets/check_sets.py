@@ -4,7 +4,8 @@
     python bench/evalsets/check_sets.py [--corpora bench/data/public] [--others] [git handbook python]
 
 For every line of bench/evalsets/<set>.jsonl: the shape (id, question, relevant, answer, kind, split),
-ids unique, split = heldout exactly when sha256(id) mod 3 == 0, every relevant page present in the
+ids unique, split as expected_splits says (a third of each kind held out, chosen by sha256 of
+the id), every relevant page present in the
 built corpus, and every key answer found in at least one of its relevant pages (case-insensitive,
 whitespace-normalized text of the page). --others also lists, for each answerable question, the other
 pages whose text holds one of its key answers: a string search that helps the writer spot a question
@@ -42,11 +43,20 @@ def page_text(path: Path) -> str:
     return normalize(html.unescape(raw).replace("\u00a0", " ").replace("\u00b6", " "))
 
 
-def split_of(qid: str) -> str:
-    return "heldout" if int(hashlib.sha256(qid.encode()).hexdigest(), 16) % 3 == 0 else "tuning"
+def expected_splits(questions: list[dict]) -> dict[str, str]:
+    """id -> "heldout" | "tuning": within each kind, the third of the ids (rounded) that come first
+    in sha256(id) order is held out, so every kind is held out in proportion and the choice depends
+    on nothing but the ids."""
+    out: dict[str, str] = {}
+    for kind in sorted({q.get("kind") for q in questions}, key=str):
+        ids = sorted((q["id"] for q in questions if q.get("kind") == kind and isinstance(q.get("id"), str)),
+                     key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+        cut = round(len(ids) / 3)
+        out.update({i: "heldout" if n < cut else "tuning" for n, i in enumerate(ids)})
+    return out
 
 
-def shape_errors(q: dict) -> list[str]:
+def shape_errors(q: dict, splits: dict[str, str]) -> list[str]:
     """What is wrong with one question's fields (empty when nothing)."""
     errs = []
     if set(q) != KEYS:
@@ -56,8 +66,8 @@ def shape_errors(q: dict) -> list[str]:
         errs.append("question too short")
     if q["kind"] not in KINDS:
         errs.append(f"kind {q['kind']!r}")
-    if q["split"] != split_of(q["id"]):
-        errs.append(f"split {q['split']!r}, sha256 of the id says {split_of(q['id'])!r}")
+    if q["split"] != splits.get(q["id"]):
+        errs.append(f"split {q['split']!r}, the sha256 rule says {splits.get(q['id'])!r}")
     if q["kind"] == "unanswerable":
         if q["relevant"] != [] or q["answer"] is not None:
             errs.append("unanswerable needs relevant [] and answer null")
@@ -76,11 +86,11 @@ def check(name: str, corpora: Path, others: bool) -> tuple[int, Counter]:
         print(f"{name}: corpus folder {folder} missing; build it with bench/corpora.py", file=sys.stderr)
         return 1, Counter()
     texts = {p.name: page_text(p) for p in sorted(folder.glob("*.html"))}
-    lines = (HERE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = [json.loads(line) for line in (HERE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    splits = expected_splits(lines)
     errors, counts, ids, questions = 0, Counter(), set(), set()
-    for n, line in enumerate(lines, 1):
-        q = json.loads(line)
-        errs = shape_errors(q)
+    for n, q in enumerate(lines, 1):
+        errs = shape_errors(q, splits)
         if not errs:
             if q["id"] in ids:
                 errs.append("duplicate id")
