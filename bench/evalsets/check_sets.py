@@ -6,8 +6,8 @@
 For every line of bench/evalsets/<set>.jsonl: the shape (id, question, relevant, answer, kind, split),
 ids unique, split as expected_splits says (a third of each kind held out, chosen by sha256 of
 the id), every relevant page present in the
-built corpus, and every key answer found in at least one of its relevant pages (case-insensitive,
-whitespace-normalized text of the page). --others also lists, for each answerable question, the other
+built corpus, and every key answer (each spelling) found in at least one of its relevant pages
+(case-insensitive, whitespace-normalized text of the page). --others also lists, for each answerable question, the other
 pages whose text holds one of its key answers: a string search that helps the writer spot a question
 another page answers too; it is not a retrieval run. Exit status 1 when a check fails.
 """
@@ -35,11 +35,16 @@ def normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+BLOCK_TAGS = re.compile(r"(?is)</?(?:p|div|section|li|ul|ol|dl|dt|dd|h[1-6]|br|hr|tr|td|th|table|pre|blockquote|title)\b[^>]*>")
+
+
 def page_text(path: Path) -> str:
-    """The visible text of one built HTML page, normalized."""
+    """The visible text of one built HTML page, normalized: block elements end words, inline markup
+    does not (Sphinx writes math.comb(n, k) as several spans)."""
     raw = path.read_text(encoding="utf-8")
     raw = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", raw)
-    raw = re.sub(r"(?s)<[^>]+>", " ", raw)
+    raw = BLOCK_TAGS.sub(" ", raw)
+    raw = re.sub(r"(?s)<[^>]+>", "", raw)
     return normalize(html.unescape(raw).replace("\u00a0", " ").replace("\u00b6", " "))
 
 
@@ -79,14 +84,22 @@ def shape_errors(q: dict, splits: dict[str, str]) -> list[str]:
     return errs
 
 
-def check(name: str, corpora: Path, others: bool) -> tuple[int, Counter]:
-    """Check one set; prints its problems and returns (error count, counts by kind/split)."""
-    folder = corpora / SETS[name]
+def check(set_path: Path, folder: Path, others: bool = False) -> tuple[int, Counter]:
+    """Check one set file against one built corpus folder; prints each problem and returns
+    (number of problems, Counter of (kind, split))."""
+    name = set_path.stem
+    if not set_path.is_file():
+        print(f"{name}: set file {set_path} missing", file=sys.stderr)
+        return 1, Counter()
     if not folder.is_dir():
         print(f"{name}: corpus folder {folder} missing; build it with bench/corpora.py", file=sys.stderr)
         return 1, Counter()
     texts = {p.name: page_text(p) for p in sorted(folder.glob("*.html"))}
-    lines = [json.loads(line) for line in (HERE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    try:
+        lines = [json.loads(line) for line in set_path.read_text(encoding="utf-8").splitlines()]
+    except json.JSONDecodeError as e:
+        print(f"{set_path}: not JSON lines ({e})", file=sys.stderr)
+        return 1, Counter()
     splits = expected_splits(lines)
     errors, counts, ids, questions = 0, Counter(), set(), set()
     for n, q in enumerate(lines, 1):
@@ -102,9 +115,9 @@ def check(name: str, corpora: Path, others: bool) -> tuple[int, Counter]:
             if missing:
                 errs.append(f"pages not in the corpus: {missing}")
             elif q["answer"] is not None:
-                found = [a for a in q["answer"] if any(normalize(a) in texts[r] for r in q["relevant"])]
-                if not found:
-                    errs.append(f"no key answer {q['answer']} in {q['relevant']}")
+                absent = [a for a in q["answer"] if not any(normalize(a) in texts[r] for r in q["relevant"])]
+                if absent:
+                    errs.append(f"key answer {absent} in none of {q['relevant']}")
                 elif others:
                     elsewhere = sorted(p for p, t in texts.items() if p not in q["relevant"]
                                        and any(normalize(a) in t for a in q["answer"]))
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown set {unknown}; choose from {list(SETS)}")
     total = 0
     for name in args.sets or list(SETS):
-        errors, counts = check(name, args.corpora, args.others)
+        errors, counts = check(HERE / f"{name}.jsonl", args.corpora / SETS[name], args.others)
         total += errors
         kinds = sorted({k for k, _ in counts})
         row = ", ".join(f"{k} {counts[(k, 'tuning')] + counts[(k, 'heldout')]} "
