@@ -1,0 +1,312 @@
+"""Claim-level verification: a generated sentence counts as supported only if what it asserts is in
+the passages it cites (or in the question).
+
+Embedding similarity and word overlap let through sentences whose topic matches a passage but whose
+facts do not (an invented command, a swapped number, "yes" where the passage says no). So each
+sentence is reduced to the things it asserts, and each must be found in its cited passages:
+
+    identifiers   anything code-like: `backticked` or "quoted" text, --flags, snake_case, dotted.names,
+                  calls(), paths/like/this, CamelCase, ALLCAPS
+    numbers       with the unit that follows them ("20 weeks" is not supported by "20 days")
+    rare words    names and other words that are rare in English (wordfreq's Zipf scale), by stem
+    code blocks   must match a passage verbatim apart from whitespace
+    polarity      a negated claim needs a negated passage sentence about the same thing, and the other
+                  way round
+
+and the claim's content words must mostly be in the cited passages (`min_overlap`). A sentence that
+makes claims without citing anything is unsupported. The thresholds are calibrated on sentences
+generated from the documents themselves (bench/calibrate_verify.py), never on evaluation questions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+RARE_ZIPF = 3.0  # a word rarer than this in English (Zipf scale; "rebase" 1.8, "launch" 4.7) must be in the passage
+MIN_OVERLAP = 0.6  # share of a claim's content words its cited passages must hold
+
+_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+_QUOTED = re.compile(r"`([^`\n]+)`|\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
+_IDENT = re.compile(
+    r"(?<![\w-])(?:--?[A-Za-z][\w-]*(?:=\S+)?"          # --flag, -x, --opt=value
+    r"|[A-Za-z_][\w-]*(?:(?:\.|::|->)[A-Za-z_]\w*)+\(?\)?"  # dotted.name, mod::fn, obj->f
+    r"|[A-Za-z_]\w*\(\)?"                               # call() or call(
+    r"|~?/?(?:[\w.-]+/)+[\w.-]*"                          # paths/like/this
+    r"|[A-Za-z]*[a-z][A-Z]\w*"                            # camelCase, CamelCase
+    r"|[A-Za-z]+_\w+"                                     # snake_case
+    r"|[A-Za-z]+-\d[\w.-]*"                              # HR-17, RFC-2616, utf-8
+    r"|[A-Z]{2,}[A-Z0-9_]*)"                              # ALLCAPS
+)
+_NUMBER = re.compile(r"(?<![\w.-])(\d+(?:[.,:]\d+)*)(?:[\s-]*(?:(?:per|a|an|each|every)\s+)?(%|[A-Za-z]+))?")
+# Words that make a number's unit: "20 weeks" is not supported by "20 days". Other words after a
+# number ("17 gives") are not part of it; they are checked as content words.
+_UNITS = frozenset("""% percent cent ms s sec secs second seconds min mins minute minutes h hr hrs hour hours
+day days week weeks month months year years b byte bytes kb kib mb mib gb gib tb tib k m bit bits kbit mbit gbit
+hz khz mhz ghz px pt dpi em cm mm km m kg g mg l ml eur usd gbp chf jpy euro euros dollar dollars pound pounds
+times x page pages line lines char chars character characters word words token tokens row rows column columns
+file files item items step steps epoch epochs user users employee employees people core cores thread threads
+retries attempts request requests connection connections gbps mbps kbps v w kw kwh""".split())
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
+_NEGATION = frozenset("not no never cannot can't don't doesn't isn't aren't won't wasn't weren't shouldn't "
+                      "mustn't without none neither nor nothing nobody unable".split())
+# Words that carry no claim of their own (articles, auxiliaries, pronouns, connectives).
+_FUNCTION = frozenset("""a an and are as at be been being but by can could do does did for from had has have how i
+if in into is it its me my of on or our so that the their them then there these they this to was we were what when
+where which who whom why will with would you your about after all also any before between both each few more most
+other over same should some such than too under until very may might must shall here just only use used using
+yes one two""".split())
+
+
+@dataclass
+class ClaimCheck:
+    """The verdict on one sentence of a generated answer."""
+    start: int  # span in the answer text
+    end: int
+    text: str  # the sentence without its citation marks
+    cites: list[int]
+    supported: bool
+    reason: str = ""  # why not: "no citation", "not in the cited passage: X", "polarity", "code differs", "overlap"
+    missing: list[str] = field(default_factory=list)
+    overlap: float = 0.0
+    claim: bool = True  # False: asserts nothing beyond the question (e.g. "Here is how:")
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("porter")
+
+
+def _stem(word: str) -> str:
+    return _stemmer().stemWord(word.lower().strip("'-"))
+
+
+@lru_cache(maxsize=65536)
+def _zipf(word: str) -> float:
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, "en")
+
+
+def _norm(text: str) -> str:
+    """Lower case, one space for any run of white space, typographic quotes and dashes made plain."""
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    text = text.replace("—", "-").replace("–", "-")
+    return " ".join(text.lower().split())
+
+
+def _number(s: str) -> str:
+    """'1,500' and '1500' are one number; '1.5' stays as written; '08' is '8'."""
+    s = s.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", s) else s
+    return s.lstrip("0") or "0" if s.isdigit() else s
+
+
+@dataclass
+class Evidence:
+    """What a passage (or several, or the question) offers to check claims against, computed once."""
+    text: str  # normalized
+    stems: frozenset[str]
+    numbers: dict[str, set[str]]  # number -> stems of the words right after it ("" for none)
+    sentences: list[tuple[frozenset[str], bool]]  # (content stems, negated) per sentence
+    squashed: str  # all white space removed, for code blocks
+
+    @classmethod
+    def of(cls, *texts: str) -> "Evidence":
+        joined = "\n".join(texts)
+        norm = _norm(joined)
+        words = _WORD.findall(joined)
+        numbers: dict[str, set[str]] = {}
+        for m in _NUMBER.finditer(joined):
+            unit = m.group(2) if m.group(2) and m.group(2).lower() in _UNITS else ""
+            numbers.setdefault(_number(m.group(1)), set()).add(_stem(unit) if unit else "")
+        sents = []
+        for s in re.split(r"(?<=[.!?;:])\s+|\n+", joined):
+            ws = [w.lower() for w in _WORD.findall(s)]
+            sents.append((frozenset(_stem(w) for w in ws if w not in _FUNCTION and w not in _NEGATION),
+                          _negated(ws)))
+        return cls(text=norm, stems=frozenset(_stem(w) for w in words), numbers=numbers, sentences=sents,
+                   squashed=re.sub(r"\s+", "", joined.lower()))
+
+
+def _negated(words: Sequence[str]) -> bool:
+    return any(w in _NEGATION or w.endswith("n't") for w in words)
+
+
+def asserted_terms(sentence: str) -> list[tuple[str, str]]:
+    """The things a sentence asserts that must be found in its evidence, as (kind, term):
+    kind is "identifier", "number" or "rare". Citation marks are ignored."""
+    s = _CITE.sub(" ", sentence)
+    out: list[tuple[str, str]] = []
+    for m in _QUOTED.finditer(s):
+        out.append(("identifier", next(g for g in m.groups() if g)))
+    for m in _IDENT.finditer(s):
+        tok = m.group(0).rstrip(".,;:)")
+        if len(tok.strip("-/.~")) >= 2 and not _plain_word(tok):
+            out.append(("identifier", tok))
+    for m in _NUMBER.finditer(s):
+        unit = m.group(2) if m.group(2) and m.group(2).lower() in _UNITS else ""
+        out.append(("number", f"{m.group(1)} {unit}".strip()))
+    first = True
+    for m in _WORD.finditer(s):
+        w, lw = m.group(0), m.group(0).lower()
+        if lw not in _FUNCTION and lw not in _NEGATION and len(lw) >= 2:
+            name = w[0].isupper() and not w.isupper() and not first  # a capitalized word inside a sentence
+            if (len(lw) >= 3 and _zipf(lw) < RARE_ZIPF) or name:
+                out.append(("rare", w))
+        first = s[m.end():m.end() + 2].lstrip(" ")[:1] in (".", "!", "?", ":") if m else False
+    return list(dict.fromkeys(out))
+
+
+def _plain_word(tok: str) -> bool:
+    """A token the identifier pattern caught that is an ordinary word (a capitalized first word,
+    "e.g", an acronym that is common English such as "OK")."""
+    if tok.isupper() and tok.isalpha():
+        return len(tok) <= 2 or _zipf(tok.lower()) >= 4.5
+    return tok.lower() in ("e.g", "i.e", "etc", "vs")
+
+
+def term_found(kind: str, term: str, ev: Evidence) -> bool:
+    """Whether the evidence holds `term`: identifiers as text (case-insensitive, white space
+    normalized), numbers with the unit that follows them, rare words by stem."""
+    if kind == "identifier":
+        t = _norm(term).strip("()")
+        return bool(t) and t in ev.text
+    if kind == "number":
+        m = _NUMBER.match(term)
+        units = ev.numbers.get(_number(m.group(1)))
+        if units is None:
+            return False
+        unit = m.group(2)
+        return not unit or _stem(unit) in units
+    return _stem(term) in ev.stems
+
+
+def content_stems(sentence: str) -> list[str]:
+    return [_stem(w) for w in (x.lower() for x in _WORD.findall(_CITE.sub(" ", sentence)))
+            if w not in _FUNCTION and w not in _NEGATION]
+
+
+def check_sentence(sentence: str, cited: Sequence[str], question: str = "", *,
+                   min_overlap: float = MIN_OVERLAP) -> tuple[bool, str, list[str], float]:
+    """(supported, reason, missing terms, overlap) of one claim against the texts it cites.
+
+    Terms may also come from the question (restating it is no invention); polarity and overlap are
+    judged against the passages alone."""
+    if not cited:
+        return False, "no citation", [], 0.0
+    ev = Evidence.of(*cited, question)
+    missing = [t for k, t in asserted_terms(sentence) if not term_found(k, t, ev)]
+    stems = content_stems(sentence)
+    passages = Evidence.of(*cited)
+    overlap = sum(s in ev.stems for s in stems) / len(stems) if stems else 1.0
+    if missing:
+        return False, "not in the cited passage: " + ", ".join(missing[:5]), missing, overlap
+    if overlap < min_overlap:
+        return False, "overlap", [], overlap
+    if stems and not _polarity_agrees(set(stems), _negated([w.lower() for w in _WORD.findall(sentence)]), passages):
+        return False, "polarity", [], overlap
+    return True, "", [], overlap
+
+
+def _polarity_agrees(stems: set[str], negated: bool, ev: Evidence) -> bool:
+    """A claim agrees in polarity when the passage sentence that shares most of its content words
+    is negated exactly when the claim is (ties: any of them will do)."""
+    best, pols = 0, set()
+    for sent_stems, neg in ev.sentences:
+        n = len(stems & sent_stems)
+        if n > best:
+            best, pols = n, {neg}
+        elif n == best and n:
+            pols.add(neg)
+    return best == 0 or negated in pols
+
+
+def code_blocks_match(answer: str, passages: Sequence[str]) -> list[str]:
+    """The fenced code blocks of `answer` that no passage holds verbatim (white space aside)."""
+    squashed = [re.sub(r"\s+", "", p.lower()) for p in passages]
+    bad = []
+    for m in _FENCE.finditer(answer):
+        code = re.sub(r"\s+", "", m.group(1).lower())
+        if code and not any(code in p for p in squashed):
+            bad.append(m.group(1).strip())
+    return bad
+
+
+_YES_NO = re.compile(r"^\W*(is|are|am|was|were|can|could|may|might|must|shall|should|will|would|do|does|did|"
+                     r"has|have|had|isn't|aren't|can't|doesn't|don't)\b", re.I)
+
+
+def makes_claim(sentence: str, question: str) -> bool:
+    """Whether a sentence says anything beyond the question: a term the question lacks, or a
+    content word the question does not have. "Here is how:" and restatements make none, except
+    after a yes/no question, where restating it as a statement answers it."""
+    q = Evidence.of(question)
+    if _YES_NO.match(question) and (content_stems(sentence) or re.search(r"\b(yes|no)\b", sentence, re.I)):
+        return True
+    if any(not term_found(k, t, q) for k, t in asserted_terms(sentence)):
+        return True
+    return any(s not in q.stems for s in content_stems(sentence))
+
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|\n+")
+
+
+def parse_citations(text: str) -> list[tuple[int, int, int]]:
+    """(n, start, end) for every citation mark in the text; [1, 3] yields 1 and 3."""
+    out = []
+    for m in _CITE.finditer(text):
+        for num in re.split(r"\s*[,;]\s*", m.group(1)):
+            out.append((int(num), m.start(), m.end()))
+    return out
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) spans of the sentences of `text`; a citation after the full stop ("fact. [1]")
+    belongs to the sentence before it."""
+    spans, pos = [], 0
+    for m in _SENT.finditer(text):
+        if m.start() > pos:
+            spans.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and not _CITE.sub("", text[a:b]).strip(" .;,"):
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def verify_answer(answer: str, passages: Sequence[str], question: str = "", *,
+                  min_overlap: float = MIN_OVERLAP) -> list[ClaimCheck]:
+    """Check every sentence of a generated answer against the passages it cites (1-based [n] into
+    `passages`). Fenced code blocks are checked whole, verbatim. Returns one ClaimCheck a sentence,
+    in order; sentences that assert nothing beyond the question come back with claim=False."""
+    out: list[ClaimCheck] = []
+    code_spans = [(m.start(), m.end()) for m in _FENCE.finditer(answer)]
+    bad_code = set(code_blocks_match(answer, passages))
+    for a, b in code_spans:
+        block = _FENCE.match(answer, a).group(1).strip()
+        ok = block not in bad_code
+        out.append(ClaimCheck(a, b, block, [], ok, "" if ok else "code differs from every passage"))
+    for a, b in sentences(answer):
+        if any(a < ce and b > cs for cs, ce in code_spans):
+            continue
+        raw = answer[a:b]
+        text = " ".join(_CITE.sub(" ", raw).split())
+        cites = sorted({n for n, _, _ in parse_citations(raw) if 1 <= n <= len(passages)})
+        if not makes_claim(text, question):
+            out.append(ClaimCheck(a, b, text, cites, True, claim=False))
+            continue
+        ok, reason, missing, overlap = check_sentence(text, [passages[n - 1] for n in cites], question,
+                                                      min_overlap=min_overlap)
+        out.append(ClaimCheck(a, b, text, cites, ok, reason, missing, round(overlap, 3)))
+    out.sort(key=lambda c: c.start)
+    return out

@@ -1,0 +1,103 @@
+"""The claim-level check (retrieval/verify.py) on passages of the real sample runbook.
+
+Each kind of invention the issue names is caught, and a correct paraphrase is accepted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from archivist.retrieval.verify import asserted_terms, code_blocks_match, verify_answer
+
+from conftest import SAMPLES
+
+
+def _section(title: str) -> str:
+    text = (SAMPLES / "oncall-runbook.md").read_text()
+    m = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    return m.group(1).strip()
+
+
+ROTATION = _section("Rotation")
+ESCALATION = _section("Escalation")
+CHECKS = _section("First checks")
+
+
+def verdicts(answer: str, passages: list[str], question: str) -> list[tuple[bool, str]]:
+    return [(c.supported, c.reason) for c in verify_answer(answer, passages, question) if c.claim]
+
+
+def test_correct_answers_and_paraphrases_are_supported():
+    q = "When is the on-call handover?"
+    assert verdicts("Handover happens every Monday at 10:30 in the platform channel [1].", [ROTATION], q) == [(True, "")]
+    # a paraphrase: other words, same facts
+    assert verdicts("The on-call handover takes place on Mondays at 10:30 [1].", [ROTATION], q) == [(True, "")]
+    assert verdicts("On-call engineers get an allowance of EUR 250 per week [1].", [ROTATION],
+                    "How much is the on-call allowance?") == [(True, "")]
+    assert verdicts("Check the queue with `nwctl queue lag --topic telemetry --max 500` [1].", [CHECKS],
+                    "How do I check the telemetry lag?") == [(True, "")]
+
+
+def test_an_invented_command_is_caught():
+    q = "How do I restart the ingest workers?"
+    (ok, reason), = verdicts("Run `sudo docker exec ingest-worker restart` [1].", [CHECKS], q)
+    assert not ok and "sudo docker exec" in reason
+    (ok, reason), = verdicts("Run EXECUTE -DTRANSPIRAL on the cluster [1].", [CHECKS], q)
+    assert not ok and "DTRANSPIRAL" in reason
+    # a real command with an invented flag
+    (ok, reason), = verdicts("Run nwctl restart ingest-worker --force [1].", [CHECKS], q)
+    assert not ok and "--force" in reason
+
+
+def test_a_swapped_number_or_unit_is_caught():
+    q = "How much is the on-call allowance?"
+    (ok, reason), = verdicts("The allowance is EUR 300 per week [1].", [ROTATION], q)
+    assert not ok and "300" in reason
+    (ok, reason), = verdicts("The allowance is EUR 250 per month [1].", [ROTATION], q)
+    assert not ok and "250 month" in reason
+    (ok, reason), = verdicts("Call the duty manager on extension 4471 [1].", [ESCALATION], "Whom do I call?")
+    assert not ok and "4471" in reason
+    (ok, reason), = verdicts("Escalate after 45 hours [1].", [ESCALATION], "When to escalate?")
+    assert not ok and "45 hours" in reason
+
+
+def test_a_negated_statement_is_caught():
+    q = "May engineers on call contact customers directly?"
+    (ok, reason), = verdicts("Yes, engineers on call contact customers directly [1].", [ESCALATION], q)
+    assert (ok, reason) == (False, "polarity")
+    assert verdicts("No, engineers on call do not contact customers directly [1].", [ESCALATION], q) == [(True, "")]
+
+
+def test_a_sentence_citing_the_wrong_passage_is_caught():
+    q = "Who is the Head of Platform?"
+    assert verdicts("The Head of Platform is Jonas Brandt [2].", [ROTATION, ESCALATION], q) == [(True, "")]
+    (ok, reason), = verdicts("The Head of Platform is Jonas Brandt [1].", [ROTATION, ESCALATION], q)
+    assert not ok and "Jonas" in reason and "Brandt" in reason
+
+
+def test_claims_without_a_citation_are_unsupported_but_restating_the_question_is_no_claim():
+    q = "Who is the Head of Platform?"
+    checks = verify_answer("Here is who the Head of Platform is. It is Jonas Brandt.", [ESCALATION], q)
+    assert [(c.claim, c.supported, c.reason) for c in checks] == [(False, True, ""), (True, False, "no citation")]
+
+
+def test_code_blocks_must_match_a_passage_verbatim():
+    good = "Restart them:\n```bash\nnwctl restart ingest-worker   --one-at-a-time --cluster prod-eu\n```\n"
+    bad = "Restart them:\n```bash\nnwctl restart ingest-worker --all --cluster prod-eu\n```\n"
+    assert code_blocks_match(good, [CHECKS]) == []
+    assert code_blocks_match(bad, [CHECKS]) == ["nwctl restart ingest-worker --all --cluster prod-eu"]
+    checks = verify_answer(bad, [CHECKS], "How do I restart the workers?")
+    assert any(not c.supported and c.reason.startswith("code differs") for c in checks)
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("Use `git stash push --keep-index`.", {("identifier", "git stash push --keep-index"), ("identifier", "--keep-index")}),
+    ("Policy HR-17 gives 20 weeks.", {("identifier", "HR-17"), ("number", "20 weeks")}),
+    ("Call os.path.join() or read /etc/hosts.", {("identifier", "os.path.join("), ("identifier", "/etc/hosts")}),
+    ("The house is large and the garden is green.", set()),
+])
+def test_asserted_terms(sentence, expected):
+    assert set(asserted_terms(sentence)) >= expected
+    if not expected:
+        assert asserted_terms(sentence) == []
