@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 RARE_ZIPF = 3.0  # a word rarer than this in English (Zipf scale; "rebase" 1.8, "launch" 4.7) must be in the passage
-MIN_OVERLAP = 0.6  # share of a claim's content words its cited passages must hold
+MIN_OVERLAP = 0.5  # share of a claim's content words its cited passages must hold (bench/calibrate_verify.py)
 
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
@@ -125,7 +125,7 @@ class Evidence:
             unit = m.group(2) if m.group(2) and m.group(2).lower() in _UNITS else ""
             numbers.setdefault(_number(m.group(1)), set()).add(_stem(unit) if unit else "")
         sents = []
-        for s in re.split(r"(?<=[.!?;:])\s+|\n+", joined):
+        for s in re.split(r"(?<=[.!?])\s+|\n+", joined):
             ws = [w.lower() for w in _WORD.findall(s)]
             sents.append((frozenset(_stem(w) for w in ws if w not in _FUNCTION and w not in _NEGATION),
                           _negated(ws)))
@@ -158,7 +158,7 @@ def asserted_terms(sentence: str) -> list[tuple[str, str]]:
             name = w[0].isupper() and not w.isupper() and not first  # a capitalized word inside a sentence
             if (len(lw) >= 3 and _zipf(lw) < RARE_ZIPF) or name:
                 out.append(("rare", w))
-        first = s[m.end():m.end() + 2].lstrip(" ")[:1] in (".", "!", "?", ":") if m else False
+        first = s[m.end():m.end() + 2].lstrip(" ")[:1] in (".", "!", "?")
     return list(dict.fromkeys(out))
 
 
@@ -206,11 +206,30 @@ def check_sentence(sentence: str, cited: Sequence[str], question: str = "", *,
     overlap = sum(s in ev.stems for s in stems) / len(stems) if stems else 1.0
     if missing:
         return False, "not in the cited passage: " + ", ".join(missing[:5]), missing, overlap
+    q = Evidence.of(question)
+    own = [(k, t) for k, t in asserted_terms(sentence) if not term_found(k, t, q)]
+    if len(own) >= 2 and not _together(own, cited):
+        return False, "not together in the cited passage: " + ", ".join(t for _, t in own[:5]), [], overlap
     if overlap < min_overlap:
         return False, "overlap", [], overlap
     if stems and not _polarity_agrees(set(stems), _negated([w.lower() for w in _WORD.findall(sentence)]), passages):
         return False, "polarity", [], overlap
     return True, "", [], overlap
+
+
+TOGETHER = 3  # the terms a claim asserts must stand within this many consecutive lines or sentences
+
+
+def _together(terms: Sequence[tuple[str, str]], cited: Sequence[str]) -> bool:
+    """Whether some window of TOGETHER consecutive sentences (a table row is a line) of one cited
+    passage holds all `terms`: "Heron's APAC revenue is 880" must not be made of two rows."""
+    for text in cited:
+        units = [u for u in re.split(r"(?<=[.!?])\s+|\n+", text) if u.strip()]
+        for i in range(max(1, len(units) - TOGETHER + 1)):
+            window = Evidence.of("\n".join(units[i:i + TOGETHER]))
+            if all(term_found(k, t, window) for k, t in terms):
+                return True
+    return False
 
 
 def _polarity_agrees(stems: set[str], negated: bool, ev: Evidence) -> bool:
