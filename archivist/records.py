@@ -96,5 +96,8 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
-    mode: str = "generated"  # generated | extractive | not_found
-    generated: str | None = None  # the model's own text when it was replaced by quoted passages
+    mode: str = "generated"  # what produced the answer: generated | extractive | not_found
+    status: str = "answered"  # answered (checked and confident) | uncertain (closest passages) | not_found
+    confidence: float = 0.0  # the score `status` was decided on (retrieval/answer.py `settle`)
+    claims: list[dict] = field(default_factory=list)  # retrieval/verify.py ClaimCheck per generated sentence
+    generated: str | None = None  # the model's own text (a draft) when what is shown differs from it

@@ -18,7 +18,10 @@ import numpy as np
 
 from archivist import access
 from archivist.records import Answer, Citation, Hit
+from archivist.retrieval.quote import quote
+from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import STOPWORDS, answerability, search
+from archivist.retrieval.verify import verify_answer
 from archivist.workspace import Workspace
 
 SYSTEM_PROMPT = (
@@ -29,6 +32,7 @@ SYSTEM_PROMPT = (
     "\"The documents do not contain an answer to this question.\" Be brief."
 )
 NOT_FOUND = "The documents do not contain an answer to this question."
+UNCERTAIN = "No answer could be verified in the documents; the closest passages say:"
 ANSWER_ROOM = 256  # tokens kept free for the answer when packing passages
 MAX_CONTEXT = 2048  # cap on the prompt+answer window: prefill time grows with it on a CPU
 
@@ -192,33 +196,60 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
 
 
 def extractive_answer(question: str, passages: Sequence[Hit], embedder, max_sentences: int = 2) -> str:
-    """Quote the passage sentences that best match the question, each cited [n].
+    """Quote the passage sentence(s) that best answer the question, each cited [n] (retrieval/quote.py);
+    NOT_FOUND when the passages hold nothing quotable."""
+    q = quote(question, passages, embedder, max_sentences=max_sentences)
+    return q.text if q else NOT_FOUND
 
-    Used when the generated answer is not supported by the passages (small models often ignore
-    them), and as an answer mode of its own. Sentences are ranked by cosine similarity to the
-    question plus the share of the question's content words they contain.
+
+def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mode: str, embedder, s) -> None:
+    """Decide what the user sees, and how sure it is, from the generated text (or none, in extractive
+    mode). Sets result.answer, status, mode, citations, claims and generated.
+
+    A generated answer is checked claim by claim (retrieval/verify.py); sentences whose claims the
+    cited passages do not hold are dropped from the answer (kept in result.claims and
+    result.generated, never shown as answer text). What is left is *answered* when it scores at
+    least `s.quote_answered` as an answer to the question. Otherwise (and in extractive mode) the
+    best quote of the passages is the answer: *answered* at `s.quote_answered`, *uncertain* (the
+    closest passages, with no claim that they answer) above `s.quote_not_found`, else *not_found*.
+    In "generate" mode the quote is not used: an unverified answer is *uncertain*.
     """
-    cands = []
-    for n, h in enumerate(passages, start=1):
-        for a, b in sentences(h.text):
-            sent = " ".join(h.text[a:b].split())
-            if len(_WORD.findall(sent)) >= 3:
-                cands.append((n, sent))
-    if not cands:
-        return NOT_FOUND
-    vecs = embedder.embed([question] + [c[1] for c in cands])
-    sims = vecs[1:] @ vecs[0]
-    scores = [float(sims[i]) + 0.5 * token_overlap(question, c[1]) for i, c in enumerate(cands)]
-    order = sorted(range(len(cands)), key=lambda i: -scores[i])
-    picked = [order[0]]
-    for i in order[1:max_sentences * 4]:
-        if len(picked) >= max_sentences or scores[i] < 0.85 * scores[order[0]]:
-            break
-        if cands[i][1] != cands[picked[0]][1]:
-            picked.append(i)
-    picked.sort(key=lambda i: (cands[i][0], i))
-    return " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
+    texts = [p.text for p in passages]
+    kept: list = []
+    if text:
+        result.generated = text
+        checks = verify_answer(text, texts, question)
+        result.claims = [asdict(c) for c in checks]
+        if "do not contain" not in text.lower():
+            kept = [c for c in checks if c.claim and c.supported]
+    if kept:
+        cands = [(c.cites[0], c.text, " > ".join(passages[c.cites[0] - 1].heading)) for c in kept]
+        confidence = float(max(quote_score(question, cands, embedder)))
+        if confidence >= s.quote_answered or mode == "generate":
+            shown = " ".join(text[c.start:c.end].strip() for c in kept)
+            _show(result, shown, passages, embedder, s, "generated",
+                  "answered" if confidence >= s.quote_answered else "uncertain", confidence)
+            return
+    if mode == "generate":
+        _show(result, UNCERTAIN, passages, embedder, s, "generated", "uncertain", 0.0)
+        return
+    q = quote(question, passages, embedder)
+    if q is None or q.confidence < s.quote_not_found:
+        _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", q.confidence if q else 0.0)
+    elif q.confidence >= s.quote_answered:
+        _show(result, q.text, passages, embedder, s, "extractive", "answered", q.confidence)
+    else:
+        _show(result, UNCERTAIN + " " + q.text, passages, embedder, s, "extractive", "uncertain", q.confidence)
 
+
+def _show(result: Answer, text: str, passages: Sequence[Hit], embedder, s, mode: str, status: str,
+          confidence: float) -> None:
+    text, citations, invalid = check_citations(text, passages, embedder, s.weak_support) if passages else (text, [], [])
+    result.answer, result.citations, result.invalid_citations = text, citations, invalid
+    result.mode, result.status, result.confidence = mode, status, round(confidence, 4)
+    result.not_found = status == "not_found"
+    if result.generated is not None and result.generated.strip() == text.strip():
+        result.generated = None  # shown as it was generated: nothing was replaced
 
 def adapter_path(ws: Workspace, name: str) -> str:
     row = ws.db.execute("SELECT path FROM adapters WHERE name = ?", (name,)).fetchone()
@@ -276,7 +307,7 @@ def ask(
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
                     adapter=name, model=s.llm)
     if answerability(ws, standalone, hits) < s.min_relevance:
-        result.answer, result.not_found, result.mode = NOT_FOUND, True, "not_found"
+        result.answer, result.not_found, result.mode, result.status = NOT_FOUND, True, "not_found", "not_found"
         if on_token:
             on_token(NOT_FOUND)
         result.seconds = time.perf_counter() - t0
@@ -288,9 +319,7 @@ def ask(
     result.passages = list(passages)
     stats: dict = {}
     if mode == "extractive":
-        text = extractive_answer(question, passages, embedder)
-        if on_token:
-            on_token(text)
+        text = ""
     else:
         pieces = []
         for piece in llm.stream(build_messages(question, passages), max_new_tokens=s.max_new_tokens, stats=stats, stop=stop):
@@ -298,15 +327,7 @@ def ask(
             if on_token:
                 on_token(piece)
         text = "".join(pieces).strip()
-    text, citations, invalid = check_citations(text, passages, embedder, s.weak_support)
-    refused = "do not contain" in text.lower()
-    if mode == "auto" and not refused and not any(not c.weak for c in citations):
-        result.generated, result.mode = text, "extractive"
-        text, citations, invalid = check_citations(extractive_answer(question, passages, embedder), passages, embedder, s.weak_support)
-    elif mode == "extractive":
-        result.mode = "extractive"
-    result.answer, result.citations, result.invalid_citations = text, citations, invalid
-    result.not_found = refused
+    settle(result, question, passages, text, mode, embedder, s)
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)
     result.seconds = time.perf_counter() - t0
@@ -328,7 +349,10 @@ def answer_json(a: Answer) -> dict:
         "adapter": a.adapter,
         "model": a.model,
         "mode": a.mode,
+        "status": a.status,
+        "confidence": a.confidence,
         "generated": a.generated,
+        "claims": [{k: c[k] for k in ("text", "cites", "supported", "reason")} for c in a.claims if c.get("claim", True)],
         "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens},
         "seconds": round(a.seconds, 3),
     }

@@ -1,0 +1,147 @@
+"""Answers without generation: quote the sentence of the passages that answers the question.
+
+A small model cannot be trusted to write the answer, but the passages usually hold it in one
+sentence, a table row, a heading ("TRUNCATE — empty a table or set of tables") or a code line. Each
+candidate is scored by how close it is to the question (embedding cosine and the share of the
+question's content words it holds), by how well its passage's heading matches the question, and by
+whether it has what the question asks for:
+
+    which command / option / function / file / how do I  → something code-like
+    what default                                           → the word "default" (or "by default")
+    how many / how much / how long / when / which port     → a number
+    what is X / what does X mean                           → a definition of X ("X is ...")
+
+The weights are chosen on the tuning splits of the public answer sets (bench/answers.py), never on
+the held-out splits. `confidence` is the winning candidate's score; the threshold between an
+*answered* and an *uncertain* quote is Settings.quote_confidence, calibrated the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from archivist.records import Hit
+from archivist.retrieval import verify
+
+
+@dataclass(frozen=True)
+class Weights:
+    cosine: float = 1.0  # embedding similarity of question and candidate
+    overlap: float = 0.5  # share of the question's content words in the candidate
+    heading: float = 0.3  # share of the question's content words in the passage's heading path
+    kind: float = 0.25  # the candidate has what the question type asks for
+    rank: float = 0.05  # per place the passage stands below the first
+    second: float = 0.9  # a second sentence is quoted when it scores this share of the first
+
+
+DEFAULT = Weights()
+
+_CODE_Q = re.compile(r"\b(command|commands|option|options|flag|flags|function|functions|method|methods|class|module|"
+                     r"setting|settings|variable|parameter|argument|syntax|file|directory|path|key|configure|"
+                     r"how (do|can|would|should) (i|you|we|one)|how to|which tool|what tool|run|invoke|call)\b", re.I)
+_DEFAULT_Q = re.compile(r"\bdefault(s|ed)?\b|\bby default\b|\bunless\b", re.I)
+_NUMBER_Q = re.compile(r"\b(how (many|much|long|often|big|large|old)|when|what (year|date|time|port|size|version|limit)|"
+                       r"which (year|port|version)|maximum|minimum|limit|number of)\b", re.I)
+_DEFINE_Q = re.compile(r"^\W*(what|who)\s+(is|are|was|were)\s+(an?\s+|the\s+)?(?P<x>[^?]{2,60}?)\s*\??$|"
+                       r"what does (?P<y>[^?]{2,60}?) (mean|stand for|do)\s*\??$", re.I)
+
+
+@dataclass
+class Quote:
+    text: str  # the quote with its citation marks, "sentence [n] sentence [m]"
+    confidence: float
+    picked: list[tuple[int, str]]  # (passage number, sentence)
+
+
+def question_kind(question: str) -> str:
+    """"define", "number", "default", "code" or "other": what the question asks for."""
+    if _DEFINE_Q.search(question.strip()):
+        return "define"
+    if _DEFAULT_Q.search(question):
+        return "default"
+    if _NUMBER_Q.search(question):
+        return "number"
+    if _CODE_Q.search(question):
+        return "code"
+    return "other"
+
+
+def _has_kind(kind: str, sentence: str, question: str) -> bool:
+    if kind == "code":
+        return any(k == "identifier" for k, _ in verify.asserted_terms(sentence)) or "$ " in sentence
+    if kind == "default":
+        return bool(re.search(r"\bdefault", sentence, re.I))
+    if kind == "number":
+        return bool(re.search(r"\d", sentence))
+    if kind == "define":
+        m = _DEFINE_Q.search(question.strip())
+        x = (m.group("x") or m.group("y") or "").strip().lower()
+        s = sentence.lower()
+        return bool(x) and (s.startswith(x) or f"{x} is" in s or f"{x} are" in s or f"{x} means" in s
+                            or f"{x} —" in s or f"{x} -" in s)
+    return False
+
+
+def candidates(passages: Sequence[Hit]) -> list[tuple[int, str, str]]:
+    """(passage number, sentence, heading text) for every quotable unit: the last heading of each
+    passage (when it says something, e.g. "git-stash - Stash the changes"), every sentence of at
+    least three words, and every line of a table or code block."""
+    out = []
+    for n, h in enumerate(passages, start=1):
+        head = " > ".join(h.heading)
+        if h.heading and len(h.heading[-1].split()) >= 3:
+            out.append((n, h.heading[-1].strip(), head))
+        for a, b in verify.sentences(h.text):
+            sent = " ".join(h.text[a:b].split())
+            if len(sent.split()) >= 3 or (len(sent.split()) >= 1 and verify.asserted_terms(sent)):
+                out.append((n, sent, head))
+    return out
+
+
+def _is_heading(cand: tuple[int, str, str], passages: Sequence[Hit]) -> bool:
+    heading = passages[cand[0] - 1].heading
+    return bool(heading) and cand[1] == heading[-1].strip()
+
+
+def score(question: str, cands: Sequence[tuple[int, str, str]], embedder, weights: Weights = DEFAULT) -> np.ndarray:
+    """How well each candidate (passage number, sentence, heading path) answers the question."""
+    vecs = embedder.embed([question] + [c[1] for c in cands])
+    cos = vecs[1:] @ vecs[0]
+    qstems = set(verify.content_stems(question))
+    kind = question_kind(question)
+
+    def share(text: str) -> float:
+        return len(qstems & set(verify.content_stems(text))) / len(qstems) if qstems else 0.0
+
+    heads = {h: share(h) for _, _, h in cands}
+    return np.array([
+        weights.cosine * float(cos[i]) + weights.overlap * share(s) + weights.heading * heads[h]
+        + weights.kind * _has_kind(kind, s, question) - weights.rank * (n - 1)
+        for i, (n, s, h) in enumerate(cands)])
+
+
+def quote(question: str, passages: Sequence[Hit], embedder, *, weights: Weights = DEFAULT,
+          max_sentences: int = 2) -> Quote | None:
+    """The best-answering sentence(s) of `passages`, cited [n], with the score of the first; None
+    when the passages have nothing quotable."""
+    cands = candidates(passages)
+    if not cands:
+        return None
+    scores = score(question, cands, embedder, weights)
+    order = np.argsort(-scores, kind="stable")
+    first = int(order[0])
+    picked = [first]
+    for i in order[1:max_sentences * 4]:
+        i = int(i)
+        if len(picked) >= max_sentences or scores[i] < weights.second * scores[first]:
+            break
+        if cands[i][1] != cands[first][1] and cands[i][0] == cands[first][0] \
+                and not _is_heading(cands[i], passages) and not _is_heading(cands[first], passages):
+            picked.append(i)  # a second sentence of the same passage; a heading only ever answers alone
+    picked.sort()
+    text = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
+    return Quote(text=text, confidence=round(float(scores[first]), 4), picked=[(cands[i][0], cands[i][1]) for i in picked])
