@@ -50,28 +50,60 @@ def cmd_search(args) -> int:
     return 0
 
 
+STATUS_LINE = {
+    "answered": "answered",
+    "uncertain": "uncertain: no answer could be verified; the closest passages are quoted, not confirmed",
+    "not_found": "not found in the documents you may read",
+}
+
+
+class Draft:
+    """The generated text shown while it is written, on a terminal only, and erased before the
+    checked answer is printed: unverified text never stays on screen as the answer."""
+
+    def __init__(self, out):
+        self.out, self.text = out, ""
+        self.live = out.isatty()
+
+    def __call__(self, piece: str) -> None:
+        if self.live:
+            if not self.text:
+                self.out.write("\x1b[2m(draft, being checked) ")
+            self.text += piece
+            self.out.write(piece)
+            self.out.flush()
+
+    def erase(self) -> None:
+        """Move the cursor back over the draft and clear it (wrapped lines counted at the terminal's width)."""
+        if self.live and self.text:
+            import shutil
+
+            width = max(shutil.get_terminal_size().columns, 20)
+            lines = sum(max(1, -(-len(line) // width)) for line in ("(draft, being checked) " + self.text).split("\n"))
+            self.out.write("\x1b[0m\r" + ("\x1b[1A" * (lines - 1)) + "\x1b[J")
+            self.out.flush()
+
+
 def cmd_ask(args) -> int:
     from archivist.retrieval.answer import answer_json, ask
 
     adapter = None if args.adapter in ("none", "base") else args.adapter
-    streamed = []
-
-    def show(piece: str):
-        streamed.append(piece)
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-
+    draft = Draft(sys.stdout)
     with open_ws(args) as ws:
-        result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
-                     adapter=adapter, on_token=None if args.json else show, mode=args.mode)
+        try:
+            result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
+                         adapter=adapter, on_token=None if args.json else draft, mode=args.mode)
+        finally:
+            draft.erase()
     if args.json:
         emit_json(answer_json(result))
         return 0
-    if result.mode == "extractive" and result.generated is not None:
-        print("\n\n(the generated answer was not supported by the passages; quoting them instead)\n" + result.answer)
-    elif result.answer != "".join(streamed).strip():  # citations were cleaned: show the checked text
-        print("\n\n(checked) " + result.answer)
-    print()
+    print(result.answer)
+    dropped = sum(1 for c in result.claims if c.get("claim", True) and not c["supported"])
+    how = {"generated": "written by the model; every claim found in its sources", "extractive": "quoted from the documents",
+           "not_found": "nothing relevant found"}[result.mode]
+    print(f"\n({STATUS_LINE[result.status]}; {how}"
+          + (f"; {dropped} generated sentence(s) dropped: the passages do not support them" if dropped else "") + ")")
     if result.citations:
         print("\nSources:")
         for c in result.citations:
