@@ -37,7 +37,7 @@ from archivist.workspace import Workspace
 
 POLL_S = 0.5  # how often a waiting request looks whether its client is still there
 KEEPALIVE_S = 10.0  # an SSE comment this often while queued, so proxies keep the stream open
-REPLACED = "\n\n(That answer was not supported by the passages. From the documents:) "
+REPLACED = "\n\n(The draft above was not supported by the passages; the checked answer:) "
 
 
 @dataclass
@@ -127,7 +127,7 @@ def completion_extras(answer) -> dict:
     j = answer_json(answer)
     mode = getattr(answer, "mode", None) or ("not_found" if answer.not_found else "generated")
     return {"citations": j["citations"], "passages": j["passages"], "not_found": answer.not_found, "answer_mode": mode,
-            "invalid_citations": j["invalid_citations"]}
+            "status": j["status"], "confidence": j["confidence"], "invalid_citations": j["invalid_citations"]}
 
 
 def finish_reason(answer, max_tokens: int) -> str:
@@ -184,7 +184,8 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
         raise
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(request, job, events, cid, created, body.model, max_tokens, include_usage),
+        return StreamingResponse(_stream(request, job, events, cid, created, body.model, max_tokens, include_usage,
+                                         body.verified_only),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     finished = False
@@ -213,9 +214,12 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
 
 
 async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: str, created: int, model: str,
-                  max_tokens: int, include_usage: bool):
-    """The SSE body: a role chunk, content chunks as generated, a final chunk with finish_reason and
-    archivist's fields (citations, passages, not_found, answer_mode, answer), [usage], [DONE]."""
+                  max_tokens: int, include_usage: bool, verified_only: bool = True):
+    """The SSE body: a role chunk, content chunks, a final chunk with finish_reason and archivist's
+    fields (citations, passages, not_found, answer_mode, status, answer), [usage], [DONE].
+
+    verified_only: the content is the checked answer alone, sent when it is ready; otherwise the
+    model's draft is streamed as it is written, followed by the checked answer when they differ."""
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -240,9 +244,10 @@ async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: st
                     yield ": waiting for the model\n\n"
                 continue
             if kind == "token":
-                streamed.append(value)
-                last_sent = time.monotonic()
-                yield chunk({"content": value})
+                if not verified_only:
+                    streamed.append(value)
+                    last_sent = time.monotonic()
+                    yield chunk({"content": value})
                 continue
             finished = True
             if kind == "cancelled":
@@ -252,9 +257,11 @@ async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: st
                 yield "data: [DONE]\n\n"
                 return
             answer = value
-            # The client saw the generated text; when `auto` mode replaced it with quoted passages
-            # (it was unsupported), send those too, so the streamed text holds what `citations` cite.
-            if getattr(answer, "generated", None) is not None and "".join(streamed).strip() != answer.answer:
+            # A draft client saw the generated text; when the check changed it (sentences dropped, or
+            # passages quoted instead), send the checked answer too, so the text holds what `citations` cite.
+            if verified_only:
+                yield chunk({"content": answer.answer})
+            elif "".join(streamed).strip() != answer.answer:
                 yield chunk({"content": REPLACED + answer.answer})
             yield chunk({}, finish_reason(answer, max_tokens), answer=answer.answer, **completion_extras(answer))
             if include_usage:

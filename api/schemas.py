@@ -57,6 +57,10 @@ class ChatRequest(_Open):
     k: int | None = Field(None, ge=1, le=20, description="archivist: passages given to the model")
     answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
         None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")
+    verified_only: bool = Field(
+        True, description="archivist: with `stream: true`, send only the checked answer (one content chunk when it is "
+                          "ready); false streams the model's draft as it is written and, when the check changed it, a "
+                          "final content chunk with the checked answer")
 
     _ints = field_validator("max_tokens", "max_completion_tokens", "n", "k", mode="before")(_json_int)
 
@@ -149,7 +153,11 @@ class ChatResponse(BaseModel):
     citations: list[CitationOut] = Field(description="archivist: the passages the answer cites, by their [n]")
     passages: list[PassageOut] = Field(description="archivist: every passage that was in the prompt, numbered from 1")
     not_found: bool = Field(description="archivist: the documents do not answer the question")
-    answer_mode: str = Field(description="archivist: generated | extractive | not_found")
+    answer_mode: str = Field(description="archivist: what produced the answer: generated | extractive | not_found")
+    status: Literal["answered", "uncertain", "not_found"] = Field(
+        description="archivist: answered (checked, confident) | uncertain (the closest passages, not claimed to answer) "
+                    "| not_found")
+    confidence: float = Field(description="archivist: the score the status was decided on")
     invalid_citations: list[int] = Field(description="archivist: [n] marks the model wrote that point to no passage (removed)")
 
 

@@ -39,9 +39,9 @@ class Settings:
     max_new_tokens: int = _f(200, "most tokens generated per answer")
     min_relevance: float = _f(0.62, "answerability (best cosine + half the question-term coverage) under which the answer is 'not in the documents'")
     weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
-    quote_answered: float = _f(1.15, "a quote (or a verified generated answer) scoring at least this is shown as answered; "
+    quote_answered: float = _f(1.0, "a quote (or a verified generated answer) scoring at least this is shown as answered; "
                                      "below, as uncertain (calibrated on the tuning splits: bench/answers.py)")
-    quote_not_found: float = _f(0.75, "a best quote scoring under this means the documents do not hold the answer")
+    quote_not_found: float = _f(0.5, "a best quote scoring under this means the documents do not hold the answer")
     answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
     device: str = _f("auto", "auto | cpu | cuda")
     quantize: str = _f("auto", "LLM weights at inference: auto (4-bit on GPU) | none | 4bit")

@@ -233,7 +233,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     if mode == "generate":
         _show(result, UNCERTAIN, passages, embedder, s, "generated", "uncertain", 0.0)
         return
-    q = quote(question, passages, embedder)
+    q = quote(result.standalone_question or question, passages, embedder, follow_up=question)
     if q is None or q.confidence < s.quote_not_found:
         _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", q.confidence if q else 0.0)
     elif q.confidence >= s.quote_answered:

@@ -125,13 +125,19 @@ def score(question: str, cands: Sequence[tuple[int, str, str]], embedder, weight
 
 
 def quote(question: str, passages: Sequence[Hit], embedder, *, weights: Weights = DEFAULT,
-          max_sentences: int = 2) -> Quote | None:
+          max_sentences: int = 2, follow_up: str | None = None) -> Quote | None:
     """The best-answering sentence(s) of `passages`, cited [n], with the score of the first; None
-    when the passages have nothing quotable."""
+    when the passages have nothing quotable.
+
+    follow_up: the question as the user asked it, when `question` is its standalone form (words of
+    the previous turn added for retrieval); candidates are then scored by the mean over both, so the
+    added words do not pull the quote back to what the previous answer already said."""
     cands = candidates(passages)
     if not cands:
         return None
     scores = score(question, cands, embedder, weights)
+    if follow_up and follow_up != question:
+        scores = (scores + score(follow_up, cands, embedder, weights)) / 2
     order = np.argsort(-scores, kind="stable")
     first = int(order[0])
     picked = [first]
