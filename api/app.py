@@ -27,6 +27,7 @@ from archivist import __version__
 from archivist.api import chat, documents, embeddings, health, models, search
 from archivist.api.deps import Server, known_query_only
 from archivist.api.errors import install
+from archivist.api.guard import Guard
 from archivist.api.queue import GenerationQueue
 from archivist.settings import Settings
 from archivist.workspace import open_workspace
@@ -52,32 +53,9 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
         llm_for(settings)
     app = FastAPI(title="archivist", version=__version__, dependencies=[Depends(known_query_only)],
                   description="OpenAI-compatible API over your documents: grounded answers with citations.")
-    app.state.server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting), started=int(time.time()))
+    app.state.server = server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting), started=int(time.time()))
     install(app)
-    app.add_middleware(UploadLimit, max_bytes=settings.max_file_mb * 2**20)
+    app.add_middleware(Guard, server=server)  # the key, then the body's size, before the body is read
     for module in ROUTERS:
         app.include_router(module.router)
     return app
-
-
-class UploadLimit:
-    """ASGI middleware: refuse an upload whose Content-Length is over the limit before its body is
-    read (the multipart parser would otherwise spool all of it to disk first)."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/documents":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            slack = 64 * 1024  # multipart framing and the other fields
-            if length is not None and length.isdigit() and int(length) > self.max_bytes + slack:
-                from fastapi.responses import JSONResponse
-
-                from archivist.api.errors import error_body
-
-                mb = self.max_bytes // 2**20
-                body = error_body(413, f"the upload ({int(length) / 2**20:.1f} MB) is larger than {mb} MB", "file_too_large", "file")
-                await JSONResponse(body, status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -165,7 +165,7 @@ _STREAM_DOC = {200: {"description": "the completion; with `stream: true` a text/
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/v1/chat/completions", response_model=S.ChatResponse, responses={**responses(400, 403, 404, 429), **_STREAM_DOC})
+@router.post("/v1/chat/completions", response_model=S.ChatResponse, responses={**responses(400, 403, 404, 413, 429), **_STREAM_DOC})
 async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(workspace), who: str = Depends(user),
                server: Server = Depends(server_of)):
     """Answer the last user message from the documents the key's user may read, citing them as [n]."""

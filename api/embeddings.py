@@ -15,7 +15,7 @@ MAX_EMBED_CHARS = 2_000_000  # all texts of one embeddings request together
 router = APIRouter(tags=["embeddings"])
 
 
-@router.post("/v1/embeddings", response_model=S.EmbeddingResponse, responses=responses(400, 404))
+@router.post("/v1/embeddings", response_model=S.EmbeddingResponse, responses=responses(400, 404, 413))
 def embeddings(body: S.EmbeddingRequest, _: str = Depends(user), srv: Server = Depends(server)):
     """Embed texts with the workspace's embedder (normalized vectors; `base64` is little-endian float32)."""
     import numpy as np

@@ -42,7 +42,7 @@ def error_body(status: int, message: str, code: str, param: str | None = None) -
 
 
 _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key", 403: "no access to that collection",
-                 404: "unknown model, document, collection or ingestion job", 413: "upload too large",
+                 404: "unknown model, document, collection or ingestion job", 413: "the body (an upload, or any other) is over the server's limit",
                  422: "the body or a parameter does not validate", 429: "the generation queue is full; see Retry-After",
                  503: "the server is busy"}
 
@@ -63,6 +63,7 @@ def install(app) -> None:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from archivist.access import AccessDenied
+    from archivist.api.guard import BodyTooLarge
     from archivist.api.queue import QueueFull
     from archivist.workspace import WorkspaceError
 
@@ -91,6 +92,10 @@ def install(app) -> None:
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
             headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return reply(exc.status_code, str(exc.detail), code, headers=headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request, exc: BodyTooLarge):  # raised by the Guard while the body arrives
+        return reply(413, exc.message, exc.code, exc.param)
 
     @app.exception_handler(AccessDenied)
     async def _denied(request, exc: AccessDenied):

@@ -12,7 +12,7 @@ from archivist.workspace import Workspace
 router = APIRouter(tags=["retrieval"])
 
 
-@router.post("/v1/search", response_model=S.SearchResponse, responses=responses(403, 404))
+@router.post("/v1/search", response_model=S.SearchResponse, responses=responses(403, 404, 413))
 def search_route(body: S.SearchRequest, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Ranked passages among the collections the key's user may read (retrieval only, no generation)."""
     from archivist.retrieval.answer import hit_json

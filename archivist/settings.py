@@ -29,6 +29,7 @@ class Settings:
     chunk_overlap: int = _f(32, "overlap between consecutive chunks of one section, in tokens")
     ann_threshold: int = _f(20000, "vectors in a collection past which an IVF index replaces exact search")
     max_file_mb: int = _f(200, "largest file accepted for ingestion, in MB")
+    max_json_mb: int = _f(16, "largest JSON request body the API accepts, in MB (an upload's body: max_file_mb)")
     max_unzipped_mb: int = _f(500, "largest uncompressed size of a DOCX/XLSX/PPTX, in MB")
     reader_timeout: float = _f(120.0, "seconds a single file may take to read before it is failed")
     top_k: int = _f(5, "passages given to the model per question")
@@ -63,6 +64,8 @@ class Settings:
             raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}")
         if self.answer_mode not in ("auto", "generate", "extractive"):
             raise ValueError(f"answer_mode must be auto, generate or extractive, got {self.answer_mode!r}")
+        if self.max_json_mb < 1:
+            raise ValueError(f"max_json_mb must be at least 1, got {self.max_json_mb}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.quantize not in ("auto", "none", "4bit"):

@@ -1,0 +1,132 @@
+"""The door of the API: an ASGI middleware that checks the API key from the headers, and caps the
+request body's size, before a byte of the body is read.
+
+FastAPI reads and parses a route's body before it runs the route's dependencies, so a key checked in
+a dependency comes too late: a keyless 300 MB JSON body was held in memory, and a keyless chunked
+upload spooled to disk, before its 401. Here a request under /v1 without a valid key is answered 401
+without the body ever being received (uvicorn drops it unread), and every body is counted as it
+arrives: over the limit it is refused with 413, from its Content-Length when it has one, else as
+soon as the count passes the limit (chunked uploads).
+
+Limits: `max_json_mb` for every body, `max_file_mb` (plus multipart framing) for an upload
+(POST /v1/documents).
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+
+from archivist.api.errors import error_body
+
+USER = "archivist.user"  # the scope key under which the key's user is passed on to the routes
+UPLOAD_SLACK = 64 * 1024  # multipart framing and the other form fields of an upload
+
+MISSING_KEY = ("missing API key: send `Authorization: Bearer <key>` (create one with "
+               "`archivist keys create --user NAME`)", "missing_api_key")
+INVALID_KEY = ("invalid API key: unknown, malformed or revoked", "invalid_api_key")
+
+
+class BodyTooLarge(HTTPException):
+    """A request body past its limit, noticed while it arrived; becomes a 413 (errors.install)."""
+
+    def __init__(self, message: str, code: str, param: str | None):
+        super().__init__(status_code=413, detail=message)
+        self.message, self.code, self.param = message, code, param
+
+
+def needs_key(path: str) -> bool:
+    """Every /v1 route needs a key; /health and the API's own docs (/docs, /openapi.json) do not."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def body_limit(scope, settings) -> tuple[int, str, str | None, str]:
+    """(bytes, error code, param, what) for this request's body: an upload's or any other's."""
+    if scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/documents":
+        return settings.max_file_mb * 2**20 + UPLOAD_SLACK, "file_too_large", "file", f"the upload is larger than {settings.max_file_mb} MB"
+    return (settings.max_json_mb * 2**20, "request_too_large", None,
+            f"the request body is larger than {settings.max_json_mb} MB (the server's max_json_mb)")
+
+
+def authenticate(server, authorization: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """(user, None) for a valid `Authorization: Bearer <key>` header, else (None, (message, code)).
+
+    Runs SQLite on its own connection: call it from a worker thread, not the event loop.
+    """
+    from archivist.keys import user_for_key
+
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None, MISSING_KEY
+    ws = server.workspace()
+    try:
+        name = user_for_key(ws, key.strip())
+    finally:
+        ws.close()
+    return (name, None) if name is not None else (None, INVALID_KEY)
+
+
+class Guard:
+    """ASGI middleware in front of the API: key first, then a counted body.
+
+    `server` is the app's Server (its settings and its `workspace()` for the key lookup).
+    """
+
+    def __init__(self, app, server):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        if needs_key(scope["path"]):
+            from anyio import to_thread
+
+            user, refusal = await to_thread.run_sync(authenticate, self.server, headers.get("authorization"))
+            if refusal is not None:
+                await _reply(scope, receive, send, 401, *refusal, headers={"WWW-Authenticate": "Bearer"})
+                return
+            scope[USER] = user
+        limit, code, param, message = body_limit(scope, self.server.settings)
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _reply(scope, receive, send, 413, f"{message}: {int(length) / 2**20:.1f} MB sent", code, param)
+            return
+        await self._counted(scope, receive, send, limit, BodyTooLarge(message, code, param))
+
+    async def _counted(self, scope, receive, send, limit: int, too_large: BodyTooLarge):
+        """Run the app with a receive that counts the body and raises `too_large` past `limit`."""
+        seen, started = 0, False
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise too_large
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodyTooLarge as e:  # the app's own handler (errors.install) answers it; this is the fallback
+            if started:
+                raise
+            await _reply(scope, receive, send, 413, e.message, e.code, e.param)
+
+
+def _headers(scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+
+
+async def _reply(scope, receive, send, status: int, message: str, code: str, param: str | None = None,
+                 headers: dict | None = None):
+    """An OpenAI-shaped JSON error (a JSONResponse never reads the request body)."""
+    from starlette.responses import JSONResponse
+
+    await JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)(scope, receive, send)
