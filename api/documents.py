@@ -30,13 +30,13 @@ def documents(collection: str | None = Query(None), ws: Workspace = Depends(work
     return {"object": "list", "data": [document_out(d) for d in list_documents(ws, who, collection)]}
 
 
-@router.get("/v1/documents/{doc}", response_model=S.DocumentOut, responses=responses(400, 404))
+@router.get("/v1/documents/{doc:path}", response_model=S.DocumentOut, responses=responses(400, 404))
 def document(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
-    """One document by id or name."""
+    """One document by id or name; a name may hold `/` (folder ingestion names documents `folder/file`)."""
     return document_out(_find(ws, doc, who, collection))
 
 
-@router.delete("/v1/documents/{doc}", response_model=S.Deleted, responses=responses(400, 403, 404))
+@router.delete("/v1/documents/{doc:path}", response_model=S.Deleted, responses=responses(400, 403, 404))
 def delete(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Remove a document (by id or name) from SQLite, FTS5 and FAISS. Needs write access to its collection."""
     from archivist.ingest.pipeline import delete_document
