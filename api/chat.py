@@ -170,7 +170,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
                server: Server = Depends(server_of)):
     """Answer the last user message from the documents the key's user may read, citing them as [n]."""
     question, history = split_messages(body.messages)
-    adapter = adapter_for_model(ws, body.model)
+    adapter = adapter_for_model(ws, body.model, who)
     scope = requested_collections(ws, who, body.collection, body.collections)
     max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens
     job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,

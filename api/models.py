@@ -53,16 +53,19 @@ def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
     return out
 
 
-def adapter_for_model(ws: Workspace, model: str) -> str | None:
+def adapter_for_model(ws: Workspace, model: str, user: str) -> str | None:
     """The `adapter=` argument of ask() for a model name: 'active', None (base) or an adapter's name.
 
-    Raises APIError 404 for a name that is none of them.
+    Raises APIError 404 for a name that is none of them, and the same 404 for an adapter `user` may not
+    use (`access.may_use_adapter`): a 403 would confirm a guessed name, as GET /v1/models/{id} does not.
     """
+    from archivist.access import may_use_adapter
+
     if model == DEFAULT_MODEL:
         return "active"
     if model == ws.settings.llm:
         return None
-    if ws.db.execute("SELECT 1 FROM adapters WHERE name = ?", (model,)).fetchone():
+    if may_use_adapter(ws, user, model):  # False for an unknown name too
         return model
     raise APIError(404, f"no model {model!r}: use {DEFAULT_MODEL!r}, {ws.settings.llm!r} or an adapter from GET /v1/models",
                    "model_not_found", "model")

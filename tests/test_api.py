@@ -371,6 +371,55 @@ def test_oversized_and_unreadable_uploads(api):
     _error(api.post("/v1/documents", files={"file": ("nothing.txt", b"")}), 422, "rejected_upload")
 
 
+def test_a_document_named_with_slashes_is_addressable(api, tmp_path):
+    """Folder ingestion names documents `folder/file`: GET and DELETE take such a name, raw or %2F-encoded."""
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.workspace import open_workspace
+
+    folder = tmp_path / "policies" / "travel"
+    folder.mkdir(parents=True)
+    (folder / "trains.md").write_text("# Trains\n\nFirst class is allowed on trips longer than four hours.\n")
+    with open_workspace(api.settings) as ws:
+        [res] = ingest_paths(ws, [tmp_path / "policies"], collection="public", progress=False)
+    assert res.status == "added" and res.name == "policies/travel/trains.md"
+    for ref in ("policies/travel/trains.md", "policies%2Ftravel%2Ftrains.md"):
+        r = api.get(f"/v1/documents/{ref}", "alice")
+        assert r.status_code == 200, r.text
+        assert (r.json()["id"], r.json()["name"]) == (res.document_id, "policies/travel/trains.md")
+    _error(api.get("/v1/documents/policies/travel/nothing.md", "alice"), 404, "document_not_found")
+    _error(httpx.delete(f"{api.url}/v1/documents/policies/travel/trains.md", headers=api.h("alice")), 403)  # read only
+    gone = httpx.delete(f"{api.url}/v1/documents/policies/travel/trains.md", headers=api.h("carol"))
+    assert gone.status_code == 200 and gone.json()["id"] == res.document_id
+    _error(api.get("/v1/documents/policies/travel/trains.md", "carol"), 404, "document_not_found")
+
+
+def test_a_forbidden_adapter_looks_like_an_unknown_one(api):
+    """An adapter trained on a collection the caller may not read answers exactly as a name that does
+    not exist: nothing confirms the name, nothing names its training collections."""
+    from archivist.workspace import open_workspace, transaction
+
+    lineage = json.dumps({"documents": [{"name": "merger.md", "collection": "secret"}]})
+    with open_workspace(api.settings) as ws, transaction(ws.db):
+        ws.db.execute("INSERT INTO adapters(name, path, base_model, lineage) VALUES ('falcon-v1', ?, ?, ?)",
+                      (str(api.settings.home / "adapters" / "falcon-v1"), api.settings.llm, lineage))
+    try:
+        def chat(model: str) -> httpx.Response:
+            return api.post("/v1/chat/completions", "alice", json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+        forbidden, unknown = chat("falcon-v1"), chat("falcon-v2")
+        _error(unknown, 404, "model_not_found")
+        _error(forbidden, 404, "model_not_found")
+        assert forbidden.json()["error"]["message"] == unknown.json()["error"]["message"].replace("falcon-v2", "falcon-v1")
+        assert "secret" not in forbidden.text
+        for model in ("falcon-v1", "falcon-v2"):  # and the models list and lookup, as before
+            _error(api.get(f"/v1/models/{model}", "alice"), 404, "model_not_found")
+        assert "falcon-v1" not in {m["id"] for m in api.get("/v1/models", "alice").json()["data"]}
+        assert "falcon-v1" in {m["id"] for m in api.get("/v1/models", "bob").json()["data"]}  # bob reads `secret`
+    finally:
+        with open_workspace(api.settings) as ws, transaction(ws.db):
+            ws.db.execute("DELETE FROM adapters WHERE name = 'falcon-v1'")
+
+
 # -- the generation queue and disconnects ------------------------------------------------------
 
 
