@@ -43,8 +43,15 @@ def server(request: Request) -> Server:
     return request.app.state.server
 
 
-def workspace(srv: Server = Depends(server)) -> Iterator[Workspace]:
-    """A workspace on its own connection for this request, closed after it."""
+def workspace(request: Request, srv: Server = Depends(server)) -> Iterator[Workspace]:
+    """The request's workspace on its own connection: the one the Guard opened to check the key (and
+    closes after the response), else a fresh one closed after the request."""
+    from archivist.api.guard import WORKSPACE
+
+    ws = request.scope.get(WORKSPACE)
+    if ws is not None:
+        yield ws
+        return
     ws = srv.workspace()
     try:
         yield ws
@@ -68,7 +75,8 @@ def user(request: Request, srv: Server = Depends(server),
     name = request.scope.get(USER)
     if name is not None:
         return name
-    name, refusal = authenticate(srv, request.headers.get("authorization"))
+    with srv.workspace() as ws:
+        name, refusal = authenticate(ws, request.headers.get("authorization"))
     if refusal is not None:
         raise APIError(401, *refusal, headers={"WWW-Authenticate": "Bearer"})
     return name

@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException
 
 from archivist.api.errors import error_body
 
-USER = "archivist.user"  # the scope key under which the key's user is passed on to the routes
+USER = "archivist.user"  # scope keys under which the key's user and the request's workspace
+WORKSPACE = "archivist.workspace"  # are passed on to the routes (api/deps.py)
 UPLOAD_SLACK = 64 * 1024  # multipart framing and the other form fields of an upload
 
 MISSING_KEY = ("missing API key: send `Authorization: Bearer <key>` (create one with "
@@ -47,22 +48,29 @@ def body_limit(scope, settings) -> tuple[int, str, str | None, str]:
             f"the request body is larger than {settings.max_json_mb} MB (the server's max_json_mb)")
 
 
-def authenticate(server, authorization: str | None) -> tuple[str | None, tuple[str, str] | None]:
+def authenticate(ws, authorization: str | None) -> tuple[str | None, tuple[str, str] | None]:
     """(user, None) for a valid `Authorization: Bearer <key>` header, else (None, (message, code)).
 
-    Runs SQLite on its own connection: call it from a worker thread, not the event loop.
+    SQLite: call it from a worker thread, not the event loop.
     """
     from archivist.keys import user_for_key
 
     scheme, _, key = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return None, MISSING_KEY
+    name = user_for_key(ws, key.strip())
+    return (name, None) if name is not None else (None, INVALID_KEY)
+
+
+def _open_and_authenticate(server, authorization: str | None):
+    """(workspace, user, refusal): the request's workspace, opened here so that the key lookup and the
+    route share one SQLite connection (opening one costs more than the lookup)."""
     ws = server.workspace()
     try:
-        name = user_for_key(ws, key.strip())
-    finally:
+        return (ws, *authenticate(ws, authorization))
+    except BaseException:
         ws.close()
-    return (name, None) if name is not None else (None, INVALID_KEY)
+        raise
 
 
 class Guard:
@@ -79,14 +87,29 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        if needs_key(scope["path"]):
-            from anyio import to_thread
+        if not needs_key(scope["path"]):
+            await self._limited(scope, receive, send, headers)
+            return
+        from anyio import to_thread
 
-            user, refusal = await to_thread.run_sync(authenticate, self.server, headers.get("authorization"))
+        from archivist.workspace import WorkspaceError
+
+        try:
+            ws, user, refusal = await to_thread.run_sync(_open_and_authenticate, self.server, headers.get("authorization"))
+        except WorkspaceError as e:
+            await _reply(scope, receive, send, 503, str(e), "workspace_unavailable", headers={"Retry-After": "5"})
+            return
+        try:
             if refusal is not None:
                 await _reply(scope, receive, send, 401, *refusal, headers={"WWW-Authenticate": "Bearer"})
                 return
-            scope[USER] = user
+            scope[USER], scope[WORKSPACE] = user, ws  # for the routes' `user` and `workspace` dependencies
+            await self._limited(scope, receive, send, headers)
+        finally:
+            ws.close()
+
+    async def _limited(self, scope, receive, send, headers: dict[str, str]):
+        """Refuse a body whose Content-Length is over its limit; count the others as they arrive."""
         limit, code, param, message = body_limit(scope, self.server.settings)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
