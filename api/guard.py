@@ -14,9 +14,13 @@ Limits: `max_json_mb` for every body, `max_file_mb` (plus multipart framing) for
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 
 from archivist.api.errors import error_body
+
+log = logging.getLogger(__name__)
 
 USER = "archivist.user"  # scope keys under which the key's user and the request's workspace
 WORKSPACE = "archivist.workspace"  # are passed on to the routes (api/deps.py)
@@ -98,6 +102,10 @@ class Guard:
             ws, user, refusal = await to_thread.run_sync(_open_and_authenticate, self.server, headers.get("authorization"))
         except WorkspaceError as e:
             await _reply(scope, receive, send, 503, str(e), "workspace_unavailable", headers={"Retry-After": "5"})
+            return
+        except Exception as e:  # the database could not be opened or read: shaped as the app's own 500s
+            log.error("key check failed on %s %s", scope["method"], scope["path"], exc_info=e)
+            await _reply(scope, receive, send, 500, f"internal error: {type(e).__name__}: {e}", "internal_error")
             return
         try:
             if refusal is not None:
