@@ -29,8 +29,8 @@ from archivist.api.deps import Server, known_query_only
 from archivist.api.errors import install
 from archivist.api.guard import Guard
 from archivist.api.queue import GenerationQueue
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
-from archivist.workspace import open_workspace
 
 ROUTERS = (health, models, chat, embeddings, search, documents)  # in this order in the OpenAPI schema
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
     Raises WorkspaceError when the workspace cannot be opened.
     """
     settings = settings or Settings.from_env()
-    with open_workspace(settings):  # create, migrate, repair FAISS: once, before serving
+    with open_checked(settings):  # create, migrate, repair FAISS: once, before serving
         pass
     if warm:
         from archivist.models import embedder_for

@@ -54,7 +54,7 @@ def resume_ingest_in_background(settings) -> threading.Thread:
         from archivist.workspace import open_workspace
 
         try:
-            with open_workspace(settings, check_index=False) as ws:
+            with open_workspace(settings) as ws:
                 for job, results in resume_interrupted(ws):
                     failed = sum(r.status == "failed" for r in results)
                     print(f"archivist: resumed ingest job {job['id']} into {job['collection']}: {len(results)} files"

@@ -43,9 +43,16 @@ def settings_from(args) -> "Settings":
 
 
 def open_ws(args, check_index: bool = True):
+    """The workspace the command's flags (or the environment) name. With check_index (for commands
+    that search or answer) its files derived from SQLite are checked and repaired, by the retrieval
+    stage: the CLI is a shell over the stages, the one kernel module that names them."""
+    if check_index:
+        from archivist.retrieval.repair import open_checked
+
+        return open_checked(settings_from(args))
     from archivist.workspace import open_workspace
 
-    return open_workspace(settings_from(args), check_index=check_index)
+    return open_workspace(settings_from(args))
 
 
 def emit_json(obj) -> None:

@@ -326,10 +326,11 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-def open_workspace(settings: Settings | None = None, check_index: bool = True) -> Workspace:
+def open_workspace(settings: Settings | None = None) -> Workspace:
     """Open (creating if needed) the workspace under settings.home and bring its schema up to date.
 
-    With check_index, the FAISS files are compared with SQLite and repaired from it if they disagree.
+    The files derived from SQLite (FAISS, the lexical index) are the stages' business: to have them
+    checked and repaired, open with `archivist.retrieval.repair.open_checked`.
     Raises WorkspaceError when the folder cannot be created or the schema is from a newer version.
     """
     settings = settings or Settings.from_env()
@@ -352,14 +353,6 @@ def open_workspace(settings: Settings | None = None, check_index: bool = True) -
             raise WorkspaceError(f"cannot open the workspace at {settings.home}: the disk is full ({e}); "
                                  "free some space and run the command again (nothing stored was changed)") from e
         raise
-    if check_index:
-        from archivist.retrieval import lexicon, vectors
-
-        from archivist.retrieval.search import backfill_shingles
-
-        vectors.check_and_repair(ws)
-        lexicon.check_and_repair(ws)
-        backfill_shingles(ws)
     return ws
 
 

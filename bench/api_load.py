@@ -145,11 +145,11 @@ def local_server(tmp: Path, max_waiting: int = 16):
     from archivist.api.serve import serve_in_thread
     from archivist.ingest.pipeline import ingest_paths
     from archivist.keys import create_key
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
     settings = Settings.from_env(home=tmp / "ws")
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         ingest_paths(ws, [p for p in sorted(SAMPLES.iterdir()) if p.suffix not in (".jsonl",) and p.name != "README.md"],
                      collection="samples", progress=False)
         key = create_key(ws, "admin")

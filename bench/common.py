@@ -119,10 +119,10 @@ def fresh_home(name: str) -> Path:
 
 
 def open_ws(home: Path, **overrides):
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
-    return open_workspace(Settings.from_env(home=home, **overrides))
+    return open_checked(Settings.from_env(home=home, **overrides))
 
 
 def median(xs: Sequence[float]) -> float:

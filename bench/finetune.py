@@ -167,15 +167,15 @@ def prepare(size: dict, home: Path) -> tuple[str, str, dict]:
     from archivist.finetune.train import encode
     from archivist.ingest.pipeline import ingest_paths
     from archivist.models import resolve_llm
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
     settings = Settings.from_env()
     base_path = str(resolve_llm(settings.llm, settings.cache))
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base_path)
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         ingest_paths(ws, [str(p) for p in sorted((REPO / "samples").iterdir()) if p.suffix not in (".jsonl",) and p.name != "README.md"],
                      progress=False)
         ds = build_dataset(ws, ["docs"], passages=size["passages"], eval_fraction=0.0, name="bench")

@@ -27,7 +27,7 @@ from common import DATA, EVALSETS, alternate, log, md_table, median, open_ws, pe
 def build_workspace(n_chunks: int, seed: int = 0):
     """A workspace with `n_chunks` chunks in 1,000 documents; reused when already built."""
     from archivist.retrieval import vectors
-    from archivist.retrieval.search import shingles
+    from archivist.ingest.shingles import shingles
     from archivist.workspace import transaction
     from corpus import FOLDOC_DICT, PACKAGES, ensure_packages
 

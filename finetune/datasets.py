@@ -177,7 +177,7 @@ def examples_from_documents(ws: Workspace, pairs: Sequence[tuple[int, QA]], eval
     """Retrieval-aware examples for the pairs. Distractors come only from documents of the same split,
     so no text of an eval document ever appears in a training prompt."""
     from archivist.retrieval.answer import build_messages
-    from archivist.retrieval.search import load_hits
+    from archivist.retrieval.hits import load_hits
 
     rng = random.Random(seed)
     hits = load_hits(ws, sorted({cid for cid, _ in pairs}))
@@ -234,7 +234,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     (an adapter's lineage must name every collection it learned from).
     Returns (examples, stats {"used": [ids], "skipped": {reason: count}})."""
     from archivist.retrieval.answer import build_messages
-    from archivist.retrieval.search import load_hits, search
+    from archivist.retrieval.hits import load_hits
+    from archivist.retrieval.search import search
 
     readable = set(access.readable_collections(ws, user))
     if collections:
@@ -471,7 +472,7 @@ def _fresh_name(ws: Workspace, sources: Sequence[str]) -> str:
 def _passage_documents(ws: Workspace, examples: Sequence[Example]) -> set[int]:
     """Ids of the documents any example's passages come from (sources and distractors alike), as far
     as they still exist."""
-    from archivist.retrieval.search import load_hits
+    from archivist.retrieval.hits import load_hits
 
     chunks = sorted({c for e in examples for c in e.passages})
     return {h.document_id for h in load_hits(ws, chunks).values()} | {e.document_id for e in examples if e.document_id}

@@ -1,10 +1,16 @@
-"""The LoRA / QLoRA fine-tuning recipe, top to bottom:
+"""The LoRA / QLoRA fine-tuning recipe. `run` reads top to bottom as its named steps:
 
-    config -> dataset -> memory check -> (quantized) base -> LoRA -> data -> train -> save -> evaluate -> register
+    open_run   the run's row (or, resuming, its saved config); torchrun's ranks agree on its id
+    setup      threads and seed -> dataset (`_dataset`) -> device and method -> encoded examples
+               -> memory check -> (quantized) base (`load_base`) + LoRA -> optimizer -> resume point
+    train      the loop: answer-only loss, length-grouped micro-batches, checkpoints (`save_checkpoint`)
+    save       the adapter -> evaluate base vs adapter -> register it with its lineage
+    cleanup    the signal handlers put back, however the run ended
 
-One file on purpose (nanoGPT / torchtune style): what a run does is read here in order. Helpers
-with their own concern live beside it: datasets.py (examples), memory.py (will it fit),
-evaluate.py (base vs adapter), registry.py (adapters/<name>/), runs.py (runs table, background).
+The config (FinetuneConfig, every default with its help) is at the top; the building blocks the
+steps use follow it (model, data, checkpoints, the loop), then the steps themselves. Helpers with
+their own concern live beside it: datasets.py (examples), memory.py (will it fit), evaluate.py
+(base vs adapter), registry.py (adapters/<name>/), runs.py (runs table, background).
 
 What makes it fast on a small model: the loss is taken only on the answer tokens, so the output
 layer (a 49k-vocabulary matmul for SmolLM2, a large share of a 135M model's compute and memory)
@@ -396,7 +402,7 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             "last_loss": losses[-1] if losses else None}
 
 
-# -- the whole run ----------------------------------------------------------------------------
+# -- the recipe: open the run -> setup -> train -> save -> cleanup ------------------------------
 
 
 def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: bool = False, progress: bool = True,
@@ -409,12 +415,55 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
     """
     import torch
 
-    from archivist.finetune import datasets, memory, runs
-    from archivist.models import model_hash, pick_device, resolve_llm
+    from archivist.finetune import runs
+
+    world, rank = _init_distributed()
+    run_id, cfg = open_run(ws, cfg, run_id, resume, rank, world)
+    stop = _StopOnSignal()
+    try:
+        prep = setup(ws, cfg, run_id, resume, progress, rank, world, say)
+        stats = train(prep.model, prep.loss_fn, prep.optimizer, prep.data, prep.tokenizer.pad_token_id, prep.device,
+                      prep.total_steps, cfg, prep.folder, prep.start_step, progress, rank, world,
+                      unpadded=prep.unpadded, should_stop=stop.requested)
+        if torch.cuda.is_available():
+            stats["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        result = {"run_id": run_id, "dataset": prep.dataset.name, "method": prep.method, "base": prep.base,
+                  "train": stats, "estimate_gb": round(prep.estimate.total / 2**30, 3) if prep.estimate else None}
+        if rank != 0:
+            return result
+        if stats["stopped"]:
+            runs.update_run(ws, run_id, "cancelled")
+            say(f"run {run_id}: cancelled at step {stats['steps']}; continue with `archivist finetune --resume {run_id}`")
+            return {**result, "status": "cancelled"}
+        return {**result, **save(ws, cfg, prep, stats, progress, say)}
+    except KeyboardInterrupt:
+        if rank == 0:
+            runs.update_run(ws, run_id, "cancelled", error="interrupted")
+        raise
+    except BaseException as e:
+        if rank == 0:
+            runs.update_run(ws, run_id, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        cleanup(stop)
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(world size, this process's rank): (1, 0) alone; under torchrun, joins the process group."""
+    import torch
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return world, rank
+
+
+def open_run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None, resume: bool, rank: int,
+             world: int) -> tuple[str, FinetuneConfig]:
+    """(run id, config): rank 0 creates the run's row (or, resuming, reads back its config) and marks
+    it running; every rank gets the same id. Raises ValueError when the run to resume is done."""
+    from archivist.finetune import runs
+
     if rank == 0:
         if resume and run_id:
             row = runs.get_run(ws, run_id)
@@ -425,138 +474,213 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
             run_id = runs.create_run(ws, asdict(cfg), run_id)
         runs.update_run(ws, run_id, "running", pid=os.getpid(), error=None)
     if world > 1:
+        import torch
+
         box = [run_id]
         torch.distributed.broadcast_object_list(box, src=0)
         run_id = box[0]
-    folder = runs.run_dir(ws, run_id)
-    stop = {"flag": False}
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (cancel_run) and a first Ctrl-C finish the step, checkpoint and stop; a second Ctrl-C interrupts
-        def on_signal(signum, frame):
-            if signum == signal.SIGINT and stop["flag"]:
-                raise KeyboardInterrupt
-            stop["flag"] = True
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        threads = cfg.threads or _auto_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        torch.manual_seed(cfg.seed)
-        # 1. data
-        if rank == 0 and not cfg.dataset:
-            say(f"run {run_id}: building the dataset from {', '.join(cfg.data)} ...")
-            ds = datasets.build_dataset(ws, cfg.data, user=cfg.user, collections=cfg.collections, generator=cfg.generator,
-                                        seed=cfg.seed, eval_fraction=cfg.eval_fraction, passages=cfg.passages,
-                                        name=f"run-{run_id}", progress=progress)
-            cfg.dataset = ds.name
-            runs.update_run(ws, run_id, config=asdict(cfg))  # a resumed run trains on this very dataset
-        if world > 1:
-            box = [cfg.dataset]
-            torch.distributed.broadcast_object_list(box, src=0)
-            cfg.dataset = box[0]
-        ds = datasets.load_dataset(ws, cfg.dataset, cfg.user)  # only what cfg.user may see and use
-        # 2. base model and method
-        device = pick_device(cfg.device)
-        if device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-            torch.cuda.set_device(device)
-        method = cfg.method if cfg.method != "auto" else ("qlora" if device.startswith("cuda") else "lora")
-        base = cfg.base or ws.settings.llm
-        path = str(resolve_llm(base, ws.settings.cache))
-        from transformers import AutoTokenizer
+    return run_id, cfg
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        data = [encode(tokenizer, e.messages, cfg.max_seq_len) for e in ds.train]
-        dropped = sum(d is None for d in data)
-        data = [d for d in data if d is not None]
-        if not data:
-            raise datasets.DatasetError(f"no training example fits in --max-seq-len {cfg.max_seq_len} "
-                                        f"({dropped} longer ones left out)")
-        if dropped and rank == 0:
-            say(f"left out {dropped} of {len(ds.train)} training examples longer than {cfg.max_seq_len} tokens")
-        # 3. will it fit? (before loading a single weight)
-        longest = max(len(d["input_ids"]) for d in data)
-        answer = max(len(d["input_ids"]) - d["n_prompt"] for d in data)
-        local = memory.local_folder(path)
-        shape = memory.model_shape(local, cfg.target_modules) if local else None
-        grad_ckpt = cfg.grad_checkpointing == "on"
-        unpadded = cfg.unpadded == "on" or (cfg.unpadded == "auto" and not device.startswith("cuda") and method == "lora")
-        est = None
-        if shape is not None:
-            dev_kind = "cuda" if device.startswith("cuda") else "cpu"
-            args = dict(method=method, device=dev_kind, batch_size=1 if unpadded else cfg.batch_size, seq_len=longest,
-                        rank=cfg.rank, lora_dropout=cfg.dropout, answer_tokens=answer)
-            est = memory.estimate(shape, grad_checkpointing=grad_ckpt, **args)
-            if cfg.grad_checkpointing == "auto":
-                avail = memory.available_memory(dev_kind)
-                if est.total > 0.6 * avail:  # tight: trade compute for memory
-                    grad_ckpt = True
-                    est = memory.estimate(shape, grad_checkpointing=True, **args)
-            memory.check(est, method, cfg.batch_size, longest, grad_ckpt)
-        # 4. base + LoRA
-        torch.manual_seed(cfg.seed)  # the same LoRA init on a fresh start and before a resume overwrites it
-        model, tokenizer = load_base(path, method, device)
-        model = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules, grad_ckpt)
-        loss_fn = _answer_loss_module()(model)
-        if world > 1:
-            loss_fn = torch.nn.parallel.DistributedDataParallel(
-                loss_fn, device_ids=[torch.device(device)] if device.startswith("cuda") else None)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                      weight_decay=cfg.weight_decay)
-        n_micro = len(micro_batches([len(d["input_ids"]) for d in data], cfg.batch_size, cfg.seed, 0))
-        total = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_micro / (cfg.grad_accum * world)))
-        start = 0
-        if resume:
-            state = load_checkpoint(folder / "checkpoints", model, optimizer)
-            if state:
-                start = state["step"]
-                _truncate_metrics(folder / "metrics.jsonl", start)
-                say(f"run {run_id}: resuming at step {start} of {total}")
-        if rank == 0:
-            say(f"run {run_id}: {method} on {base} ({device}), {len(data)} examples, {total} steps of "
-                f"{cfg.batch_size}x{cfg.grad_accum}x{world}, rank {cfg.rank}, max {longest} tokens"
-                + (f", estimated peak {est.total / 2**30:.2f} GB" if est else "")
-                + (", gradient checkpointing" if grad_ckpt else "") + (", unpadded" if unpadded else "")
-                + f", {torch.get_num_threads()} CPU thread(s)" * (not device.startswith("cuda")))
-        # 5. train
-        stats = train(model, loss_fn, optimizer, data, tokenizer.pad_token_id, device, total, cfg, folder, start,
-                      progress, rank, world, unpadded=unpadded, should_stop=lambda: stop["flag"])
-        if torch.cuda.is_available():
-            stats["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        result = {"run_id": run_id, "dataset": ds.name, "method": method, "base": base, "train": stats,
-                  "estimate_gb": round(est.total / 2**30, 3) if est else None}
-        if rank != 0:
-            return result
-        if stats["stopped"]:
-            runs.update_run(ws, run_id, "cancelled")
-            say(f"run {run_id}: cancelled at step {stats['steps']}; continue with `archivist finetune --resume {run_id}`")
-            return {**result, "status": "cancelled"}
-        # 6. save, evaluate base vs adapter, register
-        adapter_dir = folder / "adapter"
-        model.save_pretrained(str(adapter_dir), safe_serialization=True)
-        from archivist.finetune import evaluate, registry
 
-        evals = ds.eval[: cfg.eval_limit] if cfg.eval_limit else ds.eval
-        say(f"run {run_id}: evaluating base and adapter on {len(evals)} held-out examples ...")
-        report = evaluate.compare(model, tokenizer, evals, max_new_tokens=cfg.eval_max_new_tokens, progress=progress)
-        lineage = registry.lineage(ws, base=base, base_path=path, base_hash=model_hash(local or path), dataset=ds, config=asdict(cfg),
-                                   method=method, device=device, run_id=run_id, train=stats)
-        record = registry.register(ws, cfg.name or f"ft-{run_id}", adapter_dir, base, report, lineage, run_id=run_id,
-                                   activate=cfg.activate)
-        runs.update_run(ws, run_id, "done", adapter=record["name"])
-        return {**result, "status": "done", "evaluation": report, "adapter": record}
-    except KeyboardInterrupt:
-        if rank == 0:
-            runs.update_run(ws, run_id, "cancelled", error="interrupted")
-        raise
-    except BaseException as e:
-        if rank == 0:
-            runs.update_run(ws, run_id, "failed", error=f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        for sig, handler in previous.items():
+class _StopOnSignal:
+    """SIGTERM (cancel_run) and a first Ctrl-C ask the loop to finish the step, checkpoint and stop;
+    a second Ctrl-C interrupts. Installed only on the main thread (signals go there); `restore`
+    puts the previous handlers back."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _on_signal(self, signum, frame):
+        if signum == signal.SIGINT and self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def requested(self) -> bool:
+        return self.flag
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+@dataclass
+class Prepared:
+    """What `setup` prepares for the training loop and `save` reads after it."""
+    run_id: str
+    folder: Path            # runs/<id>/: metrics.jsonl, checkpoints/, adapter/
+    dataset: object         # datasets.Dataset: the train and eval splits
+    data: list[dict]        # the training examples, encoded (`encode`), those that fit max_seq_len
+    base: str               # the base model as named (catalog name, HF id or folder)
+    path: str               # its local folder
+    local: Path | None      # memory.local_folder(path): what model_hash reads
+    method: str             # lora | qlora
+    device: str             # cpu | cuda:N
+    model: object           # the PeftModel
+    tokenizer: object
+    loss_fn: object         # AnswerLoss over the model (in DistributedDataParallel when world > 1)
+    optimizer: object       # AdamW over the LoRA weights
+    total_steps: int
+    start_step: int         # > 0 when resuming from a checkpoint
+    unpadded: bool          # one sequence per forward pass (see `train`)
+    estimate: object | None  # memory.Estimate, when the model's shape is known
+
+
+def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progress: bool, rank: int, world: int,
+          say) -> Prepared:
+    """Everything before the first step: threads and seed, the dataset, the device and method, the
+    encoded examples, the memory check, the base with fresh LoRA weights, the optimizer, and where a
+    resumed run starts. Raises DatasetError (no example fits), WontFit (memory)."""
+    import torch
+
+    from archivist.finetune import memory, runs
+    from archivist.models import pick_device, resolve_llm
+
+    folder = runs.run_dir(ws, run_id)
+    threads = cfg.threads or _auto_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    # 1. data
+    ds = _dataset(ws, cfg, run_id, progress, rank, world, say)
+    # 2. base model and method
+    device = pick_device(cfg.device)
+    if device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    method = cfg.method if cfg.method != "auto" else ("qlora" if device.startswith("cuda") else "lora")
+    base = cfg.base or ws.settings.llm
+    path = str(resolve_llm(base, ws.settings.cache))
+    data = _encode_examples(path, ds, cfg.max_seq_len, rank, say)
+    # 3. will it fit? (before loading a single weight)
+    longest = max(len(d["input_ids"]) for d in data)
+    local = memory.local_folder(path)
+    grad_ckpt, unpadded, est = _fit_memory(cfg, data, local, method, device)
+    # 4. base + LoRA, and the optimizer
+    torch.manual_seed(cfg.seed)  # the same LoRA init on a fresh start and before a resume overwrites it
+    model, tokenizer = load_base(path, method, device)
+    model = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules, grad_ckpt)
+    loss_fn = _answer_loss_module()(model)
+    if world > 1:
+        loss_fn = torch.nn.parallel.DistributedDataParallel(
+            loss_fn, device_ids=[torch.device(device)] if device.startswith("cuda") else None)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    # 5. how many steps, and where a resumed run starts
+    n_micro = len(micro_batches([len(d["input_ids"]) for d in data], cfg.batch_size, cfg.seed, 0))
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_micro / (cfg.grad_accum * world)))
+    start = 0
+    if resume:
+        state = load_checkpoint(folder / "checkpoints", model, optimizer)
+        if state:
+            start = state["step"]
+            _truncate_metrics(folder / "metrics.jsonl", start)
+            say(f"run {run_id}: resuming at step {start} of {total}")
+    if rank == 0:
+        say(f"run {run_id}: {method} on {base} ({device}), {len(data)} examples, {total} steps of "
+            f"{cfg.batch_size}x{cfg.grad_accum}x{world}, rank {cfg.rank}, max {longest} tokens"
+            + (f", estimated peak {est.total / 2**30:.2f} GB" if est else "")
+            + (", gradient checkpointing" if grad_ckpt else "") + (", unpadded" if unpadded else "")
+            + f", {torch.get_num_threads()} CPU thread(s)" * (not device.startswith("cuda")))
+    return Prepared(run_id=run_id, folder=folder, dataset=ds, data=data, base=base, path=path, local=local, method=method,
+                  device=device, model=model, tokenizer=tokenizer, loss_fn=loss_fn, optimizer=optimizer,
+                  total_steps=total, start_step=start, unpadded=unpadded, estimate=est)
+
+
+def _dataset(ws: Workspace, cfg: FinetuneConfig, run_id: str, progress: bool, rank: int, world: int, say):
+    """The run's dataset: rank 0 builds it from cfg.data unless cfg.dataset names a saved one, and
+    records its name in the run's config (a resumed run trains on this very dataset); every rank
+    then loads it by that name."""
+    from archivist.finetune import datasets, runs
+
+    if rank == 0 and not cfg.dataset:
+        say(f"run {run_id}: building the dataset from {', '.join(cfg.data)} ...")
+        ds = datasets.build_dataset(ws, cfg.data, user=cfg.user, collections=cfg.collections, generator=cfg.generator,
+                                    seed=cfg.seed, eval_fraction=cfg.eval_fraction, passages=cfg.passages,
+                                    name=f"run-{run_id}", progress=progress)
+        cfg.dataset = ds.name
+        runs.update_run(ws, run_id, config=asdict(cfg))  # a resumed run trains on this very dataset
+    if world > 1:
+        import torch
+
+        box = [cfg.dataset]
+        torch.distributed.broadcast_object_list(box, src=0)
+        cfg.dataset = box[0]
+    return datasets.load_dataset(ws, cfg.dataset, cfg.user)  # only what cfg.user may see and use
+
+
+def _encode_examples(path: str, ds, max_seq_len: int, rank: int, say) -> list[dict]:
+    """The training split encoded with the base's tokenizer (`encode`), leaving out (and saying how
+    many) the examples longer than max_seq_len. Raises DatasetError when none fits."""
+    from transformers import AutoTokenizer
+
+    from archivist.finetune import datasets
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    data = [encode(tokenizer, e.messages, max_seq_len) for e in ds.train]
+    dropped = sum(d is None for d in data)
+    data = [d for d in data if d is not None]
+    if not data:
+        raise datasets.DatasetError(f"no training example fits in --max-seq-len {max_seq_len} "
+                                    f"({dropped} longer ones left out)")
+    if dropped and rank == 0:
+        say(f"left out {dropped} of {len(ds.train)} training examples longer than {max_seq_len} tokens")
+    return data
+
+
+def _fit_memory(cfg: FinetuneConfig, data: list[dict], local: Path | None, method: str, device: str):
+    """(gradient checkpointing, unpadded, memory.Estimate or None): how the run will fit, decided
+    before a single weight loads. Auto checkpointing turns on when the estimate passes 60% of the
+    memory available. Raises WontFit when even that does not fit."""
+    from archivist.finetune import memory
+
+    longest = max(len(d["input_ids"]) for d in data)
+    answer = max(len(d["input_ids"]) - d["n_prompt"] for d in data)
+    shape = memory.model_shape(local, cfg.target_modules) if local else None
+    grad_ckpt = cfg.grad_checkpointing == "on"
+    unpadded = cfg.unpadded == "on" or (cfg.unpadded == "auto" and not device.startswith("cuda") and method == "lora")
+    est = None
+    if shape is not None:
+        dev_kind = "cuda" if device.startswith("cuda") else "cpu"
+        args = dict(method=method, device=dev_kind, batch_size=1 if unpadded else cfg.batch_size, seq_len=longest,
+                    rank=cfg.rank, lora_dropout=cfg.dropout, answer_tokens=answer)
+        est = memory.estimate(shape, grad_checkpointing=grad_ckpt, **args)
+        if cfg.grad_checkpointing == "auto":
+            avail = memory.available_memory(dev_kind)
+            if est.total > 0.6 * avail:  # tight: trade compute for memory
+                grad_ckpt = True
+                est = memory.estimate(shape, grad_checkpointing=True, **args)
+        memory.check(est, method, cfg.batch_size, longest, grad_ckpt)
+    return grad_ckpt, unpadded, est
+
+
+def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progress: bool, say) -> dict:
+    """After a completed loop (rank 0): save the adapter (safetensors), evaluate base vs adapter on the
+    held-out split, register it with its lineage (activated when it beats the base) and mark the run
+    done. Returns {"status": "done", "evaluation", "adapter"}."""
+    from archivist.finetune import evaluate, registry, runs
+    from archivist.models import model_hash
+
+    adapter_dir = prep.folder / "adapter"
+    prep.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+    evals = prep.dataset.eval[: cfg.eval_limit] if cfg.eval_limit else prep.dataset.eval
+    say(f"run {prep.run_id}: evaluating base and adapter on {len(evals)} held-out examples ...")
+    report = evaluate.compare(prep.model, prep.tokenizer, evals, max_new_tokens=cfg.eval_max_new_tokens,
+                              progress=progress)
+    lineage = registry.lineage(ws, base=prep.base, base_path=prep.path, base_hash=model_hash(prep.local or prep.path),
+                               dataset=prep.dataset, config=asdict(cfg), method=prep.method, device=prep.device,
+                               run_id=prep.run_id, train=stats)
+    record = registry.register(ws, cfg.name or f"ft-{prep.run_id}", adapter_dir, prep.base, report, lineage,
+                               run_id=prep.run_id, activate=cfg.activate)
+    runs.update_run(ws, prep.run_id, "done", adapter=record["name"])
+    return {"status": "done", "evaluation": report, "adapter": record}
+
+
+def cleanup(stop: _StopOnSignal) -> None:
+    """After the run, however it ended: the previous signal handlers are back."""
+    stop.restore()
 
 
 def _auto_threads() -> int:
@@ -592,8 +716,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from archivist.finetune.cli import add_config_args, config_from_args
     from archivist.models import hub_offline_by_default
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
     hub_offline_by_default()
     parser = argparse.ArgumentParser(prog="python -m archivist.finetune.train", description=__doc__.split("\n")[0])
@@ -603,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    with open_workspace(Settings.from_env()) as ws:
+    with open_checked(Settings.from_env()) as ws:
         cfg = config_from_args(args) if not (args.resume and args.run_id) else FinetuneConfig()
         try:
             result = run(ws, cfg, run_id=args.run_id, resume=args.resume, progress=not args.quiet)

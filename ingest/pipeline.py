@@ -32,7 +32,7 @@ from archivist.ingest import chunking
 from archivist.ingest.readers import ReadError, read
 from archivist.records import Chunk
 from archivist.retrieval import lexicon, vectors
-from archivist.retrieval.search import shingles
+from archivist.ingest.shingles import shingles
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,11 @@ import numpy as np
 
 from archivist import access
 from archivist.records import Answer, Citation, Hit
+from archivist.retrieval.answerability import answerability
+from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import quote
 from archivist.retrieval.quote import score as quote_score
-from archivist.retrieval.search import STOPWORDS, answerability, search
+from archivist.retrieval.search import search
 from archivist.retrieval.verify import verify_answer
 from archivist.workspace import Workspace
 

@@ -74,7 +74,7 @@ class CoverageReranker:
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """The same hits, best first, `score` replaced by the mixed score (0..1)."""
-        from archivist.retrieval.search import query_terms
+        from archivist.retrieval.query import query_terms
 
         if not hits:
             return []

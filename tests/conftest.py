@@ -108,10 +108,10 @@ def sample_home(tmp_path_factory, embedder):
 @pytest.fixture
 def sample_ws(sample_home):
     """The shared sample workspace, opened for this test (read-only use)."""
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
-    w = open_workspace(Settings.from_env(home=sample_home))
+    w = open_checked(Settings.from_env(home=sample_home))
     yield w
     w.close()
 

@@ -59,8 +59,9 @@ def api(tmp_path_factory):
     from archivist.api.serve import serve_in_thread
     from archivist.ingest.pipeline import ingest_paths
     from archivist.keys import create_key
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace, transaction
+    from archivist.workspace import transaction
 
     root = tmp_path_factory.mktemp("api")
     (root / "public").mkdir()
@@ -68,7 +69,7 @@ def api(tmp_path_factory):
     (root / "public" / "handbook.md").write_text(HANDBOOK)
     (root / "secret" / "merger.md").write_text(MERGER)
     settings = Settings.from_env(home=root / "ws", max_file_mb=1)
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         assert ingest_paths(ws, [root / "public" / "handbook.md"], collection="public", progress=False)[0].status == "added"
         assert ingest_paths(ws, [root / "secret" / "merger.md"], collection="secret", progress=False)[0].status == "added"
         for name, collection, level in (("alice", "public", "read"), ("bob", "secret", "read"), ("carol", "public", "write")):

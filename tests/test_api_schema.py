@@ -46,10 +46,10 @@ def server():
     from archivist.keys import create_key
     from archivist.models import embedder_for
     from archivist.retrieval.llm import llm_for
-    from archivist.workspace import open_workspace
+    from archivist.retrieval.repair import open_checked
 
     s = _APP.state.server.settings
-    with open_workspace(s) as ws:
+    with open_checked(s) as ws:
         key = create_key(ws, "admin")
     embedder_for(s), llm_for(s)  # loaded before the first timed example
     running = serve_in_thread(_APP)

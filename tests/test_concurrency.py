@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 from archivist.workspace import open_workspace
 
@@ -29,14 +30,14 @@ WORKER = r'''
 import hashlib, json, random, sys, time, traceback
 from pathlib import Path
 role, idx, home, seconds, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
-from archivist.workspace import open_workspace
 from archivist.models import embedder_for
 from archivist.ingest.pipeline import delete_document, ingest_paths, list_documents
 from archivist.retrieval.search import search
 
 rng = random.Random(idx)
-ws = open_workspace(Settings.from_env(home=home, chunk_tokens=96, chunk_overlap=8, user=""))
+ws = open_checked(Settings.from_env(home=home, chunk_tokens=96, chunk_overlap=8, user=""))
 
 
 class HashEmbedder:
@@ -115,7 +116,7 @@ def run_load(tmp_path: Path, ingesters: int, queriers: int, seconds: float) -> d
     folder.mkdir()
     words = folder / "words.txt"
     words.write_text(_words())
-    with open_workspace(Settings.from_env(home=home, user="")) as ws:
+    with open_checked(Settings.from_env(home=home, user="")) as ws:
         from archivist import access
 
         access.add_user(ws, "reader")
@@ -157,7 +158,7 @@ def check(result: dict) -> dict:
     reports = result["reports"]
     errors = [e for r in reports for e in r["errors"]]
     expected = {name: v for r in reports if r["role"] == "ingest" for name, v in r["expected"].items()}
-    with open_workspace(Settings.from_env(home=result["home"], user=""), check_index=False) as ws:
+    with open_workspace(Settings.from_env(home=result["home"], user="")) as ws:
         rows = ws.db.execute("SELECT d.path, k.name, d.content_hash, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) "
                              "FROM documents d JOIN collections k ON k.id = d.collection_id").fetchall()
         stored = {path: [coll, None, n] for path, coll, _, n in rows}

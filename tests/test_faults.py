@@ -24,6 +24,7 @@ import pytest
 
 from archivist.ingest.pipeline import ingest_paths
 from archivist.retrieval.vectors import index_ids
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 from archivist.workspace import WorkspaceError, open_workspace
 
@@ -136,7 +137,7 @@ def settings_at(home: Path) -> Settings:
 
 
 def clean_reference(tmp_path: Path, corpus: Path, collection: str, embedder) -> dict:
-    with open_workspace(settings_at(tmp_path / "clean-ws")) as ws:
+    with open_checked(settings_at(tmp_path / "clean-ws")) as ws:
         results = ingest_paths(ws, [corpus], collection=collection, embedder=embedder, progress=False)
         assert problems(ws) == []
         return snapshot(ws), results
@@ -206,9 +207,9 @@ def _kill_then_rerun(tmp_path, embedder, kills: int, seed: int, n_notes: int, fo
     for r in reports:
         assert r["alive_at_kill"] and r["returncode"] == -signal.SIGKILL, r
         assert 0 < r["documents_at_kill"] < r["total"], r
-    with open_workspace(settings_at(home), check_index=False) as ws:
+    with open_workspace(settings_at(home)) as ws:
         assert problems(ws, check_index=False) == []  # SQLite is consistent right after the kill
-    with open_workspace(settings_at(home)) as ws:  # the open repairs FAISS if the kill left it behind
+    with open_checked(settings_at(home)) as ws:  # the open repairs FAISS if the kill left it behind
         assert problems(ws) == []
         results = ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         assert {r.status for r in results} <= {"added", "unchanged"}
@@ -253,7 +254,7 @@ def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder
     from archivist.ingest.pipeline import interrupted_jobs
 
     corpus, home, report = _cut_short(tmp_path, 5)
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         (cut,) = interrupted_jobs(ws)
         assert cut["collection"] == "docs" and len(cut["paths"]) == report["total"]
         assert set(cut["names"]) == {f"corpus/{f.name}" for f in corpus.iterdir()}
@@ -271,7 +272,7 @@ def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder
     assert sorted(statuses) == sorted(["unchanged"] * report["documents_at_kill"]
                                       + ["added"] * (report["total"] - report["documents_at_kill"]))
     assert main(["ingest", "--resume", "-q"]) == 0 and "resumed 0 " in capsys.readouterr().err
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         assert problems(ws) == [] and interrupted_jobs(ws) == []
         rows = ws.db.execute("SELECT id, status FROM ingest_jobs ORDER BY id").fetchall()
         assert [r["status"] for r in rows] == ["interrupted", "done", "done"], [tuple(r) for r in rows]
@@ -290,7 +291,7 @@ def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
     library.wait(job, timeout=240)
     assert not job.running and job.error is None and job.failed == 0, [(f.name, f.status, f.reason) for f in job.files]
     assert sum(f.status == "unchanged" for f in job.files) == report["documents_at_kill"]
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         assert problems(ws) == []
         assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
 
@@ -301,7 +302,7 @@ def test_the_api_server_resumes_an_ingest_cut_short_beside_it(tmp_path, embedder
     _, home, report = _cut_short(tmp_path, 7)
     resume_ingest_in_background(settings_at(home)).join(timeout=240)
     assert f"into docs: {report['total']} files" in capsys.readouterr().err
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         assert problems(ws) == []
         assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
         assert [r[0] for r in ws.db.execute("SELECT status FROM ingest_jobs ORDER BY id")] == ["interrupted", "done"]
@@ -315,7 +316,7 @@ def indexed(tmp_path_factory, embedder):
     """A small ingested workspace that the damage tests copy."""
     root = tmp_path_factory.mktemp("indexed")
     corpus = make_corpus(root / "corpus", 4, seed=3)
-    with open_workspace(settings_at(root / "ws")) as ws:
+    with open_checked(settings_at(root / "ws")) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         return {"home": root / "ws", "cid": ws.collection_id("docs"), "snapshot": snapshot(ws)}
 
@@ -348,9 +349,9 @@ def test_faiss_out_of_step_is_detected_and_repaired_on_open(tmp_path, indexed, d
             index.add_with_ids(np.ones((1, index.d), dtype=np.float32), np.array([10**9], dtype=np.int64))
         faiss.write_index(index, str(path))
     if damage != "sidecar-deleted":
-        with open_workspace(settings_at(home), check_index=False) as ws:
+        with open_workspace(settings_at(home)) as ws:
             assert problems(ws) != []
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         assert problems(ws) == []
         assert snapshot(ws) == reference
 
@@ -358,7 +359,7 @@ def test_faiss_out_of_step_is_detected_and_repaired_on_open(tmp_path, indexed, d
 def test_reindex_cli_repairs_and_needs_admin(tmp_path, embedder):
     corpus = make_corpus(tmp_path / "corpus", 2, seed=4)
     home = tmp_path / "ws"
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         from archivist import access
 
@@ -370,7 +371,7 @@ def test_reindex_cli_repairs_and_needs_admin(tmp_path, embedder):
     assert r.returncode == 2 and "needs the admin role" in r.stderr
     r = subprocess.run([sys.executable, "-m", "archivist.cli", "reindex", "--json"], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    with open_workspace(settings_at(home), check_index=False) as ws:
+    with open_workspace(settings_at(home)) as ws:
         assert problems(ws) == []
 
 
@@ -413,12 +414,12 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_workspace(tmp_path, small_d
     corpus = make_corpus(tmp_path / "corpus", 10, seed=5, size=3)
     first = sorted(corpus.iterdir())[:3]
     home = small_disk / "ws"
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         ingest_paths(ws, first, names=[f"corpus/{p.name}" for p in first], collection="docs", embedder=embedder, progress=False)
         before = snapshot(ws)
     filler = fill(small_disk, leave=64 * 1024)
     errors = []
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         try:
             results = ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
             errors += [r.reason for r in results if r.status == "failed"]
@@ -428,12 +429,12 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_workspace(tmp_path, small_d
             save_upload(ws, "big.md", b"# big\n\n" + b"word " * 400_000)
         assert not list((home / "uploads").rglob(".part-*"))
     assert errors and all("disk is full" in e for e in errors), errors
-    with open_workspace(settings_at(home), check_index=False) as ws:
+    with open_workspace(settings_at(home)) as ws:
         assert problems(ws, check_index=False) == []
         now = snapshot(ws)
         assert {k: v for k, v in now.items() if k in before} == before  # what was stored before is intact
     filler.unlink()
-    with open_workspace(settings_at(home)) as ws:  # room again: the rerun finishes the work
+    with open_checked(settings_at(home)) as ws:  # room again: the rerun finishes the work
         assert problems(ws) == []
         results = ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         assert not [r for r in results if r.status == "failed"]
@@ -450,7 +451,7 @@ def test_full_disk_on_open_and_on_index_save(tmp_path, small_disk, embedder):
 
     corpus = make_corpus(tmp_path / "corpus", 3, seed=6)
     home = small_disk / "ws"
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         before = snapshot(ws)
         cid = ws.collection_id("docs")
@@ -463,13 +464,13 @@ def test_full_disk_on_open_and_on_index_save(tmp_path, small_disk, embedder):
     (home / "index" / f"c{cid}.faiss").unlink()  # now the open must repair it, and cannot
     filler2 = fill(small_disk, leave=0, name="filler2")
     with pytest.raises(WorkspaceError, match="disk is full"):
-        open_workspace(settings_at(home))
+        open_checked(settings_at(home))
     env = _child_env(home)
     r = subprocess.run([sys.executable, "-m", "archivist.cli", "documents", "--json"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("archivist: error:") and "disk is full" in r.stderr, r.stderr
     filler.unlink()
     filler2.unlink()
-    with open_workspace(settings_at(home)) as ws:
+    with open_checked(settings_at(home)) as ws:
         assert problems(ws) == [] and snapshot(ws) == before
 
 

@@ -13,7 +13,7 @@ from archivist.finetune import datasets
 from archivist.finetune.datasets import DatasetError, build_dataset, examples_from_file, load_dataset
 from archivist.finetune.qa import extractive_pairs, find_span, parse_llm_reply
 from archivist.ingest.pipeline import ingest_paths
-from archivist.retrieval.search import load_hits
+from archivist.retrieval.hits import load_hits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -15,8 +15,9 @@ from archivist.ingest.pipeline import delete_document, ingest_paths, list_docume
 from archivist.ingest.readers import read
 from archivist.records import Block
 from archivist.retrieval import vectors
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
-from archivist.workspace import MIGRATIONS, open_workspace
+from archivist.workspace import MIGRATIONS
 
 from conftest import SAMPLES
 
@@ -170,13 +171,13 @@ def test_cli_ingest_exit_status_and_json(tmp_path, monkeypatch):
 
 
 def test_faiss_out_of_step_is_repaired_on_open(settings, tmp_path, embedder):
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         ingest_paths(ws, [write(tmp_path / "a.md", "# A\n\nOne fact about turbines.\n\n# B\n\nAnother about gearboxes.\n")],
                      embedder=embedder, progress=False)
         want = chunk_ids(ws)
         index_file = ws.index_dir / f"c{ws.collection_id('default')}.faiss"
     index_file.unlink()  # lost index
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         assert faiss_ids(ws) == want
     # an index holding a stale extra vector and missing one
     import faiss
@@ -185,7 +186,7 @@ def test_faiss_out_of_step_is_repaired_on_open(settings, tmp_path, embedder):
     index.remove_ids(np.array([min(want)], dtype=np.int64))
     index.add_with_ids(np.ones((1, index.d), dtype=np.float32), np.array([999999], dtype=np.int64))
     faiss.write_index(index, str(index_file))
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         assert faiss_ids(ws) == want
         assert reindex(ws, progress=False) == {"default": len(want)}
 
@@ -203,10 +204,10 @@ def test_settings_from_env_and_overrides(tmp_path):
 
 
 def test_workspace_schema_is_migrated_once_and_wal(settings):
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         assert ws.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert ws.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with open_workspace(settings) as ws:  # reopening applies nothing twice
+    with open_checked(settings) as ws:  # reopening applies nothing twice
         assert ws.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert [tuple(r) for r in ws.db.execute("SELECT name, role FROM users")] == [("admin", "admin")]
 
@@ -252,7 +253,7 @@ def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embe
             assert found and set(found) <= set(allowed.tolist()) and (r["id"] in found) == (r["id"] in allowed)
         return wrong
 
-    with open_workspace(settings) as ws:
+    with open_checked(settings) as ws:
         ingest_paths(ws, SAMPLE_DOCS, embedder=embedder, progress=False)
         cid = ws.collection_id("default")
         assert vectors._load(ws, cid).kind == "ivf" and isinstance(vectors._load(ws, cid).index, faiss.IndexIVF)
@@ -269,7 +270,7 @@ def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embe
         path = ws.index_dir / f"c{cid}.faiss"
         vectors.save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(old, str(tmp)),
                                   {"ntotal": len(ids), "id_sum": int(ids.sum()), "kind": "ivf", "dim": vecs.shape[1]}, "test index")
-    with open_workspace(settings) as ws:  # the open sees the old form and rebuilds it
+    with open_checked(settings) as ws:  # the open sees the old form and rebuilds it
         loaded = vectors._load(ws, ws.collection_id("default"))
         assert isinstance(loaded.index, faiss.IndexIVF) and sorted(vectors.index_ids(loaded.index)) == ids.tolist()
         assert each_chunk_finds_itself(ws) == []

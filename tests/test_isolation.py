@@ -15,8 +15,9 @@ from archivist import access
 from archivist.access import AccessDenied
 from archivist.ingest.pipeline import delete_document, find_document, ingest_paths, list_documents
 from archivist.retrieval.search import search
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
-from archivist.workspace import LOCAL_ADMIN, open_workspace
+from archivist.workspace import LOCAL_ADMIN
 
 SECRETS = {"A": "zephyrquail", "B": "bronzewombat"}
 TEXTS = {
@@ -48,7 +49,7 @@ def _populate(ws, root, embedder):
 def shared(tmp_path_factory, embedder):
     """One populated workspace for the read-only entry points (search, documents, find)."""
     root = tmp_path_factory.mktemp("isolation")
-    ws = open_workspace(Settings.from_env(home=root / "ws", user=""))
+    ws = open_checked(Settings.from_env(home=root / "ws", user=""))
     _populate(ws, root, embedder)
     yield ws
     ws.close()

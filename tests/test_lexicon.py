@@ -10,7 +10,8 @@ import pytest
 
 from archivist.ingest.pipeline import delete_document, ingest_paths
 from archivist.retrieval import lexicon
-from archivist.retrieval.search import STOPWORDS, fts_query, lexical
+from archivist.retrieval.query import STOPWORDS, fts_query
+from archivist.retrieval.search import lexical
 
 from conftest import SAMPLE_DOCS, sample_questions
 
@@ -128,40 +129,41 @@ def test_a_document_filter_applies_inside_the_lexical_search(sample_ws):
 
 
 def test_a_corrupt_or_missing_index_file_is_rebuilt_from_sqlite(sample_home, tmp_path):
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
     home = tmp_path / "copy"
     shutil.copytree(sample_home, home)
     path = home / "index" / "lexical.npz"
-    with open_workspace(Settings.from_env(home=home)) as w:
+    with open_checked(Settings.from_env(home=home)) as w:
         expected = lexical(w, "parental leave", all_ids(w), 10)
     path.write_bytes(b"not a zip file")
     os.utime(path, (1, 1))
     lexicon._cache.clear()
-    with open_workspace(Settings.from_env(home=home)) as w:  # the check on open notices the sidecar no longer fits
+    with open_checked(Settings.from_env(home=home)) as w:  # the check on open notices the sidecar no longer fits
         assert lexical(w, "parental leave", all_ids(w), 10) == expected
     path.unlink()
     lexicon._cache.clear()
-    with open_workspace(Settings.from_env(home=home), check_index=False) as w:  # first search builds it
+    with open_workspace(Settings.from_env(home=home)) as w:  # first search builds it
         assert lexical(w, "parental leave", all_ids(w), 10) == expected
     assert path.exists()
 
 
 def test_another_process_saving_the_index_is_picked_up(sample_home, tmp_path, embedder):
     """A second workspace handle stands in for another process: it sees the file's new mtime and reloads."""
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
     home = tmp_path / "copy"
     shutil.copytree(sample_home, home)
     settings = Settings.from_env(home=home)
-    with open_workspace(settings) as reader:
+    with open_checked(settings) as reader:
         assert lexical(reader, "zeppelin", all_ids(reader), 5) == []
         note = tmp_path / "airship.md"
         note.write_text("# Airships\n\nThe zeppelin fleet is inspected every spring.\n")
         lexicon._cache.clear()  # the writer starts from the file, as another process would
-        with open_workspace(settings) as writer:
+        with open_checked(settings) as writer:
             ingest_paths(writer, [note], embedder=embedder, progress=False)
         hits = lexical(reader, "zeppelin", all_ids(reader), 5)
         assert len(hits) == 1

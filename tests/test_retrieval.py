@@ -10,7 +10,8 @@ import pytest
 from archivist.records import Hit
 from archivist.retrieval.answer import (NOT_FOUND, answer_json, ask, build_messages, check_citations, pack,
                                         parse_citations, standalone_question)
-from archivist.retrieval.search import fts_query, lexical, search
+from archivist.retrieval.query import fts_query
+from archivist.retrieval.search import lexical, search
 
 from conftest import sample_questions
 
@@ -74,7 +75,7 @@ def test_linear_fusion_scores_are_exact_cosine_and_bm25(sample_ws, embedder):
     import numpy as np
 
     from archivist.retrieval import lexicon
-    from archivist.retrieval.search import STOPWORDS
+    from archivist.retrieval.query import STOPWORDS
 
     w = sample_ws.settings.lexical_weight
     assert sample_ws.settings.fusion == "linear" and 0 < w < 1
@@ -100,18 +101,18 @@ def test_linear_fusion_scores_are_exact_cosine_and_bm25(sample_ws, embedder):
 def test_fusion_setting_chooses_rrf_or_linear(sample_home, embedder):
     from dataclasses import replace
 
-    from archivist.retrieval.search import RRF_K
+    from archivist.retrieval.fusion import RRF_K
+    from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
-    from archivist.workspace import open_workspace
 
     question = "travel expense approval limit"
-    with open_workspace(replace(Settings.from_env(home=sample_home), fusion="rrf")) as w:
+    with open_checked(replace(Settings.from_env(home=sample_home), fusion="rrf")) as w:
         hits = search(w, question, k=5, embedder=embedder)
         for h in hits:  # an RRF score is the sum of 1 / (60 + rank) over the lists that found the chunk
             expected = sum(1 / (RRF_K + r) for r in (h.dense_rank, h.lexical_rank) if r is not None)
             assert h.score == pytest.approx(expected)
     for weight, mode in ((0.0, "dense"), (1.0, "lexical")):
-        with open_workspace(replace(Settings.from_env(home=sample_home), lexical_weight=weight)) as w:
+        with open_checked(replace(Settings.from_env(home=sample_home), lexical_weight=weight)) as w:
             fused = [h.chunk_id for h in search(w, question, k=5, embedder=embedder)]
             alone = [h.chunk_id for h in search(w, question, k=5, mode=mode, embedder=embedder)]
             assert fused == alone
@@ -122,7 +123,7 @@ def test_fusion_setting_chooses_rrf_or_linear(sample_home, embedder):
 def test_matched_terms_are_what_the_lexical_index_matched(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
     from archivist.retrieval import lexicon
-    from archivist.retrieval.search import mark_matched_terms
+    from archivist.retrieval.hits import mark_matched_terms
 
     (tmp_path / "esc.txt").write_text("The escalation policy names the on-call engineer for each service.\n")
     ingest_paths(ws, [tmp_path / "esc.txt"], embedder=embedder, progress=False)
@@ -151,7 +152,7 @@ def test_near_duplicates_are_collapsed(ws, tmp_path, embedder):
 def test_fusion_reads_vectors_from_faiss_and_from_sqlite_when_faiss_lacks_them(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
     from archivist.retrieval import vectors
-    from archivist.retrieval.search import _stored_vectors
+    from archivist.retrieval.fusion import stored_vectors
 
     (tmp_path / "a.txt").write_text("Forklift batteries are charged overnight in bay 4.\n")
     (tmp_path / "b.txt").write_text("Visitors sign in at the north gate and wear a badge.\n")
@@ -162,7 +163,7 @@ def test_fusion_reads_vectors_from_faiss_and_from_sqlite_when_faiss_lacks_them(w
     assert from_faiss is not None and all(np.array_equal(from_faiss[i], stored[i]) for i in ids)
     vectors.drop(ws, ws.collection_id("default"))  # FAISS lacks them now: SQLite answers
     assert vectors.stored(ws, {ws.collection_id("default"): ids}) is None
-    got = _stored_vectors(ws, ids)
+    got = stored_vectors(ws, ids)
     assert sorted(got) == ids and all(np.array_equal(got[i], stored[i]) for i in ids)
 
 
@@ -170,7 +171,7 @@ def test_duplicate_collapsing_keeps_exactly_what_pairwise_jaccard_keeps():
     """The shortcuts in collapse_duplicates (comparing only sets of near sizes, the prefix test) never
     change its answer: on random 3-gram sets with overlaps around the threshold it keeps the same
     hits as comparing every pair in full."""
-    from archivist.retrieval.search import collapse_duplicates
+    from archivist.retrieval.duplicates import collapse_duplicates
 
     rng = np.random.default_rng(7)
     for trial in range(1000):
@@ -193,8 +194,8 @@ def test_duplicate_collapsing_keeps_exactly_what_pairwise_jaccard_keeps():
 
 def test_nearly_equal_chunks_collapse_and_old_workspaces_get_their_shingles(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.retrieval.search import backfill_shingles
-    from archivist.workspace import open_workspace
+    from archivist.ingest.shingles import backfill_shingles
+    from archivist.retrieval.repair import open_checked
 
     words = ("The night shift checks the cold store alarms every two hours and writes the readings "
              "into the blue logbook kept beside the loading dock door").split()
@@ -207,7 +208,8 @@ def test_nearly_equal_chunks_collapse_and_old_workspaces_get_their_shingles(ws, 
     assert ws.db.execute("SELECT COUNT(*) FROM chunks WHERE shingles IS NULL").fetchone()[0] == 0
     names = lambda hits: sorted(h.document for h in hits)  # noqa: E731
     assert names(search(ws, "night shift cold store alarms logbook", k=5, embedder=embedder)) == ["a.txt", "b.txt", "c.txt"]
-    from archivist.retrieval.search import collapse_duplicates, load_hits
+    from archivist.retrieval.duplicates import collapse_duplicates
+    from archivist.retrieval.hits import load_hits
 
     hits = list(load_hits(ws, [r[0] for r in ws.db.execute("SELECT id FROM chunks ORDER BY id")]).values())
     assert [h.document for h in collapse_duplicates(hits, threshold=0.75)] == ["a.txt", "c.txt"]
@@ -216,7 +218,7 @@ def test_nearly_equal_chunks_collapse_and_old_workspaces_get_their_shingles(ws, 
     ws.db.execute("UPDATE chunks SET shingles = NULL")
     ws.db.execute("DELETE FROM meta WHERE key = 'shingles'")
     ws.db.commit()
-    with open_workspace(ws.settings) as again:
+    with open_checked(ws.settings) as again:
         assert again.db.execute("SELECT id, shingles FROM chunks ORDER BY id").fetchall() == stored
         assert backfill_shingles(again) == 0
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from archivist.ingest.pipeline import delete_document, ingest_paths
 from archivist.retrieval import vectors
+from archivist.retrieval.repair import open_checked
 from archivist.retrieval.search import search
-from archivist.workspace import open_workspace
 
 
 def test_reads_share_the_index_lock_and_a_change_excludes_them():
@@ -59,7 +59,7 @@ def test_searching_while_another_thread_ingests_and_deletes(ws, tmp_path, embedd
 
     def searcher():  # with its own connection, as each browser session has
         try:
-            with open_workspace(ws.settings) as mine:
+            with open_checked(ws.settings) as mine:
                 while not stop.is_set():
                     for h in search(mine, "forklift battery charging at the north gate", k=5, embedder=embedder):
                         row = mine.db.execute("SELECT text FROM chunks WHERE id = ?", (h.chunk_id,)).fetchone()

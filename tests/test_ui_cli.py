@@ -32,5 +32,5 @@ def test_ui_dry_run_prepares_workspace_and_admin_from_env(settings, monkeypatch,
     assert main(["ui", "--port", "8611", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "streamlit run" in out and "--server.port 8611" in out
-    with open_workspace(settings, check_index=False) as ws:
+    with open_workspace(settings) as ws:
         assert auth.verify_password(ws, "root", "root-pass-123") and not auth.needs_first_admin(ws)

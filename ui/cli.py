@@ -56,10 +56,10 @@ def streamlit_command(port: int | None = None, address: str | None = None, headl
 
 def cmd_ui(args) -> int:
     from archivist import auth
-    from archivist.workspace import open_workspace
+    from archivist.retrieval.repair import open_checked
 
     s = settings_from(args)
-    with open_workspace(s) as ws:  # fail here, in the terminal, rather than in the browser
+    with open_checked(s) as ws:  # fail here, in the terminal, rather than in the browser
         try:
             created = auth.admin_from_env(ws)
         except auth.AuthError as e:

@@ -19,6 +19,7 @@ import threading
 import streamlit as st
 
 from archivist import access, auth
+from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 from archivist.ui import models as models_
 from archivist.workspace import Workspace, open_workspace
@@ -39,7 +40,7 @@ def _prepare_workspace(home: str) -> bool:
     from archivist.ui import library
 
     s = settings()
-    with open_workspace(s, check_index=True) as ws:
+    with open_checked(s) as ws:
         auth.admin_from_env(ws)
     library.resume_interrupted(s)
     return True
@@ -52,7 +53,7 @@ def workspace() -> Workspace:
     ws = st.session_state.get("_ws")
     if ws is None or ws.home != s.home:
         _prepare_workspace(str(s.home))
-        ws = open_workspace(s, check_index=False)
+        ws = open_workspace(s)
         st.session_state["_ws"] = ws
     return ws
 

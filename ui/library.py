@@ -119,7 +119,7 @@ def _run(settings: Settings, job: IngestJob, paths: list[Path], names: list[str]
         from archivist.ui import models
 
         embedder = models.embedder(settings)  # through the server's model lock (ui/models.py)
-        with open_workspace(settings, check_index=False) as ws:
+        with open_workspace(settings) as ws:
             ingest_paths(ws, paths, collection=job.collection, user=job.user, names=names, progress=False,
                          on_file=on_file, embedder=embedder)
     except Exception as e:  # the batch as a whole failed: every file still waiting gets the reason
@@ -138,7 +138,7 @@ def resume_interrupted(settings: Settings) -> list[IngestJob]:
     committed comes back unchanged."""
     from archivist.ingest.pipeline import claim_interrupted
 
-    with open_workspace(settings, check_index=False) as ws:
+    with open_workspace(settings) as ws:
         return [start_ingest(settings, job["user"], job["collection"], job["paths"], job["names"], resumed_from=job["id"])
                 for job in claim_interrupted(ws)]
 

