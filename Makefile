@@ -11,7 +11,7 @@ SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-r
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run ingest-samples ui test test-all test-e2e bench bench-full bench-deps system-deps browser clean
+.PHONY: install run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ system-deps:
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	  else echo "chromium missing and no apt-get: browser tests will be skipped" >&2; fi; }
 
+# The default suite, what CI runs: everything but the `long` and `gpu` tests (pyproject.toml's addopts).
 test: install system-deps
 	$(BIN)/python -m pytest -q
+
+# The inner loop: also leaves out `slow` tests (heavy or timing-dependent; long, gpu and e2e count as slow).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
 
 test-all: install system-deps
 	$(BIN)/python -m pytest -q -m ""

@@ -18,6 +18,15 @@ DATA = Path(__file__).resolve().parent / "data"
 ARTIFACTS = REPO / "test-artifacts"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Long, gpu and e2e tests are slow too: `-m "not slow"` (the fast loop) leaves them out even though
+    a command-line -m replaces the one in pyproject.toml's addopts. (Runs before pytest's own -m
+    selection: conftest hooks are called before the built-in plugins'.)"""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ("long", "gpu", "e2e")) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _workspace_env(tmp_path, monkeypatch):
     """All state of a test lives in tmp_path; the model cache stays shared so conversion happens once."""

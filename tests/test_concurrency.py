@@ -196,6 +196,6 @@ def test_four_processes_ingest_and_query_for_10_seconds(tmp_path):
     assert_clean(check(run_load(tmp_path, ingesters=2, queriers=2, seconds=10)))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_six_processes_ingest_and_query_for_45_seconds(tmp_path):
     assert_clean(check(run_load(tmp_path, ingesters=3, queriers=3, seconds=45)))

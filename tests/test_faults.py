@@ -227,7 +227,7 @@ def test_kill_9_during_ingest_then_rerun_loses_nothing(tmp_path, embedder):
     print(f"kill -9 after {reports[0]['documents_at_kill']}/{files} documents; rerun equals a clean ingest ({chunks} chunks)")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_kill_9_repeatedly_then_rerun_loses_nothing(tmp_path, embedder, seed):
     """Four kills at random moments in a row (each rerun killed again), then one full rerun."""
@@ -509,7 +509,7 @@ def _steps(home: Path, run_id: str) -> list[int]:
     return [json.loads(line)["step"] for line in (home / "runs" / run_id / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_kill_9_during_finetune_then_resume_loses_nothing(tmp_path):
     """A fine-tune killed after a checkpoint and resumed with --resume ends with every step logged
     once and the same LoRA weights as an uninterrupted run of the same config."""

@@ -198,7 +198,7 @@ def test_llm_generator_keeps_answers_found_in_the_chunk_and_drops_repeats():
     assert "Question: How long must passwords be?" in asked[2] and len(asked) == 5
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_llm_generated_dataset_from_the_real_model(corpus, embedder):
     ws = corpus
     ds = build_dataset(ws, ["docs"], generator="both", collections=["hr"], embedder=embedder, name="llm")

@@ -236,7 +236,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing(ws, tiny):
     assert runs.get_run(ws, run_id)["status"] == "done" and registry.get_adapter(ws, "resumed")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_data_parallel_with_torchrun_on_two_cpu_processes(ws, tiny):
     """The multi-GPU path (DDP), exercised with the gloo backend on two CPU processes."""
     import subprocess

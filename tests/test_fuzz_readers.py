@@ -4,7 +4,7 @@ mutated at the byte level, and for the zip formats inside their XML members too.
 `read` must either return non-empty text blocks or raise ReadError; any other exception is a
 crash. No case may run past its limit: the PDF child is killed after READ_TIMEOUT seconds, and
 the in-process readers are stopped by an alarm after HANG_SECONDS. The default run is bounded and
-deterministic (derandomized); FUZZ_EXAMPLES=N scales it, and the `slow` test runs many random
+deterministic (derandomized); FUZZ_EXAMPLES=N scales it, and the `long` test runs many random
 cases and prints the figures recorded in docs/reliability.md.
 """
 
@@ -176,7 +176,7 @@ def test_mutated_files_give_text_or_a_read_error(tmp_path_factory, kind, example
     print(f"{kind}: {dict(STATS.get(kind, {}))}, slowest {SLOWEST.get(kind, 0):.2f} s")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("kind,examples", [("html", 600), ("markdown", 600), ("csv", 600), ("text", 300),
                                            ("docx", 500), ("xlsx", 400), ("pptx", 400), ("pdf", 150)])
 def test_mutated_files_many_random_cases(tmp_path_factory, kind, examples):

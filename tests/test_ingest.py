@@ -221,7 +221,7 @@ def test_doctor_json_reports_models_and_memory():
     assert 0 < report["memory_free_gb"] <= report["memory_total_gb"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_two_processes_convert_the_default_model_once(tmp_path):
     code = "import sys; from pathlib import Path; from archivist.models import resolve_llm; print(resolve_llm('smollm2-135m', Path(sys.argv[1])))"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
