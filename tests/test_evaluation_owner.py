@@ -128,7 +128,7 @@ def test_evaluations_stored_before_owners_belong_to_the_local_admin(tmp_path):
     db.commit()
     db.close()
 
-    with open_workspace(Settings.from_env(home=home), check_index=False) as ws:
+    with open_workspace(Settings.from_env(home=home)) as ws:
         (old,) = ev.list_evaluations(ws, user="admin")
         assert (old.user, old.set_name, old.results) == ("admin", "old.jsonl", {"metrics": {}})
         assert ev.list_evaluations(ws, user="member-b") == []
