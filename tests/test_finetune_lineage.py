@@ -15,7 +15,7 @@ from archivist.finetune import datasets, registry
 from archivist.finetune.datasets import build_dataset, list_datasets, load_dataset
 from archivist.ingest.pipeline import delete_document, ingest_paths
 from archivist.records import Citation
-from archivist.retrieval.search import load_hits
+from archivist.retrieval.hits import load_hits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
