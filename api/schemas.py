@@ -57,7 +57,7 @@ class ChatRequest(_Open):
     k: int | None = Field(None, ge=1, le=20, description="archivist: passages given to the model")
     answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
         None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")
-    verified_only: bool = Field(
+    verified_only: Bool = Field(
         True, description="archivist: with `stream: true`, send only the checked answer (one content chunk when it is "
                           "ready); false streams the model's draft as it is written and, when the check changed it, a "
                           "final content chunk with the checked answer")

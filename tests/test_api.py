@@ -490,7 +490,7 @@ def test_stop_event_ends_generation_early(api):
 def test_client_disconnect_stops_its_generation(api):
     queue = api.app.state.server.queue
     before = queue.stats()["cancelled"]
-    body = {"model": api.settings.llm, "stream": True, "max_tokens": 400, "answer_mode": "generate",
+    body = {"model": api.settings.llm, "stream": True, "max_tokens": 400, "answer_mode": "generate", "verified_only": False,
             "messages": [{"role": "user", "content": "Describe the leave policy and the Lisbon office in detail."}]}
     with httpx.stream("POST", api.url + "/v1/chat/completions", json=body, headers=api.h("admin"), timeout=60) as r:
         assert r.status_code == 200
