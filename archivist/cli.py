@@ -38,7 +38,7 @@ class CLIError(Exception):
 def settings_from(args) -> "Settings":
     from archivist.settings import Settings
 
-    overrides = {k: getattr(args, k, None) for k in ("home", "user", "llm", "embedder", "device", "cache")}
+    overrides = {k: getattr(args, k, None) for k in ("home", "user", "llm", "embedder", "device", "cache", "ocr")}
     return Settings.from_env(**overrides)
 
 

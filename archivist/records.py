@@ -11,12 +11,15 @@ class Block:
 
     `page` is the 1-based page, slide or sheet number where the format has one.
     `heading` is the heading path above the block, outermost first.
+    `boxes` are where its text lies on the page (PDFs and images): (x0, y0, x1, y1) as fractions
+    of the page's width and height, origin at the top left, one box per line.
     """
 
     text: str
     page: int | None = None
     heading: tuple[str, ...] = ()
     kind: str = "paragraph"  # paragraph | heading | row | slide | code
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass
@@ -26,7 +29,8 @@ class Extracted:
     blocks: list[Block]
     pages: int | None = None  # pages / slides / sheets, where the format has them
     title: str | None = None
-    kind: str = "text"  # pdf, docx, html, markdown, text, csv, xlsx, pptx
+    kind: str = "text"  # pdf, docx, html, markdown, text, csv, xlsx, pptx, image
+    ocr: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence, for pages read by OCR
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Chunk:
     page: int | None
     heading: tuple[str, ...]
     n_tokens: int
+    boxes: tuple[tuple[float, float, float, float], ...] = ()  # its blocks' boxes on `page` (see Block)
 
 
 @dataclass

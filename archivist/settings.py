@@ -32,6 +32,10 @@ class Settings:
     max_json_mb: int = _f(16, "largest JSON request body the API accepts, in MB (an upload's body: max_file_mb)")
     max_unzipped_mb: int = _f(500, "largest uncompressed size of a DOCX/XLSX/PPTX, in MB")
     reader_timeout: float = _f(120.0, "seconds a single file may take to read before it is failed")
+    ocr: str = _f("auto", "OCR for scans and images: auto (pages without a usable text layer, and image files) "
+                          "| always (every PDF page too) | never")
+    ocr_page_timeout: float = _f(60.0, "seconds one page may take to OCR before the file is failed")
+    max_pages: int = _f(2000, "most pages (PDF pages, TIFF frames) a file may have")
     top_k: int = _f(5, "passages given to the model per question")
     candidates: int = _f(30, "candidates taken from each of the dense and lexical searches before fusion")
     fusion: str = _f("linear", "how hybrid search fuses dense and lexical: linear (cosine and BM25 over its ceiling, "
@@ -66,6 +70,8 @@ class Settings:
             raise ValueError(f"answer_mode must be auto, generate or extractive, got {self.answer_mode!r}")
         if self.max_json_mb < 1:
             raise ValueError(f"max_json_mb must be at least 1, got {self.max_json_mb}")
+        if self.ocr not in ("auto", "always", "never"):
+            raise ValueError(f"ocr must be auto, always or never, got {self.ocr!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.quantize not in ("auto", "none", "4bit"):

@@ -179,6 +179,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE evaluations ADD COLUMN user_id INTEGER REFERENCES users(id) ON DELETE SET NULL;
     UPDATE evaluations SET user_id = (SELECT id FROM users WHERE name = 'admin');
     """,
+    # 6: where a chunk's text lies on its page (for citations shown on the page image), and the
+    #    OCR confidence of the pages of a document that were read by OCR
+    """
+    ALTER TABLE chunks ADD COLUMN boxes TEXT;     -- JSON [[x0, y0, x1, y1], ...]: page fractions, origin top left
+    ALTER TABLE documents ADD COLUMN ocr TEXT;    -- JSON {"page": mean confidence} for OCRed pages
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

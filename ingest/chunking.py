@@ -3,7 +3,10 @@
 The document's extracted text is its blocks joined by BLOCK_SEP; every chunk is an exact slice of
 that text (`text == doc_text[start:end]`). Chunks never cross a page or a heading-path change,
 never cut a word, prefer to end at a block, then a sentence, then a word boundary, and overlap
-by about `overlap` tokens inside one section.
+by about `overlap` tokens inside one section. Table rows are a section of their own (a table never
+shares a chunk with the text around it), are cut only between rows (unless one row alone is longer
+than a chunk) and do not overlap: every row carries its headers, so it needs no context.
+A chunk keeps the boxes of the lines it covers on its page (readers of PDFs and images give them).
 """
 
 from __future__ import annotations
@@ -62,23 +65,44 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
         raise ValueError(f"bad chunk size/overlap: {size}/{overlap}")
     text, spans = join_blocks(blocks)
     chunks: list[Chunk] = []
-    # Sections: runs of consecutive blocks with the same page and heading path.
+    # Sections: runs of consecutive blocks with the same page and heading path, rows apart from the rest.
     i = 0
     while i < len(blocks):
         j = i
-        while j + 1 < len(blocks) and blocks[j + 1].page == blocks[i].page and blocks[j + 1].heading == blocks[i].heading:
+        while (j + 1 < len(blocks) and blocks[j + 1].page == blocks[i].page and blocks[j + 1].heading == blocks[i].heading
+               and (blocks[j + 1].kind == "row") == (blocks[i].kind == "row")):
             j += 1
         s0, s1 = spans[i][0], spans[j][1]
         block_ends = {spans[k][1] for k in range(i, j + 1)}
-        for start, end, n in _split_section(text, s0, s1, block_ends, token_spans, size, overlap):
+        rows = blocks[i].kind == "row"
+        for start, end, n in _split_section(text, s0, s1, block_ends, token_spans, size, 0 if rows else overlap, rows):
             chunks.append(Chunk(seq=len(chunks), text=text[start:end], start=start, end=end,
-                                page=blocks[i].page, heading=tuple(blocks[i].heading), n_tokens=n))
+                                page=blocks[i].page, heading=tuple(blocks[i].heading), n_tokens=n,
+                                boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end)))
         i = j + 1
     return text, chunks
 
 
-def _split_section(text, s0, s1, block_ends, token_spans, size, overlap):
-    """Yield (start, end, n_tokens) covering text[s0:s1]."""
+def _boxes(blocks: Sequence[Block], spans, start: int, end: int, slack: int = 12) -> tuple:
+    """The boxes of the lines of `blocks` that the chunk text[start:end] covers. A block's line boxes
+    share its characters in proportion to their widths (the lines' own text is not kept), so the
+    chunk's range is widened by `slack` characters: the boxes cover at least the chunk's words."""
+    out = []
+    for block, (b0, b1) in zip(blocks, spans):
+        if not block.boxes or b1 <= start - slack or b0 >= end + slack:
+            continue
+        widths = [max(x1 - x0, 1e-6) for x0, _, x1, _ in block.boxes]
+        total, pos = sum(widths), float(b0)
+        for box, width in zip(block.boxes, widths):
+            line_end = pos + (b1 - b0) * width / total
+            if line_end > start - slack and pos < end + slack:
+                out.append(tuple(box))
+            pos = line_end
+    return tuple(dict.fromkeys(out))
+
+
+def _split_section(text, s0, s1, block_ends, token_spans, size, overlap, rows=False):
+    """Yield (start, end, n_tokens) covering text[s0:s1]; `rows`: cut only at block ends when any fits."""
     toks = [(a + s0, b + s0) for a, b in token_spans(text[s0:s1])]
     if not toks:
         return
@@ -88,7 +112,7 @@ def _split_section(text, s0, s1, block_ends, token_spans, size, overlap):
         if n - i <= size:
             yield toks[i][0], toks[-1][1], n - i
             return
-        j = _best_cut(text, toks, i, i + size, block_ends)  # chunk is toks[i:j]
+        j = _best_cut(text, toks, i, i + size, block_ends, rows)  # chunk is toks[i:j]
         yield toks[i][0], toks[j - 1][1], j - i
         # Overlap: step back about `overlap` tokens, to the start of a word.
         k = max(j - overlap, i + 1)
@@ -105,10 +129,15 @@ def _word_start(text: str, toks, k: int) -> bool:
     return a == 0 or text[a - 1].isspace()
 
 
-def _best_cut(text, toks, i: int, limit: int, block_ends: set[int]) -> int:
+def _best_cut(text, toks, i: int, limit: int, block_ends: set[int], rows: bool = False) -> int:
     """The token index j (i < j <= limit) to end the chunk before: a block end, else a sentence end,
-    else a word end in the last half; never inside a word."""
+    else a word end in the last half; never inside a word. With `rows` (a table), any block end
+    in the window comes first, so a row is cut only when it alone is longer than the window."""
     lo = i + max(1, (limit - i) // 2)
+    if rows:
+        for j in range(limit, i, -1):
+            if toks[j - 1][1] in block_ends:
+                return j
     for good in (
         lambda j: toks[j - 1][1] in block_ends,
         lambda j: _SENTENCE_END.match(text, toks[j - 1][1] - 1) is not None and _word_start(text, toks, j),

@@ -5,9 +5,9 @@
 
 `read` does the checks every format shares (exists, not empty, not too big, a supported type, a
 zip that does not explode), then calls the reader registered for the kind in `READERS`. PDF parsing
-runs in a child process (`python -m archivist.ingest.readers --worker pdf FILE`) with a time limit
-and an address-space limit, because a hostile or broken PDF can make a native parser loop or
-allocate without bound. Every failure leaves `read` as a ReadError with a short reason.
+and OCR of images run in a child process (`python -m archivist.ingest.readers --worker pdf FILE`)
+with time limits (before the first page, then per page) and an address-space limit, because a
+hostile or broken PDF or image can make a native parser loop or allocate without bound. Every failure leaves `read` as a ReadError with a short reason.
 
 From the shell: `python -m archivist.ingest.readers FILE` prints the blocks as JSON.
 """
@@ -16,20 +16,25 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import stat
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from archivist.records import Block, Extracted
 
-from .readers_base import HeadingPath, ReadError, clean, clean_code, clean_lines, short_reason
+from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason
 from .readers_markup import read_csv, read_html, read_markdown, read_text
 from .readers_office import check_zip, ooxml_kind, read_docx, read_pptx, read_xlsx
+from .readers_pdf import read_image, read_pdf
 
 __all__ = ["ReadError", "detect_kind", "read", "READERS", "LABELS"]
 
@@ -40,8 +45,10 @@ SANDBOX_ABOVE_MB = 4  # files of any kind larger than this are read in the bound
 ZIP_KINDS = ("docx", "xlsx", "pptx")
 LABELS = {
     "pdf": "PDF", "docx": "DOCX", "xlsx": "XLSX", "pptx": "PPTX",
-    "html": "HTML", "markdown": "Markdown", "text": "text file", "csv": "CSV",
+    "html": "HTML", "markdown": "Markdown", "text": "text file", "csv": "CSV", "image": "image",
 }
+# Images read by OCR, by their first bytes (WebP is RIFF....WEBP).
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF87a", b"GIF89a")
 
 # ---------------------------------------------------------------------------------------------
 # Detection
@@ -99,6 +106,11 @@ def _looks_binary(head: bytes) -> bool:
     return controls > max(8, len(head) // 20)
 
 
+def _looks_text(head: bytes) -> bool:
+    """A file starting with "BM" may be text ("BMW fleet report"): printable bytes, no NUL."""
+    return not _looks_binary(head)
+
+
 def describe(head: bytes) -> str:
     """What the first bytes of an unsupported file look like, e.g. "a PNG image"."""
     if head[4:8] == b"ftyp":
@@ -117,11 +129,16 @@ def detect_kind(path: Path, head: bytes) -> str | None:
     leading <!doctype html>/<html>/<head>/<body>. Text that is not HTML by content is typed by its
     extension (markdown, csv, html fragments), else "text". A zip that cannot be opened
     (truncated) falls back to its extension so the reader can report it as a corrupt DOCX, etc.
-    Returns one of pdf, docx, xlsx, pptx, html, markdown, text, csv; None = unsupported.
+    PNG, JPEG, TIFF, BMP, WebP and GIF by their signatures are "image".
+    Returns one of pdf, docx, xlsx, pptx, html, markdown, text, csv, image; None = unsupported.
     """
     suffix = path.suffix.lower()
     if b"%PDF-" in head[:1024]:
         return "pdf"
+    if head.startswith(_IMAGE_SIGNATURES) and not (head.startswith(b"BM") and suffix != ".bmp" and _looks_text(head)):
+        return "image"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image"
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -139,201 +156,11 @@ def detect_kind(path: Path, head: bytes) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# PDF (runs in the child process; see _read_sandboxed)
-
-
-class _Line(NamedTuple):
-    """One text line of a PDF page; geometry in PDF units (y grows upwards), 0.0 when unknown."""
-
-    text: str
-    size: float  # the tallest loose font box on the line: a proxy for the font size
-    top: float
-    bottom: float
-
-
-def _page_lines(textpage) -> list[_Line]:
-    """The text lines of one page, in pdfium's reading order.
-
-    pdfium already breaks lines with generated \r\n characters; the loose character boxes (font
-    ascent to descent) give the vertical gaps and sizes that separate paragraphs and headings.
-    Boxes are taken for a sample of each line's characters (the first few, then every 8th): enough
-    for the line's extent, at a fraction of the cost of one native call per character.
-    """
-    import pypdfium2.raw as pdfium_c
-
-    count = max(textpage.count_chars(), 0)
-    handle = textpage.raw  # the bare pointer: ctypes calls skip the wrapper's attribute lookup
-    text = textpage.get_text_range(0, count) if count else ""
-    if len(text) != count:  # undecodable characters: rebuild so string index == char index
-        text = "".join(
-            chr(c) if 0 < c < 0x110000 and not 0xD800 <= c < 0xE000 else "\x00"
-            for c in (pdfium_c.FPDFText_GetUnicode(handle, i) for i in range(count))
-        )
-    rect = pdfium_c.FS_RECTF()
-    lines: list[_Line] = []
-    start = 0
-    for raw in text.split("\n"):
-        offset, start = start, start + len(raw) + 1
-        if not raw.strip():
-            continue
-        top, bottom, size = float("-inf"), float("inf"), 0.0
-        for k in [*range(min(len(raw), 6)), *range(6, len(raw), 8)]:
-            if raw[k].isspace() or raw[k] == "\x00":
-                continue
-            if pdfium_c.FPDFText_GetLooseCharBox(handle, offset + k, rect):
-                top, bottom = max(top, rect.top), min(bottom, rect.bottom)
-                size = max(size, rect.top - rect.bottom)
-        line = raw.replace("\r", "").replace("\x00", "")
-        lines.append(_Line(line, size, top, bottom) if size else _Line(line, 0.0, 0.0, 0.0))
-    return lines
-
-
-def _join_lines(lines: list[str]) -> str:
-    """Lines of one paragraph -> one string. pdfium marks a hyphen at a line end as \\x02 (or
-    U+FFFE); it is kept as "-" and joined without a space, so codes like NW-4410 survive a break."""
-    out = ""
-    for line in lines:
-        line = line.strip()
-        if out.endswith(("\x02", "\ufffe")):
-            out = out[:-1] + "-" + line
-        else:
-            out = f"{out} {line}" if out else line
-    return clean(out.replace("\x02", "-").replace("\ufffe", "-"))
-
-
-def _furniture_key(text: str) -> str:
-    return re.sub(r"\d+", "#", clean(text))
-
-
-def _repeated_furniture(pages: list[list[_Line]]) -> set[str]:
-    """Running headers/footers: first or last lines that recur (digits ignored) on most pages."""
-    if len(pages) < 3:
-        return set()
-    counts: dict[str, int] = {}
-    for lines in pages:
-        # Only short lines: a long first line that recurs is content (or a test file), not a header.
-        for key in {_furniture_key(line.text) for line in lines[:1] + lines[-1:] if len(line.text) <= 100}:
-            counts[key] = counts.get(key, 0) + 1
-    return {key for key, n in counts.items() if n >= 0.6 * len(pages)}
-
-
-def _pdf_blocks(pages: list[list[_Line]]) -> list[Block]:
-    """Lines of every page -> paragraph and heading Blocks.
-
-    The body size is the size carrying the most characters; lines at least 15% larger (and short)
-    are headings, bigger = outer level. A paragraph ends where the vertical gap exceeds the usual
-    line gap by half a line, where the size changes, or where the text jumps up (a new column).
-    """
-    weight: dict[float, int] = {}
-    for line in (line for lines in pages for line in lines):
-        weight[round(line.size, 1)] = weight.get(round(line.size, 1), 0) + len(line.text)
-    body = max(weight, key=weight.get) if weight else 0.0
-    heading_sizes = {
-        round(line.size, 1) for lines in pages for line in lines
-        if body and line.size >= body * 1.15 and len(line.text) <= 200
-    }
-    level_of = {size: min(i + 1, 6) for i, size in enumerate(sorted(heading_sizes, reverse=True))}
-    # The usual gap between the lines of one paragraph: a low quantile of the body-line gaps.
-    gaps = sorted(
-        prev.bottom - cur.top
-        for lines in pages for prev, cur in zip(lines, lines[1:])
-        if body and round(prev.size, 1) == round(cur.size, 1) == body and prev.bottom >= cur.top
-    )
-    usual_gap = gaps[len(gaps) // 4] if gaps else 0.0
-    furniture = _repeated_furniture(pages)
-
-    headings = HeadingPath()
-    blocks: list[Block] = []
-    for number, lines in enumerate(pages, 1):
-        para: list[str] = []  # lines of the paragraph being built
-        title: list[str] = []  # lines of the heading being built (a heading may wrap)
-        level = None
-        prev = None
-
-        def flush() -> None:
-            if title:
-                text = _join_lines(title)
-                blocks.append(Block(text, page=number, heading=headings.enter(level, text), kind="heading"))
-                title.clear()
-            if para:
-                blocks.append(Block(_join_lines(para), page=number, heading=headings.path))
-                para.clear()
-
-        for line in lines:
-            if line in (lines[0], lines[-1]) and _furniture_key(line.text) in furniture:
-                continue
-            line_level = level_of.get(round(line.size, 1))
-            if line_level is not None:
-                if not (title and line_level == level):
-                    flush()
-                level = line_level
-                title.append(line.text)
-            else:
-                new_paragraph = bool(title) or prev is None or not line.size
-                if not new_paragraph:
-                    gap = prev.bottom - line.top
-                    new_paragraph = (
-                        abs(line.size - prev.size) > 0.15 * line.size  # font size changed
-                        or gap < -line.size  # moved up the page: a new column or text box
-                        or gap > usual_gap + 0.5 * line.size  # more room than between lines of one paragraph
-                    )
-                if new_paragraph:
-                    flush()
-                para.append(line.text)
-            prev = line
-        flush()
-    return [b for b in blocks if b.text]
-
-
-def read_pdf(path: Path) -> Extracted:
-    """PDF via pypdfium2, in this process (read() calls it inside the time/memory-limited child).
-
-    Text per page, split into paragraphs and headings by layout (see _pdf_blocks); running
-    headers/footers repeated on most pages are dropped. page = 1-based page number; the title is
-    the document's metadata title, else its first heading.
-    Raises ReadError: "encrypted PDF (needs a password)", "corrupt PDF: ...", "no text layer (scanned PDF?)".
-    """
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
-
-    try:
-        pdf = pdfium.PdfDocument(path)
-    except pdfium.PdfiumError as exc:
-        code = getattr(exc, "err_code", None)
-        if code == pdfium_c.FPDF_ERR_PASSWORD:
-            raise ReadError("encrypted PDF (needs a password)") from None
-        if code == pdfium_c.FPDF_ERR_SECURITY:
-            raise ReadError("encrypted PDF (unsupported security handler)") from None
-        if code == pdfium_c.FPDF_ERR_FORMAT:
-            raise ReadError("corrupt PDF: damaged or truncated file structure") from None
-        if code == pdfium_c.FPDF_ERR_SUCCESS:
-            raise ReadError("empty PDF (no pages)") from None
-        raise ReadError(f"corrupt PDF: {short_reason(exc)}") from None
-    try:
-        title = clean(pdf.get_metadata_dict().get("Title", "") or "") or None
-        pages = []
-        for index in range(len(pdf)):
-            page = pdf[index]
-            textpage = page.get_textpage()
-            pages.append(_page_lines(textpage))
-            textpage.close()
-            page.close()
-    finally:
-        pdf.close()
-
-    blocks = _pdf_blocks(pages)
-    if not blocks:
-        raise ReadError("no text layer (scanned PDF?)")
-    if title is None:
-        title = next((b.text for b in blocks if b.kind == "heading"), None)
-    return Extracted(blocks, pages=len(pages), title=title, kind="pdf")
-
-
-# ---------------------------------------------------------------------------------------------
 # The registry and the entry point
 
-READERS: dict[str, Callable[[Path], Extracted]] = {
+READERS: dict[str, Callable[..., Extracted]] = {
     "pdf": read_pdf,
+    "image": read_image,
     "docx": read_docx,
     "xlsx": read_xlsx,
     "pptx": read_pptx,
@@ -347,15 +174,20 @@ READERS: dict[str, Callable[[Path], Extracted]] = {
 # than SANDBOX_ABOVE_MB, or a DOCX/XLSX/PPTX once its XML expands past it (a 0.75 MB spreadsheet of
 # 40,000 rows holds 9.7 MB of XML), where a parse could take long or much memory; smaller ones (nearly all)
 # are read in-process, which costs no process start.
-SANDBOXED = {"pdf"}
+SANDBOXED = {"pdf", "image"}
+# Kinds whose reader takes the page options (ocr, max_pages, on_page).
+PAGED = {"pdf", "image"}
 
 
-def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: float = 120.0) -> Extracted:
+def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: float = 120.0,
+         ocr: str = "auto", page_timeout: float = 60.0, max_pages: int = 2000) -> Extracted:
     """Read one document into ordered blocks.
 
     path: the file. max_mb: refuse files larger than this. max_unzipped_mb: refuse DOCX/XLSX/PPTX
     whose members add up to more (zip bombs). timeout: seconds a sandboxed parse (a PDF, or any
-    file over SANDBOX_ABOVE_MB, on disk or unzipped) may take.
+    file over SANDBOX_ABOVE_MB, on disk or unzipped) may take before its first page is done.
+    ocr: auto | always | never (scans and images, see readers_pdf). page_timeout: seconds each
+    further page may take (OCR is ~2.5 s a page). max_pages: refuse PDFs and TIFFs with more pages.
     Returns Extracted with non-empty, whitespace-normalized blocks and `kind` set.
     Raises ReadError with a short reason (never another exception type): empty file, too large,
     unsupported type, corrupt, encrypted, zip bomb, no text layer, took too long.
@@ -389,7 +221,8 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
             raise ReadError(f"unsupported file type (looks like {what})")
         unzipped = check_zip(path, LABELS[kind], max_unzipped_mb) if kind in ZIP_KINDS else 0
         if kind in SANDBOXED or max(size, unzipped) > SANDBOX_ABOVE_MB * MB:
-            extracted = _read_sandboxed(path, kind, timeout)
+            options = {"ocr": ocr, "max_pages": max_pages} if kind in PAGED else {}
+            extracted = _read_sandboxed(path, kind, timeout, options, page_timeout)
         else:
             extracted = READERS[kind](path)
     except ReadError:
@@ -418,22 +251,39 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
     return extracted
 
 
-def _read_sandboxed(path: Path, kind: str, timeout: float) -> Extracted:
+def _read_sandboxed(path: Path, kind: str, timeout: float, options: dict | None = None,
+                    page_timeout: float = 60.0) -> Extracted:
     """Run READERS[kind] in `python -m archivist.ingest.readers --worker KIND FILE` and rebuild the
-    Extracted from its JSON. The child is killed after `timeout` seconds; it limits its own address
-    space (PDF_MEMORY_MB above its start-up size). Raises ReadError on timeout, crash or error."""
-    cmd = [sys.executable, "-m", "archivist.ingest.readers", "--worker", kind, "--", str(path)]
+    Extracted from its JSON. The child limits its own address space (PDF_MEMORY_MB above its
+    start-up size) and reports each page it finishes; it is killed when `timeout` seconds pass
+    before its first page is done, or `page_timeout` seconds pass with no further page (a 100-page
+    scan may take minutes, one stuck page may not). Raises ReadError on timeout, crash or error."""
+    cmd = [sys.executable, "-m", "archivist.ingest.readers", "--worker", kind,
+           "--options", json.dumps(options or {}), "--", str(path)]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            reply, pages_done = _child_reply(proc, timeout, page_timeout)
+        except TimeoutError:
+            proc.kill()
+            proc.wait()
+            raise ReadError(f"took longer than {timeout:g} s to read ({LABELS[kind]} parsing stopped)") from None
+        except _PageTimeout as stuck:
+            proc.kill()
+            proc.wait()
+            raise ReadError(f"page {stuck.page} took longer than {page_timeout:g} s to read "
+                            f"({LABELS[kind]} reading stopped)") from None
+        proc.wait()
+        err.seek(0)
+        stderr = err.read()
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:  # run() has already killed and reaped the child
-        raise ReadError(f"took longer than {timeout:g} s to read ({LABELS[kind]} parsing stopped)") from None
-    try:
-        reply = json.loads(proc.stdout)
-    except ValueError:
+        reply = json.loads(reply)
+    except (TypeError, ValueError):
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        where = f" on page {pages_done + 1}" if kind in PAGED else ""
         raise ReadError(
-            f"{LABELS[kind]} reader crashed ({how}): the file is damaged or needs more than "
+            f"{LABELS[kind]} reader crashed{where} ({how}): the file is damaged or needs more than "
             f"{PDF_MEMORY_MB} MB of memory {detail[0][:120]}".rstrip()
         ) from None
     if not reply.get("ok"):
@@ -441,9 +291,45 @@ def _read_sandboxed(path: Path, kind: str, timeout: float) -> Extracted:
     return _extracted_from_dict(reply["extracted"])
 
 
+class _PageTimeout(Exception):
+    def __init__(self, page: int):
+        self.page = page
+
+
+def _child_reply(proc, timeout: float, page_timeout: float) -> tuple[bytes | None, int]:
+    """Read the child's stdout: "P <n>" heartbeat lines, then one JSON reply line.
+    Returns (reply or None when the child died, pages done). Raises TimeoutError before the first
+    page, _PageTimeout(page) after it."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline, pages, reply = time.monotonic() + timeout, 0, None
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            if pages:
+                raise _PageTimeout(pages + 1) from None
+            raise TimeoutError from None
+        if line is None:
+            return reply, pages
+        if line.startswith(b"P "):
+            pages = int(line[2:])
+            deadline = max(deadline, time.monotonic() + page_timeout)
+        else:
+            reply = line
+
+
 def _extracted_from_dict(data: dict) -> Extracted:
-    blocks = [Block(b["text"], b["page"], tuple(b["heading"]), b["kind"]) for b in data["blocks"]]
-    return Extracted(blocks, pages=data["pages"], title=data["title"], kind=data["kind"])
+    blocks = [Block(b["text"], b["page"], tuple(b["heading"]), b["kind"], tuple(tuple(x) for x in b.get("boxes", ())))
+              for b in data["blocks"]]
+    ocr = {int(page): conf for page, conf in (data.get("ocr") or {}).items()}
+    return Extracted(blocks, pages=data["pages"], title=data["title"], kind=data["kind"], ocr=ocr)
 
 
 def _limit_address_space(extra_mb: int) -> None:
@@ -463,19 +349,26 @@ def _limit_address_space(extra_mb: int) -> None:
         pass
 
 
-def _worker(kind: str, path: str) -> int:
-    """Child side of _read_sandboxed: read and print {"ok": true, "extracted": ...} or
-    {"ok": false, "error": reason} as one JSON document on stdout."""
+def _worker(kind: str, path: str, options: dict) -> int:
+    """Child side of _read_sandboxed: print "P <n>" as each page is done, then {"ok": true,
+    "extracted": ...} or {"ok": false, "error": reason} as one JSON line on stdout."""
     _limit_address_space(PDF_MEMORY_MB)
+
+    def on_page(number: int) -> None:
+        sys.stdout.write(f"P {number}\n")
+        sys.stdout.flush()
+
+    if kind in PAGED:
+        options = {**options, "on_page": on_page}
     try:
-        reply = {"ok": True, "extracted": asdict(READERS[kind](Path(path)))}
+        reply = {"ok": True, "extracted": asdict(READERS[kind](Path(path), **options))}
     except ReadError as exc:
         reply = {"ok": False, "error": str(exc)}
     except MemoryError:
         reply = {"ok": False, "error": f"needs more than {PDF_MEMORY_MB} MB of memory"}
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a reason
         reply = {"ok": False, "error": f"corrupt {LABELS[kind]}: {short_reason(exc)}"}
-    sys.stdout.write(json.dumps(reply))
+    sys.stdout.write(json.dumps(reply) + "\n")
     sys.stdout.flush()
     return 0
 
@@ -490,14 +383,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-mb", type=int, default=200)
     parser.add_argument("--max-unzipped-mb", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--ocr", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--worker", metavar="KIND", help=argparse.SUPPRESS)  # internal: sandboxed child
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)  # internal: the child's reader options
     args = parser.parse_args(argv)
     if args.worker:
-        return _worker(args.worker, str(args.files[0]))
+        return _worker(args.worker, str(args.files[0]), json.loads(args.options))
     status = 0
     for file in args.files:
         try:
-            extracted = read(file, max_mb=args.max_mb, max_unzipped_mb=args.max_unzipped_mb, timeout=args.timeout)
+            extracted = read(file, max_mb=args.max_mb, max_unzipped_mb=args.max_unzipped_mb, timeout=args.timeout,
+                             ocr=args.ocr)
         except ReadError as exc:
             print(f"{file}: {exc}", file=sys.stderr)
             status = 1

@@ -1,0 +1,262 @@
+"""Page layout -> blocks: the lines of PDF pages (text layer or OCR) become paragraphs, headings and
+table rows, each with the boxes of its lines on the page.
+
+    lines = text_layer_lines(textpage, width, height)   # a PDF page's text layer
+    lines = ocr_lines(ocr_page, points_per_pixel)        # an OCRed page, in the same units
+    blocks = page_blocks(pages)                          # every page's lines (and tables) -> Blocks
+
+Geometry of a Line is in page units (PDF points; y grows upwards, as in PDF), so text-layer and
+OCR pages of one document share one body font size; `box` is the line's place on the page as
+fractions (origin top left), which is what a citation highlights.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from archivist.records import Block
+
+from .readers_base import HeadingPath, clean, table_blocks
+
+Box = tuple[float, float, float, float]
+
+
+class Line(NamedTuple):
+    """One text line; geometry in page units (y grows upwards), 0.0 when unknown."""
+
+    text: str
+    size: float  # the tallest loose font box on the line: a proxy for the font size
+    top: float
+    bottom: float
+    box: Box = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 as page fractions, origin top left
+
+
+@dataclass
+class Table:
+    """A table found on a page: its rows (the first is the header unless `continued`) and where it is."""
+
+    rows: list[list[str]]
+    top: float  # page units, y upwards, like Line
+    bottom: float
+    box: Box
+    continued: bool = False  # the rest of the previous page's table: the header is that table's
+
+
+@dataclass
+class Page:
+    lines: list[Line]
+    tables: list[Table] = field(default_factory=list)
+
+
+def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
+    """The text lines of one PDF page, in pdfium's reading order.
+
+    pdfium already breaks lines with generated \\r\\n characters; the loose character boxes (font
+    ascent to descent) give the vertical gaps and sizes that separate paragraphs and headings.
+    Boxes are taken for a sample of each line's characters (the first few, every 8th, the last):
+    enough for the line's extent, at a fraction of the cost of one native call per character.
+    """
+    import pypdfium2.raw as pdfium_c
+
+    count = max(textpage.count_chars(), 0)
+    handle = textpage.raw  # the bare pointer: ctypes calls skip the wrapper's attribute lookup
+    text = textpage.get_text_range(0, count) if count else ""
+    if len(text) != count:  # undecodable characters: rebuild so string index == char index
+        text = "".join(
+            chr(c) if 0 < c < 0x110000 and not 0xD800 <= c < 0xE000 else "\x00"
+            for c in (pdfium_c.FPDFText_GetUnicode(handle, i) for i in range(count))
+        )
+    rect = pdfium_c.FS_RECTF()
+    lines: list[Line] = []
+    start = 0
+    width, height = max(width, 1.0), max(height, 1.0)
+    for raw in text.split("\n"):
+        offset, start = start, start + len(raw) + 1
+        if not raw.strip():
+            continue
+        top, bottom, size = float("-inf"), float("inf"), 0.0
+        left, right = float("inf"), float("-inf")
+        last = len(raw.rstrip("\r")) - 1
+        for k in [*range(min(len(raw), 6)), *range(6, len(raw), 8), last]:
+            if k < 0 or raw[k].isspace() or raw[k] == "\x00":
+                continue
+            if pdfium_c.FPDFText_GetLooseCharBox(handle, offset + k, rect):
+                top, bottom = max(top, rect.top), min(bottom, rect.bottom)
+                left, right = min(left, rect.left), max(right, rect.right)
+                size = max(size, rect.top - rect.bottom)
+        line = raw.replace("\r", "").replace("\x00", "")
+        if not size:
+            lines.append(Line(line, 0.0, 0.0, 0.0))
+            continue
+        box = (_frac(left / width), _frac(1 - top / height), _frac(right / width), _frac(1 - bottom / height))
+        lines.append(Line(line, size, top, bottom, box))
+    return lines
+
+
+def ocr_lines(page, points_per_pixel: float) -> list[Line]:
+    """An OcrPage's lines as Lines in page units (`points_per_pixel`: 72 / dpi for a rendered PDF
+    page), sorted top to bottom; the box height stands in for the font size."""
+    height = page.height * points_per_pixel
+    out = []
+    for line in sorted(page.lines, key=lambda ln: (round(ln.box[1] / 8), ln.box[0])):
+        x0, y0, x1, y1 = line.box
+        box = (_frac(x0 / page.width), _frac(y0 / page.height), _frac(x1 / page.width), _frac(y1 / page.height))
+        # The detector's box hugs the glyphs plus a margin; it is about the loose font box.
+        out.append(Line(line.text, (y1 - y0) * points_per_pixel, height - y0 * points_per_pixel,
+                        height - y1 * points_per_pixel, box))
+    return out
+
+
+def _frac(v: float) -> float:
+    return round(min(max(v, 0.0), 1.0), 4)
+
+
+def join_lines(lines: list[str]) -> str:
+    """Lines of one paragraph -> one string. pdfium marks a hyphen at a line end as \\x02 (or
+    U+FFFE); it is kept as "-" and joined without a space, so codes like NW-4410 survive a break.
+    A plain "-" ending a line after a lowercase letter, with the next line starting lowercase, is a
+    word broken at the line end (OCR text, and PDFs that set a real hyphen): it is joined."""
+    out = ""
+    for line in lines:
+        line = line.strip()
+        if out.endswith(("\x02", "\ufffe")):
+            out = out[:-1] + "-" + line
+        elif re.search(r"[a-z]-$", out) and line[:1].islower():
+            out = out[:-1] + line
+        else:
+            out = f"{out} {line}" if out else line
+    return clean(out.replace("\x02", "-").replace("\ufffe", "-"))
+
+
+def _furniture_key(text: str) -> str:
+    return re.sub(r"\d+", "#", clean(text))
+
+
+def _repeated_furniture(pages: list[list[Line]]) -> set[str]:
+    """Running headers/footers: first or last lines that recur (digits ignored) on most pages."""
+    if len(pages) < 3:
+        return set()
+    counts: dict[str, int] = {}
+    for lines in pages:
+        # Only short lines: a long first line that recurs is content (or a test file), not a header.
+        for key in {_furniture_key(line.text) for line in lines[:1] + lines[-1:] if len(line.text) <= 100}:
+            counts[key] = counts.get(key, 0) + 1
+    return {key for key, n in counts.items() if n >= 0.6 * len(pages)}
+
+
+def _is_page_number(line: Line, lines: list[Line]) -> bool:
+    """A bare page number ("12", "- 12 -", "Page 3 of 9") as the first or last line of a page."""
+    return line in (lines[0], lines[-1]) and re.fullmatch(r"(?i)[-–\s]*(page\s+)?\d{1,4}(\s+of\s+\d{1,4})?[-–\s]*", line.text) is not None
+
+
+def page_blocks(pages: list[Page]) -> list[Block]:
+    """Lines (and tables) of every page -> paragraph, heading and row Blocks with their boxes.
+
+    The body size is the size carrying the most characters; lines at least 15% larger (and short)
+    are headings, bigger = outer level. A paragraph ends where the vertical gap exceeds the usual
+    line gap by half a line, where the size changes, or where the text jumps up (a new column).
+    A table's rows go where the table stands on the page, under the heading path and the caption
+    (the short paragraph just above the table); a table continued from the previous page keeps
+    that table's header and caption.
+    """
+    all_lines = [p.lines for p in pages]
+    weight: dict[float, int] = {}
+    for line in (line for lines in all_lines for line in lines):
+        weight[round(line.size, 1)] = weight.get(round(line.size, 1), 0) + len(line.text)
+    body = max(weight, key=weight.get) if weight else 0.0
+    heading_sizes = {
+        round(line.size, 1) for lines in all_lines for line in lines
+        if body and line.size >= body * 1.15 and len(line.text) <= 200
+    }
+    level_of = {size: min(i + 1, 6) for i, size in enumerate(sorted(heading_sizes, reverse=True))}
+    # The usual gap between the lines of one paragraph: a low quantile of the body-line gaps.
+    gaps = sorted(
+        prev.bottom - cur.top
+        for lines in all_lines for prev, cur in zip(lines, lines[1:])
+        if body and round(prev.size, 1) == round(cur.size, 1) == body and prev.bottom >= cur.top
+    )
+    usual_gap = gaps[len(gaps) // 4] if gaps else 0.0
+    furniture = _repeated_furniture(all_lines)
+
+    headings = HeadingPath()
+    blocks: list[Block] = []
+    last_table: tuple[list[str], tuple[str, ...]] | None = None  # header and heading of the latest table
+    for number, page in enumerate(pages, 1):
+        lines = page.lines
+        para: list[Line] = []  # lines of the paragraph being built
+        title: list[Line] = []  # lines of the heading being built (a heading may wrap)
+        level = None
+        prev = None
+        tables = sorted(page.tables, key=lambda t: -t.top)
+
+        def flush() -> None:
+            if title:
+                text = join_lines([ln.text for ln in title])
+                blocks.append(Block(text, page=number, heading=headings.enter(level, text), kind="heading",
+                                    boxes=_boxes(title)))
+                title.clear()
+            if para:
+                blocks.append(Block(join_lines([ln.text for ln in para]), page=number, heading=headings.path,
+                                    boxes=_boxes(para)))
+                para.clear()
+
+        def emit_table(table: Table) -> None:
+            nonlocal last_table
+            flush()
+            rows = table.rows
+            if table.continued and last_table is not None:
+                header, heading = last_table
+                if [clean(c) for c in rows[0]] == [clean(c) for c in header]:
+                    rows = rows[1:]  # the header repeated on the new page
+                rows = [header] + rows
+            else:
+                heading = headings.path
+                caption = blocks[-1] if blocks and blocks[-1].kind == "paragraph" and blocks[-1].page == number else None
+                if caption is not None and len(caption.text) <= 150 and caption.heading == heading:
+                    heading = heading + (caption.text,)
+            for block in table_blocks(rows, heading=heading, page=number):
+                block.boxes = (table.box,)
+                blocks.append(block)
+            last_table = (rows[0], heading)
+
+        for line in lines:
+            while tables and line.size and line.top < tables[0].top - 1.0:
+                emit_table(tables.pop(0))
+                prev = None
+            if line in (lines[0], lines[-1]) and (_furniture_key(line.text) in furniture or _is_page_number(line, lines)):
+                continue
+            line_level = level_of.get(round(line.size, 1))
+            if line_level is not None:
+                if not (title and line_level == level):
+                    flush()
+                level = line_level
+                title.append(line)
+            else:
+                new_paragraph = bool(title) or prev is None or not line.size
+                if not new_paragraph:
+                    gap = prev.bottom - line.top
+                    new_paragraph = (
+                        abs(line.size - prev.size) > 0.15 * line.size  # font size changed
+                        or gap < -line.size  # moved up the page: a new column or text box
+                        or gap > usual_gap + 0.5 * line.size  # more room than between lines of one paragraph
+                    )
+                if new_paragraph:
+                    flush()
+                para.append(line)
+            prev = line
+        for table in tables:
+            emit_table(table)
+        flush()
+    return [b for b in blocks if b.text]
+
+
+def _boxes(lines: list[Line]) -> tuple[Box, ...]:
+    return tuple(line.box for line in lines if line.box[2] > line.box[0])
+
+
+def inside(line: Line, box: Box, slack: float = 0.005) -> bool:
+    """Whether a line's box lies within `box` (page fractions), give or take `slack`."""
+    x0, y0, x1, y1 = line.box
+    return x0 >= box[0] - slack and y0 >= box[1] - slack and x1 <= box[2] + slack and y1 <= box[3] + slack

@@ -1,0 +1,119 @@
+"""OCR for scanned pages and image files, with RapidOCR (PP-OCR models as ONNX, shipped inside the
+`rapidocr-onnxruntime` wheel: no model hub, no system package, runs on ONNX Runtime's CPU backend).
+
+    page = ocr_image(pil_image)        # OcrPage: lines with text, pixel box and confidence
+    for number, frame in image_frames(path, max_pages): ...   # the pages of a PNG/JPEG/TIFF/BMP/WebP/GIF
+
+Everything here runs in the reader's bounded child process (readers._read_sandboxed): the engine
+is loaded there once per file, and a page is rendered, read and dropped before the next one, so
+memory does not grow with the page count.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .readers_base import ReadError
+
+DPI = 200  # scans are rendered at this resolution: CER under 1% on 10-pt text (bench/ocr.py)
+MAX_PIXELS = 80_000_000  # an image with more pixels is refused as a decompression bomb (a 20x20 in. page at 400 dpi is 64 MP)
+MAX_SIDE = 3500  # the longer side given to the detector; larger pages are scaled down first, keeping memory per page flat
+LOW_CONFIDENCE = 0.80  # a page whose mean line confidence is under this is flagged in the documents list
+
+_ENGINE = None
+
+
+@dataclass
+class OcrLine:
+    text: str
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels, origin top left
+    confidence: float
+
+
+@dataclass
+class OcrPage:
+    width: int
+    height: int
+    lines: list[OcrLine] = field(default_factory=list)
+
+    @property
+    def confidence(self) -> float:
+        """Mean line confidence weighted by characters; 0.0 when nothing was read."""
+        chars = sum(len(line.text) for line in self.lines)
+        return sum(line.confidence * len(line.text) for line in self.lines) / chars if chars else 0.0
+
+
+def engine():
+    """The RapidOCR engine, loaded once per process (about 1 s). Raises ReadError when the package is missing."""
+    global _ENGINE
+    if _ENGINE is None:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError:
+            raise ReadError("OCR needs the rapidocr-onnxruntime package (pip install rapidocr-onnxruntime)") from None
+        # One intra-op thread: the reader child runs beside the embedder and other readers, and
+        # ONNX Runtime's default (all cores) only adds contention there.
+        _ENGINE = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, print_verbose=False)
+    return _ENGINE
+
+
+def ocr_image(image) -> OcrPage:
+    """Read the text lines of one page image (PIL). Returns the lines in the engine's order (top to
+    bottom), boxes in the image's own pixels, even when it was scaled down to MAX_SIDE to read."""
+    import numpy as np
+
+    width, height = image.size
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    if scale < 1.0:
+        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))))
+    rgb = np.asarray(image.convert("RGB"))
+    result, _ = engine()(rgb)
+    page = OcrPage(width, height)
+    for points, text, confidence in result or []:
+        xs = [p[0] / scale for p in points]
+        ys = [p[1] / scale for p in points]
+        text = " ".join(str(text).split())
+        if text:
+            page.lines.append(OcrLine(text, (min(xs), min(ys), max(xs), max(ys)), float(confidence)))
+    return page
+
+
+def image_frames(path: Path, max_pages: int) -> Iterator:
+    """The pages of an image file as PIL images, one at a time (a multi-page TIFF gives each frame).
+
+    Raises ReadError: "corrupt image: ...", "image too large: ... (decompression bomb?)",
+    "too many pages: N (limit M)".
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this and refuses above twice this
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            _check_pixels(image.size)
+            frames = getattr(image, "n_frames", 1)
+            if frames > max_pages:
+                raise ReadError(f"too many pages: {frames} (limit {max_pages})")
+            for index in range(frames):
+                image.seek(index)
+                _check_pixels(image.size)
+                image.load()
+                yield index + 1, image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ReadError(f"image too large (over {MAX_PIXELS // 1_000_000} megapixels: a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ReadError("corrupt image: not a readable PNG, JPEG, TIFF, BMP, WebP or GIF") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ReadError(f"corrupt image: {' '.join(str(exc).split())[:160] or type(exc).__name__}") from None
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise ReadError(
+            f"image too large: {width} x {height} pixels (limit {MAX_PIXELS // 1_000_000} megapixels: a decompression bomb?)"
+        )

@@ -1,0 +1,153 @@
+"""Readers for PDFs and image files. Both run inside the reader's bounded child process
+(readers._read_sandboxed), which limits time per page and memory.
+
+    read_pdf(path, ocr="auto")     # text layer, OCR where a page has none, ruled tables as rows
+    read_image(path)               # PNG, JPEG, TIFF (every frame), BMP, WebP, GIF: OCR
+
+A PDF page is read from its text layer; with ocr="auto" a page with (almost) no text but an image
+on it is a scan and is rendered with pypdfium2 and OCRed, so a mixed PDF pays for OCR only where
+it needs it; ocr="always" OCRs every page, ocr="never" none. The mean OCR confidence of every
+OCRed page comes back in `Extracted.ocr`. `on_page(n)` is called as each page is done: the parent
+uses it as a heartbeat for its per-page time limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from archivist.records import Extracted
+
+from . import ocr as ocr_engine
+from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
+from .readers_base import ReadError, clean, short_reason
+from .tables import find_tables, has_rules
+
+MIN_TEXT_CHARS = 20  # a page with fewer letters and digits in its text layer has no usable text
+RENDER_MAX_SIDE = 4000  # pixels: a huge page is rendered smaller than DPI, so one page's bitmap stays bounded
+
+OnPage = Callable[[int], None]
+
+
+def _no_progress(_: int) -> None:
+    pass
+
+
+def open_pdf(path: Path):
+    """A pypdfium2 PdfDocument, or ReadError: encrypted, corrupt, empty."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        code = getattr(exc, "err_code", None)
+        if code == pdfium_c.FPDF_ERR_PASSWORD:
+            raise ReadError("encrypted PDF (needs a password)") from None
+        if code == pdfium_c.FPDF_ERR_SECURITY:
+            raise ReadError("encrypted PDF (unsupported security handler)") from None
+        if code == pdfium_c.FPDF_ERR_FORMAT:
+            raise ReadError("corrupt PDF: damaged or truncated file structure") from None
+        if code == pdfium_c.FPDF_ERR_SUCCESS:
+            raise ReadError("empty PDF (no pages)") from None
+        raise ReadError(f"corrupt PDF: {short_reason(exc)}") from None
+
+
+def needs_ocr(mode: str, lines, page) -> bool:
+    """Whether a page is read by OCR: always; never; or (auto) when its text layer holds fewer than
+    MIN_TEXT_CHARS letters and digits (or is mostly unreadable symbols) and the page shows an image."""
+    if mode != "auto":
+        return mode == "always"
+    text = "".join(line.text for line in lines)
+    letters = sum(ch.isalnum() for ch in text)
+    visible = sum(not ch.isspace() for ch in text)
+    if letters >= MIN_TEXT_CHARS and letters >= 0.5 * visible:
+        return False
+    import pypdfium2.raw as pdfium_c
+
+    return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2))
+
+
+def render_page(page, dpi: int = ocr_engine.DPI):
+    """A PDF page as a PIL image at `dpi` (less for pages so big the bitmap would pass RENDER_MAX_SIDE);
+    returns (image, points per pixel)."""
+    width, height = page.get_size()
+    scale = min(dpi / 72, RENDER_MAX_SIDE / max(width, height, 1.0))
+    bitmap = page.render(scale=scale)
+    image = bitmap.to_pil()
+    bitmap.close()
+    return image, 1 / scale
+
+
+def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: OnPage = _no_progress) -> Extracted:
+    """PDF: text per page (or OCR, see the module doc), split into paragraphs, headings and table
+    rows by layout (layout.page_blocks); running headers/footers and page numbers are dropped.
+    page = 1-based page number; each block carries the boxes of its lines. The title is the
+    document's metadata title, else its first heading.
+    Raises ReadError: "encrypted PDF (needs a password)", "corrupt PDF: ...", "too many pages: ...",
+    "no text layer (scanned PDF?) ..." with OCR off, "no text found ..." when OCR read nothing.
+    """
+    pdf = open_pdf(path)
+    try:
+        count = len(pdf)
+        if count > max_pages:
+            raise ReadError(f"too many pages: {count} (limit {max_pages})")
+        title = clean(pdf.get_metadata_dict().get("Title", "") or "") or None
+        pages: list[Page] = []
+        confidence: dict[int, float] = {}
+        sizes: dict[int, tuple[float, float]] = {}
+        ruled: list[int] = []
+        for number in range(1, count + 1):
+            page = pdf[number - 1]
+            try:
+                sizes[number] = width, height = page.get_size()
+                textpage = page.get_textpage()
+                lines = text_layer_lines(textpage, width, height)
+                textpage.close()
+                if needs_ocr(ocr, lines, page):
+                    image, points_per_pixel = render_page(page)
+                    read = ocr_engine.ocr_image(image)
+                    del image  # one page's bitmap at a time
+                    lines = ocr_lines(read, points_per_pixel)
+                    confidence[number] = round(read.confidence, 3)
+                elif lines and has_rules(page):
+                    ruled.append(number)
+            finally:
+                page.close()
+            pages.append(Page(lines))
+            on_page(number)
+    finally:
+        pdf.close()
+
+    for number, tables in find_tables(path, ruled, sizes).items():
+        page = pages[number - 1]
+        page.tables = tables
+        page.lines = [line for line in page.lines if not any(inside(line, t.box) for t in tables)]
+    blocks = page_blocks(pages)
+    if not blocks:
+        if ocr == "never":
+            raise ReadError("no text layer (scanned PDF?); OCR is off (--ocr never)")
+        raise ReadError("no text found: no text layer, and OCR read nothing")
+    if title is None:
+        title = next((b.text for b in blocks if b.kind == "heading"), None)
+    return Extracted(blocks, pages=len(pages), title=title, kind="pdf", ocr=confidence)
+
+
+def read_image(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: OnPage = _no_progress) -> Extracted:
+    """An image file (every frame of a multi-page TIFF is a page) read by OCR.
+    Raises ReadError: OCR off, corrupt image, decompression bomb, too many pages, no text found."""
+    if ocr == "never":
+        raise ReadError("an image: its text needs OCR, which is off (--ocr never)")
+    pages: list[Page] = []
+    confidence: dict[int, float] = {}
+    for number, frame in ocr_engine.image_frames(path, max_pages):
+        read = ocr_engine.ocr_image(frame)
+        # Image pixels are taken as DPI-resolution points: units only matter within one document.
+        pages.append(Page(ocr_lines(read, 72 / ocr_engine.DPI)))
+        confidence[number] = round(read.confidence, 3)
+        on_page(number)
+    blocks = page_blocks(pages)
+    if not blocks:
+        raise ReadError("no text found in the image (OCR read nothing)")
+    title = next((b.text for b in blocks if b.kind == "heading"), None)
+    return Extracted(blocks, pages=len(pages), title=title, kind="image", ocr=confidence)
