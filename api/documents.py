@@ -117,4 +117,5 @@ def document_out(d: dict) -> dict:
     """A document row as the API's document object."""
     return {"id": d["id"], "object": "document", "name": d["name"], "collection": d["collection"], "kind": d["kind"],
             "pages": d["pages"], "size": d["size"], "chunks": d["chunks"], "status": d["status"],
-            "content_hash": d["content_hash"], "added_at": d["added_at"], "updated_at": d["updated_at"]}
+            "content_hash": d["content_hash"], "added_at": d["added_at"], "updated_at": d["updated_at"],
+            "ocr_pages": d.get("ocr_pages", []), "low_confidence_pages": d.get("low_confidence_pages", [])}

@@ -116,6 +116,9 @@ class CitationOut(BaseModel):
     weak: bool
     inferred: bool
     collection: str
+    bbox: list[float] | None = Field(None, description="archivist: the passage's box on its page: [x0, y0, x1, y1] as "
+                                                        "fractions of the page, origin top left (PDFs, scans, images)")
+    boxes: list[list[float]] = Field(default_factory=list, description="archivist: the box of each of its lines, same units")
 
 
 class PassageOut(BaseModel):

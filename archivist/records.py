@@ -70,6 +70,7 @@ class Hit:
     lexical_rank: int | None = None
     dense_score: float | None = None
     matched_terms: list[str] = field(default_factory=list)
+    boxes: tuple[tuple[float, float, float, float], ...] = ()  # where its text lies on `page` (see Block)
 
 
 @dataclass
@@ -85,6 +86,19 @@ class Citation:
     collection: str = ""
     heading: tuple[str, ...] = ()
     inferred: bool = False  # the model cited nothing; attributed by support
+    boxes: tuple[tuple[float, float, float, float], ...] = ()  # the passage's lines on `page` (see Block)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float] | None:
+        """The box around all of `boxes` (page fractions, origin top left), None without boxes."""
+        return box_union(self.boxes)
+
+
+def box_union(boxes) -> tuple[float, float, float, float] | None:
+    """The smallest box holding every (x0, y0, x1, y1) in `boxes`; None for none."""
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 @dataclass

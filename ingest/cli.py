@@ -15,6 +15,9 @@ def register(sub, common) -> None:
     p.add_argument("--collection", "-c", default=None, help="collection (default: 'default' or ARCHIVIST_COLLECTION)")
     p.add_argument("--json", action="store_true", help="per-file results as JSON on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--ocr", choices=("auto", "always", "never"), default=None,
+                   help="OCR scans and images: auto (pages without a text layer, image files; the default), "
+                        "always (every PDF page), never")
     p.add_argument("--resume", action="store_true",
                    help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's)")
     p.set_defaults(func=cmd_ingest)
@@ -86,9 +89,12 @@ def cmd_documents(args) -> int:
     if not list_or_json(docs, args.json, "no documents"):
         return 0
     width = min(50, max(len(d["name"]) for d in docs))
-    print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}")
+    print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}  ocr")
     for d in docs:
-        print(f"{d['id']:>5}  {d['name']:{width}}  {d['collection']:12} {d['kind']:8} {d['pages'] or '':>5} {d['chunks']:>6}")
+        low = d.get("low_confidence_pages") or []
+        ocr = (f"{len(d['ocr_pages'])} page(s)" if d.get("ocr_pages") else "") + (
+            f"; LOW CONFIDENCE on page {', '.join(map(str, low))}" if low else "")
+        print(f"{d['id']:>5}  {d['name']:{width}}  {d['collection']:12} {d['kind']:8} {d['pages'] or '':>5} {d['chunks']:>6}  {ocr}".rstrip())
     return 0
 
 

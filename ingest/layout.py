@@ -31,6 +31,7 @@ class Line(NamedTuple):
     top: float
     bottom: float
     box: Box = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 as page fractions, origin top left
+    bold: bool = False  # set in a font of weight 600 or more
 
 
 @dataclass
@@ -70,10 +71,8 @@ def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
         )
     rect = pdfium_c.FS_RECTF()
     lines: list[Line] = []
-    start = 0
     width, height = max(width, 1.0), max(height, 1.0)
-    for raw in text.split("\n"):
-        offset, start = start, start + len(raw) + 1
+    for offset, raw in _pieces(handle, text, width):
         if not raw.strip():
             continue
         top, bottom, size = float("-inf"), float("inf"), 0.0
@@ -91,8 +90,74 @@ def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
             lines.append(Line(line, 0.0, 0.0, 0.0))
             continue
         box = (_frac(left / width), _frac(1 - top / height), _frac(right / width), _frac(1 - bottom / height))
-        lines.append(Line(line, size, top, bottom, box))
-    return lines
+        first = offset + len(raw) - len(raw.lstrip())
+        bold = pdfium_c.FPDFText_GetFontWeight(handle, first) >= 600
+        lines.append(Line(line, size, top, bottom, box, bold))
+    return reading_order(lines)
+
+
+def _pieces(handle, text: str, width: float) -> list[tuple[int, str]]:
+    """pdfium's lines as (char offset, text), each split where its text jumps across a wide gap:
+    a PDF that draws two columns row by row gives one pdfium line per row, holding both columns.
+    The gaps come from pdfium's text rectangles (one per run of text on a line): a few calls per line."""
+    import pypdfium2.raw as pdfium_c
+
+    breaks: set[int] = set()
+    n = pdfium_c.FPDFText_CountRects(handle, 0, len(text))
+    left, top, right, bottom = (pdfium_c.c_double() for _ in range(4))
+    prev = None
+    for i in range(max(n, 0)):
+        pdfium_c.FPDFText_GetRect(handle, i, left, top, right, bottom)
+        cur = (left.value, top.value, right.value, bottom.value)
+        if prev is not None:
+            height = max(cur[1] - cur[3], 1.0)
+            same_line = abs((cur[1] + cur[3]) - (prev[1] + prev[3])) < height
+            if same_line and cur[0] - prev[2] > max(2.5 * height, 0.03 * width):
+                index = pdfium_c.FPDFText_GetCharIndexAtPos(handle, cur[0] + 0.5, (cur[1] + cur[3]) / 2, 2.0, 2.0)
+                if index > 0:
+                    breaks.add(index)
+        prev = cur
+    out, start = [], 0
+    for raw in text.split("\n"):
+        offset, start = start, start + len(raw) + 1
+        cuts = sorted(b - offset for b in breaks if offset < b < offset + len(raw))
+        for a, b in zip([0, *cuts], [*cuts, len(raw)]):
+            out.append((offset + a, raw[a:b]))
+    return out
+
+
+def reading_order(lines: list[Line]) -> list[Line]:
+    """Lines of a page in reading order when the page has two columns: down the left column, then
+    down the right, in bands separated by lines that span both (a title, a full-width table).
+    A page without at least three lines on each side of a clear gutter keeps pdfium's order."""
+    def side(line: Line) -> int:  # -1 left of the middle, 1 right of it, 0 across it
+        x0, _, x1, _ = line.box
+        return -1 if x1 <= 0.52 and x1 > x0 else 1 if x0 >= 0.48 else 0
+    sides = [side(line) for line in lines]
+    if sides.count(-1) < 3 or sides.count(1) < 3:
+        return lines
+    rights = [ln for ln, sd in zip(lines, sides) if sd == 1]
+    lefts = [ln for ln, sd in zip(lines, sides) if sd == -1]
+    # Columns stand side by side: the right column's lines share heights with the left one's.
+    beside = sum(any(l.box[1] < r.box[3] and r.box[1] < l.box[3] for l in lefts) for r in rights)
+    if beside < 3:
+        return lines
+    out: list[Line] = []
+    band: list[tuple[int, Line]] = []
+
+    def close_band() -> None:
+        for want in (-1, 1):
+            out.extend(sorted((ln for sd, ln in band if sd == want), key=lambda ln: ln.box[1]))
+        band.clear()
+
+    for line, sd in sorted(zip(lines, sides), key=lambda p: p[0].box[1]):
+        if sd == 0 and line.size:
+            close_band()
+            out.append(line)
+        else:
+            band.append((sd, line))
+    close_band()
+    return out
 
 
 def ocr_lines(page, points_per_pixel: float) -> list[Line]:
@@ -171,6 +236,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
         if body and line.size >= body * 1.15 and len(line.text) <= 200
     }
     level_of = {size: min(i + 1, 6) for i, size in enumerate(sorted(heading_sizes, reverse=True))}
+    bold_level = min(len(level_of) + 1, 6)  # a short bold line in the body size heads the innermost level
     # The usual gap between the lines of one paragraph: a low quantile of the body-line gaps.
     gaps = sorted(
         prev.bottom - cur.top
@@ -221,13 +287,15 @@ def page_blocks(pages: list[Page]) -> list[Block]:
                 blocks.append(block)
             last_table = (rows[0], heading)
 
-        for line in lines:
+        for index, line in enumerate(lines):
             while tables and line.size and line.top < tables[0].top - 1.0:
                 emit_table(tables.pop(0))
                 prev = None
             if line in (lines[0], lines[-1]) and (_furniture_key(line.text) in furniture or _is_page_number(line, lines)):
                 continue
             line_level = level_of.get(round(line.size, 1))
+            if line_level is None and _bold_heading(line, lines[index + 1] if index + 1 < len(lines) else None, body):
+                line_level = bold_level
             if line_level is not None:
                 if not (title and line_level == level):
                     flush()
@@ -250,6 +318,13 @@ def page_blocks(pages: list[Page]) -> list[Block]:
             emit_table(table)
         flush()
     return [b for b in blocks if b.text]
+
+
+def _bold_heading(line: Line, after: Line | None, body: float) -> bool:
+    """A bold line in the body size, short, not ending a sentence, with plain text after it (a run-in
+    bold lead or a bold paragraph is not a heading)."""
+    return (line.bold and body > 0 and abs(line.size - body) <= 0.15 * body and len(line.text) <= 80
+            and not line.text.rstrip().endswith((".", ",", ";", ":")) and after is not None and not after.bold)
 
 
 def _boxes(lines: list[Line]) -> tuple[Box, ...]:

@@ -67,6 +67,7 @@ class _Pending:
     t0: float
     replaces: int | None  # id of the document row this one updates
     result: FileResult = field(default=None)
+    ocr: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence
 
 
 def clean_name(name: str) -> str:
@@ -215,7 +216,8 @@ def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
         row = _existing(db, cid, name)
         if row is not None and row["content_hash"] == digest and row["status"] == "ready":
             return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
-        extracted = read(path, max_mb=s.max_file_mb, max_unzipped_mb=s.max_unzipped_mb, timeout=s.reader_timeout)
+        extracted = read(path, max_mb=s.max_file_mb, max_unzipped_mb=s.max_unzipped_mb, timeout=s.reader_timeout,
+                         ocr=s.ocr, page_timeout=s.ocr_page_timeout, max_pages=s.max_pages)
         from archivist.models import embedder_for
 
         spans = chunking.hf_token_spans(embedder_for(s).tokenizer)
@@ -223,7 +225,7 @@ def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
         if not chunks:
             raise ReadError("no text found")
         return _Pending(name, str(path.resolve()), digest, size, extracted.kind, extracted.pages, extracted.title,
-                        text, chunks, t0, row["id"] if row is not None else None)
+                        text, chunks, t0, row["id"] if row is not None else None, ocr=extracted.ocr)
     except ReadError as e:
         return FileResult(name, "failed", reason=str(e), seconds=time.monotonic() - t0)
     except Exception as e:  # one broken file never stops a batch
@@ -277,26 +279,30 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
             if p.replaces is not None:
                 ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (p.replaces,))
                 ws.db.execute(
-                    "UPDATE documents SET source=?, content_hash=?, kind=?, size=?, pages=?, title=?, text=?, status='ready', "
+                    "UPDATE documents SET source=?, content_hash=?, kind=?, size=?, pages=?, title=?, text=?, ocr=?, status='ready', "
                     "updated_at=((julianday('now') - 2440587.5) * 86400.0) WHERE id=?",
-                    (p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, p.replaces))
+                    (p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), p.replaces))
                 doc_id, status = p.replaces, "updated"
             else:
                 doc_id = ws.db.execute(
-                    "INSERT INTO documents(collection_id, path, source, content_hash, kind, size, pages, title, text) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
-                    (cid, p.name, p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text)).lastrowid
+                    "INSERT INTO documents(collection_id, path, source, content_hash, kind, size, pages, title, text, ocr) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (cid, p.name, p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr))).lastrowid
                 status = "added"
             for c, h in zip(p.chunks, p_hashes):
                 chunk_id = ws.db.execute(
-                    "INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding, shingles) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding, shingles, boxes) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (doc_id, c.seq, c.text, " > ".join(c.heading), c.page, c.start, c.end, c.n_tokens, h, blobs[h],
-                     shingles(c.text))).lastrowid
+                     shingles(c.text), json.dumps(c.boxes) if c.boxes else None)).lastrowid
                 fresh[chunk_id] = np.frombuffer(blobs[h], dtype=np.float32)
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
                                       seconds=time.monotonic() - p.t0))
     return results
+
+
+def _ocr_json(confidence: dict[int, float]) -> str | None:
+    return json.dumps({str(page): conf for page, conf in sorted(confidence.items())}) if confidence else None
 
 
 def _start_job(ws: Workspace, collection: str, user: str | None, files: list[tuple[Path, str]]) -> int:
@@ -382,7 +388,9 @@ def _finish_job(ws: Workspace, job: int, results: list[FileResult]) -> None:
 
 
 def list_documents(ws: Workspace, user: str | None = None, collection: str | None = None) -> list[dict]:
-    """Documents in the collections `user` may read (optionally one collection), newest first."""
+    """Documents in the collections `user` may read (optionally one collection), newest first.
+    Each has `ocr_pages` (pages read by OCR) and `low_confidence_pages` (those whose mean OCR
+    confidence is under ocr.LOW_CONFIDENCE: their text may be wrong)."""
     readable = access.readable_collections(ws, user)
     if collection is not None:
         readable = [c for c in readable if c == collection]
@@ -391,10 +399,19 @@ def list_documents(ws: Workspace, user: str | None = None, collection: str | Non
     marks = ",".join("?" * len(readable))
     rows = ws.db.execute(
         f"SELECT d.id, d.path AS name, k.name AS collection, d.kind, d.pages, d.size, d.status, d.content_hash, "
-        f"d.added_at, d.updated_at, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS chunks "
+        f"d.added_at, d.updated_at, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS chunks, d.ocr "
         f"FROM documents d JOIN collections k ON k.id = d.collection_id WHERE k.name IN ({marks}) "
         f"ORDER BY d.added_at DESC, d.id DESC", readable).fetchall()
-    return [dict(r) for r in rows]
+    return [_with_ocr(dict(r)) for r in rows]
+
+
+def _with_ocr(doc: dict) -> dict:
+    from archivist.ingest.ocr import LOW_CONFIDENCE
+
+    confidence = {int(page): conf for page, conf in json.loads(doc.pop("ocr") or "{}").items()}
+    doc["ocr_pages"] = sorted(confidence)
+    doc["low_confidence_pages"] = sorted(page for page, conf in confidence.items() if conf < LOW_CONFIDENCE)
+    return doc
 
 
 def find_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:
@@ -407,6 +424,15 @@ def find_document(ws: Workspace, ref: str | int, user: str | None = None, collec
     if len(hits) > 1:
         raise LookupError(f"{ref!r} names {len(hits)} documents (in {', '.join(sorted({d['collection'] for d in hits}))}); use its id or --collection")
     return hits[0]
+
+
+def document_source(ws: Workspace, ref: str | int, user: str | None = None) -> Path | None:
+    """The file a readable document was read from, when it is still there (page images of citations);
+    raises LookupError like find_document."""
+    doc = find_document(ws, ref, user)
+    row = ws.db.execute("SELECT source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
+    source = Path(row["source"]) if row and row["source"] else None
+    return source if source is not None and source.is_file() else None
 
 
 def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None) -> None:

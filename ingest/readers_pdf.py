@@ -127,6 +127,8 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
     if not blocks:
         if ocr == "never":
             raise ReadError("no text layer (scanned PDF?); OCR is off (--ocr never)")
+        if not confidence:
+            raise ReadError("no text layer, and no scanned image on its pages to OCR")
         raise ReadError("no text found: no text layer, and OCR read nothing")
     if title is None:
         title = next((b.text for b in blocks if b.kind == "heading"), None)
@@ -151,3 +153,39 @@ def read_image(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page:
         raise ReadError("no text found in the image (OCR read nothing)")
     title = next((b.text for b in blocks if b.kind == "heading"), None)
     return Extracted(blocks, pages=len(pages), title=title, kind="image", ocr=confidence)
+
+
+def page_picture(path: Path, kind: str, page: int, boxes=(), width: int = 1000):
+    """Page `page` (1-based) of a PDF or image file as a PIL RGB image `width` pixels wide, with
+    `boxes` (page fractions, origin top left) highlighted in translucent yellow: what a citation
+    shows. Raises ReadError when the file or page cannot be drawn."""
+    from PIL import Image, ImageDraw
+
+    if kind == "pdf":
+        pdf = open_pdf(path)
+        try:
+            if not 1 <= page <= len(pdf):
+                raise ReadError(f"no page {page} (the PDF has {len(pdf)})")
+            pdf_page = pdf[page - 1]
+            image = pdf_page.render(scale=width / max(pdf_page.get_width(), 1.0)).to_pil()
+            pdf_page.close()
+        finally:
+            pdf.close()
+    elif kind == "image":
+        frames = ocr_engine.image_frames(path, max_pages=max(page, 1))
+        image = next((frame.copy() for number, frame in frames if number == page), None)
+        frames.close()
+        if image is None:
+            raise ReadError(f"no page {page} in the image")
+        image.thumbnail((width, width * 4))
+    else:
+        raise ReadError(f"a {kind} document has no page images")
+    image = image.convert("RGB")
+    if boxes:
+        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        w, h = image.size
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle((x0 * w - 2, y0 * h - 2, x1 * w + 2, y1 * h + 2), fill=(255, 230, 0, 90), outline=(230, 160, 0, 255))
+        image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+    return image

@@ -193,7 +193,7 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
         h = passages[n - 1]
         citations.append(Citation(n=n, document=h.document, page=h.page, chunk_id=h.chunk_id, score=round(h.score, 6),
                                   text=h.text, support=sup, weak=sup < weak_below, collection=h.collection,
-                                  heading=h.heading, inferred=inferred))
+                                  heading=h.heading, inferred=inferred, boxes=h.boxes))
     return answer, citations, invalid
 
 
@@ -342,7 +342,8 @@ def answer_json(a: Answer) -> dict:
         "answer": a.answer,
         "citations": [{"n": c.n, "document": c.document, "page": c.page, "chunk_id": c.chunk_id, "score": c.score,
                        "text": c.text, "support": c.support, "weak": c.weak, "inferred": c.inferred,
-                       "collection": c.collection} for c in a.citations],
+                       "collection": c.collection, "bbox": list(c.bbox) if c.bbox else None,
+                       "boxes": [list(b) for b in c.boxes]} for c in a.citations],
         "not_found": a.not_found,
         "passages": [{"n": i, "document": h.document, "page": h.page, "chunk_id": h.chunk_id, "score": round(h.score, 6)}
                      for i, h in enumerate(a.passages, start=1)],

@@ -4,6 +4,7 @@ terms marked on them."""
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -27,16 +28,17 @@ def hit_rows(ws: Workspace, ids: Sequence[int]) -> dict[int, tuple]:
     cur.row_factory = None  # plain tuples: every search reads these rows, names cost more than the query
     rows = cur.execute(
         f"SELECT c.id, c.document_id, d.path, k.name, c.text, c.page, c.heading, c.start, c.end, d.kind, c.hash, "
-        f"c.shingles "
+        f"c.shingles, c.boxes "
         f"FROM chunks c JOIN documents d ON d.id = c.document_id JOIN collections k ON k.id = d.collection_id "
         f"WHERE c.id IN ({','.join('?' * len(ids))})", list(ids)).fetchall()
     return {row[0]: row for row in rows}
 
 
 def _hit(row: tuple) -> Hit:
-    chunk, doc, path, coll, text, page, heading, start, end, kind, hash_, shingles_ = row
+    chunk, doc, path, coll, text, page, heading, start, end, kind, hash_, shingles_, boxes = row
     hit = Hit(chunk_id=chunk, document_id=doc, document=path, collection=coll, text=text, score=0.0, page=page,
-              heading=tuple(h for h in heading.split(" > ") if h), start=start, end=end, kind=kind)
+              heading=tuple(h for h in heading.split(" > ") if h), start=start, end=end, kind=kind,
+              boxes=tuple(tuple(b) for b in json.loads(boxes)) if boxes else ())
     hit._hash, hit._shingles = hash_, shingles_  # for duplicate collapsing only
     return hit
 

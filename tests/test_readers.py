@@ -141,7 +141,7 @@ def test_pdf_without_text_layer(tmp_path):
     pdf.add_page()
     pdf.rect(20, 20, 100, 60, style="F")  # a "scan": marks on the page but no text
     pdf.output(str(tmp_path / "scan.pdf"))
-    assert reason(tmp_path / "scan.pdf") == "no text layer (scanned PDF?)"
+    assert reason(tmp_path / "scan.pdf") == "no text layer, and no scanned image on its pages to OCR"
 
 
 def test_docx_body_order_headings_and_table_rows(tmp_path):
@@ -373,7 +373,7 @@ def test_detect_kind_by_content(tmp_path, simple_pdf):
     assert kind("notes.md", b"# Title\n\ntext") == "markdown"
     assert kind("data.csv", b"a,b\n1,2\n") == "csv"
     assert kind("README", b"just words") == "text"
-    assert kind("image.txt", b"\x89PNG\r\n\x1a\n" + bytes(50)) is None
+    assert kind("image.txt", b"\x89PNG\r\n\x1a\n" + bytes(50)) == "image"  # read by OCR (ingest/ocr.py)
     assert kind("old.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500)) is None
     assert kind("archive.zip", make_zip(tmp_path / "z.zip", {"a.txt": b"hi"}).read_bytes()) is None
     assert kind("blob", bytes(range(256)) * 4) is None
@@ -408,9 +408,9 @@ def test_over_max_mb(tmp_path):
 
 
 def test_unsupported_binary(tmp_path):
-    png = tmp_path / "photo.pdf"  # the extension does not fool detection
+    png = tmp_path / "photo.pdf"  # the extension does not fool detection: a PNG is an image, read by OCR
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    assert reason(png) == "unsupported file type (looks like a PNG image)"
+    assert reason(png) == "corrupt image: not a readable PNG, JPEG, TIFF, BMP, WebP or GIF"
     blob = tmp_path / "blob.dat"
     blob.write_bytes(bytes(range(256)) * 4)
     assert reason(blob) == "unsupported file type (looks like binary data)"
@@ -632,6 +632,7 @@ def test_cli_prints_json_and_reasons(tmp_path):
     assert data["kind"] == "markdown" and data["title"] == "Platform On-Call Runbook"
     assert data["blocks"][0] == {
         "text": "Platform On-Call Runbook", "page": None, "heading": ["Platform On-Call Runbook"], "kind": "heading",
+        "boxes": [],
     }
     assert out.stderr.strip() == f"{empty}: empty file (0 bytes)"
 

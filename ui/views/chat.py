@@ -9,7 +9,7 @@ import streamlit as st
 
 from archivist import access, conversations, feedback
 from archivist.retrieval.answer import active_adapter, answer_json, ask
-from archivist.ui import core
+from archivist.ui import core, page_image
 
 user = core.require_user()
 ws = core.workspace()
@@ -84,6 +84,7 @@ def show_sources(m: dict) -> None:
                     facts.append("the answer's words are only loosely backed by this passage")
                 st.caption(core.md_escape(" · ".join(f for f in facts if f)))
                 st.text(c["text"])  # passages are shown as plain text, never Markdown or HTML
+                page_image.show_citation(st, ws, user, c, key=f"page-{m.get('id')}-{c['n']}")
     elif m.get("passages") and not m.get("not_found"):
         st.caption("Passages the answer was written from (none was cited)")
         for p in m["passages"]:

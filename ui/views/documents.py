@@ -8,7 +8,7 @@ import streamlit as st
 
 from archivist import access
 from archivist.ingest.pipeline import delete_document, list_documents
-from archivist.ui import core, library
+from archivist.ui import core, library, page_image
 from archivist.workspace import WorkspaceError
 
 user = core.require_user()
@@ -36,7 +36,7 @@ if writable or admin:
         limit_mb = min(int(st.get_option("server.maxUploadSize")), s.max_file_mb)
         st.session_state.setdefault("uploader-n", 0)
         files = st.file_uploader(
-            f"Drop files here: PDF, Word, PowerPoint, Excel, HTML, Markdown, CSV or text — up to {limit_mb} MB each",
+            f"Drop files here: PDF (scans too), Word, PowerPoint, Excel, HTML, Markdown, CSV, text or images (PNG, JPEG, TIFF, BMP, WebP) — up to {limit_mb} MB each",
             accept_multiple_files=True, key=f"uploader-{st.session_state['uploader-n']}")
         if st.button(f"Ingest {len(files)} file{'s' if len(files) != 1 else ''}" if files else "Ingest",
                      type="primary", disabled=not files or not collection, key="ingest"):
@@ -97,8 +97,8 @@ if not docs:
 
 table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type": d["kind"], "pages": d["pages"],
                        "chunks": d["chunks"], "size (KB)": round(d["size"] / 1024, 1), "added": core.when(d["added_at"]),
-                       "status": d["status"]} for d in shown],
-                     columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "status"])
+                       "status": d["status"], "OCR": page_image.ocr_note(d)} for d in shown],
+                     columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "status", "OCR"])
 table["pages"] = table["pages"].astype("Int64")  # blank, not "None", for formats without pages
 event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="doc-table")
 st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open, re-ingest or delete them.")
