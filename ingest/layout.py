@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from archivist.records import Block
 
-from .readers_base import HeadingPath, clean, table_blocks
+from .readers_base import HeadingPath, clean, table_blocks, table_heading
 
 Box = tuple[float, float, float, float]
 
@@ -182,14 +182,17 @@ def join_lines(lines: list[str]) -> str:
     """Lines of one paragraph -> one string. pdfium marks a hyphen at a line end as \\x02 (or
     U+FFFE); it is kept as "-" and joined without a space, so codes like NW-4410 survive a break.
     A plain "-" ending a line after a lowercase letter, with the next line starting lowercase, is a
-    word broken at the line end (OCR text, and PDFs that set a real hyphen): it is joined."""
+    word broken at the line end (OCR text, and PDFs that set a real hyphen): it is joined; after a
+    capital or a digit it is kept and joined without a space, like pdfium's marker."""
     out = ""
     for line in lines:
         line = line.strip()
         if out.endswith(("\x02", "\ufffe")):
             out = out[:-1] + "-" + line
         elif re.search(r"[a-z]-$", out) and line[:1].islower():
-            out = out[:-1] + line
+            out = out[:-1] + line  # a word broken at the line end
+        elif re.search(r"[A-Z0-9]-$", out) and line[:1].isalnum():
+            out = out + line  # a code broken at its hyphen: NW-4410
         else:
             out = f"{out} {line}" if out else line
     return clean(out.replace("\x02", "-").replace("\ufffe", "-"))
@@ -270,6 +273,11 @@ def page_blocks(pages: list[Page]) -> list[Block]:
 
         def emit_table(table: Table) -> None:
             nonlocal last_table
+            if len(para) >= 2 and para[-2].text.rstrip().endswith((".", "!", "?", ":")):
+                # A caption set right under a paragraph reads as its last line: give it its own block.
+                caption = para.pop()
+                flush()
+                para.append(caption)
             flush()
             rows = table.rows
             if table.continued and last_table is not None:
@@ -278,10 +286,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
                     rows = rows[1:]  # the header repeated on the new page
                 rows = [header] + rows
             else:
-                heading = headings.path
-                caption = blocks[-1] if blocks and blocks[-1].kind == "paragraph" and blocks[-1].page == number else None
-                if caption is not None and len(caption.text) <= 150 and caption.heading == heading:
-                    heading = heading + (caption.text,)
+                heading = table_heading(blocks, headings.path, number, loose=True)
             for block in table_blocks(rows, heading=heading, page=number):
                 block.boxes = (table.box,)
                 blocks.append(block)

@@ -76,6 +76,29 @@ def table_blocks(rows: list[list[str]], *, heading: tuple[str, ...] = (), page: 
     return blocks
 
 
+CAPTION_CHARS = 150  # a paragraph this short just before a table is taken for its caption
+
+
+_CAPTION = re.compile(r"(?i)^(table|tab\.|figure|fig\.)\s*[\dIVX]|.*:$")
+
+
+def table_heading(blocks: list[Block], heading: tuple[str, ...], page: int | None = None,
+                  caption: str = "", loose: bool = False) -> tuple[str, ...]:
+    """The heading path a table's rows get: the section's `heading`, then the table's caption, so a
+    row keeps what the table is about. The caption is `caption` (HTML <caption>) when given, else
+    the paragraph just before the table, in the same section and page, when it is short and reads
+    as a caption ("Table 2: ...", "Revenue by region:"); with `loose` (PDFs, which mark no captions)
+    any short line that ends no sentence ("Revenue by region, 2025 (thousands EUR)")."""
+    caption = clean(caption)
+    if not caption and blocks:
+        last = blocks[-1]
+        text = last.text
+        if (last.kind == "paragraph" and last.heading == heading and last.page == page and len(text) <= CAPTION_CHARS
+                and (_CAPTION.match(text) or (loose and not text.endswith((".", "!", "?"))))):
+            caption = text
+    return heading + (caption,) if caption else heading
+
+
 class HeadingPath:
     """The heading path above the current position, outermost first, for numbered levels (h1..h6)."""
 

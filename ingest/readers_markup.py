@@ -12,7 +12,7 @@ from pathlib import Path
 
 from archivist.records import Block, Extracted
 
-from .readers_base import HeadingPath, ReadError, clean, clean_code, decode_text, table_blocks
+from .readers_base import HeadingPath, ReadError, clean, clean_code, decode_text, table_blocks, table_heading
 
 # ---------------------------------------------------------------------------------------------
 # Plain text
@@ -191,7 +191,8 @@ def read_markdown(path: Path) -> Extracted:
             while i < len(lines) and "|" in lines[i] and lines[i].strip():
                 rows.append(_split_row(lines[i]))
                 i += 1
-            blocks.extend(table_blocks(rows, heading=headings.path))
+            flush()
+            blocks.extend(table_blocks(rows, heading=table_heading(blocks, headings.path)))
             continue
 
         # Setext heading: a paragraph line underlined with === (h1) or --- (h2).
@@ -344,7 +345,9 @@ def read_html(path: Path) -> Extracted:
             continue
         if name == "table":
             flush()
-            blocks.extend(table_blocks(_table_rows(node), heading=headings.path))
+            caption = node.find("caption", recursive=False)
+            heading = table_heading(blocks, headings.path, caption=_text(caption) if caption else "")
+            blocks.extend(table_blocks(_table_rows(node), heading=heading))
             continue
         if name == "br":
             inline.append(" ")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from archivist.records import Block, Extracted
 
-from .readers_base import HeadingPath, ReadError, clean, clean_lines, table_blocks
+from .readers_base import HeadingPath, ReadError, clean, clean_lines, table_blocks, table_heading
 
 MB = 1024 * 1024
 MAX_ZIP_MEMBERS = 20_000  # real documents have tens to a few thousand parts
@@ -99,7 +99,7 @@ def read_docx(path: Path) -> Extracted:
     for item in document.iter_inner_content():
         if isinstance(item, Table):
             rows = [[cell.text for cell in row.cells] for row in item.rows]
-            blocks.extend(table_blocks(rows, heading=headings.path))
+            blocks.extend(table_blocks(rows, heading=table_heading(blocks, headings.path)))
             continue
         text = clean(item.text)
         if not text:
