@@ -112,7 +112,9 @@ def _split_section(text, s0, s1, block_ends, token_spans, size, overlap, rows=Fa
         if n - i <= size:
             yield toks[i][0], toks[-1][1], n - i
             return
-        j = _best_cut(text, toks, i, i + size, block_ends, rows)  # chunk is toks[i:j]
+        # Rows are shared out evenly over the chunks the table needs: no short last chunk of a few rows.
+        limit = i + (-(-(n - i) // -(-(n - i) // size)) if rows else size)
+        j = _best_cut(text, toks, i, limit, block_ends, rows)  # chunk is toks[i:j]
         yield toks[i][0], toks[j - 1][1], j - i
         # Overlap: step back about `overlap` tokens, to the start of a word.
         k = max(j - overlap, i + 1)
