@@ -21,6 +21,7 @@ def register(sub, common) -> None:
     p.add_argument("--reranker", default="coverage",
                    help="for hybrid+rerank: 'coverage' (no model, default), a local CrossEncoder folder, or 'none'")
     p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
+    p.add_argument("--split", default=None, help="only questions whose \"split\" field is this (e.g. tuning, heldout)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--no-store", action="store_true", help="do not save the results in the workspace")
     p.add_argument("--json", action="store_true")
@@ -30,6 +31,9 @@ def register(sub, common) -> None:
     p.add_argument("--set", required=True, dest="set_path", help='JSONL: {"question": ..., "answer": str or null}')
     p.add_argument("-k", type=int, default=None, help="passages in the prompt (default: settings.top_k)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
+    p.add_argument("--answer-mode", choices=["auto", "generate", "extractive"], default=None,
+                   help="how answers are made (default: settings.answer_mode)")
+    p.add_argument("--split", default=None, help="only questions whose \"split\" field is this (e.g. tuning, heldout)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--no-store", action="store_true", help="do not save the results in the workspace")
     p.add_argument("--json", action="store_true")
@@ -42,6 +46,10 @@ def _questions(args, kind):
     if args.limit is not None and args.limit <= 0:
         raise CLIError(f"--limit must be positive, got {args.limit}")
     qs = load_set(args.set_path, kind)
+    if getattr(args, "split", None):
+        qs = [q for q in qs if q.extra.get("split") == args.split]
+        if not qs:
+            raise CLIError(f"{args.set_path}: no question has \"split\": {args.split!r}")
     return qs[: args.limit] if args.limit else qs
 
 
@@ -108,7 +116,8 @@ def cmd_eval_answers(args) -> int:
     adapter = None if args.adapter in ("none", "base") else args.adapter
     with open_ws(args) as ws:
         bar, step = _bar(len(questions), "eval answers", args.json)
-        results = evaluate_answers(ws, questions, user=getattr(args, "user", None), adapter=adapter, k=args.k, progress=step)
+        results = evaluate_answers(ws, questions, user=getattr(args, "user", None), adapter=adapter, k=args.k,
+                                   mode=args.answer_mode, progress=step)
         bar.close()
         results["set"] = str(args.set_path)
         if not args.no_store:

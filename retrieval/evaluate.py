@@ -37,7 +37,8 @@ class EvalSetError(ValueError):
 class Question:
     question: str
     relevant: list[str] = field(default_factory=list)
-    answer: str | None = None
+    answer: str | None = None  # the gold key answer (the first spelling)
+    answers: list[str] = field(default_factory=list)  # every accepted spelling; any one counts as right
     answerable: bool = True
     line: int = 0
     extra: dict = field(default_factory=dict)
@@ -81,9 +82,12 @@ def load_set(path: str | Path, kind: str) -> list[Question]:
             if "answer" not in obj:
                 raise EvalSetError(f"{p}:{n}: needs \"answer\" (a string, or null when the documents do not answer it)")
             ans = obj["answer"]
-            if ans is not None and not isinstance(ans, (str, int, float)):
-                raise EvalSetError(f"{p}:{n}: \"answer\" must be a string or null")
-            q.answer = None if ans is None else str(ans)
+            spellings = ans if isinstance(ans, list) else [] if ans is None else [ans]
+            if not all(isinstance(a, (str, int, float)) and str(a).strip() for a in spellings) or ans == []:
+                raise EvalSetError(f"{p}:{n}: \"answer\" must be a string, a non-empty list of strings (any one "
+                                   "counts as right) or null")
+            q.answers = [str(a) for a in spellings]
+            q.answer = q.answers[0] if q.answers else None
             q.answerable = ans is not None
             rel = obj.get("relevant", obj.get("document"))
             q.relevant = [str(r) for r in ([rel] if isinstance(rel, (str, int)) else rel or [])]
@@ -169,31 +173,36 @@ def outcome_of(q: Question, answer) -> AnswerOutcome:
     """An archivist Answer record as plain data for scoring."""
     return AnswerOutcome(question=q.question, gold=q.answer, answer=answer.answer, not_found=bool(answer.not_found),
                          cited=[c.text for c in answer.citations], cited_documents=[c.document for c in answer.citations],
-                         seconds=answer.seconds)
+                         seconds=answer.seconds, alternatives=list(q.answers[1:]),
+                         status=getattr(answer, "status", "not_found" if answer.not_found else "answered"),
+                         mode=answer.mode, confidence=getattr(answer, "confidence", 0.0))
 
 
 def evaluate_answers(ws, questions: Sequence[Question], user: str | None = None, adapter: str | None = "active",
-                     k: int | None = None, llm=None, embedder=None,
+                     k: int | None = None, llm=None, embedder=None, mode: str | None = None,
                      progress: Callable[[int, int], None] | None = None) -> dict:
-    """Ask every question through `archivist.retrieval.answer.ask` and score the answers.
+    """Ask every question through `archivist.retrieval.answer.ask` (in answer `mode`, default the
+    settings') and score the answers.
 
-    Returns {"metrics": answer_metrics(...), "per_question": [...], "adapter": ...}.
+    Returns {"metrics": answer_metrics(...), "per_question": [...], "adapter": ..., "mode": ...}.
     """
     from archivist.retrieval.answer import ask
 
     outcomes = []
     for i, q in enumerate(questions):
-        a = ask(ws, q.question, user=user, k=k, adapter=adapter, llm=llm, embedder=embedder)
+        a = ask(ws, q.question, user=user, k=k, adapter=adapter, llm=llm, embedder=embedder, mode=mode)
         outcomes.append(outcome_of(q, a))
         if progress:
             progress(i + 1, len(questions))
-    return {"metrics": answer_metrics(outcomes), "per_question": [_answer_row(o) for o in outcomes], "adapter": adapter}
+    return {"metrics": answer_metrics(outcomes), "per_question": [_answer_row(o) for o in outcomes], "adapter": adapter,
+            "mode": mode or ws.settings.answer_mode}
 
 
 def _answer_row(o: AnswerOutcome) -> dict:
     """One question's row of the stored results: the answer and how it scored."""
-    score = score_answer(o.gold, o.answer) if o.gold is not None else None
+    score = score_answer(o.gold, o.answer, o.alternatives) if o.gold is not None else None
     return {"question": o.question, "gold": o.gold, "answer": o.answer, "not_found": o.not_found,
+            "status": o.status, "mode": o.mode, "confidence": o.confidence,
             "contains_gold": score.contained if score else None,
             "token_f1": round(score.f1, 4) if score else None,
             "cited_documents": o.cited_documents,

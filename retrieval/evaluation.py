@@ -209,10 +209,13 @@ class AnswerScore:
     cited: frozenset[int]  # the passage numbers the answer cites
 
 
-def score_answer(gold: str, answer: str) -> AnswerScore:
-    """Score one answer (citation marks removed) against its gold answer."""
+def score_answer(gold: str, answer: str, alternatives: Sequence[str] = ()) -> AnswerScore:
+    """Score one answer (citation marks removed) against its gold answer; it is contained when the
+    gold or any of its alternative spellings is. F1 is against the best-matching spelling."""
     words = strip_citations(answer)
-    return AnswerScore(contained=contains_answer(gold, words), f1=token_f1(gold, words), cited=cited_passages(answer))
+    golds = [gold, *alternatives]
+    return AnswerScore(contained=any(contains_answer(g, words) for g in golds), f1=max(token_f1(g, words) for g in golds),
+                       cited=cited_passages(answer))
 
 
 @dataclass
@@ -226,6 +229,10 @@ class AnswerOutcome:
     cited: list[str] = field(default_factory=list)  # texts of the passages it cited
     cited_documents: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    alternatives: list[str] = field(default_factory=list)  # other spellings of the gold answer
+    status: str = "answered"  # answered | uncertain | not_found, as the answer said
+    mode: str = "generated"  # generated | extractive | not_found: what produced it
+    confidence: float = 0.0
 
 
 def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
@@ -236,10 +243,16 @@ def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
     citation_precision: share of citations (on answerable questions) whose passage supports the gold.
     refusal_rate: share of unanswerable questions answered with "not in the documents".
     false_refusal_rate: share of answerable questions refused.
+
+    By the answer's status (what the user is told about how sure it is), over answerable questions:
+    key_accuracy: status *answered* and the answer names the gold (a command, number, setting ...).
+    confident_miss_rate: status *answered* but the gold is not in it: shown as an answer, and wrong.
+    uncertain_rate / not_found_rate: status *uncertain* / *not_found*.
+    And over unanswerable questions, unanswerable_not_found: status *not_found*.
     """
     answerable = [o for o in outcomes if o.gold is not None]
     unanswerable = [o for o in outcomes if o.gold is None]
-    scores = [score_answer(o.gold, o.answer) for o in answerable]
+    scores = [score_answer(o.gold, o.answer, o.alternatives) for o in answerable]
     cites = [(o.gold, c) for o in answerable for c in o.cited]
     out: dict[str, float | int] = {"questions": len(outcomes), "answerable": len(answerable),
                                    "unanswerable": len(unanswerable)}
@@ -249,8 +262,14 @@ def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
         out["false_refusal_rate"] = round(sum(o.not_found for o in answerable) / len(answerable), 4)
         out["citations"] = len(cites)
         out["citation_precision"] = round(sum(supports(g, c) for g, c in cites) / len(cites), 4) if cites else 0.0
+        answered = [s.contained for o, s in zip(answerable, scores) if o.status == "answered"]
+        out["key_accuracy"] = round(sum(answered) / len(answerable), 4)
+        out["confident_miss_rate"] = round(sum(not c for c in answered) / len(answerable), 4)
+        out["uncertain_rate"] = round(sum(o.status == "uncertain" for o in answerable) / len(answerable), 4)
+        out["not_found_rate"] = round(sum(o.status == "not_found" for o in answerable) / len(answerable), 4)
     if unanswerable:
         out["refusal_rate"] = round(sum(o.not_found for o in unanswerable) / len(unanswerable), 4)
+        out["unanswerable_not_found"] = round(sum(o.status == "not_found" for o in unanswerable) / len(unanswerable), 4)
     if outcomes:
         out["seconds_per_question"] = round(sum(o.seconds for o in outcomes) / len(outcomes), 3)
     return out

@@ -276,3 +276,41 @@ def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
     bad.write_text('{"question": ""}\n')
     assert main(["eval", "retrieval", "--set", str(bad)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_status_metrics_hand_computed():
+    """key accuracy, confident misses, uncertain and not-found rates, by the status the user saw."""
+    from archivist.retrieval.evaluation import AnswerOutcome, answer_metrics
+
+    o = [
+        AnswerOutcome("q1", "--keep-index", "Run git stash push --keep-index [1].", False, status="answered"),  # right
+        AnswerOutcome("q2", "4417", "Call extension 4418 [1].", False, status="answered"),  # confident miss
+        AnswerOutcome("q3", "20 weeks", "No answer could be verified; closest: 20 weeks [1]", False, status="uncertain"),
+        AnswerOutcome("q4", "EUR 250", "The documents do not contain an answer.", True, status="not_found"),
+        AnswerOutcome("q5", "rebase", "Use git pull --rebase [2].", False, status="answered",
+                      alternatives=["--rebase"]),  # right by an alternative spelling
+        AnswerOutcome("u1", None, "The documents do not contain an answer.", True, status="not_found"),
+        AnswerOutcome("u2", None, "Closest passages ...", False, status="uncertain"),
+        AnswerOutcome("u3", None, "An answer [1].", False, status="answered"),
+    ]
+    m = answer_metrics(o)
+    assert (m["answerable"], m["unanswerable"]) == (5, 3)
+    assert m["key_accuracy"] == 0.4  # q1, q5 of 5
+    assert m["confident_miss_rate"] == 0.2  # q2
+    assert m["uncertain_rate"] == 0.2 and m["not_found_rate"] == 0.2
+    assert m["accuracy"] == 0.6  # contains the gold whatever the status: q1, q3, q5
+    assert m["unanswerable_not_found"] == round(1 / 3, 4)
+
+
+def test_answer_sets_accept_several_spellings(tmp_path):
+    from archivist.retrieval.evaluate import EvalSetError, load_set
+
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"question": "Which flag keeps the index?", "answer": ["--keep-index", "keep-index"], "split": "heldout"}\n'
+                 '{"question": "Who won the 1998 World Cup?", "answer": null}\n')
+    q1, q2 = load_set(f, "answers")
+    assert (q1.answer, q1.answers, q1.extra["split"]) == ("--keep-index", ["--keep-index", "keep-index"], "heldout")
+    assert (q2.answer, q2.answerable) == (None, False)
+    f.write_text('{"question": "x?", "answer": []}\n')
+    with pytest.raises(EvalSetError, match=r"s.jsonl:1: .*non-empty list"):
+        load_set(f, "answers")
