@@ -3,6 +3,12 @@
 The scores are FTS5's own `bm25()` as `chunks_fts` would compute it for `MATCH 'a OR b ...'`
 (k1 1.2, b 0.75, the text column weighted 1.0 and the heading 0.5, a row's length counted over
 both columns, idf floored at 1e-6), over the same tokens (unicode61 folding, Porter stems).
+Fields (BM25F in FTS5's own form): a chunk's frequency of a word is the weighted sum of its
+frequencies in the text (1.0), the heading path (`Fields.heading`) and the document's title
+(`Fields.title`), and its length the sum of those fields' lengths; a field of weight 0 is left out
+of both. With the default `Fields` (title 0) that is exactly `chunks_fts`'s bm25. A query piece with
+inner punctuation (an identifier: os.path.join, --keep-index) also scores `Fields.identifier` x its
+frequency as written, adjacent within one whitespace-free piece, on top of its words' co-occurrence.
 FTS5 recomputes that for every row matching any query term, which at 100,000 chunks was most of
 a hybrid query's time (bench/RESULTS.md); here a query gathers the postings of its few terms from
 a term-by-chunk CSR matrix and scores them with numpy.
@@ -16,6 +22,7 @@ thread keeps a consistent one.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -36,6 +43,8 @@ log = logging.getLogger(__name__)
 
 K1, B = 1.2, 0.75
 HEADING_WEIGHT = 0.5
+_SPACE = re.compile(r"\s")
+_PAIR = "\x00"  # joins the stems of adjacent words of an identifier into one term (never inside a stem)
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61: runs of letters and digits; "_" separates
 _local = threading.local()
 _stems: dict[str, str] = {}
@@ -78,6 +87,46 @@ def query_units(text: str, stopwords: frozenset[str] = frozenset()) -> list[tupl
     return list(dict.fromkeys(units))
 
 
+@dataclass(frozen=True)
+class Fields:
+    """How much each part of a chunk counts in its BM25 (see the module's docstring). Changing
+    them rebuilds the index (`sync`)."""
+
+    heading: float = HEADING_WEIGHT  # the heading path; 0.5 as `chunks_fts`'s heading column
+    title: float = 0.0               # the document's title; 0: not indexed (FTS5 has no such column)
+    identifier: float = 0.0          # extra frequency per verbatim match of a query identifier; 0: off
+
+    def __post_init__(self):
+        for name in ("heading", "title", "identifier"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"lexical field weight {name} must be a finite number >= 0, got {v!r}")
+
+    def to_json(self) -> str:
+        return json.dumps({"heading": self.heading, "title": self.title, "identifier": self.identifier})
+
+    @classmethod
+    def from_json(cls, text: str) -> Fields:
+        return cls(**json.loads(text))
+
+
+DEFAULT_FIELDS = Fields()  # chosen on the tuning questions: bench/RESULTS.md, "Lexical index: Tantivy vs hand-written"
+
+
+def identifier_pairs(text: str) -> list[str]:
+    """The adjacent word pairs of each identifier in `text` (words joined by punctuation and no
+    space, as in os.path.join or --keep-index), each as one term: stem, `_PAIR`, stem."""
+    out = []
+    low = text.lower()
+    prev_end, prev = -1, None
+    for m in _TOKEN.finditer(low):
+        word = stem(m.group())
+        if prev is not None and not _SPACE.search(low, prev_end, m.start()):
+            out.append(prev + _PAIR + word)
+        prev_end, prev = m.end(), word
+    return out
+
+
 @dataclass
 class Ranking:
     hits: list[tuple[int, float]]  # (chunk id, BM25), best first
@@ -107,11 +156,12 @@ class Index:
     length: np.ndarray        # float32 tokens in text + heading per position
     live: np.ndarray          # bool; deleted chunks stay as dead positions until compaction
     mtime: float = field(default=0.0, compare=False)
+    fields: Fields = DEFAULT_FIELDS  # how the postings were weighted
 
     @classmethod
-    def empty(cls) -> Index:
+    def empty(cls, fields: Fields = DEFAULT_FIELDS) -> Index:
         i64, f32 = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        return cls({}, np.zeros(1, np.int64), np.zeros(0, np.int32), f32, i64, i64, i64, f32, np.zeros(0, bool))
+        return cls({}, np.zeros(1, np.int64), np.zeros(0, np.int32), f32, i64, i64, i64, f32, np.zeros(0, bool), fields=fields)
 
     @cached_property
     def n_live(self) -> int:
@@ -137,22 +187,31 @@ class Index:
             return 0
         return int(self.live[self.post_pos[self.indptr[t]:self.indptr[t + 1]]].sum())
 
-    def with_chunks(self, rows: Sequence[tuple[int, int, int, str, str]]) -> Index:
-        """A new index holding these chunks too: rows of (chunk id, document id, collection id, text, heading)."""
+    def with_chunks(self, rows: Sequence[tuple]) -> Index:
+        """A new index holding these chunks too: rows of (chunk id, document id, collection id, text,
+        heading[, document title])."""
         if not rows:
             return self
         terms = dict(self.terms)
         base = len(self.ids)
+        fields = self.fields
         t_parts, p_parts, f_parts, lengths = [], [], [], []
-        for k, (_, _, _, text, heading) in enumerate(rows):
-            text_t, head_t = tokens(text or ""), tokens(heading or "")
-            lengths.append(len(text_t) + len(head_t))
-            if not text_t and not head_t:
+        for k, row in enumerate(rows):
+            parts = [(tokens(row[3] or ""), 1.0)]
+            if fields.heading > 0:
+                parts.append((tokens(row[4] or ""), fields.heading))
+            if fields.title > 0 and len(row) > 5:
+                parts.append((tokens(row[5] or ""), fields.title))
+            words = [t for part, _ in parts for t in part]
+            lengths.append(len(words))
+            if fields.identifier > 0:  # pairs count toward no length: they are the same words again
+                pairs = identifier_pairs(row[3] or "")
+                parts.append((pairs, 1.0))
+                words += pairs
+            if not words:
                 continue
-            tid = np.fromiter((terms.setdefault(t, len(terms)) for t in text_t + head_t), dtype=np.int64,
-                              count=len(text_t) + len(head_t))
-            weight = np.ones(len(tid), np.float32)
-            weight[len(text_t):] = HEADING_WEIGHT
+            tid = np.fromiter((terms.setdefault(t, len(terms)) for t in words), dtype=np.int64, count=len(words))
+            weight = np.concatenate([np.full(len(part), w, np.float32) for part, w in parts])
             uniq, inv = np.unique(tid, return_inverse=True)
             t_parts.append(uniq)
             f_parts.append(np.bincount(inv, weights=weight).astype(np.float32))
@@ -185,7 +244,7 @@ class Index:
                      np.concatenate([self.docs, np.array([r[1] for r in rows], np.int64)]),
                      np.concatenate([self.colls, np.array([r[2] for r in rows], np.int64)]),
                      np.concatenate([self.length, np.array(lengths, np.float32)]),
-                     np.concatenate([self.live, np.ones(len(rows), bool)]))
+                     np.concatenate([self.live, np.ones(len(rows), bool)]), fields=fields)
 
     def without(self, chunk_ids: np.ndarray, min_dead: int = 1000) -> Index:
         """A new index without these chunks. They stay as dead positions until a quarter of all
@@ -200,11 +259,13 @@ class Index:
         indptr = np.zeros(len(self.indptr), np.int64)
         np.cumsum(np.bincount(term_of[keep], minlength=len(self.indptr) - 1), out=indptr[1:])
         return Index(self.terms, indptr, new_pos[self.post_pos[keep]].astype(np.int32), self.post_f[keep],
-                     self.ids[live], self.docs[live], self.colls[live], self.length[live], np.ones(int(live.sum()), bool))
+                     self.ids[live], self.docs[live], self.colls[live], self.length[live], np.ones(int(live.sum()), bool),
+                     fields=self.fields)
 
     def _postings(self, unit: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """Positions (ascending) and impacts of the chunks holding every stem of `unit`. A phrase's
-        words are not checked for adjacency; its frequency in a chunk is that of its rarest word there."""
+        words are not checked for adjacency; its frequency in a chunk is that of its rarest word there,
+        plus `Fields.identifier` x how often it appears as written (see `_verbatim`)."""
         if len(unit) == 1:
             t = self.terms.get(unit[0])
             if t is None:
@@ -227,7 +288,23 @@ class Index:
             there = freq[pos]
             both = np.flatnonzero(there)
             pos, f = pos[both], np.minimum(f[both], there[both])
+        if self.fields.identifier > 0 and len(pos):
+            f = f + np.float32(self.fields.identifier) * self._verbatim(unit, pos)
         return pos, self._impact(f, pos)
+
+    def _verbatim(self, unit: tuple[str, ...], pos: np.ndarray) -> np.ndarray:
+        """How often the chunks at `pos` hold `unit` as an identifier: each adjacent pair of its
+        words written together (the fewest of any pair; 0 where a pair is missing)."""
+        out = None
+        for a, b in zip(unit, unit[1:]):
+            t = self.terms.get(a + _PAIR + b)
+            if t is None:
+                return np.zeros(len(pos), np.float32)
+            freq = _scratch(len(self.ids))
+            freq[self.post_pos[self.indptr[t]:self.indptr[t + 1]]] = self.post_f[self.indptr[t]:self.indptr[t + 1]]
+            there = freq[pos]
+            out = there if out is None else np.minimum(out, there)
+        return out
 
     @cached_property
     def _by_id(self) -> tuple[np.ndarray, np.ndarray]:
@@ -384,7 +461,8 @@ def _load(ws: Workspace) -> Index | None:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _ARRAYS}
             words = bytes(z["terms"]).decode("utf-8").split("\n") if len(z["terms"]) else []
-        index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime)
+            fields = Fields.from_json(bytes(z["fields"]).decode("utf-8")) if "fields" in z.files else Fields()
+        index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime, fields=fields)
         if len(index.indptr) != len(words) + 1:
             raise ValueError("term table and matrix disagree")
     except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
@@ -400,7 +478,8 @@ def _save(ws: Workspace, index: Index) -> Index:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, terms=np.frombuffer(words, np.uint8), **{k: getattr(index, k) for k in _ARRAYS})
+            np.savez(f, terms=np.frombuffer(words, np.uint8), fields=np.frombuffer(index.fields.to_json().encode(), np.uint8),
+                     **{k: getattr(index, k) for k in _ARRAYS})
 
     meta = {"chunks": index.n_live, "id_sum": int(index.ids[index.live].sum())}
     index = replace(index, mtime=save_with_sidecar(path, path.with_name("lexical.tmp.npz"), write, meta, "lexical index"))
@@ -413,20 +492,24 @@ def _rows(ws: Workspace, ids: np.ndarray) -> list[tuple]:
     for start in range(0, len(ids), 900):  # SQLite's parameter limit
         part = ids[start:start + 900].tolist()
         out += ws.db.execute(
-            f"SELECT c.id, c.document_id, d.collection_id, c.text, c.heading FROM chunks c "
+            f"SELECT c.id, c.document_id, d.collection_id, c.text, c.heading, COALESCE(d.title, '') FROM chunks c "
             f"JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(part))}) ORDER BY c.id",
             part).fetchall()
     return [tuple(r) for r in out]
 
 
-def sync(ws: Workspace, rebuild: bool = False) -> dict:
-    """Make the lexical index hold exactly the chunks in SQLite. Returns {"added", "removed", "total"}."""
+def sync(ws: Workspace, rebuild: bool = False, fields: Fields = DEFAULT_FIELDS) -> dict:
+    """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (an index on disk
+    weighted otherwise is rebuilt). Returns {"added", "removed", "total"}."""
     from filelock import FileLock
 
     path = _path(ws)
     with _lock, FileLock(str(path) + ".lock"):
         loaded = None if rebuild else _load(ws)
-        index = loaded or Index.empty()
+        if loaded is not None and loaded.fields != fields:
+            log.info("lexical index weighted %s, wanted %s: rebuilding it", loaded.fields, fields)
+            loaded = None
+        index = loaded or Index.empty(fields)
         want = np.array([r[0] for r in ws.db.execute("SELECT id FROM chunks")], np.int64)
         have = index.ids[index.live]
         missing, extra = np.setdiff1d(want, have), np.setdiff1d(have, want)
@@ -457,7 +540,7 @@ def current(ws: Workspace) -> Index:
     """The workspace's index, loaded once per process and again when another process saved it;
     built from SQLite the first time."""
     index = _load(ws)
-    if index is None:
+    if index is None or index.fields != DEFAULT_FIELDS:  # none yet, or weighted otherwise: rebuilt
         from archivist.workspace import WorkspaceError
 
         try:

@@ -186,3 +186,86 @@ def test_positions_find_live_chunks_by_id_and_nothing_else(offset):
     held, found = index.holding([lexicon.stem("word7"), lexicon.stem("common")], [offset + 22, offset + 25, offset + 4])
     assert found.tolist() == [True, True, False]
     assert held.tolist() == [[True, False, False], [True, True, False]]
+
+
+# -- fields (BM25F in FTS5's form) and identifiers ------------------------------------------------
+
+FIELD_ROWS = [  # (chunk id, document, collection, text, heading, title); every word here is its own Porter stem
+    (1, 1, 1, "git stash dog", "tree", "stash"),
+    (2, 2, 1, "os.path.join fox", "", ""),
+    (3, 3, 1, "path os join dog", "", ""),
+    (4, 4, 1, "fox fox fox", "stash", ""),
+    (5, 5, 1, "cat dog", "", ""),
+    (6, 6, 1, "cat fox", "", ""),
+]
+
+
+def bm25(f: float, length: float, df: int, n: int = 6, avgdl: float = 3.5) -> float:
+    """One term's BM25 as FTS5 computes it (k1 1.2, b 0.75), from a hand-counted weighted frequency."""
+    idf = np.log((n - df + 0.5) / (df + 0.5))
+    return idf * f * 2.2 / (f + 1.2 * (0.25 + 0.75 * length / avgdl))
+
+
+def test_bm25f_title_and_heading_scores_by_hand():
+    """heading 0.5, title 2: chunk 1 holds "stash" once in its text and once in its title (f = 1 + 2),
+    its length 3 + 1 + 1 = 5; chunk 4 once in its heading (f = 0.5), length 4. The six lengths sum to
+    21, so the average is 3.5; "stash" is in 2 of 6 chunks."""
+    index = lexicon.Index.empty(lexicon.Fields(heading=0.5, title=2.0)).with_chunks(FIELD_ROWS)
+    assert index.avgdl == 3.5
+    hits = index.search([("stash",)], 10)
+    assert [c for c, _ in hits] == [1, 4]
+    assert np.allclose([s for _, s in hits], [bm25(3.0, 5, 2), bm25(0.5, 4, 2)], rtol=1e-6)
+    assert np.allclose([s for _, s in hits], [0.8459734, 0.3535904], rtol=1e-6)
+
+
+def test_default_fields_ignore_the_title_as_fts5_does():
+    """Title weight 0: the title is neither counted nor part of the length (lengths 4,4,4,4,2,2: average 10/3)."""
+    with_title = lexicon.Index.empty().with_chunks(FIELD_ROWS)
+    without = lexicon.Index.empty().with_chunks([r[:5] for r in FIELD_ROWS])
+    assert with_title.search([("stash",)], 10) == without.search([("stash",)], 10)
+    hits = with_title.search([("stash",)], 10)
+    assert np.allclose([s for _, s in hits], [bm25(1.0, 4, 2, avgdl=20 / 6), bm25(0.5, 4, 2, avgdl=20 / 6)], rtol=1e-6)
+
+
+def test_an_identifier_written_verbatim_outranks_its_words_scattered():
+    """os.path.join: chunks 2 and 3 hold all three words (co-occurrence frequency 1 each); only chunk 2
+    writes them as one identifier, so with identifier weight 1 its frequency is 1 + 1 x 1 = 2."""
+    units = lexicon.query_units("os.path.join", STOPWORDS)
+    assert units == [("os", "path", "join")]
+    plain = lexicon.Index.empty().with_chunks(FIELD_ROWS).search(units, 10)
+    assert [c for c, _ in plain] == [2, 3] and plain[0][1] == plain[1][1]  # a tie, broken by id
+    idx = lexicon.Index.empty(lexicon.Fields(identifier=1.0)).with_chunks(FIELD_ROWS)
+    hits = idx.search(units, 10)
+    assert [c for c, _ in hits] == [2, 3]
+    assert np.allclose([s for _, s in hits], [bm25(2.0, 4, 2, avgdl=20 / 6), bm25(1.0, 4, 2, avgdl=20 / 6)], rtol=1e-6)
+    # the pairs are no words of their own: lengths, and so one-word scores, are unchanged
+    assert idx.search([("fox",)], 10) == lexicon.Index.empty().with_chunks(FIELD_ROWS).search([("fox",)], 10)
+
+
+def test_identifier_pairs_join_words_written_without_space():
+    assert lexicon.identifier_pairs("Run os.path.join(a) then --keep-index; git stash, snake_case") == [
+        "os\x00path", "path\x00join", "join\x00a", "keep\x00index", "snake\x00case"]
+
+
+def test_bad_field_weights_are_refused_by_name():
+    with pytest.raises(ValueError, match="title"):
+        lexicon.Fields(title=-1.0)
+    with pytest.raises(ValueError, match="identifier"):
+        lexicon.Fields(identifier=float("nan"))
+
+
+def test_an_index_weighted_otherwise_is_rebuilt_with_the_default_fields(sample_home, tmp_path):
+    """The weights are saved with the index; a file weighted otherwise (an older setting) is rebuilt
+    on first use and then ranks as before."""
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    home = tmp_path / "copy"
+    shutil.copytree(sample_home, home)
+    with open_workspace(Settings.from_env(home=home)) as w:
+        expected = lexical(w, "parental leave", all_ids(w), 10)
+        lexicon.sync(w, rebuild=True, fields=lexicon.Fields(title=3.0, identifier=1.0))
+        lexicon._cache.clear()
+        assert lexicon._load(w).fields == lexicon.Fields(title=3.0, identifier=1.0)
+        assert lexical(w, "parental leave", all_ids(w), 10) == expected
+        assert lexicon._load(w).fields == lexicon.DEFAULT_FIELDS
