@@ -41,6 +41,9 @@ class Settings:
     fusion: str = _f("linear", "how hybrid search fuses dense and lexical: linear (cosine and BM25 over its ceiling, "
                                "weighted by lexical_weight) | rrf (reciprocal rank fusion); bench/RESULTS.md")
     lexical_weight: float = _f(0.3, "share of BM25 in linear fusion (0 = dense only, 1 = lexical only)")
+    lexical_heading_weight: float = _f(0.5, "BM25F weight of a chunk's heading path (text 1; 0.5 is FTS5's bm25 as before)")
+    lexical_title_weight: float = _f(0.0, "BM25F weight of the document title (0: not indexed); bench/RESULTS.md, lexical fields")
+    lexical_identifier_weight: float = _f(0.0, "extra BM25 frequency for a query identifier (os.path.join) found as written (0: off)")
     max_new_tokens: int = _f(200, "most tokens generated per answer")
     min_relevance: float = _f(0.62, "answerability (best cosine + half the question-term coverage) under which the answer is 'not in the documents'")
     weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
@@ -64,6 +67,9 @@ class Settings:
             raise ValueError(f"embed_backend must be torch, int8, onnx or onnx-int8, got {self.embed_backend!r}")
         if self.fusion not in ("linear", "rrf"):
             raise ValueError(f"fusion must be linear or rrf, got {self.fusion!r}")
+        for name in ("lexical_heading_weight", "lexical_title_weight", "lexical_identifier_weight"):
+            if not 0.0 <= getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lexical_weight <= 1.0:
             raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}")
         if self.answer_mode not in ("auto", "generate", "extractive"):

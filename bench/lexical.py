@@ -45,9 +45,7 @@ K = 10
 def handwritten_build(rows, fields=None):
     from archivist.retrieval import lexicon
 
-    if fields is None:
-        return lexicon.Index.empty().with_chunks([r[:5] for r in rows])
-    return lexicon.Index.empty(fields).with_chunks(rows)
+    return lexicon.Index.empty(fields or lexicon.Fields()).with_chunks(rows)
 
 
 def handwritten_search(index, query: str, limit: int = K) -> list[int]:
@@ -290,7 +288,7 @@ def quality(rows, names: dict[int, str], configs: dict) -> dict:
     doc_of = {r[0]: r[1] for r in rows}
     sets = {"debian-reference (tuning)": "debian_reference.jsonl", "foldoc (tuning)": "foldoc.jsonl",
             "debian-reference-heldout (held out)": "debian_reference_heldout.jsonl"}
-    out = {}
+    out, per_query = {}, {}
     for label, (kind, build) in configs.items():
         t0 = time.perf_counter()
         index = build(rows)
@@ -302,9 +300,22 @@ def quality(rows, names: dict[int, str], configs: dict) -> dict:
                 passages = [(names[doc_of[c]], c) for c in search(q.question)]
                 per.append(ranking_metrics(credit(passages, q.relevant), len(set(q.relevant))))
             out[label][set_name] = mean_metrics(per)
+            per_query.setdefault(label, {})[set_name] = per
         log(f"quality {label} ({time.perf_counter() - t0:.0f}s): " + ", ".join(
             f"{s} hit@5 {m['hit@5']:.3f} mrr@10 {m['mrr@10']:.3f}" for s, m in out[label].items()))
-    return out
+    return out, per_query
+
+
+def leads(per_query: dict, base: str, split: str) -> dict[str, dict]:
+    """Each configuration's paired bootstrap lead over `base` on MRR@10 and hit@5, over every
+    question of the sets whose name holds `split` pooled."""
+    from archivist.retrieval.evaluation import paired_difference
+
+    def pooled(label, metric):
+        return [q[metric] for name, qs in per_query[label].items() if split in name for q in qs]
+
+    return {label: {m: paired_difference(pooled(label, m), pooled(base, m)) for m in ("mrr@10", "hit@5")}
+            for label in per_query if label != base}
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -397,22 +408,33 @@ def quality_section(data: dict) -> str:
         "Tantivy, text 1 + heading 0.5 + title 1": ("tan", lambda rows: _tan(rows, {"text": 1.0, "heading": 0.5, "title": 1.0})),
     }
     configs.update(bm25f_configs())
-    q = quality(rows, names, configs)
-    data["quality"] = q
+    q, per_query = quality(rows, names, configs)
+    base = next(iter(q))
+    tuning, held = leads(per_query, base, "tuning"), leads(per_query, base, "held out")
+    data.update(quality=q, tuning_leads=tuning, heldout_leads=held)
     sets = list(next(iter(q.values())))
-    header = ["system / fields"] + [f"{s} {m}" for s in sets for m in ("hit@5", "MRR@10")]
-    rows_ = [[label] + [q[label][s][m] for s in sets for m in ("hit@5", "mrr@10")] for label in q]
+    header = ["system / fields"] + [f"{s} {m}" for s in sets for m in ("hit@5", "MRR@10")] + [
+        "tuning MRR@10 lead [95% CI]", "held-out MRR@10 lead [95% CI]"]
+
+    def lead(d, label):
+        x = d.get(label, {}).get("mrr@10")
+        return f"{x['diff']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]" if x else "-"
+
+    rows_ = [[label] + [q[label][s][m] for s in sets for m in ("hit@5", "mrr@10")] + [lead(tuning, label), lead(held, label)]
+             for label in q]
     return (f"Quality, lexical only: {len(rows)} chunks of {len(names)} documents (2,000 FOLDOC entries and the "
-            f"Debian Reference, chunked as ingestion does), k={K}.\n\n" + md_table(header, rows_))
+            f"Debian Reference, chunked as ingestion does), k={K}. Leads: paired bootstrap over the questions, "
+            f"against the first row (today's default).\n\n" + md_table(header, rows_))
 
 
 def bm25f_configs() -> dict:
-    """Field weightings of the hand-written index to compare (empty until lexicon.py has fields)."""
-    from archivist.retrieval import lexicon
+    """Field weightings of the hand-written index to compare (title, heading, identifier)."""
+    from archivist.retrieval.lexicon import Fields
 
-    if not hasattr(lexicon, "Fields"):
-        return {}
-    return {}
+    grid = [Fields(heading=h, title=t, identifier=i) for h, t, i in (
+        (0.5, 0.5, 0), (0.5, 1, 0), (0.5, 2, 0), (1, 0, 0), (0.25, 0, 0), (1, 1, 0), (0.5, 0, 0.5), (0.5, 0, 1), (0.5, 0, 2))]
+    return {f"hand-written, BM25F heading {f.heading:g} title {f.title:g} identifier {f.identifier:g}":
+            ("hand", lambda rows, f=f: handwritten_build(rows, f)) for f in grid}
 
 
 def _tan(rows, weights):

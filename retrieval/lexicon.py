@@ -110,7 +110,13 @@ class Fields:
         return cls(**json.loads(text))
 
 
-DEFAULT_FIELDS = Fields()  # chosen on the tuning questions: bench/RESULTS.md, "Lexical index: Tantivy vs hand-written"
+DEFAULT_FIELDS = Fields()  # as the settings' defaults; bench/RESULTS.md, "Lexical index: Tantivy vs hand-written"
+
+
+def fields_of(ws: Workspace) -> Fields:
+    """The field weights the workspace's settings ask for (settings lexical_*_weight)."""
+    s = ws.settings
+    return Fields(heading=s.lexical_heading_weight, title=s.lexical_title_weight, identifier=s.lexical_identifier_weight)
 
 
 def identifier_pairs(text: str) -> list[str]:
@@ -498,11 +504,12 @@ def _rows(ws: Workspace, ids: np.ndarray) -> list[tuple]:
     return [tuple(r) for r in out]
 
 
-def sync(ws: Workspace, rebuild: bool = False, fields: Fields = DEFAULT_FIELDS) -> dict:
-    """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (an index on disk
-    weighted otherwise is rebuilt). Returns {"added", "removed", "total"}."""
+def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> dict:
+    """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (None: the
+    settings'; an index on disk weighted otherwise is rebuilt). Returns {"added", "removed", "total"}."""
     from filelock import FileLock
 
+    fields = fields or fields_of(ws)
     path = _path(ws)
     with _lock, FileLock(str(path) + ".lock"):
         loaded = None if rebuild else _load(ws)
@@ -540,7 +547,7 @@ def current(ws: Workspace) -> Index:
     """The workspace's index, loaded once per process and again when another process saved it;
     built from SQLite the first time."""
     index = _load(ws)
-    if index is None or index.fields != DEFAULT_FIELDS:  # none yet, or weighted otherwise: rebuilt
+    if index is None or index.fields != fields_of(ws):  # none yet, or weighted otherwise: rebuilt
         from archivist.workspace import WorkspaceError
 
         try:

@@ -269,3 +269,19 @@ def test_an_index_weighted_otherwise_is_rebuilt_with_the_default_fields(sample_h
         assert lexicon._load(w).fields == lexicon.Fields(title=3.0, identifier=1.0)
         assert lexical(w, "parental leave", all_ids(w), 10) == expected
         assert lexicon._load(w).fields == lexicon.DEFAULT_FIELDS
+
+
+def test_the_settings_choose_the_fields(sample_home, tmp_path):
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    home = tmp_path / "copy"
+    shutil.copytree(sample_home, home)
+    with open_workspace(Settings.from_env(home=home, lexical_title_weight=2.0, lexical_identifier_weight=1.0)) as w:
+        assert lexicon.current(w).fields == lexicon.Fields(heading=0.5, title=2.0, identifier=1.0)
+        rows = lexicon._rows(w, np.array([r[0] for r in w.db.execute("SELECT id FROM chunks")]))
+        fresh = lexicon.Index.empty(lexicon.Fields(title=2.0, identifier=1.0)).with_chunks(rows)
+        units = lexicon.query_units("parental leave NW-1180", STOPWORDS)
+        assert same_ranking(lexicon.current(w).search(units, 10), fresh.search(units, 10))
+    with pytest.raises(ValueError, match="lexical_title_weight"):
+        Settings.from_env(home=home, lexical_title_weight=-1.0)
