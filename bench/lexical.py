@@ -50,7 +50,7 @@ def handwritten_build(rows, fields=None):
 
 def handwritten_search(index, query: str, limit: int = K) -> list[int]:
     from archivist.retrieval import lexicon
-    from archivist.retrieval.search import STOPWORDS
+    from archivist.retrieval.query import STOPWORDS
 
     return [c for c, _ in index.search(lexicon.query_units(query, STOPWORDS), limit)]
 
@@ -101,7 +101,7 @@ class Tantivy:
         self.searcher = self.index.searcher()
 
     def units(self, query: str) -> list[list[str]]:
-        from archivist.retrieval.search import STOPWORDS
+        from archivist.retrieval.query import STOPWORDS
         import re
 
         out = []
@@ -263,7 +263,7 @@ def incremental(hand, tan: Tantivy, rows, qs: list[str], repeats: int, tmp: Path
     stale = {"hand-written": 0, "tantivy": 0}
     scores_equal = True
     from archivist.retrieval import lexicon
-    from archivist.retrieval.search import STOPWORDS
+    from archivist.retrieval.query import STOPWORDS
 
     for q in qs:
         a, b = handwritten_search(hand, q), handwritten_search(fresh_hand, q)
