@@ -159,7 +159,7 @@ class Index:
     ids: np.ndarray           # int64 chunk id per position
     docs: np.ndarray          # int64 document id per position
     colls: np.ndarray         # int64 collection id per position
-    length: np.ndarray        # float32 tokens in text + heading per position
+    length: np.ndarray        # float32 tokens in the weighted fields (text + heading by default) per position
     live: np.ndarray          # bool; deleted chunks stay as dead positions until compaction
     mtime: float = field(default=0.0, compare=False)
     fields: Fields = DEFAULT_FIELDS  # how the postings were weighted
