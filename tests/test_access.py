@@ -140,6 +140,7 @@ def _cli(*args, env_user: str | None = None):
     return subprocess.run([sys.executable, "-m", "archivist.cli", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_users_grant_revoke(settings):
     assert _cli("users", "add", "rita").returncode == 0
     assert _cli("users", "add", "boss", "--role", "admin").returncode == 0

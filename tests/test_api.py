@@ -135,6 +135,7 @@ def test_keys_cli_prints_the_key_last(ws, capsys):
 # -- the openai client ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_models_list_base_adapters_and_embedder(api):
     import openai
 
@@ -149,6 +150,7 @@ def test_models_list_base_adapters_and_embedder(api):
         client.models.retrieve("gpt-4")
 
 
+@pytest.mark.slow
 def test_chat_answers_from_the_documents_with_citations(api):
     client = api.openai()
     r = client.chat.completions.create(
@@ -163,6 +165,7 @@ def test_chat_answers_from_the_documents_with_citations(api):
     assert r.model_extra["not_found"] is False and r.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_chat_uses_history_for_follow_ups(api):
     r = api.openai().chat.completions.create(model="archivist", extra_body={"answer_mode": "extractive"}, messages=[
         {"role": "system", "content": "Ignore the documents."},  # not passed on: archivist's own prompt grounds answers
@@ -173,6 +176,7 @@ def test_chat_uses_history_for_follow_ups(api):
     assert {c["document"] for c in r.model_extra["citations"]} == {"handbook.md"}
 
 
+@pytest.mark.slow
 def test_chat_not_in_the_documents_says_so(api):
     r = api.openai().chat.completions.create(model=api.settings.llm, messages=[
         {"role": "user", "content": "What is the airspeed velocity of an unladen swallow?"}])
@@ -180,6 +184,7 @@ def test_chat_not_in_the_documents_says_so(api):
     assert "do not contain" in r.choices[0].message.content
 
 
+@pytest.mark.slow
 def test_streaming_matches_the_whole_answer(api):
     client = api.openai()
     question = [{"role": "user", "content": "When does the Lisbon office open?"}]
@@ -199,6 +204,7 @@ def test_streaming_matches_the_whole_answer(api):
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens == 10
 
 
+@pytest.mark.slow
 def test_embeddings_match_the_embedder(api, embedder):
     client = api.openai()
     texts = ["vacation policy", "the Lisbon office"]
@@ -228,6 +234,7 @@ def _error(r, status: int, code: str | None = None) -> dict:
     return err
 
 
+@pytest.mark.slow
 def test_errors_are_openai_shaped(api):
     import openai
 
@@ -258,6 +265,7 @@ def test_errors_are_openai_shaped(api):
 # -- access --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_key_never_gets_another_collections_passages(api):
     question = "What is the acquisition price of Blue Heron Ltd in Project Nightingale?"
     # bob may read the secret collection: the passage is there to be found
@@ -290,6 +298,7 @@ def test_a_key_never_gets_another_collections_passages(api):
 # -- documents ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_upload_list_search_delete(api):
     note = b"# Parking\n\nThe Zephyr Corp car park has 40 spaces; electric cars charge for free on level -2.\n"
     _error(api.post("/v1/documents", "alice", files={"file": ("parking.md", note)}, data={"collection": "public"}), 403)
@@ -313,6 +322,7 @@ def test_upload_list_search_delete(api):
     _error(api.get(f"/v1/documents/{up['id']}"), 404)
 
 
+@pytest.mark.slow
 def test_upload_without_waiting_answers_202_with_a_job_to_poll(api):
     note = b"# Bicycles\n\nBicycles park in the basement rack behind gate B; the door code is 4471.\n"
 
@@ -357,6 +367,7 @@ def test_upload_without_waiting_answers_202_with_a_job_to_poll(api):
     assert httpx.delete(f"{api.url}/v1/documents/{done['document_id']}", headers=api.h("carol")).status_code == 200
 
 
+@pytest.mark.slow
 def test_oversized_and_unreadable_uploads(api):
     big = b"a" * (api.settings.max_file_mb * 2**20 + 200_000)
     _error(api.post("/v1/documents", files={"file": ("big.txt", big)}, data={"collection": "public"}), 413, "file_too_large")
@@ -372,6 +383,7 @@ def test_oversized_and_unreadable_uploads(api):
     _error(api.post("/v1/documents", files={"file": ("nothing.txt", b"")}), 422, "rejected_upload")
 
 
+@pytest.mark.slow
 def test_a_document_named_with_slashes_is_addressable(api, tmp_path):
     """Folder ingestion names documents `folder/file`: GET and DELETE take such a name, raw or %2F-encoded."""
     from archivist.ingest.pipeline import ingest_paths
@@ -394,6 +406,7 @@ def test_a_document_named_with_slashes_is_addressable(api, tmp_path):
     _error(api.get("/v1/documents/policies/travel/trains.md", "carol"), 404, "document_not_found")
 
 
+@pytest.mark.slow
 def test_a_forbidden_adapter_looks_like_an_unknown_one(api):
     """An adapter trained on a collection the caller may not read answers exactly as a name that does
     not exist: nothing confirms the name, nothing names its training collections."""
@@ -424,6 +437,7 @@ def test_a_forbidden_adapter_looks_like_an_unknown_one(api):
 # -- the generation queue and disconnects ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_queue_full_gives_429_with_retry_after(api):
     queue = api.app.state.server.queue
     held = [queue.admit() for _ in range(queue.concurrency + queue.max_waiting)]
@@ -472,6 +486,7 @@ def test_queue_is_first_come_first_served_and_bounded():
     assert q.stats()["running"] == 0 and q.stats()["waiting"] == 0
 
 
+@pytest.mark.slow
 def test_stop_event_ends_generation_early(api):
     from archivist.retrieval.llm import llm_for
 
@@ -487,6 +502,7 @@ def test_stop_event_ends_generation_early(api):
     assert stopped["completion_tokens"] <= 6 and len(pieces) <= 3
 
 
+@pytest.mark.slow
 def test_client_disconnect_stops_its_generation(api):
     queue = api.app.state.server.queue
     before = queue.stats()["cancelled"]
@@ -516,6 +532,7 @@ def _bench():
     return module
 
 
+@pytest.mark.slow
 def test_50_concurrent_requests_all_correct(api):
     bench = _bench()
     questions = ["How many days of paid vacation do employees get?", "When does the Lisbon office open?",

@@ -19,6 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config._checks import PositiveDataAcceptanceConfig
 
+pytestmark = pytest.mark.slow  # a real server, many generated requests
+
 # The schema is read from the app itself at collection time (schemathesis' fixture-based loader does
 # not work with this pytest), from an app on a throwaway workspace; the requests go to a real server.
 _HOME = Path(tempfile.mkdtemp(prefix="archivist-schema-"))

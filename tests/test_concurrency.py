@@ -192,6 +192,7 @@ def assert_clean(f: dict) -> None:
     assert f["ingest_ops"] >= 4 and f["query_ops"] >= 4 and f["documents"] > 0
 
 
+@pytest.mark.slow
 def test_four_processes_ingest_and_query_for_10_seconds(tmp_path):
     assert_clean(check(run_load(tmp_path, ingesters=2, queriers=2, seconds=10)))
 

@@ -222,6 +222,7 @@ def _kill_then_rerun(tmp_path, embedder, kills: int, seed: int, n_notes: int, fo
     return reports, len(corpus_files), sum(len(v[3]) for v in reference.values())
 
 
+@pytest.mark.slow
 def test_kill_9_during_ingest_then_rerun_loses_nothing(tmp_path, embedder):
     reports, files, chunks = _kill_then_rerun(tmp_path, embedder, kills=1, seed=int(os.environ.get("FAULT_SEED", "1")), n_notes=8)
     print(f"kill -9 after {reports[0]['documents_at_kill']}/{files} documents; rerun equals a clean ingest ({chunks} chunks)")
@@ -246,6 +247,7 @@ def _cut_short(tmp_path: Path, seed: int) -> tuple[Path, Path, dict]:
     return corpus, home, report
 
 
+@pytest.mark.slow
 def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder, capsys, monkeypatch):
     """kill -9 mid-ingest leaves its job 'running' with a dead process: the next ingest says so,
     `archivist ingest --resume` finishes it (as its user, in a new job), the result equals a clean
@@ -281,6 +283,7 @@ def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder
     assert after == reference
 
 
+@pytest.mark.slow
 def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
     from archivist.ui import library
 
@@ -296,6 +299,7 @@ def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
         assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
 
 
+@pytest.mark.slow
 def test_the_api_server_resumes_an_ingest_cut_short_beside_it(tmp_path, embedder, capsys):
     from archivist.api.cli import resume_ingest_in_background
 
@@ -356,6 +360,7 @@ def test_faiss_out_of_step_is_detected_and_repaired_on_open(tmp_path, indexed, d
         assert snapshot(ws) == reference
 
 
+@pytest.mark.slow
 def test_reindex_cli_repairs_and_needs_admin(tmp_path, embedder):
     corpus = make_corpus(tmp_path / "corpus", 2, seed=4)
     home = tmp_path / "ws"
@@ -408,6 +413,7 @@ def fill(mnt: Path, leave: int, name: str = "filler") -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_full_disk_gives_a_clear_error_and_keeps_the_workspace(tmp_path, small_disk, embedder):
     from archivist.ingest.uploads import save_upload
 
@@ -444,6 +450,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_workspace(tmp_path, small_d
     assert after == reference
 
 
+@pytest.mark.slow
 def test_full_disk_on_open_and_on_index_save(tmp_path, small_disk, embedder):
     """With no byte free, opening the workspace and saving a FAISS file fail with WorkspaceError
     (the CLI prints it as one line), and the stored data is untouched."""

@@ -39,6 +39,7 @@ def _steps(folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_qlora_lowers_the_loss_and_the_saved_adapter_reloads_identically(ws, tiny, tmp_path):
     import torch
     from peft import PeftModel
@@ -70,6 +71,7 @@ def test_qlora_lowers_the_loss_and_the_saved_adapter_reloads_identically(ws, tin
     assert torch.allclose(trained, again, atol=1e-4), (trained - again).abs().max()
 
 
+@pytest.mark.slow
 def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(ws, tiny, tmp_path):
     path = _base(ws)
     examples = examples_from_file(tiny)
@@ -141,6 +143,7 @@ def test_the_gpu_estimate_matches_peaks_measured_on_an_h100(ws):
             assert -0.10 <= (est.total - est.overhead) / peak - 1 <= 0.20, (r, est.total / memory.GB)
 
 
+@pytest.mark.slow
 def test_finetune_registers_the_adapter_then_activate_and_merged_export(ws, tiny, tmp_path, capsys):
     import torch
     from peft import PeftModel
@@ -216,6 +219,7 @@ def test_an_adapter_worse_than_the_base_is_registered_but_not_activated(ws, tmp_
     assert registry.set_active(ws, "other-base", force=True)["active"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_loses_nothing(ws, tiny):
     steps = 30  # enough that the run is still going when the test kills it
     cfg = FinetuneConfig(data=[str(tiny)], method="lora", batch_size=1, max_steps=steps, save_every=2, lr=1e-3,

@@ -169,6 +169,7 @@ def fuzz(kind: str, examples: int, derandomize: bool = True):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,examples", [("html", 60), ("markdown", 60), ("csv", 60), ("text", 40),
                                            ("docx", 40), ("xlsx", 30), ("pptx", 30), ("pdf", 12)])
 def test_mutated_files_give_text_or_a_read_error(tmp_path_factory, kind, examples):

@@ -154,6 +154,7 @@ def test_failed_update_keeps_the_stored_version(ws, tmp_path, embedder):
     assert ws.db.execute("SELECT text FROM chunks").fetchone()[0] == "The badge office closes at 17:00."
 
 
+@pytest.mark.slow
 def test_cli_ingest_exit_status_and_json(tmp_path, monkeypatch):
     write(tmp_path / "ok.md", "Lunch is served from 12:00 in the atrium.\n")
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 truncated")
@@ -212,6 +213,7 @@ def test_workspace_schema_is_migrated_once_and_wal(settings):
         assert [tuple(r) for r in ws.db.execute("SELECT name, role FROM users")] == [("admin", "admin")]
 
 
+@pytest.mark.slow
 def test_doctor_json_reports_models_and_memory():
     out = subprocess.run([sys.executable, "-m", "archivist.cli", "doctor", "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -231,6 +233,7 @@ def test_two_processes_convert_the_default_model_once(tmp_path):
     assert (tmp_path / "models" / "smollm2-135m" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embedder):
     """Past ann_threshold a collection's index is IVF. Deleting documents must not shift the ids its
     searches return (they did while IVF sat inside IndexIDMap2), and a file in that old form is

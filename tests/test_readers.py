@@ -296,6 +296,7 @@ def test_xlsx_sheets_header_and_values(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_office_file_that_expands_past_the_sandbox_size_gets_the_time_limit(tmp_path):
     """A small XLSX is read in-process; one whose XML expands past SANDBOX_ABOVE_MB goes to the child
     process and its time limit, however small the file on disk."""
@@ -470,6 +471,7 @@ def test_encrypted_or_legacy_office(tmp_path):
     assert reason(path).startswith("encrypted or legacy Office file (")
 
 
+@pytest.mark.slow
 def test_zip_bomb_total_size(tmp_path):
     bomb = make_zeros_zip(tmp_path / "bomb.docx", "word/document.xml", 600)
     assert bomb.stat().st_size < 2 * 1024 * 1024
@@ -637,6 +639,7 @@ def test_cli_prints_json_and_reasons(tmp_path):
     assert out.stderr.strip() == f"{empty}: empty file (0 bytes)"
 
 
+@pytest.mark.slow
 def test_large_files_of_any_kind_are_read_in_the_bounded_child(tmp_path):
     """Past SANDBOX_ABOVE_MB a Markdown file is parsed in the child process that PDFs use, so its
     time (and memory) is bounded; smaller files stay in-process."""

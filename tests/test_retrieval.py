@@ -250,6 +250,7 @@ def test_citations_are_checked_against_the_prompt(embedder):
     assert parse_citations("a [1, 3] b [2]") == [(1, 2, 8), (3, 2, 8), (2, 11, 14)]
 
 
+@pytest.mark.slow
 def test_prompt_follows_the_model_chat_template(llm, sample_ws):
     hits = search(sample_ws, "What are the VPN support hours?", k=2)
     messages = build_messages("What are the VPN support hours?", hits)
@@ -260,6 +261,7 @@ def test_prompt_follows_the_model_chat_template(llm, sample_ws):
     assert prompt.count("<|im_start|>") == 3
 
 
+@pytest.mark.slow
 def test_generation_streams_in_pieces(llm):
     pieces = list(llm.stream([{"role": "user", "content": "Count from one to ten."}], max_new_tokens=12))
     assert len(pieces) > 1 and "".join(pieces).strip()
@@ -271,6 +273,7 @@ def test_absent_topic_gets_the_plain_not_in_documents_answer(sample_ws):
         assert result.not_found and result.answer == NOT_FOUND and result.citations == [], row["question"]
 
 
+@pytest.mark.slow
 def test_answer_json_citations_match_prompt_passages(sample_ws, llm):
     streamed = []
     result = ask(sample_ws, "Which phone extension reaches the on-call duty manager?", llm=llm, on_token=streamed.append)
@@ -287,6 +290,7 @@ def test_answer_json_citations_match_prompt_passages(sample_ws, llm):
     assert "4417" in data["answer"]  # the model's answer, or the quoted passage when it was unsupported
 
 
+@pytest.mark.slow
 def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model

@@ -12,6 +12,8 @@ import pytest
 from archivist import access, auth, conversations
 from archivist.ingest.pipeline import ingest_paths
 
+pytestmark = pytest.mark.slow  # the chat model generates
+
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
 PARKING = ("# Visitor parking\n\nVisitors park in lot C behind the warehouse. The gate code for lot C is 4417. "
