@@ -164,12 +164,21 @@ def ocr_lines(page, points_per_pixel: float) -> list[Line]:
     """An OcrPage's lines as Lines in page units (`points_per_pixel`: 72 / dpi for a rendered PDF
     page), sorted top to bottom; the box height stands in for the font size."""
     height = page.height * points_per_pixel
+    def middle(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2] if values else 0.0
+
+    # The font size shows in the width per character better than in the box height, which varies
+    # with the letters (ascenders, descenders, capitals): a 40 px bold title and 26 px body text get
+    # boxes of one height, but characters twice as wide. Widths near the usual one count as it.
+    usual_height = middle([ln.box[3] - ln.box[1] for ln in page.lines])
+    usual_width = middle([(ln.box[2] - ln.box[0]) / len(ln.text) for ln in page.lines if len(ln.text) >= 4])
     out = []
     for line in sorted(page.lines, key=lambda ln: (round(ln.box[1] / 8), ln.box[0])):
         x0, y0, x1, y1 = line.box
         box = (_frac(x0 / page.width), _frac(y0 / page.height), _frac(x1 / page.width), _frac(y1 / page.height))
-        # The detector's box hugs the glyphs plus a margin; it is about the loose font box.
-        out.append(Line(line.text, (y1 - y0) * points_per_pixel, height - y0 * points_per_pixel,
+        ratio = (x1 - x0) / len(line.text) / usual_width if usual_width and len(line.text) >= 4 else (y1 - y0) / max(usual_height, 1)
+        size = usual_height if abs(ratio - 1) <= 0.2 else usual_height * ratio
+        out.append(Line(line.text, round(size * points_per_pixel, 1), height - y0 * points_per_pixel,
                         height - y1 * points_per_pixel, box))
     return out
 

@@ -70,15 +70,53 @@ def ocr_image(image) -> OcrPage:
     if scale < 1.0:
         image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))))
     rgb = np.asarray(image.convert("RGB"))
-    result, _ = engine()(rgb)
+    result, _ = engine()(rgb, return_word_box=True)
+    gray = rgb.min(axis=2)  # dark on any channel is ink
     page = OcrPage(width, height)
-    for points, text, confidence in result or []:
-        xs = [p[0] / scale for p in points]
-        ys = [p[1] / scale for p in points]
+    for item in result or []:
+        points, text, confidence = item[:3]
+        xs = [p[0] for p in points]
+        ys = [p[1] for p in points]
+        box = (min(xs), min(ys), max(xs), max(ys))
+        if len(item) >= 5 and len(item[3]) == len(item[4]) == len(text):
+            text = restore_spaces(text, [(b[0][0] + b[1][0]) / 2 for b in item[3]], word_gaps(gray, box))
         text = " ".join(str(text).split())
         if text:
-            page.lines.append(OcrLine(text, (min(xs), min(ys), max(xs), max(ys)), float(confidence)))
+            page.lines.append(OcrLine(text, tuple(v / scale for v in box), float(confidence)))
     return page
+
+
+def word_gaps(gray, box, min_gap: float = 0.2) -> list[float]:
+    """The x centres of the blank columns between words in one line of a page image: runs of columns
+    without ink at least `min_gap` of the line's height wide (letters sit closer than that)."""
+    import numpy as np
+
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    crop = gray[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
+    if crop.size == 0:
+        return []
+    threshold = (int(crop.min()) + int(np.median(crop))) / 2  # between the ink and the paper
+    ink = (crop < threshold).sum(axis=0) > 0
+    columns = np.flatnonzero(ink)
+    if len(columns) < 2:
+        return []
+    gaps = []
+    for left, right in zip(columns, columns[1:]):
+        if right - left - 1 >= min_gap * (y1 - y0):
+            gaps.append(x0 + (left + right) / 2)
+    return gaps
+
+
+def restore_spaces(text: str, centres: list[float], gaps: list[float]) -> str:
+    """Put back the spaces the recognizer dropped: PP-OCR's models often read English word gaps as
+    nothing ("returnedby18:00"). Each blank gap in the line's pixels (word_gaps) falls between two
+    recognized characters (their x `centres`); a space goes there unless one is already next to it."""
+    cuts = set()
+    for gap in gaps:
+        i = next((k for k in range(len(centres) - 1) if centres[k] < gap < centres[k + 1]), None)
+        if i is not None and text[i] != " " and text[i + 1] != " ":
+            cuts.add(i + 1)
+    return "".join(" " + ch if k in cuts else ch for k, ch in enumerate(text))
 
 
 def image_frames(path: Path, max_pages: int) -> Iterator:

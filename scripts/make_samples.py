@@ -1,6 +1,11 @@
-"""Generate the binary sample documents in samples/ (PDF and DOCX) for the fictional Northwind Robotics.
+"""Generate the binary sample documents in samples/ (PDF, DOCX, scans and images) for the fictional
+Northwind Robotics.
 
-    .venv/bin/python scripts/make_samples.py        # rewrites samples/*.pdf and samples/*.docx
+    .venv/bin/python scripts/make_samples.py        # rewrites samples/*.pdf, *.docx and *.png
+
+The scan (an image-only PDF) and the photographed notice (PNG) are text drawn with PIL in the
+DejaVu fonts (Debian's fonts-dejavu-core, which `make system-deps` installs), with a slight tilt
+and grain; their text is only readable by OCR.
 
 The text samples (HTML, Markdown, CSV) are written by hand and live in samples/ as they are.
 Output is byte-for-byte deterministic: fixed creation dates in the PDF and DOCX metadata and fixed
@@ -318,12 +323,111 @@ def make_leadership_meeting(path: Path) -> None:
     _fixed_zip(path)
 
 
+# ---------------------------------------------------------------------------------------------
+# Scans and images (read by OCR) and a PDF with a ruled table
+
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+SCAN_DPI = 200
+
+SAFETY_MEMO = [
+    ("DejaVuSans-Bold.ttf", 40, "Warehouse Safety Memo"),
+    ("DejaVuSerif.ttf", 26, "Hamburg site, issued by the facilities team on 3 February 2025"),
+    ("DejaVuSerif.ttf", 26, ""),
+    ("DejaVuSerif.ttf", 26, "Forklift inspections take place every Tuesday at 07:30."),
+    ("DejaVuSerif.ttf", 26, "The emergency assembly point is car park P7 by the north gate."),
+    ("DejaVuSerif.ttf", 26, "Safety officer Jana Brandt answers on extension 4471."),
+    ("DejaVuSerif.ttf", 26, "Hard hats are required in hall C at all times."),
+]
+BADGE_NOTICE = [
+    ("DejaVuSans-Bold.ttf", 34, "Visitor badges"),
+    ("DejaVuSans.ttf", 24, "Visitors sign in at reception desk B."),
+    ("DejaVuSans.ttf", 24, "Badges must be returned by 18:00."),
+    ("DejaVuSans.ttf", 24, "A lost badge costs a fee of EUR 35."),
+]
+SALES_TABLE = [
+    ["Product", "EMEA", "Americas", "APAC"],
+    ["PalletPilot 400", "1,240", "2,310", "880"],
+    ["PalletPilot 800", "415", "390", "1,975"],
+    ["AisleScout", "2,705", "1,130", "645"],
+    ["FleetView", "3,390", "2,860", "1,420"],
+]
+
+
+def _draw_lines(size: tuple[int, int], lines, margin: int, seed: int, tilt: float):
+    """Lines of (font file, pixel size, text) drawn black on off-white, then tilted by `tilt` degrees
+    and given a fixed-seed grain: what a flatbed scan or a phone photo of a page looks like."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", size, 246)
+    draw = ImageDraw.Draw(image)
+    y = margin
+    for font_file, px, text in lines:
+        if text:
+            draw.text((margin, y), text, font=ImageFont.truetype(str(FONTS / font_file), px), fill=20)
+        y += int(px * 1.9)
+    image = image.rotate(tilt, resample=Image.BICUBIC, fillcolor=246)
+    grain = np.random.default_rng(seed).normal(0, 10, (size[1], size[0]))
+    return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + grain, 0, 255).astype("uint8"))
+
+
+def make_safety_scan(path: Path) -> None:
+    """A one-page scanned memo: an A5 page that is only an image (no text layer) at 200 dpi."""
+    from fpdf import FPDF
+
+    width_in, height_in = 148 / 25.4, 210 / 25.4
+    image = _draw_lines((int(width_in * SCAN_DPI), int(height_in * SCAN_DPI)), SAFETY_MEMO, 70, seed=7, tilt=0.4)
+    pdf = FPDF(format="A5")
+    pdf.set_creation_date(FIXED)
+    pdf.add_page()
+    jpeg = io.BytesIO()
+    image.save(jpeg, format="JPEG", quality=75)  # scanners store pages as JPEG in the PDF
+    pdf.image(jpeg, x=0, y=0, w=148, h=210)
+    pdf.output(str(path))
+
+
+def make_badge_notice(path: Path) -> None:
+    """A photographed notice as a PNG (no text but in its pixels)."""
+    _draw_lines((900, 420), BADGE_NOTICE, 50, seed=11, tilt=-0.6).save(path, optimize=False)
+
+
+def make_sales_table(path: Path) -> None:
+    """A PDF report with a ruled table of products x regions under a heading and a caption."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(FIXED)
+    pdf.set_title("Regional unit sales 2024")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.multi_cell(0, 9, "Regional unit sales 2024", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, "Units shipped per product family and sales region in the 2024 financial year, as "
+                         "reported by the regional sales offices in January 2025.", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    pdf.cell(0, 8, "Units shipped by region, 2024", new_x="LMARGIN", new_y="NEXT")
+    with pdf.table(text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT")) as table:
+        for values in SALES_TABLE:
+            row = table.row()
+            for value in values:
+                row.cell(value)
+    pdf.ln(4)
+    pdf.multi_cell(0, 6, "APAC growth came mostly from the new Singapore distribution partner.",
+                   new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+
+
 def main() -> None:
     SAMPLES.mkdir(exist_ok=True)
     make_handbook(SAMPLES / "employee-handbook.pdf")
     make_travel_policy(SAMPLES / "travel-expense-policy.docx")
     make_leadership_meeting(SAMPLES / "leadership-meeting-2025-03-12.docx")
-    for name in ("employee-handbook.pdf", "travel-expense-policy.docx", "leadership-meeting-2025-03-12.docx"):
+    make_safety_scan(SAMPLES / "warehouse-safety-memo-scan.pdf")
+    make_badge_notice(SAMPLES / "visitor-badge-notice.png")
+    make_sales_table(SAMPLES / "regional-sales-2024.pdf")
+    for name in ("employee-handbook.pdf", "travel-expense-policy.docx", "leadership-meeting-2025-03-12.docx",
+                 "warehouse-safety-memo-scan.pdf", "visitor-badge-notice.png", "regional-sales-2024.pdf"):
         print(f"wrote samples/{name} ({(SAMPLES / name).stat().st_size} bytes)")
 
 

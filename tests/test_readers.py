@@ -544,6 +544,9 @@ def test_samples_kinds_and_size(sample_texts):
         "price-list-2025.csv": "csv",
         "product-meeting-2025-04-02.md": "markdown",
         "travel-expense-policy.docx": "docx",
+        "warehouse-safety-memo-scan.pdf": "pdf",  # an image-only PDF: read by OCR
+        "visitor-badge-notice.png": "image",
+        "regional-sales-2024.pdf": "pdf",  # a ruled table
     }
     words = sum(len(t.split()) for t in sample_texts.values())
     assert 2500 <= words <= 6000  # "roughly 3,000-6,000": small enough to embed in under ~80 chunks
