@@ -57,7 +57,7 @@ def resume_ingest_in_background(settings) -> threading.Thread:
             with open_workspace(settings) as ws:
                 for job, results in resume_interrupted(ws):
                     failed = sum(r.status == "failed" for r in results)
-                    print(f"archivist: resumed ingest job {job['id']} into {job['collection']}: {len(results)} files"
+                    print(f"archivist: resumed ingest job {job.id} into {job.spec['collection']}: {len(results)} files"
                           + (f", {failed} failed" if failed else ""), file=sys.stderr)
         except Exception as e:  # the server runs on; `archivist ingest --resume` can finish the job
             print(f"archivist: could not resume interrupted ingest jobs: {e}", file=sys.stderr)

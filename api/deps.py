@@ -10,14 +10,13 @@ at start-up, by create_app.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from archivist import access
 from archivist.api.errors import APIError
-from archivist.api.jobs import UploadJobs
 from archivist.api.queue import GenerationQueue
 from archivist.settings import Settings
 from archivist.workspace import Workspace, connect
@@ -30,7 +29,6 @@ class Server:
     settings: Settings
     queue: GenerationQueue
     started: int
-    uploads: UploadJobs = field(default_factory=UploadJobs)
 
     def workspace(self, settings: Settings | None = None) -> Workspace:
         """A Workspace on a fresh SQLite connection, for one request or one worker thread; close it after."""

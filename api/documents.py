@@ -1,5 +1,5 @@
 """Documents: list, get and delete them (by id or name), upload one (ingested before the answer or in
-the background), and follow background ingestions (`/v1/ingest_jobs`, held by api/jobs.py).
+the background: a job of archivist/jobs.py, followed at `/v1/jobs` and `/v1/ingest_jobs`, api/jobs.py).
 
 Each route passes the key's user as `user=` to archivist.ingest.pipeline, so the access checks are
 those of archivist.access.
@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from archivist import access
+from archivist.api import jobs as jobs_api
 from archivist.api import schemas as S
 from archivist.api.deps import Server, requested_collections, server, user, workspace
 from archivist.api.errors import APIError, responses
@@ -73,31 +74,14 @@ def upload(file: UploadFile = File(..., description="the document: PDF, DOCX, PP
             raise too_large from None
         raise APIError(422, str(e), "rejected_upload", "file") from None
     if not wait:
-        job = srv.uploads.start(srv.workspace, who, target, path, name)
-        return JSONResponse(job.out(), status_code=202)
+        job = jobs_api.start_upload(srv.workspace, who, target, path, name)
+        return JSONResponse(jobs_api.ingest_job_out(job), status_code=202)
     t0 = time.perf_counter()
     [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
     if res.status == "failed":
         raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
     return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
             "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
-
-
-@router.get("/v1/ingest_jobs", response_model=S.IngestJobList, responses=responses())
-def ingest_jobs(ws: Workspace = Depends(workspace), who: str = Depends(user), srv: Server = Depends(server)):
-    """The background ingestions this server holds, newest first: the caller's own (an admin sees
-    everyone's), running ones and the newest 100 finished."""
-    return {"object": "list", "data": [j.out() for j in srv.uploads.visible(who, access.is_admin(ws, who))]}
-
-
-@router.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404))
-def ingest_job(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user), srv: Server = Depends(server)):
-    """A background ingestion (`POST /v1/documents` with wait=false): running, or how it ended. Only
-    the user who uploaded (or an admin) sees it; the server keeps the newest 100 finished jobs."""
-    job = srv.uploads.get(job_id, who, access.is_admin(ws, who))
-    if job is None:
-        raise APIError(404, f"no ingestion job {job_id!r}", "job_not_found", "job_id")
-    return job.out()
 
 
 def _find(ws: Workspace, doc: str, user: str, collection: str | None) -> dict:

@@ -1,92 +1,156 @@
-"""Uploads ingested in the background: `POST /v1/documents` with `wait=false` answers 202 with a job at
-once, `GET /v1/ingest_jobs/{id}` tells how it went and `GET /v1/ingest_jobs` lists them.
+"""Background jobs over HTTP: the caller's ingestions, uploads and fine-tuning runs (archivist/jobs.py).
 
-A job is one saved upload ingested by `ingest_paths` in its own thread, on its own SQLite connection
-(as a request would be). Jobs live in the server process: the newest KEEP_FINISHED finished ones
-stay to be polled. A job the server's death cuts short is recorded in the `ingest_jobs` table as
-every ingestion is, and `archivist serve` finishes it when it starts again.
+    GET  /v1/jobs                  the caller's jobs, newest first (an admin: everyone's); ?kind=ingest|upload|train
+    GET  /v1/jobs/{id}             one of them
+    POST /v1/jobs/{id}/cancel      ask it to stop (an ingestion stops after the file at hand, a run checkpoints)
+    GET  /v1/ingest_jobs[/{id}]    the uploads of `POST /v1/documents` with wait=false, in their first shape
+
+An upload with `wait=false` becomes a job of kind `upload` (`start_upload`), ingested in a thread of
+the server on its own SQLite connection. Jobs live in the workspace, not in the server: they stay
+listed after a restart, and `archivist serve` resumes the ones its last run left unfinished.
+Another user's job answers 404 like a job that does not exist.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-KEEP_FINISHED = 100
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from archivist import jobs
+from archivist.api import schemas as S
+from archivist.api.deps import user, workspace
+from archivist.api.errors import APIError, responses
+from archivist.workspace import Workspace
 
 
-@dataclass
-class UploadJob:
+router = APIRouter(tags=["jobs"])
+
+
+class JobOut(BaseModel):
+    object: Literal["job"] = "job"
     id: str
-    user: str
-    collection: str
-    name: str
-    created: float = field(default_factory=time.time)
-    status: str = "running"  # running | added | updated | unchanged | failed
-    document_id: int | None = None
-    chunks: int = 0
-    reason: str | None = None
-    finished: float | None = None
-
-    def out(self) -> dict:
-        d = asdict(self)
-        del d["user"]
-        d.update(object="ingest_job", created=int(self.created),
-                 finished=None if self.finished is None else int(self.finished),
-                 seconds=None if self.finished is None else round(self.finished - self.created, 3))
-        return d
+    kind: str = Field(description="ingest | upload | train")
+    owner: str
+    state: str = Field(description="queued | running | done | failed | cancelled | interrupted (its process ended "
+                                   "without finishing: resume it with `archivist jobs resume ID`)")
+    done: int
+    total: int | None = None
+    message: str | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = Field(None, description="per-file results of an ingestion; the adapter of a run")
+    cancel_requested: bool = False
+    resumed: int = 0
+    created: int
+    started: int | None = None
+    finished: int | None = None
 
 
-class UploadJobs:
-    """The background ingestions of one server."""
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobOut]
 
-    def __init__(self) -> None:
-        self._jobs: dict[str, UploadJob] = {}
-        self._lock = threading.Lock()
 
-    def start(self, open_ws, user: str, collection: str, path: Path, name: str) -> UploadJob:
-        """Ingest `path` (stored as `name`) into `collection` for `user` in a new thread; returns the job
-        at once. `open_ws()` gives a Workspace on a fresh connection, closed by the thread."""
-        job = UploadJob(id="ij-" + uuid.uuid4().hex[:16], user=user, collection=collection, name=name)
-        with self._lock:
-            self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(open_ws, job, path), name=f"upload-{job.id}", daemon=True).start()
-        return job
+def job_out(job: jobs.Job) -> dict:
+    """A job as the API shows it (its spec, which holds server paths, stays on the server)."""
+    return {"object": "job", "id": job.id, "kind": job.kind, "owner": job.owner, "state": job.state, "done": job.done,
+            "total": job.total, "message": job.message, "error": job.error, "result": job.result,
+            "cancel_requested": job.cancel_requested, "resumed": job.resumed, "created": int(job.created_at),
+            "started": _int(job.started_at), "finished": _int(job.finished_at)}
 
-    def get(self, job_id: str, user: str, admin: bool) -> UploadJob | None:
-        """The job, if it exists and `user` started it (an admin sees every job)."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-        return job if job is not None and (admin or job.user == user) else None
 
-    def visible(self, user: str, admin: bool) -> list[UploadJob]:
-        """The jobs `user` started (an admin: every job) that the server still holds, newest first."""
-        with self._lock:
-            jobs = [j for j in self._jobs.values() if admin or j.user == user]
-        return sorted(jobs, key=lambda j: j.created, reverse=True)
+def ingest_job_out(job: jobs.Job) -> dict:
+    """An upload job in the shape of `GET /v1/ingest_jobs` (one document: its status, id, chunks, reason)."""
+    names = [n for _, n in job.spec.get("files", [])]
+    files = (job.result or {}).get("files", [])
+    first = files[0] if files else {}
+    if job.state in jobs.LIVE:
+        status = "running"
+    elif job.state == "done" and first:
+        status = first["status"] if len(names) == 1 else "done"
+    else:
+        status = "failed"
+    return {"object": "ingest_job", "id": job.id, "name": ", ".join(names), "collection": job.spec.get("collection"),
+            "status": status, "document_id": first.get("document_id"), "chunks": first.get("chunks", 0),
+            "reason": first.get("reason") or job.error, "created": int(job.created_at), "finished": _int(job.finished_at),
+            "seconds": None if job.finished_at is None else round(job.finished_at - job.created_at, 3)}
 
-    def _run(self, open_ws, job: UploadJob, path: Path) -> None:
-        from archivist.ingest.pipeline import ingest_paths
 
-        try:
-            ws = open_ws()
-            try:
-                [res] = ingest_paths(ws, [path], collection=job.collection, user=job.user, names=[job.name], progress=False)
-            finally:
-                ws.close()
-            job.document_id, job.chunks, job.reason = res.document_id, res.chunks, res.reason
-            job.status = res.status
-        except Exception as e:  # a failure of the whole ingestion (access revoked meanwhile, embedder mismatch …)
-            job.status, job.reason = "failed", str(e) or type(e).__name__
-        finally:
-            job.finished = time.time()
-            self._forget_old()
+def start_upload(open_ws, user: str, collection: str, path: Path, name: str) -> jobs.Job:
+    """Record the upload `path` (stored as `name`) as a queued job of `user` and ingest it in a new
+    thread; returns the job at once. `open_ws()` gives a Workspace on a fresh connection."""
+    from archivist.ingest.pipeline import create_job
 
-    def _forget_old(self) -> None:
-        with self._lock:
-            done = sorted((j for j in self._jobs.values() if j.finished is not None), key=lambda j: j.finished, reverse=True)
-            for j in done[KEEP_FINISHED:]:
-                del self._jobs[j.id]
+    ws = open_ws()
+    try:
+        job = create_job(ws, "upload", user, collection, [(path, name)])
+    finally:
+        ws.close()
+    threading.Thread(target=_run, args=(open_ws, job.id), name=f"upload-{job.id}", daemon=True).start()
+    return job
+
+
+def _run(open_ws, job_id: str) -> None:
+    from archivist.ingest.pipeline import run_job
+
+    ws = open_ws()
+    try:
+        run_job(ws, job_id)
+    except jobs.JobError:
+        pass  # cancelled before it started
+    except Exception as e:  # the embedder did not load, the disk is full …: the job says so
+        jobs.fail(ws, job_id, str(e) or type(e).__name__)
+    finally:
+        ws.close()
+
+
+@router.get("/v1/jobs", response_model=JobList, responses=responses())
+def list_route(kind: Literal["ingest", "upload", "train"] | None = Query(None), ws: Workspace = Depends(workspace),
+               who: str = Depends(user)):
+    """The caller's background jobs (an admin sees everyone's), newest first."""
+    return {"object": "list", "data": [job_out(j) for j in jobs.list_jobs(ws, who, (kind,) if kind else None)]}
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=responses(404))
+def get_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """One job of the caller (an admin: anyone's)."""
+    return job_out(_get(ws, job_id, who))
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404))
+def cancel_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Ask the job to stop; answers at once with the job (state `cancelled`, or still `running` with
+    `cancel_requested` until it reaches a safe point). A finished job is returned as it is."""
+    _get(ws, job_id, who)
+    return job_out(jobs.cancel(ws, job_id, who, wait=0))
+
+
+@router.get("/v1/ingest_jobs", response_model=S.IngestJobList, responses=responses(), tags=["documents"])
+def ingest_jobs(ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """The background uploads (`POST /v1/documents` with wait=false) of the caller (an admin:
+    everyone's), newest first. The same jobs are in `GET /v1/jobs?kind=upload`."""
+    return {"object": "list", "data": [ingest_job_out(j) for j in jobs.list_jobs(ws, who, ("upload",))]}
+
+
+@router.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404), tags=["documents"])
+def ingest_job(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """A background upload: running, or how it ended. Only the uploader (or an admin) sees it."""
+    job = _get(ws, job_id, who)
+    if job.kind != "upload":
+        raise APIError(404, f"no ingestion job {job_id!r}", "job_not_found", "job_id")
+    return ingest_job_out(job)
+
+
+def _get(ws: Workspace, job_id: str, who: str) -> jobs.Job:
+    try:
+        return jobs.get(ws, job_id, who)
+    except LookupError:
+        raise APIError(404, f"no job {job_id!r} among yours (see GET /v1/jobs)", "job_not_found", "job_id") from None
+
+
+def _int(t: float | None) -> int | None:
+    return None if t is None else int(t)
+

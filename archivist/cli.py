@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "archivist.finetune.cli",
     "archivist.retrieval.eval_cli",
     "archivist.users_cli",
+    "archivist.jobs_cli",
     "archivist.ui.cli",
     "archivist.api.cli",
 ]

@@ -185,6 +185,53 @@ MIGRATIONS: list[str] = [
     ALTER TABLE chunks ADD COLUMN boxes TEXT;     -- JSON [[x0, y0, x1, y1], ...]: page fractions, origin top left
     ALTER TABLE documents ADD COLUMN ocr TEXT;    -- JSON {"page": mean confidence} for OCRed pages
     """,
+    # 7: one `jobs` table for every background job (ingestion, uploads, fine-tuning runs), owned by
+    # archivist/jobs.py; the rows of ingest_jobs and runs move into it, and those tables go
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,                      -- a fine-tuning run's id is its job's id (runs/<id>/)
+        kind TEXT NOT NULL,                       -- ingest | upload | train
+        owner TEXT NOT NULL,                      -- the user it runs as: only they (and admins) see it
+        state TEXT NOT NULL DEFAULT 'queued',     -- queued | running | done | failed | cancelled | interrupted
+        done INTEGER NOT NULL DEFAULT 0,          -- progress: done of total (files, steps)
+        total INTEGER,
+        message TEXT,
+        spec TEXT NOT NULL DEFAULT '{}',          -- JSON: what is needed to run or resume it
+        result TEXT,                              -- JSON: its summary (per-file results, the adapter …)
+        error TEXT,
+        pid INTEGER,                              -- the process working on it, started at pid_started on host
+        pid_started REAL,
+        host TEXT,
+        heartbeat REAL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        resumed INTEGER NOT NULL DEFAULT 0,
+        dismissed INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+        started_at REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_owner ON jobs(owner, created_at);
+    CREATE INDEX jobs_state ON jobs(state);
+    -- an ingest job's process was judged by its start time (pid_started); one marked interrupted was
+    -- already resumed as a later job; one with a failed file had still finished its batch
+    INSERT INTO jobs(id, kind, owner, state, done, total, spec, result, error, pid, pid_started, created_at, started_at, finished_at)
+    SELECT 'ingest-' || id, 'ingest', COALESCE(user, 'admin'),
+           CASE status WHEN 'running' THEN 'running' WHEN 'interrupted' THEN 'failed' ELSE 'done' END,
+           CASE WHEN summary IS NULL THEN 0 ELSE json_array_length(summary) END,
+           CASE WHEN files IS NULL THEN NULL ELSE json_array_length(files) END,
+           json_object('collection', collection, 'files', json(COALESCE(files, '[]'))),
+           CASE WHEN summary IS NULL THEN NULL ELSE json_object('files', json(summary)) END,
+           CASE status WHEN 'interrupted' THEN 'cut short; it was resumed as a later job' END,
+           pid, started_at, started_at, started_at, finished_at
+    FROM ingest_jobs;
+    INSERT INTO jobs(id, kind, owner, state, spec, result, error, pid, created_at, started_at, finished_at)
+    SELECT id, 'train', COALESCE(json_extract(config, '$.user'), 'admin'), status, config,
+           CASE WHEN adapter IS NULL THEN NULL ELSE json_object('adapter', adapter) END,
+           error, pid, started_at, started_at, finished_at
+    FROM runs;
+    DROP TABLE ingest_jobs;
+    DROP TABLE runs;
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

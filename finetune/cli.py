@@ -125,7 +125,7 @@ def cmd_finetune(args) -> int:
     if args.resume:
         with open_ws(args) as ws:
             if args.background:
-                run_id = runs.start_run_background(ws, runs.get_run(ws, args.resume)["config"], run_id=args.resume)
+                run_id = runs.resume_run(ws, args.resume, getattr(args, "user", None))
                 return _started(args, run_id)
             try:
                 result = train.run(ws, train.FinetuneConfig(), run_id=args.resume, resume=True, progress=not args.quiet)
@@ -257,10 +257,10 @@ def cmd_runs(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         if args.cancel:
-            run = runs.cancel_run(ws, args.cancel)
+            run = runs.cancel_run(ws, args.cancel, getattr(args, "user", None))
             rows = [run]
         else:
-            rows = runs.list_runs(ws)
+            rows = runs.list_runs(ws, getattr(args, "user", None))
     if args.json:
         emit_json(rows)
         return 0

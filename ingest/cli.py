@@ -19,7 +19,8 @@ def register(sub, common) -> None:
                    help="OCR scans and images: auto (pages without a text layer, image files; the default), "
                         "always (every PDF page), never")
     p.add_argument("--resume", action="store_true",
-                   help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's)")
+                   help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's); "
+                        "see also `archivist jobs`")
     p.set_defaults(func=cmd_ingest)
 
     p = common(sub.add_parser("documents", help="list documents you may read"))
@@ -55,7 +56,7 @@ def cmd_ingest(args) -> int:
             print(f"resumed {len(resumed)} interrupted ingest job(s)", file=sys.stderr)
             results = [r for _, rs in resumed for r in rs]
         elif cut := interrupted_jobs(ws, user):
-            print(f"archivist: note: {len(cut)} ingest job(s) were cut short (job {', '.join(str(j['id']) for j in cut)}); "
+            print(f"archivist: note: {len(cut)} ingest job(s) were cut short (job {', '.join(j.id for j in cut)}); "
                   "`archivist ingest --resume` finishes them", file=sys.stderr)
         if args.paths:
             results += ingest_paths(ws, args.paths, collection=args.collection, user=user,
@@ -64,7 +65,7 @@ def cmd_ingest(args) -> int:
         emit_json({"files": [asdict(r) for r in results], "missing": missing})
     else:
         print_summary(results)
-    failed = any(r.status == "failed" for r in results) or bool(missing)
+    failed = any(r.status in ("failed", "cancelled") for r in results) or bool(missing)
     return 1 if failed else 0
 
 
@@ -75,7 +76,9 @@ def print_summary(results) -> None:
         if r.reason:
             line += f"  {r.reason}"
         print(line)
-    counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "unchanged", "failed")}
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "unchanged", "failed", "cancelled")}
+    if not counts["cancelled"]:
+        del counts["cancelled"]
     print(f"{len(results)} files: " + ", ".join(f"{n} {s}" for s, n in counts.items())
           + f"; {sum(r.chunks for r in results if r.status in ('added', 'updated'))} chunks written, "
           f"{sum(r.embedded for r in results)} embedded")

@@ -20,14 +20,14 @@ import unicodedata
 from collections import deque
 from contextlib import closing
 from itertools import islice
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from archivist import access
+from archivist import access, jobs
 from archivist.ingest import chunking
 from archivist.ingest.readers import ReadError, read
 from archivist.records import Chunk
@@ -122,32 +122,92 @@ def ingest_paths(
     progress: bool = True,
     on_file: Callable[[FileResult, int, int], None] | None = None,
 ) -> list[FileResult]:
-    """Ingest files and folders into `collection`; returns one FileResult per file, in order.
+    """Ingest files and folders into `collection`, as a job of `user` (archivist/jobs.py); returns one
+    FileResult per file, in order.
 
     `names` (same length as `paths`, files only) overrides the stored names, e.g. for uploads.
     `on_file(result, done, total)` is called as each file finishes (the UI's progress bar).
     Raises AccessDenied when `user` may not write to the collection; per-file problems never
-    raise, they become failed results.
+    raise, they become failed results. A cancelled job (`archivist jobs cancel`) stops after the
+    file at hand; the files it did not reach come back `cancelled`.
     """
-    from tqdm import tqdm
-
     from archivist.models import embedder_for
 
     collection = collection or ws.settings.collection
     access.require(ws, user, collection, "write")
-    cid = ws.collection_id(collection, create=True)
-    # Reuse stored vectors only from collections this user may read: `embedded` (and the time an
-    # ingest takes) would otherwise tell a writer whether a guessed text exists in another collection.
-    reuse_from = [ws.collection_id(c) for c in access.readable_collections(ws, user)] + [cid]
     embedder = embedder or embedder_for(ws.settings)
     _check_embedder(ws, embedder)
     files = expand(paths) if names is None else [(Path(p), clean_name(n)) for p, n in zip(paths, names)]
-    job = _start_job(ws, collection, user, files)
+    job = create_job(ws, "ingest", user, collection, files)
+    jobs.start(ws, job.id)
+    return _ingest(ws, job, files, embedder, progress, on_file)
+
+
+INGEST_KINDS = ("ingest", "upload")
+MAX_FILES_LISTED = 2000  # a job's result lists every file up to this many, beyond it the failed ones
+
+
+def create_job(ws: Workspace, kind: str, user: str | None, collection: str,
+               files: Iterable[tuple[str | os.PathLike, str]], refused: Iterable[tuple[str, str]] = ()) -> jobs.Job:
+    """Record a queued ingestion of `files` ([(path, stored name)]) into `collection` for `user`
+    (kind 'ingest', or 'upload' for files saved from a browser or an HTTP client); run it with
+    `run_job`. `refused` (name, reason): uploaded files refused before they got this far, kept
+    with the job so it shows the whole batch."""
+    files = [[str(Path(p).absolute()), name] for p, name in files]
+    spec = {"collection": collection, "files": files, "refused": [list(r) for r in refused]}
+    return jobs.create(ws, kind, user, spec, total=len(files))
+
+
+def job_files(job: jobs.Job) -> list[tuple[Path, str]]:
+    """An ingest job's files: [(path, stored name)]."""
+    return [(Path(p), n) for p, n in job.spec.get("files", [])]
+
+
+def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
+            on_file: Callable[[FileResult, int, int], None] | None = None) -> list[FileResult]:
+    """Run a queued ingest or upload job (`create_job`, or `jobs.requeue` to resume one) in this
+    process, as its owner; returns its FileResults. A job whose owner may no longer write to the
+    collection (or whose embedder no longer matches) fails with the reason, and so does each file.
+    Raises JobError when the job is not queued (another process took it)."""
+    from archivist.models import embedder_for
+
+    job = jobs.start(ws, job_id)
+    files = job_files(job)
+    try:
+        access.require(ws, job.owner, job.spec["collection"], "write")
+        embedder = embedder or embedder_for(ws.settings)
+        _check_embedder(ws, embedder)
+    except (access.AccessDenied, WorkspaceError) as e:
+        jobs.fail(ws, job.id, str(e))
+        return [FileResult(n, "failed", reason=f"not ingested: {e}") for _, n in files]
+    return _ingest(ws, job, files, embedder, progress, on_file)
+
+
+def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedder, progress: bool,
+            on_file: Callable[[FileResult, int, int], None] | None) -> list[FileResult]:
+    """The work of a started ingest job: read, chunk, embed and commit `files`, with the job's
+    progress, heartbeat and cancel flag; ends the job as done, cancelled, interrupted or failed."""
+    from tqdm import tqdm
+
+    collection = job.spec["collection"]
+    cid = ws.collection_id(collection, create=True)
+    # Reuse stored vectors only from collections this user may read: `embedded` (and the time an
+    # ingest takes) would otherwise tell a writer whether a guessed text exists in another collection.
+    reuse_from = [ws.collection_id(c) for c in access.readable_collections(ws, job.owner)] + [cid]
     results: list[FileResult] = []
     pending: list[_Pending] = []
     fresh: dict[int, np.ndarray] = {}
     last_flush = time.monotonic()
+    told = {"at": 0.0, "stop": False}  # when progress was last written, and whether a cancel came
     bar = tqdm(total=len(files), unit="file", desc=f"ingest → {collection}", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+
+    def tell() -> bool:
+        """Write progress at most every PROGRESS_S seconds; returns whether the job was cancelled."""
+        if time.monotonic() - told["at"] >= jobs.PROGRESS_S:
+            told["at"] = time.monotonic()
+            told["stop"] = jobs.progress(ws, job.id, len(results), len(files), f"{len(results)} of {len(files)} files",
+                                         result=job_summary(results))
+        return told["stop"]
 
     def finish(res: FileResult):
         results.append(res)
@@ -163,13 +223,20 @@ def ingest_paths(
                 finish(res)
             pending = []
 
+    state, error = "done", None
     try:
         # Read the next files while the current batch embeds; the reader thread has its own connection.
-        with closing(connect(ws.home / "archivist.db")) as reader_db, ThreadPoolExecutor(max_workers=1) as pool:
+        with jobs.keep_alive(ws, job.id), closing(connect(ws.home / "archivist.db")) as reader_db, \
+                ThreadPoolExecutor(max_workers=1) as pool:
             # A bounded read-ahead: extracted text of files not yet embedded never piles up in memory.
             queue = iter(files)
             futures = deque(pool.submit(_prepare, ws.settings, reader_db, cid, p, n) for p, n in islice(queue, READ_AHEAD))
             while futures:
+                if tell():
+                    state = "cancelled"
+                    for f in futures:
+                        f.cancel()
+                    break
                 item = futures.popleft().result()
                 for p, n in islice(queue, 1):
                     futures.append(pool.submit(_prepare, ws.settings, reader_db, cid, p, n))
@@ -184,14 +251,39 @@ def ingest_paths(
                     sync_indexes(ws, cid, fresh)
                     fresh.clear()
                     last_flush = time.monotonic()
-            flush_pending()
+            flush_pending()  # what was read is committed, cancelled or not
         sync_indexes(ws, cid, fresh)
+    except KeyboardInterrupt:
+        state, error = "interrupted", f"interrupted (Ctrl-C); resume it with `archivist jobs resume {job.id}`"
+        raise
+    except BaseException as e:
+        state, error = "failed", f"{type(e).__name__}: {e}"
+        raise
     finally:
         bar.close()
-        _finish_job(ws, job, results)
+        if state == "cancelled":
+            reached = {r.name for r in results}
+            results += [FileResult(n, "cancelled", reason="cancelled before it was ingested") for _, n in files if n not in reached]
+        jobs.end(ws, job.id, state, error=error, result=job_summary(results), message=_counts_line(results))
     order = {name: i for i, (_, name) in enumerate(files)}
     results.sort(key=lambda r: order.get(r.name, 0))
     return results
+
+
+def job_summary(results: list[FileResult]) -> dict:
+    """An ingest job's result: counts by status, and the per-file results (every file up to
+    MAX_FILES_LISTED, beyond that the failed ones, so a huge batch never writes a huge row)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    listed = results if len(results) <= MAX_FILES_LISTED else [r for r in results if r.status == "failed"][:MAX_FILES_LISTED]
+    return {"counts": counts, "chunks": sum(r.chunks for r in results if r.status in ("added", "updated")),
+            "files": [asdict(r) for r in listed], "files_omitted": len(results) - len(listed)}
+
+
+def _counts_line(results: list[FileResult]) -> str:
+    counts = job_summary(results)["counts"]
+    return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
 
 
 def _check_embedder(ws: Workspace, embedder) -> None:
@@ -305,83 +397,30 @@ def _ocr_json(confidence: dict[int, float]) -> str | None:
     return json.dumps({str(page): conf for page, conf in sorted(confidence.items())}) if confidence else None
 
 
-def _start_job(ws: Workspace, collection: str, user: str | None, files: list[tuple[Path, str]]) -> int:
-    listing = json.dumps([[str(Path(p).absolute()), name] for p, name in files])
-    with transaction(ws.db):
-        return ws.db.execute("INSERT INTO ingest_jobs(collection, user, files, pid) VALUES (?, ?, ?, ?)",
-                             (collection, user, listing, os.getpid())).lastrowid
-
-
-def _process_gone(pid: int | None, since: float) -> bool:
-    """Whether the process that started a job at `since` has ended (a new process under the same
-    pid, started later, does not count as it)."""
-    import psutil
-
-    if pid is None:
-        return True
-    try:
-        return psutil.Process(pid).create_time() > since + 1.0
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return True
-    except psutil.Error:  # cannot tell (another user's process): assume it still runs
-        return False
-
-
-def interrupted_jobs(ws: Workspace, user: str | None = None) -> list[dict]:
-    """Ingest jobs recorded as running whose process has ended: a crash, kill -9 or a restart cut them
-    short. Each: {id, collection, user, paths, names, started_at}, oldest first. With `user`, only
-    that user's jobs, unless the user is an admin."""
-    rows = ws.db.execute("SELECT id, collection, user, files, pid, started_at FROM ingest_jobs "
-                         "WHERE status = 'running' AND files IS NOT NULL ORDER BY id").fetchall()
-    if user is not None:
-        user = access.current_user(ws, user)
-        if not access.is_admin(ws, user):
-            rows = [r for r in rows if r["user"] == user]
-    jobs = []
-    for r in rows:
-        if _process_gone(r["pid"], r["started_at"]):
-            files = json.loads(r["files"])
-            jobs.append({"id": r["id"], "collection": r["collection"], "user": r["user"], "started_at": r["started_at"],
-                         "paths": [Path(p) for p, _ in files], "names": [n for _, n in files]})
-    return jobs
-
-
-def claim_interrupted(ws: Workspace, user: str | None = None) -> Iterator[dict]:
-    """The interrupted jobs (`interrupted_jobs`), each marked as taken over just before it is
-    yielded, so that only one process resumes it; a job another process claimed first is skipped."""
-    for job in interrupted_jobs(ws, user):
-        with transaction(ws.db):
-            cur = ws.db.execute("UPDATE ingest_jobs SET status = 'interrupted', finished_at = ((julianday('now') - "
-                                "2440587.5) * 86400.0), pid = ? WHERE id = ? AND status = 'running'", (os.getpid(), job["id"]))
-        if cur.rowcount == 1:
-            yield job
+def interrupted_jobs(ws: Workspace, user: str | None = None) -> list[jobs.Job]:
+    """Ingest and upload jobs a crash, kill -9 or restart cut short (`jobs.reconcile`), that `user`
+    may see (their own; an admin: everyone's), oldest first."""
+    return jobs.interrupted(ws, INGEST_KINDS, user)
 
 
 def resume_interrupted(ws: Workspace, user: str | None = None, embedder=None, progress: bool = False,
-                       on_file: Callable[[FileResult, int, int], None] | None = None) -> list[tuple[dict, list[FileResult]]]:
-    """Finish the interrupted ingest jobs (`claim_interrupted(ws, user)`): the files of each are
-    ingested again, as the user who started it, in a new job (what it had committed comes back
-    `unchanged`; a file since removed fails with its reason). Returns (job, results) per resumed job;
-    the files of a job whose user may no longer write come back failed with the reason."""
-    out = []
-    for job in claim_interrupted(ws, user):
-        try:
-            results = ingest_paths(ws, job["paths"], collection=job["collection"], user=job["user"], embedder=embedder,
-                                   names=job["names"], progress=progress, on_file=on_file)
-        except (access.AccessDenied, WorkspaceError) as e:
-            results = [FileResult(n, "failed", reason=f"not resumed: {e}") for n in job["names"]]
-        out.append((job, results))
-    return out
+                       on_file: Callable[[FileResult, int, int], None] | None = None) -> list[tuple[jobs.Job, list[FileResult]]]:
+    """Finish the interrupted ingest jobs `user` may see (None: every user's, for a server starting
+    up): each is claimed (`jobs.claim_interrupted`, so only one process resumes it) and run again
+    under its own id, as its owner: what it had committed comes back `unchanged`, a file since
+    removed fails with its reason. Returns (job, results) per resumed job."""
+    return [(job, run_job(ws, job.id, embedder=embedder, progress=progress, on_file=on_file))
+            for job in jobs.claim_interrupted(ws, INGEST_KINDS, user)]
 
 
-def _finish_job(ws: Workspace, job: int, results: list[FileResult]) -> None:
-    status = "failed" if any(r.status == "failed" for r in results) else "done"
-    try:
-        with transaction(ws.db):
-            ws.db.execute("UPDATE ingest_jobs SET finished_at=((julianday('now') - 2440587.5) * 86400.0), status=?, summary=? WHERE id=?",
-                          (status, json.dumps([asdict(r) for r in results]), job))
-    except WorkspaceError:
-        log.warning("could not record the ingest job summary")
+def resume_job(ws: Workspace, job_id: str, user: str | None = None, embedder=None, progress: bool = False) -> list[FileResult]:
+    """Resume `user`'s interrupted, failed or cancelled ingest job `job_id` in this process (as its
+    owner, under its id). Raises LookupError (unknown, or another user's), JobError (not resumable)."""
+    job = jobs.get(ws, job_id, user)
+    if job.kind not in INGEST_KINDS:
+        raise jobs.JobError(f"job {job_id} is a {job.kind} job, not an ingestion")
+    jobs.requeue(ws, job_id, user)
+    return run_job(ws, job_id, embedder=embedder, progress=progress)
 
 
 # -- documents: list, delete, reindex --------------------------------------------------------

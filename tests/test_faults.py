@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from archivist import jobs
 from archivist.ingest.pipeline import ingest_paths
 from archivist.retrieval.vectors import index_ids
 from archivist.retrieval.repair import open_checked
@@ -249,24 +250,25 @@ def _cut_short(tmp_path: Path, seed: int) -> tuple[Path, Path, dict]:
 
 @pytest.mark.slow
 def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder, capsys, monkeypatch):
-    """kill -9 mid-ingest leaves its job 'running' with a dead process: the next ingest says so,
-    `archivist ingest --resume` finishes it (as its user, in a new job), the result equals a clean
-    ingest, and it is resumed once only."""
+    """kill -9 mid-ingest leaves its job with a dead process, which is then reported interrupted
+    (not running): the next ingest says so, `archivist ingest --resume` finishes it (as its user,
+    under its own id), the result equals a clean ingest, and it is resumed once only."""
     from archivist.cli import main
     from archivist.ingest.pipeline import interrupted_jobs
 
     corpus, home, report = _cut_short(tmp_path, 5)
     with open_checked(settings_at(home)) as ws:
         (cut,) = interrupted_jobs(ws)
-        assert cut["collection"] == "docs" and len(cut["paths"]) == report["total"]
-        assert set(cut["names"]) == {f"corpus/{f.name}" for f in corpus.iterdir()}
+        assert cut.state == "interrupted" and "archivist jobs resume" in cut.error
+        assert cut.spec["collection"] == "docs" and len(cut.spec["files"]) == report["total"]
+        assert {n for _, n in cut.spec["files"]} == {f"corpus/{f.name}" for f in corpus.iterdir()}
     for key, value in {"ARCHIVIST_HOME": str(home), "ARCHIVIST_CHUNK_TOKENS": str(CHUNK_TOKENS),
                        "ARCHIVIST_CHUNK_OVERLAP": "8"}.items():
         monkeypatch.setenv(key, value)
     extra = tmp_path / "extra.md"
     extra.write_text("# Extra\n\nThe loading dock closes at 18:00 on Fridays.\n")
     assert main(["ingest", str(extra), "-c", "docs", "-q"]) == 0
-    assert f"job {cut['id']}" in capsys.readouterr().err  # the note names the job cut short
+    assert f"job {cut.id}" in capsys.readouterr().err  # the note names the job cut short
     assert main(["ingest", "--resume", "--json"]) == 0
     out = capsys.readouterr()
     assert "resumed 1 interrupted ingest job(s)" in out.err
@@ -276,8 +278,8 @@ def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder
     assert main(["ingest", "--resume", "-q"]) == 0 and "resumed 0 " in capsys.readouterr().err
     with open_checked(settings_at(home)) as ws:
         assert problems(ws) == [] and interrupted_jobs(ws) == []
-        rows = ws.db.execute("SELECT id, status FROM ingest_jobs ORDER BY id").fetchall()
-        assert [r["status"] for r in rows] == ["interrupted", "done", "done"], [tuple(r) for r in rows]
+        rows = sorted(jobs.list_jobs(ws), key=lambda j: j.created_at)
+        assert [(j.id == cut.id, j.state, j.resumed) for j in rows] == [(True, "done", 1), (False, "done", 0)]
         after = {k: v for k, v in snapshot(ws).items() if k[1] != "extra.md"}
     reference, _ = clean_reference(tmp_path, corpus, "docs", embedder)
     assert after == reference
@@ -289,9 +291,9 @@ def test_the_app_resumes_an_ingest_cut_short_when_it_starts(tmp_path, embedder):
 
     _, home, report = _cut_short(tmp_path, 6)
     (job,) = library.resume_interrupted(settings_at(home))
-    assert job.resumed_from is not None and job.collection == "docs" and job.total == report["total"]
+    assert job.resumed == 1 and job.collection == "docs" and job.total == report["total"]
     assert library.resume_interrupted(settings_at(home)) == []  # claimed: a second server start does nothing
-    library.wait(job, timeout=240)
+    job = library.wait(job, timeout=240)
     assert not job.running and job.error is None and job.failed == 0, [(f.name, f.status, f.reason) for f in job.files]
     assert sum(f.status == "unchanged" for f in job.files) == report["documents_at_kill"]
     with open_checked(settings_at(home)) as ws:
@@ -309,7 +311,7 @@ def test_the_api_server_resumes_an_ingest_cut_short_beside_it(tmp_path, embedder
     with open_checked(settings_at(home)) as ws:
         assert problems(ws) == []
         assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == report["total"]
-        assert [r[0] for r in ws.db.execute("SELECT status FROM ingest_jobs ORDER BY id")] == ["interrupted", "done"]
+        assert [(j.state, j.resumed) for j in jobs.list_jobs(ws)] == [("done", 1)]
 
 
 # -- FAISS out of step with SQLite ------------------------------------------------------------------

@@ -39,9 +39,9 @@ def test_upload_ingests_in_background_with_status_per_file(ws, embedder):
     assert ingest.label == "Ingest 3 files"
     ingest.click().run()
     assert not at.exception and not at.error
-    jobs = library.jobs_for("alice")
+    jobs = library.jobs_for(ws, "alice")
     assert len(jobs) == 1 and jobs[0].collection == "default"
-    library.wait(jobs[0], timeout=60)
+    jobs[0] = library.wait(jobs[0], timeout=60)
     assert [(f.name, f.status) for f in jobs[0].files] == [("notes.md", "added"), ("broken.pdf", "failed"),
                                                            ("empty.txt", "failed")]
     assert jobs[0].files[1].reason and "empty" in jobs[0].files[2].reason  # refused at upload, with the reason
@@ -58,7 +58,7 @@ def test_upload_ingests_in_background_with_status_per_file(ws, embedder):
     at.text_input(key="doc-search").set_value("nothing-like-this").run()
     assert any("0 of 1 documents" in c.value for c in at.caption)
     at.button(key=f"dismiss-{jobs[0].id}").click().run()
-    assert library.jobs_for("alice") == []
+    assert library.jobs_for(ws, "alice") == []
 
 
 def test_member_sees_only_readable_documents_and_cannot_upload(ws, embedder, tmp_path):
@@ -92,7 +92,7 @@ def test_reingest_replaces_chunks_and_document_chunks_respect_access(ws, embedde
     with pytest.raises(LookupError):
         library.document_chunks(ws, doc["id"], "bob")  # bob may not read hr
     (jobs,) = library.reingest(ws.settings, ws, "alice", [doc["id"]])
-    library.wait(jobs)
+    jobs = library.wait(jobs)
     assert [f.status for f in jobs.files] == ["updated"]  # read again although the file did not change
     after = list_documents(ws, "alice")[0]
     assert after["id"] == doc["id"] and after["status"] == "ready"

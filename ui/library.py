@@ -1,35 +1,33 @@
 """Uploads and background ingestion for the browser app, on top of `archivist.ingest.pipeline`.
 
 An upload is saved under the workspace's `uploads/<content hash>/<clean name>`
-(`archivist.ingest.uploads.save_upload`) and ingested by
-`ingest_paths` in a thread of the server process, so the page stays usable. Jobs live in this
-module (one registry per server process), so they keep running and stay visible when the user
-navigates away or reloads the page; the `ingest_jobs` table keeps their summaries for good, and the
-files of each job, so a job that a crash or a restart cut short resumes when the server starts again
-(`resume_interrupted`).
+(`archivist.ingest.uploads.save_upload`) and ingested by `pipeline.run_job` in a thread of the
+server process, so the page stays usable. Each ingestion is a job in the `jobs` table
+(archivist/jobs.py), so it stays visible when the user navigates away, reloads the page or the
+server restarts, and the same job shows in `archivist jobs` and `GET /v1/jobs`. A job that a crash
+or a restart cut short resumes when the server starts again (`resume_interrupted`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archivist import access
-from archivist.ingest.pipeline import FileResult, find_document, ingest_paths
+from archivist import access, jobs
+from archivist.ingest.pipeline import create_job, find_document, run_job
 from archivist.settings import Settings
 from archivist.workspace import Workspace, open_workspace, transaction
 
-KEEP_FINISHED = 20  # finished jobs kept in memory per server, newest first
+SHOWN = 20  # newest jobs a user's Documents page lists
 
 
 @dataclass
 class FileStatus:
     name: str
-    status: str = "waiting"  # waiting | added | updated | unchanged | failed
+    status: str = "waiting"  # waiting | added | updated | unchanged | failed | cancelled
     chunks: int = 0
     seconds: float = 0.0
     reason: str | None = None
@@ -37,14 +35,18 @@ class FileStatus:
 
 @dataclass
 class IngestJob:
+    """What the Documents page shows of one ingestion job: a snapshot of its row, per file."""
+
     id: str
     user: str
     collection: str
     files: list[FileStatus]
-    started_at: float = field(default_factory=time.time)
+    state: str  # see jobs.STATES
+    started_at: float
     finished_at: float | None = None
     error: str | None = None  # the whole batch failed (no access, embedder mismatch …)
-    resumed_from: int | None = None  # the ingest_jobs row of the job a crash or restart cut short
+    resumed: int = 0  # times a restart (or its owner) resumed it
+    settings: Settings | None = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> int:
@@ -56,15 +58,11 @@ class IngestJob:
 
     @property
     def running(self) -> bool:
-        return self.finished_at is None
+        return self.state in jobs.LIVE
 
     @property
     def failed(self) -> int:
         return sum(f.status == "failed" for f in self.files)
-
-
-_jobs: dict[str, IngestJob] = {}
-_lock = threading.Lock()
 
 
 def save_uploads(ws: Workspace, user: str, collection: str,
@@ -90,86 +88,102 @@ def save_uploads(ws: Workspace, user: str, collection: str,
 
 
 def start_ingest(settings: Settings, user: str, collection: str, paths: Sequence[Path], names: Sequence[str],
-                 refused: Sequence[tuple[str, str]] = (), resumed_from: int | None = None) -> IngestJob:
-    """Ingest `paths` (stored as `names`) into `collection` in a background thread; returns the job at once.
+                 refused: Sequence[tuple[str, str]] = (), kind: str = "upload") -> IngestJob:
+    """Ingest `paths` (stored as `names`) into `collection` as a background job of `user`; returns
+    the job at once.
 
     `refused` (name, reason) are files that never got this far (refused at upload); the job lists
     them as failed with their reason, so the page shows the whole batch in one place.
     """
-    files = [FileStatus(n) for n in names] + [FileStatus(n, "failed", reason=r) for n, r in refused]
-    job = IngestJob(id=uuid.uuid4().hex[:12], user=user, collection=collection, files=files, resumed_from=resumed_from)
-    with _lock:
-        _jobs[job.id] = job
+    with open_workspace(settings) as ws:
+        job = create_job(ws, kind, user, collection, zip(paths, names), refused)
+        if not paths:
+            jobs.start(ws, job.id)
+            jobs.finish(ws, job.id, result={"counts": {"failed": len(refused)}, "files": []},
+                        message=f"{len(refused)} files refused")
+        view = _view(settings, jobs.get(ws, job.id, user))
     if paths:
-        threading.Thread(target=_run, args=(settings, job, list(paths), list(names)), name=f"ingest-{job.id}", daemon=True).start()
-    else:
-        job.finished_at = time.time()
-    return job
+        _thread(settings, job.id)
+    return view
 
 
-def _run(settings: Settings, job: IngestJob, paths: list[Path], names: list[str]) -> None:
-    by_name = {f.name: f for f in job.files}
+def _thread(settings: Settings, job_id: str) -> None:
+    threading.Thread(target=_run, args=(settings, job_id), name=f"ingest-{job_id}", daemon=True).start()
 
-    def on_file(res: FileResult, done: int, total: int) -> None:
-        f = by_name.get(res.name)
-        if f is not None:
-            f.status, f.chunks, f.seconds, f.reason = res.status, res.chunks, res.seconds, res.reason
 
+def _run(settings: Settings, job_id: str) -> None:
+    """A background thread: run the queued job to its end (the pipeline records how it went)."""
     try:
         from archivist.ui import models
 
         embedder = models.embedder(settings)  # through the server's model lock (ui/models.py)
         with open_workspace(settings) as ws:
-            ingest_paths(ws, paths, collection=job.collection, user=job.user, names=names, progress=False,
-                         on_file=on_file, embedder=embedder)
-    except Exception as e:  # the batch as a whole failed: every file still waiting gets the reason
-        job.error = str(e) or type(e).__name__
-        for f in job.files:
-            if f.status == "waiting":
-                f.status, f.reason = "failed", job.error
-    finally:
-        job.finished_at = time.time()
-        _forget_old()
+            run_job(ws, job_id, embedder=embedder)
+    except jobs.JobError:
+        pass  # cancelled before it started, or another process took it
+    except Exception as e:  # the embedder did not load, the disk is full …: the job says so
+        with open_workspace(settings) as ws:
+            jobs.fail(ws, job_id, str(e) or type(e).__name__)
 
 
 def resume_interrupted(settings: Settings) -> list[IngestJob]:
     """Start again, as background jobs, the ingest jobs a crash or restart cut short (the server calls
-    this once when it starts). Each shows on its user's Documents page; what the cut-short job had
-    committed comes back unchanged."""
-    from archivist.ingest.pipeline import claim_interrupted
+    this once when it starts). Each keeps its id and owner and shows on its owner's Documents page;
+    what the cut-short job had committed comes back unchanged."""
+    from archivist.ingest.pipeline import INGEST_KINDS
 
     with open_workspace(settings) as ws:
-        return [start_ingest(settings, job["user"], job["collection"], job["paths"], job["names"], resumed_from=job["id"])
-                for job in claim_interrupted(ws)]
+        claimed = [_view(settings, job) for job in jobs.claim_interrupted(ws, INGEST_KINDS)]
+    for job in claimed:
+        _thread(settings, job.id)
+    return claimed
 
 
-def _forget_old() -> None:
-    with _lock:
-        finished = sorted((j for j in _jobs.values() if not j.running), key=lambda j: j.finished_at or 0, reverse=True)
-        for j in finished[KEEP_FINISHED:]:
-            _jobs.pop(j.id, None)
+def jobs_for(ws: Workspace, user: str) -> list[IngestJob]:
+    """`user`'s own ingestion jobs (not dismissed), newest first: what their Documents page lists."""
+    from archivist.ingest.pipeline import INGEST_KINDS
+
+    mine = [j for j in jobs.list_jobs(ws, user, INGEST_KINDS, include_dismissed=False, limit=SHOWN * 5) if j.owner == user]
+    return [_view(ws.settings, j) for j in mine[:SHOWN]]
 
 
-def jobs_for(user: str) -> list[IngestJob]:
-    """This user's ingestion jobs in this server, newest first."""
-    with _lock:
-        return sorted((j for j in _jobs.values() if j.user == user), key=lambda j: j.started_at, reverse=True)
+def cancel(ws: Workspace, user: str, job_id: str) -> IngestJob:
+    """Stop `user`'s ingestion after the file at hand (the files it did not reach show `cancelled`)."""
+    return _view(ws.settings, jobs.cancel(ws, job_id, user, wait=0))
 
 
-def dismiss(user: str, job_id: str) -> None:
-    """Forget a finished job of `user` (its summary stays in the ingest_jobs table)."""
-    with _lock:
-        job = _jobs.get(job_id)
-        if job is not None and job.user == user and not job.running:
-            del _jobs[job_id]
+def dismiss(ws: Workspace, user: str, job_id: str) -> None:
+    """Hide a finished job of `user` from the Documents page (it stays in `archivist jobs`)."""
+    jobs.dismiss(ws, job_id, user)
 
 
 def wait(job: IngestJob, timeout: float = 60.0) -> IngestJob:
-    """Block until `job` finishes or `timeout` passes (tests and scripts); returns it."""
+    """Block until `job` finishes or `timeout` passes (tests and scripts); returns it as it is then."""
     deadline = time.monotonic() + timeout
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return job
+    with open_workspace(job.settings) as ws:
+        while True:
+            job = _view(job.settings, jobs.get(ws, job.id, job.user))
+            if not job.running or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.05)
+
+
+def _view(settings: Settings, job: jobs.Job) -> IngestJob:
+    """The page's view of an ingestion job: every file of the batch with its status so far."""
+    results = {r["name"]: r for r in (job.result or {}).get("files", [])}
+    unreached = {"cancelled": ("cancelled", "cancelled before it was ingested"), "failed": ("failed", job.error)}
+    files = []
+    for _, name in job.spec.get("files", []):
+        r = results.get(name)
+        if r is not None:
+            files.append(FileStatus(name, r["status"], r.get("chunks", 0), r.get("seconds", 0.0), r.get("reason")))
+        else:
+            status, reason = unreached.get(job.state, ("waiting", None))
+            files.append(FileStatus(name, status, reason=reason))
+    files += [FileStatus(name, "failed", reason=reason) for name, reason in job.spec.get("refused", [])]
+    return IngestJob(id=job.id, user=job.owner, collection=job.spec.get("collection", ""), files=files, state=job.state,
+                     started_at=job.created_at, finished_at=job.finished_at, error=job.error, resumed=job.resumed,
+                     settings=settings)
 
 
 def reingest(settings: Settings, ws: Workspace, user: str, refs: Sequence[str | int]) -> list[IngestJob]:
@@ -188,12 +202,13 @@ def reingest(settings: Settings, ws: Workspace, user: str, refs: Sequence[str | 
         if not source or not Path(source).is_file():
             raise FileNotFoundError(f"{doc['name']}: the file it was ingested from ({source or 'unknown'}) is gone; upload it again")
         groups.setdefault(doc["collection"], []).append({**doc, "source": source})
-    jobs = []
+    started = []
     for collection, docs in groups.items():
         with transaction(ws.db):
             ws.db.executemany("UPDATE documents SET status = 'queued' WHERE id = ?", [(d["id"],) for d in docs])
-        jobs.append(start_ingest(settings, user, collection, [Path(d["source"]) for d in docs], [d["name"] for d in docs]))
-    return jobs
+        started.append(start_ingest(settings, user, collection, [Path(d["source"]) for d in docs], [d["name"] for d in docs],
+                                    kind="ingest"))
+    return started
 
 
 def document_chunks(ws: Workspace, ref: str | int, user: str) -> tuple[dict, list[dict]]:

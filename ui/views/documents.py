@@ -61,27 +61,30 @@ def _job_table(job: library.IngestJob) -> pd.DataFrame:
 
 
 def _show_jobs() -> None:
-    jobs = library.jobs_for(user)
+    jobs = library.jobs_for(ws, user)
     for job in jobs:
         with st.container(border=True):
             head = f"Ingesting into {job.collection}" if job.running else f"Ingested into {job.collection}"
             st.markdown(f"**{core.md_escape(head)}** · {job.done} of {job.total} files"
                         + (f" · {job.failed} failed" if job.failed else ""))
             st.progress(job.done / max(job.total, 1))
-            if job.resumed_from is not None:
+            if job.resumed:
                 st.caption("Resumed: a restart of the server had cut this ingestion short.")
             if job.error:
                 st.error(job.error)
             st.table(_job_table(job).set_index("file"))  # a plain table: a few rows, readable by anyone
+            if job.running and st.button("Cancel", key=f"cancel-{job.id}", icon=":material/stop:"):
+                library.cancel(ws, user, job.id)  # it stops after the file at hand
+                st.rerun()
             if not job.running and st.button("Dismiss", key=f"dismiss-{job.id}"):
-                library.dismiss(user, job.id)
+                library.dismiss(ws, user, job.id)
                 st.rerun()
     if st.session_state.get("_jobs_running") and not any(j.running for j in jobs):
         st.session_state["_jobs_running"] = False
         st.rerun(scope="app")  # the documents table below shows the new documents
 
 
-running = any(j.running for j in library.jobs_for(user))
+running = any(j.running for j in library.jobs_for(ws, user))
 st.session_state["_jobs_running"] = running
 st.fragment(_show_jobs, run_every=1.0 if running else None)()
 

@@ -112,14 +112,14 @@ with train_tab:
                "Builds a dataset from the data chosen above when the run starts.")
     if st.button("Start training", type="primary", key="ft-start",
                  disabled=cfg is None or dataset_error is not None or (est is not None and not est.fits)):
-        run_id = runs.start_run_background(ws, cfg)
+        run_id = runs.start_run_background(ws, cfg, user=user)
         st.session_state["ft-run"] = run_id
         st.success(f"Run {run_id} started in the background. Follow it on the Runs tab.")
 
 # -- runs ----------------------------------------------------------------------------------------
 
 with runs_tab:
-    all_runs = runs.list_runs(ws)
+    all_runs = runs.list_runs(ws, user)  # their own runs; an admin: every run
     if not all_runs:
         st.caption("No runs yet.")
     else:
@@ -133,7 +133,7 @@ with runs_tab:
         pick = st.selectbox("Run", ids, index=ids.index(default) if default in ids else 0, key="ft-run-pick")
 
         def show_run() -> None:
-            run = runs.get_run(ws, pick)
+            run = runs.get_run(ws, pick, user)
             live = run["status"] in ("queued", "running")
             st.markdown(f"**Run {core.md_escape(run['id'])}** · {run['status']}"
                         + (f" · adapter {core.md_escape(run['adapter'])}" if run["adapter"] else ""))
@@ -156,16 +156,16 @@ with runs_tab:
                     st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]) or "(empty)", language=None)
             if live and st.button("Cancel run", key=f"ft-cancel-{pick}", icon=":material/stop:"):
                 with st.spinner("Asking the run to save a checkpoint and stop…"):
-                    runs.cancel_run(ws, pick)
+                    runs.cancel_run(ws, pick, user)
                 st.rerun()
-            if run["status"] in ("failed", "cancelled") and st.button("Resume from its checkpoint", key=f"ft-resume-{pick}"):
-                runs.start_run_background(ws, run["config"], run_id=pick)
+            if run["status"] in ("failed", "cancelled", "interrupted") and st.button("Resume from its checkpoint", key=f"ft-resume-{pick}"):
+                runs.resume_run(ws, pick, user)  # its own config, as its owner
                 st.rerun()
             if st.session_state.get("_ft_live") and not live:
                 st.session_state["_ft_live"] = False
                 st.rerun(scope="app")  # finished: the table above and the adapters tab change too
 
-        live_now = runs.get_run(ws, pick)["status"] in ("queued", "running")
+        live_now = runs.get_run(ws, pick, user)["status"] in ("queued", "running")
         st.session_state["_ft_live"] = live_now
         st.fragment(show_run, run_every=2.0 if live_now else None)()
         if len(all_runs) > 1:

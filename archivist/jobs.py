@@ -1,0 +1,479 @@
+"""Background jobs: ingestion, uploads and fine-tuning runs, in the `jobs` table. This module is the
+only code that touches that table.
+
+    job = jobs.create(ws, "ingest", owner, spec={...}, total=12)   # queued
+    jobs.start(ws, job.id)                                          # running, in this process
+    with jobs.keep_alive(ws, job.id):                               # a heartbeat while it works
+        ...
+        if jobs.progress(ws, job.id, done, total, "3 of 12 files"):  # True: someone asked it to stop
+            ...
+    jobs.finish(ws, job.id, result={...})                           # done (or fail / end as cancelled)
+
+States: queued -> running -> done | failed | cancelled, and `interrupted` for a job whose process
+ended without saying how it went (kill -9, a crash, a power cut, a server restart): `reconcile`
+finds those (the process is gone, or its heartbeat is stale) and the message says how to resume.
+`requeue` takes an interrupted, failed or cancelled job back to queued for whoever resumes it; the
+job keeps its id, owner and spec, so resuming never changes whose job it is or what it does.
+
+Every read and every user action takes the user: a member sees, cancels and resumes only their
+own jobs; an admin every job. Another user's job and a job that does not exist give the same
+LookupError, so job ids cannot be probed. The work itself (what a kind's spec means, how to resume
+it) lives with the stage: `ingest/pipeline.py` for ingest and upload, `finetune/runs.py` for train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from archivist import access
+from archivist.workspace import Workspace, WorkspaceError, connect, transaction
+
+KINDS = ("ingest", "upload", "train")
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+LIVE = ("queued", "running")
+RESUMABLE = ("interrupted", "failed", "cancelled")
+HEARTBEAT_S = 15.0  # a running job's process writes its heartbeat this often (`keep_alive`)
+STALE_S = 180.0  # a running job whose heartbeat is older than this has stopped, wherever it ran
+PROGRESS_S = 1.0  # progress is written at most this often (and always on the last step)
+
+RESUME_HINT = {"ingest": "archivist jobs resume {id}", "upload": "archivist jobs resume {id}",
+               "train": "archivist jobs resume {id}` or `archivist finetune --resume {id}"}
+
+
+class JobError(RuntimeError):
+    """A job cannot do what was asked: resume a running or finished job, start one another process
+    took over. The message names the job and its state."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # ingest | upload | train
+    owner: str  # the user it runs as
+    state: str  # see STATES
+    done: int = 0
+    total: int | None = None
+    message: str | None = None
+    spec: dict = field(default_factory=dict)  # what the stage needs to run (or resume) it
+    result: dict | None = None  # the summary the stage left (per-file results, the adapter …)
+    error: str | None = None
+    pid: int | None = None
+    heartbeat: float | None = None
+    cancel_requested: bool = False
+    resumed: int = 0  # how many times it was resumed
+    dismissed: bool = False  # hidden from the app's list by its owner
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
+
+    def as_dict(self) -> dict:
+        """A JSON-ready dict of the job (what `archivist jobs --json` prints)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# -- the worker's side: create, start, heartbeat, progress, finish ------------------------------
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def create(ws: Workspace, kind: str, owner: str | None, spec: dict | None = None, total: int | None = None,
+           message: str | None = None, job_id: str | None = None) -> Job:
+    """Record a queued job of `kind` for `owner` (None: the acting user); returns it.
+
+    The job holds this process as its own until a worker `start`s it, so a job whose creator dies
+    before it starts is found interrupted too. Raises ValueError for an unknown kind, AccessDenied
+    for an unknown user.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"job kind must be one of {KINDS}, got {kind!r}")
+    owner = access.current_user(ws, owner)
+    job_id = job_id or new_id(kind)
+    pid, born = _me()
+    with transaction(ws.db):
+        ws.db.execute("INSERT INTO jobs(id, kind, owner, state, total, message, spec, pid, pid_started, host) "
+                      "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                      (job_id, kind, owner, total, message, _dumps(spec or {}), pid, born, socket.gethostname()))
+    return _load(ws, job_id)
+
+
+def start(ws: Workspace, job_id: str, resume: bool = False) -> Job:
+    """Take a queued job (with `resume`, also an interrupted, failed or cancelled one) as this
+    process's work: state running, pid, start time, heartbeat. Returns it.
+
+    Raises JobError when the job is in another state (another process took it first, or it was
+    cancelled before it started) and LookupError for an unknown id.
+    """
+    states = ("queued",) + (RESUMABLE if resume else ())
+    pid, born = _me()
+    with transaction(ws.db):
+        cur = ws.db.execute(
+            f"UPDATE jobs SET state = 'running', pid = ?, pid_started = ?, host = ?, heartbeat = {_NOW}, "
+            f"started_at = {_NOW}, finished_at = NULL, error = NULL, cancel_requested = 0, "
+            f"resumed = resumed + (state != 'queued') WHERE id = ? AND state IN ({_marks(states)})",
+            (pid, born, socket.gethostname(), job_id, *states))
+    job = _load(ws, job_id)
+    if cur.rowcount != 1:
+        raise JobError(f"job {job_id} is {job.state}; it cannot be started")
+    return job
+
+
+def adopt(ws: Workspace, job_id: str, pid: int) -> None:
+    """Hand a queued job to process `pid` (a child started for it), so `reconcile` follows that
+    process rather than the one that created the job."""
+    with transaction(ws.db):
+        ws.db.execute("UPDATE jobs SET pid = ?, pid_started = ?, host = ? WHERE id = ?",
+                      (pid, _born(pid), socket.gethostname(), job_id))
+
+
+def heartbeat(ws: Workspace, job_id: str) -> None:
+    """Say this job's process is still working on it."""
+    with transaction(ws.db):
+        ws.db.execute(f"UPDATE jobs SET heartbeat = {_NOW} WHERE id = ? AND state = 'running'", (job_id,))
+
+
+@contextmanager
+def keep_alive(ws: Workspace, job_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """Write the job's heartbeat every `every` seconds from a thread (on its own connection) while
+    the block runs, so a long step (one large file, a slow training step) never looks stale."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        db = connect(ws.home / "archivist.db")
+        try:
+            while not stop.wait(every):
+                try:
+                    heartbeat(Workspace(ws.settings, db), job_id)
+                except (WorkspaceError, OSError):  # a busy or full disk: the next beat tries again
+                    pass
+        finally:
+            db.close()
+
+    t = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def progress(ws: Workspace, job_id: str, done: int, total: int | None = None, message: str | None = None,
+             result: dict | None = None) -> bool:
+    """Record progress (done of total, a message, optionally the result so far) and a heartbeat.
+    Returns whether someone asked the job to stop (`cancel`): the worker then stops at the next
+    safe point and ends the job as cancelled."""
+    sets, args = [f"done = ?", f"heartbeat = {_NOW}"], [done]
+    for col, value in (("total", total), ("message", message), ("result", None if result is None else _dumps(result))):
+        if value is not None:
+            sets.append(f"{col} = ?")
+            args.append(value)
+    with transaction(ws.db):
+        ws.db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+    return cancel_requested(ws, job_id)
+
+
+def cancel_requested(ws: Workspace, job_id: str) -> bool:
+    """Whether `cancel` asked this job to stop."""
+    row = ws.db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def update_spec(ws: Workspace, job_id: str, spec: dict) -> None:
+    """Replace the job's spec (a run fills in the dataset it built, so a resume trains on that one)."""
+    with transaction(ws.db):
+        ws.db.execute("UPDATE jobs SET spec = ? WHERE id = ?", (_dumps(spec), job_id))
+
+
+def finish(ws: Workspace, job_id: str, result: dict | None = None, message: str | None = None) -> None:
+    """End the job as done, with its result summary."""
+    end(ws, job_id, "done", result=result, message=message)
+
+
+def fail(ws: Workspace, job_id: str, error: str, result: dict | None = None) -> None:
+    """End the job as failed, with the reason."""
+    end(ws, job_id, "failed", error=error, result=result)
+
+
+def end(ws: Workspace, job_id: str, state: str, error: str | None = None, result: dict | None = None,
+        message: str | None = None) -> None:
+    """End the job as `state` (done, failed, cancelled or interrupted). Never raises for a busy
+    database: a job that cannot record its end is found by `reconcile` later."""
+    if state not in STATES or state in LIVE:
+        raise ValueError(f"a job ends as one of {STATES[2:]}, not {state!r}")
+    sets, args = ["state = ?", f"finished_at = {_NOW}", "error = ?"], [state, error]
+    for col, value in (("result", None if result is None else _dumps(result)), ("message", message)):
+        if value is not None:
+            sets.append(f"{col} = ?")
+            args.append(value)
+    try:
+        with transaction(ws.db):
+            # a job already ended (cancelled before its worker noticed, say) keeps how it ended
+            ws.db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN ('queued', 'running', 'interrupted')",
+                          (*args, job_id))
+    except WorkspaceError:
+        pass
+
+
+# -- the user's side: list, get, cancel, resume -----------------------------------------------
+
+
+def list_jobs(ws: Workspace, user: str | None = None, kinds: tuple[str, ...] | None = None,
+              include_dismissed: bool = True, limit: int = 100) -> list[Job]:
+    """The jobs `user` may see (their own; an admin: everyone's), newest first, after `reconcile`."""
+    reconcile(ws)
+    user = access.current_user(ws, user)
+    where, args = [], []
+    if not access.is_admin(ws, user):
+        where.append("owner = ?")
+        args.append(user)
+    if kinds:
+        where.append(f"kind IN ({_marks(kinds)})")
+        args += list(kinds)
+    if not include_dismissed:
+        where.append("dismissed = 0")
+    sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_at DESC, id DESC LIMIT ?"
+    return [_job(r) for r in ws.db.execute(sql, (*args, limit))]
+
+
+def get(ws: Workspace, job_id: str, user: str | None = None) -> Job:
+    """One job `user` may see, after `reconcile`. Raises LookupError when there is none: another
+    user's job is answered like one that does not exist."""
+    reconcile(ws, job_id)
+    user = access.current_user(ws, user)
+    job = _load(ws, job_id, missing_ok=True)
+    if job is None or not (job.owner == user or access.is_admin(ws, user)):
+        raise LookupError(f"no job {job_id!r} (see `archivist jobs`)")
+    return job
+
+
+def get_owner(ws: Workspace, job_id: str) -> str:
+    """The owner of a job (for the stage that runs it: the user it acts as). Raises LookupError."""
+    return _load(ws, job_id).owner
+
+
+def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30.0) -> Job:
+    """Ask `user`'s job to stop; returns it as it is then.
+
+    A queued job (or one whose process is gone) is cancelled at once. A running one gets the
+    cancel flag, which its worker checks between files or steps; a job in a process of its own
+    (a training run) also gets SIGTERM, on which it saves a checkpoint and stops. Waits up to
+    `wait` seconds for it to end. A finished job is returned as it is. Raises LookupError.
+    """
+    job = get(ws, job_id, user)
+    if job.state in ("queued", "interrupted"):
+        # not started yet, or nobody works on it: cancelled at once (a worker about to start it finds
+        # it no longer queued and stops); a run's own process, if it already started, gets SIGTERM
+        with transaction(ws.db):
+            ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW} "
+                          "WHERE id = ? AND state = ?", (job_id, job.state))
+        if job.kind == "train" and job.state == "queued" and job.pid not in (None, os.getpid()) and not _dead(ws, job):
+            _terminate(job.pid)
+        return _load(ws, job_id)
+    if job.state != "running":
+        return job
+    _flag(ws, job_id)
+    if job.kind == "train" and job.pid and not _dead(ws, job) and job.pid != os.getpid():
+        _terminate(job.pid)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        _reap(job.pid)
+        reconcile(ws, job_id)
+        job = _load(ws, job_id)
+        if job.state != "running":
+            break
+        time.sleep(0.1)
+    if job.state == "interrupted":  # it died on the signal before it could say so
+        end(ws, job_id, "cancelled", error=job.error)
+        job = _load(ws, job_id)
+    return job
+
+
+def requeue(ws: Workspace, job_id: str, user: str | None = None) -> Job:
+    """Take `user`'s interrupted, failed or cancelled job back to queued, to be resumed by the
+    caller (`start` from there on). Its id, owner and spec stay as they were.
+    Raises LookupError (unknown, or another user's), JobError (running, queued or done)."""
+    get(ws, job_id, user)
+    return _requeue(ws, job_id)
+
+
+def _requeue(ws: Workspace, job_id: str) -> Job:
+    pid, born = _me()
+    with transaction(ws.db):
+        cur = ws.db.execute(f"UPDATE jobs SET state = 'queued', pid = ?, pid_started = ?, host = ?, error = NULL, "
+                            f"cancel_requested = 0, finished_at = NULL, resumed = resumed + 1 "
+                            f"WHERE id = ? AND state IN ({_marks(RESUMABLE)})", (pid, born, socket.gethostname(), job_id, *RESUMABLE))
+    job = _load(ws, job_id)
+    if cur.rowcount != 1:
+        raise JobError(f"job {job_id} is {job.state}; only an interrupted, failed or cancelled job can be resumed")
+    return job
+
+
+def claim_interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> Iterator[Job]:
+    """The interrupted jobs of `kinds` that `user` may see (None: every user's, for a server that
+    resumes what its last run left), each requeued just before it is yielded so that only one
+    process resumes it; a job another process claimed first is skipped. Oldest first."""
+    reconcile(ws)
+    where, args = f"state = 'interrupted' AND kind IN ({_marks(kinds)})", list(kinds)
+    if user is not None:
+        user = access.current_user(ws, user)
+        if not access.is_admin(ws, user):
+            where += " AND owner = ?"
+            args.append(user)
+    for row in ws.db.execute(f"SELECT id FROM jobs WHERE {where} ORDER BY created_at, id", args).fetchall():
+        try:
+            job = _requeue(ws, row["id"])
+        except JobError:
+            continue
+        yield job
+
+
+def dismiss(ws: Workspace, job_id: str, user: str | None = None) -> None:
+    """Hide a finished job of `user` from the app's list (it stays in `archivist jobs`)."""
+    job = get(ws, job_id, user)
+    if not job.live:
+        with transaction(ws.db):
+            ws.db.execute("UPDATE jobs SET dismissed = 1 WHERE id = ?", (job_id,))
+
+
+def interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> list[Job]:
+    """The interrupted jobs of `kinds` that `user` may see, oldest first (nothing is claimed)."""
+    return sorted((j for j in list_jobs(ws, user, kinds, limit=10_000) if j.state == "interrupted"),
+                  key=lambda j: (j.created_at, j.id))
+
+
+# -- reconcile: a job whose process is gone is not running -------------------------------------
+
+
+def reconcile(ws: Workspace, job_id: str | None = None) -> list[str]:
+    """Mark `interrupted` every queued or running job (or just `job_id`) whose process has ended,
+    or whose heartbeat is older than STALE_S; the error says how to resume it. Returns their ids."""
+    sql = f"SELECT * FROM jobs WHERE state IN ({_marks(LIVE)})" + (" AND id = ?" if job_id else "")
+    gone = []
+    for row in ws.db.execute(sql, (*LIVE, *([job_id] if job_id else []))).fetchall():
+        job = _job(row)
+        if not _dead(ws, job, row["pid_started"], row["host"]):
+            continue
+        hint = RESUME_HINT[job.kind].format(id=job.id)
+        why = (f"interrupted: its process (pid {job.pid}) ended without finishing (killed, crashed or restarted); "
+               f"resume it with `{hint}`")
+        with transaction(ws.db):
+            cur = ws.db.execute(f"UPDATE jobs SET state = 'interrupted', error = ?, finished_at = {_NOW} "
+                                f"WHERE id = ? AND state = ? AND pid IS ?", (why, job.id, job.state, job.pid))
+        if cur.rowcount:
+            gone.append(job.id)
+    return gone
+
+
+def _dead(ws: Workspace, job: Job, born: float | None = None, host: str | None = None) -> bool:
+    """Whether nobody works on `job` any more. On this machine the process decides: a live one may
+    be in one long step (a huge file, a slow training step), and calling its job interrupted would
+    let a resume run it twice at once. Elsewhere (a shared workspace) only the heartbeat can tell."""
+    if born is None and host is None:
+        row = ws.db.execute("SELECT pid_started, host FROM jobs WHERE id = ?", (job.id,)).fetchone()
+        born, host = row["pid_started"], row["host"]
+    if job.pid is None or (host is not None and host != socket.gethostname()):
+        beat = job.heartbeat or job.started_at or job.created_at
+        return time.time() - beat > STALE_S
+    return not _alive(job.pid, born)
+
+
+def _alive(pid: int | None, born: float | None) -> bool:
+    """Is `pid` still the process that took the job (started no later than `born`, not a zombie)?"""
+    import psutil
+
+    if pid is None:
+        return False
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return born is None or p.create_time() <= born + 1.0  # a later process under a reused pid is not it
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.Error:  # cannot tell (another user's process): assume it still runs
+        return True
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def _me() -> tuple[int, float]:
+    return os.getpid(), _born(os.getpid())
+
+
+def _born(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _marks(values) -> str:
+    return ",".join("?" * len(values))
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, default=str, ensure_ascii=False)
+
+
+def _flag(ws: Workspace, job_id: str) -> None:
+    with transaction(ws.db):
+        ws.db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the job's process: its whole group when it leads one (a run started in its own
+    session, with its torchrun workers), else the process alone."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(pid: int | None) -> None:
+    if pid:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # a child of ours that ended is a zombie until reaped
+        except ChildProcessError:
+            pass
+
+
+def _load(ws: Workspace, job_id: str, missing_ok: bool = False) -> Job | None:
+    row = ws.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        if missing_ok:
+            return None
+        raise LookupError(f"no job {job_id!r} (see `archivist jobs`)")
+    return _job(row)
+
+
+def _job(row) -> Job:
+    return Job(id=row["id"], kind=row["kind"], owner=row["owner"], state=row["state"], done=row["done"], total=row["total"],
+               message=row["message"], spec=json.loads(row["spec"] or "{}"),
+               result=json.loads(row["result"]) if row["result"] else None, error=row["error"], pid=row["pid"],
+               heartbeat=row["heartbeat"], cancel_requested=bool(row["cancel_requested"]), resumed=row["resumed"],
+               dismissed=bool(row["dismissed"]), created_at=row["created_at"], started_at=row["started_at"],
+               finished_at=row["finished_at"])
+
