@@ -210,13 +210,13 @@ def fail(ws: Workspace, job_id: str, error: str, result: dict | None = None) -> 
 
 
 def end(ws: Workspace, job_id: str, state: str, error: str | None = None, result: dict | None = None,
-        message: str | None = None) -> None:
+        message: str | None = None, done: int | None = None) -> None:
     """End the job as `state` (done, failed, cancelled or interrupted). Never raises for a busy
     database: a job that cannot record its end is found by `reconcile` later."""
     if state not in STATES or state in LIVE:
         raise ValueError(f"a job ends as one of {STATES[2:]}, not {state!r}")
     sets, args = ["state = ?", f"finished_at = {_NOW}", "error = ?"], [state, error]
-    for col, value in (("result", None if result is None else _dumps(result)), ("message", message)):
+    for col, value in (("result", None if result is None else _dumps(result)), ("message", message), ("done", done)):
         if value is not None:
             sets.append(f"{col} = ?")
             args.append(value)

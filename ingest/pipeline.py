@@ -264,7 +264,8 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
         if state == "cancelled":
             reached = {r.name for r in results}
             results += [FileResult(n, "cancelled", reason="cancelled before it was ingested") for _, n in files if n not in reached]
-        jobs.end(ws, job.id, state, error=error, result=job_summary(results), message=_counts_line(results))
+        jobs.end(ws, job.id, state, error=error, result=job_summary(results), message=_counts_line(results),
+                 done=sum(r.status != "cancelled" for r in results))
     order = {name: i for i, (_, name) in enumerate(files)}
     results.sort(key=lambda r: order.get(r.name, 0))
     return results

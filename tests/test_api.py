@@ -338,7 +338,7 @@ def test_upload_without_waiting_answers_202_with_a_job_to_poll(api):
     r = api.post("/v1/documents", "carol", files={"file": ("bikes.md", note)}, data={"collection": "public", "wait": "false"})
     assert r.status_code == 202, r.text
     job = r.json()
-    assert job["object"] == "ingest_job" and job["id"].startswith("ij-") and job["name"] == "bikes.md"
+    assert job["object"] == "ingest_job" and job["id"].startswith("upload-") and job["name"] == "bikes.md"
     assert job["collection"] == "public" and job["status"] in ("running", "added")
     done = finished(job["id"])
     assert done["status"] == "added" and done["chunks"] >= 1 and done["reason"] is None and done["seconds"] >= 0
@@ -364,6 +364,16 @@ def test_upload_without_waiting_answers_202_with_a_job_to_poll(api):
     assert [j["status"] for j in mine["data"][:2]] == ["failed", "added"]
     assert all(j["id"] not in (job["id"], r.json()["id"]) for j in api.get("/v1/ingest_jobs", "alice").json()["data"])
     assert {job["id"], r.json()["id"]} <= {j["id"] for j in api.get("/v1/ingest_jobs", "admin").json()["data"]}
+    # the same jobs in GET /v1/jobs (archivist/jobs.py): only their owner and admins see or cancel them
+    listed = api.get("/v1/jobs", "carol").json()["data"]
+    assert [(j["id"], j["kind"], j["owner"], j["state"]) for j in listed[:2]] == [
+        (r.json()["id"], "upload", "carol", "done"), (job["id"], "upload", "carol", "done")]
+    assert listed[1]["result"]["files"][0]["status"] == "added" and listed[1]["done"] == listed[1]["total"] == 1
+    assert api.get(f"/v1/jobs/{job['id']}", "admin").json()["owner"] == "carol"
+    _error(api.get(f"/v1/jobs/{job['id']}", "alice"), 404, "job_not_found")
+    _error(api.post(f"/v1/jobs/{job['id']}/cancel", "alice"), 404, "job_not_found")
+    assert api.get("/v1/jobs", "alice").json()["data"] == []
+    assert api.post(f"/v1/jobs/{job['id']}/cancel", "carol").json()["state"] == "done"  # finished: left as it was
     assert httpx.delete(f"{api.url}/v1/documents/{done['document_id']}", headers=api.h("carol")).status_code == 200
 
 

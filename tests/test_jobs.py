@@ -1,0 +1,239 @@
+"""Background jobs (archivist/jobs.py): real processes and real SQLite.
+
+A job killed with SIGKILL is reported interrupted (never "running" forever) and resumes to the end;
+cancel stops a running ingestion; jobs outlive the process that ran them; a member never sees,
+cancels or resumes another user's job or fine-tuning run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archivist import access, jobs
+from archivist.finetune import runs
+from archivist.settings import Settings
+from archivist.workspace import connect, open_workspace
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "ui" / "app.py")
+
+# `archivist` with each file's reading slowed by SLOW_S seconds and each file committed on its own,
+# so a test can act while the job runs, with some of its files stored
+SLOW_CHILD = """
+import os, sys, time
+import archivist.ingest.pipeline as p
+p.BATCH_CHUNKS = 1
+real = p._prepare
+def slow(*args, **kw):
+    time.sleep(float(os.environ.get("SLOW_S", "0")))
+    return real(*args, **kw)
+p._prepare = slow
+from archivist.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def corpus(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"note-{i:02d}.md").write_text(f"# Note {i}\n\nRoom {100 + i} holds the archive box number {7 * i + 3}.\n")
+    return folder
+
+
+def archivist(home: Path, *args: str, slow: float = 0.0, wait: bool = True):
+    """Run the CLI in its own process (slowed by `slow` seconds per file); a Popen when not `wait`."""
+    env = dict(os.environ, ARCHIVIST_HOME=str(home), SLOW_S=str(slow))
+    env.pop("ARCHIVIST_USER", None)
+    cmd = [sys.executable, "-c", SLOW_CHILD, *args]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def rows(home: Path, sql: str, *args) -> list:
+    """Read the workspace's SQLite straight (what another process would see, nothing reconciled)."""
+    db = connect(home / "archivist.db")
+    try:
+        return [tuple(r) for r in db.execute(sql, args)]
+    finally:
+        db.close()
+
+
+def wait_for(what, timeout: float = 120.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def home(tmp_path, embedder):
+    """A workspace with admin `alice`, members `bob` (writes `team`) and `carol` (no grants)."""
+    from archivist import auth
+
+    home = tmp_path / "ws"
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        auth.create_first_admin(ws, "alice", "alice-pass-1")
+        auth.create_user(ws, "bob", "bob-pass-12", by="alice")
+        auth.create_user(ws, "carol", "carol-pass-1", by="alice")
+        access.create_collection(ws, "team", by="alice")
+        access.grant(ws, "bob", "team", "write", by="alice")
+    return home
+
+
+def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_completion(home, tmp_path):
+    files = corpus(tmp_path / "corpus", 12)
+    child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "-q", slow=0.4, wait=False)
+    wait_for(lambda: rows(home, "SELECT COUNT(*) FROM documents")[0][0] >= 2)
+    (job_id, state, pid), = rows(home, "SELECT id, state, pid FROM jobs")
+    assert state == "running" and pid == child.pid
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert rows(home, "SELECT state FROM jobs") == [("running",)]  # what the dead process left behind …
+    listed = archivist(home, "jobs", "--json", "--user", "bob")  # … is reported interrupted by the next process
+    assert listed.returncode == 0, listed.stderr
+    (job,) = json.loads(listed.stdout)
+    assert job["id"] == job_id and job["state"] == "interrupted" and job["owner"] == "bob"
+    assert f"archivist jobs resume {job_id}" in job["error"] and str(pid) in job["error"]
+    committed = rows(home, "SELECT COUNT(*) FROM documents")[0][0]
+    assert 2 <= committed < 12
+    resumed = archivist(home, "jobs", "resume", job_id, "--json", "--user", "bob")
+    assert resumed.returncode == 0, resumed.stderr
+    out = json.loads(resumed.stdout)
+    assert out["id"] == job_id and out["state"] == "done" and out["owner"] == "bob" and out["resumed"] == 1
+    statuses = sorted(f["status"] for f in out["files"])
+    assert statuses == sorted(["unchanged"] * committed + ["added"] * (12 - committed))
+    assert rows(home, "SELECT COUNT(*) FROM documents")[0][0] == 12
+    # the job outlives every process that touched it: a new one still sees how it ended
+    (again,) = json.loads(archivist(home, "jobs", "--json", "--user", "bob").stdout)
+    assert (again["state"], again["done"], again["total"], again["error"]) == ("done", 12, 12, None)
+    assert archivist(home, "jobs", "resume", job_id, "--user", "bob").returncode == 2  # done: nothing to resume
+
+
+def test_cancel_stops_a_running_ingestion_and_resume_finishes_it(home, tmp_path):
+    files = corpus(tmp_path / "corpus", 20)
+    child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "--json", slow=1.0, wait=False)
+    wait_for(lambda: rows(home, "SELECT COUNT(*) FROM documents")[0][0] >= 1)
+    (job_id,), = rows(home, "SELECT id FROM jobs")
+    refused = archivist(home, "jobs", "cancel", job_id, "--user", "carol")  # not hers: answered like an unknown job
+    assert refused.returncode == 2 and f"no job {job_id!r}" in refused.stderr
+    cancelled = archivist(home, "jobs", "cancel", job_id, "--json", "--user", "bob")
+    assert cancelled.returncode == 0, cancelled.stderr
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 1, err  # not everything was ingested
+    files_out = json.loads(out)["files"]
+    n_done = sum(f["status"] == "added" for f in files_out)
+    assert 1 <= n_done < 20 and sum(f["status"] == "cancelled" for f in files_out) == 20 - n_done
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        job = jobs.get(ws, job_id, "bob")
+        assert job.state == "cancelled" and job.done == n_done and job.result["counts"]["cancelled"] == 20 - n_done
+        assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == n_done
+    resumed = archivist(home, "jobs", "resume", job_id, "--json", "--user", "bob")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["state"] == "done"
+    assert rows(home, "SELECT COUNT(*) FROM documents")[0][0] == 20
+
+
+def test_a_member_cannot_list_cancel_or_resume_another_users_job(home, tmp_path, embedder):
+    from archivist.ingest.pipeline import ingest_paths, resume_job
+
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        ingest_paths(ws, [corpus(tmp_path / "c", 2)], collection="team", user="bob", embedder=embedder, progress=False)
+        (job,) = jobs.list_jobs(ws, "bob")
+        assert job.owner == "bob" and job.state == "done"
+        assert jobs.list_jobs(ws, "carol") == []
+        assert [j.id for j in jobs.list_jobs(ws, "alice")] == [job.id]  # an admin sees everyone's
+        for attempt in (lambda: jobs.get(ws, job.id, "carol"), lambda: jobs.cancel(ws, job.id, "carol"),
+                        lambda: jobs.requeue(ws, job.id, "carol"), lambda: resume_job(ws, job.id, "carol"),
+                        lambda: jobs.dismiss(ws, job.id, "carol")):
+            with pytest.raises(LookupError, match=f"no job '{job.id}'"):
+                attempt()
+        with pytest.raises(LookupError) as unknown:
+            jobs.get(ws, "ingest-00000000-000000-000000", "carol")
+        assert str(unknown.value).replace("ingest-00000000-000000-000000", job.id) == f"no job '{job.id}' (see `archivist jobs`)"
+    assert json.loads(archivist(home, "jobs", "--json", "--user", "carol").stdout) == []
+
+
+def test_a_member_cannot_list_cancel_or_resume_another_users_run_and_resume_keeps_the_owner(home):
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        theirs = runs.create_run(ws, {"data": ["docs"], "max_steps": 1}, user="alice")
+        mine = runs.create_run(ws, {"data": ["docs"], "max_steps": 1, "user": "bob"})
+        runs.update_run(ws, theirs, "failed", error="OutOfMemoryError: the admin's secret run")
+        runs.update_run(ws, mine, "failed", error="stopped")
+        assert [r["id"] for r in runs.list_runs(ws, "bob")] == [mine]
+        assert runs.list_runs(ws, "carol") == []
+        assert {r["id"] for r in runs.list_runs(ws, "alice")} == {theirs, mine}
+        for attempt in (lambda: runs.get_run(ws, theirs, "bob"), lambda: runs.cancel_run(ws, theirs, "bob"),
+                        lambda: runs.resume_run(ws, theirs, "bob"), lambda: runs.start_run_background(ws, {}, theirs, "bob")):
+            with pytest.raises(LookupError, match=f"no run '{theirs}'"):
+                attempt()
+        assert runs.get_run(ws, theirs, "alice")["status"] == "failed"  # nothing bob tried changed it
+        # an admin resuming bob's run trains as bob, on bob's config, and the run stays his
+        runs.resume_run(ws, mine, "alice")
+        run = runs.get_run(ws, mine, "bob")
+        assert run["owner"] == "bob" and run["config"]["user"] == "bob" and run["status"] in ("queued", "running")
+        env = Path(f"/proc/{run['pid']}/environ").read_bytes().split(b"\0")
+        assert b"ARCHIVIST_USER=bob" in env
+        assert runs.cancel_run(ws, mine, "bob", wait=60)["status"] in ("cancelled", "failed")
+
+
+def test_the_runs_tab_shows_a_member_only_their_own_runs(home):
+    from streamlit.testing.v1 import AppTest
+
+    from archivist import auth
+
+    os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        theirs = runs.create_run(ws, {"data": ["docs"], "max_steps": 1}, user="alice")
+        runs.update_run(ws, theirs, "failed", error="the admin's secret error")
+        token = auth.create_session(ws, "bob")
+    os.environ["ARCHIVIST_HOME"] = str(home)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["_token"] = token
+    at.run()
+    at = at.switch_page("views/finetune.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs_tab = at.tabs[1]
+    assert any("No runs yet" in c.value for c in runs_tab.caption)
+    assert not runs_tab.dataframe and not any("secret" in e.value for e in at.error)
+
+
+def test_a_dead_or_reused_pid_or_a_stale_heartbeat_means_interrupted(home):
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        alive = jobs.create(ws, "ingest", "bob", {"collection": "team", "files": []})
+        jobs.start(ws, alive.id)
+        # this process is alive, but a job that says it started before this process did is another one's
+        reused = jobs.create(ws, "ingest", "bob", {"collection": "team", "files": []})
+        jobs.start(ws, reused.id)
+        ws.db.execute("UPDATE jobs SET pid_started = pid_started - 3600 WHERE id = ?", (reused.id,))
+        # a job run on another machine that shares the workspace: only its heartbeat tells
+        elsewhere = jobs.create(ws, "upload", "bob", {"collection": "team", "files": []})
+        fresh = jobs.create(ws, "upload", "bob", {"collection": "team", "files": []})
+        for j in (elsewhere, fresh):
+            jobs.start(ws, j.id)
+        ws.db.execute("UPDATE jobs SET host = 'another-host' WHERE id IN (?, ?)", (elsewhere.id, fresh.id))
+        ws.db.execute("UPDATE jobs SET heartbeat = heartbeat - ? WHERE id = ?", (jobs.STALE_S + 5, elsewhere.id))
+        assert socket.gethostname() != "another-host"
+        assert sorted(jobs.reconcile(ws)) == sorted([reused.id, elsewhere.id])
+        states = {j.id: j.state for j in jobs.list_jobs(ws, "bob")}
+        assert states == {alive.id: "running", reused.id: "interrupted", elsewhere.id: "interrupted", fresh.id: "running"}
+        # the heartbeat thread keeps a long step fresh
+        with jobs.keep_alive(ws, fresh.id, every=0.05):
+            before = jobs.get(ws, fresh.id, "bob").heartbeat
+            wait_for(lambda: jobs.get(ws, fresh.id, "bob").heartbeat > before, timeout=10)
+        # a queued job is cancelled at once and can no longer be started
+        queued = jobs.create(ws, "ingest", "bob", {"collection": "team", "files": []})
+        assert jobs.cancel(ws, queued.id, "bob").state == "cancelled"
+        with pytest.raises(jobs.JobError, match="is cancelled"):
+            jobs.start(ws, queued.id)
