@@ -10,7 +10,7 @@
 The config (FinetuneConfig, every default with its help) is at the top; the building blocks the
 steps use follow it (model, data, checkpoints, the loop), then the steps themselves. Helpers with
 their own concern live beside it: datasets.py (examples), memory.py (will it fit), evaluate.py
-(base vs adapter), registry.py (adapters/<name>/), runs.py (runs table, background).
+(base vs adapter), registry.py (adapters/<name>/), runs.py (runs: jobs of kind train, background).
 
 What makes it fast on a small model: the loss is taken only on the answer tokens, so the output
 layer (a 49k-vocabulary matmul for SmolLM2, a large share of a 135M model's compute and memory)
