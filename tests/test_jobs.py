@@ -93,6 +93,7 @@ def home(tmp_path, embedder):
     return home
 
 
+@pytest.mark.slow  # real processes (or the app), timed
 def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_completion(home, tmp_path):
     files = corpus(tmp_path / "corpus", 12)
     child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "-q", slow=0.4, wait=False)
@@ -122,6 +123,7 @@ def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_comple
     assert archivist(home, "jobs", "resume", job_id, "--user", "bob").returncode == 2  # done: nothing to resume
 
 
+@pytest.mark.slow  # real processes (or the app), timed
 def test_cancel_stops_a_running_ingestion_and_resume_finishes_it(home, tmp_path):
     files = corpus(tmp_path / "corpus", 20)
     child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "--json", slow=1.0, wait=False)
@@ -165,6 +167,7 @@ def test_a_member_cannot_list_cancel_or_resume_another_users_job(home, tmp_path,
     assert json.loads(archivist(home, "jobs", "--json", "--user", "carol").stdout) == []
 
 
+@pytest.mark.slow  # real processes (or the app), timed
 def test_a_member_cannot_list_cancel_or_resume_another_users_run_and_resume_keeps_the_owner(home):
     with open_workspace(Settings.from_env(home=home)) as ws:
         theirs = runs.create_run(ws, {"data": ["docs"], "max_steps": 1}, user="alice")
@@ -188,6 +191,7 @@ def test_a_member_cannot_list_cancel_or_resume_another_users_run_and_resume_keep
         assert runs.cancel_run(ws, mine, "bob", wait=60)["status"] in ("cancelled", "failed")
 
 
+@pytest.mark.slow  # real processes (or the app), timed
 def test_the_runs_tab_shows_a_member_only_their_own_runs(home):
     from streamlit.testing.v1 import AppTest
 
@@ -198,7 +202,7 @@ def test_the_runs_tab_shows_a_member_only_their_own_runs(home):
         theirs = runs.create_run(ws, {"data": ["docs"], "max_steps": 1}, user="alice")
         runs.update_run(ws, theirs, "failed", error="the admin's secret error")
         token = auth.create_session(ws, "bob")
-    os.environ["ARCHIVIST_HOME"] = str(home)
+    assert os.environ["ARCHIVIST_HOME"] == str(home)  # the app opens this workspace (conftest)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_token"] = token
     at.run()
