@@ -241,3 +241,68 @@ def test_a_dead_or_reused_pid_or_a_stale_heartbeat_means_interrupted(home):
         assert jobs.cancel(ws, queued.id, "bob").state == "cancelled"
         with pytest.raises(jobs.JobError, match="is cancelled"):
             jobs.start(ws, queued.id)
+
+
+def test_the_migration_moves_ingest_jobs_and_runs_into_jobs(tmp_path, monkeypatch):
+    """A workspace from before the jobs table: its ingest jobs and runs come over with owner, state,
+    files and config; one its dead process left running is found interrupted, and resumable."""
+    from archivist import workspace
+
+    home = tmp_path / "old"
+    before = workspace.MIGRATIONS[: next(i for i, m in enumerate(workspace.MIGRATIONS) if "CREATE TABLE jobs" in m)]
+    monkeypatch.setattr(workspace, "MIGRATIONS", before)
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        ws.db.execute("INSERT INTO users(name, role) VALUES ('bob', 'member')")
+        ws.db.execute("INSERT INTO ingest_jobs(collection, user, files, pid, status, started_at) VALUES "
+                      "('team', 'bob', '[[\"/srv/a.md\", \"a.md\"], [\"/srv/b.md\", \"b.md\"]]', 999999, 'running', 1000.0)")
+        ws.db.execute("INSERT INTO ingest_jobs(collection, user, files, pid, status, summary, finished_at) VALUES "
+                      "('team', 'bob', '[[\"/srv/c.md\", \"c.md\"]]', 1, 'failed', '[{\"name\": \"c.md\", \"status\": \"failed\"}]', 2000.0)")
+        ws.db.execute("INSERT INTO runs(id, status, pid, config, adapter) VALUES ('20260101-000000-abcd', 'done', NULL, "
+                      "'{\"user\": \"bob\", \"max_steps\": 3}', 'hr-v1')")
+    monkeypatch.undo()
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        tables = {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "jobs" in tables and not {"ingest_jobs", "runs"} & tables
+        got = {j.id: j for j in jobs.list_jobs(ws, "bob")}
+        assert set(got) == {"ingest-1", "ingest-2", "20260101-000000-abcd"}
+        cut, done, run = got["ingest-1"], got["ingest-2"], got["20260101-000000-abcd"]
+        assert (cut.kind, cut.owner, cut.state, cut.total) == ("ingest", "bob", "interrupted", 2)
+        assert cut.spec == {"collection": "team", "files": [["/srv/a.md", "a.md"], ["/srv/b.md", "b.md"]]}
+        assert (done.state, done.result) == ("done", {"files": [{"name": "c.md", "status": "failed"}]})
+        assert (run.kind, run.owner, run.state, run.result) == ("train", "bob", "done", {"adapter": "hr-v1"})
+        assert runs.get_run(ws, run.id, "bob")["adapter"] == "hr-v1"
+        assert jobs.requeue(ws, cut.id, "bob").state == "queued"
+
+
+@pytest.mark.slow  # a background thread, timed
+def test_the_apps_cancel_stops_a_background_ingestion(ws, tmp_path, monkeypatch):
+    """The Documents page's Cancel (ui/library.py): the thread stops after the file at hand, the
+    files it did not reach show `cancelled`, and the job can be resumed to the end."""
+    import archivist.ingest.pipeline as pipeline
+    from archivist import auth
+    from archivist.ui import library
+
+    real = pipeline._prepare
+
+    def slow(*args, **kw):  # each file takes a while, so the cancel lands mid-way
+        time.sleep(0.3)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "_prepare", slow)
+    monkeypatch.setattr(pipeline, "BATCH_CHUNKS", 1)
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    files = sorted(corpus(tmp_path / "c", 12).iterdir())
+    job = library.start_ingest(ws.settings, "alice", "default", files, [f.name for f in files], kind="ingest")
+    wait_for(lambda: ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] >= 1, timeout=120)
+    library.cancel(ws, "alice", job.id)
+    job = library.wait(job, timeout=60)
+    statuses = [f.status for f in job.files]
+    assert job.state == "cancelled" and 1 <= statuses.count("added") < 12
+    assert statuses.count("cancelled") == 12 - statuses.count("added") and "waiting" not in statuses
+    assert [j.id for j in library.jobs_for(ws, "alice")] == [job.id]
+    monkeypatch.setattr(pipeline, "_prepare", real)
+    from archivist.ingest.pipeline import resume_job
+
+    resume_job(ws, job.id, "alice")
+    job = library.wait(job)
+    assert job.state == "done" and job.resumed == 1 and {f.status for f in job.files} == {"added", "unchanged"}
