@@ -90,7 +90,7 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
         extra = {"mode": job.mode} if job.mode and "mode" in inspect.signature(ask).parameters else {}
         with server.workspace(job.settings) as ws:
             answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
-                         history=job.history, on_token=on_token, stop=job.stop, **extra)
+                         history=job.history, on_token=on_token, stop=job.stop, surface="api", **extra)
         server.queue.mark(cancelled=job.stop.is_set())
         return answer
     finally:

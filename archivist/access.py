@@ -23,6 +23,7 @@ import json
 import re
 import unicodedata
 
+from archivist import audit
 from archivist.workspace import LOCAL_ADMIN, Workspace, transaction
 
 LEVELS = {"read": 1, "write": 2, "admin": 3}
@@ -143,7 +144,7 @@ def add_user(ws: Workspace, name: str, role: str = "member", *, by: str | None =
 
     Returns {"name", "role"}. Raises ValueError for a bad name or role or a name already taken.
     """
-    require_admin(ws, by, "add users")
+    actor = require_admin(ws, by, "add users")
     check_name(name, "user")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -151,12 +152,13 @@ def add_user(ws: Workspace, name: str, role: str = "member", *, by: str | None =
         if ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
             raise ValueError(f"user {name!r} already exists")
         ws.db.execute("INSERT INTO users(name, role) VALUES (?, ?)", (name, role))
+        audit.record(ws, "user.add", user=actor, target=name, detail={"role": role})
     return {"name": name, "role": role}
 
 
 def set_role(ws: Workspace, name: str, role: str, *, by: str | None = None) -> dict:
     """Make user `name` an admin or a member. Needs the admin role; the last admin stays one."""
-    require_admin(ws, by, "change roles")
+    actor = require_admin(ws, by, "change roles")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     with transaction(ws.db):
@@ -164,6 +166,7 @@ def set_role(ws: Workspace, name: str, role: str, *, by: str | None = None) -> d
         if role != "admin" and is_admin(ws, name) and _admins(ws) <= 1:
             raise ValueError(f"{name!r} is the last admin; make another user admin first")
         ws.db.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+        audit.record(ws, "user.role", user=actor, target=name, detail={"role": role})
     return {"name": name, "role": role}
 
 
@@ -174,12 +177,13 @@ def _admins(ws: Workspace) -> int:
 def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
     """Remove user `name` with its grants, keys and sessions (the schema cascades). Needs the
     admin role. Raises LookupError for an unknown user, ValueError for the last admin."""
-    require_admin(ws, by, "delete users")
+    actor = require_admin(ws, by, "delete users")
     with transaction(ws.db):
         _user_id(ws, name)
         if is_admin(ws, name) and _admins(ws) <= 1:
             raise ValueError(f"{name!r} is the last admin and cannot be deleted")
         ws.db.execute("DELETE FROM users WHERE name = ?", (name,))
+        audit.record(ws, "user.delete", user=actor, target=name)
 
 
 def list_users(ws: Workspace, *, by: str | None = None) -> list[dict]:
@@ -200,9 +204,12 @@ def list_users(ws: Workspace, *, by: str | None = None) -> list[dict]:
 
 def create_collection(ws: Workspace, name: str, *, by: str | None = None) -> int:
     """Create collection `name` (no-op if it exists); returns its id. Needs the admin role."""
-    require_admin(ws, by, "create collections")
+    actor = require_admin(ws, by, "create collections")
     check_name(name, "collection")
-    return ws.collection_id(name, create=True)
+    with transaction(ws.db):
+        if ws.collection_id(name) is None:
+            audit.record(ws, "collection.create", user=actor, target=name)
+        return ws.collection_id(name, create=True)
 
 
 def list_collections(ws: Workspace, *, by: str | None = None) -> list[dict]:
@@ -246,19 +253,22 @@ def grant(ws: Workspace, user: str, collection: str, level: str, *, by: str | No
     with transaction(ws.db):
         ws.db.execute("INSERT INTO grants(user_id, collection_id, level) VALUES (?, ?, ?) "
                       "ON CONFLICT(user_id, collection_id) DO UPDATE SET level = excluded.level", (uid, cid, level))
+        audit.record(ws, "access.grant", user=actor, target=user, detail={"collection": collection, "level": level})
     return {"user": user, "collection": collection, "level": level}
 
 
 def revoke(ws: Workspace, user: str, collection: str, *, by: str | None = None) -> bool:
     """Remove `user`'s grant on `collection`; returns whether there was one. Same actor rule as
     `grant`. Raises LookupError for an unknown user or collection."""
-    _require_collection_admin(ws, by, collection)
+    actor = _require_collection_admin(ws, by, collection)
     uid = _user_id(ws, user)
     cid = ws.collection_id(collection)
     if cid is None:
         raise LookupError(f"no such collection: {collection!r}")
     with transaction(ws.db):
         cur = ws.db.execute("DELETE FROM grants WHERE user_id = ? AND collection_id = ?", (uid, cid))
+        if cur.rowcount:
+            audit.record(ws, "access.revoke", user=actor, target=user, detail={"collection": collection})
     return cur.rowcount > 0
 
 

@@ -19,7 +19,7 @@ import os
 import secrets
 import time
 
-from archivist import access
+from archivist import access, audit
 from archivist.workspace import Workspace, transaction
 
 MIN_PASSWORD = 8  # characters; long enough to stop guessing over a local network form
@@ -124,6 +124,7 @@ def set_password(ws: Workspace, name: str, password: str, *, by: str | None = No
         uid = access._user_id(ws, name)
         ws.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, uid))
         ws.db.execute("DELETE FROM sessions WHERE user_id = ?", (uid,))
+        audit.record(ws, "auth.password", user=actor, target=name)
 
 
 # -- the first admin ----------------------------------------------------------------------------
@@ -151,6 +152,7 @@ def create_first_admin(ws: Workspace, name: str, password: str) -> dict:
             ws.db.execute("UPDATE users SET password_hash = ?, role = 'admin' WHERE id = ?", (hashed, row[0]))
         else:
             ws.db.execute("INSERT INTO users(name, role, password_hash) VALUES (?, 'admin', ?)", (name, hashed))
+        audit.record(ws, "auth.first_admin", user=name, target=name)
     return {"name": name, "role": "admin"}
 
 
@@ -183,18 +185,22 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     """Check the password and open a session; returns its token. Raises AuthError on a wrong name or password."""
     name = (name or "").strip()
     if not verify_password(ws, name, password):
+        audit.record(ws, "auth.sign_in_failed", target=name[:64])
         raise AuthError("wrong user name or password")
-    return create_session(ws, name, seconds)
+    return create_session(ws, name, seconds, signed_in=True)
 
 
-def create_session(ws: Workspace, user: str, seconds: float = SESSION_SECONDS) -> str:
-    """A new session token for `user`, valid for `seconds`. Only its hash is stored. Raises LookupError."""
+def create_session(ws: Workspace, user: str, seconds: float = SESSION_SECONDS, signed_in: bool = False) -> str:
+    """A new session token for `user`, valid for `seconds`. Only its hash is stored; with `signed_in`
+    (a password was checked) the sign-in is audited with it. Raises LookupError."""
     token = secrets.token_urlsafe(32)
     with transaction(ws.db):
         uid = access._user_id(ws, user)
         ws.db.execute("DELETE FROM sessions WHERE expires_at < ?", (time.time(),))  # tidy as we go
         ws.db.execute("INSERT INTO sessions(token_hash, user_id, expires_at) VALUES (?, ?, ?)",
                       (_token_hash(token), uid, time.time() + seconds))
+        if signed_in:
+            audit.record(ws, "auth.sign_in", user=user, target=user)
     return token
 
 

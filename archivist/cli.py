@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "archivist.jobs_cli",
     "archivist.ui.cli",
     "archivist.api.cli",
+    "archivist.audit_cli",
 ]
 
 

@@ -13,7 +13,8 @@ import hmac
 import re
 import secrets
 
-from archivist.workspace import Workspace, transaction
+from archivist import audit
+from archivist.workspace import LOCAL_ADMIN, Workspace, transaction
 
 KEY_SCHEME = "ak"
 _KEY = re.compile(r"^ak-([0-9a-f]{8})-([A-Za-z0-9_-]{20,})$")
@@ -39,6 +40,7 @@ def create_key(ws: Workspace, user: str) -> str:
             if ws.db.execute("SELECT 1 FROM api_keys WHERE prefix = ?", (prefix,)).fetchone():
                 continue
             ws.db.execute("INSERT INTO api_keys(user_id, prefix, key_hash) VALUES (?, ?, ?)", (row[0], prefix, _hash(key)))
+            audit.record(ws, "key.create", user=ws.settings.user or LOCAL_ADMIN, target=f"ak-{prefix}", detail={"owner": user})
         return key
     raise RuntimeError("could not find a free key prefix")
 
@@ -66,6 +68,7 @@ def revoke_key(ws: Workspace, prefix_or_key: str) -> dict:
     with transaction(ws.db):
         ws.db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, (julianday('now') - 2440587.5) * 86400.0) "
                       "WHERE prefix = ?", (prefix,))
+        audit.record(ws, "key.revoke", user=ws.settings.user or LOCAL_ADMIN, target=f"ak-{prefix}")
     return next(k for k in list_keys(ws) if k["prefix"] == f"{KEY_SCHEME}-{prefix}")
 
 
@@ -80,7 +83,10 @@ def user_for_key(ws: Workspace, key: str | None) -> str | None:
     if row is None or row["revoked_at"] is not None:
         return None
     # constant-time comparison, so response timing says nothing about how much of a guess was right
-    return row["name"] if hmac.compare_digest(row["key_hash"], _hash(key.strip())) else None
+    if not hmac.compare_digest(row["key_hash"], _hash(key.strip())):
+        return None
+    audit.key_used(ws, m.group(1), row["name"])
+    return row["name"]
 
 
 def list_keys(ws: Workspace, user: str | None = None) -> list[dict]:

@@ -55,6 +55,9 @@ class Settings:
     quantize: str = _f("auto", "LLM weights at inference: auto (4-bit on GPU) | none | 4bit")
     user: str = _f("", "act as this user (default: the local admin)")
     collection: str = _f("default", "default collection for ingestion")
+    audit_days: float = _f(0.0, "keep audit records this many days, then purge them behind a checkpoint (0: keep all)")
+    stale_adapters: str = _f("allow", "adapters trained on a since-erased document: allow (listed as stale) | block "
+                                      "(they answer no question until retrained)")
 
     def __post_init__(self):
         self.home = Path(self.home).expanduser()
@@ -80,6 +83,10 @@ class Settings:
             raise ValueError(f"ocr must be auto, always or never, got {self.ocr!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.audit_days < 0:
+            raise ValueError(f"audit_days must be 0 or more, got {self.audit_days}")
+        if self.stale_adapters not in ("allow", "block"):
+            raise ValueError(f"stale_adapters must be allow or block, got {self.stale_adapters!r}")
         if self.quantize not in ("auto", "none", "4bit"):
             raise ValueError(f"quantize must be auto, none or 4bit, got {self.quantize!r}")
 

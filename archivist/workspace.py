@@ -232,6 +232,22 @@ MIGRATIONS: list[str] = [
     DROP TABLE ingest_jobs;
     DROP TABLE runs;
     """,
+    # 8: the audit log (archivist/audit.py): append-only, each record holding the hash of the one before
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,         -- consecutive; never reused (a purge leaves a checkpoint)
+        ts REAL NOT NULL,               -- epoch seconds
+        user TEXT,                      -- who acted
+        action TEXT NOT NULL,           -- a kind of archivist.audit.KINDS
+        target TEXT,                    -- what it acted on (a user, a document, an adapter, a key prefix)
+        detail TEXT NOT NULL,           -- JSON
+        prev TEXT NOT NULL,             -- hash of the record before (the checkpoint's, or 64 zeros)
+        hash TEXT NOT NULL              -- sha256(prev + [id, ts, user, action, target, detail])
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    CREATE INDEX audit_action ON audit(action, target, ts);
+    CREATE TABLE audit_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- head, checkpoint_id, checkpoint_hash
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist import access, jobs
+from archivist import access, audit, jobs
 from archivist.ingest import chunking
 from archivist.ingest.readers import ReadError, read
 from archivist.records import Chunk
@@ -219,7 +219,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
     def flush_pending():
         nonlocal pending
         if pending:
-            for res in _embed_and_commit(ws, cid, pending, embedder, fresh, reuse_from):
+            for res in _embed_and_commit(ws, cid, pending, embedder, fresh, reuse_from, access.current_user(ws, user)):
                 finish(res)
             pending = []
 
@@ -347,7 +347,7 @@ def _known_vectors(ws: Workspace, hashes: list[str], collection_ids: list[int] |
 
 
 def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, fresh: dict,
-                      reuse_from: list[int] | None = None) -> list[FileResult]:
+                      reuse_from: list[int] | None = None, user: str | None = None) -> list[FileResult]:
     """Embed the chunks of several documents at once, reusing stored vectors (of chunks in the
     collections `reuse_from`, default any), then commit them."""
     inputs = [embed_text(c.text, c.heading) for p in batch for c in p.chunks]
@@ -389,6 +389,7 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
                     (doc_id, c.seq, c.text, " > ".join(c.heading), c.page, c.start, c.end, c.n_tokens, h, blobs[h],
                      shingles(c.text), json.dumps(c.boxes) if c.boxes else None)).lastrowid
                 fresh[chunk_id] = np.frombuffer(blobs[h], dtype=np.float32)
+            audit.record(ws, f"document.{status}", user=user, target=p.name, detail={"document_id": doc_id, "collection_id": cid, "sha256": p.digest, "chunks": n})
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
                                       seconds=time.monotonic() - p.t0))
     return results
@@ -490,6 +491,7 @@ def delete_document(ws: Workspace, ref: str | int, user: str | None = None, coll
     with transaction(ws.db):
         ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc["id"],))
         ws.db.execute("DELETE FROM documents WHERE id = ?", (doc["id"],))
+        audit.record(ws, "document.deleted", user=access.current_user(ws, user), target=doc["name"], detail={"document_id": doc["id"], "collection": doc["collection"], "sha256": doc["content_hash"]})
     sync_indexes(ws, cid)
     return doc
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from archivist import access
+from archivist import access, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
 from archivist.retrieval.query import STOPWORDS
@@ -278,6 +278,7 @@ def ask(
     embedder=None,
     mode: str | None = None,
     stop=None,
+    surface: str = "cli",
 ) -> Answer:
     """Answer `question` from the documents `user` may read.
 
@@ -288,6 +289,7 @@ def ask(
     generated answer has no well-supported citation), "generate" (the model's text only, as
     evaluation wants it) or "extractive" (quote the passages, no generation).
     stop: a threading.Event; once set, generation ends after the current token (client gone).
+    surface: where the question came from (app | cli | api), for the audit record every answer gets.
     Raises AccessDenied for an unknown user, LookupError for an unknown adapter.
     """
     from archivist.models import embedder_for
@@ -313,6 +315,7 @@ def ask(
         if on_token:
             on_token(NOT_FOUND)
         result.seconds = time.perf_counter() - t0
+        audit.question(ws, result, user, surface, collections)
         return result
     llm = llm or llm_for(s)
     llm.use_adapter(name, path if name and name not in llm.adapters else None)
@@ -333,6 +336,7 @@ def ask(
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)
     result.seconds = time.perf_counter() - t0
+    audit.question(ws, result, user, surface, collections)
     return result
 
 

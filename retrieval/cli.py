@@ -92,7 +92,7 @@ def cmd_ask(args) -> int:
     with open_ws(args) as ws:
         try:
             result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
-                         adapter=adapter, on_token=None if args.json else draft, mode=args.mode)
+                         adapter=adapter, on_token=None if args.json else draft, mode=args.mode, surface="cli")
         finally:
             draft.erase()
     if args.json:

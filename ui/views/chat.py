@@ -167,7 +167,7 @@ if question:
         try:
             answer = ask(ws, question, user=user, collections=None if collection == ALL else [collection], k=k,
                          adapter=None if adapter == BASE else adapter, history=hist, on_token=on_token,
-                         llm=llm, embedder=emb, stop=stop)
+                         llm=llm, embedder=emb, stop=stop, surface="app")
         except (access.AccessDenied, LookupError, ValueError) as e:
             box.error(f"Could not answer: {e}")
             st.stop()

@@ -1,0 +1,320 @@
+"""The audit log: the one module that touches the `audit` and `audit_state` tables.
+
+One record per event, appended in the same SQLite transaction as the action it records (the
+owning module calls `record` inside its own `with transaction(ws.db):`), so a killed process
+leaves neither an action without its record nor a record without its action.
+
+Each record holds the hash of the one before it:
+
+    hash = sha256(prev_hash + canonical JSON of [id, ts, user, action, target, detail])
+
+so editing a record changes its hash, and deleting or reordering records breaks the link the next
+record holds. `audit_state` keeps the head (the newest id and hash, caught when the newest records
+are deleted) and the checkpoint that retention leaves behind: the id and hash of the last purged
+record, itself written into the chain by the `audit.purge` record.
+
+    record(ws, "grant", user="ann", target="rita", detail={...})   # inside the action's transaction
+    verify(ws) -> Verdict                                            # `archivist audit verify`
+    read(ws, by, user=..., since=..., until=..., action=...)         # admins only
+    purge(ws, days, by=...)                                          # retention, with a checkpoint
+
+Action kinds are the strings in KINDS. Reading needs the admin role: members see nothing of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from archivist import access
+from archivist.workspace import Workspace, transaction
+
+GENESIS = "0" * 64  # the `prev` of the first record ever written
+
+KINDS = {
+    "auth.sign_in": "a user signed in to the app",
+    "auth.sign_in_failed": "a wrong user name or password",
+    "auth.first_admin": "the first admin account was created",
+    "auth.password": "a password was set",
+    "key.create": "an API key was created",
+    "key.use": "an API key was used (first use per day)",
+    "key.revoke": "an API key was revoked",
+    "user.add": "a user was created",
+    "user.delete": "a user was deleted",
+    "user.role": "a user's role changed",
+    "collection.create": "a collection was created",
+    "access.grant": "a grant was given or changed",
+    "access.revoke": "a grant was removed",
+    "question": "a question was answered (app, CLI or API)",
+    "document.added": "a document was ingested",
+    "document.updated": "a document's content changed",
+    "document.deleted": "a document was deleted",
+    "document.erased": "a document was erased everywhere (archivist erase)",
+    "finetune.started": "a fine-tune started",
+    "finetune.finished": "a fine-tune finished (done, failed or cancelled)",
+    "adapter.registered": "an adapter was registered",
+    "adapter.activated": "an adapter became the chat's default (or none did)",
+    "adapter.exported": "an adapter was merged and exported",
+    "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
+}
+SURFACES = ("app", "cli", "api")
+
+
+class AuditError(ValueError):
+    """A bad filter (unknown action kind, unreadable time) or a bad retention setting."""
+
+
+@dataclass
+class Verdict:
+    """What `verify` found: ok, how many records it checked, and where the chain breaks."""
+
+    ok: bool
+    records: int
+    head: str  # the hash of the newest record (keep it elsewhere to catch a rewritten log)
+    problems: list[str] = field(default_factory=list)
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+def _digest(prev: str, rid: int, ts: float, user: str | None, action: str, target: str | None, detail: str) -> str:
+    body = json.dumps([rid, repr(ts), user, action, target, detail], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
+
+
+def record(ws: Workspace, action: str, user: str | None = None, target: str | None = None,
+           detail: dict | None = None) -> int:
+    """Append one record; returns its id. Call it inside the transaction of the action it records
+    (it opens one of its own otherwise). `user` is who acted, `target` what it acted on.
+    Raises ValueError for an action kind not in KINDS (a typo would hide events from filters)."""
+    if action not in KINDS:
+        raise ValueError(f"unknown audit action {action!r}")
+    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    with transaction(ws.db):
+        head = ws.db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        prev = head[1] if head else _state(ws, "checkpoint_hash") or GENESIS
+        rid = (head[0] if head else int(_state(ws, "checkpoint_id") or 0)) + 1
+        ts = time.time()
+        h = _digest(prev, rid, ts, user, action, target, text)
+        ws.db.execute("INSERT INTO audit(id, ts, user, action, target, detail, prev, hash) VALUES (?,?,?,?,?,?,?,?)",
+                      (rid, ts, user, action, target, text, prev, h))
+        ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES ('head', ?)", (f"{rid}:{h}",))
+    return rid
+
+
+def _state(ws: Workspace, key: str) -> str | None:
+    row = ws.db.execute("SELECT value FROM audit_state WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+_KEY_DAYS: set[tuple[str, str]] = set()  # (key prefix, UTC day) already recorded by this process
+
+
+def key_used(ws: Workspace, prefix: str, user: str) -> None:
+    """Record the first use of API key `prefix` on each UTC day (a cheap set lookup after that)."""
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    if (prefix, day) in _KEY_DAYS:
+        return
+    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    with transaction(ws.db):  # another process may have recorded today's use meanwhile
+        seen = ws.db.execute("SELECT 1 FROM audit WHERE action = 'key.use' AND target = ? AND ts >= ? LIMIT 1",
+                             (f"ak-{prefix}", start)).fetchone()
+        if not seen:
+            record(ws, "key.use", user=user, target=f"ak-{prefix}", detail={"day": day})
+    _KEY_DAYS.add((prefix, day))
+
+
+def question(ws: Workspace, answer, user: str | None, surface: str, collections) -> int:
+    """Record a question and what it was shown: the chunks and document versions, the adapter and
+    model, the answer's mode and status, the answer's sha256 and its citations.
+    `collections` is the scope asked for (None: every readable one)."""
+    user = access.current_user(ws, user)
+    scope = sorted(access.readable_collections(ws, user))
+    if collections is not None:
+        scope = [c for c in scope if c in set(collections)]
+    ids = [p.chunk_id for p in answer.passages]
+    versions = {}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        versions = {r[0]: (r[1], r[2]) for r in ws.db.execute(
+            f"SELECT c.id, d.id, d.content_hash FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
+            ids)}
+    shown = [{"chunk_id": p.chunk_id, "document": p.document, "document_id": versions.get(p.chunk_id, (p.document_id,))[0],
+              "version": (versions.get(p.chunk_id) or (None, None))[1]} for p in answer.passages]
+    detail = {
+        "surface": surface if surface in SURFACES else str(surface),
+        "collections": scope,
+        "question": answer.question,
+        "shown": shown,
+        "adapter": answer.adapter,
+        "model": answer.model,
+        "mode": answer.mode,
+        "status": answer.status,
+        "answer_sha256": hashlib.sha256((answer.answer or "").encode("utf-8")).hexdigest(),
+        "citations": [{"n": c.n, "chunk_id": c.chunk_id, "document": c.document} for c in answer.citations],
+    }
+    return record(ws, "question", user=user, target=None, detail=detail)
+
+
+# -- checking -----------------------------------------------------------------------------------------
+
+
+def verify(ws: Workspace) -> Verdict:
+    """Walk the chain from the checkpoint (or the start) and report every place it breaks: a record
+    whose content no longer hashes to its stored hash (edited), one whose `prev` is not the hash of
+    the record before it (a record deleted or moved before it), newest records missing (the head
+    kept in audit_state is gone), a checkpoint that the purge record does not vouch for."""
+    problems: list[str] = []
+    prev = _state(ws, "checkpoint_hash") or GENESIS
+    last_id = int(_state(ws, "checkpoint_id") or 0)
+    n = 0
+    for r in ws.db.execute("SELECT id, ts, user, action, target, detail, prev, hash FROM audit ORDER BY id"):
+        n += 1
+        if r["prev"] != prev:
+            problems.append(f"record {r['id']}: does not follow record {last_id} "
+                            "(a record before it was deleted, inserted or moved)")
+        if _digest(r["prev"], r["id"], r["ts"], r["user"], r["action"], r["target"], r["detail"]) != r["hash"]:
+            problems.append(f"record {r['id']} ({r['action']}): its content was changed after it was written")
+        prev, last_id = r["hash"], r["id"]
+    head = _state(ws, "head")
+    if head and head != f"{last_id}:{prev}":
+        want = head.split(":", 1)[0]
+        problems.append(f"the newest record should be {want} but the log ends at {last_id} "
+                        "(records at the end were deleted or changed)")
+    problems += _check_checkpoint(ws)
+    return Verdict(ok=not problems, records=n, head=prev, problems=problems)
+
+
+def _check_checkpoint(ws: Workspace) -> list[str]:
+    cid, ch = _state(ws, "checkpoint_id"), _state(ws, "checkpoint_hash")
+    if cid is None:
+        return []
+    rows = ws.db.execute("SELECT id, detail FROM audit WHERE action = 'audit.purge' ORDER BY id DESC").fetchall()
+    for r in rows:
+        d = json.loads(r["detail"])
+        if str(d.get("through_id")) == cid and d.get("through_hash") == ch:
+            return []
+    return [f"the checkpoint (record {cid}) is vouched for by no audit.purge record"]
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+def parse_time(text: str | float | None) -> float | None:
+    """A time filter as epoch seconds: ISO 8601 ('2026-12-06', '2026-12-06T10:00', UTC unless it says),
+    epoch seconds, or a span back from now ('7d', '12h', '30m'). Raises AuditError for anything else."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = text.strip()
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    if t[-1:] in units and t[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(t[:-1]) * units[t[-1]]
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise AuditError(f"time {text!r}: use ISO 8601 (2026-12-06 or 2026-12-06T10:00), epoch seconds, "
+                         "or a span like 7d, 12h, 30m") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def read(ws: Workspace, by: str | None = None, user: str | None = None, since=None, until=None,
+         action: str | None = None, limit: int | None = None) -> list[dict]:
+    """Records oldest first, filtered: [{"id", "time" (ISO UTC), "ts", "user", "action", "target",
+    "detail" (dict), "hash"}]. `action` is a kind or a prefix ending in '.' ("document.").
+    Raises AccessDenied unless `by` (None: the acting user) has the admin role; AuditError for a bad filter."""
+    access.require_admin(ws, by, "read the audit log")
+    where, args = [], []
+    if user:
+        where.append("user = ?")
+        args.append(user)
+    if action:
+        if action.endswith(".") or action.endswith("*"):
+            where.append("action LIKE ?")
+            args.append(action.rstrip("*") + "%")
+        elif action in KINDS:
+            where.append("action = ?")
+            args.append(action)
+        else:
+            raise AuditError(f"unknown action {action!r}; kinds: {', '.join(KINDS)}")
+    for op, value in ((">=", parse_time(since)), ("<", parse_time(until))):
+        if value is not None:
+            where.append(f"ts {op} ?")
+            args.append(value)
+    sql = "SELECT id, ts, user, action, target, detail, hash FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id"
+    if limit:
+        sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
+    return [_row(r) for r in ws.db.execute(sql, args)]
+
+
+def _row(r) -> dict:
+    return {"id": r["id"], "time": datetime.fromtimestamp(r["ts"], timezone.utc).isoformat(timespec="seconds"),
+            "ts": r["ts"], "user": r["user"], "action": r["action"], "target": r["target"],
+            "detail": json.loads(r["detail"]), "hash": r["hash"]}
+
+
+CSV_COLUMNS = ("id", "time", "user", "action", "target", "detail", "hash")
+
+
+def to_csv(records: list[dict]) -> str:
+    """Records as CSV text (the detail as one JSON cell), for the CLI's --csv and the app's download."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(CSV_COLUMNS)
+    for r in records:
+        w.writerow([r["id"], r["time"], r["user"] or "", r["action"], r["target"] or "",
+                    json.dumps(r["detail"], ensure_ascii=False, sort_keys=True), r["hash"]])
+    return out.getvalue()
+
+
+# -- retention ----------------------------------------------------------------------------------------
+
+
+def purge(ws: Workspace, days: float, by: str | None = None) -> dict:
+    """Delete records older than `days` days, leaving a checkpoint: the id and hash of the last
+    purged record, kept in audit_state and vouched for by a new `audit.purge` record, so `verify`
+    still checks the chain from there. Returns {"purged", "through_id"}. Needs the admin role.
+    Raises AuditError for a negative or non-numeric `days`."""
+    return _purge(ws, days, access.require_admin(ws, by, "purge the audit log"))
+
+
+def _purge(ws: Workspace, days, actor: str) -> dict:
+    try:
+        days = float(days)
+    except (TypeError, ValueError):
+        raise AuditError(f"audit retention must be a number of days, got {days!r}") from None
+    if days < 0:
+        raise AuditError(f"audit retention must be 0 days or more, got {days}")
+    cutoff = time.time() - days * 86400
+    with transaction(ws.db):
+        last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
+        if last is None:
+            return {"purged": 0, "through_id": None}
+        n = ws.db.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
+        for key, value in (("checkpoint_id", str(last["id"])), ("checkpoint_hash", last["hash"])):
+            ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
+        record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
+                                                      "through_hash": last["hash"], "days": days})
+    return {"purged": n, "through_id": last["id"]}
+
+
+def apply_retention(ws: Workspace) -> dict | None:
+    """Purge by the `audit_days` setting (0: keep everything); None when nothing is set.
+    The purge record names no user: retention is the workspace's policy, not a user's act."""
+    days = ws.settings.audit_days
+    if not days:
+        return None
+    return _purge(ws, days, None)
