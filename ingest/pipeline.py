@@ -219,7 +219,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
     def flush_pending():
         nonlocal pending
         if pending:
-            for res in _embed_and_commit(ws, cid, pending, embedder, fresh, reuse_from, access.current_user(ws, user)):
+            for res in _embed_and_commit(ws, cid, pending, embedder, fresh, reuse_from, job.owner):
                 finish(res)
             pending = []
 
