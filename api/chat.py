@@ -148,6 +148,8 @@ def _error_for(exc: BaseException) -> tuple[int, dict]:
         return 403, error_body(403, str(exc), "permission_denied")
     if isinstance(exc, LookupError) and not isinstance(exc, (KeyError, IndexError)):
         return 404, error_body(404, str(exc), "not_found")
+    if isinstance(exc, ValueError):  # e.g. QuestionTooLong: as api/errors.py answers it
+        return 400, error_body(400, str(exc), "invalid_value")
     return 500, error_body(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
 
 
@@ -169,7 +171,10 @@ router = APIRouter(tags=["chat"])
 async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(workspace), who: str = Depends(user),
                server: Server = Depends(server_of)):
     """Answer the last user message from the documents the key's user may read, citing them as [n]."""
+    from archivist.retrieval.answer import check_question
+
     question, history = split_messages(body.messages)
+    check_question(question, settings=server.settings)  # QuestionTooLong -> 400 before the queue, streaming or not
     adapter = adapter_for_model(ws, body.model, who)
     scope = requested_collections(ws, who, body.collection, body.collections)
     max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens

@@ -33,13 +33,12 @@ def model(model_id: str, ws: Workspace = Depends(workspace), name: str = Depends
 
 def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
     """The models `user` may name, as OpenAI model objects with archivist's `kind`. Adapters trained
-    on collections the user may not read are left out (`access.may_use_adapter`); which adapter is
+    on collections the user may not read are left out (`adapters.list_for`); which adapter is
     active is told only when the user may use it."""
-    from archivist.access import may_use_adapter
+    from archivist import adapters
 
     s = ws.settings
-    rows = ws.db.execute("SELECT name, base_model, active, created_at FROM adapters ORDER BY created_at, name").fetchall()
-    rows = [r for r in rows if may_use_adapter(ws, user, r["name"])]
+    rows = sorted(adapters.list_for(ws, user), key=lambda r: (r["created_at"], r["name"]))
     active = next((r["name"] for r in rows if r["active"]), None)
     out = [{"id": DEFAULT_MODEL, "object": "model", "created": created, "owned_by": "archivist", "kind": "chat",
             "base_model": s.llm, "active": True, "adapter": active},
@@ -57,15 +56,15 @@ def adapter_for_model(ws: Workspace, model: str, user: str) -> str | None:
     """The `adapter=` argument of ask() for a model name: 'active', None (base) or an adapter's name.
 
     Raises APIError 404 for a name that is none of them, and the same 404 for an adapter `user` may not
-    use (`access.may_use_adapter`): a 403 would confirm a guessed name, as GET /v1/models/{id} does not.
+    use (`adapters.may_use`): a 403 would confirm a guessed name, as GET /v1/models/{id} does not.
     """
-    from archivist.access import may_use_adapter
+    from archivist import adapters
 
     if model == DEFAULT_MODEL:
         return "active"
     if model == ws.settings.llm:
         return None
-    if may_use_adapter(ws, user, model):  # False for an unknown name too
+    if adapters.may_use(ws, user, model):  # False for an unknown name too
         return model
     raise APIError(404, f"no model {model!r}: use {DEFAULT_MODEL!r}, {ws.settings.llm!r} or an adapter from GET /v1/models",
                    "model_not_found", "model")

@@ -19,7 +19,6 @@ level or a user that already exists; LookupError for a user or collection that d
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 
@@ -270,35 +269,3 @@ def revoke(ws: Workspace, user: str, collection: str, *, by: str | None = None) 
         if cur.rowcount:
             audit.record(ws, "access.revoke", user=actor, target=user, detail={"collection": collection})
     return cur.rowcount > 0
-
-
-# -- adapters -----------------------------------------------------------------------------------
-
-
-def adapter_collections(ws: Workspace, name: str) -> set[str] | None:
-    """The collections adapter `name` was trained on (its lineage's `collections`, which names every
-    passage's collection, and its documents' collections), or None when there is no such adapter.
-    Examples from a user's JSONL file belong to no collection."""
-    row = ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        return None
-    try:
-        lineage = json.loads(row[0]) if row[0] else {}
-    except ValueError:
-        lineage = {}
-    if not isinstance(lineage, dict):
-        lineage = {}
-    docs = lineage.get("documents") or []
-    named = lineage.get("collections") or []
-    return ({d["collection"] for d in docs if isinstance(d, dict) and d.get("collection")}
-            | {c for c in named if isinstance(c, str) and c})
-
-
-def may_use_adapter(ws: Workspace, user: str | None, name: str) -> bool:
-    """Whether `user` may get answers from adapter `name`: only when every collection it was
-    trained on is one the user may read, because model weights can repeat their training text.
-    False for an unknown adapter."""
-    trained_on = adapter_collections(ws, name)
-    if trained_on is None:
-        return False
-    return trained_on <= set(readable_collections(ws, user))

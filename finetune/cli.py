@@ -213,10 +213,10 @@ def _report(args, result: dict) -> int:
 
 
 def cmd_adapters(args) -> int:
-    from archivist.finetune.registry import list_adapters
+    from archivist import adapters
 
     with open_ws(args, check_index=False) as ws:
-        rows = list_adapters(ws, getattr(args, "user", None))
+        rows = adapters.list_for(ws, getattr(args, "user", None))
     if not list_or_json(rows, args.json, "no adapters yet (train one with `archivist finetune`)"):
         return 0
     print(f"  {'name':28} {'base':16} {'acc':>11} {'F1':>11} {'cite':>11}  note")
@@ -229,10 +229,13 @@ def cmd_adapters(args) -> int:
 
 
 def cmd_activate(args) -> int:
-    from archivist.finetune.registry import set_active
+    from archivist import adapters
 
     with open_ws(args, check_index=False) as ws:
-        rec = set_active(ws, args.name, force=args.force)
+        if args.name.lower() == "none":
+            rec = adapters.deactivate(ws)
+        else:
+            rec = adapters.activate(ws, args.name, force=args.force)
     if args.json:
         emit_json({"active": rec["name"] if rec else None})
     else:
@@ -245,7 +248,7 @@ def cmd_export(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         try:
-            out = export_merged(ws, args.name, args.merged)
+            out = export_merged(ws, args.name, args.merged, user=getattr(args, "user", None))
         except FileExistsError as e:
             raise CLIError(str(e)) from None
     print(f"merged model written to {out} (load it with AutoModelForCausalLM.from_pretrained, or --llm {out})")

@@ -10,7 +10,7 @@
 The config (FinetuneConfig, every default with its help) is at the top; the building blocks the
 steps use follow it (model, data, checkpoints, the loop), then the steps themselves. Helpers with
 their own concern live beside it: datasets.py (examples), memory.py (will it fit), evaluate.py
-(base vs adapter), registry.py (adapters/<name>/), runs.py (runs: jobs of kind train, background).
+(base vs adapter), registry.py (lineage; archivist/adapters.py registers adapters/<name>/), runs.py (runs: jobs of kind train, background).
 
 What makes it fast on a small model: the loss is taken only on the answer tokens, so the output
 layer (a 49k-vocabulary matmul for SmolLM2, a large share of a 135M model's compute and memory)
@@ -660,6 +660,7 @@ def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progre
     """After a completed loop (rank 0): save the adapter (safetensors), evaluate base vs adapter on the
     held-out split, register it with its lineage (activated when it beats the base) and mark the run
     done. Returns {"status": "done", "evaluation", "adapter"}."""
+    from archivist import adapters
     from archivist.finetune import evaluate, registry, runs
     from archivist.models import model_hash
 
@@ -672,7 +673,7 @@ def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progre
     lineage = registry.lineage(ws, base=prep.base, base_path=prep.path, base_hash=model_hash(prep.local or prep.path),
                                dataset=prep.dataset, config=asdict(cfg), method=prep.method, device=prep.device,
                                run_id=prep.run_id, train=stats)
-    record = registry.register(ws, cfg.name or f"ft-{prep.run_id}", adapter_dir, prep.base, report, lineage,
+    record = adapters.register(ws, cfg.name or f"ft-{prep.run_id}", adapter_dir, prep.base, report, lineage,
                                run_id=prep.run_id, activate=cfg.activate)
     runs.update_run(ws, prep.run_id, "done", adapter=record["name"])
     return {"status": "done", "evaluation": report, "adapter": record}

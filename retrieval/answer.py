@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from archivist import access, audit
+from archivist import adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
 from archivist.retrieval.query import STOPWORDS
@@ -37,12 +37,47 @@ NOT_FOUND = "The documents do not contain an answer to this question."
 UNCERTAIN = "No answer could be verified in the documents; the closest passages say:"
 ANSWER_ROOM = 256  # tokens kept free for the answer when packing passages
 MAX_CONTEXT = 2048  # cap on the prompt+answer window: prefill time grows with it on a CPU
+# A longer question is refused, not cut: a cut question is a different question. 512 tokens
+# (~2,000 characters of English) leaves most of the prompt to the passages; the character cap
+# refuses megabytes before even the tokenizer reads them.
+MAX_QUESTION_TOKENS = 512
+MAX_QUESTION_CHARS = 16_000
+CARRIED_WORDS = 24  # at most this many words of the previous turn join a follow-up's search query
 
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
 _WORD = re.compile(r"\w+")
 _REFERRING = {"it", "its", "this", "that", "these", "those", "they", "them", "their", "he", "she", "his", "her",
               "there", "then", "same", "also", "what about", "and"}
+
+
+class QuestionTooLong(ValueError):
+    """The question is longer than the prompt can hold; the message says how long it is and the
+    limit. A ValueError: the CLI prints it, the app shows it, the API answers 400."""
+
+
+def check_question(question: str, count_tokens: Callable[[str], int] | None = None, settings=None) -> int:
+    """The question's length in the chat model's tokens, when it fits the prompt.
+
+    count_tokens: the chat model's tokenizer count (e.g. `LLM.count_tokens`); when None, the
+    tokenizer of `settings.llm` is loaded (once per process), not the model.
+    Raises QuestionTooLong beyond MAX_QUESTION_CHARS characters (before tokenizing) or
+    MAX_QUESTION_TOKENS tokens.
+    """
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionTooLong(f"the question is {len(question):,} characters long; a question may hold at most "
+                              f"{MAX_QUESTION_CHARS:,} characters and {MAX_QUESTION_TOKENS:,} tokens (about "
+                              f"{MAX_QUESTION_TOKENS * 4:,} characters of English)")
+    if count_tokens is None:
+        from archivist.models import load_tokenizer
+
+        tokenizer = load_tokenizer(settings.llm, str(settings.cache))
+        count_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    n = count_tokens(question)
+    if n > MAX_QUESTION_TOKENS:
+        raise QuestionTooLong(f"the question is {n:,} tokens long; ask in at most {MAX_QUESTION_TOKENS:,} tokens "
+                              f"(about {MAX_QUESTION_TOKENS * 4:,} characters): the rest of the prompt holds the passages")
+    return n
 
 
 def format_passage(n: int, hit: Hit) -> str:
@@ -63,9 +98,14 @@ def build_messages(question: str, passages: Sequence[Hit], system: str = SYSTEM_
     ]
 
 
-def pack(hits: Sequence[Hit], count_tokens: Callable[[str], int], budget: int, question: str = "") -> list[Hit]:
-    """Whole passages, best first, while the whole prompt stays within `budget` tokens."""
-    used = count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 24
+def pack(hits: Sequence[Hit], count_tokens: Callable[[str], int], budget: int, question: str = "",
+         fixed: int | None = None) -> list[Hit]:
+    """Whole passages, best first, while the whole prompt stays within `budget` tokens.
+
+    fixed: the tokens of the prompt without passages, as the model sees it (chat template included);
+    when None it is estimated from the system prompt and the question.
+    """
+    used = fixed if fixed is not None else count_tokens(SYSTEM_PROMPT) + count_tokens(question) + 24
     out = []
     for h in hits:
         cost = count_tokens(format_passage(len(out) + 1, h)) + 2
@@ -90,7 +130,9 @@ def standalone_question(question: str, history: Sequence[dict] | None) -> str:
     refers = any(w in _REFERRING for w in words) or len(content) <= 2
     if not refers:
         return question
-    carry = [w for w in _WORD.findall(previous[-1]) if w.lower() not in STOPWORDS and w.lower() not in content]
+    # Only the start of the previous turn, and a few of its words: a pasted page there must not become the query.
+    carry = [w for w in _WORD.findall(previous[-1][:MAX_QUESTION_CHARS]) if w.lower() not in STOPWORDS and w.lower() not in content]
+    carry = carry[:CARRIED_WORDS]
     return (" ".join(carry) + " " + question).strip() if carry else question
 
 
@@ -253,17 +295,6 @@ def _show(result: Answer, text: str, passages: Sequence[Hit], embedder, s, mode:
     if result.generated is not None and result.generated.strip() == text.strip():
         result.generated = None  # shown as it was generated: nothing was replaced
 
-def adapter_path(ws: Workspace, name: str) -> str:
-    row = ws.db.execute("SELECT path FROM adapters WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        raise LookupError(f"no adapter named {name!r} (see `archivist adapters`)")
-    return row[0]
-
-
-def active_adapter(ws: Workspace) -> str | None:
-    row = ws.db.execute("SELECT name FROM adapters WHERE active = 1").fetchone()
-    return row[0] if row else None
-
 
 def ask(
     ws: Workspace,
@@ -290,7 +321,9 @@ def ask(
     evaluation wants it) or "extractive" (quote the passages, no generation).
     stop: a threading.Event; once set, generation ends after the current token (client gone).
     surface: where the question came from (app | cli | api), for the audit record every answer gets.
-    Raises AccessDenied for an unknown user, LookupError for an unknown adapter.
+    Raises AccessDenied for an unknown user, LookupError (one text for both) for an adapter that
+    does not exist or that the user may not use, QuestionTooLong (a ValueError) for a question the
+    prompt cannot hold.
     """
     from archivist.models import embedder_for
     from archivist.retrieval.llm import llm_for
@@ -298,18 +331,13 @@ def ask(
     t0 = time.perf_counter()
     s = ws.settings
     mode = mode or s.answer_mode
+    check_question(question, llm.count_tokens if llm else None, s)  # before any search or generation
+    # Unknown and forbidden adapters fail before any work, with one message for both.
+    chosen = adapters.resolve(ws, user, adapter)
     embedder = embedder or embedder_for(s)
     standalone = standalone_question(question, history)
     hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
-    name = active_adapter(ws) if adapter == "active" else adapter
-    path = adapter_path(ws, name) if name else None  # an unknown adapter fails before any work
-    if name and not access.may_use_adapter(ws, user, name):  # its weights learned text this user may not read
-        if adapter != "active":
-            raise access.AccessDenied(f"adapter {name!r} was trained on collections user "
-                                      f"{access.current_user(ws, user)!r} may not read")
-        name, path = None, None  # the workspace's active adapter: this user gets the base model instead
-    result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone,
-                    adapter=name, model=s.llm)
+    result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone, model=s.llm)
     if answerability(ws, standalone, hits) < s.min_relevance:
         result.answer, result.not_found, result.mode, result.status = NOT_FOUND, True, "not_found", "not_found"
         if on_token:
@@ -318,16 +346,20 @@ def ask(
         audit.question(ws, result, user, surface, collections)
         return result
     llm = llm or llm_for(s)
-    llm.use_adapter(name, path if name and name not in llm.adapters else None)
     budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
-    passages = pack(hits, llm.count_tokens, budget, question)[: k or s.top_k]
+    fixed = llm.count_tokens(llm.render(build_messages(question, [])))
+    if fixed > budget:  # a model with a small window: not even the question fits
+        raise QuestionTooLong(f"the question does not fit the prompt of {s.llm!r} ({fixed:,} of {budget:,} tokens)")
+    passages = pack(hits, llm.count_tokens, budget, question, fixed=fixed)[: k or s.top_k]
     result.passages = list(passages)
     stats: dict = {}
     if mode == "extractive":
         text = ""
     else:
         pieces = []
-        for piece in llm.stream(build_messages(question, passages), max_new_tokens=s.max_new_tokens, stats=stats, stop=stop):
+        result.adapter = chosen.name if chosen else None  # the adapter that really generates this answer
+        for piece in llm.stream(build_messages(question, passages), max_new_tokens=s.max_new_tokens, stats=stats, stop=stop,
+                                adapter=chosen):
             pieces.append(piece)
             if on_token:
                 on_token(piece)

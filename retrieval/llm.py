@@ -2,6 +2,10 @@
 
 On a CUDA GPU the base loads in 4-bit NF4 (bitsandbytes) by default; on the CPU in fp32.
 Generation streams text pieces as they are produced (transformers' TextIteratorStreamer).
+
+Every browser session, API request and CLI call of the process shares the one model, so each
+generation names the adapter it wants (`stream(..., adapter=...)`; None: the base model), and the
+switch to it and the generation happen under one lock: no other caller's adapter can answer.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ class LLM:
     model: object
     tokenizer: object
     device: str
-    adapters: dict[str, str] = field(default_factory=dict)  # adapter name -> folder, loaded into the PeftModel
-    active: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # (adapter name, folder) -> the name it was loaded under in the PeftModel. Keyed by the folder
+    # too: two workspaces of one process may each have an adapter of the same name.
+    adapters: dict[tuple[str, str], str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held from adapter switch to the end of generation
     _jobs: queue.SimpleQueue | None = field(default=None, repr=False)
 
     def _in_worker(self, job) -> threading.Event:
@@ -57,25 +62,26 @@ class LLM:
     def context_window(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
-    def use_adapter(self, name: str | None, path: str | Path | None = None) -> None:
-        """Make `name` the adapter used by generate (None: the base model). Loads it on first use."""
-        with self.lock:
-            if name is None:
-                self.active = None
-                return
-            if name not in self.adapters:
-                if path is None:
-                    raise LookupError(f"adapter {name!r} is not loaded and no path was given")
-                from peft import PeftModel
+    def _switch(self, adapter) -> str | None:
+        """Make `adapter` (an `archivist.adapters.Adapter`, or None for the base model) the one the
+        next generate uses, loading it on first use; returns its name in the PeftModel. Call with
+        the lock held, and generate before releasing it."""
+        if adapter is None:
+            return None
+        key = (adapter.name, str(adapter.path))
+        if key not in self.adapters:
+            from peft import PeftModel
 
-                if not isinstance(self.model, PeftModel):
-                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
-                else:
-                    self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-                self.model.eval()
-                self.adapters[name] = str(path)
-            self.model.set_adapter(name)
-            self.active = name
+            # Our own names in the PeftModel: a registered name may hold '.', which PEFT's module keys refuse.
+            loaded_as = f"adapter_{len(self.adapters)}"
+            if not isinstance(self.model, PeftModel):
+                self.model = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=loaded_as, is_trainable=False)
+            else:
+                self.model.load_adapter(str(adapter.path), adapter_name=loaded_as, is_trainable=False)
+            self.model.eval()
+            self.adapters[key] = loaded_as
+        self.model.set_adapter(self.adapters[key])
+        return self.adapters[key]
 
     def render(self, messages: list[dict]) -> str:
         """The prompt text exactly as the model will see it, through its own chat template."""
@@ -85,11 +91,14 @@ class LLM:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None,
-               stop: threading.Event | None = None) -> Iterator[str]:
+               stop: threading.Event | None = None, *, adapter=None) -> Iterator[str]:
         """Yield the answer in pieces as they are generated (greedy decoding, so runs repeat exactly).
 
+        adapter: the `archivist.adapters.Adapter` (name, path) to generate with, loaded on first
+        use; None (the default) is the base model, whatever other callers used before.
         Setting `stop` (e.g. when the client went away), or closing this iterator early, ends the
         generation after the current token instead of running on to max_new_tokens.
+        Raises what loading the adapter or generating raised (e.g. FileNotFoundError for a missing folder).
         """
         import time
 
@@ -108,7 +117,7 @@ class LLM:
         def run():
             try:
                 with torch.inference_mode():
-                    if self.active is None and hasattr(self.model, "disable_adapter"):
+                    if adapter is None and hasattr(self.model, "disable_adapter"):
                         with self.model.disable_adapter():
                             result["out"] = self.model.generate(**kwargs)
                     else:
@@ -117,7 +126,8 @@ class LLM:
                 result["error"] = e
                 streamer.end()
 
-        with self.lock:
+        with self.lock:  # from the switch to the last token: another caller's switch waits for this answer
+            self._switch(adapter)
             t0 = time.perf_counter()
             first = None
             finished = self._in_worker(run)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from archivist import adapters
 from archivist.finetune import evaluate, memory, registry, runs
 from archivist.finetune.datasets import examples_from_file
 from archivist.finetune.train import (FinetuneConfig, _answer_loss_module, add_lora, encode, load_base, load_checkpoint,
@@ -155,7 +156,7 @@ def test_finetune_registers_the_adapter_then_activate_and_merged_export(ws, tiny
                "--eval-limit", "2", "--eval-max-new-tokens", "6", "--name", "tiny", "--seed", "2", "--json", "--device", "cpu"])
     result = json.loads(capsys.readouterr().out)
     assert rc == 0 and result["status"] == "done", result
-    rec = registry.get_adapter(ws, "tiny")
+    rec = adapters.get(ws, "tiny")
     folder = ws.home / "adapters" / "tiny"
     for name in ("adapter_model.safetensors", "adapter_config.json", "metrics.json", "lineage.json"):
         assert (folder / name).exists(), name
@@ -170,12 +171,12 @@ def test_finetune_registers_the_adapter_then_activate_and_merged_export(ws, tiny
     assert run_row["status"] == "done" and run_row["adapter"] == "tiny"
     assert [m["step"] for m in runs.read_metrics(ws, result["run_id"])] == [1, 2, 3]
 
-    assert main(["activate", "tiny"]) == 0 and registry.get_adapter(ws, "tiny")["active"]
+    assert main(["activate", "tiny"]) == 0 and adapters.get(ws, "tiny")["active"]
     capsys.readouterr()
     assert main(["adapters", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [a["name"] for a in listed if a["active"]] == ["tiny"] and listed[0]["metrics"]["n"] == 2
-    assert main(["activate", "none"]) == 0 and not registry.get_adapter(ws, "tiny")["active"]
+    assert main(["activate", "none"]) == 0 and not adapters.get(ws, "tiny")["active"]
 
     out = tmp_path / "merged"
     assert main(["export", "tiny", "--merged", str(out)]) == 0
@@ -203,20 +204,20 @@ def test_an_adapter_worse_than_the_base_is_registered_but_not_activated(ws, tmp_
     worse = {"accuracy": 0.25, "f1": 0.4, "citations": 0.5, "perplexity": 2.0}
     better, reason = evaluate.verdict(base, worse)
     assert not better and reason.startswith("worse than the base") and "accuracy 0.25 vs 0.50" in reason
-    rec = registry.register(ws, "meh", src, ws.settings.llm, {"n": 4, "base": base, "adapter": worse, "better": better,
+    rec = adapters.register(ws, "meh", src, ws.settings.llm, {"n": 4, "base": base, "adapter": worse, "better": better,
                                                                "reason": reason}, {"dataset": {"name": "d"}})
     assert not rec["active"] and rec["note"] == f"not activated: {reason}"
     assert evaluate.verdict(base, {**base, "perplexity": 2.5})[0]  # same answers, surer of the gold: fine
     assert evaluate.score_answer("It is 30 days [2].", "30 days", 2) == {"contained": 1.0, "f1": 2 / 3, "citation": 1.0}
     assert evaluate.score_answer("30 days [1][2]", "30 days", 2)["citation"] == 0.0  # also cites a distractor
     with pytest.raises(ValueError, match="already exists"):
-        registry.register(ws, "meh", src, ws.settings.llm, {"better": True}, {"dataset": {"name": "d"}})
-    other = registry.register(ws, "other-base", src, "some/other-model", {"better": True, "reason": "better"},
+        adapters.register(ws, "meh", src, ws.settings.llm, {"better": True}, {"dataset": {"name": "d"}})
+    other = adapters.register(ws, "other-base", src, "some/other-model", {"better": True, "reason": "better"},
                               {"dataset": {"name": "d"}})
     assert not other["active"] and "trained on 'some/other-model'" in other["note"]
     with pytest.raises(ValueError, match="trained on 'some/other-model' but the chat model is"):
-        registry.set_active(ws, "other-base")
-    assert registry.set_active(ws, "other-base", force=True)["active"]
+        adapters.activate(ws, "other-base")
+    assert adapters.activate(ws, "other-base", force=True)["active"]
 
 
 @pytest.mark.slow
@@ -237,7 +238,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing(ws, tiny):
     result = run(ws, FinetuneConfig(), run_id=run_id, resume=True, progress=False, say=lambda m: None)
     assert result["status"] == "done"
     assert [m["step"] for m in runs.read_metrics(ws, run_id)] == list(range(1, steps + 1))
-    assert runs.get_run(ws, run_id)["status"] == "done" and registry.get_adapter(ws, "resumed")
+    assert runs.get_run(ws, run_id)["status"] == "done" and adapters.get(ws, "resumed")
 
 
 @pytest.mark.long

@@ -65,6 +65,7 @@ def test_a_lora_adapter_switches_in_place_on_the_4bit_model(settings, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from archivist.adapters import Adapter
     from archivist.models import loaded_models
     from archivist.retrieval.llm import load_llm
 
@@ -74,12 +75,10 @@ def test_a_lora_adapter_switches_in_place_on_the_4bit_model(settings, tmp_path):
     get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).save_pretrained(
         tmp_path / "rand")
     messages = [{"role": "user", "content": "Say hello."}]
-    llm.use_adapter(None)
+    rand = Adapter("rand-gpu", str(tmp_path / "rand"))
     before = "".join(llm.stream(messages, max_new_tokens=12))
-    llm.use_adapter("rand-gpu", tmp_path / "rand")
+    with_adapter = "".join(llm.stream(messages, max_new_tokens=12, adapter=rand))
     assert all(p.device.type == "cuda" for n, p in llm.model.named_parameters() if "lora_" in n)
-    with_adapter = "".join(llm.stream(messages, max_new_tokens=12))
-    llm.use_adapter(None)
     after = "".join(llm.stream(messages, max_new_tokens=12))
     assert with_adapter != before and after == before
     assert len([k for k in loaded_models("llm") if k[-1] == "auto"]) == 1  # switched, not reloaded
@@ -98,7 +97,8 @@ def test_memory_plan_reads_free_gpu_memory_and_refuses_what_cannot_fit(settings)
 
 def test_finetune_on_cuda_is_qlora_lowers_the_loss_and_its_adapter_answers(settings, ws, tiny, capsys):
     from archivist.cli import main
-    from archivist.finetune import registry, runs
+    from archivist import adapters
+    from archivist.finetune import runs
     from archivist.ingest.pipeline import ingest_paths
     from archivist.models import embedder_for
     from archivist.retrieval.answer import answer_json, ask
@@ -121,7 +121,7 @@ def test_finetune_on_cuda_is_qlora_lowers_the_loss_and_its_adapter_answers(setti
     results = ingest_paths(ws, [SAMPLES / n for n in MD_SAMPLES], collection="default", embedder=embedder_for(settings),
                            progress=False)
     assert all(r.status == "added" for r in results), [(r.name, r.reason) for r in results]
-    registry.set_active(ws, "gpu", force=True)
+    adapters.activate(ws, "gpu", force=True)
     ws.settings.min_relevance = 0.0  # random-weight stand-ins score nothing as relevant; this checks the path
     streamed: list[str] = []
     a = ask(ws, "Who do I page when the database is down?", on_token=streamed.append, mode="generate")

@@ -268,20 +268,22 @@ def trained_on_b(shared):
 
 @pytest.mark.parametrize("user", list(USERS))
 def test_adapter_trained_on_a_collection_serves_only_its_readers(shared, trained_on_b, user):
-    assert access.adapter_collections(shared, trained_on_b) == {"B"}
-    assert access.may_use_adapter(shared, user, trained_on_b) == ("B" in READS[user])
-    assert not access.may_use_adapter(shared, user, "no-such-adapter")
+    from archivist import adapters
+
+    assert adapters.trained_on(shared, trained_on_b) == {"B"}
+    assert adapters.may_use(shared, user, trained_on_b) == ("B" in READS[user])
+    assert not adapters.may_use(shared, user, "no-such-adapter")
 
 
 @pytest.mark.parametrize("user", list(USERS))
 def test_adapter_listings_show_an_adapter_only_to_its_readers(shared, trained_on_b, client, user):
     """The CLI/registry listing, the chat's adapter picker and GET /v1/models all leave out an
     adapter trained on a collection the user may not read, and do not tell them it is active."""
-    from archivist.finetune.registry import list_adapters
+    from archivist import adapters
     from archivist.ui.core import adapter_names
 
     allowed = "B" in READS[user]
-    assert ("ft-b" in [a["name"] for a in list_adapters(shared, user)]) == allowed
+    assert ("ft-b" in [a["name"] for a in adapters.list_for(shared, user)]) == allowed
     assert ("ft-b" in adapter_names(shared, user)) == allowed
     models = client.get("/v1/models", headers=_h(client, user)).json()["data"]
     assert ("ft-b" in [m["id"] for m in models]) == allowed
@@ -294,8 +296,26 @@ def test_ask_falls_back_to_the_base_model_when_the_active_adapter_learned_unread
 
     a = ask(shared, f"What is the alpha launch code word {SECRETS['A']}?", user="rita", embedder=embedder, mode="extractive")
     assert a.adapter is None and SECRETS["A"] in a.answer.lower()
-    with pytest.raises(AccessDenied, match="adapter 'ft-b' was trained on collections user 'rita' may not read"):
-        ask(shared, "alpha budget?", user="rita", adapter=trained_on_b, embedder=embedder, mode="extractive")
+
+
+def test_a_forbidden_adapter_looks_exactly_like_an_unknown_one(shared, trained_on_b, embedder, client):
+    """Asking through an adapter one may not use tells no more than asking through one that does
+    not exist (it used to be 403 naming the collections it trained on, against 404), in ask() and
+    in the API, streaming or not."""
+    from archivist.retrieval.answer import ask
+
+    said = {}
+    for name in (trained_on_b, "no-such-adapter"):
+        with pytest.raises(LookupError) as e:
+            ask(shared, "alpha budget?", user="rita", adapter=name, embedder=embedder, mode="extractive")
+        said[name] = str(e.value).replace(name, "NAME")
+        for stream in (False, True):
+            r = client.post("/v1/chat/completions", headers=_h(client, "rita"), json={
+                "model": name, "stream": stream, "messages": [{"role": "user", "content": "alpha budget?"}]})
+            said[name, stream] = (r.status_code, r.text.replace(name, "NAME"))
+    assert said[trained_on_b] == said["no-such-adapter"] and "B" not in said[trained_on_b]
+    for stream in (False, True):
+        assert said[trained_on_b, stream] == said["no-such-adapter", stream] and said[trained_on_b, stream][0] == 404
 
 
 # -- the HTTP API ----------------------------------------------------------------------------------

@@ -295,6 +295,7 @@ def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from archivist.adapters import Adapter
     from archivist.models import loaded_models
 
     # A LoRA adapter with random (non-zero) weights, so its outputs differ from the base model's.
@@ -305,11 +306,9 @@ def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
     peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "rand")
     messages = [{"role": "user", "content": "Say hello."}]
-    llm.use_adapter(None)
+    rand = Adapter("rand-test", str(tmp_path / "rand"))
     before = "".join(llm.stream(messages, max_new_tokens=8))
-    llm.use_adapter("rand-test", tmp_path / "rand")
-    with_adapter = "".join(llm.stream(messages, max_new_tokens=8))
-    llm.use_adapter(None)
-    after = "".join(llm.stream(messages, max_new_tokens=8))
+    with_adapter = "".join(llm.stream(messages, max_new_tokens=8, adapter=rand))
+    after = "".join(llm.stream(messages, max_new_tokens=8))  # no adapter named: the base model, not the last one used
     assert with_adapter != before and after == before
     assert len(loaded_models("llm")) == 1  # one model object per process

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from archivist import auth
-from archivist.finetune import registry, runs
+from archivist import adapters, auth
+from archivist.finetune import runs
 from archivist.ingest.pipeline import ingest_paths
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
@@ -77,7 +77,7 @@ def test_run_metrics_are_plotted_and_adapter_is_activated(ft_ws, tmp_path):
     (src / "adapter_config.json").write_text("{}")
     m = {"n": 4, "base": {"accuracy": 0.25, "f1": 0.3, "citations": 0.5, "perplexity": 9.0},
          "adapter": {"accuracy": 0.75, "f1": 0.6, "citations": 0.75, "perplexity": 4.0}, "better": True, "reason": "better"}
-    registry.register(ws, "hr-v1", src, ws.settings.llm, m, {"dataset": {"name": "d"}}, run_id=run_id, activate=False)
+    adapters.register(ws, "hr-v1", src, ws.settings.llm, m, {"dataset": {"name": "d"}}, run_id=run_id, activate=False)
     at = page(ws)
     assert not at.exception, [e.value for e in at.exception]
     runs_tab, adapters_tab = at.tabs[1], at.tabs[2]
@@ -91,7 +91,7 @@ def test_run_metrics_are_plotted_and_adapter_is_activated(ft_ws, tmp_path):
     assert rows["accuracy (base → adapter)"][0] == "0.250 → 0.750" and rows["active"][0] == ""
     at.selectbox(key="ft-activate-pick").set_value("hr-v1").run()
     at.button(key="ft-activate-go").click().run()
-    assert registry.get_adapter(ws, "hr-v1")["active"]
+    assert adapters.get(ws, "hr-v1")["active"]
     at.switch_page("views/chat.py").run()
     assert at.sidebar.selectbox(key="chat-adapter").value == "hr-v1"  # the chat preselects the active adapter
 

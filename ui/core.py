@@ -106,10 +106,10 @@ def warm_models() -> None:
 
 
 def adapter_names(ws: Workspace, user: str | None) -> list[str]:
-    """Names of the adapters `user` may use, newest first (the fine-tuning registry's listing)."""
-    from archivist.finetune.registry import list_adapters
+    """Names of the adapters `user` may use, newest first (archivist.adapters.list_for)."""
+    from archivist import adapters
 
-    return [r["name"] for r in list_adapters(ws, user)]
+    return [r["name"] for r in adapters.list_for(ws, user)]
 
 
 # -- the signed-in user -------------------------------------------------------------------------

@@ -19,7 +19,9 @@ def embedder(settings: Settings):
 
 
 def llm(settings: Settings):
-    """The chat model for `settings` (archivist.retrieval.llm.llm_for), loaded once per process."""
+    """The chat model for `settings` (archivist.retrieval.llm.llm_for), loaded once per process and
+    shared by every browser session: each generation names its own adapter (`LLM.stream(adapter=)`),
+    so no session's choice leaks into another's answer."""
     from archivist.retrieval.llm import llm_for
 
     return llm_for(settings)

@@ -7,8 +7,8 @@ import threading
 
 import streamlit as st
 
-from archivist import access, conversations, feedback
-from archivist.retrieval.answer import active_adapter, answer_json, ask
+from archivist import access, adapters, conversations, feedback
+from archivist.retrieval.answer import QuestionTooLong, answer_json, ask, check_question
 from archivist.ui import core, page_image
 
 user = core.require_user()
@@ -40,9 +40,8 @@ with st.sidebar:
             st.rerun()
     collection = st.selectbox("Collection", [ALL] + readable, key="chat-collection")
     k = st.slider("Passages", 1, 10, s.top_k, key="chat-k", help="How many passages the model reads per question")
-    adapters = core.adapter_names(ws, user)
-    active = active_adapter(ws)
-    options = [BASE] + adapters
+    active = adapters.active(ws, user)  # None unless this user may use it
+    options = [BASE] + core.adapter_names(ws, user)
     adapter = st.selectbox("Adapter", options, index=options.index(active) if active in options else 0, key="chat-adapter",
                            help="'base' is the model as downloaded; the others were fine-tuned on this workspace")
 
@@ -146,6 +145,11 @@ if not shown:
 
 question = st.chat_input("Ask about your documents", key="chat-input")
 if question:
+    try:  # refused before it is stored or searched
+        check_question(question, settings=s)
+    except QuestionTooLong as e:
+        st.error(f"Could not answer: {e}")
+        st.stop()
     if conv is None:
         conv = conversations.start_conversation(ws, user)
         st.session_state["conv"] = conv
@@ -164,7 +168,7 @@ if question:
             box.text("".join(pieces) + " ▌")
 
         stop = threading.Event()
-        try:
+        try:  # the adapter is named on every call: the one model is shared by every browser session
             answer = ask(ws, question, user=user, collections=None if collection == ALL else [collection], k=k,
                          adapter=None if adapter == BASE else adapter, history=hist, on_token=on_token,
                          llm=llm, embedder=emb, stop=stop, surface="app")

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from archivist import access
-from archivist.finetune import datasets, registry, runs
+from archivist import adapters as adapter_registry  # `adapters` below is the listing
+from archivist.finetune import datasets, runs
 from archivist.finetune.memory import plan
 from archivist.finetune.train import FinetuneConfig
 from archivist.ui import core, metrics
@@ -180,7 +181,7 @@ with runs_tab:
 # -- adapters ------------------------------------------------------------------------------------
 
 with adapters_tab:
-    adapters = registry.list_adapters(ws, user)
+    adapters = adapter_registry.list_for(ws, user)
     if not adapters:
         st.caption("No adapters yet: a finished run registers one, with its evaluation against the base model.")
     else:
@@ -201,7 +202,10 @@ with adapters_tab:
                                   format_func=lambda n: "base model (no adapter)" if n is None else n)
             if choice != active and st.button("Use it", type="primary", key="ft-activate-go"):
                 try:
-                    registry.set_active(ws, choice)
+                    if choice is None:
+                        adapter_registry.deactivate(ws)
+                    else:
+                        adapter_registry.activate(ws, choice)
                 except (ValueError, LookupError) as e:
                     st.error(str(e))
                 else:

@@ -1,0 +1,220 @@
+"""Adapters: the one module that touches the `adapters` table and the adapters/<name>/ folders.
+
+    adapters/<name>/adapter_model.safetensors   LoRA weights (PEFT layout: the chat loads it with PeftModel)
+    adapters/<name>/adapter_config.json         rank, alpha, targets, base path
+    adapters/<name>/metrics.json                base vs adapter on the held-out split (finetune.evaluate.compare)
+    adapters/<name>/lineage.json                base model and its hash, dataset manifest, documents,
+                                                settings, code version, time
+
+Who may use an adapter: a user who may read every collection it was trained on, because model
+weights can repeat their training text. Everything a user is shown or answered with goes through
+`list_for`, `may_use`, `active` and `resolve`, which take the user; an adapter the user may not
+use looks exactly like one that does not exist.
+
+One adapter at most is active (`adapters.active`): the one the chat uses by default. A user who
+may not use it gets the base model instead. Generation takes the adapter it should use as an
+argument (`Adapter`, from `resolve`), never "whatever was last active" on the shared model.
+
+    resolve(ws, user, "active" | None | name) -> Adapter | None   # what an answer will use
+    register(ws, name, folder, base, metrics, lineage)             # a finished fine-tune
+    activate(ws, name) / deactivate(ws)                            # what the chat uses by default
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from archivist import access
+from archivist.workspace import Workspace, transaction
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """An adapter to generate with: its registered name and the folder holding its weights."""
+
+    name: str
+    path: str
+
+
+def _missing(name: str) -> LookupError:
+    """The one error for an adapter that does not exist and for one the user may not use, so a
+    user cannot learn which adapter names exist by guessing."""
+    return LookupError(f"no adapter named {name!r} (see `archivist adapters`)")
+
+
+# -- registering and reading -----------------------------------------------------------------------
+
+
+def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metrics: dict, lineage: dict,
+             run_id: str | None = None, activate: bool = True) -> dict:
+    """Copy a saved PEFT adapter into adapters/<name>/ with metrics.json and lineage.json, and add its row.
+
+    It is activated when `activate` and the evaluation found it at least as good as the base
+    (`metrics["better"]`), and it was trained on the workspace's chat model; otherwise its note says
+    why not. `lineage["dataset"]` is a dict with the dataset's "name"; `lineage["documents"]` lists
+    what it learned ({"collection", ...} each). Returns the adapter's record (see `get`).
+    Raises ValueError for a bad or taken name, FileNotFoundError when adapter_dir holds no adapter.
+    """
+    if not _NAME.match(name) or name.lower() == "none":
+        raise ValueError(f"adapter name {name!r}: use letters, digits, '.', '_' and '-' (and not 'none')")
+    src = Path(adapter_dir)
+    if not (src / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{src}: no adapter_config.json (not a saved adapter)")
+    if ws.db.execute("SELECT 1 FROM adapters WHERE name = ?", (name,)).fetchone():
+        raise ValueError(f"an adapter named {name!r} already exists (choose another --name)")
+    dest = ws.home / "adapters" / name
+    tmp = dest.with_name(f".{name}.tmp")  # copied whole, then renamed: a crash never leaves half an adapter
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
+    (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, ensure_ascii=False, default=str))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    better = bool(metrics.get("better"))
+    note = metrics.get("reason", "")
+    other_base = base != ws.settings.llm
+    if not better:
+        note = f"not activated: {note}"
+    elif not activate:
+        note = f"not activated (--no-activate): {note}"
+    elif other_base:
+        note = f"not activated: trained on {base!r} but the chat model is {ws.settings.llm!r}; {note}"
+    summary = {k: metrics.get(k) for k in ("n", "base", "adapter", "better", "reason")}
+    row_lineage = {k: v for k, v in lineage.items() if k != "dataset"} | {"dataset": lineage["dataset"]["name"]}
+    with transaction(ws.db):
+        ws.db.execute("INSERT INTO adapters(name, path, base_model, run_id, metrics, lineage, active, note) "
+                      "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                      (name, str(dest), base, run_id, json.dumps(summary, default=str), json.dumps(row_lineage, default=str),
+                       note))
+    if better and activate and not other_base:
+        _set_active(ws, name)
+    return get(ws, name)
+
+
+def get(ws: Workspace, name: str) -> dict:
+    """One adapter's record, whoever asks (for the finetune stage and admins' tools; answer users
+    through `list_for` / `resolve`): name, path, base_model, run_id, metrics, lineage, active, note,
+    created_at. Raises LookupError for an unknown adapter."""
+    row = ws.db.execute("SELECT * FROM adapters WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise _missing(name)
+    rec = dict(row)
+    rec["metrics"] = json.loads(rec["metrics"]) if rec["metrics"] else None
+    rec["lineage"] = json.loads(rec["lineage"]) if rec["lineage"] else None
+    rec["active"] = bool(rec["active"])
+    return rec
+
+
+def path(ws: Workspace, name: str) -> Path:
+    """The folder of adapter `name`'s weights. Raises LookupError for an unknown adapter."""
+    row = ws.db.execute("SELECT path FROM adapters WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise _missing(name)
+    return Path(row[0])
+
+
+# -- who may use what ------------------------------------------------------------------------------
+
+
+def trained_on(ws: Workspace, name: str) -> set[str] | None:
+    """The collections adapter `name` was trained on (its lineage's `collections`, which names every
+    passage's collection, and its documents' collections), or None when there is no such adapter.
+    Examples from a user's JSONL file belong to no collection."""
+    row = ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    try:
+        lineage = json.loads(row[0]) if row[0] else {}
+    except ValueError:
+        lineage = {}
+    if not isinstance(lineage, dict):
+        lineage = {}
+    docs = lineage.get("documents") or []
+    named = lineage.get("collections") or []
+    return ({d["collection"] for d in docs if isinstance(d, dict) and d.get("collection")}
+            | {c for c in named if isinstance(c, str) and c})
+
+
+def may_use(ws: Workspace, user: str | None, name: str) -> bool:
+    """Whether `user` (None: the acting user) may get answers from adapter `name`: only when every
+    collection it was trained on is one the user may read. False for an unknown adapter.
+    Raises AccessDenied for an unknown user."""
+    collections = trained_on(ws, name)
+    if collections is None:
+        return False
+    return collections <= set(access.readable_collections(ws, user))
+
+
+def list_for(ws: Workspace, user: str | None = None) -> list[dict]:
+    """The records (see `get`) of the adapters `user` (None: the acting user) may use, newest first.
+    One the user may not use is not listed at all: its name and metrics are about documents the
+    user cannot see."""
+    names = [r[0] for r in ws.db.execute("SELECT name FROM adapters ORDER BY created_at DESC, name")]
+    return [get(ws, n) for n in names if may_use(ws, user, n)]
+
+
+# -- the active adapter ----------------------------------------------------------------------------
+
+
+def _active_name(ws: Workspace) -> str | None:
+    row = ws.db.execute("SELECT name FROM adapters WHERE active = 1").fetchone()
+    return row[0] if row else None
+
+
+def active(ws: Workspace, user: str | None = None) -> str | None:
+    """The workspace's active adapter when `user` may use it, else None (the base model answers)."""
+    name = _active_name(ws)
+    return name if name and may_use(ws, user, name) else None
+
+
+def activate(ws: Workspace, name: str, force: bool = False) -> dict:
+    """Make `name` the adapter the chat uses by default; returns its record.
+
+    Raises LookupError for an unknown adapter, ValueError when it was trained on another base than
+    the workspace's chat model (unless force).
+    """
+    rec = get(ws, name)
+    if rec["base_model"] != ws.settings.llm and not force:
+        raise ValueError(f"adapter {name!r} was trained on {rec['base_model']!r} but the chat model is {ws.settings.llm!r}; "
+                         f"set ARCHIVIST_LLM={rec['base_model']} (or --llm), or pass --force")
+    _set_active(ws, name)
+    return get(ws, name)
+
+
+def deactivate(ws: Workspace) -> None:
+    """Let the chat use the base model alone by default."""
+    _set_active(ws, None)
+
+
+def _set_active(ws: Workspace, name: str | None) -> None:
+    with transaction(ws.db):
+        ws.db.execute("UPDATE adapters SET active = 0 WHERE active = 1")
+        if name is not None:
+            ws.db.execute("UPDATE adapters SET active = 1 WHERE name = ?", (name,))
+
+
+# -- what an answer uses ---------------------------------------------------------------------------
+
+
+def resolve(ws: Workspace, user: str | None, requested: str | None) -> Adapter | None:
+    """The adapter `user`'s answer will be generated with, or None for the base model.
+
+    requested: "active" (the workspace's active adapter; the base model when there is none or the
+    user may not use it), None (the base model) or an adapter's name.
+    Raises LookupError, with the same text, for an adapter that does not exist and for one the user
+    may not use; AccessDenied for an unknown user.
+    """
+    if requested is None:
+        return None
+    if requested == "active":
+        name = active(ws, user)
+        return Adapter(name, str(path(ws, name))) if name else None
+    if not may_use(ws, user, requested):
+        raise _missing(requested)
+    return Adapter(requested, str(path(ws, requested)))
