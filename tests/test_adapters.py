@@ -162,3 +162,38 @@ def test_a_huge_question_is_refused_fast_and_a_long_one_fits_the_budget(shop, ll
     a = ask(shop, long, user="ann", adapter=None, llm=llm, embedder=embedder, mode="generate")
     budget = min(llm.context_window, MAX_CONTEXT) - min(shop.settings.max_new_tokens, ANSWER_ROOM)
     assert a.passages and 0 < a.prompt_tokens <= budget, (a.prompt_tokens, budget)
+
+
+def test_cli_api_and_chat_page_refuse_a_huge_question_clearly(shop, monkeypatch, capsys):
+    """Leak 7 at each face: the CLI exits 2 with the reason, the API answers 400 (streaming too,
+    before the request queues), the chat page shows the reason and stores nothing."""
+    from fastapi.testclient import TestClient
+    from streamlit.testing.v1 import AppTest
+
+    from archivist import auth, conversations
+    from archivist.api.app import create_app
+    from archivist.cli import main
+    from archivist.keys import create_key
+
+    huge = "What does soup cost in the canteen? " * 3500  # 126,000 characters
+    monkeypatch.setenv("ARCHIVIST_HOME", str(shop.home))
+    capsys.readouterr()
+    assert main(["ask", huge, "--user", "ann"]) == 2
+    assert "the question is 126,000 characters long" in capsys.readouterr().err
+
+    key = create_key(shop, "ann")
+    with TestClient(create_app(shop.settings)) as client:
+        for stream in (False, True):
+            r = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                            json={"model": "archivist", "stream": stream, "messages": [{"role": "user", "content": huge}]})
+            assert r.status_code == 400 and "characters long; a question may hold at most 16,000" in r.json()["error"]["message"], r.text
+
+    monkeypatch.setenv("ARCHIVIST_UI_WARMUP", "0")
+    app = AppTest.from_file(str(__import__("pathlib").Path(__file__).resolve().parent.parent / "ui" / "app.py"),
+                            default_timeout=120)
+    app.session_state["_token"] = auth.create_session(shop, "ann")
+    app.run()
+    app.chat_input(key="chat-input").set_value(huge).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("126,000 characters long" in e.value for e in app.error)
+    assert conversations.list_conversations(shop, "ann") == []
