@@ -157,6 +157,12 @@ def test_a_huge_question_is_refused_fast_and_a_long_one_fits_the_budget(shop, ll
     with pytest.raises(ValueError):  # what the CLI, the app and the API catch
         ask(shop, huge, user="ann", llm=llm, embedder=embedder)
 
+    # a pasted page in the previous turn adds a few of its words to the search query, not the page
+    from archivist.retrieval.answer import CARRIED_WORDS, standalone_question
+
+    varied = standalone_question("And it?", [{"role": "user", "content": " ".join(f"word{i}" for i in range(50_000))}])
+    assert varied.split()[:2] == ["word0", "word1"] and len(varied.split()) == CARRIED_WORDS + 2
+
     long = " ".join(["When does the canteen serve lunch and what does soup cost?"] * 38)
     assert MAX_QUESTION_TOKENS - 60 < llm.count_tokens(long) <= MAX_QUESTION_TOKENS
     a = ask(shop, long, user="ann", adapter=None, llm=llm, embedder=embedder, mode="generate")
