@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from archivist import access
+from archivist import access, adapters
 from archivist.feedback import record_feedback
 from archivist.finetune import datasets, registry
 from archivist.finetune.datasets import build_dataset, list_datasets, load_dataset
@@ -65,7 +65,7 @@ def _register(ws, ds, name: str) -> dict:
     (folder / "adapter_config.json").write_text("{}")
     lineage = registry.lineage(ws, base=ws.settings.llm, base_path="base", base_hash="0", dataset=ds, config={},
                                method="lora", device="cpu", run_id=None, train={})
-    return registry.register(ws, name, folder, ws.settings.llm, {"better": False, "reason": "test"}, lineage, activate=False)
+    return adapters.register(ws, name, folder, ws.settings.llm, {"better": False, "reason": "test"}, lineage, activate=False)
 
 
 def test_an_example_citing_two_collections_puts_both_in_the_lineage(office, embedder):
@@ -76,9 +76,9 @@ def test_an_example_citing_two_collections_puts_both_in_the_lineage(office, embe
                     citations=[_cite(1, canteen), _cite(2, finance)])
     ds = build_dataset(ws, ["feedback"], name="mixed", eval_fraction=0, embedder=embedder)
     rec = _register(ws, ds, "mixed-v1")
-    assert not access.may_use_adapter(ws, "member-b", "mixed-v1")  # reads canteen, not finance
-    assert not access.may_use_adapter(ws, "member-a", "mixed-v1")  # reads finance, not canteen
-    assert access.may_use_adapter(ws, None, "mixed-v1")  # the admin reads both
+    assert not adapters.may_use(ws, "member-b", "mixed-v1")  # reads canteen, not finance
+    assert not adapters.may_use(ws, "member-a", "mixed-v1")  # reads finance, not canteen
+    assert adapters.may_use(ws, None, "mixed-v1")  # the admin reads both
     assert rec["lineage"]["collections"] == ["canteen", "finance"]
     (example,) = ds.train
     assert example.collections == ["canteen", "finance"] and ds.manifest["collections"] == ["canteen", "finance"]
@@ -99,9 +99,9 @@ def test_feedback_on_a_document_changed_since_keeps_its_collection_in_the_lineag
     assert not load_hits(ws, [finance.chunk_id])  # the passage shown is gone from the chunks table
     ds = build_dataset(ws, ["feedback"], name="gone", eval_fraction=0, embedder=embedder)
     rec = _register(ws, ds, "gone-v1")
-    assert not access.may_use_adapter(ws, "member-c", "gone-v1")
-    assert not access.may_use_adapter(ws, "member-b", "gone-v1")
-    assert access.may_use_adapter(ws, "member-a", "gone-v1")
+    assert not adapters.may_use(ws, "member-c", "gone-v1")
+    assert not adapters.may_use(ws, "member-b", "gone-v1")
+    assert adapters.may_use(ws, "member-a", "gone-v1")
     assert rec["lineage"]["collections"] == ["finance"]
     (example,) = ds.train
     assert "ZEBRA-7731" in example.messages[1]["content"]  # the text that was shown is kept
@@ -145,7 +145,7 @@ def test_distractors_collections_are_in_the_lineage(office, embedder):
     assert ds.train and board_doc not in {e.document_id for e in ds.train}  # board is never a source ...
     access.grant(ws, "member-c", "canteen", "read")
     rec = _register(ws, ds, "docs-v1")
-    assert not access.may_use_adapter(ws, "member-c", "docs-v1")  # ... but its passage was in the prompts
+    assert not adapters.may_use(ws, "member-c", "docs-v1")  # ... but its passage was in the prompts
     assert rec["lineage"]["collections"] == ["board", "canteen"]
     assert any("board" in e.collections for e in ds.train)
     assert ds.manifest["collections"] == ["board", "canteen"]
