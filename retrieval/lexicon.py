@@ -234,16 +234,12 @@ class Index:
         counts = old_counts + np.bincount(T, minlength=n_terms)
         indptr = np.zeros(n_terms + 1, np.int64)
         np.cumsum(counts, out=indptr[1:])
-        post_pos = np.empty(indptr[-1], np.int32)
-        post_f = np.empty(indptr[-1], np.float32)
-        # Each term's old postings keep their order at the start of its new row; new ones follow.
-        n_old = len(self.post_pos)
-        old_term = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
-        dest = indptr[old_term] + (np.arange(n_old) - self.indptr[old_term])
-        post_pos[dest], post_f[dest] = self.post_pos, self.post_f
-        rank = np.arange(len(T)) - np.searchsorted(T, T, side="left")
-        dest = indptr[T] + old_counts[T] + rank
-        post_pos[dest], post_f[dest] = P, F
+        # Each term's old postings keep their order at the start of its new row; new ones follow:
+        # inserted at the end of the term's old row (np.insert keeps equal places in order), or at
+        # the end for a new term. One pass over the old postings, no index array as long as them.
+        n_old_terms = len(self.indptr) - 1
+        at = np.where(T < n_old_terms, self.indptr[np.minimum(T, n_old_terms - 1) + 1], len(self.post_pos))
+        post_pos, post_f = np.insert(self.post_pos, at, P), np.insert(self.post_f, at, F)
         ids = np.array([r[0] for r in rows], np.int64)
         return Index(terms, indptr, post_pos, post_f,
                      np.concatenate([self.ids, ids]),
