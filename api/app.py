@@ -11,6 +11,7 @@
     GET    /v1/documents/{doc}        one;   DELETE removes it from SQLite, FTS5 and FAISS     documents.py
     GET    /v1/jobs[/{id}]            the caller's background jobs; POST /v1/jobs/{id}/cancel
     GET    /v1/ingest_jobs[/{id}]     the uploads with wait=false, in their first shape       jobs.py
+    GET    /v1/audit[/verify]         the audit log and its hash chain (admins)               audit.py
 
 Every /v1 route needs `Authorization: Bearer <key>` (archivist/keys.py); the key's user is passed as
 `user=` to search / ask / list / ingest / delete, so the access checks are those of archivist.access.
@@ -24,7 +25,7 @@ import time
 from fastapi import Depends, FastAPI
 
 from archivist import __version__
-from archivist.api import chat, documents, embeddings, health, jobs, models, search
+from archivist.api import audit, chat, documents, embeddings, health, jobs, models, search
 from archivist.api.deps import Server, known_query_only
 from archivist.api.errors import install
 from archivist.api.guard import Guard
@@ -32,7 +33,7 @@ from archivist.api.queue import GenerationQueue
 from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 
-ROUTERS = (health, models, chat, embeddings, search, documents, jobs)  # in this order in the OpenAPI schema
+ROUTERS = (health, models, chat, embeddings, search, documents, jobs, audit)  # in this order in the OpenAPI schema
 
 
 def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bool = False) -> FastAPI:

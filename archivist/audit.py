@@ -266,6 +266,14 @@ def _row(r) -> dict:
             "detail": json.loads(r["detail"]), "hash": r["hash"]}
 
 
+def summary(r: dict) -> str:
+    """One short line about a record's detail, for tables (the full detail: JSON or CSV)."""
+    d = r["detail"]
+    if r["action"] == "question":
+        return f"[{d.get('surface')}] {d.get('status')}: {d.get('question', '')[:60]!r}"
+    return json.dumps(d, ensure_ascii=False, sort_keys=True)[:100]
+
+
 CSV_COLUMNS = ("id", "time", "user", "action", "target", "detail", "hash")
 
 

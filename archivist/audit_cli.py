@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 
@@ -59,16 +58,8 @@ def cmd_audit(args) -> int:
     else:
         for r in rows:
             print(f"{r['id']:>6}  {r['time']}  {(r['user'] or '-'):12}  {r['action']:20}  {(r['target'] or '-')[:40]:40}  "
-                  f"{summary(r)}")
+                  f"{audit.summary(r)}")
     return 0
-
-
-def summary(r: dict) -> str:
-    """One short line about a record's detail (the full detail: --json)."""
-    d = r["detail"]
-    if r["action"] == "question":
-        return f"[{d.get('surface')}] {d.get('status')}: {d.get('question', '')[:60]!r}"
-    return json.dumps(d, ensure_ascii=False, sort_keys=True)[:100]
 
 
 def _verify(ws, as_json: bool) -> int:

@@ -1,7 +1,7 @@
 """The archivist browser app: `archivist ui` runs `streamlit run` on this file.
 
 Signed out, the only page is Sign in. Signed in: Chat, Documents, Fine-tune, Evaluation, and for
-admins Admin. Each page is one file under pages/ and calls stage functions through ui/core.py.
+admins Admin and Audit. Each page is one file under pages/ and calls stage functions through ui/core.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ else:
                    page("evaluation", "Evaluation", ":material/monitoring:")],
     }
     if core.is_admin(user):
-        sections["Manage"] = [page("admin", "Admin", ":material/admin_panel_settings:")]
+        sections["Manage"] = [page("admin", "Admin", ":material/admin_panel_settings:"),
+                              page("audit", "Audit", ":material/policy:")]
     nav = st.navigation(sections)
     with st.sidebar:
         role = "admin" if core.is_admin(user) else "member"

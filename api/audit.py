@@ -1,0 +1,71 @@
+"""The audit log for admins: `GET /v1/audit` (archivist/audit.py). Members get 403, like the CLI.
+
+Filters as `archivist audit`: `user` (who acted), `since` / `until` (ISO 8601, epoch seconds, or
+7d / 12h / 30m ago), `action` (a kind or a prefix ending in '.'), `limit` (the newest N);
+`format=csv` answers text/csv instead of JSON. `GET /v1/audit/verify` checks the hash chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from archivist import access, audit
+from archivist.api.deps import user, workspace
+from archivist.api.errors import responses
+from archivist.workspace import Workspace
+
+router = APIRouter(tags=["audit"])
+
+
+class AuditRecord(BaseModel):
+    id: int
+    time: str
+    ts: float
+    user: str | None
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AuditRecord]
+
+
+class AuditVerdict(BaseModel):
+    ok: bool
+    records: int
+    head: str
+    problems: list[str]
+
+
+@router.get("/v1/audit", response_model=AuditList, responses={**responses(400, 403), 200: {
+    "content": {"text/csv": {}}, "description": "the records, oldest first (JSON, or CSV with format=csv)"}})
+def audit_log(user_: str | None = Query(None, alias="user", description="only records of this user (who acted)"),
+              since: str | None = Query(None, description="from this time"),
+              until: str | None = Query(None, description="before this time"),
+              action: str | None = Query(None, description="a kind (question, access.grant, ...) or a prefix ending in '.'"),
+              limit: int | None = Query(None, ge=1, le=100_000, description="only the newest N records"),
+              format: Literal["json", "csv"] = Query("json"),
+              ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Audit records, oldest first, filtered. Needs the admin role."""
+    try:
+        rows = audit.read(ws, by=who, user=user_, since=since, until=until, action=action, limit=limit)
+    except audit.AuditError as e:
+        raise ValueError(str(e)) from None
+    if format == "csv":
+        return PlainTextResponse(audit.to_csv(rows), media_type="text/csv")
+    return {"object": "list", "data": rows}
+
+
+@router.get("/v1/audit/verify", response_model=AuditVerdict, responses=responses(403))
+def verify(ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Check the hash chain: ok, the records checked, the head hash, and where it breaks. Needs the admin role."""
+    access.require_admin(ws, who, "read the audit log")
+    v = audit.verify(ws)
+    return {"ok": v.ok, "records": v.records, "head": v.head, "problems": v.problems}
