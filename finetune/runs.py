@@ -26,8 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from archivist import access, jobs
-from archivist.workspace import Workspace
+from archivist import access, audit, jobs
+from archivist.workspace import Workspace, transaction
 
 STATUSES = jobs.STATES
 
@@ -68,12 +68,17 @@ def update_run(ws: Workspace, run_id: str, status: str | None = None, **fields) 
         (run_dir(ws, run_id) / "config.json").write_text(json.dumps(fields["config"], indent=2, default=str))
         jobs.update_spec(ws, run_id, json.loads(json.dumps(fields["config"], default=str)))
     if status == "running":
-        jobs.start(ws, run_id, resume=True)
+        with transaction(ws.db):  # the run starts with its audit record, or not at all
+            jobs.start(ws, run_id, resume=True)
+            audit.record(ws, "finetune.started", user=jobs.get_owner(ws, run_id), target=run_id)
     elif status == "queued":
         raise ValueError("a run is queued again by resume_run (it checks who asks)")
     elif status is not None:
         result = {"adapter": fields["adapter"]} if fields.get("adapter") else None
-        jobs.end(ws, run_id, status, error=fields.get("error"), result=result)
+        with transaction(ws.db):
+            jobs.end(ws, run_id, status, error=fields.get("error"), result=result)
+            audit.record(ws, "finetune.finished", user=jobs.get_owner(ws, run_id), target=run_id,
+                         detail={"status": status, "adapter": fields.get("adapter"), "error": fields.get("error")})
     elif fields.get("pid"):
         jobs.adopt(ws, run_id, fields["pid"])
 

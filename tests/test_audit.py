@@ -311,3 +311,15 @@ def test_a_killed_ingest_leaves_no_document_without_its_record(ws, tmp_path):
     assert docs == recorded
     with open_workspace(ws.settings) as w:
         assert audit.verify(w).ok
+
+
+def test_finetune_started_and_finished_are_recorded_with_the_run(ws):
+    from archivist.finetune import runs
+
+    run_id = runs.create_run(ws, {"user": "admin", "base": "smollm2-135m"})
+    runs.update_run(ws, run_id, "running", pid=os.getpid())
+    runs.update_run(ws, run_id, "done", adapter="ft-1")
+    recs = actions(ws, "finetune.")
+    assert [(r["action"], r["target"], r["user"]) for r in recs] == [("finetune.started", run_id, "admin"),
+                                                                   ("finetune.finished", run_id, "admin")]
+    assert recs[1]["detail"] == {"status": "done", "adapter": "ft-1", "error": None}
