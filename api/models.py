@@ -46,7 +46,7 @@ def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
             "base_model": None, "active": active is None}]
     for r in rows:
         out.append({"id": r["name"], "object": "model", "created": int(r["created_at"]), "owned_by": "archivist",
-                    "kind": "adapter", "base_model": r["base_model"], "active": bool(r["active"])})
+                    "kind": "adapter", "base_model": r["base_model"], "active": bool(r["active"]), "stale": r["stale"]})
     out.append({"id": s.embedder, "object": "model", "created": created, "owned_by": "archivist", "kind": "embedding",
                 "base_model": None, "active": True})
     return out

@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from archivist import access
+from archivist import access, audit
 from archivist.workspace import Workspace, transaction
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -92,6 +92,7 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
                       "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                       (name, str(dest), base, run_id, json.dumps(summary, default=str), json.dumps(row_lineage, default=str),
                        note))
+        audit.record(ws, "adapter.registered", user=ws.settings.user or None, target=name, detail={"run_id": run_id, "base": base})
     if better and activate and not other_base:
         _set_active(ws, name)
     return get(ws, name)
@@ -108,6 +109,7 @@ def get(ws: Workspace, name: str) -> dict:
     rec["metrics"] = json.loads(rec["metrics"]) if rec["metrics"] else None
     rec["lineage"] = json.loads(rec["lineage"]) if rec["lineage"] else None
     rec["active"] = bool(rec["active"])
+    rec["stale"] = rec.get("stale") or None  # why it should be retrained (trained on a document erased since)
     return rec
 
 
@@ -170,7 +172,7 @@ def _active_name(ws: Workspace) -> str | None:
 def active(ws: Workspace, user: str | None = None) -> str | None:
     """The workspace's active adapter when `user` may use it, else None (the base model answers)."""
     name = _active_name(ws)
-    return name if name and may_use(ws, user, name) else None
+    return name if name and may_use(ws, user, name) and not _blocked(ws, name) else None
 
 
 def activate(ws: Workspace, name: str, force: bool = False) -> dict:
@@ -197,6 +199,7 @@ def _set_active(ws: Workspace, name: str | None) -> None:
         ws.db.execute("UPDATE adapters SET active = 0 WHERE active = 1")
         if name is not None:
             ws.db.execute("UPDATE adapters SET active = 1 WHERE name = ?", (name,))
+        audit.record(ws, "adapter.activated", user=ws.settings.user or None, target=name)
 
 
 # -- what an answer uses ---------------------------------------------------------------------------
@@ -208,7 +211,8 @@ def resolve(ws: Workspace, user: str | None, requested: str | None) -> Adapter |
     requested: "active" (the workspace's active adapter; the base model when there is none or the
     user may not use it), None (the base model) or an adapter's name.
     Raises LookupError, with the same text, for an adapter that does not exist and for one the user
-    may not use; AccessDenied for an unknown user.
+    may not use; StaleAdapter for a stale one while the stale_adapters setting is 'block' (the
+    active one then gives way to the base model); AccessDenied for an unknown user.
     """
     if requested is None:
         return None
@@ -217,4 +221,59 @@ def resolve(ws: Workspace, user: str | None, requested: str | None) -> Adapter |
         return Adapter(name, str(path(ws, name))) if name else None
     if not may_use(ws, user, requested):
         raise _missing(requested)
+    if _blocked(ws, requested):
+        raise StaleAdapter(f"adapter {requested!r} is stale ({_stale(ws, requested)}) and stale adapters are blocked "
+                           f"(stale_adapters=block); retrain it with `archivist finetune --retrain {requested}`")
     return Adapter(requested, str(path(ws, requested)))
+
+
+# -- stale adapters: trained on a document erased since ---------------------------------------------
+
+
+class StaleAdapter(ValueError):
+    """The adapter learned from a document that was erased, and the workspace blocks such adapters."""
+
+
+def _stale(ws: Workspace, name: str) -> str | None:
+    row = ws.db.execute("SELECT stale FROM adapters WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def _blocked(ws: Workspace, name: str) -> bool:
+    return ws.settings.stale_adapters == "block" and bool(_stale(ws, name))
+
+
+def learned_from(ws: Workspace, document_id: int) -> list[str]:
+    """The adapters whose lineage lists document `document_id` among the documents they learned, by name."""
+    out = []
+    for name, lineage in ws.db.execute("SELECT name, lineage FROM adapters ORDER BY name").fetchall():
+        try:
+            docs = (json.loads(lineage) or {}).get("documents") or []
+        except (ValueError, AttributeError):
+            docs = []
+        if any(isinstance(d, dict) and d.get("id") == document_id for d in docs):
+            out.append(name)
+    return out
+
+
+def mark_stale(ws: Workspace, names: list[str], why: str) -> None:
+    """Mark adapters stale (`why` is shown with them), in the caller's transaction. A stale adapter
+    keeps answering unless the stale_adapters setting is 'block'; retraining registers a fresh one."""
+    for name in names:
+        ws.db.execute("UPDATE adapters SET stale = ? WHERE name = ?", (why, name))
+
+
+def scrub_metrics(ws: Workspace, name: str, erased) -> int:
+    """Drop from adapters/<name>/metrics.json the evaluation examples `erased(text) -> bool` says
+    came from an erased document; returns how many were dropped. (The weights keep what they
+    learned until the adapter is retrained.)"""
+    f = path(ws, name) / "metrics.json"
+    if not f.exists():
+        return 0
+    metrics = json.loads(f.read_text())
+    examples = metrics.get("examples") or []
+    keep = [e for e in examples if not any(erased(v) for v in e.values() if isinstance(v, str))]
+    if len(keep) != len(examples):
+        metrics["examples"] = keep
+        f.write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
+    return len(examples) - len(keep)

@@ -3,6 +3,7 @@
     archivist audit [--user NAME] [--since T] [--until T] [--action KIND] [--json | --csv]
     archivist audit verify [--json]            exit 1 when the chain is broken, naming where
     archivist audit purge [--days N]           retention (default: the audit_days setting)
+    archivist erase DOCUMENT [--keep-ratings]  delete a document and every copy of its text (ingest/erase.py)
 
 `--user` here filters by who acted; act as someone with `archivist --user NAME audit ...` or ARCHIVIST_USER.
 """
@@ -26,6 +27,14 @@ def register(sub, common) -> None:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
     p.set_defaults(func=cmd_audit)
+
+    p = common(sub.add_parser("erase", help="delete a document and every copy of its text; mark adapters that learned it stale"))
+    p.add_argument("document", metavar="DOCUMENT", help="its id or name (see `archivist documents`)")
+    p.add_argument("--collection", "-c", help="the collection, when the name is in several")
+    p.add_argument("--keep-ratings", action="store_true",
+                   help="keep feedback that cites it as a bare rating (its text erased) instead of deleting it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_erase)
 
 
 def cmd_audit(args) -> int:
@@ -59,6 +68,37 @@ def cmd_audit(args) -> int:
         for r in rows:
             print(f"{r['id']:>6}  {r['time']}  {(r['user'] or '-'):12}  {r['action']:20}  {(r['target'] or '-')[:40]:40}  "
                   f"{audit.summary(r)}")
+    return 0
+
+
+def cmd_erase(args) -> int:
+    from dataclasses import asdict
+
+    from archivist.cli import emit_json, open_ws
+    from archivist.ingest.erase import erase
+
+    with open_ws(args) as ws:
+        r = erase(ws, args.document, getattr(args, "user", None), args.collection, keep_ratings=args.keep_ratings)
+    if args.json:
+        emit_json(asdict(r))
+        return 0 if not r.leftovers else 1
+    print(f"erased {r.document} ({r.collection}, id {r.document_id}):")
+    print(f"  {r.chunks} chunks with their vectors, lexical postings and full-text rows")
+    print(f"  feedback: {r.feedback_deleted} deleted, {r.feedback_anonymized} kept as bare ratings; "
+          f"{r.messages} chat messages blanked")
+    print("  dataset examples: " + (", ".join(f"{n} from {d}" for d, n in r.dataset_examples.items()) or "none"))
+    print(f"  evaluations redacted: {r.evaluations}; upload removed: {r.upload or 'none'}")
+    if r.adapters:
+        print(f"  adapters that learned from it, now STALE (their weights still hold what they learned): "
+              f"{', '.join(r.adapters)}")
+        print(f"  retrain with: " + "; ".join(f"archivist finetune --retrain {a}" for a in r.adapters))
+    else:
+        print("  no adapter learned from it")
+    if not r.wal_truncated:
+        print("  note: another process was reading; the write-ahead log is emptied at its next checkpoint")
+    if r.leftovers:
+        print("  WARNING: its text is still found in: " + ", ".join(r.leftovers))
+        return 1
     return 0
 
 

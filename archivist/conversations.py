@@ -93,3 +93,25 @@ def delete_conversation(ws: Workspace, conversation_id: int, user: str | None) -
     _own(ws, conversation_id, user)
     with transaction(ws.db):
         ws.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+
+def erase_document(ws: Workspace, document: str, erased) -> int:
+    """Chat messages that cite document `document` or hold its text (`erased(text) -> bool`) keep
+    their place in the conversation with their text and citations replaced by "[erased]"; returns
+    how many. (`archivist erase`.)"""
+    n = 0
+    with transaction(ws.db):
+        for mid, content, stored in ws.db.execute("SELECT id, content, citations FROM messages").fetchall():
+            cites = document in (stored or "") and any(
+                isinstance(c, dict) and c.get("document") == document for c in _citations(stored))
+            if cites or erased(content or "") or erased(stored or ""):
+                ws.db.execute("UPDATE messages SET content = '[erased]', citations = NULL WHERE id = ?", (mid,))
+                n += 1
+    return n
+
+
+def _citations(stored: str | None) -> list:
+    try:
+        return (json.loads(stored) or {}).get("citations") or []
+    except (ValueError, AttributeError):
+        return []

@@ -133,3 +133,29 @@ def find_feedback(ws: Workspace, user: str | None, question: str, answer: str) -
                         "WHERE u.name = ? AND f.question = ? AND f.answer = ? ORDER BY f.id DESC LIMIT 1",
                         (who, question, answer)).fetchone()
     return dict(row) if row else None
+
+
+def erase_document(ws: Workspace, document: str, collection: str, erased, keep_ratings: bool = False) -> dict:
+    """Feedback that cites document `document` of `collection`, or holds its text (`erased(text) -> bool`),
+    goes: deleted, or with `keep_ratings` kept as its rating alone (question, answer, correction and
+    passages replaced by "[erased]"). Returns {"deleted", "anonymized"}. (`archivist erase`.)"""
+    out = {"deleted": 0, "anonymized": 0}
+    with transaction(ws.db):
+        for row in ws.db.execute("SELECT id, question, answer, correction, citations FROM feedback").fetchall():
+            try:
+                cited = json.loads(row["citations"] or "[]")
+            except ValueError:
+                cited = []
+            hit = any(isinstance(c, dict) and c.get("document") == document and c.get("collection") == collection
+                      for c in cited) or any(erased(t or "") for t in (row["question"], row["answer"], row["correction"]))
+            hit = hit or any(isinstance(c, dict) and erased(c.get("text") or "") for c in cited)
+            if not hit:
+                continue
+            if keep_ratings:
+                ws.db.execute("UPDATE feedback SET question = '[erased]', answer = '[erased]', correction = NULL, "
+                              "citations = '[]' WHERE id = ?", (row["id"],))
+                out["anonymized"] += 1
+            else:
+                ws.db.execute("DELETE FROM feedback WHERE id = ?", (row["id"],))
+                out["deleted"] += 1
+    return out

@@ -248,6 +248,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_action ON audit(action, target, ts);
     CREATE TABLE audit_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- head, checkpoint_id, checkpoint_hash
     """,
+    # 9: an adapter trained on a document that was erased since is stale until retrained (archivist/adapters.py)
+    """
+    ALTER TABLE adapters ADD COLUMN stale TEXT;   -- why: "trained on a deleted document: <name>"
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 
 from archivist.cli import CLIError, emit_json, list_or_json, open_ws, settings_from
@@ -19,6 +20,8 @@ def register(sub, common) -> None:
                                           "adapter, evaluate it against the base on held-out documents and register it."))
     add_config_args(p, skip=_SHARED)
     p.add_argument("--resume", metavar="RUN", default=None, help="continue run RUN from its latest checkpoint")
+    p.add_argument("--retrain", metavar="ADAPTER", default=None,
+                   help="train ADAPTER again with its settings on the current documents (a stale one, say)")
     p.add_argument("--background", action="store_true", help="run in a background process; print the run id and return")
     p.add_argument("--estimate-only", action="store_true", help="print the memory estimate and whether it fits, then stop")
     p.add_argument("--prepare-only", action="store_true", help="build and save the dataset, then stop")
@@ -133,7 +136,7 @@ def cmd_finetune(args) -> int:
                 raise CLIError(str(e)) from None
         return _report(args, result)
     try:
-        cfg = _config(args)
+        cfg = _retrain_config(args) if args.retrain else _config(args)
     except ValueError as e:
         raise CLIError(str(e)) from None
     if args.estimate_only:
@@ -163,6 +166,33 @@ def cmd_finetune(args) -> int:
         except (memory.WontFit, datasets.DatasetError) as e:
             raise CLIError(str(e)) from None
     return _report(args, result)
+
+
+def _retrain_config(args) -> "train.FinetuneConfig":
+    """The config adapter `args.retrain` was trained with, its dataset rebuilt from the current
+    documents, under a fresh name (<name>-r2, -r3 ...). Raises LookupError for an unknown adapter."""
+    from archivist import adapters
+
+    with open_ws(args, check_index=False) as ws:
+        rec = adapters.get(ws, args.retrain)
+        if not adapters.may_use(ws, getattr(args, "user", None), args.retrain):
+            raise LookupError(f"no adapter named {args.retrain!r} (see `archivist adapters`)")
+        stem = re.sub(r"-r\d+$", "", args.retrain)
+        name = next(n for n in (f"{stem}-r{i}" for i in range(2, 10_000)) if not _exists(ws, n))
+    fields = {f.name for f in dataclasses.fields(train.FinetuneConfig)}
+    settings = {k: v for k, v in ((rec["lineage"] or {}).get("settings") or {}).items() if k in fields}
+    return train.FinetuneConfig(**{**settings, "dataset": None, "name": name, "user": getattr(args, "user", None)
+                                   or settings.get("user")})
+
+
+def _exists(ws, name: str) -> bool:
+    from archivist import adapters
+
+    try:
+        adapters.get(ws, name)
+    except LookupError:
+        return False
+    return True
 
 
 def _started(args, run_id: str) -> int:
@@ -224,7 +254,8 @@ def cmd_adapters(args) -> int:
         m = r["metrics"] or {}
         b, a = m.get("base") or {}, m.get("adapter") or {}
         cols = [f"{_two(b.get(k))}→{_two(a.get(k))}" for k in ("accuracy", "f1", "citations")]
-        print(f"{'*' if r['active'] else ' '} {r['name']:28} {r['base_model']:16} {cols[0]:>11} {cols[1]:>11} {cols[2]:>11}  {r['note'] or ''}")
+        note = f"STALE: {r['stale']}" if r.get("stale") else r["note"] or ""
+        print(f"{'*' if r['active'] else ' '} {r['name']:28} {r['base_model']:16} {cols[0]:>11} {cols[1]:>11} {cols[2]:>11}  {note}")
     return 0
 
 

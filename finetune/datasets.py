@@ -579,3 +579,39 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
                     "owner": m.get("owner", m.get("user")), "collections": m.get("collections"), "sources": m.get("sources"),
                     "generator": m.get("generator"), **m.get("counts", {})})
     return out
+
+
+def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> dict[str, int]:
+    """Drop from every saved dataset the examples built from document `document_id` or showing one of
+    its chunks (`chunk_ids`, as source or distractor) or its text (`erased(text) -> bool`), and the
+    document from the manifest (listed under "erased" instead). Returns {dataset: examples dropped}
+    for the datasets that had any. (`archivist erase`; its other copies are the other modules' business.)"""
+    out = {}
+    for folder in sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists()):
+        manifest = _manifest(folder)
+        kept, dropped = {}, 0
+        for split in ("train", "eval"):
+            rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines() if line.strip()] \
+                if (folder / f"{split}.jsonl").exists() else []
+            kept[split] = [r for r in rows if not _from_erased(r, document_id, chunk_ids, erased)]
+            dropped += len(rows) - len(kept[split])
+        listed = any(d.get("id") == document_id for d in manifest.get("documents", []))
+        if not dropped and not listed:
+            continue
+        manifest["documents"] = [d for d in manifest.get("documents", []) if d.get("id") != document_id]
+        manifest["erased"] = sorted(set(manifest.get("erased", [])) | {document_id})
+        manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
+        for split, rows in kept.items():
+            data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+            (folder / f"{split}.jsonl").write_bytes(data)
+            manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        out[folder.name] = dropped
+    return out
+
+
+def _from_erased(row: dict, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> bool:
+    if row.get("document_id") == document_id or chunk_ids & set(row.get("passages") or []):
+        return True
+    texts = [row.get("question") or "", row.get("answer") or ""] + [m.get("content") or "" for m in row.get("messages") or []]
+    return any(erased(t) for t in texts)

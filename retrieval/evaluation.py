@@ -374,3 +374,34 @@ def format_table(rows: dict[str, dict], columns: Sequence[str] | None = None, fi
             cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{'' if v is None else v:>10}")
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
+
+
+def erase_text(ws: Workspace, erased) -> int:
+    """Replace with "[erased]" every string in the stored evaluations' results that `erased(text)`
+    says holds an erased document's text (a passage, a quote, an answer); returns how many
+    evaluations changed. (`archivist erase`.)"""
+    changed = 0
+    with transaction(ws.db):
+        for eid, raw in ws.db.execute("SELECT id, results FROM evaluations").fetchall():
+            try:
+                results = json.loads(raw)
+            except (TypeError, ValueError):
+                continue
+            cleaned, n = _redact(results, erased)
+            if n:
+                ws.db.execute("UPDATE evaluations SET results = ? WHERE id = ?",
+                              (json.dumps(cleaned, ensure_ascii=False, default=str), eid))
+                changed += 1
+    return changed
+
+
+def _redact(value, erased) -> tuple[object, int]:
+    if isinstance(value, str):
+        return ("[erased]", 1) if erased(value) else (value, 0)
+    if isinstance(value, list):
+        pairs = [_redact(v, erased) for v in value]
+        return [v for v, _ in pairs], sum(n for _, n in pairs)
+    if isinstance(value, dict):
+        pairs = {k: _redact(v, erased) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, sum(n for _, n in pairs.values())
+    return value, 0

@@ -192,6 +192,9 @@ with adapters_tab:
             st.markdown("**Held-out evaluation: base model vs adapter**")
             st.bar_chart(scores, stack=False)
         for a in adapters:
+            if a.get("stale"):
+                st.warning(f"{core.md_escape(a['name'])} is **stale: {core.md_escape(a['stale'])}**. "
+                           f"Retrain it with `archivist finetune --retrain {a['name']}`.")
             if a.get("note"):
                 st.caption(f"{core.md_escape(a['name'])}: {core.md_escape(a['note'])}")
         active = next((a["name"] for a in adapters if a["active"]), None)
