@@ -1,0 +1,311 @@
+"""Scans, tables and the PDF text path: accuracy, speed and memory (issue 20).
+
+    python bench/ocr.py --size small|full
+
+1. OCR: pages per second and character error rate (CER) on pages rendered from known text at
+   200 dpi in several fonts and sizes, with a slight rotation and grain (target: CER <= 2%).
+   CER = edit distance / characters of the truth, line by line (each OCR line is matched to the
+   rendered line at its height). Speed through `read()` (child process, render, OCR, layout).
+2. Memory: peak RSS of the reader child while a scanned PDF of N pages is read, for a small and a
+   large N (full: 10 and 100 pages): flat means the same.
+3. Tables: the share of cells whose value comes out next to both its row header and its column
+   header ("Product: Model 07; APAC: 307" in one row block), on generated PDF tables: ruled, ruled
+   across pages, unruled (target >= 0.95 ruled).
+4. The text-layer path: `read_pdf` of this version against the version before issue 20
+   (ingest/readers.py at BEFORE, loaded beside it), on the same text PDFs, alternated, median of
+   repeats; the ratio is old time / new time (target >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import alternate, log, md_table, median, report
+
+REPO = Path(__file__).resolve().parent.parent
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+BEFORE = "cac38c3"  # main before the documents work of issue 20 landed
+SIZES = {"small": {"ocr_pages": 6, "memory_pages": (3, 12), "repeats": 3},
+         "full": {"ocr_pages": 12, "memory_pages": (10, 100), "repeats": 5}}
+
+WORDS = ("the warehouse fleet robot pallet drone battery inspection schedule invoice customer order "
+         "shipment region quarter revenue safety officer badge visitor policy contract delivery "
+         "maintenance software licence training budget travel expense approval manager report").split()
+
+
+def text_lines(seed: int, n: int = 14) -> list[str]:
+    """Known text: sentences of common business words with numbers and codes, ~55 characters a line."""
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(6, 8))]
+        words.insert(rng.randint(1, len(words)), rng.choice([f"{rng.randint(10, 9999)}", f"NW-{rng.randint(1000, 9999)}",
+                                                             f"{rng.randint(1, 28)} March", f"EUR {rng.randint(10, 999)}"]))
+        lines.append(" ".join(words).capitalize() + ".")
+    return lines
+
+
+PAGE_STYLES = [  # font, size in pt, rotation in degrees, grain (std of pixel noise)
+    ("DejaVuSerif.ttf", 11, 0.0, 0),
+    ("DejaVuSans.ttf", 10, 0.5, 8),
+    ("DejaVuSerif.ttf", 12, -0.8, 12),
+    ("DejaVuSansMono.ttf", 10, 0.3, 6),
+    ("DejaVuSans.ttf", 12, -0.4, 15),
+    ("DejaVuSerifCondensed.ttf", 11, 0.7, 10),
+]
+
+
+def scan_page(lines: list[str], style: tuple, dpi: int = 200):
+    """A letter page of `lines` as a grayscale image at `dpi`, tilted and grained; returns the image
+    and each line's vertical centre in pixels."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_file, pt, tilt, grain = style
+    width, height = int(8.5 * dpi), int(11 * dpi)
+    px = round(pt * dpi / 72)
+    font = ImageFont.truetype(str(FONTS / font_file), px)
+    image = Image.new("L", (width, height), 245)
+    draw = ImageDraw.Draw(image)
+    centres = []
+    y = dpi  # one-inch margins
+    for line in lines:
+        draw.text((dpi, y), line, font=font, fill=25)
+        centres.append(y + px * 0.6)
+        y += int(px * 1.9)
+    image = image.rotate(tilt, resample=Image.BICUBIC, fillcolor=245)
+    if grain:
+        noise = np.random.default_rng(len(lines) + int(pt)).normal(0, grain, (height, width))
+        image = Image.fromarray(np.clip(np.asarray(image, np.float32) + noise, 0, 255).astype("uint8"))
+    return image, centres
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def page_cer(page, truth: list[str], centres: list[float]) -> tuple[int, int]:
+    """(edit distance, truth characters) for one OCRed page: OCR lines go to the rendered line
+    nearest their vertical centre, left to right."""
+    got: dict[int, list] = {i: [] for i in range(len(truth))}
+    for line in page.lines:
+        mid = (line.box[1] + line.box[3]) / 2
+        nearest = min(range(len(truth)), key=lambda i: abs(centres[i] - mid))
+        got[nearest].append(line)
+    errors = 0
+    for i, want in enumerate(truth):
+        text = " ".join(ln.text for ln in sorted(got[i], key=lambda ln: ln.box[0]))
+        errors += levenshtein(text, want)
+    return errors, sum(len(t) for t in truth)
+
+
+def scan_pdf(path: Path, images) -> Path:
+    """A PDF whose pages are only the given images, stored as JPEG like a scanner does."""
+    import io
+
+    from fpdf import FPDF
+
+    pdf = FPDF(format="letter")
+    for image in images:
+        pdf.add_page()
+        jpeg = io.BytesIO()
+        image.save(jpeg, format="JPEG", quality=80)
+        pdf.image(jpeg, x=0, y=0, w=215.9, h=279.4)
+    pdf.output(str(path))
+    return path
+
+
+def bench_ocr(pages: int, tmp: Path) -> dict:
+    from archivist.ingest.ocr import ocr_image
+    from archivist.ingest.readers import read
+
+    rows, images = [], []
+    errors = chars = 0
+    for k in range(pages):
+        style = PAGE_STYLES[k % len(PAGE_STYLES)]
+        truth = text_lines(k)
+        image, centres = scan_page(truth, style)
+        images.append(image)
+        t0 = time.perf_counter()
+        page = ocr_image(image)
+        seconds = time.perf_counter() - t0
+        e, n = page_cer(page, truth, centres)
+        errors, chars = errors + e, chars + n
+        rows.append([f"{style[0].removesuffix('.ttf')} {style[1]} pt, {style[2]:+.1f}°, grain {style[3]}",
+                     f"{100 * e / n:.2f}%", f"{page.confidence:.3f}", f"{seconds:.1f}"])
+        log(f"page {k + 1}: CER {100 * e / n:.2f}% in {seconds:.1f} s")
+    path = scan_pdf(tmp / "scan.pdf", images)
+    t0 = time.perf_counter()
+    extracted = read(path, timeout=600)
+    through_read = time.perf_counter() - t0
+    assert sorted(extracted.ocr) == list(range(1, pages + 1))
+    return {"rows": rows, "cer": errors / chars, "pages": pages, "read_seconds": through_read,
+            "pages_per_s": pages / through_read}
+
+
+def bench_memory(counts: tuple[int, int], tmp: Path) -> dict:
+    """Peak RSS of the reader child for two page counts; each read runs in its own parent process
+    so that RUSAGE_CHILDREN holds only that read's child."""
+    out = {}
+    for n in counts:
+        images = [scan_page(text_lines(100 + k % 5), PAGE_STYLES[k % len(PAGE_STYLES)])[0] for k in range(min(n, 5))]
+        path = scan_pdf(tmp / f"scan-{n}.pdf", [images[k % len(images)] for k in range(n)])
+        code = ("import resource, sys, time; from archivist.ingest.readers import read; t = time.perf_counter(); "
+                f"e = read(sys.argv[1], timeout=600, page_timeout=120, max_pages=5000); "
+                "print(len(e.ocr), time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+        done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+        pages, seconds, peak = done.stdout.split()
+        out[n] = {"pages": int(pages), "seconds": float(seconds), "peak_mb": float(peak)}
+        log(f"{n} pages: peak child RSS {float(peak):.0f} MB, {float(seconds):.0f} s")
+    return out
+
+
+def table_pdf(path: Path, shape: str, rows: int) -> tuple[Path, list[list[str]]]:
+    from fpdf import FPDF
+
+    data = [["Product", "EMEA", "Americas", "APAC", "Units"]]
+    data += [[f"Model {i:02d}", f"{100 + i:,}", f"{2000 + 7 * i:,}", f"{300 + i}", f"{50 + i}"] for i in range(rows)]
+    pdf = FPDF(format="A4")
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    pdf.cell(0, 8, f"Table: {shape} sales by region", new_x="LMARGIN", new_y="NEXT")
+    with pdf.table(borders_layout="NONE" if shape == "unruled" else "ALL") as table:
+        for values in data:
+            row = table.row()
+            for value in values:
+                row.cell(value)
+    pdf.output(str(path))
+    return path, data
+
+
+def bench_tables(tmp: Path) -> dict:
+    from archivist.ingest.readers import read
+
+    out = {}
+    for shape, rows in (("ruled", 12), ("ruled across pages", 70), ("unruled", 12)):
+        path, data = table_pdf(tmp / f"{shape.replace(' ', '-')}.pdf", shape, rows)
+        extracted = read(path)
+        blocks = [b.text for b in extracted.blocks if b.kind == "row"]
+        header, found, total = data[0], 0, 0
+        for values in data[1:]:
+            for column in range(1, len(header)):
+                total += 1
+                want = (f"{header[0]}: {values[0]}", f"{header[column]}: {values[column]}")
+                found += any(all(w in b for w in want) for b in blocks)
+        out[shape] = {"cells": total, "found": found, "share": found / total, "pages": extracted.pages}
+        log(f"tables {shape}: {found}/{total}")
+    return out
+
+
+def old_reader():
+    """ingest/readers.py as it was at BEFORE, imported beside the current one (its helpers,
+    readers_base/markup/office, are shared and compatible)."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{BEFORE}:ingest/readers.py"], capture_output=True,
+                            text=True, check=True).stdout
+    file = Path(tempfile.mkdtemp()) / "readers_before.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location("archivist.ingest.readers_before", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def text_pdfs(tmp: Path) -> list[Path]:
+    """Text-layer PDFs: the sample handbook and generated reports of 5-20 pages with headings."""
+    from fpdf import FPDF
+
+    paths = [REPO / "samples" / "employee-handbook.pdf"]
+    for n, pages in enumerate((5, 10, 20)):
+        pdf = FPDF(format="A4")
+        for p in range(pages):
+            pdf.add_page()
+            pdf.set_font("Helvetica", "B", 15)
+            pdf.cell(0, 10, f"Section {p + 1}", new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", size=11)
+            for k in range(5):
+                pdf.multi_cell(0, 6, " ".join(text_lines(n * 1000 + p * 10 + k, 6)), new_x="LMARGIN", new_y="NEXT")
+                pdf.ln(3)
+        path = tmp / f"text-{pages}.pdf"
+        pdf.output(str(path))
+        paths.append(path)
+    return paths
+
+
+def bench_text_path(tmp: Path, repeats: int) -> dict:
+    from archivist.ingest import readers_pdf
+
+    old = old_reader()
+    paths = text_pdfs(tmp)
+
+    def run(fn):
+        def once(_):
+            t0 = time.perf_counter()
+            for path in paths:
+                fn(path)
+            return time.perf_counter() - t0
+        return once
+
+    times = alternate({"before": run(old.read_pdf), "now": run(readers_pdf.read_pdf)}, repeats)
+    pages = sum(old.read_pdf(p).pages for p in paths)
+    return {"pages": pages, "before_s": median(times["before"]), "now_s": median(times["now"]),
+            "ratio": median(times["before"]) / median(times["now"])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="small", choices=SIZES)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args(argv)
+    size = SIZES[args.size]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
+
+    text = bench_text_path(tmp, size["repeats"])
+    log(f"text path: before {text['before_s']:.2f} s, now {text['now_s']:.2f} s")
+    tables = bench_tables(tmp)
+    ocr = bench_ocr(size["ocr_pages"], tmp)
+    memory = {} if args.skip_memory else bench_memory(size["memory_pages"], tmp)
+
+    body = [f"OCR (RapidOCR {_version('rapidocr-onnxruntime')}, PP-OCRv4, 200 dpi letter pages of ~14 lines): "
+            f"**CER {100 * ocr['cer']:.2f}%** over {ocr['pages']} pages (target <= 2%); "
+            f"**{ocr['pages_per_s']:.2f} pages/s** through `read()` ({ocr['read_seconds']:.0f} s for {ocr['pages']} pages, "
+            "child process, render and layout included).", "",
+            md_table(["page", "CER", "mean confidence", "OCR s"], ocr["rows"]), "",
+            "Tables (share of cells found next to their row and column headers):", "",
+            md_table(["shape", "cells", "found", "share", "pages"],
+                     [[k, v["cells"], v["found"], f"{v['share']:.3f}", v["pages"]] for k, v in tables.items()]), "",
+            f"Text-layer PDFs ({text['pages']} pages): before issue 20 {text['before_s']:.2f} s, now {text['now_s']:.2f} s, "
+            f"**ratio {text['ratio']:.2f}** (before / now, target >= 0.95)."]
+    if memory:
+        body += ["", "Peak RSS of the reader child while OCRing a scanned PDF:", "",
+                 md_table(["pages", "peak MB", "seconds"], [[n, f"{v['peak_mb']:.0f}", f"{v['seconds']:.0f}"] for n, v in memory.items()])]
+    report("ocr", "Scans, tables and the PDF text path (bench/ocr.py)", "\n".join(body),
+           {"ocr": ocr, "tables": tables, "text_path": text, "memory": memory, "size": args.size})
+    return 0
+
+
+def _version(package: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
