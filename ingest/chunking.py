@@ -96,7 +96,7 @@ def _boxes(blocks: Sequence[Block], spans, start: int, end: int, slack: int = 12
         for box, width in zip(block.boxes, widths):
             line_end = pos + (b1 - b0) * width / total
             if line_end > start - slack and pos < end + slack:
-                out.append(tuple(box))
+                out.append(tuple(round(min(max(v, 0.0), 1.0), 4) for v in box))
             pos = line_end
     return tuple(dict.fromkeys(out))
 

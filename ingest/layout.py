@@ -76,22 +76,25 @@ def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
         if not raw.strip():
             continue
         top, bottom, size = float("-inf"), float("inf"), 0.0
-        left, right = float("inf"), float("-inf")
+        left = right = None
         last = len(raw.rstrip("\r")) - 1
         for k in [*range(min(len(raw), 6)), *range(6, len(raw), 8), last]:
             if k < 0 or raw[k].isspace() or raw[k] == "\x00":
                 continue
             if pdfium_c.FPDFText_GetLooseCharBox(handle, offset + k, rect):
                 top, bottom = max(top, rect.top), min(bottom, rect.bottom)
-                left, right = min(left, rect.left), max(right, rect.right)
                 size = max(size, rect.top - rect.bottom)
+                if left is None:  # the extent: the first sampled character's left, the last one's right
+                    left = rect.left
+                right = rect.right
         line = raw.replace("\r", "").replace("\x00", "")
         if not size:
             lines.append(Line(line, 0.0, 0.0, 0.0))
             continue
-        box = (_frac(left / width), _frac(1 - top / height), _frac(right / width), _frac(1 - bottom / height))
-        first = offset + len(raw) - len(raw.lstrip())
-        bold = pdfium_c.FPDFText_GetFontWeight(handle, first) >= 600
+        # Page fractions, unrounded and unclamped here (this loop runs for every line of every
+        # page); chunking rounds and clamps the few boxes it keeps.
+        box = (left / width, 1 - top / height, right / width, 1 - bottom / height)
+        bold = pdfium_c.FPDFText_GetFontWeight(handle, offset + len(raw) - len(raw.lstrip())) >= 600
         lines.append(Line(line, size, top, bottom, box, bold))
     return reading_order(lines)
 
@@ -104,6 +107,8 @@ def _pieces(handle, text: str, width: float) -> list[tuple[int, str]]:
 
     breaks: set[int] = set()
     n = pdfium_c.FPDFText_CountRects(handle, 0, len(text))
+    if n <= text.count("\n") + 1:  # one rectangle a line: no line holds two pieces
+        n = 0
     left, top, right, bottom = (pdfium_c.c_double() for _ in range(4))
     prev = None
     for i in range(max(n, 0)):
@@ -198,9 +203,9 @@ def join_lines(lines: list[str]) -> str:
         line = line.strip()
         if out.endswith(("\x02", "\ufffe")):
             out = out[:-1] + "-" + line
-        elif re.search(r"[a-z]-$", out) and line[:1].islower():
+        elif out.endswith("-") and out[-2:-1].islower() and line[:1].islower():
             out = out[:-1] + line  # a word broken at the line end
-        elif re.search(r"[A-Z0-9]-$", out) and line[:1].isalnum():
+        elif out.endswith("-") and (out[-2:-1].isupper() or out[-2:-1].isdigit()) and line[:1].isalnum():
             out = out + line  # a code broken at its hyphen: NW-4410
         else:
             out = f"{out} {line}" if out else line

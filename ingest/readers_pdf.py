@@ -58,11 +58,12 @@ def needs_ocr(mode: str, lines, page) -> bool:
     MIN_TEXT_CHARS letters and digits (or is mostly unreadable symbols) and the page shows an image."""
     if mode != "auto":
         return mode == "always"
-    text = "".join(line.text for line in lines)
-    letters = sum(ch.isalnum() for ch in text)
-    visible = sum(not ch.isspace() for ch in text)
-    if letters >= MIN_TEXT_CHARS and letters >= 0.5 * visible:
-        return False
+    # The first lines nearly always tell (and counting a dense page costs); the rest when they do not.
+    for text in ("".join(line.text for line in lines[:12])[:600], "".join(line.text for line in lines)):
+        letters = sum(map(str.isalnum, text))
+        visible = len(text) - sum(map(str.isspace, text))
+        if letters >= MIN_TEXT_CHARS and letters >= 0.5 * visible:
+            return False
     import pypdfium2.raw as pdfium_c
 
     return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2))

@@ -23,11 +23,13 @@ def has_rules(page) -> bool:
     """Whether a pypdfium2 page has enough vector paths (lines, rectangles) to hold a ruled table."""
     import pypdfium2.raw as pdfium_c
 
-    count = 0
-    for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=1):
-        count += 1
-        if count >= MIN_PATHS:
-            return True
+    # Raw calls: a text page holds hundreds of objects, and the wrapper makes an object for each.
+    handle, count = page.raw, 0
+    for index in range(pdfium_c.FPDFPage_CountObjects(handle)):
+        if pdfium_c.FPDFPageObj_GetType(pdfium_c.FPDFPage_GetObject(handle, index)) == pdfium_c.FPDF_PAGEOBJ_PATH:
+            count += 1
+            if count >= MIN_PATHS:
+                return True
     return False
 
 

@@ -289,3 +289,10 @@ def test_boxes_and_ocr_are_stored_and_cited(ws, tmp_path, embedder):
                         boxes=hit.boxes)
     x0, y0, x1, y1 = citation.bbox
     assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+    # What the API and `ask --json` send: page, bbox and the line boxes.
+    from archivist.records import Answer
+    from archivist.retrieval.answer import answer_json
+
+    sent = answer_json(Answer("q", "a [1]", [citation], [hit]))["citations"][0]
+    assert sent["page"] == 1 and sent["bbox"] == [x0, y0, x1, y1]
+    assert sent["boxes"] == [list(b) for b in hit.boxes]
