@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import resource
 import subprocess
 import sys
@@ -32,8 +33,8 @@ from common import alternate, log, md_table, median, report
 REPO = Path(__file__).resolve().parent.parent
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
 BEFORE = "cac38c3"  # main before the documents work of issue 20 landed
-SIZES = {"small": {"ocr_pages": 6, "memory_pages": (3, 12), "repeats": 3},
-         "full": {"ocr_pages": 12, "memory_pages": (10, 100), "repeats": 5}}
+SIZES = {"small": {"ocr_pages": 6, "memory_pages": (3, 12), "repeats": 7},
+         "full": {"ocr_pages": 12, "memory_pages": (10, 100), "repeats": 9}}
 
 WORDS = ("the warehouse fleet robot pallet drone battery inspection schedule invoice customer order "
          "shipment region quarter revenue safety officer badge visitor policy contract delivery "
@@ -270,6 +271,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="small", choices=SIZES)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-ocr", action="store_true", help="only the tables and the text path")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
@@ -277,6 +279,9 @@ def main(argv=None) -> int:
     text = bench_text_path(tmp, size["repeats"])
     log(f"text path: before {text['before_s']:.2f} s, now {text['now_s']:.2f} s")
     tables = bench_tables(tmp)
+    if args.skip_ocr:
+        print(json.dumps({"tables": tables, "text_path": text}, indent=1))
+        return 0
     ocr = bench_ocr(size["ocr_pages"], tmp)
     memory = {} if args.skip_memory else bench_memory(size["memory_pages"], tmp)
 
