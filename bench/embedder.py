@@ -26,7 +26,7 @@ def chunk_texts(folder, limit: int) -> list[str]:
 
     spans = chunking.hf_token_spans(load_embedder(device="cpu").tokenizer)
     out: list[str] = []
-    for path, _ in expand([folder]):
+    for path, _ in expand([folder])[0]:
         _, chunks = chunking.chunk_blocks(read(path).blocks, spans, 256, 32)
         out += [embed_text(c.text, c.heading) for c in chunks]
         if len(out) >= limit:

@@ -18,6 +18,8 @@ def register(sub, common) -> None:
     p.add_argument("--ocr", choices=("auto", "always", "never"), default=None,
                    help="OCR scans and images: auto (pages without a text layer, image files; the default), "
                         "always (every PDF page), never")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="also ingest files a folder's symlinks point to outside that folder (refused by default)")
     p.add_argument("--resume", action="store_true",
                    help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's); "
                         "see also `archivist jobs`")
@@ -60,7 +62,7 @@ def cmd_ingest(args) -> int:
                   "`archivist ingest --resume` finishes them", file=sys.stderr)
         if args.paths:
             results += ingest_paths(ws, args.paths, collection=args.collection, user=user,
-                                    progress=not (args.quiet or args.json))
+                                    progress=not (args.quiet or args.json), follow_symlinks=args.follow_symlinks)
     if args.json:
         emit_json({"files": [asdict(r) for r in results], "missing": missing})
     else:

@@ -78,19 +78,64 @@ def clean_name(name: str) -> str:
     return "/".join(parts)[:400] or "unnamed"
 
 
-def expand(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
-    """Files to ingest with the name each is stored under: a file by its own name,
-    a folder's files by their path below the folder's parent (hidden files skipped)."""
-    out = []
+def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) -> tuple[list[tuple[Path, str]], list[FileResult]]:
+    """Files to ingest with the name each is stored under, and the entries refused.
+
+    A file is named by its own name, a folder's files by their path below the folder's parent
+    (hidden files and folders skipped). A symlink inside a folder whose target lies outside that
+    folder is refused (a FileResult "failed" naming it and the reason): whoever may write into a
+    folder that gets ingested must not pull in any file the process can read. `follow_symlinks`
+    ingests them anyway. Symlinks that stay inside the folder are fine: a file link is ingested
+    under its own name; a folder link is not descended, since its target is ingested under its
+    real path (with `follow_symlinks`, every folder link is descended once, loops cut).
+    A path given directly (not found in a folder) is the user's own choice and is always followed.
+    """
+    files: list[tuple[Path, str]] = []
+    refused: list[FileResult] = []
     for p in map(Path, paths):
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p.parent)
-                if f.is_file() and not any(part.startswith(".") for part in rel.parts):
-                    out.append((f, clean_name(rel.as_posix())))
+            _walk_folder(p, follow_symlinks, files, refused)
         else:
-            out.append((p, clean_name(p.name)))
-    return out
+            files.append((p, clean_name(p.name)))
+    return files, refused
+
+
+def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list) -> None:
+    """Append the files below `folder` to `files` in sorted order, refused symlinks to `refused`."""
+    root = folder.resolve()
+    seen = {root}  # real folders already walked: a folder link back up would loop forever
+
+    def inside(target: Path) -> bool:
+        return target == root or root in target.parents
+
+    def visit(d: Path) -> None:
+        try:
+            entries = sorted(d.iterdir())
+        except OSError as e:
+            refused.append(FileResult(clean_name(d.relative_to(folder.parent).as_posix()), "failed",
+                                      reason=f"cannot list folder: {e.strerror or e}"))
+            return
+        for entry in entries:
+            rel = entry.relative_to(folder.parent)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            name = clean_name(rel.as_posix())
+            if entry.is_symlink():
+                target = entry.resolve()
+                if not inside(target) and not follow_symlinks:
+                    refused.append(FileResult(name, "failed", reason=(
+                        f"symlink to {target}, outside the folder {folder}: not followed "
+                        "(ingest it by its own path, or use --follow-symlinks)")))
+                    continue
+                if target.is_dir() and (not follow_symlinks or target in seen):
+                    continue  # inside: its files come under their real path; or a loop
+            if entry.is_dir():
+                seen.add(entry.resolve())
+                visit(entry)
+            elif entry.is_file():
+                files.append((entry, name))
+
+    visit(folder)
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -108,8 +153,10 @@ def embed_text(chunk_text: str, heading: tuple[str, ...] | str) -> str:
     return f"{head}\n{chunk_text}" if head else chunk_text
 
 
-def _text_hash(s: str) -> str:
-    return hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()
+def vector_key(identity: str, text: str) -> str:
+    """A chunk's `hash`: what its vector depends on, the embedder identity and the embedded text.
+    A stored vector is reused for another chunk only when the keys are equal."""
+    return hashlib.sha256(f"{identity}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def ingest_paths(
@@ -121,12 +168,15 @@ def ingest_paths(
     names: list[str] | None = None,
     progress: bool = True,
     on_file: Callable[[FileResult, int, int], None] | None = None,
+    follow_symlinks: bool = False,
 ) -> list[FileResult]:
     """Ingest files and folders into `collection`, as a job of `user` (archivist/jobs.py); returns one
     FileResult per file, in order.
 
     `names` (same length as `paths`, files only) overrides the stored names, e.g. for uploads.
     `on_file(result, done, total)` is called as each file finishes (the UI's progress bar).
+    A folder's symlinks that lead out of it are refused, failed results naming them that come last
+    (and are listed with the job), unless `follow_symlinks` (see `expand`).
     Raises AccessDenied when `user` may not write to the collection; per-file problems never
     raise, they become failed results. A cancelled job (`archivist jobs cancel`) stops after the
     file at hand; the files it did not reach come back `cancelled`.
@@ -136,11 +186,14 @@ def ingest_paths(
     collection = collection or ws.settings.collection
     access.require(ws, user, collection, "write")
     embedder = embedder or embedder_for(ws.settings)
-    _check_embedder(ws, embedder)
-    files = expand(paths) if names is None else [(Path(p), clean_name(n)) for p, n in zip(paths, names)]
-    job = create_job(ws, "ingest", user, collection, files)
+    vectors.check_embedder(ws, embedder)
+    if names is None:
+        files, refused = expand(paths, follow_symlinks)
+    else:
+        files, refused = [(Path(p), clean_name(n)) for p, n in zip(paths, names)], []
+    job = create_job(ws, "ingest", user, collection, files, [(r.name, r.reason) for r in refused])
     jobs.start(ws, job.id)
-    return _ingest(ws, job, files, embedder, progress, on_file)
+    return _ingest(ws, job, files, embedder, progress, on_file) + refused
 
 
 INGEST_KINDS = ("ingest", "upload")
@@ -176,7 +229,7 @@ def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
     try:
         access.require(ws, job.owner, job.spec["collection"], "write")
         embedder = embedder or embedder_for(ws.settings)
-        _check_embedder(ws, embedder)
+        vectors.check_embedder(ws, embedder)
     except (access.AccessDenied, WorkspaceError) as e:
         jobs.fail(ws, job.id, str(e))
         return [FileResult(n, "failed", reason=f"not ingested: {e}") for _, n in files]
@@ -287,17 +340,6 @@ def _counts_line(results: list[FileResult]) -> str:
     return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
 
 
-def _check_embedder(ws: Workspace, embedder) -> None:
-    model_id = getattr(embedder, "model_id", f"{embedder.name}:{embedder.dim}")
-    stored = ws.meta("embedder")
-    if stored is None:
-        ws.set_meta("embedder", model_id)
-        ws.set_meta("embedding_dim", str(embedder.dim))
-    elif stored.split(":")[0] != model_id.split(":")[0] or ws.meta("embedding_dim") != str(embedder.dim):
-        raise WorkspaceError(f"this workspace was indexed with embedder {stored}, not {model_id}; "
-                             "run `archivist reindex --reembed` to switch")
-
-
 def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
     """Hash, compare and read one file (runs in the reader thread). Never raises."""
     t0 = time.monotonic()
@@ -349,25 +391,16 @@ def _known_vectors(ws: Workspace, hashes: list[str], collection_ids: list[int] |
 def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, fresh: dict,
                       reuse_from: list[int] | None = None, user: str | None = None) -> list[FileResult]:
     """Embed the chunks of several documents at once, reusing stored vectors (of chunks in the
-    collections `reuse_from`, default any), then commit them."""
-    inputs = [embed_text(c.text, c.heading) for p in batch for c in p.chunks]
-    hashes = [_text_hash(t) for t in inputs]
-    known = _known_vectors(ws, hashes, reuse_from)
-    todo = [i for i, h in enumerate(hashes) if h not in known]
-    todo_unique = list(dict.fromkeys(hashes[i] for i in todo))
-    first = {}
-    for i in todo:
-        first.setdefault(hashes[i], i)
-    vecs = embedder.embed([inputs[first[h]] for h in todo_unique], batch_size=ws.settings.embed_batch) if todo_unique else []
-    blobs = dict(known)
-    for h, v in zip(todo_unique, vecs):
-        blobs[h] = np.asarray(v, dtype=np.float32).tobytes()
+    collections `reuse_from`, default any, that `embedder`'s identity made), then commit them."""
+    from archivist.models import embedder_identity
+
+    hashes, blobs, new = _embed(ws, batch, embedder, embedder_identity(embedder), reuse_from)
     results, k = [], 0
     with transaction(ws.db):
         for p in batch:
             n = len(p.chunks)
             p_hashes = hashes[k:k + n]
-            embedded = sum(1 for h in set(p_hashes) if h not in known)
+            embedded = sum(1 for h in set(p_hashes) if h in new)
             k += n
             if p.replaces is not None:
                 ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (p.replaces,))
@@ -393,6 +426,32 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
                                       seconds=time.monotonic() - p.t0))
     return results
+
+
+def _embed(ws: Workspace, batch: list[_Pending], embedder, identity: str,
+           reuse_from: list[int] | None) -> tuple[list[str], dict[str, bytes], set[str]]:
+    """(keys, vectors, new): each chunk's vector key in order, key -> vector bytes, and the keys
+    embedded now (the rest reused a stored vector). Works BATCH_CHUNKS chunks at a time, so a
+    document of many thousand chunks never has all its embedder inputs in memory at once."""
+    keys: list[str] = []
+    blobs: dict[str, bytes] = {}
+    new: set[str] = set()
+    chunks = (c for p in batch for c in p.chunks)
+    while part := list(islice(chunks, BATCH_CHUNKS)):
+        inputs = [embed_text(c.text, c.heading) for c in part]
+        part_keys = [vector_key(identity, t) for t in inputs]
+        keys += part_keys
+        blobs.update(_known_vectors(ws, [k for k in dict.fromkeys(part_keys) if k not in blobs], reuse_from))
+        todo: dict[str, str] = {}
+        for key, text in zip(part_keys, inputs):
+            if key not in blobs:
+                todo.setdefault(key, text)
+        if todo:
+            vecs = embedder.embed(list(todo.values()), batch_size=ws.settings.embed_batch)
+            for key, v in zip(todo, vecs):
+                blobs[key] = np.asarray(v, dtype=np.float32).tobytes()
+            new.update(todo)
+    return keys, blobs, new
 
 
 def _ocr_json(confidence: dict[int, float]) -> str | None:
@@ -502,22 +561,25 @@ def reindex(ws: Workspace, reembed: bool = False, embedder=None, progress: bool 
     if reembed:
         from tqdm import tqdm
 
-        from archivist.models import embedder_for
+        from archivist.models import embedder_for, embedder_identity
 
         embedder = embedder or embedder_for(ws.settings)
-        rows = ws.db.execute("SELECT id, text, heading FROM chunks ORDER BY id").fetchall()
-        bar = tqdm(total=len(rows), unit="chunk", desc="re-embed", file=sys.stderr, disable=not progress)
-        for i in range(0, len(rows), BATCH_CHUNKS):
-            part = rows[i:i + BATCH_CHUNKS]
+        identity = embedder_identity(embedder)
+        total = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        bar = tqdm(total=total, unit="chunk", desc="re-embed", file=sys.stderr, disable=not progress)
+        last = -1
+        # A batch at a time by id: the workspace's chunks are never all in memory at once.
+        while part := ws.db.execute("SELECT id, text, heading FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+                                    (last, BATCH_CHUNKS)).fetchall():
+            last = part[-1]["id"]
             inputs = [embed_text(r["text"], r["heading"]) for r in part]
             vecs = embedder.embed(inputs, batch_size=ws.settings.embed_batch)
             with transaction(ws.db):
                 for r, t, v in zip(part, inputs, vecs):
-                    ws.db.execute("UPDATE chunks SET embedding=?, hash=? WHERE id=?", (v.astype(np.float32).tobytes(), _text_hash(t), r["id"]))
+                    ws.db.execute("UPDATE chunks SET embedding=?, hash=? WHERE id=?", (v.astype(np.float32).tobytes(), vector_key(identity, t), r["id"]))
             bar.update(len(part))
         bar.close()
-        ws.set_meta("embedder", getattr(embedder, "model_id", embedder.name))
-        ws.set_meta("embedding_dim", str(embedder.dim))
+        vectors.record_embedder(ws, embedder)
     out = {}
     for cid, name in ws.db.execute("SELECT id, name FROM collections").fetchall():
         out[name] = vectors.sync(ws, cid, rebuild=True)["total"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist.workspace import Workspace
+from archivist.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,57 @@ def _vectors(ws: Workspace, ids: np.ndarray, dim: int) -> np.ndarray:
 def dimension(ws: Workspace) -> int | None:
     value = ws.meta("embedding_dim")
     return int(value) if value else None
+
+
+# -- the embedder the vectors came from ---------------------------------------------------------
+# meta "embedder_identity": model + dimension + backend + weights (models.embedder_identity); meta
+# "embedder" (name:dim) and "embedding_dim" for display and FAISS. Workspaces made before the
+# identity was recorded have only the latter two: they take the identity of the first embedder of
+# the same name and dimension that writes to them.
+
+
+class EmbedderMismatch(WorkspaceError):
+    """Vectors of another embedder identity would be mixed into the workspace's index."""
+
+
+def recorded_embedder(ws: Workspace) -> str | None:
+    """The identity of the embedder the workspace's vectors came from (None: no vectors yet)."""
+    return ws.meta("embedder_identity")
+
+
+def check_embedder(ws: Workspace, embedder) -> str:
+    """The identity of `embedder`, recorded as the workspace's when it has none yet.
+
+    Raises EmbedderMismatch naming both identities and `archivist reindex --reembed` when the
+    workspace's vectors came from another identity (another model, dimension, backend or weights)."""
+    from archivist.models import embedder_identity
+
+    identity = embedder_identity(embedder)
+    stored, legacy = ws.meta("embedder_identity"), ws.meta("embedder")
+    if stored is None and legacy is not None:  # recorded before identities: name and dimension only
+        model_id = getattr(embedder, "model_id", f"{embedder.name}:{embedder.dim}")
+        if legacy.split(":")[0] == model_id.split(":")[0] and ws.meta("embedding_dim") == str(embedder.dim):
+            stored = identity
+            ws.set_meta("embedder_identity", identity)
+        else:
+            stored = legacy
+    if stored is None:
+        record_embedder(ws, embedder)
+    elif stored != identity:
+        raise EmbedderMismatch(
+            f"this workspace's vectors come from embedder {stored}, not {identity}: mixing them would "
+            "spoil search; run `archivist reindex --reembed` to embed everything again with the new one, "
+            "or go back to the settings it was made with (ARCHIVIST_EMBEDDER, ARCHIVIST_EMBED_BACKEND)")
+    return identity
+
+
+def record_embedder(ws: Workspace, embedder) -> None:
+    """Record `embedder` as the one the workspace's vectors come from (after a full re-embed)."""
+    from archivist.models import embedder_identity
+
+    ws.set_meta("embedder_identity", embedder_identity(embedder))
+    ws.set_meta("embedder", getattr(embedder, "model_id", f"{embedder.name}:{embedder.dim}"))
+    ws.set_meta("embedding_dim", str(embedder.dim))
 
 
 def _new_index(dim: int, n: int, threshold: int, train: np.ndarray | None):

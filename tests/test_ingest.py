@@ -277,3 +277,90 @@ def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embe
         loaded = vectors._load(ws, ws.collection_id("default"))
         assert isinstance(loaded.index, faiss.IndexIVF) and sorted(vectors.index_ids(loaded.index)) == ids.tolist()
         assert each_chunk_finds_itself(ws) == []
+
+
+# -- symlinks in folders (issue 17, leak 5) ------------------------------------------------------
+
+
+def _folder_with_links(tmp_path: Path) -> Path:
+    """docs/ with a real file, a link to a file outside (a stand-in for /etc/passwd), a link to a
+    folder outside, a link to a file inside, and a link to a folder inside."""
+    secret = write(tmp_path / "outside" / "secret.txt", "The vault combination is 4711-KESTREL.\n")
+    docs = tmp_path / "docs"
+    write(docs / "guide.md", "Visitors sign in at the front desk.\n")
+    write(docs / "sub" / "faq.md", "Parking is free on weekends.\n")
+    (docs / "passwd").symlink_to(Path("/etc/passwd"))
+    (docs / "stolen.txt").symlink_to(secret)
+    (docs / "elsewhere").symlink_to(secret.parent, target_is_directory=True)
+    (docs / "alias.md").symlink_to(docs / "guide.md")
+    (docs / "subalias").symlink_to(docs / "sub", target_is_directory=True)
+    return docs
+
+
+def test_folder_symlinks_leaving_the_folder_are_refused_and_named(ws, tmp_path, embedder):
+    docs = _folder_with_links(tmp_path)
+    results = {r.name: r for r in ingest_paths(ws, [docs], embedder=embedder, progress=False)}
+    assert sorted(d["name"] for d in list_documents(ws)) == ["docs/alias.md", "docs/guide.md", "docs/sub/faq.md"]
+    for name in ("docs/passwd", "docs/stolen.txt", "docs/elsewhere"):
+        assert results[name].status == "failed", name
+        assert "symlink" in results[name].reason and "outside the folder" in results[name].reason
+        assert "--follow-symlinks" in results[name].reason
+    texts = " ".join(r[0] for r in ws.db.execute("SELECT text FROM chunks"))
+    assert "root:" not in texts and "KESTREL" not in texts
+
+
+def test_follow_symlinks_ingests_them_and_the_cli_refuses_by_default(tmp_path):
+    docs = _folder_with_links(tmp_path)
+    (docs / "passwd").unlink()  # keep the system file out of the followed run
+    cmd = [sys.executable, "-m", "archivist.cli", "ingest", str(docs), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    files = {f["name"]: f for f in json.loads(out.stdout)["files"]}
+    assert files["docs/stolen.txt"]["status"] == "failed" and "symlink" in files["docs/stolen.txt"]["reason"]
+    out = subprocess.run(cmd + ["--follow-symlinks"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    files = {f["name"]: f["status"] for f in json.loads(out.stdout)["files"]}
+    assert files["docs/stolen.txt"] == "added" and files["docs/elsewhere/secret.txt"] == "added"
+    assert files["docs/sub/faq.md"] == "unchanged" and "docs/subalias/faq.md" not in files  # walked once
+
+
+# -- the embedder identity: model + backend + weights (issue 17) ---------------------------------
+
+
+def test_another_embedder_backend_is_refused_until_reembed(ws, tmp_path, embedder):
+    from archivist.models import embedder_identity, load_embedder
+    from archivist.retrieval.vectors import EmbedderMismatch
+
+    assert embedder.backend == "onnx-int8"  # the default CPU backend
+    torch_emb = load_embedder(ws.settings.embedder, "cpu", "torch", str(ws.settings.cache))
+    assert embedder_identity(torch_emb) != embedder_identity(embedder)
+    one = write(tmp_path / "one.md", "The archive room opens at nine.\n")
+    two = write(tmp_path / "two.md", "The loading dock closes at six.\n")
+    assert ingest_paths(ws, [one], embedder=embedder, progress=False)[0].status == "added"
+    with pytest.raises(EmbedderMismatch, match=r"archivist reindex --reembed"):
+        ingest_paths(ws, [two], embedder=torch_emb, progress=False)
+    assert [d["name"] for d in list_documents(ws)] == ["one.md"]
+    reindex(ws, reembed=True, embedder=torch_emb, progress=False)
+    stored = np.frombuffer(ws.db.execute("SELECT embedding FROM chunks").fetchone()[0], np.float32)
+    assert np.allclose(stored, torch_emb.embed(["The archive room opens at nine."])[0], atol=1e-5)
+    assert ingest_paths(ws, [two], embedder=torch_emb, progress=False)[0].status == "added"
+    # the same text again reuses the torch vector; the onnx embedder is now the one refused
+    same = ingest_paths(ws, [write(tmp_path / "copy.md", "The archive room opens at nine.\n")], embedder=torch_emb,
+                        progress=False)[0]
+    assert same.status == "added" and same.embedded == 0
+    with pytest.raises(EmbedderMismatch, match=r"reindex --reembed"):
+        ingest_paths(ws, [one], embedder=embedder, progress=False)
+
+
+def test_cli_refuses_another_backend_naming_the_command(tmp_path):
+    write(tmp_path / "a.md", "Keys are returned to reception.\n")
+    run = [sys.executable, "-m", "archivist.cli", "ingest", str(tmp_path / "a.md"), "-q"]
+    assert subprocess.run(run, capture_output=True, text=True, timeout=300).returncode == 0
+    env = {**__import__("os").environ, "ARCHIVIST_EMBED_BACKEND": "torch"}
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 2 and "archivist reindex --reembed" in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "archivist.cli", "reindex", "--reembed", "--json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and json.loads(out.stdout) == {"default": 1}, out.stderr
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and "unchanged" in out.stdout, out.stderr
