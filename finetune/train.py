@@ -127,12 +127,10 @@ def load_base(path: str, method: str, device: str):
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
-        from transformers import BitsAndBytesConfig
 
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=dtype)
-        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=dtype,
-                                                     device_map={"": device if device != "cuda" else 0})
+        from archivist.models import quantization_config
+
+        model = AutoModelForCausalLM.from_pretrained(path, **quantization_config(device, "4bit"))
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # we decide on checkpointing
         for module in model.modules():
             # bitsandbytes would repack 4-bit weights for bf16 CPU inference on the first eval-mode forward

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archivist.models import pick_device, resolve_llm
+from archivist.models import load_causal_lm, pick_device, resolve_llm
 
 log = logging.getLogger(__name__)
 
@@ -170,26 +170,9 @@ def load_llm(name: str, cache: str, device: str = "auto", quantize: str = "auto"
 
 
 def _make_llm(name: str, cache: str, device: str, quantize: str) -> LLM:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     dev = pick_device(device)
     path = resolve_llm(name, Path(cache))
-    kwargs: dict = {}
-    if quantize == "4bit" or (quantize == "auto" and dev == "cuda"):
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if dev == "cuda" else torch.float32)
-        kwargs["device_map"] = {"": 0} if dev == "cuda" else {"": "cpu"}
-    else:
-        kwargs["dtype"] = torch.bfloat16 if dev == "cuda" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    if "device_map" not in kwargs:
-        model.to(dev)
-    model.eval()
+    model, tokenizer = load_causal_lm(path, dev, quantize)
     return LLM(name=name, path=str(path), model=model, tokenizer=tokenizer, device=dev)
 
 
