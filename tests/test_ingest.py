@@ -309,6 +309,7 @@ def test_folder_symlinks_leaving_the_folder_are_refused_and_named(ws, tmp_path, 
     assert "root:" not in texts and "KESTREL" not in texts
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_follow_symlinks_ingests_them_and_the_cli_refuses_by_default(tmp_path):
     docs = _folder_with_links(tmp_path)
     (docs / "passwd").unlink()  # keep the system file out of the followed run
@@ -352,6 +353,7 @@ def test_another_embedder_backend_is_refused_until_reembed(ws, tmp_path, embedde
         ingest_paths(ws, [one], embedder=embedder, progress=False)
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_cli_refuses_another_backend_naming_the_command(tmp_path):
     write(tmp_path / "a.md", "Keys are returned to reception.\n")
     run = [sys.executable, "-m", "archivist.cli", "ingest", str(tmp_path / "a.md"), "-q"]

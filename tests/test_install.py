@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # subprocesses: pip, the CLI, a fresh interpreter importing the model libraries
 
 
 def test_the_package_builds_without_the_license_deprecation_warning():
