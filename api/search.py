@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from archivist import audit
 from archivist.api import schemas as S
 from archivist.api.deps import requested_collections, user, workspace
 from archivist.api.errors import responses
@@ -21,4 +22,5 @@ def search_route(body: S.SearchRequest, ws: Workspace = Depends(workspace), who:
     scope = requested_collections(ws, who, body.collection, body.collections)
     hits = search(ws, body.query, k=body.k, user=who, collections=scope, documents=body.documents,
                   kinds=body.kinds, mode=body.mode)
+    audit.searched(ws, who, "api", body.query, hits, scope)
     return {"object": "list", "data": [hit_json(h) for h in hits]}

@@ -51,6 +51,7 @@ KINDS = {
     "access.grant": "a grant was given or changed",
     "access.revoke": "a grant was removed",
     "question": "a question was answered (app, CLI or API)",
+    "search": "a search showed passages (CLI or API; the chat's own retrieval is part of its question)",
     "document.added": "a document was ingested",
     "document.updated": "a document's content changed",
     "document.deleted": "a document was deleted",
@@ -137,20 +138,11 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections)
     scope = sorted(access.readable_collections(ws, user))
     if collections is not None:
         scope = [c for c in scope if c in set(collections)]
-    ids = [p.chunk_id for p in answer.passages]
-    versions = {}
-    if ids:
-        marks = ",".join("?" * len(ids))
-        versions = {r[0]: (r[1], r[2]) for r in ws.db.execute(
-            f"SELECT c.id, d.id, d.content_hash FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
-            ids)}
-    shown = [{"chunk_id": p.chunk_id, "document": p.document, "document_id": versions.get(p.chunk_id, (p.document_id,))[0],
-              "version": (versions.get(p.chunk_id) or (None, None))[1]} for p in answer.passages]
     detail = {
         "surface": surface if surface in SURFACES else str(surface),
         "collections": scope,
         "question": answer.question,
-        "shown": shown,
+        "shown": _shown(ws, answer.passages),
         "adapter": answer.adapter,
         "model": answer.model,
         "mode": answer.mode,
@@ -159,6 +151,28 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections)
         "citations": [{"n": c.n, "chunk_id": c.chunk_id, "document": c.document} for c in answer.citations],
     }
     return record(ws, "question", user=user, target=None, detail=detail)
+
+
+def searched(ws: Workspace, user: str | None, surface: str, query: str, hits, collections) -> int:
+    """Record a search and the passages it showed (chunk ids, documents and their versions)."""
+    user = access.current_user(ws, user)
+    scope = sorted(access.readable_collections(ws, user))
+    if collections is not None:
+        scope = [c for c in scope if c in set(collections)]
+    return record(ws, "search", user=user, detail={"surface": surface, "collections": scope, "query": query,
+                                                   "shown": _shown(ws, hits)})
+
+
+def _shown(ws: Workspace, hits) -> list[dict]:
+    """[{"chunk_id", "document", "document_id", "version" (the document's content sha256)}] of the passages shown."""
+    ids = [h.chunk_id for h in hits]
+    versions = {}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        versions = {r[0]: r[1] for r in ws.db.execute(
+            f"SELECT c.id, d.content_hash FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})", ids)}
+    return [{"chunk_id": h.chunk_id, "document": h.document, "document_id": h.document_id,
+             "version": versions.get(h.chunk_id)} for h in hits]
 
 
 # -- checking -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from archivist import __version__, adapters
+from archivist import __version__, access, adapters, audit
 from archivist.workspace import Workspace
 
 
@@ -85,4 +85,5 @@ def export_merged(ws: Workspace, name: str, out: str | Path, user: str | None = 
     if out.exists():
         out.rmdir()
     tmp.rename(out)
+    audit.record(ws, "adapter.exported", user=access.current_user(ws, user), target=name, detail={"to": str(out.resolve())})
     return out

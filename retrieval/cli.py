@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from archivist import audit
 from archivist.cli import emit_json, open_ws
 
 
@@ -36,6 +37,7 @@ def cmd_search(args) -> int:
     with open_ws(args) as ws:
         hits = search(ws, args.query, k=args.k, user=getattr(args, "user", None), collections=args.collection,
                       documents=args.document, kinds=args.kind, mode=args.mode)
+        audit.searched(ws, getattr(args, "user", None), "cli", args.query, hits, args.collection)
     if args.json:
         emit_json({"query": args.query, "hits": [hit_json(h) for h in hits]})
         return 0

@@ -323,3 +323,20 @@ def test_finetune_started_and_finished_are_recorded_with_the_run(ws):
     assert [(r["action"], r["target"], r["user"]) for r in recs] == [("finetune.started", run_id, "admin"),
                                                                    ("finetune.finished", run_id, "admin")]
     assert recs[1]["detail"] == {"status": "done", "adapter": "ft-1", "error": None}
+
+
+def test_a_search_from_the_cli_is_recorded_with_what_it_showed(sample_home, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from archivist.cli import main
+    from archivist.settings import Settings
+
+    home = tmp_path / "copy"
+    shutil.copytree(sample_home, home)
+    monkeypatch.setenv("ARCHIVIST_HOME", str(home))
+    assert main(["search", "annual leave days", "-k", "3", "--json"]) == 0
+    shown = [h["chunk_id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    with open_workspace(Settings.from_env()) as w:
+        [r] = actions(w, "search")
+        assert r["detail"]["surface"] == "cli" and r["detail"]["query"] == "annual leave days"
+        assert [s["chunk_id"] for s in r["detail"]["shown"]] == shown and all(s["version"] for s in r["detail"]["shown"])
