@@ -340,3 +340,17 @@ def test_a_search_from_the_cli_is_recorded_with_what_it_showed(sample_home, tmp_
         [r] = actions(w, "search")
         assert r["detail"]["surface"] == "cli" and r["detail"]["query"] == "annual leave days"
         assert [s["chunk_id"] for s in r["detail"]["shown"]] == shown and all(s["version"] for s in r["detail"]["shown"])
+
+
+def test_adapters_registered_and_activated_are_recorded(ws, tmp_path):
+    from archivist import adapters
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    adapters.register(ws, "hr-v1", folder, ws.settings.llm, {"better": True, "reason": "t"},
+                      {"dataset": {"name": "d"}, "documents": [], "collections": []}, run_id="r1")
+    adapters.deactivate(ws)
+    assert [(r["action"], r["target"]) for r in actions(ws, "adapter.")] == [
+        ("adapter.registered", "hr-v1"), ("adapter.activated", "hr-v1"), ("adapter.activated", None)]
+    assert actions(ws, "adapter.registered")[0]["detail"] == {"run_id": "r1", "base": ws.settings.llm}
