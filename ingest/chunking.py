@@ -7,6 +7,10 @@ by about `overlap` tokens inside one section. Table rows are a section of their 
 shares a chunk with the text around it), are cut only between rows (unless one row alone is longer
 than a chunk) and do not overlap: every row carries its headers, so it needs no context.
 A chunk keeps the boxes of the lines it covers on its page (readers of PDFs and images give them).
+
+Memory: a section is tokenized a block (or a PIECE_CHARS piece of a long block) at a time, and only
+the tokens of the chunk being cut are held; a table section is counted in a first pass (its rows are
+shared out evenly). A CSV of a million rows is never a list of its ten million tokens.
 """
 
 from __future__ import annotations
@@ -72,13 +76,17 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
         while (j + 1 < len(blocks) and blocks[j + 1].page == blocks[i].page and blocks[j + 1].heading == blocks[i].heading
                and (blocks[j + 1].kind == "row") == (blocks[i].kind == "row")):
             j += 1
-        s0, s1 = spans[i][0], spans[j][1]
-        block_ends = {spans[k][1] for k in range(i, j + 1)}
         rows = blocks[i].kind == "row"
-        for start, end, n in _split_section(text, s0, s1, block_ends, token_spans, size, 0 if rows else overlap, rows):
+        section = range(i, j + 1)
+        # Only PDF and image pages carry boxes; looking for them over a table of a million rows, once
+        # per chunk, would cost rows x chunks.
+        boxed = any(blocks[k].boxes for k in section)
+        total = sum(1 for k in section for _ in _block_tokens(text, spans[k], token_spans)) if rows else None
+        tokens = (t for k in section for t in _block_tokens(text, spans[k], token_spans))
+        for start, end, n in _split_section(text, tokens, total, size, 0 if rows else overlap, rows):
             chunks.append(Chunk(seq=len(chunks), text=text[start:end], start=start, end=end,
                                 page=blocks[i].page, heading=tuple(blocks[i].heading), n_tokens=n,
-                                boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end)))
+                                boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end) if boxed else ()))
         i = j + 1
     return text, chunks
 
@@ -101,28 +109,72 @@ def _boxes(blocks: Sequence[Block], spans, start: int, end: int, slack: int = 12
     return tuple(dict.fromkeys(out))
 
 
-def _split_section(text, s0, s1, block_ends, token_spans, size, overlap, rows=False):
-    """Yield (start, end, n_tokens) covering text[s0:s1]; `rows`: cut only at block ends when any fits."""
-    toks = [(a + s0, b + s0) for a, b in token_spans(text[s0:s1])]
-    if not toks:
-        return
-    n = len(toks)
-    i = 0
-    while i < n:
-        if n - i <= size:
-            yield toks[i][0], toks[-1][1], n - i
+# A block longer than this is tokenized in pieces cut after whitespace (the embedders' tokenizers
+# never join tokens across whitespace), so no token list of a huge paragraph is held at once.
+PIECE_CHARS = 32 * 1024
+
+
+def _block_tokens(text: str, span: tuple[int, int], token_spans: TokenSpans):
+    """(start, end, ends_block) of the tokens of the block at text[span[0]:span[1]], a piece at a time."""
+    b0, b1 = span
+    last = None
+    a = b0
+    while a < b1:
+        b = b1
+        if b1 - a > PIECE_CHARS:
+            cut = max(text.rfind(" ", a, a + PIECE_CHARS), text.rfind("\n", a, a + PIECE_CHARS))
+            if cut > a:
+                b = cut + 1
+        for s, e in token_spans(text[a:b]):
+            if last is not None:
+                yield last[0], last[1], False
+            last = (s + a, e + a)
+        a = b
+    if last is not None:
+        yield last[0], last[1], True
+
+
+def _split_section(text, tokens, total, size, overlap, rows=False):
+    """Yield (start, end, n_tokens) covering a section from its tokens (start, end, ends_block), in
+    order; `total`: how many there are (needed for `rows`, which cut only at block ends when any
+    fits and share the rows out evenly). Holds only the tokens from the current chunk's start to
+    `size` past it, so a table of a million rows is never a list of its tokens."""
+    it = iter(tokens)
+    toks: list[tuple[int, int, bool]] = []  # toks[0] is the current chunk's first token
+    done = False
+    used = 0  # tokens dropped from the front of `toks` so far
+
+    def fill(n: int) -> None:
+        nonlocal done
+        while len(toks) < n and not done:
+            t = next(it, None)
+            if t is None:
+                done = True
+            else:
+                toks.append(t)
+
+    fill(size + 1)
+    while toks:
+        if done and len(toks) <= size:
+            yield toks[0][0], toks[-1][1], len(toks)
             return
         # Rows are shared out evenly over the chunks the table needs: no short last chunk of a few rows.
-        limit = i + (-(-(n - i) // -(-(n - i) // size)) if rows else size)
-        j = _best_cut(text, toks, i, limit, block_ends, rows)  # chunk is toks[i:j]
-        yield toks[i][0], toks[j - 1][1], j - i
+        left = total - used if rows else 0
+        limit = -(-left // -(-left // size)) if rows else size
+        j = _best_cut(text, toks, 0, limit, rows)  # chunk is toks[:j]
+        while j == len(toks) and not done:  # a word longer than the window: read on to its end
+            fill(len(toks) + size)
+            j = _word_end(text, toks, j)
+        yield toks[0][0], toks[j - 1][1], j
         # Overlap: step back about `overlap` tokens, to the start of a word.
-        k = max(j - overlap, i + 1)
-        while k > i + 1 and not _word_start(text, toks, k):
+        k = max(j - overlap, 1)
+        while k > 1 and not _word_start(text, toks, k):
             k -= 1
         if not _word_start(text, toks, k):  # no word start inside the overlap: no overlap
             k = j
-        i = k
+        del toks[:k]
+        used += k
+        fill(size + 1)
 
 
 def _word_start(text: str, toks, k: int) -> bool:
@@ -131,17 +183,17 @@ def _word_start(text: str, toks, k: int) -> bool:
     return a == 0 or text[a - 1].isspace()
 
 
-def _best_cut(text, toks, i: int, limit: int, block_ends: set[int], rows: bool = False) -> int:
+def _best_cut(text, toks, i: int, limit: int, rows: bool = False) -> int:
     """The token index j (i < j <= limit) to end the chunk before: a block end, else a sentence end,
     else a word end in the last half; never inside a word. With `rows` (a table), any block end
     in the window comes first, so a row is cut only when it alone is longer than the window."""
     lo = i + max(1, (limit - i) // 2)
     if rows:
         for j in range(limit, i, -1):
-            if toks[j - 1][1] in block_ends:
+            if toks[j - 1][2]:
                 return j
     for good in (
-        lambda j: toks[j - 1][1] in block_ends,
+        lambda j: toks[j - 1][2],
         lambda j: _SENTENCE_END.match(text, toks[j - 1][1] - 1) is not None and _word_start(text, toks, j),
         lambda j: _word_start(text, toks, j),
     ):
@@ -149,7 +201,11 @@ def _best_cut(text, toks, i: int, limit: int, block_ends: set[int], rows: bool =
             if good(j):
                 return j
     # A word longer than the whole window: extend to the end of that word.
-    j = limit
+    return _word_end(text, toks, limit)
+
+
+def _word_end(text, toks, j: int) -> int:
+    """The first token index from j that starts a word (or the end of `toks`)."""
     while j < len(toks) and not _word_start(text, toks, j):
         j += 1
     return j
