@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Iterable
 
 from archivist.records import Block
 
@@ -56,23 +57,25 @@ def row_text(header: list[str], values: list[str]) -> str:
     return "; ".join(parts)
 
 
-def table_blocks(rows: list[list[str]], *, heading: tuple[str, ...] = (), page: int | None = None) -> list[Block]:
+def table_blocks(rows: Iterable[list[str]], *, heading: tuple[str, ...] = (), page: int | None = None) -> list[Block]:
     """Rows of a table (first row = header) -> one Block(kind="row") per data row.
 
     A table with only a header row still yields that row (joined by "; ") so its text is not lost.
+    `rows` is read once, as it goes (a CSV reader: a million rows never become a list of rows).
     """
-    rows = [r for r in rows if any(clean(c) for c in r)]
-    if not rows:
+    rows = (r for r in rows if any(clean(c) for c in r))
+    header = next(rows, None)
+    if header is None:
         return []
-    header = rows[0]
-    if len(rows) == 1:
-        text = "; ".join(c for c in (clean(c) for c in header) if c)
-        return [Block(text, page=page, heading=heading, kind="row")]
-    blocks = []
-    for values in rows[1:]:
+    blocks, data = [], False
+    for values in rows:
+        data = True
         text = row_text(header, values)
         if text:
             blocks.append(Block(text, page=page, heading=heading, kind="row"))
+    if not data:
+        text = "; ".join(c for c in (clean(c) for c in header) if c)
+        return [Block(text, page=page, heading=heading, kind="row")]
     return blocks
 
 

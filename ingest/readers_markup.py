@@ -53,12 +53,22 @@ def read_csv(path: Path) -> Extracted:
     # Long cells (a description column) are legal; the default 128 KB limit is not a safety need
     # because the whole file is already bounded by max_mb.
     csv.field_size_limit(64 * 1024 * 1024)
-    try:
-        rows = list(csv.reader(text.splitlines(), dialect))
+    try:  # rows are parsed as table_blocks asks for them: no list of every line and every row
+        blocks = table_blocks(csv.reader(_lines(text), dialect), heading=(path.name,))
     except csv.Error as exc:
         raise ReadError(f"corrupt CSV: {exc}") from None
-    blocks = table_blocks(rows, heading=(path.name,))
     return Extracted(blocks, kind="csv")
+
+
+def _lines(text: str, piece: int = 1 << 20):
+    """`text.splitlines()` a piece at a time: pieces end after a "\n", where splitlines splits
+    anyway, so the lines are the same without a list of all of them."""
+    a = 0
+    while a < len(text):
+        b = text.find("\n", a + piece)
+        b = len(text) if b == -1 else b + 1
+        yield from text[a:b].splitlines()
+        a = b
 
 
 # ---------------------------------------------------------------------------------------------

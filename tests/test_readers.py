@@ -658,3 +658,21 @@ def test_large_files_of_any_kind_are_read_in_the_bounded_child(tmp_path):
     assert read(small, timeout=0.01).blocks  # read in-process: no child, no time limit
     extracted = read(big, timeout=120)
     assert extracted.kind == "markdown" and sum(len(b.text) for b in extracted.blocks) > SANDBOX_ABOVE_MB * MB
+
+
+def test_a_large_csv_is_read_in_process_row_by_row(tmp_path):
+    """A CSV past SANDBOX_ABOVE_MB stays in-process (the child would send every row back as JSON):
+    a time limit that stops any child still lets it through, and its rows come out in order."""
+    from archivist.ingest.readers import MB, SANDBOX_ABOVE_MB
+
+    rows = (SANDBOX_ABOVE_MB + 1) * MB // 24
+    big = tmp_path / "ledger.csv"
+    with open(big, "w") as f:
+        f.write("id,name,amount\n")
+        for i in range(rows):
+            f.write(f"{i},item-{i % 977:04d},{i % 9973:05d}\n")
+    assert big.stat().st_size > SANDBOX_ABOVE_MB * MB
+    extracted = read(big, timeout=0.01)
+    assert extracted.kind == "csv" and len(extracted.blocks) == rows
+    assert extracted.blocks[7].text == "id: 7; name: item-0007; amount: 00007"
+    assert extracted.blocks[-1].heading == ("ledger.csv",)
