@@ -90,3 +90,10 @@ def test_get_v1_audit_for_admins_only(ws, server):
         assert "access.grant" not in r.text
     # the member's attempts are themselves on the record (their key's first use)
     assert [x["user"] for x in audit.read(ws, by="admin", action="key.use")] == ["admin", "rita"]
+    # a question over the API is recorded as the key's user's, surface api (nothing to read: answered without generating)
+    r = httpx.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {k['rita']}"}, timeout=120,
+                   json={"model": "archivist", "messages": [{"role": "user", "content": "What is the travel allowance?"}]})
+    assert r.status_code == 200, r.text
+    [q] = audit.read(ws, by="admin", action="question")
+    assert (q["user"], q["detail"]["surface"], q["detail"]["question"]) == ("rita", "api", "What is the travel allowance?")
+    assert q["detail"]["collections"] == ["finance"] and q["detail"]["status"] == "not_found"
