@@ -14,6 +14,7 @@ me = core.require_admin()
 ws = core.workspace()
 st.title("Audit")
 ANY = "any"
+LIMIT = 10_000  # newest records shown (and downloaded) at once; narrow the filters or use `archivist audit --csv`
 
 audit.apply_retention(ws)
 users = [ANY] + [u["name"] for u in access.list_users(ws, by=me)]
@@ -26,8 +27,9 @@ since = right.date_input("From", value=today - dt.timedelta(days=30), key="audit
 until = far.date_input("To", value=today, key="audit-until", help="inclusive")
 
 rows = audit.read(ws, by=me, user=None if who == ANY else who, action=None if kind == ANY else kind,
-                  since=since.isoformat(), until=(until + dt.timedelta(days=1)).isoformat())
-st.caption(f"{len(rows)} records")
+                  since=since.isoformat(), until=(until + dt.timedelta(days=1)).isoformat(), limit=LIMIT)
+st.caption(f"{len(rows)} records" + (f" (the newest {LIMIT:,}: narrow the filters to see older ones)"
+                                     if len(rows) == LIMIT else ""))
 if rows:
     st.dataframe(pd.DataFrame([{"id": r["id"], "time (UTC)": r["time"], "user": r["user"] or "", "action": r["action"],
                                 "target": r["target"] or "", "detail": audit.summary(r)} for r in rows]),
