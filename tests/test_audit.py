@@ -354,3 +354,21 @@ def test_adapters_registered_and_activated_are_recorded(ws, tmp_path):
     assert [(r["action"], r["target"]) for r in actions(ws, "adapter.")] == [
         ("adapter.registered", "hr-v1"), ("adapter.activated", "hr-v1"), ("adapter.activated", None)]
     assert actions(ws, "adapter.registered")[0]["detail"] == {"run_id": "r1", "base": ws.settings.llm}
+
+
+@pytest.mark.slow
+def test_an_exported_adapter_is_recorded(ws, tmp_path):
+    """A real (untrained) LoRA adapter on the chat model, registered, then merged and exported."""
+    from archivist import adapters
+    from archivist.finetune.registry import export_merged
+    from archivist.finetune.train import add_lora, load_base
+    from archivist.models import resolve_llm
+
+    model, _ = load_base(str(resolve_llm(ws.settings.llm, ws.settings.cache)), "lora", "cpu")
+    add_lora(model, 2, 4, 0.0, "q_proj,v_proj", False).save_pretrained(str(tmp_path / "lora"))
+    adapters.register(ws, "tiny-lora", tmp_path / "lora", ws.settings.llm, {"better": False, "reason": "t"},
+                      {"dataset": {"name": "d"}, "documents": [], "collections": []})
+    out = export_merged(ws, "tiny-lora", tmp_path / "merged")
+    [r] = actions(ws, "adapter.exported")
+    assert (r["user"], r["target"], r["detail"]) == ("admin", "tiny-lora", {"to": str(out.resolve())})
+    assert audit.verify(ws).ok
