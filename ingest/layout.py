@@ -1,7 +1,7 @@
 """Page layout -> blocks: the lines of PDF pages (text layer or OCR) become paragraphs, headings and
 table rows, each with the boxes of its lines on the page.
 
-    lines = text_layer_lines(textpage, width, height)   # a PDF page's text layer
+    lines, runs = text_layer_lines(textpage, width, height)   # a PDF page's text layer
     lines = ocr_lines(ocr_page, points_per_pixel)        # an OCRed page, in the same units
     blocks = page_blocks(pages)                          # every page's lines (and tables) -> Blocks
 
@@ -51,8 +51,10 @@ class Page:
     tables: list[Table] = field(default_factory=list)
 
 
-def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
-    """The text lines of one PDF page, in pdfium's reading order.
+def text_layer_lines(textpage, width: float, height: float) -> tuple[list[Line], bool]:
+    """The text lines of one PDF page, in reading order (see reading_order), and whether some line
+    holds several runs of text apart (pdfium's rectangles): only such a page can hold a table's
+    cells. The rectangles are asked for only on pages where a line's samples show a wide gap.
 
     pdfium already breaks lines with generated \\r\\n characters; the loose character boxes (font
     ascent to descent) give the vertical gaps and sizes that separate paragraphs and headings.
@@ -69,24 +71,53 @@ def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
             chr(c) if 0 < c < 0x110000 and not 0xD800 <= c < 0xE000 else "\x00"
             for c in (pdfium_c.FPDFText_GetUnicode(handle, i) for i in range(count))
         )
-    rect = pdfium_c.FS_RECTF()
-    lines: list[Line] = []
     width, height = max(width, 1.0), max(height, 1.0)
-    for offset, raw in _pieces(handle, text, width):
+    start, plain = 0, []
+    for raw in text.split("\n"):
+        plain.append((start, raw))
+        start += len(raw) + 1
+    lines, wide_gap = _sampled_lines(handle, plain, width, height)
+    runs = False
+    if wide_gap:  # a line may hold two columns or a table's cells: split it where its text runs apart
+        pieces, runs = _pieces(handle, text, width)
+        if runs:
+            lines, _ = _sampled_lines(handle, pieces, width, height)
+    return reading_order(lines), runs
+
+
+def _sampled_lines(handle, pieces, width: float, height: float) -> tuple[list[Line], bool]:
+    """Lines from (char offset, text) pieces, measured on a sample of their characters; and whether
+    two neighbouring samples of a line stand further apart than their characters could fill (the
+    cheap sign of a wide gap: two columns, or table cells, on one pdfium line)."""
+    import pypdfium2.raw as pdfium_c
+
+    rect = pdfium_c.FS_RECTF()
+    get_box = pdfium_c.FPDFText_GetLooseCharBox  # looked up once: this loop is the text path's hot spot
+    lines: list[Line] = []
+    wide_gap = False
+    for offset, raw in pieces:
         if not raw.strip():
             continue
         top, bottom, size = float("-inf"), float("inf"), 0.0
         left = right = None
         last = len(raw.rstrip("\r")) - 1
+        prev_k = 0
         for k in [*range(min(len(raw), 6)), *range(6, len(raw), 8), last]:
             if k < 0 or raw[k].isspace() or raw[k] == "\x00":
                 continue
-            if pdfium_c.FPDFText_GetLooseCharBox(handle, offset + k, rect):
-                top, bottom = max(top, rect.top), min(bottom, rect.bottom)
-                size = max(size, rect.top - rect.bottom)
+            if get_box(handle, offset + k, rect):
+                rt, rb = rect.top, rect.bottom
+                if rt > top:
+                    top = rt
+                if rb < bottom:
+                    bottom = rb
+                if rt - rb > size:
+                    size = rt - rb
                 if left is None:  # the extent: the first sampled character's left, the last one's right
                     left = rect.left
-                right = rect.right
+                elif not wide_gap and rect.left - right > ((k - prev_k - 1) * 0.55 + 1.2) * (rt - rb):
+                    wide_gap = True
+                right, prev_k = rect.right, k
         line = raw.replace("\r", "").replace("\x00", "")
         if not size:
             lines.append(Line(line, 0.0, 0.0, 0.0))
@@ -94,12 +125,13 @@ def text_layer_lines(textpage, width: float, height: float) -> list[Line]:
         # Page fractions, unrounded and unclamped here (this loop runs for every line of every
         # page); chunking rounds and clamps the few boxes it keeps.
         box = (left / width, 1 - top / height, right / width, 1 - bottom / height)
-        bold = pdfium_c.FPDFText_GetFontWeight(handle, offset + len(raw) - len(raw.lstrip())) >= 600
+        # Only a short line can be a bold heading: long ones spare the call.
+        bold = len(raw) <= 90 and pdfium_c.FPDFText_GetFontWeight(handle, offset + len(raw) - len(raw.lstrip())) >= 600
         lines.append(Line(line, size, top, bottom, box, bold))
-    return reading_order(lines)
+    return lines, wide_gap
 
 
-def _pieces(handle, text: str, width: float) -> list[tuple[int, str]]:
+def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], bool]:
     """pdfium's lines as (char offset, text), each split where its text jumps across a wide gap:
     a PDF that draws two columns row by row gives one pdfium line per row, holding both columns.
     The gaps come from pdfium's text rectangles (one per run of text on a line): a few calls per line."""
@@ -107,7 +139,8 @@ def _pieces(handle, text: str, width: float) -> list[tuple[int, str]]:
 
     breaks: set[int] = set()
     n = pdfium_c.FPDFText_CountRects(handle, 0, len(text))
-    if n <= text.count("\n") + 1:  # one rectangle a line: no line holds two pieces
+    runs = n > text.count("\n") + 1
+    if not runs:  # one rectangle a line: no line holds two pieces
         n = 0
     left, top, right, bottom = (pdfium_c.c_double() for _ in range(4))
     prev = None
@@ -128,7 +161,7 @@ def _pieces(handle, text: str, width: float) -> list[tuple[int, str]]:
         cuts = sorted(b - offset for b in breaks if offset < b < offset + len(raw))
         for a, b in zip([0, *cuts], [*cuts, len(raw)]):
             out.append((offset + a, raw[a:b]))
-    return out
+    return out, runs
 
 
 def reading_order(lines: list[Line]) -> list[Line]:

@@ -13,6 +13,7 @@ uses it as a heartbeat for its per-page time limit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,8 @@ MIN_TEXT_CHARS = 20  # a page with fewer letters and digits in its text layer ha
 RENDER_MAX_SIDE = 4000  # pixels: a huge page is rendered smaller than DPI, so one page's bitmap stays bounded
 
 OnPage = Callable[[int], None]
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_SPACE = re.compile(r"\s+")
 
 
 def _no_progress(_: int) -> None:
@@ -59,9 +62,9 @@ def needs_ocr(mode: str, lines, page) -> bool:
     if mode != "auto":
         return mode == "always"
     # The first lines nearly always tell (and counting a dense page costs); the rest when they do not.
-    for text in ("".join(line.text for line in lines[:12])[:600], "".join(line.text for line in lines)):
-        letters = sum(map(str.isalnum, text))
-        visible = len(text) - sum(map(str.isspace, text))
+    for text in ("".join(line.text for line in lines[:6])[:300], "".join(line.text for line in lines)):
+        letters = len(_NOT_ALNUM.sub("", text))
+        visible = len(_SPACE.sub("", text))
         if letters >= MIN_TEXT_CHARS and letters >= 0.5 * visible:
             return False
     import pypdfium2.raw as pdfium_c
@@ -103,7 +106,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
             try:
                 sizes[number] = width, height = page.get_size()
                 textpage = page.get_textpage()
-                lines = text_layer_lines(textpage, width, height)
+                lines, runs = text_layer_lines(textpage, width, height)
                 textpage.close()
                 if needs_ocr(ocr, lines, page):
                     image, points_per_pixel = render_page(page)
@@ -111,7 +114,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
                     del image  # one page's bitmap at a time
                     lines = ocr_lines(read, points_per_pixel)
                     confidence[number] = round(read.confidence, 3)
-                elif lines and has_rules(page):
+                elif runs and has_rules(page):  # a table's cells are separate runs of text
                     ruled.append(number)
             finally:
                 page.close()
