@@ -110,11 +110,17 @@ def word_gaps(gray, box, min_gap: float = 0.2) -> list[float]:
 def restore_spaces(text: str, centres: list[float], gaps: list[float]) -> str:
     """Put back the spaces the recognizer dropped: PP-OCR's models often read English word gaps as
     nothing ("returnedby18:00"). Each blank gap in the line's pixels (word_gaps) falls between two
-    recognized characters (their x `centres`); a space goes there unless one is already next to it."""
+    recognized characters (their x `centres`) that stand further apart than the line's usual step;
+    a space goes there unless one is already next to it."""
+    steps = sorted(centres[k + 1] - centres[k] for k in range(len(centres) - 1) if " " not in text[k:k + 2])
+    usual = steps[len(steps) // 2] if steps else 0.0
     cuts = set()
     for gap in gaps:
         i = next((k for k in range(len(centres) - 1) if centres[k] < gap < centres[k + 1]), None)
-        if i is not None and text[i] != " " and text[i + 1] != " ":
+        # The two characters must also stand further apart than letters do: in a monospaced font
+        # the blank beside an "r" or "." is as wide as a word gap, but the step is not.
+        if (i is not None and text[i] != " " and text[i + 1] != " "
+                and centres[i + 1] - centres[i] >= 1.2 * usual):
             cuts.add(i + 1)
     return "".join(" " + ch if k in cuts else ch for k, ch in enumerate(text))
 
