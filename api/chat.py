@@ -141,9 +141,12 @@ def usage(answer) -> dict:
 
 def _error_for(exc: BaseException) -> tuple[int, dict]:
     from archivist.access import AccessDenied
+    from archivist.retrieval.llm_remote import LLMUnavailable
 
     if isinstance(exc, APIError):
         return exc.status, error_body(exc.status, exc.message, exc.code, exc.param)
+    if isinstance(exc, LLMUnavailable):
+        return 503, error_body(503, str(exc), "llm_unavailable")
     if isinstance(exc, AccessDenied):
         return 403, error_body(403, str(exc), "permission_denied")
     if isinstance(exc, LookupError) and not isinstance(exc, (KeyError, IndexError)):

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"archivist: error: {e}", file=sys.stderr)
         return e.status
-    except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError) as e:
+    except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError, ConnectionError) as e:
         print(f"archivist: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -51,6 +51,10 @@ class Settings:
                                      "below, as uncertain (calibrated on the tuning splits: bench/answers.py)")
     quote_not_found: float = _f(0.5, "a best quote scoring under this means the documents do not hold the answer")
     answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
+    llm_url: str = _f("", "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI) serving the chat model, e.g. "
+                          "http://127.0.0.1:8000; empty: the model runs in this process (docs/serving.md)")
+    llm_fallback: str = _f("none", "when the llm_url server is down: none (a clear error) | local (the in-process model)")
+    llm_parallel: int = _f(64, "generations one API process sends the llm_url server at once (in-process: 1)")
     device: str = _f("auto", "auto | cpu | cuda")
     quantize: str = _f("auto", "LLM weights at inference: auto (4-bit on GPU) | none | 4bit")
     user: str = _f("", "act as this user (default: the local admin)")
@@ -81,6 +85,12 @@ class Settings:
             raise ValueError(f"max_json_mb must be at least 1, got {self.max_json_mb}")
         if self.ocr not in ("auto", "always", "never"):
             raise ValueError(f"ocr must be auto, always or never, got {self.ocr!r}")
+        if self.llm_fallback not in ("none", "local"):
+            raise ValueError(f"llm_fallback must be none or local, got {self.llm_fallback!r}")
+        if self.llm_parallel < 1:
+            raise ValueError(f"llm_parallel must be at least 1, got {self.llm_parallel}")
+        if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
+            raise ValueError(f"llm_url must be an http:// or https:// URL, got {self.llm_url!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.audit_days < 0:

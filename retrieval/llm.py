@@ -177,4 +177,9 @@ def _make_llm(name: str, cache: str, device: str, quantize: str) -> LLM:
 
 
 def llm_for(settings) -> LLM:
+    """The chat model of `settings`: in this process, or behind settings.llm_url (retrieval/llm_remote.py)."""
+    if settings.llm_url:
+        from archivist.retrieval.llm_remote import remote_llm
+
+        return remote_llm(settings)
     return load_llm(settings.llm, str(settings.cache), settings.device, settings.quantize)

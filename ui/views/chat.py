@@ -172,7 +172,7 @@ if question:
             answer = ask(ws, question, user=user, collections=None if collection == ALL else [collection], k=k,
                          adapter=None if adapter == BASE else adapter, history=hist, on_token=on_token,
                          llm=llm, embedder=emb, stop=stop, surface="app")
-        except (access.AccessDenied, LookupError, ValueError) as e:
+        except (access.AccessDenied, LookupError, ValueError, ConnectionError) as e:  # ConnectionError: the LLM server is down
             box.error(f"Could not answer: {e}")
             st.stop()
         finally:

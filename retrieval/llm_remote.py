@@ -1,0 +1,255 @@
+"""The chat model behind an OpenAI-compatible server (vLLM first; SGLang, llama.cpp's server and TGI
+speak the same API), chosen by `ARCHIVIST_LLM_URL`.
+
+It stands in for the in-process `LLM` (retrieval/llm.py) wherever `llm_for(settings)` is called —
+the chat page, the CLI and the API — with the same four members: `context_window`, `render`,
+`count_tokens` and `stream(messages, ..., adapter=)`. What the model is asked does not change:
+
+- the prompt is rendered here with the model's own chat template and tokenized with its own
+  tokenizer (only the tokenizer is loaded), and the server is sent those token ids on
+  `/v1/completions`, so it sees exactly the tokens the in-process path feeds `generate`;
+- decoding is the in-process one: greedy (`temperature: 0`) with repetition penalty 1.1;
+- the token budget, citation checks and access rules stay in retrieval/answer.py and
+  archivist/adapters.py, which never learn which backend generated.
+
+Adapters are served with vLLM's multi-LoRA: the first time an adapter (name, folder) is asked for,
+it is registered with the server (`POST /v1/load_lora_adapter`; the server needs
+`VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` and `--enable-lora`, and must see the same folder), then
+requested by that name as the completion's `model`. Which adapter a user may use was decided before
+(adapters.resolve); this module only serves the one it is handed.
+
+Server down: `LLMUnavailable`, naming the URL. With `ARCHIVIST_LLM_FALLBACK=local` the in-process
+model answers instead (loaded on first need) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPETITION_PENALTY = 1.1  # the in-process `generate` uses this too (retrieval/llm.py)
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 600.0  # one token may wait long behind a full batch on a CPU server
+
+
+class LLMUnavailable(ConnectionError):
+    """The LLM server cannot be reached or refused the request; the message names its URL. A
+    ConnectionError: the CLI prints it, the chat page shows it, the API answers 503."""
+
+
+@dataclass
+class RemoteLLM:
+    name: str  # settings.llm: the model whose tokenizer and chat template are used here
+    url: str  # the server's base URL, without /v1
+    tokenizer: object
+    config_window: int  # the model's own max_position_embeddings
+    fallback: object | None = None  # a callable returning the in-process LLM, when configured
+    # (adapter name, folder) -> the LoRA name registered with the server
+    adapters: dict[tuple[str, str], str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards registration, not generation
+    _served: str | None = field(default=None, repr=False)  # the base model's id on the server
+    _server_window: int | None = field(default=None, repr=False)
+    _client: object | None = field(default=None, repr=False)
+
+    # -- what answer.py uses -------------------------------------------------------------------------
+
+    @property
+    def context_window(self) -> int:
+        """The model's window, or the server's `max_model_len` when that is smaller (when the server
+        can be asked; the budget must not depend on whether it is up)."""
+        if self._served is None:
+            try:
+                self.served_model()
+            except LLMUnavailable:
+                pass  # stream() says so, or falls back
+        return min(self.config_window, self._server_window or self.config_window)
+
+    def render(self, messages: list[dict]) -> str:
+        """The prompt text exactly as the model will see it, through its own chat template."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None,
+               stop: threading.Event | None = None, *, adapter=None) -> Iterator[str]:
+        """Yield the answer in pieces as the server streams them (greedy, like the in-process model).
+
+        adapter: an `archivist.adapters.Adapter` (name, path), registered with the server on first
+        use; None is the base model. Setting `stop` or closing the iterator closes the connection,
+        which makes the server abort the request.
+        Raises LLMUnavailable when the server cannot be reached (unless the fallback answers) or
+        refuses the request.
+        """
+        import httpx
+
+        ids = self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+        try:
+            model = self._model_for(adapter)
+        except LLMUnavailable as e:
+            if self.fallback is None:
+                raise
+            log.warning("%s; answering with the in-process model (ARCHIVIST_LLM_FALLBACK=local)", e)
+            yield from self.fallback().stream(messages, max_new_tokens=max_new_tokens, stats=stats, stop=stop,
+                                              adapter=adapter)
+            return
+        body = {"model": model, "prompt": ids, "max_tokens": max_new_tokens, "temperature": 0,
+                "repetition_penalty": REPETITION_PENALTY, "stream": True,
+                "stream_options": {"include_usage": True}}
+        t0, first, usage = time.perf_counter(), None, {}
+        for attempt in (1, 2):
+            try:
+                with self.client().stream("POST", f"{self.url}/v1/completions", json=body) as r:
+                    if r.status_code == 404 and adapter is not None and attempt == 1:
+                        # The server restarted and forgot the adapter: register it again, once.
+                        r.read()
+                        self._forget(adapter)
+                        body["model"] = self._model_for(adapter)
+                        continue
+                    if r.status_code != 200:
+                        raise LLMUnavailable(f"the LLM server at {self.url} refused the request: "
+                                             f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:300]}")
+                    for event in _events(r.iter_lines()):
+                        if stop is not None and stop.is_set():
+                            break  # leaving the `with` closes the connection: the server aborts it
+                        if event.get("usage"):
+                            usage = event["usage"]
+                        for choice in event.get("choices") or []:
+                            piece = choice.get("text") or ""
+                            if piece:
+                                if first is None:
+                                    first = time.perf_counter() - t0
+                                yield piece
+                break
+            except httpx.TransportError as e:
+                raise LLMUnavailable(f"the LLM server at {self.url} stopped answering: {type(e).__name__}: {e}") from None
+        if stats is not None:
+            stats.update(prompt_tokens=int(usage.get("prompt_tokens", len(ids))),
+                         completion_tokens=int(usage.get("completion_tokens", 0)),
+                         first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
+
+    # -- the server ------------------------------------------------------------------------------------
+
+    def client(self):
+        """One HTTP client per process: a connection pool shared by every request's thread."""
+        import httpx
+
+        if self._client is None:
+            with self.lock:
+                if self._client is None:
+                    self._client = httpx.Client(timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                                                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        return self._client
+
+    def _get(self, path: str) -> dict:
+        import httpx
+
+        try:
+            r = self.client().get(f"{self.url}{path}", timeout=CONNECT_TIMEOUT_S * 2)
+        except httpx.TransportError as e:
+            raise LLMUnavailable(f"the LLM server at {self.url} is not reachable ({type(e).__name__}: {e}); "
+                                 f"start it (`make vllm-serve`) or unset ARCHIVIST_LLM_URL") from None
+        if r.status_code != 200:
+            raise LLMUnavailable(f"the LLM server at {self.url} answered GET {path} with HTTP {r.status_code}")
+        return r.json()
+
+    def served_model(self) -> str:
+        """The id under which the server serves the base model (the first of GET /v1/models that is
+        not a LoRA adapter); also learns its max_model_len. Raises LLMUnavailable."""
+        if self._served is None:
+            models = self._get("/v1/models").get("data") or []
+            base = [m for m in models if not m.get("parent")] or models
+            if not base:
+                raise LLMUnavailable(f"the LLM server at {self.url} serves no model")
+            self._server_window = base[0].get("max_model_len") or None
+            self._served = base[0]["id"]
+        return self._served
+
+    def _model_for(self, adapter) -> str:
+        """The `model` to ask for: the base model's id, or the adapter's LoRA name, registered with
+        the server on first use. Raises LLMUnavailable."""
+        served = self.served_model()
+        if adapter is None:
+            return served
+        key = (adapter.name, str(adapter.path))
+        with self.lock:  # one registration per adapter even when its first requests come together
+            if key not in self.adapters:
+                self.adapters[key] = self._register(adapter)
+            return self.adapters[key]
+
+    def _register(self, adapter) -> str:
+        import httpx
+
+        # The folder is part of the name: two workspaces may each hold an adapter of the same name.
+        lora = f"{adapter.name}-{hashlib.sha256(str(Path(adapter.path).resolve()).encode()).hexdigest()[:8]}"
+        try:
+            r = self.client().post(f"{self.url}/v1/load_lora_adapter",
+                                   json={"lora_name": lora, "lora_path": str(Path(adapter.path).resolve())})
+        except httpx.TransportError as e:
+            raise LLMUnavailable(f"the LLM server at {self.url} is not reachable ({type(e).__name__}: {e})") from None
+        text = r.text
+        if r.status_code != 200 and "already" not in text.lower():  # loaded before this process started
+            raise LLMUnavailable(f"the LLM server at {self.url} could not load adapter {adapter.name!r} from "
+                                 f"{adapter.path}: HTTP {r.status_code}: {text[:300]} (a vLLM server needs "
+                                 f"--enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and must see the folder)")
+        log.info("registered adapter %s with %s as %s", adapter.name, self.url, lora)
+        return lora
+
+    def _forget(self, adapter) -> None:
+        with self.lock:
+            self.adapters.pop((adapter.name, str(adapter.path)), None)
+
+
+def _events(lines) -> Iterator[dict]:
+    """The JSON objects of an OpenAI server-sent event stream, until `data: [DONE]`."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            event = json.loads(data)
+            if "error" in event:
+                raise LLMUnavailable(f"the LLM server failed mid-answer: {event['error']}")
+            yield event
+
+
+def remote_llm(settings) -> RemoteLLM:
+    """The server-backed chat model for `settings` (settings.llm_url set), once per process.
+
+    Loads only the model's tokenizer and config from the model cache; the server is first asked
+    on the first generation, so an archivist process starts while its LLM server is still loading.
+    """
+    from archivist.models import load_once
+
+    key = ("llm-remote", settings.llm, str(settings.cache), settings.llm_url.rstrip("/"), settings.llm_fallback)
+    return load_once(key, lambda: _make_remote(settings))
+
+
+def _make_remote(settings) -> RemoteLLM:
+    from transformers import AutoConfig
+
+    from archivist.models import load_tokenizer, resolve_llm
+
+    url = settings.llm_url.rstrip("/")
+    if url.endswith("/v1"):  # the OpenAI clients' base_url convention: accept it as well
+        url = url[:-3]
+    path = resolve_llm(settings.llm, Path(settings.cache))
+    window = int(getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048) or 2048)
+    fallback = None
+    if settings.llm_fallback == "local":
+        from archivist.retrieval.llm import load_llm
+
+        def fallback():
+            return load_llm(settings.llm, str(settings.cache), settings.device, settings.quantize)
+    return RemoteLLM(name=settings.llm, url=url, tokenizer=load_tokenizer(settings.llm, str(settings.cache)),
+                     config_window=window, fallback=fallback)
