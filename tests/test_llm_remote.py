@@ -1,0 +1,181 @@
+"""The server-backed chat model (retrieval/llm_remote.py) against a real OpenAI-compatible HTTP
+server: tests/openai_server.py, which serves the same model through transformers. It decodes like
+the in-process model, so answers must come back identical, from identical prompts. The same tests
+against vLLM are in tests/test_vllm.py (`make test-vllm`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "Which phone extension reaches the on-call duty manager?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_server(llm):
+    """The small OpenAI-compatible server on the default chat model, in a thread of this process."""
+    from archivist.api.serve import serve_in_thread
+    from openai_server import create_server_app
+
+    app = create_server_app(llm.path)
+    running = serve_in_thread(app)
+    yield running.url, app
+    running.stop()
+
+
+def remote_settings(home, url, **kw):
+    from archivist.settings import Settings
+
+    return Settings.from_env(home=home, llm_url=url, **kw)
+
+
+def random_adapter(base_path: str, folder: Path, seed: int) -> Path:
+    """A LoRA adapter with random non-zero weights (so its answers differ from the base model's),
+    saved as PEFT saves a fine-tune."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_path),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_remote_answers_exactly_like_in_process(sample_home, sample_ws, llm, model_server):
+    from archivist.retrieval.answer import answer_json, ask
+    from archivist.retrieval.llm import llm_for
+    from archivist.retrieval.llm_remote import RemoteLLM
+    from archivist.retrieval.repair import open_checked
+
+    url, app = model_server
+    local = ask(sample_ws, QUESTION, llm=llm)
+    streamed: list[str] = []
+    with open_checked(remote_settings(sample_home, url)) as ws:
+        remote_llm = llm_for(ws.settings)
+        assert isinstance(remote_llm, RemoteLLM)
+        remote = ask(ws, QUESTION, on_token=streamed.append)
+    # The server was sent exactly the tokens the in-process model generates from.
+    from archivist.retrieval.answer import build_messages
+
+    sent = app.state.prompts[-1]
+    assert sent == llm.tokenizer(llm.render(build_messages(QUESTION, local.passages)), add_special_tokens=False)["input_ids"]
+    a, b = answer_json(local), answer_json(remote)
+    for key in ("answer", "citations", "passages", "status", "mode", "generated", "usage"):
+        assert a[key] == b[key], key
+    assert b["citations"] and "4417" in b["answer"]
+    assert len(streamed) > 1 and "".join(streamed).strip() == (remote.generated or remote.answer).strip()
+
+
+def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_path):
+    from archivist.adapters import Adapter
+    from archivist.retrieval.llm_remote import RemoteLLM
+
+    url, _ = model_server
+    remote = RemoteLLM(name=llm.name, url=url, tokenizer=llm.tokenizer, config_window=2048)
+    one = Adapter("one", str(random_adapter(llm.path, tmp_path / "one", seed=1)))
+    two = Adapter("two", str(random_adapter(llm.path, tmp_path / "two", seed=2)))
+    messages = [{"role": "user", "content": "Name three colours."}]
+
+    def say(adapter):
+        return "".join(remote.stream(messages, max_new_tokens=10, adapter=adapter))
+
+    alone = {a: say(a) for a in (None, one, two)}
+    assert len(set(alone.values())) == 3, alone  # the adapters really change the answer
+    got: list[tuple] = []
+    order = [one, two, None, two, one, None, one, two]
+    threads = [threading.Thread(target=lambda a=a: got.append((a, say(a)))) for a in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(order)
+    for adapter, text in got:
+        assert text == alone[adapter], adapter
+    assert set(remote.adapters) == {("one", one.path), ("two", two.path)}  # each registered once
+
+
+def test_a_stopped_server_gives_a_clear_error(sample_home, tmp_path, llm):
+    """Nobody listens on the port: ask, the CLI and the API each say which server is down."""
+    from archivist.retrieval.answer import ask
+    from archivist.retrieval.llm_remote import LLMUnavailable
+    from archivist.retrieval.repair import open_checked
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with open_checked(remote_settings(sample_home, url)) as ws:
+        with pytest.raises(LLMUnavailable, match=f"LLM server at {url} is not reachable"):
+            ask(ws, QUESTION)
+    env = {**os.environ, "ARCHIVIST_HOME": str(sample_home), "ARCHIVIST_LLM_URL": url}
+    done = subprocess.run([sys.executable, "-m", "archivist.cli", "ask", QUESTION], env=env, capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert f"archivist: error: the LLM server at {url} is not reachable" in done.stderr
+
+
+def test_the_api_answers_503_when_the_server_is_down(sample_home):
+    from archivist.api.app import create_app
+    from archivist.api.serve import serve_in_thread
+    from archivist.keys import create_key
+    from archivist.retrieval.repair import open_checked
+
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = remote_settings(sample_home, url)
+    with open_checked(settings) as ws:
+        key = create_key(ws, "admin")
+    running = serve_in_thread(create_app(settings))
+    try:
+        r = httpx.post(running.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=120,
+                       json={"model": "archivist", "messages": [{"role": "user", "content": QUESTION}]})
+    finally:
+        running.stop()
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "llm_unavailable" and url in r.json()["error"]["message"]
+
+
+def test_fallback_to_the_in_process_model_only_when_configured(sample_home, sample_ws, llm):
+    from archivist.retrieval.answer import ask
+    from archivist.retrieval.repair import open_checked
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with open_checked(remote_settings(sample_home, url, llm_fallback="local")) as ws:
+        fallen_back = ask(ws, QUESTION)
+    assert fallen_back.answer == ask(sample_ws, QUESTION, llm=llm).answer and fallen_back.citations
+
+
+def test_the_api_runs_generations_side_by_side_against_a_server(sample_home, model_server):
+    """In-process the API runs one generation at a time; against a server, llm_parallel of them."""
+    from archivist.api.app import create_app, generation_slots
+    from archivist.settings import Settings
+
+    url, _ = model_server
+    assert generation_slots(Settings.from_env(home=sample_home)) == 1
+    settings = remote_settings(sample_home, url, llm_parallel=12)
+    assert generation_slots(settings) == 12
+    assert create_app(settings).state.server.queue.concurrency == 12
+
+
+def test_bad_llm_settings_are_refused_with_the_reason():
+    from archivist.settings import Settings
+
+    with pytest.raises(ValueError, match="llm_url must be an http"):
+        Settings.from_env(llm_url="localhost:8000")
+    with pytest.raises(ValueError, match="llm_fallback must be none or local"):
+        Settings.from_env(llm_fallback="yes")
