@@ -141,11 +141,10 @@ def usage(answer) -> dict:
 
 def _error_for(exc: BaseException) -> tuple[int, dict]:
     from archivist.access import AccessDenied
-    from archivist.retrieval.llm_remote import LLMUnavailable
 
     if isinstance(exc, APIError):
         return exc.status, error_body(exc.status, exc.message, exc.code, exc.param)
-    if isinstance(exc, LLMUnavailable):
+    if isinstance(exc, ConnectionError):  # the LLM server (ARCHIVIST_LLM_URL) is down
         return 503, error_body(503, str(exc), "llm_unavailable")
     if isinstance(exc, AccessDenied):
         return 403, error_body(403, str(exc), "permission_denied")

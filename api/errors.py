@@ -105,6 +105,10 @@ def install(app) -> None:
     async def _workspace(request, exc: WorkspaceError):
         return reply(503, str(exc), "workspace_unavailable", headers={"Retry-After": "5"})
 
+    @app.exception_handler(ConnectionError)
+    async def _llm_down(request, exc: ConnectionError):  # the LLM server (ARCHIVIST_LLM_URL) is down
+        return reply(503, str(exc), "llm_unavailable", headers={"Retry-After": "5"})
+
     @app.exception_handler(LookupError)
     async def _missing(request, exc: LookupError):
         if isinstance(exc, (KeyError, IndexError)):  # a bug, not a missing thing the caller named
