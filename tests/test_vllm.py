@@ -1,0 +1,140 @@
+"""archivist against a real vLLM server (`make test-vllm`; the `vllm` marker keeps them out of the
+default run). The module starts one server on the converted default chat model, the way
+`make vllm-serve` does, from the vLLM environment (.venv-vllm, or ARCHIVIST_VLLM_PYTHON), and
+stops it in the last test to see the error a stopped server gives."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+QUESTION = "Which phone extension reaches the on-call duty manager?"
+START_TIMEOUT_S = 900  # loading and compiling on a busy 2-core CPU
+
+
+def vllm_python() -> Path | None:
+    path = Path(os.environ.get("ARCHIVIST_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
+    return path if path.exists() else None
+
+
+def serve_command(python: Path, model: str, port: int) -> list[str]:
+    """What `make vllm-serve` runs (keep the two alike)."""
+    return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "archivist",
+            "--host", "127.0.0.1", "--port", str(port), "--enable-lora", "--max-lora-rank", "16",
+            "--max-model-len", "2048", "--dtype", "float32", "--gpu-memory-utilization", os.environ.get("VLLM_MEMORY", "0.1")]
+
+
+@pytest.fixture(scope="module")
+def vllm(llm, tmp_path_factory):
+    """A running vLLM server: {"url", "process"}."""
+    python = vllm_python()
+    if python is None:
+        pytest.skip("vLLM is not installed: `make test-vllm` creates .venv-vllm and runs these")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(serve_command(python, llm.path, port), stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"vLLM exited with {proc.returncode} while starting:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url + "/v1/models", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.terminate()
+            pytest.fail(f"vLLM did not start within {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+        time.sleep(2)
+    yield {"url": url, "process": proc}
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(60)
+
+
+def test_vllm_answers_with_verified_citations_from_the_same_prompt(sample_home, sample_ws, llm, vllm):
+    from archivist.retrieval.answer import answer_json, ask, build_messages
+    from archivist.retrieval.llm import llm_for
+    from archivist.retrieval.llm_remote import RemoteLLM
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    local = ask(sample_ws, QUESTION, llm=llm)
+    streamed: list[str] = []
+    with open_checked(Settings.from_env(home=sample_home, llm_url=vllm["url"])) as ws:
+        assert isinstance(llm_for(ws.settings), RemoteLLM)
+        remote = ask(ws, QUESTION, on_token=streamed.append)
+    # Same passages in the same budget, and vLLM counted exactly the prompt tokens archivist sent.
+    assert [p.chunk_id for p in remote.passages] == [p.chunk_id for p in local.passages]
+    prompt = llm.render(build_messages(QUESTION, remote.passages))
+    assert remote.prompt_tokens == llm.count_tokens(prompt) == local.prompt_tokens
+    # vLLM in float32 decodes greedily like the in-process model: the same text, the same checks.
+    assert remote.generated == local.generated and remote.completion_tokens == local.completion_tokens
+    data = answer_json(remote)
+    assert data == {**answer_json(local), "seconds": data["seconds"]}
+    assert data["citations"] and all(c["support"] is not None for c in data["citations"]), data
+    for c in data["citations"]:
+        assert c["chunk_id"] == remote.passages[c["n"] - 1].chunk_id
+    assert any(c["document"] == "oncall-runbook.md" for c in data["citations"]) and "4417" in data["answer"]
+    assert len(streamed) > 1 and remote.completion_tokens > 0
+
+
+def test_vllm_serves_two_adapters_to_concurrent_requests_without_mixing(llm, vllm, tmp_path):
+    from test_llm_remote import random_adapter
+
+    from archivist.adapters import Adapter
+    from archivist.retrieval.llm_remote import RemoteLLM
+
+    remote = RemoteLLM(name=llm.name, url=vllm["url"], tokenizer=llm.tokenizer, config_window=2048,
+                       model_path=llm.path)
+    one = Adapter("one", str(random_adapter(llm.path, tmp_path / "one", seed=1)))
+    two = Adapter("two", str(random_adapter(llm.path, tmp_path / "two", seed=2)))
+    messages = [{"role": "user", "content": "Name three colours."}]
+
+    def say(adapter):
+        return "".join(remote.stream(messages, max_new_tokens=16, adapter=adapter))
+
+    alone = {a: say(a) for a in (None, one, two)}
+    assert len(set(alone.values())) == 3, alone  # each adapter really changes the answer
+    order = [one, two, None, two, one, None, one, two] * 2
+    got: list[tuple] = []
+    threads = [threading.Thread(target=lambda a=a: got.append((a, say(a)))) for a in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(order)
+    for adapter, text in got:
+        assert text == alone[adapter], (adapter, text, alone[adapter])
+    served = {m["id"] for m in httpx.get(vllm["url"] + "/v1/models").json()["data"]}
+    assert set(remote.adapters.values()) <= served and len(remote.adapters) == 2
+
+
+def test_a_stopped_vllm_gives_the_clear_error(sample_home, vllm):
+    """Last in the module: it stops the server."""
+    from archivist.retrieval.answer import ask
+    from archivist.retrieval.llm_remote import LLMUnavailable
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    vllm["process"].terminate()
+    vllm["process"].wait(60)
+    with open_checked(Settings.from_env(home=sample_home, llm_url=vllm["url"])) as ws:
+        with pytest.raises(LLMUnavailable, match=f"LLM server at {vllm['url']} is not reachable"):
+            ask(ws, QUESTION)
