@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 
@@ -15,6 +17,9 @@ def register(sub, common) -> None:
     p.add_argument("--max-waiting", type=int, default=16,
                    help="generations that may wait behind the running one; more get 429 with Retry-After (default 16)")
     p.add_argument("--no-warm", action="store_true", help="load the models on the first request instead of at start")
+    p.add_argument("--workers", type=int, default=1,
+                   help="API processes sharing the port and the workspace (default 1). Each loads its own "
+                        "embedder, and its own chat model unless ARCHIVIST_LLM_URL names a server (docs/serving.md)")
     p.set_defaults(func=cmd_serve)
 
     if "keys" in sub.choices:  # another module registered `keys` already
@@ -39,12 +44,56 @@ def cmd_serve(args) -> int:
     settings = settings_from(args)
     if args.max_waiting < 0:
         raise CLIError(f"--max-waiting must be 0 or more, got {args.max_waiting}")
-    app = create_app(settings, max_waiting=args.max_waiting, warm=not args.no_warm)
+    if args.workers < 1:
+        raise CLIError(f"--workers must be 1 or more, got {args.workers}")
+    level = "info" if getattr(args, "verbose", False) else "warning"
+    where = (f"archivist API on http://{args.host}:{args.port}/v1 (workspace {settings.home}"
+             f"{f', {args.workers} workers' if args.workers > 1 else ''}); docs at http://{args.host}:{args.port}/docs")
+    if args.workers == 1:
+        app = create_app(settings, max_waiting=args.max_waiting, warm=not args.no_warm)
+        resume_ingest_in_background(settings)
+        print(where, file=sys.stderr)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=level)
+        return 0
+    # Several processes: uvicorn starts each from an import string, so this process's settings and
+    # options travel to them in the environment (the same ARCHIVIST_* variables Settings reads).
+    with open_workspace_once(settings):  # create, migrate, repair once, before the workers race to
+        pass
+    os.environ.update(settings_env(settings))
+    os.environ[WORKER_OPTIONS] = json.dumps({"max_waiting": args.max_waiting, "warm": not args.no_warm})
     resume_ingest_in_background(settings)
-    print(f"archivist API on http://{args.host}:{args.port}/v1 (workspace {settings.home}); "
-          f"docs at http://{args.host}:{args.port}/docs", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if getattr(args, "verbose", False) else "warning")
+    print(where, file=sys.stderr)
+    uvicorn.run("archivist.api.cli:worker_app", factory=True, workers=args.workers, host=args.host, port=args.port,
+                log_level=level)
     return 0
+
+
+WORKER_OPTIONS = "ARCHIVIST_API_WORKER_OPTIONS"
+
+
+def settings_env(settings) -> dict[str, str]:
+    """`settings` as the ARCHIVIST_* variables from which `Settings.from_env` rebuilds it."""
+    return {f"ARCHIVIST_{k.upper()}": str(v) for k, v in settings.describe().items()}
+
+
+def open_workspace_once(settings):
+    from archivist.retrieval.repair import open_checked
+
+    return open_checked(settings)
+
+
+def worker_app():
+    """The app of one `archivist serve --workers N` process (uvicorn calls it in each worker).
+
+    What the workers share is on disk: SQLite in WAL mode (busy timeout; the workspace's writes
+    take its locks), and the FAISS and lexical index files, which each process reloads when their
+    mtime changes (retrieval/vectors.py, retrieval/lexicon.py). What they do not share: the models
+    in memory and the generation queue (one per worker)."""
+    from archivist.api.app import create_app
+    from archivist.settings import Settings
+
+    options = json.loads(os.environ.get(WORKER_OPTIONS) or "{}")
+    return create_app(Settings.from_env(), max_waiting=options.get("max_waiting", 16), warm=options.get("warm", True))
 
 
 def resume_ingest_in_background(settings) -> threading.Thread:
