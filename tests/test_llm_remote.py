@@ -181,3 +181,36 @@ def test_bad_llm_settings_are_refused_with_the_reason():
         Settings.from_env(llm_url="localhost:8000")
     with pytest.raises(ValueError, match="llm_fallback must be none or local"):
         Settings.from_env(llm_fallback="yes")
+
+
+def test_an_adapter_the_user_may_not_use_never_reaches_the_server(tmp_path, llm, model_server):
+    """Access stays in archivist: alice may not read what adapter 'merger' learned, so her request
+    for it fails as for an unknown adapter, and the server is never asked to load it."""
+    import json
+
+    from archivist import access
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.retrieval.answer import ask
+    from archivist.retrieval.repair import open_checked
+    from archivist.workspace import transaction
+
+    url, app = model_server
+    (tmp_path / "handbook.md").write_text("# Leave\n\nEmployees of Zephyr Corp get 27 days of paid vacation per year.\n")
+    (tmp_path / "merger.md").write_text("# Nightingale\n\nThe acquisition price of Blue Heron Ltd is 42 million euros.\n")
+    folder = random_adapter(llm.path, tmp_path / "merger", seed=3)
+    with open_checked(remote_settings(tmp_path / "ws", url, max_new_tokens=8)) as ws:
+        ingest_paths(ws, [tmp_path / "handbook.md"], collection="public", progress=False)
+        ingest_paths(ws, [tmp_path / "merger.md"], collection="secret", progress=False)
+        access.add_user(ws, "alice", "member")
+        access.grant(ws, "alice", "public", "read")
+        with transaction(ws.db):  # trained on the 'secret' collection, which alice may not read
+            ws.db.execute("INSERT INTO adapters(name, path, base_model, lineage) VALUES ('merger', ?, ?, ?)",
+                          (str(folder), ws.settings.llm, json.dumps({"collections": ["secret"]})))
+        with pytest.raises(LookupError, match="no adapter named 'merger'"):
+            ask(ws, "How many days of paid vacation do employees get?", user="alice", adapter="merger")
+        served = {m["id"] for m in httpx.get(url + "/v1/models").json()["data"]}
+        assert not any(name.startswith("merger") for name in served), served
+        # The control: the admin may use it, and then the server is asked to load it.
+        assert ask(ws, "How many days of paid vacation do employees get?", adapter="merger").adapter == "merger"
+    served = {m["id"] for m in httpx.get(url + "/v1/models").json()["data"]}
+    assert any(name.startswith("merger-") for name in served), served
