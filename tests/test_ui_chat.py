@@ -52,9 +52,11 @@ def test_answer_cites_the_document_and_feedback_is_stored(workspace_with_docs):
     assert not at.exception, [e.value for e in at.exception]
     roles = [m.name for m in at.chat_message]
     assert roles == ["user", "assistant"]
-    labels = [e.label for e in at.chat_message[1].expander]
-    assert labels and "parking\\.md" in labels[0]  # the source, Markdown-escaped, names the document
-    assert "4417" in at.chat_message[1].expander[0].text[0].value  # the passage itself, as plain text
+    sources = [e for e in at.chat_message[1].expander if e.label.startswith("\\[1\\]")]
+    assert sources and "parking\\.md" in sources[0].label  # the source, Markdown-escaped, names the document
+    assert "4417" in sources[0].text[0].value  # the passage itself, as plain text
+    answer = at.chat_message[1].text[0].value
+    assert "4417" in answer  # the checked answer, not a draft: every sentence shown is supported by its source
     # stored per user: the conversation survives a new browser session
     (conv,) = conversations.list_conversations(ws, "alice")
     msgs = conversations.messages(ws, conv["id"], "alice")

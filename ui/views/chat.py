@@ -92,13 +92,32 @@ def show_sources(m: dict) -> None:
                 st.text(p.get("text", ""))
 
 
+HOW = {"generated": "Written by the model; every claim in it was found in its sources.",
+       "extractive": "Quoted from the documents."}
+
+
+def show_dropped(m: dict) -> None:
+    """The draft's sentences the check rejected: visibly not part of the answer, with the reason."""
+    dropped = [c for c in m.get("claims") or [] if c.get("claim", True) and not c.get("supported")]
+    if dropped:
+        with st.expander(f"{len(dropped)} sentence(s) of the model's draft were dropped: the sources do not support them",
+                         icon=":material/block:"):
+            for c in dropped:
+                st.markdown(f"~~{core.md_escape(c['text'])}~~  \n*{core.md_escape(c.get('reason') or 'unsupported')}*")
+
+
 def show_assistant(m: dict) -> None:
-    if m.get("not_found"):
+    status = m.get("status") or ("not_found" if m.get("not_found") else "answered")
+    if status == "not_found":
         st.info("**Not in the documents.** " + core.md_escape(m["content"]), icon=":material/search_off:")
+    elif status == "uncertain":
+        st.warning("**Not verified.** No answer could be checked against the documents; the closest passages follow. "
+                   "They may not answer the question.", icon=":material/help:")
+        st.text(m["content"])
     else:
         st.text(m["content"])
-        if m.get("mode") == "extractive" and m.get("generated"):
-            st.caption("Quoted from the passages: the model's own answer was not backed by them.")
+        st.caption(HOW.get(m.get("mode"), ""))
+    show_dropped(m)
     show_sources(m)
     if m.get("question"):
         prior = feedback.find_feedback(ws, user, m["question"], m["content"])
@@ -163,9 +182,11 @@ if question:
         llm, emb = core.models()
         pieces: list[str] = []
 
-        def on_token(piece: str) -> None:
+        def on_token(piece: str) -> None:  # a draft, replaced by the checked answer when it is done
             pieces.append(piece)
-            box.text("".join(pieces) + " ▌")
+            with box.container():
+                st.caption("Draft — being checked against the sources; it is replaced by the checked answer.")
+                st.markdown(f":gray[{core.md_escape(''.join(pieces))} ▌]")
 
         stop = threading.Event()
         try:  # the adapter is named on every call: the one model is shared by every browser session
@@ -184,5 +205,6 @@ if question:
     conversations.add_message(
         ws, conv, user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
         meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "generated": data.get("generated"),
+              "status": answer.status, "confidence": answer.confidence, "claims": data.get("claims"),
               "question": question, "collection": None if collection == ALL else collection, "seconds": round(answer.seconds, 2)})
     st.rerun()
