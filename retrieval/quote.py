@@ -71,8 +71,10 @@ def question_kind(question: str) -> str:
 
 
 def _has_kind(kind: str, sentence: str, question: str) -> bool:
-    if kind == "code":
-        return any(k == "identifier" for k, _ in verify.asserted_terms(sentence)) or "$ " in sentence
+    if kind == "code":  # something code-like the question does not already name: the answer, likely
+        asked = set(re.findall(r"\w+", question.lower()))
+        return any(k == "identifier" and not set(re.findall(r"\w+", t.lower())) <= asked
+                   for k, t in verify.asserted_terms(sentence))
     if kind == "default":
         return bool(re.search(r"\bdefault", sentence, re.I))
     if kind == "number":
@@ -86,19 +88,48 @@ def _has_kind(kind: str, sentence: str, question: str) -> bool:
     return False
 
 
+TERM_WORDS = 8  # a definition's term ("--aggressive", "os.path.join(path, *paths)") is a short line
+JOIN = " — "  # between a definition's term and a sentence of its description, in a quote
+
+
+def _term(line: str) -> bool:
+    """A line that names what the lines after it describe: short, not a sentence, code-like."""
+    words = line.split()
+    return 0 < len(words) <= TERM_WORDS and not line.rstrip().endswith((".", "?", "!")) \
+        and any(k == "identifier" for k, _ in verify.asserted_terms(line))
+
+
+def _units(text: str) -> list[tuple[str, str]]:
+    """(term, sentence) for every sentence of a passage; term is the definition it belongs to
+    (manual pages and API references: a term line, then its description) or ""."""
+    paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
+    out, term = [], ""
+    for i, para in enumerate(paras):
+        nxt = paras[i + 1] if i + 1 < len(paras) else ""
+        if _term(para) and len(nxt.split()) >= 5 and not _term(nxt):
+            term = para
+            continue
+        if _term(para):
+            term = ""
+        for a, b in verify.sentences(para):
+            out.append((term, para[a:b].strip()))
+    return out
+
+
 def candidates(passages: Sequence[Hit]) -> list[tuple[int, str, str]]:
-    """(passage number, sentence, heading text) for every quotable unit: the last heading of each
-    passage (when it says something, e.g. "git-stash - Stash the changes"), every sentence of at
-    least three words, and every line of a table or code block."""
+    """(passage number, quotable text, heading text) for every quotable unit: the last heading of
+    each passage (when it says something, e.g. "git-stash - Stash the changes"), every sentence of
+    at least three words, and every line of a table or code block. A sentence of a definition's
+    description comes with its term: "--aggressive — This option will cause git gc to ..." (both
+    parts are the passage's own words)."""
     out = []
     for n, h in enumerate(passages, start=1):
         head = " > ".join(h.heading)
         if h.heading and len(h.heading[-1].split()) >= 3:
             out.append((n, h.heading[-1].strip(), head))
-        for a, b in verify.sentences(h.text):
-            sent = " ".join(h.text[a:b].split())
-            if len(sent.split()) >= 3 or (len(sent.split()) >= 1 and verify.asserted_terms(sent)):
-                out.append((n, sent, head))
+        for term, sent in _units(h.text):
+            if len(sent.split()) >= 3 or verify.asserted_terms(sent):
+                out.append((n, f"{term}{JOIN}{sent}" if term else sent, head))
     return out
 
 
