@@ -74,13 +74,15 @@ def evaluate(rows, embedder, module=None, **weights) -> dict:
     right = sum(ok for _, ok, _ in scored)
     scored.sort(key=lambda x: -x[0])
     # key accuracy at the threshold that keeps confident misses <= 4%
-    best, misses, hits_ = 0, 0, 0
+    best, misses, hits_, cut = 0, 0, 0, float("inf")
     for conf, ok, _ in scored:
         hits_ += ok
         misses += not ok
         if misses <= 0.04 * n:
-            best = hits_
-    return {"n": n, "gold_in_quote": round(right / n, 3), "key_accuracy_at_4pct_miss": round(best / n, 3)}
+            best, cut = hits_, conf
+    low = sorted(c for c, _, _ in scored)
+    return {"n": n, "gold_in_quote": round(right / n, 3), "key_accuracy_at_4pct_miss": round(best / n, 3),
+            "answered_threshold": round(cut, 4), "confidence_p1": round(low[max(0, int(0.01 * n) - 1)], 4)}
 
 
 def main(argv=None) -> int:

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from archivist.retrieval.answer import NOT_FOUND, UNCERTAIN, ask
+from archivist.retrieval.quote import JOIN
 from archivist.retrieval.verify import verify_answer
 
 from conftest import sample_questions
@@ -35,9 +36,10 @@ def assert_checked(a) -> None:
     if a.mode == "generated":
         checks = verify_answer(body, texts, a.question)
         assert all(c.supported for c in checks if c.claim), [(c.text, c.reason) for c in checks]
-    else:  # quoted: every quoted sentence stands in the passage it cites
+    else:  # quoted: every quoted sentence (and a definition's term before it) stands in the passage it cites
         for sentence, n in re.findall(r"(.+?)\s*\[(\d+)\]\s*", body):
-            assert " ".join(sentence.split()) in " ".join(a.passages[int(n) - 1].text.split()), sentence
+            for part in sentence.split(JOIN):
+                assert " ".join(part.split()) in " ".join(a.passages[int(n) - 1].text.split()), part
 
 
 def test_answers_in_every_mode_are_checked(sample_ws, llm, embedder):
