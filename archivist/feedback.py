@@ -123,6 +123,15 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     return out
 
 
+def training_feedback(ws: Workspace) -> list[dict]:
+    """Every feedback row a fine-tune can learn from (a thumbs up, or a correction), oldest first:
+    [{id, collection, question, answer, rating, correction, citations}]. Callers check access per row
+    (finetune.datasets.examples_from_feedback keeps only rows whose passages the user may read)."""
+    rows = ws.db.execute("SELECT id, collection, question, answer, rating, correction, citations FROM feedback "
+                         "WHERE rating > 0 OR (correction IS NOT NULL AND trim(correction) != '') ORDER BY id").fetchall()
+    return [dict(r) for r in rows]
+
+
 def find_feedback(ws: Workspace, user: str | None, question: str, answer: str) -> dict | None:
     """The latest feedback `user` gave on this exact question and answer ({id, rating, correction}), or None.
 

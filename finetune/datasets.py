@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from archivist import __version__, access
+from archivist import __version__, access, feedback
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
 # retrieval (numpy, FAISS) is imported where it is used: the CLI imports this module for its defaults
 from archivist.records import Hit
@@ -240,8 +240,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     readable = set(access.readable_collections(ws, user))
     if collections:
         readable &= set(collections)
-    rows = ws.db.execute("SELECT id, collection, question, answer, rating, correction, citations FROM feedback "
-                         "WHERE rating > 0 OR (correction IS NOT NULL AND trim(correction) != '') ORDER BY id").fetchall()
+    rows = feedback.training_feedback(ws)
     out, used, skipped = [], [], {}
 
     def skip(reason):

@@ -20,7 +20,7 @@ import unicodedata
 from collections import deque
 from contextlib import closing
 from itertools import islice
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -533,6 +533,22 @@ def document_source(ws: Workspace, ref: str | int, user: str | None = None) -> P
     row = ws.db.execute("SELECT source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
     source = Path(row["source"]) if row and row["source"] else None
     return source if source is not None and source.is_file() else None
+
+
+def document_chunks(ws: Workspace, ref: str | int, user: str | None) -> tuple[dict, list[dict]]:
+    """A readable document and its chunks in order: (document, [{id, seq, page, heading, text,
+    n_tokens, start, end}]). Raises LookupError when it does not exist or `user` may not read it."""
+    doc = find_document(ws, ref, user)
+    rows = ws.db.execute("SELECT id, seq, page, heading, text, n_tokens, start, end FROM chunks WHERE document_id = ? "
+                         "ORDER BY seq", (doc["id"],)).fetchall()
+    return doc, [dict(r) for r in rows]
+
+
+def mark_queued(ws: Workspace, ids: Sequence[int]) -> None:
+    """Mark documents for reading again: the pipeline then does not skip them as unchanged, and they
+    stay searchable until their new chunks replace the old ones."""
+    with transaction(ws.db):
+        ws.db.executemany("UPDATE documents SET status = 'queued' WHERE id = ?", [(i,) for i in ids])
 
 
 def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None) -> None:

@@ -6,6 +6,8 @@ import os
 
 from pathlib import Path
 
+from archivist.ingest import pipeline
+
 import pytest
 
 from archivist import access, auth
@@ -87,10 +89,10 @@ def test_reingest_replaces_chunks_and_document_chunks_respect_access(ws, embedde
     job = library.wait(library.start_ingest(ws.settings, "alice", "hr", [p for p, _ in saved], [n for _, n in saved]))
     assert [f.status for f in job.files] == ["added"]
     doc = list_documents(ws, "alice")[0]
-    _, chunks = library.document_chunks(ws, doc["id"], "alice")
+    _, chunks = pipeline.document_chunks(ws, doc["id"], "alice")
     assert "gate code is 4417" in chunks[0]["text"]
     with pytest.raises(LookupError):
-        library.document_chunks(ws, doc["id"], "bob")  # bob may not read hr
+        pipeline.document_chunks(ws, doc["id"], "bob")  # bob may not read hr
     (jobs,) = library.reingest(ws.settings, ws, "alice", [doc["id"]])
     jobs = library.wait(jobs)
     assert [f.status for f in jobs.files] == ["updated"]  # read again although the file did not change

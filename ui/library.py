@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archivist import access, jobs
+from archivist.ingest import pipeline
 from archivist.ingest.pipeline import create_job, find_document, run_job
 from archivist.settings import Settings
-from archivist.workspace import Workspace, open_workspace, transaction
+from archivist.workspace import Workspace, open_workspace
 
 SHOWN = 20  # newest jobs a user's Documents page lists
 
@@ -198,25 +199,13 @@ def reingest(settings: Settings, ws: Workspace, user: str, refs: Sequence[str | 
     for ref in refs:
         doc = find_document(ws, ref, user)
         access.require(ws, user, doc["collection"], "write")
-        source = ws.db.execute("SELECT source FROM documents WHERE id = ?", (doc["id"],)).fetchone()[0]
-        if not source or not Path(source).is_file():
-            raise FileNotFoundError(f"{doc['name']}: the file it was ingested from ({source or 'unknown'}) is gone; upload it again")
+        source = pipeline.document_source(ws, doc["id"], user)
+        if source is None:
+            raise FileNotFoundError(f"{doc['name']}: the file it was ingested from is gone; upload it again")
         groups.setdefault(doc["collection"], []).append({**doc, "source": source})
     started = []
     for collection, docs in groups.items():
-        with transaction(ws.db):
-            ws.db.executemany("UPDATE documents SET status = 'queued' WHERE id = ?", [(d["id"],) for d in docs])
+        pipeline.mark_queued(ws, [d["id"] for d in docs])
         started.append(start_ingest(settings, user, collection, [Path(d["source"]) for d in docs], [d["name"] for d in docs],
                                     kind="ingest"))
     return started
-
-
-def document_chunks(ws: Workspace, ref: str | int, user: str) -> tuple[dict, list[dict]]:
-    """A readable document and its chunks in order: (document, [{seq, page, heading, text, n_tokens, start, end}]).
-
-    Raises LookupError when the document does not exist or `user` may not read it.
-    """
-    doc = find_document(ws, ref, user)
-    rows = ws.db.execute("SELECT id, seq, page, heading, text, n_tokens, start, end FROM chunks WHERE document_id = ? "
-                         "ORDER BY seq", (doc["id"],)).fetchall()
-    return doc, [dict(r) for r in rows]

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from archivist import access
+from archivist.ingest import pipeline
 from archivist.ingest.pipeline import delete_document, list_documents
 from archivist.ui import core, library, page_image
 from archivist.workspace import WorkspaceError
@@ -135,7 +136,7 @@ if st.session_state.get("confirm-delete") == [d["id"] for d in picked]:
             st.rerun()
 
 doc = picked[0]
-doc, chunks = library.document_chunks(ws, doc["id"], user)
+doc, chunks = pipeline.document_chunks(ws, doc["id"], user)
 with st.container(border=True):
     st.markdown(f"#### {core.md_escape(doc['name'])}")
     st.caption(f"{doc['collection']} · {doc['kind']} · {doc['pages'] or '–'} pages · {len(chunks)} chunks · "
