@@ -80,13 +80,13 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, what: str) -> Non
         time.sleep(2)
 
 
-def start_vllm(model: str, root: Path, memory: float) -> tuple[str, subprocess.Popen]:
-    """The server `make vllm-serve` starts, on a free port."""
+def start_vllm(model: str, root: Path, memory: float, dtype: str = "float32", lora: bool = True) -> tuple[str, subprocess.Popen]:
+    """The server `make vllm-serve` starts (float32, LoRA enabled), on a free port."""
     port = free_port()
     log = root / "vllm.log"
     cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
-           "archivist", "--host", "127.0.0.1", "--port", str(port), "--enable-lora", "--max-lora-rank", "16",
-           "--max-model-len", "2048", "--dtype", "float32", "--gpu-memory-utilization", str(memory)]
+           "archivist", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--dtype", dtype,
+           "--gpu-memory-utilization", str(memory)] + (["--enable-lora", "--max-lora-rank", "16"] if lora else [])
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"})
     url = f"http://127.0.0.1:{port}"
@@ -144,14 +144,15 @@ def percentile(values: list[float], q: float) -> float:
     return values[k]
 
 
-def run(levels: list[int], backends: list[str], memory: float, skip_local_above: int | None) -> dict:
+def run(levels: list[int], backends: list[str], memory: float, skip_local_above: int | None,
+        dtype: str = "float32", lora: bool = True) -> dict:
     from archivist.models import resolve_llm
     from archivist.settings import Settings
 
     qs_all = questions()
     settings = Settings.from_env()
     model = str(resolve_llm(settings.llm, settings.cache))
-    report: dict = {"model": settings.llm, "max_new_tokens": settings.max_new_tokens, "cpus": os.cpu_count(),
+    report: dict = {"model": settings.llm, "vllm_dtype": dtype, "vllm_lora": lora, "max_new_tokens": settings.max_new_tokens, "cpus": os.cpu_count(),
                     "load_before": os.getloadavg(), "levels": levels, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="archivist-concurrency-") as tmp:
         root = Path(tmp)
@@ -161,7 +162,7 @@ def run(levels: list[int], backends: list[str], memory: float, skip_local_above:
             try:
                 llm_url = ""
                 if backend == "vllm":
-                    llm_url, p = start_vllm(model, root, memory)
+                    llm_url, p = start_vllm(model, root, memory, dtype, lora)
                     procs.append(p)
                 url, p = start_archivist(home, root, llm_url, max_waiting=max(levels))
                 procs.append(p)
@@ -228,13 +229,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not run the in-process backend on waves larger than this (it answers one at a time)")
     ap.add_argument("--vllm-memory", type=float, default=0.1,
                     help="vLLM's --gpu-memory-utilization: on the CPU the share of RAM kept for its KV cache")
+    ap.add_argument("--vllm-dtype", default="float32", help="vLLM's --dtype (float32: answers equal the in-process ones)")
+    ap.add_argument("--no-lora", action="store_true",
+                    help="start vLLM without LoRA (archivist then asks for the base model by its id; no adapters)")
     ap.add_argument("--write", action="store_true", help="append a section to bench/RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = ap.parse_args(argv)
     if "vllm" in args.backends and not VLLM_PYTHON.exists():
         print(f"no vLLM environment at {VLLM_PYTHON}: run `make vllm-env`", file=sys.stderr)
         return 2
-    report = run(sorted(args.concurrency), args.backends, args.vllm_memory, args.skip_local_above)
+    report = run(sorted(args.concurrency), args.backends, args.vllm_memory, args.skip_local_above, args.vllm_dtype,
+                 not args.no_lora)
     text = json.dumps({**report, "backends": {b: {n: {k: v for k, v in r.items() if k != "answers"} for n, r in lv.items()}
                                               for b, lv in report["backends"].items()}}, indent=2)
     print(text)
