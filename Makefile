@@ -77,6 +77,8 @@ VLLM_PORT    ?= 8000
 # on the CPU backend the share of RAM vLLM reserves for its KV cache (despite the flag's name):
 # its default 0.92 refuses to start on a machine with other work running
 VLLM_MEMORY  ?= 0.1
+# float32: answers equal the in-process model's; bfloat16 (vLLM's default) measured 8.7x faster here (bench/RESULTS.md)
+VLLM_DTYPE   ?= float32
 VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.settings import Settings; from archivist.models import resolve_llm; s = Settings.from_env(); print(resolve_llm(s.llm, s.cache))" 2>/dev/null)
 
 $(VLLM_STAMP):
@@ -98,7 +100,7 @@ vllm-serve: vllm-env install
 	VLLM_ALLOW_RUNTIME_LORA_UPDATING=True $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
 	  --model $(VLLM_MODEL) --served-model-name archivist --port $(VLLM_PORT) \
 	  --enable-lora --max-lora-rank 16 --max-model-len 2048 \
-	  --dtype float32 --gpu-memory-utilization $(VLLM_MEMORY)
+	  --dtype $(VLLM_DTYPE) --gpu-memory-utilization $(VLLM_MEMORY)
 
 # Tests against a real vLLM server (the `vllm` marker; they start one themselves).
 test-vllm: install vllm-env
