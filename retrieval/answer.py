@@ -23,7 +23,7 @@ from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import quote
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search
-from archivist.retrieval.verify import verify_answer
+from archivist.retrieval.verify import CITE, parse_citations, sentences, verify_answer
 from archivist.workspace import Workspace
 
 SYSTEM_PROMPT = (
@@ -44,8 +44,6 @@ MAX_QUESTION_TOKENS = 512
 MAX_QUESTION_CHARS = 16_000
 CARRIED_WORDS = 24  # at most this many words of the previous turn join a follow-up's search query
 
-_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n+")
 _WORD = re.compile(r"\w+")
 _REFERRING = {"it", "its", "this", "that", "these", "those", "they", "them", "their", "he", "she", "his", "her",
               "there", "then", "same", "also", "what about", "and"}
@@ -136,32 +134,6 @@ def standalone_question(question: str, history: Sequence[dict] | None) -> str:
     return (" ".join(carry) + " " + question).strip() if carry else question
 
 
-def parse_citations(text: str) -> list[tuple[int, int, int]]:
-    """(n, start, end) for every citation mark in the text; [1, 3] yields 1 and 3."""
-    out = []
-    for m in _CITE.finditer(text):
-        for num in re.split(r"\s*[,;]\s*", m.group(1)):
-            out.append((int(num), m.start(), m.end()))
-    return out
-
-
-def sentences(text: str) -> list[tuple[int, int]]:
-    spans, pos = [], 0
-    for m in _SENT.finditer(text):
-        if m.start() > pos:
-            spans.append((pos, m.start()))
-        pos = m.end()
-    if pos < len(text):
-        spans.append((pos, len(text)))
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:  # "fact. [1]" — a citation after the full stop belongs to that sentence
-        if merged and not _CITE.sub("", text[a:b]).strip(" .;,"):
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return merged
-
-
 def token_overlap(claim: str, passage: str) -> float:
     """Share of the claim's content words that appear in the passage (0..1)."""
     words = [w for w in _WORD.findall(claim.lower()) if w not in STOPWORDS]
@@ -205,18 +177,18 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
         def fix(m):
             keep = [x for x in re.split(r"\s*[,;]\s*", m.group(1)) if 1 <= int(x) <= len(passages)]
             return f"[{', '.join(keep)}]" if keep else ""
-        answer = re.sub(r"\s*" + _CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", answer).strip()
+        answer = re.sub(r"\s*" + CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", answer).strip()
     claims: dict[int, list[str]] = {}
     for s0, s1 in sentences(answer):
         sent = answer[s0:s1]
         marks = [n for n, _, _ in parse_citations(sent)]
-        claim = _CITE.sub("", sent).strip()
+        claim = CITE.sub("", sent).strip()
         for n in marks:
             claims.setdefault(n, []).append(claim or sent)
     inferred = False
     if not claims and answer.strip() and passages:
         inferred = True
-        sents = [_CITE.sub("", answer[a:b]).strip() for a, b in sentences(answer)]
+        sents = [CITE.sub("", answer[a:b]).strip() for a, b in sentences(answer)]
         sents = [s for s in sents if len(_WORD.findall(s)) >= 2]
         if sents:
             vecs = embedder.embed(sents + [p.text for p in passages])

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from archivist import access
-from archivist.retrieval.answer import parse_citations
+from archivist.retrieval.verify import parse_citations
 from archivist.workspace import Workspace, transaction
 
 DEFAULT_KS = (1, 5, 10)

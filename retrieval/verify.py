@@ -28,7 +28,7 @@ from functools import lru_cache
 RARE_ZIPF = 3.0  # a word rarer than this in English (Zipf scale; "rebase" 1.8, "launch" 4.7) must be in the passage
 MIN_OVERLAP = 0.5  # share of a claim's content words its cited passages must hold (bench/calibrate_verify.py)
 
-_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 _QUOTED = re.compile(r"`([^`\n]+)`|\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
 _IDENT = re.compile(
@@ -140,7 +140,7 @@ def _negated(words: Sequence[str]) -> bool:
 def asserted_terms(sentence: str) -> list[tuple[str, str]]:
     """The things a sentence asserts that must be found in its evidence, as (kind, term):
     kind is "identifier", "number" or "rare". Citation marks are ignored."""
-    s = _CITE.sub(" ", sentence)
+    s = CITE.sub(" ", sentence)
     out: list[tuple[str, str]] = []
     for m in _QUOTED.finditer(s):
         out.append(("identifier", next(g for g in m.groups() if g)))
@@ -187,7 +187,7 @@ def term_found(kind: str, term: str, ev: Evidence) -> bool:
 
 
 def content_stems(sentence: str) -> list[str]:
-    return [_stem(w) for w in (x.lower() for x in _WORD.findall(_CITE.sub(" ", sentence)))
+    return [_stem(w) for w in (x.lower() for x in _WORD.findall(CITE.sub(" ", sentence)))
             if w not in _FUNCTION and w not in _NEGATION]
 
 
@@ -278,7 +278,7 @@ _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|\n+")
 def parse_citations(text: str) -> list[tuple[int, int, int]]:
     """(n, start, end) for every citation mark in the text; [1, 3] yields 1 and 3."""
     out = []
-    for m in _CITE.finditer(text):
+    for m in CITE.finditer(text):
         for num in re.split(r"\s*[,;]\s*", m.group(1)):
             out.append((int(num), m.start(), m.end()))
     return out
@@ -296,7 +296,7 @@ def sentences(text: str) -> list[tuple[int, int]]:
         spans.append((pos, len(text)))
     merged: list[tuple[int, int]] = []
     for a, b in spans:
-        if merged and not _CITE.sub("", text[a:b]).strip(" .;,"):
+        if merged and not CITE.sub("", text[a:b]).strip(" .;,"):
             merged[-1] = (merged[-1][0], b)
         else:
             merged.append((a, b))
@@ -319,7 +319,7 @@ def verify_answer(answer: str, passages: Sequence[str], question: str = "", *,
         if any(a < ce and b > cs for cs, ce in code_spans):
             continue
         raw = answer[a:b]
-        text = " ".join(_CITE.sub(" ", raw).split())
+        text = " ".join(CITE.sub(" ", raw).split())
         cites = sorted({n for n, _, _ in parse_citations(raw) if 1 <= n <= len(passages)})
         if not makes_claim(text, question):
             out.append(ClaimCheck(a, b, text, cites, True, claim=False))
