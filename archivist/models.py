@@ -532,7 +532,39 @@ def _make_embedder(name: str, device: str, backend: str, cache: str):
 
 
 def embedder_for(settings):
-    return load_embedder(settings.embedder, settings.device, settings.embed_backend, str(settings.cache))
+    """The workspace's embedder: `settings.embedder`, or the retriever adapted from it that the
+    workspace switched to (see `active_embedder`)."""
+    name = settings.embedder
+    active = active_embedder(settings.home)
+    if active is not None and active.get("base") == settings.embedder and active.get("path"):
+        name = str(Path(settings.home) / active["path"])
+    return load_embedder(name, settings.device, settings.embed_backend, str(settings.cache))
+
+
+ACTIVE_EMBEDDER = "index/embedder.json"  # written only by archivist.retrieval.reembed, at the switch
+_active: dict[str, tuple[float, dict | None]] = {}
+
+
+def active_embedder(home) -> dict | None:
+    """The embedder generation a workspace's vectors belong to, from `home/index/embedder.json`:
+    {"generation", "path" (the adapted model's folder, relative to home), "base" (the embedder
+    it was adapted from), ...}, or None while the workspace uses its base embedder. Read again only
+    when the file changed: every search asks (one stat). The file is replaced atomically, and the
+    query embedder and the FAISS files both follow it, so the switch after a re-embed is one rename."""
+    path = os.path.join(str(home), ACTIVE_EMBEDDER)
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+    hit = _active.get(path)
+    if hit is None or hit[0] != mtime:
+        try:
+            value = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            log.warning("%s is unreadable (%s): using the base embedder", path, e)
+            value = None
+        hit = _active[path] = (mtime, value if isinstance(value, dict) and value.get("generation") else None)
+    return hit[1]
 
 
 @functools.cache

@@ -19,7 +19,14 @@ def register(sub, common) -> None:
                               description="Build a dataset (documents, feedback, JSONL files), train a LoRA or QLoRA "
                                           "adapter, evaluate it against the base on held-out documents and register it."))
     add_config_args(p, skip=_SHARED)
-    p.add_argument("--resume", metavar="RUN", default=None, help="continue run RUN from its latest checkpoint")
+    p.add_argument("--target", choices=["llm", "retriever"], default="llm",
+                   help="llm: a LoRA adapter of the chat model (the default); retriever: adapt the embedder to the "
+                        "documents, then re-embed them (finetune/retriever.py; --collection, --seed, --eval-fraction, "
+                        "--lr, --epochs, --batch-size, --max-seq-len, --name and --no-activate apply)")
+    p.add_argument("--max-chunks", type=int, default=None, help="retriever: most training chunks (default 4000)")
+    p.add_argument("--questions", default=None, help="retriever: extractive,sentence (the default) or one of them")
+    p.add_argument("--resume", metavar="RUN", default=None, help="continue run RUN from its latest checkpoint "
+                                                                 "(--target retriever: finish switching to embedder RUN, or 'base')")
     p.add_argument("--retrain", metavar="ADAPTER", default=None,
                    help="train ADAPTER again with its settings on the current documents (a stale one, say)")
     p.add_argument("--background", action="store_true", help="run in a background process; print the run id and return")
@@ -124,6 +131,8 @@ def doctor_finetune(args, settings) -> dict:
 def cmd_finetune(args) -> int:
     from archivist.finetune import datasets, memory, runs, train
 
+    if args.target == "retriever":
+        return cmd_finetune_retriever(args)
     settings = settings_from(args)
     if args.resume:
         with open_ws(args) as ws:
@@ -193,6 +202,43 @@ def _exists(ws, name: str) -> bool:
     except LookupError:
         return False
     return True
+
+
+def cmd_finetune_retriever(args) -> int:
+    """`archivist finetune --target retriever`: train, evaluate, register, and (when better) re-embed."""
+    from archivist.finetune import retriever
+
+    given = {k: getattr(args, k, None) for k in ("collections", "eval_fraction", "lr", "batch_size", "max_seq_len",
+                                                 "seed", "name", "max_chunks", "questions")}
+    if getattr(args, "epochs", None) is not None:
+        given["epochs"] = max(1, round(args.epochs))
+    if getattr(args, "activate", None) is False:
+        given["activate"] = "never"
+    with open_ws(args) as ws:
+        try:
+            if args.resume:  # a killed re-embed: the staged vectors are kept, the rest embedded, then the switch
+                result = retriever.activate(ws, args.resume, getattr(args, "user", None), progress=not args.quiet)
+                report = {"name": args.resume, "activated": True, "reembed": {"chunks": result.chunks,
+                                                                             "seconds": round(result.seconds, 1)}}
+            else:
+                cfg = retriever.RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
+                report = retriever.finetune_retriever(ws, cfg, getattr(args, "user", None), progress=not (args.quiet or args.json))
+        except (ValueError, LookupError, FileExistsError) as e:
+            raise CLIError(str(e)) from None
+    if args.json:
+        emit_json(report)
+        return 0
+    ev = report.get("evaluation")
+    if ev:
+        print(f"held-out documents: {ev['questions']} synthetic questions over {ev['corpus']} chunks   {'base':>7} {'adapted':>8}")
+        for m in ("hit@5", "mrr@10"):
+            d = ev["difference"][m]
+            print(f"  {m:8} {ev['base'][m]:>57.3f} {ev['adapted'][m]:>8.3f}   diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+    state = "active: the collections were re-embedded with it" if report.get("activated") else report.get("note", "not activated")
+    print(f"embedder {report['name']}: {state}")
+    if report.get("reembed"):
+        print(f"re-embedded {report['reembed']['chunks']} chunks in {report['reembed']['seconds']} s")
+    return 0
 
 
 def _started(args, run_id: str) -> int:

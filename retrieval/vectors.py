@@ -102,23 +102,42 @@ class _Shared:
                 lock._cond.notify_all()
 
 
-_cache: dict[tuple[str, int], _Loaded] = {}
+_cache: dict[tuple[str, int, str], _Loaded] = {}
 _lock = _SharedLock()
 
 
+def generation(ws: Workspace) -> str:
+    """The embedder generation the index files belong to: "" for the base embedder, else the
+    adapted one's (archivist.models.active_embedder; switched by archivist.retrieval.reembed)."""
+    from archivist.models import active_embedder
+
+    active = active_embedder(ws.home)
+    return active["generation"] if active else ""
+
+
+def paths_for(ws: Workspace, cid: int, gen: str) -> tuple[Path, Path]:
+    """Collection `cid`'s FAISS file and sidecar in embedder generation `gen`."""
+    stem = f"c{cid}.{gen}" if gen else f"c{cid}"
+    return ws.index_dir / f"{stem}.faiss", ws.index_dir / f"{stem}.json"
+
+
 def _paths(ws: Workspace, cid: int) -> tuple[Path, Path]:
-    return ws.index_dir / f"c{cid}.faiss", ws.index_dir / f"c{cid}.json"
+    return paths_for(ws, cid, generation(ws))
 
 
-_files: dict[tuple[str, int], tuple[str, str]] = {}
+def _key(ws: Workspace, cid: int) -> tuple[str, int, str]:
+    return str(ws.home), cid, generation(ws)
 
 
-def _file_names(key: tuple[str, int], ws: Workspace) -> tuple[str, str]:
-    """`_paths` as strings, made once per collection: every search stats the index file, and
-    building the paths cost three times the stat itself (bench/RESULTS.md, finding 2d)."""
+_files: dict[tuple[str, int, str], tuple[str, str]] = {}
+
+
+def _file_names(key: tuple[str, int, str], ws: Workspace) -> tuple[str, str]:
+    """`_paths` as strings, made once per collection and generation: every search stats the index
+    file, and building the paths cost three times the stat itself (bench/RESULTS.md, finding 2d)."""
     names = _files.get(key)
     if names is None:
-        names = _files[key] = tuple(str(p) for p in _paths(ws, key[1]))
+        names = _files[key] = tuple(str(p) for p in paths_for(ws, key[1], key[2]))
     return names
 
 
@@ -232,7 +251,7 @@ def _outdated(index) -> bool:
 
 def _load(ws: Workspace, cid: int) -> _Loaded | None:
     """The collection's index as on disk, reloaded only when the file changed."""
-    key = (str(ws.home), cid)
+    key = _key(ws, cid)
     path, side = _file_names(key, ws)
     try:
         mtime = os.stat(path).st_mtime
@@ -288,7 +307,27 @@ def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
             "dim": loaded.index.d, "format": FORMAT}
     loaded.mtime = save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(loaded.index, str(tmp)),
                                      meta, "vector index")
-    _cache[(str(ws.home), cid)] = loaded
+    _cache[_key(ws, cid)] = loaded
+
+
+def write_generation(ws: Workspace, cid: int, gen: str, ids: np.ndarray, vecs: np.ndarray) -> Path:
+    """Write collection `cid`'s FAISS file of embedder generation `gen` holding `vecs` under chunk
+    `ids` (a re-embed, before it switches to `gen`; the current generation's files keep serving).
+    Returns the file's path."""
+    path, _ = paths_for(ws, cid, gen)
+    ids = np.ascontiguousarray(ids, np.int64)
+    vecs = np.ascontiguousarray(vecs, np.float32)
+    threshold = ws.settings.ann_threshold
+    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:50000]] if len(vecs) >= threshold else None
+    index, kind = _new_index(vecs.shape[1], len(ids), threshold, train)
+    if len(ids):
+        index.add_with_ids(vecs, ids)
+    faiss = _faiss()
+    meta = {"ntotal": int(index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0, "kind": kind,
+            "dim": int(vecs.shape[1]), "format": FORMAT}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(index, str(tmp)), meta, "vector index")
+    return path
 
 
 def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, rebuild: bool = False) -> dict:
@@ -376,7 +415,7 @@ def check_and_repair(ws: Workspace) -> list[str]:
 def drop(ws: Workspace, cid: int) -> None:
     for p in _paths(ws, cid):
         p.unlink(missing_ok=True)
-    _cache.pop((str(ws.home), cid), None)
+    _cache.pop(_key(ws, cid), None)
 
 
 def stored(ws: Workspace, ids_by_collection: dict[int, list[int]]) -> dict[int, np.ndarray] | None:

@@ -22,7 +22,7 @@ st.title("Fine-tune")
 st.caption("Teach the chat model your documents' facts and your users' corrections with a LoRA adapter. "
            "Training runs in its own process: it keeps going when you leave or reload this page.")
 
-train_tab, runs_tab, adapters_tab = st.tabs(["Train", "Runs", "Adapters"])
+train_tab, runs_tab, adapters_tab, retriever_tab = st.tabs(["Train", "Runs", "Adapters", "Retriever"])
 
 # -- train ---------------------------------------------------------------------------------------
 
@@ -215,3 +215,29 @@ with adapters_tab:
                     st.rerun()
         else:
             st.caption("An admin chooses the adapter the chat uses; you can try any of them in the chat's sidebar.")
+
+# -- retriever -----------------------------------------------------------------------------------
+
+with retriever_tab:
+    from archivist.finetune import retriever
+
+    st.caption("Adapt the search embedder to your documents: synthetic questions from the collections you may read, "
+               "hard negatives from BM25 and the current embedder, a before/after check on held-out documents; "
+               "when it is better an admin's run re-embeds every collection (search keeps working meanwhile). "
+               "Same as `archivist finetune --target retriever`.")
+    r_chosen = st.multiselect("Collections", access.readable_collections(ws, user), default=access.readable_collections(ws, user),
+                              key="rt-collections", help="Only collections you may read; the embedder records them as its lineage")
+    r_chunks = st.number_input("Training chunks (most)", min_value=64, max_value=100000, value=4000, step=500, key="rt-chunks")
+    if st.button("Adapt the retriever", type="primary", key="rt-start", disabled=not r_chosen):
+        log_path = retriever.start_background(ws, user, r_chosen, int(r_chunks))
+        st.success(f"Started in the background; its log: {log_path}")
+    embedders = retriever.list_embedders(ws, user)
+    if embedders:
+        st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "trained on": ", ".join(e["collections"]),
+                                    "questions": e.get("questions", {}).get("train"),
+                                    "hit@5 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["hit@5"], e["evaluation"]["adapted"]["hit@5"]),
+                                    "MRR@10 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["mrr@10"], e["evaluation"]["adapted"]["mrr@10"]),
+                                    "MRR@10 gain (95% interval)": "{diff:+.3f} [{low:+.3f}, {high:+.3f}]".format(**e["evaluation"]["difference"]["mrr@10"])}
+                                   for e in embedders if e.get("evaluation")]), hide_index=True, width="stretch")
+    else:
+        st.caption("No adapted embedder yet.")

@@ -1,0 +1,473 @@
+"""Adapt the embedder to the workspace's own documents: `archivist finetune --target retriever`.
+
+One recipe, top to bottom:
+
+    config     RetrieverConfig (defaults sized for a 2-core CPU: 4,000 chunks in under 15 minutes)
+    data       the documents the acting user may read, split by document into train and held-out;
+               one synthetic question per chunk: the extractive generator's question where the chunk
+               has a checkable fact (finetune/qa.py), else one of its sentences, taken out of the
+               passage it must find (the inverse cloze task: the question never appears verbatim)
+    negatives  per question, a passage of another document that BM25 (retrieval/lexicon.py) or the
+               current embedder ranks high: the near misses the model must learn to push down
+    train      sentence-transformers, MultipleNegativesRankingLoss over (question, passage, hard
+               negative): every other passage in the batch is a negative too
+    evaluate   the base and the adapted model on the held-out documents' questions: hit@5, MRR@10
+               and a paired bootstrap interval of the difference (retrieval/evaluation.py)
+    save       embedders/<name>/ under the workspace: safetensors weights and archivist.json with its
+               lineage (base, collections, documents, config, metrics, who trained it)
+    activate   only when better (MRR@10's interval above zero), by an admin: every chunk is
+               re-embedded (retrieval/reembed.py; resumable, the old index serves until the switch)
+
+Access. The questions come only from collections the acting user may read, and the embedder is
+listed only to users who may read all of them. Once active, it embeds every user's queries: that
+is safe because a query vector is only ever compared with the vectors of collections the asking
+user may read (the scope is applied in retrieval/search.py, in one place), so what a user is shown
+is chosen among readable chunks alone; the weights themselves are never served. What remains is
+the weights' influence on the order of readable chunks, which carries no text of the unreadable
+ones. tests/test_retriever_finetune.py checks that such a user's searches return only readable
+chunks after the switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from archivist import access
+from archivist.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+FOLDER = "embedders"
+MANIFEST = "archivist.json"
+QUESTION_KINDS = ("extractive", "sentence")
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RetrieverConfig:
+    collections: list[str] | None = _f(None, "collections to learn from (default: every one the user may read)")
+    questions: str = _f("extractive,sentence", "synthetic questions: extractive (fact questions, finetune/qa.py), "
+                                               "sentence (a sentence taken out of its passage), comma-separated")
+    max_chunks: int = _f(4000, "most training chunks (a seeded sample of the training documents' chunks)")
+    max_eval: int = _f(400, "most held-out questions")
+    eval_fraction: float = _f(0.2, "share of documents held out for the before/after evaluation")
+    epochs: int = _f(1, "passes over the training questions")
+    batch_size: int = _f(32, "questions per step; the batch's other passages are its negatives")
+    lr: float = _f(3e-5, "AdamW learning rate (linear warm-up over the first 10% of steps, then linear decay)")
+    max_seq_len: int = _f(128, "tokens of a passage seen in training (the index embeds up to the model's limit)")
+    train_layers: int = _f(2, "top transformer layers trained (the rest and the word embeddings stay frozen): on a "
+                              "CPU the backward pass through all six of MiniLM's costs ~2x the time; 0 = all")
+    hard_negatives: bool = _f(True, "add one BM25 / current-embedder hard negative per question")
+    seed: int = _f(0, "seed of the split, the sample, the sentence choice and the shuffling")
+    activate: str = _f("auto", "auto (when the held-out MRR@10 interval is above zero) | always | never")
+    name: str | None = _f(None, "name of the adapted embedder (default: retriever-<n>)")
+
+    def __post_init__(self):
+        kinds = [k.strip() for k in self.questions.split(",") if k.strip()]
+        if not kinds or any(k not in QUESTION_KINDS for k in kinds):
+            raise ValueError(f"questions must be a comma-separated choice of {', '.join(QUESTION_KINDS)}, got {self.questions!r}")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        if self.train_layers < 0:
+            raise ValueError(f"train_layers must be >= 0, got {self.train_layers}")
+        for name in ("max_chunks", "max_eval", "epochs", "batch_size", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (in-batch negatives)")
+        if self.activate not in ("auto", "always", "never"):
+            raise ValueError(f"activate must be auto, always or never, got {self.activate!r}")
+        if self.name is not None:
+            access.check_name(self.name, "embedder name")
+
+
+@dataclass
+class Pair:
+    """A synthetic question, the passage it must find (as embedded: heading, then text), its chunk
+    and document, and a hard negative passage (or None)."""
+
+    query: str
+    passage: str
+    chunk_id: int
+    document_id: int
+    kind: str
+    negative: str | None = None
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]")
+
+
+def _embedded(text: str, heading: str) -> str:
+    return f"{heading}\n{text}" if heading else text
+
+
+def question_for(text: str, heading: str, kinds: tuple[str, ...], rng: random.Random) -> tuple[str, str, str] | None:
+    """(question, passage, kind) for one chunk, or None when it offers neither kind.
+
+    extractive: finetune/qa.py's fact question; the passage is the whole chunk.
+    sentence: a sentence of 6-40 words; the passage is the chunk without it (inverse cloze)."""
+    if "extractive" in kinds:
+        from archivist.finetune.qa import extractive_pairs
+
+        pairs = extractive_pairs(text, max_pairs=1)
+        if pairs and ("sentence" not in kinds or rng.random() < 0.5):
+            return pairs[0].question, _embedded(text, heading), "extractive"
+    if "sentence" in kinds:
+        found = [m for m in _SENTENCE.finditer(text) if 6 <= len(m.group(0).split()) <= 40]
+        if found and len(text.split()) >= 20:
+            m = rng.choice(found)
+            rest = (text[:m.start()] + text[m.end():]).strip()
+            if len(rest.split()) >= 10:
+                return m.group(0).strip(), _embedded(rest, heading), "sentence"
+    return None
+
+
+def split_documents(documents: list[dict], eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, held-out) document ids: finetune.datasets' seeded split by document."""
+    from archivist.finetune.datasets import split_groups
+
+    held = split_groups([str(d["id"]) for d in documents], eval_fraction, seed)
+    return ([d["id"] for d in documents if str(d["id"]) not in held], [d["id"] for d in documents if str(d["id"]) in held])
+
+
+def _chunks(ws: Workspace, doc_ids: list[int]) -> list:
+    rows = []
+    for i in range(0, len(doc_ids), 900):
+        part = doc_ids[i:i + 900]
+        rows += ws.db.execute(f"SELECT id, document_id, text, heading FROM chunks WHERE document_id IN "
+                              f"({','.join('?' * len(part))}) ORDER BY id", part).fetchall()
+    return rows
+
+
+def make_pairs(ws: Workspace, doc_ids: list[int], kinds: tuple[str, ...], limit: int, seed: int) -> list[Pair]:
+    """One synthetic question per chunk of these documents, for a seeded sample of at most `limit` chunks."""
+    rng = random.Random(seed)
+    rows = _chunks(ws, doc_ids)
+    rng.shuffle(rows)
+    out = []
+    for r in rows:
+        found = question_for(r["text"], r["heading"], kinds, rng)
+        if found:
+            out.append(Pair(found[0], found[1], r["id"], r["document_id"], found[2]))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def mine_negatives(ws: Workspace, pairs: list[Pair], doc_ids: list[int], embedder, seed: int) -> None:
+    """Give each pair a hard negative: a chunk of another training document ranked 3rd to 10th by
+    BM25 (even pairs) or by the current embedder (odd pairs). Ranks 1-2 are skipped: the top of a
+    ranking is where passages that answer the question as well sit (false negatives)."""
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.query import STOPWORDS
+
+    rng = random.Random(seed)
+    rows = _chunks(ws, doc_ids)
+    text_of = {r["id"]: _embedded(r["text"], r["heading"]) for r in rows}
+    doc_of = {r["id"]: r["document_id"] for r in rows}
+    ids = np.array([r["id"] for r in rows], np.int64)
+    blobs = dict(ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join(map(str, ids.tolist()))})").fetchall()) if len(ids) else {}
+    matrix = np.stack([np.frombuffer(blobs[i], np.float32) for i in ids.tolist()]) if len(ids) else None
+    index = lexicon.current(ws)
+    docs = np.array(sorted(set(doc_ids)), np.int64)
+    dense_half = [p for k, p in enumerate(pairs) if k % 2]
+    qvecs = np.asarray(embedder.embed([p.query for p in dense_half]), np.float32) if dense_half and matrix is not None else None
+    qrow = {id(p): i for i, p in enumerate(dense_half)}
+    for k, p in enumerate(pairs):
+        if k % 2 and qvecs is not None:
+            scores = matrix @ qvecs[qrow[id(p)]]
+            ranked = ids[np.argsort(-scores)[:12]].tolist()
+        else:
+            ranked = [c for c, _ in index.search(lexicon.query_units(p.query, STOPWORDS), 12, documents=docs)]
+        choices = [c for c in ranked[2:10] if doc_of.get(c) not in (None, p.document_id)]
+        if choices:
+            p.negative = text_of[rng.choice(choices)]
+
+
+# -- train -----------------------------------------------------------------------------------------
+
+
+def train(base_path: str, pairs: list[Pair], cfg: RetrieverConfig, progress: bool = True):
+    """Fine-tune the sentence-transformers model at `base_path` on `pairs`; returns (model, losses)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, losses
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    model = SentenceTransformer(base_path, device="cpu")
+    indexed_len = model.max_seq_length
+    model.max_seq_length = min(cfg.max_seq_len, indexed_len)  # short passages train ~2x faster; the index embeds in full
+    loss_fn = losses.MultipleNegativesRankingLoss(model)
+    tokenize = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers 6 renamed it
+    rng = random.Random(cfg.seed)
+    steps_per_epoch = max(1, len(pairs) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    trainable = freeze_below(model, cfg.train_layers)
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    model.train()
+    losses_seen = []
+    bar = tqdm(total=total, desc="train retriever", unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for _ in range(cfg.epochs):
+        order = pairs[:]
+        rng.shuffle(order)
+        for s in range(steps_per_epoch):
+            batch = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            columns = [[p.query for p in batch], [p.passage for p in batch]]
+            if cfg.hard_negatives and all(p.negative for p in batch):
+                columns.append([p.negative for p in batch])
+            elif cfg.hard_negatives:  # a pair without a negative borrows its neighbour's passage
+                columns.append([p.negative or batch[(i + 1) % len(batch)].passage for i, p in enumerate(batch)])
+            features = [tokenize(c) for c in columns]
+            loss = loss_fn(features, None)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            sched.step()
+            losses_seen.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses_seen[-20:]):.3f}")
+    bar.close()
+    model.eval()
+    model.max_seq_length = indexed_len
+    return model, losses_seen
+
+
+def freeze_below(model, top: int) -> list:
+    """Freeze the word embeddings and all but the `top` last transformer layers (0: train all);
+    returns the parameters left to train."""
+    encoder = getattr(model[0], "auto_model", None)
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if top and layers is not None and top < len(layers):
+        for p in encoder.embeddings.parameters():
+            p.requires_grad_(False)
+        for layer in layers[:len(layers) - top]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+# -- evaluate --------------------------------------------------------------------------------------
+
+
+def rank_metrics(encode, pairs: list[Pair], corpus: list[tuple[int, str]]) -> list[dict[str, float]]:
+    """Per question: hit@5 and MRR@10 of its own chunk among `corpus` [(chunk id, passage)], with
+    `encode(texts) -> normalized vectors`."""
+    ids = np.array([c for c, _ in corpus], np.int64)
+    docs = np.asarray(encode([t for _, t in corpus]), np.float32)
+    queries = np.asarray(encode([p.query for p in pairs]), np.float32)
+    out = []
+    for p, q in zip(pairs, queries):
+        order = ids[np.argsort(-(docs @ q), kind="stable")[:10]].tolist()
+        rank = order.index(p.chunk_id) + 1 if p.chunk_id in order else None
+        out.append({"hit@5": float(rank is not None and rank <= 5), "mrr@10": 1.0 / rank if rank else 0.0})
+    return out
+
+
+def held_out_corpus(ws: Workspace, pairs: list[Pair], doc_ids: list[int]) -> list[tuple[int, str]]:
+    """Every chunk of the held-out documents as embedded, a question's own chunk in the form its
+    question must find (without the sentence, for a sentence question)."""
+    own = {p.chunk_id: p.passage for p in pairs}
+    return [(r["id"], own.get(r["id"], _embedded(r["text"], r["heading"]))) for r in _chunks(ws, doc_ids)]
+
+
+def compare(base_encode, adapted_encode, pairs: list[Pair], corpus: list[tuple[int, str]]) -> dict:
+    """{"base": metrics, "adapted": metrics, "difference": {metric: paired_difference}}."""
+    from archivist.retrieval.evaluation import mean_metrics, paired_difference
+
+    before = rank_metrics(base_encode, pairs, corpus)
+    after = rank_metrics(adapted_encode, pairs, corpus)
+    return {"questions": len(pairs), "corpus": len(corpus),
+            "base": mean_metrics(before), "adapted": mean_metrics(after),
+            "difference": {m: paired_difference([a[m] for a in after], [b[m] for b in before]) for m in ("hit@5", "mrr@10")}}
+
+
+def better(evaluation: dict) -> bool:
+    """Activated only when better: the held-out MRR@10 gain's bootstrap interval lies above zero."""
+    return evaluation["difference"]["mrr@10"]["low"] > 0
+
+
+# -- registry ----------------------------------------------------------------------------------------
+
+
+def folder(ws: Workspace, name: str) -> Path:
+    return ws.home / FOLDER / access.check_name(name, "embedder name")
+
+
+def _fresh_name(ws: Workspace) -> str:
+    root = ws.home / FOLDER
+    n = 1 + max([int(m.group(1)) for p in (root.iterdir() if root.exists() else [])
+                 if (m := re.match(r"retriever-(\d+)$", p.name))] or [0])
+    return f"retriever-{n}"
+
+
+def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
+    """Write the model (safetensors) and its manifest to embedders/<name>/, atomically (a temp
+    folder renamed). The generation name carries a hash of the weights: the ONNX export cache is
+    shared by workspaces and keyed by folder name and file sizes, which a fine-tune keeps."""
+    target = folder(ws, name)
+    if target.exists():
+        raise FileExistsError(f"an embedder named {name!r} exists already ({target})")
+    tmp = target.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp), safe_serialization=True)
+    digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
+    manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    tmp.rename(target)
+    return target
+
+
+def load_manifest(ws: Workspace, name: str) -> dict:
+    path = folder(ws, name) / MANIFEST
+    if not path.exists():
+        raise LookupError(f"no adapted embedder named {name!r} (embedders/{name}/{MANIFEST} is missing)")
+    return json.loads(path.read_text())
+
+
+def may_use(ws: Workspace, user: str | None, manifest: dict) -> bool:
+    """A user sees an adapted embedder (its metrics, its lineage) only when they may read every
+    collection it was trained on, as for LLM adapters."""
+    readable = set(access.readable_collections(ws, user))
+    return set(manifest.get("collections", [])) <= readable
+
+
+def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
+    """Adapted embedders the user may see, oldest first, with `active` set on the one in use."""
+    from archivist.models import active_embedder
+
+    root = ws.home / FOLDER
+    active = active_embedder(ws.home)
+    out = []
+    for p in sorted(root.iterdir() if root.exists() else [], key=lambda p: p.stat().st_mtime):
+        if p.name.startswith(".") or not (p / MANIFEST).exists():
+            continue
+        m = json.loads((p / MANIFEST).read_text())
+        if may_use(ws, user, m):
+            out.append({**m, "active": bool(active and active.get("generation") == m.get("generation"))})
+    return out
+
+
+# -- the whole run -------------------------------------------------------------------------------------
+
+
+def activate(ws: Workspace, name: str, user: str | None = None, progress: bool = True):
+    """Re-embed every chunk with adapted embedder `name` (or "base": the settings' embedder) and
+    switch to it; resumable. Needs the admin role: it changes the embedder of every user's queries.
+    Returns retrieval.reembed's Result."""
+    from archivist.models import embedder_for, load_embedder
+    from archivist.retrieval import reembed
+
+    access.require_admin(ws, user, "switch the workspace's embedder")
+    s = ws.settings
+    if name == "base":
+        target = reembed.Target(load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache)), "")
+    else:
+        m = load_manifest(ws, name)
+        if m["base"] != s.embedder:
+            raise ValueError(f"embedder {name!r} was adapted from {m['base']!r}, but the settings' embedder is {s.embedder!r}")
+        path = folder(ws, name)
+        target = reembed.Target(load_embedder(str(path), s.device, s.embed_backend, str(s.cache)), m["generation"],
+                                path=f"{FOLDER}/{name}", base=m["base"])
+    result = reembed.reembed(ws, target, progress=progress)
+    embedder_for(s)  # the new pointer is read; loads the model the next search needs now rather than then
+    return result
+
+
+def start_background(ws: Workspace, user: str | None, collections: list[str], max_chunks: int) -> Path:
+    """Run `archivist finetune --target retriever` in its own process (the app's button); returns its
+    log file under runs/."""
+    import os
+    import subprocess
+
+    access.current_user(ws, user)
+    log_path = ws.path("runs") / f"retriever-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    argv = [sys.executable, "-m", "archivist.cli", "finetune", "--target", "retriever", "--quiet",
+            "--max-chunks", str(max_chunks), *[a for c in collections for a in ("--collection", c)]]
+    env = {**os.environ, "ARCHIVIST_HOME": str(ws.home), **({"ARCHIVIST_USER": user} if user else {})}
+    with open(log_path, "w") as out:
+        subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return log_path
+
+
+def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = None, progress: bool = True) -> dict:
+    """The recipe (see the module doc). Returns a report: name, data sizes, timings, the held-out
+    evaluation, whether it was activated and the re-embed's numbers. Raises ValueError when the
+    readable documents give too few questions to train and evaluate on."""
+    import torch
+    from archivist.finetune.datasets import readable_documents
+    from archivist.models import embedder_for, resolve_embedder
+
+    t0 = time.perf_counter()
+    user = access.current_user(ws, user)
+    documents = readable_documents(ws, user, cfg.collections)
+    if len(documents) < 2:
+        raise ValueError(f"need at least two readable documents to train and hold one out; {user!r} may read {len(documents)}")
+    train_docs, held_docs = split_documents(documents, cfg.eval_fraction, cfg.seed)
+    kinds = tuple(k.strip() for k in cfg.questions.split(","))
+    train_pairs = make_pairs(ws, train_docs, kinds, cfg.max_chunks, cfg.seed)
+    eval_pairs = make_pairs(ws, held_docs, kinds, cfg.max_eval, cfg.seed + 1)
+    if len(train_pairs) < cfg.batch_size or not eval_pairs:
+        raise ValueError(f"too few synthetic questions: {len(train_pairs)} to train (need a batch, {cfg.batch_size}), "
+                         f"{len(eval_pairs)} held out; add documents or lower --batch-size")
+    current = embedder_for(ws.settings)
+    if cfg.hard_negatives:
+        mine_negatives(ws, train_pairs, train_docs, current, cfg.seed)
+    t_data = time.perf_counter() - t0
+    base_path = resolve_embedder(ws.settings.embedder)
+    model, losses = train(base_path, train_pairs, cfg, progress)
+    t_train = time.perf_counter() - t0 - t_data
+
+    from sentence_transformers import SentenceTransformer
+
+    base = SentenceTransformer(base_path, device="cpu")
+    encode = lambda m: (lambda texts: m.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True))  # noqa: E731
+    corpus = held_out_corpus(ws, eval_pairs, held_docs)
+    with torch.inference_mode():
+        evaluation = compare(encode(base), encode(model), eval_pairs, corpus)
+    name = cfg.name or _fresh_name(ws)
+    collections = sorted({d["collection"] for d in documents})
+    manifest = {
+        "kind": "retriever", "base": ws.settings.embedder, "base_path": str(base_path), "collections": collections,
+        "documents": {"train": [d["id"] for d in documents if d["id"] in set(train_docs)],
+                      "held_out": [d["id"] for d in documents if d["id"] in set(held_docs)],
+                      "hashes": {str(d["id"]): d["content_hash"] for d in documents}},
+        "questions": {"train": len(train_pairs), "held_out": len(eval_pairs),
+                      "kinds": {k: sum(p.kind == k for p in train_pairs) for k in kinds},
+                      "hard_negatives": sum(p.negative is not None for p in train_pairs)},
+        "config": asdict(cfg), "evaluation": evaluation, "loss": {"first": losses[0], "last": float(np.mean(losses[-10:]))},
+        "user": user, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": {"data": round(t_data, 1), "train": round(t_train, 1)},
+    }
+    path = save(ws, name, model, manifest)
+    report = {"name": name, "path": str(path), **{k: manifest[k] for k in ("questions", "evaluation", "seconds", "loss")},
+              "better": better(evaluation), "activated": False}
+    if cfg.activate == "always" or (cfg.activate == "auto" and report["better"]):
+        if access.is_admin(ws, user):
+            result = activate(ws, name, user, progress)
+            report.update(activated=True, reembed={"chunks": result.chunks, "seconds": round(result.seconds, 1),
+                                                   "encode_seconds": round(result.encode_seconds, 1)})
+        else:
+            report["note"] = "not activated: switching the workspace's embedder needs the admin role"
+    elif not report["better"]:
+        report["note"] = "not activated: not better than the base on the held-out documents"
+    report["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    return report

@@ -1,0 +1,277 @@
+"""`archivist finetune --target retriever` and re-embedding (finetune/retriever.py, retrieval/reembed.py),
+on real documents (the docstrings of Python's standard library, written as Markdown files) with the
+real embedder: a tiny fine-tune beats the base on its own held-out documents; a re-embed killed
+with SIGKILL and resumed leaves the same index as an uninterrupted one; searches during a re-embed
+use the old index; an adapted embedder's lineage decides who sees it, and after the switch a user's
+searches still return only what they may read."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+MODULES = ["json", "csv", "heapq", "bisect", "textwrap", "shlex", "fnmatch", "glob", "base64", "calendar",
+           "difflib", "statistics", "string", "zipfile", "gzip", "tempfile", "shutil", "argparse", "logging",
+           "pathlib"]
+
+
+def write_docs(folder: Path, modules=MODULES, limit: int = 3000) -> list[Path]:
+    """One Markdown document per standard-library module: its docstring, then a section per public
+    function or class with its docstring (at most `limit` characters)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in modules:
+        mod = importlib.import_module(name)
+        parts = [f"# The {name} module\n\n{inspect.cleandoc(mod.__doc__ or '')}\n"]
+        for attr in sorted(getattr(mod, "__all__", None) or dir(mod)):
+            obj = getattr(mod, attr, None)
+            if attr.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)) or not obj.__doc__:
+                continue
+            parts.append(f"## {name}.{attr}\n\n{inspect.cleandoc(obj.__doc__)}\n")
+        text = "\n".join(parts)[:limit]
+        path = folder / f"{name}.md"
+        path.write_text(text)
+        out.append(path)
+    return out
+
+
+def torch_embedder(settings):
+    """The base model on the torch backend: another embedder identity (fp32 instead of int8 ONNX)."""
+    from archivist.models import load_embedder
+
+    return load_embedder(settings.embedder, "cpu", "torch", str(settings.cache))
+
+
+def index_content(home: Path) -> dict:
+    """What a re-embed leaves: every chunk's (hash, vector), the embedder record, and each FAISS
+    file's ids and vectors, read back in a fresh workspace handle."""
+    from archivist.retrieval import vectors
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        chunks = {r[0]: (r[1], r[2]) for r in ws.db.execute("SELECT id, hash, embedding FROM chunks")}
+        meta = {k: ws.meta(k) for k in ("embedder", "embedding_dim", "embedder_generation", "embedder_identity")}
+        faiss = {}
+        for cid in [r[0] for r in ws.db.execute("SELECT id FROM collections")]:
+            path, _ = vectors._paths(ws, cid)
+            index = vectors._faiss().read_index(str(path))
+            ids = np.sort(vectors.index_ids(index))
+            faiss[cid] = (ids.tolist(), index.reconstruct_batch(ids).tobytes())
+    return {"chunks": chunks, "meta": meta, "faiss": faiss,
+            "pointer": {k: v for k, v in json.loads((home / "index" / "embedder.json").read_text()).items() if k != "switched"}}
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory):
+    return write_docs(tmp_path_factory.mktemp("stdlib-docs"))
+
+
+@pytest.fixture
+def stdlib_ws(ws, embedder, docs):
+    from archivist.ingest.pipeline import ingest_paths
+
+    results = ingest_paths(ws, docs[:8], collection="default", embedder=embedder, progress=False)
+    assert all(r.status == "added" for r in results), [(r.name, r.reason) for r in results]
+    return ws
+
+
+# -- the recipe ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tiny_finetune_beats_the_base_on_its_own_held_out_documents(ws, embedder, docs, one_torch_thread):
+    from archivist.finetune import retriever
+    from archivist.ingest.pipeline import ingest_paths
+
+    ingest_paths(ws, docs, collection="default", embedder=embedder, progress=False)
+    cfg = retriever.RetrieverConfig(max_chunks=120, max_eval=60, batch_size=16, epochs=2, lr=1e-4, activate="never",
+                                    eval_fraction=0.25)
+    report = retriever.finetune_retriever(ws, cfg, progress=False)
+    ev = report["evaluation"]
+    assert ev["questions"] >= 15 and report["questions"]["train"] >= 48
+    assert report["loss"]["last"] < report["loss"]["first"]
+    # the adapted model ranks the held-out documents' own passages better than the base
+    assert ev["adapted"]["mrr@10"] > ev["base"]["mrr@10"], ev
+    assert ev["difference"]["mrr@10"]["diff"] > 0
+    # registered with its lineage; not switched to (activate="never")
+    m = retriever.load_manifest(ws, report["name"])
+    assert m["collections"] == ["default"] and m["base"] == ws.settings.embedder
+    held, train = set(m["documents"]["held_out"]), set(m["documents"]["train"])
+    assert held and train and not held & train and len(held | train) == len(docs)
+    assert (retriever.folder(ws, report["name"]) / "model.safetensors").exists()
+    assert not (ws.home / "index" / "embedder.json").exists()
+
+
+def test_questions_are_synthetic_and_never_verbatim_in_their_passage():
+    import random
+
+    from archivist.finetune.retriever import question_for
+
+    text = ("The heapq module provides an implementation of the heap queue algorithm. Heaps are binary trees "
+            "for which every parent node has a value less than or equal to any of its children. This "
+            "implementation uses arrays for which heap[k] <= heap[2*k+1] for all k, counting from zero.")
+    q, passage, kind = question_for(text, "heapq", ("sentence",), random.Random(0))
+    assert kind == "sentence" and q in text and q not in passage and passage.startswith("heapq\n")
+    assert question_for("Too short.", "", ("sentence",), random.Random(0)) is None
+
+
+# -- re-embedding ----------------------------------------------------------------------------------
+
+CHILD = """
+import sys, time
+from archivist.settings import Settings
+from archivist.workspace import open_workspace
+from archivist.models import load_embedder
+from archivist.retrieval import reembed
+
+class Slow:  # the real embedder, slowed so the parent can kill the re-embed in the middle
+    def __init__(self, e): self.e, self.name, self.dim = e, e.name, e.dim
+    def __getattr__(self, k): return getattr(self.e, k)
+    def embed(self, texts, batch_size=32):
+        time.sleep(0.4)
+        return self.e.embed(texts, batch_size=batch_size)
+
+reembed.STEP = 8
+s = Settings.from_env(home=sys.argv[1])
+with open_workspace(s) as ws:
+    e = Slow(load_embedder(s.embedder, "cpu", "torch", str(s.cache)))
+    reembed.reembed(ws, reembed.Target(e, "g-torch"), progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_reembed_killed_with_sigkill_then_resumed_equals_an_uninterrupted_one(stdlib_ws, settings, tmp_path):
+    from archivist.retrieval import reembed
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    ws = stdlib_ws
+    total = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    assert total >= 24
+    ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    twin = tmp_path / "twin"
+    shutil.copytree(ws.home, twin)
+    # uninterrupted, in the twin workspace
+    with open_workspace(Settings.from_env(home=twin)) as other:
+        reembed.reembed(other, reembed.Target(torch_embedder(settings), "g-torch"), progress=False)
+    # killed with SIGKILL after some steps were committed, then resumed here
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(ws.home)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    staging = ws.home / "index" / "reembed.db"
+    deadline = time.monotonic() + 300
+    staged = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        if staging.exists():
+            with sqlite3.connect(staging, timeout=30) as db:
+                try:
+                    staged = db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+                except sqlite3.OperationalError:
+                    staged = 0
+            if staged >= 16:
+                break
+        time.sleep(0.05)
+    assert child.poll() is None, "the re-embed finished before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 16 <= staged < total
+    assert not (ws.home / "index" / "embedder.json").exists()  # not switched: the old index still serves
+    result = reembed.reembed(ws, reembed.Target(torch_embedder(settings), "g-torch"), progress=False)
+    assert result.switched and result.embedded <= total - 16  # the killed run's steps were kept
+    assert index_content(ws.home) == index_content(twin)
+    assert not staging.exists()
+    assert not (ws.home / "index" / f"c{ws.collection_id('default')}.faiss").exists()  # the old generation's file is gone
+
+
+@pytest.mark.slow
+def test_searches_during_a_reembed_use_the_old_index_until_the_switch(stdlib_ws, settings, embedder):
+    from archivist.retrieval import reembed, vectors
+    from archivist.retrieval.search import search
+
+    ws = stdlib_ws
+    query = "How do I find the n largest elements with a heap queue?"
+    before = [(h.chunk_id, round(h.score, 6)) for h in search(ws, query, k=5, mode="dense")]
+    assert before
+    old_file = vectors._paths(ws, ws.collection_id("default"))[0]
+    new = torch_embedder(settings)
+    partial = reembed.reembed(ws, reembed.Target(new, "g-torch"), progress=False, stop_after=16)
+    assert not partial.switched and reembed.staged_count(ws) >= 16
+    during = [(h.chunk_id, round(h.score, 6)) for h in search(ws, query, k=5, mode="dense")]
+    assert during == before and old_file.exists()
+    # the stored vectors are still the old ones too (SQLite changes only at the switch)
+    cid = before[0][0]
+    old_vec = np.frombuffer(ws.db.execute("SELECT embedding FROM chunks WHERE id = ?", (cid,)).fetchone()[0], np.float32)
+    assert np.allclose(old_vec @ embedder.embed([query])[0], before[0][1], atol=1e-4)
+    reembed.reembed(ws, reembed.Target(new, "g-torch"), progress=False)
+    assert vectors.generation(ws) == "g-torch" and not old_file.exists()
+    after = search(ws, query, k=5, mode="dense", embedder=new)
+    stored = np.frombuffer(ws.db.execute("SELECT embedding FROM chunks WHERE id = ?", (after[0].chunk_id,)).fetchone()[0], np.float32)
+    assert after[0].score == pytest.approx(float(stored @ new.embed([query])[0]), abs=1e-5)
+    now = np.frombuffer(ws.db.execute("SELECT embedding FROM chunks WHERE id = ?", (cid,)).fetchone()[0], np.float32)
+    assert not np.array_equal(now, old_vec) and np.allclose(now, new.embed([embed_input_of(ws, cid)])[0], atol=1e-5)
+
+
+def embed_input_of(ws, chunk_id: int) -> str:
+    from archivist.retrieval.reembed import embed_input
+
+    r = ws.db.execute("SELECT text, heading FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+    return embed_input(r["text"], r["heading"])
+
+
+# -- access ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_embedder_trained_on_a_secret_collection(tmp_path, docs, monkeypatch):
+    """Its lineage hides it from users who may not read what it learned from; only an admin may
+    switch to it; after the switch a member's searches still return only chunks they may read
+    (why using it for their queries is safe: finetune/retriever.py's module doc)."""
+    from sentence_transformers import SentenceTransformer
+
+    from archivist import access
+    from archivist.finetune import retriever
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.models import embedder_for, resolve_embedder
+    from archivist.retrieval.search import search
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    monkeypatch.setenv("ARCHIVIST_EMBED_BACKEND", "torch")  # no ONNX export of the saved copy in a test
+    settings = Settings.from_env(home=tmp_path / "secret-ws")
+    with open_workspace(settings) as ws:
+        access.add_user(ws, "bob")
+        ingest_paths(ws, docs[:3], collection="public", progress=False)
+        ingest_paths(ws, docs[3:6], collection="secret", progress=False)
+        access.grant(ws, "bob", "public", "read")
+        with pytest.raises(access.AccessDenied):
+            retriever.finetune_retriever(ws, retriever.RetrieverConfig(collections=["secret"]), user="bob", progress=False)
+        # an embedder whose lineage holds the secret collection (the base weights, saved as a fine-tune saves)
+        model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
+        retriever.save(ws, "learned-secret", model, {"kind": "retriever", "base": settings.embedder,
+                                                     "collections": ["public", "secret"]})
+        assert [m["name"] for m in retriever.list_embedders(ws, None)] == ["learned-secret"]
+        assert retriever.list_embedders(ws, "bob") == []
+        with pytest.raises(access.AccessDenied):
+            retriever.activate(ws, "learned-secret", "bob", progress=False)
+        retriever.activate(ws, "learned-secret", None, progress=False)
+        active = embedder_for(ws.settings)
+        assert Path(active.name).name == "learned-secret"
+        secret_docs = {p.name for p in docs[3:6]}
+        for q in [f"What does the {p.stem} module do?" for p in docs[:6]]:
+            hits = search(ws, q, k=10, user="bob")
+            assert hits and all(h.document not in secret_docs for h in hits), q
+        # an admin's search does reach the secret collection through the same embedder
+        assert any(h.document in secret_docs for h in search(ws, f"What does the {docs[4].stem} module do?", k=5))
