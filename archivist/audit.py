@@ -61,6 +61,8 @@ KINDS = {
     "adapter.registered": "an adapter was registered",
     "adapter.activated": "an adapter became the chat's default (or none did)",
     "adapter.exported": "an adapter was merged and exported",
+    "embedder.registered": "an embedder adapted to the documents was registered (finetune --target retriever)",
+    "embedder.activated": "the workspace switched to another embedder after re-embedding every chunk",
     "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
 }
 SURFACES = ("app", "cli", "api")

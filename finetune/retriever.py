@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist import access
+from archivist import access, audit
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -388,6 +388,8 @@ def activate(ws: Workspace, name: str, user: str | None = None, progress: bool =
         target = reembed.Target(load_embedder(str(path), s.device, s.embed_backend, str(s.cache)), m["generation"],
                                 path=f"{FOLDER}/{name}", base=m["base"])
     result = reembed.reembed(ws, target, progress=progress)
+    audit.record(ws, "embedder.activated", user=access.current_user(ws, user), target=name,
+                 detail={"chunks": result.chunks, "generation": target.generation})
     embedder_for(s)  # the new pointer is read; loads the model the next search needs now rather than then
     return result
 
@@ -458,6 +460,8 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
         "seconds": {"data": round(t_data, 1), "train": round(t_train, 1)},
     }
     path = save(ws, name, model, manifest)
+    audit.record(ws, "embedder.registered", user=user, target=name,
+                 detail={"base": manifest["base"], "collections": collections, "evaluation": evaluation["difference"]})
     report = {"name": name, "path": str(path), **{k: manifest[k] for k in ("questions", "evaluation", "seconds", "loss")},
               "better": better(evaluation), "activated": False}
     if cfg.activate == "always" or (cfg.activate == "auto" and report["better"]):
