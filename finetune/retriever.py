@@ -289,6 +289,13 @@ def held_out_corpus(ws: Workspace, pairs: list[Pair], doc_ids: list[int]) -> lis
     return [(r["id"], own.get(r["id"], _embedded(r["text"], r["heading"]))) for r in _chunks(ws, doc_ids)]
 
 
+def unambiguous(pairs: list[Pair], corpus: list[tuple[int, str]]) -> list[Pair]:
+    """The questions no other passage of the corpus holds verbatim: consecutive chunks overlap
+    (settings.chunk_overlap), so a sentence taken out of one chunk may still stand in its
+    neighbour, which would then be the right answer too."""
+    return [p for p in pairs if not any(p.query in text for cid, text in corpus if cid != p.chunk_id)]
+
+
 def compare(base_encode, adapted_encode, pairs: list[Pair], corpus: list[tuple[int, str]]) -> dict:
     """{"base": metrics, "adapted": metrics, "difference": {metric: paired_difference}}."""
     from archivist.retrieval.evaluation import mean_metrics, paired_difference
@@ -443,6 +450,7 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
     base = SentenceTransformer(base_path, device="cpu")
     encode = lambda m: (lambda texts: m.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True))  # noqa: E731
     corpus = held_out_corpus(ws, eval_pairs, held_docs)
+    eval_pairs = unambiguous(eval_pairs, corpus)
     with torch.inference_mode():
         evaluation = compare(encode(base), encode(model), eval_pairs, corpus)
     name = cfg.name or _fresh_name(ws)
