@@ -199,7 +199,8 @@ def run(levels: list[int], backends: list[str], memory: float, skip_local_above:
 
 def write_results(report: dict, path: Path) -> None:
     lines = ["", "## Concurrent chat: in-process model vs a vLLM server (bench/concurrency.py)", "",
-             f"`archivist serve` on samples/, {report['model']} (float32 both ways), up to {report['max_new_tokens']} "
+             f"`archivist serve` on samples/, {report['model']} (in-process float32; vLLM {report.get('vllm_dtype', 'float32')}"
+             f"{'' if report.get('vllm_lora', True) else ' without LoRA'}), up to {report['max_new_tokens']} "
              f"new tokens per answer, {report['cpus']} CPU cores shared with other work (load average "
              f"{report['load_before'][0]:.1f} before, {report['load_after'][0]:.1f} after). Each wave: N chat requests "
              "sent at once; latency is a whole (non-streamed) answer. One run, backends one after the other.", "",
