@@ -211,13 +211,6 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
     return answer, citations, invalid
 
 
-def extractive_answer(question: str, passages: Sequence[Hit], embedder, max_sentences: int = 2) -> str:
-    """Quote the passage sentence(s) that best answer the question, each cited [n] (retrieval/quote.py);
-    NOT_FOUND when the passages hold nothing quotable."""
-    q = quote(question, passages, embedder, max_sentences=max_sentences)
-    return q.text if q else NOT_FOUND
-
-
 def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mode: str, embedder, s) -> None:
     """Decide what the user sees, and how sure it is, from the generated text (or none, in extractive
     mode). Sets result.answer, status, mode, citations, claims and generated.
