@@ -47,8 +47,15 @@ def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
     for r in rows:
         out.append({"id": r["name"], "object": "model", "created": int(r["created_at"]), "owned_by": "archivist",
                     "kind": "adapter", "base_model": r["base_model"], "active": bool(r["active"]), "stale": r["stale"]})
+    from archivist.finetune import retriever
+    from archivist.models import active_embedder
+
+    adapted = retriever.list_embedders(ws, user)  # only those trained on collections the user may read
     out.append({"id": s.embedder, "object": "model", "created": created, "owned_by": "archivist", "kind": "embedding",
-                "base_model": None, "active": True})
+                "base_model": None, "active": active_embedder(ws.home) is None})
+    for e in adapted:
+        out.append({"id": e["name"], "object": "model", "created": created, "owned_by": "archivist", "kind": "embedding",
+                    "base_model": e["base"], "active": e["active"], "stale": e.get("stale")})
     return out
 
 

@@ -98,7 +98,7 @@ class Model(BaseModel):
     base_model: str | None = None
     active: bool = False
     adapter: str | None = Field(None, description="for 'archivist': the active adapter it stands for (null: the base model)")
-    stale: str | None = Field(None, description="for an adapter: why it should be retrained (trained on a deleted document)")
+    stale: str | None = Field(None, description="for an adapter or an adapted embedder: why it should be retrained (trained on a deleted document)")
 
 
 class ModelList(BaseModel):

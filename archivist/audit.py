@@ -51,6 +51,7 @@ KINDS = {
     "access.grant": "a grant was given or changed",
     "access.revoke": "a grant was removed",
     "question": "a question was answered (app, CLI or API)",
+    "question.started": "a streamed answer began (written before its first token is shown; alone, it was cut short)",
     "search": "a search showed passages (CLI or API; the chat's own retrieval is part of its question)",
     "document.added": "a document was ingested",
     "document.updated": "a document's content changed",
@@ -60,7 +61,8 @@ KINDS = {
     "finetune.finished": "a fine-tune finished (done, failed or cancelled)",
     "adapter.registered": "an adapter was registered",
     "adapter.activated": "an adapter became the chat's default (or none did)",
-    "adapter.exported": "an adapter was merged and exported",
+    "adapter.exported": "an adapter was merged and exported (recorded before its files are written)",
+    "adapter.export_failed": "an export recorded as begun did not complete (its partial files were removed)",
     "embedder.registered": "an embedder adapted to the documents was registered (finetune --target retriever)",
     "embedder.activated": "the workspace switched to another embedder after re-embedding every chunk",
     "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
@@ -132,10 +134,12 @@ def key_used(ws: Workspace, prefix: str, user: str) -> None:
     _KEY_DAYS.add((prefix, day))
 
 
-def question(ws: Workspace, answer, user: str | None, surface: str, collections) -> int:
+def question(ws: Workspace, answer, user: str | None, surface: str, collections, started: bool = False) -> int:
     """Record a question and what it was shown: the chunks and document versions, the adapter and
     model, the answer's mode and status, the answer's sha256 and its citations.
-    `collections` is the scope asked for (None: every readable one)."""
+    `collections` is the scope asked for (None: every readable one). With `started`, the record is a
+    `question.started`, written before a streamed draft's first token: the passages it draws on are
+    known, the answer not yet, so a process killed mid-stream leaves nothing shown unrecorded."""
     user = access.current_user(ws, user)
     scope = sorted(access.readable_collections(ws, user))
     if collections is not None:
@@ -152,6 +156,10 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections)
         "answer_sha256": hashlib.sha256((answer.answer or "").encode("utf-8")).hexdigest(),
         "citations": [{"n": c.n, "chunk_id": c.chunk_id, "document": c.document} for c in answer.citations],
     }
+    if started:
+        for k in ("status", "answer_sha256", "citations"):
+            del detail[k]
+        return record(ws, "question.started", user=user, target=None, detail=detail)
     return record(ws, "question", user=user, target=None, detail=detail)
 
 
@@ -244,6 +252,13 @@ def parse_time(text: str | float | None) -> float | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def has_job_record(ws: Workspace, action: str, job_id: str) -> bool:
+    """Whether a record of `action` already names job `job_id` in its detail: a resumed job's step
+    records once. (No user's data is returned, so no role is needed.)"""
+    return ws.db.execute("SELECT 1 FROM audit WHERE action = ? AND json_extract(detail, '$.job') = ? LIMIT 1",
+                         (action, job_id)).fetchone() is not None
+
+
 def read(ws: Workspace, by: str | None = None, user: str | None = None, since=None, until=None,
          action: str | None = None, limit: int | None = None) -> list[dict]:
     """Records oldest first, filtered: [{"id", "time" (ISO UTC), "ts", "user", "action", "target",
@@ -285,8 +300,8 @@ def _row(r) -> dict:
 def summary(r: dict) -> str:
     """One short line about a record's detail, for tables (the full detail: JSON or CSV)."""
     d = r["detail"]
-    if r["action"] == "question":
-        return f"[{d.get('surface')}] {d.get('status')}: {d.get('question', '')[:60]!r}"
+    if r["action"] in ("question", "question.started"):
+        return f"[{d.get('surface')}] {d.get('status', 'started')}: {d.get('question', '')[:60]!r}"
     return json.dumps(d, ensure_ascii=False, sort_keys=True)[:100]
 
 

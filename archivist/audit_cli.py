@@ -94,6 +94,12 @@ def cmd_erase(args) -> int:
         print(f"  retrain with: " + "; ".join(f"archivist finetune --retrain {a}" for a in r.adapters))
     else:
         print("  no adapter learned from it")
+    if r.embedders:
+        print(f"  adapted embedders that learned from it, now STALE: {', '.join(r.embedders)} "
+              f"(switch back with `archivist finetune --target retriever --resume base`, or adapt again)")
+    if r.resumed:
+        print("  (finished an erase that was cut short after the document was deleted; the check for "
+              "leftover copies needs its text and ran only if the first pass got that far)")
     if not r.wal_truncated:
         print("  note: another process was reading; the write-ahead log is emptied at its next checkpoint")
     if r.leftovers:

@@ -1,4 +1,4 @@
-"""Background jobs: ingestion, uploads and fine-tuning runs, in the `jobs` table. This module is the
+"""Background jobs: ingestion, uploads, fine-tuning runs and erasures, in the `jobs` table. This module is the
 only code that touches that table.
 
     job = jobs.create(ws, "ingest", owner, spec={...}, total=12)   # queued
@@ -18,7 +18,8 @@ job keeps its id, owner and spec, so resuming never changes whose job it is or w
 Every read and every user action takes the user: a member sees, cancels and resumes only their
 own jobs; an admin every job. Another user's job and a job that does not exist give the same
 LookupError, so job ids cannot be probed. The work itself (what a kind's spec means, how to resume
-it) lives with the stage: `ingest/pipeline.py` for ingest and upload, `finetune/runs.py` for train.
+it) lives with the stage: `ingest/pipeline.py` for ingest and upload, `finetune/runs.py` for train,
+`ingest/erase.py` for erase.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from archivist import access
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
-KINDS = ("ingest", "upload", "train")
+KINDS = ("ingest", "upload", "train", "erase")
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 LIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "failed", "cancelled")
@@ -46,7 +47,8 @@ STALE_S = 180.0  # a running job whose heartbeat is older than this has stopped,
 PROGRESS_S = 1.0  # progress is written at most this often (and always on the last step)
 
 RESUME_HINT = {"ingest": "archivist jobs resume {id}", "upload": "archivist jobs resume {id}",
-               "train": "archivist jobs resume {id}` or `archivist finetune --resume {id}"}
+               "train": "archivist jobs resume {id}` or `archivist finetune --resume {id}",
+               "erase": "archivist jobs resume {id}` or `archivist erase DOCUMENT"}
 
 
 class JobError(RuntimeError):
@@ -57,7 +59,7 @@ class JobError(RuntimeError):
 @dataclass
 class Job:
     id: str
-    kind: str  # ingest | upload | train
+    kind: str  # ingest | upload | train | erase
     owner: str  # the user it runs as
     state: str  # see STATES
     done: int = 0

@@ -71,6 +71,12 @@ def cmd_resume(args) -> int:
                 runs.resume_run(ws, job.id, user)
                 print(f"resumed run {job.id} in the background; follow it with `archivist jobs`", file=sys.stderr)
                 results = []
+            elif job.kind == "erase":
+                from archivist.ingest.erase import resume
+
+                report = resume(ws, job.id, user)
+                print(f"erased {report.document}: finished the interrupted erase", file=sys.stderr)
+                results = []
             else:
                 from archivist.ingest.pipeline import resume_job
 

@@ -76,14 +76,22 @@ def export_merged(ws: Workspace, name: str, out: str | Path, user: str | None = 
     model = PeftModel.from_pretrained(model, rec["path"]).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "archivist-merged.json").write_text(json.dumps({"adapter": name, "base_model": rec["base_model"],
-                                                           "lineage": rec["lineage"], "metrics": rec["metrics"]},
-                                                          indent=2, default=str))
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
-    audit.record(ws, "adapter.exported", user=access.current_user(ws, user), target=name, detail={"to": str(out.resolve())})
+    actor, where = access.current_user(ws, user), {"to": str(out.resolve())}
+    # Recorded before a byte is written: a process killed mid-write leaves the record of a partial
+    # export, never an export without its record; a write that fails says so in a second record.
+    audit.record(ws, "adapter.exported", user=actor, target=name, detail=where)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "archivist-merged.json").write_text(json.dumps({"adapter": name, "base_model": rec["base_model"],
+                                                               "lineage": rec["lineage"], "metrics": rec["metrics"]},
+                                                              indent=2, default=str))
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        audit.record(ws, "adapter.export_failed", user=actor, target=name, detail={**where, "error": f"{type(e).__name__}: {e}"})
+        raise
     return out

@@ -373,6 +373,32 @@ def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
     return out
 
 
+def learned_from(ws: Workspace, document_id: int) -> list[str]:
+    """The adapted embedders whose training documents include `document_id`, by name."""
+    root = ws.home / FOLDER
+    out = []
+    for p in sorted(root.iterdir() if root.exists() else []):
+        if p.name.startswith(".") or not (p / MANIFEST).exists():
+            continue
+        docs = json.loads((p / MANIFEST).read_text()).get("documents") or {}
+        if document_id in (docs.get("train") or []) + (docs.get("held_out") or []):
+            out.append(p.name)
+    return out
+
+
+def mark_stale(ws: Workspace, names: list[str], why: str) -> None:
+    """Mark adapted embedders stale (`why` is shown with them): their weights learned a document
+    that is gone. An active one keeps embedding queries (a query vector is compared with readable
+    chunks only; see the module doc) until an admin switches back (`archivist finetune --target retriever --resume base`) or adapts again."""
+    for name in names:
+        path = folder(ws, name) / MANIFEST
+        manifest = json.loads(path.read_text())
+        if manifest.get("stale") != why:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**manifest, "stale": why}, indent=1))
+            tmp.replace(path)  # atomic: a reader sees the old manifest or the new one
+
+
 # -- the whole run -------------------------------------------------------------------------------------
 
 

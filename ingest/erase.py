@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from archivist import access, adapters, audit, conversations, feedback
 from archivist.workspace import Workspace, transaction
 
+_COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples")
 MIN_MATCH = 24  # characters: shorter strings ("Introduction", a heading) are too common to call a copy
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -45,9 +47,11 @@ class EraseReport:
     evaluations: int = 0
     upload: str | None = None
     adapters: list[str] = field(default_factory=list)  # marked stale: their weights learned the document
+    embedders: list[str] = field(default_factory=list)  # adapted retrievers marked stale, likewise
     adapter_examples: int = 0
     wal_truncated: bool = True
     leftovers: list[str] = field(default_factory=list)  # files that still hold its text (should stay empty)
+    resumed: bool = False  # finished by a rerun after the document itself was already gone
 
 
 def matcher(text: str, chunks: list[str]):
@@ -69,44 +73,165 @@ def matcher(text: str, chunks: list[str]):
 def erase(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None,
           keep_ratings: bool = False) -> EraseReport:
     """Erase document `ref` (id or name) everywhere; returns the report. Needs write access to its
-    collection. Raises LookupError for no such document (or one the user may not read)."""
-    from archivist.finetune import datasets
-    from archivist.ingest.pipeline import delete_document, find_document
-    from archivist.ingest.uploads import remove_upload
-    from archivist.retrieval import evaluation, lexicon
+    collection. Raises LookupError for no such document (or one the user may not read).
+
+    It runs as an `erase` job, in an order that makes a cut-short erase safe to run again: first the
+    copies (each step idempotent, while the document still exists), then the document itself, then
+    the audit record, the stale marks and the compaction. Rerunning `archivist erase DOCUMENT` (or
+    `archivist jobs resume ID`) after a kill finishes it: with the document still there, from the
+    start; with the document gone, the remaining steps, found through the interrupted job."""
+    from archivist import jobs
+    from archivist.ingest.pipeline import find_document
 
     actor = access.current_user(ws, user)
-    doc = find_document(ws, ref, actor, collection)
+    try:
+        doc = find_document(ws, ref, actor, collection)
+    except LookupError:
+        job = _interrupted(ws, actor, lambda spec: str(ref) in (spec["document"], str(spec["document_id"]))
+                           and collection in (None, spec["collection"]))
+        if job is None:
+            raise
+        return resume(ws, job.id, actor)
     access.require(ws, actor, doc["collection"], "write")
+    job = _interrupted(ws, actor, lambda spec: spec["document_id"] == doc["id"])
+    if job is not None:
+        jobs.start(ws, job.id, resume=True)
+    else:
+        job = jobs.create(ws, "erase", actor, spec={
+            "document": doc["name"], "document_id": doc["id"], "collection": doc["collection"],
+            "sha256": doc["content_hash"], "keep_ratings": keep_ratings})
+        jobs.start(ws, job.id)
+    try:
+        report = _erase_copies(ws, doc, actor, job.spec.get("keep_ratings", keep_ratings))
+        counts = _merge(job.spec.get("report"), asdict(report))
+        jobs.update_spec(ws, job.id, {**job.spec, "report": counts})
+        _counted(report, counts)
+        _delete(ws, doc, actor)
+        return _finish(ws, jobs.get(ws, job.id, actor), actor, report)
+    except BaseException as e:
+        if not isinstance(e, (KeyboardInterrupt, SystemExit)):
+            jobs.fail(ws, job.id, f"{type(e).__name__}: {e}; run `archivist erase {doc['name']}` again to finish it")
+        raise
+
+
+def resume(ws: Workspace, job_id: str, user: str | None = None) -> EraseReport:
+    """Finish an interrupted erase job: from the start while its document still exists, else its
+    remaining steps (the record, the stale marks, the compaction). Raises LookupError for a job
+    `user` may not see, JobError for one that is not resumable."""
+    from archivist import jobs
+
+    actor = access.current_user(ws, user)
+    job = jobs.get(ws, job_id, actor)
+    spec = job.spec
+    if ws.db.execute("SELECT 1 FROM documents WHERE id = ?", (spec["document_id"],)).fetchone():
+        return erase(ws, spec["document_id"], actor, spec["collection"], spec.get("keep_ratings", False))
+    jobs.start(ws, job.id, resume=True)
+    prior = spec.get("report") or {}
+    report = EraseReport(document=spec["document"], collection=spec["collection"], document_id=spec["document_id"],
+                         chunks=prior.get("chunks", 0), resumed=True)
+    _counted(report, prior)
+    return _finish(ws, jobs.get(ws, job.id, actor), actor, report)
+
+
+def _interrupted(ws: Workspace, actor: str, match):
+    """The oldest interrupted (or failed) erase job of `actor` whose spec `match`es, or None."""
+    from archivist import jobs
+
+    for job in reversed(jobs.list_jobs(ws, actor, ("erase",), limit=1000)):
+        if job.state in jobs.RESUMABLE and job.owner == actor and match(job.spec):
+            return job
+    return None
+
+
+def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> EraseReport:
+    """Step 1, while the document exists: every copy of its text, each through its owner."""
+    from archivist.finetune import datasets
+    from archivist.ingest.uploads import remove_upload
+    from archivist.retrieval import evaluation
+
     row = ws.db.execute("SELECT text, source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
     chunks = {r[0]: r[1] for r in ws.db.execute("SELECT id, text FROM chunks WHERE document_id = ?", (doc["id"],))}
     erased = matcher(row["text"] or "", list(chunks.values()))
     report = EraseReport(document=doc["name"], collection=doc["collection"], document_id=doc["id"], chunks=len(chunks))
-    ws.db.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left holding the text
-    try:
-        delete_document(ws, doc["id"], actor, doc["collection"])
+    report.needles = erased_sentences(row["text"] or "")  # not a field: the text stays out of reports and jobs
+    with _secure_delete(ws):
         fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings)
         report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
         report.messages = conversations.erase_document(ws, doc["name"], erased)
         report.dataset_examples = datasets.erase_document(ws, doc["id"], set(chunks), erased)
         report.evaluations = evaluation.erase_text(ws, erased)
         report.upload = _remove_upload(ws, row["source"], remove_upload)
-        report.adapters = adapters.learned_from(ws, doc["id"])
-        report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in report.adapters)
+        report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
+    return report
+
+
+def _delete(ws: Workspace, doc: dict, actor: str) -> None:
+    """Step 2: the document, its chunks, vectors, lexical postings and FTS rows."""
+    from archivist.ingest.pipeline import delete_document
+
+    with _secure_delete(ws):
+        delete_document(ws, doc["id"], actor, doc["collection"])
+
+
+def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
+    """Step 3, the document gone: mark what learned from it stale and record the erase (one
+    transaction, once per job), rebuild the lexical terms, compact, and end the job."""
+    from archivist import jobs
+    from archivist.finetune import retriever
+    from archivist.retrieval import lexicon
+
+    spec = job.spec
+    report.adapters = adapters.learned_from(ws, spec["document_id"])
+    report.embedders = retriever.learned_from(ws, spec["document_id"])
+    why = f"trained on a deleted document: {spec['document']}"
+    retriever.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
+    with _secure_delete(ws):
         with transaction(ws.db):
-            adapters.mark_stale(ws, report.adapters, f"trained on a deleted document: {doc['name']}")
-            audit.record(ws, "document.erased", user=actor, target=doc["name"], detail={
-                "document_id": doc["id"], "collection": doc["collection"], "sha256": doc["content_hash"],
-                "chunks": len(chunks), "feedback_deleted": report.feedback_deleted,
-                "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
-                "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
-                "upload": bool(report.upload), "stale_adapters": report.adapters})
+            adapters.mark_stale(ws, report.adapters, why)
+            if not audit.has_job_record(ws, "document.erased", job.id):
+                audit.record(ws, "document.erased", user=actor, target=spec["document"], detail={
+                    "job": job.id, "document_id": spec["document_id"], "collection": spec["collection"],
+                    "sha256": spec.get("sha256"), "chunks": report.chunks, "feedback_deleted": report.feedback_deleted,
+                    "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
+                    "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
+                    "upload": bool(report.upload), "stale_adapters": report.adapters,
+                    "stale_embedders": report.embedders})
         lexicon.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
+    needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
+    if needles is not None:
+        report.leftovers = find_text(ws.home, needles)
+    jobs.finish(ws, job.id, result=asdict(report), message=f"erased {spec['document']}")
+    return report
+
+
+@contextmanager
+def _secure_delete(ws: Workspace):
+    """Freed SQLite pages are zeroed, not left holding the text, while this block runs."""
+    ws.db.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
     finally:
         ws.db.execute("PRAGMA secure_delete = OFF")
-    report.leftovers = find_text(ws.home, erased_sentences(row["text"] or ""))
-    return report
+
+
+def _merge(old: dict | None, new: dict) -> dict:
+    """The counts of a first, cut-short pass added to a rerun's (which finds those copies gone)."""
+    if not old:
+        return new
+    out = {**old, **{k: v for k, v in new.items() if v}}
+    for k in _COUNTS:
+        out[k] = old.get(k, 0) + new.get(k, 0)
+    out["dataset_examples"] = {d: old.get("dataset_examples", {}).get(d, 0) + new.get("dataset_examples", {}).get(d, 0)
+                               for d in {**old.get("dataset_examples", {}), **new.get("dataset_examples", {})}}
+    return out
+
+
+def _counted(report: EraseReport, counts: dict) -> None:
+    """Set the report's counts of removed copies from `counts` (a job's spec: every pass so far)."""
+    for k in _COUNTS + ("dataset_examples", "upload"):
+        if k in counts:
+            setattr(report, k, counts[k])
 
 
 def _remove_upload(ws: Workspace, source: str | None, remove_upload) -> str | None:

@@ -323,6 +323,9 @@ def ask(
     else:
         pieces = []
         result.adapter = chosen.name if chosen else None  # the adapter that really generates this answer
+        if on_token:  # a draft is shown as it comes: recorded before its first token
+            result.mode = mode
+            audit.question(ws, result, user, surface, collections, started=True)
         for piece in llm.stream(build_messages(question, passages), max_new_tokens=s.max_new_tokens, stats=stats, stop=stop,
                                 adapter=chosen):
             pieces.append(piece)

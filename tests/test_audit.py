@@ -129,6 +129,58 @@ def test_every_question_is_recorded_with_what_it_showed(sample_home, llm, embedd
         assert audit.verify(w).ok
 
 
+_STREAM_KILLED = """
+import os, signal, sys
+from archivist.retrieval.answer import ask
+from archivist.retrieval.repair import open_checked
+from archivist.settings import Settings
+
+def shown(piece):  # the first token reaches the screen, then the process dies
+    sys.stdout.write(piece); sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+with open_checked(Settings.from_env(home=sys.argv[1])) as ws:
+    ask(ws, sys.argv[2], mode="generate", on_token=shown, surface="app")
+"""
+
+
+@pytest.mark.slow
+def test_a_streamed_answer_is_recorded_before_its_first_token_even_if_killed(sample_home, llm, embedder, tmp_path):
+    """A draft reaches the screen token by token; a process killed after the first token still
+    leaves its `question.started` record (what was asked and shown), and a finished one both."""
+    import shutil
+
+    from archivist.retrieval.answer import ask
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    home = tmp_path / "copy"
+    shutil.copytree(sample_home, home)
+    q = "How many days of annual leave do employees get?"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ARCHIVIST_USER", None)
+    child = subprocess.run([sys.executable, "-c", _STREAM_KILLED, str(home), q], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL and child.stdout, child.stderr[-2000:]  # a token was shown
+    with open_checked(Settings.from_env(home=home)) as w:
+        assert actions(w, "question") == []
+        [r] = actions(w, "question.started")
+        d = r["detail"]
+        assert (d["question"], d["surface"], d["mode"]) == (q, "app", "generate") and d["shown"]
+        assert "answer_sha256" not in d
+        import dataclasses
+
+        w.settings = dataclasses.replace(w.settings, max_new_tokens=8)  # a short draft is enough here
+        pieces = []
+        a = ask(w, q, llm=llm, embedder=embedder, mode="generate", on_token=pieces.append)
+        started, done = actions(w, "question.started")[-1], actions(w, "question")[-1]
+        assert started["id"] < done["id"] and started["detail"]["shown"] == done["detail"]["shown"]
+        assert [s["chunk_id"] for s in done["detail"]["shown"]] == [p.chunk_id for p in a.passages]
+        ask(w, q, llm=llm, embedder=embedder, mode="extractive")  # nothing streamed: one record
+        assert len(actions(w, "question.started")) == 2 and len(actions(w, "question")) == 2
+        assert audit.verify(w).ok
+
+
 # -- reading is for admins --------------------------------------------------------------------------
 
 
@@ -371,4 +423,12 @@ def test_an_exported_adapter_is_recorded(ws, tmp_path):
     out = export_merged(ws, "tiny-lora", tmp_path / "merged")
     [r] = actions(ws, "adapter.exported")
     assert (r["user"], r["target"], r["detail"]) == ("admin", "tiny-lora", {"to": str(out.resolve())})
+    assert (out / "archivist-merged.json").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OSError):  # the write fails after the record: a second record says so
+        export_merged(ws, "tiny-lora", tmp_path / "a-file" / "merged")
+    [begun, failed] = [r for r in actions(ws, "adapter.") if r["action"].startswith("adapter.export")][1:]
+    assert begun["action"] == "adapter.exported" and failed["action"] == "adapter.export_failed"
+    assert failed["detail"]["to"] == begun["detail"]["to"] == str((tmp_path / "a-file" / "merged").resolve())
+    assert "NotADirectoryError" in failed["detail"]["error"]
     assert audit.verify(ws).ok

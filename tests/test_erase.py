@@ -167,3 +167,83 @@ def test_retrain_takes_the_stale_adapters_settings_under_a_new_name(ws, tmp_path
                        "settings": {"data": ["docs"], "rank": 4, "max_steps": 3, "dataset": "old-ds", "name": "hr-v1"}})
     cfg = _retrain_config(argparse.Namespace(retrain="hr-v1", home=str(ws.home)))
     assert (cfg.name, cfg.rank, cfg.max_steps, cfg.dataset, cfg.data) == ("hr-v1-r2", 4, 3, None, ["docs"])
+
+
+# The erase CLI, killed (SIGKILL, by itself) once the document is deleted and before the rest:
+# the audit record, the stale marks, the lexical rebuild and the compaction.
+_KILLED_AFTER_DELETE = """
+import os, signal, sys
+from archivist.retrieval import lexicon
+lexicon.sync = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from archivist.cli import main
+sys.exit(main(["erase", "depot.md"]))
+"""
+
+
+@pytest.mark.slow
+def test_an_erase_killed_after_the_delete_is_finished_by_running_it_again(tmp_path, embedder, llm, capsys, monkeypatch):
+    """A cut-short erase is an interrupted job; `archivist erase` of the same name finishes it (the
+    document is already gone): one audit record, the adapter stale, the text in no file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from archivist.cli import main
+    from conftest import REPO
+
+    home = tmp_path / "ws"
+    ws, doc = _workspace(home, embedder, llm, tmp_path)
+    ws.close()
+    env = {**os.environ, "ARCHIVIST_HOME": str(home)}
+    env.pop("ARCHIVIST_USER", None)
+    child = subprocess.run([sys.executable, "-c", _KILLED_AFTER_DELETE], env=env, cwd=REPO, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    left = find_text(home, [SECRET.encode()])
+    assert left, "the kill came before the compaction, so some copy of the text is still on disk"
+
+    monkeypatch.setenv("ARCHIVIST_HOME", str(home))
+    assert main(["jobs", "--json"]) == 0
+    [job] = [j for j in json.loads(capsys.readouterr().out) if j["kind"] == "erase"]
+    assert job["state"] == "interrupted" and "archivist jobs resume" in job["error"]
+    assert main(["erase", "depot.md"]) == 0  # the document is gone: the job is found and finished
+    out = capsys.readouterr().out
+    assert "erased depot.md" in out and "depot-v1" in out and "feedback: 1 deleted" in out
+    assert find_text(home, erased_sentences(DOC)) == []
+
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    with open_checked(Settings.from_env()) as w:
+        [rec] = audit.read(w, action="document.erased")
+        assert rec["detail"]["job"] == job["id"] and rec["detail"]["stale_adapters"] == ["depot-v1"]
+        assert adapters.get(w, "depot-v1")["stale"] == "trained on a deleted document: depot.md"
+        assert audit.verify(w).ok
+    assert main(["jobs", "--json"]) == 0
+    [job] = [j for j in json.loads(capsys.readouterr().out) if j["kind"] == "erase"]
+    assert job["state"] == "done" and job["resumed"] == 1
+    assert main(["erase", "depot.md"]) != 0  # nothing left to finish: an unknown document again
+    assert "no document 'depot.md'" in capsys.readouterr().err
+
+
+def test_erase_marks_an_adapted_retriever_that_learned_the_document_stale(ws, tmp_path, embedder):
+    from archivist.api.models import list_models
+    from archivist.finetune import retriever
+    from archivist.ingest.pipeline import ingest_paths
+
+    (tmp_path / "depot.md").write_text(DOC)
+    (tmp_path / "canteen.md").write_text(OTHER)
+    depot, canteen = ingest_paths(ws, [tmp_path / "depot.md", tmp_path / "canteen.md"], embedder=embedder, progress=False)
+    for name, docs in (("emb-depot", {"train": [depot.document_id], "held_out": [canteen.document_id]}),
+                       ("emb-canteen", {"train": [canteen.document_id], "held_out": []})):
+        (ws.home / "embedders" / name).mkdir(parents=True)
+        (ws.home / "embedders" / name / "archivist.json").write_text(json.dumps(
+            {"kind": "retriever", "name": name, "base": ws.settings.embedder, "collections": ["default"], "documents": docs}))
+    report = erase(ws, "depot.md")
+    assert report.embedders == ["emb-depot"] and report.leftovers == []
+    stale = {e["name"]: e.get("stale") for e in retriever.list_embedders(ws)}
+    assert stale == {"emb-depot": "trained on a deleted document: depot.md", "emb-canteen": None}
+    [m] = [m for m in list_models(ws, 0, "admin") if m["id"] == "emb-depot"]
+    assert m["kind"] == "embedding" and m["stale"] == "trained on a deleted document: depot.md"
+    [rec] = audit.read(ws, action="document.erased")
+    assert rec["detail"]["stale_embedders"] == ["emb-depot"]

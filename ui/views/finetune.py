@@ -233,7 +233,8 @@ with retriever_tab:
         st.success(f"Started in the background; its log: {log_path}")
     embedders = retriever.list_embedders(ws, user)
     if embedders:
-        st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "trained on": ", ".join(e["collections"]),
+        st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
+                                    "trained on": ", ".join(e["collections"]),
                                     "questions": e.get("questions", {}).get("train"),
                                     "hit@5 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["hit@5"], e["evaluation"]["adapted"]["hit@5"]),
                                     "MRR@10 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["mrr@10"], e["evaluation"]["adapted"]["mrr@10"]),
