@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import log, md_table, median, percentile, report, size
+from common import log, md_table, median, percentile, report, size, timed
 from query import build_workspace, questions
 
 
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     # the record alone, timed directly: the overhead without the noise of two whole calls
     hits = search(ws, qs[0], k=10)
     answer = ask(ws, qs[0], llm=llm, embedder=embedder)
-    rec_search = median([_timed(lambda: audit.searched(ws, None, "cli", qs[0], hits, None)) for _ in range(200)]) * 1000
-    rec_ask = median([_timed(lambda: audit.question(ws, answer, None, "cli", None)) for _ in range(200)]) * 1000
+    rec_search = median([timed(lambda: audit.searched(ws, None, "cli", qs[0], hits, None)) for _ in range(200)]) * 1000
+    rec_ask = median([timed(lambda: audit.question(ws, answer, None, "cli", None)) for _ in range(200)]) * 1000
 
     rows, data = [], {"per_repeat": results, "record_ms": {"search": rec_search, "question": rec_ask}}
     for label, target, rec in (("search", 0.05, rec_search), ("ask", 0.03, rec_ask)):
@@ -106,12 +106,6 @@ def main(argv=None) -> int:
                         "record / p50 plain", "target"], rows) + "\n")
     report("audit", f"Audit overhead ({args.size})", body, data)
     return 0
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

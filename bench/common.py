@@ -125,6 +125,13 @@ def open_ws(home: Path, **overrides):
     return open_checked(Settings.from_env(home=home, **overrides))
 
 
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds `fn()` takes (its result is dropped)."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 

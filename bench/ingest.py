@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from common import (BENCH, alternate, corpus, corpus_bytes, fresh_home, log, md_table, median, open_ws,
-                    report, size)
+                    report, size, timed)
 
 
 def chunk_inputs(ws) -> list[str]:
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     runs = {
         "archivist ingest_paths (torch)": lambda r: n / ingest_once(folder, f"ingest-{r}", torch_emb)[0],
-        "SentenceTransformer.encode (torch)": lambda r: len(texts) / _timed(
+        "SentenceTransformer.encode (torch)": lambda r: len(texts) / timed(
             lambda: st.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)),
     }
     fast = None
@@ -160,12 +160,6 @@ def main(argv=None) -> int:
     report("ingest", f"Ingestion ({args.size})", "\n".join(body),
            {"values": values, "chunks": chunks, "first_s": first_s, "reingest_s": again, "rss_1x": rss1, "rss_4x": rss4})
     return 0
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":
