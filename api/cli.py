@@ -7,11 +7,11 @@ import os
 import sys
 import threading
 
-from archivist.cli import CLIError, list_or_json, open_ws, settings_from
+from archivist.cli import CLIError, command, list_or_json, open_ws, settings_from
 
 
 def register(sub, common) -> None:
-    p = common(sub.add_parser("serve", help="the OpenAI-compatible HTTP API (http://127.0.0.1:8000/v1)"))
+    p = command(sub, common, "serve", cmd_serve, "the OpenAI-compatible HTTP API (http://127.0.0.1:8000/v1)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-waiting", type=int, default=16,
@@ -20,20 +20,15 @@ def register(sub, common) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="API processes sharing the port and the workspace (default 1). Each loads its own "
                         "embedder, and its own chat model unless ARCHIVIST_LLM_URL names a server (docs/serving.md)")
-    p.set_defaults(func=cmd_serve)
 
     if "keys" in sub.choices:  # another module registered `keys` already
         return
     keys = common(sub.add_parser("keys", help="API keys for `archivist serve`: create, revoke, list"))
     ks = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    p = common(ks.add_parser("create", help="create a key for --user NAME; the key is printed on the last line, once"))
-    p.set_defaults(func=cmd_keys_create)
-    p = common(ks.add_parser("revoke", help="revoke a key by its prefix (ak-1a2b3c4d) or in full"))
+    command(ks, common, "create", cmd_keys_create, "create a key for --user NAME; the key is printed on the last line, once")
+    p = command(ks, common, "revoke", cmd_keys_revoke, "revoke a key by its prefix (ak-1a2b3c4d) or in full")
     p.add_argument("key", metavar="KEY_OR_PREFIX")
-    p.set_defaults(func=cmd_keys_revoke)
-    p = common(ks.add_parser("list", help="keys (prefixes only) with their user and state"))
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_keys_list)
+    command(ks, common, "list", cmd_keys_list, "keys (prefixes only) with their user and state", json=True)
 
 
 def cmd_serve(args) -> int:

@@ -88,6 +88,16 @@ def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def command(sub, common, name: str, func, help: str, *, json: bool = False) -> argparse.ArgumentParser:
+    """Subcommand `name` of `sub`, running `func`, with the common options (and `--json` when it can
+    print its result as JSON); returns its parser for the options of its own."""
+    p = common(sub.add_parser(name, help=help))
+    if json:
+        p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = common(argparse.ArgumentParser(prog="archivist", description="Fine-tuning and RAG over your own documents."))
     parser.add_argument("--version", action="version", version=f"archivist {__version__}")

@@ -8,42 +8,33 @@ from __future__ import annotations
 
 import sys
 
-from archivist.cli import emit_json, open_ws
+from archivist.cli import command, emit_json, open_ws
 
 
 def register(sub, common) -> None:
     users = common(sub.add_parser("users", help="add, list and delete users (admins only, except listing yourself)"))
     us = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
-    p = common(us.add_parser("add", help="create a user"))
+    p = command(us, common, "add", cmd_users_add, "create a user")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--role", choices=["admin", "member"], default="member", help="admin: everything everywhere (default member)")
-    p.set_defaults(func=cmd_users_add)
-    p = common(us.add_parser("list", help="users with their role and grants"))
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_users_list)
-    p = common(us.add_parser("delete", help="delete a user with their grants, keys and sessions"))
+    command(us, common, "list", cmd_users_list, "users with their role and grants", json=True)
+    p = command(us, common, "delete", cmd_users_delete, "delete a user with their grants, keys and sessions")
     p.add_argument("name", metavar="NAME")
-    p.set_defaults(func=cmd_users_delete)
-    p = common(us.add_parser("role", help="make a user admin or member"))
+    p = command(us, common, "role", cmd_users_role, "make a user admin or member")
     p.add_argument("name", metavar="NAME")
     p.add_argument("role", choices=["admin", "member"])
-    p.set_defaults(func=cmd_users_role)
 
-    p = common(sub.add_parser("grant", help="give a user read, write or admin access to a collection"))
+    p = command(sub, common, "grant", cmd_grant, "give a user read, write or admin access to a collection")
     p.add_argument("target", metavar="USER")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("level", choices=["read", "write", "admin"])
-    p.set_defaults(func=cmd_grant)
 
-    p = common(sub.add_parser("revoke", help="remove a user's access to a collection"))
+    p = command(sub, common, "revoke", cmd_revoke, "remove a user's access to a collection")
     p.add_argument("target", metavar="USER")
     p.add_argument("collection", metavar="COLLECTION")
-    p.set_defaults(func=cmd_revoke)
 
-    p = common(sub.add_parser("collections", help="the collections you may read, with your level"))
+    p = command(sub, common, "collections", cmd_collections, "the collections you may read, with your level", json=True)
     p.add_argument("--create", metavar="NAME", help="create an empty collection (admins)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_collections)
 
 
 def _actor(args) -> str | None:

@@ -7,7 +7,7 @@ import dataclasses
 import re
 import sys
 
-from archivist.cli import CLIError, emit_json, list_or_json, open_ws, settings_from
+from archivist.cli import CLIError, command, emit_json, list_or_json, open_ws, settings_from
 from archivist.finetune import train
 from archivist.finetune.datasets import DEFAULT_SOURCES
 
@@ -36,25 +36,18 @@ def register(sub, common) -> None:
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_finetune)
 
-    p = common(sub.add_parser("adapters", help="registered adapters with their metrics"))
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_adapters)
+    command(sub, common, "adapters", cmd_adapters, "registered adapters with their metrics", json=True)
 
-    p = common(sub.add_parser("activate", help="choose the adapter the chat uses ('none': the base model)"))
+    p = command(sub, common, "activate", cmd_activate, "choose the adapter the chat uses ('none': the base model)", json=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--force", action="store_true", help="even when it was trained on another base than the chat model")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_activate)
 
-    p = common(sub.add_parser("export", help="write an adapter merged into its base as a standalone model"))
+    p = command(sub, common, "export", cmd_export, "write an adapter merged into its base as a standalone model")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--merged", metavar="OUT", required=True, help="output folder (safetensors, tokenizer, chat template)")
-    p.set_defaults(func=cmd_export)
 
-    p = common(sub.add_parser("runs", help="fine-tuning runs and their progress"))
+    p = command(sub, common, "runs", cmd_runs, "fine-tuning runs and their progress", json=True)
     p.add_argument("--cancel", metavar="RUN", default=None, help="stop a running fine-tune (it checkpoints first)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_runs)
 
     doctor = sub.choices.get("doctor")
     if doctor is not None:  # `archivist doctor --finetune method=qlora,batch_size=8,max_seq_len=2048`
