@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,31 @@ def ws(settings):
     w = open_workspace(settings)
     yield w
     w.close()
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`cli(*args, env={...}, unset=(...))` runs `archivist ARGS` in this process through the same
+    `main()` as the console script and returns a CompletedProcess (exit status, stdout, stderr).
+    A fresh interpreter costs several CPU-seconds per command (torch, transformers, the models
+    loaded again); tests about the process itself (kill -9, start-up warnings, workers) start one."""
+    from archivist.cli import main
+
+    def run(*args: str, env: dict | None = None, unset: tuple = ()) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as m:
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            for key in unset:
+                m.delenv(key, raising=False)
+            capsys.readouterr()
+            try:
+                status = main([str(a) for a in args])
+            except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+                status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+            out = capsys.readouterr()
+        return subprocess.CompletedProcess(["archivist", *args], status, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture

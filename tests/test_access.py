@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -132,16 +129,10 @@ def test_delete_user_cascades_and_keeps_the_last_admin(team):
     assert not access.is_admin(ws, LOCAL_ADMIN) and access.is_admin(ws, "owen")
 
 
-def _cli(*args, env_user: str | None = None):
-    env = dict(os.environ)
-    env.pop("ARCHIVIST_USER", None)
-    if env_user:
-        env["ARCHIVIST_USER"] = env_user
-    return subprocess.run([sys.executable, "-m", "archivist.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+def test_cli_users_grant_revoke(settings, cli):
+    def _cli(*args, env_user: str | None = None):
+        return cli(*args, env={"ARCHIVIST_USER": env_user}) if env_user else cli(*args, unset=("ARCHIVIST_USER",))
 
-
-@pytest.mark.slow
-def test_cli_users_grant_revoke(settings):
     assert _cli("users", "add", "rita").returncode == 0
     assert _cli("users", "add", "boss", "--role", "admin").returncode == 0
     r = _cli("grant", "rita", "finance", "read")

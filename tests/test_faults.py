@@ -370,8 +370,7 @@ def test_faiss_out_of_step_is_detected_and_repaired_on_open(tmp_path, indexed, d
         assert snapshot(ws) == reference
 
 
-@pytest.mark.slow
-def test_reindex_cli_repairs_and_needs_admin(tmp_path, embedder):
+def test_reindex_cli_repairs_and_needs_admin(tmp_path, embedder, cli):
     corpus = make_corpus(tmp_path / "corpus", 2, seed=4)
     home = tmp_path / "ws"
     with open_checked(settings_at(home)) as ws:
@@ -382,9 +381,9 @@ def test_reindex_cli_repairs_and_needs_admin(tmp_path, embedder):
         access.grant(ws, "rita", "docs", "write")
     (home / "index" / "c1.faiss").write_bytes(b"junk")
     env = _child_env(home)
-    r = subprocess.run([sys.executable, "-m", "archivist.cli", "--user", "rita", "reindex"], env=env, capture_output=True, text=True)
+    r = cli("--user", "rita", "reindex", env=env)
     assert r.returncode == 2 and "needs the admin role" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "archivist.cli", "reindex", "--json"], env=env, capture_output=True, text=True)
+    r = cli("reindex", "--json", env=env)
     assert r.returncode == 0, r.stderr
     with open_workspace(settings_at(home)) as ws:
         assert problems(ws) == []
@@ -461,7 +460,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_workspace(tmp_path, small_d
 
 
 @pytest.mark.slow
-def test_full_disk_on_open_and_on_index_save(tmp_path, small_disk, embedder):
+def test_full_disk_on_open_and_on_index_save(tmp_path, small_disk, embedder, cli):
     """With no byte free, opening the workspace and saving a FAISS file fail with WorkspaceError
     (the CLI prints it as one line), and the stored data is untouched."""
     from archivist.retrieval import vectors
@@ -482,8 +481,7 @@ def test_full_disk_on_open_and_on_index_save(tmp_path, small_disk, embedder):
     filler2 = fill(small_disk, leave=0, name="filler2")
     with pytest.raises(WorkspaceError, match="disk is full"):
         open_checked(settings_at(home))
-    env = _child_env(home)
-    r = subprocess.run([sys.executable, "-m", "archivist.cli", "documents", "--json"], env=env, capture_output=True, text=True)
+    r = cli("documents", "--json", env=_child_env(home))
     assert r.returncode == 2 and r.stderr.startswith("archivist: error:") and "disk is full" in r.stderr, r.stderr
     filler.unlink()
     filler2.unlink()

@@ -154,17 +154,15 @@ def test_failed_update_keeps_the_stored_version(ws, tmp_path, embedder):
     assert ws.db.execute("SELECT text FROM chunks").fetchone()[0] == "The badge office closes at 17:00."
 
 
-@pytest.mark.slow
-def test_cli_ingest_exit_status_and_json(tmp_path, monkeypatch):
+def test_cli_ingest_exit_status_and_json(tmp_path, cli):
     write(tmp_path / "ok.md", "Lunch is served from 12:00 in the atrium.\n")
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 truncated")
-    out = subprocess.run([sys.executable, "-m", "archivist.cli", "ingest", str(tmp_path / "ok.md"), str(tmp_path / "bad.pdf"), "--json"],
-                         capture_output=True, text=True, timeout=300)
+    out = cli("ingest", tmp_path / "ok.md", tmp_path / "bad.pdf", "--json")
     assert out.returncode == 1, out.stderr
     files = {f["name"]: f for f in json.loads(out.stdout)["files"]}
     assert files["ok.md"]["status"] == "added"
     assert files["bad.pdf"]["status"] == "failed" and "PDF" in files["bad.pdf"]["reason"]
-    listed = subprocess.run([sys.executable, "-m", "archivist.cli", "documents", "--json"], capture_output=True, text=True, timeout=120)
+    listed = cli("documents", "--json")
     assert [d["name"] for d in json.loads(listed.stdout)] == ["ok.md"]
 
 
@@ -213,9 +211,8 @@ def test_workspace_schema_is_migrated_once_and_wal(settings):
         assert [tuple(r) for r in ws.db.execute("SELECT name, role FROM users")] == [("admin", "admin")]
 
 
-@pytest.mark.slow
-def test_doctor_json_reports_models_and_memory():
-    out = subprocess.run([sys.executable, "-m", "archivist.cli", "doctor", "--json"], capture_output=True, text=True, timeout=120)
+def test_doctor_json_reports_models_and_memory(cli):
+    out = cli("doctor", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["device"] in ("cpu", "cuda")
@@ -309,16 +306,15 @@ def test_folder_symlinks_leaving_the_folder_are_refused_and_named(ws, tmp_path, 
     assert "root:" not in texts and "KESTREL" not in texts
 
 
-@pytest.mark.slow  # CLI subprocesses
-def test_follow_symlinks_ingests_them_and_the_cli_refuses_by_default(tmp_path):
+def test_follow_symlinks_ingests_them_and_the_cli_refuses_by_default(tmp_path, cli):
     docs = _folder_with_links(tmp_path)
     (docs / "passwd").unlink()  # keep the system file out of the followed run
-    cmd = [sys.executable, "-m", "archivist.cli", "ingest", str(docs), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = ["ingest", docs, "--json"]
+    out = cli(*cmd)
     assert out.returncode == 1, out.stderr
     files = {f["name"]: f for f in json.loads(out.stdout)["files"]}
     assert files["docs/stolen.txt"]["status"] == "failed" and "symlink" in files["docs/stolen.txt"]["reason"]
-    out = subprocess.run(cmd + ["--follow-symlinks"], capture_output=True, text=True, timeout=300)
+    out = cli(*cmd, "--follow-symlinks")
     assert out.returncode == 0, out.stderr
     files = {f["name"]: f["status"] for f in json.loads(out.stdout)["files"]}
     assert files["docs/stolen.txt"] == "added" and files["docs/elsewhere/secret.txt"] == "added"
@@ -353,16 +349,14 @@ def test_another_embedder_backend_is_refused_until_reembed(ws, tmp_path, embedde
         ingest_paths(ws, [one], embedder=embedder, progress=False)
 
 
-@pytest.mark.slow  # CLI subprocesses
-def test_cli_refuses_another_backend_naming_the_command(tmp_path):
+def test_cli_refuses_another_backend_naming_the_command(tmp_path, cli):
     write(tmp_path / "a.md", "Keys are returned to reception.\n")
-    run = [sys.executable, "-m", "archivist.cli", "ingest", str(tmp_path / "a.md"), "-q"]
-    assert subprocess.run(run, capture_output=True, text=True, timeout=300).returncode == 0
-    env = {**__import__("os").environ, "ARCHIVIST_EMBED_BACKEND": "torch"}
-    out = subprocess.run(run, capture_output=True, text=True, timeout=300, env=env)
+    run = ["ingest", tmp_path / "a.md", "-q"]
+    assert cli(*run).returncode == 0
+    env = {"ARCHIVIST_EMBED_BACKEND": "torch"}
+    out = cli(*run, env=env)
     assert out.returncode == 2 and "archivist reindex --reembed" in out.stderr, out.stderr
-    out = subprocess.run([sys.executable, "-m", "archivist.cli", "reindex", "--reembed", "--json"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    out = cli("reindex", "--reembed", "--json", env=env)
     assert out.returncode == 0 and json.loads(out.stdout) == {"default": 1}, out.stderr
-    out = subprocess.run(run, capture_output=True, text=True, timeout=300, env=env)
+    out = cli(*run, env=env)
     assert out.returncode == 0 and "unchanged" in out.stdout, out.stderr

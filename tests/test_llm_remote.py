@@ -5,17 +5,13 @@ against vLLM are in tests/test_vllm.py (`make test-vllm`)."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +111,7 @@ def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_p
     assert {n for n, _ in remote.adapters} == {"one", "two", "base"}
 
 
-def test_a_stopped_server_gives_a_clear_error(sample_home, tmp_path, llm):
+def test_a_stopped_server_gives_a_clear_error(sample_home, tmp_path, llm, cli):
     """Nobody listens on the port: ask, the CLI and the API each say which server is down."""
     from archivist.retrieval.answer import ask
     from archivist.retrieval.llm_remote import LLMUnavailable
@@ -125,9 +121,7 @@ def test_a_stopped_server_gives_a_clear_error(sample_home, tmp_path, llm):
     with open_checked(remote_settings(sample_home, url)) as ws:
         with pytest.raises(LLMUnavailable, match=f"LLM server at {url} is not reachable"):
             ask(ws, QUESTION)
-    env = {**os.environ, "ARCHIVIST_HOME": str(sample_home), "ARCHIVIST_LLM_URL": url}
-    done = subprocess.run([sys.executable, "-m", "archivist.cli", "ask", QUESTION], env=env, capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
+    done = cli("ask", QUESTION, env={"ARCHIVIST_HOME": str(sample_home), "ARCHIVIST_LLM_URL": url})
     assert done.returncode == 2, done.stderr
     assert f"archivist: error: the LLM server at {url} is not reachable" in done.stderr
 

@@ -130,7 +130,6 @@ def test_two_workers_share_one_workspace_with_concurrent_writes_and_reads(two_wo
         assert "team-0.md" not in [h["document"] for h in hits]
 
 
-def test_workers_must_be_at_least_one(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "archivist.cli", "serve", "--workers", "0"], capture_output=True,
-                          text=True, env={**os.environ, "ARCHIVIST_HOME": str(tmp_path / "ws")}, timeout=120)
+def test_workers_must_be_at_least_one(cli):
+    done = cli("serve", "--workers", "0")
     assert done.returncode != 0 and "--workers must be 1 or more, got 0" in done.stderr

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -65,12 +63,16 @@ def test_unanswerable_questions_are_not_answered(sample_ws, llm, embedder):
         assert a.status in ("not_found", "uncertain"), (q["question"], a.answer)
 
 
-def test_the_cli_prints_the_checked_answer_not_the_draft(sample_home):
+def test_the_cli_prints_the_checked_answer_not_the_draft(sample_home, llm, cli):
     """Not a terminal: no draft at all; the text printed is the checked answer of --json."""
     q = "Which phone extension reaches the duty manager?"
-    env_cmd = [sys.executable, "-m", "archivist.cli", "--home", str(sample_home), "ask", q]
-    js = json.loads(subprocess.run(env_cmd + ["--json"], capture_output=True, text=True, timeout=300, check=True).stdout)
-    out = subprocess.run(env_cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    env_cmd = ["--home", sample_home, "ask", q]
+    done = cli(*env_cmd, "--json")
+    assert done.returncode == 0, done.stderr
+    js = json.loads(done.stdout)
+    done = cli(*env_cmd)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert out.startswith(js["answer"] + "\n")
     assert js["status"] in out.split("\n\n", 2)[1]
     if js["generated"] and js["generated"].strip() != js["answer"].strip():
