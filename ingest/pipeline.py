@@ -20,7 +20,7 @@ import unicodedata
 from collections import deque
 from contextlib import closing
 from itertools import islice
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +68,13 @@ class _Pending:
     replaces: int | None  # id of the document row this one updates
     result: FileResult = field(default=None)
     ocr: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence
+    vectors: np.ndarray | None = None  # one row per chunk when computed elsewhere (ray_ingest's embed actors)
+
+
+# Where read and chunked documents come from: (workspace, collection id, [(path, stored name)])
+# -> each file's _Pending or FileResult, in any order. `read_ahead` (this process) by default;
+# ray_ingest.prepare_on_ray runs the same reading on a Ray cluster.
+Prepare = Callable[[Workspace, int, list[tuple[Path, str]]], Iterator["_Pending | FileResult"]]
 
 
 def clean_name(name: str) -> str:
@@ -169,6 +176,7 @@ def ingest_paths(
     progress: bool = True,
     on_file: Callable[[FileResult, int, int], None] | None = None,
     follow_symlinks: bool = False,
+    prepare: Prepare | None = None,
 ) -> list[FileResult]:
     """Ingest files and folders into `collection`, as a job of `user` (archivist/jobs.py); returns one
     FileResult per file, in order.
@@ -180,6 +188,7 @@ def ingest_paths(
     Raises AccessDenied when `user` may not write to the collection; per-file problems never
     raise, they become failed results. A cancelled job (`archivist jobs cancel`) stops after the
     file at hand; the files it did not reach come back `cancelled`.
+    `prepare` reads and chunks the files (default `read_ahead`, in this process; see ray_ingest).
     """
     from archivist.models import embedder_for
 
@@ -193,7 +202,7 @@ def ingest_paths(
         files, refused = [(Path(p), clean_name(n)) for p, n in zip(paths, names)], []
     job = create_job(ws, "ingest", user, collection, files, [(r.name, r.reason) for r in refused])
     jobs.start(ws, job.id)
-    return _ingest(ws, job, files, embedder, progress, on_file) + refused
+    return _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead) + refused
 
 
 INGEST_KINDS = ("ingest", "upload")
@@ -217,7 +226,7 @@ def job_files(job: jobs.Job) -> list[tuple[Path, str]]:
 
 
 def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
-            on_file: Callable[[FileResult, int, int], None] | None = None) -> list[FileResult]:
+            on_file: Callable[[FileResult, int, int], None] | None = None, prepare: Prepare | None = None) -> list[FileResult]:
     """Run a queued ingest or upload job (`create_job`, or `jobs.requeue` to resume one) in this
     process, as its owner; returns its FileResults. A job whose owner may no longer write to the
     collection (or whose embedder no longer matches) fails with the reason, and so does each file.
@@ -233,13 +242,14 @@ def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
     except (access.AccessDenied, WorkspaceError) as e:
         jobs.fail(ws, job.id, str(e))
         return [FileResult(n, "failed", reason=f"not ingested: {e}") for _, n in files]
-    return _ingest(ws, job, files, embedder, progress, on_file)
+    return _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
 
 
 def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedder, progress: bool,
-            on_file: Callable[[FileResult, int, int], None] | None) -> list[FileResult]:
-    """The work of a started ingest job: read, chunk, embed and commit `files`, with the job's
-    progress, heartbeat and cancel flag; ends the job as done, cancelled, interrupted or failed."""
+            on_file: Callable[[FileResult, int, int], None] | None, prepare: Prepare) -> list[FileResult]:
+    """The work of a started ingest job: read and chunk `files` (`prepare`), embed and commit them,
+    with the job's progress, heartbeat and cancel flag; ends the job as done, cancelled, interrupted
+    or failed."""
     from tqdm import tqdm
 
     collection = job.spec["collection"]
@@ -278,21 +288,14 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
 
     state, error = "done", None
     try:
-        # Read the next files while the current batch embeds; the reader thread has its own connection.
-        with jobs.keep_alive(ws, job.id), closing(connect(ws.home / "archivist.db")) as reader_db, \
-                ThreadPoolExecutor(max_workers=1) as pool:
-            # A bounded read-ahead: extracted text of files not yet embedded never piles up in memory.
-            queue = iter(files)
-            futures = deque(pool.submit(_prepare, ws.settings, reader_db, cid, p, n) for p, n in islice(queue, READ_AHEAD))
-            while futures:
+        with jobs.keep_alive(ws, job.id), closing(prepare(ws, cid, files)) as items:
+            while True:
                 if tell():
                     state = "cancelled"
-                    for f in futures:
-                        f.cancel()
                     break
-                item = futures.popleft().result()
-                for p, n in islice(queue, 1):
-                    futures.append(pool.submit(_prepare, ws.settings, reader_db, cid, p, n))
+                item = next(items, None)
+                if item is None:
+                    break
                 if isinstance(item, FileResult):
                     finish(item)
                     continue
@@ -340,17 +343,59 @@ def _counts_line(results: list[FileResult]) -> str:
     return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
 
 
+def read_ahead(ws: Workspace, cid: int, files: list[tuple[Path, str]]) -> Iterator[_Pending | FileResult]:
+    """The local Prepare: each file hashed, compared and read in a thread while the caller embeds,
+    at most READ_AHEAD files ahead (extracted text of files not yet embedded never piles up in memory).
+    The reader thread has its own connection."""
+    with closing(connect(ws.home / "archivist.db")) as reader_db, ThreadPoolExecutor(max_workers=1) as pool:
+        queue = iter(files)
+        futures = deque(pool.submit(_prepare, ws.settings, reader_db, cid, p, n) for p, n in islice(queue, READ_AHEAD))
+        try:
+            while futures:
+                item = futures.popleft().result()
+                for p, n in islice(queue, 1):
+                    futures.append(pool.submit(_prepare, ws.settings, reader_db, cid, p, n))
+                yield item
+        finally:  # closed early (a cancel): files not started are not read
+            for f in futures:
+                f.cancel()
+
+
 def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
     """Hash, compare and read one file (runs in the reader thread). Never raises."""
     t0 = time.monotonic()
     try:
-        try:
-            digest, size = sha256_file(path)
-        except OSError as e:
-            return FileResult(name, "failed", reason=f"cannot open: {e.strerror or e}", seconds=time.monotonic() - t0)
-        row = _existing(db, cid, name)
-        if row is not None and row["content_hash"] == digest and row["status"] == "ready":
-            return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
+        known = compare(db, cid, path, name)
+    except Exception as e:  # one broken file never stops a batch
+        log.exception("unexpected error comparing %s", name)
+        return FileResult(name, "failed", reason=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
+    if isinstance(known, FileResult):
+        return known
+    return read_file(s, path, name, *known, t0=t0)
+
+
+def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] | FileResult:
+    """Hash `path` and look up `name` in collection `cid`: (digest, size, id of the document row it
+    updates or None) when it needs reading, else its FileResult (unchanged, or failed: cannot open).
+    Raises sqlite3.Error only."""
+    t0 = time.monotonic()
+    try:
+        digest, size = sha256_file(path)
+    except OSError as e:
+        return FileResult(name, "failed", reason=f"cannot open: {e.strerror or e}", seconds=time.monotonic() - t0)
+    row = _existing(db, cid, name)
+    if row is not None and row["content_hash"] == digest and row["status"] == "ready":
+        return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
+    return digest, size, row["id"] if row is not None else None
+
+
+def read_file(s, path: Path, name: str, digest: str, size: int, replaces: int | None,
+              t0: float | None = None) -> _Pending | FileResult:
+    """Read and chunk one file (its `digest` and `size` from `compare`) with settings `s`: its
+    _Pending, or a failed FileResult naming the reason; `t0` is when its work began (default now).
+    Never raises; needs no workspace, so it also runs on a Ray worker."""
+    t0 = time.monotonic() if t0 is None else t0
+    try:
         extracted = read(path, max_mb=s.max_file_mb, max_unzipped_mb=s.max_unzipped_mb, timeout=s.reader_timeout,
                          ocr=s.ocr, page_timeout=s.ocr_page_timeout, max_pages=s.max_pages)
         from archivist.models import embedder_for
@@ -360,7 +405,7 @@ def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
         if not chunks:
             raise ReadError("no text found")
         return _Pending(name, str(path.resolve()), digest, size, extracted.kind, extracted.pages, extracted.title,
-                        text, chunks, t0, row["id"] if row is not None else None, ocr=extracted.ocr)
+                        text, chunks, t0, replaces, ocr=extracted.ocr)
     except ReadError as e:
         return FileResult(name, "failed", reason=str(e), seconds=time.monotonic() - t0)
     except Exception as e:  # one broken file never stops a batch
@@ -436,15 +481,21 @@ def _embed(ws: Workspace, batch: list[_Pending], embedder, identity: str,
     keys: list[str] = []
     blobs: dict[str, bytes] = {}
     new: set[str] = set()
-    chunks = (c for p in batch for c in p.chunks)
+    # each chunk with the vector computed for it elsewhere (p.vectors), if any
+    chunks = ((c, None if p.vectors is None else p.vectors[i]) for p in batch for i, c in enumerate(p.chunks))
     while part := list(islice(chunks, BATCH_CHUNKS)):
-        inputs = [embed_text(c.text, c.heading) for c in part]
+        inputs = [embed_text(c.text, c.heading) for c, _ in part]
         part_keys = [vector_key(identity, t) for t in inputs]
         keys += part_keys
         blobs.update(_known_vectors(ws, [k for k in dict.fromkeys(part_keys) if k not in blobs], reuse_from))
         todo: dict[str, str] = {}
-        for key, text in zip(part_keys, inputs):
-            if key not in blobs:
+        for key, text, (_, given) in zip(part_keys, inputs, part):
+            if key in blobs:
+                continue
+            if given is not None:
+                blobs[key] = np.asarray(given, dtype=np.float32).tobytes()
+                new.add(key)
+            else:
                 todo.setdefault(key, text)
         if todo:
             vecs = embedder.embed(list(todo.values()), batch_size=ws.settings.embed_batch)
