@@ -11,7 +11,7 @@ SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-r
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean vllm-env vllm-serve test-vllm
+.PHONY: install run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean vllm-env vllm-serve test-vllm ray-deps test-ray bench-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,18 @@ vllm-serve: vllm-env install
 # Tests against a real vLLM server (the `vllm` marker; they start one themselves).
 test-vllm: install vllm-env
 	ARCHIVIST_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_vllm.py
+
+# Ray (`archivist ingest --ray`) is an optional extra: ray[data] 2.60.0, about 80 MB, into .venv.
+ray-deps: install
+	@$(BIN)/python -c "import ray.data" 2>/dev/null || $(BIN)/pip install -q -e '.[ray]'
+
+# Tests on a local Ray cluster (the `ray` marker: out of `make test`, a cluster takes ~20 s to start).
+test-ray: ray-deps
+	$(BIN)/python -m pytest -q -m ray tests/test_ray_ingest.py
+
+# --ray against the local path on the same corpus, alternated repeats (bench/RESULTS.md).
+bench-ray: ray-deps
+	nice -n 10 $(BIN)/python bench/ingest_ray.py
 
 clean:
 	rm -rf $(VENV) *.egg-info test-artifacts

@@ -534,11 +534,17 @@ def _make_embedder(name: str, device: str, backend: str, cache: str):
 def embedder_for(settings):
     """The workspace's embedder: `settings.embedder`, or the retriever adapted from it that the
     workspace switched to (see `active_embedder`)."""
+    return load_embedder(*embedder_args(settings))
+
+
+def embedder_args(settings) -> tuple[str, str, str, str]:
+    """What `embedder_for` loads, as load_embedder's (name, device, backend, cache): another process
+    (a Ray actor) loads the same embedder from them."""
     name = settings.embedder
     active = active_embedder(settings.home)
     if active is not None and active.get("base") == settings.embedder and active.get("path"):
         name = str(Path(settings.home) / active["path"])
-    return load_embedder(name, settings.device, settings.embed_backend, str(settings.cache))
+    return name, settings.device, settings.embed_backend, str(settings.cache)
 
 
 ACTIVE_EMBEDDER = "index/embedder.json"  # written only by archivist.retrieval.reembed, at the switch

@@ -23,6 +23,10 @@ def register(sub, common) -> None:
     p.add_argument("--resume", action="store_true",
                    help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's); "
                         "see also `archivist jobs`")
+    p.add_argument("--ray", nargs="?", const=LOCAL_RAY, default=None, metavar="ADDRESS",
+                   help="read, chunk and embed on a Ray cluster (`pip install 'archivist[ray]'`): at ADDRESS "
+                        "(auto, ray://HOST:10001, HOST:6379), or a local one started for it; this process "
+                        "still writes the workspace (docs/serving.md, \"Ingestion on Ray\")")
     p.set_defaults(func=cmd_ingest)
 
     p = common(sub.add_parser("documents", help="list documents you may read"))
@@ -42,9 +46,27 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_reindex)
 
 
+LOCAL_RAY = "local"  # `--ray` without an address: start a local Ray cluster
+
+
+def ray_address(value: str | None, paths: list[str]) -> str | None:
+    """The Ray address `--ray` was given (None: a local cluster). `archivist ingest --ray docs/` puts
+    the folder into --ray's optional value: a value that is no address but an existing path goes
+    back to `paths`."""
+    if value is None or value == LOCAL_RAY:
+        return None
+    looks_like_address = value == "auto" or "://" in value or value.rsplit(":", 1)[-1].isdigit()
+    if not looks_like_address and os.path.exists(value):
+        paths.insert(0, value)
+        return None
+    return value
+
+
 def cmd_ingest(args) -> int:
     from archivist.ingest.pipeline import ingest_paths, interrupted_jobs, resume_interrupted
 
+    on_ray = args.ray is not None
+    address = ray_address(args.ray, args.paths)
     if not args.paths and not args.resume:
         raise CLIError("give files or folders to ingest, or --resume")
     missing = [p for p in args.paths if not os.path.exists(p)]
@@ -53,14 +75,25 @@ def cmd_ingest(args) -> int:
     user = getattr(args, "user", None)
     results = []
     with open_ws(args) as ws:
-        if args.resume:
+        if args.resume and on_ray:
+            from archivist.ingest.ray_ingest import resume_on_ray
+
+            resumed = _on_ray(resume_on_ray, ws, user, address, progress=not (args.quiet or args.json))
+            print(f"resumed {len(resumed)} interrupted ingest job(s) on Ray", file=sys.stderr)
+            results = [r for _, rs in resumed for r in rs]
+        elif args.resume:
             resumed = resume_interrupted(ws, user, progress=not (args.quiet or args.json))
             print(f"resumed {len(resumed)} interrupted ingest job(s)", file=sys.stderr)
             results = [r for _, rs in resumed for r in rs]
         elif cut := interrupted_jobs(ws, user):
             print(f"archivist: note: {len(cut)} ingest job(s) were cut short (job {', '.join(j.id for j in cut)}); "
                   "`archivist ingest --resume` finishes them", file=sys.stderr)
-        if args.paths:
+        if args.paths and on_ray:
+            from archivist.ingest.ray_ingest import ingest_on_ray
+
+            results += _on_ray(ingest_on_ray, ws, args.paths, address, collection=args.collection, user=user,
+                               progress=not (args.quiet or args.json), follow_symlinks=args.follow_symlinks)
+        elif args.paths:
             results += ingest_paths(ws, args.paths, collection=args.collection, user=user,
                                     progress=not (args.quiet or args.json), follow_symlinks=args.follow_symlinks)
     if args.json:
@@ -69,6 +102,16 @@ def cmd_ingest(args) -> int:
         print_summary(results)
     failed = any(r.status in ("failed", "cancelled") for r in results) or bool(missing)
     return 1 if failed else 0
+
+
+def _on_ray(fn, *args, **kwargs):
+    """`fn` (ingest_on_ray, resume_on_ray), with Ray's absence or an unreachable cluster a CLIError."""
+    from archivist.ingest.ray_ingest import RayUnavailable
+
+    try:
+        return fn(*args, **kwargs)
+    except RayUnavailable as e:
+        raise CLIError(str(e)) from None
 
 
 def print_summary(results) -> None:

@@ -516,12 +516,13 @@ def interrupted_jobs(ws: Workspace, user: str | None = None) -> list[jobs.Job]:
 
 
 def resume_interrupted(ws: Workspace, user: str | None = None, embedder=None, progress: bool = False,
-                       on_file: Callable[[FileResult, int, int], None] | None = None) -> list[tuple[jobs.Job, list[FileResult]]]:
+                       on_file: Callable[[FileResult, int, int], None] | None = None,
+                       prepare: Prepare | None = None) -> list[tuple[jobs.Job, list[FileResult]]]:
     """Finish the interrupted ingest jobs `user` may see (None: every user's, for a server starting
     up): each is claimed (`jobs.claim_interrupted`, so only one process resumes it) and run again
     under its own id, as its owner: what it had committed comes back `unchanged`, a file since
     removed fails with its reason. Returns (job, results) per resumed job."""
-    return [(job, run_job(ws, job.id, embedder=embedder, progress=progress, on_file=on_file))
+    return [(job, run_job(ws, job.id, embedder=embedder, progress=progress, on_file=on_file, prepare=prepare))
             for job in jobs.claim_interrupted(ws, INGEST_KINDS, user)]
 
 

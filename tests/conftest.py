@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
     a command-line -m replaces the one in pyproject.toml's addopts. (Runs before pytest's own -m
     selection: conftest hooks are called before the built-in plugins'.)"""
     for item in items:
-        if any(item.get_closest_marker(m) for m in ("long", "gpu", "e2e", "vllm")) and not item.get_closest_marker("slow"):
+        if any(item.get_closest_marker(m) for m in ("long", "gpu", "e2e", "vllm", "ray")) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
 
 

@@ -1,0 +1,147 @@
+"""Ingestion on a local Ray cluster (`archivist ingest --ray`): the same workspace as a local
+ingest, a bad file failing alone, and a killed --ray ingest that a rerun finishes.
+
+Marked `ray`: out of the default run (a Ray cluster takes ~20 s to start here, and Ray is an
+optional extra); `make test-ray` installs it and runs these.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archivist import jobs
+from archivist.ingest.pipeline import ingest_paths
+from archivist.retrieval.repair import open_checked
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_faults import FORMATS, _child_env, _count, make_corpus, problems, settings_at, sigkill_when, snapshot  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
+
+# The --ray CLI with small commit batches and a paced commit (in this driver: the embedding runs in
+# Ray actors), so the kill lands between commits of a run that is still going.
+RAY_CHILD = """
+import sys, time
+import archivist.ingest.pipeline as p
+import archivist.ingest.ray_ingest as r
+p.BATCH_CHUNKS = 8
+p.FLUSH_SECONDS = 0.2
+r.DOCS_PER_EMBED = 2
+r.FILES_PER_BLOCK = 1
+commit = p._embed_and_commit
+def paced(*args, **kwargs):
+    time.sleep(0.5)
+    return commit(*args, **kwargs)
+p._embed_and_commit = paced
+from archivist.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """One local Ray cluster for the module: ingest_on_ray uses a connection that is already open."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.cluster_resources()
+    ray.shutdown()
+
+
+def vectors_by_chunk(ws) -> dict:
+    rows = ws.db.execute("SELECT k.name, d.path, c.seq, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
+                         "JOIN collections k ON k.id = d.collection_id").fetchall()
+    return {(r[0], r[1], r[2]): np.frombuffer(r[3], dtype=np.float32) for r in rows}
+
+
+def test_ray_ingest_equals_a_local_one_and_a_bad_file_fails_alone(tmp_path, embedder, local_cluster):
+    from archivist.ingest.ray_ingest import ingest_on_ray
+
+    corpus = make_corpus(tmp_path / "corpus", 6, seed=3, samples=FORMATS, size=3)
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a PDF")
+    with open_checked(settings_at(tmp_path / "local")) as ws:
+        local = ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
+        want, want_vectors = snapshot(ws), vectors_by_chunk(ws)
+    with open_checked(settings_at(tmp_path / "ray")) as ws:
+        got = ingest_on_ray(ws, [corpus], collection="docs", progress=False)
+        assert problems(ws) == []
+        have, have_vectors = snapshot(ws), vectors_by_chunk(ws)
+        [job] = jobs.list_jobs(ws, kinds=("ingest",))
+
+    # the bad file fails alone, named, with the reason the local path gives; the rest lands
+    assert [(r.name, r.status, r.reason) for r in got] == [(r.name, r.status, r.reason) for r in local]
+    failed = [r for r in got if r.status == "failed"]
+    assert [r.name for r in failed] == ["corpus/broken.pdf"] and "PDF" in failed[0].reason
+    assert sum(r.status == "added" for r in got) == len(list(corpus.iterdir())) - 1
+    assert [r.chunks for r in got] == [r.chunks for r in local] and [r.embedded for r in got] == [r.embedded for r in local]
+    # the same documents and chunks (text, spans, pages, headings, vector keys) ...
+    assert have == want
+    # ... and vectors within the backend's tolerance (ONNX int8 quantizes activations per batch,
+    # so a chunk embedded beside other chunks differs a little)
+    assert have_vectors.keys() == want_vectors.keys()
+    cosines = np.array([float(have_vectors[k] @ want_vectors[k]) for k in want_vectors])
+    assert cosines.min() > 0.99, cosines.min()
+    # the job is recorded like a local ingest's
+    assert (job.kind, job.state, job.done, job.total) == ("ingest", "done", len(got), len(got))
+    assert job.result["counts"] == {"added": len(got) - 1, "failed": 1}
+
+
+def test_ray_ingest_keeps_the_access_rule_and_the_embedder_check(tmp_path, local_cluster):
+    from archivist import access
+    from archivist.ingest.ray_ingest import ingest_on_ray
+    from archivist.retrieval.vectors import EmbedderMismatch
+    from archivist.workspace import open_workspace
+
+    corpus = make_corpus(tmp_path / "corpus", 1, seed=4)
+    with open_workspace(settings_at(tmp_path / "ws")) as ws:
+        access.add_user(ws, "reader")
+        with pytest.raises(access.AccessDenied):
+            ingest_on_ray(ws, [corpus], collection="docs", user="reader", progress=False)
+        ws.set_meta("embedder_identity", "some-other-model:384 backend=torch weights=0")
+        with pytest.raises(EmbedderMismatch, match="some-other-model"):
+            ingest_on_ray(ws, [corpus], collection="docs", progress=False)
+        assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0
+        assert jobs.list_jobs(ws, kinds=("ingest",)) == []
+
+
+def test_a_killed_ray_ingest_rerun_equals_a_clean_one(tmp_path, embedder, local_cluster):
+    from archivist.ingest.ray_ingest import ingest_on_ray
+
+    corpus = make_corpus(tmp_path / "corpus", 10, seed=5, samples=FORMATS, size=3)
+    total = len(list(corpus.iterdir()))
+    home = tmp_path / "ws"
+    db = home / "archivist.db"
+    # its own session: the child's local Ray cluster (raylet, agents, workers) dies with it below
+    proc = subprocess.Popen([sys.executable, "-c", RAY_CHILD, "ingest", str(corpus), "-c", "docs", "-q", "--ray"],
+                            env=_child_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    target = random.Random(5).randint(2, total // 2)
+    try:
+        alive = sigkill_when(proc, lambda: _count(db, "SELECT COUNT(*) FROM documents") >= target, 400,
+                             settle=0.2, poll=0.05, reap=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what Ray started for the killed driver
+        except ProcessLookupError:
+            pass
+    at_kill = _count(db, "SELECT COUNT(*) FROM documents")
+    assert alive and proc.returncode == -signal.SIGKILL and 0 < at_kill < total, (alive, at_kill, total)
+
+    with open_checked(settings_at(home)) as ws:
+        assert problems(ws) == []
+        [cut] = jobs.interrupted(ws, ("ingest",))
+        assert cut.total == total
+        results = ingest_on_ray(ws, [corpus], collection="docs", progress=False)
+        assert sorted(r.status for r in results) == sorted(["unchanged"] * at_kill + ["added"] * (total - at_kill))
+        assert problems(ws) == []
+        after = snapshot(ws)
+    with open_checked(settings_at(tmp_path / "clean")) as ws:
+        ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
+        assert after == snapshot(ws), "the killed-and-rerun --ray workspace differs from a clean ingest"
