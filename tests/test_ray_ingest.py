@@ -1,8 +1,9 @@
 """Ingestion on a local Ray cluster (`archivist ingest --ray`): the same workspace as a local
 ingest, a bad file failing alone, and a killed --ray ingest that a rerun finishes.
 
-Marked `ray`: out of the default run (a Ray cluster takes ~20 s to start here, and Ray is an
-optional extra); `make test-ray` installs it and runs these.
+The tests that start Ray are marked `ray`: out of the default run (a Ray cluster takes ~20 s to
+start here, and Ray is an optional extra); `make test-ray` installs it and runs them. The driver's
+side (vectors that come with the documents) is checked without Ray, in the default run.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ from archivist.retrieval.repair import open_checked
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_faults import FORMATS, _child_env, _count, make_corpus, problems, settings_at, sigkill_when, snapshot  # noqa: E402
 
-pytestmark = pytest.mark.ray
-
-ray = pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
 
 # The --ray CLI with small commit batches and a paced commit (in this driver: the embedding runs in
 # Ray actors), so the kill lands between commits of a run that is still going.
@@ -51,6 +49,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def local_cluster():
     """One local Ray cluster for the module: ingest_on_ray uses a connection that is already open."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.cluster_resources()
     ray.shutdown()
@@ -62,6 +61,37 @@ def vectors_by_chunk(ws) -> dict:
     return {(r[0], r[1], r[2]): np.frombuffer(r[3], dtype=np.float32) for r in rows}
 
 
+def test_vectors_that_come_with_the_documents_are_stored_as_given(tmp_path, embedder):
+    """The driver's side of a Ray ingest: documents that bring their vectors (`_Pending.vectors`)
+    are committed with exactly those, and the driver's embedder is never asked."""
+    from archivist.ingest import pipeline
+    from archivist.ingest.ray_ingest import ClusterEmbedder
+    from archivist.models import embedder_identity
+
+    corpus = make_corpus(tmp_path / "corpus", 3, seed=6)
+    given = {}
+
+    def prepare(ws, cid, files):  # read here, "embedded elsewhere": recognisable vectors
+        for item in pipeline.read_ahead(ws, cid, files):
+            if isinstance(item, pipeline._Pending):
+                rng = np.random.default_rng(len(given))
+                item.vectors = rng.standard_normal((len(item.chunks), embedder.dim)).astype(np.float32)
+                given[item.name] = item.vectors
+            yield item
+
+    remote = ClusterEmbedder(embedder.name, embedder.dim, embedder.model_id, embedder_identity(embedder))
+    with open_checked(settings_at(tmp_path / "ws")) as ws:
+        results = ingest_paths(ws, [corpus], collection="docs", embedder=remote, progress=False, prepare=prepare)
+        assert [r.status for r in results] == ["added"] * 3
+        assert [r.embedded for r in results] == [len(v) for v in given.values()]
+        for name, vecs in given.items():
+            stored = ws.db.execute("SELECT c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
+                                   "WHERE d.path = ? ORDER BY c.seq", (name,)).fetchall()
+            assert np.array_equal(np.stack([np.frombuffer(r[0], dtype=np.float32) for r in stored]), vecs)
+        assert problems(ws) == []
+
+
+@pytest.mark.ray
 def test_ray_ingest_equals_a_local_one_and_a_bad_file_fails_alone(tmp_path, embedder, local_cluster):
     from archivist.ingest.ray_ingest import ingest_on_ray
 
@@ -94,6 +124,7 @@ def test_ray_ingest_equals_a_local_one_and_a_bad_file_fails_alone(tmp_path, embe
     assert job.result["counts"] == {"added": len(got) - 1, "failed": 1}
 
 
+@pytest.mark.ray
 def test_ray_ingest_keeps_the_access_rule_and_the_embedder_check(tmp_path, local_cluster):
     from archivist import access
     from archivist.ingest.ray_ingest import ingest_on_ray
@@ -112,6 +143,7 @@ def test_ray_ingest_keeps_the_access_rule_and_the_embedder_check(tmp_path, local
         assert jobs.list_jobs(ws, kinds=("ingest",)) == []
 
 
+@pytest.mark.ray
 def test_a_killed_ray_ingest_rerun_equals_a_clean_one(tmp_path, embedder, local_cluster):
     from archivist.ingest.ray_ingest import ingest_on_ray
 
