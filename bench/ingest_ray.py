@@ -1,13 +1,13 @@
 """Ingestion on a local Ray cluster (`archivist ingest --ray`) against the local path, same corpus, same run.
 
-    nice -n 10 python bench/ingest_ray.py [--foldoc 600] [--debref 40] [--repeats 3] [--num-cpus 2]
+    nice -n 10 python bench/ingest_ray.py [--foldoc 1000] [--debref 50] [--repeats 3] [--num-cpus 2] [--cold]
 
 Alternated repeats (local, ray, local, ray, ...), each into a fresh workspace, in chunks per second:
   - local: `pipeline.ingest_paths` (read-ahead thread, embedder in this process);
   - ray, cluster up: `ray_ingest.ingest_on_ray` against a local cluster started once before the
     repeats (as `--ray ADDRESS` finds a cluster that `ray start` left running): the embed actors and
     read tasks still start for every ingest;
-  - ray, cold: `archivist ingest --ray` as a user types it, a local cluster started and stopped by
+  - with --cold, ray, cold: `archivist ingest --ray` as a user types it, a local cluster started and stopped by
     the command (a subprocess, so its Ray start is inside the time).
 Ratio of medians against local (target >= 0.9x). The workspaces are compared too: same documents,
 chunk texts and vector keys, vectors within cosine 0.99.
@@ -27,24 +27,15 @@ import numpy as np
 from common import alternate, corpus, corpus_bytes, fresh_home, log, md_table, median, open_ws, report
 
 
-def local_once(folder: Path, tag: str) -> tuple[float, int, Path]:
+def ingest_once(folder: Path, tag: str, on_ray: bool) -> tuple[float, int, Path]:
+    """One ingest into a fresh workspace, locally or on the connected Ray cluster: (seconds, chunks, home)."""
     from archivist.ingest.pipeline import ingest_paths
-
-    home = fresh_home(f"ray-bench-local-{tag}")
-    with open_ws(home) as ws:
-        t0 = time.perf_counter()
-        res = ingest_paths(ws, [folder], progress=False)
-        dt = time.perf_counter() - t0
-    return dt, _chunks(res), home
-
-
-def ray_once(folder: Path, tag: str) -> tuple[float, int, Path]:
     from archivist.ingest.ray_ingest import ingest_on_ray
 
-    home = fresh_home(f"ray-bench-ray-{tag}")
+    home = fresh_home(f"ray-bench-{'ray' if on_ray else 'local'}-{tag}")
     with open_ws(home) as ws:
         t0 = time.perf_counter()
-        res = ingest_on_ray(ws, [folder], progress=False)
+        res = (ingest_on_ray if on_ray else ingest_paths)(ws, [folder], progress=False)
         dt = time.perf_counter() - t0
     return dt, _chunks(res), home
 
@@ -90,11 +81,11 @@ def compare(a: Path, b: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--foldoc", type=int, default=600, help="FOLDOC entries in the corpus")
-    ap.add_argument("--debref", type=int, default=40, help="Debian Reference subsections in the corpus")
+    ap.add_argument("--foldoc", type=int, default=1000, help="FOLDOC entries in the corpus")
+    ap.add_argument("--debref", type=int, default=50, help="Debian Reference subsections in the corpus")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)")
-    ap.add_argument("--no-cold", action="store_true", help="leave out the cold `archivist ingest --ray` runs")
+    ap.add_argument("--cold", action="store_true", help="also time `archivist ingest --ray` as typed (a cluster started per command)")
     args = ap.parse_args()
 
     import ray
@@ -120,12 +111,14 @@ def main() -> int:
     cluster_start = time.perf_counter() - t0
     resources = ray.cluster_resources()
     log(f"local Ray cluster up in {cluster_start:.1f} s: {resources.get('CPU')} CPUs, {resources.get('GPU', 0)} GPUs")
-    runs = {"local": timed("local", local_once), "ray, cluster up": timed("ray, cluster up", ray_once)}
+    local_once = lambda f, t: ingest_once(f, t, on_ray=False)  # noqa: E731
+    runs = {"local": timed("local", local_once),
+            "ray, cluster up": timed("ray, cluster up", lambda f, t: ingest_once(f, t, on_ray=True))}
     try:
         speeds = alternate(runs, args.repeats)
     finally:
         ray.shutdown()
-    if not args.no_cold:  # its own alternation, with no cluster of ours running beside it
+    if args.cold:  # its own alternation, with no cluster of ours running beside it
         cold = alternate({"local": timed("local", local_once),
                           "ray, cold (CLI)": timed("ray, cold (CLI)", lambda f, t: cold_once(f, t, args.num_cpus))},
                          args.repeats)

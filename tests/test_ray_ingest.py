@@ -177,3 +177,16 @@ def test_a_killed_ray_ingest_rerun_equals_a_clean_one(tmp_path, embedder, local_
     with open_checked(settings_at(tmp_path / "clean")) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         assert after == snapshot(ws), "the killed-and-rerun --ray workspace differs from a clean ingest"
+
+
+def test_ray_option_takes_an_address_or_gives_a_folder_back(tmp_path):
+    """`--ray` takes an optional ADDRESS, so `archivist ingest --ray docs/` would read the folder as
+    one: a value that is no address but an existing path goes back to the paths."""
+    from archivist.ingest.cli import ray_address
+
+    paths = ["b.md"]
+    assert ray_address(str(tmp_path), paths) is None and paths == [str(tmp_path), "b.md"]
+    for address in ("auto", "ray://head:10001", "10.0.0.5:6379"):
+        paths = []
+        assert ray_address(address, paths) == address and paths == []
+    assert ray_address("local", paths) is None and ray_address(None, paths) is None
