@@ -32,7 +32,7 @@ from archivist.workspace import Workspace
 log = logging.getLogger(__name__)
 
 FILES_PER_BLOCK = 4  # files per read task: a block is Ray Data's unit of scheduling
-DOCS_PER_EMBED = 16  # documents per embed-actor call (all their chunks embed together)
+DOCS_PER_EMBED = 32  # documents per embed-actor call (all their chunks embed together)
 LOCAL_CPUS: int | None = None  # CPUs a local cluster offers (None: all of this machine's)
 INSTALL_HINT = "pip install 'archivist[ray]' (ray[data]==2.60.0)"
 
@@ -120,14 +120,23 @@ def describe_embedder(args: tuple[str, str, str, str]) -> dict:
 
 
 def probe_embedder(settings, resources: dict) -> ClusterEmbedder:
-    """The embedder an embed actor of this cluster loads (one is loaded where an actor would run,
-    with the same resources), for the workspace's identity check before any work starts."""
+    """The embedder an embed actor of this cluster loads, for the workspace's identity check before
+    any work starts: loaded where an actor would run, with the same resources, or here when the
+    cluster is this machine alone (same environment and devices: a worker's start and model load
+    saved; each document still comes back with its actor's identity, checked)."""
     from archivist.models import embedder_args
 
     ray = _ray()
+    args = embedder_args(remote_settings(settings))
+    if _this_machine_only(ray):
+        return ClusterEmbedder(**describe_embedder(args))
     _, per_actor = embed_resources(resources)
-    info = ray.get(ray.remote(**per_actor)(describe_embedder).remote(embedder_args(remote_settings(settings))))
-    return ClusterEmbedder(**info)
+    return ClusterEmbedder(**ray.get(ray.remote(**per_actor)(describe_embedder).remote(args)))
+
+
+def _this_machine_only(ray) -> bool:
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
 
 
 # -- the stages (they run on the cluster) ------------------------------------------------------
