@@ -98,7 +98,7 @@ def main() -> int:
     homes: dict[str, Path] = {}
     chunks: dict[str, int] = {}
 
-    def timed(name, fn):
+    def per_second(name, fn):
         def run(r: int) -> float:
             dt, n, home = fn(folder, str(r))
             homes[name], chunks[name] = home, n
@@ -112,15 +112,15 @@ def main() -> int:
     resources = ray.cluster_resources()
     log(f"local Ray cluster up in {cluster_start:.1f} s: {resources.get('CPU')} CPUs, {resources.get('GPU', 0)} GPUs")
     local_once = lambda f, t: ingest_once(f, t, on_ray=False)  # noqa: E731
-    runs = {"local": timed("local", local_once),
-            "ray, cluster up": timed("ray, cluster up", lambda f, t: ingest_once(f, t, on_ray=True))}
+    runs = {"local": per_second("local", local_once),
+            "ray, cluster up": per_second("ray, cluster up", lambda f, t: ingest_once(f, t, on_ray=True))}
     try:
         speeds = alternate(runs, args.repeats)
     finally:
         ray.shutdown()
     if args.cold:  # its own alternation, with no cluster of ours running beside it
-        cold = alternate({"local": timed("local", local_once),
-                          "ray, cold (CLI)": timed("ray, cold (CLI)", lambda f, t: cold_once(f, t, args.num_cpus))},
+        cold = alternate({"local": per_second("local", local_once),
+                          "ray, cold (CLI)": per_second("ray, cold (CLI)", lambda f, t: cold_once(f, t, args.num_cpus))},
                          args.repeats)
         speeds["local (2nd set)"] = cold["local"]
         speeds["ray, cold (CLI)"] = cold["ray, cold (CLI)"]
