@@ -28,6 +28,8 @@ class Settings:
     chunk_tokens: int = _f(256, "chunk size in embedder tokens")
     chunk_overlap: int = _f(32, "overlap between consecutive chunks of one section, in tokens")
     ann_threshold: int = _f(20000, "vectors in a collection past which an IVF index replaces exact search")
+    compress_above: int = _f(100000, "vectors in a collection past which its index is compressed (IVF-PQ, "
+                                     "re-scored with the exact vectors; bench/RESULTS.md, finding 15)")
     max_file_mb: int = _f(200, "largest file accepted for ingestion, in MB")
     max_json_mb: int = _f(16, "largest JSON request body the API accepts, in MB (an upload's body: max_file_mb)")
     max_unzipped_mb: int = _f(500, "largest uncompressed size of a DOCX/XLSX/PPTX, in MB")
@@ -82,6 +84,8 @@ class Settings:
             raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}")
         if self.answer_mode not in ("auto", "generate", "extractive"):
             raise ValueError(f"answer_mode must be auto, generate or extractive, got {self.answer_mode!r}")
+        if self.compress_above < 1:
+            raise ValueError(f"compress_above must be at least 1, got {self.compress_above}")
         if self.max_json_mb < 1:
             raise ValueError(f"max_json_mb must be at least 1, got {self.max_json_mb}")
         if self.ocr not in ("auto", "always", "never"):

@@ -11,6 +11,13 @@ cache of it. `sync` makes a collection's FAISS index equal to SQLite (adding wha
 removing what is gone) under a file lock, so several processes can ingest at once and a crash
 between a SQLite commit and a FAISS save is repaired on the next open. Exact inner-product
 search by default; an IVF index once a collection passes `settings.ann_threshold` vectors.
+
+Past `settings.compress_above` vectors the index is compressed: an `IndexIVFPQ` (one byte per 8
+dimensions, 48 bytes for a 384-dimension vector instead of 1,536; chunk ids and a hashtable direct
+map as in the IVF index) whose quantizer is trained when the collection crosses the threshold (at
+ingest or `archivist reindex`). Its scores are approximate, so a search takes `rescore_depth(k)`
+candidates from it and re-scores them with their exact vectors, read from SQLite for those ids
+only; vectors are never read back from it (`stored` says None and callers read SQLite).
 """
 
 from __future__ import annotations
@@ -215,17 +222,82 @@ def record_embedder(ws: Workspace, embedder) -> None:
     ws.set_meta("embedding_dim", str(embedder.dim))
 
 
-def _new_index(dim: int, n: int, threshold: int, train: np.ndarray | None):
+def kind_for(n: int, ann_threshold: int, compress_above: int) -> str:
+    """The index a collection of `n` vectors gets: "flat" (exact), "ivf" past `ann_threshold`, "ivfpq"
+    (compressed, re-scored with the exact vectors) past `compress_above`."""
+    return "ivfpq" if n >= compress_above else "ivf" if n >= ann_threshold else "flat"
+
+
+_RANK = {"flat": 0, "ivf": 1, "ivfpq": 2}
+
+
+def _wanted_kind(ws: Workspace, n: int) -> str:
+    return kind_for(n, ws.settings.ann_threshold, ws.settings.compress_above)
+OPQ = False  # rotate before PQ (OPQ)? It did not pay at 200,000 chunks: bench/RESULTS.md, finding 15
+TRAIN_SAMPLE = 50000  # vectors the coarse quantizer (and the PQ codebooks) learn from
+PQ_MIN_TRAIN = 256  # the PQ codebooks have 256 centroids each: fewer vectors cannot train them
+
+
+def pq_subquantizers(dim: int) -> int:
+    """Bytes per vector of the PQ code: one per 8 dimensions (48 for 384: a flat vector's 1,536
+    bytes become 48), the largest divisor of `dim` not over dim / 8 (PQ splits the vector evenly)."""
+    return max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
+
+
+def _new_index(dim: int, n: int, kind: str, train: np.ndarray | None):
+    """A new empty index of `kind` for about `n` vectors, trained on `train`; returns (index, the
+    kind it really is): too few training vectors make a smaller kind."""
     faiss = _faiss()
-    if n < threshold or train is None or len(train) < 40:
+    if kind == "ivfpq" and (train is None or len(train) < PQ_MIN_TRAIN):
+        kind = "ivf"
+    if kind == "flat" or train is None or len(train) < 40:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "flat"
     nlist = max(16, int(4 * math.sqrt(n)))
-    quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if kind == "ivfpq":
+        return compressed_index(dim, nlist, train, OPQ), "ivfpq"
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     ivf.train(train)
     ivf.nprobe = max(8, nlist // 16)
     ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # its ids are chunk ids: reconstruct and remove by id
-    return ivf, "ivf"
+    return ivf, kind
+
+
+def compressed_index(dim: int, nlist: int, train: np.ndarray, opq: bool = False):
+    """An IVF-PQ index (inner product, chunk ids held by the index, a hashtable direct map to remove
+    by id) trained on `train`: `pq_subquantizers(dim)` bytes per vector, `nlist` lists, fewer when
+    `train` is small (k-means wants ~39 vectors per list). `opq` rotates the vectors first (OPQ)."""
+    faiss = _faiss()
+    nlist = max(1, min(nlist, len(train) // 39))
+    m = pq_subquantizers(dim)
+    ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    if opq:
+        rotation = faiss.OPQMatrix(dim, m)
+        rotation.niter = 16  # of 50 by default: its training took 9x the whole IVF-PQ's at 5,000 vectors
+        index = faiss.IndexPreTransform(rotation, ivf)
+    else:
+        index = ivf
+    index.train(np.ascontiguousarray(train, np.float32))
+    ivf.nprobe = pq_nprobe(nlist)
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index  # (faiss's Python wrapper keeps `ivf` alive as long as the OPQ wrapper)
+
+
+def pq_nprobe(nlist: int) -> int:
+    """Lists a compressed index scans per query: more than the IVF index's 1/16, since scanning PQ
+    codes costs little and a missed list loses neighbours no re-scoring brings back
+    (bench/RESULTS.md, finding 15: recall@10 by nprobe)."""
+    return min(nlist, max(16, nlist // PQ_PROBE_SHARE))
+
+
+PQ_PROBE_SHARE = 8
+
+
+def _kind_of(index) -> str:
+    """What an index is, from the index itself (a sidecar may be missing or stale)."""
+    faiss = _faiss()
+    if hasattr(index, "id_map"):
+        return "flat"
+    return "ivfpq" if isinstance(faiss.downcast_index(faiss.extract_index_ivf(index)), faiss.IndexIVFPQ) else "ivf"
 
 
 FORMAT = 2  # sidecar `format`: 2 = IVF indexes hold chunk ids themselves (no IndexIDMap2 around them)
@@ -264,7 +336,6 @@ def _load(ws: Workspace, cid: int) -> _Loaded | None:
     name = os.path.basename(path)
     try:
         index = _faiss().read_index(path)
-        kind = json.loads(Path(side).read_text()).get("kind", "flat") if os.path.exists(side) else "flat"
     except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
         log.warning("FAISS index %s unreadable (%s); it will be rebuilt from SQLite", name, e)
         _cache.pop(key, None)
@@ -274,7 +345,7 @@ def _load(ws: Workspace, cid: int) -> _Loaded | None:
                     name)
         _cache.pop(key, None)
         return None
-    _cache[key] = _Loaded(index, mtime, kind)
+    _cache[key] = _Loaded(index, mtime, _kind_of(index))
     return _cache[key]
 
 
@@ -317,9 +388,9 @@ def write_generation(ws: Workspace, cid: int, gen: str, ids: np.ndarray, vecs: n
     path, _ = paths_for(ws, cid, gen)
     ids = np.ascontiguousarray(ids, np.int64)
     vecs = np.ascontiguousarray(vecs, np.float32)
-    threshold = ws.settings.ann_threshold
-    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:50000]] if len(vecs) >= threshold else None
-    index, kind = _new_index(vecs.shape[1], len(ids), threshold, train)
+    kind = _wanted_kind(ws, len(ids))
+    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:TRAIN_SAMPLE]] if kind != "flat" else None
+    index, kind = _new_index(vecs.shape[1], len(ids), kind, train)
     if len(ids):
         index.add_with_ids(vecs, ids)
     faiss = _faiss()
@@ -346,10 +417,14 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
         if dim is None:
             return {"added": 0, "removed": 0, "total": 0, "rebuilt": False}
         rebuilt = False
-        too_big_for_flat = loaded is not None and loaded.kind == "flat" and len(want) >= ws.settings.ann_threshold
-        if loaded is None or loaded.index.d != dim or too_big_for_flat:
-            train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:50000]], dim) if len(want) >= ws.settings.ann_threshold else None
-            index, kind = _new_index(dim, len(want), ws.settings.ann_threshold, train)
+        kind = _wanted_kind(ws, len(want))
+        # Past a threshold the index is rebuilt as the larger kind (training its quantizer on what
+        # SQLite holds); it never shrinks back on its own (deletions around a threshold would
+        # rebuild it again and again): `archivist reindex` rebuilds it for the size it has.
+        outgrown = loaded is not None and _RANK[loaded.kind] < _RANK[kind]
+        if loaded is None or loaded.index.d != dim or outgrown:
+            train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:TRAIN_SAMPLE]], dim) if kind != "flat" else None
+            index, kind = _new_index(dim, len(want), kind, train)
             loaded, rebuilt = _Loaded(index, 0.0, kind), True
         have = index_ids(loaded.index)
         missing = np.setdiff1d(want, have, assume_unique=False)
@@ -358,7 +433,7 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
             faiss = _faiss()  # an IVF index's hashtable direct map removes only from an explicit array
             extra = np.ascontiguousarray(extra, dtype=np.int64)
             loaded.index.remove_ids(faiss.IDSelectorArray(len(extra), faiss.swig_ptr(extra))
-                                    if isinstance(loaded.index, faiss.IndexIVF) else faiss.IDSelectorBatch(extra))
+                                    if loaded.kind != "flat" else faiss.IDSelectorBatch(extra))
         if len(missing):
             fresh = fresh or {}
             known = [i for i in missing.tolist() if i in fresh]
@@ -425,7 +500,7 @@ def stored(ws: Workspace, ids_by_collection: dict[int, list[int]]) -> dict[int, 
     with _lock.shared():
         for cid, ids in ids_by_collection.items():
             loaded = _load(ws, cid)
-            if loaded is None:
+            if loaded is None or loaded.kind == "ivfpq":  # a PQ code gives back an approximation only
                 return None
             try:
                 vecs = loaded.index.reconstruct_batch(np.asarray(ids, np.int64))
@@ -436,7 +511,9 @@ def stored(ws: Workspace, ids_by_collection: dict[int, list[int]]) -> dict[int, 
 
 
 def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """Top-k (chunk id, cosine score) in one collection; `allowed` restricts the ids inside FAISS."""
+    """Top-k (chunk id, cosine score) in one collection; `allowed` restricts the ids inside FAISS.
+    A compressed (IVF-PQ) index proposes `rescore_depth(k)` candidates whose exact vectors, read
+    from SQLite, give the scores and the order (`_rescore`)."""
     loaded = _load(ws, cid)
     if loaded is None or loaded.index.ntotal == 0 or k <= 0:
         return []
@@ -446,9 +523,55 @@ def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarr
     if allowed is not None:
         if len(allowed) == 0:
             return []
-        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        index = loaded.index
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe) if isinstance(index, faiss.IndexIVF) else faiss.SearchParameters(sel=sel)
+        params = _selector_params(loaded.index, faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
+    want = rescore_depth(k) if loaded.kind == "ivfpq" else k
     with _lock.shared():
-        scores, ids = loaded.index.search(q, min(k, loaded.index.ntotal), params=params)
+        scores, ids = loaded.index.search(q, min(want, loaded.index.ntotal), params=params)
+    if loaded.kind == "ivfpq":
+        return _rescore(ws, q[0], ids[0][ids[0] != -1], k)
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+
+
+RESCORE_FACTOR, RESCORE_MIN = 10, 100  # candidates per hit wanted, and at least (bench/index.py: recall@10)
+
+
+def rescore_depth(k: int) -> int:
+    """How many candidates a compressed index proposes for a top-k search."""
+    return max(RESCORE_MIN, RESCORE_FACTOR * k)
+
+
+def _selector_params(index, sel):
+    """Search parameters restricting `index` to the ids `sel` selects (an OPQ-rotated IVF index
+    takes them through its transform's parameters)."""
+    faiss = _faiss()
+    ivf = faiss.extract_index_ivf(index) if not hasattr(index, "id_map") else None
+    if ivf is None:
+        return faiss.SearchParameters(sel=sel)
+    inner = faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe)
+    return faiss.SearchParametersPreTransform(index_params=inner) if isinstance(index, faiss.IndexPreTransform) else inner
+
+
+def _rescore(ws: Workspace, query: np.ndarray, candidates: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The top k of `candidates` by the cosine of their exact vectors (SQLite's chunks.embedding,
+    read for these ids only) with `query`. A candidate SQLite no longer holds (deleted since the
+    index was saved) is dropped, never returned."""
+    if not len(candidates):
+        return []
+    ids, vecs = _read_vectors(ws, candidates.tolist())
+    if not ids:
+        return []
+    scores = vecs @ query
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(ids[i], float(scores[i])) for i in top]
+
+
+def _read_vectors(ws: Workspace, ids: list[int]) -> tuple[list[int], np.ndarray]:
+    """(the ids SQLite holds a vector for, in the order given; their vectors)."""
+    rows: dict[int, bytes] = {}
+    for start in range(0, len(ids), 900):  # SQLite's parameter limit
+        part = ids[start:start + 900]
+        rows.update(ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(part))}) "
+                                  "AND embedding IS NOT NULL", part).fetchall())
+    held = [i for i in ids if i in rows]
+    vecs = np.frombuffer(b"".join(rows[i] for i in held), dtype=np.float32).reshape(len(held), -1) if held else np.zeros((0, 0), np.float32)
+    return held, vecs
