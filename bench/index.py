@@ -145,7 +145,7 @@ def build(kind: str, ids: np.ndarray, vecs: np.ndarray) -> tuple[object, float]:
     from archivist.retrieval import vectors
 
     t0 = time.perf_counter()
-    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:vectors.TRAIN_SAMPLE]]
+    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:vectors.train_size(kind.split("+")[0], len(vecs))]]
     nlist = max(16, int(4 * np.sqrt(len(vecs))))
     if kind in ("ivfpq", "ivfpq+opq"):
         index = vectors.compressed_index(vecs.shape[1], nlist, train, opq=kind == "ivfpq+opq")

@@ -231,6 +231,16 @@ def kind_for(n: int, ann_threshold: int, compress_above: int) -> str:
 _RANK = {"flat": 0, "ivf": 1, "ivfpq": 2}
 
 
+def train_size(kind: str, n: int) -> int:
+    """How many of `n` vectors an index of `kind` trains on: TRAIN_SAMPLE, and for a compressed
+    index enough for its 4 * sqrt(n) lists (k-means wants ~39 per list), so that each list, and
+    the codes a query scans, grows as sqrt(n) rather than n."""
+    if kind == "flat":
+        return 0
+    lists = max(16, int(4 * math.sqrt(n)))
+    return min(n, max(TRAIN_SAMPLE, 39 * lists if kind == "ivfpq" else 0))
+
+
 def _wanted_kind(ws: Workspace, n: int) -> str:
     return kind_for(n, ws.settings.ann_threshold, ws.settings.compress_above)
 OPQ = False  # rotate before PQ (OPQ)? It did not pay at 200,000 chunks: bench/RESULTS.md, finding 15
@@ -286,7 +296,7 @@ def pq_nprobe(nlist: int) -> int:
     """Lists a compressed index scans per query: more than the IVF index's 1/16, since scanning PQ
     codes costs little and a missed list loses neighbours no re-scoring brings back
     (bench/RESULTS.md, finding 15: recall@10 by nprobe)."""
-    return min(nlist, max(16, nlist // PQ_PROBE_SHARE))
+    return max(nlist // PQ_PROBE_SHARE, min(16, nlist // 2), 1)
 
 
 PQ_PROBE_SHARE = 8
@@ -389,7 +399,7 @@ def write_generation(ws: Workspace, cid: int, gen: str, ids: np.ndarray, vecs: n
     ids = np.ascontiguousarray(ids, np.int64)
     vecs = np.ascontiguousarray(vecs, np.float32)
     kind = _wanted_kind(ws, len(ids))
-    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:TRAIN_SAMPLE]] if kind != "flat" else None
+    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:train_size(kind, len(vecs))]] if kind != "flat" else None
     index, kind = _new_index(vecs.shape[1], len(ids), kind, train)
     if len(ids):
         index.add_with_ids(vecs, ids)
@@ -423,7 +433,7 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
         # rebuild it again and again): `archivist reindex` rebuilds it for the size it has.
         outgrown = loaded is not None and _RANK[loaded.kind] < _RANK[kind]
         if loaded is None or loaded.index.d != dim or outgrown:
-            train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:TRAIN_SAMPLE]], dim) if kind != "flat" else None
+            train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:train_size(kind, len(want))]], dim) if kind != "flat" else None
             index, kind = _new_index(dim, len(want), kind, train)
             loaded, rebuilt = _Loaded(index, 0.0, kind), True
         have = index_ids(loaded.index)
