@@ -186,6 +186,7 @@ def compare(n: int, queries: int, kinds: list[str], rounds: int, real_n: int | N
     if len(held) < queries + 1000:
         raise SystemExit(f"only {len(held)} vectors cached: too few to measure")
     qvecs, pool = held[-queries:], held[:-queries]  # queries: real chunks the index does not hold
+    n = n if n > 0 else len(pool)
     source = f"{min(n, len(pool)):,} real chunk embeddings"
     if n > len(pool):
         vecs = np.concatenate([pool, jittered(pool, n - len(pool), 0.9)])
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
     e = sub.add_parser("embed", help="embed the corpus once into bench/data/index-vectors (resumable)")
     e.add_argument("--limit", type=int, default=200_000)
     r = sub.add_parser("run", help="flat vs IVF-PQ (± OPQ) on the cached vectors")
-    r.add_argument("--n", type=int, default=200_000, help="vectors indexed (real ones first; jittered copies past them)")
+    r.add_argument("--n", type=int, default=200_000, help="vectors indexed (real ones first; jittered copies past them); 0: every real one")
     r.add_argument("--queries", type=int, default=200)
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--no-opq", action="store_true")

@@ -156,14 +156,11 @@ def _sqlite_ids(ws: Workspace, cid: int) -> np.ndarray:
 
 
 def _vectors(ws: Workspace, ids: np.ndarray, dim: int) -> np.ndarray:
-    out = np.zeros((len(ids), dim), dtype=np.float32)
-    for start in range(0, len(ids), 900):  # SQLite's parameter limit
-        part = ids[start:start + 900].tolist()
-        marks = ",".join("?" * len(part))
-        rows = dict(ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part).fetchall())
-        for k, cid in enumerate(part):
-            out[start + k] = np.frombuffer(rows[cid], dtype=np.float32)
-    return out
+    """The vectors of `ids`, in order; raises KeyError when SQLite lacks one of them."""
+    held, vecs = _read_vectors(ws, ids.tolist())
+    if len(held) != len(ids):
+        raise KeyError(f"chunks without a vector in SQLite: {sorted(set(ids.tolist()) - set(held))[:5]}")
+    return vecs.reshape(len(ids), dim)
 
 
 def dimension(ws: Workspace) -> int | None:
@@ -243,6 +240,8 @@ def train_size(kind: str, n: int) -> int:
 
 def _wanted_kind(ws: Workspace, n: int) -> str:
     return kind_for(n, ws.settings.ann_threshold, ws.settings.compress_above)
+
+
 OPQ = False  # rotate before PQ (OPQ)? It did not pay at 200,000 chunks: bench/RESULTS.md, finding 15
 TRAIN_SAMPLE = 50000  # vectors the coarse quantizer (and the PQ codebooks) learn from
 PQ_MIN_TRAIN = 256  # the PQ codebooks have 256 centroids each: fewer vectors cannot train them
@@ -334,7 +333,7 @@ def _outdated(index) -> bool:
 def _load(ws: Workspace, cid: int) -> _Loaded | None:
     """The collection's index as on disk, reloaded only when the file changed."""
     key = _key(ws, cid)
-    path, side = _file_names(key, ws)
+    path, _ = _file_names(key, ws)
     try:
         mtime = os.stat(path).st_mtime
     except FileNotFoundError:
