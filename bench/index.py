@@ -176,7 +176,7 @@ def searcher(kind: str, index, store: _Store, depth: int | None = None):
     return run
 
 
-def compare(n: int, queries: int, kinds: list[str], rounds: int, real_n: int | None = None) -> dict:
+def compare(n: int, queries: int, kinds: list[str], rounds: int, name: str) -> dict:
     """Build every kind over the same `n` vectors and measure memory, recall@10 and latency."""
     import faiss
 
@@ -194,7 +194,7 @@ def compare(n: int, queries: int, kinds: list[str], rounds: int, real_n: int | N
     else:
         vecs = pool[:n]
     ids = np.arange(1, len(vecs) + 1, dtype=np.int64) * 7  # chunk ids are not 0..n-1 in a workspace
-    store = _Store(DATA / "index-bench.db", ids, vecs)
+    store = _Store(DATA / f"{name}.db", ids, vecs)  # one per run name: two runs at once must not share it
     log(f"{source}; {queries} queries")
     indexes, rows = {}, {}
     for kind in kinds:
@@ -243,9 +243,8 @@ def compare(n: int, queries: int, kinds: list[str], rounds: int, real_n: int | N
             "recall_by_nprobe": probes}
 
 
-def run(n: int, queries: int, rounds: int, opq: bool, name: str) -> None:
-    kinds = ["flat", "ivf", "ivfpq"] + (["ivfpq+opq"] if opq else [])
-    result = compare(n, queries, kinds, rounds)
+def run(n: int, queries: int, rounds: int, kinds: list[str], name: str) -> None:
+    result = compare(n, queries, kinds, rounds, name)
     rows = result["rows"]
     table = md_table(["index", "bytes/vector", "x flat", "build s", "recall@10", "p50 ms", "p95 ms", "p50 x flat", "p95 x flat"],
                      [[k, r["bytes_per_vector"], r["memory_vs_flat"], r["build_s"], r["recall_at_10"], r["p50_ms"], r["p95_ms"],
@@ -270,11 +269,11 @@ def main(argv=None) -> int:
     r.add_argument("--n", type=int, default=200_000, help="vectors indexed (real ones first; jittered copies past them); 0: every real one")
     r.add_argument("--queries", type=int, default=200)
     r.add_argument("--rounds", type=int, default=3)
-    r.add_argument("--no-opq", action="store_true")
+    r.add_argument("--kinds", default="flat,ivf,ivfpq,ivfpq+opq", help="indexes to compare (flat always first)")
     r.add_argument("--name", default="index", help="results file name under bench/data/results")
     args = ap.parse_args(argv)
     if args.cmd == "run":
-        run(args.n, args.queries, args.rounds, not args.no_opq, args.name)
+        run(args.n, args.queries, args.rounds, ["flat"] + [k for k in args.kinds.split(",") if k != "flat"], args.name)
     elif args.cmd == "embed":
         log(f"{embed(args.limit)} chunks cached in {CACHE}")
     return 0
