@@ -29,7 +29,7 @@ class Settings:
     chunk_overlap: int = _f(32, "overlap between consecutive chunks of one section, in tokens")
     ann_threshold: int = _f(20000, "vectors in a collection past which an IVF index replaces exact search")
     compress_above: int = _f(100000, "vectors in a collection past which its index is compressed (IVF-PQ, "
-                                     "re-scored with the exact vectors; bench/RESULTS.md, finding 15)")
+                                     "re-scored with the exact vectors; bench/RESULTS.md, finding 16)")
     max_file_mb: int = _f(200, "largest file accepted for ingestion, in MB")
     max_json_mb: int = _f(16, "largest JSON request body the API accepts, in MB (an upload's body: max_file_mb)")
     max_unzipped_mb: int = _f(500, "largest uncompressed size of a DOCX/XLSX/PPTX, in MB")

@@ -242,7 +242,7 @@ def _wanted_kind(ws: Workspace, n: int) -> str:
     return kind_for(n, ws.settings.ann_threshold, ws.settings.compress_above)
 
 
-OPQ = False  # rotate before PQ (OPQ)? It did not pay at 200,000 chunks: bench/RESULTS.md, finding 15
+OPQ = False  # rotate before PQ (OPQ)? Same recall at 100 candidates re-scored, 4.5x the build: bench/RESULTS.md, finding 16
 TRAIN_SAMPLE = 50000  # vectors the coarse quantizer (and the PQ codebooks) learn from
 PQ_MIN_TRAIN = 256  # the PQ codebooks have 256 centroids each: fewer vectors cannot train them
 
@@ -294,7 +294,7 @@ def compressed_index(dim: int, nlist: int, train: np.ndarray, opq: bool = False)
 def pq_nprobe(nlist: int) -> int:
     """Lists a compressed index scans per query: more than the IVF index's 1/16, since scanning PQ
     codes costs little and a missed list loses neighbours no re-scoring brings back
-    (bench/RESULTS.md, finding 15: recall@10 by nprobe)."""
+    (bench/RESULTS.md, finding 16: recall@10 by lists scanned)."""
     return max(nlist // PQ_PROBE_SHARE, min(16, nlist // 2), 1)
 
 
