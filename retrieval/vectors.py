@@ -536,9 +536,18 @@ def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarr
     want = rescore_depth(k) if loaded.kind == "ivfpq" else k
     with _lock.shared():
         scores, ids = loaded.index.search(q, min(want, loaded.index.ntotal), params=params)
-    if loaded.kind == "ivfpq":
+    if loaded.kind == "ivfpq" and _exact_match_index(ws):
         return _rescore(ws, q[0], ids[0][ids[0] != -1], k)
-    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1][:k]
+
+
+def _exact_match_index(ws: Workspace) -> bool:
+    """Whether SQLite's vectors are of the embedder generation the index files (and the query
+    embedder) follow. A re-embed's switch commits the new vectors to SQLite before it renames the
+    pointer to them (retrieval/reembed.py); until then, or after a kill between the two, re-scoring
+    would put an old-generation query against new-generation vectors, so the compressed index's
+    own scores stand in (approximate, but of one generation)."""
+    return (ws.meta("embedder_generation") or "") == generation(ws)
 
 
 RESCORE_FACTOR, RESCORE_MIN = 10, 100  # candidates per hit wanted, and at least (bench/index.py: recall@10)

@@ -196,6 +196,22 @@ def test_a_user_never_gets_chunks_of_a_collection_they_may_not_read(compressed):
         assert scored and [h.dense_score for h in scored] == pytest.approx([by_id[h.chunk_id] for h in scored], abs=1e-5)
 
 
+def test_vectors_of_another_generation_are_not_used_to_rescore(compressed):
+    """A re-embed commits the new vectors to SQLite, then switches the pointer the query embedder and
+    the index files follow; in between (or after a kill there) SQLite is a generation ahead, and
+    re-scoring old-generation queries with its vectors would mix the two."""
+    with open_checked(compressed) as ws:
+        cid = ws.collection_id("A")
+        ids, vecs = chunk_vectors(ws, "A")
+        exact = vectors.search(ws, cid, vecs[3], 5)
+        assert exact[0] == (ids[3], pytest.approx(1.0, abs=1e-5))
+        ws.set_meta("embedder_generation", "g-next")  # the switch's commit, before its rename
+        ahead = vectors.search(ws, cid, vecs[3], 5)
+        raw_scores, raw_ids = vectors._load(ws, cid).index.search(vecs[3][None, :], 5)
+        assert ahead == [(int(i), float(s)) for i, s in zip(raw_ids[0], raw_scores[0])]
+        assert ahead != exact
+
+
 def test_compress_above_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="compress_above must be at least 1, got 0"):
         Settings(home=tmp_path, compress_above=0)
