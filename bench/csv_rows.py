@@ -1,9 +1,16 @@
 """What a CSV of many tiny rows costs to ingest: wall time and peak RSS of a fresh process.
 
-    python bench/csv_rows.py ROWS [ROWS ...]      (e.g. 50000 200000)
+    python bench/csv_rows.py ROWS [ROWS ...]                   (e.g. 100000 300000 1000000)
+    python bench/csv_rows.py --hash-embedder ROWS [ROWS ...]   memory of the whole pipeline, fast
+    python bench/csv_rows.py --python OTHER/.venv/bin/python ...   the same runs with another checkout
+                                                                   (the code before a change), same run
 
-Each size runs in its own subprocess (a fresh interpreter, so ru_maxrss is that run's peak) with
-the default embedder backend; prints one JSON line per size and a markdown table.
+Each size runs in its own subprocess (a fresh interpreter, so ru_maxrss is that run's peak). With
+`--hash-embedder` the vectors come from a hash of the text (same dimension, no model work): reading,
+chunking, SQLite, FTS5 and FAISS are all real, so the peak RSS is the pipeline's, measured at sizes
+where the real embedder would take hours on a CPU; the child then times the real embedder on a
+sample of the file's chunks, so the time a real run takes is the pipeline's plus chunks x that.
+Prints one JSON line per run and a markdown table.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+EMBED_SAMPLE = 512  # chunks the real embedder embeds to time it (with --hash-embedder)
+
 
 def write_csv(path: Path, rows: int) -> None:
     """`rows` tiny rows (id, name, amount), about 25 bytes each."""
@@ -26,47 +35,88 @@ def write_csv(path: Path, rows: int) -> None:
             f.write(f"{i},item-{i % 977},{(i * 37) % 10000}\n")
 
 
-def child(path: str, home: str) -> int:
-    """Ingest `path` into a fresh workspace at `home`; print rows, chunks, seconds, peak RSS."""
+class HashEmbedder:
+    """Vectors from a hash of the text: the real embedder's name, dimension and tokenizer, none of its work."""
+
+    def __init__(self, real):
+        self.name, self.dim, self.tokenizer = real.name, real.dim, real.tokenizer
+        self.identity = f"{real.name}:{real.dim} backend=hash"
+
+    def embed(self, texts, batch_size: int = 32):
+        import hashlib
+
+        import numpy as np
+
+        seeds = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in texts]
+        out = np.stack([np.random.default_rng(s).standard_normal(self.dim, dtype=np.float32) for s in seeds]) \
+            if seeds else np.zeros((0, self.dim), np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def child(path: str, home: str, hashed: bool) -> int:
+    """Ingest `path` into a fresh workspace at `home`; print rows, chunks, seconds, peak RSS (and with
+    `hashed`, the real embedder's seconds per chunk on a sample of the chunks)."""
     from archivist.ingest.pipeline import ingest_paths
     from archivist.models import embedder_for
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
     ws = open_workspace(Settings.from_env(home=home))
-    embedder_for(ws.settings).embed(["warm up"])  # model load is not the file's cost
+    real = embedder_for(ws.settings)
+    real.embed(["warm up"])  # model load is not the file's cost
+    embedder = HashEmbedder(real) if hashed else real
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    [res] = ingest_paths(ws, [path], progress=False)
+    [res] = ingest_paths(ws, [path], progress=False, embedder=embedder)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"status": res.status, "reason": res.reason, "chunks": res.chunks, "seconds": round(dt, 1),
+           "rss_before_mb": round(base), "peak_rss_mb": round(peak)}
+    if hashed:
+        sample = [f"{r[1]}\n{r[0]}" for r in ws.db.execute("SELECT text, heading FROM chunks ORDER BY id LIMIT ?", (EMBED_SAMPLE,))]
+        t1 = time.perf_counter()
+        real.embed(sample, batch_size=ws.settings.embed_batch)
+        out["embed_s_per_chunk"] = round((time.perf_counter() - t1) / len(sample), 5)
     ws.close()
-    print(json.dumps({"status": res.status, "reason": res.reason, "chunks": res.chunks, "seconds": round(dt, 1),
-                      "rss_before_mb": round(base), "peak_rss_mb": round(peak)}))
+    print(json.dumps(out))
     return 0
 
 
-def measure(rows: int, tmp: Path) -> dict:
+def measure(rows: int, tmp: Path, python: str, hashed: bool) -> dict:
     path = tmp / f"rows-{rows}.csv"
-    write_csv(path, rows)
-    out = subprocess.run([sys.executable, __file__, "--child", str(path), str(tmp / f"home-{rows}")],
-                         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if not path.exists():
+        write_csv(path, rows)
+    home = tempfile.mkdtemp(dir=tmp, prefix=f"home-{rows}-")
+    cmd = [python, __file__, "--child", str(path), home] + (["--hash-embedder"] if hashed else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
-    return {"rows": rows, "mb": round(path.stat().st_size / 2**20, 1), **json.loads(out.stdout.strip().splitlines()[-1])}
+    r = {"rows": rows, "mb": round(path.stat().st_size / 2**20, 1), "python": python, **json.loads(out.stdout.strip().splitlines()[-1])}
+    if hashed:  # what a real run costs: the pipeline's time plus the real embedder's time per chunk
+        r["estimated_seconds"] = round(r["seconds"] + r["chunks"] * r["embed_s_per_chunk"])
+    return r
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
-        return child(argv[1], argv[2])
+        return child(argv[1], argv[2], "--hash-embedder" in argv)
+    hashed = "--hash-embedder" in argv
+    argv = [a for a in argv if a != "--hash-embedder"]
+    pythons = [sys.executable]
+    if argv[:1] == ["--python"]:
+        pythons.insert(0, argv[1])  # the other checkout first: the baseline
+        argv = argv[2:]
     with tempfile.TemporaryDirectory() as tmp:
-        results = [measure(int(n), Path(tmp)) for n in argv]
+        results = [measure(int(n), Path(tmp), py, hashed) for n in argv for py in pythons]
     for r in results:
         print(json.dumps(r))
-    print("| rows | MB | chunks | seconds | peak RSS MB (after model load) |")
-    print("|---|---|---|---|---|")
+    print("| python | rows | MB | chunks | seconds | peak RSS MB (after model load) |" + (" real embedder s/chunk | est. real seconds |" if hashed else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if hashed else ""))
     for r in results:
-        print(f"| {r['rows']:,} | {r['mb']} | {r['chunks']} | {r['seconds']} | {r['peak_rss_mb']} ({r['rss_before_mb']}) |")
+        line = f"| {r['python']} | {r['rows']:,} | {r['mb']} | {r['chunks']} | {r['seconds']} | {r['peak_rss_mb']} ({r['rss_before_mb']}) |"
+        if hashed:
+            line += f" {r['embed_s_per_chunk']} | {r['estimated_seconds']} |"
+        print(line)
     return 0
 
 

@@ -16,7 +16,7 @@ shared out evenly). A CSV of a million rows is never a list of its ten million t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from archivist.records import Block, Chunk
 
@@ -89,6 +89,22 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
                                 boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end) if boxed else ()))
         i = j + 1
     return text, chunks
+
+
+def chunk_groups(groups: Iterable[Sequence[Block]], token_spans: TokenSpans, size: int = 256,
+                 overlap: int = 32) -> Iterator[list[Chunk]]:
+    """`chunk_blocks` over a document read a group of blocks at a time (a big CSV, see
+    `readers.read_stream`): each group is chunked as it comes and its chunks yielded, with the seq,
+    start and end they have in the whole document (the groups' texts joined by BLOCK_SEP). A
+    section is cut where a group ends, so a table's rows are shared out evenly within each group."""
+    base = seq = 0
+    for blocks in groups:
+        text, chunks = chunk_blocks(blocks, token_spans, size, overlap)
+        for c in chunks:
+            c.seq, c.start, c.end = c.seq + seq, c.start + base, c.end + base
+        seq += len(chunks)
+        base += len(text) + len(BLOCK_SEP)
+        yield chunks
 
 
 def _boxes(blocks: Sequence[Block], spans, start: int, end: int, slack: int = 12) -> tuple:

@@ -150,10 +150,11 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     from archivist.retrieval import evaluation
 
     row = ws.db.execute("SELECT text, source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
-    chunks = {r[0]: r[1] for r in ws.db.execute("SELECT id, text FROM chunks WHERE document_id = ?", (doc["id"],))}
-    erased = matcher(row["text"] or "", list(chunks.values()))
+    chunks = {r[0]: r[1] for r in ws.db.execute("SELECT id, text FROM chunks WHERE document_id = ? ORDER BY seq", (doc["id"],))}
+    text = row["text"] or "\n\n".join(chunks.values())  # a streamed CSV's text is its chunks (ingest/pipeline.py)
+    erased = matcher(text, list(chunks.values()))
     report = EraseReport(document=doc["name"], collection=doc["collection"], document_id=doc["id"], chunks=len(chunks))
-    report.needles = erased_sentences(row["text"] or "")  # not a field: the text stays out of reports and jobs
+    report.needles = erased_sentences(text)  # not a field: the text stays out of reports and jobs
     with _secure_delete(ws):
         fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings)
         report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]

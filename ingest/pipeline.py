@@ -22,14 +22,14 @@ from contextlib import closing
 from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from archivist import access, audit, jobs
 from archivist.ingest import chunking
-from archivist.ingest.readers import ReadError, read
+from archivist.ingest.readers import ReadError, read, read_stream
 from archivist.records import Chunk
 from archivist.retrieval import lexicon, vectors
 from archivist.ingest.shingles import shingles
@@ -62,13 +62,16 @@ class _Pending:
     kind: str
     pages: int | None
     title: str | None
-    text: str
+    text: str  # "" for a document read as a stream (`groups`): its text is its chunks
     chunks: list[Chunk]
     t0: float
     replaces: int | None  # id of the document row this one updates
     result: FileResult = field(default=None)
     ocr: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence
     vectors: np.ndarray | None = None  # one row per chunk when computed elsewhere (ray_ingest's embed actors)
+    # A big CSV (readers.read_stream): its chunks a group at a time, read and chunked as they are
+    # asked for; `chunks` stays empty and the document is committed group by group (_stream_and_commit).
+    groups: Iterator[list[Chunk]] | None = None
 
 
 # Where read and chunked documents come from: (workspace, collection id, [(path, stored name)])
@@ -286,6 +289,15 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
                 finish(res)
             pending = []
 
+    def between_groups() -> bool:
+        """Between two committed groups of a streamed file: sync FAISS when due; whether to stop."""
+        nonlocal last_flush
+        if time.monotonic() - last_flush > FLUSH_SECONDS:
+            sync_indexes(ws, cid, fresh)
+            fresh.clear()
+            last_flush = time.monotonic()
+        return tell()
+
     state, error = "done", None
     try:
         with jobs.keep_alive(ws, job.id), closing(prepare(ws, cid, files)) as items:
@@ -298,6 +310,14 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
                     break
                 if isinstance(item, FileResult):
                     finish(item)
+                    continue
+                if item.groups is not None:
+                    flush_pending()
+                    res = _stream_and_commit(ws, cid, item, embedder, fresh, reuse_from, job.owner, between_groups)
+                    if res is None:
+                        state = "cancelled"
+                        break
+                    finish(res)
                     continue
                 pending.append(item)
                 if sum(len(p.chunks) for p in pending) >= BATCH_CHUNKS:
@@ -371,7 +391,7 @@ def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
         return FileResult(name, "failed", reason=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
     if isinstance(known, FileResult):
         return known
-    return read_file(s, path, name, *known, t0=t0)
+    return read_file(s, path, name, *known, t0=t0, stream=True)
 
 
 def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] | FileResult:
@@ -390,17 +410,23 @@ def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] 
 
 
 def read_file(s, path: Path, name: str, digest: str, size: int, replaces: int | None,
-              t0: float | None = None) -> _Pending | FileResult:
+              t0: float | None = None, stream: bool = False) -> _Pending | FileResult:
     """Read and chunk one file (its `digest` and `size` from `compare`) with settings `s`: its
     _Pending, or a failed FileResult naming the reason; `t0` is when its work began (default now).
+    `stream`: a big CSV comes back unread, its chunks a generator (`_Pending.groups`), for this
+    process only (a generator does not travel to or from a Ray worker).
     Never raises; needs no workspace, so it also runs on a Ray worker."""
     t0 = time.monotonic() if t0 is None else t0
     try:
-        extracted = read(path, max_mb=s.max_file_mb, max_unzipped_mb=s.max_unzipped_mb, timeout=s.reader_timeout,
-                         ocr=s.ocr, page_timeout=s.ocr_page_timeout, max_pages=s.max_pages)
         from archivist.models import embedder_for
 
         spans = chunking.hf_token_spans(embedder_for(s).tokenizer)
+        groups = read_stream(path, max_mb=s.max_file_mb) if stream else None
+        if groups is not None:  # a big CSV: read, chunked and committed a group of rows at a time
+            return _Pending(name, str(path.resolve()), digest, size, "csv", None, None, "", [], t0, replaces,
+                            groups=chunking.chunk_groups(groups, spans, s.chunk_tokens, s.chunk_overlap))
+        extracted = read(path, max_mb=s.max_file_mb, max_unzipped_mb=s.max_unzipped_mb, timeout=s.reader_timeout,
+                         ocr=s.ocr, page_timeout=s.ocr_page_timeout, max_pages=s.max_pages)
         text, chunks = chunking.chunk_blocks(extracted.blocks, spans, s.chunk_tokens, s.chunk_overlap)
         if not chunks:
             raise ReadError("no text found")
@@ -447,30 +473,83 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
             p_hashes = hashes[k:k + n]
             embedded = sum(1 for h in set(p_hashes) if h in new)
             k += n
-            if p.replaces is not None:
-                ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (p.replaces,))
-                ws.db.execute(
-                    "UPDATE documents SET source=?, content_hash=?, kind=?, size=?, pages=?, title=?, text=?, ocr=?, status='ready', "
-                    "updated_at=((julianday('now') - 2440587.5) * 86400.0) WHERE id=?",
-                    (p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), p.replaces))
-                doc_id, status = p.replaces, "updated"
-            else:
-                doc_id = ws.db.execute(
-                    "INSERT INTO documents(collection_id, path, source, content_hash, kind, size, pages, title, text, ocr) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (cid, p.name, p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr))).lastrowid
-                status = "added"
-            for c, h in zip(p.chunks, p_hashes):
-                chunk_id = ws.db.execute(
-                    "INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding, shingles, boxes) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (doc_id, c.seq, c.text, " > ".join(c.heading), c.page, c.start, c.end, c.n_tokens, h, blobs[h],
-                     shingles(c.text), json.dumps(c.boxes) if c.boxes else None)).lastrowid
-                fresh[chunk_id] = np.frombuffer(blobs[h], dtype=np.float32)
+            doc_id, status = _write_document(ws, cid, p)
+            _insert_chunks(ws, doc_id, p.chunks, p_hashes, blobs, fresh)
             audit.record(ws, f"document.{status}", user=user, target=p.name, detail={"document_id": doc_id, "collection_id": cid, "sha256": p.digest, "chunks": n})
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
                                       seconds=time.monotonic() - p.t0))
     return results
+
+
+def _stream_and_commit(ws: Workspace, cid: int, p: _Pending, embedder, fresh: dict, reuse_from: list[int] | None,
+                       user: str | None, between: Callable[[], bool]) -> FileResult | None:
+    """Commit a document read as a stream of chunk groups (`p.groups`, a big CSV), holding one group
+    at a time: its row first, marked 'ingesting', then each group embedded and committed in a
+    transaction of its own, then, in one transaction, the chunks of the version it replaces (and of an
+    earlier cut-short run) deleted and the row marked 'ready'. Until then search finds the old
+    version's rows and the new ones committed so far; their vectors are reused, not embedded again.
+    `between()` runs after each group; when it returns True (the job was cancelled) this stops and
+    returns None.
+
+    A kill, a cancel or a file that changed under the reader leaves the document 'ingesting' with
+    part of its chunks: not 'ready', so the next run (or `archivist jobs resume`) reads it again.
+    Its text is not stored whole (documents.text is ""): it is its chunks, joined by BLOCK_SEP.
+    """
+    from archivist.models import embedder_identity
+
+    identity = embedder_identity(embedder)
+    with transaction(ws.db):
+        doc_id, status = _write_document(ws, cid, p, state="ingesting", keep_chunks=True)
+        older = ws.db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0]  # ids only grow (AUTOINCREMENT)
+    n = embedded = 0
+    try:
+        for chunks in p.groups:
+            hashes, blobs, new = _embed(ws, [replace(p, chunks=chunks, groups=None)], embedder, identity, reuse_from)
+            with transaction(ws.db):
+                _insert_chunks(ws, doc_id, chunks, hashes, blobs, fresh)
+            n += len(chunks)
+            embedded += sum(1 for h in set(hashes) if h in new)
+            if between():
+                return None
+    except ReadError as e:  # checked before the first group; the file changed while it was read
+        return FileResult(p.name, "failed", chunks=n, document_id=doc_id, reason=str(e), seconds=time.monotonic() - p.t0)
+    with transaction(ws.db):
+        ws.db.execute("DELETE FROM chunks WHERE document_id = ? AND id <= ?", (doc_id, older))
+        ws.db.execute("UPDATE documents SET status = 'ready' WHERE id = ?", (doc_id,))
+        audit.record(ws, f"document.{status}", user=user, target=p.name, detail={"document_id": doc_id, "collection_id": cid, "sha256": p.digest, "chunks": n})
+    return FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded, seconds=time.monotonic() - p.t0)
+
+
+def _write_document(ws: Workspace, cid: int, p: _Pending, state: str = "ready", keep_chunks: bool = False) -> tuple[int, str]:
+    """Insert `p`'s document row, or update the row it replaces (deleting that one's chunks unless
+    `keep_chunks`), with status `state`; returns (document id, "added" | "updated"). Call inside a
+    transaction."""
+    if p.replaces is not None:
+        if not keep_chunks:
+            ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (p.replaces,))
+        ws.db.execute(
+            "UPDATE documents SET source=?, content_hash=?, kind=?, size=?, pages=?, title=?, text=?, ocr=?, status=?, "
+            "updated_at=((julianday('now') - 2440587.5) * 86400.0) WHERE id=?",
+            (p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), state, p.replaces))
+        return p.replaces, "updated"
+    doc_id = ws.db.execute(
+        "INSERT INTO documents(collection_id, path, source, content_hash, kind, size, pages, title, text, ocr, status) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (cid, p.name, p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), state)).lastrowid
+    return doc_id, "added"
+
+
+def _insert_chunks(ws: Workspace, doc_id: int, chunks: list[Chunk], hashes: list[str], blobs: dict[str, bytes],
+                   fresh: dict) -> None:
+    """Insert a document's chunks with their vector keys and vectors; `fresh` gets each new chunk id's
+    vector for the next FAISS sync. Call inside a transaction."""
+    for c, h in zip(chunks, hashes):
+        chunk_id = ws.db.execute(
+            "INSERT INTO chunks(document_id, seq, text, heading, page, start, end, n_tokens, hash, embedding, shingles, boxes) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (doc_id, c.seq, c.text, " > ".join(c.heading), c.page, c.start, c.end, c.n_tokens, h, blobs[h],
+             shingles(c.text), json.dumps(c.boxes) if c.boxes else None)).lastrowid
+        fresh[chunk_id] = np.frombuffer(blobs[h], dtype=np.float32)
 
 
 def _embed(ws: Workspace, batch: list[_Pending], embedder, identity: str,

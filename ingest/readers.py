@@ -27,20 +27,24 @@ import time
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from archivist.records import Block, Extracted
 
 from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason
-from .readers_markup import read_csv, read_html, read_markdown, read_text
+from .readers_markup import read_csv, read_html, read_markdown, read_text, stream_csv
 from .readers_office import check_zip, ooxml_kind, read_docx, read_pptx, read_xlsx
 from .readers_pdf import read_image, read_pdf
 
-__all__ = ["ReadError", "detect_kind", "read", "READERS", "LABELS"]
+__all__ = ["ReadError", "detect_kind", "read", "read_stream", "READERS", "LABELS"]
 
 MB = 1024 * 1024
 HEAD_BYTES = 8192  # how much of the file detect_kind sees
 PDF_MEMORY_MB = 2048  # address space a reader child may add on top of its interpreter
+# A CSV larger than this is read and ingested a group of rows at a time (`read_stream`), so a file of
+# a million rows is never held whole; smaller ones are read at once, as every other kind.
+STREAM_ABOVE_MB = 1
+STREAM_GROUP_CHARS = 1 << 20  # characters of row text per group: what a streamed CSV holds at once
 SANDBOX_ABOVE_MB = 4  # files of any kind larger than this are read in the bounded child as well
 ZIP_KINDS = ("docx", "xlsx", "pptx")
 LABELS = {
@@ -253,6 +257,31 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
     extracted.blocks = blocks
     extracted.kind = kind
     return extracted
+
+
+def read_stream(path: Path, *, max_mb: int = 200, group_chars: int | None = None) -> Iterator[list[Block]] | None:
+    """A CSV larger than STREAM_ABOVE_MB as groups of blocks of about `group_chars` (default
+    STREAM_GROUP_CHARS) characters, read
+    from the file as they are asked for (`readers_markup.stream_csv`); None for any other file, which
+    `read` reads (and names the problem of, if it has one).
+    Raises ReadError for a CSV it would stream that is binary, corrupt or has no text.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or not STREAM_ABOVE_MB * MB < st.st_size <= max_mb * MB:
+            return None
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+        if detect_kind(path, head) != "csv":
+            return None
+        return stream_csv(path, group_chars or STREAM_GROUP_CHARS)
+    except ReadError:
+        raise
+    except PermissionError:
+        raise ReadError("permission denied") from None
+    except OSError:
+        return None  # `read` says what is wrong with it
 
 
 def _read_sandboxed(path: Path, kind: str, timeout: float, options: dict | None = None,

@@ -5,9 +5,11 @@ Kept apart from `readers.py` so the per-format modules can import them without a
 
 from __future__ import annotations
 
+import codecs
 import re
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from archivist.records import Block
 
@@ -63,20 +65,23 @@ def table_blocks(rows: Iterable[list[str]], *, heading: tuple[str, ...] = (), pa
     A table with only a header row still yields that row (joined by "; ") so its text is not lost.
     `rows` is read once, as it goes (a CSV reader: a million rows never become a list of rows).
     """
+    return list(iter_table_blocks(rows, heading=heading, page=page))
+
+
+def iter_table_blocks(rows: Iterable[list[str]], *, heading: tuple[str, ...] = (), page: int | None = None) -> Iterator[Block]:
+    """`table_blocks` one block at a time, for a table too long to hold (a big CSV streamed in)."""
     rows = (r for r in rows if any(clean(c) for c in r))
     header = next(rows, None)
     if header is None:
-        return []
-    blocks, data = [], False
+        return
+    data = False
     for values in rows:
         data = True
         text = row_text(header, values)
         if text:
-            blocks.append(Block(text, page=page, heading=heading, kind="row"))
+            yield Block(text, page=page, heading=heading, kind="row")
     if not data:
-        text = "; ".join(c for c in (clean(c) for c in header) if c)
-        return [Block(text, page=page, heading=heading, kind="row")]
-    return blocks
+        yield Block("; ".join(c for c in (clean(c) for c in header) if c), page=page, heading=heading, kind="row")
 
 
 CAPTION_CHARS = 150  # a paragraph this short just before a table is taken for its caption
@@ -139,6 +144,40 @@ def decode_text(data: bytes) -> str:
         except UnicodeDecodeError:
             continue
     return data.decode("latin-1")
+
+
+def text_encoding(path: Path) -> str:
+    """The encoding `decode_text` would choose for the file's bytes, found reading a block at a time
+    (a file too big to hold decoded is then read as a text stream in it).
+
+    Raises ReadError("binary file ...") as decode_text does.
+    """
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head in (b"\xff\xfe", b"\xfe\xff") and _decodes(path, "utf-16"):
+        return "utf-16"
+    if any(b"\x00" in block for block in _byte_blocks(path)):
+        raise ReadError("binary file (contains NUL bytes), not text")
+    for encoding in ("utf-8-sig", "cp1252"):
+        if _decodes(path, encoding):
+            return encoding
+    return "latin-1"
+
+
+def _byte_blocks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        yield from iter(lambda: f.read(size), b"")
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for block in _byte_blocks(path):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def short_reason(exc: BaseException) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from archivist.records import Block, Extracted
 
-from .readers_base import HeadingPath, ReadError, clean, clean_code, decode_text, table_blocks, table_heading
+from .readers_base import (HeadingPath, ReadError, clean, clean_code, decode_text, iter_table_blocks, table_blocks,
+                           table_heading, text_encoding)
 
 # ---------------------------------------------------------------------------------------------
 # Plain text
@@ -44,20 +46,78 @@ def read_csv(path: Path) -> Extracted:
     Raises ReadError("corrupt CSV: ...") when the csv module cannot parse it.
     """
     text = decode_text(path.read_bytes())
-    sample = text[:16 * 1024]  # enough lines to sniff; the sniffer slows down on big samples
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        # The sniffer gives up on one-column files and on some quoting; a .tsv is tab-separated.
-        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    # Long cells (a description column) are legal; the default 128 KB limit is not a safety need
-    # because the whole file is already bounded by max_mb.
-    csv.field_size_limit(64 * 1024 * 1024)
+    rows = csv.reader(_lines(text), _dialect(text[:SNIFF_CHARS], path))
     try:  # rows are parsed as table_blocks asks for them: no list of every line and every row
-        blocks = table_blocks(csv.reader(_lines(text), dialect), heading=(path.name,))
+        blocks = table_blocks(rows, heading=(path.name,))
     except csv.Error as exc:
         raise ReadError(f"corrupt CSV: {exc}") from None
     return Extracted(blocks, kind="csv")
+
+
+SNIFF_CHARS = 16 * 1024  # enough lines to sniff; the sniffer slows down on big samples
+
+
+def _dialect(sample: str, path: Path):
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        # The sniffer gives up on one-column files and on some quoting; a .tsv is tab-separated.
+        return csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+
+
+# Long cells (a description column) are legal; the default 128 KB limit is not a safety need
+# because the whole file is already bounded by max_mb.
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+def stream_csv(path: Path, group_chars: int = 1 << 20) -> Iterator[list[Block]]:
+    """A CSV too big to hold, as `read_csv`'s blocks (cleaned, empty ones dropped, as `read` leaves
+    them) in groups of about `group_chars` characters, read from the file as the groups are asked for.
+
+    The checks run now, before the first group: the encoding (as `decode_text` chooses it), and a
+    first pass that parses every row, so a bad file fails before anything of it is stored.
+    Raises ReadError: binary file, corrupt CSV, empty file (no text).
+    """
+    encoding = text_encoding(path)
+
+    def blocks() -> Iterator[Block]:
+        with open(path, encoding=encoding, newline="") as f:  # newline="": line ends as read_csv sees them
+            dialect = _dialect(f.read(SNIFF_CHARS), path)
+        with open(path, encoding=encoding, newline="") as f:
+            try:
+                for block in iter_table_blocks(csv.reader(_stream_lines(f), dialect), heading=(path.name,)):
+                    block.text = clean(block.text)
+                    if block.text:
+                        yield block
+            except csv.Error as exc:
+                raise ReadError(f"corrupt CSV: {exc}") from None
+
+    if not sum(1 for _ in blocks()):  # the first pass: every row parses
+        raise ReadError("empty file (no text)")
+
+    def groups() -> Iterator[list[Block]]:
+        group, chars = [], 0
+        for block in blocks():
+            group.append(block)
+            chars += len(block.text)
+            if chars >= group_chars:
+                yield group
+                group, chars = [], 0
+        if group:
+            yield group
+
+    return groups()
+
+
+def _stream_lines(f, piece: int = 1 << 20) -> Iterator[str]:
+    """`_lines` over an open text file: the same lines, a piece at a time."""
+    rest = ""
+    while block := f.read(piece):
+        text = rest + block
+        cut = text.rfind("\n") + 1
+        yield from text[:cut].splitlines()
+        rest = text[cut:]
+    yield from rest.splitlines()
 
 
 def _lines(text: str, piece: int = 1 << 20):
