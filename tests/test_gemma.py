@@ -40,7 +40,7 @@ def test_the_prompt_is_question_answer_text_and_training_continues_it():
 
 @pytest.mark.long  # converting the GGUF takes minutes on a CPU (once per model cache); each answer a few seconds
 @pytest.mark.skipif(not INSTALLED, reason=NOT_INSTALLED)
-def test_gemma3_270m_answers_questions_over_a_passage(ws, embedder, monkeypatch):
+def test_gemma3_270m_answers_questions_over_a_passage(tmp_path, ws, embedder):
     from archivist.ingest.pipeline import ingest_paths
     from archivist.retrieval.answer import ask
     from archivist.retrieval.llm import load_llm
@@ -55,8 +55,13 @@ def test_gemma3_270m_answers_questions_over_a_passage(ws, embedder, monkeypatch)
         assert answer.count("\n\n") <= 1 and answer.endswith("\n\n"), answer  # it stopped at the blank line
     # Through `ask`, as `archivist ask` runs it: the model's text is the answer. It cites no passage
     # (a pretrained model), so what is shown is the verified quote of the passage beside it.
-    (ws.home / "car.md").write_text(f"# Company car\n\n{CAR.text}\n")
-    ingest_paths(ws, [ws.home / "car.md"], embedder=embedder, progress=False)
+    docs = {"car.md": f"Company car\n\n{CAR.text}\n",
+            "team.md": "Finance team\n\nThe finance team is led by Maria Lopez. She joined in 2015 from a bank in Madrid.\n",
+            "canteen.md": "Canteen\n\nThe canteen opens at noon and serves soup on Fridays.\n"}
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+    results = ingest_paths(ws, [tmp_path / name for name in docs], embedder=embedder, progress=False)
+    assert [r.status for r in results] == ["added"] * 3
     result = ask(ws, "What colour is the car?", llm=llm, embedder=embedder)
     assert result.generated is not None and "red" in result.generated.lower(), result
     assert "red" in result.answer.lower() and result.citations[0].document == "car.md"
