@@ -159,20 +159,53 @@ def bench_ocr(pages: int, tmp: Path) -> dict:
             "pages_per_s": pages / through_read}
 
 
-def bench_memory(counts: tuple[int, int], tmp: Path) -> dict:
-    """Peak RSS of the reader child for two page counts; each read runs in its own parent process
-    so that RUSAGE_CHILDREN holds only that read's child."""
+_MEMORY_PROBE = """
+import json, sys, threading, time
+import psutil
+from archivist.ingest.readers import read
+
+# Sample the reader child's RSS every 0.2 s: the peak, and the RSS after each tenth of the pages,
+# show whether memory grows with the page count (RUSAGE_CHILDREN gives only the peak).
+me, samples, done = psutil.Process(), [], threading.Event()
+def sample():
+    t0 = time.perf_counter()
+    while not done.is_set():
+        for child in me.children():
+            try:
+                samples.append((time.perf_counter() - t0, child.memory_info().rss / 2**20))
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
+t = time.perf_counter()
+e = read(sys.argv[1], timeout=600, page_timeout=300, max_pages=5000)
+seconds = time.perf_counter() - t
+done.set()
+print(json.dumps({"pages": len(e.ocr), "seconds": seconds, "samples": samples}))
+"""
+
+
+def bench_memory(counts: tuple[int, ...], tmp: Path) -> dict:
+    """Peak RSS of the reader child while it OCRs scanned PDFs of `counts` pages, sampled from the
+    outside (psutil, every 0.2 s), with the RSS at each tenth of the run: flat means the peak and
+    the late samples do not grow with the page count. Each read runs in its own parent process."""
     out = {}
     for n in counts:
         images = [scan_page(text_lines(100 + k % 5), PAGE_STYLES[k % len(PAGE_STYLES)])[0] for k in range(min(n, 5))]
         path = scan_pdf(tmp / f"scan-{n}.pdf", [images[k % len(images)] for k in range(n)])
-        code = ("import resource, sys, time; from archivist.ingest.readers import read; t = time.perf_counter(); "
-                f"e = read(sys.argv[1], timeout=600, page_timeout=120, max_pages=5000); "
-                "print(len(e.ocr), time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
-        done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-        pages, seconds, peak = done.stdout.split()
-        out[n] = {"pages": int(pages), "seconds": float(seconds), "peak_mb": float(peak)}
-        log(f"{n} pages: peak child RSS {float(peak):.0f} MB, {float(seconds):.0f} s")
+        done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(path)], capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        samples = result["samples"]
+        seconds = result["seconds"]
+        tenths = []
+        for k in range(1, 11):
+            before = [rss for t, rss in samples if t <= seconds * k / 10]
+            tenths.append(round(max(before) if before else 0.0))
+        peak = max((rss for _, rss in samples), default=0.0)
+        out[n] = {"pages": result["pages"], "seconds": seconds, "pages_per_s": result["pages"] / seconds,
+                  "peak_mb": peak, "peak_by_tenth_mb": tenths}
+        log(f"{n} pages: peak child RSS {peak:.0f} MB (by tenths {tenths}), {seconds:.0f} s, "
+            f"{result['pages'] / seconds:.3f} pages/s")
     return out
 
 
@@ -274,9 +307,14 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="small", choices=SIZES)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-ocr", action="store_true", help="only the tables and the text path")
+    parser.add_argument("--memory-only", type=int, nargs="+", metavar="PAGES",
+                        help="only the memory run, for these page counts (e.g. 10 100); prints JSON")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
+    if args.memory_only:
+        print(json.dumps(bench_memory(tuple(args.memory_only), tmp), indent=1))
+        return 0
 
     text = bench_text_path(tmp, size["repeats"])
     log(f"text path: before {text['before_s']:.2f} s, now {text['now_s']:.2f} s")

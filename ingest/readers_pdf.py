@@ -22,7 +22,7 @@ from archivist.records import Extracted
 from . import ocr as ocr_engine
 from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
 from .readers_base import ReadError, clean, short_reason
-from .tables import find_tables, has_rules
+from .tables import aligned_tables, find_tables, has_rules, mark_continued
 
 MIN_TEXT_CHARS = 20  # a page with fewer letters and digits in its text layer has no usable text
 RENDER_MAX_SIDE = 4000  # pixels: a huge page is rendered smaller than DPI, so one page's bitmap stays bounded
@@ -101,6 +101,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
         confidence: dict[int, float] = {}
         sizes: dict[int, tuple[float, float]] = {}
         ruled: list[int] = []
+        aligned: list[int] = []  # pages that may hold a table without rules
         for number in range(1, count + 1):
             page = pdf[number - 1]
             try:
@@ -114,8 +115,11 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
                     del image  # one page's bitmap at a time
                     lines = ocr_lines(read, points_per_pixel)
                     confidence[number] = round(read.confidence, 3)
-                elif runs and has_rules(page):  # a table's cells are separate runs of text
-                    ruled.append(number)
+                    aligned.append(number)
+                elif runs:  # a table's cells are separate runs of text
+                    aligned.append(number)
+                    if has_rules(page):
+                        ruled.append(number)
             finally:
                 page.close()
             pages.append(Page(lines))
@@ -123,10 +127,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
     finally:
         pdf.close()
 
-    for number, tables in find_tables(path, ruled, sizes).items():
-        page = pages[number - 1]
-        page.tables = tables
-        page.lines = [line for line in page.lines if not any(inside(line, t.box) for t in tables)]
+    place_tables(pages, find_tables(path, ruled, sizes), aligned)
     blocks = page_blocks(pages)
     if not blocks:
         if ocr == "never":
@@ -152,11 +153,31 @@ def read_image(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page:
         pages.append(Page(ocr_lines(read, 72 / ocr_engine.DPI)))
         confidence[number] = round(read.confidence, 3)
         on_page(number)
+    place_tables(pages, {}, list(range(1, len(pages) + 1)))
     blocks = page_blocks(pages)
     if not blocks:
         raise ReadError("no text found in the image (OCR read nothing)")
     title = next((b.text for b in blocks if b.kind == "heading"), None)
     return Extracted(blocks, pages=len(pages), title=title, kind="image", ocr=confidence)
+
+
+def place_tables(pages: list[Page], ruled: dict[int, list], aligned: list[int]) -> None:
+    """Put each page's tables on it and take their text out of its lines: the `ruled` tables
+    (page number -> tables, from pdfplumber), else those found from aligned text on the `aligned`
+    pages (1-based); then mark tables that run on from the page before."""
+    found = dict(ruled)
+    for number in aligned:
+        if number not in found:
+            tables, used = aligned_tables(pages[number - 1].lines)
+            if tables:
+                found[number] = tables
+                pages[number - 1].lines = [ln for i, ln in enumerate(pages[number - 1].lines) if i not in used]
+    for number, tables in ruled.items():
+        page = pages[number - 1]
+        page.lines = [line for line in page.lines if not any(inside(line, t.box) for t in tables)]
+    for number, tables in found.items():
+        pages[number - 1].tables = sorted(tables, key=lambda t: -t.top)
+    mark_continued(found)
 
 
 def page_picture(path: Path, kind: str, page: int, boxes=(), width: int = 1000):

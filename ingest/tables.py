@@ -1,18 +1,24 @@
-"""Ruled tables in PDFs, found with pdfplumber, as rows of cells (layout.Table).
+"""Tables on PDF pages and scans as rows of cells (layout.Table): ruled ones found with pdfplumber,
+unruled ones (and tables on OCRed pages) from where their text pieces stand.
 
-    tables = find_tables(path, candidates, sizes)    # {page number: [Table, ...]}
+    tables = find_tables(path, candidates, sizes)    # {page number: [Table, ...]}, ruled
+    tables, used = aligned_tables(lines)             # one page's tables drawn without rules
+    mark_continued(all_tables)                       # a table running on from the page before
 
 pdfplumber (pdfminer underneath) is pure Python and slow next to pdfium, so it only opens the pages
 where pdfium counted enough vector paths to draw a grid (`has_rules`); a page of plain text never
 pays for it. A table whose page ends with it and whose next page starts with one of the same width
 is marked `continued` there, so its rows keep the first part's header (layout.page_blocks).
+A table without rules shows only in its text: pieces at one height are a row, and pieces that stay
+between blank gutters down several rows are its columns (`aligned_tables`); that works the same
+on a text layer and on OCR boxes, so a scanned table becomes rows with headers too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import Table
+from .layout import Line, Table
 from .readers_base import clean
 
 MIN_PATHS = 4  # a ruled table draws at least its outer box and one rule
@@ -63,14 +69,14 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
                 page.close()
             if tables:
                 found[number] = sorted(tables, key=lambda t: -t.top)
-    _mark_continued(found)
     return found
 
 
-def _mark_continued(found: dict[int, list[Table]]) -> None:
+def mark_continued(found: dict[int, list[Table]]) -> None:
     """A page's first table continues the previous page's last table when that one ends low on its
-    page, this one starts high on its page, and both have as many columns."""
-    for number, tables in found.items():
+    page, this one starts high on its page, and both have as many columns. `found` maps page
+    numbers to their tables, top to bottom."""
+    for number, tables in sorted(found.items()):
         before = found.get(number - 1)
         if not before:
             continue
@@ -78,3 +84,120 @@ def _mark_continued(found: dict[int, list[Table]]) -> None:
         if (last.box[3] >= 1 - EDGE and first.box[1] <= EDGE
                 and len(last.rows[0]) == len(first.rows[0])):
             first.continued = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables without rules: columns aligned by whitespace (text-layer pages and OCR pages alike)
+
+MIN_ROWS = 3  # header and two data rows: fewer aligned rows are more often a form or a list
+MAX_CELL_CHARS = 24  # median cell length above this is text set in columns, not a table
+ROW_GAP = 2.5  # rows of one table stand at most this many line heights apart
+
+
+def aligned_tables(lines: list[Line]) -> tuple[list[Table], set[int]]:
+    """Tables drawn without rules, found from where a page's text pieces stand: `lines` are one
+    page's lines (a text-layer line already split where its text jumps a wide gap, or OCR boxes,
+    which already come one per cell). Rows are pieces at one height; at least MIN_ROWS rows of two
+    or more pieces, one close under the other, whose pieces stay inside columns separated by blank
+    gutters (no piece reaches from one column into the next) are a table, first row the header.
+    Two columns of running text line up the same way, so the cells must be short (median
+    MAX_CELL_CHARS). Returns the tables and the indexes in `lines` of the lines they took."""
+    rows = _rows(lines)
+    tables, used = [], set()
+    start = 0
+    while start < len(rows):
+        count, spans = _grow(lines, rows, start)
+        table = _table(lines, rows[start:start + count], spans) if count >= MIN_ROWS else None
+        if table is None:  # rows that keep to columns but are no table (running text) are passed over whole
+            start += max(count, 1)
+            continue
+        tables.append(table)
+        used.update(i for row in rows[start:start + count] for i in row)
+        start += count
+    return tables, used
+
+
+def _grow(lines: list[Line], rows: list[list[int]], start: int) -> tuple[int, list[tuple[float, float]]]:
+    """How many rows from `start` on keep to one set of columns, and those columns' spans (x0, x1)."""
+    if len(rows[start]) < 2:
+        return 0, []
+    spans = [(lines[i].box[0], lines[i].box[2]) for i in rows[start]]
+    count = 1
+    for above, row in zip(rows[start:], rows[start + 1:]):
+        grown = _fit(spans, [lines[i].box for i in row]) if len(row) >= 2 and _close(lines, above, row) else None
+        if grown is None:
+            break
+        spans, count = grown, count + 1
+    return count, spans
+
+
+def _fit(spans: list[tuple[float, float]], boxes: list) -> list[tuple[float, float]] | None:
+    """The column spans widened by one more row's pieces, or None when a piece reaches across a
+    gutter (it overlaps two columns, or widening closes the gap between two). A piece under no
+    column opens one: a header often leaves the first column's cell empty."""
+    spans = list(spans)
+    for x0, _, x1, _ in boxes:
+        hits = [k for k, (a, b) in enumerate(spans) if x0 < b and x1 > a]
+        if len(hits) > 1:
+            return None
+        if hits:
+            a, b = spans[hits[0]]
+            spans[hits[0]] = (min(a, x0), max(b, x1))
+        else:
+            spans.append((x0, x1))
+    spans.sort()
+    if any(spans[k][1] >= spans[k + 1][0] for k in range(len(spans) - 1)):
+        return None
+    return spans
+
+
+def _rows(lines: list[Line]) -> list[list[int]]:
+    """Indexes of `lines` grouped into rows (pieces whose vertical middles lie within half a line
+    of each other), top to bottom, each row left to right. Lines without a box are left out."""
+    placed = sorted((i for i, ln in enumerate(lines) if ln.box[2] > ln.box[0] and ln.text.strip()),
+                    key=lambda i: (lines[i].box[1] + lines[i].box[3]) / 2)
+    rows: list[list[int]] = []
+    for i in placed:
+        x0, y0, x1, y1 = lines[i].box
+        if rows:
+            first = lines[rows[-1][0]].box
+            if abs((y0 + y1) / 2 - (first[1] + first[3]) / 2) <= 0.5 * max(first[3] - first[1], y1 - y0):
+                rows[-1].append(i)
+                continue
+        rows.append([i])
+    return [sorted(row, key=lambda i: lines[i].box[0]) for row in rows]
+
+
+def _close(lines: list[Line], above: list[int], below: list[int]) -> bool:
+    """Whether row `below` follows row `above` closely enough to be the same table's next row."""
+    top = min(lines[i].box[1] for i in below)
+    bottom = max(lines[i].box[3] for i in above)
+    height = max(lines[i].box[3] - lines[i].box[1] for i in above)
+    return top - bottom <= ROW_GAP * height
+
+
+def _column(box, spans) -> int | None:
+    """The one column span a piece's box overlaps, or None when it overlaps none or several."""
+    hits = [k for k, (a, b) in enumerate(spans) if box[0] < b and box[2] > a]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, float]]) -> Table | None:
+    """A Table from rows aligned on the column `spans`, or None when its cells read like running
+    text (too long) or fewer than half its rows fill every column."""
+    cells: list[list[str]] = []
+    for row in rows:
+        values = [""] * len(spans)
+        for i in row:
+            k = _column(lines[i].box, spans)
+            values[k] = clean(f"{values[k]} {lines[i].text}")
+        cells.append(values)
+    lengths = sorted(len(v) for r in cells for v in r if v)
+    full = sum(all(r) for r in cells)
+    if lengths[len(lengths) // 2] > MAX_CELL_CHARS or 2 * full < len(cells):
+        return None
+    taken = [lines[i] for row in rows for i in row]
+    box = (min(ln.box[0] for ln in taken), min(ln.box[1] for ln in taken),
+           max(ln.box[2] for ln in taken), max(ln.box[3] for ln in taken))
+    return Table(cells, top=max(ln.top for ln in taken), bottom=min(ln.bottom for ln in taken),
+                 box=tuple(round(min(max(v, 0.0), 1.0), 4) for v in box))

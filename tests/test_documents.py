@@ -125,9 +125,9 @@ def _png(tmp_path: Path) -> Path:
 # Tables
 
 
-def table_pdf(path: Path, rows: int = 40) -> Path:
-    """A heading, a caption, a ruled table long enough to continue on page 2 (fpdf2 repeats the
-    header there), then a paragraph."""
+def table_pdf(path: Path, rows: int = 40, ruled: bool = True) -> Path:
+    """A heading, a caption, a table (ruled, or set in aligned columns without any line) long
+    enough to continue on page 2 (fpdf2 repeats the header there), then a paragraph."""
     pdf = FPDF(format="letter")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", size=18)
@@ -138,7 +138,7 @@ def table_pdf(path: Path, rows: int = 40) -> Path:
     pdf.cell(0, 8, "Revenue by region, 2025 (thousands EUR)", new_x="LMARGIN", new_y="NEXT")
     data = [["Product", "EMEA", "Americas", "APAC"], ["Falcon", "1,240", "2,310", "880"], ["Heron", "415", "390", "1,975"]]
     data += [[f"Model {i:02d}", str(100 + i), str(200 + i), str(300 + i)] for i in range(rows)]
-    with pdf.table() as table:
+    with pdf.table(borders_layout="ALL" if ruled else "NONE") as table:
         for values in data:
             row = table.row()
             for value in values:
@@ -149,8 +149,9 @@ def table_pdf(path: Path, rows: int = 40) -> Path:
     return path
 
 
-def test_pdf_table_rows_keep_their_headers_across_pages(tmp_path):
-    extracted = read(table_pdf(tmp_path / "report.pdf"))
+@pytest.mark.parametrize("ruled", [True, False], ids=["ruled", "unruled"])
+def test_pdf_table_rows_keep_their_headers_across_pages(tmp_path, ruled):
+    extracted = read(table_pdf(tmp_path / "report.pdf", ruled=ruled))
     rows = [b for b in extracted.blocks if b.kind == "row"]
     caption = ("Quarterly report", "Revenue by region, 2025 (thousands EUR)")
     assert rows[1].text == "Product: Heron; EMEA: 415; Americas: 390; APAC: 1,975"
@@ -170,6 +171,72 @@ def test_pdf_table_rows_keep_their_headers_across_pages(tmp_path):
         if any(p in row_texts for p in pieces):  # a table chunk: whole rows only, nothing else
             assert all(p in row_texts for p in pieces), c.text
     assert any("Product: Heron; EMEA: 415; Americas: 390; APAC: 1,975" in c.text for c in chunks)
+
+
+def test_aligned_text_that_is_no_table_stays_text(tmp_path):
+    """Short aligned pieces make a table; a form of two label/value pairs, two columns of running
+    text and a row whose piece crosses a column's gutter do not."""
+    from archivist.ingest.layout import Line
+    from archivist.ingest.tables import aligned_tables
+
+    def piece(text, x0, x1, row):
+        y = 0.1 + 0.03 * row
+        return Line(text, 10.0, 800 - 20 * row, 790 - 20 * row, (x0, y, x1, y + 0.015))
+
+    grid = [piece(t, x, x + 0.1, r) for r, cells in enumerate([["Site", "Staff"], ["Oslo", "14"], ["Lyon", "9"]])
+            for t, x in zip(cells, (0.1, 0.4))]
+    tables, used = aligned_tables(grid)
+    assert [t.rows for t in tables] == [[["Site", "Staff"], ["Oslo", "14"], ["Lyon", "9"]]] and used == set(range(6))
+    form = [piece("Name: Ada Moss", 0.1, 0.3, 0), piece("Date: 3 May", 0.6, 0.7, 0),
+            piece("Team: Docks", 0.1, 0.25, 1), piece("Shift: late", 0.6, 0.7, 1)]
+    assert aligned_tables(form) == ([], set())  # two rows: a form, not a table
+    prose = [piece(f"Apples line {r} grows in the orchard by the river.", 0.1, 0.45, r) for r in range(5)]
+    prose += [piece(f"Trains line {r} leaves from the station at noon.", 0.55, 0.9, r) for r in range(5)]
+    assert aligned_tables(prose) == ([], set())  # two columns of running text
+    crossing = grid + [piece("Paris", 0.1, 0.14, 3), piece("a note across both columns", 0.16, 0.45, 3)]
+    assert [t.rows for t in aligned_tables(crossing)[0]] == [[["Site", "Staff"], ["Oslo", "14"], ["Lyon", "9"]]]
+
+
+def render_table(rows: list[list[str]], title: str, ruled: bool, size: int = 24) -> Image.Image:
+    """A table drawn as pixels (a scan): a title, then rows in fixed columns, with or without rules."""
+    font = ImageFont.truetype(FONT, size)
+    widths, step, left, top = (260, 180, 200, 170), int(size * 2), 60, 110
+    image = Image.new("L", (sum(widths) + 2 * left, top + 60 + len(rows) * step), 255)
+    draw = ImageDraw.Draw(image)
+    draw.text((left, 40), title, font=font, fill=0)
+    for r, row in enumerate(rows):
+        x = left
+        for width, cell in zip(widths, row):
+            draw.text((x + 10, top + r * step + 8), cell, font=font, fill=0)
+            x += width
+    if ruled:
+        for r in range(len(rows) + 1):
+            draw.line((left, top + r * step, left + sum(widths), top + r * step), fill=0, width=2)
+        for x in [left + sum(widths[:k]) for k in range(len(widths) + 1)]:
+            draw.line((x, top, x, top + len(rows) * step), fill=0, width=2)
+    return image
+
+
+def test_scanned_tables_become_rows_with_headers(tmp_path):
+    """A two-page TIFF (a fax): page 1 a table without rules, page 2 a ruled one; OCR boxes are
+    put back into rows and columns."""
+    stock = [["Part", "Oslo", "Lyon", "Porto"], ["Gasket G-12", "140", "75", "1,320"], ["Valve V-7", "38", "610", "92"],
+             ["Pump P-3", "5", "14", "260"]]
+    staff = [["Site", "Drivers", "Pickers", "Clerks"], ["Tilburg", "31", "118", "6"], ["Venlo", "12", "47", "9"]]
+    pages = [render_table(stock, "Stock by warehouse, week 14", ruled=False),
+             render_table(staff, "Staff by site", ruled=True)]
+    fax = tmp_path / "fax.tiff"
+    pages[0].save(fax, save_all=True, append_images=pages[1:])
+    extracted = read(fax)
+    rows = [(b.page, b.heading, b.text) for b in extracted.blocks if b.kind == "row"]
+    assert rows == [
+        (1, ("Stock by warehouse, week 14",), "Part: Gasket G-12; Oslo: 140; Lyon: 75; Porto: 1,320"),
+        (1, ("Stock by warehouse, week 14",), "Part: Valve V-7; Oslo: 38; Lyon: 610; Porto: 92"),
+        (1, ("Stock by warehouse, week 14",), "Part: Pump P-3; Oslo: 5; Lyon: 14; Porto: 260"),
+        (2, ("Staff by site",), "Site: Tilburg; Drivers: 31; Pickers: 118; Clerks: 6"),
+        (2, ("Staff by site",), "Site: Venlo; Drivers: 12; Pickers: 47; Clerks: 9"),
+    ]
+    assert sorted(extracted.ocr) == [1, 2]
 
 
 def test_docx_and_html_tables_take_their_caption(tmp_path):
