@@ -54,8 +54,44 @@ def engine():
             from rapidocr_onnxruntime import RapidOCR
         except ImportError:
             raise ReadError("OCR needs the rapidocr-onnxruntime package (pip install rapidocr-onnxruntime)") from None
+        steady_malloc()  # before ONNX Runtime starts its threads
         _ENGINE = RapidOCR(print_verbose=False)
     return _ENGINE
+
+
+def steady_malloc() -> None:
+    """Keep the OCR process's memory from creeping up page after page (glibc only; elsewhere a no-op).
+
+    ONNX Runtime (its own arena is off in RapidOCR) mallocs and frees the detector's large tensors on
+    every page from several threads. glibc raises its mmap threshold each time such a block is freed,
+    so later pages carve them out of per-thread heaps instead, which fragment and grow: a 100-page
+    scan ran the reader child into its 2 GB address-space limit (bench/RESULTS.md, finding 12b).
+    A fixed threshold keeps large blocks in mmap (returned on free), two arenas bound the per-thread
+    heaps, and `trim_malloc` after each page hands freed memory back."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MB, fixed (setting it turns off the dynamic raise)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+
+
+def trim_malloc() -> None:
+    """Return the heap's free memory to the system (glibc malloc_trim; a no-op elsewhere)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _libc():
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # musl or another libc: no such knobs
+        return None
 
 
 def ocr_image(image) -> OcrPage:
@@ -83,6 +119,8 @@ def ocr_image(image) -> OcrPage:
         text = " ".join(str(text).split())
         if text:
             page.lines.append(OcrLine(text, tuple(v / scale for v in box), float(confidence)))
+    del rgb, gray, result
+    trim_malloc()  # this page's tensors and bitmaps are freed: give the memory back before the next
     return page
 
 

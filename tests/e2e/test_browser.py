@@ -64,20 +64,20 @@ def _make_docx(path: Path) -> None:
     d.save(str(path))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _serve(home: Path, log_name: str, warmup: bool = True):
+    """`archivist ui` on workspace `home`, yielding its URL once healthy; stopped afterwards.
+    warmup: load the models in the background at start, as in production."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps) to run the browser tests")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    home = tmp_path_factory.mktemp("e2e") / "ws"
     port = _free_port()
     # short answers: the scenario is about the app, not the model; the server warms its models up as in production
     env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "ARCHIVIST_MAX_NEW_TOKENS": "32", "ARCHIVIST_UI_WARMUP": "1"}
+           "ARCHIVIST_MAX_NEW_TOKENS": "32", "ARCHIVIST_UI_WARMUP": "1" if warmup else "0"}
     for var in ("ARCHIVIST_USER", "ARCHIVIST_ADMIN_USER", "ARCHIVIST_ADMIN_PASSWORD"):
         env.pop(var, None)
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "e2e-server.log", "w")
+    log = open(ARTIFACTS / log_name, "w")
     proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(home.parent))
@@ -91,15 +91,22 @@ def server(tmp_path_factory):
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"archivist ui did not come up; see {ARTIFACTS / 'e2e-server.log'}")
+            raise RuntimeError(f"archivist ui did not come up; see {ARTIFACTS / log_name}")
         time.sleep(0.3)
-    yield {"url": url, "home": home}
+    yield url
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e") / "ws"
+    for url in _serve(home, "e2e-server.log"):
+        yield {"url": url, "home": home}
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +275,146 @@ def test_scenario(server, browser, tmp_path):
     print("\nseconds until each page was interactive (target < 2 s):")
     for name, seconds in timings.items():
         print(f"  {name:24} {seconds:5.2f}{'' if seconds < 2 else '  (over target)'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# A source opens its page with the passage highlighted (issue 20)
+
+DEPOT = ("Depot access: the night gate of the Tilburg depot opens with badge code K7-2291, "
+         "and drivers sign the logbook at the gate before every night shift.")
+CANTEEN = "The canteen on the second floor serves soup on Thursdays and closes at three."
+
+
+def _memo_pdf(path: Path) -> Path:
+    """Page 1 about travel; page 2: the depot paragraph at the top and, under its own heading far
+    below, a canteen paragraph (another chunk, which must stay unhighlighted)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", size=16)
+    pdf.cell(0, 10, "Travel", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, "Train tickets are booked through the travel desk at least a week ahead.")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", size=16)
+    pdf.cell(0, 10, "Depot", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, DEPOT)
+    pdf.set_y(200)
+    pdf.set_font("Helvetica", "B", size=16)
+    pdf.cell(0, 10, "Canteen", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, CANTEEN)
+    pdf.output(str(path))
+    return path
+
+
+def _char_boxes(path: Path, page: int, text: str) -> list[tuple[float, float, float, float]]:
+    """The boxes of the characters of `text` (which may wrap over lines) on a PDF page, from
+    pdfium's own character boxes (page fractions, origin top left): independent of the boxes
+    archivist stored."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(path)
+    p = pdf[page - 1]
+    width, height = p.get_size()
+    textpage = p.get_textpage()
+    first, _ = textpage.search(text[:20]).get_next()
+    last, count = textpage.search(text[-12:]).get_next()
+    boxes = [textpage.get_charbox(i, loose=True) for i in range(first, last + count)]
+    textpage.close()
+    pdf.close()
+    return [(x0 / width, 1 - y1 / height, x1 / width, 1 - y0 / height) for x0, y0, x1, y1 in boxes if x1 > x0]
+
+
+@pytest.fixture(scope="module")
+def page_view_server(tmp_path_factory, embedder):
+    """A workspace with the memo ingested and one past answer that cites its page-2 passage, stored
+    as the chat page stores answers (answer_json's citations, with page and boxes)."""
+    from archivist import auth, conversations
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.records import Answer, Citation
+    from archivist.retrieval.answer import answer_json
+    from archivist.retrieval.search import search
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    root = tmp_path_factory.mktemp("e2e-page")
+    memo = _memo_pdf(root / "depot-memo.pdf")
+    home = root / "ws"
+    ws = open_workspace(Settings.from_env(home=home))
+    auth.create_first_admin(ws, ADMIN, ADMIN_PW)
+    ingest_paths(ws, [memo], user=ADMIN, embedder=embedder, progress=False)
+    hit = search(ws, "night gate badge code of the Tilburg depot", k=1, embedder=embedder, user=ADMIN)[0]
+    assert hit.page == 2 and "K7-2291" in hit.text and "canteen" not in hit.text.lower()
+    cited = Citation(n=1, document=hit.document, page=hit.page, chunk_id=hit.chunk_id, score=hit.score, text=hit.text,
+                     boxes=hit.boxes, collection=hit.collection)
+    question = "What is the badge code of the depot's night gate?"
+    data = answer_json(Answer(question, "The night gate opens with badge code K7-2291 [1].", [cited], [hit]))
+    conv = conversations.start_conversation(ws, ADMIN)
+    conversations.add_message(ws, conv, ADMIN, "user", question)
+    conversations.add_message(ws, conv, ADMIN, "assistant", data["answer"], citations=data["citations"],
+                              meta={"status": "answered", "mode": "extractive", "question": question})
+    ws.close()
+    for url in _serve(home, "e2e-page-server.log", warmup=False):  # no question is asked: no model to load
+        yield {"url": url, "memo": memo}
+
+
+def _highlighted(pixel) -> bool:
+    """The page's white paper under the translucent yellow highlight (255, 230, 0, alpha 90) reads
+    about (255, 246, 165); plain paper is (255, 255, 255), ink and its grey edges have r = g = b."""
+    r, g, b = pixel[:3]
+    return r > 200 and g > 200 and r - b > 50 and g - b > 50
+
+
+def test_a_source_opens_its_page_with_the_passage_highlighted(page_view_server, browser):
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    url, memo = page_view_server["url"], page_view_server["memo"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    _sign_in(page, url, ADMIN, ADMIN_PW)
+    source = page.locator('[data-testid="stExpander"]').filter(has_text="depot-memo.pdf, page 2").first
+    expect(source).to_be_visible()
+    toggle = source.get_by_text("Show on the page")
+    for _ in range(3):  # a rerun still under way when the summary is clicked can close the expander again
+        _idle(page)
+        source.locator("summary").click()
+        try:
+            toggle.wait_for(state="visible", timeout=10_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: click the summary again
+            continue
+    toggle.click()
+    picture = source.locator('[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img').first
+    expect(picture).to_be_visible()
+    expect(source.get_by_text("depot-memo.pdf, page 2").last).to_be_visible()
+    _idle(page)
+    _shot(page, "8-page-view")
+    # The very image the browser shows (Streamlit serves it from its media store).
+    shown = page.request.get(picture.evaluate("img => img.currentSrc"))
+    assert shown.ok and shown.headers["content-type"].startswith("image/"), (shown.status, shown.headers)
+    image = Image.open(io.BytesIO(shown.body())).convert("RGB")
+    image.save(ARTIFACTS / "e2e-8-page-image.png")
+    w, h = image.size
+
+    def share(rects) -> tuple[float, int]:
+        """Of the pixels inside `rects` (page fractions): the share of paper (not ink) under the
+        highlight, and how many are ink."""
+        inside = {(x, y) for rect in rects
+                  for x in range(int(rect[0] * w), int(rect[2] * w)) for y in range(int(rect[1] * h), int(rect[3] * h))}
+        pixels = [image.getpixel(xy) for xy in inside]
+        paper = [p for p in pixels if sum(p) > 3 * 150]
+        return sum(map(_highlighted, paper)) / max(len(paper), 1), len(pixels) - len(paper)
+
+    # The passage's own characters (located by pdfium, not from archivist's boxes) are drawn on
+    # this image, and the paper around each of them is yellow: the highlight covers the passage.
+    depot, ink = share(_char_boxes(memo, 2, DEPOT))
+    assert ink > 200 and depot > 0.95, (depot, ink)
+    # The other section of the same page, and the empty foot of the page, are not highlighted.
+    canteen, ink = share(_char_boxes(memo, 2, CANTEEN))
+    assert ink > 100 and canteen == 0.0, (canteen, ink)
+    assert share([(0.1, 0.9, 0.9, 0.98)])[0] == 0.0

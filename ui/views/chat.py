@@ -75,7 +75,10 @@ def show_sources(m: dict) -> None:
         for c in cites:
             where = f"[{c['n']}] {c['document']}" + (f", page {c['page']}" if c.get("page") else "")
             weak = c.get("weak")
-            with st.expander(core.md_escape(where) + (" · ⚠️ weakly supported" if weak else ""), icon=":material/description:"):
+            key = f"page-{m.get('id')}-{c['n']}"
+            # Showing the page reruns the app; a source whose page is shown stays open through it.
+            with st.expander(core.md_escape(where) + (" · ⚠️ weakly supported" if weak else ""), icon=":material/description:",
+                             expanded=bool(st.session_state.get(key))):
                 facts = [c.get("collection") or "", f"support {c.get('support', 0):.2f}"]
                 if c.get("heading"):
                     facts.append(" > ".join(c["heading"]))
@@ -83,7 +86,7 @@ def show_sources(m: dict) -> None:
                     facts.append("the answer's words are only loosely backed by this passage")
                 st.caption(core.md_escape(" · ".join(f for f in facts if f)))
                 st.text(c["text"])  # passages are shown as plain text, never Markdown or HTML
-                page_image.show_citation(st, ws, user, c, key=f"page-{m.get('id')}-{c['n']}")
+                page_image.show_citation(st, ws, user, c, key=key)
     elif m.get("passages") and not m.get("not_found"):
         st.caption("Passages the answer was written from (none was cited)")
         for p in m["passages"]:
