@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -160,59 +161,51 @@ def bench_ocr(pages: int, tmp: Path) -> dict:
             "pages_per_s": pages / through_read}
 
 
-_MEMORY_PROBE = """
-import json, sys, threading, time
-import psutil
-from archivist.ingest.readers import read
-
-# Sample the reader child's RSS every 0.2 s: the peak, and the RSS after each tenth of the pages,
-# show whether memory grows with the page count (RUSAGE_CHILDREN gives only the peak).
-me, samples, done = psutil.Process(), [], threading.Event()
-def sample():
-    t0 = time.perf_counter()
-    while not done.is_set():
-        for child in me.children():
-            try:
-                info = child.memory_info()
-                samples.append((time.perf_counter() - t0, info.rss / 2**20, info.vms / 2**20))
-            except psutil.Error:
-                pass
-        time.sleep(0.2)
-threading.Thread(target=sample, daemon=True).start()
-t = time.perf_counter()
-try:
-    pages, error = len(read(sys.argv[1], timeout=600, page_timeout=300, max_pages=5000).ocr), None
-except Exception as exc:  # the reason is the finding: report it with the samples taken until then
-    pages, error = 0, f"{type(exc).__name__}: {exc}"
-seconds = time.perf_counter() - t
-done.set()
-print(json.dumps({"pages": pages, "error": error, "seconds": seconds, "samples": samples}))
-"""
-
-
 def bench_memory(counts: tuple[int, ...], tmp: Path) -> dict:
-    """Peak RSS of the reader child while it OCRs scanned PDFs of `counts` pages, sampled from the
-    outside (psutil, every 0.2 s), with the RSS at each tenth of the run: flat means the peak and
-    the late samples do not grow with the page count. Each read runs in its own parent process."""
+    """The reader's bounded child (`python -m archivist.ingest.readers --worker pdf`, exactly what
+    `read()` starts, with its address-space limit) OCRing scanned PDFs of `counts` pages: its RSS and
+    address space (psutil, sampled every 0.2 s) at each page it reports done, and the peaks. Flat
+    means the late pages' figures are those of the early ones. Pages are logged as they finish, so
+    a run cut short still shows its curve."""
+    import psutil
+
     out = {}
     for n in counts:
         images = [scan_page(text_lines(100 + k % 5), PAGE_STYLES[k % len(PAGE_STYLES)])[0] for k in range(min(n, 5))]
         path = scan_pdf(tmp / f"scan-{n}.pdf", [images[k % len(images)] for k in range(n)])
-        done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(path)], capture_output=True, text=True, check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        samples = result["samples"]
-        seconds = result["seconds"]
-        tenths, vms_tenths = [], []
-        for k in range(1, 11):
-            before = [(rss, vms) for t, rss, vms in samples if t <= seconds * k / 10]
-            tenths.append(round(max(r for r, _ in before) if before else 0.0))
-            vms_tenths.append(round(max(v for _, v in before) if before else 0.0))
-        peak = max((rss for _, rss, _ in samples), default=0.0)
-        out[n] = {"pages": result["pages"], "error": result["error"], "seconds": seconds,
-                  "pages_per_s": result["pages"] / seconds, "peak_mb": peak, "peak_by_tenth_mb": tenths,
-                  "peak_vms_mb": max((vms for *_, vms in samples), default=0.0), "vms_by_tenth_mb": vms_tenths}
-        log(f"{n} pages: peak child RSS {peak:.0f} MB (by tenths {tenths}), address space {out[n]['peak_vms_mb']:.0f} MB (by tenths {vms_tenths}), "
-            f"{seconds:.0f} s, {result['pages'] / seconds:.3f} pages/s, error: {result['error']}")
+        cmd = [sys.executable, "-m", "archivist.ingest.readers", "--worker", "pdf",
+               "--options", json.dumps({"ocr": "auto", "max_pages": 5000}), "--", str(path)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        child, peak, done = psutil.Process(proc.pid), [0.0, 0.0], threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                try:
+                    info = child.memory_info()
+                except psutil.Error:
+                    return
+                peak[0], peak[1] = max(peak[0], info.rss / 2**20), max(peak[1], info.vms / 2**20)
+                time.sleep(0.2)
+
+        threading.Thread(target=sample, daemon=True).start()
+        pages, reply = [], None
+        for line in proc.stdout:
+            if line.startswith(b"P "):
+                pages.append({"page": int(line[2:]), "seconds": round(time.perf_counter() - t0, 1),
+                              "peak_rss_mb": round(peak[0]), "peak_vms_mb": round(peak[1])})
+                log(f"{n}-page scan: page {pages[-1]['page']} at {pages[-1]['seconds']:.0f} s, "
+                    f"peak RSS {peak[0]:.0f} MB, peak address space {peak[1]:.0f} MB")
+            else:
+                reply = json.loads(line)
+        proc.wait()
+        done.set()
+        seconds = time.perf_counter() - t0
+        error = None if reply and reply.get("ok") else (reply or {}).get("error", f"exit code {proc.returncode}")
+        out[n] = {"pages": len(pages), "error": error, "seconds": seconds, "pages_per_s": len(pages) / seconds,
+                  "peak_mb": peak[0], "peak_vms_mb": peak[1], "by_page": pages}
+        log(f"{n} pages: peak RSS {peak[0]:.0f} MB, address space {peak[1]:.0f} MB, {seconds:.0f} s, "
+            f"{len(pages) / seconds:.3f} pages/s, error: {error}")
     return out
 
 

@@ -217,6 +217,7 @@ def render_table(rows: list[list[str]], title: str, ruled: bool, size: int = 24)
     return image
 
 
+@pytest.mark.slow  # two pages of OCR: ~7 s on an idle 2-core CPU
 def test_scanned_tables_become_rows_with_headers(tmp_path):
     """A two-page TIFF (a fax): page 1 a table without rules, page 2 a ruled one; OCR boxes are
     put back into rows and columns."""
