@@ -63,14 +63,14 @@ def steady_malloc() -> None:
     """Keep the OCR process's memory from creeping up page after page (glibc only; elsewhere a no-op).
 
     ONNX Runtime (its own arena is off in RapidOCR) mallocs and frees the detector's large tensors on
-    every page from several threads. glibc raises its mmap threshold each time such a block is freed,
-    so later pages carve them out of per-thread heaps instead, which fragment and grow: a 100-page
-    scan ran the reader child into its 2 GB address-space limit (bench/RESULTS.md, finding 12b).
-    A fixed threshold keeps large blocks in mmap (returned on free), two arenas bound the per-thread
-    heaps, and `trim_malloc` after each page hands freed memory back."""
+    every page from several threads, and glibc keeps what they free in per-thread heaps: a 100-page
+    scan ran the reader child into its 2 GB address-space limit after a few pages (bench/RESULTS.md,
+    finding 12). Two arenas bound the number of such heaps, and `trim_malloc` after each page hands
+    their free memory back (RSS after a page: 150 MB instead of 350 MB, at the same CPU time).
+    A fixed small mmap threshold would keep the heaps small too, but doubled the CPU time per page
+    (every large tensor freshly mapped and faulted in)."""
     libc = _libc()
     if libc is not None:
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MB, fixed (setting it turns off the dynamic raise)
         libc.mallopt(-8, 2)  # M_ARENA_MAX
 
 

@@ -291,21 +291,19 @@ def _memo_pdf(path: Path) -> Path:
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
+
+    def section(title: str, text: str) -> None:
+        pdf.set_font("Helvetica", "B", size=16)
+        pdf.cell(0, 10, title, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, text)
+
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", size=16)
-    pdf.cell(0, 10, "Travel", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=11)
-    pdf.multi_cell(0, 6, "Train tickets are booked through the travel desk at least a week ahead.")
+    section("Travel", "Train tickets are booked through the travel desk at least a week ahead.")
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", size=16)
-    pdf.cell(0, 10, "Depot", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=11)
-    pdf.multi_cell(0, 6, DEPOT)
+    section("Depot", DEPOT)
     pdf.set_y(200)
-    pdf.set_font("Helvetica", "B", size=16)
-    pdf.cell(0, 10, "Canteen", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=11)
-    pdf.multi_cell(0, 6, CANTEEN)
+    section("Canteen", CANTEEN)
     pdf.output(str(path))
     return path
 
