@@ -290,7 +290,7 @@ def bench_tables(tmp: Path, scans: bool) -> dict:
     for shape, rows in shapes:
         make = table_scan if shape.startswith("scanned") else table_pdf
         path, data = make(tmp / f"{shape.replace(' ', '-')}.{'png' if shape.startswith('scanned') else 'pdf'}", shape, rows)
-        extracted = read(path)
+        extracted = read(path, timeout=600)  # a scan's first page under load takes minutes
         rows = [b.text for b in extracted.blocks if b.kind == "row"]
         found, total = cells_found(rows, data)
         unspaced, _ = cells_found(rows, data, spaces=False)

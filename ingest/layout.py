@@ -43,6 +43,7 @@ class Table:
     bottom: float
     box: Box
     continued: bool = False  # the rest of the previous page's table: the header is that table's
+    row_boxes: list[Box] = field(default_factory=list)  # one per row of `rows` when known: what a row's citation highlights
 
 
 @dataclass
@@ -327,15 +328,19 @@ def page_blocks(pages: list[Page]) -> list[Block]:
                 para.append(caption)
             flush()
             rows = table.rows
+            boxes = table.row_boxes if len(table.row_boxes) == len(rows) else [table.box] * len(rows)
             if table.continued and last_table is not None:
                 header, heading = last_table
                 if [clean(c) for c in rows[0]] == [clean(c) for c in header]:
-                    rows = rows[1:]  # the header repeated on the new page
-                rows = [header] + rows
+                    rows, boxes = rows[1:], boxes[1:]  # the header repeated on the new page
+                rows, boxes = [header] + rows, [table.box] + boxes
             else:
                 heading = table_heading(blocks, headings.path, number, loose=True)
-            for block in table_blocks(rows, heading=heading, page=number):
-                block.boxes = (table.box,)
+            made = table_blocks(rows, heading=heading, page=number)
+            # One block per data row, in order (rows are never empty here); else the whole table's box.
+            row_boxes = boxes[1:] if len(made) == len(rows) - 1 else [table.box] * len(made)
+            for block, box in zip(made, row_boxes):
+                block.boxes = (box,)
                 blocks.append(block)
             last_table = (rows[0], heading)
 

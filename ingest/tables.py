@@ -55,14 +55,14 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
                 candidates = page.find_tables()
                 tables = []
                 for table in candidates:
-                    rows = [[clean(cell or "") for cell in row] for row in table.extract()]
-                    rows = [row for row in rows if any(row)]
+                    cells = [[clean(cell or "") for cell in row] for row in table.extract()]
+                    kept = [(row, _fraction(box.bbox, width, height)) for row, box in zip(cells, table.rows) if any(row)]
+                    rows = [row for row, _ in kept]
                     if len(rows) < 2 or max(len(row) for row in rows) < 2:
                         continue
                     x0, top, x1, bottom = table.bbox  # top-left origin, points
-                    box = (x0 / width, top / height, x1 / width, bottom / height)
                     tables.append(Table(rows, top=height - top, bottom=height - bottom,
-                                        box=tuple(round(min(max(v, 0.0), 1.0), 4) for v in box)))
+                                        box=_fraction(table.bbox, width, height), row_boxes=[b for _, b in kept]))
             except Exception:  # noqa: BLE001 - a table we cannot parse stays as text lines
                 continue
             finally:
@@ -70,6 +70,12 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
             if tables:
                 found[number] = sorted(tables, key=lambda t: -t.top)
     return found
+
+
+def _fraction(bbox, width: float, height: float) -> tuple[float, float, float, float]:
+    """A pdfplumber box (x0, top, x1, bottom in points, origin top left) as page fractions."""
+    x0, top, x1, bottom = bbox
+    return tuple(round(min(max(v, 0.0), 1.0), 4) for v in (x0 / width, top / height, x1 / width, bottom / height))
 
 
 def mark_continued(found: dict[int, list[Table]]) -> None:
@@ -197,7 +203,12 @@ def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, fl
     if lengths[len(lengths) // 2] > MAX_CELL_CHARS or 2 * full < len(cells):
         return None
     taken = [lines[i] for row in rows for i in row]
-    box = (min(ln.box[0] for ln in taken), min(ln.box[1] for ln in taken),
-           max(ln.box[2] for ln in taken), max(ln.box[3] for ln in taken))
     return Table(cells, top=max(ln.top for ln in taken), bottom=min(ln.bottom for ln in taken),
-                 box=tuple(round(min(max(v, 0.0), 1.0), 4) for v in box))
+                 box=_around(taken), row_boxes=[_around([lines[i] for i in row]) for row in rows])
+
+
+def _around(lines: list[Line]) -> tuple[float, float, float, float]:
+    """The box around the lines' boxes (page fractions), clamped to the page."""
+    box = (min(ln.box[0] for ln in lines), min(ln.box[1] for ln in lines),
+           max(ln.box[2] for ln in lines), max(ln.box[3] for ln in lines))
+    return tuple(round(min(max(v, 0.0), 1.0), 4) for v in box)

@@ -151,10 +151,21 @@ def table_pdf(path: Path, rows: int = 40, ruled: bool = True) -> Path:
 
 @pytest.mark.parametrize("ruled", [True, False], ids=["ruled", "unruled"])
 def test_pdf_table_rows_keep_their_headers_across_pages(tmp_path, ruled):
-    extracted = read(table_pdf(tmp_path / "report.pdf", ruled=ruled))
+    import pypdfium2 as pdfium
+
+    path = table_pdf(tmp_path / "report.pdf", ruled=ruled)
+    extracted = read(path)
     rows = [b for b in extracted.blocks if b.kind == "row"]
     caption = ("Quarterly report", "Revenue by region, 2025 (thousands EUR)")
     assert rows[1].text == "Product: Heron; EMEA: 415; Americas: 390; APAC: 1,975"
+    # A row's citation highlights that row: pdfium's text inside its box is the row's cells.
+    document = pdfium.PdfDocument(path)
+    page = document[0]
+    width, height = page.get_size()
+    (x0, y0, x1, y1), = rows[1].boxes
+    inside = page.get_textpage().get_text_bounded(x0 * width - 1, (1 - y1) * height + 1, x1 * width + 1, (1 - y0) * height - 1)
+    document.close()
+    assert inside.split() == ["Heron", "415", "390", "1,975"]
     assert rows[1].heading == caption and rows[1].page == 1
     assert len(rows) == 42  # every data row once: the header repeated on page 2 is not a row
     last = rows[-1]
