@@ -26,7 +26,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -163,12 +162,10 @@ def bench_ocr(pages: int, tmp: Path) -> dict:
 
 def bench_memory(counts: tuple[int, ...], tmp: Path) -> dict:
     """The reader's bounded child (`python -m archivist.ingest.readers --worker pdf`, exactly what
-    `read()` starts, with its address-space limit) OCRing scanned PDFs of `counts` pages: its RSS and
-    address space (psutil, sampled every 0.2 s) at each page it reports done, and the peaks. Flat
-    means the late pages' figures are those of the early ones. Pages are logged as they finish, so
-    a run cut short still shows its curve."""
-    import psutil
-
+    `read()` starts, with its address-space limit) OCRing scanned PDFs of `counts` pages: the
+    kernel's own peaks of its RSS (VmHWM) and address space (VmPeak) as each page is reported done.
+    Flat means the late pages leave the peaks where the early ones put them. Pages are logged as
+    they finish, so a run cut short still shows its curve."""
     out = {}
     for n in counts:
         images = [scan_page(text_lines(100 + k % 5), PAGE_STYLES[k % len(PAGE_STYLES)])[0] for k in range(min(n, 5))]
@@ -177,36 +174,28 @@ def bench_memory(counts: tuple[int, ...], tmp: Path) -> dict:
                "--options", json.dumps({"ocr": "auto", "max_pages": 5000}), "--", str(path)]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        child, peak, done = psutil.Process(proc.pid), [0.0, 0.0], threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                try:
-                    info = child.memory_info()
-                except psutil.Error:
-                    return
-                peak[0], peak[1] = max(peak[0], info.rss / 2**20), max(peak[1], info.vms / 2**20)
-                time.sleep(0.2)
-
-        threading.Thread(target=sample, daemon=True).start()
-        pages, reply = [], None
+        pages, reply, peaks = [], None, {}
         for line in proc.stdout:
             if line.startswith(b"P "):
-                pages.append({"page": int(line[2:]), "seconds": round(time.perf_counter() - t0, 1),
-                              "peak_rss_mb": round(peak[0]), "peak_vms_mb": round(peak[1])})
+                peaks = _vm_peaks(proc.pid)
+                pages.append({"page": int(line[2:]), "seconds": round(time.perf_counter() - t0, 1), **peaks})
                 log(f"{n}-page scan: page {pages[-1]['page']} at {pages[-1]['seconds']:.0f} s, "
-                    f"peak RSS {peak[0]:.0f} MB, peak address space {peak[1]:.0f} MB")
+                    f"peak RSS {peaks['peak_rss_mb']:.0f} MB, peak address space {peaks['peak_vms_mb']:.0f} MB")
             else:
                 reply = json.loads(line)
         proc.wait()
-        done.set()
         seconds = time.perf_counter() - t0
         error = None if reply and reply.get("ok") else (reply or {}).get("error", f"exit code {proc.returncode}")
         out[n] = {"pages": len(pages), "error": error, "seconds": seconds, "pages_per_s": len(pages) / seconds,
-                  "peak_mb": peak[0], "peak_vms_mb": peak[1], "by_page": pages}
-        log(f"{n} pages: peak RSS {peak[0]:.0f} MB, address space {peak[1]:.0f} MB, {seconds:.0f} s, "
-            f"{len(pages) / seconds:.3f} pages/s, error: {error}")
+                  "peak_mb": peaks.get("peak_rss_mb"), "peak_vms_mb": peaks.get("peak_vms_mb"), "by_page": pages}
+        log(f"{n} pages: {seconds:.0f} s, {len(pages) / seconds:.3f} pages/s, error: {error}")
     return out
+
+
+def _vm_peaks(pid: int) -> dict:
+    """The kernel's peaks for a live process (Linux /proc): RSS (VmHWM) and address space (VmPeak), MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"peak_rss_mb": int(fields["VmHWM"].split()[0]) / 1024, "peak_vms_mb": int(fields["VmPeak"].split()[0]) / 1024}
 
 
 def table_data(rows: int) -> list[list[str]]:
