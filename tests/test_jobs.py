@@ -59,6 +59,12 @@ def archivist(home: Path, *args: str, slow: float = 0.0, wait: bool = True):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
+def command(cli, home: Path, *args: str):
+    """`archivist ARGS` run in this process (`cli` fixture): a later command reads only what the
+    workspace holds; the ingests that are killed or cancelled run in their own processes."""
+    return cli(*args, env={"ARCHIVIST_HOME": str(home)})
+
+
 def rows(home: Path, sql: str, *args) -> list:
     """Read the workspace's SQLite straight (what another process would see, nothing reconciled)."""
     db = connect(home / "archivist.db")
@@ -94,7 +100,7 @@ def home(tmp_path, embedder):
 
 
 @pytest.mark.slow  # real processes (or the app), timed
-def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_completion(home, tmp_path):
+def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_completion(home, tmp_path, cli):
     files = corpus(tmp_path / "corpus", 12)
     child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "-q", slow=0.4, wait=False)
     wait_for(lambda: rows(home, "SELECT COUNT(*) FROM documents")[0][0] >= 2)
@@ -103,14 +109,14 @@ def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_comple
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert rows(home, "SELECT state FROM jobs") == [("running",)]  # what the dead process left behind …
-    listed = archivist(home, "jobs", "--json", "--user", "bob")  # … is reported interrupted by the next process
+    listed = command(cli, home, "jobs", "--json", "--user", "bob")  # … is reported interrupted by the next process
     assert listed.returncode == 0, listed.stderr
     (job,) = json.loads(listed.stdout)
     assert job["id"] == job_id and job["state"] == "interrupted" and job["owner"] == "bob"
     assert f"archivist jobs resume {job_id}" in job["error"] and str(pid) in job["error"]
     committed = rows(home, "SELECT COUNT(*) FROM documents")[0][0]
     assert 2 <= committed < 12
-    resumed = archivist(home, "jobs", "resume", job_id, "--json", "--user", "bob")
+    resumed = command(cli, home, "jobs", "resume", job_id, "--json", "--user", "bob")
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout)
     assert out["id"] == job_id and out["state"] == "done" and out["owner"] == "bob" and out["resumed"] == 1
@@ -118,20 +124,20 @@ def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_comple
     assert statuses == sorted(["unchanged"] * committed + ["added"] * (12 - committed))
     assert rows(home, "SELECT COUNT(*) FROM documents")[0][0] == 12
     # the job outlives every process that touched it: a new one still sees how it ended
-    (again,) = json.loads(archivist(home, "jobs", "--json", "--user", "bob").stdout)
+    (again,) = json.loads(command(cli, home, "jobs", "--json", "--user", "bob").stdout)
     assert (again["state"], again["done"], again["total"], again["error"]) == ("done", 12, 12, None)
-    assert archivist(home, "jobs", "resume", job_id, "--user", "bob").returncode == 2  # done: nothing to resume
+    assert command(cli, home, "jobs", "resume", job_id, "--user", "bob").returncode == 2  # done: nothing to resume
 
 
 @pytest.mark.slow  # real processes (or the app), timed
-def test_cancel_stops_a_running_ingestion_and_resume_finishes_it(home, tmp_path):
+def test_cancel_stops_a_running_ingestion_and_resume_finishes_it(home, tmp_path, cli):
     files = corpus(tmp_path / "corpus", 20)
     child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "--json", slow=1.0, wait=False)
     wait_for(lambda: rows(home, "SELECT COUNT(*) FROM documents")[0][0] >= 1)
     (job_id,), = rows(home, "SELECT id FROM jobs")
-    refused = archivist(home, "jobs", "cancel", job_id, "--user", "carol")  # not hers: answered like an unknown job
+    refused = command(cli, home, "jobs", "cancel", job_id, "--user", "carol")  # not hers: answered like an unknown job
     assert refused.returncode == 2 and f"no job {job_id!r}" in refused.stderr
-    cancelled = archivist(home, "jobs", "cancel", job_id, "--json", "--user", "bob")
+    cancelled = command(cli, home, "jobs", "cancel", job_id, "--json", "--user", "bob")
     assert cancelled.returncode == 0, cancelled.stderr
     out, err = child.communicate(timeout=120)
     assert child.returncode == 1, err  # not everything was ingested
@@ -142,12 +148,12 @@ def test_cancel_stops_a_running_ingestion_and_resume_finishes_it(home, tmp_path)
         job = jobs.get(ws, job_id, "bob")
         assert job.state == "cancelled" and job.done == n_done and job.result["counts"]["cancelled"] == 20 - n_done
         assert ws.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == n_done
-    resumed = archivist(home, "jobs", "resume", job_id, "--json", "--user", "bob")
+    resumed = command(cli, home, "jobs", "resume", job_id, "--json", "--user", "bob")
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["state"] == "done"
     assert rows(home, "SELECT COUNT(*) FROM documents")[0][0] == 20
 
 
-def test_a_member_cannot_list_cancel_or_resume_another_users_job(home, tmp_path, embedder):
+def test_a_member_cannot_list_cancel_or_resume_another_users_job(home, tmp_path, embedder, cli):
     from archivist.ingest.pipeline import ingest_paths, resume_job
 
     with open_workspace(Settings.from_env(home=home)) as ws:
@@ -164,7 +170,7 @@ def test_a_member_cannot_list_cancel_or_resume_another_users_job(home, tmp_path,
         with pytest.raises(LookupError) as unknown:
             jobs.get(ws, "ingest-00000000-000000-000000", "carol")
         assert str(unknown.value).replace("ingest-00000000-000000-000000", job.id) == f"no job '{job.id}' (see `archivist jobs`)"
-    assert json.loads(archivist(home, "jobs", "--json", "--user", "carol").stdout) == []
+    assert json.loads(command(cli, home, "jobs", "--json", "--user", "carol").stdout) == []
 
 
 @pytest.mark.slow  # real processes (or the app), timed
