@@ -353,6 +353,7 @@ def test_another_embedder_backend_is_refused_until_reembed(ws, tmp_path, embedde
         ingest_paths(ws, [one], embedder=embedder, progress=False)
 
 
+@pytest.mark.slow  # loads the embedder's torch backend too
 def test_cli_refuses_another_backend_naming_the_command(tmp_path, cli):
     write(tmp_path / "a.md", "Keys are returned to reception.\n")
     run = ["ingest", tmp_path / "a.md", "-q"]
