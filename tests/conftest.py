@@ -57,7 +57,8 @@ def cli(monkeypatch, capsys):
     """`cli(*args, env={...}, unset=(...))` runs `archivist ARGS` in this process through the same
     `main()` as the console script and returns a CompletedProcess (exit status, stdout, stderr).
     A fresh interpreter costs several CPU-seconds per command (torch, transformers, the models
-    loaded again); tests about the process itself (kill -9, start-up warnings, workers) start one."""
+    loaded again); tests about the process itself (kill -9, start-up warnings, workers) start one.
+    Each call reads (and so clears) what `capsys` captured before it."""
     from archivist.cli import main
 
     def run(*args: str, env: dict | None = None, unset: tuple = ()) -> subprocess.CompletedProcess:
