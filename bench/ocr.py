@@ -6,8 +6,9 @@
    200 dpi in several fonts and sizes, with a slight rotation and grain (target: CER <= 2%).
    CER = edit distance / characters of the truth, line by line (each OCR line is matched to the
    rendered line at its height). Speed through `read()` (child process, render, OCR, layout).
-2. Memory: peak RSS of the reader child while a scanned PDF of N pages is read, for a small and a
-   large N (full: 10 and 100 pages): flat means the same.
+2. Memory: the bounded reader child OCRing a scanned PDF of N pages, for a small and a large N
+   (full: 10 and 100 pages): the kernel's peak RSS and address space after each page, and pages
+   per second. Flat means the late pages leave the peaks where the early ones put them.
 3. Tables: the share of cells whose value comes out next to both its row header and its column
    header ("Product: Model 07; APAC: 307" in one row block), on generated PDF tables: ruled and
    unruled, on one page and across pages, and the same table as a 200 dpi scan (PNG, OCR), ruled
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import resource
 import subprocess
 import sys
 import tempfile
