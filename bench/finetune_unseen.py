@@ -12,7 +12,8 @@ questions point to (`relevant`); the training documents are all the others. One 
   finetune   is the real command, `archivist finetune --data docs --collection train` (the
              extractive question generator over the training documents only; its distractors come
              from the same documents), default settings except `--max-steps` (a whole epoch takes
-             hours on a shared 2-core CPU) and `--no-activate`;
+             hours on a shared 2-core CPU), `--eval-limit` (its own check on 20% of the training
+             documents, halved) and `--no-activate`;
   evaluate   asks every held-out question with `archivist.retrieval.answer.ask` over all documents
              (both collections), in modes auto and generate, with the base model and with the
              adapter, max_new_tokens capped by `--max-new-tokens`. Generation is greedy, so the two
@@ -44,8 +45,9 @@ from answers import FOLDERS, build_corpus  # noqa: E402
 from common import DATA, EVALSETS, REPO, log, machine, md_table, open_ws, report  # noqa: E402
 
 MODES = ("auto", "generate")  # the modes that generate; extractive is run once, as the reference
-STEPS = 60  # optimizer steps of the fine-tune (the default, one epoch, is thousands of steps here)
-MAX_NEW_TOKENS = 64  # the settings' default is 200; gold answers are a flag, a name, a number
+STEPS = 12  # optimizer steps of the fine-tune (the default, one epoch, is hundreds of steps here)
+EVAL_LIMIT = 4  # the command's own base-vs-adapter check (default 16 examples), for CPU time
+MAX_NEW_TOKENS = 48  # the settings' default is 200; finetune's own evaluation uses 48 (a flag, a name, a number)
 
 
 def split_pages(questions: Sequence[dict], pages: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -107,17 +109,22 @@ def prepare(corpus: str) -> dict:
 
 
 
-def finetune(corpus: str, steps: int, name: str) -> dict:
+def finetune(corpus: str, steps: int, name: str, eval_limit: int = EVAL_LIMIT, dataset: str | None = None) -> dict:
     """Run the real command on the training collection; returns its --json result (run id, dataset,
-    training figures, its own held-out evaluation, the registered adapter). Raises RuntimeError when
-    the command fails."""
-    cmd = [str(Path(sys.executable).parent / "archivist"), "finetune", "--home", str(home_of(corpus)), "--data", "docs",
-           "--collection", "train", "--max-steps", str(steps), "--name", name, "--no-activate", "--json"]
+    training figures, its own held-out evaluation, the registered adapter). `dataset`: train on one
+    an earlier run of this command built (the same documents and settings) instead of building it
+    again. Raises RuntimeError when the command fails."""
+    data = ["--dataset", dataset] if dataset else ["--data", "docs", "--collection", "train"]
+    cmd = [str(Path(sys.executable).parent / "archivist"), "finetune", "--home", str(home_of(corpus)), *data,
+           "--max-steps", str(steps), "--eval-limit", str(eval_limit), "--name", name,
+           "--no-activate", "--json"]
     log(" ".join(cmd))
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    logfile = DATA / "results" / f"finetune-unseen-{corpus}.log"  # the command's stderr, to follow it
+    with logfile.open("w") as err:
+        done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"archivist finetune failed ({done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(f"archivist finetune failed ({done.returncode}): {logfile.read_text()[-2000:]}")
     result = json.loads(done.stdout)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result
@@ -227,7 +234,8 @@ def render(corpus: str, split: str, state: dict) -> str:
     for key, rs in rows.items():
         m = metrics(rs)
         table.append([key.replace("/", " "), m["answerable"], m["key_accuracy"], m["contained"], m["token_f1"],
-                      m["confident_miss"], m["uncertain"], m["not_found"], m.get("unanswerable_not_found", float("nan")),
+                      m["confident_miss"], m["uncertain"], m["not_found"],
+                      m.get("unanswerable_not_found", float("nan")),
                       m["seconds"]])
     lead = []
     for mode in MODES:
@@ -239,7 +247,8 @@ def render(corpus: str, split: str, state: dict) -> str:
     prep = state.get("prepare") or {}
     lines = [f"Corpus {corpus}: {json.dumps(prep)}. Held-out split, {machine()['date']}.",
              f"Fine-tune: run {ft.get('run_id')}, dataset {ft.get('dataset')}, {t.get('steps')} steps, loss "
-             f"{t.get('first_loss')} -> {t.get('last_loss')}, {t.get('tokens_per_s')} tokens/s, {ft.get('wall_s')} s in all; "
+             f"{t.get('first_loss')} -> {t.get('last_loss')}, {t.get('tokens_per_s')} tokens/s, "
+             f"{ft.get('wall_s')} s in all; "
              f"held-out pages among the dataset's documents: {state.get('leak', '?')}.", "",
              md_table(["model mode", "answerable", "key accuracy", "gold contained", "token F1", "confident misses",
                        "uncertain", "not found", "unanswerable not found", "median s"], table), "",
@@ -256,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="questions to answer (tuning: their pages may have been trained on)")
     ap.add_argument("--steps", type=int, default=STEPS, help=f"fine-tune optimizer steps (default {STEPS})")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    ap.add_argument("--dataset", default=None, help="finetune: train on this saved dataset (an earlier run's)")
     ap.add_argument("--runs", default="extractive,base,adapter",
                     help="what evaluate answers with: extractive (reference), base, adapter (comma-separated)")
     args = ap.parse_args(argv)
@@ -276,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "prepare"):
         update("prepare", prepare(args.corpus))
     if args.stage in ("all", "finetune"):
-        result = finetune(args.corpus, args.steps, name)
+        result = finetune(args.corpus, args.steps, name, dataset=args.dataset)
         ws = open_ws(home_of(args.corpus))
         try:
             held = split_pages(evalset(args.corpus), [p.name for p in build_corpus(args.corpus).iterdir()])[1]
@@ -287,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         update("leak", leak)
     if args.stage in ("all", "evaluate"):
         adapter = (load().get("finetune") or {}).get("adapter", {}).get("name", name)
-        update("splits", evaluate(args.corpus, adapter, args.split, args.max_new_tokens, args.runs.split(",")), args.split)
+        rows = evaluate(args.corpus, adapter, args.split, args.max_new_tokens, args.runs.split(","))
+        update("splits", rows, args.split)
     if args.stage in ("all", "evaluate", "report"):
         state = load()
         rows = (state.get("splits") or {}).get(args.split)

@@ -78,7 +78,8 @@ def test_metrics_and_paired_gain_by_hand():
                _row("w", "answered", True, 1.0), _row(None, "not_found", None)]
     m = fu.metrics(base)
     assert m["answerable"] == 4 and m["unanswerable"] == 1
-    assert (m["key_accuracy"], m["contained"], m["confident_miss"], m["uncertain"], m["not_found"]) == (0.25, 0.5, 0.25, 0.25, 0.25)
+    rates = (m["key_accuracy"], m["contained"], m["confident_miss"], m["uncertain"], m["not_found"])
+    assert rates == (0.25, 0.5, 0.25, 0.25, 0.25)
     assert m["token_f1"] == pytest.approx(1.7 / 4) and m["unanswerable_not_found"] == 0.0
     assert fu.metrics(adapted)["unanswerable_not_found"] == 1.0
     g = fu.gains(base, adapted)
