@@ -144,6 +144,7 @@ class SharedDrafts:
 
     def __init__(self, llm):
         self.llm, self.drafts = llm, {}
+        self.last = ""  # the latest draft handed out: what the model said, before any check
 
     def __getattr__(self, name):
         return getattr(self.llm, name)
@@ -155,6 +156,7 @@ class SharedDrafts:
             self.drafts[key] = ("".join(self.llm.stream(messages, max_new_tokens=max_new_tokens, adapter=adapter,
                                                         stats=st, **kw)), st)
         text, st = self.drafts[key]
+        self.last = text
         if stats is not None:
             stats.update(st)
         yield text
@@ -166,41 +168,74 @@ def questions(corpus: str, split: str):
     return [q for q in load_set(EVALSETS / f"{corpus}.jsonl", "answers") if q.extra.get("split") == split]
 
 
-def evaluate(corpus: str, adapter: str, split: str, max_new_tokens: int, runs: Sequence[str]) -> dict:
-    """{"<model>/<mode>": per-question rows} for each of `runs` ("extractive": the reference, no
-    model; "base"; "adapter": both in MODES), over all documents of the workspace."""
+def rows_folder(corpus: str, split: str) -> Path:
+    return DATA / "results" / f"finetune-unseen-{corpus}-{split}"
+
+
+def load_rows(corpus: str, split: str) -> dict[str, dict[str, dict]]:
+    """{"<model>/<mode>": {question id: row}} from every evaluate process's file."""
+    out: dict = {}
+    for f in sorted(rows_folder(corpus, split).glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                out.setdefault(row["key"], {})[row["id"]] = row
+    return out
+
+
+def evaluate(corpus: str, adapter: str, split: str, max_new_tokens: int, runs: Sequence[str],
+             shard: tuple[int, int] = (0, 1)) -> None:
+    """Answer the split's questions (those of `shard` i of n: every n-th from the i-th) for each of
+    `runs` ("extractive": the reference, no model; "base"; "adapter": both in MODES), over all
+    documents of the workspace, one question at a time in both modes. Each row is appended to
+    rows_folder() as it comes, and rows already there are skipped: a stopped run goes on where it
+    stopped, and several processes can share the questions."""
     from archivist.retrieval.evaluate import evaluate_answers
     from archivist.retrieval.llm import llm_for
 
+    folder = rows_folder(corpus, split)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = load_rows(corpus, split)
+    out = folder / f"{'-'.join(runs)}-{shard[0]}of{shard[1]}.jsonl"
     ws = open_ws(home_of(corpus), max_new_tokens=max_new_tokens)
-    qs = questions(corpus, split)
-    rows: dict = {}
+    qs = questions(corpus, split)[shard[0]::shard[1]]
     try:
         llm = SharedDrafts(llm_for(ws.settings))
         plan = [("none", "extractive", None)] if "extractive" in runs else []
         plan += [(m, mode, a) for m, a in (("base", None), ("adapter", adapter)) if m in runs for mode in MODES]
-        for model, mode, chosen in plan:
-            t0 = time.perf_counter()
-            res = evaluate_answers(ws, qs, user=None, adapter=chosen, llm=llm, mode=mode)
-            for q, r in zip(qs, res["per_question"]):
-                r.update(id=q.extra.get("id"), kind=q.extra.get("kind"))
-            rows[f"{model}/{mode}"] = res["per_question"]
-            log(f"{corpus} {split} {model} {mode}: {len(qs)} questions in {time.perf_counter() - t0:.0f} s")
+        for model, chosen in dict.fromkeys((m, a) for m, _, a in plan):
+            t0, n = time.perf_counter(), 0
+            for q in qs:
+                for mode in [md for m, md, _ in plan if m == model]:
+                    key = f"{model}/{mode}"
+                    if "draft" in done.get(key, {}).get(q.extra["id"], {}):
+                        continue
+                    llm.last = ""
+                    row = evaluate_answers(ws, [q], user=None, adapter=chosen, llm=llm, mode=mode)["per_question"][0]
+                    row.update(key=key, id=q.extra["id"], kind=q.extra.get("kind"), answers=q.answers, adapter=chosen,
+                               draft=llm.last)
+                    with out.open("a") as f:
+                        f.write(json.dumps(row, default=str) + "\n")
+                    n += 1
+            log(f"{corpus} {split} {model}: {n} answers in {time.perf_counter() - t0:.0f} s")
     finally:
         ws.close()
-    return rows
 
 
 def metrics(rows: Sequence[dict]) -> dict:
     """The issue's rates: over answerable questions, key accuracy (answered and holds the gold),
-    gold contained whatever the status, token F1, confident misses, uncertain, not found; over
-    unanswerable ones, not found."""
+    gold contained whatever the status, token F1, confident misses, uncertain, not found, and gold in
+    the model's draft before any check (generating modes); over unanswerable ones, not found."""
+    from archivist.retrieval.evaluation import score_answer
+
     ans = [r for r in rows if r["gold"] is not None]
     una = [r for r in rows if r["gold"] is None]
     out: dict = {"answerable": len(ans), "unanswerable": len(una)}
     if ans:
         n = len(ans)
+        drafts = [score_answer(r["gold"], r.get("draft") or "", r.get("answers", [])[1:]) for r in ans]
         out.update(key_accuracy=sum(key_right(r) for r in ans) / n,
+                   draft_contained=sum(d.contained for d in drafts) / n,
                    contained=sum(bool(r["contains_gold"]) for r in ans) / n,
                    token_f1=sum(r["token_f1"] for r in ans) / n,
                    confident_miss=sum(r["status"] == "answered" and not r["contains_gold"] for r in ans) / n,
@@ -218,10 +253,11 @@ def key_right(row: dict) -> float:
 
 def gains(base: Sequence[dict], adapted: Sequence[dict]) -> dict:
     """The adapter's paired bootstrap lead over the base on the answerable questions, per metric."""
-    from archivist.retrieval.evaluation import paired_difference
+    from archivist.retrieval.evaluation import paired_difference, score_answer
 
     pairs = [(b, a) for b, a in zip(base, adapted) if b["gold"] is not None]
     per = {"key accuracy": key_right, "gold contained": lambda r: float(bool(r["contains_gold"])),
+           "gold in draft": lambda r: float(score_answer(r["gold"], r.get("draft") or "", r.get("answers", [])[1:]).contained),
            "token F1": lambda r: r["token_f1"],
            "confident misses": lambda r: float(r["status"] == "answered" and not r["contains_gold"])}
     return {m: paired_difference([f(a) for _, a in pairs], [f(b) for b, _ in pairs]) for m, f in per.items()}
@@ -229,11 +265,15 @@ def gains(base: Sequence[dict], adapted: Sequence[dict]) -> dict:
 
 def render(corpus: str, split: str, state: dict) -> str:
     """The finding's tables from the saved state (prepare, finetune and evaluate results)."""
-    rows = state["rows"]
+    runs = state["rows"]  # {"<model>/<mode>": {question id: row}}
+    common = set.intersection(*(set(r) for r in runs.values())) if runs else set()
+    order = [q.extra["id"] for q in questions(corpus, split) if q.extra["id"] in common]
+    rows = {key: [r[i] for i in order] for key, r in sorted(runs.items())}
     table = []
     for key, rs in rows.items():
         m = metrics(rs)
-        table.append([key.replace("/", " "), m["answerable"], m["key_accuracy"], m["contained"], m["token_f1"],
+        table.append([key.replace("/", " "), m["answerable"], m["key_accuracy"], m["contained"], m["draft_contained"],
+                      m["token_f1"],
                       m["confident_miss"], m["uncertain"], m["not_found"],
                       m.get("unanswerable_not_found", float("nan")),
                       m["seconds"]])
@@ -245,12 +285,13 @@ def render(corpus: str, split: str, state: dict) -> str:
     ft = state.get("finetune") or {}
     t = ft.get("train") or {}
     prep = state.get("prepare") or {}
-    lines = [f"Corpus {corpus}: {json.dumps(prep)}. Held-out split, {machine()['date']}.",
+    lines = [f"Corpus {corpus}: {json.dumps(prep)}. Split {split}: {len(order)} questions answered in every run "
+             f"(of {len(questions(corpus, split))}), {machine()['date']}.",
              f"Fine-tune: run {ft.get('run_id')}, dataset {ft.get('dataset')}, {t.get('steps')} steps, loss "
              f"{t.get('first_loss')} -> {t.get('last_loss')}, {t.get('tokens_per_s')} tokens/s, "
              f"{ft.get('wall_s')} s in all; "
              f"held-out pages among the dataset's documents: {state.get('leak', '?')}.", "",
-             md_table(["model mode", "answerable", "key accuracy", "gold contained", "token F1", "confident misses",
+             md_table(["model mode", "answerable", "key accuracy", "gold contained", "gold in draft", "token F1", "confident misses",
                        "uncertain", "not found", "unanswerable not found", "median s"], table), "",
              "Adapter - base (paired bootstrap over the answerable questions, 95%):", "",
              md_table(["mode", "metric", "diff", "interval", "better", "worse"], lead)]
@@ -265,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="questions to answer (tuning: their pages may have been trained on)")
     ap.add_argument("--steps", type=int, default=STEPS, help=f"fine-tune optimizer steps (default {STEPS})")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    ap.add_argument("--shard", default="0/1", help="evaluate: questions i::n of the split (I/N), for parallel processes")
     ap.add_argument("--dataset", default=None, help="finetune: train on this saved dataset (an earlier run's)")
     ap.add_argument("--runs", default="extractive,base,adapter",
                     help="what evaluate answers with: extractive (reference), base, adapter (comma-separated)")
@@ -273,13 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     load = lambda: json.loads(path.read_text()) if path.exists() else {}  # noqa: E731
 
-    def update(key: str, value, sub: str | None = None) -> None:
-        """Merge into the saved state, read again first: stages may run in parallel processes."""
+    def update(key: str, value) -> None:
+        """Set one key of the saved state, read again first: stages may run in parallel processes."""
         state = load()
-        if sub:
-            state.setdefault(key, {}).setdefault(sub, {}).update(value)
-        else:
-            state[key] = value
+        state[key] = value
         path.write_text(json.dumps(state, indent=1, default=str))
 
     name = f"unseen-{args.corpus}-{args.steps}"
@@ -297,14 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         update("leak", leak)
     if args.stage in ("all", "evaluate"):
         adapter = (load().get("finetune") or {}).get("adapter", {}).get("name", name)
-        rows = evaluate(args.corpus, adapter, args.split, args.max_new_tokens, args.runs.split(","))
-        update("splits", rows, args.split)
+        i, n = (int(x) for x in args.shard.split("/"))
+        evaluate(args.corpus, adapter, args.split, args.max_new_tokens, args.runs.split(","), (i, n))
     if args.stage in ("all", "evaluate", "report"):
-        state = load()
-        rows = (state.get("splits") or {}).get(args.split)
+        state, rows = load(), load_rows(args.corpus, args.split)
         if rows:
             report(f"finetune-unseen-{args.corpus}-{args.split}", "Fine-tuning on unseen documents",
-                   render(args.corpus, args.split, {**state, "rows": rows}), {"state": state})
+                   render(args.corpus, args.split, {**state, "rows": rows}), {"state": state, "rows": rows})
     return 0
 
 

@@ -86,3 +86,16 @@ def test_metrics_and_paired_gain_by_hand():
     assert g["key accuracy"]["diff"] == 0.5 and (g["key accuracy"]["better"], g["key accuracy"]["worse"]) == (2, 0)
     assert g["confident misses"]["diff"] == -0.25 and g["token F1"]["diff"] == pytest.approx(0.1)
     json.dumps(g)  # stored in the results file as is
+
+
+def test_rows_of_parallel_processes_merge_by_run_and_question(tmp_path, monkeypatch):
+    monkeypatch.setattr(fu, "DATA", tmp_path)
+    folder = fu.rows_folder("python", "heldout")
+    folder.mkdir(parents=True)
+    (folder / "base-0of2.jsonl").write_text(json.dumps({"key": "base/auto", "id": "q1", "status": "uncertain"}) + "\n")
+    (folder / "base-1of2.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        {"key": "base/auto", "id": "q2", "status": "answered"}, {"key": "adapter/auto", "id": "q2", "status": "not_found"},
+        {"key": "base/auto", "id": "q1", "status": "answered"})) + "\n")  # a later row for q1 wins
+    rows = fu.load_rows("python", "heldout")
+    assert {k: {i: r["status"] for i, r in v.items()} for k, v in rows.items()} == {
+        "base/auto": {"q1": "answered", "q2": "answered"}, "adapter/auto": {"q2": "not_found"}}
