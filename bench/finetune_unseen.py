@@ -184,21 +184,22 @@ def load_rows(corpus: str, split: str) -> dict[str, dict[str, dict]]:
 
 
 def evaluate(corpus: str, adapter: str, split: str, max_new_tokens: int, runs: Sequence[str],
-             shard: tuple[int, int] = (0, 1)) -> None:
+             shard: tuple[int, int] = (0, 1), reverse: bool = False) -> None:
     """Answer the split's questions (those of `shard` i of n: every n-th from the i-th) for each of
     `runs` ("extractive": the reference, no model; "base"; "adapter": both in MODES), over all
     documents of the workspace, one question at a time in both modes. Each row is appended to
     rows_folder() as it comes, and rows already there are skipped: a stopped run goes on where it
-    stopped, and several processes can share the questions."""
+    stopped, and several processes can share the questions (`reverse`: a second process on the same
+    shard from its end, the two meeting in the middle)."""
     from archivist.retrieval.evaluate import evaluate_answers
     from archivist.retrieval.llm import llm_for
 
     folder = rows_folder(corpus, split)
     folder.mkdir(parents=True, exist_ok=True)
-    done = load_rows(corpus, split)
-    out = folder / f"{'-'.join(runs)}-{shard[0]}of{shard[1]}.jsonl"
+    out = folder / f"{'-'.join(runs)}-{shard[0]}of{shard[1]}{'-reversed' if reverse else ''}.jsonl"
     ws = open_ws(home_of(corpus), max_new_tokens=max_new_tokens)
     qs = questions(corpus, split)[shard[0]::shard[1]]
+    qs = qs[::-1] if reverse else qs
     try:
         llm = SharedDrafts(llm_for(ws.settings))
         plan = [("none", "extractive", None)] if "extractive" in runs else []
@@ -206,6 +207,7 @@ def evaluate(corpus: str, adapter: str, split: str, max_new_tokens: int, runs: S
         for model, chosen in dict.fromkeys((m, a) for m, _, a in plan):
             t0, n = time.perf_counter(), 0
             for q in qs:
+                done = load_rows(corpus, split)  # again for each question: another process may have answered it
                 for mode in [md for m, md, _ in plan if m == model]:
                     key = f"{model}/{mode}"
                     if "draft" in done.get(key, {}).get(q.extra["id"], {}):
@@ -288,7 +290,7 @@ def render(corpus: str, split: str, state: dict) -> str:
     lines = [f"Corpus {corpus}: {json.dumps(prep)}. Split {split}: {len(order)} questions answered in every run "
              f"(of {len(questions(corpus, split))}), {machine()['date']}.",
              f"Fine-tune: run {ft.get('run_id')}, dataset {ft.get('dataset')}, {t.get('steps')} steps, loss "
-             f"{t.get('first_loss')} -> {t.get('last_loss')}, {t.get('tokens_per_s')} tokens/s, "
+             f"{t.get('first_loss') or 0:.3f} -> {t.get('last_loss') or 0:.3f}, {t.get('tokens_per_s')} tokens/s, "
              f"{ft.get('wall_s')} s in all; "
              f"held-out pages among the dataset's documents: {state.get('leak', '?')}.", "",
              md_table(["model mode", "answerable", "key accuracy", "gold contained", "gold in draft", "token F1", "confident misses",
@@ -307,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=STEPS, help=f"fine-tune optimizer steps (default {STEPS})")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     ap.add_argument("--shard", default="0/1", help="evaluate: questions i::n of the split (I/N), for parallel processes")
+    ap.add_argument("--reverse", action="store_true", help="evaluate: the shard's questions from the last one")
     ap.add_argument("--dataset", default=None, help="finetune: train on this saved dataset (an earlier run's)")
     ap.add_argument("--runs", default="extractive,base,adapter",
                     help="what evaluate answers with: extractive (reference), base, adapter (comma-separated)")
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "evaluate"):
         adapter = (load().get("finetune") or {}).get("adapter", {}).get("name", name)
         i, n = (int(x) for x in args.shard.split("/"))
-        evaluate(args.corpus, adapter, args.split, args.max_new_tokens, args.runs.split(","), (i, n))
+        evaluate(args.corpus, adapter, args.split, args.max_new_tokens, args.runs.split(","), (i, n), args.reverse)
     if args.stage in ("all", "evaluate", "report"):
         state, rows = load(), load_rows(args.corpus, args.split)
         if rows:
