@@ -340,7 +340,25 @@ class Embedder(Protocol):
         ...
 
 
-class STEmbedder:
+class _LoadedEmbedder:
+    """What the embedders below share: the id of their vectors' space and the empty case. Each
+    sets name, dim, backend and version, and encodes in `_embed` (texts never empty)."""
+
+    name: str
+    dim: int
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.dim}"
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Normalized float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._embed(list(texts), batch_size)
+
+
+class STEmbedder(_LoadedEmbedder):
     """A sentence-transformers model; `backend="int8"` quantizes its linear layers dynamically (CPU)."""
 
     def __init__(self, name: str, device: str = "auto", backend: str = "torch"):
@@ -362,23 +380,17 @@ class STEmbedder:
         self._lock = threading.Lock()
 
     @property
-    def model_id(self) -> str:
-        return f"{self.name}:{self.dim}"
-
-    @property
     def identity(self) -> str:
         """What decides the vectors: model, dimension, backend and weights (see `embedder_identity`)."""
         return f"{self.name}:{self.dim} backend={self.backend} weights={self.version}"
 
-    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         with self._lock:  # one encode at a time per process: torch already uses every core
-            vecs = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            vecs = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
-class ONNXEmbedder:
+class ONNXEmbedder(_LoadedEmbedder):
     """The whole sentence-transformers pipeline (transformer, pooling, normalization) exported once
     to ONNX and run by ONNX Runtime on the CPU. backend "onnx" keeps fp32 weights; "onnx-int8"
     quantizes the weights of every MatMul to int8 per output channel (activations stay dynamic),
@@ -412,18 +424,11 @@ class ONNXEmbedder:
         self._lock = threading.Lock()
 
     @property
-    def model_id(self) -> str:
-        return f"{self.name}:{self.dim}"
-
-    @property
     def identity(self) -> str:
         """What decides the vectors: model, dimension, backend (with its export recipe) and weights."""
         return f"{self.name}:{self.dim} backend={self.backend}.x{ONNX_EXPORT_VERSION} weights={self.version}"
 
-    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        texts = list(texts)
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         # Longest first, as sentence-transformers does: batches of similar length pad little.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)

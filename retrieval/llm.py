@@ -23,7 +23,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class LLM:
+class ChatTemplate:
+    """Prompts through the model's own tokenizer and chat template, for the in-process model and a
+    served one alike: `ask` packs passages against exactly what these count."""
+
+    tokenizer: object
+
+    def render(self, messages: list[dict]) -> str:
+        """The prompt text exactly as the model will see it, through its own chat template."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class LLM(ChatTemplate):
     name: str
     path: str
     model: object
@@ -82,13 +96,6 @@ class LLM:
             self.adapters[key] = loaded_as
         self.model.set_adapter(self.adapters[key])
         return self.adapters[key]
-
-    def render(self, messages: list[dict]) -> str:
-        """The prompt text exactly as the model will see it, through its own chat template."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None,
                stop: threading.Event | None = None, *, adapter=None) -> Iterator[str]:

@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archivist.retrieval.llm import ChatTemplate
+
 log = logging.getLogger(__name__)
 
 REPETITION_PENALTY = 1.1  # the in-process `generate` uses this too (retrieval/llm.py)
@@ -50,7 +52,7 @@ class LLMUnavailable(ConnectionError):
 
 
 @dataclass
-class RemoteLLM:
+class RemoteLLM(ChatTemplate):
     name: str  # settings.llm: the model whose tokenizer and chat template are used here
     url: str  # the server's base URL, without /v1
     tokenizer: object
@@ -77,13 +79,6 @@ class RemoteLLM:
             except LLMUnavailable:
                 pass  # stream() says so, or falls back
         return min(self.config_window, self._server_window or self.config_window)
-
-    def render(self, messages: list[dict]) -> str:
-        """The prompt text exactly as the model will see it, through its own chat template."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None,
                stop: threading.Event | None = None, *, adapter=None) -> Iterator[str]:
