@@ -22,7 +22,6 @@ from archivist.models import load_causal_lm, pick_device, resolve_llm
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class ChatTemplate:
     """Prompts through the model's own tokenizer and chat template, for the in-process model and a
     served one alike: `ask` packs passages against exactly what these count."""
@@ -37,6 +36,7 @@ class ChatTemplate:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+@dataclass
 class LLM(ChatTemplate):
     name: str
     path: str
