@@ -65,6 +65,7 @@ KINDS = {
     "adapter.export_failed": "an export recorded as begun did not complete (its partial files were removed)",
     "embedder.registered": "an embedder adapted to the documents was registered (finetune --target retriever)",
     "embedder.activated": "the workspace switched to another embedder after re-embedding every chunk",
+    "reranker.registered": "a reranker learned from the documents was registered (finetune --target reranker)",
     "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
 }
 SURFACES = ("app", "cli", "api")

@@ -19,10 +19,12 @@ def register(sub, common) -> None:
                               description="Build a dataset (documents, feedback, JSONL files), train a LoRA or QLoRA "
                                           "adapter, evaluate it against the base on held-out documents and register it."))
     add_config_args(p, skip=_SHARED)
-    p.add_argument("--target", choices=["llm", "retriever"], default="llm",
+    p.add_argument("--target", choices=["llm", "retriever", "reranker"], default="llm",
                    help="llm: a LoRA adapter of the chat model (the default); retriever: adapt the embedder to the "
                         "documents, then re-embed them (finetune/retriever.py; --collection, --seed, --eval-fraction, "
-                        "--lr, --epochs, --batch-size, --max-seq-len, --name and --no-activate apply)")
+                        "--lr, --epochs, --batch-size, --max-seq-len, --name and --no-activate apply); reranker: learn the "
+                        "reranker's weights from the same synthetic questions (finetune/reranker.py; used with "
+                        "--reranker NAME, never switched on by itself)")
     p.add_argument("--max-chunks", type=int, default=None, help="retriever: most training chunks (default 4000)")
     p.add_argument("--questions", default=None, help="retriever: extractive,sentence (the default) or one of them")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue run RUN from its latest checkpoint "
@@ -126,6 +128,8 @@ def cmd_finetune(args) -> int:
 
     if args.target == "retriever":
         return cmd_finetune_retriever(args)
+    if args.target == "reranker":
+        return cmd_finetune_reranker(args)
     settings = settings_from(args)
     if args.resume:
         with open_ws(args) as ws:
@@ -231,6 +235,30 @@ def cmd_finetune_retriever(args) -> int:
     print(f"embedder {report['name']}: {state}")
     if report.get("reembed"):
         print(f"re-embedded {report['reembed']['chunks']} chunks in {report['reembed']['seconds']} s")
+    return 0
+
+
+def cmd_finetune_reranker(args) -> int:
+    """`archivist finetune --target reranker`: learn, evaluate and register a reranker (finetune/reranker.py)."""
+    from archivist.finetune import reranker
+
+    given = {k: getattr(args, k, None) for k in ("collections", "eval_fraction", "seed", "name", "questions")}
+    with open_ws(args) as ws:
+        try:
+            cfg = reranker.RerankerConfig(**{k: v for k, v in given.items() if v is not None})
+            report = reranker.finetune_reranker(ws, cfg, getattr(args, "user", None))
+        except (ValueError, LookupError, FileExistsError) as e:
+            raise CLIError(str(e)) from None
+    if args.json:
+        emit_json(report)
+        return 0
+    ev = report["evaluation"]
+    print(f"held-out documents: {ev['questions']} synthetic questions   {'fused':>7} {'reranked':>9}")
+    for m in ("hit@5", "mrr@10"):
+        d = ev["difference"][m]
+        print(f"  {m:8} {ev['base'][m]:>29.3f} {ev['adapted'][m]:>9.3f}   diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+    print(f"reranker {report['name']}: weights " + ", ".join(f"{k} {v:+.2f}" for k, v in report["weights"].items())
+          + f"; use it with --reranker {report['name']}")
     return 0
 
 

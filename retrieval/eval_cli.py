@@ -19,7 +19,8 @@ def register(sub, common) -> None:
     p.add_argument("--mode", action="append", choices=["dense", "lexical", "hybrid", "hybrid+rerank"],
                    help="only this mode (repeatable; default all four)")
     p.add_argument("--reranker", default="coverage",
-                   help="for hybrid+rerank: 'coverage' (no model, default), a local CrossEncoder folder, or 'none'")
+                   help="for hybrid+rerank: 'coverage' (no model, default), the name of a learned reranker "
+                        "(archivist finetune --target reranker), a local CrossEncoder folder, or 'none'")
     p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
     p.add_argument("--split", default=None, help="only questions whose \"split\" field is this (e.g. tuning, heldout)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
@@ -77,7 +78,7 @@ def cmd_eval_retrieval(args) -> int:
         from archivist.retrieval.evaluate import QueryCache
 
         embedder = QueryCache(embedder_for(ws.settings))  # one query embedding serves every mode and the reranker
-        reranker = load_reranker(args.reranker, ws, embedder) if "hybrid+rerank" in modes else None
+        reranker = load_reranker(args.reranker, ws, embedder, getattr(args, "user", None)) if "hybrid+rerank" in modes else None
         if reranker is None and "hybrid+rerank" in modes:
             modes = [m for m in modes if m != "hybrid+rerank"]
         if not modes:

@@ -1,6 +1,6 @@
 """Rerankers: reorder the fused candidates of a hybrid search (see `search(..., reranker=)`).
 
-Two kinds, both satisfying `archivist.retrieval.search.Reranker` (`.name`, `.rerank(query, hits)`):
+Three kinds, all satisfying `archivist.retrieval.search.Reranker` (`.name`, `.rerank(query, hits)`):
 
   - `CrossEncoderReranker(path)`: a sentence-transformers CrossEncoder read from a local folder
     (for example a copy of cross-encoder/ms-marco-MiniLM-L-6-v2); it reads query and passage
@@ -10,11 +10,19 @@ Two kinds, both satisfying `archivist.retrieval.search.Reranker` (`.name`, `.rer
     with how much of the query's IDF weight its text covers. It lifts passages that hold all the
     rare query terms and are semantically close over ones that only ranked well on one side.
 
-`load_reranker(spec, ws)` picks one from a CLI value: "none", "coverage", or a folder path.
+  - `LearnedReranker(weights)`: a linear model over a few exact signals of each candidate
+    (`FEATURES`: cosine, BM25 over the query's ceiling, the query's IDF weight the text and the
+    heading path hold), its weights learned from the workspace's own synthetic questions
+    (finetune/reranker.py, `archivist finetune --target reranker`) and registered with the
+    lineage of what it learned from. Microseconds per candidate: no model call.
+
+`load_reranker(spec, ws, user=)` picks one from a CLI value: "none", "coverage", the name of a
+learned reranker (only for a user who may read everything it learned from), or a folder path.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -93,6 +101,70 @@ class CoverageReranker:
         return sorted(hits, key=lambda h: -h.score)
 
 
+FEATURES = ("cosine", "bm25", "coverage", "heading")
+
+
+def features(ws, query: str, hits: list[Hit], qvec: np.ndarray) -> np.ndarray:
+    """[len(hits), len(FEATURES)] float32, each in [0, 1] or near it: the cosine of the chunk's stored
+    vector with `qvec` (the hit's dense score when no vector is stored), its BM25 over the query's
+    ceiling (retrieval/lexicon.py, exact for any chunk), and the share of the query terms' IDF
+    weight that its text (with heading) and its heading path alone hold."""
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.fusion import stored_vectors
+    from archivist.retrieval.query import STOPWORDS
+
+    if not hits:
+        return np.zeros((0, len(FEATURES)), np.float32)
+    ids = [h.chunk_id for h in hits]
+    index = lexicon.current(ws)
+    units = lexicon.query_units(query, STOPWORDS)
+    ranking = index.rank(units, 1) if units else lexicon.Ranking([], 0.0)
+    bm = ranking.scores_of(ids)
+    vecs = stored_vectors(ws, ids, index)
+    q = np.asarray(qvec, np.float32)
+    stems = list(dict.fromkeys(s for u in units for s in u))
+    n = max(index.n_live, 1)
+    idf = np.array([math.log(1.0 + (n - index.df(s) + 0.5) / (index.df(s) + 0.5)) for s in stems], np.float32)
+    total = float(idf.sum()) or 1.0
+    held = index.holding(stems, ids)[0] if stems else np.zeros((0, len(ids)), bool)
+    out = np.zeros((len(hits), len(FEATURES)), np.float32)
+    for j, h in enumerate(hits):
+        v = vecs.get(h.chunk_id)
+        out[j, 0] = float(v @ q) if v is not None else (h.dense_score or 0.0)
+        out[j, 1] = bm.get(h.chunk_id, 0.0) / ranking.ceiling if ranking.ceiling > 0 else 0.0
+        out[j, 2] = float(idf @ held[:, j]) / total if stems else 0.0
+        heading = set(lexicon.tokens(" ".join(h.heading))) if h.heading else set()
+        out[j, 3] = float(sum(w for s, w in zip(stems, idf) if s in heading)) / total if stems else 0.0
+    return out
+
+
+class LearnedReranker:
+    """Re-score candidates by `features(...) @ weights` (weights learned by finetune/reranker.py).
+
+    ws: the workspace the hits came from; weights: one per FEATURES name; embedder: embeds the
+    query (the workspace's; a search's QueryCache serves it without a second model call)."""
+
+    def __init__(self, ws, weights: dict[str, float], embedder=None, name: str = "learned"):
+        missing = [f for f in FEATURES if f not in weights]
+        if missing:
+            raise ValueError(f"reranker {name!r}: weights lack {', '.join(missing)}")
+        self.ws, self.name, self._embedder = ws, f"learned:{name}", embedder
+        self.weights = np.array([weights[f] for f in FEATURES], np.float32)
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The same hits, best first, `score` replaced by the learned score."""
+        if not hits:
+            return []
+        if self._embedder is None:
+            from archivist.models import embedder_for
+
+            self._embedder = embedder_for(self.ws.settings)
+        qvec = self._embedder.embed([query])[0]
+        for h, s in zip(hits, features(self.ws, query, hits, qvec) @ self.weights):
+            h.score = float(s)
+        return sorted(hits, key=lambda h: -h.score)
+
+
 class CrossEncoderReranker:
     """A sentence-transformers CrossEncoder from a local folder; scores (query, passage) pairs."""
 
@@ -117,11 +189,74 @@ class CrossEncoderReranker:
         return sorted(hits, key=lambda h: -h.score)
 
 
-def load_reranker(spec: str | None, ws, embedder=None):
-    """A reranker from a CLI value: None/"none" → None, "coverage" → CoverageReranker,
-    a folder → CrossEncoderReranker. Raises FileNotFoundError for a path that does not exist."""
+def load_reranker(spec: str | None, ws, embedder=None, user: str | None = None):
+    """A reranker from a CLI value: None/"none" → None, "coverage" → CoverageReranker, the name of
+    a learned reranker (finetune/reranker.py) → LearnedReranker, a folder → CrossEncoderReranker.
+
+    A learned reranker is used for `user`'s queries only when they may read every collection it
+    learned from (its lineage), as adapters and adapted embedders are listed. Raises AccessDenied
+    for one they may not, FileNotFoundError for a path that does not exist."""
     if spec is None or spec == "none":
         return None
     if spec == "coverage":
         return CoverageReranker(ws, embedder)
+    if (ws.home / FOLDER / spec / MANIFEST).is_file():
+        return load_learned(ws, spec, user, embedder)
     return CrossEncoderReranker(spec, device=ws.settings.device)
+
+
+# -- the registry of learned rerankers: rerankers/<name>/archivist.json under the workspace ---------
+
+FOLDER = "rerankers"
+MANIFEST = "archivist.json"
+
+
+def save_learned(ws, name: str, manifest: dict) -> Path:
+    """Register a learned reranker: its manifest (weights, lineage, evaluation) written atomically
+    to rerankers/<name>/archivist.json. Raises FileExistsError for a name in use."""
+    from archivist import access
+
+    target = ws.home / FOLDER / access.check_name(name, "reranker name")
+    if target.exists():
+        raise FileExistsError(f"a reranker named {name!r} exists already ({target})")
+    tmp = target.with_name(f".{name}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / MANIFEST).write_text(json.dumps({**manifest, "name": name}, indent=1))
+    tmp.rename(target)
+    return target
+
+
+def learned_manifest(ws, name: str) -> dict:
+    from archivist import access
+
+    path = ws.home / FOLDER / access.check_name(name, "reranker name") / MANIFEST
+    if not path.is_file():
+        raise LookupError(f"no learned reranker named {name!r} ({FOLDER}/{name}/{MANIFEST} is missing)")
+    return json.loads(path.read_text())
+
+
+def may_use(ws, user: str | None, manifest: dict) -> bool:
+    """Whether `user` may read every collection the reranker learned from: only then is it listed
+    to them or used on their queries (its weights are a function of those collections' text)."""
+    from archivist import access
+
+    return set(manifest.get("collections", [])) <= set(access.readable_collections(ws, user))
+
+
+def list_learned(ws, user: str | None = None) -> list[dict]:
+    """The learned rerankers `user` may use, oldest first."""
+    root = ws.home / FOLDER
+    found = sorted((p for p in (root.iterdir() if root.exists() else []) if not p.name.startswith(".")
+                    and (p / MANIFEST).is_file()), key=lambda p: p.stat().st_mtime)
+    return [m for m in (json.loads((p / MANIFEST).read_text()) for p in found) if may_use(ws, user, m)]
+
+
+def load_learned(ws, name: str, user: str | None = None, embedder=None) -> LearnedReranker:
+    """The learned reranker `name` for `user`'s queries. Raises AccessDenied when the user may not
+    read a collection it learned from, LookupError when there is none of that name."""
+    from archivist import access
+
+    m = learned_manifest(ws, name)
+    if not may_use(ws, user, m):
+        raise access.AccessDenied(f"reranker {name!r} learned from collections {access.current_user(ws, user)!r} may not read")
+    return LearnedReranker(ws, m["weights"], embedder, name)

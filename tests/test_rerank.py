@@ -78,3 +78,90 @@ def test_search_with_reranker_and_loader(docs_ws):
         load_reranker("/no/such/cross-encoder", docs_ws)
     with pytest.raises(ValueError):
         CoverageReranker(docs_ws, emb, alpha=1.5)
+
+
+# -- the learned reranker (finetune/reranker.py) ------------------------------------------------------
+
+
+def test_learned_reranker_features_are_the_exact_signals(docs_ws):
+    from archivist.retrieval.rerank import FEATURES, LearnedReranker, features
+    from archivist.retrieval.search import lexical_ranking, search
+
+    emb = BowEmbedder()
+    query = "kernel watchdog panic"
+    hits = search(docs_ws, query, k=3, mode="lexical", embedder=emb)
+    x = features(docs_ws, query, hits, emb.embed([query])[0])
+    assert x.shape == (3, len(FEATURES)) and FEATURES == ("cosine", "bm25", "coverage", "heading")
+    lex = lexical_ranking(docs_ws, query, [docs_ws.collection_id("default")], 10)
+    bm = dict(lex.hits)
+    for h, row in zip(hits, x):
+        assert row[0] == pytest.approx(float(emb.embed([h.text])[0] @ emb.embed([query])[0]), abs=1e-5)
+        assert row[1] == pytest.approx(bm[h.chunk_id] / lex.ceiling, rel=1e-5)
+        assert row[3] == 0.0  # plain text files have no heading path
+    b = next(i for i, h in enumerate(hits) if h.document == "d/b.txt")
+    assert x[b, 2] == pytest.approx(1.0)  # holds every query term
+    assert all(x[i, 2] < 0.5 for i in range(3) if i != b)  # only "kernel", the commonest term
+    # weights decide the order: coverage alone puts b first, a negative coverage weight puts it last
+    assert LearnedReranker(docs_ws, {"cosine": 0, "bm25": 0, "coverage": 1, "heading": 0}, emb).rerank(query, hits)[0].document == "d/b.txt"
+    assert LearnedReranker(docs_ws, {"cosine": 0, "bm25": 0, "coverage": -1, "heading": 0}, emb).rerank(query, hits)[-1].document == "d/b.txt"
+    with pytest.raises(ValueError, match="lack heading"):
+        LearnedReranker(docs_ws, {"cosine": 1, "bm25": 0, "coverage": 0}, emb)
+
+
+def test_fit_learns_which_signal_marks_the_relevant_candidates():
+    """Hand-made candidate sets where only the coverage feature tells the relevant one apart: the
+    fitted weight of coverage grows, the loss falls, and the reranked order finds every one first."""
+    from archivist.finetune.reranker import compare, fit, loss
+
+    rng = np.random.default_rng(0)
+    sets = []
+    for _ in range(40):
+        x = rng.uniform(0, 1, (10, 4)).astype(np.float32)
+        rel = np.zeros(10, bool)
+        rel[rng.integers(1, 10)] = True
+        x[rel, 2] = 1.0
+        x[~rel, 2] *= 0.5
+        sets.append((x, rel))
+    start = np.array([0.7, 0.3, 0.0, 0.0])
+    w = fit(sets, start, l2=1e-3, steps=200, lr=2.0)
+    assert w[2] > 2 and loss(sets, w) < loss(sets, start) / 2
+    ev = compare(sets, w)
+    assert ev["adapted"]["mrr@10"] == 1.0 and ev["base"]["mrr@10"] < 0.5 and ev["difference"]["mrr@10"]["low"] > 0
+
+
+@pytest.mark.slow
+def test_a_learned_reranker_keeps_its_lineage_and_serves_only_those_who_may_read_it(ws, embedder, tmp_path):
+    """Trained on a collection bob may not read: bob neither lists it nor gets it for his queries;
+    the admin, who may read everything it learned from, searches with it."""
+    from archivist import access
+    from archivist.finetune import reranker
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.retrieval.rerank import LearnedReranker, list_learned, load_reranker
+    from archivist.retrieval.search import search
+    from jargon import write_jargon_docs
+
+    docs = write_jargon_docs(tmp_path / "handbooks", n_docs=12, sections=6)
+    ingest_paths(ws, docs[:8], collection="public", embedder=embedder, progress=False)
+    ingest_paths(ws, docs[8:], collection="secret", embedder=embedder, progress=False)
+    access.add_user(ws, "bob")
+    access.grant(ws, "bob", "public", "read")
+    with pytest.raises(access.AccessDenied):
+        reranker.finetune_reranker(ws, reranker.RerankerConfig(collections=["secret"]), user="bob")
+    cfg = reranker.RerankerConfig(questions="sentence", max_questions=40, max_eval=20, eval_fraction=0.25, steps=100,
+                                  name="learned-secret")
+    report = reranker.finetune_reranker(ws, cfg)
+    assert report["questions"]["train"] >= 10 and report["evaluation"]["questions"] >= 1
+    assert report["loss"]["end"] < report["loss"]["start"]
+    m = [r for r in list_learned(ws, None) if r["name"] == "learned-secret"][0]
+    assert m["collections"] == ["public", "secret"] and m["weights"] == report["weights"]
+    assert not set(m["documents"]["train"]) & set(m["documents"]["held_out"])
+    assert list_learned(ws, "bob") == []
+    with pytest.raises(access.AccessDenied):
+        load_reranker("learned-secret", ws, embedder, user="bob")
+    rr = load_reranker("learned-secret", ws, embedder)
+    assert isinstance(rr, LearnedReranker) and rr.name == "learned:learned-secret"
+    hits = search(ws, "Who refunds taxi fares after a business trip?", k=5, reranker=rr, embedder=embedder)
+    assert len(hits) == 5 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # bob, granted the secret collection too, may now use it
+    access.grant(ws, "bob", "secret", "read")
+    assert isinstance(load_reranker("learned-secret", ws, embedder, user="bob"), LearnedReranker)
