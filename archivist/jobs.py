@@ -1,4 +1,4 @@
-"""Background jobs: ingestion, uploads, fine-tuning runs and erasures, in the `jobs` table. This module is the
+"""Background jobs: ingestion, uploads, fine-tuning runs, erasures and re-embeds, in the `jobs` table. This module is the
 only code that touches that table.
 
     job = jobs.create(ws, "ingest", owner, spec={...}, total=12)   # queued
@@ -19,7 +19,7 @@ Every read and every user action takes the user: a member sees, cancels and resu
 own jobs; an admin every job. Another user's job and a job that does not exist give the same
 LookupError, so job ids cannot be probed. The work itself (what a kind's spec means, how to resume
 it) lives with the stage: `ingest/pipeline.py` for ingest and upload, `finetune/runs.py` for train,
-`ingest/erase.py` for erase.
+`ingest/erase.py` for erase, `finetune/retriever.py` for reembed (switching the workspace's embedder).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from archivist import access
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
-KINDS = ("ingest", "upload", "train", "erase")
+KINDS = ("ingest", "upload", "train", "erase", "reembed")
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 LIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "failed", "cancelled")
@@ -48,7 +48,8 @@ PROGRESS_S = 1.0  # progress is written at most this often (and always on the la
 
 RESUME_HINT = {"ingest": "archivist jobs resume {id}", "upload": "archivist jobs resume {id}",
                "train": "archivist jobs resume {id}` or `archivist finetune --resume {id}",
-               "erase": "archivist jobs resume {id}` or `archivist erase DOCUMENT"}
+               "erase": "archivist jobs resume {id}` or `archivist erase DOCUMENT",
+               "reembed": "archivist jobs resume {id}"}
 
 
 class JobError(RuntimeError):
@@ -59,7 +60,7 @@ class JobError(RuntimeError):
 @dataclass
 class Job:
     id: str
-    kind: str  # ingest | upload | train | erase
+    kind: str  # ingest | upload | train | erase | reembed
     owner: str  # the user it runs as
     state: str  # see STATES
     done: int = 0

@@ -16,7 +16,7 @@ from archivist.cli import CLIError, emit_json, list_or_json, open_ws
 def register(sub, common) -> None:
     p = common(sub.add_parser("jobs", help="background ingestion and training jobs (yours; an admin's: everyone's)"))
     p.add_argument("--json", action="store_true")
-    p.add_argument("--kind", choices=["ingest", "upload", "train"], default=None, help="only jobs of this kind")
+    p.add_argument("--kind", choices=["ingest", "upload", "train", "erase", "reembed"], default=None, help="only jobs of this kind")
     p.set_defaults(func=cmd_jobs)
     actions = p.add_subparsers(dest="jobs_command", metavar="ACTION")
     c = common(actions.add_parser("cancel", help="stop a queued or running job (a run saves a checkpoint first)"))
@@ -38,10 +38,10 @@ def cmd_jobs(args) -> int:
         rows = jobs.list_jobs(ws, getattr(args, "user", None), kinds=(args.kind,) if args.kind else None)
     if not list_or_json([j.as_dict() for j in rows], args.json, "no jobs"):
         return 0
-    print(f"{'id':32} {'kind':6} {'owner':12} {'state':11} {'progress':>11}  {'age':>6}  message")
+    print(f"{'id':32} {'kind':7} {'owner':12} {'state':11} {'progress':>11}  {'age':>6}  message")
     for j in rows:
         done = f"{j.done}/{j.total}" if j.total is not None else (str(j.done) if j.done else "")
-        print(f"{j.id:32} {j.kind:6} {j.owner:12} {j.state:11} {done:>11}  {_age(j.created_at):>6}  "
+        print(f"{j.id:32} {j.kind:7} {j.owner:12} {j.state:11} {done:>11}  {_age(j.created_at):>6}  "
               f"{j.error or j.message or ''}".rstrip())
     return 0
 
@@ -76,6 +76,11 @@ def cmd_resume(args) -> int:
 
                 report = resume(ws, job.id, user)
                 print(f"erased {report.document}: finished the interrupted erase", file=sys.stderr)
+                results = []
+            elif job.kind == "reembed":
+                from archivist.finetune import retriever
+
+                retriever.resume_reembed(ws, job.id, user, progress=not (args.quiet or args.json))
                 results = []
             else:
                 from archivist.ingest.pipeline import resume_job

@@ -40,9 +40,12 @@ class Settings:
     max_pages: int = _f(2000, "most pages (PDF pages, TIFF frames) a file may have")
     top_k: int = _f(5, "passages given to the model per question")
     candidates: int = _f(30, "candidates taken from each of the dense and lexical searches before fusion")
-    fusion: str = _f("linear", "how hybrid search fuses dense and lexical: linear (cosine and BM25 over its ceiling, "
-                               "weighted by lexical_weight) | rrf (reciprocal rank fusion); bench/RESULTS.md")
-    lexical_weight: float = _f(0.3, "share of BM25 in linear fusion (0 = dense only, 1 = lexical only)")
+    fusion: str = _f("linear", "how hybrid search fuses dense and lexical: linear (cosine and BM25 scaled by "
+                               "fusion_norm, weighted by lexical_weight) | rrf (reciprocal rank fusion); bench/RESULTS.md")
+    fusion_norm: str = _f("max", "linear fusion divides BM25 by: max (the query's best BM25 found) | ceiling (the score "
+                                 "a chunk holding every query word could reach); chosen on the public tuning splits, "
+                                 "bench/RESULTS.md finding 15")
+    lexical_weight: float = _f(0.2, "share of BM25 in linear fusion (0 = dense only, 1 = lexical only)")
     lexical_heading_weight: float = _f(0.5, "BM25F weight of a chunk's heading path (text 1; 0.5 is FTS5's bm25 as before)")
     lexical_title_weight: float = _f(0.0, "BM25F weight of the document title (0: not indexed); bench/RESULTS.md, lexical fields")
     lexical_identifier_weight: float = _f(0.0, "extra BM25 frequency for a query identifier (os.path.join) found as written (0: off)")
@@ -77,6 +80,8 @@ class Settings:
             raise ValueError(f"embed_backend must be torch, int8, onnx or onnx-int8, got {self.embed_backend!r}")
         if self.fusion not in ("linear", "rrf"):
             raise ValueError(f"fusion must be linear or rrf, got {self.fusion!r}")
+        if self.fusion_norm not in ("max", "ceiling"):
+            raise ValueError(f"fusion_norm must be max or ceiling, got {self.fusion_norm!r}")
         for name in ("lexical_heading_weight", "lexical_title_weight", "lexical_identifier_weight"):
             if not 0.0 <= getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")

@@ -2,6 +2,7 @@
 
     python bench/fusion.py [--corpus git,handbook,python] [--depth 100]
     python bench/fusion.py --heldout CONFIG     # run ONE chosen configuration on the held-out splits
+    python bench/fusion.py --product            # the settings' fusion against the earlier one, through `search`
 
 Per corpus (bench/answers.py ingests bench/data/ws/public-<corpus>) and per question, the dense top
 `depth` (cosines, FAISS) and the lexical top `depth` (BM25, the query's ceiling) are read once, with
@@ -141,6 +142,49 @@ def grid() -> dict[str, dict]:
     return out
 
 
+EARLIER = {"fusion_norm": "ceiling", "lexical_weight": 0.3}  # the default before finding 15
+
+
+def product(corpora: list[str]) -> None:
+    """Both splits through the real pipeline (`evaluate_retrieval`: `search`, duplicates collapsed):
+    dense, lexical, hybrid with the settings' fusion, hybrid with EARLIER; paired bootstrap of
+    hybrid now - earlier and now - the better single method."""
+    from dataclasses import replace
+
+    from archivist.models import embedder_for
+    from archivist.retrieval.evaluate import QueryCache, evaluate_retrieval
+    from archivist.retrieval.evaluation import paired_difference
+
+    rows = []
+    for c in corpora:
+        ws = answers.workspace(c)
+        embedder = QueryCache(embedder_for(ws.settings))
+        now = (ws.settings.fusion_norm, ws.settings.lexical_weight)
+        for split in ("tuning", "heldout"):
+            qs = [q for q in answers.questions(c, split) if q.relevant]
+            r = evaluate_retrieval(ws, qs, modes=["dense", "lexical", "hybrid"], k=10, embedder=embedder)
+            current = ws.settings
+            ws.settings = replace(current, **EARLIER)
+            try:
+                old = evaluate_retrieval(ws, qs, modes=["hybrid"], k=10, embedder=embedder)
+            finally:
+                ws.settings = current
+            m = r["modes"]
+            mrr = lambda res, mode: [q[mode]["mrr@10"] for q in res["per_query"]]  # noqa: E731
+            best = max(("dense", "lexical"), key=lambda k: m[k]["mrr@10"])
+            d_old = paired_difference(mrr(r, "hybrid"), mrr(old, "hybrid"))
+            d_best = paired_difference(mrr(r, "hybrid"), mrr(r, best))
+            rows.append([c, split, len(qs), f"{m['dense']['mrr@10']:.3f}", f"{m['lexical']['mrr@10']:.3f}",
+                         f"{old['modes']['hybrid']['hit@5']:.3f}", f"{old['modes']['hybrid']['mrr@10']:.3f}",
+                         f"{m['hybrid']['hit@5']:.3f}", f"{m['hybrid']['mrr@10']:.3f}",
+                         f"{d_old['diff']:+.3f} [{d_old['low']:+.3f}, {d_old['high']:+.3f}]",
+                         f"{best} {d_best['diff']:+.3f} [{d_best['low']:+.3f}, {d_best['high']:+.3f}]"])
+        ws.close()
+    print(f"settings now: fusion_norm {now[0]}, lexical_weight {now[1]}; earlier: {EARLIER}")
+    print(md_table(["corpus", "split", "questions", "dense MRR@10", "lexical MRR@10", "earlier hit@5", "earlier MRR@10",
+                    "now hit@5", "now MRR@10", "now - earlier MRR@10", "now - better single"], rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     from archivist.retrieval.evaluation import paired_difference
 
@@ -149,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--heldout", help="a JSON configuration to score on both splits (chosen on tuning beforehand)")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--product", action="store_true", help="the settings' fusion against the earlier default, both splits")
     args = ap.parse_args(argv)
+    if args.product:
+        product(args.corpus.split(","))
+        return 0
     data = {c: collect(c, args.depth) for c in args.corpus.split(",")}
     if args.heldout:
         chosen = json.loads(args.heldout)

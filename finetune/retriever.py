@@ -402,14 +402,20 @@ def mark_stale(ws: Workspace, names: list[str], why: str) -> None:
 # -- the whole run -------------------------------------------------------------------------------------
 
 
-def activate(ws: Workspace, name: str, user: str | None = None, progress: bool = True):
+def activate(ws: Workspace, name: str, user: str | None = None, progress: bool = True, job_id: str | None = None):
     """Re-embed every chunk with adapted embedder `name` (or "base": the settings' embedder) and
     switch to it; resumable. Needs the admin role: it changes the embedder of every user's queries.
-    Returns retrieval.reembed's Result."""
+
+    The re-embed is a row of the `jobs` table (kind reembed, spec {"embedder": name}): `archivist
+    jobs` shows its progress, `archivist jobs cancel` stops it at the next step (nothing switched),
+    and a killed one is found interrupted and finished by `archivist jobs resume ID`
+    (`resume_reembed`). An unfinished job for the same embedder is taken over rather than a second
+    one started. Returns retrieval.reembed's Result (switched False when cancelled)."""
+    from archivist import jobs
     from archivist.models import embedder_for, load_embedder
     from archivist.retrieval import reembed
 
-    access.require_admin(ws, user, "switch the workspace's embedder")
+    admin = access.require_admin(ws, user, "switch the workspace's embedder")
     s = ws.settings
     if name == "base":
         target = reembed.Target(load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache)), "")
@@ -420,11 +426,51 @@ def activate(ws: Workspace, name: str, user: str | None = None, progress: bool =
         path = folder(ws, name)
         target = reembed.Target(load_embedder(str(path), s.device, s.embed_backend, str(s.cache)), m["generation"],
                                 path=f"{FOLDER}/{name}", base=m["base"])
-    result = reembed.reembed(ws, target, progress=progress)
-    audit.record(ws, "embedder.activated", user=access.current_user(ws, user), target=name,
+    job = _reembed_job(ws, name, admin, job_id)
+    try:
+        with jobs.keep_alive(ws, job):
+            result = reembed.reembed(ws, target, progress=progress, on_step=lambda done, total: jobs.progress(
+                ws, job, done, total, f"re-embedding with {name}: {done} of {total} chunks"))
+    except BaseException as e:  # a kill (SIGKILL) never gets here: reconcile finds the job interrupted
+        jobs.fail(ws, job, f"{type(e).__name__}: {e}")
+        raise
+    summary = {"embedder": name, "chunks": result.chunks, "embedded": result.embedded, "seconds": round(result.seconds, 1)}
+    if not result.switched:
+        jobs.end(ws, job, "cancelled", result=summary, message="cancelled: the staged vectors are kept; resume to finish")
+        return result
+    jobs.end(ws, job, "done", result=summary, message=f"switched to {name}: {result.chunks} chunks", done=result.chunks)
+    audit.record(ws, "embedder.activated", user=admin, target=name,
                  detail={"chunks": result.chunks, "generation": target.generation})
     embedder_for(s)  # the new pointer is read; loads the model the next search needs now rather than then
     return result
+
+
+def _reembed_job(ws: Workspace, name: str, owner: str, job_id: str | None) -> str:
+    """The id of the running re-embed job for `name`: `job_id`, else an unfinished (interrupted,
+    failed or cancelled) one for the same embedder, else a new one."""
+    from archivist import jobs
+
+    if job_id is None:
+        unfinished = [j for j in jobs.list_jobs(ws, owner, kinds=("reembed",))
+                      if j.state in jobs.RESUMABLE and j.spec.get("embedder") == name]
+        if unfinished:
+            return jobs.start(ws, unfinished[0].id, resume=True).id
+        job_id = jobs.create(ws, "reembed", owner, spec={"embedder": name},
+                             total=ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]).id
+        return jobs.start(ws, job_id).id
+    return jobs.start(ws, job_id, resume=True).id
+
+
+def resume_reembed(ws: Workspace, job_id: str, user: str | None = None, progress: bool = True):
+    """`archivist jobs resume ID` for a re-embed: finish switching to the job's embedder (the staged
+    vectors are kept). Raises LookupError for a job the user may not see, JobError for one that
+    is not interrupted, failed or cancelled."""
+    from archivist import jobs
+
+    job = jobs.get(ws, job_id, user)
+    if job.state not in jobs.RESUMABLE:
+        raise jobs.JobError(f"job {job_id} is {job.state}; only an interrupted, failed or cancelled job can be resumed")
+    return activate(ws, job.spec["embedder"], user, progress, job_id=job.id)
 
 
 def start_background(ws: Workspace, user: str | None, collections: list[str], max_chunks: int) -> Path:

@@ -23,15 +23,18 @@ def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, flo
 
 
 def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, float]], lex: lexicon.Ranking,
-                  weight: float, lexical_cosines: dict[int, float] | None = None) -> dict[int, float]:
-    """score(d) = (1 - weight) x cosine(d) + weight x BM25(d) / ceiling, over every candidate of
-    either search, with both scores exact: the cosine of a lexical-only candidate comes from its
-    stored vector, the BM25 of a dense-only one from the lexical index (0 if no word matches).
+                  weight: float, lexical_cosines: dict[int, float] | None = None, norm: str = "max") -> dict[int, float]:
+    """score(d) = (1 - weight) x cosine(d) + weight x BM25(d) / N, over every candidate of either
+    search, with both scores exact: the cosine of a lexical-only candidate comes from its stored
+    vector, the BM25 of a dense-only one from the lexical index (0 if no word matches).
 
-    BM25 is divided by the query's ceiling, not by the best score found (a convex combination
-    with theoretical min-max normalization, Bruch et al., "An Analysis of Fusion Functions for
-    Hybrid Retrieval", 2023), so a query whose words are all common cannot inflate weak lexical
-    matches to 1. Measured on the public sets against RRF: bench/RESULTS.md.
+    N (`norm`, settings.fusion_norm): "max", the best BM25 found for the query (the default), or
+    "ceiling", the score a chunk holding every query word could reach (a convex combination with
+    theoretical min-max normalization, Bruch et al., "An Analysis of Fusion Functions for Hybrid
+    Retrieval", 2023), so that a query whose words are all common cannot inflate weak lexical
+    matches to 1. On the public sets' tuning splits "max" at weight 0.2 ranked first of 121
+    variants and "ceiling" at 0.3, the earlier default, 29th (bench/fusion.py; bench/RESULTS.md,
+    finding 15): a query's best lexical match is evidence in itself, whatever words it lacks.
 
     `lexical_cosines` may carry the cosines of the lexical hits, computed beforehand (from
     `search._lexical_side`).
@@ -43,7 +46,8 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
         known = lexical_cosines if lexical_cosines is not None else cosines(ws, missing, qvec, lex.index)
         cos.update((c, known[c]) for c in missing if c in known)
     bm = {**lex.scores_of([c for c in cos if c not in ranked]), **ranked}
-    scale = weight / lex.ceiling if lex.ceiling > 0 else 0.0
+    top = lex.ceiling if norm == "ceiling" else max(ranked.values(), default=0.0)
+    scale = weight / top if top > 0 else 0.0
     keep = 1 - weight
     fused = {c: keep * v + scale * bm.get(c, 0.0) for c, v in cos.items()}
     for c, v in bm.items():

@@ -27,6 +27,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,12 +116,15 @@ def staged_count(ws: Workspace) -> int:
         return db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
 
 
-def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: int | None = None) -> Result:
+def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: int | None = None,
+            on_step: Callable[[int, int], bool] | None = None) -> Result:
     """Re-embed every chunk of the workspace into `target` and switch to it (see the module doc).
 
     Resumable: a killed run's committed steps are kept and the next call goes on from them.
     `stop_after` (tests, benchmarks) stops after staging that many chunks in this call, without
-    switching. Raises WorkspaceError when a FAISS file cannot be written (nothing is switched then).
+    switching. `on_step(staged, total)` is called after each committed step (the job's progress,
+    finetune/retriever.py); when it returns True the call stops there, without switching, as with
+    `stop_after`. Raises WorkspaceError when a FAISS file cannot be written (nothing is switched then).
     """
     from tqdm import tqdm
 
@@ -136,9 +140,11 @@ def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: in
         _claim(db, identity, target.generation)
         last = db.execute("SELECT COALESCE(MAX(chunk_id), -1) FROM vectors").fetchone()[0]
         total = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        bar = tqdm(total=total, initial=db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0], unit="chunk",
-                   desc="re-embed", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-        while stop_after is None or embedded < stop_after:
+        staged = db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        bar = tqdm(total=total, initial=staged, unit="chunk", desc="re-embed", file=sys.stderr, disable=not progress,
+                   dynamic_ncols=True)
+        stopped = False
+        while (stop_after is None or embedded < stop_after) and not stopped:
             rows = ws.db.execute("SELECT id, text, heading FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
                                  (last, STEP)).fetchall()
             if not rows:
@@ -154,8 +160,11 @@ def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: in
             last = rows[-1]["id"]
             embedded += len(rows)
             bar.update(len(rows))
+            staged += len(rows)
+            if on_step is not None:
+                stopped = bool(on_step(staged, total))
         bar.close()
-        if stop_after is not None and embedded >= stop_after:
+        if stopped or (stop_after is not None and embedded >= stop_after):
             return Result(_count(ws), embedded, time.perf_counter() - t0, encode, False)
         extra, extra_seconds = _switch(ws, db, target, identity)
     (ws.index_dir / "reembed.db").unlink(missing_ok=True)

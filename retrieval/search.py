@@ -196,7 +196,8 @@ def search(
         l_rank = lex.hits
         if linear:
             scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight,
-                                   cosines_of(lex_vectors, qvec) if lex_vectors is not None else None)
+                                   cosines_of(lex_vectors, qvec) if lex_vectors is not None else None,
+                                   ws.settings.fusion_norm)
         else:
             scores = rrf(d_rank, l_rank)
     elif mode == "lexical":

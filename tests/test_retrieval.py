@@ -70,8 +70,21 @@ def test_filters_apply_inside_the_search(sample_ws):
 
 
 def test_linear_fusion_scores_are_exact_cosine_and_bm25(sample_ws, embedder):
-    """Every hybrid hit's score is (1 - w) x its cosine + w x its BM25 over the query's ceiling,
-    both recomputed here from scratch, lexical-only and dense-only candidates included."""
+    """Every hybrid hit's score is (1 - w) x its cosine + w x its BM25 over the query's best BM25
+    (fusion_norm "max", the default; "ceiling": the query's ceiling), both recomputed here from
+    scratch, lexical-only and dense-only candidates included."""
+    from dataclasses import replace
+
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    assert sample_ws.settings.fusion_norm == "max"
+    _check_linear_fusion(sample_ws, embedder)
+    with open_checked(replace(Settings.from_env(home=sample_ws.home), fusion_norm="ceiling")) as w:
+        _check_linear_fusion(w, embedder)
+
+
+def _check_linear_fusion(sample_ws, embedder):
     import numpy as np
 
     from archivist.retrieval import lexicon
@@ -89,9 +102,10 @@ def test_linear_fusion_scores_are_exact_cosine_and_bm25(sample_ws, embedder):
         bm25 = dict(index.search(units, 10_000))
         ceiling = index.rank(units, 1).ceiling
         assert ceiling > max(bm25.values())
+        norm = ceiling if sample_ws.settings.fusion_norm == "ceiling" else max(bm25.values())
         for h in hits:
             vec = np.frombuffer(sample_ws.db.execute("SELECT embedding FROM chunks WHERE id = ?", (h.chunk_id,)).fetchone()[0], np.float32)
-            expected = (1 - w) * float(vec @ qvec) + w * bm25.get(h.chunk_id, 0.0) / ceiling
+            expected = (1 - w) * float(vec @ qvec) + w * bm25.get(h.chunk_id, 0.0) / norm
             assert h.score == pytest.approx(expected, abs=2e-3)
             kinds.add((h.dense_rank is not None, h.lexical_rank is not None))
         assert row["document"] in [h.document for h in hits[:3]]
@@ -118,6 +132,8 @@ def test_fusion_setting_chooses_rrf_or_linear(sample_home, embedder):
             assert fused == alone
     with pytest.raises(ValueError, match="fusion"):
         Settings.from_env(home=sample_home, fusion="max")
+    with pytest.raises(ValueError, match="fusion_norm"):
+        Settings.from_env(home=sample_home, fusion_norm="mean")
 
 
 def test_matched_terms_are_what_the_lexical_index_matched(ws, tmp_path, embedder):

@@ -238,6 +238,85 @@ def test_searches_during_a_reembed_use_the_old_index_until_the_switch(stdlib_ws,
     assert not np.array_equal(now, old_vec) and np.allclose(now, new.embed([embed_input_of(ws, cid)])[0], atol=1e-5)
 
 
+JOB_CHILD = """
+import sys, time
+import torch
+import archivist.models as models
+from archivist.finetune import retriever
+from archivist.retrieval import reembed
+from archivist.settings import Settings
+from archivist.workspace import open_workspace
+
+class Slow:  # the real embedder, slowed so the parent can kill the re-embed in the middle
+    def __init__(self, e): self.e, self.name, self.dim = e, e.name, e.dim
+    def __getattr__(self, k): return getattr(self.e, k)
+    def embed(self, texts, batch_size=32):
+        time.sleep(1.5)
+        return self.e.embed(texts, batch_size=batch_size)
+
+real = models.load_embedder
+models.load_embedder = lambda *a, **k: Slow(real(*a, **k))
+torch.set_num_threads(1)
+reembed.STEP = 8
+with open_workspace(Settings.from_env(home=sys.argv[1])) as ws:
+    retriever.activate(ws, "copy", None, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_reembed_is_a_job_and_a_killed_one_is_resumed_from_the_jobs_table(tmp_path, docs, monkeypatch, one_torch_thread):
+    """`archivist jobs` shows the re-embed with its progress; killed with SIGKILL it is found
+    interrupted, and `archivist jobs resume ID` (`resume_reembed`) finishes the switch from the
+    steps the killed run committed."""
+    from sentence_transformers import SentenceTransformer
+
+    from archivist import jobs
+    from archivist.finetune import retriever
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.models import resolve_embedder
+    from archivist.retrieval import reembed, vectors
+    from archivist.settings import Settings
+    from archivist.workspace import open_workspace
+
+    monkeypatch.setenv("ARCHIVIST_EMBED_BACKEND", "torch")  # no ONNX export of the saved copy in a test
+    monkeypatch.setattr(reembed, "STEP", 8)
+    settings = Settings.from_env(home=tmp_path / "jobs-ws")
+    with open_workspace(settings) as ws:
+        ingest_paths(ws, docs[:5], collection="default", progress=False)
+        total = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        assert total >= 24
+        model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
+        generation = retriever.save(ws, "copy", model, {"kind": "retriever", "base": settings.embedder,
+                                                        "collections": ["default"]}).name
+        ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    child = subprocess.Popen([sys.executable, "-c", JOB_CHILD, str(settings.home)], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    deadline, done = time.monotonic() + 300, 0
+    while time.monotonic() < deadline and child.poll() is None and done < 16:
+        with sqlite3.connect(settings.home / "archivist.db", timeout=30) as db:
+            row = db.execute("SELECT done FROM jobs WHERE kind = 'reembed'").fetchone()
+        done = row[0] if row else 0
+        time.sleep(0.05)
+    assert child.poll() is None, f"the re-embed finished before it could be killed ({done} of {total} seen)"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 16 <= done < total
+    with open_workspace(settings) as ws:
+        [job] = jobs.list_jobs(ws, None, kinds=("reembed",))
+        assert job.state == "interrupted" and job.spec == {"embedder": "copy"} and job.total == total
+        assert "archivist jobs resume" in job.error
+        result = retriever.resume_reembed(ws, job.id, None, progress=False)
+        assert result.switched and result.embedded <= total - done  # the killed run's steps were kept
+        job = jobs.get(ws, job.id)
+        assert job.state == "done" and job.done == total and job.resumed == 1 and job.result["embedder"] == "copy"
+        assert vectors.generation(ws) == retriever.load_manifest(ws, generation)["generation"]
+        with pytest.raises(jobs.JobError):  # done: nothing left to resume
+            retriever.resume_reembed(ws, job.id, None, progress=False)
+        # activating again makes a new job rather than reusing the finished one
+        retriever.activate(ws, "base", None, progress=False)
+        assert [j.state for j in jobs.list_jobs(ws, None, kinds=("reembed",))] == ["done", "done"]
+
+
 def embed_input_of(ws, chunk_id: int) -> str:
     from archivist.retrieval.reembed import embed_input
 
