@@ -150,18 +150,13 @@ def finetune_reranker(ws: Workspace, cfg: RerankerConfig, user: str | None = Non
     """The recipe (see the module doc). Returns a report: name, weights, data sizes, the held-out
     evaluation and timings. Raises ValueError when the readable documents give too few questions,
     AccessDenied when `cfg.collections` names one the user may not read."""
-    from archivist.finetune.datasets import readable_documents
-    from archivist.finetune.retriever import make_pairs, split_documents
+    from archivist.finetune.retriever import make_pairs, readable_split
     from archivist.models import embedder_for
     from archivist.retrieval.evaluate import QueryCache
     from archivist.retrieval.rerank import FEATURES, save_learned
 
     t0 = time.perf_counter()
-    user = access.current_user(ws, user)
-    documents = readable_documents(ws, user, cfg.collections)
-    if len(documents) < 2:
-        raise ValueError(f"need at least two readable documents to train and hold one out; {user!r} may read {len(documents)}")
-    train_docs, held_docs = split_documents(documents, cfg.eval_fraction, cfg.seed)
+    user, documents, train_docs, held_docs = readable_split(ws, user, cfg.collections, cfg.eval_fraction, cfg.seed)
     kinds = tuple(k.strip() for k in cfg.questions.split(","))
     embedder = QueryCache(embedder_for(ws.settings))  # each question is embedded once, for search and features
     train_sets = candidate_sets(ws, make_pairs(ws, train_docs, kinds, cfg.max_questions, cfg.seed), train_docs,

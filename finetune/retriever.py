@@ -146,6 +146,19 @@ def split_documents(documents: list[dict], eval_fraction: float, seed: int) -> t
     return ([d["id"] for d in documents if str(d["id"]) not in held], [d["id"] for d in documents if str(d["id"]) in held])
 
 
+def readable_split(ws: Workspace, user: str | None, collections: list[str] | None, eval_fraction: float,
+                   seed: int) -> tuple[str, list[dict], list[int], list[int]]:
+    """(user, the documents they may read in `collections`, train ids, held-out ids). Raises
+    ValueError for fewer than two documents, AccessDenied for a collection they may not read."""
+    from archivist.finetune.datasets import readable_documents
+
+    user = access.current_user(ws, user)
+    documents = readable_documents(ws, user, collections)
+    if len(documents) < 2:
+        raise ValueError(f"need at least two readable documents to train and hold one out; {user!r} may read {len(documents)}")
+    return (user, documents, *split_documents(documents, eval_fraction, seed))
+
+
 def _chunks(ws: Workspace, doc_ids: list[int]) -> list:
     rows = []
     for i in range(0, len(doc_ids), 900):
@@ -494,15 +507,10 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
     evaluation, whether it was activated and the re-embed's numbers. Raises ValueError when the
     readable documents give too few questions to train and evaluate on."""
     import torch
-    from archivist.finetune.datasets import readable_documents
     from archivist.models import embedder_for, resolve_embedder
 
     t0 = time.perf_counter()
-    user = access.current_user(ws, user)
-    documents = readable_documents(ws, user, cfg.collections)
-    if len(documents) < 2:
-        raise ValueError(f"need at least two readable documents to train and hold one out; {user!r} may read {len(documents)}")
-    train_docs, held_docs = split_documents(documents, cfg.eval_fraction, cfg.seed)
+    user, documents, train_docs, held_docs = readable_split(ws, user, cfg.collections, cfg.eval_fraction, cfg.seed)
     kinds = tuple(k.strip() for k in cfg.questions.split(","))
     train_pairs = make_pairs(ws, train_docs, kinds, cfg.max_chunks, cfg.seed)
     eval_pairs = make_pairs(ws, held_docs, kinds, cfg.max_eval, cfg.seed + 1)

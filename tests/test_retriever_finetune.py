@@ -142,19 +142,23 @@ def test_questions_are_synthetic_and_never_verbatim_in_their_passage():
 
 # -- re-embedding ----------------------------------------------------------------------------------
 
-CHILD = """
-import sys, time
+SLOW = """
+import time
+
+class Slow:  # the real embedder, slowed so the parent can kill the re-embed in the middle
+    def __init__(self, e, pause=0.4): self.e, self.name, self.dim, self.pause = e, e.name, e.dim, pause
+    def __getattr__(self, k): return getattr(self.e, k)
+    def embed(self, texts, batch_size=32):
+        time.sleep(self.pause)
+        return self.e.embed(texts, batch_size=batch_size)
+"""
+
+CHILD = SLOW + """
+import sys
 from archivist.settings import Settings
 from archivist.workspace import open_workspace
 from archivist.models import load_embedder
 from archivist.retrieval import reembed
-
-class Slow:  # the real embedder, slowed so the parent can kill the re-embed in the middle
-    def __init__(self, e): self.e, self.name, self.dim = e, e.name, e.dim
-    def __getattr__(self, k): return getattr(self.e, k)
-    def embed(self, texts, batch_size=32):
-        time.sleep(0.4)
-        return self.e.embed(texts, batch_size=batch_size)
 
 import torch
 torch.set_num_threads(1)  # as the test process (one_torch_thread): the same kernels, the same sums
@@ -238,8 +242,8 @@ def test_searches_during_a_reembed_use_the_old_index_until_the_switch(stdlib_ws,
     assert not np.array_equal(now, old_vec) and np.allclose(now, new.embed([embed_input_of(ws, cid)])[0], atol=1e-5)
 
 
-JOB_CHILD = """
-import sys, time
+JOB_CHILD = SLOW + """
+import sys
 import torch
 import archivist.models as models
 from archivist.finetune import retriever
@@ -247,15 +251,8 @@ from archivist.retrieval import reembed
 from archivist.settings import Settings
 from archivist.workspace import open_workspace
 
-class Slow:  # the real embedder, slowed so the parent can kill the re-embed in the middle
-    def __init__(self, e): self.e, self.name, self.dim = e, e.name, e.dim
-    def __getattr__(self, k): return getattr(self.e, k)
-    def embed(self, texts, batch_size=32):
-        time.sleep(1.5)
-        return self.e.embed(texts, batch_size=batch_size)
-
 real = models.load_embedder
-models.load_embedder = lambda *a, **k: Slow(real(*a, **k))
+models.load_embedder = lambda *a, **k: Slow(real(*a, **k), pause=1.5)
 torch.set_num_threads(1)
 reembed.STEP = 8
 with open_workspace(Settings.from_env(home=sys.argv[1])) as ws:
