@@ -32,7 +32,7 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
     "ceiling", the score a chunk holding every query word could reach (a convex combination with
     theoretical min-max normalization, Bruch et al., "An Analysis of Fusion Functions for Hybrid
     Retrieval", 2023), so that a query whose words are all common cannot inflate weak lexical
-    matches to 1. On the public sets' tuning splits "max" at weight 0.2 ranked first of 121
+    matches to 1. On the public sets' tuning splits "max" at weight 0.2 ranked first of 127
     variants and "ceiling" at 0.3, the earlier default, 29th (bench/fusion.py; bench/RESULTS.md,
     finding 15): a query's best lexical match is evidence in itself, whatever words it lacks.
 
