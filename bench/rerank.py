@@ -76,7 +76,7 @@ def cross_encoder_ms(ws, qs, embedder, n: int = 20) -> float:
     return statistics.median(out)
 
 
-def run(corpus: str, split: str, name: str) -> dict:
+def run(corpus: str, split: str, name: str, cross: bool = True) -> dict:
     from archivist.finetune.reranker import RerankerConfig, finetune_reranker
     from archivist.models import embedder_for
     from archivist.retrieval.evaluate import QueryCache, evaluate_retrieval
@@ -104,7 +104,7 @@ def run(corpus: str, split: str, name: str) -> dict:
             diffs[f"{label}/{m}"] = paired_difference([q["hybrid+rerank"][m] for q in r["per_query"]],
                                                       [q["hybrid"][m] for q in plain["per_query"]])
     latency["search"] = search_ms(ws, qs)
-    latency["cross-encoder (untrained)"] = cross_encoder_ms(ws, qs, embedder)
+    latency["cross-encoder (untrained)"] = cross_encoder_ms(ws, qs, embedder) if cross else float("nan")
     ws.close()
     return {"corpus": corpus, "split": split, "questions": len(qs), "weights": report["weights"],
             "synthetic": report["evaluation"], "modes": rows, "differences": diffs, "latency_ms": latency}
@@ -114,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default="git,handbook,python")
     ap.add_argument("--split", default="tuning", choices=["tuning", "heldout"])
+    ap.add_argument("--no-cross-encoder", action="store_true", help="skip timing the cross-encoder")
     ap.add_argument("--name", default="bench-learned", help="the reranker's name in each workspace (trained once, then reused)")
     args = ap.parse_args(argv)
-    results = [run(c, args.split, args.name) for c in args.corpus.split(",")]
+    results = [run(c, args.split, args.name, not args.no_cross_encoder) for c in args.corpus.split(",")]
     rows = []
     for r in results:
         for mode, m in r["modes"].items():
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"({r['latency_ms']['cross-encoder (untrained)'] / r['latency_ms']['search']:.2f}x)"])
     print(md_table(["corpus", "split", "questions", "mode", "hit@5", "MRR@10", "MRR@10 - hybrid [95% CI]",
                     "CPU ms per query (rerank alone; x the search)"], rows))
-    out = DATA / "results" / f"rerank-{args.split}.json"
+    out = DATA / "results" / f"rerank-{args.split}-{args.corpus.replace(',', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "results": results}, indent=1, default=str))
     return 0
