@@ -44,7 +44,7 @@ class Settings:
                                "fusion_norm, weighted by lexical_weight) | rrf (reciprocal rank fusion); bench/RESULTS.md")
     fusion_norm: str = _f("max", "linear fusion divides BM25 by: max (the query's best BM25 found) | ceiling (the score "
                                  "a chunk holding every query word could reach); chosen on the public tuning splits, "
-                                 "bench/RESULTS.md finding 18")
+                                 "bench/RESULTS.md finding 19")
     lexical_weight: float = _f(0.2, "share of BM25 in linear fusion (0 = dense only, 1 = lexical only)")
     lexical_heading_weight: float = _f(0.5, "BM25F weight of a chunk's heading path (text 1; 0.5 is FTS5's bm25 as before)")
     lexical_title_weight: float = _f(0.0, "BM25F weight of the document title (0: not indexed); bench/RESULTS.md, lexical fields")

@@ -34,7 +34,7 @@ def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, f
     Retrieval", 2023), so that a query whose words are all common cannot inflate weak lexical
     matches to 1. On the public sets' tuning splits "max" at weight 0.2 ranked first of 127
     variants and "ceiling" at 0.3, the earlier default, 29th (bench/fusion.py; bench/RESULTS.md,
-    finding 18): a query's best lexical match is evidence in itself, whatever words it lacks.
+    finding 19): a query's best lexical match is evidence in itself, whatever words it lacks.
 
     `lexical_cosines` may carry the cosines of the lexical hits, computed beforehand (from
     `search._lexical_side`).
