@@ -4,7 +4,7 @@
     python bench/tune_quote.py                    # score quotes offline: gold in the quote, and by confidence
 
 Retrieval does not change while the quote scorer is tuned, so the passages of every tuning question
-are searched once (bench/data/results/tune-quote-passages.json) and each scorer variant is scored
+are searched once (bench/data/results/tune-quote-<corpus>.json) and each scorer variant is scored
 offline against them. Held-out questions are never loaded here.
 """
 
@@ -20,29 +20,68 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from answers import CORPORA, questions, workspace  # noqa: E402
 from common import RESULTS  # noqa: E402
 
-CACHE = RESULTS / "tune-quote-passages.json"
+TARGET_MISS = 0.04  # calibration margin under the issue's 5% targets (confident misses, not found)
 
 
-def collect() -> None:
+
+def collect(names=CORPORA) -> None:
+    """Search every tuning question once, as `ask` does (standalone question, k*2 hits, the
+    answerability gate's inputs, the passages packed into the prompt), and keep it all. Each
+    corpus's tuning questions are also asked of the two other corpora: generated unanswerable
+    questions (`asked_of` differs from `corpus`), for the not-found model."""
     from archivist.models import embedder_for
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.answer import MAX_CONTEXT, ANSWER_ROOM, build_messages, pack
+    from archivist.retrieval.answerability import answerability
+    from archivist.retrieval.llm import llm_for
+    from archivist.retrieval.query import query_terms
     from archivist.retrieval.search import search
 
-    out = []
-    for name in CORPORA:
+    llm = None
+    for name in names:
+        out = []
         ws = workspace(name)
-        emb = embedder_for(ws.settings)
-        for q in questions(name, "tuning"):
-            hits = search(ws, q.question, k=ws.settings.top_k, embedder=emb)
-            out.append({"corpus": name, "question": q.question, "answers": q.answers, "kind": q.extra.get("kind"),
-                        "relevant": q.relevant, "hits": [{**asdict(h), "heading": list(h.heading)} for h in hits]})
+        s = ws.settings
+        emb = embedder_for(s)
+        llm = llm or llm_for(s)
+        budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
+        index = lexicon.current(ws)
+        for corpus in CORPORA:
+            for q in questions(corpus, "tuning"):
+                hits = search(ws, q.question, k=max(s.top_k, 1) * 2, embedder=emb)
+                fixed = llm.count_tokens(llm.render(build_messages(q.question, [])))
+                passages = pack(hits, llm.count_tokens, budget, q.question, fixed=fixed)[: s.top_k]
+                terms = [(t, index.df(lexicon.stem(t))) for t in query_terms(q.question)]
+                out.append({"corpus": corpus, "asked_of": name, "question": q.question, "answers": q.answers,
+                            "kind": q.extra.get("kind"), "relevant": q.relevant, "n_live": index.n_live,
+                            "terms": terms, "answerability": answerability(ws, q.question, hits),
+                            "hits": [{**asdict(h), "heading": list(h.heading)} for h in hits],
+                            "passages": [{**asdict(h), "heading": list(h.heading)} for h in passages]})
         ws.close()
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    CACHE.write_text(json.dumps(out))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        cache(name).write_text(json.dumps(out))
+
+
+def cache(name: str) -> Path:
+    return RESULTS / f"tune-quote-{name}.json"
+
+
+def load() -> list[dict]:
+    return [r for name in CORPORA if cache(name).exists() for r in json.loads(cache(name).read_text())]
 
 
 class CachedEmbedder:
+    """The embedder with a memo, kept on disk between runs (RESULTS/tune-quote-vectors.npz)."""
+
+    path = RESULTS / "tune-quote-vectors.npz"
+
     def __init__(self, inner):
+        import numpy as np
+
         self.inner, self.memo = inner, {}
+        if self.path.exists():
+            z = np.load(self.path, allow_pickle=False)
+            self.memo = dict(zip(z["texts"].tolist(), z["vectors"]))
 
     def embed(self, texts):
         import numpy as np
@@ -52,6 +91,12 @@ class CachedEmbedder:
             for t, v in zip(todo, self.inner.embed(todo)):
                 self.memo[t] = v
         return np.stack([self.memo[t] for t in texts])
+
+    def save(self):
+        import numpy as np
+
+        texts = list(self.memo)
+        np.savez(self.path, texts=np.array(texts), vectors=np.stack([self.memo[t] for t in texts]))
 
 
 def evaluate(rows, embedder, module=None, **weights) -> dict:
@@ -64,9 +109,9 @@ def evaluate(rows, embedder, module=None, **weights) -> dict:
     w = Weights(**{**asdict(DEFAULT), **weights})
     scored = []
     for r in rows:
-        if not r["answers"]:
+        if not r["answers"] or r["asked_of"] != r["corpus"]:
             continue
-        hits = [Hit(**{**h, "heading": tuple(h["heading"])}) for h in r["hits"]]
+        hits = [Hit(**{**h, "heading": tuple(h["heading"])}) for h in r["passages"]]
         q = quote(r["question"], hits, embedder, weights=w)
         text = strip_citations(q.text) if q else ""
         scored.append((q.confidence if q else 0.0, any(contains_answer(g, text) for g in r["answers"]), r))
@@ -85,21 +130,170 @@ def evaluate(rows, embedder, module=None, **weights) -> dict:
             "answered_threshold": round(cut, 4), "confidence_p1": round(low[max(0, int(0.01 * n) - 1)], 4)}
 
 
+def _hits(r, key="passages"):
+    from archivist.records import Hit
+
+    return [Hit(**{**h, "heading": tuple(h["heading"]), "boxes": tuple(tuple(b) for b in h.get("boxes") or ())})
+            for h in r[key]]
+
+
+def _right(r, text: str) -> bool:
+    from archivist.retrieval.evaluation import contains_answer, strip_citations
+
+    return bool(r["answers"]) and any(contains_answer(g, strip_citations(text)) for g in r["answers"])
+
+
+def _fit(x, y, c: float = 1.0):
+    from sklearn.linear_model import LogisticRegression
+
+    m = LogisticRegression(C=c, max_iter=2000).fit(x, y)
+    return m.coef_[0], float(m.intercept_[0])
+
+
+def _folds(rows, k: int = 5):
+    """Question folds by a hash of the question text: the same question asked of another corpus
+    falls in the same fold."""
+    import hashlib
+
+    return [int(hashlib.sha256(r["question"].encode()).hexdigest(), 16) % k for r in rows]
+
+
+CROSS = 150  # generated unanswerable questions used by --fit
+
+
+def fit(rows, embedder, gate: float) -> dict:
+    """Fit the candidate ranker and the two question-level models of retrieval/keyanswer.py on the
+    tuning rows; choose key_answered and key_not_found on out-of-fold predictions (5 folds by
+    question). Prints the coefficients to paste into keyanswer.py and the tuning metrics."""
+    import hashlib
+
+    import numpy as np
+
+    from archivist.retrieval import keyanswer as ka
+    from archivist.retrieval.quote import candidates
+
+    own = [r for r in rows if r["asked_of"] == r["corpus"]]
+    # a generated unanswerable question is one whose gold the other corpus's passages do not hold
+    cross = [r for r in rows if r["asked_of"] != r["corpus"] and r["answers"]
+             and not _right(r, " ".join(h["text"] for h in r["passages"]))]
+    # a sample of them, the same every run (by question): the 2-core box embeds every candidate
+    cross = sorted(cross, key=lambda r: hashlib.sha256((r["asked_of"] + r["question"]).encode()).hexdigest())[:CROSS]
+    stats = {id(r): ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"]) for r in rows}
+    # 1. the candidate ranker, on answerable own-corpus questions
+    xs, ys, groups = [], [], []
+    for r in own:
+        if not r["answers"]:
+            continue
+        hits = _hits(r)
+        cands = candidates(hits)
+        if not cands:
+            continue
+        xs.append(ka.candidate_features(r["question"], cands, hits, stats[id(r)], embedder))
+        ys += [_right(r, c[1]) for c in cands]
+    x, y = np.vstack(xs), np.array(ys)
+    ka.CANDIDATE_COEF, ka.CANDIDATE_BIAS = _fit(x, y)
+    print("candidates:", len(y), "positive:", int(y.sum()))
+    # 2. the question-level features with that ranker
+    table = []
+    for r in own + cross:
+        hits = _hits(r)
+        k = ka.key_answer(r["question"], hits, embedder, stats[id(r)], r["answerability"]) if hits else None
+        feats = [k.features[f] for f in ka.QUESTION_FEATURES] if k else None
+        table.append({"r": r, "k": k, "x": feats, "own": r["asked_of"] == r["corpus"],
+                      "answerable": r["asked_of"] == r["corpus"] and bool(r["answers"]),
+                      "right": bool(k) and r["asked_of"] == r["corpus"] and _right(r, k.text),
+                      "gated": r["answerability"] < gate})
+    live = [t for t in table if t["x"] is not None]
+    X = np.array([t["x"] for t in live])
+    folds = np.array(_folds([t["r"] for t in live]))
+    oof_right, oof_ans = np.zeros(len(live)), np.zeros(len(live))
+    own_mask = np.array([t["own"] for t in live])
+    y_right = np.array([t["right"] for t in live])
+    y_ans = np.array([t["answerable"] for t in live])
+    for f in range(5):
+        tr, te = folds != f, folds == f
+        c, b = _fit(X[tr & own_mask], y_right[tr & own_mask])
+        oof_right[te] = 1 / (1 + np.exp(-(X[te] @ c + b)))
+        c, b = _fit(X[tr], y_ans[tr])
+        oof_ans[te] = 1 / (1 + np.exp(-(X[te] @ c + b)))
+    ka.RIGHT_COEF, ka.RIGHT_BIAS = _fit(X[own_mask], y_right[own_mask])
+    ka.ANSWERABLE_COEF, ka.ANSWERABLE_BIAS = _fit(X, y_ans)
+    for t, pr, pa in zip(live, oof_right, oof_ans):
+        t["p_right"], t["p_ans"] = float(pr), float(pa)
+    for t in table:
+        t.setdefault("p_right", 0.0)
+        t.setdefault("p_ans", 0.0)
+    ownt = [t for t in table if t["own"]]
+    n_ans = sum(t["answerable"] for t in ownt)
+    # not found: the highest threshold keeping answerable not-found (gate included) <= 4%
+    gated = sum(t["answerable"] and t["gated"] for t in ownt)
+    cuts = sorted({round(t["p_ans"], 4) for t in ownt if t["answerable"] and not t["gated"]})
+    not_found = max((c for c in cuts if gated + sum(t["answerable"] and not t["gated"] and t["p_ans"] < c for t in ownt)
+                     <= TARGET_MISS * n_ans), default=0.0)
+    shown = [t for t in ownt if not t["gated"] and t["p_ans"] >= not_found and t["k"]]
+    cuts = sorted({round(t["p_right"], 4) for t in shown})
+    answered = next((c for c in cuts if sum(t["answerable"] and not t["right"] and t["p_right"] >= c for t in shown)
+                     <= TARGET_MISS * n_ans), 1.0)
+    out = {"key_answered": answered, "key_not_found": not_found, **tuning_metrics(ownt, answered, not_found)}
+    by = {}
+    for corpus in CORPORA:
+        by[corpus] = tuning_metrics([t for t in ownt if t["r"]["corpus"] == corpus], answered, not_found)
+    out["by_corpus"] = by
+    una_cross = [t for t in table if not t["own"]]
+    out["generated_unanswerable_not_found"] = round(
+        sum(t["gated"] or t["p_ans"] < not_found for t in una_cross) / max(1, len(una_cross)), 3)
+    np.set_printoptions(precision=4, suppress=True)
+    print("CANDIDATE_COEF =", repr(np.round(ka.CANDIDATE_COEF, 4)), "BIAS", round(ka.CANDIDATE_BIAS, 4))
+    print("RIGHT_COEF =", repr(np.round(ka.RIGHT_COEF, 4)), "BIAS", round(ka.RIGHT_BIAS, 4))
+    print("ANSWERABLE_COEF =", repr(np.round(ka.ANSWERABLE_COEF, 4)), "BIAS", round(ka.ANSWERABLE_BIAS, 4))
+    return out
+
+
+def tuning_metrics(table, answered: float, not_found: float) -> dict:
+    """Out-of-fold metrics of the fitted models on tuning rows (see fit)."""
+    ans = [t for t in table if t["answerable"]]
+    una = [t for t in table if not t["answerable"]]
+
+    def status(t):
+        if t["gated"] or not t["k"] or t["p_ans"] < not_found:
+            return "not_found"
+        return "answered" if t["p_right"] >= answered else "uncertain"
+
+    n = max(1, len(ans))
+    return {"answerable": len(ans), "unanswerable": len(una),
+            "key_accuracy": round(sum(status(t) == "answered" and t["right"] for t in ans) / n, 3),
+            "confident_miss": round(sum(status(t) == "answered" and not t["right"] for t in ans) / n, 3),
+            "not_found": round(sum(status(t) == "not_found" for t in ans) / n, 3),
+            "gold_in_quote": round(sum(t["right"] for t in ans) / n, 3),
+            "unanswerable_not_found": round(sum(status(t) == "not_found" for t in una) / max(1, len(una)), 3)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--corpus", default=",".join(CORPORA), help="the workspaces --collect asks the questions of")
     ap.add_argument("--set", action="append", default=[], help="weight=value (repeatable)")
     ap.add_argument("--grid", action="store_true", help="search the weights on a small grid (tuning split only)")
+    ap.add_argument("--fit", action="store_true", help="fit retrieval/keyanswer.py's models (tuning split only)")
+    ap.add_argument("--gate", type=float, default=None, help="the answerability gate (default: Settings.min_relevance)")
     ap.add_argument("--against", help="also score this file's quote module (e.g. the committed version) for comparison")
     args = ap.parse_args(argv)
-    if args.collect or not CACHE.exists():
-        collect()
+    if args.collect:
+        collect(args.corpus.split(","))
+        if not args.fit:
+            return 0
     from archivist.models import embedder_for
     from archivist.settings import Settings
 
-    rows = json.loads(CACHE.read_text())
+    rows = load()
     emb = CachedEmbedder(embedder_for(Settings.from_env()))
     weights = {k: float(v) for k, v in (s.split("=") for s in args.set)}
+    if args.fit:
+        gate = args.gate if args.gate is not None else Settings.from_env().min_relevance
+        result = fit(rows, emb, gate)
+        emb.save()
+        print(json.dumps(result, indent=1))
+        return 0
     if args.grid:
         import itertools
 
@@ -122,7 +316,7 @@ def main(argv=None) -> int:
         modules["against"] = sys.modules["quote_against"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules["against"])
     for label, module in modules.items():
-        for corpus in CORPORA:
+        for corpus in sorted({r["corpus"] for r in rows}):
             print(label, corpus, evaluate([r for r in rows if r["corpus"] == corpus], emb, module, **weights), flush=True)
         print(label, "all", evaluate(rows, emb, module, **weights), flush=True)
     return 0

@@ -19,8 +19,8 @@ import numpy as np
 from archivist import adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
+from archivist.retrieval.keyanswer import TermStats, key_answer, term_stats
 from archivist.retrieval.query import STOPWORDS
-from archivist.retrieval.quote import quote
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search
 from archivist.retrieval.verify import CITE, parse_citations, sentences, verify_answer
@@ -211,7 +211,8 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
     return answer, citations, invalid
 
 
-def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mode: str, embedder, s) -> None:
+def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mode: str, embedder, s, *,
+           stats: TermStats | None = None, relevance: float = 1.0) -> None:
     """Decide what the user sees, and how sure it is, from the generated text (or none, in extractive
     mode). Sets result.answer, status, mode, citations, claims and generated.
 
@@ -219,9 +220,14 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     cited passages do not hold are dropped from the answer (kept in result.claims and
     result.generated, never shown as answer text). What is left is *answered* when it scores at
     least `s.quote_answered` as an answer to the question. Otherwise (and in extractive mode) the
-    best quote of the passages is the answer: *answered* at `s.quote_answered`, *uncertain* (the
-    closest passages, with no claim that they answer) above `s.quote_not_found`, else *not_found*.
+    key answer of the passages is shown (retrieval/keyanswer.py: the best sentence and its key
+    span, copied): *not_found* when the probability that the documents answer the question is
+    under `s.key_not_found`, *answered* when the probability that the quote is right reaches
+    `s.key_answered`, else *uncertain* (the closest passages, with no claim that they answer).
     In "generate" mode the quote is not used: an unverified answer is *uncertain*.
+
+    stats: the question's words and their rarity in the corpus (keyanswer.term_stats); relevance:
+    the answerability gate's score for the question's hits.
     """
     texts = [p.text for p in passages]
     kept: list = []
@@ -242,13 +248,14 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     if mode == "generate":
         _show(result, UNCERTAIN, passages, embedder, s, "generated", "uncertain", 0.0)
         return
-    q = quote(result.standalone_question or question, passages, embedder, follow_up=question)
-    if q is None or q.confidence < s.quote_not_found:
-        _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", q.confidence if q else 0.0)
-    elif q.confidence >= s.quote_answered:
-        _show(result, q.text, passages, embedder, s, "extractive", "answered", q.confidence)
+    k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
+                   follow_up=question)
+    if k is None or k.answerable < s.key_not_found:
+        _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", k.right if k else 0.0)
+    elif k.right >= s.key_answered:
+        _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
     else:
-        _show(result, UNCERTAIN + " " + q.text, passages, embedder, s, "extractive", "uncertain", q.confidence)
+        _show(result, UNCERTAIN + " " + k.text, passages, embedder, s, "extractive", "uncertain", k.right)
 
 
 def _show(result: Answer, text: str, passages: Sequence[Hit], embedder, s, mode: str, status: str,
@@ -303,7 +310,8 @@ def ask(
     standalone = standalone_question(question, history)
     hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone, model=s.llm)
-    if answerability(ws, standalone, hits) < s.min_relevance:
+    relevance = answerability(ws, standalone, hits)
+    if relevance < s.min_relevance:
         result.answer, result.not_found, result.mode, result.status = NOT_FOUND, True, "not_found", "not_found"
         if on_token:
             on_token(NOT_FOUND)
@@ -332,7 +340,7 @@ def ask(
             if on_token:
                 on_token(piece)
         text = "".join(pieces).strip()
-    settle(result, question, passages, text, mode, embedder, s)
+    settle(result, question, passages, text, mode, embedder, s, stats=term_stats(ws, standalone), relevance=relevance)
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)
     result.seconds = time.perf_counter() - t0

@@ -1,0 +1,213 @@
+"""Key answers: pick the passage sentence that holds what the question asks for, copy its key span,
+and say how likely it is right — with two small logistic models instead of hand-set weights.
+
+The questions people ask of a manual want a command, an option, a function, a file or a number,
+and the passages usually hold it in one sentence, a definition or a heading (retrieval/quote.py
+lists those candidates). Three steps, all on text copied from the passages, so nothing can be
+invented:
+
+    rank        every candidate gets P(it holds the answer) from features of the candidate
+                (similarity to the question, the question's words it holds, weighted by how rare
+                they are in the corpus, its heading, whether it has what the question type asks
+                for, a code-like term the question does not name, its passage's rank)
+    span        the key span of the best candidate: the code-like term, path or number in it that
+                the question does not already name and that fits the question type
+    trust       two question-level probabilities: that the best candidate is right (`right`), and
+                that the documents answer the question at all (`answerable`: the question's rare
+                words and names found in the passages, the retrieval scores, the ranker's output)
+
+The coefficients below were fitted by bench/tune_quote.py --fit on the TUNING splits of the public
+sets (bench/evalsets), plus generated unanswerable questions (each corpus's tuning questions asked
+of the other corpora); the held-out splits played no part. `answer.settle` shows the quote as
+*answered* when `right` reaches Settings.key_answered, and says *not found* when `answerable` is
+under Settings.key_not_found.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from archivist.records import Hit
+from archivist.retrieval import verify
+from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind
+
+# -- the fitted models (bench/tune_quote.py --fit; feature order as in CANDIDATE_FEATURES / QUESTION_FEATURES)
+
+CANDIDATE_FEATURES = ("cosine", "cosine_gap", "overlap", "overlap_gap", "rare_overlap", "heading", "kind",
+                      "new_term", "is_heading", "is_definition", "rank", "passage_cosine", "words")
+CANDIDATE_COEF = np.zeros(len(CANDIDATE_FEATURES))
+CANDIDATE_BIAS = 0.0
+
+QUESTION_FEATURES = ("top", "margin", "answerability", "best_cosine", "rare_coverage", "missing_rare",
+                     "unknown_terms", "kind_found")
+RIGHT_COEF = np.zeros(len(QUESTION_FEATURES))
+RIGHT_BIAS = 0.0
+ANSWERABLE_COEF = np.zeros(len(QUESTION_FEATURES))
+ANSWERABLE_BIAS = 0.0
+
+
+@dataclass
+class TermStats:
+    """How rare each of the question's content words is in the corpus the user may read."""
+    terms: list[tuple[str, int]] = field(default_factory=list)  # (word, document frequency in chunks)
+    n: int = 1  # live chunks
+
+    def idf(self, df: int) -> float:
+        return math.log((self.n + 1) / (df + 0.5))
+
+
+@dataclass
+class KeyAnswer:
+    """The chosen quote and how sure it is. Every text in it is copied from the passages."""
+    text: str  # what is shown: "span — sentence [n]" (or the sentence alone when it has no span)
+    span: str  # the key span ("--keep-index", "/var/log/dpkg.log", "20 seconds"), or ""
+    picked: list[tuple[int, str]]  # (passage number, sentence)
+    candidate: float  # P(the best candidate holds the answer), from the ranker
+    right: float  # P(the shown quote is right), question level
+    answerable: float  # P(the documents answer the question)
+    features: dict[str, float] = field(default_factory=dict)  # the question-level features, for tuning and logs
+
+
+def term_stats(ws, question: str) -> TermStats:
+    """The question's content words with their document frequency in the workspace's lexical index."""
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.query import query_terms
+
+    index = lexicon.current(ws)
+    return TermStats([(t, index.df(lexicon.stem(t))) for t in query_terms(question)], index.n_live)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def _present(term: str, text: str) -> bool:
+    # the crude stem answerability.term_coverage uses: "reimbursed" ~ "reimburse"
+    return re.search(r"\b" + re.escape(term[: max(4, len(term) - 2)]), text) is not None
+
+
+_NOT_TERM = re.compile(r"[^\w./:-]+")  # what separates terms in a question ("--keep-index?" -> "--keep-index")
+
+
+def _named(term: str, question: str) -> bool:
+    """Whether the question already names `term` as written ("git stash" in "how does git stash ...");
+    "--keep-index" is not named by "keep the index"."""
+    t = " ".join(term.lower().split())
+    q = " ".join(_NOT_TERM.sub(" ", question.lower()).split())
+    return f" {t} " in f" {q} "
+
+
+def new_terms(sentence: str, question: str) -> list[tuple[str, str]]:
+    """(kind, term) for the code-like terms, paths and numbers of `sentence` the question does not
+    already name."""
+    return [(k, t) for k, t in verify.asserted_terms(sentence)
+            if k in ("identifier", "number") and not _named(t, question)]
+
+
+def candidate_features(question: str, cands: Sequence[tuple[int, str, str]], passages: Sequence[Hit],
+                       stats: TermStats, embedder) -> np.ndarray:
+    """One row of CANDIDATE_FEATURES per candidate (passage number, text, heading path)."""
+    vecs = embedder.embed([question] + [c[1] for c in cands])
+    cos = vecs[1:] @ vecs[0]
+    qstems = set(verify.content_stems(question))
+    kind = question_kind(question)
+    weights = {t: stats.idf(df) for t, df in stats.terms}
+    total = sum(weights.values()) or 1.0
+
+    def share(text: str) -> float:
+        return len(qstems & set(verify.content_stems(text))) / len(qstems) if qstems else 0.0
+
+    def rare_share(text: str) -> float:
+        low = text.lower()
+        return sum(w for t, w in weights.items() if _present(t, low)) / total
+
+    heads = {h: share(h) for _, _, h in cands}
+    overlap = np.array([share(s) for _, s, _ in cands])
+    pcos = {}
+    rows = []
+    for i, (n, s, h) in enumerate(cands):
+        if n not in pcos:
+            p = passages[n - 1]
+            pcos[n] = p.dense_score if p.dense_score is not None else 0.0
+        rows.append([float(cos[i]), float(cos[i] - cos.max()), overlap[i], overlap[i] - overlap.max(),
+                     rare_share(s), heads[h], float(_has_kind(kind, s, question)),
+                     float(bool(new_terms(s, question))), float(_is_heading((n, s, h), passages)),
+                     float(JOIN in s), float(n - 1), pcos[n], math.log1p(len(s.split()))])
+    return np.array(rows, dtype=float)
+
+
+def question_features(question: str, passages: Sequence[Hit], stats: TermStats, probs: np.ndarray,
+                      cands: Sequence[tuple[int, str, str]], answerability: float) -> dict[str, float]:
+    """QUESTION_FEATURES: the ranker's best probability and its margin over the best candidate with
+    other text, the answerability gate's score, the best passage cosine, the IDF-weighted share of
+    the question's words found in the passages, the rarest missing word's IDF (scaled), how many of
+    its words the corpus does not hold at all, and whether the best candidate has the asked-for kind."""
+    order = np.argsort(-probs, kind="stable")
+    top = float(probs[order[0]]) if len(order) else 0.0
+    other = next((float(probs[i]) for i in order[1:] if cands[i][1] != cands[order[0]][1]), 0.0)
+    text = " ".join(p.text.lower() + " " + " ".join(p.heading).lower() for p in passages)
+    idf = [(t, stats.idf(df), df) for t, df in stats.terms]
+    total = sum(w for _, w, _ in idf) or 1.0
+    found = sum(w for t, w, _ in idf if _present(t, text))
+    missing = [w for t, w, _ in idf if not _present(t, text)]
+    scale = stats.idf(0) or 1.0
+    kind = question_kind(question)
+    return {"top": top, "margin": top - other, "answerability": answerability,
+            "best_cosine": max((p.dense_score or 0.0) for p in passages) if passages else 0.0,
+            "rare_coverage": found / total, "missing_rare": max(missing, default=0.0) / scale,
+            "unknown_terms": float(sum(df == 0 for _, _, df in idf)),
+            "kind_found": float(bool(len(order)) and _has_kind(kind, cands[order[0]][1], question))}
+
+
+def key_span(sentence: str, question: str) -> str:
+    """The span of `sentence` that answers: its first code-like term, path or number the question
+    does not name (a number only for questions that ask for one); "" when there is none."""
+    kind = question_kind(question)
+    terms = new_terms(sentence, question)
+    prefer = "number" if kind == "number" else "identifier"
+    for want in (prefer, "identifier"):
+        for k, t in terms:
+            t = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
+            if k == want and t in sentence:
+                return t
+    return ""
+
+
+def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStats, answerability: float,
+               *, follow_up: str | None = None, max_sentences: int = 2, second: float = 0.9) -> KeyAnswer | None:
+    """The best-answering candidate of `passages`, its key span, and how sure it is; None when the
+    passages have nothing quotable.
+
+    follow_up: the question as asked when `question` is its standalone form; candidates are then
+    ranked on the mean of both (the added words must not pull the quote back to the previous answer).
+    A second sentence of the same passage joins when it scores `second` of the first."""
+    cands = candidates(passages)
+    if not cands:
+        return None
+    probs = _sigmoid(candidate_features(question, cands, passages, stats, embedder) @ CANDIDATE_COEF + CANDIDATE_BIAS)
+    if follow_up and follow_up != question:
+        probs = (probs + _sigmoid(candidate_features(follow_up, cands, passages, stats, embedder) @ CANDIDATE_COEF
+                                  + CANDIDATE_BIAS)) / 2
+    order = [int(i) for i in np.argsort(-probs, kind="stable")]
+    first = order[0]
+    picked = [first]
+    for i in order[1:max_sentences * 4]:
+        if len(picked) >= max_sentences or probs[i] < second * probs[first]:
+            break
+        if cands[i][1] != cands[first][1] and cands[i][0] == cands[first][0] \
+                and not _is_heading(cands[i], passages) and not _is_heading(cands[first], passages):
+            picked.append(i)
+    picked.sort()
+    q = question_features(follow_up or question, passages, stats, probs, cands, answerability)
+    x = np.array([q[f] for f in QUESTION_FEATURES])
+    span = key_span(cands[first][1], follow_up or question)
+    body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
+    return KeyAnswer(text=f"{span}{JOIN}{body}" if span else body, span=span,
+                     picked=[(cands[i][0], cands[i][1]) for i in picked], candidate=float(probs[first]),
+                     right=float(_sigmoid(x @ RIGHT_COEF + RIGHT_BIAS)),
+                     answerable=float(_sigmoid(x @ ANSWERABLE_COEF + ANSWERABLE_BIAS)), features=q)

@@ -1,0 +1,71 @@
+"""Key answers (retrieval/keyanswer.py) on the real embedder and the real sample documents: the
+shown span and sentences are copied from the passages, never invented; a question the documents
+answer is answered with the right span; one they do not answer is not found."""
+
+from __future__ import annotations
+
+import pytest
+
+from archivist.records import Hit
+from archivist.retrieval.answer import NOT_FOUND, ask
+from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, term_stats
+from archivist.retrieval.search import search
+
+from conftest import sample_questions
+
+
+def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
+    return Hit(chunk_id=n, document_id=n, document=f"doc{n}.html", collection="default", text=text, score=1.0,
+               heading=heading, dense_score=0.6)
+
+
+@pytest.mark.parametrize("sentence, question, span", [
+    ("Run git stash push --keep-index to keep what is staged.", "How do I stash but keep the index intact?",
+     "--keep-index"),
+    ("Every upgrade is recorded in /var/log/dpkg.log.", "Where does dpkg log upgrades?", "/var/log/dpkg.log"),
+    ("Use heapq.nlargest(n, iterable) for the largest items.", "How do I get the n largest items?", "heapq.nlargest"),
+    ("Parental leave is 20 weeks, fully paid.", "How many weeks of parental leave are there?", "20 weeks"),
+    ("git stash saves your local modifications.", "What does git stash do?", ""),  # the question names it
+])
+def test_the_key_span_is_what_the_question_does_not_name(sentence, question, span):
+    assert key_span(sentence, question) == span
+
+
+def test_an_invented_span_cannot_appear(embedder):
+    """The question names an option the passages lack: whatever is shown is the passages' own text."""
+    passages = [_hit(1, "git-stash - Stash the changes in a dirty working directory away.\n\n"
+                        "--keep-index\nAll changes already added to the index are left intact.", ("git-stash",)),
+                _hit(2, "git-clean - Remove untracked files from the working tree.\n\n"
+                        "-n, --dry-run\nDon't actually remove anything, just show what would be done.", ("git-clean",))]
+    for question in ("Which option makes git stash --frobnicate the index?", "How do I stash but keep the index?"):
+        k = key_answer(question, passages, embedder, TermStats(), 0.8)
+        assert "--frobnicate" not in k.text
+        assert k.span == "" or any(k.span in p.text for p in passages)
+        for n, sentence in k.picked:
+            for part in sentence.split(" — "):
+                assert " ".join(part.split()) in " ".join(passages[n - 1].text.split()) + " " + passages[n - 1].heading[-1]
+
+
+@pytest.mark.slow
+def test_every_shown_span_is_in_a_passage(sample_ws, embedder):
+    for q in sample_questions()[:6] + sample_questions(answerable=False)[:3]:
+        hits = search(sample_ws, q["question"], k=5, embedder=embedder)
+        k = key_answer(q["question"], hits, embedder, term_stats(sample_ws, q["question"]), 0.8)
+        assert k is not None and 0.0 <= k.right <= 1.0 and 0.0 <= k.answerable <= 1.0
+        if k.span:
+            assert any(k.span in hits[n - 1].text for n, _ in k.picked), (q["question"], k.span)
+
+
+@pytest.mark.slow
+def test_a_right_span_is_answered(sample_ws, llm, embedder):
+    a = ask(sample_ws, "How many weeks of fully paid parental leave does policy HR-17 give?", llm=llm,
+            embedder=embedder, adapter=None, mode="extractive")
+    assert (a.status, a.mode) == ("answered", "extractive")
+    assert a.answer.startswith("20 weeks") and a.citations[0].document == "employee-handbook.pdf"
+
+
+@pytest.mark.slow
+def test_an_unanswerable_question_is_not_found(sample_ws, llm, embedder):
+    a = ask(sample_ws, "What is the Northwind Robotics stock ticker symbol?", llm=llm, embedder=embedder,
+            adapter=None, mode="extractive")
+    assert (a.status, a.answer) == ("not_found", NOT_FOUND)
