@@ -52,11 +52,12 @@ class Settings:
     max_new_tokens: int = _f(200, "most tokens generated per answer")
     min_relevance: float = _f(0.62, "answerability (best cosine + half the question-term coverage) under which the answer is 'not in the documents'")
     weak_support: float = _f(0.45, "citation support under which a citation is flagged weak")
-    quote_answered: float = _f(0.86, "a verified generated answer whose sentences score at least this as an answer to the "
-                                     "question (retrieval/quote.py) is shown as answered; below, as uncertain")
-    key_answered: float = _f(0.5, "a quote whose probability of holding the answer (retrieval/keyanswer.py) is at least "
+    quote_answered: float = _f(0.9, "a verified generated answer, or a quote, whose sentence scores at least this as an "
+                                    "answer to the question (retrieval/quote.py) is shown as answered (tuning splits: "
+                                    "bench/tune_quote.py --fit)")
+    key_answered: float = _f(0.712, "a quote whose probability of holding the answer (retrieval/keyanswer.py) is at least "
                                   "this is shown as answered (chosen on the tuning splits: bench/tune_quote.py --fit)")
-    key_not_found: float = _f(0.1, "a question whose probability of being answered by the documents (retrieval/keyanswer.py) "
+    key_not_found: float = _f(0.365, "a question whose probability of being answered by the documents (retrieval/keyanswer.py) "
                                    "is under this gets not found (chosen on the tuning splits: bench/tune_quote.py --fit)")
     answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
     llm_url: str = _f("", "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI) serving the chat model, e.g. "

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                                     m["gold_in_quote"], m["seconds"]])
         ws.close()
     (DATA / "results").mkdir(parents=True, exist_ok=True)
-    (DATA / "results" / "answers-rows.json").write_text(json.dumps(raw, indent=1, default=str))
+    (DATA / "results" / f"answers-rows-{'-'.join(corpora)}-{args.split}.json").write_text(json.dumps(raw, indent=1, default=str))
     body = [f"Frozen sets (bench/evalsets/PUBLIC.md), default settings, thresholds from the code "
             f"(key_answered {defaults[0]}, key_not_found {defaults[1]}), {machine()['date']}.", ""]
     if retrieval_rows:

@@ -73,15 +73,13 @@ def load() -> list[dict]:
 class CachedEmbedder:
     """The embedder with a memo, kept on disk between runs (RESULTS/tune-quote-vectors.npz)."""
 
-    path = RESULTS / "tune-quote-vectors.npz"
-
     def __init__(self, inner):
         import numpy as np
 
         self.inner, self.memo = inner, {}
-        if self.path.exists():
-            z = np.load(self.path, allow_pickle=False)
-            self.memo = dict(zip(z["texts"].tolist(), z["vectors"]))
+        for path in sorted(RESULTS.glob("tune-quote-vectors*.npz")):
+            z = np.load(path, allow_pickle=False)
+            self.memo.update(zip(z["texts"].tolist(), z["vectors"]))
 
     def embed(self, texts):
         import numpy as np
@@ -92,11 +90,12 @@ class CachedEmbedder:
                 self.memo[t] = v
         return np.stack([self.memo[t] for t in texts])
 
-    def save(self):
+    def save(self, part: str = "all"):
         import numpy as np
 
         texts = list(self.memo)
-        np.savez(self.path, texts=np.array(texts), vectors=np.stack([self.memo[t] for t in texts]))
+        np.savez(RESULTS / f"tune-quote-vectors-{part}.npz", texts=np.array(texts),
+                 vectors=np.stack([self.memo[t] for t in texts]))
 
 
 def evaluate(rows, embedder, module=None, **weights) -> dict:
@@ -158,15 +157,34 @@ def _folds(rows, k: int = 5):
     return [int(hashlib.sha256(r["question"].encode()).hexdigest(), 16) % k for r in rows]
 
 
-CROSS = 150  # generated unanswerable questions used by --fit
+QUOTE_ANSWERED = 0.9  # Settings.quote_answered: a quote scoring this by retrieval/quote.py is answered as well
+CROSS = 4  # one in CROSS of the generated unanswerable questions is used (the 2-core box embeds every candidate)
+
+
+def _generated_unanswerable(r) -> bool:
+    """A tuning question asked of another corpus whose passages do not hold its gold, in the sample."""
+    import hashlib
+
+    return (r["asked_of"] != r["corpus"] and bool(r["answers"])
+            and int(hashlib.sha256((r["asked_of"] + r["question"]).encode()).hexdigest(), 16) % CROSS == 0
+            and not _right(r, " ".join(h["text"] for h in r["passages"])))
+
+
+def embed_all(rows, embedder, corpus: str) -> None:
+    """Embed the candidates of the rows --fit uses that were asked of `corpus` (one process per corpus)."""
+    from archivist.retrieval.quote import candidates
+
+    for r in rows:
+        if r["asked_of"] == corpus and (r["asked_of"] == r["corpus"] or _generated_unanswerable(r)):
+            cands = candidates(_hits(r))
+            embedder.embed([r["question"]] + [c[1] for c in cands])
+    embedder.save(corpus)
 
 
 def fit(rows, embedder, gate: float) -> dict:
     """Fit the candidate ranker and the two question-level models of retrieval/keyanswer.py on the
     tuning rows; choose key_answered and key_not_found on out-of-fold predictions (5 folds by
     question). Prints the coefficients to paste into keyanswer.py and the tuning metrics."""
-    import hashlib
-
     import numpy as np
 
     from archivist.retrieval import keyanswer as ka
@@ -174,10 +192,7 @@ def fit(rows, embedder, gate: float) -> dict:
 
     own = [r for r in rows if r["asked_of"] == r["corpus"]]
     # a generated unanswerable question is one whose gold the other corpus's passages do not hold
-    cross = [r for r in rows if r["asked_of"] != r["corpus"] and r["answers"]
-             and not _right(r, " ".join(h["text"] for h in r["passages"]))]
-    # a sample of them, the same every run (by question): the 2-core box embeds every candidate
-    cross = sorted(cross, key=lambda r: hashlib.sha256((r["asked_of"] + r["question"]).encode()).hexdigest())[:CROSS]
+    cross = [r for r in rows if _generated_unanswerable(r)]
     stats = {id(r): ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"]) for r in rows}
     # 1. the candidate ranker, on answerable own-corpus questions
     xs, ys, groups = [], [], []
@@ -234,7 +249,9 @@ def fit(rows, embedder, gate: float) -> dict:
     cuts = sorted({round(t["p_right"], 4) for t in shown})
     answered = next((c for c in cuts if sum(t["answerable"] and not t["right"] and t["p_right"] >= c for t in shown)
                      <= TARGET_MISS * n_ans), 1.0)
-    out = {"key_answered": answered, "key_not_found": not_found, **tuning_metrics(ownt, answered, not_found)}
+    out = {"key_answered": answered, "key_not_found": not_found, **tuning_metrics(ownt, answered, not_found),
+           "without the quote rule": tuning_metrics(ownt, answered, not_found, float("inf")),
+           **{f"quote rule at {q}": tuning_metrics(ownt, answered, not_found, q) for q in (0.9, 0.95, 1.0, 1.05)}}
     by = {}
     for corpus in CORPORA:
         by[corpus] = tuning_metrics([t for t in ownt if t["r"]["corpus"] == corpus], answered, not_found)
@@ -249,7 +266,7 @@ def fit(rows, embedder, gate: float) -> dict:
     return out
 
 
-def tuning_metrics(table, answered: float, not_found: float) -> dict:
+def tuning_metrics(table, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> dict:
     """Out-of-fold metrics of the fitted models on tuning rows (see fit)."""
     ans = [t for t in table if t["answerable"]]
     una = [t for t in table if not t["answerable"]]
@@ -257,7 +274,8 @@ def tuning_metrics(table, answered: float, not_found: float) -> dict:
     def status(t):
         if t["gated"] or not t["k"] or t["p_ans"] < not_found:
             return "not_found"
-        return "answered" if t["p_right"] >= answered else "uncertain"
+        sure = t["p_right"] >= answered or t["k"].features["top_quote"] >= quote_answered
+        return "answered" if sure else "uncertain"
 
     n = max(1, len(ans))
     return {"answerable": len(ans), "unanswerable": len(una),
@@ -274,6 +292,7 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", default=",".join(CORPORA), help="the workspaces --collect asks the questions of")
     ap.add_argument("--set", action="append", default=[], help="weight=value (repeatable)")
     ap.add_argument("--grid", action="store_true", help="search the weights on a small grid (tuning split only)")
+    ap.add_argument("--embed", help="embed the candidates --fit needs of the questions asked of this corpus")
     ap.add_argument("--fit", action="store_true", help="fit retrieval/keyanswer.py's models (tuning split only)")
     ap.add_argument("--gate", type=float, default=None, help="the answerability gate (default: Settings.min_relevance)")
     ap.add_argument("--against", help="also score this file's quote module (e.g. the committed version) for comparison")
@@ -288,6 +307,9 @@ def main(argv=None) -> int:
     rows = load()
     emb = CachedEmbedder(embedder_for(Settings.from_env()))
     weights = {k: float(v) for k, v in (s.split("=") for s in args.set)}
+    if args.embed:
+        embed_all(rows, emb, args.embed)
+        return 0
     if args.fit:
         gate = args.gate if args.gate is not None else Settings.from_env().min_relevance
         result = fit(rows, emb, gate)

@@ -223,7 +223,8 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     key answer of the passages is shown (retrieval/keyanswer.py: the best sentence and its key
     span, copied): *not_found* when the probability that the documents answer the question is
     under `s.key_not_found`, *answered* when the probability that the quote is right reaches
-    `s.key_answered`, else *uncertain* (the closest passages, with no claim that they answer).
+    `s.key_answered` or its sentence scores `s.quote_answered` by retrieval/quote.py, else
+    *uncertain* (the closest passages, with no claim that they answer).
     In "generate" mode the quote is not used: an unverified answer is *uncertain*.
 
     stats: the question's words and their rarity in the corpus (keyanswer.term_stats); relevance:
@@ -252,7 +253,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
                    follow_up=question)
     if k is None or k.answerable < s.key_not_found:
         _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", k.right if k else 0.0)
-    elif k.right >= s.key_answered:
+    elif k.right >= s.key_answered or k.features["top_quote"] >= s.quote_answered:
         _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
     else:
         _show(result, UNCERTAIN + " " + k.text, passages, embedder, s, "extractive", "uncertain", k.right)

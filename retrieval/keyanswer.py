@@ -34,21 +34,26 @@ import numpy as np
 
 from archivist.records import Hit
 from archivist.retrieval import verify
+from archivist.retrieval.quote import DEFAULT as QUOTE_WEIGHTS
 from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind
 
 # -- the fitted models (bench/tune_quote.py --fit; feature order as in CANDIDATE_FEATURES / QUESTION_FEATURES)
 
 CANDIDATE_FEATURES = ("cosine", "cosine_gap", "overlap", "overlap_gap", "rare_overlap", "heading", "kind",
                       "new_term", "is_heading", "is_definition", "rank", "passage_cosine", "words")
-CANDIDATE_COEF = np.zeros(len(CANDIDATE_FEATURES))
-CANDIDATE_BIAS = 0.0
+# fitted 2026-12-06 03:27 UTC on 277 answerable + 33 unanswerable tuning questions and a quarter of the generated
+# unanswerable ones (13,132 candidates, 1,383 holding the gold)
+CANDIDATE_COEF = np.array([2.8192, 0.3066, -1.0374, 1.478, 1.3559, -0.6823, 0.2305, 0.8803, -0.7107, 0.1288,
+                           -0.2375, 0.8714, 0.072])
+CANDIDATE_BIAS = -3.8848
 
 QUESTION_FEATURES = ("top", "margin", "answerability", "best_cosine", "rare_coverage", "missing_rare",
-                     "unknown_terms", "kind_found")
-RIGHT_COEF = np.zeros(len(QUESTION_FEATURES))
-RIGHT_BIAS = 0.0
-ANSWERABLE_COEF = np.zeros(len(QUESTION_FEATURES))
-ANSWERABLE_BIAS = 0.0
+                     "unknown_terms", "kind_found", "top_new_term", "top_overlap", "top_rank", "ask_code",
+                     "ask_number", "ask_define", "top_quote")
+RIGHT_COEF = np.array([1.2766, 0.6484, 1.2276, 0.4604, 0.9144, 0.4739, -0.3864, -0.2563, 0.3539, 1.6697, -0.1707, 0.0927, -0.0531, -1.1306, 1.0005])
+RIGHT_BIAS = -4.6737
+ANSWERABLE_COEF = np.array([1.112, -0.1179, 3.8459, 3.1293, 1.3819, -0.428, -0.6056, -0.6033, -0.8372, 0.7365, -0.1753, 0.2571, -0.0464, -0.247, 1.623])
+ANSWERABLE_BIAS = -4.6355
 
 
 @dataclass
@@ -142,11 +147,14 @@ def candidate_features(question: str, cands: Sequence[tuple[int, str, str]], pas
 
 
 def question_features(question: str, passages: Sequence[Hit], stats: TermStats, probs: np.ndarray,
-                      cands: Sequence[tuple[int, str, str]], answerability: float) -> dict[str, float]:
+                      cands: Sequence[tuple[int, str, str]], answerability: float,
+                      top_row: np.ndarray | None = None) -> dict[str, float]:
     """QUESTION_FEATURES: the ranker's best probability and its margin over the best candidate with
     other text, the answerability gate's score, the best passage cosine, the IDF-weighted share of
     the question's words found in the passages, the rarest missing word's IDF (scaled), how many of
-    its words the corpus does not hold at all, and whether the best candidate has the asked-for kind."""
+    its words the corpus does not hold at all, whether the best candidate has the asked-for kind, a
+    term the question does not name, how many of the question's words, its passage's rank, its
+    score by retrieval/quote.py (from `top_row`, its CANDIDATE_FEATURES), and the question's type."""
     order = np.argsort(-probs, kind="stable")
     top = float(probs[order[0]]) if len(order) else 0.0
     other = next((float(probs[i]) for i in order[1:] if cands[i][1] != cands[order[0]][1]), 0.0)
@@ -161,7 +169,19 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
             "best_cosine": max((p.dense_score or 0.0) for p in passages) if passages else 0.0,
             "rare_coverage": found / total, "missing_rare": max(missing, default=0.0) / scale,
             "unknown_terms": float(sum(df == 0 for _, _, df in idf)),
-            "kind_found": float(bool(len(order)) and _has_kind(kind, cands[order[0]][1], question))}
+            "kind_found": float(bool(len(order)) and _has_kind(kind, cands[order[0]][1], question)),
+            **({f"top_{f}": float(top_row[CANDIDATE_FEATURES.index(f)]) for f in ("new_term", "overlap", "rank")}
+               if top_row is not None else {"top_new_term": 0.0, "top_overlap": 0.0, "top_rank": 0.0}),
+            "ask_code": float(kind == "code"), "ask_number": float(kind in ("number", "default")),
+            "ask_define": float(kind == "define"), "top_quote": _quote_score(top_row) if top_row is not None else 0.0}
+
+
+def _quote_score(row: np.ndarray) -> float:
+    """retrieval/quote.py's score of a candidate, from its CANDIDATE_FEATURES (the same parts)."""
+    f = dict(zip(CANDIDATE_FEATURES, row))
+    w = QUOTE_WEIGHTS
+    return float(w.cosine * f["cosine"] + w.overlap * f["overlap"] + w.heading * f["heading"] + w.kind * f["kind"]
+                 - w.rank * f["rank"])
 
 
 def key_span(sentence: str, question: str) -> str:
@@ -189,7 +209,8 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
     cands = candidates(passages)
     if not cands:
         return None
-    probs = _sigmoid(candidate_features(question, cands, passages, stats, embedder) @ CANDIDATE_COEF + CANDIDATE_BIAS)
+    rows = candidate_features(question, cands, passages, stats, embedder)
+    probs = _sigmoid(rows @ CANDIDATE_COEF + CANDIDATE_BIAS)
     if follow_up and follow_up != question:
         probs = (probs + _sigmoid(candidate_features(follow_up, cands, passages, stats, embedder) @ CANDIDATE_COEF
                                   + CANDIDATE_BIAS)) / 2
@@ -203,7 +224,7 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
                 and not _is_heading(cands[i], passages) and not _is_heading(cands[first], passages):
             picked.append(i)
     picked.sort()
-    q = question_features(follow_up or question, passages, stats, probs, cands, answerability)
+    q = question_features(follow_up or question, passages, stats, probs, cands, answerability, rows[first])
     x = np.array([q[f] for f in QUESTION_FEATURES])
     span = key_span(cands[first][1], follow_up or question)
     body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
