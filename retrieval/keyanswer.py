@@ -96,6 +96,7 @@ def _present(term: str, text: str) -> bool:
     return re.search(r"\b" + re.escape(term[: max(4, len(term) - 2)]), text) is not None
 
 
+_SECTION = re.compile(r"\d+(\.\d+)+$")  # "3.2" of "3.2 Parental leave": a section number, not an answer
 _NOT_TERM = re.compile(r"[^\w./:-]+")  # what separates terms in a question ("--keep-index?" -> "--keep-index")
 
 
@@ -193,7 +194,7 @@ def key_span(sentence: str, question: str) -> str:
     for want in (prefer, "identifier"):
         for k, t in terms:
             t = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
-            if k == want and t in sentence:
+            if k == want and t in sentence and not _SECTION.match(t):
                 return t
     return ""
 
