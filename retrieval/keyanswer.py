@@ -205,21 +205,26 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
     passages have nothing quotable.
 
     follow_up: the question as asked when `question` is its standalone form; candidates are then
-    ranked on the mean of both (the added words must not pull the quote back to the previous answer).
+    ranked by quote.py's score, the mean over both forms, as before the ranker (see below).
     A second sentence of the same passage joins when it scores `second` of the first."""
     cands = candidates(passages)
     if not cands:
         return None
     rows = candidate_features(question, cands, passages, stats, embedder)
     probs = _sigmoid(rows @ CANDIDATE_COEF + CANDIDATE_BIAS)
+    rank = probs
     if follow_up and follow_up != question:
-        probs = (probs + _sigmoid(candidate_features(follow_up, cands, passages, stats, embedder) @ CANDIDATE_COEF
-                                  + CANDIDATE_BIAS)) / 2
-    order = [int(i) for i in np.argsort(-probs, kind="stable")]
+        # The previous turn's words found the passages; ranking on them pulls the quote back to the
+        # previous answer. Follow-ups keep quote.py's ranking on the mean of both forms (the ranker was
+        # fitted on questions without history).
+        asked = candidate_features(follow_up, cands, passages, stats, embedder)
+        rank = (np.array([_quote_score(r) for r in rows]) + np.array([_quote_score(r) for r in asked])) / 2
+        rows, probs = asked, _sigmoid(asked @ CANDIDATE_COEF + CANDIDATE_BIAS)
+    order = [int(i) for i in np.argsort(-rank, kind="stable")]
     first = order[0]
     picked = [first]
     for i in order[1:max_sentences * 4]:
-        if len(picked) >= max_sentences or probs[i] < second * probs[first]:
+        if len(picked) >= max_sentences or rank[i] < second * rank[first]:
             break
         if cands[i][1] != cands[first][1] and cands[i][0] == cands[first][0] \
                 and not _is_heading(cands[i], passages) and not _is_heading(cands[first], passages):
