@@ -160,6 +160,20 @@ def llm():
     return llm_for(Settings.from_env())
 
 
+def ingest_texts(ws, embedder, folder: Path, docs: dict[str, dict[str, str]], user: str | None = None) -> Path:
+    """Write each document of `docs` ({collection: {file name: text}}) under `folder` and ingest it
+    into its collection (as `user`), one ingest per collection in the given order; returns `folder`."""
+    from archivist.ingest.pipeline import ingest_paths
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for collection, files in docs.items():
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        ingest_paths(ws, [folder / name for name in files], collection=collection, user=user, embedder=embedder,
+                     progress=False)
+    return folder
+
+
 def sample_questions(answerable: bool = True) -> list[dict]:
     import json
 

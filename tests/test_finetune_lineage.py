@@ -16,6 +16,7 @@ from archivist.finetune.datasets import build_dataset, list_datasets, load_datas
 from archivist.ingest.pipeline import delete_document, ingest_paths
 from archivist.records import Citation
 from archivist.retrieval.hits import load_hits
+from conftest import ingest_texts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,12 +33,7 @@ MINUTES = ("# Minutes\n\nThe board discussed the canteen, the lunch menu and the
 def office(ws, embedder, tmp_path):
     """canteen.md in `canteen`, finance.md in `finance`; member-a reads finance, member-b writes
     canteen, member-c has no grants (the roles of issue 17)."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "canteen.md").write_text(CANTEEN)
-    (src / "finance.md").write_text(FINANCE)
-    ingest_paths(ws, [src / "canteen.md"], collection="canteen", embedder=embedder, progress=False)
-    ingest_paths(ws, [src / "finance.md"], collection="finance", embedder=embedder, progress=False)
+    src = ingest_texts(ws, embedder, tmp_path / "src", {"canteen": {"canteen.md": CANTEEN}, "finance": {"finance.md": FINANCE}})
     for name in ("member-a", "member-b", "member-c"):
         access.add_user(ws, name, "member")
     access.grant(ws, "member-a", "finance", "read")

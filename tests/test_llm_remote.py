@@ -81,24 +81,23 @@ def test_remote_answers_exactly_like_in_process(sample_home, sample_ws, llm, mod
     assert len(streamed) > 1 and "".join(streamed).strip() == (remote.generated or remote.answer).strip()
 
 
-def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_path):
+def concurrent_adapters_do_not_mix(remote, llm_path: str, tmp_path, max_new_tokens: int, rounds: int = 1) -> None:
+    """Two random LoRA adapters and the base, asked the same thing by concurrent threads through
+    `remote` (a RemoteLLM): each answer equals that adapter's answer asked alone, and the adapters
+    really change the answer."""
     from archivist.adapters import Adapter
-    from archivist.retrieval.llm_remote import RemoteLLM
 
-    url, _ = model_server
-    remote = RemoteLLM(name=llm.name, url=url, tokenizer=llm.tokenizer, config_window=2048,
-                       model_path=llm.path)
-    one = Adapter("one", str(random_adapter(llm.path, tmp_path / "one", seed=1)))
-    two = Adapter("two", str(random_adapter(llm.path, tmp_path / "two", seed=2)))
+    one = Adapter("one", str(random_adapter(llm_path, tmp_path / "one", seed=1)))
+    two = Adapter("two", str(random_adapter(llm_path, tmp_path / "two", seed=2)))
     messages = [{"role": "user", "content": "Name three colours."}]
 
     def say(adapter):
-        return "".join(remote.stream(messages, max_new_tokens=10, adapter=adapter))
+        return "".join(remote.stream(messages, max_new_tokens=max_new_tokens, adapter=adapter))
 
     alone = {a: say(a) for a in (None, one, two)}
-    assert len(set(alone.values())) == 3, alone  # the adapters really change the answer
+    assert len(set(alone.values())) == 3, alone  # each adapter really changes the answer
+    order = [one, two, None, two, one, None, one, two] * rounds
     got: list[tuple] = []
-    order = [one, two, None, two, one, None, one, two]
     threads = [threading.Thread(target=lambda a=a: got.append((a, say(a)))) for a in order]
     for t in threads:
         t.start()
@@ -106,7 +105,16 @@ def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_p
         t.join()
     assert len(got) == len(order)
     for adapter, text in got:
-        assert text == alone[adapter], adapter
+        assert text == alone[adapter], (adapter, text, alone[adapter])
+
+
+def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_path):
+    from archivist.retrieval.llm_remote import RemoteLLM
+
+    url, _ = model_server
+    remote = RemoteLLM(name=llm.name, url=url, tokenizer=llm.tokenizer, config_window=2048,
+                       model_path=llm.path)
+    concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=10)
     # each registered once, and the null adapter the base model is asked through (RemoteLLM.base_model)
     assert {n for n, _ in remote.adapters} == {"one", "two", "base"}
 

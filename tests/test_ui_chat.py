@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from archivist import access, auth, conversations
-from archivist.ingest.pipeline import ingest_paths
+from conftest import ingest_texts
 
 pytestmark = pytest.mark.slow  # the chat model generates
 
@@ -26,10 +26,7 @@ def workspace_with_docs(ws, embedder, tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHIVIST_MAX_NEW_TOKENS", "24")  # a short answer keeps the test quick on a CPU
     auth.create_first_admin(ws, "alice", "alice-pass-1")
     auth.create_user(ws, "bob", "bob-pass-12", by="alice")
-    (tmp_path / "parking.md").write_text(PARKING)
-    (tmp_path / "canteen.md").write_text(LUNCH)
-    ingest_paths(ws, [tmp_path / "parking.md"], collection="facilities", user="alice", embedder=embedder, progress=False)
-    ingest_paths(ws, [tmp_path / "canteen.md"], collection="canteen", user="alice", embedder=embedder, progress=False)
+    ingest_texts(ws, embedder, tmp_path, {"facilities": {"parking.md": PARKING}, "canteen": {"canteen.md": LUNCH}}, "alice")
     access.grant(ws, "bob", "canteen", "read", by="alice")
     return ws
 

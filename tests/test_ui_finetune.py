@@ -12,7 +12,7 @@ import pytest
 
 from archivist import adapters, auth
 from archivist.finetune import runs
-from archivist.ingest.pipeline import ingest_paths
+from conftest import ingest_texts
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
@@ -25,10 +25,7 @@ RUNBOOK = ("# On call\n\nThe on-call engineer answers pages within 15 minutes. I
 @pytest.fixture
 def ft_ws(ws, embedder, tmp_path):
     auth.create_first_admin(ws, "alice", "alice-pass-1")
-    (tmp_path / "handbook.md").write_text(HANDBOOK)
-    (tmp_path / "runbook.md").write_text(RUNBOOK)
-    ingest_paths(ws, [tmp_path / "handbook.md", tmp_path / "runbook.md"], collection="default", user="alice",
-                 embedder=embedder, progress=False)
+    ingest_texts(ws, embedder, tmp_path, {"default": {"handbook.md": HANDBOOK, "runbook.md": RUNBOOK}}, "alice")
     return ws
 
 

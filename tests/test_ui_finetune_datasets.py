@@ -10,7 +10,7 @@ import pytest
 
 from archivist import access, auth
 from archivist.finetune.datasets import build_dataset
-from archivist.ingest.pipeline import ingest_paths
+from conftest import ingest_texts
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
@@ -22,10 +22,7 @@ CANTEEN = "# Canteen\n\nThe canteen opens at 11:30 on working days. A lunch cost
 def office(ws, embedder, tmp_path):
     auth.create_first_admin(ws, "alice", "alice-pass-1")
     auth.create_user(ws, "bob", "bob-pass-12", by="alice")
-    (tmp_path / "finance.md").write_text(FINANCE)
-    (tmp_path / "canteen.md").write_text(CANTEEN)
-    ingest_paths(ws, [tmp_path / "finance.md"], collection="finance", user="alice", embedder=embedder, progress=False)
-    ingest_paths(ws, [tmp_path / "canteen.md"], collection="canteen", user="alice", embedder=embedder, progress=False)
+    ingest_texts(ws, embedder, tmp_path, {"finance": {"finance.md": FINANCE}, "canteen": {"canteen.md": CANTEEN}}, "alice")
     access.grant(ws, "bob", "canteen", "write", by="alice")
     build_dataset(ws, ["docs"], user="alice", collections=["finance"], name="finance-qa", eval_fraction=0, embedder=embedder)
     build_dataset(ws, ["docs"], user="bob", name="canteen-qa", eval_fraction=0, embedder=embedder)

@@ -96,32 +96,13 @@ def test_vllm_answers_with_verified_citations_from_the_same_prompt(sample_home, 
 
 
 def test_vllm_serves_two_adapters_to_concurrent_requests_without_mixing(llm, vllm, tmp_path):
-    from test_llm_remote import random_adapter
+    from test_llm_remote import concurrent_adapters_do_not_mix
 
-    from archivist.adapters import Adapter
     from archivist.retrieval.llm_remote import RemoteLLM
 
     remote = RemoteLLM(name=llm.name, url=vllm["url"], tokenizer=llm.tokenizer, config_window=2048,
                        model_path=llm.path)
-    one = Adapter("one", str(random_adapter(llm.path, tmp_path / "one", seed=1)))
-    two = Adapter("two", str(random_adapter(llm.path, tmp_path / "two", seed=2)))
-    messages = [{"role": "user", "content": "Name three colours."}]
-
-    def say(adapter):
-        return "".join(remote.stream(messages, max_new_tokens=16, adapter=adapter))
-
-    alone = {a: say(a) for a in (None, one, two)}
-    assert len(set(alone.values())) == 3, alone  # each adapter really changes the answer
-    order = [one, two, None, two, one, None, one, two] * 2
-    got: list[tuple] = []
-    threads = [threading.Thread(target=lambda a=a: got.append((a, say(a)))) for a in order]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(got) == len(order)
-    for adapter, text in got:
-        assert text == alone[adapter], (adapter, text, alone[adapter])
+    concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=16, rounds=2)
     served = {m["id"] for m in httpx.get(vllm["url"] + "/v1/models").json()["data"]}
     # one, two, and the null adapter the base model is asked through (llm_remote.RemoteLLM.base_model)
     assert set(remote.adapters.values()) <= served and {n for n, _ in remote.adapters} == {"one", "two", "base"}
