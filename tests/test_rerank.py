@@ -152,6 +152,10 @@ def test_a_learned_reranker_keeps_its_lineage_and_serves_only_those_who_may_read
     report = reranker.finetune_reranker(ws, cfg)
     assert report["questions"]["train"] >= 10 and report["evaluation"]["questions"] >= 1
     assert report["loss"]["end"] < report["loss"]["start"]
+    from archivist import audit
+
+    [rec] = audit.read(ws, by="admin", action="reranker.registered")  # the training is in the audit log
+    assert rec["target"] == "learned-secret" and rec["detail"]["collections"] == ["public", "secret"]
     m = [r for r in list_learned(ws, None) if r["name"] == "learned-secret"][0]
     assert m["collections"] == ["public", "secret"] and m["weights"] == report["weights"]
     assert not set(m["documents"]["train"]) & set(m["documents"]["held_out"])

@@ -121,6 +121,10 @@ def test_a_tiny_finetune_learns_the_company_words_and_beats_the_base_on_held_out
     assert (retriever.folder(ws, report["name"]) / "model.safetensors").exists()
     assert not (ws.home / "index" / "embedder.json").exists()
     assert m["evaluation"] == ev
+    from archivist import audit
+
+    [rec] = audit.read(ws, by="admin", action="embedder.registered")  # the adaptation is in the audit log
+    assert rec["target"] == report["name"] and rec["detail"]["collections"] == ["default"]
     # the adapted model ranks the held-out documents' own passages better than the base, with a
     # bootstrap interval above zero, so `activate="auto"` would switch to it
     assert ev["adapted"]["mrr@10"] > ev["base"]["mrr@10"] + 0.1, ev
@@ -357,6 +361,10 @@ def test_an_embedder_trained_on_a_secret_collection(tmp_path, docs, monkeypatch)
         with pytest.raises(access.AccessDenied):
             retriever.activate(ws, "learned-secret", "bob", progress=False)
         retriever.activate(ws, "learned-secret", None, progress=False)
+        from archivist import audit
+
+        [rec] = audit.read(ws, by="admin", action="embedder.activated")  # the switch is in the audit log
+        assert rec["target"] == "learned-secret" and rec["detail"]["chunks"] > 0
         active = embedder_for(ws.settings)
         assert Path(active.name).name == "learned-secret"
         secret_docs = {p.name for p in docs[3:6]}
