@@ -106,7 +106,12 @@ def ocr_image(image) -> OcrPage:
     rgb = np.asarray(image.convert("RGB"))
     # No angle classifier: pages are upright, and it turned some clean lines upside down (which
     # then read as "S" at 0.38 confidence and were dropped): 3 of 14 lines on a 200 dpi test page.
-    result, _ = engine()(rgb, use_cls=False, return_word_box=True)
+    try:
+        result, _ = engine()(rgb, use_cls=False, return_word_box=True)
+    except Exception as e:  # ONNX Runtime reports an allocation it could not make as a generic error
+        if _out_of_memory(e):
+            raise MemoryError(f"OCR could not allocate memory for a {width}x{height} page") from e
+        raise
     gray = rgb.min(axis=2)  # dark on any channel is ink
     page = OcrPage(width, height)
     for item in result or []:
@@ -122,6 +127,17 @@ def ocr_image(image) -> OcrPage:
     del rgb, gray, result
     trim_malloc()  # this page's tensors and bitmaps are freed: give the memory back before the next
     return page
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is an allocation failure: ONNX Runtime raises those as a
+    generic error whose text says so (rapidocr wraps it again, with the traceback as its message)."""
+    while exc is not None:
+        text = str(exc).lower()
+        if isinstance(exc, MemoryError) or "bad_alloc" in text or "failed to allocate" in text or "allocate memory" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def word_gaps(gray, box, min_gap: float = 0.2) -> list[float]:

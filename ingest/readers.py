@@ -386,8 +386,10 @@ def _worker(kind: str, path: str, options: dict) -> int:
     """Child side of _read_sandboxed: print "P <n>" as each page is done, then {"ok": true,
     "extracted": ...} or {"ok": false, "error": reason} as one JSON line on stdout."""
     _limit_address_space(PDF_MEMORY_MB)
+    done = [0]  # pages finished: a failure names the page after them
 
     def on_page(number: int) -> None:
+        done[0] = number
         sys.stdout.write(f"P {number}\n")
         sys.stdout.flush()
 
@@ -398,7 +400,8 @@ def _worker(kind: str, path: str, options: dict) -> int:
     except ReadError as exc:
         reply = {"ok": False, "error": str(exc)}
     except MemoryError:
-        reply = {"ok": False, "error": f"needs more than {PDF_MEMORY_MB} MB of memory"}
+        where = f"page {done[0] + 1} " if kind in PAGED else ""
+        reply = {"ok": False, "error": f"{where}needs more than {PDF_MEMORY_MB} MB of memory (the reader's limit)"}
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a reason
         reply = {"ok": False, "error": f"corrupt {LABELS[kind]}: {short_reason(exc)}"}
     sys.stdout.write(json.dumps(reply) + "\n")

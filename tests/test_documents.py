@@ -375,3 +375,28 @@ def test_boxes_and_ocr_are_stored_and_cited(ws, tmp_path, embedder):
     sent = answer_json(Answer("q", "a [1]", [citation], [hit]))["citations"][0]
     assert sent["page"] == 1 and sent["bbox"] == [x0, y0, x1, y1]
     assert sent["boxes"] == [list(b) for b in hit.boxes]
+
+
+_WORKER_WITH_LITTLE_MEMORY = """
+import sys
+import numpy, PIL.Image, pypdfium2  # noqa: F401  (what every PDF read imports: loaded before the limit)
+from archivist.ingest import ocr, readers, readers_pdf  # noqa: F401
+ocr.engine()  # loaded before the limit too: the allocation that fails is the engine's, inside ONNX Runtime
+readers.PDF_MEMORY_MB = int(sys.argv[2])
+sys.exit(readers._worker("pdf", sys.argv[1], {"ocr": "auto", "max_pages": 10}))
+"""
+
+
+def test_ocr_out_of_memory_names_the_page_and_the_limit_not_a_corrupt_file(tmp_path):
+    """The OCR engine failing to allocate (ONNX Runtime says so in a generic error) is reported as
+    memory, on the page it happened, and not as a corrupt PDF with a traceback."""
+    import subprocess
+    import sys
+
+    memo = scanned_pdf(tmp_path / "memo.pdf", "A typed first page.", render_text(["The second page is a scan."] * 12))
+    # 200 MB: room for the page's bitmap, not for the engine's tensors (here ONNX Runtime's error,
+    # which was reported as "corrupt PDF: Traceback ..."; a smaller limit fails in Python instead)
+    out = subprocess.run([sys.executable, "-c", _WORKER_WITH_LITTLE_MEMORY, str(memo), "200"],
+                         capture_output=True, text=True, timeout=300)
+    reply = json.loads(out.stdout.splitlines()[-1])
+    assert reply == {"ok": False, "error": "page 2 needs more than 200 MB of memory (the reader's limit)"}, reply
