@@ -383,6 +383,7 @@ import numpy, PIL.Image, pypdfium2  # noqa: F401  (what every PDF read imports: 
 from archivist.ingest import ocr, readers, readers_pdf  # noqa: F401
 ocr.engine()  # loaded before the limit too: the allocation that fails is the engine's, inside ONNX Runtime
 readers.PDF_MEMORY_MB = int(sys.argv[2])
+readers.PAGED_ADDRESS_SPACE = 1  # the address space at the limit itself: the allocation fails inside the engine
 sys.exit(readers._worker("pdf", sys.argv[1], {"ocr": "auto", "max_pages": 10}))
 """
 
