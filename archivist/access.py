@@ -65,6 +65,12 @@ def collections_for(ws: Workspace, user: str, level: str = "read") -> list[str]:
     return [name for name, lvl in rows if LEVELS.get(lvl, 0) >= LEVELS[level]]
 
 
+def may_read_all(ws: Workspace, user: str | None, collections) -> bool:
+    """Whether `user` (None: the acting user) may read every one of `collections`: the rule for
+    anything trained on them (adapters, adapted embedders, learned rerankers)."""
+    return set(collections) <= set(readable_collections(ws, user))
+
+
 def readable_collections(ws: Workspace, user: str | None = None) -> list[str]:
     """The collections retrieval may look in for this user. Search, ask, documents and datasets call this."""
     return collections_for(ws, current_user(ws, user), "read")

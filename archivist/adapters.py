@@ -150,7 +150,7 @@ def may_use(ws: Workspace, user: str | None, name: str) -> bool:
     collections = trained_on(ws, name)
     if collections is None:
         return False
-    return collections <= set(access.readable_collections(ws, user))
+    return access.may_read_all(ws, user, collections)
 
 
 def list_for(ws: Workspace, user: str | None = None) -> list[dict]:

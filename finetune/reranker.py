@@ -25,16 +25,13 @@ It is never switched on by itself: a search uses it when asked (`--reranker NAME
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from archivist import access, audit
+from archivist.settings import _f
 from archivist.workspace import Workspace
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -135,22 +132,12 @@ def compare(sets, w: np.ndarray) -> dict:
 # -- the whole run -------------------------------------------------------------------------------------
 
 
-def _fresh_name(ws: Workspace) -> str:
-    import re
-
-    from archivist.retrieval.rerank import FOLDER
-
-    root = ws.home / FOLDER
-    n = 1 + max([int(m.group(1)) for p in (root.iterdir() if root.exists() else [])
-                 if (m := re.match(r"reranker-(\d+)$", p.name))] or [0])
-    return f"reranker-{n}"
-
-
 def finetune_reranker(ws: Workspace, cfg: RerankerConfig, user: str | None = None) -> dict:
     """The recipe (see the module doc). Returns a report: name, weights, data sizes, the held-out
     evaluation and timings. Raises ValueError when the readable documents give too few questions,
     AccessDenied when `cfg.collections` names one the user may not read."""
-    from archivist.finetune.retriever import make_pairs, readable_split
+    from archivist.finetune.retriever import fresh_name, make_pairs, readable_split
+    from archivist.retrieval.rerank import FOLDER
     from archivist.models import embedder_for
     from archivist.retrieval.evaluate import QueryCache
     from archivist.retrieval.rerank import FEATURES, save_learned
@@ -171,7 +158,7 @@ def finetune_reranker(ws: Workspace, cfg: RerankerConfig, user: str | None = Non
     start = np.array([1 - ws.settings.lexical_weight, ws.settings.lexical_weight] + [0.0] * (len(FEATURES) - 2))
     w = fit(train_sets, start, cfg.l2, cfg.steps, cfg.lr)
     evaluation = compare(eval_sets, w)
-    name = cfg.name or _fresh_name(ws)
+    name = cfg.name or fresh_name(ws.home / FOLDER, "reranker")
     collections = sorted({d["collection"] for d in documents})
     manifest = {
         "kind": "reranker", "features": list(FEATURES), "weights": dict(zip(FEATURES, map(float, w))),

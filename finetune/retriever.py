@@ -38,12 +38,13 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from archivist import access, audit
+from archivist.settings import _f
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,6 @@ log = logging.getLogger(__name__)
 FOLDER = "embedders"
 MANIFEST = "archivist.json"
 QUESTION_KINDS = ("extractive", "sentence")
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -332,11 +329,11 @@ def folder(ws: Workspace, name: str) -> Path:
     return ws.home / FOLDER / access.check_name(name, "embedder name")
 
 
-def _fresh_name(ws: Workspace) -> str:
-    root = ws.home / FOLDER
+def fresh_name(root: Path, prefix: str) -> str:
+    """`<prefix>-<n>` with n one past the highest such folder under `root` (1 when there is none)."""
     n = 1 + max([int(m.group(1)) for p in (root.iterdir() if root.exists() else [])
-                 if (m := re.match(r"retriever-(\d+)$", p.name))] or [0])
-    return f"retriever-{n}"
+                 if (m := re.match(rf"{re.escape(prefix)}-(\d+)$", p.name))] or [0])
+    return f"{prefix}-{n}"
 
 
 def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
@@ -366,8 +363,7 @@ def load_manifest(ws: Workspace, name: str) -> dict:
 def may_use(ws: Workspace, user: str | None, manifest: dict) -> bool:
     """A user sees an adapted embedder (its metrics, its lineage) only when they may read every
     collection it was trained on, as for LLM adapters."""
-    readable = set(access.readable_collections(ws, user))
-    return set(manifest.get("collections", [])) <= readable
+    return access.may_read_all(ws, user, manifest.get("collections", []))
 
 
 def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
@@ -533,7 +529,7 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
     eval_pairs = unambiguous(eval_pairs, corpus)
     with torch.inference_mode():
         evaluation = compare(encode(base), encode(model), eval_pairs, corpus)
-    name = cfg.name or _fresh_name(ws)
+    name = cfg.name or fresh_name(ws.home / FOLDER, "retriever")
     collections = sorted({d["collection"] for d in documents})
     manifest = {
         "kind": "retriever", "base": ws.settings.embedder, "base_path": str(base_path), "collections": collections,

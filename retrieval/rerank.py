@@ -240,7 +240,7 @@ def may_use(ws, user: str | None, manifest: dict) -> bool:
     to them or used on their queries (its weights are a function of those collections' text)."""
     from archivist import access
 
-    return set(manifest.get("collections", [])) <= set(access.readable_collections(ws, user))
+    return access.may_read_all(ws, user, manifest.get("collections", []))
 
 
 def list_learned(ws, user: str | None = None) -> list[dict]:
