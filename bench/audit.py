@@ -13,16 +13,14 @@ before it. Targets: at most 5% of search time and 3% of ask time.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from common import log, md_table, median, percentile, report, size, timed
+from common import log, md_table, median, percentile, report, size, size_parser, timed
 from query import build_workspace, questions
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="small")
+    ap = size_parser(__doc__)
     ap.add_argument("--ask-queries", type=int, default=None, help="questions for ask (default 30 small, 100 full)")
     args = ap.parse_args(argv)
     s = size(args.size)

@@ -8,6 +8,8 @@ run_all.py gathers them into bench/RESULTS.md.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import platform
@@ -55,6 +57,13 @@ def _default_backend() -> str:
 
 
 DEFAULT_BACKEND = _default_backend()  # the embedder backend archivist uses on a CPU unless told otherwise
+
+
+def size_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its description (the first line of `doc`, its docstring) and --size."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--size", default="small", choices=sorted(SIZES), help="corpus and repeat sizes (SIZES in bench/common.py)")
+    return ap
 
 
 def size(name: str) -> dict:

@@ -10,12 +10,11 @@ Retrieval quality per backend (hit@5 on the public set) is in quality.md.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
-from common import alternate, corpus, log, md_table, median, report, size
+from common import alternate, corpus, log, md_table, median, report, size, size_parser
 
 
 def chunk_texts(folder, limit: int) -> list[str]:
@@ -35,8 +34,7 @@ def chunk_texts(folder, limit: int) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="small")
+    ap = size_parser(__doc__)
     ap.add_argument("--chunks", type=int, default=None, help="how many chunks (default: the size's embedder_chunks)")
     args = ap.parse_args(argv)
     s = size(args.size)

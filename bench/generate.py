@@ -11,10 +11,9 @@ bare model's prefill time (a generate of one token).
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from common import REPO, alternate, log, md_table, median, report, size
+from common import REPO, alternate, log, md_table, median, report, size, size_parser
 
 
 def rag_messages() -> list[dict]:
@@ -33,8 +32,7 @@ def rag_messages() -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="small")
+    ap = size_parser(__doc__)
     args = ap.parse_args(argv)
     s = size(args.size)
     import torch

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from common import (BENCH, alternate, corpus, corpus_bytes, fresh_home, log, md_table, median, open_ws,
-                    report, size, timed)
+                    report, size, size_parser, timed)
 
 
 def chunk_inputs(ws) -> list[str]:
@@ -82,8 +82,7 @@ def measure_rss(folder: Path, tag: str, backend: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="small")
+    ap = size_parser(__doc__)
     ap.add_argument("--rss-child", nargs=3, metavar=("FOLDER", "HOME", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.rss_child:

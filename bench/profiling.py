@@ -9,13 +9,12 @@ hand into bench/RESULTS.md. Training is profiled through bench/finetune.py when 
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import BENCH, DATA, RESULTS, corpus, fresh_home, log, open_ws, size
+from common import BENCH, DATA, RESULTS, corpus, fresh_home, log, open_ws, size, size_parser
 
 MODEL_FRAMES = ("forward", "encode", "_call_impl", "_wrapped_call_impl", "run", "generate")
 
@@ -92,8 +91,7 @@ def profile_train(s: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="small")
+    ap = size_parser(__doc__)
     ap.add_argument("--only", default="ingest,query,train")
     args = ap.parse_args(argv)
     s = dict(size(args.size), name=args.size)

@@ -13,7 +13,6 @@ hits and collapsing duplicates. Target: p50 and p95 at most 1.5x the baseline.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -21,7 +20,7 @@ import time
 
 import numpy as np
 
-from common import DATA, EVALSETS, alternate, log, md_table, median, open_ws, percentile, report, size
+from common import DATA, EVALSETS, alternate, log, md_table, median, open_ws, percentile, report, size, size_parser
 
 
 def build_workspace(n_chunks: int, seed: int = 0):
@@ -82,8 +81,7 @@ def questions(n: int) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="small")
+    ap = size_parser(__doc__)
     args = ap.parse_args(argv)
     s = size(args.size)
     from archivist.models import embedder_for

@@ -30,31 +30,24 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from archivist import access, audit
+from archivist.finetune.retriever import SyntheticSplit
 from archivist.settings import _f
 from archivist.workspace import Workspace
 
 
 @dataclass
-class RerankerConfig:
-    collections: list[str] | None = _f(None, "collections to learn from (default: every one the user may read)")
-    questions: str = _f("extractive,sentence", "synthetic questions, as for the retriever (finetune/retriever.py)")
+class RerankerConfig(SyntheticSplit):
     max_questions: int = _f(400, "most training questions")
     max_eval: int = _f(200, "most held-out questions")
-    eval_fraction: float = _f(0.2, "share of documents held out for the before/after evaluation")
     candidates: int = _f(30, "candidates reranked per question (a search for k=10 reranks 30)")
     l2: float = _f(1e-3, "L2 penalty on the weights")
     steps: int = _f(500, "gradient steps (full batch)")
     lr: float = _f(2.0, "step size")
-    seed: int = _f(0, "seed of the split and the question sample")
     name: str | None = _f(None, "name of the reranker (default: reranker-<n>)")
 
     def __post_init__(self):
-        from archivist.finetune.retriever import RetrieverConfig
-
-        RetrieverConfig(questions=self.questions)  # the same check of the question kinds
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
-        for name in ("max_questions", "max_eval", "candidates", "steps"):
+        super().__post_init__()
+        for name in ("max_questions", "candidates", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.name is not None:

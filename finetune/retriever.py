@@ -55,23 +55,16 @@ QUESTION_KINDS = ("extractive", "sentence")
 
 
 @dataclass
-class RetrieverConfig:
+class SyntheticSplit:
+    """What the retriever and the reranker learn from: synthetic questions over the documents of
+    `collections` (the acting user's), split by document into training and held-out."""
+
     collections: list[str] | None = _f(None, "collections to learn from (default: every one the user may read)")
     questions: str = _f("extractive,sentence", "synthetic questions: extractive (fact questions, finetune/qa.py), "
                                                "sentence (a sentence taken out of its passage), comma-separated")
-    max_chunks: int = _f(4000, "most training chunks (a seeded sample of the training documents' chunks)")
     max_eval: int = _f(400, "most held-out questions")
     eval_fraction: float = _f(0.2, "share of documents held out for the before/after evaluation")
-    epochs: int = _f(1, "passes over the training questions")
-    batch_size: int = _f(32, "questions per step; the batch's other passages are its negatives")
-    lr: float = _f(3e-5, "AdamW learning rate (linear warm-up over the first 10% of steps, then linear decay)")
-    max_seq_len: int = _f(128, "tokens of a passage seen in training (the index embeds up to the model's limit)")
-    train_layers: int = _f(2, "top transformer layers trained (the rest and the word embeddings stay frozen): on a "
-                              "CPU the backward pass through all six of MiniLM's costs ~2x the time; 0 = all")
-    hard_negatives: bool = _f(True, "add one BM25 / current-embedder hard negative per question")
     seed: int = _f(0, "seed of the split, the sample, the sentence choice and the shuffling")
-    activate: str = _f("auto", "auto (when the held-out MRR@10 interval is above zero) | always | never")
-    name: str | None = _f(None, "name of the adapted embedder (default: retriever-<n>)")
 
     def __post_init__(self):
         kinds = [k.strip() for k in self.questions.split(",") if k.strip()]
@@ -79,9 +72,28 @@ class RetrieverConfig:
             raise ValueError(f"questions must be a comma-separated choice of {', '.join(QUESTION_KINDS)}, got {self.questions!r}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        if self.max_eval < 1:
+            raise ValueError(f"max_eval must be at least 1, got {self.max_eval}")
+
+
+@dataclass
+class RetrieverConfig(SyntheticSplit):
+    max_chunks: int = _f(4000, "most training chunks (a seeded sample of the training documents' chunks)")
+    epochs: int = _f(1, "passes over the training questions")
+    batch_size: int = _f(32, "questions per step; the batch's other passages are its negatives")
+    lr: float = _f(3e-5, "AdamW learning rate (linear warm-up over the first 10% of steps, then linear decay)")
+    max_seq_len: int = _f(128, "tokens of a passage seen in training (the index embeds up to the model's limit)")
+    train_layers: int = _f(2, "top transformer layers trained (the rest and the word embeddings stay frozen): on a "
+                              "CPU the backward pass through all six of MiniLM's costs ~2x the time; 0 = all")
+    hard_negatives: bool = _f(True, "add one BM25 / current-embedder hard negative per question")
+    activate: str = _f("auto", "auto (when the held-out MRR@10 interval is above zero) | always | never")
+    name: str | None = _f(None, "name of the adapted embedder (default: retriever-<n>)")
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.train_layers < 0:
             raise ValueError(f"train_layers must be >= 0, got {self.train_layers}")
-        for name in ("max_chunks", "max_eval", "epochs", "batch_size", "max_seq_len"):
+        for name in ("max_chunks", "epochs", "batch_size", "max_seq_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch_size < 2:

@@ -183,6 +183,26 @@ def _new_document(title: str, author: str):
     return document
 
 
+BULLET = "bullet"  # (BULLET, text): a paragraph in the "List Bullet" style
+
+
+def _write_docx(path: Path, title: str, author: str, body: list) -> None:
+    """A DOCX of `body`, in order: (level, text) a heading, (BULLET, text) a bullet, a str a paragraph,
+    a list of rows a ruled table; with fixed metadata and zip timestamps."""
+    d = _new_document(title, author)
+    for item in body:
+        if isinstance(item, str):
+            d.add_paragraph(item)
+        elif isinstance(item, list):
+            _table(d, item)
+        elif item[0] == BULLET:
+            d.add_paragraph(item[1], style="List Bullet")
+        else:
+            d.add_heading(item[1], item[0])
+    d.save(str(path))
+    _fixed_zip(path)
+
+
 def _table(document, rows: list[list[str]]) -> None:
     table = document.add_table(rows=len(rows), cols=len(rows[0]))
     table.style = "Table Grid"
@@ -192,135 +212,101 @@ def _table(document, rows: list[list[str]]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# travel-expense-policy.docx
+# travel-expense-policy.docx, policy FIN-08: headings, paragraphs, a bullet list and a per-diem table.
 
-
-def make_travel_policy(path: Path) -> None:
-    """Policy FIN-08: headings, paragraphs, a bullet list and a per-diem table."""
-    d = _new_document("Travel and Expense Policy (FIN-08)", "Northwind Robotics Finance")
-    d.add_heading("Travel and Expense Policy (FIN-08)", 0)
-    d.add_paragraph(
-        "Policy FIN-08 applies to every business trip taken by employees and contractors of Northwind "
-        "Robotics. It is owned by the Finance team and was last reviewed in November 2024."
-    )
-    d.add_heading("1. Booking travel", 1)
-    d.add_paragraph(
-        "All flights, trains and hotels are booked through the TravelDesk portal, which applies the "
-        "negotiated rates automatically. Bookings made outside TravelDesk are reimbursed only up to the "
-        "TravelDesk price for the same trip."
-    )
-    d.add_heading("1.1 Class of travel", 2)
-    d.add_paragraph(
-        "Flights are booked in economy class. Business class is allowed only for flights longer than "
-        "six hours and needs the approval of a vice president before booking."
-    )
-    d.add_paragraph(
-        "Rail is preferred for any journey under five hours door to door. Second class is the rule; "
-        "first class is allowed on journeys longer than three hours."
-    )
-    d.add_heading("1.2 Approval", 2)
-    d.add_paragraph(
-        "Your manager approves each trip in TravelDesk. Trips with an estimated total cost above EUR 2,000 "
-        "also need the approval of the Chief Financial Officer, Marta Oliveira."
-    )
-    d.add_heading("2. Daily allowances", 1)
-    d.add_paragraph(
-        "A per diem covers meals and small expenses; no receipts are needed for it. A full day is a day "
-        "with 24 hours away from home, a partial day is the day of arrival or departure. Hotel costs are "
-        "reimbursed up to the cap per night shown below, breakfast included."
-    )
-    _table(d, [
+TRAVEL_POLICY = [
+    (0, "Travel and Expense Policy (FIN-08)"),
+    "Policy FIN-08 applies to every business trip taken by employees and contractors of Northwind "
+    "Robotics. It is owned by the Finance team and was last reviewed in November 2024.",
+    (1, "1. Booking travel"),
+    "All flights, trains and hotels are booked through the TravelDesk portal, which applies the "
+    "negotiated rates automatically. Bookings made outside TravelDesk are reimbursed only up to the "
+    "TravelDesk price for the same trip.",
+    (2, "1.1 Class of travel"),
+    "Flights are booked in economy class. Business class is allowed only for flights longer than "
+    "six hours and needs the approval of a vice president before booking.",
+    "Rail is preferred for any journey under five hours door to door. Second class is the rule; "
+    "first class is allowed on journeys longer than three hours.",
+    (2, "1.2 Approval"),
+    "Your manager approves each trip in TravelDesk. Trips with an estimated total cost above EUR 2,000 "
+    "also need the approval of the Chief Financial Officer, Marta Oliveira.",
+    (1, "2. Daily allowances"),
+    "A per diem covers meals and small expenses; no receipts are needed for it. A full day is a day "
+    "with 24 hours away from home, a partial day is the day of arrival or departure. Hotel costs are "
+    "reimbursed up to the cap per night shown below, breakfast included.",
+    [
         ["Country", "Full-day rate", "Partial-day rate", "Hotel cap per night"],
         ["Germany", "EUR 28", "EUR 14", "EUR 140"],
         ["Portugal", "EUR 36", "EUR 24", "EUR 120"],
         ["France", "EUR 53", "EUR 35", "EUR 160"],
         ["Netherlands", "EUR 47", "EUR 32", "EUR 170"],
         ["United Kingdom", "EUR 52", "EUR 34", "EUR 190"],
-    ])
-    d.add_paragraph(
-        "For countries not listed, the Finance team sets the rate before the trip, based on the official "
-        "German rates for that country."
-    )
-    d.add_heading("3. Other costs", 1)
-    d.add_paragraph("The following are reimbursed at cost against a receipt:")
-    d.add_paragraph("local public transport and taxis when no public transport is reasonable;", style="List Bullet")
-    d.add_paragraph("visa fees, vaccinations and travel insurance required for the trip;", style="List Bullet")
-    d.add_paragraph("mobile data roaming packages up to EUR 30 per trip.", style="List Bullet")
-    d.add_paragraph(
-        "Use of a private car for business trips is reimbursed at EUR 0.30 per km, including fuel, "
-        "insurance and wear. Parking fees are reimbursed separately. Alcohol, fines and upgrades are "
-        "never reimbursed."
-    )
-    d.add_heading("4. Submitting expenses", 1)
-    d.add_paragraph(
-        "Submit every expense claim in the Spendwise app within 21 days after the trip ends. Attach a "
-        "photo of each receipt above EUR 25. Claims are paid with the next monthly salary once approved."
-    )
-    d.add_paragraph(
-        "Company credit cards are issued to employees who travel more than six times a year. Card "
-        "statements must be reconciled in Spendwise by the fifth working day of the following month."
-    )
-    d.save(str(path))
-    _fixed_zip(path)
+    ],
+    "For countries not listed, the Finance team sets the rate before the trip, based on the official "
+    "German rates for that country.",
+    (1, "3. Other costs"),
+    "The following are reimbursed at cost against a receipt:",
+    (BULLET, "local public transport and taxis when no public transport is reasonable;"),
+    (BULLET, "visa fees, vaccinations and travel insurance required for the trip;"),
+    (BULLET, "mobile data roaming packages up to EUR 30 per trip."),
+    "Use of a private car for business trips is reimbursed at EUR 0.30 per km, including fuel, "
+    "insurance and wear. Parking fees are reimbursed separately. Alcohol, fines and upgrades are "
+    "never reimbursed.",
+    (1, "4. Submitting expenses"),
+    "Submit every expense claim in the Spendwise app within 21 days after the trip ends. Attach a "
+    "photo of each receipt above EUR 25. Claims are paid with the next monthly salary once approved.",
+    "Company credit cards are issued to employees who travel more than six times a year. Card "
+    "statements must be reconciled in Spendwise by the fifth working day of the following month.",
+]
+
+
+def make_travel_policy(path: Path) -> None:
+    _write_docx(path, "Travel and Expense Policy (FIN-08)", "Northwind Robotics Finance", TRAVEL_POLICY)
 
 
 # ---------------------------------------------------------------------------------------------
-# leadership-meeting-2025-03-12.docx
+# leadership-meeting-2025-03-12.docx, minutes: attendees, decisions under headings, and an action-item table.
 
-
-def make_leadership_meeting(path: Path) -> None:
-    """Minutes: attendees, decisions under headings, and an action-item table."""
-    d = _new_document("Leadership meeting 12 March 2025", "Office of the CEO")
-    d.add_heading("Leadership meeting - 12 March 2025", 0)
-    d.add_paragraph(
-        "Attendees: Ines Kowalczyk (CEO, chair), Marek Jansen (COO), Sofia Lindqvist (VP Sales), "
-        "Tomas Berger (Head of People). Minutes taken by Lea Hoffmann. The meeting ran from 14:00 to 16:10 "
-        "in the Elbe room in Hamburg."
-    )
-    d.add_heading("1. Rotterdam service hub", 1)
-    d.add_paragraph(
-        "Marek Jansen presented the case for a service hub close to our Benelux customers. Today "
-        "technicians travel from Hamburg for most repairs, and the average time to repair in the "
-        "Netherlands was 3.4 days in 2024."
-    )
-    d.add_paragraph(
-        "Decision: Ines Kowalczyk decided to open a service hub in Rotterdam on 1 September 2025, "
-        "with a one-off budget of EUR 420,000 for the lease, tools and spare-parts stock. The hub "
-        "starts with four field technicians and is led by Marek Jansen."
-    )
-    d.add_heading("2. Sales hiring", 1)
-    d.add_paragraph(
-        "Sofia Lindqvist reported that Q1 bookings reached 92 percent of plan. The meeting agreed to "
-        "pause new sales hiring until the end of June 2025 and to revisit it with the Q2 figures."
-    )
-    d.add_heading("3. Engagement survey", 1)
-    d.add_paragraph(
-        "Tomas Berger shared the results of the February engagement survey: the response rate was 81 "
-        "percent and the overall engagement score 7.6 out of 10. Workload in the support team was the "
-        "lowest-rated topic; Tomas will propose measures at the next meeting."
-    )
-    d.add_heading("4. Customer conference", 1)
-    d.add_paragraph(
-        "Sofia Lindqvist proposed a first customer conference, Northwind Connect, for warehouse "
-        "operators and integration partners. The meeting approved it for 7 October 2025 at the "
-        "Hamburg headquarters, with a budget of EUR 85,000 and room for about 150 guests. Customers "
-        "will present their own projects; product talks are limited to one hour."
-    )
-    d.add_paragraph(
-        "Marek Jansen asked that the test hall be open for live demonstrations on the conference day, "
-        "which means no robot tests are scheduled there that week."
-    )
-    d.add_heading("Action items", 1)
-    _table(d, [
+LEADERSHIP_MEETING = [
+    (0, "Leadership meeting - 12 March 2025"),
+    "Attendees: Ines Kowalczyk (CEO, chair), Marek Jansen (COO), Sofia Lindqvist (VP Sales), "
+    "Tomas Berger (Head of People). Minutes taken by Lea Hoffmann. The meeting ran from 14:00 to 16:10 "
+    "in the Elbe room in Hamburg.",
+    (1, "1. Rotterdam service hub"),
+    "Marek Jansen presented the case for a service hub close to our Benelux customers. Today "
+    "technicians travel from Hamburg for most repairs, and the average time to repair in the "
+    "Netherlands was 3.4 days in 2024.",
+    "Decision: Ines Kowalczyk decided to open a service hub in Rotterdam on 1 September 2025, "
+    "with a one-off budget of EUR 420,000 for the lease, tools and spare-parts stock. The hub "
+    "starts with four field technicians and is led by Marek Jansen.",
+    (1, "2. Sales hiring"),
+    "Sofia Lindqvist reported that Q1 bookings reached 92 percent of plan. The meeting agreed to "
+    "pause new sales hiring until the end of June 2025 and to revisit it with the Q2 figures.",
+    (1, "3. Engagement survey"),
+    "Tomas Berger shared the results of the February engagement survey: the response rate was 81 "
+    "percent and the overall engagement score 7.6 out of 10. Workload in the support team was the "
+    "lowest-rated topic; Tomas will propose measures at the next meeting.",
+    (1, "4. Customer conference"),
+    "Sofia Lindqvist proposed a first customer conference, Northwind Connect, for warehouse "
+    "operators and integration partners. The meeting approved it for 7 October 2025 at the "
+    "Hamburg headquarters, with a budget of EUR 85,000 and room for about 150 guests. Customers "
+    "will present their own projects; product talks are limited to one hour.",
+    "Marek Jansen asked that the test hall be open for live demonstrations on the conference day, "
+    "which means no robot tests are scheduled there that week.",
+    (1, "Action items"),
+    [
         ["Owner", "Action", "Due"],
         ["Marek Jansen", "Sign the Rotterdam lease and hire the hub lead technician", "30 April 2025"],
         ["Sofia Lindqvist", "Present revised sales hiring plan with Q2 figures", "8 July 2025"],
         ["Tomas Berger", "Propose measures for support team workload", "9 April 2025"],
         ["Lea Hoffmann", "Publish these minutes on the intranet", "14 March 2025"],
-    ])
-    d.add_paragraph("Next meeting: 9 April 2025, 14:00, Elbe room.")
-    d.save(str(path))
-    _fixed_zip(path)
+    ],
+    "Next meeting: 9 April 2025, 14:00, Elbe room.",
+]
+
+
+def make_leadership_meeting(path: Path) -> None:
+    _write_docx(path, "Leadership meeting 12 March 2025", "Office of the CEO", LEADERSHIP_MEETING)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,27 +39,22 @@ def test_correct_answers_and_paraphrases_are_supported():
                     "How do I check the telemetry lag?") == [(True, "")]
 
 
-def test_an_invented_command_is_caught():
-    q = "How do I restart the ingest workers?"
-    (ok, reason), = verdicts("Run `sudo docker exec ingest-worker restart` [1].", [CHECKS], q)
-    assert not ok and "sudo docker exec" in reason
-    (ok, reason), = verdicts("Run EXECUTE -DTRANSPIRAL on the cluster [1].", [CHECKS], q)
-    assert not ok and "DTRANSPIRAL" in reason
-    # a real command with an invented flag
-    (ok, reason), = verdicts("Run nwctl restart ingest-worker --force [1].", [CHECKS], q)
-    assert not ok and "--force" in reason
-
-
-def test_a_swapped_number_or_unit_is_caught():
-    q = "How much is the on-call allowance?"
-    (ok, reason), = verdicts("The allowance is EUR 300 per week [1].", [ROTATION], q)
-    assert not ok and "300" in reason
-    (ok, reason), = verdicts("The allowance is EUR 250 per month [1].", [ROTATION], q)
-    assert not ok and "250 month" in reason
-    (ok, reason), = verdicts("Call the duty manager on extension 4471 [1].", [ESCALATION], "Whom do I call?")
-    assert not ok and "4471" in reason
-    (ok, reason), = verdicts("Escalate after 45 hours [1].", [ESCALATION], "When to escalate?")
-    assert not ok and "45 hours" in reason
+@pytest.mark.parametrize("answer, passage, question, named", [
+    # invented commands, and a real command with an invented flag
+    ("Run `sudo docker exec ingest-worker restart` [1].", "checks", "How do I restart the ingest workers?", ["sudo docker exec"]),
+    ("Run EXECUTE -DTRANSPIRAL on the cluster [1].", "checks", "How do I restart the ingest workers?", ["DTRANSPIRAL"]),
+    ("Run nwctl restart ingest-worker --force [1].", "checks", "How do I restart the ingest workers?", ["--force"]),
+    # swapped numbers and units
+    ("The allowance is EUR 300 per week [1].", "rotation", "How much is the on-call allowance?", ["300"]),
+    ("The allowance is EUR 250 per month [1].", "rotation", "How much is the on-call allowance?", ["250 month"]),
+    ("Call the duty manager on extension 4471 [1].", "escalation", "Whom do I call?", ["4471"]),
+    ("Escalate after 45 hours [1].", "escalation", "When to escalate?", ["45 hours"]),
+], ids=["invented-command", "invented-keyword", "invented-flag", "swapped-number", "swapped-unit", "swapped-extension",
+        "swapped-hours"])
+def test_an_invented_command_or_swapped_number_is_caught_and_named(answer, passage, question, named):
+    passages = {"checks": CHECKS, "rotation": ROTATION, "escalation": ESCALATION}
+    (ok, reason), = verdicts(answer, [passages[passage]], question)
+    assert not ok and all(term in reason for term in named)
 
 
 def test_a_negated_statement_is_caught():
