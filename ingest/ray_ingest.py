@@ -1,12 +1,24 @@
 """Ingestion on a Ray cluster: `archivist ingest --ray [ADDRESS]`.
 
-Reading (OCR included) and chunking run as Ray Data tasks across the cluster, embedding on a
-pool of Ray Data actors (one GPU each when the cluster has GPUs, CPU actors otherwise). The
-workspace keeps its single writer, this process (the driver): it hashes and compares each file
-first, so unchanged files never leave it, and commits what comes back through the local path's
-own code (`pipeline.ingest_paths` / `run_job` with `prepare_on_ray` as their Prepare). So the job,
-its progress and cancel flag, resuming, access rules, per-file errors, vector reuse and the
-embedder identity check are the local ones; only where reading and embedding happen changes.
+Reading (OCR included) and chunking run as Ray Data tasks across the cluster; the embed stage that
+follows them sends each block's chunk texts to a pool of embed actors (one GPU each when the
+cluster has GPUs, CPU actors otherwise) that hold the model loaded. The workspace keeps its single
+writer, this process (the driver): it hashes and compares each file first, so unchanged files
+never leave it, and commits what comes back through the local path's own code
+(`pipeline.ingest_paths` / `run_job` with `prepare_on_ray` as their Prepare). So the job, its
+progress and cancel flag, resuming, access rules, per-file errors, vector reuse and the embedder
+identity check are the local ones; only where reading and embedding happen changes.
+
+The embed actors are what a Ray ingest pays to start (a Python process importing ONNX Runtime and
+the tokenizer, then loading the model: 10-90 s on a busy 2-core box, bench/RESULTS.md finding 15).
+So they are started first, while the driver lists and hashes the files and the read tasks read,
+and on a running cluster (`--ray ADDRESS`) they stay warm for the next ingest: named actors
+("embed-0", ... in the namespace "archivist"), detached, that end themselves after
+`settings.ray_keep_warm` idle seconds. Each carries a key (its embedder's name or folder, device,
+backend, weights fingerprint, and this module's POOL_VERSION): a later ingest reuses an actor only
+when its key is the one it would load, replaces it when it is idle, and otherwise starts actors of
+its own for that ingest. An ingest holds a lease on the actors it uses, so another never replaces
+them under it.
 
 Every node must see the files at the path the driver was given (a shared mount) and have
 archivist and ray[data] installed; the workspace itself stays with the driver (docs/serving.md).
@@ -14,27 +26,32 @@ archivist and ray[data] installed; the workspace itself stays with the driver (d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from archivist import access
-from archivist.ingest import pipeline
-from archivist.ingest.pipeline import FileResult
-from archivist.workspace import Workspace
+# The embed actor imports this module; archivist.ingest.pipeline (readers, chunking, the workspace)
+# is imported where it is used, so an actor's start imports only what embedding needs.
 
 log = logging.getLogger(__name__)
 
-FILES_PER_BLOCK = 4  # files per read task: a block is Ray Data's unit of scheduling
-DOCS_PER_EMBED = 32  # documents per embed-actor call (all their chunks embed together)
+FILES_PER_BLOCK = 16  # files per read task: a block is Ray Data's unit of scheduling, and one embed call
 LOCAL_CPUS: int | None = None  # CPUs a local cluster offers (None: all of this machine's)
 INSTALL_HINT = "pip install 'archivist[ray]' (ray[data]==2.60.0)"
+NAMESPACE = "archivist"  # the Ray namespace of the warm embed actors
+POOL_VERSION = 1  # the embed actor's protocol: bump it when EmbedActor changes, so no older actor is reused
+LEASE_S = 900.0  # an ingest's hold on an actor lapses this long after its last call (a killed driver's)
+IDLE_CHECK_S = 5.0  # how often an idle warm actor looks at its clock
+STATE_TIMEOUT_S = 600.0  # longest wait for an actor another ingest is starting (its model load)
 
 
 class RayUnavailable(RuntimeError):
@@ -65,15 +82,25 @@ def _ray():
     return ray
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A connected cluster: its resources ({"CPU": n, "GPU": n, ...}) and whether it runs beyond
+    this command (one `ray start` left, or the caller's own connection): only there do embed
+    actors stay warm for the next ingest."""
+
+    resources: dict
+    lasting: bool
+
+
 @contextmanager
-def cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[dict]:
+def cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[Cluster]:
     """Connect to the Ray cluster at `address` ("auto", "ray://host:10001", "host:6379") for the
     block, or start a local one when None (`num_cpus`: its CPU count, default all of them), and
-    yield its resources ({"CPU": n, "GPU": n, ...}). A local cluster is shut down after; a
-    connection to an existing one is closed. Raises RayUnavailable."""
+    yield it. A local cluster is shut down after; a connection to an existing one is closed; a
+    connection the caller opened is left open. Raises RayUnavailable."""
     ray = _ray()
     if ray.is_initialized():  # the caller's own connection: leave it as it is
-        yield ray.cluster_resources()
+        yield Cluster(ray.cluster_resources(), lasting=True)
         return
     # Worker logs stay in the cluster's log folder: forwarded, they would land on our stdout,
     # which --json keeps for the results. Failures still come back as exceptions.
@@ -89,7 +116,7 @@ def cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator
     context.enable_progress_bars = False  # the ingest's own bar counts committed files
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
-        yield ray.cluster_resources()
+        yield Cluster(ray.cluster_resources(), lasting=address is not None)
     finally:
         ray.shutdown()
 
@@ -111,7 +138,7 @@ def remote_settings(settings):
 
 
 def describe_embedder(args: tuple[str, str, str, str]) -> dict:
-    """Load the embedder `args` (models.embedder_args) and say what it is; runs on the cluster."""
+    """Load the embedder `args` (models.embedder_args) and say what it is."""
     from archivist.models import embedder_identity, load_embedder
 
     e = load_embedder(*args)
@@ -119,19 +146,186 @@ def describe_embedder(args: tuple[str, str, str, str]) -> dict:
             "identity": embedder_identity(e)}
 
 
-def probe_embedder(settings, resources: dict) -> ClusterEmbedder:
-    """The embedder an embed actor of this cluster loads, for the workspace's identity check before
-    any work starts: loaded where an actor would run, with the same resources, or here when the
-    cluster is this machine alone (same environment and devices: a worker's start and model load
-    saved; each document still comes back with its actor's identity, checked)."""
+def pool_key(args: tuple[str, str, str, str]) -> str:
+    """What an embed actor must have loaded to be reused: the embedder's name or folder, device,
+    backend and cache (`args`, models.embedder_args), the fingerprint of its weights as they are on
+    disk now (retrained weights in the same folder change it), and POOL_VERSION. A short hash."""
+    from archivist.models import model_hash, resolve_embedder
+
+    try:
+        weights = model_hash(resolve_embedder(args[0]))
+    except Exception as e:  # not resolvable here (a model only the workers have): the actors' identity check remains
+        weights = f"unresolved: {type(e).__name__}"
+    text = json.dumps([list(args), weights, POOL_VERSION])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- the embed actors ----------------------------------------------------------------------------
+
+
+class EmbedActor:
+    """A Ray actor holding one embedder loaded. `key` is `pool_key` of its `args`; with
+    `keep_warm_s` > 0 it ends itself once no ingest has held it (a lease) for that long."""
+
+    def __init__(self, args: tuple[str, str, str, str], key: str, keep_warm_s: float = 0.0):
+        from archivist.models import embedder_identity, load_embedder
+
+        self.embedder = load_embedder(*args)
+        self.info = {"key": key, "name": self.embedder.name, "dim": self.embedder.dim,
+                     "model_id": getattr(self.embedder, "model_id", f"{self.embedder.name}:{self.embedder.dim}"),
+                     "identity": embedder_identity(self.embedder), "loaded_at": time.time()}
+        self.leases: dict[str, float] = {}  # ingest token -> when it last used this actor
+        self.idle_since = time.monotonic()
+        self.calls = 0
+        self.lock = threading.Lock()
+        if keep_warm_s > 0:
+            threading.Thread(target=self._end_when_idle, args=(keep_warm_s,), daemon=True).start()
+
+    def state(self, token: str | None = None) -> dict:
+        """What it loaded (key, identity, ...), its embed calls so far, and whether an ingest other
+        than `token`'s holds it. Waits, as every call does, for the model to be loaded."""
+        with self.lock:
+            others = [t for t in self._live() if t != token]
+        return {**self.info, "calls": self.calls, "held": bool(others)}
+
+    def lease(self, token: str) -> dict:
+        """Hold this actor for the ingest `token` (until `release`, or LEASE_S after its last call)."""
+        with self.lock:
+            self.leases[token] = time.monotonic()
+        return self.state(token)
+
+    def release(self, token: str) -> None:
+        with self.lock:
+            if self.leases.pop(token, None) is not None and not self._live():
+                self.idle_since = time.monotonic()
+
+    def embed(self, token: str, texts: list[str], batch_size: int) -> tuple[str, np.ndarray]:
+        """(its identity, one normalized vector per text), for the ingest `token`."""
+        with self.lock:
+            self.leases[token] = time.monotonic()
+            self.calls += 1
+        return self.info["identity"], self.embedder.embed(texts, batch_size=batch_size)
+
+    def _live(self) -> list[str]:
+        now = time.monotonic()
+        for token, seen in list(self.leases.items()):
+            if now - seen > LEASE_S:  # its ingest died without releasing it
+                del self.leases[token]
+                self.idle_since = max(self.idle_since, seen + LEASE_S)
+        return list(self.leases)
+
+    def _end_when_idle(self, keep_warm_s: float) -> None:
+        import ray
+
+        while True:
+            time.sleep(IDLE_CHECK_S)
+            with self.lock:
+                idle = not self._live() and time.monotonic() - self.idle_since >= keep_warm_s
+            if idle:  # a detached actor outlives its drivers: it holds a CPU (or GPU) until it ends
+                ray.kill(ray.get_runtime_context().current_actor)
+                return
+
+
+@dataclass
+class Pool:
+    """The embed actors one ingest uses (`token` holds them), and which of them end with it."""
+
+    actors: list
+    token: str
+    own: list[bool] = field(default_factory=list)  # per actor: it ends with this ingest
+    reused: int = 0  # actors that were warm, with the key wanted
+
+
+def start_pool(settings, found: Cluster, embed_actors: int | None = None) -> Pool:
+    """The embed actors for an ingest with `settings` on the connected cluster: on a lasting
+    cluster, the warm named actors "embed-<i>" when their key is `pool_key` of the embedder wanted,
+    new ones under those names otherwise (an idle actor of another key is replaced; one another
+    ingest holds is left alone, and this ingest starts its own for that slot). Actors start loading
+    now; nothing here waits for a new one. Call `end_pool` after."""
     from archivist.models import embedder_args
 
     ray = _ray()
     args = embedder_args(remote_settings(settings))
-    if _this_machine_only(ray):
-        return ClusterEmbedder(**describe_embedder(args))
-    _, per_actor = embed_resources(resources)
-    return ClusterEmbedder(**ray.get(ray.remote(**per_actor)(describe_embedder).remote(args)))
+    key = pool_key(args)
+    size, per_actor = embed_resources(found.resources, embed_actors)
+    keep = float(settings.ray_keep_warm) if found.lasting else 0.0
+    pool = Pool([], uuid.uuid4().hex)
+    remote = ray.remote(EmbedActor)
+    for i in range(size):
+        name = f"embed-{i}"
+        actor = _warm_actor(ray, name, key, pool.token)
+        if actor is not None:
+            pool.actors.append(actor)
+            pool.own.append(False)
+            pool.reused += 1
+            continue
+        if keep and _name_free(ray, name):
+            actor = remote.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                                   **per_actor).remote(args, key, keep)
+            pool.own.append(False)
+        else:  # a local cluster ends with the command, or the name is another ingest's: this ingest's own
+            actor = remote.options(**per_actor).remote(args, key)
+            pool.own.append(True)
+        actor.lease.remote(pool.token)
+        pool.actors.append(actor)
+    return pool
+
+
+def _warm_actor(ray, name: str, key: str, token: str):
+    """The warm actor called `name` when it has `key` (leased to `token`); None otherwise, after
+    replacing it when no ingest holds it (killed, its name free again)."""
+    try:
+        actor = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+    try:
+        state = ray.get(actor.state.remote(token), timeout=STATE_TIMEOUT_S)
+    except Exception as e:  # dead, or failed to load: replaced below
+        log.info("embed actor %s is unusable (%s): replacing it", name, e)
+        state = {"key": None, "held": False}
+    if state["key"] == key:
+        ray.get(actor.lease.remote(token))
+        return actor
+    if not state["held"]:
+        ray.kill(actor)
+    return None
+
+
+def _name_free(ray, name: str, wait_s: float = 30.0) -> bool:
+    """Whether `name` is (or within `wait_s` becomes) free: a killed actor's name is freed shortly after."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def end_pool(pool: Pool) -> None:
+    """Release the pool's actors: the warm ones stay for the next ingest, this ingest's own end."""
+    ray = _ray()
+    for actor, own in zip(pool.actors, pool.own):
+        if own:
+            ray.kill(actor)
+        else:
+            actor.release.remote(pool.token)
+
+
+def probe_embedder(settings, pool: Pool) -> ClusterEmbedder:
+    """The embedder the pool's actors load, for the workspace's identity check before any work
+    starts: a warm actor's (it is loaded), or loaded here when the cluster is this machine alone
+    (same environment and devices: it loads while the actors start), else the first actor's, once
+    loaded. Each document still comes back with its actor's identity, checked."""
+    from archivist.models import embedder_args
+
+    ray = _ray()
+    if not pool.reused and _this_machine_only(ray):
+        return ClusterEmbedder(**describe_embedder(embedder_args(remote_settings(settings))))
+    state = ray.get(pool.actors[0].state.remote(pool.token))
+    return ClusterEmbedder(state["name"], state["dim"], state["model_id"], state["identity"])
 
 
 def _this_machine_only(ray) -> bool:
@@ -145,6 +339,8 @@ def _this_machine_only(ray) -> bool:
 def read_stage(batch: dict, settings) -> dict:
     """Ray Data task: read and chunk each file of the batch (`pipeline.read_file`, which never
     raises: a bad file becomes a failed FileResult naming it and the reason)."""
+    from archivist.ingest import pipeline
+
     items = []
     for spec in batch["file"]:
         path, name, digest, size, replaces = json.loads(spec)
@@ -155,52 +351,51 @@ def read_stage(batch: dict, settings) -> dict:
     return {"item": items}
 
 
-class EmbedStage:
-    """Ray Data actor: loads the embedder once, then embeds all the chunks of each batch of
-    documents together, each document's vectors set on it (one row per chunk)."""
+def embed_stage(batch: dict, actors: list, token: str, batch_size: int) -> dict:
+    """Ray Data task: embed all the chunks of the batch's documents in one call to an embed actor
+    (chosen by the batch's first file, so blocks spread over the pool), each document's vectors
+    set on it, with the actor's identity beside each item. Waiting on the actor frees this task's CPU."""
+    import ray
 
-    def __init__(self, args: tuple[str, str, str, str], batch_size: int):
-        from archivist.models import embedder_identity, load_embedder
+    from archivist.ingest import pipeline
 
-        self.embedder = load_embedder(*args)
-        self.identity = embedder_identity(self.embedder)
-        self.batch_size = batch_size
-
-    def __call__(self, batch: dict) -> dict:
-        items = list(batch["item"])
-        docs = [p for p in items if isinstance(p, pipeline._Pending)]
-        texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
-        vecs = self.embedder.embed(texts, batch_size=self.batch_size)
+    items = list(batch["item"])
+    docs = [p for p in items if isinstance(p, pipeline._Pending)]
+    texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
+    identity = ""
+    if texts:
+        pick = int(hashlib.sha256(docs[0].name.encode()).hexdigest()[:8], 16) % len(actors)
+        identity, vecs = ray.get(actors[pick].embed.remote(token, texts, batch_size))
         k = 0
         for p in docs:
             p.vectors, k = vecs[k:k + len(p.chunks)], k + len(p.chunks)
-        return {"item": items, "identity": [self.identity] * len(items)}
+    return {"item": items, "identity": [identity] * len(items)}
 
 
 # -- the driver's side ---------------------------------------------------------------------------
 
 
-def prepare_on_ray(embedder: ClusterEmbedder, resources: dict, embed_actors: int | None = None) -> pipeline.Prepare:
+def prepare_on_ray(embedder: ClusterEmbedder, pool: Pool) -> Callable:
     """A Prepare (see pipeline) that reads, chunks and embeds on the connected cluster: files are
     hashed and compared here (unchanged ones never leave), the rest go through `read_stage` and
-    `EmbedStage`; documents come back with their vectors in the order they finish. A document
-    embedded by another identity than `embedder`'s (a node with other weights) fails, named."""
+    `embed_stage` (the pool's actors); documents come back with their vectors in the order they
+    finish. A document embedded by another identity than `embedder`'s (a node with other weights)
+    fails, named."""
 
-    def prepare(ws: Workspace, cid: int, files: list[tuple[Path, str]]) -> Iterator:
-        return _run(ws, cid, files, embedder, resources, embed_actors)
+    def prepare(ws, cid: int, files: list[tuple[Path, str]]) -> Iterator:
+        return _run(ws, cid, files, embedder, pool)
 
     return prepare
 
 
-def _run(ws: Workspace, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder, resources: dict,
-         embed_actors: int | None) -> Iterator[pipeline._Pending | FileResult]:
-    from archivist.models import embedder_args
+def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder, pool: Pool) -> Iterator:
+    from archivist.ingest import pipeline
 
     ray = _ray()
     todo = []
     for path, name in files:
         known = pipeline.compare(ws.db, cid, path, name)
-        if isinstance(known, FileResult):
+        if isinstance(known, pipeline.FileResult):
             yield known
         else:
             todo.append(json.dumps([str(path), name, *known]))
@@ -208,18 +403,19 @@ def _run(ws: Workspace, cid: int, files: list[tuple[Path, str]], embedder: Clust
         return
     settings = remote_settings(ws.settings)
     readers = replace(settings, device="cpu")  # readers need the tokenizer only: no GPU for them
-    actors, per_actor = embed_resources(resources, embed_actors)
     ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=max(1, -(-len(todo) // FILES_PER_BLOCK)))
     ds = ds.map_batches(read_stage, fn_kwargs={"settings": readers}, batch_size=None, num_cpus=1)
-    ds = ds.map_batches(EmbedStage, fn_constructor_kwargs={"args": embedder_args(settings), "batch_size": settings.embed_batch},
-                        batch_size=DOCS_PER_EMBED, compute=ray.data.ActorPoolStrategy(size=actors), **per_actor)
+    ds = ds.map_batches(embed_stage, fn_kwargs={"actors": pool.actors, "token": pool.token, "batch_size": settings.embed_batch},
+                        batch_size=None, num_cpus=1)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for item, identity in zip(batch["item"], batch["identity"]):
             yield _arrived(item, identity, embedder.identity)
 
 
-def _arrived(item, identity: str, expected: str) -> pipeline._Pending | FileResult:
+def _arrived(item, identity: str, expected: str):
     """What came back for one file, checked: its vectors from the expected embedder identity."""
+    from archivist.ingest.pipeline import FileResult
+
     if isinstance(item, FileResult):
         return item
     if identity != expected:
@@ -230,28 +426,43 @@ def _arrived(item, identity: str, expected: str) -> pipeline._Pending | FileResu
     return item
 
 
-def ingest_on_ray(ws: Workspace, paths, address: str | None = None, collection: str | None = None,
+@contextmanager
+def _embedding_on(settings, address: str | None, num_cpus: int | None, embed_actors: int | None):
+    """(embedder, pool) on the cluster at `address` for the block: the actors started (or found
+    warm) first, so their model loads overlap what the driver does next; released after."""
+    with cluster(address, num_cpus) as found:
+        pool = start_pool(settings, found, embed_actors)
+        try:
+            yield probe_embedder(settings, pool), pool
+        finally:
+            end_pool(pool)
+
+
+def ingest_on_ray(ws, paths, address: str | None = None, collection: str | None = None,
                   user: str | None = None, progress: bool = True, follow_symlinks: bool = False,
-                  on_file: Callable[[FileResult, int, int], None] | None = None,
-                  num_cpus: int | None = None, embed_actors: int | None = None) -> list[FileResult]:
+                  on_file: Callable | None = None, num_cpus: int | None = None,
+                  embed_actors: int | None = None) -> list:
     """`pipeline.ingest_paths` with reading, chunking and embedding on the Ray cluster at `address`
     (None: a local one started for it, with `num_cpus`). Returns one FileResult per file, like it.
     Raises AccessDenied (before any cluster starts), EmbedderMismatch when the cluster's embedder is
     not the workspace's, RayUnavailable."""
+    from archivist import access
+    from archivist.ingest import pipeline
+
     access.require(ws, user, collection or ws.settings.collection, "write")
-    with cluster(address, num_cpus) as resources:
-        embedder = probe_embedder(ws.settings, resources)
+    with _embedding_on(ws.settings, address, num_cpus, embed_actors) as (embedder, pool):
         return pipeline.ingest_paths(ws, paths, collection=collection, user=user, embedder=embedder, progress=progress,
                                      on_file=on_file, follow_symlinks=follow_symlinks,
-                                     prepare=prepare_on_ray(embedder, resources, embed_actors))
+                                     prepare=prepare_on_ray(embedder, pool))
 
 
-def resume_on_ray(ws: Workspace, user: str | None = None, address: str | None = None, progress: bool = True,
+def resume_on_ray(ws, user: str | None = None, address: str | None = None, progress: bool = True,
                   num_cpus: int | None = None) -> list[tuple]:
     """`pipeline.resume_interrupted` on the Ray cluster at `address`: [(job, results)]."""
+    from archivist.ingest import pipeline
+
     if not pipeline.interrupted_jobs(ws, user):
         return []
-    with cluster(address, num_cpus) as resources:
-        embedder = probe_embedder(ws.settings, resources)
+    with _embedding_on(ws.settings, address, num_cpus, None) as (embedder, pool):
         return pipeline.resume_interrupted(ws, user, embedder=embedder, progress=progress,
-                                           prepare=prepare_on_ray(embedder, resources))
+                                           prepare=prepare_on_ray(embedder, pool))

@@ -13,6 +13,8 @@ import random
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,6 @@ import archivist.ingest.pipeline as p
 import archivist.ingest.ray_ingest as r
 p.BATCH_CHUNKS = 8
 p.FLUSH_SECONDS = 0.2
-r.DOCS_PER_EMBED = 2
 r.FILES_PER_BLOCK = 1
 commit = p._embed_and_commit
 def paced(*args, **kwargs):
@@ -178,6 +179,81 @@ def test_a_killed_ray_ingest_rerun_equals_a_clean_one(tmp_path, embedder, local_
     with open_checked(settings_at(tmp_path / "clean")) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         assert after == snapshot(ws), "the killed-and-rerun --ray workspace differs from a clean ingest"
+
+
+@pytest.mark.ray
+def test_a_second_ingest_reuses_the_warm_embed_actor_and_another_embedder_never_does(tmp_path, local_cluster):
+    """On a running cluster the embed actor an ingest started stays loaded for the next one (the
+    same actor, loaded once, no ingest holding it after); an ingest with another embedder identity
+    (another backend: other vectors) replaces it instead of reusing it."""
+    import ray
+
+    from archivist.ingest import ray_ingest
+    from archivist.ingest.ray_ingest import ingest_on_ray
+
+    corpus = make_corpus(tmp_path / "corpus", 2, seed=7)
+
+    def ingest(home, **overrides) -> tuple[list, str]:
+        with open_checked(replace(settings_at(home), **overrides)) as ws:
+            results = ingest_on_ray(ws, [corpus], collection="docs", progress=False)
+            assert problems(ws) == []
+            return [r.status for r in results], ws.meta("embedder_identity")
+
+    def warm_actor():
+        actor = ray.get_actor("embed-0", namespace=ray_ingest.NAMESPACE)
+        return actor._actor_id, ray.get(actor.state.remote())
+
+    assert ingest(tmp_path / "a")[0] == ["added", "added"]
+    first_id, first = warm_actor()
+    statuses, identity = ingest(tmp_path / "b")
+    again_id, again = warm_actor()
+    assert statuses == ["added", "added"] and identity == first["identity"]
+    assert again_id == first_id and again["loaded_at"] == first["loaded_at"], "the warm actor was not reused"
+    assert again["calls"] > first["calls"] and not again["held"]
+
+    statuses, identity = ingest(tmp_path / "c", embed_backend="onnx")
+    other_id, other = warm_actor()
+    assert statuses == ["added", "added"] and "backend=onnx." in identity and identity != first["identity"]
+    assert other_id != first_id and other["key"] != first["key"] and other["identity"] == identity
+
+
+@pytest.mark.ray
+def test_a_warm_embed_actor_ends_itself_once_idle_but_not_while_an_ingest_holds_it(local_cluster):
+    import ray
+    from ray.exceptions import RayActorError
+
+    from archivist.ingest import ray_ingest
+    from archivist.models import embedder_args
+    from archivist.settings import Settings
+
+    args = embedder_args(Settings.from_env())
+    actor = ray.remote(ray_ingest.EmbedActor).options(num_cpus=0).remote(args, "k", keep_warm_s=1.0)
+    assert ray.get(actor.lease.remote("ingest-1"))["held"] is False  # held by none but the asker
+    time.sleep(ray_ingest.IDLE_CHECK_S * 1.5)
+    assert ray.get(actor.state.remote())["held"], "an actor an ingest holds ended"
+    ray.get(actor.release.remote("ingest-1"))
+    deadline = time.monotonic() + ray_ingest.IDLE_CHECK_S * 4
+    with pytest.raises(RayActorError):
+        while time.monotonic() < deadline:
+            ray.get(actor.state.remote())
+            time.sleep(0.5)
+
+
+def test_the_embed_actor_key_changes_with_the_embedder_and_its_weights(tmp_path):
+    """A warm actor is reused only under the same key: other weights in the same folder (a retrained
+    embedder), another backend or device change it."""
+    from archivist.ingest.ray_ingest import pool_key
+
+    model = tmp_path / "embedder"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    args = (str(model), "cpu", "onnx-int8", "~/.cache/archivist")
+    key = pool_key(args)
+    assert pool_key(args) == key
+    assert pool_key((str(model), "cpu", "onnx", args[3])) != key
+    assert pool_key((str(model), "cuda", "onnx-int8", args[3])) != key
+    (model / "model.safetensors").write_bytes(b"new weights")
+    assert pool_key(args) != key
 
 
 def test_ray_option_takes_an_address_or_gives_a_folder_back(tmp_path):
