@@ -1,8 +1,8 @@
 """Ingestion on a Ray cluster: `archivist ingest --ray [ADDRESS]`.
 
-Reading (OCR included) and chunking run as Ray Data tasks across the cluster; the embed stage that
-follows them sends each block's chunk texts to a pool of embed actors (one GPU each when the
-cluster has GPUs, CPU actors otherwise) that hold the model loaded. The workspace keeps its single
+Reading (OCR included) and chunking run as Ray Data tasks across the cluster; each block they read
+goes, as one call, to a pool of embed actors (one GPU each when the cluster has GPUs, CPU actors
+otherwise) that hold the model loaded. The workspace keeps its single
 writer, this process (the driver): it hashes and compares each file first, so unchanged files
 never leave it, and commits what comes back through the local path's own code
 (`pipeline.ingest_paths` / `run_job` with `prepare_on_ray` as their Prepare). So the job, its
@@ -52,6 +52,7 @@ POOL_VERSION = 1  # the embed actor's protocol: bump it when EmbedActor changes,
 LEASE_S = 900.0  # an ingest's hold on an actor lapses this long after its last call (a killed driver's)
 IDLE_CHECK_S = 5.0  # how often an idle warm actor looks at its clock
 STATE_TIMEOUT_S = 600.0  # longest wait for an actor another ingest is starting (its model load)
+IN_FLIGHT = 2  # embed calls queued per actor: one running, one waiting, so an actor never idles between blocks
 
 
 class RayUnavailable(RuntimeError):
@@ -351,34 +352,13 @@ def read_stage(batch: dict, settings) -> dict:
     return {"item": items}
 
 
-def embed_stage(batch: dict, actors: list, token: str, batch_size: int) -> dict:
-    """Ray Data task: embed all the chunks of the batch's documents in one call to an embed actor
-    (chosen by the batch's first file, so blocks spread over the pool), each document's vectors
-    set on it, with the actor's identity beside each item. Waiting on the actor frees this task's CPU."""
-    import ray
-
-    from archivist.ingest import pipeline
-
-    items = list(batch["item"])
-    docs = [p for p in items if isinstance(p, pipeline._Pending)]
-    texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
-    identity = ""
-    if texts:
-        pick = int(hashlib.sha256(docs[0].name.encode()).hexdigest()[:8], 16) % len(actors)
-        identity, vecs = ray.get(actors[pick].embed.remote(token, texts, batch_size))
-        k = 0
-        for p in docs:
-            p.vectors, k = vecs[k:k + len(p.chunks)], k + len(p.chunks)
-    return {"item": items, "identity": [identity] * len(items)}
-
-
 # -- the driver's side ---------------------------------------------------------------------------
 
 
 def prepare_on_ray(embedder: ClusterEmbedder, pool: Pool) -> Callable:
     """A Prepare (see pipeline) that reads, chunks and embeds on the connected cluster: files are
-    hashed and compared here (unchanged ones never leave), the rest go through `read_stage` and
-    `embed_stage` (the pool's actors); documents come back with their vectors in the order they
+    hashed and compared here (unchanged ones never leave), the rest go through `read_stage` (Ray
+    Data tasks) and the pool's embed actors; documents come back with their vectors in the order they
     finish. A document embedded by another identity than `embedder`'s (a node with other weights)
     fails, named."""
 
@@ -405,11 +385,43 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
     readers = replace(settings, device="cpu")  # readers need the tokenizer only: no GPU for them
     ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=max(1, -(-len(todo) // FILES_PER_BLOCK)))
     ds = ds.map_batches(read_stage, fn_kwargs={"settings": readers}, batch_size=None, num_cpus=1)
-    ds = ds.map_batches(embed_stage, fn_kwargs={"actors": pool.actors, "token": pool.token, "batch_size": settings.embed_batch},
-                        batch_size=None, num_cpus=1)
+    # Each block read goes to an embed actor as one call; the driver keeps a few calls in flight per
+    # actor and takes each back as it finishes. (A Ray Data stage cannot use actors it did not start,
+    # and a Ray Data task that waits on one frees its CPU, so Ray starts a fresh worker process for
+    # the next block, which loads the tokenizer again: about 7x slower here, bench/RESULTS.md finding 15.)
+    waiting: dict = {}  # call -> the documents whose chunks it embeds
+    calls = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for item, identity in zip(batch["item"], batch["identity"]):
-            yield _arrived(item, identity, embedder.identity)
+        docs = []
+        for item in batch["item"]:
+            if isinstance(item, pipeline._Pending):
+                docs.append(item)
+            else:
+                yield item
+        if docs:
+            texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
+            actor = pool.actors[calls % len(pool.actors)]
+            waiting[actor.embed.remote(pool.token, texts, settings.embed_batch)] = docs
+            calls += 1
+        if not waiting:
+            continue
+        ready, running = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
+        if len(running) >= IN_FLIGHT * len(pool.actors):  # enough queued: take one back before reading on
+            ready, _ = ray.wait(list(waiting), num_returns=len(ready) + 1)
+        for ref in ready:
+            yield from _embedded(waiting.pop(ref), ray.get(ref), embedder.identity)
+    while waiting:
+        [ref], _ = ray.wait(list(waiting), num_returns=1)
+        yield from _embedded(waiting.pop(ref), ray.get(ref), embedder.identity)
+
+
+def _embedded(docs: list, answer: tuple[str, np.ndarray], expected: str) -> Iterator:
+    """The documents of one embed call with their vectors set, each checked (`_arrived`)."""
+    identity, vecs = answer
+    k = 0
+    for p in docs:
+        p.vectors, k = vecs[k:k + len(p.chunks)], k + len(p.chunks)
+        yield _arrived(p, identity, expected)
 
 
 def _arrived(item, identity: str, expected: str):
