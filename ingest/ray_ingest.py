@@ -44,7 +44,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-FILES_PER_BLOCK = 16  # files per read task: a block is Ray Data's unit of scheduling, and one embed call
+FILES_PER_BLOCK = 16  # files per read task: a block is Ray Data's unit of scheduling
 LOCAL_CPUS: int | None = None  # CPUs a local cluster offers (None: all of this machine's)
 INSTALL_HINT = "pip install 'archivist[ray]' (ray[data]==2.60.0)"
 NAMESPACE = "archivist"  # the Ray namespace of the warm embed actors
@@ -52,7 +52,8 @@ POOL_VERSION = 1  # the embed actor's protocol: bump it when EmbedActor changes,
 LEASE_S = 900.0  # an ingest's hold on an actor lapses this long after its last call (a killed driver's)
 IDLE_CHECK_S = 5.0  # how often an idle warm actor looks at its clock
 STATE_TIMEOUT_S = 600.0  # longest wait for an actor another ingest is starting (its model load)
-IN_FLIGHT = 2  # embed calls queued per actor: one running, one waiting, so an actor never idles between blocks
+IN_FLIGHT = 2  # embed calls queued per actor: one running, one waiting, so an actor never idles between calls
+EMBED_CHUNKS = 256  # chunks per embed call at least (pipeline.BATCH_CHUNKS: the local path embeds as many at once)
 
 
 class RayUnavailable(RuntimeError):
@@ -385,24 +386,31 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
     readers = replace(settings, device="cpu")  # readers need the tokenizer only: no GPU for them
     ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=max(1, -(-len(todo) // FILES_PER_BLOCK)))
     ds = ds.map_batches(read_stage, fn_kwargs={"settings": readers}, batch_size=None, num_cpus=1)
-    # Each block read goes to an embed actor as one call; the driver keeps a few calls in flight per
-    # actor and takes each back as it finishes. (A Ray Data stage cannot use actors it did not start,
-    # and a Ray Data task that waits on one frees its CPU, so Ray starts a fresh worker process for
-    # the next block, which loads the tokenizer again: about 7x slower here, bench/RESULTS.md finding 15.)
+    # What is read goes to the embed actors in calls of EMBED_CHUNKS chunks or more while they are
+    # busy: the embedder sorts a call's texts by length before batching them, so a big call pads
+    # little (as the local path's BATCH_CHUNKS do). The driver keeps IN_FLIGHT calls per actor and takes each back as it finishes.
+    # (A Ray Data stage cannot use actors it did not start, and a Ray Data task that waits on one
+    # frees its CPU, so Ray starts a fresh worker process for the next block, which loads the
+    # tokenizer again: about 7x slower here, bench/RESULTS.md finding 15.)
     waiting: dict = {}  # call -> the documents whose chunks it embeds
+    group: list = []
     calls = 0
+
+    def send(docs: list) -> None:
+        nonlocal calls
+        texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
+        waiting[pool.actors[calls % len(pool.actors)].embed.remote(pool.token, texts, settings.embed_batch)] = docs
+        calls += 1
+
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        docs = []
         for item in batch["item"]:
             if isinstance(item, pipeline._Pending):
-                docs.append(item)
+                group.append(item)
             else:
                 yield item
-        if docs:
-            texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
-            actor = pool.actors[calls % len(pool.actors)]
-            waiting[actor.embed.remote(pool.token, texts, settings.embed_batch)] = docs
-            calls += 1
+        if group and (sum(len(p.chunks) for p in group) >= EMBED_CHUNKS or len(waiting) < len(pool.actors)):
+            send(group)  # big enough, or an actor has nothing queued: it never idles while there is work
+            group = []
         if not waiting:
             continue
         ready, running = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
@@ -410,6 +418,8 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
             ready, _ = ray.wait(list(waiting), num_returns=len(ready) + 1)
         for ref in ready:
             yield from _embedded(waiting.pop(ref), ray.get(ref), embedder.identity)
+    if group:
+        send(group)
     while waiting:
         [ref], _ = ray.wait(list(waiting), num_returns=1)
         yield from _embedded(waiting.pop(ref), ray.get(ref), embedder.identity)

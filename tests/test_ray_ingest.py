@@ -37,6 +37,7 @@ import archivist.ingest.ray_ingest as r
 p.BATCH_CHUNKS = 8
 p.FLUSH_SECONDS = 0.2
 r.FILES_PER_BLOCK = 1
+r.EMBED_CHUNKS = 8
 commit = p._embed_and_commit
 def paced(*args, **kwargs):
     time.sleep(0.5)
