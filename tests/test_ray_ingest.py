@@ -48,6 +48,23 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+# `archivist ingest --ray ADDRESS` against a cluster of two nodes (two raylets on this machine,
+# ray.cluster_utils): the embedder identity comes from an embed actor, not from the driver.
+TWO_NODES_CHILD = """
+import sys
+from ray.cluster_utils import Cluster
+from archivist.cli import main
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=2)
+cluster.wait_for_nodes()
+try:
+    code = main(["ingest", sys.argv[1], "-c", "docs", "-q", "--ray", cluster.address])
+finally:
+    cluster.shutdown()
+sys.exit(code)
+"""
+
+
 @pytest.fixture(scope="module")
 def local_cluster():
     """One local Ray cluster for the module: ingest_on_ray uses a connection that is already open."""
@@ -238,6 +255,24 @@ def test_a_warm_embed_actor_ends_itself_once_idle_but_not_while_an_ingest_holds_
         while time.monotonic() < deadline:
             ray.get(actor.state.remote())
             time.sleep(0.5)
+
+
+@pytest.mark.ray
+def test_a_ray_ingest_on_two_nodes_equals_a_local_one(tmp_path, embedder):
+    """Two Ray nodes (on this machine, as far as a test can go towards several machines): the driver
+    does not load the embedder, it takes the identity an embed actor reports; same workspace."""
+    pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
+    corpus = make_corpus(tmp_path / "corpus", 4, seed=8, samples=FORMATS, size=3)
+    home = tmp_path / "ws"
+    out = subprocess.run([sys.executable, "-c", TWO_NODES_CHILD, str(corpus)], env=_child_env(home),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open_checked(settings_at(home)) as ws:
+        assert problems(ws) == []
+        have = snapshot(ws)
+    with open_checked(settings_at(tmp_path / "local")) as ws:
+        ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
+        assert have == snapshot(ws)
 
 
 def test_the_embed_actor_key_changes_with_the_embedder_and_its_weights(tmp_path):
