@@ -158,7 +158,7 @@ def _folds(rows, k: int = 5):
 
 
 QUOTE_ANSWERED = 0.9  # Settings.quote_answered: a quote scoring this by retrieval/quote.py is answered as well
-CROSS = 4  # one in CROSS of the generated unanswerable questions is used (the 2-core box embeds every candidate)
+CROSS = 2  # one in CROSS of the generated unanswerable questions is used (the 2-core box embeds every candidate)
 
 
 def _generated_unanswerable(r) -> bool:
@@ -240,15 +240,29 @@ def fit(rows, embedder, gate: float) -> dict:
         t.setdefault("p_ans", 0.0)
     ownt = [t for t in table if t["own"]]
     n_ans = sum(t["answerable"] for t in ownt)
-    # not found: the highest threshold keeping answerable not-found (gate included) <= 4%
-    gated = sum(t["answerable"] and t["gated"] for t in ownt)
+    # Thresholds hold on EVERY corpus, not on the pool: the targets are per held-out split, and a
+    # pooled 4% let git's tuning split reach 4.7% confident misses (7.1% on its held-out split).
+    corpora = sorted({t["r"]["corpus"] for t in ownt})
+
+    def worst(rate) -> float:
+        return max(rate([t for t in ownt if t["r"]["corpus"] == c]) for c in corpora)
+
+    def not_found_rate(rows, c):
+        n = max(1, sum(t["answerable"] for t in rows))
+        return sum(t["answerable"] and (t["gated"] or t["p_ans"] < c) for t in rows) / n
+
     cuts = sorted({round(t["p_ans"], 4) for t in ownt if t["answerable"] and not t["gated"]})
-    not_found = max((c for c in cuts if gated + sum(t["answerable"] and not t["gated"] and t["p_ans"] < c for t in ownt)
-                     <= TARGET_MISS * n_ans), default=0.0)
+    not_found = max((c for c in cuts if worst(lambda rows: not_found_rate(rows, c)) <= TARGET_MISS), default=0.0)
     shown = [t for t in ownt if not t["gated"] and t["p_ans"] >= not_found and t["k"]]
+
+    def miss_rate(rows, c):
+        n = max(1, sum(t["answerable"] for t in rows))
+        return sum(t in shown_ids and t["answerable"] and not t["right"]
+                   and (t["p_right"] >= c or t["k"].features["top_quote"] >= QUOTE_ANSWERED) for t in rows) / n
+
+    shown_ids = _Ids(shown)
     cuts = sorted({round(t["p_right"], 4) for t in shown})
-    answered = next((c for c in cuts if sum(t["answerable"] and not t["right"] and t["p_right"] >= c for t in shown)
-                     <= TARGET_MISS * n_ans), 1.0)
+    answered = next((c for c in cuts if worst(lambda rows: miss_rate(rows, c)) <= TARGET_MISS), 1.0)
     out = {"key_answered": answered, "key_not_found": not_found, **tuning_metrics(ownt, answered, not_found),
            "without the quote rule": tuning_metrics(ownt, answered, not_found, float("inf")),
            **{f"quote rule at {q}": tuning_metrics(ownt, answered, not_found, q) for q in (0.9, 0.95, 1.0, 1.05)}}
@@ -264,6 +278,16 @@ def fit(rows, embedder, gate: float) -> dict:
     print("RIGHT_COEF =", repr(np.round(ka.RIGHT_COEF, 4)), "BIAS", round(ka.RIGHT_BIAS, 4))
     print("ANSWERABLE_COEF =", repr(np.round(ka.ANSWERABLE_COEF, 4)), "BIAS", round(ka.ANSWERABLE_BIAS, 4))
     return out
+
+
+class _Ids:
+    """Membership by identity for the dict rows of `fit` (dicts are not hashable)."""
+
+    def __init__(self, rows):
+        self.ids = {id(r) for r in rows}
+
+    def __contains__(self, row) -> bool:
+        return id(row) in self.ids
 
 
 def tuning_metrics(table, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> dict:

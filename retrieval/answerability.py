@@ -49,3 +49,27 @@ def answerability(ws: Workspace, query: str, hits: Sequence[Hit]) -> float:
     if not hits:
         return 0.0
     return max(relevance(h) for h in hits) + 0.5 * term_coverage(ws, query, hits)
+
+
+_WORDS = re.compile(r"[A-Za-z][\w+#.-]*[\w+#]|[A-Za-z]")
+
+
+def names(question: str) -> list[str]:
+    """The names a question asks about: its words written with a capital letter anywhere but at the
+    start (Gerrit, PyPI, macOS, DataFrame, EC2), each once, lower-cased. A question about another
+    product names it, and a manual that does not cover the product rarely holds its name near the
+    words the question shares with it ("memory pool", "pull request")."""
+    words = _WORDS.findall(question)
+    out = [w.rstrip(".").lower() for i, w in enumerate(words)
+           if i > 0 and w != "I" and any(c.isupper() for c in w)]
+    return list(dict.fromkeys(out))
+
+
+def missing_names(question: str, hits: Sequence[Hit]) -> float:
+    """Share of the question's names (see `names`) that no hit's text or heading holds; 0.0 when the
+    question names nothing."""
+    found = names(question)
+    if not found:
+        return 0.0
+    text = " ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits)
+    return sum(re.search(r"(?<![\w-])" + re.escape(n[: max(4, len(n) - 2)]), text) is None for n in found) / len(found)

@@ -34,6 +34,7 @@ import numpy as np
 
 from archivist.records import Hit
 from archivist.retrieval import verify
+from archivist.retrieval.answerability import missing_names
 from archivist.retrieval.quote import DEFAULT as QUOTE_WEIGHTS
 from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind
 
@@ -49,10 +50,10 @@ CANDIDATE_BIAS = -3.8848
 
 QUESTION_FEATURES = ("top", "margin", "answerability", "best_cosine", "rare_coverage", "missing_rare",
                      "unknown_terms", "kind_found", "top_new_term", "top_overlap", "top_rank", "ask_code",
-                     "ask_number", "ask_define", "top_quote")
-RIGHT_COEF = np.array([1.2766, 0.6484, 1.2276, 0.4604, 0.9144, 0.4739, -0.3864, -0.2563, 0.3539, 1.6697, -0.1707, 0.0927, -0.0531, -1.1306, 1.0005])
+                     "ask_number", "ask_define", "top_quote", "names_missing", "names_missing_top", "top_coverage")
+RIGHT_COEF = np.array([1.2766, 0.6484, 1.2276, 0.4604, 0.9144, 0.4739, -0.3864, -0.2563, 0.3539, 1.6697, -0.1707, 0.0927, -0.0531, -1.1306, 1.0005, 0.0, 0.0, 0.0])
 RIGHT_BIAS = -4.6737
-ANSWERABLE_COEF = np.array([1.112, -0.1179, 3.8459, 3.1293, 1.3819, -0.428, -0.6056, -0.6033, -0.8372, 0.7365, -0.1753, 0.2571, -0.0464, -0.247, 1.623])
+ANSWERABLE_COEF = np.array([1.112, -0.1179, 3.8459, 3.1293, 1.3819, -0.428, -0.6056, -0.6033, -0.8372, 0.7365, -0.1753, 0.2571, -0.0464, -0.247, 1.623, 0.0, 0.0, 0.0])
 ANSWERABLE_BIAS = -4.6355
 
 
@@ -163,6 +164,7 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
     idf = [(t, stats.idf(df), df) for t, df in stats.terms]
     total = sum(w for _, w, _ in idf) or 1.0
     found = sum(w for t, w, _ in idf if _present(t, text))
+    first = " ".join([passages[0].text.lower(), *(h.lower() for h in passages[0].heading)]) if passages else ""
     missing = [w for t, w, _ in idf if not _present(t, text)]
     scale = stats.idf(0) or 1.0
     kind = question_kind(question)
@@ -174,7 +176,9 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
             **({f"top_{f}": float(top_row[CANDIDATE_FEATURES.index(f)]) for f in ("new_term", "overlap", "rank")}
                if top_row is not None else {"top_new_term": 0.0, "top_overlap": 0.0, "top_rank": 0.0}),
             "ask_code": float(kind == "code"), "ask_number": float(kind in ("number", "default")),
-            "ask_define": float(kind == "define"), "top_quote": _quote_score(top_row) if top_row is not None else 0.0}
+            "ask_define": float(kind == "define"), "top_quote": _quote_score(top_row) if top_row is not None else 0.0,
+            "names_missing": missing_names(question, passages), "names_missing_top": missing_names(question, passages[:1]),
+            "top_coverage": sum(w for t, w, _ in idf if _present(t, first)) / total}
 
 
 def _quote_score(row: np.ndarray) -> float:

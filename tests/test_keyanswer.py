@@ -8,6 +8,7 @@ import pytest
 
 from archivist.records import Hit
 from archivist.retrieval.answer import NOT_FOUND, ask
+from archivist.retrieval.answerability import missing_names, names
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, term_stats
 from archivist.retrieval.search import search
 
@@ -69,3 +70,34 @@ def test_an_unanswerable_question_is_not_found(sample_ws, llm, embedder):
     a = ask(sample_ws, "What is the Northwind Robotics stock ticker symbol?", llm=llm, embedder=embedder,
             adapter=None, mode="extractive")
     assert (a.status, a.answer) == ("not_found", NOT_FOUND)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("How do I squash commits in the Sourcetree graphical client?", ["sourcetree"]),
+    ("Which PyTorch function moves a tensor to the GPU?", ["pytorch", "gpu"]),
+    ("What does the default branch protection do?", []),  # the first word's capital is no name
+    ("How do I read a file in Python, and can I?", ["python"]),  # "I" is no name
+])
+def test_the_names_a_question_asks_about(question, expected):
+    assert names(question) == expected
+
+
+def test_a_name_the_passages_lack_is_missing():
+    passages = [_hit(1, "git stash push --keep-index keeps what is staged.", ("git-stash",)),
+                _hit(2, "The index is also called the staging area.", ("Git > glossary",))]
+    assert missing_names("How do I stash in Git but keep the index?", passages) == 0.0  # "Git": in a heading
+    assert missing_names("How do I stash in Sourcetree but keep the index?", passages) == 1.0
+    assert missing_names("How do I stash in Sourcetree with Git?", passages) == 0.5
+    assert missing_names("how do i stash?", passages) == 0.0  # no name asked about: nothing missing
+
+
+def test_another_products_name_lowers_answerable(embedder):
+    """The same question about a product the passages never name is less likely answerable."""
+    passages = [_hit(1, "git-stash - Stash the changes in a dirty working directory away.\n\n"
+                        "--keep-index\nAll changes already added to the index are left intact.", ("git-stash",))]
+    stats = TermStats([("stash", 3), ("keep", 40), ("index", 30)], 2000)
+    plain = key_answer("How do I stash changes but keep the index?", passages, embedder, stats, 0.8)
+    other = key_answer("How do I stash changes but keep the index in Sourcetree?", passages, embedder,
+                       TermStats(stats.terms + [("sourcetree", 0)], 2000), 0.8)
+    assert other.features["names_missing"] == 1.0 and plain.features["names_missing"] == 0.0
+    assert other.answerable < plain.answerable
