@@ -120,6 +120,8 @@ def main(argv=None) -> int:
         w.close()
     rows = []
     for mode in ("extractive", "auto"):
+        if ("now", mode) not in times:  # --auto-questions 0
+            continue
         b, a = statistics.median(times[("before", mode)]), statistics.median(times[("now", mode)])
         rows.append([mode, len(times[("now", mode)]), round(b, 3), round(a, 3), round(a / b, 2)])
     body = (f"`ask` at {args.before} ({old.name}) and now, alternated, models loaded, {machine()['date']}:\n\n"

@@ -181,10 +181,11 @@ def embed_all(rows, embedder, corpus: str) -> None:
     embedder.save(corpus)
 
 
-def fit(rows, embedder, gate: float) -> dict:
+def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
     """Fit the candidate ranker and the two question-level models of retrieval/keyanswer.py on the
     tuning rows; choose key_answered and key_not_found on out-of-fold predictions (5 folds by
-    question). Prints the coefficients to paste into keyanswer.py and the tuning metrics."""
+    question). Prints the coefficients to paste into keyanswer.py and the tuning metrics.
+    drop: question features held at zero (an ablation: their coefficients come out 0)."""
     import numpy as np
 
     from archivist.retrieval import keyanswer as ka
@@ -220,6 +221,8 @@ def fit(rows, embedder, gate: float) -> dict:
                       "gated": r["answerability"] < gate})
     live = [t for t in table if t["x"] is not None]
     X = np.array([t["x"] for t in live])
+    for f in drop:
+        X[:, ka.QUESTION_FEATURES.index(f)] = 0.0
     folds = np.array(_folds([t["r"] for t in live]))
     oof_right, oof_ans = np.zeros(len(live)), np.zeros(len(live))
     own_mask = np.array([t["own"] for t in live])
@@ -270,6 +273,15 @@ def fit(rows, embedder, gate: float) -> dict:
     for corpus in CORPORA:
         by[corpus] = tuning_metrics([t for t in ownt if t["r"]["corpus"] == corpus], answered, not_found)
     out["by_corpus"] = by
+    # for comparison: the thresholds held on the pool of corpora, as chosen before
+    pooled_nf = max((c for c in sorted({round(t["p_ans"], 4) for t in ownt if t["answerable"] and not t["gated"]})
+                     if not_found_rate(ownt, c) <= TARGET_MISS), default=0.0)
+    pooled_shown = [t for t in ownt if not t["gated"] and t["p_ans"] >= pooled_nf and t["k"]]
+    shown_ids = _Ids(pooled_shown)
+    pooled_ans = next((c for c in sorted({round(t["p_right"], 4) for t in pooled_shown})
+                       if miss_rate(ownt, c) <= TARGET_MISS), 1.0)
+    out["pooled thresholds"] = {"key_answered": pooled_ans, "key_not_found": pooled_nf, **{
+        c: tuning_metrics([t for t in ownt if t["r"]["corpus"] == c], pooled_ans, pooled_nf) for c in CORPORA}}
     una_cross = [t for t in table if not t["own"]]
     out["generated_unanswerable_not_found"] = round(
         sum(t["gated"] or t["p_ans"] < not_found for t in una_cross) / max(1, len(una_cross)), 3)
@@ -305,6 +317,7 @@ def tuning_metrics(table, answered: float, not_found: float, quote_answered: flo
     return {"answerable": len(ans), "unanswerable": len(una),
             "key_accuracy": round(sum(status(t) == "answered" and t["right"] for t in ans) / n, 3),
             "confident_miss": round(sum(status(t) == "answered" and not t["right"] for t in ans) / n, 3),
+            "uncertain": round(sum(status(t) == "uncertain" for t in ans) / n, 3),
             "not_found": round(sum(status(t) == "not_found" for t in ans) / n, 3),
             "gold_in_quote": round(sum(t["right"] for t in ans) / n, 3),
             "unanswerable_not_found": round(sum(status(t) == "not_found" for t in una) / max(1, len(una)), 3)}
@@ -318,6 +331,7 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", action="store_true", help="search the weights on a small grid (tuning split only)")
     ap.add_argument("--embed", help="embed the candidates --fit needs of the questions asked of this corpus")
     ap.add_argument("--fit", action="store_true", help="fit retrieval/keyanswer.py's models (tuning split only)")
+    ap.add_argument("--drop", default="", help="question features to leave out of --fit (comma-separated)")
     ap.add_argument("--gate", type=float, default=None, help="the answerability gate (default: Settings.min_relevance)")
     ap.add_argument("--against", help="also score this file's quote module (e.g. the committed version) for comparison")
     args = ap.parse_args(argv)
@@ -336,7 +350,7 @@ def main(argv=None) -> int:
         return 0
     if args.fit:
         gate = args.gate if args.gate is not None else Settings.from_env().min_relevance
-        result = fit(rows, emb, gate)
+        result = fit(rows, emb, gate, tuple(f for f in args.drop.split(",") if f))
         emb.save()
         print(json.dumps(result, indent=1))
         return 0

@@ -65,11 +65,8 @@ def names(question: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def missing_names(question: str, hits: Sequence[Hit]) -> float:
-    """Share of the question's names (see `names`) that no hit's text or heading holds; 0.0 when the
-    question names nothing."""
-    found = names(question)
-    if not found:
-        return 0.0
+def missing_names(question: str, hits: Sequence[Hit]) -> int:
+    """How many of the question's names (see `names`) no hit's text or heading holds. A count, not
+    a share: "Amazon SES" is no less absent for the "Postfix" beside it."""
     text = " ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits)
-    return sum(re.search(r"(?<![\w-])" + re.escape(n[: max(4, len(n) - 2)]), text) is None for n in found) / len(found)
+    return sum(re.search(r"(?<![\w-])" + re.escape(n[: max(4, len(n) - 2)]), text) is None for n in names(question))

@@ -42,19 +42,21 @@ from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, 
 
 CANDIDATE_FEATURES = ("cosine", "cosine_gap", "overlap", "overlap_gap", "rare_overlap", "heading", "kind",
                       "new_term", "is_heading", "is_definition", "rank", "passage_cosine", "words")
-# fitted 2026-12-06 03:27 UTC on 277 answerable + 33 unanswerable tuning questions and a quarter of the generated
-# unanswerable ones (13,132 candidates, 1,383 holding the gold)
-CANDIDATE_COEF = np.array([2.8192, 0.3066, -1.0374, 1.478, 1.3559, -0.6823, 0.2305, 0.8803, -0.7107, 0.1288,
-                           -0.2375, 0.8714, 0.072])
-CANDIDATE_BIAS = -3.8848
+# fitted 2026-12-06 05:57 UTC on 277 answerable + 33 unanswerable tuning questions and half of the generated
+# unanswerable ones (13,231 candidates, 1,378 holding the gold; retrieval as of finding 19's fusion)
+CANDIDATE_COEF = np.array([2.6092, 0.2711, -1.1383, 1.5427, 1.3645, -0.6375, 0.2318, 0.9052, -0.7298, 0.1324,
+                           -0.2624, 1.3534, 0.0923])
+CANDIDATE_BIAS = -4.0812
 
 QUESTION_FEATURES = ("top", "margin", "answerability", "best_cosine", "rare_coverage", "missing_rare",
                      "unknown_terms", "kind_found", "top_new_term", "top_overlap", "top_rank", "ask_code",
                      "ask_number", "ask_define", "top_quote", "names_missing", "names_missing_top", "top_coverage")
-RIGHT_COEF = np.array([1.2766, 0.6484, 1.2276, 0.4604, 0.9144, 0.4739, -0.3864, -0.2563, 0.3539, 1.6697, -0.1707, 0.0927, -0.0531, -1.1306, 1.0005, 0.0, 0.0, 0.0])
-RIGHT_BIAS = -4.6737
-ANSWERABLE_COEF = np.array([1.112, -0.1179, 3.8459, 3.1293, 1.3819, -0.428, -0.6056, -0.6033, -0.8372, 0.7365, -0.1753, 0.2571, -0.0464, -0.247, 1.623, 0.0, 0.0, 0.0])
-ANSWERABLE_BIAS = -4.6355
+RIGHT_COEF = np.array([1.1103, 0.8274, 0.7819, 0.408, 0.3687, 0.5545, -0.2932, 0.0519, 0.4012, 1.2363, -0.1695,
+                       -0.158, -0.0736, -1.084, 0.9098, -1.0654, -0.0084, 0.8562])
+RIGHT_BIAS = -4.0613
+ANSWERABLE_COEF = np.array([1.997, 0.1606, 3.8487, 3.7134, 0.561, -0.3673, -0.4075, -0.468, -0.4795, 0.784,
+                            0.1427, -0.2131, -0.3194, -0.0745, 1.9777, -1.1768, -0.7545, 1.0734])
+ANSWERABLE_BIAS = -5.9896
 
 
 @dataclass
@@ -177,7 +179,8 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
                if top_row is not None else {"top_new_term": 0.0, "top_overlap": 0.0, "top_rank": 0.0}),
             "ask_code": float(kind == "code"), "ask_number": float(kind in ("number", "default")),
             "ask_define": float(kind == "define"), "top_quote": _quote_score(top_row) if top_row is not None else 0.0,
-            "names_missing": missing_names(question, passages), "names_missing_top": missing_names(question, passages[:1]),
+            "names_missing": min(2, missing_names(question, passages)),
+            "names_missing_top": min(2, missing_names(question, passages[:1])),
             "top_coverage": sum(w for t, w, _ in idf if _present(t, first)) / total}
 
 

@@ -85,10 +85,10 @@ def test_the_names_a_question_asks_about(question, expected):
 def test_a_name_the_passages_lack_is_missing():
     passages = [_hit(1, "git stash push --keep-index keeps what is staged.", ("git-stash",)),
                 _hit(2, "The index is also called the staging area.", ("Git > glossary",))]
-    assert missing_names("How do I stash in Git but keep the index?", passages) == 0.0  # "Git": in a heading
-    assert missing_names("How do I stash in Sourcetree but keep the index?", passages) == 1.0
-    assert missing_names("How do I stash in Sourcetree with Git?", passages) == 0.5
-    assert missing_names("how do i stash?", passages) == 0.0  # no name asked about: nothing missing
+    assert missing_names("How do I stash in Git but keep the index?", passages) == 0  # "Git": in a heading
+    assert missing_names("How do I stash in Sourcetree but keep the index?", passages) == 1
+    assert missing_names("How do I stash in Sourcetree with Git and GitHub?", passages) == 2  # "git" is no "github"
+    assert missing_names("how do i stash?", passages) == 0  # no name asked about: nothing missing
 
 
 def test_another_products_name_lowers_answerable(embedder):
@@ -99,5 +99,5 @@ def test_another_products_name_lowers_answerable(embedder):
     plain = key_answer("How do I stash changes but keep the index?", passages, embedder, stats, 0.8)
     other = key_answer("How do I stash changes but keep the index in Sourcetree?", passages, embedder,
                        TermStats(stats.terms + [("sourcetree", 0)], 2000), 0.8)
-    assert other.features["names_missing"] == 1.0 and plain.features["names_missing"] == 0.0
+    assert (other.features["names_missing"], plain.features["names_missing"]) == (1.0, 0.0)
     assert other.answerable < plain.answerable

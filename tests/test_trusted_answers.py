@@ -77,3 +77,11 @@ def test_the_cli_prints_the_checked_answer_not_the_draft(sample_home, llm, cli):
     assert js["status"] in out.split("\n\n", 2)[1]
     if js["generated"] and js["generated"].strip() != js["answer"].strip():
         assert js["generated"].strip()[:40] not in out
+
+
+def test_a_question_about_another_company_is_not_answered(sample_ws, llm, embedder):
+    """A near miss: the documents answer it for their own company, not for one they never name."""
+    a = ask(sample_ws, "How many weeks of fully paid parental leave does Contoso give?", llm=llm, embedder=embedder,
+            adapter=None, mode="extractive")
+    assert_checked(a)
+    assert a.status in ("not_found", "uncertain"), a.answer
