@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     for w in workers.values():
         w.ask(qs[0].question, "extractive")  # warm-up
     for mode, n in (("extractive", args.questions), ("auto", args.auto_questions)):
+        if n == 0:
+            continue
         for i, q in enumerate(qs[:n]):
             order = ["before", "now"] if i % 2 == 0 else ["now", "before"]
             for label in order:
