@@ -38,6 +38,8 @@ from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 60.0  # sync FAISS at least this often during a long ingest
+FLUSH_CHUNKS = 2000  # ... and after this many new chunks: what it holds for the next sync (`fresh`, a segment) stays bounded
+HOLD_INDEXES_UP_TO = 5000  # chunks in the workspace past which an ingest no longer loads the indexes (`sync_indexes`)
 READ_AHEAD = 8  # files read ahead of the embedder
 BATCH_CHUNKS = 256  # embed this many chunks at once (across documents) before committing them
 
@@ -292,7 +294,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
     def between_groups() -> bool:
         """Between two committed groups of a streamed file: sync FAISS when due; whether to stop."""
         nonlocal last_flush
-        if time.monotonic() - last_flush > FLUSH_SECONDS:
+        if time.monotonic() - last_flush > FLUSH_SECONDS or len(fresh) >= FLUSH_CHUNKS:
             sync_indexes(ws, cid, fresh)
             fresh.clear()
             last_flush = time.monotonic()
@@ -322,7 +324,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
                 pending.append(item)
                 if sum(len(p.chunks) for p in pending) >= BATCH_CHUNKS:
                     flush_pending()
-                if time.monotonic() - last_flush > FLUSH_SECONDS:
+                if time.monotonic() - last_flush > FLUSH_SECONDS or len(fresh) >= FLUSH_CHUNKS:
                     flush_pending()
                     sync_indexes(ws, cid, fresh)
                     fresh.clear()
@@ -684,9 +686,19 @@ def mark_queued(ws: Workspace, ids: Sequence[int]) -> None:
 
 def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None) -> None:
     """Bring collection `cid`'s FAISS index and the lexical index in step with SQLite after chunks
-    were written or deleted (`fresh`: vectors just computed, spared a read back)."""
-    vectors.sync(ws, cid, fresh)
-    lexicon.sync(ws)
+    were written or deleted (`fresh`: vectors just computed, spared a read back).
+
+    Up to HOLD_INDEXES_UP_TO chunks in the workspace this process syncs the index files itself
+    (holding them: a few MB). Past it, it only tells the searching processes (`vectors.note_changed`,
+    `lexicon.append`: the new chunks tokenized as a pending segment), in memory that does not grow
+    with the index, and the next search brings the files in step (bench/RESULTS.md, finding 17)."""
+    n = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    if n <= HOLD_INDEXES_UP_TO:
+        vectors.sync(ws, cid, fresh)
+        lexicon.sync(ws)
+    else:
+        vectors.note_changed(ws, cid)
+        lexicon.append(ws)
 
 
 def delete_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,7 @@ _PAIR = "\x00"  # joins the stems of adjacent words of an identifier into one te
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61: runs of letters and digits; "_" separates
 _local = threading.local()
 _stems: dict[str, str] = {}
+STEMS_MAX = 100_000  # words whose stem is remembered; then forgotten at once (a CSV of a million ids has a million words)
 
 
 def stem(word: str) -> str:
@@ -65,8 +67,9 @@ def stem(word: str) -> str:
                 stemmer = _local.stemmer = snowballstemmer.stemmer("porter")
             w = stemmer.stemWord(w)
         s = w
-        if len(_stems) < 500_000:
-            _stems[word] = s
+        if len(_stems) >= STEMS_MAX:  # ~16 MB: kept bounded, the ingesting process's memory must not grow with its words
+            _stems.clear()
+        _stems[word] = s
     return s
 
 
@@ -222,15 +225,48 @@ class Index:
             t_parts.append(uniq)
             f_parts.append(np.bincount(inv, weights=weight).astype(np.float32))
             p_parts.append(np.full(len(uniq), base + k, np.int32))
+        T = np.concatenate(t_parts) if t_parts else np.zeros(0, np.int64)
+        P = np.concatenate(p_parts) if p_parts else np.zeros(0, np.int32)
+        F = np.concatenate(f_parts) if f_parts else np.zeros(0, np.float32)
+        return self._append(terms, T, P, F, np.array([r[0] for r in rows], np.int64),
+                            np.array([r[1] for r in rows], np.int64), np.array([r[2] for r in rows], np.int64),
+                            np.array(lengths, np.float32))
+
+    def merged(self, parts: Sequence[Index]) -> Index:
+        """A new index holding the live chunks of `parts` (indexes weighted as this one, holding none
+        of its chunks) after its own, their postings mapped onto its terms: no chunk is tokenized again."""
+        terms = dict(self.terms)
+        base = len(self.ids)
+        T, P, F, cols = [], [], [], {k: [] for k in ("ids", "docs", "colls", "length")}
+        for part in parts:
+            words = sorted(part.terms, key=part.terms.get)  # the word of each row
+            remap = np.fromiter((terms.setdefault(w, len(terms)) for w in words), np.int64, count=len(words))
+            term_of = np.repeat(np.arange(len(words)), np.diff(part.indptr))
+            keep = part.live[part.post_pos]
+            new_pos = (np.cumsum(part.live) - 1 + base).astype(np.int32)
+            T.append(remap[term_of[keep]])
+            P.append(new_pos[part.post_pos[keep]])
+            F.append(part.post_f[keep])
+            for k, v in cols.items():
+                v.append(getattr(part, k)[part.live])
+            base += part.n_live
+        if not T:
+            return self
+        order = np.argsort(np.concatenate(T), kind="stable")  # rows by term, positions ascending within a row
+        T, P, F = np.concatenate(T)[order], np.concatenate(P)[order], np.concatenate(F)[order]
+        return self._append(terms, T, P, F, *(np.concatenate(cols[k]) for k in ("ids", "docs", "colls", "length")), presorted=True)
+
+    def _append(self, terms: dict[str, int], T: np.ndarray, P: np.ndarray, F: np.ndarray, ids: np.ndarray,
+                docs: np.ndarray, colls: np.ndarray, lengths: np.ndarray, presorted: bool = False) -> Index:
+        """A new index with postings (term row `T`, position `P`, frequency `F`) of new chunks at the
+        positions after this one's (`ids`, `docs`, `colls`, `lengths` per new position); `terms` holds
+        this index's terms and the new ones, numbered after them."""
         n_terms = len(terms)
         old_counts = np.zeros(n_terms, np.int64)
         old_counts[:len(self.indptr) - 1] = np.diff(self.indptr)
-        if t_parts:
-            T, P, F = np.concatenate(t_parts), np.concatenate(p_parts), np.concatenate(f_parts)
+        if len(T) and not presorted:
             order = np.argsort(T, kind="stable")  # by term, positions ascending within a term
             T, P, F = T[order], P[order], F[order]
-        else:
-            T, P, F = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
         counts = old_counts + np.bincount(T, minlength=n_terms)
         indptr = np.zeros(n_terms + 1, np.int64)
         np.cumsum(counts, out=indptr[1:])
@@ -240,13 +276,10 @@ class Index:
         n_old_terms = len(self.indptr) - 1
         at = np.where(T < n_old_terms, self.indptr[np.minimum(T, n_old_terms - 1) + 1], len(self.post_pos))
         post_pos, post_f = np.insert(self.post_pos, at, P), np.insert(self.post_f, at, F)
-        ids = np.array([r[0] for r in rows], np.int64)
         return Index(terms, indptr, post_pos, post_f,
-                     np.concatenate([self.ids, ids]),
-                     np.concatenate([self.docs, np.array([r[1] for r in rows], np.int64)]),
-                     np.concatenate([self.colls, np.array([r[2] for r in rows], np.int64)]),
-                     np.concatenate([self.length, np.array(lengths, np.float32)]),
-                     np.concatenate([self.live, np.ones(len(rows), bool)]), fields=fields)
+                     np.concatenate([self.ids, ids]), np.concatenate([self.docs, docs]),
+                     np.concatenate([self.colls, colls]), np.concatenate([self.length, lengths]),
+                     np.concatenate([self.live, np.ones(len(ids), bool)]), fields=self.fields)
 
     def without(self, chunk_ids: np.ndarray, min_dead: int = 1000) -> Index:
         """A new index without these chunks. They stay as dead positions until a quarter of all
@@ -442,15 +475,35 @@ def _path(ws: Workspace) -> Path:
     return ws.index_dir / "lexical.npz"
 
 
-_files: dict[str, str] = {}
+_files: dict[str, tuple[str, str]] = {}
+
+
+def _names(ws: Workspace) -> tuple[str, str]:
+    """The index file's path and its pending segments' folder, as strings made once (building the
+    paths cost three times the stat, as in vectors._load)."""
+    home = str(ws.home)
+    names = _files.get(home)
+    if names is None:
+        names = _files[home] = (str(_path(ws)), str(ws.index_dir / "lexical.pending"))
+    return names
+
+
+def _read(path: Path, mtime: float = 0.0) -> Index:
+    """The index a file holds (the index file or a pending segment); raises on a torn or corrupt one."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in _ARRAYS}
+        words = bytes(z["terms"]).decode("utf-8").split("\n") if len(z["terms"]) else []
+        fields = Fields.from_json(bytes(z["fields"]).decode("utf-8")) if "fields" in z.files else Fields()
+    index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime, fields=fields)
+    if len(index.indptr) != len(words) + 1:
+        raise ValueError("term table and matrix disagree")
+    return index
 
 
 def _load(ws: Workspace) -> Index | None:
     """The index as on disk, read again only when the file changed."""
     home = str(ws.home)
-    name = _files.get(home)
-    if name is None:  # made once: building the path cost three times the stat (as in vectors._load)
-        name = _files[home] = str(_path(ws))
+    name = _names(ws)[0]
     try:
         mtime = os.stat(name).st_mtime
     except FileNotFoundError:
@@ -458,30 +511,28 @@ def _load(ws: Workspace) -> Index | None:
     hit = _cache.get(home)
     if hit is not None and hit.mtime == mtime:
         return hit
-    path = Path(name)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in _ARRAYS}
-            words = bytes(z["terms"]).decode("utf-8").split("\n") if len(z["terms"]) else []
-            fields = Fields.from_json(bytes(z["fields"]).decode("utf-8")) if "fields" in z.files else Fields()
-        index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime, fields=fields)
-        if len(index.indptr) != len(words) + 1:
-            raise ValueError("term table and matrix disagree")
+        index = _read(Path(name), mtime)
     except Exception as e:  # a torn or corrupt file: rebuilt from SQLite by sync
-        log.warning("lexical index %s unreadable (%s); it will be rebuilt from SQLite", path.name, e)
+        log.warning("lexical index %s unreadable (%s); it will be rebuilt from SQLite", os.path.basename(name), e)
         return None
     _cache[home] = index
     return index
 
 
+def _write(f, index: Index, removed: np.ndarray | None = None) -> None:
+    words = "\n".join(sorted(index.terms, key=index.terms.get)).encode("utf-8")
+    extra = {} if removed is None else {"removed": np.asarray(removed, np.int64)}
+    np.savez(f, terms=np.frombuffer(words, np.uint8), fields=np.frombuffer(index.fields.to_json().encode(), np.uint8),
+             **{k: getattr(index, k) for k in _ARRAYS}, **extra)
+
+
 def _save(ws: Workspace, index: Index) -> Index:
     path = _path(ws)
-    words = "\n".join(sorted(index.terms, key=index.terms.get)).encode("utf-8")
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, terms=np.frombuffer(words, np.uint8), fields=np.frombuffer(index.fields.to_json().encode(), np.uint8),
-                     **{k: getattr(index, k) for k in _ARRAYS})
+            _write(f, index)
 
     meta = {"chunks": index.n_live, "id_sum": int(index.ids[index.live].sum())}
     index = replace(index, mtime=save_with_sidecar(path, path.with_name("lexical.tmp.npz"), write, meta, "lexical index"))
@@ -500,9 +551,121 @@ def _rows(ws: Workspace, ids: np.ndarray) -> list[tuple]:
     return [tuple(r) for r in out]
 
 
+def _sqlite_ids(ws: Workspace) -> np.ndarray:
+    return np.fromiter((r[0] for r in ws.db.execute("SELECT id FROM chunks")), np.int64)
+
+
+# -- pending segments: what an ingesting process adds without holding the index ---------------------
+# A process that ingests into a big workspace does not load the index (it grows with every chunk:
+# bench/RESULTS.md, finding 17): `append` writes the chunks the index lacks, tokenized, and the ids it
+# holds that SQLite no longer does, as segment files under index/lexical.pending/ (named by the time
+# they were written, folded in that order). A search sees the folder (`current`) and `sync` folds them
+# into lexical.npz, then deletes them; both hold the index's file lock.
+
+SEGMENT_CHUNKS = 10_000  # chunks per pending segment: what `append` holds at once
+
+
+def _segments(ws: Workspace) -> list[Path]:
+    folder = Path(_names(ws)[1])
+    try:
+        return sorted(folder.glob("*.npz"))
+    except FileNotFoundError:
+        return []
+
+
+def _read_segment(path: Path) -> tuple[Index | None, np.ndarray]:
+    """(the chunks a segment adds, the chunk ids it removes); (None, []) for an unreadable one, which
+    `sync` then repairs from SQLite."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            removed = z["removed"]
+        return _read(path), removed
+    except Exception as e:
+        log.warning("pending lexical segment %s unreadable (%s); its chunks are read again from SQLite", path.name, e)
+        return None, np.zeros(0, np.int64)
+
+
+def _covered(ws: Workspace) -> np.ndarray:
+    """The chunk ids the index file and its pending segments hold together, read without the postings."""
+    ids = np.zeros(0, np.int64)
+    try:
+        with np.load(_names(ws)[0], allow_pickle=False) as z:
+            ids = z["ids"][z["live"]]
+    except FileNotFoundError:
+        pass
+    except Exception:  # unreadable: `sync` rebuilds it from SQLite, so the segments need not cover it
+        pass
+    for seg in _segments(ws):
+        try:
+            with np.load(seg, allow_pickle=False) as z:
+                ids = np.concatenate([np.setdiff1d(ids, z["removed"]), z["ids"][z["live"]]])
+        except Exception:  # read again from SQLite by `sync`
+            continue
+    return ids
+
+
+def append(ws: Workspace) -> dict:
+    """Bring the lexical index in step with SQLite without loading it: the chunks it lacks are
+    tokenized, SEGMENT_CHUNKS at a time, and written with the ids of the chunks SQLite no longer
+    holds as pending segments, which the next search folds in (`sync`). Memory: every chunk's id
+    (16 bytes) and one segment, however big the index. Returns {"added", "removed", "segments"}."""
+    from filelock import FileLock
+
+    from archivist.workspace import WorkspaceError
+
+    fields = fields_of(ws)
+    path, folder = _names(ws)
+    with _lock, FileLock(path + ".lock"):
+        have, want = _covered(ws), _sqlite_ids(ws)
+        missing, extra = np.setdiff1d(want, have), np.setdiff1d(have, want)
+        segments = 0
+        for start in range(0, len(missing), SEGMENT_CHUNKS) if len(missing) else ([0] if len(extra) else []):
+            part = Index.empty(fields).with_chunks(_rows(ws, missing[start:start + SEGMENT_CHUNKS]))
+            name = Path(folder) / f"{time.time_ns():020d}.npz"
+            tmp = name.with_suffix(".tmp")
+            try:
+                name.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as f:
+                    _write(f, part, extra if start == 0 else None)
+                os.replace(tmp, name)  # a search sees the whole segment or none of it
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise WorkspaceError(f"cannot write the pending lexical segment {name.name}: {e}; what SQLite "
+                                     "holds is intact and the index is repaired from it") from e
+            segments += 1
+        return {"added": int(len(missing)), "removed": int(len(extra)), "segments": segments}
+
+
+def _fold(index: Index, segments: list[Path]) -> Index:
+    """`index` with the pending segments applied in order: their removals, then their chunks (those
+    it does not hold already: a segment folded before a crash kept it from being deleted)."""
+    parts = []
+    for seg in segments:
+        part, removed = _read_segment(seg)
+        if len(removed):
+            index = index.without(removed)
+        if part is not None and part.fields == index.fields and len(part.ids):
+            held = np.isin(part.ids, index.ids[index.live])
+            parts.append(part.without(part.ids[held], min_dead=len(part.ids) + 1) if held.any() else part)
+    # merged as one: each chunk's postings are moved once, not once per segment
+    return index.merged(parts) if parts else index
+
+
+def _drop_segments(segments: list[Path]) -> None:
+    for seg in segments:
+        seg.unlink(missing_ok=True)
+    if segments:
+        try:
+            segments[0].parent.rmdir()  # gone when empty: a search checks for it with one stat
+        except OSError:
+            pass
+
+
 def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> dict:
     """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (None: the
-    settings'; an index on disk weighted otherwise is rebuilt). Returns {"added", "removed", "total"}."""
+    settings'; an index on disk weighted otherwise is rebuilt), folding in the pending segments
+    (`append`) and deleting them. Returns {"added", "removed", "total"}: what SQLite brought beyond
+    the segments."""
     from filelock import FileLock
 
     fields = fields or fields_of(ws)
@@ -513,7 +676,10 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> 
             log.info("lexical index weighted %s, wanted %s: rebuilding it", loaded.fields, fields)
             loaded = None
         index = loaded or Index.empty(fields)
-        want = np.array([r[0] for r in ws.db.execute("SELECT id FROM chunks")], np.int64)
+        segments = _segments(ws)
+        if segments and not rebuild:
+            index = _fold(index, segments)
+        want = _sqlite_ids(ws)
         have = index.ids[index.live]
         missing, extra = np.setdiff1d(want, have), np.setdiff1d(have, want)
         if len(extra):
@@ -521,13 +687,19 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> 
         if len(missing):
             index = index.with_chunks(_rows(ws, missing))
         _cache[str(ws.home)] = index  # searchable in this process even if saving it fails
-        if loaded is None or len(missing) or len(extra) or fresh_sidecar(path) is None:
+        if loaded is None or segments or len(missing) or len(extra) or fresh_sidecar(path) is None:
             index = _save(ws, index)
+        _drop_segments(segments)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": index.n_live}
 
 
 def check_and_repair(ws: Workspace) -> list[str]:
-    """Sync the index when its sidecar disagrees with SQLite's chunk count and id sum (cheap when they agree)."""
+    """Sync the index when its sidecar disagrees with SQLite's chunk count and id sum (cheap when they
+    agree). With pending segments it only writes one for what they lack (`append`): the next search
+    folds them, and an ingesting process never loads the index."""
+    if _segments(ws):
+        result = append(ws)
+        return [f"lexical index: {result}"] if result["segments"] else []
     n, s = ws.db.execute("SELECT COUNT(*), COALESCE(SUM(id), 0) FROM chunks").fetchone()
     meta = fresh_sidecar(_path(ws))
     if (meta is not None and meta.get("chunks") == n and meta.get("id_sum") == s) or (n == 0 and meta is None):
@@ -541,9 +713,10 @@ def check_and_repair(ws: Workspace) -> list[str]:
 
 def current(ws: Workspace) -> Index:
     """The workspace's index, loaded once per process and again when another process saved it;
-    built from SQLite the first time."""
+    built from SQLite the first time; pending segments (`append`) folded in first."""
     index = _load(ws)
-    if index is None or index.fields != fields_of(ws):  # none yet, or weighted otherwise: rebuilt
+    if index is None or index.fields != fields_of(ws) or os.path.isdir(_names(ws)[1]):
+        # none yet, weighted otherwise (rebuilt), or segments an ingesting process left (folded in)
         from archivist.workspace import WorkspaceError
 
         try:

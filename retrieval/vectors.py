@@ -136,15 +136,17 @@ def _key(ws: Workspace, cid: int) -> tuple[str, int, str]:
     return str(ws.home), cid, generation(ws)
 
 
-_files: dict[tuple[str, int, str], tuple[str, str]] = {}
+_files: dict[tuple[str, int, str], tuple[str, str, str]] = {}
 
 
-def _file_names(key: tuple[str, int, str], ws: Workspace) -> tuple[str, str]:
-    """`_paths` as strings, made once per collection and generation: every search stats the index
-    file, and building the paths cost three times the stat itself (bench/RESULTS.md, finding 2d)."""
+def _file_names(key: tuple[str, int, str], ws: Workspace) -> tuple[str, str, str]:
+    """`_paths` and the pending mark (`note_changed`) as strings, made once per collection and
+    generation: every search stats the index file, and building the paths cost three times the stat
+    itself (bench/RESULTS.md, finding 2d)."""
     names = _files.get(key)
     if names is None:
-        names = _files[key] = tuple(str(p) for p in paths_for(ws, key[1], key[2]))
+        path, sidecar = paths_for(ws, key[1], key[2])
+        names = _files[key] = (str(path), str(sidecar), str(path.with_suffix(".pending")))
     return names
 
 
@@ -330,10 +332,16 @@ def _outdated(index) -> bool:
     return hasattr(index, "id_map") and isinstance(faiss.downcast_index(index.index), faiss.IndexIVF)
 
 
-def _load(ws: Workspace, cid: int) -> _Loaded | None:
-    """The collection's index as on disk, reloaded only when the file changed."""
+def _load(ws: Workspace, cid: int, fold: bool = False) -> _Loaded | None:
+    """The collection's index as on disk, reloaded only when the file changed; with `fold` (a search),
+    synced first when an ingesting process marked it behind SQLite (`note_changed`)."""
     key = _key(ws, cid)
-    path, _ = _file_names(key, ws)
+    path, _, pending = _file_names(key, ws)
+    if fold and os.path.exists(pending):
+        try:
+            sync(ws, cid)
+        except WorkspaceError as e:  # a full disk: search what the file holds
+            log.warning("%s; searching the index as it was", e)
     try:
         mtime = os.stat(path).st_mtime
     except FileNotFoundError:
@@ -410,8 +418,28 @@ def write_generation(ws: Workspace, cid: int, gen: str, ids: np.ndarray, vecs: n
     return path
 
 
+def note_changed(ws: Workspace, cid: int) -> None:
+    """Mark collection `cid`'s FAISS index as behind SQLite without loading it (a file beside it,
+    `c<id>.pending`): what an ingesting process does past pipeline.HOLD_INDEXES_UP_TO chunks, so that
+    its memory does not grow with the index (bench/RESULTS.md, finding 17). The next search syncs
+    the index (`_load`), reading the new vectors from SQLite, and removes the mark."""
+    from filelock import FileLock
+
+    path, _ = _paths(ws, cid)
+    with FileLock(str(path) + ".lock"):  # not while a sync is between reading SQLite and removing the mark
+        try:
+            path.with_suffix(".pending").touch()
+        except OSError as e:
+            raise WorkspaceError(f"cannot mark the vector index {path.name} as behind: {e}; what SQLite holds "
+                                 "is intact and the index is repaired from it on the next open") from e
+
+
+ADD_BATCH = 20000  # vectors read back from SQLite and added at once (30 MB at 384 dimensions)
+
+
 def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, rebuild: bool = False) -> dict:
-    """Make collection `cid`'s FAISS index hold exactly its chunks in SQLite.
+    """Make collection `cid`'s FAISS index hold exactly its chunks in SQLite, and remove its pending
+    mark (`note_changed`).
 
     `fresh` may carry vectors just computed (chunk id -> vector) to spare reading them back.
     Returns {"added", "removed", "total", "rebuilt"}.
@@ -447,17 +475,15 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
             fresh = fresh or {}
             known = [i for i in missing.tolist() if i in fresh]
             unknown = np.array([i for i in missing.tolist() if i not in fresh], dtype=np.int64)
-            vecs = []
-            ids = []
             if known:
-                ids.append(np.array(known, dtype=np.int64))
-                vecs.append(np.stack([fresh[i] for i in known]).astype(np.float32))
-            if len(unknown):
-                ids.append(unknown)
-                vecs.append(_vectors(ws, unknown, dim))
-            loaded.index.add_with_ids(np.concatenate(vecs), np.concatenate(ids))
+                loaded.index.add_with_ids(np.stack([fresh[i] for i in known]).astype(np.float32), np.array(known, dtype=np.int64))
+            for start in range(0, len(unknown), ADD_BATCH):  # a batch at a time: never all of SQLite's vectors at once
+                part = unknown[start:start + ADD_BATCH]
+                loaded.index.add_with_ids(_vectors(ws, part, dim), part)
+        pending = path.with_suffix(".pending")
         if rebuilt or len(missing) or len(extra) or fresh_sidecar(path) is None:
             _save(ws, cid, loaded)
+        pending.unlink(missing_ok=True)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
 
 
@@ -485,6 +511,8 @@ def check_and_repair(ws: Workspace) -> list[str]:
     for cid in [r[0] for r in ws.db.execute("SELECT id FROM collections")]:
         n, s = counts.get(cid, (0, 0))
         path, _ = _paths(ws, cid)
+        if path.with_suffix(".pending").exists():  # the next search syncs it (an ingesting process never loads it)
+            continue
         meta = fresh_sidecar(path)
         ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s
               and (meta.get("kind") != "ivf" or meta.get("format") == FORMAT)) or (n == 0 and not path.exists())
@@ -523,7 +551,7 @@ def search(ws: Workspace, cid: int, query: np.ndarray, k: int, allowed: np.ndarr
     """Top-k (chunk id, cosine score) in one collection; `allowed` restricts the ids inside FAISS.
     A compressed (IVF-PQ) index proposes `rescore_depth(k)` candidates whose exact vectors, read
     from SQLite, give the scores and the order (`_rescore`)."""
-    loaded = _load(ws, cid)
+    loaded = _load(ws, cid, fold=True)
     if loaded is None or loaded.index.ntotal == 0 or k <= 0:
         return []
     faiss = _faiss()
