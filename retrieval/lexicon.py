@@ -15,7 +15,9 @@ a term-by-chunk CSR matrix and scores them with numpy.
 
 SQLite is the source of truth and `index/lexical.npz` a cache of it, kept in step like the FAISS
 indexes: `sync` adds the chunks the index lacks and drops the ones SQLite no longer holds, under
-a file lock, and saves; other processes reload the file when its mtime changes. An `Index` is
+a file lock, and saves; other processes reload the file when its mtime changes. An ingesting
+process past pipeline.HOLD_INDEXES_UP_TO chunks does not load it: `append` writes its new chunks'
+postings as pending segments, which the next search folds in (`sync`). An `Index` is
 never changed in place: `sync` builds a new one and swaps it in, so a search running in another
 thread keeps a consistent one.
 """

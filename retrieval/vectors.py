@@ -11,6 +11,8 @@ cache of it. `sync` makes a collection's FAISS index equal to SQLite (adding wha
 removing what is gone) under a file lock, so several processes can ingest at once and a crash
 between a SQLite commit and a FAISS save is repaired on the next open. Exact inner-product
 search by default; an IVF index once a collection passes `settings.ann_threshold` vectors.
+An ingesting process past pipeline.HOLD_INDEXES_UP_TO chunks does not load the index (it grows with
+every chunk): `note_changed` leaves a mark beside it (`c<id>.pending`), and the next search syncs it.
 
 Past `settings.compress_above` vectors the index is compressed: an `IndexIVFPQ` (one byte per 8
 dimensions, 48 bytes for a 384-dimension vector instead of 1,536; chunk ids and a hashtable direct
