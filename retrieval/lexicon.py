@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -234,9 +234,10 @@ class Index:
                             np.array([r[1] for r in rows], np.int64), np.array([r[2] for r in rows], np.int64),
                             np.array(lengths, np.float32))
 
-    def merged(self, parts: Sequence[Index]) -> Index:
+    def merged(self, parts: Iterable[Index]) -> Index:
         """A new index holding the live chunks of `parts` (indexes weighted as this one, holding none
-        of its chunks) after its own, their postings mapped onto its terms: no chunk is tokenized again."""
+        of its chunks) after its own, their postings mapped onto its terms: no chunk is tokenized
+        again. `parts` may be a generator: each is let go once its postings are mapped."""
         terms = dict(self.terms)
         base = len(self.ids)
         T, P, F, cols = [], [], [], {k: [] for k in ("ids", "docs", "colls", "length")}
@@ -252,6 +253,7 @@ class Index:
             for k, v in cols.items():
                 v.append(getattr(part, k)[part.live])
             base += part.n_live
+            del words, remap, term_of, part  # a segment's term table is let go before the next is read
         if not T:
             return self
         order = np.argsort(np.concatenate(T), kind="stable")  # rows by term, positions ascending within a row
@@ -640,17 +642,26 @@ def append(ws: Workspace) -> dict:
 
 def _fold(index: Index, segments: list[Path]) -> Index:
     """`index` with the pending segments applied in order: their removals, then their chunks (those
-    it does not hold already: a segment folded before a crash kept it from being deleted)."""
-    parts = []
-    for seg in segments:
-        part, removed = _read_segment(seg)
+    it does not hold already: a segment folded before a crash kept it from being deleted). A chunk
+    a later segment removes that an earlier one added is left to `sync`'s comparison with SQLite."""
+    for seg in segments:  # the removals first: only ids, cheap to read
+        try:
+            with np.load(seg, allow_pickle=False) as z:
+                removed = z["removed"]
+        except Exception:
+            continue
         if len(removed):
             index = index.without(removed)
-        if part is not None and part.fields == index.fields and len(part.ids):
-            held = np.isin(part.ids, index.ids[index.live])
-            parts.append(part.without(part.ids[held], min_dead=len(part.ids) + 1) if held.any() else part)
-    # merged as one: each chunk's postings are moved once, not once per segment
-    return index.merged(parts) if parts else index
+    held = index.ids[index.live]
+
+    def parts() -> Iterator[Index]:  # one segment in memory at a time
+        for seg in segments:
+            part, _ = _read_segment(seg)
+            if part is not None and part.fields == index.fields and len(part.ids):
+                there = np.isin(part.ids, held)
+                yield part.without(part.ids[there], min_dead=len(part.ids) + 1) if there.any() else part
+
+    return index.merged(parts())
 
 
 def _drop_segments(segments: list[Path]) -> None:
