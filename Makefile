@@ -51,17 +51,24 @@ system-deps:
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	  else echo "chromium missing and no apt-get: browser tests will be skipped" >&2; fi; }
 
+# Tests run in parallel processes (pytest-xdist), one per core, at most 4 (each loads the models):
+# a test file stays on one worker, so its module fixtures (a server, a trained adapter) are built once,
+# and tests/conftest.py gives each worker its share of the cores for torch's threads. PYTEST_N=0 runs in
+# this process (what a plain `python -m pytest` does).
+PYTEST_N ?= auto
+PARALLEL := $(if $(filter 0,$(PYTEST_N)),,-n $(PYTEST_N) --maxprocesses 4 --dist loadfile)
+
 # The default suite, what CI runs: everything but the `long` and `gpu` tests (pyproject.toml's addopts).
 test: install system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 # The inner loop: also leaves out `slow` tests (heavy or timing-dependent; long, gpu and e2e count as slow).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(PARALLEL)
 
 
 test-all: install system-deps
-	$(BIN)/python -m pytest -q -m ""
+	$(BIN)/python -m pytest -q -m "" $(PARALLEL)
 
 # The bench extra: LlamaIndex (the baseline of bench/quality.py), pyinstrument and py-spy (profiling).
 bench-deps: install

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist (`make test` runs `-n auto`), each worker gets its share of the cores for torch's
+    threads, and so do the processes its tests start (the environment is inherited): two workers each
+    running two OpenMP threads on two cores run several times slower than with one thread each. Set
+    before torch is imported; an explicit OMP_NUM_THREADS wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
+_share_the_cores_between_workers()
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -90,6 +104,14 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def short_answers(monkeypatch):
+    """At most 48 generated tokens per answer (ARCHIVIST_MAX_NEW_TOKENS, read when settings are made):
+    the small chat model rarely stops before the 200-token default, so an answer costs its full length.
+    For tests about what is done with an answer (checked, streamed, identical over HTTP), not its length."""
+    monkeypatch.setenv("ARCHIVIST_MAX_NEW_TOKENS", "48")
+
+
 # Short made-up facts a fine-tune can learn in a few steps.
 FACTS = [
     ("What is the code word of team Lynx?", "The code word of team Lynx is PELICAN-42 [1]."),
@@ -133,11 +155,26 @@ def sample_home(tmp_path_factory, embedder):
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
+    def build(home: Path) -> None:
+        with open_workspace(Settings.from_env(home=home)) as w:
+            results = ingest_paths(w, SAMPLE_DOCS, collection="default", embedder=embedder, progress=False)
+        assert all(r.status == "added" for r in results), [(r.name, r.reason) for r in results]
+
     home = tmp_path_factory.mktemp("samples-ws")
-    settings = Settings.from_env(home=home)
-    with open_workspace(settings) as w:
-        results = ingest_paths(w, SAMPLE_DOCS, collection="default", embedder=embedder, progress=False)
-    assert all(r.status == "added" for r in results), [(r.name, r.reason) for r in results]
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        build(home)
+        return home
+    # Under pytest-xdist the first worker to need it builds it (the scan's OCR included) in the run's
+    # shared temporary folder; every worker then uses its own copy.
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "samples-ws-shared"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / ".built").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            build(shared)
+            (shared / ".built").touch()
+    shutil.copytree(shared, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
     return home
 
 

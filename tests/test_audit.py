@@ -21,8 +21,22 @@ from archivist.workspace import open_workspace
 REPO = Path(__file__).resolve().parent.parent
 
 
-def actions(ws, kind=None) -> list[dict]:
-    return audit.read(ws, by="admin", action=kind)
+def actions(ws, kind=None, since: int = 0) -> list[dict]:
+    """The audit records (of `kind`) after record id `since`."""
+    return [r for r in audit.read(ws, by="admin", action=kind) if r["id"] > since]
+
+
+def copy_of_samples(sample_home, home) -> int:
+    """Copy the session's sample workspace to `home` (it stays untouched); returns its last record id:
+    tests that ran before may have asked questions in it (with pytest-xdist, any test before on the worker)."""
+    import shutil
+
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    shutil.copytree(sample_home, home)
+    with open_checked(Settings.from_env(home=home)) as w:
+        return max((r["id"] for r in actions(w)), default=0)
 
 
 def kinds(ws) -> list[str]:
@@ -98,18 +112,16 @@ def test_documents_added_updated_deleted_are_recorded(ws, embedder, tmp_path):
 
 
 def test_every_question_is_recorded_with_what_it_showed(sample_home, llm, embedder, monkeypatch, tmp_path):
-    import shutil
-
     from archivist.retrieval.answer import ask
     from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
 
     home = tmp_path / "copy"
-    shutil.copytree(sample_home, home)  # the session's sample workspace stays untouched
+    since = copy_of_samples(sample_home, home)
     with open_checked(Settings.from_env(home=home)) as w:
         a = ask(w, "How many days of annual leave do employees get?", llm=llm, embedder=embedder,
                 mode="extractive", surface="api")
-        [r] = actions(w, "question")
+        [r] = actions(w, "question", since)
         d = r["detail"]
         assert r["user"] == "admin" and d["surface"] == "api"
         assert d["question"] == "How many days of annual leave do employees get?"
@@ -148,14 +160,12 @@ with open_checked(Settings.from_env(home=sys.argv[1])) as ws:
 def test_a_streamed_answer_is_recorded_before_its_first_token_even_if_killed(sample_home, llm, embedder, tmp_path):
     """A draft reaches the screen token by token; a process killed after the first token still
     leaves its `question.started` record (what was asked and shown), and a finished one both."""
-    import shutil
-
     from archivist.retrieval.answer import ask
     from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
 
     home = tmp_path / "copy"
-    shutil.copytree(sample_home, home)
+    since = copy_of_samples(sample_home, home)
     q = "How many days of annual leave do employees get?"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("ARCHIVIST_USER", None)
@@ -163,8 +173,8 @@ def test_a_streamed_answer_is_recorded_before_its_first_token_even_if_killed(sam
                            capture_output=True, text=True, timeout=600)
     assert child.returncode == -signal.SIGKILL and child.stdout, child.stderr[-2000:]  # a token was shown
     with open_checked(Settings.from_env(home=home)) as w:
-        assert actions(w, "question") == []
-        [r] = actions(w, "question.started")
+        assert actions(w, "question", since) == []
+        [r] = actions(w, "question.started", since)
         d = r["detail"]
         assert (d["question"], d["surface"], d["mode"]) == (q, "app", "generate") and d["shown"]
         assert "answer_sha256" not in d
@@ -173,11 +183,11 @@ def test_a_streamed_answer_is_recorded_before_its_first_token_even_if_killed(sam
         w.settings = dataclasses.replace(w.settings, max_new_tokens=8)  # a short draft is enough here
         pieces = []
         a = ask(w, q, llm=llm, embedder=embedder, mode="generate", on_token=pieces.append)
-        started, done = actions(w, "question.started")[-1], actions(w, "question")[-1]
+        started, done = actions(w, "question.started", since)[-1], actions(w, "question", since)[-1]
         assert started["id"] < done["id"] and started["detail"]["shown"] == done["detail"]["shown"]
         assert [s["chunk_id"] for s in done["detail"]["shown"]] == [p.chunk_id for p in a.passages]
         ask(w, q, llm=llm, embedder=embedder, mode="extractive")  # nothing streamed: one record
-        assert len(actions(w, "question.started")) == 2 and len(actions(w, "question")) == 2
+        assert len(actions(w, "question.started", since)) == 2 and len(actions(w, "question", since)) == 2
         assert audit.verify(w).ok
 
 

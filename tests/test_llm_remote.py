@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_answers")]
 
 QUESTION = "Which phone extension reaches the on-call duty manager?"
 

@@ -290,6 +290,7 @@ def test_absent_topic_gets_the_plain_not_in_documents_answer(sample_ws):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("short_answers")
 def test_answer_json_citations_match_prompt_passages(sample_ws, llm):
     streamed = []
     result = ask(sample_ws, "Which phone extension reaches the on-call duty manager?", llm=llm, on_token=streamed.append)

@@ -17,7 +17,7 @@ from archivist.retrieval.verify import verify_answer
 
 from conftest import sample_questions
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_answers")]
 
 _CITE = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 
