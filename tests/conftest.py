@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -40,6 +41,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.get_closest_marker(m) for m in ("long", "gpu", "e2e", "vllm", "ray")) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+    _unique_node_ids(items)
+
+
+def _unique_node_ids(items) -> None:
+    """schemathesis' cases (test_api_schema.py) share one node id, their operation only in the name;
+    pytest-xdist schedules by node id and would run the first case alone. Each gets its name in its id
+    (pytest keeps it in a private attribute: `_id` since pytest 9, `_nodeid` before), and a run with
+    ids still shared stops rather than leave tests out unseen."""
+    seen = collections.Counter(item.nodeid for item in items)
+    for item in items:
+        if seen[item.nodeid] > 1 and "[" in item.name:
+            if hasattr(item, "_id"):
+                item._id = item.parent.id.child(item.name)
+            else:
+                item._nodeid = f"{item.parent.nodeid}::{item.name}"
+    shared = [n for n, k in collections.Counter(i.nodeid for i in items).items() if k > 1]
+    if shared and os.environ.get("PYTEST_XDIST_WORKER"):
+        raise pytest.UsageError(f"tests share a node id, pytest-xdist would run one of each: {shared}")
 
 
 @pytest.fixture(autouse=True)
