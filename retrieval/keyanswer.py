@@ -241,7 +241,9 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
     x = np.array([q[f] for f in QUESTION_FEATURES])
     span = key_span(cands[first][1], follow_up or question)
     body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
-    return KeyAnswer(text=f"{span}{JOIN}{body}" if span else body, span=span,
+    # a definition's sentence already starts with its term ("--keep-index — All changes ..."): no second copy
+    shown = f"{span}{JOIN}{body}" if span and not body.startswith(span + JOIN) else body
+    return KeyAnswer(text=shown, span=span,
                      picked=[(cands[i][0], cands[i][1]) for i in picked], candidate=float(probs[first]),
                      right=float(_sigmoid(x @ RIGHT_COEF + RIGHT_BIAS)),
                      answerable=float(_sigmoid(x @ ANSWERABLE_COEF + ANSWERABLE_BIAS)), features=q)

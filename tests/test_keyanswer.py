@@ -47,6 +47,16 @@ def test_an_invented_span_cannot_appear(embedder):
                 assert " ".join(part.split()) in " ".join(passages[n - 1].text.split()) + " " + passages[n - 1].heading[-1]
 
 
+def test_a_definitions_term_is_shown_once(embedder):
+    """The span is the term the quoted definition starts with: the answer does not repeat it."""
+    passages = [_hit(1, "git-stash - Stash the changes in a dirty working directory away.\n\n"
+                        "--keep-index\nAll changes already added to the index are left intact.", ("git-stash",))]
+    k = key_answer("Which git stash option leaves the changes already added to the index intact?", passages,
+                   embedder, TermStats(), 0.8)
+    assert k.span == "--keep-index"
+    assert k.text == "--keep-index — All changes already added to the index are left intact. [1]"
+
+
 @pytest.mark.slow
 def test_every_shown_span_is_in_a_passage(sample_ws, embedder):
     for q in sample_questions()[:6] + sample_questions(answerable=False)[:3]:
