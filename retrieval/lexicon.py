@@ -577,16 +577,14 @@ def _segments(ws: Workspace) -> list[Path]:
         return []
 
 
-def _read_segment(path: Path) -> tuple[Index | None, np.ndarray]:
-    """(the chunks a segment adds, the chunk ids it removes); (None, []) for an unreadable one, which
-    `sync` then repairs from SQLite."""
+def _read_segment(path: Path) -> Index | None:
+    """The chunks a segment adds (its removals are read by `_fold` on their own); None for an
+    unreadable one, which `sync` then repairs from SQLite."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            removed = z["removed"]
-        return _read(path), removed
+        return _read(path)
     except Exception as e:
         log.warning("pending lexical segment %s unreadable (%s); its chunks are read again from SQLite", path.name, e)
-        return None, np.zeros(0, np.int64)
+        return None
 
 
 def _covered(ws: Workspace) -> np.ndarray:
@@ -595,9 +593,7 @@ def _covered(ws: Workspace) -> np.ndarray:
     try:
         with np.load(_names(ws)[0], allow_pickle=False) as z:
             ids = z["ids"][z["live"]]
-    except FileNotFoundError:
-        pass
-    except Exception:  # unreadable: `sync` rebuilds it from SQLite, so the segments need not cover it
+    except Exception:  # missing, or unreadable: `sync` rebuilds it from SQLite, so the segments need not cover it
         pass
     for seg in _segments(ws):
         try:
@@ -656,7 +652,7 @@ def _fold(index: Index, segments: list[Path]) -> Index:
 
     def parts() -> Iterator[Index]:  # one segment in memory at a time
         for seg in segments:
-            part, _ = _read_segment(seg)
+            part = _read_segment(seg)
             if part is not None and part.fields == index.fields and len(part.ids):
                 there = np.isin(part.ids, held)
                 yield part.without(part.ids[there], min_dead=len(part.ids) + 1) if there.any() else part

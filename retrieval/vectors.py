@@ -165,12 +165,9 @@ def _vectors(ws: Workspace, ids: np.ndarray, dim: int) -> np.ndarray:
     out = np.empty((len(ids), dim), np.float32)
     at = {int(i): k for k, i in enumerate(ids.tolist())}
     got = set()
-    for start in range(0, len(ids), 900):  # SQLite's parameter limit
-        part = ids[start:start + 900].tolist()
-        for i, emb in ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(part))}) "
-                                    "AND embedding IS NOT NULL", part):
-            out[at[i]] = np.frombuffer(emb, dtype=np.float32)
-            got.add(i)
+    for i, emb in _vector_rows(ws, ids.tolist()):
+        out[at[i]] = np.frombuffer(emb, dtype=np.float32)
+        got.add(i)
     if len(got) != len(at):
         raise KeyError(f"chunks without a vector in SQLite: {sorted(set(at) - got)[:5]}")
     return out
@@ -622,13 +619,17 @@ def _rescore(ws: Workspace, query: np.ndarray, candidates: np.ndarray, k: int) -
     return [(ids[i], float(scores[i])) for i in top]
 
 
-def _read_vectors(ws: Workspace, ids: list[int]) -> tuple[list[int], np.ndarray]:
-    """(the ids SQLite holds a vector for, in the order given; their vectors)."""
-    rows: dict[int, bytes] = {}
+def _vector_rows(ws: Workspace, ids: list[int]):
+    """(chunk id, embedding bytes) from SQLite for those of `ids` that hold a vector, in no order."""
     for start in range(0, len(ids), 900):  # SQLite's parameter limit
         part = ids[start:start + 900]
-        rows.update(ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(part))}) "
-                                  "AND embedding IS NOT NULL", part).fetchall())
+        yield from ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(part))}) "
+                                 "AND embedding IS NOT NULL", part)
+
+
+def _read_vectors(ws: Workspace, ids: list[int]) -> tuple[list[int], np.ndarray]:
+    """(the ids SQLite holds a vector for, in the order given; their vectors)."""
+    rows = dict(_vector_rows(ws, ids))
     held = [i for i in ids if i in rows]
     vecs = np.frombuffer(b"".join(rows[i] for i in held), dtype=np.float32).reshape(len(held), -1) if held else np.zeros((0, 0), np.float32)
     return held, vecs
