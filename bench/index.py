@@ -8,11 +8,15 @@ exact vectors, on real chunk embeddings.
 256-token chunks with 32 overlap, the heading path before the text, the default embedder) and
 appends the vectors to bench/data/index-vectors/ in shards of SHARD chunks; run it again and it goes
 on from the last shard. Sources, in order: the git manual (git-doc), the Debian Administrator's
-Handbook (en-US), the whole Python 3.11 documentation (its reST sources) and the Linux kernel's
-documentation (linux-doc), when installed. Never PostgreSQL's documentation.
+Handbook (en-US), the whole Python 3.11 documentation (its reST sources), the Linux kernel's
+documentation (linux-doc) and Rust's (rust-doc: its books first, then the standard library's API
+pages, `core` last); the Debian packages are installed with apt-get when missing. A chunk whose text
+was embedded already (API pages repeat: `std` re-exports `core`) is skipped, so the index holds no
+exact duplicates, whose ties would blur recall. Never PostgreSQL's documentation.
 
-`run` takes the first --n vectors, holds out --queries of them as queries (real chunk embeddings,
-so each query has near neighbours, as a question about the corpus has), and builds each index the
+`run` takes the first --n vectors, holds out --queries of them (a seeded sample spread over the
+sources) as queries (real chunk embeddings, so each query has near neighbours, as a question about
+the corpus has), and builds each index the
 way retrieval/vectors.py does, timing the build. Recall@10 is against the flat index's exact top
 10; memory is the serialized index's bytes per vector; latency is one query at a time (as a search
 is), p50 and p95, the indexes alternated in rounds. The compressed indexes' re-scoring reads the
@@ -23,6 +27,7 @@ the latency.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sqlite3
 import time
@@ -39,7 +44,12 @@ SOURCES = [
     Path("/usr/share/doc/debian-handbook/html/en-US"),
     Path("/usr/share/doc/python3.11/html/_sources"),
     Path("/usr/share/doc/linux-doc-6.1/html/_sources"),
+    Path("/usr/share/doc/rust-doc/html"),
 ]
+PACKAGES = ["git-doc", "debian-handbook", "python3.11-doc", "linux-doc-6.1", "rust-doc"]
+RUST_FIRST = ("book", "reference", "rust-by-example", "nomicon", "edition-guide", "embedded-book", "rustc",
+              "rustdoc", "unstable-book", "std", "alloc", "proc_macro", "test")  # then core: thousands of SIMD intrinsics
+RUST_SKIP = ("src", "implementors")  # source listings and generated implementor lists, not documentation
 
 
 # -- embed once ------------------------------------------------------------------------------------
@@ -50,9 +60,20 @@ def source_files() -> list[Path]:
     out = []
     for root in SOURCES:
         if root.exists():
-            out += sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".html", ".txt")
-                          and "_static" not in p.parts and "_images" not in p.parts)
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".html", ".txt")
+                           and "_static" not in p.parts and "_images" not in p.parts)
+            out += _rust_order(root, files) if root.parts[-2] == "rust-doc" else files
     return out
+
+
+def _rust_order(root: Path, files: list[Path]) -> list[Path]:
+    """rust-doc's pages without source listings, books before API pages, `core` last."""
+    def top(p: Path) -> str:
+        rel = p.relative_to(root).parts
+        return rel[0] if len(rel) > 1 else ""
+    rank = {name: i for i, name in enumerate(("",) + RUST_FIRST)}
+    kept = [p for p in files if top(p) not in RUST_SKIP]
+    return sorted(kept, key=lambda p: (rank.get(top(p), len(rank)), str(p)))
 
 
 def _state() -> dict:
@@ -68,29 +89,43 @@ def embed(limit: int) -> int:
     from archivist.models import load_embedder
     from archivist.settings import Settings
 
+    from corpus import ensure_packages
+
+    ensure_packages(PACKAGES)
     settings = Settings()
     CACHE.mkdir(parents=True, exist_ok=True)
+    seen_path = CACHE / "seen.txt"  # digests of the texts embedded, shard by shard (dedup across a resume)
+    seen = set(seen_path.read_text().split()) if seen_path.exists() else set()
     model = load_embedder(device="cpu", backend=settings.embed_backend)
     spans = chunking.hf_token_spans(model.tokenizer)
     files, state = source_files(), _state()
     pending: list[str] = []
+    digests: list[str] = []
     start, chunks0 = time.time(), state["chunks"]
     i = state["files_done"]
     while i < len(files) and state["chunks"] < limit:
         try:
             _, chunks = chunking.chunk_blocks(read(files[i]).blocks, spans, settings.chunk_tokens, settings.chunk_overlap)
-            pending += [embed_text(c.text, c.heading) for c in chunks]
+            for c in chunks:
+                text = embed_text(c.text, c.heading)
+                digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+                if digest not in seen:
+                    seen.add(digest)
+                    pending.append(text)
+                    digests.append(digest)
         except Exception as e:  # one unreadable page never stops the corpus
             log(f"skip {files[i]}: {e}")
         i += 1
         if len(pending) >= SHARD or i == len(files):
             vecs = model.embed(pending, batch_size=settings.embed_batch).astype(np.float32)
             np.save(CACHE / f"shard-{state['shards']:05d}.npy", vecs)
+            with seen_path.open("a") as f:
+                f.write("".join(d + "\n" for d in digests))
             state = {"files_done": i, "shards": state["shards"] + 1, "chunks": state["chunks"] + len(vecs)}
             (CACHE / "state.json").write_text(json.dumps(state))  # after the shard: a kill loses one shard at most
             rate = (state["chunks"] - chunks0) / max(time.time() - start, 1e-9)
             log(f"{state['chunks']} chunks cached ({i}/{len(files)} files, {rate:.1f} chunks/s this run)")
-            pending = []
+            pending, digests = [], []
     return state["chunks"]
 
 
@@ -182,10 +217,12 @@ def compare(n: int, queries: int, kinds: list[str], rounds: int, name: str) -> d
 
     from common import percentile
 
-    held = cached_vectors(10**9)
+    held = cached_vectors(n + queries if n > 0 else 10**9)
     if len(held) < queries + 1000:
         raise SystemExit(f"only {len(held)} vectors cached: too few to measure")
-    qvecs, pool = held[-queries:], held[:-queries]  # queries: real chunks the index does not hold
+    pick = np.zeros(len(held), dtype=bool)
+    pick[np.random.default_rng(1).choice(len(held), queries, replace=False)] = True
+    qvecs, pool = held[pick], held[~pick]  # queries: real chunks the index does not hold, from every source
     n = n if n > 0 else len(pool)
     source = f"{min(n, len(pool)):,} real chunk embeddings"
     if n > len(pool):

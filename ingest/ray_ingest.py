@@ -11,8 +11,10 @@ identity check are the local ones; only where reading and embedding happen chang
 
 The embed actors are what a Ray ingest pays to start (a Python process importing ONNX Runtime and
 the tokenizer, then loading the model: 10-90 s on a busy 2-core box, bench/RESULTS.md finding 15).
-So they are started first, while the driver lists and hashes the files and the read tasks read,
-and on a running cluster (`--ray ADDRESS`) they stay warm for the next ingest: named actors
+So they are started first, while the driver lists and hashes the files and the read tasks read;
+on a cluster that is this machine alone the driver loads the same embedder for the identity check
+anyway, so it embeds what is read itself until the first actor is up (then the actors take every
+call); and on a running cluster (`--ray ADDRESS`) they stay warm for the next ingest: named actors
 ("embed-0", ... in the namespace "archivist"), detached, that end themselves after
 `settings.ray_keep_warm` idle seconds. Each carries a key (its embedder's name or folder, device,
 backend, weights fingerprint, and this module's POOL_VERSION): a later ingest reuses an actor only
@@ -236,6 +238,8 @@ class Pool:
     token: str
     own: list[bool] = field(default_factory=list)  # per actor: it ends with this ingest
     reused: int = 0  # actors that were warm, with the key wanted
+    loading: list = field(default_factory=list)  # the lease calls of new actors: each returns once its model is loaded
+    helper: object | None = None  # the driver's own embedder (a one-machine cluster), which embeds until an actor is up
 
 
 def start_pool(settings, found: Cluster, embed_actors: int | None = None) -> Pool:
@@ -268,7 +272,7 @@ def start_pool(settings, found: Cluster, embed_actors: int | None = None) -> Poo
         else:  # a local cluster ends with the command, or the name is another ingest's: this ingest's own
             actor = remote.options(**per_actor).remote(args, key)
             pool.own.append(True)
-        actor.lease.remote(pool.token)
+        pool.loading.append(actor.lease.remote(pool.token))
         pool.actors.append(actor)
     return pool
 
@@ -319,13 +323,17 @@ def end_pool(pool: Pool) -> None:
 def probe_embedder(settings, pool: Pool) -> ClusterEmbedder:
     """The embedder the pool's actors load, for the workspace's identity check before any work
     starts: a warm actor's (it is loaded), or loaded here when the cluster is this machine alone
-    (same environment and devices: it loads while the actors start), else the first actor's, once
-    loaded. Each document still comes back with its actor's identity, checked."""
-    from archivist.models import embedder_args
+    (same environment and devices: it loads while the actors start, and is kept as the pool's
+    `helper`, which embeds until an actor is up), else the first actor's, once loaded. Each
+    document still comes back with its actor's identity, checked."""
+    from archivist.models import embedder_args, load_embedder
 
     ray = _ray()
     if not pool.reused and _this_machine_only(ray):
-        return ClusterEmbedder(**describe_embedder(embedder_args(remote_settings(settings))))
+        args = embedder_args(remote_settings(settings))
+        found = ClusterEmbedder(**describe_embedder(args))
+        pool.helper = load_embedder(*args)  # the one describe_embedder loaded: models are loaded once per process
+        return found
     state = ray.get(pool.actors[0].state.remote(pool.token))
     return ClusterEmbedder(state["name"], state["dim"], state["model_id"], state["identity"])
 
@@ -396,11 +404,24 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
     group: list = []
     calls = 0
 
-    def send(docs: list) -> None:
+    def by_driver() -> bool:
+        """Whether the driver embeds the next call itself: it has the embedder loaded (pool.helper)
+        and no new actor has finished loading its model yet. Once one has, never again."""
+        if pool.helper is not None and pool.loading and not ray.wait(pool.loading, num_returns=1, timeout=0)[0]:
+            return True
+        pool.helper = None
+        return False
+
+    def send(docs: list, here: bool) -> list:
+        """Embed `docs` here (returns them, done) or queue them on an actor (returns [])."""
         nonlocal calls
         texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
+        if here:
+            return list(_embedded(docs, (embedder.identity, pool.helper.embed(texts, batch_size=settings.embed_batch)),
+                                  embedder.identity))
         waiting[pool.actors[calls % len(pool.actors)].embed.remote(pool.token, texts, settings.embed_batch)] = docs
         calls += 1
+        return []
 
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for item in batch["item"]:
@@ -408,9 +429,11 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
                 group.append(item)
             else:
                 yield item
-        if group and (sum(len(p.chunks) for p in group) >= EMBED_CHUNKS or len(waiting) < len(pool.actors)):
-            send(group)  # big enough, or an actor has nothing queued: it never idles while there is work
-            group = []
+        if group:
+            here = by_driver()
+            if sum(len(p.chunks) for p in group) >= EMBED_CHUNKS or (not here and len(waiting) < len(pool.actors)):
+                yield from send(group, here)  # big enough, or an actor has nothing queued: it never idles while there is work
+                group = []
         if not waiting:
             continue
         ready, running = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
@@ -419,7 +442,7 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
         for ref in ready:
             yield from _embedded(waiting.pop(ref), ray.get(ref), embedder.identity)
     if group:
-        send(group)
+        yield from send(group, by_driver())
     while waiting:
         [ref], _ = ray.wait(list(waiting), num_returns=1)
         yield from _embedded(waiting.pop(ref), ray.get(ref), embedder.identity)

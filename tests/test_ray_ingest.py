@@ -164,6 +164,56 @@ def test_ray_ingest_keeps_the_access_rule_and_the_embedder_check(tmp_path, local
 
 
 @pytest.mark.ray
+def test_the_driver_embeds_until_an_embed_actor_is_up_then_never_again(tmp_path, embedder, local_cluster):
+    """While no embed actor has loaded its model, the driver embeds what is read with its own
+    embedder (pool.helper, the one loaded for the identity check on a one-machine cluster): a
+    corpus read then lands whole, equal to a local ingest. Once an actor is up, every call goes to
+    the actors. Here the 'loading' actor is a task that waits for a file, so the switch is ours."""
+    import ray
+
+    from archivist.ingest import pipeline, ray_ingest
+    from archivist.models import embedder_args, embedder_identity
+    from archivist.settings import Settings
+
+    gate = tmp_path / "actor-loaded"
+
+    @ray.remote(num_cpus=0)
+    def loading(path: str) -> bool:  # stands for an actor's lease call, which returns once it has loaded
+        while not Path(path).exists():
+            time.sleep(0.05)
+        return True
+
+    actor = ray.remote(ray_ingest.EmbedActor).options(num_cpus=0).remote(embedder_args(Settings.from_env()), "test-key")
+    pool = ray_ingest.Pool([actor], "token", own=[True], loading=[loading.remote(str(gate))], helper=embedder)
+    described = ray_ingest.ClusterEmbedder(embedder.name, embedder.dim, embedder.model_id, embedder_identity(embedder))
+    first, second = make_corpus(tmp_path / "one", 4, seed=8), make_corpus(tmp_path / "two", 3, seed=9)
+    try:
+        with open_checked(settings_at(tmp_path / "ray")) as ws:
+            got = pipeline.ingest_paths(ws, [first], collection="docs", embedder=described, progress=False,
+                                        prepare=ray_ingest.prepare_on_ray(described, pool))
+            assert [r.status for r in got] == ["added"] * 4 and pool.helper is embedder
+            assert ray.get(actor.state.remote())["calls"] == 0, "an actor was called while none was up"
+            have = vectors_by_chunk(ws)
+            gate.touch()
+            ray.get(pool.loading)
+            got = pipeline.ingest_paths(ws, [second], collection="docs", embedder=described, progress=False,
+                                        prepare=ray_ingest.prepare_on_ray(described, pool))
+            assert [r.status for r in got] == ["added"] * 3 and pool.helper is None
+            assert ray.get(actor.state.remote())["calls"] >= 1, "the actor was up, but the driver kept embedding"
+            assert problems(ws) == []
+            after = snapshot(ws)
+        with open_checked(settings_at(tmp_path / "local")) as ws:
+            ingest_paths(ws, [first], collection="docs", embedder=embedder, progress=False)
+            want = vectors_by_chunk(ws)
+            ingest_paths(ws, [second], collection="docs", embedder=embedder, progress=False)
+            assert after == snapshot(ws)
+        assert have.keys() == want.keys()
+        assert min(float(have[k] @ want[k]) for k in want) > 0.98
+    finally:
+        ray.kill(actor)
+
+
+@pytest.mark.ray
 def test_a_killed_ray_ingest_rerun_equals_a_clean_one(tmp_path, embedder, local_cluster):
     from archivist.ingest.ray_ingest import ingest_on_ray
 
