@@ -192,17 +192,94 @@ def _quote_score(row: np.ndarray) -> float:
                  - w.rank * f["rank"])
 
 
+_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
+           "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
+_DATE = re.compile(rf"\b\d{{1,2}}\.?\s+(?:{_MONTHS})\.?(?:,?\s+\d{{4}})?\b|\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?"
+                   rf"(?:,?\s+\d{{4}})?\b", re.I)
+# An amount as written: a currency before it (EUR 1,500; $5), a range (10:00 to 15:00), a unit after
+# it (20 weeks, 0.30 per km): the unit is kept only when verify knows it as one.
+_CURRENCY = frozenset("eur usd gbp chf jpy cad aud sek nok dkk pln czk cny inr".split())
+_AMOUNT = re.compile(r"(?<![\w.-])(?:(?P<cur>[A-Z]{3}|[$€£¥])\s?)?(?P<num>\d+(?:[.,:]\d+)*)"
+                     r"(?P<range>\s*(?:to|-|–|and)\s*\d+(?:[.,:]\d+)*)?"
+                     r"(?P<unit>\s*%|[\s-]+(?:(?:per|a|an|each|every)\s+)?[A-Za-z]+)?")
+_WHO_Q = re.compile(r"^\W*(who|whom|whose)\b", re.I)
+# Questions after an amount that question_kind does not call "number" ("what budget ...", "at what rate ...")
+_AMOUNT_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|length|size|"
+                       r"limit|minimum|maximum|deadline|date|how (many|much|long|often|big|large|old)|when)\b", re.I)
+_MONEY_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|how much|pay|paid|spend)\b", re.I)
+_WHEN_Q = re.compile(r"\b(when|date|deadline|which day|what day)\b", re.I)
+_REFERENCE = re.compile(r"\b(section|chapter|figure|table|step|§)\s*$", re.I)  # "section 3.2": a pointer, not an amount
+_CAPITAL = re.compile(r"[A-Z][\w'’-]*")
+_LINK = re.compile(r"\S+@\S+\.\w+|\w+://\S+")  # an e-mail address or URL: shown whole
+
+
+def _amount(sentence: str, question: str) -> str:
+    """The first date or amount of `sentence` the question does not name, as written ("" if none);
+    one with a currency first for a question about money, a date first for "when"."""
+    asked = {verify._number(n) for n in re.findall(r"\d+(?:[.,:]\d+)*", question)}
+    money, when = _MONEY_Q.search(question), _WHEN_Q.search(question)
+    found = [(0 if when else 1, m.start(), m.group(0).strip()) for m in _DATE.finditer(sentence)]
+    dated = [range(m.start(), m.end()) for m in _DATE.finditer(sentence)]
+    for m in _AMOUNT.finditer(sentence):
+        unit = (m.group("unit") or "").strip(" -")
+        last = unit.split()[-1].lower() if unit else ""
+        real_unit = unit == "%" or last in verify._UNITS
+        if verify._number(m.group("num")) in asked or _SECTION.fullmatch(m.group("num")) and not real_unit \
+                or any(m.start("num") in r for r in dated) or _REFERENCE.search(sentence[:m.start()]):
+            continue
+        cur = m.group("cur") or ""
+        keep_cur = cur and (not cur.isalpha() or cur.lower() in _CURRENCY)
+        text = (cur + (" " if cur.isalpha() else "") if keep_cur else "") + m.group("num") + (m.group("range") or "")
+        if real_unit:
+            text += ("" if unit == "%" else " ") + unit
+        found.append((0 if money and keep_cur else 1, m.start("cur") if keep_cur else m.start("num"), text))
+    found = [f for f in found if verify._number(f[2]) not in asked]
+    return min(found)[2] if found else ""  # what the question asks for (money, a date) first, then the first
+
+
+def _name(sentence: str, question: str) -> str:
+    """The first name in `sentence` the question does not name: a run of capitalized words (two or
+    more, or one inside the sentence), joined with an apposition ("Chief Financial Officer, Marta
+    Oliveira"); a label before a colon ("Decision:"), a month or a lone first word is not one."""
+    words = list(_CAPITAL.finditer(sentence))
+    runs: list[list] = []
+    for m in words:
+        w = m.group(0)
+        if w.lower() in _MONTHS.split("|") or _named(w, question) or sentence[m.end():m.end() + 1] == ":":
+            continue
+        gap = sentence[runs[-1][-1].end():m.start()] if runs else None
+        if gap is not None and (gap == " " or (gap == ", " and len(runs[-1]) > 1)):
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    for run in runs:
+        first = run[0].start() == len(sentence) - len(sentence.lstrip())
+        if len(run) > 1 or not first:
+            return sentence[run[0].start():run[-1].end()]
+    return ""
+
+
 def key_span(sentence: str, question: str) -> str:
-    """The span of `sentence` that answers: its first code-like term, path or number the question
-    does not name (a number only for questions that ask for one); "" when there is none."""
+    """The span of `sentence` that answers, copied from it: for a question that asks for a number or
+    date, the first amount or date it does not name (with its currency, range and unit: "EUR 1,500
+    per year", "1 September 2025"); for "who", the first name; otherwise (or when those find
+    nothing, except for a number) its first code-like term or path the question does not name, an
+    e-mail address or URL whole. "" when there is none: no key is better than a wrong one."""
     kind = question_kind(question)
-    terms = new_terms(sentence, question)
-    prefer = "number" if kind == "number" else "identifier"
-    for want in (prefer, "identifier"):
-        for k, t in terms:
-            t = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
-            if k == want and t in sentence and not _SECTION.match(t):
-                return t
+    if kind == "number" or _AMOUNT_Q.search(question):
+        amount = _amount(sentence, question)
+        if amount or kind == "number":
+            return amount
+    if _WHO_Q.search(question):
+        name = _name(sentence, question)
+        if name:
+            return name
+    for k, t in new_terms(sentence, question):
+        t = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
+        if k != "identifier" or t not in sentence or _SECTION.match(t) or t.lower() in _CURRENCY:
+            continue
+        link = next((m.group(0).rstrip(".,;:)") for m in _LINK.finditer(sentence) if t in m.group(0)), None)
+        return link or t
     return ""
 
 

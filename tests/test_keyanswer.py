@@ -27,6 +27,27 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
     ("Use heapq.nlargest(n, iterable) for the largest items.", "How do I get the n largest items?", "heapq.nlargest"),
     ("Parental leave is 20 weeks, fully paid.", "How many weeks of parental leave are there?", "20 weeks"),
     ("git stash saves your local modifications.", "What does git stash do?", ""),  # the question names it
+    # an amount with its currency, range and unit, as written; a currency code alone is never the answer
+    ("Every employee has a personal learning budget of EUR 1,500 per year for courses.",
+     "How large is the yearly personal learning budget?", "EUR 1,500 per year"),
+    ("Use of a private car is reimbursed at EUR 0.30 per km, including fuel.", "At what rate is a private car reimbursed?",
+     "EUR 0.30 per km"),
+    ("Country: France; Full-day rate: EUR 53; Partial-day rate: EUR 35", "What is the full-day per diem for France?", "EUR 53"),
+    ("You are available during the core hours from 10:00 to 15:00 on working days.", "How long are the core hours?",
+     "10:00 to 15:00"),
+    ("See section 3.2 for details; the limit is 5 MB.", "What is the size limit?", "5 MB"),  # not the section
+    # what the question asks for, in a sentence with a name, a date and an amount
+    ("Decision: Ines Kowalczyk decided to open a hub in Rotterdam on 1 September 2025, with a budget of EUR 420,000.",
+     "Who decided to open the Rotterdam hub?", "Ines Kowalczyk"),  # not "Decision:", a label
+    ("Decision: Ines Kowalczyk decided to open a hub in Rotterdam on 1 September 2025, with a budget of EUR 420,000.",
+     "When does the Rotterdam hub open?", "1 September 2025"),
+    ("Decision: Ines Kowalczyk decided to open a hub in Rotterdam on 1 September 2025, with a budget of EUR 420,000.",
+     "What budget was approved for the Rotterdam hub?", "EUR 420,000"),
+    ("Trips above EUR 2,000 also need the approval of the Chief Financial Officer, Marta Oliveira.",
+     "Who must approve trips that cost more than EUR 2,000?", "Chief Financial Officer, Marta Oliveira"),
+    ("Forward suspicious emails to phish@northwind-robotics.example and do not click.",
+     "Where should suspicious emails be forwarded?", "phish@northwind-robotics.example"),  # whole, not its domain
+    ("The meeting notes say nothing about it.", "When is the meeting?", ""),  # no date: no key, never a guess
 ])
 def test_the_key_span_is_what_the_question_does_not_name(sentence, question, span):
     assert key_span(sentence, question) == span
