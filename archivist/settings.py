@@ -38,6 +38,9 @@ class Settings:
                           "| always (every PDF page too) | never")
     ocr_page_timeout: float = _f(60.0, "seconds one page may take to OCR before the file is failed")
     max_pages: int = _f(2000, "most pages (PDF pages, TIFF frames) a file may have")
+    ray_embed: str = _f("auto", "where `ingest --ray` embeds: auto (in the driver when the cluster is this machine "
+                                "alone with at most one GPU: an actor there is a second copy of the model on the same "
+                                "cores; else on embed actors) | actors (always on embed actors)")
     ray_keep_warm: float = _f(600.0, "seconds the embed actors of `ingest --ray ADDRESS` stay loaded on a running Ray "
                                      "cluster for the next ingest once idle (0: they end with each ingest)")
     top_k: int = _f(5, "passages given to the model per question")
@@ -108,6 +111,8 @@ class Settings:
             raise ValueError(f"llm_url must be an http:// or https:// URL, got {self.llm_url!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.ray_embed not in ("auto", "actors"):
+            raise ValueError(f"ray_embed must be auto or actors, got {self.ray_embed!r}")
         if self.ray_keep_warm < 0:
             raise ValueError(f"ray_keep_warm must be 0 or more seconds, got {self.ray_keep_warm}")
         if self.audit_days < 0:

@@ -11,10 +11,13 @@ identity check are the local ones; only where reading and embedding happen chang
 
 The embed actors are what a Ray ingest pays to start (a Python process importing ONNX Runtime and
 the tokenizer, then loading the model: 10-90 s on a busy 2-core box, bench/RESULTS.md finding 15).
-So they are started first, while the driver lists and hashes the files and the read tasks read;
-on a cluster that is this machine alone the driver loads the same embedder for the identity check
-anyway, so it embeds what is read itself until the first actor is up (then the actors take every
-call); and on a running cluster (`--ray ADDRESS`) they stay warm for the next ingest: named actors
+On a cluster that is this machine alone (with at most one GPU) there are none by default
+(`settings.ray_embed` "auto"): an actor there would be a second copy of the model on the same cores,
+fed through another process, and measured slower than the driver embedding itself (bench/RESULTS.md
+finding 27), so the driver embeds, with the embedder it loads for the identity check, what the read
+tasks return. Elsewhere (or with ray_embed "actors") they are started first, while the driver lists
+and hashes the files and the read tasks read; on one machine the driver embeds what is read until
+the first actor is up (then the actors take every call); and on a running cluster (`--ray ADDRESS`) they stay warm for the next ingest: named actors
 ("embed-0", ... in the namespace "archivist"), detached, that end themselves after
 `settings.ray_keep_warm` idle seconds. Each carries a key (its embedder's name or folder, device,
 backend, weights fingerprint, and this module's POOL_VERSION): a later ingest reuses an actor only
@@ -406,8 +409,9 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
 
     def by_driver() -> bool:
         """Whether the driver embeds the next call itself: it has the embedder loaded (pool.helper)
-        and no new actor has finished loading its model yet. Once one has, never again."""
-        if pool.helper is not None and pool.loading and not ray.wait(pool.loading, num_returns=1, timeout=0)[0]:
+        and the pool has no actor, or no new actor has finished loading its model yet. Once one
+        has, never again."""
+        if pool.helper is not None and (not pool.actors or pool.loading and not ray.wait(pool.loading, num_returns=1, timeout=0)[0]):
             return True
         pool.helper = None
         return False
@@ -471,11 +475,25 @@ def _arrived(item, identity: str, expected: str):
     return item
 
 
+def driver_embeds(settings, found: Cluster) -> bool:
+    """Whether the driver embeds everything itself, with no actor: ray_embed "auto" on a cluster
+    that is this machine alone, with at most one GPU (more GPUs: one actor on each)."""
+    return settings.ray_embed == "auto" and found.resources.get("GPU", 0) <= 1 and _this_machine_only(_ray())
+
+
 @contextmanager
 def _embedding_on(settings, address: str | None, num_cpus: int | None, embed_actors: int | None):
     """(embedder, pool) on the cluster at `address` for the block: the actors started (or found
-    warm) first, so their model loads overlap what the driver does next; released after."""
+    warm) first, so their model loads overlap what the driver does next; released after. When
+    `driver_embeds`, a pool without actors whose helper (the driver's embedder) takes every call."""
     with cluster(address, num_cpus) as found:
+        if driver_embeds(settings, found):
+            from archivist.models import embedder_args, load_embedder
+
+            args = embedder_args(remote_settings(settings))
+            described = ClusterEmbedder(**describe_embedder(args))
+            yield described, Pool([], uuid.uuid4().hex, helper=load_embedder(*args))
+            return
         pool = start_pool(settings, found, embed_actors)
         try:
             yield probe_embedder(settings, pool), pool

@@ -111,7 +111,13 @@ def test_vectors_that_come_with_the_documents_are_stored_as_given(tmp_path, embe
 
 
 @pytest.mark.ray
-def test_ray_ingest_equals_a_local_one_and_a_bad_file_fails_alone(tmp_path, embedder, local_cluster):
+@pytest.mark.parametrize("ray_embed", ["auto", "actors"])
+def test_ray_ingest_equals_a_local_one_and_a_bad_file_fails_alone(tmp_path, embedder, local_cluster, ray_embed):
+    """Either way of embedding on a one-machine cluster: the driver (auto: no actor is started)
+    or the embed actors."""
+    import ray
+
+    from archivist.ingest import ray_ingest
     from archivist.ingest.ray_ingest import ingest_on_ray
 
     corpus = make_corpus(tmp_path / "corpus", 6, seed=3, samples=FORMATS, size=3)
@@ -119,11 +125,24 @@ def test_ray_ingest_equals_a_local_one_and_a_bad_file_fails_alone(tmp_path, embe
     with open_checked(settings_at(tmp_path / "local")) as ws:
         local = ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         want, want_vectors = snapshot(ws), vectors_by_chunk(ws)
-    with open_checked(settings_at(tmp_path / "ray")) as ws:
+    def embed_actor() -> tuple | None:  # (id, calls) of the embed actor on the cluster, if any
+        try:
+            actor = ray.get_actor("embed-0", namespace=ray_ingest.NAMESPACE)
+        except ValueError:
+            return None
+        return actor._actor_id, ray.get(actor.state.remote())["calls"]
+
+    before = embed_actor()
+    with open_checked(replace(settings_at(tmp_path / "ray"), ray_embed=ray_embed)) as ws:
         got = ingest_on_ray(ws, [corpus], collection="docs", progress=False)
         assert problems(ws) == []
         have, have_vectors = snapshot(ws), vectors_by_chunk(ws)
         [job] = jobs.list_jobs(ws, kinds=("ingest",))
+    after = embed_actor()
+    if ray_embed == "auto":
+        assert after == before, "an embed actor was started or called on a one-machine cluster"
+    else:
+        assert after is not None and (before is None or after[0] != before[0] or after[1] > before[1])
 
     # the bad file fails alone, named, with the reason the local path gives; the rest lands
     assert [(r.name, r.status, r.reason) for r in got] == [(r.name, r.status, r.reason) for r in local]
@@ -262,7 +281,7 @@ def test_a_second_ingest_reuses_the_warm_embed_actor_and_another_embedder_never_
     corpus = make_corpus(tmp_path / "corpus", 2, seed=7)
 
     def ingest(home, **overrides) -> tuple[list, str]:
-        with open_checked(replace(settings_at(home), **overrides)) as ws:
+        with open_checked(replace(settings_at(home), ray_embed="actors", **overrides)) as ws:
             results = ingest_on_ray(ws, [corpus], collection="docs", progress=False)
             assert problems(ws) == []
             return [r.status for r in results], ws.meta("embedder_identity")
