@@ -112,6 +112,8 @@ class CitationOut(BaseModel):
     page: int | None = None
     chunk_id: int
     score: float
+    heading: list[str] = Field(default_factory=list, description="archivist: the section the passage is in, its heading "
+                                                                 "path, outermost first (the source's label)")
     text: str
     support: float
     weak: bool
@@ -128,6 +130,8 @@ class PassageOut(BaseModel):
     page: int | None = None
     chunk_id: int
     score: float
+    heading: list[str] = Field(default_factory=list, description="archivist: the section the passage is in, its heading "
+                                                                 "path, outermost first")
 
 
 class AssistantMessage(BaseModel):
@@ -159,8 +163,8 @@ class ChatResponse(BaseModel):
     not_found: bool = Field(description="archivist: the documents do not answer the question")
     answer_mode: str = Field(description="archivist: what produced the answer: generated | extractive | not_found")
     status: Literal["answered", "uncertain", "not_found"] = Field(
-        description="archivist: answered (checked, confident) | uncertain (the closest passages, not claimed to answer) "
-                    "| not_found")
+        description="archivist: answered (checked, confident) | uncertain (the closest passage, quoted as it stands "
+                    "and not confirmed to answer; the answer text says so) | not_found")
     confidence: float = Field(description="archivist: the score the status was decided on")
     invalid_citations: list[int] = Field(description="archivist: [n] marks the model wrote that point to no passage (removed)")
 

@@ -34,7 +34,12 @@ SYSTEM_PROMPT = (
     "\"The documents do not contain an answer to this question.\" Be brief."
 )
 NOT_FOUND = "The documents do not contain an answer to this question."
-UNCERTAIN = "No answer could be verified in the documents; the closest passages say:"
+# An uncertain answer shows the closest passage as a passage: it claims neither that the passage answers
+# nor that the documents hold nothing (the passage is often right, only not confirmed).
+UNCERTAIN = "The closest passage in the documents, not confirmed to answer the question:"
+# "generate" mode, when no sentence of the draft is supported: the passages are listed, nothing is quoted.
+UNCHECKED = ("The model's answer could not be checked against the documents, so it is not shown. "
+             "The closest passages are listed; they were not confirmed to answer the question.")
 ANSWER_ROOM = 256  # tokens kept free for the answer when packing passages
 MAX_CONTEXT = 2048  # cap on the prompt+answer window: prefill time grows with it on a CPU
 # A longer question is refused, not cut: a cut question is a different question. 512 tokens
@@ -78,10 +83,14 @@ def check_question(question: str, count_tokens: Callable[[str], int] | None = No
     return n
 
 
+def source_label(document: str, page: int | None = None, heading: Sequence[str] = ()) -> str:
+    """How a passage's source is named, in the prompt and under an answer on every surface:
+    "file.html — Section > Subsection" (", page n" after the file for paged documents)."""
+    return document + (f", page {page}" if page else "") + (f" — {' > '.join(heading)}" if heading else "")
+
+
 def format_passage(n: int, hit: Hit) -> str:
-    where = hit.document + (f", page {hit.page}" if hit.page else "")
-    head = f" — {' > '.join(hit.heading)}" if hit.heading else ""
-    return f"[{n}] ({where}{head})\n{hit.text}"
+    return f"[{n}] ({source_label(hit.document, hit.page, hit.heading)})\n{hit.text}"
 
 
 def build_messages(question: str, passages: Sequence[Hit], system: str = SYSTEM_PROMPT) -> list[dict]:
@@ -224,8 +233,10 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     span, copied): *not_found* when the probability that the documents answer the question is
     under `s.key_not_found`, *answered* when the probability that the quote is right reaches
     `s.key_answered` or its sentence scores `s.quote_answered` by retrieval/quote.py, else
-    *uncertain* (the closest passages, with no claim that they answer).
-    In "generate" mode the quote is not used: an unverified answer is *uncertain*.
+    *uncertain*: UNCERTAIN, then the closest sentences as they stand in their passage, without the
+    key span in front (nothing is claimed to answer).
+    In "generate" mode the quote is not used: an unverified answer is *uncertain* (UNCHECKED, with
+    the passages listed and none cited).
 
     stats: the question's words and their rarity in the corpus (keyanswer.term_stats); relevance:
     the answerability gate's score for the question's hits.
@@ -247,7 +258,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
                   "answered" if confidence >= s.quote_answered else "uncertain", confidence)
             return
     if mode == "generate":
-        _show(result, UNCERTAIN, passages, embedder, s, "generated", "uncertain", 0.0)
+        _show(result, UNCHECKED, [], embedder, s, "generated", "uncertain", 0.0)
         return
     k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
                    follow_up=question)
@@ -256,7 +267,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     elif k.right >= s.key_answered or k.features["top_quote"] >= s.quote_answered:
         _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
     else:
-        _show(result, UNCERTAIN + " " + k.text, passages, embedder, s, "extractive", "uncertain", k.right)
+        _show(result, UNCERTAIN + "\n" + k.quote, passages, embedder, s, "extractive", "uncertain", k.right)
 
 
 def _show(result: Answer, text: str, passages: Sequence[Hit], embedder, s, mode: str, status: str,
@@ -354,12 +365,12 @@ def answer_json(a: Answer) -> dict:
     return {
         "answer": a.answer,
         "citations": [{"n": c.n, "document": c.document, "page": c.page, "chunk_id": c.chunk_id, "score": c.score,
-                       "text": c.text, "support": c.support, "weak": c.weak, "inferred": c.inferred,
+                       "heading": list(c.heading), "text": c.text, "support": c.support, "weak": c.weak, "inferred": c.inferred,
                        "collection": c.collection, "bbox": list(c.bbox) if c.bbox else None,
                        "boxes": [list(b) for b in c.boxes]} for c in a.citations],
         "not_found": a.not_found,
-        "passages": [{"n": i, "document": h.document, "page": h.page, "chunk_id": h.chunk_id, "score": round(h.score, 6)}
-                     for i, h in enumerate(a.passages, start=1)],
+        "passages": [{"n": i, "document": h.document, "page": h.page, "chunk_id": h.chunk_id, "score": round(h.score, 6),
+                      "heading": list(h.heading)} for i, h in enumerate(a.passages, start=1)],
         "invalid_citations": a.invalid_citations,
         "standalone_question": a.standalone_question,
         "adapter": a.adapter,

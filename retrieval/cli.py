@@ -54,7 +54,7 @@ def cmd_search(args) -> int:
 
 STATUS_LINE = {
     "answered": "answered",
-    "uncertain": "uncertain: no answer could be verified; the closest passages are quoted, not confirmed",
+    "uncertain": "uncertain: not confirmed to answer the question",
     "not_found": "not found in the documents you may read",
 }
 
@@ -87,7 +87,7 @@ class Draft:
 
 
 def cmd_ask(args) -> int:
-    from archivist.retrieval.answer import answer_json, ask
+    from archivist.retrieval.answer import UNCHECKED, answer_json, ask, source_label
 
     adapter = None if args.adapter in ("none", "base") else args.adapter
     draft = Draft(sys.stdout)
@@ -104,18 +104,20 @@ def cmd_ask(args) -> int:
     dropped = sum(1 for c in result.claims if c.get("claim", True) and not c["supported"])
     how = {"generated": "written by the model; every claim found in its sources", "extractive": "quoted from the documents",
            "not_found": "nothing relevant found"}[result.mode]
+    if result.answer == UNCHECKED:
+        how = "no sentence of the model's answer was found in the passages"
     print(f"\n({STATUS_LINE[result.status]}; {how}"
           + (f"; {dropped} generated sentence(s) dropped: the passages do not support them" if dropped else "") + ")")
     if result.citations:
         print("\nSources:")
         for c in result.citations:
-            where = c.document + (f", page {c.page}" if c.page else "")
+            where = source_label(c.document, c.page, c.heading)
             flag = "  ⚠ weakly supported" if c.weak else ""
             print(f"  [{c.n}] {where} (support {c.support:.2f}){flag}")
     elif not result.not_found and result.passages:
-        print("\nPassages used:")
+        print("\nClosest passages:" if result.status == "uncertain" else "\nPassages used:")
         for i, h in enumerate(result.passages, start=1):
-            print(f"  [{i}] {h.document}" + (f", page {h.page}" if h.page else ""))
+            print(f"  [{i}] {source_label(h.document, h.page, h.heading)}")
     if result.invalid_citations:
         print(f"  (removed citations to passages that were not in the prompt: {result.invalid_citations})")
     return 0

@@ -72,7 +72,8 @@ class TermStats:
 @dataclass
 class KeyAnswer:
     """The chosen quote and how sure it is. Every text in it is copied from the passages."""
-    text: str  # what is shown: "span — sentence [n]" (or the sentence alone when it has no span)
+    text: str  # shown as an answer: "span — sentence [n]" (or the sentence alone when it has no span)
+    quote: str  # shown as a passage, claiming nothing: "sentence [n]"
     span: str  # the key span ("--keep-index", "/var/log/dpkg.log", "20 seconds"), or ""
     picked: list[tuple[int, str]]  # (passage number, sentence)
     candidate: float  # P(the best candidate holds the answer), from the ranker
@@ -320,7 +321,7 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
     body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
     # a definition's sentence already starts with its term ("--keep-index — All changes ..."): no second copy
     shown = f"{span}{JOIN}{body}" if span and not body.startswith(span + JOIN) else body
-    return KeyAnswer(text=shown, span=span,
+    return KeyAnswer(text=shown, quote=body, span=span,
                      picked=[(cands[i][0], cands[i][1]) for i in picked], candidate=float(probs[first]),
                      right=float(_sigmoid(x @ RIGHT_COEF + RIGHT_BIAS)),
                      answerable=float(_sigmoid(x @ ANSWERABLE_COEF + ANSWERABLE_BIAS)), features=q)

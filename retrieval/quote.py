@@ -101,12 +101,41 @@ def _term(line: str) -> bool:
         and any(k == "identifier" for k, _ in verify.asserted_terms(line))
 
 
+# A boxed sidebar's or admonition's title: a label in capitals, then the title ("BACK TO BASICS Quota",
+# "VOCABULARY Blocks and inodes", "TIP whatis", "CULTURE DNSSEC" in DocBook books such as the Debian Handbook).
+_CAPITALS = re.compile(r"[A-Z]{2,}[A-Z'’-]*")
+_NOT_TITLE = re.compile(r"[;{}=]| :|\w\(|\S{24}")  # table rows ("IDL Type: int; ..."), code, values ("MAC Address : 00:16")
+
+
+def _box_title(line: str) -> bool:
+    """A line that titles a box of text: short, not a sentence, a label of English words in
+    capitals ("GOING FURTHER", not a file's keyword such as "MAILADDR root"), then a title. It is
+    neither a definition's term (its capitals read as code to verify.asserted_terms) nor an answer,
+    and the text after it does not describe a term before it."""
+    words = line.split()
+    if len(words) > 2 * TERM_WORDS or line.rstrip().endswith((".", "!", ":")):
+        return False
+    n = 0
+    while n < len(words) and _CAPITALS.fullmatch(words[n]) and verify.zipf(words[n].lower()) >= 2.5:
+        n += 1
+    title = " ".join(words[n:])
+    if not n or not title or not any(len(w) >= 3 for w in words[:n]) or _NOT_TITLE.search(title) \
+            or not (title[0].isalpha() or (title[0] == "/" and n < len(words) - 1)):
+        return False
+    # "TIP whatis", but not a line of code: "SELECT name FROM users"
+    return not title[0].islower() or not re.search(r"\b[A-Z]{2,}\b", title)
+
+
 def _units(text: str) -> list[tuple[str, str]]:
     """(term, sentence) for every sentence of a passage; term is the definition it belongs to
-    (manual pages and API references: a term line, then its description) or ""."""
+    (manual pages and API references: a term line, then its description) or "". A box's title
+    line ends a definition and is no sentence of its own (see _box_title)."""
     paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
     out, term = [], ""
     for i, para in enumerate(paras):
+        if _box_title(para):
+            term = ""
+            continue
         nxt = paras[i + 1] if i + 1 < len(paras) else ""
         if _term(para) and len(nxt.split()) >= 5 and not _term(nxt):
             term = para

@@ -87,7 +87,8 @@ def _stem(word: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _zipf(word: str) -> float:
+def zipf(word: str) -> float:
+    """How common `word` is in English, on the Zipf scale (0 unknown, 7 "the")."""
     from wordfreq import zipf_frequency
 
     return zipf_frequency(word, "en")
@@ -156,7 +157,7 @@ def asserted_terms(sentence: str) -> list[tuple[str, str]]:
         w, lw = m.group(0), m.group(0).lower()
         if lw not in _FUNCTION and lw not in _NEGATION and len(lw) >= 2:
             name = w[0].isupper() and not w.isupper() and not first  # a capitalized word inside a sentence
-            if (len(lw) >= 3 and _zipf(lw) < RARE_ZIPF) or name:
+            if (len(lw) >= 3 and zipf(lw) < RARE_ZIPF) or name:
                 out.append(("rare", w))
         first = s[m.end():m.end() + 2].lstrip(" ")[:1] in (".", "!", "?")
     return list(dict.fromkeys(out))
@@ -166,7 +167,7 @@ def _plain_word(tok: str) -> bool:
     """A token the identifier pattern caught that is an ordinary word (a capitalized first word,
     "e.g", an acronym that is common English such as "OK")."""
     if tok.isupper() and tok.isalpha():
-        return len(tok) <= 2 or _zipf(tok.lower()) >= 4.5
+        return len(tok) <= 2 or zipf(tok.lower()) >= 4.5
     return tok.lower() in ("e.g", "i.e", "etc", "vs")
 
 

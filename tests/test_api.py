@@ -161,7 +161,9 @@ def test_chat_answers_from_the_documents_with_citations(api):
     cites = r.model_extra["citations"]
     assert cites[0]["n"] == 1 and cites[0]["document"] == "handbook.md" and cites[0]["collection"] == "public"
     assert "27 days" in cites[0]["text"]
+    assert cites[0]["heading"] == ["Leave policy"]  # the section, as the source's label: not in the answer's text
     assert r.model_extra["passages"][0]["document"] == "handbook.md"
+    assert r.model_extra["passages"][0]["heading"] == ["Leave policy"]
     assert r.model_extra["not_found"] is False and r.choices[0].finish_reason == "stop"
 
 

@@ -4,12 +4,18 @@ answer is answered with the right span; one they do not answer is not found."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from archivist.records import Hit
-from archivist.retrieval.answer import NOT_FOUND, ask
+from archivist.ingest.pipeline import ingest_paths
+from archivist.records import Answer, Hit
+from archivist.retrieval.answer import NOT_FOUND, UNCERTAIN, ask, settle
 from archivist.retrieval.answerability import missing_names, names
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, term_stats
+from archivist.retrieval.quote import candidates
 from archivist.retrieval.search import search
 
 from conftest import sample_questions
@@ -132,3 +138,60 @@ def test_another_products_name_lowers_answerable(embedder):
                        TermStats(stats.terms + [("sourcetree", 0)], 2000), 0.8)
     assert (other.features["names_missing"], plain.features["names_missing"]) == (1.0, 0.0)
     assert other.answerable < plain.answerable
+
+
+# A real page of the Debian Administrator's Handbook: two boxed sidebars whose titles ("BACK TO BASICS
+# Quota") the reader keeps as a line of their own, between the section's paragraphs.
+HANDBOOK_PAGE = Path(__file__).parent / "data" / "handbook-creating-accounts.html"
+SKEL = "Which directory's contents are copied into a new user's home directory when the account is created?"
+
+
+def _page_hit() -> Hit:
+    from archivist.ingest.chunking import join_blocks
+    from archivist.ingest.readers_markup import read_html
+
+    blocks = read_html(HANDBOOK_PAGE).blocks
+    return _hit(1, join_blocks(blocks)[0], blocks[0].heading)
+
+
+def test_a_sidebar_title_is_no_definition_term():
+    """A box's title is not the term of a definition: the sentences after it (the box's, and the
+    section's once the box has ended) are quoted as they stand, and the title is no candidate."""
+    cands = [text for _, text, _ in candidates([_page_hit()])]
+    assert not [c for c in cands if c.startswith("BACK TO BASICS")]
+    assert "The creation of an account populates the user's home directory with the contents of the /etc/skel/ " \
+           "template." in cands
+    assert key_span(next(c for c in cands if "/etc/skel/" in c), SKEL) == "/etc/skel/"
+
+
+@pytest.mark.slow
+def test_a_quote_from_a_page_with_sidebars_starts_with_its_sentence(ws, llm, embedder, cli):
+    """Through the real reader, ingestion and answer: the quote is the answering sentence with its span,
+    the sidebar's title is not glued in front of it, and the section is the source's label."""
+    ingest_paths(ws, [HANDBOOK_PAGE], collection="default", embedder=embedder, progress=False)
+    a = ask(ws, SKEL, llm=llm, embedder=embedder, adapter=None, mode="extractive")
+    assert a.status != "not_found"
+    body = a.answer.removeprefix(UNCERTAIN).strip()
+    assert "BACK TO BASICS" not in a.answer and "BASICS" not in body
+    assert body.startswith(("/etc/skel/ — The creation of an account", "The creation of an account")), a.answer
+    assert a.citations[0].heading == ("8.5. Creating Accounts",)
+    js = json.loads(cli("ask", SKEL, "--mode", "extractive", "--json").stdout)
+    assert (js["answer"], js["status"], js["citations"][0]["heading"]) == (a.answer, a.status, ["8.5. Creating Accounts"])
+    out = cli("ask", SKEL, "--mode", "extractive").stdout
+    assert out.startswith(a.answer + "\n") and "[1] handbook-creating-accounts.html — 8.5. Creating Accounts (" in out
+
+
+def test_an_uncertain_quote_is_shown_as_a_passage(embedder, settings):
+    """Uncertain: the notice says the passage is the closest, not that it answers nor that nothing was
+    found, and the passage's sentence follows as it stands, without the key span claimed in front."""
+    passages = [_hit(1, "Run git stash push --keep-index to keep what is staged.", ("git-stash",))]
+    question = "How do I stash my changes but keep what is staged?"
+    k = key_answer(question, passages, embedder, TermStats(), 0.8)
+    assert k.text == "--keep-index — Run git stash push --keep-index to keep what is staged. [1]"
+    assert k.quote == "Run git stash push --keep-index to keep what is staged. [1]"
+    for answered, status, shown in ((0.0, "answered", k.text), (1.01, "uncertain", UNCERTAIN + "\n" + k.quote)):
+        s = replace(settings, key_not_found=0.0, key_answered=answered, quote_answered=99.0)
+        a = Answer(question=question, answer="", citations=[], passages=passages)
+        settle(a, question, passages, "", "extractive", embedder, s, relevance=0.8)
+        assert (a.status, a.answer, [c.n for c in a.citations]) == (status, shown, [1])
+    assert "not" in UNCERTAIN and "closest passage" in UNCERTAIN and "no answer" not in UNCERTAIN.lower()

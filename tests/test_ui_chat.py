@@ -84,3 +84,26 @@ def test_member_never_gets_unreadable_documents_cited(workspace_with_docs):
     assert all(p["document"] != "parking.md" for p in stored["passages"])
     assert "4417" not in stored["content"]
     assert stored["not_found"] == bool(reply.info)  # "not in the documents" is shown as such
+
+
+def test_an_uncertain_answer_shows_the_closest_passage_as_such(workspace_with_docs, monkeypatch):
+    """Uncertain (no quote is sure enough here): the page says what the CLI and the API say, the closest
+    passage not confirmed to answer, in the notice, and shows the passage's sentence under it as it stands."""
+    from archivist.retrieval.answer import UNCERTAIN
+    from archivist.ui.core import md_escape
+
+    monkeypatch.setenv("ARCHIVIST_ANSWER_MODE", "extractive")
+    monkeypatch.setenv("ARCHIVIST_KEY_ANSWERED", "1.01")
+    monkeypatch.setenv("ARCHIVIST_QUOTE_ANSWERED", "99")
+    monkeypatch.setenv("ARCHIVIST_KEY_NOT_FOUND", "0")
+    at = chat(workspace_with_docs, "alice")
+    at.chat_input(key="chat-input").set_value("What is the gate code for visitor parking in lot C?").run()
+    assert not at.exception, [e.value for e in at.exception]
+    reply = at.chat_message[1]
+    assert [w.value for w in reply.warning] == [f"**Uncertain.** {md_escape(UNCERTAIN)}"]
+    stored = conversations.messages(workspace_with_docs, conversations.list_conversations(workspace_with_docs, "alice")[0]["id"],
+                                    "alice")[1]
+    assert stored["status"] == "uncertain" and stored["content"].startswith(UNCERTAIN + "\n")
+    quoted = reply.text[0].value
+    assert quoted == stored["content"].removeprefix(UNCERTAIN + "\n") and quoted.endswith("[1]")
+    assert any(e.label.startswith("\\[1\\] parking\\.md — Visitor parking") for e in reply.expander)

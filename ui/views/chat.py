@@ -8,7 +8,7 @@ import threading
 import streamlit as st
 
 from archivist import access, adapters, conversations, feedback
-from archivist.retrieval.answer import QuestionTooLong, answer_json, ask, check_question
+from archivist.retrieval.answer import UNCERTAIN, QuestionTooLong, answer_json, ask, check_question, source_label
 from archivist.ui import core, page_image
 
 user = core.require_user()
@@ -73,24 +73,23 @@ def show_sources(m: dict) -> None:
     if cites:
         st.caption("Sources")
         for c in cites:
-            where = f"[{c['n']}] {c['document']}" + (f", page {c['page']}" if c.get("page") else "")
+            where = f"[{c['n']}] {source_label(c['document'], c.get('page'), c.get('heading'))}"
             weak = c.get("weak")
             key = f"page-{m.get('id')}-{c['n']}"
             # Showing the page reruns the app; a source whose page is shown stays open through it.
             with st.expander(core.md_escape(where) + (" · ⚠️ weakly supported" if weak else ""), icon=":material/description:",
                              expanded=bool(st.session_state.get(key))):
                 facts = [c.get("collection") or "", f"support {c.get('support', 0):.2f}"]
-                if c.get("heading"):
-                    facts.append(" > ".join(c["heading"]))
                 if weak:
                     facts.append("the answer's words are only loosely backed by this passage")
                 st.caption(core.md_escape(" · ".join(f for f in facts if f)))
                 st.text(c["text"])  # passages are shown as plain text, never Markdown or HTML
                 page_image.show_citation(st, ws, user, c, key=key)
     elif m.get("passages") and not m.get("not_found"):
-        st.caption("Passages the answer was written from (none was cited)")
+        st.caption("The closest passages (none was cited)" if m.get("status") == "uncertain"
+                   else "Passages the answer was written from (none was cited)")
         for p in m["passages"]:
-            where = f"[{p['n']}] {p['document']}" + (f", page {p['page']}" if p.get("page") else "")
+            where = f"[{p['n']}] {source_label(p['document'], p.get('page'), p.get('heading'))}"
             with st.expander(core.md_escape(where)):
                 st.text(p.get("text", ""))
 
@@ -114,9 +113,13 @@ def show_assistant(m: dict) -> None:
     if status == "not_found":
         st.info("**Not in the documents.** " + core.md_escape(m["content"]), icon=":material/search_off:")
     elif status == "uncertain":
-        st.warning("**Not verified.** No answer could be checked against the documents; the closest passages follow. "
-                   "They may not answer the question.", icon=":material/help:")
-        st.text(m["content"])
+        # the notice the answer starts with (answer.UNCERTAIN) goes in the box, the quote under it as text
+        lead, quoted = (UNCERTAIN, m["content"].removeprefix(UNCERTAIN).strip()) if m["content"].startswith(UNCERTAIN) \
+            else ("Not confirmed to answer the question.", m["content"])
+        st.warning(f"**Uncertain.** {core.md_escape(lead)}", icon=":material/help:")
+        st.text(quoted)
+        if m.get("mode") == "generated" and quoted:
+            st.caption(HOW["generated"])
     else:
         st.text(m["content"])
         st.caption(HOW.get(m.get("mode"), ""))
@@ -202,8 +205,6 @@ if question:
         finally:
             stop.set()  # the user navigated away or asked again: end generation now
     data = answer_json(answer)
-    for c, cit in zip(data["citations"], answer.citations):
-        c["heading"] = list(cit.heading)
     passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
     conversations.add_message(
         ws, conv, user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
