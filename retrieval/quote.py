@@ -95,9 +95,11 @@ JOIN = " — "  # between a definition's term and a sentence of its description,
 
 
 def _term(line: str) -> bool:
-    """A line that names what the lines after it describe: short, not a sentence, code-like."""
+    """A line that names what the lines after it describe: short, not a sentence, code-like, not a
+    link (the handbook's "→ https://kde.org/" closes the paragraph before it)."""
     words = line.split()
     return 0 < len(words) <= TERM_WORDS and not line.rstrip().endswith((".", "?", "!")) \
+        and not line.lstrip("→ ").startswith(("http://", "https://")) \
         and any(k == "identifier" for k, _ in verify.asserted_terms(line))
 
 
@@ -105,6 +107,10 @@ def _term(line: str) -> bool:
 # "VOCABULARY Blocks and inodes", "TIP whatis", "CULTURE DNSSEC" in DocBook books such as the Debian Handbook).
 _CAPITALS = re.compile(r"[A-Z]{2,}[A-Z'’-]*")
 _NOT_TITLE = re.compile(r"[;{}=]| :|\w\(|\S{24}")  # table rows ("IDL Type: int; ..."), code, values ("MAC Address : 00:16")
+
+
+def _english_capitals(word: str) -> bool:
+    return _CAPITALS.fullmatch(word) is not None and verify.zipf(word.lower()) >= 2.5
 
 
 def _box_title(line: str) -> bool:
@@ -116,24 +122,36 @@ def _box_title(line: str) -> bool:
     if len(words) > 2 * TERM_WORDS or line.rstrip().endswith((".", "!", ":")):
         return False
     n = 0
-    while n < len(words) and _CAPITALS.fullmatch(words[n]) and verify.zipf(words[n].lower()) >= 2.5:
+    while n < len(words) and _english_capitals(words[n]):
         n += 1
-    title = " ".join(words[n:])
-    if not n or not title or not any(len(w) >= 3 for w in words[:n]) or _NOT_TITLE.search(title) \
-            or not (title[0].isalpha() or (title[0] == "/" and n < len(words) - 1)):
+    # the longest label first, then shorter ones: "NOTE" + "NSS and DNS", "BACK TO BASICS" + "RFC — Internet standards"
+    for k in range(n, 0, -1):
+        if any(len(w) >= 3 for w in words[:k]) and _title(words[k:]):
+            return True
+    return False
+
+
+def _title(words: list[str]) -> bool:
+    """Whether the words after a label read as a box's title, not as code, a table row or a value."""
+    title = " ".join(words)
+    if not title or _NOT_TITLE.search(title) or not (title[0].isalpha() or (title[0] == "/" and len(words) > 1)):
+        return False
+    if all(_english_capitals(w) for w in words):  # "PORT STATE SERVICE", "SEE ALSO": no label to tell apart
         return False
     # "TIP whatis", but not a line of code: "SELECT name FROM users"
     return not title[0].islower() or not re.search(r"\b[A-Z]{2,}\b", title)
 
 
-def _units(text: str) -> list[tuple[str, str]]:
+def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(term, sentence) for every sentence of a passage; term is the definition it belongs to
-    (manual pages and API references: a term line, then its description) or "". A box's title
-    line ends a definition and is no sentence of its own (see _box_title)."""
+    (manual pages and API references: a term line, then its description) or "". A line that is
+    one of the passage's `headings` or a box's title (see _box_title) ends a definition and is no
+    sentence of its own: the heading is the source's label (and its own candidate, see candidates)."""
     paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
+    titles = {" ".join(h.split()) for h in headings}
     out, term = [], ""
     for i, para in enumerate(paras):
-        if _box_title(para):
+        if para in titles or _box_title(para):
             term = ""
             continue
         nxt = paras[i + 1] if i + 1 < len(paras) else ""
@@ -158,7 +176,7 @@ def candidates(passages: Sequence[Hit]) -> list[tuple[int, str, str]]:
         head = " > ".join(h.heading)
         if h.heading and len(h.heading[-1].split()) >= 3:
             out.append((n, h.heading[-1].strip(), head))
-        for term, sent in _units(h.text):
+        for term, sent in _units(h.text, h.heading):
             if len(sent.split()) >= 3 or verify.asserted_terms(sent):
                 out.append((n, f"{term}{JOIN}{sent}" if term else sent, head))
     return out

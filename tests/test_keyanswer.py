@@ -164,6 +164,18 @@ def test_a_sidebar_title_is_no_definition_term():
     assert key_span(next(c for c in cands if "/etc/skel/" in c), SKEL) == "/etc/skel/"
 
 
+def test_a_heading_line_is_the_sources_label_not_a_term():
+    """The handbook's chunks start with their headings, some code-like ("8.4.1. User List: /etc/passwd"):
+    the sentence after it is quoted alone (the heading names the source), and a heading that says
+    something is still a candidate of its own."""
+    heading = ("8.4. User and Group Databases", "8.4.1. User List: /etc/passwd")
+    text = "8.4. User and Group Databases\n\n8.4.1. User List: /etc/passwd\n\n" \
+           "Here is the list of fields in the /etc/passwd file:\n\nlogin, for example rhertzog;"
+    cands = [c for _, c, _ in candidates([_hit(1, text, heading)])]
+    assert cands == ["8.4.1. User List: /etc/passwd", "Here is the list of fields in the /etc/passwd file:",
+                     "login, for example rhertzog;"]
+
+
 @pytest.mark.slow
 def test_a_quote_from_a_page_with_sidebars_starts_with_its_sentence(ws, llm, embedder, cli):
     """Through the real reader, ingestion and answer: the quote is the answering sentence with its span,
