@@ -124,9 +124,13 @@ def _box_title(line: str) -> bool:
     n = 0
     while n < len(words) and _english_capitals(words[n]):
         n += 1
-    # the longest label first, then shorter ones: "NOTE" + "NSS and DNS", "BACK TO BASICS" + "RFC — Internet standards"
-    for k in range(n, 0, -1):
-        if any(len(w) >= 3 for w in words[:k]) and _title(words[k:]):
+    if any(len(w) >= 3 for w in words[:n]) and _title(words[n:]):
+        return True
+    # a shorter label when the title starts with an acronym that reads as English: "NOTE" + "NSS and DNS",
+    # "BACK TO BASICS" + "RFC — Internet standards"; not SQL ("INSERT" + "INTO movie VALUES")
+    for k in range(n - 1, 0, -1):
+        if any(len(w) >= 3 for w in words[:k]) and verify.zipf(words[k].lower()) < 4.0 \
+                and re.search(r"[a-z]", " ".join(words[k:])) and _title(words[k:]):
             return True
     return False
 

@@ -15,7 +15,7 @@ from archivist.records import Answer, Hit
 from archivist.retrieval.answer import NOT_FOUND, UNCERTAIN, ask, settle
 from archivist.retrieval.answerability import missing_names, names
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, term_stats
-from archivist.retrieval.quote import candidates
+from archivist.retrieval.quote import _box_title, candidates
 from archivist.retrieval.search import search
 
 from conftest import sample_questions
@@ -162,6 +162,20 @@ def test_a_sidebar_title_is_no_definition_term():
     assert "The creation of an account populates the user's home directory with the contents of the /etc/skel/ " \
            "template." in cands
     assert key_span(next(c for c in cands if "/etc/skel/" in c), SKEL) == "/etc/skel/"
+
+
+@pytest.mark.parametrize("line, title", [
+    ("BACK TO BASICS Quota", True), ("VOCABULARY Blocks and inodes", True), ("TIP whatis", True),
+    ("CULTURE DNSSEC", True), ("NOTE NSS and DNS", True), ("BACK TO BASICS RFC — Internet standards", True),
+    # lines of code, tables and command output in the same corpora
+    ("INSERT INTO movie VALUES", False), ("ORDER BY x ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING", False),
+    ("USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND", False), ("MAILADDR root", False),
+    ("IDL Type: int; Python Type: int", False), ("PORT STATE SERVICE", False), ("SEE ALSO", False),
+    ("UNC drive names are not considered:", False),
+])
+def test_a_box_title_is_told_from_code(line, title):
+    """Real lines of the handbook, git and Python corpora: sidebar titles, and lines in capitals that are not."""
+    assert _box_title(line) is title
 
 
 def test_a_heading_line_is_the_sources_label_not_a_term():
