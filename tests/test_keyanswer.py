@@ -143,7 +143,7 @@ def test_another_products_name_lowers_answerable(embedder):
 # A real page of the Debian Administrator's Handbook: two boxed sidebars whose titles ("BACK TO BASICS
 # Quota") the reader keeps as a line of their own, between the section's paragraphs.
 HANDBOOK_PAGE = Path(__file__).parent / "data" / "handbook-creating-accounts.html"
-SKEL = "Which directory's contents are copied into a new user's home directory when the account is created?"
+SKEL = "Which directory's contents populate the home directory of a newly created user account?"
 
 
 def _page_hit() -> Hit:
