@@ -206,7 +206,11 @@ _AMOUNT = re.compile(r"(?<![\w.-])(?:(?P<cur>[A-Z]{3}|[$€£¥])\s?)?(?P<num>\d
 _WHO_Q = re.compile(r"^\W*(who|whom|whose)\b", re.I)
 # Questions after an amount that question_kind does not call "number" ("what budget ...", "at what rate ...")
 _AMOUNT_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|length|size|"
-                       r"limit|minimum|maximum|deadline|date|how (many|much|long|often|big|large|old)|when)\b", re.I)
+                       r"limit|minimum|maximum|deadline|date|how (many|much|long|often|big|large|old))\b", re.I)
+# A question that asks for the amount or date itself: then no other key stands in for a missing one.
+# ("when" inside a question is a clause: "which directory is copied when the account is created?")
+_ASKS_AMOUNT = re.compile(r"^\W*(when|how (many|much|long|often|big|large|old))\b|\b(what|which) (year|date|day|time|"
+                          r"port|size|version|rate|price|cost|budget|amount|fee|allowance|limit|length|deadline)\b", re.I)
 _MONEY_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|how much|pay|paid|spend)\b", re.I)
 _WHEN_Q = re.compile(r"\b(when|date|deadline|which day|what day)\b", re.I)
 _REFERENCE = re.compile(r"\b(section|chapter|figure|table|step|§)\s*$", re.I)  # "section 3.2": a pointer, not an amount
@@ -261,15 +265,16 @@ def _name(sentence: str, question: str) -> str:
 
 
 def key_span(sentence: str, question: str) -> str:
-    """The span of `sentence` that answers, copied from it: for a question that asks for a number or
-    date, the first amount or date it does not name (with its currency, range and unit: "EUR 1,500
-    per year", "1 September 2025"); for "who", the first name; otherwise (or when those find
-    nothing, except for a number) its first code-like term or path the question does not name, an
-    e-mail address or URL whole. "" when there is none: no key is better than a wrong one."""
-    kind = question_kind(question)
-    if kind == "number" or _AMOUNT_Q.search(question):
+    """The span of `sentence` that answers, copied from it: for a question about a number or date,
+    the first amount or date it does not name (with its currency, range and unit: "EUR 1,500 per
+    year", "1 September 2025"); for "who", the first name; otherwise (or when those find nothing,
+    unless the question asks for the amount itself: "when ...?", "how many ...?") its first
+    code-like term or path the question does not name, an e-mail address or URL whole. "" when
+    there is none: no key is better than a wrong one."""
+    asks = _ASKS_AMOUNT.search(question)
+    if asks or question_kind(question) == "number" or _AMOUNT_Q.search(question):
         amount = _amount(sentence, question)
-        if amount or kind == "number":
+        if amount or asks:
             return amount
     if _WHO_Q.search(question):
         name = _name(sentence, question)

@@ -54,6 +54,8 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
     ("Forward suspicious emails to phish@northwind-robotics.example and do not click.",
      "Where should suspicious emails be forwarded?", "phish@northwind-robotics.example"),  # whole, not its domain
     ("The meeting notes say nothing about it.", "When is the meeting?", ""),  # no date: no key, never a guess
+    ("The contents of /etc/skel/ are copied into the new home directory.",  # "when" as a clause asks no date
+     "Which directory's contents are copied into a new user's home directory when the account is created?", "/etc/skel/"),
 ])
 def test_the_key_span_is_what_the_question_does_not_name(sentence, question, span):
     assert key_span(sentence, question) == span
@@ -143,7 +145,7 @@ def test_another_products_name_lowers_answerable(embedder):
 # A real page of the Debian Administrator's Handbook: two boxed sidebars whose titles ("BACK TO BASICS
 # Quota") the reader keeps as a line of their own, between the section's paragraphs.
 HANDBOOK_PAGE = Path(__file__).parent / "data" / "handbook-creating-accounts.html"
-SKEL = "Which directory's contents populate the home directory of a newly created user account?"
+SKEL = "Which directory's contents are copied into a new user's home directory when the account is created?"
 
 
 def _page_hit() -> Hit:
