@@ -93,6 +93,9 @@ VLLM_PORT    ?= 8000
 VLLM_MEMORY  ?= 0.1
 # float32: answers equal the in-process model's; bfloat16 (vLLM's default) measured 8.7x faster here (bench/RESULTS.md)
 VLLM_DTYPE   ?= float32
+# 0: serve without LoRA (no adapters; on the CPU backend LoRA layers cost ~5x the answers per minute, bench/RESULTS.md finding 26)
+VLLM_LORA    ?= 1
+VLLM_LORA_FLAGS := $(if $(filter 0,$(VLLM_LORA)),,--enable-lora --max-lora-rank 16)
 VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.settings import Settings; from archivist.models import resolve_llm; s = Settings.from_env(); print(resolve_llm(s.llm, s.cache))" 2>/dev/null)
 
 $(VLLM_STAMP):
@@ -113,7 +116,7 @@ vllm-serve: vllm-env install
 	@test -n "$(VLLM_MODEL)" || { echo "no converted default chat model: run make install first" >&2; exit 1; }
 	VLLM_ALLOW_RUNTIME_LORA_UPDATING=True $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
 	  --model $(VLLM_MODEL) --served-model-name archivist --port $(VLLM_PORT) \
-	  --enable-lora --max-lora-rank 16 --max-model-len 2048 \
+	  $(VLLM_LORA_FLAGS) --max-model-len 2048 \
 	  --dtype $(VLLM_DTYPE) --gpu-memory-utilization $(VLLM_MEMORY)
 
 # Tests against a real vLLM server (the `vllm` marker; they start one themselves).
