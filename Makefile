@@ -11,7 +11,7 @@ SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-r
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-gemma run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps system-deps browser clean vllm-env vllm-serve test-vllm ray-deps test-ray bench-ray
+.PHONY: install install-gemma run ingest-samples ui test test-fast test-all test-e2e bench bench-full bench-deps bench-index system-deps browser clean vllm-env vllm-serve test-vllm ray-deps test-ray bench-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -130,6 +130,13 @@ ray-deps: install
 # Tests on a local Ray cluster (the `ray` marker: out of `make test`, a cluster takes ~20 s to start).
 test-ray: ray-deps
 	$(BIN)/python -m pytest -q -m ray tests/test_ray_ingest.py
+
+# The compressed index on 200,000 real chunk embeddings: embeds Debian's documentation packages once
+# (installs git-doc, debian-handbook, python3.11-doc, linux-doc-6.1, rust-doc; ~2 h on 2 cores,
+# resumable, cached in bench/data/index-vectors), then flat vs IVF-PQ (bench/RESULTS.md finding 29).
+bench-index: install
+	nice -n 10 $(BIN)/python bench/index.py embed --limit 200200
+	$(BIN)/python bench/index.py run --n 200000
 
 # --ray against the local path on the same corpus, alternated repeats (bench/RESULTS.md).
 bench-ray: ray-deps
