@@ -106,7 +106,7 @@ class ModelList(BaseModel):
     data: list[Model]
 
 
-class CitationOut(BaseModel):
+class PassageOut(BaseModel):
     n: int
     document: str
     page: int | None = None
@@ -114,6 +114,11 @@ class CitationOut(BaseModel):
     score: float
     heading: list[str] = Field(default_factory=list, description="archivist: the section the passage is in, its heading "
                                                                  "path, outermost first (the source's label)")
+
+
+class CitationOut(PassageOut):
+    """A cited passage: a passage of the prompt, with its text and how well it supports the answer."""
+
     text: str
     support: float
     weak: bool
@@ -122,16 +127,6 @@ class CitationOut(BaseModel):
     bbox: list[float] | None = Field(None, description="archivist: the passage's box on its page: [x0, y0, x1, y1] as "
                                                         "fractions of the page, origin top left (PDFs, scans, images)")
     boxes: list[list[float]] = Field(default_factory=list, description="archivist: the box of each of its lines, same units")
-
-
-class PassageOut(BaseModel):
-    n: int
-    document: str
-    page: int | None = None
-    chunk_id: int
-    score: float
-    heading: list[str] = Field(default_factory=list, description="archivist: the section the passage is in, its heading "
-                                                                 "path, outermost first")
 
 
 class AssistantMessage(BaseModel):
