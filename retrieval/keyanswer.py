@@ -200,13 +200,14 @@ _DATE = re.compile(rf"\b\d{{1,2}}\.?\s+(?:{_MONTHS})\.?(?:,?\s+\d{{4}})?\b|\b(?:
 # An amount as written: a currency before it (EUR 1,500; $5), a range (10:00 to 15:00), a unit after
 # it (20 weeks, 0.30 per km): the unit is kept only when verify knows it as one.
 _CURRENCY = frozenset("eur usd gbp chf jpy cad aud sek nok dkk pln czk cny inr".split())
+_ZONES = frozenset("utc gmt cet cest eet eest wet west est edt cst cdt mst mdt pst pdt ist jst".split())  # after a time
 _AMOUNT = re.compile(r"(?<![\w.-])(?:(?P<cur>[A-Z]{3}|[$€£¥])\s?)?(?P<num>\d+(?:[.,:]\d+)*)"
                      r"(?P<range>\s*(?:to|-|–|and)\s*\d+(?:[.,:]\d+)*)?"
                      r"(?P<unit>\s*%|[\s-]+(?:(?:per|a|an|each|every)\s+)?[A-Za-z]+)?")
 _WHO_Q = re.compile(r"^\W*(who|whom|whose)\b", re.I)
 # Questions after an amount that question_kind does not call "number" ("what budget ...", "at what rate ...")
 _AMOUNT_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|length|size|"
-                       r"limit|minimum|maximum|deadline|date|how (many|much|long|often|big|large|old))\b", re.I)
+                       r"limit|minimum|maximum|deadline|date|hours|opening times|how (many|much|long|often|big|large|old))\b", re.I)
 # A question that asks for the amount or date itself: then no other key stands in for a missing one.
 # ("when" inside a question is a clause: "which directory is copied when the account is created?")
 _ASKS_AMOUNT = re.compile(r"^\W*(when|how (many|much|long|often|big|large|old))\b|\b(what|which) (year|date|day|time|"
@@ -228,7 +229,7 @@ def _amount(sentence: str, question: str) -> str:
     for m in _AMOUNT.finditer(sentence):
         unit = (m.group("unit") or "").strip(" -")
         last = unit.split()[-1].lower() if unit else ""
-        real_unit = unit == "%" or last in verify._UNITS
+        real_unit = unit == "%" or last in verify._UNITS or ":" in m.group("num") and last in _ZONES
         if verify._number(m.group("num")) in asked or _SECTION.fullmatch(m.group("num")) and not real_unit \
                 or any(m.start("num") in r for r in dated) or _REFERENCE.search(sentence[:m.start()]):
             continue
@@ -282,7 +283,7 @@ def key_span(sentence: str, question: str) -> str:
             return name
     for k, t in new_terms(sentence, question):
         t = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
-        if k != "identifier" or t not in sentence or _SECTION.match(t) or t.lower() in _CURRENCY:
+        if k != "identifier" or t not in sentence or _SECTION.match(t) or t.lower() in _CURRENCY | _ZONES:
             continue
         link = next((m.group(0).rstrip(".,;:)") for m in _LINK.finditer(sentence) if t in m.group(0)), None)
         return link or t

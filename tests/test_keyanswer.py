@@ -42,6 +42,8 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
     ("You are available during the core hours from 10:00 to 15:00 on working days.", "How long are the core hours?",
      "10:00 to 15:00"),
     ("See section 3.2 for details; the limit is 5 MB.", "What is the size limit?", "5 MB"),  # not the section
+    ("The IT service desk supports the VPN from 07:00 to 20:00 CET, Monday to Friday.", "What are the VPN support hours?",
+     "07:00 to 20:00 CET"),  # a time zone belongs to its time, and is never the key alone
     # what the question asks for, in a sentence with a name, a date and an amount
     ("Decision: Ines Kowalczyk decided to open a hub in Rotterdam on 1 September 2025, with a budget of EUR 420,000.",
      "Who decided to open the Rotterdam hub?", "Ines Kowalczyk"),  # not "Decision:", a label
