@@ -195,8 +195,10 @@ def _quote_score(row: np.ndarray) -> float:
 
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
            "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
+_DAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?"
 _DATE = re.compile(rf"\b\d{{1,2}}\.?\s+(?:{_MONTHS})\.?(?:,?\s+\d{{4}})?\b|\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?"
-                   rf"(?:,?\s+\d{{4}})?\b", re.I)
+                   rf"(?:,?\s+\d{{4}})?\b|\b(?:(?:every|each|on)\s+)?{_DAY}(?:\s+(?:to|-|–)\s+{_DAY})?"
+                   rf"(?:\s+at\s+\d{{1,2}}[:.]\d{{2}})?\b", re.I)  # "1 September 2025", "every Tuesday at 07:30"
 # An amount as written: a currency before it (EUR 1,500; $5), a range (10:00 to 15:00), a unit after
 # it (20 weeks, 0.30 per km): the unit is kept only when verify knows it as one.
 _CURRENCY = frozenset("eur usd gbp chf jpy cad aud sek nok dkk pln czk cny inr".split())

@@ -55,6 +55,8 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
      "Who must approve trips that cost more than EUR 2,000?", "Chief Financial Officer, Marta Oliveira"),
     ("Forward suspicious emails to phish@northwind-robotics.example and do not click.",
      "Where should suspicious emails be forwarded?", "phish@northwind-robotics.example"),  # whole, not its domain
+    ("Forklift inspections take place every Tuesday at 07:30.", "When are the forklift inspections?",
+     "every Tuesday at 07:30"),
     ("The meeting notes say nothing about it.", "When is the meeting?", ""),  # no date: no key, never a guess
     ("The contents of /etc/skel/ are copied into the new home directory.",  # "when" as a clause asks no date
      "Which directory's contents are copied into a new user's home directory when the account is created?", "/etc/skel/"),
