@@ -144,13 +144,22 @@ def remote_settings(settings):
     return replace(settings, home=Path(settings.home).resolve())
 
 
-def describe_embedder(args: tuple[str, str, str, str]) -> dict:
-    """Load the embedder `args` (models.embedder_args) and say what it is."""
-    from archivist.models import embedder_identity, load_embedder
+def describe(embedder) -> dict:
+    """What a loaded embedder is, as the identity check needs it: name, dim, model_id, identity."""
+    from archivist.models import embedder_identity
 
-    e = load_embedder(*args)
-    return {"name": e.name, "dim": e.dim, "model_id": getattr(e, "model_id", f"{e.name}:{e.dim}"),
-            "identity": embedder_identity(e)}
+    return {"name": embedder.name, "dim": embedder.dim,
+            "model_id": getattr(embedder, "model_id", f"{embedder.name}:{embedder.dim}"),
+            "identity": embedder_identity(embedder)}
+
+
+def load_here(settings) -> tuple[ClusterEmbedder, object]:
+    """The embedder the actors would load, loaded in this process (a cluster that is this machine
+    alone: same environment and devices), with its description for the identity check."""
+    from archivist.models import embedder_args, load_embedder
+
+    embedder = load_embedder(*embedder_args(remote_settings(settings)))
+    return ClusterEmbedder(**describe(embedder)), embedder
 
 
 def pool_key(args: tuple[str, str, str, str]) -> str:
@@ -175,12 +184,10 @@ class EmbedActor:
     `keep_warm_s` > 0 it ends itself once no ingest has held it (a lease) for that long."""
 
     def __init__(self, args: tuple[str, str, str, str], key: str, keep_warm_s: float = 0.0):
-        from archivist.models import embedder_identity, load_embedder
+        from archivist.models import load_embedder
 
         self.embedder = load_embedder(*args)
-        self.info = {"key": key, "name": self.embedder.name, "dim": self.embedder.dim,
-                     "model_id": getattr(self.embedder, "model_id", f"{self.embedder.name}:{self.embedder.dim}"),
-                     "identity": embedder_identity(self.embedder), "loaded_at": time.time()}
+        self.info = {"key": key, **describe(self.embedder), "loaded_at": time.time()}
         self.leases: dict[str, float] = {}  # ingest token -> when it last used this actor
         self.idle_since = time.monotonic()
         self.calls = 0
@@ -329,13 +336,9 @@ def probe_embedder(settings, pool: Pool) -> ClusterEmbedder:
     (same environment and devices: it loads while the actors start, and is kept as the pool's
     `helper`, which embeds until an actor is up), else the first actor's, once loaded. Each
     document still comes back with its actor's identity, checked."""
-    from archivist.models import embedder_args, load_embedder
-
     ray = _ray()
     if not pool.reused and _this_machine_only(ray):
-        args = embedder_args(remote_settings(settings))
-        found = ClusterEmbedder(**describe_embedder(args))
-        pool.helper = load_embedder(*args)  # the one describe_embedder loaded: models are loaded once per process
+        found, pool.helper = load_here(settings)
         return found
     state = ray.get(pool.actors[0].state.remote(pool.token))
     return ClusterEmbedder(state["name"], state["dim"], state["model_id"], state["identity"])
@@ -488,11 +491,8 @@ def _embedding_on(settings, address: str | None, num_cpus: int | None, embed_act
     `driver_embeds`, a pool without actors whose helper (the driver's embedder) takes every call."""
     with cluster(address, num_cpus) as found:
         if driver_embeds(settings, found):
-            from archivist.models import embedder_args, load_embedder
-
-            args = embedder_args(remote_settings(settings))
-            described = ClusterEmbedder(**describe_embedder(args))
-            yield described, Pool([], uuid.uuid4().hex, helper=load_embedder(*args))
+            described, embedder = load_here(settings)
+            yield described, Pool([], uuid.uuid4().hex, helper=embedder)
             return
         pool = start_pool(settings, found, embed_actors)
         try:
