@@ -195,6 +195,7 @@ def _quote_score(row: np.ndarray) -> float:
 
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december|"
            "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
+_MONTH_WORDS = frozenset(_MONTHS.split("|"))
 _DAY = r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?"
 _DATE = re.compile(rf"\b\d{{1,2}}\.?\s+(?:{_MONTHS})\.?(?:,?\s+\d{{4}})?\b|\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?"
                    rf"(?:,?\s+\d{{4}})?\b|\b(?:(?:every|each|on)\s+)?{_DAY}(?:\s+(?:to|-|–)\s+{_DAY})?"
@@ -207,14 +208,15 @@ _AMOUNT = re.compile(r"(?<![\w.-])(?:(?P<cur>[A-Z]{3}|[$€£¥])\s?)?(?P<num>\d
                      r"(?P<range>\s*(?:to|-|–|and)\s*\d+(?:[.,:]\d+)*)?"
                      r"(?P<unit>\s*%|[\s-]+(?:(?:per|a|an|each|every)\s+)?[A-Za-z]+)?")
 _WHO_Q = re.compile(r"^\W*(who|whom|whose)\b", re.I)
+_MONEY = "rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount"  # what a question about money names
 # Questions after an amount that question_kind does not call "number" ("what budget ...", "at what rate ...")
-_AMOUNT_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|length|size|"
-                       r"limit|minimum|maximum|deadline|date|hours|opening times|how (many|much|long|often|big|large|old))\b", re.I)
+_AMOUNT_Q = re.compile(rf"\b({_MONEY}|length|size|limit|minimum|maximum|deadline|date|hours|opening times|"
+                       r"how (many|much|long|often|big|large|old))\b", re.I)
 # A question that asks for the amount or date itself: then no other key stands in for a missing one.
 # ("when" inside a question is a clause: "which directory is copied when the account is created?")
 _ASKS_AMOUNT = re.compile(r"^\W*(when|how (many|much|long|often|big|large|old))\b|\b(what|which) (year|date|day|time|"
                           r"port|size|version|rate|price|cost|budget|amount|fee|allowance|limit|length|deadline)\b", re.I)
-_MONEY_Q = re.compile(r"\b(rate|cost|costs|price|fee|fees|budget|allowance|per diem|salary|amount|how much|pay|paid|spend)\b", re.I)
+_MONEY_Q = re.compile(rf"\b({_MONEY}|how much|pay|paid|spend)\b", re.I)
 _WHEN_Q = re.compile(r"\b(when|date|deadline|which day|what day)\b", re.I)
 _REFERENCE = re.compile(r"\b(section|chapter|figure|table|step|§)\s*$", re.I)  # "section 3.2": a pointer, not an amount
 _CAPITAL = re.compile(r"[A-Z][\w'’-]*")
@@ -226,8 +228,9 @@ def _amount(sentence: str, question: str) -> str:
     one with a currency first for a question about money, a date first for "when"."""
     asked = {verify._number(n) for n in re.findall(r"\d+(?:[.,:]\d+)*", question)}
     money, when = _MONEY_Q.search(question), _WHEN_Q.search(question)
-    found = [(0 if when else 1, m.start(), m.group(0).strip()) for m in _DATE.finditer(sentence)]
-    dated = [range(m.start(), m.end()) for m in _DATE.finditer(sentence)]
+    dates = list(_DATE.finditer(sentence))
+    found = [(0 if when else 1, m.start(), m.group(0).strip()) for m in dates]
+    dated = [range(m.start(), m.end()) for m in dates]
     for m in _AMOUNT.finditer(sentence):
         unit = (m.group("unit") or "").strip(" -")
         last = unit.split()[-1].lower() if unit else ""
@@ -253,7 +256,7 @@ def _name(sentence: str, question: str) -> str:
     runs: list[list] = []
     for m in words:
         w = m.group(0)
-        if w.lower() in _MONTHS.split("|") or _named(w, question) or sentence[m.end():m.end() + 1] == ":":
+        if w.lower() in _MONTH_WORDS or _named(w, question) or sentence[m.end():m.end() + 1] == ":":
             continue
         gap = sentence[runs[-1][-1].end():m.start()] if runs else None
         if gap is not None and (gap == " " or (gap == ", " and len(runs[-1]) > 1)):
