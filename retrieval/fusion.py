@@ -1,5 +1,6 @@
 """Fusing the dense and the lexical ranking into one score per chunk: linearly on exact scores
-(`linear_fusion`, the default) or by reciprocal rank fusion (`rrf`). Settings.fusion chooses."""
+(`linear_fusion`, the default) or by reciprocal rank fusion (`rrf`). Settings.fusion chooses, in
+`fuse`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ def rrf(*rankings: Sequence[tuple[int, float]], k: int = RRF_K) -> dict[int, flo
         for rank, (cid, _) in enumerate(ranking, start=1):
             fused[cid] = fused.get(cid, 0.0) + 1.0 / (k + rank)
     return fused
+
+
+def fuse(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, float]], lex: lexicon.Ranking,
+         lexical_cosines: dict[int, float] | None = None) -> dict[int, float]:
+    """Hybrid search's score per chunk, as the workspace's settings say: `linear_fusion` with
+    settings.lexical_weight and settings.fusion_norm, or `rrf` of the two rankings (settings.fusion).
+    `search.search` and the retriever fine-tune's held-out evaluation (finetune/retriever.py) both
+    fuse here, so what decides an adapted embedder's activation is what search serves."""
+    s = ws.settings
+    if s.fusion == "linear":
+        return linear_fusion(ws, qvec, d_rank, lex, s.lexical_weight, lexical_cosines, s.fusion_norm)
+    return rrf(d_rank, lex.hits)
 
 
 def linear_fusion(ws: Workspace, qvec: np.ndarray, d_rank: Sequence[tuple[int, float]], lex: lexicon.Ranking,

@@ -22,7 +22,7 @@ from archivist import access
 from archivist.records import Hit
 from archivist.retrieval import lexicon, vectors
 from archivist.retrieval.duplicates import collapse_duplicates
-from archivist.retrieval.fusion import cosines_of, linear_fusion, rrf, stored_vectors
+from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
 from archivist.retrieval.hits import hit_rows, mark_matched_terms, ranked_hits
 from archivist.retrieval.query import STOPWORDS, query_terms
 from archivist.workspace import Workspace
@@ -194,12 +194,7 @@ def search(
     if mode == "hybrid":
         lex, lex_vectors = pending.result()
         l_rank = lex.hits
-        if linear:
-            scores = linear_fusion(ws, qvec, d_rank, lex, ws.settings.lexical_weight,
-                                   cosines_of(lex_vectors, qvec) if lex_vectors is not None else None,
-                                   ws.settings.fusion_norm)
-        else:
-            scores = rrf(d_rank, l_rank)
+        scores = fuse(ws, qvec, d_rank, lex, cosines_of(lex_vectors, qvec) if lex_vectors is not None else None)
     elif mode == "lexical":
         l_rank = lexical(ws, query, cids, limit, doc_ids, kinds)
         scores = dict(l_rank)
