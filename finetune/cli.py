@@ -228,9 +228,11 @@ def cmd_finetune_retriever(args) -> int:
     ev = report.get("evaluation")
     if ev:
         print(f"held-out documents: {ev['questions']} synthetic questions over {ev['corpus']} chunks   {'base':>7} {'adapted':>8}")
-        for m in ("hit@5", "mrr@10"):
-            d = ev["difference"][m]
-            print(f"  {m:8} {ev['base'][m]:>57.3f} {ev['adapted'][m]:>8.3f}   diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+        for label, side in (("hybrid (decides)", ev), ("dense alone", ev.get("dense"))):
+            for m in ("hit@5", "mrr@10") if side else ():
+                d = side["difference"][m]
+                print(f"  {label:16} {m:8} {side['base'][m]:>40.3f} {side['adapted'][m]:>8.3f}   "
+                      f"diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
     state = "active: the collections were re-embedded with it" if report.get("activated") else report.get("note", "not activated")
     print(f"embedder {report['name']}: {state}")
     if report.get("reembed"):

@@ -11,12 +11,16 @@ One recipe, top to bottom:
                current embedder ranks high: the near misses the model must learn to push down
     train      sentence-transformers, MultipleNegativesRankingLoss over (question, passage, hard
                negative): every other passage in the batch is a negative too
-    evaluate   the base and the adapted model on the held-out documents' questions: hit@5, MRR@10
+    evaluate   the base and the adapted model on the held-out documents' questions, each ranking every
+               chunk of the held-out documents as search serves it: hybrid, BM25 over those chunks
+               (retrieval/lexicon.py) and the model's cosines fused by retrieval/fusion.py's `fuse`
+               with the workspace's settings; dense alone beside it, for the record. hit@5, MRR@10
                and a paired bootstrap interval of the difference (retrieval/evaluation.py)
     save       embedders/<name>/ under the workspace: safetensors weights and archivist.json with its
                lineage (base, collections, documents, config, metrics, who trained it)
-    activate   only when better (MRR@10's interval above zero), by an admin: every chunk is
-               re-embedded (retrieval/reembed.py; resumable, the old index serves until the switch)
+    activate   only when better (hybrid MRR@10's interval above zero: a model can gain in dense
+               ranking and still lose once fused with BM25, bench/RESULTS.md findings 25 and 30), by
+               an admin: every chunk is re-embedded (retrieval/reembed.py; resumable, the old index serves until the switch)
 
 Access. The questions come only from collections the acting user may read, and the embedder is
 listed only to users who may read all of them. Once active, it embeds every user's queries: that
@@ -86,7 +90,7 @@ class RetrieverConfig(SyntheticSplit):
     train_layers: int = _f(2, "top transformer layers trained (the rest and the word embeddings stay frozen): on a "
                               "CPU the backward pass through all six of MiniLM's costs ~2x the time; 0 = all")
     hard_negatives: bool = _f(True, "add one BM25 / current-embedder hard negative per question")
-    activate: str = _f("auto", "auto (when the held-out MRR@10 interval is above zero) | always | never")
+    activate: str = _f("auto", "auto (when the held-out hybrid MRR@10 interval is above zero) | always | never")
     name: str | None = _f(None, "name of the adapted embedder (default: retriever-<n>)")
 
     def __post_init__(self):
@@ -106,15 +110,21 @@ class RetrieverConfig(SyntheticSplit):
 
 @dataclass
 class Pair:
-    """A synthetic question, the passage it must find (as embedded: heading, then text), its chunk
-    and document, and a hard negative passage (or None)."""
+    """A synthetic question, the text of the chunk it must find (without the question, for a sentence
+    question) and its heading, its chunk and document, and a hard negative passage (or None)."""
 
     query: str
-    passage: str
+    text: str
+    heading: str
     chunk_id: int
     document_id: int
     kind: str
     negative: str | None = None
+
+    @property
+    def passage(self) -> str:
+        """What the question must find, as embedded: heading, then text."""
+        return _embedded(self.text, self.heading)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -126,24 +136,24 @@ def _embedded(text: str, heading: str) -> str:
     return f"{heading}\n{text}" if heading else text
 
 
-def question_for(text: str, heading: str, kinds: tuple[str, ...], rng: random.Random) -> tuple[str, str, str] | None:
-    """(question, passage, kind) for one chunk, or None when it offers neither kind.
+def question_for(text: str, kinds: tuple[str, ...], rng: random.Random) -> tuple[str, str, str] | None:
+    """(question, the text it must find, kind) for one chunk's text, or None when it offers neither kind.
 
-    extractive: finetune/qa.py's fact question; the passage is the whole chunk.
-    sentence: a sentence of 6-40 words; the passage is the chunk without it (inverse cloze)."""
+    extractive: finetune/qa.py's fact question; it must find the whole text.
+    sentence: a sentence of 6-40 words; it must find the text without it (inverse cloze)."""
     if "extractive" in kinds:
         from archivist.finetune.qa import extractive_pairs
 
         pairs = extractive_pairs(text, max_pairs=1)
         if pairs and ("sentence" not in kinds or rng.random() < 0.5):
-            return pairs[0].question, _embedded(text, heading), "extractive"
+            return pairs[0].question, text, "extractive"
     if "sentence" in kinds:
         found = [m for m in _SENTENCE.finditer(text) if 6 <= len(m.group(0).split()) <= 40]
         if found and len(text.split()) >= 20:
             m = rng.choice(found)
             rest = (text[:m.start()] + text[m.end():]).strip()
             if len(rest.split()) >= 10:
-                return m.group(0).strip(), _embedded(rest, heading), "sentence"
+                return m.group(0).strip(), rest, "sentence"
     return None
 
 
@@ -172,8 +182,9 @@ def _chunks(ws: Workspace, doc_ids: list[int]) -> list:
     rows = []
     for i in range(0, len(doc_ids), 900):
         part = doc_ids[i:i + 900]
-        rows += ws.db.execute(f"SELECT id, document_id, text, heading FROM chunks WHERE document_id IN "
-                              f"({','.join('?' * len(part))}) ORDER BY id", part).fetchall()
+        rows += ws.db.execute(f"SELECT c.id, c.document_id, d.collection_id, c.text, c.heading, COALESCE(d.title, '') "
+                              f"AS title FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.document_id IN "
+                              f"({','.join('?' * len(part))}) ORDER BY c.id", part).fetchall()
     return rows
 
 
@@ -184,9 +195,9 @@ def make_pairs(ws: Workspace, doc_ids: list[int], kinds: tuple[str, ...], limit:
     rng.shuffle(rows)
     out = []
     for r in rows:
-        found = question_for(r["text"], r["heading"], kinds, rng)
+        found = question_for(r["text"], kinds, rng)
         if found:
-            out.append(Pair(found[0], found[1], r["id"], r["document_id"], found[2]))
+            out.append(Pair(found[0], found[1], r["heading"], r["id"], r["document_id"], found[2]))
             if len(out) >= limit:
                 break
     return out
@@ -290,47 +301,81 @@ def freeze_below(model, top: int) -> list:
 # -- evaluate --------------------------------------------------------------------------------------
 
 
-def rank_metrics(encode, pairs: list[Pair], corpus: list[tuple[int, str]]) -> list[dict[str, float]]:
-    """Per question: hit@5 and MRR@10 of its own chunk among `corpus` [(chunk id, passage)], with
-    `encode(texts) -> normalized vectors`."""
-    ids = np.array([c for c, _ in corpus], np.int64)
-    docs = np.asarray(encode([t for _, t in corpus]), np.float32)
+def rank_metrics(encode, pairs: list[Pair], corpus: list[tuple], ws: Workspace) -> dict[str, list[dict[str, float]]]:
+    """Per search mode ("hybrid", "dense"), per question: hit@5 and MRR@10 of its own chunk among
+    `corpus` (`held_out_corpus`'s rows), with `encode(texts) -> normalized vectors`.
+
+    Hybrid is ranked as `search.search` ranks it: the best `settings.candidates` of each side, BM25
+    from an index of the corpus alone (weighted by the settings' lexical fields) and exact cosines,
+    fused by `fusion.fuse` with the workspace's settings. Near-duplicate collapsing is left out:
+    `unambiguous` has already dropped the questions a neighbouring chunk holds verbatim."""
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.fusion import fuse
+    from archivist.retrieval.query import STOPWORDS
+
+    ids = np.array([r[0] for r in corpus], np.int64)
+    position = {c: i for i, c in enumerate(ids.tolist())}
+    docs = np.asarray(encode([_embedded(r[3], r[4]) for r in corpus]), np.float32)
     queries = np.asarray(encode([p.query for p in pairs]), np.float32)
-    out = []
+    index = lexicon.Index.empty(lexicon.fields_of(ws)).with_chunks(corpus)
+    limit = max(ws.settings.candidates, 10)
+    out: dict[str, list[dict[str, float]]] = {"hybrid": [], "dense": []}
     for p, q in zip(pairs, queries):
-        order = ids[np.argsort(-(docs @ q), kind="stable")[:10]].tolist()
-        rank = order.index(p.chunk_id) + 1 if p.chunk_id in order else None
-        out.append({"hit@5": float(rank is not None and rank <= 5), "mrr@10": 1.0 / rank if rank else 0.0})
+        cos = docs @ q
+        top = np.argsort(-cos, kind="stable")[:limit]
+        d_rank = list(zip(ids[top].tolist(), cos[top].tolist()))
+        lex = index.rank(lexicon.query_units(p.query, STOPWORDS), limit)
+        scores = fuse(ws, q, d_rank, lex, {c: float(cos[position[c]]) for c, _ in lex.hits})
+        out["dense"].append(_at_rank([c for c, _ in d_rank], p.chunk_id))
+        out["hybrid"].append(_at_rank(sorted(scores, key=scores.__getitem__, reverse=True), p.chunk_id))
     return out
 
 
-def held_out_corpus(ws: Workspace, pairs: list[Pair], doc_ids: list[int]) -> list[tuple[int, str]]:
-    """Every chunk of the held-out documents as embedded, a question's own chunk in the form its
-    question must find (without the sentence, for a sentence question)."""
-    own = {p.chunk_id: p.passage for p in pairs}
-    return [(r["id"], own.get(r["id"], _embedded(r["text"], r["heading"]))) for r in _chunks(ws, doc_ids)]
+def _at_rank(order: list[int], wanted: int) -> dict[str, float]:
+    """hit@5 and MRR@10 of chunk `wanted` in `order` (best first)."""
+    order = order[:10]
+    rank = order.index(wanted) + 1 if wanted in order else None
+    return {"hit@5": float(rank is not None and rank <= 5), "mrr@10": 1.0 / rank if rank else 0.0}
 
 
-def unambiguous(pairs: list[Pair], corpus: list[tuple[int, str]]) -> list[Pair]:
+def held_out_corpus(ws: Workspace, pairs: list[Pair], doc_ids: list[int]) -> list[tuple]:
+    """Every chunk of the held-out documents as `lexicon.Index.with_chunks` takes them (chunk id,
+    document id, collection id, text, heading, document title), a question's own chunk in the form
+    its question must find (without the sentence, for a sentence question)."""
+    own = {p.chunk_id: p.text for p in pairs}
+    return [(r["id"], r["document_id"], r["collection_id"], own.get(r["id"], r["text"]), r["heading"], r["title"])
+            for r in _chunks(ws, doc_ids)]
+
+
+def unambiguous(pairs: list[Pair], corpus: list[tuple]) -> list[Pair]:
     """The questions no other passage of the corpus holds verbatim: consecutive chunks overlap
     (settings.chunk_overlap), so a sentence taken out of one chunk may still stand in its
     neighbour, which would then be the right answer too."""
-    return [p for p in pairs if not any(p.query in text for cid, text in corpus if cid != p.chunk_id)]
+    return [p for p in pairs if not any(p.query in _embedded(r[3], r[4]) for r in corpus if r[0] != p.chunk_id)]
 
 
-def compare(base_encode, adapted_encode, pairs: list[Pair], corpus: list[tuple[int, str]]) -> dict:
-    """{"base": metrics, "adapted": metrics, "difference": {metric: paired_difference}}."""
+def compare(base_encode, adapted_encode, pairs: list[Pair], corpus: list[tuple], ws: Workspace) -> dict:
+    """{"questions", "corpus", "search": how hybrid fused, "base", "adapted": hybrid metrics,
+    "difference": {metric: paired_difference} of hybrid, "dense": the same three for dense alone}."""
     from archivist.retrieval.evaluation import mean_metrics, paired_difference
 
-    before = rank_metrics(base_encode, pairs, corpus)
-    after = rank_metrics(adapted_encode, pairs, corpus)
-    return {"questions": len(pairs), "corpus": len(corpus),
-            "base": mean_metrics(before), "adapted": mean_metrics(after),
-            "difference": {m: paired_difference([a[m] for a in after], [b[m] for b in before]) for m in ("hit@5", "mrr@10")}}
+    before = rank_metrics(base_encode, pairs, corpus, ws)
+    after = rank_metrics(adapted_encode, pairs, corpus, ws)
+
+    def side(mode: str) -> dict:
+        a, b = after[mode], before[mode]
+        return {"base": mean_metrics(b), "adapted": mean_metrics(a),
+                "difference": {m: paired_difference([x[m] for x in a], [y[m] for y in b]) for m in ("hit@5", "mrr@10")}}
+
+    s = ws.settings
+    how = (f"hybrid: linear fusion, lexical weight {s.lexical_weight}, norm {s.fusion_norm}" if s.fusion == "linear"
+           else "hybrid: reciprocal rank fusion") + f", {max(s.candidates, 10)} candidates a side"
+    return {"questions": len(pairs), "corpus": len(corpus), "search": how, **side("hybrid"), "dense": side("dense")}
 
 
 def better(evaluation: dict) -> bool:
-    """Activated only when better: the held-out MRR@10 gain's bootstrap interval lies above zero."""
+    """Activated only when better where it is served: the held-out hybrid MRR@10 gain's bootstrap
+    interval lies above zero (a dense gain alone does not count: bench/RESULTS.md, finding 25)."""
     return evaluation["difference"]["mrr@10"]["low"] > 0
 
 
@@ -540,7 +585,7 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
     corpus = held_out_corpus(ws, eval_pairs, held_docs)
     eval_pairs = unambiguous(eval_pairs, corpus)
     with torch.inference_mode():
-        evaluation = compare(encode(base), encode(model), eval_pairs, corpus)
+        evaluation = compare(encode(base), encode(model), eval_pairs, corpus, ws)
     name = cfg.name or fresh_name(ws.home / FOLDER, "retriever")
     collections = sorted({d["collection"] for d in documents})
     manifest = {
@@ -568,6 +613,6 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
         else:
             report["note"] = "not activated: switching the workspace's embedder needs the admin role"
     elif not report["better"]:
-        report["note"] = "not activated: not better than the base on the held-out documents"
+        report["note"] = "not activated: hybrid search not better than with the base on the held-out documents"
     report["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     return report

@@ -139,9 +139,61 @@ def test_questions_are_synthetic_and_never_verbatim_in_their_passage():
     text = ("The heapq module provides an implementation of the heap queue algorithm. Heaps are binary trees "
             "for which every parent node has a value less than or equal to any of its children. This "
             "implementation uses arrays for which heap[k] <= heap[2*k+1] for all k, counting from zero.")
-    q, passage, kind = question_for(text, "heapq", ("sentence",), random.Random(0))
-    assert kind == "sentence" and q in text and q not in passage and passage.startswith("heapq\n")
-    assert question_for("Too short.", "", ("sentence",), random.Random(0)) is None
+    q, rest, kind = question_for(text, ("sentence",), random.Random(0))
+    assert kind == "sentence" and q in text and q not in rest and len(rest) < len(text)
+    assert question_for("Too short.", ("sentence",), random.Random(0)) is None
+
+
+def test_the_held_out_evaluation_that_decides_is_hybrid_search_as_served(ws):
+    """A model can rank better by cosine alone and worse once fused with BM25 (bench/RESULTS.md,
+    finding 25): activation must follow the hybrid ranking that search serves. Hand-made vectors
+    over 24 passages, 12 questions, each with its own passage and one decoy (cosines and words by
+    design, other passages orthogonal). `compare` fuses with the workspace's default settings
+    (linear, lexical weight 0.2, BM25 / the query's best):
+    - 6 "worded" questions share their words with their own passage only. Base cosines own 0.55,
+      decoy 0.60: dense rank 2, hybrid 0.64 vs 0.48, rank 1. Adapted 0.60 / 0.55: rank 1 in both.
+    - 6 "decoy" questions share their words with the decoy only. Base 0.90 / 0.30: rank 1 in both
+      (hybrid 0.72 vs 0.44). Adapted 0.60 / 0.55: dense rank 1, hybrid 0.48 vs 0.64, rank 2.
+    So dense MRR@10 goes 0.75 -> 1.0 (what decided before: activated) and hybrid 1.0 -> 0.75 (not)."""
+    from archivist.finetune.retriever import Pair, better, compare
+
+    words = ["amber", "basalt", "cobalt", "dolomite", "emerald", "feldspar", "garnet", "hematite", "ilmenite",
+             "jasper", "kyanite", "lazurite"]
+    corpus, pairs, base_q, adapted_q = [], [], {}, {}
+    dim = 3 * len(words)
+    for i, w in enumerate(words):
+        worded = i < 6
+        own, decoy = 100 + 2 * i, 101 + 2 * i
+        query = f"{w} {w}stone"
+        own_text = f"About {w} and {w}stone, passage {i}." if worded else f"Filler passage number {i}."
+        decoy_text = f"Another filler passage, number {i}." if worded else f"About {w} and {w}stone, decoy {i}."
+        corpus += [(own, 1 + i, 1, own_text, "", ""), (decoy, 1 + i, 1, decoy_text, "", "")]
+        pairs.append(Pair(query, own_text, "", own, 1 + i, "sentence"))
+
+        def q_vec(a: float, b: float, i=i) -> np.ndarray:
+            v = np.zeros(dim, np.float32)
+            v[3 * i], v[3 * i + 1], v[3 * i + 2] = a, b, np.sqrt(1 - a * a - b * b)
+            return v
+        base_q[query] = q_vec(0.55, 0.60) if worded else q_vec(0.90, 0.30)
+        adapted_q[query] = q_vec(0.60, 0.55)
+    passages = {}
+    for k, (cid, *_rest) in enumerate(corpus):
+        v = np.zeros(dim, np.float32)
+        v[3 * (k // 2) + k % 2] = 1.0  # own passage on axis 3i, decoy on 3i + 1
+        passages[corpus[k][3]] = v
+
+    def encoder(queries: dict):
+        return lambda texts: np.stack([queries[t] if t in queries else passages[t] for t in texts])
+
+    ev = compare(encoder(base_q), encoder(adapted_q), pairs, corpus, ws)
+    assert ev["questions"] == 12 and ev["corpus"] == 24 and ev["search"].startswith("hybrid: linear fusion")
+    assert ev["dense"]["base"]["mrr@10"] == pytest.approx(0.75) and ev["dense"]["adapted"]["mrr@10"] == pytest.approx(1.0)
+    assert ev["dense"]["difference"]["mrr@10"]["low"] > 0  # what decided before: it would have been activated
+    assert ev["base"]["mrr@10"] == pytest.approx(1.0) and ev["adapted"]["mrr@10"] == pytest.approx(0.75)
+    assert ev["difference"]["mrr@10"]["high"] < 0
+    assert not better(ev)
+    # the other way round, hybrid better and dense worse, it is activated
+    assert better(compare(encoder(adapted_q), encoder(base_q), pairs, corpus, ws))
 
 
 # -- re-embedding ----------------------------------------------------------------------------------

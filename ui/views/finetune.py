@@ -222,8 +222,9 @@ with retriever_tab:
     from archivist.finetune import retriever
 
     st.caption("Adapt the search embedder to your documents: synthetic questions from the collections you may read, "
-               "hard negatives from BM25 and the current embedder, a before/after check on held-out documents; "
-               "when it is better an admin's run re-embeds every collection (search keeps working meanwhile). "
+               "hard negatives from BM25 and the current embedder, a before/after check on held-out documents "
+               "with hybrid search as the chat uses it (BM25 and the embedder, fused with this workspace's settings); "
+               "when hybrid search is better an admin's run re-embeds every collection (search keeps working meanwhile). "
                "Same as `archivist finetune --target retriever`.")
     r_chosen = st.multiselect("Collections", access.readable_collections(ws, user), default=access.readable_collections(ws, user),
                               key="rt-collections", help="Only collections you may read; the embedder records them as its lineage")
@@ -236,6 +237,8 @@ with retriever_tab:
         st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
                                     "trained on": ", ".join(e["collections"]),
                                     "questions": e.get("questions", {}).get("train"),
+                                    # embedders adapted before the evaluation ranked hybrid were scored on dense alone
+                                    "scored on": "hybrid" if "dense" in e["evaluation"] else "dense",
                                     "hit@5 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["hit@5"], e["evaluation"]["adapted"]["hit@5"]),
                                     "MRR@10 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["mrr@10"], e["evaluation"]["adapted"]["mrr@10"]),
                                     "MRR@10 gain (95% interval)": "{diff:+.3f} [{low:+.3f}, {high:+.3f}]".format(**e["evaluation"]["difference"]["mrr@10"])}
