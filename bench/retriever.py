@@ -1,6 +1,6 @@
 """The retriever adapted to each public corpus (`archivist finetune --target retriever`), against the base.
 
-    python bench/retriever.py [--corpus python,handbook,git] [--max-chunks 4000]
+    python bench/retriever.py [--corpus python,handbook,git] [--max-chunks 4000] [--activate auto|always]
 
 Per corpus: a copy of bench/data/ws/public-<corpus> (bench/answers.py ingests it) is scored with the
 base embedder on the frozen public questions (dense, lexical, hybrid; tuning and held-out splits),
@@ -8,6 +8,9 @@ then adapted with the default recipe (synthetic questions from its own documents
 question is used for training or for any choice) and re-embedded, then scored again. Prints hit@5
 and MRR@10 per split, the paired bootstrap difference adapted - base of hybrid and dense, the
 training time and the re-embedding's share of time spent encoding (1.0 = raw encoding speed).
+`--activate always` switches to the adapted model whatever the recipe's own held-out evaluation says
+(which it prints, with whether `auto` would have activated), so that its effect is measured anyway.
+The source workspace is copied without being opened (only a missing one is ingested first).
 Writes bench/data/results/retriever-<corpus>.json.
 """
 
@@ -53,10 +56,12 @@ def differences(base: dict, adapted: dict) -> dict:
     return out
 
 
-def run(corpus: str, max_chunks: int) -> dict:
+def run(corpus: str, max_chunks: int, activate: str = "auto") -> dict:
     from archivist.finetune.retriever import RetrieverConfig, finetune_retriever
 
-    source = answers.workspace(corpus).home
+    source = DATA / "ws" / f"public-{corpus}"
+    if not (source / "ingested").exists():  # opening a workspace may write to it (repairs, WAL): only to build it
+        answers.workspace(corpus).close()
     home = DATA / "ws" / f"retriever-{corpus}"
     shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(source, home)
@@ -65,8 +70,14 @@ def run(corpus: str, max_chunks: int) -> dict:
         t0 = time.perf_counter()
         base = score(ws, corpus)
         log(f"{corpus}: base scored in {time.perf_counter() - t0:.0f} s")
-        report = finetune_retriever(ws, RetrieverConfig(max_chunks=max_chunks), progress=True)
-        log(f"{corpus}: {json.dumps({k: report[k] for k in ('name', 'activated', 'seconds')})}")
+        report = finetune_retriever(ws, RetrieverConfig(max_chunks=max_chunks, activate=activate), progress=True)
+        log(f"{corpus}: {json.dumps({k: report[k] for k in ('name', 'better', 'activated', 'seconds')})}")
+        ev = report["evaluation"]
+        for label, side in (("hybrid", ev), ("dense", ev["dense"])):
+            for m in ("hit@5", "mrr@10"):
+                d = side["difference"][m]
+                log(f"{corpus} synthetic held-out ({ev['questions']} questions, {ev['corpus']} chunks) {label}/{m}: "
+                    f"{side['base'][m]:.3f} -> {side['adapted'][m]:.3f}, {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
     with open_ws(home) as ws:  # a fresh handle reads the switched embedder and index
         adapted = score(ws, corpus) if report["activated"] else base
     result = {"corpus": corpus, "chunks": chunks, "machine": machine(), "report": report,
@@ -88,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default="python,handbook,git")
     ap.add_argument("--max-chunks", type=int, default=4000)
+    ap.add_argument("--activate", choices=("auto", "always"), default="auto",
+                    help="always: switch to the adapted model even when the recipe would not, to measure it")
     args = ap.parse_args(argv)
     for corpus in args.corpus.split(","):
-        run(corpus, args.max_chunks)
+        run(corpus, args.max_chunks, args.activate)
     return 0
 
 
