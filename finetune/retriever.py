@@ -19,8 +19,9 @@ One recipe, top to bottom:
     save       embedders/<name>/ under the workspace: safetensors weights and archivist.json with its
                lineage (base, collections, documents, config, metrics, who trained it)
     activate   only when better (hybrid MRR@10's interval above zero: a model can gain in dense
-               ranking and still lose once fused with BM25, bench/RESULTS.md findings 25 and 30), by
-               an admin: every chunk is re-embedded (retrieval/reembed.py; resumable, the old index serves until the switch)
+               ranking and still lose once fused with BM25, bench/RESULTS.md findings 25 and 30),
+               by an admin: every chunk is re-embedded (retrieval/reembed.py; resumable, the old
+               index serves until the switch)
 
 Access. The questions come only from collections the acting user may read, and the embedder is
 listed only to users who may read all of them. Once active, it embeds every user's queries: that
