@@ -100,8 +100,9 @@ def test_a_tiny_finetune_learns_the_company_words_and_beats_the_base_on_held_out
                                                                                              one_torch_thread):
     """24 handbooks x 8 sections: 144 training questions, 9 steps of 16 (~35 CPU-seconds). The held-out
     documents' sentence questions that survive `unambiguous` are mostly the code sentences (the plain
-    ones repeat across handbooks), where the base ranks near chance (MRR@10 0.25 on 2026-12-06) and the
-    adapted model has learned the codes (0.47, +0.22 [+0.11, +0.34])."""
+    ones repeat across handbooks), where the base ranks near chance and the adapted model has learned
+    the codes: on 2026-12-06, in hybrid search (what decides) MRR@10 0.24 -> 0.35 (+0.11 [+0.06,
+    +0.18]), by cosine alone 0.20 -> 0.44."""
     from archivist.finetune import retriever
     from archivist.ingest.pipeline import ingest_paths
 
@@ -125,9 +126,10 @@ def test_a_tiny_finetune_learns_the_company_words_and_beats_the_base_on_held_out
 
     [rec] = audit.read(ws, by="admin", action="embedder.registered")  # the adaptation is in the audit log
     assert rec["target"] == report["name"] and rec["detail"]["collections"] == ["default"]
-    # the adapted model ranks the held-out documents' own passages better than the base, with a
-    # bootstrap interval above zero, so `activate="auto"` would switch to it
-    assert ev["adapted"]["mrr@10"] > ev["base"]["mrr@10"] + 0.1, ev
+    # the adapted model ranks the held-out documents' own passages better than the base, in hybrid
+    # search with a bootstrap interval above zero, so `activate="auto"` would switch to it
+    assert ev["adapted"]["mrr@10"] > ev["base"]["mrr@10"] + 0.05, ev
+    assert ev["dense"]["adapted"]["mrr@10"] > ev["dense"]["base"]["mrr@10"] + 0.1, ev
     assert report["better"] and ev["difference"]["mrr@10"]["low"] > 0, ev
 
 
