@@ -231,7 +231,7 @@ def cmd_finetune_retriever(args) -> int:
         for label, side in (("hybrid (decides)", ev), ("dense alone", ev.get("dense"))):
             for m in ("hit@5", "mrr@10") if side else ():
                 d = side["difference"][m]
-                print(f"  {label:16} {m:8} {side['base'][m]:>40.3f} {side['adapted'][m]:>8.3f}   "
+                print(f"  {label:16} {m:8} {side['base'][m]:>41.3f} {side['adapted'][m]:>8.3f}   "
                       f"diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
     state = "active: the collections were re-embedded with it" if report.get("activated") else report.get("note", "not activated")
     print(f"embedder {report['name']}: {state}")
