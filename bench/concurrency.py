@@ -80,15 +80,18 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, what: str) -> Non
         time.sleep(2)
 
 
-def start_vllm(model: str, root: Path, memory: float, dtype: str = "float32", lora: bool = True) -> tuple[str, subprocess.Popen]:
-    """The server `make vllm-serve` starts (float32, LoRA enabled), on a free port."""
+def start_vllm(model: str, root: Path, memory: float, dtype: str = "float32", lora: bool = True,
+               stock: bool = False) -> tuple[str, subprocess.Popen]:
+    """The server `make vllm-serve` starts (float32, LoRA enabled), on a free port. stock: without
+    archivist's CPU LoRA plugin (engines/vllm), i.e. with vLLM's own CPU LoRA ops."""
     port = free_port()
-    log = root / "vllm.log"
+    log = root / f"vllm{'-stock' if stock else ''}.log"
     cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
            "archivist", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--dtype", dtype,
            "--gpu-memory-utilization", str(memory)] + (["--enable-lora", "--max-lora-rank", "16"] if lora else [])
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"})
+                            env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+                                 **({"VLLM_PLUGINS": "none"} if stock else {})})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url + "/v1/models", proc, log, "vLLM")
     return url, proc
@@ -161,8 +164,8 @@ def run(levels: list[int], backends: list[str], memory: float, skip_local_above:
             procs = []
             try:
                 llm_url = ""
-                if backend == "vllm":
-                    llm_url, p = start_vllm(model, root, memory, dtype, lora)
+                if backend.startswith("vllm"):
+                    llm_url, p = start_vllm(model, root, memory, dtype, lora, stock=backend == "vllm-stock")
                     procs.append(p)
                 url, p = start_archivist(home, root, llm_url, max_waiting=max(levels))
                 procs.append(p)
@@ -185,16 +188,22 @@ def run(levels: list[int], backends: list[str], memory: float, skip_local_above:
                     except subprocess.TimeoutExpired:
                         p.kill()
     report["load_after"] = os.getloadavg()
-    local, remote = report["backends"].get("local", {}), report["backends"].get("vllm", {})
-    for n in map(str, levels):
-        a, b = local.get(n, {}), remote.get(n, {})
-        if "answers" in a and "answers" in b:
-            same = sum(x == y for x, y in zip(a["answers"], b["answers"]))
-            report.setdefault("ratios", {})[n] = {
-                "answers_per_min": round(b["answers_per_min"] / a["answers_per_min"], 2),
-                "output_tokens_per_s": round(b["output_tokens_per_s"] / a["output_tokens_per_s"], 2),
-                "p95": round(b["p95_s"] / a["p95_s"], 2), "identical_answers": f"{same}/{len(a['answers'])}"}
+    local = report["backends"].get("local", {})
+    for backend in ("vllm", "vllm-stock"):
+        for n in map(str, levels):
+            a, b = local.get(n, {}), report["backends"].get(backend, {}).get(n, {})
+            if "answers" in a and "answers" in b:
+                report.setdefault("ratios", {}).setdefault(backend, {})[n] = _ratio(a, b)
     return report
+
+
+def _ratio(a: dict, b: dict) -> dict:
+    """Wave `b` against the in-process wave `a`."""
+    same = sum(x == y for x, y in zip(a["answers"], b["answers"]))
+    return {
+        "answers_per_min": round(b["answers_per_min"] / a["answers_per_min"], 2),
+        "output_tokens_per_s": round(b["output_tokens_per_s"] / a["output_tokens_per_s"], 2),
+        "p95": round(b["p95_s"] / a["p95_s"], 2), "identical_answers": f"{same}/{len(a['answers'])}"}
 
 
 def write_results(report: dict, path: Path) -> None:
@@ -213,11 +222,12 @@ def write_results(report: dict, path: Path) -> None:
                 continue
             lines.append(f"| {backend} | {n} | {r['answers_per_min']} | {r['output_tokens_per_s']} | {r['p50_s']} | "
                          f"{r['p95_s']} | {r['wall_s']} | {len(r['errors'])} |")
-    for n, ratio in report.get("ratios", {}).items():
-        lines.append("")
-        lines.append(f"At {n} concurrent, vLLM / in-process: {ratio['answers_per_min']}x answers per minute, "
-                     f"{ratio['output_tokens_per_s']}x output tokens/s, p95 latency {ratio['p95']}x; identical answers "
-                     f"{ratio['identical_answers']}.")
+    for backend, ratios in report.get("ratios", {}).items():
+        for n, ratio in ratios.items():
+            lines.append("")
+            lines.append(f"At {n} concurrent, {backend} / in-process: {ratio['answers_per_min']}x answers per minute, "
+                         f"{ratio['output_tokens_per_s']}x output tokens/s, p95 latency {ratio['p95']}x; identical answers "
+                         f"{ratio['identical_answers']}.")
     with open(path, "a") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -225,7 +235,8 @@ def write_results(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[16], help="wave sizes (default 16)")
-    ap.add_argument("--backends", nargs="+", default=["local", "vllm"], choices=["local", "vllm"])
+    ap.add_argument("--backends", nargs="+", default=["local", "vllm"], choices=["local", "vllm", "vllm-stock"],
+                    help="vllm-stock: vLLM without archivist's CPU LoRA plugin (engines/vllm), for comparison")
     ap.add_argument("--skip-local-above", type=int, default=None,
                     help="do not run the in-process backend on waves larger than this (it answers one at a time)")
     ap.add_argument("--vllm-memory", type=float, default=0.1,
@@ -236,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="append a section to bench/RESULTS.md")
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = ap.parse_args(argv)
-    if "vllm" in args.backends and not VLLM_PYTHON.exists():
+    if any(b.startswith("vllm") for b in args.backends) and not VLLM_PYTHON.exists():
         print(f"no vLLM environment at {VLLM_PYTHON}: run `make vllm-env`", file=sys.stderr)
         return 2
     report = run(sorted(args.concurrency), args.backends, args.vllm_memory, args.skip_local_above, args.vllm_dtype,

