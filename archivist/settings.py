@@ -64,6 +64,11 @@ class Settings:
                                   "this is shown as answered (chosen on the tuning splits, held on each corpus: bench/tune_quote.py --fit)")
     key_not_found: float = _f(0.1189, "a question whose probability of being answered by the documents (retrieval/keyanswer.py) "
                                    "is under this gets not found (chosen on the tuning splits, held on each corpus: bench/tune_quote.py --fit)")
+    key_answered_read: float = _f(0.8343, "key_answered when the chat model also read the quote's candidates (auto mode, "
+                                       "read_quotes; bench/tune_quote.py --fit --reader)")
+    key_not_found_read: float = _f(0.0554, "key_not_found when the chat model also read the candidates (bench/tune_quote.py --fit --reader)")
+    read_quotes: bool = _f(True, "auto mode: the in-process chat model reads the quote's best candidates (retrieval/keyanswer.py "
+                                 "reading; under a second a question); extractive mode never loads it for that")
     answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
     llm_url: str = _f("", "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI) serving the chat model, e.g. "
                           "http://127.0.0.1:8000; empty: the model runs in this process (docs/serving.md)")
@@ -138,8 +143,19 @@ class Settings:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
 
 
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _bool(raw: str) -> bool:
+    if raw.strip().lower() not in _BOOL:
+        raise ValueError(f"not one of {', '.join(_BOOL)}")
+    return _BOOL[raw.strip().lower()]
+
+
 def _coerce(f: dataclasses.Field, raw: str):
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "Path": Path}.get(str(f.type), str)
+    if f.type in (bool, "bool"):
+        kind = _bool
     try:
         return kind(raw)
     except ValueError as e:

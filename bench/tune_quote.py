@@ -181,11 +181,58 @@ def embed_all(rows, embedder, corpus: str) -> None:
     embedder.save(corpus)
 
 
-def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
+READ_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)  # keyanswer.READ_WEIGHT's grid (--reader)
+
+
+def reading_cache() -> Path:
+    return RESULTS / "tune-quote-reading.json"
+
+
+def read_all(rows, embedder) -> None:
+    """--read: the chat model's reading (keyanswer.reading) of the best READ_TOP candidates, by the
+    committed ranker, of every row --fit uses; kept in RESULTS/tune-quote-reading.json."""
+    import numpy as np
+
+    from archivist.retrieval import keyanswer as ka
+    from archivist.retrieval.llm import llm_for
+    from archivist.retrieval.quote import candidates
+    from archivist.settings import Settings
+
+    llm = llm_for(Settings.from_env())
+    done = json.loads(reading_cache().read_text()) if reading_cache().exists() else {}
+    for n, r in enumerate(r for r in rows if r["asked_of"] == r["corpus"] or _generated_unanswerable(r)):
+        hits = _hits(r)
+        cands = candidates(hits)
+        if not cands:
+            continue
+        st = ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"])
+        probs = ka._sigmoid(ka.candidate_features(r["question"], cands, hits, st, embedder) @ ka.CANDIDATE_COEF
+                            + ka.CANDIDATE_BIAS)
+        texts = [cands[i][1] for i in np.argsort(-probs, kind="stable")[:ka.READ_TOP]]
+        seen = done.setdefault(r["question"], {})
+        todo = [t for t in texts if t not in seen]
+        if todo:
+            seen.update(zip(todo, ka.reading(llm, r["question"], todo).tolist()))
+        if n % 50 == 0:
+            print("read", n, flush=True)
+            reading_cache().write_text(json.dumps(done))
+    reading_cache().write_text(json.dumps(done))
+
+
+def cached_reader():
+    """keyanswer's reader from --read's cache."""
+    done = json.loads(reading_cache().read_text())
+    return lambda question, texts: [done[question][t] for t in texts]
+
+
+def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) -> dict:
     """Fit the candidate ranker and the two question-level models of retrieval/keyanswer.py on the
     tuning rows; choose key_answered and key_not_found on out-of-fold predictions (5 folds by
     question). Prints the coefficients to paste into keyanswer.py and the tuning metrics.
-    drop: question features held at zero (an ablation: their coefficients come out 0)."""
+    drop: question features held at zero (an ablation: their coefficients come out 0).
+    reader: fit the *_READ_* models instead (keyanswer.key_answer with a reader): the committed
+    ranker is kept, READ_WEIGHT is the one of READ_WEIGHTS whose quote holds the gold most often on
+    the answerable tuning questions (the smaller on a tie), then the question-level models are fitted."""
     import numpy as np
 
     from archivist.retrieval import keyanswer as ka
@@ -195,26 +242,40 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
     # a generated unanswerable question is one whose gold the other corpus's passages do not hold
     cross = [r for r in rows if _generated_unanswerable(r)]
     stats = {id(r): ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"]) for r in rows}
-    # 1. the candidate ranker, on answerable own-corpus questions
-    xs, ys, groups = [], [], []
-    for r in own:
-        if not r["answers"]:
-            continue
-        hits = _hits(r)
-        cands = candidates(hits)
-        if not cands:
-            continue
-        xs.append(ka.candidate_features(r["question"], cands, hits, stats[id(r)], embedder))
-        ys += [_right(r, c[1]) for c in cands]
-    x, y = np.vstack(xs), np.array(ys)
-    ka.CANDIDATE_COEF, ka.CANDIDATE_BIAS = _fit(x, y)
-    print("candidates:", len(y), "positive:", int(y.sum()))
+    names = ka.QUESTION_FEATURES + (ka.READ_FEATURES if reader else ())
+    if reader:
+        answerable = [r for r in own if r["answers"] and r["passages"]]
+
+        def gold_in_quote(weight: float) -> float:
+            ka.READ_WEIGHT = weight
+            ks = [ka.key_answer(r["question"], _hits(r), embedder, stats[id(r)], r["answerability"], reader=reader)
+                  for r in answerable]
+            return sum(bool(k) and _right(r, k.text) for r, k in zip(answerable, ks)) / len(answerable)
+
+        grid = {w: gold_in_quote(w) for w in READ_WEIGHTS}
+        print("READ_WEIGHT: the quote holds the gold", {w: round(v, 3) for w, v in grid.items()})
+        ka.READ_WEIGHT = max(grid, key=lambda w: (grid[w], -w))
+    else:
+        # 1. the candidate ranker, on answerable own-corpus questions
+        xs, ys = [], []
+        for r in own:
+            if not r["answers"]:
+                continue
+            hits = _hits(r)
+            cands = candidates(hits)
+            if not cands:
+                continue
+            xs.append(ka.candidate_features(r["question"], cands, hits, stats[id(r)], embedder))
+            ys += [_right(r, c[1]) for c in cands]
+        x, y = np.vstack(xs), np.array(ys)
+        ka.CANDIDATE_COEF, ka.CANDIDATE_BIAS = _fit(x, y)
+        print("candidates:", len(y), "positive:", int(y.sum()))
     # 2. the question-level features with that ranker
     table = []
     for r in own + cross:
         hits = _hits(r)
-        k = ka.key_answer(r["question"], hits, embedder, stats[id(r)], r["answerability"]) if hits else None
-        feats = [k.features[f] for f in ka.QUESTION_FEATURES] if k else None
+        k = ka.key_answer(r["question"], hits, embedder, stats[id(r)], r["answerability"], reader=reader) if hits else None
+        feats = [k.features[f] for f in names] if k else None
         table.append({"r": r, "k": k, "x": feats, "own": r["asked_of"] == r["corpus"],
                       "answerable": r["asked_of"] == r["corpus"] and bool(r["answers"]),
                       "right": bool(k) and r["asked_of"] == r["corpus"] and _right(r, k.text),
@@ -222,7 +283,7 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
     live = [t for t in table if t["x"] is not None]
     X = np.array([t["x"] for t in live])
     for f in drop:
-        X[:, ka.QUESTION_FEATURES.index(f)] = 0.0
+        X[:, names.index(f)] = 0.0
     folds = np.array(_folds([t["r"] for t in live]))
     oof_right, oof_ans = np.zeros(len(live)), np.zeros(len(live))
     own_mask = np.array([t["own"] for t in live])
@@ -234,8 +295,11 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
         oof_right[te] = 1 / (1 + np.exp(-(X[te] @ c + b)))
         c, b = _fit(X[tr], y_ans[tr])
         oof_ans[te] = 1 / (1 + np.exp(-(X[te] @ c + b)))
-    ka.RIGHT_COEF, ka.RIGHT_BIAS = _fit(X[own_mask], y_right[own_mask])
-    ka.ANSWERABLE_COEF, ka.ANSWERABLE_BIAS = _fit(X, y_ans)
+    right, ans = _fit(X[own_mask], y_right[own_mask]), _fit(X, y_ans)
+    if reader:
+        (ka.RIGHT_READ_COEF, ka.RIGHT_READ_BIAS), (ka.ANSWERABLE_READ_COEF, ka.ANSWERABLE_READ_BIAS) = right, ans
+    else:
+        (ka.RIGHT_COEF, ka.RIGHT_BIAS), (ka.ANSWERABLE_COEF, ka.ANSWERABLE_BIAS) = right, ans
     for t, pr, pa in zip(live, oof_right, oof_ans):
         t["p_right"], t["p_ans"] = float(pr), float(pa)
     for t in table:
@@ -267,6 +331,8 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
     cuts = sorted({round(t["p_right"], 4) for t in shown})
     answered = next((c for c in cuts if worst(lambda rows: miss_rate(rows, c)) <= TARGET_MISS), 1.0)
     out = {"key_answered": answered, "key_not_found": not_found, **tuning_metrics(ownt, answered, not_found),
+           "per_question": [{"corpus": t["r"]["corpus"], "question": t["r"]["question"], "answerable": t["answerable"],
+                             "right": t["right"], "status": _status(t, answered, not_found)} for t in ownt],
            "without the quote rule": tuning_metrics(ownt, answered, not_found, float("inf")),
            **{f"quote rule at {q}": tuning_metrics(ownt, answered, not_found, q) for q in (0.9, 0.95, 1.0, 1.05)}}
     by = {}
@@ -286,6 +352,12 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = ()) -> dict:
     out["generated_unanswerable_not_found"] = round(
         sum(t["gated"] or t["p_ans"] < not_found for t in una_cross) / max(1, len(una_cross)), 3)
     np.set_printoptions(precision=4, suppress=True)
+    if reader:
+        print("READ_WEIGHT =", ka.READ_WEIGHT)
+        print("RIGHT_READ_COEF =", repr(np.round(ka.RIGHT_READ_COEF, 4)), "BIAS", round(ka.RIGHT_READ_BIAS, 4))
+        print("ANSWERABLE_READ_COEF =", repr(np.round(ka.ANSWERABLE_READ_COEF, 4)), "BIAS",
+              round(ka.ANSWERABLE_READ_BIAS, 4))
+        return out
     print("CANDIDATE_COEF =", repr(np.round(ka.CANDIDATE_COEF, 4)), "BIAS", round(ka.CANDIDATE_BIAS, 4))
     print("RIGHT_COEF =", repr(np.round(ka.RIGHT_COEF, 4)), "BIAS", round(ka.RIGHT_BIAS, 4))
     print("ANSWERABLE_COEF =", repr(np.round(ka.ANSWERABLE_COEF, 4)), "BIAS", round(ka.ANSWERABLE_BIAS, 4))
@@ -302,16 +374,21 @@ class _Ids:
         return id(row) in self.ids
 
 
+def _status(t, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> str:
+    """A tuning row's out-of-fold status (see fit)."""
+    if t["gated"] or not t["k"] or t["p_ans"] < not_found:
+        return "not_found"
+    sure = t["p_right"] >= answered or t["k"].features["top_quote"] >= quote_answered
+    return "answered" if sure else "uncertain"
+
+
 def tuning_metrics(table, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> dict:
     """Out-of-fold metrics of the fitted models on tuning rows (see fit)."""
     ans = [t for t in table if t["answerable"]]
     una = [t for t in table if not t["answerable"]]
 
     def status(t):
-        if t["gated"] or not t["k"] or t["p_ans"] < not_found:
-            return "not_found"
-        sure = t["p_right"] >= answered or t["k"].features["top_quote"] >= quote_answered
-        return "answered" if sure else "uncertain"
+        return _status(t, answered, not_found, quote_answered)
 
     n = max(1, len(ans))
     return {"answerable": len(ans), "unanswerable": len(una),
@@ -331,6 +408,8 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", action="store_true", help="search the weights on a small grid (tuning split only)")
     ap.add_argument("--embed", help="embed the candidates --fit needs of the questions asked of this corpus")
     ap.add_argument("--fit", action="store_true", help="fit retrieval/keyanswer.py's models (tuning split only)")
+    ap.add_argument("--read", action="store_true", help="cache the chat model's reading of the rows --fit uses")
+    ap.add_argument("--reader", action="store_true", help="--fit the models used with a reader (keyanswer *_READ_*)")
     ap.add_argument("--drop", default="", help="question features to leave out of --fit (comma-separated)")
     ap.add_argument("--gate", type=float, default=None, help="the answerability gate (default: Settings.min_relevance)")
     ap.add_argument("--against", help="also score this file's quote module (e.g. the committed version) for comparison")
@@ -348,10 +427,18 @@ def main(argv=None) -> int:
     if args.embed:
         embed_all(rows, emb, args.embed)
         return 0
+    if args.read:
+        read_all(rows, emb)
+        emb.save("read")
+        if not args.fit:
+            return 0
     if args.fit:
         gate = args.gate if args.gate is not None else Settings.from_env().min_relevance
-        result = fit(rows, emb, gate, tuple(f for f in args.drop.split(",") if f))
+        result = fit(rows, emb, gate, tuple(f for f in args.drop.split(",") if f),
+                     cached_reader() if args.reader else None)
         emb.save()
+        per = result.pop("per_question")
+        (RESULTS / f"tune-quote-fit{'-reader' if args.reader else ''}.json").write_text(json.dumps(per))
         print(json.dumps(result, indent=1))
         return 0
     if args.grid:

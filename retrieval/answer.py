@@ -19,7 +19,7 @@ import numpy as np
 from archivist import adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
-from archivist.retrieval.keyanswer import TermStats, key_answer, term_stats
+from archivist.retrieval.keyanswer import TermStats, key_answer, reading, term_stats
 from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search
@@ -221,7 +221,7 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
 
 
 def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mode: str, embedder, s, *,
-           stats: TermStats | None = None, relevance: float = 1.0) -> None:
+           stats: TermStats | None = None, relevance: float = 1.0, reader=None) -> None:
     """Decide what the user sees, and how sure it is, from the generated text (or none, in extractive
     mode). Sets result.answer, status, mode, citations, claims and generated.
 
@@ -239,7 +239,9 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     the passages listed and none cited).
 
     stats: the question's words and their rarity in the corpus (keyanswer.term_stats); relevance:
-    the answerability gate's score for the question's hits.
+    the answerability gate's score for the question's hits; reader: the chat model's reading of the
+    best candidates (keyanswer.key_answer), with its own thresholds (s.key_answered_read,
+    s.key_not_found_read).
     """
     texts = [p.text for p in passages]
     kept: list = []
@@ -261,10 +263,11 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
         _show(result, UNCHECKED, [], embedder, s, "generated", "uncertain", 0.0)
         return
     k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
-                   follow_up=question)
-    if k is None or k.answerable < s.key_not_found:
+                   follow_up=question, reader=reader)
+    read = k is not None and "read" in k.features
+    if k is None or k.answerable < (s.key_not_found_read if read else s.key_not_found):
         _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", k.right if k else 0.0)
-    elif k.right >= s.key_answered or k.features["top_quote"] >= s.quote_answered:
+    elif k.right >= (s.key_answered_read if read else s.key_answered) or k.features["top_quote"] >= s.quote_answered:
         _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
     else:
         _show(result, UNCERTAIN + "\n" + k.quote, passages, embedder, s, "extractive", "uncertain", k.right)
@@ -352,7 +355,11 @@ def ask(
             if on_token:
                 on_token(piece)
         text = "".join(pieces).strip()
-    settle(result, question, passages, text, mode, embedder, s, stats=term_stats(ws, standalone), relevance=relevance)
+    reader = None
+    if mode == "auto" and s.read_quotes and hasattr(llm, "continuation_logprobs"):  # the in-process model
+        reader = lambda q, texts: reading(llm, q, texts)  # noqa: E731
+    settle(result, question, passages, text, mode, embedder, s, stats=term_stats(ws, standalone), relevance=relevance,
+           reader=reader)
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)
     result.seconds = time.perf_counter() - t0

@@ -15,6 +15,12 @@ invented:
     trust       two question-level probabilities: that the best candidate is right (`right`), and
                 that the documents answer the question at all (`answerable`: the question's rare
                 words and names found in the passages, the retrieval scores, the ranker's output)
+    read        in auto mode only (the chat model is loaded to draft the answer anyway): the chat
+                model reads the ranker's best READ_TOP candidates — how much more it expects the
+                question after each one than after nothing (`reading`) — which reorders them and
+                feeds the *_READ_* models and thresholds (Settings.key_answered_read,
+                key_not_found_read). Under a second a question on this CPU; extractive mode, whose
+                answer takes about 1.4 s, does without it
 
 The coefficients below were fitted by bench/tune_quote.py --fit on the TUNING splits of the public
 sets (bench/evalsets), plus generated unanswerable questions (each corpus's tuning questions asked
@@ -57,6 +63,24 @@ RIGHT_BIAS = -4.0613
 ANSWERABLE_COEF = np.array([1.997, 0.1606, 3.8487, 3.7134, 0.561, -0.3673, -0.4075, -0.468, -0.4795, 0.784,
                             0.1427, -0.2131, -0.3194, -0.0745, 1.9777, -1.1768, -0.7545, 1.0734])
 ANSWERABLE_BIAS = -5.9896
+
+# With a reader (the chat model, in auto mode: retrieval/answer.py): the ranker's best READ_TOP
+# candidates are ranked again by log P(candidate) + READ_WEIGHT * reading, and the question-level
+# models below see two more features (READ_FEATURES). Fitted 2026-12-06 11:05 UTC by
+# bench/tune_quote.py --read, then --fit --reader, on the same tuning rows, the ranker above
+# unchanged; READ_WEIGHT: of 0-6, the one whose quote holds the gold most often (bench/RESULTS.md,
+# finding 32).
+READ_TOP = 5
+READ_PROMPT = "Passage: {}\nQuestion answered by the passage:"
+READ_BASE = "Question:"
+READ_WEIGHT = 3.0
+READ_FEATURES = ("read", "read_margin")
+RIGHT_READ_COEF = np.array([0.6675, 0.2418, 0.805, 0.2949, 0.5114, 0.8359, -0.055, 0.2932, 1.2203, 1.1518, -0.1574,
+                            -0.3824, 0.0872, -1.208, 0.9515, -1.2414, -0.1937, 1.0836, 0.0348, 0.8371])
+RIGHT_READ_BIAS = -4.7843
+ANSWERABLE_READ_COEF = np.array([1.9334, 0.0916, 3.495, 3.4997, 0.35, -0.2296, -0.445, -0.3432, -0.6992, 0.8209,
+                                 0.0017, -0.2007, -0.3896, -0.1249, 1.9059, -1.3254, -0.7131, 0.7639, 0.7255, 0.4403])
+ANSWERABLE_READ_BIAS = -5.8214
 
 
 @dataclass
@@ -270,6 +294,14 @@ def _name(sentence: str, question: str) -> str:
     return ""
 
 
+def reading(llm, question: str, texts: Sequence[str]) -> np.ndarray:
+    """How much each text makes the chat model expect the question: the log-probability of the
+    question after READ_PROMPT with the text, minus after READ_BASE alone, per token of the question
+    (pointwise mutual information). `llm` needs `continuation_logprobs` (the in-process model)."""
+    logp = llm.continuation_logprobs([READ_PROMPT.format(t) for t in texts] + [READ_BASE], " " + question)
+    return (np.array(logp[:-1]) - logp[-1]) / max(1, llm.count_tokens(" " + question))
+
+
 def key_span(sentence: str, question: str) -> str:
     """The span of `sentence` that answers, copied from it: for a question about a number or date,
     the first amount or date it does not name (with its currency, range and unit: "EUR 1,500 per
@@ -296,9 +328,14 @@ def key_span(sentence: str, question: str) -> str:
 
 
 def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStats, answerability: float,
-               *, follow_up: str | None = None, max_sentences: int = 2, second: float = 0.9) -> KeyAnswer | None:
+               *, follow_up: str | None = None, max_sentences: int = 2, second: float = 0.9,
+               reader=None) -> KeyAnswer | None:
     """The best-answering candidate of `passages`, its key span, and how sure it is; None when the
     passages have nothing quotable.
+
+    reader: `reader(question, texts) -> scores` (`reading` with the chat model) to rank the best
+    READ_TOP candidates again and give the question-level models the *_READ_* coefficients; None:
+    the ranker alone. Not used for follow-ups (their ranking is quote.py's, see below).
 
     follow_up: the question as asked when `question` is its standalone form; candidates are then
     ranked by quote.py's score, the mean over both forms, as before the ranker (see below).
@@ -317,6 +354,9 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
         rank = (np.array([_quote_score(r) for r in rows]) + np.array([_quote_score(r) for r in asked])) / 2
         rows, probs = asked, _sigmoid(asked @ CANDIDATE_COEF + CANDIDATE_BIAS)
     order = [int(i) for i in np.argsort(-rank, kind="stable")]
+    read = None
+    if reader is not None and not (follow_up and follow_up != question):
+        order, read = _read(question, cands, probs, order, reader)
     first = order[0]
     picked = [first]
     for i in order[1:max_sentences * 4]:
@@ -327,12 +367,32 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
             picked.append(i)
     picked.sort()
     q = question_features(follow_up or question, passages, stats, probs, cands, answerability, rows[first])
-    x = np.array([q[f] for f in QUESTION_FEATURES])
+    right_coef, right_bias, ans_coef, ans_bias = RIGHT_COEF, RIGHT_BIAS, ANSWERABLE_COEF, ANSWERABLE_BIAS
+    names = QUESTION_FEATURES
+    if read is not None:
+        q.update(read)
+        right_coef, right_bias, ans_coef, ans_bias = RIGHT_READ_COEF, RIGHT_READ_BIAS, ANSWERABLE_READ_COEF, ANSWERABLE_READ_BIAS
+        names = QUESTION_FEATURES + READ_FEATURES
+    x = np.array([q[f] for f in names])
     span = key_span(cands[first][1], follow_up or question)
     body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
     # a definition's sentence already starts with its term ("--keep-index — All changes ..."): no second copy
     shown = f"{span}{JOIN}{body}" if span and not body.startswith(span + JOIN) else body
     return KeyAnswer(text=shown, quote=body, span=span,
                      picked=[(cands[i][0], cands[i][1]) for i in picked], candidate=float(probs[first]),
-                     right=float(_sigmoid(x @ RIGHT_COEF + RIGHT_BIAS)),
-                     answerable=float(_sigmoid(x @ ANSWERABLE_COEF + ANSWERABLE_BIAS)), features=q)
+                     right=float(_sigmoid(x @ right_coef + right_bias)),
+                     answerable=float(_sigmoid(x @ ans_coef + ans_bias)), features=q)
+
+
+def _read(question: str, cands, probs: np.ndarray, order: list[int], reader) -> tuple[list[int], dict[str, float]]:
+    """`order` with its first READ_TOP candidates ranked by log P + READ_WEIGHT * reading (the
+    ranker's order after them), and READ_FEATURES of the new first: its reading, and its margin
+    over the best other one read."""
+    top = order[:READ_TOP]
+    scores = np.asarray(reader(question, [cands[i][1] for i in top]), dtype=float)
+    combined = np.log(np.maximum(probs[top], 1e-9)) + READ_WEIGHT * scores
+    ranked = [int(j) for j in np.argsort(-combined, kind="stable")]
+    best = scores[ranked[0]]
+    others = [scores[j] for j in ranked[1:]]
+    return [top[j] for j in ranked] + order[READ_TOP:], {"read": float(best),
+                                                          "read_margin": float(best - max(others, default=best))}

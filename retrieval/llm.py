@@ -156,6 +156,31 @@ class LLM(ChatTemplate):
                          first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
 
 
+    def continuation_logprobs(self, prefixes: list[str], continuation: str, max_prefix: int = 256) -> list[float]:
+        """For each prefix, the base model's log-probability of `continuation` after it (the sum over
+        the continuation's tokens), in one batch; each prefix keeps its last `max_prefix` tokens.
+        The base model, whatever adapter answers: what bench/tune_quote.py fitted on."""
+        import torch
+
+        tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        heads = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-max_prefix:] for p in prefixes]
+        width = max(len(h) for h in heads) + len(tail)
+        ids = torch.zeros((len(heads), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, h in enumerate(heads):  # padded on the right: positions of the real tokens are unchanged
+            ids[i, :len(h) + len(tail)] = torch.tensor(h + tail)
+            mask[i, :len(h) + len(tail)] = 1
+        with self.lock, torch.inference_mode():
+            if hasattr(self.model, "disable_adapter"):
+                with self.model.disable_adapter():
+                    logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            else:
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        logp = torch.log_softmax(logits.float().cpu(), dim=-1)
+        want = torch.tensor(tail)
+        return [float(logp[i, len(h) - 1:len(h) - 1 + len(tail)].gather(1, want[:, None]).sum()) for i, h in enumerate(heads)]
+
+
 def _stop_on(*events: threading.Event | None):
     """A StoppingCriteriaList that ends generation as soon as any of `events` is set."""
     import torch

@@ -200,6 +200,11 @@ def test_settings_from_env_and_overrides(tmp_path):
         Settings.from_env({"ARCHIVIST_CHUNK_TOKENS": "many"})
     with pytest.raises(ValueError, match="chunk_overlap"):
         Settings(chunk_tokens=64, chunk_overlap=40)
+    # a switch: "0" is off (a plain str("0") would be truthy)
+    assert Settings.from_env({"ARCHIVIST_READ_QUOTES": "0"}).read_quotes is False
+    assert Settings.from_env({"ARCHIVIST_READ_QUOTES": "yes"}).read_quotes is True
+    with pytest.raises(ValueError, match="ARCHIVIST_READ_QUOTES='maybe'"):
+        Settings.from_env({"ARCHIVIST_READ_QUOTES": "maybe"})
 
 
 def test_workspace_schema_is_migrated_once_and_wal(settings):

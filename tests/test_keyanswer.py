@@ -227,3 +227,45 @@ def test_an_uncertain_quote_is_shown_as_a_passage(embedder, settings):
         settle(a, question, passages, "", "extractive", embedder, s, relevance=0.8)
         assert (a.status, a.answer, [c.n for c in a.citations]) == (status, shown, [1])
     assert "not" in UNCERTAIN and "closest passage" in UNCERTAIN and "no answer" not in UNCERTAIN.lower()
+
+
+@pytest.mark.slow
+def test_the_chat_model_reads_the_answering_sentence_higher(llm):
+    """keyanswer.reading with the real chat model: the sentence that answers the question makes the
+    model expect the question more than a sentence of the same documents about something else."""
+    from archivist.retrieval.keyanswer import reading
+
+    question = "How many weeks of fully paid parental leave does policy HR-17 give?"
+    right = "Under policy HR-17, employees receive 20 weeks of fully paid parental leave."
+    other = "The on-call duty manager is reached on phone extension 4417 outside office hours."
+    scores = reading(llm, question, [other, right])
+    assert scores.shape == (2,) and scores[1] > scores[0] > -5, scores
+
+
+def test_a_reader_ranks_the_best_candidates_again_and_settle_uses_its_thresholds(embedder, settings, monkeypatch):
+    """With a reader, the best READ_TOP candidates are ranked by log P + READ_WEIGHT * reading, the
+    question-level models get READ_FEATURES, and settle applies the reader's own thresholds."""
+    from archivist.retrieval import keyanswer
+
+    monkeypatch.setattr(keyanswer, "READ_WEIGHT", 100.0)  # the reading decides among the best candidates
+    passages = [_hit(1, "Run git stash push --keep-index to keep what is staged. Use git stash list to see the "
+                        "stashes. The stash is stored under refs/stash.", ("git-stash",))]
+    question = "How do I stash my changes but keep what is staged?"
+    plain = key_answer(question, passages, embedder, TermStats(), 0.8)
+    assert plain.span == "--keep-index" and "read" not in plain.features
+    prefer = "The stash is stored under refs/stash."
+    asked: list[list[str]] = []
+
+    def reader(q, texts):
+        asked.append(list(texts))
+        return [1.0 if t == prefer else 0.0 for t in texts]
+
+    k = key_answer(question, passages, embedder, TermStats(), 0.8, reader=reader)
+    assert asked and len(asked[0]) == min(keyanswer.READ_TOP, len(candidates(passages))) and prefer in asked[0]
+    assert k.span == "refs/stash" and prefer in [t for _, t in k.picked]  # the span is the first candidate's
+    assert k.features["read"] == 1.0 and k.features["read_margin"] == 1.0
+    for answered, status in ((0.0, "answered"), (1.01, "uncertain")):
+        s = replace(settings, key_not_found_read=0.0, key_answered_read=answered, key_answered=0.0, quote_answered=99.0)
+        a = Answer(question=question, answer="", citations=[], passages=passages)
+        settle(a, question, passages, "", "auto", embedder, s, relevance=0.8, reader=reader)
+        assert a.status == status and prefer in a.answer
