@@ -356,7 +356,7 @@ def ask(
                 on_token(piece)
         text = "".join(pieces).strip()
     reader = None
-    if mode == "auto" and s.read_quotes and hasattr(llm, "continuation_logprobs"):  # the in-process model
+    if mode == "auto" and s.read_quotes:
         reader = lambda q, texts: reading(llm, q, texts)  # noqa: E731
     settle(result, question, passages, text, mode, embedder, s, stats=term_stats(ws, standalone), relevance=relevance,
            reader=reader)

@@ -294,11 +294,14 @@ def _name(sentence: str, question: str) -> str:
     return ""
 
 
-def reading(llm, question: str, texts: Sequence[str]) -> np.ndarray:
+def reading(llm, question: str, texts: Sequence[str]) -> np.ndarray | None:
     """How much each text makes the chat model expect the question: the log-probability of the
     question after READ_PROMPT with the text, minus after READ_BASE alone, per token of the question
-    (pointwise mutual information). `llm` needs `continuation_logprobs` (the in-process model)."""
+    (pointwise mutual information). `llm`: the in-process model or a server that returns prompt
+    log-probabilities (vLLM); None when it cannot."""
     logp = llm.continuation_logprobs([READ_PROMPT.format(t) for t in texts] + [READ_BASE], " " + question)
+    if logp is None:
+        return None
     return (np.array(logp[:-1]) - logp[-1]) / max(1, llm.count_tokens(" " + question))
 
 
@@ -356,7 +359,7 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
     order = [int(i) for i in np.argsort(-rank, kind="stable")]
     read = None
     if reader is not None and not (follow_up and follow_up != question):
-        order, read = _read(question, cands, probs, order, reader)
+        order, read = _read(question, cands, probs, order, reader)  # read stays None if the reader cannot
     first = order[0]
     picked = [first]
     for i in order[1:max_sentences * 4]:
@@ -384,12 +387,15 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
                      answerable=float(_sigmoid(x @ ans_coef + ans_bias)), features=q)
 
 
-def _read(question: str, cands, probs: np.ndarray, order: list[int], reader) -> tuple[list[int], dict[str, float]]:
+def _read(question: str, cands, probs: np.ndarray, order: list[int], reader) -> tuple[list[int], dict[str, float] | None]:
     """`order` with its first READ_TOP candidates ranked by log P + READ_WEIGHT * reading (the
     ranker's order after them), and READ_FEATURES of the new first: its reading, and its margin
-    over the best other one read."""
+    over the best other one read. (order, None) when the reader returns None."""
     top = order[:READ_TOP]
-    scores = np.asarray(reader(question, [cands[i][1] for i in top]), dtype=float)
+    scores = reader(question, [cands[i][1] for i in top])
+    if scores is None:
+        return order, None
+    scores = np.asarray(scores, dtype=float)
     combined = np.log(np.maximum(probs[top], 1e-9)) + READ_WEIGHT * scores
     ranked = [int(j) for j in np.argsort(-combined, kind="stable")]
     best = scores[ranked[0]]

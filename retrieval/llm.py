@@ -35,6 +35,16 @@ class ChatTemplate:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def continuation_tokens(self, prefixes: list[str], continuation: str,
+                            max_prefix: int = 256) -> tuple[list[list[int]], list[int]]:
+        """The token ids `continuation_logprobs` scores: each prefix's last `max_prefix` tokens (at
+        least one), and the continuation's."""
+        tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        heads = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-max_prefix:] for p in prefixes]
+        if not tail or not all(heads):
+            raise ValueError("continuation_logprobs needs a non-empty continuation and non-empty prefixes")
+        return heads, tail
+
 
 @dataclass
 class LLM(ChatTemplate):
@@ -162,8 +172,7 @@ class LLM(ChatTemplate):
         The base model, whatever adapter answers: what bench/tune_quote.py fitted on."""
         import torch
 
-        tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        heads = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-max_prefix:] for p in prefixes]
+        heads, tail = self.continuation_tokens(prefixes, continuation, max_prefix)
         width = max(len(h) for h in heads) + len(tail)
         ids = torch.zeros((len(heads), width), dtype=torch.long)
         mask = torch.zeros_like(ids)

@@ -149,6 +149,43 @@ class RemoteLLM(ChatTemplate):
                          completion_tokens=int(usage.get("completion_tokens", 0)),
                          first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
 
+    def continuation_logprobs(self, prefixes: list[str], continuation: str, max_prefix: int = 256) -> list[float] | None:
+        """What `LLM.continuation_logprobs` computes, from the server: one request with every prefix
+        and the continuation as prompts, `prompt_logprobs: 0` (vLLM's extension: each prompt
+        token's log-probability) and one generated token; the base model (its null adapter on a
+        LoRA server). None when the server returns no prompt log-probabilities (llama.cpp's server,
+        TGI): the caller then does without. Raises LLMUnavailable when the server is down (unless
+        the fallback answers) or refuses."""
+        heads, tail = self.continuation_tokens(prefixes, continuation, max_prefix)
+        try:
+            r = self._post_prompts(heads, tail)
+        except LLMUnavailable as e:
+            if self.fallback is None or not e.unreachable:
+                raise
+            log.warning("%s; reading with the in-process model (ARCHIVIST_LLM_FALLBACK=local)", e)
+            return self.fallback().continuation_logprobs(prefixes, continuation, max_prefix)
+        if r.status_code != 200:
+            raise LLMUnavailable(f"the LLM server at {self.url} refused the request: HTTP {r.status_code}: {r.text[:300]}")
+        choices = sorted(r.json().get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != len(heads) or any(not c.get("prompt_logprobs") for c in choices):
+            log.info("the LLM server at %s returns no prompt log-probabilities: quotes are not read", self.url)
+            return None
+        out = []
+        for c, h in zip(choices, heads):
+            steps = c["prompt_logprobs"][len(h):len(h) + len(tail)]
+            out.append(sum(float(step[str(t)]["logprob"]) for step, t in zip(steps, tail)))
+        return out
+
+    def _post_prompts(self, heads: list[list[int]], tail: list[int]):
+        import httpx
+
+        body = {"model": self._model_for(None), "prompt": [h + tail for h in heads], "max_tokens": 1,
+                "temperature": 0, "prompt_logprobs": 0}
+        try:
+            return self.client().post(f"{self.url}/v1/completions", json=body)
+        except httpx.TransportError as e:
+            raise self._unreachable(e) from None
+
     def _unreachable(self, e: Exception) -> LLMUnavailable:
         err = LLMUnavailable(f"the LLM server at {self.url} is not reachable ({type(e).__name__}: {e}); "
                              f"start it (`make vllm-serve`) or unset ARCHIVIST_LLM_URL")

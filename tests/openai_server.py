@@ -3,7 +3,8 @@ chat model (retrieval/llm_remote.py) where vLLM is not installed.
 
 A real HTTP server with the parts of vLLM's API archivist uses: GET /v1/models,
 POST /v1/completions (a prompt of token ids, greedy with repetition_penalty, streamed as
-server-sent events with usage on the last chunk) and POST /v1/load_lora_adapter (a PEFT folder,
+server-sent events with usage on the last chunk; or several prompts with vLLM's `prompt_logprobs`,
+each prompt token's log-probability, not streamed) and POST /v1/load_lora_adapter (a PEFT folder,
 then asked for by name). One generation at a time, each with the adapter its request names.
 It records the prompts it was sent (`app.state.prompts`) so tests can compare them to the
 in-process path's.
@@ -19,7 +20,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 
 
-def create_server_app(model_path: str, served_name: str = "base-model", max_model_len: int = 2048) -> FastAPI:
+def create_server_app(model_path: str, served_name: str = "base-model", max_model_len: int = 2048,
+                      with_prompt_logprobs: bool = True) -> FastAPI:
+    """with_prompt_logprobs: False answers like a server without vLLM's extension (no log-probabilities)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,11 +72,33 @@ def create_server_app(model_path: str, served_name: str = "base-model", max_mode
                 out = m.generate(**kwargs)
         return out[0, len(ids):].tolist()
 
+    def prompt_logprobs(ids: list[int], name: str) -> list[dict | None]:
+        """vLLM's shape: None for the first token, then {token id: {"logprob": ...}} for each other."""
+        m = state["model"]
+        with lock, torch.inference_mode():
+            if name == served_name and hasattr(m, "disable_adapter"):
+                with m.disable_adapter():
+                    logits = m(input_ids=torch.tensor([ids])).logits[0]
+            else:
+                if name != served_name:
+                    m.set_adapter(name)
+                logits = m(input_ids=torch.tensor([ids])).logits[0]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return [None] + [{str(t): {"logprob": float(logp[i, t]), "rank": 1}} for i, t in enumerate(ids[1:])]
+
     @app.post("/v1/completions")
     def completions(body: dict):
         name = body.get("model")
         if name != served_name and name not in state["loras"]:
             raise HTTPException(404, f"The model `{name}` does not exist.")
+        if body.get("prompt_logprobs") is not None and not with_prompt_logprobs:
+            return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()), "model": name,
+                    "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+        if body.get("prompt_logprobs") is not None:
+            prompts = body["prompt"] if isinstance(body["prompt"][0], list) else [body["prompt"]]
+            return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()), "model": name,
+                    "choices": [{"index": i, "text": "", "finish_reason": "length", "prompt_logprobs": prompt_logprobs(p, name)}
+                                for i, p in enumerate(prompts)]}
         ids = body["prompt"]
         if not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
             ids = tokenizer(ids, add_special_tokens=False)["input_ids"]

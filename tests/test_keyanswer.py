@@ -264,6 +264,8 @@ def test_a_reader_ranks_the_best_candidates_again_and_settle_uses_its_thresholds
     assert asked and len(asked[0]) == min(keyanswer.READ_TOP, len(candidates(passages))) and prefer in asked[0]
     assert k.span == "refs/stash" and prefer in [t for _, t in k.picked]  # the span is the first candidate's
     assert k.features["read"] == 1.0 and k.features["read_margin"] == 1.0
+    unread = key_answer(question, passages, embedder, TermStats(), 0.8, reader=lambda q, texts: None)
+    assert (unread.span, unread.right, "read" in unread.features) == (plain.span, plain.right, False)  # a reader that cannot
     for answered, status in ((0.0, "answered"), (1.01, "uncertain")):
         s = replace(settings, key_not_found_read=0.0, key_answered_read=answered, key_answered=0.0, quote_answered=99.0)
         a = Answer(question=question, answer="", citations=[], passages=passages)

@@ -216,3 +216,28 @@ def test_an_adapter_the_user_may_not_use_never_reaches_the_server(tmp_path, llm,
         assert ask(ws, "How many days of paid vacation do employees get?", adapter="merger").adapter == "merger"
     served = {m["id"] for m in httpx.get(url + "/v1/models").json()["data"]}
     assert any(name.startswith("merger-") for name in served), served
+
+
+def test_the_server_reads_quotes_like_the_in_process_model(llm, model_server):
+    """Auto mode's reading (keyanswer.reading) through the server's prompt log-probabilities equals
+    the in-process model's; a server without them gives None, and answering does without."""
+    from archivist.retrieval.keyanswer import reading
+    from archivist.retrieval.llm_remote import RemoteLLM
+
+    url, _ = model_server
+    remote = RemoteLLM(name=llm.name, url=url, tokenizer=llm.tokenizer, config_window=2048, model_path=None)
+    question = "How many weeks of fully paid parental leave does policy HR-17 give?"
+    texts = ["Under policy HR-17, employees receive 20 weeks of fully paid parental leave.",
+             "The on-call duty manager is reached on phone extension 4417 outside office hours."]
+    here, there = reading(llm, question, texts), reading(remote, question, texts)
+    assert there is not None and abs(there - here).max() < 1e-3 and there[0] > there[1], (here, there)
+
+    from archivist.api.serve import serve_in_thread
+    from openai_server import create_server_app
+
+    plain = serve_in_thread(create_server_app(llm.path, with_prompt_logprobs=False))
+    try:
+        other = RemoteLLM(name=llm.name, url=plain.url, tokenizer=llm.tokenizer, config_window=2048, model_path=None)
+        assert reading(other, question, texts) is None
+    finally:
+        plain.stop()

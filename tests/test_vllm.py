@@ -122,6 +122,19 @@ def test_base_requests_batched_with_adapter_requests_get_no_adapter(llm, vllm, t
     concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=16, rounds=2)
 
 
+def test_vllm_reads_quotes_like_the_in_process_model(llm, vllm):
+    """Auto mode's reading of the quote's candidates through vLLM's prompt log-probabilities."""
+    from archivist.retrieval.keyanswer import reading
+    from archivist.retrieval.llm_remote import RemoteLLM
+
+    remote = RemoteLLM(name=llm.name, url=vllm["url"], tokenizer=llm.tokenizer, config_window=2048, model_path=llm.path)
+    question = "Which phone extension reaches the on-call duty manager?"
+    texts = ["The on-call duty manager is reached on phone extension 4417 outside office hours.",
+             "Employees receive 20 weeks of fully paid parental leave under policy HR-17."]
+    here, there = reading(llm, question, texts), reading(remote, question, texts)
+    assert there is not None and abs(there - here).max() < 0.02 and there[0] > there[1], (here, there)
+
+
 GROUPED_OPS_CHECK = """
 import torch
 from vllm.lora.ops import torch_ops as vllm_ops
@@ -151,6 +164,19 @@ y = torch.randn(tokens, out); got = y.clone()
 grouped.bgmv_expand(h, b, got, none, True)
 assert torch.equal(got[::2], y[::2])
 assert torch.allclose(got[1::2], y[1::2] + torch.einsum("bi,boi->bo", h[1::2], b[mixed[1::2]].squeeze(1)), atol=1e-3)
+# an all-zero adapter slot (the null adapter's): nothing added, zeros written; a slot written in
+# place afterwards (as vLLM loads an adapter into it) is multiplied again
+b[1].zero_()
+ones = torch.ones(tokens, dtype=torch.long)
+y = torch.randn(tokens, out); got = y.clone()
+grouped.bgmv_expand(h, b, got, ones, True)
+assert torch.equal(got, y)
+got = torch.randn(tokens, rank)
+grouped.bgmv_shrink(x, torch.zeros_like(a), got, ones, 1.0)
+assert not got.any()
+b[1].copy_(torch.randn(1, out, rank)); got = y.clone(); want = y.clone()
+grouped.bgmv_expand(h, b, got, ones, True); vllm_ops.bgmv_expand(h, b, want, ones, True)
+assert torch.allclose(got, want, atol=1e-3) and not torch.equal(got, y)
 grouped.register()
 assert punica_cpu.bgmv_expand is grouped.bgmv_expand and punica_cpu.sgmv_shrink is grouped.sgmv_shrink
 print("ok")

@@ -11,7 +11,9 @@ requests came back with an adapter's answer (docs/serving.md).
 
 The replacements compute the same products grouped by adapter: one matrix product per adapter
 present in the batch over the rows that ask for it, and nothing for rows with index -1 (their
-output is left as it was, as the GPU kernels leave it). `register` (the `vllm.general_plugins`
+output is left as it was, as the GPU kernels leave it). An adapter slot whose weights are all zero
+in a layer (every layer of the null adapter archivist asks for the base model through, and each
+layer a fine-tune leaves untrained) gives zero products, which are skipped. `register` (the `vllm.general_plugins`
 entry point, which vLLM loads in each of its processes) swaps them in where the CPU punica
 wrapper looks them up. Nothing changes on other platforms: only the CPU wrapper uses these ops.
 """
@@ -21,21 +23,41 @@ from __future__ import annotations
 import torch
 
 
+_ZERO: dict[tuple[int, int, int], bool] = {}  # (weights' address, slot, version) -> all zero
+
+
+def _zero(w: torch.Tensor, slot: int) -> bool:
+    """Whether adapter slot `slot` of the stacked weights `w` is all zero, as it is in every layer
+    of archivist's null adapter (and in each layer an adapter does not train): its products are
+    zero and are skipped. Remembered per version of the weights, which vLLM bumps when it writes a
+    new adapter into the slot."""
+    try:
+        key = (w.data_ptr(), slot, w._version)
+    except RuntimeError:  # an inference tensor keeps no version: look each time (a few microseconds)
+        return not bool(w[slot].any())
+    if key not in _ZERO:
+        if len(_ZERO) > 65536:
+            _ZERO.clear()
+        _ZERO[key] = not bool(w[slot].any())
+    return _ZERO[key]
+
+
 def _products(inputs: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor,
-              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+              dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(out, rows): out[r] = inputs[r] @ weights[indices[r]].T for each row r with indices[r] >= 0,
-    zero elsewhere; `rows` is the mask of rows that have an adapter, None when all have one.
+    zero elsewhere; `rows` is the mask of rows that have an adapter, None when all have one;
+    (None, None) when every product is zero (no adapter, or only all-zero ones).
     weights: [adapters, (1,) out, in]."""
     w = weights.squeeze(1) if weights.dim() == 4 else weights
+    indices = indices[: inputs.shape[0]]
+    ids = [i for i in torch.unique(indices).tolist() if i >= 0 and not _zero(w, i)]
+    if not ids:
+        return None, None
     x = inputs.to(dtype)
-    indices = indices[: x.shape[0]]
-    ids = torch.unique(indices).tolist()
-    if len(ids) == 1 and ids[0] >= 0:  # the common case: one adapter (or the null adapter) for the whole batch
+    if len(ids) == 1 and bool((indices == ids[0]).all()):  # the common case: one adapter for the whole batch
         return x @ w[ids[0]].to(dtype).t(), None
     out = torch.zeros((x.shape[0], w.shape[1]), dtype=dtype, device=x.device)
     for i in ids:
-        if i < 0:
-            continue
         rows = indices == i
         out[rows] = x[rows] @ w[i].to(dtype).t()
     return out, indices >= 0
@@ -43,11 +65,19 @@ def _products(inputs: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
 
 def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling: float = 1.0):
     out, _ = _products(inputs, lora_a_weights, lora_indices_tensor, output_tensor.dtype)
-    output_tensor[: out.shape[0], : out.shape[1]] = scaling * out
+    rank = lora_a_weights.shape[-2]
+    if out is None:
+        output_tensor[: inputs.shape[0], :rank] = 0
+    else:
+        output_tensor[: out.shape[0], : out.shape[1]] = scaling * out
 
 
 def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs: bool = True):
     out, rows = _products(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    if out is None:
+        if not add_inputs:
+            _clear(output_tensor[:, : lora_b_weights.shape[-2]], lora_indices_tensor[: inputs.shape[0]])
+        return
     limit = output_tensor.shape[0]
     if out.shape[0] == 1 and output_tensor.shape[0] != 1:  # as vLLM's op: one row of output is broadcast to none
         limit = 1
@@ -58,7 +88,17 @@ def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_
 def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset: int,
                       slice_size: int, add_inputs: bool = True):
     out, rows = _products(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
-    _put(output_tensor[:, slice_offset: slice_offset + slice_size], out, rows, add_inputs)
+    target = output_tensor[:, slice_offset: slice_offset + slice_size]
+    if out is None:
+        if not add_inputs:
+            _clear(target, lora_indices_tensor[: inputs.shape[0]])
+        return
+    _put(target, out, rows, add_inputs)
+
+
+def _clear(target: torch.Tensor, indices: torch.Tensor) -> None:
+    """Written, not added, products that are all zero: zero on the rows that have an adapter."""
+    target[: indices.shape[0]][indices >= 0] = 0
 
 
 def _put(target: torch.Tensor, out: torch.Tensor, rows: torch.Tensor | None, add: bool) -> None:
