@@ -67,8 +67,9 @@ class Settings:
     key_answered_read: float = _f(0.8343, "key_answered when the chat model also read the quote's candidates (auto mode, "
                                        "read_quotes; bench/tune_quote.py --fit --reader)")
     key_not_found_read: float = _f(0.0554, "key_not_found when the chat model also read the candidates (bench/tune_quote.py --fit --reader)")
-    read_quotes: bool = _f(True, "auto mode: the in-process chat model reads the quote's best candidates (retrieval/keyanswer.py "
-                                 "reading; under a second a question); extractive mode never loads it for that")
+    read_quotes: bool = _f(True, "auto mode: the chat model (in this process, or a vLLM server's prompt log-probabilities) reads "
+                                 "the quote's best candidates (retrieval/keyanswer.py reading; 1.3-1.7 s a question on a "
+                                 "2-core CPU); extractive mode does without it")
     answer_mode: str = _f("auto", "auto (generate; quote the passages when the answer is unsupported) | generate | extractive")
     llm_url: str = _f("", "an OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI) serving the chat model, e.g. "
                           "http://127.0.0.1:8000; empty: the model runs in this process (docs/serving.md)")

@@ -19,8 +19,8 @@ invented:
                 model reads the ranker's best READ_TOP candidates — how much more it expects the
                 question after each one than after nothing (`reading`) — which reorders them and
                 feeds the *_READ_* models and thresholds (Settings.key_answered_read,
-                key_not_found_read). Under a second a question on this CPU; extractive mode, whose
-                answer takes about 1.4 s, does without it
+                key_not_found_read). 1.3-1.7 s a question on a 2-core CPU, about 2% of an auto
+                answer (bench/RESULTS.md, finding 32); extractive mode does without it
 
 The coefficients below were fitted by bench/tune_quote.py --fit on the TUNING splits of the public
 sets (bench/evalsets), plus generated unanswerable questions (each corpus's tuning questions asked

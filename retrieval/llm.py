@@ -10,6 +10,7 @@ switch to it and the generation happen under one lock: no other caller's adapter
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -107,6 +108,13 @@ class LLM(ChatTemplate):
         self.model.set_adapter(self.adapters[key])
         return self.adapters[key]
 
+    def _base_only(self, base: bool = True):
+        """A context in which the model runs without its loaded LoRA adapters (when `base`; a model
+        that has none needs nothing)."""
+        if base and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
+
     def stream(self, messages: list[dict], max_new_tokens: int = 200, stats: dict | None = None,
                stop: threading.Event | None = None, *, adapter=None) -> Iterator[str]:
         """Yield the answer in pieces as they are generated (greedy decoding, so runs repeat exactly).
@@ -133,12 +141,8 @@ class LLM(ChatTemplate):
 
         def run():
             try:
-                with torch.inference_mode():
-                    if adapter is None and hasattr(self.model, "disable_adapter"):
-                        with self.model.disable_adapter():
-                            result["out"] = self.model.generate(**kwargs)
-                    else:
-                        result["out"] = self.model.generate(**kwargs)
+                with torch.inference_mode(), self._base_only(adapter is None):
+                    result["out"] = self.model.generate(**kwargs)
             except Exception as e:  # surfaced to the caller after the stream ends
                 result["error"] = e
                 streamer.end()
@@ -165,7 +169,6 @@ class LLM(ChatTemplate):
                          completion_tokens=int(out.shape[1] - enc["input_ids"].shape[1]),
                          first_token_s=first or 0.0, seconds=time.perf_counter() - t0)
 
-
     def continuation_logprobs(self, prefixes: list[str], continuation: str, max_prefix: int = 256) -> list[float]:
         """For each prefix, the base model's log-probability of `continuation` after it (the sum over
         the continuation's tokens), in one batch; each prefix keeps its last `max_prefix` tokens.
@@ -179,12 +182,8 @@ class LLM(ChatTemplate):
         for i, h in enumerate(heads):  # padded on the right: positions of the real tokens are unchanged
             ids[i, :len(h) + len(tail)] = torch.tensor(h + tail)
             mask[i, :len(h) + len(tail)] = 1
-        with self.lock, torch.inference_mode():
-            if hasattr(self.model, "disable_adapter"):
-                with self.model.disable_adapter():
-                    logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            else:
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        with self.lock, torch.inference_mode(), self._base_only():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
         logp = torch.log_softmax(logits.float().cpu(), dim=-1)
         want = torch.tensor(tail)
         return [float(logp[i, len(h) - 1:len(h) - 1 + len(tail)].gather(1, want[:, None]).sum()) for i, h in enumerate(heads)]
