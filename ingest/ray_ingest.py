@@ -184,10 +184,15 @@ class EmbedActor:
     `keep_warm_s` > 0 it ends itself once no ingest has held it (a lease) for that long."""
 
     def __init__(self, args: tuple[str, str, str, str], key: str, keep_warm_s: float = 0.0):
+        import ray
+
         from archivist.models import load_embedder
 
         self.embedder = load_embedder(*args)
-        self.info = {"key": key, **describe(self.embedder), "loaded_at": time.time()}
+        # where it runs: the GPUs Ray gave it (one on a cluster with GPUs, embed_resources) and the
+        # device its model loaded on ("cuda" there, as the embedder picks it from "auto")
+        self.info = {"key": key, **describe(self.embedder), "loaded_at": time.time(),
+                     "gpus": [str(g) for g in ray.get_gpu_ids()], "device": getattr(self.embedder, "device", "cpu")}
         self.leases: dict[str, float] = {}  # ingest token -> when it last used this actor
         self.idle_since = time.monotonic()
         self.calls = 0

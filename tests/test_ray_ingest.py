@@ -8,6 +8,7 @@ side (vectors that come with the documents) is checked without Ray, in the defau
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -59,6 +60,30 @@ cluster.add_node(num_cpus=2)
 cluster.wait_for_nodes()
 try:
     code = main(["ingest", sys.argv[1], "-c", "docs", "-q", "--ray", cluster.address])
+finally:
+    cluster.shutdown()
+sys.exit(code)
+"""
+
+
+# The same against a node that declares two GPUs (Ray schedules by the resources a node declares;
+# this machine has none, so the actors' models load on the CPU): one embed actor per GPU, each given
+# its own. The actors are left warm (an ingest with an address keeps them), and their state is read.
+GPU_NODE_CHILD = """
+import json, sys
+import ray
+from ray.cluster_utils import Cluster
+from archivist.cli import main
+from archivist.ingest.ray_ingest import NAMESPACE
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=2, num_gpus=2)
+cluster.wait_for_nodes()
+try:
+    code = main(["ingest", sys.argv[1], "-c", "docs", "-q", "--ray", cluster.address])
+    ray.init(address=cluster.address, namespace=NAMESPACE)
+    states = [ray.get(ray.get_actor(f"embed-{i}").state.remote()) for i in range(2)]
+    print(json.dumps([{k: s[k] for k in ("gpus", "device", "calls")} for s in states]))
+    ray.shutdown()
 finally:
     cluster.shutdown()
 sys.exit(code)
@@ -336,6 +361,28 @@ def test_a_ray_ingest_on_two_nodes_equals_a_local_one(tmp_path, embedder):
     out = subprocess.run([sys.executable, "-c", TWO_NODES_CHILD, str(corpus)], env=_child_env(home),
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    with open_checked(settings_at(home)) as ws:
+        assert problems(ws) == []
+        have = snapshot(ws)
+    with open_checked(settings_at(tmp_path / "local")) as ws:
+        ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
+        assert have == snapshot(ws)
+
+
+@pytest.mark.ray
+def test_a_cluster_with_gpus_embeds_on_one_actor_per_gpu(tmp_path, embedder):
+    """Where the cluster has GPUs, the embedding runs in actors that each hold one GPU (Ray sets each
+    actor's visible device). What this machine cannot show is a model on a real GPU: the node
+    declares its GPUs, and the models load on the CPU."""
+    pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
+    corpus = make_corpus(tmp_path / "corpus", 4, seed=9, samples=FORMATS, size=3)
+    home = tmp_path / "ws"
+    out = subprocess.run([sys.executable, "-c", GPU_NODE_CHILD, str(corpus)], env=_child_env(home),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    actors = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sorted(g for a in actors for g in a["gpus"]) == ["0", "1"]  # one GPU each, not the same one
+    assert all(len(a["gpus"]) == 1 for a in actors) and sum(a["calls"] for a in actors) > 0
     with open_checked(settings_at(home)) as ws:
         assert problems(ws) == []
         have = snapshot(ws)
