@@ -120,3 +120,4 @@ class Answer:
     confidence: float = 0.0  # the score `status` was decided on (retrieval/answer.py `settle`)
     claims: list[dict] = field(default_factory=list)  # retrieval/verify.py ClaimCheck per generated sentence
     generated: str | None = None  # the model's own text (a draft) when what is shown differs from it
+    unchecked: bool = False  # generate mode, no sentence of the draft supported: `answer` says so, nothing quoted

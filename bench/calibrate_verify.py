@@ -69,7 +69,7 @@ def claims(ps: list[str], rng: random.Random) -> list[tuple[str, str, list[str]]
             out.append(("supported", s, [p]))
             words = s.split()
             plain = [j for j, w in enumerate(words) if w.isalpha() and w.islower() and len(w) > 3
-                     and w not in verify._FUNCTION and verify.zipf(w) >= verify.RARE_ZIPF]
+                     and w not in verify.FUNCTION_WORDS and verify.zipf(w) >= verify.RARE_ZIPF]
             for j in rng.sample(plain, min(len(plain), max(1, len(words) // 8))):
                 words[j] = rng.choice(COMMON)
             out.append(("supported", " ".join(words), [p]))

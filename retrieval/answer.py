@@ -261,6 +261,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
             return
     if mode == "generate":
         _show(result, UNCHECKED, [], embedder, s, "generated", "uncertain", 0.0)
+        result.unchecked = True
         return
     k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
                    follow_up=question, reader=reader)

@@ -87,7 +87,7 @@ class Draft:
 
 
 def cmd_ask(args) -> int:
-    from archivist.retrieval.answer import UNCHECKED, answer_json, ask, source_label
+    from archivist.retrieval.answer import answer_json, ask, source_label
 
     adapter = None if args.adapter in ("none", "base") else args.adapter
     draft = Draft(sys.stdout)
@@ -104,7 +104,7 @@ def cmd_ask(args) -> int:
     dropped = sum(1 for c in result.claims if c.get("claim", True) and not c["supported"])
     how = {"generated": "written by the model; every claim found in its sources", "extractive": "quoted from the documents",
            "not_found": "nothing relevant found"}[result.mode]
-    if result.answer == UNCHECKED:
+    if result.unchecked:
         how = "no sentence of the model's answer was found in the passages"
     print(f"\n({STATUS_LINE[result.status]}; {how}"
           + (f"; {dropped} generated sentence(s) dropped: the passages do not support them" if dropped else "") + ")")

@@ -250,7 +250,7 @@ _LINK = re.compile(r"\S+@\S+\.\w+|\w+://\S+")  # an e-mail address or URL: shown
 def _amount(sentence: str, question: str) -> str:
     """The first date or amount of `sentence` the question does not name, as written ("" if none);
     one with a currency first for a question about money, a date first for "when"."""
-    asked = {verify._number(n) for n in re.findall(r"\d+(?:[.,:]\d+)*", question)}
+    asked = {verify.canonical_number(n) for n in re.findall(r"\d+(?:[.,:]\d+)*", question)}
     money, when = _MONEY_Q.search(question), _WHEN_Q.search(question)
     dates = list(_DATE.finditer(sentence))
     found = [(0 if when else 1, m.start(), m.group(0).strip()) for m in dates]
@@ -258,8 +258,8 @@ def _amount(sentence: str, question: str) -> str:
     for m in _AMOUNT.finditer(sentence):
         unit = (m.group("unit") or "").strip(" -")
         last = unit.split()[-1].lower() if unit else ""
-        real_unit = unit == "%" or last in verify._UNITS or ":" in m.group("num") and last in _ZONES
-        if verify._number(m.group("num")) in asked or _SECTION.fullmatch(m.group("num")) and not real_unit \
+        real_unit = unit == "%" or last in verify.UNITS or ":" in m.group("num") and last in _ZONES
+        if verify.canonical_number(m.group("num")) in asked or _SECTION.fullmatch(m.group("num")) and not real_unit \
                 or any(m.start("num") in r for r in dated) or _REFERENCE.search(sentence[:m.start()]):
             continue
         cur = m.group("cur") or ""
@@ -268,7 +268,7 @@ def _amount(sentence: str, question: str) -> str:
         if real_unit:
             text += ("" if unit == "%" else " ") + unit
         found.append((0 if money and keep_cur else 1, m.start("cur") if keep_cur else m.start("num"), text))
-    found = [f for f in found if verify._number(f[2]) not in asked]
+    found = [f for f in found if verify.canonical_number(f[2]) not in asked]
     return min(found)[2] if found else ""  # what the question asks for (money, a date) first, then the first
 
 
@@ -379,8 +379,11 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
     x = np.array([q[f] for f in names])
     span = key_span(cands[first][1], follow_up or question)
     body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
-    # a definition's sentence already starts with its term ("--keep-index — All changes ..."): no second copy
-    shown = f"{span}{JOIN}{body}" if span and not body.startswith(span + JOIN) else body
+    # a definition's sentence already starts with its term ("--keep-index — All changes ...", or
+    # "textwrap.dedent(text) — Remove ..." for the span "textwrap.dedent"): no second copy
+    lead = cands[picked[0]][1]
+    term = lead.split(JOIN, 1)[0] if JOIN in lead else ""
+    shown = f"{span}{JOIN}{body}" if span and span not in term else body
     return KeyAnswer(text=shown, quote=body, span=span,
                      picked=[(cands[i][0], cands[i][1]) for i in picked], candidate=float(probs[first]),
                      right=float(_sigmoid(x @ right_coef + right_bias)),

@@ -44,7 +44,7 @@ _IDENT = re.compile(
 _NUMBER = re.compile(r"(?<![\w.-])(\d+(?:[.,:]\d+)*)(?:[\s-]*(?:(?:per|a|an|each|every)\s+)?(%|[A-Za-z]+))?")
 # Words that make a number's unit: "20 weeks" is not supported by "20 days". Other words after a
 # number ("17 gives") are not part of it; they are checked as content words.
-_UNITS = frozenset("""% percent cent ms s sec secs second seconds min mins minute minutes h hr hrs hour hours
+UNITS = frozenset("""% percent cent ms s sec secs second seconds min mins minute minutes h hr hrs hour hours
 day days week weeks month months year years b byte bytes kb kib mb mib gb gib tb tib k m bit bits kbit mbit gbit
 hz khz mhz ghz px pt dpi em cm mm km m kg g mg l ml eur usd gbp chf jpy euro euros dollar dollars pound pounds
 times x page pages line lines char chars character characters word words token tokens row rows column columns
@@ -54,7 +54,7 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 _NEGATION = frozenset("not no never cannot can't don't doesn't isn't aren't won't wasn't weren't shouldn't "
                       "mustn't without none neither nor nothing nobody unable".split())
 # Words that carry no claim of their own (articles, auxiliaries, pronouns, connectives).
-_FUNCTION = frozenset("""a an and are as at be been being but by can could do does did for from had has have how i
+FUNCTION_WORDS = frozenset("""a an and are as at be been being but by can could do does did for from had has have how i
 if in into is it its me my of on or our so that the their them then there these they this to was we were what when
 where which who whom why will with would you your about after all also any before between both each few more most
 other over same should some such than too under until very may might must shall here just only use used using
@@ -101,7 +101,7 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _number(s: str) -> str:
+def canonical_number(s: str) -> str:
     """'1,500' and '1500' are one number; '1.5' stays as written; '08' is '8'."""
     s = s.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", s) else s
     return s.lstrip("0") or "0" if s.isdigit() else s
@@ -123,12 +123,12 @@ class Evidence:
         words = _WORD.findall(joined)
         numbers: dict[str, set[str]] = {}
         for m in _NUMBER.finditer(joined):
-            unit = m.group(2) if m.group(2) and m.group(2).lower() in _UNITS else ""
-            numbers.setdefault(_number(m.group(1)), set()).add(_stem(unit) if unit else "")
+            unit = m.group(2) if m.group(2) and m.group(2).lower() in UNITS else ""
+            numbers.setdefault(canonical_number(m.group(1)), set()).add(_stem(unit) if unit else "")
         sents = []
         for s in re.split(r"(?<=[.!?])\s+|\n+", joined):
             ws = [w.lower() for w in _WORD.findall(s)]
-            sents.append((frozenset(_stem(w) for w in ws if w not in _FUNCTION and w not in _NEGATION),
+            sents.append((frozenset(_stem(w) for w in ws if w not in FUNCTION_WORDS and w not in _NEGATION),
                           _negated(ws)))
         return cls(text=norm, stems=frozenset(_stem(w) for w in words), numbers=numbers, sentences=sents,
                    squashed=re.sub(r"\s+", "", joined.lower()))
@@ -150,12 +150,12 @@ def asserted_terms(sentence: str) -> list[tuple[str, str]]:
         if len(tok.strip("-/.~")) >= 2 and not _plain_word(tok):
             out.append(("identifier", tok))
     for m in _NUMBER.finditer(s):
-        unit = m.group(2) if m.group(2) and m.group(2).lower() in _UNITS else ""
+        unit = m.group(2) if m.group(2) and m.group(2).lower() in UNITS else ""
         out.append(("number", f"{m.group(1)} {unit}".strip()))
     first = True
     for m in _WORD.finditer(s):
         w, lw = m.group(0), m.group(0).lower()
-        if lw not in _FUNCTION and lw not in _NEGATION and len(lw) >= 2:
+        if lw not in FUNCTION_WORDS and lw not in _NEGATION and len(lw) >= 2:
             name = w[0].isupper() and not w.isupper() and not first  # a capitalized word inside a sentence
             if (len(lw) >= 3 and zipf(lw) < RARE_ZIPF) or name:
                 out.append(("rare", w))
@@ -179,7 +179,7 @@ def term_found(kind: str, term: str, ev: Evidence) -> bool:
         return bool(t) and t in ev.text
     if kind == "number":
         m = _NUMBER.match(term)
-        units = ev.numbers.get(_number(m.group(1)))
+        units = ev.numbers.get(canonical_number(m.group(1)))
         if units is None:
             return False
         unit = m.group(2)
@@ -189,7 +189,7 @@ def term_found(kind: str, term: str, ev: Evidence) -> bool:
 
 def content_stems(sentence: str) -> list[str]:
     return [_stem(w) for w in (x.lower() for x in _WORD.findall(CITE.sub(" ", sentence)))
-            if w not in _FUNCTION and w not in _NEGATION]
+            if w not in FUNCTION_WORDS and w not in _NEGATION]
 
 
 def check_sentence(sentence: str, cited: Sequence[str], question: str = "", *,

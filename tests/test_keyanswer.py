@@ -88,6 +88,14 @@ def test_a_definitions_term_is_shown_once(embedder):
                    embedder, TermStats(), 0.8)
     assert k.span == "--keep-index"
     assert k.text == "--keep-index — All changes already added to the index are left intact. [1]"
+    # a term that holds the span with more around it (a signature): still shown once
+    passages = [_hit(1, "textwrap - Text wrapping and filling.\n\n"
+                        "textwrap.dedent(text)\nRemove any common leading whitespace from every line in text.",
+                     ("textwrap",))]
+    k = key_answer("Which function removes the common leading whitespace from every line of a string?", passages,
+                   embedder, TermStats(), 0.8)
+    assert k.span and k.span in "textwrap.dedent(text)", k.span
+    assert k.text == "textwrap.dedent(text) — Remove any common leading whitespace from every line in text. [1]"
 
 
 @pytest.mark.slow

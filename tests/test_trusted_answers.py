@@ -25,10 +25,11 @@ _CITE = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 def assert_checked(a) -> None:
     """The answer shown is what the status says it is."""
     assert a.status in ("answered", "uncertain", "not_found")
+    assert a.unchecked == (a.answer == UNCHECKED)
     if a.status == "not_found":
         assert a.answer == NOT_FOUND and not a.citations
         return
-    if a.answer == UNCHECKED:  # generate mode, no sentence of the draft supported: nothing shown but the passages
+    if a.unchecked:  # generate mode, no sentence of the draft supported: nothing shown but the passages
         assert (a.status, a.mode, a.citations) == ("uncertain", "generated", [])
         return
     texts = [p.text for p in a.passages]
