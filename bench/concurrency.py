@@ -80,18 +80,25 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, what: str) -> Non
         time.sleep(2)
 
 
+VLLM_VARIANTS = {  # backend -> the server's environment beside the defaults
+    "vllm": {},
+    "vllm-eager": {"ARCHIVIST_VLLM_LORA_COMPILE": "0"},  # archivist's ops, compilation off as vLLM has it with LoRA
+    "vllm-stock": {"VLLM_PLUGINS": "none"},  # vLLM's own CPU LoRA ops, no plugin
+}
+
+
 def start_vllm(model: str, root: Path, memory: float, dtype: str = "float32", lora: bool = True,
-               stock: bool = False) -> tuple[str, subprocess.Popen]:
-    """The server `make vllm-serve` starts (float32, LoRA enabled), on a free port. stock: without
-    archivist's CPU LoRA plugin (engines/vllm), i.e. with vLLM's own CPU LoRA ops."""
+               backend: str = "vllm") -> tuple[str, subprocess.Popen]:
+    """The server `make vllm-serve` starts (float32, LoRA enabled), on a free port, in the variant
+    `backend` names (VLLM_VARIANTS)."""
     port = free_port()
-    log = root / f"vllm{'-stock' if stock else ''}.log"
+    log = root / f"{backend}.log"
     cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
            "archivist", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--dtype", dtype,
            "--gpu-memory-utilization", str(memory)] + (["--enable-lora", "--max-lora-rank", "16"] if lora else [])
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             env={**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-                                 **({"VLLM_PLUGINS": "none"} if stock else {})})
+                                 **VLLM_VARIANTS[backend]})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url + "/v1/models", proc, log, "vLLM")
     return url, proc
@@ -165,7 +172,7 @@ def run(levels: list[int], backends: list[str], memory: float, skip_local_above:
             try:
                 llm_url = ""
                 if backend.startswith("vllm"):
-                    llm_url, p = start_vllm(model, root, memory, dtype, lora, stock=backend == "vllm-stock")
+                    llm_url, p = start_vllm(model, root, memory, dtype, lora, backend)
                     procs.append(p)
                 url, p = start_archivist(home, root, llm_url, max_waiting=max(levels))
                 procs.append(p)
@@ -189,7 +196,7 @@ def run(levels: list[int], backends: list[str], memory: float, skip_local_above:
                         p.kill()
     report["load_after"] = os.getloadavg()
     local = report["backends"].get("local", {})
-    for backend in ("vllm", "vllm-stock"):
+    for backend in VLLM_VARIANTS:
         for n in map(str, levels):
             a, b = local.get(n, {}), report["backends"].get(backend, {}).get(n, {})
             if "answers" in a and "answers" in b:
@@ -235,8 +242,9 @@ def write_results(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[16], help="wave sizes (default 16)")
-    ap.add_argument("--backends", nargs="+", default=["local", "vllm"], choices=["local", "vllm", "vllm-stock"],
-                    help="vllm-stock: vLLM without archivist's CPU LoRA plugin (engines/vllm), for comparison")
+    ap.add_argument("--backends", nargs="+", default=["local", "vllm"], choices=["local", *VLLM_VARIANTS],
+                    help="vllm-eager: archivist's CPU LoRA ops without compilation (vLLM's choice with LoRA); "
+                         "vllm-stock: vLLM's own CPU LoRA ops, without archivist's plugin (engines/vllm)")
     ap.add_argument("--skip-local-above", type=int, default=None,
                     help="do not run the in-process backend on waves larger than this (it answers one at a time)")
     ap.add_argument("--vllm-memory", type=float, default=0.1,

