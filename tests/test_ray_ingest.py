@@ -355,10 +355,16 @@ def test_a_warm_embed_actor_ends_itself_once_idle_but_not_while_an_ingest_holds_
 def test_a_ray_ingest_on_two_nodes_equals_a_local_one(tmp_path, embedder):
     """Two Ray nodes (on this machine, as far as a test can go towards several machines): the driver
     does not load the embedder, it takes the identity an embed actor reports; same workspace."""
+    ingest_in_child_equals_a_local_one(TWO_NODES_CHILD, tmp_path, embedder, seed=8)
+
+
+def ingest_in_child_equals_a_local_one(child: str, tmp_path, embedder, seed: int) -> str:
+    """Run `child` (a script that ingests its argument with --ray into the workspace its environment
+    names) on a small corpus, check that workspace equals a local ingest of it; the child's stdout."""
     pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
-    corpus = make_corpus(tmp_path / "corpus", 4, seed=8, samples=FORMATS, size=3)
+    corpus = make_corpus(tmp_path / "corpus", 4, seed=seed, samples=FORMATS, size=3)
     home = tmp_path / "ws"
-    out = subprocess.run([sys.executable, "-c", TWO_NODES_CHILD, str(corpus)], env=_child_env(home),
+    out = subprocess.run([sys.executable, "-c", child, str(corpus)], env=_child_env(home),
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     with open_checked(settings_at(home)) as ws:
@@ -367,6 +373,7 @@ def test_a_ray_ingest_on_two_nodes_equals_a_local_one(tmp_path, embedder):
     with open_checked(settings_at(tmp_path / "local")) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         assert have == snapshot(ws)
+    return out.stdout
 
 
 @pytest.mark.ray
@@ -374,21 +381,10 @@ def test_a_cluster_with_gpus_embeds_on_one_actor_per_gpu(tmp_path, embedder):
     """Where the cluster has GPUs, the embedding runs in actors that each hold one GPU (Ray sets each
     actor's visible device). What this machine cannot show is a model on a real GPU: the node
     declares its GPUs, and the models load on the CPU."""
-    pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
-    corpus = make_corpus(tmp_path / "corpus", 4, seed=9, samples=FORMATS, size=3)
-    home = tmp_path / "ws"
-    out = subprocess.run([sys.executable, "-c", GPU_NODE_CHILD, str(corpus)], env=_child_env(home),
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    actors = json.loads(out.stdout.strip().splitlines()[-1])
+    out = ingest_in_child_equals_a_local_one(GPU_NODE_CHILD, tmp_path, embedder, seed=9)
+    actors = json.loads(out.strip().splitlines()[-1])
     assert sorted(g for a in actors for g in a["gpus"]) == ["0", "1"]  # one GPU each, not the same one
     assert all(len(a["gpus"]) == 1 for a in actors) and sum(a["calls"] for a in actors) > 0
-    with open_checked(settings_at(home)) as ws:
-        assert problems(ws) == []
-        have = snapshot(ws)
-    with open_checked(settings_at(tmp_path / "local")) as ws:
-        ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
-        assert have == snapshot(ws)
 
 
 def test_the_embed_actor_key_changes_with_the_embedder_and_its_weights(tmp_path):
