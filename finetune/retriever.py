@@ -333,10 +333,12 @@ def rank_metrics(encode, pairs: list[Pair], corpus: list[tuple], ws: Workspace) 
 
 
 def _at_rank(order: list[int], wanted: int) -> dict[str, float]:
-    """hit@5 and MRR@10 of chunk `wanted` in `order` (best first)."""
-    order = order[:10]
-    rank = order.index(wanted) + 1 if wanted in order else None
-    return {"hit@5": float(rank is not None and rank <= 5), "mrr@10": 1.0 / rank if rank else 0.0}
+    """hit@5 and MRR@10 of chunk `wanted` in `order` (best first): evaluation's `ranking_metrics`,
+    kept to the two keys the manifest records."""
+    from archivist.retrieval.evaluation import ranking_metrics
+
+    m = ranking_metrics([c if c == wanted else None for c in order], 1, ks=(5, 10))
+    return {"hit@5": m["hit@5"], "mrr@10": m["mrr@10"]}
 
 
 def held_out_corpus(ws: Workspace, pairs: list[Pair], doc_ids: list[int]) -> list[tuple]:

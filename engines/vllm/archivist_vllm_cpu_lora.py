@@ -216,7 +216,8 @@ OPS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink", "sgmv_e
 
 
 def register() -> None:
-    """vLLM's plugin hook: point the CPU punica wrapper at the grouped ops. Safe to call again."""
+    """vLLM's plugin hook: point the CPU punica wrapper at the grouped ops and its LoRA layers at the
+    opaque op, and leave the CPU platform's compilation on with LoRA. Safe to call again."""
     try:
         from vllm.lora.ops import torch_ops
         from vllm.lora.punica_wrapper import punica_cpu
@@ -229,8 +230,10 @@ def register() -> None:
         setattr(torch_ops, name, globals()[name])
     punica_cpu.PunicaWrapperCPU.add_lora_linear = _add_lora_linear
     punica_cpu.PunicaWrapperCPU.add_lora_embedding = _add_lora_embedding
-    if os.environ.get("ARCHIVIST_VLLM_LORA_COMPILE", "1") != "0":
-        from vllm.platforms import cpu
-
-        _compile_with_lora(cpu.CpuPlatform)
     init_logger("vllm.plugins.archivist_cpu_lora").info("archivist: grouped CPU LoRA ops in place of vllm.lora.ops.torch_ops")
+    if os.environ.get("ARCHIVIST_VLLM_LORA_COMPILE", "1") != "0":
+        try:
+            from vllm.platforms.cpu import CpuPlatform
+        except ImportError:  # a vLLM without the CPU platform: it does not run on one either
+            return
+        _compile_with_lora(CpuPlatform)
