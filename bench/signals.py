@@ -1,0 +1,194 @@
+"""More signals over hybrid search, scored on the TUNING splits only (bench/RESULTS.md, finding 37).
+
+    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards]
+
+Per tuning question with a relevant page, the hybrid search as served (`fusion.fuse` over the dense
+and lexical top `candidates`), then each variant of each signal:
+
+  prf      dense pseudo-relevance feedback (Rocchio): the query vector moved towards the mean stored
+           vector of the served top m (q' = q + beta x mean, normalized), the dense side searched
+           again with q' and fused with the same lexical side;
+  heading  + lam x the cosine of the query with the embedded document title and heading path of
+           each candidate chunk (a dense title field, beside BM25F's lexical one);
+  page     + gam x the best fused score of another candidate chunk of the same page (a page that
+           holds two good chunks rises);
+  cards    one vector per document, its card (title, then the first CARD_CHARS characters of its
+           text): the best chunk (by cosine) of each of the M documents whose cards are nearest the
+           query added to the dense candidates, fused again, + lam x the card cosine of each
+           candidate's document. A manual's page says what it is for in its first lines
+           ("git-worktree - Manage multiple working trees"), where a paraphrased question may
+           match none of its chunks.
+
+Document-level hit@5 and MRR@10 as `evaluate_retrieval` credits them; each variant's MRR@10
+against the served hybrid's by `evaluation.paired_difference`. Held-out questions are never loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import answers  # noqa: E402
+from common import log  # noqa: E402
+
+CARD_CHARS = 1000
+VARIANTS = {
+    "prf": [(m, beta) for m in (1, 3, 5) for beta in (0.25, 0.5, 1.0)],
+    "heading": [0.05, 0.1, 0.2, 0.3],
+    "page": [0.1, 0.25, 0.5],
+    "cards": [(m, lam) for m in (0, 5, 10) for lam in (0.0, 0.05, 0.1, 0.2, 0.3)],
+}
+
+
+class Question:
+    """One tuning question's served hybrid: its vector, lexical side, and fused scores (`base`)."""
+
+    def __init__(self, corpus: "Corpus", text: str):
+        from archivist.retrieval.search import lexical_ranking
+
+        self.corpus, self.text = corpus, text
+        self.qv = corpus.emb.embed([text])[0].astype(np.float32)
+        self.lex = lexical_ranking(corpus.ws, text, corpus.cids, corpus.ws.settings.candidates)
+        self.base = self.hybrid(self.qv)
+
+    def hybrid(self, qv: np.ndarray, extra: list[tuple[int, float]] = ()) -> dict[int, float]:
+        """Fused scores with the query vector `qv`, `extra` (chunk, cosine) added to the dense side."""
+        from archivist.retrieval.fusion import cosines, fuse
+        from archivist.retrieval.search import dense
+
+        ws = self.corpus.ws
+        d = dense(ws, qv, self.corpus.cids, ws.settings.candidates)
+        have = {k for k, _ in d}
+        d += [(k, cos) for k, cos in extra if k not in have]
+        return fuse(ws, qv, sorted(d, key=lambda x: -x[1]), self.lex,
+                    cosines(ws, [c for c, _ in self.lex.hits], qv))
+
+
+class Corpus:
+    """A public corpus's workspace and what the signals read of it, computed once."""
+
+    def __init__(self, name: str, signals: list[str]):
+        from archivist.models import embedder_for
+
+        self.ws = answers.workspace(name)
+        self.emb = embedder_for(self.ws.settings)
+        self.cids = [r[0] for r in self.ws.db.execute("SELECT id FROM collections")]
+        rows = self.ws.db.execute("SELECT c.id, c.document_id, d.path, d.title, c.heading "
+                                  "FROM chunks c JOIN documents d ON d.id = c.document_id").fetchall()
+        self.page = {r[0]: r[2] for r in rows}
+        self.doc_of = {r[0]: r[1] for r in rows}
+        self.chunks_of: dict[int, list[int]] = {}
+        for r in rows:
+            self.chunks_of.setdefault(r[1], []).append(r[0])
+        if "heading" in signals:
+            self.label = {r[0]: r[4] if (r[4] or "").startswith(r[3] or "") else f"{r[3]} > {r[4]}" for r in rows}
+            unique = sorted(set(self.label.values()))
+            self.label_vec = dict(zip(unique, self.emb.embed(unique)))
+        if "cards" in signals:
+            docs = self.ws.db.execute("SELECT id, title, text FROM documents").fetchall()
+            self.doc_ids = [r[0] for r in docs]
+            self.cards = np.asarray(self.emb.embed([f"{r[1] or ''}\n{(r[2] or '')[:CARD_CHARS]}" for r in docs]), np.float32)
+
+
+def prf(q: Question) -> dict:
+    from archivist.retrieval.fusion import stored_vectors
+
+    top = sorted(q.base, key=lambda c: (-q.base[c], c))
+    vecs = stored_vectors(q.corpus.ws, top[:max(m for m, _ in VARIANTS["prf"])])
+    out = {}
+    for m, beta in VARIANTS["prf"]:
+        qv = q.qv + beta * np.mean([vecs[c] for c in top[:m] if c in vecs], axis=0)
+        out[(m, beta)] = q.hybrid((qv / np.linalg.norm(qv)).astype(np.float32))
+    return out
+
+
+def heading(q: Question) -> dict:
+    c = q.corpus
+    tcos = {k: float(c.label_vec[c.label[k]] @ q.qv) for k in q.base}
+    return {lam: {k: s + lam * tcos[k] for k, s in q.base.items()} for lam in VARIANTS["heading"]}
+
+
+def page(q: Question) -> dict:
+    by_page: dict[str, list[tuple[float, int]]] = {}
+    for k, s in q.base.items():
+        by_page.setdefault(q.corpus.page[k], []).append((s, k))
+    other = {}  # chunk -> the best fused score of another candidate chunk of its page (0 if none)
+    for chunks in by_page.values():
+        chunks.sort(reverse=True)
+        for s, k in chunks:
+            rest = [t for t, j in chunks if j != k]
+            other[k] = rest[0] if rest else 0.0
+    return {gam: {k: s + gam * other[k] for k, s in q.base.items()} for gam in VARIANTS["page"]}
+
+
+def cards(q: Question) -> dict:
+    from archivist.retrieval.fusion import stored_vectors
+
+    c = q.corpus
+    card_cos = dict(zip(c.doc_ids, (c.cards @ q.qv).tolist()))
+    near = sorted(c.doc_ids, key=lambda d: -card_cos[d])
+    out = {}
+    for m in sorted({m for m, _ in VARIANTS["cards"]}):
+        extra = []
+        for doc in near[:m]:
+            vecs = stored_vectors(c.ws, c.chunks_of[doc])
+            best = max(vecs, key=lambda k: float(vecs[k] @ q.qv))
+            extra.append((best, float(vecs[best] @ q.qv)))
+        fused = q.hybrid(q.qv, extra) if m else q.base
+        for mm, lam in VARIANTS["cards"]:
+            if mm == m:
+                out[(m, lam)] = {k: s + lam * card_cos[c.doc_of[k]] for k, s in fused.items()}
+    return out
+
+
+SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default="git,handbook,python")
+    ap.add_argument("--signal", default=",".join(SIGNALS))
+    args = ap.parse_args(argv)
+
+    from archivist.retrieval.evaluation import credit, paired_difference, ranking_metrics
+
+    corpora, signals = args.corpus.split(","), args.signal.split(",")
+    per: dict = {}  # variant ("base", or (signal, params)) -> [(corpus, hit@5, MRR@10)] per question
+    for name in corpora:
+        corpus = Corpus(name, signals)
+        for question in answers.questions(name, "tuning"):
+            if not question.relevant:
+                continue
+            q = Question(corpus, question.question)
+            scored = {"base": q.base}
+            for signal in signals:
+                scored.update({(signal, v): s for v, s in SIGNALS[signal](q).items()})
+            for variant, scores in scored.items():
+                order = sorted(scores, key=lambda k: (-scores[k], k))[:10]
+                m = ranking_metrics(credit([(corpus.page[k], k) for k in order], question.relevant), len(question.relevant))
+                per.setdefault(variant, []).append((name, m["hit@5"], m["mrr@10"]))
+        corpus.ws.close()
+        log(f"{name}: {len(per['base'])} questions so far")
+
+    def summary(rows) -> str:
+        return " ".join(f"{c} {np.mean([r[1] for r in rows if r[0] == c]):.3f}/{np.mean([r[2] for r in rows if r[0] == c]):.3f}"
+                        for c in corpora)
+
+    base = per["base"]
+    print(f"tuning questions: {len(base)}; served hybrid hit@5 {np.mean([r[1] for r in base]):.3f} "
+          f"MRR@10 {np.mean([r[2] for r in base]):.4f} (hit@5/MRR@10 {summary(base)})")
+    for variant, rows in per.items():
+        if variant == "base":
+            continue
+        d = paired_difference([r[2] for r in rows], [r[2] for r in base])
+        print(f"{variant[0]} {variant[1]}: hit@5 {np.mean([r[1] for r in rows]):.3f} MRR@10 {np.mean([r[2] for r in rows]):.4f} "
+              f"diff {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] (hit@5/MRR@10 {summary(rows)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
