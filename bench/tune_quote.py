@@ -324,8 +324,8 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) ->
 
     def miss_rate(rows, c):
         n = max(1, sum(t["answerable"] for t in rows))
-        return sum(t in shown_ids and t["answerable"] and not t["right"]
-                   and (t["p_right"] >= c or t["k"].features["top_quote"] >= QUOTE_ANSWERED) for t in rows) / n
+        return sum(t in shown_ids and t["answerable"] and not t["right"] and _status(t, c, not_found) == "answered"
+                   for t in rows) / n
 
     shown_ids = _Ids(shown)
     cuts = sorted({round(t["p_right"], 4) for t in shown})
@@ -375,11 +375,13 @@ class _Ids:
 
 
 def _status(t, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> str:
-    """A tuning row's out-of-fold status (see fit)."""
-    if t["gated"] or not t["k"] or t["p_ans"] < not_found:
+    """A tuning row's out-of-fold status (see fit), by the rule `settle` shows answers by."""
+    from archivist.retrieval import keyanswer as ka
+
+    if t["gated"] or not t["k"]:
         return "not_found"
-    sure = t["p_right"] >= answered or t["k"].features["top_quote"] >= quote_answered
-    return "answered" if sure else "uncertain"
+    return ka.key_status(t["p_ans"], t["p_right"], t["k"].features["top_quote"], not_found=not_found, answered=answered,
+                         quote_answered=quote_answered)
 
 
 def tuning_metrics(table, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 from archivist import adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
-from archivist.retrieval.keyanswer import TermStats, key_answer, reading, term_stats
+from archivist.retrieval.keyanswer import TermStats, key_answer, key_status, reading, term_stats
 from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search
@@ -266,9 +266,12 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
                    follow_up=question, reader=reader)
     read = k is not None and "read" in k.features
-    if k is None or k.answerable < (s.key_not_found_read if read else s.key_not_found):
+    status = "not_found" if k is None else key_status(
+        k.answerable, k.right, k.features["top_quote"], not_found=s.key_not_found_read if read else s.key_not_found,
+        answered=s.key_answered_read if read else s.key_answered, quote_answered=s.quote_answered)
+    if status == "not_found":
         _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", k.right if k else 0.0)
-    elif k.right >= (s.key_answered_read if read else s.key_answered) or k.features["top_quote"] >= s.quote_answered:
+    elif status == "answered":
         _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
     else:
         _show(result, UNCERTAIN + "\n" + k.quote, passages, embedder, s, "extractive", "uncertain", k.right)

@@ -330,6 +330,17 @@ def key_span(sentence: str, question: str) -> str:
     return ""
 
 
+def key_status(answerable: float, right: float, top_quote: float, *, not_found: float, answered: float,
+               quote_answered: float) -> str:
+    """What a key answer is shown as (retrieval/answer.py `settle`; bench/tune_quote.py scores the
+    same rule out of fold): "not_found" when the probability that the documents answer is under
+    `not_found`, "answered" when the probability that the quote is right reaches `answered` or its
+    sentence scores `quote_answered` by retrieval/quote.py, else "uncertain"."""
+    if answerable < not_found:
+        return "not_found"
+    return "answered" if right >= answered or top_quote >= quote_answered else "uncertain"
+
+
 def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStats, answerability: float,
                *, follow_up: str | None = None, max_sentences: int = 2, second: float = 0.9,
                reader=None) -> KeyAnswer | None:
