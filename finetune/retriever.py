@@ -354,7 +354,8 @@ def unambiguous(pairs: list[Pair], corpus: list[tuple]) -> list[Pair]:
     """The questions no other passage of the corpus holds verbatim: consecutive chunks overlap
     (settings.chunk_overlap), so a sentence taken out of one chunk may still stand in its
     neighbour, which would then be the right answer too."""
-    return [p for p in pairs if not any(p.query in _embedded(r[3], r[4]) for r in corpus if r[0] != p.chunk_id)]
+    texts = [(r[0], _embedded(r[3], r[4])) for r in corpus]  # built once, not once per question
+    return [p for p in pairs if not any(p.query in text for cid, text in texts if cid != p.chunk_id)]
 
 
 def compare(base_encode, adapted_encode, pairs: list[Pair], corpus: list[tuple], ws: Workspace) -> dict:
