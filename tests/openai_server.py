@@ -12,6 +12,7 @@ in-process path's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -55,34 +56,33 @@ def create_server_app(model_path: str, served_name: str = "base-model", max_mode
             state["loras"][name] = path
         return f"Success: LoRA adapter '{name}' added successfully."
 
-    def generate(ids: list[int], name: str, max_tokens: int, penalty: float) -> list[int]:
+    @contextlib.contextmanager
+    def model_for(name: str):
+        """The model as the request `name`s it, one request at a time: the base model (its adapters
+        disabled) for the served name, else the LoRA adapter of that name."""
         m = state["model"]
+        with lock, torch.inference_mode():
+            if name != served_name:
+                m.set_adapter(name)
+                yield m
+            elif hasattr(m, "disable_adapter"):
+                with m.disable_adapter():
+                    yield m
+            else:
+                yield m
+
+    def generate(ids: list[int], name: str, max_tokens: int, penalty: float) -> list[int]:
         kwargs = dict(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                       max_new_tokens=max_tokens, do_sample=False, repetition_penalty=penalty,
                       pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        with lock, torch.inference_mode():
-            if name == served_name:
-                if hasattr(m, "disable_adapter"):
-                    with m.disable_adapter():
-                        out = m.generate(**kwargs)
-                else:
-                    out = m.generate(**kwargs)
-            else:
-                m.set_adapter(name)
-                out = m.generate(**kwargs)
+        with model_for(name) as m:
+            out = m.generate(**kwargs)
         return out[0, len(ids):].tolist()
 
     def prompt_logprobs(ids: list[int], name: str) -> list[dict | None]:
         """vLLM's shape: None for the first token, then {token id: {"logprob": ...}} for each other."""
-        m = state["model"]
-        with lock, torch.inference_mode():
-            if name == served_name and hasattr(m, "disable_adapter"):
-                with m.disable_adapter():
-                    logits = m(input_ids=torch.tensor([ids])).logits[0]
-            else:
-                if name != served_name:
-                    m.set_adapter(name)
-                logits = m(input_ids=torch.tensor([ids])).logits[0]
+        with model_for(name) as m:
+            logits = m(input_ids=torch.tensor([ids])).logits[0]
         logp = torch.log_softmax(logits.float(), dim=-1)
         return [None] + [{str(t): {"logprob": float(logp[i, t]), "rank": 1}} for i, t in enumerate(ids[1:])]
 
