@@ -121,3 +121,9 @@ class Answer:
     claims: list[dict] = field(default_factory=list)  # retrieval/verify.py ClaimCheck per generated sentence
     generated: str | None = None  # the model's own text (a draft) when what is shown differs from it
     unchecked: bool = False  # generate mode, no sentence of the draft supported: `answer` says so, nothing quoted
+    notice: str = ""  # the line `answer` starts with when it is not an answer (answer.UNCERTAIN, UNCHECKED), else ""
+
+    @property
+    def body(self) -> str:
+        """What `answer` shows under its notice: the quote of an uncertain answer ("" after UNCHECKED)."""
+        return self.answer[len(self.notice):].lstrip("\n") if self.notice else self.answer

@@ -260,7 +260,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
                   "answered" if confidence >= s.quote_answered else "uncertain", confidence)
             return
     if mode == "generate":
-        _show(result, UNCHECKED, [], embedder, s, "generated", "uncertain", 0.0)
+        _show(result, "", [], embedder, s, "generated", "uncertain", 0.0, notice=UNCHECKED)
         result.unchecked = True
         return
     k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
@@ -274,13 +274,16 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     elif status == "answered":
         _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
     else:
-        _show(result, UNCERTAIN + "\n" + k.quote, passages, embedder, s, "extractive", "uncertain", k.right)
+        _show(result, k.quote, passages, embedder, s, "extractive", "uncertain", k.right, notice=UNCERTAIN)
 
 
 def _show(result: Answer, text: str, passages: Sequence[Hit], embedder, s, mode: str, status: str,
-          confidence: float) -> None:
+          confidence: float, notice: str = "") -> None:
+    """Set what `result` shows: `text` with its citations checked, under `notice` when it is not an answer."""
     text, citations, invalid = check_citations(text, passages, embedder, s.weak_support) if passages else (text, [], [])
-    result.answer, result.citations, result.invalid_citations = text, citations, invalid
+    result.notice = notice
+    result.answer = "\n".join(t for t in (notice, text) if t)
+    result.citations, result.invalid_citations = citations, invalid
     result.mode, result.status, result.confidence = mode, status, round(confidence, 4)
     result.not_found = status == "not_found"
     if result.generated is not None and result.generated.strip() == text.strip():
@@ -388,6 +391,7 @@ def answer_json(a: Answer) -> dict:
         "model": a.model,
         "mode": a.mode,
         "status": a.status,
+        "notice": a.notice,
         "confidence": a.confidence,
         "generated": a.generated,
         "claims": [{k: c[k] for k in ("text", "cites", "supported", "reason")} for c in a.claims if c.get("claim", True)],

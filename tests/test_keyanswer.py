@@ -211,7 +211,7 @@ def test_a_quote_from_a_page_with_sidebars_starts_with_its_sentence(ws, llm, emb
     ingest_paths(ws, [HANDBOOK_PAGE], collection="default", embedder=embedder, progress=False)
     a = ask(ws, SKEL, llm=llm, embedder=embedder, adapter=None, mode="extractive")
     assert a.status != "not_found"
-    body = a.answer.removeprefix(UNCERTAIN).strip()
+    body = a.body
     assert "BACK TO BASICS" not in a.answer and "BASICS" not in body
     assert body.startswith(("/etc/skel/ — The creation of an account", "The creation of an account")), a.answer
     assert a.citations[0].heading == ("8.5. Creating Accounts",)
@@ -229,11 +229,12 @@ def test_an_uncertain_quote_is_shown_as_a_passage(embedder, settings):
     k = key_answer(question, passages, embedder, TermStats(), 0.8)
     assert k.text == "--keep-index — Run git stash push --keep-index to keep what is staged. [1]"
     assert k.quote == "Run git stash push --keep-index to keep what is staged. [1]"
-    for answered, status, shown in ((0.0, "answered", k.text), (1.01, "uncertain", UNCERTAIN + "\n" + k.quote)):
+    for answered, status, notice, body in ((0.0, "answered", "", k.text), (1.01, "uncertain", UNCERTAIN, k.quote)):
         s = replace(settings, key_not_found=0.0, key_answered=answered, quote_answered=99.0)
         a = Answer(question=question, answer="", citations=[], passages=passages)
         settle(a, question, passages, "", "extractive", embedder, s, relevance=0.8)
-        assert (a.status, a.answer, [c.n for c in a.citations]) == (status, shown, [1])
+        assert (a.status, a.notice, a.body, [c.n for c in a.citations]) == (status, notice, body, [1])
+        assert a.answer == (f"{notice}\n{body}" if notice else body)
     assert "not" in UNCERTAIN and "closest passage" in UNCERTAIN and "no answer" not in UNCERTAIN.lower()
 
 

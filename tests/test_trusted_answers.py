@@ -25,7 +25,7 @@ _CITE = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 def assert_checked(a) -> None:
     """The answer shown is what the status says it is."""
     assert a.status in ("answered", "uncertain", "not_found")
-    assert a.unchecked == (a.answer == UNCHECKED)
+    assert a.unchecked == (a.answer == UNCHECKED) == (a.notice == UNCHECKED)
     if a.status == "not_found":
         assert a.answer == NOT_FOUND and not a.citations
         return
@@ -33,8 +33,9 @@ def assert_checked(a) -> None:
         assert (a.status, a.mode, a.citations) == ("uncertain", "generated", [])
         return
     texts = [p.text for p in a.passages]
-    body = a.answer.removeprefix(UNCERTAIN).strip()  # uncertain: the notice, then what it quotes
-    assert a.answer.startswith(UNCERTAIN + "\n") == (a.status == "uncertain" and a.mode == "extractive")
+    body = a.body  # uncertain: the notice, then what it quotes
+    assert (a.notice == UNCERTAIN) == (a.status == "uncertain" and a.mode == "extractive")
+    assert a.answer == (f"{a.notice}\n{body}" if a.notice else body)
     if a.mode == "generated":
         checks = verify_answer(body, texts, a.question)
         assert all(c.supported for c in checks if c.claim), [(c.text, c.reason) for c in checks]

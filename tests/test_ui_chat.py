@@ -103,7 +103,7 @@ def test_an_uncertain_answer_shows_the_closest_passage_as_such(workspace_with_do
     assert [w.value for w in reply.warning] == [f"**Uncertain.** {md_escape(UNCERTAIN)}"]
     stored = conversations.messages(workspace_with_docs, conversations.list_conversations(workspace_with_docs, "alice")[0]["id"],
                                     "alice")[1]
-    assert stored["status"] == "uncertain" and stored["content"].startswith(UNCERTAIN + "\n")
+    assert stored["status"] == "uncertain" and stored["notice"] == UNCERTAIN
     quoted = reply.text[0].value
-    assert quoted == stored["content"].removeprefix(UNCERTAIN + "\n") and quoted.endswith("[1]")
+    assert stored["content"] == UNCERTAIN + "\n" + quoted == UNCERTAIN + "\n" + stored["body"] and quoted.endswith("[1]")
     assert any(e.label.startswith("\\[1\\] parking\\.md — Visitor parking") for e in reply.expander)

@@ -8,7 +8,7 @@ import threading
 import streamlit as st
 
 from archivist import access, adapters, conversations, feedback
-from archivist.retrieval.answer import UNCERTAIN, QuestionTooLong, answer_json, ask, check_question, source_label
+from archivist.retrieval.answer import QuestionTooLong, answer_json, ask, check_question, source_label
 from archivist.ui import core, page_image
 
 user = core.require_user()
@@ -113,9 +113,10 @@ def show_assistant(m: dict) -> None:
     if status == "not_found":
         st.info("**Not in the documents.** " + core.md_escape(m["content"]), icon=":material/search_off:")
     elif status == "uncertain":
-        # the notice the answer starts with (answer.UNCERTAIN) goes in the box, the quote under it as text
-        lead, quoted = (UNCERTAIN, m["content"].removeprefix(UNCERTAIN).strip()) if m["content"].startswith(UNCERTAIN) \
-            else ("Not confirmed to answer the question.", m["content"])
+        # the answer's notice (Answer.notice) goes in the box, what it quotes under it as text; a message
+        # stored before the notice had a field of its own is shown as it was stored
+        lead = m.get("notice") or "Not confirmed to answer the question."
+        quoted = m["body"] if "body" in m else m["content"]
         st.warning(f"**Uncertain.** {core.md_escape(lead)}", icon=":material/help:")
         st.text(quoted)
         if m.get("mode") == "generated" and quoted:
@@ -209,6 +210,6 @@ if question:
     conversations.add_message(
         ws, conv, user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
         meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "generated": data.get("generated"),
-              "status": answer.status, "confidence": answer.confidence, "claims": data.get("claims"),
+              "status": answer.status, "notice": answer.notice, "body": answer.body, "confidence": answer.confidence, "claims": data.get("claims"),
               "question": question, "collection": None if collection == ALL else collection, "seconds": round(answer.seconds, 2)})
     st.rerun()
