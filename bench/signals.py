@@ -1,6 +1,6 @@
 """More signals over hybrid search, scored on the TUNING splits only (bench/RESULTS.md, finding 37).
 
-    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards]
+    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards,size]
 
 Per tuning question with a relevant page, the hybrid search as served (`fusion.fuse` over the dense
 and lexical top `candidates`), then each variant of each signal:
@@ -17,7 +17,8 @@ and lexical top `candidates`), then each variant of each signal:
            query added to the dense candidates, fused again, + lam x the card cosine of each
            candidate's document. A manual's page says what it is for in its first lines
            ("git-worktree - Manage multiple working trees"), where a paraphrased question may
-           match none of its chunks.
+           match none of its chunks;
+  size     - lam x the log of the number of chunks of each candidate's document (see `size`).
 
 Document-level hit@5 and MRR@10 as `evaluate_retrieval` credits them; each variant's MRR@10
 against the served hybrid's by `evaluation.paired_difference`. Held-out questions are never loaded.
@@ -41,6 +42,7 @@ VARIANTS = {
     "heading": [0.05, 0.1, 0.2, 0.3],
     "page": [0.1, 0.25, 0.5],
     "cards": [(m, lam) for m in (0, 5, 10) for lam in (0.0, 0.05, 0.1, 0.2, 0.3)],
+    "size": [0.01, 0.02, 0.05, 0.1],
 }
 
 
@@ -145,7 +147,16 @@ def cards(q: Question) -> dict:
     return out
 
 
-SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards}
+def size(q: Question) -> dict:
+    """- lam x log(chunks of the candidate's document): a page ranked by its best chunk wins more
+    often the more chunks it has (more draws), whatever the question; long guides and tutorials
+    (git's user-manual.html, 300 chunks) then crowd out the short manual page that answers."""
+    c = q.corpus
+    return {lam: {k: s - lam * np.log(len(c.chunks_of[c.doc_of[k]])) for k, s in q.base.items()}
+            for lam in VARIANTS["size"]}
+
+
+SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards, "size": size}
 
 
 def main(argv: list[str] | None = None) -> int:

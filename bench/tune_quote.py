@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -184,8 +184,16 @@ def embed_all(rows, embedder, corpus: str) -> None:
 READ_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)  # keyanswer.READ_WEIGHT's grid (--reader)
 
 
+READ_MODEL = None  # --read-model: the model that reads (default: the chat model of the settings)
+
+
 def reading_cache() -> Path:
-    return RESULTS / "tune-quote-reading.json"
+    """The readings cached by --read: tune-quote-reading.json for the chat model of the settings,
+    reading candidates alone; -MODEL and -heading name the other readers and ways of reading."""
+    from archivist.retrieval import keyanswer
+
+    parts = [p for p in (READ_MODEL, "heading" if keyanswer.READ_HEADING else "") if p]
+    return RESULTS / f"tune-quote-reading{''.join('-' + p for p in parts)}.json"
 
 
 def read_all(rows, embedder) -> None:
@@ -198,7 +206,8 @@ def read_all(rows, embedder) -> None:
     from archivist.retrieval.quote import candidates
     from archivist.settings import Settings
 
-    llm = llm_for(Settings.from_env())
+    settings = Settings.from_env()
+    llm = llm_for(replace(settings, llm=READ_MODEL) if READ_MODEL else settings)
     done = json.loads(reading_cache().read_text()) if reading_cache().exists() else {}
     for n, r in enumerate(r for r in rows if r["asked_of"] == r["corpus"] or _generated_unanswerable(r)):
         hits = _hits(r)
@@ -208,7 +217,7 @@ def read_all(rows, embedder) -> None:
         st = ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"])
         probs = ka._sigmoid(ka.candidate_features(r["question"], cands, hits, st, embedder) @ ka.CANDIDATE_COEF
                             + ka.CANDIDATE_BIAS)
-        texts = [cands[i][1] for i in np.argsort(-probs, kind="stable")[:ka.READ_TOP]]
+        texts = [ka.read_text(cands[i]) for i in np.argsort(-probs, kind="stable")[:ka.READ_TOP]]
         seen = done.setdefault(r["question"], {})
         todo = [t for t in texts if t not in seen]
         if todo:
@@ -364,6 +373,80 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) ->
     return out
 
 
+def compare_models(rows, embedder, reader=None) -> dict:
+    """--models: whether another kind of model would use keyanswer.py's features better (tuning split
+    only, out of fold, 5 folds by question). The candidate ranker: how often the best-ranked candidate
+    holds the gold, for the committed logistic form, a listwise (softmax over a question's candidates)
+    linear model and gradient-boosted trees. P(right): the AUC of right against wrong quotes among the
+    answerable questions it decides on, logistic against trees, with and without the chosen
+    candidate's own CANDIDATE_FEATURES beside the question's. Nothing is fitted into the code."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from archivist.retrieval import keyanswer as ka
+    from archivist.retrieval.quote import candidates
+
+    own = [r for r in rows if r["asked_of"] == r["corpus"] and r["answers"] and r["passages"]]
+    qs = []
+    for r in own:
+        hits = _hits(r)
+        cands = candidates(hits)
+        st = ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"])
+        k = ka.key_answer(r["question"], hits, embedder, st, r["answerability"], reader=reader) if cands else None
+        if not k:
+            continue
+        x = ka.candidate_features(r["question"], cands, hits, st, embedder)
+        first = next(i for i, c in enumerate(cands) if (c[0], c[1]) == k.picked[0])
+        names = ka.QUESTION_FEATURES + (ka.READ_FEATURES if "read" in k.features else ())
+        qs.append({"r": r, "x": x, "y": np.array([_right(r, c[1]) for c in cands]), "right": _right(r, k.text),
+                   "q": np.array([k.features[f] for f in names]), "cx": x[first]})
+    folds = np.array(_folds([q["r"] for q in qs]))
+
+    def trees():
+        return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_depth=3, min_samples_leaf=40,
+                                              random_state=0)
+
+    def pointwise(make):
+        def fit_(train):
+            m = make().fit(np.vstack([q["x"] for q in train]), np.concatenate([q["y"] for q in train]))
+            return lambda x: m.predict_proba(x)[:, 1]
+        return fit_
+
+    def listwise(train, steps: int = 300, rate: float = 0.1, l2: float = 0.01):
+        allx = np.vstack([q["x"] for q in train])
+        mu, sd = allx.mean(0), allx.std(0) + 1e-6
+        data = [((q["x"] - mu) / sd, q["y"] / q["y"].sum()) for q in train if q["y"].any()]
+        w = np.zeros(len(mu))
+        for _ in range(steps):
+            grad = np.zeros_like(w)
+            for x, target in data:
+                p = np.exp(x @ w - (x @ w).max())
+                grad += x.T @ (p / p.sum() - target)
+            w -= rate * (grad / len(data) + l2 * w)
+        return lambda x: ((x - mu) / sd) @ w
+
+    out: dict = {"questions": len(qs), "gold_in_any_candidate": round(float(np.mean([q["y"].any() for q in qs])), 3)}
+    for name, fit_ in (("logistic (committed form)", pointwise(lambda: LogisticRegression(max_iter=3000))),
+                       ("listwise linear", listwise), ("gradient-boosted trees", pointwise(trees))):
+        top = np.zeros(len(qs))
+        for f in range(5):
+            score = fit_([q for q, g in zip(qs, folds) if g != f])
+            for i in np.flatnonzero(folds == f):
+                top[i] = qs[i]["y"][int(np.argmax(score(qs[i]["x"])))]
+        out[f"ranker {name}: gold in the best candidate"] = round(float(top.mean()), 3)
+    y = np.array([q["right"] for q in qs])
+    for feats in ("question", "question + chosen candidate"):
+        X = np.array([np.concatenate([q["q"], q["cx"]]) if "candidate" in feats else q["q"] for q in qs])
+        for name, make in (("logistic", lambda: LogisticRegression(max_iter=3000)), ("trees", trees)):
+            p = np.zeros(len(qs))
+            for f in range(5):
+                p[folds == f] = make().fit(X[folds != f], y[folds != f]).predict_proba(X[folds == f])[:, 1]
+            out[f"P(right) {name}, {feats} features: AUC"] = round(float(roc_auc_score(y, p)), 3)
+    return out
+
+
 class _Ids:
     """Membership by identity for the dict rows of `fit` (dicts are not hashable)."""
 
@@ -411,11 +494,21 @@ def main(argv=None) -> int:
     ap.add_argument("--embed", help="embed the candidates --fit needs of the questions asked of this corpus")
     ap.add_argument("--fit", action="store_true", help="fit retrieval/keyanswer.py's models (tuning split only)")
     ap.add_argument("--read", action="store_true", help="cache the chat model's reading of the rows --fit uses")
+    ap.add_argument("--read-model", help="--read, --reader: this model reads instead of the chat model (a catalog name)")
+    ap.add_argument("--read-top", type=int, help="--read, --reader: read this many candidates (keyanswer.READ_TOP)")
+    ap.add_argument("--read-heading", action="store_true", help="--read, --reader: read candidates under their heading path")
     ap.add_argument("--reader", action="store_true", help="--fit the models used with a reader (keyanswer *_READ_*)")
+    ap.add_argument("--models", action="store_true", help="compare other model kinds on keyanswer's features (tuning)")
     ap.add_argument("--drop", default="", help="question features to leave out of --fit (comma-separated)")
     ap.add_argument("--gate", type=float, default=None, help="the answerability gate (default: Settings.min_relevance)")
     ap.add_argument("--against", help="also score this file's quote module (e.g. the committed version) for comparison")
     args = ap.parse_args(argv)
+    global READ_MODEL
+    READ_MODEL = args.read_model
+    from archivist.retrieval import keyanswer
+
+    keyanswer.READ_TOP = args.read_top or keyanswer.READ_TOP
+    keyanswer.READ_HEADING = args.read_heading or keyanswer.READ_HEADING
     if args.collect:
         collect(args.corpus.split(","))
         if not args.fit:
@@ -434,13 +527,17 @@ def main(argv=None) -> int:
         emb.save("read")
         if not args.fit:
             return 0
+    if args.models:
+        print(json.dumps(compare_models(rows, emb, cached_reader() if args.reader else None), indent=1))
+        return 0
     if args.fit:
         gate = args.gate if args.gate is not None else Settings.from_env().min_relevance
         result = fit(rows, emb, gate, tuple(f for f in args.drop.split(",") if f),
                      cached_reader() if args.reader else None)
         emb.save()
         per = result.pop("per_question")
-        (RESULTS / f"tune-quote-fit{'-reader' if args.reader else ''}.json").write_text(json.dumps(per))
+        suffix = ("-reader" + (f"-{READ_MODEL}" if READ_MODEL else "")) if args.reader else ""
+        (RESULTS / f"tune-quote-fit{suffix}.json").write_text(json.dumps(per))
         print(json.dumps(result, indent=1))
         return 0
     if args.grid:

@@ -75,6 +75,7 @@ READ_PROMPT = "Passage: {}\nQuestion answered by the passage:"
 READ_BASE = "Question:"
 READ_WEIGHT = 3.0
 READ_FEATURES = ("read", "read_margin")
+READ_HEADING = False  # read a candidate under its heading path (read_text); tried in bench/RESULTS.md finding 38
 RIGHT_READ_COEF = np.array([0.6675, 0.2418, 0.805, 0.2949, 0.5114, 0.8359, -0.055, 0.2932, 1.2203, 1.1518, -0.1574,
                             -0.3824, 0.0872, -1.208, 0.9515, -1.2414, -0.1937, 1.0836, 0.0348, 0.8371])
 RIGHT_READ_BIAS = -4.7843
@@ -401,12 +402,17 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
                      answerable=float(_sigmoid(x @ ans_coef + ans_bias)), features=q)
 
 
+def read_text(cand: tuple[int, str, str]) -> str:
+    """What the reader reads of a candidate (passage number, sentence, heading path)."""
+    return f"{cand[2]}\n{cand[1]}" if READ_HEADING and cand[2] else cand[1]
+
+
 def _read(question: str, cands, probs: np.ndarray, order: list[int], reader) -> tuple[list[int], dict[str, float] | None]:
     """`order` with its first READ_TOP candidates ranked by log P + READ_WEIGHT * reading (the
     ranker's order after them), and READ_FEATURES of the new first: its reading, and its margin
     over the best other one read. (order, None) when the reader returns None."""
     top = order[:READ_TOP]
-    scores = reader(question, [cands[i][1] for i in top])
+    scores = reader(question, [read_text(cands[i]) for i in top])
     if scores is None:
         return order, None
     scores = np.asarray(scores, dtype=float)
