@@ -121,13 +121,15 @@ def start(server, job: ChatJob) -> asyncio.Queue:
 
 
 def completion_extras(answer) -> dict:
-    """archivist's extra fields of a completion: citations, passages, not_found, answer_mode, invalid_citations."""
+    """archivist's extra fields of a completion: citations, passages, not_found, answer_mode, status, notice,
+    confidence, invalid_citations."""
     from archivist.retrieval.answer import answer_json
 
     j = answer_json(answer)
     mode = getattr(answer, "mode", None) or ("not_found" if answer.not_found else "generated")
     return {"citations": j["citations"], "passages": j["passages"], "not_found": answer.not_found, "answer_mode": mode,
-            "status": j["status"], "confidence": j["confidence"], "invalid_citations": j["invalid_citations"]}
+            "status": j["status"], "notice": j["notice"], "confidence": j["confidence"],
+            "invalid_citations": j["invalid_citations"]}
 
 
 def finish_reason(answer, max_tokens: int) -> str:

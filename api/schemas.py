@@ -160,6 +160,8 @@ class ChatResponse(BaseModel):
     status: Literal["answered", "uncertain", "not_found"] = Field(
         description="archivist: answered (checked, confident) | uncertain (the closest passage, quoted as it stands "
                     "and not confirmed to answer; the answer text says so) | not_found")
+    notice: str = Field("", description="archivist: the line the answer text starts with when it is not an answer "
+                                         "(uncertain: the closest passage follows, not confirmed to answer), else empty")
     confidence: float = Field(description="archivist: the score the status was decided on")
     invalid_citations: list[int] = Field(description="archivist: [n] marks the model wrote that point to no passage (removed)")
 

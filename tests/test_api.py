@@ -165,6 +165,11 @@ def test_chat_answers_from_the_documents_with_citations(api):
     assert r.model_extra["passages"][0]["document"] == "handbook.md"
     assert r.model_extra["passages"][0]["heading"] == ["Leave policy"]
     assert r.model_extra["not_found"] is False and r.choices[0].finish_reason == "stop"
+    # an extractive answer that is not sure enough says so in its first line, which the API also gives apart
+    from archivist.retrieval.answer import UNCERTAIN
+
+    notice = r.model_extra["notice"]
+    assert notice == (UNCERTAIN if r.model_extra["status"] == "uncertain" else "") and text.startswith(notice)
 
 
 @pytest.mark.slow
