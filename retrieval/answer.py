@@ -286,7 +286,7 @@ def _show(result: Answer, text: str, passages: Sequence[Hit], embedder, s, mode:
     result.citations, result.invalid_citations = citations, invalid
     result.mode, result.status, result.confidence = mode, status, round(confidence, 4)
     result.not_found = status == "not_found"
-    if result.generated is not None and result.generated.strip() == text.strip():
+    if result.generated is not None and result.generated.strip() == result.answer.strip():
         result.generated = None  # shown as it was generated: nothing was replaced
 
 
