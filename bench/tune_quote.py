@@ -341,7 +341,9 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) ->
     answered = next((c for c in cuts if worst(lambda rows: miss_rate(rows, c)) <= TARGET_MISS), 1.0)
     out = {"key_answered": answered, "key_not_found": not_found, **tuning_metrics(ownt, answered, not_found),
            "per_question": [{"corpus": t["r"]["corpus"], "question": t["r"]["question"], "answerable": t["answerable"],
-                             "right": t["right"], "status": _status(t, answered, not_found)} for t in ownt],
+                             "right": t["right"], "status": _status(t, answered, not_found), "gated": t["gated"],
+                             "p_right": t["p_right"], "p_answerable": t["p_ans"],
+                             "top_quote": t["k"].features["top_quote"] if t["k"] else 0.0} for t in ownt],
            "without the quote rule": tuning_metrics(ownt, answered, not_found, float("inf")),
            **{f"quote rule at {q}": tuning_metrics(ownt, answered, not_found, q) for q in (0.9, 0.95, 1.0, 1.05)}}
     by = {}
