@@ -120,10 +120,20 @@ class Answer:
     confidence: float = 0.0  # the score `status` was decided on (retrieval/answer.py `settle`)
     claims: list[dict] = field(default_factory=list)  # retrieval/verify.py ClaimCheck per generated sentence
     generated: str | None = None  # the model's own text (a draft) when what is shown differs from it
-    unchecked: bool = False  # generate mode, no sentence of the draft supported: `answer` says so, nothing quoted
     notice: str = ""  # the line `answer` starts with when it is not an answer (answer.UNCERTAIN, UNCHECKED), else ""
 
     @property
     def body(self) -> str:
         """What `answer` shows under its notice: the quote of an uncertain answer ("" after UNCHECKED)."""
-        return self.answer[len(self.notice):].lstrip("\n") if self.notice else self.answer
+        return under_notice(self.answer, self.notice)
+
+    @property
+    def unchecked(self) -> bool:
+        """Generate mode, no sentence of the draft supported: the notice (answer.UNCHECKED) with nothing under it."""
+        return bool(self.notice) and not self.body
+
+
+def under_notice(text: str, notice: str) -> str:
+    """What an answer's `text` shows under its `notice` (the whole text when there is none): for an
+    Answer, and for a chat message stored with its notice."""
+    return text[len(notice):].lstrip("\n") if notice else text

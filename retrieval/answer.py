@@ -261,7 +261,6 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
             return
     if mode == "generate":
         _show(result, "", [], embedder, s, "generated", "uncertain", 0.0, notice=UNCHECKED)
-        result.unchecked = True
         return
     k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
                    follow_up=question, reader=reader)

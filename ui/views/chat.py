@@ -8,6 +8,7 @@ import threading
 import streamlit as st
 
 from archivist import access, adapters, conversations, feedback
+from archivist.records import under_notice
 from archivist.retrieval.answer import QuestionTooLong, answer_json, ask, check_question, source_label
 from archivist.ui import core, page_image
 
@@ -116,7 +117,7 @@ def show_assistant(m: dict) -> None:
         # the answer's notice (Answer.notice) goes in the box, what it quotes under it as text; a message
         # stored before the notice had a field of its own is shown as it was stored
         lead = m.get("notice") or "Not confirmed to answer the question."
-        quoted = m["body"] if "body" in m else m["content"]
+        quoted = under_notice(m["content"], m.get("notice", ""))
         st.warning(f"**Uncertain.** {core.md_escape(lead)}", icon=":material/help:")
         st.text(quoted)
         if m.get("mode") == "generated" and quoted:
@@ -210,6 +211,6 @@ if question:
     conversations.add_message(
         ws, conv, user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
         meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "generated": data.get("generated"),
-              "status": answer.status, "notice": answer.notice, "body": answer.body, "confidence": answer.confidence, "claims": data.get("claims"),
+              "status": answer.status, "notice": answer.notice, "confidence": answer.confidence, "claims": data.get("claims"),
               "question": question, "collection": None if collection == ALL else collection, "seconds": round(answer.seconds, 2)})
     st.rerun()
