@@ -149,6 +149,13 @@ def _fit(x, y, c: float = 1.0):
     return m.coef_[0], float(m.intercept_[0])
 
 
+def _stats(r):
+    """The question's term statistics as --collect stored them."""
+    from archivist.retrieval.keyanswer import TermStats
+
+    return TermStats([tuple(t) for t in r["terms"]], r["n_live"])
+
+
 def _folds(rows, k: int = 5):
     """Question folds by a hash of the question text: the same question asked of another corpus
     falls in the same fold."""
@@ -185,15 +192,22 @@ READ_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)  # keyanswer.READ_W
 
 
 READ_MODEL = None  # --read-model: the model that reads (default: the chat model of the settings)
+READ_TOP = None  # --read-top: keyanswer.READ_TOP as committed
+
+
+def read_variant(top: bool = True) -> str:
+    """"" for the committed reading (the chat model of the settings, keyanswer.READ_TOP candidates,
+    each alone); else "-MODEL", "-topN", "-heading" for what --read-model, --read-top, --read-heading
+    change: the suffix of the variant's --fit --reader results, and (top False) of its reading cache."""
+    from archivist.retrieval import keyanswer
+
+    parts = [READ_MODEL, f"top{READ_TOP}" if READ_TOP and top else "", "heading" if keyanswer.READ_HEADING else ""]
+    return "".join(f"-{p}" for p in parts if p)
 
 
 def reading_cache() -> Path:
-    """The readings cached by --read: tune-quote-reading.json for the chat model of the settings,
-    reading candidates alone; -MODEL and -heading name the other readers and ways of reading."""
-    from archivist.retrieval import keyanswer
-
-    parts = [p for p in (READ_MODEL, "heading" if keyanswer.READ_HEADING else "") if p]
-    return RESULTS / f"tune-quote-reading{''.join('-' + p for p in parts)}.json"
+    """The readings cached by --read (texts are keys, so a larger --read-top extends the same file)."""
+    return RESULTS / f"tune-quote-reading{read_variant(top=False)}.json"
 
 
 def read_all(rows, embedder) -> None:
@@ -214,7 +228,7 @@ def read_all(rows, embedder) -> None:
         cands = candidates(hits)
         if not cands:
             continue
-        st = ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"])
+        st = _stats(r)
         probs = ka._sigmoid(ka.candidate_features(r["question"], cands, hits, st, embedder) @ ka.CANDIDATE_COEF
                             + ka.CANDIDATE_BIAS)
         texts = [ka.read_text(cands[i]) for i in np.argsort(-probs, kind="stable")[:ka.READ_TOP]]
@@ -250,7 +264,7 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) ->
     own = [r for r in rows if r["asked_of"] == r["corpus"]]
     # a generated unanswerable question is one whose gold the other corpus's passages do not hold
     cross = [r for r in rows if _generated_unanswerable(r)]
-    stats = {id(r): ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"]) for r in rows}
+    stats = {id(r): _stats(r) for r in rows}
     names = ka.QUESTION_FEATURES + (ka.READ_FEATURES if reader else ())
     if reader:
         answerable = [r for r in own if r["answers"] and r["passages"]]
@@ -395,7 +409,7 @@ def compare_models(rows, embedder, reader=None) -> dict:
     for r in own:
         hits = _hits(r)
         cands = candidates(hits)
-        st = ka.TermStats([tuple(t) for t in r["terms"]], r["n_live"])
+        st = _stats(r)
         k = ka.key_answer(r["question"], hits, embedder, st, r["answerability"], reader=reader) if cands else None
         if not k:
             continue
@@ -505,8 +519,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gate", type=float, default=None, help="the answerability gate (default: Settings.min_relevance)")
     ap.add_argument("--against", help="also score this file's quote module (e.g. the committed version) for comparison")
     args = ap.parse_args(argv)
-    global READ_MODEL
-    READ_MODEL = args.read_model
+    global READ_MODEL, READ_TOP
+    READ_MODEL, READ_TOP = args.read_model, args.read_top
     from archivist.retrieval import keyanswer
 
     keyanswer.READ_TOP = args.read_top or keyanswer.READ_TOP
@@ -538,8 +552,7 @@ def main(argv=None) -> int:
                      cached_reader() if args.reader else None)
         emb.save()
         per = result.pop("per_question")
-        suffix = ("-reader" + (f"-{READ_MODEL}" if READ_MODEL else "")) if args.reader else ""
-        (RESULTS / f"tune-quote-fit{suffix}.json").write_text(json.dumps(per))
+        (RESULTS / f"tune-quote-fit{'-reader' + read_variant() if args.reader else ''}.json").write_text(json.dumps(per))
         print(json.dumps(result, indent=1))
         return 0
     if args.grid:
