@@ -145,7 +145,7 @@ def grid() -> dict[str, dict]:
 EARLIER = {"fusion_norm": "ceiling", "lexical_weight": 0.3}  # the default before finding 19
 
 
-def product(corpora: list[str]) -> None:
+def product(corpora: list[str], earlier: dict = EARLIER, splits: tuple[str, ...] = ("tuning", "heldout")) -> None:
     """Both splits through the real pipeline (`evaluate_retrieval`: `search`, duplicates collapsed):
     dense, lexical, hybrid with the settings' fusion, hybrid with EARLIER; paired bootstrap of
     hybrid now - earlier and now - the better single method."""
@@ -160,11 +160,11 @@ def product(corpora: list[str]) -> None:
         ws = answers.workspace(c)
         embedder = QueryCache(embedder_for(ws.settings))
         now = (ws.settings.fusion_norm, ws.settings.lexical_weight)
-        for split in ("tuning", "heldout"):
+        for split in splits:
             qs = [q for q in answers.questions(c, split) if q.relevant]
             r = evaluate_retrieval(ws, qs, modes=["dense", "lexical", "hybrid"], k=10, embedder=embedder)
             current = ws.settings
-            ws.settings = replace(current, **EARLIER)
+            ws.settings = replace(current, **earlier)
             try:
                 old = evaluate_retrieval(ws, qs, modes=["hybrid"], k=10, embedder=embedder)
             finally:
@@ -180,7 +180,7 @@ def product(corpora: list[str]) -> None:
                          f"{d_old['diff']:+.3f} [{d_old['low']:+.3f}, {d_old['high']:+.3f}]",
                          f"{best} {d_best['diff']:+.3f} [{d_best['low']:+.3f}, {d_best['high']:+.3f}]"])
         ws.close()
-    print(f"settings now: fusion_norm {now[0]}, lexical_weight {now[1]}; earlier: {EARLIER}")
+    print(f"settings now: fusion_norm {now[0]}, lexical_weight {now[1]}; earlier: {earlier}")
     print(md_table(["corpus", "split", "questions", "dense MRR@10", "lexical MRR@10", "earlier hit@5", "earlier MRR@10",
                     "now hit@5", "now MRR@10", "now - earlier MRR@10", "now - better single"], rows))
 
@@ -194,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout", help="a JSON configuration to score on both splits (chosen on tuning beforehand)")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--product", action="store_true", help="the settings' fusion against the earlier default, both splits")
+    ap.add_argument("--earlier", help="--product: the settings to compare with, as JSON (default: finding 19's earlier fusion)")
+    ap.add_argument("--split", default="tuning,heldout", help="--product: the splits to run")
     args = ap.parse_args(argv)
     if args.product:
-        product(args.corpus.split(","))
+        product(args.corpus.split(","), json.loads(args.earlier) if args.earlier else EARLIER, tuple(args.split.split(",")))
         return 0
     data = {c: collect(c, args.depth) for c in args.corpus.split(",")}
     if args.heldout:

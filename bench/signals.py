@@ -1,6 +1,6 @@
-"""More signals over hybrid search, scored on the TUNING splits only (bench/RESULTS.md, finding 37).
+"""More signals over hybrid search, scored on the TUNING splits only (bench/RESULTS.md, findings 37-39).
 
-    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards,size]
+    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards,size,clauses,spans]
 
 Per tuning question with a relevant page, the hybrid search as served (`fusion.fuse` over the dense
 and lexical top `candidates`), then each variant of each signal:
@@ -18,7 +18,10 @@ and lexical top `candidates`), then each variant of each signal:
            candidate's document. A manual's page says what it is for in its first lines
            ("git-worktree - Manage multiple working trees"), where a paraphrased question may
            match none of its chunks;
-  size     - lam x the log of the number of chunks of each candidate's document (see `size`).
+  size     - lam x the log of the number of chunks of each candidate's document (see `size`);
+  clauses  each candidate's cosine lifted by its best clause of the question, the clauses embedded
+           on their own (finding 39);
+  spans    the same, the clauses pooled from the question's own token vectors (one forward pass).
 
 Document-level hit@5 and MRR@10 as `evaluate_retrieval` credits them; each variant's MRR@10
 against the served hybrid's by `evaluation.paired_difference`. Held-out questions are never loaded.
@@ -27,6 +30,7 @@ against the served hybrid's by `evaluation.paired_difference`. Held-out question
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +47,8 @@ VARIANTS = {
     "page": [0.1, 0.25, 0.5],
     "cards": [(m, lam) for m in (0, 5, 10) for lam in (0.0, 0.05, 0.1, 0.2, 0.3)],
     "size": [0.01, 0.02, 0.05, 0.1],
+    "clauses": [(more, beta) for more in (False, True) for beta in (0.25, 0.5, 1.0, 2.0)],
+    "spans": [0.25, 0.5, 1.0, 2.0],
 }
 
 
@@ -156,7 +162,95 @@ def size(q: Question) -> dict:
             for lam in VARIANTS["size"]}
 
 
-SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards, "size": size}
+_CLAUSE = re.compile(r"[;,:?()]|\b(?:and|but|so|or|because|when|while|without|instead of)\b", re.I)
+
+
+def clauses(q: Question) -> dict:
+    """The question's clauses embedded on their own: each candidate's cosine becomes
+    (cos + beta x its best clause cosine) / (1 + beta). A long paraphrased question ("I need a second
+    branch checked out in another folder ..., sharing the same repository instead of cloning again;
+    how?") is one vector pulled towards every topic it mentions; its clauses each ask one thing.
+    more False: only the served candidates are rescored; True: each clause's dense top
+    `candidates` join them."""
+    from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
+    from archivist.retrieval.search import dense
+
+    c, ws = q.corpus, q.corpus.ws
+    parts = [p.strip() for p in _CLAUSE.split(q.text) if p and len(p.split()) >= 3]
+    if len(parts) < 2:
+        return {v: q.base for v in VARIANTS["clauses"]}
+    cvs = np.asarray(c.emb.embed(parts), np.float32)
+    out = {}
+    for more in (False, True):
+        ids = set(q.base)
+        if more:
+            for cv in cvs:
+                ids |= {k for k, _ in dense(ws, cv, c.cids, ws.settings.candidates)}
+        vecs = stored_vectors(ws, sorted(ids))
+        full = cosines_of(vecs, q.qv)
+        best = {k: max(float(v @ cv) for cv in cvs) for k, v in vecs.items()}
+        for mm, beta in VARIANTS["clauses"]:
+            if mm != more:
+                continue
+            comb = {k: (full[k] + beta * best[k]) / (1 + beta) for k in vecs}
+            d = sorted(comb.items(), key=lambda x: -x[1])[:ws.settings.candidates]
+            out[(more, beta)] = fuse(ws, q.qv, d, q.lex, comb)
+    return out
+
+
+_TOKENS = {}
+
+
+def spans(q: Question) -> dict:
+    """As `clauses`, rescoring only, but each clause's vector is pooled from the whole question's
+    contextual token vectors over the clause's tokens (one forward pass, as search embeds the query):
+    the mean of those tokens, normalized. The torch model stands in for the index's ONNX one."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from archivist.models import resolve_embedder
+    from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
+
+    c, ws = q.corpus, q.corpus.ws
+    parts = [m for m in _clause_spans(q.text) if len(q.text[m[0]:m[1]].split()) >= 3]
+    if len(parts) < 2:
+        return {v: q.base for v in VARIANTS["spans"]}
+    if "model" not in _TOKENS:
+        _TOKENS["model"] = SentenceTransformer(resolve_embedder("all-minilm-l6-v2"), device="cpu")
+    model = _TOKENS["model"]
+    enc = model.tokenizer(q.text, return_offsets_mapping=True, truncation=True, max_length=256, return_tensors="pt")
+    offsets = enc.pop("offset_mapping")[0].tolist()
+    with torch.no_grad():
+        tokens = model[0].auto_model(**enc).last_hidden_state[0].numpy()
+    cvs = []
+    for a, b in parts:
+        rows = [i for i, (s0, s1) in enumerate(offsets) if s1 > s0 and s0 >= a and s1 <= b]
+        if rows:
+            v = tokens[rows].mean(0)
+            cvs.append(v / np.linalg.norm(v))
+    if len(cvs) < 2:
+        return {v: q.base for v in VARIANTS["spans"]}
+    vecs = stored_vectors(ws, sorted(q.base))
+    full = cosines_of(vecs, q.qv)
+    best = {k: max(float(v @ cv) for cv in cvs) for k, v in vecs.items()}
+    out = {}
+    for beta in VARIANTS["spans"]:
+        comb = {k: (full[k] + beta * best[k]) / (1 + beta) for k in vecs}
+        d = sorted(comb.items(), key=lambda x: -x[1])[:ws.settings.candidates]
+        out[beta] = fuse(ws, q.qv, d, q.lex, comb)
+    return out
+
+
+def _clause_spans(text: str) -> list[tuple[int, int]]:
+    out, at = [], 0
+    for m in _CLAUSE.finditer(text):
+        out.append((at, m.start()))
+        at = m.end()
+    out.append((at, len(text)))
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
+SIGNALS = {"spans": spans, "clauses": clauses, "prf": prf, "heading": heading, "page": page, "cards": cards, "size": size}
 
 
 def main(argv: list[str] | None = None) -> int:
