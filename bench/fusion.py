@@ -3,6 +3,8 @@
     python bench/fusion.py [--corpus git,handbook,python] [--depth 100]
     python bench/fusion.py --heldout CONFIG     # run ONE chosen configuration on the held-out splits
     python bench/fusion.py --product            # the settings' fusion against the earlier one, through `search`
+    python bench/fusion.py --product --split tuning --earlier '{"lexical_weight": 0.3}'
+                                                # a settings change against the settings, tuning splits only
 
 Per corpus (bench/answers.py ingests bench/data/ws/public-<corpus>) and per question, the dense top
 `depth` (cosines, FAISS) and the lexical top `depth` (BM25, the query's ceiling) are read once, with
