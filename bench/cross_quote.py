@@ -117,6 +117,7 @@ def train(groups: list[dict], seed: int = 0, lr: float = 3e-5, batch_groups: int
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from archivist.finetune.retriever import optimizer_step
     from archivist.models import resolve_embedder
 
     torch.manual_seed(seed)
@@ -150,13 +151,7 @@ def train(groups: list[dict], seed: int = 0, lr: float = 3e-5, batch_groups: int
             lp = torch.log_softmax(logits[at:at + n], 0)
             loss = loss - torch.logsumexp(lp[:npos], 0)  # probability mass on the positives
             at += n
-        loss = loss / len(sizes)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
-        sched.step()
-        seen.append(loss.item())
+        seen.append(optimizer_step(loss / len(sizes), opt, sched, trainable))
         if s % 50 == 0:
             log(f"step {s}/{steps} loss {np.mean(seen[-50:]):.3f} ({time.time() - t0:.0f} s)")
     model.save_pretrained(MODEL)

@@ -270,19 +270,25 @@ def train(base_path: str, pairs: list[Pair], cfg: RetrieverConfig, progress: boo
             elif cfg.hard_negatives:  # a pair without a negative borrows its neighbour's passage
                 columns.append([p.negative or batch[(i + 1) % len(batch)].passage for i, p in enumerate(batch)])
             features = [tokenize(c) for c in columns]
-            loss = loss_fn(features, None)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            opt.step()
-            sched.step()
-            losses_seen.append(loss.item())
+            losses_seen.append(optimizer_step(loss_fn(features, None), opt, sched, trainable))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses_seen[-20:]):.3f}")
     bar.close()
     model.eval()
     model.max_seq_length = indexed_len
     return model, losses_seen
+
+
+def optimizer_step(loss, opt, sched, params: list) -> float:
+    """One step: gradients of `loss`, clipped to norm 1 over `params`, AdamW and the schedule; the loss."""
+    import torch
+
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
 
 
 def freeze_below(model, top: int) -> list:
