@@ -17,6 +17,7 @@ from archivist.retrieval.answerability import missing_names, names
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, term_stats
 from archivist.retrieval.quote import _box_title, candidates
 from archivist.retrieval.search import search
+from archivist.retrieval.verify import verify_answer
 
 from conftest import sample_questions
 
@@ -280,3 +281,26 @@ def test_a_reader_ranks_the_best_candidates_again_and_settle_uses_its_thresholds
         a = Answer(question=question, answer="", citations=[], passages=passages)
         settle(a, question, passages, "", "auto", embedder, s, relevance=0.8, reader=reader)
         assert a.status == status and prefer in a.answer
+
+
+def test_a_verified_draft_that_names_nothing_the_question_does_not_is_no_answer(embedder, settings):
+    """A draft that echoes the question and adds common words passes every claim check and rates high
+    as an answer for its overlap with the question; it is answered only when it names something the
+    question does not (its key span). Finding 40: a fully trained adapter writes such drafts."""
+    passages = [_hit(1, "calendar.isleap(year) — Return True if year is a leap year, otherwise False. "
+                        "The result depends on the proleptic Gregorian calendar.", ("calendar",))]
+    question = "How do I check whether a year is a leap year with the calendar module?"
+    echo = "How do I check whether a year is a leap year with the calendar module depends on the calendar [1]."
+    right = "Use calendar.isleap(year) to check whether a year is a leap year [1]."
+    for draft in (echo, right):
+        checks = verify_answer(draft, [p.text for p in passages], question)
+        assert [c.supported for c in checks if c.claim] == [True], [(c.text, c.reason) for c in checks]
+    s = replace(settings, quote_answered=0.0, key_not_found=0.0, key_answered=99.0)  # any score is high enough
+    # auto: the echo is dropped for the passages' own key answer (answered by the same low quote threshold)
+    for draft, mode, shown in ((echo, "auto", ("answered", "extractive")), (echo, "generate", ("uncertain", "generated")),
+                               (right, "auto", ("answered", "generated")), (right, "generate", ("answered", "generated"))):
+        a = Answer(question=question, answer="", citations=[], passages=passages)
+        settle(a, question, passages, draft, mode, embedder, s, relevance=0.8)
+        assert (a.status, a.mode) == shown, (draft, mode, a.answer)
+        assert (echo[:40] in a.answer) == (draft == echo and mode == "generate")
+        assert ("calendar.isleap" in a.answer) == (a.status == "answered")
