@@ -117,16 +117,14 @@ def train(groups: list[dict], seed: int = 0, lr: float = 3e-5, batch_groups: int
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from archivist.finetune.retriever import optimizer_step
+    from archivist.finetune.retriever import freeze_encoder_below, optimizer_step
     from archivist.models import resolve_embedder
 
     torch.manual_seed(seed)
     base = resolve_embedder("all-minilm-l6-v2")
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
-    layers = model.bert.encoder.layer  # the embeddings and the lower half stay frozen: half the backward pass
-    for p in list(model.bert.embeddings.parameters()) + [p for layer in layers[:len(layers) // 2] for p in layer.parameters()]:
-        p.requires_grad_(False)
+    freeze_encoder_below(model.bert, len(model.bert.encoder.layer) // 2)  # the top half trains: half the backward pass
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
     rng = random.Random(seed)

@@ -30,6 +30,7 @@ against the served hybrid's by `evaluation.paired_difference`. Held-out question
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from pathlib import Path
@@ -165,6 +166,34 @@ def size(q: Question) -> dict:
 _CLAUSE = re.compile(r"[;,:?()]|\b(?:and|but|so|or|because|when|while|without|instead of)\b", re.I)
 
 
+def _clause_spans(text: str) -> list[tuple[int, int]]:
+    """The character spans of the question's clauses of three words or more (cut at punctuation and
+    joining words)."""
+    out, at = [], 0
+    for m in _CLAUSE.finditer(text):
+        out.append((at, m.start()))
+        at = m.end()
+    out.append((at, len(text)))
+    return [(a, b) for a, b in out if len(text[a:b].split()) >= 3]
+
+
+def _lifted(q: Question, ids: set[int], cvs: list[np.ndarray], betas) -> dict:
+    """beta -> the served hybrid with each candidate of `ids` at (cos + beta x its best clause cosine)
+    / (1 + beta), the clauses' vectors `cvs`."""
+    from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
+
+    ws = q.corpus.ws
+    vecs = stored_vectors(ws, sorted(ids))
+    full = cosines_of(vecs, q.qv)
+    best = {k: max(float(v @ cv) for cv in cvs) for k, v in vecs.items()}
+    out = {}
+    for beta in betas:
+        comb = {k: (full[k] + beta * best[k]) / (1 + beta) for k in vecs}
+        d = sorted(comb.items(), key=lambda x: -x[1])[:ws.settings.candidates]
+        out[beta] = fuse(ws, q.qv, d, q.lex, comb)
+    return out
+
+
 def clauses(q: Question) -> dict:
     """The question's clauses embedded on their own: each candidate's cosine becomes
     (cos + beta x its best clause cosine) / (1 + beta). A long paraphrased question ("I need a second
@@ -172,33 +201,31 @@ def clauses(q: Question) -> dict:
     how?") is one vector pulled towards every topic it mentions; its clauses each ask one thing.
     more False: only the served candidates are rescored; True: each clause's dense top
     `candidates` join them."""
-    from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
     from archivist.retrieval.search import dense
 
-    c, ws = q.corpus, q.corpus.ws
-    parts = [p.strip() for p in _CLAUSE.split(q.text) if p and len(p.split()) >= 3]
+    c = q.corpus
+    parts = [q.text[a:b].strip() for a, b in _clause_spans(q.text)]
     if len(parts) < 2:
         return {v: q.base for v in VARIANTS["clauses"]}
-    cvs = np.asarray(c.emb.embed(parts), np.float32)
+    cvs = list(np.asarray(c.emb.embed(parts), np.float32))
     out = {}
     for more in (False, True):
         ids = set(q.base)
         if more:
             for cv in cvs:
-                ids |= {k for k, _ in dense(ws, cv, c.cids, ws.settings.candidates)}
-        vecs = stored_vectors(ws, sorted(ids))
-        full = cosines_of(vecs, q.qv)
-        best = {k: max(float(v @ cv) for cv in cvs) for k, v in vecs.items()}
-        for mm, beta in VARIANTS["clauses"]:
-            if mm != more:
-                continue
-            comb = {k: (full[k] + beta * best[k]) / (1 + beta) for k in vecs}
-            d = sorted(comb.items(), key=lambda x: -x[1])[:ws.settings.candidates]
-            out[(more, beta)] = fuse(ws, q.qv, d, q.lex, comb)
+                ids |= {k for k, _ in dense(c.ws, cv, c.cids, c.ws.settings.candidates)}
+        betas = [beta for mm, beta in VARIANTS["clauses"] if mm == more]
+        out.update({(more, beta): fused for beta, fused in _lifted(q, ids, cvs, betas).items()})
     return out
 
 
-_TOKENS = {}
+@functools.lru_cache(maxsize=1)
+def _token_model():
+    from sentence_transformers import SentenceTransformer
+
+    from archivist.models import resolve_embedder
+
+    return SentenceTransformer(resolve_embedder("all-minilm-l6-v2"), device="cpu")
 
 
 def spans(q: Question) -> dict:
@@ -206,18 +233,11 @@ def spans(q: Question) -> dict:
     contextual token vectors over the clause's tokens (one forward pass, as search embeds the query):
     the mean of those tokens, normalized. The torch model stands in for the index's ONNX one."""
     import torch
-    from sentence_transformers import SentenceTransformer
 
-    from archivist.models import resolve_embedder
-    from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
-
-    c, ws = q.corpus, q.corpus.ws
-    parts = [m for m in _clause_spans(q.text) if len(q.text[m[0]:m[1]].split()) >= 3]
+    parts = _clause_spans(q.text)
     if len(parts) < 2:
         return {v: q.base for v in VARIANTS["spans"]}
-    if "model" not in _TOKENS:
-        _TOKENS["model"] = SentenceTransformer(resolve_embedder("all-minilm-l6-v2"), device="cpu")
-    model = _TOKENS["model"]
+    model = _token_model()
     enc = model.tokenizer(q.text, return_offsets_mapping=True, truncation=True, max_length=256, return_tensors="pt")
     offsets = enc.pop("offset_mapping")[0].tolist()
     with torch.no_grad():
@@ -230,27 +250,10 @@ def spans(q: Question) -> dict:
             cvs.append(v / np.linalg.norm(v))
     if len(cvs) < 2:
         return {v: q.base for v in VARIANTS["spans"]}
-    vecs = stored_vectors(ws, sorted(q.base))
-    full = cosines_of(vecs, q.qv)
-    best = {k: max(float(v @ cv) for cv in cvs) for k, v in vecs.items()}
-    out = {}
-    for beta in VARIANTS["spans"]:
-        comb = {k: (full[k] + beta * best[k]) / (1 + beta) for k in vecs}
-        d = sorted(comb.items(), key=lambda x: -x[1])[:ws.settings.candidates]
-        out[beta] = fuse(ws, q.qv, d, q.lex, comb)
-    return out
+    return _lifted(q, set(q.base), cvs, VARIANTS["spans"])
 
 
-def _clause_spans(text: str) -> list[tuple[int, int]]:
-    out, at = [], 0
-    for m in _CLAUSE.finditer(text):
-        out.append((at, m.start()))
-        at = m.end()
-    out.append((at, len(text)))
-    return [(a, b) for a, b in out if text[a:b].strip()]
-
-
-SIGNALS = {"spans": spans, "clauses": clauses, "prf": prf, "heading": heading, "page": page, "cards": cards, "size": size}
+SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards, "size": size, "clauses": clauses, "spans": spans}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -292,9 +292,15 @@ def optimizer_step(loss, opt, sched, params: list) -> float:
 
 
 def freeze_below(model, top: int) -> list:
-    """Freeze the word embeddings and all but the `top` last transformer layers (0: train all);
-    returns the parameters left to train."""
-    encoder = getattr(model[0], "auto_model", None)
+    """Freeze the word embeddings and all but the `top` last transformer layers (0: train all) of a
+    sentence-transformers model; returns the parameters left to train."""
+    freeze_encoder_below(getattr(model[0], "auto_model", None), top)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def freeze_encoder_below(encoder, top: int) -> None:
+    """Freeze a BERT-style encoder's (`embeddings`, `encoder.layer`) word embeddings and all but its
+    `top` last layers; nothing when `top` is 0 or it has no such layers."""
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if top and layers is not None and top < len(layers):
         for p in encoder.embeddings.parameters():
@@ -302,7 +308,6 @@ def freeze_below(model, top: int) -> list:
         for layer in layers[:len(layers) - top]:
             for p in layer.parameters():
                 p.requires_grad_(False)
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 # -- evaluate --------------------------------------------------------------------------------------
