@@ -134,7 +134,13 @@ def _named(term: str, question: str) -> bool:
     "--keep-index" is not named by "keep the index"."""
     t = " ".join(term.lower().split())
     q = " ".join(_NOT_TERM.sub(" ", question.lower()).split())
-    return f" {t} " in f" {q} "
+    if f" {t} " in f" {q} ":
+        return True
+    if t.startswith("-"):  # an option stays new unless named with its dashes: "--keep-index" vs "keep index"
+        return False
+    # a hyphen joins what a question may write apart or as part of a word: "git-ls-remote" is
+    # named by "git ls-remote", "URL" by "URL-safe"
+    return f" {t.replace('-', ' ')} " in f" {q.replace('-', ' ')} "
 
 
 def new_terms(sentence: str, question: str) -> list[tuple[str, str]]:
