@@ -1,6 +1,7 @@
 """The retriever adapted to each public corpus (`archivist finetune --target retriever`), against the base.
 
     python bench/retriever.py [--corpus python,handbook,git] [--max-chunks 4000] [--activate auto|always]
+                              [--questions extractive,sentence] [--split tuning|heldout|both]
 
 Per corpus: a copy of bench/data/ws/public-<corpus> (bench/answers.py ingests it) is scored with the
 base embedder on the frozen public questions (dense, lexical, hybrid; tuning and held-out splits),
@@ -31,11 +32,11 @@ import answers  # noqa: E402
 MODES = ["dense", "lexical", "hybrid"]
 
 
-def score(ws, corpus: str) -> dict:
+def score(ws, corpus: str, splits: tuple[str, ...]) -> dict:
     from archivist.retrieval.evaluate import evaluate_retrieval
 
     out = {}
-    for split in ("tuning", "heldout"):
+    for split in splits:
         qs = answers.questions(corpus, split)
         qs = [q for q in qs if q.relevant]
         r = evaluate_retrieval(ws, qs, modes=MODES, k=10)
@@ -56,7 +57,8 @@ def differences(base: dict, adapted: dict) -> dict:
     return out
 
 
-def run(corpus: str, max_chunks: int, activate: str = "auto") -> dict:
+def run(corpus: str, max_chunks: int, activate: str = "auto", questions: str = "extractive,sentence",
+        splits: tuple[str, ...] = ("tuning", "heldout")) -> dict:
     from archivist.finetune.retriever import RetrieverConfig, finetune_retriever
 
     source = DATA / "ws" / f"public-{corpus}"
@@ -68,9 +70,9 @@ def run(corpus: str, max_chunks: int, activate: str = "auto") -> dict:
     with open_ws(home) as ws:
         chunks = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         t0 = time.perf_counter()
-        base = score(ws, corpus)
+        base = score(ws, corpus, splits)
         log(f"{corpus}: base scored in {time.perf_counter() - t0:.0f} s")
-        report = finetune_retriever(ws, RetrieverConfig(max_chunks=max_chunks, activate=activate), progress=True)
+        report = finetune_retriever(ws, RetrieverConfig(max_chunks=max_chunks, activate=activate, questions=questions), progress=True)
         log(f"{corpus}: {json.dumps({k: report[k] for k in ('name', 'better', 'activated', 'seconds')})}")
         ev = report["evaluation"]
         for label, side in (("hybrid", ev), ("dense", ev["dense"])):
@@ -79,14 +81,14 @@ def run(corpus: str, max_chunks: int, activate: str = "auto") -> dict:
                 log(f"{corpus} synthetic held-out ({ev['questions']} questions, {ev['corpus']} chunks) {label}/{m}: "
                     f"{side['base'][m]:.3f} -> {side['adapted'][m]:.3f}, {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
     with open_ws(home) as ws:  # a fresh handle reads the switched embedder and index
-        adapted = score(ws, corpus) if report["activated"] else base
-    result = {"corpus": corpus, "chunks": chunks, "machine": machine(), "report": report,
+        adapted = score(ws, corpus, splits) if report["activated"] else base
+    result = {"corpus": corpus, "questions": questions, "chunks": chunks, "machine": machine(), "report": report,
               "base": {s: v["modes"] for s, v in base.items()}, "adapted": {s: v["modes"] for s, v in adapted.items()},
               "differences": differences(base, adapted)}
-    out = DATA / "results" / f"retriever-{corpus}.json"
+    out = DATA / "results" / f"retriever-{corpus}{'' if questions == 'extractive,sentence' else '-' + questions.replace(',', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
-    for split in ("tuning", "heldout"):
+    for split in splits:
         for mode in MODES:
             b, a = result["base"][split][mode], result["adapted"][split][mode]
             log(f"{corpus}/{split}/{mode}: hit@5 {b['hit@5']:.3f} -> {a['hit@5']:.3f}, MRR@10 {b['mrr@10']:.3f} -> {a['mrr@10']:.3f}")
@@ -101,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-chunks", type=int, default=4000)
     ap.add_argument("--activate", choices=("auto", "always"), default="auto",
                     help="always: switch to the adapted model even when the recipe would not, to measure it")
+    ap.add_argument("--questions", default="extractive,sentence", help="the recipe's synthetic question kinds")
+    ap.add_argument("--split", choices=("tuning", "heldout", "both"), default="both",
+                    help="which split of people's questions to score (choices are made on tuning alone)")
     args = ap.parse_args(argv)
+    splits = ("tuning", "heldout") if args.split == "both" else (args.split,)
     for corpus in args.corpus.split(","):
-        run(corpus, args.max_chunks, args.activate)
+        run(corpus, args.max_chunks, args.activate, args.questions, splits)
     return 0
 
 
