@@ -1,6 +1,6 @@
-"""More signals over hybrid search, scored on the TUNING splits only (bench/RESULTS.md, findings 37-39).
+"""More signals over hybrid search, scored on the TUNING splits only (bench/RESULTS.md, findings 37-39 and 41).
 
-    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards,size,clauses,spans]
+    python bench/signals.py [--corpus git,handbook,python] [--signal prf,heading,page,cards,size,clauses,spans,lexprf]
 
 Per tuning question with a relevant page, the hybrid search as served (`fusion.fuse` over the dense
 and lexical top `candidates`), then each variant of each signal:
@@ -22,6 +22,9 @@ and lexical top `candidates`), then each variant of each signal:
   clauses  each candidate's cosine lifted by its best clause of the question, the clauses embedded
            on their own (finding 39);
   spans    the same, the clauses pooled from the question's own token vectors (one forward pass).
+  lexprf   lexical pseudo-relevance feedback: the n words of the served top m chunks with the highest
+           tf x idf that the question lacks are added to its words, the lexical side searched again
+           and fused with the same dense side (finding 41).
 
 Document-level hit@5 and MRR@10 as `evaluate_retrieval` credits them; each variant's MRR@10
 against the served hybrid's by `evaluation.paired_difference`. Held-out questions are never loaded.
@@ -50,6 +53,7 @@ VARIANTS = {
     "size": [0.01, 0.02, 0.05, 0.1],
     "clauses": [(more, beta) for more in (False, True) for beta in (0.25, 0.5, 1.0, 2.0)],
     "spans": [0.25, 0.5, 1.0, 2.0],
+    "lexprf": [(m, n) for m in (1, 3, 5) for n in (2, 5, 10)],
 }
 
 
@@ -64,17 +68,18 @@ class Question:
         self.lex = lexical_ranking(corpus.ws, text, corpus.cids, corpus.ws.settings.candidates)
         self.base = self.hybrid(self.qv)
 
-    def hybrid(self, qv: np.ndarray, extra: list[tuple[int, float]] = ()) -> dict[int, float]:
-        """Fused scores with the query vector `qv`, `extra` (chunk, cosine) added to the dense side."""
+    def hybrid(self, qv: np.ndarray, extra: list[tuple[int, float]] = (), lex=None) -> dict[int, float]:
+        """Fused scores with the query vector `qv`, `extra` (chunk, cosine) added to the dense side,
+        and the lexical side `lex` (default: the question's own)."""
         from archivist.retrieval.fusion import cosines, fuse
         from archivist.retrieval.search import dense
 
         ws = self.corpus.ws
+        lex = lex or self.lex
         d = dense(ws, qv, self.corpus.cids, ws.settings.candidates)
         have = {k for k, _ in d}
         d += [(k, cos) for k, cos in extra if k not in have]
-        return fuse(ws, qv, sorted(d, key=lambda x: -x[1]), self.lex,
-                    cosines(ws, [c for c, _ in self.lex.hits], qv))
+        return fuse(ws, qv, sorted(d, key=lambda x: -x[1]), lex, cosines(ws, [c for c, _ in lex.hits], qv))
 
 
 class Corpus:
@@ -253,7 +258,33 @@ def spans(q: Question) -> dict:
     return _lifted(q, set(q.base), cvs, VARIANTS["spans"])
 
 
-SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards, "size": size, "clauses": clauses, "spans": spans}
+def lexprf(q: Question) -> dict:
+    from archivist.retrieval import lexicon
+    from archivist.retrieval.query import STOPWORDS
+    from archivist.retrieval.search import lexical_ranking
+
+    ws = q.corpus.ws
+    index = lexicon.current(ws)
+    top = sorted(q.base, key=lambda c: (-q.base[c], c))
+    text = dict(ws.db.execute(f"SELECT id, text FROM chunks WHERE id IN ({','.join(map(str, top[:5]))})").fetchall())
+    asked = {lexicon.stem(w) for w in re.findall(r"[a-z][a-z0-9_-]+", q.text.lower())}
+    out = {}
+    for m, n in VARIANTS["lexprf"]:
+        tf: dict[str, tuple[int, str]] = {}
+        for c in top[:m]:
+            for w in re.findall(r"[a-z][a-z0-9_-]{2,}", text[c].lower()):
+                st = lexicon.stem(w)
+                if w not in STOPWORDS and st not in asked:
+                    tf[st] = (tf.get(st, (0, w))[0] + 1, w)
+        weight = {st: k * np.log(index.n_live / (1 + index.df(st))) for st, (k, _) in tf.items()}
+        words = [tf[st][1] for st in sorted(weight, key=lambda st: -weight[st])[:n]]
+        lex = lexical_ranking(ws, q.text + " " + " ".join(words), q.corpus.cids, ws.settings.candidates)
+        out[(m, n)] = q.hybrid(q.qv, lex=lex)
+    return out
+
+
+SIGNALS = {"prf": prf, "heading": heading, "page": page, "cards": cards, "size": size, "clauses": clauses, "spans": spans,
+           "lexprf": lexprf}
 
 
 def main(argv: list[str] | None = None) -> int:
