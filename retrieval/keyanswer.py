@@ -138,8 +138,8 @@ def _named(term: str, question: str) -> bool:
         return True
     if t.startswith("-"):  # an option stays new unless named with its dashes: "--keep-index" vs "keep index"
         return False
-    # a hyphen joins what a question may write apart or as part of a word: "git-ls-remote" is
-    # named by "git ls-remote", "URL" by "URL-safe"
+    # a hyphen joins what a question may write apart or as part of a word: "UTF-8" is named by
+    # "UTF 8", "URL" by "URL-safe"
     return f" {t.replace('-', ' ')} " in f" {q.replace('-', ' ')} "
 
 

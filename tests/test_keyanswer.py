@@ -61,11 +61,11 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
     ("The meeting notes say nothing about it.", "When is the meeting?", ""),  # no date: no key, never a guess
     ("The contents of /etc/skel/ are copied into the new home directory.",  # "when" as a clause asks no date
      "Which directory's contents are copied into a new user's home directory when the account is created?", "/etc/skel/"),
-    # a hyphen joins what the question names: "URL" is named by "URL-safe", "git-stash" by "git stash";
+    # a hyphen joins what the question names: "URL" is named by "URL-safe", "UTF-8" by "UTF 8";
     # an option is not named by its words without the dashes
     ("The URL is encoded with base64.urlsafe_b64encode().", "How do I make a URL-safe string?", "base64.urlsafe_b64encode"),
-    ("Run git-stash with --keep-index to leave the index alone.", "Which option of git stash leaves the index alone?",
-     "--keep-index"),
+    ("Files are read as UTF-8 unless locale.getpreferredencoding() returns another encoding.",
+     "Are files always read as UTF 8?", "locale.getpreferredencoding"),
     ("Use --keep-index to keep the index.", "How do I stash but keep index?", "--keep-index"),
 ])
 def test_the_key_span_is_what_the_question_does_not_name(sentence, question, span):
