@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -55,6 +56,19 @@ def workspace(name: str):
         done.write_text(f"{time.perf_counter() - t0:.0f} s\n")
         log(f"{name}: ingested in {time.perf_counter() - t0:.0f} s")
     return ws
+
+
+def workspace_copy(name: str, label: str) -> Path:
+    """A fresh copy of the corpus's workspace at bench/data/ws/<label>-<name>, for a benchmark that
+    changes it (re-embeds, adapts). The source is ingested first when missing, and otherwise never
+    opened: opening a workspace may write to it (repairs, WAL)."""
+    source = DATA / "ws" / f"public-{name}"
+    if not (source / "ingested").exists():
+        workspace(name).close()
+    home = DATA / "ws" / f"{label}-{name}"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(source, home)
+    return home
 
 
 def questions(name: str, split: str | None):

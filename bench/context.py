@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,29 +30,25 @@ import answers  # noqa: E402
 MODES = ["dense", "hybrid"]
 
 
-def leads(ws, words: int) -> dict[int, str]:
-    """document id -> the first `words` words of its first chunk."""
-    rows = ws.db.execute("SELECT document_id, text FROM chunks c WHERE seq = (SELECT MIN(seq) FROM chunks "
-                         "WHERE document_id = c.document_id)").fetchall()
-    return {r["document_id"]: " ".join(r["text"].split()[:words]) for r in rows}
-
-
 def reembed_with_leads(ws, words: int) -> int:
+    """Embed every chunk but its document's first under its heading path, the first `words` words of
+    that first chunk, then its text; rebuild the indexes. Returns the number of chunks."""
+    from archivist.ingest.pipeline import embed_text, reindex
     from archivist.models import embedder_for
-    from archivist.retrieval import lexicon, vectors
 
-    embedder = embedder_for(ws.settings)
-    lead = leads(ws, words)
-    first = {r[0] for r in ws.db.execute("SELECT MIN(id) FROM chunks GROUP BY document_id").fetchall()}
-    rows = ws.db.execute("SELECT id, document_id, text, heading FROM chunks ORDER BY id").fetchall()
-    inputs = [f"{r['heading']}\n{r['text']}" if r["id"] in first or not lead.get(r["document_id"])
-              else f"{r['heading']}\n{lead[r['document_id']]}\n{r['text']}" for r in rows]
-    vecs = np.asarray(embedder.embed(inputs, batch_size=ws.settings.embed_batch), np.float32)
+    rows = ws.db.execute("SELECT id, document_id, text, heading FROM chunks ORDER BY document_id, seq").fetchall()
+    inputs, lead = [], {}
+    for r in rows:
+        if r["document_id"] in lead:
+            head = lead[r["document_id"]]
+            inputs.append(embed_text(f"{head}\n{r['text']}" if head else r["text"], r["heading"]))
+        else:  # the document's first chunk: its lead is its own beginning
+            lead[r["document_id"]] = " ".join(r["text"].split()[:words])
+            inputs.append(embed_text(r["text"], r["heading"]))
+    vecs = np.asarray(embedder_for(ws.settings).embed(inputs, batch_size=ws.settings.embed_batch), np.float32)
     with ws.db:
         ws.db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?", [(v.tobytes(), r["id"]) for r, v in zip(rows, vecs)])
-    for (cid,) in ws.db.execute("SELECT id FROM collections").fetchall():
-        vectors.sync(ws, cid, rebuild=True)
-    lexicon.sync(ws, rebuild=True)
+    reindex(ws, progress=False)
     return len(rows)
 
 
@@ -67,12 +62,7 @@ def score(ws, corpus: str, split: str) -> dict:
 def run(corpus: str, words: int, split: str) -> dict:
     from archivist.retrieval.evaluation import paired_difference
 
-    source = DATA / "ws" / f"public-{corpus}"
-    if not (source / "ingested").exists():
-        answers.workspace(corpus).close()
-    home = DATA / "ws" / f"context-{corpus}"
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(source, home)
+    home = answers.workspace_copy(corpus, "context")
     with open_ws(home) as ws:
         base = score(ws, corpus, split)
         t0 = time.perf_counter()

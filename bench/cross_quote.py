@@ -208,15 +208,10 @@ def judge(rows, scores: dict) -> dict:
     out = {"questions": len(qs), "gold_in_any_candidate": round(float(np.mean([q["y"].any() for q in qs])), 3),
            "cross-encoder alone: gold in its best": round(float(np.mean([q["y"][int(np.argmax(q["ce"][:, 0]))]
                                                                           for q in qs])), 3)}
-    for name, feats in (("ranker (committed features)", lambda q: q["x"]),
-                        ("ranker + cross-encoder", lambda q: np.hstack([q["x"], q["ce"]]))):
-        top = np.zeros(len(qs))
-        for f in range(5):
-            train_ = [q for q, g in zip(qs, folds) if g != f]
-            m = LogisticRegression(max_iter=3000).fit(np.vstack([feats(q) for q in train_]),
-                                                      np.concatenate([q["y"] for q in train_]))
-            for i in np.flatnonzero(folds == f):
-                top[i] = qs[i]["y"][int(np.argmax(m.predict_proba(feats(qs[i]))[:, 1]))]
+    logistic = tq.pointwise(lambda: LogisticRegression(max_iter=3000))
+    for name, variant in (("ranker (committed features)", qs),
+                          ("ranker + cross-encoder", [{**q, "x": np.hstack([q["x"], q["ce"]])} for q in qs])):
+        top = tq.gold_in_best_oof(variant, folds, logistic)
         out[f"{name}: gold in the best"] = round(float(top.mean()), 3)
         out[f"{name}: by corpus"] = {c: round(float(np.mean([t for t, q in zip(top, qs) if q["r"]["corpus"] == c])), 3)
                                      for c in tq.CORPORA}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -74,9 +73,7 @@ def adapted(corpus: str, label: str, max_chunks: int, extra: list) -> tuple[Path
     import archivist.finetune.retriever as recipe
     from archivist.finetune.retriever import RetrieverConfig, finetune_retriever
 
-    home = DATA / "ws" / f"feedback-{corpus}-{label}"
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(DATA / "ws" / f"public-{corpus}", home)
+    home = answers.workspace_copy(corpus, f"feedback-{label}")
     cfg = RetrieverConfig(max_chunks=max_chunks, activate="always")
     plain = recipe.make_pairs
 
@@ -98,12 +95,9 @@ def run(corpus: str, max_chunks: int, repeat: int) -> dict:
     from archivist.models import embedder_for
     from archivist.retrieval.evaluation import paired_difference
 
-    source = DATA / "ws" / f"public-{corpus}"
-    if not (source / "ingested").exists():
-        answers.workspace(corpus).close()
     qs = [q for q in answers.questions(corpus, "tuning") if q.relevant]
     halves = [[q for q in qs if half(q.question) == h] for h in (0, 1)]
-    with open_ws(source) as ws:
+    with answers.workspace(corpus) as ws:
         base = {r["question"]: r for r in scored(ws, corpus, qs)}
         pairs = [feedback_pairs(ws, part, embedder_for(ws.settings)) for part in halves]
     home, _ = adapted(corpus, "synthetic", max_chunks, [])

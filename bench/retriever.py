@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -61,12 +60,7 @@ def run(corpus: str, max_chunks: int, activate: str = "auto", questions: str = "
         splits: tuple[str, ...] = ("tuning", "heldout")) -> dict:
     from archivist.finetune.retriever import RetrieverConfig, finetune_retriever
 
-    source = DATA / "ws" / f"public-{corpus}"
-    if not (source / "ingested").exists():  # opening a workspace may write to it (repairs, WAL): only to build it
-        answers.workspace(corpus).close()
-    home = DATA / "ws" / f"retriever-{corpus}"
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(source, home)
+    home = answers.workspace_copy(corpus, "retriever")
     with open_ws(home) as ws:
         chunks = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         t0 = time.perf_counter()

@@ -266,7 +266,8 @@ def lexprf(q: Question) -> dict:
     ws = q.corpus.ws
     index = lexicon.current(ws)
     top = sorted(q.base, key=lambda c: (-q.base[c], c))
-    text = dict(ws.db.execute(f"SELECT id, text FROM chunks WHERE id IN ({','.join(map(str, top[:5]))})").fetchall())
+    read = top[:max(m for m, _ in VARIANTS["lexprf"])]
+    text = dict(ws.db.execute(f"SELECT id, text FROM chunks WHERE id IN ({','.join(map(str, read))})").fetchall())
     asked = {lexicon.stem(w) for w in re.findall(r"[a-z][a-z0-9_-]+", q.text.lower())}
     out = {}
     for m, n in VARIANTS["lexprf"]:

@@ -389,6 +389,30 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) ->
     return out
 
 
+def pointwise(make):
+    """A `fit_` for `gold_in_best_oof`: the classifier `make()` fitted on the training questions'
+    candidates (each holding the gold or not), scoring candidates by its probability."""
+    import numpy as np
+
+    def fit_(train):
+        m = make().fit(np.vstack([q["x"] for q in train]), np.concatenate([q["y"] for q in train]))
+        return lambda x: m.predict_proba(x)[:, 1]
+    return fit_
+
+
+def gold_in_best_oof(qs, folds, fit_):
+    """Out of fold, per question (a dict with "x", its candidates' features, and "y", whether each
+    holds the gold): whether the best candidate by `fit_(the other folds' questions)` holds the gold."""
+    import numpy as np
+
+    top = np.zeros(len(qs))
+    for f in range(5):
+        score = fit_([q for q, g in zip(qs, folds) if g != f])
+        for i in np.flatnonzero(folds == f):
+            top[i] = qs[i]["y"][int(np.argmax(score(qs[i]["x"])))]
+    return top
+
+
 def compare_models(rows, embedder, reader=None) -> dict:
     """--models: whether another kind of model would use keyanswer.py's features better (tuning split
     only, out of fold, 5 folds by question). The candidate ranker: how often the best-ranked candidate
@@ -424,12 +448,6 @@ def compare_models(rows, embedder, reader=None) -> dict:
         return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_depth=3, min_samples_leaf=40,
                                               random_state=0)
 
-    def pointwise(make):
-        def fit_(train):
-            m = make().fit(np.vstack([q["x"] for q in train]), np.concatenate([q["y"] for q in train]))
-            return lambda x: m.predict_proba(x)[:, 1]
-        return fit_
-
     def listwise(train, steps: int = 300, rate: float = 0.1, l2: float = 0.01):
         allx = np.vstack([q["x"] for q in train])
         mu, sd = allx.mean(0), allx.std(0) + 1e-6
@@ -446,12 +464,7 @@ def compare_models(rows, embedder, reader=None) -> dict:
     out: dict = {"questions": len(qs), "gold_in_any_candidate": round(float(np.mean([q["y"].any() for q in qs])), 3)}
     for name, fit_ in (("logistic (committed form)", pointwise(lambda: LogisticRegression(max_iter=3000))),
                        ("listwise linear", listwise), ("gradient-boosted trees", pointwise(trees))):
-        top = np.zeros(len(qs))
-        for f in range(5):
-            score = fit_([q for q, g in zip(qs, folds) if g != f])
-            for i in np.flatnonzero(folds == f):
-                top[i] = qs[i]["y"][int(np.argmax(score(qs[i]["x"])))]
-        out[f"ranker {name}: gold in the best candidate"] = round(float(top.mean()), 3)
+        out[f"ranker {name}: gold in the best candidate"] = round(float(gold_in_best_oof(qs, folds, fit_).mean()), 3)
     y = np.array([q["right"] for q in qs])
     for feats in ("question", "question + chosen candidate"):
         X = np.array([np.concatenate([q["q"], q["cx"]]) if "candidate" in feats else q["q"] for q in qs])
