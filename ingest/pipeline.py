@@ -94,7 +94,9 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
     """Files to ingest with the name each is stored under, and the entries refused.
 
     A file is named by its own name, a folder's files by their path below the folder's parent
-    (hidden files and folders skipped). A symlink inside a folder whose target lies outside that
+    (hidden files and folders skipped, and so are the web assets an exported manual holds beside
+    its pages: stylesheets, scripts and fonts, WEB_ASSETS; Sphinx's searchindex.js alone would add
+    thousands of chunks of word lists). A symlink inside a folder whose target lies outside that
     folder is refused (a FileResult "failed" naming it and the reason): whoever may write into a
     folder that gets ingested must not pull in any file the process can read. `follow_symlinks`
     ingests them anyway. Symlinks that stay inside the folder are fine: a file link is ingested
@@ -110,6 +112,9 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
         else:
             files.append((p, clean_name(p.name)))
     return files, refused
+
+
+WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot"})
 
 
 def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list) -> None:
@@ -144,7 +149,7 @@ def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list
             if entry.is_dir():
                 seen.add(entry.resolve())
                 visit(entry)
-            elif entry.is_file():
+            elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS:
                 files.append((entry, name))
 
     visit(folder)

@@ -330,6 +330,21 @@ def test_follow_symlinks_ingests_them_and_the_cli_refuses_by_default(tmp_path, c
     assert files["docs/sub/faq.md"] == "unchanged" and "docs/subalias/faq.md" not in files  # walked once
 
 
+def test_a_folder_s_web_assets_are_left_out_but_a_file_named_is_read(ws, tmp_path, embedder):
+    """An exported manual's folder holds stylesheets, scripts and fonts beside its pages; none is a
+    document (Sphinx's searchindex.js would fill the index with its word lists)."""
+    site = tmp_path / "site"
+    write(site / "index.html", "<html><body><h1>Backups</h1><p>Backups run nightly at two.</p></body></html>")
+    write(site / "_static" / "basic.css", "body { font-family: sans-serif; margin: 0 }\n")
+    write(site / "searchindex.js", 'Search.setIndex({"docnames": ["index"], "terms": {"backup": 0}})\n')
+    write(site / "app.MJS", "export const nightly = 2;\n")
+    write(site / "notes.txt", "Restores are tested every quarter.\n")
+    ingest_paths(ws, [site], embedder=embedder, progress=False)
+    assert sorted(d["name"] for d in list_documents(ws)) == ["site/index.html", "site/notes.txt"]
+    ingest_paths(ws, [site / "searchindex.js"], embedder=embedder, progress=False)  # named: the user's choice
+    assert "searchindex.js" in [d["name"] for d in list_documents(ws)]
+
+
 # -- the embedder identity: model + backend + weights (issue 17) ---------------------------------
 
 
