@@ -489,11 +489,12 @@ class _Ids:
 def _status(t, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> str:
     """A tuning row's out-of-fold status (see fit), by the rule `settle` shows answers by."""
     from archivist.retrieval import keyanswer as ka
+    from archivist.retrieval.verify import asks_yes_no
 
     if t["gated"] or not t["k"]:
         return "not_found"
     return ka.key_status(t["p_ans"], t["p_right"], t["k"].features["top_quote"], not_found=not_found, answered=answered,
-                         quote_answered=quote_answered)
+                         quote_answered=quote_answered, yes_no=asks_yes_no(t["r"]["question"]))
 
 
 def tuning_metrics(table, answered: float, not_found: float, quote_answered: float = QUOTE_ANSWERED) -> dict:

@@ -23,7 +23,7 @@ from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, key_s
 from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search
-from archivist.retrieval.verify import CITE, parse_citations, sentences, verify_answer
+from archivist.retrieval.verify import CITE, asks_yes_no, parse_citations, sentences, verify_answer
 from archivist.workspace import Workspace
 
 SYSTEM_PROMPT = (
@@ -233,8 +233,8 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     key answer of the passages is shown (retrieval/keyanswer.py: the best sentence and its key
     span, copied): *not_found* when the probability that the documents answer the question is
     under `s.key_not_found`, *answered* when the probability that the quote is right reaches
-    `s.key_answered` or its sentence scores `s.quote_answered` by retrieval/quote.py, else
-    *uncertain*: UNCERTAIN, then the closest sentences as they stand in their passage, without the
+    `s.key_answered` or its sentence scores `s.quote_answered` by retrieval/quote.py and the
+    question is not one that yes or no answers (keyanswer.key_status), else *uncertain*: UNCERTAIN, then the closest sentences as they stand in their passage, without the
     key span in front (nothing is claimed to answer).
     In "generate" mode the quote is not used: an unverified answer is *uncertain* (UNCHECKED, with
     the passages listed and none cited).
@@ -268,12 +268,13 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     if mode == "generate":
         _show(result, "", [], embedder, s, "generated", "uncertain", 0.0, notice=UNCHECKED)
         return
-    k = key_answer(result.standalone_question or question, passages, embedder, stats or TermStats(), relevance,
-                   follow_up=question, reader=reader)
+    asked = result.standalone_question or question
+    k = key_answer(asked, passages, embedder, stats or TermStats(), relevance, follow_up=question, reader=reader)
     read = k is not None and "read" in k.features
     status = "not_found" if k is None else key_status(
         k.answerable, k.right, k.features["top_quote"], not_found=s.key_not_found_read if read else s.key_not_found,
-        answered=s.key_answered_read if read else s.key_answered, quote_answered=s.quote_answered)
+        answered=s.key_answered_read if read else s.key_answered, quote_answered=s.quote_answered,
+        yes_no=asks_yes_no(asked))
     if status == "not_found":
         _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", k.right if k else 0.0)
     elif status == "answered":

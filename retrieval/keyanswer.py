@@ -338,13 +338,22 @@ def key_span(sentence: str, question: str) -> str:
 
 
 def key_status(answerable: float, right: float, top_quote: float, *, not_found: float, answered: float,
-               quote_answered: float) -> str:
+               quote_answered: float, yes_no: bool = False) -> str:
     """What a key answer is shown as (retrieval/answer.py `settle`; bench/tune_quote.py scores the
     same rule out of fold): "not_found" when the probability that the documents answer is under
     `not_found`, "answered" when the probability that the quote is right reaches `answered` or its
-    sentence scores `quote_answered` by retrieval/quote.py, else "uncertain"."""
+    sentence scores `quote_answered` by retrieval/quote.py, else "uncertain".
+
+    yes_no: the question is one that yes or no answers (`verify.asks_yes_no`). A quote is then at
+    most "uncertain": a copied sentence says neither yes nor no, and one that shares the question's
+    words ("Does Valgrind support Windows?" quoting "initial support for reading Windows .PDB debug
+    information has been added") would be shown as the answer. The models were fitted on questions
+    that ask for a command, a setting or a number, and the few yes/no ones among them were never
+    answered (bench/RESULTS.md, finding 43)."""
     if answerable < not_found:
         return "not_found"
+    if yes_no:
+        return "uncertain"
     return "answered" if right >= answered or top_quote >= quote_answered else "uncertain"
 
 

@@ -261,6 +261,15 @@ _YES_NO = re.compile(r"^\W*(is|are|am|was|were|can|could|may|might|must|shall|sh
                      r"has|have|had|isn't|aren't|can't|doesn't|don't)\b", re.I)
 
 
+_EXISTS = re.compile(r"^\W*(is|are) there\b", re.I)
+
+
+def asks_yes_no(question: str) -> bool:
+    """A question that yes or no answers ("Does Valgrind run on Windows?"), not one that asks for a
+    thing in yes/no form ("Is there a command that ...?")."""
+    return bool(_YES_NO.match(question)) and not _EXISTS.match(question)
+
+
 def makes_claim(sentence: str, question: str) -> bool:
     """Whether a sentence says anything beyond the question: a term the question lacks, or a
     content word the question does not have. "Here is how:" and restatements make none, except

@@ -245,6 +245,32 @@ def test_an_uncertain_quote_is_shown_as_a_passage(embedder, settings):
     assert "not" in UNCERTAIN and "closest passage" in UNCERTAIN and "no answer" not in UNCERTAIN.lower()
 
 
+def test_a_yes_no_question_s_quote_is_never_shown_as_its_answer(embedder, settings):
+    """A copied sentence says neither yes nor no; one that shares the question's words was shown as
+    the answer to "Does Valgrind support Windows?" on Valgrind's manual. Asked for a thing in yes/no
+    form ("Is there a command ...?"), the quote may still answer."""
+    from archivist.retrieval.verify import asks_yes_no
+
+    assert [asks_yes_no(q) for q in ("Does Valgrind support Windows?", "Can git grep search untracked files?",
+                                     "  is the stash kept after a reboot?", "Is there a command that keeps the index?",
+                                     "Are there limits on the stack size?", "How do I keep the index?",
+                                     "Which option keeps the index?")] == [True, True, True, False, False, False, False]
+    passages = [_hit(1, "PDB — In particular, initial support for reading Windows .PDB debug information has been "
+                        "added.", ("NEWS",)),
+                _hit(2, "Run git stash push --keep-index to keep what is staged.", ("git-stash",))]
+    s = replace(settings, key_not_found=0.0, key_answered=0.0, quote_answered=99.0)  # every quote would be answered
+    for question, status in (("Does Valgrind support Windows?", "uncertain"),
+                             ("Is there a way to stash my changes but keep what is staged?", "answered"),
+                             ("How do I stash my changes but keep what is staged?", "answered")):
+        a = Answer(question=question, answer="", citations=[], passages=passages)
+        settle(a, question, passages, "", "extractive", embedder, s, relevance=0.8)
+        assert a.status == status, (question, a.status)
+    assert a.notice == "" and "--keep-index" in a.answer
+    a = Answer(question="Does Valgrind support Windows?", answer="", citations=[], passages=passages)
+    settle(a, a.question, passages, "", "extractive", embedder, replace(s, key_not_found=1.01), relevance=0.8)
+    assert a.status == "not_found"  # not found stays not found
+
+
 @pytest.mark.slow
 def test_the_chat_model_reads_the_answering_sentence_higher(llm):
     """keyanswer.reading with the real chat model: the sentence that answers the question makes the
