@@ -1,6 +1,7 @@
 """Answers and retrieval on public documents the project never tuned on (bench/evalsets/PUBLIC.md).
 
     python bench/answers.py [--corpus git,handbook,python] [--mode extractive,auto] [--split tuning|heldout|both]
+    python bench/answers.py --corpus valgrind --split heldout --mode extractive,auto-quote   # measured once
     python bench/tune_quote.py --collect --fit  # choose the key-answer models and thresholds on the tuning splits
 
 Each corpus (built by bench/corpora.py) is ingested once into bench/data/ws/public-<corpus> with the
@@ -10,6 +11,11 @@ default settings. Then, per corpus and split:
   answers     per answer mode: key-answer accuracy (status *answered* and the answer names the gold),
               confident misses (*answered* but wrong), uncertain and not-found rates on answerable
               questions, and not-found on unanswerable ones (`answer_metrics`)
+
+Questions that yes or no answers (kind "yesno", the Valgrind set: bench/evalsets/VALGRIND.md) are
+left out of the answer metrics (a quote never holds "yes" or "no") and reported apart: how often each
+status was shown, as served and with the yes/no rule off (`keyanswer.key_status`'s yes_no ignored),
+their rows kept for reading by hand.
 
 Thresholds. The key-answer models and the answered / not-found thresholds (Settings.key_answered,
 key_not_found) are chosen on the tuning splits alone by bench/tune_quote.py --fit; this benchmark
@@ -30,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, DATA, EVALSETS, log, machine, md_table, open_ws, report  # noqa: E402
 
 CORPORA = ("git", "handbook", "python")
-FOLDERS = {"git": "git", "handbook": "debian-handbook", "python": "python"}  # as bench/corpora.py names them
+FOLDERS = {"git": "git", "handbook": "debian-handbook", "python": "python", "valgrind": "valgrind"}  # as bench/corpora.py
 PUBLIC = DATA / "public"
 
 
@@ -108,6 +114,21 @@ def run_answers(ws, qs, mode: str) -> list[dict]:
     return rows
 
 
+def run_yes_no(ws, qs, mode: str) -> dict[str, list[dict]]:
+    """The yes/no questions asked as served ("on") and with the yes/no rule off ("off")."""
+    from unittest import mock
+
+    from archivist.retrieval import answer, keyanswer
+
+    def without_rule(*args, yes_no=False, **kwargs):
+        return keyanswer.key_status(*args, **kwargs)
+
+    served = run_answers(ws, qs, mode)
+    with mock.patch.object(answer, "key_status", without_rule):
+        off = run_answers(ws, qs, mode)
+    return {"on": served, "off": off}
+
+
 def metrics(rows: list[dict]) -> dict:
     ans = [r for r in rows if r["gold"] is not None]
     una = [r for r in rows if r["gold"] is None]
@@ -139,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = args.mode.split(",")
     splits = ["tuning", "heldout"] if args.split == "both" else [args.split]
     raw: dict = {}
-    retrieval_rows, answer_rows = [], []
+    retrieval_rows, answer_rows, yes_no_rows = [], [], []
     for name in corpora:
         ws = workspace(name)
         defaults = (ws.settings.key_answered, ws.settings.key_not_found)
@@ -150,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 r = evaluate_retrieval(ws, rq, modes=["dense", "lexical", "hybrid"], k=10)
                 for mode, m in r["modes"].items():
                     retrieval_rows.append([name, split, mode, len(rq), m["hit@1"], m["hit@5"], m["hit@10"], m["mrr@10"]])
+            yes_no = [q for q in qs if q.extra.get("kind") == "yesno"]
+            qs = [q for q in qs if q.extra.get("kind") != "yesno"]
+            for mode in modes if yes_no else ():
+                for rule, rows in run_yes_no(ws, yes_no, mode).items():
+                    raw[f"{name}/{split}/{mode}/yesno-rule-{rule}"] = rows
+                    st = [r["status"] for r in rows]
+                    yes_no_rows.append([name, split, mode, rule, len(rows), st.count("answered"), st.count("uncertain"),
+                                        st.count("not_found")])
             for mode in modes:
                 t0 = time.perf_counter()
                 rows = run_answers(ws, qs, mode)
@@ -171,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
              "`gold in quote`: the quoted or generated text holds the gold whatever its status):", "",
              md_table(["corpus", "split", "mode", "answerable", "key accuracy", "confident misses", "uncertain",
                        "not found", "unanswerable not found", "gold in quote", "median s"], answer_rows)]
+    if yes_no_rows:
+        body += ["", "Questions that yes or no answers, left out above (rule: the yes/no rule of keyanswer.key_status):",
+                 "", md_table(["corpus", "split", "mode", "rule", "questions", "answered", "uncertain", "not found"],
+                              yes_no_rows)]
     report("answers", "Answers and retrieval on unseen public documents", "\n".join(body),
-           {"retrieval": retrieval_rows, "answers": answer_rows})
+           {"retrieval": retrieval_rows, "answers": answer_rows, "yes_no": yes_no_rows})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Public corpora for the frozen evaluation sets (bench/evalsets/PUBLIC.md), built from Debian packages.
 
-    python bench/corpora.py --out bench/data/public --corpus git|handbook|python|all
+    python bench/corpora.py --out bench/data/public --corpus git|handbook|python|all|valgrind
 
 Each corpus becomes one folder of small HTML pages with stable names; the output is deterministic
 (sorted inputs, no dates), so a page name in bench/evalsets/<corpus>.jsonl always means the same text.
@@ -37,8 +37,9 @@ from corpus import ensure_packages, slugify
 GIT_DIR = Path("/usr/share/doc/git-doc")
 HANDBOOK_DIR = Path("/usr/share/doc/debian-handbook/html/en-US")
 PYTHON_DIR = Path("/usr/share/doc/python3.11/html/library")
-PACKAGES = {"git": "git-doc", "handbook": "debian-handbook", "python": "python3.11-doc"}
-FOLDERS = {"git": "git", "handbook": "debian-handbook", "python": "python"}
+VALGRIND_DIR = Path("/usr/share/doc/valgrind/html")
+PACKAGES = {"git": "git-doc", "handbook": "debian-handbook", "python": "python3.11-doc", "valgrind": "valgrind"}
+FOLDERS = {"git": "git", "handbook": "debian-handbook", "python": "python", "valgrind": "valgrind"}
 # Chapters of the Python library reference taken whole (their toctree in library/index.html).
 PYTHON_AREAS = ["text", "binary", "datatypes", "numeric", "functional", "filesys", "persistence", "archiving",
                 "fileformats", "crypto", "concurrency", "netdata", "markup", "internet", "debug", "unix", "i18n"]
@@ -189,7 +190,14 @@ def python_pages() -> list[tuple[str, str]]:
 
 # -- build -----------------------------------------------------------------------------------------
 
-BUILDERS = {"git": git_pages, "handbook": handbook_pages, "python": python_pages}
+def valgrind_pages() -> list[tuple[str, str]]:
+    """Valgrind's user manual as the package ships it, page for page, unchanged: a fourth corpus,
+    measured once and never tuned on (bench/evalsets/VALGRIND.md)."""
+    return [(p.name, p.read_text(encoding="utf-8")) for p in sorted(VALGRIND_DIR.glob("*.html"))]
+
+
+BUILDERS = {"git": git_pages, "handbook": handbook_pages, "python": python_pages, "valgrind": valgrind_pages}
+ALL = ("git", "handbook", "python")  # --corpus all: the corpora of PUBLIC.md's frozen sets and hash
 
 
 def build(out: Path, corpus: str) -> dict:
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--corpus", choices=[*BUILDERS, "all"], default="all")
     args = ap.parse_args(argv)
-    for name in BUILDERS if args.corpus == "all" else [args.corpus]:
+    for name in ALL if args.corpus == "all" else [args.corpus]:
         print(json.dumps(build(args.out, name)))
     return 0
 

@@ -1,7 +1,7 @@
 """Check the frozen public evaluation sets against the built corpora; prints counts. No retrieval.
 
-    python bench/corpora.py --out bench/data/public --corpus all
-    python bench/evalsets/check_sets.py [--corpora bench/data/public] [--others] [git handbook python]
+    python bench/corpora.py --out bench/data/public --corpus all     # and --corpus valgrind
+    python bench/evalsets/check_sets.py [--corpora bench/data/public] [--others] [git handbook python valgrind]
 
 For every line of bench/evalsets/<set>.jsonl: the shape (id, question, relevant, answer, kind, split),
 ids unique, split as expected_splits says (a third of each kind held out, chosen by sha256 of
@@ -24,8 +24,9 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SETS = {"git": "git", "handbook": "debian-handbook", "python": "python"}  # set name -> corpus folder
-KINDS = {"keyword", "paraphrase", "detail", "unanswerable"}
+SETS = {"git": "git", "handbook": "debian-handbook", "python": "python", "valgrind": "valgrind"}  # set -> corpus folder
+KINDS = {"keyword", "paraphrase", "detail", "unanswerable", "yesno"}
+HELD_OUT_ONLY = {"valgrind"}  # a set measured once and never tuned on: every question is held out (VALGRIND.md)
 KEYS = {"id", "question", "relevant", "answer", "kind", "split"}
 
 
@@ -48,10 +49,12 @@ def page_text(path: Path) -> str:
     return normalize(html.unescape(raw).replace("\u00a0", " ").replace("\u00b6", " "))
 
 
-def expected_splits(questions: list[dict]) -> dict[str, str]:
+def expected_splits(questions: list[dict], held_out_only: bool = False) -> dict[str, str]:
     """id -> "heldout" | "tuning": within each kind, the third of the ids (rounded) that come first
     in sha256(id) order is held out, so every kind is held out in proportion and the choice depends
-    on nothing but the ids."""
+    on nothing but the ids. held_out_only: every question is held out."""
+    if held_out_only:
+        return {q["id"]: "heldout" for q in questions if isinstance(q.get("id"), str)}
     out: dict[str, str] = {}
     for kind in sorted({q.get("kind") for q in questions}, key=str):
         ids = sorted((q["id"] for q in questions if q.get("kind") == kind and isinstance(q.get("id"), str)),
@@ -76,6 +79,8 @@ def shape_errors(q: dict, splits: dict[str, str]) -> list[str]:
     if q["kind"] == "unanswerable":
         if q["relevant"] != [] or q["answer"] is not None:
             errs.append("unanswerable needs relevant [] and answer null")
+    elif q["kind"] == "yesno" and q["answer"] not in (["yes"], ["no"]):
+        errs.append('yesno needs answer ["yes"] or ["no"]')
     else:
         if not (isinstance(q["relevant"], list) and q["relevant"] and all(isinstance(r, str) for r in q["relevant"])):
             errs.append("relevant must be a non-empty list of page names")
@@ -100,7 +105,7 @@ def check(set_path: Path, folder: Path, others: bool = False) -> tuple[int, Coun
     except json.JSONDecodeError as e:
         print(f"{set_path}: not JSON lines ({e})", file=sys.stderr)
         return 1, Counter()
-    splits = expected_splits(lines)
+    splits = expected_splits(lines, name in HELD_OUT_ONLY)
     errors, counts, ids, questions = 0, Counter(), set(), set()
     for n, q in enumerate(lines, 1):
         errs = shape_errors(q, splits)
@@ -114,7 +119,7 @@ def check(set_path: Path, folder: Path, others: bool = False) -> tuple[int, Coun
             missing = [r for r in q["relevant"] if r not in texts]
             if missing:
                 errs.append(f"pages not in the corpus: {missing}")
-            elif q["answer"] is not None:
+            elif q["answer"] is not None and q["kind"] != "yesno":  # a yes/no answer is not a span of the page
                 absent = [a for a in q["answer"] if not any(normalize(a) in texts[r] for r in q["relevant"])]
                 if absent:
                     errs.append(f"key answer {absent} in none of {q['relevant']}")
