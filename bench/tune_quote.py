@@ -243,9 +243,18 @@ def read_all(rows, embedder) -> None:
 
 
 def cached_reader():
-    """keyanswer's reader from --read's cache."""
+    """keyanswer's reader from --read's cache. A candidate the cache lacks (the ranker's best
+    READ_TOP change with the code: finding 41's key-span rules did) stops the run with the way out."""
     done = json.loads(reading_cache().read_text())
-    return lambda question, texts: [done[question][t] for t in texts]
+
+    def read(question, texts):
+        missing = [t for t in texts if t not in done.get(question, {})]
+        if missing:
+            raise SystemExit(f"{reading_cache()} has no reading of {missing[0]!r} for {question!r}: the candidates "
+                             "changed since --read ran; run --read again (it reads only what is missing)")
+        return [done[question][t] for t in texts]
+
+    return read
 
 
 def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) -> dict:
