@@ -234,8 +234,9 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
     span, copied): *not_found* when the probability that the documents answer the question is
     under `s.key_not_found`, *answered* when the probability that the quote is right reaches
     `s.key_answered` or its sentence scores `s.quote_answered` by retrieval/quote.py and the
-    question is not one that yes or no answers (keyanswer.key_status), else *uncertain*: UNCERTAIN, then the closest sentences as they stand in their passage, without the
-    key span in front (nothing is claimed to answer).
+    question is not one that yes or no answers (keyanswer.key_status), else *uncertain*:
+    UNCERTAIN, then the closest sentences as they stand in their passage, without the key span in
+    front (nothing is claimed to answer).
     In "generate" mode the quote is not used: an unverified answer is *uncertain* (UNCHECKED, with
     the passages listed and none cited).
 
