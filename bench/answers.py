@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(auto without drafting: its quote, see NoDraft)")
     ap.add_argument("--split", default="both", choices=["tuning", "heldout", "both"])
     ap.add_argument("--no-retrieval", action="store_true")
+    ap.add_argument("--workspace", default="public", help="ask the workspace bench/data/ws/<this>-<corpus>: public (the "
+                    "default, ingested here), or one another benchmark made from it (retriever: bench/retriever.py's, "
+                    "with the adapted embedder it switched to)")
     args = ap.parse_args(argv)
     from archivist.retrieval.evaluate import evaluate_retrieval
 
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     raw: dict = {}
     retrieval_rows, answer_rows, yes_no_rows = [], [], []
     for name in corpora:
-        ws = workspace(name)
+        ws = workspace(name) if args.workspace == "public" else open_ws(DATA / "ws" / f"{args.workspace}-{name}")
         defaults = (ws.settings.key_answered, ws.settings.key_not_found)
         for split in splits:
             qs = questions(name, split)
@@ -190,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                                     m["gold_in_quote"], m["seconds"]])
         ws.close()
     (DATA / "results").mkdir(parents=True, exist_ok=True)
-    (DATA / "results" / f"answers-rows-{'-'.join(corpora)}-{args.split}.json").write_text(json.dumps(raw, indent=1, default=str))
-    body = [f"Frozen sets (bench/evalsets/PUBLIC.md), default settings, thresholds from the code "
+    label = "" if args.workspace == "public" else f"-{args.workspace}"
+    (DATA / "results" / f"answers-rows-{'-'.join(corpora)}-{args.split}{label}.json").write_text(json.dumps(raw, indent=1, default=str))
+    body = [f"Frozen sets (bench/evalsets/PUBLIC.md), workspaces {args.workspace}-<corpus>, default settings, thresholds from the code "
             f"(key_answered {defaults[0]}, key_not_found {defaults[1]}), {machine()['date']}.", ""]
     if retrieval_rows:
         body += ["Retrieval:", "", md_table(["corpus", "split", "mode", "questions", "hit@1", "hit@5", "hit@10", "MRR@10"],
