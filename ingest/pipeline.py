@@ -95,8 +95,9 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
 
     A file is named by its own name, a folder's files by their path below the folder's parent
     (hidden files and folders skipped, and so are the web assets an exported manual holds beside
-    its pages: stylesheets, scripts and fonts, WEB_ASSETS; Sphinx's searchindex.js alone would add
-    thousands of chunks of word lists). A symlink inside a folder whose target lies outside that
+    its pages: stylesheets, scripts, fonts and vector icons, WEB_ASSETS, and images under ICON_PX
+    on both sides; Sphinx's searchindex.js alone would add thousands of chunks of word lists, and
+    each navigation arrow would fail OCR and the whole ingest with it). A symlink inside a folder whose target lies outside that
     folder is refused (a FileResult "failed" naming it and the reason): whoever may write into a
     folder that gets ingested must not pull in any file the process can read. `follow_symlinks`
     ingests them anyway. Symlinks that stay inside the folder are fine: a file link is ingested
@@ -114,7 +115,23 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
     return files, refused
 
 
-WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot"})
+WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".svg", ".ico"})
+ICON_PX = 64  # an image in a folder smaller than this on both sides is an icon (a manual's "next" arrow)
+_IMAGE_SUFFIXES = frozenset({".png", ".gif", ".jpg", ".jpeg", ".bmp", ".webp"})
+
+
+def _is_icon(path: Path) -> bool:
+    """An image too small to hold a line of text, read from its header; any doubt (not an image,
+    unreadable) leaves it to the readers, which report what is wrong."""
+    if path.suffix.lower() not in _IMAGE_SUFFIXES:
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return max(image.size) < ICON_PX
+    except Exception:  # noqa: BLE001 - the reader names the file and the reason
+        return False
 
 
 def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list) -> None:
@@ -149,7 +166,7 @@ def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list
             if entry.is_dir():
                 seen.add(entry.resolve())
                 visit(entry)
-            elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS:
+            elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS and not _is_icon(entry):
                 files.append((entry, name))
 
     visit(folder)

@@ -331,16 +331,25 @@ def test_follow_symlinks_ingests_them_and_the_cli_refuses_by_default(tmp_path, c
 
 
 def test_a_folder_s_web_assets_are_left_out_but_a_file_named_is_read(ws, tmp_path, embedder):
-    """An exported manual's folder holds stylesheets, scripts and fonts beside its pages; none is a
-    document (Sphinx's searchindex.js would fill the index with its word lists)."""
+    """An exported manual's folder holds stylesheets, scripts, fonts and icons beside its pages; none is
+    a document (Sphinx's searchindex.js would fill the index with its word lists, and an arrow icon
+    would fail OCR and the ingest's exit status with it). A larger image is still read."""
     site = tmp_path / "site"
     write(site / "index.html", "<html><body><h1>Backups</h1><p>Backups run nightly at two.</p></body></html>")
     write(site / "_static" / "basic.css", "body { font-family: sans-serif; margin: 0 }\n")
     write(site / "searchindex.js", 'Search.setIndex({"docnames": ["index"], "terms": {"backup": 0}})\n')
     write(site / "app.MJS", "export const nightly = 2;\n")
     write(site / "notes.txt", "Restores are tested every quarter.\n")
-    ingest_paths(ws, [site], embedder=embedder, progress=False)
+    write(site / "_static" / "logo.svg", '<svg xmlns="http://www.w3.org/2000/svg"><text>Backups</text></svg>\n')
+    from PIL import Image
+
+    (site / "images").mkdir()
+    Image.new("RGB", (24, 20), "white").save(site / "images" / "next.png")  # a navigation arrow's size
+    Image.new("L", (400, 120), 255).save(site / "images" / "diagram.png")  # blank, but large enough to be read
+    results = {r.name: r for r in ingest_paths(ws, [site], embedder=embedder, progress=False)}
     assert sorted(d["name"] for d in list_documents(ws)) == ["site/index.html", "site/notes.txt"]
+    assert sorted(results) == ["site/images/diagram.png", "site/index.html", "site/notes.txt"]
+    assert results["site/images/diagram.png"].status == "failed" and "no text" in results["site/images/diagram.png"].reason
     ingest_paths(ws, [site / "searchindex.js"], embedder=embedder, progress=False)  # named: the user's choice
     assert "searchindex.js" in [d["name"] for d in list_documents(ws)]
 
