@@ -25,7 +25,6 @@ runs with the values in the code, and the held-out split is scored with them, ne
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, DATA, EVALSETS, log, machine, md_table, open_ws, report  # noqa: E402
+from common import BENCH, DATA, EVALSETS, log, machine, md_table, open_ws, report, save_result  # noqa: E402
 
 CORPORA = ("git", "handbook", "python")
 FOLDERS = {"git": "git", "handbook": "debian-handbook", "python": "python", "valgrind": "valgrind"}  # as bench/corpora.py
@@ -194,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                                     m["uncertain"], m["not_found"], m.get("unanswerable_not_found", float("nan")),
                                     m["gold_in_quote"], m["seconds"]])
         ws.close()
-    (DATA / "results").mkdir(parents=True, exist_ok=True)
     label = "" if args.workspace == "public" else f"-{args.workspace}"
-    (DATA / "results" / f"answers-rows-{'-'.join(corpora)}-{args.split}{label}.json").write_text(json.dumps(raw, indent=1, default=str))
+    save_result(f"answers-rows-{'-'.join(corpora)}-{args.split}{label}", raw)
     body = [f"Frozen sets (bench/evalsets/PUBLIC.md), workspaces {args.workspace}-<corpus>, default settings, thresholds from the code "
             f"(key_answered {defaults[0]}, key_not_found {defaults[1]}), {machine()['date']}.", ""]
     if retrieval_rows:

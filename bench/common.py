@@ -179,6 +179,15 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def save_result(name: str, data) -> Path:
+    """Write a benchmark's raw result to bench/data/results/<name>.json (indent 1, anything not JSON
+    as its str); returns the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=1, default=str))
+    return path
+
+
 def report(name: str, title: str, body: str, data: dict) -> None:
     """Print a benchmark's section and save it (markdown + JSON) for run_all.py."""
     RESULTS.mkdir(parents=True, exist_ok=True)

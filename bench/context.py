@@ -15,7 +15,6 @@ Writes bench/data/results/context-<corpus>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, log, machine, open_ws  # noqa: E402
+from common import log, machine, open_ws, save_result  # noqa: E402
 
 import answers  # noqa: E402
 
@@ -81,9 +80,7 @@ def run(corpus: str, words: int, split: str) -> dict:
               "base": base["modes"], "context": after["modes"], "differences": diffs,
               "per_query": [{"question": b["question"], "base": b["hybrid"]["mrr@10"], "context": a["hybrid"]["mrr@10"]}
                             for b, a in zip(base["per_query"], after["per_query"])]}
-    out = DATA / "results" / f"context-{corpus}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
+    save_result(f"context-{corpus}", result)
     return result
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, log, machine, open_ws  # noqa: E402
+from common import log, machine, open_ws, save_result  # noqa: E402
 
 import answers  # noqa: E402
 
@@ -124,9 +123,7 @@ def run(corpus: str, max_chunks: int, repeat: int) -> dict:
             log(f"{corpus} {mode}/{m}: base {r['base']:.3f} synthetic {r['synthetic']:.3f} feedback {r['feedback']:.3f}; "
                 + "; ".join(f"{k} {r[k]['diff']:+.3f} [{r[k]['low']:+.3f}, {r[k]['high']:+.3f}]"
                             for k in ("feedback - base", "feedback - synthetic", "synthetic - base")))
-    out = DATA / "results" / f"feedback-retriever-{corpus}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
+    save_result(f"feedback-retriever-{corpus}", result)
     return result
 
 

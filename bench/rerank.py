@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, log, machine, md_table  # noqa: E402
+from common import log, machine, md_table, save_result  # noqa: E402
 
 import answers  # noqa: E402
 
@@ -132,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"({r['latency_ms']['cross-encoder (untrained)'] / r['latency_ms']['search']:.2f}x)"])
     print(md_table(["corpus", "split", "questions", "mode", "hit@5", "MRR@10", "MRR@10 - hybrid [95% CI]",
                     "CPU ms per query (rerank alone; x the search)"], rows))
-    out = DATA / "results" / f"rerank-{args.split}-{args.corpus.replace(',', '-')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "results": results}, indent=1, default=str))
+    save_result(f"rerank-{args.split}-{args.corpus.replace(',', '-')}", {"machine": machine(), "results": results})
     return 0
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, log, machine, open_ws  # noqa: E402
+from common import log, machine, open_ws, save_result  # noqa: E402
 
 import answers  # noqa: E402
 
@@ -79,9 +79,7 @@ def run(corpus: str, max_chunks: int, activate: str = "auto", questions: str = "
     result = {"corpus": corpus, "questions": questions, "chunks": chunks, "machine": machine(), "report": report,
               "base": {s: v["modes"] for s, v in base.items()}, "adapted": {s: v["modes"] for s, v in adapted.items()},
               "differences": differences(base, adapted)}
-    out = DATA / "results" / f"retriever-{corpus}{'' if questions == 'extractive,sentence' else '-' + questions.replace(',', '-')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
+    save_result(f"retriever-{corpus}{'' if questions == 'extractive,sentence' else '-' + questions.replace(',', '-')}", result)
     for split in splits:
         for mode in MODES:
             b, a = result["base"][split][mode], result["adapted"][split][mode]
