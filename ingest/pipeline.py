@@ -97,10 +97,10 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
     (hidden files and folders skipped, and so are the web assets an exported manual holds beside
     its pages: stylesheets, scripts, fonts and vector icons, WEB_ASSETS, and images under ICON_PX
     on both sides; Sphinx's searchindex.js alone would add thousands of chunks of word lists, and
-    each navigation arrow would fail OCR and the whole ingest with it). A symlink inside a folder whose target lies outside that
-    folder is refused (a FileResult "failed" naming it and the reason): whoever may write into a
-    folder that gets ingested must not pull in any file the process can read. `follow_symlinks`
-    ingests them anyway. Symlinks that stay inside the folder are fine: a file link is ingested
+    each navigation arrow would fail OCR and the whole ingest with it). A symlink inside a folder
+    whose target lies outside that folder is refused (a FileResult "failed" naming it and the
+    reason): whoever may write into a folder that gets ingested must not pull in any file the
+    process can read. `follow_symlinks` ingests them anyway. Symlinks that stay inside the folder are fine: a file link is ingested
     under its own name; a folder link is not descended, since its target is ingested under its
     real path (with `follow_symlinks`, every folder link is descended once, loops cut).
     A path given directly (not found in a folder) is the user's own choice and is always followed.
@@ -117,7 +117,8 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
 
 WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".svg", ".ico"})
 ICON_PX = 64  # an image in a folder smaller than this on both sides is an icon (a manual's "next" arrow)
-_IMAGE_SUFFIXES = frozenset({".png", ".gif", ".jpg", ".jpeg", ".bmp", ".webp"})
+# the image files ocr.image_frames reads, by their usual names (only these are opened to be measured)
+_IMAGE_SUFFIXES = frozenset({".png", ".gif", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 
 def _is_icon(path: Path) -> bool:
@@ -128,10 +129,10 @@ def _is_icon(path: Path) -> bool:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # the header only: no pixel is decoded
             return max(image.size) < ICON_PX
-    except Exception:  # noqa: BLE001 - the reader names the file and the reason
-        return False
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):  # as ocr.image_frames
+        return False  # the reader names the file and the reason
 
 
 def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list) -> None:
