@@ -16,6 +16,7 @@ shared out evenly). A CSV of a million rows is never a list of its ten million t
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from archivist.records import Block, Chunk
@@ -41,14 +42,30 @@ def join_blocks(blocks: Sequence[Block]) -> tuple[str, list[tuple[int, int]]]:
     return "".join(parts), spans
 
 
+_UNTRUNCATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its chunking copy
+
+
 def hf_token_spans(tokenizer) -> TokenSpans:
-    """Token character spans from a Hugging Face fast tokenizer (no special tokens, no length limit)."""
+    """Token character spans from a Hugging Face fast tokenizer (no special tokens, no length limit).
+
+    A fast tokenizer's truncation is state of its Rust backend, and the embedder sets it (to its
+    256 tokens) on every encode. Ingestion chunks the next file while it embeds the last one, with
+    the embedder's own tokenizer, so the spans here come from a private copy of the backend, made
+    once per tokenizer, whose truncation nothing else turns back on. Before, a block chunked while
+    a batch was embedded lost every token past the 256th: its text was in no chunk, or in one
+    32 KB chunk that counted 250 tokens."""
     backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
     if backend is not None:
-        backend.no_truncation()
+        copy = _UNTRUNCATED.get(tokenizer)
+        if copy is None:
+            from tokenizers import Tokenizer
+
+            copy = _UNTRUNCATED[tokenizer] = Tokenizer.from_str(backend.to_str())
+            copy.no_truncation()
+            copy.no_padding()
 
         def spans(text: str) -> list[tuple[int, int]]:
-            return [o for o in backend.encode(text, add_special_tokens=False).offsets if o[1] > o[0]]
+            return [o for o in copy.encode(text, add_special_tokens=False).offsets if o[1] > o[0]]
 
         return spans
 

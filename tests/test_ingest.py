@@ -59,6 +59,19 @@ def test_chunk_spans_map_back_and_cover_the_text(name, embedder):
     assert [c.seq for c in chunks] == list(range(len(chunks)))
 
 
+def test_chunking_beside_embedding_keeps_every_token(embedder):
+    """Ingestion chunks the next file while it embeds the last, with the embedder's tokenizer; the
+    embedder turns its truncation to 256 tokens on every encode. Valgrind's manual lost most of a
+    NEWS page that way (six chunks for 83,000 characters, one of them 32 KB counted as 250 tokens)."""
+    spans = chunking.hf_token_spans(embedder.tokenizer)
+    block = " ".join(f"Release {n} fixed bug {n * 7}." for n in range(400))
+    before = spans(block)
+    embedder.embed(["An unrelated batch that the embedder truncates. " * 60])
+    assert spans(block) == before and len(before) > 1500
+    text, chunks = chunking.chunk_blocks([Block(block)], chunking.hf_token_spans(embedder.tokenizer), size=256, overlap=32)
+    assert chunks[-1].end == len(text) and max(c.end - c.start for c in chunks) < 2000
+
+
 def test_chunks_follow_pages_and_headings(embedder):
     spans = chunking.hf_token_spans(embedder.tokenizer)
     blocks = [Block("Intro words here.", page=1, heading=("A",)), Block("More intro.", page=1, heading=("A",)),
