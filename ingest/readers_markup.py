@@ -303,6 +303,7 @@ _BLOCK_TAGS = frozenset(
     "footer form header hr li main menu ol p section summary ul caption center".split()
 )
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_PERMALINK_MARKS = frozenset("¶ # § 🔗 ⚓".split())
 # Elements whose text reads as separate from what comes before (a space goes between).
 _SEPARATING = _BLOCK_TAGS | set(_HEADINGS) | {"br", "td", "th", "tr", "pre", "table"}
 
@@ -323,15 +324,39 @@ def _text(node) -> str:
     return clean("".join(parts))
 
 
+def _own_rows(table) -> list[list]:
+    """The <th>/<td> cells of a <table>'s own rows (nested tables excluded), rows without cells left out."""
+    rows = (tr.find_all(("th", "td"), recursive=False) for tr in table.find_all("tr") if tr.find_parent("table") is table)
+    return [cells for cells in rows if cells]
+
+
+def _row_headed(table) -> bool:
+    """A table whose every row is a <th> label and then <td> values: a record laid out downwards
+    (Apache's directive boxes "Syntax: | RewriteEngine on|off", infoboxes, field lists). Its first
+    row is a field like the others, not a header over columns."""
+    rows = _own_rows(table)
+    return bool(rows) and all(len(cells) >= 2 and cells[0].name == "th" and all(c.name == "td" for c in cells[1:])
+                              for cells in rows)
+
+
+def _record_blocks(table, heading: tuple[str, ...]) -> list[Block]:
+    """A row-headed table -> one Block(kind="row") per field, "Label: value" (the label's own colon
+    kept once); a field with no value is left out."""
+    blocks = []
+    for cells in _own_rows(table):
+        label, value = _text(cells[0]).rstrip(":").strip(), clean(" ".join(_text(c) for c in cells[1:]))
+        if value:
+            blocks.append(Block(f"{label}: {value}" if label else value, heading=heading, kind="row"))
+    return blocks
+
+
 def _table_rows(table) -> list[list[str]]:
     """The cell texts of a <table>'s own rows (nested tables excluded); colspan repeats a cell so
     values stay under their header."""
     rows = []
-    for tr in table.find_all("tr"):
-        if tr.find_parent("table") is not table:
-            continue
+    for cells_of_row in _own_rows(table):
         cells = []
-        for cell in tr.find_all(("th", "td"), recursive=False):
+        for cell in cells_of_row:
             text = _text(cell)
             try:
                 span = max(1, min(int(cell.get("colspan", 1)), 50))
@@ -343,10 +368,12 @@ def _table_rows(table) -> list[list[str]]:
 
 
 def read_html(path: Path) -> Extracted:
-    """HTML: scripts, styles, nav, aside and page header/footer are dropped; the text comes from
+    """HTML: scripts, styles, nav, aside, page header/footer and permalink marks (an in-page link
+    whose text is only "¶", "#" or "§") are dropped; the text comes from
     <main> or <article> when present, else <body>. h1..h6 build the heading path and become
     Block(kind="heading"); p, li, dd, blockquote and loose text become paragraphs; <pre> becomes
-    Block(kind="code"); each table row becomes Block(kind="row") with the first row as header.
+    Block(kind="code"); each table row becomes Block(kind="row") with the first row as header, or, in
+    a table whose every row starts with a <th> label, "Label: value" (`_row_headed`).
     The title comes from <title> (else the first h1).
     """
     from bs4 import BeautifulSoup, NavigableString, Tag
@@ -367,6 +394,9 @@ def read_html(path: Path) -> Extracted:
 
     for tag in soup.find_all(_DROP):
         tag.decompose()
+    for tag in soup.find_all("a", href=True):
+        if tag.get("href", "").startswith("#") and clean(tag.get_text()) in _PERMALINK_MARKS:
+            tag.decompose()  # a heading's own permalink ("Logging ¶"): not part of its text
     for tag in soup.find_all(_DROP_OUTSIDE_CONTENT):
         if tag.decomposed:
             continue
@@ -417,7 +447,7 @@ def read_html(path: Path) -> Extracted:
             flush()
             caption = node.find("caption", recursive=False)
             heading = table_heading(blocks, headings.path, caption=_text(caption) if caption else "")
-            blocks.extend(table_blocks(_table_rows(node), heading=heading))
+            blocks.extend(_record_blocks(node, heading) if _row_headed(node) else table_blocks(_table_rows(node), heading=heading))
             continue
         if name == "br":
             inline.append(" ")

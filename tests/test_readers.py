@@ -211,6 +211,40 @@ def test_html_messy_markup_from_data_folder():
         assert furniture not in joined
 
 
+def test_html_row_headed_tables_are_records_and_permalinks_go(tmp_path):
+    # Apache httpd's manual, as Debian's apache2-doc ships it: every directive has a box whose rows
+    # are a <th> label and a <td> value, and every heading ends in a permalink "¶". Read as a
+    # table with its first row for header, the box became "Description:: Syntax:; Enables ...:
+    # RewriteEngine on|off", and every heading path ended in "¶".
+    page = tmp_path / "mod_rewrite.html"
+    page.write_text(
+        "<html><body><div id='page-content'>"
+        "<h2 id='rewriteengine'><span>RewriteEngine</span> Directive "
+        "<a title='Permanent link' href='#rewriteengine' class='permalink'>&para;</a></h2>"
+        "<table class='directive'>"
+        "<tr><th><a href='directive-dict.html#Description'>Description:</a></th>"
+        "<td>Enables or disables runtime rewriting engine</td></tr>"
+        "<tr><th><a href='directive-dict.html#Syntax'>Syntax:</a></th><td><code>RewriteEngine on|off</code></td></tr>"
+        "<tr><th>Default:</th><td><code>RewriteEngine off</code></td></tr>"
+        "<tr><th>Override:</th><td></td></tr></table>"
+        "<p>See <a href='#top'>#</a> the <a href='#flags'>flags</a>.</p>"
+        # A matrix (a header row, then rows labelled by a <th>) keeps its header over the columns.
+        "<table><tr><th></th><th>Prefork</th><th>Event</th></tr>"
+        "<tr><th>Threads</th><td>no</td><td>yes</td></tr></table>"
+        "</div></body></html>",
+        encoding="utf-8",
+    )
+    heading = ("RewriteEngine Directive",)
+    assert triples(read(page)) == [
+        ("RewriteEngine Directive", None, heading, "heading"),
+        ("Description: Enables or disables runtime rewriting engine", None, heading, "row"),
+        ("Syntax: RewriteEngine on|off", None, heading, "row"),
+        ("Default: RewriteEngine off", None, heading, "row"),
+        ("See the flags.", None, heading, "paragraph"),
+        ("Threads; Prefork: no; Event: yes", None, heading, "row"),
+    ]
+
+
 def test_markdown_headings_code_tables_and_lists(tmp_path):
     md = tmp_path / "notes.md"
     md.write_text(
