@@ -350,6 +350,22 @@ def _record_blocks(table, heading: tuple[str, ...]) -> list[Block]:
     return blocks
 
 
+def _headerless(table) -> bool:
+    """A table with no <th>, no <thead> and a first row that is not all bold: its first row is data
+    like the others (Apache's index tables "Anonymous | mod_authn_anon"), not a header over columns."""
+    from bs4 import Tag
+
+    if table.find("thead") or any(c.name == "th" for cells in _own_rows(table) for c in cells):
+        return False
+    rows = _own_rows(table)
+
+    def bold(cell) -> bool:
+        kids = [k for k in cell.contents if not (isinstance(k, str) and not k.strip())]
+        return bool(kids) and all(isinstance(k, Tag) and k.name in ("b", "strong") for k in kids)
+
+    return not rows or not all(bold(c) for c in rows[0] if _text(c))
+
+
 def _table_rows(table) -> list[list[str]]:
     """The cell texts of a <table>'s own rows (nested tables excluded); colspan repeats a cell so
     values stay under their header."""
@@ -447,7 +463,13 @@ def read_html(path: Path) -> Extracted:
             flush()
             caption = node.find("caption", recursive=False)
             heading = table_heading(blocks, headings.path, caption=_text(caption) if caption else "")
-            blocks.extend(_record_blocks(node, heading) if _row_headed(node) else table_blocks(_table_rows(node), heading=heading))
+            if _row_headed(node):
+                blocks.extend(_record_blocks(node, heading))
+            elif _headerless(node):
+                blocks.extend(Block(text, heading=heading, kind="row") for text in
+                              ("; ".join(c for c in row if c) for row in _table_rows(node)) if text)
+            else:
+                blocks.extend(table_blocks(_table_rows(node), heading=heading))
             continue
         if name == "br":
             inline.append(" ")

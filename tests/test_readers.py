@@ -211,7 +211,7 @@ def test_html_messy_markup_from_data_folder():
         assert furniture not in joined
 
 
-def test_html_row_headed_tables_are_records_and_permalinks_go(tmp_path):
+def test_html_row_headed_and_headerless_tables_and_permalinks(tmp_path):
     # Apache httpd's manual, as Debian's apache2-doc ships it: every directive has a box whose rows
     # are a <th> label and a <td> value, and every heading ends in a permalink "¶". Read as a
     # table with its first row for header, the box became "Description:: Syntax:; Enables ...:
@@ -231,6 +231,13 @@ def test_html_row_headed_tables_are_records_and_permalinks_go(tmp_path):
         # A matrix (a header row, then rows labelled by a <th>) keeps its header over the columns.
         "<table><tr><th></th><th>Prefork</th><th>Event</th></tr>"
         "<tr><th>Threads</th><td>no</td><td>yes</td></tr></table>"
+        # No <th>, no <thead>: every row is data (Apache's index "Anonymous | mod_authn_anon"; Python's
+        # collections table had come in as "namedtuple(): deque; factory function ...: list-like ...").
+        "<table class='qref'><tr><td><a href='a.html'>Anonymous</a></td><td>mod_authn_anon</td></tr>"
+        "<tr><td>Alias</td><td>mod_alias</td></tr></table>"
+        # ... unless its first row is all bold: then it is the header.
+        "<table><tr><td><b>Directive</b></td><td><strong>Module</strong></td></tr>"
+        "<tr><td>Alias</td><td>mod_alias</td></tr></table>"
         "</div></body></html>",
         encoding="utf-8",
     )
@@ -242,6 +249,9 @@ def test_html_row_headed_tables_are_records_and_permalinks_go(tmp_path):
         ("Default: RewriteEngine off", None, heading, "row"),
         ("See the flags.", None, heading, "paragraph"),
         ("Threads; Prefork: no; Event: yes", None, heading, "row"),
+        ("Anonymous; mod_authn_anon", None, heading, "row"),
+        ("Alias; mod_alias", None, heading, "row"),
+        ("Directive: Alias; Module: mod_alias", None, heading, "row"),
     ]
 
 
