@@ -366,6 +366,15 @@ def _headerless(table) -> bool:
     return not rows or not all(bold(c) for c in rows[0] if _text(c))
 
 
+def _plain_row(cells: list[str]) -> str:
+    """A row of a table without header: its cells joined by "; ", a first cell that is a label
+    ("Syntax:") put before the rest as "Syntax: value"."""
+    cells = [c for c in cells if c]
+    if len(cells) > 1 and cells[0].endswith(":"):
+        return f"{cells[0]} {'; '.join(cells[1:])}"
+    return "; ".join(cells)
+
+
 def _table_rows(table) -> list[list[str]]:
     """The cell texts of a <table>'s own rows (nested tables excluded); colspan repeats a cell so
     values stay under their header."""
@@ -466,8 +475,7 @@ def read_html(path: Path) -> Extracted:
             if _row_headed(node):
                 blocks.extend(_record_blocks(node, heading))
             elif _headerless(node):
-                blocks.extend(Block(text, heading=heading, kind="row") for text in
-                              ("; ".join(c for c in row if c) for row in _table_rows(node)) if text)
+                blocks.extend(Block(text, heading=heading, kind="row") for text in map(_plain_row, _table_rows(node)) if text)
             else:
                 blocks.extend(table_blocks(_table_rows(node), heading=heading))
             continue

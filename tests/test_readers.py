@@ -235,6 +235,7 @@ def test_html_row_headed_and_headerless_tables_and_permalinks(tmp_path):
         # collections table had come in as "namedtuple(): deque; factory function ...: list-like ...").
         "<table class='qref'><tr><td><a href='a.html'>Anonymous</a></td><td>mod_authn_anon</td></tr>"
         "<tr><td>Alias</td><td>mod_alias</td></tr></table>"
+        "<table><tr><td>Syntax:</td><td>listen address</td></tr><tr><td>Default:</td><td>listen *:80</td></tr></table>"
         # ... unless its first row is all bold: then it is the header.
         "<table><tr><td><b>Directive</b></td><td><strong>Module</strong></td></tr>"
         "<tr><td>Alias</td><td>mod_alias</td></tr></table>"
@@ -251,6 +252,8 @@ def test_html_row_headed_and_headerless_tables_and_permalinks(tmp_path):
         ("Threads; Prefork: no; Event: yes", None, heading, "row"),
         ("Anonymous; mod_authn_anon", None, heading, "row"),
         ("Alias; mod_alias", None, heading, "row"),
+        ("Syntax: listen address", None, heading, "row"),
+        ("Default: listen *:80", None, heading, "row"),
         ("Directive: Alias; Module: mod_alias", None, heading, "row"),
     ]
 
