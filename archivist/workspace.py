@@ -252,6 +252,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE adapters ADD COLUMN stale TEXT;   -- why: "trained on a deleted document: <name>"
     """,
+    # 10: the reader version a document was read with (ingest/readers.py READER_VERSIONS): an
+    # unchanged file read by an older reader is read again when it is ingested again
+    """
+    ALTER TABLE documents ADD COLUMN reader INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

@@ -29,7 +29,7 @@ import numpy as np
 
 from archivist import access, audit, jobs
 from archivist.ingest import chunking
-from archivist.ingest.readers import ReadError, read, read_stream
+from archivist.ingest.readers import ReadError, read, read_stream, reader_version
 from archivist.records import Chunk
 from archivist.retrieval import lexicon, vectors
 from archivist.ingest.shingles import shingles
@@ -429,7 +429,8 @@ def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] 
     except OSError as e:
         return FileResult(name, "failed", reason=f"cannot open: {e.strerror or e}", seconds=time.monotonic() - t0)
     row = _existing(db, cid, name)
-    if row is not None and row["content_hash"] == digest and row["status"] == "ready":
+    if (row is not None and row["content_hash"] == digest and row["status"] == "ready"
+            and row["reader"] >= reader_version(row["kind"])):
         return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
     return digest, size, row["id"] if row is not None else None
 
@@ -466,7 +467,7 @@ def read_file(s, path: Path, name: str, digest: str, size: int, replaces: int | 
 
 def _existing(db, cid: int, name: str):
     return db.execute(
-        "SELECT d.id, d.content_hash, d.status, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS n "
+        "SELECT d.id, d.content_hash, d.status, d.kind, d.reader, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS n "
         "FROM documents d WHERE d.collection_id = ? AND d.path = ?", (cid, name)).fetchone()
 
 
@@ -554,13 +555,15 @@ def _write_document(ws: Workspace, cid: int, p: _Pending, state: str = "ready", 
             ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (p.replaces,))
         ws.db.execute(
             "UPDATE documents SET source=?, content_hash=?, kind=?, size=?, pages=?, title=?, text=?, ocr=?, status=?, "
-            "updated_at=((julianday('now') - 2440587.5) * 86400.0) WHERE id=?",
-            (p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), state, p.replaces))
+            "reader=?, updated_at=((julianday('now') - 2440587.5) * 86400.0) WHERE id=?",
+            (p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), state,
+             reader_version(p.kind), p.replaces))
         return p.replaces, "updated"
     doc_id = ws.db.execute(
-        "INSERT INTO documents(collection_id, path, source, content_hash, kind, size, pages, title, text, ocr, status) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (cid, p.name, p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), state)).lastrowid
+        "INSERT INTO documents(collection_id, path, source, content_hash, kind, size, pages, title, text, ocr, status, reader) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (cid, p.name, p.source, p.digest, p.kind, p.size, p.pages, p.title, p.text, _ocr_json(p.ocr), state,
+         reader_version(p.kind))).lastrowid
     return doc_id, "added"
 
 

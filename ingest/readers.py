@@ -36,7 +36,20 @@ from .readers_markup import read_csv, read_html, read_markdown, read_text, strea
 from .readers_office import check_zip, ooxml_kind, read_docx, read_pptx, read_xlsx
 from .readers_pdf import read_image, read_pdf
 
-__all__ = ["ReadError", "detect_kind", "read", "read_stream", "READERS", "LABELS"]
+__all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", "READERS", "LABELS", "READER_VERSIONS"]
+
+# A kind's reader version, raised when its reader reads files already stored differently (other
+# blocks, better text). Each document row keeps the version it was read with; ingesting an unchanged
+# file whose row is older reads it again ("updated"), and its chunks whose text did not change keep
+# their vectors. A kind not named here is at version 1.
+#   html 2: tables whose rows are a <th> label and <td> values read as "Label: value"; tables
+#           without a header row no longer take their first row for one; permalink marks dropped.
+READER_VERSIONS = {"html": 2}
+
+
+def reader_version(kind: str | None) -> int:
+    """The current reader version of files of `kind` (READER_VERSIONS)."""
+    return READER_VERSIONS.get(kind or "", 1)
 
 MB = 1024 * 1024
 HEAD_BYTES = 8192  # how much of the file detect_kind sees

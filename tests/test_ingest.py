@@ -133,6 +133,41 @@ def test_reingest_skips_unchanged_replaces_changed_and_delete_removes_everywhere
     assert [d["name"] for d in list_documents(ws)] == ["docs/alpha.md"]
 
 
+def test_a_file_read_by_an_older_reader_is_read_again(ws, tmp_path, embedder, monkeypatch):
+    """A reader that improves (READER_VERSIONS) reaches files already stored: ingesting them again
+    reads them again instead of calling them unchanged; chunks whose text is the same keep their
+    vectors, and files of other kinds are left alone."""
+    from archivist.ingest import readers
+    from archivist.workspace import open_workspace
+
+    write(tmp_path / "docs" / "box.html", "<h2>Listen Directive</h2><table><tr><th>Syntax:</th>"
+                                                  "<td>Listen [IP-address:]portnumber</td></tr></table>")
+    write(tmp_path / "docs" / "notes.md", "# Notes\n\nThe proxy listens on port 8080.\n")
+    assert [r.status for r in ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)] == ["added", "added"]
+    assert ws.db.execute("SELECT reader FROM documents WHERE path = 'docs/box.html'").fetchone()[0] == readers.reader_version("html")
+    texts = sorted(r[0] for r in ws.db.execute("SELECT text FROM chunks"))
+
+    monkeypatch.setitem(readers.READER_VERSIONS, "html", readers.reader_version("html") + 1)  # the next release's reader
+    again = ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)
+    assert [(r.name, r.status, r.embedded) for r in again] == [("docs/box.html", "updated", 0), ("docs/notes.md", "unchanged", 0)]
+    assert ws.db.execute("SELECT reader FROM documents WHERE path = 'docs/box.html'").fetchone()[0] == readers.reader_version("html")
+    assert [r.status for r in ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)] == ["unchanged"] * 2
+    assert faiss_ids(ws) == chunk_ids(ws) and sorted(r[0] for r in ws.db.execute("SELECT text FROM chunks")) == texts
+
+    # A workspace from before reader versions: its documents count as read by version 1.
+    from archivist import workspace
+
+    home = tmp_path / "old"
+    monkeypatch.setattr(workspace, "MIGRATIONS", MIGRATIONS[:-1])
+    with open_workspace(Settings.from_env(home=home)) as old:
+        old.db.execute("INSERT INTO collections(name) VALUES ('default')")
+        old.db.execute("INSERT INTO documents(collection_id, path, source, content_hash, kind, size, status) "
+                       "VALUES (1, 'a.html', '/a.html', 'x', 'html', 1, 'ready')")
+    monkeypatch.setattr(workspace, "MIGRATIONS", MIGRATIONS)
+    with open_workspace(Settings.from_env(home=home)) as old:
+        assert old.db.execute("SELECT reader FROM documents").fetchone()[0] == 1
+
+
 def test_same_content_under_two_names_is_embedded_once(ws, tmp_path, embedder):
     text = "Robots recharge at dock seven between shifts.\n\nThe dock uses 48 volt chargers.\n"
     one = ingest_paths(ws, [write(tmp_path / "one.txt", text)], embedder=embedder, progress=False)
