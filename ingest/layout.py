@@ -27,7 +27,7 @@ class Line(NamedTuple):
     """One text line; geometry in page units (y grows upwards), 0.0 when unknown."""
 
     text: str
-    size: float  # the tallest loose font box on the line: a proxy for the font size
+    size: float  # the most common height of the line's loose font boxes: a proxy for its font size
     top: float
     bottom: float
     box: Box = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 as page fractions, origin top left
@@ -99,7 +99,8 @@ def _sampled_lines(handle, pieces, width: float, height: float) -> tuple[list[Li
     for offset, raw in pieces:
         if not raw.strip():
             continue
-        top, bottom, size = float("-inf"), float("inf"), 0.0
+        top, bottom = float("-inf"), float("inf")
+        heights: dict[float, int] = {}
         left = right = None
         last = len(raw.rstrip("\r")) - 1
         prev_k = 0
@@ -112,14 +113,18 @@ def _sampled_lines(handle, pieces, width: float, height: float) -> tuple[list[Li
                     top = rt
                 if rb < bottom:
                     bottom = rb
-                if rt - rb > size:
-                    size = rt - rb
+                h = round(rt - rb, 1)
+                heights[h] = heights.get(h, 0) + 1
                 if left is None:  # the extent: the first sampled character's left, the last one's right
                     left = rect.left
                 elif not wide_gap and rect.left - right > ((k - prev_k - 1) * 0.55 + 1.2) * (rt - rb):
                     wide_gap = True
                 right, prev_k = rect.right, k
         line = raw.replace("\r", "").replace("\x00", "")
+        # The size most of the line is set in, not its tallest glyph: a bullet, a parenthesis or a
+        # math sign can have a taller box than the letters beside it (TeX's fonts), which made
+        # bulleted lines headings and a section with "(DIF)" in its title a level of its own.
+        size = max(heights, key=lambda h: (heights[h], h)) if heights else 0.0
         if not size:
             lines.append(Line(line, 0.0, 0.0, 0.0))
             continue
@@ -227,23 +232,29 @@ def _frac(v: float) -> float:
 
 
 def join_lines(lines: list[str]) -> str:
-    """Lines of one paragraph -> one string. pdfium marks a hyphen at a line end as \\x02 (or
-    U+FFFE); it is kept as "-" and joined without a space, so codes like NW-4410 survive a break.
-    A plain "-" ending a line after a lowercase letter, with the next line starting lowercase, is a
-    word broken at the line end (OCR text, and PDFs that set a real hyphen): it is joined; after a
-    capital or a digit it is kept and joined without a space, like pdfium's marker."""
+    """Lines of one paragraph -> one string. A "-" ending a line after a lowercase letter, with the
+    next line starting lowercase, is a word broken at the line end: it is joined ("manip-" +
+    "ulation"); after a capital or a digit it is kept and joined without a space, so codes like
+    NW-4410 survive a break. The same holds for pdfium's mark of a hyphen at a line end, \\x02 or
+    U+FFFE (TeX's hyphenation), which becomes "-" where it is kept."""
     out = ""
     for line in lines:
         line = line.strip()
         if out.endswith(("\x02", "\ufffe")):
-            out = out[:-1] + "-" + line
+            broken = out[-2:-1].islower() and line[:1].islower()
+            out = out[:-1] + ("" if broken else "-") + line
         elif out.endswith("-") and out[-2:-1].islower() and line[:1].islower():
             out = out[:-1] + line  # a word broken at the line end
         elif out.endswith("-") and (out[-2:-1].isupper() or out[-2:-1].isdigit()) and line[:1].isalnum():
             out = out + line  # a code broken at its hyphen: NW-4410
         else:
             out = f"{out} {line}" if out else line
+    # pdfium also leaves the mark inside a line whose break it undid ("manip\ufffeulation")
+    out = _SOFT_HYPHEN.sub("", out)
     return clean(out.replace("\x02", "-").replace("\ufffe", "-"))
+
+
+_SOFT_HYPHEN = re.compile(r"(?<=[a-zß-ÿ])[\x02\ufffe](?=[a-zß-ÿ])")  # between lowercase letters: a broken word
 
 
 def _furniture_key(text: str) -> str:
@@ -263,8 +274,34 @@ def _repeated_furniture(pages: list[list[Line]]) -> set[str]:
 
 
 def _is_page_number(line: Line, lines: list[Line]) -> bool:
-    """A bare page number ("12", "- 12 -", "Page 3 of 9") as the first or last line of a page."""
-    return line in (lines[0], lines[-1]) and re.fullmatch(r"(?i)[-–\s]*(page\s+)?\d{1,4}(\s+of\s+\d{1,4})?[-–\s]*", line.text) is not None
+    """A bare page number ("12", "- 12 -", "Page 3 of 9", a front matter's "iv") as the first or
+    last line of a page."""
+    return line in (lines[0], lines[-1]) and re.fullmatch(
+        r"[-–\s]*(?:(?i:page)\s+)?(?:\d{1,4}(?:\s+(?i:of)\s+\d{1,4})?|[ivxl]{1,6})[-–\s]*", line.text) is not None
+
+
+_EDGE_NUMBER = re.compile(r"^\s*(\d{1,4})\s+(?=\S)|(?<=\S)\s+(\d{1,4})\s*$")
+
+
+def _running_headers(pages: list[list[Line]]) -> set[tuple[int, str]]:
+    """(page number, text) of the first and last lines that are a running header or footer carrying
+    the page number and the chapter or section ("Chapter 2: ASN.1 structure handling 3"): the same
+    text, less a number at its start or end, on two pages or more, with that number rising with the
+    page (its page number, printed). Such a header changes with the chapter, so it never recurs on
+    most pages as `_repeated_furniture` asks."""
+    seen: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    for number, lines in enumerate(pages, 1):
+        for line in {ln.text for ln in lines[:1] + lines[-1:] if len(ln.text) <= 100}:
+            m = _EDGE_NUMBER.search(line)
+            if m:
+                printed = int(m.group(1) or m.group(2))
+                rest = clean(line[:m.start()] + " " + line[m.end():])
+                seen.setdefault((rest, number - printed), []).append((number, line))
+    return {hit for (rest, _), hits in seen.items() if len(hits) >= 2 and re.search(r"[A-Za-z]{2}", rest) for hit in hits}
+
+
+# A table of contents' or an index's entry: a dot leader, then a page number ("3 Utilities . . . . 5").
+_TOC_ENTRY = re.compile(r"(?:[.·…]{4,}|(?:\s[.·…]){2,})\s*(?:\d{1,4}|[ivxl]{1,6})\s*$")
 
 
 def page_blocks(pages: list[Page]) -> list[Block]:
@@ -284,9 +321,9 @@ def page_blocks(pages: list[Page]) -> list[Block]:
     body = max(weight, key=weight.get) if weight else 0.0
     heading_sizes = {
         round(line.size, 1) for lines in all_lines for line in lines
-        if body and line.size >= body * 1.15 and len(line.text) <= 200
+        if body and line.size >= body * 1.15 and len(line.text) <= 200 and _reads_as_title(line.text)
     }
-    level_of = {size: min(i + 1, 6) for i, size in enumerate(sorted(heading_sizes, reverse=True))}
+    level_of = heading_levels(heading_sizes)
     bold_level = min(len(level_of) + 1, 6)  # a short bold line in the body size heads the innermost level
     # The usual gap between the lines of one paragraph: a low quantile of the body-line gaps.
     gaps = sorted(
@@ -296,6 +333,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
     )
     usual_gap = gaps[len(gaps) // 4] if gaps else 0.0
     furniture = _repeated_furniture(all_lines)
+    running = _running_headers(all_lines)
 
     headings = HeadingPath()
     blocks: list[Block] = []
@@ -348,9 +386,13 @@ def page_blocks(pages: list[Page]) -> list[Block]:
             while tables and line.size and line.top < tables[0].top - 1.0:
                 emit_table(tables.pop(0))
                 prev = None
-            if line in (lines[0], lines[-1]) and (_furniture_key(line.text) in furniture or _is_page_number(line, lines)):
-                continue
-            line_level = level_of.get(round(line.size, 1))
+            if line in (lines[0], lines[-1]) and (
+                    (_furniture_key(line.text) in furniture and not (number == 1 and round(line.size, 1) in level_of))
+                    or (number, line.text) in running or _is_page_number(line, lines)):
+                continue  # a running header or footer (the title it repeats stays where it heads page 1)
+            if _TOC_ENTRY.search(line.text):
+                continue  # the contents or the index: the headings and pages themselves say it
+            line_level = level_of.get(round(line.size, 1)) if _reads_as_title(line.text) else None
             if line_level is None and _bold_heading(line, lines[index + 1] if index + 1 < len(lines) else None, body):
                 line_level = bold_level
             if line_level is not None:
@@ -375,6 +417,32 @@ def page_blocks(pages: list[Page]) -> list[Block]:
             emit_table(table)
         flush()
     return [b for b in blocks if b.text]
+
+
+def _reads_as_title(text: str) -> bool:
+    """Whether a large line can be a heading: a word of two letters or more, mostly letters and
+    digits, no "=" or "@". Large signs, formulas and diagrams set in letter-mapped fonts (Texinfo's
+    "✡ ✠" box corners, "eaij = riiaijsjj", xy-pic's "GFED@ABC") had become the outermost heading
+    of every page after them."""
+    chars = [c for c in text if not c.isspace()]
+    return (re.search(r"[^\W\d_]{2}", text) is not None and "=" not in text and "@" not in text
+            and sum(c.isalnum() for c in chars) >= 0.5 * len(chars))
+
+
+LEVEL_STEP = 1.06  # heading sizes within 6% of a level's largest are that level (one font, measured apart)
+
+
+def heading_levels(sizes: set[float]) -> dict[float, int]:
+    """Heading size -> level, 1 for the largest: a size more than LEVEL_STEP below the largest size of
+    the level above opens the next level, so the chapters of one book measured at 15.3 and 15.4 are
+    siblings, not a chapter nested in another."""
+    levels: dict[float, int] = {}
+    level, top = 0, None
+    for size in sorted(sizes, reverse=True):
+        if top is None or size * LEVEL_STEP < top:
+            level, top = min(level + 1, 6), size
+        levels[size] = level
+    return levels
 
 
 def _bold_heading(line: Line, after: Line | None, body: float) -> bool:

@@ -44,7 +44,11 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 # their vectors. A kind not named here is at version 1.
 #   html 2: tables whose rows are a <th> label and <td> values read as "Label: value"; tables
 #           without a header row no longer take their first row for one; permalink marks dropped.
-READER_VERSIONS = {"html": 2}
+#   pdf 2, image 2: a line's size is the one most of it is set in; near sizes are one heading
+#           level; signs, formulas and diagrams head nothing; running headers that name the chapter
+#           and the page, contents and index entries with dot leaders are dropped; TeX's
+#           hyphenation is undone; a title repeated as the running header stays on page 1.
+READER_VERSIONS = {"html": 2, "pdf": 2, "image": 2}
 
 
 def reader_version(kind: str | None) -> int:

@@ -134,6 +134,92 @@ def test_pdf_pages_paragraphs_and_headings(simple_pdf):
     ]
 
 
+def manual_pdf(path: Path) -> Path:
+    """A small manual with what real ones have (bench/RESULTS.md, finding 48): a title page whose
+    title is also every other page's running header, a table of contents with dot leaders, a
+    running footer naming the chapter and the page, a chapter heading with parentheses from the
+    Symbol font (their boxes are taller than Helvetica's at the same size), section headings at 13
+    and 13.4 pt, and a large decoration and a large formula inside a chapter."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+    pdf.set_auto_page_break(False)
+    pdf.add_font("DejaVu", "", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    body = "The operator checks every item before the shift starts and writes the result in the log."
+
+    def text(size: float, line: str, style: str = "", font: str = "Helvetica", gap: float = 4) -> None:
+        pdf.set_font(font, style, size)
+        pdf.multi_cell(0, size * 0.55, line, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(gap)
+
+    def page() -> None:
+        pdf.add_page()
+        text(9, "Field Manual")
+
+    def footer(chapter: str) -> None:
+        pdf.set_y(-20)
+        text(9, f"{chapter} {pdf.page}")
+
+    pdf.add_page()
+    text(24, "Field Manual", "B")
+    text(16, "Contents", "B")
+    for entry in ("1 Setup (SET) . . . . . . . . 2", "1.1 Power . . . . . . . . 2", "2 Operation . . . . . . . . 4"):
+        text(11, entry, gap=1)
+    for number, (chapter, sections) in enumerate([("Setup", ["1.1 Power", "1.2 Cables"]), ("Operation", [])], 1):
+        for n, size in enumerate((13, 13.4)[: len(sections)] or [None]):
+            page()
+            if n == 0:
+                pdf.set_font("Helvetica", "B", 16)
+                pdf.cell(pdf.get_string_width(f"{number} {chapter} "), 9, f"{number} {chapter} ")
+                if chapter == "Setup":
+                    for piece, font in (("(", "Symbol"), ("SET", "Helvetica"), (")", "Symbol")):
+                        pdf.set_font(font, "B" if font == "Helvetica" else "", 16)
+                        pdf.cell(pdf.get_string_width(piece), 9, piece)
+                pdf.ln(13)
+            if sections:
+                text(size, sections[n], "B")
+            text(11, body)
+            if number == 1 and n == 1:
+                text(40, "✡ ✠", font="DejaVu")
+                text(30, "x = y + 2")
+                text(11, "After the figure the section goes on.")
+            footer(f"Chapter {number}: {chapter}")
+    page()
+    text(11, "Switch the unit off at the end of the shift.")
+    footer("Chapter 2: Operation")
+    pdf.output(str(path))
+    return path
+
+
+def test_pdf_headings_furniture_and_contents_of_a_real_manual(tmp_path):
+    blocks = read(manual_pdf(tmp_path / "manual.pdf")).blocks
+    headings = [(b.text, b.page, b.heading) for b in blocks if b.kind == "heading"]
+    top = "Field Manual"
+    assert headings == [
+        (top, 1, (top,)),  # kept on page 1, where it is the title, though it runs atop every other page
+        ("Contents", 1, (top, "Contents")),
+        ("1 Setup (SET)", 2, (top, "1 Setup (SET)")),  # the parentheses' taller boxes make no level of their own
+        ("1.1 Power", 2, (top, "1 Setup (SET)", "1.1 Power")),
+        ("1.2 Cables", 3, (top, "1 Setup (SET)", "1.2 Cables")),  # 13.4 pt beside 13: a sibling
+        ("2 Operation", 4, (top, "2 Operation")),  # the 40 pt decoration and formula head nothing
+    ]
+    texts = [b.text for b in blocks]
+    assert not any("Chapter" in t or ". . ." in t or t == top for t in texts[1:])  # footers, header, contents
+    assert "After the figure the section goes on." in texts
+    assert blocks[-1].text == "Switch the unit off at the end of the shift." and blocks[-1].heading == (top, "2 Operation")
+
+
+def test_tex_hyphenation_marks_are_undone(tmp_path):
+    from archivist.ingest.layout import join_lines
+
+    # pdfium marks TeX's hyphenation U+FFFE (or \x02), at a line end or inside a line it joined
+    assert join_lines(["Distinguished Encoding Rules (DER) manip\ufffeulation.", "Copyright"]) == \
+        "Distinguished Encoding Rules (DER) manipulation. Copyright"
+    assert join_lines(["structures man\ufffe", "agement"]) == "structures management"
+    assert join_lines(["extension NW\x02", "4410 today"]) == "extension NW-4410 today"  # a code keeps its hyphen
+
+
 def test_pdf_without_text_layer(tmp_path):
     from fpdf import FPDF
 
