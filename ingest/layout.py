@@ -176,6 +176,8 @@ def reading_order(lines: list[Line]) -> list[Line]:
     A page without at least three lines on each side of a clear gutter keeps pdfium's order."""
     def side(line: Line) -> int:  # -1 left of the middle, 1 right of it, 0 across it
         x0, _, x1, _ = line.box
+        if abs((x0 + x1) / 2 - 0.5) < 0.03 and 0 < x1 - x0 < 0.2:
+            return 0  # short and centred on the middle: a page number or a short title, in neither column
         return -1 if x1 <= 0.52 and x1 > x0 else 1 if x0 >= 0.48 else 0
     sides = [side(line) for line in lines]
     if sides.count(-1) < 3 or sides.count(1) < 3:
@@ -349,8 +351,11 @@ def page_blocks(pages: list[Page]) -> list[Block]:
         def flush() -> None:
             if title:
                 text = join_lines([ln.text for ln in title])
-                blocks.append(Block(text, page=number, heading=headings.enter(level, text), kind="heading",
-                                    boxes=_boxes(title)))
+                if len(text) <= MAX_HEADING_CHARS:
+                    blocks.append(Block(text, page=number, heading=headings.enter(level, text), kind="heading",
+                                        boxes=_boxes(title)))
+                else:  # large lines that run on: a page set bigger than the rest (a scan), not a title
+                    blocks.append(Block(text, page=number, heading=headings.path, boxes=_boxes(title)))
                 title.clear()
             if para:
                 blocks.append(Block(join_lines([ln.text for ln in para]), page=number, heading=headings.path,
@@ -429,6 +434,7 @@ def _reads_as_title(text: str) -> bool:
             and sum(c.isalnum() for c in chars) >= 0.5 * len(chars))
 
 
+MAX_HEADING_CHARS = 200  # a heading's lines, joined, are no longer than this; longer, they are a paragraph
 LEVEL_STEP = 1.06  # heading sizes within 6% of a level's largest are that level (one font, measured apart)
 
 

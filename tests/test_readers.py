@@ -210,6 +210,16 @@ def test_pdf_headings_furniture_and_contents_of_a_real_manual(tmp_path):
     assert blocks[-1].text == "Switch the unit off at the end of the shift." and blocks[-1].heading == (top, "2 Operation")
 
 
+def test_large_lines_that_run_on_are_a_paragraph_not_a_heading(tmp_path):
+    # A scanned page set larger than the others came in as one heading of 1,151 characters, the
+    # heading path of everything after it (and cut from each chunk's vector by the embedder's window).
+    big = " ".join([LONG] * 3)
+    pages = [[(18, "Intro")] + [(11, LONG)] * 5, [(14, big), (11, "The end.")]]
+    blocks = read(make_pdf(tmp_path / "mixed.pdf", pages)).blocks
+    assert [(b.kind, b.heading) for b in blocks] == [("heading", ("Intro",))] + [("paragraph", ("Intro",))] * 7
+    assert blocks[6].text == big
+
+
 def test_tex_hyphenation_marks_are_undone(tmp_path):
     from archivist.ingest.layout import join_lines
 
