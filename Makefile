@@ -44,12 +44,15 @@ ui: install
 	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
 
 # Debian packages the browser tests need (Chromium); skipped when present or when apt is unavailable.
+# chromium for the browser tests; glpk-doc for a real TeX PDF whose math fonts pdfminer cannot decode.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium fonts-dejavu-core"; \
+	[ -f /usr/share/doc/glpk-doc/glpk.pdf ] || missing="$$missing glpk-doc"; \
+	[ -z "$$missing" ] || { \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
-	  else echo "chromium missing and no apt-get: browser tests will be skipped" >&2; fi; }
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "$$missing missing and no apt-get: the tests that need them will be skipped" >&2; fi; }
 
 # Tests run in parallel processes (pytest-xdist), one per core, at most 4 (each loads the models):
 # a test file stays on one worker, so its module fixtures (a server, a trained adapter) are built once,

@@ -16,6 +16,7 @@ on a text layer and on OCR boxes, so a scanned table becomes rows with headers t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .layout import Line, Table
@@ -48,14 +49,23 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
     import pdfplumber
 
     found: dict[int, list[Table]] = {}
+    pdfium_doc = None  # opened the first time pdfminer cannot decode a cell's font
     with pdfplumber.open(path, pages=pages) as pdf:
         for number, page in zip(pages, pdf.pages):
             width, height = sizes[number]
+            textpage = None
             try:
                 candidates = page.find_tables()
                 tables = []
                 for table in candidates:
                     cells = [[clean(cell or "") for cell in row] for row in table.extract()]
+                    if any(_CID.search(cell) for row in cells for cell in row):
+                        if textpage is None:
+                            import pypdfium2 as pdfium
+
+                            pdfium_doc = pdfium_doc or pdfium.PdfDocument(str(path))
+                            textpage = pdfium_doc[number - 1].get_textpage()
+                        cells = _decoded(cells, table, textpage, height)
                     kept = [(row, _fraction(box.bbox, width, height)) for row, box in zip(cells, table.rows) if any(row)]
                     rows = [row for row, _ in kept]
                     if len(rows) < 2 or max(len(row) for row in rows) < 2:
@@ -69,7 +79,26 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
                 page.close()
             if tables:
                 found[number] = sorted(tables, key=lambda t: -t.top)
+    if pdfium_doc is not None:
+        pdfium_doc.close()
     return found
+
+
+_CID = re.compile(r"\(cid:\d+\)")  # pdfminer's stand-in for a glyph its font does not map to Unicode
+
+
+def _decoded(cells: list[list[str]], table, textpage, height: float) -> list[list[str]]:
+    """The cells whose text pdfminer gave as "(cid:21)" (TeX's math fonts: λ, ≥, ∞), read again by
+    pdfium, which decodes those fonts, from the cell's box on the page."""
+    out = []
+    for row, cells_row in zip(cells, table.rows):
+        new = list(row)
+        for i, (text, box) in enumerate(zip(row, cells_row.cells)):
+            if box is not None and _CID.search(text):
+                x0, top, x1, bottom = box
+                new[i] = clean(textpage.get_text_bounded(left=x0, bottom=height - bottom, right=x1, top=height - top))
+        out.append(new)
+    return out
 
 
 def _fraction(bbox, width: float, height: float) -> tuple[float, float, float, float]:

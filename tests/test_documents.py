@@ -184,6 +184,25 @@ def test_pdf_table_rows_keep_their_headers_across_pages(tmp_path, ruled):
     assert any("Product: Heron; EMEA: 415; Americas: 390; APAC: 1,975" in c.text for c in chunks)
 
 
+GLPK = Path("/usr/share/doc/glpk-doc/glpk.pdf")  # Debian's glpk-doc (make system-deps): TeX, math fonts
+
+
+@pytest.mark.skipif(not GLPK.exists(), reason="needs Debian's glpk-doc (make system-deps)")
+def test_a_ruled_tables_math_is_decoded(tmp_path):
+    # pdfminer, which pdfplumber reads cells with, cannot map TeX's math fonts: GLPK's "rule of signs"
+    # table came in as "(cid:21) = 0" where the page says "λk = 0"; pdfium decodes them.
+    import pypdfium2 as pdfium
+
+    page = tmp_path / "glpk-p101.pdf"
+    source, one = pdfium.PdfDocument(str(GLPK)), pdfium.PdfDocument.new()
+    one.import_pages(source, [100])
+    one.save(str(page))
+    rows = [b.text for b in read(page).blocks if b.kind == "row"]
+    assert rows and not any("(cid:" in r for r in rows)
+    assert rows[0].startswith("Minimization: (λl)k; (λu)k;")
+    assert "Original bound constraint: −∞ < xk < +∞ xk ≥ lk" in rows[1]
+
+
 def test_aligned_text_that_is_no_table_stays_text(tmp_path):
     """Short aligned pieces make a table; a form of two label/value pairs, two columns of running
     text and a row whose piece crosses a column's gutter do not."""
