@@ -103,6 +103,22 @@ def _blank_pdf(path: Path, pages: int) -> None:
     pdf.close()
 
 
+def test_a_scan_whose_words_ran_together_is_flagged(tmp_path):
+    # RapidOCR read a slightly skewed, blurred page of a spec with every space lost, at 0.97 mean
+    # confidence, so the page was not flagged (pages under LOW_CONFIDENCE are) and its words could
+    # be found by no search. The lines as it read them:
+    from archivist.ingest.ocr import LOW_CONFIDENCE, OcrLine, OcrPage, run_together
+
+    read = ["SharedMIME-info Database", "TherearetwoimportantrequirementsforthewaytheMIMEdatabaseisstored",
+            "ThisspecificationusestheXDGBaseDirectorySpecification", "1.3. Language used in this specification"]
+    page = OcrPage(1000, 1400, [OcrLine(t, (0, 0, 10, 10), 0.97) for t in read])
+    assert [run_together(t) for t in read] == [False, True, True, False]
+    assert page.confidence < LOW_CONFIDENCE
+    assert not run_together("internationalization and localization support")  # long words, with spaces
+    clean_page = OcrPage(1000, 1400, [OcrLine(t, (0, 0, 10, 10), 0.97) for t in (read[0], read[3])])
+    assert clean_page.confidence == pytest.approx(0.97)
+
+
 def test_ocr_never_and_the_per_page_time_limit(tmp_path):
     memo = scanned_pdf(tmp_path / "memo.pdf", "A typed first page about the Falcon drone and its battery.",
                        render_text(["The second page is a scan."]))
