@@ -33,7 +33,8 @@ from archivist.records import Block, Extracted
 
 from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason
 from .readers_markup import read_csv, read_html, read_markdown, read_text, stream_csv
-from .readers_office import check_zip, ooxml_kind, read_docx, read_pptx, read_xlsx
+from .readers_docx import read_docx
+from .readers_office import check_zip, ooxml_kind, read_pptx, read_xlsx
 from .readers_pdf import read_image, read_pdf
 
 __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", "READERS", "LABELS", "READER_VERSIONS"]
@@ -44,11 +45,16 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 # their vectors. A kind not named here is at version 1.
 #   html 2: tables whose rows are a <th> label and <td> values read as "Label: value"; tables
 #           without a header row no longer take their first row for one; permalink marks dropped.
+#   docx 2: nested tables, content controls and tracked insertions read; list numbers kept;
+#           two-row headers joined ("2024 Hires"); a title row across a table is its caption.
+#   xlsx 2: title rows above the header become the caption; merged values repeated down; numbers
+#           as formatted ("25%"); uncalculated formulas as "=..."; hidden sheets marked.
+#   pptx 2: a slide's text boxes read top to bottom, left to right.
 #   pdf 2, image 2: a line's size is the one most of it is set in; near sizes are one heading
 #           level; signs, formulas and diagrams head nothing; running headers that name the chapter
 #           and the page, contents and index entries with dot leaders are dropped; TeX's
 #           hyphenation is undone; a title repeated as the running header stays on page 1.
-READER_VERSIONS = {"html": 2, "pdf": 2, "image": 2}
+READER_VERSIONS = {"html": 2, "pdf": 2, "image": 2, "docx": 2, "xlsx": 2, "pptx": 2}
 
 
 def reader_version(kind: str | None) -> int:

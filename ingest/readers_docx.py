@@ -1,0 +1,338 @@
+"""The DOCX reader: paragraphs in body order (content controls and tracked insertions included,
+tracked deletions not), Word's list numbers, headings from the `Heading n`/`Title` styles, and
+tables as rows under their headers (nested tables kept in their cell, two-row headers joined).
+
+`read()` in `readers.py` calls `check_zip` (readers_office.py) first; library exceptions escape
+`read_docx`, and `read()` turns them into ReadError("corrupt DOCX: ...").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from archivist.records import Block, Extracted
+
+from .readers_base import HeadingPath, clean, table_blocks, table_heading
+
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_P, _TBL, _SDT, _CUSTOM = f"{{{W}}}p", f"{{{W}}}tbl", f"{{{W}}}sdt", f"{{{W}}}customXml"
+MAX_HEADER_ROWS = 3  # a DOCX table's header takes at most this many rows
+MAX_COLUMNS = 64  # Word allows 63; a larger span or offset is damage and is capped
+# Runs whose text is not shown: tracked deletions and moves away, and text boxes anchored in the
+# paragraph (Word stores each twice, as DrawingML and as a VML fallback; their text is not read).
+_SHOWN_RUNS = ".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ancestor::w:txbxContent)]"
+
+
+def _xpath(element, path: str) -> list:
+    """XPath with the w: prefix on any element: python-docx's own classes and the plain lxml
+    elements it leaves unwrapped (numbering levels)."""
+    from lxml import etree
+
+    return etree._Element.xpath(element, path, namespaces={"w": W})
+
+
+def _heading_level(paragraph) -> int | None:
+    """0 for the Title style, n for "Heading n", None for body text."""
+    try:
+        name = (paragraph.style.name or "") if paragraph.style is not None else ""
+    except (KeyError, ValueError, AttributeError):  # a style id missing from styles.xml
+        return None
+    if name == "Title":
+        return 0
+    if name.startswith("Heading "):
+        tail = name[len("Heading "):].strip()
+        if tail.isdigit():
+            return int(tail)
+    return None
+
+
+def _block_items(parent):
+    """The paragraphs (w:p) and tables (w:tbl) of a body or table cell in document order, including
+    those inside block-level content controls (w:sdt: cover pages, template fields) and custom XML,
+    which python-docx's iter_inner_content skips."""
+    for child in parent.iterchildren():
+        if child.tag in (_P, _TBL):
+            yield child
+        elif child.tag == _SDT:
+            for content in child.iterchildren(f"{{{W}}}sdtContent"):
+                yield from _block_items(content)
+        elif child.tag == _CUSTOM:
+            yield from _block_items(child)
+
+
+def _paragraph_text(p) -> str:
+    """The text a paragraph shows: every run, inside hyperlinks, fields, inline content controls and
+    tracked insertions (w:ins) too, but not tracked deletions. python-docx's Paragraph.text reads
+    only direct runs and hyperlinks, so it loses inserted text."""
+    return "".join(r.text for r in _xpath(p, _SHOWN_RUNS))
+
+
+def _roman(n: int) -> str:
+    out = ""
+    for value, letters in ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"),
+                           (50, "l"), (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
+        count, n = divmod(n, value)
+        out += letters * count
+    return out
+
+
+def _list_number(n: int, fmt: str) -> str:
+    """A list counter in a Word numFmt: decimal, decimalZero, lower/upperLetter (z, aa, bb), lower/upperRoman;
+    other formats (ordinal words, Asian counting systems) fall back to decimal."""
+    if fmt in ("lowerLetter", "upperLetter") and n > 0:
+        text = chr(ord("a") + (n - 1) % 26) * ((n - 1) // 26 + 1)
+    elif fmt in ("lowerRoman", "upperRoman") and n > 0:
+        text = _roman(n)
+    elif fmt == "decimalZero":
+        text = f"{n:02d}"
+    else:
+        return str(n)
+    return text.upper() if fmt.startswith("upper") else text
+
+
+def _val(element, path: str, default: str | None = None) -> str | None:
+    """The w:val of the first element at `path` under `element`, or `default`."""
+    found = _xpath(element, f"{path}/@w:val")
+    return str(found[0]) if found else default
+
+
+def _count(element, path: str, default: int, most: int = 10_000) -> int:
+    """The w:val at `path` as a count from 0 to `most`; `default` when absent or not a number (one
+    bad attribute should not fail the whole file, nor a huge span fill memory)."""
+    text = _val(element, path)
+    return min(int(text), most) if text is not None and text.isdigit() else default
+
+
+class ListNumbers:
+    """The numbers Word shows before numbered list paragraphs ("1.", "2.", "a)", "1.2."), counted in
+    document order from numbering.xml.
+
+    A paragraph is numbered by its own w:numPr or by its style's (and the styles it is based on).
+    Counters belong to the abstract list, so lists that share one continue each other as in Word; a
+    w:startOverride restarts a level the first time its list instance is used; a level resets when
+    a higher level counts on. Bullets count but show no label (their glyph carries no text).
+    Not modelled: w:lvlRestart, legal numbering (isLgl), level overrides that redefine a whole
+    level, and lists linked through numbering styles.
+    """
+
+    def __init__(self, document) -> None:
+        from docx.opc.constants import RELATIONSHIP_TYPE as RT
+
+        self._levels: dict[str, dict[str, tuple[int, str, str]]] = {}  # abstract id -> ilvl -> (start, numFmt, lvlText)
+        self._instances: dict[str, tuple[str, dict[str, int]]] = {}  # numId -> (abstract id, start overrides)
+        self._counts: dict[str, dict[int, int]] = {}
+        self._started: set[tuple[str, str]] = set()
+        self._styles = document.styles.element
+        try:
+            numbering = document.part.part_related_by(RT.NUMBERING).element
+        except KeyError:  # a document without lists
+            return
+        for abstract in _xpath(numbering, "w:abstractNum"):
+            self._levels[abstract.get(f"{{{W}}}abstractNumId")] = {
+                lvl.get(f"{{{W}}}ilvl"): (_count(lvl, "w:start", 0), _val(lvl, "w:numFmt", "decimal"),
+                                          _val(lvl, "w:lvlText", ""))
+                for lvl in _xpath(abstract, "w:lvl")
+            }
+        for num in _xpath(numbering, "w:num"):
+            overrides = {o.get(f"{{{W}}}ilvl"): _count(o, "w:startOverride", 1) for o in _xpath(num, "w:lvlOverride")
+                         if _val(o, "w:startOverride") is not None}
+            self._instances[num.get(f"{{{W}}}numId")] = (_val(num, "w:abstractNumId"), overrides)
+
+    def _num_pr(self, p) -> tuple[str, str] | None:
+        """(numId, ilvl) from the paragraph's own properties, else from its style chain."""
+        num_id, ilvl = _val(p, "w:pPr/w:numPr/w:numId"), _val(p, "w:pPr/w:numPr/w:ilvl")
+        style_id = _val(p, "w:pPr/w:pStyle")
+        for _ in range(10):  # basedOn chains are short; the bound guards against a loop
+            if num_id is not None or style_id is None:
+                break
+            style = _xpath(self._styles, f'w:style[@w:styleId="{style_id}"]') if '"' not in style_id else []
+            if not style:
+                break
+            num_id, ilvl = _val(style[0], "w:pPr/w:numPr/w:numId"), ilvl or _val(style[0], "w:pPr/w:numPr/w:ilvl")
+            style_id = _val(style[0], "w:basedOn")
+        if num_id is None or num_id == "0":  # numId 0 switches numbering off
+            return None
+        return num_id, ilvl or "0"
+
+    def label(self, p) -> str:
+        """Count the paragraph if it is numbered and return its label ("3.", "b)"), else ""."""
+        found = self._num_pr(p)
+        if found is None or found[0] not in self._instances:
+            return ""
+        num_id, ilvl = found
+        abstract, overrides = self._instances[num_id]
+        levels = self._levels.get(abstract, {})
+        if ilvl not in levels or not ilvl.isdigit():
+            return ""
+        counts = self._counts.setdefault(abstract, {})
+        level, start = int(ilvl), overrides.get(ilvl, levels[ilvl][0])
+        if ilvl in overrides and (num_id, ilvl) not in self._started:
+            counts.pop(level, None)  # this list instance restarts the count
+        self._started.add((num_id, ilvl))
+        counts[level] = counts[level] + 1 if level in counts else start
+        for deeper in [k for k in counts if k > level]:
+            del counts[deeper]
+        _, fmt, text = levels[ilvl]
+        if fmt in ("bullet", "none"):
+            return ""
+        for k in range(level + 1):
+            k_start, k_fmt, _ = levels.get(str(k), (1, "decimal", ""))
+            text = text.replace(f"%{k + 1}", _list_number(counts.get(k, k_start), k_fmt))
+        return clean(text)
+
+
+@dataclass
+class _Row:
+    """A DOCX table row laid on the table grid: `texts` has one entry per grid column (a cell
+    spanning columns repeats its text; one continuing a vertical merge has the text above),
+    `cells` the (first column, span) of each cell, `repeat` Word's "repeat as header row" mark,
+    `bold` whether all its text is bold."""
+    texts: list[str]
+    cells: list[tuple[int, int]]
+    repeat: bool
+    bold: bool
+
+
+def _bold(tr) -> bool:
+    """Whether every run with text in the row is set bold directly (w:b not switched off)."""
+    runs = [r for r in _xpath(tr, _SHOWN_RUNS) if r.text.strip()]
+    return bool(runs) and all(_val(r, "w:rPr/w:b", "true") not in ("0", "false", "off") and _xpath(r, "w:rPr/w:b")
+                              for r in runs)
+
+
+def _table_rows(tbl, numbers: ListNumbers) -> list[_Row]:
+    """A table's rows on its grid, rows and cells inside content controls included; rows without
+    text are left out."""
+    rows: list[_Row] = []
+    above: list[str] = []
+    for tr in _xpath(tbl, "w:tr | w:sdt/w:sdtContent/w:tr"):
+        texts: list[str] = [""] * _count(tr, "w:trPr/w:gridBefore", 0, MAX_COLUMNS)
+        cells = []
+        for tc in _xpath(tr, "w:tc | w:sdt/w:sdtContent/w:tc"):
+            start, span = len(texts), max(_count(tc, "w:tcPr/w:gridSpan", 1, MAX_COLUMNS), 1)
+            merge = _xpath(tc, "w:tcPr/w:vMerge")
+            if merge and merge[0].get(f"{{{W}}}val", "continue") == "continue":
+                text = above[start] if start < len(above) else ""
+            else:
+                text = _tc_text(tc, numbers)
+            texts += [text] * span
+            cells.append((start, span))
+        above = texts
+        if any(texts):
+            repeat = _val(tr, "w:trPr/w:tblHeader", "none") not in ("none", "0", "false", "off")
+            rows.append(_Row(texts, cells, repeat, _bold(tr)))
+    return rows
+
+
+def _tc_text(tc, numbers: ListNumbers) -> str:
+    """A cell's paragraphs, one per line, and the text of any table nested in it (`_nested_text`)."""
+    parts = []
+    for item in _block_items(tc):
+        if item.tag == _TBL:
+            parts.append(_nested_text(item, numbers))
+        else:
+            parts.append(" ".join(filter(None, (numbers.label(item), clean(_paragraph_text(item))))))
+    return "\n".join(part for part in parts if part)
+
+
+def _nested_text(tbl, numbers: ListNumbers) -> str:
+    """A table inside a cell as one line: each row "first cell: other cells" (a merged cell once),
+    rows joined by "; ", e.g. "CPU: 8 cores; RAM: 32 GB".
+
+    It stays inside the outer cell rather than becoming rows of its own because a nested table is
+    nearly always a detail of its outer row (the specs of an item, the steps of a task): kept in
+    that row's block, "Laptop" and "RAM: 32 GB" are found together. Small nested tables are mostly
+    label/value lists, which this reads right; one with a header row reads "Part: Qty; Pen: 2".
+    """
+    lines = []
+    for row in _table_rows(tbl, numbers):
+        values = [clean(t) for i, t in enumerate(row.texts) if clean(t) and (i == 0 or t != row.texts[i - 1])]
+        if values:
+            lines.append(f"{values[0]}: {', '.join(values[1:])}" if len(values) > 1 else values[0])
+    return "; ".join(lines)
+
+
+def _splits(above: _Row, below: _Row) -> bool:
+    """Whether `below` divides a cell of `above` that spans several (but not all) columns: the sub-
+    headers under a group header ("2024" over "Hires | Leavers")."""
+    width = len(above.texts)
+    starts = {start for start, _ in below.cells}
+    return any(1 < span < width and any(start < s < start + span for s in starts) for start, span in above.cells)
+
+
+def _title_row(row: _Row) -> bool:
+    """A row that is one cell across the whole table: a title inside the table, not a header."""
+    return len(row.cells) == 1 and row.cells[0][1] > 1
+
+
+def docx_table(tbl, numbers: ListNumbers) -> tuple[str, list[list[str]]]:
+    """A DOCX table as (caption, rows with the header first) for `table_blocks`.
+
+    Leading rows that are one cell across the whole table are its caption. The header is the
+    first row, and the next one too (up to MAX_HEADER_ROWS) when it divides a cell of the row above
+    that spans several columns ("2024" over "Hires | Leavers"), or when both rows are marked
+    "repeat as header row", or when both are all bold and the data rows are not. A column's header
+    joins its header rows' texts, a vertically merged one once: "Team", "2024 Hires",
+    "2024 Leavers". Any other table keeps its first row as the header.
+    """
+    rows = _table_rows(tbl, numbers)
+    captions = []
+    while len(rows) > 2 and _title_row(rows[0]):
+        captions.append(clean(rows.pop(0).texts[0]))
+    n = 1
+    while n < min(MAX_HEADER_ROWS, len(rows) - 1):
+        above, below = rows[n - 1], rows[n]
+        if not (_splits(above, below) or (above.repeat and below.repeat)
+                or (above.bold and below.bold and not all(r.bold for r in rows[n + 1:]))):
+            break
+        n += 1
+    width = max((len(r.texts) for r in rows), default=0)
+    header = []
+    for col in range(width):
+        parts: list[str] = []
+        for row in rows[:n]:
+            text = clean(row.texts[col]) if col < len(row.texts) else ""
+            if text and (not parts or parts[-1] != text):
+                parts.append(text)
+        header.append(" ".join(parts))
+    return " ".join(captions), [header] + [r.texts for r in rows[n:]]
+
+
+def read_docx(path: Path) -> Extracted:
+    """DOCX: body paragraphs and tables in document order, content controls (w:sdt) included.
+
+    A paragraph's text includes tracked insertions and leaves tracked deletions out; a numbered
+    list paragraph starts with the number Word shows ("2. Scan them.", `ListNumbers`). "Title" and
+    "Heading n" paragraphs become Block(kind="heading") and set the heading path (the Title is its
+    outermost level); each table data row becomes Block(kind="row") as "Header1: v1; Header2: v2"
+    (`docx_table`: one- or two-row headers, title rows as caption, nested tables inside their
+    cell). Headers, footers, text boxes and comments are not read. The title is the core
+    property, else the first Title paragraph.
+    """
+    import docx
+    from docx.text.paragraph import Paragraph
+
+    document = docx.Document(str(path))
+    numbers = ListNumbers(document)
+    title = clean(document.core_properties.title or "") or None
+    headings = HeadingPath()
+    blocks: list[Block] = []
+    for item in _block_items(document.element.body):
+        if item.tag == _TBL:
+            caption, rows = docx_table(item, numbers)
+            blocks.extend(table_blocks(rows, heading=table_heading(blocks, headings.path, caption=caption)))
+            continue
+        label = numbers.label(item)  # counted even when empty: Word numbers empty list paragraphs too
+        text = clean(_paragraph_text(item))
+        if not text:
+            continue
+        text = f"{label} {text}" if label else text
+        level = _heading_level(Paragraph(item, document.part))
+        if level is None:
+            blocks.append(Block(text, heading=headings.path))
+            continue
+        blocks.append(Block(text, heading=headings.enter(level, text), kind="heading"))
+        if level == 0 and title is None:
+            title = text
+    return Extracted(blocks, title=title, kind="docx")
