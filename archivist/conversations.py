@@ -1,7 +1,9 @@
 """Chat history per user: conversations and their messages, so a chat survives a reload.
 
 Assistant messages keep the citations shown with them (JSON, the `answer_json` shape) and the
-adapter that wrote them. A user only ever sees their own conversations.
+adapter that wrote them. A user only ever sees their own conversations, and of those only what
+they may still read: an answer drawn from a collection whose access they lost since is withheld
+(`messages`), on every surface and in the history a follow-up question is asked with.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from archivist import access
 from archivist.workspace import Workspace, transaction
 
 TITLE_CHARS = 80
+WITHHELD = "[withheld: this answer came from {}, which you can no longer read]"
 
 
 def _uid(ws: Workspace, user: str | None) -> int:
@@ -70,6 +73,7 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
     """The messages of one of `user`'s conversations in order: [{id, role, content, citations, adapter,
     created_at, ...meta}]. Raises LookupError when it is not theirs."""
     _own(ws, conversation_id, user)
+    readable = set(access.readable_collections(ws, user))
     out = []
     for r in ws.db.execute("SELECT id, role, content, citations, adapter, created_at FROM messages "
                            "WHERE conversation_id = ? ORDER BY id", (conversation_id,)):
@@ -79,8 +83,20 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
             extra = {"citations": extra}
         d["citations"] = extra.pop("citations", [])
         d.update(extra)
+        lost = sorted(_collections(d) - readable)
+        if lost:  # access revoked since: the answer, its passages and its claims quote that collection
+            d = {k: d[k] for k in ("id", "role", "created_at", "adapter", "question", "collection") if k in d}
+            d.update(content=WITHHELD.format(", ".join(lost)), citations=[], passages=[], withheld=lost, status="withheld")
         out.append(d)
     return out
+
+
+def _collections(message: dict) -> set[str]:
+    """The collections an assistant message drew on: those of its citations and passages, and the
+    one it was asked in."""
+    found = {x.get("collection") for key in ("citations", "passages") for x in message.get(key) or [] if isinstance(x, dict)}
+    found.add(message.get("collection"))
+    return {c for c in found if c}
 
 
 def history(ws: Workspace, conversation_id: int, user: str | None, turns: int = 6) -> list[dict]:

@@ -1,8 +1,12 @@
 """What users thought of answers: thumbs up/down and corrections, kept for fine-tuning.
 
 Each row holds the question, the answer shown, the passages it cited (JSON), the adapter and
-collection it came from, a rating (+1, -1 or 0) and optionally the answer the user says is right.
-`archivist.finetune` builds training examples from these rows.
+collection it came from, the chat message it rates, a rating (+1, -1 or 0) and optionally the
+answer the user says is right. `archivist.finetune` builds training examples from these rows.
+
+Feedback is its author's: a member sees, and fine-tunes on, their own rows; an admin sees and
+fine-tunes on everyone's (the questions people asked and what they wrote are theirs, like their
+conversations).
 
 Every passage is stored with its text, document and collection as they were when the answer was
 given: an adapter trained on the feedback names those collections in its lineage even after the
@@ -48,12 +52,13 @@ def record_feedback(
     citations: Sequence | None = None,
     adapter: str | None = None,
     collection: str | None = None,
+    message_id: int | None = None,
 ) -> int:
     """Store one piece of feedback on an answer; returns its id.
 
     rating: +1 (thumbs up), -1 (thumbs down) or 0 (only a correction). citations: the passages shown,
     as Citation records or dicts with chunk_id, n, document, collection and text (stored as JSON).
-    collection: the collection the question was asked in, if one.
+    collection: the collection the question was asked in, if one. message_id: the chat message rated.
     Raises ValueError for an empty question, a bad rating or feedback carrying nothing;
     AccessDenied for an unknown user.
     """
@@ -65,9 +70,10 @@ def record_feedback(
     with transaction(ws.db):
         uid = ws.db.execute("SELECT id FROM users WHERE name = ?", (who,)).fetchone()[0]
         return ws.db.execute(
-            "INSERT INTO feedback(user_id, collection, question, answer, rating, correction, citations, adapter) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (uid, collection, question, answer or "", rating, correction, _citations_json(citations, collection), adapter)).lastrowid
+            "INSERT INTO feedback(user_id, collection, question, answer, rating, correction, citations, adapter, message_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (uid, collection, question, answer or "", rating, correction, _citations_json(citations, collection), adapter,
+             message_id)).lastrowid
 
 
 def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: int | None = None,
@@ -123,24 +129,35 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     return out
 
 
-def training_feedback(ws: Workspace) -> list[dict]:
-    """Every feedback row a fine-tune can learn from (a thumbs up, or a correction), oldest first:
-    [{id, collection, question, answer, rating, correction, citations}]. Callers check access per row
-    (finetune.datasets.examples_from_feedback keeps only rows whose passages the user may read)."""
-    rows = ws.db.execute("SELECT id, collection, question, answer, rating, correction, citations FROM feedback "
-                         "WHERE rating > 0 OR (correction IS NOT NULL AND trim(correction) != '') ORDER BY id").fetchall()
-    return [dict(r) for r in rows]
+def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:
+    """The feedback rows a fine-tune by `user` can learn from (a thumbs up, or a correction), oldest
+    first: [{id, collection, question, answer, rating, correction, citations}]. A member's own rows
+    only; an admin's, everyone's. Callers also check access per row (finetune.datasets.
+    examples_from_feedback keeps only rows whose passages the user may read)."""
+    who = access.current_user(ws, user)
+    sql = ("SELECT f.id, f.collection, f.question, f.answer, f.rating, f.correction, f.citations FROM feedback f "
+           "LEFT JOIN users u ON u.id = f.user_id WHERE (f.rating > 0 OR (f.correction IS NOT NULL AND trim(f.correction) != ''))")
+    params: list = []
+    if not access.is_admin(ws, who):
+        sql += " AND u.name = ?"
+        params.append(who)
+    return [dict(r) for r in ws.db.execute(sql + " ORDER BY f.id", params).fetchall()]
 
 
-def find_feedback(ws: Workspace, user: str | None, question: str, answer: str) -> dict | None:
-    """The latest feedback `user` gave on this exact question and answer ({id, rating, correction}), or None.
-
-    Lets the chat show a thumb already given when the conversation is opened again.
+def find_feedback(ws: Workspace, user: str | None, question: str, answer: str,
+                  message_id: int | None = None) -> dict | None:
+    """The latest feedback `user` gave on chat message `message_id` ({id, rating, correction}), or None;
+    without a message id, or for feedback stored before it was recorded, on this exact question and
+    answer. Lets the chat show a thumb already given when the conversation is opened again; a new
+    answer to the same question starts unrated.
     """
     who = access.current_user(ws, user)
+    if message_id is not None:
+        where, params = "(f.message_id = ? OR (f.message_id IS NULL AND f.question = ? AND f.answer = ?))", (message_id, question, answer)
+    else:
+        where, params = "f.question = ? AND f.answer = ?", (question, answer)
     row = ws.db.execute("SELECT f.id, f.rating, f.correction FROM feedback f JOIN users u ON u.id = f.user_id "
-                        "WHERE u.name = ? AND f.question = ? AND f.answer = ? ORDER BY f.id DESC LIMIT 1",
-                        (who, question, answer)).fetchone()
+                        f"WHERE u.name = ? AND {where} ORDER BY f.id DESC LIMIT 1", (who, *params)).fetchone()
     return dict(row) if row else None
 
 

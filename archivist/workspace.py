@@ -257,6 +257,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE documents ADD COLUMN reader INTEGER NOT NULL DEFAULT 1;
     """,
+    # 11: feedback belongs to the chat message it rates (archivist/feedback.py), not to its text
+    """
+    ALTER TABLE feedback ADD COLUMN message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL;
+    """,
 ]
 
 LOCAL_ADMIN = "admin"

@@ -31,7 +31,7 @@ from pathlib import Path
 from archivist import __version__, access, feedback
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
 # retrieval (numpy, FAISS) is imported where it is used: the CLI imports this module for its defaults
-from archivist.records import Hit
+from archivist.records import Hit, under_notice
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -226,11 +226,25 @@ def shown_passage(cited: dict, live: Hit | None, asked_in: str | None) -> Hit | 
                page=cited.get("page"), heading=tuple(heading or ()))
 
 
+def _without_notice(answer: str) -> str:
+    """An answer as feedback stored it, less the notice an uncertain or unchecked answer starts with
+    (retrieval/answer.py UNCERTAIN, UNCHECKED): the app recorded the notice with the quote before it
+    recorded the quote alone."""
+    from archivist.retrieval.answer import UNCERTAIN, UNCHECKED
+
+    for notice in (UNCERTAIN, UNCHECKED):
+        if answer.startswith(notice):
+            return under_notice(answer, notice)
+    return answer
+
+
 def examples_from_feedback(ws: Workspace, user: str | None = None, collections: Sequence[str] | None = None,
                            n_passages: int = 3, embedder=None) -> tuple[list[Example], dict]:
     """Examples from answers rated up (+1) and from corrections users wrote, with the passages that
-    were shown (renumbered from 1) as the feedback recorded them; rows about collections the user
-    may not read are left out, and so are rows with a passage whose collection was not recorded
+    were shown (renumbered from 1) as the feedback recorded them: a member's own feedback, an
+    admin's everyone's (feedback.training_feedback). An answer rated up is learned without the
+    notice an uncertain one was shown under (the quote is the answer the user vouched for). Rows
+    about collections the user may not read are left out, and so are rows with a passage whose collection was not recorded
     (an adapter's lineage must name every collection it learned from).
     Returns (examples, stats {"used": [ids], "skipped": {reason: count}})."""
     from archivist.retrieval.answer import build_messages
@@ -240,7 +254,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     readable = set(access.readable_collections(ws, user))
     if collections:
         readable &= set(collections)
-    rows = feedback.training_feedback(ws)
+    rows = feedback.training_feedback(ws, user)
     out, used, skipped = [], [], {}
 
     def skip(reason):
@@ -272,7 +286,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
             # the answer came from passages nobody recorded, in any collection: its lineage is unknown
             skip("no passage recorded and no collection asked in")
             continue
-        target = (r["correction"] or "").strip() or r["answer"].strip()
+        target = (r["correction"] or "").strip() or _without_notice(r["answer"]).strip()
         if shown:
             passages = [h for _, h in shown]
             target = _renumber(target, {int(c.get("n", i)): i for i, (c, _) in enumerate(shown, start=1)})

@@ -135,11 +135,11 @@ def test_feedback_rated_up_and_corrections_become_examples(corpus, embedder):
     secret = next(h for h in hits.values() if "410,000" in h.text)
     cites = [{"n": 2, "chunk_id": leave.chunk_id, "document": leave.document, "text": leave.text},
              {"n": 4, "chunk_id": oncall.chunk_id, "document": oncall.document, "text": oncall.text}]
-    up = record_feedback(ws, None, "How many days of leave?", "You get 30 days [2].", rating=1, citations=cites, collection="hr")
-    fixed = record_feedback(ws, None, "How fast are pages answered?", "Within an hour [4].", rating=-1,
+    up = record_feedback(ws, "bob", "How many days of leave?", "You get 30 days [2].", rating=1, citations=cites, collection="hr")
+    fixed = record_feedback(ws, "bob", "How fast are pages answered?", "Within an hour [4].", rating=-1,
                             correction="Pages are answered within 15 minutes [4].", citations=cites, collection="hr")
-    record_feedback(ws, None, "Who is on call?", "Nobody [2].", rating=-1, citations=cites, collection="hr")  # no correction: skipped
-    record_feedback(ws, None, "What does the CEO earn?", "EUR 410,000 [1].", rating=1, collection="secret",
+    record_feedback(ws, "bob", "Who is on call?", "Nobody [2].", rating=-1, citations=cites, collection="hr")  # no correction: skipped
+    record_feedback(ws, "bob", "What does the CEO earn?", "EUR 410,000 [1].", rating=1, collection="secret",  # read access since revoked
                     citations=[{"n": 1, "chunk_id": secret.chunk_id, "text": secret.text}])
     examples, stats = datasets.examples_from_feedback(ws, user="bob", embedder=embedder)
     assert stats["used"] == [up, fixed] and stats["skipped"] == {"collection not readable": 1}
@@ -148,6 +148,29 @@ def test_feedback_rated_up_and_corrections_become_examples(corpus, embedder):
     assert a.messages[-1]["content"] == "You get 30 days [1]." and "[1] (" in a.messages[1]["content"]
     assert b.messages[-1]["content"] == "Pages are answered within 15 minutes [2]."
     assert b.group == f"doc:{leave.document_id}" and b.answer == "Pages are answered within 15 minutes."
+
+
+def test_a_member_learns_from_their_own_feedback_and_an_admin_from_everyones(corpus, embedder):
+    """What people asked and wrote is theirs, as their conversations are: a member's fine-tune (and
+    its dataset preview) never shows a colleague's question, answer or correction; an admin's does.
+    A thumbs up on an uncertain answer teaches its quote, not the app's notice above it."""
+    from archivist.feedback import record_feedback
+    from archivist.retrieval.answer import UNCERTAIN
+
+    ws = corpus
+    leave = next(h for h in load_hits(ws, [r[0] for r in ws.db.execute("SELECT id FROM chunks")]).values() if "30 days" in h.text)
+    cites = [{"n": 1, "chunk_id": leave.chunk_id, "document": leave.document, "text": leave.text}]
+    mine = record_feedback(ws, "bob", "How many days of leave?", "You get 30 days [1].", rating=1, citations=cites, collection="hr")
+    theirs = record_feedback(ws, None, "Can I carry leave over?", f"{UNCERTAIN}\nYou get 30 days [1].", rating=1,
+                             correction="Ask HR about carrying leave over [1].", citations=cites, collection="hr")
+    quoted = record_feedback(ws, None, "How long is annual leave?", f"{UNCERTAIN}\nYou get 30 days [1].", rating=1,
+                             citations=cites, collection="hr")
+    examples, stats = datasets.examples_from_feedback(ws, user="bob", embedder=embedder)
+    assert stats["used"] == [mine] and all("carry" not in m["content"] for e in examples for m in e.messages)
+    examples, stats = datasets.examples_from_feedback(ws, embedder=embedder)  # the local admin
+    assert stats["used"] == [mine, theirs, quoted]
+    assert [e.messages[-1]["content"] for e in examples] == [
+        "You get 30 days [1].", "Ask HR about carrying leave over [1].", "You get 30 days [1]."]
 
 
 def test_jsonl_files_are_validated_line_by_line(tmp_path):

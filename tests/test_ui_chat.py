@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from archivist import access, auth, conversations
+from archivist.retrieval.answer import UNCERTAIN
 from conftest import ingest_texts
 
 pytestmark = pytest.mark.slow  # the chat model generates
@@ -59,10 +60,12 @@ def test_answer_cites_the_document_and_feedback_is_stored(workspace_with_docs):
     msgs = conversations.messages(ws, conv["id"], "alice")
     assert [m["role"] for m in msgs] == ["user", "assistant"] and msgs[1]["citations"][0]["document"] == "parking.md"
     at.chat_message[1].feedback[0].set_value(0).run()  # thumbs down
-    row = ws.db.execute("SELECT f.question, f.answer, f.rating, f.citations, f.adapter, u.name FROM feedback f "
+    row = ws.db.execute("SELECT f.question, f.answer, f.rating, f.citations, f.adapter, f.message_id, u.name FROM feedback f "
                         "JOIN users u ON u.id = f.user_id").fetchall()
-    assert len(row) == 1 and row[0]["rating"] == -1 and row[0]["name"] == "alice"
-    assert row[0]["question"].startswith("What is the gate code") and row[0]["answer"] == msgs[1]["content"]
+    assert len(row) == 1 and row[0]["rating"] == -1 and row[0]["name"] == "alice" and row[0]["message_id"] == msgs[1]["id"]
+    # the answer as the user read it: an uncertain answer's notice is the app's, not the answer
+    assert row[0]["question"].startswith("What is the gate code") and row[0]["answer"] == answer
+    assert not row[0]["answer"].startswith(UNCERTAIN) and msgs[1]["content"].endswith(answer)
     assert json.loads(row[0]["citations"])[0]["document"] == "parking.md"
     at.chat_message[1].feedback[0].set_value(1).run()  # changed its mind: the same row, now up
     assert ws.db.execute("SELECT COUNT(*), MAX(rating) FROM feedback").fetchone()[:] == (1, 1)
@@ -107,3 +110,41 @@ def test_an_uncertain_answer_shows_the_closest_passage_as_such(workspace_with_do
     quoted = reply.text[0].value
     assert stored["content"] == UNCERTAIN + "\n" + quoted and quoted.endswith("[1]")
     assert any(e.label.startswith("\\[1\\] parking\\.md — Visitor parking") for e in reply.expander)
+
+
+def test_feedback_belongs_to_its_message_and_a_revoked_collection_is_withheld(workspace_with_docs, monkeypatch):
+    """A second answer to the same question starts unrated (feedback is the message's, not the text's);
+    once bob's read access to the canteen is revoked, his old answer from it is withheld on the page,
+    in `conversations.messages` and in the history a follow-up is asked with; a question of spaces is
+    not asked, and a question too long to ask stays on the page to be shortened."""
+    monkeypatch.setenv("ARCHIVIST_ANSWER_MODE", "extractive")
+    ws = workspace_with_docs
+    question = "When does the canteen serve lunch?"
+    at = chat(ws, "bob")
+    at.chat_input(key="chat-input").set_value(question).run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.chat_message[1].feedback[0].set_value(0).run()  # thumbs down on the first answer
+    first = conversations.list_conversations(ws, "bob")[0]["id"]
+    at.sidebar.button(key="new-chat").click().run()
+    at.chat_input(key="chat-input").set_value(question).run()
+    assert not at.exception and len(conversations.list_conversations(ws, "bob")) == 2
+    assert at.chat_message[1].feedback[0].value is None  # the new answer: nobody rated it
+    assert ws.db.execute("SELECT COUNT(*), MIN(rating) FROM feedback").fetchone()[:] == (1, -1)
+
+    at.chat_input(key="chat-input").set_value("   ").run()  # only spaces: nothing asked, nothing stored
+    assert not at.exception and len(at.chat_message) == 2
+    too_long = "Why " + "really " * 700 + "is lunch at 11:30?"
+    at.chat_input(key="chat-input").set_value(too_long).run()
+    assert at.text_area(key="too-long").value == too_long and "Could not answer" in at.error[0].value
+    assert len(conversations.messages(ws, conversations.list_conversations(ws, "bob")[0]["id"], "bob")) == 2
+    assert len(conversations.list_conversations(ws, "bob")) == 2
+
+    access.revoke(ws, "bob", "canteen", by="alice")
+    kept = conversations.messages(ws, first, "bob")
+    assert kept[1]["status"] == "withheld" and kept[1]["withheld"] == ["canteen"] and not kept[1]["citations"]
+    assert "11:30" not in json.dumps(kept) and "11:30" not in json.dumps(conversations.history(ws, first, "bob"))
+    at = chat(ws, "bob")
+    at.sidebar.selectbox(key=next(k for k in (w.key for w in at.sidebar.selectbox) if k.startswith("conv-pick"))).select(first).run()
+    assert not at.exception, [e.value for e in at.exception]
+    reply = at.chat_message[1]
+    assert any("no longer read" in i.value for i in reply.info) and not reply.text and not reply.expander

@@ -56,13 +56,16 @@ def _rate(m: dict, key: str) -> None:
 
 
 def _save_feedback(m: dict, rating: int | None = None, correction: str | None = None) -> None:
-    prior = feedback.find_feedback(ws, user, m["question"], m["content"])
+    """Feedback on message `m`: its first rating or correction makes a row (the answer as the user
+    read it, without an uncertain answer's notice), later ones change that row."""
+    prior = feedback.find_feedback(ws, user, m["question"], m["content"], message_id=m.get("id"))
     try:
         if prior:
             feedback.update_feedback(ws, prior["id"], user, rating=rating, correction=correction)
         else:
-            feedback.record_feedback(ws, user, m["question"], m["content"], rating=rating or 0, correction=correction,
-                                     citations=m.get("citations"), adapter=m.get("adapter"), collection=m.get("collection"))
+            feedback.record_feedback(ws, user, m["question"], under_notice(m["content"], m.get("notice", "")),
+                                     rating=rating or 0, correction=correction, citations=m.get("citations"),
+                                     adapter=m.get("adapter"), collection=m.get("collection"), message_id=m.get("id"))
     except ValueError as e:
         st.toast(f"Feedback not saved: {e}", icon="⚠️")
         return
@@ -111,6 +114,9 @@ def show_dropped(m: dict) -> None:
 
 def show_assistant(m: dict) -> None:
     status = m.get("status") or ("not_found" if m.get("not_found") else "answered")
+    if status == "withheld":  # drawn from a collection this user can no longer read (conversations.messages)
+        st.info(core.md_escape(m["content"]), icon=":material/lock:")
+        return
     if status == "not_found":
         st.info("**Not in the documents.** " + core.md_escape(m["content"]), icon=":material/search_off:")
     elif status == "uncertain":
@@ -128,7 +134,7 @@ def show_assistant(m: dict) -> None:
     show_dropped(m)
     show_sources(m)
     if m.get("question"):
-        prior = feedback.find_feedback(ws, user, m["question"], m["content"])
+        prior = feedback.find_feedback(ws, user, m["question"], m["content"], message_id=m.get("id"))
         key = f"fb-{m['id']}"
         if key not in st.session_state and prior and prior["rating"]:
             st.session_state[key] = 1 if prior["rating"] > 0 else 0
@@ -171,11 +177,16 @@ if not shown:
                "open a source to read it.")
 
 question = st.chat_input("Ask about your documents", key="chat-input")
+if question is not None and not question.strip():
+    st.caption("Type a question first.")  # only spaces: nothing is stored or asked
+    question = None
 if question:
     try:  # refused before it is stored or searched
         check_question(question, settings=s)
     except QuestionTooLong as e:
         st.error(f"Could not answer: {e}")
+        # the chat box empties on sending: the refused text stays here to shorten and send again
+        st.text_area("Your question, not sent", value=question, key="too-long", height=160)
         st.stop()
     if conv is None:
         conv = conversations.start_conversation(ws, user)
