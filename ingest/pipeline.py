@@ -74,6 +74,7 @@ class _Pending:
     # A big CSV (readers.read_stream): its chunks a group at a time, read and chunked as they are
     # asked for; `chunks` stays empty and the document is committed group by group (_stream_and_commit).
     groups: Iterator[list[Chunk]] | None = None
+    read_seconds: float = 0.0  # reading and chunking it took (measured where it was read: here or on a Ray worker)
 
 
 # Where read and chunked documents come from: (workspace, collection id, [(path, stored name)])
@@ -457,7 +458,7 @@ def read_file(s, path: Path, name: str, digest: str, size: int, replaces: int | 
         if not chunks:
             raise ReadError("no text found")
         return _Pending(name, str(path.resolve()), digest, size, extracted.kind, extracted.pages, extracted.title,
-                        text, chunks, t0, replaces, ocr=extracted.ocr)
+                        text, chunks, t0, replaces, ocr=extracted.ocr, read_seconds=time.monotonic() - t0)
     except ReadError as e:
         return FileResult(name, "failed", reason=str(e), seconds=time.monotonic() - t0)
     except Exception as e:  # one broken file never stops a batch
@@ -491,8 +492,10 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
     collections `reuse_from`, default any, that `embedder`'s identity made), then commit them."""
     from archivist.models import embedder_identity
 
+    started = time.monotonic()
     hashes, blobs, new = _embed(ws, batch, embedder, embedder_identity(embedder), reuse_from)
-    results, k = [], 0
+    embed_seconds, results, k = time.monotonic() - started, [], 0
+    total = sum(len(p.chunks) for p in batch) or 1
     with transaction(ws.db):
         for p in batch:
             n = len(p.chunks)
@@ -502,8 +505,9 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
             doc_id, status = _write_document(ws, cid, p)
             _insert_chunks(ws, doc_id, p.chunks, p_hashes, blobs, fresh)
             audit.record(ws, f"document.{status}", user=user, target=p.name, detail={"document_id": doc_id, "collection_id": cid, "sha256": p.digest, "chunks": n})
+            # its own time: reading it, and its share of the batch's embedding (by chunks), not the whole batch's
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
-                                      seconds=time.monotonic() - p.t0))
+                                      seconds=p.read_seconds + embed_seconds * n / total))
     return results
 
 

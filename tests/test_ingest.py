@@ -168,6 +168,17 @@ def test_a_file_read_by_an_older_reader_is_read_again(ws, tmp_path, embedder, mo
         assert old.db.execute("SELECT reader FROM documents").fetchone()[0] == 1
 
 
+def test_each_files_seconds_are_its_own_not_its_batchs(ws, tmp_path, embedder):
+    # Files embedded in one batch all reported the batch's time: a one-line note "took" as long as a
+    # 60-chunk manual beside it (ingest --json, the app's job table).
+    words = " ".join(f"word{i}" for i in range(120))
+    write(tmp_path / "docs" / "big.md", "\n\n".join(f"# Part {i}\n\n{words} part {i}." for i in range(60)))
+    write(tmp_path / "docs" / "tiny.md", "One line.\n")
+    big, tiny = ingest_paths(ws, [tmp_path / "docs"], embedder=embedder, progress=False)
+    assert (big.name, tiny.name) == ("docs/big.md", "docs/tiny.md") and big.chunks >= 60 and tiny.chunks == 1
+    assert 0 < tiny.seconds < big.seconds / 5, (tiny.seconds, big.seconds)
+
+
 def test_same_content_under_two_names_is_embedded_once(ws, tmp_path, embedder):
     text = "Robots recharge at dock seven between shifts.\n\nThe dock uses 48 volt chargers.\n"
     one = ingest_paths(ws, [write(tmp_path / "one.txt", text)], embedder=embedder, progress=False)
