@@ -31,7 +31,7 @@ def test_the_audit_page_lists_filters_verifies_and_downloads_for_admins(ws):
     at = _page(ws, "alice")
     assert not at.exception and [t.value for t in at.title] == ["Audit"]
     grid = at.dataframe[0].value
-    assert list(grid["action"]) == ["auth.first_admin", "user.add", "collection.create", "access.grant"]
+    assert list(grid["action"]) == ["access.grant", "collection.create", "user.add", "auth.first_admin"]  # newest first
     at.selectbox(key="audit-action").set_value("access.").run()
     assert list(at.dataframe[0].value["action"]) == ["access.grant"]
     at.selectbox(key="audit-action").set_value("any").run()

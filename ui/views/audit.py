@@ -30,9 +30,9 @@ rows = audit.read(ws, by=me, user=None if who == ANY else who, action=None if ki
                   since=since.isoformat(), until=(until + dt.timedelta(days=1)).isoformat(), limit=LIMIT)
 st.caption(f"{len(rows)} records" + (f" (the newest {LIMIT:,}: narrow the filters to see older ones)"
                                      if len(rows) == LIMIT else ""))
-if rows:
+if rows:  # newest first on the page (recent activity on top); the CSV stays in the chain's order
     st.dataframe(pd.DataFrame([{"id": r["id"], "time (UTC)": r["time"], "user": r["user"] or "", "action": r["action"],
-                                "target": r["target"] or "", "detail": audit.summary(r)} for r in rows]),
+                                "target": r["target"] or "", "detail": audit.summary(r)} for r in reversed(rows)]),
                  hide_index=True, width="stretch")
 st.download_button("Download CSV", audit.to_csv(rows), file_name="archivist-audit.csv", mime="text/csv",
                    key="audit-csv", icon=":material/download:")
