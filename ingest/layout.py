@@ -302,8 +302,9 @@ def _running_headers(pages: list[list[Line]]) -> set[tuple[int, str]]:
     return {hit for (rest, _), hits in seen.items() if len(hits) >= 2 and re.search(r"[A-Za-z]{2}", rest) for hit in hits}
 
 
-# A table of contents' or an index's entry: a dot leader, then a page number ("3 Utilities . . . . 5").
-_TOC_ENTRY = re.compile(r"(?:[.·…]{4,}|(?:\s[.·…]){2,})\s*(?:\d{1,4}|[ivxl]{1,6})\s*$")
+# A table of contents' or an index's entry: a dot leader, then a page number or a list of them
+# ("3 Utilities . . . . 5", "Sockets . . . . 26, 31").
+_TOC_ENTRY = re.compile(r"(?:[.·…]{4,}|(?:\s[.·…]){2,})\s*(?:\d{1,4}(?:\s*[,–-]\s*\d{1,4})*|[ivxl]{1,6})\s*$")
 
 
 def page_blocks(pages: list[Page]) -> list[Block]:

@@ -164,7 +164,8 @@ def manual_pdf(path: Path) -> Path:
     pdf.add_page()
     text(24, "Field Manual", "B")
     text(16, "Contents", "B")
-    for entry in ("1 Setup (SET) . . . . . . . . 2", "1.1 Power . . . . . . . . 2", "2 Operation . . . . . . . . 4"):
+    for entry in ("1 Setup (SET) . . . . . . . . 2", "1.1 Power . . . . . . . . 2", "2 Operation . . . . . . . . 4",
+                  "Cables, see also Power . . . . . . 2, 3"):  # an index's entry, to two pages
         text(11, entry, gap=1)
     for number, (chapter, sections) in enumerate([("Setup", ["1.1 Power", "1.2 Cables"]), ("Operation", [])], 1):
         for n, size in enumerate((13, 13.4)[: len(sections)] or [None]):
