@@ -55,6 +55,52 @@ def test_admin_adds_a_person_a_collection_and_a_grant(ws):
     assert "delete-user" not in [b.key for b in at.button]
 
 
+def test_set_password_takes_one_click_and_empties_the_field(ws):
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "bob", "bob-pass-12", by="alice")
+    bob_session = auth.create_session(ws, "bob")
+    at = page(ws, "alice", "views/admin.py")
+    at.selectbox(key="edit-user").set_value("bob").run()
+    at.text_input(key="edit-pw-bob").set_value("short")
+    at.button(key="FormSubmitter:set-password-bob-Set password").click().run()
+    assert [e.value for e in at.error] == ["the password must have at least 8 characters"]
+    at.text_input(key="edit-pw-bob").set_value("bob-new-pass-1")
+    at.button(key="FormSubmitter:set-password-bob-Set password").click().run()  # the one click sends what was typed
+    assert not at.error and auth.verify_password(ws, "bob", "bob-new-pass-1")
+    assert auth.session_user(ws, bob_session) is None  # his sessions ended
+    assert any("Password of bob set" in t.value for t in at.toast)
+
+
+def test_delete_user_asks_first_naming_them_and_their_conversations(ws):
+    from archivist import conversations
+
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "dave", "dave-pass-12", by="alice")
+    auth.create_user(ws, "erin", "erin-pass-12", by="alice")
+    conv = conversations.start_conversation(ws, "dave", title="dave's chat")
+    at = page(ws, "alice", "views/admin.py")
+    at.selectbox(key="edit-user").set_value("dave").run()
+    at.button(key="delete-user").click().run()
+    assert "dave" in [u["name"] for u in access.list_users(ws, by="alice")]  # not deleted on the first click
+    (warning,) = at.warning
+    assert warning.value.startswith("Delete dave? Their conversations (their whole chat history)")
+    at.button(key="delete-user-no").click().run()
+    assert not at.warning and "delete-user-yes" not in [b.key for b in at.button]
+    at.selectbox(key="edit-user").set_value("erin").run()  # a confirmation is for one person only
+    assert not at.warning
+    at.selectbox(key="edit-user").set_value("dave").run()
+    at.button(key="delete-user").click().run()
+    at.selectbox(key="edit-user").set_value("erin").run()
+    assert not at.warning and "delete-user-yes" not in [b.key for b in at.button]
+    at.selectbox(key="edit-user").set_value("dave").run()
+    at.button(key="delete-user").click().run()
+    assert at.button(key="delete-user-yes").label == "Yes, delete dave"
+    at.button(key="delete-user-yes").click().run()
+    assert not at.exception and "dave" not in [u["name"] for u in access.list_users(ws, by="alice")]
+    assert ws.db.execute("SELECT COUNT(*) FROM conversations WHERE id = ?", (conv,)).fetchone()[0] == 0
+    assert not at.warning
+
+
 def _retrieval(recall5: float, mrr: float) -> dict:
     # the shape `archivist eval retrieval` stores (archivist.retrieval.evaluate.evaluate_retrieval)
     return {"questions": 2, "k": 10, "reranker": None,

@@ -13,6 +13,7 @@ import pytest
 from archivist import access, auth
 from archivist.ingest.pipeline import ingest_paths, list_documents
 from archivist.ui import library
+from archivist.ui.core import md_escape
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
@@ -52,7 +53,7 @@ def test_upload_ingests_in_background_with_status_per_file(ws, embedder):
     at.run()
     assert not at.exception
     frames = [d.value for d in at.dataframe]
-    job_table = at.table[0].value
+    job_table = next(f for f in frames if "reason" in f.columns)
     assert list(job_table["status"]) == ["added", "failed", "failed"] and job_table["reason"].iloc[1] == jobs[0].files[1].reason
     assert [p.value for p in at.get("progress")] == [100]
     docs = next(f for f in frames if "chunks" in f.columns and "collection" in f.columns)
@@ -102,3 +103,70 @@ def test_reingest_replaces_chunks_and_document_chunks_respect_access(ws, embedde
     Path(saved[0][0]).unlink()
     with pytest.raises(FileNotFoundError, match="upload it again"):
         library.reingest(ws.settings, ws, "alice", [doc["id"]])
+
+
+def _select(at, names: list[str]):
+    """Tick the documents table's rows of `names` (AppTest writes the selection state as a click would)."""
+    table = next(d for d in at.dataframe if d.key and d.key.startswith("doc-table"))
+    rows = [list(table.value["name"]).index(n) for n in names]
+    at.session_state[table.key] = {"selection": {"rows": rows, "columns": []}}
+    return at.run()
+
+
+def test_selection_never_moves_to_another_document_and_delete_names_what_it_deletes(ws, embedder, tmp_path):
+    from conftest import ingest_texts
+
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    ingest_texts(ws, embedder, tmp_path, {"default": {"keep.md": "# Keep\n\nThe archive room is on floor 3.\n",
+                                                      "core copy.html": "<h1>Copy</h1><p>The copier is in room 12.</p>",
+                                                      "core.html": "<h1>Core</h1><p>The server room is locked.</p>"}}, "alice")
+    at = app(auth.create_session(ws, "alice"))
+    names = list(next(d for d in at.dataframe if d.key and d.key.startswith("doc-table")).value["name"])
+    assert sorted(names) == ["core copy.html", "core.html", "keep.md"]
+    _select(at, ["keep.md"])
+    assert [m.value for m in at.markdown if m.value.startswith("####")] == ["#### keep\\.md"]
+    # (a) a filter that hides the selected document: nothing is selected, nothing else opens, no crash
+    at.text_input(key="doc-search").set_value("html").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [m for m in at.markdown if m.value.startswith("####")] and "delete" not in [b.key for b in at.button]
+    # (b) delete one of two filtered rows: the confirmation names it, and afterwards nothing is selected
+    at.text_input(key="doc-search").set_value("core").run()
+    _select(at, ["core copy.html"])
+    at.button(key="delete").click().run()
+    assert [w.value for w in at.warning] == ["Delete 1 document from search, chat and fine-tuning data: "
+                                             "core copy\\.html (default)? This cannot be undone."]
+    at.button(key="delete-yes").click().run()
+    assert not at.exception, [e.value for e in at.exception]  # was: IndexError in documents.py
+    assert sorted(d["name"] for d in list_documents(ws, "alice")) == ["core.html", "keep.md"]
+    assert not [m for m in at.markdown if m.value.startswith("####")] and "delete" not in [b.key for b in at.button]
+
+
+def _markdown_shown(at) -> list[str]:
+    """The texts on the page that Streamlit renders as Markdown (st.table renders its cells so too)."""
+    texts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "toast") for e in at.get(kind)]
+    texts += [b.label for b in at.button] + [e.label for e in at.expander]
+    texts += [str(cell) for t in at.table for cell in t.value.reset_index().to_numpy().ravel()]
+    return texts
+
+
+def test_file_names_with_markdown_are_shown_as_plain_text(ws, embedder):
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    at = app(auth.create_session(ws, "alice"))
+    at.file_uploader[0].set_value([("[evil](javascript:alert(1)) **name**.md", NOTES, "text/markdown")])
+    at.run()
+    at.button(key="ingest").click().run()
+    (job,) = library.jobs_for(ws, "alice")
+    job = library.wait(job, timeout=60)
+    (stored,) = [f.name for f in job.files]
+    assert stored.startswith("[evil](javascript") and job.files[0].status == "added"
+    at.run()
+    assert not [t for t in _markdown_shown(at) if "[evil]" in t]  # was: a link in the job table (st.table)
+    jobs_shown = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert list(jobs_shown["file"]) == [stored]  # plain text, exactly as stored
+    table = next(d for d in at.dataframe if d.key and d.key.startswith("doc-table"))
+    at.session_state[table.key] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.button(key="delete").click().run()
+    texts = _markdown_shown(at)
+    assert any(md_escape(stored) in t for t in texts)  # the chunk view's title and the delete confirmation
+    assert not [t for t in texts if "[evil]" in t or "**name**" in t or "__name__" in t]  # never as live Markdown

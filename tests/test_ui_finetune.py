@@ -100,3 +100,18 @@ def test_members_cannot_activate_adapters(ft_ws):
     assert not at.exception
     assert at.checkbox(key="ft-activate").disabled and at.checkbox(key="ft-activate").value is False
     assert "ft-activate-pick" not in [s.key for s in at.selectbox]
+
+
+def test_start_training_needs_something_to_train_on(ft_ws):
+    ws = ft_ws
+    auth.create_user(ws, "carol", "carol-pass-12", by="alice")  # reads no collection
+    at = page(ws, "carol")
+    assert not at.exception
+    assert at.button(key="ft-start").disabled
+    assert "No collection is shared with you, so there is nothing to train on." in [c.value for c in at.caption]
+    at = page(ws, "alice")
+    assert not at.button(key="ft-start").disabled
+    at.multiselect(key="ft-collections").set_value([]).run()  # unticking all would have meant every collection
+    assert at.button(key="ft-start").disabled
+    assert "Choose at least one collection, or a saved dataset, to train on." in [c.value for c in at.caption]
+    assert runs.list_runs(ws) == []

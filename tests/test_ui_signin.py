@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archivist import auth
+from archivist import access, auth
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
@@ -89,3 +89,58 @@ def test_member_pages_render_and_admin_page_is_absent(ws):
     assert any("(member)" in c.value for c in at.sidebar.caption)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("views/admin.py")  # not in a member's navigation at all
+
+
+def test_ended_session_forgets_the_user_and_the_next_user_starts_clean(ws):
+    # bob's session ends without "Sign out" (an admin sets his password); carol signs in in the same tab
+    from archivist import conversations
+
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "bob", "bob-pass-12", by="alice")
+    auth.create_user(ws, "carol", "carol-pass-12", by="alice")
+    conv = conversations.start_conversation(ws, "bob", title="bob's secret plans")
+    conversations.add_message(ws, conv, "bob", "user", "What is in bob's drawer?")
+    at = app(auth.create_session(ws, "bob"))
+    at.switch_page("views/chat.py").run()
+    assert at.session_state["conv"] == conv and [m.name for m in at.chat_message] == ["user"]
+    auth.set_password(ws, "bob", "bob-new-pass-1", by="alice")
+    at.run()
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert [i.value for i in at.info] == ["Your session ended; sign in again."]
+    assert "conv" not in at.session_state and "_token" not in at.session_state
+    at.text_input[0].set_value("carol")
+    at.text_input[1].set_value("carol-pass-12")
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]  # was: LookupError: no conversation <bob's>
+    assert nav_titles(at) == ["Chat"] and not any("session ended" in i.value for i in at.info)
+    assert any("Signed in as **carol**" in c.value for c in at.sidebar.caption)
+    assert at.session_state["conv"] is None and len(at.chat_message) == 0  # none of bob's conversation
+    assert "Conversation" not in [s.label for s in at.sidebar.selectbox]  # carol has none
+
+
+def test_deleted_user_sees_why_and_explicit_sign_out_says_nothing(ws):
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "dave", "dave-pass-12", by="alice")
+    at = app(auth.create_session(ws, "dave"))
+    assert nav_titles(at) == ["Chat"]
+    access.delete_user(ws, "dave", by="alice")
+    at.run()
+    assert [i.value for i in at.info] == ["Your session ended; sign in again."]
+    at = app(auth.create_session(ws, "alice"))
+    at.sidebar.button(key="sign-out").click().run()
+    assert [b.label for b in at.button] == ["Sign in"] and not at.info  # she chose to leave: no note
+
+
+def test_a_change_of_user_by_any_route_drops_the_previous_users_keys(ws):
+    from archivist import conversations
+
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "bob", "bob-pass-12", by="alice")
+    conv = conversations.start_conversation(ws, "bob")
+    at = app(auth.create_session(ws, "bob"))
+    at.switch_page("views/chat.py").run()
+    assert at.session_state["conv"] == conv
+    at.session_state["_token"] = auth.create_session(ws, "alice")  # a live token of someone else, no sign-out between
+    at.run()
+    assert not at.exception and at.session_state["conv"] is None  # not bob's conversation
+    assert any("Signed in as **alice**" in c.value for c in at.sidebar.caption)

@@ -16,8 +16,8 @@ HERE = Path(__file__).parent
 st.set_page_config(page_title="archivist", page_icon="📚", layout="wide")
 
 core.warm_models()
-core.sync_cookie()
 user = core.current_user()
+core.sync_cookie()  # after current_user: an ended session's cookie is cleared in the same run
 
 
 def page(name: str, title: str, icon: str, default: bool = False):

@@ -115,10 +115,20 @@ def adapter_names(ws: Workspace, user: str | None) -> list[str]:
 # -- the signed-in user -------------------------------------------------------------------------
 
 
+SESSION_ENDED = "Your session ended; sign in again."
+
+
 def current_user() -> str | None:
-    """The signed-in user of this browser session, or None. Checks the session token each run."""
+    """The signed-in user of this browser session, or None. Checks the session token each run.
+
+    A session that ended without "Sign out" (a password reset, the 12 h expiry, the user deleted)
+    is forgotten as sign-out forgets it: every per-user key goes, so the next person to sign in in
+    this tab starts clean, and the sign-in page says why (`ended_note`). A change of user by any
+    other route also drops the previous user's keys.
+    """
     ws = workspace()
-    token = st.session_state.get("_token")
+    live = st.session_state.get("_token")
+    token = live
     if token is None:
         try:
             token = st.context.cookies.get(COOKIE)
@@ -128,10 +138,29 @@ def current_user() -> str | None:
             token = None
     name = auth.session_user(ws, token)
     if name is None:
-        st.session_state.pop("_token", None)
+        if live is not None:  # it was signed in during this browser session, and has ended since
+            forget_user()
+            st.session_state["_ended"] = SESSION_ENDED
+            st.session_state["_cookie"] = ("clear", "")
         return None
+    if st.session_state.get("_user") != name:
+        forget_user()
+        st.session_state["_user"] = name
     st.session_state["_token"] = token
     return name
+
+
+def ended_note() -> str | None:
+    """Why nobody is signed in, when a session of this browser session ended by itself; else None."""
+    return st.session_state.get("_ended")
+
+
+def forget_user() -> None:
+    """Drop every key of this browser session except the workspace connection: the open conversation,
+    built datasets, widget values, confirmations, the token and the note of an ended session."""
+    for key in list(st.session_state):
+        if key != "_ws":
+            del st.session_state[key]
 
 
 def is_admin(user: str) -> bool:
@@ -142,16 +171,17 @@ def sign_in(name: str, password: str) -> str:
     """Check the password, open a session and remember it in this browser. Raises AuthError."""
     ws = workspace()
     token = auth.sign_in(ws, name, password)
+    forget_user()  # nothing of whoever used this tab before
     st.session_state["_token"] = token
+    st.session_state["_user"] = auth.session_user(ws, token)
     st.session_state["_cookie"] = ("set", token)
     return name.strip()
 
 
 def sign_out() -> None:
-    auth.end_session(workspace(), st.session_state.pop("_token", None))
-    for key in list(st.session_state):
-        if key != "_ws":
-            del st.session_state[key]
+    """End this browser session's session, forget every per-user key and clear the cookie."""
+    auth.end_session(workspace(), st.session_state.get("_token"))
+    forget_user()
     st.session_state["_cookie"] = ("clear", "")
 
 

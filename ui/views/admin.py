@@ -19,9 +19,26 @@ def attempt(fn, *args, ok: str, **kwargs) -> None:
     try:
         fn(*args, **kwargs)
     except (ValueError, LookupError, access.AccessDenied) as e:
-        st.error(str(e))
+        st.error(core.md_escape(e))  # errors quote the names typed in
     else:
-        st.session_state["_admin_toast"] = ok
+        st.session_state["_admin_toast"] = core.md_escape(ok)
+        st.rerun()
+
+
+def delete_user_with_confirmation(who: str) -> None:
+    """"Delete <who>" asks first, naming the person and what goes with them; "Yes" deletes, "Cancel" keeps."""
+    if st.button(f"Delete {core.md_escape(who)}", key="delete-user", icon=":material/person_remove:"):
+        st.session_state["confirm-delete-user"] = who
+    if st.session_state.get("confirm-delete-user") != who:
+        return
+    st.warning(f"Delete {core.md_escape(who)}? Their conversations (their whole chat history), access grants, "
+               "API keys and sessions are deleted with them. This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, delete {core.md_escape(who)}", type="primary", key="delete-user-yes"):
+        st.session_state.pop("confirm-delete-user", None)
+        attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
+    if no.button("Cancel", key="delete-user-no"):
+        st.session_state.pop("confirm-delete-user", None)
         st.rerun()
 
 
@@ -58,11 +75,14 @@ with users_tab:
                             key=f"edit-role-{who}", disabled=who == me, help="you cannot change your own role")
         if new_role != current["role"] and st.button("Save role", key="save-role"):
             attempt(access.set_role, ws, who, new_role, by=me, ok=f"{who} is now {new_role}")
-        new_pw = st.text_input("New password", type="password", key=f"edit-pw-{who}")
-        if st.button("Set password", key="set-password", disabled=not new_pw):
-            attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
-        if who != me and st.button(f"Delete {who}", key="delete-user", icon=":material/person_remove:"):
-            attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
+        # a form: one click sends the typed password (a button beside a plain field needed a first
+        # click to commit the field), and the field is emptied afterwards
+        with st.form(f"set-password-{who}", clear_on_submit=True, border=False):
+            new_pw = st.text_input("New password", type="password", key=f"edit-pw-{who}")
+            if st.form_submit_button("Set password"):
+                attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
+        if who != me:
+            delete_user_with_confirmation(who)
 
 # -- collections -------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ re-ingest and open the documents you may read."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -45,7 +47,7 @@ if writable or admin:
                 saved, refused = library.save_uploads(ws, user, collection, [(f.name, f.getvalue()) for f in files])
                 library.start_ingest(s, user, collection, [p for p, _ in saved], [n for _, n in saved], refused)
             except (access.AccessDenied, ValueError, OSError, WorkspaceError) as e:
-                st.error(f"Nothing was ingested: {e}")
+                st.error(f"Nothing was ingested: {core.md_escape(e)}")
             else:
                 st.session_state["uploader-n"] += 1  # a fresh, empty uploader
                 st.rerun()
@@ -73,7 +75,8 @@ def _show_jobs() -> None:
                 st.caption("Resumed: a restart of the server had cut this ingestion short.")
             if job.error:
                 st.error(job.error)
-            st.table(_job_table(job).set_index("file"))  # a plain table: a few rows, readable by anyone
+            # st.dataframe shows cells as plain text (st.table renders them as Markdown): file names are users' own
+            st.dataframe(_job_table(job), hide_index=True, width="stretch")
             if job.running and st.button("Cancel", key=f"cancel-{job.id}", icon=":material/stop:"):
                 library.cancel(ws, user, job.id)  # it stops after the file at hand
                 st.rerun()
@@ -91,6 +94,24 @@ st.fragment(_show_jobs, run_every=1.0 if running else None)()
 
 # -- the documents table ----------------------------------------------------------------------
 
+def _table_key(shown: list[dict]) -> str:
+    """The documents table's widget key, one per list of shown document ids. Streamlit keeps a selection
+    as row numbers: when a filter, a delete or a new upload changes the rows, a new key starts with
+    nothing selected, so a row number never lands on another document."""
+    ids = ",".join(str(d["id"]) for d in shown)
+    return "doc-table-" + hashlib.sha1(ids.encode()).hexdigest()[:12]
+
+
+def _picked(shown: list[dict], rows) -> list[dict]:
+    """The shown documents at the selected row numbers; numbers past the end (a stale selection) are dropped."""
+    return [shown[i] for i in rows if 0 <= i < len(shown)]
+
+
+def _names(picked: list[dict]) -> str:
+    """'name (collection), …' for a confirmation, escaped: these are names users chose."""
+    return ", ".join(f"{core.md_escape(d['name'])} ({core.md_escape(d['collection'])})" for d in picked)
+
+
 st.subheader("Your documents")
 docs = list_documents(ws, user)
 query = st.text_input("Search by name or collection", key="doc-search", placeholder="Filter…").strip().lower()
@@ -104,9 +125,10 @@ table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type":
                        "status": d["status"], "OCR": page_image.ocr_note(d)} for d in shown],
                      columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "status", "OCR"])
 table["pages"] = table["pages"].astype("Int64")  # blank, not "None", for formats without pages
-event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="doc-table")
+event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                     key=_table_key(shown))
 st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open, re-ingest or delete them.")
-picked = [shown[i] for i in event.selection.rows] if event and event.selection.rows else []
+picked = _picked(shown, event.selection.rows if event else [])
 if not picked:
     st.stop()
 
@@ -115,23 +137,24 @@ if b2.button(f"Re-ingest {len(picked)}", key="reingest", icon=":material/refresh
     try:
         library.reingest(s, ws, user, [d["id"] for d in picked])
     except (access.AccessDenied, FileNotFoundError, LookupError) as e:
-        st.error(str(e))
+        st.error(core.md_escape(e))
     else:
         st.rerun()
 if b3.button(f"Delete {len(picked)}", key="delete", icon=":material/delete:"):
     st.session_state["confirm-delete"] = [d["id"] for d in picked]
 if st.session_state.get("confirm-delete") == [d["id"] for d in picked]:
-    st.warning(f"Delete {len(picked)} document(s) from search, chat and fine-tuning data? This cannot be undone.")
+    st.warning(f"Delete {len(picked)} document{'s' if len(picked) != 1 else ''} from search, chat and fine-tuning data: "
+               f"{_names(picked)}? This cannot be undone.")
     if st.button("Yes, delete", type="primary", key="delete-yes"):
         errors = []
         for d in picked:
             try:
                 delete_document(ws, d["id"], user)
             except (access.AccessDenied, LookupError) as e:
-                errors.append(f"{d['name']}: {e}")
+                errors.append(core.md_escape(f"{d['name']}: {e}"))
         st.session_state.pop("confirm-delete", None)
         if errors:
-            st.error("\n".join(errors))
+            st.error("  \n".join(errors))
         else:
             st.rerun()
 
@@ -139,8 +162,8 @@ doc = picked[0]
 doc, chunks = pipeline.document_chunks(ws, doc["id"], user)
 with st.container(border=True):
     st.markdown(f"#### {core.md_escape(doc['name'])}")
-    st.caption(f"{doc['collection']} · {doc['kind']} · {doc['pages'] or '–'} pages · {len(chunks)} chunks · "
-               f"added {core.when(doc['added_at'])}")
+    st.caption(core.md_escape(f"{doc['collection']} · {doc['kind']} · {doc['pages'] or '–'} pages · {len(chunks)} chunks · "
+                              f"added {core.when(doc['added_at'])}"))
     if len(picked) > 1:
         st.caption("Showing the first selected document.")
     for c in chunks:

@@ -109,10 +109,15 @@ with train_tab:
     except ValueError as e:
         cfg, cfg_error = None, str(e)
         st.error(cfg_error)
-    st.caption(f"Trains on dataset {core.md_escape(preview_name)}." if preview_name else
-               "Builds a dataset from the data chosen above when the run starts.")
-    if st.button("Start training", type="primary", key="ft-start",
-                 disabled=cfg is None or dataset_error is not None or (est is not None and not est.fits)):
+    # without a saved dataset the run builds one from the chosen collections: none chosen, nothing to learn
+    # (and `collections=None` would mean every readable one)
+    nothing = None if preview_name or chosen else (
+        "No collection is shared with you, so there is nothing to train on." if not readable else
+        "Choose at least one collection, or a saved dataset, to train on.")
+    st.caption(nothing or (f"Trains on dataset {core.md_escape(preview_name)}." if preview_name else
+                           "Builds a dataset from the data chosen above when the run starts."))
+    if st.button("Start training", type="primary", key="ft-start", disabled=cfg is None or nothing is not None
+                 or dataset_error is not None or (est is not None and not est.fits)):
         run_id = runs.start_run_background(ws, cfg, user=user)
         st.session_state["ft-run"] = run_id
         st.success(f"Run {run_id} started in the background. Follow it on the Runs tab.")

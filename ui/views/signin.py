@@ -9,6 +9,8 @@ from archivist.ui import core
 
 ws = core.workspace()
 st.title("📚 archivist")
+if note := core.ended_note():
+    st.info(note)
 
 if auth.needs_first_admin(ws):
     st.subheader("Create the admin account")
@@ -27,7 +29,7 @@ if auth.needs_first_admin(ws):
                 auth.create_first_admin(ws, name, password)
                 core.sign_in(name, password)
             except ValueError as e:  # AuthError and bad names alike
-                st.error(str(e))
+                st.error(core.md_escape(e))
             else:
                 st.rerun()
 else:
@@ -40,7 +42,7 @@ else:
         try:
             core.sign_in(name, password)
         except auth.AuthError as e:
-            st.error(str(e))
+            st.error(core.md_escape(e))
         else:
             st.rerun()
     st.caption("No account? Ask an admin of this workspace to create one.")
