@@ -148,3 +148,10 @@ def test_feedback_belongs_to_its_message_and_a_revoked_collection_is_withheld(wo
     assert not at.exception, [e.value for e in at.exception]
     reply = at.chat_message[1]
     assert any("no longer read" in i.value for i in reply.info) and not reply.text and not reply.expander
+
+
+def test_an_empty_workspace_tells_an_admin_to_upload_and_a_member_to_ask_for_access(ws):
+    auth.create_first_admin(ws, "alice", "alice-pass-1")
+    auth.create_user(ws, "bob", "bob-pass-12", by="alice")
+    assert [i.value for i in chat(ws, "alice").info] == ["There are no documents to ask about yet: upload some on the Documents page."]
+    assert "Ask an admin for read access." in chat(ws, "bob").info[0].value

@@ -159,7 +159,8 @@ def show_assistant(m: dict) -> None:
 
 st.title("Chat")
 if not readable:
-    st.info("No collection is shared with you yet, so there is nothing to ask about. Ask an admin for read access.")
+    st.info("There are no documents to ask about yet: upload some on the Documents page." if core.is_admin(user) else
+            "No collection is shared with you yet, so there is nothing to ask about. Ask an admin for read access.")
 
 conv = st.session_state["conv"]
 shown = conversations.messages(ws, conv, user) if conv else []
