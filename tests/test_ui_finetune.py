@@ -115,3 +115,15 @@ def test_start_training_needs_something_to_train_on(ft_ws):
     assert at.button(key="ft-start").disabled
     assert "Choose at least one collection, or a saved dataset, to train on." in [c.value for c in at.caption]
     assert runs.list_runs(ws) == []
+
+
+def test_a_failed_run_offers_a_resume_only_when_it_saved_a_checkpoint(ft_ws):
+    ws = ft_ws
+    run_id = runs.create_run(ws, {"data": ["docs"], "max_steps": 3})
+    runs.update_run(ws, run_id, "failed", error="the documents hold no facts to learn")
+    label = lambda: page(ws).tabs[1].button(key=f"ft-resume-{run_id}").label  # noqa: E731
+    assert label() == "Run it again (it saved no checkpoint)"  # a resume would start over from step 0
+    folder = runs.run_dir(ws, run_id) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "latest").write_text("step-2")
+    assert label() == "Resume from its checkpoint"
