@@ -102,6 +102,9 @@ def cmd_erase(args) -> int:
               "leftover copies needs its text and ran only if the first pass got that far)")
     if not r.wal_truncated:
         print("  note: another process was reading; the write-ahead log is emptied at its next checkpoint")
+    if not r.leftovers_checked:
+        print("  its text was looked for in your own chats, feedback, evaluations and datasets; an admin's "
+              "erase looks in everyone's and checks every file of the workspace")
     if r.leftovers:
         print("  WARNING: its text is still found in: " + ", ".join(r.leftovers))
         return 1

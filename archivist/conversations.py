@@ -111,16 +111,22 @@ def delete_conversation(ws: Workspace, conversation_id: int, user: str | None) -
         ws.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
 
-def erase_document(ws: Workspace, document: str, erased) -> int:
-    """Chat messages that cite document `document` or hold its text (`erased(text) -> bool`) keep
-    their place in the conversation with their text and citations replaced by "[erased]"; returns
-    how many. (`archivist erase`.)"""
+def erase_document(ws: Workspace, document: str, erased, collection: str | None = None, owner: str | None = None) -> int:
+    """Chat messages that cite document `document` of `collection` or hold its text (`erased(text) ->
+    bool`) keep their place in the conversation with their text and citations replaced by
+    "[erased]"; returns how many. (`archivist erase`.) `owner`: text is looked for only in that
+    user's conversations (a member's erase must not match, and so reveal, what others asked and
+    were told); None, in everyone's (an admin's). A citation of the document counts in anyone's;
+    one that names another collection is another document of the same name."""
     n = 0
     with transaction(ws.db):
-        for mid, content, stored in ws.db.execute("SELECT id, content, citations FROM messages").fetchall():
+        for mid, content, stored, who in ws.db.execute(
+                "SELECT m.id, m.content, m.citations, u.name FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                "LEFT JOIN users u ON u.id = c.user_id").fetchall():
             cites = document in (stored or "") and any(
-                isinstance(c, dict) and c.get("document") == document for c in _citations(stored))
-            if cites or erased(content or "") or erased(stored or ""):
+                isinstance(c, dict) and c.get("document") == document and c.get("collection") in (None, collection)
+                for c in _citations(stored))
+            if cites or (owner in (None, who) and (erased(content or "") or erased(stored or ""))):
                 ws.db.execute("UPDATE messages SET content = '[erased]', citations = NULL WHERE id = ?", (mid,))
                 n += 1
     return n

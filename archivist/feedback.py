@@ -161,20 +161,27 @@ def find_feedback(ws: Workspace, user: str | None, question: str, answer: str,
     return dict(row) if row else None
 
 
-def erase_document(ws: Workspace, document: str, collection: str, erased, keep_ratings: bool = False) -> dict:
+def erase_document(ws: Workspace, document: str, collection: str, erased, keep_ratings: bool = False,
+                   owner: str | None = None) -> dict:
     """Feedback that cites document `document` of `collection`, or holds its text (`erased(text) -> bool`),
     goes: deleted, or with `keep_ratings` kept as its rating alone (question, answer, correction and
-    passages replaced by "[erased]"). Returns {"deleted", "anonymized"}. (`archivist erase`.)"""
+    passages replaced by "[erased]"). Returns {"deleted", "anonymized"}. (`archivist erase`.)
+    `owner`: text is looked for only in that user's feedback (a member's erase: the text of another
+    user's feedback is theirs to erase, and matching it would tell the member what they wrote);
+    None, in everyone's (an admin's). Feedback citing the document goes whoever gave it."""
     out = {"deleted": 0, "anonymized": 0}
     with transaction(ws.db):
-        for row in ws.db.execute("SELECT id, question, answer, correction, citations FROM feedback").fetchall():
+        for row in ws.db.execute("SELECT f.id, f.question, f.answer, f.correction, f.citations, u.name AS user "
+                                 "FROM feedback f LEFT JOIN users u ON u.id = f.user_id").fetchall():
             try:
                 cited = json.loads(row["citations"] or "[]")
             except ValueError:
                 cited = []
             hit = any(isinstance(c, dict) and c.get("document") == document and c.get("collection") == collection
-                      for c in cited) or any(erased(t or "") for t in (row["question"], row["answer"], row["correction"]))
-            hit = hit or any(isinstance(c, dict) and erased(c.get("text") or "") for c in cited)
+                      for c in cited)
+            if not hit and owner in (None, row["user"]):
+                hit = any(erased(t or "") for t in (row["question"], row["answer"], row["correction"])) \
+                    or any(isinstance(c, dict) and erased(c.get("text") or "") for c in cited)
             if not hit:
                 continue
             if keep_ratings:

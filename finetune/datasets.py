@@ -594,19 +594,23 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
     return out
 
 
-def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> dict[str, int]:
+def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool],
+                   owner: str | None = None) -> dict[str, int]:
     """Drop from every saved dataset the examples built from document `document_id` or showing one of
     its chunks (`chunk_ids`, as source or distractor) or its text (`erased(text) -> bool`), and the
     document from the manifest (listed under "erased" instead). Returns {dataset: examples dropped}
-    for the datasets that had any. (`archivist erase`; its other copies are the other modules' business.)"""
+    for the datasets that had any. (`archivist erase`; its other copies are the other modules' business.)
+    `owner`: text is looked for only in that user's datasets (a member's erase), None in all (an
+    admin's); examples built from the document go from anyone's."""
     out = {}
     for folder in sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists()):
         manifest = _manifest(folder)
+        text = erased if owner in (None, manifest.get("owner", manifest.get("user"))) else (lambda s: False)
         kept, dropped = {}, 0
         for split in ("train", "eval"):
             rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines() if line.strip()] \
                 if (folder / f"{split}.jsonl").exists() else []
-            kept[split] = [r for r in rows if not _from_erased(r, document_id, chunk_ids, erased)]
+            kept[split] = [r for r in rows if not _from_erased(r, document_id, chunk_ids, text)]
             dropped += len(rows) - len(kept[split])
         listed = any(d.get("id") == document_id for d in manifest.get("documents", []))
         if not dropped and not listed:

@@ -51,6 +51,7 @@ class EraseReport:
     adapter_examples: int = 0
     wal_truncated: bool = True
     leftovers: list[str] = field(default_factory=list)  # files that still hold its text (should stay empty)
+    leftovers_checked: bool = True  # False for a member's erase: the workspace's files hold others' text too
     resumed: bool = False  # finished by a rerun after the document itself was already gone
 
 
@@ -155,13 +156,19 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     erased = matcher(text, list(chunks.values()))
     report = EraseReport(document=doc["name"], collection=doc["collection"], document_id=doc["id"], chunks=len(chunks))
     report.needles = erased_sentences(text)  # not a field: the text stays out of reports and jobs
+    # A member's erase looks for the text only in their own data; copies that cite the document go
+    # from everyone's. Matching everyone's made erase an oracle: a member ingested a guessed
+    # sentence into their collection, erased it, and the counts said whether anyone had it (and
+    # that copy was destroyed). An admin's erase reaches every copy.
+    owner = None if access.is_admin(ws, actor) else actor
     with _secure_delete(ws):
-        fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings)
+        fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings, owner=owner)
         report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
-        report.messages = conversations.erase_document(ws, doc["name"], erased)
-        report.dataset_examples = datasets.erase_document(ws, doc["id"], set(chunks), erased)
-        report.evaluations = evaluation.erase_text(ws, erased)
-        report.upload = _remove_upload(ws, row["source"], remove_upload)
+        report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner)
+        dropped = datasets.erase_document(ws, doc["id"], set(chunks), erased, owner=owner)
+        report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
+        report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
+        report.upload = _remove_upload(ws, row["source"], remove_upload, doc["id"])
         report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
     return report
 
@@ -182,7 +189,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     from archivist.retrieval import lexicon
 
     spec = job.spec
-    report.adapters = adapters.learned_from(ws, spec["document_id"])
+    report.adapters = adapters.learned_from(ws, spec["document_id"])  # all marked stale and recorded below
     report.embedders = retriever.learned_from(ws, spec["document_id"])
     why = f"trained on a deleted document: {spec['document']}"
     retriever.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
@@ -200,7 +207,12 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         lexicon.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
-    if needles is not None:
+    if not access.is_admin(ws, actor):
+        # what a member is told stays within what they may see: the adapters they may use, and no
+        # scan of files that hold other users' text (which would say whether the text is there)
+        report.adapters = [a for a in report.adapters if adapters.may_use(ws, actor, a)]
+        report.leftovers_checked = False
+    elif needles is not None:
         report.leftovers = find_text(ws.home, needles)
     jobs.finish(ws, job.id, result=asdict(report), message=f"erased {spec['document']}")
     return report
@@ -235,13 +247,28 @@ def _counted(report: EraseReport, counts: dict) -> None:
             setattr(report, k, counts[k])
 
 
-def _remove_upload(ws: Workspace, source: str | None, remove_upload) -> str | None:
+def _remove_upload(ws: Workspace, source: str | None, remove_upload, document_id: int) -> str | None:
+    """The document's stored upload, removed unless another document was read from the same file
+    (the same bytes uploaded under the same name to another collection share one file)."""
     if not source:
         return None
     uploads = (ws.home / "uploads").resolve()
     if uploads not in Path(source).resolve().parents:
         return None  # read from the user's own folder: not a copy the workspace made
+    if ws.db.execute("SELECT 1 FROM documents WHERE source = ? AND id != ?", (source, document_id)).fetchone():
+        return None  # another document's original too: it goes when the last of them does
     return source if remove_upload(ws, source) else None
+
+
+def _visible_datasets(ws: Workspace, actor: str, dropped: dict[str, int]) -> dict[str, int]:
+    """{dataset: examples dropped} as a member may be told it: the datasets they may see by name,
+    the others' examples together under "other users' datasets"."""
+    from archivist.finetune import datasets
+
+    mine = {d["name"] for d in datasets.list_datasets(ws, actor)}
+    out = {name: n for name, n in dropped.items() if name in mine}
+    others = sum(n for name, n in dropped.items() if name not in mine)
+    return {**out, "other users' datasets": others} if others else out
 
 
 def _compact(ws: Workspace) -> bool:

@@ -376,13 +376,17 @@ def format_table(rows: dict[str, dict], columns: Sequence[str] | None = None, fi
     return "\n".join(lines)
 
 
-def erase_text(ws: Workspace, erased) -> int:
+def erase_text(ws: Workspace, erased, owner: str | None = None) -> int:
     """Replace with "[erased]" every string in the stored evaluations' results that `erased(text)`
     says holds an erased document's text (a passage, a quote, an answer); returns how many
-    evaluations changed. (`archivist erase`.)"""
+    evaluations changed. (`archivist erase`.) `owner`: only that user's evaluations (a member's
+    erase); None, everyone's (an admin's)."""
     changed = 0
     with transaction(ws.db):
-        for eid, raw in ws.db.execute("SELECT id, results FROM evaluations").fetchall():
+        for eid, raw, who in ws.db.execute("SELECT e.id, e.results, u.name FROM evaluations e "
+                                           "LEFT JOIN users u ON u.id = e.user_id").fetchall():
+            if owner not in (None, who):
+                continue
             try:
                 results = json.loads(raw)
             except (TypeError, ValueError):

@@ -247,3 +247,52 @@ def test_erase_marks_an_adapted_retriever_that_learned_the_document_stale(ws, tm
     assert m["kind"] == "embedding" and m["stale"] == "trained on a deleted document: depot.md"
     [rec] = audit.read(ws, action="document.erased")
     assert rec["detail"]["stale_embedders"] == ["emb-depot"]
+
+
+def test_a_members_erase_reaches_only_their_own_copies_and_tells_nothing_of_others(ws, tmp_path, embedder):
+    """A security test's finding: a member with write on one collection ingested a guessed sentence,
+    erased it, and the counts said whether any other user had it (and destroyed those copies); the
+    leftover scan named another collection's upload. Now a member's erase looks for the text in
+    their own data only, copies citing the document still go from everyone's, shared upload files
+    stay while another document uses them, and the report names only what the member may see."""
+    from archivist import access
+    from archivist.finetune import datasets
+    from archivist.ingest.pipeline import document_source, ingest_paths
+    from archivist.ingest.uploads import save_upload
+    from archivist.retrieval.evaluation import store_evaluation
+
+    secret = "The launch code is ZEBRA-7731, kept in the blue binder."
+    (tmp_path / "alpha.md").write_text(f"# Launch\n\n{secret}\n")
+    ingest_paths(ws, [tmp_path / "alpha.md"], collection="alpha", embedder=embedder, progress=False)
+    for name, level in (("alice", None), ("bob", None)):
+        access.add_user(ws, name, "member")
+    access.grant(ws, "alice", "alpha", "read")
+    access.grant(ws, "bob", "beta", "write")
+    cid = conversations.start_conversation(ws, "alice")
+    conversations.add_message(ws, cid, "alice", "user", "What is the launch code?")
+    conversations.add_message(ws, cid, "alice", "assistant", secret, citations=[{"n": 1, "document": "alpha.md", "collection": "alpha"}])
+    feedback.record_feedback(ws, "alice", "What is the launch code?", secret, rating=1, collection="alpha")
+    store_evaluation(ws, "answers", "alice-set", {"per_question": [{"question": "code?", "answer": secret}]}, user="alice")
+    datasets.build_dataset(ws, ["docs"], collections=["alpha"], embedder=embedder, progress=False, name="admin-alpha")
+    shared_path, shared_name = save_upload(ws, "budget.md", b"# Budget\n\nThe budget for 2026 is EUR 1.2 million overall.\n")
+    ingest_paths(ws, [shared_path], names=[shared_name], collection="alpha", embedder=embedder, progress=False)
+    ingest_paths(ws, [shared_path], names=[shared_name], collection="beta", embedder=embedder, progress=False, user="bob")
+
+    # bob's guess, ingested into his own collection and erased
+    (tmp_path / "guess.md").write_text(f"# Guess\n\n{secret}\n")
+    ingest_paths(ws, [tmp_path / "guess.md"], collection="beta", embedder=embedder, progress=False, user="bob")
+    r = erase(ws, "guess.md", "bob", "beta")
+    assert (r.feedback_deleted, r.feedback_anonymized, r.messages, r.evaluations) == (0, 0, 0, 0)
+    assert r.dataset_examples == {} and r.leftovers == [] and not r.leftovers_checked
+    assert conversations.messages(ws, cid, "alice")[1]["content"] == secret  # alice's answer untouched
+    assert feedback.list_feedback(ws, "alice")[0]["answer"] == secret
+    # bob's own copy of the shared upload goes; alpha's document still has its file
+    erase(ws, "budget.md", "bob", "beta")
+    alpha_budget = next(d for d in ws.db.execute("SELECT id FROM documents WHERE path = 'budget.md'"))[0]
+    assert document_source(ws, alpha_budget) is not None and shared_path.exists()
+
+    # an admin's erase of the original reaches every copy, and checks every file
+    r = erase(ws, "alpha.md", None, "alpha")
+    assert r.messages == 1 and r.feedback_deleted == 1 and r.evaluations == 1 and r.dataset_examples == {"admin-alpha": 1}
+    assert r.leftovers_checked and r.leftovers == []
+    assert conversations.messages(ws, cid, "alice")[1]["content"] == "[erased]"
