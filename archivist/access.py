@@ -181,14 +181,27 @@ def _admins(ws: Workspace) -> int:
 
 def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
     """Remove user `name` with its grants, keys and sessions (the schema cascades). Needs the
-    admin role. Raises LookupError for an unknown user, ValueError for the last admin."""
+    admin role. Raises LookupError for an unknown user, ValueError for the last admin.
+
+    What records its owner by name (jobs and runs, saved datasets) passes to a name no user can
+    have (`former_owner`): a user created later under the same name inherits none of it (a
+    security test saw a new "dave" list the old dave's uploads and their collections)."""
     actor = require_admin(ws, by, "delete users")
     with transaction(ws.db):
-        _user_id(ws, name)
+        uid = _user_id(ws, name)
         if is_admin(ws, name) and _admins(ws) <= 1:
             raise ValueError(f"{name!r} is the last admin and cannot be deleted")
+        ws.db.execute("UPDATE jobs SET owner = ? WHERE owner = ?", (former_owner(name, uid), name))
         ws.db.execute("DELETE FROM users WHERE name = ?", (name,))
         audit.record(ws, "user.delete", user=actor, target=name)
+    from archivist.finetune import datasets
+
+    datasets.disown(ws, name, former_owner(name, uid))
+
+
+def former_owner(name: str, uid: int) -> str:
+    """The owner recorded for what deleted user `name` (id `uid`) owned: not a valid user name."""
+    return f"{name}#deleted-{uid}"
 
 
 def list_users(ws: Workspace, *, by: str | None = None) -> list[dict]:

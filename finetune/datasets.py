@@ -594,6 +594,23 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
     return out
 
 
+def disown(ws: Workspace, owner: str, former: str) -> int:
+    """Record `former` as the owner of every saved dataset `owner` built (the user was deleted: a
+    user created later under the same name must not inherit them); returns how many."""
+    n = 0
+    for folder in sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists()):
+        try:
+            manifest = _manifest(folder)
+        except DatasetError:
+            continue  # unreadable: nobody can use it anyway
+        if manifest.get("owner", manifest.get("user")) == owner:
+            manifest["owner"] = former
+            manifest.pop("user", None)
+            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+            n += 1
+    return n
+
+
 def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool],
                    owner: str | None = None) -> dict[str, int]:
     """Drop from every saved dataset the examples built from document `document_id` or showing one of
