@@ -8,6 +8,7 @@ those of archivist.access.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
@@ -50,7 +51,8 @@ def delete(doc: str, collection: str | None = Query(None), ws: Workspace = Depen
 @router.post("/v1/documents", response_model=S.UploadResult,
              responses={**responses(400, 403, 413),
                         202: {"model": S.IngestJob, "description": "with wait=false: the ingestion job, started"}})
-def upload(file: UploadFile = File(..., description="the document: PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, CSV"),
+def upload(file: list[UploadFile] = File(..., description="the document: PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, CSV "
+                                                          "(one per request)"),
            collection: str | None = Form(None, description="default: the server's default collection"),
            wait: bool = Form(True, description="false: answer 202 with an ingestion job at once "
                                                "(poll GET /v1/ingest_jobs/{id}) instead of after ingesting"),
@@ -61,6 +63,10 @@ def upload(file: UploadFile = File(..., description="the document: PDF, DOCX, PP
     from archivist.ingest.pipeline import ingest_paths
     from archivist.ingest.uploads import UploadError, save_upload
 
+    if len(file) != 1:  # a second part was dropped without a word before
+        raise APIError(400, f"one file per request, got {len(file)}: {', '.join(f.filename or '?' for f in file)}",
+                       "one_file_per_request", "file")
+    [file] = file
     settings = srv.settings
     target = collection or settings.collection
     access.require(ws, who, target, "write")  # before a byte is written
@@ -79,9 +85,19 @@ def upload(file: UploadFile = File(..., description="the document: PDF, DOCX, PP
     t0 = time.perf_counter()
     [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
     if res.status == "failed":
+        _drop_unused_upload(ws, path)
         raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
     return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
             "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _drop_unused_upload(ws: Workspace, path) -> None:
+    """A refused upload's stored file goes, unless a document was read from it (an earlier upload
+    of the same bytes under the same name)."""
+    from archivist.ingest.uploads import remove_upload
+
+    if not ws.db.execute("SELECT 1 FROM documents WHERE source = ?", (str(Path(path).resolve()),)).fetchone():
+        remove_upload(ws, path)
 
 
 def _find(ws: Workspace, doc: str, user: str, collection: str | None) -> dict:

@@ -1,6 +1,6 @@
 """Background jobs over HTTP: the caller's ingestions, uploads and fine-tuning runs (archivist/jobs.py).
 
-    GET  /v1/jobs                  the caller's jobs, newest first (an admin: everyone's); ?kind=ingest|upload|train
+    GET  /v1/jobs                  the caller's jobs, newest first (an admin: everyone's); ?kind=ingest|upload|train|erase|reembed
     GET  /v1/jobs/{id}             one of them
     POST /v1/jobs/{id}/cancel      ask it to stop (an ingestion stops after the file at hand, a run checkpoints)
     GET  /v1/ingest_jobs[/{id}]    the uploads of `POST /v1/documents` with wait=false, in their first shape
@@ -33,7 +33,7 @@ router = APIRouter(tags=["jobs"])
 class JobOut(BaseModel):
     object: Literal["job"] = "job"
     id: str
-    kind: str = Field(description="ingest | upload | train")
+    kind: str = Field(description="ingest | upload | train | erase | reembed")
     owner: str
     state: str = Field(description="queued | running | done | failed | cancelled | interrupted (its process ended "
                                    "without finishing: resume it with `archivist jobs resume ID`)")
@@ -108,7 +108,7 @@ def _run(open_ws, job_id: str) -> None:
 
 
 @router.get("/v1/jobs", response_model=JobList, responses=responses())
-def list_route(kind: Literal["ingest", "upload", "train"] | None = Query(None), ws: Workspace = Depends(workspace),
+def list_route(kind: Literal[jobs.KINDS] | None = Query(None), ws: Workspace = Depends(workspace),
                who: str = Depends(user)):
     """The caller's background jobs (an admin sees everyone's), newest first."""
     return {"object": "list", "data": [job_out(j) for j in jobs.list_jobs(ws, who, (kind,) if kind else None)]}

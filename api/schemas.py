@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from archivist.ingest.readers import LABELS
+
 MAX_TOKENS = 2048  # most tokens one answer may ask for
 MAX_INPUTS = 2048  # most texts in one embeddings request (OpenAI's limit too)
 
@@ -80,7 +82,8 @@ class SearchRequest(_Open):
     collection: str | None = None
     collections: list[str] | None = None
     documents: list[str] | None = Field(None, description="restrict to these document names or ids")
-    kinds: list[str] | None = Field(None, description="restrict to these file kinds (pdf, docx, markdown ...)")
+    # a kind no reader has is refused (422), not a filter that silently finds nothing
+    kinds: list[Literal[tuple(LABELS)]] | None = Field(None, description="restrict to these file kinds")
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
 
     _ints = field_validator("k", mode="before")(_json_int)

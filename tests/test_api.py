@@ -395,9 +395,20 @@ def test_oversized_and_unreadable_uploads(api):
     r = httpx.post(api.url + "/v1/documents", headers={**api.h("admin"), "content-type": f"multipart/form-data; boundary={boundary}"},
                    content=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]), timeout=60)
     _error(r, 413, "file_too_large")
+    uploads = Path(api.settings.home) / "uploads"
+    before = sorted(p.name for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else []
     _error(api.post("/v1/documents", files={"file": ("empty.pdf", b"%PDF-1.4 broken")}), 422, "unreadable_document")
+    assert (sorted(p.name for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else []) == before  # nothing left behind
     _error(api.post("/v1/documents", files={"file": ("tool.exe", b"MZ\x90\x00" + bytes(range(256)) * 4)}), 422, "rejected_upload")
     _error(api.post("/v1/documents", files={"file": ("nothing.txt", b"")}), 422, "rejected_upload")
+    # two files in one request: the first had been dropped without a word
+    two = [("file", ("a.md", b"# A\n\nAlpha text here.\n")), ("file", ("b.md", b"# B\n\nBeta text here.\n"))]
+    r = httpx.post(api.url + "/v1/documents", headers=api.h("admin"), files=two, data={"collection": "public"}, timeout=60)
+    _error(r, 400, "one_file_per_request")
+    # a file kind no reader has is an error, not a filter that finds nothing
+    r = httpx.post(api.url + "/v1/search", headers=api.h("admin"), json={"query": "alpha", "kinds": ["zzz"]}, timeout=60)
+    assert r.status_code == 422 and "kinds" in r.text
+    assert httpx.get(api.url + "/v1/jobs?kind=erase", headers=api.h("admin"), timeout=60).status_code == 200
 
 
 @pytest.mark.slow
