@@ -22,7 +22,7 @@ from archivist.retrieval.answerability import answerability
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, key_status, reading, term_stats
 from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import score as quote_score
-from archivist.retrieval.search import search
+from archivist.retrieval.search import search, statistics_scope
 from archivist.retrieval.verify import CITE, asks_yes_no, parse_citations, sentences, verify_answer
 from archivist.workspace import Workspace
 
@@ -339,7 +339,10 @@ def ask(
     standalone = standalone_question(question, history)
     hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone, model=s.llm)
-    relevance = answerability(ws, standalone, hits)
+    # The gates' word statistics are those of the collections searched, not the whole workspace's:
+    # a member's "not found" must not depend on what collections they cannot read hold.
+    scope = statistics_scope(ws, user, collections)
+    relevance = answerability(ws, standalone, hits, scope)
     if relevance < s.min_relevance:
         result.answer, result.not_found, result.mode, result.status = NOT_FOUND, True, "not_found", "not_found"
         if on_token:
@@ -372,7 +375,7 @@ def ask(
     reader = None
     if mode == "auto" and s.read_quotes:
         reader = lambda q, texts: reading(llm, q, texts)  # noqa: E731
-    settle(result, question, passages, text, mode, embedder, s, stats=term_stats(ws, standalone), relevance=relevance,
+    settle(result, question, passages, text, mode, embedder, s, stats=term_stats(ws, standalone, scope), relevance=relevance,
            reader=reader)
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)

@@ -18,21 +18,25 @@ def relevance(hit: Hit) -> float:
     return hit.dense_score if hit.dense_score is not None else 0.0
 
 
-def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3) -> float:
+def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3,
+                  collections: Sequence[int] | None = None) -> float:
     """IDF-weighted share of the query's content words found in the top hits (0..1).
 
     A question about something absent from the documents has rare words (or words the corpus
-    lacks entirely) that no top passage contains, even when its common words match well.
+    lacks entirely) that no top passage contains, even when its common words match well. The IDF
+    is counted over the chunks of `collections` (ids: the ones searched, `search.statistics_scope`;
+    None: every collection), so a collection the user cannot read weighs nothing.
     """
     terms = query_terms(query)
     if not terms:
         return 0.0
     index = lexicon.current(ws)
-    n = index.n_live
+    stats = index.statistics(collections)
+    n = stats.n
     text = " ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits[:top])
     total = got = 0.0
     for t in terms:
-        df = index.df(lexicon.stem(t))
+        df = stats.df(index, lexicon.stem(t))
         idf = math.log((n + 1) / (df + 0.5))
         total += idf
         if re.search(r"\b" + re.escape(t[: max(4, len(t) - 2)]), text):  # a crude stem: "reimbursed" ~ "reimburse"
@@ -40,15 +44,16 @@ def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3) 
     return got / total if total > 0 else 0.0
 
 
-def answerability(ws: Workspace, query: str, hits: Sequence[Hit]) -> float:
-    """How likely the hits hold an answer: the best cosine similarity plus half the term coverage.
+def answerability(ws: Workspace, query: str, hits: Sequence[Hit], collections: Sequence[int] | None = None) -> float:
+    """How likely the hits hold an answer: the best cosine similarity plus half the term coverage
+    (counted over `collections`, the ids searched; None: every collection).
 
     Calibrated on the sample documents (samples/QUESTIONS.jsonl): every answerable question
     scored >= 0.68, most unanswerable ones < 0.55; Settings.min_relevance defaults to 0.62.
     """
     if not hits:
         return 0.0
-    return max(relevance(h) for h in hits) + 0.5 * term_coverage(ws, query, hits)
+    return max(relevance(h) for h in hits) + 0.5 * term_coverage(ws, query, hits, collections=collections)
 
 
 _WORDS = re.compile(r"[A-Za-z][\w+#.-]*[\w+#]|[A-Za-z]")

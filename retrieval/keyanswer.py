@@ -86,9 +86,10 @@ ANSWERABLE_READ_BIAS = -5.8214
 
 @dataclass
 class TermStats:
-    """How rare each of the question's content words is in the corpus the user may read."""
+    """How rare each of the question's content words is in the collections the question was
+    searched in (always within what the user may read: `term_stats`)."""
     terms: list[tuple[str, int]] = field(default_factory=list)  # (word, document frequency in chunks)
-    n: int = 1  # live chunks
+    n: int = 1  # live chunks of those collections
 
     def idf(self, df: int) -> float:
         return math.log((self.n + 1) / (df + 0.5))
@@ -107,13 +108,17 @@ class KeyAnswer:
     features: dict[str, float] = field(default_factory=dict)  # the question-level features, for tuning and logs
 
 
-def term_stats(ws, question: str) -> TermStats:
-    """The question's content words with their document frequency in the workspace's lexical index."""
+def term_stats(ws, question: str, collections: Sequence[int] | None = None) -> TermStats:
+    """The question's content words with their document frequency among the live chunks of
+    `collections` (ids: the ones the question was searched in, `search.statistics_scope`; None:
+    every collection), and how many chunks those are. Never the whole workspace's for a user who
+    cannot read all of it: `unknown_terms` would tell them which words other collections hold."""
     from archivist.retrieval import lexicon
     from archivist.retrieval.query import query_terms
 
     index = lexicon.current(ws)
-    return TermStats([(t, index.df(lexicon.stem(t))) for t in query_terms(question)], index.n_live)
+    stats = index.statistics(collections)
+    return TermStats([(t, stats.df(index, lexicon.stem(t))) for t in query_terms(question)], stats.n)
 
 
 def _sigmoid(x):

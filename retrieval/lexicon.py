@@ -1,4 +1,4 @@
-"""Lexical search: BM25 over every chunk of the workspace, held in memory beside FAISS.
+"""Lexical search: BM25 over the chunks of the searched collections, held in memory beside FAISS.
 
 The scores are FTS5's own `bm25()` as `chunks_fts` would compute it for `MATCH 'a OR b ...'`
 (k1 1.2, b 0.75, the text column weighted 1.0 and the heading 0.5, a row's length counted over
@@ -12,6 +12,13 @@ frequency as written, adjacent within one whitespace-free piece, on top of its w
 FTS5 recomputes that for every row matching any query term, which at 100,000 chunks was most of
 a hybrid query's time (bench/RESULTS.md); here a query gathers the postings of its few terms from
 a term-by-chunk CSR matrix and scores them with numpy.
+
+Statistics follow the search's scope: N, each word's document frequency and the average length are
+counted over the live chunks of the collections searched (`Index.statistics`, one cached mask per
+set of collections), never over the whole workspace, so a member's scores, and the answer gates
+built on document frequencies (`answerability`, `keyanswer`), say nothing about the words of
+collections they cannot read (docs/access.md). Searching every collection (None) is FTS5's
+whole-table BM25, on the precomputed impacts: the single-user case and every benchmark.
 
 SQLite is the source of truth and `index/lexical.npz` a cache of it, kept in step like the FAISS
 indexes: `sync` adds the chunks the index lacks and drops the ones SQLite no longer holds, under
@@ -156,6 +163,25 @@ class Ranking:
 
 
 @dataclass(frozen=True)
+class Statistics:
+    """What BM25 counts over: the live chunks of some collections (or of the whole index)."""
+
+    mask: np.ndarray  # bool per position: live and in scope
+    n: int            # how many chunks that is
+    avgdl: float      # their average length
+
+    def df(self, index: Index, stem_: str) -> int:
+        """How many of these chunks hold the stem."""
+        t = index.terms.get(stem_)
+        if t is None:
+            return 0
+        return int(self.mask[index.post_pos[index.indptr[t]:index.indptr[t + 1]]].sum())
+
+
+SCOPES_KEPT = 64  # per index: the scopes (sets of collections) whose statistics are cached
+
+
+@dataclass(frozen=True)
 class Index:
     terms: dict[str, int]     # stem -> row of the CSR matrix
     indptr: np.ndarray        # int64 [n_terms + 1]
@@ -182,21 +208,40 @@ class Index:
     def avgdl(self) -> float:
         return float(self.length[self.live].sum()) / max(1, self.n_live)
 
-    def _impact(self, f: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """BM25's term-frequency part for frequencies `f` in the chunks at `pos` (idf left out)."""
-        return (f * (K1 + 1) / (f + K1 * (1 - B + B * self.length[pos] / self.avgdl))).astype(np.float32)
+    @cached_property
+    def _scopes(self) -> dict[frozenset[int], Statistics]:
+        return {}
+
+    def statistics(self, collections: Iterable[int] | None = None) -> Statistics:
+        """N, average length and the chunks counted, over the live chunks of `collections` (None: every
+        live chunk). Cached per set of collections (the mask is one byte per position)."""
+        if collections is None:
+            return Statistics(self.live, self.n_live, self.avgdl)
+        key = frozenset(int(c) for c in collections)
+        hit = self._scopes.get(key)
+        if hit is None:
+            mask = self.live & np.isin(self.colls, np.fromiter(key, np.int64, len(key)))
+            n = int(mask.sum())
+            hit = Statistics(mask, n, float(self.length[mask].sum()) / max(1, n))
+            if len(self._scopes) >= SCOPES_KEPT:  # many users' scopes: forget them all, each is cheap to make
+                self._scopes.clear()
+            self._scopes[key] = hit
+        return hit
+
+    def _impact(self, f: np.ndarray, pos: np.ndarray, avgdl: float | None = None) -> np.ndarray:
+        """BM25's term-frequency part for frequencies `f` in the chunks at `pos` (idf left out), with
+        the average length `avgdl` (None: the whole index's)."""
+        avgdl = self.avgdl if avgdl is None else avgdl
+        return (f * (K1 + 1) / (f + K1 * (1 - B + B * self.length[pos] / avgdl))).astype(np.float32)
 
     @cached_property
     def impact(self) -> np.ndarray:
         """Every posting's `_impact`, computed once per index (they change with the average length)."""
         return self._impact(self.post_f, self.post_pos)
 
-    def df(self, stem_: str) -> int:
-        """How many live chunks hold the stem."""
-        t = self.terms.get(stem_)
-        if t is None:
-            return 0
-        return int(self.live[self.post_pos[self.indptr[t]:self.indptr[t + 1]]].sum())
+    def df(self, stem_: str, collections: Iterable[int] | None = None) -> int:
+        """How many live chunks of `collections` (None: of any) hold the stem."""
+        return self.statistics(collections).df(self, stem_)
 
     def with_chunks(self, rows: Sequence[tuple]) -> Index:
         """A new index holding these chunks too: rows of (chunk id, document id, collection id, text,
@@ -301,8 +346,9 @@ class Index:
                      self.ids[live], self.docs[live], self.colls[live], self.length[live], np.ones(int(live.sum()), bool),
                      fields=self.fields)
 
-    def _postings(self, unit: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Positions (ascending) and impacts of the chunks holding every stem of `unit`. A phrase's
+    def _postings(self, unit: tuple[str, ...], stats: Statistics | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Positions (ascending) and impacts of the chunks holding every stem of `unit`: every chunk,
+        or with `stats` the chunks it counts, their impacts by its average length. A phrase's
         words are not checked for adjacency; its frequency in a chunk is that of its rarest word there,
         plus `Fields.identifier` x how often it appears as written (see `_verbatim`)."""
         if len(unit) == 1:
@@ -310,7 +356,12 @@ class Index:
             if t is None:
                 return None
             row = slice(self.indptr[t], self.indptr[t + 1])
-            return self.post_pos[row], self.impact[row]
+            if stats is None:
+                return self.post_pos[row], self.impact[row]
+            pos = self.post_pos[row]
+            keep = stats.mask[pos]
+            pos = pos[keep]
+            return pos, self._impact(self.post_f[row][keep], pos, stats.avgdl)
         rows = []
         for s in unit:
             t = self.terms.get(s)
@@ -319,6 +370,9 @@ class Index:
             rows.append(slice(self.indptr[t], self.indptr[t + 1]))
         rows.sort(key=lambda r: r.stop - r.start)
         pos, f = self.post_pos[rows[0]], self.post_f[rows[0]]
+        if stats is not None:
+            keep = stats.mask[pos]
+            pos, f = pos[keep], f[keep]
         for row in rows[1:]:  # keep the rarest word's chunks that hold each other word too
             if not len(pos):
                 break
@@ -329,7 +383,7 @@ class Index:
             pos, f = pos[both], np.minimum(f[both], there[both])
         if self.fields.identifier > 0 and len(pos):
             f = f + np.float32(self.fields.identifier) * self._verbatim(unit, pos)
-        return pos, self._impact(f, pos)
+        return pos, self._impact(f, pos, None if stats is None else stats.avgdl)
 
     def _verbatim(self, unit: tuple[str, ...], pos: np.ndarray) -> np.ndarray:
         """How often the chunks at `pos` hold `unit` as an identifier: each adjacent pair of its
@@ -398,25 +452,29 @@ class Index:
                documents: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best `limit` live chunks holding any of the units (see
         `query_units`), best first; only chunks of `collections` (None: any) and of `documents`
-        (None: any) are ranked. Statistics (N, df, average length) are over every live chunk, as FTS5's."""
+        (None: any) are ranked. Statistics (N, df, average length) are over the live chunks of
+        `collections` (`statistics`; None: every live chunk, as FTS5's), whatever `documents` says."""
         return self.rank(units, limit, collections, documents).hits
 
     def rank(self, units: Sequence[tuple[str, ...]], limit: int, collections: Sequence[int] | None = None,
              documents: np.ndarray | None = None) -> Ranking:
         """`search`'s hits, the ceiling (the score of a chunk that matched every unit as well as a
-        chunk can), and every chunk's score for `Ranking.scores_of`."""
-        n = self.n_live
+        chunk can), and every chunk's score for `Ranking.scores_of` (0 outside `collections`)."""
+        # None: the whole index, on the precomputed impacts (the benchmarked path); else the
+        # collections' own statistics, so no chunk outside them changes a score.
+        stats = None if collections is None else self.statistics(collections)
+        n = self.n_live if stats is None else stats.n
         if n == 0 or limit <= 0:
             return Ranking([], 0.0)
         scores = np.zeros(len(self.ids), np.float32)
         matched = []
         ceiling = 0.0
         for unit in dict.fromkeys(units):
-            found = self._postings(unit)
+            found = self._postings(unit, stats)
             if found is None:
                 continue
             pos, impact = found
-            if n < len(self.ids):
+            if stats is None and n < len(self.ids):  # a scope's postings are live already
                 alive = self.live[pos]
                 pos, impact = pos[alive], impact[alive]
             if len(pos):
@@ -431,10 +489,9 @@ class Index:
         # final): only chunks at or above it can make the cut, usually a few hundred.
         matched.sort(key=len)
         upto = 1 + next((i for i, size in enumerate(np.cumsum([len(p) for p in matched])) if size >= 2 * limit), len(matched))
-        rare = self._in_scope(_union(matched[:upto]), collections, documents)
+        rare = self._in_scope(_union(matched[:upto]), documents)
         floor = np.partition(scores[rare], len(rare) - limit)[len(rare) - limit] if len(rare) >= limit else 0
-        cand = self._in_scope(np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores > 0),
-                              collections, documents)
+        cand = self._in_scope(np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores > 0), documents)
         if len(cand) > limit:  # the limit-th best score by partitioning values (argpartition is slow on ties)
             values = scores[cand]
             cut = np.partition(values, len(values) - limit)[len(values) - limit]
@@ -442,9 +499,9 @@ class Index:
         cand = cand[np.lexsort((self.ids[cand], -scores[cand]))][:limit]
         return Ranking([(int(self.ids[p]), float(scores[p])) for p in cand], ceiling, self, scores)
 
-    def _in_scope(self, pos: np.ndarray, collections: Sequence[int] | None, documents: np.ndarray | None) -> np.ndarray:
-        if collections is not None:
-            pos = pos[np.isin(self.colls[pos], np.asarray(list(collections), np.int64))]
+    def _in_scope(self, pos: np.ndarray, documents: np.ndarray | None) -> np.ndarray:
+        """The positions of `documents` (None: all) among `pos` (the collections are filtered by
+        `_postings` already: only their chunks score)."""
         if documents is not None:
             pos = pos[np.isin(self.docs[pos], documents)]
         return pos

@@ -3,8 +3,11 @@
 near-duplicates collapsed (`duplicates`) and an optional reranker reordering the fused list.
 
 Filters (collections, documents, file kinds) are applied inside both searches, never after
-cutting to k. The collections a caller may read come from `archivist.access` alone. What a query's
-words are: `query`; whether the hits likely hold an answer: `answerability`.
+cutting to k. The collections a caller may read come from `archivist.access` alone. BM25's
+statistics (N, document frequencies, average length) are counted over the collections searched,
+never over the whole workspace (`lexicon.Index.statistics`; `statistics_scope` for the answer gates),
+so no score depends on a collection the caller cannot read. What a query's words are: `query`;
+whether the hits likely hold an answer: `answerability`.
 """
 
 from __future__ import annotations
@@ -60,10 +63,32 @@ def resolve_documents(ws: Workspace, refs: Sequence[str | int] | None) -> list[i
     return ids
 
 
+def searched(ws: Workspace, user: str | None, collections: Sequence[str] | None = None) -> tuple[list[str], list[int], bool]:
+    """What a search by `user` in `collections` (names; None: any) looks in: the names of the
+    collections the user may read among them, their ids (those that exist), and whether the ids are
+    every collection of the workspace. Raises AccessDenied for an unknown user."""
+    readable = access.readable_collections(ws, user)
+    if collections is not None:
+        readable = [c for c in readable if c in set(collections)]
+    known = {r[0]: r[1] for r in ws.db.execute("SELECT name, id FROM collections")}
+    cids = [known[c] for c in readable if c in known]
+    return readable, cids, len(set(cids)) == len(known)
+
+
+def statistics_scope(ws: Workspace, user: str | None, collections: Sequence[str] | None = None) -> list[int] | None:
+    """The collection ids whose chunks the lexical statistics of a search by `user` in `collections`
+    are counted over (`lexicon.Index.statistics`): the ones it searches, or None when that is every
+    collection of the workspace. For the gates that judge a search's hits (`answerability`,
+    `keyanswer.term_stats`). Raises AccessDenied for an unknown user."""
+    _, cids, every = searched(ws, user, collections)
+    return None if every else cids
+
+
 def lexical(ws: Workspace, query: str, collection_ids: Sequence[int], limit: int,
             documents: Sequence[int] | None = None, kinds: Sequence[str] | None = None) -> list[tuple[int, float]]:
     """(chunk id, BM25 score, higher is better), best first: FTS5's bm25 for `fts_query(query)`
-    (any word or phrase may match), computed by the in-memory index of `lexicon`."""
+    (any word or phrase may match), computed by the in-memory index of `lexicon` with statistics
+    over the chunks of `collection_ids` (FTS5's own when that is every collection)."""
     return lexical_ranking(ws, query, collection_ids, limit, documents, kinds).hits
 
 
@@ -78,7 +103,9 @@ def _lexical_ranker(ws: Workspace, query: str, collection_ids: Sequence[int], li
                     every: bool | None = None) -> Callable[[], lexicon.Ranking]:
     """`lexical_ranking` in two steps: what needs SQLite runs now; the ranking itself (numpy only, so
     it may run on another thread) when the returned function is called. `every`: whether
-    `collection_ids` holds every collection of the workspace, when the caller knows."""
+    `collection_ids` holds every collection of the workspace, when the caller knows. The
+    statistics are those of `collection_ids` (the index's own, the fast path, when `every`), never
+    narrowed by `documents` or `kinds`: those filter the ranked chunks only."""
     units = lexicon.query_units(query, STOPWORDS)
     if not units or not collection_ids or (documents is not None and not documents):
         return lambda: lexicon.Ranking([], 0.0)
@@ -166,11 +193,7 @@ def search(
     """
     if mode not in ("hybrid", "dense", "lexical"):
         raise ValueError(f"mode must be hybrid, dense or lexical, got {mode!r}")
-    readable = access.readable_collections(ws, user)
-    if collections is not None:
-        readable = [c for c in readable if c in set(collections)]
-    known = {r[0]: r[1] for r in ws.db.execute("SELECT name, id FROM collections")}
-    cids = [known[c] for c in readable if c in known]
+    readable, cids, every = searched(ws, user, collections)
     if not cids or not query.strip() or k <= 0:
         return []
     doc_ids = resolve_documents(ws, documents)
@@ -183,7 +206,7 @@ def search(
         # BM25 needs no query vector: rank it (and read its hits' vectors, for linear fusion) on the
         # lexical thread while this one embeds the query and searches FAISS (bench/RESULTS.md, finding 2d).
         linear = ws.settings.fusion == "linear"
-        ranker = _lexical_ranker(ws, query, cids, limit, doc_ids, kinds, every=len(set(cids)) == len(known))
+        ranker = _lexical_ranker(ws, query, cids, limit, doc_ids, kinds, every=every)
         pending = _LEXICAL_THREAD.submit(_lexical_side, ranker, ws, linear, cids)
     if mode in ("hybrid", "dense"):
         from archivist.models import embedder_for
@@ -196,7 +219,7 @@ def search(
         l_rank = lex.hits
         scores = fuse(ws, qvec, d_rank, lex, cosines_of(lex_vectors, qvec) if lex_vectors is not None else None)
     elif mode == "lexical":
-        l_rank = lexical(ws, query, cids, limit, doc_ids, kinds)
+        l_rank = _lexical_ranker(ws, query, cids, limit, doc_ids, kinds, every=every)().hits
         scores = dict(l_rank)
     else:
         scores = dict(d_rank)
