@@ -36,9 +36,9 @@ def timed_reranker(inner, times: list[float]):
     class Timed:
         name = inner.name
 
-        def rerank(self, query, hits):
+        def rerank(self, query, hits, collections=None):
             t = time.process_time()
-            out = inner.rerank(query, hits)
+            out = inner.rerank(query, hits, collections)
             times.append((time.process_time() - t) * 1000)
             return out
 

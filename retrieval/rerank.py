@@ -60,8 +60,16 @@ class CoverageReranker:
             self._embedder = embedder_for(self.ws.settings)
         return self._embedder
 
-    def _idf(self, term: str) -> float:
-        """BM25's idf of a term over all chunks (document frequency from FTS5, cached)."""
+    def _idf(self, term: str, collections: Sequence[int] | None = None) -> float:
+        """BM25's idf of a term over all chunks (document frequency from FTS5, cached), or over the
+        chunks of `collections` (the lexical index's counts of its stem: no score depends on a
+        collection the search did not look in, docs/access.md)."""
+        if collections is not None:
+            from archivist.retrieval import lexicon
+
+            stats = lexicon.current(self.ws).statistics(collections)
+            df = stats.df(lexicon.current(self.ws), lexicon.stem(term))
+            return math.log(1.0 + (stats.n - df + 0.5) / (df + 0.5))
         if self._n is None:
             self._n = int(self.ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
         if term not in self._df:
@@ -80,8 +88,9 @@ class CoverageReranker:
                                   list(ids)).fetchall()
         return {int(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """The same hits, best first, `score` replaced by the mixed score (0..1)."""
+    def rerank(self, query: str, hits: list[Hit], collections: Sequence[int] | None = None) -> list[Hit]:
+        """The same hits, best first, `score` replaced by the mixed score (0..1); term weights over
+        the chunks of `collections` (None: every chunk)."""
         from archivist.retrieval.query import query_terms
 
         if not hits:
@@ -89,7 +98,7 @@ class CoverageReranker:
         qvec = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
         vecs = self._vectors([h.chunk_id for h in hits])
         terms = query_terms(query)
-        weights = {t: self._idf(t) for t in terms}
+        weights = {t: self._idf(t, collections) for t in terms}
         total = sum(weights.values()) or 1.0
         for h in hits:
             v = vecs.get(h.chunk_id)
@@ -104,11 +113,12 @@ class CoverageReranker:
 FEATURES = ("cosine", "bm25", "coverage", "heading")
 
 
-def features(ws, query: str, hits: list[Hit], qvec: np.ndarray) -> np.ndarray:
+def features(ws, query: str, hits: list[Hit], qvec: np.ndarray, collections: Sequence[int] | None = None) -> np.ndarray:
     """[len(hits), len(FEATURES)] float32, each in [0, 1] or near it: the cosine of the chunk's stored
     vector with `qvec` (the hit's dense score when no vector is stored), its BM25 over the query's
     ceiling (retrieval/lexicon.py, exact for any chunk), and the share of the query terms' IDF
-    weight that its text (with heading) and its heading path alone hold."""
+    weight that its text (with heading) and its heading path alone hold. The statistics are over the
+    chunks of `collections` (None: every chunk), as the search's own."""
     from archivist.retrieval import lexicon
     from archivist.retrieval.fusion import stored_vectors
     from archivist.retrieval.query import STOPWORDS
@@ -118,13 +128,14 @@ def features(ws, query: str, hits: list[Hit], qvec: np.ndarray) -> np.ndarray:
     ids = [h.chunk_id for h in hits]
     index = lexicon.current(ws)
     units = lexicon.query_units(query, STOPWORDS)
-    ranking = index.rank(units, 1) if units else lexicon.Ranking([], 0.0)
+    ranking = index.rank(units, 1, collections) if units else lexicon.Ranking([], 0.0)
     bm = ranking.scores_of(ids)
     vecs = stored_vectors(ws, ids, index)
     q = np.asarray(qvec, np.float32)
     stems = list(dict.fromkeys(s for u in units for s in u))
-    n = max(index.n_live, 1)
-    idf = np.array([math.log(1.0 + (n - index.df(s) + 0.5) / (index.df(s) + 0.5)) for s in stems], np.float32)
+    stats = index.statistics(collections)
+    n = max(stats.n, 1)
+    idf = np.array([math.log(1.0 + (n - stats.df(index, s) + 0.5) / (stats.df(index, s) + 0.5)) for s in stems], np.float32)
     total = float(idf.sum()) or 1.0
     held = index.holding(stems, ids)[0] if stems else np.zeros((0, len(ids)), bool)
     out = np.zeros((len(hits), len(FEATURES)), np.float32)
@@ -151,8 +162,8 @@ class LearnedReranker:
         self.ws, self.name, self._embedder = ws, f"learned:{name}", embedder
         self.weights = np.array([weights[f] for f in FEATURES], np.float32)
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """The same hits, best first, `score` replaced by the learned score."""
+    def rerank(self, query: str, hits: list[Hit], collections: Sequence[int] | None = None) -> list[Hit]:
+        """The same hits, best first, `score` replaced by the learned score (statistics over `collections`)."""
         if not hits:
             return []
         if self._embedder is None:
@@ -160,7 +171,7 @@ class LearnedReranker:
 
             self._embedder = embedder_for(self.ws.settings)
         qvec = self._embedder.embed([query])[0]
-        for h, s in zip(hits, features(self.ws, query, hits, qvec) @ self.weights):
+        for h, s in zip(hits, features(self.ws, query, hits, qvec, collections) @ self.weights):
             h.score = float(s)
         return sorted(hits, key=lambda h: -h.score)
 
@@ -180,7 +191,8 @@ class CrossEncoderReranker:
         self.batch_size = batch_size
         self.model = CrossEncoder(str(p), device=pick_device(device))
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+    def rerank(self, query: str, hits: list[Hit], collections: Sequence[int] | None = None) -> list[Hit]:
+        """The same hits, best first, scored by the model (it reads only the hits: no statistics)."""
         if not hits:
             return []
         scores = self.model.predict([(query, h.text) for h in hits], batch_size=self.batch_size, show_progress_bar=False)

@@ -34,8 +34,9 @@ from archivist.workspace import Workspace
 class Reranker(Protocol):
     name: str
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """The same hits, best first, with `score` replaced by the reranker's."""
+    def rerank(self, query: str, hits: list[Hit], collections: Sequence[int] | None = None) -> list[Hit]:
+        """The same hits, best first, with `score` replaced by the reranker's. `collections`: the ids
+        the search looked in (None: every collection), which any word statistics are counted over."""
         ...
 
 
@@ -237,5 +238,5 @@ def search(
     index = lex.index if mode == "hybrid" and lex.index is not None else lexicon.current(ws)
     mark_matched_terms(hits, query_terms(query), index)
     if reranker is not None:
-        hits = reranker.rerank(query, hits)
+        hits = reranker.rerank(query, hits, None if every else cids)
     return hits[:k]

@@ -136,3 +136,20 @@ def test_answer_gates_count_words_over_the_searched_collections(two_teams, embed
     assert term_coverage(ws, "unicorn quokka", hits, collections=scope) == coverage["unicorn quokka"]
     # the admin's, over every collection, count alpha too
     assert term_stats(ws, "unicorn quokka", statistics_scope(ws, None)).terms == [("unicorn", 2), ("quokka", 1)]
+
+
+def test_the_rerankers_weigh_words_over_the_searched_collections_only(two_teams, embedder):
+    """The optional rerankers (eval --reranker) counted word rarity over every chunk: bob's reranked
+    scores for his probe moved with the words alpha holds. Now a reranker takes the search's scope."""
+    from archivist.retrieval.rerank import CoverageReranker, LearnedReranker
+
+    ws = two_teams
+    weights = {"cosine": 0.0, "bm25": 0.5, "coverage": 0.5, "heading": 0.0}
+    for make in (lambda: CoverageReranker(ws, embedder, alpha=0.0), lambda: LearnedReranker(ws, weights, embedder)):
+        def probe_score(query: str) -> float:
+            hits = search(ws, query, k=5, user="bob", mode="lexical", reranker=make())
+            return next(h.score for h in hits if h.document.endswith("probe.md"))
+
+        before = [probe_score(q) for q in ("walrus quokka", "unicorn holidays")]
+        ingest_texts(ws, embedder, ws.home / "more", {"alpha": {f"more-{len(before)}.md": "walrus unicorn notes."}})
+        assert [probe_score(q) for q in ("walrus quokka", "unicorn holidays")] == pytest.approx(before, rel=1e-6)
