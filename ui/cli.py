@@ -22,7 +22,8 @@ def register(sub, common) -> None:
     p.add_argument("--port", "--server.port", dest="port", type=int, default=None,
                    help="port to serve on (default 8501, or STREAMLIT_SERVER_PORT)")
     p.add_argument("--address", "--server.address", dest="address", default=None,
-                   help="address to listen on (default: all interfaces, or STREAMLIT_SERVER_ADDRESS); 127.0.0.1 keeps it local")
+                   help="address to listen on (default 127.0.0.1: this machine only, or STREAMLIT_SERVER_ADDRESS; "
+                        "0.0.0.0 shares it on the network — create the admin account first)")
     p.add_argument("--headless", "--server.headless", dest="headless", default=None, choices=["true", "false"],
                    help="true (default): do not open a browser window")
     p.add_argument("--dry-run", action="store_true", help="print the streamlit command instead of running it")
@@ -41,7 +42,8 @@ def streamlit_command(port: int | None = None, address: str | None = None, headl
             cmd.extend([f"--{name}", str(value)])
 
     flag("server.port", port)
-    flag("server.address", address)
+    # this machine only unless asked: until the first admin is created, whoever reaches the page can create it
+    flag("server.address", address if address is not None else (None if "STREAMLIT_SERVER_ADDRESS" in env else "127.0.0.1"))
     flag("server.headless", headless if headless is not None else (None if "STREAMLIT_SERVER_HEADLESS" in env else "true"))
     if "STREAMLIT_SERVER_MAX_UPLOAD_SIZE" not in env:
         cmd.extend(["--server.maxUploadSize", str(max_upload_mb)])
