@@ -47,6 +47,8 @@ def cmd_users_add(args) -> int:
     with open_ws(args, check_index=False) as ws:
         u = access.add_user(ws, args.name, args.role, by=_actor(args))
     print(f"added user {u['name']} ({u['role']})")
+    print("  no password yet: an admin sets one on the app's Admin page before they can sign in there "
+          "(the CLI and API keys need none)", file=sys.stderr)
     return 0
 
 

@@ -133,7 +133,8 @@ def test_cli_users_grant_revoke(settings, cli):
     def _cli(*args, env_user: str | None = None):
         return cli(*args, env={"ARCHIVIST_USER": env_user}) if env_user else cli(*args, unset=("ARCHIVIST_USER",))
 
-    assert _cli("users", "add", "rita").returncode == 0
+    r = _cli("users", "add", "rita")
+    assert r.returncode == 0 and "no password yet" in r.stderr  # they cannot sign in to the app until one is set
     assert _cli("users", "add", "boss", "--role", "admin").returncode == 0
     r = _cli("grant", "rita", "finance", "read")
     assert r.returncode == 0, r.stderr
