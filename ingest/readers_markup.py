@@ -13,7 +13,7 @@ from pathlib import Path
 
 from archivist.records import Block, Extracted
 
-from .readers_base import (HeadingPath, ReadError, clean, clean_code, decode_text, iter_table_blocks, table_blocks,
+from .readers_base import (HeadingPath, ReadError, clean, clean_code, decode_text, iter_table_blocks, row_text, table_blocks,
                            table_heading, text_encoding)
 
 # ---------------------------------------------------------------------------------------------
@@ -330,34 +330,33 @@ def _own_rows(table) -> list[list]:
     return [cells for cells in rows if cells]
 
 
-def _row_headed(table) -> bool:
-    """A table whose every row is a <th> label and then <td> values: a record laid out downwards
-    (Apache's directive boxes "Syntax: | RewriteEngine on|off", infoboxes, field lists). Its first
-    row is a field like the others, not a header over columns."""
-    rows = _own_rows(table)
+def _row_headed(rows: list[list]) -> bool:
+    """Whether a table's own rows (`_own_rows`) are each a <th> label and then <td> values: a record
+    laid out downwards (Apache's directive boxes "Syntax: | RewriteEngine on|off", infoboxes, field
+    lists). Its first row is a field like the others, not a header over columns."""
     return bool(rows) and all(len(cells) >= 2 and cells[0].name == "th" and all(c.name == "td" for c in cells[1:])
                               for cells in rows)
 
 
-def _record_blocks(table, heading: tuple[str, ...]) -> list[Block]:
-    """A row-headed table -> one Block(kind="row") per field, "Label: value" (the label's own colon
-    kept once); a field with no value is left out."""
+def _record_blocks(rows: list[list], heading: tuple[str, ...]) -> list[Block]:
+    """A row-headed table's rows -> one Block(kind="row") per field, "Label: value" (the label's own
+    colon kept once); a field with no value is left out."""
     blocks = []
-    for cells in _own_rows(table):
+    for cells in rows:
         label, value = _text(cells[0]).rstrip(":").strip(), clean(" ".join(_text(c) for c in cells[1:]))
         if value:
             blocks.append(Block(f"{label}: {value}" if label else value, heading=heading, kind="row"))
     return blocks
 
 
-def _headerless(table) -> bool:
-    """A table with no <th>, no <thead> and a first row that is not all bold: its first row is data
-    like the others (Apache's index tables "Anonymous | mod_authn_anon"), not a header over columns."""
+def _headerless(table, rows: list[list]) -> bool:
+    """A table (its own rows `rows`) with no <th>, no <thead> and a first row that is not all bold:
+    its first row is data like the others (Apache's index tables "Anonymous | mod_authn_anon"), not
+    a header over columns."""
     from bs4 import Tag
 
-    if table.find("thead") or any(c.name == "th" for cells in _own_rows(table) for c in cells):
+    if table.find("thead") or any(c.name == "th" for cells in rows for c in cells):
         return False
-    rows = _own_rows(table)
 
     def bold(cell) -> bool:
         kids = [k for k in cell.contents if not (isinstance(k, str) and not k.strip())]
@@ -367,19 +366,19 @@ def _headerless(table) -> bool:
 
 
 def _plain_row(cells: list[str]) -> str:
-    """A row of a table without header: its cells joined by "; ", a first cell that is a label
-    ("Syntax:") put before the rest as "Syntax: value"."""
+    """A row of a table without header: its cells joined by "; " (`row_text` with no header), a
+    first cell that is a label ("Syntax:") put before the rest as "Syntax: value"."""
     cells = [c for c in cells if c]
     if len(cells) > 1 and cells[0].endswith(":"):
-        return f"{cells[0]} {'; '.join(cells[1:])}"
-    return "; ".join(cells)
+        return f"{cells[0]} {row_text([], cells[1:])}"
+    return row_text([], cells)
 
 
-def _table_rows(table) -> list[list[str]]:
-    """The cell texts of a <table>'s own rows (nested tables excluded); colspan repeats a cell so
-    values stay under their header."""
-    rows = []
-    for cells_of_row in _own_rows(table):
+def _table_rows(rows: list[list]) -> list[list[str]]:
+    """The cell texts of a table's own rows (`_own_rows`); colspan repeats a cell so values stay
+    under their header."""
+    out = []
+    for cells_of_row in rows:
         cells = []
         for cell in cells_of_row:
             text = _text(cell)
@@ -388,8 +387,8 @@ def _table_rows(table) -> list[list[str]]:
             except (TypeError, ValueError):
                 span = 1
             cells.extend([text] * span)
-        rows.append(cells)
-    return rows
+        out.append(cells)
+    return out
 
 
 def read_html(path: Path) -> Extracted:
@@ -398,7 +397,8 @@ def read_html(path: Path) -> Extracted:
     <main> or <article> when present, else <body>. h1..h6 build the heading path and become
     Block(kind="heading"); p, li, dd, blockquote and loose text become paragraphs; <pre> becomes
     Block(kind="code"); each table row becomes Block(kind="row") with the first row as header, or, in
-    a table whose every row starts with a <th> label, "Label: value" (`_row_headed`).
+    a table whose every row starts with a <th> label, "Label: value" (`_row_headed`), or, in a table
+    with no header row, its cells alone (`_headerless`).
     The title comes from <title> (else the first h1).
     """
     from bs4 import BeautifulSoup, NavigableString, Tag
@@ -472,12 +472,13 @@ def read_html(path: Path) -> Extracted:
             flush()
             caption = node.find("caption", recursive=False)
             heading = table_heading(blocks, headings.path, caption=_text(caption) if caption else "")
-            if _row_headed(node):
-                blocks.extend(_record_blocks(node, heading))
-            elif _headerless(node):
-                blocks.extend(Block(text, heading=heading, kind="row") for text in map(_plain_row, _table_rows(node)) if text)
+            rows = _own_rows(node)  # found once: each shape below reads the same rows
+            if _row_headed(rows):
+                blocks.extend(_record_blocks(rows, heading))
+            elif _headerless(node, rows):
+                blocks.extend(Block(text, heading=heading, kind="row") for text in map(_plain_row, _table_rows(rows)) if text)
             else:
-                blocks.extend(table_blocks(_table_rows(node), heading=heading))
+                blocks.extend(table_blocks(_table_rows(rows), heading=heading))
             continue
         if name == "br":
             inline.append(" ")
