@@ -398,7 +398,9 @@ def page_blocks(pages: list[Page]) -> list[Block]:
                 continue  # a running header or footer (the title it repeats stays where it heads page 1)
             if _TOC_ENTRY.search(line.text):
                 continue  # the contents or the index: the headings and pages themselves say it
-            line_level = level_of.get(round(line.size, 1)) if _reads_as_title(line.text) else None
+            line_level = level_of.get(round(line.size, 1))
+            if line_level is not None and not _reads_as_title(line.text):  # asked of large lines only
+                line_level = None
             if line_level is None and _bold_heading(line, lines[index + 1] if index + 1 < len(lines) else None, body):
                 line_level = bold_level
             if line_level is not None:
