@@ -8,7 +8,6 @@ those of archivist.access.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
@@ -61,7 +60,7 @@ def upload(file: list[UploadFile] = File(..., description="the document: PDF, DO
     embedded, before the answer (default) or in the background (`wait=false`). A later upload under
     the same name replaces the document."""
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.ingest.uploads import UploadError, save_upload
+    from archivist.ingest.uploads import UploadError, remove_unused_upload, save_upload
 
     if len(file) != 1:  # a second part was dropped without a word before
         raise APIError(400, f"one file per request, got {len(file)}: {', '.join(f.filename or '?' for f in file)}",
@@ -85,19 +84,10 @@ def upload(file: list[UploadFile] = File(..., description="the document: PDF, DO
     t0 = time.perf_counter()
     [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
     if res.status == "failed":
-        _drop_unused_upload(ws, path)
+        remove_unused_upload(ws, path)  # a refused file is not kept, unless a document was read from it before
         raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
     return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
             "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def _drop_unused_upload(ws: Workspace, path) -> None:
-    """A refused upload's stored file goes, unless a document was read from it (an earlier upload
-    of the same bytes under the same name)."""
-    from archivist.ingest.uploads import remove_upload
-
-    if not ws.db.execute("SELECT 1 FROM documents WHERE source = ?", (str(Path(path).resolve()),)).fetchone():
-        remove_upload(ws, path)
 
 
 def _find(ws: Workspace, doc: str, user: str, collection: str | None) -> dict:

@@ -147,7 +147,6 @@ def _interrupted(ws: Workspace, actor: str, match):
 def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> EraseReport:
     """Step 1, while the document exists: every copy of its text, each through its owner."""
     from archivist.finetune import datasets
-    from archivist.ingest.uploads import remove_upload
     from archivist.retrieval import evaluation
 
     row = ws.db.execute("SELECT text, source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
@@ -168,7 +167,7 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         dropped = datasets.erase_document(ws, doc["id"], set(chunks), erased, owner=owner)
         report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
-        report.upload = _remove_upload(ws, row["source"], remove_upload, doc["id"])
+        report.upload = _remove_upload(ws, row["source"], doc["id"])
         report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
     return report
 
@@ -247,17 +246,17 @@ def _counted(report: EraseReport, counts: dict) -> None:
             setattr(report, k, counts[k])
 
 
-def _remove_upload(ws: Workspace, source: str | None, remove_upload, document_id: int) -> str | None:
-    """The document's stored upload, removed unless another document was read from the same file
-    (the same bytes uploaded under the same name to another collection share one file)."""
+def _remove_upload(ws: Workspace, source: str | None, document_id: int) -> str | None:
+    """The document's stored upload, removed unless another document was read from it too
+    (`uploads.remove_unused_upload`)."""
+    from archivist.ingest.uploads import remove_unused_upload
+
     if not source:
         return None
     uploads = (ws.home / "uploads").resolve()
     if uploads not in Path(source).resolve().parents:
         return None  # read from the user's own folder: not a copy the workspace made
-    if ws.db.execute("SELECT 1 FROM documents WHERE source = ? AND id != ?", (source, document_id)).fetchone():
-        return None  # another document's original too: it goes when the last of them does
-    return source if remove_upload(ws, source) else None
+    return source if remove_unused_upload(ws, source, but=document_id) else None
 
 
 def _visible_datasets(ws: Workspace, actor: str, dropped: dict[str, int]) -> dict[str, int]:

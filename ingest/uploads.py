@@ -189,3 +189,12 @@ def remove_upload(ws: Workspace, path: str | os.PathLike) -> bool:
         except OSError:
             pass  # other files share the folder
     return True
+
+
+def remove_unused_upload(ws: Workspace, path: str | os.PathLike, but: int | None = None) -> bool:
+    """`remove_upload`, unless a document other than document `but` was read from that file (the same
+    bytes uploaded under the same name to another collection share one file: it goes with the last
+    document read from it). Returns whether it was removed."""
+    if ws.db.execute("SELECT 1 FROM documents WHERE source = ? AND id IS NOT ?", (str(Path(path).resolve()), but)).fetchone():
+        return False
+    return remove_upload(ws, path)
