@@ -526,6 +526,11 @@ def _manifest(path: Path) -> dict:
     return manifest
 
 
+def _owner(manifest: dict) -> str | None:
+    """Who built the dataset ("user": datasets saved before "owner")."""
+    return manifest.get("owner", manifest.get("user"))
+
+
 def check_access(ws: Workspace, name: str, manifest: dict, user: str | None) -> None:
     """Let `user` (None: the acting user) see and use the dataset, or raise.
 
@@ -537,7 +542,7 @@ def check_access(ws: Workspace, name: str, manifest: dict, user: str | None) -> 
     who = access.current_user(ws, user)
     if access.is_admin(ws, who):
         return
-    if manifest.get("owner", manifest.get("user")) != who:  # "user": datasets saved before "owner"
+    if _owner(manifest) != who:
         raise LookupError(f"no dataset named {name!r} (under {ws.home / 'datasets'})")
     if "collections" not in manifest:
         raise access.AccessDenied(f"dataset {name!r} was saved before datasets recorded every collection they draw on: "
@@ -589,7 +594,7 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
         except (LookupError, access.AccessDenied):
             continue
         out.append({"name": m.get("name", p.parent.name), "created_at": m.get("created_at"),
-                    "owner": m.get("owner", m.get("user")), "collections": m.get("collections"), "sources": m.get("sources"),
+                    "owner": _owner(m), "collections": m.get("collections"), "sources": m.get("sources"),
                     "generator": m.get("generator"), **m.get("counts", {})})
     return out
 
@@ -603,7 +608,7 @@ def disown(ws: Workspace, owner: str, former: str) -> int:
             manifest = _manifest(folder)
         except DatasetError:
             continue  # unreadable: nobody can use it anyway
-        if manifest.get("owner", manifest.get("user")) == owner:
+        if _owner(manifest) == owner:
             manifest["owner"] = former
             manifest.pop("user", None)
             (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -622,7 +627,7 @@ def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased:
     out = {}
     for folder in sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists()):
         manifest = _manifest(folder)
-        text = erased if owner in (None, manifest.get("owner", manifest.get("user"))) else (lambda s: False)
+        text = erased if owner in (None, _owner(manifest)) else (lambda s: False)
         kept, dropped = {}, 0
         for split in ("train", "eval"):
             rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines() if line.strip()] \
