@@ -67,8 +67,9 @@ class CoverageReranker:
         if collections is not None:
             from archivist.retrieval import lexicon
 
-            stats = lexicon.current(self.ws).statistics(collections)
-            df = stats.df(lexicon.current(self.ws), lexicon.stem(term))
+            index = lexicon.current(self.ws)
+            stats = index.statistics(collections)
+            df = stats.df(index, lexicon.stem(term))
             return math.log(1.0 + (stats.n - df + 0.5) / (df + 0.5))
         if self._n is None:
             self._n = int(self.ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
@@ -135,7 +136,8 @@ def features(ws, query: str, hits: list[Hit], qvec: np.ndarray, collections: Seq
     stems = list(dict.fromkeys(s for u in units for s in u))
     stats = index.statistics(collections)
     n = max(stats.n, 1)
-    idf = np.array([math.log(1.0 + (n - stats.df(index, s) + 0.5) / (stats.df(index, s) + 0.5)) for s in stems], np.float32)
+    dfs = [stats.df(index, s) for s in stems]
+    idf = np.array([math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for df in dfs], np.float32)
     total = float(idf.sum()) or 1.0
     held = index.holding(stems, ids)[0] if stems else np.zeros((0, len(ids)), bool)
     out = np.zeros((len(hits), len(FEATURES)), np.float32)
