@@ -40,6 +40,12 @@ def run_dir(ws: Workspace, run_id: str) -> Path:
     return ws.path("runs", run_id)
 
 
+def has_checkpoint(ws: Workspace, run_id: str) -> bool:
+    """Whether the run saved a checkpoint a resume continues from (train.save_checkpoint's `latest`
+    pointer); without one a resume starts over from step 0."""
+    return (run_dir(ws, run_id) / "checkpoints" / "latest").exists()
+
+
 def create_run(ws: Workspace, config: dict, run_id: str | None = None, user: str | None = None) -> str:
     """Record a queued run and write its config.json; returns the run id. Its owner is the config's
     `user` (the user it trains as), else `user`, else the acting user."""

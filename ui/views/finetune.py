@@ -164,9 +164,9 @@ with runs_tab:
                 with st.spinner("Asking the run to save a checkpoint and stop…"):
                     runs.cancel_run(ws, pick, user)
                 st.rerun()
-            saved = (runs.run_dir(ws, pick) / "checkpoints" / "latest").exists()  # train.save_checkpoint's pointer
-            again = "Resume from its checkpoint" if saved else "Run it again (it saved no checkpoint)"
-            if run["status"] in ("failed", "cancelled", "interrupted") and st.button(again, key=f"ft-resume-{pick}"):
+            if run["status"] in ("failed", "cancelled", "interrupted") and st.button(
+                    "Resume from its checkpoint" if runs.has_checkpoint(ws, pick) else "Run it again (it saved no checkpoint)",
+                    key=f"ft-resume-{pick}"):
                 runs.resume_run(ws, pick, user)  # its own config, as its owner; without a checkpoint from step 0
                 st.rerun()
             if st.session_state.get("_ft_live") and not live:
