@@ -10,6 +10,7 @@ periodically), and repaired from it on the next open if a crash came in between.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -95,7 +96,7 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
     """Files to ingest with the name each is stored under, and the entries refused.
 
     A file is named by its own name, a folder's files by their path below the folder's parent
-    (hidden files and folders skipped, and so are the web assets an exported manual holds beside
+    (hidden files and folders skipped, and what a folder's IGNORE_FILE names, and so are the web assets an exported manual holds beside
     its pages: stylesheets, scripts, fonts and vector icons, WEB_ASSETS, and images under ICON_PX
     on both sides; Sphinx's searchindex.js alone would add thousands of chunks of word lists, and
     each navigation arrow would fail OCR and the whole ingest with it). A symlink inside a folder
@@ -136,24 +137,67 @@ def _is_icon(path: Path) -> bool:
         return False  # the reader names the file and the reason
 
 
+IGNORE_FILE = ".archivistignore"
+
+
+@dataclass(frozen=True)
+class _Ignore:
+    """One pattern of a folder's IGNORE_FILE: `base` is that folder. A pattern without a slash is
+    matched against the names of the files and folders below it, at any depth (`*.jsonl`,
+    `drafts`); one with a slash before its end against their path relative to it (`old/2019-*`,
+    `/README.md`: that folder's own README only); a trailing slash matches folders only. fnmatch
+    syntax, case-sensitive."""
+    base: Path
+    pattern: str
+    anchored: bool
+    folders_only: bool
+
+    def matches(self, entry: Path, is_dir: bool) -> bool:
+        if self.folders_only and not is_dir:
+            return False
+        if self.anchored:
+            return fnmatch.fnmatchcase(entry.relative_to(self.base).as_posix(), self.pattern)
+        return fnmatch.fnmatchcase(entry.name, self.pattern)
+
+
+def _ignore_patterns(d: Path) -> list[_Ignore]:
+    """The patterns of `d`'s IGNORE_FILE, if it has one (lines; blank ones and `#` comments skipped)."""
+    try:
+        lines = (d / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    patterns = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            pattern = line.rstrip("/")
+            if pattern.strip("/"):
+                patterns.append(_Ignore(d, pattern.lstrip("/"), "/" in pattern, line.endswith("/")))
+    return patterns
+
+
 def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list) -> None:
-    """Append the files below `folder` to `files` in sorted order, refused symlinks to `refused`."""
+    """Append the files below `folder` to `files` in sorted order, refused symlinks to `refused`.
+    A folder's IGNORE_FILE leaves out what its patterns match, in it and below it."""
     root = folder.resolve()
     seen = {root}  # real folders already walked: a folder link back up would loop forever
 
     def inside(target: Path) -> bool:
         return target == root or root in target.parents
 
-    def visit(d: Path) -> None:
+    def visit(d: Path, ignored: list[_Ignore]) -> None:
         try:
             entries = sorted(d.iterdir())
         except OSError as e:
             refused.append(FileResult(clean_name(d.relative_to(folder.parent).as_posix()), "failed",
                                       reason=f"cannot list folder: {e.strerror or e}"))
             return
+        ignored = ignored + _ignore_patterns(d)
         for entry in entries:
             rel = entry.relative_to(folder.parent)
             if any(part.startswith(".") for part in rel.parts):
+                continue
+            if ignored and any(i.matches(entry, entry.is_dir()) for i in ignored):
                 continue
             name = clean_name(rel.as_posix())
             if entry.is_symlink():
@@ -167,11 +211,11 @@ def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list
                     continue  # inside: its files come under their real path; or a loop
             if entry.is_dir():
                 seen.add(entry.resolve())
-                visit(entry)
+                visit(entry, ignored)
             elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS and not _is_icon(entry):
                 files.append((entry, name))
 
-    visit(folder)
+    visit(folder, [])
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

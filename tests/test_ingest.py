@@ -413,6 +413,28 @@ def test_a_folder_s_web_assets_are_left_out_but_a_file_named_is_read(ws, tmp_pat
     assert "searchindex.js" in [d["name"] for d in list_documents(ws)]
 
 
+def test_a_folder_s_archivistignore_leaves_out_what_it_names(tmp_path):
+    """A folder's .archivistignore (gitignore-like) leaves files and folders out of a folder
+    ingest, in it and below it; a file named on the command line is still read."""
+    from archivist.ingest.pipeline import expand
+
+    docs = tmp_path / "docs"
+    write(docs / ".archivistignore", "# notes for the team\n*.jsonl\ndrafts/\n/README.md\nold/2019-*\n")
+    for name in ("README.md", "guide.md", "q.jsonl", "drafts/plan.md", "sub/README.md", "sub/q.jsonl",
+                 "old/2019-report.md", "old/2020-report.md", "sub/old/2019-x.md"):
+        write(docs / name, "Visitors sign in at the front desk.\n")
+    write(docs / "sub" / ".archivistignore", "*.md\n")
+    files, refused = expand([docs])
+    # sub/README.md: the root's /README.md is anchored to the root, but sub's own file takes *.md
+    assert [name for _, name in files] == ["docs/guide.md", "docs/old/2020-report.md"]
+    assert not refused
+    assert [name for _, name in expand([docs / "q.jsonl"])[0]] == ["q.jsonl"]
+    # the bundled samples folder: its README and question file are not documents
+    names = sorted(name for _, name in expand([SAMPLES])[0])
+    assert "samples/README.md" not in names and "samples/QUESTIONS.jsonl" not in names
+    assert "samples/employee-handbook.pdf" in names and "samples/oncall-runbook.md" in names
+
+
 # -- the embedder identity: model + backend + weights (issue 17) ---------------------------------
 
 
