@@ -164,7 +164,14 @@ def embedder():
     return embedder_for(Settings.from_env())
 
 
-SAMPLE_DOCS = sorted(p for p in SAMPLES.iterdir() if p.suffix not in (".jsonl",) and p.name != "README.md")
+def _sample_documents() -> list[Path]:
+    """What `archivist ingest samples/` reads: samples/.archivistignore leaves out its README and questions."""
+    from archivist.ingest.pipeline import expand
+
+    return sorted(path for path, _ in expand([SAMPLES])[0])
+
+
+SAMPLE_DOCS = _sample_documents()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import pytest
 
 from archivist.ingest.readers import ReadError, detect_kind, read
 from archivist.records import Block
+from conftest import SAMPLE_DOCS
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -669,7 +670,7 @@ def test_truncated_samples_never_escape_as_other_errors(tmp_path, name, fraction
 # ---------------------------------------------------------------------------------------------
 # The bundled samples
 
-SAMPLE_FILES = sorted(p.name for p in SAMPLES.iterdir() if p.name not in ("README.md", "QUESTIONS.jsonl"))
+SAMPLE_FILES = [p.name for p in SAMPLE_DOCS]
 
 
 @pytest.fixture(scope="module")
