@@ -45,11 +45,14 @@ run: install ingest-samples
 ui: install
 	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
 
-# Debian packages the browser tests need (Chromium); skipped when present or when apt is unavailable.
-# chromium for the browser tests; glpk-doc for a real TeX PDF whose math fonts pdfminer cannot decode.
+# Debian packages the tests need, installed when missing (skipped when apt is unavailable):
+# chromium for the browser tests; real Debian PDFs for the readers: glpk-doc (TeX math fonts pdfminer cannot
+# decode, a table ruled only under its header), r-doc-pdf (kerned table rows), asymptote-doc (a two-column card).
 system-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium fonts-dejavu-core"; \
 	[ -f /usr/share/doc/glpk-doc/glpk.pdf ] || missing="$$missing glpk-doc"; \
+	[ -f /usr/share/doc/r-doc-pdf/manual/R-intro.pdf ] || missing="$$missing r-doc-pdf"; \
+	[ -f /usr/share/doc/asymptote/asyRefCard.pdf ] || missing="$$missing asymptote-doc"; \
 	[ -z "$$missing" ] || { \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -95,6 +98,9 @@ VLLM_STAMP   := $(VLLM_VENV)/.vllm-installed
 # archivist's vLLM plugin (engines/vllm): grouped CPU LoRA ops; vLLM loads it by its entry point
 VLLM_PLUGIN  := $(VLLM_VENV)/.archivist-plugin-installed
 VLLM_PORT    ?= 8000
+# where the server listens: this machine only by default. It takes no API key, and with runtime LoRA
+# updating anyone who reaches it can make it load any folder it can read as an adapter
+VLLM_HOST    ?= 127.0.0.1
 # on the CPU backend the share of RAM vLLM reserves for its KV cache (despite the flag's name):
 # its default 0.92 refuses to start on a machine with other work running
 VLLM_MEMORY  ?= 0.1
@@ -126,13 +132,15 @@ vllm-env: $(VLLM_PLUGIN)
 vllm-serve: vllm-env install
 	@test -n "$(VLLM_MODEL)" || { echo "no converted default chat model: run make install first" >&2; exit 1; }
 	VLLM_ALLOW_RUNTIME_LORA_UPDATING=True $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
-	  --model $(VLLM_MODEL) --served-model-name archivist --port $(VLLM_PORT) \
+	  --model $(VLLM_MODEL) --served-model-name archivist --host $(VLLM_HOST) --port $(VLLM_PORT) \
 	  $(VLLM_LORA_FLAGS) --max-model-len 2048 \
 	  --dtype $(VLLM_DTYPE) --gpu-memory-utilization $(VLLM_MEMORY)
 
-# Tests against a real vLLM server (the `vllm` marker; they start one themselves).
+# Tests against a real vLLM server (the `vllm` marker; they start one themselves). ARCHIVIST_LLM_URL
+# emptied: exported for `archivist ask` (docs/serving.md), it would turn the in-process model the
+# tests compare the server with into a client of that server.
 test-vllm: install vllm-env
-	ARCHIVIST_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_vllm.py
+	ARCHIVIST_LLM_URL= ARCHIVIST_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_vllm.py
 
 # Ray (`archivist ingest --ray`) is an optional extra: ray[data] 2.60.0, about 80 MB, into .venv.
 ray-deps: install

@@ -12,6 +12,8 @@ fractions (origin top left), which is what a citation highlights.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -32,6 +34,11 @@ class Line(NamedTuple):
     bottom: float
     box: Box = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 as page fractions, origin top left
     bold: bool = False  # set in a font of weight 600 or more
+    # Wide gaps inside the line's text that did not split it (one run of text whose pieces stand
+    # apart: a table row set by kerning): (index in `text` of the first character after the gap,
+    # x where the text before it ends, x where the text after it starts), x as page fractions.
+    cuts: tuple[tuple[int, float, float], ...] = ()
+    mono: bool = False  # each piece between the cuts starts in a typewriter font (asked of lines with cuts only)
 
 
 @dataclass
@@ -77,25 +84,34 @@ def text_layer_lines(textpage, width: float, height: float) -> tuple[list[Line],
     for raw in text.split("\n"):
         plain.append((start, raw))
         start += len(raw) + 1
-    lines, wide_gap = _sampled_lines(handle, plain, width, height)
+    lines, gapped = _sampled_lines(handle, plain, width, height)
     runs = False
-    if wide_gap:  # a line may hold two columns or a table's cells: split it where its text runs apart
+    if gapped:  # a line may hold two columns or a table's cells: split it where its text runs apart
         pieces, runs = _pieces(handle, text, width)
+        # A run of text may itself jump a wide gap (a table row set as one run, its cells placed by
+        # kerning: R's manuals). Such gaps are kept on the line (Line.cuts), not cut: a running
+        # header "Chapter 2: ... 52" or code with its comments set apart stays one line.
+        cuts = _gaps_inside(handle, text, width, gapped)
         if runs:
             lines, _ = _sampled_lines(handle, pieces, width, height)
+        if cuts:
+            lines = _with_cuts(handle, lines, pieces if runs else plain, cuts, width)
+            runs = True
     return reading_order(lines), runs
 
 
-def _sampled_lines(handle, pieces, width: float, height: float) -> tuple[list[Line], bool]:
-    """Lines from (char offset, text) pieces, measured on a sample of their characters; and whether
-    two neighbouring samples of a line stand further apart than their characters could fill (the
-    cheap sign of a wide gap: two columns, or table cells, on one pdfium line)."""
+def _sampled_lines(handle, pieces, width: float, height: float
+                   ) -> tuple[list[Line], dict[int, list[tuple[int, int]]]]:
+    """Lines from (char offset, text) pieces, measured on a sample of their characters; and, by the
+    offset of the piece, the pairs of neighbouring samples (their indexes in the piece) that stand
+    further apart than their characters could fill (the cheap sign of a wide gap: two columns, or
+    table cells, on one pdfium line)."""
     import pypdfium2.raw as pdfium_c
 
     rect = pdfium_c.FS_RECTF()
     get_box = pdfium_c.FPDFText_GetLooseCharBox  # looked up once: this loop is the text path's hot spot
     lines: list[Line] = []
-    wide_gap = False
+    gapped: dict[int, list[tuple[int, int]]] = {}
     for offset, raw in pieces:
         if not raw.strip():
             continue
@@ -117,8 +133,8 @@ def _sampled_lines(handle, pieces, width: float, height: float) -> tuple[list[Li
                 heights[h] = heights.get(h, 0) + 1
                 if left is None:  # the extent: the first sampled character's left, the last one's right
                     left = rect.left
-                elif not wide_gap and rect.left - right > ((k - prev_k - 1) * 0.55 + 1.2) * (rt - rb):
-                    wide_gap = True
+                elif rect.left - right > ((k - prev_k - 1) * 0.55 + 1.2) * (rt - rb):
+                    gapped.setdefault(offset, []).append((prev_k, k))
                 right, prev_k = rect.right, k
         line = raw.replace("\r", "").replace("\x00", "")
         # The size most of the line is set in, not its tallest glyph: a bullet, a parenthesis or a
@@ -134,7 +150,26 @@ def _sampled_lines(handle, pieces, width: float, height: float) -> tuple[list[Li
         # Only a short line can be a bold heading: long ones spare the call.
         bold = len(raw) <= 90 and pdfium_c.FPDFText_GetFontWeight(handle, offset + len(raw) - len(raw.lstrip())) >= 600
         lines.append(Line(line, size, top, bottom, box, bold))
-    return lines, wide_gap
+    return lines, gapped
+
+
+def _with_cuts(handle, lines: list[Line], pieces, cuts: dict[int, tuple[float, float]], width: float) -> list[Line]:
+    """`lines` (made by _sampled_lines from `pieces`, one per piece with text) with the `cuts`
+    (char index -> x before and after a wide gap, points) inside them as Line.cuts, and Line.mono."""
+    out = list(lines)
+    at = sorted(cuts)
+    for k, (offset, raw) in enumerate(p for p in pieces if p[1].strip()):
+        inside = [i for i in at if offset < i < offset + len(raw)]
+        if not inside:
+            continue
+        kept = [j for j, c in enumerate(raw) if c not in "\r\x00"]  # Line.text drops these
+        inside = [i for i in inside if i - offset in kept]
+        if inside:
+            start = offset + len(raw) - len(raw.lstrip())
+            out[k] = lines[k]._replace(
+                cuts=tuple((kept.index(i - offset), cuts[i][0] / width, cuts[i][1] / width) for i in inside),
+                mono=all(_typewriter(handle, i) for i in [start, *inside]))
+    return out
 
 
 def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], bool]:
@@ -146,7 +181,7 @@ def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], boo
     breaks: set[int] = set()
     n = pdfium_c.FPDFText_CountRects(handle, 0, len(text))
     runs = n > text.count("\n") + 1
-    if not runs:  # one rectangle a line: no line holds two pieces
+    if not runs:  # one rectangle a line: no line holds two runs
         n = 0
     left, top, right, bottom = (pdfium_c.c_double() for _ in range(4))
     prev = None
@@ -170,24 +205,145 @@ def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], boo
     return out, runs
 
 
+# Fixed-pitch fonts by name: Courier, DejaVuSansMono, Consolas, TeX's CMTT10 / LMMono / SFTT1000.
+_TYPEWRITER = re.compile(rb"(?i)mono|courier|consol|menlo|typewriter|code|(?:cm|lm|ec|tx|pc)tt|tt\d|^tt")
+
+
+def _typewriter(handle, index: int) -> bool:
+    """Whether the character at `index` is set in a fixed-pitch font (by the font's flags or its
+    name: TeX's CMTT10 does not say so in its flags)."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    name, flags = ctypes.create_string_buffer(128), ctypes.c_int()
+    pdfium_c.FPDFText_GetFontInfo(handle, index, name, 128, ctypes.byref(flags))
+    plain = name.value.split(b"+")[-1]  # "ABCDEF+CMTT10": a subset's tag
+    return bool(flags.value & 1) or _TYPEWRITER.search(plain) is not None
+
+
+def _gaps_inside(handle, text: str, width: float,
+                 gapped: dict[int, list[tuple[int, int]]]) -> dict[int, tuple[float, float]]:
+    """Wide gaps (as `_pieces` counts one) between two characters of a pdfium line, looked for
+    between the samples that showed one (`gapped`, from _sampled_lines): char index of the first
+    character after the gap -> (x where the text before it ends, x where it starts again), in
+    points. One call per character, so only there."""
+    import pypdfium2.raw as pdfium_c
+
+    rect = pdfium_c.FS_RECTF()
+    breaks: dict[int, tuple[float, float]] = {}
+    for offset, pairs in gapped.items():
+        for first, last in pairs:
+            prev = None  # (right, middle) of the last character with a box
+            for i in range(offset + first, offset + last + 1):
+                if text[i].isspace():
+                    if not pdfium_c.FPDFText_IsGenerated(handle, i):
+                        # A typed space: text set apart by spaces is verbatim (a program listing, its
+                        # output), laid out as one run on purpose; pdfium's own spaces stand for a
+                        # move of the pen, as between a kerned table's cells.
+                        prev = None
+                    continue
+                if not pdfium_c.FPDFText_GetLooseCharBox(handle, i, rect):
+                    continue
+                height = max(rect.top - rect.bottom, 1.0)
+                if (prev is not None and abs((rect.top + rect.bottom) / 2 - prev[1]) < height
+                        and rect.left - prev[0] > max(2.5 * height, 0.03 * width)):
+                    breaks[i] = (prev[0], rect.left)
+                prev = (rect.right, (rect.top + rect.bottom) / 2)
+    return breaks
+
+
 def reading_order(lines: list[Line]) -> list[Line]:
     """Lines of a page in reading order when the page has two columns: down the left column, then
     down the right, in bands separated by lines that span both (a title, a full-width table).
-    A page without at least three lines on each side of a clear gutter keeps pdfium's order."""
-    def side(line: Line) -> int:  # -1 left of the middle, 1 right of it, 0 across it
-        x0, _, x1, _ = line.box
-        if abs((x0 + x1) / 2 - 0.5) < 0.03 and 0 < x1 - x0 < 0.2:
-            return 0  # short and centred on the middle: a page number or a short title, in neither column
-        return -1 if x1 <= 0.52 and x1 > x0 else 1 if x0 >= 0.48 else 0
-    sides = [side(line) for line in lines]
-    if sides.count(-1) < 3 or sides.count(1) < 3:
-        return lines
-    rights = [ln for ln, sd in zip(lines, sides) if sd == 1]
-    lefts = [ln for ln, sd in zip(lines, sides) if sd == -1]
-    # Columns stand side by side: the right column's lines share heights with the left one's.
-    beside = sum(any(l.box[1] < r.box[3] and r.box[1] < l.box[3] for l in lefts) for r in rights)
-    if beside < 3:
-        return lines
+    A page without at least three lines on each side of a clear gutter keeps pdfium's order. The
+    gutter is the page's middle, or else the clearest one near it (a reference card's columns
+    need not meet at the middle) when the text on its two sides drifts apart like two columns of
+    their own: a list of terms and their meanings lines up exactly, and stays in pdfium's order."""
+    middle = column_gutter(lines)
+    return lines if middle is None else _by_columns(lines, [_side(line, middle) for line in lines])
+
+
+def column_gutter(lines: list[Line]) -> float | None:
+    """Where a page's two columns meet (x, page fraction), or None when it has no two columns
+    (see reading_order)."""
+    gutter = _clearest_gutter(lines)
+    for middle in ((gutter, 0.5) if gutter is not None else (0.5,)):
+        sides = [_side(line, middle) for line in lines]
+        if sides.count(-1) < 3 or sides.count(1) < 3:
+            continue
+        rights = [ln for ln, sd in zip(lines, sides) if sd == 1]
+        lefts = [ln for ln, sd in zip(lines, sides) if sd == -1]
+        # Columns stand side by side: the right column's lines share heights with the left one's.
+        pairs = [(next((l for l in lefts if l.box[1] < r.box[3] and r.box[1] < l.box[3]), None), r) for r in rights]
+        pairs = [(l, r) for l, r in pairs if l is not None]
+        if len(pairs) < 3:
+            continue
+        balanced = min(len(lefts), len(rights)) >= 0.4 * max(len(lefts), len(rights))
+        if middle != 0.5 and not (balanced and _drift(pairs)):
+            continue  # off the middle, only two columns of their own: about as full, and drifting
+        return middle
+    return None
+
+
+def _side(line: Line, middle: float) -> int:
+    """-1 left of the gutter at `middle` (page fraction), 1 right of it, 0 across it."""
+    x0, _, x1, _ = line.box
+    centred = abs((x0 + x1) / 2 - 0.5) < 0.03 and 0 < x1 - x0 < 0.2
+    if centred and (middle == 0.5 or x0 < middle - 0.02 < middle + 0.02 < x1):
+        return 0  # short and centred on the page: a page number or a short title, in neither column
+    return -1 if middle + 0.02 >= x1 > x0 else 1 if x0 >= middle - 0.02 else 0
+
+
+def _clearest_gutter(lines: list[Line]) -> float | None:
+    """The middle of the stretch of x (page fractions, between 0.35 and 0.65) that the fewest lines
+    cross, the stretch nearest the page's middle among those; None when that is within 0.02 of the
+    middle (its own test does as well) or more than 0.1 away, when the middle is about as clear
+    (fewer than half as many lines again, and 3, stand across this one), or when over a quarter
+    of the lines cross it."""
+    spans = [(ln.box[0], ln.box[2]) for ln in lines if ln.box[2] > ln.box[0]]
+    if not spans:
+        return None
+    xs = [0.35 + 0.005 * k for k in range(61)]
+    # How many lines cross each x (reach 0.01 past it on both sides), from where each line starts
+    # and stops crossing: this runs for every page, so not 61 passes over its lines.
+    steps = [0] * 62
+    for a, b in spans:
+        lo = max(math.floor((a + 0.01 - 0.35) / 0.005) + 1, 0)
+        hi = min(math.ceil((b - 0.01 - 0.35) / 0.005) - 1, 60)
+        if lo <= hi:
+            steps[lo] += 1
+            steps[hi + 1] -= 1
+    crossing = list(itertools.accumulate(steps[:61]))
+    fewest = min(crossing)
+    stretches: list[list[float]] = [[]]  # runs of neighbouring x that as few lines cross
+    for x, n in zip(xs, crossing):
+        if n == fewest:
+            stretches[-1].append(x)
+        elif stretches[-1]:
+            stretches.append([])
+    best = min((r for r in stretches if r), key=lambda r: min(abs(x - 0.5) for x in r))
+    gutter = round((best[0] + best[-1]) / 2, 3)
+    if 4 * fewest > len(spans) or abs(gutter - 0.5) < 0.025 or abs(gutter - 0.5) > 0.1:
+        return None  # the middle's own test (its columns may reach 0.02 past it) does as well
+    across_middle = sum(_side(ln, 0.5) == 0 for ln in lines)
+    across = sum(_side(ln, gutter) == 0 for ln in lines)
+    if 2 * across >= across_middle or across_middle - across < 3:
+        return None  # the middle is about as good a gutter: keep to it
+    return gutter
+
+
+def _drift(pairs: list[tuple[Line, Line]]) -> bool:
+    """Whether lines standing side by side drift up and down against each other (each column keeps
+    its own spacing): two or more pairs stand over 0.3 line heights off the usual offset."""
+    offsets = [((l.box[1] + l.box[3]) - (r.box[1] + r.box[3])) / 2
+               / max(l.box[3] - l.box[1], r.box[3] - r.box[1], 1e-6) for l, r in pairs]
+    usual = sorted(offsets)[len(offsets) // 2]
+    return sum(abs(o - usual) > 0.3 for o in offsets) >= 2
+
+
+def _by_columns(lines: list[Line], sides: list[int]) -> list[Line]:
+    """Lines down the left column, then down the right, band by band between lines across both."""
     out: list[Line] = []
     band: list[tuple[int, Line]] = []
 
@@ -312,7 +468,8 @@ def page_blocks(pages: list[Page]) -> list[Block]:
 
     The body size is the size carrying the most characters; lines at least 15% larger (and short)
     are headings, bigger = outer level. A paragraph ends where the vertical gap exceeds the usual
-    line gap by half a line, where the size changes, or where the text jumps up (a new column).
+    line gap by half a line, where the size changes, or where the text jumps up (a new column; a
+    piece standing beside the one before, on its row, goes on the paragraph: a term, its meaning).
     A table's rows go where the table stands on the page, under the heading path and the caption
     (the short paragraph just above the table); a table continued from the previous page keeps
     that table's header and caption.
@@ -414,7 +571,8 @@ def page_blocks(pages: list[Page]) -> list[Block]:
                     gap = prev.bottom - line.top
                     new_paragraph = (
                         abs(line.size - prev.size) > 0.15 * line.size  # font size changed
-                        or gap < -line.size  # moved up the page: a new column or text box
+                        # moved up the page: a new column or text box (not the next piece of one row)
+                        or (gap < -line.size and not _beside(prev, line))
                         or gap > usual_gap + 0.5 * line.size  # more room than between lines of one paragraph
                     )
                 if new_paragraph:
@@ -425,6 +583,13 @@ def page_blocks(pages: list[Page]) -> list[Block]:
             emit_table(table)
         flush()
     return [b for b in blocks if b.text]
+
+
+def _beside(prev: Line, line: Line) -> bool:
+    """Whether `line` goes on from `prev` on the same row, to its right: a term and its meaning set
+    apart ("C-f    forward a character"), pieces of one text line, not a new column."""
+    overlap = min(prev.box[3], line.box[3]) - max(prev.box[1], line.box[1])
+    return line.box[0] >= prev.box[2] and overlap >= 0.5 * min(prev.box[3] - prev.box[1], line.box[3] - line.box[1])
 
 
 def _reads_as_title(text: str) -> bool:

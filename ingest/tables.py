@@ -8,10 +8,15 @@ unruled ones (and tables on OCRed pages) from where their text pieces stand.
 pdfplumber (pdfminer underneath) is pure Python and slow next to pdfium, so it only opens the pages
 where pdfium counted enough vector paths to draw a grid (`has_rules`); a page of plain text never
 pays for it. A table whose page ends with it and whose next page starts with one of the same width
-is marked `continued` there, so its rows keep the first part's header (layout.page_blocks).
+is marked `continued` there, so its rows keep the first part's header (layout.page_blocks). A
+table ruled only under its header comes from pdfplumber as one tall body row; its lines of text
+are its rows (`_stacked`).
 A table without rules shows only in its text: pieces at one height are a row, and pieces that stay
 between blank gutters down several rows are its columns (`aligned_tables`); that works the same
-on a text layer and on OCR boxes, so a scanned table becomes rows with headers too.
+on a text layer and on OCR boxes, so a scanned table becomes rows with headers too. A row set as
+one run of text, its cells placed apart by kerning, is cut at its gaps (layout.Line.cuts). Much
+else stands in columns and is no table: two columns of text (a reference card), an index, a
+contents list, program listings (`_table` says how each is told apart).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .layout import Line, Table
+from .layout import Line, Table, column_gutter
 from .readers_base import clean
 
 MIN_PATHS = 4  # a ruled table draws at least its outer box and one rule
@@ -58,15 +63,16 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
                 candidates = page.find_tables()
                 tables = []
                 for table in candidates:
-                    cells = [[clean(cell or "") for cell in row] for row in table.extract()]
+                    grid = _grid(table, page)
+                    cells = [texts for texts, _, _ in grid]
                     if any(_CID.search(cell) for row in cells for cell in row):
                         if textpage is None:
                             import pypdfium2 as pdfium
 
                             pdfium_doc = pdfium_doc or pdfium.PdfDocument(str(path))
                             textpage = pdfium_doc[number - 1].get_textpage()
-                        cells = _decoded(cells, table, textpage, height)
-                    kept = [(row, _fraction(box.bbox, width, height)) for row, box in zip(cells, table.rows) if any(row)]
+                        cells = _decoded(cells, [boxes for _, boxes, _ in grid], textpage, height)
+                    kept = [(row, _fraction(bbox, width, height)) for row, (_, _, bbox) in zip(cells, grid) if any(row)]
                     rows = [row for row, _ in kept]
                     if len(rows) < 2 or max(len(row) for row in rows) < 2:
                         continue
@@ -87,13 +93,78 @@ def find_tables(path: Path, pages: list[int], sizes: dict[int, tuple[float, floa
 _CID = re.compile(r"\(cid:\d+\)")  # pdfminer's stand-in for a glyph its font does not map to Unicode
 
 
-def _decoded(cells: list[list[str]], table, textpage, height: float) -> list[list[str]]:
-    """The cells whose text pdfminer gave as "(cid:21)" (TeX's math fonts: λ, ≥, ∞), read again by
-    pdfium, which decodes those fonts, from the cell's box on the page."""
+def _grid(table, page) -> list[tuple[list[str], list, tuple]]:
+    """A pdfplumber table's rows as (cell texts, cell boxes, row box), boxes in pdfplumber's points
+    (origin top left). A table ruled only under its header (booktabs, or rules between the columns
+    and under the header alone) has all its body in one ruled row, each cell holding a line per
+    row: such a row is cut into the rows its lines make (`_stacked`). When most body rows hold one
+    line each, the table is ruled row by row and a taller row is a row whose cells wrap: kept."""
+    raw = table.extract()
+    grid = [([clean(cell or "") for cell in texts], list(row.cells), row.bbox) for texts, row in zip(raw, table.rows)]
+    # Rows with two or more cells of several lines: a body ruled as one row, or cells that wrap.
+    tall = {i for i, texts in enumerate(raw) if sum("\n" in (cell or "") for cell in texts) >= 2}
+    body = len(grid) - 1
+    if not tall or 2 * (body - len(tall - {0})) > body:  # most body rows one line each: ruled row by row
+        return grid
+    words = page.extract_words()
     out = []
-    for row, cells_row in zip(cells, table.rows):
+    for i, row in enumerate(grid):
+        out.extend((i in tall and _stacked(row, words)) or [row])
+    return out
+
+
+def _stacked(row, words: list[dict]) -> list[tuple[list[str], list, tuple]] | None:
+    """A ruled row cut into the rows of text it holds: `words` (pdfplumber's, of the whole page)
+    inside the row, assigned to its cells, grouped into lines by height. A line with text in two
+    cells or more opens a row; a line with text in one cell only continues the row above (a cell
+    that wraps). None when fewer than two lines fill two cells (one row, its cells wrapping)."""
+    _, boxes, (x0, top, x1, bottom) = row
+    lines: list[list[tuple[int, dict]]] = []  # (column, word) by line of text, top to bottom
+    inside = sorted((w for w in words
+                     if top <= (w["top"] + w["bottom"]) / 2 <= bottom and x0 <= (w["x0"] + w["x1"]) / 2 <= x1),
+                    key=lambda w: (w["top"], w["x0"]))
+    for word in inside:
+        middle = (word["x0"] + word["x1"]) / 2
+        column = next((k for k, box in enumerate(boxes) if box is not None and box[0] <= middle <= box[2]), None)
+        if column is None:
+            continue
+        if lines and _overlap(word, [w for _, w in lines[-1]]):  # the same line (a sub- or superscript too)
+            lines[-1].append((column, word))
+        else:
+            lines.append([(column, word)])
+    if sum(len({k for k, _ in line}) >= 2 for line in lines) < 2:
+        return None
+    groups: list[list[list[tuple[int, dict]]]] = []
+    for line in lines:
+        if not groups or len({k for k, _ in line}) >= 2:
+            groups.append([line])
+        else:
+            groups[-1].append(line)
+    out = []
+    for group in groups:
+        placed = [pair for line in group for pair in sorted(line, key=lambda pair: pair[1]["x0"])]
+        g_top, g_bottom = min(w["top"] for _, w in placed), max(w["bottom"] for _, w in placed)
+        cells = [clean(" ".join(w["text"] for k, w in placed if k == column)) for column in range(len(boxes))]
+        cell_boxes = [None if box is None else (box[0], g_top, box[2], g_bottom) for box in boxes]
+        out.append((cells, cell_boxes, (x0, g_top, x1, g_bottom)))
+    return out
+
+
+def _overlap(word: dict, line: list[dict]) -> bool:
+    """Whether a word stands at the height of a line's words: it overlaps their extent by half the
+    height of the smaller of the two (a subscript overlaps its line; the next line does not)."""
+    top, bottom = min(w["top"] for w in line), max(w["bottom"] for w in line)
+    shared = min(bottom, word["bottom"]) - max(top, word["top"])
+    return shared >= 0.5 * min(bottom - top, word["bottom"] - word["top"])
+
+
+def _decoded(cells: list[list[str]], boxes: list[list], textpage, height: float) -> list[list[str]]:
+    """The cells whose text pdfminer gave as "(cid:21)" (TeX's math fonts: λ, ≥, ∞), read again by
+    pdfium, which decodes those fonts, from the cell's box on the page (`boxes`, one list per row)."""
+    out = []
+    for row, row_boxes in zip(cells, boxes):
         new = list(row)
-        for i, (text, box) in enumerate(zip(row, cells_row.cells)):
+        for i, (text, box) in enumerate(zip(row, row_boxes)):
             if box is not None and _CID.search(text):
                 x0, top, x1, bottom = box
                 new[i] = clean(textpage.get_text_bounded(left=x0, bottom=height - bottom, right=x1, top=height - top))
@@ -137,19 +208,44 @@ def aligned_tables(lines: list[Line]) -> tuple[list[Table], set[int]]:
     gutters (no piece reaches from one column into the next) are a table, first row the header.
     Two columns of running text line up the same way, so the cells must be short (median
     MAX_CELL_CHARS). Returns the tables and the indexes in `lines` of the lines they took."""
+    gutter = column_gutter(lines)
+    if gutter == 0.5:
+        gutter = None  # a page's middle is also where a table wider than a column has a gutter
+    lines, owner = _split(lines)
     rows = _rows(lines)
     tables, used = [], set()
     start = 0
     while start < len(rows):
         count, spans = _grow(lines, rows, start)
-        table = _table(lines, rows[start:start + count], spans) if count >= MIN_ROWS else None
+        table = _table(lines, rows[start:start + count], spans, gutter) if count >= MIN_ROWS else None
         if table is None:  # rows that keep to columns but are no table (running text) are passed over whole
             start += max(count, 1)
             continue
         tables.append(table)
-        used.update(i for row in rows[start:start + count] for i in row)
+        used.update(owner[i] for row in rows[start:start + count] for i in row)
         start += count
     return tables, used
+
+
+def _split(lines: list[Line]) -> tuple[list[Line], list[int]]:
+    """The lines cut at their inner wide gaps (Line.cuts: a table row set as one run of text, its
+    cells placed apart), and for each piece the index of the line it comes from."""
+    pieces, owner = [], []
+    for index, line in enumerate(lines):
+        if not line.cuts:
+            pieces.append(line)
+            owner.append(index)
+            continue
+        x0, y0, x1, y1 = line.box
+        starts = [(0, x0), *((k, after) for k, _, after in line.cuts)]
+        ends = [*(before for _, before, _ in line.cuts), x1]
+        for (a, left), b, right in zip(starts, [k for k, _, _ in line.cuts] + [len(line.text)], ends):
+            text = line.text[a:b].strip()
+            if text:
+                pieces.append(Line(text, line.size, line.top, line.bottom, (left, y0, right, y1), line.bold,
+                                   mono=line.mono))
+                owner.append(index)
+    return pieces, owner
 
 
 def _grow(lines: list[Line], rows: list[list[int]], start: int) -> tuple[int, list[tuple[float, float]]]:
@@ -211,15 +307,31 @@ def _close(lines: list[Line], above: list[int], below: list[int]) -> bool:
     return top - bottom <= ROW_GAP * height
 
 
+# An index's entry, a term and its pages: "colorspec, 28, 50", "editing, 32–35".
+_INDEX_ENTRY = re.compile(r"\w.*,\s*\d{1,4}(?:[-–]\d{1,4})?(?:,\s*\d{1,4}(?:[-–]\d{1,4})?)*,?$")
+_COMMENT = ("#", "//", "/*")  # a column of cells that all start so is code's comments, not a table's
+
+
 def _column(box, spans) -> int | None:
     """The one column span a piece's box overlaps, or None when it overlaps none or several."""
     hits = [k for k, (a, b) in enumerate(spans) if box[0] < b and box[2] > a]
     return hits[0] if len(hits) == 1 else None
 
 
-def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, float]]) -> Table | None:
-    """A Table from rows aligned on the column `spans`, or None when its cells read like running
-    text (too long) or fewer than half its rows fill every column."""
+def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, float]],
+           gutter: float | None = None) -> Table | None:
+    """A Table from rows aligned on the column `spans`, or None when they are something else set in
+    columns: cells that read like running text (too long); fewer than half the rows filling every
+    column; only pieces cut out of lines in a typewriter font (a listing: code, or its output); a
+    column of code's comments; an index's entries ("colorspec, 28, 50"); a first or last column of
+    rising whole numbers from the first row on (a contents' page numbers, a listing's line
+    numbers: no header row); text drifting up and down across a gutter (`_drifting`); or columns
+    on both sides of `gutter`, where the page's own two columns of text meet (layout.column_gutter,
+    when that is not the page's middle)."""
+    if gutter is not None and spans[0][1] < gutter < spans[-1][0]:
+        return None
+    if all(lines[i].mono for row in rows for i in row):
+        return None  # a listing in a typewriter font set apart by spaces: verbatim text (code, its output)
     cells: list[list[str]] = []
     for row in rows:
         values = [""] * len(spans)
@@ -231,9 +343,49 @@ def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, fl
     full = sum(all(r) for r in cells)
     if lengths[len(lengths) // 2] > MAX_CELL_CHARS or 2 * full < len(cells):
         return None
+    if any(all(r[k].startswith(_COMMENT) for r in cells if r[k]) for k in range(1, len(spans))):
+        return None  # code with its comments set apart in a column ("x11()   # for graphics")
+    if _drifting(lines, rows, spans):
+        return None
+    values = [v for r in cells for v in r if v]
+    if sum(_INDEX_ENTRY.search(v) is not None for v in values) >= 0.6 * len(values):
+        return None  # a book's index set in columns
+    for k in (0, len(spans) - 1):
+        numbers = [r[k] for r in cells]
+        if all(n.isdigit() and len(n) <= 5 for n in numbers) and all(
+                int(a) <= int(b) for a, b in zip(numbers, numbers[1:])):
+            return None  # page numbers after a contents' entries, or line numbers before a listing's lines
     taken = [lines[i] for row in rows for i in row]
     return Table(cells, top=max(ln.top for ln in taken), bottom=min(ln.bottom for ln in taken),
                  box=_around(taken), row_boxes=[_around([lines[i] for i in row]) for row in rows])
+
+
+DRIFT = 0.3  # line heights: a row's sides standing this much higher or lower than usual are not one row
+
+
+def _drifting(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, float]]) -> bool:
+    """Whether the text left and right of some gutter drifts up and down against each other: two
+    columns of text side by side (a reference card), each keeping its own line spacing, whose lines
+    only happen to stand at about the same heights. A table's cells keep one baseline across the
+    row (give or take a constant offset: a different font): at most one row (a cell set in the
+    middle of a taller one) may stand DRIFT line heights off the usual offset."""
+    for k in range(len(spans) - 1):
+        cut = (spans[k][1] + spans[k + 1][0]) / 2
+        offsets = []
+        for row in rows:
+            left = [lines[i].box for i in row if lines[i].box[2] <= cut]
+            right = [lines[i].box for i in row if lines[i].box[0] >= cut]
+            if left and right:
+                height = max(b[3] - b[1] for b in left + right)
+                offsets.append((_middle(left) - _middle(right)) / height)
+        usual = sorted(offsets)[len(offsets) // 2] if offsets else 0.0
+        if sum(abs(o - usual) > DRIFT for o in offsets) >= 2:
+            return True
+    return False
+
+
+def _middle(boxes: list) -> float:
+    return sum(b[1] + b[3] for b in boxes) / (2 * len(boxes))
 
 
 def _around(lines: list[Line]) -> tuple[float, float, float, float]:

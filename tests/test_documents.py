@@ -216,7 +216,9 @@ def test_a_ruled_tables_math_is_decoded(tmp_path):
     rows = [b.text for b in read(page).blocks if b.kind == "row"]
     assert rows and not any("(cid:" in r for r in rows)
     assert rows[0].startswith("Minimization: (λl)k; (λu)k;")
-    assert "Original bound constraint: −∞ < xk < +∞ xk ≥ lk" in rows[1]
+    # ruled only under its header: each line of the body is a row of its own (not one tall row)
+    assert rows[1] == "Original bound constraint: −∞ < xk < +∞; Minimization: = 0; = 0; λk = 0; Maximization: = 0; = 0; λk = 0"
+    assert rows[2].startswith("Original bound constraint: xk ≥ lk; Minimization: ≥ 0; = 0; λk ≥ 0")
 
 
 def test_aligned_text_that_is_no_table_stays_text(tmp_path):
