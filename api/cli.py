@@ -113,14 +113,17 @@ def resume_ingest_in_background(settings) -> threading.Thread:
 
 def cmd_keys_create(args) -> int:
     from archivist.keys import create_key
+    from archivist.settings import Settings
+    from archivist.workspace import LOCAL_ADMIN
 
-    # `--user` names the key's owner here (the workspace's files are the local admin's authority).
+    # `--user` names the key's owner here; who asks is ARCHIVIST_USER (else the local admin), and a
+    # member may create a key for themselves only (keys.create_key)
     owner = getattr(args, "user", None)
     if not owner:
         raise CLIError("keys create needs --user NAME: the user the key acts as")
     with open_ws(args, check_index=False) as ws:
         try:
-            key = create_key(ws, owner)
+            key = create_key(ws, owner, by=Settings.from_env().user or LOCAL_ADMIN)
         except LookupError as e:
             raise CLIError(str(e)) from None
     print(f"created an API key for {owner}; it is shown only this once, keep it secret:", file=sys.stderr)

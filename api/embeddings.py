@@ -1,4 +1,6 @@
-"""POST /v1/embeddings: texts embedded by the workspace's embedder (archivist.models.embedder_for)."""
+"""POST /v1/embeddings: texts embedded by the workspace's embedder (archivist.models.embedder_for), or
+by the base embedder for a caller who may not see the adapted one it switched to
+(finetune.retriever.served_embedder)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import base64
 from fastapi import APIRouter, Depends
 
 from archivist.api import schemas as S
-from archivist.api.deps import Server, server, user
+from archivist.api.deps import Server, server, user, workspace
 from archivist.api.errors import APIError, responses
+from archivist.workspace import Workspace
 
 MAX_EMBED_CHARS = 2_000_000  # all texts of one embeddings request together
 
@@ -16,11 +19,12 @@ router = APIRouter(tags=["embeddings"])
 
 
 @router.post("/v1/embeddings", response_model=S.EmbeddingResponse, responses=responses(400, 404, 413))
-def embeddings(body: S.EmbeddingRequest, _: str = Depends(user), srv: Server = Depends(server)):
+def embeddings(body: S.EmbeddingRequest, who: str = Depends(user), srv: Server = Depends(server),
+               ws: Workspace = Depends(workspace)):
     """Embed texts with the workspace's embedder (normalized vectors; `base64` is little-endian float32)."""
     import numpy as np
 
-    from archivist.models import embedder_for
+    from archivist.finetune.retriever import served_embedder
 
     settings = srv.settings
     if body.model != settings.embedder:
@@ -33,7 +37,7 @@ def embeddings(body: S.EmbeddingRequest, _: str = Depends(user), srv: Server = D
         raise APIError(400, f"input holds {len(texts)} texts; at most {S.MAX_INPUTS} per request", "too_many_inputs", "input")
     if sum(map(len, texts)) > MAX_EMBED_CHARS:
         raise APIError(400, f"input is longer than {MAX_EMBED_CHARS} characters in all; split it", "input_too_long", "input")
-    emb = embedder_for(settings)
+    emb = served_embedder(ws, who)  # never an adapted embedder trained on collections `who` may not read
     if body.dimensions is not None and body.dimensions != emb.dim:
         raise APIError(400, f"{settings.embedder} gives {emb.dim} dimensions, not {body.dimensions}", "bad_dimensions", "dimensions")
     vecs = emb.embed(texts, batch_size=settings.embed_batch)

@@ -52,13 +52,14 @@ def _missing(name: str) -> LookupError:
 
 
 def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metrics: dict, lineage: dict,
-             run_id: str | None = None, activate: bool = True) -> dict:
+             run_id: str | None = None, activate: bool = True, user: str | None = None) -> dict:
     """Copy a saved PEFT adapter into adapters/<name>/ with metrics.json and lineage.json, and add its row.
 
     It is activated when `activate` and the evaluation found it at least as good as the base
-    (`metrics["better"]`), and it was trained on the workspace's chat model; otherwise its note says
-    why not. `lineage["dataset"]` is a dict with the dataset's "name"; `lineage["documents"]` lists
-    what it learned ({"collection", ...} each). Returns the adapter's record (see `get`).
+    (`metrics["better"]`), it was trained on the workspace's chat model, and `user` (who trained it;
+    None: the acting user) has the admin role, since the active adapter answers every user's chat;
+    otherwise its note says why not. `lineage["dataset"]` is a dict with the dataset's "name";
+    `lineage["documents"]` lists what it learned ({"collection", ...} each). Returns the adapter's record (see `get`).
     Raises ValueError for a bad or taken name, FileNotFoundError when adapter_dir holds no adapter.
     """
     if not _NAME.match(name) or name.lower() == "none":
@@ -79,12 +80,16 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     better = bool(metrics.get("better"))
     note = metrics.get("reason", "")
     other_base = base != ws.settings.llm
+    actor = access.current_user(ws, user)
+    admin = access.is_admin(ws, actor)
     if not better:
         note = f"not activated: {note}"
     elif not activate:
         note = f"not activated (--no-activate): {note}"
     elif other_base:
         note = f"not activated: trained on {base!r} but the chat model is {ws.settings.llm!r}; {note}"
+    elif not admin:
+        note = f"not activated: choosing the adapter the chat uses needs the admin role; {note}"
     summary = {k: metrics.get(k) for k in ("n", "base", "adapter", "better", "reason")}
     row_lineage = {k: v for k, v in lineage.items() if k != "dataset"} | {"dataset": lineage["dataset"]["name"]}
     with transaction(ws.db):
@@ -92,9 +97,9 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
                       "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                       (name, str(dest), base, run_id, json.dumps(summary, default=str), json.dumps(row_lineage, default=str),
                        note))
-        audit.record(ws, "adapter.registered", user=ws.settings.user or None, target=name, detail={"run_id": run_id, "base": base})
-    if better and activate and not other_base:
-        _set_active(ws, name)
+        audit.record(ws, "adapter.registered", user=actor, target=name, detail={"run_id": run_id, "base": base})
+    if better and activate and not other_base and admin:
+        _set_active(ws, name, actor)
     return get(ws, name)
 
 
@@ -175,31 +180,35 @@ def active(ws: Workspace, user: str | None = None) -> str | None:
     return name if name and may_use(ws, user, name) and not _blocked(ws, name) else None
 
 
-def activate(ws: Workspace, name: str, force: bool = False) -> dict:
-    """Make `name` the adapter the chat uses by default; returns its record.
+def activate(ws: Workspace, name: str, force: bool = False, user: str | None = None) -> dict:
+    """Make `name` the adapter the chat uses by default; returns its record. `user` (None: the acting
+    user) must have the admin role: the active adapter answers every user's chat.
 
-    Raises LookupError for an unknown adapter, ValueError when it was trained on another base than
-    the workspace's chat model (unless force).
+    Raises AccessDenied for a member (before the name is looked up, so it confirms no name),
+    LookupError for an unknown adapter, ValueError when it was trained on another base than the
+    workspace's chat model (unless force).
     """
+    actor = access.require_admin(ws, user, "choose the adapter the chat uses")
     rec = get(ws, name)
     if rec["base_model"] != ws.settings.llm and not force:
         raise ValueError(f"adapter {name!r} was trained on {rec['base_model']!r} but the chat model is {ws.settings.llm!r}; "
                          f"set ARCHIVIST_LLM={rec['base_model']} (or --llm), or pass --force")
-    _set_active(ws, name)
+    _set_active(ws, name, actor)
     return get(ws, name)
 
 
-def deactivate(ws: Workspace) -> None:
-    """Let the chat use the base model alone by default."""
-    _set_active(ws, None)
+def deactivate(ws: Workspace, user: str | None = None) -> None:
+    """Let the chat use the base model alone by default. Raises AccessDenied unless `user` (None:
+    the acting user) has the admin role."""
+    _set_active(ws, None, access.require_admin(ws, user, "choose the adapter the chat uses"))
 
 
-def _set_active(ws: Workspace, name: str | None) -> None:
+def _set_active(ws: Workspace, name: str | None, actor: str) -> None:
     with transaction(ws.db):
         ws.db.execute("UPDATE adapters SET active = 0 WHERE active = 1")
         if name is not None:
             ws.db.execute("UPDATE adapters SET active = 1 WHERE name = ?", (name,))
-        audit.record(ws, "adapter.activated", user=ws.settings.user or None, target=name)
+        audit.record(ws, "adapter.activated", user=actor, target=name)
 
 
 # -- what an answer uses ---------------------------------------------------------------------------

@@ -4,6 +4,9 @@ A key reads `ak-<prefix>-<secret>`: the 8-hex-digit prefix names the key (it is 
 a key can be listed and revoked by it), the secret is 32 random bytes. Only the sha256 of the whole
 key is stored: a high-entropy random key needs no slow password hash, and a stolen database
 yields no usable key. The key itself is shown once, when it is created.
+
+Keys are their owner's: the admin role creates, lists and revokes anyone's; a member (`by`, None:
+the acting user of the settings) only their own, and learns nothing of other users' keys or names.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import hmac
 import re
 import secrets
 
-from archivist import audit
-from archivist.workspace import LOCAL_ADMIN, Workspace, transaction
+from archivist import access, audit
+from archivist.workspace import Workspace, transaction
 
 KEY_SCHEME = "ak"
 _KEY = re.compile(r"^ak-([0-9a-f]{8})-([A-Za-z0-9_-]{20,})$")
@@ -25,11 +28,14 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(ws: Workspace, user: str) -> str:
-    """Create a new key for `user` and return it (the only time it is ever visible).
+def create_key(ws: Workspace, user: str, by: str | None = None) -> str:
+    """Create a new key for `user` and return it (the only time it is ever visible). `by` (None: the
+    acting user) must be `user` or have the admin role: a key acts as its owner.
 
-    Raises LookupError when there is no such user.
+    Raises AccessDenied for a member asking for another user's key (whether or not that user exists),
+    LookupError when there is no such user.
     """
+    actor = _may_manage(ws, by, user, "create an API key for")
     row = ws.db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
     if row is None:
         raise LookupError(f"no such user: {user!r} (create it with `archivist users add {user}`)")
@@ -40,7 +46,7 @@ def create_key(ws: Workspace, user: str) -> str:
             if ws.db.execute("SELECT 1 FROM api_keys WHERE prefix = ?", (prefix,)).fetchone():
                 continue
             ws.db.execute("INSERT INTO api_keys(user_id, prefix, key_hash) VALUES (?, ?, ?)", (row[0], prefix, _hash(key)))
-            audit.record(ws, "key.create", user=ws.settings.user or LOCAL_ADMIN, target=f"ak-{prefix}", detail={"owner": user})
+            audit.record(ws, "key.create", user=actor, target=f"ak-{prefix}", detail={"owner": user})
         return key
     raise RuntimeError("could not find a free key prefix")
 
@@ -51,25 +57,29 @@ def _prefix_of(prefix_or_key: str) -> str | None:
     return m.group(1) if m else None
 
 
-def revoke_key(ws: Workspace, prefix_or_key: str) -> dict:
-    """Revoke a key given by its prefix (`ak-1a2b3c4d` or `1a2b3c4d`) or in full.
+def revoke_key(ws: Workspace, prefix_or_key: str, by: str | None = None) -> dict:
+    """Revoke a key given by its prefix (`ak-1a2b3c4d` or `1a2b3c4d`) or in full, as `by` (None: the
+    acting user): an admin any key, a member their own.
 
-    Returns the key's listing (see list_keys). Raises LookupError when no such key exists, and
-    ValueError when the text looks like neither a key nor a prefix. Revoking twice is harmless.
+    Returns the key's listing (see list_keys). Raises LookupError when no such key exists, or it is
+    another user's and `by` is a member (the same words), and ValueError when the text looks like
+    neither a key nor a prefix. Revoking twice is harmless.
     """
+    actor = access.current_user(ws, by)
     prefix = _prefix_of(prefix_or_key)
     if prefix is None:
         raise ValueError(f"{prefix_or_key!r} is neither an API key nor a key prefix like ak-1a2b3c4d")
-    row = ws.db.execute("SELECT key_hash FROM api_keys WHERE prefix = ?", (prefix,)).fetchone()
-    if row is None:
+    row = ws.db.execute("SELECT k.key_hash, u.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = ?",
+                        (prefix,)).fetchone()
+    if row is None or (row[1] != actor and not access.is_admin(ws, actor)):
         raise LookupError(f"no API key with prefix ak-{prefix}")
     if _KEY.match(prefix_or_key.strip()) and not hmac.compare_digest(row[0], _hash(prefix_or_key.strip())):
         raise LookupError(f"no API key with prefix ak-{prefix} matches that key")
     with transaction(ws.db):
         ws.db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, (julianday('now') - 2440587.5) * 86400.0) "
                       "WHERE prefix = ?", (prefix,))
-        audit.record(ws, "key.revoke", user=ws.settings.user or LOCAL_ADMIN, target=f"ak-{prefix}")
-    return next(k for k in list_keys(ws) if k["prefix"] == f"{KEY_SCHEME}-{prefix}")
+        audit.record(ws, "key.revoke", user=actor, target=f"ak-{prefix}")
+    return next(k for k in list_keys(ws, by=actor) if k["prefix"] == f"{KEY_SCHEME}-{prefix}")
 
 
 def user_for_key(ws: Workspace, key: str | None) -> str | None:
@@ -89,8 +99,12 @@ def user_for_key(ws: Workspace, key: str | None) -> str | None:
     return row["name"]
 
 
-def list_keys(ws: Workspace, user: str | None = None) -> list[dict]:
-    """Keys (never their secrets): [{"prefix", "user", "created_at", "revoked_at"}], oldest first."""
+def list_keys(ws: Workspace, user: str | None = None, by: str | None = None) -> list[dict]:
+    """Keys (never their secrets): [{"prefix", "user", "created_at", "revoked_at"}], oldest first;
+    `user`'s only when given. A member `by` (None: the acting user) sees their own keys alone."""
+    actor = access.current_user(ws, by)
+    if not access.is_admin(ws, actor):
+        user = actor
     sql = ("SELECT 'ak-' || k.prefix AS prefix, u.name AS user, k.created_at, k.revoked_at "
            "FROM api_keys k JOIN users u ON u.id = k.user_id")
     args: tuple = ()
@@ -98,3 +112,12 @@ def list_keys(ws: Workspace, user: str | None = None) -> list[dict]:
         sql += " WHERE u.name = ?"
         args = (user,)
     return [dict(r) for r in ws.db.execute(sql + " ORDER BY k.created_at, k.id", args)]
+
+
+def _may_manage(ws: Workspace, by: str | None, owner: str, doing: str) -> str:
+    """The acting user, if they may manage `owner`'s keys (theirs, or anyone's with the admin role).
+    Raises AccessDenied otherwise, before `owner` is looked up (so a member confirms no user name)."""
+    actor = access.current_user(ws, by)
+    if actor != owner and not access.is_admin(ws, actor):
+        raise access.AccessDenied(f"user {actor!r} may not {doing} another user: it needs the admin role")
+    return actor

@@ -177,18 +177,20 @@ def cmd_finetune(args) -> int:
 def _retrain_config(args) -> "train.FinetuneConfig":
     """The config adapter `args.retrain` was trained with, its dataset rebuilt from the current
     documents, under a fresh name (<name>-r2, -r3 ...). Raises LookupError for an unknown adapter."""
-    from archivist import adapters
+    from archivist import access, adapters
 
     with open_ws(args, check_index=False) as ws:
+        # the retrain runs as whoever asks, never as the user who trained the adapter first: that
+        # user's access (an admin's: everyone's feedback) would build the new dataset
+        user = access.current_user(ws, getattr(args, "user", None))
         rec = adapters.get(ws, args.retrain)
-        if not adapters.may_use(ws, getattr(args, "user", None), args.retrain):
+        if not adapters.may_use(ws, user, args.retrain):
             raise LookupError(f"no adapter named {args.retrain!r} (see `archivist adapters`)")
         stem = re.sub(r"-r\d+$", "", args.retrain)
         name = next(n for n in (f"{stem}-r{i}" for i in range(2, 10_000)) if not _exists(ws, n))
     fields = {f.name for f in dataclasses.fields(train.FinetuneConfig)}
     settings = {k: v for k, v in ((rec["lineage"] or {}).get("settings") or {}).items() if k in fields}
-    return train.FinetuneConfig(**{**settings, "dataset": None, "name": name, "user": getattr(args, "user", None)
-                                   or settings.get("user")})
+    return train.FinetuneConfig(**{**settings, "dataset": None, "name": name, "user": user})
 
 
 def _exists(ws, name: str) -> bool:
@@ -333,9 +335,9 @@ def cmd_activate(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         if args.name.lower() == "none":
-            rec = adapters.deactivate(ws)
+            rec = adapters.deactivate(ws, getattr(args, "user", None))
         else:
-            rec = adapters.activate(ws, args.name, force=args.force)
+            rec = adapters.activate(ws, args.name, force=args.force, user=getattr(args, "user", None))
     if args.json:
         emit_json({"active": rec["name"] if rec else None})
     else:

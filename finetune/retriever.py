@@ -454,6 +454,19 @@ def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
     return out
 
 
+def served_embedder(ws: Workspace, user: str | None = None):
+    """The embedder whose vectors `user` may be handed (`POST /v1/embeddings`): the workspace's
+    (`embedder_for`, the active adapted one included) when they may see it, else the base named by
+    the settings. Its outputs for any text a caller chooses are the adapted weights' function of the
+    collections it learned from, as good as the weights to someone who cannot read those."""
+    from archivist.models import active_embedder, embedder_for, load_embedder
+
+    s = ws.settings
+    if active_embedder(ws.home) is None or any(e["active"] for e in list_embedders(ws, user)):
+        return embedder_for(s)
+    return load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache))
+
+
 def learned_from(ws: Workspace, document_id: int) -> list[str]:
     """The adapted embedders whose training documents include `document_id`, by name."""
     root = ws.home / FOLDER

@@ -672,7 +672,7 @@ def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progre
                                dataset=prep.dataset, config=asdict(cfg), method=prep.method, device=prep.device,
                                run_id=prep.run_id, train=stats)
     record = adapters.register(ws, cfg.name or f"ft-{prep.run_id}", adapter_dir, prep.base, report, lineage,
-                               run_id=prep.run_id, activate=cfg.activate)
+                               run_id=prep.run_id, activate=cfg.activate, user=cfg.user)
     runs.update_run(ws, prep.run_id, "done", adapter=record["name"])
     return {"status": "done", "evaluation": report, "adapter": record}
 

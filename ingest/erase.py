@@ -90,7 +90,9 @@ def erase(ws: Workspace, ref: str | int, user: str | None = None, collection: st
     except LookupError:
         job = _interrupted(ws, actor, lambda spec: str(ref) in (spec["document"], str(spec["document_id"]))
                            and collection in (None, spec["collection"]))
-        if job is None:
+        # only a job whose document is gone is finished from here: one the actor can no longer read
+        # (access revoked since) stays "no document", where resume() would call back here for ever
+        if job is None or ws.db.execute("SELECT 1 FROM documents WHERE id = ?", (job.spec["document_id"],)).fetchone():
             raise
         return resume(ws, job.id, actor)
     access.require(ws, actor, doc["collection"], "write")
@@ -116,13 +118,21 @@ def erase(ws: Workspace, ref: str | int, user: str | None = None, collection: st
 
 
 def resume(ws: Workspace, job_id: str, user: str | None = None) -> EraseReport:
-    """Finish an interrupted erase job: from the start while its document still exists, else its
-    remaining steps (the record, the stale marks, the compaction). Raises LookupError for a job
-    `user` may not see, JobError for one that is not resumable."""
+    """Finish an interrupted erase job, as its owner: from the start while its document still
+    exists, else its remaining steps (the record, the stale marks, the compaction). Raises LookupError
+    for a job `user` may not see, JobError for one that is not resumable, AccessDenied when the owner
+    may no longer write to the document's collection."""
     from archivist import jobs
 
-    actor = access.current_user(ws, user)
-    job = jobs.get(ws, job_id, actor)
+    asker = access.current_user(ws, user)
+    job = jobs.get(ws, job_id, asker)
+    # as its owner, whoever resumes it (an admin resuming a member's erase would otherwise start a
+    # job of their own, with an admin's reach, and leave the member's unfinished); as the asker
+    # only when the owner's account is gone
+    try:
+        actor = access.current_user(ws, job.owner)
+    except access.AccessDenied:
+        actor = asker
     spec = job.spec
     if ws.db.execute("SELECT 1 FROM documents WHERE id = ?", (spec["document_id"],)).fetchone():
         return erase(ws, spec["document_id"], actor, spec["collection"], spec.get("keep_ratings", False))
@@ -207,9 +217,11 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
     if not access.is_admin(ws, actor):
-        # what a member is told stays within what they may see: the adapters they may use, and no
-        # scan of files that hold other users' text (which would say whether the text is there)
+        # what a member is told stays within what they may see: the adapters and adapted embedders
+        # they may use (a name is about what it learned), and no scan of files that hold other
+        # users' text (which would say whether the text is there)
         report.adapters = [a for a in report.adapters if adapters.may_use(ws, actor, a)]
+        report.embedders = [e for e in report.embedders if retriever.may_use(ws, actor, retriever.load_manifest(ws, e))]
         report.leftovers_checked = False
     elif needles is not None:
         report.leftovers = find_text(ws.home, needles)

@@ -209,14 +209,31 @@ def load_reranker(spec: str | None, ws, embedder=None, user: str | None = None):
 
     A learned reranker is used for `user`'s queries only when they may read every collection it
     learned from (its lineage), as adapters and adapted embedders are listed. Raises AccessDenied
-    for one they may not, FileNotFoundError for a path that does not exist."""
+    for one they may not, in the words of FileNotFoundError for a path that does not exist (so the
+    CLI says the same for both)."""
     if spec is None or spec == "none":
         return None
+    from archivist import access
+
     if spec == "coverage":
         return CoverageReranker(ws, embedder)
-    if (ws.home / FOLDER / spec / MANIFEST).is_file():
-        return load_learned(ws, spec, user, embedder)
+    # only a name is looked up under rerankers/: `../embedders/X` would say whether embedder X exists
+    if _is_name(spec) and (ws.home / FOLDER / spec / MANIFEST).is_file():
+        try:
+            return load_learned(ws, spec, user, embedder)
+        except access.AccessDenied:  # the words of a name that is not there: a guess confirms no name
+            raise access.AccessDenied(f"reranker model folder {Path(spec).expanduser()} does not exist") from None
     return CrossEncoderReranker(spec, device=ws.settings.device)
+
+
+def _is_name(spec: str) -> bool:
+    from archivist import access
+
+    try:
+        access.check_name(spec, "reranker")
+    except ValueError:
+        return False
+    return True
 
 
 # -- the registry of learned rerankers: rerankers/<name>/archivist.json under the workspace ---------

@@ -213,9 +213,9 @@ with adapters_tab:
             if choice != active and st.button("Use it", type="primary", key="ft-activate-go"):
                 try:
                     if choice is None:
-                        adapter_registry.deactivate(ws)
+                        adapter_registry.deactivate(ws, user)
                     else:
-                        adapter_registry.activate(ws, choice)
+                        adapter_registry.activate(ws, choice, user=user)
                 except (ValueError, LookupError) as e:
                     st.error(str(e))
                 else:
