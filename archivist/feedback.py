@@ -60,7 +60,8 @@ def record_feedback(
     as Citation records or dicts with chunk_id, n, document, collection and text (stored as JSON).
     collection: the collection the question was asked in, if one. message_id: the chat message rated.
     Raises ValueError for an empty question, a bad rating or feedback carrying nothing;
-    AccessDenied for an unknown user.
+    AccessDenied for an unknown user; LookupError for a message that is not in one of the user's
+    own conversations (the same words whether it exists or not).
     """
     who = access.current_user(ws, user)
     rating = _check(question, rating, correction)
@@ -69,6 +70,10 @@ def record_feedback(
         raise ValueError("feedback needs a rating (+1 or -1) or a correction")
     with transaction(ws.db):
         uid = ws.db.execute("SELECT id FROM users WHERE name = ?", (who,)).fetchone()[0]
+        if message_id is not None and ws.db.execute(
+                "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE m.id = ? AND c.user_id = ?", (message_id, uid)).fetchone() is None:
+            raise LookupError(f"no message {message_id} in {who!r}'s conversations")
         return ws.db.execute(
             "INSERT INTO feedback(user_id, collection, question, answer, rating, correction, citations, adapter, message_id) "
             "VALUES (?,?,?,?,?,?,?,?,?)",

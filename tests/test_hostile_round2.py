@@ -210,6 +210,15 @@ def test_the_embeddings_api_serves_an_adapted_embedder_only_to_its_readers(tmp_p
 
         assert np.allclose(served("bob"), b, atol=1e-5)
         assert np.allclose(served("admin"), a, atol=1e-5)  # its readers get what search embeds with
+
+        def embedders(who):  # the embedding models /v1/models lists to `who`: {id: active}
+            r = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {keys[who]}"}, timeout=60)
+            assert r.status_code == 200, r.text
+            return {m["id"]: m["active"] for m in r.json()["data"] if m["kind"] == "embedding"}
+
+        # bob is told neither the hidden embedder's name nor that one is active: the base is his
+        assert embedders("bob") == {settings.embedder: True}
+        assert embedders("admin") == {settings.embedder: False, "learned-secret": True}
     finally:
         server.stop()
 
@@ -237,3 +246,22 @@ def test_an_erase_is_resumed_as_its_owner_and_a_lost_grant_does_not_loop(crew, e
     assert report.document == doc.name
     assert [(j.id, j.owner, j.state) for j in jobs.list_jobs(crew, "admin", ("erase",))] == [(job.id, "rita", "done")]
     assert crew.db.execute("SELECT 1 FROM documents WHERE id = ?", (doc.document_id,)).fetchone() is None
+
+
+def test_feedback_rates_only_a_message_of_ones_own_conversations(crew):
+    """No surface passes another user's message id today; the feedback module refuses it anyway,
+    in the words it uses for a message that does not exist."""
+    from archivist import conversations
+
+    conv = conversations.start_conversation(crew, "bob", "budget")
+    conversations.add_message(crew, conv, "bob", "user", "What is the travel budget?")
+    answer = conversations.add_message(crew, conv, "bob", "assistant", "The travel budget is 912000.")
+    with pytest.raises(LookupError) as foreign:
+        feedback.record_feedback(crew, "rita", "What is the travel budget?", "x", rating=-1, message_id=answer)
+    with pytest.raises(LookupError) as missing:
+        feedback.record_feedback(crew, "rita", "What is the travel budget?", "x", rating=-1, message_id=answer + 999)
+    assert str(foreign.value).replace(str(answer), "N") == str(missing.value).replace(str(answer + 999), "N")
+    assert crew.db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0
+    fid = feedback.record_feedback(crew, "bob", "What is the travel budget?", "The travel budget is 912000.",
+                                   rating=1, message_id=answer)
+    assert crew.db.execute("SELECT message_id FROM feedback WHERE id = ?", (fid,)).fetchone()[0] == answer
