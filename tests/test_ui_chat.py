@@ -59,6 +59,8 @@ def test_answer_cites_the_document_and_feedback_is_stored(workspace_with_docs):
     (conv,) = conversations.list_conversations(ws, "alice")
     msgs = conversations.messages(ws, conv["id"], "alice")
     assert [m["role"] for m in msgs] == ["user", "assistant"] and msgs[1]["citations"][0]["document"] == "parking.md"
+    # where a correction is written, the app says who it may reach
+    assert "teach the model that answers everyone" in " ".join(c.value for c in at.chat_message[1].caption)
     at.chat_message[1].feedback[0].set_value(0).run()  # thumbs down
     row = ws.db.execute("SELECT f.question, f.answer, f.rating, f.citations, f.adapter, f.message_id, u.name FROM feedback f "
                         "JOIN users u ON u.id = f.user_id").fetchall()

@@ -55,6 +55,11 @@ def _rate(m: dict, key: str) -> None:
     _save_feedback(m, rating=rating)
 
 
+# What a rating or correction may become: said where it is written (docs/access.md, "feedback as training data").
+FEEDBACK_USE = ("Your question, the answer and what you write here can teach the model that answers everyone "
+                "who may read these documents, when an administrator fine-tunes on feedback.")
+
+
 def _save_feedback(m: dict, rating: int | None = None, correction: str | None = None) -> None:
     """Feedback on message `m`: its first rating or correction makes a row (the answer as the user
     read it, without an uncertain answer's notice), later ones change that row."""
@@ -144,6 +149,7 @@ def show_assistant(m: dict) -> None:
         with c2.popover("Write the correct answer", icon=":material/edit:"):
             with st.form(f"fix-{m['id']}", clear_on_submit=False, border=False):
                 text = st.text_area("The correct answer", value=(prior or {}).get("correction") or "", key=f"fix-text-{m['id']}")
+                st.caption(FEEDBACK_USE)
                 if st.form_submit_button("Save"):
                     _save_feedback(m, correction=text)
     caption = []
