@@ -165,8 +165,39 @@ def cited_passages(text: str) -> frozenset[int]:
     return frozenset(n for n, _, _ in parse_citations(text))
 
 
+# A gold answer that is code is compared as written: normalizing "-n" to "n", "$0" to "0" or
+# "./.valgrindrc" to "valgrindrc" would count any lone "n", "0 euros" or "~/.valgrindrc" as right,
+# and "=" or "[...]" would normalize to nothing and never be right.
+_LITERAL_START = ("-", "$", "%", "~", "./", "=")
+_WRAPPING = "\"'`‘’“”«»()[]{}<>"
+_TRAILING = ",;:!?."
+
+
+def literal(gold: str) -> bool:
+    """Whether a gold answer is code, compared token by token as written (`contains_answer`): one of
+    its words starts with - $ % ~ ./ or =, or it has no word of two letters or digits."""
+    return any(w.startswith(_LITERAL_START) for w in gold.split()) or not re.search(r"[^\W_]{2,}", gold)
+
+
+def _token(word: str) -> str:
+    """A whitespace-separated word without the quotes, brackets and sentence punctuation around it
+    ("`--keep-index`." -> "--keep-index"); a word that is nothing else ("[...]", "...") stays whole."""
+    t = word
+    while True:
+        u = t.strip(_WRAPPING).rstrip(_TRAILING)
+        if u == t:
+            return t or word
+        t = u
+
+
 def contains_answer(gold: str, text: str) -> bool:
-    """The normalized gold answer appears in the normalized text as whole words."""
+    """The gold answer appears in the text as whole words: normalized (`normalize`), or for a gold
+    that is code (`literal`) as the same tokens in a row, case-sensitive ("-E" is not "-e"), an
+    option's token also matching with a value after "=" ("--pages-as-heap" in "--pages-as-heap=yes")."""
+    if literal(gold):
+        g, t = [_token(w) for w in gold.split()], [_token(w) for w in text.split()]
+        return bool(g) and any(all(a == b or a.startswith(b + "=") for a, b in zip(t[i:i + len(g)], g))
+                               for i in range(len(t) - len(g) + 1))
     g, t = normalize(gold), normalize(text)
     return bool(g) and f" {g} " in f" {t} "
 
@@ -195,6 +226,8 @@ def supports(gold: str, passage: str, min_recall: float = 0.8) -> bool:
     words (so "EUR 1,500" is supported by "1,500 EUR per year")."""
     if contains_answer(gold, passage):
         return True
+    if literal(gold):
+        return False  # code is there as written, or not at all
     g = normalize(gold).split()
     have = set(normalize(passage).split())
     return bool(g) and sum(w in have for w in g) / len(g) >= min_recall

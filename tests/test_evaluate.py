@@ -119,6 +119,25 @@ def test_answer_text_metrics():
     assert not evm.supports("EUR 1,500", "The yearly budget is 1,200 EUR.")
 
 
+def test_a_gold_answer_that_is_code_is_matched_as_written():
+    """Normalizing "-n" to "n" counted "Type n for no." as naming sed's -n; "$0" matched "0 euros";
+    "=" and "[...]" normalized to nothing and could never be right."""
+    right = [("-n", "Use the `-n` option."), ("-n", "sed -n, --quiet, --silent"), ("=", "The = command prints it."),
+             ("$0", "it is ‘$0’,"), ("-E", "sed -E 's/x/y/'"), ("--keep-index", "git stash push --keep-index."),
+             ("--pages-as-heap", "run with --pages-as-heap=yes"), ("[...]", "the [...] form"),
+             ("./.valgrindrc", "in ./.valgrindrc and"), ("dpkg -S", "run `dpkg -S` on it"),
+             ("-m <parent-number>", "git revert -m <parent-number> X")]
+    wrong = [("-n", "Type n for no."), ("$0", "It costs 0 euros."), ("-E", "use -e here"),
+             ("--keep-index", "keep the index"), ("./.valgrindrc", "~/.valgrindrc"), ("dpkg -S", "run dpkg -s foo"),
+             ("%j", "j is a letter"), ("=", "no sign here")]
+    assert all(evm.literal(g) for g, _ in right + wrong)
+    assert [g for g, t in right if not evm.contains_answer(g, t)] == []
+    assert [g for g, t in wrong if evm.contains_answer(g, t)] == []
+    assert not evm.supports("-n", "Type n for no, y for yes.")  # no loose word overlap for code
+    assert not evm.literal("20 weeks") and not evm.literal("blame.ignoreRevsFile")
+    assert evm.score_answer("--dry-run", "Use --dry-run [1].").contained
+
+
 def test_answer_metrics_hand_computed():
     O = evm.AnswerOutcome
     outcomes = [
