@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
-from archivist import access
+from archivist import access, audit
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -74,11 +74,15 @@ def record_feedback(
                 "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id "
                 "WHERE m.id = ? AND c.user_id = ?", (message_id, uid)).fetchone() is None:
             raise LookupError(f"no message {message_id} in {who!r}'s conversations")
-        return ws.db.execute(
+        fid = ws.db.execute(
             "INSERT INTO feedback(user_id, collection, question, answer, rating, correction, citations, adapter, message_id) "
             "VALUES (?,?,?,?,?,?,?,?,?)",
             (uid, collection, question, answer or "", rating, correction, _citations_json(citations, collection), adapter,
              message_id)).lastrowid
+        # what was given, not its words: the question and correction stay in the feedback table
+        audit.record(ws, "feedback.given", user=who, target=str(fid), detail={
+            "rating": rating, "correction": correction is not None, "collection": collection, "message_id": message_id})
+        return fid
 
 
 def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: int | None = None,
@@ -96,6 +100,8 @@ def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: i
     new_correction = row["correction"] if correction is None else (correction.strip() or None)
     with transaction(ws.db):
         ws.db.execute("UPDATE feedback SET rating = ?, correction = ? WHERE id = ?", (new_rating, new_correction, feedback_id))
+        audit.record(ws, "feedback.changed", user=who, target=str(feedback_id),
+                     detail={"rating": new_rating, "correction": new_correction is not None})
 
 
 def _check(question: str, rating: int, correction: str | None) -> int:

@@ -326,7 +326,9 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
     from tqdm import tqdm
 
     collection = job.spec["collection"]
-    cid = ws.collection_id(collection, create=True)
+    cid = ws.collection_id(collection)
+    if cid is None:  # its first ingest creates it (access.require let only an admin get here)
+        cid = access.create_collection(ws, collection, by=job.owner)
     # Reuse stored vectors only from collections this user may read: `embedded` (and the time an
     # ingest takes) would otherwise tell a writer whether a guessed text exists in another collection.
     reuse_from = [ws.collection_id(c) for c in access.readable_collections(ws, job.owner)] + [cid]

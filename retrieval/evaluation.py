@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from archivist import access
+from archivist import access, audit
 from archivist.retrieval.verify import parse_citations
 from archivist.workspace import Workspace, transaction
 
@@ -332,10 +332,12 @@ def store_evaluation(ws: Workspace, kind: str, set_name: str, results: dict, *, 
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     owner = access.current_user(ws, user)
     with transaction(ws.db):
-        return ws.db.execute(
+        eid = ws.db.execute(
             "INSERT INTO evaluations(kind, set_name, results, user_id) "
             "VALUES (?, ?, ?, (SELECT id FROM users WHERE name = ?))",
             (kind, set_name, json.dumps(results, ensure_ascii=False, default=str), owner)).lastrowid
+        audit.record(ws, "evaluation.stored", user=owner, target=str(eid), detail={"kind": kind, "set": set_name})
+        return eid
 
 
 _SELECT = ("SELECT e.id, e.kind, e.set_name, u.name, e.created_at, e.results "

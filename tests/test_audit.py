@@ -111,6 +111,34 @@ def test_documents_added_updated_deleted_are_recorded(ws, embedder, tmp_path):
     assert recs[0]["detail"]["sha256"] != recs[1]["detail"]["sha256"]
 
 
+def test_a_collection_its_first_ingest_creates_feedback_and_evaluations_are_recorded(ws, embedder, tmp_path):
+    """An engineer found these missing from the trail: a collection made by its first ingest, a
+    rating or correction (what was given, not its words), and a stored evaluation run."""
+    from archivist import conversations, feedback
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.retrieval.evaluation import store_evaluation
+
+    doc = tmp_path / "policy.txt"
+    doc.write_text("Travel is reimbursed within thirty days of the trip.\n")
+    ingest_paths(ws, [doc], collection="travel", embedder=embedder, progress=False)
+    assert [(r["action"], r["user"], r["target"]) for r in actions(ws, "collection.")] == [("collection.create", "admin", "travel")]
+    access.add_user(ws, "rita", by="admin")
+    conv = conversations.start_conversation(ws, "rita")
+    message = conversations.add_message(ws, conv, "rita", "assistant", "Within thirty days.")
+    fid = feedback.record_feedback(ws, "rita", "When is travel paid?", "Within thirty days.", rating=-1,
+                                   correction="Within 30 days of the trip.", collection="travel", message_id=message)
+    feedback.update_feedback(ws, fid, "rita", rating=1)
+    given, changed = actions(ws, "feedback.given"), actions(ws, "feedback.changed")
+    assert [(r["user"], r["target"]) for r in given + changed] == [("rita", str(fid))] * 2
+    assert given[0]["detail"] == {"rating": -1, "correction": True, "collection": "travel", "message_id": message}
+    assert changed[0]["detail"] == {"rating": 1, "correction": True}
+    assert "30 days" not in json.dumps(given + changed)  # the words stay in the feedback table
+    eid = store_evaluation(ws, "retrieval", "travel.jsonl", {"n": 1}, user="rita")
+    [stored] = actions(ws, "evaluation.stored")
+    assert (stored["user"], stored["target"], stored["detail"]) == ("rita", str(eid), {"kind": "retrieval", "set": "travel.jsonl"})
+    assert audit.verify(ws).ok
+
+
 def test_every_question_is_recorded_with_what_it_showed(sample_home, llm, embedder, monkeypatch, tmp_path):
     from archivist.retrieval.answer import ask
     from archivist.retrieval.repair import open_checked
