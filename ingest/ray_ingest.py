@@ -34,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import sys
 import threading
 import time
 import uuid
@@ -118,14 +120,57 @@ def cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e}") from None
+        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e}{_token_hint(address)}") from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the ingest's own bar counts committed files
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    stdout = sys.stdout
+    sys.stdout = _RayThreadsToStderr(stdout)
     try:
         yield Cluster(ray.cluster_resources(), lasting=address is not None)
     finally:
         ray.shutdown()
+        sys.stdout = stdout
+
+
+class _RayThreadsToStderr:
+    """sys.stdout while connected: what Ray's driver threads write goes to stderr. Ray prints the
+    cluster's error reports ("(raylet) A worker died or was killed while executing a task ...", then
+    "the task will be retried") on the driver's stdout whatever `log_to_driver` says, which would
+    break `--json` output; the rest of the process still writes to stdout."""
+
+    def __init__(self, stdout):
+        self.stdout = stdout
+
+    def _sink(self):
+        return sys.stderr if threading.current_thread().name.startswith("ray_") else self.stdout
+
+    def write(self, text: str) -> int:
+        return self._sink().write(text)
+
+    def flush(self) -> None:
+        self.stdout.flush()
+        sys.stderr.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stdout, name)
+
+
+def _token_hint(address: str | None) -> str:
+    """What Ray's own message leaves out when a connection to `address` fails: Ray 2.60's `ray start`
+    turns token authentication on, and a process that connects by address (not "auto") is let in
+    only with RAY_AUTH_MODE=token and the head node's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token). Empty when this process has both, or turned authentication off."""
+    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+    if address in (None, "auto") or mode == "disabled":
+        return ""
+    token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+             or (Path.home() / ".ray" / "auth_token").exists())
+    if mode == "token" and token:
+        return ""
+    return ("; if it is running, it likely asks for its auth token (Ray 2.60 turns token authentication on): set "
+            "RAY_AUTH_MODE=token here, with the head node's ~/.ray/auth_token copied here or in RAY_AUTH_TOKEN "
+            "(docs/serving.md, \"Ingestion on Ray\")")
 
 
 def embed_resources(resources: dict, embed_actors: int | None = None) -> tuple[int, dict]:

@@ -90,6 +90,25 @@ sys.exit(code)
 """
 
 
+# `archivist ingest --json --ray`, whose first read task's worker dies mid-task (as one killed, or
+# out of memory): Ray retries the task, and its raylet tells the driver "A worker died ...".
+CRASHING_READER_CHILD = """
+import os, sys
+import archivist.ingest.ray_ingest as r
+from archivist.cli import main
+MARKER = sys.argv[2]
+real = r.read_stage
+def read_stage(batch, settings):
+    if not os.path.exists(MARKER):
+        open(MARKER, "w").close()
+        os._exit(1)
+    return real(batch, settings)
+r.read_stage = read_stage
+r.FILES_PER_BLOCK = 1
+sys.exit(main(["ingest", sys.argv[1], "-c", "docs", "--json", "--ray"]))
+"""
+
+
 @pytest.fixture(scope="module")
 def local_cluster():
     """One local Ray cluster for the module: ingest_on_ray uses a connection that is already open."""
@@ -291,6 +310,43 @@ def test_a_killed_ray_ingest_rerun_equals_a_clean_one(tmp_path, embedder, local_
     with open_checked(settings_at(tmp_path / "clean")) as ws:
         ingest_paths(ws, [corpus], collection="docs", embedder=embedder, progress=False)
         assert after == snapshot(ws), "the killed-and-rerun --ray workspace differs from a clean ingest"
+
+
+@pytest.mark.ray
+def test_a_ray_worker_dying_mid_task_is_retried_and_json_keeps_stdout(tmp_path):
+    """A read task's worker dies (killed, out of memory): Ray runs the task again and every file
+    lands; Ray's report of it ("(raylet) A worker died ...", which Ray prints on the driver's
+    stdout) goes to stderr, so `--json` output stays one JSON document."""
+    pytest.importorskip("ray", reason="Ray is not installed: `make test-ray` installs it and runs these")
+    corpus = make_corpus(tmp_path / "corpus", 6, seed=10)
+    marker = tmp_path / "a-worker-died"
+    out = subprocess.run([sys.executable, "-c", CRASHING_READER_CHILD, str(corpus), str(marker)],
+                         env=_child_env(tmp_path / "ws"), capture_output=True, text=True, timeout=600,
+                         start_new_session=True)
+    assert marker.exists(), "no read task's worker died"
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(out.stdout)  # nothing but the results on stdout
+    assert sorted(f["status"] for f in data["files"]) == ["added"] * 6
+    assert "A worker died" in out.stderr, out.stderr[-3000:]
+
+
+@pytest.mark.ray
+def test_a_driver_without_the_clusters_auth_token_is_told_so(tmp_path, local_cluster):
+    """Ray 2.60 clusters ask for their auth token: a driver on another machine (here: another home
+    folder, without ~/.ray/auth_token, and no RAY_AUTH_MODE) that connects by address is refused, and
+    Ray's message says only "Failed to connect"; archivist's says what to set."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    env = {k: v for k, v in _child_env(tmp_path / "ws").items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path / "elsewhere")
+    corpus = make_corpus(tmp_path / "corpus", 1, seed=11)
+    out = subprocess.run([sys.executable, "-c", "import sys; from archivist.cli import main; sys.exit(main(sys.argv[1:]))",
+                          "ingest", str(corpus), "-q", "--ray", address],
+                         env=env, capture_output=True, text=True, timeout=300)
+    error = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and error.startswith(f"archivist: error: cannot reach the Ray cluster at {address}"), error
+    assert "RAY_AUTH_MODE=token" in error and "auth_token" in error, error
 
 
 @pytest.mark.ray
