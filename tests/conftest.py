@@ -16,6 +16,22 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _drop_settings_from_the_shell() -> None:
+    """Tests choose their settings themselves: an ARCHIVIST_* variable left in the shell (ARCHIVIST_LLM_URL
+    after following docs/serving.md, ARCHIVIST_HOME, ARCHIVIST_LLM) would run them against a server, a
+    workspace or a model they do not expect, and a comparison against the in-process model would
+    compare the server with itself."""
+    import dataclasses
+
+    from archivist.settings import Settings
+
+    for f in dataclasses.fields(Settings):
+        os.environ.pop(f"ARCHIVIST_{f.name.upper()}", None)
+
+
+_drop_settings_from_the_shell()
+
+
 def _share_the_cores_between_workers() -> None:
     """Under pytest-xdist (`make test` runs `-n auto`), each worker gets its share of the cores for torch's
     threads, and so do the processes its tests start (the environment is inherited): two workers each
