@@ -294,6 +294,8 @@ def print_evaluation(report: dict) -> None:
                        ("citations", "citation correctness"), ("perplexity", "perplexity of gold answers"),
                        ("seconds", "seconds")):
         print(f"  {label:34} {_fmt(b.get(key)):>10} {_fmt(a.get(key)):>10}")
+    for source, k in (report.get("by_source") or {}).items():  # people's questions apart from generated ones
+        print(f"  {'score, ' + source + ' (' + str(k['n']) + ')':34} {_fmt(k['base']):>10} {_fmt(k['adapter']):>10}")
 
 
 def _report(args, result: dict) -> int:
@@ -342,6 +344,10 @@ def cmd_activate(args) -> int:
         emit_json({"active": rec["name"] if rec else None})
     else:
         print(f"the chat now uses adapter {rec['name']}" if rec else "the chat now uses the base model alone")
+    metrics = (rec or {}).get("metrics") or {}
+    if metrics.get("better") is False:  # allowed (an admin's call), but never silently
+        print(f"warning: {rec['name']}'s held-out evaluation did not find it better than the base: "
+              f"{metrics.get('reason') or 'no reason recorded'}", file=sys.stderr)
     return 0
 
 

@@ -28,11 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from archivist import __version__, access, feedback
+from archivist import __version__, access, audit, feedback
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
 # retrieval (numpy, FAISS) is imported where it is used: the CLI imports this module for its defaults
 from archivist.records import Hit, under_notice
-from archivist.workspace import Workspace
+from archivist.workspace import Workspace, transaction
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,17 @@ def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Exa
         (tmp / f"{split}.jsonl").write_bytes(data)
         manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    tmp.rename(target)
+    # a dataset copies users' questions, corrections and passages into files: who built it, from
+    # which collections and feedback, is recorded with the rename that makes it exist (a failed
+    # rename rolls the record back)
+    used = (manifest.get("feedback") or {}).get("used") or []
+    with transaction(ws.db):
+        audit.record(ws, "dataset.built", user=manifest.get("owner"), target=name, detail={
+            "collections": manifest.get("collections", []), "sources": manifest.get("sources", []),
+            "counts": manifest.get("counts"), "documents": len(manifest.get("documents") or []),
+            "feedback": list(used), "files": [f["sha256"] for f in manifest.get("files") or []],
+            "train_sha256": manifest.get("train_sha256"), "eval_sha256": manifest.get("eval_sha256")})
+        tmp.rename(target)
     return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
 
 

@@ -10,6 +10,13 @@
 Generation is greedy with the serving settings (repetition penalty 1.1), in left-padded batches.
 An adapter whose mean of accuracy, F1 and citations is below the base's (or equal, with a higher
 perplexity) is worse: it is registered but not activated, and `reason` says why.
+
+A lead has to be more than the luck of which examples were held out: each example's score (the mean
+of its accuracy, F1 and citation) is compared between the two models with a paired bootstrap, and
+the adapter counts as better only when the 95% interval of its lead is above zero (the rule that
+`finetune --target retriever` applies to MRR@10). On a small held-out split (10 examples of sed's
+manual, 2 of them right by either model) a one-example lead is within the noise: such an adapter is
+registered, not activated, and its reason says the split cannot tell it from the base.
 """
 
 from __future__ import annotations
@@ -77,8 +84,14 @@ def perplexity(model, tokenizer, examples: Sequence, batch_size: int = 4) -> flo
     return round(math.exp(total / count), 4) if count else None
 
 
+def example_score(s: dict) -> float:
+    """One example's score: the mean of its accuracy, F1 and (when it has a gold passage) citation."""
+    parts = [s["contained"], s["f1"]] + ([s["citation"]] if s.get("citation") is not None else [])
+    return sum(parts) / len(parts)
+
+
 def evaluate_model(model, tokenizer, examples: Sequence, max_new_tokens: int = 48, progress: bool = False) -> tuple[dict, list[str]]:
-    """Mean metrics of one model over the examples, and its answers."""
+    """Mean metrics of one model over the examples (with `per_example` scores, see example_score), and its answers."""
     t0 = time.perf_counter()
     answers = generate_answers(model, tokenizer, examples, max_new_tokens, progress=progress)
     scores = [score_answer(a, e.answer, e.cite) for a, e in zip(answers, examples)]
@@ -89,6 +102,7 @@ def evaluate_model(model, tokenizer, examples: Sequence, max_new_tokens: int = 4
         "citations": round(sum(cites) / len(cites), 4) if cites else None,
         "perplexity": perplexity(model, tokenizer, examples),
         "seconds": round(time.perf_counter() - t0, 1),
+        "per_example": [round(example_score(x), 4) for x in scores],
     }
     return metrics, answers
 
@@ -110,6 +124,28 @@ def verdict(base: dict, adapter: dict) -> tuple[bool, str]:
         return False, f"no better than the base on the held-out split and less sure of the gold answers ({detail})"
     return True, f"better than the base on the held-out split ({detail})" if a > b + 1e-9 else \
         f"as good as the base on answers and more sure of the gold answers ({detail})"
+
+
+def decide(base: dict, adapter: dict) -> tuple[bool, str, dict | None]:
+    """(better, reason, difference): `verdict` on the means, then the paired bootstrap of the
+    per-example scores (`per_example` of each) when both have them. `difference` is
+    archivist.retrieval.evaluation.paired_difference of adapter over base (None without per-example
+    scores). A lead whose interval reaches zero is not better: the held-out split cannot tell."""
+    from archivist.retrieval.evaluation import paired_difference
+
+    better, reason = verdict(base, adapter)
+    a, b = adapter.get("per_example"), base.get("per_example")
+    if not a or not b or len(a) != len(b):
+        return better, reason, None
+    d = paired_difference(a, b)
+    ci = (f"{len(a)} held-out examples, score {d['diff']:+.3f} (95% CI {d['low']:+.3f}..{d['high']:+.3f}; "
+          f"better on {d['better']}, worse on {d['worse']})")
+    if better and d["low"] <= 0:
+        lead = reason.split(" (", 1)[0]
+        return False, (f"the held-out split cannot tell it from the base: {lead}, but {ci}; "
+                       f"more held-out examples (--eval-limit 0, --eval-fraction) can, or use it anyway with "
+                       f"`archivist activate NAME` ({reason.split(' (', 1)[1]}"), d
+    return better, f"{reason}; {ci}", d
 
 
 def compare(model, tokenizer, examples: Sequence, max_new_tokens: int = 48, progress: bool = False, keep: int = 5) -> dict:
@@ -137,7 +173,28 @@ def compare(model, tokenizer, examples: Sequence, max_new_tokens: int = 48, prog
                 model.unmerge_adapter()
     finally:
         model.train(was_training)
-    better, reason = verdict(base, adapter)
+    better, reason, difference = decide(base, adapter)
+    by_source = split_by_source(examples, base, adapter)
     shown = [{"question": e.question, "gold": e.answer, "cite": e.cite, "base": b, "adapter": a}
              for e, b, a in list(zip(examples, base_answers, answers))[:keep]]
-    return {"n": len(examples), "base": base, "adapter": adapter, "better": better, "reason": reason, "examples": shown}
+    return {"n": len(examples), "base": base, "adapter": adapter, "better": better, "reason": reason,
+            "difference": difference, "by_source": by_source, "examples": shown}
+
+
+def split_by_source(examples: Sequence, base: dict, adapter: dict) -> dict:
+    """{source: {"n", "base", "adapter"}}: each model's accuracy and mean per-example score on the
+    held-out examples of each source (docs:extractive, docs:llm, feedback, file). The generator's
+    echo questions are one sentence of a passage with the fact taken out; an adapter learns to quote
+    that sentence, which a chat model does not. People's questions (feedback, files) say more about
+    what users will see, so the split is shown apart."""
+    out: dict[str, dict] = {}
+    for i, e in enumerate(examples):
+        k = out.setdefault(e.source, {"n": 0, "index": []})
+        k["n"] += 1
+        k["index"].append(i)
+    for k in out.values():
+        idx = k.pop("index")
+        for who, m in (("base", base), ("adapter", adapter)):
+            per = m.get("per_example") or []
+            k[who] = round(sum(per[i] for i in idx) / len(idx), 4) if per else None
+    return out

@@ -45,6 +45,15 @@ _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"\w+")
 _PREPOSITION = re.compile(r"\b(?:at|on|in|from|before|after|until|by|to|of|for|within) $")
 _NOT_NAMES = re.compile(rf"^(?:{MONTHS}|{WEEKDAYS}|The|This|Our|Every|Each|All)\b")
+# Code and markup are not prose: in a manual's examples `$1` is a shell argument, not a dollar, `23:03`
+# is a column of `ls -l`, `1%` is part of a sed script, and Texinfo's cross references
+# ("*note Regexp Addresses::") look like names. A sentence with a pipe, a backslash, a brace, a
+# backtick, a shell prompt or comment, a positional parameter or an Info cross reference gives no
+# question (on sed's manual this drops 34 of its 59 questions, nearly all of them unreadable).
+_CODE = re.compile(r"[|\\{}`]|(?:^|\s)[$#]\s|^\s*#|\$[@#*?]|[\"'‘]\$\d|\$\d[\"'’]|\*[Nn]ote\b|::")
+_POSITIONAL = re.compile(r"\$\d(?![\d,.])")  # two of them: shell arguments ("$1 $2"); one may be a price
+_CAPITALIZED_BEFORE = re.compile(r"\b[A-Z][a-z]+ $")
+_ACRONYM_AFTER = re.compile(r"^ \((?P<acronym>[A-Z]{2,})\)")
 
 
 @dataclass
@@ -85,12 +94,20 @@ def _facts(sentence: str) -> list[tuple[str, int, int, str]]:
             s, e = m.span("v") if "v" in pattern.groupindex else m.span()
             if any(s < b and a < e for a, b in taken):
                 continue
-            if kind == "name" and _NOT_NAMES.match(sentence[s:e]):
-                continue
+            if kind == "name" and (_NOT_NAMES.match(sentence[s:e]) or _CAPITALIZED_BEFORE.search(sentence[:s])
+                                   or _abbreviated(sentence[s:e], sentence[e:])):
+                continue  # "Free Software Foundation" is not a person called "Software Foundation"
             unit = m.groupdict().get("unit")
             found.append((kind, s, e, wh.format(unit=unit) if unit else wh))
             taken.append((s, e))
     return found
+
+
+def _abbreviated(phrase: str, after: str) -> bool:
+    """Whether a capitalized phrase is a term spelled out before its acronym: "Extended Regular
+    Expression (ERE)" is no person, but "Marek Jansen (COO)" is one with a title."""
+    m = _ACRONYM_AFTER.match(after)
+    return bool(m) and m["acronym"] == "".join(w[0] for w in phrase.split())
 
 
 def _question(sentence: str, s: int, e: int, kind: str, wh: str) -> str | None:
@@ -169,6 +186,8 @@ def extractive_pairs(text: str, max_pairs: int = 3) -> list[QA]:
         n_words = len(_WORD.findall(line))
         if n_words < 6 or (n_words < 10 and not line.rstrip().endswith((".", "!", "?"))):
             continue  # headings and fragments
+        if _CODE.search(line) or len(_POSITIONAL.findall(line)) > 1:
+            continue  # a command line, a script or a cross reference, not a sentence
         for kind, s, e, wh in _facts(line):
             answer = line[s:e]
             if answer in seen_answers or line.count(answer) > 1:

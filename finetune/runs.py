@@ -76,7 +76,8 @@ def update_run(ws: Workspace, run_id: str, status: str | None = None, **fields) 
     if status == "running":
         with transaction(ws.db):  # the run starts with its audit record, or not at all
             jobs.start(ws, run_id, resume=True)
-            audit.record(ws, "finetune.started", user=jobs.get_owner(ws, run_id), target=run_id)
+            audit.record(ws, "finetune.started", user=jobs.get_owner(ws, run_id), target=run_id,
+                         detail=_what_it_trains(ws, run_id))
     elif status == "queued":
         raise ValueError("a run is queued again by resume_run (it checks who asks)")
     elif status is not None:
@@ -87,6 +88,14 @@ def update_run(ws: Workspace, run_id: str, status: str | None = None, **fields) 
                          detail={"status": status, "adapter": fields.get("adapter"), "error": fields.get("error")})
     elif fields.get("pid"):
         jobs.adopt(ws, run_id, fields["pid"])
+
+
+def _what_it_trains(ws: Workspace, run_id: str) -> dict:
+    """The run's data and recipe from its config, for its `finetune.started` record: which dataset
+    (or sources) and collections it learns from; a dataset it builds follows as `dataset.built`."""
+    path = run_dir(ws, run_id) / "config.json"
+    spec = json.loads(path.read_text()) if path.exists() else {}
+    return {k: spec.get(k) for k in ("dataset", "data", "collections", "base", "method", "max_steps", "epochs")}
 
 
 def get_run(ws: Workspace, run_id: str, user: str | None = None) -> dict:

@@ -313,9 +313,10 @@ def load_checkpoint(folder: Path, model, optimizer) -> dict | None:
 
 def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, total_steps: int, cfg: FinetuneConfig,
           run_folder: Path, start_step: int = 0, progress: bool = True, rank: int = 0, world: int = 1,
-          unpadded: bool = False, should_stop=lambda: False) -> dict:
+          unpadded: bool = False, should_stop=lambda: False, on_step=None) -> dict:
     """Optimizer steps start_step..total_steps-1 over `data` (encoded examples); appends a line per
     step to run_folder/metrics.jsonl and checkpoints every cfg.save_every steps and at the end.
+    on_step(step, total_steps, loss): called on rank 0 after each step (the run's job progress).
     unpadded: each sequence of a micro-batch gets its own forward pass (no padding, no mask); the
     gradient is the same, since the loss is normalized by the step's answer tokens either way.
     Returns {"steps", "stopped", "tokens", "seconds", "tokens_per_s", "padding", "last_loss", "first_loss"}."""
@@ -382,6 +383,8 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
                 bar.update(1)
+            if on_step is not None:
+                on_step(step + 1, total_steps, loss)
         stopped = should_stop()
         if world > 1:  # every rank stops at the same step, or the others would wait forever in all_reduce
             flag = torch.tensor([float(stopped)], device=device)
@@ -413,6 +416,7 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
     """
     import torch
 
+    from archivist import jobs
     from archivist.finetune import runs
 
     world, rank = _init_distributed()
@@ -422,7 +426,9 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
         prep = setup(ws, cfg, run_id, resume, progress, rank, world, say)
         stats = train(prep.model, prep.loss_fn, prep.optimizer, prep.data, prep.tokenizer.pad_token_id, prep.device,
                       prep.total_steps, cfg, prep.folder, prep.start_step, progress, rank, world,
-                      unpadded=prep.unpadded, should_stop=stop.requested)
+                      unpadded=prep.unpadded, should_stop=stop.requested,
+                      # `archivist jobs` shows the step count as it shows an ingest's files
+                      on_step=lambda n, total, loss: jobs.progress(ws, run_id, n, total, message=f"loss {loss:.3f}"))
         if torch.cuda.is_available():
             stats["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         result = {"run_id": run_id, "dataset": prep.dataset.name, "method": prep.method, "base": prep.base,
