@@ -94,6 +94,11 @@ def cmd_eval_retrieval(args) -> int:
                                      user=getattr(args, "user", None), collections=args.collection, progress=progress)
         bar.close()
         results["set"] = str(args.set_path)
+        if results["unsearchable"]:
+            first = results["unsearchable"][0]
+            print(f"archivist: warning: {len(results['unsearchable'])} question(s) of {args.set_path} name no document "
+                  f"you may search (line {first['line']}: {', '.join(first['relevant'])}); they count as misses",
+                  file=sys.stderr)
         if not args.no_store:
             results["id"] = store_evaluation(ws, "retrieval", Path(args.set_path).name, results, user=getattr(args, "user", None))
     if args.json:

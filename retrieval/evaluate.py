@@ -146,6 +146,7 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
     k = max(k, max(ks))
     embedder = embedder or embedder_for(ws.settings)
     cached = embedder if isinstance(embedder, QueryCache) else QueryCache(embedder)
+    unknown = unsearchable(ws, questions, user, collections)
     per_query = [{"question": q.question, "relevant": q.relevant} for q in questions]
     summary = {}
     for mode in modes:
@@ -166,7 +167,32 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
                 progress(i + 1, len(questions))
         summary[mode] = {**mean_metrics(rows), "latency_ms": round(1000 * sorted(seconds)[len(seconds) // 2], 2)}
     return {"questions": len(questions), "k": k, "modes": summary, "per_query": per_query,
-            "reranker": getattr(reranker, "name", None), "comparisons": hybrid_comparisons(per_query, modes)}
+            "reranker": getattr(reranker, "name", None), "comparisons": hybrid_comparisons(per_query, modes),
+            "unsearchable": unknown}
+
+
+def unsearchable(ws, questions: Sequence[Question], user: str | None = None,
+                 collections: Sequence[str] | None = None) -> list[dict]:
+    """The questions none of whose `relevant` entries names a document `user` may search in
+    `collections` (a name, its last part, or a chunk id of one): they can only count as misses, so
+    the run says which (a typo, a document not ingested, or one the user may not read: the same
+    words for each). [{"line", "question", "relevant"}]."""
+    from archivist.ingest.pipeline import list_documents
+
+    docs = [d for c in (collections or [None]) for d in list_documents(ws, user, c)]
+    names = {d["name"] for d in docs} | {d["name"].rsplit("/", 1)[-1] for d in docs}
+    ids = {d["id"] for d in docs}
+
+    def known(entry: str) -> bool:
+        if entry in names:
+            return True
+        if not entry.isdigit():
+            return False
+        row = ws.db.execute("SELECT document_id FROM chunks WHERE id = ?", (int(entry),)).fetchone()
+        return row is not None and row[0] in ids
+
+    return [{"line": q.line, "question": q.question, "relevant": q.relevant}
+            for q in questions if not any(known(e) for e in q.relevant)]
 
 
 def outcome_of(q: Question, answer) -> AnswerOutcome:

@@ -280,6 +280,7 @@ def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
     assert main(["eval", "retrieval", "--set", str(qset), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["modes"]) == {"dense", "lexical", "hybrid", "hybrid+rerank"}
+    assert out["unsearchable"] == []
     assert out["modes"]["dense"]["hit@1"] == 1.0  # MiniLM gets these three right
     assert out["modes"]["hybrid"]["hit@5"] == 1.0
     assert set(out["comparisons"]) == {"hybrid vs dense", "hybrid vs lexical"}
@@ -290,6 +291,20 @@ def test_cli_eval_retrieval_json_on_real_model(ws, tmp_path, embedder, capsys):
     assert "hybrid vs lexical" not in text
     stored = evm.list_evaluations(ws, user=None, kind="retrieval")
     assert [(e.id, e.set_name, e.user) for e in stored] == [(out["id"], "qs.jsonl", "admin")]
+    # a question naming a document no search can find is said, not silently scored as a miss
+    typo = tmp_path / "typo.jsonl"
+    chunk = ws.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                          "WHERE d.path LIKE '%harbor.txt'").fetchone()[0]
+    typo.write_text("\n".join(json.dumps(q) for q in [
+        {"question": "Which fruit trees grow in the orchard?", "relevant": ["orchrad.txt"]},
+        {"question": "What does the bakery bake before dawn?", "relevant": ["docs/bakery.txt"]},
+        {"question": "What unloads container ships in the port?", "relevant": [str(chunk)]},
+        {"question": "Who runs the lighthouse?", "relevant": ["999999"]}]))
+    assert main(["eval", "retrieval", "--set", str(typo), "--mode", "lexical", "--no-store", "--json"]) == 0
+    captured = capsys.readouterr()
+    unknown = json.loads(captured.out)["unsearchable"]
+    assert [(u["line"], u["relevant"]) for u in unknown] == [(1, ["orchrad.txt"]), (4, ["999999"])]
+    assert "2 question(s) of" in captured.err and "line 1: orchrad.txt" in captured.err
     # a bad set is a clear error, exit 2
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": ""}\n')
