@@ -250,8 +250,12 @@ _AMOUNT_Q = re.compile(rf"\b({_MONEY}|length|size|limit|minimum|maximum|deadline
                        r"how (many|much|long|often|big|large|old))\b", re.I)
 # A question that asks for the amount or date itself: then no other key stands in for a missing one.
 # ("when" inside a question is a clause: "which directory is copied when the account is created?")
-_ASKS_AMOUNT = re.compile(r"^\W*(when|how (many|much|long|often|big|large|old))\b|\b(what|which) (year|date|day|time|"
-                          r"port|size|version|rate|price|cost|budget|amount|fee|allowance|limit|length|deadline)\b", re.I)
+# "What is the default line-wrap length for ...?" asks the length itself, as "what length" does: a
+# sentence that names the option but not its value holds no answer (sed's manual, 2026-12-07).
+_AMOUNT_NOUN = r"(year|date|day|time|port|size|version|rate|price|cost|budget|amount|fee|allowance|limit|length|deadline)"
+_ASKS_AMOUNT = re.compile(rf"^\W*(when|how (many|much|long|often|big|large|old))\b|\b(what|which) {_AMOUNT_NOUN}\b|"
+                          rf"\b(what|which) (is|are|was|were) the ([\w'’-]+ ){{0,3}}{_AMOUNT_NOUN}\b", re.I)
+_DEFAULT_WORD = re.compile(r"\bdefault", re.I)
 _MONEY_Q = re.compile(rf"\b({_MONEY}|how much|pay|paid|spend)\b", re.I)
 _WHEN_Q = re.compile(r"\b(when|date|deadline|which day|what day)\b", re.I)
 _REFERENCE = re.compile(r"\b(section|chapter|figure|table|step|§)\s*$", re.I)  # "section 3.2": a pointer, not an amount
@@ -261,9 +265,12 @@ _LINK = re.compile(r"\S+@\S+\.\w+|\w+://\S+")  # an e-mail address or URL: shown
 
 def _amount(sentence: str, question: str) -> str:
     """The first date or amount of `sentence` the question does not name, as written ("" if none);
-    one with a currency first for a question about money, a date first for "when"."""
+    one with a currency first for a question about money, a date first for "when", one after the
+    word "default" first for a question about a default ("A length of 0 means never wrap; the
+    default is 70": 70)."""
     asked = {verify.canonical_number(n) for n in re.findall(r"\d+(?:[.,:]\d+)*", question)}
     money, when = _MONEY_Q.search(question), _WHEN_Q.search(question)
+    default = _DEFAULT_WORD.search(sentence) if _DEFAULT_WORD.search(question) else None
     dates = list(_DATE.finditer(sentence))
     found = [(0 if when else 1, m.start(), m.group(0).strip()) for m in dates]
     dated = [range(m.start(), m.end()) for m in dates]
@@ -279,7 +286,8 @@ def _amount(sentence: str, question: str) -> str:
         text = (cur + (" " if cur.isalpha() else "") if keep_cur else "") + m.group("num") + (m.group("range") or "")
         if real_unit:
             text += ("" if unit == "%" else " ") + unit
-        found.append((0 if money and keep_cur else 1, m.start("cur") if keep_cur else m.start("num"), text))
+        first = money and keep_cur or default is not None and m.start() > default.start()
+        found.append((0 if first else 1, m.start("cur") if keep_cur else m.start("num"), text))
     found = [f for f in found if verify.canonical_number(f[2]) not in asked]
     return min(found)[2] if found else ""  # what the question asks for (money, a date) first, then the first
 

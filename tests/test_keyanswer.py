@@ -67,6 +67,11 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
     ("Files are read as UTF-8 unless locale.getpreferredencoding() returns another encoding.",
      "Are files always read as UTF 8?", "locale.getpreferredencoding"),
     ("Use --keep-index to keep the index.", "How do I stash but keep index?", "--keep-index"),
+    # "what is the default ... length" asks the value: the option's name is no answer (sed's manual)
+    ("--line-length=N -l N Specify the default line-wrap length for the l command.",
+     "What is the default line-wrap length for the l command?", ""),
+    ("A length of 0 (zero) means to never wrap long lines; the default is 70.",
+     "What is the default line-wrap length for the l command?", "70"),  # the default's, not the first number
 ])
 def test_the_key_span_is_what_the_question_does_not_name(sentence, question, span):
     assert key_span(sentence, question) == span
