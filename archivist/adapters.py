@@ -207,7 +207,10 @@ def _set_active(ws: Workspace, name: str | None, actor: str) -> None:
     with transaction(ws.db):
         ws.db.execute("UPDATE adapters SET active = 0 WHERE active = 1")
         if name is not None:
-            ws.db.execute("UPDATE adapters SET active = 1 WHERE name = ?", (name,))
+            # a note that said why it was not activated would contradict it: it keeps the reason
+            ws.db.execute("UPDATE adapters SET active = 1, note = CASE WHEN note LIKE 'not activated%' "
+                          "THEN 'activated by ' || ? || ' by hand; at registration ' || note ELSE note END "
+                          "WHERE name = ?", (actor, name))
         audit.record(ws, "adapter.activated", user=actor, target=name)
 
 

@@ -217,7 +217,9 @@ def test_an_adapter_worse_than_the_base_is_registered_but_not_activated(ws, tmp_
     assert not other["active"] and "trained on 'some/other-model'" in other["note"]
     with pytest.raises(ValueError, match="trained on 'some/other-model' but the chat model is"):
         adapters.activate(ws, "other-base")
-    assert adapters.activate(ws, "other-base", force=True)["active"]
+    forced = adapters.activate(ws, "other-base", force=True)
+    assert forced["active"] and forced["note"].startswith("activated by admin by hand; at registration not activated: trained on")
+    assert adapters.activate(ws, "meh")["note"] == f"activated by admin by hand; at registration not activated: {reason}"
 
 
 @pytest.mark.slow
