@@ -22,7 +22,7 @@ from .readers_base import ReadError
 
 DPI = 200  # scans are rendered at this resolution: CER under 1% on 10-pt text (bench/ocr.py)
 MAX_PIXELS = 80_000_000  # an image with more pixels is refused as a decompression bomb (a 20x20 in. page at 400 dpi is 64 MP)
-MAX_SIDE = 3500  # the longer side given to the detector; larger pages are scaled down first, keeping memory per page flat
+MAX_SIDE = 3500  # larger pages are scaled down first, keeping memory per page flat; lines are cut for the recognizer from this (RapidOCR's detector itself works on at most 2000 px)
 LOW_CONFIDENCE = 0.80  # a page whose mean line confidence is under this is flagged in the documents list
 
 _ENGINE = None
@@ -37,9 +37,10 @@ class OcrLine:
 
 @dataclass
 class OcrPage:
-    width: int
+    width: int  # of the page as read: turned upright when it was scanned sideways
     height: int
     lines: list[OcrLine] = field(default_factory=list)
+    turned: int = 0  # quarter turns to the left (numpy's rot90 k) that set the scan upright
 
     @property
     def confidence(self) -> float:
@@ -111,38 +112,137 @@ def _libc():
 
 
 def ocr_image(image) -> OcrPage:
-    """Read the text lines of one page image (PIL). Returns the lines in the engine's order (top to
-    bottom), boxes in the image's own pixels, even when it was scaled down to MAX_SIDE to read."""
+    """Read the text lines of one page image (PIL, any mode). Returns the lines in the engine's order
+    (top to bottom) with boxes in pixels of the page as it reads: a page scanned sideways or upside
+    down is turned upright first (`turned` says how), and its boxes stand on the turned page, whose
+    `width` and `height` are given; `unturn` maps them back onto the image. Boxes are in the image's
+    own pixels even when it was scaled down to MAX_SIDE to read."""
     import numpy as np
 
     width, height = image.size
     scale = min(1.0, MAX_SIDE / max(width, height))
     if scale < 1.0:
         image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))))
-    rgb = np.asarray(image.convert("RGB"))
-    # No angle classifier: pages are upright, and it turned some clean lines upside down (which
-    # then read as "S" at 0.38 confidence and were dropped): 3 of 14 lines on a 200 dpi test page.
+    rgb = np.asarray(flatten(image))
     try:
-        result, _ = engine()(rgb, use_cls=False, return_word_box=True)
+        result, turns = _read(rgb)
     except Exception as e:  # ONNX Runtime reports an allocation it could not make as a generic error
         if _out_of_memory(e):
             raise MemoryError(f"OCR could not allocate memory for a {width}x{height} page") from e
         raise
-    gray = rgb.min(axis=2)  # dark on any channel is ink
-    page = OcrPage(width, height)
-    for item in result or []:
+    if turns % 2:
+        width, height = height, width
+    page = OcrPage(width, height, turned=turns)
+    for item, crop in result:
         points, text, confidence = item[:3]
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
         box = (min(xs), min(ys), max(xs), max(ys))
-        if len(item) >= 5 and len(item[3]) == len(item[4]) == len(text):
-            text = restore_spaces(text, [(b[0][0] + b[1][0]) / 2 for b in item[3]], word_gaps(gray, box))
+        start, end = np.array(points[0], dtype=float), np.array(points[1], dtype=float)
+        length = float(np.linalg.norm(end - start))
+        if len(item) >= 5 and len(item[3]) == len(item[4]) == len(text) and length >= crop.shape[0]:
+            # Gaps are looked for in the line as the recognizer saw it, cut out along its slant: on
+            # a skewed scan the upright box around a line holds the ascenders and descenders of the
+            # lines above and below, which fill the blanks between its words. (A line standing on
+            # end, whose crop came turned, keeps the recognizer's spacing.)
+            along = (end - start) / max(length, 1e-6)
+            centres = [float(np.dot((np.array(b[0]) + np.array(b[1])) / 2 - start, along)) for b in item[3]]
+            text = restore_spaces(text, centres, word_gaps(crop.min(axis=2), (0, 0, crop.shape[1], crop.shape[0])))
         text = " ".join(str(text).split())
         if text:
             page.lines.append(OcrLine(text, tuple(v / scale for v in box), float(confidence)))
-    del rgb, gray, result
+    del rgb, result
     trim_malloc()  # this page's tensors and bitmaps are freed: give the memory back before the next
     return page
+
+
+def flatten(image):
+    """A PIL image of any mode as RGB, as it looks on white paper: a transparent background (a PNG
+    exported with ink on nothing, whose hidden colour is often black) becomes white, and 16-bit or
+    float grey (some scanners' TIFFs) is brought to 8 bits instead of clipping to white."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float32)
+        top = float(values.max()) or 1.0
+        image = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return image.convert("RGB")
+
+
+def _read(rgb) -> tuple[list, int]:
+    """Detect and recognize the lines of a page (an RGB array). Returns RapidOCR's items
+    ([box, text, confidence, char boxes, chars, ...]), each with the line's crop as the recognizer
+    read it (straightened along the line), and the quarter turns (numpy's rot90 `k`)
+    the page needed to stand upright: when the angle classifier's vote (`orientation`) says the
+    page lies sideways or upside down, it is turned and detected again before anything is read."""
+    import numpy as np
+
+    engine_ = engine()
+    turns = 0
+    for attempt in range(2):
+        found, _ = engine_(rgb, use_cls=False, use_rec=False)  # detection only: the line boxes
+        if not found:
+            return [], turns
+        quads = [np.array(points, dtype=np.float32) for points in found]
+        crops = engine_.get_crop_img_list(rgb, quads)
+        turn = orientation(engine_, quads, crops) if attempt == 0 else 0
+        if not turn:
+            break
+        turns = turn
+        rgb = np.ascontiguousarray(np.rot90(rgb, turn))
+    read, _ = engine_.text_rec(crops, True)
+    read = engine_.cal_rec_boxes(crops, quads, read)
+    return [([quad.tolist(), *item], crop) for quad, item, crop in zip(quads, read, crops)
+            if item[0] and float(item[1]) >= engine_.text_score], turns
+
+
+ORIENTATION_LINES = 24  # the longest lines whose pieces vote on a page's orientation
+ORIENTATION_SHARE = 0.7  # the share of the vote a turn needs: clean upright pages give 0.9-0.99 to "upright"
+
+
+def orientation(engine_, quads, crops) -> int:
+    """How many quarter turns (numpy's rot90 `k`: 1 = a quarter turn to the left) set a page upright,
+    0 when it is upright or the vote is unclear. RapidOCR's angle classifier says whether a line reads
+    upright or upside down (it turned some single lines the wrong way, so it is never trusted line
+    by line: the page's longest lines vote). A line detected taller than wide lies sideways; its
+    crop comes turned a quarter to the left, so "upright" there means the page reads after that
+    same turn. The classifier sees 48 x 192 pixels: a long line squeezed into that is unreadable,
+    so each line votes with up to two pieces four heights long."""
+    pieces, sideways = [], []
+    ranked = sorted(range(len(crops)), key=lambda i: -crops[i].shape[1] / max(crops[i].shape[0], 1))
+    for i in ranked[:ORIENTATION_LINES]:
+        crop = crops[i]
+        h, w = crop.shape[:2]
+        if h < 8 or w < 2 * h:
+            continue
+        (x0, y0), (x1, y1), _, (x3, y3) = quads[i][:4]
+        tall = ((x3 - x0) ** 2 + (y3 - y0) ** 2) > 2.25 * ((x1 - x0) ** 2 + (y1 - y0) ** 2)
+        for x in range(0, min(w - 2 * h, 4 * h) + 1, 4 * h):
+            pieces.append(crop[:, x:x + 4 * h])
+            sideways.append(tall)
+    if len(pieces) < 3:
+        return 0
+    _, labels, _ = engine_.text_cls(pieces)
+    votes = {0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0}
+    for (label, score), tall in zip(labels, sideways):
+        flipped = "180" in str(label)
+        votes[(3 if flipped else 1) if tall else (2 if flipped else 0)] += float(score)
+    best = max(votes, key=votes.get)
+    return best if votes[best] >= ORIENTATION_SHARE * sum(votes.values()) else 0
+
+
+def unturn(box, turns: int):
+    """A box (page fractions, origin top left) on a page read after `turns` quarter turns to the
+    left (numpy's rot90 `k`) -> the same box on the page as the file has it."""
+    x0, y0, x1, y1 = box
+    return {1: (1 - y1, x0, 1 - y0, x1), 2: (1 - x1, 1 - y1, 1 - x0, 1 - y0),
+            3: (y0, 1 - x1, y1, 1 - x0)}.get(turns % 4, (x0, y0, x1, y1))
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -216,13 +316,26 @@ def image_frames(path: Path, max_pages: int) -> Iterator:
                 image.seek(index)
                 _check_pixels(image.size)
                 image.load()
-                yield index + 1, image
+                yield index + 1, upright(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ReadError(f"image too large (over {MAX_PIXELS // 1_000_000} megapixels: a decompression bomb?)") from None
     except UnidentifiedImageError:
         raise ReadError("corrupt image: not a readable PNG, JPEG, TIFF, BMP, WebP or GIF") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ReadError(f"corrupt image: {' '.join(str(exc).split())[:160] or type(exc).__name__}") from None
+
+
+def upright(image):
+    """The image as it is meant to be seen: a phone or camera stores its pixels as the sensor lay and
+    says in EXIF how to turn them (Orientation 2-8); without the turn a photographed page is read
+    sideways. An image without the tag is returned as it is (no copy)."""
+    from PIL import ImageOps
+
+    try:
+        turn = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block must not cost the page
+        return image
+    return ImageOps.exif_transpose(image) if turn in (2, 3, 4, 5, 6, 7, 8) else image
 
 
 def _check_pixels(size: tuple[int, int]) -> None:

@@ -54,7 +54,12 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           level; signs, formulas and diagrams head nothing; running headers that name the chapter
 #           and the page, contents and index entries with dot leaders are dropped; TeX's
 #           hyphenation is undone; a title repeated as the running header stays on page 1.
-READER_VERSIONS = {"html": 2, "pdf": 2, "image": 2, "docx": 2, "xlsx": 2, "pptx": 2}
+#   pdf 3, image 3: scans lying sideways or upside down (and phone photos with an EXIF
+#           orientation) are turned upright before OCR; transparent and 16-bit images read on
+#           white; two pages or columns side by side are read one after the other; lines are read
+#           from the full-resolution page and word gaps found along a skewed line; PDF tables
+#           ruled only under their header, kerned rows and text in columns that is no table.
+READER_VERSIONS = {"html": 2, "pdf": 3, "image": 3, "docx": 2, "xlsx": 2, "pptx": 2}
 
 
 def reader_version(kind: str | None) -> int:

@@ -20,11 +20,12 @@ from pathlib import Path
 from archivist.records import Extracted
 
 from . import ocr as ocr_engine
-from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
+from .layout import Page, inside, ocr_lines, page_blocks, reading_order, text_layer_lines
 from .readers_base import ReadError, clean, short_reason
 from .tables import aligned_tables, find_tables, has_rules, mark_continued
 
 MIN_TEXT_CHARS = 20  # a page with fewer letters and digits in its text layer has no usable text
+SMALL_IMAGE = 1000  # pixels: an image whose longer side is shorter and that reads as nothing is named as too small
 RENDER_MAX_SIDE = 4000  # pixels: a huge page is rendered smaller than DPI, so one page's bitmap stays bounded
 
 OnPage = Callable[[int], None]
@@ -102,6 +103,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
         sizes: dict[int, tuple[float, float]] = {}
         ruled: list[int] = []
         aligned: list[int] = []  # pages that may hold a table without rules
+        turned: dict[int, int] = {}  # scanned pages read after turning them upright
         for number in range(1, count + 1):
             page = pdf[number - 1]
             try:
@@ -113,8 +115,9 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
                     image, points_per_pixel = render_page(page)
                     read = ocr_engine.ocr_image(image)
                     del image  # one page's bitmap at a time
-                    lines = ocr_lines(read, points_per_pixel)
+                    lines = reading_order(ocr_lines(read, points_per_pixel))  # two columns, or two pages side by side
                     confidence[number] = round(read.confidence, 3)
+                    turned[number] = read.turned
                     aligned.append(number)
                 elif runs:  # a table's cells are separate runs of text
                     aligned.append(number)
@@ -128,7 +131,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
         pdf.close()
 
     place_tables(pages, find_tables(path, ruled, sizes), aligned)
-    blocks = page_blocks(pages)
+    blocks = unturn_blocks(page_blocks(pages), turned)
     if not blocks:
         if ocr == "never":
             raise ReadError("no text layer (scanned PDF?); OCR is off (--ocr never)")
@@ -147,18 +150,35 @@ def read_image(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page:
         raise ReadError("an image: its text needs OCR, which is off (--ocr never)")
     pages: list[Page] = []
     confidence: dict[int, float] = {}
+    turned: dict[int, int] = {}
+    size = (0, 0)
     for number, frame in ocr_engine.image_frames(path, max_pages):
+        size = max(size, frame.size, key=max)
         read = ocr_engine.ocr_image(frame)
         # Image pixels are taken as DPI-resolution points: units only matter within one document.
-        pages.append(Page(ocr_lines(read, 72 / ocr_engine.DPI)))
+        pages.append(Page(reading_order(ocr_lines(read, 72 / ocr_engine.DPI))))  # two columns, or two pages side by side
         confidence[number] = round(read.confidence, 3)
+        turned[number] = read.turned
         on_page(number)
     place_tables(pages, {}, list(range(1, len(pages) + 1)))
-    blocks = page_blocks(pages)
+    blocks = unturn_blocks(page_blocks(pages), turned)
     if not blocks:
-        raise ReadError("no text found in the image (OCR read nothing)")
+        width, height = size
+        hint = "; text that small cannot be read: scan at 200 dpi or more" if max(size) < SMALL_IMAGE else ""
+        raise ReadError(f"no text found in the image (OCR read nothing in its {width} x {height} pixels{hint})")
     title = next((b.text for b in blocks if b.kind == "heading"), None)
     return Extracted(blocks, pages=len(pages), title=title, kind="image", ocr=confidence)
+
+
+def unturn_blocks(blocks: list, turned: dict[int, int]) -> list:
+    """Put the boxes of the blocks of pages that OCR read after turning them upright (page number ->
+    quarter turns, ocr.OcrPage.turned) back onto the page as the file shows it, where a citation
+    highlights them. Returns `blocks`."""
+    for block in blocks:
+        turns = turned.get(block.page or 0, 0)
+        if turns:
+            block.boxes = tuple(ocr_engine.unturn(box, turns) for box in block.boxes)
+    return blocks
 
 
 def place_tables(pages: list[Page], ruled: dict[int, list], aligned: list[int]) -> None:
