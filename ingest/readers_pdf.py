@@ -20,7 +20,8 @@ from pathlib import Path
 from archivist.records import Extracted
 
 from . import ocr as ocr_engine
-from .layout import Page, inside, ocr_lines, page_blocks, reading_order, text_layer_lines
+from .columns import reading_order
+from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
 from .readers_base import ReadError, clean, short_reason
 from .tables import aligned_tables, find_tables, has_rules, mark_continued
 

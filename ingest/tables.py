@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .layout import Line, Table, column_gutter
+from .columns import column_gutter
+from .layout import Line, Table
 from .readers_base import clean
 
 MIN_PATHS = 4  # a ruled table draws at least its outer box and one rule
@@ -326,7 +327,7 @@ def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, fl
     column of code's comments; an index's entries ("colorspec, 28, 50"); a first or last column of
     rising whole numbers from the first row on (a contents' page numbers, a listing's line
     numbers: no header row); text drifting up and down across a gutter (`_drifting`); or columns
-    on both sides of `gutter`, where the page's own two columns of text meet (layout.column_gutter,
+    on both sides of `gutter`, where the page's own two columns of text meet (columns.column_gutter,
     when that is not the page's middle)."""
     if gutter is not None and spans[0][1] < gutter < spans[-1][0]:
         return None
