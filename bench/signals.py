@@ -259,12 +259,12 @@ def spans(q: Question) -> dict:
 
 
 def lexprf(q: Question) -> dict:
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.query import STOPWORDS
     from archivist.retrieval.search import lexical_ranking
 
     ws = q.corpus.ws
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     top = sorted(q.base, key=lambda c: (-q.base[c], c))
     read = top[:max(m for m, _ in VARIANTS["lexprf"])]
     text = dict(ws.db.execute(f"SELECT id, text FROM chunks WHERE id IN ({','.join(map(str, read))})").fetchall())

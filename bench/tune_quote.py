@@ -30,7 +30,7 @@ def collect(names=CORPORA) -> None:
     corpus's tuning questions are also asked of the two other corpora: generated unanswerable
     questions (`asked_of` differs from `corpus`), for the not-found model."""
     from archivist.models import embedder_for
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.answer import MAX_CONTEXT, ANSWER_ROOM, build_messages, pack
     from archivist.retrieval.answerability import answerability
     from archivist.retrieval.llm import llm_for
@@ -45,7 +45,7 @@ def collect(names=CORPORA) -> None:
         emb = embedder_for(s)
         llm = llm or llm_for(s)
         budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
-        index = lexicon.current(ws)
+        index = lexicon_store.current(ws)
         for corpus in CORPORA:
             for q in questions(corpus, "tuning"):
                 hits = search(ws, q.question, k=max(s.top_k, 1) * 2, embedder=emb)

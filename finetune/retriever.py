@@ -208,7 +208,7 @@ def mine_negatives(ws: Workspace, pairs: list[Pair], doc_ids: list[int], embedde
     """Give each pair a hard negative: a chunk of another training document ranked 3rd to 10th by
     BM25 (even pairs) or by the current embedder (odd pairs). Ranks 1-2 are skipped: the top of a
     ranking is where passages that answer the question as well sit (false negatives)."""
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.query import STOPWORDS
 
     rng = random.Random(seed)
@@ -218,7 +218,7 @@ def mine_negatives(ws: Workspace, pairs: list[Pair], doc_ids: list[int], embedde
     ids = np.array([r["id"] for r in rows], np.int64)
     blobs = dict(ws.db.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({','.join(map(str, ids.tolist()))})").fetchall()) if len(ids) else {}
     matrix = np.stack([np.frombuffer(blobs[i], np.float32) for i in ids.tolist()]) if len(ids) else None
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     docs = np.array(sorted(set(doc_ids)), np.int64)
     dense_half = [p for k, p in enumerate(pairs) if k % 2]
     qvecs = np.asarray(embedder.embed([p.query for p in dense_half]), np.float32) if dense_half and matrix is not None else None

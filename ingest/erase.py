@@ -195,7 +195,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     transaction, once per job), rebuild the lexical terms, compact, and end the job."""
     from archivist import jobs
     from archivist.finetune import retriever
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon_store
 
     spec = job.spec
     report.adapters = adapters.learned_from(ws, spec["document_id"])  # all marked stale and recorded below
@@ -213,7 +213,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
                     "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
                     "upload": bool(report.upload), "stale_adapters": report.adapters,
                     "stale_embedders": report.embedders})
-        lexicon.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
+        lexicon_store.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
     if not access.is_admin(ws, actor):

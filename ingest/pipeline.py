@@ -32,7 +32,7 @@ from archivist import access, audit, jobs
 from archivist.ingest import chunking
 from archivist.ingest.readers import ReadError, read, read_stream, reader_version
 from archivist.records import Chunk
-from archivist.retrieval import lexicon, vectors
+from archivist.retrieval import lexicon_store, vectors
 from archivist.ingest.shingles import shingles
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
@@ -766,15 +766,15 @@ def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = 
 
     Up to HOLD_INDEXES_UP_TO chunks in the workspace this process syncs the index files itself
     (holding them: a few MB). Past it, it only tells the searching processes (`vectors.note_changed`,
-    `lexicon.append`: the new chunks tokenized as a pending segment), in memory that does not grow
+    `lexicon_store.append`: the new chunks tokenized as a pending segment), in memory that does not grow
     with the index, and the next search brings the files in step (bench/RESULTS.md, finding 17)."""
     n = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     if n <= HOLD_INDEXES_UP_TO:
         vectors.sync(ws, cid, fresh)
-        lexicon.sync(ws)
+        lexicon_store.sync(ws)
     else:
         vectors.note_changed(ws, cid)
-        lexicon.append(ws)
+        lexicon_store.append(ws)
 
 
 def delete_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:
@@ -818,5 +818,5 @@ def reindex(ws: Workspace, reembed: bool = False, embedder=None, progress: bool 
     out = {}
     for cid, name in ws.db.execute("SELECT id, name FROM collections").fetchall():
         out[name] = vectors.sync(ws, cid, rebuild=True)["total"]
-    lexicon.sync(ws, rebuild=True)
+    lexicon_store.sync(ws, rebuild=True)
     return out

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 
 from archivist.records import Hit
-from archivist.retrieval import lexicon
+from archivist.retrieval import lexicon, lexicon_store
 from archivist.retrieval.query import query_terms
 from archivist.workspace import Workspace
 
@@ -30,7 +30,7 @@ def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3,
     terms = query_terms(query)
     if not terms:
         return 0.0
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     stats = index.statistics(collections)
     n = stats.n
     text = " ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits[:top])

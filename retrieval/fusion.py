@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from archivist.retrieval import lexicon, vectors
+from archivist.retrieval import lexicon, lexicon_store, vectors
 from archivist.workspace import Workspace
 
 RRF_K = 60  # the constant of Cormack et al. (2009); robust across collections
@@ -91,7 +91,7 @@ def stored_vectors(ws: Workspace, ids: list[int], index: lexicon.Index | None = 
     if len(collection_ids) == 1:
         groups = {collection_ids[0]: list(ids)}
     else:
-        index = index or lexicon.current(ws)
+        index = index or lexicon_store.current(ws)
         pos, held = index.positions(np.asarray(ids, np.int64))
         if held.all():
             groups = {}

@@ -113,10 +113,10 @@ def term_stats(ws, question: str, collections: Sequence[int] | None = None) -> T
     `collections` (ids: the ones the question was searched in, `search.statistics_scope`; None:
     every collection), and how many chunks those are. Never the whole workspace's for a user who
     cannot read all of it: `unknown_terms` would tell them which words other collections hold."""
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.query import query_terms
 
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     stats = index.statistics(collections)
     return TermStats([(t, stats.df(index, lexicon.stem(t))) for t in query_terms(question)], stats.n)
 

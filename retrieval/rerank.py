@@ -65,9 +65,9 @@ class CoverageReranker:
         chunks of `collections` (the lexical index's counts of its stem: no score depends on a
         collection the search did not look in, docs/access.md)."""
         if collections is not None:
-            from archivist.retrieval import lexicon
+            from archivist.retrieval import lexicon, lexicon_store
 
-            index = lexicon.current(self.ws)
+            index = lexicon_store.current(self.ws)
             stats = index.statistics(collections)
             df = stats.df(index, lexicon.stem(term))
             return math.log(1.0 + (stats.n - df + 0.5) / (df + 0.5))
@@ -120,14 +120,14 @@ def features(ws, query: str, hits: list[Hit], qvec: np.ndarray, collections: Seq
     ceiling (retrieval/lexicon.py, exact for any chunk), and the share of the query terms' IDF
     weight that its text (with heading) and its heading path alone hold. The statistics are over the
     chunks of `collections` (None: every chunk), as the search's own."""
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.fusion import stored_vectors
     from archivist.retrieval.query import STOPWORDS
 
     if not hits:
         return np.zeros((0, len(FEATURES)), np.float32)
     ids = [h.chunk_id for h in hits]
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     units = lexicon.query_units(query, STOPWORDS)
     ranking = index.rank(units, 1, collections) if units else lexicon.Ranking([], 0.0)
     bm = ranking.scores_of(ids)

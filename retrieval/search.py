@@ -23,7 +23,7 @@ import numpy as np
 
 from archivist import access
 from archivist.records import Hit
-from archivist.retrieval import lexicon, vectors
+from archivist.retrieval import lexicon, lexicon_store, vectors
 from archivist.retrieval.duplicates import collapse_duplicates
 from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
 from archivist.retrieval.hits import hit_rows, mark_matched_terms, ranked_hits
@@ -110,7 +110,7 @@ def _lexical_ranker(ws: Workspace, query: str, collection_ids: Sequence[int], li
     units = lexicon.query_units(query, STOPWORDS)
     if not units or not collection_ids or (documents is not None and not documents):
         return lambda: lexicon.Ranking([], 0.0)
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     allowed_docs = None
     if documents is not None or kinds is not None:
         scope, args = _scope_sql(collection_ids, documents, kinds)
@@ -235,7 +235,7 @@ def search(
         if len(hits) >= want or len(ids) == len(order):
             break
     # the index that ranked this search's BM25, else the current one
-    index = lex.index if mode == "hybrid" and lex.index is not None else lexicon.current(ws)
+    index = lex.index if mode == "hybrid" and lex.index is not None else lexicon_store.current(ws)
     mark_matched_terms(hits, query_terms(query), index)
     if reranker is not None:
         hits = reranker.rerank(query, hits, None if every else cids)

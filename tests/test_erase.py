@@ -6,7 +6,6 @@ says so. The control case shows plain `delete` leaves copies behind, so the grep
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -173,8 +172,8 @@ def test_retrain_takes_the_stale_adapters_settings_under_a_new_name(ws, tmp_path
 # the audit record, the stale marks, the lexical rebuild and the compaction.
 _KILLED_AFTER_DELETE = """
 import os, signal, sys
-from archivist.retrieval import lexicon
-lexicon.sync = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from archivist.retrieval import lexicon_store
+lexicon_store.sync = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 from archivist.cli import main
 sys.exit(main(["erase", "depot.md"]))
 """

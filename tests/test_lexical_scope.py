@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from archivist import access
-from archivist.retrieval import lexicon
+from archivist.retrieval import lexicon, lexicon_store
 from archivist.retrieval.answerability import term_coverage
 from archivist.retrieval.keyanswer import term_stats
 from archivist.retrieval.query import STOPWORDS, fts_query
@@ -60,7 +60,7 @@ def scope_alone(ws, collection: str, query: str) -> dict[str, float]:
     nothing else exists (the whole-index path, which test_lexicon checks against FTS5)."""
     rows = ws.db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
                          "JOIN collections k ON k.id = d.collection_id WHERE k.name = ?", (collection,)).fetchall()
-    index = lexicon.Index.empty(lexicon.fields_of(ws)).with_chunks(lexicon._rows(ws, np.array([r[0] for r in rows])))
+    index = lexicon.Index.empty(lexicon.fields_of(ws)).with_chunks(lexicon_store._rows(ws, np.array([r[0] for r in rows])))
     names = dict(ws.db.execute("SELECT c.id, d.path FROM chunks c JOIN documents d ON d.id = c.document_id"))
     hits = index.search(lexicon.query_units(query, STOPWORDS), 20)
     return {names[c].rsplit("/", 1)[-1]: s for c, s in hits}
@@ -110,7 +110,7 @@ def test_a_search_over_every_collection_keeps_fts5s_bm25(two_teams, query):
     ref = fts5_scores(ws, query)
     assert set(ours) == set(ref)
     assert [ours[d] for d in sorted(ours)] == pytest.approx([ref[d] for d in sorted(ref)], rel=1e-5)
-    index = lexicon.current(ws)
+    index = lexicon_store.current(ws)
     units = lexicon.query_units(query, STOPWORDS)
     every = [r[0] for r in ws.db.execute("SELECT id FROM collections")]
     whole, scoped = index.rank(units, 20), index.rank(units, 20, every)

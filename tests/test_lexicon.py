@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from archivist.ingest.pipeline import delete_document, ingest_paths
-from archivist.retrieval import lexicon
+from archivist.retrieval import lexicon, lexicon_store
 from archivist.retrieval.query import STOPWORDS, fts_query
 from archivist.retrieval.search import lexical
 
@@ -81,22 +81,22 @@ def test_delete_and_reingest_keep_the_index_equal_to_sqlite(ws, embedder, tmp_pa
     docs = [p for p in SAMPLE_DOCS if p.suffix in (".md", ".txt", ".csv")][:3]
     ingest_paths(ws, docs, embedder=embedder, progress=False)
     before = lexical(ws, "station", all_ids(ws), 50)
-    assert before and lexicon.current(ws).n_live == ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    assert before and lexicon_store.current(ws).n_live == ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     owner = ws.db.execute("SELECT d.path FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?",
                           (before[0][0],)).fetchone()[0]
     delete_document(ws, owner)
     gone = {r[0] for r in ws.db.execute("SELECT id FROM chunks")}
     after = lexical(ws, "station", all_ids(ws), 50)
     assert all(c in gone for c, _ in after) and before[0][0] not in {c for c, _ in after}
-    assert lexicon.current(ws).n_live == len(gone)
+    assert lexicon_store.current(ws).n_live == len(gone)
     # What a fresh build from SQLite gives, scores included (df and length statistics skip dead chunks).
-    rebuilt = lexicon.Index.empty().with_chunks(lexicon._rows(ws, np.array(sorted(gone))))
+    rebuilt = lexicon.Index.empty().with_chunks(lexicon_store._rows(ws, np.array(sorted(gone))))
     units = lexicon.query_units("station charging price", STOPWORDS)
-    assert same_ranking(lexicon.current(ws).search(units, 20), rebuilt.search(units, 20))
+    assert same_ranking(lexicon_store.current(ws).search(units, 20), rebuilt.search(units, 20))
 
 
 def test_deleted_chunks_masked_or_compacted_rank_as_a_fresh_build(sample_ws):
-    rows = lexicon._rows(sample_ws, np.array([r[0] for r in sample_ws.db.execute("SELECT id FROM chunks")]))
+    rows = lexicon_store._rows(sample_ws, np.array([r[0] for r in sample_ws.db.execute("SELECT id FROM chunks")]))
     full = lexicon.Index.empty().with_chunks(rows)
     keep = rows[::3]
     dropped = np.array([r[0] for r in rows if r not in keep], np.int64)
@@ -110,7 +110,7 @@ def test_deleted_chunks_masked_or_compacted_rank_as_a_fresh_build(sample_ws):
 
 
 def test_incremental_adds_equal_one_build(sample_ws):
-    rows = lexicon._rows(sample_ws, np.array([r[0] for r in sample_ws.db.execute("SELECT id FROM chunks")]))
+    rows = lexicon_store._rows(sample_ws, np.array([r[0] for r in sample_ws.db.execute("SELECT id FROM chunks")]))
     step = lexicon.Index.empty()
     for start in range(0, len(rows), 7):
         step = step.with_chunks(rows[start:start + 7])
@@ -140,11 +140,11 @@ def test_a_corrupt_or_missing_index_file_is_rebuilt_from_sqlite(sample_home, tmp
         expected = lexical(w, "parental leave", all_ids(w), 10)
     path.write_bytes(b"not a zip file")
     os.utime(path, (1, 1))
-    lexicon._cache.clear()
+    lexicon_store._cache.clear()
     with open_checked(Settings.from_env(home=home)) as w:  # the check on open notices the sidecar no longer fits
         assert lexical(w, "parental leave", all_ids(w), 10) == expected
     path.unlink()
-    lexicon._cache.clear()
+    lexicon_store._cache.clear()
     with open_workspace(Settings.from_env(home=home)) as w:  # first search builds it
         assert lexical(w, "parental leave", all_ids(w), 10) == expected
     assert path.exists()
@@ -162,7 +162,7 @@ def test_another_process_saving_the_index_is_picked_up(sample_home, tmp_path, em
         assert lexical(reader, "zeppelin", all_ids(reader), 5) == []
         note = tmp_path / "airship.md"
         note.write_text("# Airships\n\nThe zeppelin fleet is inspected every spring.\n")
-        lexicon._cache.clear()  # the writer starts from the file, as another process would
+        lexicon_store._cache.clear()  # the writer starts from the file, as another process would
         with open_checked(settings) as writer:
             ingest_paths(writer, [note], embedder=embedder, progress=False)
         hits = lexical(reader, "zeppelin", all_ids(reader), 5)
@@ -264,11 +264,11 @@ def test_an_index_weighted_otherwise_is_rebuilt_with_the_default_fields(sample_h
     shutil.copytree(sample_home, home)
     with open_workspace(Settings.from_env(home=home)) as w:
         expected = lexical(w, "parental leave", all_ids(w), 10)
-        lexicon.sync(w, rebuild=True, fields=lexicon.Fields(title=3.0, identifier=1.0))
-        lexicon._cache.clear()
-        assert lexicon._load(w).fields == lexicon.Fields(title=3.0, identifier=1.0)
+        lexicon_store.sync(w, rebuild=True, fields=lexicon.Fields(title=3.0, identifier=1.0))
+        lexicon_store._cache.clear()
+        assert lexicon_store._load(w).fields == lexicon.Fields(title=3.0, identifier=1.0)
         assert lexical(w, "parental leave", all_ids(w), 10) == expected
-        assert lexicon._load(w).fields == lexicon.DEFAULT_FIELDS
+        assert lexicon_store._load(w).fields == lexicon.DEFAULT_FIELDS
 
 
 def test_the_settings_choose_the_fields(sample_home, tmp_path):
@@ -278,10 +278,10 @@ def test_the_settings_choose_the_fields(sample_home, tmp_path):
     home = tmp_path / "copy"
     shutil.copytree(sample_home, home)
     with open_workspace(Settings.from_env(home=home, lexical_title_weight=2.0, lexical_identifier_weight=1.0)) as w:
-        assert lexicon.current(w).fields == lexicon.Fields(heading=0.5, title=2.0, identifier=1.0)
-        rows = lexicon._rows(w, np.array([r[0] for r in w.db.execute("SELECT id FROM chunks")]))
+        assert lexicon_store.current(w).fields == lexicon.Fields(heading=0.5, title=2.0, identifier=1.0)
+        rows = lexicon_store._rows(w, np.array([r[0] for r in w.db.execute("SELECT id FROM chunks")]))
         fresh = lexicon.Index.empty(lexicon.Fields(title=2.0, identifier=1.0)).with_chunks(rows)
         units = lexicon.query_units("parental leave NW-1180", STOPWORDS)
-        assert same_ranking(lexicon.current(w).search(units, 10), fresh.search(units, 10))
+        assert same_ranking(lexicon_store.current(w).search(units, 10), fresh.search(units, 10))
     with pytest.raises(ValueError, match="lexical_title_weight"):
         Settings.from_env(home=home, lexical_title_weight=-1.0)

@@ -13,7 +13,7 @@ import pytest
 
 from archivist.ingest import pipeline
 from archivist.ingest.pipeline import delete_document, ingest_paths
-from archivist.retrieval import lexicon, vectors
+from archivist.retrieval import lexicon, lexicon_store, vectors
 from archivist.retrieval.search import dense, lexical
 
 
@@ -26,7 +26,7 @@ def big(sample_home, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "HOLD_INDEXES_UP_TO", 0)
     home = tmp_path / "copy"
     shutil.copytree(sample_home, home)
-    lexicon._cache.clear()
+    lexicon_store._cache.clear()
     vectors._cache.clear()
     with open_checked(Settings.from_env(home=home)) as w:
         yield w
@@ -37,14 +37,14 @@ def collections(ws) -> list[int]:
 
 
 def rebuilt_index(ws) -> lexicon.Index:
-    rows = lexicon._rows(ws, lexicon._sqlite_ids(ws))
+    rows = lexicon_store._rows(ws, lexicon_store._sqlite_ids(ws))
     return lexicon.Index.empty(lexicon.fields_of(ws)).with_chunks(rows)
 
 
 def assert_files_agree_with_sqlite(ws, faiss: bool = True):
     """Nothing pending, and the cheap checks on open find the files in step with SQLite."""
     assert not (ws.index_dir / "lexical.pending").exists()
-    assert lexicon.check_and_repair(ws) == []
+    assert lexicon_store.check_and_repair(ws) == []
     if faiss:
         assert not list(ws.index_dir.glob("*.pending"))
         assert vectors.check_and_repair(ws) == []
@@ -60,7 +60,7 @@ def test_an_ingest_past_the_threshold_loads_no_index_and_the_next_search_folds_i
     [res] = ingest_paths(big, [note], embedder=embedder, progress=False)
 
     assert res.status == "added"
-    assert lexicon._cache == {} and vectors._cache == {}, "the ingesting process loaded an index"
+    assert lexicon_store._cache == {} and vectors._cache == {}, "the ingesting process loaded an index"
     assert (lexical_file.stat().st_mtime_ns, faiss_file.stat().st_mtime_ns) == before
     assert len(list((big.index_dir / "lexical.pending").glob("*.npz"))) == 1
     assert faiss_file.with_suffix(".pending").exists()
@@ -73,7 +73,7 @@ def test_an_ingest_past_the_threshold_loads_no_index_and_the_next_search_folds_i
     assert near[0][0] == hits[0][0]
     assert_files_agree_with_sqlite(big)
     units = lexicon.query_units("zeppelin leave parental expenses station", frozenset())
-    assert lexicon.current(big).search(units, 20) == rebuilt_index(big).search(units, 20)
+    assert lexicon_store.current(big).search(units, 20) == rebuilt_index(big).search(units, 20)
 
 
 def test_a_deletion_past_the_threshold_is_folded_in_too(big, embedder):
@@ -82,13 +82,13 @@ def test_a_deletion_past_the_threshold_is_folded_in_too(big, embedder):
     text = big.db.execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY seq", (doc,)).fetchone()[0]
     word = max(re.findall(r"[A-Za-z]+", text), key=len)
     assert {c for c, _ in lexical(big, word, collections(big), 50)} & gone
-    lexicon._cache.clear()
+    lexicon_store._cache.clear()
     delete_document(big, doc)
-    assert lexicon._cache == {} and vectors._cache == {}
+    assert lexicon_store._cache == {} and vectors._cache == {}
     assert not {c for c, _ in lexical(big, word, collections(big), 50)} & gone
     assert not {c for c, _ in dense(big, embedder.embed([text])[0], collections(big), 50)} & gone
     assert_files_agree_with_sqlite(big)
-    assert lexicon.current(big).n_live == big.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    assert lexicon_store.current(big).n_live == big.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
 
 def test_a_segment_folded_before_a_crash_is_not_folded_twice(big, tmp_path, embedder):
@@ -98,11 +98,11 @@ def test_a_segment_folded_before_a_crash_is_not_folded_twice(big, tmp_path, embe
     ingest_paths(big, [note], embedder=embedder, progress=False)
     [seg] = (big.index_dir / "lexical.pending").glob("*.npz")
     kept = seg.read_bytes()
-    lexicon.current(big)
+    lexicon_store.current(big)
     seg.parent.mkdir()
     seg.write_bytes(kept)  # as if the fold had been killed after the save
-    lexicon._cache.clear()
-    index = lexicon.current(big)
+    lexicon_store._cache.clear()
+    index = lexicon_store.current(big)
     assert index.n_live == len(set(index.ids[index.live].tolist())) == big.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     assert_files_agree_with_sqlite(big, faiss=False)
 

@@ -87,12 +87,12 @@ def test_linear_fusion_scores_are_exact_cosine_and_bm25(sample_ws, embedder):
 def _check_linear_fusion(sample_ws, embedder):
     import numpy as np
 
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.query import STOPWORDS
 
     w = sample_ws.settings.lexical_weight
     assert sample_ws.settings.fusion == "linear" and 0 < w < 1
-    index = lexicon.current(sample_ws)
+    index = lexicon_store.current(sample_ws)
     kinds = set()
     for row in sample_questions()[:6]:
         question = row["question"]
@@ -138,7 +138,7 @@ def test_fusion_setting_chooses_rrf_or_linear(sample_home, embedder):
 
 def test_matched_terms_are_what_the_lexical_index_matched(ws, tmp_path, embedder):
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.retrieval import lexicon
+    from archivist.retrieval import lexicon_store
     from archivist.retrieval.hits import mark_matched_terms
 
     (tmp_path / "esc.txt").write_text("The escalation policy names the on-call engineer for each service.\n")
@@ -148,7 +148,7 @@ def test_matched_terms_are_what_the_lexical_index_matched(ws, tmp_path, embedder
     assert hit.matched_terms == ["escalations", "policies", "engineer", "on_call"]
     mark_matched_terms([hit], ["escalations", "engineer", "nowhere"])  # no index: words that begin with a term
     assert hit.matched_terms == ["engineer"]
-    mark_matched_terms([hit], ["engineers", "service"], lexicon.current(ws))
+    mark_matched_terms([hit], ["engineers", "service"], lexicon_store.current(ws))
     assert hit.matched_terms == ["engineers", "service"]
 
 
