@@ -180,6 +180,17 @@ def embedder():
     return embedder_for(Settings.from_env())
 
 
+def one_page_of(pdf: Path, page: int, folder: Path) -> Path:
+    """Page `page` (1-based) of a real PDF saved alone as FOLDER/<name>-p<page>.pdf: a test reads just it."""
+    import pypdfium2 as pdfium
+
+    out = folder / f"{pdf.stem}-p{page}.pdf"
+    source, one = pdfium.PdfDocument(str(pdf)), pdfium.PdfDocument.new()
+    one.import_pages(source, [page - 1])
+    one.save(str(out))
+    return out
+
+
 def _sample_documents() -> list[Path]:
     """What `archivist ingest samples/` reads: samples/.archivistignore leaves out its README and questions."""
     from archivist.ingest.pipeline import expand

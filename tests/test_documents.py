@@ -15,6 +15,7 @@ from archivist.ingest.pipeline import ingest_paths, list_documents
 from archivist.ingest.readers import read
 from archivist.ingest.readers_base import ReadError
 from archivist.retrieval.search import search
+from conftest import one_page_of
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -207,18 +208,10 @@ GLPK = Path("/usr/share/doc/glpk-doc/glpk.pdf")  # Debian's glpk-doc (make syste
 def test_a_ruled_tables_math_is_decoded(tmp_path):
     # pdfminer, which pdfplumber reads cells with, cannot map TeX's math fonts: GLPK's "rule of signs"
     # table came in as "(cid:21) = 0" where the page says "λk = 0"; pdfium decodes them.
-    import pypdfium2 as pdfium
-
-    page = tmp_path / "glpk-p101.pdf"
-    source, one = pdfium.PdfDocument(str(GLPK)), pdfium.PdfDocument.new()
-    one.import_pages(source, [100])
-    one.save(str(page))
-    rows = [b.text for b in read(page).blocks if b.kind == "row"]
+    rows = [b.text for b in read(one_page_of(GLPK, 101, tmp_path)).blocks if b.kind == "row"]
     assert rows and not any("(cid:" in r for r in rows)
     assert rows[0].startswith("Minimization: (λl)k; (λu)k;")
-    # ruled only under its header: each line of the body is a row of its own (not one tall row)
-    assert rows[1] == "Original bound constraint: −∞ < xk < +∞; Minimization: = 0; = 0; λk = 0; Maximization: = 0; = 0; λk = 0"
-    assert rows[2].startswith("Original bound constraint: xk ≥ lk; Minimization: ≥ 0; = 0; λk ≥ 0")
+    assert "λk ≥ 0" in rows[2]  # its body, a row per line: tests/test_pdf_tables.py
 
 
 def test_aligned_text_that_is_no_table_stays_text(tmp_path):

@@ -12,6 +12,7 @@ from fpdf import FPDF
 from archivist.ingest.layout import Line
 from archivist.ingest.readers import read
 from archivist.ingest.tables import aligned_tables
+from conftest import one_page_of
 
 
 def blocks_of(path: Path):
@@ -110,13 +111,7 @@ GLPK = Path("/usr/share/doc/glpk-doc/glpk.pdf")  # Debian's glpk-doc (make syste
 def test_glpk_rule_of_signs_table_has_a_row_per_bound(tmp_path):
     # GLPK's manual, page 101: rules under the two header rows only; its five kinds of bound were one
     # row, "Original bound constraint: −∞ < xk < +∞ xk ≥ lk xk ≤ uk ...".
-    import pypdfium2 as pdfium
-
-    page = tmp_path / "glpk-p101.pdf"
-    source, one = pdfium.PdfDocument(str(GLPK)), pdfium.PdfDocument.new()
-    one.import_pages(source, [100])
-    one.save(str(page))
-    rows = rows_of(page)
+    rows = rows_of(one_page_of(GLPK, 101, tmp_path))
     assert len(rows) == 6
     assert rows[1] == "Original bound constraint: −∞ < xk < +∞; Minimization: = 0; = 0; λk = 0; Maximization: = 0; = 0; λk = 0"
     assert rows[2] == "Original bound constraint: xk ≥ lk; Minimization: ≥ 0; = 0; λk ≥ 0; Maximization: ≤ 0; = 0; λk ≤ 0"
@@ -191,13 +186,7 @@ R_INTRO = Path("/usr/share/doc/r-doc-pdf/manual/R-intro.pdf")  # Debian's r-doc-
 
 @pytest.mark.skipif(not R_INTRO.exists(), reason="needs Debian's r-doc-pdf")
 def test_r_intro_table_of_distributions_keeps_its_header(tmp_path):
-    import pypdfium2 as pdfium
-
-    page = tmp_path / "r-intro-p42.pdf"
-    source, one = pdfium.PdfDocument(str(R_INTRO)), pdfium.PdfDocument.new()
-    one.import_pages(source, [41])
-    one.save(str(page))
-    rows = rows_of(page)
+    rows = rows_of(one_page_of(R_INTRO, 42, tmp_path))
     assert len(rows) == 19
     assert rows[0] == "Distribution: beta; R name: beta; additional arguments: shape1, shape2, ncp"
     assert rows[-1] == "Distribution: Wilcoxon; R name: wilcox; additional arguments: m, n"
