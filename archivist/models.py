@@ -385,6 +385,8 @@ class STEmbedder(_LoadedEmbedder):
         return f"{self.name}:{self.dim} backend={self.backend} weights={self.version}"
 
     def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if self.backend == "int8":
+            batch_size = 1  # dynamic int8 scales activations per batch: a vector must not depend on its neighbours
         with self._lock:  # one encode at a time per process: torch already uses every core
             vecs = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
@@ -429,16 +431,18 @@ class ONNXEmbedder(_LoadedEmbedder):
         return f"{self.name}:{self.dim} backend={self.backend}.x{ONNX_EXPORT_VERSION} weights={self.version}"
 
     def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
-        # Longest first, as sentence-transformers does: batches of similar length pad little.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        """One text a run, whatever `batch_size`: int8's activations are quantized with one scale per
+        run, so a text embedded beside others got another vector than alone (cosine 0.994, up to
+        0.026 apart in a coordinate): a chunk's vector depended on which chunks were embedded with
+        it, and a query (always alone) met chunks embedded in batches. One at a time is also faster
+        here, with no padding (26.1 against 18.9 chunks/s on 384 Python-doc chunks, 2 cores;
+        bench/RESULTS.md finding 49); fp32 ONNX runs the same way."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with self._lock:
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_tokens, return_tensors="np")
+            for i, text in enumerate(texts):
+                enc = self.tokenizer([text], truncation=True, max_length=self.max_tokens, return_tensors="np")
                 feeds = {k: enc[k].astype(np.int64) for k in self.input_names}
-                out[idx] = self.session.run(None, feeds)[0]
+                out[i] = self.session.run(None, feeds)[0][0]
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 

@@ -438,6 +438,21 @@ def test_a_folder_s_archivistignore_leaves_out_what_it_names(tmp_path):
 # -- the embedder identity: model + backend + weights (issue 17) ---------------------------------
 
 
+def test_a_chunk_s_vector_does_not_depend_on_the_chunks_embedded_beside_it(embedder, tmp_path):
+    """The default onnx-int8 backend quantizes activations with one scale per run: embedded in a
+    batch, a text got another vector than alone (0.026 apart in a coordinate), so an index depended
+    on how its chunks were batched, and a query (embedded alone) met batched chunks."""
+    from archivist.models import STEmbedder
+
+    text = "Which file holds the name this computer calls itself at boot?"
+    others = ["The quick brown fox jumps over the lazy dog. " * 30, "short", "Systemd starts the services."]
+    alone = embedder.embed([text])[0]
+    assert np.array_equal(alone, embedder.embed(others + [text])[3])
+    assert np.array_equal(alone, embedder.embed([text] + others, batch_size=2)[0])
+    int8 = STEmbedder(embedder.name, "cpu", "int8")  # torch's dynamic int8: the same rule
+    assert np.array_equal(int8.embed([text])[0], int8.embed(others + [text])[3])
+
+
 def test_another_embedder_backend_is_refused_until_reembed(ws, tmp_path, embedder):
     from archivist.models import embedder_identity, load_embedder
     from archivist.retrieval.vectors import EmbedderMismatch
