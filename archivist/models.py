@@ -434,9 +434,9 @@ class ONNXEmbedder(_LoadedEmbedder):
         """One text a run, whatever `batch_size`: int8's activations are quantized with one scale per
         run, so a text embedded beside others got another vector than alone (cosine 0.994, up to
         0.026 apart in a coordinate): a chunk's vector depended on which chunks were embedded with
-        it, and a query (always alone) met chunks embedded in batches. One at a time is also faster
-        here, with no padding (26.1 against 18.9 chunks/s on 384 Python-doc chunks, 2 cores;
-        bench/RESULTS.md finding 49); fp32 ONNX runs the same way."""
+        it, and a query (always alone) met chunks embedded in batches. One at a time pads nothing:
+        faster on long chunks (26.1 against 18.9 chunks/s on 384 Python-doc chunks, 2 cores), as
+        fast on short ones (bench/RESULTS.md finding 49); fp32 ONNX runs the same way."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with self._lock:
             for i, text in enumerate(texts):
