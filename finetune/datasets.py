@@ -609,11 +609,16 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
     return out
 
 
+def _folders(ws: Workspace) -> list[Path]:
+    """The saved datasets' folders (those with a manifest), by name."""
+    return sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists())
+
+
 def disown(ws: Workspace, owner: str, former: str) -> int:
     """Record `former` as the owner of every saved dataset `owner` built (the user was deleted: a
     user created later under the same name must not inherit them); returns how many."""
     n = 0
-    for folder in sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists()):
+    for folder in _folders(ws):
         try:
             manifest = _manifest(folder)
         except DatasetError:
@@ -635,7 +640,7 @@ def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased:
     `owner`: text is looked for only in that user's datasets (a member's erase), None in all (an
     admin's); examples built from the document go from anyone's."""
     out = {}
-    for folder in sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists()):
+    for folder in _folders(ws):
         manifest = _manifest(folder)
         text = erased if owner in (None, _owner(manifest)) else (lambda s: False)
         kept, dropped = {}, 0
