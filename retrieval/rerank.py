@@ -35,6 +35,11 @@ from archivist.records import Hit
 DEFAULT_ALPHA = 0.8  # weight of cosine similarity against term coverage (0.6-0.9 tried on the public set; see bench/RESULTS.md)
 
 
+def _idf_of(n: int, df: int) -> float:
+    """BM25's idf of a word that `df` of `n` chunks hold (Lucene's form: never negative)."""
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
 class CoverageReranker:
     """Re-score candidates by alpha * cosine(query, chunk) + (1 - alpha) * idf-weighted term coverage.
 
@@ -70,7 +75,7 @@ class CoverageReranker:
             index = lexicon_store.current(self.ws)
             stats = index.statistics(collections)
             df = stats.df(index, lexicon.stem(term))
-            return math.log(1.0 + (stats.n - df + 0.5) / (df + 0.5))
+            return _idf_of(stats.n, df)
         if self._n is None:
             self._n = int(self.ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
         if term not in self._df:
@@ -80,8 +85,7 @@ class CoverageReranker:
                     "SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)).fetchone()[0])
             except Exception:  # an odd term FTS5 cannot parse: treat it as rare
                 self._df[term] = 0
-        df = self._df[term]
-        return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
+        return _idf_of(self._n, self._df[term])
 
     def _vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         marks = ",".join("?" * len(ids))
@@ -137,7 +141,7 @@ def features(ws, query: str, hits: list[Hit], qvec: np.ndarray, collections: Seq
     stats = index.statistics(collections)
     n = max(stats.n, 1)
     dfs = [stats.df(index, s) for s in stems]
-    idf = np.array([math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for df in dfs], np.float32)
+    idf = np.array([_idf_of(n, df) for df in dfs], np.float32)
     total = float(idf.sum()) or 1.0
     held = index.holding(stems, ids)[0] if stems else np.zeros((0, len(ids)), bool)
     out = np.zeros((len(hits), len(FEATURES)), np.float32)
