@@ -254,7 +254,9 @@ def _gaps_inside(handle, text: str, width: float,
 
 def ocr_lines(page, points_per_pixel: float) -> list[Line]:
     """An OcrPage's lines as Lines in page units (`points_per_pixel`: 72 / dpi for a rendered PDF
-    page), sorted top to bottom; the box height stands in for the font size."""
+    page), in reading order as `text_layer_lines` gives a text layer's (top to bottom, or down two
+    columns, or two pages scanned side by side, one after the other: columns.reading_order); the
+    box height stands in for the font size."""
     height = page.height * points_per_pixel
     def middle(values: list[float]) -> float:
         return sorted(values)[len(values) // 2] if values else 0.0
@@ -272,7 +274,7 @@ def ocr_lines(page, points_per_pixel: float) -> list[Line]:
         size = usual_height if abs(ratio - 1) <= 0.2 else usual_height * ratio
         out.append(Line(line.text, round(size * points_per_pixel, 1), height - y0 * points_per_pixel,
                         height - y1 * points_per_pixel, box))
-    return out
+    return reading_order(out)
 
 
 def _frac(v: float) -> float:

@@ -20,7 +20,6 @@ from pathlib import Path
 from archivist.records import Extracted
 
 from . import ocr as ocr_engine
-from .columns import reading_order
 from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
 from .readers_base import ReadError, clean, short_reason
 from .tables import aligned_tables, find_tables, has_rules, mark_continued
@@ -116,7 +115,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
                     image, points_per_pixel = render_page(page)
                     read = ocr_engine.ocr_image(image)
                     del image  # one page's bitmap at a time
-                    lines = reading_order(ocr_lines(read, points_per_pixel))  # two columns, or two pages side by side
+                    lines = ocr_lines(read, points_per_pixel)
                     confidence[number] = round(read.confidence, 3)
                     turned[number] = read.turned
                     aligned.append(number)
@@ -157,7 +156,7 @@ def read_image(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page:
         size = max(size, frame.size, key=max)
         read = ocr_engine.ocr_image(frame)
         # Image pixels are taken as DPI-resolution points: units only matter within one document.
-        pages.append(Page(reading_order(ocr_lines(read, 72 / ocr_engine.DPI))))  # two columns, or two pages side by side
+        pages.append(Page(ocr_lines(read, 72 / ocr_engine.DPI)))
         confidence[number] = round(read.confidence, 3)
         turned[number] = read.turned
         on_page(number)
