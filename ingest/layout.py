@@ -171,6 +171,12 @@ def _with_cuts(handle, lines: list[Line], pieces, cuts: dict[int, tuple[float, f
     return out
 
 
+def _wide_gap(gap: float, height: float, width: float) -> bool:
+    """Whether a gap (points) on a line of text `height` points tall, on a page `width` wide, parts
+    two runs of text (columns, a table's cells): over 2.5 line heights, and over 3% of the page."""
+    return gap > max(2.5 * height, 0.03 * width)
+
+
 def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], bool]:
     """pdfium's lines as (char offset, text), each split where its text jumps across a wide gap:
     a PDF that draws two columns row by row gives one pdfium line per row, holding both columns.
@@ -190,7 +196,7 @@ def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], boo
         if prev is not None:
             height = max(cur[1] - cur[3], 1.0)
             same_line = abs((cur[1] + cur[3]) - (prev[1] + prev[3])) < height
-            if same_line and cur[0] - prev[2] > max(2.5 * height, 0.03 * width):
+            if same_line and _wide_gap(cur[0] - prev[2], height, width):
                 index = pdfium_c.FPDFText_GetCharIndexAtPos(handle, cur[0] + 0.5, (cur[1] + cur[3]) / 2, 2.0, 2.0)
                 if index > 0:
                     breaks.add(index)
@@ -223,7 +229,7 @@ def _typewriter(handle, index: int) -> bool:
 
 def _gaps_inside(handle, text: str, width: float,
                  gapped: dict[int, list[tuple[int, int]]]) -> dict[int, tuple[float, float]]:
-    """Wide gaps (as `_pieces` counts one) between two characters of a pdfium line, looked for
+    """Wide gaps (`_wide_gap`) between two characters of a pdfium line, looked for
     between the samples that showed one (`gapped`, from _sampled_lines): char index of the first
     character after the gap -> (x where the text before it ends, x where it starts again), in
     points. One call per character, so only there."""
@@ -246,7 +252,7 @@ def _gaps_inside(handle, text: str, width: float,
                     continue
                 height = max(rect.top - rect.bottom, 1.0)
                 if (prev is not None and abs((rect.top + rect.bottom) / 2 - prev[1]) < height
-                        and rect.left - prev[0] > max(2.5 * height, 0.03 * width)):
+                        and _wide_gap(rect.left - prev[0], height, width)):
                     breaks[i] = (prev[0], rect.left)
                 prev = (rect.right, (rect.top + rect.bottom) / 2)
     return breaks
