@@ -99,11 +99,23 @@ def _clearest_gutter(lines: list[Line]) -> float | None:
 
 def _drift(pairs: list[tuple[Line, Line]]) -> bool:
     """Whether lines standing side by side drift up and down against each other (each column keeps
-    its own spacing): two or more pairs stand over 0.3 line heights off the usual offset."""
-    offsets = [((l.box[1] + l.box[3]) - (r.box[1] + r.box[3])) / 2
-               / max(l.box[3] - l.box[1], r.box[3] - r.box[1], 1e-6) for l, r in pairs]
+    its own spacing; `drifts`)."""
+    return drifts([((l.box[1] + l.box[3]) - (r.box[1] + r.box[3])) / 2
+                   / max(l.box[3] - l.box[1], r.box[3] - r.box[1], 1e-6) for l, r in pairs])
+
+
+DRIFT = 0.3  # line heights off the usual offset: text beside other text that is not in step with it
+
+
+def drifts(offsets: list[float]) -> bool:
+    """Whether text on two sides of a gutter drifts against each other: of the height offsets
+    (line heights) between the pieces that stand side by side, two or more are over DRIFT off the
+    usual (median) one. Two columns each keep their own line spacing; a table's row, or a term
+    beside its meaning, keeps one baseline (give or take a constant offset: another font)."""
+    if not offsets:
+        return False
     usual = sorted(offsets)[len(offsets) // 2]
-    return sum(abs(o - usual) > 0.3 for o in offsets) >= 2
+    return sum(abs(o - usual) > DRIFT for o in offsets) >= 2
 
 
 def _by_columns(lines: list[Line], sides: list[int]) -> list[Line]:

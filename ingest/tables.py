@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .columns import column_gutter
+from .columns import column_gutter, drifts
 from .layout import Line, Table
 from .readers_base import clean
 
@@ -361,15 +361,12 @@ def _table(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, fl
                  box=_around(taken), row_boxes=[_around([lines[i] for i in row]) for row in rows])
 
 
-DRIFT = 0.3  # line heights: a row's sides standing this much higher or lower than usual are not one row
-
-
 def _drifting(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, float]]) -> bool:
     """Whether the text left and right of some gutter drifts up and down against each other: two
     columns of text side by side (a reference card), each keeping its own line spacing, whose lines
     only happen to stand at about the same heights. A table's cells keep one baseline across the
     row (give or take a constant offset: a different font): at most one row (a cell set in the
-    middle of a taller one) may stand DRIFT line heights off the usual offset."""
+    middle of a taller one) may stand columns.DRIFT line heights off the usual offset (`drifts`)."""
     for k in range(len(spans) - 1):
         cut = (spans[k][1] + spans[k + 1][0]) / 2
         offsets = []
@@ -379,8 +376,7 @@ def _drifting(lines: list[Line], rows: list[list[int]], spans: list[tuple[float,
             if left and right:
                 height = max(b[3] - b[1] for b in left + right)
                 offsets.append((_middle(left) - _middle(right)) / height)
-        usual = sorted(offsets)[len(offsets) // 2] if offsets else 0.0
-        if sum(abs(o - usual) > DRIFT for o in offsets) >= 2:
+        if drifts(offsets):
             return True
     return False
 
