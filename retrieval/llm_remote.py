@@ -342,6 +342,31 @@ def _events(lines) -> Iterator[dict]:
             yield event
 
 
+_PROBES: dict[str, tuple[float, str]] = {}
+PROBE_TTL_S = 5.0
+
+
+def server_state(url: str, timeout: float = 2.0) -> str:
+    """"reachable" or "unreachable": whether the LLM server at `url` answers `GET /v1/models` now
+    (any HTTP answer under 500 counts: a server that asks for a key is up). Remembered for
+    PROBE_TTL_S seconds, so a load balancer polling /health does not poll the server as often.
+    Loads nothing: /health stays cheap while the model's tokenizer is not loaded yet."""
+    import httpx
+
+    url = url.rstrip("/")
+    url = url[:-3] if url.endswith("/v1") else url
+    now = time.monotonic()
+    seen = _PROBES.get(url)
+    if seen and now - seen[0] < PROBE_TTL_S:
+        return seen[1]
+    try:
+        state = "reachable" if httpx.get(f"{url}/v1/models", timeout=timeout).status_code < 500 else "unreachable"
+    except httpx.HTTPError:
+        state = "unreachable"
+    _PROBES[url] = (now, state)
+    return state
+
+
 def remote_llm(settings) -> RemoteLLM:
     """The server-backed chat model for `settings` (settings.llm_url set), once per process.
 

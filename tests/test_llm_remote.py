@@ -146,12 +146,36 @@ def test_the_api_answers_503_when_the_server_is_down(sample_home):
         key = create_key(ws, "admin")
     running = serve_in_thread(create_app(settings))
     try:
+        health = httpx.get(running.url + "/health").json()
         r = httpx.post(running.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=120,
                        json={"model": "archivist", "messages": [{"role": "user", "content": QUESTION}]})
     finally:
         running.stop()
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "llm_unavailable" and url in r.json()["error"]["message"]
+    # /health said so first, without a key and without naming the server's address
+    assert health["status"] == "degraded" and health["llm"] == "unreachable" and url not in str(health)
+
+
+def test_health_names_the_llm_servers_state(sample_home, model_server):
+    """/health: "in-process" without a server; "reachable" while it answers; a server that is down
+    with the local fallback configured leaves the status ok (chat still answers)."""
+    from archivist.api.app import create_app
+    from archivist.api.serve import serve_in_thread
+
+    url, _ = model_server
+    down = f"http://127.0.0.1:{free_port()}"
+    seen = {}
+    for name, settings in (("local", remote_settings(sample_home, "")), ("up", remote_settings(sample_home, url + "/v1")),
+                           ("fallback", remote_settings(sample_home, down, llm_fallback="local"))):
+        running = serve_in_thread(create_app(settings))
+        try:
+            seen[name] = httpx.get(running.url + "/health").json()
+        finally:
+            running.stop()
+    assert (seen["local"]["status"], seen["local"]["llm"]) == ("ok", "in-process")
+    assert (seen["up"]["status"], seen["up"]["llm"]) == ("ok", "reachable")
+    assert (seen["fallback"]["status"], seen["fallback"]["llm"]) == ("ok", "unreachable")
 
 
 def test_fallback_to_the_in_process_model_only_when_configured(sample_home, sample_ws, llm):
