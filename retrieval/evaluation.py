@@ -190,13 +190,23 @@ def _token(word: str) -> str:
         t = u
 
 
+def _same_token(word: str, gold: str) -> bool:
+    """A text's token names a gold code token: the same, the option with a value ("--x=yes" for
+    "--x"), or the value of an assignment ('CFLAGS="-mplt' for "-mplt")."""
+    if word == gold or word.startswith(gold + "="):
+        return True
+    name, _, value = word.partition("=")
+    return bool(name) and bool(value) and not gold.startswith(name) and _token(value) == gold
+
+
 def contains_answer(gold: str, text: str) -> bool:
     """The gold answer appears in the text as whole words: normalized (`normalize`), or for a gold
     that is code (`literal`) as the same tokens in a row, case-sensitive ("-E" is not "-e"), an
-    option's token also matching with a value after "=" ("--pages-as-heap" in "--pages-as-heap=yes")."""
+    option's token also matching with a value after "=" ("--pages-as-heap" in "--pages-as-heap=yes"),
+    and a value also as assigned ('-mips32r2 -mplt' in 'CFLAGS="-mips32r2 -mplt"')."""
     if literal(gold):
         g, t = [_token(w) for w in gold.split()], [_token(w) for w in text.split()]
-        return bool(g) and any(all(a == b or a.startswith(b + "=") for a, b in zip(t[i:i + len(g)], g))
+        return bool(g) and any(all(_same_token(a, b) for a, b in zip(t[i:i + len(g)], g))
                                for i in range(len(t) - len(g) + 1))
     g, t = normalize(gold), normalize(text)
     return bool(g) and f" {g} " in f" {t} "

@@ -126,10 +126,12 @@ def test_a_gold_answer_that_is_code_is_matched_as_written():
              ("$0", "it is ‘$0’,"), ("-E", "sed -E 's/x/y/'"), ("--keep-index", "git stash push --keep-index."),
              ("--pages-as-heap", "run with --pages-as-heap=yes"), ("[...]", "the [...] form"),
              ("./.valgrindrc", "in ./.valgrindrc and"), ("dpkg -S", "run `dpkg -S` on it"),
-             ("-m <parent-number>", "git revert -m <parent-number> X")]
+             ("-m <parent-number>", "git revert -m <parent-number> X"),
+             ("-mips32r2 -mplt", 'you must specify CFLAGS="-mips32r2 -mplt", e.g.')]
     wrong = [("-n", "Type n for no."), ("$0", "It costs 0 euros."), ("-E", "use -e here"),
              ("--keep-index", "keep the index"), ("./.valgrindrc", "~/.valgrindrc"), ("dpkg -S", "run dpkg -s foo"),
-             ("%j", "j is a letter"), ("=", "no sign here")]
+             ("%j", "j is a letter"), ("=", "no sign here"), ("-mplt", 'CFLAGS="-mips32r2"'),
+             ("-mplt", 'CFLAGS="-mpltx"')]
     assert all(evm.literal(g) for g, _ in right + wrong)
     assert [g for g, t in right if not evm.contains_answer(g, t)] == []
     assert [g for g, t in wrong if evm.contains_answer(g, t)] == []
