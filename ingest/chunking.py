@@ -20,13 +20,18 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from archivist.records import Block, Chunk
+from archivist.retrieval.lexicon import CJK, CJK_CHAR
 
 BLOCK_SEP = "\n\n"
 
 # A tokenizer here is anything that maps text to the character spans of its tokens.
 TokenSpans = Callable[[str], list[tuple[int, int]]]
 
-_SENTENCE_END = re.compile(r"[.!?;:][\"')\]]?\s")
+_SENTENCE_END = re.compile(r"[.!?;:][\"')\]]?\s|[。！？][」』）”]?")  # Chinese and Japanese need no space after
+# Chinese and Japanese put no space between words: a chunk may end between two of their characters (or
+# after their punctuation, before one), else a paragraph of them would be one "word" and one chunk of
+# any length, its text past the embedder's 256 tokens never embedded.
+_CJK_BEFORE = re.compile(f"[{CJK}\u3000-\u303f\uff01\uff09\uff0c\uff1a\uff1b\uff1f]")
 
 
 def join_blocks(blocks: Sequence[Block]) -> tuple[str, list[tuple[int, int]]]:
@@ -211,9 +216,12 @@ def _split_section(text, tokens, total, size, overlap, rows=False):
 
 
 def _word_start(text: str, toks, k: int) -> bool:
-    """Token k begins a word (whitespace before it in the text)."""
+    """Token k begins a word: whitespace before it in the text, or a CJK character right after a CJK
+    character or punctuation mark (never after a combining mark or variation selector: no grapheme
+    is cut)."""
     a = toks[k][0]
-    return a == 0 or text[a - 1].isspace()
+    return a == 0 or text[a - 1].isspace() or (not text[a].isascii() and CJK_CHAR.match(text, a) is not None
+                                                and _CJK_BEFORE.match(text, a - 1) is not None)
 
 
 def _best_cut(text, toks, i: int, limit: int, rows: bool = False) -> int:

@@ -59,7 +59,11 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           white; two pages or columns side by side are read one after the other; lines are read
 #           from the full-resolution page and word gaps found along a skewed line; PDF tables
 #           ruled only under their header, kerned rows and text in columns that is no table.
-READER_VERSIONS = {"html": 2, "pdf": 3, "image": 3, "docx": 2, "xlsx": 2, "pptx": 2}
+#   html 3: ruby annotations (<rt>, <rp>: Japanese furigana) dropped, not run into the text. (Every
+#           reader's text is now stored NFC, accents composed; only HTML is read again for it.)
+#   text 2, markdown 2, csv 2: files in a Chinese, Japanese or Korean legacy encoding (Shift_JIS,
+#           GBK, Big5, EUC) decoded in it, no longer as Windows-1252 mojibake (readers_base.decode_text).
+READER_VERSIONS = {"html": 3, "pdf": 3, "image": 3, "docx": 2, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 2, "csv": 2}
 
 
 def reader_version(kind: str | None) -> int:

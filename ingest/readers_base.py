@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import re
 import textwrap
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,9 +25,16 @@ class ReadError(Exception):
 _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
 
 
+def _nfc(text: str) -> str:
+    """Accents composed (NFC): "café" written decomposed (e + U+0301, as some PDFs and macOS write it)
+    stores, quotes and is checked as the same word typed on a keyboard."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
 def clean(text: str) -> str:
-    """One line of prose: invisible characters dropped, every whitespace run made one space, stripped."""
-    return " ".join(_INVISIBLE.sub("", text).split())
+    """One line of prose: invisible characters dropped, accents composed (NFC), every whitespace run
+    made one space, stripped."""
+    return " ".join(_nfc(_INVISIBLE.sub("", text)).split())
 
 
 def clean_lines(text: str) -> str:
@@ -37,8 +45,9 @@ def clean_lines(text: str) -> str:
 
 def clean_code(text: str) -> str:
     """Code keeps its newlines and relative indentation: invisible characters, trailing spaces and
-    the indentation common to all lines go, and the result is stripped like every block text."""
-    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4))
+    the indentation common to all lines go, accents are composed (NFC), and the result is stripped
+    like every block text."""
+    text = _nfc(_INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)))
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return textwrap.dedent(text).strip()
 
@@ -125,8 +134,52 @@ class HeadingPath:
         return tuple(text for _, text in self._stack)
 
 
+# Legacy encodings of Chinese, Japanese and Korean text (Shift_JIS/CP932 from a Japanese Excel,
+# GBK/GB18030, Big5, EUC-JP, EUC-KR). Windows-1252 decodes almost any bytes, so such a file was stored
+# as mojibake ("LxÉÍNÔñ" for 有給休暇), silently. charset_normalizer (a dependency) tells
+# them from Western text; it is asked only about a file that is not UTF-8, and only a CJK answer is
+# taken from it (on short Western text it may say cp1250 where cp1252 is right, as it did for French).
+_CJK_ENCODINGS = frozenset("""cp932 shift_jis shift_jis_2004 shift_jisx0213 euc_jp euc_jis_2004 euc_jisx0213
+iso2022_jp gb18030 gbk gb2312 hz big5 big5hkscs cp950 cp949 euc_kr johab iso2022_kr""".split())
+_SNIFF_BYTES = 256 * 1024  # what the detector reads of a file: its guess is as good and its time bounded
+
+
+def _cjk_encoding(head: bytes) -> str | None:
+    """The CJK legacy encoding the start of a non-UTF-8 text is in, or None (then Windows-1252)."""
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - a dependency (pyproject.toml), and of requests
+        return None
+    if len(head) >= _SNIFF_BYTES:  # whole lines: a character cut at the end would rule its encoding out
+        head = head[:head.rfind(b"\n") + 1] or head
+    best = from_bytes(head).best()
+    if best is None or best.encoding not in _CJK_ENCODINGS:
+        return None
+    return best.encoding if _reads_as_cjk(head.decode(best.encoding, "replace")) else None
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _reads_as_cjk(text: str) -> bool:
+    """Whether text decoded from a CJK encoding reads as CJK, not as Western text taken for it: Chinese
+    and Japanese characters come in runs, between spaces, punctuation or Latin words; Latin-1 accents
+    read as Big5 sit inside Latin words, alone or in pairs ("pr嶮嶨inis" for "prédéfinis"). At least half the
+    non-ASCII characters in runs of two or more, and at most a quarter of the runs with a letter on
+    both sides. (French and German Debian Reference text in Latin-1: 2 of 5,693 pieces taken for CJK,
+    both one title line; Japanese and Chinese pieces of 1 KB or more: all recognised.)"""
+    runs = [(m.start(), m.end()) for m in _NON_ASCII.finditer(text)]
+    chars = sum(b - a for a, b in runs)
+    if chars < 2:
+        return False
+    long = sum(b - a for a, b in runs if b - a >= 2)
+    inside = sum(a > 0 and b < len(text) and text[a - 1].isalpha() and text[b].isalpha() for a, b in runs)
+    return long >= 0.5 * chars and inside <= 0.25 * len(runs)
+
+
 def decode_text(data: bytes) -> str:
     """Bytes of a text file -> str. UTF-8 (with or without BOM) first, UTF-16 when it has a BOM,
+    then a Chinese, Japanese or Korean legacy encoding when the bytes are in one (`_cjk_encoding`),
     then Windows-1252, then Latin-1 (which always succeeds).
 
     Raises ReadError("binary file ...") when the bytes contain NUL and are not UTF-16.
@@ -138,7 +191,12 @@ def decode_text(data: bytes) -> str:
             pass
     if b"\x00" in data:
         raise ReadError("binary file (contains NUL bytes), not text")
-    for encoding in ("utf-8-sig", "cp1252"):
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    cjk = _cjk_encoding(data[:_SNIFF_BYTES])
+    for encoding in ((cjk,) if cjk else ()) + ("cp1252",):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
@@ -158,7 +216,11 @@ def text_encoding(path: Path) -> str:
         return "utf-16"
     if any(b"\x00" in block for block in _byte_blocks(path)):
         raise ReadError("binary file (contains NUL bytes), not text")
-    for encoding in ("utf-8-sig", "cp1252"):
+    if _decodes(path, "utf-8-sig"):
+        return "utf-8-sig"
+    with open(path, "rb") as f:
+        cjk = _cjk_encoding(f.read(_SNIFF_BYTES))
+    for encoding in ((cjk,) if cjk else ()) + ("cp1252",):
         if _decodes(path, encoding):
             return encoding
     return "latin-1"

@@ -294,8 +294,10 @@ def read_markdown(path: Path) -> Extracted:
 # ---------------------------------------------------------------------------------------------
 # HTML
 
-# Page furniture and non-text elements, dropped before reading.
-_DROP = ("script", "style", "nav", "aside", "noscript", "template", "svg", "iframe", "object", "canvas")
+# Page furniture and non-text elements, dropped before reading; and ruby annotations (furigana: the
+# reading set above 東京 in <rt>, with <rp> parentheses for old browsers), which would otherwise run into
+# the text as "東京とうきょう本社" and split its words.
+_DROP = ("script", "style", "nav", "aside", "noscript", "template", "svg", "iframe", "object", "canvas", "rt", "rp")
 # header/footer are furniture at page level, but inside <article>/<main> they hold the title.
 _DROP_OUTSIDE_CONTENT = ("header", "footer")
 _BLOCK_TAGS = frozenset(

@@ -40,9 +40,9 @@ import numpy as np
 
 from archivist.records import Hit
 from archivist.retrieval import verify
-from archivist.retrieval.answerability import missing_names
+from archivist.retrieval.answerability import missing_names, plain, present
 from archivist.retrieval.quote import DEFAULT as QUOTE_WEIGHTS
-from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind
+from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind, words
 
 # -- the fitted models (bench/tune_quote.py --fit; feature order as in CANDIDATE_FEATURES / QUESTION_FEATURES)
 
@@ -126,8 +126,8 @@ def _sigmoid(x):
 
 
 def _present(term: str, text: str) -> bool:
-    # the crude stem answerability.term_coverage uses: "reimbursed" ~ "reimburse"
-    return re.search(r"\b" + re.escape(term[: max(4, len(term) - 2)]), text) is not None
+    # the crude stem answerability.term_coverage uses: "reimbursed" ~ "reimburse" (CJK bigrams as written)
+    return present(term, text)
 
 
 _SECTION = re.compile(r"\d+(\.\d+)+$")  # "3.2" of "3.2 Parental leave": a section number, not an answer
@@ -183,7 +183,7 @@ def candidate_features(question: str, cands: Sequence[tuple[int, str, str]], pas
         rows.append([float(cos[i]), float(cos[i] - cos.max()), overlap[i], overlap[i] - overlap.max(),
                      rare_share(s), heads[h], float(_has_kind(kind, s, question)),
                      float(bool(new_terms(s, question))), float(_is_heading((n, s, h), passages)),
-                     float(JOIN in s), float(n - 1), pcos[n], math.log1p(len(s.split()))])
+                     float(JOIN in s), float(n - 1), pcos[n], math.log1p(words(s))])
     return np.array(rows, dtype=float)
 
 
@@ -199,11 +199,11 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
     order = np.argsort(-probs, kind="stable")
     top = float(probs[order[0]]) if len(order) else 0.0
     other = next((float(probs[i]) for i in order[1:] if cands[i][1] != cands[order[0]][1]), 0.0)
-    text = " ".join(p.text.lower() + " " + " ".join(p.heading).lower() for p in passages)
+    text = plain(" ".join(p.text.lower() + " " + " ".join(p.heading).lower() for p in passages))
     idf = [(t, stats.idf(df), df) for t, df in stats.terms]
     total = sum(w for _, w, _ in idf) or 1.0
     found = sum(w for t, w, _ in idf if _present(t, text))
-    first = " ".join([passages[0].text.lower(), *(h.lower() for h in passages[0].heading)]) if passages else ""
+    first = plain(" ".join([passages[0].text.lower(), *(h.lower() for h in passages[0].heading)])) if passages else ""
     missing = [w for t, w, _ in idf if not _present(t, text)]
     scale = stats.idf(0) or 1.0
     kind = question_kind(question)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist.retrieval.lexicon import Fields, Index, fields_of
+from archivist.retrieval.lexicon import TOKENIZER, Fields, Index, fields_of
 from archivist.retrieval.vectors import fresh_sidecar, save_with_sidecar
 from archivist.workspace import Workspace
 
@@ -59,7 +59,8 @@ def _read(path: Path, mtime: float = 0.0) -> Index:
         arrays = {k: z[k] for k in _ARRAYS}
         words = bytes(z["terms"]).decode("utf-8").split("\n") if len(z["terms"]) else []
         fields = Fields.from_json(bytes(z["fields"]).decode("utf-8")) if "fields" in z.files else Fields()
-    index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime, fields=fields)
+        tokenizer = int(z["tokenizer"]) if "tokenizer" in z.files else 1  # saved since the tokenizer's version 2
+    index = Index(dict(zip(words, range(len(words)))), **arrays, mtime=mtime, fields=fields, tokenizer=tokenizer)
     if len(index.indptr) != len(words) + 1:
         raise ValueError("term table and matrix disagree")
     return index
@@ -89,7 +90,7 @@ def _write(f, index: Index, removed: np.ndarray | None = None) -> None:
     words = "\n".join(sorted(index.terms, key=index.terms.get)).encode("utf-8")
     extra = {} if removed is None else {"removed": np.asarray(removed, np.int64)}
     np.savez(f, terms=np.frombuffer(words, np.uint8), fields=np.frombuffer(index.fields.to_json().encode(), np.uint8),
-             **{k: getattr(index, k) for k in _ARRAYS}, **extra)
+             tokenizer=np.int64(index.tokenizer), **{k: getattr(index, k) for k in _ARRAYS}, **extra)
 
 
 def _save(ws: Workspace, index: Index) -> Index:
@@ -214,7 +215,8 @@ def _fold(index: Index, segments: list[Path]) -> Index:
     def parts() -> Iterator[Index]:  # one segment in memory at a time
         for seg in segments:
             part = _read_segment(seg)
-            if part is not None and part.fields == index.fields and len(part.ids):
+            # a segment weighted or tokenized otherwise is left out: `sync` reads its chunks from SQLite
+            if part is not None and part.fields == index.fields and part.tokenizer == index.tokenizer and len(part.ids):
                 there = np.isin(part.ids, held)
                 yield part.without(part.ids[there], min_dead=len(part.ids) + 1) if there.any() else part
 
@@ -244,6 +246,10 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> 
         loaded = None if rebuild else _load(ws)
         if loaded is not None and loaded.fields != fields:
             log.info("lexical index weighted %s, wanted %s: rebuilding it", loaded.fields, fields)
+            loaded = None
+        if loaded is not None and loaded.tokenizer != TOKENIZER:  # an older release's terms: a query's would miss them
+            log.info("lexical index tokenized by version %s, this release's is %s: rebuilding it",
+                     loaded.tokenizer, TOKENIZER)
             loaded = None
         index = loaded or Index.empty(fields)
         segments = _segments(ws)
@@ -285,8 +291,8 @@ def current(ws: Workspace) -> Index:
     """The workspace's index, loaded once per process and again when another process saved it;
     built from SQLite the first time; pending segments (`append`) folded in first."""
     index = _load(ws)
-    if index is None or index.fields != fields_of(ws) or os.path.isdir(_names(ws)[1]):
-        # none yet, weighted otherwise (rebuilt), or segments an ingesting process left (folded in)
+    if index is None or index.fields != fields_of(ws) or index.tokenizer != TOKENIZER or os.path.isdir(_names(ws)[1]):
+        # none yet, weighted or tokenized otherwise (rebuilt), or segments an ingesting process left (folded in)
         from archivist.workspace import WorkspaceError
 
         try:

@@ -23,6 +23,9 @@ from archivist.models import load_causal_lm, pick_device, resolve_llm
 log = logging.getLogger(__name__)
 
 
+_CUT = "\ufffd"  # what the streamer shows for the bytes of a multi-byte character not all generated yet
+
+
 class ChatTemplate:
     """Prompts through the model's own tokenizer and chat template, for the in-process model and a
     served one alike: `ask` packs passages against exactly what these count."""
@@ -152,12 +155,17 @@ class LLM(ChatTemplate):
             t0 = time.perf_counter()
             first = None
             finished = self._in_worker(run)
+            held = ""  # U+FFFD at a piece's end: a character whose bytes the next token completes
             try:
                 for piece in streamer:
                     if first is None:
                         first = time.perf_counter() - t0
+                    piece = held + piece
+                    cut = piece.rstrip(_CUT)
+                    piece, held = cut, piece[len(cut):]
                     if piece:
                         yield piece
+                # whatever is still held is a character max_new_tokens cut in the middle: dropped, never shown
             finally:
                 closed.set()
                 finished.wait()

@@ -4,6 +4,7 @@ query, the content terms (marked on hits, weighed by answerability)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 STOPWORDS = frozenset("""a an and are as at be been but by can could do does did for from had has have how i if in into is it
 its me my no not of on or our so that the their them then there these they this to was we were what when where which
@@ -31,6 +32,17 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(terms) if terms else None
 
 
+# A CJK bigram that is grammar, not a word a passage would share: Japanese kana alone (particles and
+# endings: "どこ", "ます", "すか"), or a pair with a Chinese function character (的 了 吗 什么 怎么 这 那 ...).
+# Left out of the question's terms as STOPWORDS are; the lexical search itself keeps every bigram.
+_CJK_FUNCTION = re.compile(r"[\u3041-\u309f]+|.?[的了吗呢吧么哪怎什这那请问]+.?")
+
+
 def query_terms(text: str) -> list[str]:
-    """The query's content words, lower-cased, each once, in order (stopwords left out)."""
-    return list(dict.fromkeys(w.lower() for w in WORD.findall(text) if w.lower() not in STOPWORDS))
+    """The query's content words, lower-cased, each once, in order (stopwords left out). Chinese and
+    Japanese, written without spaces, give their bigrams (`lexicon.cjk_pairs`), as the lexical index
+    holds them: a whole sentence is no word any passage holds."""
+    from archivist.retrieval.lexicon import cjk_pairs
+
+    words = (t for w in WORD.findall(unicodedata.normalize("NFKC", text)) for t in cjk_pairs(w.lower()))
+    return list(dict.fromkeys(w for w in words if w not in STOPWORDS and not _CJK_FUNCTION.fullmatch(w)))

@@ -26,6 +26,7 @@ import numpy as np
 
 from archivist.records import Hit
 from archivist.retrieval import verify
+from archivist.retrieval.lexicon import cjk_count
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,12 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
     return out
 
 
+def words(text: str) -> int:
+    """How many words `text` has: its whitespace-separated pieces, and one more for every two Chinese or
+    Japanese characters (written without spaces, a sentence of them is one piece)."""
+    return len(text.split()) + cjk_count(text) // 2
+
+
 def candidates(passages: Sequence[Hit]) -> list[tuple[int, str, str]]:
     """(passage number, quotable text, heading text) for every quotable unit: the last heading of
     each passage (when it says something, e.g. "git-stash - Stash the changes"), every sentence of
@@ -178,10 +185,10 @@ def candidates(passages: Sequence[Hit]) -> list[tuple[int, str, str]]:
     out = []
     for n, h in enumerate(passages, start=1):
         head = " > ".join(h.heading)
-        if h.heading and len(h.heading[-1].split()) >= 3:
+        if h.heading and words(h.heading[-1]) >= 3:
             out.append((n, h.heading[-1].strip(), head))
         for term, sent in _units(h.text, h.heading):
-            if len(sent.split()) >= 3 or verify.asserted_terms(sent):
+            if words(sent) >= 3 or verify.asserted_terms(sent):
                 out.append((n, f"{term}{JOIN}{sent}" if term else sent, head))
     return out
 

@@ -13,6 +13,7 @@ whether the hits likely hold an answer: `answerability`.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -58,6 +59,7 @@ def resolve_documents(ws: Workspace, refs: Sequence[str | int] | None) -> list[i
         return None
     ids = []
     for ref in refs:
+        ref = unicodedata.normalize("NFC", str(ref))  # names are stored NFC: "café" typed decomposed (macOS) names it too
         rows = ws.db.execute("SELECT id FROM documents WHERE CAST(id AS TEXT) = ? OR path = ? OR path LIKE ?",
                              (str(ref), str(ref), f"%/{ref}")).fetchall()
         ids += [r[0] for r in rows]

@@ -8,7 +8,8 @@ sentence is reduced to the things it asserts, and each must be found in its cite
     identifiers   anything code-like: `backticked` or "quoted" text, --flags, snake_case, dotted.names,
                   calls(), paths/like/this, CamelCase, ALLCAPS
     numbers       with the unit that follows them ("20 weeks" is not supported by "20 days")
-    rare words    names and other words that are rare in English (wordfreq's Zipf scale), by stem
+    rare words    names and other words that are rare in English (wordfreq's Zipf scale), by stem;
+                  in Chinese and Japanese (no spaces, no Zipf scale here) every character pair
     code blocks   must match a passage verbatim apart from whitespace
     polarity      a negated claim needs a negated passage sentence about the same thing, and the other
                   way round
@@ -21,9 +22,12 @@ generated from the documents themselves (bench/calibrate_verify.py), never on ev
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+from archivist.retrieval.lexicon import CJK, CJK_CHAR, cjk_pairs
 
 RARE_ZIPF = 3.0  # a word rarer than this in English (Zipf scale; "rebase" 1.8, "launch" 4.7) must be in the passage
 MIN_OVERLAP = 0.5  # share of a claim's content words its cited passages must hold (bench/calibrate_verify.py)
@@ -41,7 +45,8 @@ _IDENT = re.compile(
     r"|[A-Za-z]+-\d[\w.-]*"                              # HR-17, RFC-2616, utf-8
     r"|[A-Z]{2,}[A-Z0-9_]*)"                              # ALLCAPS
 )
-_NUMBER = re.compile(r"(?<![\w.-])(\d+(?:[.,:]\d+)*)(?:[\s-]*(?:(?:per|a|an|each|every)\s+)?(%|[A-Za-z]+))?")
+# (a number may follow a Chinese or Japanese character directly: "年間20日", "端口是8080")
+_NUMBER = re.compile(rf"(?<![^\W{CJK}]|[.-])(\d+(?:[.,:]\d+)*)(?:[\s-]*(?:(?:per|a|an|each|every)\s+)?(%|[A-Za-z]+))?")
 # Words that make a number's unit: "20 weeks" is not supported by "20 days". Other words after a
 # number ("17 gives") are not part of it; they are checked as content words.
 UNITS = frozenset("""% percent cent ms s sec secs second seconds min mins minute minutes h hr hrs hour hours
@@ -50,7 +55,12 @@ hz khz mhz ghz px pt dpi em cm mm km m kg g mg l ml eur usd gbp chf jpy euro eur
 times x page pages line lines char chars character characters word words token tokens row rows column columns
 file files item items step steps epoch epochs user users employee employees people core cores thread threads
 retries attempts request requests connection connections gbps mbps kbps v w kw kwh""".split())
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
+# A word: letters (of any script: "beträgt" is one word, not "betr" and "gt"), with inner apostrophes
+# and hyphens; on ASCII text exactly [A-Za-z][A-Za-z'-]*[A-Za-z]. A run of Chinese or Japanese is cut
+# into bigrams where words are counted (`_words`), as the lexical index cuts it.
+_LETTER = r"[^\W\d_]"
+_WORD = re.compile(rf"{_LETTER}(?:{_LETTER}|['-])*{_LETTER}|{_LETTER}")
+_SPLIT = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")  # sentences and lines (CJK full stops need no space)
 _NEGATION = frozenset("not no never cannot can't don't doesn't isn't aren't won't wasn't weren't shouldn't "
                       "mustn't without none neither nor nothing nobody unable".split())
 # Words that carry no claim of their own (articles, auxiliaries, pronouns, connectives).
@@ -94,15 +104,28 @@ def zipf(word: str) -> float:
     return zipf_frequency(word, "en")
 
 
+def _nfc(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def _words(text: str) -> list[str]:
+    """The words of `text` (`_WORD`, accents composed), a CJK run as its bigrams (lexicon.cjk_pairs)."""
+    words = _WORD.findall(_nfc(text))
+    return words if text.isascii() else [p for w in words for p in cjk_pairs(w)]
+
+
 def _norm(text: str) -> str:
-    """Lower case, one space for any run of white space, typographic quotes and dashes made plain."""
+    """Lower case, one space for any run of white space, typographic quotes and dashes made plain,
+    accents composed (NFC)."""
+    text = _nfc(text)
     text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     text = text.replace("—", "-").replace("–", "-")
     return " ".join(text.lower().split())
 
 
 def canonical_number(s: str) -> str:
-    """'1,500' and '1500' are one number; '1.5' stays as written; '08' is '8'."""
+    """'1,500' and '1500' are one number; '1.5' stays as written; '08' is '8'; fullwidth '２０' is '20'."""
+    s = s if s.isascii() else unicodedata.normalize("NFKC", s)
     s = s.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", s) else s
     return s.lstrip("0") or "0" if s.isdigit() else s
 
@@ -120,14 +143,14 @@ class Evidence:
     def of(cls, *texts: str) -> "Evidence":
         joined = "\n".join(texts)
         norm = _norm(joined)
-        words = _WORD.findall(joined)
+        words = _words(joined)
         numbers: dict[str, set[str]] = {}
         for m in _NUMBER.finditer(joined):
             unit = m.group(2) if m.group(2) and m.group(2).lower() in UNITS else ""
             numbers.setdefault(canonical_number(m.group(1)), set()).add(_stem(unit) if unit else "")
         sents = []
-        for s in re.split(r"(?<=[.!?])\s+|\n+", joined):
-            ws = [w.lower() for w in _WORD.findall(s)]
+        for s in _SPLIT.split(joined):
+            ws = [w.lower() for w in _words(s)]
             sents.append((frozenset(_stem(w) for w in ws if w not in FUNCTION_WORDS and w not in _NEGATION),
                           _negated(ws)))
         return cls(text=norm, stems=frozenset(_stem(w) for w in words), numbers=numbers, sentences=sents,
@@ -141,7 +164,7 @@ def _negated(words: Sequence[str]) -> bool:
 def asserted_terms(sentence: str) -> list[tuple[str, str]]:
     """The things a sentence asserts that must be found in its evidence, as (kind, term):
     kind is "identifier", "number" or "rare". Citation marks are ignored."""
-    s = CITE.sub(" ", sentence)
+    s = _nfc(CITE.sub(" ", sentence))
     out: list[tuple[str, str]] = []
     for m in _QUOTED.finditer(s):
         out.append(("identifier", next(g for g in m.groups() if g)))
@@ -155,6 +178,12 @@ def asserted_terms(sentence: str) -> list[tuple[str, str]]:
     first = True
     for m in _WORD.finditer(s):
         w, lw = m.group(0), m.group(0).lower()
+        if not w.isascii() and CJK_CHAR.search(w):
+            # Chinese and Japanese have no Zipf scale here, and no spaces: every bigram (a lone character
+            # alone) must be in the evidence, as a rare word must: "端口是九九九九" is not "端口是八零八零"
+            out += [("rare", p) for p in cjk_pairs(lw) if CJK_CHAR.match(p)]
+            first = False
+            continue
         if lw not in FUNCTION_WORDS and lw not in _NEGATION and len(lw) >= 2:
             name = w[0].isupper() and not w.isupper() and not first  # a capitalized word inside a sentence
             if (len(lw) >= 3 and zipf(lw) < RARE_ZIPF) or name:
@@ -188,7 +217,7 @@ def term_found(kind: str, term: str, ev: Evidence) -> bool:
 
 
 def content_stems(sentence: str) -> list[str]:
-    return [_stem(w) for w in (x.lower() for x in _WORD.findall(CITE.sub(" ", sentence)))
+    return [_stem(w) for w in (x.lower() for x in _words(CITE.sub(" ", sentence)))
             if w not in FUNCTION_WORDS and w not in _NEGATION]
 
 
@@ -225,7 +254,7 @@ def _together(terms: Sequence[tuple[str, str]], cited: Sequence[str]) -> bool:
     """Whether some window of TOGETHER consecutive sentences (a table row is a line) of one cited
     passage holds all `terms`: "Heron's APAC revenue is 880" must not be made of two rows."""
     for text in cited:
-        units = [u for u in re.split(r"(?<=[.!?])\s+|\n+", text) if u.strip()]
+        units = [u for u in _SPLIT.split(text) if u.strip()]
         for i in range(max(1, len(units) - TOGETHER + 1)):
             window = Evidence.of("\n".join(units[i:i + TOGETHER]))
             if all(term_found(k, t, window) for k, t in terms):
@@ -282,7 +311,9 @@ def makes_claim(sentence: str, question: str) -> bool:
     return any(s not in q.stems for s in content_stems(sentence))
 
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|\n+")
+# a sentence ends at . ! ? before a capital (or a digit, quote, bracket), at Chinese and Japanese full
+# stops (no space after them, and a closing bracket stays with its sentence), and at a line break
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|(?<=[。！？])(?![」』）”])\s*|(?<=[。！？][」』）”])\s*|\n+")
 
 
 def parse_citations(text: str) -> list[tuple[int, int, int]]:
@@ -292,6 +323,10 @@ def parse_citations(text: str) -> list[tuple[int, int, int]]:
         for num in re.split(r"\s*[,;]\s*", m.group(1)):
             out.append((int(num), m.start(), m.end()))
     return out
+
+
+_CJK_STOPS = "。！？」』）”"
+_LEAD_CITE = re.compile(r"\s*(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+")
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -308,8 +343,11 @@ def sentences(text: str) -> list[tuple[int, int]]:
     for a, b in spans:
         if merged and not CITE.sub("", text[a:b]).strip(" .;,"):
             merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
+            continue
+        lead = _LEAD_CITE.match(text, a, b)
+        if merged and lead and text[merged[-1][1] - 1] in _CJK_STOPS:  # "事实。[1]下一句": [1] ends the first
+            merged[-1], a = (merged[-1][0], lead.end()), lead.end()
+        merged.append((a, b))
     return merged
 
 
