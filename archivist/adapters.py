@@ -119,11 +119,15 @@ def get(ws: Workspace, name: str) -> dict:
 
 
 def path(ws: Workspace, name: str) -> Path:
-    """The folder of adapter `name`'s weights. Raises LookupError for an unknown adapter."""
+    """The folder of adapter `name`'s weights: adapters/<name>/ in this workspace. (The row holds the
+    absolute path it was registered at, which in a workspace moved or copied since names the old
+    folder: loading or scrubbing that one would use, or change, another workspace's adapter.)
+    Raises LookupError for an unknown adapter."""
     row = ws.db.execute("SELECT path FROM adapters WHERE name = ?", (name,)).fetchone()
     if row is None:
         raise _missing(name)
-    return Path(row[0])
+    here = ws.home / "adapters" / name
+    return here if here.is_dir() else Path(row[0])
 
 
 # -- who may use what ------------------------------------------------------------------------------

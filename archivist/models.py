@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -530,6 +531,21 @@ def embedder_identity(embedder) -> str:
     close but not equal (int8 vs fp32, ONNX vs torch), so they never share an index or a reused
     vector. An embedder without an `identity` (a test's fake) is its `model_id`, or name:dim."""
     return getattr(embedder, "identity", None) or getattr(embedder, "model_id", None) or f"{embedder.name}:{embedder.dim}"
+
+
+def same_embedder(a: str, b: str) -> bool:
+    """Whether two embedder identities (`embedder_identity`) name the same vectors: equal, or equal
+    but for where a local model folder lies. An adapted retriever is named by its path inside the
+    workspace, so the same weights loaded from a workspace moved, copied or named by another path
+    (relative or absolute) have another name; the weights fingerprint says they are the same."""
+    if a == b:
+        return True
+    found = [re.fullmatch(r"(.+):(\d+) (backend=\S+ weights=\S+)", x) for x in (a, b)]
+    if not all(found):
+        return False
+    (na, da, ra), (nb, db, rb) = (m.groups() for m in found)
+    local = lambda n: os.path.basename(os.path.normpath(n))  # noqa: E731
+    return (da, ra) == (db, rb) and (os.sep in na or os.sep in nb) and local(na) == local(nb)
 
 
 # Loading two models at once in one process can break later loads ("Cannot copy out of meta

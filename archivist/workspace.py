@@ -435,7 +435,22 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
             raise WorkspaceError(f"cannot open the workspace at {settings.home}: the disk is full ({e}); "
                                  "free some space and run the command again (nothing stored was changed)") from e
         raise
+    except sqlite3.DatabaseError as e:  # a truncated, overwritten or half-copied archivist.db
+        raise damaged(e, settings.home) or e from e
     return ws
+
+
+def damaged(e: BaseException, home: Path) -> WorkspaceError | None:
+    """The WorkspaceError naming the workspace's database file when `e` says that file is damaged
+    (SQLite's "file is not a database", "database disk image is malformed": a truncated or
+    overwritten file, a copy cut short), else None. Opening finds a damaged header; a damaged page
+    shows when a command reads it (the CLI turns that error into this one too)."""
+    text = str(e)
+    if not isinstance(e, sqlite3.DatabaseError) or not ("malformed" in text or "not a database" in text):
+        return None
+    return WorkspaceError(f"the workspace database {home / 'archivist.db'} is damaged ({text}): it is the only copy of "
+                          "the documents, users and jobs, so restore it from a backup of the workspace folder "
+                          "(the files under index/ are rebuilt from it on the next open)")
 
 
 def _ensure_local_admin(ws: Workspace) -> None:

@@ -279,8 +279,15 @@ def save_checkpoint(folder: Path, model, optimizer, step: int, extra: dict) -> P
     return target
 
 
+class CheckpointDamaged(ValueError):
+    """A run's latest checkpoint cannot be read (a file truncated, overwritten or missing); the
+    message names the file and the reason. Nothing was restored from it."""
+
+
 def load_checkpoint(folder: Path, model, optimizer) -> dict | None:
-    """Restore the latest checkpoint into model and optimizer; returns its state.json (None: none yet)."""
+    """Restore the latest checkpoint into model and optimizer; returns its state.json (None: none yet).
+    Every file is read before anything is restored: raises CheckpointDamaged naming the file that
+    cannot be read, with the model and optimizer untouched."""
     import torch
     from safetensors.torch import load_file
 
@@ -288,13 +295,21 @@ def load_checkpoint(folder: Path, model, optimizer) -> dict | None:
     if not pointer.exists():
         return None
     target = folder / pointer.read_text().strip()
-    weights = load_file(str(target / "lora.safetensors"))
+    read = {}
+    for name, load in (("lora.safetensors", load_file), ("optimizer.safetensors", load_file),
+                       ("state.json", lambda f: json.loads(Path(f).read_text()))):
+        try:
+            read[name] = load(str(target / name))
+        except Exception as e:  # safetensors raises its own error type for a torn file
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+            raise CheckpointDamaged(f"the checkpoint file {target / name} is damaged ({reason})") from e
+    weights, tensors, state = read["lora.safetensors"], read["optimizer.safetensors"], read["state.json"]
     params = dict(model.named_parameters())
+    if set(weights) - set(params) or "step" not in state or "param_groups" not in state:
+        raise CheckpointDamaged(f"the checkpoint {target} does not belong to this run's model (or lacks its step)")
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
-    tensors = load_file(str(target / "optimizer.safetensors"))
-    state = json.loads((target / "state.json").read_text())
     opt_state: dict = {}
     for key, value in tensors.items():
         if key.startswith("rng."):
@@ -577,11 +592,17 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_micro / (cfg.grad_accum * world)))
     start = 0
     if resume:
-        state = load_checkpoint(folder / "checkpoints", model, optimizer)
+        try:
+            state = load_checkpoint(folder / "checkpoints", model, optimizer)
+        except CheckpointDamaged as e:  # the only checkpoint kept: what it held is trained again
+            log.warning("run %s: %s", run_id, e)
+            say(f"run {run_id}: {e}; training starts again from step 0")
+            state = None
         if state:
             start = state["step"]
-            _truncate_metrics(folder / "metrics.jsonl", start)
             say(f"run {run_id}: resuming at step {start} of {total}")
+        # steps logged after the checkpoint (or before the first one) are trained, and logged, again
+        _truncate_metrics(folder / "metrics.jsonl", start)
     if rank == 0:
         say(f"run {run_id}: {method} on {base} ({device}), {len(data)} examples, {total} steps of "
             f"{cfg.batch_size}x{cfg.grad_accum}x{world}, rank {cfg.rank}, max {longest} tokens"

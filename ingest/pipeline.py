@@ -34,6 +34,7 @@ from archivist.ingest.readers import ReadError, read, read_stream, reader_versio
 from archivist.records import Chunk
 from archivist.retrieval import lexicon_store, vectors
 from archivist.ingest.shingles import shingles
+from archivist.ingest.uploads import stored_upload
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
     from archivist.models import embedder_for
 
     job = jobs.start(ws, job_id)
-    files = job_files(job)
+    files = [(stored_upload(ws, p), n) for p, n in job_files(job)]  # uploads of a workspace moved since
     try:
         access.require(ws, job.owner, job.spec["collection"], "write")
         embedder = embedder or embedder_for(ws.settings)
@@ -548,7 +549,11 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
             p_hashes = hashes[k:k + n]
             embedded = sum(1 for h in set(p_hashes) if h in new)
             k += n
-            doc_id, status = _write_document(ws, cid, p)
+            current = _recheck(ws, cid, p)
+            if isinstance(current, FileResult):  # another process committed the same file meanwhile
+                results.append(current)
+                continue
+            doc_id, status = _write_document(ws, cid, current)
             _insert_chunks(ws, doc_id, p.chunks, p_hashes, blobs, fresh)
             audit.record(ws, f"document.{status}", user=user, target=p.name, detail={"document_id": doc_id, "collection_id": cid, "sha256": p.digest, "chunks": n})
             # its own time: reading it, and its share of the batch's embedding (by chunks), not the whole batch's
@@ -575,13 +580,26 @@ def _stream_and_commit(ws: Workspace, cid: int, p: _Pending, embedder, fresh: di
 
     identity = embedder_identity(embedder)
     with transaction(ws.db):
+        current = _recheck(ws, cid, p)
+        if isinstance(current, FileResult):  # another process committed the same file meanwhile
+            return current
+        p = current
         doc_id, status = _write_document(ws, cid, p, state="ingesting", keep_chunks=True)
         older = ws.db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0]  # ids only grow (AUTOINCREMENT)
     n = embedded = 0
+
+    def deleted() -> FileResult | None:  # a delete or erase from another process while it streamed in
+        if ws.db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone():
+            return None
+        return FileResult(p.name, "failed", reason="deleted by another process while it was being ingested; "
+                          "ingest it again to add it", seconds=time.monotonic() - p.t0)
+
     try:
         for chunks in p.groups:
             hashes, blobs, new = _embed(ws, [replace(p, chunks=chunks, groups=None)], embedder, identity, reuse_from)
             with transaction(ws.db):
+                if gone := deleted():
+                    return gone
                 _insert_chunks(ws, doc_id, chunks, hashes, blobs, fresh)
             n += len(chunks)
             embedded += sum(1 for h in set(hashes) if h in new)
@@ -590,10 +608,26 @@ def _stream_and_commit(ws: Workspace, cid: int, p: _Pending, embedder, fresh: di
     except ReadError as e:  # checked before the first group; the file changed while it was read
         return FileResult(p.name, "failed", chunks=n, document_id=doc_id, reason=str(e), seconds=time.monotonic() - p.t0)
     with transaction(ws.db):
+        if gone := deleted():
+            return gone
         ws.db.execute("DELETE FROM chunks WHERE document_id = ? AND id <= ?", (doc_id, older))
         ws.db.execute("UPDATE documents SET status = 'ready' WHERE id = ?", (doc_id,))
         audit.record(ws, f"document.{status}", user=user, target=p.name, detail={"document_id": doc_id, "collection_id": cid, "sha256": p.digest, "chunks": n})
     return FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded, seconds=time.monotonic() - p.t0)
+
+
+def _recheck(ws: Workspace, cid: int, p: _Pending) -> _Pending | FileResult:
+    """`p` compared again with the row its name has now, inside the commit's transaction (the write
+    lock): since `compare` looked, another process may have committed the same name (two ingests of
+    one folder at once) or deleted the row `p` replaces (a delete or erase beside an ingest). Returns
+    the `unchanged` FileResult when that row already holds these bytes, else `p` updating that row,
+    or adding a new one when there is none."""
+    row = _existing(ws.db, cid, p.name)
+    if row is None:
+        return p if p.replaces is None else replace(p, replaces=None)
+    if row["content_hash"] == p.digest and row["status"] == "ready" and row["reader"] >= reader_version(row["kind"]):
+        return FileResult(p.name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - p.t0)
+    return p if p.replaces == row["id"] else replace(p, replaces=row["id"])
 
 
 def _write_document(ws: Workspace, cid: int, p: _Pending, state: str = "ready", keep_chunks: bool = False) -> tuple[int, str]:
@@ -725,6 +759,7 @@ def _with_ocr(doc: dict) -> dict:
 
 def find_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:
     """One readable document by id or name; raises LookupError when there is none or several."""
+    ref = unicodedata.normalize("NFC", ref) if isinstance(ref, str) else ref  # names are stored NFC (clean_name)
     docs = list_documents(ws, user, collection)
     hits = [d for d in docs if str(d["id"]) == str(ref)] or [d for d in docs if d["name"] == ref] \
         or [d for d in docs if d["name"].rsplit("/", 1)[-1] == ref]
@@ -740,7 +775,7 @@ def document_source(ws: Workspace, ref: str | int, user: str | None = None) -> P
     raises LookupError like find_document."""
     doc = find_document(ws, ref, user)
     row = ws.db.execute("SELECT source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
-    source = Path(row["source"]) if row and row["source"] else None
+    source = stored_upload(ws, row["source"]) if row and row["source"] else None
     return source if source is not None and source.is_file() else None
 
 

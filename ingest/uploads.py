@@ -19,6 +19,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shutil
 import unicodedata
 import uuid
@@ -31,6 +32,7 @@ MB = 1024 * 1024
 BLOCK = 1 << 20  # bytes copied at a time from a stream
 MAX_NAME_BYTES = 200  # file systems allow 255; room for the part-file prefix
 MAX_EXT_CHARS = 16
+_HASH_FOLDER = re.compile(r"[0-9a-f]{16}")  # uploads/<first 16 hex of the sha256>/<name>
 DISK_RESERVE = 16 * MB  # refuse an upload that would leave less than this free (SQLite needs room too)
 # Names Windows reserves whatever the extension; refused so a copied workspace still opens there.
 RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
@@ -172,6 +174,21 @@ def save_upload(ws: Workspace, filename: str, data: bytes | BinaryIO, max_mb: in
         tmp.unlink(missing_ok=True)
 
 
+def stored_upload(ws: Workspace, source: str | os.PathLike) -> Path:
+    """Where the file a document was read from is in this workspace. `documents.source` (and an
+    upload job's files) hold the absolute path at ingest time, so in a workspace moved or copied to
+    another folder an upload's path still names the old folder's uploads/; it is mapped to this
+    workspace's uploads/<hash>/<name> when that file is there (the hash folder names its bytes).
+    Any other path comes back as it is."""
+    path = Path(source)
+    uploads = ws.home / "uploads"
+    if path.parent.parent.name == "uploads" and _HASH_FOLDER.fullmatch(path.parent.name):
+        here = uploads / path.parent.name / path.name
+        if here != path and here.is_file():
+            return here
+    return path
+
+
 def remove_upload(ws: Workspace, path: str | os.PathLike) -> bool:
     """Delete a stored upload (and its hash folder when it empties); returns whether it existed.
     Refuses (ValueError) a path outside the workspace's uploads/ folder."""
@@ -195,6 +212,10 @@ def remove_unused_upload(ws: Workspace, path: str | os.PathLike, but: int | None
     """`remove_upload`, unless a document other than document `but` was read from that file (the same
     bytes uploaded under the same name to another collection share one file: it goes with the last
     document read from it). Returns whether it was removed."""
-    if ws.db.execute("SELECT 1 FROM documents WHERE source = ? AND id IS NOT ?", (str(Path(path).resolve()), but)).fetchone():
-        return False
+    path = stored_upload(ws, path).resolve()
+    tail = os.sep + os.path.join(path.parent.name, path.name)  # documents read from it, here or before a move
+    for (source,) in ws.db.execute("SELECT source FROM documents WHERE substr(source, -length(?)) = ? AND id IS NOT ?",
+                                   (tail, tail, but)):
+        if stored_upload(ws, source).resolve() == path:
+            return False
     return remove_upload(ws, path)

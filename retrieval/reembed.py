@@ -87,12 +87,35 @@ def vector_key(identity: str, text: str) -> str:
 
 
 def _staging(ws: Workspace) -> sqlite3.Connection:
+    """The staging file, opened; a damaged one (truncated, overwritten: SQLite says "not a database" or
+    "malformed", or its quick_check fails) holds nothing that cannot be embedded again, so it is
+    removed and staging starts over, with a warning naming it."""
     ws.index_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(ws.index_dir / "reembed.db", timeout=60, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE IF NOT EXISTS target (k TEXT PRIMARY KEY, v TEXT)")
-    db.execute("CREATE TABLE IF NOT EXISTS vectors (chunk_id INTEGER PRIMARY KEY, key TEXT NOT NULL, embedding BLOB NOT NULL)")
+    path = ws.index_dir / "reembed.db"
+    try:
+        return _open_staging(path)
+    except sqlite3.OperationalError:  # locked, a full disk: not damage, and nothing to remove
+        raise
+    except sqlite3.DatabaseError as e:
+        log.warning("%s is damaged (%s): removed; the re-embedding starts over", path, e)
+        for p in (path, path.with_name("reembed.db-wal"), path.with_name("reembed.db-shm")):
+            p.unlink(missing_ok=True)
+        return _open_staging(path)
+
+
+def _open_staging(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check}")
+        db.execute("CREATE TABLE IF NOT EXISTS target (k TEXT PRIMARY KEY, v TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS vectors (chunk_id INTEGER PRIMARY KEY, key TEXT NOT NULL, embedding BLOB NOT NULL)")
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -220,7 +243,8 @@ def _record(ws: Workspace, target: Target, identity: str) -> None:
     """The workspace's record of its embedder (inside the switch's transaction)."""
     e = target.embedder
     values = {"embedder": getattr(e, "model_id", f"{e.name}:{e.dim}"), "embedding_dim": str(e.dim),
-              "embedder_generation": target.generation, "embedder_identity_staged": identity}
+              "embedder_generation": target.generation, "embedder_identity_staged": identity,
+              "embedder_pointer": json.dumps(_pointer(target, identity))}  # index/embedder.json is rebuilt from it
     try:
         from archivist.retrieval.vectors import recorded_embedder  # noqa: F401  (identities recorded: issue 17)
         values["embedder_identity"] = identity
@@ -236,12 +260,55 @@ def _pointer_generation(ws: Workspace) -> str:
 
 
 def _write_pointer(ws: Workspace, target: Target, identity: str) -> None:
-    """The switch: index/embedder.json replaced in one rename (removed for the base embedder)."""
-    path = Path(ws.home) / ACTIVE_EMBEDDER
+    """The switch: index/embedder.json replaced in one rename (removed for the base embedder), with
+    what the switch's transaction recorded (`check_pointer` compares the two)."""
+    recorded = ws.meta("embedder_pointer")
+    pointer = json.loads(recorded) if recorded is not None else _pointer(target, identity)
+    if (pointer or {}).get("generation", "") != target.generation:
+        pointer = _pointer(target, identity)
+    _put_pointer(ws, pointer)
+
+
+def _pointer(target: Target, identity: str) -> dict | None:
+    """What index/embedder.json holds for `target` (None: no file, the base embedder)."""
     if not target.generation:
+        return None
+    return {"generation": target.generation, "path": target.path, "base": target.base, "identity": identity,
+            "switched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _put_pointer(ws: Workspace, pointer: dict | None) -> None:
+    path = Path(ws.home) / ACTIVE_EMBEDDER
+    if pointer is None:
         path.unlink(missing_ok=True)
         return
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"generation": target.generation, "path": target.path, "base": target.base,
-                               "identity": identity, "switched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    tmp.write_text(json.dumps(pointer))
     os.replace(tmp, path)
+
+
+def check_pointer(ws: Workspace) -> list[str]:
+    """index/embedder.json compared with the switch SQLite recorded (meta `embedder_pointer`, written
+    in the switch's transaction), and rewritten from it when they disagree: a damaged or deleted file
+    would have queries embedded by the base embedder and searched against the adapted one's vectors
+    (a FAISS error when their dimensions differ, wrong passages when not); a kill between the commit
+    and the rename is finished. Workspaces switched before the record was kept are left as they are."""
+    recorded = ws.meta("embedder_pointer")
+    if recorded is None:
+        return []
+    want = json.loads(recorded)
+    path = Path(ws.home) / ACTIVE_EMBEDDER
+    try:
+        have = json.loads(path.read_text())
+    except FileNotFoundError:
+        have = None
+    except (OSError, ValueError) as e:
+        have = f"unreadable ({e})"
+    same = (have is None) if want is None else (isinstance(have, dict) and have.get("generation") == want["generation"])
+    if same:
+        return []
+    what = "missing" if have is None else have if isinstance(have, str) else f"generation {have.get('generation')!r}"
+    log.warning("%s is %s; the workspace database says %s: rewritten from it", path,
+                what, f"generation {want['generation']!r}" if want else "the base embedder")
+    _put_pointer(ws, want)
+    return [f"{ACTIVE_EMBEDDER}: rewritten ({what})"]

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from archivist.ingest.shingles import backfill_shingles
-from archivist.retrieval import lexicon_store, vectors
+from archivist.retrieval import lexicon_store, reembed, vectors
 from archivist.settings import Settings
 from archivist.workspace import Workspace, open_workspace
 
-# In order, each cheap when nothing is wrong: the FAISS files (per collection), the lexical index,
-# then the near-duplicate fingerprints of chunks ingested before they were stored.
-REPAIRS: tuple[Callable[[Workspace], object], ...] = (vectors.check_and_repair, lexicon_store.check_and_repair,
-                                                       backfill_shingles)
+# In order, each cheap when nothing is wrong: the embedder pointer (which FAISS files are current),
+# the FAISS files (per collection), the lexical index, then the near-duplicate fingerprints of chunks
+# ingested before they were stored.
+REPAIRS: tuple[Callable[[Workspace], object], ...] = (reembed.check_pointer, vectors.check_and_repair,
+                                                       lexicon_store.check_and_repair, backfill_shingles)
 
 
 def repair(ws: Workspace) -> None:

@@ -199,7 +199,7 @@ def check_embedder(ws: Workspace, embedder) -> str:
 
     Raises EmbedderMismatch naming both identities and `archivist reindex --reembed` when the
     workspace's vectors came from another identity (another model, dimension, backend or weights)."""
-    from archivist.models import embedder_identity
+    from archivist.models import embedder_identity, same_embedder
 
     identity = embedder_identity(embedder)
     stored, legacy = ws.meta("embedder_identity"), ws.meta("embedder")
@@ -212,6 +212,8 @@ def check_embedder(ws: Workspace, embedder) -> str:
             stored = legacy
     if stored is None:
         record_embedder(ws, embedder)
+    elif stored != identity and same_embedder(stored, identity):  # the same weights at another path: a moved workspace
+        ws.set_meta("embedder_identity", identity)
     elif stored != identity:
         raise EmbedderMismatch(
             f"this workspace's vectors come from embedder {stored}, not {identity}: mixing them would "
@@ -456,7 +458,7 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
 
     dim = dimension(ws)
     path, _ = _paths(ws, cid)
-    with _lock.exclusive(), FileLock(str(path) + ".lock"):
+    with _lock.exclusive(), FileLock(str(path) + ".lock"), _snapshot(ws.db):
         want = _sqlite_ids(ws, cid)
         loaded = None if rebuild else _load(ws, cid)
         if dim is None:
@@ -493,6 +495,23 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
             _save(ws, cid, loaded)
         pending.unlink(missing_ok=True)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
+
+
+@contextmanager
+def _snapshot(db):
+    """One read transaction around sync's reads, so the chunk ids it wants and the vectors it reads for
+    them come from the same state of SQLite: read apart, a chunk another connection replaced in between
+    (two uploads of one name at once) was wanted but had no vector (KeyError, a 500 through the API).
+    What changes after the snapshot is synced by the writer that changed it, after its commit."""
+    if db.in_transaction:  # the caller's transaction already reads one state
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
 
 
 def fresh_sidecar(path: Path) -> dict | None:
