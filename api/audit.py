@@ -53,11 +53,16 @@ def audit_log(user_: str | None = Query(None, alias="user", description="only re
               limit: int | None = Query(None, ge=1, le=100_000, description="only the newest N records"),
               format: Literal["json", "csv"] = Query("json"),
               ws: Workspace = Depends(workspace), who: str = Depends(user)):
-    """Audit records, oldest first, filtered. Needs the admin role."""
+    """Audit records, oldest first, filtered. Needs the admin role. Applies the retention setting
+    first (`audit_days`), as `archivist audit` and the Audit page do."""
+    access.require_admin(ws, who, "read the audit log")
+    audit.apply_retention(ws)
     try:
         rows = audit.read(ws, by=who, user=user_, since=since, until=until, action=action, limit=limit)
     except audit.AuditError as e:
         raise ValueError(str(e)) from None
+    audit.was_read(ws, who, "api", {"user": user_, "since": since, "until": until, "action": action, "limit": limit},
+                   len(rows), format)
     if format == "csv":
         return PlainTextResponse(audit.to_csv(rows), media_type="text/csv")
     return {"object": "list", "data": rows}

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import logging
 import threading
 import time
 import uuid
@@ -29,11 +30,13 @@ from fastapi.responses import Response, StreamingResponse
 from archivist.api import schemas as S
 from archivist.api.deps import Server, requested_collections, user, workspace
 from archivist.api.deps import server as server_of
-from archivist.api.errors import APIError, error_body, responses
+from archivist.api.errors import APIError, error_body, internal_message, responses
 from archivist.api.models import adapter_for_model
 from archivist.api.queue import Ticket
 from archivist.settings import Settings
 from archivist.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often a waiting request looks whether its client is still there
 KEEPALIVE_S = 10.0  # an SSE comment this often while queued, so proxies keep the stream open
@@ -133,7 +136,10 @@ def completion_extras(answer) -> dict:
 
 
 def finish_reason(answer, max_tokens: int) -> str:
-    return "length" if answer.completion_tokens >= max_tokens else "stop"
+    """'length' when the text the client gets is the model's and was cut at max_tokens; 'stop' otherwise, also
+    when a cut draft was replaced by quoted passages (extractive): that text is whole, and a client that
+    retries a 'length' with more tokens would only wait for the same quote again."""
+    return "length" if answer.mode == "generated" and answer.completion_tokens >= max_tokens else "stop"
 
 
 def usage(answer) -> dict:
@@ -154,7 +160,8 @@ def _error_for(exc: BaseException) -> tuple[int, dict]:
         return 404, error_body(404, str(exc), "not_found")
     if isinstance(exc, ValueError):  # e.g. QuestionTooLong: as api/errors.py answers it
         return 400, error_body(400, str(exc), "invalid_value")
-    return 500, error_body(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed")
+    log.error("generation failed", exc_info=exc)  # the client gets the type only (internal_message)
+    return 500, error_body(500, internal_message(exc, "generation failed"), "generation_failed")
 
 
 def _sse(obj) -> str:

@@ -37,6 +37,13 @@ class APIError(Exception):
         self.status, self.message, self.code, self.param, self.headers = status, message, code, param, headers or {}
 
 
+def internal_message(exc: BaseException, what: str = "internal error") -> str:
+    """The message of a 500: the exception's type, not its text, which may hold server paths, SQL or other
+    users' names (`FileExistsError: [Errno 17] File exists: '/srv/archivist-data/uploads/…'`); the
+    server's log has it whole."""
+    return f"{what}: {type(exc).__name__} (the server's log has the details)"
+
+
 def error_body(status: int, message: str, code: str, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": TYPES.get(status, "invalid_request_error"), "code": code, "param": param}}
 
@@ -72,13 +79,25 @@ def install(app) -> None:
 
     @app.exception_handler(APIError)
     async def _api_error(request, exc: APIError):
+        if exc.status == 403:  # a collection the key's user may not read: a refusal, on the audit log
+            from anyio import to_thread
+
+            await to_thread.run_sync(_record_refusal, request, exc)
         return reply(exc.status, exc.message, exc.code, exc.param, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        if first.get("type") == "json_invalid":  # loc is ("body", character offset): no field to name
+            return reply(422, f"the body is not valid JSON: {first.get('ctx', {}).get('error', 'decode error')} "
+                              f"(at character {first['loc'][-1]})", "invalid_json")
+        if tuple(first.get("loc", ())) == ("body",) and isinstance(first.get("input"), bytes):  # not parsed as JSON
+            return reply(422, "the body must be a JSON object sent with `Content-Type: application/json` (got "
+                              f"{request.headers.get('content-type') or 'no Content-Type'})", "invalid_body")
+        loc = [str(p) for p in first.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):  # where it was, not a field's name:
+            loc = loc[1:]  # only the first part (a body field may well be named `query`, as search's is)
         where = ".".join(loc) or "body"
         message = f"{where}: {first.get('msg', 'invalid')}"
         if len(errors) > 1:
@@ -99,6 +118,9 @@ def install(app) -> None:
 
     @app.exception_handler(AccessDenied)
     async def _denied(request, exc: AccessDenied):
+        from anyio import to_thread
+
+        await to_thread.run_sync(_record_refusal, request, exc)  # a refusal is on the audit log
         return reply(403, str(exc), "permission_denied")
 
     @app.exception_handler(WorkspaceError)
@@ -126,7 +148,24 @@ def install(app) -> None:
     @app.exception_handler(Exception)
     async def _crash(request, exc: Exception):
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return reply(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+        return reply(500, internal_message(exc), "internal_error")
+
+
+def _record_refusal(request, exc: Exception) -> None:
+    """Write the `access.denied` record of a 403 (archivist/audit.py): the key's user, the method and
+    path tried, the reason; on a connection of its own, the route's transaction having rolled back.
+    A failure to record is logged and the 403 still answered."""
+    from archivist import audit
+    from archivist.api.guard import USER
+
+    try:
+        ws = request.app.state.server.workspace()
+        try:
+            audit.denied(ws, request.scope.get(USER), "api", f"{request.method} {request.url.path}", str(exc))
+        finally:
+            ws.close()
+    except Exception as e:  # noqa: BLE001
+        log.error("could not record a refusal on %s %s in the audit log", request.method, request.url.path, exc_info=e)
 
 
 def allowed_methods(app, scope) -> list[str]:

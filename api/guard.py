@@ -18,7 +18,7 @@ import logging
 
 from starlette.exceptions import HTTPException
 
-from archivist.api.errors import error_body
+from archivist.api.errors import error_body, internal_message
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Guard:
             return
         except Exception as e:  # the database could not be opened or read: shaped as the app's own 500s
             log.error("key check failed on %s %s", scope["method"], scope["path"], exc_info=e)
-            await _reply(scope, receive, send, 500, f"internal error: {type(e).__name__}: {e}", "internal_error")
+            await _reply(scope, receive, send, 500, internal_message(e), "internal_error")
             return
         try:
             if refusal is not None:

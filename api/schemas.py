@@ -26,8 +26,27 @@ def _json_int(v):
 Bool = StrictBool  # JSON 0 is not `false`: a client bug should be an error, not a guess
 
 
+def _unicode(v):
+    """Refuse text that is not Unicode: JSON may spell a lone surrogate (`"\\ud800"`), which Python decodes
+    into a str that no tokenizer, SQLite or UTF-8 writer takes (it was a 500 from the tokenizer)."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"text must be valid Unicode: a lone surrogate {v[e.start]!r} at character {e.start}") from None
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            _unicode(x)
+    elif isinstance(v, dict):
+        for x in v.values():
+            _unicode(x)
+    return v
+
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+    _text = field_validator("*", mode="before")(_unicode)  # every field of every request body
 
 
 class ContentPart(_Open):

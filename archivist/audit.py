@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +45,7 @@ KINDS = {
     "key.create": "an API key was created",
     "key.use": "an API key was used (first use per day)",
     "key.revoke": "an API key was revoked",
+    "key.rejected": "a revoked key, or a known key's prefix with a wrong secret, was presented (first per key, reason and day)",
     "user.add": "a user was created",
     "user.delete": "a user was deleted",
     "user.role": "a user's role changed",
@@ -57,10 +59,12 @@ KINDS = {
     "document.updated": "a document's content changed",
     "document.deleted": "a document was deleted",
     "document.erased": "a document was erased everywhere (archivist erase)",
+    "document.viewed": "a document's whole text was shown (the app's Documents page; first view per session and version)",
     "feedback.given": "a user rated an answer or wrote a correction (the words stay in the feedback table)",
     "feedback.changed": "a user changed their rating or correction",
     "evaluation.stored": "an evaluation run's results were stored (archivist eval, the Evaluation page)",
     "dataset.built": "a fine-tuning dataset was saved (its examples copy questions, corrections and passages)",
+    "job.cancel": "a background job (ingestion, upload, training, erase) was cancelled, by whom",
     "finetune.started": "a fine-tune started",
     "finetune.finished": "a fine-tune finished (done, failed or cancelled)",
     "adapter.registered": "an adapter was registered",
@@ -71,6 +75,8 @@ KINDS = {
     "embedder.activated": "the workspace switched to another embedder after re-embedding every chunk",
     "reranker.registered": "a reranker learned from the documents was registered (finetune --target reranker)",
     "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
+    "audit.read": "the audit log was read or exported (CLI, API, the Audit page): the filters, the format, how many records",
+    "access.denied": "an action was refused: the user lacks the right, or is no user (CLI, API, the app)",
 }
 SURFACES = ("app", "cli", "api")
 
@@ -122,7 +128,7 @@ def _state(ws: Workspace, key: str) -> str | None:
     return row[0] if row else None
 
 
-_KEY_DAYS: set[tuple[str, str]] = set()  # (key prefix, UTC day) already recorded by this process
+_KEY_DAYS: set[tuple] = set()  # (key prefix, UTC day[, why]) already recorded by this process
 
 
 def key_used(ws: Workspace, prefix: str, user: str) -> None:
@@ -139,6 +145,23 @@ def key_used(ws: Workspace, prefix: str, user: str) -> None:
     _KEY_DAYS.add((prefix, day))
 
 
+def key_rejected(ws: Workspace, prefix: str, owner: str, why: str) -> None:
+    """Record that key `prefix` of `owner` was refused (`why`: revoked, wrong secret), once per key,
+    reason and UTC day: someone still holds a revoked key, or is guessing at a known one. Who
+    presented it is unknown, so the record names no user. Keys no one has are not recorded: any
+    caller can make up those, and each would cost a write."""
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    if (prefix, day, why) in _KEY_DAYS:
+        return
+    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    with transaction(ws.db):
+        seen = ws.db.execute("SELECT 1 FROM audit WHERE action = 'key.rejected' AND target = ? AND ts >= ? "
+                             "AND json_extract(detail, '$.why') = ? LIMIT 1", (f"ak-{prefix}", start, why)).fetchone()
+        if not seen:
+            record(ws, "key.rejected", user=None, target=f"ak-{prefix}", detail={"owner": owner, "why": why, "day": day})
+    _KEY_DAYS.add((prefix, day, why))
+
+
 def question(ws: Workspace, answer, user: str | None, surface: str, collections, started: bool = False) -> int:
     """Record a question and what it was shown: the chunks and document versions, the adapter and
     model, the answer's mode and status, the answer's sha256 and its citations.
@@ -146,12 +169,11 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections,
     `question.started`, written before a streamed draft's first token: the passages it draws on are
     known, the answer not yet, so a process killed mid-stream leaves nothing shown unrecorded."""
     user = access.current_user(ws, user)
-    scope = sorted(access.readable_collections(ws, user))
-    if collections is not None:
-        scope = [c for c in scope if c in set(collections)]
+    scope, refused = _scope(ws, user, collections)
     detail = {
         "surface": surface if surface in SURFACES else str(surface),
         "collections": scope,
+        **({"refused": refused} if refused else {}),
         "question": answer.question,
         "shown": _shown(ws, answer.passages),
         "adapter": answer.adapter,
@@ -171,11 +193,43 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections,
 def searched(ws: Workspace, user: str | None, surface: str, query: str, hits, collections) -> int:
     """Record a search and the passages it showed (chunk ids, documents and their versions)."""
     user = access.current_user(ws, user)
-    scope = sorted(access.readable_collections(ws, user))
-    if collections is not None:
-        scope = [c for c in scope if c in set(collections)]
+    scope, refused = _scope(ws, user, collections)
     return record(ws, "search", user=user, detail={"surface": surface, "collections": scope, "query": query,
-                                                   "shown": _shown(ws, hits)})
+                                                   "shown": _shown(ws, hits), **({"refused": refused} if refused else {})})
+
+
+def _scope(ws: Workspace, user: str, collections) -> tuple[list[str], list[str]]:
+    """(the collections searched: those asked for that `user` may read, or every readable one for
+    None; those asked for that were not searched). A member asking for a collection they may not
+    read is told nothing of it (the CLI finds nothing); the record keeps what was asked."""
+    scope = sorted(access.readable_collections(ws, user))
+    if collections is None:
+        return scope, []
+    wanted = set(collections)
+    scope = [c for c in scope if c in wanted]
+    return scope, sorted(wanted - set(scope))
+
+
+def viewed(ws: Workspace, user: str, surface: str, doc: dict, chunks: int) -> int:
+    """Record that `user` was shown document `doc` whole (its chunks, in order), as {"surface",
+    "document_id", "collection", "version" (its content sha256), "chunks"}: a search or a question
+    records the passages it showed, and so must a page that shows all of them."""
+    return record(ws, "document.viewed", user=user, target=doc["name"], detail={
+        "surface": surface, "document_id": doc["id"], "collection": doc["collection"],
+        "version": doc.get("content_hash"), "chunks": chunks})
+
+
+def denied(ws: Workspace, user: str | None, surface: str, attempt: str, reason: str) -> int:
+    """Record a refused attempt (an AccessDenied reaching the CLI or the API): `user` as it acted
+    (a name that is no user is kept in the detail as `claimed`, not as the record's user),
+    `attempt` what it tried (the CLI command, the API's method and path) as the target, and the
+    refusal's message. Written by the surface after the refused action's transaction rolled back,
+    so the refusal is on the record though nothing else happened."""
+    known = bool(user) and ws.db.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is not None
+    detail = {"surface": surface, "reason": str(reason)[:500]}
+    if user and not known:
+        detail["claimed"] = str(user)[:64]
+    return record(ws, "access.denied", user=user if known else None, target=str(attempt)[:200], detail=detail)
 
 
 def _shown(ws: Workspace, hits) -> list[dict]:
@@ -215,6 +269,9 @@ def verify(ws: Workspace) -> Verdict:
         want = head.split(":", 1)[0]
         problems.append(f"the newest record should be {want} but the log ends at {last_id} "
                         "(records at the end were deleted or changed)")
+    elif head is None and n:  # every record writes the head with it: gone, so were the newest records, maybe
+        problems.append(f"the head kept beside the log is missing, so records after {last_id} may have been "
+                        "deleted with it (compare with a head kept elsewhere)")
     problems += _check_checkpoint(ws)
     return Verdict(ok=not problems, records=n, head=prev, problems=problems)
 
@@ -257,6 +314,24 @@ def parse_time(text: str | float | None) -> float | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def quotes(ws: Workspace, texts: list[str]) -> bool:
+    """Whether a record's detail holds one of `texts` (a question or a search that quoted an erased
+    document: kept as asked, the log being append-only). For `archivist erase`'s report, which only
+    an admin's erase computes; says nothing else of the record."""
+    return any(ws.db.execute("SELECT 1 FROM audit WHERE instr(detail, ?) > 0 LIMIT 1",
+                             (json.dumps(t, ensure_ascii=False)[1:-1],)).fetchone() for t in texts)
+
+
+def versions(ws: Workspace, document_id: int) -> list[str]:
+    """The content sha256 of every version of document `document_id` the log recorded (added,
+    updated), oldest first: erase finds the uploads of its earlier versions by them. (Hashes of
+    one document, which the caller already may erase, so no role is needed.)"""
+    rows = ws.db.execute("SELECT DISTINCT json_extract(detail, '$.sha256') FROM audit WHERE action IN "
+                         "('document.added', 'document.updated') AND json_extract(detail, '$.document_id') = ? "
+                         "ORDER BY id", (document_id,))
+    return [r[0] for r in rows if r[0]]
+
+
 def has_job_record(ws: Workspace, action: str, job_id: str) -> bool:
     """Whether a record of `action` already names job `job_id` in its detail: a resumed job's step
     records once. (No user's data is returned, so no role is needed.)"""
@@ -296,6 +371,15 @@ def read(ws: Workspace, by: str | None = None, user: str | None = None, since=No
     return [_row(r) for r in ws.db.execute(sql, args)]
 
 
+def was_read(ws: Workspace, by: str, surface: str, filters: dict, records: int, fmt: str) -> int:
+    """Record that admin `by` read the log: {"surface", "filters" (those set), "format" (table, json,
+    csv), "records"}. Written after the read, so it is in the next read, not this one. Who looked
+    at the trail is itself part of the trail (PCI DSS 10.2.1.3: all access to audit logs)."""
+    return record(ws, "audit.read", user=by, detail={
+        "surface": surface, "filters": {k: v for k, v in filters.items() if v not in (None, "")},
+        "format": fmt, "records": records})
+
+
 def _row(r) -> dict:
     return {"id": r["id"], "time": datetime.fromtimestamp(r["ts"], timezone.utc).isoformat(timespec="seconds"),
             "ts": r["ts"], "user": r["user"], "action": r["action"], "target": r["target"],
@@ -311,16 +395,33 @@ def summary(r: dict) -> str:
 
 
 CSV_COLUMNS = ("id", "time", "user", "action", "target", "detail", "hash")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # how a spreadsheet cell starts a formula
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one that starts like a formula gets an apostrophe in
+    front. A failed sign-in's target is whatever was typed in the user name field, so without it
+    anyone could put `=HYPERLINK(...)` into the auditor's spreadsheet (OWASP, "CSV injection")."""
+    return "'" + text if text[:1] in _FORMULA else text
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as \\xNN, for a terminal: a typed name holding escape
+    sequences could otherwise move the cursor and overwrite the lines above it in `archivist audit`."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def to_csv(records: list[dict]) -> str:
-    """Records as CSV text (the detail as one JSON cell), for the CLI's --csv and the app's download."""
+    """Records as CSV text (the detail as one JSON cell), for the CLI's --csv and the app's download.
+    Text cells that would start a formula in a spreadsheet get a leading apostrophe (`_cell`);
+    `--json` keeps them exactly."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(CSV_COLUMNS)
     for r in records:
-        w.writerow([r["id"], r["time"], r["user"] or "", r["action"], r["target"] or "",
-                    json.dumps(r["detail"], ensure_ascii=False, sort_keys=True), r["hash"]])
+        w.writerow([r["id"], r["time"], _cell(r["user"] or ""), r["action"], _cell(r["target"] or ""),
+                    _cell(json.dumps(r["detail"], ensure_ascii=False, sort_keys=True)), r["hash"]])
     return out.getvalue()
 
 
@@ -343,15 +444,25 @@ def _purge(ws: Workspace, days, actor: str) -> dict:
     if days < 0:
         raise AuditError(f"audit retention must be 0 days or more, got {days}")
     cutoff = time.time() - days * 86400
-    with transaction(ws.db):
-        last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
-        if last is None:
-            return {"purged": 0, "through_id": None}
-        n = ws.db.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
-        for key, value in (("checkpoint_id", str(last["id"])), ("checkpoint_hash", last["hash"])):
-            ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
-        record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
-                                                      "through_hash": last["hash"], "days": days})
+    if ws.db.execute("SELECT 1 FROM audit WHERE ts < ? LIMIT 1", (cutoff,)).fetchone() is None:
+        return {"purged": 0, "through_id": None}
+    # Purged records hold questions and queries: their freed pages are zeroed (whatever SQLite's
+    # build default) and the WAL, which still holds the pages as they were, is emptied after.
+    secure = ws.db.execute("PRAGMA secure_delete").fetchone()[0]
+    ws.db.execute("PRAGMA secure_delete = ON")
+    try:
+        with transaction(ws.db):
+            last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
+            if last is None:
+                return {"purged": 0, "through_id": None}
+            n = ws.db.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
+            for key, value in (("checkpoint_id", str(last["id"])), ("checkpoint_hash", last["hash"])):
+                ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
+            record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
+                                                          "through_hash": last["hash"], "days": days})
+    finally:
+        ws.db.execute(f"PRAGMA secure_delete = {int(secure)}")
+    ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # another process reading may hold it: then at its next checkpoint
     return {"purged": n, "through_id": last["id"]}
 
 

@@ -42,7 +42,7 @@ def cmd_audit(args) -> int:
     from archivist.cli import CLIError, emit_json, open_ws
 
     with open_ws(args, check_index=False) as ws:
-        access.require_admin(ws, None, "read the audit log")
+        actor = access.require_admin(ws, None, "read the audit log")
         if args.what == "verify":
             return _verify(ws, args.json)
         if args.what == "purge":
@@ -58,6 +58,9 @@ def cmd_audit(args) -> int:
             rows = audit.read(ws, user=args.who, since=args.since, until=args.until, action=args.action, limit=args.limit)
         except audit.AuditError as e:
             raise CLIError(str(e)) from None
+        audit.was_read(ws, actor, "cli", {"user": args.who, "since": args.since, "until": args.until,
+                                          "action": args.action, "limit": args.limit},
+                       len(rows), "json" if args.json else "csv" if args.csv else "table")
     if args.json:
         emit_json(rows)
     elif args.csv:
@@ -65,9 +68,9 @@ def cmd_audit(args) -> int:
     elif not rows:
         print("no audit records match", file=sys.stderr)
     else:
-        for r in rows:
-            print(f"{r['id']:>6}  {r['time']}  {(r['user'] or '-'):12}  {r['action']:20}  {(r['target'] or '-')[:40]:40}  "
-                  f"{audit.summary(r)}")
+        for r in rows:  # printable: a typed name or question holding escape sequences must not redraw the screen
+            print(audit.printable(f"{r['id']:>6}  {r['time']}  {(r['user'] or '-'):12}  {r['action']:20}  "
+                                  f"{(r['target'] or '-')[:40]:40}  {audit.summary(r)}"))
     return 0
 
 
@@ -87,7 +90,8 @@ def cmd_erase(args) -> int:
     print(f"  feedback: {r.feedback_deleted} deleted, {r.feedback_anonymized} kept as bare ratings; "
           f"{r.messages} chat messages blanked")
     print("  dataset examples: " + (", ".join(f"{n} from {d}" for d, n in r.dataset_examples.items()) or "none"))
-    print(f"  evaluations redacted: {r.evaluations}; upload removed: {r.upload or 'none'}")
+    print(f"  evaluations redacted: {r.evaluations}; upload removed: {r.upload or 'none'}"
+          + (f"; uploads of earlier versions removed: {r.earlier_uploads}" if r.earlier_uploads else ""))
     if r.adapters:
         print(f"  adapters that learned from it, now STALE (their weights still hold what they learned): "
               f"{', '.join(r.adapters)}")
@@ -105,8 +109,13 @@ def cmd_erase(args) -> int:
     if not r.leftovers_checked:
         print("  its text was looked for in your own chats, feedback, evaluations and datasets; an admin's "
               "erase looks in everyone's and checks every file of the workspace")
+    if r.held_elsewhere:
+        print("  some of its sentences are also in other documents, which erase leaves alone: " + ", ".join(r.held_elsewhere))
     if r.leftovers:
         print("  WARNING: its text is still found in: " + ", ".join(r.leftovers))
+        if r.in_audit_log:
+            print("  (archivist.db: the audit log quotes it, in a question or search as it was asked; the log is "
+                  "append-only and hash-chained, so erase cannot remove it: docs/governance.md)")
         return 1
     return 0
 

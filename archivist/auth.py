@@ -101,6 +101,8 @@ def create_user(ws: Workspace, name: str, password: str | None, role: str = "mem
     if password is not None:
         with transaction(ws.db):
             ws.db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hash_password(password), name))
+            # a password lets them sign in to the app: on the record as set_password's is
+            audit.record(ws, "auth.password", user=access.current_user(ws, by), target=name)
     return user
 
 
@@ -185,7 +187,10 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     """Check the password and open a session; returns its token. Raises AuthError on a wrong name or password."""
     name = (name or "").strip()
     if not verify_password(ws, name, password):
-        audit.record(ws, "auth.sign_in_failed", target=name[:64])
+        # a name no user has is often a password typed into the wrong field: it is not kept
+        known = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
+        audit.record(ws, "auth.sign_in_failed", target=name[:64] if known else None,
+                     detail={} if known else {"name": "unknown"})
         raise AuthError("wrong user name or password")
     return create_session(ws, name, seconds, signed_in=True)
 

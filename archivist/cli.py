@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import warnings
 
@@ -140,10 +141,39 @@ def main(argv: list[str] | None = None) -> int:
         return e.status
     except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError, ConnectionError, ModelNotFound) as e:
         print(f"archivist: error: {e}", file=sys.stderr)
+        if isinstance(e, AccessDenied):
+            _record_refusal(args, e)
         return 2
     except KeyboardInterrupt:
         print("archivist: interrupted; run the same command again to finish", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as e:  # a damaged page of archivist.db, met after the workspace opened
+        from archivist.workspace import damaged
+
+        if (error := damaged(e, settings_from(args).home)) is None:
+            raise
+        print(f"archivist: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _record_refusal(args, e: Exception) -> None:
+    """A refused command is on the audit log (`access.denied`, docs/governance.md): written on a
+    connection of its own once the command's transaction has rolled back. The target is the command
+    and its action, never its arguments (`keys revoke` takes a key). Failing to record never hides
+    the refusal itself."""
+    try:
+        from archivist import audit
+        from archivist.workspace import LOCAL_ADMIN, open_workspace
+
+        settings = settings_from(args)
+        if not (settings.home / "archivist.db").exists():
+            return
+        actions = [getattr(args, k) for k in sorted(vars(args)) if k.endswith("_command")] + [getattr(args, "what", None)]
+        attempt = " ".join(str(a) for a in [args.command, *actions] if a)
+        with open_workspace(settings) as ws:
+            audit.denied(ws, settings.user or LOCAL_ADMIN, "cli", attempt, str(e))
+    except Exception as err:  # noqa: BLE001 - the refusal is already printed; say why it is not on the log
+        print(f"archivist: warning: the refusal could not be written to the audit log: {err}", file=sys.stderr)
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from archivist import access
+from archivist import access, audit
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 KINDS = ("ingest", "upload", "train", "erase", "reembed")
@@ -278,18 +278,23 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
     `wait` seconds for it to end. A finished job is returned as it is. Raises LookupError.
     """
     job = get(ws, job_id, user)
+    # who stopped it is on the record: a run's own `finetune.finished` names its owner, not an admin who cancelled it
+    said = {"kind": job.kind, "owner": job.owner, "state": job.state}
     if job.state in ("queued", "interrupted"):
         # not started yet, or nobody works on it: cancelled at once (a worker about to start it finds
         # it no longer queued and stops); a run's own process, if it already started, gets SIGTERM
         with transaction(ws.db):
-            ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW} "
-                          "WHERE id = ? AND state = ?", (job_id, job.state))
+            if ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW} "
+                             "WHERE id = ? AND state = ?", (job_id, job.state)).rowcount:
+                audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
         if job.kind == "train" and job.state == "queued" and job.pid not in (None, os.getpid()) and not _dead(ws, job):
             _terminate(job.pid)
         return _load(ws, job_id)
     if job.state != "running":
         return job
-    _flag(ws, job_id)
+    with transaction(ws.db):
+        _flag(ws, job_id)
+        audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
     if job.kind == "train" and job.pid and not _dead(ws, job) and job.pid != os.getpid():
         _terminate(job.pid)
     deadline = time.monotonic() + wait

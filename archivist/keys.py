@@ -90,10 +90,14 @@ def user_for_key(ws: Workspace, key: str | None) -> str | None:
     row = ws.db.execute(
         "SELECT k.key_hash, k.revoked_at, u.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = ?",
         (m.group(1),)).fetchone()
-    if row is None or row["revoked_at"] is not None:
+    if row is None:
         return None
     # constant-time comparison, so response timing says nothing about how much of a guess was right
     if not hmac.compare_digest(row["key_hash"], _hash(key.strip())):
+        audit.key_rejected(ws, m.group(1), row["name"], "wrong secret")
+        return None
+    if row["revoked_at"] is not None:
+        audit.key_rejected(ws, m.group(1), row["name"], "revoked")  # someone still uses it: on the record
         return None
     audit.key_used(ws, m.group(1), row["name"])
     return row["name"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from archivist import access, adapters, audit, conversations, feedback
 from archivist.workspace import Workspace, transaction
 
-_COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples")
+_COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples", "earlier_uploads")
 MIN_MATCH = 24  # characters: shorter strings ("Introduction", a heading) are too common to call a copy
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -46,12 +46,15 @@ class EraseReport:
     dataset_examples: dict[str, int] = field(default_factory=dict)
     evaluations: int = 0
     upload: str | None = None
+    earlier_uploads: int = 0  # uploads of its earlier versions (replaced by a new upload under its name) removed
     adapters: list[str] = field(default_factory=list)  # marked stale: their weights learned the document
     embedders: list[str] = field(default_factory=list)  # adapted retrievers marked stale, likewise
     adapter_examples: int = 0
     wal_truncated: bool = True
     leftovers: list[str] = field(default_factory=list)  # files that still hold its text (should stay empty)
     leftovers_checked: bool = True  # False for a member's erase: the workspace's files hold others' text too
+    held_elsewhere: list[str] = field(default_factory=list)  # other documents ("name (collection)") holding some of its sentences
+    in_audit_log: bool = False  # a question or search quoted it: the append-only log keeps it as asked
     resumed: bool = False  # finished by a rerun after the document itself was already gone
 
 
@@ -178,6 +181,7 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
         report.upload = _remove_upload(ws, row["source"], doc["id"])
+        report.earlier_uploads = _remove_earlier_uploads(ws, row["source"], doc["id"], doc["content_hash"])
         report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
     return report
 
@@ -211,7 +215,8 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
                     "sha256": spec.get("sha256"), "chunks": report.chunks, "feedback_deleted": report.feedback_deleted,
                     "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
                     "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
-                    "upload": bool(report.upload), "stale_adapters": report.adapters,
+                    "upload": bool(report.upload), "earlier_uploads": report.earlier_uploads,
+                    "stale_adapters": report.adapters,
                     "stale_embedders": report.embedders})
         lexicon_store.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
@@ -225,8 +230,34 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         report.leftovers_checked = False
     elif needles is not None:
         report.leftovers = find_text(ws.home, needles)
+        if report.leftovers:  # a sentence another document also holds is that document's, not a leftover
+            others = _held_by_others(ws, needles)
+            report.held_elsewhere = sorted({d for docs in others.values() for d in docs})
+            report.leftovers = find_text(ws.home, [n for n in needles if n not in others]) if others else report.leftovers
+        if "archivist.db" in report.leftovers:
+            report.in_audit_log = audit.quotes(ws, [n.decode("utf-8") for n in needles])
     jobs.finish(ws, job.id, result=asdict(report), message=f"erased {spec['document']}")
     return report
+
+
+def _held_by_others(ws: Workspace, needles: list[bytes]) -> dict[bytes, list[str]]:
+    """{sentence: ["name (collection)", ...]} for the erased document's sentences that remaining
+    documents also hold (the same text under another name or in another collection): erase leaves
+    those documents alone, so their copies are not leftovers. Only the sentences the database file
+    still holds are looked up."""
+    db_bytes = b"".join(p.read_bytes() for p in ws.home.glob("archivist.db*") if p.is_file())
+    out = {}
+    for n in needles:
+        if n not in db_bytes:
+            continue
+        text = n.decode("utf-8")
+        rows = ws.db.execute(
+            "SELECT d.path, c.name FROM documents d JOIN collections c ON c.id = d.collection_id "
+            "WHERE instr(d.text, ?) > 0 OR d.id IN (SELECT document_id FROM chunks WHERE instr(text, ?) > 0)",
+            (text, text)).fetchall()
+        if rows:
+            out[n] = [f"{name} ({collection})" for name, collection in rows]
+    return out
 
 
 @contextmanager
@@ -261,14 +292,37 @@ def _counted(report: EraseReport, counts: dict) -> None:
 def _remove_upload(ws: Workspace, source: str | None, document_id: int) -> str | None:
     """The document's stored upload, removed unless another document was read from it too
     (`uploads.remove_unused_upload`)."""
-    from archivist.ingest.uploads import remove_unused_upload
+    from archivist.ingest.uploads import remove_unused_upload, stored_upload
 
     if not source:
         return None
+    source = str(stored_upload(ws, source))  # the workspace may have been moved since it was ingested
     uploads = (ws.home / "uploads").resolve()
     if uploads not in Path(source).resolve().parents:
         return None  # read from the user's own folder: not a copy the workspace made
     return source if remove_unused_upload(ws, source, but=document_id) else None
+
+
+def _remove_earlier_uploads(ws: Workspace, source: str | None, document_id: int, current: str) -> int:
+    """Uploads of the document's earlier versions: a new upload under its name is stored in
+    uploads/<its sha256 prefix>/<name> and replaces the document, but the earlier version's file
+    stayed, with the earlier text, where no leftover check looks (it only knows the current text).
+    Found by the versions the audit log recorded; each removed unless a document reads it.
+    Returns how many were removed."""
+    from archivist.ingest.uploads import remove_unused_upload, stored_upload
+
+    if not source:
+        return 0
+    path = stored_upload(ws, source)
+    uploads = (ws.home / "uploads").resolve()
+    if uploads not in path.resolve().parents:
+        return 0  # read from the user's own folder: its earlier versions were never copied here
+    n = 0
+    for sha in audit.versions(ws, document_id):
+        earlier = uploads / sha[:16] / path.name
+        if sha != current and earlier.is_file() and remove_unused_upload(ws, earlier, but=document_id):
+            n += 1
+    return n
 
 
 def _visible_datasets(ws: Workspace, actor: str, dropped: dict[str, int]) -> dict[str, int]:

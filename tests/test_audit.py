@@ -246,7 +246,7 @@ def test_cli_audit_filters_and_formats(ws, capsys):
     assert main(["audit", "--user", "nobody", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["audit", "--since", "1h", "--until", "2999-01-01", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 4
+    assert len([r for r in json.loads(capsys.readouterr().out) if r["action"] != "audit.read"]) == 4  # and the reads before
     assert main(["audit", "--since", "yesterday-ish"]) == 2
     assert "yesterday-ish" in capsys.readouterr().err
     assert main(["--user", "rita", "audit"]) == 2

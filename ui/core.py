@@ -18,7 +18,7 @@ import threading
 
 import streamlit as st
 
-from archivist import access, auth
+from archivist import access, audit, auth
 from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 from archivist.ui import models as models_
@@ -226,6 +226,24 @@ def require_user() -> str:
 def require_admin() -> str:
     user = require_user()
     if not is_admin(user):
+        _refused(user, "This page is for admins.")
         st.error("This page is for admins.")
         st.stop()
     return user
+
+
+def _refused(user: str, reason: str) -> None:
+    """Record a refusal on the audit log (`access.denied`, surface app, the page's path as target).
+    A failure to record is logged; the page still says no."""
+    from urllib.parse import urlparse
+
+    try:
+        page = urlparse(st.context.url or "").path or "/"
+    except Exception:  # noqa: BLE001 - no browser request (a script run headless)
+        page = "an admin page"
+    try:
+        audit.denied(workspace(), user, "app", f"page {page}", reason)
+    except Exception as e:  # noqa: BLE001
+        import logging
+
+        logging.getLogger(__name__).error("could not record a refusal of %s on %s in the audit log: %s", user, page, e)

@@ -28,6 +28,11 @@ until = far.date_input("To", value=today, key="audit-until", help="inclusive")
 
 rows = audit.read(ws, by=me, user=None if who == ANY else who, action=None if kind == ANY else kind,
                   since=since.isoformat(), until=(until + dt.timedelta(days=1)).isoformat(), limit=LIMIT)
+seen = (who, kind, since.isoformat(), until.isoformat())
+if st.session_state.get("_audit_read") != seen:  # each filter shown once per session is one read, not every rerun
+    audit.was_read(ws, me, "app", {"user": None if who == ANY else who, "action": None if kind == ANY else kind,
+                                   "since": since.isoformat(), "until": until.isoformat()}, len(rows), "table")
+    st.session_state["_audit_read"] = seen
 st.caption(f"{len(rows)} records" + (f" (the newest {LIMIT:,}: narrow the filters to see older ones)"
                                      if len(rows) == LIMIT else ""))
 if rows:  # newest first on the page (recent activity on top); the CSV stays in the chain's order

@@ -8,7 +8,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from archivist import access
+from archivist import access, audit
 from archivist.ingest import pipeline
 from archivist.ingest.pipeline import delete_document, list_documents
 from archivist.ui import core, library, page_image
@@ -160,6 +160,10 @@ if st.session_state.get("confirm-delete") == [d["id"] for d in picked]:
 
 doc = picked[0]
 doc, chunks = pipeline.document_chunks(ws, doc["id"], user)
+viewed = st.session_state.setdefault("_viewed", set())  # a rerun of the page is not another look
+if (doc["id"], doc["content_hash"]) not in viewed:
+    audit.viewed(ws, user, "app", doc, len(chunks))  # the whole text is sent to the browser below
+    viewed.add((doc["id"], doc["content_hash"]))
 with st.container(border=True):
     st.markdown(f"#### {core.md_escape(doc['name'])}")
     st.caption(core.md_escape(f"{doc['collection']} · {doc['kind']} · {doc['pages'] or '–'} pages · {len(chunks)} chunks · "
