@@ -73,4 +73,4 @@ def verify(ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Check the hash chain: ok, the records checked, the head hash, and where it breaks. Needs the admin role."""
     access.require_admin(ws, who, "read the audit log")
     v = audit.verify(ws)
-    return {"ok": v.ok, "records": v.records, "head": v.head, "problems": v.problems}
+    return {"ok": v.ok, "records": v.records, "redacted": v.redacted, "head": v.head, "problems": v.problems}

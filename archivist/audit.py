@@ -6,10 +6,15 @@ leaves neither an action without its record nor a record without its action.
 
 Each record holds the hash of the one before it:
 
-    hash = sha256(prev_hash + canonical JSON of [id, ts, user, action, target, detail])
+    digest = sha256(salt + canonical JSON of [user, target, detail])    # its personal part
+    hash   = sha256(prev_hash + canonical JSON of ["v2", id, ts, action, digest])
 
 so editing a record changes its hash, and deleting or reordering records breaks the link the next
-record holds. `audit_state` keeps the head (the newest id and hash, caught when the newest records
+record holds. The chain holds only the digest of who acted, on what, with which words, so a person's
+records can be redacted (`redact`, for `archivist users erase`): their user, target and detail go,
+the salt with them (the digest can no longer confirm a guessed question), the stored digest keeps
+the chain verifiable, and `verify` counts them and checks each is vouched for by the `user.erased`
+record that redacted it. `audit_state` keeps the head (the newest id and hash, caught when the newest records
 are deleted) and the checkpoint that retention leaves behind: the id and hash of the last purged
 record, itself written into the chain by the `audit.purge` record.
 
@@ -28,6 +33,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -77,7 +83,18 @@ KINDS = {
     "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
     "audit.read": "the audit log was read or exported (CLI, API, the Audit page): the filters, the format, how many records",
     "access.denied": "an action was refused: the user lacks the right, or is no user (CLI, API, the app)",
+    "user.erased": "a person was erased (archivist users erase): what was removed, how many of their records were redacted",
+    "conversation.deleted": "a user deleted one of their chat conversations (the app)",
+    "index.rebuilt": "the search index was rebuilt from SQLite (archivist reindex [--reembed])",
+    "job.resume": "a cut-short job was resumed, by whom",
+    "audit.rechained": "the log was re-hashed so that records can be redacted (schema migration 12); the earlier head and any break found then",
 }
+# The records a person's erasure redacts, of those they made: what they asked, searched, looked at,
+# rated and wrote, and when they came in. Their acts on the company's data (ingests, grants they
+# gave, fine-tunes, erasures) stay with their name: the company must be able to say who did those.
+REDACTED_KINDS = ("question", "question.started", "search", "document.viewed", "feedback.given", "feedback.changed",
+                  "auth.sign_in", "auth.password", "key.use", "conversation.deleted")
+REDACTED = "[erased]"  # what a redacted record's user shows
 SURFACES = ("app", "cli", "api")
 
 
@@ -93,13 +110,26 @@ class Verdict:
     records: int
     head: str  # the hash of the newest record (keep it elsewhere to catch a rewritten log)
     problems: list[str] = field(default_factory=list)
+    redacted: int = 0  # records whose personal part was erased (the chain still checks their digest)
 
 
 # -- writing ----------------------------------------------------------------------------------------
 
 
-def _digest(prev: str, rid: int, ts: float, user: str | None, action: str, target: str | None, detail: str) -> str:
+def _digest_v1(prev: str, rid: int, ts: float, user: str | None, action: str, target: str | None, detail: str) -> str:
+    """The hash of a record before schema 12 (it covered the personal part itself); `rechain` reads it."""
     body = json.dumps([rid, repr(ts), user, action, target, detail], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
+
+
+def _personal(salt: str, user: str | None, target: str | None, detail: str) -> str:
+    """The digest of a record's personal part: who, on what, with which words."""
+    body = json.dumps([user, target, detail], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((salt + body).encode("utf-8")).hexdigest()
+
+
+def _digest(prev: str, rid: int, ts: float, action: str, personal: str) -> str:
+    body = json.dumps(["v2", rid, repr(ts), action, personal], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
 
 
@@ -110,16 +140,23 @@ def record(ws: Workspace, action: str, user: str | None = None, target: str | No
     Raises ValueError for an action kind not in KINDS (a typo would hide events from filters)."""
     if action not in KINDS:
         raise ValueError(f"unknown audit action {action!r}")
-    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
     with transaction(ws.db):
-        head = ws.db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-        prev = head[1] if head else _state(ws, "checkpoint_hash") or GENESIS
-        rid = (head[0] if head else int(_state(ws, "checkpoint_id") or 0)) + 1
-        ts = time.time()
-        h = _digest(prev, rid, ts, user, action, target, text)
-        ws.db.execute("INSERT INTO audit(id, ts, user, action, target, detail, prev, hash) VALUES (?,?,?,?,?,?,?,?)",
-                      (rid, ts, user, action, target, text, prev, h))
-        ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES ('head', ?)", (f"{rid}:{h}",))
+        return _append(ws.db, action, user, target, detail)
+
+
+def _append(db, action: str, user: str | None, target: str | None, detail: dict | None) -> int:
+    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    head = db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    state = dict(db.execute("SELECT key, value FROM audit_state WHERE key LIKE 'checkpoint_%'").fetchall())
+    prev = head[1] if head else state.get("checkpoint_hash") or GENESIS
+    rid = (head[0] if head else int(state.get("checkpoint_id") or 0)) + 1
+    ts = time.time()
+    salt = secrets.token_hex(16)
+    personal = _personal(salt, user, target, text)
+    h = _digest(prev, rid, ts, action, personal)
+    db.execute("INSERT INTO audit(id, ts, user, action, target, detail, prev, hash, salt, digest) VALUES (?,?,?,?,?,?,?,?,?,?)",
+               (rid, ts, user, action, target, text, prev, h, salt, personal))
+    db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES ('head', ?)", (f"{rid}:{h}",))
     return rid
 
 
@@ -256,14 +293,24 @@ def verify(ws: Workspace) -> Verdict:
     prev = _state(ws, "checkpoint_hash") or GENESIS
     last_id = int(_state(ws, "checkpoint_id") or 0)
     n = 0
-    for r in ws.db.execute("SELECT id, ts, user, action, target, detail, prev, hash FROM audit ORDER BY id"):
+    redacted: dict[int, int] = {}  # the user.erased record -> how many records it redacted
+    for r in ws.db.execute("SELECT id, ts, user, action, target, detail, prev, hash, salt, digest, redacted_by "
+                           "FROM audit ORDER BY id"):
         n += 1
         if r["prev"] != prev:
             problems.append(f"record {r['id']}: does not follow record {last_id} "
                             "(a record before it was deleted, inserted or moved)")
-        if _digest(r["prev"], r["id"], r["ts"], r["user"], r["action"], r["target"], r["detail"]) != r["hash"]:
+        if r["redacted_by"] is not None:  # its personal part is gone: the digest it had stands in for it
+            redacted[r["redacted_by"]] = redacted.get(r["redacted_by"], 0) + 1
+            personal = r["digest"]
+            if (r["user"], r["target"], r["salt"], r["detail"]) != (REDACTED, None, None, _redacted_detail(r["redacted_by"])):
+                problems.append(f"record {r['id']} ({r['action']}): redacted, but something was written into it since")
+        else:
+            personal = _personal(r["salt"] or "", r["user"], r["target"], r["detail"])
+        if _digest(r["prev"], r["id"], r["ts"], r["action"], personal or "") != r["hash"]:
             problems.append(f"record {r['id']} ({r['action']}): its content was changed after it was written")
         prev, last_id = r["hash"], r["id"]
+    problems += _check_redactions(ws, redacted)
     head = _state(ws, "head")
     if head and head != f"{last_id}:{prev}":
         want = head.split(":", 1)[0]
@@ -273,7 +320,86 @@ def verify(ws: Workspace) -> Verdict:
         problems.append(f"the head kept beside the log is missing, so records after {last_id} may have been "
                         "deleted with it (compare with a head kept elsewhere)")
     problems += _check_checkpoint(ws)
-    return Verdict(ok=not problems, records=n, head=prev, problems=problems)
+    for r in ws.db.execute("SELECT id, detail FROM audit WHERE action = 'audit.rechained'"):
+        for p in json.loads(r["detail"]).get("v1_problems") or []:  # found when the log was re-hashed: still true
+            problems.append(f"before the re-hashing (record {r['id']}): {p}")
+    return Verdict(ok=not problems, records=n, head=prev, problems=problems, redacted=sum(redacted.values()))
+
+
+def _check_redactions(ws: Workspace, redacted: dict[int, int]) -> list[str]:
+    """Each redacted record must be vouched for by the `user.erased` record that redacted it, whose
+    detail says how many it redacted: a record emptied by hand (its digest kept) is caught."""
+    out = []
+    for eid, n in sorted(redacted.items()):
+        row = ws.db.execute("SELECT action, detail, redacted_by FROM audit WHERE id = ?", (eid,)).fetchone()
+        said = json.loads(row["detail"]).get("redacted") if row and row["redacted_by"] is None else None
+        if row is None or row["action"] != "user.erased" or said != n:
+            out.append(f"{n} record(s) are marked redacted by record {eid}, which "
+                       + ("does not exist" if row is None else f"does not vouch for them ({row['action']}, says {said})"))
+    return out
+
+
+def _redacted_detail(erased_by: int) -> str:
+    return json.dumps({"erased_by": erased_by})
+
+
+def redact(ws: Workspace, name: str, erased_by: int) -> int:
+    """Redact the records `name` made of the kinds in REDACTED_KINDS (what they asked, searched,
+    looked at, rated): user becomes "[erased]", target none, detail {"erased_by": erased_by}, the
+    salt goes; the digest they had keeps the chain whole. Call it inside the transaction that writes
+    the `user.erased` record `erased_by`, whose detail must say how many (`verify` checks). Returns
+    how many records it redacted. The caller zeroes the freed space (secure_delete, VACUUM)."""
+    marks = ",".join("?" * len(REDACTED_KINDS))
+    return ws.db.execute(
+        f"UPDATE audit SET user = ?, target = NULL, detail = ?, salt = NULL, redacted_by = ? "
+        f"WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL",
+        (REDACTED, _redacted_detail(erased_by), erased_by, name, *REDACTED_KINDS)).rowcount
+
+
+def redactable(ws: Workspace, name: str) -> int:
+    """How many records `redact` would redact for `name` (for the `user.erased` record it writes first)."""
+    marks = ",".join("?" * len(REDACTED_KINDS))
+    return ws.db.execute(f"SELECT COUNT(*) FROM audit WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL",
+                         (name, *REDACTED_KINDS)).fetchone()[0]
+
+
+def feedback_ids(ws: Workspace, name: str) -> list[int]:
+    """The ids of the feedback rows `name` gave, as the log recorded them (`feedback.given`): a user
+    deleted before is no longer on their rows (user_id was set NULL), the log still says whose they were."""
+    return [int(r[0]) for r in ws.db.execute(
+        "SELECT DISTINCT target FROM audit WHERE user = ? AND action = 'feedback.given' AND redacted_by IS NULL", (name,))
+        if str(r[0]).isdigit()]
+
+
+def rechain(db) -> None:
+    """Schema migration 12: re-hash every record as `digest` + chain (see the module's docstring), so
+    records can be redacted later. The chain as it was is verified first; the head it had and any
+    break found are kept in an `audit.rechained` record, and `verify` keeps naming such a break (a
+    migration must not launder tampering). Runs inside the migration's transaction."""
+    rows = db.execute("SELECT id, ts, user, action, target, detail, prev, hash FROM audit ORDER BY id").fetchall()
+    if not rows:
+        return
+    state = dict(db.execute("SELECT key, value FROM audit_state").fetchall())
+    prev = state.get("checkpoint_hash") or GENESIS
+    last, problems = int(state.get("checkpoint_id") or 0), []
+    for r in rows:
+        if r[6] != prev:
+            problems.append(f"record {r[0]}: does not follow record {last}")
+        if _digest_v1(r[6], r[0], r[1], r[2], r[3], r[4], r[5]) != r[7]:
+            problems.append(f"record {r[0]} ({r[3]}): its content was changed after it was written")
+        prev, last = r[7], r[0]
+    old_head = f"{last}:{prev}"
+    if state.get("head") not in (None, old_head):
+        problems.append(f"the newest record should be {state['head'].split(':', 1)[0]} but the log ended at {last}")
+    prev = state.get("checkpoint_hash") or GENESIS
+    for r in rows:
+        salt = secrets.token_hex(16)
+        personal = _personal(salt, r[2], r[4], r[5])
+        h = _digest(prev, r[0], r[1], r[3], personal)
+        db.execute("UPDATE audit SET prev = ?, hash = ?, salt = ?, digest = ? WHERE id = ?", (prev, h, salt, personal, r[0]))
+        prev = h
+    db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES ('head', ?)", (f"{last}:{prev}",))
+    _append(db, "audit.rechained", None, None, {"records": len(rows), "v1_head": old_head, "v1_problems": problems})
 
 
 def _check_checkpoint(ws: Workspace) -> list[str]:

@@ -126,9 +126,10 @@ def _verify(ws, as_json: bool) -> int:
 
     v = audit.verify(ws)
     if as_json:
-        emit_json({"ok": v.ok, "records": v.records, "head": v.head, "problems": v.problems})
+        emit_json({"ok": v.ok, "records": v.records, "redacted": v.redacted, "head": v.head, "problems": v.problems})
     elif v.ok:
-        print(f"audit log intact: {v.records} records, head {v.head}")
+        print(f"audit log intact: {v.records} records" + (f" ({v.redacted} redacted by an erasure)" if v.redacted else "")
+              + f", head {v.head}")
     else:
         print(f"audit log BROKEN ({v.records} records):")
         for p in v.problems:

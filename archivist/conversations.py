@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from archivist import access
+from archivist import access, audit
 from archivist.workspace import Workspace, transaction
 
 TITLE_CHARS = 80
@@ -108,7 +108,11 @@ def delete_conversation(ws: Workspace, conversation_id: int, user: str | None) -
     """Remove one of `user`'s conversations with its messages. Raises LookupError when it is not theirs."""
     _own(ws, conversation_id, user)
     with transaction(ws.db):
+        n = ws.db.execute("SELECT COUNT(*) FROM messages WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
         ws.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        # that it happened and how much, not the words (they are what was deleted)
+        audit.record(ws, "conversation.deleted", user=access.current_user(ws, user), target=str(conversation_id),
+                     detail={"messages": n})
 
 
 def erase_document(ws: Workspace, document: str, erased, collection: str | None = None, owner: str | None = None) -> int:

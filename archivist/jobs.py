@@ -124,11 +124,14 @@ def start(ws: Workspace, job_id: str, resume: bool = False) -> Job:
     states = ("queued",) + (RESUMABLE if resume else ())
     pid, born = _me()
     with transaction(ws.db):
+        before = ws.db.execute("SELECT kind, owner, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         cur = ws.db.execute(
             f"UPDATE jobs SET state = 'running', pid = ?, pid_started = ?, host = ?, heartbeat = {_NOW}, "
             f"started_at = {_NOW}, finished_at = NULL, error = NULL, cancel_requested = 0, "
             f"resumed = resumed + (state != 'queued') WHERE id = ? AND state IN ({_marks(states)})",
             (pid, born, socket.gethostname(), job_id, *states))
+        if cur.rowcount == 1 and before["state"] != "queued":  # a resume: who took it up again is on the record
+            _resumed(ws, job_id, before, access.current_user(ws))
     job = _load(ws, job_id)
     if cur.rowcount != 1:
         raise JobError(f"job {job_id} is {job.state}; it cannot be started")
@@ -236,14 +239,23 @@ def end(ws: Workspace, job_id: str, state: str, error: str | None = None, result
 
 
 def list_jobs(ws: Workspace, user: str | None = None, kinds: tuple[str, ...] | None = None,
-              include_dismissed: bool = True, limit: int = 100) -> list[Job]:
-    """The jobs `user` may see (their own; an admin: everyone's), newest first, after `reconcile`."""
+              include_dismissed: bool = True, limit: int = 100, after: str | None = None) -> list[Job]:
+    """The jobs `user` may see (their own; an admin: everyone's), newest first, after `reconcile`;
+    at most `limit`, and with `after` (a job id: the last of the previous page) those listed after it.
+    Raises LookupError when `after` is not a job `user` may see."""
     reconcile(ws)
     user = access.current_user(ws, user)
     where, args = [], []
     if not access.is_admin(ws, user):
         where.append("owner = ?")
         args.append(user)
+    if after is not None:
+        at = ws.db.execute("SELECT created_at FROM jobs WHERE id = ?" + (" AND owner = ?" if args else ""),
+                           (after, *args)).fetchone()
+        if at is None:
+            raise LookupError(f"no job {after!r} to list after (see `archivist jobs`)")
+        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        args += [at[0], at[0], after]
     if kinds:
         where.append(f"kind IN ({_marks(kinds)})")
         args += list(kinds)
@@ -316,19 +328,28 @@ def requeue(ws: Workspace, job_id: str, user: str | None = None) -> Job:
     caller (`start` from there on). Its id, owner and spec stay as they were.
     Raises LookupError (unknown, or another user's), JobError (running, queued or done)."""
     get(ws, job_id, user)
-    return _requeue(ws, job_id)
+    return _requeue(ws, job_id, access.current_user(ws, user))
 
 
-def _requeue(ws: Workspace, job_id: str) -> Job:
+def _requeue(ws: Workspace, job_id: str, by: str | None) -> Job:
     pid, born = _me()
     with transaction(ws.db):
+        before = ws.db.execute("SELECT kind, owner, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         cur = ws.db.execute(f"UPDATE jobs SET state = 'queued', pid = ?, pid_started = ?, host = ?, error = NULL, "
                             f"cancel_requested = 0, finished_at = NULL, resumed = resumed + 1 "
                             f"WHERE id = ? AND state IN ({_marks(RESUMABLE)})", (pid, born, socket.gethostname(), job_id, *RESUMABLE))
+        if cur.rowcount == 1:
+            _resumed(ws, job_id, before, by)
     job = _load(ws, job_id)
     if cur.rowcount != 1:
         raise JobError(f"job {job_id} is {job.state}; only an interrupted, failed or cancelled job can be resumed")
     return job
+
+
+def _resumed(ws: Workspace, job_id: str, before, by: str | None) -> None:
+    """Record that `by` (None: a server taking up what its last run left) resumed a job, in its transaction."""
+    audit.record(ws, "job.resume", user=by, target=job_id,
+                 detail={"kind": before["kind"], "owner": before["owner"], "state": before["state"]})
 
 
 def claim_interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> Iterator[Job]:
@@ -344,7 +365,7 @@ def claim_interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = 
             args.append(user)
     for row in ws.db.execute(f"SELECT id FROM jobs WHERE {where} ORDER BY created_at, id", args).fetchall():
         try:
-            job = _requeue(ws, row["id"])
+            job = _requeue(ws, row["id"], user)
         except JobError:
             continue
         yield job

@@ -1,4 +1,4 @@
-"""CLI: archivist users add|list|delete|role, grant, revoke, collections.
+"""CLI: archivist users add|list|delete|erase|role, grant, revoke, collections.
 
 Every command acts as the local admin unless `--user NAME` or ARCHIVIST_USER names another user;
 the checks themselves live in `archivist.access`.
@@ -19,6 +19,9 @@ def register(sub, common) -> None:
     p.add_argument("--role", choices=["admin", "member"], default="member", help="admin: everything everywhere (default member)")
     command(us, common, "list", cmd_users_list, "users with their role and grants", json=True)
     p = command(us, common, "delete", cmd_users_delete, "delete a user with their grants, keys and sessions")
+    p.add_argument("name", metavar="NAME")
+    p = command(us, common, "erase", cmd_users_erase, "erase a person: their account and everything they wrote "
+                "or were shown (right to erasure); their audit records are redacted", json=True)
     p.add_argument("name", metavar="NAME")
     p = command(us, common, "role", cmd_users_role, "make a user admin or member")
     p.add_argument("name", metavar="NAME")
@@ -74,6 +77,20 @@ def cmd_users_delete(args) -> int:
         access.delete_user(ws, args.name, by=_actor(args))
     print(f"deleted user {args.name}")
     return 0
+
+
+def cmd_users_erase(args) -> int:
+    from dataclasses import asdict
+
+    from archivist import user_erase
+
+    with open_ws(args, check_index=False) as ws:
+        report = user_erase.erase_user(ws, args.name, by=_actor(args))
+    if args.json:
+        emit_json(asdict(report))
+    else:
+        print("\n".join(user_erase.as_lines(report)))
+    return 1 if report.leftovers else 0
 
 
 def cmd_users_role(args) -> int:

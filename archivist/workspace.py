@@ -242,7 +242,7 @@ MIGRATIONS: list[str] = [
         target TEXT,                    -- what it acted on (a user, a document, an adapter, a key prefix)
         detail TEXT NOT NULL,           -- JSON
         prev TEXT NOT NULL,             -- hash of the record before (the checkpoint's, or 64 zeros)
-        hash TEXT NOT NULL              -- sha256(prev + [id, ts, user, action, target, detail])
+        hash TEXT NOT NULL              -- sha256(prev + [id, ts, user, action, target, detail]); from 12: see audit.py
     );
     CREATE INDEX audit_ts ON audit(ts);
     CREATE INDEX audit_action ON audit(action, target, ts);
@@ -261,7 +261,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE feedback ADD COLUMN message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL;
     """,
+    # 12: the audit chain hashes a salted digest of each record's personal part (user, target,
+    # detail) instead of the part itself, so a person's records can be redacted (archivist users
+    # erase) and the log still verifies; the records there are re-hashed (archivist/audit.py `rechain`)
+    """
+    ALTER TABLE audit ADD COLUMN salt TEXT;            -- random, per record; removed when it is redacted
+    ALTER TABLE audit ADD COLUMN digest TEXT;          -- sha256(salt + [user, target, detail])
+    ALTER TABLE audit ADD COLUMN redacted_by INTEGER;  -- the user.erased record that emptied it
+    """,
 ]
+
+
+def _rechain_audit(db: sqlite3.Connection) -> None:
+    from archivist import audit  # the audit module imports this one
+
+    audit.rechain(db)
+
+
+# Steps in Python that run after a migration's SQL, in its transaction: {schema version: step}
+AFTER_MIGRATION = {12: _rechain_audit}
 
 LOCAL_ADMIN = "admin"
 
@@ -387,8 +405,12 @@ def migrate(db: sqlite3.Connection) -> int:
         raise WorkspaceError(f"workspace schema {version} is newer than this archivist ({len(MIGRATIONS)}); upgrade archivist")
     for n in range(version, len(MIGRATIONS)):
         with transaction(db):
+            if db.execute("PRAGMA user_version").fetchone()[0] > n:
+                continue  # another process opening the workspace applied it while this one waited for the lock
             for statement in _split_sql(MIGRATIONS[n]):
                 db.execute(statement)
+            if n + 1 in AFTER_MIGRATION:
+                AFTER_MIGRATION[n + 1](db)
             db.execute(f"PRAGMA user_version = {n + 1}")
     return len(MIGRATIONS)
 

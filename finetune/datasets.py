@@ -631,6 +631,50 @@ def disown(ws: Workspace, owner: str, former: str) -> int:
     return n
 
 
+def erase_feedback(ws: Workspace, feedback_ids: set[int], questions: set[str], owners: Sequence[str],
+                   erased_owner: str) -> tuple[dict[str, int], set[str], list[str]]:
+    """For `archivist users erase`: drop from every saved dataset that used feedback rows
+    `feedback_ids` the examples made from them (source "feedback", one of `questions`), take the ids
+    out of its manifest, and make `erased_owner` the owner of the datasets one of `owners` (the
+    person's name, and what `users delete` left) built. Returns ({dataset: examples dropped},
+    the datasets that used their feedback (an adapter trained on one learned from it), the
+    datasets disowned). Safe to repeat."""
+    dropped_by, touched, disowned = {}, set(), []
+    for folder in _folders(ws):
+        try:
+            manifest = _manifest(folder)
+        except DatasetError:
+            continue
+        fb = manifest.get("feedback") or {}
+        used = set(fb.get("used") or [])
+        changed = False
+        if used & feedback_ids:
+            touched.add(folder.name)
+            kept, dropped = {}, 0
+            for split in ("train", "eval"):
+                f = folder / f"{split}.jsonl"
+                rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+                kept[split] = [r for r in rows if not (r.get("source") == "feedback" and r.get("question") in questions)]
+                dropped += len(rows) - len(kept[split])
+                data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept[split]).encode()
+                f.write_bytes(data)
+                manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+            fb["used"] = sorted(used - feedback_ids)
+            fb["erased"] = int(fb.get("erased") or 0) + len(used & feedback_ids)
+            manifest["feedback"] = fb
+            manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
+            dropped_by[folder.name] = dropped
+            changed = True
+        if _owner(manifest) in owners:
+            manifest["owner"] = erased_owner
+            manifest.pop("user", None)
+            disowned.append(folder.name)
+            changed = True
+        if changed:
+            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return dropped_by, touched, disowned
+
+
 def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool],
                    owner: str | None = None) -> dict[str, int]:
     """Drop from every saved dataset the examples built from document `document_id` or showing one of

@@ -167,8 +167,11 @@ def cmd_reindex(args) -> int:
     from archivist.access import require_admin
 
     with open_ws(args, check_index=False) as ws:
-        require_admin(ws, getattr(args, "user", None), "reindex the workspace")  # it rebuilds every collection
+        actor = require_admin(ws, getattr(args, "user", None), "reindex the workspace")  # it rebuilds every collection
         totals = reindex(ws, reembed=args.reembed, progress=not args.json)
+        from archivist import audit  # files, not rows: recorded once they are rebuilt
+
+        audit.record(ws, "index.rebuilt", user=actor, detail={"reembed": bool(args.reembed), "vectors": totals})
     if args.json:
         emit_json(totals)
     else:

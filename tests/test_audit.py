@@ -291,8 +291,9 @@ def test_verify_finds_an_edited_record(ws, capsys):
 def test_verify_finds_an_edited_record_even_with_its_hash_recomputed(ws):
     _log_of_five(ws)
     r = ws.db.execute("SELECT * FROM audit WHERE id = 3").fetchone()
-    forged = audit._digest(r["prev"], 3, r["ts"], r["user"], r["action"], "mallory", r["detail"])
-    _raw(ws).execute("UPDATE audit SET target = 'mallory', hash = ? WHERE id = 3", (forged,))
+    personal = audit._personal(r["salt"], r["user"], "mallory", r["detail"])
+    forged = audit._digest(r["prev"], 3, r["ts"], r["action"], personal)
+    _raw(ws).execute("UPDATE audit SET target = 'mallory', digest = ?, hash = ? WHERE id = 3", (personal, forged))
     v = audit.verify(ws)
     assert not v.ok and v.problems[0].startswith("record 4: does not follow record 3")
 
@@ -360,8 +361,8 @@ def _rehash(ws) -> None:
     """Recompute the whole chain (what a test needs after moving timestamps back)."""
     db = _raw(ws)
     prev = audit.GENESIS
-    for r in db.execute("SELECT id, ts, user, action, target, detail FROM audit ORDER BY id").fetchall():
-        h = audit._digest(prev, r[0], r[1], r[2], r[3], r[4], r[5])
+    for r in db.execute("SELECT id, ts, user, action, target, detail, salt FROM audit ORDER BY id").fetchall():
+        h = audit._digest(prev, r[0], r[1], r[3], audit._personal(r[6], r[2], r[4], r[5]))
         db.execute("UPDATE audit SET prev = ?, hash = ? WHERE id = ?", (prev, h, r[0]))
         prev = h
         last = r[0]

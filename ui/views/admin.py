@@ -1,4 +1,4 @@
-"""Admins: people (add, role, password, delete), collections, and who may read or write each one."""
+"""Admins: people (add, role, password, delete, erase), collections, and who may read or write each one."""
 
 from __future__ import annotations
 
@@ -39,6 +39,27 @@ def delete_user_with_confirmation(who: str) -> None:
         attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
     if no.button("Cancel", key="delete-user-no"):
         st.session_state.pop("confirm-delete-user", None)
+        st.rerun()
+
+
+def erase_user_with_confirmation(who: str) -> None:
+    """"Erase <who>" (right to erasure, `archivist users erase`) asks first, saying what goes."""
+    if st.button(f"Erase {core.md_escape(who)}", key="erase-user", icon=":material/delete_forever:",
+                 help="a former employee's right to erasure: also what they wrote and were shown"):
+        st.session_state["confirm-erase-user"] = who
+    if st.session_state.get("confirm-erase-user") != who:
+        return
+    st.warning(f"Erase {core.md_escape(who)}? Besides the account: their conversations, feedback and corrections, "
+               "the dataset examples made of that feedback (adapters trained on them are marked stale), and the "
+               "questions and searches in their audit records (redacted; the log still verifies). This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, erase {core.md_escape(who)}", type="primary", key="erase-user-yes"):
+        from archivist import user_erase
+
+        st.session_state.pop("confirm-erase-user", None)
+        attempt(user_erase.erase_user, ws, who, by=me, ok=f"Erased {who} (see Manage → Audit: user.erased)")
+    if no.button("Cancel", key="erase-user-no"):
+        st.session_state.pop("confirm-erase-user", None)
         st.rerun()
 
 
@@ -83,6 +104,7 @@ with users_tab:
                 attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
         if who != me:
             delete_user_with_confirmation(who)
+            erase_user_with_confirmation(who)
 
 # -- collections -------------------------------------------------------------------------------
 

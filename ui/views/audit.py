@@ -45,6 +45,7 @@ st.download_button("Download CSV", audit.to_csv(rows), file_name="archivist-audi
 if st.button("Verify the chain", key="audit-verify", icon=":material/verified:"):
     v = audit.verify(ws)
     if v.ok:
-        st.success(f"The audit log is intact: {v.records} records, head {v.head[:16]}…")
+        st.success(f"The audit log is intact: {v.records} records"
+                   + (f" ({v.redacted} redacted by an erasure)" if v.redacted else "") + f", head {v.head[:16]}…")
     else:
         st.error("The audit log was changed:\n\n" + "\n".join(f"- {p}" for p in v.problems))

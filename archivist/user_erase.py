@@ -1,0 +1,261 @@
+"""`archivist users erase NAME`: erase a person (GDPR art. 17), not only their account.
+
+`users delete` removes the account with its grants, keys and sessions, and keeps what the person
+wrote (feedback rows lose their user, datasets and jobs pass to `NAME#deleted-N`). Erasing also
+removes what they wrote and were shown, each through the module that owns it:
+
+    conversations and their messages (questions, answers shown)   deleted
+    feedback and corrections                                     deleted (found by user, or for a user
+                                                                 deleted before, by their feedback.given records)
+    dataset examples built from that feedback                    dropped (finetune/datasets.py), the
+                                                                 adapters trained on those datasets marked stale
+    API keys, sessions, grants, the account                      deleted
+    stored evaluations they ran                                  deleted
+    their name in jobs, datasets' and adapters' lineage          replaced by "[erased]"
+    their records in the audit log (REDACTED_KINDS)              redacted (archivist/audit.py `redact`)
+
+in one transaction with the `user.erased` record (who erased whom, when, the counts; never the
+text), with secure_delete on, then VACUUM and a truncated WAL, and a scan of every file of the
+workspace for the longer things they typed (`leftovers`). What it cannot remove: what an adapter
+trained on their feedback learned (named in `adapters`, marked stale), and their name on their acts
+on the company's data (ingests, grants they gave, fine-tunes, erasures), which the log keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+from archivist import access, adapters, audit
+from archivist.workspace import Workspace, transaction
+
+ERASED = audit.REDACTED  # what stands for the person's name where a record must keep an owner
+MIN_TEXT = 24  # characters: shorter things typed ("thanks", "yes") are no evidence of a leftover
+
+
+@dataclass
+class UserEraseReport:
+    """What `erase_user` removed (counts per place) and what it could not."""
+
+    user: str
+    account: bool = False  # the account still existed (False: it was deleted before)
+    conversations: int = 0
+    messages: int = 0
+    feedback: int = 0
+    keys: int = 0
+    grants: int = 0
+    evaluations: int = 0
+    jobs: int = 0  # jobs whose owner and spec no longer name them
+    dataset_examples: dict[str, int] = field(default_factory=dict)
+    datasets_disowned: list[str] = field(default_factory=list)
+    adapters: list[str] = field(default_factory=list)  # learned from their feedback: marked stale
+    audit_redacted: int = 0
+    audit_kept: dict[str, int] = field(default_factory=dict)  # their acts on the company's data, kept by kind
+    record: int = 0  # the user.erased record
+    wal_truncated: bool = True
+    leftovers: list[str] = field(default_factory=list)  # files still holding something they typed
+
+
+def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseReport:
+    """Erase person `name` everywhere (see the module's docstring); returns the report. Needs the
+    admin role. Works for a user deleted before (found through the log, jobs and datasets).
+    Raises AccessDenied (not an admin), LookupError (nothing anywhere names them), ValueError
+    (erasing yourself, or the last admin)."""
+    from archivist.finetune import datasets
+
+    actor = access.require_admin(ws, by, "erase users")
+    if name == actor:
+        raise ValueError(f"{name!r} cannot erase themselves: another admin must do it (the record says who erased whom)")
+    row = ws.db.execute("SELECT id, role FROM users WHERE name = ?", (name,)).fetchone()
+    if row and row["role"] == "admin" and ws.db.execute("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0] <= 1:
+        raise ValueError(f"{name!r} is the last admin and cannot be erased")
+    uid = row["id"] if row else None
+    report = UserEraseReport(user=name, account=row is not None)
+    formers = [name] + [r[0] for r in ws.db.execute("SELECT DISTINCT owner FROM jobs WHERE owner LIKE ? ESCAPE '\\'",
+                                                       (_like(name) + "#deleted-%",))]
+    fids = set(audit.feedback_ids(ws, name))
+    if uid is not None:
+        fids |= {r[0] for r in ws.db.execute("SELECT id FROM feedback WHERE user_id = ?", (uid,))}
+    fids = {f for f in fids if ws.db.execute("SELECT 1 FROM feedback WHERE id = ? AND (user_id IS NULL OR user_id = ?)",
+                                             (f, uid)).fetchone()}  # a deleted user's rows have no user left
+    typed = _typed(ws, uid, fids, name)
+    if not row and not fids and len(formers) == 1 and not audit.redactable(ws, name):
+        done = ws.db.execute("SELECT id FROM audit WHERE action = 'user.erased' AND target = ? ORDER BY id DESC LIMIT 1",
+                             (name,)).fetchone()
+        raise LookupError(f"{name!r} was already erased (audit record {done[0]})" if done else
+                          f"no user {name!r}, and nothing in the workspace names them")
+
+    # files first (they cannot join the transaction); each step is safe to repeat
+    questions = {r[0] for r in _in(ws, "SELECT question FROM feedback WHERE id IN ({})", fids)}
+    report.dataset_examples, touched, report.datasets_disowned = datasets.erase_feedback(ws, fids, questions, formers, ERASED)
+    report.adapters = [n for n, lin in ws.db.execute("SELECT name, lineage FROM adapters ORDER BY name")
+                       if _loads(lin).get("dataset") in touched]
+    for a in report.adapters:
+        adapters.scrub_metrics(ws, a, lambda s: any(t in s for t in typed))
+    _rename_in_files(ws, formers)
+
+    secure = ws.db.execute("PRAGMA secure_delete").fetchone()[0]
+    ws.db.execute("PRAGMA secure_delete = ON")
+    try:
+        with transaction(ws.db):
+            if uid is not None:
+                report.conversations = ws.db.execute("SELECT COUNT(*) FROM conversations WHERE user_id = ?", (uid,)).fetchone()[0]
+                report.messages = ws.db.execute("SELECT COUNT(*) FROM messages WHERE conversation_id IN "
+                                                "(SELECT id FROM conversations WHERE user_id = ?)", (uid,)).fetchone()[0]
+                report.keys = ws.db.execute("SELECT COUNT(*) FROM api_keys WHERE user_id = ?", (uid,)).fetchone()[0]
+                report.grants = ws.db.execute("SELECT COUNT(*) FROM grants WHERE user_id = ?", (uid,)).fetchone()[0]
+                ws.db.execute("DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = ?)", (uid,))
+                ws.db.execute("DELETE FROM conversations WHERE user_id = ?", (uid,))
+                report.evaluations = ws.db.execute("DELETE FROM evaluations WHERE user_id = ?", (uid,)).rowcount
+            report.feedback = sum(ws.db.execute("DELETE FROM feedback WHERE id = ?", (f,)).rowcount for f in fids)
+            report.jobs = _rename_jobs(ws, formers)
+            for a in report.adapters:
+                adapters.mark_stale(ws, [a], f"trained on feedback of an erased user ({name})")
+                lin = _loads(ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (a,)).fetchone()[0])
+                ws.db.execute("UPDATE adapters SET lineage = ? WHERE name = ?", (json.dumps(_renamed(lin, formers)), a))
+            if uid is not None:
+                ws.db.execute("DELETE FROM users WHERE id = ?", (uid,))  # keys, sessions, grants cascade
+            report.audit_redacted = audit.redactable(ws, name)
+            report.audit_kept = {r[0]: r[1] for r in ws.db.execute(
+                "SELECT action, COUNT(*) FROM audit WHERE user = ? AND redacted_by IS NULL GROUP BY action", (name,))
+                if r[0] not in audit.REDACTED_KINDS}
+            report.record = audit.record(ws, "user.erased", user=actor, target=name, detail={
+                "account": report.account, "conversations": report.conversations, "messages": report.messages,
+                "feedback": report.feedback, "keys": report.keys, "grants": report.grants,
+                "evaluations": report.evaluations, "jobs": report.jobs, "dataset_examples": report.dataset_examples,
+                "datasets_disowned": report.datasets_disowned, "stale_adapters": report.adapters,
+                "redacted": report.audit_redacted, "kept": report.audit_kept})
+            n = audit.redact(ws, name, report.record)
+            assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
+    finally:
+        ws.db.execute(f"PRAGMA secure_delete = {int(secure)}")
+    try:
+        ws.db.execute("VACUUM")  # no freed page keeps their words (secure_delete zeroed them already)
+    except sqlite3.OperationalError:
+        pass  # another process is mid-write: the leftover scan below says whether it mattered
+    report.wal_truncated = not ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    report.leftovers = _leftovers(ws, typed)
+    return report
+
+
+def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str) -> list[str]:
+    """The longer things the person typed (questions, searches, corrections, chat messages), for the
+    leftover scan and the adapters' metrics; read before they are removed."""
+    out = set()
+    if uid is not None:
+        out |= {r[0] for r in ws.db.execute("SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                                            "WHERE c.user_id = ? AND m.role = 'user'", (uid,))}
+    for r in _in(ws, "SELECT question, correction FROM feedback WHERE id IN ({})", fids):
+        out |= {r[0], r[1] or ""}
+    for r in ws.db.execute("SELECT detail FROM audit WHERE user = ? AND action IN ('question', 'question.started', 'search') "
+                           "AND redacted_by IS NULL", (name,)):
+        d = json.loads(r[0])
+        out |= {d.get("question") or "", d.get("query") or ""}
+    return sorted(t for t in out if isinstance(t, str) and len(t.strip()) >= MIN_TEXT)
+
+
+def _leftovers(ws: Workspace, typed: list[str]) -> list[str]:
+    """Files under the workspace that still hold something the person typed. The database is not a
+    leftover for a text that a remaining row holds (a document's sentence they quoted, the same
+    question another user asked): that row is someone else's."""
+    others = {t for t in typed if any(ws.db.execute(sql + " LIMIT 1", (t,)).fetchone() for sql in _HELD)}
+    needles = [t.encode("utf-8") for t in typed]
+    found = []
+    for f in sorted(p for p in ws.home.rglob("*") if p.is_file()):
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        rel = str(f.relative_to(ws.home))
+        mine = [n for n in needles if n in data]
+        if rel.startswith("archivist.db"):
+            mine = [n for n in mine if n.decode("utf-8") not in others]
+        if mine:
+            found.append(rel)
+    return found
+
+
+_HELD = (  # the rows that may hold a text the person typed once theirs are gone: someone else's
+    "SELECT 1 FROM chunks WHERE instr(text, ?1) > 0",
+    "SELECT 1 FROM documents WHERE instr(text, ?1) > 0",
+    "SELECT 1 FROM messages WHERE instr(content, ?1) > 0",
+    "SELECT 1 FROM feedback WHERE instr(question, ?1) > 0 OR instr(COALESCE(correction, ''), ?1) > 0",
+    "SELECT 1 FROM audit WHERE instr(detail, substr(json_quote(?1), 2, length(json_quote(?1)) - 2)) > 0",
+)
+
+
+def _rename_jobs(ws: Workspace, formers: list[str]) -> int:
+    """Jobs owned by the person (or by `NAME#deleted-N`, left by `users delete`): owner and every
+    string of spec and result that is their name become "[erased]". Returns how many jobs."""
+    n = 0
+    for r in ws.db.execute(f"SELECT id, spec, result FROM jobs WHERE owner IN ({','.join('?' * len(formers))})",
+                           formers).fetchall():
+        ws.db.execute("UPDATE jobs SET owner = ?, spec = ?, result = ? WHERE id = ?",
+                      (ERASED, json.dumps(_renamed(_loads(r["spec"]), formers)),
+                       None if r["result"] is None else json.dumps(_renamed(_loads(r["result"]), formers)), r["id"]))
+        n += 1
+    return n
+
+
+def _rename_in_files(ws: Workspace, formers: list[str]) -> None:
+    """Their name in the JSON a fine-tune wrote (runs/<id>/*.json, adapters/<name>/lineage.json
+    hold the run's config: `user`, and the dataset's manifest: `owner`) becomes "[erased]"."""
+    for f in list(ws.home.glob("runs/*/*.json")) + list(ws.home.glob("adapters/*/lineage.json")):
+        try:
+            text = f.read_text(encoding="utf-8")
+            if not any(json.dumps(n) in text for n in formers):
+                continue
+            f.write_text(json.dumps(_renamed(json.loads(text), formers), indent=2, ensure_ascii=False), encoding="utf-8")
+        except (OSError, ValueError):
+            continue  # unreadable: named by the leftover scan if it holds their words
+
+
+def _renamed(obj, formers: list[str]):
+    if isinstance(obj, str):
+        return ERASED if obj in formers else obj
+    if isinstance(obj, list):
+        return [_renamed(v, formers) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _renamed(v, formers) for k, v in obj.items()}
+    return obj
+
+
+def _loads(text) -> dict:
+    try:
+        v = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
+def _in(ws: Workspace, sql: str, ids: set[int]):
+    ids = sorted(ids)
+    return ws.db.execute(sql.format(",".join("?" * len(ids))), ids).fetchall() if ids else []
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def as_lines(r: UserEraseReport) -> list[str]:
+    """The report as the CLI prints it."""
+    lines = [f"erased user {r.user}" + ("" if r.account else " (the account was deleted before)"),
+             f"  conversations {r.conversations} ({r.messages} messages), feedback {r.feedback}, API keys {r.keys}, "
+             f"grants {r.grants}, evaluations {r.evaluations}, jobs renamed {r.jobs}"]
+    for d, n in sorted(r.dataset_examples.items()):
+        lines.append(f"  dataset {d}: {n} examples from their feedback dropped")
+    if r.datasets_disowned:
+        lines.append(f"  datasets they built, owner now {ERASED}: {', '.join(r.datasets_disowned)}")
+    for a in r.adapters:
+        lines.append(f"  adapter {a} learned from their feedback: marked stale (retrain: archivist finetune --retrain {a})")
+    lines.append(f"  audit log: {r.audit_redacted} of their records redacted (record {r.record} says who erased whom)")
+    if r.audit_kept:
+        lines.append("  kept with their name (their acts on the company's data): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(r.audit_kept.items())))
+    if not r.wal_truncated:
+        lines.append("  the WAL is held by another process: it is emptied at that process's next checkpoint")
+    if r.leftovers:
+        lines.append("WARNING: something they typed is still found in: " + ", ".join(r.leftovers))
+    return lines
+
