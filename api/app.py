@@ -7,15 +7,19 @@
     POST   /v1/chat/completions       grounded answers with [n] citations                     chat.py
     POST   /v1/embeddings             archivist.models.embedder_for(settings).embed           embeddings.py
     POST   /v1/search                 archivist.retrieval.search.search                       search.py
-    GET    /v1/documents              list;  POST (multipart `file`, `collection`, `wait`) upload + ingest
+    GET    /v1/documents              a page (limit, after); POST (multipart `file`, `collection`, `wait`) upload + ingest
     GET    /v1/documents/{doc}        one;   DELETE removes it from SQLite, FTS5 and FAISS     documents.py
-    GET    /v1/jobs[/{id}]            the caller's background jobs; POST /v1/jobs/{id}/cancel
+    GET    /v1/jobs[/{id}]            the caller's background jobs, a page; POST /v1/jobs/{id}/cancel
     GET    /v1/ingest_jobs[/{id}]     the uploads with wait=false, in their first shape       jobs.py
+    GET    /v1/conversations[/{id}]   the caller's own chat conversations and their messages  conversations.py
+    POST   /v1/feedback               rate or correct an answer of one's own; GET lists it     feedback.py
+    GET    /v1/keys                   the caller's keys; POST makes one, DELETE /v1/keys/{prefix} revokes  keys.py
     GET    /v1/audit[/verify]         the audit log and its hash chain (admins)               audit.py
 
 Every /v1 route needs `Authorization: Bearer <key>` (archivist/keys.py); the key's user is passed as
 `user=` to search / ask / list / ingest / delete, so the access checks are those of archivist.access.
 What the routers share (the Server record, the workspace and user dependencies) is in deps.py.
+CORS is off unless `settings.cors_origins` lists origins (docs/api.md, "Browsers").
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from fastapi import Depends, FastAPI
 
 from archivist import __version__
-from archivist.api import audit, chat, documents, embeddings, health, jobs, models, search
+from archivist.api import audit, chat, conversations, documents, embeddings, feedback, health, jobs, keys, models, search
 from archivist.api.deps import Server, known_query_only
 from archivist.api.errors import install
 from archivist.api.guard import Guard
@@ -33,7 +37,7 @@ from archivist.api.queue import GenerationQueue
 from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 
-ROUTERS = (health, models, chat, embeddings, search, documents, jobs, audit)  # in this order in the OpenAPI schema
+ROUTERS = (health, models, chat, embeddings, search, documents, jobs, conversations, feedback, keys, audit)  # in this order in the OpenAPI schema
 
 
 def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bool = False) -> FastAPI:
@@ -57,6 +61,14 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
     app.state.server = server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting, concurrency=generation_slots(settings)), started=int(time.time()))
     install(app)
     app.add_middleware(Guard, server=server)  # the key, then the body's size, before the body is read
+    if settings.cors_origin_list:  # outside the Guard: a browser's preflight carries no key
+        from starlette.middleware.cors import CORSMiddleware
+
+        # Keys travel in the Authorization header, never in cookies: no credentials mode is needed,
+        # and the listed origins alone may read the answers.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["Retry-After"], max_age=600)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -55,6 +55,8 @@ class ChatJob:
     mode: str | None
     ticket: Ticket
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    conversation: int | str | None = None  # save the exchange there ("new": in a new one of the user's)
+    saved: dict = dataclasses.field(default_factory=dict)  # then: {"conversation", "message_id"}
 
 
 def message_text(m: S.ChatMessage) -> str:
@@ -94,10 +96,33 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
         with server.workspace(job.settings) as ws:
             answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
                          history=job.history, on_token=on_token, stop=job.stop, surface="api", **extra)
+            if job.conversation is not None and not job.stop.is_set():
+                job.saved = save_exchange(ws, job, answer)
         server.queue.mark(cancelled=job.stop.is_set())
         return answer
     finally:
         job.ticket.release()
+
+
+def save_exchange(ws: Workspace, job: ChatJob, answer) -> dict:
+    """Save the question and its answer in the job's conversation (archivist/conversations.py), as the
+    chat page saves them, so that the answer can be rated (POST /v1/feedback). Returns
+    {"conversation", "message_id"} (the answer's id)."""
+    from archivist import conversations
+    from archivist.retrieval.answer import answer_json
+
+    conv = job.conversation
+    if conv == "new":
+        conv = conversations.start_conversation(ws, job.user)
+    data = answer_json(answer)
+    passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
+    conversations.add_message(ws, conv, job.user, "user", job.question)
+    mid = conversations.add_message(
+        ws, conv, job.user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
+        meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "status": answer.status,
+              "notice": answer.notice, "confidence": answer.confidence, "question": job.question,
+              "collection": job.collections[0] if job.collections and len(job.collections) == 1 else None})
+    return {"conversation": conv, "message_id": mid}
 
 
 def start(server, job: ChatJob) -> asyncio.Queue:
@@ -189,9 +214,18 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
     adapter = adapter_for_model(ws, body.model, who)
     scope = requested_collections(ws, who, body.collection, body.collections)
     max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens
+    if isinstance(body.conversation, int):  # one of the caller's, checked before the queue
+        from archivist import conversations
+
+        try:
+            conversations.messages(ws, body.conversation, who)
+        except LookupError:
+            raise APIError(404, f"no conversation {body.conversation} among yours", "conversation_not_found",
+                           "conversation") from None
     job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
                   question=question, history=history, collections=scope, k=body.k, adapter=adapter,
-                  mode=body.answer_mode, ticket=server.queue.admit())  # QueueFull -> 429 before anything runs
+                  mode=body.answer_mode, ticket=server.queue.admit(),  # QueueFull -> 429 before anything runs
+                  conversation=body.conversation)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     try:
         events = start(server, job)
@@ -223,7 +257,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
             return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": value.answer},
                                  "finish_reason": finish_reason(value, max_tokens)}],
-                    "usage": usage(value), **completion_extras(value)}
+                    "usage": usage(value), **completion_extras(value), **job.saved}
     finally:
         if not finished:
             job.stop.set()
@@ -279,7 +313,7 @@ async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: st
                 yield chunk({"content": answer.answer})
             elif "".join(streamed).strip() != answer.answer:
                 yield chunk({"content": REPLACED + answer.answer})
-            yield chunk({}, finish_reason(answer, max_tokens), answer=answer.answer, **completion_extras(answer))
+            yield chunk({}, finish_reason(answer, max_tokens), answer=answer.answer, **completion_extras(answer), **job.saved)
             if include_usage:
                 yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                             "choices": [], "usage": usage(answer)})

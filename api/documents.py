@@ -23,12 +23,17 @@ router = APIRouter(tags=["documents"])
 
 
 @router.get("/v1/documents", response_model=S.DocumentList, responses=responses(403, 404))
-def documents(collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
-    """Documents in the collections the key's user may read, newest first."""
+def documents(collection: str | None = Query(None),
+              limit: int = Query(S.PAGE_LIMIT, ge=1, le=S.PAGE_MAX, description="documents per page"),
+              after: int | None = Query(None, description="a document id, the `last_id` of the previous page: "
+                                                          "list the documents after it"),
+              ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Documents in the collections the key's user may read, newest first, a page at a time
+    (`has_more`: pass `last_id` as `after` for the next page)."""
     from archivist.ingest.pipeline import list_documents
 
     requested_collections(ws, who, collection, None)
-    return {"object": "list", "data": [document_out(d) for d in list_documents(ws, who, collection)]}
+    return S.page([document_out(d) for d in list_documents(ws, who, collection, limit=limit + 1, after=after)], limit)
 
 
 @router.get("/v1/documents/{doc:path}", response_model=S.DocumentOut, responses=responses(400, 404))
@@ -60,12 +65,19 @@ def upload(file: list[UploadFile] = File(..., description="the document: PDF, DO
     embedded, before the answer (default) or in the background (`wait=false`). A later upload under
     the same name replaces the document."""
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.ingest.uploads import UploadError, remove_unused_upload, save_upload
+    from archivist.ingest.uploads import UploadError, clean_filename, remove_unused_upload, save_upload
 
     if len(file) != 1:  # a second part was dropped without a word before
         raise APIError(400, f"one file per request, got {len(file)}: {', '.join(f.filename or '?' for f in file)}",
                        "one_file_per_request", "file")
     [file] = file
+    # The name is the document's identity (the same name again replaces it), so one the client did not
+    # give cannot be made up: every unnamed upload would replace the one before, or a made-up name
+    # would turn each re-upload into another copy. Refused before anything is stored.
+    if not clean_filename(file.filename or "", fallback=""):
+        raise APIError(422, f"the upload has no usable file name (got {file.filename or ''!r}): name the file in its "
+                            "multipart part, e.g. `curl -F file=@report.pdf` or `-F 'file=@-;filename=report.pdf'`",
+                       "missing_filename", "file")
     settings = srv.settings
     target = collection or settings.collection
     access.require(ws, who, target, "write")  # before a byte is written
@@ -73,14 +85,14 @@ def upload(file: list[UploadFile] = File(..., description="the document: PDF, DO
     if file.size is not None and file.size > settings.max_file_mb * 2**20:
         raise too_large
     try:  # the name is cleaned, the type decided from the bytes, the size counted as it is copied
-        path, name = save_upload(ws, file.filename or "upload", file.file, settings.max_file_mb)
+        path, name = save_upload(ws, file.filename, file.file, settings.max_file_mb)
     except UploadError as e:
         if "too large" in str(e):
             raise too_large from None
         raise APIError(422, str(e), "rejected_upload", "file") from None
     if not wait:
         job = jobs_api.start_upload(srv.workspace, who, target, path, name)
-        return JSONResponse(jobs_api.ingest_job_out(job), status_code=202)
+        return JSONResponse(jobs_api.ingest_job_out(job, settings), status_code=202)
     t0 = time.perf_counter()
     [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
     if res.status == "failed":

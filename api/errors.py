@@ -7,6 +7,7 @@ place, so a route never builds an error body by hand.
 from __future__ import annotations
 
 import logging
+import re
 
 from pydantic import BaseModel
 
@@ -42,6 +43,25 @@ def internal_message(exc: BaseException, what: str = "internal error") -> str:
     users' names (`FileExistsError: [Errno 17] File exists: '/srv/archivist-data/uploads/…'`); the
     server's log has it whole."""
     return f"{what}: {type(exc).__name__} (the server's log has the details)"
+
+
+# an absolute path left in a message once the workspace and the model cache are named: `/srv/x`, `~/x`,
+# `C:\\x`; not a document name (those are relative: `policies/travel.md`) nor a URL's path (`http://h/v1`)
+_ABS_PATH = re.compile(r"(?<![\w:/.>~-])(?:~?/|[A-Za-z]:\\)[^\s'\"()\[\]{},;]+")
+
+
+def without_paths(text: str | None, settings=None) -> str | None:
+    """`text` as a client may see it: the workspace folder written `<workspace>`, the model cache
+    `<model cache>`, any other absolute path `<server path>`. For messages the server does not write
+    for the client (a job's error, a WorkspaceError): the server's log, or `archivist jobs`, has them whole."""
+    if not text:
+        return text
+    if settings is not None:
+        for path, name in ((settings.home, "<workspace>"), (settings.cache, "<model cache>")):
+            forms = {str(path), str(path.expanduser()), str(path.expanduser().absolute()), str(path.expanduser().resolve())}
+            for form in sorted(forms - {"", "."}, key=len, reverse=True):  # the longest first: one may hold another
+                text = text.replace(form, name)
+    return _ABS_PATH.sub("<server path>", text)
 
 
 def error_body(status: int, message: str, code: str, param: str | None = None) -> dict:
@@ -96,6 +116,9 @@ def install(app) -> None:
             return reply(422, "the body must be a JSON object sent with `Content-Type: application/json` (got "
                               f"{request.headers.get('content-type') or 'no Content-Type'})", "invalid_body")
         loc = [str(p) for p in first.get("loc", ())]
+        if loc[:2] == ["body", "file"] and "Expected UploadFile" in str(first.get("msg")):  # a part without a filename
+            return reply(422, "the upload has no usable file name (got ''): name the file in its multipart part, "  # (api/documents.py)
+                              "e.g. `curl -F file=@report.pdf` or `-F 'file=@-;filename=report.pdf'`", "missing_filename", "file")
         if loc and loc[0] in ("body", "query", "path", "header", "cookie"):  # where it was, not a field's name:
             loc = loc[1:]  # only the first part (a body field may well be named `query`, as search's is)
         where = ".".join(loc) or "body"
@@ -125,7 +148,7 @@ def install(app) -> None:
 
     @app.exception_handler(WorkspaceError)
     async def _workspace(request, exc: WorkspaceError):
-        return reply(503, str(exc), "workspace_unavailable", headers={"Retry-After": "5"})
+        return workspace_reply(request.app.state.server.settings, exc, f"{request.method} {request.url.path}")
 
     @app.exception_handler(ConnectionError)
     async def _llm_down(request, exc: ConnectionError):  # the LLM server (ARCHIVIST_LLM_URL) is down
@@ -147,8 +170,31 @@ def install(app) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request, exc: Exception):
+        from archivist.workspace import damaged
+
+        settings = request.app.state.server.settings
+        problem = damaged(exc, settings.home)  # a damaged page of archivist.db, met by this request
+        if problem is not None:
+            return workspace_reply(settings, problem, f"{request.method} {request.url.path}")
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return reply(500, internal_message(exc), "internal_error")
+
+
+def workspace_reply(settings, exc: BaseException, where: str):
+    """The 503 of a workspace that cannot serve (WorkspaceError): its database locked, a full disk, or
+    archivist.db damaged (`workspace_damaged`: no Retry-After, an administrator must restore it). The
+    client gets the message without server paths; the server's log has it whole."""
+    from fastapi.responses import JSONResponse
+
+    text = str(exc)
+    is_damaged = " is damaged (" in text and "archivist.db" in text  # archivist.workspace.damaged's words
+    log.error("workspace error on %s: %s", where, text)
+    if is_damaged:
+        message = ("the workspace database is damaged " + text.split(" is damaged ", 1)[1].split("):", 1)[0] + "): "
+                   "an administrator must restore it from a backup of the workspace folder (the server's log names the file)")
+        return JSONResponse(error_body(503, without_paths(message, settings), "workspace_damaged"), status_code=503)
+    return JSONResponse(error_body(503, without_paths(text, settings), "workspace_unavailable"), status_code=503,
+                        headers={"Retry-After": "5"})
 
 
 def _record_refusal(request, exc: Exception) -> None:

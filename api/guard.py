@@ -96,14 +96,17 @@ class Guard:
             return
         from anyio import to_thread
 
-        from archivist.workspace import WorkspaceError
+        from archivist.api.errors import workspace_reply
+        from archivist.workspace import WorkspaceError, damaged
 
         try:
             ws, user, refusal = await to_thread.run_sync(_open_and_authenticate, self.server, headers.get("authorization"))
-        except WorkspaceError as e:
-            await _reply(scope, receive, send, 503, str(e), "workspace_unavailable", headers={"Retry-After": "5"})
-            return
-        except Exception as e:  # the database could not be opened or read: shaped as the app's own 500s
+        except Exception as e:  # noqa: BLE001
+            problem = e if isinstance(e, WorkspaceError) else damaged(e, self.server.settings.home)
+            if problem is not None:  # locked, or archivist.db damaged: said without server paths
+                await workspace_reply(self.server.settings, problem, f"{scope['method']} {scope['path']}")(scope, receive, send)
+                return
+            # the database could not be opened or read: shaped as the app's own 500s
             log.error("key check failed on %s %s", scope["method"], scope["path"], exc_info=e)
             await _reply(scope, receive, send, 500, internal_message(e), "internal_error")
             return

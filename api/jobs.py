@@ -13,6 +13,7 @@ Another user's job answers 404 like a job that does not exist.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +24,11 @@ from pydantic import BaseModel, Field
 from archivist import jobs
 from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
-from archivist.api.errors import APIError, responses
+from archivist.api.errors import APIError, responses, without_paths
 from archivist.workspace import Workspace
 
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
 
 
@@ -49,20 +51,33 @@ class JobOut(BaseModel):
     finished: int | None = None
 
 
-class JobList(BaseModel):
-    object: Literal["list"] = "list"
+class JobList(S.Page):
     data: list[JobOut]
 
 
-def job_out(job: jobs.Job) -> dict:
-    """A job as the API shows it (its spec, which holds server paths, stays on the server)."""
+def job_out(job: jobs.Job, settings=None) -> dict:
+    """A job as the API shows it: its spec, which holds server paths, stays on the server, and so do
+    the paths in its error, message and result (written `<workspace>/…`, `<server path>`: errors.without_paths;
+    `archivist jobs ID` shows them whole)."""
     return {"object": "job", "id": job.id, "kind": job.kind, "owner": job.owner, "state": job.state, "done": job.done,
-            "total": job.total, "message": job.message, "error": job.error, "result": job.result,
+            "total": job.total, "message": without_paths(job.message, settings), "error": without_paths(job.error, settings),
+            "result": _without_paths(job.result, settings),
             "cancel_requested": job.cancel_requested, "resumed": job.resumed, "created": int(job.created_at),
             "started": _int(job.started_at), "finished": _int(job.finished_at)}
 
 
-def ingest_job_out(job: jobs.Job) -> dict:
+def _without_paths(value, settings):
+    """`value` (a job's result: dicts, lists, text) with every string as errors.without_paths writes it."""
+    if isinstance(value, str):
+        return without_paths(value, settings)
+    if isinstance(value, dict):
+        return {k: _without_paths(v, settings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(v, settings) for v in value]
+    return value
+
+
+def ingest_job_out(job: jobs.Job, settings=None) -> dict:
     """An upload job in the shape of `GET /v1/ingest_jobs` (one document: its status, id, chunks, reason)."""
     names = [n for _, n in job.spec.get("files", [])]
     files = (job.result or {}).get("files", [])
@@ -75,7 +90,7 @@ def ingest_job_out(job: jobs.Job) -> dict:
         status = "failed"
     return {"object": "ingest_job", "id": job.id, "name": ", ".join(names), "collection": job.spec.get("collection"),
             "status": status, "document_id": first.get("document_id"), "chunks": first.get("chunks", 0),
-            "reason": first.get("reason") or job.error, "created": int(job.created_at), "finished": _int(job.finished_at),
+            "reason": without_paths(first.get("reason") or job.error, settings), "created": int(job.created_at), "finished": _int(job.finished_at),
             "seconds": None if job.finished_at is None else round(job.finished_at - job.created_at, 3)}
 
 
@@ -105,8 +120,9 @@ def _run(open_ws, job_id: str, upload: Path | None = None) -> None:
             results = run_job(ws, job_id)
         except jobs.JobError:
             return  # cancelled before it started
-        except Exception as e:  # the embedder did not load, the disk is full …: the job says so
-            jobs.fail(ws, job_id, str(e) or type(e).__name__)
+        except Exception as e:  # the embedder did not load, the disk is full …: the job says so, the log has it whole
+            log.error("background upload %s failed", job_id, exc_info=e)
+            jobs.fail(ws, job_id, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
             return
         refused = upload is not None and [r.status for r in results] == ["failed"]
         if refused and jobs.get(ws, job_id, jobs.get_owner(ws, job_id)).state == "done":
@@ -115,17 +131,31 @@ def _run(open_ws, job_id: str, upload: Path | None = None) -> None:
         ws.close()
 
 
+def _page(ws: Workspace, who: str, kinds, limit: int, after: str | None, out) -> dict:
+    """A page of the jobs `who` may see, each as `out` shows it."""
+    try:
+        found = jobs.list_jobs(ws, who, kinds, limit=limit + 1, after=after)
+    except LookupError:
+        raise APIError(400, f"after: no job {after!r} among yours to list after (pass the `last_id` of a page)",
+                       "invalid_cursor", "after") from None
+    return S.page([out(j, ws.settings) for j in found], limit)
+
+
+LIMIT = Query(S.PAGE_LIMIT, ge=1, le=S.PAGE_MAX, description="jobs per page")
+AFTER = Query(None, description="a job id, the `last_id` of the previous page: list the jobs after it")
+
+
 @router.get("/v1/jobs", response_model=JobList, responses=responses())
-def list_route(kind: Literal[jobs.KINDS] | None = Query(None), ws: Workspace = Depends(workspace),
-               who: str = Depends(user)):
-    """The caller's background jobs (an admin sees everyone's), newest first."""
-    return {"object": "list", "data": [job_out(j) for j in jobs.list_jobs(ws, who, (kind,) if kind else None)]}
+def list_route(kind: Literal[jobs.KINDS] | None = Query(None), limit: int = LIMIT, after: str | None = AFTER,
+               ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """The caller's background jobs (an admin sees everyone's), newest first, a page at a time."""
+    return _page(ws, who, (kind,) if kind else None, limit, after, job_out)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=responses(404))
 def get_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """One job of the caller (an admin: anyone's)."""
-    return job_out(_get(ws, job_id, who))
+    return job_out(_get(ws, job_id, who), ws.settings)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404))
@@ -133,14 +163,14 @@ def cancel_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Dep
     """Ask the job to stop; answers at once with the job (state `cancelled`, or still `running` with
     `cancel_requested` until it reaches a safe point). A finished job is returned as it is."""
     _get(ws, job_id, who)
-    return job_out(jobs.cancel(ws, job_id, who, wait=0))
+    return job_out(jobs.cancel(ws, job_id, who, wait=0), ws.settings)
 
 
 @router.get("/v1/ingest_jobs", response_model=S.IngestJobList, responses=responses(), tags=["documents"])
-def ingest_jobs(ws: Workspace = Depends(workspace), who: str = Depends(user)):
+def ingest_jobs(limit: int = LIMIT, after: str | None = AFTER, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """The background uploads (`POST /v1/documents` with wait=false) of the caller (an admin:
-    everyone's), newest first. The same jobs are in `GET /v1/jobs?kind=upload`."""
-    return {"object": "list", "data": [ingest_job_out(j) for j in jobs.list_jobs(ws, who, ("upload",))]}
+    everyone's), newest first, a page at a time. The same jobs are in `GET /v1/jobs?kind=upload`."""
+    return _page(ws, who, ("upload",), limit, after, ingest_job_out)
 
 
 @router.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404), tags=["documents"])
@@ -149,7 +179,7 @@ def ingest_job(job_id: str, ws: Workspace = Depends(workspace), who: str = Depen
     job = _get(ws, job_id, who)
     if job.kind != "upload":
         raise APIError(404, f"no ingestion job {job_id!r}", "job_not_found", "job_id")
-    return ingest_job_out(job)
+    return ingest_job_out(job, ws.settings)
 
 
 def _get(ws: Workspace, job_id: str, who: str) -> jobs.Job:

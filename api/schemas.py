@@ -78,6 +78,10 @@ class ChatRequest(_Open):
     k: int | None = Field(None, ge=1, le=20, description="archivist: passages given to the model")
     answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
         None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")
+    conversation: int | Literal["new"] | None = Field(
+        None, description="archivist: save the question and the answer in this conversation of yours, or in a new one "
+                          "(\"new\"); the response then names `conversation` and the answer's `message_id`, which "
+                          "POST /v1/feedback rates. Default: nothing is saved")
     verified_only: Bool = Field(
         True, description="archivist: with `stream: true`, send only the checked answer (one content chunk when it is "
                           "ready); false streams the model's draft as it is written and, when the check changed it, a "
@@ -186,6 +190,8 @@ class ChatResponse(BaseModel):
                                          "(uncertain: the closest passage follows, not confirmed to answer), else empty")
     confidence: float = Field(description="archivist: the score the status was decided on")
     invalid_citations: list[int] = Field(description="archivist: [n] marks the model wrote that point to no passage (removed)")
+    conversation: int | None = Field(None, description="archivist: with `conversation` in the request, where it was saved")
+    message_id: int | None = Field(None, description="archivist: with `conversation`, the saved answer's id (for POST /v1/feedback)")
 
 
 class Embedding(BaseModel):
@@ -236,8 +242,26 @@ class DocumentOut(BaseModel):
     status: str
 
 
-class DocumentList(BaseModel):
+PAGE_LIMIT, PAGE_MAX = 100, 1000  # items per page of a list: by default, at most
+
+
+class Page(BaseModel):
+    """The paging fields of a list, as OpenAI's lists have them: pass `last_id` as `?after=` for the next page."""
+
     object: Literal["list"] = "list"
+    first_id: int | str | None = Field(None, description="the id of the first item of this page")
+    last_id: int | str | None = Field(None, description="the id of the last item: `?after=` this for the next page")
+    has_more: bool = Field(False, description="whether items follow this page")
+
+
+def page(items: list[dict], limit: int) -> dict:
+    """A list answer from up to `limit + 1` items, newest first (the extra one only says that more follow)."""
+    data = items[:limit]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": len(items) > limit}
+
+
+class DocumentList(Page):
     data: list[DocumentOut]
 
 
@@ -265,8 +289,7 @@ class IngestJob(BaseModel):
     seconds: float | None = None
 
 
-class IngestJobList(BaseModel):
-    object: Literal["list"] = "list"
+class IngestJobList(Page):
     data: list[IngestJob]
 
 

@@ -118,13 +118,13 @@ def _check(question: str, rating: int, correction: str | None) -> int:
 
 def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = None, mine_only: bool = False) -> list[dict]:
     """Feedback rows, newest first, with citations decoded: [{id, user, collection, question, answer,
-    rating, correction, citations, adapter, created_at}].
+    rating, correction, citations, adapter, created_at, message_id}].
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only.
     """
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
-           "f.adapter, f.created_at FROM feedback f LEFT JOIN users u ON u.id = f.user_id")
+           "f.adapter, f.created_at, f.message_id FROM feedback f LEFT JOIN users u ON u.id = f.user_id")
     params: list = []
     if mine_only or not access.is_admin(ws, who):
         sql += " WHERE u.name = ?"

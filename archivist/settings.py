@@ -75,6 +75,8 @@ class Settings:
                           "http://127.0.0.1:8000; empty: the model runs in this process (docs/serving.md)")
     llm_fallback: str = _f("none", "when the llm_url server is down: none (a clear error) | local (the in-process model)")
     llm_parallel: int = _f(64, "generations one API process sends the llm_url server at once (in-process: 1)")
+    cors_origins: str = _f("", "web origins whose pages may call the API from a browser, comma-separated "
+                               "(https://tools.example.com,http://localhost:3000); empty: none (CORS off); never *")
     device: str = _f("auto", "auto | cpu | cuda")
     quantize: str = _f("auto", "LLM weights at inference: auto (4-bit on GPU) | none | 4bit")
     user: str = _f("", "act as this user (default: the local admin)")
@@ -107,6 +109,14 @@ class Settings:
             raise ValueError(f"compress_above must be at least 1, got {self.compress_above}")
         if self.max_json_mb < 1:
             raise ValueError(f"max_json_mb must be at least 1, got {self.max_json_mb}")
+        for origin in self.cors_origin_list:  # an origin is scheme://host[:port], nothing after it
+            if origin == "*" or "*" in origin:
+                raise ValueError("cors_origins must list each origin, not '*': any web page could then use a key a "
+                                 "browser holds")
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"cors_origins: {origin!r} is not an origin like https://tools.example.com "
+                                 "(scheme and host, optional :port, no path)")
         if self.ocr not in ("auto", "always", "never"):
             raise ValueError(f"ocr must be auto, always or never, got {self.ocr!r}")
         if self.llm_fallback not in ("none", "local"):
@@ -139,6 +149,11 @@ class Settings:
                 values[f.name] = _coerce(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins of cors_origins, each as a browser sends it (no trailing slash)."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     def describe(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}

@@ -730,21 +730,36 @@ def resume_job(ws: Workspace, job_id: str, user: str | None = None, embedder=Non
 # -- documents: list, delete, reindex --------------------------------------------------------
 
 
-def list_documents(ws: Workspace, user: str | None = None, collection: str | None = None) -> list[dict]:
+def list_documents(ws: Workspace, user: str | None = None, collection: str | None = None,
+                   limit: int | None = None, after: int | None = None) -> list[dict]:
     """Documents in the collections `user` may read (optionally one collection), newest first.
     Each has `ocr_pages` (pages read by OCR) and `low_confidence_pages` (those whose mean OCR
-    confidence is under ocr.LOW_CONFIDENCE: their text may be wrong)."""
+    confidence is under ocr.LOW_CONFIDENCE: their text may be wrong).
+
+    A page of them: at most `limit`, those listed after the document with id `after` (the last of
+    the previous page; one deleted since still marks its place: ids grow as documents are added).
+    """
     readable = access.readable_collections(ws, user)
     if collection is not None:
         readable = [c for c in readable if c == collection]
     if not readable:
         return []
     marks = ",".join("?" * len(readable))
+    where, args = f"k.name IN ({marks})", list(readable)
+    if after is not None:
+        at = ws.db.execute("SELECT added_at FROM documents WHERE id = ?", (int(after),)).fetchone()
+        if at is None:
+            where += " AND d.id < ?"
+            args.append(int(after))
+        else:
+            where += " AND (d.added_at < ? OR (d.added_at = ? AND d.id < ?))"
+            args += [at[0], at[0], int(after)]
     rows = ws.db.execute(
         f"SELECT d.id, d.path AS name, k.name AS collection, d.kind, d.pages, d.size, d.status, d.content_hash, "
         f"d.added_at, d.updated_at, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS chunks, d.ocr "
-        f"FROM documents d JOIN collections k ON k.id = d.collection_id WHERE k.name IN ({marks}) "
-        f"ORDER BY d.added_at DESC, d.id DESC", readable).fetchall()
+        f"FROM documents d JOIN collections k ON k.id = d.collection_id WHERE {where} "
+        f"ORDER BY d.added_at DESC, d.id DESC" + (" LIMIT ?" if limit is not None else ""),
+        args + ([int(limit)] if limit is not None else [])).fetchall()
     return [_with_ocr(dict(r)) for r in rows]
 
 

@@ -44,7 +44,7 @@ class UploadError(ValueError):
     unsupported type, zip bomb). Nothing of it was kept."""
 
 
-def clean_filename(name: str) -> str:
+def clean_filename(name: str, fallback: str = "upload") -> str:
     """The display-and-storage name for an uploaded file's claimed name.
 
     Keeps only the last path component (so "../../etc/passwd", "/abs/x" and "C:\\fakepath\\x"
@@ -52,7 +52,8 @@ def clean_filename(name: str) -> str:
     unassigned characters, replaces characters Windows forbids with "_", folds whitespace runs
     into one space, strips leading and trailing dots and spaces (no hidden files, no "..",
     no Windows trailing-dot names), prefixes Windows reserved names ("CON.txt" -> "_CON.txt"),
-    and shortens it to MAX_NAME_BYTES of UTF-8 keeping the extension. Never returns "" ("upload").
+    and shortens it to MAX_NAME_BYTES of UTF-8 keeping the extension. A name with nothing left
+    ("", ".", blanks) becomes `fallback`.
     """
     name = unicodedata.normalize("NFC", str(name)).replace("\\", "/")
     name = name.rsplit("/", 1)[-1]
@@ -61,7 +62,7 @@ def clean_filename(name: str) -> str:
     name = "".join("_" if ch in _FORBIDDEN else ch for ch in name)
     name = " ".join(name.split()).strip(" .")
     if not name:
-        return "upload"
+        return fallback
     if name.split(".", 1)[0].rstrip(" ").upper() in RESERVED:
         name = "_" + name
     return _shorten(name)

@@ -1,0 +1,108 @@
+"""Feedback on answers over HTTP (archivist/feedback.py), as the chat page gives it: a thumb up or
+down, or a correction, on an assistant message of one of the caller's own conversations.
+
+    POST /v1/feedback      {"message_id", "rating": 1 | -1 | 0, "correction"}: the first makes the
+                           message's feedback, later ones change it (as a second click on a thumb)
+    GET  /v1/feedback      the caller's feedback, newest first (an admin: everyone's)
+
+The question, the answer and its passages are the ones stored with the message, never the client's
+words: the passages name the collections a fine-tuned adapter's lineage will hold, so a client must
+not be able to claim them. Find message ids with `GET /v1/conversations/{id}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from archivist import conversations, feedback
+from archivist.api import schemas as S
+from archivist.api.deps import user, workspace
+from archivist.api.errors import APIError, responses
+from archivist.records import under_notice
+from archivist.workspace import Workspace
+
+router = APIRouter(tags=["feedback"])
+
+
+class FeedbackRequest(S._Open):
+    model_config = ConfigDict(extra="forbid")  # `ratting: 1` is a mistake to report, not to ignore
+    message_id: int = Field(description="an assistant message of one of your conversations (GET /v1/conversations/{id})")
+    rating: Literal[-1, 0, 1] | None = Field(None, description="1 thumbs up, -1 thumbs down, 0 none (a correction alone); "
+                                                               "omitted: unchanged (new feedback: 0)")
+    correction: str | None = Field(None, description="the answer you say is right; \"\" removes an earlier one")
+
+
+class FeedbackOut(BaseModel):
+    object: Literal["feedback"] = "feedback"
+    id: int
+    user: str | None = None
+    message_id: int | None = None
+    collection: str | None = None
+    question: str
+    answer: str
+    rating: int
+    correction: str | None = None
+    citations: list[Any] = []
+    adapter: str | None = None
+    created_at: float
+
+
+class FeedbackList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FeedbackOut]
+
+
+@router.get("/v1/feedback", response_model=FeedbackList, responses=responses())
+def list_route(limit: int = Query(100, ge=1, le=1000), ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """The caller's feedback, newest first (an admin: everyone's, as `archivist.feedback.list_feedback` shows it)."""
+    return {"object": "list", "data": [_out(f) for f in feedback.list_feedback(ws, who, limit=limit)]}
+
+
+@router.post("/v1/feedback", response_model=FeedbackOut, responses={**responses(404), 201: {"model": FeedbackOut}})
+def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Rate or correct an answer of one of the caller's conversations: 201 with the new feedback, or
+    200 with the message's earlier feedback changed."""
+    m = _message(ws, who, body.message_id)
+    prior = feedback.find_feedback(ws, who, m.get("question") or "", m["content"], message_id=m["id"])
+    if prior:
+        feedback.update_feedback(ws, prior["id"], who, rating=body.rating, correction=body.correction)
+        fid, status = prior["id"], 200
+    else:
+        fid = feedback.record_feedback(ws, who, m.get("question") or "", under_notice(m["content"], m.get("notice", "")),
+                                       rating=body.rating or 0, correction=body.correction, citations=m.get("citations"),
+                                       adapter=m.get("adapter"), collection=m.get("collection"), message_id=m["id"])
+        status = 201
+    row = next(f for f in feedback.list_feedback(ws, who, mine_only=True) if f["id"] == fid)
+    return JSONResponse(_out(row, m["id"]), status_code=status)
+
+
+def _message(ws: Workspace, who: str, message_id: int) -> dict:
+    """The assistant message `message_id` of one of `who`'s conversations, as conversations.messages
+    shows it to them. Raises APIError 404 for another user's message, like one that does not exist."""
+    missing = APIError(404, f"no answer {message_id} in your conversations", "message_not_found", "message_id")
+    row = ws.db.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        raise missing
+    try:
+        found = conversations.messages(ws, row[0], who)  # raises LookupError when the conversation is not theirs
+    except LookupError:
+        raise missing from None
+    m = next((m for m in found if m["id"] == message_id), None)
+    if m is None or m["role"] != "assistant":
+        raise APIError(404, f"message {message_id} is not an answer: feedback rates the assistant's messages",
+                       "message_not_found", "message_id") if m is not None else missing
+    if m.get("withheld"):
+        raise APIError(403, f"answer {message_id} came from {', '.join(m['withheld'])}, which you can no longer read",
+                       "permission_denied", "message_id")
+    return m
+
+
+def _out(f: dict, message_id: int | None = None) -> dict:
+    return {"object": "feedback", "id": f["id"], "user": f.get("user"), "message_id": f.get("message_id", message_id),
+            "collection": f.get("collection"), "question": f["question"], "answer": f["answer"], "rating": f["rating"],
+            "correction": f.get("correction"), "citations": f.get("citations") or [], "adapter": f.get("adapter"),
+            "created_at": f["created_at"]}

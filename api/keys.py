@@ -1,0 +1,75 @@
+"""API keys over HTTP, with the rules of archivist/keys.py (the same as `archivist keys`):
+
+    GET    /v1/keys[?user=NAME]     the caller's keys (an admin: everyone's, or NAME's); never their secrets
+    POST   /v1/keys                 a new key, shown once: the caller's own, or (admins) `{"user": NAME}`'s
+    DELETE /v1/keys/{prefix}        revoke one (`ak-1a2b3c4d`, or the whole key): a member their own only
+
+A member asking for another user's key gets 403 before the name is looked up (so no user name is
+confirmed), and another user's prefix is 404 like an unknown one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from archivist import keys
+from archivist.api import schemas as S
+from archivist.api.deps import user, workspace
+from archivist.api.errors import responses
+from archivist.workspace import Workspace
+
+router = APIRouter(tags=["keys"])
+
+
+class KeyOut(BaseModel):
+    object: Literal["api_key"] = "api_key"
+    prefix: str = Field(description="names the key: `ak-1a2b3c4d`")
+    user: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+class NewKey(KeyOut):
+    key: str = Field(description="the whole key: shown this once, only its hash is kept")
+
+
+class KeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[KeyOut]
+
+
+class KeyRequest(S._Open):
+    model_config = ConfigDict(extra="forbid")
+    user: str | None = Field(None, description="whose key (default: the caller's own; another user's needs the admin role)")
+
+
+def key_out(k: dict) -> dict:
+    return {"object": "api_key", "prefix": k["prefix"], "user": k["user"], "created_at": k["created_at"],
+            "revoked_at": k["revoked_at"]}
+
+
+@router.get("/v1/keys", response_model=KeyList, responses=responses())
+def list_route(user_: str | None = Query(None, alias="user", description="admins: this user's keys only"),
+               ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """The caller's API keys, oldest first (an admin: everyone's, or `user`'s); prefixes and states, never secrets."""
+    return {"object": "list", "data": [key_out(k) for k in keys.list_keys(ws, user_, by=who)]}
+
+
+@router.post("/v1/keys", response_model=NewKey, status_code=201, responses=responses(403, 404))
+def create_route(body: KeyRequest | None = None, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """A new API key for the caller (or, for an admin, for `user`). The key is in this answer only."""
+    owner = (body.user if body else None) or who
+    key = keys.create_key(ws, owner, by=who)
+    listed = next(k for k in keys.list_keys(ws, owner, by=who) if k["prefix"] == "ak-" + key.split("-")[1])
+    return JSONResponse({**key_out(listed), "key": key}, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/v1/keys/{prefix}", response_model=KeyOut, responses=responses(404))
+def revoke_route(prefix: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """Revoke a key (by its prefix `ak-1a2b3c4d`, or whole): at once, also when it is the key of this
+    request. Revoking twice is harmless."""
+    return key_out(keys.revoke_key(ws, prefix, by=who))
