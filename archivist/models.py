@@ -10,7 +10,6 @@ or a local folder.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
@@ -637,11 +636,17 @@ def active_embedder(home) -> dict | None:
     return hit[1]
 
 
-@functools.cache
 def load_tokenizer(name: str, cache: str):
-    from transformers import AutoTokenizer
+    """The chat model's tokenizer alone, once per process. Loaded under the model lock (load_once): the
+    app's first question checks its length while the warm-up thread may still be importing
+    transformers, and an import of it from a second thread then failed ("cannot import name
+    'AutoTokenizer'")."""
+    def load():
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(resolve_llm(name, Path(cache))))
+        return AutoTokenizer.from_pretrained(str(resolve_llm(name, Path(cache))))
+
+    return load_once(("tokenizer", name, cache), load)
 
 
 def hub_offline_by_default() -> None:

@@ -39,7 +39,16 @@ with st.sidebar:
         if picked != current:
             st.session_state["conv"] = picked
             st.rerun()
+    # A collection chosen here and since revoked (or deleted) would silently become "all": say so,
+    # until another collection is chosen.
+    chosen = st.session_state.get("chat-collection")
+    if chosen not in (None, ALL) and chosen not in readable:
+        st.session_state["chat-collection"] = ALL
+        st.session_state["_chat-lost"] = chosen
     collection = st.selectbox("Collection", [ALL] + readable, key="chat-collection")
+    if collection != ALL or st.session_state.get("_chat-lost") in readable:
+        st.session_state.pop("_chat-lost", None)
+    lost = st.session_state.get("_chat-lost")
     k = st.slider("Passages", 1, 10, s.top_k, key="chat-k", help="How many passages the model reads per question")
     active = adapters.active(ws, user)  # None unless this user may use it
     options = [BASE] + core.adapter_names(ws, user)
@@ -164,18 +173,31 @@ def show_assistant(m: dict) -> None:
 # -- the conversation ----------------------------------------------------------------------------
 
 st.title("Chat")
+if lost is not None:
+    st.warning(f"You may no longer read the collection {core.md_escape(lost)}: questions now search all your collections.",
+               icon=":material/lock:")
 if not readable:
     st.info("There are no documents to ask about yet: upload some on the Documents page." if core.is_admin(user) else
             "No collection is shared with you yet, so there is nothing to ask about. Ask an admin for read access.")
 
+# A question stored without an answer after it: the page was reloaded or left while it was being
+# answered (the run stops with the session), or answering failed. It says so; the last one can be asked again.
+UNANSWERED = "Not answered: the page was reloaded or left while the answer was being written, or answering failed."
 conv = st.session_state["conv"]
 shown = conversations.messages(ws, conv, user) if conv else []
+reask = st.session_state.pop("_reask", None)  # the id of the unanswered last question "Ask again" sends again
+reask = shown[-1] if reask is not None and shown and shown[-1]["role"] == "user" and shown[-1]["id"] == reask else None
 last_question = None
-for m in shown:
+for i, m in enumerate(shown):
     with st.chat_message(m["role"]):
         if m["role"] == "user":
             last_question = m["content"]
             st.text(m["content"])
+            if m is not reask and (i + 1 == len(shown) or shown[i + 1]["role"] == "user"):
+                st.caption(UNANSWERED)
+                if i + 1 == len(shown) and st.button("Ask again", key=f"reask-{m['id']}", icon=":material/replay:"):
+                    st.session_state["_reask"] = m["id"]
+                    st.rerun()
         else:
             m.setdefault("question", last_question)
             show_assistant(m)
@@ -187,6 +209,8 @@ question = st.chat_input("Ask about your documents", key="chat-input")
 if question is not None and not question.strip():
     st.caption("Type a question first.")  # only spaces: nothing is stored or asked
     question = None
+if question is None and reask is not None:
+    question = reask["content"]  # already stored and shown above: asked again, not stored twice
 if question:
     try:  # refused before it is stored or searched
         check_question(question, settings=s)
@@ -198,10 +222,13 @@ if question:
     if conv is None:
         conv = conversations.start_conversation(ws, user)
         st.session_state["conv"] = conv
-    hist = conversations.history(ws, conv, user)
-    conversations.add_message(ws, conv, user, "user", question)
-    with st.chat_message("user"):
-        st.text(question)
+    if reask is not None and question == reask["content"]:
+        hist = conversations.history(ws, conv, user, turns=7)[:-1]  # without the question itself
+    else:
+        hist = conversations.history(ws, conv, user)
+        conversations.add_message(ws, conv, user, "user", question)
+        with st.chat_message("user"):
+            st.text(question)
     with st.chat_message("assistant"):
         box = st.empty()
         box.caption("Searching your documents…")

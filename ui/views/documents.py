@@ -127,27 +127,34 @@ table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type":
 table["pages"] = table["pages"].astype("Int64")  # blank, not "None", for formats without pages
 event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                      key=_table_key(shown))
-st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open, re-ingest or delete them.")
+st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open"
+           + (", re-ingest or delete them." if writable or admin else " them."))
 picked = _picked(shown, event.selection.rows if event else [])
 if not picked:
     st.stop()
 
+# Re-ingest and Delete are offered for the selected documents this user may change (write access to
+# their collection), so a reader is never asked to confirm what is then refused.
+changeable = [d for d in picked if admin or d["collection"] in writable]
+if len(changeable) < len(picked):
+    st.caption(core.md_escape(f"Read only: {len(picked) - len(changeable)} of the selected documents are in collections "
+                              "you may read but not change."))
 b2, b3, _ = st.columns([1, 1, 4])
-if b2.button(f"Re-ingest {len(picked)}", key="reingest", icon=":material/refresh:"):
+if changeable and b2.button(f"Re-ingest {len(changeable)}", key="reingest", icon=":material/refresh:"):
     try:
-        library.reingest(s, ws, user, [d["id"] for d in picked])
+        library.reingest(s, ws, user, [d["id"] for d in changeable])
     except (access.AccessDenied, FileNotFoundError, LookupError) as e:
         st.error(core.md_escape(e))
     else:
         st.rerun()
-if b3.button(f"Delete {len(picked)}", key="delete", icon=":material/delete:"):
-    st.session_state["confirm-delete"] = [d["id"] for d in picked]
-if st.session_state.get("confirm-delete") == [d["id"] for d in picked]:
-    st.warning(f"Delete {len(picked)} document{'s' if len(picked) != 1 else ''} from search, chat and fine-tuning data: "
-               f"{_names(picked)}? This cannot be undone.")
+if changeable and b3.button(f"Delete {len(changeable)}", key="delete", icon=":material/delete:"):
+    st.session_state["confirm-delete"] = [d["id"] for d in changeable]
+if changeable and st.session_state.get("confirm-delete") == [d["id"] for d in changeable]:
+    st.warning(f"Delete {len(changeable)} document{'s' if len(changeable) != 1 else ''} from search, chat and fine-tuning data: "
+               f"{_names(changeable)}? This cannot be undone.")
     if st.button("Yes, delete", type="primary", key="delete-yes"):
         errors = []
-        for d in picked:
+        for d in changeable:
             try:
                 delete_document(ws, d["id"], user)
             except (access.AccessDenied, LookupError) as e:
