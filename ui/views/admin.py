@@ -25,42 +25,41 @@ def attempt(fn, *args, ok: str, **kwargs) -> None:
         st.rerun()
 
 
-def delete_user_with_confirmation(who: str) -> None:
-    """"Delete <who>" asks first, naming the person and what goes with them; "Yes" deletes, "Cancel" keeps."""
-    if st.button(f"Delete {core.md_escape(who)}", key="delete-user", icon=":material/person_remove:"):
-        st.session_state["confirm-delete-user"] = who
-    if st.session_state.get("confirm-delete-user") != who:
-        return
-    st.warning(f"Delete {core.md_escape(who)}? Their conversations (their whole chat history), access grants, "
-               "API keys and sessions are deleted with them. This cannot be undone.")
+def _confirmed(verb: str, who: str, icon: str, warning: str, help: str | None = None) -> bool:
+    """"<Verb> <who>" asks first with `warning`; True once "Yes, <verb> <who>" is clicked ("Cancel" keeps)."""
+    key = f"confirm-{verb.lower()}-user"
+    if st.button(f"{verb} {core.md_escape(who)}", key=f"{verb.lower()}-user", icon=icon, help=help):
+        st.session_state[key] = who
+    if st.session_state.get(key) != who:
+        return False
+    st.warning(f"{verb} {core.md_escape(who)}? {warning} This cannot be undone.")
     yes, no = st.columns(2)
-    if yes.button(f"Yes, delete {core.md_escape(who)}", type="primary", key="delete-user-yes"):
-        st.session_state.pop("confirm-delete-user", None)
-        attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
-    if no.button("Cancel", key="delete-user-no"):
-        st.session_state.pop("confirm-delete-user", None)
+    if yes.button(f"Yes, {verb.lower()} {core.md_escape(who)}", type="primary", key=f"{verb.lower()}-user-yes"):
+        st.session_state.pop(key, None)
+        return True
+    if no.button("Cancel", key=f"{verb.lower()}-user-no"):
+        st.session_state.pop(key, None)
         st.rerun()
+    return False
+
+
+def delete_user_with_confirmation(who: str) -> None:
+    """"Delete <who>" asks first, naming the person and what goes with them."""
+    if _confirmed("Delete", who, ":material/person_remove:", "Their conversations (their whole chat history), "
+                  "access grants, API keys and sessions are deleted with them."):
+        attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
 
 
 def erase_user_with_confirmation(who: str) -> None:
     """"Erase <who>" (right to erasure, `archivist users erase`) asks first, saying what goes."""
-    if st.button(f"Erase {core.md_escape(who)}", key="erase-user", icon=":material/delete_forever:",
-                 help="a former employee's right to erasure: also what they wrote and were shown"):
-        st.session_state["confirm-erase-user"] = who
-    if st.session_state.get("confirm-erase-user") != who:
-        return
-    st.warning(f"Erase {core.md_escape(who)}? Besides the account: their conversations, feedback and corrections, "
-               "the dataset examples made of that feedback (adapters trained on them are marked stale), and the "
-               "questions and searches in their audit records (redacted; the log still verifies). This cannot be undone.")
-    yes, no = st.columns(2)
-    if yes.button(f"Yes, erase {core.md_escape(who)}", type="primary", key="erase-user-yes"):
+    if _confirmed("Erase", who, ":material/delete_forever:",
+                  "Besides the account: their conversations, feedback and corrections, the dataset examples made of "
+                  "that feedback (adapters trained on them are marked stale), and the questions and searches in their "
+                  "audit records (redacted; the log still verifies).",
+                  help="a former employee's right to erasure: also what they wrote and were shown"):
         from archivist import user_erase
 
-        st.session_state.pop("confirm-erase-user", None)
         attempt(user_erase.erase_user, ws, who, by=me, ok=f"Erased {who} (see Manage → Audit: user.erased)")
-    if no.button("Cancel", key="erase-user-no"):
-        st.session_state.pop("confirm-erase-user", None)
-        st.rerun()
 
 
 if msg := st.session_state.pop("_admin_toast", None):
