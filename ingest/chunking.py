@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from archivist.records import Block, Chunk
-from archivist.retrieval.lexicon import CJK, CJK_CHAR
+from archivist.retrieval.folding import CJK, CJK_CHAR
 
 BLOCK_SEP = "\n\n"
 

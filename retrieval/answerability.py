@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from archivist.records import Hit
-from archivist.retrieval import lexicon, lexicon_store
+from archivist.retrieval import folding, lexicon, lexicon_store
 from archivist.retrieval.query import query_terms
 from archivist.workspace import Workspace
 
@@ -55,7 +55,7 @@ def present(term: str, text: str) -> bool:
     """Whether lower-cased `text` holds a query term (`query_terms`): a word by a crude stem at the
     start of a word ("reimbursed" ~ "reimburse"); a CJK bigram anywhere, as written (no word
     boundary stands between Chinese or Japanese words)."""
-    if lexicon.is_cjk(term):
+    if folding.is_cjk(term):
         return term in text
     return re.search(r"\b" + re.escape(term[: max(4, len(term) - 2)]), text) is not None
 

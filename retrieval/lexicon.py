@@ -4,8 +4,8 @@ The scores are FTS5's own `bm25()` as `chunks_fts` would compute it for `MATCH '
 (k1 1.2, b 0.75, the text column weighted 1.0 and the heading 0.5, a row's length counted over
 both columns, idf floored at 1e-6), over the same tokens (unicode61 folding, Porter stems) for
 ASCII text. Beyond ASCII the tokens part from FTS5's (`tokens`): text is folded (NFKC, diacritics,
-case, invisible characters) and Chinese/Japanese/Korean cut into characters and bigrams, where
-unicode61 keeps a whole run of them, a sentence, as one token.
+case, invisible characters) and Chinese/Japanese/Korean cut into characters and bigrams
+(retrieval/folding.py), where unicode61 keeps a whole run of them, a sentence, as one token.
 Fields (BM25F in FTS5's own form): a chunk's frequency of a word is the weighted sum of its
 frequencies in the text (1.0), the heading path (`Fields.heading`) and the document's title
 (`Fields.title`), and its length the sum of those fields' lengths; a field of weight 0 is left out
@@ -34,13 +34,13 @@ import json
 import math
 import re
 import threading
-import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
+from archivist.retrieval import folding
 from archivist.workspace import Workspace
 
 K1, B = 1.2, 0.75
@@ -50,15 +50,8 @@ _PAIR = "\x00"  # joins the stems of adjacent words of an identifier into one te
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61: runs of letters and digits; "_" separates
 # What `tokens` makes of a text, as a number saved with the index: an index file or pending segment
 # tokenized by another version is rebuilt from SQLite (lexicon_store). 2: text beyond ASCII folded
-# (`_fold`) and Chinese/Japanese/Korean cut into characters and bigrams (`_words`).
+# (`folding.fold`) and Chinese/Japanese/Korean cut into characters and bigrams (`folding.words`).
 TOKENIZER = 2
-# Scripts written without spaces between words: Han (with 々〆〇), hiragana, katakana (with ー), Hangul
-# syllables. A run of them is one unicode61 token, so no word inside a sentence could be found;
-# it is cut into single characters and overlapping pairs instead (as Lucene's CJK analyzer does).
-# `CJK` holds their ranges for a regex character class.
-CJK = ("\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
-       "\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\U00020000-\U0003134f")
-CJK_CHAR = re.compile(f"[{CJK}]")
 _local = threading.local()
 _stems: dict[str, str] = {}
 STEMS_MAX = 100_000  # words whose stem is remembered; then forgotten at once (a CSV of a million ids has a million words)
@@ -66,12 +59,12 @@ STEMS_MAX = 100_000  # words whose stem is remembered; then forgotten at once (a
 
 def stem(word: str) -> str:
     """A lower-cased word's Porter stem, diacritics removed first (as FTS5's porter unicode61); beyond
-    ASCII the word is folded as `tokens` folds text (`_fold`), so a CJK bigram is its own term."""
+    ASCII the word is folded as `tokens` folds text (`folding.fold`), so a CJK bigram is its own term."""
     s = _stems.get(word)
     if s is None:
         w = word
         if not w.isascii():
-            w = _fold(w, quick=False)
+            w = folding.fold(w, quick=False)
         if w.isascii() and len(w) > 2:
             stemmer = getattr(_local, "stemmer", None)
             if stemmer is None:  # snowball stemmers keep state: one per thread
@@ -86,102 +79,16 @@ def stem(word: str) -> str:
     return s
 
 
-@lru_cache(maxsize=1)
-def _folding() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
-    """(what `_fold` drops, what it strips after decomposing, a word of folded text, a word of text
-    without CJK), built once from
-    the Unicode tables (30 ms): format characters (soft hyphen, zero-width and bidi marks, tags) and
-    variation selectors carry no letter and must not cut a word; combining marks go as the diacritics
-    `stem` drops (kana voicing marks stay: デ is not テ); marks that are letters' parts (Devanagari's
-    vowel signs) stay inside their word."""
-    drop, marks, inner = [], [], []
-    for c in (*range(0x80, 0x20000), *range(0xE0000, 0xE0200)):
-        ch = chr(c)
-        cat = unicodedata.category(ch)
-        if cat == "Cf" or 0xFE00 <= c <= 0xFE0F or 0xE0100 <= c <= 0xE01EF or c in (0x034F, 0x180B, 0x180C, 0x180D):
-            drop.append(ch)
-        elif cat[0] == "M":
-            (marks if unicodedata.combining(ch) and c not in (0x3099, 0x309A) else inner).append(ch)
-
-    def cls(chars: list[str]) -> str:  # as ranges: a class of a thousand single characters is slow to match
-        runs: list[list[int]] = []
-        for c in map(ord, chars):
-            if runs and c == runs[-1][1] + 1:
-                runs[-1][1] = c
-            else:
-                runs.append([c, c])
-        return "[" + "".join(re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "") for a, b in runs) + "]"
-
-    word = re.compile(rf"([{CJK}]+)|(?:[^\W_{CJK}]|{cls(inner)})+")
-    return re.compile(cls(drop)), re.compile(cls(marks)), word, re.compile(rf"(?:[^\W_]|{cls(inner)})+")
-
-
-def _fold(low: str, quick: bool = True) -> str:
-    """A lower-cased text beyond ASCII as the tokens are cut from it: format characters dropped (a soft
-    hyphen or zero-width space inside a word joins it again), compatibility forms made plain (ＸＲ５００,
-    the ligature ﬁ), diacritics removed whether written precomposed (NFC) or decomposed (NFD), case
-    folded (ß: ss). `quick`: text with nothing to drop, already NFKC and without combining marks is
-    only case folded, its precomposed letters (é) left to `stem`, which folds each word in full
-    (ten times faster on a page of French, the same terms)."""
-    drop, marks = _folding()[:2]
-    if quick and not drop.search(low) and not marks.search(low) and unicodedata.is_normalized("NFKC", low):
-        return low.casefold()
-    text = unicodedata.normalize("NFKD", drop.sub("", low))
-    return unicodedata.normalize("NFC", marks.sub("", text)).casefold()
-
-
-def _words(text: str, query: bool = False) -> Iterator[tuple[int, int, str, bool]]:
-    """(start, end, word, cjk) of the lower-cased folded `text`: unicode61's runs of letters and digits,
-    except that a run of CJK characters (see `CJK`) is a run of its own, given as its characters and
-    their overlapping pairs (`query`: the pairs alone, or the one character of a run of one), spans in
-    `text`."""
-    word = _folding()[2]
-    for m in word.finditer(text):
-        if m.group(1) is None:
-            yield m.start(), m.end(), m.group(), False
-            continue
-        a, run = m.start(), m.group()
-        if not query or len(run) == 1:
-            for i, ch in enumerate(run):
-                yield a + i, a + i + 1, ch, True
-        for i in range(len(run) - 1):
-            yield a + i, a + i + 2, run[i:i + 2], True
-
-
-def cjk_pairs(word: str) -> list[str]:
-    """A lower-cased word as a query's terms: itself, or where it holds CJK characters its other
-    letters' runs and the CJK runs' bigrams (a lone character alone), unfolded: "設定ファイルの場所"
-    -> 設定, 定フ, ..., 場所; "confに置く" -> conf, に置, 置く."""
-    if word.isascii() or not CJK_CHAR.search(word):
-        return [word]
-    word_re = _folding()[2]
-    out = []
-    for m in word_re.finditer(word):
-        run = m.group()
-        out += [run] if m.group(1) is None or len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
-    return out
-
-
-def is_cjk(term: str) -> bool:
-    """Whether a term starts with a CJK character (then it is a character or a bigram, not a word)."""
-    return CJK_CHAR.match(term) is not None
-
-
-def cjk_count(text: str) -> int:
-    """How many CJK characters `text` holds (0 for ASCII, at once)."""
-    return 0 if text.isascii() else len(CJK_CHAR.findall(text))
-
-
 def tokens(text: str) -> list[str]:
     """The terms of `text` as the index holds them: ASCII words as unicode61 + Porter make them;
-    other text folded first (`_fold`), Chinese/Japanese/Korean as characters and bigrams."""
+    other text folded first (`folding.fold`), Chinese/Japanese/Korean as characters and bigrams."""
     low = text.lower()
     if low.isascii():
         return [stem(w) for w in _TOKEN.findall(low)]
-    low = _fold(low)
-    if not CJK_CHAR.search(low):
-        return [stem(w) for w in _folding()[3].findall(low)]
-    return [w if cjk else stem(w) for _, _, w, cjk in _words(low)]
+    low = folding.fold(low)
+    if not folding.CJK_CHAR.search(low):
+        return [stem(w) for w in folding.patterns()[3].findall(low)]
+    return [w if cjk else stem(w) for _, _, w, cjk in folding.words(low)]
 
 
 def query_units(text: str, stopwords: frozenset[str] = frozenset()) -> list[tuple[str, ...]]:
@@ -199,7 +106,7 @@ def query_units(text: str, stopwords: frozenset[str] = frozenset()) -> list[tupl
                 continue
             units.append(tuple(stem(w) for w in words))
             continue
-        found = list(_words(_fold(low), query=True))
+        found = list(folding.words(folding.fold(low), query=True))
         units += [(w,) for _, _, w, cjk in found if cjk]
         words = [w for _, _, w, cjk in found if not cjk]
         if words and not (len(words) == 1 and words[0] in stopwords):
@@ -247,8 +154,8 @@ def identifier_pairs(text: str) -> list[str]:
     if low.isascii():
         found = ((m.start(), m.end(), m.group(), False) for m in _TOKEN.finditer(low))
     else:
-        low = _fold(low)
-        found = _words(low, query=True)
+        low = folding.fold(low)
+        found = folding.words(low, query=True)
     prev_end, prev = -1, None
     for start, end, word, cjk in found:
         if cjk:  # a CJK run is no identifier's part, and ends the one before it

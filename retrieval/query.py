@@ -40,9 +40,9 @@ _CJK_FUNCTION = re.compile(r"[\u3041-\u309f]+|.?[的了吗呢吧么哪怎什这�
 
 def query_terms(text: str) -> list[str]:
     """The query's content words, lower-cased, each once, in order (stopwords left out). Chinese and
-    Japanese, written without spaces, give their bigrams (`lexicon.cjk_pairs`), as the lexical index
+    Japanese, written without spaces, give their bigrams (`folding.cjk_pairs`), as the lexical index
     holds them: a whole sentence is no word any passage holds."""
-    from archivist.retrieval.lexicon import cjk_pairs
+    from archivist.retrieval.folding import cjk_pairs
 
     words = (t for w in WORD.findall(unicodedata.normalize("NFKC", text)) for t in cjk_pairs(w.lower()))
     return list(dict.fromkeys(w for w in words if w not in STOPWORDS and not _CJK_FUNCTION.fullmatch(w)))

@@ -26,7 +26,7 @@ import numpy as np
 
 from archivist.records import Hit
 from archivist.retrieval import verify
-from archivist.retrieval.lexicon import cjk_count
+from archivist.retrieval.folding import cjk_count
 
 
 @dataclass(frozen=True)

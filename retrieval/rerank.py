@@ -70,11 +70,11 @@ class CoverageReranker:
         chunks of `collections` (the lexical index's counts of its stem: no score depends on a
         collection the search did not look in, docs/access.md); a Chinese or Japanese bigram's
         always from the lexical index."""
-        from archivist.retrieval import lexicon, lexicon_store
+        from archivist.retrieval import folding, lexicon, lexicon_store
 
         # A CJK bigram is a term of the lexical index only: FTS5's unicode61 holds the whole run of
         # characters around it as one token, so its prefix query would count almost no chunk.
-        if collections is not None or lexicon.is_cjk(term):
+        if collections is not None or folding.is_cjk(term):
             index = lexicon_store.current(self.ws)
             stats = index.statistics(collections)
             df = stats.df(index, lexicon.stem(term))

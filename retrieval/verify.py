@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from archivist.retrieval.lexicon import CJK, CJK_CHAR, cjk_pairs
+from archivist.retrieval.folding import CJK, CJK_CHAR, cjk_pairs
 
 RARE_ZIPF = 3.0  # a word rarer than this in English (Zipf scale; "rebase" 1.8, "launch" 4.7) must be in the passage
 MIN_OVERLAP = 0.5  # share of a claim's content words its cited passages must hold (bench/calibrate_verify.py)
@@ -109,7 +109,7 @@ def _nfc(text: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    """The words of `text` (`_WORD`, accents composed), a CJK run as its bigrams (lexicon.cjk_pairs)."""
+    """The words of `text` (`_WORD`, accents composed), a CJK run as its bigrams (folding.cjk_pairs)."""
     words = _WORD.findall(_nfc(text))
     return words if text.isascii() else [p for w in words for p in cjk_pairs(w)]
 
