@@ -85,7 +85,11 @@ def check_question(question: str, count_tokens: Callable[[str], int] | None = No
 
 def source_label(document: str, page: int | None = None, heading: Sequence[str] = ()) -> str:
     """How a passage's source is named, in the prompt and under an answer on every surface:
-    "file.html — Section > Subsection" (", page n" after the file for paged documents)."""
+    "file.html — Section > Subsection" (", page n" after the file for paged documents). A heading
+    that only repeats the file's name (a CSV's rows are headed by it) is not said twice."""
+    heading = list(heading)
+    if heading and heading[0] == document.rsplit("/", 1)[-1]:
+        heading = heading[1:]
     return document + (f", page {page}" if page else "") + (f" — {' > '.join(heading)}" if heading else "")
 
 

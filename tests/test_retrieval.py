@@ -329,3 +329,16 @@ def test_adapter_switches_without_reloading(sample_ws, llm, tmp_path):
     after = "".join(llm.stream(messages, max_new_tokens=8))  # no adapter named: the base model, not the last one used
     assert with_adapter != before and after == before
     assert len(loaded_models("llm")) == 1  # one model object per process
+
+
+def test_a_csv_rows_source_is_named_once(sample_ws):
+    """A CSV's rows are headed by the file's name: the label said "price-list-2025.csv —
+    price-list-2025.csv" under every answer quoting one."""
+    from archivist.retrieval.answer import source_label
+
+    hit = next(h for h in search(sample_ws, "PalletPilot 800 price", k=10) if h.document.endswith(".csv"))
+    assert hit.heading and hit.heading[0] == "price-list-2025.csv"  # as the CSV reader heads its rows
+    label = source_label(hit.document, hit.page, hit.heading)
+    assert label.count("price-list-2025.csv") == 1, label
+    assert source_label("guide.html", None, ("guide.html", "Setup")) == "guide.html — Setup"
+    assert source_label("a/handbook.pdf", 3, ("Leave", "Parental")) == "a/handbook.pdf, page 3 — Leave > Parental"
