@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from archivist import conversations
+from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
 from archivist.api.errors import APIError, responses
 from archivist.workspace import Workspace
@@ -58,7 +59,7 @@ def list_route(limit: int = Query(50, ge=1, le=1000), ws: Workspace = Depends(wo
 
 
 @router.get("/v1/conversations/{conversation_id}", response_model=ConversationMessages, responses=responses(404))
-def get_route(conversation_id: int, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+def get_route(conversation_id: int = Path(le=S.ROW_ID_MAX), ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """One of the caller's conversations: its messages in order (an assistant message's `id` is what
     `POST /v1/feedback` rates)."""
     try:

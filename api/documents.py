@@ -25,7 +25,7 @@ router = APIRouter(tags=["documents"])
 @router.get("/v1/documents", response_model=S.DocumentList, responses=responses(403, 404))
 def documents(collection: str | None = Query(None),
               limit: int = Query(S.PAGE_LIMIT, ge=1, le=S.PAGE_MAX, description="documents per page"),
-              after: int | None = Query(None, description="a document id, the `last_id` of the previous page: "
+              after: int | None = Query(None, le=S.ROW_ID_MAX, description="a document id, the `last_id` of the previous page: "
                                                           "list the documents after it"),
               ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Documents in the collections the key's user may read, newest first, a page at a time

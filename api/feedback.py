@@ -30,7 +30,7 @@ router = APIRouter(tags=["feedback"])
 
 class FeedbackRequest(S._Open):
     model_config = ConfigDict(extra="forbid")  # `ratting: 1` is a mistake to report, not to ignore
-    message_id: int = Field(description="an assistant message of one of your conversations (GET /v1/conversations/{id})")
+    message_id: int = Field(le=S.ROW_ID_MAX, description="an assistant message of one of your conversations (GET /v1/conversations/{id})")
     rating: Literal[-1, 0, 1] | None = Field(None, description="1 thumbs up, -1 thumbs down, 0 none (a correction alone); "
                                                                "omitted: unchanged (new feedback: 0)")
     correction: str | None = Field(None, description="the answer you say is right; \"\" removes an earlier one")
@@ -49,6 +49,8 @@ class FeedbackOut(BaseModel):
     citations: list[Any] = []
     adapter: str | None = None
     created_at: float
+    withheld: list[str] | None = Field(None, description="collections you can no longer read: the answer, "
+                                                         "correction and passages are withheld")
 
 
 class FeedbackList(BaseModel):
@@ -105,4 +107,4 @@ def _out(f: dict, message_id: int | None = None) -> dict:
     return {"object": "feedback", "id": f["id"], "user": f.get("user"), "message_id": f.get("message_id", message_id),
             "collection": f.get("collection"), "question": f["question"], "answer": f["answer"], "rating": f["rating"],
             "correction": f.get("correction"), "citations": f.get("citations") or [], "adapter": f.get("adapter"),
-            "created_at": f["created_at"]}
+            "created_at": f["created_at"], **({"withheld": f["withheld"]} if f.get("withheld") else {})}

@@ -14,6 +14,7 @@ from archivist.ingest.readers import LABELS
 
 MAX_TOKENS = 2048  # most tokens one answer may ask for
 MAX_INPUTS = 2048  # most texts in one embeddings request (OpenAI's limit too)
+ROW_ID_MAX = 2**53 - 1  # the largest id taken: past SQLite's 2**63 one was an OverflowError (500); 2**53 is exact in JSON
 
 
 def _json_int(v):
@@ -21,6 +22,20 @@ def _json_int(v):
     if isinstance(v, (bool, str)):
         raise ValueError("must be an integer")
     return v
+
+
+def _row_id(v):
+    """An id within ROW_ID_MAX (a bigger one reached SQLite as an OverflowError, a 500)."""
+    if isinstance(v, int) and v > ROW_ID_MAX:
+        raise ValueError(f"{v} is no id: ids are at most {ROW_ID_MAX}")
+    return v
+
+
+def _row_id_schema(schema: dict) -> None:
+    """_row_id's bound in the schema of a field that is an id or something else (`"new"`)."""
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") == "integer":
+            branch["maximum"] = ROW_ID_MAX
 
 
 Bool = StrictBool  # JSON 0 is not `false`: a client bug should be an error, not a guess
@@ -79,7 +94,7 @@ class ChatRequest(_Open):
     answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
         None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")
     conversation: int | Literal["new"] | None = Field(
-        None, description="archivist: save the question and the answer in this conversation of yours, or in a new one "
+        None, json_schema_extra=_row_id_schema, description="archivist: save the question and the answer in this conversation of yours, or in a new one "
                           "(\"new\"); the response then names `conversation` and the answer's `message_id`, which "
                           "POST /v1/feedback rates. Default: nothing is saved")
     verified_only: Bool = Field(
@@ -88,6 +103,7 @@ class ChatRequest(_Open):
                           "final content chunk with the checked answer")
 
     _ints = field_validator("max_tokens", "max_completion_tokens", "n", "k", mode="before")(_json_int)
+    _conversation = field_validator("conversation")(_row_id)
 
 
 class EmbeddingRequest(_Open):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
+from archivist.conversations import WITHHELD
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -120,7 +121,10 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     """Feedback rows, newest first, with citations decoded: [{id, user, collection, question, answer,
     rating, correction, citations, adapter, created_at, message_id}].
 
-    An admin sees everyone's feedback (unless mine_only); a member sees their own only.
+    An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
+    collection the viewer can no longer read keeps its id, question, rating and dates, and gets
+    `withheld` (those collections) in place of the answer, correction and passages, as
+    conversations.messages withholds the answer it rates.
     """
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
@@ -132,12 +136,22 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     sql += " ORDER BY f.created_at DESC, f.id DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
+    readable = set(access.readable_collections(ws, who))
     out = []
     for r in ws.db.execute(sql, params):
         d = dict(r)
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
+        lost = sorted(_collections(d) - readable)
+        if lost:  # access revoked since: the answer, its passages and a correction quoting them are that collection's
+            d.update(answer=WITHHELD.format(", ".join(lost)), correction=None, citations=[], withheld=lost)
         out.append(d)
     return out
+
+
+def _collections(row: dict) -> set[str]:
+    """The collections a feedback row quotes: the one it was asked in and those of its passages."""
+    found = {c.get("collection") for c in row["citations"] if isinstance(c, dict)} | {row["collection"]}
+    return {c for c in found if c}
 
 
 def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:

@@ -746,8 +746,9 @@ def list_documents(ws: Workspace, user: str | None = None, collection: str | Non
         return []
     marks = ",".join("?" * len(readable))
     where, args = f"k.name IN ({marks})", list(readable)
-    if after is not None:
-        at = ws.db.execute("SELECT added_at FROM documents WHERE id = ?", (int(after),)).fetchone()
+    if after is not None:  # a document `user` may not read marks its place as a deleted one: its added_at is not theirs to probe
+        at = ws.db.execute(f"SELECT d.added_at FROM documents d JOIN collections k ON k.id = d.collection_id "
+                           f"WHERE d.id = ? AND {where}", (int(after), *args)).fetchone()
         if at is None:
             where += " AND d.id < ?"
             args.append(int(after))
