@@ -71,7 +71,8 @@ def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: s
     m = _message(ws, who, body.message_id)
     prior = feedback.find_feedback(ws, who, m.get("question") or "", m["content"], message_id=m["id"])
     if prior:
-        feedback.update_feedback(ws, prior["id"], who, rating=body.rating, correction=body.correction)
+        feedback.update_feedback(ws, prior["id"], who, rating=body.rating, correction=body.correction,
+                                 message_id=m["id"])
         fid, status = prior["id"], 200
     else:
         fid = feedback.record_feedback(ws, who, m.get("question") or "", under_notice(m["content"], m.get("notice", "")),
@@ -100,6 +101,9 @@ def _message(ws: Workspace, who: str, message_id: int) -> dict:
     if m.get("withheld"):
         raise APIError(403, f"answer {message_id} came from {', '.join(m['withheld'])}, which you can no longer read",
                        "permission_denied", "message_id")
+    if not m.get("question"):  # saved without it (a plain citation list): the question asked before it, as the chat page reads it
+        asked = [x["content"] for x in found if x["id"] < message_id and x["role"] == "user"]
+        m["question"] = asked[-1] if asked else ""
     return m
 
 

@@ -87,9 +87,11 @@ def record_feedback(
 
 
 def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: int | None = None,
-                    correction: str | None = None) -> None:
+                    correction: str | None = None, message_id: int | None = None) -> None:
     """Change the rating and/or correction of feedback `user` gave earlier (a second click on a thumb).
 
+    message_id: the chat message it was found for; feedback stored before it was recorded (an older
+    release's, migration 11) is linked to it, so it is that message's from then on.
     Raises LookupError when there is no such feedback of this user, ValueError for a bad rating.
     """
     who = access.current_user(ws, user)
@@ -100,7 +102,8 @@ def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: i
     new_rating = row["rating"] if rating is None else _check(row["question"], rating, correction)
     new_correction = row["correction"] if correction is None else (correction.strip() or None)
     with transaction(ws.db):
-        ws.db.execute("UPDATE feedback SET rating = ?, correction = ? WHERE id = ?", (new_rating, new_correction, feedback_id))
+        ws.db.execute("UPDATE feedback SET rating = ?, correction = ?, message_id = COALESCE(message_id, ?) WHERE id = ?",
+                      (new_rating, new_correction, message_id, feedback_id))
         audit.record(ws, "feedback.changed", user=who, target=str(feedback_id),
                      detail={"rating": new_rating, "correction": new_correction is not None})
 

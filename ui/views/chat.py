@@ -75,7 +75,8 @@ def _save_feedback(m: dict, rating: int | None = None, correction: str | None = 
     prior = feedback.find_feedback(ws, user, m["question"], m["content"], message_id=m.get("id"))
     try:
         if prior:
-            feedback.update_feedback(ws, prior["id"], user, rating=rating, correction=correction)
+            feedback.update_feedback(ws, prior["id"], user, rating=rating, correction=correction,
+                                     message_id=m.get("id"))
         else:
             feedback.record_feedback(ws, user, m["question"], under_notice(m["content"], m.get("notice", "")),
                                      rating=rating or 0, correction=correction, citations=m.get("citations"),
