@@ -264,6 +264,18 @@ def ingest_texts(ws, embedder, folder: Path, docs: dict[str, dict[str, str]], us
     return folder
 
 
+def members_with_keys(ws, grants: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Members named in `grants` ({"alice": ("hr", "read"), ...}), each granted that on that
+    collection; returns an API key per member and for the local admin ("admin")."""
+    from archivist import access
+    from archivist.keys import create_key
+
+    for name, (collection, right) in grants.items():
+        access.add_user(ws, name, "member")
+        access.grant(ws, name, collection, right)
+    return {u: create_key(ws, u) for u in ("admin", *grants)}
+
+
 def sample_questions(answerable: bool = True) -> list[dict]:
     import json
 

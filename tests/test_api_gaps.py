@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import members_with_keys
+
 DOCS = 7  # documents in the shared workspace's `hr` collection
 
 
@@ -20,11 +22,9 @@ DOCS = 7  # documents in the shared workspace's `hr` collection
 def api(tmp_path_factory):
     """A served workspace: DOCS documents in `hr`, one in `secret`; admin, alice (reads/writes hr) and
     bob (reads secret), each with a key."""
-    from archivist import access
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.keys import create_key
     from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
 
@@ -39,11 +39,7 @@ def api(tmp_path_factory):
         for f in files:  # one at a time: each its own added_at
             assert ingest_paths(ws, [f], collection="hr", progress=False)[0].status == "added"
         assert ingest_paths(ws, [root / "salaries.md"], collection="secret", progress=False)[0].status == "added"
-        access.add_user(ws, "alice", "member")
-        access.grant(ws, "alice", "hr", "write")
-        access.add_user(ws, "bob", "member")
-        access.grant(ws, "bob", "secret", "read")
-        keys = {u: create_key(ws, u) for u in ("admin", "alice", "bob")}
+        keys = members_with_keys(ws, {"alice": ("hr", "write"), "bob": ("secret", "read")})
     server = serve_in_thread(create_app(settings))
     yield server.url, keys, settings
     server.stop()

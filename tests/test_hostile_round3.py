@@ -11,13 +11,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from conftest import members_with_keys
+
 
 @pytest.fixture()
 def api(tmp_path):
     from archivist import access
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
-    from archivist.keys import create_key
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
@@ -25,11 +26,7 @@ def api(tmp_path):
     with open_workspace(settings) as ws:
         for c in ("hr", "secret"):
             access.create_collection(ws, c)
-        access.add_user(ws, "alice", "member")
-        access.grant(ws, "alice", "hr", "read")
-        access.add_user(ws, "bob", "member")
-        access.grant(ws, "bob", "secret", "read")
-        keys = {u: create_key(ws, u) for u in ("admin", "alice", "bob")}
+        keys = members_with_keys(ws, {"alice": ("hr", "read"), "bob": ("secret", "read")})
     server = serve_in_thread(create_app(settings))
     yield server.url, keys, settings
     server.stop()
