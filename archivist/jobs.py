@@ -379,6 +379,17 @@ def dismiss(ws: Workspace, job_id: str, user: str | None = None) -> None:
             ws.db.execute("UPDATE jobs SET dismissed = 1 WHERE id = ?", (job_id,))
 
 
+def supersede(ws: Workspace, job_id: str, by_job: str) -> bool:
+    """End the interrupted job `job_id` as done because job `by_job` did its work again (the same
+    files ingested again by a plain rerun): it is no longer listed as cut short, and no server
+    resumes it. Only while it is still interrupted (a server may have claimed it meanwhile).
+    Returns whether it was."""
+    with transaction(ws.db):
+        return ws.db.execute(f"UPDATE jobs SET state = 'done', finished_at = {_NOW}, error = NULL, message = ? "
+                             "WHERE id = ? AND state = 'interrupted'",
+                             (f"finished by job {by_job}, which ingested the same files again", job_id)).rowcount == 1
+
+
 def interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> list[Job]:
     """The interrupted jobs of `kinds` that `user` may see, oldest first (nothing is claimed)."""
     return sorted((j for j in list_jobs(ws, user, kinds, limit=10_000) if j.state == "interrupted"),

@@ -276,7 +276,25 @@ def ingest_paths(
         files, refused = [(Path(p), clean_name(n)) for p, n in zip(paths, names)], []
     job = create_job(ws, "ingest", user, collection, files, [(r.name, r.reason) for r in refused])
     jobs.start(ws, job.id)
-    return _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead) + refused
+    results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
+    _supersede_cut_short(ws, job)
+    return results + refused
+
+
+def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:
+    """A plain rerun of an ingest that a kill cut short finishes its work (what was committed comes
+    back unchanged): when this job ended done, the owner's interrupted ingest jobs into the same
+    collection whose every file it read are ended done too (`jobs.supersede`), so they are not
+    listed as cut short, nor resumed again by the next `archivist serve`."""
+    row = ws.db.execute("SELECT state, spec FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    if row is None or row["state"] != "done":
+        return
+    spec = json.loads(row["spec"])
+    mine = {tuple(f) for f in spec.get("files", [])}
+    for old in jobs.interrupted(ws, ("ingest",), job.owner):
+        if old.owner == job.owner and old.spec.get("collection") == spec.get("collection") \
+                and {tuple(f) for f in old.spec.get("files", [])} <= mine:
+            jobs.supersede(ws, old.id, job.id)
 
 
 INGEST_KINDS = ("ingest", "upload")

@@ -129,6 +129,38 @@ def test_a_job_killed_with_sigkill_is_reported_interrupted_and_resumes_to_comple
     assert command(cli, home, "jobs", "resume", job_id, "--user", "bob").returncode == 2  # done: nothing to resume
 
 
+@pytest.mark.slow  # real processes, timed
+def test_a_plain_rerun_after_a_kill_ends_the_cut_short_job(home, tmp_path, cli):
+    """Running the same `archivist ingest` again finishes a killed one's work; its job was left listed
+    as interrupted (and the next `archivist serve` resumed it again). Now the rerun ends it as done,
+    naming itself; a cut-short job with a file the rerun did not read stays interrupted."""
+    files = corpus(tmp_path / "corpus", 8)
+    child = archivist(home, "ingest", str(files), "-c", "team", "--user", "bob", "-q", slow=0.4, wait=False)
+    wait_for(lambda: rows(home, "SELECT COUNT(*) FROM documents")[0][0] >= 2)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    (cut,) = [r[0] for r in rows(home, "SELECT id FROM jobs")]
+    other = tmp_path / "other.md"  # a cut-short job the rerun does not cover
+    other.write_text("# Other\n\nThe other file.\n")
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        from archivist import jobs
+        from archivist.ingest.pipeline import create_job
+
+        wider = create_job(ws, "ingest", "bob", "team", [(other, "other.md")])
+        jobs.start(ws, wider.id)
+        jobs.end(ws, wider.id, "interrupted", error="killed")
+    rerun = command(cli, home, "ingest", str(files), "-c", "team", "--user", "bob", "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "were cut short" in rerun.stderr  # said before the rerun ...
+    listed = {j["id"]: j for j in json.loads(command(cli, home, "jobs", "--json", "--user", "bob").stdout)}
+    new = next(i for i in listed if i not in (cut, wider.id))
+    assert listed[new]["state"] == "done"
+    assert listed[cut]["state"] == "done" and new in listed[cut]["message"]  # ... and no longer after it
+    assert listed[wider.id]["state"] == "interrupted"
+    again = command(cli, home, "ingest", str(files), "-c", "team", "--user", "bob", "--json")
+    assert "1 ingest job(s) were cut short" in again.stderr and wider.id in again.stderr and cut not in again.stderr
+
+
 @pytest.mark.slow  # real processes (or the app), timed
 def test_cancel_stops_a_running_ingestion_and_resume_finishes_it(home, tmp_path, cli):
     files = corpus(tmp_path / "corpus", 20)
