@@ -180,8 +180,10 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         dropped = datasets.erase_document(ws, doc["id"], set(chunks), erased, owner=owner)
         report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
-        report.upload = _remove_upload(ws, row["source"], doc["id"])
-        report.earlier_uploads = _remove_earlier_uploads(ws, row["source"], doc["id"], doc["content_hash"])
+        upload = _stored_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
+        if upload is not None:
+            report.upload = _remove_upload(ws, upload, doc["id"])
+            report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc["id"], doc["content_hash"])
         report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
     return report
 
@@ -289,34 +291,35 @@ def _counted(report: EraseReport, counts: dict) -> None:
             setattr(report, k, counts[k])
 
 
-def _remove_upload(ws: Workspace, source: str | None, document_id: int) -> str | None:
-    """The document's stored upload, removed unless another document was read from it too
-    (`uploads.remove_unused_upload`)."""
-    from archivist.ingest.uploads import remove_unused_upload, stored_upload
+def _stored_copy(ws: Workspace, source: str | None) -> Path | None:
+    """The copy of the document's file this workspace made under uploads/ (in a workspace moved since
+    it was ingested, mapped to its own uploads/: `uploads.stored_upload`); None for a file read from
+    the user's own folder, which is not a copy the workspace made."""
+    from archivist.ingest.uploads import stored_upload
 
     if not source:
         return None
-    source = str(stored_upload(ws, source))  # the workspace may have been moved since it was ingested
-    uploads = (ws.home / "uploads").resolve()
-    if uploads not in Path(source).resolve().parents:
-        return None  # read from the user's own folder: not a copy the workspace made
-    return source if remove_unused_upload(ws, source, but=document_id) else None
+    path = stored_upload(ws, source)
+    return path if (ws.home / "uploads").resolve() in path.resolve().parents else None
 
 
-def _remove_earlier_uploads(ws: Workspace, source: str | None, document_id: int, current: str) -> int:
+def _remove_upload(ws: Workspace, path: Path, document_id: int) -> str | None:
+    """The document's stored upload `path`, removed unless another document was read from it too
+    (`uploads.remove_unused_upload`)."""
+    from archivist.ingest.uploads import remove_unused_upload
+
+    return str(path) if remove_unused_upload(ws, path, but=document_id) else None
+
+
+def _remove_earlier_uploads(ws: Workspace, path: Path, document_id: int, current: str) -> int:
     """Uploads of the document's earlier versions: a new upload under its name is stored in
     uploads/<its sha256 prefix>/<name> and replaces the document, but the earlier version's file
     stayed, with the earlier text, where no leftover check looks (it only knows the current text).
     Found by the versions the audit log recorded; each removed unless a document reads it.
-    Returns how many were removed."""
-    from archivist.ingest.uploads import remove_unused_upload, stored_upload
+    `path`: the current version's upload. Returns how many were removed."""
+    from archivist.ingest.uploads import remove_unused_upload
 
-    if not source:
-        return 0
-    path = stored_upload(ws, source)
     uploads = (ws.home / "uploads").resolve()
-    if uploads not in path.resolve().parents:
-        return 0  # read from the user's own folder: its earlier versions were never copied here
     n = 0
     for sha in audit.versions(ws, document_id):
         earlier = uploads / sha[:16] / path.name

@@ -286,13 +286,12 @@ def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:
     back unchanged): when this job ended done, the owner's interrupted ingest jobs into the same
     collection whose every file it read are ended done too (`jobs.supersede`), so they are not
     listed as cut short, nor resumed again by the next `archivist serve`."""
-    row = ws.db.execute("SELECT state, spec FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    row = ws.db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
     if row is None or row["state"] != "done":
         return
-    spec = json.loads(row["spec"])
-    mine = {tuple(f) for f in spec.get("files", [])}
+    mine = {tuple(f) for f in job.spec.get("files", [])}
     for old in jobs.interrupted(ws, ("ingest",), job.owner):
-        if old.owner == job.owner and old.spec.get("collection") == spec.get("collection") \
+        if old.owner == job.owner and old.spec.get("collection") == job.spec.get("collection") \
                 and {tuple(f) for f in old.spec.get("files", [])} <= mine:
             jobs.supersede(ws, old.id, job.id)
 
@@ -485,6 +484,15 @@ def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
     return read_file(s, path, name, *known, t0=t0, stream=True)
 
 
+def _unchanged(row, digest: str, name: str, t0: float) -> FileResult | None:
+    """The `unchanged` FileResult when document row `row` (`_existing`) already holds these bytes,
+    ready and read by the current reader; else None (the file needs reading)."""
+    if row is not None and row["content_hash"] == digest and row["status"] == "ready" \
+            and row["reader"] >= reader_version(row["kind"]):
+        return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
+    return None
+
+
 def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] | FileResult:
     """Hash `path` and look up `name` in collection `cid`: (digest, size, id of the document row it
     updates or None) when it needs reading, else its FileResult (unchanged, or failed: cannot open).
@@ -495,9 +503,8 @@ def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] 
     except OSError as e:
         return FileResult(name, "failed", reason=f"cannot open: {e.strerror or e}", seconds=time.monotonic() - t0)
     row = _existing(db, cid, name)
-    if (row is not None and row["content_hash"] == digest and row["status"] == "ready"
-            and row["reader"] >= reader_version(row["kind"])):
-        return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
+    if (same := _unchanged(row, digest, name, t0)) is not None:
+        return same
     return digest, size, row["id"] if row is not None else None
 
 
@@ -643,8 +650,8 @@ def _recheck(ws: Workspace, cid: int, p: _Pending) -> _Pending | FileResult:
     row = _existing(ws.db, cid, p.name)
     if row is None:
         return p if p.replaces is None else replace(p, replaces=None)
-    if row["content_hash"] == p.digest and row["status"] == "ready" and row["reader"] >= reader_version(row["kind"]):
-        return FileResult(p.name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - p.t0)
+    if (same := _unchanged(row, p.digest, p.name, p.t0)) is not None:
+        return same
     return p if p.replaces == row["id"] else replace(p, replaces=row["id"])
 
 

@@ -342,6 +342,13 @@ def _events(lines) -> Iterator[dict]:
             yield event
 
 
+def server_root(url: str) -> str:
+    """The server's address without a trailing slash or "/v1" (the OpenAI clients' base_url
+    convention is accepted as well)."""
+    url = url.rstrip("/")
+    return url[:-3] if url.endswith("/v1") else url
+
+
 _PROBES: dict[str, tuple[float, str]] = {}
 PROBE_TTL_S = 5.0
 
@@ -353,8 +360,7 @@ def server_state(url: str, timeout: float = 2.0) -> str:
     Loads nothing: /health stays cheap while the model's tokenizer is not loaded yet."""
     import httpx
 
-    url = url.rstrip("/")
-    url = url[:-3] if url.endswith("/v1") else url
+    url = server_root(url)
     now = time.monotonic()
     seen = _PROBES.get(url)
     if seen and now - seen[0] < PROBE_TTL_S:
@@ -384,9 +390,7 @@ def _make_remote(settings) -> RemoteLLM:
 
     from archivist.models import load_tokenizer, resolve_llm
 
-    url = settings.llm_url.rstrip("/")
-    if url.endswith("/v1"):  # the OpenAI clients' base_url convention: accept it as well
-        url = url[:-3]
+    url = server_root(settings.llm_url)
     path = resolve_llm(settings.llm, Path(settings.cache))
     window = int(getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048) or 2048)
     fallback = None

@@ -115,6 +115,27 @@ def test_a_damaged_database_file_gives_a_clear_error_naming_it(tmp_path, embedde
     assert f"the workspace database {db_file} is damaged (file is not a database)" in out.stderr
 
 
+def test_erase_in_a_copied_workspace_removes_its_earlier_versions_uploads(tmp_path, embedder):
+    """The copy's current upload was removed first, and the earlier versions' were then looked up
+    from the old folder's path (the mapping to this workspace needs the file): they stayed."""
+    from archivist.ingest.erase import erase
+    from archivist.ingest.uploads import save_upload
+
+    old_home, new_home = tmp_path / "old-place", tmp_path / "new-place"
+    with open_workspace(settings_at(old_home)) as ws:
+        for version in ("The badge office opens at 8.", "The badge office opens at 9 since March."):
+            stored, name = save_upload(ws, "badges.md", f"# Badges\n\n{version}\n".encode(), max_mb=10)
+            [res] = ingest_paths(ws, [stored], names=[name], embedder=embedder, progress=False)
+            assert res.status in ("added", "updated")
+    shutil.copytree(old_home, new_home)
+    assert len(list((new_home / "uploads").rglob("badges.md"))) == 2
+    with open_workspace(settings_at(new_home)) as ws:
+        report = erase(ws, "badges.md")
+    assert report.upload and report.earlier_uploads == 1
+    assert list((new_home / "uploads").rglob("badges.md")) == []
+    assert len(list((old_home / "uploads").rglob("badges.md"))) == 2  # the original keeps its own
+
+
 def test_a_copied_workspace_finds_and_erases_its_own_uploads(tmp_path, embedder):
     from archivist.ingest.erase import erase
     from archivist.ingest.pipeline import document_source
