@@ -110,8 +110,8 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
                 report.evaluations = ws.db.execute("DELETE FROM evaluations WHERE user_id = ?", (uid,)).rowcount
             report.feedback = sum(ws.db.execute("DELETE FROM feedback WHERE id = ?", (f,)).rowcount for f in fids)
             report.jobs = _rename_jobs(ws, formers)
+            adapters.mark_stale(ws, report.adapters, f"trained on feedback of an erased user ({name})")
             for a in report.adapters:
-                adapters.mark_stale(ws, [a], f"trained on feedback of an erased user ({name})")
                 lin = _loads(ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (a,)).fetchone()[0])
                 ws.db.execute("UPDATE adapters SET lineage = ? WHERE name = ?", (json.dumps(_renamed(lin, formers)), a))
             if uid is not None:
@@ -203,10 +203,10 @@ def _rename_in_files(ws: Workspace, formers: list[str]) -> None:
     hold the run's config: `user`, and the dataset's manifest: `owner`) becomes "[erased]"."""
     for f in list(ws.home.glob("runs/*/*.json")) + list(ws.home.glob("adapters/*/lineage.json")):
         try:
-            text = f.read_text(encoding="utf-8")
-            if not any(json.dumps(n) in text for n in formers):
-                continue
-            f.write_text(json.dumps(_renamed(json.loads(text), formers), indent=2, ensure_ascii=False), encoding="utf-8")
+            obj = json.loads(f.read_text(encoding="utf-8"))
+            renamed = _renamed(obj, formers)  # compared as JSON: a name's bytes depend on how it was escaped
+            if renamed != obj:
+                f.write_text(json.dumps(renamed, indent=2, ensure_ascii=False), encoding="utf-8")
         except (OSError, ValueError):
             continue  # unreadable: named by the leftover scan if it holds their words
 

@@ -33,9 +33,10 @@ def fts_query(text: str) -> str | None:
 
 
 # A CJK bigram that is grammar, not a word a passage would share: Japanese kana alone (particles and
-# endings: "どこ", "ます", "すか"), or a pair with a Chinese function character (的 了 吗 什么 怎么 这 那 ...).
+# endings: "どこ", "ます", "すか"), a pair with a Chinese function character (的 了 吗 什么 怎么 这 那 ...),
+# or 请问 ("may I ask"); 请 and 问 alone are parts of words (申请 apply, 请求 request, 访问 access, 问题 problem).
 # Left out of the question's terms as STOPWORDS are; the lexical search itself keeps every bigram.
-_CJK_FUNCTION = re.compile(r"[\u3041-\u309f]+|.?[的了吗呢吧么哪怎什这那请问]+.?")
+_CJK_FUNCTION = re.compile(r"[\u3041-\u309f]+|.?[的了吗呢吧么哪怎什这那]+.?|请问")
 
 
 def query_terms(text: str) -> list[str]:

@@ -330,3 +330,20 @@ def test_two_processes_opening_an_old_workspace_do_not_both_migrate_it(tmp_path)
     t.join(60)
     assert errors == [], errors
     assert second.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_name_beyond_ascii_is_renamed_in_the_files_a_fine_tune_wrote(ws):
+    """The lineage files are written with ensure_ascii=False, and the check that a file names the
+    person looked for the ASCII-escaped name ("jos\\u00e9"), so "josé" stayed in them."""
+    import json
+
+    from archivist.user_erase import ERASED, _rename_in_files
+
+    lineage = ws.home / "adapters" / "a1" / "lineage.json"
+    lineage.parent.mkdir(parents=True)
+    lineage.write_text(json.dumps({"user": "josé", "dataset": {"owner": "josé", "n": 3}, "other": "ana"},
+                                  ensure_ascii=False), encoding="utf-8")
+    _rename_in_files(ws, ["josé"])
+    assert json.loads(lineage.read_text(encoding="utf-8")) == {"user": ERASED, "dataset": {"owner": ERASED, "n": 3},
+                                                                "other": "ana"}
+    assert "jos" not in lineage.read_text(encoding="utf-8")

@@ -120,6 +120,7 @@ def test_question_terms_are_the_bigrams_the_index_holds(world):
     q = "有給休暇は何日ですか？"
     assert query_terms(q) == ["有給", "給休", "休暇", "暇は", "は何", "何日", "日で"]  # kana-only pairs (です, すか) left out
     assert query_terms("Which port?") == ["port"]  # English as before
+    assert query_terms("请问如何申请访问权限？") == ["问如", "如何", "何申", "申请", "请访", "访问", "问权", "权限"]  # 请问 only goes
     stats = dict(term_stats(world, q).terms)
     assert stats["休暇"] == 1 and stats["有給"] == 1  # document frequencies found, not 0 for a whole sentence
     hits = search(world, q, k=3)
