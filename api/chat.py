@@ -218,7 +218,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
         from archivist import conversations
 
         try:
-            conversations.messages(ws, body.conversation, who)
+            conversations.own(ws, body.conversation, who)
         except LookupError:
             raise APIError(404, f"no conversation {body.conversation} among yours", "conversation_not_found",
                            "conversation") from None

@@ -40,7 +40,9 @@ def list_conversations(ws: Workspace, user: str | None, limit: int = 50) -> list
     return [dict(r) for r in rows]
 
 
-def _own(ws: Workspace, conversation_id: int, user: str | None) -> None:
+def own(ws: Workspace, conversation_id: int, user: str | None) -> None:
+    """Raise LookupError unless conversation `conversation_id` is `user`'s (another user's and a
+    missing one read alike)."""
     row = ws.db.execute("SELECT user_id FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     if row is None or row[0] != _uid(ws, user):
         raise LookupError(f"no conversation {conversation_id}")
@@ -56,7 +58,7 @@ def add_message(ws: Workspace, conversation_id: int, user: str | None, role: str
     """
     if role not in ("user", "assistant"):
         raise ValueError(f"role must be user or assistant, got {role!r}")
-    _own(ws, conversation_id, user)
+    own(ws, conversation_id, user)
     stored = None
     if citations is not None or meta:
         stored = json.dumps({"citations": citations or [], **(meta or {})}, ensure_ascii=False, default=str)
@@ -72,7 +74,7 @@ def add_message(ws: Workspace, conversation_id: int, user: str | None, role: str
 def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict]:
     """The messages of one of `user`'s conversations in order: [{id, role, content, citations, adapter,
     created_at, ...meta}]. Raises LookupError when it is not theirs."""
-    _own(ws, conversation_id, user)
+    own(ws, conversation_id, user)
     readable = set(access.readable_collections(ws, user))
     out = []
     for r in ws.db.execute("SELECT id, role, content, citations, adapter, created_at FROM messages "
@@ -106,7 +108,7 @@ def history(ws: Workspace, conversation_id: int, user: str | None, turns: int = 
 
 def delete_conversation(ws: Workspace, conversation_id: int, user: str | None) -> None:
     """Remove one of `user`'s conversations with its messages. Raises LookupError when it is not theirs."""
-    _own(ws, conversation_id, user)
+    own(ws, conversation_id, user)
     with transaction(ws.db):
         n = ws.db.execute("SELECT COUNT(*) FROM messages WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
         ws.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))

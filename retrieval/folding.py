@@ -90,12 +90,7 @@ def cjk_pairs(word: str) -> list[str]:
     -> 設定, 定フ, ..., 場所; "confに置く" -> conf, に置, 置く."""
     if word.isascii() or not CJK_CHAR.search(word):
         return [word]
-    word_re = patterns()[2]
-    out = []
-    for m in word_re.finditer(word):
-        run = m.group()
-        out += [run] if m.group(1) is None or len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
-    return out
+    return [w for _, _, w, _ in words(word, query=True)]
 
 
 def is_cjk(term: str) -> bool:

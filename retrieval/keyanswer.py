@@ -125,11 +125,6 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
 
 
-def _present(term: str, text: str) -> bool:
-    # the crude stem answerability.term_coverage uses: "reimbursed" ~ "reimburse" (CJK bigrams as written)
-    return present(term, text)
-
-
 _SECTION = re.compile(r"\d+(\.\d+)+$")  # "3.2" of "3.2 Parental leave": a section number, not an answer
 _NOT_TERM = re.compile(r"[^\w./:-]+")  # what separates terms in a question ("--keep-index?" -> "--keep-index")
 
@@ -170,7 +165,7 @@ def candidate_features(question: str, cands: Sequence[tuple[int, str, str]], pas
 
     def rare_share(text: str) -> float:
         low = text.lower()
-        return sum(w for t, w in weights.items() if _present(t, low)) / total
+        return sum(w for t, w in weights.items() if present(t, low)) / total
 
     heads = {h: share(h) for _, _, h in cands}
     overlap = np.array([share(s) for _, s, _ in cands])
@@ -202,9 +197,9 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
     text = plain(" ".join(p.text.lower() + " " + " ".join(p.heading).lower() for p in passages))
     idf = [(t, stats.idf(df), df) for t, df in stats.terms]
     total = sum(w for _, w, _ in idf) or 1.0
-    found = sum(w for t, w, _ in idf if _present(t, text))
+    found = sum(w for t, w, _ in idf if present(t, text))
     first = plain(" ".join([passages[0].text.lower(), *(h.lower() for h in passages[0].heading)])) if passages else ""
-    missing = [w for t, w, _ in idf if not _present(t, text)]
+    missing = [w for t, w, _ in idf if not present(t, text)]
     scale = stats.idf(0) or 1.0
     kind = question_kind(question)
     return {"top": top, "margin": top - other, "answerability": answerability,
@@ -218,7 +213,7 @@ def question_features(question: str, passages: Sequence[Hit], stats: TermStats, 
             "ask_define": float(kind == "define"), "top_quote": _quote_score(top_row) if top_row is not None else 0.0,
             "names_missing": min(2, missing_names(question, passages)),
             "names_missing_top": min(2, missing_names(question, passages[:1])),
-            "top_coverage": sum(w for t, w, _ in idf if _present(t, first)) / total}
+            "top_coverage": sum(w for t, w, _ in idf if present(t, first)) / total}
 
 
 def _quote_score(row: np.ndarray) -> float:
