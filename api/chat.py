@@ -109,19 +109,14 @@ def save_exchange(ws: Workspace, job: ChatJob, answer) -> dict:
     chat page saves them, so that the answer can be rated (POST /v1/feedback). Returns
     {"conversation", "message_id"} (the answer's id)."""
     from archivist import conversations
-    from archivist.retrieval.answer import answer_json
+    from archivist.retrieval.answer import stored_answer
 
     conv = job.conversation
     if conv == "new":
         conv = conversations.start_conversation(ws, job.user)
-    data = answer_json(answer)
-    passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
     conversations.add_message(ws, conv, job.user, "user", job.question)
-    mid = conversations.add_message(
-        ws, conv, job.user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
-        meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "status": answer.status,
-              "notice": answer.notice, "confidence": answer.confidence, "question": job.question,
-              "collection": job.collections[0] if job.collections and len(job.collections) == 1 else None})
+    one = job.collections[0] if job.collections and len(job.collections) == 1 else None
+    mid = conversations.add_message(ws, conv, job.user, **stored_answer(answer, job.question, one))
     return {"conversation": conv, "message_id": mid}
 
 

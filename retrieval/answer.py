@@ -388,6 +388,19 @@ def ask(
     return result
 
 
+def stored_answer(answer: Answer, question: str, collection: str | None) -> dict:
+    """The keyword arguments of `conversations.add_message` that store `answer` as the assistant's
+    message, as the chat page shows it again (its passages' text, the status and notice, the claims
+    dropped from a draft, the time) and feedback reads it (the question, the one collection asked)."""
+    data = answer_json(answer)
+    passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
+    return {"role": "assistant", "content": answer.answer, "citations": data["citations"], "adapter": answer.adapter,
+            "meta": {"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"),
+                     "generated": data.get("generated"), "status": answer.status, "notice": answer.notice,
+                     "confidence": answer.confidence, "claims": data.get("claims"), "question": question,
+                     "collection": collection, "seconds": round(answer.seconds, 2)}}
+
+
 def answer_json(a: Answer) -> dict:
     """The --json shape of DESIGN.md: answer, citations [{n, document, page, chunk_id, score, text}], and more."""
     return {

@@ -410,6 +410,12 @@ def test_an_api_answer_saved_in_a_conversation_can_be_rated(api):
     assert [(m["role"], m["content"]) for m in msgs] == [("user", ask["messages"][0]["content"]),
                                                            ("assistant", done["choices"][0]["message"]["content"])]
     assert msgs[1]["id"] == done["message_id"]
+    from archivist import conversations
+    from archivist.workspace import open_workspace
+
+    with open_workspace(api[2]) as ws:  # stored as the chat page stores an answer, so the page shows it alike
+        stored = conversations.messages(ws, done["conversation"], "alice")[1]
+    assert {"claims", "generated", "seconds", "status", "passages"} <= set(stored) and stored["collection"] == "hr"
     r = _call(api, "POST", "/v1/feedback", "alice", json={"message_id": done["message_id"], "rating": 1})
     assert r.status_code == 201 and r.json()["question"] == ask["messages"][0]["content"], r.text
     assert [c["document"] for c in r.json()["citations"]] == [c["document"] for c in done["citations"]]

@@ -9,7 +9,7 @@ import streamlit as st
 
 from archivist import access, adapters, conversations, feedback
 from archivist.records import under_notice
-from archivist.retrieval.answer import QuestionTooLong, answer_json, ask, check_question, source_label
+from archivist.retrieval.answer import QuestionTooLong, ask, check_question, source_label, stored_answer
 from archivist.ui import core, page_image
 
 user = core.require_user()
@@ -252,11 +252,5 @@ if question:
             st.stop()
         finally:
             stop.set()  # the user navigated away or asked again: end generation now
-    data = answer_json(answer)
-    passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
-    conversations.add_message(
-        ws, conv, user, "assistant", answer.answer, citations=data["citations"], adapter=answer.adapter,
-        meta={"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"), "generated": data.get("generated"),
-              "status": answer.status, "notice": answer.notice, "confidence": answer.confidence, "claims": data.get("claims"),
-              "question": question, "collection": None if collection == ALL else collection, "seconds": round(answer.seconds, 2)})
+    conversations.add_message(ws, conv, user, **stored_answer(answer, question, None if collection == ALL else collection))
     st.rerun()
