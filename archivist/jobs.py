@@ -183,7 +183,7 @@ def progress(ws: Workspace, job_id: str, done: int, total: int | None = None, me
     """Record progress (done of total, a message, optionally the result so far) and a heartbeat.
     Returns whether someone asked the job to stop (`cancel`): the worker then stops at the next
     safe point and ends the job as cancelled."""
-    sets, args = [f"done = ?", f"heartbeat = {_NOW}"], [done]
+    sets, args = ["done = ?", f"heartbeat = {_NOW}"], [done]
     for col, value in (("total", total), ("message", message), ("result", None if result is None else _dumps(result))):
         if value is not None:
             sets.append(f"{col} = ?")
@@ -191,6 +191,26 @@ def progress(ws: Workspace, job_id: str, done: int, total: int | None = None, me
     with transaction(ws.db):
         ws.db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
     return cancel_requested(ws, job_id)
+
+
+class Reporter:
+    """`progress` for a loop that reports often (each file, step or batch): it writes at most every
+    PROGRESS_S seconds, and always when done reaches total. Calling it returns whether someone
+    asked the job to stop, as of the last write."""
+
+    def __init__(self, ws: Workspace, job_id: str):
+        self.ws, self.job_id, self.at, self.stop = ws, job_id, float("-inf"), False
+
+    def due(self, done: int | None = None, total: int | None = None) -> bool:
+        """Whether a call now would write (callers that build a costly message or result ask first)."""
+        return (total is not None and done == total) or time.monotonic() - self.at >= PROGRESS_S
+
+    def __call__(self, done: int, total: int | None = None, message: str | None = None,
+                 result: dict | None = None) -> bool:
+        if self.due(done, total):
+            self.at = time.monotonic()
+            self.stop = progress(self.ws, self.job_id, done, total, message, result)
+        return self.stop
 
 
 def cancel_requested(ws: Workspace, job_id: str) -> bool:

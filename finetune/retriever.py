@@ -523,8 +523,9 @@ def activate(ws: Workspace, name: str, user: str | None = None, progress: bool =
     job = _reembed_job(ws, name, admin, job_id)
     try:
         with jobs.keep_alive(ws, job):
-            result = reembed.reembed(ws, target, progress=progress, on_step=lambda done, total: jobs.progress(
-                ws, job, done, total, f"re-embedding with {name}: {done} of {total} chunks"))
+            report = jobs.Reporter(ws, job)
+            result = reembed.reembed(ws, target, progress=progress, on_step=lambda done, total: report(
+                done, total, f"re-embedding with {name}: {done} of {total} chunks"))
     except BaseException as e:  # a kill (SIGKILL) never gets here: reconcile finds the job interrupted
         jobs.fail(ws, job, f"{type(e).__name__}: {e}")
         raise

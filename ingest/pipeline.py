@@ -354,16 +354,14 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
     pending: list[_Pending] = []
     fresh: dict[int, np.ndarray] = {}
     last_flush = time.monotonic()
-    told = {"at": 0.0, "stop": False}  # when progress was last written, and whether a cancel came
+    report = jobs.Reporter(ws, job.id)
     bar = tqdm(total=len(files), unit="file", desc=f"ingest → {collection}", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 
     def tell() -> bool:
-        """Write progress at most every PROGRESS_S seconds; returns whether the job was cancelled."""
-        if time.monotonic() - told["at"] >= jobs.PROGRESS_S:
-            told["at"] = time.monotonic()
-            told["stop"] = jobs.progress(ws, job.id, len(results), len(files), f"{len(results)} of {len(files)} files",
-                                         result=job_summary(results))
-        return told["stop"]
+        """Write progress when it is due; returns whether the job was cancelled."""
+        if report.due(len(results), len(files)):
+            report(len(results), len(files), f"{len(results)} of {len(files)} files", result=job_summary(results))
+        return report.stop
 
     def finish(res: FileResult):
         results.append(res)

@@ -369,3 +369,27 @@ def test_a_user_created_again_under_a_deleted_users_name_inherits_nothing(ws, tm
         jobs.get(ws, job.id, "dave")
     kept = jobs.get(ws, job.id, None)  # an admin still sees it, with whose it was
     assert kept.owner.startswith("dave#deleted-") and built.path.exists()
+
+
+def test_a_reporter_writes_progress_at_most_every_progress_s_and_always_the_last_step(home):
+    """Training steps and re-embed batches report through `jobs.Reporter`: a step every few
+    milliseconds must not be a SQLite transaction each, yet the last step and a cancel still show."""
+    with open_workspace(Settings.from_env(home=home)) as ws:
+        job = jobs.create(ws, "ingest", "bob", {"collection": "team", "files": []})
+        jobs.start(ws, job.id)
+        report = jobs.Reporter(ws, job.id)
+        assert report(1, 100, "step 1") is False
+        report.at = time.monotonic()  # the machine may be slow: "now" is the first write, for the asserts below
+        for n in range(2, 60):
+            report(n, 100, f"step {n}")
+        stored = jobs.get(ws, job.id, "bob")
+        assert (stored.done, stored.message) == (1, "step 1")  # within PROGRESS_S: not written again
+        jobs.cancel(ws, job.id, "bob")
+        report.at = time.monotonic()
+        assert report(60, 100) is False  # not due: the cancel is seen at the next write
+        report.at -= jobs.PROGRESS_S  # as if a second had passed
+        assert report(61, 100, "step 61") is True
+        assert jobs.get(ws, job.id, "bob").done == 61
+        report.at = time.monotonic()
+        assert report(100, 100, "step 100") is True  # the last step is always written
+        assert jobs.get(ws, job.id, "bob").message == "step 100"
