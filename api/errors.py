@@ -186,12 +186,13 @@ def workspace_reply(settings, exc: BaseException, where: str):
     client gets the message without server paths; the server's log has it whole."""
     from fastapi.responses import JSONResponse
 
+    from archivist.workspace import DatabaseDamaged
+
     text = str(exc)
-    is_damaged = " is damaged (" in text and "archivist.db" in text  # archivist.workspace.damaged's words
     log.error("workspace error on %s: %s", where, text)
-    if is_damaged:
-        message = ("the workspace database is damaged " + text.split(" is damaged ", 1)[1].split("):", 1)[0] + "): "
-                   "an administrator must restore it from a backup of the workspace folder (the server's log names the file)")
+    if isinstance(exc, DatabaseDamaged):
+        message = (f"the workspace database is damaged ({exc.reason}): an administrator must restore it from a "
+                   "backup of the workspace folder (the server's log names the file)")
         return JSONResponse(error_body(503, without_paths(message, settings), "workspace_damaged"), status_code=503)
     return JSONResponse(error_body(503, without_paths(text, settings), "workspace_unavailable"), status_code=503,
                         headers={"Retry-After": "5"})

@@ -288,6 +288,14 @@ class WorkspaceError(RuntimeError):
     """A workspace problem the user can act on (disk full, unreadable folder, newer schema)."""
 
 
+class DatabaseDamaged(WorkspaceError):
+    """archivist.db is damaged (`damaged`); `reason` is SQLite's own words, without the path."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class Workspace:
     settings: Settings
@@ -462,17 +470,17 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
     return ws
 
 
-def damaged(e: BaseException, home: Path) -> WorkspaceError | None:
-    """The WorkspaceError naming the workspace's database file when `e` says that file is damaged
+def damaged(e: BaseException, home: Path) -> DatabaseDamaged | None:
+    """The DatabaseDamaged error naming the workspace's database file when `e` says that file is damaged
     (SQLite's "file is not a database", "database disk image is malformed": a truncated or
     overwritten file, a copy cut short), else None. Opening finds a damaged header; a damaged page
     shows when a command reads it (the CLI turns that error into this one too)."""
     text = str(e)
     if not isinstance(e, sqlite3.DatabaseError) or not ("malformed" in text or "not a database" in text):
         return None
-    return WorkspaceError(f"the workspace database {home / 'archivist.db'} is damaged ({text}): it is the only copy of "
-                          "the documents, users and jobs, so restore it from a backup of the workspace folder "
-                          "(the files under index/ are rebuilt from it on the next open)")
+    return DatabaseDamaged(f"the workspace database {home / 'archivist.db'} is damaged ({text}): it is the only copy "
+                           "of the documents, users and jobs, so restore it from a backup of the workspace folder "
+                           "(the files under index/ are rebuilt from it on the next open)", text)
 
 
 def _ensure_local_admin(ws: Workspace) -> None:
