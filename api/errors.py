@@ -6,8 +6,10 @@ place, so a route never builds an error body by hand.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -58,10 +60,17 @@ def without_paths(text: str | None, settings=None) -> str | None:
         return text
     if settings is not None:
         for path, name in ((settings.home, "<workspace>"), (settings.cache, "<model cache>")):
-            forms = {str(path), str(path.expanduser()), str(path.expanduser().absolute()), str(path.expanduser().resolve())}
-            for form in sorted(forms - {"", "."}, key=len, reverse=True):  # the longest first: one may hold another
+            for form in _forms(path):
                 text = text.replace(form, name)
     return _ABS_PATH.sub("<server path>", text)
+
+
+@functools.lru_cache(maxsize=16)
+def _forms(path: Path) -> tuple[str, ...]:
+    """The ways a message may write `path` (as given, expanded, absolute, resolved), the longest
+    first (one may hold another); resolved once per path, not on every message."""
+    forms = {str(path), str(path.expanduser()), str(path.expanduser().absolute()), str(path.expanduser().resolve())}
+    return tuple(sorted(forms - {"", "."}, key=len, reverse=True))
 
 
 def error_body(status: int, message: str, code: str, param: str | None = None) -> dict:
