@@ -165,21 +165,12 @@ def _state(ws: Workspace, key: str) -> str | None:
     return row[0] if row else None
 
 
-_KEY_DAYS: set[tuple] = set()  # (key prefix, UTC day[, why]) already recorded by this process
+_KEY_DAYS: set[tuple] = set()  # (action, key prefix, UTC day, why) already recorded by this process
 
 
 def key_used(ws: Workspace, prefix: str, user: str) -> None:
     """Record the first use of API key `prefix` on each UTC day (a cheap set lookup after that)."""
-    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    if (prefix, day) in _KEY_DAYS:
-        return
-    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
-    with transaction(ws.db):  # another process may have recorded today's use meanwhile
-        seen = ws.db.execute("SELECT 1 FROM audit WHERE action = 'key.use' AND target = ? AND ts >= ? LIMIT 1",
-                             (f"ak-{prefix}", start)).fetchone()
-        if not seen:
-            record(ws, "key.use", user=user, target=f"ak-{prefix}", detail={"day": day})
-    _KEY_DAYS.add((prefix, day))
+    _once_a_day(ws, "key.use", prefix, user, {})
 
 
 def key_rejected(ws: Workspace, prefix: str, owner: str, why: str) -> None:
@@ -187,16 +178,23 @@ def key_rejected(ws: Workspace, prefix: str, owner: str, why: str) -> None:
     reason and UTC day: someone still holds a revoked key, or is guessing at a known one. Who
     presented it is unknown, so the record names no user. Keys no one has are not recorded: any
     caller can make up those, and each would cost a write."""
+    _once_a_day(ws, "key.rejected", prefix, None, {"owner": owner, "why": why}, why=why)
+
+
+def _once_a_day(ws: Workspace, action: str, prefix: str, user: str | None, detail: dict, why: str | None = None) -> None:
+    """Record `action` on key `prefix` once per UTC day (and per `why`, when given). The log is read
+    once per process and day, since another process may have recorded it meanwhile; then a set lookup."""
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    if (prefix, day, why) in _KEY_DAYS:
+    if (action, prefix, day, why) in _KEY_DAYS:
         return
     start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    same_why, args = ("", ()) if why is None else (" AND json_extract(detail, '$.why') = ?", (why,))
     with transaction(ws.db):
-        seen = ws.db.execute("SELECT 1 FROM audit WHERE action = 'key.rejected' AND target = ? AND ts >= ? "
-                             "AND json_extract(detail, '$.why') = ? LIMIT 1", (f"ak-{prefix}", start, why)).fetchone()
+        seen = ws.db.execute(f"SELECT 1 FROM audit WHERE action = ? AND target = ? AND ts >= ?{same_why} LIMIT 1",
+                             (action, f"ak-{prefix}", start, *args)).fetchone()
         if not seen:
-            record(ws, "key.rejected", user=None, target=f"ak-{prefix}", detail={"owner": owner, "why": why, "day": day})
-    _KEY_DAYS.add((prefix, day, why))
+            record(ws, action, user=user, target=f"ak-{prefix}", detail={**detail, "day": day})
+    _KEY_DAYS.add((action, prefix, day, why))
 
 
 def question(ws: Workspace, answer, user: str | None, surface: str, collections, started: bool = False) -> int:
