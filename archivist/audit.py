@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from archivist import access
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
 
 GENESIS = "0" * 64  # the `prev` of the first record ever written
 
@@ -572,9 +572,7 @@ def _purge(ws: Workspace, days, actor: str) -> dict:
         return {"purged": 0, "through_id": None}
     # Purged records hold questions and queries: their freed pages are zeroed (whatever SQLite's
     # build default) and the WAL, which still holds the pages as they were, is emptied after.
-    secure = ws.db.execute("PRAGMA secure_delete").fetchone()[0]
-    ws.db.execute("PRAGMA secure_delete = ON")
-    try:
+    with secure_delete(ws.db):
         with transaction(ws.db):
             last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
             if last is None:
@@ -584,9 +582,7 @@ def _purge(ws: Workspace, days, actor: str) -> dict:
                 ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
             record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
                                                           "through_hash": last["hash"], "days": days})
-    finally:
-        ws.db.execute(f"PRAGMA secure_delete = {int(secure)}")
-    ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # another process reading may hold it: then at its next checkpoint
+    truncate_wal(ws.db)
     return {"purged": n, "through_id": last["id"]}
 
 

@@ -28,7 +28,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from archivist import access, adapters, audit
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import Workspace, files_holding, secure_delete, transaction, truncate_wal
 
 ERASED = audit.REDACTED  # what stands for the person's name where a record must keep an owner
 MIN_TEXT = 24  # characters: shorter things typed ("thanks", "yes") are no evidence of a leftover
@@ -95,9 +95,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
         adapters.scrub_metrics(ws, a, lambda s: any(t in s for t in typed))
     _rename_in_files(ws, formers)
 
-    secure = ws.db.execute("PRAGMA secure_delete").fetchone()[0]
-    ws.db.execute("PRAGMA secure_delete = ON")
-    try:
+    with secure_delete(ws.db):
         with transaction(ws.db):
             if uid is not None:
                 report.conversations = ws.db.execute("SELECT COUNT(*) FROM conversations WHERE user_id = ?", (uid,)).fetchone()[0]
@@ -128,13 +126,11 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
                 "redacted": report.audit_redacted, "kept": report.audit_kept})
             n = audit.redact(ws, name, report.record)
             assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
-    finally:
-        ws.db.execute(f"PRAGMA secure_delete = {int(secure)}")
     try:
         ws.db.execute("VACUUM")  # no freed page keeps their words (secure_delete zeroed them already)
     except sqlite3.OperationalError:
         pass  # another process is mid-write: the leftover scan below says whether it mattered
-    report.wal_truncated = not ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    report.wal_truncated = truncate_wal(ws.db)
     report.leftovers = _leftovers(ws, typed)
     return report
 
@@ -159,21 +155,9 @@ def _leftovers(ws: Workspace, typed: list[str]) -> list[str]:
     """Files under the workspace that still hold something the person typed. The database is not a
     leftover for a text that a remaining row holds (a document's sentence they quoted, the same
     question another user asked): that row is someone else's."""
-    others = {t for t in typed if any(ws.db.execute(sql + " LIMIT 1", (t,)).fetchone() for sql in _HELD)}
-    needles = [t.encode("utf-8") for t in typed]
-    found = []
-    for f in sorted(p for p in ws.home.rglob("*") if p.is_file()):
-        try:
-            data = f.read_bytes()
-        except OSError:
-            continue
-        rel = str(f.relative_to(ws.home))
-        mine = [n for n in needles if n in data]
-        if rel.startswith("archivist.db"):
-            mine = [n for n in mine if n.decode("utf-8") not in others]
-        if mine:
-            found.append(rel)
-    return found
+    held_by_others = {t.encode("utf-8") for t in typed if any(ws.db.execute(sql + " LIMIT 1", (t,)).fetchone() for sql in _HELD)}
+    return [f for f, held in files_holding(ws.home, [t.encode("utf-8") for t in typed]).items()
+            if not f.startswith("archivist.db") or held - held_by_others]
 
 
 _HELD = (  # the rows that may hold a text the person typed once theirs are gone: someone else's

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -394,6 +395,38 @@ class transaction:
             if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
                 raise _disk_error(exc) from exc
         return False
+
+
+@contextmanager
+def secure_delete(db: sqlite3.Connection):
+    """While this block runs, freed SQLite pages are zeroed, not left holding the deleted text
+    (whatever SQLite's build default); the setting is restored after. For erase and purges."""
+    before = db.execute("PRAGMA secure_delete").fetchone()[0]
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
+def truncate_wal(db: sqlite3.Connection) -> bool:
+    """Checkpoint and empty the WAL, which still holds pages as they were before a delete; returns
+    whether it was emptied (a process reading at that moment holds it: then at its next checkpoint)."""
+    return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+
+
+def files_holding(home: Path, needles: list[bytes]) -> dict[str, set[bytes]]:
+    """The files under `home` (relative paths, sorted) whose bytes hold any of `needles`, each with
+    the needles it holds: what an erase looks for once the text is deleted. Unreadable files are skipped."""
+    found: dict[str, set[bytes]] = {}
+    for f in sorted(p for p in home.rglob("*") if p.is_file()):
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        if held := {n for n in needles if n in data}:
+            found[str(f.relative_to(home))] = held
+    return found
 
 
 def _is_disk_full(e: BaseException) -> bool:

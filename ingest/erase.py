@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from archivist import access, adapters, audit, conversations, feedback
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import Workspace, files_holding, secure_delete, transaction, truncate_wal
 
 _COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples", "earlier_uploads")
 MIN_MATCH = 24  # characters: shorter strings ("Introduction", a heading) are too common to call a copy
@@ -173,7 +172,7 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     # sentence into their collection, erased it, and the counts said whether anyone had it (and
     # that copy was destroyed). An admin's erase reaches every copy.
     owner = None if access.is_admin(ws, actor) else actor
-    with _secure_delete(ws):
+    with secure_delete(ws.db):
         fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings, owner=owner)
         report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
         report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner)
@@ -192,7 +191,7 @@ def _delete(ws: Workspace, doc: dict, actor: str) -> None:
     """Step 2: the document, its chunks, vectors, lexical postings and FTS rows."""
     from archivist.ingest.pipeline import delete_document
 
-    with _secure_delete(ws):
+    with secure_delete(ws.db):
         delete_document(ws, doc["id"], actor, doc["collection"])
 
 
@@ -208,7 +207,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     report.embedders = retriever.learned_from(ws, spec["document_id"])
     why = f"trained on a deleted document: {spec['document']}"
     retriever.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
-    with _secure_delete(ws):
+    with secure_delete(ws.db):
         with transaction(ws.db):
             adapters.mark_stale(ws, report.adapters, why)
             if not audit.has_job_record(ws, "document.erased", job.id):
@@ -231,11 +230,11 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         report.embedders = [e for e in report.embedders if retriever.may_use(ws, actor, retriever.load_manifest(ws, e))]
         report.leftovers_checked = False
     elif needles is not None:
-        report.leftovers = find_text(ws.home, needles)
-        if report.leftovers:  # a sentence another document also holds is that document's, not a leftover
-            others = _held_by_others(ws, needles)
-            report.held_elsewhere = sorted({d for docs in others.values() for d in docs})
-            report.leftovers = find_text(ws.home, [n for n in needles if n not in others]) if others else report.leftovers
+        found = files_holding(ws.home, needles)
+        # a sentence another document also holds is that document's, not a leftover
+        others = _held_by_others(ws, sorted(set().union(*found.values()))) if found else {}
+        report.held_elsewhere = sorted({d for docs in others.values() for d in docs})
+        report.leftovers = [f for f, held in found.items() if held - others.keys()]
         if "archivist.db" in report.leftovers:
             report.in_audit_log = audit.quotes(ws, [n.decode("utf-8") for n in needles])
     jobs.finish(ws, job.id, result=asdict(report), message=f"erased {spec['document']}")
@@ -260,16 +259,6 @@ def _held_by_others(ws: Workspace, needles: list[bytes]) -> dict[bytes, list[str
         if rows:
             out[n] = [f"{name} ({collection})" for name, collection in rows]
     return out
-
-
-@contextmanager
-def _secure_delete(ws: Workspace):
-    """Freed SQLite pages are zeroed, not left holding the text, while this block runs."""
-    ws.db.execute("PRAGMA secure_delete = ON")
-    try:
-        yield
-    finally:
-        ws.db.execute("PRAGMA secure_delete = OFF")
 
 
 def _merge(old: dict | None, new: dict) -> dict:
@@ -344,23 +333,9 @@ def _compact(ws: Workspace) -> bool:
     truncated (another process reading at that moment can hold it; it is emptied on its next checkpoint)."""
     ws.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")  # merge away the deleted entries
     ws.db.execute("VACUUM")
-    busy = ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-    return not busy
+    return truncate_wal(ws.db)
 
 
 def erased_sentences(text: str) -> list[bytes]:
-    """The document's longer sentences as UTF-8 bytes: what `find_text` looks for."""
+    """The document's longer sentences as UTF-8 bytes: what the scan for leftovers (`files_holding`) looks for."""
     return sorted({p.strip().encode("utf-8") for p in _SENTENCE.split(text) if len(p.strip()) >= MIN_MATCH})
-
-
-def find_text(home: Path, needles: list[bytes]) -> list[str]:
-    """Files under `home` (relative paths) whose bytes hold one of `needles`."""
-    found = []
-    for f in sorted(p for p in home.rglob("*") if p.is_file()):
-        try:
-            data = f.read_bytes()
-        except OSError:
-            continue
-        if any(n in data for n in needles):
-            found.append(str(f.relative_to(home)))
-    return found

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from archivist import adapters, audit, conversations, feedback
-from archivist.ingest.erase import erase, erased_sentences, find_text
+from archivist.ingest.erase import erase, erased_sentences
+from archivist.workspace import files_holding
 
 SECRET = "The quartermaster of Vintry Lane hides the brass key under the ninth flagstone."
 DOC = f"""# Vintry Lane depot
@@ -71,7 +72,7 @@ def test_erase_leaves_the_text_in_no_file_of_the_workspace(tmp_path, embedder, l
     ws, doc = _workspace(tmp_path / "ws", embedder, llm, tmp_path)
     needles = erased_sentences(DOC)
     assert SECRET.encode() in needles
-    before = find_text(ws.home, needles)
+    before = list(files_holding(ws.home, needles))
     assert any(p.startswith("uploads/") for p in before) and any(p.startswith("datasets/") for p in before)
     assert any(p.startswith("adapters/") for p in before) and any(p.startswith("archivist.db") for p in before)
     ws.close()
@@ -84,7 +85,7 @@ def test_erase_leaves_the_text_in_no_file_of_the_workspace(tmp_path, embedder, l
 
     leftover = [str(p) for p in (tmp_path / "ws").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leftover == []
-    assert find_text(tmp_path / "ws", needles) == []
+    assert list(files_holding(tmp_path / "ws", needles)) == []
 
     from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
@@ -111,7 +112,7 @@ def test_plain_delete_leaves_copies_that_erase_would_reach(tmp_path, embedder, l
 
     ws, doc = _workspace(tmp_path / "ws", embedder, llm, tmp_path)
     delete_document(ws, doc.document_id)
-    left = find_text(ws.home, [SECRET.encode()])
+    left = list(files_holding(ws.home, [SECRET.encode()]))
     assert any(p.startswith("uploads/") for p in left) and any(p.startswith("datasets/") for p in left)
     assert any(p.startswith("adapters/") for p in left)
     ws.close()
@@ -198,7 +199,7 @@ def test_an_erase_killed_after_the_delete_is_finished_by_running_it_again(tmp_pa
     env.pop("ARCHIVIST_USER", None)
     child = subprocess.run([sys.executable, "-c", _KILLED_AFTER_DELETE], env=env, cwd=REPO, capture_output=True, text=True)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
-    left = find_text(home, [SECRET.encode()])
+    left = list(files_holding(home, [SECRET.encode()]))
     assert left, "the kill came before the compaction, so some copy of the text is still on disk"
 
     monkeypatch.setenv("ARCHIVIST_HOME", str(home))
@@ -208,7 +209,7 @@ def test_an_erase_killed_after_the_delete_is_finished_by_running_it_again(tmp_pa
     assert main(["erase", "depot.md"]) == 0  # the document is gone: the job is found and finished
     out = capsys.readouterr().out
     assert "erased depot.md" in out and "depot-v1" in out and "feedback: 1 deleted" in out
-    assert find_text(home, erased_sentences(DOC)) == []
+    assert list(files_holding(home, erased_sentences(DOC))) == []
 
     from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
