@@ -155,7 +155,8 @@ def _leftovers(ws: Workspace, typed: list[str]) -> list[str]:
     """Files under the workspace that still hold something the person typed. The database is not a
     leftover for a text that a remaining row holds (a document's sentence they quoted, the same
     question another user asked): that row is someone else's."""
-    held_by_others = {t.encode("utf-8") for t in typed if any(ws.db.execute(sql + " LIMIT 1", (t,)).fetchone() for sql in _HELD)}
+    held_by_others = {t.encode("utf-8") for t in typed
+                      if any(ws.db.execute(sql + " LIMIT 1", (t,)).fetchone() for sql in _HELD) or audit.quotes(ws, [t])}
     return [f for f, held in files_holding(ws.home, [t.encode("utf-8") for t in typed]).items()
             if not f.startswith("archivist.db") or held - held_by_others]
 
@@ -165,7 +166,6 @@ _HELD = (  # the rows that may hold a text the person typed once theirs are gone
     "SELECT 1 FROM documents WHERE instr(text, ?1) > 0",
     "SELECT 1 FROM messages WHERE instr(content, ?1) > 0",
     "SELECT 1 FROM feedback WHERE instr(question, ?1) > 0 OR instr(COALESCE(correction, ''), ?1) > 0",
-    "SELECT 1 FROM audit WHERE instr(detail, substr(json_quote(?1), 2, length(json_quote(?1)) - 2)) > 0",
 )
 
 
