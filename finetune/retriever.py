@@ -442,16 +442,16 @@ def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
     """Adapted embedders the user may see, oldest first, with `active` set on the one in use."""
     from archivist.models import active_embedder
 
-    root = ws.home / FOLDER
     active = active_embedder(ws.home)
-    out = []
-    for p in sorted(root.iterdir() if root.exists() else [], key=lambda p: p.stat().st_mtime):
-        if p.name.startswith(".") or not (p / MANIFEST).exists():
-            continue
-        m = json.loads((p / MANIFEST).read_text())
-        if may_use(ws, user, m):
-            out.append({**m, "active": bool(active and active.get("generation") == m.get("generation"))})
-    return out
+    return [{**m, "active": bool(active and active.get("generation") == m.get("generation"))}
+            for _, m in sorted(_manifests(ws), key=lambda pm: pm[0].stat().st_mtime) if may_use(ws, user, m)]
+
+
+def _manifests(ws: Workspace) -> list[tuple[Path, dict]]:
+    """Every adapted embedder's folder and manifest, by name (a folder without one is half written)."""
+    root = ws.home / FOLDER
+    return [(p, json.loads((p / MANIFEST).read_text())) for p in sorted(root.iterdir() if root.exists() else [])
+            if not p.name.startswith(".") and (p / MANIFEST).exists()]
 
 
 def served_embedder(ws: Workspace, user: str | None = None):
@@ -462,19 +462,19 @@ def served_embedder(ws: Workspace, user: str | None = None):
     from archivist.models import active_embedder, embedder_for, load_embedder
 
     s = ws.settings
-    if active_embedder(ws.home) is None or any(e["active"] for e in list_embedders(ws, user)):
+    active = active_embedder(ws.home)
+    manifest = ws.home / active["path"] / MANIFEST if active and active.get("path") else None
+    m = json.loads(manifest.read_text()) if manifest is not None and manifest.exists() else {}
+    if active is None or (m.get("generation") == active.get("generation") and may_use(ws, user, m)):
         return embedder_for(s)
     return load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache))
 
 
 def learned_from(ws: Workspace, document_id: int) -> list[str]:
     """The adapted embedders whose training documents include `document_id`, by name."""
-    root = ws.home / FOLDER
     out = []
-    for p in sorted(root.iterdir() if root.exists() else []):
-        if p.name.startswith(".") or not (p / MANIFEST).exists():
-            continue
-        docs = json.loads((p / MANIFEST).read_text()).get("documents") or {}
+    for p, m in _manifests(ws):
+        docs = m.get("documents") or {}
         if document_id in (docs.get("train") or []) + (docs.get("held_out") or []):
             out.append(p.name)
     return out
