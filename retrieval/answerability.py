@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 
 from archivist.records import Hit
@@ -34,7 +33,7 @@ def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3,
     index = lexicon_store.current(ws)
     stats = index.statistics(collections)
     n = stats.n
-    text = plain(" ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits[:top]))
+    text = folding.plain(" ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits[:top]))
     total = got = 0.0
     for t in terms:
         df = stats.df(index, lexicon.stem(t))
@@ -43,12 +42,6 @@ def term_coverage(ws: Workspace, query: str, hits: Sequence[Hit], top: int = 3,
         if present(t, text):
             got += idf
     return got / total if total > 0 else 0.0
-
-
-def plain(text: str) -> str:
-    """Text as a typed question's words are looked for in it: compatibility forms made plain (NFKC:
-    fullwidth ＲＯＵＴＥＲ is ROUTER, ﬁ is fi, decomposed accents composed); ASCII as it is."""
-    return text if text.isascii() else unicodedata.normalize("NFKC", text)
 
 
 def present(term: str, text: str) -> bool:
@@ -89,5 +82,5 @@ def names(question: str) -> list[str]:
 def missing_names(question: str, hits: Sequence[Hit]) -> int:
     """How many of the question's names (see `names`) no hit's text or heading holds. A count, not
     a share: "Amazon SES" is no less absent for the "Postfix" beside it."""
-    text = plain(" ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits))
+    text = folding.plain(" ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits))
     return sum(re.search(r"(?<![\w-])" + re.escape(n[: max(4, len(n) - 2)]), text) is None for n in names(question))

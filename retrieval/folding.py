@@ -52,6 +52,13 @@ def patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
     return re.compile(cls(drop)), re.compile(cls(marks)), word, re.compile(rf"(?:[^\W_]|{cls(inner)})+")
 
 
+def plain(text: str) -> str:
+    """Text as a typed question's words and numbers are looked for in it: compatibility forms made
+    plain (NFKC: fullwidth ＲＯＵＴＥＲ is ROUTER, ２０ is 20, ﬁ is fi, decomposed accents composed);
+    ASCII as it is. Lighter than `fold` (no case, no diacritics dropped)."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
 def fold(low: str, quick: bool = True) -> str:
     """A lower-cased text beyond ASCII as the tokens are cut from it: format characters dropped (a soft
     hyphen or zero-width space inside a word joins it again), compatibility forms made plain (ＸＲ５００,

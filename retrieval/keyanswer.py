@@ -40,9 +40,10 @@ import numpy as np
 
 from archivist.records import Hit
 from archivist.retrieval import verify
-from archivist.retrieval.answerability import missing_names, plain, present
+from archivist.retrieval.answerability import missing_names, present
+from archivist.retrieval.folding import plain
 from archivist.retrieval.quote import DEFAULT as QUOTE_WEIGHTS
-from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind, words
+from archivist.retrieval.quote import JOIN, _has_kind, _is_heading, candidates, question_kind, quoted, words
 
 # -- the fitted models (bench/tune_quote.py --fit; feature order as in CANDIDATE_FEATURES / QUESTION_FEATURES)
 
@@ -164,7 +165,7 @@ def candidate_features(question: str, cands: Sequence[tuple[int, str, str]], pas
         return len(qstems & set(verify.content_stems(text))) / len(qstems) if qstems else 0.0
 
     def rare_share(text: str) -> float:
-        low = text.lower()
+        low = plain(text.lower())
         return sum(w for t, w in weights.items() if present(t, low)) / total
 
     heads = {h: share(h) for _, _, h in cands}
@@ -414,7 +415,7 @@ def key_answer(question: str, passages: Sequence[Hit], embedder, stats: TermStat
         names = QUESTION_FEATURES + READ_FEATURES
     x = np.array([q[f] for f in names])
     span = key_span(cands[first][1], follow_up or question)
-    body = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
+    body = " ".join(f"{quoted(cands[i][1])} [{cands[i][0]}]" for i in picked)
     # a definition's sentence already starts with its term ("--keep-index — All changes ...", or
     # "textwrap.dedent(text) — Remove ..." for the span "textwrap.dedent"): no second copy
     lead = cands[picked[0]][1]

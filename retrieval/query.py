@@ -4,7 +4,6 @@ query, the content terms (marked on hits, weighed by answerability)."""
 from __future__ import annotations
 
 import re
-import unicodedata
 
 STOPWORDS = frozenset("""a an and are as at be been but by can could do does did for from had has have how i if in into is it
 its me my no not of on or our so that the their them then there these they this to was we were what when where which
@@ -43,7 +42,7 @@ def query_terms(text: str) -> list[str]:
     """The query's content words, lower-cased, each once, in order (stopwords left out). Chinese and
     Japanese, written without spaces, give their bigrams (`folding.cjk_pairs`), as the lexical index
     holds them: a whole sentence is no word any passage holds."""
-    from archivist.retrieval.folding import cjk_pairs
+    from archivist.retrieval.folding import cjk_pairs, plain
 
-    words = (t for w in WORD.findall(unicodedata.normalize("NFKC", text)) for t in cjk_pairs(w.lower()))
+    words = (t for w in WORD.findall(plain(text)) for t in cjk_pairs(w.lower()))
     return list(dict.fromkeys(w for w in words if w not in STOPWORDS and not _CJK_FUNCTION.fullmatch(w)))

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from archivist.retrieval.folding import CJK, CJK_CHAR, cjk_pairs
+from archivist.retrieval.folding import CJK, CJK_CHAR, cjk_pairs, plain
 
 RARE_ZIPF = 3.0  # a word rarer than this in English (Zipf scale; "rebase" 1.8, "launch" 4.7) must be in the passage
 MIN_OVERLAP = 0.5  # share of a claim's content words its cited passages must hold (bench/calibrate_verify.py)
@@ -125,7 +125,7 @@ def _norm(text: str) -> str:
 
 def canonical_number(s: str) -> str:
     """'1,500' and '1500' are one number; '1.5' stays as written; '08' is '8'; fullwidth '２０' is '20'."""
-    s = s if s.isascii() else unicodedata.normalize("NFKC", s)
+    s = plain(s)
     s = s.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", s) else s
     return s.lstrip("0") or "0" if s.isdigit() else s
 

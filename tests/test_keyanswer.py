@@ -341,3 +341,20 @@ def test_a_verified_draft_that_names_nothing_the_question_does_not_is_no_answer(
         assert (a.status, a.mode) == shown, (draft, mode, a.answer)
         assert (echo[:40] in a.answer) == (draft == echo and mode == "generate")
         assert ("calendar.isleap" in a.answer) == (a.status == "answered")
+
+
+def test_a_rare_question_word_written_fullwidth_in_a_sentence_counts_as_present(embedder):
+    """The candidate feature `rare_overlap` looks for the question's rare words in a sentence: a
+    sentence that writes them in fullwidth forms (ＲＯＵＴＥＲ, common in Japanese documents) holds
+    them as much as one in ASCII, as the other features and the answerability checks already say."""
+    from archivist.retrieval.keyanswer import CANDIDATE_FEATURES, candidate_features
+
+    question = "How do I reset the router?"
+    sentences = ["Hold the ＲＯＵＴＥＲ button for ten seconds to ｒｅｓｅｔ it.",
+                 "Hold the ROUTER button for ten seconds to reset it."]
+    passages = [_hit(1, sentences[0]), _hit(2, sentences[1])]
+    stats = TermStats([("reset", 5), ("router", 2)], 1000)
+    rows = candidate_features(question, [(1, sentences[0], ""), (2, sentences[1], "")], passages, stats, embedder)
+    rare = CANDIDATE_FEATURES.index("rare_overlap")
+    assert rows[1][rare] == pytest.approx(1.0)
+    assert rows[0][rare] == pytest.approx(rows[1][rare])
