@@ -95,7 +95,7 @@ def cmd_erase(args) -> int:
     if r.adapters:
         print(f"  adapters that learned from it, now STALE (their weights still hold what they learned): "
               f"{', '.join(r.adapters)}")
-        print(f"  retrain with: " + "; ".join(f"archivist finetune --retrain {a}" for a in r.adapters))
+        print("  retrain with: " + "; ".join(f"archivist finetune --retrain {a}" for a in r.adapters))
     else:
         print("  no adapter learned from it")
     if r.embedders:

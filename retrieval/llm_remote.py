@@ -393,11 +393,12 @@ def _make_remote(settings) -> RemoteLLM:
     url = server_root(settings.llm_url)
     path = resolve_llm(settings.llm, Path(settings.cache))
     window = int(getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048) or 2048)
-    fallback = None
-    if settings.llm_fallback == "local":
+
+    def local():
         from archivist.retrieval.llm import load_llm
 
-        def fallback():
-            return load_llm(settings.llm, str(settings.cache), settings.device, settings.quantize)
+        return load_llm(settings.llm, str(settings.cache), settings.device, settings.quantize)
+
     return RemoteLLM(name=settings.llm, url=url, tokenizer=load_tokenizer(settings.llm, str(settings.cache)),
-                     config_window=window, model_path=str(path), fallback=fallback)
+                     config_window=window, model_path=str(path),
+                     fallback=local if settings.llm_fallback == "local" else None)

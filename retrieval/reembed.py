@@ -245,11 +245,7 @@ def _record(ws: Workspace, target: Target, identity: str) -> None:
     values = {"embedder": getattr(e, "model_id", f"{e.name}:{e.dim}"), "embedding_dim": str(e.dim),
               "embedder_generation": target.generation, "embedder_identity_staged": identity,
               "embedder_pointer": json.dumps(_pointer(target, identity))}  # index/embedder.json is rebuilt from it
-    try:
-        from archivist.retrieval.vectors import recorded_embedder  # noqa: F401  (identities recorded: issue 17)
-        values["embedder_identity"] = identity
-    except ImportError:
-        pass
+    values["embedder_identity"] = identity
     for k, v in values.items():
         ws.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (k, v))
 
