@@ -36,6 +36,8 @@ def fts_query(text: str) -> str | None:
 # or 请问 ("may I ask"); 请 and 问 alone are parts of words (申请 apply, 请求 request, 访问 access, 问题 problem).
 # Left out of the question's terms as STOPWORDS are; the lexical search itself keeps every bigram.
 _CJK_FUNCTION = re.compile(r"[\u3041-\u309f]+|.?[的了吗呢吧么哪怎什这那]+.?|请问")
+# Words that hold one of those characters and still name something: kept.
+_CJK_CONTENT = frozenset({"了解", "了结", "明了", "目的", "标的", "的士", "吗啡", "酒吧", "网吧", "呢绒", "刹那"})
 
 
 def query_terms(text: str) -> list[str]:
@@ -45,4 +47,5 @@ def query_terms(text: str) -> list[str]:
     from archivist.retrieval.folding import cjk_pairs, plain
 
     words = (t for w in WORD.findall(plain(text)) for t in cjk_pairs(w.lower()))
-    return list(dict.fromkeys(w for w in words if w not in STOPWORDS and not _CJK_FUNCTION.fullmatch(w)))
+    return list(dict.fromkeys(w for w in words if w not in STOPWORDS
+                              and (w in _CJK_CONTENT or not _CJK_FUNCTION.fullmatch(w))))

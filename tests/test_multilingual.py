@@ -112,6 +112,16 @@ def test_an_index_an_older_tokenizer_built_is_rebuilt(world):
 # -- the answer side: question terms, quotes and claim checks on text without spaces ---------------------
 
 
+def test_chinese_words_that_hold_a_function_character_stay_question_terms():
+    """Pairs with 的 了 吗 ... are left out of a question's terms (什么, 的是); before, so were the
+    words that merely hold one: 了解 (understand), 目的 (purpose), 酒吧 (bar)."""
+    from archivist.retrieval.query import query_terms
+
+    assert "目的" in query_terms("这个项目的目的是什么？") and "的目" not in query_terms("这个项目的目的是什么？")
+    assert "什么" not in query_terms("这个项目的目的是什么？")
+    assert "了解" in query_terms("如何了解系统日志？") and "酒吧" in query_terms("酒吧在哪里？")
+
+
 def test_question_terms_are_the_bigrams_the_index_holds(world):
     from archivist.retrieval.answerability import term_coverage
     from archivist.retrieval.keyanswer import term_stats
