@@ -270,13 +270,33 @@ def save_checkpoint(folder: Path, model, optimizer, step: int, extra: dict) -> P
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, str(target / "optimizer.safetensors"))
     (target / "state.json").write_text(json.dumps({"step": step, "param_groups": state["param_groups"], **extra}))
+    _sync(target)  # on disk before `latest` names it: the older checkpoints are deleted next
     tmp = folder / "latest.tmp"
     tmp.write_text(target.name)
     os.replace(tmp, folder / "latest")
+    _sync(folder)
     for old in folder.glob("step-*"):
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _sync(folder: Path) -> None:
+    """fsync the files of `folder` and the folder itself (its names), so a power cut after this
+    leaves them whole. A filesystem that cannot fsync a directory is let be."""
+    for f in [*folder.iterdir(), folder]:
+        if f.is_dir() and f != folder:
+            continue
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 class CheckpointDamaged(ValueError):

@@ -294,6 +294,33 @@ def test_a_damaged_checkpoint_is_named_and_restores_nothing(tmp_path, damaged):
     assert not fresh_optimizer.state
 
 
+def test_a_checkpoint_is_on_disk_before_latest_names_it(tmp_path, monkeypatch):
+    """`save_checkpoint` deletes the older checkpoints once `latest` names the new one: after a power
+    cut, written but unsynced files could be empty while the old ones are gone. Each file of the new
+    checkpoint, and its folder, is fsynced before `latest` switches; `latest` itself after."""
+    import torch
+
+    from archivist.finetune.train import save_checkpoint
+
+    model, optimizer = _lora_and_optimizer(seed=1)
+    ids = torch.arange(16).reshape(1, 16)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    folder = tmp_path / "checkpoints"
+    synced, real = [], os.fsync
+
+    def fsync(fd):  # the real fsync, noting which file and what `latest` named at that moment
+        latest = folder / "latest"
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), latest.read_text() if latest.exists() else None))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = save_checkpoint(folder, model, optimizer, 1, {"total_steps": 4})
+    before_switch = {Path(p).name for p, latest in synced if latest is None}
+    assert {"lora.safetensors", "optimizer.safetensors", "state.json", target.name} <= before_switch
+    assert (str(folder / "latest"), target.name) in synced and (str(folder), target.name) in synced
+
+
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """A 2-layer, 64-dim Llama with the chat model's tokenizer (tests/make_tiny_models.py): a run of
