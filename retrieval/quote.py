@@ -95,6 +95,13 @@ TERM_WORDS = 8  # a definition's term ("--aggressive", "os.path.join(path, *path
 JOIN = " — "  # between a definition's term and a sentence of its description, in a quote
 
 
+def quoted(sentence: str) -> str:
+    """A passage's sentence as an answer quotes it, before its own [n] is added: without the bracketed
+    numbers the document itself wrote ("52 weeks [2]."), which in the answer would read as citations of
+    other passages (a document could make its claim look backed by another reader's document)."""
+    return re.sub(r"\s*" + verify.CITE.pattern, "", sentence)
+
+
 def _term(line: str) -> bool:
     """A line that names what the lines after it describe: short, not a sentence, code-like, not a
     link (the handbook's "→ https://kde.org/" closes the paragraph before it)."""
@@ -240,5 +247,5 @@ def quote(question: str, passages: Sequence[Hit], embedder, *, weights: Weights 
                 and not _is_heading(cands[i], passages) and not _is_heading(cands[first], passages):
             picked.append(i)  # a second sentence of the same passage; a heading only ever answers alone
     picked.sort()
-    text = " ".join(f"{cands[i][1]} [{cands[i][0]}]" for i in picked)
+    text = " ".join(f"{quoted(cands[i][1])} [{cands[i][0]}]" for i in picked)
     return Quote(text=text, confidence=round(float(scores[first]), 4), picked=[(cands[i][0], cands[i][1]) for i in picked])
