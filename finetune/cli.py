@@ -289,7 +289,8 @@ def print_evaluation(report: dict) -> None:
         print(report.get("reason", "not evaluated") if report else "not evaluated")
         return
     b, a = report["base"], report["adapter"]
-    print(f"held-out evaluation ({report['n']} examples)   {'base':>10} {'adapter':>10}")
+    of = f" of {report['held_out']}" if report.get("held_out", report["n"]) != report["n"] else ""
+    print(f"held-out evaluation ({report['n']}{of} examples)   {'base':>10} {'adapter':>10}")
     for key, label in (("accuracy", "answer accuracy (gold contained)"), ("f1", "token F1"),
                        ("citations", "citation correctness"), ("perplexity", "perplexity of gold answers"),
                        ("seconds", "seconds")):

@@ -18,6 +18,7 @@ reads or writes `datasets/`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import random
@@ -325,6 +326,16 @@ def _check_messages(messages) -> str | None:
     return None
 
 
+def _utf8(path: Path) -> str:
+    """A text file's contents, less a byte order mark (Windows editors write one). Raises
+    DatasetError naming the file and line of a byte that is not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as UTF-8") from None
+
+
 def examples_from_file(path: str | Path) -> list[Example]:
     """Examples from a JSONL file of {"messages": [...]} or {"prompt": ..., "completion": ...} lines.
 
@@ -335,7 +346,7 @@ def examples_from_file(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     out, errors = [], []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(_utf8(path), newline=None) as f:  # newline=None: \r\n and \r end lines, as open() reads them
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -391,6 +402,31 @@ def split_groups(groups: Sequence[str], eval_fraction: float, seed: int) -> set[
     return set(order[:n])
 
 
+def _tied(ws: Workspace, groups: Sequence[str], extra: Sequence[Example], documents: Sequence[dict] = ()) -> dict[str, str]:
+    """Each split group's stand-in for the split (`groups`, and the documents `extra`'s passages come
+    from): itself, or for groups tied together by an example with passages of several documents
+    (feedback citing two documents), the least of them, so the tied groups land in one split.
+    A file's lines whose "document" names one of `documents` (its path or the path's last part)
+    are tied to it too: they state its facts. Chunks since deleted tie nothing."""
+    parent = {g: g for g in groups}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            g = parent[g]
+        return g
+
+    chunks = sorted({c for e in extra for c in e.passages})
+    doc_of = dict(ws.db.execute(f"SELECT id, document_id FROM chunks WHERE id IN ({','.join('?' * len(chunks))})",
+                                chunks).fetchall()) if chunks else {}
+    named = {n: d["id"] for d in documents for n in (d["path"].rsplit("/", 1)[-1], d["path"])}
+    for e in extra:
+        about = {f"doc:{named[e.group[5:]]}"} if e.source == "file" and e.group[5:] in named else set()
+        for g in about | {f"doc:{doc_of[c]}" for c in e.passages if c in doc_of}:
+            a, b = root(e.group), root(parent.setdefault(g, g))
+            parent[max(a, b)] = min(a, b)
+    return {g: root(g) for g in parent}  # a document tied in without examples of its own follows its tie
+
+
 def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str | None = None,
                   collections: Sequence[str] | None = None, generator: str = "extractive", name: str | None = None,
                   seed: int = 0, eval_fraction: float = 0.2, passages: int = 3, max_per_chunk: int = 3,
@@ -441,7 +477,10 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
     if not groups:
         raise DatasetError("no training examples: the readable documents hold no facts the generator could ask about, "
                            "and no feedback or file examples were given")
-    eval_groups = split_groups(groups, eval_fraction, seed)
+    # a feedback example whose passages come from several documents ties their groups together:
+    # split apart, a training prompt and target would hold the text of a held-out document
+    tied = _tied(ws, groups, extra, documents)
+    eval_groups = {g for g in tied if tied[g] in split_groups(tied.values(), eval_fraction, seed)}
     eval_docs = {d for d in by_id if f"doc:{d}" in eval_groups}
     train_docs = set(by_id) - eval_docs
     examples = examples_from_documents(ws, pairs, eval_docs, train_docs, passages, seed, user, embedder) + extra

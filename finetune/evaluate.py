@@ -8,19 +8,24 @@
     perplexity   exp of the mean negative log-likelihood of the gold target's tokens (teacher forced)
 
 Generation is greedy with the serving settings (repetition penalty 1.1), in left-padded batches.
-An adapter whose mean of accuracy, F1 and citations is below the base's (or equal, with a higher
-perplexity) is worse: it is registered but not activated, and `reason` says why.
+An adapter whose mean per-example score (`example_score`) is below the base's (or equal, with a
+higher perplexity) is worse: it is registered but not activated, and `reason` says why.
 
 A lead has to be more than the luck of which examples were held out: each example's score (the mean
 of its accuracy, F1 and citation) is compared between the two models with a paired bootstrap, and
 the adapter counts as better only when the 95% interval of its lead is above zero (the rule that
-`finetune --target retriever` applies to MRR@10). On a small held-out split (10 examples of sed's
-manual, 2 of them right by either model) a one-example lead is within the noise: such an adapter is
-registered, not activated, and its reason says the split cannot tell it from the base.
+`finetune --target retriever` applies to MRR@10). The examples were held out by document, and one
+document's examples rise and fall together, so the bootstrap draws whole documents (the examples'
+split groups), not examples one by one; and `--eval-limit` takes its examples from every held-out
+document in turn (`held_out_sample`), not the first document's first ones. On a small held-out
+split (10 examples of sed's manual, 2 of them right by either model) a one-example lead is within
+the noise: such an adapter is registered, not activated, and its reason says the split cannot tell
+it from the base.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -84,6 +89,29 @@ def perplexity(model, tokenizer, examples: Sequence, batch_size: int = 4) -> flo
     return round(math.exp(total / count), 4) if count else None
 
 
+def held_out_sample(examples: Sequence, limit: int, seed: int = 0) -> list:
+    """Up to `limit` of the held-out examples (all of them when `limit` is 0 or not below their
+    number), spread over their split groups (documents, feedback rows, file lines): the groups in a
+    seeded hash order, as the split orders them, then one example of each group in turn, the first
+    of each group first (and of each source in a group: a feedback example in a document's group
+    comes before the document's second generated one). Returned in the examples' order. The
+    held-out split lists each document's examples together, so its first `limit` would be one or two
+    documents, and the feedback and file examples, listed last, would never be evaluated."""
+    if not limit or len(examples) <= limit:
+        return list(examples)
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(e.group, []).append(i)
+    for g, idx in groups.items():  # each source's first example first (feedback joins a document's group)
+        rank = {i: sum(examples[j].source == examples[i].source for j in idx if j < i) for i in idx}
+        groups[g] = sorted(idx, key=lambda i: (rank[i], i))
+    order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    chosen: list[int] = []
+    for turn in range(max(len(v) for v in groups.values())):
+        chosen += [groups[g][turn] for g in order if turn < len(groups[g])]
+    return [examples[i] for i in sorted(chosen[:limit])]
+
+
 def example_score(s: dict) -> float:
     """One example's score: the mean of its accuracy, F1 and (when it has a gold passage) citation."""
     parts = [s["contained"], s["f1"]] + ([s["citation"]] if s.get("citation") is not None else [])
@@ -108,6 +136,14 @@ def evaluate_model(model, tokenizer, examples: Sequence, max_new_tokens: int = 4
 
 
 def summary_score(m: dict) -> float:
+    """A model's score on the held-out examples: the mean of the per-example scores (what the
+    bootstrap compares), else (a report stored without them) the mean of accuracy, F1 and citations.
+    The two agree when every example has a gold passage; when some have none (feedback, files), the
+    mean of the three means let one example's citation weigh as much as every example's answer: an
+    adapter right on 2 of 10 answers where the base was right on 1 was called worse because it
+    missed the one citation there was."""
+    if m.get("per_example"):
+        return sum(m["per_example"]) / len(m["per_example"])
     parts = [m["accuracy"], m["f1"]] + ([m["citations"]] if m.get("citations") is not None else [])
     return sum(parts) / len(parts)
 
@@ -126,9 +162,10 @@ def verdict(base: dict, adapter: dict) -> tuple[bool, str]:
         f"as good as the base on answers and more sure of the gold answers ({detail})"
 
 
-def decide(base: dict, adapter: dict) -> tuple[bool, str, dict | None]:
+def decide(base: dict, adapter: dict, groups: Sequence[str] | None = None) -> tuple[bool, str, dict | None]:
     """(better, reason, difference): `verdict` on the means, then the paired bootstrap of the
-    per-example scores (`per_example` of each) when both have them. `difference` is
+    per-example scores (`per_example` of each) when both have them, drawing whole `groups` (each
+    example's split group, its document) when given. `difference` is
     archivist.retrieval.evaluation.paired_difference of adapter over base (None without per-example
     scores). A lead whose interval reaches zero is not better: the held-out split cannot tell."""
     from archivist.retrieval.evaluation import paired_difference
@@ -137,9 +174,12 @@ def decide(base: dict, adapter: dict) -> tuple[bool, str, dict | None]:
     a, b = adapter.get("per_example"), base.get("per_example")
     if not a or not b or len(a) != len(b):
         return better, reason, None
-    d = paired_difference(a, b)
+    groups = list(groups) if groups is not None and len(groups) == len(a) else None
+    d = paired_difference(a, b, groups=groups)
+    of = ("" if groups is None else f"; {d['groups']} held-out documents, drawn whole" if d["groups"] >= 2 else
+          "; one held-out document, its examples drawn one by one: the interval says nothing of other documents")
     ci = (f"{len(a)} held-out examples, score {d['diff']:+.3f} (95% CI {d['low']:+.3f}..{d['high']:+.3f}; "
-          f"better on {d['better']}, worse on {d['worse']})")
+          f"better on {d['better']}, worse on {d['worse']}{of})")
     if better and d["low"] <= 0:
         lead = reason.split(" (", 1)[0]
         return False, (f"the held-out split cannot tell it from the base: {lead}, but {ci}; "
@@ -173,7 +213,7 @@ def compare(model, tokenizer, examples: Sequence, max_new_tokens: int = 48, prog
                 model.unmerge_adapter()
     finally:
         model.train(was_training)
-    better, reason, difference = decide(base, adapter)
+    better, reason, difference = decide(base, adapter, [e.group for e in examples])
     by_source = split_by_source(examples, base, adapter)
     shown = [{"question": e.question, "gold": e.answer, "cite": e.cite, "base": b, "adapter": a}
              for e, b, a in list(zip(examples, base_answers, answers))[:keep]]

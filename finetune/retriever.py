@@ -377,10 +377,14 @@ def compare(base_encode, adapted_encode, pairs: list[Pair], corpus: list[tuple],
     before = rank_metrics(base_encode, pairs, corpus, ws)
     after = rank_metrics(adapted_encode, pairs, corpus, ws)
 
+    # a held-out document's questions rise and fall together: the bootstrap draws whole documents
+    groups = [p.document_id for p in pairs]
+
     def side(mode: str) -> dict:
         a, b = after[mode], before[mode]
         return {"base": mean_metrics(b), "adapted": mean_metrics(a),
-                "difference": {m: paired_difference([x[m] for x in a], [y[m] for y in b]) for m in ("hit@5", "mrr@10")}}
+                "difference": {m: paired_difference([x[m] for x in a], [y[m] for y in b], groups=groups)
+                               for m in ("hit@5", "mrr@10")}}
 
     s = ws.settings
     how = (f"hybrid: linear fusion, lexical weight {s.lexical_weight}, norm {s.fusion_norm}" if s.fusion == "linear"

@@ -712,10 +712,11 @@ def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progre
 
     adapter_dir = prep.folder / "adapter"
     prep.model.save_pretrained(str(adapter_dir), safe_serialization=True)
-    evals = prep.dataset.eval[: cfg.eval_limit] if cfg.eval_limit else prep.dataset.eval
+    evals = evaluate.held_out_sample(prep.dataset.eval, cfg.eval_limit, cfg.seed)  # every held-out document in turn
     say(f"run {prep.run_id}: evaluating base and adapter on {len(evals)} held-out examples ...")
     report = evaluate.compare(prep.model, prep.tokenizer, evals, max_new_tokens=cfg.eval_max_new_tokens,
                               progress=progress)
+    report["held_out"] = len(prep.dataset.eval)  # n of them were evaluated (--eval-limit)
     lineage = registry.lineage(ws, base=prep.base, base_path=prep.path, base_hash=model_hash(prep.local or prep.path),
                                dataset=prep.dataset, config=asdict(cfg), method=prep.method, device=prep.device,
                                run_id=prep.run_id, train=stats)

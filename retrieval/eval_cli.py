@@ -51,7 +51,22 @@ def _questions(args, kind):
         qs = [q for q in qs if q.extra.get("split") == args.split]
         if not qs:
             raise CLIError(f"{args.set_path}: no question has \"split\": {args.split!r}")
-    return qs[: args.limit] if args.limit else qs
+    qs = qs[: args.limit] if args.limit else qs
+    first: dict[str, int] = {}
+    repeats = [(q.line, first.setdefault(" ".join(q.question.lower().split()), q.line)) for q in qs]
+    repeats = [(line, was) for line, was in repeats if line != was]
+    if repeats:  # every line is a question of the means and the bootstrap: a repeat weighs twice
+        print(f"archivist: warning: {len(repeats)} question(s) of {args.set_path} repeat an earlier one (line "
+              f"{repeats[0][0]} repeats line {repeats[0][1]}); each repeat counts again in every figure", file=sys.stderr)
+    return qs
+
+
+def _stored_name(args) -> str:
+    """The set's name as the run is stored: the file's name, with the split and --limit when given
+    ("qs.jsonl (split heldout, first 20)"), so runs on different parts of a set are not shown as
+    one set's changes over time."""
+    parts = ([f"split {args.split}"] if getattr(args, "split", None) else []) + ([f"first {args.limit}"] if args.limit else [])
+    return Path(args.set_path).name + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _bar(total: int, desc: str, quiet: bool):
@@ -94,13 +109,19 @@ def cmd_eval_retrieval(args) -> int:
                                      user=getattr(args, "user", None), collections=args.collection, progress=progress)
         bar.close()
         results["set"] = str(args.set_path)
+        results["split"], results["limit"] = getattr(args, "split", None), args.limit
         if results["unsearchable"]:
             first = results["unsearchable"][0]
             print(f"archivist: warning: {len(results['unsearchable'])} question(s) of {args.set_path} name no document "
                   f"you may search (line {first['line']}: {', '.join(first['relevant'])}); they count as misses",
                   file=sys.stderr)
+        if results["unknown_entries"]:
+            first = results["unknown_entries"][0]
+            print(f"archivist: warning: {len(results['unknown_entries'])} question(s) of {args.set_path} list a relevant "
+                  f"entry that names no document you may search (line {first['line']}: {', '.join(first['entries'])}); "
+                  "it is never found, so their recall and nDCG cannot reach 1", file=sys.stderr)
         if not args.no_store:
-            results["id"] = store_evaluation(ws, "retrieval", Path(args.set_path).name, results, user=getattr(args, "user", None))
+            results["id"] = store_evaluation(ws, "retrieval", _stored_name(args), results, user=getattr(args, "user", None))
     if args.json:
         emit_json({k: v for k, v in results.items()})
         return 0
@@ -126,13 +147,16 @@ def cmd_eval_answers(args) -> int:
                                    mode=args.answer_mode, progress=step)
         bar.close()
         results["set"] = str(args.set_path)
+        results["split"], results["limit"] = getattr(args, "split", None), args.limit
         if not args.no_store:
-            results["id"] = store_evaluation(ws, "answers", Path(args.set_path).name, results, user=getattr(args, "user", None))
+            results["id"] = store_evaluation(ws, "answers", _stored_name(args), results, user=getattr(args, "user", None))
     if args.json:
         emit_json(results)
         return 0
     m = results["metrics"]
-    print(f"{m['questions']} questions from {args.set_path} ({m['answerable']} answerable, {m['unanswerable']} not)")
+    print(f"{m['questions']} questions from {args.set_path} ({m['answerable']} answerable, {m['unanswerable']} not), "
+          + ("in extractive mode (quotes, nothing generated)" if results["mode"] == "extractive" else
+             f"answered by {'adapter ' + results['adapter'] if results['adapter'] else 'the base model'} in {results['mode']} mode"))
     shown = {k: v for k, v in m.items() if k not in ("questions", "answerable", "unanswerable")}
     print(format_table({"answers": shown}, first="set"))
     if "id" in results:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archivist.retrieval.evaluation import (DEFAULT_KS, AnswerOutcome, answer_metrics, credit, hybrid_comparisons,
-                                            mean_metrics, ranking_metrics, score_answer, supports)
+from archivist.retrieval.evaluation import (DEFAULT_KS, AnswerOutcome, answer_metrics, credit, distinct,
+                                            hybrid_comparisons, mean_metrics, ranking_metrics, score_answer, supports)
 
 MODES = ("dense", "lexical", "hybrid", "hybrid+rerank")
 
@@ -50,12 +50,20 @@ class Question:
 def load_set(path: str | Path, kind: str) -> list[Question]:
     """Read a JSONL question set. kind: "retrieval" (needs `relevant`) or "answers" (needs `answer`,
     which may be null for an unanswerable question). Blank lines and lines starting with # are skipped.
-    Raises EvalSetError naming the file and line."""
+    A UTF-8 byte order mark (as Windows editors save) is skipped. Raises EvalSetError naming the file
+    and line."""
     p = Path(path)
     if not p.is_file():
         raise EvalSetError(f"{p}: no such question set")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise EvalSetError(f"{p}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as UTF-8") from None
     out = []
-    for n, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    # lines end at \n (\r\n's \r is stripped below), not at every break splitlines() knows: a JSON
+    # string may hold U+2028 or U+0085 as they are
+    for n, raw in enumerate(text.split("\n"), start=1):
         raw = raw.strip()
         if not raw or raw.startswith("#"):
             continue
@@ -147,6 +155,7 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
     embedder = embedder or embedder_for(ws.settings)
     cached = embedder if isinstance(embedder, QueryCache) else QueryCache(embedder)
     unknown = unsearchable(ws, questions, user, collections)
+    partly = unknown_entries(ws, questions, user, collections)
     per_query = [{"question": q.question, "relevant": q.relevant} for q in questions]
     summary = {}
     for mode in modes:
@@ -158,8 +167,9 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
                           mode="hybrid" if mode == "hybrid+rerank" else mode,
                           reranker=reranker if mode == "hybrid+rerank" else None, embedder=cached)
             seconds.append(time.perf_counter() - t0)
-            credited = credit([(h.document, h.chunk_id) for h in hits], q.relevant)
-            metrics = ranking_metrics(credited, len(set(q.relevant)), ks)
+            relevant = distinct(q.relevant)  # "a.txt" beside "docs/a.txt" is one document, found once
+            credited = credit([(h.document, h.chunk_id) for h in hits], relevant)
+            metrics = ranking_metrics(credited, len(relevant), ks)
             rows.append(metrics)
             per_query[i][mode] = {**{key: round(v, 4) for key, v in metrics.items()},
                                   "top": [h.document for h in hits[:max(ks)]]}
@@ -168,7 +178,7 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
         summary[mode] = {**mean_metrics(rows), "latency_ms": round(1000 * sorted(seconds)[len(seconds) // 2], 2)}
     return {"questions": len(questions), "k": k, "modes": summary, "per_query": per_query,
             "reranker": getattr(reranker, "name", None), "comparisons": hybrid_comparisons(per_query, modes),
-            "unsearchable": unknown}
+            "unsearchable": unknown, "unknown_entries": partly}
 
 
 def unsearchable(ws, questions: Sequence[Question], user: str | None = None,
@@ -177,6 +187,27 @@ def unsearchable(ws, questions: Sequence[Question], user: str | None = None,
     `collections` (a name, its last part, or a chunk id of one): they can only count as misses, so
     the run says which (a typo, a document not ingested, or one the user may not read: the same
     words for each). [{"line", "question", "relevant"}]."""
+    known = _searchable(ws, user, collections)
+    return [{"line": q.line, "question": q.question, "relevant": q.relevant}
+            for q in questions if not any(known(e) for e in q.relevant)]
+
+
+def unknown_entries(ws, questions: Sequence[Question], user: str | None = None,
+                    collections: Sequence[str] | None = None) -> list[dict]:
+    """The questions some (not all) of whose `relevant` entries name no document `user` may search:
+    those entries are never found, so the question's recall and nDCG cannot reach 1 while its hit@k
+    and MRR still can. [{"line", "question", "entries": the entries that name nothing}]."""
+    known = _searchable(ws, user, collections)
+    out = []
+    for q in questions:
+        missing = [e for e in distinct(q.relevant) if not known(e)]
+        if missing and len(missing) < len(distinct(q.relevant)):
+            out.append({"line": q.line, "question": q.question, "entries": missing})
+    return out
+
+
+def _searchable(ws, user: str | None, collections: Sequence[str] | None) -> Callable[[str], bool]:
+    """known(entry): does a relevant entry name a document `user` may search in `collections`?"""
     from archivist.ingest.pipeline import list_documents
 
     docs = [d for c in (collections or [None]) for d in list_documents(ws, user, c)]
@@ -191,8 +222,7 @@ def unsearchable(ws, questions: Sequence[Question], user: str | None = None,
         row = ws.db.execute("SELECT document_id FROM chunks WHERE id = ?", (int(entry),)).fetchone()
         return row is not None and row[0] in ids
 
-    return [{"line": q.line, "question": q.question, "relevant": q.relevant}
-            for q in questions if not any(known(e) for e in q.relevant)]
+    return known
 
 
 def outcome_of(q: Question, answer) -> AnswerOutcome:
@@ -210,10 +240,16 @@ def evaluate_answers(ws, questions: Sequence[Question], user: str | None = None,
     """Ask every question through `archivist.retrieval.answer.ask` (in answer `mode`, default the
     settings') and score the answers.
 
-    Returns {"metrics": answer_metrics(...), "per_question": [...], "adapter": ..., "mode": ...}.
+    Returns {"metrics": answer_metrics(...), "per_question": [...], "adapter": the adapter's name
+    (None: the base model), "mode": ...}. "active" is resolved once, before the first question: every
+    question is answered by the same model, and the stored run names it (two runs of "active" before
+    and after an activation are runs of two models).
     """
+    from archivist import adapters
     from archivist.retrieval.answer import ask
 
+    chosen = adapters.resolve(ws, user, adapter)
+    adapter = chosen.name if chosen else None
     outcomes = []
     for i, q in enumerate(questions):
         a = ask(ws, q.question, user=user, k=k, adapter=adapter, llm=llm, embedder=embedder, mode=mode)

@@ -54,6 +54,15 @@ def credit(passages: Sequence[tuple[str, int | str]], relevant: Sequence[str]) -
     return out
 
 
+def distinct(relevant: Sequence[str]) -> list[str]:
+    """The relevant entries, each item once: an entry repeated, or a document's last path part
+    beside its full name ("gzip.txt" beside "man/gzip.txt"), names an item already listed. Counted
+    twice, one document would need two passages to be found whole (recall 0.5 at its first passage)
+    and a perfect ranking would score an nDCG below 1."""
+    entries = list(dict.fromkeys(str(e) for e in relevant))
+    return [e for e in entries if not any(f != e and f.rsplit("/", 1)[-1] == e for f in entries)]
+
+
 def ranking_metrics(credited: Sequence[str | None], n_relevant: int, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """Metrics of one ranked list. `credited[i]` is the relevant entry first found at rank i+1 (or None).
 
@@ -93,33 +102,46 @@ def evaluate_rankings(rankings: dict[str, list[str]], relevant: dict[str, Sequen
     (document names or chunk ids), query id -> relevant ids. Returns the mean metrics."""
     per = []
     for qid, rel in relevant.items():
-        ranked = rankings.get(qid, [])
-        per.append(ranking_metrics(credit([(r, r) for r in ranked], list(rel)), len(set(rel)), ks))
+        ranked, rel = rankings.get(qid, []), distinct(rel)
+        per.append(ranking_metrics(credit([(r, r) for r in ranked], rel), len(rel), ks))
     return mean_metrics(per)
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, float | int]:
+                      level: float = 0.95, groups: Sequence | None = None) -> dict[str, float | int]:
     """How much better `a` is than `b` on the same questions (one value of a metric per question each):
     the mean of a - b, a paired bootstrap confidence interval of that mean (questions drawn with
     replacement, `resamples` times; percentile interval at `level`), and on how many questions `a`
     is better and worse. An interval whose low end is above 0 says the lead is not the luck of
-    which questions were asked. Raises ValueError for lists of different or zero length."""
+    which questions were asked.
+
+    groups: the group of each question (its document) when the questions were drawn by group, as a
+    split by document draws them: then whole groups are drawn again (a cluster bootstrap), since
+    questions of one document rise and fall together and drawing them one by one narrows the
+    interval. The result then also has "groups", how many there were; with fewer than two the
+    questions are drawn one by one (one group cannot show how much groups vary).
+    Raises ValueError for lists of different or zero length."""
     import numpy as np
 
-    if len(a) != len(b):
-        raise ValueError(f"paired values differ in length: {len(a)} and {len(b)}")
+    if len(a) != len(b) or (groups is not None and len(groups) != len(a)):
+        raise ValueError(f"paired values differ in length: {len(a)} and {len(b)}"
+                         + (f" ({len(groups)} groups)" if groups is not None else ""))
     if not len(a):
         raise ValueError("no questions to compare")
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    keys = {g: i for i, g in enumerate(dict.fromkeys(groups))} if groups is not None else {}
+    index = np.array([keys[g] for g in groups]) if len(keys) >= 2 else np.arange(len(d))
+    sums, counts = np.bincount(index, weights=d), np.bincount(index).astype(np.float64)
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     for start in range(0, resamples, 1000):  # 1,000 resamples at a time: memory stays small on big sets
         n = min(1000, resamples - start)
-        means[start:start + n] = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+        draw = rng.integers(0, len(sums), size=(n, len(sums)))
+        means[start:start + n] = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return {"diff": round(float(d.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4),
-            "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "questions": len(d)}
+            "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "questions": len(d),
+            **({"groups": len(keys)} if groups is not None else {})}
 
 
 def compare_modes(per_query: Sequence[dict], a: str, b: str, metrics: Sequence[str] = ("hit@5", "mrr@10"),
@@ -410,13 +432,14 @@ def format_table(rows: dict[str, dict], columns: Sequence[str] | None = None, fi
         return "(no results)"
     columns = list(columns or next(iter(rows.values())).keys())
     width = max(len(first), *(len(r) for r in rows))
-    head = f"{first:<{width}}  " + "  ".join(f"{c:>10}" for c in columns)
+    wide = {c: max(10, len(c)) for c in columns}  # a long name widens its column: values stay under their names
+    head = f"{first:<{width}}  " + "  ".join(f"{c:>{wide[c]}}" for c in columns)
     lines = [head, "-" * len(head)]
     for name, values in rows.items():
         cells = []
         for c in columns:
             v = values.get(c)
-            cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{'' if v is None else v:>10}")
+            cells.append(f"{v:>{wide[c]}.4f}" if isinstance(v, float) else f"{'' if v is None else v:>{wide[c]}}")
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 

@@ -226,7 +226,9 @@ def search(
         scores = dict(l_rank)
     else:
         scores = dict(d_rank)
-    order = sorted(scores, key=scores.__getitem__, reverse=True)
+    # equal scores (a copy of a passage has its vector) go to the earlier chunk, in every mode: which
+    # copy a search keeps, and so which document an evaluation credits, must not depend on the mode
+    order = sorted(scores, key=lambda c: (-scores[c], c))
     d_pos = {cid: (r, s) for r, (cid, s) in enumerate(d_rank, start=1)}
     l_pos = {cid: r for r, (cid, _) in enumerate(l_rank, start=1)}
     want = max(k * 3, 20) if reranker is not None else k
