@@ -85,7 +85,8 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
     """Split a document's blocks into chunks of at most `size` tokens.
 
     Returns the document text and its chunks in order. A single word longer than `size` tokens
-    is kept whole (a chunk may then exceed `size`); nothing else does.
+    is kept whole (a chunk may then exceed `size`) up to WORD_WINDOWS * `size` tokens of at most
+    TOKEN_CHARS characters; nothing else exceeds `size`.
     """
     if size < 8 or not 0 <= overlap < size // 2:
         raise ValueError(f"bad chunk size/overlap: {size}/{overlap}")
@@ -150,6 +151,12 @@ def _boxes(blocks: Sequence[Block], spans, start: int, end: int, slack: int = 12
 # A block longer than this is tokenized in pieces cut after whitespace (the embedders' tokenizers
 # never join tokens across whitespace), so no token list of a huge paragraph is held at once.
 PIECE_CHARS = 32 * 1024
+# A "word" is kept whole in a chunk, but not past these bounds: a token of more characters is counted as
+# several (one [UNK] of MiniLM's covered a 3 MB run without spaces, stored as one 13-token chunk of 3 MB
+# that every search hit, API answer and page then carried), and a word of more tokens than
+# WORD_WINDOWS chunks' worth is cut (a crafted document of one 200 MB word would be one chunk).
+TOKEN_CHARS = 64
+WORD_WINDOWS = 2
 
 
 def _block_tokens(text: str, span: tuple[int, int], token_spans: TokenSpans):
@@ -164,9 +171,10 @@ def _block_tokens(text: str, span: tuple[int, int], token_spans: TokenSpans):
             if cut > a:
                 b = cut + 1
         for s, e in token_spans(text[a:b]):
-            if last is not None:
-                yield last[0], last[1], False
-            last = (s + a, e + a)
+            for s in range(s, e, TOKEN_CHARS):
+                if last is not None:
+                    yield last[0], last[1], False
+                last = (s + a, min(s + TOKEN_CHARS, e) + a)
         a = b
     if last is not None:
         yield last[0], last[1], True
@@ -201,8 +209,11 @@ def _split_section(text, tokens, total, size, overlap, rows=False):
         limit = -(-left // -(-left // size)) if rows else size
         j = _best_cut(text, toks, 0, limit, rows)  # chunk is toks[:j]
         while j == len(toks) and not done:  # a word longer than the window: read on to its end
+            if j >= WORD_WINDOWS * size:  # ... unless it goes on and on (cut, then)
+                break
             fill(len(toks) + size)
             j = _word_end(text, toks, j)
+        j = min(j, max(WORD_WINDOWS * size, limit))
         yield toks[0][0], toks[j - 1][1], j
         # Overlap: step back about `overlap` tokens, to the start of a word.
         k = max(j - overlap, 1)

@@ -278,7 +278,7 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
     except PermissionError:
         raise ReadError("permission denied") from None
     except Exception as exc:  # any library error on bad input is a corrupt file, not a crash
-        raise ReadError(f"corrupt {LABELS.get(kind, 'file')}: {short_reason(exc)}") from exc
+        raise ReadError(f"corrupt {LABELS.get(kind, 'file')}: {short_reason(exc, path)}") from exc
 
     # The contract holds whatever a reader did: stripped, non-empty, whitespace normalized
     # (newlines kept only where they carry meaning, in code and slides).
@@ -450,7 +450,7 @@ def _worker(kind: str, path: str, options: dict) -> int:
         where = f"page {done[0] + 1} " if kind in PAGED else ""
         reply = {"ok": False, "error": f"{where}needs more than {PDF_MEMORY_MB} MB of memory (the reader's limit)"}
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a reason
-        reply = {"ok": False, "error": f"corrupt {LABELS[kind]}: {short_reason(exc)}"}
+        reply = {"ok": False, "error": f"corrupt {LABELS[kind]}: {short_reason(exc, Path(path))}"}
     sys.stdout.write(json.dumps(reply) + "\n")
     sys.stdout.flush()
     return 0

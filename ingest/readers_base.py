@@ -242,9 +242,16 @@ def _decodes(path: Path, encoding: str) -> bool:
     return True
 
 
-def short_reason(exc: BaseException) -> str:
-    """An exception as a one-line reason of at most 160 characters, for "corrupt DOCX: <reason>"."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def short_reason(exc: BaseException, path: Path | None = None) -> str:
+    """An exception as a one-line reason of at most 160 characters, for "corrupt DOCX: <reason>".
+    With `path`, the file is named by its name alone where the library's message gives its full path
+    (openpyxl: "could not read worksheets from /srv/…/uploads/…/x.xlsx"): the reason reaches API
+    clients and app users, who have no business knowing where the server keeps its files."""
+    text = str(exc)
+    if path is not None:
+        for form in sorted({str(path), str(Path(path).resolve())}, key=len, reverse=True):
+            text = text.replace(form, Path(path).name)
+    text = " ".join(text.split()) or type(exc).__name__
     if len(text) > 160:
         text = text[:157] + "..."
     return text

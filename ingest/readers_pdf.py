@@ -8,12 +8,15 @@ A PDF page is read from its text layer; with ocr="auto" a page with (almost) no 
 on it is a scan and is rendered with pypdfium2 and OCRed, so a mixed PDF pays for OCR only where
 it needs it; ocr="always" OCRs every page, ocr="never" none. The mean OCR confidence of every
 OCRed page comes back in `Extracted.ocr`. `on_page(n)` is called as each page is done: the parent
-uses it as a heartbeat for its per-page time limit.
+uses it as a heartbeat for its per-page time limit. `page_picture` (a citation's page, for the app)
+draws a PDF page in a child process of its own, with a time and a memory limit.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +30,11 @@ from .tables import aligned_tables, find_tables, has_rules, mark_continued
 MIN_TEXT_CHARS = 20  # a page with fewer letters and digits in its text layer has no usable text
 SMALL_IMAGE = 1000  # pixels: an image whose longer side is shorter and that reads as nothing is named as too small
 RENDER_MAX_SIDE = 4000  # pixels: a huge page is rendered smaller than DPI, so one page's bitmap stays bounded
+# A citation's page is drawn in a child process (`python -m archivist.ingest.readers_pdf FILE PAGE WIDTH`)
+# with these limits: drawing is not reading, and a page that reads in 0.3 s can take minutes to draw
+# (a 39 KB PDF whose shading computes every pixel took 68 s of the app's own process per click).
+PICTURE_SECONDS = 20
+PICTURE_MEMORY_MB = 1024
 
 OnPage = Callable[[int], None]
 _NOT_ALNUM = re.compile(r"[\W_]+")
@@ -54,7 +62,7 @@ def open_pdf(path: Path):
             raise ReadError("corrupt PDF: damaged or truncated file structure") from None
         if code == pdfium_c.FPDF_ERR_SUCCESS:
             raise ReadError("empty PDF (no pages)") from None
-        raise ReadError(f"corrupt PDF: {short_reason(exc)}") from None
+        raise ReadError(f"corrupt PDF: {short_reason(exc, Path(path))}") from None
 
 
 def needs_ocr(mode: str, lines, page) -> bool:
@@ -207,15 +215,7 @@ def page_picture(path: Path, kind: str, page: int, boxes=(), width: int = 1000):
     from PIL import Image, ImageDraw
 
     if kind == "pdf":
-        pdf = open_pdf(path)
-        try:
-            if not 1 <= page <= len(pdf):
-                raise ReadError(f"no page {page} (the PDF has {len(pdf)})")
-            pdf_page = pdf[page - 1]
-            image = pdf_page.render(scale=width / max(pdf_page.get_width(), 1.0)).to_pil()
-            pdf_page.close()
-        finally:
-            pdf.close()
+        image = _drawn_apart(path, page, width)
     elif kind == "image":
         frames = ocr_engine.image_frames(path, max_pages=max(page, 1))
         image = next((frame.copy() for number, frame in frames if number == page), None)
@@ -234,3 +234,60 @@ def page_picture(path: Path, kind: str, page: int, boxes=(), width: int = 1000):
             draw.rectangle((x0 * w - 2, y0 * h - 2, x1 * w + 2, y1 * h + 2), fill=(255, 230, 0, 90), outline=(230, 160, 0, 255))
         image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     return image
+
+
+def _draw_pdf_page(path: Path, page: int, width: int):
+    """Page `page` of a PDF as a PIL RGB image `width` pixels wide, at most four widths tall."""
+    pdf = open_pdf(path)
+    try:
+        if not 1 <= page <= len(pdf):
+            raise ReadError(f"no page {page} (the PDF has {len(pdf)})")
+        pdf_page = pdf[page - 1]
+        # at most 4 widths tall, as an image is: a crafted 40 x 14,400 pt page drawn `width` wide
+        # took 5.6 GB and 14 s (1 pt wide: a MemoryError on the chat page)
+        w, h = pdf_page.get_size()
+        image = pdf_page.render(scale=min(width / max(w, 1.0), 4 * width / max(h, 1.0))).to_pil().convert("RGB")
+        pdf_page.close()
+        return image
+    finally:
+        pdf.close()
+
+
+def _drawn_apart(path: Path, page: int, width: int):
+    """`_draw_pdf_page` in a child process limited to PICTURE_SECONDS and PICTURE_MEMORY_MB.
+    Raises ReadError when it fails, runs out of time or of memory."""
+    from PIL import Image
+
+    cmd = [sys.executable, "-m", "archivist.ingest.readers_pdf", str(path), str(int(page)), str(int(width))]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=PICTURE_SECONDS, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+        raise ReadError(f"page {page} took longer than {PICTURE_SECONDS} s to draw") from None
+    head, _, pixels = done.stdout.partition(b"\n")
+    try:
+        w, h = (int(x) for x in head.split())
+        return Image.frombytes("RGB", (w, h), pixels)
+    except ValueError:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise ReadError(reason[0][:200]) from None
+
+
+def _draw_main(argv: list[str]) -> int:
+    """The child of `_drawn_apart`: "W H\\n" and the RGB bytes on stdout, or the reason on stderr."""
+    from archivist.ingest.readers import _limit_address_space
+
+    _limit_address_space(PICTURE_MEMORY_MB)
+    try:
+        image = _draw_pdf_page(Path(argv[0]), int(argv[1]), int(argv[2]))
+    except ReadError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except MemoryError:
+        sys.stderr.write(f"page {argv[1]} needs more than {PICTURE_MEMORY_MB} MB of memory to draw\n")
+        return 2
+    sys.stdout.buffer.write(b"%d %d\n" % image.size + image.tobytes())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_draw_main(sys.argv[1:]))

@@ -129,11 +129,11 @@ def cmd_ask(args) -> int:
         for c in result.citations:
             where = source_label(c.document, c.page, c.heading)
             flag = "  ⚠ weakly supported" if c.weak else ""
-            print(f"  [{c.n}] {where} (support {c.support:.2f}){flag}")
+            print(f"  [{c.n}] {where} ({c.collection}; support {c.support:.2f}){flag}")  # the collection: two may hold one name
     elif not result.not_found and result.passages:
         print("\nClosest passages:" if result.status == "uncertain" else "\nPassages used:")
         for i, h in enumerate(result.passages, start=1):
-            print(f"  [{i}] {source_label(h.document, h.page, h.heading)}")
+            print(f"  [{i}] {source_label(h.document, h.page, h.heading)} ({h.collection})")
     if result.invalid_citations:
         print(f"  (removed citations to passages that were not in the prompt: {result.invalid_citations})")
     return 0

@@ -13,9 +13,15 @@ from archivist.records import Hit
 
 def collapse_duplicates(hits: Iterable[Hit], threshold: float = 0.9, limit: int | None = None) -> list[Hit]:
     """Keep the best of chunks whose text is the same or nearly so (Jaccard of word 3-grams at least
-    `threshold`); stop once `limit` hits are kept (the rest would be cut anyway)."""
+    `threshold`); stop once `limit` hits are kept (the rest would be cut anyway).
+
+    Nearly the same text is collapsed only within one collection: a near copy is often the same
+    passage with one fact changed ("16 weeks" made "52 weeks"), and a writer of one collection could
+    otherwise hide another collection's passage from every reader of both by ranking a changed copy
+    above it. (Within a collection its writers could change the passage itself.)"""
     kept, seen_hash = [], set()
-    sizes, shingled = [], []  # the kept hits' 3-gram sets, by size (Jaccard >= t needs sizes within a factor t)
+    # per collection, the kept hits' 3-gram sets by size (Jaccard >= t needs sizes within a factor t)
+    by_collection: dict[str, tuple[list, list]] = {}
     for h in hits:
         if limit is not None and len(kept) >= limit:
             break
@@ -23,6 +29,7 @@ def collapse_duplicates(hits: Iterable[Hit], threshold: float = 0.9, limit: int 
         if key in seen_hash:
             continue
         mine = _Shingles(_shingle_array(h))
+        sizes, shingled = by_collection.setdefault(h.collection, ([], []))
         lo = bisect.bisect_left(sizes, threshold * mine.n)
         hi = bisect.bisect_right(sizes, mine.n / threshold) if threshold > 0 else len(sizes)
         if any(mine.near(other, threshold) for other in shingled[lo:hi]):

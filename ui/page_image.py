@@ -51,6 +51,6 @@ def show_citation(st, ws, user: str | None, citation: dict, key: str) -> None:
     if st.toggle("Show on the page", key=key):
         picture = citation_picture(ws, user, citation)
         if picture is None:
-            st.caption("The page cannot be shown (its file is no longer where it was read from).")
+            st.caption("The page cannot be shown (its file is no longer where it was read from, or it could not be drawn).")
         else:
             st.image(picture, caption=f"{citation['document']}, page {citation['page']}", width="stretch")
