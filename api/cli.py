@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -41,14 +42,16 @@ def cmd_serve(args) -> int:
         raise CLIError(f"--max-waiting must be 0 or more, got {args.max_waiting}")
     if args.workers < 1:
         raise CLIError(f"--workers must be 1 or more, got {args.workers}")
+    check_port_free(args.host, args.port)  # before the models load and the banner says it serves
     level = "info" if getattr(args, "verbose", False) else "warning"
     where = (f"archivist API on http://{args.host}:{args.port}/v1 (workspace {settings.home}"
              f"{f', {args.workers} workers' if args.workers > 1 else ''}); docs at http://{args.host}:{args.port}/docs")
+    log_config = timed_log_config(getattr(args, "verbose", False))
     if args.workers == 1:
         app = create_app(settings, max_waiting=args.max_waiting, warm=not args.no_warm)
         resume_ingest_in_background(settings)
         print(where, file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=level, log_config=log_config)
         return 0
     # Several processes: uvicorn starts each from an import string, so this process's settings and
     # options travel to them in the environment (the same ARCHIVIST_* variables Settings reads).
@@ -59,11 +62,53 @@ def cmd_serve(args) -> int:
     resume_ingest_in_background(settings)
     print(where, file=sys.stderr)
     uvicorn.run("archivist.api.cli:worker_app", factory=True, workers=args.workers, host=args.host, port=args.port,
-                log_level=level)
+                log_level=level, log_config=log_config)
     return 0
 
 
+def timed_log_config(verbose: bool = False) -> dict:
+    """uvicorn's logging with the time on every line, and its access log (`-v`) on stderr beside
+    the rest rather than on stdout: a long-running server's log file must say when, and in order.
+    archivist's own loggers (the root) get the time too, in every worker process (uvicorn applies
+    this configuration in each)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    stamp = "%Y-%m-%dT%H:%M:%S%z"
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for formatter in config["formatters"].values():
+        formatter["fmt"] = "%(asctime)s " + formatter["fmt"]
+        formatter["datefmt"] = stamp
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["formatters"]["archivist"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s", "datefmt": stamp}
+    config["handlers"]["archivist"] = {"formatter": "archivist", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    config["root"] = {"handlers": ["archivist"], "level": "INFO" if verbose else "WARNING"}  # replaces the CLI's handler
+    return config
+
+
 WORKER_OPTIONS = "ARCHIVIST_API_WORKER_OPTIONS"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise CLIError when host:port cannot be listened on (another process holds it, a privileged
+    port, an address not on this machine), seconds before uvicorn would find out: after loading
+    the models, and after the banner that says the API is served there."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise CLIError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a socket in TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as e:
+            hint = (f" (another process is listening there: `ss -ltnp 'sport = :{port}'` names it; or choose --port)"
+                    if e.errno == errno.EADDRINUSE else "")
+            raise CLIError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
 
 
 def settings_env(settings) -> dict[str, str]:

@@ -23,7 +23,26 @@ def health(srv: Server = Depends(server)) -> dict:
     documents and extractive answers work). No key needed, so the server's address is not named."""
     s = srv.settings
     llm = server_state(s.llm_url) if s.llm_url else "in-process"
-    status = "degraded" if llm == "unreachable" and s.llm_fallback != "local" else "ok"
+    workspace = workspace_state(srv)
+    status = "degraded" if (llm == "unreachable" and s.llm_fallback != "local") or workspace != "ok" else "ok"
     # worker: this process's id; `archivist serve --workers N` runs N of them behind one port
-    return {"status": status, "version": __version__, "worker": os.getpid(), "llm": llm,
+    return {"status": status, "version": __version__, "worker": os.getpid(), "llm": llm, "workspace": workspace,
             "generation": srv.queue.stats()}
+
+
+def workspace_state(srv: Server) -> str:
+    """"ok", "disk full" (under 1 MB free: the next write fails) or "unavailable" (its database cannot
+    be opened: a read-only mount, another user's files, a damaged file; the server's log says which).
+    A monitor sees what every request would meet, without a key and without the workspace's path."""
+    import logging
+    import shutil
+
+    try:
+        if shutil.disk_usage(srv.settings.home).free < 1 << 20:
+            return "disk full"
+        with srv.workspace() as ws:
+            ws.db.execute("SELECT count(*) FROM meta").fetchone()
+    except Exception as e:  # noqa: BLE001 - the state is the answer; the log has the reason
+        logging.getLogger(__name__).error("health: the workspace cannot be opened: %s", e)
+        return "unavailable"
+    return "ok"

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "archivist.ui.cli",
     "archivist.api.cli",
     "archivist.audit_cli",
+    "archivist.backup",
 ]
 
 
@@ -241,7 +242,47 @@ def doctor_report(settings) -> dict:
         "llm": settings.llm,
         "embedder": settings.embedder,
         "models": models,
+        "problems": _machine_problems(settings, models),
     }
+
+
+def _machine_problems(settings, models: dict) -> list[str]:
+    """What on this machine would make commands fail: a workspace or model cache this user cannot
+    write (archivist writes to its workspace even to read it), a disk nearly full. Checked on the
+    files, without opening (or creating) the workspace."""
+    import shutil
+
+    def unwritable(path) -> str | None:
+        at = path
+        while not at.exists() and at != at.parent:  # not made yet: the folder it would be made in
+            at = at.parent
+        try:
+            if os.statvfs(at).f_flag & os.ST_RDONLY:
+                return f"{at} is on a read-only filesystem"
+        except OSError as e:
+            return f"{at}: {e.strerror}"
+        if at.is_dir() and not os.access(at, os.W_OK | os.X_OK):
+            return f"this user (uid {os.geteuid()}) may not write {at} (owned by uid {at.stat().st_uid})"
+        if not at.is_dir():
+            return f"{at} is a file, not a folder"
+        return None
+
+    problems = []
+    if (why := unwritable(settings.home)) is not None:
+        problems.append(f"workspace {settings.home}: {why}; every command needs to write there")
+    else:
+        db = settings.home / "archivist.db"
+        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if f.exists() and not os.access(f, os.R_OK | os.W_OK):
+                problems.append(f"workspace {settings.home}: this user (uid {os.geteuid()}) may not write {f.name} "
+                                f"(owned by uid {f.stat().st_uid})")
+    unconverted = [n for n, m in models.items() if m["kind"] == "llm" and m["installed"] and not m.get("converted")]
+    if settings.llm in unconverted and (why := unwritable(settings.cache)) is not None:
+        problems.append(f"model cache {settings.cache}: {why}; the chat model {settings.llm} is converted there on first use")
+    at = settings.home if settings.home.exists() else next((p for p in settings.home.parents if p.exists()), None)
+    if at is not None and at.is_dir() and (free := shutil.disk_usage(at).free) < 100 * 2**20:
+        problems.append(f"workspace {settings.home}: the disk has {free / 2**20:.0f} MB free; ingesting and answering need room")
+    return problems
 
 
 def cmd_doctor(args) -> int:
@@ -252,7 +293,7 @@ def cmd_doctor(args) -> int:
         report.update(extra(args, settings))
     if args.json:
         emit_json(report)
-        return 0
+        return 1 if report["problems"] else 0
     print(f"archivist {report['archivist']} on Python {report['python']}")
     print("packages:  " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     dev = report["device"] + ("".join(f" ({g['name']}, {g['memory_gb']} GB)" for g in report["gpus"]))
@@ -266,10 +307,18 @@ def cmd_doctor(args) -> int:
             state += ", converted" if m.get("converted") else ", converted on first use"
         print(f"  {name:18} {m['kind']:9} {state}")
     for key in sorted(set(report) - {"archivist", "python", "versions", "device", "gpus", "cpu_cores", "memory_total_gb",
-                                     "memory_free_gb", "disk_free_gb", "workspace", "cache", "llm", "embedder", "models"}):
+                                     "memory_free_gb", "disk_free_gb", "workspace", "cache", "llm", "embedder", "models",
+                                     "problems"}):
         print(f"{key}: {json.dumps(report[key], default=str)}")
-    return 0
+    for problem in report["problems"]:  # last, and on stderr, so a script sees them and the exit status says so
+        print(f"archivist: problem: {problem}", file=sys.stderr)
+    return 1 if report["problems"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m archivist.cli` runs this file as __main__, a second copy of the module: the stages
+    # raise archivist.cli.CLIError, which this copy's `except CLIError` would not catch (a traceback
+    # and exit 1 instead of the one-line error and exit 2), so run the imported module's main
+    from archivist.cli import main as _main
+
+    sys.exit(_main())

@@ -109,6 +109,14 @@ class Settings:
             raise ValueError(f"compress_above must be at least 1, got {self.compress_above}")
         if self.max_json_mb < 1:
             raise ValueError(f"max_json_mb must be at least 1, got {self.max_json_mb}")
+        # sizes and counts a service's environment may set: 0 or less refused every file or found nothing, silently
+        for name in ("max_file_mb", "max_unzipped_mb", "max_pages", "top_k", "candidates", "embed_batch", "max_new_tokens",
+                     "ann_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("reader_timeout", "ocr_page_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
         for origin in self.cors_origin_list:  # an origin is scheme://host[:port], nothing after it
             if origin == "*" or "*" in origin:
                 raise ValueError("cors_origins must list each origin, not '*': any web page could then use a key a "

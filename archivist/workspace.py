@@ -10,6 +10,7 @@ Schema changes are numbered migrations applied in order on open (PRAGMA user_ver
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import time
@@ -348,14 +349,69 @@ class Workspace:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open SQLite in WAL mode with a generous busy timeout, so several processes share it."""
-    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=60000")
+    """Open SQLite in WAL mode with a generous busy timeout, so several processes share it.
+    Raises WorkspaceError, naming the file and the reason, when the folder cannot be written (a
+    read-only mount, another user's files) or the disk is full: WAL needs to write even to read."""
+    path = Path(path)
+    try:
+        present = path.exists()
+    except OSError:  # a folder this user may not enter: _unwritable names it
+        present = True
+    if present and (problem := _unwritable(path)) is not None:  # SQLite would open it read-only, and
+        raise _unwritable_error(path, "not writable", *problem)  # fail at the first write (an audit record)
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=60000")
+    except sqlite3.OperationalError as e:
+        raise _open_error(e, path) or e from e
     return db
+
+
+def _open_error(e: sqlite3.OperationalError, path: Path) -> WorkspaceError | None:
+    """The WorkspaceError for SQLite failing to open `path` because of the machine, not the data:
+    a full disk, a read-only filesystem, files or a folder this user may not write. None otherwise."""
+    import shutil
+
+    folder = path.parent
+    text = str(e)
+    try:
+        full = _is_disk_full(e) or ("disk I/O error" in text and shutil.disk_usage(folder).free < 1 << 20)
+    except OSError:
+        full = False
+    if full:
+        return WorkspaceError(f"cannot open the workspace at {folder}: the disk is full ({text}); "
+                              "free some space and run the command again (nothing stored was changed)")
+    if "readonly" not in text and "unable to open" not in text:
+        return None
+    problem = _unwritable(path)
+    return None if problem is None else _unwritable_error(path, text, *problem)
+
+
+def _unwritable(path: Path) -> tuple[str, str] | None:
+    """(why, what to do) when this process may not write the database `path`, its -wal/-shm files
+    or its folder (a read-only filesystem, another user's files); None when it may."""
+    folder = path.parent
+    owner_fix = "run archivist as the user that owns the workspace, or give this user write access to the folder and its files"
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "it is on a read-only filesystem", "mount it read-write, or copy the workspace folder to a writable disk"
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"this user (uid {os.geteuid()}) may not write the folder, owned by uid {folder.stat().st_uid}", owner_fix
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if os.path.exists(p) and not os.access(p, os.R_OK | os.W_OK):
+            return f"this user (uid {os.geteuid()}) may not write {p.name} (owner uid {p.stat().st_uid})", owner_fix
+    return None
+
+
+def _unwritable_error(path: Path, text: str, why: str, fix: str) -> WorkspaceError:
+    return WorkspaceError(f"cannot open the workspace database {path} ({text}): {why}; archivist writes to its workspace "
+                          f"even to read it (SQLite's write-ahead log, the audit log): {fix}")
 
 
 class transaction:
@@ -480,11 +536,22 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
     """
     settings = settings or Settings.from_env()
     try:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        # a new workspace is its owner's alone (like a database server's data folder): it holds every
+        # collection's documents, the chats and the password hashes, and the server's other users
+        # must not read it; an existing folder keeps whatever mode the administrator gave it
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in ("index", "adapters", "runs", "uploads", "datasets"):
             (settings.home / sub).mkdir(exist_ok=True)
     except OSError as e:
-        raise WorkspaceError(f"cannot create the workspace at {settings.home}: {e.strerror}") from e
+        home = settings.home
+        if home.is_file():
+            why = "it is a file, not a folder"
+        elif home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
+            why = (f"this user (uid {os.geteuid()}) may not write the folder, owned by uid {home.stat().st_uid}; "
+                   "run archivist as the user that owns the workspace, or give this user write access to it")
+        else:
+            why = e.strerror
+        raise WorkspaceError(f"cannot create the workspace at {home}: {why}") from e
     try:
         db = connect(settings.home / "archivist.db")
         migrate(db)
@@ -497,7 +564,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         if _is_disk_full(e) or shutil.disk_usage(settings.home).free < 1 << 20:
             raise WorkspaceError(f"cannot open the workspace at {settings.home}: the disk is full ({e}); "
                                  "free some space and run the command again (nothing stored was changed)") from e
-        raise
+        raise _open_error(e, settings.home / "archivist.db") or e from e
     except sqlite3.DatabaseError as e:  # a truncated, overwritten or half-copied archivist.db
         raise damaged(e, settings.home) or e from e
     return ws

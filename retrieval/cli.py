@@ -8,10 +8,23 @@ from archivist import audit
 from archivist.cli import emit_json, open_ws
 
 
+def positive_int(text: str) -> int:
+    """-k: 1 or more. 0 or a negative number found nothing (or fell back to the default) with exit 0."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def register(sub, common) -> None:
     p = common(sub.add_parser("search", help="retrieval only: ranked chunks with document, page and score"))
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=positive_int, default=10, help="results (default 10)")
     p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
     p.add_argument("--document", "-d", action="append", help="only this document, by name or id (repeatable)")
     p.add_argument("--kind", action="append", help="only this file kind: pdf, docx, html, markdown, text, csv, xlsx, pptx")
@@ -22,7 +35,7 @@ def register(sub, common) -> None:
     p = common(sub.add_parser("ask", help="an answer from your documents, with citations"))
     p.add_argument("question")
     p.add_argument("--collection", "-c", action="append")
-    p.add_argument("-k", type=int, default=None, help="passages in the prompt (default 5)")
+    p.add_argument("-k", type=positive_int, default=None, help="passages in the prompt (default 5)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
     p.add_argument("--mode", choices=["auto", "generate", "extractive"], default=None,
                    help="auto: quote the passages when the generated answer is unsupported (default)")

@@ -1,0 +1,169 @@
+"""`archivist backup DEST`: a consistent copy of the workspace, taken while it serves.
+
+Copying the folder with `cp -a` while a server or an ingest writes can tear archivist.db: SQLite in
+WAL mode keeps recent commits in archivist.db-wal and moves them into archivist.db at checkpoints,
+so a copy of the one taken before a checkpoint and of the other after it holds neither state. Here
+the database is copied with SQLite's online backup API (one read transaction: the state of one
+moment, while writers go on), then the files beside it. Restoring is copying the folder back
+(docs/reliability.md, "Backup and restore").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archivist.workspace import Workspace, WorkspaceError, connect
+
+# The folders copied after the database, as they are. index/ is derived from SQLite (checked and
+# repaired from it on every open), copied only to spare a rebuild; a file caught mid-replace is
+# found and rebuilt then.
+FOLDERS = ("uploads", "adapters", "runs", "datasets", "index")
+SKIP_SUFFIXES = (".lock", ".tmp")  # lock files and half-written temporary files are no state
+
+
+@dataclass
+class BackupReport:
+    dest: Path
+    documents: int = 0
+    chunks: int = 0
+    users: int = 0
+    files: int = 0
+    bytes: int = 0
+    vanished: list[str] = field(default_factory=list)  # files removed while the copy ran (none is state the database needs)
+    seconds: float = 0.0
+
+
+def backup(ws: Workspace, dest: Path) -> BackupReport:
+    """Copy the workspace `ws` to `dest`, a folder that must not exist yet (or be empty), outside
+    the workspace. The database is copied first, as of one moment (SQLite online backup), and
+    checked (`PRAGMA integrity_check`); then uploads/, adapters/, runs/, datasets/ and index/.
+    The copy is built in a hidden folder beside `dest` and renamed into place, so `dest` exists
+    only once whole. Returns what was copied. Raises WorkspaceError naming the cause (dest not
+    empty or inside the workspace, the disk full, a copy that fails its check); nothing is left
+    behind then."""
+    t0 = time.monotonic()
+    dest = Path(dest).expanduser().absolute()
+    home = ws.home.resolve()
+    if dest.resolve() == home or home in dest.resolve().parents:
+        raise WorkspaceError(f"cannot back up into {dest}: it is inside the workspace {home}")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise WorkspaceError(f"cannot back up into {dest}: it exists and is not an empty folder")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkspaceError(f"cannot back up into {dest}: {e.strerror}") from e
+    part = dest.parent / f".{dest.name}.part-{os.getpid()}"
+    shutil.rmtree(part, ignore_errors=True)
+    report = BackupReport(dest=dest)
+    try:
+        part.mkdir(mode=0o700)  # private while it is built; then as open as the workspace folder
+        _copy_database(home / "archivist.db", part / "archivist.db", report)
+        for name in FOLDERS:
+            _copy_tree(home / name, part / name, report)
+        shutil.copymode(home, part)
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        os.replace(part, dest)
+    except OSError as e:
+        shutil.rmtree(part, ignore_errors=True)
+        why = "the disk is full" if e.errno == 28 else (e.strerror or str(e))
+        raise WorkspaceError(f"the backup to {dest} failed: {why}; nothing was left there, and the workspace is "
+                             "untouched") from e
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    report.seconds = round(time.monotonic() - t0, 2)
+    return report
+
+
+def _copy_database(src: Path, dst: Path, report: BackupReport) -> None:
+    """SQLite's online backup of `src` into `dst`, checked; counts what it holds into `report`."""
+    source = connect(src)
+    target = sqlite3.connect(dst)
+    try:
+        try:
+            source.backup(target)  # all pages in one step: one read transaction, one moment
+        except sqlite3.OperationalError as e:
+            if "full" in str(e):
+                raise OSError(28, "No space left on device") from e
+            raise
+        verdict = target.execute("PRAGMA integrity_check").fetchone()[0]
+        if verdict != "ok":
+            raise WorkspaceError(f"the copy of {src} failed SQLite's integrity check ({verdict}); the workspace's own "
+                                 "database may be damaged: run `sqlite3 archivist.db 'PRAGMA integrity_check'` there")
+        report.documents = target.execute("SELECT count(*) FROM documents").fetchone()[0]
+        report.chunks = target.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        report.users = target.execute("SELECT count(*) FROM users").fetchone()[0]
+    finally:
+        target.close()
+        source.close()
+    shutil.copymode(src, dst)  # as readable as the original, no more
+    report.files += 1
+    report.bytes += dst.stat().st_size
+
+
+def _copy_tree(src: Path, dst: Path, report: BackupReport) -> None:
+    """Copy the folder `src` to `dst`, file by file, as it is now: a file that vanishes between the
+    listing and its copy (a checkpoint replaced, a temporary file renamed) is noted, not an error."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if not src.is_dir():
+        return
+    for root, dirs, files in os.walk(src):
+        rel = Path(root).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        dirs[:] = [d for d in dirs if not d.startswith(".part-")]
+        for name in files:
+            if name.endswith(SKIP_SUFFIXES) or name.startswith(".part-"):
+                continue
+            try:
+                shutil.copy2(Path(root) / name, dst / rel / name, follow_symlinks=False)
+            except FileNotFoundError:
+                report.vanished.append(str(Path(src.name) / rel / name))
+                continue
+            report.files += 1
+            report.bytes += (dst / rel / name).lstat().st_size
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def register(sub, common) -> None:
+    from archivist.cli import command
+
+    p = command(sub, common, "backup", cmd_backup,
+                "a consistent copy of the workspace into a new folder, safe while it serves or ingests (admins)",
+                json=True)
+    p.add_argument("dest", metavar="DEST", help="a folder that does not exist yet (or is empty), outside the workspace")
+
+
+def cmd_backup(args) -> int:
+    from archivist import access, audit
+    from archivist.cli import emit_json, open_ws, settings_from
+    from archivist.retrieval.repair import open_checked
+
+    with open_ws(args, check_index=False) as ws:
+        actor = access.require_admin(ws, getattr(args, "user", None), "back up the workspace")  # a copy of every collection
+        # recorded before the copy is taken (like an export: files outside the workspace share no
+        # transaction with a record), so the backup holds its own record
+        audit.record(ws, "workspace.backup", user=actor, target=str(Path(args.dest).expanduser().absolute()))
+        report = backup(ws, Path(args.dest))
+    # the copy opens as a workspace: its derived files are checked against its database and repaired
+    with open_checked(dataclasses.replace(settings_from(args), home=report.dest)):
+        pass
+    if args.json:
+        emit_json({k: (str(v) if isinstance(v, Path) else v) for k, v in report.__dict__.items()})
+        return 0
+    print(f"backed up {report.documents} documents ({report.chunks} chunks), {report.users} users and {report.files} files "
+          f"({report.bytes / 2**20:.1f} MB) to {report.dest} in {report.seconds:.1f} s", file=sys.stderr)
+    if report.vanished:
+        print(f"archivist: note: {len(report.vanished)} file(s) were removed while copying and are not in the backup: "
+              + ", ".join(report.vanished[:5]), file=sys.stderr)
+    print(report.dest)
+    return 0
