@@ -85,18 +85,93 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
             extra = {"citations": extra}
         d["citations"] = extra.pop("citations", [])
         d.update(extra)
+        _recall_collections(ws, d)
         lost = sorted(_collections(d) - readable)
         if lost:  # access revoked since: the answer, its passages and its claims quote that collection
             d = {k: d[k] for k in ("id", "role", "created_at", "adapter", "question", "collection") if k in d}
             d.update(content=WITHHELD.format(", ".join(lost)), citations=[], passages=[], withheld=lost, status="withheld")
+        else:
+            mark_now(ws, [x for key in ("citations", "passages") for x in d.get(key) or []], d.get("collection"))
         out.append(d)
     return out
+
+
+CURRENT, CHANGED, DELETED = "current", "changed", "deleted"
+
+
+def mark_now(ws: Workspace, passages: list, collection: str | None = None, cache: dict | None = None) -> None:
+    """Give each stored passage (a citation or passage of an answer, as a chat message or a feedback
+    row keeps it: a dict with chunk_id, document, collection, text) `now`: whether its text is still
+    in the documents. CURRENT: its chunk is still there (chunk ids are never reused), or its document
+    holds the same text in a chunk of a later version; CHANGED: its document (same collection, else
+    `collection`, and name) was re-ingested since and no longer holds that text; DELETED: its
+    document is gone. The stored text is what the answer was written from, so it stays; `now` says
+    whether it is still the document's (a re-ingest replaces every chunk, so an old chunk id alone
+    says nothing); a passage found again that way gets its chunk's id, page and boxes of today. A
+    passage whose chunk is gone and whose collection is not known gets no `now`.
+    `cache`: a dict kept across calls over many rows (a feedback list), so each document is read once."""
+    items = [x for x in passages if isinstance(x, dict) and x.get("chunk_id") is not None]
+
+    def chunk_id(x) -> int | None:  # what a client stored through the API may be anything
+        v = x["chunk_id"]
+        return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2 ** 63 else None
+
+    ids = sorted({i for i in map(chunk_id, items) if i is not None})
+    live: set[int] = set()
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        live |= {r[0] for r in ws.db.execute(f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)}
+    # (collection, document) -> its chunks by text: (id, page, boxes); None: no such document
+    texts: dict[tuple[str, str], dict[str, tuple] | None] = {} if cache is None else cache
+    for x in items:
+        if chunk_id(x) in live:
+            x["now"] = CURRENT
+            continue
+        known = x.get("collections") or []  # conversations._recall_collections: an old passage's possible ones
+        where = (str(x.get("collection") or collection or (known[0] if len(known) == 1 else "")), str(x.get("document") or ""))
+        if not where[0]:
+            continue  # whose document it was is not known: nothing to look up (another collection's may share its name)
+        if where not in texts:
+            rows = ws.db.execute(
+                "SELECT c.text, c.id, c.page, c.boxes FROM documents d JOIN collections k ON k.id = d.collection_id "
+                "LEFT JOIN chunks c ON c.document_id = d.id WHERE d.path = ? AND k.name = ?", (where[1], where[0])).fetchall()
+            texts[where] = {r[0]: tuple(r[1:]) for r in rows if r[0] is not None} if rows else None
+        held = texts[where]
+        now = held.get(str(x.get("text"))) if held else None
+        x["now"] = DELETED if held is None else CHANGED if now is None else CURRENT
+        if now is not None:  # the same text in a later version: where it stands now (a page view draws today's file)
+            boxes = [list(b) for b in json.loads(now[2])] if now[2] else []
+            x.update(chunk_id=now[0], page=now[1], boxes=boxes)
+            if "bbox" in x:
+                x["bbox"] = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                             max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else None
+
+
+def _recall_collections(ws: Workspace, message: dict) -> None:
+    """Give a stored passage that names no collection (answers stored before retrieval/answer.py
+    `stored_answer` kept each passage's collection: only their citations named one) the collection
+    of its chunk, or, when the chunk is gone, `collections`: those that hold a document of its name
+    (withheld when any of them is one the user may not read: the passage's text may be that one's)."""
+    for x in message.get("passages") or []:
+        if not isinstance(x, dict) or x.get("collection"):
+            continue
+        cid = x.get("chunk_id")
+        row = ws.db.execute("SELECT k.name FROM chunks c JOIN documents d ON d.id = c.document_id "
+                            "JOIN collections k ON k.id = d.collection_id WHERE c.id = ?",
+                            (cid,)).fetchone() if isinstance(cid, int) and 0 < cid < 2 ** 63 else None
+        if row is not None:
+            x["collection"] = row[0]
+        elif x.get("document"):
+            x["collections"] = [r[0] for r in ws.db.execute(
+                "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id WHERE d.path = ?",
+                (str(x["document"]),))]
 
 
 def _collections(message: dict) -> set[str]:
     """The collections an assistant message drew on: those of its citations and passages, and the
     one it was asked in."""
     found = {x.get("collection") for key in ("citations", "passages") for x in message.get(key) or [] if isinstance(x, dict)}
+    found |= {c for x in message.get("passages") or [] if isinstance(x, dict) for c in x.get("collections") or []}
     found.add(message.get("collection"))
     return {c for c in found if c}
 
@@ -136,6 +211,22 @@ def erase_document(ws: Workspace, document: str, erased, collection: str | None 
                 ws.db.execute("UPDATE messages SET content = '[erased]', citations = NULL WHERE id = ?", (mid,))
                 n += 1
     return n
+
+
+def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
+    """The texts of the passages of document `document` of `collection` that stored answers cite or
+    were written from, in everyone's conversations: its earlier versions' text among them, which the
+    documents table no longer holds (`archivist erase` looks for those copies too)."""
+    out = []
+    for (stored,) in ws.db.execute("SELECT citations FROM messages WHERE citations LIKE ?", (f"%{document}%",)):
+        try:
+            data = json.loads(stored)
+        except ValueError:
+            continue
+        items = data if isinstance(data, list) else [x for key in ("citations", "passages") for x in data.get(key) or []]
+        out += [x["text"] for x in items if isinstance(x, dict) and x.get("document") == document
+                and x.get("collection") in (None, "", collection) and isinstance(x.get("text"), str)]
+    return list(dict.fromkeys(out))
 
 
 def _citations(stored: str | None) -> list:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
-from archivist.conversations import WITHHELD
+from archivist.conversations import WITHHELD, mark_now
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -122,7 +122,8 @@ def _check(question: str, rating: int, correction: str | None) -> int:
 
 def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = None, mine_only: bool = False) -> list[dict]:
     """Feedback rows, newest first, with citations decoded: [{id, user, collection, question, answer,
-    rating, correction, citations, adapter, created_at, message_id}].
+    rating, correction, citations, adapter, created_at, message_id}]; each citation has `now`
+    (conversations.mark_now: current, changed or deleted since).
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
     collection the viewer can no longer read keeps its id, question, rating and dates, and gets
@@ -140,13 +141,15 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     if limit:
         sql += f" LIMIT {int(limit)}"
     readable = set(access.readable_collections(ws, who))
-    out = []
+    out, now = [], {}  # each document's chunks read once for the whole list (mark_now)
     for r in ws.db.execute(sql, params):
         d = dict(r)
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
         lost = sorted(_collections(d) - readable)
         if lost:  # access revoked since: the answer, its passages and a correction quoting them are that collection's
             d.update(answer=WITHHELD.format(", ".join(lost)), correction=None, citations=[], withheld=lost)
+        else:  # each passage: still the document's text, or changed or deleted since
+            mark_now(ws, d["citations"], d["collection"], cache=now)
         out.append(d)
     return out
 
@@ -155,6 +158,20 @@ def _collections(row: dict) -> set[str]:
     """The collections a feedback row quotes: the one it was asked in and those of its passages."""
     found = {c.get("collection") for c in row["citations"] if isinstance(c, dict)} | {row["collection"]}
     return {c for c in found if c}
+
+
+def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
+    """The texts of the passages of document `document` of `collection` that everyone's feedback rows
+    recorded: its earlier versions' text among them (`archivist erase` looks for those copies too)."""
+    out = []
+    for (stored,) in ws.db.execute("SELECT citations FROM feedback WHERE citations LIKE ?", (f"%{document}%",)):
+        try:
+            items = json.loads(stored)
+        except ValueError:
+            continue
+        out += [c["text"] for c in items if isinstance(items, list) and isinstance(c, dict) and c.get("document") == document
+                and c.get("collection") in (None, "", collection) and isinstance(c.get("text"), str)]
+    return list(dict.fromkeys(out))
 
 
 def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:

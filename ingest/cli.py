@@ -20,6 +20,9 @@ def register(sub, common) -> None:
                         "always (every PDF page), never")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="also ingest files a folder's symlinks point to outside that folder (refused by default)")
+    p.add_argument("--prune", action="store_true",
+                   help="also delete the documents read from these folders before whose files are no longer "
+                        "there (deleted, renamed or moved away); without it they are listed as missing")
     p.add_argument("--resume", action="store_true",
                    help="finish ingest jobs a crash or restart cut short (yours; an admin's: everyone's); "
                         "see also `archivist jobs`")
@@ -69,6 +72,8 @@ def cmd_ingest(args) -> int:
     address = ray_address(args.ray, args.paths)
     if not args.paths and not args.resume:
         raise CLIError("give files or folders to ingest, or --resume")
+    if args.prune and on_ray:
+        raise CLIError("--prune is not available with --ray: prune with a plain `archivist ingest --prune` of the same folders")
     missing = [p for p in args.paths if not os.path.exists(p)]
     for path in missing:
         print(f"archivist: warning: {path}: no such file or folder", file=sys.stderr)
@@ -95,7 +100,8 @@ def cmd_ingest(args) -> int:
                                progress=not (args.quiet or args.json), follow_symlinks=args.follow_symlinks)
         elif args.paths:
             results += ingest_paths(ws, args.paths, collection=args.collection, user=user,
-                                    progress=not (args.quiet or args.json), follow_symlinks=args.follow_symlinks)
+                                    progress=not (args.quiet or args.json), follow_symlinks=args.follow_symlinks,
+                                    prune=args.prune)
     if args.json:
         emit_json({"files": [asdict(r) for r in results], "missing": missing})
     else:
@@ -121,10 +127,13 @@ def print_summary(results) -> None:
         if r.reason:
             line += f"  {r.reason}"
         print(line)
-    counts = {s: sum(r.status == s for r in results) for s in ("added", "updated", "unchanged", "failed", "cancelled")}
-    if not counts["cancelled"]:
-        del counts["cancelled"]
-    print(f"{len(results)} files: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    counts = {s: sum(r.status == s for r in results)
+              for s in ("added", "updated", "unchanged", "failed", "cancelled", "missing", "removed")}
+    for s in ("cancelled", "missing", "removed"):  # named only when there are some
+        if not counts[s]:
+            del counts[s]
+    files = sum(r.status not in ("missing", "removed") for r in results)  # those are documents, not files read
+    print(f"{files} files: " + ", ".join(f"{n} {s}" for s, n in counts.items())
           + f"; {sum(r.chunks for r in results if r.status in ('added', 'updated'))} chunks written, "
           f"{sum(r.embedded for r in results)} embedded")
 
@@ -136,13 +145,20 @@ def cmd_documents(args) -> int:
         docs = list_documents(ws, getattr(args, "user", None), args.collection)
     if not list_or_json(docs, args.json, "no documents"):
         return 0
+    import datetime as dt
+
+    def when(ts) -> str:  # local time, as the app's documents table shows it
+        return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else ""
+
     width = min(50, max(len(d["name"]) for d in docs))
-    print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}  ocr")
+    # updated: when the version stored now was read (a changed file replaces the document in place)
+    print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}  {'updated':16}  ocr")
     for d in docs:
         low = d.get("low_confidence_pages") or []
         ocr = (f"{len(d['ocr_pages'])} page(s)" if d.get("ocr_pages") else "") + (
             f"; LOW CONFIDENCE on page {', '.join(map(str, low))}" if low else "")
-        print(f"{d['id']:>5}  {d['name']:{width}}  {d['collection']:12} {d['kind']:8} {d['pages'] or '':>5} {d['chunks']:>6}  {ocr}".rstrip())
+        print(f"{d['id']:>5}  {d['name']:{width}}  {d['collection']:12} {d['kind']:8} {d['pages'] or '':>5} {d['chunks']:>6}  "
+              f"{when(d.get('updated_at') or d.get('added_at')):16}  {ocr}".rstrip())
     return 0
 
 

@@ -164,9 +164,14 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     row = ws.db.execute("SELECT text, source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
     chunks = {r[0]: r[1] for r in ws.db.execute("SELECT id, text FROM chunks WHERE document_id = ? ORDER BY seq", (doc["id"],))}
     text = row["text"] or "\n\n".join(chunks.values())  # a streamed CSV's text is its chunks (ingest/pipeline.py)
-    erased = matcher(text, list(chunks.values()))
+    # Its earlier versions (a changed file replaces the document in place) are gone from the documents
+    # table, but answers and feedback that cited them kept their passages, and datasets built from
+    # those hold them: their text is the document's too.
+    earlier = [t for t in dict.fromkeys(conversations.passages_of(ws, doc["name"], doc["collection"])
+                                        + feedback.passages_of(ws, doc["name"], doc["collection"])) if t not in text]
+    erased = matcher(text, list(chunks.values()) + earlier)
     report = EraseReport(document=doc["name"], collection=doc["collection"], document_id=doc["id"], chunks=len(chunks))
-    report.needles = erased_sentences(text)  # not a field: the text stays out of reports and jobs
+    report.needles = erased_sentences("\n\n".join([text, *earlier]))  # not a field: the text stays out of reports and jobs
     # A member's erase looks for the text only in their own data; copies that cite the document go
     # from everyone's. Matching everyone's made erase an oracle: a member ingested a guessed
     # sentence into their collection, erased it, and the counts said whether anyone had it (and

@@ -251,9 +251,15 @@ def ingest_paths(
     on_file: Callable[[FileResult, int, int], None] | None = None,
     follow_symlinks: bool = False,
     prepare: Prepare | None = None,
+    prune: bool = False,
 ) -> list[FileResult]:
     """Ingest files and folders into `collection`, as a job of `user` (archivist/jobs.py); returns one
     FileResult per file, in order.
+
+    Documents that an earlier ingest read from one of the folders in `paths` and that are no longer
+    in it (deleted, renamed or moved away) come last: `missing` (still stored and searchable), or,
+    with `prune`, deleted like `delete_document` and `removed` (only when the whole job ran; see
+    `missing_from`).
 
     `names` (same length as `paths`, files only) overrides the stored names, e.g. for uploads.
     `on_file(result, done, total)` is called as each file finishes (the UI's progress bar).
@@ -270,6 +276,7 @@ def ingest_paths(
     access.require(ws, user, collection, "write")
     embedder = embedder or embedder_for(ws.settings)
     vectors.check_embedder(ws, embedder)
+    paths = list(paths)  # walked, then looked at again for what went missing from its folders
     if names is None:
         files, refused = expand(paths, follow_symlinks)
     else:
@@ -278,7 +285,87 @@ def ingest_paths(
     jobs.start(ws, job.id)
     results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
     _supersede_cut_short(ws, job)
-    return results + refused
+    folders = [Path(p) for p in paths] if names is None else []
+    gone = missing_from(ws, collection, [f for f in folders if f.is_dir()], {n for _, n in files}, [r.name for r in refused])
+    _name_other_versions(ws, collection, user, results)
+    ran = ws.db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    # a folder that came out empty is more likely an unmounted drive than a folder emptied on purpose
+    pruned = [d for d in gone if not d["empty"]] if prune and ran is not None and ran["state"] == "done" else []
+    removed = {d["id"] for d in pruned}
+    remove_documents(ws, sorted(removed), user, reason="no longer in the folder it was ingested from (--prune)")
+    return results + refused + [
+        FileResult(d["name"], "removed", chunks=d["chunks"], document_id=d["id"], reason="no longer in the folder: deleted")
+        if d["id"] in removed else FileResult(d["name"], "missing", chunks=d["chunks"], document_id=d["id"], reason=(
+            "no longer in the folder, which is empty now (an unmounted drive?): still stored and searchable, not "
+            "pruned (`archivist delete` removes it)" if d["empty"] and prune else
+            "no longer in the folder: still stored and searchable (`archivist ingest --prune` or `archivist delete` removes it)"))
+        for d in gone]
+
+
+def _name_other_versions(ws: Workspace, collection: str, user: str | None, results: list[FileResult]) -> None:
+    """A file also ingested into other collections (that `user` may read) whose copy there is another
+    version (the file changed and was ingested again here only) gets a reason naming them: search
+    in those collections still finds the other text."""
+    files = {r.document_id: r for r in results if r.status in ("added", "updated") and r.document_id}
+    others = [c for c in access.readable_collections(ws, user) if c != collection]
+    if not files or not others:
+        return
+    here: dict[int, tuple[str, str]] = {}
+    ids = list(files)
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        here.update((row[0], (row[1], row[2])) for row in ws.db.execute(
+            f"SELECT id, source, content_hash FROM documents WHERE id IN ({','.join('?' * len(part))})", part))
+    elsewhere: dict[str, set[tuple[str, str]]] = {}
+    sources = sorted({source for source, _ in here.values()})
+    for at in range(0, len(sources), 500):
+        part = sources[at:at + 500]
+        for source, digest, name in ws.db.execute(
+                f"SELECT d.source, d.content_hash, k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
+                f"WHERE d.source IN ({','.join('?' * len(part))}) AND k.name IN ({','.join('?' * len(others))})",
+                part + others):
+            elsewhere.setdefault(source, set()).add((digest, name))
+    for doc_id, (source, digest) in here.items():
+        stale = sorted({name for other, name in elsewhere.get(source, ()) if other != digest})
+        if stale and not files[doc_id].reason:
+            files[doc_id].reason = (f"another version of this file is still in {', '.join(stale)}: "
+                                    "ingest it there too, or delete that copy")
+
+
+def missing_from(ws: Workspace, collection: str, folders: Sequence[Path], found: set[str],
+                 refused: Sequence[str] = ()) -> list[dict]:
+    """Documents of `collection` read from one of `folders` that an ingest of those folders no longer
+    finds (`found`: the names it walked; `refused`: the names it refused, a symlink or a folder it
+    could not list, whose documents and those below them never count): a file deleted, renamed or
+    moved out of the folder since, or left out by an IGNORE_FILE. A document counts when it is named
+    as this folder's walk would name the file it was read from (`expand`: its path below the folder,
+    under the folder's own name), or, for a folder with a name of its own (not `.` or `..`, whose
+    files are named without one), when that file's path ends in the document's name (the same
+    folder read from another place before: a drive mounted elsewhere). [{id, name, chunks, empty}], by
+    name; `empty`: the folder's walk found no file at all."""
+    cid = ws.collection_id(collection)
+    if cid is None:
+        return []
+    out: dict[int, dict] = {}
+    # a name the walk refused may be a folder it could not list: nothing below it is known to be gone
+    found, unknown = found | set(refused), tuple(name + "/" for name in refused)
+    for folder in folders:
+        named, root = folder.name not in ("", ".", ".."), folder.resolve()
+        prefix = clean_name(folder.name) + "/" if named else ""
+        empty = not any(name.startswith(prefix) for name in found)
+        rows = ws.db.execute(
+            "SELECT d.id, d.path AS name, d.source, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS chunks "
+            "FROM documents d WHERE d.collection_id = ? AND substr(d.path, 1, ?) = ?",
+            (cid, len(prefix), prefix)).fetchall()
+        for r in rows:
+            source, parts = Path(r["source"] or ""), Path(r["name"]).parts
+            if r["name"] in found or r["name"].startswith(unknown) or not source.is_absolute():
+                continue
+            # the name this folder's walk gives the file it was read from (`expand`)
+            walked = root in source.parents and clean_name(prefix + source.relative_to(root).as_posix()) == r["name"]
+            if walked or (named and source.parts[-len(parts):] == parts):
+                out[r["id"]] = {"id": r["id"], "name": r["name"], "chunks": r["chunks"], "empty": empty}
+    return sorted(out.values(), key=lambda d: d["name"])
 
 
 def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:
@@ -430,9 +517,22 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
             results += [FileResult(n, "cancelled", reason="cancelled before it was ingested") for _, n in files if n not in reached]
         jobs.end(ws, job.id, state, error=error, result=job_summary(results), message=_counts_line(results),
                  done=sum(r.status != "cancelled" for r in results))
+    _unqueue(ws, cid, [r.name for r in results if r.status in ("failed", "cancelled")])
     order = {name: i for i, (_, name) in enumerate(files)}
     results.sort(key=lambda r: order.get(r.name, 0))
     return results
+
+
+def _unqueue(ws: Workspace, cid: int, names: list[str]) -> None:
+    """Documents `mark_queued` marked for reading again whose file then failed to read (or whose job
+    was cancelled first) keep their last version, as it was: 'ready' again, not 'queued' for ever."""
+    if not names:
+        return
+    with transaction(ws.db):
+        for at in range(0, len(names), 500):
+            part = names[at:at + 500]
+            ws.db.execute(f"UPDATE documents SET status = 'ready' WHERE collection_id = ? AND status = 'queued' "
+                          f"AND path IN ({','.join('?' * len(part))})", [cid, *part])
 
 
 def job_summary(results: list[FileResult]) -> dict:
@@ -851,16 +951,33 @@ def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = 
         lexicon_store.append(ws)
 
 
+def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason: str | None = None) -> None:
+    """Delete documents `ids` (of collections `user` may write: the caller checked) from SQLite, FTS5
+    and FAISS in one transaction, each with its `document.deleted` record (naming `reason`, if any)."""
+    if not ids:
+        return
+    cids = set()
+    with transaction(ws.db):
+        for doc_id in ids:
+            row = ws.db.execute("SELECT d.path, d.content_hash, d.collection_id, k.name FROM documents d "
+                                "JOIN collections k ON k.id = d.collection_id WHERE d.id = ?", (doc_id,)).fetchone()
+            if row is None:
+                continue
+            ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+            ws.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            audit.record(ws, "document.deleted", user=access.current_user(ws, user), target=row["path"],
+                         detail={"document_id": doc_id, "collection": row["name"], "sha256": row["content_hash"],
+                                 **({"reason": reason} if reason else {})})
+            cids.add(row["collection_id"])
+    for cid in cids:
+        sync_indexes(ws, cid)
+
+
 def delete_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:
     """Remove a document from SQLite, FTS5 and FAISS together. Needs write access to its collection."""
     doc = find_document(ws, ref, user, collection)
     access.require(ws, user, doc["collection"], "write")
-    cid = ws.collection_id(doc["collection"])
-    with transaction(ws.db):
-        ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc["id"],))
-        ws.db.execute("DELETE FROM documents WHERE id = ?", (doc["id"],))
-        audit.record(ws, "document.deleted", user=access.current_user(ws, user), target=doc["name"], detail={"document_id": doc["id"], "collection": doc["collection"], "sha256": doc["content_hash"]})
-    sync_indexes(ws, cid)
+    remove_documents(ws, [doc["id"]], user)
     return doc
 
 

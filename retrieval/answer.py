@@ -393,7 +393,8 @@ def stored_answer(answer: Answer, question: str, collection: str | None) -> dict
     message, as the chat page shows it again (its passages' text, the status and notice, the claims
     dropped from a draft, the time) and feedback reads it (the question, the one collection asked)."""
     data = answer_json(answer)
-    passages = [{**p, "text": h.text} for p, h in zip(data["passages"], answer.passages)]
+    # each passage's collection too: who may still read the stored answer follows from it (conversations.messages)
+    passages = [{**p, "text": h.text, "collection": h.collection} for p, h in zip(data["passages"], answer.passages)]
     return {"role": "assistant", "content": answer.answer, "citations": data["citations"], "adapter": answer.adapter,
             "meta": {"not_found": answer.not_found, "passages": passages, "mode": data.get("mode"),
                      "generated": data.get("generated"), "status": answer.status, "notice": answer.notice,

@@ -92,25 +92,38 @@ def show_sources(m: dict) -> None:
     if cites:
         st.caption("Sources")
         for c in cites:
-            where = f"[{c['n']}] {source_label(c['document'], c.get('page'), c.get('heading'))}"
+            where = f"[{c['n']}] {source_label(c['document'], c.get('page'), c.get('heading'))}" + (f" · {c['collection']}" if c.get('collection') else "")
             weak = c.get("weak")
             key = f"page-{m.get('id')}-{c['n']}"
             # Showing the page reruns the app; a source whose page is shown stays open through it.
-            with st.expander(core.md_escape(where) + (" · ⚠️ weakly supported" if weak else ""), icon=":material/description:",
+            since = {conversations.CHANGED: " · changed since", conversations.DELETED: " · deleted since"}.get(c.get("now"), "")
+            with st.expander(core.md_escape(where) + (" · ⚠️ weakly supported" if weak else "") + since, icon=":material/description:",
                              expanded=bool(st.session_state.get(key))):
                 facts = [c.get("collection") or "", f"support {c.get('support', 0):.2f}"]
                 if weak:
                     facts.append("the answer's words are only loosely backed by this passage")
                 st.caption(core.md_escape(" · ".join(f for f in facts if f)))
+                if c.get("now") in PASSAGE_NOW:  # re-ingested or deleted since (conversations.messages)
+                    st.warning(PASSAGE_NOW[c["now"]], icon=":material/history:")
                 st.text(c["text"])  # passages are shown as plain text, never Markdown or HTML
-                page_image.show_citation(st, ws, user, c, key=key)
+                if c.get("now", conversations.CURRENT) == conversations.CURRENT:  # its boxes are on today's pages
+                    page_image.show_citation(st, ws, user, c, key=key)
     elif m.get("passages") and not m.get("not_found"):
         st.caption("The closest passages (none was cited)" if m.get("status") == "uncertain"
                    else "Passages the answer was written from (none was cited)")
         for p in m["passages"]:
-            where = f"[{p['n']}] {source_label(p['document'], p.get('page'), p.get('heading'))}"
+            where = f"[{p['n']}] {source_label(p['document'], p.get('page'), p.get('heading'))}" + (f" · {p['collection']}" if p.get('collection') else "")
             with st.expander(core.md_escape(where)):
+                if p.get("now") in PASSAGE_NOW:
+                    st.warning(PASSAGE_NOW[p["now"]], icon=":material/history:")
                 st.text(p.get("text", ""))
+
+
+# A stored answer's passage whose document changed since (conversations.messages gives each its `now`)
+PASSAGE_NOW = {conversations.CHANGED: "This passage is no longer in the document: it was re-ingested since. "
+                                      "The text below is what the answer was written from.",
+               conversations.DELETED: "This document has been deleted since. "
+                                      "The text below is what the answer was written from."}
 
 
 HOW = {"generated": "Written by the model; every claim in it was found in its sources.",

@@ -122,8 +122,10 @@ if not docs:
 
 table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type": d["kind"], "pages": d["pages"],
                        "chunks": d["chunks"], "size (KB)": round(d["size"] / 1024, 1), "added": core.when(d["added_at"]),
+                       # when the version stored now was read: a changed file replaces the document in place
+                       "updated": core.when(d["updated_at"] or d["added_at"]),
                        "status": d["status"], "OCR": page_image.ocr_note(d)} for d in shown],
-                     columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "status", "OCR"])
+                     columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "updated", "status", "OCR"])
 table["pages"] = table["pages"].astype("Int64")  # blank, not "None", for formats without pages
 event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                      key=_table_key(shown))
