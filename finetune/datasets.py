@@ -689,19 +689,11 @@ def erase_feedback(ws: Workspace, feedback_ids: set[int], questions: set[str], o
         changed = False
         if used & feedback_ids:
             touched.add(folder.name)
-            kept, dropped = {}, 0
-            for split in ("train", "eval"):
-                f = folder / f"{split}.jsonl"
-                rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
-                kept[split] = [r for r in rows if not (r.get("source") == "feedback" and r.get("question") in questions)]
-                dropped += len(rows) - len(kept[split])
-                data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept[split]).encode()
-                f.write_bytes(data)
-                manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+            kept, dropped = _without(folder, lambda r: r.get("source") == "feedback" and r.get("question") in questions)
+            _write_splits(folder, manifest, kept)
             fb["used"] = sorted(used - feedback_ids)
             fb["erased"] = int(fb.get("erased") or 0) + len(used & feedback_ids)
             manifest["feedback"] = fb
-            manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
             dropped_by[folder.name] = dropped
             changed = True
         if _owner(manifest) in owners:
@@ -726,25 +718,36 @@ def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased:
     for folder in _folders(ws):
         manifest = _manifest(folder)
         text = erased if owner in (None, _owner(manifest)) else (lambda s: False)
-        kept, dropped = {}, 0
-        for split in ("train", "eval"):
-            rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines() if line.strip()] \
-                if (folder / f"{split}.jsonl").exists() else []
-            kept[split] = [r for r in rows if not _from_erased(r, document_id, chunk_ids, text)]
-            dropped += len(rows) - len(kept[split])
+        kept, dropped = _without(folder, lambda r: _from_erased(r, document_id, chunk_ids, text))
         listed = any(d.get("id") == document_id for d in manifest.get("documents", []))
         if not dropped and not listed:
             continue
         manifest["documents"] = [d for d in manifest.get("documents", []) if d.get("id") != document_id]
         manifest["erased"] = sorted(set(manifest.get("erased", [])) | {document_id})
-        manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
-        for split, rows in kept.items():
-            data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-            (folder / f"{split}.jsonl").write_bytes(data)
-            manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+        _write_splits(folder, manifest, kept)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         out[folder.name] = dropped
     return out
+
+
+def _without(folder: Path, drop: Callable[[dict], bool]) -> tuple[dict[str, list[dict]], int]:
+    """A saved dataset's rows of each split without those `drop` picks, and how many it picked."""
+    kept, dropped = {}, 0
+    for split in ("train", "eval"):
+        f = folder / f"{split}.jsonl"
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+        kept[split] = [r for r in rows if not drop(r)]
+        dropped += len(rows) - len(kept[split])
+    return kept, dropped
+
+
+def _write_splits(folder: Path, manifest: dict, kept: dict[str, list[dict]]) -> None:
+    """Write each split's rows, and their hashes and counts into `manifest` (the caller writes it)."""
+    for split, rows in kept.items():
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+        (folder / f"{split}.jsonl").write_bytes(data)
+        manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+    manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
 
 
 def _from_erased(row: dict, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> bool:
