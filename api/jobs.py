@@ -104,29 +104,24 @@ def start_upload(open_ws, user: str, collection: str, path: Path, name: str) -> 
         job = create_job(ws, "upload", user, collection, [(path, name)])
     finally:
         ws.close()
-    threading.Thread(target=_run, args=(open_ws, job.id, path), name=f"upload-{job.id}", daemon=True).start()
+    threading.Thread(target=_run, args=(open_ws, job.id), name=f"upload-{job.id}", daemon=True).start()
     return job
 
 
-def _run(open_ws, job_id: str, upload: Path | None = None) -> None:
-    """Run the job. When it ran to its end and could not read `upload`, the stored file is removed, as a
-    refused upload with wait=true is (a job that failed or was cancelled keeps it, to be resumed)."""
+def _run(open_ws, job_id: str) -> None:
+    """Run the job (an upload it could not read is not kept: `pipeline.run_job`)."""
     from archivist.ingest.pipeline import run_job
-    from archivist.ingest.uploads import remove_unused_upload
 
     ws = open_ws()
     try:
         try:
-            results = run_job(ws, job_id)
+            run_job(ws, job_id)
         except jobs.JobError:
             return  # cancelled before it started
         except Exception as e:  # the embedder did not load, the disk is full …: the job says so, the log has it whole
             log.error("background upload %s failed", job_id, exc_info=e)
             jobs.fail(ws, job_id, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
             return
-        refused = upload is not None and [r.status for r in results] == ["failed"]
-        if refused and jobs.get(ws, job_id, jobs.get_owner(ws, job_id)).state == "done":
-            remove_unused_upload(ws, upload)
     finally:
         ws.close()
 

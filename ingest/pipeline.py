@@ -420,7 +420,25 @@ def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
     except (access.AccessDenied, WorkspaceError) as e:
         jobs.fail(ws, job.id, str(e))
         return [FileResult(n, "failed", reason=f"not ingested: {e}") for _, n in files]
-    return _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
+    results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
+    if job.kind == "upload":
+        _drop_refused_uploads(ws, job.id, files, results)
+    return results
+
+
+def _drop_refused_uploads(ws: Workspace, job_id: str, files: list[tuple[Path, str]], results: list[FileResult]) -> None:
+    """An upload job that ran to its end keeps no stored upload it could not read (a file is not
+    kept for nothing, unless a document was read from it before: `remove_unused_upload`). A job
+    that failed or was cancelled keeps them, to be resumed. The app's jobs, the API's and a resumed
+    one alike."""
+    from archivist.ingest.uploads import remove_unused_upload
+
+    if ws.db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] != "done":
+        return
+    failed = {r.name for r in results if r.status == "failed"}
+    for path, name in files:
+        if name in failed:
+            remove_unused_upload(ws, path)
 
 
 def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedder, progress: bool,

@@ -151,3 +151,17 @@ def test_pdf_child_runs_under_a_memory_limit():
             "try:\n    bytearray(1024 * 1024 * 1024)\nexcept MemoryError:\n    print('capped')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "capped", out.stderr
+
+
+def test_an_upload_job_that_ran_keeps_no_file_it_could_not_read(ws, embedder):
+    """Before: only the API's own upload thread removed a stored upload it could not read; the app's
+    upload jobs (and any upload job resumed by `archivist jobs resume` or a restart) kept every
+    unreadable file under uploads/ for good. Now `run_job` removes them when the job ran to its end."""
+    from archivist.ingest.pipeline import create_job, run_job
+
+    good, good_name = save_upload(ws, "runbook.md", (SAMPLES / "oncall-runbook.md").read_bytes())
+    bad, bad_name = save_upload(ws, "broken.pdf", b"%PDF-1.7\n" + b"\x00 not a PDF body " * 64)
+    job = create_job(ws, "upload", "admin", "default", [(good, good_name), (bad, bad_name)])
+    results = run_job(ws, job.id, embedder=embedder)
+    assert {r.name: r.status for r in results} == {"runbook.md": "added", "broken.pdf": "failed"}
+    assert good.exists() and not bad.exists()
