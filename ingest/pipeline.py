@@ -10,7 +10,6 @@ periodically), and repaired from it on the next open if a crash came in between.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
@@ -34,6 +33,7 @@ from archivist.ingest.readers import ReadError, read, read_stream, reader_versio
 from archivist.records import Chunk
 from archivist.retrieval import lexicon_store, vectors
 from archivist.ingest.shingles import shingles
+from archivist.ingest.folders import FileResult, clean_name, expand, missing_from
 from archivist.ingest.uploads import stored_upload
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
@@ -44,17 +44,6 @@ FLUSH_CHUNKS = 2000  # ... and after this many new chunks: what it holds for the
 HOLD_INDEXES_UP_TO = 5000  # chunks in the workspace past which an ingest no longer loads the indexes (`sync_indexes`)
 READ_AHEAD = 8  # files read ahead of the embedder
 BATCH_CHUNKS = 256  # embed this many chunks at once (across documents) before committing them
-
-
-@dataclass
-class FileResult:
-    name: str
-    status: str  # added | updated | unchanged | failed
-    chunks: int = 0
-    seconds: float = 0.0
-    reason: str | None = None
-    document_id: int | None = None
-    embedded: int = 0  # chunks actually embedded (the rest reused a stored vector)
 
 
 @dataclass
@@ -83,140 +72,6 @@ class _Pending:
 # -> each file's _Pending or FileResult, in any order. `read_ahead` (this process) by default;
 # ray_ingest.prepare_on_ray runs the same reading on a Ray cluster.
 Prepare = Callable[[Workspace, int, list[tuple[Path, str]]], Iterator["_Pending | FileResult"]]
-
-
-def clean_name(name: str) -> str:
-    """A document name safe to store and show: no control characters, no absolute or parent parts."""
-    name = unicodedata.normalize("NFC", name).replace("\\", "/")
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    parts = [p for p in name.split("/") if p not in ("", ".", "..")]
-    return "/".join(parts)[:400] or "unnamed"
-
-
-def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) -> tuple[list[tuple[Path, str]], list[FileResult]]:
-    """Files to ingest with the name each is stored under, and the entries refused.
-
-    A file is named by its own name, a folder's files by their path below the folder's parent
-    (hidden files and folders skipped, and what a folder's IGNORE_FILE names, and so are the web assets an exported manual holds beside
-    its pages: stylesheets, scripts, fonts and vector icons, WEB_ASSETS, and images under ICON_PX
-    on both sides; Sphinx's searchindex.js alone would add thousands of chunks of word lists, and
-    each navigation arrow would fail OCR and the whole ingest with it). A symlink inside a folder
-    whose target lies outside that folder is refused (a FileResult "failed" naming it and the
-    reason): whoever may write into a folder that gets ingested must not pull in any file the
-    process can read. `follow_symlinks` ingests them anyway. Symlinks that stay inside the folder are fine: a file link is ingested
-    under its own name; a folder link is not descended, since its target is ingested under its
-    real path (with `follow_symlinks`, every folder link is descended once, loops cut).
-    A path given directly (not found in a folder) is the user's own choice and is always followed.
-    """
-    files: list[tuple[Path, str]] = []
-    refused: list[FileResult] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            _walk_folder(p, follow_symlinks, files, refused)
-        else:
-            files.append((p, clean_name(p.name)))
-    return files, refused
-
-
-WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".svg", ".ico"})
-ICON_PX = 64  # an image in a folder smaller than this on both sides is an icon (a manual's "next" arrow)
-# the image files ocr.image_frames reads, by their usual names (only these are opened to be measured)
-_IMAGE_SUFFIXES = frozenset({".png", ".gif", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
-
-
-def _is_icon(path: Path) -> bool:
-    """An image too small to hold a line of text, read from its header; any doubt (not an image,
-    unreadable) leaves it to the readers, which report what is wrong."""
-    if path.suffix.lower() not in _IMAGE_SUFFIXES:
-        return False
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:  # the header only: no pixel is decoded
-            return max(image.size) < ICON_PX
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):  # as ocr.image_frames
-        return False  # the reader names the file and the reason
-
-
-IGNORE_FILE = ".archivistignore"
-
-
-@dataclass(frozen=True)
-class _Ignore:
-    """One pattern of a folder's IGNORE_FILE: `base` is that folder. A pattern without a slash is
-    matched against the names of the files and folders below it, at any depth (`*.jsonl`,
-    `drafts`); one with a slash before its end against their path relative to it (`old/2019-*`,
-    `/README.md`: that folder's own README only); a trailing slash matches folders only. fnmatch
-    syntax, case-sensitive."""
-    base: Path
-    pattern: str
-    anchored: bool
-    folders_only: bool
-
-    def matches(self, entry: Path, is_dir: bool) -> bool:
-        if self.folders_only and not is_dir:
-            return False
-        if self.anchored:
-            return fnmatch.fnmatchcase(entry.relative_to(self.base).as_posix(), self.pattern)
-        return fnmatch.fnmatchcase(entry.name, self.pattern)
-
-
-def _ignore_patterns(d: Path) -> list[_Ignore]:
-    """The patterns of `d`'s IGNORE_FILE, if it has one (lines; blank ones and `#` comments skipped)."""
-    try:
-        lines = (d / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    patterns = []
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith("#"):
-            pattern = line.rstrip("/")
-            if pattern.strip("/"):
-                patterns.append(_Ignore(d, pattern.lstrip("/"), "/" in pattern, line.endswith("/")))
-    return patterns
-
-
-def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list) -> None:
-    """Append the files below `folder` to `files` in sorted order, refused symlinks to `refused`.
-    A folder's IGNORE_FILE leaves out what its patterns match, in it and below it."""
-    root = folder.resolve()
-    seen = {root}  # real folders already walked: a folder link back up would loop forever
-
-    def inside(target: Path) -> bool:
-        return target == root or root in target.parents
-
-    def visit(d: Path, ignored: list[_Ignore]) -> None:
-        try:
-            entries = sorted(d.iterdir())
-        except OSError as e:
-            refused.append(FileResult(clean_name(d.relative_to(folder.parent).as_posix()), "failed",
-                                      reason=f"cannot list folder: {e.strerror or e}"))
-            return
-        ignored = ignored + _ignore_patterns(d)
-        for entry in entries:
-            rel = entry.relative_to(folder.parent)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            if ignored and any(i.matches(entry, entry.is_dir()) for i in ignored):
-                continue
-            name = clean_name(rel.as_posix())
-            if entry.is_symlink():
-                target = entry.resolve()
-                if not inside(target) and not follow_symlinks:
-                    refused.append(FileResult(name, "failed", reason=(
-                        f"symlink to {target}, outside the folder {folder}: not followed "
-                        "(ingest it by its own path, or use --follow-symlinks)")))
-                    continue
-                if target.is_dir() and (not follow_symlinks or target in seen):
-                    continue  # inside: its files come under their real path; or a loop
-            if entry.is_dir():
-                seen.add(entry.resolve())
-                visit(entry, ignored)
-            elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS and not _is_icon(entry):
-                files.append((entry, name))
-
-    visit(folder, [])
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -330,42 +185,6 @@ def _name_other_versions(ws: Workspace, collection: str, user: str | None, resul
         if stale and not files[doc_id].reason:
             files[doc_id].reason = (f"another version of this file is still in {', '.join(stale)}: "
                                     "ingest it there too, or delete that copy")
-
-
-def missing_from(ws: Workspace, collection: str, folders: Sequence[Path], found: set[str],
-                 refused: Sequence[str] = ()) -> list[dict]:
-    """Documents of `collection` read from one of `folders` that an ingest of those folders no longer
-    finds (`found`: the names it walked; `refused`: the names it refused, a symlink or a folder it
-    could not list, whose documents and those below them never count): a file deleted, renamed or
-    moved out of the folder since, or left out by an IGNORE_FILE. A document counts when it is named
-    as this folder's walk would name the file it was read from (`expand`: its path below the folder,
-    under the folder's own name), or, for a folder with a name of its own (not `.` or `..`, whose
-    files are named without one), when that file's path ends in the document's name (the same
-    folder read from another place before: a drive mounted elsewhere). [{id, name, chunks, empty}], by
-    name; `empty`: the folder's walk found no file at all."""
-    cid = ws.collection_id(collection)
-    if cid is None:
-        return []
-    out: dict[int, dict] = {}
-    # a name the walk refused may be a folder it could not list: nothing below it is known to be gone
-    found, unknown = found | set(refused), tuple(name + "/" for name in refused)
-    for folder in folders:
-        named, root = folder.name not in ("", ".", ".."), folder.resolve()
-        prefix = clean_name(folder.name) + "/" if named else ""
-        empty = not any(name.startswith(prefix) for name in found)
-        rows = ws.db.execute(
-            "SELECT d.id, d.path AS name, d.source, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS chunks "
-            "FROM documents d WHERE d.collection_id = ? AND substr(d.path, 1, ?) = ?",
-            (cid, len(prefix), prefix)).fetchall()
-        for r in rows:
-            source, parts = Path(r["source"] or ""), Path(r["name"]).parts
-            if r["name"] in found or r["name"].startswith(unknown) or not source.is_absolute():
-                continue
-            # the name this folder's walk gives the file it was read from (`expand`)
-            walked = root in source.parents and clean_name(prefix + source.relative_to(root).as_posix()) == r["name"]
-            if walked or (named and source.parts[-len(parts):] == parts):
-                out[r["id"]] = {"id": r["id"], "name": r["name"], "chunks": r["chunks"], "empty": empty}
-    return sorted(out.values(), key=lambda d: d["name"])
 
 
 def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:

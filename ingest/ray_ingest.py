@@ -435,12 +435,13 @@ def prepare_on_ray(embedder: ClusterEmbedder, pool: Pool) -> Callable:
 
 def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder, pool: Pool) -> Iterator:
     from archivist.ingest import pipeline
+    from archivist.ingest.folders import FileResult
 
     ray = _ray()
     todo = []
     for path, name in files:
         known = pipeline.compare(ws.db, cid, path, name)
-        if isinstance(known, pipeline.FileResult):
+        if isinstance(known, FileResult):
             yield known
         else:
             todo.append(json.dumps([str(path), name, *known]))
@@ -516,7 +517,7 @@ def _embedded(docs: list, answer: tuple[str, np.ndarray], expected: str) -> Iter
 
 def _arrived(item, identity: str, expected: str):
     """What came back for one file, checked: its vectors from the expected embedder identity."""
-    from archivist.ingest.pipeline import FileResult
+    from archivist.ingest.folders import FileResult
 
     if isinstance(item, FileResult):
         return item

@@ -193,7 +193,7 @@ def one_page_of(pdf: Path, page: int, folder: Path) -> Path:
 
 def _sample_documents() -> list[Path]:
     """What `archivist ingest samples/` reads: samples/.archivistignore leaves out its README and questions."""
-    from archivist.ingest.pipeline import expand
+    from archivist.ingest.folders import expand
 
     return sorted(path for path, _ in expand([SAMPLES])[0])
 

@@ -416,7 +416,7 @@ def test_a_folder_s_web_assets_are_left_out_but_a_file_named_is_read(ws, tmp_pat
 def test_a_folder_s_archivistignore_leaves_out_what_it_names(tmp_path):
     """A folder's .archivistignore (gitignore-like) leaves files and folders out of a folder
     ingest, in it and below it; a file named on the command line is still read."""
-    from archivist.ingest.pipeline import expand
+    from archivist.ingest.folders import expand
 
     docs = tmp_path / "docs"
     write(docs / ".archivistignore", "# notes for the team\n*.jsonl\ndrafts/\n/README.md\nold/2019-*\n")
