@@ -18,7 +18,8 @@ def test_streamlit_command_adds_only_what_nobody_chose():
     flags = dict(zip(cmd[5::2], cmd[6::2]))
     assert flags == {"--server.port": "8600", "--server.address": "127.0.0.1", "--server.headless": "true",
                      "--server.maxUploadSize": "50", "--browser.gatherUsageStats": "false",
-                     "--client.toolbarMode": "minimal", "--server.fileWatcherType": "none"}
+                     "--client.toolbarMode": "minimal", "--client.showErrorDetails": "none",
+                     "--server.fileWatcherType": "none"}
     # Streamlit's own variables win over our defaults: we add nothing for them
     env = {"STREAMLIT_SERVER_PORT": "9000", "STREAMLIT_SERVER_HEADLESS": "false", "STREAMLIT_SERVER_MAX_UPLOAD_SIZE": "5",
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "true"}

@@ -51,6 +51,8 @@ def streamlit_command(port: int | None = None, address: str | None = None, headl
         cmd.extend(["--browser.gatherUsageStats", "false"])
     if "STREAMLIT_CLIENT_TOOLBAR_MODE" not in env:  # no "Deploy" button: this app is deployed already
         cmd.extend(["--client.toolbarMode", "minimal"])
+    if "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS" not in env:  # a page that fails shows no traceback (paths, code) and no
+        cmd.extend(["--client.showErrorDetails", "none"])  # "Ask Google/ChatGPT" links; the server's log keeps it all
     if "STREAMLIT_SERVER_FILE_WATCHER_TYPE" not in env:  # no polling of the source tree on a shared CPU
         cmd.extend(["--server.fileWatcherType", "none"])
     return cmd

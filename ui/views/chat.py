@@ -3,13 +3,15 @@ and thumbs up/down or a corrected answer stored as feedback for fine-tuning."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import streamlit as st
 
 from archivist import access, adapters, conversations, feedback
 from archivist.records import under_notice
-from archivist.retrieval.answer import QuestionTooLong, ask, check_question, source_label, stored_answer
+from archivist.retrieval.answer import (MAX_QUESTION_TOKENS, QuestionTooLong, ask, check_question, source_label,
+                                       stored_answer)
 from archivist.ui import core, page_image
 
 user = core.require_user()
@@ -197,6 +199,18 @@ if not readable:
 # A question stored without an answer after it: the page was reloaded or left while it was being
 # answered (the run stops with the session), or answering failed. It says so; the last one can be asked again.
 UNANSWERED = "Not answered: the page was reloaded or left while the answer was being written, or answering failed."
+# A model that cannot be loaded or run (a wrong ARCHIVIST_LLM, a damaged download, no memory left) is for an
+# administrator to mend: the page says so in words, and the traceback goes to the server's log, not to the reader.
+BROKEN = ("The question could not be answered: the model that writes answers could not be loaded or run on the server. "
+          "Please tell an administrator of archivist; the details are in the server's log.")
+FAILED = ("The question could not be answered because of a problem on the server. Please tell an administrator "
+          "of archivist; the details are in the server's log. \"Ask again\" sends the question once it is mended.")
+
+
+def _broken(e: Exception) -> None:
+    logging.getLogger("archivist.ui.chat").error("answering a question of %s failed", user, exc_info=e)
+
+
 conv = st.session_state["conv"]
 shown = conversations.messages(ws, conv, user) if conv else []
 reask = st.session_state.pop("_reask", None)  # the id of the unanswered last question "Ask again" sends again
@@ -225,14 +239,43 @@ if question is not None and not question.strip():
     question = None
 if question is None and reask is not None:
     question = reask["content"]  # already stored and shown above: asked again, not stored twice
+# The chat box empties on sending: a refused question stays in a box of its own, to be shortened and sent
+# from there. It lives in the session, not in one run: typing in the box reruns the page, and the edited
+# text was lost with the run that had refused it.
+if question is not None:
+    st.session_state.pop("_unsent", None)  # a new question replaces a refused one
+elif reask is None and (why := st.session_state.get("_unsent")) is not None:
+    st.error(why)
+    st.text_area("Your question, not sent", key="too-long", height=160)
+    send, drop, _ = st.columns([1, 1, 4])
+    if send.button("Ask this", key="unsent-ask", type="primary"):
+        question = st.session_state["too-long"]
+        st.session_state.pop("_unsent")
+    elif drop.button("Discard", key="unsent-drop"):
+        st.session_state.pop("_unsent")
+        st.rerun()
+
+
+def _unsent(why: str) -> None:
+    """Keep `question`, refused for `why`, on the page (above) and end this run."""
+    if reask is not None:  # stored already, and shown above with "Ask again"
+        st.error(why)
+        st.stop()
+    st.session_state["_unsent"] = why
+    if st.session_state.get("too-long") != question:  # the box's text when it was sent from the box
+        st.session_state["too-long"] = question
+    st.rerun()
+
+
 if question:
     try:  # refused before it is stored or searched
         check_question(question, settings=s)
-    except QuestionTooLong as e:
-        st.error(f"Could not answer: {e}")
-        # the chat box empties on sending: the refused text stays here to shorten and send again
-        st.text_area("Your question, not sent", value=question, key="too-long", height=160)
-        st.stop()
+    except QuestionTooLong:  # said without "tokens" and "prompt": the reader counts characters
+        _unsent(f"Could not answer: the question is too long ({len(question):,} characters). Please shorten it: a "
+                f"question may hold about {MAX_QUESTION_TOKENS * 4:,} characters of English, fewer in other languages.")
+    except Exception as e:  # noqa: BLE001 - the chat model's tokenizer did not load
+        _broken(e)
+        _unsent(BROKEN)
     if conv is None:
         conv = conversations.start_conversation(ws, user)
         st.session_state["conv"] = conv
@@ -246,7 +289,12 @@ if question:
     with st.chat_message("assistant"):
         box = st.empty()
         box.caption("Searching your documents…")
-        llm, emb = core.models()
+        try:
+            llm, emb = core.models()
+        except Exception as e:  # noqa: BLE001 - the question is stored: "Ask again" sends it once this is mended
+            _broken(e)
+            box.error(BROKEN)
+            st.stop()
         pieces: list[str] = []
 
         def on_token(piece: str) -> None:  # a draft, replaced by the checked answer when it is done
@@ -262,6 +310,10 @@ if question:
                          llm=llm, embedder=emb, stop=stop, surface="app")
         except (access.AccessDenied, LookupError, ValueError, ConnectionError) as e:  # ConnectionError: the LLM server is down
             box.error(f"Could not answer: {e}")
+            st.stop()
+        except Exception as e:  # noqa: BLE001 - a model failing mid-answer (out of memory …): words, not a traceback
+            _broken(e)
+            box.error(FAILED)
             st.stop()
         finally:
             stop.set()  # the user navigated away or asked again: end generation now

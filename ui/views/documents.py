@@ -63,13 +63,22 @@ def _job_table(job: library.IngestJob) -> pd.DataFrame:
                          for f in job.files])
 
 
+def _why(f: library.FileStatus) -> str:
+    """'name: reason' of a failed file (a refused file's reason names it already)."""
+    return f.reason if f.reason.startswith(f"{f.name}:") else f"{f.name}: {f.reason}"
+
+
 def _show_jobs() -> None:
     jobs = library.jobs_for(ws, user)
     for job in jobs:
         with st.container(border=True):
-            head = f"Ingesting into {job.collection}" if job.running else f"Ingested into {job.collection}"
+            # a job that ended with nothing added (every file refused, failed or cancelled) does not say "Ingested"
+            cancelled = sum(f.status == "cancelled" for f in job.files)
+            head = (f"Ingesting into {job.collection}" if job.running else
+                    f"Nothing ingested into {job.collection}" if job.failed + cancelled == job.total else
+                    f"Ingested into {job.collection}")
             st.markdown(f"**{core.md_escape(head)}** · {job.done} of {job.total} files"
-                        + (f" · {job.failed} failed" if job.failed else ""))
+                        + (f" · {job.failed} failed" if job.failed else "") + (f" · {cancelled} cancelled" if cancelled else ""))
             st.progress(job.done / max(job.total, 1))
             if job.resumed:
                 st.caption("Resumed: a restart of the server had cut this ingestion short.")
@@ -77,6 +86,10 @@ def _show_jobs() -> None:
                 st.error(job.error)
             # st.dataframe shows cells as plain text (st.table renders them as Markdown): file names are users' own
             st.dataframe(_job_table(job), hide_index=True, width="stretch")
+            # why each file failed, in full: the table cuts the reason short (and shows no reason on a phone)
+            why = [_why(f) for f in job.files if f.status == "failed" and f.reason and f.reason != job.error]
+            if why:
+                st.caption("  \n".join(core.md_escape(w) for w in why))
             if job.running and st.button("Cancel", key=f"cancel-{job.id}", icon=":material/stop:"):
                 library.cancel(ws, user, job.id)  # it stops after the file at hand
                 st.rerun()
