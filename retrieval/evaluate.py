@@ -226,8 +226,11 @@ def _searchable(ws, user: str | None, collections: Sequence[str] | None) -> Call
 
 
 def outcome_of(q: Question, answer) -> AnswerOutcome:
-    """An archivist Answer record as plain data for scoring."""
-    return AnswerOutcome(question=q.question, gold=q.answer, answer=answer.answer, not_found=bool(answer.not_found),
+    """An archivist Answer record as plain data for scoring. The text scored is what the answer shows
+    under its notice (`Answer.body`): the notice ("The closest passage in the documents, not confirmed
+    to answer the question:") is no part of the answer; scored with it, it diluted an uncertain
+    quote's token F1 and "contained" a gold such as "documents" in every such answer."""
+    return AnswerOutcome(question=q.question, gold=q.answer, answer=answer.body, not_found=bool(answer.not_found),
                          cited=[c.text for c in answer.citations], cited_documents=[c.document for c in answer.citations],
                          seconds=answer.seconds, alternatives=list(q.answers[1:]),
                          status=getattr(answer, "status", "not_found" if answer.not_found else "answered"),

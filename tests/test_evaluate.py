@@ -350,3 +350,22 @@ def test_answer_sets_accept_several_spellings(tmp_path):
     f.write_text('{"question": "x?", "answer": []}\n')
     with pytest.raises(EvalSetError, match=r"s.jsonl:1: .*non-empty list"):
         load_set(f, "answers")
+
+
+def test_an_uncertain_answer_is_scored_on_its_quote_not_its_notice():
+    """Before: `outcome_of` scored the whole shown text, notice included, so a gold such as
+    "question" was "contained" in every uncertain answer, and an uncertain quote's token F1 was
+    diluted by the notice's 14 words."""
+    from archivist.records import Answer
+    from archivist.retrieval.answer import UNCERTAIN
+
+    quote = "Compression level 6 is the default [1]"
+    shown = Answer(question="What level does gzip use by default?", answer=f"{UNCERTAIN}\n{quote}", citations=[],
+                   passages=[], status="uncertain", mode="extractive", notice=UNCERTAIN)
+    o = ev.outcome_of(ev.Question(question=shown.question, answer="6"), shown)
+    assert o.answer == quote
+    # the quote's 5 scored tokens hold the gold's one: precision 1/5, recall 1, F1 1/3 (with the notice: 2/15)
+    assert evm.score_answer("6", o.answer).f1 == pytest.approx(1 / 3)
+    assert evm.score_answer("6", shown.answer).f1 < 0.15
+    word = ev.outcome_of(ev.Question(question=shown.question, answer="question"), shown)
+    assert not evm.score_answer("question", word.answer).contained
