@@ -22,7 +22,6 @@ from archivist import conversations, feedback
 from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
 from archivist.api.errors import APIError, responses
-from archivist.records import under_notice
 from archivist.workspace import Workspace
 
 router = APIRouter(tags=["feedback"])
@@ -69,18 +68,9 @@ def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: s
     """Rate or correct an answer of one of the caller's conversations: 201 with the new feedback, or
     200 with the message's earlier feedback changed."""
     m = _message(ws, who, body.message_id)
-    prior = feedback.find_feedback(ws, who, m.get("question") or "", m["content"], message_id=m["id"])
-    if prior:
-        feedback.update_feedback(ws, prior["id"], who, rating=body.rating, correction=body.correction,
-                                 message_id=m["id"])
-        fid, status = prior["id"], 200
-    else:
-        fid = feedback.record_feedback(ws, who, m.get("question") or "", under_notice(m["content"], m.get("notice", "")),
-                                       rating=body.rating or 0, correction=body.correction, citations=m.get("citations"),
-                                       adapter=m.get("adapter"), collection=m.get("collection"), message_id=m["id"])
-        status = 201
-    row = next(f for f in feedback.list_feedback(ws, who, mine_only=True) if f["id"] == fid)
-    return JSONResponse(_out(row, m["id"]), status_code=status)
+    fid, new = feedback.rate_message(ws, who, m, rating=body.rating, correction=body.correction)
+    [row] = feedback.list_feedback(ws, who, mine_only=True, ids=[fid])
+    return JSONResponse(_out(row, m["id"]), status_code=201 if new else 200)
 
 
 def _message(ws: Workspace, who: str, message_id: int) -> dict:

@@ -120,10 +120,31 @@ def _check(question: str, rating: int, correction: str | None) -> int:
     return rating
 
 
-def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = None, mine_only: bool = False) -> list[dict]:
+def rate_message(ws: Workspace, user: str | None, message: dict, rating: int | None = None,
+                 correction: str | None = None) -> tuple[int, bool]:
+    """Feedback on an answer of `user`'s conversations (`message` as conversations.messages shows it,
+    with its `question`), as the chat page and POST /v1/feedback give it: the first rating or
+    correction makes a row (the answer as the user read it, without an uncertain answer's notice),
+    later ones change that row. Returns (feedback id, whether the row is new). Raises ValueError
+    for a rating or correction `_check` refuses."""
+    from archivist.records import under_notice
+
+    question = message.get("question") or ""
+    prior = find_feedback(ws, user, question, message["content"], message_id=message.get("id"))
+    if prior:
+        update_feedback(ws, prior["id"], user, rating=rating, correction=correction, message_id=message.get("id"))
+        return prior["id"], False
+    return record_feedback(ws, user, question, under_notice(message["content"], message.get("notice", "")),
+                           rating=rating or 0, correction=correction, citations=message.get("citations"),
+                           adapter=message.get("adapter"), collection=message.get("collection"),
+                           message_id=message.get("id")), True
+
+
+def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = None, mine_only: bool = False,
+                  ids: Sequence[int] | None = None) -> list[dict]:
     """Feedback rows, newest first, with citations decoded: [{id, user, collection, question, answer,
     rating, correction, citations, adapter, created_at, message_id}]; each citation has `now`
-    (conversations.mark_now: current, changed or deleted since).
+    (conversations.mark_now: current, changed or deleted since). `ids`: only those rows.
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
     collection the viewer can no longer read keeps its id, question, rating and dates, and gets
@@ -133,10 +154,15 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
            "f.adapter, f.created_at, f.message_id FROM feedback f LEFT JOIN users u ON u.id = f.user_id")
-    params: list = []
+    where, params = [], []
     if mine_only or not access.is_admin(ws, who):
-        sql += " WHERE u.name = ?"
+        where.append("u.name = ?")
         params.append(who)
+    if ids is not None:
+        where.append(f"f.id IN ({','.join('?' * len(ids))})" if ids else "0")
+        params += [int(i) for i in ids]
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY f.created_at DESC, f.id DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"

@@ -72,17 +72,9 @@ FEEDBACK_USE = ("Your question, the answer and what you write here can teach the
 
 
 def _save_feedback(m: dict, rating: int | None = None, correction: str | None = None) -> None:
-    """Feedback on message `m`: its first rating or correction makes a row (the answer as the user
-    read it, without an uncertain answer's notice), later ones change that row."""
-    prior = feedback.find_feedback(ws, user, m["question"], m["content"], message_id=m.get("id"))
+    """Feedback on message `m` (feedback.rate_message: the first makes a row, later ones change it)."""
     try:
-        if prior:
-            feedback.update_feedback(ws, prior["id"], user, rating=rating, correction=correction,
-                                     message_id=m.get("id"))
-        else:
-            feedback.record_feedback(ws, user, m["question"], under_notice(m["content"], m.get("notice", "")),
-                                     rating=rating or 0, correction=correction, citations=m.get("citations"),
-                                     adapter=m.get("adapter"), collection=m.get("collection"), message_id=m.get("id"))
+        feedback.rate_message(ws, user, m, rating=rating, correction=correction)
     except ValueError as e:
         st.toast(f"Feedback not saved: {e}", icon="⚠️")
         return
