@@ -17,70 +17,30 @@ import os
 import sys
 import time
 import unicodedata
-from collections import deque
 from contextlib import closing
 from itertools import islice
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from archivist import access, audit, jobs
-from archivist.ingest import chunking
-from archivist.ingest.readers import ReadError, read, read_stream, reader_version
+from archivist.ingest.folders import FileResult, clean_name, expand, missing_from
+from archivist.ingest.readers import ReadError, reader_version
+from archivist.ingest.reading import Pending, Prepare, existing, read_ahead, unchanged
+from archivist.ingest.shingles import shingles
+from archivist.ingest.uploads import stored_upload
 from archivist.records import Chunk
 from archivist.retrieval import lexicon_store, vectors
-from archivist.ingest.shingles import shingles
-from archivist.ingest.folders import FileResult, clean_name, expand, missing_from
-from archivist.ingest.uploads import stored_upload
-from archivist.workspace import Workspace, WorkspaceError, connect, transaction
+from archivist.workspace import Workspace, WorkspaceError, transaction
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 60.0  # sync FAISS at least this often during a long ingest
 FLUSH_CHUNKS = 2000  # ... and after this many new chunks: what it holds for the next sync (`fresh`, a segment) stays bounded
 HOLD_INDEXES_UP_TO = 5000  # chunks in the workspace past which an ingest no longer loads the indexes (`sync_indexes`)
-READ_AHEAD = 8  # files read ahead of the embedder
 BATCH_CHUNKS = 256  # embed this many chunks at once (across documents) before committing them
-
-
-@dataclass
-class _Pending:
-    name: str
-    source: str
-    digest: str
-    size: int
-    kind: str
-    pages: int | None
-    title: str | None
-    text: str  # "" for a document read as a stream (`groups`): its text is its chunks
-    chunks: list[Chunk]
-    t0: float
-    replaces: int | None  # id of the document row this one updates
-    result: FileResult = field(default=None)
-    ocr: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence
-    vectors: np.ndarray | None = None  # one row per chunk when computed elsewhere (ray_ingest's embed actors)
-    # A big CSV (readers.read_stream): its chunks a group at a time, read and chunked as they are
-    # asked for; `chunks` stays empty and the document is committed group by group (_stream_and_commit).
-    groups: Iterator[list[Chunk]] | None = None
-    read_seconds: float = 0.0  # reading and chunking it took (measured where it was read: here or on a Ray worker)
-
-
-# Where read and chunked documents come from: (workspace, collection id, [(path, stored name)])
-# -> each file's _Pending or FileResult, in any order. `read_ahead` (this process) by default;
-# ray_ingest.prepare_on_ray runs the same reading on a Ray cluster.
-Prepare = Callable[[Workspace, int, list[tuple[Path, str]]], Iterator["_Pending | FileResult"]]
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
 
 
 def embed_text(chunk_text: str, heading: tuple[str, ...] | str) -> str:
@@ -275,7 +235,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
     # ingest takes) would otherwise tell a writer whether a guessed text exists in another collection.
     reuse_from = [ws.collection_id(c) for c in access.readable_collections(ws, job.owner)] + [cid]
     results: list[FileResult] = []
-    pending: list[_Pending] = []
+    pending: list[Pending] = []
     fresh: dict[int, np.ndarray] = {}
     last_flush = time.monotonic()
     report = jobs.Reporter(ws, job.id)
@@ -388,97 +348,6 @@ def _counts_line(results: list[FileResult]) -> str:
     return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
 
 
-def read_ahead(ws: Workspace, cid: int, files: list[tuple[Path, str]]) -> Iterator[_Pending | FileResult]:
-    """The local Prepare: each file hashed, compared and read in a thread while the caller embeds,
-    at most READ_AHEAD files ahead (extracted text of files not yet embedded never piles up in memory).
-    The reader thread has its own connection."""
-    with closing(connect(ws.home / "archivist.db")) as reader_db, ThreadPoolExecutor(max_workers=1) as pool:
-        queue = iter(files)
-        futures = deque(pool.submit(_prepare, ws.settings, reader_db, cid, p, n) for p, n in islice(queue, READ_AHEAD))
-        try:
-            while futures:
-                item = futures.popleft().result()
-                for p, n in islice(queue, 1):
-                    futures.append(pool.submit(_prepare, ws.settings, reader_db, cid, p, n))
-                yield item
-        finally:  # closed early (a cancel): files not started are not read
-            for f in futures:
-                f.cancel()
-
-
-def _prepare(s, db, cid: int, path: Path, name: str) -> _Pending | FileResult:
-    """Hash, compare and read one file (runs in the reader thread). Never raises."""
-    t0 = time.monotonic()
-    try:
-        known = compare(db, cid, path, name)
-    except Exception as e:  # one broken file never stops a batch
-        log.exception("unexpected error comparing %s", name)
-        return FileResult(name, "failed", reason=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
-    if isinstance(known, FileResult):
-        return known
-    return read_file(s, path, name, *known, t0=t0, stream=True)
-
-
-def _unchanged(row, digest: str, name: str, t0: float) -> FileResult | None:
-    """The `unchanged` FileResult when document row `row` (`_existing`) already holds these bytes,
-    ready and read by the current reader; else None (the file needs reading)."""
-    if row is not None and row["content_hash"] == digest and row["status"] == "ready" \
-            and row["reader"] >= reader_version(row["kind"]):
-        return FileResult(name, "unchanged", chunks=row["n"], document_id=row["id"], seconds=time.monotonic() - t0)
-    return None
-
-
-def compare(db, cid: int, path: Path, name: str) -> tuple[str, int, int | None] | FileResult:
-    """Hash `path` and look up `name` in collection `cid`: (digest, size, id of the document row it
-    updates or None) when it needs reading, else its FileResult (unchanged, or failed: cannot open).
-    Raises sqlite3.Error only."""
-    t0 = time.monotonic()
-    try:
-        digest, size = sha256_file(path)
-    except OSError as e:
-        return FileResult(name, "failed", reason=f"cannot open: {e.strerror or e}", seconds=time.monotonic() - t0)
-    row = _existing(db, cid, name)
-    if (same := _unchanged(row, digest, name, t0)) is not None:
-        return same
-    return digest, size, row["id"] if row is not None else None
-
-
-def read_file(s, path: Path, name: str, digest: str, size: int, replaces: int | None,
-              t0: float | None = None, stream: bool = False) -> _Pending | FileResult:
-    """Read and chunk one file (its `digest` and `size` from `compare`) with settings `s`: its
-    _Pending, or a failed FileResult naming the reason; `t0` is when its work began (default now).
-    `stream`: a big CSV comes back unread, its chunks a generator (`_Pending.groups`), for this
-    process only (a generator does not travel to or from a Ray worker).
-    Never raises; needs no workspace, so it also runs on a Ray worker."""
-    t0 = time.monotonic() if t0 is None else t0
-    try:
-        from archivist.models import embedder_for
-
-        spans = chunking.hf_token_spans(embedder_for(s).tokenizer)
-        groups = read_stream(path, max_mb=s.max_file_mb) if stream else None
-        if groups is not None:  # a big CSV: read, chunked and committed a group of rows at a time
-            return _Pending(name, str(path.resolve()), digest, size, "csv", None, None, "", [], t0, replaces,
-                            groups=chunking.chunk_groups(groups, spans, s.chunk_tokens, s.chunk_overlap))
-        extracted = read(path, max_mb=s.max_file_mb, max_unzipped_mb=s.max_unzipped_mb, timeout=s.reader_timeout,
-                         ocr=s.ocr, page_timeout=s.ocr_page_timeout, max_pages=s.max_pages)
-        text, chunks = chunking.chunk_blocks(extracted.blocks, spans, s.chunk_tokens, s.chunk_overlap)
-        if not chunks:
-            raise ReadError("no text found")
-        return _Pending(name, str(path.resolve()), digest, size, extracted.kind, extracted.pages, extracted.title,
-                        text, chunks, t0, replaces, ocr=extracted.ocr, read_seconds=time.monotonic() - t0)
-    except ReadError as e:
-        return FileResult(name, "failed", reason=str(e), seconds=time.monotonic() - t0)
-    except Exception as e:  # one broken file never stops a batch
-        log.exception("unexpected error reading %s", name)
-        return FileResult(name, "failed", reason=f"{type(e).__name__}: {e}", seconds=time.monotonic() - t0)
-
-
-def _existing(db, cid: int, name: str):
-    return db.execute(
-        "SELECT d.id, d.content_hash, d.status, d.kind, d.reader, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS n "
-        "FROM documents d WHERE d.collection_id = ? AND d.path = ?", (cid, name)).fetchone()
-
-
 def _known_vectors(ws: Workspace, hashes: list[str], collection_ids: list[int] | None = None) -> dict[str, bytes]:
     out = {}
     scope = ""
@@ -493,7 +362,7 @@ def _known_vectors(ws: Workspace, hashes: list[str], collection_ids: list[int] |
     return out
 
 
-def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, fresh: dict,
+def _embed_and_commit(ws: Workspace, cid: int, batch: list[Pending], embedder, fresh: dict,
                       reuse_from: list[int] | None = None, user: str | None = None) -> list[FileResult]:
     """Embed the chunks of several documents at once, reusing stored vectors (of chunks in the
     collections `reuse_from`, default any, that `embedder`'s identity made), then commit them."""
@@ -522,7 +391,7 @@ def _embed_and_commit(ws: Workspace, cid: int, batch: list[_Pending], embedder, 
     return results
 
 
-def _stream_and_commit(ws: Workspace, cid: int, p: _Pending, embedder, fresh: dict, reuse_from: list[int] | None,
+def _stream_and_commit(ws: Workspace, cid: int, p: Pending, embedder, fresh: dict, reuse_from: list[int] | None,
                        user: str | None, between: Callable[[], bool]) -> FileResult | None:
     """Commit a document read as a stream of chunk groups (`p.groups`, a big CSV), holding one group
     at a time: its row first, marked 'ingesting', then each group embedded and committed in a
@@ -576,21 +445,21 @@ def _stream_and_commit(ws: Workspace, cid: int, p: _Pending, embedder, fresh: di
     return FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded, seconds=time.monotonic() - p.t0)
 
 
-def _recheck(ws: Workspace, cid: int, p: _Pending) -> _Pending | FileResult:
+def _recheck(ws: Workspace, cid: int, p: Pending) -> Pending | FileResult:
     """`p` compared again with the row its name has now, inside the commit's transaction (the write
     lock): since `compare` looked, another process may have committed the same name (two ingests of
     one folder at once) or deleted the row `p` replaces (a delete or erase beside an ingest). Returns
     the `unchanged` FileResult when that row already holds these bytes, else `p` updating that row,
     or adding a new one when there is none."""
-    row = _existing(ws.db, cid, p.name)
+    row = existing(ws.db, cid, p.name)
     if row is None:
         return p if p.replaces is None else replace(p, replaces=None)
-    if (same := _unchanged(row, p.digest, p.name, p.t0)) is not None:
+    if (same := unchanged(row, p.digest, p.name, p.t0)) is not None:
         return same
     return p if p.replaces == row["id"] else replace(p, replaces=row["id"])
 
 
-def _write_document(ws: Workspace, cid: int, p: _Pending, state: str = "ready", keep_chunks: bool = False) -> tuple[int, str]:
+def _write_document(ws: Workspace, cid: int, p: Pending, state: str = "ready", keep_chunks: bool = False) -> tuple[int, str]:
     """Insert `p`'s document row, or update the row it replaces (deleting that one's chunks unless
     `keep_chunks`), with status `state`; returns (document id, "added" | "updated"). Call inside a
     transaction."""
@@ -624,7 +493,7 @@ def _insert_chunks(ws: Workspace, doc_id: int, chunks: list[Chunk], hashes: list
         fresh[chunk_id] = np.frombuffer(blobs[h], dtype=np.float32)
 
 
-def _embed(ws: Workspace, batch: list[_Pending], embedder, identity: str,
+def _embed(ws: Workspace, batch: list[Pending], embedder, identity: str,
            reuse_from: list[int] | None) -> tuple[list[str], dict[str, bytes], set[str]]:
     """(keys, vectors, new): each chunk's vector key in order, key -> vector bytes, and the keys
     embedded now (the rest reused a stored vector). Works BATCH_CHUNKS chunks at a time, so a

@@ -71,7 +71,7 @@ class RayUnavailable(RuntimeError):
 class ClusterEmbedder:
     """The embedder the cluster's embed actors run, as the driver knows it: what the workspace's
     identity check (`vectors.check_embedder`) and the vector keys need. It embeds nothing here: a
-    Ray ingest brings every chunk's vector with it (`_Pending.vectors`)."""
+    Ray ingest brings every chunk's vector with it (`reading.Pending.vectors`)."""
 
     name: str
     dim: int
@@ -403,15 +403,15 @@ def _this_machine_only(ray) -> bool:
 
 
 def read_stage(batch: dict, settings) -> dict:
-    """Ray Data task: read and chunk each file of the batch (`pipeline.read_file`, which never
+    """Ray Data task: read and chunk each file of the batch (`reading.read_file`, which never
     raises: a bad file becomes a failed FileResult naming it and the reason)."""
-    from archivist.ingest import pipeline
+    from archivist.ingest import reading
 
     items = []
     for spec in batch["file"]:
         path, name, digest, size, replaces = json.loads(spec)
-        item = pipeline.read_file(settings, Path(path), name, digest, size, replaces)
-        if isinstance(item, pipeline._Pending):
+        item = reading.read_file(settings, Path(path), name, digest, size, replaces)
+        if isinstance(item, reading.Pending):
             item.t0 = time.monotonic() - item.t0  # seconds so far: clocks differ between machines
         items.append(item)
     return {"item": items}
@@ -434,13 +434,13 @@ def prepare_on_ray(embedder: ClusterEmbedder, pool: Pool) -> Callable:
 
 
 def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder, pool: Pool) -> Iterator:
-    from archivist.ingest import pipeline
+    from archivist.ingest import pipeline, reading
     from archivist.ingest.folders import FileResult
 
     ray = _ray()
     todo = []
     for path, name in files:
-        known = pipeline.compare(ws.db, cid, path, name)
+        known = reading.compare(ws.db, cid, path, name)
         if isinstance(known, FileResult):
             yield known
         else:
@@ -483,7 +483,7 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
 
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for item in batch["item"]:
-            if isinstance(item, pipeline._Pending):
+            if isinstance(item, reading.Pending):
                 group.append(item)
             else:
                 yield item

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from archivist.ingest.pipeline import delete_document, ingest_paths, read_ahead
+from archivist.ingest.pipeline import delete_document, ingest_paths
+from archivist.ingest.reading import read_ahead
 from archivist.workspace import WorkspaceError, open_workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

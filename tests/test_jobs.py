@@ -31,12 +31,13 @@ APP = str(REPO / "ui" / "app.py")
 SLOW_CHILD = """
 import os, sys, time
 import archivist.ingest.pipeline as p
+import archivist.ingest.reading as r
 p.BATCH_CHUNKS = 1
-real = p._prepare
+real = r._prepare
 def slow(*args, **kw):
     time.sleep(float(os.environ.get("SLOW_S", "0")))
     return real(*args, **kw)
-p._prepare = slow
+r._prepare = slow
 from archivist.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -317,16 +318,17 @@ def test_the_apps_cancel_stops_a_background_ingestion(ws, tmp_path, monkeypatch)
     """The Documents page's Cancel (ui/library.py): the thread stops after the file at hand, the
     files it did not reach show `cancelled`, and the job can be resumed to the end."""
     import archivist.ingest.pipeline as pipeline
+    import archivist.ingest.reading as reading
     from archivist import auth
     from archivist.ui import library
 
-    real = pipeline._prepare
+    real = reading._prepare
 
     def slow(*args, **kw):  # each file takes a while, so the cancel lands mid-way
         time.sleep(0.3)
         return real(*args, **kw)
 
-    monkeypatch.setattr(pipeline, "_prepare", slow)
+    monkeypatch.setattr(reading, "_prepare", slow)
     monkeypatch.setattr(pipeline, "BATCH_CHUNKS", 1)
     auth.create_first_admin(ws, "alice", "alice-pass-1")
     files = sorted(corpus(tmp_path / "c", 12).iterdir())
@@ -338,7 +340,7 @@ def test_the_apps_cancel_stops_a_background_ingestion(ws, tmp_path, monkeypatch)
     assert job.state == "cancelled" and 1 <= statuses.count("added") < 12
     assert statuses.count("cancelled") == 12 - statuses.count("added") and "waiting" not in statuses
     assert [j.id for j in library.jobs_for(ws, "alice")] == [job.id]
-    monkeypatch.setattr(pipeline, "_prepare", real)
+    monkeypatch.setattr(reading, "_prepare", real)
     from archivist.ingest.pipeline import resume_job
 
     resume_job(ws, job.id, "alice")

@@ -125,18 +125,18 @@ def vectors_by_chunk(ws) -> dict:
 
 
 def test_vectors_that_come_with_the_documents_are_stored_as_given(tmp_path, embedder):
-    """The driver's side of a Ray ingest: documents that bring their vectors (`_Pending.vectors`)
+    """The driver's side of a Ray ingest: documents that bring their vectors (`reading.Pending.vectors`)
     are committed with exactly those, and the driver's embedder is never asked."""
-    from archivist.ingest import pipeline
     from archivist.ingest.ray_ingest import ClusterEmbedder
+    from archivist.ingest.reading import Pending, read_ahead
     from archivist.models import embedder_identity
 
     corpus = make_corpus(tmp_path / "corpus", 3, seed=6)
     given = {}
 
     def prepare(ws, cid, files):  # read here, "embedded elsewhere": recognisable vectors
-        for item in pipeline.read_ahead(ws, cid, files):
-            if isinstance(item, pipeline._Pending):
+        for item in read_ahead(ws, cid, files):
+            if isinstance(item, Pending):
                 rng = np.random.default_rng(len(given))
                 item.vectors = rng.standard_normal((len(item.chunks), embedder.dim)).astype(np.float32)
                 given[item.name] = item.vectors
