@@ -42,7 +42,10 @@ def current_user(ws: Workspace, name: str | None = None) -> str:
     """The acting user's name: the explicit one, else settings.user, else the local admin."""
     name = name or ws.settings.user or LOCAL_ADMIN
     if not ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-        raise AccessDenied(f"no such user: {name!r} (create it with `archivist users add {name}`)")
+        # `users add` refuses a name that differs from one only in case: do not suggest it then
+        twin = next((r[0] for r in ws.db.execute("SELECT name FROM users") if r[0].casefold() == name.casefold()), None)
+        raise AccessDenied(f"no such user: {name!r} (user names are exact here: did you mean {twin!r}?)" if twin else
+                           f"no such user: {name!r} (create it with `archivist users add {name}`)")
     return name
 
 
@@ -156,6 +159,11 @@ def add_user(ws: Workspace, name: str, role: str = "member", *, by: str | None =
     with transaction(ws.db):
         if ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
             raise ValueError(f"user {name!r} already exists")
+        # sign-in matches names without regard to case (auth.account_name): "Nina" beside nina would make it ambiguous
+        twin = next((r[0] for r in ws.db.execute("SELECT name FROM users") if r[0].casefold() == name.casefold()), None)
+        if twin is not None:
+            raise ValueError(f"user {twin!r} already exists (user names differ by more than case: they are "
+                             "matched without it at sign-in)")
         ws.db.execute("INSERT INTO users(name, role) VALUES (?, ?)", (name, role))
         audit.record(ws, "user.add", user=actor, target=name, detail={"role": role})
     return {"name": name, "role": role}

@@ -149,6 +149,7 @@ def create_first_admin(ws: Workspace, name: str, password: str) -> dict:
     with transaction(ws.db):
         if not needs_first_admin(ws):
             raise AuthError("this workspace already has an admin; sign in instead")
+        name = account_name(ws, name)  # "Admin" is the local admin, not a second user beside it
         row = ws.db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
         if row:
             ws.db.execute("UPDATE users SET password_hash = ?, role = 'admin' WHERE id = ?", (hashed, row[0]))
@@ -183,9 +184,22 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def account_name(ws: Workspace, name: str) -> str:
+    """The stored user name that a typed one means: itself when a user has it exactly, else the one
+    user whose name is the same without regard to case ("Nina" for nina). Two users whose names differ
+    only in case (possible before access.add_user refused that) are told apart by exact typing only:
+    an inexact name then matches neither. Returns `name` unchanged when nothing matches."""
+    if ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+        return name
+    folded = name.casefold()
+    same = [r[0] for r in ws.db.execute("SELECT name FROM users") if r[0].casefold() == folded]
+    return same[0] if len(same) == 1 else name
+
+
 def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SECONDS) -> str:
-    """Check the password and open a session; returns its token. Raises AuthError on a wrong name or password."""
-    name = (name or "").strip()
+    """Check the password and open a session; returns its token. The name is matched without regard to
+    case when that names one user (`account_name`). Raises AuthError on a wrong name or password."""
+    name = account_name(ws, (name or "").strip())
     if not verify_password(ws, name, password):
         # a name no user has is often a password typed into the wrong field: it is not kept
         known = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None

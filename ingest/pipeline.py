@@ -147,6 +147,25 @@ def _name_other_versions(ws: Workspace, collection: str, user: str | None, resul
                                     "ingest it there too, or delete that copy")
 
 
+def _name_same_content(ws: Workspace, collection_ids: list[int], results: list[FileResult]) -> None:
+    """A file added under a new name whose content is already stored as another document (in the
+    collections `collection_ids`: those the job's owner may read, so no other text is confirmed) gets
+    a reason naming that document: a copy renamed or uploaded twice is otherwise added with no hint."""
+    added = {r.document_id: r for r in results if r.status == "added" and r.document_id and not r.reason}
+    if not added or not collection_ids:
+        return
+    marks = ",".join("?" * len(collection_ids))
+    for doc_id, r in added.items():
+        same = ws.db.execute(
+            f"SELECT d.path, k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
+            f"WHERE d.content_hash = (SELECT content_hash FROM documents WHERE id = ?) AND d.id != ? "
+            f"AND d.status = 'ready' AND d.collection_id IN ({marks}) ORDER BY d.id", (doc_id, doc_id, *collection_ids)).fetchall()
+        if same:
+            more = f" (and {len(same) - 1} more)" if len(same) > 1 else ""
+            r.reason = (f"the same content is already stored as {same[0][0]} in {same[0][1]}{more}: "
+                        "now it is there twice (delete one copy to keep one)")
+
+
 def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:
     """A plain rerun of an ingest that a kill cut short finishes its work (what was committed comes
     back unchanged): when this job ended done, the owner's interrupted ingest jobs into the same
@@ -199,21 +218,15 @@ def run_job(ws: Workspace, job_id: str, embedder=None, progress: bool = False,
     except (access.AccessDenied, WorkspaceError) as e:
         jobs.fail(ws, job.id, str(e))
         return [FileResult(n, "failed", reason=f"not ingested: {e}") for _, n in files]
-    results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
-    if job.kind == "upload":
-        _drop_refused_uploads(ws, job.id, files, results)
-    return results
+    return _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
 
 
-def _drop_refused_uploads(ws: Workspace, job_id: str, files: list[tuple[Path, str]], results: list[FileResult]) -> None:
+def _drop_refused_uploads(ws: Workspace, files: list[tuple[Path, str]], results: list[FileResult]) -> None:
     """An upload job that ran to its end keeps no stored upload it could not read (a file is not
-    kept for nothing, unless a document was read from it before: `remove_unused_upload`). A job
-    that failed or was cancelled keeps them, to be resumed. The app's jobs, the API's and a resumed
-    one alike."""
+    kept for nothing, unless a document was read from it before: `remove_unused_upload`); one that
+    failed or was cancelled keeps them, to be resumed. The app's jobs, the API's and a resumed one alike."""
     from archivist.ingest.uploads import remove_unused_upload
 
-    if ws.db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] != "done":
-        return
     failed = {r.name for r in results if r.status == "failed"}
     for path, name in files:
         if name in failed:
@@ -301,6 +314,9 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
                     last_flush = time.monotonic()
             flush_pending()  # what was read is committed, cancelled or not
         sync_indexes(ws, cid, fresh)
+        _name_same_content(ws, reuse_from, results)
+        if job.kind == "upload" and state == "done":  # before the job says done: an unreadable upload is not kept
+            _drop_refused_uploads(ws, files, results)
     except KeyboardInterrupt:
         state, error = "interrupted", f"interrupted (Ctrl-C); resume it with `archivist jobs resume {job.id}`"
         raise

@@ -49,7 +49,7 @@ def test_upload_ingests_in_background_with_status_per_file(ws, embedder):
                                                            ("empty.txt", "failed")]
     assert jobs[0].files[1].reason and "empty" in jobs[0].files[2].reason  # refused at upload, with the reason
     saved = sorted(p.name for p in (ws.home / "uploads").rglob("*") if p.is_file())  # uploads/<hash>/<name> (ingest/uploads.py)
-    assert saved == ["broken.pdf", "notes.md"]  # cleaned names: no "../"
+    assert saved == ["notes.md"]  # cleaned names: no "../"; the unreadable broken.pdf is not kept (pipeline.run_job)
     at.run()
     assert not at.exception
     frames = [d.value for d in at.dataframe]

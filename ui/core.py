@@ -175,7 +175,7 @@ def sign_in(name: str, password: str) -> str:
     st.session_state["_token"] = token
     st.session_state["_user"] = auth.session_user(ws, token)
     st.session_state["_cookie"] = ("set", token)
-    return name.strip()
+    return st.session_state["_user"]  # the name as stored ("nina" for "Nina")
 
 
 def sign_out() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-COUNTS = ("questions", "answerable", "unanswerable", "citations", "k", "n")  # sizes, not scores
+COUNTS = ("questions", "answerable", "unanswerable", "citations", "k", "n", "limit")  # sizes, not scores
 MODE_ORDER = ("hybrid+rerank", "hybrid", "dense", "lexical")  # the headline mode: the best the run measured
 ITEM_KEYS = ("per_query", "per_question", "queries", "questions", "items", "rows", "examples", "details")
 
@@ -50,8 +50,24 @@ def headline(results: dict) -> tuple[str | None, dict[str, float]]:
         mode = next((m for m in MODE_ORDER if m in modes), next(iter(modes)))
         return mode, {k: v for k, v in modes[mode].items() if not k.startswith("latency")}
     flat = flatten_metrics(results)
+    # an answers run's intervals and comparison with an earlier run (`eval answers --compare`) are not scores of its own
     return None, {k: v for k, v in flat.items() if k.split(".")[-1] not in COUNTS and "seconds" not in k
-                  and not k.startswith("modes.")}
+                  and not k.startswith(("modes.", "intervals.", "comparison."))}
+
+
+def answered_by(results: dict) -> str | None:
+    """Who wrote an answers run's answers: "base model" or "adapter NAME" (`archivist eval answers` stores
+    the adapter's name, None for the base), with the answer mode unless auto, or extractive mode (passages
+    quoted, whatever the adapter); None when the run does not say (stored before it did, when "active"
+    meant whichever adapter was active then). Runs by different models are not one model's change."""
+    mode = results.get("mode")
+    if mode == "extractive":  # passages quoted, no model wrote: the adapter named does not matter
+        return "extractive mode (passages quoted, no model)"
+    adapter = results.get("adapter", "active")
+    if adapter == "active":
+        return None
+    who = "base model" if adapter is None else f"adapter {adapter}"
+    return who if mode in (None, "auto") else f"{who} in {mode} mode"
 
 
 def item_rows(results: dict) -> list[dict]:

@@ -125,11 +125,16 @@ HOW = {"generated": "Written by the model; every claim in it was found in its so
 
 
 def show_dropped(m: dict) -> None:
-    """The draft's sentences the check rejected: visibly not part of the answer, with the reason."""
+    """The draft's sentences the check rejected: visibly not part of the answer, with the reason. Collapsed
+    and worded as the routine step it is (a small model's draft nearly always has some): the answer shown is
+    the checked one, and this is for a reader who wants to see what was left out and why."""
     dropped = [c for c in m.get("claims") or [] if c.get("claim", True) and not c.get("supported")]
     if dropped:
-        with st.expander(f"{len(dropped)} sentence(s) of the model's draft were dropped: the sources do not support them",
-                         icon=":material/block:"):
+        n = len(dropped)
+        with st.expander(f"{n} sentence{'s' if n != 1 else ''} the model wrote {'were' if n != 1 else 'was'} left out: "
+                         "the sources do not confirm {}".format("them" if n != 1 else "it"), icon=":material/filter_alt:"):
+            st.caption("Each sentence the model writes is checked against the passages it cites, and only what they "
+                       "confirm is shown as the answer. Left out:")
             for c in dropped:
                 st.markdown(f"~~{core.md_escape(c['text'])}~~  \n*{core.md_escape(c.get('reason') or 'unsupported')}*")
 

@@ -57,9 +57,14 @@ else:
 
 # -- background jobs: a fragment that refreshes itself while something runs --------------------
 
+UNCHANGED = "already stored under this name with the same content: nothing to do"
+
+
 def _job_table(job: library.IngestJob) -> pd.DataFrame:
+    # an unchanged file says why nothing happened (the pipeline leaves it unsaid: a folder re-read lists hundreds)
     return pd.DataFrame([{"file": f.name, "status": f.status, "chunks": str(f.chunks) if f.status != "waiting" else "",
-                          "seconds": f"{f.seconds:.1f}" if f.status != "waiting" else "", "reason": f.reason or ""}
+                          "seconds": f"{f.seconds:.1f}" if f.status != "waiting" else "",
+                          "reason": f.reason or (UNCHANGED if f.status == "unchanged" else "")}
                          for f in job.files])
 
 
@@ -90,6 +95,10 @@ def _show_jobs() -> None:
             why = [_why(f) for f in job.files if f.status == "failed" and f.reason and f.reason != job.error]
             if why:
                 st.caption("  \n".join(core.md_escape(w) for w in why))
+            # what an added file should know (the same content already stored under another name …), in full too
+            notes = [_why(f) for f in job.files if f.status in ("added", "updated") and f.reason]
+            if notes:
+                st.info("  \n".join(core.md_escape(n) for n in notes), icon=":material/content_copy:")
             if job.running and st.button("Cancel", key=f"cancel-{job.id}", icon=":material/stop:"):
                 library.cancel(ws, user, job.id)  # it stops after the file at hand
                 st.rerun()
@@ -133,13 +142,13 @@ if not docs:
     st.caption("No documents yet." + (" Upload some above." if writable or admin else ""))
     st.stop()
 
-table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type": d["kind"], "pages": d["pages"],
+# pages as text: the grid writes a grey "None" in an empty number cell (Word, Markdown … have no pages)
+table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type": d["kind"], "pages": str(d["pages"] or ""),
                        "chunks": d["chunks"], "size (KB)": round(d["size"] / 1024, 1), "added": core.when(d["added_at"]),
                        # when the version stored now was read: a changed file replaces the document in place
                        "updated": core.when(d["updated_at"] or d["added_at"]),
                        "status": d["status"], "OCR": page_image.ocr_note(d)} for d in shown],
                      columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "updated", "status", "OCR"])
-table["pages"] = table["pages"].astype("Int64")  # blank, not "None", for formats without pages
 event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                      key=_table_key(shown))
 st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open"

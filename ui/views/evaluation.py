@@ -5,6 +5,8 @@ A member sees the runs they made, an admin everyone's (archivist.retrieval.evalu
 
 from __future__ import annotations
 
+import shlex
+
 import pandas as pd
 import streamlit as st
 
@@ -18,11 +20,24 @@ st.title("Evaluation")
 runs = list_evaluations(ws, user=user)
 everyone = core.is_admin(user)  # an admin sees everyone's runs, and whose each was
 if not runs:
+    # what the page is for first: a member reaches it from the menu with nothing on it and no command line at hand
+    st.markdown("An evaluation asks a set of questions whose answers are known, and measures how often search finds "
+                "the right passages and how often the chat answers right, with which sources. Compare search "
+                "settings, or a fine-tuned adapter with the base model, before everyone's chat uses it.")
+    who = "" if user == "admin" else f"--user {shlex.quote(user)} "  # the CLI acts as the local admin unless told
     st.info(("No evaluation has run on this workspace yet." if everyone else
              "No evaluation has run under your name yet (you see the runs you made).")
-            + " Measure retrieval and answers with a question set, e.g.\n\n"
-            "`archivist eval retrieval --set samples/QUESTIONS.jsonl`  \n`archivist eval answers --set samples/QUESTIONS.jsonl`")
+            + " Evaluations run on the server's command line, with a question set (a JSONL file of questions and "
+            + ("their answers), e.g.\n\n" if everyone else
+               "their answers); someone with access to the server runs them under your name, and they show here:\n\n")
+            + f"`archivist {who}eval retrieval --set samples/QUESTIONS.jsonl`  \n"
+            + f"`archivist {who}eval answers --set samples/QUESTIONS.jsonl`")
     st.stop()
+
+
+def _model(run) -> str | None:
+    """What answered an answers run ("base model", "adapter X"; None: not recorded); "" for other kinds."""
+    return metrics.answered_by(run.results) if run.kind == "answers" else ""
 
 
 def _fmt(value: float) -> str:
@@ -39,13 +54,24 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
         if not these:
             continue
         latest = these[0]
-        prev = next((r for r in these[1:] if r.set_name == latest.set_name), None)
+        # a change is shown against the previous run on the same set by the same model: answers written by
+        # another adapter (or by one the run did not record) are another model's scores, not a change of this one
+        model = _model(latest)
+        same_set = [r for r in these[1:] if r.set_name == latest.set_name]
+        prev = next((r for r in same_set if model is not None and _model(r) == model), None)
         mode, scores = metrics.headline(latest.results)
         _, prev_scores = metrics.headline(prev.results) if prev else (None, {})
         st.caption(f"Latest run #{latest.id} on {latest.set_name or 'an unnamed set'}, {core.when(latest.created_at)}"
                    + (f" by {latest.user or 'a deleted account'}" if everyone else "")
+                   + (f" · answered by: {model}" if model else " · which model answered was not recorded" if kind == "answers" else "")
                    + (f" · {mode} search" if mode else "")
                    + (f" · change since run #{prev.id}" if prev else ""))
+        if same_set and prev is not same_set[0]:
+            other = same_set[0]
+            st.caption(f"Not compared with run #{other.id} on the same set, "
+                       + ("as this run does not record which model answered." if model is None else
+                          f"answered by: {_model(other)}." if _model(other) else
+                          "which does not record which model answered."))
         if scores:
             names = list(scores)[:8]
             cards = st.columns(min(4, len(names)))
@@ -66,7 +92,7 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
             unit = {n: v for n, v in scores.items() if 0.0 <= v <= 1.0}
             if unit:
                 st.bar_chart(pd.DataFrame({"score": unit}), horizontal=True)
-        history = [r for r in these if r.set_name == latest.set_name]
+        history = [latest] + [r for r in same_set if model is not None and _model(r) == model]
         if len(history) > 1 and scores:
             st.markdown("**Over time**")
             shown = st.multiselect("Scores", list(scores), default=list(scores)[:3], key=f"eval-metrics-{kind}")
@@ -76,6 +102,7 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
         st.markdown("**All runs**")
         st.dataframe(pd.DataFrame([{"run": r.id, "set": r.set_name, "when": core.when(r.created_at),
                                     **({"by": r.user or "(deleted)"} if everyone else {}),
+                                    **({"answered by": _model(r) or "(not recorded)"} if kind == "answers" else {}),
                                     **metrics.headline(r.results)[1]} for r in these]), hide_index=True, width="stretch")
         pick = st.selectbox("Questions of run", [r.id for r in these], key=f"eval-run-{kind}", format_func=lambda i: f"#{i}")
         rows = metrics.item_rows(next(r for r in these if r.id == pick).results)

@@ -89,6 +89,9 @@ with train_tab:
     name = c2.text_input("Adapter name", placeholder="ft-<run id>", key="ft-name").strip() or None
     activate = d2.checkbox("Activate if better than the base", value=admin, disabled=not admin, key="ft-activate",
                            help="Only admins change the adapter everyone's chat uses")
+    if not admin:  # why the switch is off, in words (a tooltip is hover-only, and no help on a phone)
+        d2.caption("Only an admin makes an adapter the one everyone's chat uses. Yours can be tried in the chat "
+                   "(the sidebar's Adapter) by you and anyone who may read its collections.")
 
     try:
         est = plan(s, None, method, s.device, int(batch), int(seq_len), int(rank))
@@ -236,9 +239,14 @@ with retriever_tab:
     r_chosen = st.multiselect("Collections", access.readable_collections(ws, user), default=access.readable_collections(ws, user),
                               key="rt-collections", help="Only collections you may read; the embedder records them as its lineage")
     r_chunks = st.number_input("Training chunks (most)", min_value=64, max_value=100000, value=4000, step=500, key="rt-chunks")
+    if not admin:
+        st.caption("Only an admin can switch search to an adapted embedder (it changes every user's search): "
+                   "one you adapt is measured and listed below, for an admin to switch to when it is better.")
     if st.button("Adapt the retriever", type="primary", key="rt-start", disabled=not r_chosen):
         log_path = retriever.start_background(ws, user, r_chosen, int(r_chunks))
-        st.success(f"Started in the background; its log: {log_path}")
+        # the log's path is on the server: of use to an admin there, not to a member in a browser
+        st.success("Started in the background: the embedder is listed below when it is done (on a CPU this can take "
+                   "a long while)." + (f" Its log: {log_path}" if admin else ""))
     embedders = retriever.list_embedders(ws, user)
     if embedders:
         st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
