@@ -87,6 +87,7 @@ KINDS = {
     "conversation.deleted": "a user deleted one of their chat conversations (the app)",
     "index.rebuilt": "the search index was rebuilt from SQLite (archivist reindex [--reembed])",
     "workspace.backup": "a copy of the whole workspace was taken (archivist backup; recorded before the copy, which holds it)",
+    "workspace.backup.failed": "the copy a workspace.backup record began failed and left nothing behind: why",
     "job.resume": "a cut-short job was resumed, by whom",
     "audit.rechained": "the log was re-hashed so that records can be redacted (schema migration 12); the earlier head and any break found then",
 }

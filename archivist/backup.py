@@ -49,12 +49,7 @@ def backup(ws: Workspace, dest: Path) -> BackupReport:
     empty or inside the workspace, the disk full, a copy that fails its check); nothing is left
     behind then."""
     t0 = time.monotonic()
-    dest = Path(dest).expanduser().absolute()
-    home = ws.home.resolve()
-    if dest.resolve() == home or home in dest.resolve().parents:
-        raise WorkspaceError(f"cannot back up into {dest}: it is inside the workspace {home}")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise WorkspaceError(f"cannot back up into {dest}: it exists and is not an empty folder")
+    dest, home = destination(ws, dest), ws.home.resolve()
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -81,6 +76,18 @@ def backup(ws: Workspace, dest: Path) -> BackupReport:
         raise
     report.seconds = round(time.monotonic() - t0, 2)
     return report
+
+
+def destination(ws: Workspace, dest: Path) -> Path:
+    """`dest` as an absolute path, when a backup of `ws` may go there: outside the workspace (also
+    through a symlink), and not yet there or an empty folder. Raises WorkspaceError naming why not."""
+    dest = Path(dest).expanduser().absolute()
+    home = ws.home.resolve()
+    if dest.resolve() == home or home in dest.resolve().parents:
+        raise WorkspaceError(f"cannot back up into {dest}: it is inside the workspace {home}")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise WorkspaceError(f"cannot back up into {dest}: it exists and is not an empty folder")
+    return dest
 
 
 def _copy_database(src: Path, dst: Path, report: BackupReport) -> None:
@@ -151,9 +158,15 @@ def cmd_backup(args) -> int:
     with open_ws(args, check_index=False) as ws:
         actor = access.require_admin(ws, getattr(args, "user", None), "back up the workspace")  # a copy of every collection
         # recorded before the copy is taken (like an export: files outside the workspace share no
-        # transaction with a record), so the backup holds its own record
-        audit.record(ws, "workspace.backup", user=actor, target=str(Path(args.dest).expanduser().absolute()))
-        report = backup(ws, Path(args.dest))
+        # transaction with a record), so the backup holds its own record; a destination refused is
+        # refused first, and a copy that fails says so, so the log never tells of a copy not taken
+        dest = destination(ws, Path(args.dest))
+        audit.record(ws, "workspace.backup", user=actor, target=str(dest))
+        try:
+            report = backup(ws, dest)
+        except WorkspaceError as e:
+            audit.record(ws, "workspace.backup.failed", user=actor, target=str(dest), detail={"reason": str(e)})
+            raise
     # the copy opens as a workspace: its derived files are checked against its database and repaired
     with open_checked(dataclasses.replace(settings_from(args), home=report.dest)):
         pass

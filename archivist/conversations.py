@@ -149,22 +149,40 @@ def mark_now(ws: Workspace, passages: list, collection: str | None = None, cache
 
 def _recall_collections(ws: Workspace, message: dict) -> None:
     """Give a stored passage that names no collection (answers stored before retrieval/answer.py
-    `stored_answer` kept each passage's collection: only their citations named one) the collection
-    of its chunk, or, when the chunk is gone, `collections`: those that hold a document of its name
-    (withheld when any of them is one the user may not read: the passage's text may be that one's)."""
+    `stored_answer` kept each passage's collection: only their citations named one) its collection:
+    its chunk's, else what the answer itself says: the collection it was asked in (it searched only
+    there), the collection of its citation when it is one (the same chunk id); else the
+    collections holding a document of its name that still hold its text, and only when none does,
+    `collections`: every collection holding a document of its name (withheld when any of them is one
+    the user may not read: the passage's text may be that one's). Guessing from the name first named
+    collections the user never read, and withheld their own answer, whenever another collection held
+    a file of the same name (two uploads of `policy.pdf`)."""
+    # chunk id -> collection, of the answer's citations: a passage of a cited chunk is that citation's
+    cited = {c["chunk_id"]: str(c["collection"]) for c in message.get("citations") or []
+             if isinstance(c, dict) and isinstance(c.get("chunk_id"), int) and c.get("collection")}
     for x in message.get("passages") or []:
         if not isinstance(x, dict) or x.get("collection"):
             continue
-        cid = x.get("chunk_id")
+        cid, document = x.get("chunk_id"), str(x.get("document") or "")
         row = ws.db.execute("SELECT k.name FROM chunks c JOIN documents d ON d.id = c.document_id "
                             "JOIN collections k ON k.id = d.collection_id WHERE c.id = ?",
                             (cid,)).fetchone() if isinstance(cid, int) and 0 < cid < 2 ** 63 else None
         if row is not None:
             x["collection"] = row[0]
-        elif x.get("document"):
-            x["collections"] = [r[0] for r in ws.db.execute(
-                "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id WHERE d.path = ?",
-                (str(x["document"]),))]
+        elif message.get("collection"):
+            x["collection"] = message["collection"]
+        elif isinstance(cid, int) and cid in cited:
+            x["collection"] = cited[cid]
+        elif document:
+            holding = [r[0] for r in ws.db.execute(
+                "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
+                "JOIN chunks c ON c.document_id = d.id WHERE d.path = ? AND c.text = ?", (document, str(x.get("text"))))]
+            if len(holding) == 1:
+                x["collection"] = holding[0]
+            else:
+                x["collections"] = holding or [r[0] for r in ws.db.execute(
+                    "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id WHERE d.path = ?",
+                    (document,))]
 
 
 def _collections(message: dict) -> set[str]:
@@ -223,9 +241,12 @@ def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
             data = json.loads(stored)
         except ValueError:
             continue
+        if isinstance(data, dict):
+            _recall_collections(ws, data)  # an old passage's collection, as messages() decides it
         items = data if isinstance(data, list) else [x for key in ("citations", "passages") for x in data.get(key) or []]
         out += [x["text"] for x in items if isinstance(x, dict) and x.get("document") == document
-                and x.get("collection") in (None, "", collection) and isinstance(x.get("text"), str)]
+                and isinstance(x.get("text"), str) and (x["collection"] == collection if x.get("collection")
+                                                        else collection in (x.get("collections") or [collection]))]
     return list(dict.fromkeys(out))
 
 

@@ -184,3 +184,15 @@ def _coerce(f: dataclasses.Field, raw: str):
         return kind(raw)
     except ValueError as e:
         raise ValueError(f"ARCHIVIST_{f.name.upper()}={raw!r}: {e}") from None
+
+
+def python_module(module: str) -> list[str]:
+    """The start of the command line that runs `python -m MODULE` in a child process (the readers'
+    sandbox, a PDF page drawn apart, a background run), this interpreter's, with no import from the
+    current folder. `python -m` puts the current folder first on the import path: run from a folder
+    others may write into (`cd share && archivist ingest .`), a `csv.py` there ran as the child,
+    with the workspace's rights. `-P` (Python 3.11+) leaves that folder out; 3.10 has no `-P`, and
+    `-I` (which also ignores PYTHONPATH and the user's site-packages) does the same."""
+    import sys
+
+    return [sys.executable, "-P" if sys.version_info >= (3, 11) else "-I", "-m", module]

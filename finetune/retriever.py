@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from archivist import access, audit
-from archivist.settings import _f
+from archivist.settings import _f, python_module
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -580,7 +580,7 @@ def start_background(ws: Workspace, user: str | None, collections: list[str], ma
 
     access.current_user(ws, user)
     log_path = ws.path("runs") / f"retriever-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    argv = [sys.executable, "-m", "archivist.cli", "finetune", "--target", "retriever", "--quiet",
+    argv = [*python_module("archivist.cli"), "finetune", "--target", "retriever", "--quiet",
             "--max-chunks", str(max_chunks), *[a for c in collections for a in ("--collection", c)]]
     env = {**os.environ, "ARCHIVIST_HOME": str(ws.home), **({"ARCHIVIST_USER": user} if user else {})}
     with open(log_path, "w") as out:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from archivist import access, audit, jobs
+from archivist.settings import python_module
 from archivist.workspace import Workspace, transaction
 
 STATUSES = jobs.STATES
@@ -175,7 +175,7 @@ def _spawn(ws: Workspace, run_id: str) -> None:
     # the run acts as its owner: its dataset is built, and a resume checked, with that user's access
     env = dict(os.environ, ARCHIVIST_HOME=str(ws.home), ARCHIVIST_CACHE=str(ws.settings.cache), ARCHIVIST_USER=owner,
                PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "archivist.finetune.train", "--run-id", run_id, "--resume"],
+    proc = subprocess.Popen([*python_module("archivist.finetune.train"), "--run-id", run_id, "--resume"],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                             cwd=str(ws.home))
     log.close()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from archivist.records import Block, Extracted
+from archivist.settings import python_module
 
 from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason
 from .readers_markup import read_csv, read_html, read_markdown, read_text, stream_csv
@@ -327,7 +328,7 @@ def _read_sandboxed(path: Path, kind: str, timeout: float, options: dict | None 
     start-up size) and reports each page it finishes; it is killed when `timeout` seconds pass
     before its first page is done, or `page_timeout` seconds pass with no further page (a 100-page
     scan may take minutes, one stuck page may not). Raises ReadError on timeout, crash or error."""
-    cmd = [sys.executable, "-m", "archivist.ingest.readers", "--worker", kind,
+    cmd = [*python_module("archivist.ingest.readers"), "--worker", kind,
            "--options", json.dumps(options or {}), "--", str(path)]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from archivist.records import Extracted
+from archivist.settings import python_module
 
 from . import ocr as ocr_engine
 from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
@@ -258,7 +259,7 @@ def _drawn_apart(path: Path, page: int, width: int):
     Raises ReadError when it fails, runs out of time or of memory."""
     from PIL import Image
 
-    cmd = [sys.executable, "-m", "archivist.ingest.readers_pdf", str(path), str(int(page)), str(int(width))]
+    cmd = [*python_module("archivist.ingest.readers_pdf"), str(path), str(int(page)), str(int(width))]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=PICTURE_SECONDS, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child

@@ -8,14 +8,15 @@ import pytest
 
 from archivist import auth
 from archivist.cli import main
+from archivist.settings import python_module
 from archivist.ui.cli import APP, streamlit_command
 from archivist.workspace import open_workspace
 
 
 def test_streamlit_command_adds_only_what_nobody_chose():
     cmd = streamlit_command(port=8600, address="127.0.0.1", max_upload_mb=50, env={})
-    assert cmd[1:5] == ["-m", "streamlit", "run", str(APP)] and APP.exists()
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    assert cmd[:6] == [*python_module("streamlit"), "run", str(APP)] and APP.exists()  # -P: nothing from the current folder
+    flags = dict(zip(cmd[6::2], cmd[7::2]))
     assert flags == {"--server.port": "8600", "--server.address": "127.0.0.1", "--server.headless": "true",
                      "--server.maxUploadSize": "50", "--browser.gatherUsageStats": "false",
                      "--client.toolbarMode": "minimal", "--client.showErrorDetails": "none",
@@ -23,12 +24,12 @@ def test_streamlit_command_adds_only_what_nobody_chose():
     # Streamlit's own variables win over our defaults: we add nothing for them
     env = {"STREAMLIT_SERVER_PORT": "9000", "STREAMLIT_SERVER_HEADLESS": "false", "STREAMLIT_SERVER_MAX_UPLOAD_SIZE": "5",
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "true"}
-    flags = dict(zip(*[iter(streamlit_command(env=env)[5:])] * 2))
+    flags = dict(zip(*[iter(streamlit_command(env=env)[6:])] * 2))
     assert not {"--server.port", "--server.headless", "--server.maxUploadSize", "--browser.gatherUsageStats"} & set(flags)
     # this machine only by default (a new user's app listened on every interface, and whoever reached
     # it first could create the admin); a STREAMLIT_SERVER_ADDRESS or --address chooses otherwise
     assert flags["--server.address"] == "127.0.0.1"
-    assert "--server.address" not in dict(zip(*[iter(streamlit_command(env={"STREAMLIT_SERVER_ADDRESS": "0.0.0.0"})[5:])] * 2))
+    assert "--server.address" not in dict(zip(*[iter(streamlit_command(env={"STREAMLIT_SERVER_ADDRESS": "0.0.0.0"})[6:])] * 2))
 
 
 def test_ui_dry_run_prepares_workspace_and_admin_from_env(settings, monkeypatch, capsys):

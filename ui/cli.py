@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from archivist.cli import CLIError, settings_from
+from archivist.settings import python_module
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -35,7 +36,7 @@ def streamlit_command(port: int | None = None, address: str | None = None, headl
     """The `python -m streamlit run …` argument list. Flags are added only where neither the caller
     nor a STREAMLIT_* variable chose, so Streamlit's own configuration keeps working."""
     env = os.environ if env is None else env
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP)]
+    cmd = [*python_module("streamlit"), "run", str(APP)]
 
     def flag(name: str, value) -> None:
         if value is not None:
