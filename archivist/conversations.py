@@ -244,10 +244,17 @@ def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
         if isinstance(data, dict):
             _recall_collections(ws, data)  # an old passage's collection, as messages() decides it
         items = data if isinstance(data, list) else [x for key in ("citations", "passages") for x in data.get(key) or []]
-        out += [x["text"] for x in items if isinstance(x, dict) and x.get("document") == document
-                and isinstance(x.get("text"), str) and (x["collection"] == collection if x.get("collection")
-                                                        else collection in (x.get("collections") or [collection]))]
+        out += stored_texts(items, document, collection)
     return list(dict.fromkeys(out))
+
+
+def stored_texts(items: list, document: str, collection: str) -> list[str]:
+    """The texts of stored passages `items` (an answer's or a feedback row's) that are `document` of
+    `collection`: by their collection, or, for a passage that names none, by the collections
+    `_recall_collections` found for it (none found: it counts)."""
+    return [x["text"] for x in items if isinstance(x, dict) and x.get("document") == document
+            and isinstance(x.get("text"), str) and (x["collection"] == collection if x.get("collection")
+                                                    else collection in (x.get("collections") or [collection]))]
 
 
 def _citations(stored: str | None) -> list:

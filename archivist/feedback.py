@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
-from archivist.conversations import WITHHELD, mark_now
+from archivist.conversations import WITHHELD, mark_now, stored_texts
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -195,8 +195,7 @@ def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
             items = json.loads(stored)
         except ValueError:
             continue
-        out += [c["text"] for c in items if isinstance(items, list) and isinstance(c, dict) and c.get("document") == document
-                and c.get("collection") in (None, "", collection) and isinstance(c.get("text"), str)]
+        out += stored_texts(items, document, collection) if isinstance(items, list) else []
     return list(dict.fromkeys(out))
 
 
