@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, _idle, _serve, _sign_in
+from test_browser import ARTIFACTS, _idle, _serve, _sign_in
+from test_browser import browser  # noqa: F401  (its module-scoped Chromium, one per module)
 
 USER, USER_PW = "nina", "nina-pass-123"
 QUESTION = "How much is the daily meal allowance when travelling?"
@@ -70,17 +71,6 @@ def broken_server(tmp_path_factory):
         url = next(served)
     yield {"url": url, "home": home, "llm": llm, "log": ARTIFACTS / "e2e-newcomer-server.log"}
     next(served, None)  # stops the server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=60_000)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _messages(home: Path) -> list[tuple[str, str]]:
@@ -245,7 +235,10 @@ def test_the_app_shows_no_traceback_unless_the_operator_asks():
     (the server's log keeps the details), and STREAMLIT_CLIENT_SHOW_ERROR_DETAILS still chooses."""
     from archivist.ui.cli import streamlit_command
 
-    flags = dict(zip(*[iter(streamlit_command(env={})[5:])] * 2))
-    assert flags["--client.showErrorDetails"] == "none"
-    chosen = dict(zip(*[iter(streamlit_command(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"})[5:])] * 2))
+    def flags(cmd: list[str]) -> dict[str, str]:  # "--name value" pairs, after `python -P -m streamlit run APP`
+        start = cmd.index("run") + 2
+        return dict(zip(cmd[start::2], cmd[start + 1::2]))
+
+    assert flags(streamlit_command(env={}))["--client.showErrorDetails"] == "none"
+    chosen = flags(streamlit_command(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}))
     assert "--client.showErrorDetails" not in chosen

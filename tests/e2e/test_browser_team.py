@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ingest_texts
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, FEEDBACK, _idle, _serve, _sign_in
+from test_browser import ARTIFACTS, FEEDBACK, _idle, _serve, _sign_in
+from test_browser import browser  # noqa: F401  (its module-scoped Chromium, one per module)
 
 ADMIN, ADMIN_PW = "alice", "alice-pass-1"
 READER, READER_PW = "bob", "bob-pass-1234"
@@ -49,17 +50,6 @@ def team_server(tmp_path_factory, embedder):
     ws.close()
     for url in _serve(home, "e2e-team-server.log"):
         yield {"url": url, "home": home}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=60_000)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _messages(home: Path, user: str) -> list[tuple[str, str]]:
