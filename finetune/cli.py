@@ -257,7 +257,9 @@ def cmd_finetune_reranker(args) -> int:
         emit_json(report)
         return 0
     ev = report["evaluation"]
-    print(f"held-out documents: {ev['questions']} synthetic questions   {'fused':>7} {'reranked':>9}")
+    docs = ev["difference"]["mrr@10"].get("groups")
+    print(f"held-out documents: {ev['questions']} synthetic questions   {'fused':>7} {'reranked':>9}"
+          + (f"   (95% intervals drawing whole documents, {docs} of them)" if docs else ""))
     for m in ("hit@5", "mrr@10"):
         d = ev["difference"][m]
         print(f"  {m:8} {ev['base'][m]:>29.3f} {ev['adapted'][m]:>9.3f}   diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")

@@ -60,7 +60,7 @@ class Example:
 
     messages: list[dict]
     source: str  # docs:extractive | docs:llm | feedback | file
-    group: str  # the split key: "doc:<id>", "feedback:<id>" or "file:<name>:<line>"
+    group: str  # the split key: "doc:<id>", "feedback:<id>" or "file:<name>:<line>"; groups tied (`_tied`) share the least
     question: str
     answer: str  # the gold answer: a span of the source chunk, or the whole target for feedback and files
     cite: int | None = None  # the passage number [n] holding the answer
@@ -484,6 +484,8 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
     eval_docs = {d for d in by_id if f"doc:{d}" in eval_groups}
     train_docs = set(by_id) - eval_docs
     examples = examples_from_documents(ws, pairs, eval_docs, train_docs, passages, seed, user, embedder) + extra
+    for e in examples:  # tied groups were split as one: the bootstrap and --eval-limit draw them as one
+        e.group = tied.get(e.group, e.group)
     train = [e for e in examples if e.group not in eval_groups]
     evals = [e for e in examples if e.group in eval_groups]
     used_docs = _passage_documents(ws, examples)

@@ -34,10 +34,11 @@ PATTERNS: list[tuple[str, re.Pattern, str]] = [
     ("month", re.compile(rf"\b(?:{MONTHS}) \d{{4}}\b"), "what month"),
     ("time", re.compile(r"\b\d{1,2}:\d{2}(?:\s*(?:to|-|–)\s*\d{1,2}:\d{2})?(?:\s?(?:CET|UTC|CEST))?"), "at what time"),
     ("percent", re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:%|percent|per cent)"), "what percentage"),
-    ("quantity", re.compile(rf"\b\d[\d,]*(?:\.\d+)?\s(?P<unit>{UNITS})\b"), "how many {unit}"),
+    ("quantity", re.compile(rf"\b\d(?:[\d,]*\d)?(?:\.\d+)?\s(?P<unit>{UNITS})\b"), "how many {unit}"),
     ("code", re.compile(r"\b[A-Z]{2,}-\d+[A-Z0-9-]*\b"), "which code"),
     ("name", re.compile(r"(?<=[a-z,] )(?<!the )[A-Z][a-z]+(?: [A-Z][a-z]+){1,2}\b(?! \d| [a-z])"), "who"),
-    ("number", re.compile(r"\b(?:extension|version|room|floor|gate|building|line|level|step|page|section) (?P<v>\d[\d,]*(?:\.\d+)?)\b"),
+    ("number", re.compile(r"\b(?:extension|version|room|floor|gate|building|line|level|step|page|section) "
+                          r"(?P<v>\d(?:[\d,]*\d)?(?:\.\d+)*)\b"),
      "what number"),
 ]
 _ROW = re.compile(r"^[^:;\n]{1,40}: [^;\n]+(?:; [^:;\n]{1,40}: [^;\n]*)+$")
@@ -92,7 +93,7 @@ def _facts(sentence: str) -> list[tuple[str, int, int, str]]:
     for kind, pattern, wh in PATTERNS:
         for m in pattern.finditer(sentence):
             s, e = m.span("v") if "v" in pattern.groupindex else m.span()
-            if any(s < b and a < e for a, b in taken):
+            if any(s < b and a < e for a, b in taken) or _cuts_a_token(sentence, s, e):
                 continue
             if kind == "name" and (_NOT_NAMES.match(sentence[s:e]) or _CAPITALIZED_BEFORE.search(sentence[:s])
                                    or _abbreviated(sentence[s:e], sentence[e:])):
@@ -101,6 +102,13 @@ def _facts(sentence: str) -> list[tuple[str, int, int, str]]:
             found.append((kind, s, e, wh.format(unit=unit) if unit else wh))
             taken.append((s, e))
     return found
+
+
+def _cuts_a_token(sentence: str, s: int, e: int) -> bool:
+    """Whether sentence[s:e] is only part of a token: "0.9" of version "0.9.0", "70%" of "60-70%",
+    "10:00" of "10:00:30", "1.0" of "1.0rc2". Asked about, the rest would stay in the question
+    ("by bzip2 which version.0 or later?") and the gold would be a wrong answer."""
+    return bool(re.search(r"\w[.:/-]?$", sentence[:s]) or re.match(r"\w|[.:/-]\w", sentence[e:]))
 
 
 def _abbreviated(phrase: str, after: str) -> bool:

@@ -14,7 +14,8 @@ One recipe, top to bottom:
                 coverage of text and heading), softmax cross-entropy over each question's candidates,
                 L2, full-batch gradient descent in numpy from the fusion's own weights (a second)
     evaluate    the held-out documents' questions: MRR@10 and hit@5 of the document, fused order
-                against reranked, with a paired bootstrap interval (retrieval/evaluation.py)
+                against reranked, with a paired bootstrap interval that draws whole held-out
+                documents (retrieval/evaluation.py)
     save        rerankers/<name>/archivist.json: weights, lineage (collections, documents), evaluation
 
 Access: the questions come only from collections the acting user may read, and the reranker is
@@ -58,8 +59,8 @@ class RerankerConfig(SyntheticSplit):
 
 
 def candidate_sets(ws: Workspace, pairs, doc_ids: list[int], k: int, user: str | None, embedder):
-    """Per question with at least one relevant candidate: (features [n, F], relevant mask [n], fused
-    order's metrics). Candidates: its hybrid search within `doc_ids`, its own chunk left out."""
+    """Per question with at least one relevant candidate: (features [n, F], relevant mask [n], the
+    question's document id). Candidates: its hybrid search within `doc_ids`, its own chunk left out."""
     from archivist.retrieval.rerank import features
     from archivist.retrieval.search import search
 
@@ -69,20 +70,20 @@ def candidate_sets(ws: Workspace, pairs, doc_ids: list[int], k: int, user: str |
                 if h.chunk_id != p.chunk_id]
         relevant = np.array([h.document_id == p.document_id for h in hits])
         if relevant.any():
-            out.append((features(ws, p.query, hits, embedder.embed([p.query])[0]), relevant))
+            out.append((features(ws, p.query, hits, embedder.embed([p.query])[0]), relevant, p.document_id))
     return out
 
 
 # -- train ---------------------------------------------------------------------------------------------
 
 
-def fit(sets: list[tuple[np.ndarray, np.ndarray]], start: np.ndarray, l2: float, steps: int, lr: float) -> np.ndarray:
+def fit(sets: list[tuple], start: np.ndarray, l2: float, steps: int, lr: float) -> np.ndarray:
     """Weights minimizing the mean over questions of -log(softmax mass on the relevant candidates)
     + l2 |w|^2, by gradient descent from `start`."""
     w = start.astype(np.float64).copy()
     for _ in range(steps):
         grad = 2 * l2 * w
-        for x, rel in sets:
+        for x, rel, *_ in sets:
             z = x @ w
             p = np.exp(z - z.max())
             p /= p.sum()
@@ -95,7 +96,7 @@ def fit(sets: list[tuple[np.ndarray, np.ndarray]], start: np.ndarray, l2: float,
 
 def loss(sets, w: np.ndarray) -> float:
     total = 0.0
-    for x, rel in sets:
+    for x, rel, *_ in sets:
         z = x @ w
         z = z - z.max()
         total -= np.log(np.exp(z[rel]).sum() / np.exp(z).sum())
@@ -113,13 +114,18 @@ def order_metrics(scores: np.ndarray, rel: np.ndarray) -> dict[str, float]:
 
 
 def compare(sets, w: np.ndarray) -> dict:
-    """{"questions", "base": fused order's metrics, "adapted": reranked, "difference": paired bootstrap}."""
+    """{"questions", "base": fused order's metrics, "adapted": reranked, "difference": paired bootstrap}.
+    Sets that carry their question's document (`candidate_sets`) are drawn a document at a time
+    (the held-out split is by document, and one document's questions rise and fall together;
+    "groups" in each difference says how many); (features, relevant) pairs one by one."""
     from archivist.retrieval.evaluation import mean_metrics, paired_difference
 
-    before = [order_metrics(-np.arange(len(rel), dtype=float), rel) for _, rel in sets]
-    after = [order_metrics(x @ w, rel) for x, rel in sets]
+    before = [order_metrics(-np.arange(len(rel), dtype=float), rel) for _, rel, *_ in sets]
+    after = [order_metrics(x @ w, rel) for x, rel, *_ in sets]
+    groups = [s[2] for s in sets] if sets and all(len(s) > 2 for s in sets) else None
     return {"questions": len(sets), "base": mean_metrics(before), "adapted": mean_metrics(after),
-            "difference": {m: paired_difference([a[m] for a in after], [b[m] for b in before]) for m in ("hit@5", "mrr@10")}}
+            "difference": {m: paired_difference([a[m] for a in after], [b[m] for b in before], groups=groups)
+                           for m in ("hit@5", "mrr@10")}}
 
 
 # -- the whole run -------------------------------------------------------------------------------------

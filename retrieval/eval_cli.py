@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from archivist.cli import CLIError, emit_json, open_ws
+from archivist.retrieval.cli import positive_int
 
 
 def register(sub, common) -> None:
@@ -15,7 +16,8 @@ def register(sub, common) -> None:
 
     p = common(evsub.add_parser("retrieval", help="hit@k, MRR, nDCG, recall for dense, lexical, hybrid, hybrid+rerank"))
     p.add_argument("--set", required=True, dest="set_path", help='JSONL: {"question": ..., "relevant": [document names or chunk ids]}')
-    p.add_argument("-k", type=int, default=10, help="passages retrieved per question (default 10)")
+    p.add_argument("-k", type=int, default=10, help="passages retrieved per question (default 10, at least 10: "
+                                                    "the metrics are taken at 1, 5 and 10)")
     p.add_argument("--mode", action="append", choices=["dense", "lexical", "hybrid", "hybrid+rerank"],
                    help="only this mode (repeatable; default all four)")
     p.add_argument("--reranker", default="coverage",
@@ -30,12 +32,15 @@ def register(sub, common) -> None:
 
     p = common(evsub.add_parser("answers", help="answer accuracy, token F1, citation precision, refusal rate"))
     p.add_argument("--set", required=True, dest="set_path", help='JSONL: {"question": ..., "answer": str or null}')
-    p.add_argument("-k", type=int, default=None, help="passages in the prompt (default: settings.top_k)")
+    p.add_argument("-k", type=positive_int, default=None, help="passages in the prompt (default: settings.top_k)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
     p.add_argument("--answer-mode", choices=["auto", "generate", "extractive"], default=None,
                    help="how answers are made (default: settings.answer_mode)")
     p.add_argument("--split", default=None, help="only questions whose \"split\" field is this (e.g. tuning, heldout)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--compare", type=int, default=None, metavar="RUN",
+                   help="compare with stored answers run RUN (its id) of the same questions: a paired bootstrap "
+                        "of each question's accuracy, key accuracy and token F1")
     p.add_argument("--no-store", action="store_true", help="do not save the results in the workspace")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_answers)
@@ -86,6 +91,9 @@ def cmd_eval_retrieval(args) -> int:
     from archivist.retrieval.evaluation import format_comparison, format_table, store_evaluation
     from archivist.retrieval.rerank import load_reranker
 
+    if args.k < 10:  # the metrics are hit@1/5/10, MRR@10, nDCG@10: fewer passages were silently raised to 10
+        raise CLIError(f"-k {args.k}: the metrics are taken at 1, 5 and 10 passages, so -k must be at least 10 "
+                       "(hit@5 and recall@5 say how the first 5 passages do)")
     questions = _questions(args, "retrieval")
     modes = args.mode or list(MODES)
     with open_ws(args) as ws:
@@ -135,19 +143,46 @@ def cmd_eval_retrieval(args) -> int:
     return 0
 
 
+def _earlier_run(ws, args, questions):
+    """The stored answers run `--compare` names, checked before any question is asked: one the
+    acting user may read, of kind answers, with the same questions and gold answers in the same order."""
+    from archivist.retrieval.evaluation import different_questions, get_evaluation
+
+    try:
+        earlier = get_evaluation(ws, args.compare, user=getattr(args, "user", None))
+    except LookupError as e:
+        raise CLIError(f"--compare: {e}") from None
+    if earlier.kind != "answers" or earlier.error or not isinstance(earlier.results.get("per_question"), list):
+        raise CLIError(f"--compare: evaluation #{args.compare} is no answers run with per-question results"
+                       + (f" ({earlier.error})" if earlier.error else f" (kind {earlier.kind})"))
+    why = different_questions([{"question": q.question, "gold": q.answer} for q in questions],
+                              earlier.results["per_question"])
+    if why:
+        raise CLIError(f"--compare: evaluation #{args.compare} ({earlier.set_name}) asked other questions than "
+                       f"{_stored_name(args)}: {why}; a paired comparison needs the same questions")
+    return earlier
+
+
 def cmd_eval_answers(args) -> int:
     from archivist.retrieval.evaluate import evaluate_answers
-    from archivist.retrieval.evaluation import format_table, store_evaluation
+    from archivist.retrieval.evaluation import (answer_intervals, compare_answer_runs, format_comparison, format_intervals,
+                                                format_table, store_evaluation)
 
     questions = _questions(args, "answers")
     adapter = None if args.adapter in ("none", "base") else args.adapter
     with open_ws(args) as ws:
+        earlier = _earlier_run(ws, args, questions) if args.compare is not None else None
         bar, step = _bar(len(questions), "eval answers", args.json)
         results = evaluate_answers(ws, questions, user=getattr(args, "user", None), adapter=adapter, k=args.k,
                                    mode=args.answer_mode, progress=step)
         bar.close()
         results["set"] = str(args.set_path)
         results["split"], results["limit"] = getattr(args, "split", None), args.limit
+        results["intervals"] = answer_intervals(results["per_question"])
+        if earlier is not None:
+            results["comparison"] = {"with": earlier.id, "adapter": earlier.results.get("adapter"),
+                                     "mode": earlier.results.get("mode"),
+                                     "metrics": compare_answer_runs(results["per_question"], earlier.results["per_question"])}
         if not args.no_store:
             results["id"] = store_evaluation(ws, "answers", _stored_name(args), results, user=getattr(args, "user", None))
     if args.json:
@@ -159,6 +194,14 @@ def cmd_eval_answers(args) -> int:
              f"answered by {'adapter ' + results['adapter'] if results['adapter'] else 'the base model'} in {results['mode']} mode"))
     shown = {k: v for k, v in m.items() if k not in ("questions", "answerable", "unanswerable")}
     print(format_table({"answers": shown}, first="set"))
+    if results["intervals"]:
+        print(format_intervals(results["intervals"]))
+    if "comparison" in results:
+        c = results["comparison"]
+        who = ("extractive mode" if c["mode"] == "extractive" else
+               f"{'adapter ' + c['adapter'] if c['adapter'] else 'the base model'} in {c['mode']} mode")
+        print(format_comparison(f"this run vs evaluation #{c['with']} ({who})", c["metrics"])
+              if c["metrics"] else f"this run vs evaluation #{c['with']}: no answerable question to compare")
     if "id" in results:
         print(f"(saved as evaluation {results['id']})", file=sys.stderr)
     return 0

@@ -18,6 +18,7 @@ Question sets are JSONL:
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,8 +141,10 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
     modes: any of dense, lexical, hybrid, hybrid+rerank (the last needs `reranker`, an object with
     `.name` and `.rerank(query, hits)`). Returns {"modes": {mode: mean metrics + latency_ms},
     "per_query": [{question, relevant, <mode>: {metrics, top: [documents]}}], "k", "questions",
-    "comparisons": `hybrid_comparisons`}.
-    Raises ValueError for an unknown mode or a rerank mode without a reranker.
+    "comparisons": `hybrid_comparisons`}. latency_ms is the median search time (the mean of the two
+    middle ones for an even number of questions).
+    Raises ValueError for an unknown mode, a rerank mode without a reranker, or `k` below the
+    largest of `ks` (the metrics at 10 need 10 passages; a smaller k was silently raised to 10).
     """
     from archivist.models import embedder_for
     from archivist.retrieval.search import search
@@ -151,13 +154,15 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
             raise ValueError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
     if "hybrid+rerank" in modes and reranker is None:
         raise ValueError("mode hybrid+rerank needs a reranker")
-    k = max(k, max(ks))
+    if k < max(ks):
+        raise ValueError(f"k={k}: the metrics are taken at {', '.join(map(str, ks))} passages, so each question "
+                         f"needs at least {max(ks)} (hit@5 and recall@5 say how the first 5 do)")
     embedder = embedder or embedder_for(ws.settings)
     cached = embedder if isinstance(embedder, QueryCache) else QueryCache(embedder)
     unknown = unsearchable(ws, questions, user, collections)
     partly = unknown_entries(ws, questions, user, collections)
     per_query = [{"question": q.question, "relevant": q.relevant} for q in questions]
-    summary = {}
+    summary, drawn = {}, set()  # drawn: the collections of the documents the stored run names
     for mode in modes:
         rows, seconds = [], []
         for i, q in enumerate(questions):
@@ -173,12 +178,13 @@ def evaluate_retrieval(ws, questions: Sequence[Question], modes: Sequence[str] =
             rows.append(metrics)
             per_query[i][mode] = {**{key: round(v, 4) for key, v in metrics.items()},
                                   "top": [h.document for h in hits[:max(ks)]]}
+            drawn.update(h.collection for h in hits[:max(ks)])
             if progress:
                 progress(i + 1, len(questions))
-        summary[mode] = {**mean_metrics(rows), "latency_ms": round(1000 * sorted(seconds)[len(seconds) // 2], 2)}
+        summary[mode] = {**mean_metrics(rows), "latency_ms": round(1000 * statistics.median(seconds), 2)}
     return {"questions": len(questions), "k": k, "modes": summary, "per_query": per_query,
             "reranker": getattr(reranker, "name", None), "comparisons": hybrid_comparisons(per_query, modes),
-            "unsearchable": unknown, "unknown_entries": partly}
+            "unsearchable": unknown, "unknown_entries": partly, "collections": sorted(c for c in drawn if c)}
 
 
 def unsearchable(ws, questions: Sequence[Question], user: str | None = None,
@@ -253,14 +259,15 @@ def evaluate_answers(ws, questions: Sequence[Question], user: str | None = None,
 
     chosen = adapters.resolve(ws, user, adapter)
     adapter = chosen.name if chosen else None
-    outcomes = []
+    outcomes, drawn = [], set()  # drawn: the collections the stored answers quote (evaluation.get_evaluation)
     for i, q in enumerate(questions):
         a = ask(ws, q.question, user=user, k=k, adapter=adapter, llm=llm, embedder=embedder, mode=mode)
         outcomes.append(outcome_of(q, a))
+        drawn.update(x.collection for x in [*a.citations, *a.passages])
         if progress:
             progress(i + 1, len(questions))
     return {"metrics": answer_metrics(outcomes), "per_question": [_answer_row(o) for o in outcomes], "adapter": adapter,
-            "mode": mode or ws.settings.answer_mode}
+            "mode": mode or ws.settings.answer_mode, "collections": sorted(c for c in drawn if c)}
 
 
 def _answer_row(o: AnswerOutcome) -> dict:

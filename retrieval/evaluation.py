@@ -340,6 +340,63 @@ def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
     return out
 
 
+ANSWER_SCORES = ("accuracy", "key_accuracy", "token_f1")
+
+
+def answer_scores(rows: Sequence[dict]) -> dict[str, list[float]]:
+    """Each answerable question's score, from an answers run's `per_question` rows (as stored):
+    accuracy (1 when the answer holds the gold), key_accuracy (1 when it also has the status
+    *answered*) and token_f1, in the rows' order; `answer_metrics`' means are their means. A run
+    stored before answers had a status gives no key_accuracy."""
+    rows = [r for r in rows if r.get("gold") is not None]
+    out = {"accuracy": [float(bool(r.get("contains_gold"))) for r in rows],
+           "key_accuracy": [float(r.get("status") == "answered" and bool(r.get("contains_gold"))) for r in rows],
+           "token_f1": [float(r.get("token_f1") or 0.0) for r in rows]}
+    if not all("status" in r for r in rows):
+        del out["key_accuracy"]
+    return out
+
+
+def answer_intervals(rows: Sequence[dict], **bootstrap) -> dict[str, dict]:
+    """{metric: {"low", "high", "questions"}} for `answer_scores`: the bootstrap interval of the mean
+    over the answerable questions (drawn again with replacement, as in `paired_difference`, seed 0);
+    the mean itself is `answer_metrics`' (from unrounded F1s, where the rows' are rounded). {} without
+    answerable questions."""
+    out = {}
+    for metric, values in answer_scores(rows).items():
+        if values:
+            d = paired_difference(values, [0.0] * len(values), **bootstrap)
+            out[metric] = {"low": d["low"], "high": d["high"], "questions": d["questions"]}
+    return out
+
+
+def different_questions(rows: Sequence[dict], earlier: Sequence[dict]) -> str | None:
+    """Why two answers runs cannot be compared question by question (None when they can): they must
+    ask the same questions with the same gold answers, in the same order."""
+    now = [(r.get("question"), r.get("gold")) for r in rows]
+    then = [(r.get("question"), r.get("gold")) for r in earlier]
+    if len(now) != len(then):
+        return f"{len(now)} questions against {len(then)}"
+    for i, (a, b) in enumerate(zip(now, then), start=1):
+        if a != b:
+            what = "gold answer" if a[0] == b[0] else "question"
+            return f"question {i} differs in its {what} ({a[0]!r}, gold {a[1]!r} against {b[0]!r}, gold {b[1]!r})"
+    return None
+
+
+def compare_answer_runs(rows: Sequence[dict], earlier: Sequence[dict], **bootstrap) -> dict[str, dict]:
+    """`paired_difference` of each of `answer_scores` of one answers run over an earlier run of the
+    same questions (base against an adapter, before against after a change): the per-question
+    scores are paired, so the interval says whether the change is more than which questions were
+    asked. {} when no question is answerable. Raises ValueError naming how the runs' questions differ."""
+    why = different_questions(rows, earlier)
+    if why:
+        raise ValueError(f"the runs asked different questions: {why}")
+    now, then = answer_scores(rows), answer_scores(earlier)
+    return {m: paired_difference(now[m], then[m], **bootstrap) for m in ANSWER_SCORES
+            if m in now and m in then and now[m]}
+
+
 # -- stored evaluations ----------------------------------------------------------------------------
 
 
@@ -393,7 +450,7 @@ def list_evaluations(ws: Workspace, *, user: str | None, kind: str | None = None
         where, args = f"{where} AND e.kind = ?", [*args, kind]
     rows = ws.db.execute(f"{_SELECT} WHERE {where} ORDER BY e.created_at DESC, e.id DESC LIMIT ?",
                          [*args, int(limit)]).fetchall()
-    return [_record(r) for r in rows]
+    return [_withheld(ws, _record(r), user) for r in rows]
 
 
 def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Evaluation:
@@ -403,7 +460,26 @@ def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Ev
     row = ws.db.execute(f"{_SELECT} WHERE e.id = ? AND {where}", [int(evaluation_id), *args]).fetchone()
     if row is None:
         raise LookupError(f"no evaluation #{evaluation_id}")
-    return _record(row)
+    return _withheld(ws, _record(row), user)
+
+
+def _withheld(ws: Workspace, ev: Evaluation, user: str | None) -> Evaluation:
+    """`ev` as `user` may still read it: a run that named documents or quoted answers of a collection
+    the user can no longer read (its results' `collections`) keeps its questions and numbers, and
+    gets `withheld` (those collections) in place of the answers, cited documents and rankings, as
+    conversations.messages withholds a chat answer. (Runs stored before `collections` was kept are
+    shown as they are.)"""
+    drawn = ev.results.get("collections")
+    lost = sorted(set(map(str, drawn)) - set(access.readable_collections(ws, user))) if isinstance(drawn, list) else []
+    if lost:
+        note = f"[withheld: this run drew on {', '.join(lost)}, which you can no longer read]"
+        rankings = [{k: ({**v, "top": []} if isinstance(v, dict) and "top" in v else v) for k, v in r.items()}
+                    for r in ev.results.get("per_query") or [] if isinstance(r, dict)]
+        answers = [{**r, "answer": note, "cited_documents": []}
+                   for r in ev.results.get("per_question") or [] if isinstance(r, dict)]
+        ev.results = {**ev.results, "withheld": lost, **({"per_query": rankings} if "per_query" in ev.results else {}),
+                      **({"per_question": answers} if "per_question" in ev.results else {})}
+    return ev
 
 
 def _record(row) -> Evaluation:
@@ -424,6 +500,11 @@ def format_comparison(name: str, comparison: dict[str, dict]) -> str:
     return f"{name}: " + ", ".join(
         f"{m} {c['diff']:+.4f} (95% CI {c['low']:+.4f}..{c['high']:+.4f}; better on {c['better']}, worse on {c['worse']})"
         for m, c in comparison.items())
+
+
+def format_intervals(intervals: dict[str, dict]) -> str:
+    """One line: `95% CI over the questions: accuracy 0.2500..1.0000, ...` (`answer_intervals`)."""
+    return "95% CI over the questions: " + ", ".join(f"{m} {c['low']:.4f}..{c['high']:.4f}" for m, c in intervals.items())
 
 
 def format_table(rows: dict[str, dict], columns: Sequence[str] | None = None, first: str = "mode") -> str:
