@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from archivist import access, audit
+from archivist import access, audit, files
 from archivist.workspace import Workspace, transaction
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -75,8 +75,7 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     shutil.copytree(src, tmp)
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
     (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, ensure_ascii=False, default=str))
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    files.publish(tmp, dest, replace_existing=True)
     better = bool(metrics.get("better"))
     note = metrics.get("reason", "")
     other_base = base != ws.settings.llm

@@ -23,6 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
+from archivist import files
+
 log = logging.getLogger(__name__)
 
 
@@ -244,8 +246,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     (tmp / "archivist-source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf)}))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    files.publish(tmp, target, replace_existing=True)
 
 
 def file_sha256(path: Path, limit: int | None = None) -> str:
@@ -477,8 +478,7 @@ def export_onnx(model_path: str, root: Path) -> Path:
         finally:
             logging.disable(logging.NOTSET)
         (tmp / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        files.publish(tmp, folder, replace_existing=True)
     return folder
 
 

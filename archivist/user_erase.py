@@ -28,7 +28,8 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from archivist import access, adapters, audit
-from archivist.workspace import Workspace, files_holding, secure_delete, transaction, truncate_wal
+from archivist.files import files_holding
+from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
 
 ERASED = audit.REDACTED  # what stands for the person's name where a record must keep an owner
 MIN_TEXT = 24  # characters: shorter things typed ("thanks", "yes") are no evidence of a leftover

@@ -471,20 +471,6 @@ def truncate_wal(db: sqlite3.Connection) -> bool:
     return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
 
 
-def files_holding(home: Path, needles: list[bytes]) -> dict[str, set[bytes]]:
-    """The files under `home` (relative paths, sorted) whose bytes hold any of `needles`, each with
-    the needles it holds: what an erase looks for once the text is deleted. Unreadable files are skipped."""
-    found: dict[str, set[bytes]] = {}
-    for f in sorted(p for p in home.rglob("*") if p.is_file()):
-        try:
-            data = f.read_bytes()
-        except OSError:
-            continue
-        if held := {n for n in needles if n in data}:
-            found[str(f.relative_to(home))] = held
-    return found
-
-
 def _is_disk_full(e: BaseException) -> bool:
     return "disk is full" in str(e) or "database or disk is full" in str(e)
 

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from archivist import __version__, access, adapters, audit
+from archivist import __version__, access, adapters, audit, files
 from archivist.workspace import Workspace
 
 
@@ -89,7 +89,7 @@ def export_merged(ws: Workspace, name: str, out: str | Path, user: str | None = 
                                                               indent=2, default=str))
         if out.exists():
             out.rmdir()
-        tmp.rename(out)
+        files.publish(tmp, out)
     except Exception as e:
         shutil.rmtree(tmp, ignore_errors=True)
         audit.record(ws, "adapter.export_failed", user=actor, target=name, detail={**where, "error": f"{type(e).__name__}: {e}"})

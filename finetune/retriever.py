@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist import access, audit
+from archivist import access, audit, files
 from archivist.settings import _f, python_module
 from archivist.workspace import Workspace
 
@@ -425,7 +425,7 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
     manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    tmp.rename(target)
+    files.publish(tmp, target)
     return target
 
 

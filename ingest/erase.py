@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from archivist import access, adapters, audit, conversations, feedback
-from archivist.workspace import Workspace, files_holding, secure_delete, transaction, truncate_wal
+from archivist.files import files_holding
+from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
 
 _COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples", "earlier_uploads")
 MIN_MATCH = 24  # characters: shorter strings ("Introduction", a heading) are too common to call a copy

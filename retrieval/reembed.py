@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archivist import files
 from archivist.models import ACTIVE_EMBEDDER, active_embedder
 from archivist.workspace import Workspace, transaction
 from archivist.retrieval import vectors
@@ -278,9 +278,7 @@ def _put_pointer(ws: Workspace, pointer: dict | None) -> None:
     if pointer is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(pointer))
-    os.replace(tmp, path)
+    files.replace(path, json.dumps(pointer))
 
 
 def check_pointer(ws: Workspace) -> list[str]:

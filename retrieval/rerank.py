@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archivist import files
 from archivist.records import Hit
 
 DEFAULT_ALPHA = 0.8  # weight of cosine similarity against term coverage (0.6-0.9 tried on the public set; see bench/RESULTS.md)
@@ -260,7 +261,7 @@ def save_learned(ws, name: str, manifest: dict) -> Path:
     tmp = target.with_name(f".{name}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / MANIFEST).write_text(json.dumps({**manifest, "name": name}, indent=1))
-    tmp.rename(target)
+    files.publish(tmp, target)
     return target
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from archivist import adapters, audit, conversations, feedback
 from archivist.ingest.erase import erase, erased_sentences
-from archivist.workspace import files_holding
+from archivist.files import files_holding
 
 SECRET = "The quartermaster of Vintry Lane hides the brass key under the ninth flagstone."
 DOC = f"""# Vintry Lane depot

@@ -1,0 +1,83 @@
+"""Files of the workspace written so that a crash or a power cut leaves the old version or the new
+one whole, never a mix or an empty file; and the scan an erase makes of them.
+
+    publish(tmp, target)        a folder built aside (an adapter, an adapted embedder, a converted
+                                model, a merged export) made to exist under its name
+    replace(path, data)         one small file (a pointer, a manifest) replaced
+    sync_tree(folder)           everything under `folder` on disk (a fine-tune checkpoint)
+    files_holding(home, texts)  which files still hold a text an erase removed
+
+A rename is atomic, but what was written before it may still sit in the page cache when the power
+goes: a renamed folder can then hold empty files, and what it replaced is already gone. So the
+bytes are fsynced before the rename, and the folder holding the name after it. A filesystem that
+cannot fsync a folder is let be. The index files (FAISS, the lexical index) are not synced: they
+cache SQLite, and are rebuilt from it on open when they disagree with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file below `folder`, then each folder, deepest first (their names)."""
+    folders = [folder]
+    for root, dirs, names in os.walk(folder):
+        folders += [Path(root) / d for d in dirs]
+        for name in names:
+            _fsync(Path(root) / name)
+    for d in reversed(folders):
+        _fsync(d)
+
+
+def publish(tmp: Path, target: Path, replace_existing: bool = False) -> None:
+    """Make the folder `tmp`, built beside `target`, exist as `target`: its files on disk first,
+    then one rename, then the parent folder's entry. With `replace_existing`, a folder already at
+    `target` is removed first (between the two, neither exists: callers that must never lose the
+    old one keep it until this returns)."""
+    sync_tree(tmp)
+    if replace_existing:
+        shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    _fsync(target.parent)
+
+
+def replace(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path`: a file beside it, fsynced, renamed over it, and the folder synced.
+    Readers see the old content or the new, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def files_holding(home: Path, needles: list[bytes]) -> dict[str, set[bytes]]:
+    """The files under `home` (relative paths, sorted) whose bytes hold any of `needles`, each with
+    the needles it holds: what an erase looks for once the text is deleted. Unreadable files are skipped."""
+    found: dict[str, set[bytes]] = {}
+    for f in sorted(p for p in home.rglob("*") if p.is_file()):
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        if held := {n for n in needles if n in data}:
+            found[str(f.relative_to(home))] = held
+    return found
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # a folder on a filesystem that cannot sync one
+    finally:
+        os.close(fd)
