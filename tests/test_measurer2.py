@@ -13,31 +13,7 @@ import pytest
 
 from archivist.retrieval import evaluation as evm
 
-PAGES = {
-    "gzip.txt": "gzip reduces the size of files with Lempel-Ziv coding. The default compression level of gzip is 6; "
-                "level 9 gives the best compression and level 1 the fastest.",
-    "bzip2.txt": "bzip2 compresses files with the Burrows-Wheeler block sorting algorithm. Files compressed with the "
-                 "default 900 k block size need about 3700 kbytes to decompress.",
-    "cmp.txt": "cmp compares two files byte by byte. The exit status of cmp is 0 if the inputs are the same, 1 if they "
-               "differ and 2 if there was trouble.",
-    "bc.txt": "bc is an arbitrary precision calculator language. The scale variable of bc sets the digits after the "
-              "decimal point; the legal values of ibase are 2 through 36.",
-}
-
-
-@pytest.fixture
-def man_ws(ws, embedder, tmp_path):
-    from archivist.ingest.pipeline import ingest_paths
-
-    folder = tmp_path / "man"
-    folder.mkdir()
-    for name, text in PAGES.items():
-        (folder / name).write_text(text)
-    ingest_paths(ws, [folder], embedder=embedder, progress=False)
-    return ws
-
-
-# -- 1. eval answers: an interval, and a paired comparison with a stored run ------------------------------
+from test_measurer import man_ws  # noqa: F401  (the fixture: the same four manual pages, ingested under man/)
 
 
 def _row(question, gold, contained, status="uncertain", f1=0.0):
