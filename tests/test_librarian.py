@@ -338,7 +338,7 @@ def test_erase_reaches_the_text_of_the_documents_earlier_versions(ws, embedder, 
     from archivist import feedback
     from archivist.finetune import datasets
     from archivist.ingest.erase import erase
-    from archivist.workspace import files_holding
+    from archivist.files import files_holding
 
     monkeypatch.setenv("ARCHIVIST_READ_QUOTES", "0")
     folder = tmp_path / "docs"
