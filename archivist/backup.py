@@ -23,8 +23,10 @@ from archivist.workspace import Workspace, WorkspaceError, connect
 
 # The folders copied after the database, as they are. index/ is derived from SQLite (checked and
 # repaired from it on every open), copied only to spare a rebuild; a file caught mid-replace is
-# found and rebuilt then.
-FOLDERS = ("uploads", "adapters", "runs", "datasets", "index")
+# found and rebuilt then. embedders/ and rerankers/ (finetune.retriever.FOLDER, retrieval.rerank.FOLDER:
+# named here, the kernel imports no stage) hold what `finetune --target` trained: the index's vectors
+# were computed by the active adapted embedder, so a copy without it could not search them.
+FOLDERS = ("uploads", "adapters", "embedders", "rerankers", "runs", "datasets", "index")
 SKIP_SUFFIXES = (".lock", ".tmp")  # lock files and half-written temporary files are no state
 
 
@@ -43,7 +45,7 @@ class BackupReport:
 def backup(ws: Workspace, dest: Path) -> BackupReport:
     """Copy the workspace `ws` to `dest`, a folder that must not exist yet (or be empty), outside
     the workspace. The database is copied first, as of one moment (SQLite online backup), and
-    checked (`PRAGMA integrity_check`); then uploads/, adapters/, runs/, datasets/ and index/.
+    checked (`PRAGMA integrity_check`); then the folders in FOLDERS (uploads/, adapters/, embedders/, ...).
     The copy is built in a hidden folder beside `dest` and renamed into place, so `dest` exists
     only once whole. Returns what was copied. Raises WorkspaceError naming the cause (dest not
     empty or inside the workspace, the disk full, a copy that fails its check); nothing is left
@@ -164,8 +166,11 @@ def cmd_backup(args) -> int:
         audit.record(ws, "workspace.backup", user=actor, target=str(dest))
         try:
             report = backup(ws, dest)
-        except WorkspaceError as e:
-            audit.record(ws, "workspace.backup.failed", user=actor, target=str(dest), detail={"reason": str(e)})
+        except BaseException as e:  # a Ctrl-C or any error too: backup() removed what it had copied
+            why = str(e) if isinstance(e, WorkspaceError) else (
+                f"{'interrupted' if isinstance(e, (KeyboardInterrupt, SystemExit)) else 'failed'} "
+                f"({type(e).__name__}{': ' + str(e) if str(e) else ''}): nothing was left there, and the workspace is untouched")
+            audit.record(ws, "workspace.backup.failed", user=actor, target=str(dest), detail={"reason": why})
             raise
     # the copy opens as a workspace: its derived files are checked against its database and repaired
     with open_checked(dataclasses.replace(settings_from(args), home=report.dest)):

@@ -60,16 +60,19 @@ class EraseReport:
 
 def matcher(text: str, chunks: list[str]):
     """`erased(s) -> bool`: whether `s` holds a sentence of the document (or a chunk), or is itself a
-    passage of it at least MIN_MATCH characters long. Whitespace and Unicode forms are normalized."""
+    passage of it (or of a chunk: an earlier version's passages come as chunks) at least MIN_MATCH
+    characters long. Whitespace and Unicode forms are normalized."""
     norm = lambda s: " ".join(unicodedata.normalize("NFC", s).split())  # noqa: E731
     whole = norm(text)
+    # the chunks (earlier versions' passages among them) as one string; a match across a NUL needs `s` to hold one
+    parts = "\0".join(c for c in (norm(c) for c in chunks) if len(c) >= MIN_MATCH and c not in whole)
     needles = {n for n in (norm(p) for p in _SENTENCE.split(text) + chunks) if len(n) >= MIN_MATCH}
 
     def erased(s: str) -> bool:
         if not s or not isinstance(s, str):
             return False
         s = norm(s)
-        return any(n in s for n in needles) or (len(s) >= MIN_MATCH and s in whole)
+        return any(n in s for n in needles) or (len(s) >= MIN_MATCH and (s in whole or s in parts))
 
     return erased
 
@@ -223,7 +226,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
                     "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
                     "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
                     "upload": bool(report.upload), "earlier_uploads": report.earlier_uploads,
-                    "stale_adapters": report.adapters,
+                    "adapter_examples": report.adapter_examples, "stale_adapters": report.adapters,
                     "stale_embedders": report.embedders})
         lexicon_store.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
