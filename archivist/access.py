@@ -202,9 +202,9 @@ def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
         ws.db.execute("UPDATE jobs SET owner = ? WHERE owner = ?", (former_owner(name, uid), name))
         ws.db.execute("DELETE FROM users WHERE name = ?", (name,))
         audit.record(ws, "user.delete", user=actor, target=name)
-    from archivist.finetune import datasets
+    from archivist.finetune import dataset_store
 
-    datasets.disown(ws, name, former_owner(name, uid))
+    dataset_store.disown(ws, name, former_owner(name, uid))
 
 
 def former_owner(name: str, uid: int) -> str:

@@ -7,7 +7,7 @@ removes what they wrote and were shown, each through the module that owns it:
     conversations and their messages (questions, answers shown)   deleted
     feedback and corrections                                     deleted (found by user, or for a user
                                                                  deleted before, by their feedback.given records)
-    dataset examples built from that feedback                    dropped (finetune/datasets.py), the
+    dataset examples built from that feedback                    dropped (finetune/dataset_store.py), the
                                                                  adapters trained on those datasets marked stale
     API keys, sessions, grants, the account                      deleted
     stored evaluations they ran                                  deleted
@@ -63,7 +63,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
     admin role. Works for a user deleted before (found through the log, jobs and datasets).
     Raises AccessDenied (not an admin), LookupError (nothing anywhere names them), ValueError
     (erasing yourself, or the last admin)."""
-    from archivist.finetune import datasets
+    from archivist.finetune import dataset_store
 
     actor = access.require_admin(ws, by, "erase users")
     if name == actor:
@@ -89,7 +89,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
 
     # files first (they cannot join the transaction); each step is safe to repeat
     questions = {r[0] for r in _in(ws, "SELECT question FROM feedback WHERE id IN ({})", fids)}
-    report.dataset_examples, touched, report.datasets_disowned = datasets.erase_feedback(ws, fids, questions, formers, ERASED)
+    report.dataset_examples, touched, report.datasets_disowned = dataset_store.erase_feedback(ws, fids, questions, formers, ERASED)
     report.adapters = [n for n, lin in ws.db.execute("SELECT name, lineage FROM adapters ORDER BY name")
                        if _loads(lin).get("dataset") in touched]
     for a in report.adapters:

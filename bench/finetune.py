@@ -48,7 +48,7 @@ LORA = dict(rank=16, alpha=32, dropout=0.0, lr=5e-4)  # the recipe's defaults
 def _examples(path: str, base_path: str):
     from transformers import AutoTokenizer
 
-    from archivist.finetune.train import encode
+    from archivist.finetune.lora import encode
 
     tok = AutoTokenizer.from_pretrained(base_path)
     rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
@@ -58,7 +58,8 @@ def _examples(path: str, base_path: str):
 def worker_archivist(a) -> dict:
     import torch
 
-    from archivist.finetune.train import FinetuneConfig, _answer_loss_module, add_lora, load_base, train
+    from archivist.finetune.lora import _answer_loss_module, add_lora, load_base
+    from archivist.finetune.train import FinetuneConfig, train
 
     tok, data = _examples(a.examples, a.base_path)
     cfg = FinetuneConfig(dataset="bench", batch_size=a.batch, max_steps=a.steps, save_every=10**6, seed=0,
@@ -164,7 +165,7 @@ def prepare(size: dict, home: Path) -> tuple[str, str, dict]:
     no longer than the size's max_len; returns (examples.jsonl, base model folder, shape info)."""
     os.environ["ARCHIVIST_HOME"] = str(home)
     from archivist.finetune.datasets import build_dataset
-    from archivist.finetune.train import encode
+    from archivist.finetune.lora import encode
     from archivist.ingest.pipeline import ingest_paths
     from archivist.models import resolve_llm
     from archivist.retrieval.repair import open_checked

@@ -124,7 +124,7 @@ def doctor_finetune(args, settings) -> dict:
 
 
 def cmd_finetune(args) -> int:
-    from archivist.finetune import datasets, memory, runs, train
+    from archivist.finetune import dataset_store, datasets, memory, runs, train
 
     if args.target == "retriever":
         return cmd_finetune_retriever(args)
@@ -138,7 +138,7 @@ def cmd_finetune(args) -> int:
                 return _started(args, run_id)
             try:
                 result = train.run(ws, train.FinetuneConfig(), run_id=args.resume, resume=True, progress=not args.quiet)
-            except (memory.WontFit, datasets.DatasetError) as e:
+            except (memory.WontFit, dataset_store.DatasetError) as e:
                 raise CLIError(str(e)) from None
         return _report(args, result)
     try:
@@ -154,7 +154,7 @@ def cmd_finetune(args) -> int:
         return 0 if est.fits else 1
     with open_ws(args) as ws:
         if cfg.dataset:  # refuse here, not in a background process: the dataset must be one the user may use
-            datasets.load_dataset(ws, cfg.dataset, cfg.user)
+            dataset_store.load_dataset(ws, cfg.dataset, cfg.user)
         try:
             if args.prepare_only:
                 ds = datasets.build_dataset(ws, cfg.data, user=cfg.user, collections=cfg.collections, generator=cfg.generator,
@@ -169,7 +169,7 @@ def cmd_finetune(args) -> int:
             if args.background:
                 return _started(args, runs.start_run_background(ws, cfg))
             result = train.run(ws, cfg, progress=not (args.quiet or args.json))
-        except (memory.WontFit, datasets.DatasetError) as e:
+        except (memory.WontFit, dataset_store.DatasetError) as e:
             raise CLIError(str(e)) from None
     return _report(args, result)
 

@@ -7,12 +7,8 @@ train and eval by document (a document's examples never land in both), only coll
 requesting user may read are used, and the dataset is saved under `datasets/<name>/` as
 train.jsonl, eval.jsonl and manifest.json (owner, the collections every passage of every example
 came from, documents with their content hashes, generator, settings, seed), so a run can be
-repeated.
-
-A saved dataset belongs to the user who built it: listing, previewing and loading take the user,
-and only its owner or an admin sees it, and only while they may read every collection it draws on
-(its text, and a model trained on it, repeat those collections). This module is the only one that
-reads or writes `datasets/`.
+repeated. The records and the saved datasets (save, load, list, who may see one, erasure) are
+dataset_store.py's.
 """
 
 from __future__ import annotations
@@ -23,17 +19,16 @@ import json
 import logging
 import random
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from archivist import __version__, access, audit, feedback
+from archivist import __version__, access, feedback
+from archivist.finetune.dataset_store import _NAME, Dataset, DatasetError, Example, save_dataset
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
 # retrieval (numpy, FAISS) is imported where it is used: the CLI imports this module for its defaults
 from archivist.records import Hit, under_notice
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -41,43 +36,12 @@ GENERATORS = ("extractive", "llm", "both")
 # what `archivist finetune` and the fine-tune page learn from when not told: the documents, plus the
 # chat's feedback when there is any (no feedback adds no example, and is no error)
 DEFAULT_SOURCES = ("docs", "feedback")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 
 def strip_citations(text: str) -> str:
     """The text without its [n] marks: 'Paris [1].' -> 'Paris.'"""
     return re.sub(r"\s*" + _CITE.pattern, "", text).strip()
-
-
-class DatasetError(ValueError):
-    """Bad input for a dataset (a broken JSONL line, no examples, an unknown source), named precisely."""
-
-
-@dataclass
-class Example:
-    """One training chat. `messages[-1]` is the assistant's target; everything before it is the prompt."""
-
-    messages: list[dict]
-    source: str  # docs:extractive | docs:llm | feedback | file
-    group: str  # the split key: "doc:<id>", "feedback:<id>" or "file:<name>:<line>"; groups tied (`_tied`) share the least
-    question: str
-    answer: str  # the gold answer: a span of the source chunk, or the whole target for feedback and files
-    cite: int | None = None  # the passage number [n] holding the answer
-    document_id: int | None = None
-    chunk_id: int | None = None
-    span: list[int] | None = None  # [start, end] of `answer` in the source chunk's text
-    passages: list[int] = field(default_factory=list)  # chunk ids in prompt order
-    collections: list[str] = field(default_factory=list)  # each passage's collection, in prompt order
-
-
-@dataclass
-class Dataset:
-    name: str
-    path: Path
-    train: list[Example]
-    eval: list[Example]
-    manifest: dict
 
 
 # -- reading what the user may read ----------------------------------------------------------
@@ -385,7 +349,7 @@ def examples_from_file(path: str | Path) -> list[Example]:
     return out
 
 
-# -- split, build, save, load ------------------------------------------------------------------
+# -- split and build (saved by dataset_store.save_dataset) ------------------------------------
 
 
 def split_groups(groups: Sequence[str], eval_fraction: float, seed: int) -> set[str]:
@@ -530,230 +494,3 @@ def _passage_documents(ws: Workspace, examples: Sequence[Example]) -> set[int]:
 
     chunks = sorted({c for e in examples for c in e.passages})
     return {h.document_id for h in load_hits(ws, chunks).values()} | {e.document_id for e in examples if e.document_id}
-
-
-def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
-    """Write datasets/<name>/{train,eval}.jsonl and manifest.json (with the files' hashes), atomically."""
-    target = ws.home / "datasets" / name
-    tmp = target.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for split, rows in (("train", train), ("eval", evals)):
-        data = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in rows).encode()
-        (tmp / f"{split}.jsonl").write_bytes(data)
-        manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    # a dataset copies users' questions, corrections and passages into files: who built it, from
-    # which collections and feedback, is recorded with the rename that makes it exist (a failed
-    # rename rolls the record back)
-    used = (manifest.get("feedback") or {}).get("used") or []
-    with transaction(ws.db):
-        audit.record(ws, "dataset.built", user=manifest.get("owner"), target=name, detail={
-            "collections": manifest.get("collections", []), "sources": manifest.get("sources", []),
-            "counts": manifest.get("counts"), "documents": len(manifest.get("documents") or []),
-            "feedback": list(used), "files": [f["sha256"] for f in manifest.get("files") or []],
-            "train_sha256": manifest.get("train_sha256"), "eval_sha256": manifest.get("eval_sha256")})
-        tmp.rename(target)
-    return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
-
-
-def _folder(ws: Workspace, name: str) -> Path:
-    """datasets/<name>, or `name` itself when it is the path of a dataset folder."""
-    saved = ws.home / "datasets" / name
-    if _NAME.match(name) and (saved / "manifest.json").exists():
-        return saved
-    return Path(name) if Path(name).is_dir() else saved
-
-
-def _manifest(path: Path) -> dict:
-    """The manifest.json of dataset folder `path`. Raises DatasetError when it is not a JSON object."""
-    file = path / "manifest.json"
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{file}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"{file}: expected a JSON object")
-    return manifest
-
-
-def _owner(manifest: dict) -> str | None:
-    """Who built the dataset ("user": datasets saved before "owner")."""
-    return manifest.get("owner", manifest.get("user"))
-
-
-def check_access(ws: Workspace, name: str, manifest: dict, user: str | None) -> None:
-    """Let `user` (None: the acting user) see and use the dataset, or raise.
-
-    Its owner and admins may, the owner only while they may read every collection it draws on.
-    Raises LookupError for anyone else, worded as for a dataset that does not exist (a name is not
-    confirmed by guessing); AccessDenied, naming the collections, for the owner who may no longer read
-    one, or for a dataset saved before datasets recorded the collections they draw on.
-    """
-    who = access.current_user(ws, user)
-    if access.is_admin(ws, who):
-        return
-    if _owner(manifest) != who:
-        raise LookupError(f"no dataset named {name!r} (under {ws.home / 'datasets'})")
-    if "collections" not in manifest:
-        raise access.AccessDenied(f"dataset {name!r} was saved before datasets recorded every collection they draw on: "
-                                  "build it again (an admin may still use it)")
-    lost = sorted(set(manifest["collections"]) - set(access.readable_collections(ws, who)))
-    if lost:
-        raise access.AccessDenied(f"dataset {name!r} draws on collections {who!r} may no longer read: {', '.join(lost)}")
-
-
-def load_dataset(ws: Workspace, name: str, user: str | None) -> Dataset:
-    """The saved dataset `name` (or a dataset folder's path), if `user` may use it (`check_access`).
-
-    Raises LookupError when there is none (or it is not the user's to see), AccessDenied (see
-    check_access), DatasetError for a file that does not parse, named with its line.
-    """
-    path = _folder(ws, name)
-    if not (path / "manifest.json").exists():
-        raise LookupError(f"no dataset named {name!r} (under {ws.home / 'datasets'})")
-    manifest = _manifest(path)
-    check_access(ws, name, manifest, user)
-
-    def read(split):
-        p = path / f"{split}.jsonl"
-        out = []
-        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Example(**json.loads(line)))
-            except (ValueError, TypeError) as e:
-                raise DatasetError(f"{p}:{lineno}: not a saved example ({e})") from None
-        return out
-
-    return Dataset(name=manifest.get("name", path.name), path=path, train=read("train"), eval=read("eval"), manifest=manifest)
-
-
-def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
-    """The saved datasets `user` (None: the acting user) may see (`check_access`), newest first:
-    [{name, created_at, owner, collections, sources, generator, train, eval}]. A folder whose
-    manifest does not parse is logged and left out."""
-    out = []
-    for p in sorted((ws.home / "datasets").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            m = _manifest(p.parent)
-            check_access(ws, p.parent.name, m, user)
-        except DatasetError as e:
-            log.warning("skipping dataset %s: %s", p.parent.name, e)
-            continue
-        except (LookupError, access.AccessDenied):
-            continue
-        out.append({"name": m.get("name", p.parent.name), "created_at": m.get("created_at"),
-                    "owner": _owner(m), "collections": m.get("collections"), "sources": m.get("sources"),
-                    "generator": m.get("generator"), **m.get("counts", {})})
-    return out
-
-
-def _folders(ws: Workspace) -> list[Path]:
-    """The saved datasets' folders (those with a manifest), by name."""
-    return sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists())
-
-
-def disown(ws: Workspace, owner: str, former: str) -> int:
-    """Record `former` as the owner of every saved dataset `owner` built (the user was deleted: a
-    user created later under the same name must not inherit them); returns how many."""
-    n = 0
-    for folder in _folders(ws):
-        try:
-            manifest = _manifest(folder)
-        except DatasetError:
-            continue  # unreadable: nobody can use it anyway
-        if _owner(manifest) == owner:
-            manifest["owner"] = former
-            manifest.pop("user", None)
-            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-            n += 1
-    return n
-
-
-def erase_feedback(ws: Workspace, feedback_ids: set[int], questions: set[str], owners: Sequence[str],
-                   erased_owner: str) -> tuple[dict[str, int], set[str], list[str]]:
-    """For `archivist users erase`: drop from every saved dataset that used feedback rows
-    `feedback_ids` the examples made from them (source "feedback", one of `questions`), take the ids
-    out of its manifest, and make `erased_owner` the owner of the datasets one of `owners` (the
-    person's name, and what `users delete` left) built. Returns ({dataset: examples dropped},
-    the datasets that used their feedback (an adapter trained on one learned from it), the
-    datasets disowned). Safe to repeat."""
-    dropped_by, touched, disowned = {}, set(), []
-    for folder in _folders(ws):
-        try:
-            manifest = _manifest(folder)
-        except DatasetError:
-            continue
-        fb = manifest.get("feedback") or {}
-        used = set(fb.get("used") or [])
-        changed = False
-        if used & feedback_ids:
-            touched.add(folder.name)
-            kept, dropped = _without(folder, lambda r: r.get("source") == "feedback" and r.get("question") in questions)
-            _write_splits(folder, manifest, kept)
-            fb["used"] = sorted(used - feedback_ids)
-            fb["erased"] = int(fb.get("erased") or 0) + len(used & feedback_ids)
-            manifest["feedback"] = fb
-            dropped_by[folder.name] = dropped
-            changed = True
-        if _owner(manifest) in owners:
-            manifest["owner"] = erased_owner
-            manifest.pop("user", None)
-            disowned.append(folder.name)
-            changed = True
-        if changed:
-            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    return dropped_by, touched, disowned
-
-
-def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool],
-                   owner: str | None = None) -> dict[str, int]:
-    """Drop from every saved dataset the examples built from document `document_id` or showing one of
-    its chunks (`chunk_ids`, as source or distractor) or its text (`erased(text) -> bool`), and the
-    document from the manifest (listed under "erased" instead). Returns {dataset: examples dropped}
-    for the datasets that had any. (`archivist erase`; its other copies are the other modules' business.)
-    `owner`: text is looked for only in that user's datasets (a member's erase), None in all (an
-    admin's); examples built from the document go from anyone's."""
-    out = {}
-    for folder in _folders(ws):
-        manifest = _manifest(folder)
-        text = erased if owner in (None, _owner(manifest)) else (lambda s: False)
-        kept, dropped = _without(folder, lambda r: _from_erased(r, document_id, chunk_ids, text))
-        listed = any(d.get("id") == document_id for d in manifest.get("documents", []))
-        if not dropped and not listed:
-            continue
-        manifest["documents"] = [d for d in manifest.get("documents", []) if d.get("id") != document_id]
-        manifest["erased"] = sorted(set(manifest.get("erased", [])) | {document_id})
-        _write_splits(folder, manifest, kept)
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        out[folder.name] = dropped
-    return out
-
-
-def _without(folder: Path, drop: Callable[[dict], bool]) -> tuple[dict[str, list[dict]], int]:
-    """A saved dataset's rows of each split without those `drop` picks, and how many it picked."""
-    kept, dropped = {}, 0
-    for split in ("train", "eval"):
-        f = folder / f"{split}.jsonl"
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
-        kept[split] = [r for r in rows if not drop(r)]
-        dropped += len(rows) - len(kept[split])
-    return kept, dropped
-
-
-def _write_splits(folder: Path, manifest: dict, kept: dict[str, list[dict]]) -> None:
-    """Write each split's rows, and their hashes and counts into `manifest` (the caller writes it)."""
-    for split, rows in kept.items():
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-        (folder / f"{split}.jsonl").write_bytes(data)
-        manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
-    manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
-
-
-def _from_erased(row: dict, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> bool:
-    if row.get("document_id") == document_id or chunk_ids & set(row.get("passages") or []):
-        return True
-    texts = [row.get("question") or "", row.get("answer") or ""] + [m.get("content") or "" for m in row.get("messages") or []]
-    return any(erased(t) for t in texts)

@@ -75,7 +75,7 @@ def perplexity(model, tokenizer, examples: Sequence, batch_size: int = 4) -> flo
     """exp(mean NLL) of the targets' tokens given their prompts, with the training loss itself."""
     import torch
 
-    from archivist.finetune.train import _answer_loss_module, collate, encode
+    from archivist.finetune.lora import _answer_loss_module, collate, encode
 
     loss_fn = _answer_loss_module()(model)
     items = [encode(tokenizer, e.messages) for e in examples]

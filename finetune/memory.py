@@ -223,6 +223,34 @@ def check(est: Estimate, method: str, batch_size: int, seq_len: int, grad_checkp
     return est
 
 
+def fit(examples: list[dict], local: Path | None, method: str, device: str, batch_size: int, rank: int,
+        dropout: float, target_modules: str, grad_checkpointing: str,
+        unpadded: str) -> tuple[bool, bool, Estimate | None]:
+    """(gradient checkpointing, unpadded, Estimate or None): how a run over `examples` (encoded:
+    input_ids, n_prompt) will fit, decided before a single weight loads; `local` is the base's folder
+    (None: its shape is unknown, no estimate). Auto checkpointing turns on when the estimate passes
+    60% of the memory available. Raises WontFit when even that does not fit. (The recipe's check:
+    train.setup calls it with its config's fields.)"""
+    longest = max(len(d["input_ids"]) for d in examples)
+    answer = max(len(d["input_ids"]) - d["n_prompt"] for d in examples)
+    shape = model_shape(local, target_modules) if local else None
+    grad_ckpt = grad_checkpointing == "on"
+    one_by_one = unpadded == "on" or (unpadded == "auto" and not device.startswith("cuda") and method == "lora")
+    est = None
+    if shape is not None:
+        dev_kind = "cuda" if device.startswith("cuda") else "cpu"
+        args = dict(method=method, device=dev_kind, batch_size=1 if one_by_one else batch_size, seq_len=longest,
+                    rank=rank, lora_dropout=dropout, answer_tokens=answer)
+        est = estimate(shape, grad_checkpointing=grad_ckpt, **args)
+        if grad_checkpointing == "auto":
+            avail = available_memory(dev_kind)
+            if est.total > 0.6 * avail:  # tight: trade compute for memory
+                grad_ckpt = True
+                est = estimate(shape, grad_checkpointing=True, **args)
+        check(est, method, batch_size, longest, grad_ckpt)
+    return grad_ckpt, one_by_one, est
+
+
 def plan(settings, base: str | None = None, method: str = "auto", device: str = "auto", batch_size: int = 2,
          seq_len: int = 1024, rank: int = 16, grad_checkpointing: str = "auto", lora_dropout: float = 0.0,
          target_modules: str = "all-linear", answer_tokens: int = 64, unpadded: str = "auto") -> Estimate:

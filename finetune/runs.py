@@ -5,7 +5,7 @@ config, its owner the user it trains as, its result the adapter it registered.
     runs/<id>/config.json     the resolved FinetuneConfig (the dataset name is filled in once built)
     runs/<id>/metrics.jsonl   one line per optimizer step: step, loss, tokens_per_s, lr, elapsed
     runs/<id>/log.txt         stdout and stderr of a background run
-    runs/<id>/checkpoints/    the latest checkpoint (see train.py)
+    runs/<id>/checkpoints/    the latest checkpoint (see checkpoints.py)
     runs/<id>/adapter/        the final adapter, before it is registered
 
 Status moves queued -> running -> done | failed | cancelled; a run whose process ended without
@@ -41,7 +41,7 @@ def run_dir(ws: Workspace, run_id: str) -> Path:
 
 
 def has_checkpoint(ws: Workspace, run_id: str) -> bool:
-    """Whether the run saved a checkpoint a resume continues from (train.save_checkpoint's `latest`
+    """Whether the run saved a checkpoint a resume continues from (checkpoints.save_checkpoint's `latest`
     pointer); without one a resume starts over from step 0."""
     return (run_dir(ws, run_id) / "checkpoints" / "latest").exists()
 

@@ -2,15 +2,17 @@
 
     open_run   the run's row (or, resuming, its saved config); torchrun's ranks agree on its id
     setup      threads and seed -> dataset (`_dataset`) -> device and method -> encoded examples
-               -> memory check -> (quantized) base (`load_base`) + LoRA -> optimizer -> resume point
-    train      the loop: answer-only loss, length-grouped micro-batches, checkpoints (`save_checkpoint`)
+               -> memory check -> (quantized) base (`lora.load_base`) + LoRA -> optimizer -> resume point
+    train      the loop: answer-only loss, length-grouped micro-batches, checkpoints (`checkpoints.save_checkpoint`)
     save       the adapter -> evaluate base vs adapter -> register it with its lineage
     cleanup    the signal handlers put back, however the run ended
 
-The config (FinetuneConfig, every default with its help) is at the top; the building blocks the
-steps use follow it (model, data, checkpoints, the loop), then the steps themselves. Helpers with
-their own concern live beside it: datasets.py (examples), memory.py (will it fit), evaluate.py
-(base vs adapter), registry.py (lineage; archivist/adapters.py registers adapters/<name>/), runs.py (runs: jobs of kind train, background).
+The config (FinetuneConfig, every default with its help) is at the top; the loop follows it, then
+the steps themselves. The building blocks the steps use live beside it: lora.py (the base, LoRA,
+the answer-only loss, encoding and length-grouped micro-batches), checkpoints.py (save and resume).
+So do helpers with their own concern: datasets.py (examples; dataset_store.py saves them),
+memory.py (will it fit), evaluate.py (base vs adapter), registry.py (lineage;
+archivist/adapters.py registers adapters/<name>/), runs.py (runs: jobs of kind train, background).
 
 What makes it fast on a small model: the loss is taken only on the answer tokens, so the output
 layer (a 49k-vocabulary matmul for SmolLM2, a large share of a 135M model's compute and memory)
@@ -30,8 +32,6 @@ import json
 import logging
 import math
 import os
-import random
-import shutil
 import signal
 import sys
 import threading
@@ -39,6 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from archivist.finetune import checkpoints, lora
 from archivist.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -111,134 +112,7 @@ class FinetuneConfig:
                 raise ValueError(message)
 
 
-# -- the base model, quantized or not ----------------------------------------------------------
-
-
-def load_base(path: str, method: str, device: str):
-    """(model, tokenizer): qlora loads the linear layers in NF4 with double quantization (bf16
-    compute on a GPU, fp32 on the CPU) and prepares the model for k-bit training; lora loads bf16
-    on a GPU, fp32 on the CPU. The model's own chat template comes with its tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if method == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        from archivist.models import quantization_config
-
-        model = AutoModelForCausalLM.from_pretrained(path, **quantization_config(device, "4bit"))
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # we decide on checkpointing
-        for module in model.modules():
-            # bitsandbytes would repack 4-bit weights for bf16 CPU inference on the first eval-mode forward
-            # (an evaluation); that layout has no backward and computes in bf16. Keep one layout throughout.
-            if hasattr(module, "support_avx512bf16_for_cpu"):
-                module.support_avx512bf16_for_cpu = False
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    model.config.use_cache = False
-    return model, tokenizer
-
-
-def add_lora(model, rank: int, alpha: int, dropout: float, target_modules: str, grad_checkpointing: bool):
-    """Wrap the base in a PeftModel with fresh LoRA weights (only they train)."""
-    from peft import LoraConfig, get_peft_model
-
-    targets = target_modules if target_modules == "all-linear" else [t.strip() for t in target_modules.split(",")]
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
-    if grad_checkpointing:
-        # non-reentrant checkpointing needs no input that requires grad, so frozen embeddings are fine
-        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model
-
-
-def _answer_loss_module():
-    import torch
-    import torch.nn.functional as F
-
-    class AnswerLoss(torch.nn.Module):
-        """Causal-LM loss on the answer tokens only, with logits computed only there.
-
-        forward(input_ids, attention_mask, labels) -> (summed cross-entropy, number of answer tokens).
-        The body runs on every position (the answer attends to the prompt); lm_head runs only on
-        the hidden states that predict an answer token. Wrapping the whole computation in one
-        module lets DistributedDataParallel see it as the model's forward.
-        """
-
-        def __init__(self, peft_model):
-            super().__init__()
-            self.model = peft_model
-            lm = peft_model.get_base_model()
-            self.body = lm.get_decoder() if hasattr(lm, "get_decoder") else getattr(lm, lm.base_model_prefix)
-            self.head = lm.get_output_embeddings()
-            self.softcap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma 2/3 squash their logits
-
-        def forward(self, input_ids, attention_mask, labels):
-            hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-            targets = labels[:, 1:]
-            where = targets != -100
-            logits = self.head(hidden[:, :-1][where]).float()
-            if self.softcap:
-                logits = torch.tanh(logits / self.softcap) * self.softcap
-            return F.cross_entropy(logits, targets[where], reduction="sum"), where.sum()
-
-    return AnswerLoss
-
-
-# -- data: chat template, answer-only labels, length-grouped micro-batches ---------------------
-
-
-def encode(tokenizer, messages: list[dict], max_len: int | None = None) -> dict | None:
-    """Token ids of a chat and where its answer starts: {"input_ids", "n_prompt"}; None when longer than max_len.
-
-    The prompt is rendered exactly as serving renders it (chat template + generation prompt) and
-    tokenized apart from the answer, so training sees the same prompt tokens the model gets at
-    inference. The answer keeps the template's end-of-turn token, so the model learns to stop.
-    """
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently once the answer is added; "
-                         "this model's template is not supported for answer-only training")
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    a_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    if max_len and len(p_ids) + len(a_ids) > max_len:
-        return None
-    return {"input_ids": p_ids + a_ids, "n_prompt": len(p_ids)}
-
-
-def micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """One epoch of micro-batches (lists of example indices): shuffled, then sorted by length within
-    windows of 16 batches, so each batch holds similar lengths and padding is a few percent at most."""
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window, batches = batch_size * 16, []
-    for w in range(0, len(order), window):
-        part = sorted(order[w: w + window], key=lambda i: lengths[i])
-        batches += [part[i: i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(items: list[dict], pad_id: int, device):
-    """Right-padded tensors: input_ids, attention_mask, labels (-100 on the prompt and padding)."""
-    import torch
-
-    width = max(len(it["input_ids"]) for it in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    labels = torch.full((len(items), width), -100, dtype=torch.long)
-    for r, it in enumerate(items):
-        n = len(it["input_ids"])
-        ids[r, :n] = torch.tensor(it["input_ids"])
-        mask[r, :n] = 1
-        labels[r, it["n_prompt"]:n] = ids[r, it["n_prompt"]:n]
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+# -- the training loop -------------------------------------------------------------------------
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -247,103 +121,6 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-# -- checkpoints: safetensors only, written aside then pointed to ------------------------------
-
-
-def save_checkpoint(folder: Path, model, optimizer, step: int, extra: dict) -> Path:
-    """LoRA weights, AdamW state, RNG state and the step, in runs/<id>/checkpoints/step-N; `latest`
-    is switched to it atomically only once it is complete, so a kill -9 mid-write loses nothing."""
-    import torch
-    from safetensors.torch import save_file
-
-    target = folder / f"step-{step:06d}"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
-              str(target / "lora.safetensors"))
-    state = optimizer.state_dict()
-    tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in state["state"].items() for k, v in s.items()}
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    save_file(tensors, str(target / "optimizer.safetensors"))
-    (target / "state.json").write_text(json.dumps({"step": step, "param_groups": state["param_groups"], **extra}))
-    _sync(target)  # on disk before `latest` names it: the older checkpoints are deleted next
-    tmp = folder / "latest.tmp"
-    tmp.write_text(target.name)
-    os.replace(tmp, folder / "latest")
-    _sync(folder)
-    for old in folder.glob("step-*"):
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-def _sync(folder: Path) -> None:
-    """fsync the files of `folder` and the folder itself (its names), so a power cut after this
-    leaves them whole. A filesystem that cannot fsync a directory is let be."""
-    for f in [*folder.iterdir(), folder]:
-        if f.is_dir() and f != folder:
-            continue
-        try:
-            fd = os.open(f, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-class CheckpointDamaged(ValueError):
-    """A run's latest checkpoint cannot be read (a file truncated, overwritten or missing); the
-    message names the file and the reason. Nothing was restored from it."""
-
-
-def load_checkpoint(folder: Path, model, optimizer) -> dict | None:
-    """Restore the latest checkpoint into model and optimizer; returns its state.json (None: none yet).
-    Every file is read before anything is restored: raises CheckpointDamaged naming the file that
-    cannot be read, with the model and optimizer untouched."""
-    import torch
-    from safetensors.torch import load_file
-
-    pointer = folder / "latest"
-    if not pointer.exists():
-        return None
-    target = folder / pointer.read_text().strip()
-    read = {}
-    for name, load in (("lora.safetensors", load_file), ("optimizer.safetensors", load_file),
-                       ("state.json", lambda f: json.loads(Path(f).read_text()))):
-        try:
-            read[name] = load(str(target / name))
-        except Exception as e:  # safetensors raises its own error type for a torn file
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
-            raise CheckpointDamaged(f"the checkpoint file {target / name} is damaged ({reason})") from e
-    weights, tensors, state = read["lora.safetensors"], read["optimizer.safetensors"], read["state.json"]
-    params = dict(model.named_parameters())
-    if set(weights) - set(params) or "step" not in state or "param_groups" not in state:
-        raise CheckpointDamaged(f"the checkpoint {target} does not belong to this run's model (or lacks its step)")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
-    opt_state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("rng."):
-            continue
-        i, k = key.split(".", 1)
-        opt_state.setdefault(int(i), {})[k] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return state
-
-
-# -- the training loop -------------------------------------------------------------------------
 
 
 def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, total_steps: int, cfg: FinetuneConfig,
@@ -360,13 +137,13 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
     params = [p for p in model.parameters() if p.requires_grad]
     lengths = [len(d["input_ids"]) for d in data]
     per_step = cfg.grad_accum * world
-    epochs = {0: micro_batches(lengths, cfg.batch_size, cfg.seed, 0)}  # the order is a function of (seed, epoch)
+    epochs = {0: lora.micro_batches(lengths, cfg.batch_size, cfg.seed, 0)}  # the order is a function of (seed, epoch)
     n_micro = len(epochs[0])
 
     def batch_at(k: int) -> list[int]:
         e, i = divmod(k, n_micro)
         if e not in epochs:
-            epochs[e] = micro_batches(lengths, cfg.batch_size, cfg.seed, e)
+            epochs[e] = lora.micro_batches(lengths, cfg.batch_size, cfg.seed, e)
         return epochs[e][i]
 
     run_folder.mkdir(parents=True, exist_ok=True)
@@ -386,7 +163,7 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             group["lr"] = lr
         mine = [batch_at(step * per_step + j) for j in range(per_step) if j % world == rank]
         passes = [[i] for b in mine for i in b] if unpadded else mine
-        batches = [collate([data[i] for i in b], pad_id, device) for b in passes]
+        batches = [lora.collate([data[i] for i in b], pad_id, device) for b in passes]
         n_answer = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
         loss_sum, tokens = 0.0, 0
         for j, b in enumerate(batches):
@@ -426,7 +203,8 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             stopped = bool(flag.item())
         if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == total_steps or stopped):
-            save_checkpoint(run_folder / "checkpoints", model, optimizer, step + 1, {"total_steps": total_steps})
+            checkpoints.save_checkpoint(run_folder / "checkpoints", model, optimizer, step + 1,
+                                        {"total_steps": total_steps})
         if stopped:
             break
     if bar is not None:
@@ -551,8 +329,8 @@ class Prepared:
     """What `setup` prepares for the training loop and `save` reads after it."""
     run_id: str
     folder: Path            # runs/<id>/: metrics.jsonl, checkpoints/, adapter/
-    dataset: object         # datasets.Dataset: the train and eval splits
-    data: list[dict]        # the training examples, encoded (`encode`), those that fit max_seq_len
+    dataset: object         # dataset_store.Dataset: the train and eval splits
+    data: list[dict]        # the training examples, encoded (`lora.encode`), those that fit max_seq_len
     base: str               # the base model as named (catalog name, HF id or folder)
     path: str               # its local folder
     local: Path | None      # memory.local_folder(path): what model_hash reads
@@ -597,25 +375,26 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
     # 3. will it fit? (before loading a single weight)
     longest = max(len(d["input_ids"]) for d in data)
     local = memory.local_folder(path)
-    grad_ckpt, unpadded, est = _fit_memory(cfg, data, local, method, device)
+    grad_ckpt, unpadded, est = memory.fit(data, local, method, device, cfg.batch_size, cfg.rank, cfg.dropout,
+                                          cfg.target_modules, cfg.grad_checkpointing, cfg.unpadded)
     # 4. base + LoRA, and the optimizer
     torch.manual_seed(cfg.seed)  # the same LoRA init on a fresh start and before a resume overwrites it
-    model, tokenizer = load_base(path, method, device)
-    model = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules, grad_ckpt)
-    loss_fn = _answer_loss_module()(model)
+    model, tokenizer = lora.load_base(path, method, device)
+    model = lora.add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules, grad_ckpt)
+    loss_fn = lora._answer_loss_module()(model)
     if world > 1:
         loss_fn = torch.nn.parallel.DistributedDataParallel(
             loss_fn, device_ids=[torch.device(device)] if device.startswith("cuda") else None)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     # 5. how many steps, and where a resumed run starts
-    n_micro = len(micro_batches([len(d["input_ids"]) for d in data], cfg.batch_size, cfg.seed, 0))
+    n_micro = len(lora.micro_batches([len(d["input_ids"]) for d in data], cfg.batch_size, cfg.seed, 0))
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_micro / (cfg.grad_accum * world)))
     start = 0
     if resume:
         try:
-            state = load_checkpoint(folder / "checkpoints", model, optimizer)
-        except CheckpointDamaged as e:  # the only checkpoint kept: what it held is trained again
+            state = checkpoints.load_checkpoint(folder / "checkpoints", model, optimizer)
+        except checkpoints.CheckpointDamaged as e:  # the only checkpoint kept: what it held is trained again
             log.warning("run %s: %s", run_id, e)
             say(f"run {run_id}: {e}; training starts again from step 0")
             state = None
@@ -639,7 +418,7 @@ def _dataset(ws: Workspace, cfg: FinetuneConfig, run_id: str, progress: bool, ra
     """The run's dataset: rank 0 builds it from cfg.data unless cfg.dataset names a saved one, and
     records its name in the run's config (a resumed run trains on this very dataset); every rank
     then loads it by that name."""
-    from archivist.finetune import datasets, runs
+    from archivist.finetune import dataset_store, datasets, runs
 
     if rank == 0 and not cfg.dataset:
         say(f"run {run_id}: building the dataset from {', '.join(cfg.data)} ...")
@@ -654,52 +433,26 @@ def _dataset(ws: Workspace, cfg: FinetuneConfig, run_id: str, progress: bool, ra
         box = [cfg.dataset]
         torch.distributed.broadcast_object_list(box, src=0)
         cfg.dataset = box[0]
-    return datasets.load_dataset(ws, cfg.dataset, cfg.user)  # only what cfg.user may see and use
+    return dataset_store.load_dataset(ws, cfg.dataset, cfg.user)  # only what cfg.user may see and use
 
 
 def _encode_examples(path: str, ds, max_seq_len: int, rank: int, say) -> list[dict]:
-    """The training split encoded with the base's tokenizer (`encode`), leaving out (and saying how
+    """The training split encoded with the base's tokenizer (`lora.encode`), leaving out (and saying how
     many) the examples longer than max_seq_len. Raises DatasetError when none fits."""
     from transformers import AutoTokenizer
 
-    from archivist.finetune import datasets
+    from archivist.finetune import dataset_store
 
     tokenizer = AutoTokenizer.from_pretrained(path)
-    data = [encode(tokenizer, e.messages, max_seq_len) for e in ds.train]
+    data = [lora.encode(tokenizer, e.messages, max_seq_len) for e in ds.train]
     dropped = sum(d is None for d in data)
     data = [d for d in data if d is not None]
     if not data:
-        raise datasets.DatasetError(f"no training example fits in --max-seq-len {max_seq_len} "
+        raise dataset_store.DatasetError(f"no training example fits in --max-seq-len {max_seq_len} "
                                     f"({dropped} longer ones left out)")
     if dropped and rank == 0:
         say(f"left out {dropped} of {len(ds.train)} training examples longer than {max_seq_len} tokens")
     return data
-
-
-def _fit_memory(cfg: FinetuneConfig, data: list[dict], local: Path | None, method: str, device: str):
-    """(gradient checkpointing, unpadded, memory.Estimate or None): how the run will fit, decided
-    before a single weight loads. Auto checkpointing turns on when the estimate passes 60% of the
-    memory available. Raises WontFit when even that does not fit."""
-    from archivist.finetune import memory
-
-    longest = max(len(d["input_ids"]) for d in data)
-    answer = max(len(d["input_ids"]) - d["n_prompt"] for d in data)
-    shape = memory.model_shape(local, cfg.target_modules) if local else None
-    grad_ckpt = cfg.grad_checkpointing == "on"
-    unpadded = cfg.unpadded == "on" or (cfg.unpadded == "auto" and not device.startswith("cuda") and method == "lora")
-    est = None
-    if shape is not None:
-        dev_kind = "cuda" if device.startswith("cuda") else "cpu"
-        args = dict(method=method, device=dev_kind, batch_size=1 if unpadded else cfg.batch_size, seq_len=longest,
-                    rank=cfg.rank, lora_dropout=cfg.dropout, answer_tokens=answer)
-        est = memory.estimate(shape, grad_checkpointing=grad_ckpt, **args)
-        if cfg.grad_checkpointing == "auto":
-            avail = memory.available_memory(dev_kind)
-            if est.total > 0.6 * avail:  # tight: trade compute for memory
-                grad_ckpt = True
-                est = memory.estimate(shape, grad_checkpointing=True, **args)
-        memory.check(est, method, cfg.batch_size, longest, grad_ckpt)
-    return grad_ckpt, unpadded, est
 
 
 def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progress: bool, say) -> dict:

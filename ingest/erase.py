@@ -5,7 +5,7 @@ also reaches the copies made from it, each through the module that owns them:
 
     feedback citing it (or holding its text)     archivist/feedback.py     deleted, or kept as a bare rating
     chat messages citing it                      archivist/conversations.py  text replaced by "[erased]"
-    dataset examples built from or showing it    finetune/datasets.py      dropped from datasets/<name>/
+    dataset examples built from or showing it    finetune/dataset_store.py dropped from datasets/<name>/
     stored evaluation passages, quotes, answers  retrieval/evaluation.py   replaced by "[erased]"
     its upload                                   ingest/uploads.py         the file under uploads/
     adapters that learned from it                archivist/adapters.py     marked stale; examples in metrics.json dropped
@@ -162,7 +162,7 @@ def _interrupted(ws: Workspace, actor: str, match):
 
 def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> EraseReport:
     """Step 1, while the document exists: every copy of its text, each through its owner."""
-    from archivist.finetune import datasets
+    from archivist.finetune import dataset_store
     from archivist.retrieval import evaluation
 
     row = ws.db.execute("SELECT text, source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
@@ -185,7 +185,7 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings, owner=owner)
         report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
         report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner)
-        dropped = datasets.erase_document(ws, doc["id"], set(chunks), erased, owner=owner)
+        dropped = dataset_store.erase_document(ws, doc["id"], set(chunks), erased, owner=owner)
         report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
         upload = _stored_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
@@ -329,9 +329,9 @@ def _remove_earlier_uploads(ws: Workspace, path: Path, document_id: int, current
 def _visible_datasets(ws: Workspace, actor: str, dropped: dict[str, int]) -> dict[str, int]:
     """{dataset: examples dropped} as a member may be told it: the datasets they may see by name,
     the others' examples together under "other users' datasets"."""
-    from archivist.finetune import datasets
+    from archivist.finetune import dataset_store
 
-    mine = {d["name"] for d in datasets.list_datasets(ws, actor)}
+    mine = {d["name"] for d in dataset_store.list_datasets(ws, actor)}
     out = {name: n for name, n in dropped.items() if name in mine}
     others = sum(n for name, n in dropped.items() if name not in mine)
     return {**out, "other users' datasets": others} if others else out

@@ -452,7 +452,7 @@ def test_an_exported_adapter_is_recorded(ws, tmp_path):
     """A real (untrained) LoRA adapter on the chat model, registered, then merged and exported."""
     from archivist import adapters
     from archivist.finetune.registry import export_merged
-    from archivist.finetune.train import add_lora, load_base
+    from archivist.finetune.lora import add_lora, load_base
     from archivist.models import resolve_llm
 
     model, _ = load_base(str(resolve_llm(ws.settings.llm, ws.settings.cache)), "lora", "cpu")

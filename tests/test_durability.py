@@ -273,7 +273,7 @@ def _lora_and_optimizer(seed: int):
 def test_a_damaged_checkpoint_is_named_and_restores_nothing(tmp_path, damaged):
     import torch
 
-    from archivist.finetune.train import CheckpointDamaged, load_checkpoint, save_checkpoint
+    from archivist.finetune.checkpoints import CheckpointDamaged, load_checkpoint, save_checkpoint
 
     model, optimizer = _lora_and_optimizer(seed=1)
     ids = torch.arange(16).reshape(1, 16)
@@ -298,10 +298,10 @@ def test_a_damaged_checkpoint_is_named_and_restores_nothing(tmp_path, damaged):
 def test_a_checkpoint_is_on_disk_before_latest_names_it(tmp_path, monkeypatch):
     """`save_checkpoint` deletes the older checkpoints once `latest` names the new one: after a power
     cut, written but unsynced files could be empty while the old ones are gone. Each file of the new
-    checkpoint, and its folder, is fsynced before `latest` switches; `latest` itself after."""
+    checkpoint, and its folder, is fsynced before `latest` switches (archivist/files.py)."""
     import torch
 
-    from archivist.finetune.train import save_checkpoint
+    from archivist.finetune.checkpoints import save_checkpoint
 
     model, optimizer = _lora_and_optimizer(seed=1)
     ids = torch.arange(16).reshape(1, 16)
@@ -319,7 +319,8 @@ def test_a_checkpoint_is_on_disk_before_latest_names_it(tmp_path, monkeypatch):
     target = save_checkpoint(folder, model, optimizer, 1, {"total_steps": 4})
     before_switch = {Path(p).name for p, latest in synced if latest is None}
     assert {"lora.safetensors", "optimizer.safetensors", "state.json", target.name} <= before_switch
-    assert (str(folder / "latest"), target.name) in synced and (str(folder), target.name) in synced
+    assert (str(folder / "latest.tmp"), None) in synced  # `latest`'s new bytes, before the rename
+    assert (str(folder), target.name) in synced  # and the folder, once `latest` names the new checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,7 @@ def test_a_lead_on_most_examples_is_better_and_a_loss_is_worse():
 
 
 def test_people_s_questions_are_scored_apart_from_generated_ones():
-    from archivist.finetune.datasets import Example
+    from archivist.finetune.dataset_store import Example
 
     def ex(source, i):
         return Example(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],

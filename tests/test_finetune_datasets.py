@@ -10,7 +10,8 @@ import pytest
 
 from archivist import access
 from archivist.finetune import datasets
-from archivist.finetune.datasets import DatasetError, build_dataset, examples_from_file, load_dataset
+from archivist.finetune.dataset_store import DatasetError, load_dataset
+from archivist.finetune.datasets import build_dataset, examples_from_file
 from archivist.finetune.qa import extractive_pairs, find_span, parse_llm_reply
 from archivist.ingest.pipeline import ingest_paths
 from archivist.retrieval.hits import load_hits

@@ -12,7 +12,8 @@ import pytest
 from archivist import access, adapters
 from archivist.feedback import record_feedback
 from archivist.finetune import datasets, registry
-from archivist.finetune.datasets import build_dataset, list_datasets, load_dataset
+from archivist.finetune.dataset_store import list_datasets, load_dataset
+from archivist.finetune.datasets import build_dataset
 from archivist.ingest.pipeline import delete_document, ingest_paths
 from archivist.records import Citation
 from archivist.retrieval.hits import load_hits

@@ -352,7 +352,7 @@ def test_a_user_created_again_under_a_deleted_users_name_inherits_nothing(ws, tm
     """A security test deleted dave and created a new dave: he listed the old dave's uploads, their
     document ids and collections. Jobs and saved datasets record their owner by name; a deleted
     user's pass to a name nobody can have."""
-    from archivist.finetune import datasets
+    from archivist.finetune import dataset_store, datasets
     from archivist.ingest.pipeline import ingest_paths
 
     (tmp_path / "salary.md").write_text("# Salaries\n\nDave's salary is EUR 91,000 a year before tax.\n")
@@ -361,12 +361,12 @@ def test_a_user_created_again_under_a_deleted_users_name_inherits_nothing(ws, tm
     access.grant(ws, "dave", "hr", "read")
     job = jobs.create(ws, "upload", "dave", spec={"collection": "hr", "files": [["/x/salary.md", "salary.md"]]})
     built = datasets.build_dataset(ws, ["docs"], user="dave", collections=["hr"], embedder=embedder, progress=False, name="dave-hr")
-    assert [j.id for j in jobs.list_jobs(ws, "dave")] == [job.id] and [d["name"] for d in datasets.list_datasets(ws, "dave")] == ["dave-hr"]
+    assert [j.id for j in jobs.list_jobs(ws, "dave")] == [job.id] and [d["name"] for d in dataset_store.list_datasets(ws, "dave")] == ["dave-hr"]
 
     access.delete_user(ws, "dave")
     access.add_user(ws, "dave", "member")
     access.grant(ws, "dave", "hr", "read")  # even with the same access: what the old dave made is not his
-    assert jobs.list_jobs(ws, "dave") == [] and datasets.list_datasets(ws, "dave") == []
+    assert jobs.list_jobs(ws, "dave") == [] and dataset_store.list_datasets(ws, "dave") == []
     with pytest.raises(LookupError):
         jobs.get(ws, job.id, "dave")
     kept = jobs.get(ws, job.id, None)  # an admin still sees it, with whose it was

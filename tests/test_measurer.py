@@ -142,7 +142,8 @@ def test_the_text_table_keeps_each_value_under_its_column():
 
 
 def test_question_and_training_files_saved_by_windows_editors_are_read(tmp_path):
-    from archivist.finetune.datasets import DatasetError, examples_from_file
+    from archivist.finetune.dataset_store import DatasetError
+    from archivist.finetune.datasets import examples_from_file
 
     bom = tmp_path / "bom.jsonl"  # Notepad's "UTF-8": a byte order mark, CRLF line ends
     bom.write_bytes(b'\xef\xbb\xbf{"question": "What is gzip?", "answer": "a compressor"}\r\n'

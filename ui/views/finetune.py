@@ -9,7 +9,7 @@ import streamlit as st
 
 from archivist import access
 from archivist import adapters as adapter_registry  # `adapters` below is the listing
-from archivist.finetune import datasets, runs
+from archivist.finetune import dataset_store, datasets, runs
 from archivist.finetune.memory import plan
 from archivist.finetune.train import FinetuneConfig
 from archivist.ui import core, metrics
@@ -38,7 +38,7 @@ with train_tab:
                                help="Only collections you may read; the dataset records which documents it used")
     generator = left.radio("Questions from documents", ["extractive", "llm", "both"], horizontal=True, key="ft-generator",
                            help="extractive: fast, from the documents' own sentences; llm: the chat model writes them (slow on a CPU)")
-    saved = datasets.list_datasets(ws, user)  # the user's own (all for an admin), while they may read what they draw on
+    saved = dataset_store.list_datasets(ws, user)  # the user's own (all for an admin), while they may read what they draw on
     use = right.selectbox("Or train on a saved dataset", [None] + [d["name"] for d in saved], key="ft-dataset",
                           format_func=lambda n: "— build a new one —" if n is None else n)
     if st.button("Build and preview the dataset", key="ft-build", disabled=not sources or not chosen):
@@ -56,7 +56,7 @@ with train_tab:
     dataset_error = None
     if preview_name:
         try:
-            ds = datasets.load_dataset(ws, preview_name, user)
+            ds = dataset_store.load_dataset(ws, preview_name, user)
         except (LookupError, ValueError, access.AccessDenied) as e:  # DatasetError is a ValueError
             dataset_error = str(e)
             st.error(dataset_error)
