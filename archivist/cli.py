@@ -252,6 +252,8 @@ def _machine_problems(settings, models: dict) -> list[str]:
     files, without opening (or creating) the workspace."""
     import shutil
 
+    from archivist.workspace import unwritable_database
+
     def unwritable(path) -> str | None:
         at = path
         while not at.exists() and at != at.parent:  # not made yet: the folder it would be made in
@@ -270,12 +272,9 @@ def _machine_problems(settings, models: dict) -> list[str]:
     problems = []
     if (why := unwritable(settings.home)) is not None:
         problems.append(f"workspace {settings.home}: {why}; every command needs to write there")
-    else:
-        db = settings.home / "archivist.db"
-        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-            if f.exists() and not os.access(f, os.R_OK | os.W_OK):
-                problems.append(f"workspace {settings.home}: this user (uid {os.geteuid()}) may not write {f.name} "
-                                f"(owned by uid {f.stat().st_uid})")
+    elif settings.home.is_dir() and (found := unwritable_database(settings.home / "archivist.db")) is not None:
+        # its database files another user's: what opening it would refuse (workspace.connect)
+        problems.append(f"workspace {settings.home}: {found[0]}")
     unconverted = [n for n, m in models.items() if m["kind"] == "llm" and m["installed"] and not m.get("converted")]
     if settings.llm in unconverted and (why := unwritable(settings.cache)) is not None:
         problems.append(f"model cache {settings.cache}: {why}; the chat model {settings.llm} is converted there on first use")

@@ -355,9 +355,9 @@ def connect(path: Path) -> sqlite3.Connection:
     path = Path(path)
     try:
         present = path.exists()
-    except OSError:  # a folder this user may not enter: _unwritable names it
+    except OSError:  # a folder this user may not enter: unwritable_database names it
         present = True
-    if present and (problem := _unwritable(path)) is not None:  # SQLite would open it read-only, and
+    if present and (problem := unwritable_database(path)) is not None:  # SQLite would open it read-only, and
         raise _unwritable_error(path, "not writable", *problem)  # fail at the first write (an audit record)
     try:
         db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -387,11 +387,11 @@ def _open_error(e: sqlite3.OperationalError, path: Path) -> WorkspaceError | Non
                               "free some space and run the command again (nothing stored was changed)")
     if "readonly" not in text and "unable to open" not in text:
         return None
-    problem = _unwritable(path)
+    problem = unwritable_database(path)
     return None if problem is None else _unwritable_error(path, text, *problem)
 
 
-def _unwritable(path: Path) -> tuple[str, str] | None:
+def unwritable_database(path: Path) -> tuple[str, str] | None:
     """(why, what to do) when this process may not write the database `path`, its -wal/-shm files
     or its folder (a read-only filesystem, another user's files); None when it may."""
     folder = path.parent
