@@ -383,8 +383,7 @@ def _open_error(e: sqlite3.OperationalError, path: Path) -> WorkspaceError | Non
     except OSError:
         full = False
     if full:
-        return WorkspaceError(f"cannot open the workspace at {folder}: the disk is full ({text}); "
-                              "free some space and run the command again (nothing stored was changed)")
+        return _disk_full_error(folder, e)
     if "readonly" not in text and "unable to open" not in text:
         return None
     problem = unwritable_database(path)
@@ -407,6 +406,11 @@ def unwritable_database(path: Path) -> tuple[str, str] | None:
         if os.path.exists(p) and not os.access(p, os.R_OK | os.W_OK):
             return f"this user (uid {os.geteuid()}) may not write {p.name} (owner uid {p.stat().st_uid})", owner_fix
     return None
+
+
+def _disk_full_error(home: Path, e: BaseException) -> WorkspaceError:
+    return WorkspaceError(f"cannot open the workspace at {home}: the disk is full ({e}); "
+                          "free some space and run the command again (nothing stored was changed)")
 
 
 def _unwritable_error(path: Path, text: str, why: str, fix: str) -> WorkspaceError:
@@ -548,8 +552,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
 
         # A full disk shows up as "disk I/O error" when even the WAL index cannot be created.
         if _is_disk_full(e) or shutil.disk_usage(settings.home).free < 1 << 20:
-            raise WorkspaceError(f"cannot open the workspace at {settings.home}: the disk is full ({e}); "
-                                 "free some space and run the command again (nothing stored was changed)") from e
+            raise _disk_full_error(settings.home, e) from e
         raise _open_error(e, settings.home / "archivist.db") or e from e
     except sqlite3.DatabaseError as e:  # a truncated, overwritten or half-copied archivist.db
         raise damaged(e, settings.home) or e from e
