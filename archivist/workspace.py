@@ -403,8 +403,13 @@ def unwritable_database(path: Path) -> tuple[str, str] | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"this user (uid {os.geteuid()}) may not write the folder, owned by uid {folder.stat().st_uid}", owner_fix
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if os.path.exists(p) and not os.access(p, os.R_OK | os.W_OK):
-            return f"this user (uid {os.geteuid()}) may not write {p.name} (owner uid {p.stat().st_uid})", owner_fix
+        # another connection closing removes -wal and -shm at any moment: a file gone is no obstacle
+        try:
+            owner = p.stat().st_uid
+        except FileNotFoundError:
+            continue
+        if not os.access(p, os.R_OK | os.W_OK) and p.exists():
+            return f"this user (uid {os.geteuid()}) may not write {p.name} (owner uid {owner})", owner_fix
     return None
 
 
