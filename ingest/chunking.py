@@ -171,10 +171,15 @@ def _block_tokens(text: str, span: tuple[int, int], token_spans: TokenSpans):
             if cut > a:
                 b = cut + 1
         for s, e in token_spans(text[a:b]):
-            for s in range(s, e, TOKEN_CHARS):
-                if last is not None:
-                    yield last[0], last[1], False
-                last = (s + a, min(s + TOKEN_CHARS, e) + a)
+            if e - s > TOKEN_CHARS:  # rare: a token of a run without spaces counts once per TOKEN_CHARS
+                for s in range(s, e - TOKEN_CHARS, TOKEN_CHARS):
+                    if last is not None:
+                        yield last[0], last[1], False
+                    last = (s + a, s + TOKEN_CHARS + a)
+                s += TOKEN_CHARS
+            if last is not None:
+                yield last[0], last[1], False
+            last = (s + a, e + a)
         a = b
     if last is not None:
         yield last[0], last[1], True
