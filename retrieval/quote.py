@@ -97,9 +97,17 @@ JOIN = " — "  # between a definition's term and a sentence of its description,
 
 def quoted(sentence: str) -> str:
     """A passage's sentence as an answer quotes it, before its own [n] is added: without the bracketed
-    numbers the document itself wrote ("52 weeks [2]."), which in the answer would read as citations of
-    other passages (a document could make its claim look backed by another reader's document)."""
-    return re.sub(r"\s*" + verify.CITE.pattern, "", sentence)
+    numbers the document itself wrote ("52 weeks [2].", "weeks.[2]"), which in the answer would read as
+    citations of other passages (a document could make its claim look backed by another reader's
+    document). A bracket glued to a name is code, not a citation, and stays: `sys.argv[0]`, `a[1]`."""
+    def drop(m: re.Match) -> str:
+        before = sentence[m.start() - 1] if m.start() else " "
+        return m.group(0) if not m.group(1) and (before.isalnum() or before in "_)]") else ""
+
+    return _DOC_CITE.sub(drop, sentence)
+
+
+_DOC_CITE = re.compile(r"(\s*)" + verify.CITE.pattern)
 
 
 def _term(line: str) -> bool:
