@@ -145,13 +145,13 @@ def start(server, job: ChatJob) -> asyncio.Queue:
 
 def completion_extras(answer) -> dict:
     """archivist's extra fields of a completion: citations, passages, not_found, answer_mode, status, notice,
-    confidence, invalid_citations."""
+    confidence, key, invalid_citations."""
     from archivist.retrieval.answer import answer_json
 
     j = answer_json(answer)
     mode = getattr(answer, "mode", None) or ("not_found" if answer.not_found else "generated")
     return {"citations": j["citations"], "passages": j["passages"], "not_found": answer.not_found, "answer_mode": mode,
-            "status": j["status"], "notice": j["notice"], "confidence": j["confidence"],
+            "status": j["status"], "notice": j["notice"], "confidence": j["confidence"], "key": j["key"],
             "invalid_citations": j["invalid_citations"]}
 
 

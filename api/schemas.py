@@ -205,6 +205,8 @@ class ChatResponse(BaseModel):
     notice: str = Field("", description="archivist: the line the answer text starts with when it is not an answer "
                                          "(uncertain: the closest passage follows, not confirmed to answer), else empty")
     confidence: float = Field(description="archivist: the score the status was decided on")
+    key: str = Field("", description="archivist: the short answer shown first, before a quote shown as the answer "
+                                     "(a command, setting, number ...); empty when none is shown")
     invalid_citations: list[int] = Field(description="archivist: [n] marks the model wrote that point to no passage (removed)")
     conversation: int | None = Field(None, description="archivist: with `conversation` in the request, where it was saved")
     message_id: int | None = Field(None, description="archivist: with `conversation`, the saved answer's id (for POST /v1/feedback)")

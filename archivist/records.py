@@ -121,6 +121,7 @@ class Answer:
     claims: list[dict] = field(default_factory=list)  # retrieval/verify.py ClaimCheck per generated sentence
     generated: str | None = None  # the model's own text (a draft) when what is shown differs from it
     notice: str = ""  # the line `answer` starts with when it is not an answer (answer.UNCERTAIN, UNCHECKED), else ""
+    key: str = ""  # the short answer shown first, before a quote shown as the answer (keyanswer.key_span); else ""
 
     @property
     def body(self) -> str:

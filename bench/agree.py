@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import log  # noqa: E402
+from common import log, names_gold  # noqa: E402
 from finetune_unseen import load_rows  # noqa: E402
 
 
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             per = {}
             for how in (None, "span", "term"):
                 st = [promoted(r, how) for r in ans]
-                per[how] = ([float(s == "answered" and bool(r["contains_gold"])) for s, r in zip(st, ans)],
-                            [float(s == "answered" and not r["contains_gold"]) for s, r in zip(st, ans)],
+                per[how] = ([float(s == "answered" and names_gold(r)) for s, r in zip(st, ans)],
+                            [float(s == "answered" and not names_gold(r)) for s, r in zip(st, ans)],
                             sum(promoted(r, how) == "answered" for r in una))
             base_right, base_miss, base_una = per[None]
             print(f"{name} {args.split} {model} auto: {len(ans)} answerable, {len(una)} unanswerable; as served: "

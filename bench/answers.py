@@ -29,10 +29,11 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, DATA, EVALSETS, log, machine, md_table, open_ws, report, save_result  # noqa: E402
+from common import BENCH, DATA, EVALSETS, log, machine, md_table, names_gold, open_ws, report, save_result  # noqa: E402
 
 CORPORA = ("git", "handbook", "python")
 FOLDERS = {"git": "git", "handbook": "debian-handbook", "python": "python", "valgrind": "valgrind"}  # as bench/corpora.py
@@ -106,11 +107,41 @@ def run_answers(ws, qs, mode: str) -> list[dict]:
     from archivist.retrieval.llm import llm_for
 
     llm = NoDraft(llm_for(ws.settings)) if mode == "auto-quote" else None
-    res = evaluate_answers(ws, qs, user=None, adapter=None, mode="auto" if llm else mode, llm=llm)
+    with key_sentences() as sentences:
+        res = evaluate_answers(ws, qs, user=None, adapter=None, mode="auto" if llm else mode, llm=llm)
     rows = res["per_question"]
-    for q, r in zip(qs, rows):
-        r.update(id=q.extra.get("id"), kind=q.extra.get("kind"), split=q.extra.get("split"), answers=q.answers)
+    for q, r, sentence in zip(qs, rows, sentences):
+        r.update(id=q.extra.get("id"), kind=q.extra.get("kind"), split=q.extra.get("split"), answers=q.answers,
+                 key_sentence=sentence)
     return rows
+
+
+@contextmanager
+def key_sentences():
+    """A list that gets, for each question `ask` answers meanwhile, the sentence and question its key
+    span was taken from (keyanswer.key_span's last call in that ask; None when none), so that a span
+    rule can be scored offline on the rows (bench/key_span.py): in extractive mode the span decides
+    nothing but what is shown first."""
+    from unittest import mock
+
+    from archivist.retrieval import answer, keyanswer
+
+    got, last = [], []
+    span, ask = keyanswer.key_span, answer.ask
+
+    def recorded_span(sentence, question):
+        last[:] = [[sentence, question]]
+        return span(sentence, question)
+
+    def recorded_ask(*args, **kwargs):
+        last.clear()
+        try:
+            return ask(*args, **kwargs)
+        finally:
+            got.append(last[0] if last else None)
+
+    with mock.patch.object(keyanswer, "key_span", recorded_span), mock.patch.object(answer, "ask", recorded_ask):
+        yield got
 
 
 def run_yes_no(ws, qs, mode: str) -> dict[str, list[dict]]:
@@ -134,8 +165,8 @@ def metrics(rows: list[dict]) -> dict:
     st = [r["status"] for r in ans]
     out = {"answerable": len(ans), "unanswerable": len(una)}
     if ans:
-        out["key_accuracy"] = sum(s == "answered" and r["contains_gold"] for s, r in zip(st, ans)) / len(ans)
-        out["confident_miss"] = sum(s == "answered" and not r["contains_gold"] for s, r in zip(st, ans)) / len(ans)
+        out["key_accuracy"] = sum(s == "answered" and names_gold(r) for s, r in zip(st, ans)) / len(ans)
+        out["confident_miss"] = sum(s == "answered" and not names_gold(r) for s, r in zip(st, ans)) / len(ans)
         out["uncertain"] = st.count("uncertain") / len(ans)
         out["not_found"] = st.count("not_found") / len(ans)
         out["gold_in_quote"] = sum(bool(r["contains_gold"]) for r in ans) / len(ans)

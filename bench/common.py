@@ -202,3 +202,10 @@ def report(name: str, title: str, body: str, data: dict) -> None:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def names_gold(row: dict) -> bool:
+    """Whether an answers row (`evaluate_answers`' per_question) names its gold as key accuracy reads
+    it: what the answer shows first, its key span when it has one (retrieval.evaluation.key_right,
+    stored as "key_right"); rows stored before that, by their whole text ("contains_gold")."""
+    return bool(row.get("key_right", row.get("contains_gold")))

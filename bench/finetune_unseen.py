@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from answers import FOLDERS, build_corpus  # noqa: E402
-from common import DATA, EVALSETS, REPO, log, machine, md_table, open_ws, report  # noqa: E402
+from common import DATA, EVALSETS, REPO, log, machine, md_table, names_gold, open_ws, report  # noqa: E402
 
 MODES = ("auto", "generate")  # the modes that generate; extractive is run once, as the reference
 STEPS = 12  # optimizer steps of the fine-tune (the default, one epoch, is hundreds of steps here)
@@ -240,7 +240,7 @@ def metrics(rows: Sequence[dict]) -> dict:
                    draft_contained=sum(d.contained for d in drafts) / n,
                    contained=sum(bool(r["contains_gold"]) for r in ans) / n,
                    token_f1=sum(r["token_f1"] for r in ans) / n,
-                   confident_miss=sum(r["status"] == "answered" and not r["contains_gold"] for r in ans) / n,
+                   confident_miss=sum(r["status"] == "answered" and not names_gold(r) for r in ans) / n,
                    uncertain=sum(r["status"] == "uncertain" for r in ans) / n,
                    not_found=sum(r["status"] == "not_found" for r in ans) / n,
                    seconds=sorted(r["seconds"] for r in ans)[n // 2])
@@ -250,7 +250,7 @@ def metrics(rows: Sequence[dict]) -> dict:
 
 
 def key_right(row: dict) -> float:
-    return float(row["status"] == "answered" and bool(row["contains_gold"]))
+    return float(row["status"] == "answered" and names_gold(row))
 
 
 def gains(base: Sequence[dict], adapted: Sequence[dict]) -> dict:
@@ -261,7 +261,7 @@ def gains(base: Sequence[dict], adapted: Sequence[dict]) -> dict:
     per = {"key accuracy": key_right, "gold contained": lambda r: float(bool(r["contains_gold"])),
            "gold in draft": lambda r: float(score_answer(r["gold"], r.get("draft") or "", r.get("answers", [])[1:]).contained),
            "token F1": lambda r: r["token_f1"],
-           "confident misses": lambda r: float(r["status"] == "answered" and not r["contains_gold"])}
+           "confident misses": lambda r: float(r["status"] == "answered" and not names_gold(r))}
     return {m: paired_difference([f(a) for _, a in pairs], [f(b) for b, _ in pairs]) for m, f in per.items()}
 
 

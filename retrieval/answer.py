@@ -284,6 +284,7 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
         _show(result, NOT_FOUND, [], embedder, s, "not_found", "not_found", k.right if k else 0.0)
     elif status == "answered":
         _show(result, k.text, passages, embedder, s, "extractive", "answered", k.right)
+        result.key = k.span
     else:
         _show(result, k.quote, passages, embedder, s, "extractive", "uncertain", k.right, notice=UNCERTAIN)
 
@@ -421,6 +422,7 @@ def answer_json(a: Answer) -> dict:
         "status": a.status,
         "notice": a.notice,
         "confidence": a.confidence,
+        "key": a.key,
         "generated": a.generated,
         "claims": [{k: c[k] for k in ("text", "cites", "supported", "reason")} for c in a.claims if c.get("claim", True)],
         "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens},

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archivist.retrieval.evaluation import (DEFAULT_KS, AnswerOutcome, answer_metrics, credit, distinct,
-                                            hybrid_comparisons, mean_metrics, ranking_metrics, score_answer, supports)
+                                            hybrid_comparisons, key_right, mean_metrics, ranking_metrics, score_answer, supports)
 
 MODES = ("dense", "lexical", "hybrid", "hybrid+rerank")
 
@@ -240,7 +240,7 @@ def outcome_of(q: Question, answer) -> AnswerOutcome:
                          cited=[c.text for c in answer.citations], cited_documents=[c.document for c in answer.citations],
                          seconds=answer.seconds, alternatives=list(q.answers[1:]),
                          status=getattr(answer, "status", "not_found" if answer.not_found else "answered"),
-                         mode=answer.mode, confidence=getattr(answer, "confidence", 0.0))
+                         mode=answer.mode, confidence=getattr(answer, "confidence", 0.0), key=getattr(answer, "key", ""))
 
 
 def evaluate_answers(ws, questions: Sequence[Question], user: str | None = None, adapter: str | None = "active",
@@ -276,6 +276,7 @@ def _answer_row(o: AnswerOutcome) -> dict:
     return {"question": o.question, "gold": o.gold, "answer": o.answer, "not_found": o.not_found,
             "status": o.status, "mode": o.mode, "confidence": o.confidence,
             "contains_gold": score.contained if score else None,
+            "key": o.key, "key_right": key_right(o, score) if score else None,
             "token_f1": round(score.f1, 4) if score else None,
             "cited_documents": o.cited_documents,
             "citations_supporting": [supports(o.gold, c) for c in o.cited] if o.gold is not None else [],

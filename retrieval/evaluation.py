@@ -298,6 +298,19 @@ class AnswerOutcome:
     status: str = "answered"  # answered | uncertain | not_found, as the answer said
     mode: str = "generated"  # generated | extractive | not_found: what produced it
     confidence: float = 0.0
+    key: str = ""  # the key span shown first, before the quote (Answer.key); "" when none is shown
+
+
+def key_right(o: AnswerOutcome, score: AnswerScore | None = None) -> bool:
+    """Whether what `o` shows first names the gold: its key span when it shows one (read strictly: a
+    quote "aptitude — ... mark it with apt-mark auto ..." for gold "apt-mark auto" is wrong, though
+    the sentence after the wrong span holds the gold), else its whole text (`score_answer`'s
+    contained). False for an unanswerable question."""
+    if o.gold is None:
+        return False
+    if o.key:
+        return any(contains_answer(g, o.key) for g in [o.gold, *o.alternatives])
+    return (score or score_answer(o.gold, o.answer, o.alternatives)).contained
 
 
 def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
@@ -310,8 +323,9 @@ def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
     false_refusal_rate: share of answerable questions refused.
 
     By the answer's status (what the user is told about how sure it is), over answerable questions:
-    key_accuracy: status *answered* and the answer names the gold (a command, number, setting ...).
-    confident_miss_rate: status *answered* but the gold is not in it: shown as an answer, and wrong.
+    key_accuracy: status *answered* and what it shows first names the gold (a command, number,
+    setting ...): its key span when it shows one, else its text (`key_right`).
+    confident_miss_rate: status *answered* but wrong by the same reading: shown as an answer, and wrong.
     uncertain_rate / not_found_rate: status *uncertain* / *not_found*.
     And over unanswerable questions, unanswerable_not_found: status *not_found*.
     """
@@ -327,7 +341,7 @@ def answer_metrics(outcomes: Sequence[AnswerOutcome]) -> dict[str, float | int]:
         out["false_refusal_rate"] = round(sum(o.not_found for o in answerable) / len(answerable), 4)
         out["citations"] = len(cites)
         out["citation_precision"] = round(sum(supports(g, c) for g, c in cites) / len(cites), 4) if cites else 0.0
-        answered = [s.contained for o, s in zip(answerable, scores) if o.status == "answered"]
+        answered = [key_right(o, s) for o, s in zip(answerable, scores) if o.status == "answered"]
         out["key_accuracy"] = round(sum(answered) / len(answerable), 4)
         out["confident_miss_rate"] = round(sum(not c for c in answered) / len(answerable), 4)
         out["uncertain_rate"] = round(sum(o.status == "uncertain" for o in answerable) / len(answerable), 4)
@@ -345,12 +359,14 @@ ANSWER_SCORES = ("accuracy", "key_accuracy", "token_f1")
 
 def answer_scores(rows: Sequence[dict]) -> dict[str, list[float]]:
     """Each answerable question's score, from an answers run's `per_question` rows (as stored):
-    accuracy (1 when the answer holds the gold), key_accuracy (1 when it also has the status
-    *answered*) and token_f1, in the rows' order; `answer_metrics`' means are their means. A run
-    stored before answers had a status gives no key_accuracy."""
+    accuracy (1 when the answer holds the gold), key_accuracy (1 when it has the status *answered*
+    and what it shows first names the gold: `key_right`, stored as "key_right"; a run stored before
+    that, by its text) and token_f1, in the rows' order; `answer_metrics`' means are their means. A
+    run stored before answers had a status gives no key_accuracy."""
     rows = [r for r in rows if r.get("gold") is not None]
     out = {"accuracy": [float(bool(r.get("contains_gold"))) for r in rows],
-           "key_accuracy": [float(r.get("status") == "answered" and bool(r.get("contains_gold"))) for r in rows],
+           "key_accuracy": [float(r.get("status") == "answered" and bool(r.get("key_right", r.get("contains_gold"))))
+                            for r in rows],
            "token_f1": [float(r.get("token_f1") or 0.0) for r in rows]}
     if not all("status" in r for r in rows):
         del out["key_accuracy"]

@@ -338,6 +338,32 @@ def test_status_metrics_hand_computed():
     assert m["unanswerable_not_found"] == round(1 / 3, 4)
 
 
+def test_key_accuracy_reads_the_key_span_shown_first():
+    """A quote shown as the answer is right only when the key span it starts with names the gold: the
+    sentence after a wrong span holding the gold does not make it right (a confident miss). Without a
+    span, the text is read; the stored rows give key_accuracy the same way (answer_scores)."""
+    from archivist.retrieval.evaluation import AnswerOutcome, answer_metrics, answer_scores, key_right
+
+    o = [
+        AnswerOutcome("q1", "apt-mark auto", "aptitude — Mark it with apt-mark auto [1]", False, status="answered",
+                      key="aptitude"),  # wrong span, the sentence holds the gold: a miss
+        AnswerOutcome("q2", "getfacl", "getfacl — getfacl(1) retrieves the ACLs [1]", False, status="answered",
+                      key="getfacl"),  # right span
+        AnswerOutcome("q3", "9418", "The daemon listens on port 9418 [1]", False, status="answered"),  # no span: the text
+        AnswerOutcome("q4", "-v", "--verbose — Be verbose [1]", False, status="answered", key="--verbose",
+                      alternatives=["--verbose"]),  # right by an alternative spelling
+        AnswerOutcome("q5", "atq", "at — Use atq [1]", False, status="uncertain", key=""),
+    ]
+    assert [key_right(x) for x in o] == [False, True, True, True, True]
+    m = answer_metrics(o)
+    assert m["key_accuracy"] == 0.6 and m["confident_miss_rate"] == 0.2  # q2, q3, q4 right; q1 a miss
+    assert m["accuracy"] == 1.0  # every text holds the gold
+    rows = [{"gold": x.gold, "status": x.status, "contains_gold": True, "key_right": key_right(x)} for x in o]
+    assert answer_scores(rows)["key_accuracy"] == [0.0, 1.0, 1.0, 1.0, 0.0]
+    old = [{k: v for k, v in r.items() if k != "key_right"} for r in rows]  # stored before key_right: by the text
+    assert answer_scores(old)["key_accuracy"] == [1.0, 1.0, 1.0, 1.0, 0.0]
+
+
 def test_answer_sets_accept_several_spellings(tmp_path):
     from archivist.retrieval.evaluate import EvalSetError, load_set
 

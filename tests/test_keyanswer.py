@@ -12,7 +12,7 @@ import pytest
 
 from archivist.ingest.pipeline import ingest_paths
 from archivist.records import Answer, Hit
-from archivist.retrieval.answer import NOT_FOUND, UNCERTAIN, ask, settle
+from archivist.retrieval.answer import NOT_FOUND, UNCERTAIN, answer_json, ask, settle
 from archivist.retrieval.answerability import missing_names, names
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, term_stats
 from archivist.retrieval.quote import _box_title, candidates
@@ -247,6 +247,8 @@ def test_an_uncertain_quote_is_shown_as_a_passage(embedder, settings):
         settle(a, question, passages, "", "extractive", embedder, s, relevance=0.8)
         assert (a.status, a.notice, a.body, [c.n for c in a.citations]) == (status, notice, body, [1])
         assert a.answer == (f"{notice}\n{body}" if notice else body)
+        assert a.key == ("--keep-index" if status == "answered" else "")  # what key accuracy reads (evaluation.key_right)
+        assert answer_json(a)["key"] == a.key
     assert "not" in UNCERTAIN and "closest passage" in UNCERTAIN and "no answer" not in UNCERTAIN.lower()
 
 
