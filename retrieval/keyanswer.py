@@ -321,29 +321,134 @@ def reading(llm, question: str, texts: Sequence[str]) -> np.ndarray | None:
     return (np.array(logp[:-1]) - logp[-1]) / max(1, llm.count_tokens(" " + question))
 
 
+# What a question asks for, by the noun after "which"/"what" ("which configuration file", "With
+# NFSv4, which export option ..."), and the shape a term of that kind has. A key span must fit it:
+# "/etc/exports" for "which file", not "NFS"; "tag.gpgSign" for "which configuration variable", not
+# "--no-sign". Chosen on the tuning splits' rows (bench/key_span.py, bench/RESULTS.md finding 52).
+_ASKED_NOUNS = {
+    "option": r"options?|flags?|switch(?:es)?",
+    "env": r"environment(?:al)? variables?|env vars?",
+    "constant": r"constants?",
+    "setting": r"configuration (?:variables?|settings?|options?|keys?)|config (?:variables?|settings?|keys?)|settings?"
+               r"|variables?",
+    "path": r"(?:configuration |config |system-wide |initialization )*(?:files?|director(?:y|ies)|folders?|paths?)",
+    "function": r"functions?|methods?|special methods?|callables?",
+    "class": r"classe?s?|exceptions?",
+    "parameter": r"parameters?|arguments?|keyword arguments?|keywords?",
+    "command": r"commands?|subcommands?|programs?|tools?|utilit(?:y|ies)|scripts?|daemons?|packages?|executables?"
+               r"|binar(?:y|ies)",
+}
+_ASKED = re.compile(r"\b(?:which|what)\s+(?:[\w.-]+\s+){0,3}?(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _ASKED_NOUNS.items())
+                    + r")\b", re.I)
+_SHAPES = {  # tested on the term as written ("getfacl(" of "getfacl(1)" is a manual page, not a command as typed)
+    "option": re.compile(r"^--?[A-Za-z]|^[a-z][\w-]*=\S+$"),
+    "env": re.compile(r"^\$?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^\$?[A-Z]{4,}$"),
+    "constant": re.compile(r"^(?:[\w.]+\.)?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^\w+(?:\.\w+)+$"),
+    "setting": re.compile(r"^[a-z][\w-]*(?:\.[\w<>-]+)+$|^[A-Za-z]+_\w+$|^[a-z]\w*=\S+$|^[a-z]+[A-Z]\w*$"),
+    "path": re.compile(r"/|^\.\w"),
+    "function": re.compile(r"\(|^[\w.]+\.\w+$|^__\w+__$"),
+    "class": re.compile(r"^(?:[\w.]+\.)?[A-Z][a-z]+[A-Z]\w*|^(?:[\w.]+\.)?[A-Z][a-z]\w+$"),
+    "parameter": re.compile(r"^[a-z_]\w*=\S+$|^[a-z_]\w*$"),
+    "command": re.compile(r"^[a-z][\w.+-]*(?: [a-z][\w-]*)?$|/"),
+}
+_PORT_Q = re.compile(r"\b(which|what)\s+(\w+\s+){1,2}port\b", re.I)  # "on which TCP port" (no port is a term)
+_LABEL = re.compile(r"^Source code:\s*\S+")  # Python's "Source code: Lib/uuid.py" line: a label, not an answer
+_SIGNATURE = re.compile(r"^(?:class\s+)?[\w.]+\((.*?)\)\s+" + JOIN.strip() + " ")  # "f(a, b=X) — ...": X is an argument
+_ACRONYM = re.compile(r"[A-Z]{2,6}")
+_APPOSED_TERM = r"(?<![\w./~$=-])((?:~/|/|\$|\.)?[A-Za-z_][\w.+/$=<>~-]*[\w/>]|[A-Za-z])"
+_COMMON_ZIPF = 3.0  # a word next to the asked noun more common than this is English ("when", "file"), not a name
+
+
+def asked_kind(question: str) -> str | None:
+    """The kind of term a question asks for by its noun ("which environment variable ...": "env"), one
+    of _ASKED_NOUNS; None for a question without one, or that asks how ("How do I choose which merge
+    tool ...": a clause, not what is asked)."""
+    if re.match(r"\W*how\b", question, re.I):
+        return None
+    m = _ASKED.search(question)
+    return next(k for k in _ASKED_NOUNS if m.group(k)) if m else None
+
+
+def _terms(sentence: str, question: str) -> list[tuple[int, str, str]]:
+    """(position, term as shown, term as written) for the code-like terms and paths of `sentence` the
+    question does not name, in verify.asserted_terms' order: "file(s)" is no call, and the arguments of a definition's signature
+    ("zlib.compress(data, wbits=MAX_WBITS) — ...") count only where the description names them again."""
+    sig = _SIGNATURE.match(sentence)
+    out = []
+    for k, t in new_terms(sentence, question):
+        shown = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
+        i = sentence.find(t)
+        if k != "identifier" or i < 0 or _SECTION.match(shown) or shown.lower() in _CURRENCY | _ZONES:
+            continue
+        if re.fullmatch(r"[a-z]+\(", t) and sentence[i + len(t):i + len(t) + 2] == "s)" and verify.zipf(t[:-1]) >= 3.5:
+            continue  # "configuration file(s)": a plural, not a call
+        if sig and sig.start(1) <= i < sig.end(1):
+            i = sentence.find(t, sig.end())
+            if i < 0:
+                continue
+        out.append((i, shown, t))
+    label = _LABEL.match(sentence)
+    return [c for c in out if not label or c[0] >= label.end()]
+
+
+def _apposed(sentence: str, kind: str, question: str) -> list[tuple[float, str, str]]:
+    """Rare words the sentence puts next to the asked noun ("the atq command", "the option fsid=0"),
+    the first of a list ("the nagios4 and monitoring-plugins packages": nagios4), as _terms' rows."""
+    noun = _ASKED_NOUNS[kind]
+    found = [(m.start(1), m.group(1)) for m in re.finditer(rf"{_APPOSED_TERM}\s+(?:{noun})\b", sentence)]
+    found += [(m.start(1), m.group(1)) for m in re.finditer(rf"\b(?:{noun})\s+{_APPOSED_TERM}", sentence)]
+    out = []
+    for i, t in found:
+        t = t.rstrip(".,;:")
+        if _named(t, question) or t.isalpha() and verify.zipf(t.lower()) >= _COMMON_ZIPF:
+            continue
+        first = re.search(r"([A-Za-z][\w.+-]*\w)\s*(?:,|\band\b|\bor\b)\s*$", sentence[:i])
+        if first and verify.zipf(first.group(1).lower()) < _COMMON_ZIPF and not _named(first.group(1), question):
+            i, t = first.start(1), first.group(1)
+        out.append((i, t, t))
+    return out
+
+
+def _shown(term: str, sentence: str) -> str:
+    """`term` as the sentence writes it: with a "$" before it ("$GIT_DIR/worktrees"), or the e-mail
+    address or URL that holds it, whole."""
+    if not term.startswith("$") and "$" + term in sentence:
+        return "$" + term
+    return next((m.group(0).rstrip(".,;:)") for m in _LINK.finditer(sentence) if term in m.group(0)), term)
+
+
 def key_span(sentence: str, question: str) -> str:
-    """The span of `sentence` that answers, copied from it: for a question about a number or date,
-    the first amount or date it does not name (with its currency, range and unit: "EUR 1,500 per
-    year", "1 September 2025"); for "who", the first name; otherwise (or when those find nothing,
-    unless the question asks for the amount itself: "when ...?", "how many ...?") its first
-    code-like term or path the question does not name, an e-mail address or URL whole. "" when
-    there is none: no key is better than a wrong one."""
-    asks = _ASKS_AMOUNT.search(question)
+    """The span of `sentence` that answers, copied from it. For a question that asks for a kind of
+    term by its noun (`asked_kind`: "which option", "which configuration file"), the first term that
+    has that kind's shape, or a rare word the sentence puts next to the noun ("the atq command"); else
+    for a question about a number or date, the first amount or date it does not name (with its
+    currency, range and unit: "EUR 1,500 per year", "1 September 2025", "2 weeks ago"); for "who",
+    the first name; otherwise (unless the question asks for a kind of term or the amount itself:
+    "when ...?", "how many ...?") its first code-like term or path the question does not name that
+    is not a bare acronym, an e-mail address or URL whole. "" when there is none: no key is better
+    than a wrong one."""
+    kind = asked_kind(question)
+    if kind:
+        apposed = _apposed(sentence, kind, question)
+        fits = sorted((0 if (i, t, raw) in apposed else 1, i, t) for i, t, raw in _terms(sentence, question) + apposed
+                      if _SHAPES[kind].search(raw))
+        if fits:
+            return _shown(fits[0][2], sentence)
+    asks = _ASKS_AMOUNT.search(question) or _PORT_Q.search(question)
     if asks or question_kind(question) == "number" or _AMOUNT_Q.search(question):
         amount = _amount(sentence, question)
+        if amount and re.search(re.escape(amount) + r"\s+ago\b", sentence):
+            amount += " ago"  # "default is 2 weeks ago"
         if amount or asks:
             return amount
     if _WHO_Q.search(question):
         name = _name(sentence, question)
         if name:
             return name
-    for k, t in new_terms(sentence, question):
-        t = t[:-1] if t.endswith("(") else t  # "heapq.nlargest(" of "heapq.nlargest(n, iterable)"
-        if k != "identifier" or t not in sentence or _SECTION.match(t) or t.lower() in _CURRENCY | _ZONES:
-            continue
-        link = next((m.group(0).rstrip(".,;:)") for m in _LINK.finditer(sentence) if t in m.group(0)), None)
-        return link or t
-    return ""
+    if kind:
+        return ""
+    terms = [t for _, t, _ in _terms(sentence, question) if not _ACRONYM.fullmatch(t)]  # "APT" names no answer
+    return _shown(terms[0], sentence) if terms else ""
 
 
 def key_status(answerable: float, right: float, top_quote: float, *, not_found: float, answered: float,

@@ -72,6 +72,31 @@ def _hit(n: int, text: str, heading: tuple[str, ...] = ()) -> Hit:
      "What is the default line-wrap length for the l command?", ""),
     ("A length of 0 (zero) means to never wrap long lines; the default is 70.",
      "What is the default line-wrap length for the l command?", "70"),  # the default's, not the first number
+    # the kind of term the question asks for by its noun: a term of that shape, not the first one
+    ("The SMTP relay configuration file(s), /etc/relay/hosts and /etc/relay/hosts.d/, list the allowed senders.",
+     "Which configuration file lists the senders the relay accepts?", "/etc/relay/hosts"),  # "file(s)" is no call
+    ("REQUEST_URI — The APP_TRUST_PROXY environment variable may be set to trust the forwarded headers.",
+     "Which environment variable makes the app trust forwarded headers?", "APP_TRUST_PROXY"),
+    ("--no-cache — Override cache.enabled configuration variable that is set to cache every response.",
+     "Which configuration variable turns on caching of every response?", "cache.enabled"),
+    ("You can list pending jobs again with the jobq command, which prints the queue.",
+     "Which command lists the pending jobs?", "jobq"),  # a rare word next to the asked noun
+    ("The first step is to install the zabbix7 and zabbix-agent packages.", "Which packages are needed for monitoring?",
+     "zabbix7"),  # the first of a list
+    ("Each share must be marked with the option ro=1 to be read-only.", "Which share option makes it read-only?", "ro=1"),
+    ("lz.pack(data, level=LEVEL_MAX) — LEVEL_DEFAULT is a compromise between speed and size.",
+     "Which constant is the default level of lz.pack?", "LEVEL_DEFAULT"),  # a signature's argument is not described
+    ("Source code: Lib/things.py — The THINGS_HOME environment variable sets where things are kept.",
+     "Which environment variable sets where things are kept?", "THINGS_HOME"),  # a label, not an answer
+    ("Each worktree keeps its files in the $APP_DIR/trees directory.", "In which directory are the worktree files kept?",
+     "$APP_DIR/trees"),  # as written, with its "$"
+    ("How do I choose which merge tool runs? --tool=<tool> — Use the merge resolution program given.",
+     "How do I choose which merge tool runs?", "--tool=<tool>"),  # "which merge tool" is a clause of a how-question
+    ("Objects older than the date are pruned (default is 3 days ago).",
+     "How old must objects be before they are pruned, by default?", "3 days ago"),
+    ('The daemon listens on port "DEFAULT_PORT" aka 7077.', "On which TCP port does the daemon listen by default?", "7077"),
+    ("Mint ships Cinnamon by default, and its updater is based on APT.", "Which desktop does Mint ship by default?",
+     ""),  # a bare acronym names no answer: no key
 ])
 def test_the_key_span_is_what_the_question_does_not_name(sentence, question, span):
     assert key_span(sentence, question) == span
