@@ -109,7 +109,7 @@ VLLM_DTYPE   ?= float32
 # 0: serve without LoRA (no adapters)
 VLLM_LORA    ?= 1
 VLLM_LORA_FLAGS := $(if $(filter 0,$(VLLM_LORA)),,--enable-lora --max-lora-rank 16)
-VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.settings import Settings; from archivist.models import resolve_llm; s = Settings.from_env(); print(resolve_llm(s.llm, s.cache))" 2>/dev/null)
+VLLM_MODEL   ?= $(shell $(BIN)/python -c "from archivist.settings import Settings; from archivist.catalog import resolve_llm; s = Settings.from_env(); print(resolve_llm(s.llm, s.cache))" 2>/dev/null)
 
 $(VLLM_STAMP):
 	$(PYTHON) -m venv $(VLLM_VENV)

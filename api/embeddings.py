@@ -1,6 +1,6 @@
 """POST /v1/embeddings: texts embedded by the workspace's embedder (archivist.models.embedder_for), or
 by the base embedder for a caller who may not see the adapted one it switched to
-(finetune.retriever.served_embedder)."""
+(finetune.embedders.served_embedder)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def embeddings(body: S.EmbeddingRequest, who: str = Depends(user), srv: Server =
     """Embed texts with the workspace's embedder (normalized vectors; `base64` is little-endian float32)."""
     import numpy as np
 
-    from archivist.finetune.retriever import served_embedder
+    from archivist.finetune.embedders import served_embedder
 
     settings = srv.settings
     if body.model != settings.embedder:

@@ -47,11 +47,11 @@ def list_models(ws: Workspace, created: int, user: str) -> list[dict]:
     for r in rows:
         out.append({"id": r["name"], "object": "model", "created": int(r["created_at"]), "owned_by": "archivist",
                     "kind": "adapter", "base_model": r["base_model"], "active": bool(r["active"]), "stale": r["stale"]})
-    from archivist.finetune import retriever
+    from archivist.finetune.embedders import list_embedders
 
-    adapted = retriever.list_embedders(ws, user)  # only those trained on collections the user may read
+    adapted = list_embedders(ws, user)  # only those trained on collections the user may read
     # the base is active for this user unless an adapted embedder they may see is: one they may not
-    # see is neither named nor told, and /v1/embeddings gives them the base (retriever.served_embedder)
+    # see is neither named nor told, and /v1/embeddings gives them the base (embedders.served_embedder)
     out.append({"id": s.embedder, "object": "model", "created": created, "owned_by": "archivist", "kind": "embedding",
                 "base_model": None, "active": not any(e["active"] for e in adapted)})
     for e in adapted:

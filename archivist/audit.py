@@ -256,6 +256,30 @@ def viewed(ws: Workspace, user: str, surface: str, doc: dict, chunks: int) -> in
         "version": doc.get("content_hash"), "chunks": chunks})
 
 
+def document_written(ws: Workspace, status: str, user: str | None, name: str, document_id: int, collection_id: int,
+                     sha256: str, chunks: int) -> int:
+    """Record that an ingest added or updated (`status`) document `name`: {"document_id", "collection"
+    (its name, as document.deleted and document.viewed name it), "sha256", "chunks"}. Inside the
+    ingest's transaction. (Records written before 2026-12-07 hold `collection_id`; `read` names it.)"""
+    row = ws.db.execute("SELECT name FROM collections WHERE id = ?", (collection_id,)).fetchone()
+    return record(ws, f"document.{status}", user=user, target=name, detail={
+        "document_id": document_id, "collection": row[0] if row else None, "sha256": sha256, "chunks": chunks})
+
+
+def others_read(ws: Workspace, by: str, surface: str, what: str, rows) -> int | None:
+    """Record that admin `by` was shown rows other users stored: `what` "feedback" (GET /v1/feedback)
+    or "evaluation" (`archivist eval answers --compare RUN`), `rows` [(id, owner)] of what was shown.
+    Rows of `by`'s own are left out, and nothing is written when no row is another's (a user reading
+    their own is not recorded). Detail: {"surface", "ids", "owners" (None: an owner deleted since)};
+    the target is the id when one row was read. Returns the record's id, or None."""
+    others = [(int(i), o) for i, o in rows if o != by]
+    if not others:
+        return None
+    owners = sorted({o for _, o in others}, key=lambda o: (o is None, o or ""))
+    return record(ws, f"{what}.read", user=by, target=str(others[0][0]) if len(others) == 1 else None,
+                  detail={"surface": surface, "ids": [i for i, _ in others], "owners": owners})
+
+
 def denied(ws: Workspace, user: str | None, surface: str, attempt: str, reason: str) -> int:
     """Record a refused attempt (an AccessDenied reaching the CLI or the API): `user` as it acted
     (a name that is no user is kept in the detail as `claimed`, not as the record's user),

@@ -23,7 +23,7 @@ from archivist.workspace import Workspace, WorkspaceError, connect
 
 # The folders copied after the database, as they are. index/ is derived from SQLite (checked and
 # repaired from it on every open), copied only to spare a rebuild; a file caught mid-replace is
-# found and rebuilt then. embedders/ and rerankers/ (finetune.retriever.FOLDER, retrieval.rerank.FOLDER:
+# found and rebuilt then. embedders/ and rerankers/ (finetune.embedders.FOLDER, retrieval.rerank.FOLDER:
 # named here, the kernel imports no stage) hold what `finetune --target` trained: the index's vectors
 # were computed by the active adapted embedder, so a copy without it could not search them.
 FOLDERS = ("uploads", "adapters", "embedders", "rerankers", "runs", "datasets", "index")

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     from archivist.access import AccessDenied
-    from archivist.models import ModelNotFound
+    from archivist.catalog import ModelNotFound
     from archivist.workspace import WorkspaceError
 
     try:
@@ -203,7 +203,7 @@ def doctor_report(settings) -> dict:
 
     import psutil
 
-    from archivist.models import EMBEDDER_CATALOG, LLM_CATALOG, _package_dir
+    from archivist.catalog import EMBEDDER_CATALOG, LLM_CATALOG, _package_dir
 
     versions = {}
     for pkg in ("torch", "transformers", "peft", "bitsandbytes", "sentence-transformers", "faiss-cpu", "faiss-gpu-cu12",

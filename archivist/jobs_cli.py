@@ -78,9 +78,9 @@ def cmd_resume(args) -> int:
                 print(f"erased {report.document}: finished the interrupted erase", file=sys.stderr)
                 results = []
             elif job.kind == "reembed":
-                from archivist.finetune import retriever
+                from archivist.finetune.embedders import resume_reembed
 
-                retriever.resume_reembed(ws, job.id, user, progress=not (args.quiet or args.json))
+                resume_reembed(ws, job.id, user, progress=not (args.quiet or args.json))
                 results = []
             else:
                 from archivist.ingest.pipeline import resume_job

@@ -156,7 +156,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(levels: list[int], backends: list[str], memory: float, skip_local_above: int | None,
         dtype: str = "float32", lora: bool = True) -> dict:
-    from archivist.models import resolve_llm
+    from archivist.catalog import resolve_llm
     from archivist.settings import Settings
 
     qs_all = questions()

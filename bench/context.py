@@ -32,7 +32,8 @@ MODES = ["dense", "hybrid"]
 def reembed_with_leads(ws, words: int) -> int:
     """Embed every chunk but its document's first under its heading path, the first `words` words of
     that first chunk, then its text; rebuild the indexes. Returns the number of chunks."""
-    from archivist.ingest.pipeline import embed_text, reindex
+    from archivist.ingest.pipeline import reindex
+    from archivist.ingest.writing import embed_text
     from archivist.models import embedder_for
 
     rows = ws.db.execute("SELECT id, document_id, text, heading FROM chunks ORDER BY document_id, seq").fetchall()

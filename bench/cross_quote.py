@@ -118,7 +118,7 @@ def train(groups: list[dict], seed: int = 0, lr: float = 3e-5, batch_groups: int
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from archivist.finetune.retriever import freeze_encoder_below, optimizer_step
-    from archivist.models import resolve_embedder
+    from archivist.catalog import resolve_embedder
 
     torch.manual_seed(seed)
     base = resolve_embedder("all-minilm-l6-v2")

@@ -20,7 +20,7 @@ from common import alternate, corpus, log, md_table, median, report, size, size_
 def chunk_texts(folder, limit: int) -> list[str]:
     from archivist.ingest import chunking
     from archivist.ingest.folders import expand
-    from archivist.ingest.pipeline import embed_text
+    from archivist.ingest.writing import embed_text
     from archivist.ingest.readers import read
     from archivist.models import load_embedder
 

@@ -164,10 +164,10 @@ def prepare(size: dict, home: Path) -> tuple[str, str, dict]:
     """Ingest samples/ into a fresh workspace, build the dataset, and pick steps x batch examples
     no longer than the size's max_len; returns (examples.jsonl, base model folder, shape info)."""
     os.environ["ARCHIVIST_HOME"] = str(home)
+    from archivist.catalog import resolve_llm
     from archivist.finetune.datasets import build_dataset
     from archivist.finetune.lora import encode
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.models import resolve_llm
     from archivist.retrieval.repair import open_checked
     from archivist.settings import Settings
 

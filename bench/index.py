@@ -84,7 +84,7 @@ def _state() -> dict:
 def embed(limit: int) -> int:
     """Embed source files from where the cache stopped until `limit` chunks; returns the count."""
     from archivist.ingest import chunking
-    from archivist.ingest.pipeline import embed_text
+    from archivist.ingest.writing import embed_text
     from archivist.ingest.readers import read
     from archivist.models import load_embedder
     from archivist.settings import Settings
@@ -173,19 +173,19 @@ def jittered(real: np.ndarray, n: int, cosine: float, seed: int = 0) -> np.ndarr
 
 
 def build(kind: str, ids: np.ndarray, vecs: np.ndarray) -> tuple[object, float]:
-    """An index of `kind` holding `vecs` under `ids`, built as retrieval/vectors.py builds it;
-    returns it and the build time (training included) in seconds."""
+    """An index of `kind` holding `vecs` under `ids`, built as retrieval/vectors.py builds it
+    (retrieval/index_kinds.py); returns it and the build time (training included) in seconds."""
     import faiss
 
-    from archivist.retrieval import vectors
+    from archivist.retrieval import index_kinds
 
     t0 = time.perf_counter()
-    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:vectors.train_size(kind.split("+")[0], len(vecs))]]
+    train = vecs[np.random.default_rng(0).permutation(len(vecs))[:index_kinds.train_size(kind.split("+")[0], len(vecs))]]
     nlist = max(16, int(4 * np.sqrt(len(vecs))))
     if kind in ("ivfpq", "ivfpq+opq"):
-        index = vectors.compressed_index(vecs.shape[1], nlist, train, opq=kind == "ivfpq+opq")
+        index = index_kinds.compressed_index(vecs.shape[1], nlist, train, opq=kind == "ivfpq+opq")
     else:
-        index, got = vectors._new_index(vecs.shape[1], len(vecs), kind, train)
+        index, got = index_kinds.new_index(vecs.shape[1], len(vecs), kind, train)
         assert got == kind, (kind, got)
     index.add_with_ids(vecs, ids)
     seconds = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from common import (BENCH, alternate, corpus, corpus_bytes, fresh_home, log, md_
 
 def chunk_inputs(ws) -> list[str]:
     """The texts the pipeline embedded (heading + chunk text), in chunk order."""
-    from archivist.ingest.pipeline import embed_text
+    from archivist.ingest.writing import embed_text
 
     return [embed_text(r[0], r[1]) for r in ws.db.execute("SELECT text, heading FROM chunks ORDER BY id")]
 

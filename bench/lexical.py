@@ -163,7 +163,7 @@ def quality_rows() -> tuple[list[tuple], dict[int, str]]:
     from archivist.settings import Settings
     from transformers import AutoTokenizer
 
-    from archivist.models import resolve_embedder
+    from archivist.catalog import resolve_embedder
 
     folder = corpus("corpus-full", 2000, True)
     s = Settings.from_env(home=Path(tempfile.mkdtemp()))

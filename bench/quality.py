@@ -79,7 +79,7 @@ def llamaindex_run(folder, sets: dict) -> dict:
     from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from archivist.models import resolve_embedder
+    from archivist.catalog import resolve_embedder
     from archivist.retrieval.evaluation import credit, mean_metrics, ranking_metrics
 
     LISettings.llm = None  # retrieval only; never reach for a hosted LLM

@@ -63,7 +63,7 @@ def cross_encoder_ms(ws, qs, embedder, n: int = 20) -> float:
     """Median CPU ms for a MiniLM-L6 cross-encoder to score the 30 candidates of a search (no training)."""
     from sentence_transformers import CrossEncoder
 
-    from archivist.models import resolve_embedder
+    from archivist.catalog import resolve_embedder
     from archivist.retrieval.search import search
 
     model = CrossEncoder(resolve_embedder(ws.settings.embedder), num_labels=1, device="cpu", max_length=256)

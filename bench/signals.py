@@ -228,7 +228,7 @@ def clauses(q: Question) -> dict:
 def _token_model():
     from sentence_transformers import SentenceTransformer
 
-    from archivist.models import resolve_embedder
+    from archivist.catalog import resolve_embedder
 
     return SentenceTransformer(resolve_embedder("all-minilm-l6-v2"), device="cpu")
 

@@ -205,7 +205,7 @@ def _exists(ws, name: str) -> bool:
 
 def cmd_finetune_retriever(args) -> int:
     """`archivist finetune --target retriever`: train, evaluate, register, and (when better) re-embed."""
-    from archivist.finetune import retriever
+    from archivist.finetune import embedders, retriever
 
     given = {k: getattr(args, k, None) for k in ("collections", "eval_fraction", "lr", "batch_size", "max_seq_len",
                                                  "seed", "name", "max_chunks", "questions")}
@@ -216,7 +216,7 @@ def cmd_finetune_retriever(args) -> int:
     with open_ws(args) as ws:
         try:
             if args.resume:  # a killed re-embed: the staged vectors are kept, the rest embedded, then the switch
-                result = retriever.activate(ws, args.resume, getattr(args, "user", None), progress=not args.quiet)
+                result = embedders.activate(ws, args.resume, getattr(args, "user", None), progress=not args.quiet)
                 report = {"name": args.resume, "activated": True, "reembed": {"chunks": result.chunks,
                                                                              "seconds": round(result.seconds, 1)}}
             else:

@@ -256,7 +256,8 @@ def plan(settings, base: str | None = None, method: str = "auto", device: str = 
          target_modules: str = "all-linear", answer_tokens: int = 64, unpadded: str = "auto") -> Estimate:
     """The estimate for a planned fine-tune, with its verdict against this machine (never raises WontFit):
     what `archivist finetune --estimate-only` and `archivist doctor --finetune` print."""
-    from archivist.models import pick_device, resolve_llm
+    from archivist.catalog import resolve_llm
+    from archivist.models import pick_device
 
     dev = pick_device(device)
     method = method if method != "auto" else ("qlora" if dev == "cuda" else "lora")

@@ -64,7 +64,7 @@ def export_merged(ws: Workspace, name: str, out: str | Path, user: str | None = 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from archivist.models import resolve_llm
+    from archivist.catalog import resolve_llm
 
     adapters.resolve(ws, user, name)  # the weights can repeat their training text: only for its readers
     rec = adapters.get(ws, name)

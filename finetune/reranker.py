@@ -135,7 +135,8 @@ def finetune_reranker(ws: Workspace, cfg: RerankerConfig, user: str | None = Non
     """The recipe (see the module doc). Returns a report: name, weights, data sizes, the held-out
     evaluation and timings. Raises ValueError when the readable documents give too few questions,
     AccessDenied when `cfg.collections` names one the user may not read."""
-    from archivist.finetune.retriever import fresh_name, make_pairs, readable_split
+    from archivist.finetune.embedders import fresh_name
+    from archivist.finetune.retriever import make_pairs, readable_split
     from archivist.retrieval.rerank import FOLDER
     from archivist.models import embedder_for
     from archivist.retrieval.evaluate import QueryCache

@@ -353,8 +353,9 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
     resumed run starts. Raises DatasetError (no example fits), WontFit (memory)."""
     import torch
 
+    from archivist.catalog import resolve_llm
     from archivist.finetune import memory, runs
-    from archivist.models import pick_device, resolve_llm
+    from archivist.models import pick_device
 
     folder = runs.run_dir(ws, run_id)
     threads = cfg.threads or _auto_threads()
@@ -460,8 +461,8 @@ def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progre
     held-out split, register it with its lineage (activated when it beats the base) and mark the run
     done. Returns {"status": "done", "evaluation", "adapter"}."""
     from archivist import adapters
+    from archivist.catalog import model_hash
     from archivist.finetune import evaluate, registry, runs
-    from archivist.models import model_hash
 
     adapter_dir = prep.folder / "adapter"
     prep.model.save_pretrained(str(adapter_dir), safe_serialization=True)

@@ -208,14 +208,14 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     """Step 3, the document gone: mark what learned from it stale and record the erase (one
     transaction, once per job), rebuild the lexical terms, compact, and end the job."""
     from archivist import jobs
-    from archivist.finetune import retriever
+    from archivist.finetune import embedders
     from archivist.retrieval import lexicon_store
 
     spec = job.spec
     report.adapters = adapters.learned_from(ws, spec["document_id"])  # all marked stale and recorded below
-    report.embedders = retriever.learned_from(ws, spec["document_id"])
+    report.embedders = embedders.learned_from(ws, spec["document_id"])
     why = f"trained on a deleted document: {spec['document']}"
-    retriever.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
+    embedders.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
     with secure_delete(ws.db):
         with transaction(ws.db):
             adapters.mark_stale(ws, report.adapters, why)
@@ -236,7 +236,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         # they may use (a name is about what it learned), and no scan of files that hold other
         # users' text (which would say whether the text is there)
         report.adapters = [a for a in report.adapters if adapters.may_use(ws, actor, a)]
-        report.embedders = [e for e in report.embedders if retriever.may_use(ws, actor, retriever.load_manifest(ws, e))]
+        report.embedders = [e for e in report.embedders if embedders.may_use(ws, actor, embedders.load_manifest(ws, e))]
         report.leftovers_checked = False
     elif needles is not None:
         found = files_holding(ws.home, needles)

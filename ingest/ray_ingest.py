@@ -60,7 +60,7 @@ LEASE_S = 900.0  # an ingest's hold on an actor lapses this long after its last 
 IDLE_CHECK_S = 5.0  # how often an idle warm actor looks at its clock
 STATE_TIMEOUT_S = 600.0  # longest wait for an actor another ingest is starting (its model load)
 IN_FLIGHT = 2  # embed calls queued per actor: one running, one waiting, so an actor never idles between calls
-EMBED_CHUNKS = 256  # chunks per embed call at least (pipeline.BATCH_CHUNKS: the local path embeds as many at once)
+EMBED_CHUNKS = 256  # chunks per embed call at least (writing.EMBED_CHUNKS: the local path embeds as many at once)
 
 
 class RayUnavailable(RuntimeError):
@@ -211,7 +211,7 @@ def pool_key(args: tuple[str, str, str, str]) -> str:
     """What an embed actor must have loaded to be reused: the embedder's name or folder, device,
     backend and cache (`args`, models.embedder_args), the fingerprint of its weights as they are on
     disk now (retrained weights in the same folder change it), and POOL_VERSION. A short hash."""
-    from archivist.models import model_hash, resolve_embedder
+    from archivist.catalog import model_hash, resolve_embedder
 
     try:
         weights = model_hash(resolve_embedder(args[0]))
@@ -434,7 +434,7 @@ def prepare_on_ray(embedder: ClusterEmbedder, pool: Pool) -> Callable:
 
 
 def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder, pool: Pool) -> Iterator:
-    from archivist.ingest import pipeline, reading
+    from archivist.ingest import reading, writing
     from archivist.ingest.folders import FileResult
 
     ray = _ray()
@@ -473,7 +473,7 @@ def _run(ws, cid: int, files: list[tuple[Path, str]], embedder: ClusterEmbedder,
     def send(docs: list, here: bool) -> list:
         """Embed `docs` here (returns them, done) or queue them on an actor (returns [])."""
         nonlocal calls
-        texts = [pipeline.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
+        texts = [writing.embed_text(c.text, c.heading) for p in docs for c in p.chunks]
         if here:
             return list(_embedded(docs, (embedder.identity, pool.helper.embed(texts, batch_size=settings.embed_batch)),
                                   embedder.identity))

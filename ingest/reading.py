@@ -49,7 +49,7 @@ class Pending:
     ocr: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence
     vectors: np.ndarray | None = None  # one row per chunk when computed elsewhere (ray_ingest's embed actors)
     # A big CSV (readers.read_stream): its chunks a group at a time, read and chunked as they are
-    # asked for; `chunks` stays empty and the document is committed group by group (_stream_and_commit).
+    # asked for; `chunks` stays empty and the document is committed group by group (writing.stream_and_commit).
     groups: Iterator[list[Chunk]] | None = None
     read_seconds: float = 0.0  # reading and chunking it took (measured where it was read: here or on a Ray worker)
 

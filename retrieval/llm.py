@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archivist.models import load_causal_lm, pick_device, resolve_llm
+from archivist.catalog import resolve_llm
+from archivist.models import load_causal_lm, pick_device
 
 log = logging.getLogger(__name__)
 

@@ -388,7 +388,8 @@ def remote_llm(settings) -> RemoteLLM:
 def _make_remote(settings) -> RemoteLLM:
     from transformers import AutoConfig
 
-    from archivist.models import load_tokenizer, resolve_llm
+    from archivist.catalog import resolve_llm
+    from archivist.models import load_tokenizer
 
     url = server_root(settings.llm_url)
     path = resolve_llm(settings.llm, Path(settings.cache))

@@ -80,7 +80,7 @@ def vector_key(identity: str, text: str) -> str:
     """A chunk's `hash` column for `text` embedded by `identity` (ingestion's definition where it
     has one, else the text's hash as before identities)."""
     try:
-        from archivist.ingest.pipeline import vector_key as key
+        from archivist.ingest.writing import vector_key as key
     except ImportError:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return key(identity, text)

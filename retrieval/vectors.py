@@ -20,13 +20,14 @@ map as in the IVF index) whose quantizer is trained when the collection crosses 
 ingest or `archivist reindex`). Its scores are approximate, so a search takes `rescore_depth(k)`
 candidates from it and re-scores them with their exact vectors, read from SQLite for those ids
 only; vectors are never read back from it (`stored` says None and callers read SQLite).
+
+The three kinds, and building one, are retrieval/index_kinds.py's; this module keeps the files.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archivist.retrieval.index_kinds import RANK, index_ids, kind_for, kind_of, new_index, outdated, train_size
 from archivist.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -231,115 +233,11 @@ def record_embedder(ws: Workspace, embedder) -> None:
     ws.set_meta("embedding_dim", str(embedder.dim))
 
 
-def kind_for(n: int, ann_threshold: int, compress_above: int) -> str:
-    """The index a collection of `n` vectors gets: "flat" (exact), "ivf" past `ann_threshold`, "ivfpq"
-    (compressed, re-scored with the exact vectors) past `compress_above`."""
-    return "ivfpq" if n >= compress_above else "ivf" if n >= ann_threshold else "flat"
-
-
-_RANK = {"flat": 0, "ivf": 1, "ivfpq": 2}
-
-
-def train_size(kind: str, n: int) -> int:
-    """How many of `n` vectors an index of `kind` trains on: TRAIN_SAMPLE, and for a compressed
-    index enough for its 4 * sqrt(n) lists (k-means wants ~39 per list), so that each list, and
-    the codes a query scans, grows as sqrt(n) rather than n."""
-    if kind == "flat":
-        return 0
-    lists = max(16, int(4 * math.sqrt(n)))
-    return min(n, max(TRAIN_SAMPLE, 39 * lists if kind == "ivfpq" else 0))
-
-
 def _wanted_kind(ws: Workspace, n: int) -> str:
     return kind_for(n, ws.settings.ann_threshold, ws.settings.compress_above)
 
 
-OPQ = False  # rotate before PQ (OPQ)? Same recall at 100 candidates re-scored, 4.5x the build: bench/RESULTS.md, finding 16
-TRAIN_SAMPLE = 50000  # vectors the coarse quantizer (and the PQ codebooks) learn from
-PQ_MIN_TRAIN = 256  # the PQ codebooks have 256 centroids each: fewer vectors cannot train them
-
-
-def pq_subquantizers(dim: int) -> int:
-    """Bytes per vector of the PQ code: one per 8 dimensions (48 for 384: a flat vector's 1,536
-    bytes become 48), the largest divisor of `dim` not over dim / 8 (PQ splits the vector evenly)."""
-    return max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
-
-
-def _new_index(dim: int, n: int, kind: str, train: np.ndarray | None):
-    """A new empty index of `kind` for about `n` vectors, trained on `train`; returns (index, the
-    kind it really is): too few training vectors make a smaller kind."""
-    faiss = _faiss()
-    if kind == "ivfpq" and (train is None or len(train) < PQ_MIN_TRAIN):
-        kind = "ivf"
-    if kind == "flat" or train is None or len(train) < 40:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "flat"
-    nlist = max(16, int(4 * math.sqrt(n)))
-    if kind == "ivfpq":
-        return compressed_index(dim, nlist, train, OPQ), "ivfpq"
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.train(train)
-    ivf.nprobe = max(8, nlist // 16)
-    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # its ids are chunk ids: reconstruct and remove by id
-    return ivf, kind
-
-
-def compressed_index(dim: int, nlist: int, train: np.ndarray, opq: bool = False):
-    """An IVF-PQ index (inner product, chunk ids held by the index, a hashtable direct map to remove
-    by id) trained on `train`: `pq_subquantizers(dim)` bytes per vector, `nlist` lists, fewer when
-    `train` is small (k-means wants ~39 vectors per list). `opq` rotates the vectors first (OPQ)."""
-    faiss = _faiss()
-    nlist = max(1, min(nlist, len(train) // 39))
-    m = pq_subquantizers(dim)
-    ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-    if opq:
-        rotation = faiss.OPQMatrix(dim, m)
-        rotation.niter = 16  # of 50 by default: its training took 9x the whole IVF-PQ's at 5,000 vectors
-        index = faiss.IndexPreTransform(rotation, ivf)
-    else:
-        index = ivf
-    index.train(np.ascontiguousarray(train, np.float32))
-    ivf.nprobe = pq_nprobe(nlist)
-    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-    return index  # (faiss's Python wrapper keeps `ivf` alive as long as the OPQ wrapper)
-
-
-def pq_nprobe(nlist: int) -> int:
-    """Lists a compressed index scans per query: more than the IVF index's 1/16, since scanning PQ
-    codes costs little and a missed list loses neighbours no re-scoring brings back
-    (bench/RESULTS.md, finding 16: recall@10 by lists scanned)."""
-    return max(nlist // PQ_PROBE_SHARE, min(16, nlist // 2), 1)
-
-
-PQ_PROBE_SHARE = 8
-
-
-def _kind_of(index) -> str:
-    """What an index is, from the index itself (a sidecar may be missing or stale)."""
-    faiss = _faiss()
-    if hasattr(index, "id_map"):
-        return "flat"
-    return "ivfpq" if isinstance(faiss.downcast_index(faiss.extract_index_ivf(index)), faiss.IndexIVFPQ) else "ivf"
-
-
 FORMAT = 2  # sidecar `format`: 2 = IVF indexes hold chunk ids themselves (no IndexIDMap2 around them)
-
-
-def index_ids(index) -> np.ndarray:
-    """The chunk ids an index holds (any order)."""
-    faiss = _faiss()
-    if index.ntotal == 0:
-        return np.zeros(0, np.int64)
-    if hasattr(index, "id_map"):  # IndexIDMap2 around a flat index
-        return faiss.vector_to_array(index.id_map)
-    lists = faiss.extract_index_ivf(index).invlists
-    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(lists.nlist) if lists.list_size(i)]
-    return np.concatenate(parts).astype(np.int64)
-
-
-def _outdated(index) -> bool:
-    """An IVF index inside an IndexIDMap2: the form whose removals mixed up ids."""
-    faiss = _faiss()
-    return hasattr(index, "id_map") and isinstance(faiss.downcast_index(index.index), faiss.IndexIVF)
 
 
 def _load(ws: Workspace, cid: int, fold: bool = False) -> _Loaded | None:
@@ -367,12 +265,12 @@ def _load(ws: Workspace, cid: int, fold: bool = False) -> _Loaded | None:
         log.warning("FAISS index %s unreadable (%s); it will be rebuilt from SQLite", name, e)
         _cache.pop(key, None)
         return None
-    if _outdated(index):
+    if outdated(index):
         log.warning("FAISS index %s is in a form whose deletions mixed up chunk ids; it will be rebuilt from SQLite",
                     name)
         _cache.pop(key, None)
         return None
-    _cache[key] = _Loaded(index, mtime, _kind_of(index))
+    _cache[key] = _Loaded(index, mtime, kind_of(index))
     return _cache[key]
 
 
@@ -417,7 +315,7 @@ def write_generation(ws: Workspace, cid: int, gen: str, ids: np.ndarray, vecs: n
     vecs = np.ascontiguousarray(vecs, np.float32)
     kind = _wanted_kind(ws, len(ids))
     train = vecs[np.random.default_rng(0).permutation(len(vecs))[:train_size(kind, len(vecs))]] if kind != "flat" else None
-    index, kind = _new_index(vecs.shape[1], len(ids), kind, train)
+    index, kind = new_index(vecs.shape[1], len(ids), kind, train)
     if len(ids):
         index.add_with_ids(vecs, ids)
     faiss = _faiss()
@@ -468,10 +366,10 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
         # Past a threshold the index is rebuilt as the larger kind (training its quantizer on what
         # SQLite holds); it never shrinks back on its own (deletions around a threshold would
         # rebuild it again and again): `archivist reindex` rebuilds it for the size it has.
-        outgrown = loaded is not None and _RANK[loaded.kind] < _RANK[kind]
+        outgrown = loaded is not None and RANK[loaded.kind] < RANK[kind]
         if loaded is None or loaded.index.d != dim or outgrown:
             train = _vectors(ws, want[np.random.default_rng(0).permutation(len(want))[:train_size(kind, len(want))]], dim) if kind != "flat" else None
-            index, kind = _new_index(dim, len(want), kind, train)
+            index, kind = new_index(dim, len(want), kind, train)
             loaded, rebuilt = _Loaded(index, 0.0, kind), True
         have = index_ids(loaded.index)
         missing = np.setdiff1d(want, have, assume_unique=False)

@@ -41,7 +41,7 @@ try:
 except Exception:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
-    from archivist.models import resolve_llm
+    from archivist.catalog import resolve_llm
     from archivist.settings import Settings
     s = Settings.from_env()
     tok = AutoTokenizer.from_pretrained(str(resolve_llm(s.llm, s.cache)))

@@ -18,7 +18,7 @@ def tiny_llm(out: Path, cache: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from archivist.models import resolve_llm
+    from archivist.catalog import resolve_llm
 
     source = Path(resolve_llm("smollm2-135m", cache))
     torch.manual_seed(0)
@@ -37,7 +37,7 @@ def tiny_embedder(out: Path) -> None:
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from archivist.models import resolve_embedder
+    from archivist.catalog import resolve_embedder
 
     source = resolve_embedder("all-minilm-l6-v2")
     torch.manual_seed(0)

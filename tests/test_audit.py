@@ -451,9 +451,9 @@ def test_adapters_registered_and_activated_are_recorded(ws, tmp_path):
 def test_an_exported_adapter_is_recorded(ws, tmp_path):
     """A real (untrained) LoRA adapter on the chat model, registered, then merged and exported."""
     from archivist import adapters
+    from archivist.catalog import resolve_llm
     from archivist.finetune.registry import export_merged
     from archivist.finetune.lora import add_lora, load_base
-    from archivist.models import resolve_llm
 
     model, _ = load_base(str(resolve_llm(ws.settings.llm, ws.settings.cache)), "lora", "cpu")
     add_lora(model, 2, 4, 0.0, "q_proj,v_proj", False).save_pretrained(str(tmp_path / "lora"))

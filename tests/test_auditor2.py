@@ -107,12 +107,12 @@ def test_a_backup_holds_the_adapted_embedders_and_rerankers_its_log_names(ws, tm
     so the restored workspace held records of models it did not have and vectors it could not
     search with."""
     from archivist.cli import main
-    from archivist.finetune import retriever
+    from archivist.finetune import embedders
     from archivist.retrieval import rerank
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
-    for folder, name in ((retriever.FOLDER, "retriever-1"), (rerank.FOLDER, "reranker-1")):
+    for folder, name in ((embedders.FOLDER, "retriever-1"), (rerank.FOLDER, "reranker-1")):
         (ws.home / folder / name).mkdir(parents=True)
         (ws.home / folder / name / "archivist.json").write_text(json.dumps({"name": name}))
         (ws.home / folder / name / "model.safetensors").write_bytes(b"\x00weights" * 100)

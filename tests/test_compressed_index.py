@@ -15,7 +15,7 @@ import pytest
 
 from archivist import access
 from archivist.ingest.pipeline import delete_document, ingest_paths, list_documents, reindex
-from archivist.retrieval import vectors
+from archivist.retrieval import index_kinds, vectors
 from archivist.retrieval.repair import open_checked
 from archivist.retrieval.search import search
 from archivist.settings import Settings
@@ -105,8 +105,8 @@ def test_crossing_the_threshold_builds_the_compressed_index(compressed):
         loaded = vectors._load(ws, ws.collection_id("A"))
         assert loaded.kind == "ivfpq"
         pq = faiss.downcast_index(faiss.extract_index_ivf(loaded.index))
-        assert isinstance(pq, faiss.IndexIVFPQ) and pq.pq.M == vectors.pq_subquantizers(DIM) == 48
-        assert sorted(vectors.index_ids(loaded.index).tolist()) == ids.tolist()
+        assert isinstance(pq, faiss.IndexIVFPQ) and pq.pq.M == index_kinds.pq_subquantizers(DIM) == 48
+        assert sorted(index_kinds.index_ids(loaded.index).tolist()) == ids.tolist()
         assert vectors._load(ws, ws.collection_id("B")).kind == "flat"
         # a PQ code is an approximation: vectors are never read back from it
         assert vectors.stored(ws, {ws.collection_id("A"): ids[:3].tolist()}) is None
@@ -159,14 +159,14 @@ def test_adds_deletes_and_reindex_keep_the_compressed_index_equal_to_sqlite(comp
         for doc in gone:
             delete_document(ws, doc["id"])
         ids, vecs = chunk_vectors(ws, "A")
-        assert sorted(vectors.index_ids(vectors._load(ws, cid).index).tolist()) == ids.tolist()
+        assert sorted(index_kinds.index_ids(vectors._load(ws, cid).index).tolist()) == ids.tolist()
         for v in gone_vecs:
             assert not set(i for i, _ in vectors.search(ws, cid, v, 10)) & set(gone_ids)
         assert vectors.check_and_repair(ws) == []
 
         assert reindex(ws, progress=False)["A"] == len(ids)
         loaded = vectors._load(ws, cid)
-        assert loaded.kind == "ivfpq" and sorted(vectors.index_ids(loaded.index).tolist()) == ids.tolist()
+        assert loaded.kind == "ivfpq" and sorted(index_kinds.index_ids(loaded.index).tolist()) == ids.tolist()
         assert vectors.search(ws, cid, vecs[5], 1)[0][0] == ids[5]
 
 

@@ -228,7 +228,7 @@ def test_an_erase_killed_after_the_delete_is_finished_by_running_it_again(tmp_pa
 
 def test_erase_marks_an_adapted_retriever_that_learned_the_document_stale(ws, tmp_path, embedder):
     from archivist.api.models import list_models
-    from archivist.finetune import retriever
+    from archivist.finetune.embedders import list_embedders
     from archivist.ingest.pipeline import ingest_paths
 
     (tmp_path / "depot.md").write_text(DOC)
@@ -241,7 +241,7 @@ def test_erase_marks_an_adapted_retriever_that_learned_the_document_stale(ws, tm
             {"kind": "retriever", "name": name, "base": ws.settings.embedder, "collections": ["default"], "documents": docs}))
     report = erase(ws, "depot.md")
     assert report.embedders == ["emb-depot"] and report.leftovers == []
-    stale = {e["name"]: e.get("stale") for e in retriever.list_embedders(ws)}
+    stale = {e["name"]: e.get("stale") for e in list_embedders(ws)}
     assert stale == {"emb-depot": "trained on a deleted document: depot.md", "emb-canteen": None}
     [m] = [m for m in list_models(ws, 0, "admin") if m["id"] == "emb-depot"]
     assert m["kind"] == "embedding" and m["stale"] == "trained on a deleted document: depot.md"

@@ -24,7 +24,7 @@ import pytest
 
 from archivist import jobs
 from archivist.ingest.pipeline import ingest_paths
-from archivist.retrieval.vectors import index_ids
+from archivist.retrieval.index_kinds import index_ids
 from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 from archivist.workspace import WorkspaceError, open_workspace

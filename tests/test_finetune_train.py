@@ -13,12 +13,12 @@ import time
 import pytest
 
 from archivist import adapters
+from archivist.catalog import model_hash, resolve_llm
 from archivist.finetune import evaluate, memory, registry, runs
 from archivist.finetune.datasets import examples_from_file
 from archivist.finetune.checkpoints import load_checkpoint
 from archivist.finetune.lora import _answer_loss_module, add_lora, encode, load_base
 from archivist.finetune.train import FinetuneConfig, run, train
-from archivist.models import model_hash, resolve_llm
 from conftest import FACTS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

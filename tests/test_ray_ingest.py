@@ -35,15 +35,16 @@ RAY_CHILD = """
 import sys, time
 import archivist.ingest.pipeline as p
 import archivist.ingest.ray_ingest as r
+import archivist.ingest.writing as w
 p.BATCH_CHUNKS = 8
 p.FLUSH_SECONDS = 0.2
 r.FILES_PER_BLOCK = 1
 r.EMBED_CHUNKS = 8
-commit = p._embed_and_commit
+commit = w.embed_and_commit
 def paced(*args, **kwargs):
     time.sleep(0.5)
     return commit(*args, **kwargs)
-p._embed_and_commit = paced
+w.embed_and_commit = paced
 from archivist.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -61,7 +61,7 @@ def torch_embedder(settings):
 def index_content(home: Path) -> dict:
     """What a re-embed leaves: every chunk's (hash, vector), the embedder record, and each FAISS
     file's ids and vectors, read back in a fresh workspace handle."""
-    from archivist.retrieval import vectors
+    from archivist.retrieval import index_kinds, vectors
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
@@ -72,7 +72,7 @@ def index_content(home: Path) -> dict:
         for cid in [r[0] for r in ws.db.execute("SELECT id FROM collections")]:
             path, _ = vectors._paths(ws, cid)
             index = vectors._faiss().read_index(str(path))
-            ids = np.sort(vectors.index_ids(index))
+            ids = np.sort(index_kinds.index_ids(index))
             faiss[cid] = (ids.tolist(), index.reconstruct_batch(ids).tobytes())
     return {"chunks": chunks, "meta": meta, "faiss": faiss,
             "pointer": {k: v for k, v in json.loads((home / "index" / "embedder.json").read_text()).items() if k != "switched"}}
@@ -103,7 +103,7 @@ def test_a_tiny_finetune_learns_the_company_words_and_beats_the_base_on_held_out
     ones repeat across handbooks), where the base ranks near chance and the adapted model has learned
     the codes: on 2026-12-06, in hybrid search (what decides) MRR@10 0.24 -> 0.35 (+0.11 [+0.06,
     +0.18]), by cosine alone 0.20 -> 0.44."""
-    from archivist.finetune import retriever
+    from archivist.finetune import embedders, retriever
     from archivist.ingest.pipeline import ingest_paths
 
     docs = write_jargon_docs(tmp_path / "handbooks")
@@ -115,11 +115,11 @@ def test_a_tiny_finetune_learns_the_company_words_and_beats_the_base_on_held_out
     ev = report["evaluation"]
     assert ev["questions"] >= 15 and report["questions"]["train"] >= 128
     # registered with its lineage; not switched to (activate="never")
-    m = retriever.load_manifest(ws, report["name"])
+    m = embedders.load_manifest(ws, report["name"])
     assert m["collections"] == ["default"] and m["base"] == ws.settings.embedder
     held, train = set(m["documents"]["held_out"]), set(m["documents"]["train"])
     assert held and train and not held & train and len(held | train) == len(docs)
-    assert (retriever.folder(ws, report["name"]) / "model.safetensors").exists()
+    assert (embedders.folder(ws, report["name"]) / "model.safetensors").exists()
     assert not (ws.home / "index" / "embedder.json").exists()
     assert m["evaluation"] == ev
     from archivist import audit
@@ -304,7 +304,7 @@ JOB_CHILD = SLOW + """
 import sys
 import torch
 import archivist.models as models
-from archivist.finetune import retriever
+from archivist.finetune import embedders
 from archivist.retrieval import reembed
 from archivist.settings import Settings
 from archivist.workspace import open_workspace
@@ -314,7 +314,7 @@ models.load_embedder = lambda *a, **k: Slow(real(*a, **k), pause=1.5)
 torch.set_num_threads(1)
 reembed.STEP = 8
 with open_workspace(Settings.from_env(home=sys.argv[1])) as ws:
-    retriever.activate(ws, "copy", None, progress=False)
+    embedders.activate(ws, "copy", None, progress=False)
 """
 
 
@@ -326,9 +326,9 @@ def test_a_reembed_is_a_job_and_a_killed_one_is_resumed_from_the_jobs_table(tmp_
     from sentence_transformers import SentenceTransformer
 
     from archivist import jobs
-    from archivist.finetune import retriever
+    from archivist.catalog import resolve_embedder
+    from archivist.finetune import embedders
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.models import resolve_embedder
     from archivist.retrieval import reembed, vectors
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
@@ -341,7 +341,7 @@ def test_a_reembed_is_a_job_and_a_killed_one_is_resumed_from_the_jobs_table(tmp_
         total = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         assert total >= 24
         model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
-        generation = retriever.save(ws, "copy", model, {"kind": "retriever", "base": settings.embedder,
+        generation = embedders.save(ws, "copy", model, {"kind": "retriever", "base": settings.embedder,
                                                         "collections": ["default"]}).name
         ws.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     child = subprocess.Popen([sys.executable, "-c", JOB_CHILD, str(settings.home)], cwd=REPO,
@@ -360,15 +360,15 @@ def test_a_reembed_is_a_job_and_a_killed_one_is_resumed_from_the_jobs_table(tmp_
         [job] = jobs.list_jobs(ws, None, kinds=("reembed",))
         assert job.state == "interrupted" and job.spec == {"embedder": "copy"} and job.total == total
         assert "archivist jobs resume" in job.error
-        result = retriever.resume_reembed(ws, job.id, None, progress=False)
+        result = embedders.resume_reembed(ws, job.id, None, progress=False)
         assert result.switched and result.embedded <= total - done  # the killed run's steps were kept
         job = jobs.get(ws, job.id)
         assert job.state == "done" and job.done == total and job.resumed == 1 and job.result["embedder"] == "copy"
-        assert vectors.generation(ws) == retriever.load_manifest(ws, generation)["generation"]
+        assert vectors.generation(ws) == embedders.load_manifest(ws, generation)["generation"]
         with pytest.raises(jobs.JobError):  # done: nothing left to resume
-            retriever.resume_reembed(ws, job.id, None, progress=False)
+            embedders.resume_reembed(ws, job.id, None, progress=False)
         # activating again makes a new job rather than reusing the finished one
-        retriever.activate(ws, "base", None, progress=False)
+        embedders.activate(ws, "base", None, progress=False)
         assert [j.state for j in jobs.list_jobs(ws, None, kinds=("reembed",))] == ["done", "done"]
 
 
@@ -390,9 +390,10 @@ def test_an_embedder_trained_on_a_secret_collection(tmp_path, docs, monkeypatch)
     from sentence_transformers import SentenceTransformer
 
     from archivist import access
-    from archivist.finetune import retriever
+    from archivist.catalog import resolve_embedder
+    from archivist.finetune import embedders, retriever
     from archivist.ingest.pipeline import ingest_paths
-    from archivist.models import embedder_for, resolve_embedder
+    from archivist.models import embedder_for
     from archivist.retrieval.search import search
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
@@ -408,13 +409,13 @@ def test_an_embedder_trained_on_a_secret_collection(tmp_path, docs, monkeypatch)
             retriever.finetune_retriever(ws, retriever.RetrieverConfig(collections=["secret"]), user="bob", progress=False)
         # an embedder whose lineage holds the secret collection (the base weights, saved as a fine-tune saves)
         model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
-        retriever.save(ws, "learned-secret", model, {"kind": "retriever", "base": settings.embedder,
+        embedders.save(ws, "learned-secret", model, {"kind": "retriever", "base": settings.embedder,
                                                      "collections": ["public", "secret"]})
-        assert [m["name"] for m in retriever.list_embedders(ws, None)] == ["learned-secret"]
-        assert retriever.list_embedders(ws, "bob") == []
+        assert [m["name"] for m in embedders.list_embedders(ws, None)] == ["learned-secret"]
+        assert embedders.list_embedders(ws, "bob") == []
         with pytest.raises(access.AccessDenied):
-            retriever.activate(ws, "learned-secret", "bob", progress=False)
-        retriever.activate(ws, "learned-secret", None, progress=False)
+            embedders.activate(ws, "learned-secret", "bob", progress=False)
+        embedders.activate(ws, "learned-secret", None, progress=False)
         from archivist import audit
 
         [rec] = audit.read(ws, by="admin", action="embedder.activated")  # the switch is in the audit log

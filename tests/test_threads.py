@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from archivist.ingest.pipeline import delete_document, ingest_paths
-from archivist.retrieval import vectors
+from archivist.retrieval import index_kinds, vectors
 from archivist.retrieval.repair import open_checked
 from archivist.retrieval.search import search
 
@@ -85,4 +85,4 @@ def test_searching_while_another_thread_ingests_and_deletes(ws, tmp_path, embedd
     assert not errors and searches[0] >= 4
     cid = ws.collection_id("default")
     in_sqlite = {r[0] for r in ws.db.execute("SELECT id FROM chunks WHERE embedding IS NOT NULL")}
-    assert set(vectors.index_ids(vectors._load(ws, cid).index).tolist()) == in_sqlite
+    assert set(index_kinds.index_ids(vectors._load(ws, cid).index).tolist()) == in_sqlite

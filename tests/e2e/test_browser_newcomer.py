@@ -40,7 +40,7 @@ JARGON = ("Traceback", "Error:", "safetensors", "File \"", ".py", "Ask ChatGPT",
 def _damaged_llm(folder: Path) -> Path:
     """The default chat model's folder with its weights cut short, as an interrupted copy leaves it:
     the tokenizer loads (the question's length is checked), the model does not."""
-    from archivist.models import resolve_llm
+    from archivist.catalog import resolve_llm
     from archivist.settings import Settings
 
     good = Path(resolve_llm("smollm2-135m", Settings.from_env().cache))

@@ -230,6 +230,7 @@ with adapters_tab:
 
 with retriever_tab:
     from archivist.finetune import retriever
+    from archivist.finetune.embedders import list_embedders
 
     st.caption("Adapt the search embedder to your documents: synthetic questions from the collections you may read, "
                "hard negatives from BM25 and the current embedder, a before/after check on held-out documents "
@@ -247,7 +248,7 @@ with retriever_tab:
         # the log's path is on the server: of use to an admin there, not to a member in a browser
         st.success("Started in the background: the embedder is listed below when it is done (on a CPU this can take "
                    "a long while)." + (f" Its log: {log_path}" if admin else ""))
-    embedders = retriever.list_embedders(ws, user)
+    embedders = list_embedders(ws, user)
     if embedders:
         st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
                                     "trained on": ", ".join(e["collections"]),

@@ -1,0 +1,197 @@
+"""Adapted embedders (`archivist finetune --target retriever`, finetune/retriever.py): the registry
+under embedders/ and the switch to one.
+
+    embedders/<name>/   safetensors weights and archivist.json, the manifest: lineage (base,
+                        collections, documents), config, metrics, who trained it, `stale` when a
+                        document it learned from was erased
+
+A user sees an adapted embedder (`list_embedders`) and is handed its vectors (`served_embedder`)
+only when they may read every collection it learned from (`may_use`). `activate` re-embeds every
+chunk with one and switches the workspace to it (admin only; a resumable job, retrieval/reembed.py);
+why an active one may embed every user's queries is in finetune/retriever.py's module doc.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from archivist import access, audit, files
+from archivist.workspace import Workspace
+
+FOLDER = "embedders"
+MANIFEST = "archivist.json"
+
+
+def folder(ws: Workspace, name: str) -> Path:
+    return ws.home / FOLDER / access.check_name(name, "embedder name")
+
+
+def fresh_name(root: Path, prefix: str) -> str:
+    """`<prefix>-<n>` with n one past the highest such folder under `root` (1 when there is none)."""
+    n = 1 + max([int(m.group(1)) for p in (root.iterdir() if root.exists() else [])
+                 if (m := re.match(rf"{re.escape(prefix)}-(\d+)$", p.name))] or [0])
+    return f"{prefix}-{n}"
+
+
+def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
+    """Write the model (safetensors) and its manifest to embedders/<name>/, atomically (a temp
+    folder renamed). The generation name carries a hash of the weights: the ONNX export cache is
+    shared by workspaces and keyed by folder name and file sizes, which a fine-tune keeps."""
+    target = folder(ws, name)
+    if target.exists():
+        raise FileExistsError(f"an embedder named {name!r} exists already ({target})")
+    tmp = target.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp), safe_serialization=True)
+    digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
+    manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    files.publish(tmp, target)
+    return target
+
+
+def load_manifest(ws: Workspace, name: str) -> dict:
+    path = folder(ws, name) / MANIFEST
+    if not path.exists():
+        raise LookupError(f"no adapted embedder named {name!r} (embedders/{name}/{MANIFEST} is missing)")
+    return json.loads(path.read_text())
+
+
+def may_use(ws: Workspace, user: str | None, manifest: dict) -> bool:
+    """A user sees an adapted embedder (its metrics, its lineage) only when they may read every
+    collection it was trained on, as for LLM adapters."""
+    return access.may_read_all(ws, user, manifest.get("collections", []))
+
+
+def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
+    """Adapted embedders the user may see, oldest first, with `active` set on the one in use."""
+    from archivist.models import active_embedder
+
+    active = active_embedder(ws.home)
+    return [{**m, "active": bool(active and active.get("generation") == m.get("generation"))}
+            for _, m in sorted(_manifests(ws), key=lambda pm: pm[0].stat().st_mtime) if may_use(ws, user, m)]
+
+
+def _manifests(ws: Workspace) -> list[tuple[Path, dict]]:
+    """Every adapted embedder's folder and manifest, by name (a folder without one is half written)."""
+    root = ws.home / FOLDER
+    return [(p, json.loads((p / MANIFEST).read_text())) for p in sorted(root.iterdir() if root.exists() else [])
+            if not p.name.startswith(".") and (p / MANIFEST).exists()]
+
+
+def served_embedder(ws: Workspace, user: str | None = None):
+    """The embedder whose vectors `user` may be handed (`POST /v1/embeddings`): the workspace's
+    (`embedder_for`, the active adapted one included) when they may see it, else the base named by
+    the settings. Its outputs for any text a caller chooses are the adapted weights' function of the
+    collections it learned from, as good as the weights to someone who cannot read those."""
+    from archivist.models import active_embedder, embedder_for, load_embedder
+
+    s = ws.settings
+    active = active_embedder(ws.home)
+    manifest = ws.home / active["path"] / MANIFEST if active and active.get("path") else None
+    m = json.loads(manifest.read_text()) if manifest is not None and manifest.exists() else {}
+    if active is None or (m.get("generation") == active.get("generation") and may_use(ws, user, m)):
+        return embedder_for(s)
+    return load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache))
+
+
+def learned_from(ws: Workspace, document_id: int) -> list[str]:
+    """The adapted embedders whose training documents include `document_id`, by name."""
+    out = []
+    for p, m in _manifests(ws):
+        docs = m.get("documents") or {}
+        if document_id in (docs.get("train") or []) + (docs.get("held_out") or []):
+            out.append(p.name)
+    return out
+
+
+def mark_stale(ws: Workspace, names: list[str], why: str) -> None:
+    """Mark adapted embedders stale (`why` is shown with them): their weights learned a document
+    that is gone. An active one keeps embedding queries (a query vector is compared with readable
+    chunks only; see finetune/retriever.py's module doc) until an admin switches back (`archivist finetune --target retriever --resume base`) or adapts again."""
+    for name in names:
+        path = folder(ws, name) / MANIFEST
+        manifest = json.loads(path.read_text())
+        if manifest.get("stale") != why:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**manifest, "stale": why}, indent=1))
+            tmp.replace(path)  # atomic: a reader sees the old manifest or the new one
+
+
+# -- activation: re-embed every chunk and switch ---------------------------------------------------
+
+
+def activate(ws: Workspace, name: str, user: str | None = None, progress: bool = True, job_id: str | None = None):
+    """Re-embed every chunk with adapted embedder `name` (or "base": the settings' embedder) and
+    switch to it; resumable. Needs the admin role: it changes the embedder of every user's queries.
+
+    The re-embed is a row of the `jobs` table (kind reembed, spec {"embedder": name}): `archivist
+    jobs` shows its progress, `archivist jobs cancel` stops it at the next step (nothing switched),
+    and a killed one is found interrupted and finished by `archivist jobs resume ID`
+    (`resume_reembed`). An unfinished job for the same embedder is taken over rather than a second
+    one started. Returns retrieval.reembed's Result (switched False when cancelled)."""
+    from archivist import jobs
+    from archivist.models import embedder_for, load_embedder
+    from archivist.retrieval import reembed
+
+    admin = access.require_admin(ws, user, "switch the workspace's embedder")
+    s = ws.settings
+    if name == "base":
+        target = reembed.Target(load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache)), "")
+    else:
+        m = load_manifest(ws, name)
+        if m["base"] != s.embedder:
+            raise ValueError(f"embedder {name!r} was adapted from {m['base']!r}, but the settings' embedder is {s.embedder!r}")
+        path = folder(ws, name)
+        target = reembed.Target(load_embedder(str(path), s.device, s.embed_backend, str(s.cache)), m["generation"],
+                                path=f"{FOLDER}/{name}", base=m["base"])
+    job = _reembed_job(ws, name, admin, job_id)
+    try:
+        with jobs.keep_alive(ws, job):
+            report = jobs.Reporter(ws, job)
+            result = reembed.reembed(ws, target, progress=progress, on_step=lambda done, total: report(
+                done, total, f"re-embedding with {name}: {done} of {total} chunks"))
+    except BaseException as e:  # a kill (SIGKILL) never gets here: reconcile finds the job interrupted
+        jobs.fail(ws, job, f"{type(e).__name__}: {e}")
+        raise
+    summary = {"embedder": name, "chunks": result.chunks, "embedded": result.embedded, "seconds": round(result.seconds, 1)}
+    if not result.switched:
+        jobs.end(ws, job, "cancelled", result=summary, message="cancelled: the staged vectors are kept; resume to finish")
+        return result
+    jobs.end(ws, job, "done", result=summary, message=f"switched to {name}: {result.chunks} chunks", done=result.chunks)
+    audit.record(ws, "embedder.activated", user=admin, target=name,
+                 detail={"chunks": result.chunks, "generation": target.generation})
+    embedder_for(s)  # the new pointer is read; loads the model the next search needs now rather than then
+    return result
+
+
+def _reembed_job(ws: Workspace, name: str, owner: str, job_id: str | None) -> str:
+    """The id of the running re-embed job for `name`: `job_id`, else an unfinished (interrupted,
+    failed or cancelled) one for the same embedder, else a new one."""
+    from archivist import jobs
+
+    if job_id is None:
+        unfinished = [j for j in jobs.list_jobs(ws, owner, kinds=("reembed",))
+                      if j.state in jobs.RESUMABLE and j.spec.get("embedder") == name]
+        if unfinished:
+            return jobs.start(ws, unfinished[0].id, resume=True).id
+        job_id = jobs.create(ws, "reembed", owner, spec={"embedder": name},
+                             total=ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]).id
+        return jobs.start(ws, job_id).id
+    return jobs.start(ws, job_id, resume=True).id
+
+
+def resume_reembed(ws: Workspace, job_id: str, user: str | None = None, progress: bool = True):
+    """`archivist jobs resume ID` for a re-embed: finish switching to the job's embedder (the staged
+    vectors are kept). Raises LookupError for a job the user may not see, JobError for one that
+    is not interrupted, failed or cancelled."""
+    from archivist import jobs
+
+    job = jobs.get(ws, job_id, user)
+    if job.state not in jobs.RESUMABLE:
+        raise jobs.JobError(f"job {job_id} is {job.state}; only an interrupted, failed or cancelled job can be resumed")
+    return activate(ws, job.spec["embedder"], user, progress, job_id=job.id)
