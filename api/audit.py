@@ -40,6 +40,7 @@ class AuditList(BaseModel):
 class AuditVerdict(BaseModel):
     ok: bool
     records: int
+    redacted: int = 0  # records whose personal part an erasure removed (`archivist audit verify --json` has it too)
     head: str
     problems: list[str]
 

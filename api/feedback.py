@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from archivist import conversations, feedback
+from archivist import audit, conversations, feedback
 from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
 from archivist.api.errors import APIError, responses
@@ -59,8 +59,11 @@ class FeedbackList(BaseModel):
 
 @router.get("/v1/feedback", response_model=FeedbackList, responses=responses())
 def list_route(limit: int = Query(100, ge=1, le=1000), ws: Workspace = Depends(workspace), who: str = Depends(user)):
-    """The caller's feedback, newest first (an admin: everyone's, as `archivist.feedback.list_feedback` shows it)."""
-    return {"object": "list", "data": [_out(f) for f in feedback.list_feedback(ws, who, limit=limit)]}
+    """The caller's feedback, newest first (an admin: everyone's, as `archivist.feedback.list_feedback` shows it;
+    other users' rows shown to an admin are on the audit log, `feedback.read`)."""
+    rows = feedback.list_feedback(ws, who, limit=limit)
+    audit.others_read(ws, who, "api", "feedback", [(f["id"], f["user"]) for f in rows])
+    return {"object": "list", "data": [_out(f) for f in rows]}
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, responses={**responses(404), 201: {"model": FeedbackOut}})
@@ -70,7 +73,8 @@ def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: s
     m = _message(ws, who, body.message_id)
     fid, new = feedback.rate_message(ws, who, m, rating=body.rating, correction=body.correction)
     [row] = feedback.list_feedback(ws, who, mine_only=True, ids=[fid])
-    return JSONResponse(_out(row, m["id"]), status_code=201 if new else 200)
+    # through the model, as GET's rows are: the same fields (`withheld` null) whichever route answers
+    return JSONResponse(FeedbackOut.model_validate(_out(row, m["id"])).model_dump(mode="json"), status_code=201 if new else 200)
 
 
 def _message(ws: Workspace, who: str, message_id: int) -> dict:

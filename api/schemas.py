@@ -31,6 +31,17 @@ def _row_id(v):
     return v
 
 
+def _conversation_ref(v):
+    """A conversation's id or "new", as JSON gives them: never true (lax mode made it conversation 1,
+    saving there) nor "5" nor another word (pydantic named its union's branches: `conversation.int`)."""
+    whole = (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    if not (v is None or v == "new" or whole):
+        got = repr(v)
+        raise ValueError(f'must be the id of one of your conversations (an integer) or "new", got '
+                         f'{got[:60]}{"…" if len(got) > 60 else ""}')
+    return v
+
+
 def _row_id_schema(schema: dict) -> None:
     """_row_id's bound in the schema of a field that is an id or something else (`"new"`)."""
     for branch in schema.get("anyOf", []):
@@ -104,6 +115,7 @@ class ChatRequest(_Open):
 
     _ints = field_validator("max_tokens", "max_completion_tokens", "n", "k", mode="before")(_json_int)
     _conversation = field_validator("conversation")(_row_id)
+    _conversation_ref = field_validator("conversation", mode="before")(_conversation_ref)
 
 
 class EmbeddingRequest(_Open):

@@ -69,6 +69,8 @@ KINDS = {
     "feedback.given": "a user rated an answer or wrote a correction (the words stay in the feedback table)",
     "feedback.changed": "a user changed their rating or correction",
     "evaluation.stored": "an evaluation run's results were stored (archivist eval, the Evaluation page)",
+    "feedback.read": "an admin was shown other users' feedback (GET /v1/feedback): which rows, whose",
+    "evaluation.read": "an admin read another user's stored evaluation (archivist eval answers --compare RUN)",
     "dataset.built": "a fine-tuning dataset was saved (its examples copy questions, corrections and passages)",
     "job.cancel": "a background job (ingestion, upload, training, erase) was cancelled, by whom",
     "finetune.started": "a fine-tune started",
@@ -493,6 +495,8 @@ def read(ws: Workspace, by: str | None = None, user: str | None = None, since=No
          action: str | None = None, limit: int | None = None) -> list[dict]:
     """Records oldest first, filtered: [{"id", "time" (ISO UTC), "ts", "user", "action", "target",
     "detail" (dict), "hash"}]. `action` is a kind or a prefix ending in '.' ("document.").
+    A document.added or .updated record written with its collection's id alone (before 2026-12-07)
+    reads with that collection's name as well (the stored record is unchanged: the chain holds it).
     Raises AccessDenied unless `by` (None: the acting user) has the admin role; AuditError for a bad filter."""
     access.require_admin(ws, by, "read the audit log")
     where, args = [], []
@@ -518,7 +522,14 @@ def read(ws: Workspace, by: str | None = None, user: str | None = None, since=No
     sql += " ORDER BY id"
     if limit:
         sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
-    return [_row(r) for r in ws.db.execute(sql, args)]
+    out = [_row(r) for r in ws.db.execute(sql, args)]
+    names = None
+    for r in out:  # written before the name was kept (document_written): the id's name, while it exists
+        d = r["detail"]
+        if r["action"] in ("document.added", "document.updated") and "collection" not in d and "collection_id" in d:
+            names = names if names is not None else dict(ws.db.execute("SELECT id, name FROM collections").fetchall())
+            d["collection"] = names.get(d["collection_id"])
+    return out
 
 
 def was_read(ws: Workspace, by: str, surface: str, filters: dict, records: int, fmt: str) -> int:

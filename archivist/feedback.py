@@ -104,8 +104,9 @@ def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: i
     with transaction(ws.db):
         ws.db.execute("UPDATE feedback SET rating = ?, correction = ?, message_id = COALESCE(message_id, ?) WHERE id = ?",
                       (new_rating, new_correction, message_id, feedback_id))
-        audit.record(ws, "feedback.changed", user=who, target=str(feedback_id),
-                     detail={"rating": new_rating, "correction": new_correction is not None})
+        if (new_rating, new_correction) != (row["rating"], row["correction"]):  # the same again changes nothing
+            audit.record(ws, "feedback.changed", user=who, target=str(feedback_id),
+                         detail={"rating": new_rating, "correction": new_correction is not None})
 
 
 def _check(question: str, rating: int, correction: str | None) -> int:

@@ -146,12 +146,16 @@ def cmd_eval_retrieval(args) -> int:
 def _earlier_run(ws, args, questions):
     """The stored answers run `--compare` names, checked before any question is asked: one the
     acting user may read, of kind answers, with the same questions and gold answers in the same order."""
+    from archivist import access, audit
     from archivist.retrieval.evaluation import different_questions, get_evaluation
 
     try:
         earlier = get_evaluation(ws, args.compare, user=getattr(args, "user", None))
     except LookupError as e:
         raise CLIError(f"--compare: {e}") from None
+    # an admin comparing with another member's run reads it: on the audit log (`evaluation.read`)
+    audit.others_read(ws, access.current_user(ws, getattr(args, "user", None)), "cli", "evaluation",
+                      [(earlier.id, earlier.user)])
     if earlier.kind != "answers" or earlier.error or not isinstance(earlier.results.get("per_question"), list):
         raise CLIError(f"--compare: evaluation #{args.compare} is no answers run with per-question results"
                        + (f" ({earlier.error})" if earlier.error else f" (kind {earlier.kind})"))

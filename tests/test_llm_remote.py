@@ -146,14 +146,16 @@ def test_the_api_answers_503_when_the_server_is_down(sample_home):
         key = create_key(ws, "admin")
     running = serve_in_thread(create_app(settings))
     try:
-        health = httpx.get(running.url + "/health").json()
+        public = httpx.get(running.url + "/health").json()  # without a key: status, version, workspace only
+        health = httpx.get(running.url + "/health", headers={"Authorization": f"Bearer {key}"}).json()
         r = httpx.post(running.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=120,
                        json={"model": "archivist", "messages": [{"role": "user", "content": QUESTION}]})
     finally:
         running.stop()
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "llm_unavailable" and url in r.json()["error"]["message"]
-    # /health said so first, without a key and without naming the server's address
+    # /health said so first (degraded without a key, the LLM server's state with one), never naming its address
+    assert public["status"] == "degraded" and "llm" not in public and url not in str(public)
     assert health["status"] == "degraded" and health["llm"] == "unreachable" and url not in str(health)
 
 
@@ -163,14 +165,19 @@ def test_health_names_the_llm_servers_state(sample_home, model_server):
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
 
+    from archivist.keys import create_key
+    from archivist.retrieval.repair import open_checked
+
     url, _ = model_server
     down = f"http://127.0.0.1:{free_port()}"
     seen = {}
+    with open_checked(remote_settings(sample_home, "")) as ws:  # the state is shown to a key's holder (api/health.py)
+        auth = {"Authorization": f"Bearer {create_key(ws, 'admin')}"}
     for name, settings in (("local", remote_settings(sample_home, "")), ("up", remote_settings(sample_home, url + "/v1")),
                            ("fallback", remote_settings(sample_home, down, llm_fallback="local"))):
         running = serve_in_thread(create_app(settings))
         try:
-            seen[name] = httpx.get(running.url + "/health").json()
+            seen[name] = httpx.get(running.url + "/health", headers=auth).json()
         finally:
             running.stop()
     assert (seen["local"]["status"], seen["local"]["llm"]) == ("ok", "in-process")

@@ -60,7 +60,7 @@ def two_workers(tmp_path):
             proc.terminate()
             pytest.fail(f"archivist serve --workers 2 did not start:\n{log.read_text()[-3000:]}")
         try:
-            up = len(workers_seen(url, tries=20))
+            up = len(workers_seen(url, key, tries=20))
         except httpx.TransportError:
             time.sleep(1)
     yield url, {"Authorization": f"Bearer {key}"}
@@ -68,9 +68,10 @@ def two_workers(tmp_path):
     proc.wait(60)
 
 
-def workers_seen(url: str, tries: int) -> set[int]:
-    """The worker process ids that answered `tries` fresh connections to /health."""
-    return {httpx.get(url + "/health", timeout=30).json()["worker"] for _ in range(tries)}
+def workers_seen(url: str, key: str, tries: int) -> set[int]:
+    """The worker process ids that answered `tries` fresh connections to /health (named to a key's holder)."""
+    return {httpx.get(url + "/health", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["worker"]
+            for _ in range(tries)}
 
 
 def test_two_workers_share_one_workspace_with_concurrent_writes_and_reads(two_workers):
@@ -106,13 +107,13 @@ def test_two_workers_share_one_workspace_with_concurrent_writes_and_reads(two_wo
     for i in range(len(TEAMS)):
         for _ in range(4):
             with httpx.Client(timeout=300) as c:
-                seen |= {c.get(url + "/health").json()["worker"]}
+                seen |= {c.get(url + "/health", headers=auth).json()["worker"]}
                 hits = c.post(url + "/v1/search", headers=auth,
                               json={"query": f"code word of team {TEAMS[i]}", "k": 1}).json()["data"]
                 assert hits and hits[0]["document"] == f"team-{i}.md", (i, hits)
     docs = httpx.get(url + "/v1/documents", headers=auth, timeout=60).json()["data"]
     assert sorted(d["name"] for d in docs) == sorted(f"team-{i}.md" for i in range(len(TEAMS)))
-    assert len(seen | workers_seen(url, tries=20)) == 2
+    assert len(seen | workers_seen(url, auth["Authorization"].split()[1], tries=20)) == 2
 
     # Chat (extractive here: no chat model needed to test the sharing) through both workers.
     for _ in range(4):
