@@ -106,7 +106,7 @@ def cmd_erase(args) -> int:
               "leftover copies needs its text and ran only if the first pass got that far)")
     if not r.wal_truncated:
         print("  note: another process was reading; the write-ahead log is emptied at its next checkpoint")
-    if not r.leftovers_checked:
+    if not r.leftovers_checked and not r.resumed:  # a rerun says why above
         print("  its text was looked for in your own chats, feedback, evaluations and datasets; an admin's "
               "erase looks in everyone's and checks every file of the workspace")
     if r.held_elsewhere:

@@ -56,16 +56,32 @@ def replace(path: Path, data: str | bytes) -> None:
     _fsync(path.parent)
 
 
+SCAN_BLOCK = 16 << 20  # bytes `files_holding` holds of a file at once: a workspace's FAISS index or database can be GBs
+
+
 def files_holding(home: Path, needles: list[bytes]) -> dict[str, set[bytes]]:
     """The files under `home` (relative paths, sorted) whose bytes hold any of `needles`, each with
-    the needles it holds: what an erase looks for once the text is deleted. Unreadable files are skipped."""
+    the needles it holds: what an erase looks for once the text is deleted. Each file is read once,
+    SCAN_BLOCK bytes at a time (a needle across two blocks is found: each block is searched with the
+    end of the one before). Unreadable files are skipped."""
     found: dict[str, set[bytes]] = {}
+    overlap = max(map(len, needles), default=1) - 1
     for f in sorted(p for p in home.rglob("*") if p.is_file()):
+        held: set[bytes] = set()
         try:
-            data = f.read_bytes()
+            with f.open("rb") as stream:
+                tail = b""
+                while block := stream.read(SCAN_BLOCK):
+                    data = tail + block
+                    del block  # one block (and the end of the one before) held at a time
+                    held |= {n for n in needles if n not in held and n in data}
+                    if len(held) == len(needles):
+                        break
+                    tail = data[len(data) - overlap:] if overlap else b""
+                    del data
         except OSError:
             continue
-        if held := {n for n in needles if n in data}:
+        if held:
             found[str(f.relative_to(home))] = held
     return found
 

@@ -194,12 +194,14 @@ def progress(ws: Workspace, job_id: str, done: int, total: int | None = None, me
 
 
 class Reporter:
-    """`progress` for a loop that reports often (each file, step or batch): it writes at most every
-    PROGRESS_S seconds, and always when done reaches total. Calling it returns whether someone
-    asked the job to stop, as of the last write."""
+    """`progress` for a loop that reports often (each file, step or batch): it writes the first
+    call, then at most every PROGRESS_S seconds, and always when done reaches total. A loop that
+    ends short of its total (stopped, cancelled, failed) calls `flush`, which writes the last call
+    the throttle held back. Calling it returns whether someone asked the job to stop, as of the last write."""
 
     def __init__(self, ws: Workspace, job_id: str):
         self.ws, self.job_id, self.at, self.stop = ws, job_id, float("-inf"), False
+        self.held = None  # the arguments of the last call not written yet
 
     def due(self, done: int | None = None, total: int | None = None) -> bool:
         """Whether a call now would write (callers that build a costly message or result ask first)."""
@@ -207,10 +209,25 @@ class Reporter:
 
     def __call__(self, done: int, total: int | None = None, message: str | None = None,
                  result: dict | None = None) -> bool:
+        self.held = (done, total, message, result)
         if self.due(done, total):
-            self.at = time.monotonic()
-            self.stop = progress(self.ws, self.job_id, done, total, message, result)
+            self._write()
         return self.stop
+
+    def flush(self) -> bool:
+        """Write the last call's progress if the throttle held it back, and return whether someone
+        asked the job to stop. For a `finally:` after the loop, so it never raises for a busy
+        database: the job then keeps the last progress written."""
+        try:
+            self._write()
+        except WorkspaceError:
+            pass
+        return self.stop
+
+    def _write(self) -> None:
+        if self.held is not None:
+            held, self.held, self.at = self.held, None, time.monotonic()
+            self.stop = progress(self.ws, self.job_id, *held)
 
 
 def cancel_requested(ws: Workspace, job_id: str) -> bool:
@@ -408,6 +425,13 @@ def supersede(ws: Workspace, job_id: str, by_job: str) -> bool:
         return ws.db.execute(f"UPDATE jobs SET state = 'done', finished_at = {_NOW}, error = NULL, message = ? "
                              "WHERE id = ? AND state = 'interrupted'",
                              (f"finished by job {by_job}, which ingested the same files again", job_id)).rowcount == 1
+
+
+def every(ws: Workspace, kinds: tuple[str, ...]) -> list[Job]:
+    """Every job of `kinds`, whoever owns it, oldest first, for a stage's own bookkeeping, never to
+    show a user (erase finds the uploads a document's earlier versions were read from in the ingest
+    jobs: they outlive the audit records retention purges)."""
+    return [_job(r) for r in ws.db.execute(f"SELECT * FROM jobs WHERE kind IN ({_marks(kinds)}) ORDER BY created_at, id", kinds)]
 
 
 def interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> list[Job]:

@@ -24,12 +24,11 @@ on the company's data (ingests, grants they gave, fine-tunes, erasures), which t
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 
 from archivist import access, adapters, audit
 from archivist.files import files_holding
-from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
+from archivist.workspace import Workspace, compact, secure_delete, transaction
 
 ERASED = audit.REDACTED  # what stands for the person's name where a record must keep an owner
 MIN_TEXT = 24  # characters: shorter things typed ("thanks", "yes") are no evidence of a leftover
@@ -127,11 +126,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
                 "redacted": report.audit_redacted, "kept": report.audit_kept})
             n = audit.redact(ws, name, report.record)
             assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
-    try:
-        ws.db.execute("VACUUM")  # no freed page keeps their words (secure_delete zeroed them already)
-    except sqlite3.OperationalError:
-        pass  # another process is mid-write: the leftover scan below says whether it mattered
-    report.wal_truncated = truncate_wal(ws.db)
+    report.wal_truncated = compact(ws.db)  # no freed page keeps their words; the leftover scan below checks
     report.leftovers = _leftovers(ws, typed)
     return report
 
@@ -155,11 +150,17 @@ def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str) -> list[st
 def _leftovers(ws: Workspace, typed: list[str]) -> list[str]:
     """Files under the workspace that still hold something the person typed. The database is not a
     leftover for a text that a remaining row holds (a document's sentence they quoted, the same
-    question another user asked): that row is someone else's."""
-    held_by_others = {t.encode("utf-8") for t in typed
-                      if any(ws.db.execute(sql + " LIMIT 1", (t,)).fetchone() for sql in _HELD) or audit.quotes(ws, [t])}
-    return [f for f, held in files_holding(ws.home, [t.encode("utf-8") for t in typed]).items()
-            if not f.startswith("archivist.db") or held - held_by_others]
+    question another user asked): that row is someone else's. Only the texts the scan found in the
+    database files are looked up (each lookup reads whole tables)."""
+    found = files_holding(ws.home, [t.encode("utf-8") for t in typed])
+    in_db = set().union(*(held for f, held in found.items() if f.startswith("archivist.db")))
+    held_by_others = {n for n in in_db if _someone_elses(ws, n.decode("utf-8"))}
+    return [f for f, held in found.items() if not f.startswith("archivist.db") or held - held_by_others]
+
+
+def _someone_elses(ws: Workspace, text: str) -> bool:
+    """Whether a remaining row (`_HELD`) or another's audit record (`audit.quotes`) holds `text`."""
+    return any(ws.db.execute(sql + " LIMIT 1", (text,)).fetchone() for sql in _HELD) or audit.quotes(ws, [text])
 
 
 _HELD = (  # the rows that may hold a text the person typed once theirs are gone: someone else's

@@ -480,6 +480,17 @@ def truncate_wal(db: sqlite3.Connection) -> bool:
     return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
 
 
+def compact(db: sqlite3.Connection) -> bool:
+    """After a secure delete (erase, users erase): VACUUM, so the file keeps no free page, then
+    `truncate_wal`. Returns whether the WAL was emptied. A VACUUM that another process's write
+    holds back past the busy timeout is let be: secure_delete zeroed the freed pages already."""
+    try:
+        db.execute("VACUUM")
+    except sqlite3.OperationalError:
+        pass
+    return truncate_wal(db)
+
+
 def _is_disk_full(e: BaseException) -> bool:
     return "disk is full" in str(e) or "database or disk is full" in str(e)
 

@@ -18,11 +18,11 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from archivist import access, audit
+from archivist import access, audit, files
 from archivist.workspace import Workspace, transaction
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Exa
         data = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in rows).encode()
         (tmp / f"{split}.jsonl").write_bytes(data)
         manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))  # publish syncs the folder
     # a dataset copies users' questions, corrections and passages into files: who built it, from
     # which collections and feedback, is recorded with the rename that makes it exist (a failed
     # rename rolls the record back)
@@ -88,7 +88,7 @@ def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Exa
             "counts": manifest.get("counts"), "documents": len(manifest.get("documents") or []),
             "feedback": list(used), "files": [f["sha256"] for f in manifest.get("files") or []],
             "train_sha256": manifest.get("train_sha256"), "eval_sha256": manifest.get("eval_sha256")})
-        tmp.rename(target)
+        files.publish(tmp, target)  # on disk before its name: a power cut leaves no empty train.jsonl
     return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
 
 
@@ -153,12 +153,10 @@ def load_dataset(ws: Workspace, name: str, user: str | None) -> Dataset:
     def read(split):
         p = path / f"{split}.jsonl"
         out = []
-        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
+        for lineno, row in _rows(p):
             try:
-                out.append(Example(**json.loads(line)))
-            except (ValueError, TypeError) as e:
+                out.append(Example(**row))
+            except TypeError as e:
                 raise DatasetError(f"{p}:{lineno}: not a saved example ({e})") from None
         return out
 
@@ -193,19 +191,25 @@ def _folders(ws: Workspace) -> list[Path]:
     return sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists())
 
 
+def _readable(ws: Workspace) -> Iterator[tuple[Path, dict]]:
+    """(folder, manifest) of each saved dataset whose manifest parses, by name: a deleted user's
+    datasets and a person's feedback are looked for in those (one that does not parse nobody can use)."""
+    for folder in _folders(ws):
+        try:
+            yield folder, _manifest(folder)
+        except DatasetError:
+            continue
+
+
 def disown(ws: Workspace, owner: str, former: str) -> int:
     """Record `former` as the owner of every saved dataset `owner` built (the user was deleted: a
     user created later under the same name must not inherit them); returns how many."""
     n = 0
-    for folder in _folders(ws):
-        try:
-            manifest = _manifest(folder)
-        except DatasetError:
-            continue  # unreadable: nobody can use it anyway
+    for folder, manifest in _readable(ws):
         if _owner(manifest) == owner:
             manifest["owner"] = former
             manifest.pop("user", None)
-            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+            _write_manifest(folder, manifest)
             n += 1
     return n
 
@@ -219,11 +223,7 @@ def erase_feedback(ws: Workspace, feedback_ids: set[int], questions: set[str], o
     the datasets that used their feedback (an adapter trained on one learned from it), the
     datasets disowned). Safe to repeat."""
     dropped_by, touched, disowned = {}, set(), []
-    for folder in _folders(ws):
-        try:
-            manifest = _manifest(folder)
-        except DatasetError:
-            continue
+    for folder, manifest in _readable(ws):
         fb = manifest.get("feedback") or {}
         used = set(fb.get("used") or [])
         changed = False
@@ -242,7 +242,7 @@ def erase_feedback(ws: Workspace, feedback_ids: set[int], questions: set[str], o
             disowned.append(folder.name)
             changed = True
         if changed:
-            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+            _write_manifest(folder, manifest)
     return dropped_by, touched, disowned
 
 
@@ -265,7 +265,7 @@ def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased:
         manifest["documents"] = [d for d in manifest.get("documents", []) if d.get("id") != document_id]
         manifest["erased"] = sorted(set(manifest.get("erased", [])) | {document_id})
         _write_splits(folder, manifest, kept)
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        _write_manifest(folder, manifest)
         out[folder.name] = dropped
     return out
 
@@ -275,19 +275,48 @@ def _without(folder: Path, drop: Callable[[dict], bool]) -> tuple[dict[str, list
     kept, dropped = {}, 0
     for split in ("train", "eval"):
         f = folder / f"{split}.jsonl"
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+        rows = [row for _, row in _rows(f)] if f.exists() else []
         kept[split] = [r for r in rows if not drop(r)]
         dropped += len(rows) - len(kept[split])
     return kept, dropped
+
+
+def _rows(file: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for each example of a saved split (a JSON object a line). Raises
+    DatasetError naming the file and the line that does not parse: loading it, or an erase, which
+    must not pass over a copy it cannot read. Lines end at "\n" alone: a row's strings hold U+2028,
+    U+0085 and the like as they are (json.dumps with ensure_ascii=False), where splitlines() breaks."""
+    try:
+        lines = file.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{file}: not UTF-8 text ({e})") from None
+    out = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise DatasetError(f"{file}:{lineno}: not a saved example ({e})") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{file}:{lineno}: not a saved example (a JSON {type(row).__name__}, not an object)")
+        out.append((lineno, row))
+    return out
 
 
 def _write_splits(folder: Path, manifest: dict, kept: dict[str, list[dict]]) -> None:
     """Write each split's rows, and their hashes and counts into `manifest` (the caller writes it)."""
     for split, rows in kept.items():
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-        (folder / f"{split}.jsonl").write_bytes(data)
+        files.replace(folder / f"{split}.jsonl", data)  # the old rows or the new, never a torn file
         manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
     manifest["counts"] = {split: len(rows) for split, rows in kept.items()}
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    """Replace a saved dataset's manifest.json (`files.replace`): a crash or power cut mid-write leaves
+    the old manifest or the new one, never a torn one that hides the dataset from its owner."""
+    files.replace(folder / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 def _from_erased(row: dict, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> bool:

@@ -238,11 +238,14 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
     try:
         prep = setup(ws, cfg, run_id, resume, progress, rank, world, say)
         report = jobs.Reporter(ws, run_id)
-        stats = train(prep.model, prep.loss_fn, prep.optimizer, prep.data, prep.tokenizer.pad_token_id, prep.device,
-                      prep.total_steps, cfg, prep.folder, prep.start_step, progress, rank, world,
-                      unpadded=prep.unpadded, should_stop=stop.requested,
-                      # `archivist jobs` shows the step count as it shows an ingest's files
-                      on_step=lambda n, total, loss: report(n, total, f"loss {loss:.3f}"))
+        try:
+            stats = train(prep.model, prep.loss_fn, prep.optimizer, prep.data, prep.tokenizer.pad_token_id, prep.device,
+                          prep.total_steps, cfg, prep.folder, prep.start_step, progress, rank, world,
+                          unpadded=prep.unpadded, should_stop=stop.requested,
+                          # `archivist jobs` shows the step count as it shows an ingest's files
+                          on_step=lambda n, total, loss: report(n, total, f"loss {loss:.3f}"))
+        finally:
+            report.flush()  # a run stopped short of its total: the step it reached, not one up to a second before
         if torch.cuda.is_available():
             stats["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         result = {"run_id": run_id, "dataset": prep.dataset.name, "method": prep.method, "base": prep.base,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from archivist import access, adapters, audit, conversations, feedback
 from archivist.files import files_holding
-from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
+from archivist.workspace import Workspace, compact, secure_delete, transaction
 
 _COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples", "earlier_uploads")
 MIN_MATCH = 24  # characters: shorter strings ("Introduction", a heading) are too common to call a copy
@@ -52,7 +52,7 @@ class EraseReport:
     adapter_examples: int = 0
     wal_truncated: bool = True
     leftovers: list[str] = field(default_factory=list)  # files that still hold its text (should stay empty)
-    leftovers_checked: bool = True  # False for a member's erase: the workspace's files hold others' text too
+    leftovers_checked: bool = True  # False for a member's erase (the files hold others' text too) and a rerun (the text is gone)
     held_elsewhere: list[str] = field(default_factory=list)  # other documents ("name (collection)") holding some of its sentences
     in_audit_log: bool = False  # a question or search quoted it: the append-only log keeps it as asked
     resumed: bool = False  # finished by a rerun after the document itself was already gone
@@ -191,7 +191,7 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         upload = _stored_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
         if upload is not None:
             report.upload = _remove_upload(ws, upload, doc["id"])
-            report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc["id"], doc["content_hash"])
+            report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc)
         report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
     return report
 
@@ -240,26 +240,26 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         report.leftovers_checked = False
     elif needles is not None:
         found = files_holding(ws.home, needles)
-        # a sentence another document also holds is that document's, not a leftover
-        others = _held_by_others(ws, sorted(set().union(*found.values()))) if found else {}
+        # a sentence another document also holds is that document's, not a leftover; the scan says
+        # which sentences the database files still hold, and only those are looked up
+        others = _held_by_others(ws, sorted(set().union(*(held for f, held in found.items() if f.startswith("archivist.db")))))
         report.held_elsewhere = sorted({d for docs in others.values() for d in docs})
         report.leftovers = [f for f, held in found.items() if held - others.keys()]
         if "archivist.db" in report.leftovers:
             report.in_audit_log = audit.quotes(ws, [n.decode("utf-8") for n in needles])
+    else:
+        report.leftovers_checked = False  # a rerun: the scan looks for the text, which went with the document
     jobs.finish(ws, job.id, result=asdict(report), message=f"erased {spec['document']}")
     return report
 
 
 def _held_by_others(ws: Workspace, needles: list[bytes]) -> dict[bytes, list[str]]:
-    """{sentence: ["name (collection)", ...]} for the erased document's sentences that remaining
-    documents also hold (the same text under another name or in another collection): erase leaves
-    those documents alone, so their copies are not leftovers. Only the sentences the database file
-    still holds are looked up."""
-    db_bytes = b"".join(p.read_bytes() for p in ws.home.glob("archivist.db*") if p.is_file())
+    """{sentence: ["name (collection)", ...]} for the erased document's sentences `needles` (those
+    the scan found in the database files) that remaining documents also hold (the same text under
+    another name or in another collection): erase leaves those documents alone, so their copies
+    are not leftovers."""
     out = {}
     for n in needles:
-        if n not in db_bytes:
-            continue
         text = n.decode("utf-8")
         rows = ws.db.execute(
             "SELECT d.path, c.name FROM documents d JOIN collections c ON c.id = d.collection_id "
@@ -309,19 +309,28 @@ def _remove_upload(ws: Workspace, path: Path, document_id: int) -> str | None:
     return str(path) if remove_unused_upload(ws, path, but=document_id) else None
 
 
-def _remove_earlier_uploads(ws: Workspace, path: Path, document_id: int, current: str) -> int:
+def _remove_earlier_uploads(ws: Workspace, path: Path, document: dict) -> int:
     """Uploads of the document's earlier versions: a new upload under its name is stored in
     uploads/<its sha256 prefix>/<name> and replaces the document, but the earlier version's file
     stayed, with the earlier text, where no leftover check looks (it only knows the current text).
-    Found by the versions the audit log recorded; each removed unless a document reads it.
-    `path`: the current version's upload. Returns how many were removed."""
-    from archivist.ingest.uploads import remove_unused_upload
+    Found by the versions the audit log recorded and, since retention purges those records, by the
+    ingest and upload jobs done into its collection that read a file under its name; each removed
+    unless a document reads it. `path`: the current version's upload. Returns how many were removed."""
+    from archivist import jobs
+    from archivist.ingest.pipeline import job_files
+    from archivist.ingest.uploads import remove_unused_upload, stored_upload
 
     uploads = (ws.home / "uploads").resolve()
+    earlier = {uploads / sha[:16] / path.name for sha in audit.versions(ws, document["id"]) if sha != document["content_hash"]}
+    for job in jobs.every(ws, ("ingest", "upload")):
+        # a job not done may still ingest its files (queued, running, or to be resumed): a newer upload, not an earlier one
+        if job.state == "done" and job.spec.get("collection") == document["collection"]:
+            earlier |= {stored_upload(ws, p).resolve() for p, name in job_files(job) if name == document["name"]}
+    current = path.resolve()
     n = 0
-    for sha in audit.versions(ws, document_id):
-        earlier = uploads / sha[:16] / path.name
-        if sha != current and earlier.is_file() and remove_unused_upload(ws, earlier, but=document_id):
+    for f in sorted(earlier):
+        # only the workspace's own copies: a file ingested from the user's folder is theirs
+        if f != current and uploads in f.parents and f.is_file() and remove_unused_upload(ws, f, but=document["id"]):
             n += 1
     return n
 
@@ -341,8 +350,7 @@ def _compact(ws: Workspace) -> bool:
     """Rewrite the database without free pages and empty the WAL; returns whether the WAL was
     truncated (another process reading at that moment can hold it; it is emptied on its next checkpoint)."""
     ws.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")  # merge away the deleted entries
-    ws.db.execute("VACUUM")
-    return truncate_wal(ws.db)
+    return compact(ws.db)
 
 
 def erased_sentences(text: str) -> list[bytes]:
