@@ -306,7 +306,9 @@ def image_frames(path: Path, max_pages: int) -> Iterator:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this and refuses above twice this
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL's warning names no size: opening reads only the header, and _check_pixels refuses
+            # the image before a pixel is decoded, naming its width and height
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
             _check_pixels(image.size)
             frames = getattr(image, "n_frames", 1)
@@ -317,8 +319,11 @@ def image_frames(path: Path, max_pages: int) -> Iterator:
                 _check_pixels(image.size)
                 image.load()
                 yield index + 1, upright(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ReadError(f"image too large (over {MAX_PIXELS // 1_000_000} megapixels: a decompression bomb?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # over twice the limit PIL refuses at open, before the size is known; its message has the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f": {int(found.group(1)) // 1_000_000} megapixels" if found else ""
+        raise ReadError(f"image too large{size} (limit {MAX_PIXELS // 1_000_000} megapixels: a decompression bomb?)") from None
     except UnidentifiedImageError:
         raise ReadError("corrupt image: not a readable PNG, JPEG, TIFF, BMP, WebP or GIF") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
