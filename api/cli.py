@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import stat
 import sys
 import threading
 
@@ -47,6 +49,7 @@ def cmd_serve(args) -> int:
     where = (f"archivist API on http://{args.host}:{args.port}/v1 (workspace {settings.home}"
              f"{f', {args.workers} workers' if args.workers > 1 else ''}); docs at http://{args.host}:{args.port}/docs")
     log_config = timed_log_config(getattr(args, "verbose", False))
+    reopen_logs_on_hup()  # from now on: SIGHUP while the models load must not end it either
     if args.workers == 1:
         app = create_app(settings, max_waiting=args.max_waiting, warm=not args.no_warm)
         resume_ingest_in_background(settings)
@@ -61,9 +64,73 @@ def cmd_serve(args) -> int:
     os.environ[WORKER_OPTIONS] = json.dumps({"max_waiting": args.max_waiting, "warm": not args.no_warm})
     resume_ingest_in_background(settings)
     print(where, file=sys.stderr)
-    uvicorn.run("archivist.api.cli:worker_app", factory=True, workers=args.workers, host=args.host, port=args.port,
-                log_level=level, log_config=log_config)
+    # uvicorn.run(..., workers=N) as it is, but with a supervisor whose SIGHUP reopens the logs
+    # instead of restarting every worker (each would load its models again)
+    config = uvicorn.Config("archivist.api.cli:worker_app", factory=True, workers=args.workers, host=args.host,
+                            port=args.port, log_level=level, log_config=log_config)
+    _supervisor(config, sockets=[config.bind_socket()]).run()
     return 0
+
+
+def _log_file(fd: int) -> str | None:
+    """The path of the regular file `fd` writes to (`2>>/var/log/archivist.log`, systemd's
+    StandardError=append:), None for a terminal, a pipe, journald's socket or a platform without /proc."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        return path if os.path.samestat(os.stat(path), os.fstat(fd)) else None
+    except OSError:
+        return None
+
+
+def reopen_logs_on_hup():
+    """Make SIGHUP reopen the log file: stderr (and stdout), when redirected to a file, are opened
+    again under the name they had at start, so after logrotate renamed the file the server writes
+    to the new one; the server keeps serving, requests in flight untouched. Returns the function
+    that reopens them; outside the main thread (where no handler can be set) only returns it."""
+    paths = {fd: path for fd in (1, 2) if (path := _log_file(fd))}
+
+    def reopen(signum=None, frame=None) -> None:
+        # Only os calls here: a signal handler must not write to sys.stderr, which the code it
+        # interrupted may be writing to (a reentrant call raises); the note goes from a thread.
+        done, failed = [], []
+        for fd, path in paths.items():
+            try:
+                new = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            except OSError as e:
+                failed.append(f"{path}: {e.strerror}")
+                continue
+            os.dup2(new, fd)
+            os.close(new)
+            done.append(path)
+        note = ("stderr is not a file, no log to reopen" if not paths else
+                "; ".join([f"reopened the log file {', '.join(sorted(set(done)))}"] * bool(done) +
+                          [f"could not reopen {f}" for f in failed]))
+        threading.Thread(target=print, args=(f"archivist: SIGHUP: {note}; still serving",),
+                         kwargs={"file": sys.stderr}, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, reopen)
+    return reopen
+
+
+def _supervisor(config, sockets):
+    """uvicorn's supervisor of several workers, whose SIGHUP would restart them all (each loading its
+    models again): here the parent reopens its log file and passes the signal on to each worker,
+    which reopens its own (`worker_app`)."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    reopen = reopen_logs_on_hup()  # the paths as they are now, before any rotation
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:  # called from its main loop, not in the signal handler
+            reopen()
+            for process in self.processes:
+                if process.pid and process.process.is_alive():
+                    os.kill(process.pid, signal.SIGHUP)
+
+    return Supervisor(config, sockets=sockets)
 
 
 def timed_log_config(verbose: bool = False) -> dict:
@@ -133,6 +200,7 @@ def worker_app():
     from archivist.settings import Settings
 
     options = json.loads(os.environ.get(WORKER_OPTIONS) or "{}")
+    reopen_logs_on_hup()  # the supervisor passes SIGHUP on: reopen this worker's log file, keep serving
     return create_app(Settings.from_env(), max_waiting=options.get("max_waiting", 16), warm=options.get("warm", True))
 
 

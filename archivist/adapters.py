@@ -290,5 +290,5 @@ def scrub_metrics(ws: Workspace, name: str, erased) -> int:
     keep = [e for e in examples if not any(erased(v) for v in e.values() if isinstance(v, str))]
     if len(keep) != len(examples):
         metrics["examples"] = keep
-        f.write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
+        files.replace(f, json.dumps(metrics, indent=2, ensure_ascii=False, default=str))  # never a torn metrics.json
     return len(examples) - len(keep)

@@ -25,7 +25,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from archivist import access, audit, jobs
+from archivist import access, audit, files, jobs
 from archivist.settings import python_module
 from archivist.workspace import Workspace, transaction
 
@@ -53,7 +53,7 @@ def create_run(ws: Workspace, config: dict, run_id: str | None = None, user: str
     # the owner is written into the config, so a resume (by the owner or an admin) trains as the owner
     config = {**config, "user": access.current_user(ws, config.get("user") or user)}
     d = run_dir(ws, run_id)
-    (d / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    files.replace(d / "config.json", json.dumps(config, indent=2, default=str))
     jobs.create(ws, "train", config["user"], spec=json.loads(json.dumps(config, default=str)),
                 total=config.get("max_steps") or None, job_id=run_id)
     return run_id
@@ -71,7 +71,7 @@ def update_run(ws: Workspace, run_id: str, status: str | None = None, **fields) 
     if unknown:
         raise ValueError(f"unknown run field {sorted(unknown)[0]!r}")
     if "config" in fields:
-        (run_dir(ws, run_id) / "config.json").write_text(json.dumps(fields["config"], indent=2, default=str))
+        files.replace(run_dir(ws, run_id) / "config.json", json.dumps(fields["config"], indent=2, default=str))  # never torn
         jobs.update_spec(ws, run_id, json.loads(json.dumps(fields["config"], default=str)))
     if status == "running":
         with transaction(ws.db):  # the run starts with its audit record, or not at all

@@ -62,9 +62,12 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           ruled only under their header, kerned rows and text in columns that is no table.
 #   html 3: ruby annotations (<rt>, <rp>: Japanese furigana) dropped, not run into the text. (Every
 #           reader's text is now stored NFC, accents composed; only HTML is read again for it.)
+#   html 4, markdown 3, docx 3: hidden elements (hidden, aria-hidden="true", inline display:none /
+#           visibility:hidden) dropped, and Markdown's raw <script>, <style>, <template>, <noscript>,
+#           and Word's hidden runs (w:vanish): text nobody sees on the page no longer answers questions.
 #   text 2, markdown 2, csv 2: files in a Chinese, Japanese or Korean legacy encoding (Shift_JIS,
 #           GBK, Big5, EUC) decoded in it, no longer as Windows-1252 mojibake (readers_base.decode_text).
-READER_VERSIONS = {"html": 3, "pdf": 3, "image": 3, "docx": 2, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 2, "csv": 2}
+READER_VERSIONS = {"html": 4, "pdf": 3, "image": 3, "docx": 3, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 3, "csv": 2}
 
 
 def reader_version(kind: str | None) -> int:

@@ -21,7 +21,9 @@ MAX_HEADER_ROWS = 3  # a DOCX table's header takes at most this many rows
 MAX_COLUMNS = 64  # Word allows 63; a larger span or offset is damage and is capped
 # Runs whose text is not shown: tracked deletions and moves away, and text boxes anchored in the
 # paragraph (Word stores each twice, as DrawingML and as a VML fallback; their text is not read).
-_SHOWN_RUNS = ".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ancestor::w:txbxContent)]"
+# Runs formatted hidden (w:vanish, Word's Font > Hidden) are not shown: text planted there must not answer questions.
+_SHOWN_RUNS = (".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ancestor::w:txbxContent)]"
+               "[not(w:rPr/w:vanish[not(@w:val) or not(@w:val='0' or @w:val='false' or @w:val='off')])]")
 
 
 def _xpath(element, path: str) -> list:

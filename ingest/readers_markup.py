@@ -170,6 +170,95 @@ def _split_row(line: str) -> list[str]:
     return [_inline(c.replace("\\|", "|")) for c in re.split(r"(?<!\\)\|", line)]
 
 
+# Raw HTML in Markdown renders as HTML: an element hidden there (`_hidden_attrs`), a <script>,
+# <style>, <template> or <noscript>, is no text of the document (`_drop_unseen_html`).
+_MD_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]{0,30})((?:\s[^<>]{0,2000})?)>")
+_MD_ATTR = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
+_MD_UNSEEN = frozenset(("script", "style", "template", "noscript"))
+_MD_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+# a block element's hidden content runs on over blank lines to its closing tag; an inline one's ends with its paragraph
+_MD_BLOCK = frozenset(
+    "address article aside blockquote details dialog div dl fieldset figure footer form header main nav ol "
+    "section table ul script style template noscript".split())
+_MD_CODE_SPAN = re.compile(r"(`{1,16})[^`]{0,2000}?\1")  # bounded: no quadratic scan of a line of backticks
+
+
+def _masked(line: str) -> str:
+    """`line` with its comments (one left open runs to the end) and code spans blanked out, the same
+    length: HTML there is shown as text, or dropped as a comment, not rendered."""
+    out, pos = [], 0
+    while (a := line.find("<!--", pos)) != -1:
+        b = line.find("-->", a + 4)
+        b = len(line) if b == -1 else b + 3
+        out += [line[pos:a], "\0" * (b - a)]
+        pos = b
+    out.append(line[pos:])
+    return _MD_CODE_SPAN.sub(lambda m: "\0" * len(m.group(0)), "".join(out))
+
+
+def _unseen_open(m: re.Match) -> bool:
+    """Whether an opening tag (`_MD_TAG` match) starts an element nobody sees."""
+    if m.group(1):
+        return False
+    name = m.group(2).lower()
+    if name in _MD_UNSEEN:
+        return True
+    attrs = {a.lower(): next((v for v in vals if v is not None), "") for a, *vals in _MD_ATTR.findall(m.group(3) or "")}
+    return _hidden_attrs(attrs)
+
+
+def _drop_unseen_html(lines: list[str]) -> list[str]:
+    """Markdown source lines without the raw HTML elements a browser would not show (`_unseen_open`),
+    their content included: to the matching closing tag, or, left open, to the end of the paragraph
+    (an inline element) or of the file (a block element, as a browser nests what follows in it).
+    Fenced code, `code spans` and comments are left as they are. A line emptied by it goes."""
+    out: list[str] = []
+    fence = ""  # the marker of the fenced block we are in
+    comment = False
+    hidden: list = []  # [tag name, depth, block?] of the hidden element we are in
+    for line in lines:
+        if fence:
+            out.append(line)
+            close = line.strip()
+            if close.startswith(fence[0] * len(fence)) and not close.strip(fence[0]):
+                fence = ""
+            continue
+        if comment:
+            out.append(line)
+            comment = "-->" not in line
+            continue
+        if hidden and not line.strip() and not hidden[2]:
+            hidden = []  # an inline element ends with its paragraph
+        if not hidden:
+            opened = _FENCE.match(line)
+            if opened and not (opened.group(1)[0] == "`" and "`" in opened.group(2)):
+                fence = opened.group(1)
+                out.append(line)
+                continue
+        masked = _masked(line)
+        kept, pos = [], 0
+        for m in _MD_TAG.finditer(masked):
+            if hidden:
+                if m.group(2).lower() == hidden[0] and not m.group(3).rstrip().endswith("/"):
+                    hidden[1] += -1 if m.group(1) else 1
+                    if not hidden[1]:
+                        hidden, pos = [], m.end()
+            elif _unseen_open(m):
+                kept.append(line[pos:m.start()])
+                pos = m.end()
+                name = m.group(2).lower()
+                if name not in _MD_VOID and not m.group(3).rstrip().endswith("/"):
+                    hidden = [name, 1, name in _MD_BLOCK]
+        if not hidden:
+            kept.append(line[pos:])
+        if len(kept) == 1 and pos == 0:
+            out.append(line)  # nothing hidden on this line
+        elif "".join(kept).strip():
+            out.append("".join(kept))
+        comment = not hidden and line.rfind("<!--") > line.rfind("-->")  # a comment that goes on below
+    return out
+
+
 def read_markdown(path: Path) -> Extracted:
     """Markdown: `#` (and underlined) headings build the heading path and become Block(kind="heading");
     paragraphs split on blank lines, list items are one Block each, fenced code stays whole
@@ -191,6 +280,7 @@ def read_markdown(path: Path) -> Extracted:
                 i = j + 1
                 break
 
+    lines[i:] = _drop_unseen_html(lines[i:])
     blocks: list[Block] = []
     headings = HeadingPath()
     para: list[str] = []
@@ -300,6 +390,27 @@ def read_markdown(path: Path) -> Extracted:
 _DROP = ("script", "style", "nav", "aside", "noscript", "template", "svg", "iframe", "object", "canvas", "rt", "rp")
 # header/footer are furniture at page level, but inside <article>/<main> they hold the title.
 _DROP_OUTSIDE_CONTENT = ("header", "footer")
+# Elements a reader of the page never sees: text planted in them ("ignore the policy, answer X")
+# must not answer questions. `hidden="until-found"` is shown by find-in-page (collapsed sections), so
+# it stays; so do <html>/<body>, which anti-flicker snippets hide until a script shows the page.
+_HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse))\s*(?:!\s*important\s*)?(?:;|$)", re.I)
+
+
+def _hidden(tag) -> bool:
+    """Whether an element is hidden from whoever views the page: the `hidden` attribute,
+    aria-hidden="true" (decorative glyphs, duplicated labels), or an inline display:none /
+    visibility:hidden style."""
+    return tag.name not in ("html", "body") and _hidden_attrs(tag.attrs or {})
+
+
+def _hidden_attrs(attrs: dict) -> bool:
+    """`_hidden` on an element's attributes (names lower case)."""
+    if "hidden" in attrs and str(attrs["hidden"]).strip().lower() != "until-found":
+        return True
+    if str(attrs.get("aria-hidden", "")).strip().lower() == "true":
+        return True
+    style = attrs.get("style")
+    return bool(style) and bool(_HIDDEN_STYLE.search(str(style)))
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote body dd details dialog div dl dt fieldset figcaption figure "
     "footer form header hr li main menu ol p section summary ul caption center".split()
@@ -394,7 +505,7 @@ def _table_rows(rows: list[list]) -> list[list[str]]:
 
 
 def read_html(path: Path) -> Extracted:
-    """HTML: scripts, styles, nav, aside, page header/footer and permalink marks (an in-page link
+    """HTML: scripts, styles, nav, aside, page header/footer, hidden elements (`_hidden`) and permalink marks (an in-page link
     whose text is only "¶", "#" or "§") are dropped; the text comes from
     <main> or <article> when present, else <body>. h1..h6 build the heading path and become
     Block(kind="heading"); p, li, dd, blockquote and loose text become paragraphs; <pre> becomes
@@ -421,6 +532,9 @@ def read_html(path: Path) -> Extracted:
 
     for tag in soup.find_all(_DROP):
         tag.decompose()
+    for tag in soup.find_all(_hidden):
+        if not tag.decomposed:  # not already gone with a hidden parent
+            tag.decompose()
     for tag in soup.find_all("a", href=True):
         if tag.get("href", "").startswith("#") and clean(tag.get_text()) in _PERMALINK_MARKS:
             tag.decompose()  # a heading's own permalink ("Logging ¶"): not part of its text

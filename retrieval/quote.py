@@ -100,14 +100,14 @@ def quoted(sentence: str) -> str:
     numbers the document itself wrote ("52 weeks [2].", "weeks.[2]"), which in the answer would read as
     citations of other passages (a document could make its claim look backed by another reader's
     document). A bracket glued to a name is code, not a citation, and stays: `sys.argv[0]`, `a[1]`."""
-    def drop(m: re.Match) -> str:
-        before = sentence[m.start() - 1] if m.start() else " "
-        return m.group(0) if not m.group(1) and (before.isalnum() or before in "_)]") else ""
-
-    return _DOC_CITE.sub(drop, sentence)
-
-
-_DOC_CITE = re.compile(r"(\s*)" + verify.CITE.pattern)
+    out, pos = [], 0
+    for m in verify.citation_marks(sentence):  # the marks the answer's parser would read, no other
+        start = m.start()
+        while start > pos and sentence[start - 1].isspace():  # with the space before it
+            start -= 1
+        out.append(sentence[pos:start])
+        pos = m.end()
+    return "".join(out) + sentence[pos:]
 
 
 def _term(line: str) -> bool:

@@ -316,10 +316,28 @@ def makes_claim(sentence: str, question: str) -> bool:
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|(?<=[。！？])(?![」』）”])\s*|(?<=[。！？][」』）”])\s*|\n+")
 
 
-def parse_citations(text: str) -> list[tuple[int, int, int]]:
-    """(n, start, end) for every citation mark in the text; [1, 3] yields 1 and 3."""
-    out = []
+def citation_marks(text: str) -> list[re.Match]:
+    """The `CITE` matches of `text` that are citation marks. A bracket glued to a name, a call or an
+    index is code and left out: `sys.argv[1]`, `f(x)[0]`, `x[0][1]` (as `quote.quoted` keeps them);
+    one after a space, punctuation ("weeks.[2]"), a CJK character ("设立[2]") or another mark
+    ("[1][3]") is a mark."""
+    out, last = [], -1  # last: where the previous mark ended
     for m in CITE.finditer(text):
+        before = text[m.start() - 1] if m.start() else " "
+        if before == "]":
+            code = m.start() != last
+        else:
+            code = before.isascii() and (before.isalnum() or before in "_)")
+        if not code:
+            out.append(m)
+            last = m.end()
+    return out
+
+
+def parse_citations(text: str) -> list[tuple[int, int, int]]:
+    """(n, start, end) for every citation mark in the text (`citation_marks`); [1, 3] yields 1 and 3."""
+    out = []
+    for m in citation_marks(text):
         for num in re.split(r"\s*[,;]\s*", m.group(1)):
             out.append((int(num), m.start(), m.end()))
     return out
