@@ -36,12 +36,13 @@ GENERATORS = ("extractive", "llm", "both")
 # what `archivist finetune` and the fine-tune page learn from when not told: the documents, plus the
 # chat's feedback when there is any (no feedback adds no example, and is no error)
 DEFAULT_SOURCES = ("docs", "feedback")
-_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 
 def strip_citations(text: str) -> str:
-    """The text without its [n] marks: 'Paris [1].' -> 'Paris.'"""
-    return re.sub(r"\s*" + _CITE.pattern, "", text).strip()
+    """The text without its [n] marks: 'Paris [1].' -> 'Paris.'; a code index stays ('sys.argv[1]')."""
+    from archivist.retrieval.verify import replace_marks
+
+    return replace_marks(text).strip()
 
 
 # -- reading what the user may read ----------------------------------------------------------
@@ -164,11 +165,13 @@ def examples_from_documents(ws: Workspace, pairs: Sequence[tuple[int, QA]], eval
 
 
 def _renumber(text: str, mapping: dict[int, int]) -> str:
-    """Rewrite [n] marks through `mapping`, dropping numbers it lacks."""
+    """Rewrite [n] marks through `mapping`, dropping numbers it lacks; code indexes stay ('a[2]')."""
+    from archivist.retrieval.verify import replace_marks
+
     def fix(m):
         keep = [str(mapping[int(x)]) for x in re.split(r"\s*[,;]\s*", m.group(1)) if int(x) in mapping]
         return f"[{', '.join(keep)}]" if keep else ""
-    return re.sub(r" ?" + _CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", text).strip()
+    return replace_marks(text, fix).strip()
 
 
 def shown_passage(cited: dict, live: Hit | None, asked_in: str | None) -> Hit | None:

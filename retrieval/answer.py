@@ -23,7 +23,7 @@ from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, key_s
 from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search, statistics_scope
-from archivist.retrieval.verify import CITE, asks_yes_no, parse_citations, sentences, verify_answer
+from archivist.retrieval.verify import asks_yes_no, parse_citations, replace_marks, sentences, verify_answer
 from archivist.workspace import Workspace
 
 SYSTEM_PROMPT = (
@@ -190,18 +190,18 @@ def check_citations(answer: str, passages: Sequence[Hit], embedder, weak_below: 
         def fix(m):
             keep = [x for x in re.split(r"\s*[,;]\s*", m.group(1)) if 1 <= int(x) <= len(passages)]
             return f"[{', '.join(keep)}]" if keep else ""
-        answer = re.sub(r"\s*" + CITE.pattern, lambda m: (" " + fix(m)) if fix(m) else "", answer).strip()
+        answer = replace_marks(answer, fix).strip()
     claims: dict[int, list[str]] = {}
     for s0, s1 in sentences(answer):
         sent = answer[s0:s1]
         marks = [n for n, _, _ in parse_citations(sent)]
-        claim = CITE.sub("", sent).strip()
+        claim = replace_marks(sent).strip()
         for n in marks:
             claims.setdefault(n, []).append(claim or sent)
     inferred = False
     if not claims and answer.strip() and passages:
         inferred = True
-        sents = [CITE.sub("", answer[a:b]).strip() for a, b in sentences(answer)]
+        sents = [replace_marks(answer[a:b]).strip() for a, b in sentences(answer)]
         sents = [s for s in sents if len(_WORD.findall(s)) >= 2]
         if sents:
             vecs = embedder.embed(sents + [p.text for p in passages])

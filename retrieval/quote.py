@@ -100,14 +100,7 @@ def quoted(sentence: str) -> str:
     numbers the document itself wrote ("52 weeks [2].", "weeks.[2]"), which in the answer would read as
     citations of other passages (a document could make its claim look backed by another reader's
     document). A bracket glued to a name is code, not a citation, and stays: `sys.argv[0]`, `a[1]`."""
-    out, pos = [], 0
-    for m in verify.citation_marks(sentence):  # the marks the answer's parser would read, no other
-        start = m.start()
-        while start > pos and sentence[start - 1].isspace():  # with the space before it
-            start -= 1
-        out.append(sentence[pos:start])
-        pos = m.end()
-    return "".join(out) + sentence[pos:]
+    return verify.replace_marks(sentence)  # the marks the answer's parser would read, no other
 
 
 def _term(line: str) -> bool:

@@ -164,7 +164,7 @@ def _negated(words: Sequence[str]) -> bool:
 def asserted_terms(sentence: str) -> list[tuple[str, str]]:
     """The things a sentence asserts that must be found in its evidence, as (kind, term):
     kind is "identifier", "number" or "rare". Citation marks are ignored."""
-    s = _nfc(CITE.sub(" ", sentence))
+    s = _nfc(replace_marks(sentence, lambda m: " "))
     out: list[tuple[str, str]] = []
     for m in _QUOTED.finditer(s):
         out.append(("identifier", next(g for g in m.groups() if g)))
@@ -217,7 +217,7 @@ def term_found(kind: str, term: str, ev: Evidence) -> bool:
 
 
 def content_stems(sentence: str) -> list[str]:
-    return [_stem(w) for w in (x.lower() for x in _words(CITE.sub(" ", sentence)))
+    return [_stem(w) for w in (x.lower() for x in _words(replace_marks(sentence, lambda m: " ")))
             if w not in FUNCTION_WORDS and w not in _NEGATION]
 
 
@@ -334,6 +334,20 @@ def citation_marks(text: str) -> list[re.Match]:
     return out
 
 
+def replace_marks(text: str, by=lambda m: "") -> str:
+    """`text` with each citation mark (`citation_marks`) replaced by `by(match)`; a mark replaced by ""
+    goes with the white space before it. Code indexes stay as written: "sys.argv[2] [1]" without its
+    marks is "sys.argv[2]", where CITE.sub made it "sys.argv", a claim any "sys.argv[1]" passage held."""
+    out, pos = [], 0
+    for m in citation_marks(text):
+        start, new = m.start(), by(m)
+        while not new and start > pos and text[start - 1].isspace():
+            start -= 1
+        out += [text[pos:start], new]
+        pos = m.end()
+    return "".join(out) + text[pos:]
+
+
 def parse_citations(text: str) -> list[tuple[int, int, int]]:
     """(n, start, end) for every citation mark in the text (`citation_marks`); [1, 3] yields 1 and 3."""
     out = []
@@ -359,7 +373,7 @@ def sentences(text: str) -> list[tuple[int, int]]:
         spans.append((pos, len(text)))
     merged: list[tuple[int, int]] = []
     for a, b in spans:
-        if merged and not CITE.sub("", text[a:b]).strip(" .;,"):
+        if merged and not replace_marks(text[a:b]).strip(" .;,"):
             merged[-1] = (merged[-1][0], b)
             continue
         lead = _LEAD_CITE.match(text, a, b)
@@ -385,7 +399,7 @@ def verify_answer(answer: str, passages: Sequence[str], question: str = "", *,
         if any(a < ce and b > cs for cs, ce in code_spans):
             continue
         raw = answer[a:b]
-        text = " ".join(CITE.sub(" ", raw).split())
+        text = " ".join(replace_marks(raw, lambda m: " ").split())
         cites = sorted({n for n, _, _ in parse_citations(raw) if 1 <= n <= len(passages)})
         if not makes_claim(text, question):
             out.append(ClaimCheck(a, b, text, cites, True, claim=False))

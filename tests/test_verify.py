@@ -96,3 +96,23 @@ def test_asserted_terms(sentence, expected):
     assert set(asserted_terms(sentence)) >= expected
     if not expected:
         assert asserted_terms(sentence) == []
+
+
+def test_a_code_index_is_checked_as_written_not_taken_for_a_citation_mark(embedder):
+    """"sys.argv[2] [1]" asserts sys.argv[2]: the claim check, the citation fixer and the training
+    data keep the index (they took it for a mark and checked "sys.argv", which a passage saying
+    "sys.argv[1]" held)."""
+    from archivist.finetune.datasets import _renumber, strip_citations
+    from archivist.records import Hit
+    from archivist.retrieval.answer import check_citations
+
+    passage = "The script's own name is sys.argv[0]; the first argument given is sys.argv[1]."
+    right, wrong = "The first argument is sys.argv[1] [1].", "The first argument is sys.argv[2] [1]."
+    assert verdicts(right, [passage], "Where is the first argument?")[0][0] is True
+    ok, reason = verdicts(wrong, [passage], "Where is the first argument?")[0]
+    assert not ok and "2" in reason  # the index the passage does not hold
+    hits = [Hit(chunk_id=1, document_id=1, document="sys.html", collection="default", text=passage, score=1.0)]
+    text, cites, invalid = check_citations("Use sys.argv[1] for it [1][9].", hits, embedder, 0.3)
+    assert (text, invalid, [c.n for c in cites]) == ("Use sys.argv[1] for it [1].", [9], [1])
+    assert strip_citations("Use sys.argv[1] [2].") == "Use sys.argv[1]."
+    assert _renumber("Use x[0] [2], or y [3].", {2: 1}) == "Use x[0] [1], or y."
