@@ -210,24 +210,34 @@ def delete_conversation(ws: Workspace, conversation_id: int, user: str | None) -
                      detail={"messages": n})
 
 
-def erase_document(ws: Workspace, document: str, erased, collection: str | None = None, owner: str | None = None) -> int:
-    """Chat messages that cite document `document` of `collection` or hold its text (`erased(text) ->
-    bool`) keep their place in the conversation with their text and citations replaced by
-    "[erased]"; returns how many. (`archivist erase`.) `owner`: text is looked for only in that
-    user's conversations (a member's erase must not match, and so reveal, what others asked and
-    were told); None, in everyone's (an admin's). A citation of the document counts in anyone's;
-    one that names another collection is another document of the same name."""
+def erase_document(ws: Workspace, document: str, erased, collection: str | None = None, owner: str | None = None,
+                   left: list[int] | None = None) -> int:
+    """Chat messages that cite document `document` of `collection` (or were written from one of its
+    passages) or hold its text (`erased(text) -> bool`) keep their place in the conversation with
+    their text and citations replaced by "[erased]"; returns how many. (`archivist erase`.) `owner`:
+    text is looked for only in that user's conversations (a member's erase must not match, and so
+    reveal, what others asked and were told); None, in everyone's (an admin's). A citation of the
+    document counts in anyone's; one that names another collection is another document of the same
+    name. A message that does not cite it and holds its text only where another document holds it
+    too (`erased.shared(text)`, see ingest/erase.py `matcher`: an answer citing the other copy) is
+    that document's and stays; its id is added to `left`."""
     n = 0
+    shared = getattr(erased, "shared", lambda s: False)
     with transaction(ws.db):
         for mid, content, stored, who in ws.db.execute(
                 "SELECT m.id, m.content, m.citations, u.name FROM messages m JOIN conversations c ON c.id = m.conversation_id "
                 "LEFT JOIN users u ON u.id = c.user_id").fetchall():
-            cites = document in (stored or "") and any(
+            # a passage (shown, maybe not cited) names its collection since answers kept it; one without is left to the text
+            cites = document in (stored or "") and (any(
                 isinstance(c, dict) and c.get("document") == document and c.get("collection") in (None, collection)
-                for c in _citations(stored))
+                for c in _citations(stored)) or any(
+                isinstance(c, dict) and c.get("document") == document and c.get("collection") == collection
+                for c in _passages(stored)))
             if cites or (owner in (None, who) and (erased(content or "") or erased(stored or ""))):
                 ws.db.execute("UPDATE messages SET content = '[erased]', citations = NULL WHERE id = ?", (mid,))
                 n += 1
+            elif left is not None and owner in (None, who) and (shared(content or "") or shared(stored or "")):
+                left.append(mid)
     return n
 
 
@@ -262,3 +272,12 @@ def _citations(stored: str | None) -> list:
         return (json.loads(stored) or {}).get("citations") or []
     except (ValueError, AttributeError):
         return []
+
+
+def _passages(stored: str | None) -> list:
+    """The passages an answer was written from, as stored beside its citations (`add_message` meta)."""
+    try:
+        found = (json.loads(stored) or {}).get("passages") or []
+    except (ValueError, AttributeError):
+        return []
+    return found if isinstance(found, list) else []

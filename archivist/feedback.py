@@ -236,11 +236,15 @@ def erase_document(ws: Workspace, document: str, collection: str, erased, keep_r
                    owner: str | None = None) -> dict:
     """Feedback that cites document `document` of `collection`, or holds its text (`erased(text) -> bool`),
     goes: deleted, or with `keep_ratings` kept as its rating alone (question, answer, correction and
-    passages replaced by "[erased]"). Returns {"deleted", "anonymized"}. (`archivist erase`.)
+    passages replaced by "[erased]"). Returns {"deleted", "anonymized", "left"}. (`archivist erase`.)
     `owner`: text is looked for only in that user's feedback (a member's erase: the text of another
     user's feedback is theirs to erase, and matching it would tell the member what they wrote);
-    None, in everyone's (an admin's). Feedback citing the document goes whoever gave it."""
-    out = {"deleted": 0, "anonymized": 0}
+    None, in everyone's (an admin's). Feedback citing the document goes whoever gave it; feedback
+    that does not cite it and holds its text only where another document holds it too
+    (`erased.shared(text)`, see ingest/erase.py `matcher`) is that document's, stays, and is counted
+    under "left"."""
+    out = {"deleted": 0, "anonymized": 0, "left": 0}
+    shared = getattr(erased, "shared", lambda s: False)
     with transaction(ws.db):
         for row in ws.db.execute("SELECT f.id, f.question, f.answer, f.correction, f.citations, u.name AS user "
                                  "FROM feedback f LEFT JOIN users u ON u.id = f.user_id").fetchall():
@@ -250,9 +254,11 @@ def erase_document(ws: Workspace, document: str, collection: str, erased, keep_r
                 cited = []
             hit = any(isinstance(c, dict) and c.get("document") == document and c.get("collection") == collection
                       for c in cited)
+            texts = [row["question"], row["answer"], row["correction"]] + [
+                c.get("text") for c in cited if isinstance(c, dict)]
             if not hit and owner in (None, row["user"]):
-                hit = any(erased(t or "") for t in (row["question"], row["answer"], row["correction"])) \
-                    or any(isinstance(c, dict) and erased(c.get("text") or "") for c in cited)
+                hit = any(erased(t or "") for t in texts)
+                out["left"] += not hit and any(shared(t or "") for t in texts)
             if not hit:
                 continue
             if keep_ratings:

@@ -247,18 +247,26 @@ def erase_feedback(ws: Workspace, feedback_ids: set[int], questions: set[str], o
 
 
 def erase_document(ws: Workspace, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool],
-                   owner: str | None = None) -> dict[str, int]:
+                   owner: str | None = None, left: dict[str, int] | None = None) -> dict[str, int]:
     """Drop from every saved dataset the examples built from document `document_id` or showing one of
     its chunks (`chunk_ids`, as source or distractor) or its text (`erased(text) -> bool`), and the
     document from the manifest (listed under "erased" instead). Returns {dataset: examples dropped}
     for the datasets that had any. (`archivist erase`; its other copies are the other modules' business.)
     `owner`: text is looked for only in that user's datasets (a member's erase), None in all (an
-    admin's); examples built from the document go from anyone's."""
+    admin's); examples built from the document go from anyone's. An example built from another
+    document whose text holds the document's only where another document holds it too
+    (`erased.shared(text)`, see ingest/erase.py `matcher`: the same file in another collection)
+    is that document's and stays; `left` gets {dataset: such examples}."""
     out = {}
+    shared = getattr(erased, "shared", None)
     for folder in _folders(ws):
         manifest = _manifest(folder)
         text = erased if owner in (None, _owner(manifest)) else (lambda s: False)
         kept, dropped = _without(folder, lambda r: _from_erased(r, document_id, chunk_ids, text))
+        if left is not None and shared is not None and text is erased:
+            n = sum(any(map(shared, _texts(r))) for rows in kept.values() for r in rows)
+            if n:
+                left[folder.name] = n
         listed = any(d.get("id") == document_id for d in manifest.get("documents", []))
         if not dropped and not listed:
             continue
@@ -322,5 +330,9 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
 def _from_erased(row: dict, document_id: int, chunk_ids: set[int], erased: Callable[[str], bool]) -> bool:
     if row.get("document_id") == document_id or chunk_ids & set(row.get("passages") or []):
         return True
-    texts = [row.get("question") or "", row.get("answer") or ""] + [m.get("content") or "" for m in row.get("messages") or []]
-    return any(erased(t) for t in texts)
+    return any(erased(t) for t in _texts(row))
+
+
+def _texts(row: dict) -> list[str]:
+    """The texts of a saved example: its question, answer and messages."""
+    return [row.get("question") or "", row.get("answer") or ""] + [m.get("content") or "" for m in row.get("messages") or []]

@@ -54,26 +54,60 @@ class EraseReport:
     leftovers: list[str] = field(default_factory=list)  # files that still hold its text (should stay empty)
     leftovers_checked: bool = True  # False for a member's erase (the files hold others' text too) and a rerun (the text is gone)
     held_elsewhere: list[str] = field(default_factory=list)  # other documents ("name (collection)") holding some of its sentences
+    # copies holding its text left because another document holds that text and they were not drawn
+    # from this one: {"feedback" | "messages" | "dataset_examples": how many}
+    held_copies: dict[str, int] = field(default_factory=dict)
     in_audit_log: bool = False  # a question or search quoted it: the append-only log keeps it as asked
     resumed: bool = False  # finished by a rerun after the document itself was already gone
 
 
-def matcher(text: str, chunks: list[str]):
+def _norm(s: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", s).split())
+
+
+def matcher(text: str, chunks: list[str], others=None):
     """`erased(s) -> bool`: whether `s` holds a sentence of the document (or a chunk), or is itself a
     passage of it (or of a chunk: an earlier version's passages come as chunks) at least MIN_MATCH
-    characters long. Whitespace and Unicode forms are normalized."""
-    norm = lambda s: " ".join(unicodedata.normalize("NFC", s).split())  # noqa: E731
-    whole = norm(text)
+    characters long. Whitespace and Unicode forms are normalized.
+
+    `others`: the remaining documents, (label, normalized text) pairs read once (`_other_documents`):
+    a sentence, chunk or passage one of them holds is that document's too and does not count (erase
+    leaves another document's copies alone). `erased.shared(s)` says whether `s` holds the document's
+    text only where another document holds it (a copy erase leaves, and reports); `erased.holders`
+    names the documents holding some of it."""
+    whole = _norm(text)
     # the chunks (earlier versions' passages among them) as one string; a match across a NUL needs `s` to hold one
-    parts = "\0".join(c for c in (norm(c) for c in chunks) if len(c) >= MIN_MATCH and c not in whole)
-    needles = {n for n in (norm(p) for p in _SENTENCE.split(text) + chunks) if len(n) >= MIN_MATCH}
+    parts = "\0".join(c for c in (_norm(c) for c in chunks) if len(c) >= MIN_MATCH and c not in whole)
+    needles = {n for n in (_norm(p) for p in _SENTENCE.split(text) + chunks) if len(n) >= MIN_MATCH}
+    holders: dict[str, str] = {}  # the other documents that hold one of its sentences or chunks (a copy of it): label -> text
+    shared: set[str] = set()
+    for label, other in others or ():
+        if any(n in other for n in needles):
+            shared |= {n for n in needles - shared if n in other}
+            holders[label] = other
+    own = needles - shared
+    held: dict[str, bool] = {}  # passage -> whether another document holds it (asked per stored string)
+
+    def passage(s: str) -> bool:
+        if len(s) < MIN_MATCH or not (s in whole or s in parts):
+            return False
+        if s not in held:
+            held[s] = any(s in h for h in holders.values())
+        return not held[s]
 
     def erased(s: str) -> bool:
         if not s or not isinstance(s, str):
             return False
-        s = norm(s)
-        return any(n in s for n in needles) or (len(s) >= MIN_MATCH and (s in whole or s in parts))
+        s = _norm(s)
+        return any(n in s for n in own) or passage(s)
 
+    def is_shared(s: str) -> bool:
+        if not s or not isinstance(s, str):
+            return False
+        t = _norm(s)
+        return (any(n in t for n in shared) or (len(t) >= MIN_MATCH and (t in whole or t in parts))) and not erased(s)
+
+    erased.shared, erased.holders = is_shared, sorted(holders)
     return erased
 
 
@@ -173,26 +207,41 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     # those hold them: their text is the document's too.
     earlier = [t for t in dict.fromkeys(conversations.passages_of(ws, doc["name"], doc["collection"])
                                         + feedback.passages_of(ws, doc["name"], doc["collection"])) if t not in text]
-    erased = matcher(text, list(chunks.values()) + earlier)
-    report = EraseReport(document=doc["name"], collection=doc["collection"], document_id=doc["id"], chunks=len(chunks))
-    report.needles = erased_sentences("\n\n".join([text, *earlier]))  # not a field: the text stays out of reports and jobs
     # A member's erase looks for the text only in their own data; copies that cite the document go
     # from everyone's. Matching everyone's made erase an oracle: a member ingested a guessed
     # sentence into their collection, erased it, and the counts said whether anyone had it (and
     # that copy was destroyed). An admin's erase reaches every copy.
     owner = None if access.is_admin(ws, actor) else actor
+    # Text another remaining document holds (a copy of the file in another collection, a shared
+    # paragraph) is that document's as well: a copy found only by such text is left (a dataset built
+    # from the other copy lost its examples). For a member, only the documents they may read count:
+    # any other would make what erase leaves tell them another collection holds the text.
+    readable = None if owner is None else set(access.readable_collections(ws, actor))
+    erased = matcher(text, list(chunks.values()) + earlier, _other_documents(ws, doc["id"], readable))
+    report = EraseReport(document=doc["name"], collection=doc["collection"], document_id=doc["id"], chunks=len(chunks))
+    report.needles = erased_sentences("\n\n".join([text, *earlier]))  # not a field: the text stays out of reports and jobs
+    report.held_elsewhere = erased.holders
+    left_messages: list[int] = []
+    left_examples: dict[str, int] = {}
     with secure_delete(ws.db):
         fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings, owner=owner)
         report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
-        report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner)
-        dropped = dataset_store.erase_document(ws, doc["id"], set(chunks), erased, owner=owner)
+        report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner,
+                                                       left=left_messages)
+        dropped = dataset_store.erase_document(ws, doc["id"], set(chunks), erased, owner=owner, left=left_examples)
         report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
+        report.held_copies = {k: v for k, v in (("feedback", fb["left"]), ("messages", len(left_messages)),
+                                                ("dataset_examples", sum(left_examples.values()))) if v}
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
         upload = _stored_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
         if upload is not None:
             report.upload = _remove_upload(ws, upload, doc["id"])
             report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc)
-        report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased) for name in adapters.learned_from(ws, doc["id"]))
+        # an adapter's evaluation examples were drawn from the documents its lineage lists: unless one
+        # of those holds the text too, the text they show came from this document, shared or not
+        plain = matcher(text, list(chunks.values()) + earlier)
+        report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased if _learned_from_holders(ws, name, erased.holders)
+                                                             else plain) for name in adapters.learned_from(ws, doc["id"]))
     return report
 
 
@@ -226,7 +275,8 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
                     "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
                     "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
                     "upload": bool(report.upload), "earlier_uploads": report.earlier_uploads,
-                    "adapter_examples": report.adapter_examples, "stale_adapters": report.adapters,
+                    "adapter_examples": report.adapter_examples, "held_copies": report.held_copies,
+                    "stale_adapters": report.adapters,
                     "stale_embedders": report.embedders})
         lexicon_store.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
@@ -243,7 +293,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         # a sentence another document also holds is that document's, not a leftover; the scan says
         # which sentences the database files still hold, and only those are looked up
         others = _held_by_others(ws, sorted(set().union(*(held for f, held in found.items() if f.startswith("archivist.db")))))
-        report.held_elsewhere = sorted({d for docs in others.values() for d in docs})
+        report.held_elsewhere = sorted({d for docs in others.values() for d in docs} | set(report.held_elsewhere))
         report.leftovers = [f for f, held in found.items() if held - others.keys()]
         if "archivist.db" in report.leftovers:
             report.in_audit_log = audit.quotes(ws, [n.decode("utf-8") for n in needles])
@@ -251,6 +301,25 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         report.leftovers_checked = False  # a rerun: the scan looks for the text, which went with the document
     jobs.finish(ws, job.id, result=asdict(report), message=f"erased {spec['document']}")
     return report
+
+
+def _learned_from_holders(ws: Workspace, adapter: str, holders: list[str]) -> bool:
+    """Whether adapter `adapter`'s lineage lists one of the documents `holders` ("name (collection)")."""
+    docs = (adapters.get(ws, adapter)["lineage"] or {}).get("documents") or []
+    return any(isinstance(d, dict) and f"{d.get('path')} ({d.get('collection')})" in holders for d in docs)
+
+
+def _other_documents(ws: Workspace, document_id: int, collections: set[str] | None):
+    """("name (collection)", normalized text) of each remaining document but `document_id`, one at a
+    time (only those of `collections`; None: every collection's): `matcher`'s `others`."""
+    rows = ws.db.execute("SELECT d.id, d.path, c.name FROM documents d JOIN collections c ON c.id = d.collection_id "
+                         "WHERE d.id != ? ORDER BY d.id", (document_id,)).fetchall()
+    for other, name, collection in rows:
+        if collections is not None and collection not in collections:
+            continue
+        text = ws.db.execute("SELECT text FROM documents WHERE id = ?", (other,)).fetchone()[0] or "\n\n".join(
+            r[0] for r in ws.db.execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY seq", (other,)))
+        yield f"{name} ({collection})", _norm(text)
 
 
 def _held_by_others(ws: Workspace, needles: list[bytes]) -> dict[bytes, list[str]]:
@@ -284,7 +353,7 @@ def _merge(old: dict | None, new: dict) -> dict:
 
 def _counted(report: EraseReport, counts: dict) -> None:
     """Set the report's counts of removed copies from `counts` (a job's spec: every pass so far)."""
-    for k in _COUNTS + ("dataset_examples", "upload"):
+    for k in _COUNTS + ("dataset_examples", "upload", "held_elsewhere", "held_copies"):
         if k in counts:
             setattr(report, k, counts[k])
 
