@@ -96,12 +96,26 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
         with server.workspace(job.settings) as ws:
             answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
                          history=job.history, on_token=on_token, stop=job.stop, surface="api", **extra)
+            withhold_lost(ws, job.user, answer)
             if job.conversation is not None and not job.stop.is_set():
                 job.saved = save_exchange(ws, job, answer)
         server.queue.mark(cancelled=job.stop.is_set())
         return answer
     finally:
         job.ticket.release()
+
+
+def withhold_lost(ws: Workspace, user: str, answer) -> None:
+    """Raise AccessDenied (a 403, recorded as any refusal) when `user` can no longer read a collection the
+    answer's passages came from: the grant was revoked while the answer was prepared. The reply
+    comes after the revocation, and the user's saved conversation would withhold it
+    (archivist/conversations.py) too; a draft streamed with verified_only=false was already sent."""
+    from archivist import access
+
+    lost = sorted({p.collection for p in answer.passages} - set(access.readable_collections(ws, user)))
+    if lost:
+        raise access.AccessDenied(f"user {user!r} lost read access to {', '.join(lost)} while the answer was prepared; "
+                                  "the answer drew on it and is withheld")
 
 
 def save_exchange(ws: Workspace, job: ChatJob, answer) -> dict:
@@ -298,6 +312,14 @@ async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: st
             if kind == "cancelled":
                 return
             if kind == "error":
+                from archivist.access import AccessDenied
+
+                if isinstance(value, AccessDenied):  # on the log like a 403 of any route (api/errors.py)
+                    from anyio import to_thread
+
+                    from archivist.api.errors import _record_refusal
+
+                    await to_thread.run_sync(_record_refusal, request, value)
                 yield _sse(_error_for(value)[1])
                 yield "data: [DONE]\n\n"
                 return

@@ -92,12 +92,18 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     summary = {k: metrics.get(k) for k in ("n", "base", "adapter", "better", "reason")}
     row_lineage = {k: v for k, v in lineage.items() if k != "dataset"} | {"dataset": lineage["dataset"]["name"]}
     with transaction(ws.db):
-        ws.db.execute("INSERT INTO adapters(name, path, base_model, run_id, metrics, lineage, active, note) "
-                      "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+        # a document erased while the run trained (after its dataset was built) was erased before this
+        # row existed, so the erase marked other adapters, not this one: stale from the start
+        erased = audit.erased_documents(ws, [d.get("id") for d in lineage.get("documents") or [] if isinstance(d, dict)])
+        stale = f"trained on a deleted document: {', '.join(sorted(erased.values()))}" if erased else None
+        if stale and better and activate and not other_base and admin:
+            note = f"not activated: {stale}; {note}"
+        ws.db.execute("INSERT INTO adapters(name, path, base_model, run_id, metrics, lineage, active, note, stale) "
+                      "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
                       (name, str(dest), base, run_id, json.dumps(summary, default=str), json.dumps(row_lineage, default=str),
-                       note))
+                       note, stale))
         audit.record(ws, "adapter.registered", user=actor, target=name, detail={"run_id": run_id, "base": base})
-    if better and activate and not other_base and admin:
+    if better and activate and not other_base and admin and not stale:
         _set_active(ws, name, actor)
     return get(ws, name)
 

@@ -290,7 +290,12 @@ def denied(ws: Workspace, user: str | None, surface: str, attempt: str, reason: 
     so the refusal is on the record though nothing else happened."""
     known = bool(user) and ws.db.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is not None
     detail = {"surface": surface, "reason": str(reason)[:500]}
-    if user and not known:
+    if user and not known and ws.db.execute("SELECT 1 FROM audit WHERE action = 'user.erased' AND target = ? LIMIT 1",
+                                            (user,)).fetchone():
+        # a request of a person erased while it ran (an answer in flight): their name stays off the log
+        detail["reason"] = re.sub(rf"(?<![\w.-]){re.escape(str(user))}(?![\w.-])", REDACTED, detail["reason"])
+        detail["claimed"] = REDACTED
+    elif user and not known:
         detail["claimed"] = str(user)[:64]
     return record(ws, "access.denied", user=user if known else None, target=str(attempt)[:200], detail=detail)
 
@@ -482,6 +487,17 @@ def versions(ws: Workspace, document_id: int) -> list[str]:
                          "('document.added', 'document.updated') AND json_extract(detail, '$.document_id') = ? "
                          "ORDER BY id", (document_id,))
     return [r[0] for r in rows if r[0]]
+
+
+def erased_documents(ws: Workspace, document_ids) -> dict[int, str]:
+    """{document id: name} for those of `document_ids` whose erase is on record (document.erased).
+    (Names of documents the caller's lineage already lists, so no role is needed.)"""
+    ids = sorted({d for d in document_ids if isinstance(d, int)})
+    if not ids:
+        return {}
+    rows = ws.db.execute("SELECT json_extract(detail, '$.document_id'), target FROM audit WHERE action = 'document.erased' "
+                         f"AND json_extract(detail, '$.document_id') IN ({','.join('?' * len(ids))})", ids)
+    return {r[0]: r[1] for r in rows}
 
 
 def has_job_record(ws: Workspace, action: str, job_id: str) -> bool:

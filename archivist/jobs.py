@@ -342,8 +342,10 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
     if job.state != "running":
         return job
     with transaction(ws.db):
-        _flag(ws, job_id)
-        audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
+        # once: a second cancel of the same run (another admin, a double click) or one that comes
+        # after the job ended on its own changes nothing, and the log says only what happened
+        if _flag(ws, job_id):
+            audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
     if job.kind == "train" and job.pid and not _dead(ws, job) and job.pid != os.getpid():
         _terminate(job.pid)
     deadline = time.monotonic() + wait
@@ -519,9 +521,11 @@ def _dumps(obj) -> str:
     return json.dumps(obj, default=str, ensure_ascii=False)
 
 
-def _flag(ws: Workspace, job_id: str) -> None:
+def _flag(ws: Workspace, job_id: str) -> bool:
+    """Ask the running job to stop; whether this call did (False: it had ended, or was asked already)."""
     with transaction(ws.db):
-        ws.db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        return ws.db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running' "
+                             "AND cancel_requested = 0", (job_id,)).rowcount == 1
 
 
 def _terminate(pid: int) -> None:

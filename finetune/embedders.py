@@ -51,6 +51,12 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     files.publish(tmp, target)
+    # a document erased while it trained was erased before this folder existed, so the erase marked
+    # the embedders there were then (ingest/erase.py, `learned_from`), not this one
+    docs = manifest.get("documents") or {}
+    erased = audit.erased_documents(ws, (docs.get("train") or []) + (docs.get("held_out") or []))
+    if erased:
+        mark_stale(ws, [name], f"trained on a deleted document: {', '.join(sorted(erased.values()))}")
     return target
 
 
