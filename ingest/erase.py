@@ -28,6 +28,7 @@ from archivist.files import files_holding
 from archivist.workspace import Workspace, compact, secure_delete, transaction
 
 _COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples", "earlier_uploads")
+_VERSIONS = 3  # new versions an erase follows (one ingested while the last one's copies were scrubbed)
 MIN_MATCH = 24  # characters: shorter strings ("Introduction", a heading) are too common to call a copy
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -145,12 +146,19 @@ def erase(ws: Workspace, ref: str | int, user: str | None = None, collection: st
             "sha256": doc["content_hash"], "keep_ratings": keep_ratings})
         jobs.start(ws, job.id)
     try:
-        report = _erase_copies(ws, doc, actor, job.spec.get("keep_ratings", keep_ratings))
-        counts = _merge(job.spec.get("report"), asdict(report))
-        jobs.update_spec(ws, job.id, {**job.spec, "report": counts})
-        _counted(report, counts)
-        _delete(ws, doc, actor)
-        return _finish(ws, jobs.get(ws, job.id, actor), actor, report)
+        for _ in range(_VERSIONS):
+            report = _erase_copies(ws, doc, actor, job.spec.get("keep_ratings", keep_ratings))
+            job = jobs.get(ws, job.id, actor)
+            counts = _merge(job.spec.get("report"), asdict(report))
+            jobs.update_spec(ws, job.id, {**job.spec, "report": counts, "sha256": doc["content_hash"]})
+            _counted(report, counts)
+            if _delete(ws, doc, actor):
+                return _finish(ws, jobs.get(ws, job.id, actor), actor, report)
+            # an ingest stored a new version while the copies of this one were scrubbed: the new
+            # version's copies are scrubbed too before it goes, and the record names the version deleted
+            doc = find_document(ws, doc["id"], actor, doc["collection"])
+        raise jobs.JobError(f"{doc['name']}: a new version was ingested {_VERSIONS} times while it was erased; "
+                         f"run `archivist erase {doc['name']}` again when its ingestion has stopped")
     except BaseException as e:
         if not isinstance(e, (KeyboardInterrupt, SystemExit)):
             jobs.fail(ws, job.id, f"{type(e).__name__}: {e}; run `archivist erase {doc['name']}` again to finish it")
@@ -245,12 +253,14 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     return report
 
 
-def _delete(ws: Workspace, doc: dict, actor: str) -> None:
-    """Step 2: the document, its chunks, vectors, lexical postings and FTS rows."""
-    from archivist.ingest.pipeline import delete_document
+def _delete(ws: Workspace, doc: dict, actor: str) -> bool:
+    """Step 2: the document, its chunks, vectors, lexical postings and FTS rows, if it is still the
+    version whose copies step 1 scrubbed (`doc`'s content_hash); False, deleting nothing, when an
+    ingest stored another version meanwhile (deleted unseen, its copies would stay)."""
+    from archivist.ingest.pipeline import remove_documents
 
     with secure_delete(ws.db):
-        delete_document(ws, doc["id"], actor, doc["collection"])
+        return not remove_documents(ws, [doc["id"]], actor, versions={doc["id"]: doc["content_hash"]})
 
 
 def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:

@@ -484,17 +484,24 @@ def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = 
         lexicon_store.append(ws)
 
 
-def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason: str | None = None) -> None:
+def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason: str | None = None,
+                     versions: dict[int, str] | None = None) -> list[int]:
     """Delete documents `ids` (of collections `user` may write: the caller checked) from SQLite, FTS5
-    and FAISS in one transaction, each with its `document.deleted` record (naming `reason`, if any)."""
+    and FAISS in one transaction, each with its `document.deleted` record (naming `reason`, if any).
+    versions: {id: content_hash} of the versions the caller read; a document whose stored version is
+    another by now (an ingest updated it meanwhile) is left alone. Returns the ids so left."""
+    changed: list[int] = []
     if not ids:
-        return
+        return changed
     cids = set()
     with transaction(ws.db):
         for doc_id in ids:
             row = ws.db.execute("SELECT d.path, d.content_hash, d.collection_id, k.name FROM documents d "
                                 "JOIN collections k ON k.id = d.collection_id WHERE d.id = ?", (doc_id,)).fetchone()
             if row is None:
+                continue
+            if versions and doc_id in versions and row["content_hash"] != versions[doc_id]:
+                changed.append(doc_id)
                 continue
             ws.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
             ws.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
