@@ -41,6 +41,8 @@ def cmd_audit(args) -> int:
     from archivist import access, audit
     from archivist.cli import CLIError, emit_json, open_ws
 
+    if args.limit is not None and args.limit < 1:  # 0 or -1 printed the whole log, with exit 0
+        raise CLIError(f"--limit must be 1 or more, got {args.limit}")
     with open_ws(args, check_index=False) as ws:
         actor = access.require_admin(ws, None, "read the audit log")
         if args.what == "verify":
@@ -50,6 +52,9 @@ def cmd_audit(args) -> int:
             if not days:
                 raise CLIError("no retention: pass --days N or set ARCHIVIST_AUDIT_DAYS")
             out = audit.purge(ws, days)
+            if args.json:  # --json printed nothing at all here: a script's `| jq` read an empty stdout
+                emit_json({"days": days, **out})
+                return 0
             print(f"purged {out['purged']} records" + (f" (through record {out['through_id']})" if out["through_id"] else ""),
                   file=sys.stderr)
             return 0

@@ -44,6 +44,9 @@ def settings_from(args) -> "Settings":
     from archivist.settings import Settings
 
     overrides = {k: getattr(args, k, None) for k in ("home", "user", "llm", "embedder", "device", "cache", "ocr")}
+    for name, value in overrides.items():  # `--home "$DIR"` with DIR unset made the current folder the workspace,
+        if value is not None and not str(value).strip():  # and `--user "$U"` acted as the local admin
+            raise CLIError(f"--{name} is empty (an unset variable in a script?); leave it out for the default")
     return Settings.from_env(**overrides)
 
 
@@ -60,10 +63,53 @@ def open_ws(args, check_index: bool = True):
     return open_workspace(settings_from(args))
 
 
+def check_collections(ws, user: str | None, names) -> None:
+    """Collections named by -c that `user` may not read: a typo there found nothing with exit 0 and
+    no word, which a script cannot tell from a real miss. An admin, who may know every name, gets
+    an error (CLIError: exit 2), as from the API; a member a note on stderr that names no collection
+    as existing, and the command goes on in the rest (the search's audit record lists the refused)."""
+    from archivist import access
+
+    if not names:
+        return
+    user = access.current_user(ws, user)
+    readable = set(access.readable_collections(ws, user))
+    for name in dict.fromkeys(names):
+        if name in readable:
+            continue
+        if access.is_admin(ws, user):
+            raise CLIError(f"no collection {name!r} (see `archivist collections`)")
+        print(f"archivist: note: you may not read a collection {name!r}, or there is none; it is left out",
+              file=sys.stderr)
+
+
 def emit_json(obj) -> None:
-    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2, default=str)
-    sys.stdout.write("\n")
+    """`obj` as the one JSON document on stdout; a dict, or a list's dicts, get iso_times' date twins."""
+    if isinstance(obj, dict):
+        obj = iso_times(obj)
+    elif isinstance(obj, list):
+        obj = [iso_times(o) if isinstance(o, dict) else o for o in obj]
+    # the whole document first, then one write: json.dump wrote it piece by piece, and a Ctrl-C while a
+    # long result (eval's per-question rows) was going out left half a document in the script's file
+    text = json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def iso_times(row: dict) -> dict:
+    """`row` with an ISO 8601 UTC copy (`2026-12-07T10:11:12+00:00`, the audit log's form) beside each
+    epoch-seconds field named `*_at` (`added_at` -> `added_at_iso`; None stays None): the numbers
+    stay, as the API gives them, and a script or a reader gets a date with its zone (docs/cli.md)."""
+    from datetime import datetime, timezone
+
+    out = {}
+    for key, value in row.items():
+        out[key] = value
+        if key.endswith("_at") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{key}_iso"] = datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+        elif key.endswith("_at") and value is None:
+            out[f"{key}_iso"] = None
+    return out
 
 
 def list_or_json(rows: list, as_json: bool, empty: str) -> bool:
@@ -120,6 +166,125 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (docs/cli.md): 0 done, 1 done with a problem it names, 2 an
+    error or refusal, 130 interrupted (Ctrl-C), 141 stdout closed early (`archivist ... | head`)."""
+    _hold_standard_streams()
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
+    stderr, sys.stderr = sys.stderr, _Stderr(sys.stderr)
+    try:
+        try:
+            return _run(argv)
+        finally:
+            try:
+                sys.stdout.flush()  # a pipe's reader that went away shows here, not as Python's "Exception ignored" at exit
+            finally:
+                sys.stdout, sys.stderr = stdout, stderr
+    except KeyboardInterrupt:  # also while the libraries import, before a command runs
+        print("archivist: interrupted; run the same command again to finish", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        # the reader (head, grep -q) has what it wanted: no traceback, no "error"; what is left unwritten
+        # goes nowhere, and the status says the output was cut short, as a program killed by SIGPIPE's would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OutputError as e:  # stdout on a full disk (`> /var/log/x.json`): was a traceback
+        print(f"archivist: error: cannot write the output to stdout: {e}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left is dropped at exit
+        return 1
+
+
+class _Stderr:
+    """sys.stderr while a command runs. Once its reader has gone (`archivist ingest DIR 2>&1 | head`)
+    the progress bar's next line raised BrokenPipeError and stopped the ingest half done, its job
+    left for dead; now what goes to stderr is dropped and the work goes on (stdout says 141 at the end)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # what is buffered goes there too
+        except (OSError, ValueError, AttributeError):  # no file descriptor (a test's captured stderr)
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class OutputError(Exception):
+    """Writing the command's output to stdout failed (a full disk, an I/O error); not a broken pipe."""
+
+
+class _Output:
+    """sys.stdout while a command runs, its failed writes raised as OutputError, so main tells them
+    from the same OSError met writing the workspace."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def _guard(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e.strerror or str(e)) from e
+
+    def __getattr__(self, name):  # isatty, fileno, encoding ... as the stream has them
+        return getattr(self._stream, name)
+
+
+def _hold_standard_streams() -> None:
+    """A cron line's `archivist ... >&-` starts Python with fd 1 closed and sys.stdout None: the first
+    print was an AttributeError traceback, and the next file opened (a FAISS index, a dataset) took
+    fd 1 and would have taken the prints. /dev/null holds a closed 0, 1 or 2, and the output is dropped,
+    as the command line asked."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one, as the lower ones are open
+            if held != fd:
+                os.dup2(held, fd)
+                os.close(held)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader has closed it (Linux flags it POLLERR)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's captured stdout)
+        return False
+
+
+def _run(argv: list[str] | None = None) -> int:
     from archivist.models import hub_offline_by_default
 
     hub_offline_by_default()
@@ -141,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archivist: error: {e}", file=sys.stderr)
         return e.status
     except (AccessDenied, WorkspaceError, LookupError, ValueError, FileNotFoundError, ConnectionError, ModelNotFound) as e:
+        if isinstance(e, BrokenPipeError) and _stdout_gone():  # not an error: the output's reader stopped (main)
+            raise
         print(f"archivist: error: {e}", file=sys.stderr)
         if isinstance(e, AccessDenied):
             _record_refusal(args, e)

@@ -97,7 +97,9 @@ def cmd_resume(args) -> int:
         from archivist.ingest.cli import print_summary
 
         print_summary(results)
-    return 0 if job.state in ("done", "queued", "running") else 1
+    # a file that failed is exit 1, as from `archivist ingest` (and `ingest --resume`) finishing the same files
+    failed = any(r.status in ("failed", "cancelled") for r in results)
+    return 0 if job.state in ("done", "queued", "running") and not failed else 1
 
 
 def _age(t: float) -> str:

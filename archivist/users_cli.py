@@ -14,25 +14,25 @@ from archivist.cli import command, emit_json, open_ws
 def register(sub, common) -> None:
     users = common(sub.add_parser("users", help="add, list and delete users (admins only, except listing yourself)"))
     us = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
-    p = command(us, common, "add", cmd_users_add, "create a user")
+    p = command(us, common, "add", cmd_users_add, "create a user", json=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--role", choices=["admin", "member"], default="member", help="admin: everything everywhere (default member)")
     command(us, common, "list", cmd_users_list, "users with their role and grants", json=True)
-    p = command(us, common, "delete", cmd_users_delete, "delete a user with their grants, keys and sessions")
+    p = command(us, common, "delete", cmd_users_delete, "delete a user with their grants, keys and sessions", json=True)
     p.add_argument("name", metavar="NAME")
     p = command(us, common, "erase", cmd_users_erase, "erase a person: their account and everything they wrote "
                 "or were shown (right to erasure); their audit records are redacted", json=True)
     p.add_argument("name", metavar="NAME")
-    p = command(us, common, "role", cmd_users_role, "make a user admin or member")
+    p = command(us, common, "role", cmd_users_role, "make a user admin or member", json=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("role", choices=["admin", "member"])
 
-    p = command(sub, common, "grant", cmd_grant, "give a user read, write or admin access to a collection")
+    p = command(sub, common, "grant", cmd_grant, "give a user read, write or admin access to a collection", json=True)
     p.add_argument("target", metavar="USER")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("level", choices=["read", "write", "admin"])
 
-    p = command(sub, common, "revoke", cmd_revoke, "remove a user's access to a collection")
+    p = command(sub, common, "revoke", cmd_revoke, "remove a user's access to a collection", json=True)
     p.add_argument("target", metavar="USER")
     p.add_argument("collection", metavar="COLLECTION")
 
@@ -49,7 +49,10 @@ def cmd_users_add(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         u = access.add_user(ws, args.name, args.role, by=_actor(args))
-    print(f"added user {u['name']} ({u['role']})")
+    if args.json:  # provisioning scripts pass --json to every command (docs/cli.md)
+        emit_json(u)
+    else:
+        print(f"added user {u['name']} ({u['role']})")
     print("  no password yet: an admin sets one on the app's Admin page before they can sign in there "
           "(the CLI and API keys need none)", file=sys.stderr)
     return 0
@@ -75,7 +78,10 @@ def cmd_users_delete(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         access.delete_user(ws, args.name, by=_actor(args))
-    print(f"deleted user {args.name}")
+    if args.json:
+        emit_json({"deleted": args.name})
+    else:
+        print(f"deleted user {args.name}")
     return 0
 
 
@@ -97,8 +103,11 @@ def cmd_users_role(args) -> int:
     from archivist import access
 
     with open_ws(args, check_index=False) as ws:
-        access.set_role(ws, args.name, args.role, by=_actor(args))
-    print(f"{args.name} is now {args.role}")
+        u = access.set_role(ws, args.name, args.role, by=_actor(args))
+    if args.json:
+        emit_json(u)
+    else:
+        print(f"{args.name} is now {args.role}")
     return 0
 
 
@@ -107,7 +116,10 @@ def cmd_grant(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         g = access.grant(ws, args.target, args.collection, args.level, by=_actor(args))
-    print(f"{g['user']} may now {g['level']} {g['collection']}")
+    if args.json:
+        emit_json(g)
+    else:
+        print(f"{g['user']} may now {g['level']} {g['collection']}")
     return 0
 
 
@@ -116,7 +128,9 @@ def cmd_revoke(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         removed = access.revoke(ws, args.target, args.collection, by=_actor(args))
-    if removed:
+    if args.json:
+        emit_json({"user": args.target, "collection": args.collection, "revoked": removed})
+    elif removed:
         print(f"revoked {args.target}'s access to {args.collection}")
     else:
         print(f"{args.target} had no grant on {args.collection}", file=sys.stderr)

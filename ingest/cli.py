@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from archivist.cli import CLIError, emit_json, list_or_json, open_ws
+from archivist.cli import CLIError, check_collections, emit_json, list_or_json, open_ws
 
 
 def register(sub, common) -> None:
@@ -46,6 +46,7 @@ def register(sub, common) -> None:
     p = common(sub.add_parser("reindex", help="rebuild the FAISS indexes from SQLite"))
     p.add_argument("--reembed", action="store_true", help="embed every chunk again (after changing the embedder)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reindex)
 
 
@@ -142,6 +143,7 @@ def cmd_documents(args) -> int:
     from archivist.ingest.pipeline import list_documents
 
     with open_ws(args) as ws:
+        check_collections(ws, getattr(args, "user", None), [args.collection] if args.collection else None)
         docs = list_documents(ws, getattr(args, "user", None), args.collection)
     if not list_or_json(docs, args.json, "no documents"):
         return 0
@@ -184,7 +186,7 @@ def cmd_reindex(args) -> int:
 
     with open_ws(args, check_index=False) as ws:
         actor = require_admin(ws, getattr(args, "user", None), "reindex the workspace")  # it rebuilds every collection
-        totals = reindex(ws, reembed=args.reembed, progress=not args.json)
+        totals = reindex(ws, reembed=args.reembed, progress=not (args.quiet or args.json))
         from archivist import audit  # files, not rows: recorded once they are rebuilt
 
         audit.record(ws, "index.rebuilt", user=actor, detail={"reembed": bool(args.reembed), "vectors": totals})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from archivist import audit
-from archivist.cli import emit_json, open_ws
+from archivist.cli import check_collections, emit_json, open_ws
 
 
 def positive_int(text: str) -> int:
@@ -21,19 +22,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+KINDS = ("pdf", "docx", "html", "markdown", "text", "csv", "xlsx", "pptx", "image")  # ingest/readers.py LABELS
+
+
 def register(sub, common) -> None:
     p = common(sub.add_parser("search", help="retrieval only: ranked chunks with document, page and score"))
-    p.add_argument("query")
+    p.add_argument("query", help="what to look for; '-' reads it from standard input")
     p.add_argument("-k", type=positive_int, default=10, help="results (default 10)")
     p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
     p.add_argument("--document", "-d", action="append", help="only this document, by name or id (repeatable)")
-    p.add_argument("--kind", action="append", help="only this file kind: pdf, docx, html, markdown, text, csv, xlsx, pptx")
+    p.add_argument("--kind", action="append", choices=KINDS, metavar="KIND",
+                   help="only this file kind: " + ", ".join(KINDS) + " (repeatable)")
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
     p = common(sub.add_parser("ask", help="an answer from your documents, with citations"))
-    p.add_argument("question")
+    p.add_argument("question", help="the question; '-' reads it from standard input (echo QUESTION | archivist ask -)")
     p.add_argument("--collection", "-c", action="append")
     p.add_argument("-k", type=positive_int, default=None, help="passages in the prompt (default 5)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
@@ -41,6 +46,46 @@ def register(sub, common) -> None:
                    help="auto: quote the passages when the generated answer is unsupported (default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
+
+
+def given_text(value: str, what: str) -> str:
+    """The query or question as given, or read from standard input when it is '-' (a script's pipe).
+    Raises CLIError when it is empty or blank: searching or asking nothing found nothing with exit 0."""
+    from archivist.cli import CLIError
+
+    if value == "-":
+        value = sys.stdin.read().strip()  # echo's newline is no part of the question
+        if not value:
+            raise CLIError(f"the {what} is empty: nothing came on standard input ('-' reads it from there)")
+    if not value.strip():
+        raise CLIError(f"the {what} is empty")
+    try:  # bytes that are not UTF-8 (a Latin-1 script or file) arrive as surrogates, which the tokenizer chokes on
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = ord(value[e.start]) - 0xDC00 if 0xDC80 <= ord(value[e.start]) <= 0xDCFF else None
+        raise CLIError(f"the {what} is not UTF-8 text" + (f" (byte 0x{byte:02x} at character {e.start + 1})" if byte else "")
+                       + "; convert it first, e.g. with iconv -f latin1 -t utf-8") from None
+    return value
+
+
+def _check_scope(ws, args) -> None:
+    """Say so when -c or -d names nothing this user may read: a typo there gave no hits (or "not
+    found") with exit 0, which a script cannot tell from a real miss. A collection: check_collections;
+    a document: an error, the same whether it exists in a collection they may not read or not at all."""
+    from archivist import access
+    from archivist.cli import CLIError
+    from archivist.retrieval.search import resolve_documents
+
+    user = getattr(args, "user", None)
+    check_collections(ws, user, args.collection)
+    readable = access.readable_collections(ws, user)
+    for ref in getattr(args, "document", None) or []:
+        ids = resolve_documents(ws, [ref])
+        if not ids or not readable or not ws.db.execute(
+                f"SELECT 1 FROM documents d JOIN collections c ON c.id = d.collection_id WHERE d.id IN "
+                f"({','.join('?' * len(ids))}) AND c.name IN ({','.join('?' * len(readable))}) LIMIT 1",
+                [*ids, *readable]).fetchone():
+            raise CLIError(f"no document {ref!r} you may read (see `archivist documents`)")
 
 
 def _say_if_empty(ws, args) -> None:
@@ -61,7 +106,9 @@ def cmd_search(args) -> int:
     from archivist.retrieval.answer import hit_json
     from archivist.retrieval.search import search
 
+    args.query = given_text(args.query, "query")
     with open_ws(args) as ws:
+        _check_scope(ws, args)
         hits = search(ws, args.query, k=args.k, user=getattr(args, "user", None), collections=args.collection,
                       documents=args.document, kinds=args.kind, mode=args.mode)
         audit.searched(ws, getattr(args, "user", None), "cli", args.query, hits, args.collection)
@@ -89,16 +136,18 @@ STATUS_LINE = {
 
 class Draft:
     """The generated text shown while it is written, on a terminal only, and erased before the
-    checked answer is printed: unverified text never stays on screen as the answer."""
+    checked answer is printed: unverified text never stays on screen as the answer. Not on a dumb
+    terminal (TERM=dumb: no cursor movement to erase it with); dimmed unless NO_COLOR is set."""
 
     def __init__(self, out):
         self.out, self.text = out, ""
-        self.live = out.isatty()
+        self.live = out.isatty() and os.environ.get("TERM") != "dumb"
+        self.dim, self.plain = ("", "") if os.environ.get("NO_COLOR") else ("\x1b[2m", "\x1b[0m")  # no-color.org
 
     def __call__(self, piece: str) -> None:
         if self.live:
             if not self.text:
-                self.out.write("\x1b[2m(draft, being checked) ")
+                self.out.write(self.dim + "(draft, being checked) ")
             self.text += piece
             self.out.write(piece)
             self.out.flush()
@@ -110,16 +159,18 @@ class Draft:
 
             width = max(shutil.get_terminal_size().columns, 20)
             lines = sum(max(1, -(-len(line) // width)) for line in ("(draft, being checked) " + self.text).split("\n"))
-            self.out.write("\x1b[0m\r" + ("\x1b[1A" * (lines - 1)) + "\x1b[J")
+            self.out.write(self.plain + "\r" + ("\x1b[1A" * (lines - 1)) + "\x1b[J")
             self.out.flush()
 
 
 def cmd_ask(args) -> int:
     from archivist.retrieval.answer import answer_json, ask, source_label
 
+    args.question = given_text(args.question, "question")
     adapter = None if args.adapter in ("none", "base") else args.adapter
     draft = Draft(sys.stdout)
     with open_ws(args) as ws:
+        _check_scope(ws, args)
         try:
             result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
                          adapter=adapter, on_token=None if args.json else draft, mode=args.mode, surface="cli")

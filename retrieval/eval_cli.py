@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from archivist.cli import CLIError, emit_json, open_ws
+from archivist.cli import CLIError, check_collections, emit_json, open_ws
 from archivist.retrieval.cli import positive_int
 
 
@@ -97,6 +97,7 @@ def cmd_eval_retrieval(args) -> int:
     questions = _questions(args, "retrieval")
     modes = args.mode or list(MODES)
     with open_ws(args) as ws:
+        check_collections(ws, getattr(args, "user", None), args.collection)  # a typo's run scored 0 everywhere, exit 0
         from archivist.models import embedder_for
         from archivist.retrieval.evaluate import QueryCache
 
