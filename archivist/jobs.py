@@ -276,10 +276,11 @@ def end(ws: Workspace, job_id: str, state: str, error: str | None = None, result
 
 
 def list_jobs(ws: Workspace, user: str | None = None, kinds: tuple[str, ...] | None = None,
-              include_dismissed: bool = True, limit: int = 100, after: str | None = None) -> list[Job]:
+              include_dismissed: bool = True, limit: int = 100, after: str | None = None,
+              state: str | None = None) -> list[Job]:
     """The jobs `user` may see (their own; an admin: everyone's), newest first, after `reconcile`;
-    at most `limit`, and with `after` (a job id: the last of the previous page) those listed after it.
-    Raises LookupError when `after` is not a job `user` may see."""
+    at most `limit`, and with `after` (a job id: the last of the previous page) those listed after it;
+    only those in `state`, if given. Raises LookupError when `after` is not a job `user` may see."""
     reconcile(ws)
     user = access.current_user(ws, user)
     where, args = [], []
@@ -298,6 +299,9 @@ def list_jobs(ws: Workspace, user: str | None = None, kinds: tuple[str, ...] | N
         args += list(kinds)
     if not include_dismissed:
         where.append("dismissed = 0")
+    if state is not None:
+        where.append("state = ?")
+        args.append(state)
     sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_at DESC, id DESC LIMIT ?"
     return [_job(r) for r in ws.db.execute(sql, (*args, limit))]
 
@@ -437,9 +441,11 @@ def every(ws: Workspace, kinds: tuple[str, ...]) -> list[Job]:
 
 
 def interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> list[Job]:
-    """The interrupted jobs of `kinds` that `user` may see, oldest first (nothing is claimed)."""
-    return sorted((j for j in list_jobs(ws, user, kinds, limit=10_000) if j.state == "interrupted"),
-                  key=lambda j: (j.created_at, j.id))
+    """The interrupted jobs of `kinds` that `user` may see, oldest first (nothing is claimed).
+    Selected by state in SQL: every ingest asks (pipeline._supersede_cut_short), and reading every job
+    to keep the interrupted ones parsed each one's spec, the whole file list of each earlier ingest
+    (300 ingests of a 3,100-file folder: +290 MB for an ingest with nothing to do)."""
+    return sorted(list_jobs(ws, user, kinds, limit=10_000, state="interrupted"), key=lambda j: (j.created_at, j.id))
 
 
 # -- reconcile: a job whose process is gone is not running -------------------------------------

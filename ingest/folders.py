@@ -52,6 +52,8 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
     under its own name; a folder link is not descended, since its target is ingested under its
     real path (with `follow_symlinks`, every folder link is descended once, loops cut).
     A path given directly (not found in a folder) is the user's own choice and is always followed.
+    Two different files that come out under one name (`one_per_name`) are not both ingested: the
+    first keeps the name, the other is refused with the reason.
     """
     files: list[tuple[Path, str]] = []
     refused: list[FileResult] = []
@@ -60,7 +62,34 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
             _walk_folder(p, follow_symlinks, files, refused)
         else:
             files.append((p, clean_name(p.name)))
-    return files, refused
+    return one_per_name(files, refused)
+
+
+def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
+    """`files` with one file per stored name: a name is a document's identity, so a second, different
+    file under a name already taken (`clean_name` stores names NFC, without control characters: a
+    folder holding `café.md` written both composed and decomposed, as macOS and Linux tools each
+    write it; or `a/notes.md` and `b/notes.md` given on the command line) would replace the first
+    within the same ingest, and both would be read again, each replacing the other, on every later
+    one. It is refused instead (a failed FileResult appended to `refused`, naming both files);
+    the same file reached twice is listed once."""
+    first: dict[str, Path] = {}
+    kept: list[tuple[Path, str]] = []
+    for path, name in files:
+        if name not in first:
+            first[name] = path
+            kept.append((path, name))
+        elif os.path.realpath(path) != os.path.realpath(first[name]):
+            other = first[name]
+            why = ("their names differ only in how accented letters are encoded (composed and decomposed: NFC and NFD)"
+                   if unicodedata.normalize("NFC", str(path)) == unicodedata.normalize("NFC", str(other)) else
+                   ("a file given by path is named by its file name, a folder's files by their path below the folder's "
+                    "parent") if path.name == other.name else
+                   "their names are one once made fit to store (control characters dropped, cut to 400 characters)")
+            refused.append(FileResult(name, "failed", reason=(
+                f"{path} would be stored under the same name as {other}, and replace it: {why}; "
+                "not ingested (rename one of them)")))
+    return kept, refused
 
 
 WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".svg", ".ico"})
@@ -131,37 +160,50 @@ def _walk_folder(folder: Path, follow_symlinks: bool, files: list, refused: list
     def inside(target: Path) -> bool:
         return target == root or root in target.parents
 
-    def visit(d: Path, ignored: list[_Ignore]) -> None:
+    def listing(d: Path, ignored: list[_Ignore], real: Path):
+        """(d's entries in order, the ignore patterns in force there, d's real path), or None when d
+        cannot be listed."""
         try:
             entries = sorted(d.iterdir())
         except OSError as e:
             refused.append(FileResult(clean_name(d.relative_to(folder.parent).as_posix()), "failed",
                                       reason=f"cannot list folder: {e.strerror or e}"))
-            return
-        ignored = ignored + _ignore_patterns(d)
-        for entry in entries:
-            rel = entry.relative_to(folder.parent)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            if ignored and any(i.matches(entry, entry.is_dir()) for i in ignored):
-                continue
-            name = clean_name(rel.as_posix())
-            if entry.is_symlink():
-                target = entry.resolve()
-                if not inside(target) and not follow_symlinks:
-                    refused.append(FileResult(name, "failed", reason=(
-                        f"symlink to {target}, outside the folder {folder}: not followed "
-                        "(ingest it by its own path, or use --follow-symlinks)")))
-                    continue
-                if target.is_dir() and (not follow_symlinks or target in seen):
-                    continue  # inside: its files come under their real path; or a loop
-            if entry.is_dir():
-                seen.add(entry.resolve())
-                visit(entry, ignored)
-            elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS and not _is_icon(entry):
-                files.append((entry, name))
+            return None
+        return iter(entries), ignored + _ignore_patterns(d), real
 
-    visit(folder, [])
+    # depth first with a stack of the folders being listed, not recursion: a tree nested deeper than
+    # Python's recursion limit (about 1,000 folders) stopped the whole ingest with a RecursionError.
+    # A folder's real path is its parent's plus its name (resolving each one anew costs a system
+    # call per level of its path: quadratic in the depth)
+    stack = [frame] if (frame := listing(folder, [], root)) else []
+    while stack:
+        entries, ignored, real = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        rel = entry.relative_to(folder.parent)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if ignored and any(i.matches(entry, entry.is_dir()) for i in ignored):
+            continue
+        name = clean_name(rel.as_posix())
+        target = real / entry.name
+        if entry.is_symlink():
+            target = entry.resolve()
+            if not inside(target) and not follow_symlinks:
+                refused.append(FileResult(name, "failed", reason=(
+                    f"symlink to {target}, outside the folder {folder}: not followed "
+                    "(ingest it by its own path, or use --follow-symlinks)")))
+                continue
+            if target.is_dir() and (not follow_symlinks or target in seen):
+                continue  # inside: its files come under their real path; or a loop
+        if entry.is_dir():
+            seen.add(target)
+            if frame := listing(entry, ignored, target):
+                stack.append(frame)
+        elif entry.is_file() and entry.suffix.lower() not in WEB_ASSETS and not _is_icon(entry):
+            files.append((entry, name))
 
 
 def missing_from(ws: Workspace, collection: str, folders: Sequence[Path], found: set[str],

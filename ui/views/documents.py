@@ -10,7 +10,7 @@ import streamlit as st
 
 from archivist import access, audit
 from archivist.ingest import pipeline
-from archivist.ingest.pipeline import delete_document, list_documents
+from archivist.ingest.pipeline import list_documents
 from archivist.ui import core, library, page_image
 from archivist.workspace import WorkspaceError
 
@@ -177,12 +177,8 @@ if changeable and st.session_state.get("confirm-delete") == [d["id"] for d in ch
     st.warning(f"Delete {len(changeable)} document{'s' if len(changeable) != 1 else ''} from search, chat and fine-tuning data: "
                f"{_names(changeable)}? This cannot be undone.")
     if st.button("Yes, delete", type="primary", key="delete-yes"):
-        errors = []
-        for d in changeable:
-            try:
-                delete_document(ws, d["id"], user)
-            except (access.AccessDenied, LookupError) as e:
-                errors.append(core.md_escape(f"{d['name']}: {e}"))
+        names = {d["id"]: d["name"] for d in changeable}  # all in one transaction and one index sync
+        errors = [core.md_escape(f"{names[ref]}: {e}") for ref, e in pipeline.delete_documents(ws, list(names), user)[1]]
         st.session_state.pop("confirm-delete", None)
         if errors:
             st.error("  \n".join(errors))
