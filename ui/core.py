@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import threading
+import unicodedata
 
 import streamlit as st
 
@@ -25,7 +26,9 @@ from archivist.ui import models as models_
 from archivist.workspace import Workspace, open_workspace
 
 COOKIE = "archivist_session"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=/^])")
+# where GitHub-flavoured Markdown would start a link, after escaping: "http\:", "www\.", "@host\.": the word joiner goes after
+_AUTOLINK = re.compile(r"(https?(?=\\:)|www(?=\\\.)|@(?=(?:\w|\\-)+\\\.))", re.IGNORECASE)
 
 
 def settings() -> Settings:
@@ -201,10 +204,61 @@ def sync_cookie() -> None:
 # -- showing things safely ----------------------------------------------------------------------
 
 
-def md_escape(text: str) -> str:
-    """Text made inert for st.markdown labels (expander titles, captions): every Markdown character
-    is backslash-escaped, so a document name or passage can never become a link, image or directive."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+def plain(text) -> str:
+    """A string someone chose (a file or collection name, a heading, an error quoting them) as it should
+    be seen: characters that are invisible or reorder what follows are shown as "[U+202E]", so a
+    right-to-left override cannot disguise "invoice\u202efdp.exe" as "invoiceexe.pdf" and a zero-width
+    space cannot make "hand\u200bbook.md" look like "handbook.md". Tabs and line breaks stay; a zero-width
+    (non-)joiner between two non-ASCII characters stays too (Persian, Indic scripts and emoji need it).
+    For cells of st.dataframe and other plain-text places; Markdown places take `md_escape`."""
+    text = str(text).replace("\r\n", "\n")
+    if text.isprintable():  # nearly every string, checked at C speed (the audit page shows thousands of cells)
+        return text
+    out = []
+    for i, ch in enumerate(text):
+        if ch in "\n\t" or not _invisible(ch):
+            out.append(ch)
+        elif ch in "\u200c\u200d" and 0 < i < len(text) - 1 and ord(text[i - 1]) > 127 and ord(text[i + 1]) > 127 \
+                and not _invisible(text[i - 1]) and not _invisible(text[i + 1]):
+            out.append(ch)
+        else:
+            out.append(f"[U+{ord(ch):04X}]")
+    return "".join(out)
+
+
+def _invisible(ch: str) -> bool:
+    # control (Cc: \r, \x00 …; `plain` keeps \n and \t), format (Cf: bidi controls, zero-width, soft hyphen,
+    # tags), line and paragraph separators, unassigned, private use and lone surrogate code points
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs")
+
+
+def md_escape(text) -> str:
+    """Text someone chose, made inert for every place Streamlit renders Markdown (st.markdown, captions,
+    alerts, toasts, expander, button and metric labels, image captions): shown as the plain text it is.
+
+    On top of `plain`: every Markdown character is backslash-escaped (no link, image, heading, table,
+    HTML, LaTeX `$…$`, `:red[…]` directive or `:emoji:` shortcode; "/" too, because Streamlit turns
+    ":material/x:" into an icon before it parses anything); a word joiner (U+2060) goes into "http://",
+    "www." and after the "@" of an address, the only way to stop GitHub-flavoured Markdown from making a
+    bare URL or address a link; every line break is a line break (never a paragraph, a setext heading or
+    an indented code block). The app's own formatting goes around the escaped text: f"**{md_escape(name)}**".
+    """
+    lines = []
+    for line in plain(text).split("\n"):
+        line = _MD_SPECIAL.sub(r"\\\1", line.replace("\t", "    "))
+        line = _AUTOLINK.sub("\\1\u2060", line)
+        # a line's leading spaces as no-break spaces: not an indented code block, and an empty line does not
+        # end the paragraph (a blank line would split ":gray[…]" or a "**…**" around the text)
+        stripped = line.lstrip(" ")
+        lines.append("\u00a0" * (len(line) - len(stripped)) + stripped or "\u00a0")
+    return "  \n".join(lines)
+
+
+def plain_frame(frame):
+    """`frame` (a pandas DataFrame) for st.dataframe, with `plain` applied to every text cell and column
+    name: the grid shows no Markdown, but a bidi override or a zero-width space works there as anywhere."""
+    frame = frame.map(lambda v: plain(v) if isinstance(v, str) else v)
+    return frame.rename(columns=lambda c: plain(c) if isinstance(c, str) else c)
 
 
 def when(ts: float | None) -> str:

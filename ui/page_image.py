@@ -53,4 +53,6 @@ def show_citation(st, ws, user: str | None, citation: dict, key: str) -> None:
         if picture is None:
             st.caption("The page cannot be shown (its file is no longer where it was read from, or it could not be drawn).")
         else:
-            st.image(picture, caption=f"{citation['document']}, page {citation['page']}", width="stretch")
+            from archivist.ui.core import md_escape  # a caption is Markdown; the document's name is someone's own
+
+            st.image(picture, caption=md_escape(f"{citation['document']}, page {citation['page']}"), width="stretch")

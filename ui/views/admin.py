@@ -145,5 +145,7 @@ with access_tab:
                 attempt(access.revoke, ws, who, coll, by=me, ok=f"{who} no longer has access to {coll}")
             else:
                 attempt(access.grant, ws, who, coll, level, by=me, ok=f"{who} may now {level} {coll}")
-        grid = pd.DataFrame([{"person": u["name"], **{cn: u["grants"].get(cn, "") for cn in cols}} for u in members])
+        # a collection named "person" gets a column of its own, not the one of the people's names
+        grid = pd.DataFrame([{"person": u["name"], **{f"{cn} (collection)" if cn == "person" else cn: u["grants"].get(cn, "")
+                                                      for cn in cols}} for u in members])
         st.dataframe(grid, hide_index=True, width="stretch")

@@ -36,8 +36,8 @@ if st.session_state.get("_audit_read") != seen:  # each filter shown once per se
 st.caption(f"{len(rows)} records" + (f" (the newest {LIMIT:,}: narrow the filters to see older ones)"
                                      if len(rows) == LIMIT else ""))
 if rows:  # newest first on the page (recent activity on top); the CSV stays in the chain's order
-    st.dataframe(pd.DataFrame([{"id": r["id"], "time (UTC)": r["time"], "user": r["user"] or "", "action": r["action"],
-                                "target": r["target"] or "", "detail": audit.summary(r)} for r in reversed(rows)]),
+    st.dataframe(core.plain_frame(pd.DataFrame([{"id": r["id"], "time (UTC)": r["time"], "user": r["user"] or "", "action": r["action"],
+                                "target": r["target"] or "", "detail": audit.summary(r)} for r in reversed(rows)])),
                  hide_index=True, width="stretch")
 st.download_button("Download CSV", audit.to_csv(rows), file_name="archivist-audit.csv", mime="text/csv",
                    key="audit-csv", icon=":material/download:")
@@ -48,4 +48,4 @@ if st.button("Verify the chain", key="audit-verify", icon=":material/verified:")
         st.success(f"The audit log is intact: {v.records} records"
                    + (f" ({v.redacted} redacted by an erasure)" if v.redacted else "") + f", head {v.head[:16]}…")
     else:
-        st.error("The audit log was changed:\n\n" + "\n".join(f"- {p}" for p in v.problems))
+        st.error("The audit log was changed:\n\n" + "\n".join(f"- {core.md_escape(p)}" for p in v.problems))

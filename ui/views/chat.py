@@ -34,7 +34,7 @@ with st.sidebar:
         st.rerun()
     if past:
         ids = [c["id"] for c in past]
-        labels = {c["id"]: f"{(c['title'] or 'Untitled')[:48]} · {core.when(c['last_at'])}" for c in past}
+        labels = {c["id"]: f"{core.plain((c['title'] or 'Untitled')[:48])} · {core.when(c['last_at'])}" for c in past}
         current = st.session_state["conv"]
         picked = st.selectbox("Conversation", [None] + ids, index=(ids.index(current) + 1) if current in ids else 0,
                               format_func=lambda i: "— new —" if i is None else labels[i], key=f"conv-pick-{current}")
@@ -76,7 +76,7 @@ def _save_feedback(m: dict, rating: int | None = None, correction: str | None = 
     try:
         feedback.rate_message(ws, user, m, rating=rating, correction=correction)
     except ValueError as e:
-        st.toast(f"Feedback not saved: {e}", icon="⚠️")
+        st.toast(f"Feedback not saved: {core.md_escape(e)}", icon="⚠️")
         return
     st.toast("Thank you — your feedback was saved.", icon="✅")
 
@@ -306,7 +306,7 @@ if question:
                          adapter=None if adapter == BASE else adapter, history=hist, on_token=on_token,
                          llm=llm, embedder=emb, stop=stop, surface="app")
         except (access.AccessDenied, LookupError, ValueError, ConnectionError) as e:  # ConnectionError: the LLM server is down
-            box.error(f"Could not answer: {e}")
+            box.error(f"Could not answer: {core.md_escape(e)}")
             st.stop()
         except Exception as e:  # noqa: BLE001 - a model failing mid-answer (out of memory …): words, not a traceback
             _broken(e)

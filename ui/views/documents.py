@@ -62,10 +62,10 @@ UNCHANGED = "already stored under this name with the same content: nothing to do
 
 def _job_table(job: library.IngestJob) -> pd.DataFrame:
     # an unchanged file says why nothing happened (the pipeline leaves it unsaid: a folder re-read lists hundreds)
-    return pd.DataFrame([{"file": f.name, "status": f.status, "chunks": str(f.chunks) if f.status != "waiting" else "",
+    return core.plain_frame(pd.DataFrame([{"file": f.name, "status": f.status, "chunks": str(f.chunks) if f.status != "waiting" else "",
                           "seconds": f"{f.seconds:.1f}" if f.status != "waiting" else "",
                           "reason": f.reason or (UNCHANGED if f.status == "unchanged" else "")}
-                         for f in job.files])
+                         for f in job.files]))
 
 
 def _why(f: library.FileStatus) -> str:
@@ -88,7 +88,7 @@ def _show_jobs() -> None:
             if job.resumed:
                 st.caption("Resumed: a restart of the server had cut this ingestion short.")
             if job.error:
-                st.error(job.error)
+                st.error(core.md_escape(job.error))  # it quotes file names and what the files hold
             # st.dataframe shows cells as plain text (st.table renders them as Markdown): file names are users' own
             st.dataframe(_job_table(job), hide_index=True, width="stretch")
             # why each file failed, in full: the table cuts the reason short (and shows no reason on a phone)
@@ -149,7 +149,7 @@ table = pd.DataFrame([{"name": d["name"], "collection": d["collection"], "type":
                        "updated": core.when(d["updated_at"] or d["added_at"]),
                        "status": d["status"], "OCR": page_image.ocr_note(d)} for d in shown],
                      columns=["name", "collection", "type", "pages", "chunks", "size (KB)", "added", "updated", "status", "OCR"])
-event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+event = st.dataframe(core.plain_frame(table), hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                      key=_table_key(shown))
 st.caption(f"{len(shown)} of {len(docs)} documents. Select rows to open"
            + (", re-ingest or delete them." if writable or admin else " them."))

@@ -61,8 +61,9 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
         prev = next((r for r in same_set if model is not None and _model(r) == model), None)
         mode, scores = metrics.headline(latest.results)
         _, prev_scores = metrics.headline(prev.results) if prev else (None, {})
-        st.caption(f"Latest run #{latest.id} on {latest.set_name or 'an unnamed set'}, {core.when(latest.created_at)}"
-                   + (f" by {latest.user or 'a deleted account'}" if everyone else "")
+        # the set's file name is whoever ran it's own choice (an admin sees everyone's): shown as plain text
+        st.caption(f"Latest run #{latest.id} on {core.md_escape(latest.set_name or 'an unnamed set')}, {core.when(latest.created_at)}"
+                   + (f" by {core.md_escape(latest.user or 'a deleted account')}" if everyone else "")
                    + (f" · answered by: {model}" if model else " · which model answered was not recorded" if kind == "answers" else "")
                    + (f" · {mode} search" if mode else "")
                    + (f" · change since run #{prev.id}" if prev else ""))
@@ -87,7 +88,7 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
             if unit:
                 st.bar_chart(table[unit].T, stack=False)
             for name, comparison in (latest.results.get("comparisons") or {}).items():
-                st.caption(format_comparison(name, comparison))
+                st.caption(format_comparison(name, comparison))  # mode names and numbers, written by `archivist eval`
         elif scores:
             unit = {n: v for n, v in scores.items() if 0.0 <= v <= 1.0}
             if unit:
@@ -100,13 +101,13 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
                 rows = [{"when": pd.to_datetime(r.created_at, unit="s"), **metrics.headline(r.results)[1]} for r in history]
                 st.line_chart(pd.DataFrame(rows).set_index("when").sort_index().reindex(columns=shown))
         st.markdown("**All runs**")
-        st.dataframe(pd.DataFrame([{"run": r.id, "set": r.set_name, "when": core.when(r.created_at),
+        st.dataframe(core.plain_frame(pd.DataFrame([{"run": r.id, "set": r.set_name, "when": core.when(r.created_at),
                                     **({"by": r.user or "(deleted)"} if everyone else {}),
                                     **({"answered by": _model(r) or "(not recorded)"} if kind == "answers" else {}),
-                                    **metrics.headline(r.results)[1]} for r in these]), hide_index=True, width="stretch")
+                                    **metrics.headline(r.results)[1]} for r in these])), hide_index=True, width="stretch")
         pick = st.selectbox("Questions of run", [r.id for r in these], key=f"eval-run-{kind}", format_func=lambda i: f"#{i}")
         rows = metrics.item_rows(next(r for r in these if r.id == pick).results)
         if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            st.dataframe(core.plain_frame(pd.DataFrame(rows)), hide_index=True, width="stretch")
         else:
             st.caption("This run stored no per-question results.")

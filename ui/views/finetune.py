@@ -47,7 +47,7 @@ with train_tab:
                 ds = datasets.build_dataset(ws, sources, user=user, collections=chosen, generator=generator,
                                             llm=core.models()[0] if generator != "extractive" else None)
         except (ValueError, LookupError, access.AccessDenied) as e:  # DatasetError is a ValueError
-            st.error(str(e))
+            st.error(core.md_escape(e))
         else:
             st.session_state["ft-dataset-built"] = ds.name
             st.session_state.pop("ft-dataset", None)  # the selectbox picks the new one up below
@@ -59,7 +59,7 @@ with train_tab:
             ds = dataset_store.load_dataset(ws, preview_name, user)
         except (LookupError, ValueError, access.AccessDenied) as e:  # DatasetError is a ValueError
             dataset_error = str(e)
-            st.error(dataset_error)
+            st.error(dataset_error)  # a dataset's name is letters, digits and . _ - (dataset_store._NAME)
         else:
             counts = ds.manifest.get("counts", {})
             sourced = sum(1 for d in ds.manifest.get("documents", []) if d.get("examples"))
@@ -69,7 +69,7 @@ with train_tab:
                         f"{core.md_escape(', '.join(ds.manifest.get('collections') or []) or 'none')}")
             rows = [{"split": split, "question": e.question, "answer": e.answer, "source": e.source, "cites": e.cite}
                     for split, part in (("train", ds.train), ("eval", ds.eval)) for e in part[:50]]
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            st.dataframe(core.plain_frame(pd.DataFrame(rows)), hide_index=True, width="stretch")
             if ds.train:
                 with st.expander("One training example as the model sees it"):
                     for m in ds.train[0].messages:
@@ -97,7 +97,7 @@ with train_tab:
         est = plan(s, None, method, s.device, int(batch), int(seq_len), int(rank))
     except Exception as e:  # no model files yet, unknown base …: say so, do not break the page
         est = None
-        st.warning(f"No memory estimate: {e}")
+        st.warning(f"No memory estimate: {core.md_escape(e)}")
     if est is not None:
         parts = {k: getattr(est, k) / 2**30 for k in ("weights", "lora", "activations", "logits", "overhead")}
         (st.success if est.fits else st.error)(est.message)
@@ -111,7 +111,7 @@ with train_tab:
                              activate=bool(activate and admin), device=s.device)
     except ValueError as e:
         cfg, cfg_error = None, str(e)
-        st.error(cfg_error)
+        st.error(core.md_escape(cfg_error))  # it quotes the adapter name typed in
     # without a saved dataset the run builds one from the chosen collections: none chosen, nothing to learn
     # (and `collections=None` would mean every readable one)
     nothing = None if preview_name or chosen else (
@@ -132,10 +132,10 @@ with runs_tab:
     if not all_runs:
         st.caption("No runs yet.")
     else:
-        st.dataframe(pd.DataFrame([{
+        st.dataframe(core.plain_frame(pd.DataFrame([{
             "run": r["id"], "status": r["status"], "adapter": r["adapter"] or "", "started": core.when(r["started_at"]),
             "step": (r["last"] or {}).get("step"), "loss": (r["last"] or {}).get("loss"),
-            "tokens/s": (r["last"] or {}).get("tokens_per_s"), "error": r["error"] or ""} for r in all_runs]),
+            "tokens/s": (r["last"] or {}).get("tokens_per_s"), "error": r["error"] or ""} for r in all_runs])),
             hide_index=True, width="stretch")
         ids = [r["id"] for r in all_runs]
         default = st.session_state.get("ft-run")
@@ -147,7 +147,7 @@ with runs_tab:
             st.markdown(f"**Run {core.md_escape(run['id'])}** · {run['status']}"
                         + (f" · adapter {core.md_escape(run['adapter'])}" if run["adapter"] else ""))
             if run["error"]:
-                st.error(run["error"])
+                st.error(core.md_escape(run["error"]))  # an admin sees every member's runs
             rows = runs.read_metrics(ws, pick)
             if rows:
                 frame = pd.DataFrame(rows).set_index("step")
@@ -196,7 +196,7 @@ with adapters_tab:
         st.caption("No adapters yet: a finished run registers one, with its evaluation against the base model.")
     else:
         rows = metrics.adapter_rows(adapters)
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(core.plain_frame(pd.DataFrame(rows)), hide_index=True, width="stretch")
         scores = metrics.adapter_scores(adapters)
         if not scores.empty:
             st.markdown("**Held-out evaluation: base model vs adapter**")
@@ -220,7 +220,7 @@ with adapters_tab:
                     else:
                         adapter_registry.activate(ws, choice, user=user)
                 except (ValueError, LookupError) as e:
-                    st.error(str(e))
+                    st.error(core.md_escape(e))
                 else:
                     st.rerun()
         else:
@@ -250,7 +250,7 @@ with retriever_tab:
                    "a long while)." + (f" Its log: {log_path}" if admin else ""))
     embedders = list_embedders(ws, user)
     if embedders:
-        st.dataframe(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
+        st.dataframe(core.plain_frame(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
                                     "trained on": ", ".join(e["collections"]),
                                     "questions": e.get("questions", {}).get("train"),
                                     # embedders adapted before the evaluation ranked hybrid were scored on dense alone
@@ -258,6 +258,6 @@ with retriever_tab:
                                     "hit@5 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["hit@5"], e["evaluation"]["adapted"]["hit@5"]),
                                     "MRR@10 base→adapted": "{:.3f}→{:.3f}".format(e["evaluation"]["base"]["mrr@10"], e["evaluation"]["adapted"]["mrr@10"]),
                                     "MRR@10 gain (95% interval)": "{diff:+.3f} [{low:+.3f}, {high:+.3f}]".format(**e["evaluation"]["difference"]["mrr@10"])}
-                                   for e in embedders if e.get("evaluation")]), hide_index=True, width="stretch")
+                                   for e in embedders if e.get("evaluation")])), hide_index=True, width="stretch")
     else:
         st.caption("No adapted embedder yet.")
