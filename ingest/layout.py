@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from archivist.records import Block
 
@@ -317,16 +317,63 @@ def _furniture_key(text: str) -> str:
     return re.sub(r"\d+", "#", clean(text))
 
 
-def _repeated_furniture(pages: list[list[Line]]) -> set[str]:
-    """Running headers/footers: first or last lines that recur (digits ignored) on most pages."""
+EDGE_LINES = 3  # a running header or footer takes at most this many lines at a page's top or bottom
+MARGIN = 0.1  # running headers and footers beyond a page's outermost lines stand in its top or bottom tenth
+
+
+def _place(line: Line) -> tuple[str, float]:
+    """A line's text and height on the page: a running header's inner line recurs in both."""
+    return clean(line.text), round(line.box[1], 2)
+
+
+def _in_margin(line: Line) -> bool:
+    """Whether a line stands in the page's top or bottom MARGIN (its box known)."""
+    return line.box[3] > line.box[1] and (line.box[3] <= MARGIN or line.box[1] >= 1 - MARGIN)
+
+
+def _repeated_furniture(pages: list[list[Line]]) -> tuple[set[str], set[tuple[str, float]]]:
+    """Running headers/footers, as (keys, places): the keys (`_furniture_key`, digits ignored) of
+    first or last lines that recur on most pages, and the places (`_place`) of lines among a page's
+    first or last EDGE_LINES, in its top or bottom MARGIN, that recur word for word at the same
+    height on most pages (a header or footer of two lines, "ACME GmbH" over "Facilities Handbook
+    v3", had kept its second line in every page's text). In a document of two pages: lines in the
+    margins at the same rank from the top (or bottom) of both, word for word at the same height (a
+    memo's "ACME Facilities - Confidential" had made a chunk of its own on page 2).
+    `_furniture_lines` drops them from the edges in."""
+    if len(pages) == 2:
+        first, second = pages
+        n = min(EDGE_LINES, len(first), len(second))
+        pairs = [(first[i], second[i]) for i in range(n)] + [(first[-i], second[-i]) for i in range(1, n + 1)]
+        same = [a for a, b in pairs if len(a.text) <= 100 and clean(a.text) == clean(b.text)
+                and abs(a.box[1] - b.box[1]) <= 0.01 and _in_margin(a)]
+        return {_furniture_key(a.text) for a in same}, {_place(line) for line in first + second
+                                                        if any(_place(line)[0] == clean(a.text) for a in same)}
     if len(pages) < 3:
-        return set()
+        return set(), set()
     counts: dict[str, int] = {}
+    places: dict[tuple[str, float], int] = {}
     for lines in pages:
         # Only short lines: a long first line that recurs is content (or a test file), not a header.
         for key in {_furniture_key(line.text) for line in lines[:1] + lines[-1:] if len(line.text) <= 100}:
             counts[key] = counts.get(key, 0) + 1
-    return {key for key, n in counts.items() if n >= 0.6 * len(pages)}
+        for place in {_place(line) for line in lines[:EDGE_LINES] + lines[EDGE_LINES:][-EDGE_LINES:]
+                      if len(line.text) <= 100 and _in_margin(line)}:
+            places[place] = places.get(place, 0) + 1
+    return ({key for key, n in counts.items() if n >= 0.6 * len(pages)},
+            {place for place, n in places.items() if n >= 0.6 * len(pages)})
+
+
+def _furniture_lines(lines: list[Line], is_furniture: Callable[[Line, bool], bool]) -> set[int]:
+    """The indexes of a page's running header and footer lines: from the top down and from the
+    bottom up, as long as each next line is furniture (at most EDGE_LINES each way).
+    `is_furniture(line, outermost)`: outermost is True for the page's first and last line."""
+    dropped: set[int] = set()
+    for order in (range(len(lines)), range(len(lines) - 1, -1, -1)):
+        for count, index in enumerate(order):
+            if count >= EDGE_LINES or index in dropped or not is_furniture(lines[index], count == 0):
+                break
+            dropped.add(index)
+    return dropped
 
 
 def _is_page_number(line: Line, lines: list[Line]) -> bool:
@@ -390,7 +437,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
         if body and round(prev.size, 1) == round(cur.size, 1) == body and prev.bottom >= cur.top
     )
     usual_gap = gaps[len(gaps) // 4] if gaps else 0.0
-    furniture = _repeated_furniture(all_lines)
+    furniture, places = _repeated_furniture(all_lines)
     running = _running_headers(all_lines)
 
     headings = HeadingPath()
@@ -403,6 +450,13 @@ def page_blocks(pages: list[Page]) -> list[Block]:
         level = None
         prev = None
         tables = sorted(page.tables, key=lambda t: -t.top)
+        # The first and last lines as before (digits aside, or a page number); lines further in only
+        # where they recur word for word at the same height (`_repeated_furniture`).
+        edges = _furniture_lines(lines, lambda line, outermost: (
+            not (number == 1 and round(line.size, 1) in level_of)
+            and (_furniture_key(line.text) in furniture if outermost else _place(line) in places)
+        ) or (outermost and (number, line.text) in running)
+            or ((outermost or _in_margin(line)) and _is_page_number(line, [line])))
 
         def flush() -> None:
             if title:
@@ -447,9 +501,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
             while tables and line.size and line.top < tables[0].top - 1.0:
                 emit_table(tables.pop(0))
                 prev = None
-            if line in (lines[0], lines[-1]) and (
-                    (_furniture_key(line.text) in furniture and not (number == 1 and round(line.size, 1) in level_of))
-                    or (number, line.text) in running or _is_page_number(line, lines)):
+            if index in edges:
                 continue  # a running header or footer (the title it repeats stays where it heads page 1)
             if _TOC_ENTRY.search(line.text):
                 continue  # the contents or the index: the headings and pages themselves say it

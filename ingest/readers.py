@@ -67,7 +67,19 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           and Word's hidden runs (w:vanish): text nobody sees on the page no longer answers questions.
 #   text 2, markdown 2, csv 2: files in a Chinese, Japanese or Korean legacy encoding (Shift_JIS,
 #           GBK, Big5, EUC) decoded in it, no longer as Windows-1252 mojibake (readers_base.decode_text).
-READER_VERSIONS = {"html": 4, "pdf": 3, "image": 3, "docx": 3, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 3, "csv": 2}
+#   html 5: a cell spanning rows (rowspan) is repeated down them, so the cells after it stay under
+#           their headers (they had moved one column left); two or three leading rows of <th> cells
+#           are one header ("2024 Hires"), no longer a header and a data row.
+#   docx 4: text boxes read (once, after the paragraph they are anchored in); footnotes and endnotes
+#           read after the paragraph that refers to them ("Footnote: ..."); the table of contents
+#           and the index (styles "toc n", "TOC Heading", "index n") dropped, as in PDFs; a list
+#           step deleted whole in tracked changes no longer counts in the numbers after it.
+#   pdf 4: running headers and footers of two or three lines dropped whole (the lines inside the
+#           outermost one that recur word for word at the same height in the page's top or bottom
+#           tenth), and a two-page PDF's too (the same line at the same rank and height on both).
+#           (Images, whose scans this reaches too, are not read again for it: OCR is slow.)
+#   markdown 4: raw HTML tags (<dl><dt>, <kbd>, <br>, <details>) no longer stored as text; their content stays.
+READER_VERSIONS = {"html": 5, "pdf": 4, "image": 3, "docx": 4, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 4, "csv": 2}
 
 
 def reader_version(kind: str | None) -> int:

@@ -8,6 +8,7 @@ tables as rows under their headers (nested tables kept in their cell, two-row he
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,20 @@ _P, _TBL, _SDT, _CUSTOM = f"{{{W}}}p", f"{{{W}}}tbl", f"{{{W}}}sdt", f"{{{W}}}cu
 MAX_HEADER_ROWS = 3  # a DOCX table's header takes at most this many rows
 MAX_COLUMNS = 64  # Word allows 63; a larger span or offset is damage and is capped
 # Runs whose text is not shown: tracked deletions and moves away, and text boxes anchored in the
-# paragraph (Word stores each twice, as DrawingML and as a VML fallback; their text is not read).
+# paragraph (Word stores each twice, as DrawingML and as a VML fallback; `_with_text_boxes` reads
+# their text once, as paragraphs of their own).
 # Runs formatted hidden (w:vanish, Word's Font > Hidden) are not shown: text planted there must not answer questions.
 _SHOWN_RUNS = (".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ancestor::w:txbxContent)]"
                "[not(w:rPr/w:vanish[not(@w:val) or not(@w:val='0' or @w:val='false' or @w:val='off')])]")
+
+
+def _shown(element, path: str = _SHOWN_RUNS) -> list:
+    """`path` (written with `ancestor::w:txbxContent`: not inside a text box) under `element`, which may
+    itself stand in a text box (then: in no text box deeper than it)."""
+    depth = int(_xpath(element, "count(ancestor-or-self::w:txbxContent)"))
+    if depth:
+        path = path.replace("ancestor::w:txbxContent", f"count(ancestor::w:txbxContent) > {depth}")
+    return _xpath(element, path)
 
 
 def _xpath(element, path: str) -> list:
@@ -34,12 +45,23 @@ def _xpath(element, path: str) -> list:
     return etree._Element.xpath(element, path, namespaces={"w": W})
 
 
+def _style_name(paragraph) -> str:
+    """The paragraph's style name ("Heading 1", "toc 2"), "" when it has none or it is missing."""
+    try:
+        return (paragraph.style.name or "") if paragraph.style is not None else ""
+    except (KeyError, ValueError, AttributeError):  # a style id missing from styles.xml
+        return ""
+
+
+# Word's table of contents and index ("toc 1", "TOC Heading", "index 2"): page numbers pointing at
+# headings, no text to cite; in PDFs they are dropped too (layout._TOC_ENTRY). They had made a chunk
+# of every heading name that outranked the sections themselves.
+_CONTENTS_STYLE = re.compile(r"(?i)(?:toc|index) (?:\d+|heading)")
+
+
 def _heading_level(paragraph) -> int | None:
     """0 for the Title style, n for "Heading n", None for body text."""
-    try:
-        name = (paragraph.style.name or "") if paragraph.style is not None else ""
-    except (KeyError, ValueError, AttributeError):  # a style id missing from styles.xml
-        return None
+    name = _style_name(paragraph)
     if name == "Title":
         return 0
     if name.startswith("Heading "):
@@ -63,11 +85,78 @@ def _block_items(parent):
             yield from _block_items(child)
 
 
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+def _text_boxes(p) -> list:
+    """The text boxes (w:txbxContent) anchored in paragraph `p`, each once: Word stores a text box
+    twice, as DrawingML (mc:Choice) and as a VML copy (mc:Fallback), and only the first is taken;
+    a text box inside another one is read with that one; one in deleted text is not shown."""
+    found = []
+    for box in _xpath(p, ".//w:txbxContent[not(ancestor::w:del or ancestor::w:moveFrom)]"):
+        node = box.getparent()
+        while node is not None and node is not p and node.tag != _MC_FALLBACK and node.tag != f"{{{W}}}txbxContent":
+            node = node.getparent()
+        if node is p:
+            found.append(box)
+    return found
+
+
+def _with_text_boxes(items):
+    """Block items (`_block_items`) with the contents of each paragraph's text boxes right after it:
+    a text box (a call-out, a sidebar) is text the reader sees, placed by its anchor."""
+    for item in items:
+        yield item
+        if item.tag == _P:
+            for box in _text_boxes(item):
+                yield from _with_text_boxes(_block_items(box))
+
+
+class Notes:
+    """Footnotes and endnotes (footnotes.xml, endnotes.xml) by id, each given to the paragraph that
+    refers to it as "Footnote: ..." ("Endnote: ..."). Not numbered: the paragraph's text carries no
+    reference mark to match, and Word's own numbers (formats, restarts, notes in table cells, which
+    are not read) are not modelled."""
+
+    def __init__(self, document) -> None:
+        from docx.opc.constants import RELATIONSHIP_TYPE as RT
+        from docx.oxml import parse_xml
+        from lxml import etree
+
+        self._texts: dict[tuple[str, str], str] = {}
+        for kind, reltype in (("footnote", RT.FOOTNOTES), ("endnote", RT.ENDNOTES)):
+            try:
+                part = document.part.part_related_by(reltype)
+            except KeyError:  # a document without notes
+                continue
+            try:
+                root = part.element if hasattr(part, "element") else parse_xml(part.blob)
+            except etree.XMLSyntaxError:  # damaged notes lose the notes, not the document (read before they were)
+                continue
+            for note in _xpath(root, f"w:{kind}[not(@w:type) or @w:type='normal']"):
+                text = clean(" ".join(_paragraph_text(q) for q in _xpath(note, ".//w:p")))
+                if text:
+                    self._texts[(kind, note.get(f"{{{W}}}id"))] = text
+
+    def of(self, p) -> list[str]:
+        """The notes paragraph `p` refers to (in runs it shows), labelled, in order."""
+        out = []
+        if not self._texts:
+            return out
+        for ref in _shown(p, ".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ancestor::w:txbxContent)]"
+                             "/*[self::w:footnoteReference or self::w:endnoteReference]"):
+            kind = "footnote" if ref.tag.endswith("footnoteReference") else "endnote"
+            text = self._texts.get((kind, ref.get(f"{{{W}}}id")))
+            if text:
+                out.append(f"{kind.capitalize()}: {text}")
+        return out
+
+
 def _paragraph_text(p) -> str:
     """The text a paragraph shows: every run, inside hyperlinks, fields, inline content controls and
     tracked insertions (w:ins) too, but not tracked deletions. python-docx's Paragraph.text reads
     only direct runs and hyperlinks, so it loses inserted text."""
-    return "".join(r.text for r in _xpath(p, _SHOWN_RUNS))
+    return "".join(r.text for r in _shown(p))
 
 
 def _roman(n: int) -> str:
@@ -158,7 +247,11 @@ class ListNumbers:
         return num_id, ilvl or "0"
 
     def label(self, p) -> str:
-        """Count the paragraph if it is numbered and return its label ("3.", "b)"), else ""."""
+        """Count the paragraph if it is numbered and return its label ("3.", "b)"), else "". A
+        paragraph deleted whole in tracked changes (its text and its mark) is not counted: Word
+        numbers the list without it ("3. Lock the door." had followed "1." once step 2 was deleted)."""
+        if _xpath(p, "w:pPr/w:rPr/w:del") and not _paragraph_text(p).strip():
+            return ""
         found = self._num_pr(p)
         if found is None or found[0] not in self._instances:
             return ""
@@ -198,7 +291,7 @@ class _Row:
 
 def _bold(tr) -> bool:
     """Whether every run with text in the row is set bold directly (w:b not switched off)."""
-    runs = [r for r in _xpath(tr, _SHOWN_RUNS) if r.text.strip()]
+    runs = [r for r in _shown(tr) if r.text.strip()]
     return bool(runs) and all(_val(r, "w:rPr/w:b", "true") not in ("0", "false", "off") and _xpath(r, "w:rPr/w:b")
                               for r in runs)
 
@@ -309,7 +402,10 @@ def read_docx(path: Path) -> Extracted:
     "Heading n" paragraphs become Block(kind="heading") and set the heading path (the Title is its
     outermost level); each table data row becomes Block(kind="row") as "Header1: v1; Header2: v2"
     (`docx_table`: one- or two-row headers, title rows as caption, nested tables inside their
-    cell). Headers, footers, text boxes and comments are not read. The title is the core
+    cell). A text box's paragraphs follow the paragraph it is anchored in (`_with_text_boxes`), and
+    footnotes and endnotes the paragraph that refers to them, "Footnote: ..." (`Notes`). The table of
+    contents and the index are dropped (`_CONTENTS_STYLE`). Headers,
+    footers and comments are not read, nor text boxes and notes inside table cells. The title is the core
     property, else the first Title paragraph.
     """
     import docx
@@ -317,24 +413,28 @@ def read_docx(path: Path) -> Extracted:
 
     document = docx.Document(str(path))
     numbers = ListNumbers(document)
+    notes = Notes(document)
     title = clean(document.core_properties.title or "") or None
     headings = HeadingPath()
     blocks: list[Block] = []
-    for item in _block_items(document.element.body):
+    for item in _with_text_boxes(_block_items(document.element.body)):
         if item.tag == _TBL:
             caption, rows = docx_table(item, numbers)
             blocks.extend(table_blocks(rows, heading=table_heading(blocks, headings.path, caption=caption)))
             continue
         label = numbers.label(item)  # counted even when empty: Word numbers empty list paragraphs too
         text = clean(_paragraph_text(item))
-        if not text:
-            continue
-        text = f"{label} {text}" if label else text
-        level = _heading_level(Paragraph(item, document.part))
-        if level is None:
-            blocks.append(Block(text, heading=headings.path))
-            continue
-        blocks.append(Block(text, heading=headings.enter(level, text), kind="heading"))
-        if level == 0 and title is None:
-            title = text
+        if text and _CONTENTS_STYLE.fullmatch(_style_name(Paragraph(item, document.part))):
+            continue  # the contents or the index
+        if text:
+            text = f"{label} {text}" if label else text
+            level = _heading_level(Paragraph(item, document.part))
+            if level is None:
+                blocks.append(Block(text, heading=headings.path))
+            else:
+                blocks.append(Block(text, heading=headings.enter(level, text), kind="heading"))
+                if level == 0 and title is None:
+                    title = text
+        # A note goes right after the paragraph that refers to it, in its section.
+        blocks.extend(Block(note, heading=headings.path) for note in notes.of(item))
     return Extracted(blocks, title=title, kind="docx")

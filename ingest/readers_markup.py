@@ -167,7 +167,7 @@ def _split_row(line: str) -> list[str]:
         line = line[1:]
     if line.endswith("|") and not line.endswith("\\|"):
         line = line[:-1]
-    return [_inline(c.replace("\\|", "|")) for c in re.split(r"(?<!\\)\|", line)]
+    return [_inline(_strip_tags(c.replace("\\|", "|"))) for c in re.split(r"(?<!\\)\|", line)]
 
 
 # Raw HTML in Markdown renders as HTML: an element hidden there (`_hidden_attrs`), a <script>,
@@ -259,6 +259,33 @@ def _drop_unseen_html(lines: list[str]) -> list[str]:
     return out
 
 
+# HTML elements whose raw tags in Markdown are markup, not text: the browser shows their content
+# alone. A tag of another name ("List<String>", "<your-name>") is left as written.
+_MD_ELEMENTS = frozenset(
+    "a abbr address article aside b bdi bdo big blockquote br caption center cite code col colgroup dd del details dfn "
+    "div dl dt em figcaption figure font footer h1 h2 h3 h4 h5 h6 header hr i img ins kbd li main mark nav ol p picture "
+    "pre q s samp section small source span strike strong sub summary sup table tbody td tfoot th thead tr tt u ul "
+    "var wbr".split())
+_MD_BREAKING = frozenset("address article aside blockquote br caption dd details div dl dt figcaption figure footer h1 h2 "
+                         "h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody td tfoot th thead tr "
+                         "ul".split())
+
+
+def _strip_tags(text: str) -> str:
+    """Markdown text without its raw HTML tags (`_MD_ELEMENTS`), their content kept: "<dl><dt>Quiet
+    room</dt><dd>Booked ...</dd></dl>" is "Quiet room Booked ..." (a block element's tag is a space,
+    an inline one's nothing: "<b>V</b>PN" is "VPN"). Tags inside code spans and comments stay."""
+    if "<" not in text:
+        return text
+    masked, out, pos = _masked(text), [], 0
+    for m in _MD_TAG.finditer(masked):
+        name = m.group(2).lower()
+        if name in _MD_ELEMENTS:
+            out += [text[pos:m.start()], " " if name in _MD_BREAKING else ""]
+            pos = m.end()
+    return "".join(out) + text[pos:] if out else text
+
+
 def read_markdown(path: Path) -> Extracted:
     """Markdown: `#` (and underlined) headings build the heading path and become Block(kind="heading");
     paragraphs split on blank lines, list items are one Block each, fenced code stays whole
@@ -287,14 +314,14 @@ def read_markdown(path: Path) -> Extracted:
 
     def flush() -> None:
         if para:
-            body = _inline(_HTML_COMMENT.sub("", " ".join(para)))
+            body = _inline(_strip_tags(_HTML_COMMENT.sub("", " ".join(para))))
             if body:
                 blocks.append(Block(body, heading=headings.path))
             para.clear()
 
     def heading(level: int, raw: str) -> None:
         nonlocal title
-        text = _inline(_HTML_COMMENT.sub("", raw))
+        text = _inline(_strip_tags(_HTML_COMMENT.sub("", raw)))
         if not text:
             return
         path_ = headings.enter(level, text)
@@ -487,21 +514,75 @@ def _plain_row(cells: list[str]) -> str:
     return row_text([], cells)
 
 
-def _table_rows(rows: list[list]) -> list[list[str]]:
-    """The cell texts of a table's own rows (`_own_rows`); colspan repeats a cell so values stay
-    under their header."""
+def _span(cell, name: str) -> int:
+    """A cell's colspan or rowspan as a count from 1 to 50 (a bad or huge value is 1, or capped)."""
+    try:
+        return max(1, min(int(cell.get(name, 1)), 50))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _table_rows(rows: list[list], down: bool = True) -> list[list[str]]:
+    """The cell texts of a table's own rows (`_own_rows`) laid on the table's grid: colspan repeats
+    a cell across its columns, rowspan (with `down`) down its rows, so values stay under their
+    header (before, a row under a rowspan cell lost a column and its values moved left under the
+    wrong headers: "Plate: Kangoo; Model: 2"). A table without header rows reads without `down`:
+    its cells are joined as they come, and a repeated cell would only say it twice (DocBook's
+    navigation tables). Nor is an empty cell (DocBook's admonition icon beside "Note") carried down:
+    the text under it stays as it read before, without a "Note:" label."""
     out = []
+    below: dict[int, tuple[str, int]] = {}  # column -> (text, rows it still covers) of rowspan cells above
     for cells_of_row in rows:
-        cells = []
-        for cell in cells_of_row:
-            text = _text(cell)
-            try:
-                span = max(1, min(int(cell.get("colspan", 1)), 50))
-            except (TypeError, ValueError):
-                span = 1
-            cells.extend([text] * span)
+        cells: list[str] = []
+        pending = list(cells_of_row)
+        while pending or any(col >= len(cells) for col in below):
+            col = len(cells)
+            if col in below:
+                text, left = below.pop(col)
+                if left > 1:
+                    below[col] = (text, left - 1)
+                cells.append(text)
+                continue
+            if not pending:
+                cells.append("")  # a gap before a rowspan cell further right
+                continue
+            cell = pending.pop(0)
+            text, span = _text(cell), _span(cell, "colspan")
+            rowspan = _span(cell, "rowspan") if down and text else 1  # an empty one (an icon) holds no value
+            for k in range(span):
+                below.pop(col + k, None)  # a malformed table whose colspan runs into a rowspan: this cell wins
+                if rowspan > 1:
+                    below[col + k] = (text, rowspan - 1)
+                cells.append(text)
         out.append(cells)
     return out
+
+
+MAX_HEADER_ROWS = 3  # an HTML table's header takes at most this many rows of <th> cells
+
+
+def _joined_header(rows: list[list], grid: list[list[str]]) -> list[list[str]]:
+    """`grid` (the table's cell texts, `_table_rows`) with its leading rows of <th> cells alone, when
+    there are two or more and data rows follow, made one header row: each column's header texts
+    joined, one spanning cell once ("2024" over "Hires | Leavers" gives "2024 Hires", "2024
+    Leavers"; a "Team" spanning both rows gives "Team"). The second header row had read as data.
+    A row of one <th> alone is no header row."""
+    n = 0
+    while (n < min(MAX_HEADER_ROWS, len(rows) - 1) and all(c.name == "th" for c in rows[n])
+           and (n == 0 or len(rows[n]) > 1)):  # one <th> across the table under the header labels a group of rows
+        n += 1
+    if n < 2:
+        return grid
+    width = max(len(r) for r in grid[:n])
+    header = []
+    for col in range(width):
+        parts: list[str] = []
+        for row in grid[:n]:
+            text = row[col] if col < len(row) else ""
+            if text and (not parts or parts[-1] != text):
+                parts.append(text)
+        header.append(" ".join(parts))
+    return [header] + grid[n:]
 
 
 def read_html(path: Path) -> Extracted:
@@ -592,9 +673,10 @@ def read_html(path: Path) -> Extracted:
             if _row_headed(rows):
                 blocks.extend(_record_blocks(rows, heading))
             elif _headerless(node, rows):
-                blocks.extend(Block(text, heading=heading, kind="row") for text in map(_plain_row, _table_rows(rows)) if text)
+                blocks.extend(Block(text, heading=heading, kind="row")
+                              for text in map(_plain_row, _table_rows(rows, down=False)) if text)
             else:
-                blocks.extend(table_blocks(_table_rows(rows), heading=heading))
+                blocks.extend(table_blocks(_joined_header(rows, _table_rows(rows)), heading=heading))
             continue
         if name == "br":
             inline.append(" ")
