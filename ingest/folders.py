@@ -31,7 +31,9 @@ class FileResult:
 
 
 def clean_name(name: str) -> str:
-    """A document name safe to store and show: no control characters, no absolute or parent parts."""
+    """A document name safe to store and show: no control characters, no absolute or parent parts; a
+    byte that is not UTF-8 (a Latin-1 "caf\\xe9.md") shown as U+FFFD ("caf\ufffd.md"), not dropped."""
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     name = unicodedata.normalize("NFC", name).replace("\\", "/")
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     parts = [p for p in name.split("/") if p not in ("", ".", "..")]
@@ -72,10 +74,17 @@ def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult]) -> tu
     write it; or `a/notes.md` and `b/notes.md` given on the command line) would replace the first
     within the same ingest, and both would be read again, each replacing the other, on every later
     one. It is refused instead (a failed FileResult appended to `refused`, naming both files);
-    the same file reached twice is listed once."""
+    the same file reached twice is listed once. A file whose name is not UTF-8 is refused too: its
+    path cannot be stored (it failed the whole ingest), and its name would not match it again."""
     first: dict[str, Path] = {}
     kept: list[tuple[Path, str]] = []
     for path, name in files:
+        written = os.fsencode(path).decode("utf-8", "backslashreplace")
+        if written != str(path):  # bytes that are not UTF-8 reach Python as lone surrogates
+            refused.append(FileResult(name, "failed", reason=(
+                f"{written}: its name is not UTF-8 text (an older system's encoding), so it cannot be stored, shown "
+                "or found again; not ingested (rename it, for example with convmv -f latin1 -t utf8)")))
+            continue
         if name not in first:
             first[name] = path
             kept.append((path, name))

@@ -60,8 +60,11 @@ def resolve_documents(ws: Workspace, refs: Sequence[str | int] | None) -> list[i
     ids = []
     for ref in refs:
         ref = unicodedata.normalize("NFC", str(ref))  # names are stored NFC: "café" typed decomposed (macOS) names it too
-        rows = ws.db.execute("SELECT id FROM documents WHERE CAST(id AS TEXT) = ? OR path = ? OR path LIKE ?",
-                             (str(ref), str(ref), f"%/{ref}")).fetchall()
+        # the last part matched as written: LIKE ignored ASCII case and read "_" and "%" as wildcards,
+        # so `-d a_b.md` also searched x/axb.md and `-d Notes.md` notes.md
+        tail = f"/{ref}"
+        rows = ws.db.execute("SELECT id FROM documents WHERE CAST(id AS TEXT) = ? OR path = ? OR substr(path, -?) = ?",
+                             (str(ref), str(ref), len(tail), tail)).fetchall()
         ids += [r[0] for r in rows]
     return ids
 

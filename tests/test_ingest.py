@@ -490,3 +490,42 @@ def test_cli_refuses_another_backend_naming_the_command(tmp_path, cli):
     assert out.returncode == 0 and json.loads(out.stdout) == {"default": 1}, out.stderr
     out = cli(*run, env=env)
     assert out.returncode == 0 and "unchanged" in out.stdout, out.stderr
+
+
+def test_a_file_whose_name_is_not_utf8_is_refused_and_the_rest_ingested(ws, embedder, tmp_path):
+    """A file named in an older system's encoding ("caf\\xe9.md", Latin-1 bytes) reached Python as a
+    lone surrogate that SQLite's UTF-8 text refused: the whole ingest failed with "surrogates not
+    allowed", naming no file, and nothing was stored. It is refused, named with its bytes shown, and
+    the other files are ingested."""
+    import os
+
+    folder = tmp_path / "share"
+    folder.mkdir()
+    (folder / "ok.md").write_text("# OK\n\nThe canteen opens at eight.\n")
+    bad = os.path.join(os.fsencode(folder), b"caf\xe9.md")
+    with open(bad, "wb") as f:
+        f.write(b"# Cafe\n\nThe cafe opens at nine.\n")
+    res = ingest_paths(ws, [folder], embedder=embedder, progress=False)
+    by_status = {r.status: r for r in res}
+    assert sorted(by_status) == ["added", "failed"] and by_status["added"].name == "share/ok.md"
+    why = by_status["failed"].reason
+    assert "caf\\xe9.md" in why and "not UTF-8" in why, why
+    assert [d["name"] for d in list_documents(ws)] == ["share/ok.md"]
+    [again] = ingest_paths(ws, [os.fsdecode(bad)], embedder=embedder, progress=False)  # named on the command line
+    assert again.status == "failed" and "not UTF-8" in again.reason
+
+
+def test_a_document_scope_names_documents_as_written(ws, embedder, tmp_path):
+    """`search -d NAME` matched the last part of a name with LIKE: ASCII case ignored and "_" or "%"
+    read as wildcards, so `-d a_b.md` also searched x/axb.md, and `-d Notes.md` notes.md."""
+    from archivist.retrieval.search import resolve_documents
+
+    folder = tmp_path / "x"
+    folder.mkdir()
+    for name in ("a_b.md", "axb.md", "Notes.md", "notes.md"):
+        (folder / name).write_text(f"# {name}\n\nThe text of {name}.\n")
+    ingest_paths(ws, [folder], embedder=embedder, progress=False)
+    names = {d["id"]: d["name"] for d in list_documents(ws)}
+    assert sorted(names[i] for i in resolve_documents(ws, ["a_b.md"])) == ["x/a_b.md"]
+    assert sorted(names[i] for i in resolve_documents(ws, ["Notes.md"])) == ["x/Notes.md"]
+    assert sorted(names[i] for i in resolve_documents(ws, ["x/notes.md", "%"])) == ["x/notes.md"]
