@@ -86,7 +86,7 @@ def cmd_ui(args) -> int:
     if created:
         print(f"archivist: created admin {created['name']!r} from ARCHIVIST_ADMIN_USER", file=sys.stderr)
     elif fresh:
-        print("archivist: new workspace: open the app to create the admin account", file=sys.stderr)
+        print("archivist: no account can sign in yet: open the app to create the admin account", file=sys.stderr)
     print(f"archivist: serving http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
