@@ -33,7 +33,9 @@ from archivist.records import Block, Extracted
 from archivist.settings import python_module
 
 from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason
-from .readers_markup import read_csv, read_html, read_markdown, read_text, stream_csv
+from .readers_html import read_html
+from .readers_markdown import read_markdown
+from .readers_text import read_csv, read_text, stream_csv
 from .readers_docx import read_docx
 from .readers_office import check_zip, ooxml_kind, read_pptx, read_xlsx
 from .readers_pdf import read_image, read_pdf
@@ -314,7 +316,7 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
 def read_stream(path: Path, *, max_mb: int = 200, group_chars: int | None = None) -> Iterator[list[Block]] | None:
     """A CSV larger than STREAM_ABOVE_MB as groups of blocks of about `group_chars` (default
     STREAM_GROUP_CHARS) characters, read
-    from the file as they are asked for (`readers_markup.stream_csv`); None for any other file, which
+    from the file as they are asked for (`readers_text.stream_csv`); None for any other file, which
     `read` reads (and names the problem of, if it has one).
     Raises ReadError for a CSV it would stream that is binary, corrupt or has no text.
     """

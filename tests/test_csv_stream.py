@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from archivist.ingest import chunking, readers
-from archivist.ingest.readers_markup import stream_csv
+from archivist.ingest.readers_text import stream_csv
 
 # Quoting, a cell with a line break, CRLF line ends, a blank row, a row of empty cells, a cell that
 # is only whitespace, a row longer than the header, and a non-ASCII name.

@@ -199,7 +199,7 @@ SKEL = "Which directory's contents are copied into a new user's home directory w
 
 def _page_hit() -> Hit:
     from archivist.ingest.chunking import join_blocks
-    from archivist.ingest.readers_markup import read_html
+    from archivist.ingest.readers_html import read_html
 
     blocks = read_html(HANDBOOK_PAGE).blocks
     return _hit(1, join_blocks(blocks)[0], blocks[0].heading)
