@@ -99,7 +99,8 @@ def quoted(sentence: str) -> str:
     """A passage's sentence as an answer quotes it, before its own [n] is added: without the bracketed
     numbers the document itself wrote ("52 weeks [2].", "weeks.[2]"), which in the answer would read as
     citations of other passages (a document could make its claim look backed by another reader's
-    document). A bracket glued to a name is code, not a citation, and stays: `sys.argv[0]`, `a[1]`."""
+    document). A bracket glued to code is an index, not a citation, and stays: `sys.argv[0]`, `a[1]`
+(`verify.citation_marks`)."""
     return verify.replace_marks(sentence)  # the marks the answer's parser would read, no other
 
 

@@ -317,17 +317,23 @@ _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|(?<=[。！？])(?![」』
 
 
 def citation_marks(text: str) -> list[re.Match]:
-    """The `CITE` matches of `text` that are citation marks. A bracket glued to a name, a call or an
-    index is code and left out: `sys.argv[1]`, `f(x)[0]`, `x[0][1]` (as `quote.quoted` keeps them);
-    one after a space, punctuation ("weeks.[2]"), a CJK character ("设立[2]") or another mark
-    ("[1][3]") is a mark."""
+    """The `CITE` matches of `text` that are citation marks. A bracket glued to code is an index and
+    left out: after a dotted or snake_case name or a single letter (`sys.argv[1]`, `_v[5]`, `a[2]`),
+    after a call or another index (`f(x)[0]`, `x[0][1]`), and `[0]` anywhere, which no mark is. A
+    mark glued to a word or number ("per year[1].", "port 8080[2]"), after a space or punctuation
+    ("weeks.[2]"), a CJK character ("设立[2]") or another mark ("[1][3]") is a mark."""
     out, last = [], -1  # last: where the previous mark ended
     for m in CITE.finditer(text):
         before = text[m.start() - 1] if m.start() else " "
         if before == "]":
             code = m.start() != last
+        elif before == ")":
+            code = True
+        elif before.isascii() and (before.isalnum() or before == "_"):
+            word = re.search(r"[\w.]*$", text[:m.start()]).group(0).strip(".")
+            code = m.group(1) == "0" or "." in word or "_" in word or (len(word) == 1 and word.isalpha())
         else:
-            code = before.isascii() and (before.isalnum() or before in "_)")
+            code = False
         if not code:
             out.append(m)
             last = m.end()

@@ -116,3 +116,20 @@ def test_a_code_index_is_checked_as_written_not_taken_for_a_citation_mark(embedd
     assert (text, invalid, [c.n for c in cites]) == ("Use sys.argv[1] for it [1].", [9], [1])
     assert strip_citations("Use sys.argv[1] [2].") == "Use sys.argv[1]."
     assert _renumber("Use x[0] [2], or y [3].", {2: 1}) == "Use x[0] [1], or y."
+
+
+@pytest.mark.parametrize("text, marks", [
+    ("Employees get 30 days per year[1].", [1]),  # a mark glued to a word is a mark, as models write it
+    ("The capital is Berlin[9].", [9]),
+    ("The daemon listens on port 8080[2].", [2]),
+    ("Read sys.argv[1], a[2], _v[5], f(x)[3], x[0][1] and list[0] [4].", [4]),  # code keeps its index
+])
+def test_a_mark_glued_to_a_word_is_still_a_citation(text, marks):
+    """Found on re-reading the change that kept code indexes (verify.citation_marks): "per year[1]."
+    was read as code, so the sentence had no citation and was dropped, an invalid "Berlin[9]" stayed
+    in the text, and the training data's renumbering left "Paris[1]" citing the wrong passage."""
+    from archivist.finetune.datasets import _renumber
+    from archivist.retrieval.verify import parse_citations
+
+    assert [n for n, _, _ in parse_citations(text)] == marks
+    assert _renumber("Paris[1] and Rome [2].", {2: 1}) == "Paris and Rome [1]."
