@@ -150,6 +150,8 @@ def activate(ws: Workspace, name: str, user: str | None = None, progress: bool =
         target = reembed.Target(load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache)), "")
     else:
         m = load_manifest(ws, name)
+        if m.get("stale"):  # its weights learned a document erased since: serving it would serve that text
+            raise ValueError(f"embedder {name!r} is stale ({m['stale']}): train a new one")
         if m["base"] != s.embedder:
             raise ValueError(f"embedder {name!r} was adapted from {m['base']!r}, but the settings' embedder is {s.embedder!r}")
         path = folder(ws, name)

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from archivist import access, audit
-from archivist.finetune.embedders import FOLDER, activate, fresh_name, save
+from archivist.finetune.embedders import FOLDER, activate, fresh_name, load_manifest, save
 from archivist.settings import _f, python_module
 from archivist.workspace import Workspace
 
@@ -464,7 +464,10 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
                  detail={"base": manifest["base"], "collections": collections, "evaluation": evaluation["difference"]})
     report = {"name": name, "path": str(path), **{k: manifest[k] for k in ("questions", "evaluation", "seconds", "loss")},
               "better": better(evaluation), "activated": False}
-    if cfg.activate == "always" or (cfg.activate == "auto" and report["better"]):
+    stale = load_manifest(ws, name).get("stale")  # a document it learned was erased while it trained
+    if stale:
+        report["note"] = f"not activated: {stale}"
+    elif cfg.activate == "always" or (cfg.activate == "auto" and report["better"]):
         if access.is_admin(ws, user):
             result = activate(ws, name, user, progress)
             report.update(activated=True, reembed={"chunks": result.chunks, "seconds": round(result.seconds, 1),

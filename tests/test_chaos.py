@@ -69,6 +69,9 @@ def test_an_embedder_adapted_on_a_document_erased_meanwhile_is_saved_stale(ws, e
     model = SentenceTransformer(str(resolve_embedder(ws.settings.embedder)), device="cpu")
     embedders.save(ws, "retriever-1", model, manifest)
     assert embedders.load_manifest(ws, "retriever-1").get("stale") == "trained on a deleted document: bonus.md"
+    # and it is never switched to (finetune --target retriever activated a better one anyway: found on re-reading)
+    with pytest.raises(ValueError, match="is stale"):
+        embedders.activate(ws, "retriever-1", "admin", progress=False)
 
 
 def test_a_running_job_cancelled_twice_is_recorded_once(ws):
