@@ -88,7 +88,8 @@ def reopen_logs_on_hup():
     """Make SIGHUP reopen the log file: stderr (and stdout), when redirected to a file, are opened
     again under the name they had at start, so after logrotate renamed the file the server writes
     to the new one; the server keeps serving, requests in flight untouched. Returns the function
-    that reopens them; outside the main thread (where no handler can be set) only returns it."""
+    that reopens them; outside the main thread (where no handler can be set), or when stderr is a
+    terminal (whose SIGHUP means it was closed: the server ends), only returns it."""
     paths = {fd: path for fd in (1, 2) if (path := _log_file(fd))}
 
     def reopen(signum=None, frame=None) -> None:
@@ -110,9 +111,18 @@ def reopen_logs_on_hup():
         threading.Thread(target=print, args=(f"archivist: SIGHUP: {note}; still serving",),
                          kwargs={"file": sys.stderr}, daemon=True).start()
 
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):  # not on Windows
+    # not on a terminal: there SIGHUP says the terminal is gone, and the server ends as it always did
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP") and not _on_terminal():
         signal.signal(signal.SIGHUP, reopen)
     return reopen
+
+
+def _on_terminal() -> bool:
+    """Whether stderr is a terminal (`archivist serve` run by hand, not as a service)."""
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
 
 
 def _supervisor(config, sockets):
@@ -125,6 +135,9 @@ def _supervisor(config, sockets):
 
     class Supervisor(Multiprocess):
         def handle_hup(self) -> None:  # called from its main loop, not in the signal handler
+            if _on_terminal():  # the terminal was closed: stop, as the workers do
+                self.should_exit.set()
+                return
             reopen()
             for process in self.processes:
                 if process.pid and process.process.is_alive():

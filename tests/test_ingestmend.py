@@ -357,3 +357,38 @@ def test_sighup_reopens_the_log_file_and_keeps_serving(tmp_path, workers):
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
     assert code in (0, -signal.SIGTERM), code
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_from_a_closed_terminal_still_ends_serve(tmp_path, workers):
+    """Run by hand, stderr a terminal: SIGHUP means the terminal was closed, and the server ends as
+    it always did (the log reopening kept it alive, holding its port, writing to a dead terminal:
+    found on re-reading the change)."""
+    import pty
+
+    port = _free_port()
+    env = {**os.environ, "ARCHIVIST_HOME": str(tmp_path / "ws")}
+    main, side = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "serve", "--port", str(port), "--no-warm",
+                             "--workers", str(workers)], stdin=subprocess.DEVNULL, stdout=side, stderr=side, env=env,
+                            cwd=REPO, start_new_session=True)
+    os.close(side)
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGHUP)  # what the terminal's closing sends its session
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(main)
+    assert code != 0 or workers > 1, code  # ended (by the signal, or the supervisor's clean stop)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, timeout=5)
