@@ -402,9 +402,10 @@ def _apposed(sentence: str, kind: str, question: str) -> list[tuple[float, str, 
         t = t.rstrip(".,;:")
         if _named(t, question) or t.isalpha() and verify.zipf(t.lower()) >= _COMMON_ZIPF:
             continue
-        first = re.search(r"([A-Za-z][\w.+-]*\w)\s*(?:,|\band\b|\bor\b)\s*$", sentence[:i])
+        before = sentence[max(0, i - 200):i]  # a list's first item is near (and a long word made this quadratic)
+        first = re.search(r"(?<![\w.+-])([A-Za-z][\w.+-]*\w)\s*(?:,|\band\b|\bor\b)\s*$", before)
         if first and verify.zipf(first.group(1).lower()) < _COMMON_ZIPF and not _named(first.group(1), question):
-            i, t = first.start(1), first.group(1)
+            i, t = i - len(before) + first.start(1), first.group(1)
         out.append((i, t, t))
     return out
 
