@@ -71,14 +71,15 @@ def given_text(value: str, what: str) -> str:
 def _check_scope(ws, args) -> None:
     """Say so when -c or -d names nothing this user may read: a typo there gave no hits (or "not
     found") with exit 0, which a script cannot tell from a real miss. A collection: check_collections;
-    a document: an error, the same whether it exists in a collection they may not read or not at all."""
+    a document: an error, the same whether it exists in a collection they may not read or not at all,
+    or outside the collections -c names (the search would look for it there alone)."""
     from archivist import access
     from archivist.cli import CLIError
     from archivist.retrieval.search import resolve_documents
 
     user = getattr(args, "user", None)
     check_collections(ws, user, args.collection)
-    readable = access.readable_collections(ws, user)
+    readable = [c for c in access.readable_collections(ws, user) if not args.collection or c in args.collection]
     for ref in getattr(args, "document", None) or []:
         ids = resolve_documents(ws, [ref])
         if not ids or not readable or not ws.db.execute(

@@ -529,3 +529,21 @@ def test_a_document_scope_names_documents_as_written(ws, embedder, tmp_path):
     assert sorted(names[i] for i in resolve_documents(ws, ["a_b.md"])) == ["x/a_b.md"]
     assert sorted(names[i] for i in resolve_documents(ws, ["Notes.md"])) == ["x/Notes.md"]
     assert sorted(names[i] for i in resolve_documents(ws, ["x/notes.md", "%"])) == ["x/notes.md"]
+
+
+def test_a_document_outside_the_named_collections_is_said(ws, embedder, tmp_path):
+    """`search -c A -d DOC` with DOC in collection B passed the scope check and found nothing with
+    exit 0: the search looks in A alone (found on re-reading the scripter's change)."""
+    import argparse
+
+    from archivist.cli import CLIError
+    from archivist.retrieval.cli import _check_scope
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.md").write_text(f"# {name}\n\nThe text of {name}.\n")
+        ingest_paths(ws, [tmp_path / name / f"{name}.md"], collection=name, embedder=embedder, progress=False)
+    _check_scope(ws, argparse.Namespace(user=None, collection=["b"], document=["b.md"]))
+    _check_scope(ws, argparse.Namespace(user=None, collection=None, document=["b.md"]))
+    with pytest.raises(CLIError, match="no document 'b.md'"):
+        _check_scope(ws, argparse.Namespace(user=None, collection=["a"], document=["b.md"]))
