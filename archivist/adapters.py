@@ -96,6 +96,11 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
         # row existed, so the erase marked other adapters, not this one: stale from the start
         erased = audit.erased_documents(ws, [d.get("id") for d in lineage.get("documents") or [] if isinstance(d, dict)])
         stale = f"trained on a deleted document: {', '.join(sorted(erased.values()))}" if erased else None
+        # likewise feedback its dataset used that is gone now (`users erase`, or an erase of the
+        # document it cited, deleted it after the dataset was built): `users erase` marked the
+        # adapters there were, not this one
+        if not stale and _feedback_gone(ws, lineage):
+            stale = "trained on feedback deleted since (an erased user's, or citing an erased document)"
         if stale and better and activate and not other_base and admin:
             note = f"not activated: {stale}; {note}"
         ws.db.execute("INSERT INTO adapters(name, path, base_model, run_id, metrics, lineage, active, note, stale) "
@@ -106,6 +111,18 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     if better and activate and not other_base and admin and not stale:
         _set_active(ws, name, actor)
     return get(ws, name)
+
+
+def _feedback_gone(ws: Workspace, lineage: dict) -> bool:
+    """Whether a feedback row the adapter's dataset was built from (its manifest's feedback "used")
+    no longer exists: feedback rows are deleted only by an erasure."""
+    dataset = lineage.get("dataset") if isinstance(lineage.get("dataset"), dict) else {}
+    used = [i for i in (((dataset.get("manifest") or {}).get("feedback") or {}).get("used") or []) if isinstance(i, int)]
+    for at in range(0, len(used), 500):
+        part = used[at:at + 500]
+        if ws.db.execute(f"SELECT COUNT(*) FROM feedback WHERE id IN ({','.join('?' * len(part))})", part).fetchone()[0] < len(part):
+            return True
+    return False
 
 
 def get(ws: Workspace, name: str) -> dict:

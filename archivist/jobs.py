@@ -236,10 +236,12 @@ def cancel_requested(ws: Workspace, job_id: str) -> bool:
     return bool(row and row[0])
 
 
-def update_spec(ws: Workspace, job_id: str, spec: dict) -> None:
-    """Replace the job's spec (a run fills in the dataset it built, so a resume trains on that one)."""
+def update_spec(ws: Workspace, job_id: str, spec: dict, state: str | None = None) -> bool:
+    """Replace the job's spec (a run fills in the dataset it built, so a resume trains on that one);
+    only while the job is in `state`, if given. Returns whether it was replaced."""
     with transaction(ws.db):
-        ws.db.execute("UPDATE jobs SET spec = ? WHERE id = ?", (_dumps(spec), job_id))
+        return ws.db.execute("UPDATE jobs SET spec = ? WHERE id = ?" + (" AND state = ?" if state else ""),
+                             (_dumps(spec), job_id, *([state] if state else []))).rowcount == 1
 
 
 def finish(ws: Workspace, job_id: str, result: dict | None = None, message: str | None = None) -> None:

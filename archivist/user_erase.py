@@ -89,8 +89,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
     # files first (they cannot join the transaction); each step is safe to repeat
     questions = {r[0] for r in _in(ws, "SELECT question FROM feedback WHERE id IN ({})", fids)}
     report.dataset_examples, touched, report.datasets_disowned = dataset_store.erase_feedback(ws, fids, questions, formers, ERASED)
-    report.adapters = [n for n, lin in ws.db.execute("SELECT name, lineage FROM adapters ORDER BY name")
-                       if _loads(lin).get("dataset") in touched]
+    report.adapters = _trained_on(ws, touched)
     for a in report.adapters:
         adapters.scrub_metrics(ws, a, lambda s: any(t in s for t in typed))
     _rename_in_files(ws, formers)
@@ -108,6 +107,11 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
                 report.evaluations = ws.db.execute("DELETE FROM evaluations WHERE user_id = ?", (uid,)).rowcount
             report.feedback = sum(ws.db.execute("DELETE FROM feedback WHERE id = ?", (f,)).rowcount for f in fids)
             report.jobs = _rename_jobs(ws, formers)
+            # looked up again inside the transaction that deletes the feedback: a run that registered
+            # since the first look (before the scrub of files above) is found here; one registering
+            # after it finds its dataset's feedback gone (adapters.register)
+            late = [n for n in _trained_on(ws, touched) if n not in report.adapters]
+            report.adapters += late
             adapters.mark_stale(ws, report.adapters, f"trained on feedback of an erased user ({name})")
             for a in report.adapters:
                 lin = _loads(ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (a,)).fetchone()[0])
@@ -126,9 +130,17 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
                 "redacted": report.audit_redacted, "kept": report.audit_kept})
             n = audit.redact(ws, name, report.record)
             assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
+    for a in late:  # files: after the transaction, as for the others before it
+        adapters.scrub_metrics(ws, a, lambda s: any(t in s for t in typed))
     report.wal_truncated = compact(ws.db)  # no freed page keeps their words; the leftover scan below checks
     report.leftovers = _leftovers(ws, typed)
     return report
+
+
+def _trained_on(ws: Workspace, datasets: set[str]) -> list[str]:
+    """The adapters whose lineage names one of `datasets`, by name."""
+    return [n for n, lin in ws.db.execute("SELECT name, lineage FROM adapters ORDER BY name")
+            if _loads(lin).get("dataset") in datasets]
 
 
 def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str) -> list[str]:

@@ -137,6 +137,7 @@ def erase(ws: Workspace, ref: str | int, user: str | None = None, collection: st
             raise
         return resume(ws, job.id, actor)
     access.require(ws, actor, doc["collection"], "write")
+    _refuse_live_ingest(ws, doc)
     job = _interrupted(ws, actor, lambda spec: spec["document_id"] == doc["id"])
     if job is not None:
         jobs.start(ws, job.id, resume=True)
@@ -244,12 +245,23 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         upload = _stored_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
         if upload is not None:
             report.upload = _remove_upload(ws, upload, doc["id"])
-            report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc)
+        # whether or not this version was uploaded: an earlier one may have been, and a cut-short
+        # job holding it would bring it back when resumed
+        report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc)
         # an adapter's evaluation examples were drawn from the documents its lineage lists: unless one
         # of those holds the text too, the text they show came from this document, shared or not
         plain = matcher(text, list(chunks.values()) + earlier)
-        report.adapter_examples = sum(adapters.scrub_metrics(ws, name, erased if _learned_from_holders(ws, name, erased.holders)
-                                                             else plain) for name in adapters.learned_from(ws, doc["id"]))
+        everyone = None  # a member's erase: the holders in every collection, read once if needed
+        for name in adapters.learned_from(ws, doc["id"]):
+            match, shown = erased, True
+            if owner is not None and not adapters.may_use(ws, actor, name):
+                # it learned from a collection the member may not read too: a document there holding
+                # the text is where those examples may have come from, and it keeps them; how many
+                # went is not the member's to know (it would say whether such a document holds it)
+                everyone = everyone or matcher(text, list(chunks.values()) + earlier, _other_documents(ws, doc["id"], None))
+                match, shown = everyone, False
+            n = adapters.scrub_metrics(ws, name, match if _learned_from_holders(ws, name, match.holders) else plain)
+            report.adapter_examples += n if shown else 0
     return report
 
 
@@ -271,12 +283,15 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     from archivist.retrieval import lexicon_store
 
     spec = job.spec
-    report.adapters = adapters.learned_from(ws, spec["document_id"])  # all marked stale and recorded below
     report.embedders = embedders.learned_from(ws, spec["document_id"])
     why = f"trained on a deleted document: {spec['document']}"
     embedders.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
     with secure_delete(ws.db):
         with transaction(ws.db):
+            # looked up inside the transaction that records the erasure: a run registering meanwhile
+            # (adapters.register checks the record in its own transaction) is either found here or
+            # finds the record; looked up before, it could do neither and stay fresh
+            report.adapters = adapters.learned_from(ws, spec["document_id"])
             adapters.mark_stale(ws, report.adapters, why)
             if not audit.has_job_record(ws, "document.erased", job.id):
                 audit.record(ws, "document.erased", user=actor, target=spec["document"], detail={
@@ -288,6 +303,12 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
                     "adapter_examples": report.adapter_examples, "held_copies": report.held_copies,
                     "stale_adapters": report.adapters,
                     "stale_embedders": report.embedders})
+        # an adapted embedder saved between the scan above and the record checked for the record
+        # before it was there (finetune/embedders.py `publish`): the record is committed now, so
+        # one saved from here on marks itself, and one saved meanwhile is found by this second scan
+        late = [e for e in embedders.learned_from(ws, spec["document_id"]) if e not in report.embedders]
+        embedders.mark_stale(ws, late, why)
+        report.embedders += late
         lexicon_store.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
         report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
@@ -327,7 +348,10 @@ def _other_documents(ws: Workspace, document_id: int, collections: set[str] | No
     for other, name, collection in rows:
         if collections is not None and collection not in collections:
             continue
-        text = ws.db.execute("SELECT text FROM documents WHERE id = ?", (other,)).fetchone()[0] or "\n\n".join(
+        row = ws.db.execute("SELECT text FROM documents WHERE id = ?", (other,)).fetchone()
+        if row is None:  # deleted since the list was read (another process's delete): it holds nothing now
+            continue
+        text = row[0] or "\n\n".join(
             r[0] for r in ws.db.execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY seq", (other,)))
         yield f"{name} ({collection})", _norm(text)
 
@@ -356,8 +380,10 @@ def _merge(old: dict | None, new: dict) -> dict:
     out = {**old, **{k: v for k, v in new.items() if v}}
     for k in _COUNTS:
         out[k] = old.get(k, 0) + new.get(k, 0)
-    out["dataset_examples"] = {d: old.get("dataset_examples", {}).get(d, 0) + new.get("dataset_examples", {}).get(d, 0)
-                               for d in {**old.get("dataset_examples", {}), **new.get("dataset_examples", {})}}
+    for k in ("dataset_examples", "held_copies"):  # per place: added, so no pass's count is lost
+        a, b = old.get(k) or {}, new.get(k) or {}
+        out[k] = {d: a.get(d, 0) + b.get(d, 0) for d in {**a, **b}}
+    out["held_elsewhere"] = sorted(set(old.get("held_elsewhere") or []) | set(new.get("held_elsewhere") or []))
     return out
 
 
@@ -388,30 +414,70 @@ def _remove_upload(ws: Workspace, path: Path, document_id: int) -> str | None:
     return str(path) if remove_unused_upload(ws, path, but=document_id) else None
 
 
-def _remove_earlier_uploads(ws: Workspace, path: Path, document: dict) -> int:
+def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) -> int:
     """Uploads of the document's earlier versions: a new upload under its name is stored in
     uploads/<its sha256 prefix>/<name> and replaces the document, but the earlier version's file
     stayed, with the earlier text, where no leftover check looks (it only knows the current text).
-    Found by the versions the audit log recorded and, since retention purges those records, by the
-    ingest and upload jobs done into its collection that read a file under its name; each removed
-    unless a document reads it. `path`: the current version's upload. Returns how many were removed."""
+    Found by the versions the audit log recorded and, since retention purges those records, by every
+    ingest and upload job into its collection that lists a file under its name. A job cut short
+    (interrupted, failed or cancelled) also loses that file (`_drop_from_job`): resumed (`archivist
+    serve` resumes interrupted ones at start) it would ingest the erased text again. Each upload is
+    removed unless a document reads it. `path`: the current version's upload (None: read from the
+    user's own folder). Returns how many were removed."""
     from archivist import jobs
-    from archivist.ingest.pipeline import job_files
+    from archivist.ingest.pipeline import INGEST_KINDS, job_files
     from archivist.ingest.uploads import remove_unused_upload, stored_upload
 
     uploads = (ws.home / "uploads").resolve()
-    earlier = {uploads / sha[:16] / path.name for sha in audit.versions(ws, document["id"]) if sha != document["content_hash"]}
-    for job in jobs.every(ws, ("ingest", "upload")):
-        # a job not done may still ingest its files (queued, running, or to be resumed): a newer upload, not an earlier one
-        if job.state == "done" and job.spec.get("collection") == document["collection"]:
-            earlier |= {stored_upload(ws, p).resolve() for p, name in job_files(job) if name == document["name"]}
-    current = path.resolve()
+    stem = path.name if path is not None else Path(document["name"]).name
+    earlier = {uploads / sha[:16] / stem for sha in audit.versions(ws, document["id"]) if sha != document["content_hash"]}
+    for job in jobs.every(ws, INGEST_KINDS):
+        if job.spec.get("collection") != document["collection"]:
+            continue
+        held = [p for p, name in job_files(job) if name == document["name"]]
+        if not held or job.live:  # a live one: erase refused to start (`_refuse_live_ingest`); one queued since
+            continue              # ingests a newer version, which erase's version loop follows
+        if job.state in jobs.RESUMABLE and not _drop_from_job(ws, job, document["name"]):
+            continue  # resumed meanwhile: now live, its upload is in use
+        earlier |= {stored_upload(ws, p).resolve() for p in held}
+    current = path.resolve() if path is not None else None
     n = 0
     for f in sorted(earlier):
         # only the workspace's own copies: a file ingested from the user's folder is theirs
         if f != current and uploads in f.parents and f.is_file() and remove_unused_upload(ws, f, but=document["id"]):
             n += 1
     return n
+
+
+def _drop_from_job(ws: Workspace, job, name: str) -> bool:
+    """Take the files stored as `name` out of the cut-short ingest job `job` (listed among its
+    refused files, with why), so resuming it does not ingest the erased document again. Only while
+    the job is still in the state it was read in; returns whether it was."""
+    from archivist import jobs
+
+    spec = dict(job.spec)
+    spec["files"] = [f for f in spec.get("files", []) if f[1] != name]
+    spec["refused"] = list(spec.get("refused") or []) + [[name, "erased (archivist erase) before this job finished; not ingested"]]
+    return jobs.update_spec(ws, job.id, spec, state=job.state)
+
+
+def _refuse_live_ingest(ws: Workspace, doc: dict) -> None:
+    """Raise ValueError when a queued or running ingest or upload job holds a file under the
+    document's name in its collection: it would store the document again during or after the erase
+    (the erase would follow at most a few new versions, and none stored after it ended). Refused
+    rather than cancelled: the job may be another user's batch of many files, and a cancelled job
+    stops after the file at hand, which may be this one. A job whose process is gone is marked
+    interrupted first (`jobs.reconcile`), and erase then takes the file out of it."""
+    from archivist import jobs
+    from archivist.ingest.pipeline import INGEST_KINDS, job_files
+
+    for job in jobs.every(ws, INGEST_KINDS):
+        if job.live and job.spec.get("collection") == doc["collection"] and any(n == doc["name"] for _, n in job_files(job)):
+            jobs.reconcile(ws, job.id)
+            state = ws.db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if state is not None and state[0] in jobs.LIVE:
+                raise ValueError(f"an ingest of {doc['name']} into {doc['collection']} is {state[0]} (job {job.id}): "
+                                 f"wait for it to end, or cancel it (`archivist jobs cancel {job.id}`), then erase again")
 
 
 def _visible_datasets(ws: Workspace, actor: str, dropped: dict[str, int]) -> dict[str, int]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from archivist import access, audit, jobs
 from archivist.ingest import writing
-from archivist.ingest.folders import FileResult, clean_name, expand, missing_from
+from archivist.ingest.folders import FileResult, clean_name, expand, missing_from, one_per_name
 from archivist.ingest.reading import Pending, Prepare, read_ahead
 from archivist.ingest.uploads import stored_upload
 from archivist.ingest.writing import embed_text, vector_key
@@ -83,7 +83,7 @@ def ingest_paths(
     if names is None:
         files, refused = expand(paths, follow_symlinks)
     else:
-        files, refused = [(Path(p), clean_name(n)) for p, n in zip(paths, names)], []
+        files, refused = one_per_name([(Path(p), clean_name(n)) for p, n in zip(paths, names)], [])
     job = create_job(ws, "ingest", user, collection, files, [(r.name, r.reason) for r in refused])
     jobs.start(ws, job.id)
     results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
@@ -178,8 +178,25 @@ def create_job(ws: Workspace, kind: str, user: str | None, collection: str,
     """Record a queued ingestion of `files` ([(path, stored name)]) into `collection` for `user`
     (kind 'ingest', or 'upload' for files saved from a browser or an HTTP client); run it with
     `run_job`. `refused` (name, reason): uploaded files refused before they got this far, kept
-    with the job so it shows the whole batch."""
-    files = [[str(Path(p).absolute()), name] for p, name in files]
+    with the job so it shows the whole batch.
+
+    One file per stored name (`folders.one_per_name`, which a folder walk applies already): two
+    uploads of one batch named alike (Team A's and Team B's notes.md) would replace each other within
+    the job, both reported a success, and the first one's upload kept for nothing. The second is
+    refused, and its upload removed unless a document was read from it."""
+    from archivist.ingest.uploads import remove_unused_upload
+
+    given = [(Path(p), name) for p, name in files]
+    kept, twins = one_per_name(given, [])
+    refused = list(refused)
+    if twins:
+        uploads = (ws.home / "uploads").resolve()
+        for path in {p for p, _ in given} - {p for p, _ in kept}:
+            if uploads in stored_upload(ws, path).resolve().parents:
+                remove_unused_upload(ws, path)
+        refused += [(t.name, f"another file of this batch is also named {t.name} and would replace it; not ingested "
+                     "(rename one of them)") if kind == "upload" else (t.name, t.reason) for t in twins]
+    files = [[str(p.absolute()), name] for p, name in kept]
     spec = {"collection": collection, "files": files, "refused": [list(r) for r in refused]}
     return jobs.create(ws, kind, user, spec, total=len(files))
 
