@@ -4,7 +4,8 @@
 each with the name it is stored under, and the entries it refuses (a symlink out of a folder, a
 folder it cannot list); `missing_from` finds a collection's documents read from a folder whose
 files are no longer there (`archivist ingest --prune`). `FileResult` is what an ingest says of one
-file, here because a refused entry is one too.
+file, here because a refused entry is one too; `job_summary` and `counts_line`, what a job says of
+all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import fnmatch
 import os
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from archivist.workspace import Workspace
@@ -249,3 +250,23 @@ def missing_from(ws: Workspace, collection: str, folders: Sequence[Path], found:
             if walked or (named and source.parts[-len(parts):] == parts):
                 out[r["id"]] = {"id": r["id"], "name": r["name"], "chunks": r["chunks"], "empty": empty}
     return sorted(out.values(), key=lambda d: d["name"])
+
+
+MAX_FILES_LISTED = 2000  # a job's result lists every file up to this many, beyond it the failed ones
+
+
+def job_summary(results: list[FileResult]) -> dict:
+    """An ingest job's result: counts by status, and the per-file results (every file up to
+    MAX_FILES_LISTED, beyond that the failed ones, so a huge batch never writes a huge row)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    listed = results if len(results) <= MAX_FILES_LISTED else [r for r in results if r.status == "failed"][:MAX_FILES_LISTED]
+    return {"counts": counts, "chunks": sum(r.chunks for r in results if r.status in ("added", "updated")),
+            "files": [asdict(r) for r in listed], "files_omitted": len(results) - len(listed)}
+
+
+def counts_line(results: list[FileResult]) -> str:
+    """An ingest job's message: "12 files: 10 added, 2 failed"."""
+    counts = job_summary(results)["counts"]
+    return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")

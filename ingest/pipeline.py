@@ -21,14 +21,13 @@ import time
 import unicodedata
 from contextlib import closing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from archivist import access, audit, jobs
 from archivist.ingest import writing
-from archivist.ingest.folders import FileResult, clean_name, expand, missing_from, one_per_name
+from archivist.ingest.folders import FileResult, clean_name, counts_line, expand, job_summary, missing_from, one_per_name
 from archivist.ingest.reading import Pending, Prepare, read_ahead
 from archivist.ingest.uploads import stored_upload
 from archivist.ingest.writing import embed_text, vector_key
@@ -170,7 +169,6 @@ def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:
 
 
 INGEST_KINDS = ("ingest", "upload")
-MAX_FILES_LISTED = 2000  # a job's result lists every file up to this many, beyond it the failed ones
 
 
 def create_job(ws: Workspace, kind: str, user: str | None, collection: str,
@@ -341,7 +339,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
         if state == "cancelled":
             reached = {r.name for r in results}
             results += [FileResult(n, "cancelled", reason="cancelled before it was ingested") for _, n in files if n not in reached]
-        jobs.end(ws, job.id, state, error=error, result=job_summary(results), message=_counts_line(results),
+        jobs.end(ws, job.id, state, error=error, result=job_summary(results), message=counts_line(results),
                  done=sum(r.status != "cancelled" for r in results))
     _unqueue(ws, cid, [r.name for r in results if r.status in ("failed", "cancelled")])
     order = {name: i for i, (_, name) in enumerate(files)}
@@ -359,22 +357,6 @@ def _unqueue(ws: Workspace, cid: int, names: list[str]) -> None:
             part = names[at:at + 500]
             ws.db.execute(f"UPDATE documents SET status = 'ready' WHERE collection_id = ? AND status = 'queued' "
                           f"AND path IN ({','.join('?' * len(part))})", [cid, *part])
-
-
-def job_summary(results: list[FileResult]) -> dict:
-    """An ingest job's result: counts by status, and the per-file results (every file up to
-    MAX_FILES_LISTED, beyond that the failed ones, so a huge batch never writes a huge row)."""
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    listed = results if len(results) <= MAX_FILES_LISTED else [r for r in results if r.status == "failed"][:MAX_FILES_LISTED]
-    return {"counts": counts, "chunks": sum(r.chunks for r in results if r.status in ("added", "updated")),
-            "files": [asdict(r) for r in listed], "files_omitted": len(results) - len(listed)}
-
-
-def _counts_line(results: list[FileResult]) -> str:
-    counts = job_summary(results)["counts"]
-    return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
 
 
 def interrupted_jobs(ws: Workspace, user: str | None = None) -> list[jobs.Job]:
