@@ -456,7 +456,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
             not (number == 1 and round(line.size, 1) in level_of)
             and (_furniture_key(line.text) in furniture if outermost else _place(line) in places)
         ) or (outermost and (number, line.text) in running)
-            or ((outermost or _in_margin(line)) and _is_page_number(line, [line])))
+            or (outermost and _is_page_number(line, [line])))  # a bare number further in may be content ("12")
 
         def flush() -> None:
             if title:

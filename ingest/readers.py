@@ -81,7 +81,18 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           tenth), and a two-page PDF's too (the same line at the same rank and height on both).
 #           (Images, whose scans this reaches too, are not read again for it: OCR is slow.)
 #   markdown 4: raw HTML tags (<dl><dt>, <kbd>, <br>, <details>) no longer stored as text; their content stays.
-READER_VERSIONS = {"html": 5, "pdf": 4, "image": 3, "docx": 4, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 4, "csv": 2}
+#   markdown 5: <script>, <style>, <template>, <noscript> hide only where they open an HTML block (in
+#           prose they are words); indented code and <pre> show their tags as written; an element the
+#           file never closes hides its own block, not the rest of the file (markdown 4 had lost every
+#           section after "put it in a <script> tag"); a ">" in a quoted attribute and a tag over
+#           two lines read as HTML does.
+#   html 6: hidden content the page reveals on a click is kept (role="tabpanel" or "region", an id
+#           that aria-controls or href="#id" names, a <details> body: FAQ answers, inactive tabs); a
+#           table written all in <th> has one header row (only <thead> rows, or rows under a spanning
+#           header cell, are joined); a rowspan ends with its <tbody>.
+#   pdf 5: a bare number under a running header, not the page's first or last line, is content.
+#           (Images, whose scans this reaches too, are not read again for it: OCR is slow.)
+READER_VERSIONS = {"html": 6, "pdf": 5, "image": 3, "docx": 4, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 5, "csv": 2}
 
 
 def reader_version(kind: str | None) -> int:

@@ -34,6 +34,34 @@ def _hidden(tag) -> bool:
     return tag.name not in ("html", "body") and hidden_attrs(tag.attrs or {})
 
 
+# A `hidden` element the page shows on a click stays: an accordion's collapsed answer or an inactive
+# tab (role="region" / "tabpanel", WAI-ARIA's patterns, Docusaurus's tabs), an element another one's
+# aria-controls or href="#id" points at, and the body of a <details>.
+_REVEALED_ROLES = frozenset(("tabpanel", "region"))
+
+
+def _revealable(tag, targets: set[str]) -> bool:
+    """Whether a `hidden` element is one the page reveals on a click; `targets` are the ids that
+    other elements' aria-controls or href="#id" point at. Hidden by aria-hidden or a style, it is not."""
+    attrs = tag.attrs or {}
+    if "hidden" not in attrs or hidden_attrs({k: v for k, v in attrs.items() if k != "hidden"}):
+        return False
+    return (str(attrs.get("role", "")).strip().lower() in _REVEALED_ROLES or attrs.get("id") in targets
+            or (tag.parent is not None and tag.parent.name == "details"))
+
+
+def _reveal_targets(soup) -> set[str]:
+    """The ids that an element's aria-controls (a list of ids) or an in-page link's href="#id" names."""
+    ids: set[str] = set()
+    for tag in soup.find_all(attrs={"aria-controls": True}):
+        ids.update(str(tag["aria-controls"]).split())
+    for tag in soup.find_all("a", href=True):
+        href = str(tag["href"])
+        if href.startswith("#") and len(href) > 1:
+            ids.add(href[1:])
+    return ids
+
+
 def hidden_attrs(attrs: dict) -> bool:
     """`_hidden` on an element's attributes (names lower case); the Markdown reader asks it of raw
     HTML tags."""
@@ -129,6 +157,11 @@ def _span(cell, name: str) -> int:
         return 1
 
 
+def _group(cells: list):
+    """The row group (<thead>, <tbody>, <tfoot>, or the table itself) of a row's cells (`_own_rows`)."""
+    return cells[0].parent.parent
+
+
 def _table_rows(rows: list[list], down: bool = True) -> list[list[str]]:
     """The cell texts of a table's own rows (`_own_rows`) laid on the table's grid: colspan repeats
     a cell across its columns, rowspan (with `down`) down its rows, so values stay under their
@@ -139,7 +172,11 @@ def _table_rows(rows: list[list], down: bool = True) -> list[list[str]]:
     the text under it stays as it read before, without a "Note:" label."""
     out = []
     below: dict[int, tuple[str, int]] = {}  # column -> (text, rows it still covers) of rowspan cells above
+    group = None
     for cells_of_row in rows:
+        if _group(cells_of_row) is not group:  # a rowspan ends with its <thead>, <tbody> or <tfoot>
+            group = _group(cells_of_row)
+            below.clear()
         cells: list[str] = []
         pending = list(cells_of_row)
         while pending or any(col >= len(cells) for col in below):
@@ -173,11 +210,22 @@ def _joined_header(rows: list[list], grid: list[list[str]]) -> list[list[str]]:
     there are two or more and data rows follow, made one header row: each column's header texts
     joined, one spanning cell once ("2024" over "Hires | Leavers" gives "2024 Hires", "2024
     Leavers"; a "Team" spanning both rows gives "Team"). The second header row had read as data.
-    A row of one <th> alone is no header row."""
+    A row of one <th> alone is no header row. Only a header of several levels is joined: rows in
+    <thead>, or rows under a header cell spanning rows or columns, with <td> rows below (a table
+    written all in <th> is one header row and data rows)."""
     n = 0
     while (n < min(MAX_HEADER_ROWS, len(rows) - 1) and all(c.name == "th" for c in rows[n])
            and (n == 0 or len(rows[n]) > 1)):  # one <th> across the table under the header labels a group of rows
         n += 1
+    if n < 2 or not any(c.name == "td" for cells in rows[n:] for c in cells):
+        return grid
+    head = 0
+    while head < n and _group(rows[head]).name == "thead":
+        head += 1
+    if head < 2:  # not in <thead>: the header rows are those its spanning cells reach
+        head = max([r + _span(c, "rowspan") for r in range(n - 1) for c in rows[r] if _span(c, "rowspan") > 1]
+                   + [r + 2 for r in range(n - 1) for c in rows[r] if _span(c, "colspan") > 1] + [0])
+    n = min(n, head)
     if n < 2:
         return grid
     width = max(len(r) for r in grid[:n])
@@ -193,7 +241,8 @@ def _joined_header(rows: list[list], grid: list[list[str]]) -> list[list[str]]:
 
 
 def read_html(path: Path) -> Extracted:
-    """HTML: scripts, styles, nav, aside, page header/footer, hidden elements (`_hidden`) and permalink marks (an in-page link
+    """HTML: scripts, styles, nav, aside, page header/footer, hidden elements (`_hidden`; not those the page
+    reveals on a click, `_revealable`) and permalink marks (an in-page link
     whose text is only "¶", "#" or "§") are dropped; the text comes from
     <main> or <article> when present, else <body>. h1..h6 build the heading path and become
     Block(kind="heading"); p, li, dd, blockquote and loose text become paragraphs; <pre> becomes
@@ -220,8 +269,9 @@ def read_html(path: Path) -> Extracted:
 
     for tag in soup.find_all(_DROP):
         tag.decompose()
+    targets = _reveal_targets(soup)
     for tag in soup.find_all(_hidden):
-        if not tag.decomposed:  # not already gone with a hidden parent
+        if not tag.decomposed and not _revealable(tag, targets):  # not already gone with a hidden parent
             tag.decompose()
     for tag in soup.find_all("a", href=True):
         if tag.get("href", "").startswith("#") and clean(tag.get_text()) in _PERMALINK_MARKS:

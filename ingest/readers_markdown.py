@@ -51,17 +51,26 @@ def _split_row(line: str) -> list[str]:
     return [_inline(_strip_tags(c.replace("\\|", "|"))) for c in re.split(r"(?<!\\)\|", line)]
 
 
-# Raw HTML in Markdown renders as HTML: an element hidden there (`hidden_attrs`), a <script>,
-# <style>, <template> or <noscript>, is no text of the document (`_drop_unseen_html`).
-_MD_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]{0,30})((?:\s[^<>]{0,2000})?)>")
+# Raw HTML in Markdown renders as HTML: an element hidden there (`hidden_attrs`), or a <script>, <style>,
+# <template> or <noscript> that opens an HTML block, is no text of the document (`_drop_unseen_html`).
+# An attribute's quoted value may hold a ">" (title="a>b"), not a "<": a tag's match ends by the next
+# "<", so a long line of them is no quadratic scan. A tag may run over lines (joined first).
+_MD_TAG = re.compile(r"""<(/?)([A-Za-z][A-Za-z0-9-]{0,30})((?:\s(?:[^<>"']|"[^"<]{0,2000}"|'[^'<]{0,2000}'){0,2000})?)>""")
+_MD_TAG_OPEN_AT_END = re.compile(r"<[A-Za-z][A-Za-z0-9-]{0,30}(?:\s[^<>]{0,2000})?$")  # a tag the next line goes on with
 _MD_ATTR = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
+# Hidden only where they open an HTML block (CommonMark's kinds 1 and 7); in running text ("put the
+# snippet in a <script> tag") they are words, as GitHub's tag filter shows them.
 _MD_UNSEEN = frozenset(("script", "style", "template", "noscript"))
 _MD_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 # a block element's hidden content runs on over blank lines to its closing tag; an inline one's ends with its paragraph
 _MD_BLOCK = frozenset(
     "address article aside blockquote details dialog div dl fieldset figure footer form header main nav ol "
-    "section table ul script style template noscript".split())
+    "section table ul".split())
 _MD_CODE_SPAN = re.compile(r"(`{1,16})[^`]{0,2000}?\1")  # bounded: no quadratic scan of a line of backticks
+_MD_PRE_START = re.compile(r" {0,3}<pre(?:[\s>]|$)", re.I)  # an HTML block of kind 1: shown as written, to </pre>
+_MD_LIST_MARK = re.compile(r"^(\s*)([-*+]|\d{1,9}[.)])( +|\t|$)")
+MAX_TAG_LINES = 10  # a tag split over more lines than this is taken as text
+MAX_UNCLOSED = 20  # elements left open that are retried as ending with their block; after that all are
 
 
 def _masked(line: str) -> str:
@@ -77,66 +86,139 @@ def _masked(line: str) -> str:
     return _MD_CODE_SPAN.sub(lambda m: "\0" * len(m.group(0)), "".join(out))
 
 
-def _unseen_open(m: re.Match) -> bool:
-    """Whether an opening tag (`_MD_TAG` match) starts an element nobody sees."""
+def _unseen_open(m: re.Match, block_start: bool) -> bool:
+    """Whether an opening tag (`_MD_TAG` match) starts an element nobody sees; `block_start`: the tag
+    opens an HTML block (it starts a line that is no paragraph's continuation)."""
     if m.group(1):
         return False
     name = m.group(2).lower()
     if name in _MD_UNSEEN:
-        return True
+        return block_start
     attrs = {a.lower(): next((v for v in vals if v is not None), "") for a, *vals in _MD_ATTR.findall(m.group(3) or "")}
     return hidden_attrs(attrs)
+
+
+def _indent(line: str) -> int:
+    """The width of a line's leading white space, a tab to the next multiple of 4."""
+    stripped = line.lstrip(" \t")
+    return len(line[:len(line) - len(stripped)].expandtabs(4))
 
 
 def _drop_unseen_html(lines: list[str]) -> list[str]:
     """Markdown source lines without the raw HTML elements a browser would not show (`_unseen_open`),
     their content included: to the matching closing tag, or, left open, to the end of the paragraph
-    (an inline element) or of the file (a block element, as a browser nests what follows in it).
-    Fenced code, `code spans` and comments are left as they are. A line emptied by it goes."""
+    or HTML block they start in (a blank line). A block element (`_MD_BLOCK`) or a <script> opening
+    an HTML block runs over blank lines to its closing tag when the file has one.
+    Fenced and indented code, <pre> blocks, `code spans` and comments are left as they are. A line
+    emptied by it goes."""
     out: list[str] = []
-    fence = ""  # the marker of the fenced block we are in
-    comment = False
-    hidden: list = []  # [tag name, depth, block?] of the hidden element we are in
-    for line in lines:
-        if fence:
-            out.append(line)
-            close = line.strip()
-            if close.startswith(fence[0] * len(fence)) and not close.strip(fence[0]):
-                fence = ""
-            continue
-        if comment:
-            out.append(line)
-            comment = "-->" not in line
-            continue
-        if hidden and not line.strip() and not hidden[2]:
-            hidden = []  # an inline element ends with its paragraph
-        if not hidden:
-            opened = _FENCE.match(line)
-            if opened and not (opened.group(1)[0] == "`" and "`" in opened.group(2)):
-                fence = opened.group(1)
+    unclosed: set[tuple[int, int]] = set()  # (line, column) of block elements found left open at the end
+    # fence: the marker of the fenced block we are in; pre: in a <pre> block; code: in indented code;
+    # list_indent: where the current list item's text starts (-1: no list); blank / para / html: the
+    # line before was blank / a paragraph's / an HTML block's
+    state = dict(fence="", comment=False, pre=False, code=False, list_indent=-1, blank=True, para=False, html=False)
+    hidden: list = []  # [tag name, depth, runs over blank lines?, (line, column), what to restore there]
+    i = 0
+    while i < len(lines) or (hidden and hidden[2]):
+        if i >= len(lines):  # a block element the file never closes: read again from it, as ending with its block
+            (i, column), (kept_out, state, hidden) = hidden[3], hidden[4]
+            unclosed.add((i, column))
+            del out[kept_out:]
+        line, s = lines[i], state
+        if s["fence"]:
+            if not hidden:
                 out.append(line)
+            close = line.strip()
+            if close.startswith(s["fence"][0] * len(s["fence"])) and not close.strip(s["fence"][0]):
+                s["fence"] = ""
+            i += 1
+            continue
+        if s["comment"] or s["pre"]:
+            out.append(line)
+            if s["comment"]:
+                s["comment"] = "-->" not in line
+            else:
+                s["pre"] = "</pre>" not in line.lower()
+            i += 1
+            continue
+        # this line read again if an element opened here is never closed (none opens on a line without "<")
+        restore = (len(out), dict(s), [*hidden]) if "<" in line else None
+        blank = not line.strip()
+        if hidden and blank and not hidden[2]:
+            hidden = []  # an inline element, or one left open, ends with its paragraph
+        if not blank:
+            width, item = _indent(line), _MD_LIST_MARK.match(line)
+            if s["code"] or s["blank"]:
+                s["code"] = width >= max(s["list_indent"], 0) + 4  # indented code: shown as written
+            if not s["code"] and s["blank"] and width < s["list_indent"] and not item:
+                s["list_indent"] = -1  # a paragraph after the list ends it
+            if not s["code"] and item:
+                rest = len(item.group(3).expandtabs(4))
+                gap = rest if 0 < rest <= 4 else 1  # more than 4 spaces after the marker: code in the item
+                s["list_indent"] = len(item.group(1).expandtabs(4)) + len(item.group(2)) + gap
+        if blank or s["code"]:
+            if not hidden:
+                out.append(line)
+            s.update(blank=blank, para=False, html=False)
+            i += 1
+            continue
+        opened = _FENCE.match(line)
+        if opened and not (opened.group(1)[0] == "`" and "`" in opened.group(2)):
+            if hidden and not hidden[2]:
+                hidden = []  # a fence ends the paragraph
+            s["fence"] = opened.group(1)
+            if not hidden:
+                out.append(line)
+            s.update(blank=False, para=False, html=False)
+            i += 1
+            continue
+        block_start = not s["para"] or s["html"]  # a tag starting this line starts (or is in) an HTML block
+        if not hidden and block_start and _MD_PRE_START.match(line):
+            m = _MD_TAG.match(line.lstrip(" "))
+            if not (m and _unseen_open(m, True)):
+                out.append(line)
+                s["pre"] = "</pre>" not in line.lower()
+                s.update(blank=False, para=False, html=False)
+                i += 1
                 continue
-        masked = _masked(line)
-        kept, pos = [], 0
+        # A tag left open at the end of the line goes on on the next one: read them as one.
+        end, chunk, masked = i + 1, line, _masked(line)
+        while (end < len(lines) and end - i < MAX_TAG_LINES and lines[end].strip() and not _FENCE.match(lines[end])
+               and _MD_TAG_OPEN_AT_END.search(masked)):
+            chunk += "\n" + lines[end]
+            end, masked = end + 1, _masked(chunk)
+        if end > i + 1 and not _MD_TAG.search(masked):  # no tag after all: the lines are read one by one
+            end, chunk, masked = i + 1, line, _masked(line)
+        start = len(chunk) - len(chunk.lstrip(" "))
+        kept, pos, first = [], 0, None
         for m in _MD_TAG.finditer(masked):
+            first = m.start() if first is None else first
             if hidden:
                 if m.group(2).lower() == hidden[0] and not m.group(3).rstrip().endswith("/"):
                     hidden[1] += -1 if m.group(1) else 1
                     if not hidden[1]:
                         hidden, pos = [], m.end()
-            elif _unseen_open(m):
-                kept.append(line[pos:m.start()])
+                continue
+            name = m.group(2).lower()
+            # a <script> or <style> at a line's start opens a block even after a paragraph line (kind 1)
+            at_start = m.start() == start <= 3 and (block_start or name in ("script", "style"))
+            if _unseen_open(m, at_start):
+                kept.append(chunk[pos:m.start()])
                 pos = m.end()
-                name = m.group(2).lower()
                 if name not in _MD_VOID and not m.group(3).rstrip().endswith("/"):
-                    hidden = [name, 1, name in _MD_BLOCK]
+                    runs_on = ((name in _MD_BLOCK or name in _MD_UNSEEN) and (i, m.start()) not in unclosed
+                               and len(unclosed) < MAX_UNCLOSED)
+                    hidden = [name, 1, runs_on, (i, m.start()), restore]
         if not hidden:
-            kept.append(line[pos:])
+            kept.append(chunk[pos:])
         if len(kept) == 1 and pos == 0:
-            out.append(line)  # nothing hidden on this line
-        elif "".join(kept).strip():
-            out.append("".join(kept))
-        comment = not hidden and line.rfind("<!--") > line.rfind("-->")  # a comment that goes on below
+            out.extend(chunk.split("\n"))  # nothing hidden here
+        else:
+            out.extend(part for part in "".join(kept).split("\n") if part.strip())
+        s["comment"] = not hidden and chunk.rfind("<!--") > chunk.rfind("-->")  # a comment that goes on below
+        s.update(blank=False, para=not _ATX.match(chunk) and not _RULE.match(chunk),
+                 html=s["html"] or (block_start and first == start <= 3))  # an HTML block runs to a blank line
+        i = end
     return out
 
 
