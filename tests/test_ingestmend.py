@@ -371,7 +371,8 @@ def test_sighup_from_a_closed_terminal_still_ends_serve(tmp_path, workers):
     main, side = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "serve", "--port", str(port), "--no-warm",
                              "--workers", str(workers)], stdin=subprocess.DEVNULL, stdout=side, stderr=side, env=env,
-                            cwd=REPO, start_new_session=True)
+                            cwd=REPO, start_new_session=True,  # SIGHUP as a shell gives it: a run under nohup ignores it
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     os.close(side)
     url = f"http://127.0.0.1:{port}/health"
     try:
