@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from archivist import access, audit
+from archivist import access, audit, audit_export, audit_retention
 from archivist.api.deps import user, workspace
 from archivist.api.errors import responses
 from archivist.workspace import Workspace
@@ -57,7 +57,7 @@ def audit_log(user_: str | None = Query(None, alias="user", description="only re
     """Audit records, oldest first, filtered. Needs the admin role. Applies the retention setting
     first (`audit_days`), as `archivist audit` and the Audit page do."""
     access.require_admin(ws, who, "read the audit log")
-    audit.apply_retention(ws)
+    audit_retention.apply_retention(ws)
     try:
         rows = audit.read(ws, by=who, user=user_, since=since, until=until, action=action, limit=limit)
     except audit.AuditError as e:
@@ -65,7 +65,7 @@ def audit_log(user_: str | None = Query(None, alias="user", description="only re
     audit.was_read(ws, who, "api", {"user": user_, "since": since, "until": until, "action": action, "limit": limit},
                    len(rows), format)
     if format == "csv":
-        return PlainTextResponse(audit.to_csv(rows), media_type="text/csv")
+        return PlainTextResponse(audit_export.to_csv(rows), media_type="text/csv")
     return {"object": "list", "data": rows}
 
 

@@ -28,9 +28,7 @@ Action kinds are the strings in KINDS. Reading needs the admin role: members see
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import secrets
@@ -39,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from archivist import access
-from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
+from archivist.workspace import Workspace, transaction
 
 GENESIS = "0" * 64  # the `prev` of the first record ever written
 
@@ -561,88 +559,3 @@ def _row(r) -> dict:
     return {"id": r["id"], "time": datetime.fromtimestamp(r["ts"], timezone.utc).isoformat(timespec="seconds"),
             "ts": r["ts"], "user": r["user"], "action": r["action"], "target": r["target"],
             "detail": json.loads(r["detail"]), "hash": r["hash"]}
-
-
-def summary(r: dict) -> str:
-    """One short line about a record's detail, for tables (the full detail: JSON or CSV)."""
-    d = r["detail"]
-    if r["action"] in ("question", "question.started"):
-        return f"[{d.get('surface')}] {d.get('status', 'started')}: {d.get('question', '')[:60]!r}"
-    return json.dumps(d, ensure_ascii=False, sort_keys=True)[:100]
-
-
-CSV_COLUMNS = ("id", "time", "user", "action", "target", "detail", "hash")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # how a spreadsheet cell starts a formula
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _cell(text: str) -> str:
-    """A CSV cell a spreadsheet shows as text: one that starts like a formula gets an apostrophe in
-    front. A failed sign-in's target is whatever was typed in the user name field, so without it
-    anyone could put `=HYPERLINK(...)` into the auditor's spreadsheet (OWASP, "CSV injection")."""
-    return "'" + text if text[:1] in _FORMULA else text
-
-
-def printable(text: str) -> str:
-    """`text` with control characters shown as \\xNN, for a terminal: a typed name holding escape
-    sequences could otherwise move the cursor and overwrite the lines above it in `archivist audit`."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def to_csv(records: list[dict]) -> str:
-    """Records as CSV text (the detail as one JSON cell), for the CLI's --csv and the app's download.
-    Text cells that would start a formula in a spreadsheet get a leading apostrophe (`_cell`);
-    `--json` keeps them exactly."""
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(CSV_COLUMNS)
-    for r in records:
-        w.writerow([r["id"], r["time"], _cell(r["user"] or ""), r["action"], _cell(r["target"] or ""),
-                    _cell(json.dumps(r["detail"], ensure_ascii=False, sort_keys=True)), r["hash"]])
-    return out.getvalue()
-
-
-# -- retention ----------------------------------------------------------------------------------------
-
-
-def purge(ws: Workspace, days: float, by: str | None = None) -> dict:
-    """Delete records older than `days` days, leaving a checkpoint: the id and hash of the last
-    purged record, kept in audit_state and vouched for by a new `audit.purge` record, so `verify`
-    still checks the chain from there. Returns {"purged", "through_id"}. Needs the admin role.
-    Raises AuditError for a negative or non-numeric `days`."""
-    return _purge(ws, days, access.require_admin(ws, by, "purge the audit log"))
-
-
-def _purge(ws: Workspace, days, actor: str) -> dict:
-    try:
-        days = float(days)
-    except (TypeError, ValueError):
-        raise AuditError(f"audit retention must be a number of days, got {days!r}") from None
-    if days < 0:
-        raise AuditError(f"audit retention must be 0 days or more, got {days}")
-    cutoff = time.time() - days * 86400
-    if ws.db.execute("SELECT 1 FROM audit WHERE ts < ? LIMIT 1", (cutoff,)).fetchone() is None:
-        return {"purged": 0, "through_id": None}
-    # Purged records hold questions and queries: their freed pages are zeroed (whatever SQLite's
-    # build default) and the WAL, which still holds the pages as they were, is emptied after.
-    with secure_delete(ws.db):
-        with transaction(ws.db):
-            last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
-            if last is None:
-                return {"purged": 0, "through_id": None}
-            n = ws.db.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
-            for key, value in (("checkpoint_id", str(last["id"])), ("checkpoint_hash", last["hash"])):
-                ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
-            record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
-                                                          "through_hash": last["hash"], "days": days})
-    truncate_wal(ws.db)
-    return {"purged": n, "through_id": last["id"]}
-
-
-def apply_retention(ws: Workspace) -> dict | None:
-    """Purge by the `audit_days` setting (0: keep everything); None when nothing is set.
-    The purge record names no user: retention is the workspace's policy, not a user's act."""
-    days = ws.settings.audit_days
-    if not days:
-        return None
-    return _purge(ws, days, None)

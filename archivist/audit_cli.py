@@ -38,7 +38,7 @@ def register(sub, common) -> None:
 
 
 def cmd_audit(args) -> int:
-    from archivist import access, audit
+    from archivist import access, audit, audit_export, audit_retention
     from archivist.cli import CLIError, emit_json, open_ws
 
     if args.limit is not None and args.limit < 1:  # 0 or -1 printed the whole log, with exit 0
@@ -51,14 +51,14 @@ def cmd_audit(args) -> int:
             days = args.days if args.days is not None else ws.settings.audit_days
             if not days:
                 raise CLIError("no retention: pass --days N or set ARCHIVIST_AUDIT_DAYS")
-            out = audit.purge(ws, days)
+            out = audit_retention.purge(ws, days)
             if args.json:  # --json printed nothing at all here: a script's `| jq` read an empty stdout
                 emit_json({"days": days, **out})
                 return 0
             print(f"purged {out['purged']} records" + (f" (through record {out['through_id']})" if out["through_id"] else ""),
                   file=sys.stderr)
             return 0
-        audit.apply_retention(ws)
+        audit_retention.apply_retention(ws)
         try:
             rows = audit.read(ws, user=args.who, since=args.since, until=args.until, action=args.action, limit=args.limit)
         except audit.AuditError as e:
@@ -69,13 +69,13 @@ def cmd_audit(args) -> int:
     if args.json:
         emit_json(rows)
     elif args.csv:
-        sys.stdout.write(audit.to_csv(rows))
+        sys.stdout.write(audit_export.to_csv(rows))
     elif not rows:
         print("no audit records match", file=sys.stderr)
     else:
         for r in rows:  # printable: a typed name or question holding escape sequences must not redraw the screen
-            print(audit.printable(f"{r['id']:>6}  {r['time']}  {(r['user'] or '-'):12}  {r['action']:20}  "
-                                  f"{(r['target'] or '-')[:40]:40}  {audit.summary(r)}"))
+            print(audit_export.printable(f"{r['id']:>6}  {r['time']}  {(r['user'] or '-'):12}  {r['action']:20}  "
+                                  f"{(r['target'] or '-')[:40]:40}  {audit_export.summary(r)}"))
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from archivist import access, audit, auth, keys
+from archivist import access, audit, audit_retention, auth, keys
 from archivist.workspace import open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -228,7 +228,7 @@ def test_a_member_cannot_read_the_audit(ws):
     with pytest.raises(access.AccessDenied):
         audit.read(ws, by="rita")
     with pytest.raises(access.AccessDenied):
-        audit.purge(ws, 0, by="rita")
+        audit_retention.purge(ws, 0, by="rita")
 
 
 def test_cli_audit_filters_and_formats(ws, capsys):
@@ -333,7 +333,7 @@ def test_retention_purges_old_records_and_the_chain_still_verifies(ws):
     # ...which breaks their hashes (ts is hashed): rewrite them as if written 40 days ago
     _rehash(ws)
     assert audit.verify(ws).ok
-    out = audit.purge(ws, 30, by="admin")
+    out = audit_retention.purge(ws, 30, by="admin")
     assert out == {"purged": 3, "through_id": 3}
     assert [r["id"] for r in actions(ws)] == [4, 5, 6] and actions(ws)[-1]["action"] == "audit.purge"
     assert audit.verify(ws).ok

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from archivist import access, audit, auth, keys
+from archivist import access, audit, audit_export, audit_retention, auth, keys
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
@@ -96,7 +96,7 @@ def test_the_csv_export_cannot_put_a_formula_into_the_auditors_spreadsheet(ws, e
     for i, name in enumerate(names):
         (tmp_path / f"d{i}.md").write_text(f"# Note {i}\n\nThe canteen opens at {i + 7} o'clock on weekdays.\n")
         ingest_paths(ws, [tmp_path / f"d{i}.md"], names=[name], embedder=embedder, progress=False)
-    rows = list(csv.reader(io.StringIO(audit.to_csv(audit.read(ws, by="admin", action="document.added")))))
+    rows = list(csv.reader(io.StringIO(audit_export.to_csv(audit.read(ws, by="admin", action="document.added")))))
     assert [row[4] for row in rows[1:]] == ["'" + n for n in names]
     assert not [cell for row in rows for cell in row if cell.startswith(("=", "+", "-", "@"))]
     # --json keeps the values exactly as recorded
@@ -156,7 +156,7 @@ def test_purged_records_leave_no_copy_of_their_text_in_the_files(ws):
     access.add_user(ws, "rita", by="admin")
     time.sleep(1.2)
     access.add_user(ws, "sam", by="admin")  # newer than the cut: kept
-    out = audit.purge(ws, 1 / 86400, by="admin")
+    out = audit_retention.purge(ws, 1 / 86400, by="admin")
     assert out["purged"] >= 2
     assert [r["action"] for r in audit.read(ws, by="admin")][-2:] == ["user.add", "audit.purge"]
     assert audit.verify(ws).ok

@@ -275,7 +275,7 @@ def test_erase_removes_earlier_versions_uploads_after_retention_purged_the_recor
     .updated records; once retention (`audit purge`, the audit_days setting) had purged them, the
     earlier upload stayed with its text, and the report said nothing was left (the leftover scan
     looks for the current text). The ingest jobs, which retention does not touch, name those files too."""
-    from archivist import audit
+    from archivist import audit_retention
     from archivist.files import files_holding
     from archivist.ingest.erase import erase
     from archivist.ingest.pipeline import ingest_paths
@@ -289,7 +289,7 @@ def test_erase_removes_earlier_versions_uploads_after_retention_purged_the_recor
         ingest_paths(ws, [path], names=[name], collection=collection, embedder=embedder, progress=False)
     uploads = ws.home / "uploads"
     assert len(list(uploads.glob("*/salaries.md"))) == 3
-    assert audit.purge(ws, 0)["purged"] > 0  # retention: every record older than now
+    assert audit_retention.purge(ws, 0)["purged"] > 0  # retention: every record older than now
     # a newer version uploaded meanwhile, its ingest still queued: it would store the document again,
     # so the erase is refused until it has run or is cancelled (tests/test_fixerase.py); cancelled,
     # the file is taken out of the job and its upload goes too

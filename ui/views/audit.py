@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from archivist import access, audit
+from archivist import access, audit, audit_export, audit_retention
 from archivist.ui import core
 
 me = core.require_admin()
@@ -16,7 +16,7 @@ st.title("Audit")
 ANY = "any"
 LIMIT = 10_000  # newest records shown (and downloaded) at once; narrow the filters or use `archivist audit --csv`
 
-audit.apply_retention(ws)
+audit_retention.apply_retention(ws)
 users = [ANY] + [u["name"] for u in access.list_users(ws, by=me)]
 left, mid, right, far = st.columns(4)
 who = left.selectbox("User", users, key="audit-user", help="who acted")
@@ -37,9 +37,9 @@ st.caption(f"{len(rows)} records" + (f" (the newest {LIMIT:,}: narrow the filter
                                      if len(rows) == LIMIT else ""))
 if rows:  # newest first on the page (recent activity on top); the CSV stays in the chain's order
     st.dataframe(core.plain_frame(pd.DataFrame([{"id": r["id"], "time (UTC)": r["time"], "user": r["user"] or "", "action": r["action"],
-                                "target": r["target"] or "", "detail": audit.summary(r)} for r in reversed(rows)])),
+                                "target": r["target"] or "", "detail": audit_export.summary(r)} for r in reversed(rows)])),
                  hide_index=True, width="stretch")
-st.download_button("Download CSV", audit.to_csv(rows), file_name="archivist-audit.csv", mime="text/csv",
+st.download_button("Download CSV", audit_export.to_csv(rows), file_name="archivist-audit.csv", mime="text/csv",
                    key="audit-csv", icon=":material/download:")
 
 if st.button("Verify the chain", key="audit-verify", icon=":material/verified:"):
