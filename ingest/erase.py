@@ -206,11 +206,12 @@ def _interrupted(ws: Workspace, actor: str, match):
 def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> EraseReport:
     """Step 1, while the document exists: every copy of its text, each through its owner."""
     from archivist.finetune import dataset_store
+    from archivist.ingest.uploads import workspace_copy
     from archivist.retrieval import evaluation
 
     row = ws.db.execute("SELECT text, source FROM documents WHERE id = ?", (doc["id"],)).fetchone()
     chunks = {r[0]: r[1] for r in ws.db.execute("SELECT id, text FROM chunks WHERE document_id = ? ORDER BY seq", (doc["id"],))}
-    text = row["text"] or "\n\n".join(chunks.values())  # a streamed CSV's text is its chunks (ingest/pipeline.py)
+    text = _document_text(row["text"], chunks.values())
     # Its earlier versions (a changed file replaces the document in place) are gone from the documents
     # table, but answers and feedback that cited them kept their passages, and datasets built from
     # those hold them: their text is the document's too.
@@ -242,7 +243,7 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         report.held_copies = {k: v for k, v in (("feedback", fb["left"]), ("messages", len(left_messages)),
                                                 ("dataset_examples", sum(left_examples.values()))) if v}
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
-        upload = _stored_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
+        upload = workspace_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
         if upload is not None:
             report.upload = _remove_upload(ws, upload, doc["id"])
         # whether or not this version was uploaded: an earlier one may have been, and a cut-short
@@ -340,6 +341,12 @@ def _learned_from_holders(ws: Workspace, adapter: str, holders: list[str]) -> bo
     return any(isinstance(d, dict) and f"{d.get('path')} ({d.get('collection')})" in holders for d in docs)
 
 
+def _document_text(stored: str | None, chunk_texts) -> str:
+    """A document's text: as stored, or for a CSV read as a stream, which stores none, its chunks'
+    texts in order (`reading.Pending.text`); `chunk_texts` is read only then."""
+    return stored or "\n\n".join(chunk_texts)
+
+
 def _other_documents(ws: Workspace, document_id: int, collections: set[str] | None):
     """("name (collection)", normalized text) of each remaining document but `document_id`, one at a
     time (only those of `collections`; None: every collection's): `matcher`'s `others`."""
@@ -351,8 +358,8 @@ def _other_documents(ws: Workspace, document_id: int, collections: set[str] | No
         row = ws.db.execute("SELECT text FROM documents WHERE id = ?", (other,)).fetchone()
         if row is None:  # deleted since the list was read (another process's delete): it holds nothing now
             continue
-        text = row[0] or "\n\n".join(
-            r[0] for r in ws.db.execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY seq", (other,)))
+        text = _document_text(row[0], (r[0] for r in ws.db.execute(
+            "SELECT text FROM chunks WHERE document_id = ? ORDER BY seq", (other,))))
         yield f"{name} ({collection})", _norm(text)
 
 
@@ -394,18 +401,6 @@ def _counted(report: EraseReport, counts: dict) -> None:
             setattr(report, k, counts[k])
 
 
-def _stored_copy(ws: Workspace, source: str | None) -> Path | None:
-    """The copy of the document's file this workspace made under uploads/ (in a workspace moved since
-    it was ingested, mapped to its own uploads/: `uploads.stored_upload`); None for a file read from
-    the user's own folder, which is not a copy the workspace made."""
-    from archivist.ingest.uploads import stored_upload
-
-    if not source:
-        return None
-    path = stored_upload(ws, source)
-    return path if (ws.home / "uploads").resolve() in path.resolve().parents else None
-
-
 def _remove_upload(ws: Workspace, path: Path, document_id: int) -> str | None:
     """The document's stored upload `path`, removed unless another document was read from it too
     (`uploads.remove_unused_upload`)."""
@@ -426,7 +421,7 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
     user's own folder). Returns how many were removed."""
     from archivist import jobs
     from archivist.ingest.pipeline import INGEST_KINDS, job_files
-    from archivist.ingest.uploads import remove_unused_upload, stored_upload
+    from archivist.ingest.uploads import remove_unused_upload, workspace_copy
 
     uploads = (ws.home / "uploads").resolve()
     stem = path.name if path is not None else Path(document["name"]).name
@@ -439,12 +434,12 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
             continue              # ingests a newer version, which erase's version loop follows
         if job.state in jobs.RESUMABLE and not _drop_from_job(ws, job, document["name"]):
             continue  # resumed meanwhile: now live, its upload is in use
-        earlier |= {stored_upload(ws, p).resolve() for p in held}
+        # only the workspace's own copies: a file ingested from the user's folder is theirs
+        earlier |= {c for p in held if (c := workspace_copy(ws, p))}
     current = path.resolve() if path is not None else None
     n = 0
     for f in sorted(earlier):
-        # only the workspace's own copies: a file ingested from the user's folder is theirs
-        if f != current and uploads in f.parents and f.is_file() and remove_unused_upload(ws, f, but=document["id"]):
+        if f != current and f.is_file() and remove_unused_upload(ws, f, but=document["id"]):
             n += 1
     return n
 

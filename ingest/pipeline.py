@@ -29,7 +29,7 @@ from archivist import access, audit, jobs
 from archivist.ingest import writing
 from archivist.ingest.folders import FileResult, clean_name, counts_line, expand, job_summary, missing_from, one_per_name
 from archivist.ingest.reading import Pending, Prepare, read_ahead
-from archivist.ingest.uploads import stored_upload
+from archivist.ingest.uploads import stored_upload, workspace_copy
 from archivist.ingest.writing import embed_text, vector_key
 from archivist.retrieval import lexicon_store, vectors
 from archivist.workspace import Workspace, WorkspaceError, transaction
@@ -188,10 +188,9 @@ def create_job(ws: Workspace, kind: str, user: str | None, collection: str,
     kept, twins = one_per_name(given, [])
     refused = list(refused)
     if twins:
-        uploads = (ws.home / "uploads").resolve()
         for path in {p for p, _ in given} - {p for p, _ in kept}:
-            if uploads in stored_upload(ws, path).resolve().parents:
-                remove_unused_upload(ws, path)
+            if copy := workspace_copy(ws, path):
+                remove_unused_upload(ws, copy)
         refused += [(t.name, f"another file of this batch is also named {t.name} and would replace it; not ingested "
                      "(rename one of them)") if kind == "upload" else (t.name, t.reason) for t in twins]
     files = [[str(p.absolute()), name] for p, name in kept]
@@ -233,11 +232,10 @@ def _drop_refused_uploads(ws: Workspace, files: list[tuple[Path, str]], results:
     user's own and is never touched."""
     from archivist.ingest.uploads import remove_unused_upload
 
-    uploads = (ws.home / "uploads").resolve()
     failed = {r.name for r in results if r.status == "failed"}
     for path, name in files:
-        if name in failed and uploads in stored_upload(ws, path).resolve().parents:
-            remove_unused_upload(ws, path)
+        if name in failed and (copy := workspace_copy(ws, path)):
+            remove_unused_upload(ws, copy)
 
 
 def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedder, progress: bool,

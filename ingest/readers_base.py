@@ -68,6 +68,9 @@ def row_text(header: list[str], values: list[str]) -> str:
     return "; ".join(parts)
 
 
+MAX_HEADER_ROWS = 3  # a table's header takes at most this many rows (HTML <th> rows, a DOCX table's divided rows)
+
+
 def table_blocks(rows: Iterable[list[str]], *, heading: tuple[str, ...] = (), page: int | None = None) -> list[Block]:
     """Rows of a table (first row = header) -> one Block(kind="row") per data row.
 

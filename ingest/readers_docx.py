@@ -14,11 +14,10 @@ from pathlib import Path
 
 from archivist.records import Block, Extracted
 
-from .readers_base import HeadingPath, clean, table_blocks, table_heading
+from .readers_base import MAX_HEADER_ROWS, HeadingPath, clean, table_blocks, table_heading
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _P, _TBL, _SDT, _CUSTOM = f"{{{W}}}p", f"{{{W}}}tbl", f"{{{W}}}sdt", f"{{{W}}}customXml"
-MAX_HEADER_ROWS = 3  # a DOCX table's header takes at most this many rows
 MAX_COLUMNS = 64  # Word allows 63; a larger span or offset is damage and is capped
 # Runs whose text is not shown: tracked deletions and moves away, and text boxes anchored in the
 # paragraph (Word stores each twice, as DrawingML and as a VML fallback; `_with_text_boxes` reads

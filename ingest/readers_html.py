@@ -13,7 +13,7 @@ from pathlib import Path
 
 from archivist.records import Block, Extracted
 
-from .readers_base import HeadingPath, clean, clean_code, row_text, table_blocks, table_heading
+from .readers_base import MAX_HEADER_ROWS, HeadingPath, clean, clean_code, row_text, table_blocks, table_heading
 
 # Page furniture and non-text elements, dropped before reading; and ruby annotations (furigana: the
 # reading set above 東京 in <rt>, with <rp> parentheses for old browsers), which would otherwise run into
@@ -200,9 +200,6 @@ def _table_rows(rows: list[list], down: bool = True) -> list[list[str]]:
                 cells.append(text)
         out.append(cells)
     return out
-
-
-MAX_HEADER_ROWS = 3  # an HTML table's header takes at most this many rows of <th> cells
 
 
 def _joined_header(rows: list[list], grid: list[list[str]]) -> list[list[str]]:

@@ -190,6 +190,16 @@ def stored_upload(ws: Workspace, source: str | os.PathLike) -> Path:
     return path
 
 
+def workspace_copy(ws: Workspace, source: str | os.PathLike | None) -> Path | None:
+    """The copy under this workspace's uploads/ that `source` names (mapped in a workspace moved
+    since: `stored_upload`), resolved; None for any other file, the user's own, which the workspace
+    never removes."""
+    if not source:
+        return None
+    path = stored_upload(ws, source).resolve()
+    return path if (ws.home / "uploads").resolve() in path.parents else None
+
+
 def remove_upload(ws: Workspace, path: str | os.PathLike) -> bool:
     """Delete a stored upload (and its hash folder when it empties); returns whether it existed.
     Refuses (ValueError) a path outside the workspace's uploads/ folder."""

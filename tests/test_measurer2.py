@@ -13,7 +13,7 @@ import pytest
 
 from archivist.retrieval import evaluation as evm
 
-from test_measurer import man_ws  # noqa: F401  (the fixture: the same four manual pages, ingested under man/)
+from test_measurer import FACTS, man_ws  # noqa: F401  (the fixture: the same four manual pages, ingested under man/)
 
 
 def _row(question, gold, contained, status="uncertain", f1=0.0):
@@ -164,20 +164,6 @@ def test_a_real_learned_reranker_draws_its_held_out_documents(ws, embedder, tmp_
 
 
 # -- 3. the LLM fine-tune's bootstrap draws a tied example with its document -------------------------------
-
-FACTS = {
-    "gzip.txt": "Compression level\n\nThe gzip program compresses at a default level of 6 unless told otherwise. "
-                "Version 1.12 of gzip was released on 9 April 2022.\n",
-    "bzip2.txt": "Memory\n\nA file compressed by bzip2 with the default block size needs about 3700 kbytes "
-                 "to decompress. The small mode halves that to 2300 kbytes.\n",
-    "cmp.txt": "Exit status\n\nThe cmp program returns exit status 2 when there was trouble reading a file. "
-               "Report bugs to bug-diffutils@gnu.org with the version you run.\n",
-    "bc.txt": "Variables\n\nThe bc calculator accepts input bases from 2 to 36. Its scale variable starts at a "
-              "value of 0 digits after the point.\n",
-    "time.txt": "Output\n\nThe time command writes its report with a resolution of 10 milliseconds. Mail "
-                "questions to bug-time@gnu.org for help.\n",
-}
-
 
 def test_a_file_line_about_a_held_out_document_is_drawn_with_that_document(ws, embedder, tmp_path):
     # A team's chats name the page each is about: the split puts them with the page (measurer's fix 9),
