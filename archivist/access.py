@@ -129,6 +129,34 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+# Letters of Cyrillic and Greek that look like Latin ones (lower case: the skeleton is case folded, so
+# capitals are covered by theirs, e.g. Cyrillic Н -> н -> h), after Unicode's confusables.txt.
+_LOOKALIKE = str.maketrans("авеһнікмјорсѕтухԁԛԝӏүαβεζηικμνορτυχ", "abehhikmjopcstyxdqwlyabezhikmnoptyx")
+_CONFUSABLE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")  # mixing others (Han and kana in a Japanese name) is ordinary
+
+
+def skeleton(name: str) -> str:
+    """What a name looks like: NFKC (fullwidth and styled letters become plain ones), case folded,
+    Cyrillic and Greek look-alikes as the Latin letters they look like. Two names with one skeleton
+    are told apart by no reader of a list, a log line or a sign-in form."""
+    return unicodedata.normalize("NFKC", name).casefold().translate(_LOOKALIKE)
+
+
+def check_lookalike(ws: Workspace, name: str) -> None:
+    """Raise ValueError for a new user name that mixes Latin, Cyrillic and Greek letters ("аdmin"
+    with a Cyrillic а) or that looks like an existing user's (`skeleton`): a look-alike account is how
+    someone passes for another in the audit log and the Admin page."""
+    letters = {unicodedata.name(c, "").split(" ")[0] for c in unicodedata.normalize("NFKC", name) if c.isalpha()}
+    mixed = sorted(letters & set(_CONFUSABLE_SCRIPTS))
+    if len(mixed) > 1:
+        raise ValueError(f"user name {name!r} mixes {' and '.join(s.title() for s in mixed)} letters, which look alike: "
+                         "use one script")
+    twin = next((r[0] for r in ws.db.execute("SELECT name FROM users") if skeleton(r[0]) == skeleton(name)), None)
+    if twin is not None:
+        raise ValueError(f"user name {name!r} looks like the existing user {twin!r} (letters of another script or "
+                         "form that look the same): choose a name that reads differently")
+
+
 # -- users ------------------------------------------------------------------------------------
 
 
@@ -164,6 +192,7 @@ def add_user(ws: Workspace, name: str, role: str = "member", *, by: str | None =
         if twin is not None:
             raise ValueError(f"user {twin!r} already exists (user names differ by more than case: they are "
                              "matched without it at sign-in)")
+        check_lookalike(ws, name)
         ws.db.execute("INSERT INTO users(name, role) VALUES (?, ?)", (name, role))
         audit.record(ws, "user.add", user=actor, target=name, detail={"role": role})
     return {"name": name, "role": role}
@@ -191,7 +220,7 @@ def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
     """Remove user `name` with its grants, keys and sessions (the schema cascades). Needs the
     admin role. Raises LookupError for an unknown user, ValueError for the last admin.
 
-    What records its owner by name (jobs and runs, saved datasets) passes to a name no user can
+    What records its owner (jobs and runs, saved datasets, feedback, evaluations) passes to a name no user can
     have (`former_owner`): a user created later under the same name inherits none of it (a
     security test saw a new "dave" list the old dave's uploads and their collections)."""
     actor = require_admin(ws, by, "delete users")
@@ -200,6 +229,8 @@ def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
         if is_admin(ws, name) and _admins(ws) <= 1:
             raise ValueError(f"{name!r} is the last admin and cannot be deleted")
         ws.db.execute("UPDATE jobs SET owner = ? WHERE owner = ?", (former_owner(name, uid), name))
+        for table in ("feedback", "evaluations"):  # their user_id goes NULL below: `users erase` finds them by this
+            ws.db.execute(f"UPDATE {table} SET former_owner = ? WHERE user_id = ?", (former_owner(name, uid), uid))
         ws.db.execute("DELETE FROM users WHERE name = ?", (name,))
         audit.record(ws, "user.delete", user=actor, target=name)
     from archivist.finetune import dataset_store

@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -372,24 +373,26 @@ def _redacted_detail(erased_by: int) -> str:
     return json.dumps({"erased_by": erased_by})
 
 
-def redact(ws: Workspace, name: str, erased_by: int) -> int:
+def redact(ws: Workspace, name: str, erased_by: int, before: int = sys.maxsize) -> int:
     """Redact the records `name` made of the kinds in REDACTED_KINDS (what they asked, searched,
     looked at, rated): user becomes "[erased]", target none, detail {"erased_by": erased_by}, the
     salt goes; the digest they had keeps the chain whole. Call it inside the transaction that writes
     the `user.erased` record `erased_by`, whose detail must say how many (`verify` checks). Returns
-    how many records it redacted. The caller zeroes the freed space (secure_delete, VACUUM)."""
+    how many records it redacted. The caller zeroes the freed space (secure_delete, VACUUM).
+    `before`: only records older than record `before` (a deleted account's, when a user created
+    since has its name: the records after are that other person's)."""
     marks = ",".join("?" * len(REDACTED_KINDS))
     return ws.db.execute(
         f"UPDATE audit SET user = ?, target = NULL, detail = ?, salt = NULL, redacted_by = ? "
-        f"WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL",
-        (REDACTED, _redacted_detail(erased_by), erased_by, name, *REDACTED_KINDS)).rowcount
+        f"WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL AND id < ?",
+        (REDACTED, _redacted_detail(erased_by), erased_by, name, *REDACTED_KINDS, before)).rowcount
 
 
-def redactable(ws: Workspace, name: str) -> int:
+def redactable(ws: Workspace, name: str, before: int = sys.maxsize) -> int:
     """How many records `redact` would redact for `name` (for the `user.erased` record it writes first)."""
     marks = ",".join("?" * len(REDACTED_KINDS))
-    return ws.db.execute(f"SELECT COUNT(*) FROM audit WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL",
-                         (name, *REDACTED_KINDS)).fetchone()[0]
+    return ws.db.execute(f"SELECT COUNT(*) FROM audit WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL "
+                         "AND id < ?", (name, *REDACTED_KINDS, before)).fetchone()[0]
 
 
 def feedback_ids(ws: Workspace, name: str) -> list[int]:

@@ -49,6 +49,8 @@ def cmd_audit(args) -> int:
             return _verify(ws, args.json)
         if args.what == "purge":
             days = args.days if args.days is not None else ws.settings.audit_days
+            if args.days == 0:  # was "no retention: pass --days N", to someone who had passed it
+                raise CLIError("--days 0 keeps every record (as audit_days 0 does): pass the days of records to keep, above 0")
             if not days:
                 raise CLIError("no retention: pass --days N or set ARCHIVIST_AUDIT_DAYS")
             out = audit_retention.purge(ws, days)

@@ -154,6 +154,7 @@ def create_first_admin(ws: Workspace, name: str, password: str) -> dict:
         if row:
             ws.db.execute("UPDATE users SET password_hash = ?, role = 'admin' WHERE id = ?", (hashed, row[0]))
         else:
+            access.check_lookalike(ws, name)  # "аdmin" (Cyrillic а) beside the local admin: raises ValueError
             ws.db.execute("INSERT INTO users(name, role, password_hash) VALUES (?, 'admin', ?)", (name, hashed))
         audit.record(ws, "auth.first_admin", user=name, target=name)
     return {"name": name, "role": "admin"}

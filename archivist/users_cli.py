@@ -22,7 +22,8 @@ def register(sub, common) -> None:
     p.add_argument("name", metavar="NAME")
     p = command(us, common, "erase", cmd_users_erase, "erase a person: their account and everything they wrote "
                 "or were shown (right to erasure); their audit records are redacted", json=True)
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the user, or a deleted account as `users delete` left it (NAME#deleted-ID) "
+                   "once a new user has its name")
     p = command(us, common, "role", cmd_users_role, "make a user admin or member", json=True)
     p.add_argument("name", metavar="NAME")
     p.add_argument("role", choices=["admin", "member"])

@@ -14,14 +14,16 @@ st.title("Admin")
 NONE = "no access"
 
 
-def attempt(fn, *args, ok: str, **kwargs) -> None:
-    """Run an access/auth function; show its error, or rerun with a toast on success."""
+def attempt(fn, *args, ok: str, warn=None, **kwargs) -> None:
+    """Run an access/auth function; show its error, or rerun with a toast on success, and with the
+    lines `warn(result)` gives (what is left for an admin to do) as a warning that stays."""
     try:
-        fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except (ValueError, LookupError, access.AccessDenied) as e:
         st.error(core.md_escape(e))  # errors quote the names typed in
     else:
         st.session_state["_admin_toast"] = core.md_escape(ok)
+        st.session_state["_admin_warning"] = [core.md_escape(line.strip()) for line in (warn(result) if warn else [])]
         st.rerun()
 
 
@@ -59,11 +61,14 @@ def erase_user_with_confirmation(who: str) -> None:
                   help="a former employee's right to erasure: also what they wrote and were shown"):
         from archivist import user_erase
 
-        attempt(user_erase.erase_user, ws, who, by=me, ok=f"Erased {who} (see Manage → Audit: user.erased)")
+        attempt(user_erase.erase_user, ws, who, by=me, ok=f"Erased {who} (see Manage → Audit: user.erased)",
+                warn=user_erase.open_ends)
 
 
 if msg := st.session_state.pop("_admin_toast", None):
     st.toast(msg, icon="✅")
+for line in st.session_state.pop("_admin_warning", None) or []:
+    st.warning(line)
 
 users_tab, collections_tab, access_tab = st.tabs(["People", "Collections", "Access"])
 
