@@ -15,6 +15,7 @@ stops generating after the current token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -34,12 +35,12 @@ from archivist.api.errors import APIError, error_body, internal_message, respons
 from archivist.api.models import adapter_for_model
 from archivist.api.queue import Ticket
 from archivist.settings import Settings
-from archivist.workspace import Workspace
+from archivist.workspace import Workspace, transaction
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often a waiting request looks whether its client is still there
-KEEPALIVE_S = 10.0  # an SSE comment this often while queued, so proxies keep the stream open
+KEEPALIVE_S = 10.0  # an SSE comment this often while queued or writing a verified answer, so proxies keep the stream open
 REPLACED = "\n\n(The draft above was not supported by the passages; the checked answer:) "
 
 
@@ -87,7 +88,7 @@ def split_messages(messages: list[S.ChatMessage]) -> tuple[str, list[dict]]:
 def run_job(server, job: ChatJob, on_token) -> object | None:
     """Wait for the job's turn, then answer it; returns the Answer, or None when the client left
     while it waited. Always gives the queue slot back."""
-    from archivist.retrieval.answer import ask
+    from archivist.retrieval.answer import ask, withhold_erased, withhold_lost
 
     try:
         if not job.ticket.wait_turn(job.stop):
@@ -96,26 +97,16 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
         with server.workspace(job.settings) as ws:
             answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
                          history=job.history, on_token=on_token, stop=job.stop, surface="api", **extra)
-            withhold_lost(ws, job.user, answer)
-            if job.conversation is not None and not job.stop.is_set():
-                job.saved = save_exchange(ws, job, answer)
+            saving = job.conversation is not None and not job.stop.is_set()
+            with transaction(ws.db) if saving else contextlib.nullcontext():  # checked and saved at once
+                withhold_lost(ws, job.user, answer.passages)  # revoked while the answer was prepared: a 403, nothing saved
+                withhold_erased(ws, answer.passages)  # erased meanwhile: a 404, nothing saved
+                if saving:
+                    job.saved = save_exchange(ws, job, answer)
         server.queue.mark(cancelled=job.stop.is_set())
         return answer
     finally:
         job.ticket.release()
-
-
-def withhold_lost(ws: Workspace, user: str, answer) -> None:
-    """Raise AccessDenied (a 403, recorded as any refusal) when `user` can no longer read a collection the
-    answer's passages came from: the grant was revoked while the answer was prepared. The reply
-    comes after the revocation, and the user's saved conversation would withhold it
-    (archivist/conversations.py) too; a draft streamed with verified_only=false was already sent."""
-    from archivist import access
-
-    lost = sorted({p.collection for p in answer.passages} - set(access.readable_collections(ws, user)))
-    if lost:
-        raise access.AccessDenied(f"user {user!r} lost read access to {', '.join(lost)} while the answer was prepared; "
-                                  "the answer drew on it and is withheld")
 
 
 def save_exchange(ws: Workspace, job: ChatJob, answer) -> dict:
@@ -307,6 +298,9 @@ async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: st
                     streamed.append(value)
                     last_sent = time.monotonic()
                     yield chunk({"content": value})
+                elif time.monotonic() - last_sent > KEEPALIVE_S:  # the checked answer comes whole at the end
+                    last_sent = time.monotonic()
+                    yield ": writing the answer\n\n"
                 continue
             finished = True
             if kind == "cancelled":

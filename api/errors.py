@@ -138,6 +138,10 @@ def install(app) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc: StarletteHTTPException):
+        bad = exc.__cause__  # FastAPI answers a body json.loads cannot decode "There was an error parsing the body"
+        if isinstance(bad, UnicodeDecodeError):  # not JSON, as _invalid answers other such bodies (422)
+            return reply(422, f"the body is not valid JSON: it is not UTF-8 text ({bad.reason} at byte {bad.start})",
+                         "invalid_json")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # Starlette names only the first matching route's methods

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from archivist import audit, conversations, feedback
 from archivist.api import schemas as S
@@ -33,6 +33,8 @@ class FeedbackRequest(S._Open):
     rating: Literal[-1, 0, 1] | None = Field(None, description="1 thumbs up, -1 thumbs down, 0 none (a correction alone); "
                                                                "omitted: unchanged (new feedback: 0)")
     correction: str | None = Field(None, description="the answer you say is right; \"\" removes an earlier one")
+    # JSON integers only: pydantic's lax mode read `true` as 1 (a thumbs up, or message 1) and "7" as 7
+    _ints = field_validator("message_id", "rating", mode="before")(S._json_int)
 
 
 class FeedbackOut(BaseModel):

@@ -69,7 +69,7 @@ KINDS = {
     "feedback.changed": "a user changed their rating or correction",
     "evaluation.stored": "an evaluation run's results were stored (archivist eval, the Evaluation page)",
     "feedback.read": "an admin was shown other users' feedback (GET /v1/feedback): which rows, whose",
-    "evaluation.read": "an admin read another user's stored evaluation (archivist eval answers --compare RUN)",
+    "evaluation.read": "an admin read another user's stored evaluation (eval answers --compare RUN, the Evaluation page)",
     "dataset.built": "a fine-tuning dataset was saved (its examples copy questions, corrections and passages)",
     "job.cancel": "a background job (ingestion, upload, training, erase) was cancelled, by whom",
     "finetune.started": "a fine-tune started",
@@ -269,7 +269,7 @@ def document_written(ws: Workspace, status: str, user: str | None, name: str, do
 
 def others_read(ws: Workspace, by: str, surface: str, what: str, rows) -> int | None:
     """Record that admin `by` was shown rows other users stored: `what` "feedback" (GET /v1/feedback)
-    or "evaluation" (`archivist eval answers --compare RUN`), `rows` [(id, owner)] of what was shown.
+    or "evaluation" (`archivist eval answers --compare RUN`, the Evaluation page), `rows` [(id, owner)] of what was shown.
     Rows of `by`'s own are left out, and nothing is written when no row is another's (a user reading
     their own is not recorded). Detail: {"surface", "ids", "owners" (None: an owner deleted since)};
     the target is the id when one row was read. Returns the record's id, or None."""

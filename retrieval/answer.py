@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from archivist import adapters, audit
+from archivist import access, adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, key_status, reading, term_stats
@@ -375,6 +375,7 @@ def ask(
                                 adapter=chosen):
             pieces.append(piece)
             if on_token:
+                withhold_lost(ws, user, passages)  # a revoke stops the draft here, before its next piece is shown
                 on_token(piece)
         text = "".join(pieces).strip()
     reader = None
@@ -387,6 +388,29 @@ def ask(
     result.seconds = time.perf_counter() - t0
     audit.question(ws, result, user, surface, collections)
     return result
+
+
+def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit]) -> None:
+    """Raise AccessDenied when `user` (None: the acting user) can no longer read a collection one of
+    `passages` came from: the grant was revoked while the answer was prepared. `ask` checks before
+    each draft piece it hands to on_token, so a streamed draft stops at the revoke instead of
+    reaching its end; the API checks the finished answer again before sending or saving it."""
+    lost = sorted({p.collection for p in passages} - set(access.readable_collections(ws, user)))
+    if lost:
+        raise access.AccessDenied(f"user {access.current_user(ws, user)!r} lost read access to {', '.join(lost)} "
+                                  "while the answer was prepared; the answer drew on it and is withheld")
+
+
+def withhold_erased(ws: Workspace, passages: Sequence[Hit]) -> None:
+    """Raise LookupError when a document one of `passages` came from was erased (`archivist erase`, its
+    `document.erased` record) while the answer was prepared: erase scrubbed every stored copy of its
+    text before this answer existed, so the answer must be neither sent nor saved. Check it in the
+    transaction that saves the answer, so that an erase starting after that commit finds the saved copy.
+    (An erase between its scrub and its record, written last, is not seen here.)"""
+    erased = audit.erased_documents(ws, [p.document_id for p in passages])
+    if erased:
+        raise LookupError(f"{', '.join(sorted(set(erased.values())))} was erased while the answer was prepared; "
+                          "the answer drew on it and is withheld")
 
 
 def stored_answer(answer: Answer, question: str, collection: str | None) -> dict:

@@ -482,7 +482,7 @@ def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Ev
 def _withheld(ws: Workspace, ev: Evaluation, user: str | None) -> Evaluation:
     """`ev` as `user` may still read it: a run that named documents or quoted answers of a collection
     the user can no longer read (its results' `collections`) keeps its questions and numbers, and
-    gets `withheld` (those collections) in place of the answers, cited documents and rankings, as
+    gets `withheld` (those collections) in place of the answers, their key answers, cited documents and rankings, as
     conversations.messages withholds a chat answer. (Runs stored before `collections` was kept are
     shown as they are.)"""
     drawn = ev.results.get("collections")
@@ -491,7 +491,7 @@ def _withheld(ws: Workspace, ev: Evaluation, user: str | None) -> Evaluation:
         note = f"[withheld: this run drew on {', '.join(lost)}, which you can no longer read]"
         rankings = [{k: ({**v, "top": []} if isinstance(v, dict) and "top" in v else v) for k, v in r.items()}
                     for r in ev.results.get("per_query") or [] if isinstance(r, dict)]
-        answers = [{**r, "answer": note, "cited_documents": []}
+        answers = [{**r, "answer": note, "cited_documents": [], **({"key": ""} if "key" in r else {})}  # key: the passage's words
                    for r in ev.results.get("per_question") or [] if isinstance(r, dict)]
         ev.results = {**ev.results, "withheld": lost, **({"per_query": rankings} if "per_query" in ev.results else {}),
                       **({"per_question": answers} if "per_question" in ev.results else {})}

@@ -1,6 +1,7 @@
 """Retrieval and answer quality of the latest evaluation runs (`archivist eval`), as tables and charts.
 
-A member sees the runs they made, an admin everyone's (archivist.retrieval.evaluation.list_evaluations).
+A member sees the runs they made, an admin everyone's (archivist.retrieval.evaluation.list_evaluations);
+the runs of others an admin is shown are on the audit log (`evaluation.read`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import shlex
 import pandas as pd
 import streamlit as st
 
+from archivist import audit
 from archivist.retrieval.evaluation import format_comparison, list_evaluations
 from archivist.ui import core, metrics
 
@@ -19,6 +21,12 @@ st.title("Evaluation")
 
 runs = list_evaluations(ws, user=user)
 everyone = core.is_admin(user)  # an admin sees everyone's runs, and whose each was
+# other users' runs an admin is shown are on the audit log (`evaluation.read`), as `eval answers --compare`
+# records them: each run once per session, not on every rerun of the page
+recorded = st.session_state.setdefault("_evaluations_read", set())
+if unseen := [(r.id, r.user) for r in runs if r.id not in recorded]:
+    audit.others_read(ws, user, "app", "evaluation", unseen)
+    recorded.update(i for i, _ in unseen)
 if not runs:
     # what the page is for first: a member reaches it from the menu with nothing on it and no command line at hand
     st.markdown("An evaluation asks a set of questions whose answers are known, and measures how often search finds "
