@@ -82,10 +82,15 @@ def add_config_args(parser, skip: tuple = ()) -> None:
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text + shown)
 
 
+def given_fields(args) -> dict:
+    """The FinetuneConfig fields given as flags ({field: value}; a flag left out is None, or absent)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(train.FinetuneConfig) if getattr(args, f.name, None) is not None}
+
+
 def config_from_args(args, **overrides) -> "train.FinetuneConfig":
     """A FinetuneConfig from parsed flags: fields the user did not give keep their defaults, except
     the data, which defaults to the documents plus the chat's feedback (DEFAULT_SOURCES)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(train.FinetuneConfig) if getattr(args, f.name, None) is not None}
+    values = given_fields(args)
     values.setdefault("data", list(DEFAULT_SOURCES))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return train.FinetuneConfig(**values)
@@ -124,6 +129,7 @@ def doctor_finetune(args, settings) -> dict:
 
 
 def cmd_finetune(args) -> int:
+    from archivist import jobs
     from archivist.finetune import dataset_store, datasets, memory, runs, train
 
     if args.target == "retriever":
@@ -133,12 +139,20 @@ def cmd_finetune(args) -> int:
     settings = settings_from(args)
     if args.resume:
         with open_ws(args) as ws:
-            if args.background:
-                run_id = runs.resume_run(ws, args.resume, getattr(args, "user", None))
-                return _started(args, run_id)
+            # the run goes on with its own settings (its learning rate and data order are functions of
+            # its steps and seed): a flag that differs from them would be ignored, so it is refused
+            own = runs.get_run(ws, args.resume, getattr(args, "user", None))["config"] or {}
+            differ = sorted(k for k, v in given_fields(args).items() if k != "user" and own.get(k) != v)
+            if differ:
+                raise CLIError(f"--resume {args.resume} continues the run with its own settings ("
+                               + ", ".join(f"{k} {own.get(k)!r}" for k in differ) + "); leave out "
+                               + ", ".join("--" + k.replace("_", "-") for k in differ) + ", or start a new run with them")
             try:
+                if args.background:
+                    return _started(args, runs.resume_run(ws, args.resume, getattr(args, "user", None)))
                 result = train.run(ws, train.FinetuneConfig(), run_id=args.resume, resume=True, progress=not args.quiet)
-            except (memory.WontFit, dataset_store.DatasetError) as e:
+            # JobError: the run is queued or running (in the background, say): a sentence, not a traceback
+            except (memory.WontFit, dataset_store.DatasetError, jobs.JobError) as e:
                 raise CLIError(str(e)) from None
         return _report(args, result)
     try:
@@ -176,7 +190,10 @@ def cmd_finetune(args) -> int:
 
 def _retrain_config(args) -> "train.FinetuneConfig":
     """The config adapter `args.retrain` was trained with, its dataset rebuilt from the current
-    documents, under a fresh name (<name>-r2, -r3 ...). Raises LookupError for an unknown adapter."""
+    documents, under a fresh name (<name>-r2, -r3 ...); flags given on the command line (--max-steps,
+    --collection, --name, --no-activate ...) win over the recorded settings, as they would on any other
+    run, rather than being dropped without a word. Raises LookupError for an unknown adapter,
+    ValueError for --dataset (a retrain learns from the current documents, not a saved dataset)."""
     from archivist import access, adapters
 
     with open_ws(args, check_index=False) as ws:
@@ -188,9 +205,11 @@ def _retrain_config(args) -> "train.FinetuneConfig":
             raise LookupError(f"no adapter named {args.retrain!r} (see `archivist adapters`)")
         stem = re.sub(r"-r\d+$", "", args.retrain)
         name = next(n for n in (f"{stem}-r{i}" for i in range(2, 10_000)) if not _exists(ws, n))
+    if getattr(args, "dataset", None):
+        raise ValueError(f"--retrain {args.retrain} rebuilds its dataset from the current documents; leave out --dataset")
     fields = {f.name for f in dataclasses.fields(train.FinetuneConfig)}
     settings = {k: v for k, v in ((rec["lineage"] or {}).get("settings") or {}).items() if k in fields}
-    return train.FinetuneConfig(**{**settings, "dataset": None, "name": name, "user": user})
+    return train.FinetuneConfig(**{**settings, "dataset": None, "name": name, **given_fields(args), "user": user})
 
 
 def _exists(ws, name: str) -> bool:
@@ -315,6 +334,11 @@ def _report(args, result: dict) -> int:
     rec = result["adapter"]
     state = "active" if rec["active"] else "registered, not active"
     print(f"adapter {rec['name']}: {state} ({rec['note']})")
+    if rec["active"]:
+        with open_ws(args, check_index=False) as ws:
+            left_out = _kept_on_the_base(ws, rec["name"], getattr(args, "user", None))
+        if left_out:
+            print(left_out, file=sys.stderr)
     return 0
 
 
@@ -343,6 +367,8 @@ def cmd_activate(args) -> int:
             rec = adapters.deactivate(ws, getattr(args, "user", None))
         else:
             rec = adapters.activate(ws, args.name, force=args.force, user=getattr(args, "user", None))
+        blocked = ws.settings.stale_adapters == "block"
+        left_out = _kept_on_the_base(ws, rec["name"], getattr(args, "user", None)) if rec else None
     if args.json:
         emit_json({"active": rec["name"] if rec else None})
     else:
@@ -351,10 +377,36 @@ def cmd_activate(args) -> int:
     if metrics.get("better") is False:  # allowed (an admin's call), but never silently
         print(f"warning: {rec['name']}'s held-out evaluation did not find it better than the base: "
               f"{metrics.get('reason') or 'no reason recorded'}", file=sys.stderr)
+    if (rec or {}).get("stale"):  # a rollback to an adapter that learned a document erased since: never silently
+        _warn_stale(rec, "; stale adapters are blocked (stale_adapters=block), so the chat answers with the base model"
+                    if blocked else "")
+    if left_out:
+        print(left_out, file=sys.stderr)
     return 0
 
 
+def _kept_on_the_base(ws, name: str, by: str | None) -> str | None:
+    """Who the active adapter `name` does not answer, in words: the users who may not read every
+    collection it learned from get the base model in their chat (adapters.resolve), with nothing
+    there to say so; the admin `by` who switched it on should know. None when it answers everyone."""
+    from archivist import access, adapters
+
+    users = [u["name"] for u in access.list_users(ws, by=by) if not adapters.may_use(ws, u["name"], name)]
+    if not users:
+        return None
+    return (f"note: {len(users)} user(s) may not read every collection {name} learned from "
+            f"({', '.join(sorted(adapters.trained_on(ws, name) or ()))}), so their chat keeps the base model: "
+            f"{', '.join(users[:10])}" + (f" and {len(users) - 10} more" if len(users) > 10 else ""))
+
+
+def _warn_stale(rec: dict, more: str = "") -> None:
+    """Say on stderr that adapter `rec` is stale (it learned a document erased since), with `more`."""
+    print(f"warning: {rec['name']} is stale ({rec['stale']}): its weights may repeat what was erased{more}; "
+          f"retrain it with `archivist finetune --retrain {rec['name']}`", file=sys.stderr)
+
+
 def cmd_export(args) -> int:
+    from archivist import adapters
     from archivist.finetune.registry import export_merged
 
     with open_ws(args, check_index=False) as ws:
@@ -362,17 +414,24 @@ def cmd_export(args) -> int:
             out = export_merged(ws, args.name, args.merged, user=getattr(args, "user", None))
         except FileExistsError as e:
             raise CLIError(str(e)) from None
+        rec = adapters.get(ws, args.name)
     print(f"merged model written to {out} (load it with AutoModelForCausalLM.from_pretrained, or --llm {out})")
+    if rec.get("stale"):  # the merged copy is beyond any later erase's reach (docs/governance.md)
+        _warn_stale(rec, f", and the merged model in {out} holds them too, where no erase reaches")
     return 0
 
 
 def cmd_runs(args) -> int:
     from archivist.finetune import runs
 
+    hint = None
     with open_ws(args, check_index=False) as ws:
         if args.cancel:
             run = runs.cancel_run(ws, args.cancel, getattr(args, "user", None))
             rows = [run]
+            if run["status"] == "cancelled":  # how to go on, as the run's own log says it
+                start = "from its checkpoint" if runs.has_checkpoint(ws, run["id"]) else "from step 0 (it saved no checkpoint)"
+                hint = f"continue it {start} with `archivist finetune --resume {run['id']}`"
         else:
             rows = runs.list_runs(ws, getattr(args, "user", None))
     if args.json:
@@ -384,5 +443,7 @@ def cmd_runs(args) -> int:
               f"{last.get('tokens_per_s', '-'):>7} tok/s  {r.get('adapter') or ''} {r.get('error') or ''}".rstrip())
     if not rows:
         print("no runs yet", file=sys.stderr)
+    if hint:
+        print(hint, file=sys.stderr)
     return 0
 

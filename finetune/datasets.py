@@ -406,6 +406,9 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
     user = access.current_user(ws, user)
     if not sources:
         raise DatasetError("no data source given (docs, feedback or a .jsonl file)")
+    # a source named twice (`--data feedback --data feedback`) would add each of its examples twice,
+    # weighting those answers double while the manifest lists them once
+    sources = list(dict.fromkeys(sources))
     if passages < 1:
         raise DatasetError(f"passages must be at least 1, got {passages}")
     name = name or _fresh_name(ws, sources)

@@ -27,10 +27,13 @@ def _code_version() -> str:
 
 
 def lineage(ws: Workspace, base: str, base_path: str, base_hash: str, dataset, config: dict, method: str, device: str,
-            run_id: str | None, train: dict) -> dict:
-    """Everything needed to tell where an adapter came from and to repeat it."""
+            run_id: str | None, train: dict, documents: list[dict] | None = None) -> dict:
+    """Everything needed to tell where an adapter came from and to repeat it. `documents`: those the
+    weights learned from, when more than the dataset lists now (a resumed run's checkpoint learned a
+    document erased since, train.py `_learned`); default the dataset's."""
     import importlib.metadata as md
 
+    documents = dataset.manifest.get("documents", []) if documents is None else documents
     versions = {}
     for pkg in ("torch", "transformers", "peft", "bitsandbytes"):
         try:
@@ -41,11 +44,11 @@ def lineage(ws: Workspace, base: str, base_path: str, base_hash: str, dataset, c
         "base_model": base, "base_path": str(base_path), "base_hash": base_hash,
         "method": method, "device": device, "run_id": run_id,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "manifest": dataset.manifest},
-        "documents": [{k: d[k] for k in ("id", "path", "collection", "content_hash", "split")} for d in dataset.manifest.get("documents", [])],
+        "documents": [{k: d[k] for k in ("id", "path", "collection", "content_hash", "split")} for d in documents],
         # every collection a passage of an example came from (cited, distractor, or of a document
         # deleted since): who may use the adapter follows from this list
         "collections": sorted(set(dataset.manifest.get("collections") or [])
-                              | {d["collection"] for d in dataset.manifest.get("documents", [])}),
+                              | {d["collection"] for d in documents}),
         "settings": config, "train": train, "code_version": _code_version(), "versions": versions,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -113,13 +113,13 @@ def get_run(ws: Workspace, run_id: str, user: str | None = None) -> dict:
 def list_runs(ws: Workspace, user: str | None = None, limit: int = 50) -> list[dict]:
     """The runs `user` may see (their own; an admin: every run), newest first, each with its last
     metrics line."""
-    out = []
-    for job in jobs.list_jobs(ws, user, kinds=("train",), limit=limit):
-        run = _as_run(job)
-        m = read_metrics(ws, job.id)
-        run["last"] = m[-1] if m else None
-        out.append(run)
-    return out
+    return [_with_last(ws, _as_run(job)) for job in jobs.list_jobs(ws, user, kinds=("train",), limit=limit)]
+
+
+def _with_last(ws: Workspace, run: dict) -> dict:
+    """The run with its last metrics line (`last`: the step, loss and tokens/s it reached; None before one)."""
+    m = read_metrics(ws, run["id"])
+    return {**run, "last": m[-1] if m else None}
 
 
 def _as_run(job: jobs.Job) -> dict:
@@ -184,8 +184,9 @@ def _spawn(ws: Workspace, run_id: str) -> None:
 
 def cancel_run(ws: Workspace, run_id: str, user: str | None = None, wait: float = 30.0) -> dict:
     """Ask `user`'s queued or running run to stop (SIGTERM: it saves a checkpoint, then marks itself
-    cancelled). Waits up to `wait` seconds for it to end. Returns the run's dict.
+    cancelled). Waits up to `wait` seconds for it to end. Returns the run's dict with its last
+    metrics line (`last`), as list_runs gives it: the step a resume continues from.
     Raises LookupError for an unknown run and for another user's run alike."""
     get_run(ws, run_id, user)
     jobs.cancel(ws, run_id, user, wait=wait)
-    return get_run(ws, run_id, user)
+    return _with_last(ws, get_run(ws, run_id, user))

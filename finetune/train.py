@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -125,10 +126,11 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, total_steps: int, cfg: FinetuneConfig,
           run_folder: Path, start_step: int = 0, progress: bool = True, rank: int = 0, world: int = 1,
-          unpadded: bool = False, should_stop=lambda: False, on_step=None) -> dict:
+          unpadded: bool = False, should_stop=lambda: False, on_step=None, learned: Sequence[dict] = ()) -> dict:
     """Optimizer steps start_step..total_steps-1 over `data` (encoded examples); appends a line per
     step to run_folder/metrics.jsonl and checkpoints every cfg.save_every steps and at the end.
     on_step(step, total_steps, loss): called on rank 0 after each step (the run's job progress).
+    learned: the documents the weights have learned from (`Prepared.learned`), kept in each checkpoint.
     unpadded: each sequence of a micro-batch gets its own forward pass (no padding, no mask); the
     gradient is the same, since the loss is normalized by the step's answer tokens either way.
     Returns {"steps", "stopped", "tokens", "seconds", "tokens_per_s", "padding", "last_loss", "first_loss"}."""
@@ -204,7 +206,7 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             stopped = bool(flag.item())
         if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == total_steps or stopped):
             checkpoints.save_checkpoint(run_folder / "checkpoints", model, optimizer, step + 1,
-                                        {"total_steps": total_steps})
+                                        {"total_steps": total_steps, "documents": list(learned)})
         if stopped:
             break
     if bar is not None:
@@ -241,11 +243,13 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
         try:
             stats = train(prep.model, prep.loss_fn, prep.optimizer, prep.data, prep.tokenizer.pad_token_id, prep.device,
                           prep.total_steps, cfg, prep.folder, prep.start_step, progress, rank, world,
-                          unpadded=prep.unpadded, should_stop=stop.requested,
+                          unpadded=prep.unpadded, should_stop=stop.requested, learned=prep.learned,
                           # `archivist jobs` shows the step count as it shows an ingest's files
                           on_step=lambda n, total, loss: report(n, total, f"loss {loss:.3f}"))
         finally:
             report.flush()  # a run stopped short of its total: the step it reached, not one up to a second before
+        if prep.start_step:
+            stats = _whole_run(stats, runs.read_metrics(ws, run_id), prep.start_step)
         if torch.cuda.is_available():
             stats["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         result = {"run_id": run_id, "dataset": prep.dataset.name, "method": prep.method, "base": prep.base,
@@ -267,6 +271,22 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
         raise
     finally:
         cleanup(stop)
+
+
+def _whole_run(stats: dict, metrics: list[dict], start_step: int) -> dict:
+    """A resumed run's stats over every step it trained, not only this process's: `train` counts from
+    the resume point, so the lines metrics.jsonl kept up to it (`_truncate_metrics`) add their tokens,
+    seconds and first loss. Otherwise the summary and the adapter's lineage would call step 5's loss
+    the run's first and hold a fraction of its tokens. Padding stays this process's share (the lines
+    do not record padded tokens)."""
+    earlier = [m for m in metrics if m.get("step", 0) <= start_step]
+    if not earlier:
+        return stats
+    tokens = stats["tokens"] + sum(int(m.get("tokens") or 0) for m in earlier)
+    seconds = stats["seconds"] + sum(float(m.get("step_s") or 0) for m in earlier)
+    return {**stats, "tokens": tokens, "seconds": round(seconds, 2), "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
+            "first_loss": earlier[0].get("loss", stats["first_loss"]),
+            "last_loss": stats["last_loss"] if stats["last_loss"] is not None else earlier[-1].get("loss")}
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -347,6 +367,7 @@ class Prepared:
     start_step: int         # > 0 when resuming from a checkpoint
     unpadded: bool          # one sequence per forward pass (see `train`)
     estimate: object | None  # memory.Estimate, when the model's shape is known
+    learned: list[dict] = field(default_factory=list)  # the documents the weights learned from (`_learned`)
 
 
 def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progress: bool, rank: int, world: int,
@@ -394,7 +415,7 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
     # 5. how many steps, and where a resumed run starts
     n_micro = len(lora.micro_batches([len(d["input_ids"]) for d in data], cfg.batch_size, cfg.seed, 0))
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_micro / (cfg.grad_accum * world)))
-    start = 0
+    start, learned = 0, _learned(ds.manifest, [])
     if resume:
         try:
             state = checkpoints.load_checkpoint(folder / "checkpoints", model, optimizer)
@@ -404,6 +425,7 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
             state = None
         if state:
             start = state["step"]
+            learned = _learned(ds.manifest, state.get("documents") or [])
             say(f"run {run_id}: resuming at step {start} of {total}")
         # steps logged after the checkpoint (or before the first one) are trained, and logged, again
         _truncate_metrics(folder / "metrics.jsonl", start)
@@ -415,7 +437,18 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
             + f", {torch.get_num_threads()} CPU thread(s)" * (not device.startswith("cuda")))
     return Prepared(run_id=run_id, folder=folder, dataset=ds, data=data, base=base, path=path, local=local, method=method,
                   device=device, model=model, tokenizer=tokenizer, loss_fn=loss_fn, optimizer=optimizer,
-                  total_steps=total, start_step=start, unpadded=unpadded, estimate=est)
+                  total_steps=total, start_step=start, unpadded=unpadded, estimate=est, learned=learned)
+
+
+def _learned(manifest: dict, checkpointed: list[dict]) -> list[dict]:
+    """The documents a run's weights learned from: its dataset's (manifest "documents"), plus those a
+    resumed run's checkpoint recorded that the dataset no longer lists. An erase takes a document out
+    of every saved dataset, but the steps trained before it stay in the checkpoint's weights; without
+    them the adapter's lineage would not name the document, and it would register (and activate) as
+    fresh instead of stale."""
+    listed = [d for d in manifest.get("documents") or [] if isinstance(d, dict)]
+    ids = {d.get("id") for d in listed}
+    return listed + [d for d in checkpointed if isinstance(d, dict) and d.get("id") not in ids]
 
 
 def _dataset(ws: Workspace, cfg: FinetuneConfig, run_id: str, progress: bool, rank: int, world: int, say):
@@ -442,11 +475,15 @@ def _dataset(ws: Workspace, cfg: FinetuneConfig, run_id: str, progress: bool, ra
 
 def _encode_examples(path: str, ds, max_seq_len: int, rank: int, say) -> list[dict]:
     """The training split encoded with the base's tokenizer (`lora.encode`), leaving out (and saying how
-    many) the examples longer than max_seq_len. Raises DatasetError when none fits."""
+    many) the examples longer than max_seq_len. Raises DatasetError when the split is empty or none fits."""
     from transformers import AutoTokenizer
 
     from archivist.finetune import dataset_store
 
+    if not ds.train:  # not a length problem: an erase takes out every example that showed the document's text
+        raise dataset_store.DatasetError(f"dataset {ds.name} has no training examples left ({len(ds.eval)} held out); "
+                                         "an erase removes the examples built from or showing the erased document. "
+                                         "Train on a new dataset (`archivist finetune` builds one)")
     tokenizer = AutoTokenizer.from_pretrained(path)
     data = [lora.encode(tokenizer, e.messages, max_seq_len) for e in ds.train]
     dropped = sum(d is None for d in data)
@@ -476,7 +513,7 @@ def save(ws: Workspace, cfg: FinetuneConfig, prep: Prepared, stats: dict, progre
     report["held_out"] = len(prep.dataset.eval)  # n of them were evaluated (--eval-limit)
     lineage = registry.lineage(ws, base=prep.base, base_path=prep.path, base_hash=model_hash(prep.local or prep.path),
                                dataset=prep.dataset, config=asdict(cfg), method=prep.method, device=prep.device,
-                               run_id=prep.run_id, train=stats)
+                               run_id=prep.run_id, train=stats, documents=prep.learned)
     record = adapters.register(ws, cfg.name or f"ft-{prep.run_id}", adapter_dir, prep.base, report, lineage,
                                run_id=prep.run_id, activate=cfg.activate, user=cfg.user)
     runs.update_run(ws, prep.run_id, "done", adapter=record["name"])
