@@ -17,8 +17,11 @@ cache SQLite, and are rebuilt from it on open when they disagree with it.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
+
+from archivist.needles import Needles
 
 
 def sync_tree(folder: Path) -> None:
@@ -66,6 +69,7 @@ def files_holding(home: Path, needles: list[bytes]) -> dict[str, set[bytes]]:
     end of the one before). Unreadable files are skipped."""
     found: dict[str, set[bytes]] = {}
     overlap = max(map(len, needles), default=1) - 1
+    search = Needles(needles)  # one pass per block for all of them (thousands for a long document)
     for f in sorted(p for p in home.rglob("*") if p.is_file()):
         held: set[bytes] = set()
         try:
@@ -74,7 +78,7 @@ def files_holding(home: Path, needles: list[bytes]) -> dict[str, set[bytes]]:
                 while block := stream.read(SCAN_BLOCK):
                     data = tail + block
                     del block  # one block (and the end of the one before) held at a time
-                    held |= {n for n in needles if n not in held and n in data}
+                    held |= search.found(data)
                     if len(held) == len(needles):
                         break
                     tail = data[len(data) - overlap:] if overlap else b""

@@ -17,6 +17,8 @@ def register(sub, common) -> None:
     p = common(sub.add_parser("jobs", help="background ingestion and training jobs (yours; an admin's: everyone's)"))
     p.add_argument("--json", action="store_true")
     p.add_argument("--kind", choices=["ingest", "upload", "train", "erase", "reembed"], default=None, help="only jobs of this kind")
+    p.add_argument("--files", action="store_true", help="with --json, each ingestion's file lists too (its spec's and "
+                                                        "result's `files`: left out by default, thousands of names a job)")
     p.set_defaults(func=cmd_jobs)
     actions = p.add_subparsers(dest="jobs_command", metavar="ACTION")
     c = common(actions.add_parser("cancel", help="stop a queued or running job (a run saves a checkpoint first)"))
@@ -35,7 +37,8 @@ def cmd_jobs(args) -> int:
     from archivist import jobs
 
     with open_ws(args, check_index=False) as ws:
-        rows = jobs.list_jobs(ws, getattr(args, "user", None), kinds=(args.kind,) if args.kind else None)
+        rows = jobs.list_jobs(ws, getattr(args, "user", None), kinds=(args.kind,) if args.kind else None,
+                              files=args.files and args.json)
     if not list_or_json([j.as_dict() for j in rows], args.json, "no jobs"):
         return 0
     print(f"{'id':32} {'kind':7} {'owner':12} {'state':11} {'progress':>11}  {'age':>6}  message")
