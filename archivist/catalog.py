@@ -179,20 +179,26 @@ def _write_prompt_format(folder: Path, src: GGUFSource) -> None:
     """Give a converted folder the catalog's prompt format: its chat template (chat_template.jinja, what
     the tokenizer renders prompts with, for chat and fine-tuning alike) and its stop tokens (added to
     generation_config.json's eos_token_id, which `generate` and vLLM stop on). Recorded in
-    archivist-source.json, so a folder converted under an older format is brought up to date once."""
+    archivist-source.json, so a folder converted under an older format is brought up to date once.
+    Each file is replaced whole (`files.replace`): the folder is a converted model others load, and a
+    kill mid-write left a torn generation_config.json that no load, nor this, could read again."""
+    import tempfile
+
     from transformers import AutoTokenizer, GenerationConfig
 
     tok = AutoTokenizer.from_pretrained(str(folder))
     if src.chat_template is not None:
-        (folder / "chat_template.jinja").write_text(src.chat_template)
+        files.replace(folder / "chat_template.jinja", src.chat_template)
     config = GenerationConfig.from_pretrained(str(folder))
     eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
     vocab = tok.get_vocab()
     config.eos_token_id = list(dict.fromkeys([e for e in eos if e is not None] + [vocab[t] for t in src.stop if t in vocab]))
-    config.save_pretrained(str(folder))
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as staged:  # save_pretrained writes in place
+        config.save_pretrained(staged)
+        files.replace(folder / "generation_config.json", (Path(staged) / "generation_config.json").read_bytes())
     meta = folder / "archivist-source.json"
     record = json.loads(meta.read_text()) if meta.exists() else {}
-    meta.write_text(json.dumps({**record, "prompt": _prompt_id(src)}))
+    files.replace(meta, json.dumps({**record, "prompt": _prompt_id(src)}))
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:

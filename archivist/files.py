@@ -35,28 +35,40 @@ def sync_tree(folder: Path) -> None:
         _fsync(d)
 
 
-def publish(tmp: Path, target: Path, replace_existing: bool = False) -> None:
+def publish(tmp: Path, target: Path, replace_existing: bool = False, synced: bool = False) -> None:
     """Make the folder `tmp`, built beside `target`, exist as `target`: its files on disk first,
     then one rename, then the parent folder's entry. With `replace_existing`, a folder already at
     `target` is removed first (between the two, neither exists: callers that must never lose the
-    old one keep it until this returns)."""
-    sync_tree(tmp)
+    old one keep it until this returns). `synced`: the caller ran `sync_tree(tmp)` already, before
+    taking a lock it holds only for the rename."""
+    if not synced:
+        sync_tree(tmp)
     if replace_existing:
         shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     _fsync(target.parent)
 
 
-def replace(path: Path, data: str | bytes) -> None:
+def replace(path: Path, data: str | bytes, sync: bool = True) -> None:
     """Write `data` to `path`: a file beside it, fsynced, renamed over it, and the folder synced.
-    Readers see the old content or the new, whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
+    Readers see the old content or the new, whole. The file beside it is this writer's own (two
+    processes replacing one file at once must not write into, or rename away, each other's), and is
+    removed when writing it fails (a full disk). `sync=False` for a file that caches SQLite (an
+    index's sidecar): whole for readers, not flushed to disk (rebuilt on open when lost)."""
+    name = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the mode a plain open gives
+    try:
+        with open(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(name, path)
+    except BaseException:
+        name.unlink(missing_ok=True)
+        raise
+    if sync:
+        _fsync(path.parent)
 
 
 SCAN_BLOCK = 16 << 20  # bytes `files_holding` holds of a file at once: a workspace's FAISS index or database can be GBs

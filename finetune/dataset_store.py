@@ -13,17 +13,22 @@ reads or writes `datasets/` (datasets.py only asks whether a new dataset's name 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
+import secrets
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from archivist import access, audit, files
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import Workspace, WorkspaceError, transaction
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +73,98 @@ class Dataset:
 
 
 def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
-    """Write datasets/<name>/{train,eval}.jsonl and manifest.json (with the files' hashes), atomically."""
-    target = ws.home / "datasets" / name
-    tmp = target.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for split, rows in (("train", train), ("eval", evals)):
-        data = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in rows).encode()
-        (tmp / f"{split}.jsonl").write_bytes(data)
-        manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))  # publish syncs the folder
-    # a dataset copies users' questions, corrections and passages into files: who built it, from
-    # which collections and feedback, is recorded with the rename that makes it exist (a failed
-    # rename rolls the record back)
-    used = (manifest.get("feedback") or {}).get("used") or []
-    with transaction(ws.db):
-        audit.record(ws, "dataset.built", user=manifest.get("owner"), target=name, detail={
-            "collections": manifest.get("collections", []), "sources": manifest.get("sources", []),
-            "counts": manifest.get("counts"), "documents": len(manifest.get("documents") or []),
-            "feedback": list(used), "files": [f["sha256"] for f in manifest.get("files") or []],
-            "train_sha256": manifest.get("train_sha256"), "eval_sha256": manifest.get("eval_sha256")})
-        files.publish(tmp, target)  # on disk before its name: a power cut leaves no empty train.jsonl
+    """Write datasets/<name>/{train,eval}.jsonl and manifest.json (with the files' hashes), atomically.
+
+    The files are written and synced in a folder of this saver's own (`_building`) outside the
+    workspace's write lock, which is held only to record the build and rename the folder into place:
+    a big dataset's fsyncs never stall other writers, and of two savers of one name the second is
+    refused. Folders that killed savers left are removed first. Raises DatasetError when a dataset
+    named `name` exists, WorkspaceError when the files cannot be written (a full disk): nothing is
+    left of the save then."""
+    root = ws.home / "datasets"
+    try:
+        _remove_abandoned(root)
+        return _save(ws, root, name, train, evals, manifest)
+    except OSError as e:
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise WorkspaceError(f"cannot save dataset {name!r} under {root}: {why}; nothing of it was kept, and "
+                             "what was stored before is intact") from e
+
+
+def _save(ws: Workspace, root: Path, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
+    """`save_dataset`'s work, its OSErrors (a full disk) left to it to word."""
+    target = root / name
+    with _building(root, name) as tmp:
+        for split, rows in (("train", train), ("eval", evals)):
+            data = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in rows).encode()
+            (tmp / f"{split}.jsonl").write_bytes(data)
+            manifest[f"{split}_sha256"] = hashlib.sha256(data).hexdigest()
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        files.sync_tree(tmp)  # on disk before its name: a power cut leaves no empty train.jsonl
+        # a dataset copies users' questions, corrections and passages into files: who built it, from
+        # which collections and feedback, is recorded with the rename that makes it exist (a failed
+        # rename rolls the record back)
+        used = (manifest.get("feedback") or {}).get("used") or []
+        with transaction(ws.db):
+            if target.exists():  # another saver of this name got here first
+                raise DatasetError(f"dataset {name!r} already exists at {target}")
+            # an erase that finished while this was built edited the datasets there were then, not this one
+            erased = audit.erased_documents(ws, [d.get("id") for d in manifest.get("documents") or []])
+            if erased:
+                raise DatasetError(f"dataset {name!r} not saved: {', '.join(sorted(erased.values()))} was erased "
+                                   "while it was built; build it again")
+            audit.record(ws, "dataset.built", user=manifest.get("owner"), target=name, detail={
+                "collections": manifest.get("collections", []), "sources": manifest.get("sources", []),
+                "counts": manifest.get("counts"), "documents": len(manifest.get("documents") or []),
+                "feedback": list(used), "files": [f["sha256"] for f in manifest.get("files") or []],
+                "train_sha256": manifest.get("train_sha256"), "eval_sha256": manifest.get("eval_sha256")})
+            files.publish(tmp, target, synced=True)
     return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
+
+
+@contextmanager
+def _building(root: Path, name: str) -> Iterator[Path]:
+    """A new folder under `root` (`.<name>.<pid>-<hex>.tmp`, hidden: never listed as a dataset) that
+    this process holds an flock on while it builds the dataset in it; removed on the way out unless it
+    was renamed into place. The lock dies with the process, so a folder a killed saver left is found
+    unlocked (`_remove_abandoned`) and a live saver's never is."""
+    while True:
+        tmp = root / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp.mkdir(parents=True)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # removed as abandoned between the mkdir and the lock
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: nothing removes the folder as abandoned either
+            pass
+        if os.fstat(fd).st_nlink:  # still there, now ours
+            break
+        os.close(fd)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Remove the folders of dataset saves whose process is gone (killed mid-save): each one's flock
+    (`_building`) is free. Another process's save in progress holds its lock and is let be."""
+    for tmp in root.glob(".*.tmp"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("removed %s, left by a dataset save that did not finish", tmp)
+        except OSError:  # held by a live saver (or a file system without locks: cannot tell, so kept)
+            pass
+        finally:
+            os.close(fd)
 
 
 def _folder(ws: Workspace, name: str) -> Path:
@@ -168,7 +243,7 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
     [{name, created_at, owner, collections, sources, generator, train, eval}]. A folder whose
     manifest does not parse is logged and left out."""
     out = []
-    for p in sorted((ws.home / "datasets").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+    for p in sorted(_manifests(ws), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             m = _manifest(p.parent)
             check_access(ws, p.parent.name, m, user)
@@ -186,9 +261,15 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
 # -- erasure and deleted users: edits to the saved datasets -----------------------------------
 
 
+def _manifests(ws: Workspace) -> list[Path]:
+    """The manifest.json of each saved dataset: a folder being saved, or left by a save that was
+    killed (`_building`, hidden), is none, whatever it holds."""
+    return [p for p in (ws.home / "datasets").glob("*/manifest.json") if not p.parent.name.startswith(".")]
+
+
 def _folders(ws: Workspace) -> list[Path]:
     """The saved datasets' folders (those with a manifest), by name."""
-    return sorted(p for p in (ws.home / "datasets").glob("*") if (p / "manifest.json").exists())
+    return sorted(p.parent for p in _manifests(ws))
 
 
 def _readable(ws: Workspace) -> Iterator[tuple[Path, dict]]:

@@ -13,14 +13,18 @@ why an active one may embed every user's queries is in finetune/retriever.py's m
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
 
 from archivist import access, audit, files
-from archivist.workspace import Workspace
+from archivist.workspace import Workspace, WorkspaceError
+
+log = logging.getLogger(__name__)
 
 FOLDER = "embedders"
 MANIFEST = "archivist.json"
@@ -40,31 +44,50 @@ def fresh_name(root: Path, prefix: str) -> str:
 def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     """Write the model (safetensors) and its manifest to embedders/<name>/, atomically (a temp
     folder renamed). The generation name carries a hash of the weights: the ONNX export cache is
-    shared by workspaces and keyed by folder name and file sizes, which a fine-tune keeps."""
+    shared by workspaces and keyed by folder name and file sizes, which a fine-tune keeps. Raises
+    FileExistsError for a name taken, WorkspaceError when it cannot be written (a full disk): nothing
+    of it is left then."""
     target = folder(ws, name)
     if target.exists():
         raise FileExistsError(f"an embedder named {name!r} exists already ({target})")
     tmp = target.with_name(f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp), safe_serialization=True)
-    digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
-    manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    files.publish(tmp, target)
-    # a document erased while it trained was erased before this folder existed, so the erase marked
-    # the embedders there were then (ingest/erase.py, `learned_from`), not this one
     docs = manifest.get("documents") or {}
-    erased = audit.erased_documents(ws, (docs.get("train") or []) + (docs.get("held_out") or []))
-    if erased:
-        mark_stale(ws, [name], f"trained on a deleted document: {', '.join(sorted(erased.values()))}")
+    learned = (docs.get("train") or []) + (docs.get("held_out") or [])
+    try:
+        model.save(str(tmp), safe_serialization=True)
+        digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
+        manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
+        # a document erased while it trained was erased before this folder existed, so the erase marked
+        # the embedders there were then (ingest/erase.py, `learned_from`), not this one: the mark goes in
+        # with the folder (marked after the rename, a kill in between left it fresh for good)
+        erased = audit.erased_documents(ws, learned)
+        if erased:
+            manifest["stale"] = _erased_why(erased)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        files.publish(tmp, target)
+    except Exception as e:  # an OSError, or safetensors' own error wrapping one
+        shutil.rmtree(tmp, ignore_errors=True)  # half-written weights would hold the space until a save of this name
+        full = getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
+        if not (full or isinstance(e, OSError)):
+            raise
+        raise WorkspaceError(f"cannot save the adapted embedder {name!r} under {target.parent}: "
+                             f"{'the disk is full' if full else e}; nothing of it was kept") from e
+    # an erase recorded between that look and the rename scanned embedders/ before the folder was there
+    if (late := audit.erased_documents(ws, learned)) != erased:
+        mark_stale(ws, [name], _erased_why(late))
     return target
+
+
+def _erased_why(erased: dict[int, str]) -> str:
+    return f"trained on a deleted document: {', '.join(sorted(erased.values()))}"
 
 
 def load_manifest(ws: Workspace, name: str) -> dict:
     path = folder(ws, name) / MANIFEST
     if not path.exists():
         raise LookupError(f"no adapted embedder named {name!r} (embedders/{name}/{MANIFEST} is missing)")
-    return json.loads(path.read_text())
+    return _parse(path)
 
 
 def may_use(ws: Workspace, user: str | None, manifest: dict) -> bool:
@@ -82,11 +105,35 @@ def list_embedders(ws: Workspace, user: str | None = None) -> list[dict]:
             for _, m in sorted(_manifests(ws), key=lambda pm: pm[0].stat().st_mtime) if may_use(ws, user, m)]
 
 
-def _manifests(ws: Workspace) -> list[tuple[Path, dict]]:
-    """Every adapted embedder's folder and manifest, by name (a folder without one is half written)."""
+def _manifests(ws: Workspace, strict: bool = False) -> list[tuple[Path, dict]]:
+    """Every adapted embedder's folder and manifest, by name (a folder without one is half written).
+    A manifest that does not parse (edited by hand, damaged) is logged and left out, so one broken
+    folder does not break every listing; with `strict` (an erase, which must not pass over an
+    embedder it cannot read) it raises ValueError naming the file."""
     root = ws.home / FOLDER
-    return [(p, json.loads((p / MANIFEST).read_text())) for p in sorted(root.iterdir() if root.exists() else [])
-            if not p.name.startswith(".") and (p / MANIFEST).exists()]
+    out = []
+    for p in sorted(root.iterdir() if root.exists() else []):
+        if p.name.startswith(".") or not (p / MANIFEST).exists():
+            continue
+        try:
+            out.append((p, _parse(p / MANIFEST)))
+        except ValueError as e:
+            if strict:
+                raise
+            log.warning("skipping adapted embedder: %s", e)
+    return out
+
+
+def _parse(path: Path) -> dict:
+    """The manifest at `path`. Raises ValueError naming it when it does not parse."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # UnicodeDecodeError too
+        raise ValueError(f"{path}: not a readable embedder manifest ({e}); repair or remove that folder") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not a readable embedder manifest (a JSON {type(manifest).__name__}, not an object); "
+                         "repair or remove that folder")
+    return manifest
 
 
 def served_embedder(ws: Workspace, user: str | None = None):
@@ -106,9 +153,10 @@ def served_embedder(ws: Workspace, user: str | None = None):
 
 
 def learned_from(ws: Workspace, document_id: int) -> list[str]:
-    """The adapted embedders whose training documents include `document_id`, by name."""
+    """The adapted embedders whose training documents include `document_id`, by name. Raises
+    ValueError naming a manifest that does not parse: it may be one of them."""
     out = []
-    for p, m in _manifests(ws):
+    for p, m in _manifests(ws, strict=True):
         docs = m.get("documents") or {}
         if document_id in (docs.get("train") or []) + (docs.get("held_out") or []):
             out.append(p.name)
@@ -121,11 +169,11 @@ def mark_stale(ws: Workspace, names: list[str], why: str) -> None:
     chunks only; see finetune/retriever.py's module doc) until an admin switches back (`archivist finetune --target retriever --resume base`) or adapts again."""
     for name in names:
         path = folder(ws, name) / MANIFEST
-        manifest = json.loads(path.read_text())
+        manifest = _parse(path)
         if manifest.get("stale") != why:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({**manifest, "stale": why}, indent=1))
-            tmp.replace(path)  # atomic: a reader sees the old manifest or the new one
+            # on disk before the rename: after a power cut a torn or empty manifest would hide the
+            # embedder (and its stale mark) from every listing and from the next erase
+            files.replace(path, json.dumps({**manifest, "stale": why}, indent=1))
 
 
 # -- activation: re-embed every chunk and switch ---------------------------------------------------

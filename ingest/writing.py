@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 from itertools import islice
@@ -138,7 +140,28 @@ def _recheck(ws: Workspace, cid: int, p: Pending) -> Pending | FileResult:
         return p if p.replaces is None else replace(p, replaces=None)
     if (same := unchanged(row, p.digest, p.name, p.t0)) is not None:
         return same
+    if twin := _accent_twin(ws, row["id"], p.source):
+        return FileResult(p.name, "failed", seconds=time.monotonic() - p.t0, reason=(
+            f"{ascii(p.source)} would replace the stored document {p.name}, read from {ascii(twin)}, which is "
+            "still there: their names differ only in how accented letters are encoded (composed and decomposed: "
+            "NFC and NFD); the stored document is kept and this file not ingested (rename one of them)"))
     return p if p.replaces == row["id"] else replace(p, replaces=row["id"])
+
+
+def _accent_twin(ws: Workspace, doc_id: int, source: str) -> str | None:
+    """The file document `doc_id` was read from, when it is another file than `source` whose path
+    differs from it only in Unicode form and still exists: a file named like a stored one but written
+    decomposed (or composed) was added beside it, which names are stored alike (`folders.clean_name`).
+    It must not replace the stored document; `folders.one_per_name` keeps whichever sorts first, and
+    "e" + U+0301 sorts before U+00E9. None when the file was renamed or re-encoded (the old one is
+    gone: this is its new version) or is the same file (a file system that normalizes names)."""
+    stored = ws.db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+    if not stored or stored == source or unicodedata.normalize("NFC", stored) != unicodedata.normalize("NFC", source):
+        return None
+    try:
+        return None if os.path.samefile(stored, source) else stored
+    except OSError:  # the stored one is gone
+        return None
 
 
 def _write_document(ws: Workspace, cid: int, p: Pending, state: str = "ready", keep_chunks: bool = False) -> tuple[int, str]:

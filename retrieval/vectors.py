@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archivist import files
 from archivist.retrieval.index_kinds import RANK, index_ids, kind_for, kind_of, new_index, outdated, train_size
 from archivist.workspace import Workspace, WorkspaceError
 
@@ -284,7 +285,9 @@ def save_with_sidecar(path: Path, tmp: Path, write, meta: dict, what: str) -> fl
         write(tmp)
         os.replace(tmp, path)
         st = path.stat()
-        path.with_suffix(".json").write_text(json.dumps({**meta, "size": st.st_size, "mtime": st.st_mtime}))
+        # renamed into place: another process checking it on open (`fresh_sidecar`) never reads half
+        # of one; a cache of SQLite, so not synced (archivist/files.py)
+        files.replace(path.with_suffix(".json"), json.dumps({**meta, "size": st.st_size, "mtime": st.st_mtime}), sync=False)
     except (RuntimeError, OSError) as e:  # SQLite is intact; the index is rebuilt from it on open
         tmp.unlink(missing_ok=True)
         from archivist.workspace import WorkspaceError

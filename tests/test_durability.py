@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -319,7 +320,7 @@ def test_a_checkpoint_is_on_disk_before_latest_names_it(tmp_path, monkeypatch):
     target = save_checkpoint(folder, model, optimizer, 1, {"total_steps": 4})
     before_switch = {Path(p).name for p, latest in synced if latest is None}
     assert {"lora.safetensors", "optimizer.safetensors", "state.json", target.name} <= before_switch
-    assert (str(folder / "latest.tmp"), None) in synced  # `latest`'s new bytes, before the rename
+    assert any(re.fullmatch(r"\.latest\.\d+-[0-9a-f]+\.tmp", Path(p).name) and latest is None for p, latest in synced)  # `latest`'s new bytes, before the rename
     assert (str(folder), target.name) in synced  # and the folder, once `latest` names the new checkpoint
 
 
