@@ -192,8 +192,10 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def settings_env(settings) -> dict[str, str]:
-    """`settings` as the ARCHIVIST_* variables from which `Settings.from_env` rebuilds it."""
-    return {f"ARCHIVIST_{k.upper()}": str(v) for k, v in settings.describe().items()}
+    """`settings` as the ARCHIVIST_* variables from which `Settings.from_env` rebuilds it. An empty
+    value is left out: it is the default of every setting that can be empty (`llm_url`, `user`), and
+    from_env refuses some set empty (an unset `$VAR` in a service file)."""
+    return {f"ARCHIVIST_{k.upper()}": str(v) for k, v in settings.describe().items() if v != ""}
 
 
 def open_workspace_once(settings):

@@ -50,17 +50,60 @@ def settings_from(args) -> "Settings":
     return Settings.from_env(**overrides)
 
 
+# The commands that add what a new deployment starts from (documents, adapters, accounts, keys, collections) may
+# create the workspace, and say so; every other one needs it there: a mistyped --home had made a new,
+# empty workspace, and the user saw "no documents" with no hint (docs/cli.md).
+CREATES_WORKSPACE = ("ingest", "finetune", "users add", "keys create", "collections --create")
+
+
 def open_ws(args, check_index: bool = True):
     """The workspace the command's flags (or the environment) name. With check_index (for commands
     that search or answer) its files derived from SQLite are checked and repaired, by the retrieval
-    stage: the CLI is a shell over the stages, the one kernel module that names them."""
+    stage: the CLI is a shell over the stages, the one kernel module that names them.
+    Raises CLIError when no workspace is there and the command is not one of CREATES_WORKSPACE."""
+    from archivist.workspace import open_workspace
+
+    settings = settings_from(args)
+    missing = _missing_workspace(settings.home)
+    words = " ".join(_command_words(args) + (["--create"] if getattr(args, "create", None) else []))
+    if missing is not None and words not in CREATES_WORKSPACE:
+        source = "--home" if getattr(args, "home", None) else "ARCHIVIST_HOME" if os.environ.get("ARCHIVIST_HOME") \
+            else "the default"
+        advice = "name the workspace folder" if settings.home.is_file() else \
+            "check the path, or start a workspace there with `archivist ingest FILES`"
+        raise CLIError(f"no workspace at {settings.home.resolve()} ({source}): {missing}; {advice}")
     if check_index:
         from archivist.retrieval.repair import open_checked
 
-        return open_checked(settings_from(args))
-    from archivist.workspace import open_workspace
+        ws = open_checked(settings)
+    else:
+        ws = open_workspace(settings)
+    if missing is not None:
+        print(f"archivist: created a new workspace at {settings.home.resolve()}", file=sys.stderr)
+    return ws
 
-    return open_workspace(settings_from(args))
+
+def _missing_workspace(home) -> str | None:
+    """Why `home` holds no workspace yet ("the folder does not exist", "... holds no archivist.db"),
+    or None when it holds one: asked before opening, as `open_workspace` creates whatever is missing."""
+    try:
+        if (home / "archivist.db").exists():
+            return None
+        if not home.exists():
+            return "the folder does not exist"
+    except OSError:  # a folder this user may not enter: opening it names the owner (workspace.unwritable_database)
+        return None
+    if home.name == "archivist.db":
+        return f"it is the database file of the workspace {home.parent}, not its folder"
+    if not home.is_dir():
+        return "it is a file, not a folder"
+    return "the folder holds no archivist.db"
+
+
+def _command_words(args) -> list[str]:
+    """The command and its action as typed: ["users", "add"], ["search"]."""
+    actions = [getattr(args, k) for k in sorted(vars(args)) if k.endswith("_command")]
+    return [w for w in [getattr(args, "command", None), *actions] if w]
 
 
 def check_collections(ws, user: str | None, names) -> None:
@@ -336,8 +379,7 @@ def _record_refusal(args, e: Exception) -> None:
         settings = settings_from(args)
         if not (settings.home / "archivist.db").exists():
             return
-        actions = [getattr(args, k) for k in sorted(vars(args)) if k.endswith("_command")] + [getattr(args, "what", None)]
-        attempt = " ".join(str(a) for a in [args.command, *actions] if a)
+        attempt = " ".join(str(a) for a in [*_command_words(args), getattr(args, "what", None)] if a)
         with open_workspace(settings) as ws:
             audit.denied(ws, settings.user or LOCAL_ADMIN, "cli", attempt, str(e))
     except Exception as err:  # noqa: BLE001 - the refusal is already printed; say why it is not on the log

@@ -148,8 +148,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
-        """Defaults, then ARCHIVIST_* variables, then explicit overrides (None means unset)."""
+        """Defaults, then ARCHIVIST_* variables (an empty one counts as unset), then explicit overrides (None
+        means unset). Raises ValueError naming the variable for a value that is not its type, or for one
+        of _NEVER_EMPTY set empty."""
         env = os.environ if env is None else env
+        for name, default in _NEVER_EMPTY.items():
+            raw = env.get(f"ARCHIVIST_{name.upper()}")
+            if overrides.get(name) is None and raw is not None and not raw.strip():
+                raise ValueError(f"ARCHIVIST_{name.upper()} is set but empty (an unset variable in a script or a "
+                                 f"service file?); name it, or unset it for {default}")
         values = {}
         for f in dataclasses.fields(cls):
             raw = env.get(f"ARCHIVIST_{f.name.upper()}")
@@ -166,6 +173,11 @@ class Settings:
     def describe(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
 
+
+# Variables that may not be set empty: unlike the others, their default is no safe reading of an unset
+# `$VAR` in a script or service file. `ARCHIVIST_HOME="$DIR"` had opened ./archivist-data wherever the
+# command ran, and `ARCHIVIST_USER="$U"` acted as the local admin, who reads every collection.
+_NEVER_EMPTY = {"home": "the default ./archivist-data", "user": "the local admin"}
 
 _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 

@@ -92,7 +92,13 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           header cell, are joined); a rowspan ends with its <tbody>.
 #   pdf 5: a bare number under a running header, not the page's first or last line, is content.
 #           (Images, whose scans this reaches too, are not read again for it: OCR is slow.)
-READER_VERSIONS = {"html": 6, "pdf": 5, "image": 3, "docx": 4, "xlsx": 2, "pptx": 2, "text": 2, "markdown": 5, "csv": 2}
+#   docx 5: the headers' and footers' text read, once per document ("Header: ...", "Footer: ..."),
+#           page-number fields left out; styles based on "Heading n" and outline levels are headings;
+#           text a character or paragraph style hides (Font > Hidden) is not read.
+#   pptx 3: hidden shapes not read; a hidden slide's heading says so ("Backup (hidden slide)").
+#   text 3, markdown 6, csv 3: files in Windows' Central European (1250: Polish, Czech) or Cyrillic
+#           (1251) code page decoded in it, no longer as Windows-1252 mojibake ("Ka¿dy", "Èíñòðóêöèÿ").
+READER_VERSIONS = {"html": 6, "pdf": 5, "image": 3, "docx": 5, "xlsx": 2, "pptx": 3, "text": 3, "markdown": 6, "csv": 3}
 
 
 def reader_version(kind: str | None) -> int:

@@ -265,16 +265,26 @@ def _reading_order(shapes) -> list:
     return sorted(shapes, key=lambda shape: (shape.top or 0, shape.left or 0))
 
 
+def _hidden(element) -> bool:
+    """Whether a slide (show="0") or a shape (its cNvPr hidden="1", PowerPoint's Selection pane eye)
+    is hidden."""
+    if element.get("show") in ("0", "false"):
+        return True
+    return any(str(value) in ("1", "true") for value in element.xpath("./*[1]/p:cNvPr/@hidden"))
+
+
 def _shape_lines(shapes, skip_id) -> list[str]:
     """Text lines of slide shapes in reading order (`_reading_order`; a group's shapes in their own
-    order where the group stands): text frames, table rows, grouped shapes."""
+    order where the group stands): text frames, table rows, grouped shapes. A hidden shape (or
+    group) is not read: nobody sees it, in the editor or the show, and text planted there must not
+    answer questions (as hidden text in DOCX and HTML)."""
     from pptx.enum.shapes import MSO_SHAPE_TYPE
 
     lines: list[str] = []
     pending = _reading_order(shapes)
     while pending:
         shape = pending.pop(0)
-        if shape.shape_id == skip_id:
+        if shape.shape_id == skip_id or _hidden(shape.element):
             continue
         if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
             pending[0:0] = _reading_order(shape.shapes)
@@ -290,7 +300,10 @@ def _shape_lines(shapes, skip_id) -> list[str]:
 def read_pptx(path: Path) -> Extracted:
     """PPTX: one Block(kind="slide") per slide holding, one per line, the title, then the text
     frames and table rows ("Header: value; ...") top to bottom and left to right, then the speaker
-    notes ("Notes: ..."). page = slide number; heading = (slide title,) when the slide has one.
+    notes ("Notes: ..."). page = slide number; heading = (slide title,) when the slide has one. A
+    hidden slide is read and marked, `("Backup (hidden slide)",)`, as hidden XLSX sheets are: hiding
+    keeps a slide out of the show (a backup, an old draft), and whoever reads a passage from it
+    should know. Hidden shapes are not read (`_shape_lines`).
     """
     from pptx import Presentation
 
@@ -301,7 +314,7 @@ def read_pptx(path: Path) -> Extracted:
     for number, slide in enumerate(slides, 1):
         title_shape = slide.shapes.title  # the title placeholder, None on layouts without one
         slide_title = ""
-        if title_shape is not None and title_shape.has_text_frame:
+        if title_shape is not None and title_shape.has_text_frame and not _hidden(title_shape.element):
             slide_title = clean(title_shape.text_frame.text)
         lines = [slide_title] if slide_title else []
         lines += _shape_lines(slide.shapes, title_shape.shape_id if title_shape is not None else None)
@@ -310,8 +323,10 @@ def read_pptx(path: Path) -> Extracted:
             if notes:
                 lines.append(f"Notes: {notes}")
         text = clean_lines("\n".join(lines))
+        hidden = _hidden(slide.element)
+        heading = f"{slide_title or 'Slide'} (hidden slide)" if hidden else slide_title
         if text:
-            blocks.append(Block(text, page=number, heading=(slide_title,) if slide_title else (), kind="slide"))
-        if title is None and slide_title:
+            blocks.append(Block(text, page=number, heading=(heading,) if heading else (), kind="slide"))
+        if title is None and slide_title and not hidden:
             title = slide_title
     return Extracted(blocks, pages=len(slides), title=title, kind="pptx")

@@ -29,7 +29,7 @@ def _run(*code_or_args: str, cli: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_help_and_documents_print_no_warning():
+def test_help_and_documents_print_no_warning(ws):
     for args, stderr in ((["--help"], ""), (["documents"], "no documents\n")):
         out = _run(*args)
         assert out.returncode == 0, out.stderr

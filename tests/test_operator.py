@@ -357,13 +357,13 @@ def test_a_new_workspace_is_readable_by_its_owner_alone(tmp_path, cli):
     could copy the database; a folder the administrator made beforehand keeps its own mode."""
     old = os.umask(0o022)
     try:
-        r = cli("documents", env={"ARCHIVIST_HOME": str(tmp_path / "team")})
+        r = cli("users", "add", "ann", env={"ARCHIVIST_HOME": str(tmp_path / "team")})  # a command that creates it
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "team").stat().st_mode & 0o777 == 0o700
         shared = tmp_path / "shared"
         shared.mkdir(mode=0o750)
         shared.chmod(0o750)
-        assert cli("documents", env={"ARCHIVIST_HOME": str(shared)}).returncode == 0
+        assert cli("users", "add", "ann", env={"ARCHIVIST_HOME": str(shared)}).returncode == 0
         assert shared.stat().st_mode & 0o777 == 0o750
         b = cli("backup", tmp_path / "bk", env={"ARCHIVIST_HOME": str(tmp_path / "team")})
         assert b.returncode == 0 and (tmp_path / "bk").stat().st_mode & 0o777 == 0o700, b.stderr

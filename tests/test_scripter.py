@@ -32,7 +32,7 @@ def _env(**extra) -> dict:
     return env
 
 
-def test_stdout_closed_early_is_quiet_with_status_141(tmp_path):
+def test_stdout_closed_early_is_quiet_with_status_141(tmp_path, ws):
     """`archivist documents --json | head -c1` (or `| grep -q`): the reader closes the pipe and the
     next write fails with EPIPE. That printed `archivist: error: [Errno 32] Broken pipe` with exit 2,
     as if the command had failed, for JSON and tables alike. Now nothing on stderr, and 141
@@ -259,7 +259,7 @@ def test_provisioning_commands_take_json(cli, ws):
     assert "fay" not in [u["name"] for u in json.loads(cli("users", "list", "--json").stdout)]
 
 
-def test_a_closed_stdout_is_no_traceback(tmp_path):
+def test_a_closed_stdout_is_no_traceback(tmp_path, ws):
     """`archivist users list --json >&-` (a cron line that throws the output away by closing it):
     Python starts with sys.stdout None and printing raised AttributeError, a traceback and exit 1.
     Now /dev/null takes fd 1 (so no file the command opens can land there) and the command succeeds."""
@@ -322,7 +322,7 @@ def test_json_is_written_whole_or_not_at_all(capsys):
     assert json.loads(capsys.readouterr().out)["per_query"][199]["question"] == "question 199"
 
 
-def test_output_to_a_full_disk_is_one_line_not_a_traceback(tmp_path):
+def test_output_to_a_full_disk_is_one_line_not_a_traceback(tmp_path, ws):
     """`archivist users list --json > /var/log/users.json` on a full disk (here /dev/full) ended in an
     OSError traceback. Now one error line naming stdout and the reason, exit 1 (as coreutils' `echo`);
     the same OSError met elsewhere is not mistaken for it."""

@@ -45,7 +45,7 @@ def test_ui_dry_run_prepares_workspace_and_admin_from_env(settings, monkeypatch,
         assert auth.verify_password(ws, "root", "root-pass-123") and not auth.needs_first_admin(ws)
 
 
-def test_the_cli_says_when_the_workspace_holds_nothing_and_names_missing_model_packages(settings, capsys):
+def test_the_cli_says_when_the_workspace_holds_nothing_and_names_missing_model_packages(settings, ws, capsys):
     """A new user ran `archivist ask` from another folder: it opened an empty ./archivist-data and said
     only "not found". And a catalog model whose packages are missing printed a traceback."""
     assert main(["search", "parental leave"]) == 0
