@@ -148,7 +148,7 @@ _SNIFF_BYTES = 256 * 1024  # what the detector reads of a file: its guess is as 
 
 
 def _cjk_encoding(head: bytes) -> str | None:
-    """The CJK legacy encoding the start of a non-UTF-8 text is in, or None (then Windows-1252)."""
+    """The CJK legacy encoding the start of a non-UTF-8 text is in, or None (then `_ansi_encodings`)."""
     try:
         from charset_normalizer import from_bytes
     except ImportError:  # pragma: no cover - a dependency (pyproject.toml), and of requests
@@ -180,10 +180,50 @@ def _reads_as_cjk(text: str) -> bool:
     return long >= 0.5 * chars and inside <= 0.25 * len(runs)
 
 
+# Windows' "ANSI" code pages in Europe: Western (1252: German, French, Spanish), Central European
+# (1250: Polish, Czech, Hungarian) and Cyrillic (1251). Each decodes almost any bytes, so a Polish
+# file read as 1252 was stored as "Ka¿dy w³asne" and a Russian one as "Èíñòðóêöèÿ", silently; the
+# text each gives tells them apart. Ties keep 1252, so Western text reads as it always did.
+_ANSI = ("cp1252", "cp1250", "cp1251")
+_WORD = re.compile(r"(?:[A-Za-z]|[^\x00-\x7f\s])+")  # letters and whatever non-ASCII sits between them
+
+
+def _ansi_encodings(head: bytes) -> tuple[str, ...]:
+    """The code pages to try on a text that is not UTF-8: those of `_ANSI` whose decoding of `head`
+    has at least two misread words (`_misread`) fewer than 1252's, fewest first, then 1252. Two, as
+    one typo ("listo¿vale?": ¿ is 1250's ż) must not turn a Spanish file's ñ into ń. One no better
+    than 1252 is never tried: where 1252 fails on a stray byte, Latin-1 keeps a German or French
+    text's letters (1251 would read "Grüße" as "GrьЯe", 1250 "règles" as "rčgles")."""
+    misread = {encoding: _misread(head.decode(encoding, "replace")) for encoding in _ANSI}
+    better = sorted((e for e in _ANSI[1:] if misread[e] <= misread["cp1252"] - 2), key=misread.__getitem__)
+    return (*better, "cp1252")
+
+
+def _misread(text: str) -> int:
+    """How many words of `text` read as a wrong code page's: a sign or digit-like mark between two
+    letters ("Ka¿dy", "w³asne": Polish ż and ł as 1252), Latin and Cyrillic letters in one word
+    ("sйcuritй": French as 1251), or three or more letters all accented Latin ("Èíñòðóêöèÿ": Russian
+    as 1252 or 1250; few German, French, Spanish or Polish words are spelled so: "żółć")."""
+    bad = 0
+    for m in _WORD.finditer(text):
+        word = m.group()
+        if word.isascii():
+            continue
+        letters = [c.isalpha() for c in word]
+        sign = any(not letters[i] and letters[i - 1] and letters[i + 1] for i in range(1, len(word) - 1))
+        cyrillic = any("\u0400" <= c <= "\u04ff" for c in word)
+        latin = any(c.isascii() or "\u00c0" <= c <= "\u024f" for c in word if c.isalpha())
+        accented = sum(letters) >= 3 and all("\u00c0" <= c <= "\u024f" for c in word if c.isalpha())
+        bad += sign or (cyrillic and latin) or accented
+    return bad
+
+
 def decode_text(data: bytes) -> str:
     """Bytes of a text file -> str. UTF-8 (with or without BOM) first, UTF-16 when it has a BOM,
     then a Chinese, Japanese or Korean legacy encoding when the bytes are in one (`_cjk_encoding`),
-    then Windows-1252, then Latin-1 (which always succeeds).
+    else the Windows code page of Europe the text reads best in (`_ansi_encodings`: Western 1252,
+    Central European 1250, Cyrillic 1251), then Latin-1 (which always succeeds). UTF-16 without a
+    BOM (SQL Server's and some Windows tools' exports) is told by its NUL bytes (`_bomless_utf16`).
 
     Raises ReadError("binary file ...") when the bytes contain NUL and are not UTF-16.
     """
@@ -193,13 +233,19 @@ def decode_text(data: bytes) -> str:
         except UnicodeDecodeError:
             pass
     if b"\x00" in data:
+        if wide := _bomless_utf16(data[:_SNIFF_BYTES]):
+            try:
+                return data.decode(wide)
+            except UnicodeDecodeError:
+                pass
         raise ReadError("binary file (contains NUL bytes), not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    cjk = _cjk_encoding(data[:_SNIFF_BYTES])
-    for encoding in ((cjk,) if cjk else ()) + ("cp1252",):
+    head = data[:_SNIFF_BYTES]
+    cjk = _cjk_encoding(head)
+    for encoding in ((cjk,) if cjk else ()) + _ansi_encodings(head):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
@@ -214,19 +260,37 @@ def text_encoding(path: Path) -> str:
     Raises ReadError("binary file ...") as decode_text does.
     """
     with open(path, "rb") as f:
-        head = f.read(2)
-    if head in (b"\xff\xfe", b"\xfe\xff") and _decodes(path, "utf-16"):
+        head = f.read(_SNIFF_BYTES)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") and _decodes(path, "utf-16"):
         return "utf-16"
     if any(b"\x00" in block for block in _byte_blocks(path)):
+        if (wide := _bomless_utf16(head)) and _decodes(path, wide):
+            return wide
         raise ReadError("binary file (contains NUL bytes), not text")
     if _decodes(path, "utf-8-sig"):
         return "utf-8-sig"
-    with open(path, "rb") as f:
-        cjk = _cjk_encoding(f.read(_SNIFF_BYTES))
-    for encoding in ((cjk,) if cjk else ()) + ("cp1252",):
+    cjk = _cjk_encoding(head)
+    for encoding in ((cjk,) if cjk else ()) + _ansi_encodings(head):
         if _decodes(path, encoding):
             return encoding
     return "latin-1"
+
+
+def _bomless_utf16(head: bytes) -> str | None:
+    """The UTF-16 ("utf-16-le" or "utf-16-be") of a text without a BOM whose `head`'s NUL bytes are
+    the high bytes of its code units: at least a tenth of the units (spaces, digits, Latin letters) carry
+    one, nearly all on the same side, and what they spell has hardly any control characters. A
+    binary file's NULs fall on both sides alike, and small 16-bit numbers read as controls; None."""
+    units = len(head) // 2
+    low, high = head[0:units * 2:2].count(0), head[1:units * 2:2].count(0)  # NULs at even, odd offsets
+    for encoding, zeros, other in (("utf-16-le", high, low), ("utf-16-be", low, high)):
+        if zeros >= units / 10 and other * 20 <= zeros:
+            text = head[:units * 2].decode(encoding, "replace")
+            return encoding if len(_CONTROLS.findall(text)) <= len(text) / 100 else None
+    return None
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 def _byte_blocks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:

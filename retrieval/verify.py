@@ -312,8 +312,11 @@ def makes_claim(sentence: str, question: str) -> bool:
 
 
 # a sentence ends at . ! ? before a capital (or a digit, quote, bracket), at Chinese and Japanese full
-# stops (no space after them, and a closing bracket stays with its sentence), and at a line break
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])|(?<=[。！？])(?![」』）”])\s*|(?<=[。！？][」』）”])\s*|\n+")
+# stops (no space after them, and a closing bracket stays with its sentence), and at a line break.
+# The capitals include Europe's others (Ü, É, Ż, Ж) and its openers ¿ ¡ « „, or a German, Polish or
+# Russian passage was one sentence; “ stays out, as English text splits as it always did.
+_OPENERS = "".join(c for c in map(chr, range(0xC0, 0x530)) if c.isupper()) + "¿¡«„"
+_SENT = re.compile(rf"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`{_OPENERS}])|(?<=[。！？])(?![」』）”])\s*|(?<=[。！？][」』）”])\s*|\n+")
 
 
 def citation_marks(text: str) -> list[re.Match]:
