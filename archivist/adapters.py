@@ -232,6 +232,10 @@ def deactivate(ws: Workspace, user: str | None = None) -> None:
 def _set_active(ws: Workspace, name: str | None, actor: str) -> None:
     with transaction(ws.db):
         ws.db.execute("UPDATE adapters SET active = 0 WHERE active = 1")
+        # an adapter no longer active no longer says it was switched on by hand: its note goes back to
+        # the one it was registered with (the audit log keeps who activated it, and when)
+        ws.db.execute("UPDATE adapters SET note = substr(note, instr(note, '; at registration ') + 18) "
+                      "WHERE active = 0 AND note LIKE 'activated by % by hand; at registration %'")
         if name is not None:
             # a note that said why it was not activated would contradict it: it keeps the reason
             ws.db.execute("UPDATE adapters SET active = 1, note = CASE WHEN note LIKE 'not activated%' "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 
 from archivist.cli import CLIError, command, emit_json, list_or_json, open_ws, settings_from
@@ -12,13 +11,14 @@ from archivist.finetune import train
 from archivist.finetune.datasets import DEFAULT_SOURCES
 
 _SHARED = ("user", "device")  # fields the common options already carry (--user, --device)
+_SET_BY_RETRAIN = ("replaces",)  # `--retrain ADAPTER` fills it in
 
 
 def register(sub, common) -> None:
     p = common(sub.add_parser("finetune", help="fine-tune the chat model with LoRA/QLoRA, evaluate it, register the adapter",
                               description="Build a dataset (documents, feedback, JSONL files), train a LoRA or QLoRA "
                                           "adapter, evaluate it against the base on held-out documents and register it."))
-    add_config_args(p, skip=_SHARED)
+    add_config_args(p, skip=_SHARED + _SET_BY_RETRAIN)
     p.add_argument("--target", choices=["llm", "retriever", "reranker"], default="llm",
                    help="llm: a LoRA adapter of the chat model (the default); retriever: adapt the embedder to the "
                         "documents, then re-embed them (finetune/retriever.py; --collection, --seed, --eval-fraction, "
@@ -189,37 +189,13 @@ def cmd_finetune(args) -> int:
 
 
 def _retrain_config(args) -> "train.FinetuneConfig":
-    """The config adapter `args.retrain` was trained with, its dataset rebuilt from the current
-    documents, under a fresh name (<name>-r2, -r3 ...); flags given on the command line (--max-steps,
-    --collection, --name, --no-activate ...) win over the recorded settings, as they would on any other
-    run, rather than being dropped without a word. Raises LookupError for an unknown adapter,
-    ValueError for --dataset (a retrain learns from the current documents, not a saved dataset)."""
-    from archivist import access, adapters
+    """`--retrain ADAPTER`'s config (runs.retrain_config, as the acting user): the flags given on the
+    command line (--max-steps, --collection, --name, --no-activate ...) win over the recorded settings."""
+    from archivist import access
+    from archivist.finetune import runs
 
     with open_ws(args, check_index=False) as ws:
-        # the retrain runs as whoever asks, never as the user who trained the adapter first: that
-        # user's access (an admin's: everyone's feedback) would build the new dataset
-        user = access.current_user(ws, getattr(args, "user", None))
-        rec = adapters.get(ws, args.retrain)
-        if not adapters.may_use(ws, user, args.retrain):
-            raise LookupError(f"no adapter named {args.retrain!r} (see `archivist adapters`)")
-        stem = re.sub(r"-r\d+$", "", args.retrain)
-        name = next(n for n in (f"{stem}-r{i}" for i in range(2, 10_000)) if not _exists(ws, n))
-    if getattr(args, "dataset", None):
-        raise ValueError(f"--retrain {args.retrain} rebuilds its dataset from the current documents; leave out --dataset")
-    fields = {f.name for f in dataclasses.fields(train.FinetuneConfig)}
-    settings = {k: v for k, v in ((rec["lineage"] or {}).get("settings") or {}).items() if k in fields}
-    return train.FinetuneConfig(**{**settings, "dataset": None, "name": name, **given_fields(args), "user": user})
-
-
-def _exists(ws, name: str) -> bool:
-    from archivist import adapters
-
-    try:
-        adapters.get(ws, name)
-    except LookupError:
-        return False
-    return True
+        return runs.retrain_config(ws, args.retrain, access.current_user(ws, getattr(args, "user", None)), given_fields(args))
 
 
 def cmd_finetune_retriever(args) -> int:
@@ -355,6 +331,8 @@ def cmd_adapters(args) -> int:
         b, a = m.get("base") or {}, m.get("adapter") or {}
         cols = [f"{_two(b.get(k))}→{_two(a.get(k))}" for k in ("accuracy", "f1", "citations")]
         note = f"STALE: {r['stale']}" if r.get("stale") else r["note"] or ""
+        if (r["lineage"] or {}).get("replaces"):  # a retrain: which adapter it learned again
+            note = f"retrains {r['lineage']['replaces']}; {note}"
         print(f"{'*' if r['active'] else ' '} {r['name']:28} {r['base_model']:16} {cols[0]:>11} {cols[1]:>11} {cols[2]:>11}  {note}")
     return 0
 

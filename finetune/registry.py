@@ -30,7 +30,8 @@ def lineage(ws: Workspace, base: str, base_path: str, base_hash: str, dataset, c
             run_id: str | None, train: dict, documents: list[dict] | None = None) -> dict:
     """Everything needed to tell where an adapter came from and to repeat it. `documents`: those the
     weights learned from, when more than the dataset lists now (a resumed run's checkpoint learned a
-    document erased since, train.py `_learned`); default the dataset's."""
+    document erased since, train.py `_learned`); default the dataset's. `replaces`: the adapter a
+    retrain learned again (config["replaces"], runs.retrain_config), None for a first training."""
     import importlib.metadata as md
 
     documents = dataset.manifest.get("documents", []) if documents is None else documents
@@ -49,7 +50,8 @@ def lineage(ws: Workspace, base: str, base_path: str, base_hash: str, dataset, c
         # deleted since): who may use the adapter follows from this list
         "collections": sorted(set(dataset.manifest.get("collections") or [])
                               | {d["collection"] for d in documents}),
-        "settings": config, "train": train, "code_version": _code_version(), "versions": versions,
+        "settings": config, "train": train, "replaces": config.get("replaces"),
+        "code_version": _code_version(), "versions": versions,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

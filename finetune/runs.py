@@ -16,12 +16,17 @@ checkpoint first so a resume finishes it.
 Reading, cancelling and resuming a run take the user (None: the acting user of the settings): a
 member sees only their own runs, an admin every run, and resuming keeps the run's owner, so an
 admin who resumes a member's run trains on that member's data, never their own.
+
+A retrain (`retrain_config`: an adapter's recorded settings on the current documents, under a new
+name that `replaces` it) is started like any run; the CLI's --retrain and the page's button share it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -167,6 +172,48 @@ def resume_run(ws: Workspace, run_id: str, user: str | None = None) -> str:
     jobs.requeue(ws, run_id, user)
     _spawn(ws, run_id)
     return run_id
+
+
+def retrain_config(ws: Workspace, name: str, user: str | None = None, given: dict | None = None):
+    """The FinetuneConfig to train adapter `name` again on the current documents (a stale one: it
+    learned a document erased since). It keeps the settings its lineage recorded, with the dataset
+    rebuilt, under a fresh name (<name>-r2, -r3 ...: one no adapter and no other run has) and with
+    `replaces` naming `name`, so the new adapter's lineage says which one it replaces. It trains as
+    `user` (None: the acting user), never as whoever trained `name` first: that user's access (an
+    admin's: everyone's feedback) would build the dataset. `given` ({field: value}: flags on the
+    command line, or the page's choices) wins over the recorded settings, as on any other run.
+
+    The CLI (`archivist finetune --retrain`) and the app's Fine-tune page both start a retrain with it.
+    Raises LookupError for an adapter that does not exist or `user` may not use (the same words),
+    ValueError for a `dataset` in `given` (a retrain learns from the current documents) or bad settings.
+    """
+    from archivist import adapters
+    from archivist.finetune.train import FinetuneConfig
+
+    user = access.current_user(ws, user)
+    if not adapters.may_use(ws, user, name):  # unknown, or one the user may not use: the same words
+        raise LookupError(f"no adapter named {name!r} (see `archivist adapters`)")
+    rec = adapters.get(ws, name)
+    given = dict(given or {})
+    if given.get("dataset"):
+        raise ValueError(f"a retrain of {name} rebuilds its dataset from the current documents; leave out --dataset")
+    # a run still to register (queued, running, or cut short and resumable) holds its name as well
+    taken = {(j.spec or {}).get("name") for j in jobs.every(ws, ("train",))}
+    stem = re.sub(r"-r\d+$", "", name)
+    fresh = next(n for n in (f"{stem}-r{i}" for i in range(2, 10_000)) if n not in taken and not _registered(ws, n))
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    recorded = {k: v for k, v in ((rec["lineage"] or {}).get("settings") or {}).items() if k in fields}
+    return FinetuneConfig(**{**recorded, "dataset": None, "name": fresh, **given, "replaces": name, "user": user})
+
+
+def _registered(ws: Workspace, name: str) -> bool:
+    from archivist import adapters
+
+    try:
+        adapters.get(ws, name)
+    except LookupError:
+        return False
+    return True
 
 
 def _spawn(ws: Workspace, run_id: str) -> None:

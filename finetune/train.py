@@ -88,6 +88,7 @@ class FinetuneConfig:
     eval_limit: int = _f(16, "held-out examples to evaluate base and adapter on (0: all)")
     eval_max_new_tokens: int = _f(48, "longest generated answer during evaluation")
     name: str | None = _f(None, "adapter name (default: ft-<run id>)")
+    replaces: str | None = _f(None, "the adapter this run trains again (set by --retrain; its lineage keeps it)")
     activate: bool = _f(True, "activate the adapter when it beats the base on the held-out split")
     device: str = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "CPU threads for torch (0: torch's default, or 1 when the machine is already busy)")

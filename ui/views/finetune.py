@@ -201,12 +201,28 @@ with adapters_tab:
         if not scores.empty:
             st.markdown("**Held-out evaluation: base model vs adapter**")
             st.bar_chart(scores, stack=False)
+        # a retrain already under way is not started twice (it would train a second copy under -r3)
+        retraining = {(r["config"] or {}).get("replaces") for r in all_runs if r["status"] in ("queued", "running")}
         for a in adapters:
             if a.get("stale"):
                 st.warning(f"{core.md_escape(a['name'])} is **stale: {core.md_escape(a['stale'])}**. "
-                           f"Retrain it with `archivist finetune --retrain {a['name']}`.")
-            if a.get("note"):
-                st.caption(f"{core.md_escape(a['name'])}: {core.md_escape(a['note'])}")
+                           f"Retrain it: a new adapter learns its settings on the current documents "
+                           f"(`archivist finetune --retrain {a['name']}`).")
+                # an admin retrains any adapter; a member the ones they trained (it trains on their own access)
+                own = ((a["lineage"] or {}).get("settings") or {}).get("user") == user
+                if (admin or own) and st.button(f"Retrain {a['name']}", key=f"ft-retrain-{a['name']}",
+                                                disabled=a["name"] in retraining, icon=":material/replay:"):
+                    try:
+                        run_id = runs.start_run_background(ws, runs.retrain_config(ws, a["name"], user), user=user)
+                    except (ValueError, LookupError, access.AccessDenied) as e:
+                        st.error(core.md_escape(e))
+                    else:
+                        st.session_state["ft-run"] = run_id
+                        st.success(f"Run {run_id} retrains {a['name']} in the background. Follow it on the Runs tab.")
+            replaces = (a["lineage"] or {}).get("replaces")
+            if a.get("note") or replaces:
+                st.caption(f"{core.md_escape(a['name'])}: " + core.md_escape(
+                    "; ".join(filter(None, [replaces and f"retrains {replaces}", a.get("note")]))))
         active = next((a["name"] for a in adapters if a["active"]), None)
         st.markdown(f"The chat uses **{core.md_escape(active) if active else 'the base model'}**.")
         if admin:
