@@ -2,6 +2,7 @@
 
     GET  /v1/jobs                  the caller's jobs, newest first (an admin: everyone's); ?kind=ingest|upload|train|erase|reembed
     GET  /v1/jobs/{id}             one of them
+    GET  /v1/jobs/{id}/files       an ingestion's files, each with its status, a page at a time (lists leave them out)
     POST /v1/jobs/{id}/cancel      ask it to stop (an ingestion stops after the file at hand, a run checkpoints)
     GET  /v1/ingest_jobs[/{id}]    the uploads of `POST /v1/documents` with wait=false, in their first shape
 
@@ -21,7 +22,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from archivist import jobs
+from archivist import job_files, jobs
 from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
 from archivist.api.errors import APIError, responses, without_paths
@@ -43,7 +44,8 @@ class JobOut(BaseModel):
     total: int | None = None
     message: str | None = None
     error: str | None = None
-    result: dict[str, Any] | None = Field(None, description="per-file results of an ingestion; the adapter of a run")
+    result: dict[str, Any] | None = Field(None, description="an ingestion's counts (and, from `GET /v1/jobs/{id}`, "
+                                                             "its per-file results); the adapter of a run")
     cancel_requested: bool = False
     resumed: int = 0
     created: int
@@ -55,10 +57,25 @@ class JobList(S.Page):
     data: list[JobOut]
 
 
+class JobFile(BaseModel):
+    object: Literal["job_file"] = "job_file"
+    id: int = Field(description="its place in the job, from 1: `?after=` for the next page")
+    name: str = Field(description="the name it is stored under")
+    status: str = Field(description="waiting | added | updated | unchanged | failed | cancelled | done (one of the first "
+                                    "three: a finished job of over 2,000 files keeps only its failed files' results)")
+    chunks: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+
+
+class JobFileList(S.Page):
+    data: list[JobFile]
+
+
 def job_out(job: jobs.Job, settings=None) -> dict:
     """A job as the API shows it: its spec, which holds server paths, stays on the server, and so do
     the paths in its error, message and result (written `<workspace>/…`, `<server path>`: errors.without_paths;
-    `archivist jobs ID` shows them whole)."""
+    `archivist jobs show ID` shows them whole)."""
     return {"object": "job", "id": job.id, "kind": job.kind, "owner": job.owner, "state": job.state, "done": job.done,
             "total": job.total, "message": without_paths(job.message, settings), "error": without_paths(job.error, settings),
             "result": _without_paths(job.result, settings),
@@ -126,10 +143,11 @@ def _run(open_ws, job_id: str) -> None:
         ws.close()
 
 
-def _page(ws: Workspace, who: str, kinds, limit: int, after: str | None, out) -> dict:
-    """A page of the jobs `who` may see, each as `out` shows it."""
+def _page(ws: Workspace, who: str, kinds, limit: int, after: str | None, out, files: bool = False) -> dict:
+    """A page of the jobs `who` may see, each as `out` shows it; ingestions without their file lists
+    unless `files` (a page of 20 ingests of a 3,000-file folder read and sent 60,000 file results)."""
     try:
-        found = jobs.list_jobs(ws, who, kinds, limit=limit + 1, after=after)
+        found = jobs.list_jobs(ws, who, kinds, limit=limit + 1, after=after, files=files)
     except LookupError:
         raise APIError(400, f"after: no job {after!r} among yours to list after (pass the `last_id` of a page)",
                        "invalid_cursor", "after") from None
@@ -153,6 +171,20 @@ def get_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Depend
     return job_out(_get(ws, job_id, who), ws.settings)
 
 
+@router.get("/v1/jobs/{job_id}/files", response_model=JobFileList, responses=responses(404))
+def files_route(job_id: str, limit: int = Query(S.PAGE_LIMIT, ge=1, le=S.PAGE_MAX, description="files per page"),
+                after: int = Query(0, ge=0, description="the `last_id` of the previous page: list the files after it"),
+                ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """An ingestion's (or upload's) files in its order, then those refused before it started, each with its
+    status so far, a page at a time: `GET /v1/jobs` leaves them out."""
+    job = _get(ws, job_id, who)
+    if job.kind not in job_files.LISTS:
+        raise APIError(400, f"job {job_id} is a {job.kind} job: only an ingestion or upload has files", "no_files", "job_id")
+    files = job_files.statuses(job)[after:after + limit + 1]
+    return S.page([{"object": "job_file", "id": after + i + 1, **f, "reason": without_paths(f["reason"], ws.settings)}
+                   for i, f in enumerate(files)], limit)
+
+
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404))
 def cancel_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Ask the job to stop; answers at once with the job (state `cancelled`, or still `running` with
@@ -165,7 +197,7 @@ def cancel_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Dep
 def ingest_jobs(limit: int = LIMIT, after: str | None = AFTER, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """The background uploads (`POST /v1/documents` with wait=false) of the caller (an admin:
     everyone's), newest first, a page at a time. The same jobs are in `GET /v1/jobs?kind=upload`."""
-    return _page(ws, who, ("upload",), limit, after, ingest_job_out)
+    return _page(ws, who, ("upload",), limit, after, ingest_job_out, files=True)  # its first shape names every file
 
 
 @router.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404), tags=["documents"])

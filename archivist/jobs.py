@@ -1,5 +1,5 @@
 """Background jobs: ingestion, uploads, fine-tuning runs, erasures and re-embeds, in the `jobs` table. This module is the
-only code that touches that table.
+only code that touches that table, with archivist/job_files.py for an ingestion's file lists (read apart, on demand).
 
     job = jobs.create(ws, "ingest", owner, spec={...}, total=12)   # queued
     jobs.start(ws, job.id)                                          # running, in this process
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import signal
 import socket
@@ -36,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from archivist import access, audit
+from archivist import access, audit, job_files
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 KINDS = ("ingest", "upload", "train", "erase", "reembed")
@@ -284,7 +283,7 @@ def list_jobs(ws: Workspace, user: str | None = None, kinds: tuple[str, ...] | N
     """The jobs `user` may see (their own; an admin: everyone's), newest first, after `reconcile`;
     at most `limit`, and with `after` (a job id: the last of the previous page) those listed after it;
     only those in `state`, if given. Raises LookupError when `after` is not a job `user` may see.
-    Without `files`, ingest file lists are left out (`_columns`): `archivist jobs` parsed thousands."""
+    Without `files`, ingest file lists are left out (`job_files.columns`): `archivist jobs` parsed thousands."""
     reconcile(ws)
     user = access.current_user(ws, user)
     where, args = [], []
@@ -306,17 +305,17 @@ def list_jobs(ws: Workspace, user: str | None = None, kinds: tuple[str, ...] | N
     if state is not None:
         where.append("state = ?")
         args.append(state)
-    sql = f"SELECT {_columns(files)} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + \
+    sql = f"SELECT {job_files.columns(files)} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + \
         " ORDER BY created_at DESC, id DESC LIMIT ?"
     return [_job(r) for r in ws.db.execute(sql, (*args, limit))]
 
 
-def get(ws: Workspace, job_id: str, user: str | None = None) -> Job:
-    """One job `user` may see, after `reconcile`. Raises LookupError when there is none: another
-    user's job is answered like one that does not exist."""
+def get(ws: Workspace, job_id: str, user: str | None = None, files: bool = True) -> Job:
+    """One job `user` may see, after `reconcile` (without `files`, as `list_jobs` leaves them out). Raises
+    LookupError when there is none: another user's job is answered like one that does not exist."""
     reconcile(ws, job_id)
     user = access.current_user(ws, user)
-    job = _load(ws, job_id, missing_ok=True)
+    job = _load(ws, job_id, missing_ok=True, files=files)
     if job is None or not (job.owner == user or access.is_admin(ws, user)):
         raise LookupError(f"no job {job_id!r} (see `archivist jobs`)")
     return job
@@ -446,10 +445,10 @@ def every(ws: Workspace, kinds: tuple[str, ...], collection: str | None = None, 
     whose spec ({"collection", "files": [[path, name], ...]}) names both, and in `states`, chosen in SQL:
     each erase parsed every ingest job's whole file list (200 jobs of 3,000 files: 2.7 s and 160 MB)."""
     where, args = [f"kind IN ({_marks(kinds)})", f"state IN ({_marks(states)})"], [*kinds, *states]
-    if file_name is not None:  # first the name's longest run that JSON writes as it is: a search of the text, unparsed
-        where.append("instr(spec, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(jobs.spec, '$.files') "
-                     "WHERE json_extract(value, '$[1]') = ?)")
-        args += [max(re.split(r'["\\\x00-\x1f]', file_name), key=len), file_name]
+    if file_name is not None:
+        clause, more = job_files.naming_clause(file_name)
+        where.append(clause)
+        args += more
     if collection is not None:
         where.append("json_extract(spec, '$.collection') = ?")
         args.append(collection)
@@ -535,17 +534,6 @@ def _born(pid: int) -> float | None:
         return None
 
 
-def _columns(files: bool) -> str:
-    """The columns a Job is read from; without `files`, ingest and upload jobs' "files" (their spec's [[path,
-    name], ...], their result's per-file results) removed in SQL, never parsed (`total` still counts them)."""
-    if files:
-        return "*"
-    lists = "kind IN ('ingest', 'upload')"
-    return ("id, kind, owner, state, done, total, message, error, pid, heartbeat, cancel_requested, resumed, dismissed, "
-            f"created_at, started_at, finished_at, CASE WHEN {lists} THEN json_remove(spec, '$.files') ELSE spec END AS spec, "
-            f"CASE WHEN {lists} THEN json_remove(result, '$.files') ELSE result END AS result")
-
-
 def _marks(values) -> str:
     return ",".join("?" * len(values))
 
@@ -581,8 +569,8 @@ def _reap(pid: int | None) -> None:
             pass
 
 
-def _load(ws: Workspace, job_id: str, missing_ok: bool = False) -> Job | None:
-    row = ws.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+def _load(ws: Workspace, job_id: str, missing_ok: bool = False, files: bool = True) -> Job | None:
+    row = ws.db.execute(f"SELECT {job_files.columns(files)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         if missing_ok:
             return None

@@ -1,4 +1,4 @@
-"""CLI: archivist jobs [--json] | jobs cancel ID | jobs resume ID.
+"""CLI: archivist jobs [--json] | jobs show ID [--files] | jobs cancel ID | jobs resume ID.
 
 The jobs themselves live in archivist/jobs.py; resuming one is the work of its stage (an ingestion
 in `archivist.ingest.pipeline`, a fine-tuning run in `archivist.finetune.runs`), imported here, at
@@ -21,6 +21,12 @@ def register(sub, common) -> None:
                                                         "result's `files`: left out by default, thousands of names a job)")
     p.set_defaults(func=cmd_jobs)
     actions = p.add_subparsers(dest="jobs_command", metavar="ACTION")
+    s = common(actions.add_parser("show", help="one job whole: its state, counts, error (with server paths), and "
+                                               "with --files each file of an ingestion with its status"))
+    s.add_argument("job", metavar="ID")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--files", action="store_true", help="each file of an ingestion (--json: its spec's and result's `files`)")
+    s.set_defaults(func=cmd_show)
     c = common(actions.add_parser("cancel", help="stop a queued or running job (a run saves a checkpoint first)"))
     c.add_argument("job", metavar="ID")
     c.add_argument("--json", action="store_true")
@@ -46,6 +52,31 @@ def cmd_jobs(args) -> int:
         done = f"{j.done}/{j.total}" if j.total is not None else (str(j.done) if j.done else "")
         print(f"{j.id:32} {j.kind:7} {j.owner:12} {j.state:11} {done:>11}  {_age(j.created_at):>6}  "
               f"{j.error or j.message or ''}".rstrip())
+    return 0
+
+
+def cmd_show(args) -> int:
+    from archivist import job_files, jobs
+
+    with open_ws(args, check_index=False) as ws:
+        job = jobs.get(ws, args.job, getattr(args, "user", None), files=args.files)
+    if args.json:
+        emit_json(job.as_dict())
+        return 0
+    done = f"{job.done} of {job.total}" if job.total is not None else str(job.done)
+    print(f"job {job.id}: {job.kind} by {job.owner}, {job.state} ({done}), created {_age(job.created_at)} ago"
+          + (f", resumed {job.resumed} times" if job.resumed else ""))
+    for label, value in (("message", job.message), ("error", job.error)):
+        if value:
+            print(f"{label}: {value}")
+    if job.kind in job_files.LISTS:
+        tally = job_files.counts(job)
+        print("files: " + (", ".join(f"{n} {s}" for s, n in tally.items()) or "none")
+              + ("" if args.files or not tally else f" (`archivist jobs show {job.id} --files` lists them)"))
+        for f in job_files.statuses(job) if args.files else []:
+            print(f"  {f['status']:10} {f['name']}" + (f"  {f['reason']}" if f["reason"] else ""))
+    elif job.result:
+        print(f"result: {job.result}")
     return 0
 
 

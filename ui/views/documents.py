@@ -73,12 +73,26 @@ def _why(f: library.FileStatus) -> str:
     return f.reason if f.reason.startswith(f"{f.name}:") else f"{f.name}: {f.reason}"
 
 
+def _show_files(job: library.IngestJob) -> None:
+    """The job's files: a table, then why each failed and what an added one should know, in full."""
+    # st.dataframe shows cells as plain text (st.table renders them as Markdown): file names are users' own
+    st.dataframe(_job_table(job), hide_index=True, width="stretch")
+    # why each file failed, in full: the table cuts the reason short (and shows no reason on a phone)
+    why = [_why(f) for f in job.files if f.status == "failed" and f.reason and f.reason != job.error]
+    if why:
+        st.caption("  \n".join(core.md_escape(w) for w in why))
+    # what an added file should know (the same content already stored under another name …), in full too
+    notes = [_why(f) for f in job.files if f.status in ("added", "updated") and f.reason]
+    if notes:
+        st.info("  \n".join(core.md_escape(n) for n in notes), icon=":material/content_copy:")
+
+
 def _show_jobs() -> None:
     jobs = library.jobs_for(ws, user)
     for job in jobs:
         with st.container(border=True):
             # a job that ended with nothing added (every file refused, failed or cancelled) does not say "Ingested"
-            cancelled = sum(f.status == "cancelled" for f in job.files)
+            cancelled = job.counts.get("cancelled", 0)
             head = (f"Ingesting into {job.collection}" if job.running else
                     f"Nothing ingested into {job.collection}" if job.failed + cancelled == job.total else
                     f"Ingested into {job.collection}")
@@ -89,16 +103,10 @@ def _show_jobs() -> None:
                 st.caption("Resumed: a restart of the server had cut this ingestion short.")
             if job.error:
                 st.error(core.md_escape(job.error))  # it quotes file names and what the files hold
-            # st.dataframe shows cells as plain text (st.table renders them as Markdown): file names are users' own
-            st.dataframe(_job_table(job), hide_index=True, width="stretch")
-            # why each file failed, in full: the table cuts the reason short (and shows no reason on a phone)
-            why = [_why(f) for f in job.files if f.status == "failed" and f.reason and f.reason != job.error]
-            if why:
-                st.caption("  \n".join(core.md_escape(w) for w in why))
-            # what an added file should know (the same content already stored under another name …), in full too
-            notes = [_why(f) for f in job.files if f.status in ("added", "updated") and f.reason]
-            if notes:
-                st.info("  \n".join(core.md_escape(n) for n in notes), icon=":material/content_copy:")
+            if job.listed:
+                _show_files(job)
+            elif st.toggle(f"Show the {job.total} files", key=f"files-{job.id}"):  # a large batch: read when opened
+                _show_files(library.job(ws, user, job.id))
             if job.running and st.button("Cancel", key=f"cancel-{job.id}", icon=":material/stop:"):
                 library.cancel(ws, user, job.id)  # it stops after the file at hand
                 st.rerun()
