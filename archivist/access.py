@@ -228,19 +228,21 @@ def delete_user(ws: Workspace, name: str, *, by: str | None = None) -> None:
         uid = _user_id(ws, name)
         if is_admin(ws, name) and _admins(ws) <= 1:
             raise ValueError(f"{name!r} is the last admin and cannot be deleted")
-        ws.db.execute("UPDATE jobs SET owner = ? WHERE owner = ?", (former_owner(name, uid), name))
+        former = former_owner(name, audit.record(ws, "user.delete", user=actor, target=name))
+        ws.db.execute("UPDATE jobs SET owner = ? WHERE owner = ?", (former, name))
         for table in ("feedback", "evaluations"):  # their user_id goes NULL below: `users erase` finds them by this
-            ws.db.execute(f"UPDATE {table} SET former_owner = ? WHERE user_id = ?", (former_owner(name, uid), uid))
+            ws.db.execute(f"UPDATE {table} SET former_owner = ? WHERE user_id = ?", (former, uid))
         ws.db.execute("DELETE FROM users WHERE name = ?", (name,))
-        audit.record(ws, "user.delete", user=actor, target=name)
     from archivist.finetune import dataset_store
 
-    dataset_store.disown(ws, name, former_owner(name, uid))
+    dataset_store.disown(ws, name, former)
 
 
-def former_owner(name: str, uid: int) -> str:
-    """The owner recorded for what deleted user `name` (id `uid`) owned: not a valid user name."""
-    return f"{name}#deleted-{uid}"
+def former_owner(name: str, record: int) -> str:
+    """The owner recorded for what deleted user `name` owned: not a valid user name. Numbered by the
+    id of its `user.delete` audit record, which is never reused; the user's id was (SQLite gives a
+    new user the id of the last one deleted), so two people who had one name got one former owner."""
+    return f"{name}#deleted-{record}"
 
 
 def list_users(ws: Workspace, *, by: str | None = None) -> list[dict]:

@@ -38,9 +38,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from archivist import access
+from archivist.needles import Needles
 from archivist.workspace import Workspace, transaction
 
 GENESIS = "0" * 64  # the `prev` of the first record ever written
+_QUOTE_BATCH = 8 << 20  # characters of records `quotes` searches at once: the log is never held whole
 
 KINDS = {
     "auth.sign_in": "a user signed in to the app",
@@ -475,9 +477,22 @@ def parse_time(text: str | float | None) -> float | None:
 def quotes(ws: Workspace, texts: list[str]) -> bool:
     """Whether a record's detail holds one of `texts` (a question or a search that quoted an erased
     document: kept as asked, the log being append-only). For `archivist erase`'s report, which only
-    an admin's erase computes; says nothing else of the record."""
-    return any(ws.db.execute("SELECT 1 FROM audit WHERE instr(detail, ?) > 0 LIMIT 1",
-                             (json.dumps(t, ensure_ascii=False)[1:-1],)).fetchone() for t in texts)
+    an admin's erase computes; says nothing else of the record.
+
+    One pass over the log for all of them (`Needles`, over batches of records joined by a newline,
+    which no JSON-escaped text holds): a search of the log per text read it once per sentence of
+    the erased document, thousands of times for a long one."""
+    search = Needles(json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in texts)
+    batch: list[str] = []
+    size = 0
+    for (detail,) in ws.db.execute("SELECT detail FROM audit"):
+        batch.append(detail)
+        size += len(detail)
+        if size >= _QUOTE_BATCH:
+            if search.found("\n".join(batch).encode()):
+                return True
+            batch, size = [], 0
+    return bool(batch) and bool(search.found("\n".join(batch).encode()))
 
 
 def versions(ws: Workspace, document_id: int) -> list[str]:
@@ -491,13 +506,25 @@ def versions(ws: Workspace, document_id: int) -> list[str]:
 
 
 def erased_documents(ws: Workspace, document_ids) -> dict[int, str]:
-    """{document id: name} for those of `document_ids` whose erase is on record (document.erased).
-    (Names of documents the caller's lineage already lists, so no role is needed.)"""
+    """{document id: name} for those of `document_ids` erased or being erased: its erase on record
+    (document.erased), or an `erase` job naming it that has not ended done or cancelled (created, and
+    committed, before the erase scrubs any copy; a failed or interrupted one is finished by a rerun).
+    Every saver of a copy of a document's text (a dataset, an answer, an adapter, an embedder) asks
+    this in the transaction that saves it: a copy committed before the erase's job is found by its
+    scrub, one after finds the job. The record alone, written last, missed a copy saved between the
+    scrub and the record. (Names of documents the caller already holds, so no role is needed.)"""
+    from archivist import jobs
+
     ids = sorted({d for d in document_ids if isinstance(d, int)})
     if not ids:
         return {}
+    marks = ",".join("?" * len(ids))
+    unfinished = (*jobs.LIVE, "interrupted", "failed")
     rows = ws.db.execute("SELECT json_extract(detail, '$.document_id'), target FROM audit WHERE action = 'document.erased' "
-                         f"AND json_extract(detail, '$.document_id') IN ({','.join('?' * len(ids))})", ids)
+                         f"AND json_extract(detail, '$.document_id') IN ({marks}) UNION ALL "
+                         "SELECT json_extract(spec, '$.document_id'), json_extract(spec, '$.document') FROM jobs "
+                         f"WHERE kind = 'erase' AND state IN ({','.join('?' * len(unfinished))}) "
+                         f"AND json_extract(spec, '$.document_id') IN ({marks})", [*ids, *unfinished, *ids])
     return {r[0]: r[1] for r in rows}
 
 

@@ -21,8 +21,10 @@ workspace for the longer things they typed (`leftovers`). What it cannot remove:
 trained on their feedback learned (named in `adapters`, marked stale), and their name on their acts
 on the company's data (ingests, grants they gave, fine-tunes, erasures), which the log keeps.
 
-A deleted account is erased by name while no user has the name since; once a new user has it, by
-the name `users delete` left (`NAME#deleted-ID`): erasing NAME then would erase two people.
+A deleted account is erased by name while no user has the name since and no other deleted account
+had it; otherwise by the name `users delete` left (`NAME#deleted-ID`): erasing NAME would erase two
+people. (With no current user of the name, the log, which records names only, cannot tell two former
+holders' records apart: erasing either redacts the records made as NAME.)
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
     admin role. Works for a user deleted before (found through the owner `users delete` left on their
     feedback, evaluations, jobs and datasets, and the log).
     Raises AccessDenied (not an admin), LookupError (nothing anywhere names them), ValueError
-    (erasing yourself, or the last admin)."""
+    (erasing yourself, the last admin, or a name that more than one person had)."""
     from archivist.finetune import dataset_store
 
     actor = access.require_admin(ws, by, "erase users")
@@ -84,6 +86,12 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
         raise ValueError(f"{name!r} is a current user, and deleted accounts had that name before ({', '.join(formers[1:])}): "
                          "erasing by the name would erase both people. Erase a deleted account by the name `users delete` "
                          f"left for it (archivist users erase '{formers[1]}'), then {name!r} if that is wanted too")
+    # two former employees who had one name are two people as well (`NAME#deleted`, which the
+    # migration to schema 13 gave rows of any account deleted before, names no one in particular)
+    if not row and len(numbered := [f for f in formers if f.startswith(f"{name}#deleted-")]) > 1:
+        raise ValueError(f"no current user is named {name!r}, and {len(numbered)} deleted accounts had that name "
+                         f"({', '.join(numbered)}): erasing by the name would erase all of them. Erase each by the "
+                         f"name `users delete` left for it (archivist users erase '{numbered[0]}')")
     logged, before = _in_log(ws, name)
     fids = set(audit.feedback_ids(ws, logged)) | {r[0] for r in _in(ws, "SELECT id FROM feedback WHERE former_owner IN ({})", formers)}
     if uid is not None:

@@ -402,11 +402,11 @@ def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit]) -> N
 
 
 def withhold_erased(ws: Workspace, passages: Sequence[Hit]) -> None:
-    """Raise LookupError when a document one of `passages` came from was erased (`archivist erase`, its
-    `document.erased` record) while the answer was prepared: erase scrubbed every stored copy of its
-    text before this answer existed, so the answer must be neither sent nor saved. Check it in the
-    transaction that saves the answer, so that an erase starting after that commit finds the saved copy.
-    (An erase between its scrub and its record, written last, is not seen here.)"""
+    """Raise LookupError when a document one of `passages` came from was erased (`archivist erase`)
+    while the answer was prepared, or is being erased (`audit.erased_documents`): erase scrubs the
+    stored copies of its text that exist when it runs, so the answer must be neither sent nor saved.
+    Check it in the transaction that saves the answer, so that an erase starting after that commit
+    finds the saved copy."""
     erased = audit.erased_documents(ws, [p.document_id for p in passages])
     if erased:
         raise LookupError(f"{', '.join(sorted(set(erased.values())))} was erased while the answer was prepared; "

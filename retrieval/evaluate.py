@@ -260,14 +260,17 @@ def evaluate_answers(ws, questions: Sequence[Question], user: str | None = None,
     chosen = adapters.resolve(ws, user, adapter)
     adapter = chosen.name if chosen else None
     outcomes, drawn = [], set()  # drawn: the collections the stored answers quote (evaluation.get_evaluation)
+    sources = set()  # the documents' ids: storing the run checks none was erased while it ran (store_evaluation)
     for i, q in enumerate(questions):
         a = ask(ws, q.question, user=user, k=k, adapter=adapter, llm=llm, embedder=embedder, mode=mode)
         outcomes.append(outcome_of(q, a))
         drawn.update(x.collection for x in [*a.citations, *a.passages])
+        sources.update(p.document_id for p in a.passages)
         if progress:
             progress(i + 1, len(questions))
     return {"metrics": answer_metrics(outcomes), "per_question": [_answer_row(o) for o in outcomes], "adapter": adapter,
-            "mode": mode or ws.settings.answer_mode, "collections": sorted(c for c in drawn if c)}
+            "mode": mode or ws.settings.answer_mode, "collections": sorted(c for c in drawn if c),
+            "documents": sorted(sources)}
 
 
 def _answer_row(o: AnswerOutcome) -> dict:

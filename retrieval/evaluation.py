@@ -431,12 +431,17 @@ class Evaluation:
 
 def store_evaluation(ws: Workspace, kind: str, set_name: str, results: dict, *, user: str | None) -> int:
     """Save a run's results as `user`'s (None: the acting user of the settings, else the local
-    admin); returns the new evaluation's id. Raises ValueError for an unknown kind, AccessDenied
-    for an unknown user."""
+    admin); returns the new evaluation's id. Raises ValueError for an unknown kind, or when a
+    document the answers drew on (`results["documents"]`, ids) was erased or is being erased while
+    the run went (its answers may quote it, and the erase scrubbed the evaluations stored before
+    this one), AccessDenied for an unknown user."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     owner = access.current_user(ws, user)
     with transaction(ws.db):
+        if erased := audit.erased_documents(ws, results.get("documents") or []):
+            raise ValueError(f"evaluation not stored: {', '.join(sorted(set(erased.values())))} was erased while it ran, "
+                             "and its answers may quote it; run it again")
         eid = ws.db.execute(
             "INSERT INTO evaluations(kind, set_name, results, user_id) "
             "VALUES (?, ?, ?, (SELECT id FROM users WHERE name = ?))",

@@ -91,7 +91,7 @@ def test_an_adapter_and_an_embedder_saved_while_the_erase_records_itself_are_sta
         if gone and not w.db.execute("SELECT 1 FROM adapters WHERE name = 'during'").fetchone():
             # the training runs, in their own processes, finish right after erase's first scan
             rec = adapters.register(w, "during", saved, w.settings.llm, {"better": True, "reason": "t"}, lineage)
-            assert rec["stale"] is None  # no record yet
+            assert rec["stale"] == "trained on a deleted document: bonus.md"  # no record yet, but its erase job is under way
             late = embedders.folder(w, "emb-late")
             late.mkdir(parents=True)
             (late / embedders.MANIFEST).write_text(json.dumps({"name": "emb-late", "documents": {"train": [document_id]}}))

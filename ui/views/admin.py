@@ -27,19 +27,20 @@ def attempt(fn, *args, ok: str, warn=None, **kwargs) -> None:
         st.rerun()
 
 
-def _confirmed(verb: str, who: str, icon: str, warning: str, help: str | None = None) -> bool:
-    """"<Verb> <who>" asks first with `warning`; True once "Yes, <verb> <who>" is clicked ("Cancel" keeps)."""
-    key = f"confirm-{verb.lower()}-user"
-    if st.button(f"{verb} {core.md_escape(who)}", key=f"{verb.lower()}-user", icon=icon, help=help):
+def _confirmed(verb: str, who: str, icon: str, warning: str, help: str | None = None, place: str = "user") -> bool:
+    """"<Verb> <who>" asks first with `warning`; True once "Yes, <verb> <who>" is clicked ("Cancel" keeps).
+    `place` keys the buttons: a page with two such buttons for one verb gives each its own."""
+    key = f"confirm-{verb.lower()}-{place}"
+    if st.button(f"{verb} {core.md_escape(who)}", key=f"{verb.lower()}-{place}", icon=icon, help=help):
         st.session_state[key] = who
     if st.session_state.get(key) != who:
         return False
     st.warning(f"{verb} {core.md_escape(who)}? {warning} This cannot be undone.")
     yes, no = st.columns(2)
-    if yes.button(f"Yes, {verb.lower()} {core.md_escape(who)}", type="primary", key=f"{verb.lower()}-user-yes"):
+    if yes.button(f"Yes, {verb.lower()} {core.md_escape(who)}", type="primary", key=f"{verb.lower()}-{place}-yes"):
         st.session_state.pop(key, None)
         return True
-    if no.button("Cancel", key=f"{verb.lower()}-user-no"):
+    if no.button("Cancel", key=f"{verb.lower()}-{place}-no"):
         st.session_state.pop(key, None)
         st.rerun()
     return False
@@ -52,13 +53,13 @@ def delete_user_with_confirmation(who: str) -> None:
         attempt(access.delete_user, ws, who, by=me, ok=f"Deleted {who}")
 
 
-def erase_user_with_confirmation(who: str) -> None:
+def erase_user_with_confirmation(who: str, place: str = "user") -> None:
     """"Erase <who>" (right to erasure, `archivist users erase`) asks first, saying what goes."""
     if _confirmed("Erase", who, ":material/delete_forever:",
                   "Besides the account: their conversations, feedback and corrections, the dataset examples made of "
                   "that feedback (adapters trained on them are marked stale), and the questions and searches in their "
                   "audit records (redacted; the log still verifies).",
-                  help="a former employee's right to erasure: also what they wrote and were shown"):
+                  help="a former employee's right to erasure: also what they wrote and were shown", place=place):
         from archivist import user_erase
 
         attempt(user_erase.erase_user, ws, who, by=me, ok=f"Erased {who} (see Manage → Audit: user.erased)",
@@ -109,6 +110,15 @@ with users_tab:
         if who != me:
             delete_user_with_confirmation(who)
             erase_user_with_confirmation(who)
+    with st.container(border=True):  # a deleted account is in no list above: its name is typed
+        st.markdown("**Erase a deleted account**")
+        gone = st.text_input("Name it had", key="erase-deleted-name",
+                             help="as it was (mara), or as deleting it left it (mara#deleted-7) when a current user "
+                                  "has the name or several deleted accounts had it").strip()
+        if gone in names:
+            st.caption(f"{core.md_escape(gone)} is a current user: choose them under Change a person.")
+        elif gone:
+            erase_user_with_confirmation(gone, place="deleted")
 
 # -- collections -------------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ import streamlit as st
 from archivist import access, adapters, conversations, feedback
 from archivist.records import under_notice
 from archivist.retrieval.answer import (MAX_QUESTION_TOKENS, QuestionTooLong, ask, check_question, source_label,
-                                       stored_answer)
+                                       stored_answer, withhold_erased)
 from archivist.ui import core, page_image
+from archivist.workspace import transaction
 
 user = core.require_user()
 ws = core.workspace()
@@ -314,5 +315,11 @@ if question:
             st.stop()
         finally:
             stop.set()  # the user navigated away or asked again: end generation now
-    conversations.add_message(ws, conv, user, **stored_answer(answer, question, None if collection == ALL else collection))
+    with transaction(ws.db):  # checked and saved at once: an erase whose job starts after this commit finds the answer
+        try:
+            withhold_erased(ws, answer.passages)
+        except LookupError as e:
+            box.error(f"Could not answer: {core.md_escape(e)}")
+            st.stop()
+        conversations.add_message(ws, conv, user, **stored_answer(answer, question, None if collection == ALL else collection))
     st.rerun()
