@@ -434,21 +434,22 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
     serve` resumes interrupted ones at start) it would ingest the erased text again. Each upload is
     removed unless a document reads it. `path`: the current version's upload (None: read from the
     user's own folder). Returns how many were removed."""
-    from archivist import jobs
-    from archivist.ingest.pipeline import INGEST_KINDS, job_files
+    from archivist import job_files, jobs
+    from archivist.ingest.pipeline import INGEST_KINDS
     from archivist.ingest.uploads import remove_unused_upload, workspace_copy
 
     uploads = (ws.home / "uploads").resolve()
     stem = path.name if path is not None else Path(document["name"]).name
     earlier = {uploads / sha[:16] / stem for sha in audit.versions(ws, document["id"]) if sha != document["content_hash"]}
-    for job in jobs.every(ws, INGEST_KINDS, document["collection"], document["name"]):
-        held = [p for p, _ in job_files(job, document["name"])]
-        if job.live:  # a live one: erase refused to start (`_refuse_live_ingest`); one queued since
+    # the paths each job stores under the name, picked in SQL; only a cut-short job, which loses the file, read whole
+    cut = {j.id: j for j in jobs.every(ws, INGEST_KINDS, document["collection"], document["name"], states=jobs.RESUMABLE)}
+    for job_id, state, held in job_files.naming(ws, INGEST_KINDS, document["collection"], document["name"], jobs.STATES):
+        if state in jobs.LIVE:  # a live one: erase refused to start (`_refuse_live_ingest`); one queued since
             continue  # ingests a newer version, which erase's version loop follows
-        if job.state in jobs.RESUMABLE and not _drop_from_job(ws, job, document["name"]):
-            continue  # resumed meanwhile: now live, its upload is in use
+        if state in jobs.RESUMABLE and (job_id not in cut or not _drop_from_job(ws, cut[job_id], document["name"])):
+            continue  # resumed (or cut short) meanwhile: its upload may be in use
         # only the workspace's own copies: a file ingested from the user's folder is theirs
-        earlier |= {c for p in held if (c := workspace_copy(ws, p))}
+        earlier |= {c for p in held if (c := workspace_copy(ws, Path(p)))}
     current = path.resolve() if path is not None else None
     n = 0
     for f in sorted(earlier):
