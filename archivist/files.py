@@ -2,7 +2,8 @@
 one whole, never a mix or an empty file; and the scan an erase makes of them.
 
     publish(tmp, target)        a folder built aside (an adapter, an adapted embedder, a converted
-                                model, a merged export) made to exist under its name
+                                model, a merged export), or a big file (an assembled model),
+                                made to exist under its name
     replace(path, data)         one small file (a pointer, a manifest) replaced
     sync_tree(folder)           everything under `folder` on disk (a fine-tune checkpoint)
     files_holding(home, texts)  which files still hold a text an erase removed
@@ -16,7 +17,9 @@ cache SQLite, and are rebuilt from it on open when they disagree with it.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -36,7 +39,7 @@ def sync_tree(folder: Path) -> None:
 
 
 def publish(tmp: Path, target: Path, replace_existing: bool = False, synced: bool = False) -> None:
-    """Make the folder `tmp`, built beside `target`, exist as `target`: its files on disk first,
+    """Make the folder (or file) `tmp`, built beside `target`, exist as `target`: its files on disk first,
     then one rename, then the parent folder's entry. With `replace_existing`, a folder already at
     `target` is removed first (between the two, neither exists: callers that must never lose the
     old one keep it until this returns). `synced`: the caller ran `sync_tree(tmp)` already, before
@@ -52,23 +55,65 @@ def publish(tmp: Path, target: Path, replace_existing: bool = False, synced: boo
 def replace(path: Path, data: str | bytes, sync: bool = True) -> None:
     """Write `data` to `path`: a file beside it, fsynced, renamed over it, and the folder synced.
     Readers see the old content or the new, whole. The file beside it is this writer's own (two
-    processes replacing one file at once must not write into, or rename away, each other's), and is
-    removed when writing it fails (a full disk). `sync=False` for a file that caches SQLite (an
-    index's sidecar): whole for readers, not flushed to disk (rebuilt on open when lost)."""
-    name = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the mode a plain open gives
+    processes replacing one file at once must not write into, or rename away, each other's), locked
+    until renamed, and removed when writing it fails (a full disk); one that a killed writer left
+    is removed by the next replace of `path` (`_remove_abandoned`). `sync=False` for a file that
+    caches SQLite (an index's sidecar): whole for readers, not flushed to disk (rebuilt on open when
+    lost)."""
+    _remove_abandoned(path)
+    name, fd = _own_temp(path)
     try:
-        with open(fd, "wb") as f:
+        with open(fd, "wb", closefd=False) as f:  # the fd, and its lock, held until the rename
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             if sync:
                 f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
         os.replace(name, path)
     except BaseException:
         name.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     if sync:
         _fsync(path.parent)
+
+
+def _own_temp(path: Path) -> tuple[Path, int]:
+    """A new file beside `path`, `.<name>.<pid>-<hex>.tmp` (hidden, and no reader's suffix), with the
+    mode a plain open gives, and its descriptor holding an flock: the lock dies with the process, so
+    a file a killed writer left is found unlocked, and a live writer's never is."""
+    while True:
+        name = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: nothing removes the file as abandoned either
+            pass
+        if os.fstat(fd).st_nlink:  # not removed as abandoned between its creation and the lock
+            return name, fd
+        os.close(fd)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Remove the temp files (`_own_temp`) that writers of `path` killed midway left beside it: each
+    one's lock is free. Left, each would hold an old version (the text an erase removed, too)."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.\d+-[0-9a-f]{{8}}\.tmp")
+    try:
+        entries = [e for e in os.scandir(path.parent) if own.fullmatch(e.name)]
+    except OSError:  # no folder yet: the write names it
+        return
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(entry.path)
+        except OSError:  # held by a live writer (or a file system without locks: cannot tell, so kept)
+            pass
+        finally:
+            os.close(fd)
 
 
 SCAN_BLOCK = 16 << 20  # bytes `files_holding` holds of a file at once: a workspace's FAISS index or database can be GBs

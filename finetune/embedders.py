@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 
 from archivist import access, audit, files
@@ -45,29 +44,42 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     """Write the model (safetensors) and its manifest to embedders/<name>/, atomically (a temp
     folder renamed). The generation name carries a hash of the weights: the ONNX export cache is
     shared by workspaces and keyed by folder name and file sizes, which a fine-tune keeps. Raises
-    FileExistsError for a name taken, WorkspaceError when it cannot be written (a full disk): nothing
-    of it is left then."""
+    FileExistsError for a name taken (by another save meanwhile too), WorkspaceError when it cannot
+    be written (a full disk): nothing of it is left then.
+
+    The temp folder is this save's own, locked while it works, as a dataset's (dataset_store's
+    `_building`): two saves at once never write into or remove each other's, and the folders of
+    saves killed midway (a model's worth of weights each) are removed by the next save."""
+    from archivist.finetune.dataset_store import _building, _remove_abandoned
+
     target = folder(ws, name)
+    exists = f"an embedder named {name!r} exists already ({target})"
     if target.exists():
-        raise FileExistsError(f"an embedder named {name!r} exists already ({target})")
-    tmp = target.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+        raise FileExistsError(exists)
     docs = manifest.get("documents") or {}
     learned = (docs.get("train") or []) + (docs.get("held_out") or [])
     try:
-        model.save(str(tmp), safe_serialization=True)
-        digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
-        manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
-        # a document erased while it trained was erased before this folder existed, so the erase marked
-        # the embedders there were then (ingest/erase.py, `learned_from`), not this one: the mark goes in
-        # with the folder (marked after the rename, a kill in between left it fresh for good)
-        erased = audit.erased_documents(ws, learned)
-        if erased:
-            manifest["stale"] = _erased_why(erased)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        files.publish(tmp, target)
+        _remove_abandoned(target.parent)
+        with _building(target.parent, name) as tmp:  # removed on the way out unless renamed into place
+            model.save(str(tmp), safe_serialization=True)
+            digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
+            manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
+            # a document erased while it trained was erased before this folder existed, so the erase marked
+            # the embedders there were then (ingest/erase.py, `learned_from`), not this one: the mark goes in
+            # with the folder (marked after the rename, a kill in between left it fresh for good)
+            erased = audit.erased_documents(ws, learned)
+            if erased:
+                manifest["stale"] = _erased_why(erased)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            try:
+                files.publish(tmp, target)
+            except OSError as e:
+                if target.exists():  # another save of this name renamed its folder there first
+                    raise FileExistsError(exists) from e
+                raise
+    except FileExistsError:
+        raise
     except Exception as e:  # an OSError, or safetensors' own error wrapping one
-        shutil.rmtree(tmp, ignore_errors=True)  # half-written weights would hold the space until a save of this name
         full = getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
         if not (full or isinstance(e, OSError)):
             raise
@@ -146,7 +158,11 @@ def served_embedder(ws: Workspace, user: str | None = None):
     s = ws.settings
     active = active_embedder(ws.home)
     manifest = ws.home / active["path"] / MANIFEST if active and active.get("path") else None
-    m = json.loads(manifest.read_text()) if manifest is not None and manifest.exists() else {}
+    try:
+        m = _parse(manifest) if manifest is not None and manifest.exists() else {}
+    except ValueError as e:  # damaged: who may use it cannot be told, so no one is handed its vectors
+        log.warning("serving the base embedder: %s", e)
+        m = {}
     if active is None or (m.get("generation") == active.get("generation") and may_use(ws, user, m)):
         return embedder_for(s)
     return load_embedder(s.embedder, s.device, s.embed_backend, str(s.cache))

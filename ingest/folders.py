@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,7 +41,8 @@ def clean_name(name: str) -> str:
     return "/".join(parts)[:400] or "unnamed"
 
 
-def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) -> tuple[list[tuple[Path, str]], list[FileResult]]:
+def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False,
+           stored: Callable[[str], str | None] | None = None) -> tuple[list[tuple[Path, str]], list[FileResult]]:
     """Files to ingest with the name each is stored under, and the entries refused.
 
     A file is named by its own name, a folder's files by their path below the folder's parent
@@ -56,7 +57,8 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
     real path (with `follow_symlinks`, every folder link is descended once, loops cut).
     A path given directly (not found in a folder) is the user's own choice and is always followed.
     Two different files that come out under one name (`one_per_name`) are not both ingested: the
-    first keeps the name, the other is refused with the reason.
+    first keeps the name, the other is refused with the reason, unless `stored` (`read_from`) says
+    the other is the file the stored document was read from.
     """
     files: list[tuple[Path, str]] = []
     refused: list[FileResult] = []
@@ -65,10 +67,11 @@ def expand(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) ->
             _walk_folder(p, follow_symlinks, files, refused)
         else:
             files.append((p, clean_name(p.name)))
-    return one_per_name(files, refused)
+    return one_per_name(files, refused, stored)
 
 
-def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
+def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult],
+                 stored: Callable[[str], str | None] | None = None) -> tuple[list[tuple[Path, str]], list[FileResult]]:
     """`files` with one file per stored name: a name is a document's identity, so a second, different
     file under a name already taken (`clean_name` stores names NFC, without control characters: a
     folder holding `café.md` written both composed and decomposed, as macOS and Linux tools each
@@ -76,9 +79,12 @@ def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult]) -> tu
     within the same ingest, and both would be read again, each replacing the other, on every later
     one. It is refused instead (a failed FileResult appended to `refused`, naming both files);
     the same file reached twice is listed once. A file whose name is not UTF-8 is refused too: its
-    path cannot be stored (it failed the whole ingest), and its name would not match it again."""
-    first: dict[str, Path] = {}
-    kept: list[tuple[Path, str]] = []
+    path cannot be stored (it failed the whole ingest), and its name would not match it again.
+    Of two files under one name, the first keeps it unless `stored(name)` (the file the document
+    stored under it was read from, `read_from`) is the other: a twin added beside a stored file
+    (`cafe\u0301.md` sorts before `caf\u00e9.md`) must not make the stored one "not ingested" and
+    keep it from being updated; the twin alone is refused."""
+    first: dict[str, Path] = {}  # name -> the file that keeps it, in the order the names came
     for path, name in files:
         written = os.fsencode(path).decode("utf-8", "backslashreplace")
         if written != str(path):  # bytes that are not UTF-8 reach Python as lone surrogates
@@ -88,10 +94,12 @@ def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult]) -> tu
             continue
         if name not in first:
             first[name] = path
-            kept.append((path, name))
         elif os.path.realpath(path) != os.path.realpath(first[name]):
             other = first[name]
-            why = ("their names differ only in how accented letters are encoded (composed and decomposed: NFC and NFD)"
+            if stored is not None and stored(name) == os.path.realpath(path):  # the stored file keeps its name
+                first[name], path, other = path, other, path
+            why = ("their names differ only in how accented letters are encoded (composed and decomposed: NFC and NFD; "
+                   f"this one is {ascii(path.name)}, the one kept {ascii(other.name)})"  # they print alike
                    if unicodedata.normalize("NFC", str(path)) == unicodedata.normalize("NFC", str(other)) else
                    ("a file given by path is named by its file name, a folder's files by their path below the folder's "
                     "parent") if path.name == other.name else
@@ -99,7 +107,18 @@ def one_per_name(files: list[tuple[Path, str]], refused: list[FileResult]) -> tu
             refused.append(FileResult(name, "failed", reason=(
                 f"{path} would be stored under the same name as {other}, and replace it: {why}; "
                 "not ingested (rename one of them)")))
-    return kept, refused
+    return [(path, name) for name, path in first.items()], refused
+
+
+def read_from(ws: Workspace, collection: str) -> Callable[[str], str | None]:
+    """For `expand`: the file (its resolved path) the document stored under a name in `collection`
+    was read from, None when there is no such document. Asked only of names two files share."""
+    cid = ws.collection_id(collection)
+
+    def source(name: str) -> str | None:
+        row = ws.db.execute("SELECT source FROM documents WHERE collection_id = ? AND path = ?", (cid, name)).fetchone()
+        return row[0] if row else None
+    return source
 
 
 WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".svg", ".ico"})

@@ -27,7 +27,8 @@ import numpy as np
 
 from archivist import access, audit, jobs
 from archivist.ingest import writing
-from archivist.ingest.folders import FileResult, clean_name, counts_line, expand, job_summary, missing_from, one_per_name
+from archivist.ingest.folders import (FileResult, clean_name, counts_line, expand, job_summary, missing_from,
+                                      one_per_name, read_from)
 from archivist.ingest.reading import Pending, Prepare, read_ahead
 from archivist.ingest.uploads import stored_upload, workspace_copy
 from archivist.ingest.writing import embed_text, vector_key
@@ -80,7 +81,7 @@ def ingest_paths(
     vectors.check_embedder(ws, embedder)
     paths = list(paths)  # walked, then looked at again for what went missing from its folders
     if names is None:
-        files, refused = expand(paths, follow_symlinks)
+        files, refused = expand(paths, follow_symlinks, read_from(ws, collection))
     else:
         files, refused = one_per_name([(Path(p), clean_name(n)) for p, n in zip(paths, names)], [])
     job = create_job(ws, "ingest", user, collection, files, [(r.name, r.reason) for r in refused])

@@ -152,8 +152,9 @@ def _accent_twin(ws: Workspace, doc_id: int, source: str) -> str | None:
     """The file document `doc_id` was read from, when it is another file than `source` whose path
     differs from it only in Unicode form and still exists: a file named like a stored one but written
     decomposed (or composed) was added beside it, which names are stored alike (`folders.clean_name`).
-    It must not replace the stored document; `folders.one_per_name` keeps whichever sorts first, and
-    "e" + U+0301 sorts before U+00E9. None when the file was renamed or re-encoded (the old one is
+    It must not replace the stored document; `folders.one_per_name` keeps the stored file when a walk
+    finds both (`read_from`), and this catches a twin that gets here anyway (the other stored by
+    another ingest since that walk). None when the file was renamed or re-encoded (the old one is
     gone: this is its new version) or is the same file (a file system that normalizes names)."""
     stored = ws.db.execute("SELECT source FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
     if not stored or stored == source or unicodedata.normalize("NFC", stored) != unicodedata.normalize("NFC", source):
