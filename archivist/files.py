@@ -18,13 +18,18 @@ cache SQLite, and are rebuilt from it on open when they disagree with it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from archivist.needles import Needles
+
+log = logging.getLogger(__name__)
 
 
 def sync_tree(folder: Path) -> None:
@@ -111,6 +116,51 @@ def _remove_abandoned(path: Path) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.unlink(entry.path)
         except OSError:  # held by a live writer (or a file system without locks: cannot tell, so kept)
+            pass
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def building(root: Path, name: str) -> Iterator[Path]:
+    """A new folder under `root` (`.<name>.<pid>-<hex>.tmp`, hidden: never listed) that
+    this process holds an flock on while it builds what it saves (a dataset, an adapted embedder) in it; removed on the way out unless it
+    was renamed into place. The lock dies with the process, so a folder a killed saver left is found
+    unlocked (`remove_abandoned_folders`) and a live saver's never is."""
+    while True:
+        tmp = root / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp.mkdir(parents=True)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # removed as abandoned between the mkdir and the lock
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: nothing removes the folder as abandoned either
+            pass
+        if os.fstat(fd).st_nlink:  # still there, now ours
+            break
+        os.close(fd)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_abandoned_folders(root: Path) -> None:
+    """Remove the folders (`building`) of saves whose process is gone (killed mid-save): each one's flock
+    (`building`) is free. Another process's save in progress holds its lock and is let be."""
+    for tmp in root.glob(".*.tmp"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("removed %s, left by a save that did not finish", tmp)
+        except OSError:  # held by a live saver (or a file system without locks: cannot tell, so kept)
             pass
         finally:
             os.close(fd)

@@ -14,16 +14,11 @@ reads or writes `datasets/` (datasets.py only asks whether a new dataset's name 
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
-import secrets
-import shutil
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,7 +70,7 @@ class Dataset:
 def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
     """Write datasets/<name>/{train,eval}.jsonl and manifest.json (with the files' hashes), atomically.
 
-    The files are written and synced in a folder of this saver's own (`_building`) outside the
+    The files are written and synced in a folder of this saver's own (`files.building`) outside the
     workspace's write lock, which is held only to record the build and rename the folder into place:
     a big dataset's fsyncs never stall other writers, and of two savers of one name the second is
     refused. Folders that killed savers left are removed first. Raises DatasetError when a dataset
@@ -83,7 +78,7 @@ def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Exa
     left of the save then."""
     root = ws.home / "datasets"
     try:
-        _remove_abandoned(root)
+        files.remove_abandoned_folders(root)
         return _save(ws, root, name, train, evals, manifest)
     except OSError as e:
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
@@ -94,7 +89,7 @@ def save_dataset(ws: Workspace, name: str, train: list[Example], evals: list[Exa
 def _save(ws: Workspace, root: Path, name: str, train: list[Example], evals: list[Example], manifest: dict) -> Dataset:
     """`save_dataset`'s work, its OSErrors (a full disk) left to it to word."""
     target = root / name
-    with _building(root, name) as tmp:
+    with files.building(root, name) as tmp:
         for split, rows in (("train", train), ("eval", evals)):
             data = "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in rows).encode()
             (tmp / f"{split}.jsonl").write_bytes(data)
@@ -120,51 +115,6 @@ def _save(ws: Workspace, root: Path, name: str, train: list[Example], evals: lis
                 "train_sha256": manifest.get("train_sha256"), "eval_sha256": manifest.get("eval_sha256")})
             files.publish(tmp, target, synced=True)
     return Dataset(name=name, path=target, train=train, eval=evals, manifest=manifest)
-
-
-@contextmanager
-def _building(root: Path, name: str) -> Iterator[Path]:
-    """A new folder under `root` (`.<name>.<pid>-<hex>.tmp`, hidden: never listed as a dataset) that
-    this process holds an flock on while it builds the dataset in it; removed on the way out unless it
-    was renamed into place. The lock dies with the process, so a folder a killed saver left is found
-    unlocked (`_remove_abandoned`) and a live saver's never is."""
-    while True:
-        tmp = root / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        tmp.mkdir(parents=True)
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:  # removed as abandoned between the mkdir and the lock
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks: nothing removes the folder as abandoned either
-            pass
-        if os.fstat(fd).st_nlink:  # still there, now ours
-            break
-        os.close(fd)
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.close(fd)
-
-
-def _remove_abandoned(root: Path) -> None:
-    """Remove the folders of dataset saves whose process is gone (killed mid-save): each one's flock
-    (`_building`) is free. Another process's save in progress holds its lock and is let be."""
-    for tmp in root.glob(".*.tmp"):
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(tmp, ignore_errors=True)
-            log.info("removed %s, left by a dataset save that did not finish", tmp)
-        except OSError:  # held by a live saver (or a file system without locks: cannot tell, so kept)
-            pass
-        finally:
-            os.close(fd)
 
 
 def _folder(ws: Workspace, name: str) -> Path:
@@ -263,7 +213,7 @@ def list_datasets(ws: Workspace, user: str | None) -> list[dict]:
 
 def _manifests(ws: Workspace) -> list[Path]:
     """The manifest.json of each saved dataset: a folder being saved, or left by a save that was
-    killed (`_building`, hidden), is none, whatever it holds."""
+    killed (`files.building`, hidden), is none, whatever it holds."""
     return [p for p in (ws.home / "datasets").glob("*/manifest.json") if not p.parent.name.startswith(".")]
 
 

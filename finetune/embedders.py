@@ -47,11 +47,9 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     FileExistsError for a name taken (by another save meanwhile too), WorkspaceError when it cannot
     be written (a full disk): nothing of it is left then.
 
-    The temp folder is this save's own, locked while it works, as a dataset's (dataset_store's
-    `_building`): two saves at once never write into or remove each other's, and the folders of
+    The temp folder is this save's own, locked while it works, as a dataset's
+    (`files.building`): two saves at once never write into or remove each other's, and the folders of
     saves killed midway (a model's worth of weights each) are removed by the next save."""
-    from archivist.finetune.dataset_store import _building, _remove_abandoned
-
     target = folder(ws, name)
     exists = f"an embedder named {name!r} exists already ({target})"
     if target.exists():
@@ -59,8 +57,8 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     docs = manifest.get("documents") or {}
     learned = (docs.get("train") or []) + (docs.get("held_out") or [])
     try:
-        _remove_abandoned(target.parent)
-        with _building(target.parent, name) as tmp:  # removed on the way out unless renamed into place
+        files.remove_abandoned_folders(target.parent)
+        with files.building(target.parent, name) as tmp:  # removed on the way out unless renamed into place
             model.save(str(tmp), safe_serialization=True)
             digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()[:12]
             manifest = {**manifest, "name": name, "generation": f"{name}-{digest}", "weights_sha256": digest}
