@@ -98,7 +98,10 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #   pptx 3: hidden shapes not read; a hidden slide's heading says so ("Backup (hidden slide)").
 #   text 3, markdown 6, csv 3: files in Windows' Central European (1250: Polish, Czech) or Cyrillic
 #           (1251) code page decoded in it, no longer as Windows-1252 mojibake ("Ka¿dy", "Èíñòðóêöèÿ").
-READER_VERSIONS = {"html": 6, "pdf": 5, "image": 3, "docx": 5, "xlsx": 2, "pptx": 3, "text": 3, "markdown": 6, "csv": 3}
+#   text 4, csv 4: a short line that ends no sentence, before a paragraph, is a heading (no longer glued
+#           onto the first sentence); a tab-separated .txt (Excel's "Unicode Text") is read as a .tsv
+#           is; a line break inside a quoted cell is a space, no longer nothing ("Königsallee 52. Stock").
+READER_VERSIONS = {"html": 6, "pdf": 5, "image": 3, "docx": 5, "xlsx": 2, "pptx": 3, "text": 4, "markdown": 6, "csv": 4}
 
 
 def reader_version(kind: str | None) -> int:

@@ -20,6 +20,11 @@ from functools import lru_cache
 CJK = ("\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
        "\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\U00020000-\U0003134f")
 CJK_CHAR = re.compile(f"[{CJK}]")
+# Latin letters that no decomposition takes to a plain one, written as people type them without
+# accents (as Lucene's ASCIIFoldingFilter does): "wlasne" finds "własne", "Soren" "Søren", "Aero"
+# "Ærø". Lower case only: `fold` is given lower-cased text. ß needs none (case folding: ss).
+PLAIN_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ŧ": "t", "ı": "i",
+                               "ŋ": "n", "æ": "ae", "œ": "oe", "þ": "th"})
 
 
 @lru_cache(maxsize=1)
@@ -63,14 +68,15 @@ def fold(low: str, quick: bool = True) -> str:
     """A lower-cased text beyond ASCII as the tokens are cut from it: format characters dropped (a soft
     hyphen or zero-width space inside a word joins it again), compatibility forms made plain (ＸＲ５００,
     the ligature ﬁ), diacritics removed whether written precomposed (NFC) or decomposed (NFD), case
-    folded (ß: ss). `quick`: text with nothing to drop, already NFKC and without combining marks is
-    only case folded, its precomposed letters (é) left to `stem`, which folds each word in full
-    (ten times faster on a page of French, the same terms)."""
+    folded (ß: ss), letters without a decomposition made plain (`PLAIN_LETTERS`: ł, ø, æ). `quick`:
+    text with nothing to drop, already NFKC and without combining marks is only case folded, its
+    precomposed letters (é, ł) left to `stem`, which folds each word in full (ten times faster on a
+    page of French, the same terms)."""
     drop, marks = patterns()[:2]
     if quick and not drop.search(low) and not marks.search(low) and unicodedata.is_normalized("NFKC", low):
         return low.casefold()
     text = unicodedata.normalize("NFKD", drop.sub("", low))
-    return unicodedata.normalize("NFC", marks.sub("", text)).casefold()
+    return unicodedata.normalize("NFC", marks.sub("", text)).casefold().translate(PLAIN_LETTERS)
 
 
 def words(text: str, query: bool = False) -> Iterator[tuple[int, int, str, bool]]:

@@ -51,7 +51,8 @@ _TOKEN = re.compile(r"[^\W_]+")  # unicode61: runs of letters and digits; "_" se
 # What `tokens` makes of a text, as a number saved with the index: an index file or pending segment
 # tokenized by another version is rebuilt from SQLite (lexicon_store). 2: text beyond ASCII folded
 # (`folding.fold`) and Chinese/Japanese/Korean cut into characters and bigrams (`folding.words`).
-TOKENIZER = 2
+# 3: letters without a decomposition made plain (`folding.PLAIN_LETTERS`: ł, ø, æ).
+TOKENIZER = 3
 _local = threading.local()
 _stems: dict[str, str] = {}
 STEMS_MAX = 100_000  # words whose stem is remembered; then forgotten at once (a CSV of a million ids has a million words)
