@@ -281,3 +281,17 @@ def sample_questions(answerable: bool = True) -> list[dict]:
 
     rows = [json.loads(line) for line in (SAMPLES / "QUESTIONS.jsonl").read_text().splitlines() if line.strip()]
     return [r for r in rows if (r["answer"] is not None) == answerable]
+
+
+def stopped(proc, timeout: float = 180.0) -> None:
+    """Wait until `proc` (a subprocess.Popen) has stopped itself with SIGSTOP at the point a crash test
+    kills it; fail with its output if it exits first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {proc.pid} never reached the point where it stops itself")

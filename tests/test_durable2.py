@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import unicodedata
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from archivist.finetune import dataset_store
 from archivist.finetune.dataset_store import DatasetError, Example
+from conftest import stopped
 
 # Saves a dataset of `rows` examples named argv[1] in $ARCHIVIST_HOME, sending itself signal argv[2]
 # (KILL or STOP) when its files are written and about to be synced: where a save's crash window is.
@@ -54,17 +54,6 @@ def _saver(name: str, sig: str, rows: int = 300) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _stopped(proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Wait until `proc` has stopped itself (SIGSTOP)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
-            return
-        time.sleep(0.05)
-    raise AssertionError("the saver never reached its sync")
-
-
 def _save(ws, name: str, answers: list[str]) -> None:
     train = [Example(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": a}], source="file",
                      group=f"file:y:{i}", question="q", answer=a) for i, a in enumerate(answers)]
@@ -97,7 +86,7 @@ def test_a_save_holds_no_write_lock_while_it_syncs_and_its_folder_is_not_taken_f
     and resumed it finishes whole."""
     proc = _saver("paused", "STOP")
     try:
-        _stopped(proc)
+        stopped(proc)
         other = sqlite3.connect(ws.home / "archivist.db", timeout=0.5)
         other.execute("BEGIN IMMEDIATE")  # raises "database is locked" while the paused save holds the lock
         other.execute("ROLLBACK")
@@ -121,7 +110,7 @@ def test_two_saves_of_one_name_end_in_one_whole_dataset_and_a_clear_error(ws):
     first then failed with a bare FileNotFoundError."""
     proc = _saver("same", "STOP")
     try:
-        _stopped(proc)
+        stopped(proc)
         _save(ws, "same", ["second"])
     finally:
         proc.send_signal(signal.SIGCONT)

@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import stopped
 
 
 def test_a_stored_file_stays_current_beside_its_accent_twin_and_only_the_twin_is_refused(tmp_path, ws, embedder):
@@ -144,17 +144,6 @@ def _save_embedder(tiny: Path, sig: str, name: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _stopped(proc: subprocess.Popen, timeout: float = 180.0) -> None:
-    """Wait until `proc` has stopped itself (SIGSTOP)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
-            return
-        time.sleep(0.05)
-    raise AssertionError("the save never reached its rename")
-
-
 def _other_weights(tiny: Path):
     """The tiny model with other weights than the file's (another training run's)."""
     import torch
@@ -181,7 +170,7 @@ def test_two_saves_of_one_embedder_name_at_once_keep_each_its_own_folder(ws, tin
 
     first = _save_embedder(tiny_retriever, "STOP", "adapted-1")
     try:
-        _stopped(first)
+        stopped(first)
         [building] = _hidden(ws)
         embedders.save(ws, "other-1", _other_weights(tiny_retriever), {"base": "all-minilm-l6-v2", "collections": []})
         assert _hidden(ws) == [building]  # a live save's folder is not taken for an abandoned one
@@ -252,7 +241,7 @@ def test_temp_files_of_writers_killed_mid_replace_are_removed_by_the_next_replac
     paused = subprocess.Popen([sys.executable, "-c", REPLACER, str(manifest), "STOP", '{"v": 3}'],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _stopped(paused)
+        stopped(paused)
         [live] = [p.name for p in tmp_path.iterdir() if p.name not in dead and p.name != "manifest.json"]
         files.replace(manifest, '{"v": 4}')
         assert json.loads(manifest.read_text()) == {"v": 4}
