@@ -58,6 +58,7 @@ class ChatJob:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     conversation: int | str | None = None  # save the exchange there ("new": in a new one of the user's)
     saved: dict = dataclasses.field(default_factory=dict)  # then: {"conversation", "message_id"}
+    authorization: str | None = None  # the request's `Authorization` header: its key is checked again as the answer is written
 
 
 def message_text(m: S.ChatMessage) -> str:
@@ -85,28 +86,92 @@ def split_messages(messages: list[S.ChatMessage]) -> tuple[str, list[dict]]:
     return question, turns[:-1]
 
 
+# OpenAI request fields whose effect a client relies on and that this server cannot give. Sent "off" (null,
+# false, [], "none", {"type": "text"}) they are accepted, as OpenAI clients send some that way; asking for
+# the effect is a 400 naming the field, not an answer that silently lacks it (the sampling settings,
+# `temperature` and the like, are only ignored: greedy decoding is a fine answer to any of them).
+UNSUPPORTED = {
+    "tools": "tool calling is not supported: answers come from the documents, with citations",
+    "functions": "function calling is not supported: answers come from the documents, with citations",
+    "tool_choice": "tool calling is not supported: answers come from the documents, with citations",
+    "function_call": "function calling is not supported: answers come from the documents, with citations",
+    "logprobs": "logprobs are not supported: the answer is checked against the passages after it is written; "
+                "`citations[].support` and `confidence` say how well it is supported",
+    "top_logprobs": "logprobs are not supported; `citations[].support` and `confidence` say how well the answer is supported",
+    "response_format": "structured (JSON) output is not supported: the answer is prose citing passages as [n], "
+                       "checked against them",
+    "stop": "stop sequences are not supported: an answer cut at your string would keep citations and a check made on "
+            "text you never get; use max_tokens (the answer's `finish_reason` is then `length`)",
+    "logit_bias": "logit_bias is not supported",
+    "modalities": "output other than text is not supported",
+    "audio": "audio output is not supported",
+}
+
+
+def _off(name: str, value) -> bool:
+    """Whether an UNSUPPORTED field's value asks for nothing."""
+    if value in (None, False, [], {}, ""):  # False also stands for 0 (top_logprobs)
+        return True
+    if name in ("tool_choice", "function_call"):
+        return value in ("none", "auto")  # with no tools, "auto" calls none
+    if name == "response_format":
+        return isinstance(value, dict) and value.get("type") == "text"
+    if name == "modalities":
+        return value == ["text"]
+    return False
+
+
+def refuse_unsupported(body: S.ChatRequest) -> None:
+    """Raise APIError 400 `unsupported_parameter`, naming the field, for the first UNSUPPORTED field that asks
+    for its effect."""
+    for name, value in (body.model_extra or {}).items():
+        if name in UNSUPPORTED and not _off(name, value):
+            raise APIError(400, f"{name}: {UNSUPPORTED[name]}", "unsupported_parameter", name)
+
+
 def run_job(server, job: ChatJob, on_token) -> object | None:
     """Wait for the job's turn, then answer it; returns the Answer, or None when the client left
     while it waited. Always gives the queue slot back."""
     from archivist.retrieval.answer import ask, withhold_erased, withhold_lost
 
+    outcome = None  # what /health counts this generation as, once it started
     try:
         if not job.ticket.wait_turn(job.stop):
             return None
+        outcome = "failed"  # unless it gets to the end below: an error, a refusal, the model's failure
         extra = {"mode": job.mode} if job.mode and "mode" in inspect.signature(ask).parameters else {}
         with server.workspace(job.settings) as ws:
+            def piece(text: str) -> None:  # a key revoked meanwhile stops the answer before its next piece is handed on
+                withhold_revoked(ws, job)
+                on_token(text)
+
             answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
-                         history=job.history, on_token=on_token, stop=job.stop, surface="api", **extra)
+                         history=job.history, on_token=piece, stop=job.stop, surface="api", **extra)
             saving = job.conversation is not None and not job.stop.is_set()
             with transaction(ws.db) if saving else contextlib.nullcontext():  # checked and saved at once
+                withhold_revoked(ws, job)  # an extractive answer has no pieces: checked here too
                 withhold_lost(ws, job.user, answer.passages)  # revoked while the answer was prepared: a 403, nothing saved
                 withhold_erased(ws, answer.passages)  # erased meanwhile: a 404, nothing saved
                 if saving:
                     job.saved = save_exchange(ws, job, answer)
-        server.queue.mark(cancelled=job.stop.is_set())
+        outcome = "cancelled" if job.stop.is_set() else "completed"
         return answer
     finally:
+        if outcome is not None:
+            server.queue.mark(outcome)
         job.ticket.release()
+
+
+def withhold_revoked(ws: Workspace, job: ChatJob) -> None:
+    """Raise APIError 401 `invalid_api_key` when the key the request came with no longer opens the API for
+    its user (revoked, or its user removed, while the answer was prepared): as a revoked grant ends an
+    answer (retrieval.answer.withhold_lost), a revoked key ends it at its next piece, and nothing is saved.
+    The check is the Guard's own (api/guard.authenticate): a hash and one indexed read per piece."""
+    from archivist.api.guard import INVALID_KEY, authenticate
+
+    if job.authorization is not None and authenticate(ws, job.authorization)[0] != job.user:
+        raise APIError(401, f"{INVALID_KEY[0]}: the key was revoked while the answer was prepared; the answer is withheld",
+                       INVALID_KEY[1])
 
 
 def save_exchange(ws: Workspace, job: ChatJob, answer) -> dict:
@@ -209,6 +274,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
     """Answer the last user message from the documents the key's user may read, citing them as [n]."""
     from archivist.retrieval.answer import check_question
 
+    refuse_unsupported(body)
     question, history = split_messages(body.messages)
     check_question(question, settings=server.settings)  # QuestionTooLong -> 400 before the queue, streaming or not
     adapter = adapter_for_model(ws, body.model, who)
@@ -225,7 +291,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
     job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
                   question=question, history=history, collections=scope, k=body.k, adapter=adapter,
                   mode=body.answer_mode, ticket=server.queue.admit(),  # QueueFull -> 429 before anything runs
-                  conversation=body.conversation)
+                  conversation=body.conversation, authorization=request.headers.get("authorization"))
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     try:
         events = start(server, job)

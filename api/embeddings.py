@@ -40,8 +40,15 @@ def embeddings(body: S.EmbeddingRequest, who: str = Depends(user), srv: Server =
     emb = served_embedder(ws, who)  # never an adapted embedder trained on collections `who` may not read
     if body.dimensions is not None and body.dimensions != emb.dim:
         raise APIError(400, f"{settings.embedder} gives {emb.dim} dimensions, not {body.dimensions}", "bad_dimensions", "dimensions")
+    # A text past what the embedder reads was cut there and given the vector of its start, with no sign:
+    # refused instead, as OpenAI refuses an input over its model's context, so the client can split it.
+    counts = [len(ids) for ids in emb.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+    over = next((i for i, n in enumerate(counts) if n > emb.max_tokens), None)
+    if over is not None:
+        raise APIError(400, f"input[{over}] is {counts[over]:,} tokens; {settings.embedder} reads at most {emb.max_tokens} "
+                            "(the rest would be left out of its vector): split it", "input_too_long", "input")
     vecs = emb.embed(texts, batch_size=settings.embed_batch)
-    tokens = sum(len(ids) for ids in emb.tokenizer(texts, truncation=True, max_length=emb.max_tokens)["input_ids"])
+    tokens = sum(counts)
     data = []
     for i, v in enumerate(vecs):
         value = (base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")

@@ -146,6 +146,9 @@ def install(app) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
             headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        if exc.status_code == 404 and not allowed_methods(app, request.scope):  # no route has this path: say so
+            return reply(404, f"no route {request.method} {request.url.path}: this server's routes are listed at /docs; "
+                              "OpenAI's /v1/responses and /v1/completions are not served, ask /v1/chat/completions", code)
         return reply(exc.status_code, str(exc.detail), code, headers=headers)
 
     @app.exception_handler(BodyTooLarge)

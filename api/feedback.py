@@ -26,13 +26,19 @@ from archivist.workspace import Workspace
 
 router = APIRouter(tags=["feedback"])
 
+# The longest correction taken: a correction is the answer the user says is right, and the longest answer the
+# API writes (schemas.MAX_TOKENS, 2,048 tokens) is about 8,000 characters of English. A longer text is a paste
+# gone wrong, and it would become one oversized example of every fine-tuning set built from feedback.
+MAX_CORRECTION = 16_000
+
 
 class FeedbackRequest(S._Open):
     model_config = ConfigDict(extra="forbid")  # `ratting: 1` is a mistake to report, not to ignore
     message_id: int = Field(le=S.ROW_ID_MAX, description="an assistant message of one of your conversations (GET /v1/conversations/{id})")
     rating: Literal[-1, 0, 1] | None = Field(None, description="1 thumbs up, -1 thumbs down, 0 none (a correction alone); "
                                                                "omitted: unchanged (new feedback: 0)")
-    correction: str | None = Field(None, description="the answer you say is right; \"\" removes an earlier one")
+    correction: str | None = Field(None, max_length=MAX_CORRECTION,
+                                   description="the answer you say is right; \"\" removes an earlier one")
     # JSON integers only: pydantic's lax mode read `true` as 1 (a thumbs up, or message 1) and "7" as 7
     _ints = field_validator("message_id", "rating", mode="before")(S._json_int)
 

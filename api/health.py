@@ -1,7 +1,7 @@
 """GET /health: liveness, the generation queue and the chat model's server; the one route that
 needs no key. Without a valid key it says only whether the server can serve (status, version,
 workspace); a key shows how: a member's the chat model's state, the worker and the queue's load, an
-admin's also how many answers were completed and cancelled (the team's use of it)."""
+admin's also how many answers were completed, cancelled and failed (the team's use of it)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def health(request: Request, srv: Server = Depends(server)) -> dict:
     nobody else learns how the server is used. With a valid key (`Authorization: Bearer`), also
     `llm` ("in-process", "reachable" / "unreachable", never the server's address), `worker` (this
     process's id) and `generation`: running, waiting, max_waiting and avg_seconds; an admin's key
-    adds completed and cancelled."""
+    adds completed, cancelled and failed."""
     s = srv.settings
     llm = server_state(s.llm_url) if s.llm_url else "in-process"
     workspace, viewer = workspace_state(srv, request.headers.get("authorization"))
@@ -35,7 +35,7 @@ def health(request: Request, srv: Server = Depends(server)) -> dict:
         return out
     load = srv.queue.stats()
     if viewer != "admin":  # the team's totals are an admin's to know; a member sees the load
-        load = {k: v for k, v in load.items() if k not in ("completed", "cancelled")}
+        load = {k: v for k, v in load.items() if k not in ("completed", "cancelled", "failed")}
     # worker: this process's id; `archivist serve --workers N` runs N of them behind one port
     return {**out, "worker": os.getpid(), "llm": llm, "generation": load}
 

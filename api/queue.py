@@ -53,6 +53,7 @@ class GenerationQueue:
         self._avg_seconds = 5.0  # moving average of a generation's duration, for Retry-After
         self.completed = 0
         self.cancelled = 0
+        self.failed = 0
 
     def admit(self) -> Ticket:
         """A ticket, or QueueFull when `concurrency + max_waiting` tickets are already out."""
@@ -106,17 +107,17 @@ class GenerationQueue:
             self.cancelled += 1
         self._cond.notify_all()
 
-    def mark(self, cancelled: bool) -> None:
-        """Count a finished generation as completed or cancelled (the client went away)."""
+    def mark(self, outcome: str) -> None:
+        """Count a finished generation: "completed", "cancelled" (the client went away) or "failed" (it
+        ended in an error: the model failed, or the answer was refused as it was written)."""
+        if outcome not in ("completed", "cancelled", "failed"):
+            raise ValueError(f"outcome must be completed, cancelled or failed, got {outcome!r}")
         with self._cond:
-            if cancelled:
-                self.cancelled += 1
-            else:
-                self.completed += 1
+            setattr(self, outcome, getattr(self, outcome) + 1)
 
     def stats(self) -> dict:
         with self._cond:
             running = min(len(self._tickets), self.concurrency)
             return {"running": running, "waiting": len(self._tickets) - running, "max_waiting": self.max_waiting,
-                    "completed": self.completed, "cancelled": self.cancelled,
+                    "completed": self.completed, "cancelled": self.cancelled, "failed": self.failed,
                     "avg_seconds": round(self._avg_seconds, 3)}

@@ -1,7 +1,8 @@
 """Request and response bodies. They follow OpenAI's shapes, plus archivist's extra fields
 (`collection(s)`, `k`, `answer_mode` in; `citations`, `passages` out). Unknown request fields are
 accepted and ignored, as OpenAI clients send many (temperature, top_p, seed ...): decoding here is
-greedy, so runs repeat exactly.
+greedy, so runs repeat exactly. Those whose effect a client relies on (tools, stop, logprobs ...) are
+refused when they ask for it (api/chat.py, UNSUPPORTED).
 """
 
 from __future__ import annotations

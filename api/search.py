@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from archivist import audit
 from archivist.api import schemas as S
 from archivist.api.deps import requested_collections, user, workspace
-from archivist.api.errors import responses
+from archivist.api.errors import APIError, responses
 from archivist.workspace import Workspace
 
 router = APIRouter(tags=["retrieval"])
@@ -17,9 +17,13 @@ router = APIRouter(tags=["retrieval"])
 def search_route(body: S.SearchRequest, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Ranked passages among the collections the key's user may read (retrieval only, no generation)."""
     from archivist.retrieval.answer import hit_json
-    from archivist.retrieval.search import search
+    from archivist.retrieval.search import search, unreadable_document
 
     scope = requested_collections(ws, who, body.collection, body.collections)
+    missing = unreadable_document(ws, who, scope, body.documents)  # a filter on it would silently find nothing
+    if missing is not None:
+        raise APIError(404, f"no document {missing!r} you may read (see GET /v1/documents)", "document_not_found",
+                       "documents")
     hits = search(ws, body.query, k=body.k, user=who, collections=scope, documents=body.documents,
                   kinds=body.kinds, mode=body.mode)
     audit.searched(ws, who, "api", body.query, hits, scope)

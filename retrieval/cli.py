@@ -73,20 +73,14 @@ def _check_scope(ws, args) -> None:
     found") with exit 0, which a script cannot tell from a real miss. A collection: check_collections;
     a document: an error, the same whether it exists in a collection they may not read or not at all,
     or outside the collections -c names (the search would look for it there alone)."""
-    from archivist import access
     from archivist.cli import CLIError
-    from archivist.retrieval.search import resolve_documents
+    from archivist.retrieval.search import unreadable_document
 
     user = getattr(args, "user", None)
     check_collections(ws, user, args.collection)
-    readable = [c for c in access.readable_collections(ws, user) if not args.collection or c in args.collection]
-    for ref in getattr(args, "document", None) or []:
-        ids = resolve_documents(ws, [ref])
-        if not ids or not readable or not ws.db.execute(
-                f"SELECT 1 FROM documents d JOIN collections c ON c.id = d.collection_id WHERE d.id IN "
-                f"({','.join('?' * len(ids))}) AND c.name IN ({','.join('?' * len(readable))}) LIMIT 1",
-                [*ids, *readable]).fetchone():
-            raise CLIError(f"no document {ref!r} you may read (see `archivist documents`)")
+    missing = unreadable_document(ws, user, args.collection, getattr(args, "document", None))
+    if missing is not None:
+        raise CLIError(f"no document {missing!r} you may read (see `archivist documents`)")
 
 
 def _say_if_empty(ws, args) -> None:

@@ -69,6 +69,23 @@ def resolve_documents(ws: Workspace, refs: Sequence[str | int] | None) -> list[i
     return ids
 
 
+def unreadable_document(ws: Workspace, user: str | None, collections: Sequence[str] | None,
+                        refs: Sequence[str | int] | None) -> str | int | None:
+    """The first of `refs` (document names or ids) that names no document `user` may read in `collections`
+    (None: any readable one), else None. A filter on it finds nothing, which a caller cannot tell from a real
+    miss, so the CLI and the API refuse it; the same whether it exists in a collection the user may not read
+    or not at all, so nothing is told about documents they may not see."""
+    readable = [c for c in access.readable_collections(ws, user) if not collections or c in collections]
+    for ref in refs or []:
+        ids = resolve_documents(ws, [ref])
+        if not ids or not readable or not ws.db.execute(
+                f"SELECT 1 FROM documents d JOIN collections c ON c.id = d.collection_id WHERE d.id IN "
+                f"({','.join('?' * len(ids))}) AND c.name IN ({','.join('?' * len(readable))}) LIMIT 1",
+                [*ids, *readable]).fetchone():
+            return ref
+    return None
+
+
 def searched(ws: Workspace, user: str | None, collections: Sequence[str] | None = None) -> tuple[list[str], list[int], bool]:
     """What a search by `user` in `collections` (names; None: any) looks in: the names of the
     collections the user may read among them, their ids (those that exist), and whether the ids are

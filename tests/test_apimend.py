@@ -72,7 +72,7 @@ def test_health_shows_only_status_version_and_workspace_without_a_valid_key(ws, 
     assert member["llm"] == "in-process" and member["worker"] == os.getpid() and member["status"] == "ok"
     assert set(member["generation"]) == {"running", "waiting", "max_waiting", "avg_seconds"}
     assert admin["generation"]["completed"] == 0 and admin["generation"]["cancelled"] == 0
-    assert set(admin["generation"]) == set(member["generation"]) | {"completed", "cancelled"}
+    assert set(admin["generation"]) == set(member["generation"]) | {"completed", "cancelled", "failed"}
     # the wrong secret of a known key is on the record, as it is on every other route
     assert [(r["target"], r["detail"]["why"]) for r in _records(ws, "key.rejected")] == [
         (f"ak-{prefix}", "wrong secret"), (revoked[:11], "revoked")]
