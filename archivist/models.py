@@ -20,6 +20,7 @@ import numpy as np
 
 from archivist import files
 from archivist.catalog import model_hash, resolve_embedder, resolve_llm
+from archivist.workspace import WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +290,28 @@ def _export_st_to_onnx(model_path: str, target: Path) -> dict:
 
 
 EMBED_BACKENDS = ("torch", "int8", "onnx", "onnx-int8")
+
+
+class ChunkLimitError(WorkspaceError):
+    """The settings cut chunks longer than the embedder reads (`check_chunk_tokens`)."""
+
+
+def check_chunk_tokens(chunk_tokens: int, embedder) -> None:
+    """Refuse `chunk_tokens` (ARCHIVIST_CHUNK_TOKENS) past what `embedder` reads, its `max_tokens` (the
+    model's max_seq_length): every input is truncated there, so the rest of a longer chunk would be
+    stored and found by its words but never embedded (512 with all-MiniLM-L6-v2's 256: the second
+    half of every chunk, a vector equal to that of its first half). Refused rather than capped: a
+    chunk size the user chose is never changed behind their back. An embedder that names no limit
+    (a test's fake) passes. Raises ChunkLimitError naming the setting, the embedder and its limit.
+    The limit counts [CLS] and [SEP] and the chunker does not, so a full chunk of the default 256 loses
+    its last 2 tokens (also the next chunk's overlap); cutting at 254 instead changed no retrieval
+    figure on the tuning splits (bench/chunk_limit.py), so 256 stays valid."""
+    limit = getattr(embedder, "max_tokens", None)
+    if limit is not None and chunk_tokens > limit:
+        raise ChunkLimitError(
+            f"ARCHIVIST_CHUNK_TOKENS={chunk_tokens} cuts chunks longer than embedder {embedder.name} reads "
+            f"({limit} tokens): the rest of each chunk would never be embedded; set ARCHIVIST_CHUNK_TOKENS to "
+            f"{limit} or less (and ARCHIVIST_CHUNK_OVERLAP under half of it), or use an embedder that reads more")
 
 
 def embedder_identity(embedder) -> str:

@@ -25,7 +25,8 @@ class Settings:
     embed_backend: str = _f("onnx-int8", "embedder backend on CPU: torch | int8 | onnx | onnx-int8 (ONNX Runtime, int8 "
                                          "weights: about 2-3x torch with the same hit@5; bench/RESULTS.md)")
     embed_batch: int = _f(32, "chunks per embedding batch")
-    chunk_tokens: int = _f(256, "chunk size in embedder tokens")
+    chunk_tokens: int = _f(256, "chunk size in embedder tokens, at most what the embedder reads (its "
+                                  "max_seq_length; more is refused at ingest: models.check_chunk_tokens)")
     chunk_overlap: int = _f(32, "overlap between consecutive chunks of one section, in tokens")
     ann_threshold: int = _f(20000, "vectors in a collection past which an IVF index replaces exact search")
     compress_above: int = _f(100000, "vectors in a collection past which its index is compressed (IVF-PQ, "

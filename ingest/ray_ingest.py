@@ -77,6 +77,7 @@ class ClusterEmbedder:
     dim: int
     model_id: str
     identity: str
+    max_tokens: int | None = None  # what it reads: the chunk size check (`models.check_chunk_tokens`)
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         raise RuntimeError("a Ray ingest's vectors come from the cluster's embed actors, not the driver")
@@ -190,12 +191,13 @@ def remote_settings(settings):
 
 
 def describe(embedder) -> dict:
-    """What a loaded embedder is, as the identity check needs it: name, dim, model_id, identity."""
+    """What a loaded embedder is, as the identity and chunk size checks need it: name, dim, model_id,
+    identity, max_tokens."""
     from archivist.models import embedder_identity
 
     return {"name": embedder.name, "dim": embedder.dim,
             "model_id": getattr(embedder, "model_id", f"{embedder.name}:{embedder.dim}"),
-            "identity": embedder_identity(embedder)}
+            "identity": embedder_identity(embedder), "max_tokens": getattr(embedder, "max_tokens", None)}
 
 
 def load_here(settings) -> tuple[ClusterEmbedder, object]:
@@ -391,7 +393,7 @@ def probe_embedder(settings, pool: Pool) -> ClusterEmbedder:
         found, pool.helper = load_here(settings)
         return found
     state = ray.get(pool.actors[0].state.remote(pool.token))
-    return ClusterEmbedder(state["name"], state["dim"], state["model_id"], state["identity"])
+    return ClusterEmbedder(state["name"], state["dim"], state["model_id"], state["identity"], state.get("max_tokens"))
 
 
 def _this_machine_only(ray) -> bool:

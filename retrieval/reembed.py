@@ -147,10 +147,14 @@ def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: in
     `stop_after` (tests, benchmarks) stops after staging that many chunks in this call, without
     switching. `on_step(staged, total)` is called after each committed step (the job's progress,
     finetune/retriever.py); when it returns True the call stops there, without switching, as with
-    `stop_after`. Raises WorkspaceError when a FAISS file cannot be written (nothing is switched then).
+    `stop_after`. Raises WorkspaceError when a FAISS file cannot be written (nothing is switched then),
+    ChunkLimitError before any work when the target reads fewer tokens than the settings' chunks hold.
     """
     from tqdm import tqdm
 
+    from archivist.models import check_chunk_tokens
+
+    check_chunk_tokens(ws.settings.chunk_tokens, target.embedder)
     t0 = time.perf_counter()
     identity = identity_of(target.embedder)
     if ws.meta("embedder_generation", "") == target.generation and _pointer_generation(ws) != target.generation \

@@ -201,9 +201,11 @@ def check_embedder(ws: Workspace, embedder) -> str:
     """The identity of `embedder`, recorded as the workspace's when it has none yet.
 
     Raises EmbedderMismatch naming both identities and `archivist reindex --reembed` when the
-    workspace's vectors came from another identity (another model, dimension, backend or weights)."""
-    from archivist.models import embedder_identity, same_embedder
+    workspace's vectors came from another identity (another model, dimension, backend or weights),
+    and ChunkLimitError when the settings' chunks are longer than it reads (`models.check_chunk_tokens`)."""
+    from archivist.models import check_chunk_tokens, embedder_identity, same_embedder
 
+    check_chunk_tokens(ws.settings.chunk_tokens, embedder)
     identity = embedder_identity(embedder)
     stored, legacy = ws.meta("embedder_identity"), ws.meta("embedder")
     if stored is None and legacy is not None:  # recorded before identities: name and dimension only
