@@ -62,7 +62,7 @@ class JobFile(BaseModel):
     id: int = Field(description="its place in the job, from 1: `?after=` for the next page")
     name: str = Field(description="the name it is stored under")
     status: str = Field(description="waiting | added | updated | unchanged | failed | cancelled | done (one of the first "
-                                    "three: a finished job of over 2,000 files keeps only its failed files' results)")
+                                    "three: past 2,000 files a job keeps only its failed files' results and its counts)")
     chunks: int = 0
     seconds: float = 0.0
     reason: str | None = None
@@ -94,11 +94,11 @@ def _without_paths(value, settings):
     return value
 
 
-def ingest_job_out(job: jobs.Job, settings=None) -> dict:
-    """An upload job in the shape of `GET /v1/ingest_jobs` (one document: its status, id, chunks, reason)."""
-    names = [n for _, n in job.spec.get("files", [])]
-    files = (job.result or {}).get("files", [])
-    first = files[0] if files else {}
+def ingest_job_out(job: jobs.Job, settings=None, head: tuple[list[str], dict | None] | None = None) -> dict:
+    """An upload job in the shape of `GET /v1/ingest_jobs` (one document: its status, id, chunks, reason);
+    from `head` (its names and first result: `job_files.heads`) for a job listed without its files."""
+    names, first = head or ([n for _, n in job.spec.get("files", [])], next(iter((job.result or {}).get("files", [])), None))
+    first = first or {}
     if job.state in jobs.LIVE:
         status = "running"
     elif job.state == "done" and first:
@@ -143,15 +143,15 @@ def _run(open_ws, job_id: str) -> None:
         ws.close()
 
 
-def _page(ws: Workspace, who: str, kinds, limit: int, after: str | None, out, files: bool = False) -> dict:
-    """A page of the jobs `who` may see, each as `out` shows it; ingestions without their file lists
-    unless `files` (a page of 20 ingests of a 3,000-file folder read and sent 60,000 file results)."""
+def _page(ws: Workspace, who: str, kinds, limit: int, after: str | None, out) -> dict:
+    """A page of the jobs `who` may see, as `out(jobs)` shows them; ingestions without their file lists
+    (a page of 20 ingests of a 3,000-file folder read and sent 60,000 file results)."""
     try:
-        found = jobs.list_jobs(ws, who, kinds, limit=limit + 1, after=after, files=files)
+        found = jobs.list_jobs(ws, who, kinds, limit=limit + 1, after=after, files=False)
     except LookupError:
         raise APIError(400, f"after: no job {after!r} among yours to list after (pass the `last_id` of a page)",
                        "invalid_cursor", "after") from None
-    return S.page([out(j, ws.settings) for j in found], limit)
+    return S.page(out(found), limit)
 
 
 LIMIT = Query(S.PAGE_LIMIT, ge=1, le=S.PAGE_MAX, description="jobs per page")
@@ -162,7 +162,7 @@ AFTER = Query(None, description="a job id, the `last_id` of the previous page: l
 def list_route(kind: Literal[jobs.KINDS] | None = Query(None), limit: int = LIMIT, after: str | None = AFTER,
                ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """The caller's background jobs (an admin sees everyone's), newest first, a page at a time."""
-    return _page(ws, who, (kind,) if kind else None, limit, after, job_out)
+    return _page(ws, who, (kind,) if kind else None, limit, after, lambda found: [job_out(j, ws.settings) for j in found])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=responses(404))
@@ -197,7 +197,10 @@ def cancel_route(job_id: str, ws: Workspace = Depends(workspace), who: str = Dep
 def ingest_jobs(limit: int = LIMIT, after: str | None = AFTER, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """The background uploads (`POST /v1/documents` with wait=false) of the caller (an admin:
     everyone's), newest first, a page at a time. The same jobs are in `GET /v1/jobs?kind=upload`."""
-    return _page(ws, who, ("upload",), limit, after, ingest_job_out, files=True)  # its first shape names every file
+    def out(found):  # its first shape names every file: the names and first results come from SQL (`job_files.heads`)
+        heads = job_files.heads(ws, [j.id for j in found])
+        return [ingest_job_out(j, ws.settings, heads[j.id]) for j in found]
+    return _page(ws, who, ("upload",), limit, after, out)
 
 
 @router.get("/v1/ingest_jobs/{job_id}", response_model=S.IngestJob, responses=responses(404), tags=["documents"])

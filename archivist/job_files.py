@@ -5,8 +5,9 @@ and here.
 
 Lists of jobs leave the files out (`columns`: `archivist jobs`, `GET /v1/jobs`, the Documents page),
 one job's are read when asked for (`statuses`, `counts`), and the jobs that list one stored name are
-found in SQL (`naming`): reading every job's whole list grew with every nightly ingest of a folder
-(200 jobs of 3,000 files: 2 s and 160 MB for each list page, and for each erase).
+found in SQL (`naming`), as are a page of uploads' names and first results (`heads`): reading every
+job's whole list grew with every nightly ingest of a folder (200 jobs of 3,000 files: 2 s and 160 MB
+for each list page, and for each erase).
 """
 
 from __future__ import annotations
@@ -54,23 +55,38 @@ def naming(ws: Workspace, kinds: tuple[str, ...], collection: str, name: str,
     return [(r["id"], r["state"], json.loads(r["paths"])) for r in rows]
 
 
+def heads(ws: Workspace, ids: list[str]) -> dict[str, tuple[list[str], dict | None]]:
+    """{job id: ([the names its spec lists], its result's first file result or None)} of the jobs `ids`,
+    picked in SQL: a page of upload jobs in `GET /v1/ingest_jobs`' shape needs no more, and parsed
+    each one's whole spec and result for it."""
+    rows = ws.db.execute(
+        "SELECT id, (SELECT json_group_array(json_extract(value, '$[1]')) FROM json_each(jobs.spec, '$.files')) AS names, "
+        f"json_extract(result, '$.files[0]') AS first FROM jobs WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+    return {r["id"]: (json.loads(r["names"]), r["first"] and json.loads(r["first"])) for r in rows}
+
+
 def statuses(job) -> list[dict]:
     """Each file of an ingest or upload job read whole (`jobs.get`), in its order, then the files refused
     before it started: {"name", "status", "chunks", "seconds", "reason"}. Status: its result's (added,
     updated, unchanged, failed, cancelled); a file not reached is waiting, or cancelled / failed with
-    the job. A finished job of more than MAX_FILES_LISTED files keeps only its failed files' results:
-    the others are "done" (they were shown as still waiting)."""
+    the job. Past MAX_FILES_LISTED results (finished, running or cut short) a job keeps only its failed
+    files' results and the counts: the files its counts say were ingested are "done", taken in the job's
+    order, which is the order files finish in (give or take the group being embedded); they were shown
+    as waiting, or as cancelled / failed with the job."""
     result = job.result or {}
     results = {r["name"]: r for r in result.get("files", [])}
     unreached = {"cancelled": ("cancelled", "cancelled before it was ingested"), "failed": ("failed", job.error)}
-    if job.state == "done" and result.get("files_omitted"):
-        unreached["done"] = ("done", None)
+    unlisted = sum(n for s, n in (result.get("counts") or {}).items()
+                   if s not in ("failed", "cancelled")) if result.get("files_omitted") else 0
     files = []
     for _, name in job.spec.get("files", []):
         r = results.get(name)
         if r is not None:
             files.append({"name": name, "status": r["status"], "chunks": r.get("chunks", 0),
                           "seconds": r.get("seconds", 0.0), "reason": r.get("reason")})
+        elif unlisted:
+            unlisted -= 1
+            files.append({"name": name, "status": "done", "chunks": 0, "seconds": 0.0, "reason": None})
         else:
             status, reason = unreached.get(job.state, ("waiting", None))
             files.append({"name": name, "status": status, "chunks": 0, "seconds": 0.0, "reason": reason})

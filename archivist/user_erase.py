@@ -30,6 +30,7 @@ holders' records apart: erasing either redacts the records made as NAME.)
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -100,7 +101,9 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
         f"SELECT 1 FROM feedback WHERE id = ? AND (user_id IS NULL OR user_id = ?) AND (former_owner IS NULL OR former_owner "
         f"IN ({','.join('?' * len(formers))}))", (f, uid, *formers)).fetchone()}
     typed = _typed(ws, uid, fids, logged, before)
-    if not row and not fids and len(formers) == 1 and not audit.redactable(ws, logged, before):
+    # a deleted account named by its label (bob#deleted-9) may own rows under that label alone
+    owns = len(formers) > 1 or (not row and name in _owners_left(ws, _like(name), actor))
+    if not row and not fids and not owns and not audit.redactable(ws, logged, before):
         done = ws.db.execute("SELECT id FROM audit WHERE action = 'user.erased' AND target = ? ORDER BY id DESC LIMIT 1",
                              (name,)).fetchone()
         raise LookupError(f"{name!r} was already erased (audit record {done[0]})" if done else
@@ -163,16 +166,33 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
     return report
 
 
+def deleted_accounts(ws: Workspace, by: str | None = None) -> list[str]:
+    """The deleted accounts left to erase, by the names `erase_user` takes (`NAME#deleted-ID`, or
+    `NAME#deleted`), sorted: the owners `users delete` left on rows, and the accounts a `user.delete`
+    record names whose records before it are still to redact. A deleted account is in no list of users:
+    the Admin page offers these, where its name had to be known and typed. Needs the admin role."""
+    actor = access.require_admin(ws, by, "list deleted accounts")
+    found = {o for o in _owners_left(ws, "%#deleted%", actor) if isinstance(o, str) and re.fullmatch(r".+#deleted(-\d+)?", o)}
+    return sorted(found | {access.former_owner(target, rid) for rid, target in ws.db.execute(
+        "SELECT id, target FROM audit WHERE action = 'user.delete' AND target IS NOT NULL").fetchall()
+        if audit.redactable(ws, target, rid)})
+
+
+def _owners_left(ws: Workspace, like: str, actor: str) -> set:
+    """The owners (LIKE `like`, which ignores ASCII case) of jobs, feedback and evaluations, and those of
+    the saved datasets `actor` sees: where `users delete` leaves a deleted person's name."""
+    from archivist.finetune import dataset_store
+
+    found = {r[0] for t, col in (("jobs", "owner"), ("feedback", "former_owner"), ("evaluations", "former_owner"))
+             for r in ws.db.execute(f"SELECT DISTINCT {col} FROM {t} WHERE {col} LIKE ? ESCAPE '\\'", (like,))}
+    return found | {d["owner"] for d in dataset_store.list_datasets(ws, actor)}
+
+
 def _formers(ws: Workspace, name: str, actor: str) -> list[str]:
     """`name` and the owners `users delete` left for the person (`NAME#deleted-ID`, or `NAME#deleted`
     where migration 13 read it from the log) on jobs, feedback, evaluations and saved datasets: erase
     finds what a deleted person left by these once the log records naming them are purged."""
-    from archivist.finetune import dataset_store
-
-    like = (_like(name) + "#deleted%",)  # LIKE ignores ASCII case: the exact prefix is checked below
-    found = {r[0] for t, col in (("jobs", "owner"), ("feedback", "former_owner"), ("evaluations", "former_owner"))
-             for r in ws.db.execute(f"SELECT DISTINCT {col} FROM {t} WHERE {col} LIKE ? ESCAPE '\\'", like)}
-    found |= {d["owner"] for d in dataset_store.list_datasets(ws, actor)}
+    found = _owners_left(ws, _like(name) + "#deleted%", actor)  # the exact prefix is checked below
     return [name] + sorted(o for o in found if isinstance(o, str) and (
         o == name + "#deleted" or (o.startswith(name + "#deleted-") and o[len(name) + 9:].isdigit())))
 

@@ -110,11 +110,17 @@ with users_tab:
         if who != me:
             delete_user_with_confirmation(who)
             erase_user_with_confirmation(who)
-    with st.container(border=True):  # a deleted account is in no list above: its name is typed
+    with st.container(border=True):  # a deleted account is in no list above: it is chosen here, or its name typed
         st.markdown("**Erase a deleted account**")
-        gone = st.text_input("Name it had", key="erase-deleted-name",
+        from archivist import user_erase
+
+        left = user_erase.deleted_accounts(ws, by=me)
+        picked = st.selectbox("Deleted account", left, index=None, key="erase-deleted-pick",
+                              placeholder="choose one" if left else "none left to erase",
+                              help="as deleting it left it (mara#deleted-7)")
+        gone = st.text_input("or the name it had", key="erase-deleted-name",
                              help="as it was (mara), or as deleting it left it (mara#deleted-7) when a current user "
-                                  "has the name or several deleted accounts had it").strip()
+                                  "has the name or several deleted accounts had it").strip() or picked or ""
         if gone in names:
             st.caption(f"{core.md_escape(gone)} is a current user: choose them under Change a person.")
         elif gone:
