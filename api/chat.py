@@ -171,7 +171,7 @@ def withhold_revoked(ws: Workspace, job: ChatJob) -> None:
 
     if job.authorization is not None and authenticate(ws, job.authorization)[0] != job.user:
         raise APIError(401, f"{INVALID_KEY[0]}: the key was revoked while the answer was prepared; the answer is withheld",
-                       INVALID_KEY[1])
+                       INVALID_KEY[1], headers={"WWW-Authenticate": "Bearer"})  # as the Guard's 401
 
 
 def save_exchange(ws: Workspace, job: ChatJob, answer) -> dict:

@@ -33,6 +33,9 @@ def embeddings(body: S.EmbeddingRequest, who: str = Depends(user), srv: Server =
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     if not texts:
         raise APIError(400, "input must hold at least one text", "empty_input", "input")
+    blank = next((i for i, t in enumerate(texts) if not t.strip()), None)
+    if blank is not None:  # its vector is the embedder's for no words at all: refused, as OpenAI refuses ""
+        raise APIError(400, f"input[{blank}] is blank: there is nothing to embed", "empty_input", "input")
     if len(texts) > S.MAX_INPUTS:
         raise APIError(400, f"input holds {len(texts)} texts; at most {S.MAX_INPUTS} per request", "too_many_inputs", "input")
     if sum(map(len, texts)) > MAX_EMBED_CHARS:

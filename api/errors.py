@@ -199,13 +199,20 @@ def install(app) -> None:
 def workspace_reply(settings, exc: BaseException, where: str):
     """The 503 of a workspace that cannot serve (WorkspaceError): its database locked, a full disk, or
     archivist.db damaged (`workspace_damaged`: no Retry-After, an administrator must restore it). The
-    client gets the message without server paths; the server's log has it whole."""
+    client gets the message without server paths; the server's log has it whole. The server's settings
+    refused with its embedder (chunks longer than it reads, vectors of another embedder) are a 500
+    `embedder_misconfigured` with no Retry-After: no retry clears them, an administrator changes the
+    settings or re-embeds (the message says which)."""
     from fastapi.responses import JSONResponse
 
+    from archivist.models import ChunkLimitError
+    from archivist.retrieval.vectors import EmbedderMismatch
     from archivist.workspace import DatabaseDamaged
 
     text = str(exc)
     log.error("workspace error on %s: %s", where, text)
+    if isinstance(exc, (ChunkLimitError, EmbedderMismatch)):
+        return JSONResponse(error_body(500, without_paths(text, settings), "embedder_misconfigured"), status_code=500)
     if isinstance(exc, DatabaseDamaged):
         message = (f"the workspace database is damaged ({exc.reason}): an administrator must restore it from a "
                    "backup of the workspace folder (the server's log names the file)")

@@ -22,14 +22,10 @@ from archivist import audit, conversations, feedback
 from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
 from archivist.api.errors import APIError, responses
+from archivist.feedback import MAX_CORRECTION, check_correction
 from archivist.workspace import Workspace
 
 router = APIRouter(tags=["feedback"])
-
-# The longest correction taken: a correction is the answer the user says is right, and the longest answer the
-# API writes (schemas.MAX_TOKENS, 2,048 tokens) is about 8,000 characters of English. A longer text is a paste
-# gone wrong, and it would become one oversized example of every fine-tuning set built from feedback.
-MAX_CORRECTION = 16_000
 
 
 class FeedbackRequest(S._Open):
@@ -37,10 +33,16 @@ class FeedbackRequest(S._Open):
     message_id: int = Field(le=S.ROW_ID_MAX, description="an assistant message of one of your conversations (GET /v1/conversations/{id})")
     rating: Literal[-1, 0, 1] | None = Field(None, description="1 thumbs up, -1 thumbs down, 0 none (a correction alone); "
                                                                "omitted: unchanged (new feedback: 0)")
-    correction: str | None = Field(None, max_length=MAX_CORRECTION,
-                                   description="the answer you say is right; \"\" removes an earlier one")
+    correction: str | None = Field(None, description=f"the answer you say is right, at most {MAX_CORRECTION} "
+                                                      "characters; \"\" removes an earlier one")
     # JSON integers only: pydantic's lax mode read `true` as 1 (a thumbs up, or message 1) and "7" as 7
     _ints = field_validator("message_id", "rating", mode="before")(S._json_int)
+
+    @field_validator("correction")
+    @classmethod
+    def _short(cls, v: str | None) -> str | None:
+        check_correction(v)  # archivist.feedback's rule and words, answered 422 naming `correction`
+        return v
 
 
 class FeedbackOut(BaseModel):

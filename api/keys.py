@@ -4,8 +4,8 @@
     POST   /v1/keys                 a new key, shown once: the caller's own, or (admins) `{"user": NAME}`'s
     DELETE /v1/keys/{prefix}        revoke one (`ak-1a2b3c4d`, or the whole key): a member their own only
 
-A member asking for another user's key gets 403 before the name is looked up (so no user name is
-confirmed), and another user's prefix is 404 like an unknown one.
+A member asking for another user's key (or list) gets 403 before the name is looked up (so no user
+name is confirmed), another user's prefix is 404 like an unknown one, and an admin's unknown name 404.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def key_out(k: dict) -> dict:
             "revoked_at": k["revoked_at"]}
 
 
-@router.get("/v1/keys", response_model=KeyList, responses=responses())
+@router.get("/v1/keys", response_model=KeyList, responses=responses(403, 404))
 def list_route(user_: str | None = Query(None, alias="user", description="admins: this user's keys only"),
                ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """The caller's API keys, oldest first (an admin: everyone's, or `user`'s); prefixes and states, never secrets."""

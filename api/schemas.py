@@ -140,6 +140,15 @@ class SearchRequest(_Open):
 
     _ints = field_validator("k", mode="before")(_json_int)
 
+    @field_validator("query")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        """A blank query (spaces, newlines) was answered 200 with no hits, which reads as "nothing in
+        the documents": refused as the empty one is (422), so a client's bug is seen."""
+        if not v.strip():
+            raise ValueError("the query is blank: give words to search for")
+        return v
+
 
 # -- responses -------------------------------------------------------------------------------
 

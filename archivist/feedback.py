@@ -25,6 +25,12 @@ from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
 
+# The longest correction taken: a correction is the answer the user says is right, and the longest answer the
+# API writes (api/schemas.MAX_TOKENS, 2,048 tokens) is about 8,000 characters of English. A longer text is a paste
+# gone wrong, and it would become one oversized example of every fine-tuning set built from feedback. Checked
+# here (`check_correction`), so the chat page, the API and any other caller refuse it in the same words.
+MAX_CORRECTION = 16_000
+
 
 def _citations_json(citations, collection: str | None) -> str | None:
     """The shown passages as stored: each with its document and collection (a passage that names
@@ -60,12 +66,13 @@ def record_feedback(
     rating: +1 (thumbs up), -1 (thumbs down) or 0 (only a correction). citations: the passages shown,
     as Citation records or dicts with chunk_id, n, document, collection and text (stored as JSON).
     collection: the collection the question was asked in, if one. message_id: the chat message rated.
-    Raises ValueError for an empty question, a bad rating or feedback carrying nothing;
+    Raises ValueError for an empty question, a bad rating, a correction too long or feedback carrying nothing;
     AccessDenied for an unknown user; LookupError for a message that is not in one of the user's
     own conversations (the same words whether it exists or not).
     """
     who = access.current_user(ws, user)
     rating = _check(question, rating, correction)
+    check_correction(correction)
     correction = correction.strip() if correction and correction.strip() else None
     if rating == 0 and correction is None:
         raise ValueError("feedback needs a rating (+1 or -1) or a correction")
@@ -92,13 +99,15 @@ def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: i
 
     message_id: the chat message it was found for; feedback stored before it was recorded (an older
     release's, migration 11) is linked to it, so it is that message's from then on.
-    Raises LookupError when there is no such feedback of this user, ValueError for a bad rating.
+    Raises LookupError when there is no such feedback of this user, ValueError for a bad rating or a
+    correction too long (`check_correction`).
     """
     who = access.current_user(ws, user)
     row = ws.db.execute("SELECT f.question, f.rating, f.correction FROM feedback f JOIN users u ON u.id = f.user_id "
                         "WHERE f.id = ? AND u.name = ?", (feedback_id, who)).fetchone()
     if row is None:
         raise LookupError(f"no feedback {feedback_id} from {who!r}")
+    check_correction(correction)
     new_rating = row["rating"] if rating is None else _check(row["question"], rating, correction)
     new_correction = row["correction"] if correction is None else (correction.strip() or None)
     with transaction(ws.db):
@@ -107,6 +116,13 @@ def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: i
         if (new_rating, new_correction) != (row["rating"], row["correction"]):  # the same again changes nothing
             audit.record(ws, "feedback.changed", user=who, target=str(feedback_id),
                          detail={"rating": new_rating, "correction": new_correction is not None})
+
+
+def check_correction(correction: str | None) -> None:
+    """Raise ValueError for a correction longer than MAX_CORRECTION characters (why: see MAX_CORRECTION)."""
+    if correction is not None and len(correction) > MAX_CORRECTION:
+        raise ValueError(f"a correction is at most {MAX_CORRECTION} characters (got {len(correction)}): "
+                         "write the answer that is right, not a pasted document")
 
 
 def _check(question: str, rating: int, correction: str | None) -> int:
@@ -127,7 +143,7 @@ def rate_message(ws: Workspace, user: str | None, message: dict, rating: int | N
     with its `question`), as the chat page and POST /v1/feedback give it: the first rating or
     correction makes a row (the answer as the user read it, without an uncertain answer's notice),
     later ones change that row. Returns (feedback id, whether the row is new). Raises ValueError
-    for a rating or correction `_check` refuses."""
+    for a rating or correction `_check` or `check_correction` refuses."""
     from archivist.records import under_notice
 
     question = message.get("question") or ""

@@ -36,9 +36,7 @@ def create_key(ws: Workspace, user: str, by: str | None = None) -> str:
     LookupError when there is no such user.
     """
     actor = _may_manage(ws, by, user, "create an API key for")
-    row = ws.db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
-    if row is None:
-        raise LookupError(f"no such user: {user!r} (create it with `archivist users add {user}`)")
+    row = _user_row(ws, user)
     for _ in range(5):  # a prefix collision is a 1-in-4-billion event; retry rather than fail
         prefix = secrets.token_hex(4)
         key = f"{KEY_SCHEME}-{prefix}-{secrets.token_urlsafe(32)}"
@@ -105,9 +103,15 @@ def user_for_key(ws: Workspace, key: str | None) -> str | None:
 
 def list_keys(ws: Workspace, user: str | None = None, by: str | None = None) -> list[dict]:
     """Keys (never their secrets): [{"prefix", "user", "created_at", "revoked_at"}], oldest first;
-    `user`'s only when given. A member `by` (None: the acting user) sees their own keys alone."""
+    `user`'s only when given. A member `by` (None: the acting user) sees their own keys alone.
+    Raises AccessDenied for a member naming another user (as create_key: not their own keys, shown
+    under that name, nor a confirmed user name), LookupError for no such user (not an empty list,
+    which would say the user exists and has no key)."""
     actor = access.current_user(ws, by)
-    if not access.is_admin(ws, actor):
+    if user is not None:
+        _may_manage(ws, actor, user, "list the API keys of")
+        _user_row(ws, user)
+    elif not access.is_admin(ws, actor):
         user = actor
     sql = ("SELECT 'ak-' || k.prefix AS prefix, u.name AS user, k.created_at, k.revoked_at "
            "FROM api_keys k JOIN users u ON u.id = k.user_id")
@@ -116,6 +120,14 @@ def list_keys(ws: Workspace, user: str | None = None, by: str | None = None) -> 
         sql += " WHERE u.name = ?"
         args = (user,)
     return [dict(r) for r in ws.db.execute(sql + " ORDER BY k.created_at, k.id", args)]
+
+
+def _user_row(ws: Workspace, user: str):
+    """The users row of `user`. Raises LookupError naming the user when there is none."""
+    row = ws.db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+    if row is None:
+        raise LookupError(f"no such user: {user!r} (create it with `archivist users add {user}`)")
+    return row
 
 
 def _may_manage(ws: Workspace, by: str | None, owner: str, doing: str) -> str:
