@@ -295,3 +295,28 @@ def stopped(proc, timeout: float = 180.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"process {proc.pid} never reached the point where it stops itself")
+
+
+def serve_documents(root: Path, documents: dict[str, str], collection: str, members: dict[str, str], **app_options):
+    """A real `archivist serve` app in a thread over a new workspace under `root`: `documents` (file
+    name: text) ingested into `collection`, each of `members` (name: level) a member granted it, and an
+    API key for each of them and the admin. Returns (server, keys by name, settings); stop the server."""
+    from archivist import access
+    from archivist.api.app import create_app
+    from archivist.api.serve import serve_in_thread
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.keys import create_key
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    for name, text in documents.items():
+        (root / name).write_text(text)
+    settings = Settings.from_env(home=root / "ws")
+    with open_checked(settings) as ws:
+        results = ingest_paths(ws, [root / name for name in documents], collection=collection, progress=False)
+        assert [r.status for r in results] == ["added"] * len(documents), results
+        for name, level in members.items():
+            access.add_user(ws, name, "member")
+            access.grant(ws, name, collection, level)
+        keys = {name: create_key(ws, name) for name in ("admin", *members)}
+    return serve_in_thread(create_app(settings, **app_options)), keys, settings

@@ -13,6 +13,7 @@ import json
 
 import httpx
 import pytest
+from conftest import serve_documents
 
 PRICING = """# Blue Heron pricing
 
@@ -40,24 +41,8 @@ class API:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from archivist import access
-    from archivist.api.app import create_app
-    from archivist.api.serve import serve_in_thread
-    from archivist.ingest.pipeline import ingest_paths
-    from archivist.keys import create_key
-    from archivist.retrieval.repair import open_checked
-    from archivist.settings import Settings
-
-    root = tmp_path_factory.mktemp("edges")
-    (root / "pricing.md").write_text(PRICING)
-    settings = Settings.from_env(home=root / "ws")
-    with open_checked(settings) as ws:
-        assert ingest_paths(ws, [root / "pricing.md"], collection="sales", progress=False)[0].status == "added"
-        for name in ("bob", "carol"):
-            access.add_user(ws, name, "member")
-            access.grant(ws, name, "sales", "read")
-        keys = {name: create_key(ws, name) for name in ("admin", "bob", "carol")}
-    server = serve_in_thread(create_app(settings, max_waiting=8, warm=True))
+    server, keys, settings = serve_documents(tmp_path_factory.mktemp("edges"), {"pricing.md": PRICING}, "sales",
+                                             {"bob": "read", "carol": "read"}, max_waiting=8, warm=True)
     yield API(server.url, keys, settings)
     server.stop()
 

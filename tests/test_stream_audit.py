@@ -15,6 +15,7 @@ import json
 
 import httpx
 import pytest
+from conftest import serve_documents
 from e2e.test_browser import browser  # noqa: F401  (its module-scoped Chromium, for the browser test)
 
 MERGER = """# Project Nightingale
@@ -35,24 +36,8 @@ class API:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from archivist import access
-    from archivist.api.app import create_app
-    from archivist.api.serve import serve_in_thread
-    from archivist.ingest.pipeline import ingest_paths
-    from archivist.keys import create_key
-    from archivist.retrieval.repair import open_checked
-    from archivist.settings import Settings
-
-    root = tmp_path_factory.mktemp("stream")
-    (root / "merger.md").write_text(MERGER)
-    settings = Settings.from_env(home=root / "ws")
-    with open_checked(settings) as ws:
-        assert ingest_paths(ws, [root / "merger.md"], collection="secret", progress=False)[0].status == "added"
-        for name in ("bob", "mallory"):
-            access.add_user(ws, name, "member")
-            access.grant(ws, name, "secret", "read")
-        keys = {name: create_key(ws, name) for name in ("admin", "bob", "mallory")}
-    server = serve_in_thread(create_app(settings, max_waiting=8, warm=True))
+    server, keys, settings = serve_documents(tmp_path_factory.mktemp("stream"), {"merger.md": MERGER}, "secret",
+                                             {"bob": "read", "mallory": "read"}, max_waiting=8, warm=True)
     yield API(server.url, keys, settings)
     server.stop()
 
