@@ -17,22 +17,11 @@ import httpx
 import pytest
 from conftest import serve_documents
 
-PRICING = """# Blue Heron pricing
-
-The Blue Heron subscription costs 42 euros a month per seat. Annual plans get two months free. The price
-is reviewed every January by the finance team, and customers are told of a change thirty days before it
-takes effect. Seats can be added at any time; they are billed from the day they are added.
-"""
-QUESTION = "How much does the Blue Heron subscription cost?"
+from test_api_edges import API as EdgesAPI
+from test_api_edges import PRICING, QUESTION
 
 
-class API:
-    def __init__(self, url, keys, settings):
-        self.url, self.keys, self.settings = url, keys, settings
-
-    def h(self, who: str) -> dict:
-        return {"Authorization": f"Bearer {self.keys[who]}"}
-
+class API(EdgesAPI):
     def post(self, path: str, who: str, **kw) -> httpx.Response:
         return httpx.post(self.url + path, headers=self.h(who), timeout=300, **kw)
 
