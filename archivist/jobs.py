@@ -236,12 +236,14 @@ def cancel_requested(ws: Workspace, job_id: str) -> bool:
     return bool(row and row[0])
 
 
-def update_spec(ws: Workspace, job_id: str, spec: dict, state: str | None = None) -> bool:
-    """Replace the job's spec (a run fills in the dataset it built, so a resume trains on that one);
-    only while the job is in `state`, if given. Returns whether it was replaced."""
+def update_spec(ws: Workspace, job_id: str, spec: dict, state: str | None = None, total: int | None = None) -> bool:
+    """Replace the job's spec (a run fills in the dataset it built, so a resume trains on that one),
+    and its total when given (an ingestion's is its files: `job_files.counts` reads it); only while
+    the job is in `state`, if given. Returns whether it was replaced."""
     with transaction(ws.db):
-        return ws.db.execute("UPDATE jobs SET spec = ? WHERE id = ?" + (" AND state = ?" if state else ""),
-                             (_dumps(spec), job_id, *([state] if state else []))).rowcount == 1
+        return ws.db.execute("UPDATE jobs SET spec = ?, total = COALESCE(?, total) WHERE id = ?"
+                             + (" AND state = ?" if state else ""),
+                             (_dumps(spec), total, job_id, *([state] if state else []))).rowcount == 1
 
 
 def finish(ws: Workspace, job_id: str, result: dict | None = None, message: str | None = None) -> None:

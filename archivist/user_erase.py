@@ -23,8 +23,8 @@ on the company's data (ingests, grants they gave, fine-tunes, erasures), which t
 
 A deleted account is erased by name while no user has the name since and no other deleted account
 had it; otherwise by the name `users delete` left (`NAME#deleted-ID`): erasing NAME would erase two
-people. (With no current user of the name, the log, which records names only, cannot tell two former
-holders' records apart: erasing either redacts the records made as NAME.)
+people. (The log records names only: erasing a former holder redacts the records made as NAME before its
+`user.delete` record, an earlier holder's not yet erased among them.)
 """
 
 from __future__ import annotations
@@ -206,12 +206,18 @@ def _trained_on(ws: Workspace, datasets: set[str]) -> list[str]:
 def _in_log(ws: Workspace, name: str) -> tuple[str, int]:
     """The name the audit log knows the person by, and the record their records come before. A deleted
     account named as `users delete` left it (`mara#deleted-7`) made its records as "mara", before the
-    user now called "mara" was added (none are left when retention purged that `user.add`)."""
+    user now called "mara" was added (none are left when retention purged that `user.add`), and before
+    its own `user.delete` record 7 (while that record is there: a label from before it numbered the
+    account by its user id): the records after it are a later mara's."""
     logged = name.split("#deleted", 1)[0]
+    before = sys.maxsize
+    if (m := re.fullmatch(r".+#deleted-(\d+)", name)) and ws.db.execute(
+            "SELECT 1 FROM audit WHERE id = ? AND action = 'user.delete' AND target = ?", (int(m[1]), logged)).fetchone():
+        before = int(m[1])
     if logged == name or not ws.db.execute("SELECT 1 FROM users WHERE name = ?", (logged,)).fetchone():
-        return logged, sys.maxsize
+        return logged, before
     added = ws.db.execute("SELECT MAX(id) FROM audit WHERE action = 'user.add' AND target = ?", (logged,)).fetchone()[0]
-    return logged, added or 0
+    return logged, min(added or 0, before)
 
 
 def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str, before: int) -> list[str]:

@@ -467,7 +467,8 @@ def _drop_from_job(ws: Workspace, job, name: str) -> bool:
     spec = dict(job.spec)
     spec["files"] = [f for f in spec.get("files", []) if f[1] != name]
     spec["refused"] = list(spec.get("refused") or []) + [[name, "erased (archivist erase) before this job finished; not ingested"]]
-    return jobs.update_spec(ws, job.id, spec, state=job.state)
+    # the total is the files to ingest: left as it was, the dropped file counted as waiting and as refused
+    return jobs.update_spec(ws, job.id, spec, state=job.state, total=len(spec["files"]))
 
 
 def _refuse_live_ingest(ws: Workspace, doc: dict) -> None:
