@@ -148,8 +148,10 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
             answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
                          history=job.history, on_token=piece, stop=job.stop, surface="api", **extra)
             saving = job.conversation is not None and not job.stop.is_set()
+            # an extractive answer has no pieces: its key is checked here too, before the transaction, as the
+            # check records a refused key on the audit log, which that transaction's rollback would take back
+            withhold_revoked(ws, job)
             with transaction(ws.db) if saving else contextlib.nullcontext():  # checked and saved at once
-                withhold_revoked(ws, job)  # an extractive answer has no pieces: checked here too
                 withhold_lost(ws, job.user, answer.passages)  # revoked while the answer was prepared: a 403, nothing saved
                 withhold_erased(ws, answer.passages)  # erased meanwhile: a 404, nothing saved
                 if saving:
