@@ -90,35 +90,50 @@ def _own_temp(path: Path) -> tuple[Path, int]:
     while True:
         name = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks: nothing removes the file as abandoned either
-            pass
-        if os.fstat(fd).st_nlink:  # not removed as abandoned between its creation and the lock
+        if _claimed(fd):
             return name, fd
         os.close(fd)
 
 
+def _claimed(fd: int) -> bool:
+    """Lock `fd`, a temp file or folder just made (`_own_temp`, `building`), for as long as it is open;
+    False when it was removed as abandoned between its creation and the lock (make another). The lock
+    dies with the process: that is how `_remove_if_abandoned` tells a killed writer's from a live one's."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks: nothing removes it as abandoned either
+        pass
+    return os.fstat(fd).st_nlink > 0
+
+
+def _remove_if_abandoned(path: str | os.PathLike, remove, flags: int = 0) -> bool:
+    """`remove(path)` when no process holds the lock `_claimed` took on it (its writer was killed);
+    returns whether it did. A live writer's is let be, and so is everything on a file system without
+    locks (it cannot tell)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | flags)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _remove_abandoned(path: Path) -> None:
-    """Remove the temp files (`_own_temp`) that writers of `path` killed midway left beside it: each
-    one's lock is free. Left, each would hold an old version (the text an erase removed, too)."""
+    """Remove the temp files (`_own_temp`) that writers of `path` killed midway left beside it. Left,
+    each would hold an old version (the text an erase removed, too)."""
     own = re.compile(rf"\.{re.escape(path.name)}\.\d+-[0-9a-f]{{8}}\.tmp")
     try:
         entries = [e for e in os.scandir(path.parent) if own.fullmatch(e.name)]
     except OSError:  # no folder yet: the write names it
         return
     for entry in entries:
-        try:
-            fd = os.open(entry.path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(entry.path)
-        except OSError:  # held by a live writer (or a file system without locks: cannot tell, so kept)
-            pass
-        finally:
-            os.close(fd)
+        _remove_if_abandoned(entry.path, os.unlink)
 
 
 @contextmanager
@@ -126,7 +141,7 @@ def building(root: Path, name: str) -> Iterator[Path]:
     """A new folder under `root` (`.<name>.<pid>-<hex>.tmp`, hidden: never listed) that
     this process holds an flock on while it builds what it saves (a dataset, an adapted embedder) in it; removed on the way out unless it
     was renamed into place. The lock dies with the process, so a folder a killed saver left is found
-    unlocked (`remove_abandoned_folders`) and a live saver's never is."""
+    unlocked (`remove_abandoned_folders`) and a live saver's never is (`_claimed`)."""
     while True:
         tmp = root / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         tmp.mkdir(parents=True)
@@ -134,11 +149,7 @@ def building(root: Path, name: str) -> Iterator[Path]:
             fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:  # removed as abandoned between the mkdir and the lock
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks: nothing removes the folder as abandoned either
-            pass
-        if os.fstat(fd).st_nlink:  # still there, now ours
+        if _claimed(fd):
             break
         os.close(fd)
     try:
@@ -152,18 +163,8 @@ def remove_abandoned_folders(root: Path) -> None:
     """Remove the folders (`building`) of saves whose process is gone (killed mid-save): each one's flock
     (`building`) is free. Another process's save in progress holds its lock and is let be."""
     for tmp in root.glob(".*.tmp"):
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(tmp, ignore_errors=True)
+        if _remove_if_abandoned(tmp, lambda p: shutil.rmtree(p, ignore_errors=True), os.O_DIRECTORY):
             log.info("removed %s, left by a save that did not finish", tmp)
-        except OSError:  # held by a live saver (or a file system without locks: cannot tell, so kept)
-            pass
-        finally:
-            os.close(fd)
 
 
 SCAN_BLOCK = 16 << 20  # bytes `files_holding` holds of a file at once: a workspace's FAISS index or database can be GBs
