@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,3 +259,18 @@ def model_hash(path: Path | str) -> str:
             h.update(f.name.encode())
             h.update(str(f.stat().st_size).encode())
     return h.hexdigest()[:16]
+
+
+def installed_versions(packages: Sequence[str]) -> dict[str, str]:
+    """{distribution name: installed version} for those of `packages` that are installed (the others
+    left out), in their order: what `archivist doctor`, an adapter's lineage and a benchmark's
+    machine record say the results came from."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in packages:
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions

@@ -407,20 +407,14 @@ def _quiet_libraries(verbose: bool) -> None:
 
 def doctor_report(settings) -> dict:
     """Versions, device, models present, free memory and disk."""
-    import importlib.metadata as md
     import shutil
 
     import psutil
 
-    from archivist.catalog import EMBEDDER_CATALOG, LLM_CATALOG, _package_dir
+    from archivist.catalog import EMBEDDER_CATALOG, LLM_CATALOG, _package_dir, installed_versions
 
-    versions = {}
-    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "sentence-transformers", "faiss-cpu", "faiss-gpu-cu12",
-                "streamlit", "accelerate", "fastapi"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+    versions = installed_versions(("torch", "transformers", "peft", "bitsandbytes", "sentence-transformers", "faiss-cpu",
+                                   "faiss-gpu-cu12", "streamlit", "accelerate", "fastapi"))
     import torch
 
     cuda = torch.cuda.is_available()

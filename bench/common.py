@@ -74,9 +74,9 @@ def size(name: str) -> dict:
 
 def machine() -> dict:
     """Where and when: date, CPU, cores, memory, load, library versions."""
-    import importlib.metadata as md
-
     import psutil
+
+    from archivist.catalog import installed_versions
 
     cpu = platform.processor() or ""
     try:
@@ -86,12 +86,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    versions = {}
-    for pkg in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "onnxruntime", "llama-index-core"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+    versions = installed_versions(("torch", "transformers", "sentence-transformers", "faiss-cpu", "onnxruntime", "llama-index-core"))
     return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu, "cores": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "load_avg": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(), "versions": versions}
@@ -198,6 +193,23 @@ def report(name: str, title: str, body: str, data: dict) -> None:
     seconds = time.time() - psutil.Process().create_time()  # the benchmark's whole wall time, model loads included
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), "seconds": seconds, **data}, indent=2, default=str))
     print("\n" + text, flush=True)
+
+
+def module_at(rev: str, path: str, name: str):
+    """The repository's file `path` as it was at git revision `rev`, imported as module `name` beside
+    the current one: a benchmark's baseline is the code before a change, measured in the same run."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True, text=True,
+                            check=True).stdout
+    file = Path(tempfile.mkdtemp()) / f"{name.rpartition('.')[2]}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def log(msg: str) -> None:

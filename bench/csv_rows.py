@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hash_embedder import HashEmbedder
+
 EMBED_SAMPLE = 512  # chunks the real embedder embeds to time it (with --hash-embedder)
 
 
@@ -37,24 +39,6 @@ def write_csv(path: Path, rows: int) -> None:
         f.write("id,name,amount\n")
         for i in range(rows):
             f.write(f"{i},item-{i % 977},{(i * 37) % 10000}\n")
-
-
-class HashEmbedder:
-    """Vectors from a hash of the text: the real embedder's name, dimension and tokenizer, none of its work."""
-
-    def __init__(self, real):
-        self.name, self.dim, self.tokenizer = real.name, real.dim, real.tokenizer
-        self.identity = f"{real.name}:{real.dim} backend=hash"
-
-    def embed(self, texts, batch_size: int = 32):
-        import hashlib
-
-        import numpy as np
-
-        seeds = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in texts]
-        out = np.stack([np.random.default_rng(s).standard_normal(self.dim, dtype=np.float32) for s in seeds]) \
-            if seeds else np.zeros((0, self.dim), np.float32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def child(path: str, home: str, hashed: bool) -> int:
@@ -68,7 +52,7 @@ def child(path: str, home: str, hashed: bool) -> int:
     ws = open_workspace(Settings.from_env(home=home))
     real = embedder_for(ws.settings)
     real.embed(["warm up"])  # model load is not the file's cost
-    embedder = HashEmbedder(real) if hashed else real
+    embedder = HashEmbedder.like(real) if hashed else real
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     [res] = ingest_paths(ws, [path], progress=False, embedder=embedder)
@@ -97,7 +81,7 @@ def searcher(home: str, hashed: bool) -> int:
 
     settings = Settings.from_env(home=home)
     real = embedder_for(settings)
-    embedder = HashEmbedder(real) if hashed else real
+    embedder = HashEmbedder.like(real) if hashed else real
     embedder.embed(["warm up"])
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()

@@ -16,27 +16,14 @@ chunks the text as in a real ingest).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 
-import numpy as np
-
 from common import alternate, fresh_home, log, md_table, median, report, size_parser, timed
+from hash_embedder import HashEmbedder
 
 LINES = {"small": 1000, "full": 5000}
 JOBS, FILES = 200, 3000
-
-
-class HashEmbedder:
-    name, dim, model_id = "hash", 384, "hash:384"
-
-    def embed(self, texts, batch_size=32):
-        out = np.empty((len(texts), self.dim), np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def build(lines: int):

@@ -330,15 +330,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import tantivy
 
+    from archivist.catalog import installed_versions
     from archivist.retrieval import lexicon
 
-    data: dict = {"tantivy": getattr(tantivy, "__version__", None)}
-    try:
-        import importlib.metadata as md
-
-        data["tantivy"] = md.version("tantivy")
-    except Exception:
-        pass
+    data: dict = {"tantivy": installed_versions(["tantivy"]).get("tantivy", getattr(tantivy, "__version__", None))}
     body = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-lexical-"))
     try:

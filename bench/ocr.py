@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import alternate, log, md_table, median, report
+from common import alternate, log, md_table, median, module_at, report
 
 REPO = Path(__file__).resolve().parent.parent
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
@@ -289,19 +288,6 @@ def bench_tables(tmp: Path, scans: bool) -> dict:
     return out
 
 
-def old_reader():
-    """ingest/readers.py as it was at BEFORE, imported beside the current one (its helpers,
-    readers_base/markup/office, are shared and compatible)."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{BEFORE}:ingest/readers.py"], capture_output=True,
-                            text=True, check=True).stdout
-    file = Path(tempfile.mkdtemp()) / "readers_before.py"
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location("archivist.ingest.readers_before", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def text_pdfs(tmp: Path) -> list[Path]:
     """Text-layer PDFs: the sample handbook and generated reports of 5-20 pages with headings."""
     from fpdf import FPDF
@@ -326,7 +312,8 @@ def text_pdfs(tmp: Path) -> list[Path]:
 def bench_text_path(tmp: Path, repeats: int) -> dict:
     from archivist.ingest import readers_pdf
 
-    old = old_reader()
+    # ingest/readers.py as it was at BEFORE (its helpers, readers_base/markup/office, are shared and compatible)
+    old = module_at(BEFORE, "ingest/readers.py", "archivist.ingest.readers_before")
     paths = text_pdfs(tmp)
 
     def run(fn):
@@ -354,6 +341,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("text", "tables", "ocr", "memory"),
                         help="run one part and print its JSON (no report)")
     args = parser.parse_args(argv)
+    from archivist.catalog import installed_versions
+
     size = SIZES[args.size]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     memory_pages = tuple(args.memory_pages or size["memory_pages"])
@@ -372,7 +361,8 @@ def main(argv=None) -> int:
     ocr = bench_ocr(size["ocr_pages"], tmp)
     memory = {} if args.skip_memory else bench_memory(memory_pages, tmp)
 
-    body = [f"OCR (RapidOCR {_version('rapidocr-onnxruntime')}, PP-OCRv4, 200 dpi letter pages of ~14 lines): "
+    rapidocr = installed_versions(["rapidocr-onnxruntime"]).get("rapidocr-onnxruntime", "?")
+    body = [f"OCR (RapidOCR {rapidocr}, PP-OCRv4, 200 dpi letter pages of ~14 lines): "
             f"**CER {100 * ocr['cer']:.2f}%** over {ocr['pages']} pages (target <= 2%); "
             f"**{ocr['pages_per_s']:.2f} pages/s** through `read()` ({ocr['read_seconds']:.0f} s for {ocr['pages']} pages, "
             "child process, render and layout included).", "",
@@ -389,15 +379,6 @@ def main(argv=None) -> int:
     report("ocr", "Scans, tables and the PDF text path (bench/ocr.py)", "\n".join(body),
            {"ocr": ocr, "tables": tables, "text_path": text, "memory": memory, "size": args.size})
     return 0
-
-
-def _version(package: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(package)
-    except md.PackageNotFoundError:
-        return "?"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from archivist.workspace import open_workspace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_faults import problems  # noqa: E402
 
-WORKER = r'''
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+WORKER = f"import sys; sys.path.append({str(BENCH)!r})  # appended: shadows no installed module\n" + r'''
 import hashlib, json, random, sys, time, traceback
 from pathlib import Path
 role, idx, home, seconds, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
@@ -35,20 +36,10 @@ from archivist.settings import Settings
 from archivist.models import embedder_for
 from archivist.ingest.pipeline import delete_document, ingest_paths, list_documents
 from archivist.retrieval.search import search
+from hash_embedder import HashEmbedder  # queriers need a query vector, not a good one: no torch to load
 
 rng = random.Random(idx)
 ws = open_checked(Settings.from_env(home=home, chunk_tokens=96, chunk_overlap=8, user=""))
-
-
-class HashEmbedder:
-    """Queriers need a query vector, not a good one: a deterministic vector per text spares
-    them loading torch, so the test spends its time on concurrent work, not start-up."""
-    name, dim, model_id = "hash", 384, "hash:384"
-
-    def embed(self, texts, batch_size=32):
-        import numpy as np
-        out = [np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).standard_normal(384) for t in texts]
-        return np.array([v / np.linalg.norm(v) for v in out], dtype=np.float32)
 
 
 embedder = embedder_for(ws.settings) if role == "ingest" else HashEmbedder()

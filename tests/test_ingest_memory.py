@@ -18,24 +18,16 @@ from pathlib import Path
 
 import pytest
 
-CHILD = r'''
-import hashlib, json, resource, sys
-import numpy as np
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+CHILD = f"import sys; sys.path.append({str(BENCH)!r})  # appended: shadows no installed module\n" + r'''
+import json, resource
 from archivist.ingest import pipeline, readers
 from archivist.ingest.pipeline import ingest_paths
 from archivist.retrieval import lexicon
 from archivist.models import embedder_for
 from archivist.settings import Settings
 from archivist.workspace import open_workspace
-
-class HashEmbedder:
-    name, dim, model_id = "hash", 384, "hash:384"
-    def embed(self, texts, batch_size=32):
-        out = np.empty((len(texts), self.dim), np.float32)
-        for i, t in enumerate(texts):
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+from hash_embedder import HashEmbedder
 
 path, rows, home = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 # The bounds that keep memory flat, set small so that both sizes (1,300 and 5,300 chunks) are well
