@@ -375,33 +375,35 @@ def _redacted_detail(erased_by: int) -> str:
     return json.dumps({"erased_by": erased_by})
 
 
-def redact(ws: Workspace, name: str, erased_by: int, before: int = sys.maxsize) -> int:
+def redact(ws: Workspace, name: str, erased_by: int, before: int = sys.maxsize, after: int = 0) -> int:
     """Redact the records `name` made of the kinds in REDACTED_KINDS (what they asked, searched,
     looked at, rated): user becomes "[erased]", target none, detail {"erased_by": erased_by}, the
     salt goes; the digest they had keeps the chain whole. Call it inside the transaction that writes
     the `user.erased` record `erased_by`, whose detail must say how many (`verify` checks). Returns
     how many records it redacted. The caller zeroes the freed space (secure_delete, VACUUM).
-    `before`: only records older than record `before` (a deleted account's, when a user created
-    since has its name: the records after are that other person's)."""
+    `after`, `before`: only records between those two (the log keeps names, not people: one account
+    of several that had the name, `user_erase._in_log`)."""
     marks = ",".join("?" * len(REDACTED_KINDS))
     return ws.db.execute(
         f"UPDATE audit SET user = ?, target = NULL, detail = ?, salt = NULL, redacted_by = ? "
-        f"WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL AND id < ?",
-        (REDACTED, _redacted_detail(erased_by), erased_by, name, *REDACTED_KINDS, before)).rowcount
+        f"WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL AND id > ? AND id < ?",
+        (REDACTED, _redacted_detail(erased_by), erased_by, name, *REDACTED_KINDS, after, before)).rowcount
 
 
-def redactable(ws: Workspace, name: str, before: int = sys.maxsize) -> int:
+def redactable(ws: Workspace, name: str, before: int = sys.maxsize, after: int = 0) -> int:
     """How many records `redact` would redact for `name` (for the `user.erased` record it writes first)."""
     marks = ",".join("?" * len(REDACTED_KINDS))
     return ws.db.execute(f"SELECT COUNT(*) FROM audit WHERE user = ? AND action IN ({marks}) AND redacted_by IS NULL "
-                         "AND id < ?", (name, *REDACTED_KINDS, before)).fetchone()[0]
+                         "AND id > ? AND id < ?", (name, *REDACTED_KINDS, after, before)).fetchone()[0]
 
 
-def feedback_ids(ws: Workspace, name: str) -> list[int]:
-    """The ids of the feedback rows `name` gave, as the log recorded them (`feedback.given`): a user
-    deleted before is no longer on their rows (user_id was set NULL), the log still says whose they were."""
+def feedback_ids(ws: Workspace, name: str, before: int = sys.maxsize, after: int = 0) -> list[int]:
+    """The ids of the feedback rows `name` gave (between records `after` and `before`), as the log
+    recorded them (`feedback.given`): a user deleted before is no longer on their rows (user_id was
+    set NULL), the log still says whose they were."""
     return [int(r[0]) for r in ws.db.execute(
-        "SELECT DISTINCT target FROM audit WHERE user = ? AND action = 'feedback.given' AND redacted_by IS NULL", (name,))
+        "SELECT DISTINCT target FROM audit WHERE user = ? AND action = 'feedback.given' AND redacted_by IS NULL "
+        "AND id > ? AND id < ?", (name, after, before))
         if str(r[0]).isdigit()]
 
 

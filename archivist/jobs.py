@@ -442,10 +442,10 @@ def supersede(ws: Workspace, job_id: str, by_job: str) -> bool:
 def every(ws: Workspace, kinds: tuple[str, ...], collection: str | None = None, file_name: str | None = None,
           states: tuple[str, ...] = STATES) -> list[Job]:
     """Every job of `kinds`, whoever owns it, oldest first, for a stage's own bookkeeping, never to
-    show a user (erase finds the uploads a document's earlier versions were read from in the ingest
-    jobs: they outlive the audit records retention purges). With `collection` and `file_name`, only those
-    whose spec ({"collection", "files": [[path, name], ...]}) names both, and in `states`, chosen in SQL:
-    each erase parsed every ingest job's whole file list (200 jobs of 3,000 files: 2.7 s and 160 MB)."""
+    show a user (erase refuses while a live ingest job lists its document). With `collection` and
+    `file_name`, only those whose spec ({"collection", "files": [[path, name], ...]}) names both, and in
+    `states`, chosen in SQL: each erase parsed every ingest job's whole file list (200 jobs of 3,000
+    files: 2.7 s and 160 MB)."""
     where, args = [f"kind IN ({_marks(kinds)})", f"state IN ({_marks(states)})"], [*kinds, *states]
     if file_name is not None:
         clause, more = job_files.naming_clause(file_name)
@@ -455,6 +455,12 @@ def every(ws: Workspace, kinds: tuple[str, ...], collection: str | None = None, 
         where.append("json_extract(spec, '$.collection') = ?")
         args.append(collection)
     return [_job(r) for r in ws.db.execute(f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at, id", args)]
+
+
+def one(ws: Workspace, job_id: str) -> Job | None:
+    """Job `job_id` read whole, whoever owns it, or None: as `every`, for a stage's own bookkeeping
+    (erase changes a cut-short job `job_files.naming` found), never to show a user (`get` checks who asks)."""
+    return _load(ws, job_id, missing_ok=True)
 
 
 def interrupted(ws: Workspace, kinds: tuple[str, ...], user: str | None = None) -> list[Job]:

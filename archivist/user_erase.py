@@ -23,8 +23,11 @@ on the company's data (ingests, grants they gave, fine-tunes, erasures), which t
 
 A deleted account is erased by name while no user has the name since and no other deleted account
 had it; otherwise by the name `users delete` left (`NAME#deleted-ID`): erasing NAME would erase two
-people. (The log records names only: erasing a former holder redacts the records made as NAME before its
-`user.delete` record, an earlier holder's not yet erased among them.)
+people. The log records names only, so an account's records are told apart by when they were made:
+after its `user.add` (or the `user.delete` of the holder before it), and before its own `user.delete`
+record, ID (`_in_log`). A label whose `user.delete` record the log does not hold
+(`NAME#deleted` from migration 13, or one numbered by a user id before labels took the record's id)
+redacts no record: the report names the accounts whose records it could not tell from theirs (`untold`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class UserEraseReport:
     audit_redacted: int = 0
     audit_kept: dict[str, int] = field(default_factory=dict)  # their acts on the company's data, kept by kind
     unknown: dict[str, int] = field(default_factory=dict)  # rows of users deleted before schema 13 whose owner nothing names
+    untold: dict[str, int] = field(default_factory=dict)  # records maybe theirs, not redacted, by account (`_in_log`)
     record: int = 0  # the user.erased record
     wal_truncated: bool = True
     leftovers: list[str] = field(default_factory=list)  # files still holding something they typed
@@ -87,23 +91,27 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
         raise ValueError(f"{name!r} is a current user, and deleted accounts had that name before ({', '.join(formers[1:])}): "
                          "erasing by the name would erase both people. Erase a deleted account by the name `users delete` "
                          f"left for it (archivist users erase '{formers[1]}'), then {name!r} if that is wanted too")
-    # two former employees who had one name are two people as well (`NAME#deleted`, which the
-    # migration to schema 13 gave rows of any account deleted before, names no one in particular)
-    if not row and len(numbered := [f for f in formers if f.startswith(f"{name}#deleted-")]) > 1:
-        raise ValueError(f"no current user is named {name!r}, and {len(numbered)} deleted accounts had that name "
-                         f"({', '.join(numbered)}): erasing by the name would erase all of them. Erase each by the "
-                         f"name `users delete` left for it (archivist users erase '{numbered[0]}')")
-    logged, before = _in_log(ws, name)
-    fids = set(audit.feedback_ids(ws, logged)) | {r[0] for r in _in(ws, "SELECT id FROM feedback WHERE former_owner IN ({})", formers)}
+    # two former employees who had one name are two people as well: those the rows name, and those
+    # that left only log records (`NAME#deleted`, which the migration to schema 13 gave rows of any
+    # account deleted before, names no one in particular: the same person's jobs may have NAME#deleted-ID)
+    accounts = [] if row or "#deleted" in name else sorted(
+        {f for f in formers if f.startswith(f"{name}#deleted-")} | set(_log_accounts(ws, name)))
+    if len(accounts) > 1:
+        raise ValueError(f"no current user is named {name!r}, and {len(accounts)} deleted accounts had that name "
+                         f"({', '.join(accounts)}): erasing by the name would erase all of them. Erase each by the "
+                         f"name `users delete` left for it (archivist users erase '{accounts[0]}')")
+    logged, after, before = _in_log(ws, name)
+    fids = set(audit.feedback_ids(ws, logged, before, after)) | {
+        r[0] for r in _in(ws, "SELECT id FROM feedback WHERE former_owner IN ({})", formers)}
     if uid is not None:
         fids |= {r[0] for r in ws.db.execute("SELECT id FROM feedback WHERE user_id = ?", (uid,))}
     fids = {f for f in fids if ws.db.execute(  # a deleted user's rows have no user left, and another's deleted name on them
         f"SELECT 1 FROM feedback WHERE id = ? AND (user_id IS NULL OR user_id = ?) AND (former_owner IS NULL OR former_owner "
         f"IN ({','.join('?' * len(formers))}))", (f, uid, *formers)).fetchone()}
-    typed = _typed(ws, uid, fids, logged, before)
+    typed = _typed(ws, uid, fids, logged, after, before)
     # a deleted account named by its label (bob#deleted-9) may own rows under that label alone
     owns = len(formers) > 1 or (not row and name in _owners_left(ws, _like(name), actor))
-    if not row and not fids and not owns and not audit.redactable(ws, logged, before):
+    if not row and not fids and not owns and not audit.redactable(ws, logged, before, after):
         done = ws.db.execute("SELECT id FROM audit WHERE action = 'user.erased' AND target = ? ORDER BY id DESC LIMIT 1",
                              (name,)).fetchone()
         raise LookupError(f"{name!r} was already erased (audit record {done[0]})" if done else
@@ -144,20 +152,23 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
                 ws.db.execute("UPDATE adapters SET lineage = ? WHERE name = ?", (json.dumps(_renamed(lin, formers)), a))
             if uid is not None:
                 ws.db.execute("DELETE FROM users WHERE id = ?", (uid,))  # keys, sessions, grants cascade
-            report.audit_redacted = audit.redactable(ws, logged, before)
+            report.audit_redacted = audit.redactable(ws, logged, before, after)
+            if before <= after:  # a label the log has no end for: whose records might be theirs, none redacted
+                report.untold = {a: _left(ws, a) for a in _log_accounts(ws, logged)}
             report.unknown = {t: n for t in ("feedback", "evaluations") if (n := ws.db.execute(
                 f"SELECT COUNT(*) FROM {t} WHERE user_id IS NULL AND former_owner IS NULL").fetchone()[0])}
             report.audit_kept = {r[0]: r[1] for r in ws.db.execute(
-                "SELECT action, COUNT(*) FROM audit WHERE user = ? AND redacted_by IS NULL AND id < ? GROUP BY action",
-                (logged, before))
+                "SELECT action, COUNT(*) FROM audit WHERE user = ? AND redacted_by IS NULL AND id > ? AND id < ? GROUP BY action",
+                (logged, after, before))
                 if r[0] not in audit.REDACTED_KINDS}
             report.record = audit.record(ws, "user.erased", user=actor, target=name, detail={
                 "account": report.account, "conversations": report.conversations, "messages": report.messages,
                 "feedback": report.feedback, "keys": report.keys, "grants": report.grants,
                 "evaluations": report.evaluations, "jobs": report.jobs, "dataset_examples": report.dataset_examples,
                 "datasets_disowned": report.datasets_disowned, "stale_adapters": report.adapters,
-                "redacted": report.audit_redacted, "kept": report.audit_kept, "unknown": report.unknown})
-            n = audit.redact(ws, logged, report.record, before)
+                "redacted": report.audit_redacted, "kept": report.audit_kept, "unknown": report.unknown,
+                **({"untold": report.untold} if report.untold else {})})
+            n = audit.redact(ws, logged, report.record, before, after)
             assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
     for a in late:  # files: after the transaction, as for the others before it
         adapters.scrub_metrics(ws, a, lambda s: any(t in s for t in typed))
@@ -173,9 +184,22 @@ def deleted_accounts(ws: Workspace, by: str | None = None) -> list[str]:
     the Admin page offers these, where its name had to be known and typed. Needs the admin role."""
     actor = access.require_admin(ws, by, "list deleted accounts")
     found = {o for o in _owners_left(ws, "%#deleted%", actor) if isinstance(o, str) and re.fullmatch(r".+#deleted(-\d+)?", o)}
-    return sorted(found | {access.former_owner(target, rid) for rid, target in ws.db.execute(
-        "SELECT id, target FROM audit WHERE action = 'user.delete' AND target IS NOT NULL").fetchall()
-        if audit.redactable(ws, target, rid)})
+    return sorted(found.union(*(_log_accounts(ws, t) for (t,) in ws.db.execute(
+        "SELECT DISTINCT target FROM audit WHERE action = 'user.delete' AND target IS NOT NULL"))))
+
+
+def _log_accounts(ws: Workspace, name: str) -> list[str]:
+    """The deleted accounts of `name` that have records still to redact, by their labels
+    (`NAME#deleted-ID`, ID their `user.delete` record), oldest first."""
+    return [label for (rid,) in ws.db.execute("SELECT id FROM audit WHERE action = 'user.delete' AND target = ? ORDER BY id",
+                                              (name,)).fetchall()
+            if _left(ws, label := access.former_owner(name, rid))]
+
+
+def _left(ws: Workspace, label: str) -> int:
+    """How many records of the account `label` (`_in_log`) are still to redact."""
+    logged, after, before = _in_log(ws, label)
+    return audit.redactable(ws, logged, before, after)
 
 
 def _owners_left(ws: Workspace, like: str, actor: str) -> set:
@@ -203,27 +227,36 @@ def _trained_on(ws: Workspace, datasets: set[str]) -> list[str]:
             if _loads(lin).get("dataset") in datasets]
 
 
-def _in_log(ws: Workspace, name: str) -> tuple[str, int]:
-    """The name the audit log knows the person by, and the record their records come before. A deleted
-    account named as `users delete` left it (`mara#deleted-7`) made its records as "mara", before the
-    user now called "mara" was added (none are left when retention purged that `user.add`), and before
-    its own `user.delete` record 7 (while that record is there: a label from before it numbered the
-    account by its user id): the records after it are a later mara's."""
+def _in_log(ws: Workspace, name: str) -> tuple[str, int, int]:
+    """(the name the audit log knows the person by, after, before): their records are those made under
+    that name between records `after` and `before`. A deleted account named as `users delete` left it
+    (`mara#deleted-7`) made its records as "mara" before its own `user.delete` record 7 and after the
+    `user.add` (or an earlier mara's `user.delete`) before that; a current user, after its own
+    `user.add` (or the last `user.delete` of its name; none are left when retention purged them, nor
+    any record older). A plain name with no current user is the one deleted account of that name
+    (`erase_user` refuses it for several). A label whose `user.delete` record is not in the log
+    (`mara#deleted`, or numbered by a user id before labels took the record's id) gives no records."""
     logged = name.split("#deleted", 1)[0]
-    before = sys.maxsize
+    if logged == name:
+        current = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
+        return logged, _start(ws, logged, sys.maxsize) if current else 0, sys.maxsize
     if (m := re.fullmatch(r".+#deleted-(\d+)", name)) and ws.db.execute(
             "SELECT 1 FROM audit WHERE id = ? AND action = 'user.delete' AND target = ?", (int(m[1]), logged)).fetchone():
-        before = int(m[1])
-    if logged == name or not ws.db.execute("SELECT 1 FROM users WHERE name = ?", (logged,)).fetchone():
-        return logged, before
-    added = ws.db.execute("SELECT MAX(id) FROM audit WHERE action = 'user.add' AND target = ?", (logged,)).fetchone()[0]
-    return logged, min(added or 0, before)
+        return logged, _start(ws, logged, int(m[1])), int(m[1])
+    return logged, 0, 0
 
 
-def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str, before: int) -> list[str]:
+def _start(ws: Workspace, name: str, end: int) -> int:
+    """The record before which an account of `name` that ended at record `end` made none: the latest
+    creation of a user `name`, or deletion of an earlier one, before `end` (0: none in the log)."""
+    return ws.db.execute("SELECT MAX(id) FROM audit WHERE action IN ('user.add', 'auth.first_admin', 'user.delete') "
+                         "AND target = ? AND id < ?", (name, end)).fetchone()[0] or 0
+
+
+def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str, after: int, before: int) -> list[str]:
     """The longer things the person typed (questions, searches, corrections, chat messages), for the
-    leftover scan and the adapters' metrics; read before they are removed. `name`, `before`: their
-    records in the log (`_in_log`)."""
+    leftover scan and the adapters' metrics; read before they are removed. `name`, `after`, `before`:
+    their records in the log (`_in_log`)."""
     out = set()
     if uid is not None:
         out |= {r[0] for r in ws.db.execute("SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id "
@@ -231,7 +264,7 @@ def _typed(ws: Workspace, uid: int | None, fids: set[int], name: str, before: in
     for r in _in(ws, "SELECT question, correction FROM feedback WHERE id IN ({})", fids):
         out |= {r[0], r[1] or ""}
     for r in ws.db.execute("SELECT detail FROM audit WHERE user = ? AND action IN ('question', 'question.started', 'search') "
-                           "AND redacted_by IS NULL AND id < ?", (name, before)):
+                           "AND redacted_by IS NULL AND id > ? AND id < ?", (name, after, before)):
         d = json.loads(r[0])
         out |= {d.get("question") or "", d.get("query") or ""}
     return sorted(t for t in out if isinstance(t, str) and len(t.strip()) >= MIN_TEXT)
@@ -336,6 +369,10 @@ def open_ends(r: UserEraseReport) -> list[str]:
     """What the erasure left for an admin to act on (the end of `as_lines`; the Admin page shows
     these as a warning, its toast passing too quickly for them)."""
     lines = []
+    if r.untold:
+        lines.append("  not redacted, the log names people by name only and has no end for this account: "
+                     + ", ".join(f"{n} records of {a}" for a, n in sorted(r.untold.items()))
+                     + " may be theirs; if one is, erase it by that name (archivist users erase 'NAME#deleted-ID')")
     if r.unknown:
         lines.append("  not erased, nothing says whose they are: " + ", ".join(f"{k} {v}" for k, v in sorted(r.unknown.items()))
                      + " rows of users deleted before archivist kept a deleted user's name on them, whose log records "

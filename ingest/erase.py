@@ -11,7 +11,7 @@ also reaches the copies made from it, each through the module that owns them:
     adapters that learned from it                archivist/adapters.py     marked stale; examples in metrics.json dropped
 
 and then leaves no trace in the files: SQLite with secure_delete on, the FTS index optimized, the
-lexical index rebuilt, VACUUM, and the WAL checkpointed and truncated. What it cannot remove: what
+lexical index compacted without its terms, VACUUM, and the WAL checkpointed and truncated. What it cannot remove: what
 an adapter's weights learned, until the adapter is retrained (`archivist finetune --retrain NAME`).
 The audit log keeps that the document existed and was erased (its name and hash, never its text).
 """
@@ -290,7 +290,7 @@ def _delete(ws: Workspace, doc: dict, actor: str) -> bool:
 
 def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     """Step 3, the document gone: mark what learned from it stale and record the erase (one
-    transaction, once per job), rebuild the lexical terms, compact, and end the job."""
+    transaction, once per job), drop its lexical terms, compact, and end the job."""
     from archivist import jobs
     from archivist.finetune import embedders
     from archivist.retrieval import lexicon_store
@@ -322,7 +322,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         late = [e for e in embedders.learned_from(ws, spec["document_id"]) if e not in report.embedders]
         embedders.mark_stale(ws, late, why)
         report.embedders += late
-        lexicon_store.sync(ws, rebuild=True)  # a rebuilt term table holds no word only this document had
+        lexicon_store.sync(ws, forget=True)  # the term table then holds no word only this document had
         report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
     if not access.is_admin(ws, actor):
@@ -441,12 +441,13 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
     uploads = (ws.home / "uploads").resolve()
     stem = path.name if path is not None else Path(document["name"]).name
     earlier = {uploads / sha[:16] / stem for sha in audit.versions(ws, document["id"]) if sha != document["content_hash"]}
-    # the paths each job stores under the name, picked in SQL; only a cut-short job, which loses the file, read whole
-    cut = {j.id: j for j in jobs.every(ws, INGEST_KINDS, document["collection"], document["name"], states=jobs.RESUMABLE)}
+    # the paths each job stores under the name, picked in SQL in one search of the jobs; only a
+    # cut-short job, which loses the file, is read whole (by its id)
     for job_id, state, held in job_files.naming(ws, INGEST_KINDS, document["collection"], document["name"], jobs.STATES):
         if state in jobs.LIVE:  # a live one: erase refused to start (`_refuse_live_ingest`); one queued since
             continue  # ingests a newer version, which erase's version loop follows
-        if state in jobs.RESUMABLE and (job_id not in cut or not _drop_from_job(ws, cut[job_id], document["name"])):
+        if state in jobs.RESUMABLE and ((job := jobs.one(ws, job_id)) is None or job.state not in jobs.RESUMABLE
+                                        or not _drop_from_job(ws, job, document["name"])):
             continue  # resumed (or cut short) meanwhile: its upload may be in use
         # only the workspace's own copies: a file ingested from the user's folder is theirs
         earlier |= {c for p in held if (c := workspace_copy(ws, Path(p)))}

@@ -2,6 +2,7 @@
 
     index = lexicon_store.current(ws)        # what a search uses: loaded once, reloaded when the file changes
     lexicon_store.sync(ws)                   # add the chunks SQLite holds and the index lacks, drop the gone
+    lexicon_store.sync(ws, forget=True)      # an erase: and keep nothing of the gone, not even a term
     lexicon_store.append(ws)                 # an ingest into a big workspace: pending segments, no load
     lexicon_store.check_and_repair(ws)       # on open: a torn or stale file is rebuilt from SQLite
 
@@ -233,11 +234,11 @@ def _drop_segments(segments: list[Path]) -> None:
             pass
 
 
-def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> dict:
+def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None, forget: bool = False) -> dict:
     """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (None: the
     settings'; an index on disk weighted otherwise is rebuilt), folding in the pending segments
-    (`append`) and deleting them. Returns {"added", "removed", "total"}: what SQLite brought beyond
-    the segments."""
+    (`append`) and deleting them. With `forget` (an erase) the file keeps nothing of a removed chunk
+    (`_forgotten`). Returns {"added", "removed", "total"}: what SQLite brought beyond the segments."""
     from filelock import FileLock
 
     fields = fields or fields_of(ws)
@@ -262,11 +263,32 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> 
             index = index.without(extra)
         if len(missing):
             index = index.with_chunks(_rows(ws, missing))
+        kept = index
+        if forget:
+            index = _forgotten(index)
         _cache[str(ws.home)] = index  # searchable in this process even if saving it fails
-        if loaded is None or segments or len(missing) or len(extra) or fresh_sidecar(path) is None:
+        if loaded is None or segments or len(missing) or len(extra) or index is not kept or fresh_sidecar(path) is None:
             index = _save(ws, index)
         _drop_segments(segments)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": index.n_live}
+
+
+def _forgotten(index: Index) -> Index:
+    """`index` holding nothing of the chunks it dropped: a dead position (`Index.without`) keeps its
+    postings, and the term table every word ever indexed, so an erased document's rare words (a
+    name, a figure) stayed readable in the file. Its live chunks are merged into an empty index
+    (their postings renumbered, no chunk tokenized again), then the terms no live chunk holds are
+    left out. Costs a sort of the postings, where rebuilding from SQLite tokenized every chunk.
+    Returns `index` itself when it holds nothing to forget."""
+    if not index.live.all():
+        index = replace(Index.empty(index.fields), tokenizer=index.tokenizer).merged([index])
+    counts = np.diff(index.indptr)
+    held = counts > 0
+    if held.all():
+        return index
+    words = sorted(index.terms, key=index.terms.get)
+    return replace(index, terms={w: i for i, w in enumerate(w for w, h in zip(words, held) if h)},
+                   indptr=np.concatenate([[0], np.cumsum(counts[held])]).astype(np.int64))
 
 
 def check_and_repair(ws: Workspace) -> list[str]:
