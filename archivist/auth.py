@@ -5,8 +5,9 @@ the standard library). A session is a random token handed to the browser; only i
 stored, so a copy of the database does not let anyone sign in.
 
 The workspace creates a passwordless local user `admin` for the CLI. Nobody can sign in to the
-browser app as a user without a password, so a workspace where no user has one is "new": the
-browser app asks for the first admin account (`needs_first_admin`, `create_first_admin`), or it
+browser app as a user without a password, so a workspace where no user has one needs a first admin
+(`needs_first_admin`): the browser app asks whoever opens it while the workspace holds nobody else
+(`first_admin_form_open`, `create_first_admin(..., from_app=True)`); otherwise, or instead, it
 comes from ARCHIVIST_ADMIN_USER / ARCHIVIST_ADMIN_PASSWORD (`admin_from_env`).
 """
 
@@ -20,7 +21,7 @@ import secrets
 import time
 
 from archivist import access, audit
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import LOCAL_ADMIN, Workspace, transaction
 
 MIN_PASSWORD = 8  # characters; long enough to stop guessing over a local network form
 SESSION_SECONDS = 12 * 3600  # a browser session lasts a working day, then signs out
@@ -137,11 +138,28 @@ def needs_first_admin(ws: Workspace) -> bool:
     return ws.db.execute("SELECT 1 FROM users WHERE password_hash IS NOT NULL LIMIT 1").fetchone() is None
 
 
-def create_first_admin(ws: Workspace, name: str, password: str) -> dict:
+def first_admin_form_open(ws: Workspace) -> bool:
+    """True while the browser app may ask whoever opens it for the first admin account: nobody can
+    sign in yet and the workspace holds no user but the passwordless local admin. Once people were
+    added on the command line (members working with API keys, docs/api.md), the form would hand the
+    workspace to the first of them to open the app (her own name promoted her), so their first admin
+    is set where the app is started (ARCHIVIST_ADMIN_USER / ARCHIVIST_ADMIN_PASSWORD)."""
+    return needs_first_admin(ws) and ws.db.execute(
+        "SELECT 1 FROM users WHERE name != ? LIMIT 1", (LOCAL_ADMIN,)).fetchone() is None
+
+
+FIRST_ADMIN_FROM_ENV = ("Nobody can sign in yet, and this workspace already has users, so the app does not ask for its "
+                        "first admin: whoever runs the server sets `ARCHIVIST_ADMIN_USER` and `ARCHIVIST_ADMIN_PASSWORD` "
+                        "and starts `archivist ui` again.")
+
+
+def create_first_admin(ws: Workspace, name: str, password: str, *, from_app: bool = False) -> dict:
     """Create the first account that can sign in, as an admin.
 
     Naming the passwordless local admin (`admin`) gives it this password; any other name creates a
-    new admin. Raises AuthError once some user already has a password (someone got there first).
+    new admin. Raises AuthError once some user already has a password (someone got there first), and
+    with `from_app` (the sign-in page's form, open to anyone who reaches the app) also when the
+    workspace has users besides the local admin (`first_admin_form_open`).
     """
     name = access.check_name((name or "").strip(), "user")
     check_new_password(password)
@@ -149,6 +167,8 @@ def create_first_admin(ws: Workspace, name: str, password: str) -> dict:
     with transaction(ws.db):
         if not needs_first_admin(ws):
             raise AuthError("this workspace already has an admin; sign in instead")
+        if from_app and not first_admin_form_open(ws):
+            raise AuthError(FIRST_ADMIN_FROM_ENV)
         name = account_name(ws, name)  # "Admin" is the local admin, not a second user beside it
         row = ws.db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
         if row:

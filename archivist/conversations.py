@@ -73,26 +73,63 @@ def add_message(ws: Workspace, conversation_id: int, user: str | None, role: str
 
 def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict]:
     """The messages of one of `user`'s conversations in order: [{id, role, content, citations, adapter,
-    created_at, ...meta}]. Raises LookupError when it is not theirs."""
+    created_at, ...meta}]; an answer drawn from a collection `user` can no longer read (its passages',
+    the one it was asked in, or its adapter's: `learned_from`) withheld. Raises LookupError when it is not theirs."""
     own(ws, conversation_id, user)
     readable = set(access.readable_collections(ws, user))
+    learned: dict[str | None, set[str]] = {}  # each adapter's lineage read once per conversation
     out = []
     for r in ws.db.execute("SELECT id, role, content, citations, adapter, created_at FROM messages "
                            "WHERE conversation_id = ? ORDER BY id", (conversation_id,)):
         d = dict(r)
-        extra = json.loads(d.pop("citations")) if r["citations"] else {}
-        if isinstance(extra, list):  # a plain citation list, as other writers may store it
-            extra = {"citations": extra}
+        extra = _stored(d.pop("citations"))
         d["citations"] = extra.pop("citations", [])
         d.update(extra)
         _recall_collections(ws, d)
-        lost = sorted(_collections(d) - readable)
+        if d["adapter"] not in learned:
+            learned[d["adapter"]] = learned_from(ws, d["adapter"])
+        lost = sorted((_collections(d) | learned[d["adapter"]]) - readable)
         if lost:  # access revoked since: the answer, its passages and its claims quote that collection
+            if learned[d["adapter"]] - readable:  # nor the name of an adapter they may no longer use (adapters.may_use)
+                d["adapter"] = None
             d = {k: d[k] for k in ("id", "role", "created_at", "adapter", "question", "collection") if k in d}
             d.update(content=WITHHELD.format(", ".join(lost)), citations=[], passages=[], withheld=lost, status="withheld")
         else:
             mark_now(ws, [x for key in ("citations", "passages") for x in d.get(key) or []], d.get("collection"))
         out.append(d)
+    return out
+
+
+def _stored(text: str | None) -> dict:
+    """An assistant message's stored facts (its `citations` column): {"citations", "passages", ...}."""
+    extra = json.loads(text) if text else {}
+    return {"citations": extra} if isinstance(extra, list) else extra  # a plain citation list, as other writers store it
+
+
+def learned_from(ws: Workspace, adapter: str | None) -> set[str]:
+    """The collections adapter `adapter` was trained on (`adapters.trained_on`); none for the base model
+    or an adapter no longer registered. An adapter is a copy of what it learned (docs/access.md), so an
+    answer it wrote is drawn from those collections too, and withheld with them."""
+    if not isinstance(adapter, str) or not adapter:  # a stored run's results may hold anything
+        return set()
+    from archivist import adapters
+
+    return adapters.trained_on(ws, adapter) or set()
+
+
+def drawn_on(ws: Workspace, message_ids) -> dict[int, set[str]]:
+    """The collections each stored answer of `message_ids` drew on, by message id, as `messages` decides
+    what to withhold: its citations', its passages' (cited or not) and the one it was asked in. Feedback
+    keeps only the passages an answer cited, so it asks here to withhold what the conversation withholds."""
+    ids = sorted({int(i) for i in message_ids if i is not None})
+    out: dict[int, set[str]] = {}
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        for mid, stored in ws.db.execute(f"SELECT id, citations FROM messages WHERE role = 'assistant' AND id IN "
+                                         f"({','.join('?' * len(part))})", part):
+            extra = _stored(stored)
+            _recall_collections(ws, extra)
+            out[mid] = _collections(extra)
     return out
 
 

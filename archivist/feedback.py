@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
-from archivist.conversations import WITHHELD, mark_now, stored_texts
+from archivist.conversations import WITHHELD, drawn_on, learned_from, mark_now, stored_texts
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -164,9 +164,10 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     (conversations.mark_now: current, changed or deleted since). `ids`: only those rows.
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
-    collection the viewer can no longer read keeps its id, question, rating and dates, and gets
-    `withheld` (those collections) in place of the answer, correction and passages, as
-    conversations.messages withholds the answer it rates.
+    collection the viewer can no longer read (its own, its passages', one the answer it rates drew on,
+    cited or not: `conversations.drawn_on`, or its adapter's: `learned_from`) keeps its id, question,
+    rating and dates, and gets `withheld` (those collections) in place of the answer, correction and
+    passages, as conversations.messages withholds the answer it rates.
     """
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
@@ -184,13 +185,18 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     if limit:
         sql += f" LIMIT {int(limit)}"
     readable = set(access.readable_collections(ws, who))
+    rows = [dict(r) for r in ws.db.execute(sql, params)]
+    # the rated answer's uncited passages too: the row keeps only its citations, the conversation withholds by all
+    drew = drawn_on(ws, [d["message_id"] for d in rows])
     out, now = [], {}  # each document's chunks read once for the whole list (mark_now)
-    for r in ws.db.execute(sql, params):
-        d = dict(r)
+    for d in rows:
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
-        lost = sorted(_collections(d) - readable)
+        taught = learned_from(ws, d["adapter"])
+        lost = sorted((_collections(d) | drew.get(d["message_id"], set()) | taught) - readable)
         if lost:  # access revoked since: the answer, its passages and a correction quoting them are that collection's
             d.update(answer=WITHHELD.format(", ".join(lost)), correction=None, citations=[], withheld=lost)
+            if taught - readable:  # nor the name of an adapter they may no longer use, as in the conversation
+                d["adapter"] = None
         else:  # each passage: still the document's text, or changed or deleted since
             mark_now(ws, d["citations"], d["collection"], cache=now)
         out.append(d)

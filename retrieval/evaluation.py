@@ -488,10 +488,13 @@ def _withheld(ws: Workspace, ev: Evaluation, user: str | None) -> Evaluation:
     """`ev` as `user` may still read it: a run that named documents or quoted answers of a collection
     the user can no longer read (its results' `collections`) keeps its questions and numbers, and
     gets `withheld` (those collections) in place of the answers, their key answers, cited documents and rankings, as
-    conversations.messages withholds a chat answer. (Runs stored before `collections` was kept are
-    shown as they are.)"""
+    conversations.messages withholds a chat answer; the collections its adapter learned from count too
+    (`conversations.learned_from`). (Runs stored before `collections` was kept are shown as they are.)"""
+    from archivist.conversations import learned_from
+
     drawn = ev.results.get("collections")
-    lost = sorted(set(map(str, drawn)) - set(access.readable_collections(ws, user))) if isinstance(drawn, list) else []
+    drawn = set(map(str, drawn)) | learned_from(ws, ev.results.get("adapter")) if isinstance(drawn, list) else set()
+    lost = sorted(drawn - set(access.readable_collections(ws, user)))
     if lost:
         note = f"[withheld: this run drew on {', '.join(lost)}, which you can no longer read]"
         rankings = [{k: ({**v, "top": []} if isinstance(v, dict) and "top" in v else v) for k, v in r.items()}

@@ -69,7 +69,7 @@ def cmd_ui(args) -> int:
             created = auth.admin_from_env(ws)
         except auth.AuthError as e:
             raise CLIError(str(e)) from None
-        fresh = auth.needs_first_admin(ws)
+        fresh, locked = auth.first_admin_form_open(ws), auth.needs_first_admin(ws)
     env = dict(os.environ)
     env["ARCHIVIST_HOME"] = str(s.home.resolve())
     for key in ("llm", "embedder", "device", "cache"):
@@ -87,6 +87,8 @@ def cmd_ui(args) -> int:
         print(f"archivist: created admin {created['name']!r} from ARCHIVIST_ADMIN_USER", file=sys.stderr)
     elif fresh:
         print("archivist: no account can sign in yet: open the app to create the admin account", file=sys.stderr)
+    elif locked:
+        print(f"archivist: {auth.FIRST_ADMIN_FROM_ENV}", file=sys.stderr)
     print(f"archivist: serving http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -12,7 +12,7 @@ st.title("📚 archivist")
 if note := core.ended_note():
     st.info(note)
 
-if auth.needs_first_admin(ws):
+if auth.first_admin_form_open(ws):  # a new workspace; one with people in it gets its first admin where the app starts
     st.subheader("Create the admin account")
     st.write("This workspace is new: nobody can sign in yet. The account you create now is its admin; "
              "you can add more people on the Admin page afterwards.")
@@ -26,7 +26,7 @@ if auth.needs_first_admin(ws):
             st.error("The two passwords differ.")
         else:
             try:
-                auth.create_first_admin(ws, name, password)
+                auth.create_first_admin(ws, name, password, from_app=True)
                 core.sign_in(name, password)
             except ValueError as e:  # AuthError and bad names alike
                 st.error(core.md_escape(e))
@@ -34,6 +34,8 @@ if auth.needs_first_admin(ws):
                 st.rerun()
 else:
     st.subheader("Sign in")
+    if auth.needs_first_admin(ws):
+        st.info(auth.FIRST_ADMIN_FROM_ENV)  # our own words: nobody's name or text in it
     with st.form("sign-in"):
         name = st.text_input("User name")
         password = st.text_input("Password", type="password")
