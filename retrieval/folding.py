@@ -79,6 +79,16 @@ def fold(low: str, quick: bool = True) -> str:
     return unicodedata.normalize("NFC", marks.sub("", text)).casefold().translate(PLAIN_LETTERS)
 
 
+@lru_cache(maxsize=128)
+def comparable(low: str) -> str:
+    """A lower-cased text as a word is looked for in it outside the index (answerability's coverage
+    and names, the coverage reranker): ASCII as it is; beyond ASCII folded in full, as `lexicon.stem`
+    folds a word, so "muller" is in "Müller" and "soren" in "Søren" wherever search finds them.
+    Remembered: the gates look for each of a question's terms in the same passages (a page of
+    text beyond ASCII takes about 1 ms a kilobyte to fold)."""
+    return low if low.isascii() else fold(low, quick=False)
+
+
 def words(text: str, query: bool = False) -> Iterator[tuple[int, int, str, bool]]:
     """(start, end, word, cjk) of the lower-cased folded `text`: unicode61's runs of letters and digits,
     except that a run of CJK characters (see `CJK`) is a run of its own, given as its characters and

@@ -9,6 +9,39 @@ STOPWORDS = frozenset("""a an and are as at be been but by can could do does did
 its me my no not of on or our so that the their them then there these they this to was we were what when where which
 who whom why will with would you your about after all also any before between both each few more most other over same
 should some such than too under until very""".split())
+# The function and question words of the other languages documents are read in (docs/documents.md:
+# German, French, Spanish, Polish, Russian), as typed, with and without accents. A question word
+# ("wo", "où", "dónde", "gdzie", "где") is in no passage that answers it, and as a query term its
+# idf, the highest, sank answerability. Added to a question's stop words only when it is written in
+# that language (`stopwords`): "die", "also", "war", "will", "man" are English content words too.
+LANGUAGES = {lang: frozenset(words.split()) for lang, words in {
+    "de": """ab aber als also am an auch auf aus bei bin bis bist da damit dann das dass daß dem den denen der des
+dich die dir doch dort du durch ein eine einem einen einer eines er es euch euer für fuer gegen gibt habe haben hat
+hatte hier ich ihm ihn ihnen ihr ihre im in ist ja jede jeder jedes kann kein keine können man mich mir mit muss
+müssen nach nicht noch nun nur ob oder ohne sein seine sich sie sind so soll sollen über ueber um und uns unser
+unter vom von vor wann war waren warum was weil welche welcher welches wem wen wenn wer werden wie wieviel
+wieviele will wir wird wo woher wohin wurde wurden zu zum zur zwischen""",
+    "fr": """à au aux avec c ce ces cette combien comment d dans de des doit dois du elle elles en est et être faut
+il ils j je l la le les leur leurs lui m ma mais me mes moi mon n ne nous on ou où par pas peut peux pour pourquoi
+qu quand que quel quelle quelles quels qui quoi s sa sans se ses son sont sur t ta te tes toi ton tu un une vos
+votre vous y""",
+    "es": """a al como cómo con cual cuál cuales cuáles cuando cuándo cuanto cuánto cuánta cuántos cuántas de debe
+debo del desde donde dónde el él ella ellos en entre es esta está están este esto hay la las le les lo los me mi
+mis muy nada ni no nos o para pero por porque porqué puede puedo que qué quien quién quienes se ser si sí sin
+sobre son su sus también te tengo tiene tienen todo un una uno unos unas y ya yo""",
+    "pl": """a aby ale bez by być co czego czy czym dla dlaczego do dokąd gdzie i ich ile ilu jak jaka jaką jaki
+jakie jakiej jakim jest jestem jeśli już kiedy kogo komu kto która które który lub ma mam mi mnie może można musi
+na nad nie o od po pod przez przy sa są sie się skąd ta tak te tego tej ten to trzeba tu w we więc z za ze że""",
+    "ru": """а без был была были было быть в во вы где да для до его ее её если есть же за зачем и из или им их к
+как какая какие какой когда куда кто ли между мне можно мы на над надо не нет ни но нужно о об от откуда по под
+почему при про с сколько со так там то тот ты у уже чем что чтобы это эта эти этот я""",
+}.items()}
+# The words of those lists that are English words too, or abbreviations, names and commands in English
+# text (du, del, DES, ALS): they count for a language but never alone make a question that language's.
+ALSO_ENGLISH = frozenset("""a ab al ale als am an au aus aux bin bis by c ce co comment como con d da de del dem den
+der des die dir do du el elle en er es est et hat hay i il ile im in j ja jest l la las le les lo los lui m ma mam man
+me mes mi mir mis mit moi mon muss n na nad nada ne ni no nos nous nun o ob od on par para pas po pod pour s sa sans se
+seine ser si sin so son su sus t ta te ten tes to todo tu um un uno von w war was we wen will y ya yo z za ze""".split())
 
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -40,12 +73,24 @@ _CJK_FUNCTION = re.compile(r"[\u3041-\u309f]+|.?[的了吗呢吧么哪怎什这�
 _CJK_CONTENT = frozenset({"了解", "了结", "明了", "目的", "标的", "的士", "吗啡", "酒吧", "网吧", "呢绒", "刹那"})
 
 
+def stopwords(words: list[str]) -> frozenset[str]:
+    """The stop words of a question of lower-cased `words`: `STOPWORDS`, and the function words of each
+    language of `LANGUAGES` it is written in, one with a word of that language that is no English word
+    (`ALSO_ENGLISH`) and more of that language's function words than English ones. A question with no
+    such word gets `STOPWORDS` alone: "Where did the man die?" keeps "man" and "die"."""
+    english = sum(w in STOPWORDS for w in words)
+    found = [own for own in LANGUAGES.values()
+             if sum(w in own for w in words) > english and any(w in own and w not in ALSO_ENGLISH for w in words)]
+    return STOPWORDS.union(*found)
+
+
 def query_terms(text: str) -> list[str]:
-    """The query's content words, lower-cased, each once, in order (stopwords left out). Chinese and
+    """The query's content words, lower-cased, each once, in order (`stopwords` left out). Chinese and
     Japanese, written without spaces, give their bigrams (`folding.cjk_pairs`), as the lexical index
     holds them: a whole sentence is no word any passage holds."""
     from archivist.retrieval.folding import cjk_pairs, plain
 
-    words = (t for w in WORD.findall(plain(text)) for t in cjk_pairs(w.lower()))
-    return list(dict.fromkeys(w for w in words if w not in STOPWORDS
+    words = [t for w in WORD.findall(plain(text)) for t in cjk_pairs(w.lower())]
+    stop = stopwords(words)
+    return list(dict.fromkeys(w for w in words if w not in stop
                               and (w in _CJK_CONTENT or not _CJK_FUNCTION.fullmatch(w))))

@@ -69,13 +69,15 @@ class CoverageReranker:
     def _idf(self, term: str, collections: Sequence[int] | None = None) -> float:
         """BM25's idf of a term over all chunks (document frequency from FTS5, cached), or over the
         chunks of `collections` (the lexical index's counts of its stem: no score depends on a
-        collection the search did not look in, docs/access.md); a Chinese or Japanese bigram's
-        always from the lexical index."""
+        collection the search did not look in, docs/access.md); a Chinese or Japanese bigram's and a
+        word beyond ASCII's always from the lexical index, and a word FTS5 holds in no chunk too."""
         from archivist.retrieval import folding, lexicon, lexicon_store
 
         # A CJK bigram is a term of the lexical index only: FTS5's unicode61 holds the whole run of
         # characters around it as one token, so its prefix query would count almost no chunk.
-        if collections is not None or folding.is_cjk(term):
+        # Nor does unicode61 fold ł, ø or æ, as the index does (`folding.PLAIN_LETTERS`): "łódź"
+        # is in no FTS5 token of "Lodz", nor "soren" of "Søren".
+        if collections is not None or folding.is_cjk(term) or not term.isascii():
             index = lexicon_store.current(self.ws)
             stats = index.statistics(collections)
             df = stats.df(index, lexicon.stem(term))
@@ -89,6 +91,9 @@ class CoverageReranker:
                     "SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)).fetchone()[0])
             except Exception:  # an odd term FTS5 cannot parse: treat it as rare
                 self._df[term] = 0
+            if self._df[term] == 0:  # "soren": the index's count. ASCII text is tokenized alike by both: still 0
+                index = lexicon_store.current(self.ws)
+                self._df[term] = index.statistics(None).df(index, lexicon.stem(term))
         return _idf_of(self._n, self._df[term])
 
     def _vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -100,6 +105,7 @@ class CoverageReranker:
     def rerank(self, query: str, hits: list[Hit], collections: Sequence[int] | None = None) -> list[Hit]:
         """The same hits, best first, `score` replaced by the mixed score (0..1); term weights over
         the chunks of `collections` (None: every chunk)."""
+        from archivist.retrieval import folding
         from archivist.retrieval.query import query_terms
 
         if not hits:
@@ -112,8 +118,8 @@ class CoverageReranker:
         for h in hits:
             v = vecs.get(h.chunk_id)
             cos = float(v @ qvec) if v is not None else (h.dense_score or 0.0)
-            low = h.text.lower()
-            present = h.matched_terms or [t for t in terms if re.search(r"\b" + re.escape(t), low)]
+            low = folding.comparable(h.text.lower())  # folded as the index folds: "muller" is in "Müller"
+            present = h.matched_terms or [t for t in terms if re.search(r"\b" + re.escape(folding.comparable(t)), low)]
             coverage = sum(weights.get(t, 0.0) for t in present) / total if terms else 0.0
             h.score = self.alpha * max(cos, 0.0) + (1.0 - self.alpha) * coverage
         return sorted(hits, key=lambda h: -h.score)
