@@ -67,15 +67,33 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     src = Path(adapter_dir)
     if not (src / "adapter_config.json").exists():
         raise FileNotFoundError(f"{src}: no adapter_config.json (not a saved adapter)")
+    _taken(ws, name)
+    root = ws.home / "adapters"
+    files.remove_abandoned_folders(root)  # what a registration killed mid-copy left
+    # copied whole into a folder of this registration's own, then renamed: a crash never leaves half an
+    # adapter, and two registrations of one name at once never write into (or remove) each other's copy
+    with files.building(root, name) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
+        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, ensure_ascii=False, default=str))
+        files.sync_tree(tmp)
+        return _publish(ws, name, tmp, base, metrics, lineage, run_id, activate, user)
+
+
+def _taken(ws: Workspace, name: str) -> None:
+    """Raise ValueError when an adapter has `name`: checked before the copy (a clear refusal at once) and
+    again where the row is added (another registration may have taken it while this one copied)."""
     if ws.db.execute("SELECT 1 FROM adapters WHERE name = ?", (name,)).fetchone():
         raise ValueError(f"an adapter named {name!r} already exists (choose another --name)")
+
+
+def _publish(ws: Workspace, name: str, tmp: Path, base: str, metrics: dict, lineage: dict, run_id: str | None,
+             activate: bool, user: str | None) -> dict:
+    """`register`'s second half: the copy `tmp` renamed into adapters/<name>/ and its row added in one
+    transaction, in which the name is checked again, so of two registrations of one name the second is
+    refused before it touches the first one's folder. (A folder there without a row was left by a
+    registration killed before its commit: it is replaced.)"""
     dest = ws.home / "adapters" / name
-    tmp = dest.with_name(f".{name}.tmp")  # copied whole, then renamed: a crash never leaves half an adapter
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
-    (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, ensure_ascii=False, default=str))
-    files.publish(tmp, dest, replace_existing=True)
     better = bool(metrics.get("better"))
     note = metrics.get("reason", "")
     other_base = base != ws.settings.llm
@@ -92,6 +110,8 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     summary = {k: metrics.get(k) for k in ("n", "base", "adapter", "better", "reason")}
     row_lineage = {k: v for k, v in lineage.items() if k != "dataset"} | {"dataset": lineage["dataset"]["name"]}
     with transaction(ws.db):
+        _taken(ws, name)
+        files.publish(tmp, dest, replace_existing=True, synced=True)
         # a document erased while the run trained (after its dataset was built) was erased before this
         # row existed, so the erase marked other adapters, not this one: stale from the start
         erased = audit.erased_documents(ws, [d.get("id") for d in lineage.get("documents") or [] if isinstance(d, dict)])

@@ -140,14 +140,18 @@ def cmd_finetune(args) -> int:
     if args.resume:
         with open_ws(args) as ws:
             # the run goes on with its own settings (its learning rate and data order are functions of
-            # its steps and seed): a flag that differs from them would be ignored, so it is refused
+            # its steps and seed): a flag that differs from them would be ignored, so it is refused;
+            # all but --device, which moves the run (runs.move_run: a checkpoint is not tied to a device)
             own = runs.get_run(ws, args.resume, getattr(args, "user", None))["config"] or {}
-            differ = sorted(k for k, v in given_fields(args).items() if k != "user" and own.get(k) != v)
+            given = given_fields(args)
+            differ = sorted(k for k, v in given.items() if k not in ("user", "device") and own.get(k) != v)
             if differ:
                 raise CLIError(f"--resume {args.resume} continues the run with its own settings ("
                                + ", ".join(f"{k} {own.get(k)!r}" for k in differ) + "); leave out "
                                + ", ".join("--" + k.replace("_", "-") for k in differ) + ", or start a new run with them")
             try:
+                if given.get("device", own.get("device")) != own.get("device"):
+                    runs.move_run(ws, args.resume, given["device"], getattr(args, "user", None))
                 if args.background:
                     return _started(args, runs.resume_run(ws, args.resume, getattr(args, "user", None)))
                 result = train.run(ws, train.FinetuneConfig(), run_id=args.resume, resume=True, progress=not args.quiet)

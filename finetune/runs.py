@@ -53,15 +53,45 @@ def has_checkpoint(ws: Workspace, run_id: str) -> bool:
 
 def create_run(ws: Workspace, config: dict, run_id: str | None = None, user: str | None = None) -> str:
     """Record a queued run and write its config.json; returns the run id. Its owner is the config's
-    `user` (the user it trains as), else `user`, else the acting user."""
+    `user` (the user it trains as), else `user`, else the acting user.
+
+    A retrain (config `replaces`) is checked and its name claimed in the transaction that records the
+    run, so two started at the same instant never both train: the second is refused at once while the
+    first is queued or running (`_claim`). Raises ValueError naming the retrain under way, or the
+    process (a live run, a registered adapter) that holds the name given."""
     run_id = run_id or new_run_id()
     # the owner is written into the config, so a resume (by the owner or an admin) trains as the owner
     config = {**config, "user": access.current_user(ws, config.get("user") or user)}
     d = run_dir(ws, run_id)
-    files.replace(d / "config.json", json.dumps(config, indent=2, default=str))
-    jobs.create(ws, "train", config["user"], spec=json.loads(json.dumps(config, default=str)),
-                total=config.get("max_steps") or None, job_id=run_id)
+    with transaction(ws.db):
+        config = _claim(ws, config)
+        files.replace(d / "config.json", json.dumps(config, indent=2, default=str))
+        jobs.create(ws, "train", config["user"], spec=json.loads(json.dumps(config, default=str)),
+                    total=config.get("max_steps") or None, job_id=run_id)
     return run_id
+
+
+def _claim(ws: Workspace, config: dict) -> dict:
+    """`config` with the adapter name its run will register, checked inside create_run's transaction.
+    A retrain of an adapter whose retrain is queued or running is refused, naming that run (a second
+    would train a copy, and one of them would replace the other as the stale adapter's successor). A
+    retrain's own name (<stem>-rN, chosen by `retrain_config` before this transaction) that another run
+    took meanwhile moves to the next free one; a name given by hand that a live run or a registered
+    adapter holds is refused before training, not at registration after it."""
+    name, replaces = config.get("name"), config.get("replaces")
+    j = retrains_under_way(ws).get(replaces) if replaces else None
+    if j is not None:
+        raise ValueError(f"{replaces} is already being retrained by run {j.id} ({j.state}, as {j.owner}); "
+                         f"wait for it, or cancel it with `archivist runs --cancel {j.id}`")
+    if not name:
+        return config
+    if replaces and re.fullmatch(rf"{re.escape(_stem(replaces))}-r\d+", name):
+        return {**config, "name": _fresh_name(ws, replaces, start=int(name.rsplit("-r", 1)[1]))}
+    holder = next((j.id for j in jobs.every(ws, ("train",), states=jobs.LIVE) if (j.spec or {}).get("name") == name), None)
+    if holder or _registered(ws, name):
+        raise ValueError(f"the adapter name {name!r} is taken ({f'run {holder} will register it' if holder else 'an adapter has it'});"
+                         " choose another --name")
+    return config
 
 
 def update_run(ws: Workspace, run_id: str, status: str | None = None, **fields) -> None:
@@ -174,6 +204,31 @@ def resume_run(ws: Workspace, run_id: str, user: str | None = None) -> str:
     return run_id
 
 
+def retrains_under_way(ws: Workspace) -> dict[str, jobs.Job]:
+    """{adapter: the queued or running run that retrains it}, whoever started it: what `create_run`
+    refuses a second retrain of, and the Fine-tune page greys the Retrain button of (a member sees only
+    her own runs, not an admin's retrain of her adapter). A run whose process died is `interrupted` first."""
+    jobs.reconcile(ws)
+    return {j.spec["replaces"]: j for j in jobs.every(ws, ("train",), states=jobs.LIVE) if (j.spec or {}).get("replaces")}
+
+
+def move_run(ws: Workspace, run_id: str, device: str, user: str | None = None) -> None:
+    """Let `user`'s run `run_id` go on on `device` (auto | cpu | cuda) when it is resumed: a checkpoint
+    written on a CPU resumes on a GPU and back (checkpoints.py), and with `method` auto the run keeps
+    the method it started with (train.setup reads the device its checkpoint was written on). Its
+    learning rate and data order are functions of (seed, step), so it is the same run; only what runs
+    it changed. Raises LookupError (unknown, or another user's run), JobError (queued or running),
+    ValueError (a device other than auto, cpu or cuda)."""
+    from archivist.finetune.train import FinetuneConfig
+
+    run = get_run(ws, run_id, user)
+    if run["status"] in jobs.LIVE:
+        raise jobs.JobError(f"run {run_id} is {run['status']}; it goes on where it runs (cancel it first to move it)")
+    config = {**(run["config"] or {}), "device": device}
+    FinetuneConfig(**config)  # refuses a device other than auto, cpu or cuda, as for any run
+    update_run(ws, run_id, config=config)
+
+
 def retrain_config(ws: Workspace, name: str, user: str | None = None, given: dict | None = None):
     """The FinetuneConfig to train adapter `name` again on the current documents (a stale one: it
     learned a document erased since). It keeps the settings its lineage recorded, with the dataset
@@ -194,16 +249,43 @@ def retrain_config(ws: Workspace, name: str, user: str | None = None, given: dic
     if not adapters.may_use(ws, user, name):  # unknown, or one the user may not use: the same words
         raise LookupError(f"no adapter named {name!r} (see `archivist adapters`)")
     rec = adapters.get(ws, name)
+    if not may_retrain(ws, user, name):
+        raise access.AccessDenied(f"{user} may not retrain {name}: a member retrains only the adapters they trained "
+                                  f"(an admin any); ask an admin to retrain it")
     given = dict(given or {})
     if given.get("dataset"):
         raise ValueError(f"a retrain of {name} rebuilds its dataset from the current documents; leave out --dataset")
-    # a run still to register (queued, running, or cut short and resumable) holds its name as well
-    taken = {(j.spec or {}).get("name") for j in jobs.every(ws, ("train",))}
-    stem = re.sub(r"-r\d+$", "", name)
-    fresh = next(n for n in (f"{stem}-r{i}" for i in range(2, 10_000)) if n not in taken and not _registered(ws, n))
+    fresh = _fresh_name(ws, name)
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     recorded = {k: v for k, v in ((rec["lineage"] or {}).get("settings") or {}).items() if k in fields}
     return FinetuneConfig(**{**recorded, "dataset": None, "name": fresh, **given, "replaces": name, "user": user})
+
+
+def may_retrain(ws: Workspace, user: str | None, name: str) -> bool:
+    """Whether `user` (None: the acting user) may retrain adapter `name`: an admin any adapter they may
+    use, a member only one they trained (its lineage's `user`). A retrain learns from its starter's own
+    data and its lineage says it `replaces` the adapter: a member replacing an admin's adapter with one
+    trained on her narrower access would stand in as its successor. One rule for the CLI's --retrain
+    and the Fine-tune page's button (both through `retrain_config`); the API starts no training."""
+    from archivist import adapters
+
+    user = access.current_user(ws, user)
+    if not adapters.may_use(ws, user, name):
+        return False
+    trainer = ((adapters.get(ws, name)["lineage"] or {}).get("settings") or {}).get("user")
+    return access.is_admin(ws, user) or trainer == user
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"-r\d+$", "", name)
+
+
+def _fresh_name(ws: Workspace, name: str, start: int = 2) -> str:
+    """The first <stem of name>-rN, from N = `start`, that no adapter and no run has: a run still to
+    register (queued, running, or cut short and resumable) holds its name as well."""
+    taken = {(j.spec or {}).get("name") for j in jobs.every(ws, ("train",))}
+    stem = _stem(name)
+    return next(n for n in (f"{stem}-r{i}" for i in range(start, 10_000)) if n not in taken and not _registered(ws, n))
 
 
 def _registered(ws: Workspace, name: str) -> bool:

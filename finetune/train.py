@@ -207,7 +207,7 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             stopped = bool(flag.item())
         if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == total_steps or stopped):
             checkpoints.save_checkpoint(run_folder / "checkpoints", model, optimizer, step + 1,
-                                        {"total_steps": total_steps, "documents": list(learned)})
+                                        {"total_steps": total_steps, "documents": list(learned), "device": str(device)})
         if stopped:
             break
     if bar is not None:
@@ -392,9 +392,13 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
     # 2. base model and method
     device = pick_device(cfg.device)
     if device == "cuda":
+        if not torch.cuda.is_available():  # was torch's AttributeError from set_device; a resume moves it back (--device)
+            raise ValueError(f"run {run_id}: --device cuda, but torch finds no CUDA GPU here; use --device cpu or auto")
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
-    method = cfg.method if cfg.method != "auto" else ("qlora" if device.startswith("cuda") else "lora")
+    # `auto` chose by the device the run started on: a resume on another device keeps that method
+    trained_on = checkpoints.latest_state(folder / "checkpoints").get("device", device) if resume else device
+    method = cfg.method if cfg.method != "auto" else ("qlora" if trained_on.startswith("cuda") else "lora")
     base = cfg.base or ws.settings.llm
     path = str(resolve_llm(base, ws.settings.cache))
     data = _encode_examples(path, ds, cfg.max_seq_len, rank, say)

@@ -413,6 +413,16 @@ def withhold_erased(ws: Workspace, passages: Sequence[Hit]) -> None:
                           "the answer drew on it and is withheld")
 
 
+def withhold_unsaved(ws: Workspace, user: str | None, passages: Sequence[Hit]) -> None:
+    """The check every surface makes before it sends or saves a finished answer drawn from `passages`:
+    raise AccessDenied when `user` lost read access to a collection they came from (`withhold_lost`),
+    LookupError when a document they came from was erased meanwhile (`withhold_erased`). Call it in the
+    transaction that saves the answer (the chat page, the API), so that neither an erase nor a revoke
+    committed after it misses the saved copy."""
+    withhold_lost(ws, user, passages)
+    withhold_erased(ws, passages)
+
+
 def stored_answer(answer: Answer, question: str, collection: str | None) -> dict:
     """The keyword arguments of `conversations.add_message` that store `answer` as the assistant's
     message, as the chat page shows it again (its passages' text, the status and notice, the claims

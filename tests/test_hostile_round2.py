@@ -76,7 +76,9 @@ def test_an_adapter_a_member_trains_is_registered_but_not_activated(crew):
 
 def test_retrain_runs_as_whoever_asks_not_as_the_first_trainer(crew, cli):
     """`archivist finetune --retrain hr-v1` as rita (ARCHIVIST_USER) took the user from the adapter's
-    lineage: the dataset was built as the admin, from everyone's feedback, and owned by the admin."""
+    lineage: the dataset was built as the admin, from everyone's feedback, and owned by the admin.
+    Now a member retrains only the adapters she trained (`runs.may_retrain`), and a retrain runs as
+    whoever asks: the admin retraining rita's adapter builds the admin's dataset, not rita's."""
     passage = [{"n": 1, "chunk_id": 1, "document": "hr/layoffs.md", "collection": "hr",
                 "text": "The planned layoffs affect 120 people in the Quokka division in March."}]
     feedback.record_feedback(crew, "admin", "How many layoffs are planned?", "120 people [1]", 1,
@@ -84,13 +86,19 @@ def test_retrain_runs_as_whoever_asks_not_as_the_first_trainer(crew, cli):
     feedback.record_feedback(crew, "rita", "Which division has layoffs?", "Quokka [1]", 1,
                              correction="RITA: the Quokka division.", citations=passage, collection="hr")
     r = cli("finetune", "--retrain", "hr-v1", "--prepare-only", "--json", env={"ARCHIVIST_USER": "rita"})
+    assert r.returncode == 2 and "rita may not retrain hr-v1" in r.stderr, r.stderr
+    lineage = {"dataset": {"name": "d"}, "collections": ["hr"], "documents": [{"collection": "hr"}],
+               "settings": {"user": "rita", "collections": ["hr"], "data": ["feedback"], "eval_fraction": 0.0}}
+    adapters.register(crew, "hr-rita", crew.folder, crew.settings.llm, {"better": True, "reason": "test"}, lineage,
+                      user="rita")
+    r = cli("finetune", "--retrain", "hr-rita", "--prepare-only", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     manifest = json.loads((crew.home / "datasets" / out["dataset"] / "manifest.json").read_text())
     text = "".join(p.read_text() for p in (crew.home / "datasets" / out["dataset"]).glob("*.jsonl"))
-    assert manifest["owner"] == "rita"
-    assert "RITA: the Quokka division." in text and "ADMIN-ONLY" not in text
-    assert out["train"] + out["eval"] == 1
+    assert manifest["owner"] == "admin"
+    assert "RITA: the Quokka division." in text and "ADMIN-ONLY" in text
+    assert out["train"] + out["eval"] == 2
 
 
 def test_a_learned_reranker_name_is_not_confirmed_by_guessing(crew):

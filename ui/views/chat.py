@@ -11,7 +11,7 @@ import streamlit as st
 from archivist import access, adapters, conversations, feedback
 from archivist.records import under_notice
 from archivist.retrieval.answer import (MAX_QUESTION_TOKENS, QuestionTooLong, ask, check_question, source_label,
-                                       stored_answer, withhold_erased)
+                                       stored_answer, withhold_unsaved)
 from archivist.ui import core, page_image
 from archivist.workspace import transaction
 
@@ -315,10 +315,10 @@ if question:
             st.stop()
         finally:
             stop.set()  # the user navigated away or asked again: end generation now
-    with transaction(ws.db):  # checked and saved at once: an erase whose job starts after this commit finds the answer
+    with transaction(ws.db):  # checked and saved at once: an erase or a revoke after this commit finds the answer
         try:
-            withhold_erased(ws, answer.passages)
-        except LookupError as e:
+            withhold_unsaved(ws, user, answer.passages)
+        except (access.AccessDenied, LookupError) as e:
             box.error(f"Could not answer: {core.md_escape(e)}")
             st.stop()
         conversations.add_message(ws, conv, user, **stored_answer(answer, question, None if collection == ALL else collection))

@@ -201,17 +201,16 @@ with adapters_tab:
         if not scores.empty:
             st.markdown("**Held-out evaluation: base model vs adapter**")
             st.bar_chart(scores, stack=False)
-        # a retrain already under way is not started twice (it would train a second copy under -r3)
-        retraining = {(r["config"] or {}).get("replaces") for r in all_runs if r["status"] in ("queued", "running")}
+        retraining = runs.retrains_under_way(ws)  # one at a time, whoever started it (runs.create_run refuses another)
         for a in adapters:
             if a.get("stale"):
                 st.warning(f"{core.md_escape(a['name'])} is **stale: {core.md_escape(a['stale'])}**. "
                            f"Retrain it: a new adapter learns its settings on the current documents "
                            f"(`archivist finetune --retrain {a['name']}`).")
-                # an admin retrains any adapter; a member the ones they trained (it trains on their own access)
-                own = ((a["lineage"] or {}).get("settings") or {}).get("user") == user
-                if (admin or own) and st.button(f"Retrain {a['name']}", key=f"ft-retrain-{a['name']}",
-                                                disabled=a["name"] in retraining, icon=":material/replay:"):
+                under_way = retraining.get(a["name"])
+                if runs.may_retrain(ws, user, a["name"]) and st.button(
+                        f"Retrain {a['name']}", key=f"ft-retrain-{a['name']}", disabled=under_way is not None,
+                        help=under_way and f"Run {under_way.id} ({under_way.owner}) is retraining it", icon=":material/replay:"):
                     try:
                         run_id = runs.start_run_background(ws, runs.retrain_config(ws, a["name"], user), user=user)
                     except (ValueError, LookupError, access.AccessDenied) as e:
