@@ -1,11 +1,13 @@
 """Structure-aware chunking by embedder tokens.
 
 The document's extracted text is its blocks joined by BLOCK_SEP; every chunk is an exact slice of
-that text (`text == doc_text[start:end]`). Chunks never cross a page or a heading-path change,
-never cut a word, prefer to end at a block, then a sentence, then a word boundary, and overlap
-by about `overlap` tokens inside one section. Table rows are a section of their own (a table never
-shares a chunk with the text around it), are cut only between rows (unless one row alone is longer
-than a chunk) and do not overlap: every row carries its headers, so it needs no context.
+that text (`text == doc_text[start:end]`). Chunks never cross a page or a heading-path change (but
+headings with no text of their own open the chunk of the section under them), never cut a word,
+prefer to end at a block, then a sentence, then a word boundary, and overlap by about `overlap`
+tokens inside one section. Table rows are a section of their own (a table never shares a chunk
+with the text around it but the headings over it), are cut only between rows (unless one row
+alone is longer than a chunk) and do not overlap: every row carries its headers, so it needs no
+context.
 A chunk keeps the boxes of the lines it covers on its page (readers of PDFs and images give them).
 
 Memory: a section is tokenized a block (or a PIECE_CHARS piece of a long block) at a time, and only
@@ -92,14 +94,21 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
         raise ValueError(f"bad chunk size/overlap: {size}/{overlap}")
     text, spans = join_blocks(blocks)
     chunks: list[Chunk] = []
-    # Sections: runs of consecutive blocks with the same page and heading path, rows apart from the rest.
     i = 0
     while i < len(blocks):
-        j = i
-        while (j + 1 < len(blocks) and blocks[j + 1].page == blocks[i].page and blocks[j + 1].heading == blocks[i].heading
-               and (blocks[j + 1].kind == "row") == (blocks[i].kind == "row")):
-            j += 1
-        rows = blocks[i].kind == "row"
+        j = _section_end(blocks, i)
+        # A section of headings alone (a page's title, a chapter's before its first subsection, a heading
+        # over a table) is no chunk of its own: alone it took top-k places and was quoted as the answer
+        # (bench/heading_chunks.py). It joins the section after it when that one lies under it on the
+        # same page; blocks[h], the first block of the last section joined, gives the chunks their page,
+        # heading path (which names the headings joined) and kind.
+        h = i
+        while (j + 1 < len(blocks) and all(blocks[k].kind == "heading" for k in range(h, j + 1))
+               and blocks[j + 1].page == blocks[h].page
+               and tuple(blocks[j + 1].heading[:len(blocks[h].heading)]) == tuple(blocks[h].heading)):
+            h = j + 1
+            j = _section_end(blocks, h)
+        rows = blocks[h].kind == "row"
         section = range(i, j + 1)
         # Only PDF and image pages carry boxes; looking for them over a table of a million rows, once
         # per chunk, would cost rows x chunks.
@@ -108,10 +117,20 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
         tokens = (t for k in section for t in _block_tokens(text, spans[k], token_spans))
         for start, end, n in _split_section(text, tokens, total, size, 0 if rows else overlap, rows):
             chunks.append(Chunk(seq=len(chunks), text=text[start:end], start=start, end=end,
-                                page=blocks[i].page, heading=tuple(blocks[i].heading), n_tokens=n,
+                                page=blocks[h].page, heading=tuple(blocks[h].heading), n_tokens=n,
                                 boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end) if boxed else ()))
         i = j + 1
     return text, chunks
+
+
+def _section_end(blocks: Sequence[Block], i: int) -> int:
+    """The last block of the section that starts at blocks[i]: a run of blocks with the same page and
+    heading path, table rows apart from the rest."""
+    j = i
+    while (j + 1 < len(blocks) and blocks[j + 1].page == blocks[i].page and blocks[j + 1].heading == blocks[i].heading
+           and (blocks[j + 1].kind == "row") == (blocks[i].kind == "row")):
+        j += 1
+    return j
 
 
 def chunk_groups(groups: Iterable[Sequence[Block]], token_spans: TokenSpans, size: int = 256,

@@ -101,7 +101,10 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #   text 4, csv 4: a short line that ends no sentence, before a paragraph, is a heading (no longer glued
 #           onto the first sentence); a tab-separated .txt (Excel's "Unicode Text") is read as a .tsv
 #           is; a line break inside a quoted cell is a space, no longer nothing ("Königsallee 52. Stock").
-READER_VERSIONS = {"html": 6, "pdf": 5, "image": 3, "docx": 5, "xlsx": 2, "pptx": 3, "text": 4, "markdown": 6, "csv": 4}
+#   html 7, markdown 7, docx 6, text 5, pdf 6: read as before, chunked anew: a heading with no text of
+#           its own opens the chunk of the section under it (chunking.py), no longer a chunk alone.
+#           (Images are not read again for it: OCR is slow.)
+READER_VERSIONS = {"html": 7, "pdf": 6, "image": 3, "docx": 6, "xlsx": 2, "pptx": 3, "text": 5, "markdown": 7, "csv": 4}
 
 
 def reader_version(kind: str | None) -> int:
