@@ -36,7 +36,7 @@ def documents(collection: str | None = Query(None),
     return S.page([document_out(d) for d in list_documents(ws, who, collection, limit=limit + 1, after=after)], limit)
 
 
-@router.get("/v1/documents/{doc:path}", response_model=S.DocumentOut, responses=responses(400, 404))
+@router.get("/v1/documents/{doc:path}", response_model=S.DocumentOut, responses=responses(400, 403, 404))
 def document(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """One document by id or name; a name may hold `/` (folder ingestion names documents `folder/file`)."""
     return document_out(_find(ws, doc, who, collection))
@@ -53,7 +53,7 @@ def delete(doc: str, collection: str | None = Query(None), ws: Workspace = Depen
 
 
 @router.post("/v1/documents", response_model=S.UploadResult,
-             responses={**responses(400, 403, 413),
+             responses={**responses(400, 403, 413, 500),
                         202: {"model": S.IngestJob, "description": "with wait=false: the ingestion job, started"}})
 def upload(file: list[UploadFile] = File(..., description="the document: PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, CSV "
                                                           "(one per request)"),

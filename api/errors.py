@@ -80,16 +80,20 @@ def error_body(status: int, message: str, code: str, param: str | None = None) -
 _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key", 403: "no access to that collection",
                  404: "unknown model, document, collection or ingestion job", 413: "the body (an upload, or any other) is over the server's limit",
                  422: "the body or a parameter does not validate", 429: "the generation queue is full; see Retry-After",
-                 503: "the server is busy"}
+                 500: "the server's settings do not fit its embedder (`embedder_misconfigured`: no retry helps, an "
+                      "administrator changes them or re-embeds)",
+                 503: "the workspace database stayed locked (`workspace_unavailable`, see Retry-After) or is damaged "
+                      "(`workspace_damaged`); for chat, also the LLM server down (`llm_unavailable`)"}
 
 
 def responses(*statuses: int) -> dict:
     """The `responses=` argument of a route: these error statuses documented with ErrorResponse.
 
-    400, 401 and 422 are added always (a body that is not even JSON, a key, the validation), and
-    documenting 422 here replaces FastAPI's own HTTPValidationError shape, which we never send.
+    400, 401, 422 and 503 are added always (a body that is not even JSON, a key, the validation, and the
+    workspace the Guard opens to check the key, locked or damaged), and documenting 422 here replaces
+    FastAPI's own HTTPValidationError shape, which we never send.
     """
-    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in sorted({400, 401, 422, *statuses})}
+    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in sorted({400, 401, 422, 503, *statuses})}
 
 
 def install(app) -> None:

@@ -196,20 +196,30 @@ def report(name: str, title: str, body: str, data: dict) -> None:
 
 
 def module_at(rev: str, path: str, name: str):
-    """The repository's file `path` as it was at git revision `rev`, imported as module `name` beside
-    the current one: a benchmark's baseline is the code before a change, measured in the same run."""
+    """The repository's file `path` as it was at git revision `rev`, imported beside the current one: a
+    benchmark's baseline is the code before a change, measured in the same run. The files of its folder
+    come as they were at `rev` too, as a package named `name` (the module is `name`.<its stem>), so its
+    relative imports (`from .readers_markup import ...`) find the modules of its own revision: a helper
+    module since split up or renamed (ingest/readers_markup.py after cac38c3) no longer stops it loading."""
+    import importlib
     import importlib.util
+    import io
     import subprocess
+    import tarfile
     import tempfile
 
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True, text=True,
-                            check=True).stdout
-    file = Path(tempfile.mkdtemp()) / f"{name.rpartition('.')[2]}.py"
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    folder = Path(path).parent.as_posix()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, folder], capture_output=True, check=True).stdout
+    root = Path(tempfile.mkdtemp())
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    init = root / folder / "__init__.py"
+    init.touch()  # a folder of scripts (bench/) has none
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(root / folder)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package  # its modules' relative imports look their package up here
+    spec.loader.exec_module(package)
+    return importlib.import_module(f"{name}.{Path(path).stem}")
 
 
 def log(msg: str) -> None:

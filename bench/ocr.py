@@ -312,8 +312,8 @@ def text_pdfs(tmp: Path) -> list[Path]:
 def bench_text_path(tmp: Path, repeats: int) -> dict:
     from archivist.ingest import readers_pdf
 
-    # ingest/readers.py as it was at BEFORE (its helpers, readers_base/markup/office, are shared and compatible)
-    old = module_at(BEFORE, "ingest/readers.py", "archivist.ingest.readers_before")
+    # ingest/readers.py as it was at BEFORE, with its helpers as they were then (readers_markup is gone since)
+    old = module_at(BEFORE, "ingest/readers.py", "ingest_before")
     paths = text_pdfs(tmp)
 
     def run(fn):

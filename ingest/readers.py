@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 from archivist.records import Block, Extracted
 from archivist.settings import python_module
 
-from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason
+from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason, text_encoding
 from .readers_html import read_html
 from .readers_markdown import read_markdown
 from .readers_text import read_csv, read_text, stream_csv
@@ -173,6 +173,7 @@ _TEXT_EXTENSIONS = {
     ".html": "html", ".htm": "html", ".xhtml": "html",
     ".txt": "text", ".text": "text",
 }
+_TEXT_KINDS = frozenset(_TEXT_EXTENSIONS.values())  # kinds read by decoding the bytes as text
 _ZIP_EXTENSIONS = {".docx": "docx", ".xlsx": "xlsx", ".pptx": "pptx", ".docm": "docx", ".xlsm": "xlsx", ".pptm": "pptx"}
 
 
@@ -236,6 +237,30 @@ def detect_kind(path: Path, head: bytes) -> str | None:
     return _TEXT_EXTENSIONS.get(suffix, "text")
 
 
+def check_kind(path: Path, head: bytes, max_unzipped_mb: int) -> tuple[str, int]:
+    """The reader kind of the file at `path` (`head`: its first HEAD_BYTES) and the bytes a
+    DOCX/XLSX/PPTX expands to (0 for other kinds), checked before any parser sees it. The one home
+    of that check: `read` (a folder's files) and uploads.check_content (an upload, refused before it
+    is stored) both call it, so the app, the API and the CLI name the same reason for the same file.
+    Raises ReadError: an unsupported type (an encrypted or legacy Office file said to be one, with
+    what to do), binary data under a text extension (UTF-16 without a BOM is text), a corrupt,
+    encrypted or zip-bomb DOCX/XLSX/PPTX."""
+    kind = detect_kind(path, head)
+    if kind is None:
+        if head.startswith(b"\xd0\xcf\x11\xe0"):
+            raise ReadError(
+                "encrypted or legacy Office file (an OLE2 container: a password-protected "
+                ".docx/.xlsx/.pptx or an old .doc/.xls/.ppt); save it unprotected as .docx/.xlsx/.pptx"
+            )
+        what = describe(head)
+        if what == "a ZIP archive":
+            what = "a ZIP archive that is not a DOCX, XLSX or PPTX"
+        raise ReadError(f"unsupported file type (looks like {what})")
+    if kind in _TEXT_KINDS and _looks_binary(head):
+        text_encoding(path)  # the text readers' own rule: raises for NUL bytes that are not UTF-16
+    return kind, check_zip(path, LABELS[kind], max_unzipped_mb) if kind in ZIP_KINDS else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry and the entry point
 
@@ -293,18 +318,7 @@ def read(path: Path, *, max_mb: int = 200, max_unzipped_mb: int = 500, timeout: 
             raise ReadError(f"file too large: {size / MB:.1f} MB (limit {max_mb} MB)")
         with path.open("rb") as f:
             head = f.read(HEAD_BYTES)
-        kind = detect_kind(path, head)
-        if kind is None:
-            what = describe(head)
-            if head.startswith(b"\xd0\xcf\x11\xe0"):
-                raise ReadError(
-                    "encrypted or legacy Office file (an OLE2 container: a password-protected "
-                    ".docx/.xlsx/.pptx or an old .doc/.xls/.ppt); save it unprotected as .docx/.xlsx/.pptx"
-                )
-            if what == "a ZIP archive":
-                what = "a ZIP archive that is not a DOCX, XLSX or PPTX"
-            raise ReadError(f"unsupported file type (looks like {what})")
-        unzipped = check_zip(path, LABELS[kind], max_unzipped_mb) if kind in ZIP_KINDS else 0
+        kind, unzipped = check_kind(path, head, max_unzipped_mb)
         if kind in SANDBOXED or (kind not in IN_PROCESS and max(size, unzipped) > SANDBOX_ABOVE_MB * MB):
             options = {"ocr": ocr, "max_pages": max_pages} if kind in PAGED else {}
             extracted = _read_sandboxed(path, kind, timeout, options, page_timeout)

@@ -103,28 +103,18 @@ def _disk_error(e: OSError, name: str) -> WorkspaceError | None:
 def check_content(path: Path, name: str, max_unzipped_mb: int) -> str:
     """The reader kind of the saved file at `path` (extension taken from `name`), from its bytes.
 
-    Raises UploadError for a type no reader handles, binary data posing as text, and DOCX/XLSX/PPTX
-    that are corrupt, encrypted or expand past `max_unzipped_mb` (zip bombs).
+    Raises UploadError for what `readers.check_kind` refuses (a type no reader handles, an encrypted
+    or legacy Office file, binary data posing as text, DOCX/XLSX/PPTX that are corrupt, encrypted or
+    expand past `max_unzipped_mb`), with the reason a folder's ingest gives for the same file.
     """
-    from archivist.ingest.readers import HEAD_BYTES, LABELS, ZIP_KINDS, ReadError, describe, detect_kind
-    from archivist.ingest.readers_office import check_zip
+    from archivist.ingest.readers import HEAD_BYTES, ReadError, check_kind
 
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
-    kind = detect_kind(path, head)
-    if kind is None:
-        what = describe(head)
-        if what == "a ZIP archive":
-            what = "a ZIP archive that is not a DOCX, XLSX or PPTX"
-        raise UploadError(f"{name}: unsupported file type (looks like {what})")
-    if kind in ("text", "markdown", "csv", "html") and describe(head) == "binary data":
-        raise UploadError(f"{name}: binary data, not a {LABELS[kind]} (the content decides the type, not the extension)")
-    if kind in ZIP_KINDS:
-        try:
-            check_zip(path, LABELS[kind], max_unzipped_mb)
-        except ReadError as e:
-            raise UploadError(f"{name}: {e}") from None
-    return kind
+    try:
+        return check_kind(path, head, max_unzipped_mb)[0]
+    except ReadError as e:
+        raise UploadError(f"{name}: {e}") from None
 
 
 def save_upload(ws: Workspace, filename: str, data: bytes | BinaryIO, max_mb: int | None = None) -> tuple[Path, str]:
