@@ -80,6 +80,13 @@ def user(request: Request, srv: Server = Depends(server),
     return name
 
 
+def api_key(who: str = Depends(user),
+            creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    """The API key of the request, once `user` has checked it: a key's rights over keys are not all of
+    its user's (archivist/keys.py)."""
+    return creds.credentials.strip()
+
+
 def known_query_only(request: Request) -> None:
     """Refuse query parameters the route does not take, or given twice: `?colection=hr` silently
     listing every collection would be worse than an error."""

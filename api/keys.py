@@ -1,11 +1,13 @@
 """API keys over HTTP, with the rules of archivist/keys.py (the same as `archivist keys`):
 
     GET    /v1/keys[?user=NAME]     the caller's keys (an admin: everyone's, or NAME's); never their secrets
-    POST   /v1/keys                 a new key, shown once: the caller's own, or (admins) `{"user": NAME}`'s
-    DELETE /v1/keys/{prefix}        revoke one (`ak-1a2b3c4d`, or the whole key): a member their own only
+    POST   /v1/keys                 a new key, shown once (an admin's key only): its own, or `{"user": NAME}`'s
+    DELETE /v1/keys/{prefix}        revoke one (`ak-1a2b3c4d`, or the whole key): a member's key itself only
 
 A member asking for another user's key (or list) gets 403 before the name is looked up (so no user
 name is confirmed), another user's prefix is 404 like an unknown one, and an admin's unknown name 404.
+A member's key that asks for a new key, or names another of her keys, gets 403: a key does not manage
+keys (archivist/keys.py says why); she does that with `archivist keys`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from archivist import keys
 from archivist.api import schemas as S
-from archivist.api.deps import user, workspace
+from archivist.api.deps import api_key, user, workspace
 from archivist.api.errors import responses
 from archivist.workspace import Workspace
 
@@ -61,15 +63,16 @@ def list_route(user_: str | None = Query(None, alias="user", description="admins
 
 @router.post("/v1/keys", response_model=NewKey, status_code=201, responses=responses(403, 404))
 def create_route(body: KeyRequest | None = None, ws: Workspace = Depends(workspace), who: str = Depends(user)):
-    """A new API key for the caller (or, for an admin, for `user`). The key is in this answer only."""
+    """A new API key, for an admin's key only: for the caller (or `user`). The key is in this answer only."""
     owner = (body.user if body else None) or who
-    key = keys.create_key(ws, owner, by=who)
+    key = keys.create_key(ws, owner, by=who, with_key=True)
     listed = next(k for k in keys.list_keys(ws, owner, by=who) if k["prefix"] == "ak-" + key.split("-")[1])
     return JSONResponse({**key_out(listed), "key": key}, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-@router.delete("/v1/keys/{prefix}", response_model=KeyOut, responses=responses(404))
-def revoke_route(prefix: str, ws: Workspace = Depends(workspace), who: str = Depends(user)):
+@router.delete("/v1/keys/{prefix}", response_model=KeyOut, responses=responses(403, 404))
+def revoke_route(prefix: str, ws: Workspace = Depends(workspace), who: str = Depends(user),
+                 key: str = Depends(api_key)):
     """Revoke a key (by its prefix `ak-1a2b3c4d`, or whole): at once, also when it is the key of this
-    request. Revoking twice is harmless."""
-    return key_out(keys.revoke_key(ws, prefix, by=who))
+    request, which is the only one a member's key may revoke. Revoking twice is harmless."""
+    return key_out(keys.revoke_key(ws, prefix, by=who, with_key=key))

@@ -7,8 +7,9 @@ stored, so a copy of the database does not let anyone sign in.
 The workspace creates a passwordless local user `admin` for the CLI. Nobody can sign in to the
 browser app as a user without a password, so a workspace where no user has one needs a first admin
 (`needs_first_admin`): the browser app asks whoever opens it while the workspace holds nobody else
-(`first_admin_form_open`, `create_first_admin(..., from_app=True)`); otherwise, or instead, it
-comes from ARCHIVIST_ADMIN_USER / ARCHIVIST_ADMIN_PASSWORD (`admin_from_env`).
+(`first_admin_form_open`, `create_first_admin(..., from_app=True)`), for the one-time setup code
+printed where the app was started (`issue_setup_code`); otherwise, or instead, it comes from
+ARCHIVIST_ADMIN_USER / ARCHIVIST_ADMIN_PASSWORD (`admin_from_env`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import time
+from collections.abc import Callable
 
 from archivist import access, audit
 from archivist.workspace import LOCAL_ADMIN, Workspace, transaction
 
 MIN_PASSWORD = 8  # characters; long enough to stop guessing over a local network form
 SESSION_SECONDS = 12 * 3600  # a browser session lasts a working day, then signs out
+# sign-in back-off per typed name: FREE_FAILURES wrong passwords in a row pass, then each further
+# attempt waits FIRST_DELAY seconds, doubling, at most MAX_DELAY; a pause of FAILURE_WINDOW forgets
+# them. The cap is short because a lock-out of the admin is itself an attack: at one guess a minute a
+# password of MIN_PASSWORD characters still holds, and the CLI (no sign-in) and API keys never wait.
+FREE_FAILURES, FIRST_DELAY, MAX_DELAY, FAILURE_WINDOW = 5, 5.0, 60.0, 15 * 60.0
 # scrypt cost: 2**14 * 8 * 128 bytes = 16 MiB per hash, ~50 ms on one core (OWASP's minimum is N=2**17
 # with r=8 at 128 MiB; 16 MiB keeps sign-in quick on a shared 2-core box while staying memory-hard).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -153,13 +161,43 @@ FIRST_ADMIN_FROM_ENV = ("Nobody can sign in yet, and this workspace already has 
                         "and starts `archivist ui` again.")
 
 
-def create_first_admin(ws: Workspace, name: str, password: str, *, from_app: bool = False) -> dict:
+_SETUP_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a terminal, typed by hand
+
+
+def _setup_hash(code: str) -> str:
+    return hashlib.sha256("".join(code.split()).replace("-", "").upper().encode("utf-8")).hexdigest()
+
+
+def issue_setup_code(ws: Workspace) -> str:
+    """A new one-time setup code for the first-admin form, replacing any earlier one; only its hash is
+    stored. Whoever starts the app prints it to their terminal (as Jupyter's token, Jenkins' initial
+    password): the form is open to anyone who reaches the page, and the code keeps the first admin
+    with whoever can see that terminal. 12 characters of 32: 60 bits, beyond guessing over a form."""
+    code = "-".join("".join(secrets.choice(_SETUP_ALPHABET) for _ in range(4)) for _ in range(3))
+    with transaction(ws.db):
+        ws.db.execute("INSERT INTO setup_code(id, code_hash) VALUES (1, ?) "
+                      "ON CONFLICT(id) DO UPDATE SET code_hash = excluded.code_hash", (_setup_hash(code),))
+    return code
+
+
+def has_setup_code(ws: Workspace) -> bool:
+    return ws.db.execute("SELECT 1 FROM setup_code").fetchone() is not None
+
+
+def setup_code_line(code: str) -> str:
+    """What the terminal shows of a setup code (`archivist ui`, or the app started another way)."""
+    return f"archivist: no account can sign in yet: open the app and create the admin account with setup code {code}"
+
+
+def create_first_admin(ws: Workspace, name: str, password: str, *, from_app: bool = False,
+                       setup_code: str | None = None) -> dict:
     """Create the first account that can sign in, as an admin.
 
     Naming the passwordless local admin (`admin`) gives it this password; any other name creates a
     new admin. Raises AuthError once some user already has a password (someone got there first), and
     with `from_app` (the sign-in page's form, open to anyone who reaches the app) also when the
-    workspace has users besides the local admin (`first_admin_form_open`).
+    workspace has users besides the local admin (`first_admin_form_open`), or `setup_code` is not the
+    one issued (`issue_setup_code`), which it uses up.
     """
     name = access.check_name((name or "").strip(), "user")
     check_new_password(password)
@@ -169,6 +207,12 @@ def create_first_admin(ws: Workspace, name: str, password: str, *, from_app: boo
             raise AuthError("this workspace already has an admin; sign in instead")
         if from_app and not first_admin_form_open(ws):
             raise AuthError(FIRST_ADMIN_FROM_ENV)
+        if from_app:
+            row = ws.db.execute("SELECT code_hash FROM setup_code").fetchone()
+            if row is None or not hmac.compare_digest(row[0], _setup_hash(setup_code or "")):
+                raise AuthError("wrong setup code: it is printed in the terminal where the app was started "
+                                "(`archivist ui`); starting it again prints a new one")
+            ws.db.execute("DELETE FROM setup_code")
         name = account_name(ws, name)  # "Admin" is the local admin, not a second user beside it
         row = ws.db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
         if row:
@@ -217,17 +261,53 @@ def account_name(ws: Workspace, name: str) -> str:
     return same[0] if len(same) == 1 else name
 
 
-def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SECONDS) -> str:
+def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SECONDS,
+            clock: Callable[[], float] = time.time) -> str:
     """Check the password and open a session; returns its token. The name is matched without regard to
-    case when that names one user (`account_name`). Raises AuthError on a wrong name or password."""
+    case when that names one user (`account_name`). Raises AuthError on a wrong name or password, and,
+    without checking the password, while that name waits after failures (`retry_after`; `clock`
+    gives the time, for tests). Names no user has wait alike, so the wait tells no name apart."""
     name = account_name(ws, (name or "").strip())
+    # a name no user has is often a password typed into the wrong field: it is not kept
+    known = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
+    who = {"target": name[:64] if known else None, "detail": {} if known else {"name": "unknown"}}
+    wait = retry_after(ws, name, clock())
+    if wait > 0:
+        audit.record(ws, "auth.sign_in_failed", target=who["target"], detail={**who["detail"], "throttled": round(wait)})
+        raise AuthError(f"too many failed sign-ins for this name: try again in {math.ceil(wait)} seconds")
     if not verify_password(ws, name, password):
-        # a name no user has is often a password typed into the wrong field: it is not kept
-        known = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
-        audit.record(ws, "auth.sign_in_failed", target=name[:64] if known else None,
-                     detail={} if known else {"name": "unknown"})
+        with transaction(ws.db):
+            _count_failure(ws, name, clock())
+            audit.record(ws, "auth.sign_in_failed", **who)
         raise AuthError("wrong user name or password")
+    with transaction(ws.db):
+        ws.db.execute("DELETE FROM sign_in_failures WHERE name_hash = ?", (_name_hash(name),))
     return create_session(ws, name, seconds, signed_in=True)
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(name.casefold().encode("utf-8")).hexdigest()
+
+
+def _count_failure(ws: Workspace, name: str, now: float) -> None:
+    """One more failure for `name`, in one statement so that two app processes both count theirs;
+    a failure FAILURE_WINDOW after the one before starts the count again. Tidies forgotten rows."""
+    ws.db.execute("DELETE FROM sign_in_failures WHERE last_failure < ?", (now - FAILURE_WINDOW,))
+    ws.db.execute("INSERT INTO sign_in_failures(name_hash, failures, last_failure) VALUES (?, 1, ?) "
+                  "ON CONFLICT(name_hash) DO UPDATE SET failures = failures + 1, last_failure = excluded.last_failure",
+                  (_name_hash(name), now))
+
+
+def retry_after(ws: Workspace, name: str, now: float | None = None) -> float:
+    """Seconds until `name` may try a password again (0: now): after FREE_FAILURES failures in a row,
+    FIRST_DELAY seconds from the last one, doubling with each further failure, at most MAX_DELAY."""
+    now = time.time() if now is None else now
+    row = ws.db.execute("SELECT failures, last_failure FROM sign_in_failures WHERE name_hash = ?",
+                        (_name_hash(name),)).fetchone()
+    if row is None or row[0] < FREE_FAILURES or now - row[1] > FAILURE_WINDOW:
+        return 0.0
+    delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (row[0] - FREE_FAILURES))
+    return max(0.0, row[1] + delay - now)
 
 
 def create_session(ws: Workspace, user: str, seconds: float = SESSION_SECONDS, signed_in: bool = False) -> str:

@@ -7,6 +7,14 @@ yields no usable key. The key itself is shown once, when it is created.
 
 Keys are their owner's: the admin role creates, lists and revokes anyone's; a member (`by`, None:
 the acting user of the settings) only their own, and learns nothing of other users' keys or names.
+
+A member acting with an API key (the HTTP API: `with_key`) may list her keys and revoke that key
+alone, as OpenAI's project keys and GitHub's tokens cannot manage keys: a leaked key that could mint
+keys would outlive its revocation, and one that could revoke her others would lock her out. She
+creates keys, and revokes the others, with `archivist keys` (or an admin does). An admin's key keeps
+every key right: it already carries the whole workspace (every collection, every user's keys, which
+it lists and revokes), so refusing it would add no protection and would take away provisioning keys
+over HTTP for people and services that have no shell on the server.
 """
 
 from __future__ import annotations
@@ -28,14 +36,18 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(ws: Workspace, user: str, by: str | None = None) -> str:
+def create_key(ws: Workspace, user: str, by: str | None = None, *, with_key: bool = False) -> str:
     """Create a new key for `user` and return it (the only time it is ever visible). `by` (None: the
-    acting user) must be `user` or have the admin role: a key acts as its owner.
+    acting user) must be `user` or have the admin role: a key acts as its owner. `with_key`: `by`
+    asks with an API key (the HTTP API), which must then be an admin's (see the module's docstring).
 
-    Raises AccessDenied for a member asking for another user's key (whether or not that user exists),
-    LookupError when there is no such user.
+    Raises AccessDenied for a member asking for another user's key (whether or not that user exists)
+    or asking with a key, LookupError when there is no such user.
     """
     actor = _may_manage(ws, by, user, "create an API key for")
+    if with_key and not access.is_admin(ws, actor):
+        raise access.AccessDenied(f"an API key of user {actor!r} cannot create API keys (only an admin's can): "
+                                  "create one with `archivist keys create` on the server, or ask an admin")
     row = _user_row(ws, user)
     for _ in range(5):  # a prefix collision is a 1-in-4-billion event; retry rather than fail
         prefix = secrets.token_hex(4)
@@ -55,13 +67,15 @@ def _prefix_of(prefix_or_key: str) -> str | None:
     return m.group(1) if m else None
 
 
-def revoke_key(ws: Workspace, prefix_or_key: str, by: str | None = None) -> dict:
+def revoke_key(ws: Workspace, prefix_or_key: str, by: str | None = None, *, with_key: str | None = None) -> dict:
     """Revoke a key given by its prefix (`ak-1a2b3c4d` or `1a2b3c4d`) or in full, as `by` (None: the
-    acting user): an admin any key, a member their own.
+    acting user): an admin any key, a member their own; a member asking with the API key `with_key`
+    (the HTTP API) only that key (see the module's docstring).
 
     Returns the key's listing (see list_keys). Raises LookupError when no such key exists, or it is
-    another user's and `by` is a member (the same words), and ValueError when the text looks like
-    neither a key nor a prefix. Revoking twice is harmless.
+    another user's and `by` is a member (the same words), AccessDenied for a member's key naming
+    another of her keys, and ValueError when the text looks like neither a key nor a prefix.
+    Revoking twice is harmless.
     """
     actor = access.current_user(ws, by)
     prefix = _prefix_of(prefix_or_key)
@@ -73,6 +87,9 @@ def revoke_key(ws: Workspace, prefix_or_key: str, by: str | None = None) -> dict
         raise LookupError(f"no API key with prefix ak-{prefix}")
     if _KEY.match(prefix_or_key.strip()) and not hmac.compare_digest(row[0], _hash(prefix_or_key.strip())):
         raise LookupError(f"no API key with prefix ak-{prefix} matches that key")
+    if with_key is not None and _prefix_of(with_key) != prefix and not access.is_admin(ws, actor):
+        raise access.AccessDenied(f"an API key of user {actor!r} can revoke only itself, not ak-{prefix}: revoke "
+                                  "that key with `archivist keys revoke` on the server, or ask an admin")
     with transaction(ws.db):
         ws.db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, (julianday('now') - 2440587.5) * 86400.0) "
                       "WHERE prefix = ?", (prefix,))

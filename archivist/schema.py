@@ -268,4 +268,19 @@ MIGRATIONS: list[str] = [
     UPDATE evaluations SET former_owner = (SELECT a.user || '#deleted' FROM audit a WHERE a.action = 'evaluation.stored'
         AND a.target = CAST(evaluations.id AS TEXT) AND a.redacted_by IS NULL ORDER BY a.id DESC LIMIT 1) WHERE user_id IS NULL;
     """,
+    # 14: failed sign-ins per typed name, so that guessing a password slows down (archivist/auth.py
+    # `sign_in`) in every app process and across restarts; the name is kept as a hash because people
+    # type their password into the name field. And the first admin's setup code, kept as a hash too.
+    """
+    CREATE TABLE sign_in_failures (
+        name_hash TEXT PRIMARY KEY,     -- sha256 of the name as typed, casefolded (auth._name_hash)
+        failures INTEGER NOT NULL,      -- in a row, each within auth.FAILURE_WINDOW of the one before
+        last_failure REAL NOT NULL      -- Unix time
+    );
+    -- the one-time code the first-admin form asks for, printed where the app was started (auth.issue_setup_code)
+    CREATE TABLE setup_code (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        code_hash TEXT NOT NULL         -- sha256 of the code, normalised (auth._setup_hash)
+    );
+    """,
 ]

@@ -169,7 +169,7 @@ def test_an_upload_without_a_usable_name_is_refused_and_stores_nothing(api):
 
 def test_a_member_manages_their_own_keys_over_http_and_no_one_elses(api):
     """Before: /v1/keys did not exist (404); keys could only be made with the CLI on the server."""
-    r = _call(api, "POST", "/v1/keys", "alice")
+    r = _call(api, "POST", "/v1/keys", json={"user": "alice"})  # an admin's key; hers may not (test_keymend.py)
     assert r.status_code == 201, r.text
     new = r.json()
     assert new["user"] == "alice" and new["key"].startswith(new["prefix"] + "-") and new["revoked_at"] is None
@@ -188,8 +188,8 @@ def test_a_member_manages_their_own_keys_over_http_and_no_one_elses(api):
     theirs = _error(_call(api, "DELETE", f"/v1/keys/{bobs[0]}", "alice"), 404, "not_found")["message"]
     assert theirs == unknown.replace("00000000", bobs[0][3:])  # the same words as a key that does not exist
     assert _call(api, "GET", "/v1/models", "bob").status_code == 200  # bob's key still works
-    # revoking her new key: at once
-    r = _call(api, "DELETE", f"/v1/keys/{new['prefix']}", "alice")
+    # her new key revoking itself: at once
+    r = _call(api, "DELETE", f"/v1/keys/{new['prefix']}", key=new["key"])
     assert r.status_code == 200 and r.json()["revoked_at"] is not None
     _error(_call(api, "GET", "/v1/models", key=new["key"]), 401, "invalid_api_key")
     # an admin sees and makes anyone's keys

@@ -225,6 +225,7 @@ def test_the_first_admin_typed_with_a_capital_is_the_local_admin_not_a_second_us
     at.text_input[0].set_value("Admin")  # the form offers "admin"; a person may well capitalise it
     at.text_input[1].set_value("first-admin-pw")
     at.text_input[2].set_value("first-admin-pw")
+    at.text_input[3].set_value(auth.issue_setup_code(ws))  # `archivist ui` prints it
     at.button[0].click().run()
     assert not at.exception and not at.error
     names = [u["name"] for u in access.list_users(ws, by="admin")]

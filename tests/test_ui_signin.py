@@ -31,7 +31,7 @@ def test_new_workspace_asks_for_first_admin_then_signs_in(ws):
     at = app()
     assert not at.exception
     assert [b.label for b in at.button] == ["Create admin account"]
-    name, pw, again = at.text_input
+    name, pw, again, _ = at.text_input  # and the setup code
     assert name.value == "admin"  # the CLI's passwordless admin is offered
     pw.set_value("first-admin-pw")
     again.set_value("different-pw")
@@ -40,6 +40,7 @@ def test_new_workspace_asks_for_first_admin_then_signs_in(ws):
     assert auth.needs_first_admin(ws)
     at.text_input[1].set_value("first-admin-pw")
     at.text_input[2].set_value("first-admin-pw")
+    at.text_input[3].set_value(auth.issue_setup_code(ws))  # `archivist ui` prints it
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert nav_titles(at) == ["Chat"]

@@ -70,6 +70,8 @@ def cmd_ui(args) -> int:
         except auth.AuthError as e:
             raise CLIError(str(e)) from None
         fresh, locked = auth.first_admin_form_open(ws), auth.needs_first_admin(ws)
+        # a dry run issues no code: it would replace the one a running app printed
+        code = auth.issue_setup_code(ws) if fresh and not args.dry_run else None
     env = dict(os.environ)
     env["ARCHIVIST_HOME"] = str(s.home.resolve())
     for key in ("llm", "embedder", "device", "cache"):
@@ -86,7 +88,7 @@ def cmd_ui(args) -> int:
     if created:
         print(f"archivist: created admin {created['name']!r} from ARCHIVIST_ADMIN_USER", file=sys.stderr)
     elif fresh:
-        print("archivist: no account can sign in yet: open the app to create the admin account", file=sys.stderr)
+        print(auth.setup_code_line(code), file=sys.stderr)
     elif locked:
         print(f"archivist: {auth.FIRST_ADMIN_FROM_ENV}", file=sys.stderr)
     print(f"archivist: serving http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import sys
 import threading
 import unicodedata
 
@@ -38,13 +39,16 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def _prepare_workspace(home: str) -> bool:
-    """Once per server and workspace: repair FAISS from SQLite, create the admin from the environment,
-    and resume the ingest jobs a crash or restart cut short."""
+    """Once per server and workspace: repair FAISS from SQLite, create the admin from the environment
+    (or, started without `archivist ui`, print the first-admin form's setup code to the server's
+    terminal), and resume the ingest jobs a crash or restart cut short."""
     from archivist.ui import library
 
     s = settings()
     with open_checked(s) as ws:
         auth.admin_from_env(ws)
+        if auth.first_admin_form_open(ws) and not auth.has_setup_code(ws):
+            print(auth.setup_code_line(auth.issue_setup_code(ws)), file=sys.stderr, flush=True)
     library.resume_interrupted(s)
     return True
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -192,6 +193,8 @@ def test_scenario(server, browser, tmp_path):
     _shot(page, "1-create-admin")
     page.get_by_label("Password", exact=True).fill(ADMIN_PW)
     page.get_by_label("Password again").fill(ADMIN_PW)
+    code = re.search(r"setup code (\S+)", (ARTIFACTS / "e2e-server.log").read_text()).group(1)  # `archivist ui` printed it
+    page.get_by_label("Setup code", exact=True).fill(code)
     page.get_by_role("button", name="Create admin account").click()
     page.get_by_role("heading", name="Chat", exact=True, level=1).wait_for()
     _idle(page)

@@ -15,18 +15,20 @@ if note := core.ended_note():
 if auth.first_admin_form_open(ws):  # a new workspace; one with people in it gets its first admin where the app starts
     st.subheader("Create the admin account")
     st.write("This workspace is new: nobody can sign in yet. The account you create now is its admin; "
-             "you can add more people on the Admin page afterwards.")
+             "you can add more people on the Admin page afterwards. The setup code is printed in the terminal "
+             "where the app was started (`archivist ui`).")
     with st.form("first-admin"):
         name = st.text_input("User name", value="admin")
         password = st.text_input("Password", type="password", help=f"At least {auth.MIN_PASSWORD} characters")
         again = st.text_input("Password again", type="password")
+        code = st.text_input("Setup code", type="password", help="printed where the app was started; used once")
         submitted = st.form_submit_button("Create admin account", type="primary")
     if submitted:
         if password != again:
             st.error("The two passwords differ.")
         else:
             try:
-                auth.create_first_admin(ws, name, password, from_app=True)
+                auth.create_first_admin(ws, name, password, from_app=True, setup_code=code)
                 core.sign_in(name, password)
             except ValueError as e:  # AuthError and bad names alike
                 st.error(core.md_escape(e))
