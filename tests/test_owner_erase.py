@@ -60,6 +60,8 @@ def test_a_workspace_from_before_keeps_whose_rows_the_log_still_names_and_erase_
     ws.db.execute("UPDATE feedback SET user_id = NULL WHERE id = ?", (other,))  # its user deleted
     for table in ("feedback", "evaluations"):  # back to schema 12: the column did not exist
         ws.db.execute(f"ALTER TABLE {table} DROP COLUMN former_owner")
+    for table in ("sign_in_failures", "setup_code"):  # nor the tables of schema 14
+        ws.db.execute(f"DROP TABLE {table}")
     ws.db.execute("PRAGMA user_version = 12")
     ws.db.commit()
 
