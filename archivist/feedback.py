@@ -224,11 +224,12 @@ def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
 
 def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:
     """The feedback rows a fine-tune by `user` can learn from (a thumbs up, or a correction), oldest
-    first: [{id, collection, question, answer, rating, correction, citations}]. A member's own rows
-    only; an admin's, everyone's. Callers also check access per row (finetune.datasets.
-    examples_from_feedback keeps only rows whose passages the user may read)."""
+    first: [{id, collection, question, answer, rating, correction, citations, message_id, adapter}]. A
+    member's own rows only; an admin's, everyone's. Callers also check access per row (finetune.datasets.
+    examples_from_feedback keeps only rows whose passages, and what the rated answer drew on, the user may read)."""
     who = access.current_user(ws, user)
-    sql = ("SELECT f.id, f.collection, f.question, f.answer, f.rating, f.correction, f.citations FROM feedback f "
+    sql = ("SELECT f.id, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, f.message_id, "
+           "f.adapter FROM feedback f "
            "LEFT JOIN users u ON u.id = f.user_id WHERE (f.rating > 0 OR (f.correction IS NOT NULL AND trim(f.correction) != ''))")
     params: list = []
     if not access.is_admin(ws, who):

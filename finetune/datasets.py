@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from archivist import __version__, access, feedback
+from archivist import __version__, access, conversations, feedback
 from archivist.finetune.dataset_store import _NAME, Dataset, DatasetError, Example, save_dataset
 from archivist.finetune.qa import QA, extractive_pairs, llm_pairs, normalize
 # retrieval (numpy, FAISS) is imported where it is used: the CLI imports this module for its defaults
@@ -213,8 +213,12 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     admin's everyone's (feedback.training_feedback). An answer rated up is learned without the
     notice an uncertain one was shown under (the quote is the answer the user vouched for). Rows
     about collections the user may not read are left out, and so are rows with a passage whose collection was not recorded
-    (an adapter's lineage must name every collection it learned from).
-    Returns (examples, stats {"used": [ids], "skipped": {reason: count}})."""
+    (an adapter's lineage must name every collection it learned from), and rows whose rated answer drew on
+    a collection the user may not read through a passage it did not cite or the adapter that wrote it: the
+    row keeps only the cited passages, and the chat withholds that answer by all of them (one rule:
+    `conversations.drawn_on`, `conversations.learned_from`).
+    Returns (examples, stats {"used": [ids], "skipped": {reason: count}, "drew_on": [collections]}): the
+    collections the used rows' answers drew on, cited or not, which the dataset's lineage names too."""
     from archivist.retrieval.answer import build_messages
     from archivist.retrieval.hits import load_hits
     from archivist.retrieval.search import search
@@ -223,7 +227,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     if collections:
         readable &= set(collections)
     rows = feedback.training_feedback(ws, user)
-    out, used, skipped = [], [], {}
+    drew = conversations.drawn_on(ws, [r["message_id"] for r in rows])
+    out, used, skipped, drawn = [], [], {}, set()
 
     def skip(reason):
         skipped[reason] = skipped.get(reason, 0) + 1
@@ -231,6 +236,10 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     for r in rows:
         if r["collection"] and r["collection"] not in readable:
             skip("collection not readable")
+            continue
+        took = drew.get(r["message_id"], set()) | conversations.learned_from(ws, r["adapter"])
+        if took - readable:
+            skip("the rated answer drew on a collection not readable")
             continue
         try:
             cits = json.loads(r["citations"]) if r["citations"] else []
@@ -272,7 +281,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
                            question=r["question"], answer=strip_citations(target), document_id=doc_ids[0] if doc_ids else None,
                            passages=[p.chunk_id for p in passages], collections=[p.collection for p in passages]))
         used.append(r["id"])
-    return out, {"used": used, "skipped": skipped}
+        drawn |= took
+    return out, {"used": used, "skipped": skipped, "drew_on": sorted(drawn)}
 
 
 # -- (c) from a user's JSONL file -------------------------------------------------------------
@@ -466,7 +476,8 @@ def build_dataset(ws: Workspace, sources: Sequence[str] = ("docs",), user: str |
         "owner": user,
         # every passage's collection, distractors and passages of deleted documents included: who
         # may see this dataset, and use an adapter trained on it, follows from this list
-        "collections": sorted({c for e in examples for c in e.collections}),
+        # and those a feedback answer drew on uncited or through its adapter: the example learns its words
+        "collections": sorted({c for e in examples for c in e.collections} | set((feedback_stats or {}).get("drew_on", ()))),
         "sources": list(sources),
         "generator": generator,
         "settings": {"collections": list(collections) if collections else None, "seed": seed, "eval_fraction": eval_fraction,

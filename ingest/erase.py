@@ -47,7 +47,7 @@ class EraseReport:
     messages: int = 0
     dataset_examples: dict[str, int] = field(default_factory=dict)
     evaluations: int = 0
-    upload: str | None = None
+    upload: str | None = None  # the file removed (a member's erase: its upload, removed or kept for another document)
     earlier_uploads: int = 0  # uploads of its earlier versions (replaced by a new upload under its name) removed
     adapters: list[str] = field(default_factory=list)  # marked stale: their weights learned the document
     embedders: list[str] = field(default_factory=list)  # adapted retrievers marked stale, likewise
@@ -257,10 +257,14 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
         report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
         upload = workspace_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
         if upload is not None:
-            report.upload = _remove_upload(ws, upload, doc["id"])
+            removed = _remove_upload(ws, upload, doc["id"])
+            # a member is told the file left the document either way: told that it stays (another
+            # document read from the same bytes under the same name), they would learn that a
+            # collection they cannot read holds that exact file. `_finish` records the truth.
+            report.upload = removed if owner is None else str(upload)
         # whether or not this version was uploaded: an earlier one may have been, and a cut-short
         # job holding it would bring it back when resumed
-        report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc)
+        report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc, member=owner is not None)
         # an adapter's evaluation examples were drawn from the documents its lineage lists: unless one
         # of those holds the text too, the text they show came from this document, shared or not
         plain = matcher(text, list(chunks.values()) + earlier)
@@ -312,7 +316,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
                     "sha256": spec.get("sha256"), "chunks": report.chunks, "feedback_deleted": report.feedback_deleted,
                     "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
                     "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
-                    "upload": bool(report.upload), "earlier_uploads": report.earlier_uploads,
+                    "upload": bool(report.upload) and not Path(report.upload).exists(), "earlier_uploads": report.earlier_uploads,
                     "adapter_examples": report.adapter_examples, "held_copies": report.held_copies,
                     "stale_adapters": report.adapters,
                     "stale_embedders": report.embedders})
@@ -424,7 +428,7 @@ def _remove_upload(ws: Workspace, path: Path, document_id: int) -> str | None:
     return str(path) if remove_unused_upload(ws, path, but=document_id) else None
 
 
-def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) -> int:
+def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict, member: bool = False) -> int:
     """Uploads of the document's earlier versions: a new upload under its name is stored in
     uploads/<its sha256 prefix>/<name> and replaces the document, but the earlier version's file
     stayed, with the earlier text, where no leftover check looks (it only knows the current text).
@@ -433,7 +437,9 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
     (interrupted, failed or cancelled) also loses that file (`_drop_from_job`): resumed (`archivist
     serve` resumes interrupted ones at start) it would ingest the erased text again. Each upload is
     removed unless a document reads it. `path`: the current version's upload (None: read from the
-    user's own folder). Returns how many were removed."""
+    user's own folder). Returns how many were removed; for a `member`, also those a job into its
+    collection stored that another document keeps (as `EraseReport.upload`: the count would say
+    whether a collection they cannot read holds that exact file)."""
     from archivist import job_files, jobs
     from archivist.ingest.pipeline import INGEST_KINDS
     from archivist.ingest.uploads import remove_unused_upload, workspace_copy
@@ -441,6 +447,7 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
     uploads = (ws.home / "uploads").resolve()
     stem = path.name if path is not None else Path(document["name"]).name
     earlier = {uploads / sha[:16] / stem for sha in audit.versions(ws, document["id"]) if sha != document["content_hash"]}
+    uploaded: set[Path] = set()  # the files an ingest or upload into its collection stored under its name
     # the paths each job stores under the name, picked in SQL in one search of the jobs; only a
     # cut-short job, which loses the file, is read whole (by its id)
     for job_id, state, held in job_files.naming(ws, INGEST_KINDS, document["collection"], document["name"], jobs.STATES):
@@ -450,11 +457,11 @@ def _remove_earlier_uploads(ws: Workspace, path: Path | None, document: dict) ->
                                         or not _drop_from_job(ws, job, document["name"])):
             continue  # resumed (or cut short) meanwhile: its upload may be in use
         # only the workspace's own copies: a file ingested from the user's folder is theirs
-        earlier |= {c for p in held if (c := workspace_copy(ws, Path(p)))}
+        uploaded |= {c for p in held if (c := workspace_copy(ws, Path(p)))}
     current = path.resolve() if path is not None else None
     n = 0
-    for f in sorted(earlier):
-        if f != current and f.is_file() and remove_unused_upload(ws, f, but=document["id"]):
+    for f in sorted(earlier | uploaded):
+        if f != current and f.is_file() and (remove_unused_upload(ws, f, but=document["id"]) or (member and f in uploaded)):
             n += 1
     return n
 
