@@ -19,14 +19,13 @@ import contextlib
 import dataclasses
 import inspect
 import json
-import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from archivist.api import schemas as S
 from archivist.api.deps import Server, requested_collections, user, workspace
@@ -36,8 +35,6 @@ from archivist.api.models import adapter_for_model
 from archivist.api.queue import Ticket
 from archivist.settings import Settings
 from archivist.workspace import Workspace, transaction
-
-log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often a waiting request looks whether its client is still there
 KEEPALIVE_S = 10.0  # an SSE comment this often while queued or writing a verified answer, so proxies keep the stream open
@@ -132,7 +129,7 @@ def refuse_unsupported(body: S.ChatRequest) -> None:
 def run_job(server, job: ChatJob, on_token) -> object | None:
     """Wait for the job's turn, then answer it; returns the Answer, or None when the client left
     while it waited. Always gives the queue slot back."""
-    from archivist.retrieval.answer import ask, withhold_erased, withhold_lost
+    from archivist.retrieval.answer import ask, withhold_unsaved
 
     outcome = None  # what /health counts this generation as, once it started
     try:
@@ -152,8 +149,7 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
             # check records a refused key on the audit log, which that transaction's rollback would take back
             withhold_revoked(ws, job)
             with transaction(ws.db) if saving else contextlib.nullcontext():  # checked and saved at once
-                withhold_lost(ws, job.user, answer.passages)  # revoked while the answer was prepared: a 403, nothing saved
-                withhold_erased(ws, answer.passages)  # erased meanwhile: a 404, nothing saved
+                withhold_unsaved(ws, job.user, answer.passages)  # revoked (403) or erased (404) meanwhile: nothing saved
                 if saving:
                     job.saved = save_exchange(ws, job, answer)
         outcome = "cancelled" if job.stop.is_set() else "completed"
@@ -239,21 +235,17 @@ def usage(answer) -> dict:
             "total_tokens": answer.prompt_tokens + answer.completion_tokens}
 
 
-def _error_for(exc: BaseException) -> tuple[int, dict]:
-    from archivist.access import AccessDenied
-
-    if isinstance(exc, APIError):
-        return exc.status, error_body(exc.status, exc.message, exc.code, exc.param)
-    if isinstance(exc, ConnectionError):  # the LLM server (ARCHIVIST_LLM_URL) is down
-        return 503, error_body(503, str(exc), "llm_unavailable")
-    if isinstance(exc, AccessDenied):
-        return 403, error_body(403, str(exc), "permission_denied")
-    if isinstance(exc, LookupError) and not isinstance(exc, (KeyError, IndexError)):
-        return 404, error_body(404, str(exc), "not_found")
-    if isinstance(exc, ValueError):  # e.g. QuestionTooLong: as api/errors.py answers it
-        return 400, error_body(400, str(exc), "invalid_value")
-    log.error("generation failed", exc_info=exc)  # the client gets the type only (internal_message)
-    return 500, error_body(500, internal_message(exc, "generation failed"), "generation_failed")
+async def _error_reply(request: Request, exc: BaseException) -> Response:
+    """The reply to `exc`, raised while the answer was prepared, streamed or not: the app's own handler's
+    (api/errors.install: status, code, headers, a refusal on the audit log), as any route gets it, so a
+    locked workspace is 503 `workspace_unavailable` in a stream too. A fault of the server there is
+    `generation_failed` rather than `internal_error`, streamed or not, as /health counts it."""
+    handlers = request.app.exception_handlers
+    handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), handlers[Exception])
+    reply = await handler(request, exc)  # a crash is logged there with its traceback
+    if json.loads(reply.body)["error"]["code"] != "internal_error":
+        return reply
+    return JSONResponse(error_body(500, internal_message(exc, "generation failed"), "generation_failed"), status_code=500)
 
 
 def _sse(obj) -> str:
@@ -270,7 +262,7 @@ _STREAM_DOC = {200: {"description": "the completion; with `stream: true` a text/
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/v1/chat/completions", response_model=S.ChatResponse, responses={**responses(400, 403, 404, 413, 429), **_STREAM_DOC})
+@router.post("/v1/chat/completions", response_model=S.ChatResponse, responses={**responses(400, 403, 404, 429, 500), **_STREAM_DOC})
 async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(workspace), who: str = Depends(user),
                server: Server = Depends(server_of)):
     """Answer the last user message from the documents the key's user may read, citing them as [n]."""
@@ -319,7 +311,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
                 continue
             finished = True
             if kind == "error":
-                raise value
+                return await _error_reply(request, value)
             if kind == "cancelled":
                 return Response(status_code=499)
             return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
@@ -374,15 +366,7 @@ async def _stream(request: Request, job: ChatJob, events: asyncio.Queue, cid: st
             if kind == "cancelled":
                 return
             if kind == "error":
-                from archivist.access import AccessDenied
-
-                if isinstance(value, AccessDenied):  # on the log like a 403 of any route (api/errors.py)
-                    from anyio import to_thread
-
-                    from archivist.api.errors import _record_refusal
-
-                    await to_thread.run_sync(_record_refusal, request, value)
-                yield _sse(_error_for(value)[1])
+                yield _sse(json.loads((await _error_reply(request, value)).body))
                 yield "data: [DONE]\n\n"
                 return
             answer = value

@@ -97,7 +97,7 @@ def upload(file: list[UploadFile] = File(..., description="the document: PDF, DO
     [res] = ingest_paths(ws, [path], collection=target, user=who, names=[name], progress=False)
     if res.status == "failed":
         remove_unused_upload(ws, path)  # a refused file is not kept, unless a document was read from it before
-        raise APIError(422, f"{name}: {res.reason}", "unreadable_document", "file")
+        raise APIError(422, f"{name}: {res.reason}", "rejected_upload", "file")  # as a file refused before it is read
     return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
             "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
 

@@ -81,7 +81,8 @@ _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key",
                  404: "unknown model, document, collection or ingestion job", 413: "the body (an upload, or any other) is over the server's limit",
                  422: "the body or a parameter does not validate", 429: "the generation queue is full; see Retry-After",
                  500: "the server's settings do not fit its embedder (`embedder_misconfigured`: no retry helps, an "
-                      "administrator changes them or re-embeds)",
+                      "administrator changes them or re-embeds); for chat, also the model failed while it wrote the "
+                      "answer (`generation_failed`)",
                  503: "the workspace database stayed locked (`workspace_unavailable`, see Retry-After) or is damaged "
                       "(`workspace_damaged`); for chat, also the LLM server down (`llm_unavailable`)"}
 
@@ -89,11 +90,12 @@ _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key",
 def responses(*statuses: int) -> dict:
     """The `responses=` argument of a route: these error statuses documented with ErrorResponse.
 
-    400, 401, 422 and 503 are added always (a body that is not even JSON, a key, the validation, and the
-    workspace the Guard opens to check the key, locked or damaged), and documenting 422 here replaces
-    FastAPI's own HTTPValidationError shape, which we never send.
+    400, 401, 413, 422 and 503 are added always (a body that is not even JSON, a key, a body over
+    max_json_mb, which the Guard counts on every route, a GET's too, the validation, and the workspace
+    the Guard opens to check the key, locked or damaged), and documenting 422 here replaces FastAPI's
+    own HTTPValidationError shape, which we never send.
     """
-    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in sorted({400, 401, 422, 503, *statuses})}
+    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in sorted({400, 401, 413, 422, 503, *statuses})}
 
 
 def install(app) -> None:

@@ -76,7 +76,7 @@ def list_route(limit: int = Query(100, ge=1, le=1000), ws: Workspace = Depends(w
     return {"object": "list", "data": [_out(f) for f in rows]}
 
 
-@router.post("/v1/feedback", response_model=FeedbackOut, responses={**responses(404), 201: {"model": FeedbackOut}})
+@router.post("/v1/feedback", response_model=FeedbackOut, responses={**responses(403, 404), 201: {"model": FeedbackOut}})
 def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Rate or correct an answer of one of the caller's conversations: 201 with the new feedback, or
     200 with the message's earlier feedback changed."""

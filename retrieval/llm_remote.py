@@ -336,7 +336,10 @@ def _events(lines) -> Iterator[dict]:
         if data == "[DONE]":
             return
         if data:
-            event = json.loads(data)
+            try:
+                event = json.loads(data)
+            except ValueError:  # the server's fault, not the request's: a ValueError would be answered 400
+                raise LLMUnavailable(f"the LLM server sent an event that is not JSON: {data[:200]!r}") from None
             if "error" in event:
                 raise LLMUnavailable(f"the LLM server failed mid-answer: {event['error']}")
             yield event

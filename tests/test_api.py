@@ -399,7 +399,7 @@ def test_oversized_and_unreadable_uploads(api):
     _error(r, 413, "file_too_large")
     uploads = Path(api.settings.home) / "uploads"
     before = sorted(p.name for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else []
-    _error(api.post("/v1/documents", files={"file": ("empty.pdf", b"%PDF-1.4 broken")}), 422, "unreadable_document")
+    _error(api.post("/v1/documents", files={"file": ("empty.pdf", b"%PDF-1.4 broken")}), 422, "rejected_upload")
     assert (sorted(p.name for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else []) == before  # nothing left behind
     _error(api.post("/v1/documents", files={"file": ("tool.exe", b"MZ\x90\x00" + bytes(range(256)) * 4)}), 422, "rejected_upload")
     _error(api.post("/v1/documents", files={"file": ("nothing.txt", b"")}), 422, "rejected_upload")
