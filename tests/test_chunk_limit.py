@@ -8,9 +8,6 @@ stored but never embedded (its vector equal to that of its first half)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -71,11 +68,9 @@ def test_a_queued_job_with_too_long_chunks_fails_with_the_reason(tmp_path, embed
     ws.close()
 
 
-def test_the_cli_refuses_with_a_clear_error(tmp_path):
+def test_the_cli_refuses_with_a_clear_error(tmp_path, cli):
     path = _doc(tmp_path)
-    env = dict(os.environ, ARCHIVIST_HOME=str(tmp_path / "ws"), ARCHIVIST_CHUNK_TOKENS="512")
-    done = subprocess.run([sys.executable, "-m", "archivist.cli", "ingest", str(path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = cli("ingest", path, env={"ARCHIVIST_HOME": str(tmp_path / "ws"), "ARCHIVIST_CHUNK_TOKENS": "512"})
     assert done.returncode != 0
     assert "ARCHIVIST_CHUNK_TOKENS=512" in done.stderr and "all-minilm-l6-v2" in done.stderr and "(256 tokens)" in done.stderr
     assert "Traceback" not in done.stderr

@@ -338,7 +338,7 @@ def tiny_base(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", ["damaged-checkpoint", "before-the-first-checkpoint"])
-def test_a_run_killed_then_resumed_logs_every_step_once(tmp_path, tiny_base, case):
+def test_a_run_killed_then_resumed_logs_every_step_once(tmp_path, tiny_base, case, cli, one_torch_thread):
     import json
     import signal
     import subprocess
@@ -378,9 +378,9 @@ def test_a_run_killed_then_resumed_logs_every_step_once(tmp_path, tiny_base, cas
         assert not (run_dir / "checkpoints" / "latest").exists()
 
     # before: the damaged checkpoint ended the resume with safetensors' SafetensorError (no file
-    # named) every time; a run killed before its first checkpoint logged its first steps twice
-    done = subprocess.run([*cmd, "--resume", run_dir.name, *args], env=_child_env(home), capture_output=True, text=True,
-                          timeout=600)
+    # named) every time; a run killed before its first checkpoint logged its first steps twice.
+    # The resume runs in this process (`cli`): only the kill needs a process of its own.
+    done = cli("finetune", "--resume", run_dir.name, *args, env=_child_env(home))
     assert done.returncode == 0, done.stderr[-2000:]
     if case == "damaged-checkpoint":
         assert f"the checkpoint file {latest} is damaged" in done.stderr and "starts again from step 0" in done.stderr

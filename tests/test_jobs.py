@@ -386,7 +386,7 @@ def test_a_reporter_writes_progress_at_most_every_progress_s_and_always_the_last
             report(n, 100, f"step {n}")
         stored = jobs.get(ws, job.id, "bob")
         assert (stored.done, stored.message) == (1, "step 1")  # within PROGRESS_S: not written again
-        jobs.cancel(ws, job.id, "bob")
+        jobs.cancel(ws, job.id, "bob", wait=0)  # this process's own job: waiting for it to end would time out (30 s)
         report.at = time.monotonic()
         assert report(60, 100) is False  # not due: the cancel is seen at the next write
         report.at -= jobs.PROGRESS_S  # as if a second had passed

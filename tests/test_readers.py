@@ -674,12 +674,18 @@ SAMPLE_FILES = [p.name for p in SAMPLE_DOCS]
 
 
 @pytest.fixture(scope="module")
-def sample_texts() -> dict[str, str]:
-    return {name: "\n".join(b.text for b in read(SAMPLES / name).blocks) for name in SAMPLE_FILES}
+def sample_reads() -> dict:
+    """Each sample read once for the module: the scan and the picture go through OCR, the costly part."""
+    return {name: read(SAMPLES / name) for name in SAMPLE_FILES}
 
 
-def test_samples_kinds_and_size(sample_texts):
-    kinds = {name: read(SAMPLES / name).kind for name in SAMPLE_FILES}
+@pytest.fixture(scope="module")
+def sample_texts(sample_reads) -> dict[str, str]:
+    return {name: "\n".join(b.text for b in doc.blocks) for name, doc in sample_reads.items()}
+
+
+def test_samples_kinds_and_size(sample_reads, sample_texts):
+    kinds = {name: doc.kind for name, doc in sample_reads.items()}
     assert kinds == {
         "customer-support-faq.html": "html",
         "employee-handbook.pdf": "pdf",
