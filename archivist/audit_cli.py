@@ -84,11 +84,13 @@ def cmd_audit(args) -> int:
 def cmd_erase(args) -> int:
     from dataclasses import asdict
 
+    from archivist import access
     from archivist.cli import emit_json, open_ws
     from archivist.ingest.erase import erase
 
     with open_ws(args) as ws:
         r = erase(ws, args.document, getattr(args, "user", None), args.collection, keep_ratings=args.keep_ratings)
+        member = not access.is_admin(ws, access.current_user(ws, getattr(args, "user", None)))
     if args.json:
         emit_json(asdict(r))
         return 0 if not r.leftovers else 1
@@ -97,7 +99,10 @@ def cmd_erase(args) -> int:
     print(f"  feedback: {r.feedback_deleted} deleted, {r.feedback_anonymized} kept as bare ratings; "
           f"{r.messages} chat messages blanked")
     print("  dataset examples: " + (", ".join(f"{n} from {d}" for d, n in r.dataset_examples.items()) or "none"))
-    print(f"  evaluations redacted: {r.evaluations}; upload removed: {r.upload or 'none'}"
+    # a member's report names her upload whether it was removed or kept for a document she cannot
+    # see (ingest/erase.py): "removed" would be untrue of the kept one, and the JSON says no more
+    upload = f"upload no longer this document's: {r.upload}" if member and r.upload else f"upload removed: {r.upload or 'none'}"
+    print(f"  evaluations redacted: {r.evaluations}; {upload}"
           + (f"; uploads of earlier versions removed: {r.earlier_uploads}" if r.earlier_uploads else ""))
     if r.adapters:
         print(f"  adapters that learned from it, now STALE (their weights still hold what they learned): "

@@ -271,14 +271,18 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     # a name no user has is often a password typed into the wrong field: it is not kept
     known = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
     who = {"target": name[:64] if known else None, "detail": {} if known else {"name": "unknown"}}
-    wait = retry_after(ws, name, clock())
+    # the gate and the count in one transaction, the attempt counted as a failure before its password is
+    # checked (and cleared if it proves right): counted after the check, guesses sent at the same moment
+    # all passed the gate, each reading the count before any of them had added to it
+    with transaction(ws.db):
+        wait = retry_after(ws, name, clock())
+        if wait <= 0:
+            _count_failure(ws, name, clock())
     if wait > 0:
         audit.record(ws, "auth.sign_in_failed", target=who["target"], detail={**who["detail"], "throttled": round(wait)})
         raise AuthError(f"too many failed sign-ins for this name: try again in {math.ceil(wait)} seconds")
     if not verify_password(ws, name, password):
-        with transaction(ws.db):
-            _count_failure(ws, name, clock())
-            audit.record(ws, "auth.sign_in_failed", **who)
+        audit.record(ws, "auth.sign_in_failed", **who)
         raise AuthError("wrong user name or password")
     with transaction(ws.db):
         ws.db.execute("DELETE FROM sign_in_failures WHERE name_hash = ?", (_name_hash(name),))
@@ -290,8 +294,9 @@ def _name_hash(name: str) -> str:
 
 
 def _count_failure(ws: Workspace, name: str, now: float) -> None:
-    """One more failure for `name`, in one statement so that two app processes both count theirs;
-    a failure FAILURE_WINDOW after the one before starts the count again. Tidies forgotten rows."""
+    """One more failure for `name` (an attempt counts as one until its password proves right), in one
+    statement so that two app processes both count theirs; a failure FAILURE_WINDOW after the one
+    before starts the count again. Tidies forgotten rows."""
     ws.db.execute("DELETE FROM sign_in_failures WHERE last_failure < ?", (now - FAILURE_WINDOW,))
     ws.db.execute("INSERT INTO sign_in_failures(name_hash, failures, last_failure) VALUES (?, 1, ?) "
                   "ON CONFLICT(name_hash) DO UPDATE SET failures = failures + 1, last_failure = excluded.last_failure",

@@ -237,8 +237,10 @@ def _drop_segments(segments: list[Path]) -> None:
 def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None, forget: bool = False) -> dict:
     """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (None: the
     settings'; an index on disk weighted otherwise is rebuilt), folding in the pending segments
-    (`append`) and deleting them. With `forget` (an erase) the file keeps nothing of a removed chunk
-    (`_forgotten`). Returns {"added", "removed", "total"}: what SQLite brought beyond the segments."""
+    (`append`) and deleting them. With `forget` (an erase), or when chunks left SQLite since (a delete,
+    a changed document's re-ingest replacing its chunks), the file keeps nothing of a removed chunk
+    (`_forgotten`: ~40 ms at 3,000 chunks, paid only when some went). Returns {"added", "removed",
+    "total"}: what SQLite brought beyond the segments."""
     from filelock import FileLock
 
     fields = fields or fields_of(ws)
@@ -264,7 +266,7 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None, for
         if len(missing):
             index = index.with_chunks(_rows(ws, missing))
         kept = index
-        if forget:
+        if forget or len(extra):  # a removed chunk's words leave the file: a delete's, a changed document's old version's
             index = _forgotten(index)
         _cache[str(ws.home)] = index  # searchable in this process even if saving it fails
         if loaded is None or segments or len(missing) or len(extra) or index is not kept or fresh_sidecar(path) is None:

@@ -55,14 +55,22 @@ def headline(results: dict) -> tuple[str | None, dict[str, float]]:
                   and not k.startswith(("modes.", "intervals.", "comparison."))}
 
 
+HIDDEN_MODEL = "not shown (the run drew on a collection you can no longer read)"
+
+
 def answered_by(results: dict) -> str | None:
     """Who wrote an answers run's answers: "base model" or "adapter NAME" (`archivist eval answers` stores
     the adapter's name, None for the base), with the answer mode unless auto, or extractive mode (passages
     quoted, whatever the adapter); None when the run does not say (stored before it did, when "active"
-    meant whichever adapter was active then). Runs by different models are not one model's change."""
+    meant whichever adapter was active then); HIDDEN_MODEL for a withheld run. Runs by different models
+    are not one model's change."""
     mode = results.get("mode")
     if mode == "extractive":  # passages quoted, no model wrote: the adapter named does not matter
         return "extractive mode (passages quoted, no model)"
+    if results.get("withheld"):
+        # as the chat hides an adapter trained on a collection the reader lost (conversations.messages);
+        # "base model" shown for the others would single out the runs such an adapter answered
+        return HIDDEN_MODEL
     adapter = results.get("adapter", "active")
     if adapter == "active":
         return None

@@ -65,8 +65,9 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
         # a change is shown against the previous run on the same set by the same model: answers written by
         # another adapter (or by one the run did not record) are another model's scores, not a change of this one
         model = _model(latest)
+        known = model not in (None, metrics.HIDDEN_MODEL)  # a withheld run's model is not shown: compared, it would be told
         same_set = [r for r in these[1:] if r.set_name == latest.set_name]
-        prev = next((r for r in same_set if model is not None and _model(r) == model), None)
+        prev = next((r for r in same_set if known and _model(r) == model), None)
         mode, scores = metrics.headline(latest.results)
         _, prev_scores = metrics.headline(prev.results) if prev else (None, {})
         # the set's file name is whoever ran it's own choice (an admin sees everyone's): shown as plain text
@@ -79,6 +80,7 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
             other = same_set[0]
             st.caption(f"Not compared with run #{other.id} on the same set, "
                        + ("as this run does not record which model answered." if model is None else
+                          "as which model answered this run is not shown." if not known else
                           f"answered by: {_model(other)}." if _model(other) else
                           "which does not record which model answered."))
         if scores:
@@ -101,7 +103,7 @@ for tab, kind in zip(st.tabs([k.capitalize() for k in kinds]), kinds):
             unit = {n: v for n, v in scores.items() if 0.0 <= v <= 1.0}
             if unit:
                 st.bar_chart(pd.DataFrame({"score": unit}), horizontal=True)
-        history = [latest] + [r for r in same_set if model is not None and _model(r) == model]
+        history = [latest] + [r for r in same_set if known and _model(r) == model]
         if len(history) > 1 and scores:
             st.markdown("**Over time**")
             shown = st.multiselect("Scores", list(scores), default=list(scores)[:3], key=f"eval-metrics-{kind}")
