@@ -31,6 +31,7 @@ from archivist.workspace import Workspace, transaction
 
 DEFAULT_KS = (1, 5, 10)
 KINDS = ("retrieval", "answers")
+WITHHELD_ADAPTER = "[withheld]"  # a withheld run's adapter (`_withheld`): no adapter's name holds brackets
 
 
 # -- retrieval metrics (pure) --------------------------------------------------------------------
@@ -489,13 +490,17 @@ def _withheld(ws: Workspace, ev: Evaluation, user: str | None) -> Evaluation:
     the user can no longer read (its results' `collections`) keeps its questions and numbers, and
     gets `withheld` (those collections) in place of the answers, their key answers, cited documents and rankings, as
     conversations.messages withholds a chat answer; the collections its adapter learned from count too
-    (`conversations.learned_from`). (Runs stored before `collections` was kept are shown as they are.)"""
+    (`conversations.learned_from`), and one of them lost, the adapter's name is WITHHELD_ADAPTER, as the
+    chat drops it. (Runs stored before `collections` was kept are shown as they are.)"""
     from archivist.conversations import learned_from
 
-    drawn = ev.results.get("collections")
-    drawn = set(map(str, drawn)) | learned_from(ws, ev.results.get("adapter")) if isinstance(drawn, list) else set()
-    lost = sorted(drawn - set(access.readable_collections(ws, user)))
+    drawn, learned = ev.results.get("collections"), learned_from(ws, ev.results.get("adapter"))
+    drawn = set(map(str, drawn)) | learned if isinstance(drawn, list) else set()
+    readable = set(access.readable_collections(ws, user))
+    lost = sorted(drawn - readable)
     if lost:
+        if learned - readable:  # printed by `eval answers --compare` and kept in its run's `comparison`
+            ev.results = {**ev.results, "adapter": WITHHELD_ADAPTER}
         note = f"[withheld: this run drew on {', '.join(lost)}, which you can no longer read]"
         rankings = [{k: ({**v, "top": []} if isinstance(v, dict) and "top" in v else v) for k, v in r.items()}
                     for r in ev.results.get("per_query") or [] if isinstance(r, dict)]

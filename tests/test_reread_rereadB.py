@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 
 import pytest
+
+from archivist import access
 
 
 def test_a_key_revoked_before_the_save_is_on_the_audit_log(ws, monkeypatch):
@@ -45,3 +48,59 @@ def test_a_key_revoked_before_the_save_is_on_the_audit_log(ws, monkeypatch):
     rows = ws.db.execute("SELECT target, detail FROM audit WHERE action = 'key.rejected'").fetchall()
     assert len(rows) == 1 and '"revoked"' in rows[0]["detail"], [dict(r) for r in rows]
     assert server.queue.stats()["failed"] == 1
+
+
+# -- second re-read (rereadB, later wave): a withheld evaluation no longer names the adapter that learned
+# from the lost collection, as her conversation and her feedback already did not (conversations.messages,
+# feedback). Before: `get_evaluation` kept `results["adapter"]`; the Evaluation page hid it
+# (ui/metrics.answered_by), but `archivist --user NAME eval answers --compare RUN` printed it ("vs
+# evaluation #RUN (adapter board-tuned ...)") and stored it, unhidden, in the new run's `comparison`.
+
+def _adapter_run(ws, tmp_path, *, learned: list[str]) -> int:
+    from archivist import adapters
+    from archivist.retrieval import evaluation
+
+    for c in ("team", "secret"):
+        access.create_collection(ws, c)
+    access.add_user(ws, "mallory", "member")
+    for c in ("team", "secret"):
+        access.grant(ws, "mallory", c, "read")
+    saved = tmp_path / "saved-adapter"
+    saved.mkdir()
+    (saved / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    adapters.register(ws, "board-tuned", saved, ws.settings.llm, {"better": False, "reason": "t"},
+                      {"dataset": {"name": "board"}, "collections": learned,
+                       "documents": [{"collection": c, "document": f"{c}.md"} for c in learned]}, activate=False)
+    return evaluation.store_evaluation(ws, "answers", "mine.jsonl", {
+        "adapter": "board-tuned", "mode": "auto", "collections": ["team", "secret"], "metrics": {"accuracy": 1.0},
+        "per_question": [{"question": "When does the office open?", "answer": "At 8 [1].", "correct": True}]},
+        user="mallory")
+
+
+def test_a_withheld_evaluation_does_not_name_the_adapter_that_learned_from_the_lost_collection(ws, tmp_path):
+    from archivist.retrieval import evaluation
+    from archivist.ui import metrics
+
+    run = _adapter_run(ws, tmp_path, learned=["team", "secret"])
+    access.revoke(ws, "mallory", "secret")
+    ev = evaluation.get_evaluation(ws, run, user="mallory")
+    assert ev.results["withheld"] == ["secret"]
+    assert "board-tuned" not in json.dumps(ev.results)  # HEAD: results["adapter"] == "board-tuned"
+    assert ev.results["adapter"] == evaluation.WITHHELD_ADAPTER
+    assert ev.results["metrics"] == {"accuracy": 1.0}  # her numbers stay
+    assert metrics.answered_by(ev.results) == metrics.HIDDEN_MODEL
+    [listed] = evaluation.list_evaluations(ws, user="mallory")
+    assert "board-tuned" not in json.dumps(listed.results)
+
+    access.grant(ws, "mallory", "secret", "read")  # read again: the name is hers to see again
+    assert evaluation.get_evaluation(ws, run, user="mallory").results["adapter"] == "board-tuned"
+
+
+def test_an_adapter_that_learned_only_what_she_still_reads_keeps_its_name(ws, tmp_path):
+    """As the chat: the adapter's name goes only with a collection it learned from (conversations.messages)."""
+    from archivist.retrieval import evaluation
+
+    run = _adapter_run(ws, tmp_path, learned=["team"])
+    access.revoke(ws, "mallory", "secret")  # a passage's collection, not the adapter's
+    ev = evaluation.get_evaluation(ws, run, user="mallory")
+    assert ev.results["withheld"] == ["secret"] and ev.results["adapter"] == "board-tuned"
