@@ -46,7 +46,9 @@ class KeyList(BaseModel):
 
 class KeyRequest(S._Open):
     model_config = ConfigDict(extra="forbid")
-    user: str | None = Field(None, description="whose key (default: the caller's own; another user's needs the admin role)")
+    # not empty: `"user": ""` (an unset variable in a provisioning script) made the admin's key a key of the admin
+    user: str | None = Field(None, min_length=1,
+                             description="whose key (default: the caller's own; another user's needs the admin role)")
 
 
 def key_out(k: dict) -> dict:

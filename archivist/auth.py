@@ -212,7 +212,9 @@ def create_first_admin(ws: Workspace, name: str, password: str, *, from_app: boo
             if row is None or not hmac.compare_digest(row[0], _setup_hash(setup_code or "")):
                 raise AuthError("wrong setup code: it is printed in the terminal where the app was started "
                                 "(`archivist ui`); starting it again prints a new one")
-            ws.db.execute("DELETE FROM setup_code")
+        # used up however the admin came (the environment too): left, it would still pass the form the day this
+        # workspace next has nobody who can sign in, for whoever kept that old terminal's or log's line
+        ws.db.execute("DELETE FROM setup_code")
         name = account_name(ws, name)  # "Admin" is the local admin, not a second user beside it
         row = ws.db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
         if row:
@@ -279,7 +281,8 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
         if wait <= 0:
             _count_failure(ws, name, clock())
     if wait > 0:
-        audit.record(ws, "auth.sign_in_failed", target=who["target"], detail={**who["detail"], "throttled": round(wait)})
+        if _first_refusal(ws, name):
+            audit.record(ws, "auth.sign_in_failed", target=who["target"], detail={**who["detail"], "throttled": round(wait)})
         raise AuthError(f"too many failed sign-ins for this name: try again in {math.ceil(wait)} seconds")
     if not verify_password(ws, name, password):
         audit.record(ws, "auth.sign_in_failed", **who)
@@ -287,6 +290,23 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     with transaction(ws.db):
         ws.db.execute("DELETE FROM sign_in_failures WHERE name_hash = ?", (_name_hash(name),))
     return create_session(ws, name, seconds, signed_in=True)
+
+
+_REFUSALS_NOTED: dict[tuple[str, str], float] = {}  # (workspace, name hash): the failure whose wait is audited
+
+
+def _first_refusal(ws: Workspace, name: str) -> bool:
+    """Whether this is the first refusal this process sees in `name`'s current wait. A refused try costs
+    no scrypt check, so auditing each let a script with no password add thousands of audit rows a
+    second; one per wait (and app process) still says that someone kept trying, and for how long."""
+    key = (str(ws.home), _name_hash(name))
+    row = ws.db.execute("SELECT last_failure FROM sign_in_failures WHERE name_hash = ?", (key[1],)).fetchone()
+    if row is not None and _REFUSALS_NOTED.get(key) == row[0]:
+        return False
+    if len(_REFUSALS_NOTED) >= 10_000:  # each name here cost FREE_FAILURES scrypt checks first: few, bounded still
+        _REFUSALS_NOTED.clear()
+    _REFUSALS_NOTED[key] = row[0] if row is not None else -1.0
+    return True
 
 
 def _name_hash(name: str) -> str:
@@ -311,7 +331,8 @@ def retry_after(ws: Workspace, name: str, now: float | None = None) -> float:
                         (_name_hash(name),)).fetchone()
     if row is None or row[0] < FREE_FAILURES or now - row[1] > FAILURE_WINDOW:
         return 0.0
-    delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (row[0] - FREE_FAILURES))
+    # the exponent capped: 2 ** 1030 is no float, and a day of one guess a minute reaches it
+    delay = min(MAX_DELAY, FIRST_DELAY * 2 ** min(row[0] - FREE_FAILURES, 32))
     return max(0.0, row[1] + delay - now)
 
 
