@@ -102,8 +102,9 @@ def cmd_erase(args) -> int:
     # a member's report names her upload whether it was removed or kept for a document she cannot
     # see (ingest/erase.py): "removed" would be untrue of the kept one, and the JSON says no more
     upload = f"upload no longer this document's: {r.upload}" if member and r.upload else f"upload removed: {r.upload or 'none'}"
+    earlier = "no longer this document's" if member else "removed"  # likewise: erase.py counts kept ones for her
     print(f"  evaluations redacted: {r.evaluations}; {upload}"
-          + (f"; uploads of earlier versions removed: {r.earlier_uploads}" if r.earlier_uploads else ""))
+          + (f"; uploads of earlier versions {earlier}: {r.earlier_uploads}" if r.earlier_uploads else ""))
     if r.adapters:
         print(f"  adapters that learned from it, now STALE (their weights still hold what they learned): "
               f"{', '.join(r.adapters)}")

@@ -9,7 +9,7 @@ The recipe (train.py) saves one every --save-every steps, at the end and when ca
 reads `latest` to tell whether a run can be resumed. Nothing in one is tied to the device it was
 written on: tensors are saved from the CPU, the optimizer's state moves to its parameters' device as
 it loads, so a run checkpointed on a CPU resumes on a GPU and back (`latest_state` tells the recipe
-which device it trained on, so that `--method auto` keeps the method it chose there).
+which device the run started on, so that `--method auto` keeps the method it chose there).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def save_checkpoint(folder: Path, model, optimizer, step: int, extra: dict) -> P
 
 def latest_state(folder: Path) -> dict:
     """The latest checkpoint's state.json (step, param groups, and what the recipe added: the device it
-    trained on), without its tensors; {} when there is none or it cannot be read (`load_checkpoint`
-    then says which file is damaged)."""
+    trained on, and the one the run started on), without its tensors; {} when there is none or it
+    cannot be read (`load_checkpoint` then says which file is damaged)."""
     try:
         return json.loads((folder / (folder / "latest").read_text().strip() / "state.json").read_text())
     except (OSError, ValueError):

@@ -32,15 +32,10 @@ def lineage(ws: Workspace, base: str, base_path: str, base_hash: str, dataset, c
     weights learned from, when more than the dataset lists now (a resumed run's checkpoint learned a
     document erased since, train.py `_learned`); default the dataset's. `replaces`: the adapter a
     retrain learned again (config["replaces"], runs.retrain_config), None for a first training."""
-    import importlib.metadata as md
+    from archivist.catalog import installed_versions
 
     documents = dataset.manifest.get("documents", []) if documents is None else documents
-    versions = {}
-    for pkg in ("torch", "transformers", "peft", "bitsandbytes"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+    versions = installed_versions(("torch", "transformers", "peft", "bitsandbytes"))
     return {
         "base_model": base, "base_path": str(base_path), "base_hash": base_hash,
         "method": method, "device": device, "run_id": run_id,

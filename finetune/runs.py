@@ -215,15 +215,17 @@ def retrains_under_way(ws: Workspace) -> dict[str, jobs.Job]:
 def move_run(ws: Workspace, run_id: str, device: str, user: str | None = None) -> None:
     """Let `user`'s run `run_id` go on on `device` (auto | cpu | cuda) when it is resumed: a checkpoint
     written on a CPU resumes on a GPU and back (checkpoints.py), and with `method` auto the run keeps
-    the method it started with (train.setup reads the device its checkpoint was written on). Its
+    the method it started with (train.setup reads the device the run started on from its checkpoint). Its
     learning rate and data order are functions of (seed, step), so it is the same run; only what runs
-    it changed. Raises LookupError (unknown, or another user's run), JobError (queued or running),
-    ValueError (a device other than auto, cpu or cuda)."""
+    it changed. Raises LookupError (unknown, or another user's run), JobError (queued or running, or
+    done: only a run that can be resumed moves), ValueError (a device other than auto, cpu or cuda)."""
     from archivist.finetune.train import FinetuneConfig
 
     run = get_run(ws, run_id, user)
     if run["status"] in jobs.LIVE:
         raise jobs.JobError(f"run {run_id} is {run['status']}; it goes on where it runs (cancel it first to move it)")
+    if run["status"] not in jobs.RESUMABLE:  # its record says where it trained: a done run stays as it ran
+        raise jobs.JobError(f"run {run_id} is {run['status']}; only an interrupted, failed or cancelled run resumes")
     config = {**(run["config"] or {}), "device": device}
     FinetuneConfig(**config)  # refuses a device other than auto, cpu or cuda, as for any run
     update_run(ws, run_id, config=config)

@@ -127,11 +127,14 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, total_steps: int, cfg: FinetuneConfig,
           run_folder: Path, start_step: int = 0, progress: bool = True, rank: int = 0, world: int = 1,
-          unpadded: bool = False, should_stop=lambda: False, on_step=None, learned: Sequence[dict] = ()) -> dict:
+          unpadded: bool = False, should_stop=lambda: False, on_step=None, learned: Sequence[dict] = (),
+          started_on: str | None = None) -> dict:
     """Optimizer steps start_step..total_steps-1 over `data` (encoded examples); appends a line per
     step to run_folder/metrics.jsonl and checkpoints every cfg.save_every steps and at the end.
     on_step(step, total_steps, loss): called on rank 0 after each step (the run's job progress).
     learned: the documents the weights have learned from (`Prepared.learned`), kept in each checkpoint.
+    started_on: the device the run started on (None: `device`), kept in each checkpoint: `--method auto`
+    chose by it, so a run moved twice (CPU, GPU, CPU) keeps its method.
     unpadded: each sequence of a micro-batch gets its own forward pass (no padding, no mask); the
     gradient is the same, since the loss is normalized by the step's answer tokens either way.
     Returns {"steps", "stopped", "tokens", "seconds", "tokens_per_s", "padding", "last_loss", "first_loss"}."""
@@ -207,7 +210,8 @@ def train(model, loss_fn, optimizer, data: list[dict], pad_id: int, device, tota
             stopped = bool(flag.item())
         if rank == 0 and ((step + 1) % cfg.save_every == 0 or step + 1 == total_steps or stopped):
             checkpoints.save_checkpoint(run_folder / "checkpoints", model, optimizer, step + 1,
-                                        {"total_steps": total_steps, "documents": list(learned), "device": str(device)})
+                                        {"total_steps": total_steps, "documents": list(learned), "device": str(device),
+                                         "started_on": started_on or str(device)})
         if stopped:
             break
     if bar is not None:
@@ -244,7 +248,7 @@ def run(ws: Workspace, cfg: FinetuneConfig, run_id: str | None = None, resume: b
         try:
             stats = train(prep.model, prep.loss_fn, prep.optimizer, prep.data, prep.tokenizer.pad_token_id, prep.device,
                           prep.total_steps, cfg, prep.folder, prep.start_step, progress, rank, world,
-                          unpadded=prep.unpadded, should_stop=stop.requested, learned=prep.learned,
+                          unpadded=prep.unpadded, should_stop=stop.requested, learned=prep.learned, started_on=prep.started_on,
                           # `archivist jobs` shows the step count as it shows an ingest's files
                           on_step=lambda n, total, loss: report(n, total, f"loss {loss:.3f}"))
         finally:
@@ -369,6 +373,7 @@ class Prepared:
     unpadded: bool          # one sequence per forward pass (see `train`)
     estimate: object | None  # memory.Estimate, when the model's shape is known
     learned: list[dict] = field(default_factory=list)  # the documents the weights learned from (`_learned`)
+    started_on: str = ""  # the device the run started on, which `--method auto` chose by
 
 
 def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progress: bool, rank: int, world: int,
@@ -396,8 +401,10 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
             raise ValueError(f"run {run_id}: --device cuda, but torch finds no CUDA GPU here; use --device cpu or auto")
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
-    # `auto` chose by the device the run started on: a resume on another device keeps that method
-    trained_on = checkpoints.latest_state(folder / "checkpoints").get("device", device) if resume else device
+    # `auto` chose by the device the run started on (`started_on`; a moved run's later checkpoints' `device`
+    # names where it went): a resume on another device keeps that method
+    state = checkpoints.latest_state(folder / "checkpoints") if resume else {}
+    trained_on = state.get("started_on") or state.get("device", device)
     method = cfg.method if cfg.method != "auto" else ("qlora" if trained_on.startswith("cuda") else "lora")
     base = cfg.base or ws.settings.llm
     path = str(resolve_llm(base, ws.settings.cache))
@@ -442,7 +449,8 @@ def setup(ws: Workspace, cfg: FinetuneConfig, run_id: str, resume: bool, progres
             + f", {torch.get_num_threads()} CPU thread(s)" * (not device.startswith("cuda")))
     return Prepared(run_id=run_id, folder=folder, dataset=ds, data=data, base=base, path=path, local=local, method=method,
                   device=device, model=model, tokenizer=tokenizer, loss_fn=loss_fn, optimizer=optimizer,
-                  total_steps=total, start_step=start, unpadded=unpadded, estimate=est, learned=learned)
+                  total_steps=total, start_step=start, unpadded=unpadded, estimate=est, learned=learned,
+                  started_on=trained_on)
 
 
 def _learned(manifest: dict, checkpointed: list[dict]) -> list[dict]:
