@@ -81,8 +81,8 @@ def _claim(ws: Workspace, config: dict) -> dict:
     name, replaces = config.get("name"), config.get("replaces")
     j = retrains_under_way(ws).get(replaces) if replaces else None
     if j is not None:
-        raise ValueError(f"{replaces} is already being retrained by run {j.id} ({j.state}, as {j.owner}); "
-                         f"wait for it, or cancel it with `archivist runs --cancel {j.id}`")
+        raise ValueError(f"{replaces} is already being retrained {under_way_by(ws, j, config['user'])}; wait for it"
+                         + (f", or cancel it with `archivist runs --cancel {j.id}`" if _sees(ws, j, config["user"]) else ""))
     if not name:
         return config
     if replaces and re.fullmatch(rf"{re.escape(_stem(replaces))}-r\d+", name):
@@ -212,6 +212,17 @@ def retrains_under_way(ws: Workspace) -> dict[str, jobs.Job]:
     return {j.spec["replaces"]: j for j in jobs.every(ws, ("train",), states=jobs.LIVE) if (j.spec or {}).get("replaces")}
 
 
+def _sees(ws: Workspace, job: jobs.Job, user: str | None) -> bool:
+    return job.owner == user or access.is_admin(ws, user)
+
+
+def under_way_by(ws: Workspace, job: jobs.Job, user: str | None) -> str:
+    """How a retrain under way is named to `user`: its run and owner to the owner and admins, who may
+    see and cancel it; to a member waiting on an admin's retrain of her adapter, nothing of a run she
+    may not see ("another user's run is no run", docs/access.md)."""
+    return f"by run {job.id} ({job.state}, as {job.owner})" if _sees(ws, job, user) else "by another user's run"
+
+
 def move_run(ws: Workspace, run_id: str, device: str, user: str | None = None) -> None:
     """Let `user`'s run `run_id` go on on `device` (auto | cpu | cuda) when it is resumed: a checkpoint
     written on a CPU resumes on a GPU and back (checkpoints.py), and with `method` auto the run keeps
@@ -274,8 +285,14 @@ def may_retrain(ws: Workspace, user: str | None, name: str) -> bool:
     user = access.current_user(ws, user)
     if not adapters.may_use(ws, user, name):
         return False
-    trainer = ((adapters.get(ws, name)["lineage"] or {}).get("settings") or {}).get("user")
-    return access.is_admin(ws, user) or trainer == user
+    if access.is_admin(ws, user):
+        return True
+    rec = adapters.get(ws, name)
+    if ((rec["lineage"] or {}).get("settings") or {}).get("user") != user:
+        return False
+    # the lineage keeps a name: a person given the name of a deleted trainer is not her (an account made after the adapter)
+    born = ws.db.execute("SELECT created_at FROM users WHERE name = ?", (user,)).fetchone()
+    return born is not None and born[0] <= rec["created_at"]
 
 
 def _stem(name: str) -> str:

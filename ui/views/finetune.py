@@ -210,7 +210,7 @@ with adapters_tab:
                 under_way = retraining.get(a["name"])
                 if runs.may_retrain(ws, user, a["name"]) and st.button(
                         f"Retrain {a['name']}", key=f"ft-retrain-{a['name']}", disabled=under_way is not None,
-                        help=under_way and f"Run {under_way.id} ({under_way.owner}) is retraining it", icon=":material/replay:"):
+                        help=under_way and f"Being retrained {runs.under_way_by(ws, under_way, user)}", icon=":material/replay:"):
                     try:
                         run_id = runs.start_run_background(ws, runs.retrain_config(ws, a["name"], user), user=user)
                     except (ValueError, LookupError, access.AccessDenied) as e:

@@ -1,0 +1,29 @@
+"""The lead's mends of 2026-12-07's second session, found in the helpers' reports."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from archivist import access, adapters
+from archivist.finetune import runs
+from archivist.finetune.train import FinetuneConfig
+
+
+def test_a_new_account_given_a_deleted_trainer_s_name_may_not_retrain_her_adapter(ws, tmp_path):
+    """`runs.may_retrain` trusted the name in the adapter's lineage: after bob was deleted, a new user
+    named bob could retrain (and so succeed) the old bob's adapter. An account made after the adapter
+    was registered is not its trainer."""
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    access.add_user(ws, "bob", "member")
+    settings = dataclasses.asdict(FinetuneConfig(data=["docs"], max_steps=3, user="bob"))
+    adapters.register(ws, "bobs", folder, ws.settings.llm, {"better": False, "reason": "t"},
+                      {"dataset": {"name": "d"}, "collections": [], "settings": settings}, activate=False)
+    assert runs.may_retrain(ws, "bob", "bobs")
+    access.delete_user(ws, "bob")
+    ws.db.execute("UPDATE adapters SET created_at = created_at - 60 WHERE name = 'bobs'")  # registered a minute before
+    access.add_user(ws, "bob", "member")  # a new employee, given the name
+    ws.db.commit()
+    assert not runs.may_retrain(ws, "bob", "bobs")
+    assert runs.may_retrain(ws, "admin", "bobs")
