@@ -205,7 +205,7 @@ def mine_negatives(ws: Workspace, pairs: list[Pair], doc_ids: list[int], embedde
     BM25 (even pairs) or by the current embedder (odd pairs). Ranks 1-2 are skipped: the top of a
     ranking is where passages that answer the question as well sit (false negatives)."""
     from archivist.retrieval import lexicon, lexicon_store
-    from archivist.retrieval.query import STOPWORDS
+    from archivist.retrieval.query import stopwords_of
 
     rng = random.Random(seed)
     rows = _chunks(ws, doc_ids)
@@ -224,7 +224,7 @@ def mine_negatives(ws: Workspace, pairs: list[Pair], doc_ids: list[int], embedde
             scores = matrix @ qvecs[qrow[id(p)]]
             ranked = ids[np.argsort(-scores)[:12]].tolist()
         else:
-            ranked = [c for c, _ in index.search(lexicon.query_units(p.query, STOPWORDS), 12, documents=docs)]
+            ranked = [c for c, _ in index.search(lexicon.query_units(p.query, stopwords_of(p.query)), 12, documents=docs)]
         choices = [c for c in ranked[2:10] if doc_of.get(c) not in (None, p.document_id)]
         if choices:
             p.negative = text_of[rng.choice(choices)]
@@ -319,7 +319,7 @@ def rank_metrics(encode, pairs: list[Pair], corpus: list[tuple], ws: Workspace) 
     `unambiguous` has already dropped the questions a neighbouring chunk holds verbatim."""
     from archivist.retrieval import lexicon
     from archivist.retrieval.fusion import fuse
-    from archivist.retrieval.query import STOPWORDS
+    from archivist.retrieval.query import stopwords_of
 
     ids = np.array([r[0] for r in corpus], np.int64)
     position = {c: i for i, c in enumerate(ids.tolist())}
@@ -332,7 +332,7 @@ def rank_metrics(encode, pairs: list[Pair], corpus: list[tuple], ws: Workspace) 
         cos = docs @ q
         top = np.argsort(-cos, kind="stable")[:limit]
         d_rank = list(zip(ids[top].tolist(), cos[top].tolist()))
-        lex = index.rank(lexicon.query_units(p.query, STOPWORDS), limit)
+        lex = index.rank(lexicon.query_units(p.query, stopwords_of(p.query)), limit)
         scores = fuse(ws, q, d_rank, lex, {c: float(cos[position[c]]) for c, _ in lex.hits})
         out["dense"].append(_at_rank([c for c, _ in d_rank], p.chunk_id))
         out["hybrid"].append(_at_rank(sorted(scores, key=scores.__getitem__, reverse=True), p.chunk_id))

@@ -20,7 +20,7 @@ from archivist import access, adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, key_status, reading, term_stats
-from archivist.retrieval.query import STOPWORDS
+from archivist.retrieval.query import stopwords, stopwords_of
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search, statistics_scope
 from archivist.retrieval.verify import asks_yes_no, parse_citations, replace_marks, sentences, verify_answer
@@ -137,19 +137,24 @@ def standalone_question(question: str, history: Sequence[dict] | None) -> str:
     if not previous:
         return question
     words = [w.lower() for w in _WORD.findall(question)]
-    content = [w for w in words if w not in STOPWORDS]
+    stop = stopwords(words)  # the question's language's: "wo", "die" of a German one are no content
+    content = [w for w in words if w not in stop]
     refers = any(w in _REFERRING for w in words) or len(content) <= 2
     if not refers:
         return question
     # Only the start of the previous turn, and a few of its words: a pasted page there must not become the query.
-    carry = [w for w in _WORD.findall(previous[-1][:MAX_QUESTION_CHARS]) if w.lower() not in STOPWORDS and w.lower() not in content]
+    before = previous[-1][:MAX_QUESTION_CHARS]
+    skip = stopwords_of(before).union(content)
+    carry = [w for w in _WORD.findall(before) if w.lower() not in skip]
     carry = carry[:CARRIED_WORDS]
     return (" ".join(carry) + " " + question).strip() if carry else question
 
 
 def token_overlap(claim: str, passage: str) -> float:
     """Share of the claim's content words that appear in the passage (0..1)."""
-    words = [w for w in _WORD.findall(claim.lower()) if w not in STOPWORDS]
+    words = _WORD.findall(claim.lower())
+    stop = stopwords(words)  # the claim's language's
+    words = [w for w in words if w not in stop]
     if not words:
         return 0.0
     have = set(_WORD.findall(passage.lower()))

@@ -48,8 +48,8 @@ def present(term: str, text: str) -> bool:
     """Whether lower-cased `text` holds a query term (`query_terms`): a word by a crude stem at the
     start of a word ("reimbursed" ~ "reimburse"); a CJK bigram anywhere, as written (no word
     boundary stands between Chinese or Japanese words). Both are folded as the index folds them
-    (`folding.comparable`): "Müller" holds "muller", "Søren" "soren"."""
-    term, text = folding.comparable(term), folding.comparable(text)
+    (`folding.searchable`): "Müller" holds "muller" and "mueller", "Søren" "soren"."""
+    term, text = folding.comparable(term), folding.searchable(text)
     if folding.is_cjk(term):
         return term in text
     return re.search(r"\b" + re.escape(term[: max(4, len(term) - 2)]), text) is not None
@@ -84,6 +84,6 @@ def names(question: str) -> list[str]:
 def missing_names(question: str, hits: Sequence[Hit]) -> int:
     """How many of the question's names (see `names`) no hit's text or heading holds. A count, not
     a share: "Amazon SES" is no less absent for the "Postfix" beside it."""
-    text = folding.comparable(folding.plain(" ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits)))
+    text = folding.searchable(folding.plain(" ".join(h.text.lower() + " " + " ".join(h.heading).lower() for h in hits)))
     return sum(re.search(r"(?<![\w-])" + re.escape(n[: max(4, len(n) - 2)]), text) is None
                for n in map(folding.comparable, names(question)))

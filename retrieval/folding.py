@@ -27,6 +27,14 @@ PLAIN_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ":
                                "ŋ": "n", "æ": "ae", "œ": "oe", "þ": "th"})
 
 
+# German umlauts as German is typed without them: "Mueller" for Müller, "Groesse" for Größe. Not a
+# folding (the index folds ü to u, and "ue" to "u" would make "queue" quu and "does" dos): the
+# index holds such a word's typed form as a second term (`lexicon.umlaut_twins`), and `searchable`
+# text holds it too. Lower case, composed (NFC) only.
+UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue"})
+_UMLAUT = re.compile("[äöü]")
+
+
 @lru_cache(maxsize=1)
 def patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
     """(what `fold` drops, what it strips after decomposing, a word of folded text, a word of text
@@ -87,6 +95,23 @@ def comparable(low: str) -> str:
     Remembered: the gates look for each of a question's terms in the same passages (a page of
     text beyond ASCII takes about 1 ms a kilobyte to fold)."""
     return low if low.isascii() else fold(low, quick=False)
+
+
+def typed(low: str) -> str | None:
+    """A lower-cased text with its German umlauts written as typed without them (`UMLAUTS`: "müller"
+    -> "mueller"), composed first (a decomposed ü is one too); None when it holds none."""
+    if low.isascii():
+        return None
+    low = unicodedata.normalize("NFC", low)
+    return low.translate(UMLAUTS) if _UMLAUT.search(low) else None
+
+
+def searchable(low: str) -> str:
+    """A lower-cased text as `comparable` makes it, followed on a line of its own by the same text as
+    `typed` writes it when it holds umlauts: a term made `comparable` is found in it written either
+    way ("muller" or "mueller" in "Müller"), as the lexical index finds it."""
+    also = typed(low)
+    return comparable(low) if also is None else comparable(low) + "\n" + comparable(also)
 
 
 def words(text: str, query: bool = False) -> Iterator[tuple[int, int, str, bool]]:

@@ -34,6 +34,7 @@ import json
 import math
 import re
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -51,8 +52,9 @@ _TOKEN = re.compile(r"[^\W_]+")  # unicode61: runs of letters and digits; "_" se
 # What `tokens` makes of a text, as a number saved with the index: an index file or pending segment
 # tokenized by another version is rebuilt from SQLite (lexicon_store). 2: text beyond ASCII folded
 # (`folding.fold`) and Chinese/Japanese/Korean cut into characters and bigrams (`folding.words`).
-# 3: letters without a decomposition made plain (`folding.PLAIN_LETTERS`: ł, ø, æ).
-TOKENIZER = 3
+# 3: letters without a decomposition made plain (`folding.PLAIN_LETTERS`: ł, ø, æ). 4: a word with
+# a German umlaut also as typed without it (`umlaut_twins`: "Müller" is found by "Mueller").
+TOKENIZER = 4
 _local = threading.local()
 _stems: dict[str, str] = {}
 STEMS_MAX = 100_000  # words whose stem is remembered; then forgotten at once (a CSV of a million ids has a million words)
@@ -90,6 +92,21 @@ def tokens(text: str) -> list[str]:
     if not folding.CJK_CHAR.search(low):
         return [stem(w) for w in folding.patterns()[3].findall(low)]
     return [w if cjk else stem(w) for _, _, w, cjk in folding.words(low)]
+
+
+def umlaut_twins(text: str) -> list[str]:
+    """The terms of the words of `text` written with ä, ö or ü as German is typed without them
+    (`folding.typed`: "Müller" -> mueller, "Größe" -> groess), beside the folded terms `tokens` gives
+    them (muller, gross): a question typing "Mueller" finds "Müller". Extra terms, counted in no
+    chunk's length (they are the same words again), so no other term's score changes; [] for text
+    without umlauts, all ASCII text among it."""
+    also = folding.typed(text.lower())
+    if also is None:
+        return []
+    word = folding.patterns()[3]
+    # the umlauts are letters, written as two letters: the words of both texts pair up one to one
+    low = unicodedata.normalize("NFC", text.lower())
+    return [stem(t) for w, t in zip(word.findall(folding.fold(low)), word.findall(folding.fold(also))) if w != t]
 
 
 def query_units(text: str, stopwords: frozenset[str] = frozenset()) -> list[tuple[str, ...]]:
@@ -278,17 +295,22 @@ class Index:
         fields = self.fields
         t_parts, p_parts, f_parts, lengths = [], [], [], []
         for k, row in enumerate(rows):
-            parts = [(tokens(row[3] or ""), 1.0)]
+            texts = [(row[3] or "", 1.0)]
             if fields.heading > 0:
-                parts.append((tokens(row[4] or ""), fields.heading))
+                texts.append((row[4] or "", fields.heading))
             if fields.title > 0 and len(row) > 5:
-                parts.append((tokens(row[5] or ""), fields.title))
+                texts.append((row[5] or "", fields.title))
+            parts = [(tokens(text), w) for text, w in texts]
             words = [t for part, _ in parts for t in part]
             lengths.append(len(words))
             if fields.identifier > 0:  # pairs count toward no length: they are the same words again
                 pairs = identifier_pairs(row[3] or "")
                 parts.append((pairs, 1.0))
                 words += pairs
+            for text, w in texts:  # nor do umlaut twins, for the same reason
+                if twins := umlaut_twins(text):
+                    parts.append((twins, w))
+                    words += twins
             if not words:
                 continue
             tid = np.fromiter((terms.setdefault(t, len(terms)) for t in words), dtype=np.int64, count=len(words))

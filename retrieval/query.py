@@ -84,13 +84,25 @@ def stopwords(words: list[str]) -> frozenset[str]:
     return STOPWORDS.union(*found)
 
 
+def _words(text: str) -> list[str]:
+    """The lower-cased words of a question, Chinese and Japanese as their bigrams (`folding.cjk_pairs`)."""
+    from archivist.retrieval.folding import cjk_pairs, plain
+
+    return [t for w in WORD.findall(plain(text)) for t in cjk_pairs(w.lower())]
+
+
+def stopwords_of(text: str) -> frozenset[str]:
+    """`stopwords` of a question's text, read as `query_terms` reads it: what the lexical search
+    (`lexicon.query_units`) and the follow-up rewrite leave out of it, so a German question drops
+    "wo" and "die" there as well, and an English one `STOPWORDS` alone, as before."""
+    return stopwords(_words(text))
+
+
 def query_terms(text: str) -> list[str]:
     """The query's content words, lower-cased, each once, in order (`stopwords` left out). Chinese and
     Japanese, written without spaces, give their bigrams (`folding.cjk_pairs`), as the lexical index
     holds them: a whole sentence is no word any passage holds."""
-    from archivist.retrieval.folding import cjk_pairs, plain
-
-    words = [t for w in WORD.findall(plain(text)) for t in cjk_pairs(w.lower())]
+    words = _words(text)
     stop = stopwords(words)
     return list(dict.fromkeys(w for w in words if w not in stop
                               and (w in _CJK_CONTENT or not _CJK_FUNCTION.fullmatch(w))))

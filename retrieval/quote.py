@@ -179,6 +179,20 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
     return out
 
 
+# A name and what it is, in a title: "git-stash - Stash the changes", "os.path — Common pathname manipulations".
+_DESCRIBED = re.compile(r"\s[—–-]\s")
+
+
+def _names(heading: str) -> bool:
+    """Whether a heading can answer a question by itself: it names something code-like (a command, a
+    file, a module: "8.4.1. User List: /etc/passwd") or a name and what it is ("TRUNCATE — empty a
+    table"). A section's title in words ("9.8. Scheduling Asynchronous Tasks: anacron") opens its
+    passage and shares the question's words, so it outscored the sentence under it that answers;
+    it is the source's label, shown as such, and no answer. On the tuning splits (extractive) this
+    changed one quote of 310, from such a title to the sentence naming the answer, and no status."""
+    return bool(_DESCRIBED.search(heading)) or any(k == "identifier" for k, _ in verify.asserted_terms(heading))
+
+
 def words(text: str) -> int:
     """How many words `text` has: its whitespace-separated pieces, and one more for every two Chinese or
     Japanese characters (written without spaces, a sentence of them is one piece)."""
@@ -187,14 +201,14 @@ def words(text: str) -> int:
 
 def candidates(passages: Sequence[Hit]) -> list[tuple[int, str, str]]:
     """(passage number, quotable text, heading text) for every quotable unit: the last heading of
-    each passage (when it says something, e.g. "git-stash - Stash the changes"), every sentence of
+    each passage when it names something (`_names`, e.g. "git-stash - Stash the changes"), every sentence of
     at least three words, and every line of a table or code block. A sentence of a definition's
     description comes with its term: "--aggressive — This option will cause git gc to ..." (both
     parts are the passage's own words)."""
     out = []
     for n, h in enumerate(passages, start=1):
         head = " > ".join(h.heading)
-        if h.heading and words(h.heading[-1]) >= 3:
+        if h.heading and words(h.heading[-1]) >= 3 and _names(h.heading[-1]):
             out.append((n, h.heading[-1].strip(), head))
         for term, sent in _units(h.text, h.heading):
             if words(sent) >= 3 or verify.asserted_terms(sent):

@@ -118,7 +118,7 @@ class CoverageReranker:
         for h in hits:
             v = vecs.get(h.chunk_id)
             cos = float(v @ qvec) if v is not None else (h.dense_score or 0.0)
-            low = folding.comparable(h.text.lower())  # folded as the index folds: "muller" is in "Müller"
+            low = folding.searchable(h.text.lower())  # as the index folds: "muller" and "mueller" are in "Müller"
             present = h.matched_terms or [t for t in terms if re.search(r"\b" + re.escape(folding.comparable(t)), low)]
             coverage = sum(weights.get(t, 0.0) for t in present) / total if terms else 0.0
             h.score = self.alpha * max(cos, 0.0) + (1.0 - self.alpha) * coverage
@@ -136,13 +136,13 @@ def features(ws, query: str, hits: list[Hit], qvec: np.ndarray, collections: Seq
     chunks of `collections` (None: every chunk), as the search's own."""
     from archivist.retrieval import lexicon, lexicon_store
     from archivist.retrieval.fusion import stored_vectors
-    from archivist.retrieval.query import STOPWORDS
+    from archivist.retrieval.query import stopwords_of
 
     if not hits:
         return np.zeros((0, len(FEATURES)), np.float32)
     ids = [h.chunk_id for h in hits]
     index = lexicon_store.current(ws)
-    units = lexicon.query_units(query, STOPWORDS)
+    units = lexicon.query_units(query, stopwords_of(query))  # as the search read it
     ranking = index.rank(units, 1, collections) if units else lexicon.Ranking([], 0.0)
     bm = ranking.scores_of(ids)
     vecs = stored_vectors(ws, ids, index)
@@ -160,7 +160,7 @@ def features(ws, query: str, hits: list[Hit], qvec: np.ndarray, collections: Seq
         out[j, 0] = float(v @ q) if v is not None else (h.dense_score or 0.0)
         out[j, 1] = bm.get(h.chunk_id, 0.0) / ranking.ceiling if ranking.ceiling > 0 else 0.0
         out[j, 2] = float(idf @ held[:, j]) / total if stems else 0.0
-        heading = set(lexicon.tokens(" ".join(h.heading))) if h.heading else set()
+        heading = set(lexicon.tokens(" ".join(h.heading)) + lexicon.umlaut_twins(" ".join(h.heading))) if h.heading else set()
         out[j, 3] = float(sum(w for s, w in zip(stems, idf) if s in heading)) / total if stems else 0.0
     return out
 

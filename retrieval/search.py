@@ -28,7 +28,7 @@ from archivist.retrieval import lexicon, lexicon_store, vectors
 from archivist.retrieval.duplicates import collapse_duplicates
 from archivist.retrieval.fusion import cosines_of, fuse, stored_vectors
 from archivist.retrieval.hits import hit_rows, mark_matched_terms, ranked_hits
-from archivist.retrieval.query import STOPWORDS, query_terms
+from archivist.retrieval.query import query_terms, stopwords_of
 from archivist.workspace import Workspace
 
 
@@ -129,7 +129,7 @@ def _lexical_ranker(ws: Workspace, query: str, collection_ids: Sequence[int], li
     `collection_ids` holds every collection of the workspace, when the caller knows. The
     statistics are those of `collection_ids` (the index's own, the fast path, when `every`), never
     narrowed by `documents` or `kinds`: those filter the ranked chunks only."""
-    units = lexicon.query_units(query, STOPWORDS)
+    units = lexicon.query_units(query, stopwords_of(query))
     if not units or not collection_ids or (documents is not None and not documents):
         return lambda: lexicon.Ranking([], 0.0)
     index = lexicon_store.current(ws)

@@ -84,7 +84,7 @@ def test_an_index_built_before_these_letters_folded_is_rebuilt(world, monkeypatc
     assert lexical_docs(ws, "wlasne")[:1] == ["regulamin.txt"]
     lexicon_store._cache.clear()
     on_disk = lexicon_store._load(ws)
-    assert on_disk.tokenizer == lexicon.TOKENIZER == 3 and "wlasn" in on_disk.terms and "własne" not in on_disk.terms
+    assert on_disk.tokenizer == lexicon.TOKENIZER >= 3 and "wlasn" in on_disk.terms and "własne" not in on_disk.terms
 
 
 def test_english_tokens_are_unchanged():
