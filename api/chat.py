@@ -149,7 +149,7 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
             # check records a refused key on the audit log, which that transaction's rollback would take back
             withhold_revoked(ws, job)
             with transaction(ws.db) if saving else contextlib.nullcontext():  # checked and saved at once
-                withhold_unsaved(ws, job.user, answer.passages)  # revoked (403) or erased (404) meanwhile: nothing saved
+                withhold_unsaved(ws, job.user, answer.passages, answer.adapter)  # revoked (403) or erased (404) meanwhile: nothing saved
                 if saving:
                     job.saved = save_exchange(ws, job, answer)
         outcome = "cancelled" if job.stop.is_set() else "completed"

@@ -380,7 +380,7 @@ def ask(
                                 adapter=chosen):
             pieces.append(piece)
             if on_token:
-                withhold_lost(ws, user, passages)  # a revoke stops the draft here, before its next piece is shown
+                withhold_lost(ws, user, passages, result.adapter)  # a revoke stops the draft here, before its next piece
                 on_token(piece)
         text = "".join(pieces).strip()
     reader = None
@@ -395,12 +395,17 @@ def ask(
     return result
 
 
-def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit]) -> None:
+def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit], adapter: str | None = None) -> None:
     """Raise AccessDenied when `user` (None: the acting user) can no longer read a collection one of
-    `passages` came from: the grant was revoked while the answer was prepared. `ask` checks before
-    each draft piece it hands to on_token, so a streamed draft stops at the revoke instead of
-    reaching its end; the API checks the finished answer again before sending or saving it."""
-    lost = sorted({p.collection for p in passages} - set(access.readable_collections(ws, user)))
+    `passages` came from, or one `adapter` (the one writing the answer) learned from: the grant was
+    revoked while the answer was prepared. `ask` checks before each draft piece it hands to on_token,
+    so a streamed draft stops at the revoke instead of reaching its end; the API and the chat page
+    check the finished answer again before sending or saving it (`withhold_unsaved`), as
+    `conversations.messages` withholds it afterwards."""
+    from archivist.conversations import learned_from
+
+    drawn = {p.collection for p in passages} | learned_from(ws, adapter)
+    lost = sorted(drawn - set(access.readable_collections(ws, user)))
     if lost:
         raise access.AccessDenied(f"user {access.current_user(ws, user)!r} lost read access to {', '.join(lost)} "
                                   "while the answer was prepared; the answer drew on it and is withheld")
@@ -418,13 +423,14 @@ def withhold_erased(ws: Workspace, passages: Sequence[Hit]) -> None:
                           "the answer drew on it and is withheld")
 
 
-def withhold_unsaved(ws: Workspace, user: str | None, passages: Sequence[Hit]) -> None:
-    """The check every surface makes before it sends or saves a finished answer drawn from `passages`:
-    raise AccessDenied when `user` lost read access to a collection they came from (`withhold_lost`),
+def withhold_unsaved(ws: Workspace, user: str | None, passages: Sequence[Hit], adapter: str | None = None) -> None:
+    """The check every surface makes before it sends or saves a finished answer drawn from `passages`
+    (and written by `adapter`): raise AccessDenied when `user` lost read access to a collection they
+    came from or the adapter learned from (`withhold_lost`),
     LookupError when a document they came from was erased meanwhile (`withhold_erased`). Call it in the
     transaction that saves the answer (the chat page, the API), so that neither an erase nor a revoke
     committed after it misses the saved copy."""
-    withhold_lost(ws, user, passages)
+    withhold_lost(ws, user, passages, adapter)
     withhold_erased(ws, passages)
 
 

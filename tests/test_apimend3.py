@@ -46,9 +46,9 @@ def test_the_api_checks_a_finished_answer_with_the_chat_pages_one_check(ws, embe
     checked = []  # (in the saving transaction, the passages' collections) of each call
     real_check, real_settle = answer_module.withhold_unsaved, answer_module.settle
 
-    def check(ws_, user, passages):
+    def check(ws_, user, passages, adapter=None):
         checked.append((ws_.db.in_transaction, user, sorted({p.collection for p in passages})))
-        return real_check(ws_, user, passages)
+        return real_check(ws_, user, passages, adapter)
 
     def revoked_while_checking(*args, **kwargs):  # the admin revokes bob's grant once the passages were found
         access.revoke(ws, "bob", "facilities")

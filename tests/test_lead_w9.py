@@ -27,3 +27,31 @@ def test_a_new_account_given_a_deleted_trainer_s_name_may_not_retrain_her_adapte
     ws.db.commit()
     assert not runs.may_retrain(ws, "bob", "bobs")
     assert runs.may_retrain(ws, "admin", "bobs")
+
+
+def test_a_finished_answer_is_withheld_when_its_adapter_learned_from_a_collection_just_revoked(ws, tmp_path):
+    """The check before an answer is sent or saved (`withhold_unsaved`, the API and the chat page) and
+    before each streamed draft piece looked at the passages' collections only: an answer written by an
+    adapter trained on `secret` went out in the one response after the reader lost `secret`, though
+    her conversation withholds it from then on (`conversations.learned_from`)."""
+    import pytest
+
+    from archivist.records import Hit
+    from archivist.retrieval.answer import withhold_unsaved
+
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    access.add_user(ws, "rita", "member")
+    for name in ("team", "secret"):
+        access.create_collection(ws, name)
+        access.grant(ws, "rita", name, "read")
+    adapters.register(ws, "secret-v1", folder, ws.settings.llm, {"better": False, "reason": "t"},
+                      {"dataset": {"name": "d"}, "collections": ["secret"], "documents": []}, activate=False)
+    passage = [Hit(1, 1, "handbook.md", "team", "Leave is booked in the portal.", 1.0)]
+    withhold_unsaved(ws, "rita", passage, "secret-v1")  # she reads both: nothing withheld
+    access.revoke(ws, "rita", "secret")
+    ws.db.commit()
+    withhold_unsaved(ws, "rita", passage)  # the base model's answer from `team` goes out
+    with pytest.raises(access.AccessDenied, match="lost read access to secret"):
+        withhold_unsaved(ws, "rita", passage, "secret-v1")

@@ -317,7 +317,7 @@ if question:
             stop.set()  # the user navigated away or asked again: end generation now
     with transaction(ws.db):  # checked and saved at once: an erase or a revoke after this commit finds the answer
         try:
-            withhold_unsaved(ws, user, answer.passages)
+            withhold_unsaved(ws, user, answer.passages, answer.adapter)
         except (access.AccessDenied, LookupError) as e:
             box.error(f"Could not answer: {core.md_escape(e)}")
             st.stop()
