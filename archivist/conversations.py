@@ -140,7 +140,7 @@ def mark_now(ws: Workspace, passages: list, collection: str | None = None, cache
     """Give each stored passage (a citation or passage of an answer, as a chat message or a feedback
     row keeps it: a dict with chunk_id, document, collection, text) `now`: whether its text is still
     in the documents. CURRENT: its chunk is still there (chunk ids are never reused), or its document
-    holds the same text in a chunk of a later version; CHANGED: its document (same collection, else
+    holds the same text in (or within) a chunk of a later version; CHANGED: its document (same collection, else
     `collection`, and name) was re-ingested since and no longer holds that text; DELETED: its
     document is gone. The stored text is what the answer was written from, so it stays; `now` says
     whether it is still the document's (a re-ingest replaces every chunk, so an old chunk id alone
@@ -174,7 +174,7 @@ def mark_now(ws: Workspace, passages: list, collection: str | None = None, cache
                 "LEFT JOIN chunks c ON c.document_id = d.id WHERE d.path = ? AND k.name = ?", (where[1], where[0])).fetchall()
             texts[where] = {r[0]: tuple(r[1:]) for r in rows if r[0] is not None} if rows else None
         held = texts[where]
-        now = held.get(str(x.get("text"))) if held else None
+        now = _found(held, str(x.get("text") or "")) if held else None
         x["now"] = DELETED if held is None else CHANGED if now is None else CURRENT
         if now is not None:  # the same text in a later version: where it stands now (a page view draws today's file)
             boxes = [list(b) for b in json.loads(now[2])] if now[2] else []
@@ -182,6 +182,17 @@ def mark_now(ws: Workspace, passages: list, collection: str | None = None, cache
             if "bbox" in x:
                 x["bbox"] = [min(b[0] for b in boxes), min(b[1] for b in boxes),
                              max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else None
+
+
+def _found(held: dict[str, tuple], text: str) -> tuple | None:
+    """The chunk of `held` (a document's chunks by text) that holds `text`: the one of the same text,
+    else the first that contains it whole. A newer reader's chunking joins pieces an older one kept
+    apart (a heading with no text of its own opens the chunk under it, docs/documents.md), so after
+    such an upgrade 200 of 202 passages whose text was no longer a chunk's were still, word for word,
+    inside one."""
+    if text in held:
+        return held[text]
+    return next((place for chunk, place in held.items() if text and text in chunk), None)
 
 
 def _recall_collections(ws: Workspace, message: dict) -> None:
