@@ -276,6 +276,32 @@ def members_with_keys(ws, grants: dict[str, tuple[str, str]]) -> dict[str, str]:
     return {u: create_key(ws, u) for u in ("admin", *grants)}
 
 
+def adapter_trained_on(ws, folder: Path, name: str, collections: list[str], secret_document: str | None = None,
+                       **lineage) -> None:
+    """Register an adapter `name` (a saved LoRA config in `folder`, no weights) whose lineage says it
+    learned from `collections` (and, with `secret_document`, from that document of the last of them):
+    what the access rules read of an adapter (adapters.trained_on, may_use, conversations' withholding)."""
+    from archivist import adapters
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    documents = [{"collection": collections[-1], "document": secret_document}] if secret_document else []
+    adapters.register(ws, name, folder, ws.settings.llm, {"better": False, "reason": "t"},
+                      {"dataset": {"name": "d"}, "collections": collections, "documents": documents, **lineage},
+                      activate=False)
+
+
+def mallory_reads(ws, collections=("team", "secret"), create: bool = True) -> None:
+    """Member mallory, granted read on each of `collections` (created first, unless `create` is False)."""
+    from archivist import access
+
+    access.add_user(ws, "mallory", "member")
+    for c in collections:
+        if create:
+            access.create_collection(ws, c)
+        access.grant(ws, "mallory", c, "read")
+
+
 def sample_questions(answerable: bool = True) -> list[dict]:
     import json
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from archivist import access, auth
-from conftest import members_with_keys
+from conftest import adapter_trained_on, mallory_reads, members_with_keys
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
 APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
@@ -139,17 +139,8 @@ def test_an_answer_written_by_an_adapter_trained_on_a_revoked_collection_is_with
     from archivist import adapters, conversations, feedback
     from archivist.retrieval import evaluation
 
-    for c in ("team", "secret"):
-        access.create_collection(ws, c)
-    access.add_user(ws, "mallory", "member")
-    for c in ("team", "secret"):
-        access.grant(ws, "mallory", c, "read")
-    saved = tmp_path / "saved-adapter"
-    saved.mkdir()
-    (saved / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    adapters.register(ws, "board-tuned", saved, ws.settings.llm, {"better": False, "reason": "t"},
-                      {"dataset": {"name": "board"}, "collections": ["team", "secret"],
-                       "documents": [{"collection": "secret", "document": "board.md"}]}, activate=False)
+    mallory_reads(ws)
+    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", ["team", "secret"], "board.md")
     assert adapters.may_use(ws, "mallory", "board-tuned")
     answer = "The merger with Zephyr closes on March 3 [1]."
     conv = conversations.start_conversation(ws, "mallory")

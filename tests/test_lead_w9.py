@@ -7,6 +7,7 @@ import dataclasses
 from archivist import access, adapters
 from archivist.finetune import runs
 from archivist.finetune.train import FinetuneConfig
+from conftest import adapter_trained_on, mallory_reads
 
 
 def test_a_new_account_given_a_deleted_trainer_s_name_may_not_retrain_her_adapter(ws, tmp_path):
@@ -39,19 +40,12 @@ def test_a_finished_answer_is_withheld_when_its_adapter_learned_from_a_collectio
     from archivist.records import Hit
     from archivist.retrieval.answer import withhold_unsaved
 
-    folder = tmp_path / "lora"
-    folder.mkdir()
-    (folder / "adapter_config.json").write_text("{}")
-    access.add_user(ws, "rita", "member")
-    for name in ("team", "secret"):
-        access.create_collection(ws, name)
-        access.grant(ws, "rita", name, "read")
-    adapters.register(ws, "secret-v1", folder, ws.settings.llm, {"better": False, "reason": "t"},
-                      {"dataset": {"name": "d"}, "collections": ["secret"], "documents": []}, activate=False)
+    mallory_reads(ws)
+    adapter_trained_on(ws, tmp_path / "lora", "secret-v1", ["secret"])
     passage = [Hit(1, 1, "handbook.md", "team", "Leave is booked in the portal.", 1.0)]
-    withhold_unsaved(ws, "rita", passage, "secret-v1")  # she reads both: nothing withheld
-    access.revoke(ws, "rita", "secret")
+    withhold_unsaved(ws, "mallory", passage, "secret-v1")  # she reads both: nothing withheld
+    access.revoke(ws, "mallory", "secret")
     ws.db.commit()
-    withhold_unsaved(ws, "rita", passage)  # the base model's answer from `team` goes out
+    withhold_unsaved(ws, "mallory", passage)  # the base model's answer from `team` goes out
     with pytest.raises(access.AccessDenied, match="lost read access to secret"):
-        withhold_unsaved(ws, "rita", passage, "secret-v1")
+        withhold_unsaved(ws, "mallory", passage, "secret-v1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archivist import access
+from conftest import adapter_trained_on
 
 MINUTES = b"# Board minutes\n\nThe board approved the Quillfeather acquisition for 41 million euros.\n"
 
@@ -118,7 +119,7 @@ def test_the_evaluation_page_names_no_model_for_a_run_withheld_from_its_reader(w
 
     from streamlit.testing.v1 import AppTest
 
-    from archivist import adapters, auth
+    from archivist import auth
     from archivist.retrieval.evaluation import store_evaluation
 
     os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
@@ -127,12 +128,7 @@ def test_the_evaluation_page_names_no_model_for_a_run_withheld_from_its_reader(w
     for c in ("team", "secret"):
         access.create_collection(ws, c, by="alice")
         access.grant(ws, "mallory", c, "read", by="alice")
-    saved = tmp_path / "saved-adapter"
-    saved.mkdir()
-    (saved / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    adapters.register(ws, "board-tuned", saved, ws.settings.llm, {"better": False, "reason": "t"},
-                      {"dataset": {"name": "board"}, "collections": ["secret"],
-                       "documents": [{"collection": "secret", "document": "board.md"}]}, activate=False)
+    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", ["secret"], "board.md")
     runs = {}
     for label, adapter, drawn, score in (("team", None, "team", 0.5), ("secret", None, "secret", 0.6),
                                          ("adapter", "board-tuned", "team", 0.9)):

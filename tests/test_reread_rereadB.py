@@ -16,10 +16,11 @@ import json
 import pytest
 
 from archivist import access
+from conftest import adapter_trained_on, mallory_reads
 
 
 def test_a_key_revoked_before_the_save_is_on_the_audit_log(ws, monkeypatch):
-    from archivist import access, audit
+    from archivist import access
     from archivist.api import chat
     from archivist.api.errors import APIError
     from archivist.api.queue import GenerationQueue
@@ -57,20 +58,10 @@ def test_a_key_revoked_before_the_save_is_on_the_audit_log(ws, monkeypatch):
 # evaluation #RUN (adapter board-tuned ...)") and stored it, unhidden, in the new run's `comparison`.
 
 def _adapter_run(ws, tmp_path, *, learned: list[str]) -> int:
-    from archivist import adapters
     from archivist.retrieval import evaluation
 
-    for c in ("team", "secret"):
-        access.create_collection(ws, c)
-    access.add_user(ws, "mallory", "member")
-    for c in ("team", "secret"):
-        access.grant(ws, "mallory", c, "read")
-    saved = tmp_path / "saved-adapter"
-    saved.mkdir()
-    (saved / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    adapters.register(ws, "board-tuned", saved, ws.settings.llm, {"better": False, "reason": "t"},
-                      {"dataset": {"name": "board"}, "collections": learned,
-                       "documents": [{"collection": c, "document": f"{c}.md"} for c in learned]}, activate=False)
+    mallory_reads(ws)
+    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", learned)
     return evaluation.store_evaluation(ws, "answers", "mine.jsonl", {
         "adapter": "board-tuned", "mode": "auto", "collections": ["team", "secret"], "metrics": {"accuracy": 1.0},
         "per_question": [{"question": "When does the office open?", "answer": "At 8 [1].", "correct": True}]},
