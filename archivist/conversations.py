@@ -74,10 +74,10 @@ def add_message(ws: Workspace, conversation_id: int, user: str | None, role: str
 def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict]:
     """The messages of one of `user`'s conversations in order: [{id, role, content, citations, adapter,
     created_at, ...meta}]; an answer drawn from a collection `user` can no longer read (its passages',
-    the one it was asked in, or its adapter's: `learned_from`) withheld. Raises LookupError when it is not theirs."""
+    the one it was asked in, or its adapter's: `drew_on`) withheld. Raises LookupError when it is not theirs."""
     own(ws, conversation_id, user)
     readable = set(access.readable_collections(ws, user))
-    learned: dict[str | None, set[str]] = {}  # each adapter's lineage read once per conversation
+    lineages: dict = {}  # each adapter's lineage read once per conversation
     out = []
     for r in ws.db.execute("SELECT id, role, content, citations, adapter, created_at FROM messages "
                            "WHERE conversation_id = ? ORDER BY id", (conversation_id,)):
@@ -86,11 +86,10 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
         d["citations"] = extra.pop("citations", [])
         d.update(extra)
         _recall_collections(ws, d)
-        if d["adapter"] not in learned:
-            learned[d["adapter"]] = learned_from(ws, d["adapter"])
-        lost = sorted((_collections(d) | learned[d["adapter"]]) - readable)
+        drawn, taught = drew_on(ws, collections_of(d), d["adapter"], lineages)
+        lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and its claims quote that collection
-            if learned[d["adapter"]] - readable:  # nor the name of an adapter they may no longer use (adapters.may_use)
+            if taught - readable:  # nor the name of an adapter they may no longer use (adapters.may_use)
                 d["adapter"] = None
             d = {k: d[k] for k in ("id", "role", "created_at", "adapter", "question", "collection") if k in d}
             d.update(content=WITHHELD.format(", ".join(lost)), citations=[], passages=[], withheld=lost, status="withheld")
@@ -106,15 +105,21 @@ def _stored(text: str | None) -> dict:
     return {"citations": extra} if isinstance(extra, list) else extra  # a plain citation list, as other writers store it
 
 
-def learned_from(ws: Workspace, adapter: str | None) -> set[str]:
-    """The collections adapter `adapter` was trained on (`adapters.trained_on`); none for the base model
-    or an adapter no longer registered. An adapter is a copy of what it learned (docs/access.md), so an
-    answer it wrote is drawn from those collections too, and withheld with them."""
-    if not isinstance(adapter, str) or not adapter:  # a stored run's results may hold anything
-        return set()
-    from archivist import adapters
+def drew_on(ws: Workspace, collections, adapter: str | None, lineages: dict | None = None) -> tuple[set[str], set[str]]:
+    """Which collections an answer drew on, as every surface withholds it (the chat, feedback, a
+    fine-tune's examples, a stored evaluation, an answer about to be sent): `collections` (those of its
+    passages, cited or not, and the one it was asked in) and those the adapter that wrote it was trained
+    on (`adapters.trained_on`; none for the base model or an adapter no longer registered). An adapter
+    is a copy of what it learned (docs/access.md), so its answer is drawn from those too.
+    Returns (all of them, the adapter's alone): a lost collection of the adapter's withholds its name
+    too. `lineages`: a dict kept across calls over many answers, so each adapter's lineage is read once."""
+    lineages = {} if lineages is None else lineages
+    key = adapter if isinstance(adapter, str) and adapter else None  # a stored run's results may hold anything
+    if key not in lineages:
+        from archivist import adapters
 
-    return adapters.trained_on(ws, adapter) or set()
+        lineages[key] = (adapters.trained_on(ws, key) or set()) if key else set()
+    return set(collections) | lineages[key], lineages[key]
 
 
 def drawn_on(ws: Workspace, message_ids) -> dict[int, set[str]]:
@@ -129,7 +134,7 @@ def drawn_on(ws: Workspace, message_ids) -> dict[int, set[str]]:
                                          f"({','.join('?' * len(part))})", part):
             extra = _stored(stored)
             _recall_collections(ws, extra)
-            out[mid] = _collections(extra)
+            out[mid] = collections_of(extra)
     return out
 
 
@@ -233,9 +238,9 @@ def _recall_collections(ws: Workspace, message: dict) -> None:
                     (document,))]
 
 
-def _collections(message: dict) -> set[str]:
-    """The collections an assistant message drew on: those of its citations and passages, and the
-    one it was asked in."""
+def collections_of(message: dict) -> set[str]:
+    """The collections an assistant message (or a feedback row, which keeps its cited passages) quotes:
+    those of its citations and passages, and the one it was asked in; `drew_on` adds its adapter's."""
     found = {x.get("collection") for key in ("citations", "passages") for x in message.get(key) or [] if isinstance(x, dict)}
     found |= {c for x in message.get("passages") or [] if isinstance(x, dict) for c in x.get("collections") or []}
     found.add(message.get("collection"))

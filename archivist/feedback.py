@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
-from archivist.conversations import WITHHELD, drawn_on, learned_from, mark_now, stored_texts
+from archivist.conversations import WITHHELD, collections_of, drawn_on, drew_on, mark_now, stored_texts
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -165,7 +165,7 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
     collection the viewer can no longer read (its own, its passages', one the answer it rates drew on,
-    cited or not: `conversations.drawn_on`, or its adapter's: `learned_from`) keeps its id, question,
+    cited or not: `conversations.drawn_on`, or its adapter's: `drew_on`) keeps its id, question,
     rating and dates, and gets `withheld` (those collections) in place of the answer, correction and
     passages, as conversations.messages withholds the answer it rates.
     """
@@ -188,11 +188,11 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     rows = [dict(r) for r in ws.db.execute(sql, params)]
     # the rated answer's uncited passages too: the row keeps only its citations, the conversation withholds by all
     drew = drawn_on(ws, [d["message_id"] for d in rows])
-    out, now = [], {}  # each document's chunks read once for the whole list (mark_now)
+    out, now, lineages = [], {}, {}  # each document's chunks (mark_now), each adapter's lineage read once for the list
     for d in rows:
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
-        taught = learned_from(ws, d["adapter"])
-        lost = sorted((_collections(d) | drew.get(d["message_id"], set()) | taught) - readable)
+        drawn, taught = drew_on(ws, collections_of(d) | drew.get(d["message_id"], set()), d["adapter"], lineages)
+        lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and a correction quoting them are that collection's
             d.update(answer=WITHHELD.format(", ".join(lost)), correction=None, citations=[], withheld=lost)
             if taught - readable:  # nor the name of an adapter they may no longer use, as in the conversation
@@ -201,12 +201,6 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
             mark_now(ws, d["citations"], d["collection"], cache=now)
         out.append(d)
     return out
-
-
-def _collections(row: dict) -> set[str]:
-    """The collections a feedback row quotes: the one it was asked in and those of its passages."""
-    found = {c.get("collection") for c in row["citations"] if isinstance(c, dict)} | {row["collection"]}
-    return {c for c in found if c}
 
 
 def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:

@@ -216,7 +216,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     (an adapter's lineage must name every collection it learned from), and rows whose rated answer drew on
     a collection the user may not read through a passage it did not cite or the adapter that wrote it: the
     row keeps only the cited passages, and the chat withholds that answer by all of them (one rule:
-    `conversations.drawn_on`, `conversations.learned_from`).
+    `conversations.drawn_on`, `conversations.drew_on`). With `collections` chosen, a row that would draw on
+    another collection the user may read is left out as "not chosen" (the dataset's lineage names only those).
     Returns (examples, stats {"used": [ids], "skipped": {reason: count}, "drew_on": [collections]}): the
     collections the used rows' answers drew on, cited or not, which the dataset's lineage names too."""
     from archivist.retrieval.answer import build_messages
@@ -224,22 +225,24 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     from archivist.retrieval.search import search
 
     readable = set(access.readable_collections(ws, user))
-    if collections:
-        readable &= set(collections)
+    chosen = readable & set(collections) if collections else readable
     rows = feedback.training_feedback(ws, user)
     drew = conversations.drawn_on(ws, [r["message_id"] for r in rows])
-    out, used, skipped, drawn = [], [], {}, set()
+    out, used, skipped, drawn, lineages = [], [], {}, set(), {}
 
     def skip(reason):
         skipped[reason] = skipped.get(reason, 0) + 1
 
+    def why(outside: set) -> str:  # readable but left out of the chosen collections, or not readable at all
+        return "not readable" if outside - readable else "not chosen"
+
     for r in rows:
-        if r["collection"] and r["collection"] not in readable:
-            skip("collection not readable")
+        if r["collection"] and r["collection"] not in chosen:
+            skip(f"collection {why({r['collection']})}")
             continue
-        took = drew.get(r["message_id"], set()) | conversations.learned_from(ws, r["adapter"])
-        if took - readable:
-            skip("the rated answer drew on a collection not readable")
+        took, _ = conversations.drew_on(ws, drew.get(r["message_id"], set()), r["adapter"], lineages)
+        if took - chosen:
+            skip(f"the rated answer drew on a collection {why(took - chosen)}")
             continue
         try:
             cits = json.loads(r["citations"]) if r["citations"] else []
@@ -253,8 +256,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         if any(not h.collection for _, h in shown):
             skip("a passage's collection was not recorded")
             continue
-        if any(h.collection not in readable for _, h in shown):
-            skip("cites a collection not readable")
+        if any(h.collection not in chosen for _, h in shown):
+            skip(f"cites a collection {why({h.collection for _, h in shown} - chosen)}")
             continue
         if cits and not shown:
             skip("the cited passages are gone and their text was not recorded")

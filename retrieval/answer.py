@@ -402,9 +402,9 @@ def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit], adap
     so a streamed draft stops at the revoke instead of reaching its end; the API and the chat page
     check the finished answer again before sending or saving it (`withhold_unsaved`), as
     `conversations.messages` withholds it afterwards."""
-    from archivist.conversations import learned_from
+    from archivist.conversations import drew_on
 
-    drawn = {p.collection for p in passages} | learned_from(ws, adapter)
+    drawn, _ = drew_on(ws, {p.collection for p in passages}, adapter)
     lost = sorted(drawn - set(access.readable_collections(ws, user)))
     if lost:
         raise access.AccessDenied(f"user {access.current_user(ws, user)!r} lost read access to {', '.join(lost)} "
