@@ -446,7 +446,36 @@ def doctor_report(settings) -> dict:
         "embedder": settings.embedder,
         "models": models,
         "problems": _machine_problems(settings, models),
+        **_workspace_state(settings),
     }
+
+
+def _workspace_state(settings) -> dict:
+    """What the next open and the next ingest will do to the workspace, read without writing
+    (`mode=ro`: doctor must not migrate it): its schema against this archivist's migrations, and the
+    documents an older reader read, which the next ingest of their files reads again, counted per
+    kind and reader version. {"schema": None, "reread": None} where there is no database yet; an
+    unreadable database is named in "schema"'s "error"."""
+    from archivist.ingest.readers import reader_version
+    from archivist.schema import MIGRATIONS
+
+    path = settings.home / "archivist.db"
+    if not path.is_file():
+        return {"schema": None, "reread": None}
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            has_reader = version >= 10  # migration 10 added documents.reader; before it, every document is reader 1
+            rows = db.execute(f"SELECT kind, {'reader' if has_reader else '1'}, COUNT(*) FROM documents GROUP BY 1, 2").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return {"schema": {"current": len(MIGRATIONS), "error": f"{path}: {e}"}, "reread": None}
+    older = [{"kind": kind, "reader": reader, "now": reader_version(kind), "documents": n}
+             for kind, reader, n in sorted(rows) if reader < reader_version(kind)]
+    return {"schema": {"version": version, "current": len(MIGRATIONS), "pending": max(0, len(MIGRATIONS) - version)},
+            "reread": {"documents": sum(r["documents"] for r in older), "by_kind": older}}
 
 
 def _machine_problems(settings, models: dict) -> list[str]:
@@ -508,13 +537,37 @@ def cmd_doctor(args) -> int:
         if m["kind"] == "llm" and m["installed"]:
             state += ", converted" if m.get("converted") else ", converted on first use"
         print(f"  {name:18} {m['kind']:9} {state}")
+    _print_workspace_state(report["schema"], report["reread"])
     for key in sorted(set(report) - {"archivist", "python", "versions", "device", "gpus", "cpu_cores", "memory_total_gb",
                                      "memory_free_gb", "disk_free_gb", "workspace", "cache", "llm", "embedder", "models",
-                                     "problems"}):
+                                     "problems", "schema", "reread"}):
         print(f"{key}: {json.dumps(report[key], default=str)}")
     for problem in report["problems"]:  # last, and on stderr, so a script sees them and the exit status says so
         print(f"archivist: problem: {problem}", file=sys.stderr)
     return 1 if report["problems"] else 0
+
+
+def _print_workspace_state(schema: dict | None, reread: dict | None) -> None:
+    """The doctor's lines on `_workspace_state`: what upgrading this workspace will do."""
+    if schema is None:
+        print("schema:    no workspace yet")
+        return
+    if "error" in schema:
+        print(f"schema:    cannot read: {schema['error']}")
+        return
+    if schema["version"] > schema["current"]:
+        state = f"newer than this archivist ({schema['current']}); upgrade archivist"
+    elif schema["pending"]:
+        state = f"this archivist has {schema['current']}: {schema['pending']} migration(s) applied on the next open"
+    else:
+        state = "up to date"
+    print(f"schema:    {schema['version']}, {state}")
+    if reread["documents"]:
+        kinds = ", ".join(f"{r['documents']} {r['kind']} (reader {r['reader']} -> {r['now']})" for r in reread["by_kind"])
+        print(f"re-read:   {reread['documents']} document(s) read by an older reader are read again when ingested "
+              f"again: {kinds}")
+    else:
+        print("re-read:   none; every document was read by the current reader")
 
 
 if __name__ == "__main__":

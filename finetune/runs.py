@@ -76,8 +76,9 @@ def _claim(ws: Workspace, config: dict) -> dict:
     A retrain of an adapter whose retrain is queued or running is refused, naming that run (a second
     would train a copy, and one of them would replace the other as the stale adapter's successor). A
     retrain's own name (<stem>-rN, chosen by `retrain_config` before this transaction) that another run
-    took meanwhile moves to the next free one; a name given by hand that a live run or a registered
-    adapter holds is refused before training, not at registration after it."""
+    took meanwhile moves to the next free one; a name given by hand that a registered adapter or another
+    run holds (queued, running, or one a resume continues: interrupted, failed, cancelled) is refused
+    before training, not at registration after it."""
     name, replaces = config.get("name"), config.get("replaces")
     j = retrains_under_way(ws).get(replaces) if replaces else None
     if j is not None:
@@ -87,10 +88,12 @@ def _claim(ws: Workspace, config: dict) -> dict:
         return config
     if replaces and re.fullmatch(rf"{re.escape(_stem(replaces))}-r\d+", name):
         return {**config, "name": _fresh_name(ws, replaces, start=int(name.rsplit("-r", 1)[1]))}
-    holder = next((j.id for j in jobs.every(ws, ("train",), states=jobs.LIVE) if (j.spec or {}).get("name") == name), None)
+    holder = next((j for j in jobs.every(ws, ("train",), states=jobs.LIVE + jobs.RESUMABLE)
+                   if (j.spec or {}).get("name") == name), None)
     if holder or _registered(ws, name):
-        raise ValueError(f"the adapter name {name!r} is taken ({f'run {holder} will register it' if holder else 'an adapter has it'});"
-                         " choose another --name")
+        later = f" once resumed; it is {holder.state}" if holder and holder.state in jobs.RESUMABLE else ""
+        by = f"run {holder.id} will register it{later}" if holder else "an adapter has it"
+        raise ValueError(f"the adapter name {name!r} is taken ({by}); choose another --name")
     return config
 
 
@@ -230,16 +233,19 @@ def move_run(ws: Workspace, run_id: str, device: str, user: str | None = None) -
     learning rate and data order are functions of (seed, step), so it is the same run; only what runs
     it changed. Raises LookupError (unknown, or another user's run), JobError (queued or running, or
     done: only a run that can be resumed moves), ValueError (a device other than auto, cpu or cuda)."""
-    from archivist.finetune.train import FinetuneConfig
+    from archivist.finetune.train import FinetuneConfig  # imported (torch) before the write lock is taken
 
-    run = get_run(ws, run_id, user)
-    if run["status"] in jobs.LIVE:
-        raise jobs.JobError(f"run {run_id} is {run['status']}; it goes on where it runs (cancel it first to move it)")
-    if run["status"] not in jobs.RESUMABLE:  # its record says where it trained: a done run stays as it ran
-        raise jobs.JobError(f"run {run_id} is {run['status']}; only an interrupted, failed or cancelled run resumes")
-    config = {**(run["config"] or {}), "device": device}
-    FinetuneConfig(**config)  # refuses a device other than auto, cpu or cuda, as for any run
-    update_run(ws, run_id, config=config)
+    # its state checked and its config changed under one write lock: a resume started in between by
+    # another process would otherwise go on on the old device while its record said the new one
+    with transaction(ws.db):
+        run = get_run(ws, run_id, user)
+        if run["status"] in jobs.LIVE:
+            raise jobs.JobError(f"run {run_id} is {run['status']}; it goes on where it runs (cancel it first to move it)")
+        if run["status"] not in jobs.RESUMABLE:  # its record says where it trained: a done run stays as it ran
+            raise jobs.JobError(f"run {run_id} is {run['status']}; only an interrupted, failed or cancelled run resumes")
+        config = {**(run["config"] or {}), "device": device}
+        FinetuneConfig(**config)  # refuses a device other than auto, cpu or cuda, as for any run
+        update_run(ws, run_id, config=config)
 
 
 def retrain_config(ws: Workspace, name: str, user: str | None = None, given: dict | None = None):

@@ -125,6 +125,8 @@ def print_summary(results) -> None:
     width = min(60, max([len(r.name) for r in results] + [4]))
     for r in results:
         line = f"{r.status:9} {r.name:{width}} {r.chunks:5} chunks {r.seconds:6.2f}s"
+        if r.reread:
+            line += f"  re-read by a newer reader ({r.reread}); the file did not change"
         if r.reason:
             line += f"  {r.reason}"
         print(line)
@@ -134,7 +136,9 @@ def print_summary(results) -> None:
         if not counts[s]:
             del counts[s]
     files = sum(r.status not in ("missing", "removed") for r in results)  # those are documents, not files read
-    print(f"{files} files: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    reread = sum(bool(r.reread) for r in results)
+    print(f"{files} files: " + ", ".join(f"{n} {s}" + (f" ({reread} re-read by a newer reader)" if s == "updated" and reread else "")
+                                         for s, n in counts.items())
           + f"; {sum(r.chunks for r in results if r.status in ('added', 'updated'))} chunks written, "
           f"{sum(r.embedded for r in results)} embedded")
 

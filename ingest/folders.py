@@ -29,6 +29,9 @@ class FileResult:
     reason: str | None = None
     document_id: int | None = None
     embedded: int = 0  # chunks actually embedded (the rest reused a stored vector)
+    # an "updated" file whose bytes had not changed, read again because its reader is newer ("html reader 6 -> 7"):
+    # tells an admin after an upgrade that nobody changed their files
+    reread: str | None = None
 
 
 def clean_name(name: str) -> str:

@@ -9,6 +9,7 @@ It takes a path and returns `Extracted`; it raises `ReadError` for input it cann
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from archivist.records import Block, Extracted
@@ -248,7 +249,7 @@ def read_html(path: Path) -> Extracted:
     with no header row, its cells alone (`_headerless`).
     The title comes from <title> (else the first h1).
     """
-    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
     from bs4.element import PreformattedString
 
     data = path.read_bytes()
@@ -258,6 +259,11 @@ def read_html(path: Path) -> Extracted:
         parser = "lxml"
     except ImportError:
         parser = "html.parser"
+    # An XHTML page (`<?xml ...?>` first, as man pages made by AsciiDoc are) makes bs4 print a 12-line
+    # advice to parse it as XML; the HTML parser reads XHTML well and the user can do nothing with it,
+    # so it is not shown. A filter for the whole process, not catch_warnings: pages are read in
+    # reader threads, and catch_warnings restores the filters of whichever thread left last.
+    warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
     # Bytes in, so bs4 honours <meta charset> and BOMs before guessing.
     soup = BeautifulSoup(data, parser)
 

@@ -52,6 +52,7 @@ class Pending:
     # asked for; `chunks` stays empty and the document is committed group by group (writing.stream_and_commit).
     groups: Iterator[list[Chunk]] | None = None
     read_seconds: float = 0.0  # reading and chunking it took (measured where it was read: here or on a Ray worker)
+    reread: str | None = None  # FileResult.reread: set by writing._recheck, which compares it with the stored row
 
 
 # Where read and chunked documents come from: (workspace, collection id, [(path, stored name)])

@@ -71,7 +71,7 @@ def embed_and_commit(ws: Workspace, cid: int, batch: list[Pending], embedder, fr
             audit.document_written(ws, status, user, p.name, doc_id, cid, p.digest, n)
             # its own time: reading it, and its share of the batch's embedding (by chunks), not the whole batch's
             results.append(FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded,
-                                      seconds=p.read_seconds + embed_seconds * n / total))
+                                      seconds=p.read_seconds + embed_seconds * n / total, reread=current.reread))
     return results
 
 
@@ -126,15 +126,17 @@ def stream_and_commit(ws: Workspace, cid: int, p: Pending, embedder, fresh: dict
         ws.db.execute("DELETE FROM chunks WHERE document_id = ? AND id <= ?", (doc_id, older))
         ws.db.execute("UPDATE documents SET status = 'ready' WHERE id = ?", (doc_id,))
         audit.document_written(ws, status, user, p.name, doc_id, cid, p.digest, n)
-    return FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded, seconds=time.monotonic() - p.t0)
+    return FileResult(p.name, status, chunks=n, document_id=doc_id, embedded=embedded, seconds=time.monotonic() - p.t0,
+                      reread=p.reread)
 
 
 def _recheck(ws: Workspace, cid: int, p: Pending) -> Pending | FileResult:
     """`p` compared again with the row its name has now, inside the commit's transaction (the write
     lock): since `compare` looked, another process may have committed the same name (two ingests of
     one folder at once) or deleted the row `p` replaces (a delete or erase beside an ingest). Returns
-    the `unchanged` FileResult when that row already holds these bytes, else `p` updating that row,
-    or adding a new one when there is none."""
+    the `unchanged` FileResult when that row already holds these bytes, else `p` updating that row
+    (with `reread` naming the reader versions when its bytes are the same: read again for a newer
+    reader), or adding a new one when there is none."""
     row = existing(ws.db, cid, p.name)
     if row is None:
         return p if p.replaces is None else replace(p, replaces=None)
@@ -145,6 +147,8 @@ def _recheck(ws: Workspace, cid: int, p: Pending) -> Pending | FileResult:
             f"{ascii(p.source)} would replace the stored document {p.name}, read from {ascii(twin)}, which is "
             "still there: their names differ only in how accented letters are encoded (composed and decomposed: "
             "NFC and NFD); the stored document is kept and this file not ingested (rename one of them)"))
+    if row["content_hash"] == p.digest and row["status"] == "ready":  # same bytes: read again only for its newer reader
+        return replace(p, replaces=row["id"], reread=f"{row['kind']} reader {row['reader']} -> {reader_version(p.kind)}")
     return p if p.replaces == row["id"] else replace(p, replaces=row["id"])
 
 
