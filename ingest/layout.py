@@ -13,6 +13,7 @@ fractions (origin top left), which is what a citation highlights.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -109,37 +110,45 @@ def _sampled_lines(handle, pieces, width: float, height: float
 
     rect = pdfium_c.FS_RECTF()
     get_box = pdfium_c.FPDFText_GetLooseCharBox  # looked up once: this loop is the text path's hot spot
+    unpack = struct.Struct("4f").unpack_from  # left, top, right, bottom in one call, not four field reads
     lines: list[Line] = []
     gapped: dict[int, list[tuple[int, int]]] = {}
     for offset, raw in pieces:
         if not raw.strip():
             continue
         top, bottom = float("-inf"), float("inf")
-        heights: dict[float, int] = {}
+        exact: list[float] = []  # heights as measured: counted and rounded once per distinct height, below
         left = right = None
-        last = len(raw.rstrip("\r")) - 1
+        last = len(raw.rstrip("\r")) - 1  # >= 0: raw holds a character that is not whitespace
         prev_k = 0
+        blank = raw.replace("\x00", " ")  # what has no box to sample: whitespace, undecodable characters
         for k in [*range(min(len(raw), 6)), *range(6, len(raw), 8), last]:
-            if k < 0 or raw[k].isspace() or raw[k] == "\x00":
+            if blank[k].isspace():
                 continue
             if get_box(handle, offset + k, rect):
-                rt, rb = rect.top, rect.bottom
+                rl, rt, rr, rb = unpack(rect)
                 if rt > top:
                     top = rt
                 if rb < bottom:
                     bottom = rb
-                h = round(rt - rb, 1)
-                heights[h] = heights.get(h, 0) + 1
+                h = rt - rb
+                exact.append(h)
                 if left is None:  # the extent: the first sampled character's left, the last one's right
-                    left = rect.left
-                elif rect.left - right > ((k - prev_k - 1) * 0.55 + 1.2) * (rt - rb):
+                    left = rl
+                elif rl - right > ((k - prev_k - 1) * 0.55 + 1.2) * h:
                     gapped.setdefault(offset, []).append((prev_k, k))
-                right, prev_k = rect.right, k
+                right, prev_k = rr, k
         line = raw.replace("\r", "").replace("\x00", "")
         # The size most of the line is set in, not its tallest glyph: a bullet, a parenthesis or a
         # math sign can have a taller box than the letters beside it (TeX's fonts), which made
         # bulleted lines headings and a section with "(DIF)" in its title a level of its own.
-        size = max(heights, key=lambda h: (heights[h], h)) if heights else 0.0
+        if exact and exact.count(exact[0]) == len(exact):  # one height throughout: most lines
+            size = round(exact[0], 1)
+        else:
+            heights: dict[float, int] = {}
+            for h in dict.fromkeys(exact):
+                heights[round(h, 1)] = heights.get(round(h, 1), 0) + exact.count(h)
+            size = max(heights, key=lambda h: (heights[h], h)) if heights else 0.0
         if not size:
             lines.append(Line(line, 0.0, 0.0, 0.0))
             continue
@@ -306,8 +315,9 @@ def join_lines(lines: list[str]) -> str:
         else:
             out = f"{out} {line}" if out else line
     # pdfium also leaves the mark inside a line whose break it undid ("manip\ufffeulation")
-    out = _SOFT_HYPHEN.sub("", out)
-    return clean(out.replace("\x02", "-").replace("\ufffe", "-"))
+    if "\x02" in out or "\ufffe" in out:  # rare: most paragraphs spare the search
+        out = _SOFT_HYPHEN.sub("", out).replace("\x02", "-").replace("\ufffe", "-")
+    return clean(out)
 
 
 _SOFT_HYPHEN = re.compile(r"(?<=[a-zß-ÿ])[\x02\ufffe](?=[a-zß-ÿ])")  # between lowercase letters: a broken word
@@ -420,12 +430,14 @@ def page_blocks(pages: list[Page]) -> list[Block]:
     that table's header and caption.
     """
     all_lines = [p.lines for p in pages]
+    # Each line's size to 0.1, rounded once per distinct size: asked of every line up to four times.
+    size_of = {size: round(size, 1) for size in {line.size for lines in all_lines for line in lines}}
     weight: dict[float, int] = {}
     for line in (line for lines in all_lines for line in lines):
-        weight[round(line.size, 1)] = weight.get(round(line.size, 1), 0) + len(line.text)
+        weight[size_of[line.size]] = weight.get(size_of[line.size], 0) + len(line.text)
     body = max(weight, key=weight.get) if weight else 0.0
     heading_sizes = {
-        round(line.size, 1) for lines in all_lines for line in lines
+        size_of[line.size] for lines in all_lines for line in lines
         if body and line.size >= body * 1.15 and len(line.text) <= 200 and _reads_as_title(line.text)
     }
     level_of = heading_levels(heading_sizes)
@@ -434,7 +446,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
     gaps = sorted(
         prev.bottom - cur.top
         for lines in all_lines for prev, cur in zip(lines, lines[1:])
-        if body and round(prev.size, 1) == round(cur.size, 1) == body and prev.bottom >= cur.top
+        if body and size_of[prev.size] == size_of[cur.size] == body and prev.bottom >= cur.top
     )
     usual_gap = gaps[len(gaps) // 4] if gaps else 0.0
     furniture, places = _repeated_furniture(all_lines)
@@ -453,7 +465,7 @@ def page_blocks(pages: list[Page]) -> list[Block]:
         # The first and last lines as before (digits aside, or a page number); lines further in only
         # where they recur word for word at the same height (`_repeated_furniture`).
         edges = _furniture_lines(lines, lambda line, outermost: (
-            not (number == 1 and round(line.size, 1) in level_of)
+            not (number == 1 and size_of[line.size] in level_of)
             and (_furniture_key(line.text) in furniture if outermost else _place(line) in places)
         ) or (outermost and (number, line.text) in running)
             or (outermost and _is_page_number(line, [line])))  # a bare number further in may be content ("12")
@@ -503,9 +515,10 @@ def page_blocks(pages: list[Page]) -> list[Block]:
                 prev = None
             if index in edges:
                 continue  # a running header or footer (the title it repeats stays where it heads page 1)
-            if _TOC_ENTRY.search(line.text):
+            end = line.text.rstrip()[-1:]  # an entry ends in a digit (as \d) or i, v, x, l: most lines spare the search
+            if (end.isdecimal() or end in ("i", "v", "x", "l")) and _TOC_ENTRY.search(line.text):
                 continue  # the contents or the index: the headings and pages themselves say it
-            line_level = level_of.get(round(line.size, 1))
+            line_level = level_of.get(size_of[line.size])
             if line_level is not None and not _reads_as_title(line.text):  # asked of large lines only
                 line_level = None
             if line_level is None and _bold_heading(line, lines[index + 1] if index + 1 < len(lines) else None, body):

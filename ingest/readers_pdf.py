@@ -72,14 +72,17 @@ def needs_ocr(mode: str, lines, page) -> bool:
     if mode != "auto":
         return mode == "always"
     # The first lines nearly always tell (and counting a dense page costs); the rest when they do not.
-    for text in ("".join(line.text for line in lines[:6])[:300], "".join(line.text for line in lines)):
-        letters = len(_NOT_ALNUM.sub("", text))
-        visible = len(_SPACE.sub("", text))
-        if letters >= MIN_TEXT_CHARS and letters >= 0.5 * visible:
-            return False
+    if _readable("".join(line.text for line in lines[:6])[:300]) or _readable("".join(line.text for line in lines)):
+        return False
     import pypdfium2.raw as pdfium_c
 
     return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2))
+
+
+def _readable(text: str) -> bool:
+    """Whether text holds MIN_TEXT_CHARS letters and digits, and they are half its visible characters."""
+    letters = len(_NOT_ALNUM.sub("", text))
+    return letters >= MIN_TEXT_CHARS and letters >= 0.5 * len(_SPACE.sub("", text))
 
 
 def render_page(page, dpi: int = ocr_engine.DPI):
