@@ -99,7 +99,7 @@ def upload(file: list[UploadFile] = File(..., description="the document: PDF, DO
         remove_unused_upload(ws, path)  # a refused file is not kept, unless a document was read from it before
         raise APIError(422, f"{name}: {res.reason}", "rejected_upload", "file")  # as a file refused before it is read
     return {"object": "document", "id": res.document_id, "name": res.name, "collection": target,
-            "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3)}
+            "status": res.status, "chunks": res.chunks, "seconds": round(time.perf_counter() - t0, 3), "reread": res.reread}
 
 
 def _find(ws: Workspace, doc: str, user: str, collection: str | None) -> dict:

@@ -66,6 +66,8 @@ class JobFile(BaseModel):
     chunks: int = 0
     seconds: float = 0.0
     reason: str | None = None
+    reread: str | None = Field(None, description="set, beside status updated, when the file had not changed and was "
+                                                  "read again only because its reader is newer (\"html reader 6 -> 7\")")
 
 
 class JobFileList(S.Page):
@@ -106,7 +108,7 @@ def ingest_job_out(job: jobs.Job, settings=None, head: tuple[list[str], dict | N
     else:
         status = "failed"
     return {"object": "ingest_job", "id": job.id, "name": ", ".join(names), "collection": job.spec.get("collection"),
-            "status": status, "document_id": first.get("document_id"), "chunks": first.get("chunks", 0),
+            "status": status, "document_id": first.get("document_id"), "chunks": first.get("chunks", 0), "reread": first.get("reread"),
             "reason": without_paths(first.get("reason") or job.error, settings), "created": int(job.created_at), "finished": _int(job.finished_at),
             "seconds": None if job.finished_at is None else round(job.finished_at - job.created_at, 3)}
 

@@ -313,6 +313,8 @@ class UploadResult(BaseModel):
     status: str = Field(description="added | updated | unchanged")
     chunks: int
     seconds: float
+    reread: str | None = Field(None, description="set, beside status updated, when the file had not changed and was "
+                                                  "read again only because its reader is newer (\"html reader 6 -> 7\")")
 
 
 class IngestJob(BaseModel):
@@ -323,6 +325,8 @@ class IngestJob(BaseModel):
     status: str = Field(description="running | added | updated | unchanged | failed")
     document_id: int | None = None
     chunks: int = 0
+    reread: str | None = Field(None, description="set, beside status updated, when the file had not changed and was "
+                                                  "read again only because its reader is newer (\"html reader 6 -> 7\")")
     reason: str | None = Field(None, description="why the document could not be ingested (status failed)")
     created: int
     finished: int | None = None

@@ -430,6 +430,7 @@ def doctor_report(settings) -> dict:
         models[name] = {"kind": "embedder", "package": pkg.replace("_", "-"), "installed": _package_dir(pkg) is not None}
     vm = psutil.virtual_memory()
     disk_at = settings.home if settings.home.exists() else settings.home.parent if settings.home.parent.exists() else os.getcwd()
+    state = _workspace_state(settings)
     return {
         "archivist": __version__,
         "python": sys.version.split()[0],
@@ -445,9 +446,20 @@ def doctor_report(settings) -> dict:
         "llm": settings.llm,
         "embedder": settings.embedder,
         "models": models,
-        "problems": _machine_problems(settings, models),
-        **_workspace_state(settings),
+        "problems": _machine_problems(settings, models) + _workspace_problems(settings, state["schema"]),
+        **state,
     }
+
+
+def _workspace_problems(settings, schema: dict | None) -> list[str]:
+    """A workspace a newer archivist wrote (a downgrade, a backup of a newer release restored) as a
+    problem: every command but doctor refuses to open it, so doctor's exit status says so too."""
+    from archivist.workspace import newer_schema
+
+    if schema is None or "error" in schema or schema["version"] <= schema["current"]:
+        return []
+    return [f"workspace {settings.home}: {newer_schema(schema['version'])} to the release that wrote it "
+            "(or use a workspace of this release); no command here opens it, and nothing in it was changed"]
 
 
 def _workspace_state(settings) -> dict:
@@ -556,7 +568,7 @@ def _print_workspace_state(schema: dict | None, reread: dict | None) -> None:
         print(f"schema:    cannot read: {schema['error']}")
         return
     if schema["version"] > schema["current"]:
-        state = f"newer than this archivist ({schema['current']}); upgrade archivist"
+        state = f"newer than this archivist ({schema['current']}); upgrade archivist (see the problem below)"
     elif schema["pending"]:
         state = f"this archivist has {schema['current']}: {schema['pending']} migration(s) applied on the next open"
     else:

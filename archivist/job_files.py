@@ -67,7 +67,7 @@ def heads(ws: Workspace, ids: list[str]) -> dict[str, tuple[list[str], dict | No
 
 def statuses(job) -> list[dict]:
     """Each file of an ingest or upload job read whole (`jobs.get`), in its order, then the files refused
-    before it started: {"name", "status", "chunks", "seconds", "reason"}. Status: its result's (added,
+    before it started: {"name", "status", "chunks", "seconds", "reason", "reread"}. Status: its result's (added,
     updated, unchanged, failed, cancelled); a file not reached is waiting, or cancelled / failed with
     the job. Past MAX_FILES_LISTED results (finished, running or cut short) a job keeps only its failed
     files' results and the counts: the files its counts say were ingested are "done", taken in the job's
@@ -83,14 +83,14 @@ def statuses(job) -> list[dict]:
         r = results.get(name)
         if r is not None:
             files.append({"name": name, "status": r["status"], "chunks": r.get("chunks", 0),
-                          "seconds": r.get("seconds", 0.0), "reason": r.get("reason")})
+                          "seconds": r.get("seconds", 0.0), "reason": r.get("reason"), "reread": r.get("reread")})
         elif unlisted:
             unlisted -= 1
-            files.append({"name": name, "status": "done", "chunks": 0, "seconds": 0.0, "reason": None})
+            files.append({"name": name, "status": "done", "chunks": 0, "seconds": 0.0, "reason": None, "reread": None})
         else:
             status, reason = unreached.get(job.state, ("waiting", None))
-            files.append({"name": name, "status": status, "chunks": 0, "seconds": 0.0, "reason": reason})
-    return files + [{"name": name, "status": "failed", "chunks": 0, "seconds": 0.0, "reason": reason}
+            files.append({"name": name, "status": status, "chunks": 0, "seconds": 0.0, "reason": reason, "reread": None})
+    return files + [{"name": name, "status": "failed", "chunks": 0, "seconds": 0.0, "reason": reason, "reread": None}
                     for name, reason in job.spec.get("refused", [])]
 
 

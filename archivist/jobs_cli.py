@@ -57,6 +57,7 @@ def cmd_jobs(args) -> int:
 
 def cmd_show(args) -> int:
     from archivist import job_files, jobs
+    from archivist.ingest.folders import reread_note
 
     with open_ws(args, check_index=False) as ws:
         job = jobs.get(ws, args.job, getattr(args, "user", None), files=args.files)
@@ -74,7 +75,8 @@ def cmd_show(args) -> int:
         print("files: " + (", ".join(f"{n} {s}" for s, n in tally.items()) or "none")
               + ("" if args.files or not tally else f" (`archivist jobs show {job.id} --files` lists them)"))
         for f in job_files.statuses(job) if args.files else []:
-            print(f"  {f['status']:10} {f['name']}" + (f"  {f['reason']}" if f["reason"] else ""))
+            print(f"  {f['status']:10} {f['name']}" + (f"  {reread_note(f['reread'])}" if f["reread"] else "")
+                  + (f"  {f['reason']}" if f["reason"] else ""))
     elif job.result:
         print(f"result: {job.result}")
     return 0

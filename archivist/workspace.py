@@ -249,11 +249,17 @@ def _disk_error(e: BaseException) -> BaseException:
     return e
 
 
+def newer_schema(version: int) -> str:
+    """Why a workspace a newer archivist wrote is refused: by every open (`migrate`), and as a problem
+    by `archivist doctor`, which says so before a command fails on it."""
+    return f"workspace schema {version} is newer than this archivist ({len(MIGRATIONS)}); upgrade archivist"
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Apply the migrations this database has not seen yet; returns the schema version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
-        raise WorkspaceError(f"workspace schema {version} is newer than this archivist ({len(MIGRATIONS)}); upgrade archivist")
+        raise WorkspaceError(newer_schema(version))
     for n in range(version, len(MIGRATIONS)):
         with transaction(db):
             if db.execute("PRAGMA user_version").fetchone()[0] > n:

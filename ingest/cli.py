@@ -122,11 +122,13 @@ def _on_ray(fn, *args, **kwargs):
 
 
 def print_summary(results) -> None:
+    from archivist.ingest.folders import reread_note, rereads
+
     width = min(60, max([len(r.name) for r in results] + [4]))
     for r in results:
         line = f"{r.status:9} {r.name:{width}} {r.chunks:5} chunks {r.seconds:6.2f}s"
         if r.reread:
-            line += f"  re-read by a newer reader ({r.reread}); the file did not change"
+            line += f"  {reread_note(r.reread)}"
         if r.reason:
             line += f"  {r.reason}"
         print(line)
@@ -137,7 +139,7 @@ def print_summary(results) -> None:
             del counts[s]
     files = sum(r.status not in ("missing", "removed") for r in results)  # those are documents, not files read
     reread = sum(bool(r.reread) for r in results)
-    print(f"{files} files: " + ", ".join(f"{n} {s}" + (f" ({reread} re-read by a newer reader)" if s == "updated" and reread else "")
+    print(f"{files} files: " + ", ".join(f"{n} {s}" + rereads(reread, s)
                                          for s, n in counts.items())
           + f"; {sum(r.chunks for r in results if r.status in ('added', 'updated'))} chunks written, "
           f"{sum(r.embedded for r in results)} embedded")

@@ -278,17 +278,32 @@ MAX_FILES_LISTED = 2000  # a job's result lists every file up to this many, beyo
 
 
 def job_summary(results: list[FileResult]) -> dict:
-    """An ingest job's result: counts by status, and the per-file results (every file up to
-    MAX_FILES_LISTED, beyond that the failed ones, so a huge batch never writes a huge row)."""
+    """An ingest job's result: counts by status, how many updated files were only re-read by a newer
+    reader, and the per-file results (every file up to MAX_FILES_LISTED, beyond that the failed ones,
+    so a huge batch never writes a huge row)."""
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     listed = results if len(results) <= MAX_FILES_LISTED else [r for r in results if r.status == "failed"][:MAX_FILES_LISTED]
     return {"counts": counts, "chunks": sum(r.chunks for r in results if r.status in ("added", "updated")),
+            "reread": sum(bool(r.reread) for r in results),  # of the updated ones (`rereads`)
             "files": [asdict(r) for r in listed], "files_omitted": len(results) - len(listed)}
 
 
 def counts_line(results: list[FileResult]) -> str:
-    """An ingest job's message: "12 files: 10 added, 2 failed"."""
-    counts = job_summary(results)["counts"]
-    return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "")
+    """An ingest job's message: "12 files: 10 added, 2 updated (1 re-read by a newer reader)"."""
+    summary = job_summary(results)
+    return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" + rereads(summary["reread"], s)
+                                                      for s, n in summary["counts"].items()) if summary["counts"] else "")
+
+
+def rereads(count: int, status: str) -> str:
+    """" (3 re-read by a newer reader)" after the count of updated files, where some were read again only
+    for their reader (the CLI's summary, a job's message): after an upgrade nobody changed them."""
+    return f" ({count} re-read by a newer reader)" if status == "updated" and count else ""
+
+
+def reread_note(reread: str) -> str:
+    """What a file read again only for its newer reader (`FileResult.reread`) says beside `updated`, in
+    the CLI's summary, `archivist jobs show --files` and the Documents page's job table."""
+    return f"re-read by a newer reader ({reread}); the file did not change"

@@ -20,7 +20,8 @@ from archivist import access, adapters, audit
 from archivist.records import Answer, Citation, Hit
 from archivist.retrieval.answerability import answerability
 from archivist.retrieval.keyanswer import TermStats, key_answer, key_span, key_status, reading, term_stats
-from archivist.retrieval.query import stopwords, stopwords_of
+from archivist.retrieval.folding import plain
+from archivist.retrieval.query import refers_back, stopwords, stopwords_of
 from archivist.retrieval.quote import score as quote_score
 from archivist.retrieval.search import search, statistics_scope
 from archivist.retrieval.verify import asks_yes_no, parse_citations, replace_marks, sentences, verify_answer
@@ -136,14 +137,15 @@ def standalone_question(question: str, history: Sequence[dict] | None) -> str:
     previous = [m["content"] for m in history if m.get("role") == "user"]
     if not previous:
         return question
-    words = [w.lower() for w in _WORD.findall(question)]
+    # read composed (`plain`): typed decomposed, "fu\u0308r" would be the words "fu" and "r", no stop words
+    words = [w.lower() for w in _WORD.findall(plain(question))]
     stop = stopwords(words)  # the question's language's: "wo", "die" of a German one are no content
     content = [w for w in words if w not in stop]
-    refers = any(w in _REFERRING for w in words) or len(content) <= 2
+    refers = any(w in _REFERRING for w in words) or refers_back(words) or len(content) <= 2
     if not refers:
         return question
     # Only the start of the previous turn, and a few of its words: a pasted page there must not become the query.
-    before = previous[-1][:MAX_QUESTION_CHARS]
+    before = plain(previous[-1][:MAX_QUESTION_CHARS])
     skip = stopwords_of(before).union(content)
     carry = [w for w in _WORD.findall(before) if w.lower() not in skip]
     carry = carry[:CARRIED_WORDS]

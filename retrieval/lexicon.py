@@ -116,7 +116,7 @@ def query_units(text: str, stopwords: frozenset[str] = frozenset()) -> list[tupl
     the index's text is (`tokens`), and each CJK bigram (or lone character) is a unit of its own:
     a question written without spaces finds the chunks holding most of its pairs."""
     units = []
-    for piece in text.split():
+    for piece in folding.plain(text).split():  # composed: a decomposed "fu\u0308r" is the stop word "für" too
         low = piece.lower()
         if low.isascii():
             words = _TOKEN.findall(low)

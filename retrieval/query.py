@@ -43,6 +43,20 @@ der des die dir do du el elle en er es est et hat hay i il ile im in j ja jest l
 me mes mi mir mis mit moi mon muss n na nad nada ne ni no nos nous nun o ob od on par para pas po pod pour s sa sans se
 seine ser si sin so son su sus t ta te ten tes to todo tu um un uno von w war was we wen will y ya yo z za ze""".split())
 
+# The words by which a follow-up in one of those languages refers back to the question before it
+# ("Und wie lange dauert es?"), as `answer._REFERRING` holds English's; read only in a question written
+# in that language (`written_in`). Left out: words that mostly do not refer back, Polish "to" ("co to
+# jest" asks what something is), French "ce" ("qu'est-ce que"), Spanish "esta" (an "está" typed without
+# its accent), German "sein" (to be); German "das" counts only as a pronoun (`refers_back`).
+REFERRING = {lang: frozenset(words.split()) for lang, words in {
+    "de": """es dies diese dieser dieses diesem diesen dort da dabei dafür dafuer dazu davon damit darüber darueber
+darauf er ihm ihn seine seinen seinem seiner auch ebenfalls dasselbe dieselbe derselbe""",
+    "fr": "ça ca cela ceci cet cette ces celui celle ceux celles y là aussi même il elle ils elles lui eux",
+    "es": "eso esto ese esa este estos estas esos esas ello él ella ellos ellas allí ahí allá también mismo misma",
+    "pl": "ten ta te tego tej tym tamten tam też także on ona ono oni one go jego ją jej ich",
+    "ru": "это этот эта эти этого этой тот та те он она оно они его её ее их там тоже также",
+}.items()}
+
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -78,10 +92,25 @@ def stopwords(words: list[str]) -> frozenset[str]:
     language of `LANGUAGES` it is written in, one with a word of that language that is no English word
     (`ALSO_ENGLISH`) and more of that language's function words than English ones. A question with no
     such word gets `STOPWORDS` alone: "Where did the man die?" keeps "man" and "die"."""
+    return STOPWORDS.union(*(LANGUAGES[lang] for lang in written_in(words)))
+
+
+def written_in(words: list[str]) -> list[str]:
+    """The languages of `LANGUAGES` a question of lower-cased `words` is written in, as `stopwords` tells them."""
     english = sum(w in STOPWORDS for w in words)
-    found = [own for own in LANGUAGES.values()
-             if sum(w in own for w in words) > english and any(w in own and w not in ALSO_ENGLISH for w in words)]
-    return STOPWORDS.union(*found)
+    return [lang for lang, own in LANGUAGES.items()
+            if sum(w in own for w in words) > english and any(w in own and w not in ALSO_ENGLISH for w in words)]
+
+
+def refers_back(words: list[str]) -> bool:
+    """Whether a question of lower-cased `words` written in a language of `LANGUAGES` refers back to the
+    one before with a word of that language (`REFERRING`), or German "das" with no noun after it ("Wie
+    lange dauert das im Schnitt?", not "Wo ist das Büro?"); English's words are `answer._REFERRING`."""
+    langs = written_in(words)
+    if "de" in langs and any(w == "das" and (i + 1 == len(words) or words[i + 1] in LANGUAGES["de"])
+                             for i, w in enumerate(words)):
+        return True
+    return any(w in REFERRING[lang] for lang in langs for w in words)
 
 
 def _words(text: str) -> list[str]:

@@ -76,7 +76,7 @@ def test_the_job_list_leaves_file_lists_out_and_one_jobs_files_come_a_page_at_a_
         small_files = get(f"/v1/jobs/{small.id}/files?limit=20").json()
         assert [f["status"] for f in small_files["data"]] == ["unchanged"] * 20 and small_files["has_more"]
         assert small_files["data"][0] == {"object": "job_file", "id": 1, "name": "notes/n00000.md", "status": "unchanged",
-                                          "chunks": 0, "seconds": 0.0, "reason": None}
+                                          "chunks": 0, "seconds": 0.0, "reason": None, "reread": None}
         one = get(f"/v1/jobs/{small.id}").json()  # one job: its per-file results, as before
         assert len(one["result"]["files"]) == 40
         assert get(f"/v1/jobs/{big.id}/files", who="alice").status_code == 404  # another user's: as if none

@@ -33,6 +33,7 @@ class FileStatus:
     chunks: int = 0
     seconds: float = 0.0
     reason: str | None = None
+    reread: str | None = None  # FileResult.reread: an updated file read again only for its newer reader
 
 
 @dataclass

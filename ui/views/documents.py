@@ -10,6 +10,7 @@ import streamlit as st
 
 from archivist import access, audit
 from archivist.ingest import pipeline
+from archivist.ingest.folders import reread_note
 from archivist.ingest.pipeline import list_documents
 from archivist.ui import core, library, page_image
 from archivist.workspace import WorkspaceError
@@ -64,7 +65,7 @@ def _job_table(job: library.IngestJob) -> pd.DataFrame:
     # an unchanged file says why nothing happened (the pipeline leaves it unsaid: a folder re-read lists hundreds)
     return core.plain_frame(pd.DataFrame([{"file": f.name, "status": f.status, "chunks": str(f.chunks) if f.status != "waiting" else "",
                           "seconds": f"{f.seconds:.1f}" if f.status != "waiting" else "",
-                          "reason": f.reason or (UNCHANGED if f.status == "unchanged" else "")}
+                          "reason": f.reason or (reread_note(f.reread) if f.reread else UNCHANGED if f.status == "unchanged" else "")}
                          for f in job.files]))
 
 
