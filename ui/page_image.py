@@ -43,6 +43,11 @@ def citation_picture(ws, user: str | None, citation: dict, width: int = 1000):
         return None
 
 
+def citation_alt(citation: dict) -> str:
+    """The page image's alt text: without it a screen reader announces an unnamed image (axe: image-alt)."""
+    return f"Page {citation['page']} of {citation['document']}, with the cited passage highlighted in yellow"
+
+
 def show_citation(st, ws, user: str | None, citation: dict, key: str) -> None:
     """Under a source on the chat page: a toggle (widget `key`, unique on the page) that shows its
     page with the passage highlighted."""
@@ -55,4 +60,7 @@ def show_citation(st, ws, user: str | None, citation: dict, key: str) -> None:
         else:
             from archivist.ui.core import md_escape  # a caption is Markdown; the document's name is someone's own
 
-            st.image(picture, caption=md_escape(f"{citation['document']}, page {citation['page']}"), width="stretch")
+            # The alt text says what a screen reader cannot see: which page this is and what is marked on it
+            # (the passage's own words are in the expander above, as text).
+            st.image(picture, caption=md_escape(f"{citation['document']}, page {citation['page']}"), width="stretch",
+                     alt=citation_alt(citation))

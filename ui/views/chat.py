@@ -169,7 +169,9 @@ def show_assistant(m: dict) -> None:
         c1, c2 = st.columns([1, 6], vertical_alignment="center")
         with c1:
             st.feedback("thumbs", key=key, on_change=_rate, args=(m, key))
-        with c2.popover("Write the correct answer", icon=":material/edit:"):
+        # An expander, not a popover: a popover's box is drawn at the end of the page, so Tab from its button
+        # went on to the next message and a keyboard user met the box only after the chat input.
+        with c2.expander("Write the correct answer", icon=":material/edit:"):
             with st.form(f"fix-{m['id']}", clear_on_submit=False, border=False):
                 text = st.text_area("The correct answer", value=(prior or {}).get("correction") or "", key=f"fix-text-{m['id']}")
                 st.caption(FEEDBACK_USE)

@@ -26,7 +26,7 @@ writable = access.collections_for(ws, user, "write")
 admin = core.is_admin(user)
 if writable or admin:
     with st.container(border=True):
-        st.subheader("Upload")
+        st.header("Upload")
         NEW = "➕ New collection…"
         # an admin may start the workspace's default collection before it exists
         options = writable + ([s.collection] if admin and s.collection not in writable else []) + ([NEW] if admin else [])
@@ -143,7 +143,7 @@ def _names(picked: list[dict]) -> str:
     return ", ".join(f"{core.md_escape(d['name'])} ({core.md_escape(d['collection'])})" for d in picked)
 
 
-st.subheader("Your documents")
+st.header("Your documents")
 docs = list_documents(ws, user)
 query = st.text_input("Search by name or collection", key="doc-search", placeholder="Filter…").strip().lower()
 shown = [d for d in docs if query in d["name"].lower() or query in d["collection"].lower()] if query else docs

@@ -28,7 +28,7 @@ train_tab, runs_tab, adapters_tab, retriever_tab = st.tabs(["Train", "Runs", "Ad
 
 with train_tab:
     readable = access.readable_collections(ws, user)
-    st.subheader("1. Data")
+    st.header("1. Data")
     left, right = st.columns(2)
     sources = left.multiselect("Learn from", ["docs", "feedback"], default=list(datasets.DEFAULT_SOURCES), key="ft-sources",
                                format_func={"docs": "questions generated from documents", "feedback": "chat feedback and corrections"}.get,
@@ -76,7 +76,7 @@ with train_tab:
                         st.caption(m["role"])
                         st.text(m["content"])
 
-    st.subheader("2. Training")
+    st.header("2. Training")
     a, b, c, d = st.columns(4)
     method = a.selectbox("Method", ["auto", "lora", "qlora"], key="ft-method",
                          help="qlora: 4-bit base (needs a CUDA GPU); auto: qlora on a GPU, lora on the CPU")

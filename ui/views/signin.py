@@ -13,7 +13,7 @@ if note := core.ended_note():
     st.info(note)
 
 if auth.first_admin_form_open(ws):  # a new workspace; one with people in it gets its first admin where the app starts
-    st.subheader("Create the admin account")
+    st.header("Create the admin account")
     st.write("This workspace is new: nobody can sign in yet. The account you create now is its admin; "
              "you can add more people on the Admin page afterwards. The setup code is printed in the terminal "
              "where the app was started (`archivist ui`).")
@@ -35,7 +35,7 @@ if auth.first_admin_form_open(ws):  # a new workspace; one with people in it get
             else:
                 st.rerun()
 else:
-    st.subheader("Sign in")
+    st.header("Sign in")
     if auth.needs_first_admin(ws):
         st.info(auth.FIRST_ADMIN_FROM_ENV)  # our own words: nobody's name or text in it
     with st.form("sign-in"):
