@@ -78,14 +78,16 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
     own(ws, conversation_id, user)
     readable = set(access.readable_collections(ws, user))
     lineages: dict = {}  # each adapter's lineage read once per conversation
-    out = []
+    out, shown, rows = [], [], []  # shown: each answer's passages, marked now for all at once
     for r in ws.db.execute("SELECT id, role, content, citations, adapter, created_at FROM messages "
                            "WHERE conversation_id = ? ORDER BY id", (conversation_id,)):
         d = dict(r)
         extra = _stored(d.pop("citations"))
         d["citations"] = extra.pop("citations", [])
         d.update(extra)
-        _recall_collections(ws, d)
+        rows.append(d)
+    _recall_collections(ws, *rows)
+    for d in rows:
         drawn, taught = drew_on(ws, collections_of(d), d["adapter"], lineages)
         lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and its claims quote that collection
@@ -94,8 +96,9 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
             d = {k: d[k] for k in ("id", "role", "created_at", "adapter", "question", "collection") if k in d}
             d.update(content=WITHHELD.format(", ".join(lost)), citations=[], passages=[], withheld=lost, status="withheld")
         else:
-            mark_now(ws, [x for key in ("citations", "passages") for x in d.get(key) or []], d.get("collection"))
+            shown.append(([x for key in ("citations", "passages") for x in d.get(key) or []], d.get("collection")))
         out.append(d)
+    mark_all(ws, shown)
     return out
 
 
@@ -127,15 +130,14 @@ def drawn_on(ws: Workspace, message_ids) -> dict[int, set[str]]:
     what to withhold: its citations', its passages' (cited or not) and the one it was asked in. Feedback
     keeps only the passages an answer cited, so it asks here to withhold what the conversation withholds."""
     ids = sorted({int(i) for i in message_ids if i is not None})
-    out: dict[int, set[str]] = {}
+    out: dict[int, dict] = {}  # each answer's stored facts, their passages' collections then recalled at once
     for at in range(0, len(ids), 500):
         part = ids[at:at + 500]
         for mid, stored in ws.db.execute(f"SELECT id, citations FROM messages WHERE role = 'assistant' AND id IN "
                                          f"({','.join('?' * len(part))})", part):
-            extra = _stored(stored)
-            _recall_collections(ws, extra)
-            out[mid] = collections_of(extra)
-    return out
+            out[mid] = _stored(stored)
+    _recall_collections(ws, *out.values())
+    return {mid: collections_of(extra) for mid, extra in out.items()}
 
 
 CURRENT, CHANGED, DELETED = "current", "changed", "deleted"
@@ -189,6 +191,19 @@ def mark_now(ws: Workspace, passages: list, collection: str | None = None, cache
                              max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else None
 
 
+def mark_all(ws: Workspace, answers: list[tuple[list, str | None]]) -> None:
+    """`mark_now` over the passages of many answers (a conversation's messages, a feedback list), each
+    given as (its passages, the collection it was asked in): one look-up of the live chunks per 500
+    passages and per such collection, and each document's chunks read once, where a call per answer
+    made a query per row (a conversation of 1,000 messages, a list of 20,000 feedback rows)."""
+    by: dict[str | None, list] = {}
+    for passages, collection in answers:  # mark_now reads a collection as str(it), and any empty one as none
+        by.setdefault(str(collection) if collection else None, []).extend(passages)
+    cache: dict = {}
+    for collection, passages in by.items():
+        mark_now(ws, passages, collection, cache)
+
+
 def _found(held: dict[str, tuple], text: str) -> tuple | None:
     """The chunk of `held` (a document's chunks by text) that holds `text`: the one of the same text,
     else the first that contains it whole. A newer reader's chunking joins pieces an older one kept
@@ -200,7 +215,7 @@ def _found(held: dict[str, tuple], text: str) -> tuple | None:
     return next((place for chunk, place in held.items() if text and text in chunk), None)
 
 
-def _recall_collections(ws: Workspace, message: dict) -> None:
+def _recall_collections(ws: Workspace, *messages: dict) -> None:
     """Give a stored passage that names no collection (answers stored before retrieval/answer.py
     `stored_answer` kept each passage's collection: only their citations named one) its collection:
     its chunk's, else what the answer itself says: the collection it was asked in (it searched only
@@ -209,33 +224,43 @@ def _recall_collections(ws: Workspace, message: dict) -> None:
     `collections`: every collection holding a document of its name (withheld when any of them is one
     the user may not read: the passage's text may be that one's). Guessing from the name first named
     collections the user never read, and withheld their own answer, whenever another collection held
-    a file of the same name (two uploads of `policy.pdf`)."""
-    # chunk id -> collection, of the answer's citations: a passage of a cited chunk is that citation's
-    cited = {c["chunk_id"]: str(c["collection"]) for c in message.get("citations") or []
-             if isinstance(c, dict) and isinstance(c.get("chunk_id"), int) and c.get("collection")}
-    for x in message.get("passages") or []:
-        if not isinstance(x, dict) or x.get("collection"):
-            continue
-        cid, document = x.get("chunk_id"), str(x.get("document") or "")
-        row = ws.db.execute("SELECT k.name FROM chunks c JOIN documents d ON d.id = c.document_id "
-                            "JOIN collections k ON k.id = d.collection_id WHERE c.id = ?",
-                            (cid,)).fetchone() if isinstance(cid, int) and 0 < cid < 2 ** 63 else None
-        if row is not None:
-            x["collection"] = row[0]
-        elif message.get("collection"):
-            x["collection"] = message["collection"]
-        elif isinstance(cid, int) and cid in cited:
-            x["collection"] = cited[cid]
-        elif document:
-            holding = [r[0] for r in ws.db.execute(
-                "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
-                "JOIN chunks c ON c.document_id = d.id WHERE d.path = ? AND c.text = ?", (document, str(x.get("text"))))]
-            if len(holding) == 1:
-                x["collection"] = holding[0]
-            else:
-                x["collections"] = holding or [r[0] for r in ws.db.execute(
-                    "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id WHERE d.path = ?",
-                    (document,))]
+    a file of the same name (two uploads of `policy.pdf`). Many `messages` (a conversation, the answers
+    a feedback list rates) are recalled at once: their chunks read 500 a query, each document's name and
+    text looked for once, where each passage of an answer stored before asked its own queries."""
+    ids = sorted({x["chunk_id"] for m in messages for x in m.get("passages") or [] if isinstance(x, dict)
+                  and not x.get("collection") and isinstance(x.get("chunk_id"), int) and 0 < x["chunk_id"] < 2 ** 63})
+    of_chunk: dict[int, str] = {}  # chunk id -> its collection
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        of_chunk.update(ws.db.execute("SELECT c.id, k.name FROM chunks c JOIN documents d ON d.id = c.document_id "
+                                      f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({','.join('?' * len(part))})",
+                                      part).fetchall())
+    found: dict[tuple[str, str], tuple[str, object]] = {}  # (document, text) -> ("collection", it) or ("collections", them)
+    for message in messages:
+        # chunk id -> collection, of the answer's citations: a passage of a cited chunk is that citation's
+        cited = {c["chunk_id"]: str(c["collection"]) for c in message.get("citations") or []
+                 if isinstance(c, dict) and isinstance(c.get("chunk_id"), int) and c.get("collection")}
+        for x in message.get("passages") or []:
+            if not isinstance(x, dict) or x.get("collection"):
+                continue
+            cid, document = x.get("chunk_id"), str(x.get("document") or "")
+            if isinstance(cid, int) and cid in of_chunk:
+                x["collection"] = of_chunk[cid]
+            elif message.get("collection"):
+                x["collection"] = message["collection"]
+            elif isinstance(cid, int) and cid in cited:
+                x["collection"] = cited[cid]
+            elif document:
+                where = (document, str(x.get("text")))
+                if where not in found:
+                    holding = [r[0] for r in ws.db.execute(
+                        "SELECT DISTINCT k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
+                        "JOIN chunks c ON c.document_id = d.id WHERE d.path = ? AND c.text = ?", where)]
+                    found[where] = ("collection", holding[0]) if len(holding) == 1 else ("collections", holding or [
+                        r[0] for r in ws.db.execute("SELECT DISTINCT k.name FROM documents d JOIN collections k "
+                                                    "ON k.id = d.collection_id WHERE d.path = ?", (document,))])
+                key, value = found[where]
+                x[key] = list(value) if isinstance(value, list) else value
 
 
 def collections_of(message: dict) -> set[str]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
-from archivist.conversations import WITHHELD, collections_of, drawn_on, drew_on, mark_now, stored_texts
+from archivist.conversations import WITHHELD, collections_of, drawn_on, drew_on, mark_all, stored_texts
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -188,7 +188,7 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     rows = [dict(r) for r in ws.db.execute(sql, params)]
     # the rated answer's uncited passages too: the row keeps only its citations, the conversation withholds by all
     drew = drawn_on(ws, [d["message_id"] for d in rows])
-    out, now, lineages = [], {}, {}  # each document's chunks (mark_now), each adapter's lineage read once for the list
+    out, shown, lineages = [], [], {}  # shown: each row's passages, marked at once (mark_all); lineages read once
     for d in rows:
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
         drawn, taught = drew_on(ws, collections_of(d) | drew.get(d["message_id"], set()), d["adapter"], lineages)
@@ -198,8 +198,9 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
             if taught - readable:  # nor the name of an adapter they may no longer use, as in the conversation
                 d["adapter"] = None
         else:  # each passage: still the document's text, or changed or deleted since
-            mark_now(ws, d["citations"], d["collection"], cache=now)
+            shown.append((d["citations"], d["collection"]))
         out.append(d)
+    mark_all(ws, shown)
     return out
 
 

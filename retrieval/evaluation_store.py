@@ -74,7 +74,8 @@ def list_evaluations(ws: Workspace, *, user: str | None, kind: str | None = None
         where, args = f"{where} AND e.kind = ?", [*args, kind]
     rows = ws.db.execute(f"{_SELECT} WHERE {where} ORDER BY e.created_at DESC, e.id DESC LIMIT ?",
                          [*args, int(limit)]).fetchall()
-    return [_withheld(ws, _record(r), user) for r in rows]
+    readable, lineages = set(access.readable_collections(ws, user)), {}  # read once for the list, not per run
+    return [_withheld(ws, _record(r), readable, lineages) for r in rows]
 
 
 def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Evaluation:
@@ -84,21 +85,23 @@ def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Ev
     row = ws.db.execute(f"{_SELECT} WHERE e.id = ? AND {where}", [int(evaluation_id), *args]).fetchone()
     if row is None:
         raise LookupError(f"no evaluation #{evaluation_id}")
-    return _withheld(ws, _record(row), user)
+    return _withheld(ws, _record(row), set(access.readable_collections(ws, user)))
 
 
-def _withheld(ws: Workspace, ev: Evaluation, user: str | None) -> Evaluation:
-    """`ev` as `user` may still read it: a run that named documents or quoted answers of a collection
-    the user can no longer read (its results' `collections`) keeps its questions and numbers, and
-    gets `withheld` (those collections) in place of the answers, their key answers, cited documents and rankings, as
-    conversations.messages withholds a chat answer; the collections its adapter learned from count too
-    (`conversations.drew_on`), and one of them lost, the adapter's name is WITHHELD_ADAPTER, as the
-    chat drops it. (Runs stored before `collections` was kept are shown as they are.)"""
+def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict | None = None) -> Evaluation:
+    """`ev` as a user who may read `readable` (their collections) may still read it: a run that named
+    documents or quoted answers of a collection the user can no longer read (its results' `collections`)
+    keeps its questions and numbers, and gets `withheld` (those collections) in place of the answers,
+    their key answers, cited documents and rankings, as conversations.messages withholds a chat answer;
+    the collections its adapter learned from count too (`conversations.drew_on`), and one of them lost,
+    the adapter's name is WITHHELD_ADAPTER, as the chat drops it. (Runs stored before `collections` was
+    kept are shown as they are.) `lineages`: kept across a list's runs (`drew_on`), so each adapter's
+    lineage is read once."""
     from archivist.conversations import drew_on
 
     listed = ev.results.get("collections")
-    drawn, learned = drew_on(ws, map(str, listed), ev.results.get("adapter")) if isinstance(listed, list) else (set(), set())
-    readable = set(access.readable_collections(ws, user))
+    drawn, learned = (drew_on(ws, map(str, listed), ev.results.get("adapter"), lineages) if isinstance(listed, list)
+                      else (set(), set()))
     lost = sorted(drawn - readable)
     if lost:
         if learned - readable:  # printed by `eval answers --compare` and kept in its run's `comparison`
