@@ -291,6 +291,19 @@ def adapter_trained_on(ws, folder: Path, name: str, collections: list[str], secr
                       activate=False)
 
 
+def board_tuned(ws, embedder, tmp_path: Path) -> tuple[tuple[int, str], tuple[int, str]]:
+    """`team` (handbook.md) and `secret` (board.md, a merger's codename) ingested, mallory reading both,
+    and `board-tuned`, an adapter trained on `secret`: returns the (chunk id, text) of each document's
+    chunk, team's first."""
+    ingest_texts(ws, embedder, tmp_path / "docs", {
+        "team": {"handbook.md": "# Handbook\n\nThe office opens at eight in the morning on weekdays.\n"},
+        "secret": {"board.md": "# Board\n\nCodename Bluefinch: the merger with Zephyr closes on March 3.\n"}})
+    mallory_reads(ws, create=False)
+    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", ["secret"], "board.md")
+    return tuple(tuple(ws.db.execute("SELECT c.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+                                     "WHERE d.path = ?", (name,)).fetchone()) for name in ("handbook.md", "board.md"))
+
+
 def mallory_reads(ws, collections=("team", "secret"), create: bool = True) -> None:
     """Member mallory, granted read on each of `collections` (created first, unless `create` is False)."""
     from archivist import access

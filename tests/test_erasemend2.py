@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from archivist import access, audit, jobs
-from conftest import adapter_trained_on, mallory_reads
+from conftest import board_tuned
 
 MINUTES = b"# Board minutes\n\nThe board approved the Quillfeather acquisition for 41 million euros.\n"
 
@@ -101,18 +101,10 @@ def test_feedback_drawn_on_or_written_from_a_collection_the_builder_cannot_read_
     withholds the first two. Before: a fine-tune from her feedback still learned all three (only the
     cited passages were checked). Now only the third becomes an example; the grant back brings the
     others back, nothing was lost, and a dataset built from them names `secret` among its collections."""
-    from conftest import ingest_texts
-
     from archivist import conversations, feedback
     from archivist.finetune.datasets import build_dataset, examples_from_feedback
 
-    ingest_texts(ws, embedder, tmp_path / "docs", {
-        "team": {"handbook.md": "# Handbook\n\nThe office opens at eight in the morning on weekdays.\n"},
-        "secret": {"board.md": "# Board\n\nCodename Bluefinch: the merger with Zephyr closes on March 3.\n"}})
-    mallory_reads(ws, create=False)
-    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", ["secret"], "board.md")
-    team, secret = (ws.db.execute("SELECT c.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-                                  "WHERE d.path = ?", (name,)).fetchone() for name in ("handbook.md", "board.md"))
+    team, secret = board_tuned(ws, embedder, tmp_path)
     cite = {"n": 1, "document": "handbook.md", "collection": "team", "page": None, "chunk_id": team[0], "score": 0.9,
             "text": team[1]}
     uncited = {"n": 2, "document": "board.md", "collection": "secret", "page": None, "chunk_id": secret[0],

@@ -4,7 +4,7 @@ collection the user reads but did not choose is "not chosen", not "not readable"
 from __future__ import annotations
 
 from archivist import access
-from conftest import adapter_trained_on, ingest_texts, mallory_reads
+from conftest import board_tuned
 
 
 def test_feedback_left_out_of_chosen_collections_is_not_chosen_rather_than_not_readable(ws, embedder, tmp_path):
@@ -15,13 +15,7 @@ def test_feedback_left_out_of_chosen_collections_is_not_chosen_rather_than_not_r
     from archivist import conversations, feedback
     from archivist.finetune.datasets import examples_from_feedback
 
-    ingest_texts(ws, embedder, tmp_path / "docs", {
-        "team": {"handbook.md": "# Handbook\n\nThe office opens at eight in the morning on weekdays.\n"},
-        "secret": {"board.md": "# Board\n\nCodename Bluefinch: the merger with Zephyr closes on March 3.\n"}})
-    mallory_reads(ws, create=False)
-    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", ["secret"], "board.md")
-    team, secret = (ws.db.execute("SELECT c.id, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-                                  "WHERE d.path = ?", (name,)).fetchone() for name in ("handbook.md", "board.md"))
+    team, secret = board_tuned(ws, embedder, tmp_path)
     cite = {"n": 1, "document": "handbook.md", "collection": "team", "page": None, "chunk_id": team[0], "score": 0.9,
             "text": team[1]}
     board = {**cite, "document": "board.md", "collection": "secret", "chunk_id": secret[0], "text": secret[1]}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ADMIN, ADMIN_PW, ARTIFACTS, _goto, _idle, _memo_pdf, _serve
+from test_browser import ADMIN, ADMIN_PW, ARTIFACTS, MEMO_QUESTION, _goto, _idle, _serve, memo_answered
 from test_browser import browser  # noqa: F401  (its module-scoped Chromium, one per module)
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e
 # labels are drawn in its theme's faded grey (about 3.7:1, under 4.5:1); the upload drop zone is a
 # focusable element with role="presentation".
 STREAMLIT_OWN = {"list", "listitem", "color-contrast", "presentation-role-conflict"}
-QUESTION = "What is the badge code of the depot's night gate?"
+QUESTION = MEMO_QUESTION
 NOT_FOUND_Q, UNCERTAIN_Q = "Who painted the canteen?", "When is soup served?"
 NOTICE = "The passages found may not answer this question."
 CORRECTION = "The night gate opens with badge code K7-2291."
@@ -44,24 +44,9 @@ CORRECTION = "The night gate opens with badge code K7-2291."
 def answered(tmp_path_factory, embedder):
     """A workspace with the depot memo ingested and three past answers, stored as the chat page
     stores them: one citing page 2 (with boxes, so its page can be shown), one not found, one uncertain."""
-    from archivist import auth, conversations
-    from archivist.ingest.pipeline import ingest_paths
-    from archivist.records import Answer, Citation
-    from archivist.retrieval.answer import answer_json
-    from archivist.retrieval.search import search
-    from archivist.settings import Settings
-    from archivist.workspace import open_workspace
+    from archivist import conversations
 
-    root = tmp_path_factory.mktemp("e2e-a11y")
-    memo = _memo_pdf(root / "depot-memo.pdf")
-    home = root / "ws"
-    ws = open_workspace(Settings.from_env(home=home))
-    auth.create_first_admin(ws, ADMIN, ADMIN_PW)
-    ingest_paths(ws, [memo], user=ADMIN, embedder=embedder, progress=False)
-    hit = search(ws, "night gate badge code of the Tilburg depot", k=1, embedder=embedder, user=ADMIN)[0]
-    cited = Citation(n=1, document=hit.document, page=hit.page, chunk_id=hit.chunk_id, score=hit.score, text=hit.text,
-                     boxes=hit.boxes, collection=hit.collection)
-    data = answer_json(Answer(QUESTION, "The night gate opens with badge code K7-2291 [1].", [cited], [hit]))
+    ws, home, _, _, data = memo_answered(tmp_path_factory.mktemp("e2e-a11y"), embedder)
     conv = conversations.start_conversation(ws, ADMIN)
     for question, content, meta, cites in (
             (QUESTION, data["answer"], {"status": "answered", "mode": "extractive"}, data["citations"]),

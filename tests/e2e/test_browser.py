@@ -329,11 +329,14 @@ def _char_boxes(path: Path, page: int, text: str) -> list[tuple[float, float, fl
     return [(x0 / width, 1 - y1 / height, x1 / width, 1 - y0 / height) for x0, y0, x1, y1 in boxes if x1 > x0]
 
 
-@pytest.fixture(scope="module")
-def page_view_server(tmp_path_factory, embedder):
-    """A workspace with the memo ingested and one past answer that cites its page-2 passage, stored
-    as the chat page stores answers (answer_json's citations, with page and boxes)."""
-    from archivist import auth, conversations
+MEMO_QUESTION = "What is the badge code of the depot's night gate?"
+
+
+def memo_answered(root: Path, embedder):
+    """A workspace under `root` with the depot memo ingested by the admin, and the answer to
+    MEMO_QUESTION citing the memo's page-2 passage as the chat page stores it (answer_json, with page
+    and boxes): (ws, home, memo, hit, data)."""
+    from archivist import auth
     from archivist.ingest.pipeline import ingest_paths
     from archivist.records import Answer, Citation
     from archivist.retrieval.answer import answer_json
@@ -341,18 +344,27 @@ def page_view_server(tmp_path_factory, embedder):
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
 
-    root = tmp_path_factory.mktemp("e2e-page")
     memo = _memo_pdf(root / "depot-memo.pdf")
     home = root / "ws"
     ws = open_workspace(Settings.from_env(home=home))
     auth.create_first_admin(ws, ADMIN, ADMIN_PW)
     ingest_paths(ws, [memo], user=ADMIN, embedder=embedder, progress=False)
     hit = search(ws, "night gate badge code of the Tilburg depot", k=1, embedder=embedder, user=ADMIN)[0]
-    assert hit.page == 2 and "K7-2291" in hit.text and "canteen" not in hit.text.lower()
     cited = Citation(n=1, document=hit.document, page=hit.page, chunk_id=hit.chunk_id, score=hit.score, text=hit.text,
                      boxes=hit.boxes, collection=hit.collection)
-    question = "What is the badge code of the depot's night gate?"
-    data = answer_json(Answer(question, "The night gate opens with badge code K7-2291 [1].", [cited], [hit]))
+    data = answer_json(Answer(MEMO_QUESTION, "The night gate opens with badge code K7-2291 [1].", [cited], [hit]))
+    return ws, home, memo, hit, data
+
+
+@pytest.fixture(scope="module")
+def page_view_server(tmp_path_factory, embedder):
+    """A workspace with the memo ingested and one past answer that cites its page-2 passage, stored
+    as the chat page stores answers (answer_json's citations, with page and boxes)."""
+    from archivist import conversations
+
+    ws, home, memo, hit, data = memo_answered(tmp_path_factory.mktemp("e2e-page"), embedder)
+    assert hit.page == 2 and "K7-2291" in hit.text and "canteen" not in hit.text.lower()
+    question = MEMO_QUESTION
     conv = conversations.start_conversation(ws, ADMIN)
     conversations.add_message(ws, conv, ADMIN, "user", question)
     conversations.add_message(ws, conv, ADMIN, "assistant", data["answer"], citations=data["citations"],
