@@ -264,7 +264,6 @@ def fit(rows, embedder, gate: float, drop: tuple[str, ...] = (), reader=None) ->
         t.setdefault("p_right", 0.0)
         t.setdefault("p_ans", 0.0)
     ownt = [t for t in table if t["own"]]
-    n_ans = sum(t["answerable"] for t in ownt)
     # Thresholds hold on EVERY corpus, not on the pool: the targets are per held-out split, and a
     # pooled 4% let git's tuning split reach 4.7% confident misses (7.1% on its held-out split).
     corpora = sorted({t["r"]["corpus"] for t in ownt})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pytest
 from conftest import ingest_texts, members_with_keys
 
 PARKING = ("# Visitor parking\n\nVisitors park in lot C behind the warehouse. The gate code for lot C is 4417. "
