@@ -94,7 +94,8 @@ def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict 
     keeps its questions and numbers, and gets `withheld` (those collections) in place of the answers,
     their key answers, cited documents and rankings, as conversations.messages withholds a chat answer;
     the collections its adapter learned from count too (`conversations.drew_on`), and one of them lost,
-    the adapter's name is WITHHELD_ADAPTER, as the chat drops it. (Runs stored before `collections` was
+    the adapter's name is WITHHELD_ADAPTER, as the chat drops it; so is the adapter its `comparison` names
+    (the earlier run's) when that one learned from a collection lost. (Runs stored before `collections` was
     kept are shown as they are.) `lineages`: kept across a list's runs (`drew_on`), so each adapter's
     lineage is read once."""
     from archivist.conversations import drew_on
@@ -113,6 +114,9 @@ def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict 
                    for r in ev.results.get("per_question") or [] if isinstance(r, dict)]
         ev.results = {**ev.results, "withheld": lost, **({"per_query": rankings} if "per_query" in ev.results else {}),
                       **({"per_question": answers} if "per_question" in ev.results else {})}
+    compared = ev.results.get("comparison")  # the earlier run it was compared with names that run's adapter
+    if isinstance(compared, dict) and compared.get("adapter") and drew_on(ws, (), compared["adapter"], lineages)[1] - readable:
+        ev.results = {**ev.results, "comparison": {**compared, "adapter": WITHHELD_ADAPTER}}
     return ev
 
 

@@ -49,3 +49,22 @@ def test_a_finished_answer_is_withheld_when_its_adapter_learned_from_a_collectio
     withhold_unsaved(ws, "mallory", passage)  # the base model's answer from `team` goes out
     with pytest.raises(access.AccessDenied, match="lost read access to secret"):
         withhold_unsaved(ws, "mallory", passage, "secret-v1")
+
+
+def test_a_stored_comparison_does_not_name_an_adapter_that_learned_from_a_collection_the_reader_lost(ws, tmp_path):
+    """`eval answers --compare RUN` keeps the earlier run's adapter in its own run's `comparison`. The
+    run itself drew on `team` only, so it was not withheld when mallory lost `secret`, and it went on
+    naming `board-tuned`, an adapter trained on `secret` (the chat and the runs themselves hide it)."""
+    from archivist.retrieval.evaluation import get_evaluation, store_evaluation
+
+    mallory_reads(ws)
+    adapter_trained_on(ws, tmp_path / "saved-adapter", "board-tuned", ["secret"], "board.md")
+    run = store_evaluation(ws, "answers", "mine.jsonl", {
+        "adapter": None, "collections": ["team"], "metrics": {"accuracy": 0.5},
+        "comparison": {"with": 1, "adapter": "board-tuned", "mode": "auto", "metrics": {}}}, user="mallory")
+    assert get_evaluation(ws, run, user="mallory").results["comparison"]["adapter"] == "board-tuned"
+    access.revoke(ws, "mallory", "secret")
+    ws.db.commit()
+    results = get_evaluation(ws, run, user="mallory").results
+    assert results["comparison"]["adapter"] == "[withheld]" and "withheld" not in results
+    assert get_evaluation(ws, run, user="admin").results["comparison"]["adapter"] == "board-tuned"
