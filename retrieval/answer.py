@@ -373,7 +373,7 @@ def ask(
     if mode == "extractive":
         text = ""
     else:
-        pieces = []
+        pieces, lineages = [], {}
         result.adapter = chosen.name if chosen else None  # the adapter that really generates this answer
         if on_token:  # a draft is shown as it comes: recorded before its first token
             result.mode = mode
@@ -382,7 +382,7 @@ def ask(
                                 adapter=chosen):
             pieces.append(piece)
             if on_token:
-                withhold_lost(ws, user, passages, result.adapter)  # a revoke stops the draft here, before its next piece
+                withhold_lost(ws, user, passages, result.adapter, lineages)  # a revoke stops the draft before its next piece
                 on_token(piece)
         text = "".join(pieces).strip()
     reader = None
@@ -397,16 +397,18 @@ def ask(
     return result
 
 
-def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit], adapter: str | None = None) -> None:
+def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit], adapter: str | None = None,
+                  lineages: dict | None = None) -> None:
     """Raise AccessDenied when `user` (None: the acting user) can no longer read a collection one of
     `passages` came from, or one `adapter` (the one writing the answer) learned from: the grant was
     revoked while the answer was prepared. `ask` checks before each draft piece it hands to on_token,
     so a streamed draft stops at the revoke instead of reaching its end; the API and the chat page
     check the finished answer again before sending or saving it (`withhold_unsaved`), as
-    `conversations.messages` withholds it afterwards."""
+    `conversations.messages` withholds it afterwards. `lineages`: kept across a stream's pieces
+    (`drew_on`), so the adapter's lineage is read once, not before every token."""
     from archivist.conversations import drew_on
 
-    drawn, _ = drew_on(ws, {p.collection for p in passages}, adapter)
+    drawn, _ = drew_on(ws, {p.collection for p in passages}, adapter, lineages)
     lost = sorted(drawn - set(access.readable_collections(ws, user)))
     if lost:
         raise access.AccessDenied(f"user {access.current_user(ws, user)!r} lost read access to {', '.join(lost)} "
