@@ -315,6 +315,14 @@ def mallory_reads(ws, collections=("team", "secret"), create: bool = True) -> No
         access.grant(ws, "mallory", c, "read")
 
 
+def baseline_or_skip(rev: str, what: str) -> None:
+    """Skip a test that measures against the code at git revision `rev` (`what`: whose baseline) where
+    this checkout does not hold that commit: an export, or a shallow clone."""
+    if subprocess.run(["git", "-C", str(Path(__file__).parent), "cat-file", "-e", f"{rev}^{{commit}}"],
+                      capture_output=True).returncode:
+        pytest.skip(f"{what} baseline {rev} is not in this checkout (an export, or a shallow clone)")
+
+
 def sample_questions(answerable: bool = True) -> list[dict]:
     import json
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import baseline_or_skip
 
 REPO = Path(__file__).resolve().parent.parent
 BEFORE = "bcb8fc1"  # the reader before the text path was sped up
@@ -69,8 +69,7 @@ def digests(tmp: Path, read_pdf) -> dict[str, str]:
 
 
 def test_text_path_reads_every_pdf_as_before(tmp_path):
-    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{BEFORE}^{{commit}}"], capture_output=True).returncode:
-        pytest.skip(f"the reader's baseline {BEFORE} is not in this checkout (an export, or a shallow clone)")
+    baseline_or_skip(BEFORE, "the reader's")
     run = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     now, before = json.loads(run.stdout)

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import baseline_or_skip
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # how a password-protected .docx/.xlsx (and an old .doc) starts
@@ -160,8 +161,7 @@ def test_the_ocr_benchmark_s_text_baseline_loads_with_its_own_helpers():
 
     bench = Path(__file__).resolve().parent.parent / "bench"
     before = re.search(r'^BEFORE = "(\w+)"', (bench / "ocr.py").read_text(), re.M).group(1)  # not imported: common sets env
-    if subprocess.run(["git", "-C", str(bench), "cat-file", "-e", f"{before}^{{commit}}"], capture_output=True).returncode:
-        pytest.skip(f"the benchmark's baseline {before} is not in this checkout (an export, or a shallow clone)")
+    baseline_or_skip(before, "the benchmark's")
     code = ("import sys; sys.path.append(sys.argv[1]); import ocr, common, pathlib\n"
             "old = common.module_at(ocr.BEFORE, 'ingest/readers.py', 'ingest_before')\n"
             "print(old.__name__, old.read_pdf(pathlib.Path(sys.argv[2])).pages)")
