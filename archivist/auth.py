@@ -277,9 +277,10 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     # checked (and cleared if it proves right): counted after the check, guesses sent at the same moment
     # all passed the gate, each reading the count before any of them had added to it
     with transaction(ws.db):
-        wait = retry_after(ws, name, clock())
+        now = clock()
+        wait = retry_after(ws, name, now)
         if wait <= 0:
-            _count_failure(ws, name, clock())
+            _count_failure(ws, name, now)
     if wait > 0:
         if _first_refusal(ws, name):
             audit.record(ws, "auth.sign_in_failed", target=who["target"], detail={**who["detail"], "throttled": round(wait)})
