@@ -28,6 +28,9 @@ UPLOAD_SLACK = 64 * 1024  # multipart framing and the other form fields of an up
 
 MISSING_KEY = ("missing API key: send `Authorization: Bearer <key>` (create one with "
                "`archivist keys create --user NAME`)", "missing_api_key")
+# two Authorization headers: the Guard would check one key and the routes read another (a member's key
+# "may revoke only itself": a leaked key sent beside a made-up one naming her other key revoked that)
+TWO_KEYS = ("more than one Authorization header: send one `Authorization: Bearer <key>`", "invalid_api_key")
 INVALID_KEY = ("invalid API key: unknown, malformed or revoked", "invalid_api_key")
 
 
@@ -93,6 +96,9 @@ class Guard:
         headers = _headers(scope)
         if not needs_key(scope["path"]):
             await self._limited(scope, receive, send, headers)
+            return
+        if sum(k.lower() == b"authorization" for k, _ in scope.get("headers") or []) > 1:
+            await _reply(scope, receive, send, 401, *TWO_KEYS, headers={"WWW-Authenticate": "Bearer"})
             return
         from anyio import to_thread
 

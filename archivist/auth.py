@@ -264,12 +264,15 @@ def account_name(ws: Workspace, name: str) -> str:
 
 
 def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SECONDS,
-            clock: Callable[[], float] = time.time) -> str:
+            clock: Callable[[], float] = time.time, device: str | None = None) -> str:
     """Check the password and open a session; returns its token. The name is matched without regard to
     case when that names one user (`account_name`). Raises AuthError on a wrong name or password, and,
     without checking the password, while that name waits after failures (`retry_after`; `clock`
-    gives the time, for tests). Names no user has wait alike, so the wait tells no name apart."""
-    name = account_name(ws, (name or "").strip())
+    gives the time, for tests). Names no user has wait alike, so the wait tells no name apart.
+    `device`: the browser's `device_token`; a valid one of this name counts and waits on that browser's
+    failures alone."""
+    name = account_name(ws, (name or "").replace("\0", "").strip())  # no NUL: _counted_as keeps those keys apart
+    counted = _counted_as(ws, name, device)
     # a name no user has is often a password typed into the wrong field: it is not kept
     known = ws.db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
     who = {"target": name[:64] if known else None, "detail": {} if known else {"name": "unknown"}}
@@ -278,19 +281,48 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     # all passed the gate, each reading the count before any of them had added to it
     with transaction(ws.db):
         now = clock()
-        wait = retry_after(ws, name, now)
+        wait = retry_after(ws, counted, now)
         if wait <= 0:
-            _count_failure(ws, name, now)
+            _count_failure(ws, counted, now)
     if wait > 0:
-        if _first_refusal(ws, name):
+        if _first_refusal(ws, counted):
             audit.record(ws, "auth.sign_in_failed", target=who["target"], detail={**who["detail"], "throttled": round(wait)})
         raise AuthError(f"too many failed sign-ins for this name: try again in {math.ceil(wait)} seconds")
     if not verify_password(ws, name, password):
         audit.record(ws, "auth.sign_in_failed", **who)
         raise AuthError("wrong user name or password")
     with transaction(ws.db):
-        ws.db.execute("DELETE FROM sign_in_failures WHERE name_hash = ?", (_name_hash(name),))
+        ws.db.execute("DELETE FROM sign_in_failures WHERE name_hash = ?", (_name_hash(counted),))
     return create_session(ws, name, seconds, signed_in=True)
+
+
+def device_token(ws: Workspace, name: str) -> str:
+    """A token for the browser that has just signed in as `name` (OWASP's device cookie). The wait after
+    failures is the name's, and anyone may fail for any name: a script sending one wrong password a
+    minute kept the admin out of the app for good. A browser holding this token counts and waits on its
+    own failures instead, so strangers' guesses do not lock out the browsers the owner signed in from.
+    It opens nothing by itself (the password is still checked), and it is an HMAC under the stored
+    password hash: a new password ends it. Raises LookupError for a name with no password."""
+    nonce = secrets.token_hex(16)
+    mac = _device_mac(ws, name, nonce)
+    if mac is None:
+        raise LookupError(f"no user {name!r} with a password")
+    return f"{nonce}_{mac}"
+
+
+def _device_mac(ws: Workspace, name: str, nonce: str) -> str | None:
+    row = ws.db.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None or not row[0]:
+        return None
+    return hmac.new(row[0].encode("utf-8"), f"device\0{name}\0{nonce}".encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _counted_as(ws: Workspace, name: str, device: str | None) -> str:
+    """Whose failures a sign-in attempt for `name` counts and waits on: the name's, or with a valid
+    `device_token` of that name, that browser's own (a key no typed name can have: sign_in drops NULs)."""
+    nonce, _, mac = (device or "").partition("_")
+    want = _device_mac(ws, name, nonce) if nonce and mac else None
+    return f"{name}\0device {nonce}" if want is not None and hmac.compare_digest(want.encode(), mac.encode()) else name
 
 
 _REFUSALS_NOTED: dict[tuple[str, str], float] = {}  # (workspace, name hash): the failure whose wait is audited

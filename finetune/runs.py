@@ -92,7 +92,12 @@ def _claim(ws: Workspace, config: dict) -> dict:
                    if (j.spec or {}).get("name") == name), None)
     if holder or _registered(ws, name):
         later = f" once resumed; it is {holder.state}" if holder and holder.state in jobs.RESUMABLE else ""
-        by = f"run {holder.id} will register it{later}" if holder else "an adapter has it"
+        if holder is None:
+            by = "an adapter has it"
+        elif _sees(ws, holder, config["user"]):
+            by = f"run {holder.id} will register it{later}"
+        else:  # as under_way_by: another user's run is no run to her, so neither its id nor its state
+            by = "another user's run will register it"
         raise ValueError(f"the adapter name {name!r} is taken ({by}); choose another --name")
     return config
 

@@ -27,6 +27,7 @@ from archivist.ui import models as models_
 from archivist.workspace import Workspace, open_workspace
 
 COOKIE = "archivist_session"
+DEVICE_COOKIE, DEVICE_SECONDS = "archivist_device", 180 * 86400  # auth.device_token: kept across sign-outs
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=/^])")
 # where GitHub-flavoured Markdown would start a link, after escaping: "http\:", "www\.", "@host\.": the word joiner goes after
 _AUTOLINK = re.compile(r"(https?(?=\\:)|www(?=\\\.)|@(?=(?:\w|\\-)+\\\.))", re.IGNORECASE)
@@ -137,12 +138,7 @@ def current_user() -> str | None:
     live = st.session_state.get("_token")
     token = live
     if token is None:
-        try:
-            token = st.context.cookies.get(COOKIE)
-        except Exception:  # no browser context (tests)
-            token = None
-        if not isinstance(token, str):
-            token = None
+        token = _cookie(COOKIE)
     name = auth.session_user(ws, token)
     if name is None:
         if live is not None:  # it was signed in during this browser session, and has ended since
@@ -155,6 +151,15 @@ def current_user() -> str | None:
         st.session_state["_user"] = name
     st.session_state["_token"] = token
     return name
+
+
+def _cookie(name: str) -> str | None:
+    """The browser's cookie `name`, or None (none, or no browser context: tests)."""
+    try:
+        value = st.context.cookies.get(name)
+    except Exception:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def ended_note() -> str | None:
@@ -177,11 +182,11 @@ def is_admin(user: str) -> bool:
 def sign_in(name: str, password: str) -> str:
     """Check the password, open a session and remember it in this browser. Raises AuthError."""
     ws = workspace()
-    token = auth.sign_in(ws, name, password)
+    token = auth.sign_in(ws, name, password, device=_cookie(DEVICE_COOKIE))
     forget_user()  # nothing of whoever used this tab before
     st.session_state["_token"] = token
     st.session_state["_user"] = auth.session_user(ws, token)
-    st.session_state["_cookie"] = ("set", token)
+    st.session_state["_cookie"] = ("set", token, auth.device_token(ws, st.session_state["_user"]))
     return st.session_state["_user"]  # the name as stored ("nina" for "Nina")
 
 
@@ -197,12 +202,14 @@ def sync_cookie() -> None:
     pending = st.session_state.pop("_cookie", None)
     if pending is None:
         return
-    action, token = pending
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", token):  # token_urlsafe output only; never anything else in a script
+    action, token, *device = pending  # a sign-in also sets the browser's device token
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", token + "".join(device)):  # token_urlsafe and hex only; nothing else in a script
         return
     age = auth.SESSION_SECONDS if action == "set" else 0
-    st.html(f"<script>document.cookie = '{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict';</script>",
-            unsafe_allow_javascript=True)
+    script = f"document.cookie = '{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict';"
+    script += "".join(f"document.cookie = '{DEVICE_COOKIE}={d}; path=/; max-age={DEVICE_SECONDS}; SameSite=Strict';"
+                      for d in device)
+    st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
 
 
 # -- showing things safely ----------------------------------------------------------------------
