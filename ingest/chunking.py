@@ -2,7 +2,8 @@
 
 The document's extracted text is its blocks joined by BLOCK_SEP; every chunk is an exact slice of
 that text (`text == doc_text[start:end]`). Chunks never cross a page or a heading-path change (but
-headings with no text of their own open the chunk of the section under them), never cut a word,
+headings with no text of their own open the chunk of the section after them, on the next page after
+a heading at a page's foot, and headings that end the document close the chunk before), never cut a word,
 prefer to end at a block, then a sentence, then a word boundary, and overlap by about `overlap`
 tokens inside one section. Table rows are a section of their own (a table never shares a chunk
 with the text around it but the headings over it), are cut only between rows (unless one row
@@ -94,21 +95,25 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
         raise ValueError(f"bad chunk size/overlap: {size}/{overlap}")
     text, spans = join_blocks(blocks)
     chunks: list[Chunk] = []
+    last_text = max((k for k, b in enumerate(blocks) if b.kind != "heading"), default=-1)
     i = 0
     while i < len(blocks):
         j = _section_end(blocks, i)
         # A section of headings alone (a page's title, a chapter's before its first subsection, a heading
         # over a table) is no chunk of its own: alone it took top-k places and was quoted as the answer
-        # (bench/heading_chunks.py). It joins the section after it when that one lies under it on the
-        # same page; blocks[h], the first block of the last section joined, gives the chunks their page,
-        # heading path (which names the headings joined) and kind.
+        # (bench/heading_chunks.py). It opens the chunk of the section after it, whatever that is: the
+        # section under it (its heading path then names the headings joined), a sibling's after an empty
+        # section ("3.2" with nothing under it, then "3.3": "3.2" is the chunk's first line), the text on
+        # the next page under a heading at the foot of a PDF page. blocks[h], the first block of the last
+        # section joined, gives the chunks their page, heading path and kind. Headings that end the
+        # document close the chunk before them.
         h = i
-        while (j + 1 < len(blocks) and all(blocks[k].kind == "heading" for k in range(h, j + 1))
-               and blocks[j + 1].page == blocks[h].page
-               and tuple(blocks[j + 1].heading[:len(blocks[h].heading)]) == tuple(blocks[h].heading)):
+        while j + 1 < len(blocks) and all(blocks[k].kind == "heading" for k in range(h, j + 1)):
             h = j + 1
             j = _section_end(blocks, h)
-        rows = blocks[h].kind == "row"
+        if j >= last_text:
+            j = len(blocks) - 1
+        rows, page = blocks[h].kind == "row", blocks[h].page
         section = range(i, j + 1)
         # Only PDF and image pages carry boxes; looking for them over a table of a million rows, once
         # per chunk, would cost rows x chunks.
@@ -117,8 +122,8 @@ def chunk_blocks(blocks: Sequence[Block], token_spans: TokenSpans, size: int = 2
         tokens = (t for k in section for t in _block_tokens(text, spans[k], token_spans))
         for start, end, n in _split_section(text, tokens, total, size, 0 if rows else overlap, rows):
             chunks.append(Chunk(seq=len(chunks), text=text[start:end], start=start, end=end,
-                                page=blocks[h].page, heading=tuple(blocks[h].heading), n_tokens=n,
-                                boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end) if boxed else ()))
+                                page=page, heading=tuple(blocks[h].heading), n_tokens=n,
+                                boxes=_boxes(blocks[i:j + 1], spans[i:j + 1], start, end, page) if boxed else ()))
         i = j + 1
     return text, chunks
 
@@ -149,13 +154,14 @@ def chunk_groups(groups: Iterable[Sequence[Block]], token_spans: TokenSpans, siz
         yield chunks
 
 
-def _boxes(blocks: Sequence[Block], spans, start: int, end: int, slack: int = 12) -> tuple:
-    """The boxes of the lines of `blocks` that the chunk text[start:end] covers. A block's line boxes
-    share its characters in proportion to their widths (the lines' own text is not kept), so the
-    chunk's range is widened by `slack` characters: the boxes cover at least the chunk's words."""
+def _boxes(blocks: Sequence[Block], spans, start: int, end: int, page: int | None, slack: int = 12) -> tuple:
+    """The boxes of the lines of `blocks` that the chunk text[start:end] covers on its `page` (a heading
+    from the foot of the page before is not drawn onto this one). A block's line boxes share its
+    characters in proportion to their widths (the lines' own text is not kept), so the chunk's range is
+    widened by `slack` characters: the boxes cover at least the chunk's words."""
     out = []
     for block, (b0, b1) in zip(blocks, spans):
-        if not block.boxes or b1 <= start - slack or b0 >= end + slack:
+        if not block.boxes or block.page != page or b1 <= start - slack or b0 >= end + slack:
             continue
         widths = [max(x1 - x0, 1e-6) for x0, _, x1, _ in block.boxes]
         total, pos = sum(widths), float(b0)

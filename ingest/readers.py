@@ -104,7 +104,11 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #   html 7, markdown 7, docx 6, text 5, pdf 6: read as before, chunked anew: a heading with no text of
 #           its own opens the chunk of the section under it (chunking.py), no longer a chunk alone.
 #           (Images are not read again for it: OCR is slow.)
-READER_VERSIONS = {"html": 7, "pdf": 6, "image": 3, "docx": 6, "xlsx": 2, "pptx": 3, "text": 5, "markdown": 7, "csv": 4}
+#   html 8, markdown 8, docx 7, text 6, pdf 7, image 4: read as before, chunked anew: an empty section
+#           opens the chunk of its sibling, a heading at a PDF page's foot the chunk of its text on the
+#           next page, a document's last heading closes the chunk before: no chunk is only a title.
+#           Scans are read again too (two chunking changes since image 3; scanned PDFs were already).
+READER_VERSIONS = {"html": 8, "pdf": 7, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 6, "markdown": 8, "csv": 4}
 
 
 def reader_version(kind: str | None) -> int:
