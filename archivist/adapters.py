@@ -1,4 +1,5 @@
-"""Adapters: the one module that touches the `adapters` table and the adapters/<name>/ folders.
+"""Adapters: the one module that touches the `adapters` table and the adapters/<name>/ folders (and
+reads `deleted_adapters`, where a trigger keeps a deleted row's lineage: `answered_from`).
 
     adapters/<name>/adapter_model.safetensors   LoRA weights (PEFT layout: the chat loads it with PeftModel)
     adapters/<name>/adapter_config.json         rank, alpha, targets, base path
@@ -180,10 +181,26 @@ def trained_on(ws: Workspace, name: str) -> set[str] | None:
     passage's collection, and its documents' collections), or None when there is no such adapter.
     Examples from a user's JSONL file belong to no collection."""
     row = ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _collections(row[0])
+
+
+def answered_from(ws: Workspace, name: str) -> set[str] | None:
+    """The collections an answer written by adapter `name` drew on through it: what it was trained on
+    (`trained_on`), while registered and after its row was deleted (schema migration 15 keeps a deleted
+    row's lineage in `deleted_adapters`, however it was deleted). An answer, a feedback row and a stored
+    evaluation name their adapter by name alone, so a name registered again after a deletion counts
+    every adapter that had it. None when no adapter of that name is known, registered or deleted (one
+    deleted before this workspace kept deleted adapters' lineage): what it learned is unknown."""
+    rows = ws.db.execute("SELECT lineage FROM adapters WHERE name = ? UNION ALL "
+                         "SELECT lineage FROM deleted_adapters WHERE name = ?", (name, name)).fetchall()
+    return set().union(*(_collections(r[0]) for r in rows)) if rows else None
+
+
+def _collections(stored: str | None) -> set[str]:
+    """The collections a lineage (as the adapters row stores it, JSON) names: its `collections` and its
+    documents' collections."""
     try:
-        lineage = json.loads(row[0]) if row[0] else {}
+        lineage = json.loads(stored) if stored else {}
     except ValueError:
         lineage = {}
     if not isinstance(lineage, dict):

@@ -74,9 +74,9 @@ def add_message(ws: Workspace, conversation_id: int, user: str | None, role: str
 def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict]:
     """The messages of one of `user`'s conversations in order: [{id, role, content, citations, adapter,
     created_at, ...meta}]; an answer drawn from a collection `user` can no longer read (its passages',
-    the one it was asked in, or its adapter's: `drew_on`) withheld. Raises LookupError when it is not theirs."""
+    the one it was asked in, or its adapter's: `answer_sources`) withheld. Raises LookupError when it is not theirs."""
     own(ws, conversation_id, user)
-    readable = set(access.readable_collections(ws, user))
+    readable = readable_sources(ws, user)
     lineages: dict = {}  # each adapter's lineage read once per conversation
     out, shown, rows = [], [], []  # shown: each answer's passages, marked now for all at once
     for r in ws.db.execute("SELECT id, role, content, citations, adapter, created_at FROM messages "
@@ -88,7 +88,7 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
         rows.append(d)
     _recall_collections(ws, *rows)
     for d in rows:
-        drawn, taught = drew_on(ws, collections_of(d), d["adapter"], lineages)
+        drawn, taught = answer_sources(ws, collections_of(d), d["adapter"], lineages)
         lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and its claims quote that collection
             if taught - readable:  # nor the name of an adapter they may no longer use (adapters.may_use)
@@ -108,27 +108,46 @@ def _stored(text: str | None) -> dict:
     return {"citations": extra} if isinstance(extra, list) else extra  # a plain citation list, as other writers store it
 
 
-def drew_on(ws: Workspace, collections, adapter: str | None, lineages: dict | None = None) -> tuple[set[str], set[str]]:
-    """Which collections an answer drew on, as every surface withholds it (the chat, feedback, a
+# What an answer of an adapter whose lineage is unknown drew on (one deleted before schema migration 15
+# kept deleted adapters' lineage): no collection's name (access.check_name allows no apostrophe), shown in WITHHELD
+UNKNOWN_LINEAGE = "a deleted adapter's unrecorded training data"
+
+
+def answer_sources(ws: Workspace, collections, adapter: str | None,
+                   lineages: dict | None = None) -> tuple[set[str], set[str]]:
+    """Which collections one answer drew on, as every surface withholds it (the chat, feedback, a
     fine-tune's examples, a stored evaluation, an answer about to be sent): `collections` (those of its
     passages, cited or not, and the one it was asked in) and those the adapter that wrote it was trained
-    on (`adapters.trained_on`; none for the base model or an adapter no longer registered). An adapter
-    is a copy of what it learned (docs/access.md), so its answer is drawn from those too.
-    Returns (all of them, the adapter's alone): a lost collection of the adapter's withholds its name
-    too. `lineages`: a dict kept across calls over many answers, so each adapter's lineage is read once."""
+    on, registered or deleted since (`adapters.answered_from`; none for the base model). An adapter is a
+    copy of what it learned (docs/access.md), so its answer is drawn from those too. An adapter of no
+    known lineage counts as UNKNOWN_LINEAGE, which only a reader of every collection may read
+    (`readable_sources`): it learned from some of them at most, and naming them would tell a member
+    which collections exist. Returns (all of them, the adapter's alone): a lost collection of the
+    adapter's withholds its name too. `lineages`: a dict kept across calls over many answers, so each
+    adapter's lineage is read once."""
     lineages = {} if lineages is None else lineages
     key = adapter if isinstance(adapter, str) and adapter else None  # a stored run's results may hold anything
     if key not in lineages:
         from archivist import adapters
 
-        lineages[key] = (adapters.trained_on(ws, key) or set()) if key else set()
+        learned = adapters.answered_from(ws, key) if key else set()
+        lineages[key] = {UNKNOWN_LINEAGE} if learned is None else learned
     return set(collections) | lineages[key], lineages[key]
 
 
-def drawn_on(ws: Workspace, message_ids) -> dict[int, set[str]]:
+def readable_sources(ws: Workspace, user: str | None) -> set[str]:
+    """What `user` may still be shown answers drawn from (`answer_sources`): the collections they may
+    read, and UNKNOWN_LINEAGE when those are all the workspace's (collections are never deleted, so an
+    adapter of unknown lineage learned from none they cannot read: an admin still sees its answers)."""
+    readable = set(access.readable_collections(ws, user))
+    return readable | {UNKNOWN_LINEAGE} if readable >= set(ws.collections()) else readable
+
+
+def stored_answer_sources(ws: Workspace, message_ids) -> dict[int, set[str]]:
     """The collections each stored answer of `message_ids` drew on, by message id, as `messages` decides
-    what to withhold: its citations', its passages' (cited or not) and the one it was asked in. Feedback
-    keeps only the passages an answer cited, so it asks here to withhold what the conversation withholds."""
+    what to withhold: its citations', its passages' (cited or not) and the one it was asked in (not its
+    adapter's: `answer_sources` adds those). Feedback keeps only the passages an answer cited, so it
+    asks here to withhold what the conversation withholds."""
     ids = sorted({int(i) for i in message_ids if i is not None})
     out: dict[int, dict] = {}  # each answer's stored facts, their passages' collections then recalled at once
     for at in range(0, len(ids), 500):
@@ -265,7 +284,7 @@ def _recall_collections(ws: Workspace, *messages: dict) -> None:
 
 def collections_of(message: dict) -> set[str]:
     """The collections an assistant message (or a feedback row, which keeps its cited passages) quotes:
-    those of its citations and passages, and the one it was asked in; `drew_on` adds its adapter's."""
+    those of its citations and passages, and the one it was asked in; `answer_sources` adds its adapter's."""
     found = {x.get("collection") for key in ("citations", "passages") for x in message.get(key) or [] if isinstance(x, dict)}
     found |= {c for x in message.get("passages") or [] if isinstance(x, dict) for c in x.get("collections") or []}
     found.add(message.get("collection"))

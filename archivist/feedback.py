@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
 from archivist import access, audit
-from archivist.conversations import WITHHELD, collections_of, drawn_on, drew_on, mark_all, stored_texts
+from archivist.conversations import (WITHHELD, answer_sources, collections_of, mark_all, readable_sources,
+                                     stored_answer_sources, stored_texts)
 from archivist.workspace import Workspace, transaction
 
 RATINGS = (-1, 0, 1)
@@ -165,9 +166,9 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
     collection the viewer can no longer read (its own, its passages', one the answer it rates drew on,
-    cited or not: `conversations.drawn_on`, or its adapter's: `drew_on`) keeps its id, question,
-    rating and dates, and gets `withheld` (those collections) in place of the answer, correction and
-    passages, as conversations.messages withholds the answer it rates.
+    cited or not: `conversations.stored_answer_sources`, or its adapter's: `answer_sources`) keeps its
+    id, question, rating and dates, and gets `withheld` (those collections) in place of the answer,
+    correction and passages, as conversations.messages withholds the answer it rates.
     """
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
@@ -184,14 +185,14 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     sql += " ORDER BY f.created_at DESC, f.id DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    readable = set(access.readable_collections(ws, who))
+    readable = readable_sources(ws, who)
     rows = [dict(r) for r in ws.db.execute(sql, params)]
     # the rated answer's uncited passages too: the row keeps only its citations, the conversation withholds by all
-    drew = drawn_on(ws, [d["message_id"] for d in rows])
+    drew = stored_answer_sources(ws, [d["message_id"] for d in rows])
     out, shown, lineages = [], [], {}  # shown: each row's passages, marked at once (mark_all); lineages read once
     for d in rows:
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
-        drawn, taught = drew_on(ws, collections_of(d) | drew.get(d["message_id"], set()), d["adapter"], lineages)
+        drawn, taught = answer_sources(ws, collections_of(d) | drew.get(d["message_id"], set()), d["adapter"], lineages)
         lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and a correction quoting them are that collection's
             d.update(answer=WITHHELD.format(", ".join(lost)), correction=None, citations=[], withheld=lost)

@@ -283,4 +283,22 @@ MIGRATIONS: list[str] = [
         code_hash TEXT NOT NULL         -- sha256 of the code, normalised (auth._setup_hash)
     );
     """,
+    # 15: what a deleted adapter learned from outlives its row, however the row goes (archivist/adapters.py
+    # `answered_from`): answers, feedback and stored evaluations name their adapter, and are withheld
+    # by its training collections. Only the lineage's collections and documents are kept (`trained_on`
+    # reads those), not its settings, which name who trained it. IF NOT EXISTS: tests downgrade a
+    # workspace by its user_version alone.
+    """
+    CREATE TABLE IF NOT EXISTS deleted_adapters (
+        name TEXT NOT NULL,             -- not unique: a name registered again after a deletion keeps each one's
+        lineage TEXT,                   -- JSON: {"collections", "documents"} of the adapters row's lineage
+        deleted_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    CREATE INDEX IF NOT EXISTS deleted_adapters_name ON deleted_adapters(name);
+    CREATE TRIGGER IF NOT EXISTS adapters_ad AFTER DELETE ON adapters BEGIN
+        INSERT INTO deleted_adapters(name, lineage) VALUES (old.name, CASE WHEN json_valid(old.lineage) THEN
+            json_object('collections', json_extract(old.lineage, '$.collections'),
+                        'documents', json_extract(old.lineage, '$.documents')) END);
+    END;
+    """,
 ]

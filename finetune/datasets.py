@@ -216,7 +216,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     (an adapter's lineage must name every collection it learned from), and rows whose rated answer drew on
     a collection the user may not read through a passage it did not cite or the adapter that wrote it: the
     row keeps only the cited passages, and the chat withholds that answer by all of them (one rule:
-    `conversations.drawn_on`, `conversations.drew_on`). With `collections` chosen, a row that would draw on
+    `conversations.stored_answer_sources`, `conversations.answer_sources`; an adapter of unknown lineage's
+    answer is left out too, its collections being unknown). With `collections` chosen, a row that would draw on
     another collection the user may read is left out as "not chosen" (the dataset's lineage names only those).
     Returns (examples, stats {"used": [ids], "skipped": {reason: count}, "drew_on": [collections]}): the
     collections the used rows' answers drew on, cited or not, which the dataset's lineage names too."""
@@ -227,7 +228,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     readable = set(access.readable_collections(ws, user))
     chosen = readable & set(collections) if collections else readable
     rows = feedback.training_feedback(ws, user)
-    drew = conversations.drawn_on(ws, [r["message_id"] for r in rows])
+    drew = conversations.stored_answer_sources(ws, [r["message_id"] for r in rows])
     cited = [_cited(r["citations"]) for r in rows]
     # the cited chunks of every row read at once, 500 a query, not a query per row (20,000 rows of a team's feedback)
     ids = sorted({i for cits in cited if cits for c in cits if (i := _chunk_id(c["chunk_id"])) is not None})
@@ -244,7 +245,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         if r["collection"] and r["collection"] not in chosen:
             skip(f"collection {why({r['collection']})}")
             continue
-        took, _ = conversations.drew_on(ws, drew.get(r["message_id"], set()), r["adapter"], lineages)
+        took, _ = conversations.answer_sources(ws, drew.get(r["message_id"], set()), r["adapter"], lineages)
         if took - chosen:
             skip(f"the rated answer drew on a collection {why(took - chosen)}")
             continue

@@ -405,11 +405,11 @@ def withhold_lost(ws: Workspace, user: str | None, passages: Sequence[Hit], adap
     so a streamed draft stops at the revoke instead of reaching its end; the API and the chat page
     check the finished answer again before sending or saving it (`withhold_unsaved`), as
     `conversations.messages` withholds it afterwards. `lineages`: kept across a stream's pieces
-    (`drew_on`), so the adapter's lineage is read once, not before every token."""
-    from archivist.conversations import drew_on
+    (`answer_sources`), so the adapter's lineage is read once, not before every token."""
+    from archivist.conversations import answer_sources, readable_sources
 
-    drawn, _ = drew_on(ws, {p.collection for p in passages}, adapter, lineages)
-    lost = sorted(drawn - set(access.readable_collections(ws, user)))
+    drawn, _ = answer_sources(ws, {p.collection for p in passages}, adapter, lineages)
+    lost = sorted(drawn - readable_sources(ws, user))
     if lost:
         raise access.AccessDenied(f"user {access.current_user(ws, user)!r} lost read access to {', '.join(lost)} "
                                   "while the answer was prepared; the answer drew on it and is withheld")

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from archivist import access, audit
+from archivist.conversations import answer_sources, readable_sources
 from archivist.workspace import Workspace, transaction
 
 KINDS = ("retrieval", "answers")
@@ -74,7 +75,7 @@ def list_evaluations(ws: Workspace, *, user: str | None, kind: str | None = None
         where, args = f"{where} AND e.kind = ?", [*args, kind]
     rows = ws.db.execute(f"{_SELECT} WHERE {where} ORDER BY e.created_at DESC, e.id DESC LIMIT ?",
                          [*args, int(limit)]).fetchall()
-    readable, lineages = set(access.readable_collections(ws, user)), {}  # read once for the list, not per run
+    readable, lineages = readable_sources(ws, user), {}  # read once for the list, not per run
     return [_withheld(ws, _record(r), readable, lineages) for r in rows]
 
 
@@ -85,7 +86,7 @@ def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Ev
     row = ws.db.execute(f"{_SELECT} WHERE e.id = ? AND {where}", [int(evaluation_id), *args]).fetchone()
     if row is None:
         raise LookupError(f"no evaluation #{evaluation_id}")
-    return _withheld(ws, _record(row), set(access.readable_collections(ws, user)))
+    return _withheld(ws, _record(row), readable_sources(ws, user))
 
 
 def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict | None = None) -> Evaluation:
@@ -93,20 +94,20 @@ def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict 
     documents or quoted answers of a collection the user can no longer read (its results' `collections`)
     keeps its questions and numbers, and gets `withheld` (those collections) in place of the answers,
     their key answers, cited documents and rankings, as conversations.messages withholds a chat answer;
-    the collections its adapter learned from count too (`conversations.drew_on`), and one of them lost,
+    the collections its adapter learned from count too (`conversations.answer_sources`), and one of them lost,
     the adapter's name is WITHHELD_ADAPTER, as the chat drops it; so is the adapter its `comparison` names
-    (the earlier run's) when that one learned from a collection lost. (Runs stored before `collections` was
-    kept are shown as they are.) `lineages`: kept across a list's runs (`drew_on`), so each adapter's
-    lineage is read once."""
-    from archivist.conversations import drew_on
-
+    (the earlier run's) when that one learned from a collection lost. An extractive run's answers are
+    quotes of its passages, which no model wrote: the adapter it names withholds only its name. (Runs
+    stored before `collections` was kept are shown as they are.) `lineages`: kept across a list's runs
+    (`answer_sources`), so each adapter's lineage is read once."""
     listed = ev.results.get("collections")
-    drawn, learned = (drew_on(ws, map(str, listed), ev.results.get("adapter"), lineages) if isinstance(listed, list)
-                      else (set(), set()))
+    adapter = ev.results.get("adapter")
+    writer = None if ev.results.get("mode") == "extractive" else adapter
+    drawn = answer_sources(ws, map(str, listed), writer, lineages)[0] if isinstance(listed, list) else set()
+    if isinstance(listed, list) and answer_sources(ws, (), adapter, lineages)[1] - readable:
+        ev.results = {**ev.results, "adapter": WITHHELD_ADAPTER}  # `eval answers --compare` prints it, and keeps it
     lost = sorted(drawn - readable)
     if lost:
-        if learned - readable:  # printed by `eval answers --compare` and kept in its run's `comparison`
-            ev.results = {**ev.results, "adapter": WITHHELD_ADAPTER}
         note = f"[withheld: this run drew on {', '.join(lost)}, which you can no longer read]"
         rankings = [{k: ({**v, "top": []} if isinstance(v, dict) and "top" in v else v) for k, v in r.items()}
                     for r in ev.results.get("per_query") or [] if isinstance(r, dict)]
@@ -115,7 +116,7 @@ def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict 
         ev.results = {**ev.results, "withheld": lost, **({"per_query": rankings} if "per_query" in ev.results else {}),
                       **({"per_question": answers} if "per_question" in ev.results else {})}
     compared = ev.results.get("comparison")  # the earlier run it was compared with names that run's adapter
-    if isinstance(compared, dict) and compared.get("adapter") and drew_on(ws, (), compared["adapter"], lineages)[1] - readable:
+    if isinstance(compared, dict) and compared.get("adapter") and answer_sources(ws, (), compared["adapter"], lineages)[1] - readable:
         ev.results = {**ev.results, "comparison": {**compared, "adapter": WITHHELD_ADAPTER}}
     return ev
 
