@@ -113,7 +113,7 @@ class RemoteLLM(ChatTemplate):
 
         body = {"model": self._model_for(adapter), "prompt": ids, "max_tokens": max_new_tokens, "temperature": 0,
                 "repetition_penalty": REPETITION_PENALTY, "stream": True, "stream_options": {"include_usage": True}}
-        t0, first, usage, started = time.perf_counter(), None, {}, False
+        t0, first, usage, started, answered = time.perf_counter(), None, {}, False, False
         for attempt in (1, 2):
             try:
                 with self.client().stream("POST", f"{self.url}/v1/completions", json=body) as r:
@@ -126,9 +126,10 @@ class RemoteLLM(ChatTemplate):
                     if r.status_code != 200:
                         raise LLMUnavailable(f"the LLM server at {self.url} refused the request: "
                                              f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:300]}")
-                    for event in _events(r.iter_lines()):
+                    for event in _events(r.iter_lines(), self.url):
                         if stop is not None and stop.is_set():
                             break  # leaving the `with` closes the connection: the server aborts the request
+                        answered = answered or bool(event.get("choices") or event.get("usage"))
                         if event.get("usage"):
                             usage = event["usage"]
                         for choice in event.get("choices") or []:
@@ -138,6 +139,10 @@ class RemoteLLM(ChatTemplate):
                                     first = time.perf_counter() - t0
                                 started = True
                                 yield piece
+                    if not answered and not (stop is not None and stop.is_set()):
+                        # vLLM ends every answer with a choice (its finish_reason), an empty one too
+                        raise LLMUnavailable(f"the LLM server at {self.url} ended its stream without a completion: "
+                                             f"no event held a choice or a usage count")
                 break
             except httpx.TransportError as e:
                 if started:
@@ -166,14 +171,21 @@ class RemoteLLM(ChatTemplate):
             return self.fallback().continuation_logprobs(prefixes, continuation, max_prefix)
         if r.status_code != 200:
             raise LLMUnavailable(f"the LLM server at {self.url} refused the request: HTTP {r.status_code}: {r.text[:300]}")
-        choices = sorted(r.json().get("choices") or [], key=lambda c: c.get("index", 0))
+        choices = sorted(_checked(_json(r, self.url), self.url).get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != len(heads) or any(not c.get("prompt_logprobs") for c in choices):
             log.info("the LLM server at %s returns no prompt log-probabilities: quotes are not read", self.url)
             return None
         out = []
         for c, h in zip(choices, heads):
-            steps = c["prompt_logprobs"][len(h):len(h) + len(tail)]
-            out.append(sum(float(step[str(t)]["logprob"]) for step, t in zip(steps, tail)))
+            try:
+                steps = c["prompt_logprobs"][len(h):len(h) + len(tail)]
+                logprobs = [float(step[str(t)]["logprob"]) for step, t in zip(steps, tail)]
+            except (TypeError, KeyError, ValueError):
+                logprobs = []
+            if len(logprobs) != len(tail):  # a shorter list would sum to a wrong score, silently
+                raise LLMUnavailable(f"the LLM server at {self.url} sent prompt_logprobs that do not hold each "
+                                     f"prompt token's log-probability: {json.dumps(c['prompt_logprobs'])[:200]}")
+            out.append(sum(logprobs))
         return out
 
     def _post_prompts(self, heads: list[list[int]], tail: list[int]):
@@ -214,13 +226,17 @@ class RemoteLLM(ChatTemplate):
             raise self._unreachable(e) from None
         if r.status_code != 200:
             raise LLMUnavailable(f"the LLM server at {self.url} answered GET {path} with HTTP {r.status_code}")
-        return r.json()
+        return _json(r, self.url)
 
     def served_model(self) -> str:
         """The id under which the server serves the base model (the first of GET /v1/models that is
         not a LoRA adapter); also learns its max_model_len. Raises LLMUnavailable."""
         if self._served is None:
             models = self._get("/v1/models").get("data") or []
+            if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
+                                                       and isinstance(m.get("max_model_len") or 0, int) for m in models):
+                raise LLMUnavailable(f"the LLM server at {self.url} answered GET /v1/models with a 'data' that is not "
+                                     f"a list of models, each with an 'id': {json.dumps(models)[:200]}")
             base = [m for m in models if not m.get("parent")] or models
             if not base:
                 raise LLMUnavailable(f"the LLM server at {self.url} serves no model")
@@ -327,8 +343,37 @@ def null_adapter(model_path: Path) -> Path:
     return folder
 
 
-def _events(lines) -> Iterator[dict]:
-    """The JSON objects of an OpenAI server-sent event stream, until `data: [DONE]`."""
+def _json(r, url: str) -> dict:
+    """The JSON object that is the body of the server's answer `r`, else LLMUnavailable naming the
+    server: its fault, a 503, where json's ValueError would be answered as the client's 400."""
+    try:
+        body = r.json()
+    except ValueError:
+        raise LLMUnavailable(f"the LLM server at {url} answered with what is not JSON: {r.text[:200]!r}") from None
+    if not isinstance(body, dict):
+        raise LLMUnavailable(f"the LLM server at {url} answered with JSON that is not an object: {r.text[:200]!r}")
+    return body
+
+
+def _checked(body: dict, url: str) -> dict:
+    """`body` if it reads as a /v1/completions answer or streamed chunk: `choices`, if any, a list of
+    objects each with a string `text`; `usage`, if any, an object of integer token counts. Else
+    LLMUnavailable naming the server and what was wrong, rather than a TypeError reading it (a 500
+    with a traceback)."""
+    choices, usage = body.get("choices") or [], body.get("usage") or {}
+    if not isinstance(choices, list) or not all(isinstance(c, dict) and isinstance(c.get("text"), str) for c in choices):
+        what = "'choices' that are not completion choices, each with a 'text' string (a chat-completions server?)"
+    elif not isinstance(usage, dict) or not all(isinstance(usage.get(k, 0), int)
+                                                for k in ("prompt_tokens", "completion_tokens")):
+        what = "a 'usage' that is not an object of token counts"
+    else:
+        return body
+    raise LLMUnavailable(f"the LLM server at {url} sent {what}: {json.dumps(body)[:200]}")
+
+
+def _events(lines, url: str) -> Iterator[dict]:
+    """The JSON objects of an OpenAI server-sent event stream, until `data: [DONE]`, each of the
+    shape read here (`_checked`)."""
     for line in lines:
         if not line.startswith("data:"):
             continue
@@ -340,16 +385,28 @@ def _events(lines) -> Iterator[dict]:
                 event = json.loads(data)
             except ValueError:  # the server's fault, not the request's: a ValueError would be answered 400
                 raise LLMUnavailable(f"the LLM server sent an event that is not JSON: {data[:200]!r}") from None
+            if not isinstance(event, dict):
+                raise LLMUnavailable(f"the LLM server at {url} sent an event that is not a JSON object: {data[:200]!r}")
             if "error" in event:
                 raise LLMUnavailable(f"the LLM server failed mid-answer: {event['error']}")
-            yield event
+            yield _checked(event, url)
 
 
 def server_root(url: str) -> str:
     """The server's address without a trailing slash or "/v1" (the OpenAI clients' base_url
-    convention is accepted as well)."""
-    url = url.rstrip("/")
-    return url[:-3] if url.endswith("/v1") else url
+    convention is accepted as well). Raises LLMUnavailable for an address with no host or one httpx
+    cannot parse ("http://[::1"), naming it: httpx's InvalidURL, raised by every request, was a 500."""
+    import httpx
+
+    root = url.rstrip("/")
+    root = root[:-3] if root.endswith("/v1") else root
+    try:
+        why = None if httpx.URL(root).host else "it names no host"
+    except httpx.InvalidURL as e:
+        why = str(e)
+    if why:
+        raise LLMUnavailable(f"the LLM server's address {url!r} (ARCHIVIST_LLM_URL) is not a valid URL: {why}")
+    return root
 
 
 _PROBES: dict[str, tuple[float, str]] = {}
@@ -363,14 +420,13 @@ def server_state(url: str, timeout: float = 2.0) -> str:
     Loads nothing: /health stays cheap while the model's tokenizer is not loaded yet."""
     import httpx
 
-    url = server_root(url)
     now = time.monotonic()
     seen = _PROBES.get(url)
     if seen and now - seen[0] < PROBE_TTL_S:
         return seen[1]
     try:
-        state = "reachable" if httpx.get(f"{url}/v1/models", timeout=timeout).status_code < 500 else "unreachable"
-    except httpx.HTTPError:
+        state = "reachable" if httpx.get(f"{server_root(url)}/v1/models", timeout=timeout).status_code < 500 else "unreachable"
+    except (httpx.HTTPError, LLMUnavailable):
         state = "unreachable"
     _PROBES[url] = (now, state)
     return state

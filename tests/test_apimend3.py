@@ -90,17 +90,20 @@ def _failing_llm(event: str):
     return app
 
 
-def test_every_error_a_route_answers_is_listed_in_its_openapi(ws, embedder, tmp_path):
+def test_every_error_a_route_answers_is_listed_in_its_openapi(ws, embedder, tmp_path, monkeypatch):
     """Before: POST /v1/feedback answered 413 to a body over max_json_mb, and 403 on an answer from a
     collection the caller can no longer read, and listed neither; every other route answered the Guard's
     413 too and only the ones with a JSON body listed it; POST /v1/chat/completions listed no 500, and
     answered a model that failed mid-answer 500 `generation_failed` when streamed but `internal_error`
-    when not. Each status below is answered for real, then looked up in app.openapi()."""
+    when not. Each status below is answered for real, then looked up in app.openapi(); the 500 by a
+    generation that crashes (an event of the wrong shape, which crashed it before, is now a 503:
+    test_inputmend.py)."""
     from starlette.testclient import TestClient
 
     from archivist import access
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
+    from archivist.retrieval import llm_remote
 
     ingest_texts(ws, embedder, tmp_path / "docs", {"facilities": {"parking.md": PARKING}})
     keys = members_with_keys(ws, {"bob": ("facilities", "read")})
@@ -131,10 +134,20 @@ def test_every_error_a_route_answers_is_listed_in_its_openapi(ws, embedder, tmp_
             assert 403 in _listed(app, "POST", "/v1/feedback")
             access.grant(ws, "bob", "facilities", "read")
 
-            # the model's server sends a completion event of the wrong shape: one code, streamed or not
+            # the model's server sends a completion event of the wrong shape: the server is at fault, 503
+            r = client.post("/v1/chat/completions", json=_ask(mode="generate"), headers=bob)
+            assert (r.status_code, r.json()["error"]["code"]) == (503, "llm_unavailable"), r.text
+            assert 503 in _listed(app, "POST", "/v1/chat/completions")
+
+            # generation crashes: one code, streamed or not
+            def crash(*args, **kwargs):
+                raise RuntimeError("a bug in generation")
+                yield  # a generator, as the one it stands in for
+
+            monkeypatch.setattr(llm_remote.RemoteLLM, "_generate", crash)
             r = client.post("/v1/chat/completions", json=_ask(mode="generate"), headers=bob)
             assert (r.status_code, r.json()["error"]["code"]) == (500, "generation_failed"), r.text
-            assert r.json()["error"]["message"] == "generation failed: AttributeError (the server's log has the details)"
+            assert r.json()["error"]["message"] == "generation failed: RuntimeError (the server's log has the details)"
             assert 500 in _listed(app, "POST", "/v1/chat/completions")
             r = client.post("/v1/chat/completions", json=_ask(mode="generate", stream=True), headers=bob)
             [error] = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith('data: {"error"')]
