@@ -326,7 +326,7 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
         late = [e for e in embedders.learned_from(ws, spec["document_id"]) if e not in report.embedders]
         embedders.mark_stale(ws, late, why)
         report.embedders += late
-        lexicon_store.sync(ws, forget=True)  # the term table then holds no word only this document had
+        lexicon_store.sync(ws)  # the term table then holds no word only this document had
         report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
     if not access.is_admin(ws, actor):

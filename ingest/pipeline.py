@@ -493,18 +493,21 @@ def mark_queued(ws: Workspace, ids: Sequence[int]) -> None:
 def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, forget: bool = False) -> None:
     """Bring collection `cid`'s FAISS index and the lexical index in step with SQLite after chunks
     were written or deleted (`fresh`: vectors just computed, spared a read back; `forget`: a delete,
-    whose words the lexical file then no longer holds, `lexicon_store.sync`).
+    whose words the lexical file then no longer holds at any size, `lexicon_store.sync`).
 
     Up to HOLD_INDEXES_UP_TO chunks in the workspace this process syncs the index files itself
     (holding them: a few MB). Past it, it only tells the searching processes (`vectors.note_changed`,
     `lexicon_store.append`: the new chunks tokenized as a pending segment), in memory that does not grow
-    with the index, and the next search brings the files in step (bench/RESULTS.md, finding 17)."""
+    with the index, and the next search brings the files in step (bench/RESULTS.md, finding 17); but a
+    delete syncs the lexical file itself, so that no word of the document waits on disk for a search."""
     n = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     if n <= HOLD_INDEXES_UP_TO:
         vectors.sync(ws, cid, fresh)
-        lexicon_store.sync(ws, forget=forget)
     else:
         vectors.note_changed(ws, cid)
+    if n <= HOLD_INDEXES_UP_TO or forget:
+        lexicon_store.sync(ws)
+    else:
         lexicon_store.append(ws)
 
 
@@ -535,7 +538,7 @@ def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason
             cids.add(row["collection_id"])
     for cid in cids:
         # the deleted words leave the lexical file now, not kept as dead postings and terms (a merge of the
-        # postings: 0.01 -> 0.03 s at 3,000 chunks); past HOLD_INDEXES_UP_TO, at an erase or reindex (docs/governance.md)
+        # postings: 0.01 -> 0.03 s at 3,000 chunks), past HOLD_INDEXES_UP_TO too (docs/governance.md)
         sync_indexes(ws, cid, forget=True)
     return changed
 

@@ -1,8 +1,7 @@
 """The lexical index on disk: `index/lexical.npz`, its pending segments, and the copy in memory.
 
     index = lexicon_store.current(ws)        # what a search uses: loaded once, reloaded when the file changes
-    lexicon_store.sync(ws)                   # add the chunks SQLite holds and the index lacks, drop the gone
-    lexicon_store.sync(ws, forget=True)      # an erase: and keep nothing of the gone, not even a term
+    lexicon_store.sync(ws)                   # add the chunks SQLite holds and the index lacks, drop the gone (every word too)
     lexicon_store.append(ws)                 # an ingest into a big workspace: pending segments, no load
     lexicon_store.check_and_repair(ws)       # on open: a torn or stale file is rebuilt from SQLite
 
@@ -224,22 +223,25 @@ def _fold(index: Index, segments: list[Path]) -> Index:
     return index.merged(parts())
 
 
-def _drop_segments(segments: list[Path]) -> None:
-    for seg in segments:
-        seg.unlink(missing_ok=True)
-    if segments:
-        try:
-            segments[0].parent.rmdir()  # gone when empty: a search checks for it with one stat
-        except OSError:
-            pass
+def _drop_segments(ws: Workspace, segments: list[Path]) -> None:
+    """Delete the folded segments, any `.tmp` a cut-short `append` left (written under the index's
+    lock, which the caller holds: one seen here is no one's, and holds its chunks' words), then the
+    folder: a search checks for it with one stat, and syncs with SQLite while it is there."""
+    folder = Path(_names(ws)[1])
+    for f in [*segments, *folder.glob("*.tmp")]:
+        f.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # none there
+        pass
 
 
-def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None, forget: bool = False) -> dict:
+def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> dict:
     """Make the lexical index hold exactly the chunks in SQLite, weighted by `fields` (None: the
     settings'; an index on disk weighted otherwise is rebuilt), folding in the pending segments
-    (`append`) and deleting them. With `forget` (an erase), or when chunks left SQLite since (a delete,
-    a changed document's re-ingest replacing its chunks), the file keeps nothing of a removed chunk
-    (`_forgotten`: ~40 ms at 3,000 chunks, paid only when some went). Returns {"added", "removed",
+    (`append`) and deleting them. Whatever chunk left (a delete, an erase, a changed document's
+    re-ingest replacing its chunks, here or in a pending segment's removals) the file keeps nothing
+    of (`Index.compacted`, paid only when some went). Returns {"added", "removed",
     "total"}: what SQLite brought beyond the segments."""
     from filelock import FileLock
 
@@ -266,31 +268,14 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None, for
         if len(missing):
             index = index.with_chunks(_rows(ws, missing))
         kept = index
-        if forget or len(extra):  # a removed chunk's words leave the file: a delete's, a changed document's old version's
-            index = _forgotten(index)
+        # however a chunk left (here, or a pending segment's removal past pipeline.HOLD_INDEXES_UP_TO),
+        # no posting of it and no word only it held stays in the file
+        index = index.compacted()
         _cache[str(ws.home)] = index  # searchable in this process even if saving it fails
         if loaded is None or segments or len(missing) or len(extra) or index is not kept or fresh_sidecar(path) is None:
             index = _save(ws, index)
-        _drop_segments(segments)
+        _drop_segments(ws, segments)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": index.n_live}
-
-
-def _forgotten(index: Index) -> Index:
-    """`index` holding nothing of the chunks it dropped: a dead position (`Index.without`) keeps its
-    postings, and the term table every word ever indexed, so an erased document's rare words (a
-    name, a figure) stayed readable in the file. Its live chunks are merged into an empty index
-    (their postings renumbered, no chunk tokenized again), then the terms no live chunk holds are
-    left out. Costs a sort of the postings, where rebuilding from SQLite tokenized every chunk.
-    Returns `index` itself when it holds nothing to forget."""
-    if not index.live.all():
-        index = replace(Index.empty(index.fields), tokenizer=index.tokenizer).merged([index])
-    counts = np.diff(index.indptr)
-    held = counts > 0
-    if held.all():
-        return index
-    words = sorted(index.terms, key=index.terms.get)
-    return replace(index, terms={w: i for i, w in enumerate(w for w, h in zip(words, held) if h)},
-                   indptr=np.concatenate([[0], np.cumsum(counts[held])]).astype(np.int64))
 
 
 def check_and_repair(ws: Workspace) -> list[str]:
