@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, max_waiting: int = 16, warm: bo
         llm_for(settings)
     app = FastAPI(title="archivist", version=__version__, dependencies=[Depends(known_query_only)],
                   description="OpenAI-compatible API over your documents: grounded answers with citations.")
-    app.state.server = server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting, concurrency=generation_slots(settings)), started=int(time.time()))
+    app.state.server = server = Server(settings=settings, queue=GenerationQueue(max_waiting=max_waiting, concurrency=generation_slots(settings), per_user=settings.max_queued_per_user), started=int(time.time()))
     install(app)
     app.add_middleware(Guard, server=server)  # the key, then the body's size, before the body is read
     if settings.cors_origin_list:  # outside the Guard: a browser's preflight carries no key

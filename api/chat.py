@@ -284,7 +284,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
                            "conversation") from None
     job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
                   question=question, history=history, collections=scope, k=body.k, adapter=adapter,
-                  mode=body.answer_mode, ticket=server.queue.admit(),  # QueueFull -> 429 before anything runs
+                  mode=body.answer_mode, ticket=server.queue.admit(who),  # QueueFull, UserQueueFull -> 429 before anything runs
                   conversation=body.conversation, authorization=request.headers.get("authorization"))
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     try:

@@ -79,7 +79,8 @@ def error_body(status: int, message: str, code: str, param: str | None = None) -
 
 _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key", 403: "no access to that collection",
                  404: "unknown model, document, collection or ingestion job", 413: "the body (an upload, or any other) is over the server's limit",
-                 422: "the body or a parameter does not validate", 429: "the generation queue is full; see Retry-After",
+                 422: "the body or a parameter does not validate", 429: "the generation queue is full (`queue_full`), or the caller's user already holds their share of it "
+                      "(`user_queue_full`, ARCHIVIST_MAX_QUEUED_PER_USER); see Retry-After",
                  500: "the server's settings do not fit its embedder (`embedder_misconfigured`: no retry helps, an "
                       "administrator changes them or re-embeds); for chat, also the model failed while it wrote the "
                       "answer (`generation_failed`)",
@@ -188,7 +189,7 @@ def install(app) -> None:
 
     @app.exception_handler(QueueFull)
     async def _full(request, exc: QueueFull):
-        return reply(429, str(exc), "queue_full", headers={"Retry-After": str(exc.retry_after)})
+        return reply(429, str(exc), exc.code, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(Exception)
     async def _crash(request, exc: Exception):

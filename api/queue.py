@@ -4,6 +4,12 @@ One generation runs at a time (the model is one object and, on a CPU, one genera
 uses every core); at most `max_waiting` more wait their turn. Past that a request is refused at
 once with a retry estimate, so a crowd of clients costs a few queued tickets rather than one
 thread and one prompt's activations each.
+
+One user (all of their keys) holds at most `per_user` of those places, running or waiting: without
+that share, one member's script sending as fast as it is answered kept every place and everyone
+else got 429 for as long as it ran. The admin has no exemption: an admin key is the one an
+integration or a benchmark script runs under, the likeliest to flood; an administrator who wants
+one user to fill the queue raises the share (ARCHIVIST_MAX_QUEUED_PER_USER).
 """
 
 from __future__ import annotations
@@ -18,9 +24,23 @@ from dataclasses import dataclass, field
 class QueueFull(RuntimeError):
     """Too many generations are waiting; `retry_after` is a guess, in whole seconds, of when to retry."""
 
-    def __init__(self, waiting: int, retry_after: int):
-        super().__init__(f"the generation queue is full ({waiting} waiting); retry in about {retry_after} s")
+    code = "queue_full"  # the API's error code: the server is busy for everyone
+
+    def __init__(self, waiting: int, retry_after: int, message: str | None = None):
+        super().__init__(message or f"the generation queue is full ({waiting} waiting); retry in about {retry_after} s")
         self.waiting, self.retry_after = waiting, retry_after
+
+
+class UserQueueFull(QueueFull):
+    """One user already holds `per_user` places (`waiting`: theirs, running or waiting); others may still get one."""
+
+    code = "user_queue_full"
+
+    def __init__(self, held: int, per_user: int, retry_after: int):
+        super().__init__(held, retry_after, f"you already have {held} generation(s) running or waiting, your share of "
+                                            f"this server's queue (max_queued_per_user = {per_user}); retry in about "
+                                            f"{retry_after} s, when one of yours ends")
+        self.per_user = per_user
 
 
 @dataclass(eq=False)
@@ -28,6 +48,7 @@ class Ticket:
     """A place in the queue. `wait_turn`, then do the work, then `release` (always, in a finally)."""
 
     queue: "GenerationQueue"
+    user: str | None = None  # whose share it counts against (None: only the queue's)
     admitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     released: bool = False
@@ -42,12 +63,15 @@ class Ticket:
 
 
 class GenerationQueue:
-    """FIFO admission for generation: one running, at most `max_waiting` waiting behind it."""
+    """FIFO admission for generation: one running, at most `max_waiting` waiting behind it, at most
+    `per_user` of them one user's (0: half the places, running and waiting, at least 1)."""
 
-    def __init__(self, max_waiting: int = 16, concurrency: int = 1):
-        if max_waiting < 0 or concurrency < 1:
-            raise ValueError(f"max_waiting must be >= 0 and concurrency >= 1, got {max_waiting}, {concurrency}")
+    def __init__(self, max_waiting: int = 16, concurrency: int = 1, per_user: int = 0):
+        if max_waiting < 0 or concurrency < 1 or per_user < 0:
+            raise ValueError(f"max_waiting and per_user must be >= 0 and concurrency >= 1, got {max_waiting}, "
+                             f"{per_user}, {concurrency}")
         self.max_waiting, self.concurrency = max_waiting, concurrency
+        self.per_user = per_user or max(1, (concurrency + max_waiting) // 2)
         self._cond = threading.Condition()
         self._tickets: deque[Ticket] = deque()  # the first `concurrency` are running (or about to)
         self._avg_seconds = 5.0  # moving average of a generation's duration, for Retry-After
@@ -55,13 +79,19 @@ class GenerationQueue:
         self.cancelled = 0
         self.failed = 0
 
-    def admit(self) -> Ticket:
-        """A ticket, or QueueFull when `concurrency + max_waiting` tickets are already out."""
+    def admit(self, user: str | None = None) -> Ticket:
+        """A ticket counted against `user`'s share; UserQueueFull when that user already holds `per_user`
+        tickets (checked first: it is theirs to wait for, whether or not the queue is full), else QueueFull
+        when `concurrency + max_waiting` tickets are already out."""
         with self._cond:
+            theirs = [i for i, t in enumerate(self._tickets) if user is not None and t.user == user]
+            if len(theirs) >= self.per_user:  # about when their oldest ends
+                retry = max(1, math.ceil(self._avg_seconds * (theirs[0] // self.concurrency + 1)))
+                raise UserQueueFull(len(theirs), self.per_user, retry)
             if len(self._tickets) >= self.concurrency + self.max_waiting:
                 waiting = len(self._tickets) - self.concurrency
                 raise QueueFull(waiting, self._retry_after(len(self._tickets)))
-            ticket = Ticket(self)
+            ticket = Ticket(self, user)
             self._tickets.append(ticket)
             return ticket
 

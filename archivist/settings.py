@@ -76,6 +76,9 @@ class Settings:
                           "http://127.0.0.1:8000; empty: the model runs in this process (docs/serving.md)")
     llm_fallback: str = _f("none", "when the llm_url server is down: none (a clear error) | local (the in-process model)")
     llm_parallel: int = _f(64, "generations one API process sends the llm_url server at once (in-process: 1)")
+    max_queued_per_user: int = _f(0, "generations one user (all their keys, the admin too) may have running or waiting "
+                                     "in one API process; past it they get 429 user_queue_full while others still get "
+                                     "places (0: half the places, llm_parallel or 1 running + --max-waiting, at least 1)")
     cors_origins: str = _f("", "web origins whose pages may call the API from a browser, comma-separated "
                                "(https://tools.example.com,http://localhost:3000); empty: none (CORS off); never *")
     device: str = _f("auto", "auto | cpu | cuda")
@@ -132,6 +135,8 @@ class Settings:
             raise ValueError(f"llm_fallback must be none or local, got {self.llm_fallback!r}")
         if self.llm_parallel < 1:
             raise ValueError(f"llm_parallel must be at least 1, got {self.llm_parallel}")
+        if self.max_queued_per_user < 0:
+            raise ValueError(f"max_queued_per_user must be 0 (half the queue) or more, got {self.max_queued_per_user}")
         if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
             raise ValueError(f"llm_url must be an http:// or https:// URL, got {self.llm_url!r}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -108,7 +108,9 @@ def start_archivist(home: Path, root: Path, llm_url: str, max_waiting: int) -> t
     """`archivist serve` as a user runs it, in its own process."""
     port = free_port()
     log = root / f"archivist-{'vllm' if llm_url else 'local'}.log"
-    env = {**os.environ, "ARCHIVIST_HOME": str(home), "ARCHIVIST_LLM_URL": llm_url}
+    # one key sends every wave: its user's share of the queue (by default half of it) is the whole queue here
+    env = {**os.environ, "ARCHIVIST_HOME": str(home), "ARCHIVIST_LLM_URL": llm_url,
+           "ARCHIVIST_MAX_QUEUED_PER_USER": str(max_waiting)}
     proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "serve", "--port", str(port),
                              "--max-waiting", str(max_waiting)], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
