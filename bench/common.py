@@ -226,6 +226,24 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def by_document(a: Sequence[float], b: Sequence[float], pages: Sequence[Sequence[str] | str], **bootstrap) -> dict:
+    """`evaluation.paired_difference` of `a` over `b` (one value per question each), drawing whole
+    documents instead of questions (a cluster bootstrap): `pages` holds each question's gold pages,
+    questions with the same gold pages (in any order) are one document, drawn with all its
+    questions. Questions about one page rise and fall together, so drawing them one by one (as
+    findings 20-46 of bench/RESULTS.md did) narrows the interval. A question without gold
+    pages (unanswerable) is a document of its own; pooling corpora, prefix each page with its corpus
+    or a page name two corpora share joins their questions. The result also has "groups", how many
+    documents were drawn. Raises ValueError as `paired_difference` does."""
+    from archivist.retrieval.evaluation import paired_difference
+
+    if len(pages) != len(a):
+        raise ValueError(f"{len(pages)} questions' gold pages for {len(a)} paired values")
+    groups = [(p,) if isinstance(p, str) else tuple(sorted(set(p))) if p else ("no gold page", i)
+              for i, p in enumerate(pages)]
+    return paired_difference(a, b, groups=groups, **bootstrap)
+
+
 def names_gold(row: dict) -> bool:
     """Whether an answers row (`evaluate_answers`' per_question) names its gold as key accuracy reads
     it: what the answer shows first, its key span when it has one (retrieval.evaluation.key_right,
