@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from archivist import access
@@ -52,7 +52,25 @@ def delete(doc: str, collection: str | None = Query(None), ws: Workspace = Depen
     return {"id": gone["id"], "object": "document", "name": gone["name"], "collection": gone["collection"], "deleted": True}
 
 
-@router.post("/v1/documents", response_model=S.UploadResult,
+UPLOAD_FIELDS = ("file", "collection", "wait")  # the form fields of an upload
+
+
+async def one_value_per_field(request: Request) -> None:
+    """Refuse an upload form with a field the route does not take or a value field given twice, as
+    `known_query_only` refuses query parameters: `-F collection=a -F collection=b` stored into the last
+    one named and `-F colection=hr` into the default collection, both without a word. Two files have
+    their own answer (one_file_per_request). The form is the one FastAPI has already parsed."""
+    form = await request.form()
+    unknown = sorted(set(form) - set(UPLOAD_FIELDS))
+    if unknown:
+        raise APIError(422, f"unknown form field {unknown[0]!r}; an upload takes {', '.join(UPLOAD_FIELDS)}",
+                       "unknown_parameter", unknown[0])
+    repeated = [k for k in UPLOAD_FIELDS[1:] if len(form.getlist(k)) > 1]
+    if repeated:  # which value would win is a guess
+        raise APIError(422, f"form field {repeated[0]!r} is given more than once", "repeated_parameter", repeated[0])
+
+
+@router.post("/v1/documents", response_model=S.UploadResult, dependencies=[Depends(one_value_per_field)],
              responses={**responses(400, 403, 413, 500),
                         202: {"model": S.IngestJob, "description": "with wait=false: the ingestion job, started"}})
 def upload(file: list[UploadFile] = File(..., description="the document: PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, CSV "

@@ -35,7 +35,7 @@ from archivist.settings import python_module
 from .readers_base import ReadError, clean, clean_code, clean_lines, short_reason, text_encoding
 from .readers_html import read_html
 from .readers_markdown import read_markdown
-from .readers_text import read_csv, read_text, stream_csv
+from .readers_text import TERMINAL_ESCAPES, read_csv, read_text, stream_csv
 from .readers_docx import read_docx
 from .readers_office import check_zip, ooxml_kind, read_pptx, read_xlsx
 from .readers_pdf import read_image, read_pdf
@@ -108,7 +108,9 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           opens the chunk of its sibling, a heading at a PDF page's foot the chunk of its text on the
 #           next page, a document's last heading closes the chunk before: no chunk is only a title.
 #           Scans are read again too (two chunking changes since image 3; scanned PDFs were already).
-READER_VERSIONS = {"html": 8, "pdf": 7, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 6, "markdown": 8, "csv": 4}
+#   text 7: terminal formatting (a coloured log's escape sequences, overstrike) is dropped, no longer
+#           stored as "[35m[K" around the words.
+READER_VERSIONS = {"html": 8, "pdf": 7, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 8, "csv": 4}
 
 
 def reader_version(kind: str | None) -> int:
@@ -179,6 +181,9 @@ _TEXT_EXTENSIONS = {
 }
 _TEXT_KINDS = frozenset(_TEXT_EXTENSIONS.values())  # kinds read by decoding the bytes as text
 _ZIP_EXTENSIONS = {".docx": "docx", ".xlsx": "xlsx", ".pptx": "pptx", ".docm": "docx", ".xlsm": "xlsx", ".pptm": "pptx"}
+# The extensions that decide how a file is read (detect_kind falls back on them): a cleaned file name
+# keeps them (uploads.clean_filename), or a CSV named " .csv" is read as plain text.
+KIND_EXTENSIONS = frozenset(_TEXT_EXTENSIONS) | frozenset(_ZIP_EXTENSIONS)
 
 
 # Terminal formatting, which real text files hold and binary data does not: ANSI escape sequences
@@ -186,8 +191,7 @@ _ZIP_EXTENSIONS = {".docx": "docx", ".xlsx": "xlsx", ".pptx": "pptx", ".docm": "
 # saved with `man ls > ls.txt`). Measured on the first HEAD_BYTES: coloured `grep`/`ls` output and
 # overstruck man pages are 9-12% such control bytes, every file of /usr/share/doc (12,424, .gz ones
 # unpacked) at most 2.4%, and 0.7% once terminal formatting is left out (a gnuplot example's data).
-_TERMINAL = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78DEHMc])"
-                       rb"|(?<=[^\x00-\x1f])\x08(?=[^\x00-\x1f])")
+_TERMINAL = re.compile(TERMINAL_ESCAPES.encode() + rb"|(?<=[^\x00-\x1f])\x08(?=[^\x00-\x1f])")
 
 
 def _controls(head: bytes) -> int:
@@ -210,9 +214,18 @@ def _looks_binary(head: bytes) -> bool:
 def _check_text(path: Path, head: bytes) -> None:
     """Raises ReadError when a file of a text kind (`head`: its first bytes) is binary data: NUL
     bytes that are not UTF-16 text (the text readers' own rule, `text_encoding`), or control
-    characters past `_looks_binary`'s share; the readers would store those as text."""
-    if _looks_binary(head) and not text_encoding(path).startswith("utf-16"):
-        raise ReadError(f"binary file ({_controls(head)} of its first {len(head)} bytes are control "
+    characters past `_looks_binary`'s share; the readers would store those as text. UTF-16 text
+    is checked by its characters (one byte each here), so garbage behind a byte order mark, which
+    `_looks_binary` takes for text, is refused too."""
+    unit = "bytes"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+        encoding = text_encoding(path)  # raises for NUL bytes that are not UTF-16
+        if encoding.startswith("utf-16"):
+            head, unit = head.decode(encoding, "ignore").encode("latin-1", "replace"), "characters"
+        else:  # 0xFF 0xFE that marks no UTF-16 text: the bytes are checked as they are
+            head = head[2:]
+    if _looks_binary(head):
+        raise ReadError(f"binary file ({_controls(head)} of its first {len(head)} {unit} are control "
                         f"characters), not text")
 
 

@@ -29,6 +29,20 @@ _SENTENCE_END = re.compile(r"[.!?:…。！？][\"'’”»)\]]*$")
 _INNER_END = re.compile(r"[^\W\d]{2}[.!?]\s")  # "list. See": a sentence ends inside ("3. Kennwort" is a number)
 
 
+# Terminal formatting, which a coloured log holds around its words: ANSI escape sequences (colour
+# from `grep --color` or `ls --color`, a `script` typescript's titles and charset selections) and
+# overstrike ("N\bN" bold, "_\bN" underline: a man page saved with `man ls > ls.txt`). `clean` drops
+# the ESC and the backspace alone, so "[35m[K" and doubled letters ("NNAAMMEE") were stored as text.
+# readers.py's sniffing counts the same bytes as text, not as binary data (`_TERMINAL`).
+TERMINAL_ESCAPES = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78DEHMc])"
+_FORMATTING = re.compile(TERMINAL_ESCAPES + r"|[^\x00-\x1f]\x08(?=[^\x00-\x1f])")  # overstrike: the last character shows
+
+
+def strip_terminal(text: str) -> str:
+    """Text as a terminal shows it: escape sequences dropped, each overstruck character once."""
+    return _FORMATTING.sub("", text)
+
+
 def _paragraphs(text: str) -> list[list[str]]:
     """Text -> paragraphs split on blank lines, each as its lines, cleaned; empty ones dropped."""
     parts = re.split(r"\n[^\S\n]*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
@@ -84,9 +98,10 @@ def read_text(path: Path) -> Extracted:
     """Plain text: one paragraph Block per blank-line-separated paragraph, headings apart
     (`_text_blocks`); a tab-separated table (`_tab_table`) as read_csv reads a .tsv.
 
+    Terminal formatting (a coloured log, an overstruck man page) is dropped, its words kept.
     Raises ReadError("binary file ...") when the bytes hold NUL characters.
     """
-    text = decode_text(path.read_bytes())
+    text = strip_terminal(decode_text(path.read_bytes()))
     if _tab_table(text):
         return Extracted(_table(text, csv.excel_tab, path), kind="text")
     return Extracted(_text_blocks(text), kind="text")

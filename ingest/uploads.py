@@ -53,14 +53,24 @@ def clean_filename(name: str, fallback: str = "upload") -> str:
     into one space, strips leading and trailing dots and spaces (no hidden files, no "..",
     no Windows trailing-dot names), prefixes Windows reserved names ("CON.txt" -> "_CON.txt"),
     and shortens it to MAX_NAME_BYTES of UTF-8 keeping the extension. A name with nothing left
-    ("", ".", blanks) becomes `fallback`.
+    ("", ".", blanks) becomes `fallback`; one blank before an extension that decides how the file is
+    read (readers.KIND_EXTENSIONS: " .csv", ".md") becomes `fallback` with it ("upload.csv"; "" for
+    an empty `fallback`).
     """
+    from archivist.ingest.readers import KIND_EXTENSIONS
+
     name = unicodedata.normalize("NFC", str(name)).replace("\\", "/")
     name = name.rsplit("/", 1)[-1]
     name = "".join(" " if ch.isspace() else ch for ch in name)  # tabs and newlines separate words
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = "".join("_" if ch in _FORBIDDEN else ch for ch in name)
-    name = " ".join(name.split()).strip(" .")
+    name = " ".join(name.split())
+    stem, dot, ext = name.rpartition(".")
+    if dot and not stem.strip(" .") and f".{ext.lower()}" in KIND_EXTENSIONS:
+        # " .csv" or ".md" stripped to "csv" would be read as another kind (plain text): the
+        # extension stays, after `fallback`
+        return f"{fallback}.{ext}" if fallback else ""
+    name = name.strip(" .")
     if not name:
         return fallback
     if name.split(".", 1)[0].rstrip(" ").upper() in RESERVED:

@@ -51,8 +51,10 @@ class Question:
 def load_set(path: str | Path, kind: str) -> list[Question]:
     """Read a JSONL question set. kind: "retrieval" (needs `relevant`) or "answers" (needs `answer`,
     which may be null for an unanswerable question). Blank lines and lines starting with # are skipped.
-    A UTF-8 byte order mark (as Windows editors save) is skipped. Raises EvalSetError naming the file
-    and line."""
+    A UTF-8 byte order mark (as Windows editors save) is skipped. Every row's fields are checked
+    whatever the kind (`relevant`/`document`: a name or chunk id or a list of them; `answer`; `split`: a
+    string), so a run never starts on a set it would crash on or score 0 silently. Raises EvalSetError
+    naming the file, the line and the field."""
     p = Path(path)
     if not p.is_file():
         raise EvalSetError(f"{p}: no such question set")
@@ -74,38 +76,65 @@ def load_set(path: str | Path, kind: str) -> list[Question]:
             raise EvalSetError(f"{p}:{n}: not JSON ({e})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("question"), str) or not obj["question"].strip():
             raise EvalSetError(f"{p}:{n}: needs a non-empty \"question\" string")
+        where = f"{p}:{n}"
         q = Question(question=obj["question"].strip(), line=n,
                      extra={k: v for k, v in obj.items() if k not in ("question", "relevant", "answer")})
+        # every field is checked whatever the kind, before anything runs: a set is often shared by
+        # both runs, and a wrong value ("relevant": 1.5, true, a dict) crashed or silently scored 0
+        if "split" in obj and not isinstance(obj["split"], str):
+            raise EvalSetError(f"{where}: \"split\" must be a string (--split picks the questions by it), "
+                               f"got {_shown(obj['split'])}")
+        rel = _entries(obj, where)
+        ans = obj.get("answer")
+        spellings = ans if isinstance(ans, list) else [] if ans is None else [ans]
+        if ans == [] or not all(_spelling(a) for a in spellings):
+            raise EvalSetError(f"{where}: \"answer\" must be a string, a non-empty list of strings (any one "
+                               f"counts as right) or null, got {_shown(ans)}")
         if kind == "retrieval":
-            rel = obj.get("relevant")
-            if rel is None and isinstance(obj.get("document"), str):  # samples/QUESTIONS.jsonl style
-                rel = [obj["document"]]
-            if isinstance(rel, (str, int)):
-                rel = [rel]
-            if not rel and "answer" in obj and obj["answer"] is None:
+            if not rel and "answer" in obj and ans is None:
                 continue  # an unanswerable question (of an answers set): nothing to retrieve
-            if not rel or not all(isinstance(r, (str, int)) for r in rel):
-                raise EvalSetError(f"{p}:{n}: needs \"relevant\": a non-empty list of document names or chunk ids")
-            q.relevant = [str(r) for r in rel]
+            if not rel:
+                raise EvalSetError(f"{where}: needs \"relevant\": a non-empty list of document names or chunk ids")
+            q.relevant = rel
         elif kind == "answers":
             if "answer" not in obj:
-                raise EvalSetError(f"{p}:{n}: needs \"answer\" (a string, or null when the documents do not answer it)")
-            ans = obj["answer"]
-            spellings = ans if isinstance(ans, list) else [] if ans is None else [ans]
-            if not all(isinstance(a, (str, int, float)) and str(a).strip() for a in spellings) or ans == []:
-                raise EvalSetError(f"{p}:{n}: \"answer\" must be a string, a non-empty list of strings (any one "
-                                   "counts as right) or null")
+                raise EvalSetError(f"{where}: needs \"answer\" (a string, or null when the documents do not answer it)")
             q.answers = [str(a) for a in spellings]
             q.answer = q.answers[0] if q.answers else None
             q.answerable = ans is not None
-            rel = obj.get("relevant", obj.get("document"))
-            q.relevant = [str(r) for r in ([rel] if isinstance(rel, (str, int)) else rel or [])]
+            q.relevant = rel
         else:
             raise ValueError(f"kind must be retrieval or answers, got {kind!r}")
         out.append(q)
     if not out:
         raise EvalSetError(f"{p}: no questions in the set")
     return out
+
+
+def _entries(obj: dict, where: str) -> list[str]:
+    """A row's relevant entries: `relevant` (one entry or a list), else `document` (one name, as in
+    samples/QUESTIONS.jsonl); null or absent is none. An entry is a document name (a non-blank
+    string) or a chunk id (an integer, not a boolean). Raises EvalSetError naming the field."""
+    field_name = "relevant" if obj.get("relevant") is not None else "document"
+    value = obj.get(field_name)
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    for x in items:
+        if isinstance(x, bool) or not isinstance(x, (str, int)) or (isinstance(x, str) and not x.strip()):
+            raise EvalSetError(f"{where}: \"{field_name}\" must be a document name or chunk id, or a list of them, "
+                               f"got {_shown(value)}")
+    return [str(x) for x in items]
+
+
+def _spelling(a) -> bool:
+    """Whether `a` can be one spelling of a gold answer: a non-blank string, or a number as written
+    ("18950.00" may be given as 18950); not a boolean, a list or an object."""
+    return not isinstance(a, bool) and isinstance(a, (str, int, float)) and bool(str(a).strip())
+
+
+def _shown(value) -> str:
+    """A field's value as the set holds it, shortened for an error message."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- runners over a workspace ----------------------------------------------------------------------
