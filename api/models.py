@@ -1,14 +1,14 @@
 """GET /v1/models and /v1/models/{id}: the chat models a key's user may name (the base, 'archivist' for
 whatever the chat page uses, each adapter they may use) and the embedder; and how a request's
-`model` becomes the `adapter=` argument of ask()."""
+`model` becomes the `adapter=` argument of ask(). DELETE /v1/models/{id}: an admin deletes an adapter."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from archivist.api import schemas as S
 from archivist.api.deps import Server, server, user, workspace
-from archivist.api.errors import APIError, responses
+from archivist.api.errors import APIError, responses, without_paths
 from archivist.workspace import Workspace
 
 DEFAULT_MODEL = "archivist"  # the model name meaning "whatever the chat page uses": the active adapter, else the base
@@ -29,6 +29,20 @@ def model(model_id: str, ws: Workspace = Depends(workspace), name: str = Depends
         if m["id"] == model_id:
             return m
     raise APIError(404, f"no model {model_id!r} (see GET /v1/models)", "model_not_found", "model")
+
+
+@router.delete("/v1/models/{model_id:path}", response_model=S.ModelDeleted, responses=responses(403, 404))
+def delete_model(model_id: str, force: bool = Query(False, description="even the active adapter (the chat then uses "
+                                                                        "the base model)"),
+                 ws: Workspace = Depends(workspace), name: str = Depends(user)):
+    """Delete an adapter, as `archivist adapters delete` (adapters.delete): admins only (403 for a member,
+    whatever the name), 404 for an unknown one, 400 for the active adapter without `force` or one a
+    run is retraining. Its old answers stay withheld from readers who lost what it learned."""
+    from archivist import adapters
+
+    rec = adapters.delete(ws, model_id, force=force, user=name)
+    return {"id": rec["name"], "deleted": True, "was_active": rec["active"],
+            "notes": [without_paths(n, ws.settings) for n in rec["notes"]]}
 
 
 def list_models(ws: Workspace, created: int, user: str) -> list[dict]:

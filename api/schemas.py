@@ -165,6 +165,17 @@ class Model(BaseModel):
     stale: str | None = Field(None, description="for an adapter or an adapted embedder: why it should be retrained (trained on a deleted document)")
 
 
+class ModelDeleted(BaseModel):
+    """DELETE /v1/models/{id}: OpenAI's shape, plus whether it was the active adapter."""
+
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
+    was_active: bool = Field(False, description="it was the active adapter: the chat now uses the base model")
+    notes: list[str] = Field(default_factory=list, description="what an admin must still do: an LLM server "
+                                                                "(ARCHIVIST_LLM_URL) may hold it loaded")
+
+
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Model]

@@ -19,6 +19,7 @@ argument (`Adapter`, from `resolve`), never "whatever was last active" on the sh
     resolve(ws, user, "active" | None | name) -> Adapter | None   # what an answer will use
     register(ws, name, folder, base, metrics, lineage)             # a finished fine-tune
     activate(ws, name) / deactivate(ws)                            # what the chat uses by default
+    delete(ws, name, force=False)                                  # row and folder gone, lineage kept
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from archivist import access, audit, files
+from archivist import access, audit, files, jobs
 from archivist.workspace import Workspace, transaction
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -37,10 +38,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 @dataclass(frozen=True)
 class Adapter:
-    """An adapter to generate with: its registered name and the folder holding its weights."""
+    """An adapter to generate with: its registered name, the folder holding its weights, and when that
+    registration was made. A name deleted and registered again holds other weights in the same
+    folder, so what loads adapters once (retrieval/llm.py's PeftModel in a long-lived process, a
+    vLLM server) keys them on all three, or it would answer with the deleted adapter's weights."""
 
     name: str
     path: str
+    registered_at: float | None = field(default=None, compare=False)  # None: no registered adapter (the null one)
 
 
 def _missing(name: str) -> LookupError:
@@ -281,6 +286,58 @@ def _set_active(ws: Workspace, name: str | None, actor: str) -> None:
         audit.record(ws, "adapter.activated", user=actor, target=name)
 
 
+# -- deleting --------------------------------------------------------------------------------------
+
+
+def delete(ws: Workspace, name: str, force: bool = False, user: str | None = None) -> dict:
+    """Delete adapter `name` (a bad fine-tune, one trained on a collection that must go): its row, in
+    one transaction with its `adapter.delete` audit record, then its folder adapters/<name>/. What it
+    learned outlives it: schema 15's trigger keeps the row's lineage in `deleted_adapters`, so the
+    answers, feedback, dataset rows and evaluations it wrote stay withheld as while it was registered
+    (`answered_from`). `user` (None: the acting user) must have the admin role.
+
+    The active adapter is refused unless `force`; with it the chat falls back to the base model, not
+    to the adapter active before: which adapter answers everyone is an admin's choice (`activate`),
+    made on its evaluation, never a guess. Returns the deleted record (see `get`) with `notes`: what the
+    admin must still do, in words (an LLM server, settings.llm_url, may hold it loaded; its folder
+    could not be removed), empty when nothing.
+
+    Raises AccessDenied for a member (before the name is looked up, so it confirms no name),
+    LookupError for an unknown adapter, ValueError for the active one without `force` and while a
+    queued or running run retrains it (its lineage would name an adapter that is gone).
+    """
+    actor = access.require_admin(ws, user, "delete an adapter")
+    jobs.reconcile(ws)  # a retrain whose process died is no longer under way
+    with transaction(ws.db):
+        rec = get(ws, name)
+        if rec["active"] and not force:
+            raise ValueError(f"adapter {name!r} is the active adapter: everyone's chat uses it. Choose another first "
+                             f"(`archivist activate NAME`, or `none` for the base model), or delete it with force (--force, "
+                             f"?force=true; the app asks) and the chat uses the base model")
+        for job in jobs.every(ws, ("train",), states=jobs.LIVE):
+            if (job.spec or {}).get("replaces") == name:
+                raise ValueError(f"adapter {name!r} is being retrained by run {job.id} ({job.state}, as {job.owner}); "
+                                 f"wait for it to finish, or cancel it (`archivist runs --cancel {job.id}`), then delete it")
+        ws.db.execute("DELETE FROM adapters WHERE name = ?", (name,))
+        audit.record(ws, "adapter.delete", user=actor, target=name,
+                     detail={"was_active": rec["active"], "run_id": rec["run_id"], "base": rec["base_model"]})
+    # only the folder of this workspace: the row's path may name another workspace's copy (see `path`)
+    folder = ws.home / "adapters" / name
+    rec["notes"] = []
+    try:
+        if folder.exists():
+            shutil.rmtree(folder)
+    except OSError as e:  # the row is gone already: say what is left, and why, rather than a traceback
+        rec["notes"].append(f"its folder {folder} could not be removed ({e}); remove it by hand")
+    # archivist does not track what an LLM server has loaded (retrieval/llm_remote.py registers an
+    # adapter on first use, in the serving process's memory): the admin is told, not left to guess
+    if ws.settings.llm_url:
+        rec["notes"].append(f"the LLM server at {ws.settings.llm_url} may still hold {name!r} loaded (archivist does "
+                            f"not track what it has loaded): restart it, or unload it there (POST "
+                            f"/v1/unload_lora_adapter with the lora_name its GET /v1/models lists as {name}-...)")
+    return rec
+
+
 # -- what an answer uses ---------------------------------------------------------------------------
 
 
@@ -297,13 +354,19 @@ def resolve(ws: Workspace, user: str | None, requested: str | None) -> Adapter |
         return None
     if requested == "active":
         name = active(ws, user)
-        return Adapter(name, str(path(ws, name))) if name else None
+        return _adapter(ws, name) if name else None
     if not may_use(ws, user, requested):
         raise _missing(requested)
     if _blocked(ws, requested):
         raise StaleAdapter(f"adapter {requested!r} is stale ({_stale(ws, requested)}) and stale adapters are blocked "
                            f"(stale_adapters=block); retrain it with `archivist finetune --retrain {requested}`")
-    return Adapter(requested, str(path(ws, requested)))
+    return _adapter(ws, requested)
+
+
+def _adapter(ws: Workspace, name: str) -> Adapter:
+    """The registered adapter `name` to generate with (see `Adapter`). Raises LookupError when there is none."""
+    folder = str(path(ws, name))
+    return Adapter(name, folder, ws.db.execute("SELECT created_at FROM adapters WHERE name = ?", (name,)).fetchone()[0])
 
 
 # -- stale adapters: trained on a document erased since ---------------------------------------------

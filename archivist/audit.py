@@ -78,6 +78,7 @@ KINDS = {
     "finetune.finished": "a fine-tune finished (done, failed or cancelled)",
     "adapter.registered": "an adapter was registered",
     "adapter.activated": "an adapter became the chat's default (or none did)",
+    "adapter.delete": "an admin deleted an adapter: its row and folder (its lineage is kept, deleted_adapters)",
     "adapter.exported": "an adapter was merged and exported (recorded before its files are written)",
     "adapter.export_failed": "an export recorded as begun did not complete (its partial files were removed)",
     "embedder.registered": "an embedder adapted to the documents was registered (finetune --target retriever)",

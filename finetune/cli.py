@@ -1,4 +1,4 @@
-"""CLI: archivist finetune | adapters | activate | export | runs, and `archivist doctor --finetune`."""
+"""CLI: archivist finetune | adapters [delete] | activate | export | runs, and `archivist doctor --finetune`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,12 @@ def register(sub, common) -> None:
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_finetune)
 
-    command(sub, common, "adapters", cmd_adapters, "registered adapters with their metrics", json=True)
+    p = command(sub, common, "adapters", cmd_adapters, "registered adapters with their metrics", json=True)
+    actions = p.add_subparsers(dest="adapters_command", metavar="ACTION")
+    d = command(actions, common, "delete", cmd_delete, "delete an adapter: its weights and row (admins; what it "
+                                                       "learned stays on its old answers, withheld as before)", json=True)
+    d.add_argument("name", metavar="NAME")
+    d.add_argument("--force", action="store_true", help="even the active adapter (the chat then uses the base model)")
 
     p = command(sub, common, "activate", cmd_activate, "choose the adapter the chat uses ('none': the base model)", json=True)
     p.add_argument("name", metavar="NAME")
@@ -338,6 +343,20 @@ def cmd_adapters(args) -> int:
         if (r["lineage"] or {}).get("replaces"):  # a retrain: which adapter it learned again
             note = f"retrains {r['lineage']['replaces']}; {note}"
         print(f"{'*' if r['active'] else ' '} {r['name']:28} {r['base_model']:16} {cols[0]:>11} {cols[1]:>11} {cols[2]:>11}  {note}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from archivist import adapters
+
+    with open_ws(args, check_index=False) as ws:
+        rec = adapters.delete(ws, args.name, force=args.force, user=getattr(args, "user", None))
+    if args.json:
+        emit_json({"name": rec["name"], "deleted": True, "was_active": rec["active"], "notes": rec["notes"]})
+    else:
+        print(f"deleted adapter {rec['name']}" + (": the chat now uses the base model" if rec["active"] else ""))
+    for note in rec["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

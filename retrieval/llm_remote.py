@@ -59,7 +59,7 @@ class RemoteLLM(ChatTemplate):
     config_window: int  # the model's own max_position_embeddings
     model_path: str | None = None  # the converted model folder: where the base's null adapter is written
     fallback: object | None = None  # a callable returning the in-process LLM, when configured
-    # (adapter name, folder) -> the LoRA name registered with the server
+    # (adapter name, (folder, registered_at)) -> the LoRA name registered with the server
     adapters: dict[tuple[str, str], str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards registration, not generation
     _served: str | None = field(default=None, repr=False)  # the base model's id on the server
@@ -277,7 +277,7 @@ class RemoteLLM(ChatTemplate):
         self.served_model()
         if adapter is None:
             return self.base_model()
-        key = (adapter.name, str(adapter.path))
+        key = (adapter.name, (str(adapter.path), adapter.registered_at))  # a name registered again: other weights
         with self.lock:  # one registration per adapter even when its first requests come together
             if key not in self.adapters:
                 self.adapters[key] = self._register(adapter)
@@ -286,11 +286,15 @@ class RemoteLLM(ChatTemplate):
     def _register(self, adapter) -> str:
         import httpx
 
-        # The folder is part of the name: two workspaces may each hold an adapter of the same name.
-        lora = f"{adapter.name}-{hashlib.sha256(str(Path(adapter.path).resolve()).encode()).hexdigest()[:8]}"
+        # The folder is part of the name: two workspaces may each hold an adapter of the same name; and so is
+        # the registration: the server keeps what it loaded under a name ("already loaded"), and a name deleted
+        # and registered again holds other weights in the same folder.
+        folder = str(Path(adapter.path).resolve())
+        made = "" if adapter.registered_at is None else f"@{adapter.registered_at!r}"
+        lora = f"{adapter.name}-{hashlib.sha256((folder + made).encode()).hexdigest()[:8]}"
         try:
             r = self.client().post(f"{self.url}/v1/load_lora_adapter",
-                                   json={"lora_name": lora, "lora_path": str(Path(adapter.path).resolve())})
+                                   json={"lora_name": lora, "lora_path": folder})
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
         text = r.text

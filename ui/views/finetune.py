@@ -1,6 +1,6 @@
 """Fine-tune: build a dataset from collections and/or feedback and preview it, see whether training
 fits in memory, start and cancel runs in a background process, watch loss and tokens/s live,
-compare adapters with their base, and choose the adapter the chat uses."""
+compare adapters with their base, choose the adapter the chat uses, and (admins) delete one."""
 
 from __future__ import annotations
 
@@ -238,8 +238,27 @@ with adapters_tab:
                     st.error(core.md_escape(e))
                 else:
                     st.rerun()
+            with st.expander("Delete an adapter", icon=":material/delete:"):
+                doomed = st.selectbox("Adapter to delete", [a["name"] for a in adapters], key="ft-delete-pick")
+                st.caption("Its weights and files go for good (a bad fine-tune, or one trained on a collection that "
+                           "must go). The answers it wrote stay withheld from whoever may not read what it learned.")
+                sure = st.checkbox(f"Yes, delete {core.md_escape(doomed)}" + (": it is the active adapter, so the chat then uses the base "
+                                                              "model" if doomed == active else ""), key=f"ft-delete-sure-{doomed}")
+                if st.button("Delete", key="ft-delete-go", disabled=not sure, icon=":material/delete:"):
+                    try:  # the confirmation above named it active: that is the force (adapters.delete)
+                        gone = adapter_registry.delete(ws, doomed, force=doomed == active, user=user)
+                    except (ValueError, LookupError, access.AccessDenied) as e:
+                        st.error(core.md_escape(e))
+                    else:
+                        st.session_state["ft-deleted"] = (gone["name"], gone["notes"])
+                        st.rerun()
         else:
             st.caption("An admin chooses the adapter the chat uses; you can try any of them in the chat's sidebar.")
+    if admin and st.session_state.get("ft-deleted"):
+        gone, notes = st.session_state.pop("ft-deleted")
+        st.success(f"Deleted adapter {core.md_escape(gone)}.")
+        for note in notes:
+            st.warning(core.md_escape(note))
 
 # -- retriever -----------------------------------------------------------------------------------
 
