@@ -114,6 +114,7 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=60000")
+        db.execute("PRAGMA secure_delete=ON")  # a delete zeroes what it frees, whatever the build's default
     except sqlite3.OperationalError as e:
         raise _open_error(e, path) or e from e
     return db
@@ -222,10 +223,16 @@ def secure_delete(db: sqlite3.Connection):
         db.execute(f"PRAGMA secure_delete = {int(before)}")
 
 
-def truncate_wal(db: sqlite3.Connection) -> bool:
+def truncate_wal(db: sqlite3.Connection, wait_ms: int | None = None) -> bool:
     """Checkpoint and empty the WAL, which still holds pages as they were before a delete; returns
-    whether it was emptied (a process reading at that moment holds it: then at its next checkpoint)."""
-    return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    whether it was emptied (a process reading at that moment holds it: then at its next checkpoint).
+    It waits for such readers up to the busy timeout (60 s), or `wait_ms`: a plain delete should not hang on them."""
+    before = db.execute("PRAGMA busy_timeout").fetchone()[0]
+    db.execute(f"PRAGMA busy_timeout = {before if wait_ms is None else int(wait_ms)}")
+    try:
+        return not db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {before}")
 
 
 def compact(db: sqlite3.Connection) -> bool:

@@ -33,7 +33,7 @@ from archivist.ingest.reading import Pending, Prepare, read_ahead
 from archivist.ingest.uploads import stored_upload, workspace_copy
 from archivist.ingest.writing import embed_text, vector_key
 from archivist.retrieval import lexicon_store, vectors
-from archivist.workspace import Workspace, WorkspaceError, transaction
+from archivist.workspace import Workspace, WorkspaceError, transaction, truncate_wal
 
 log = logging.getLogger(__name__)
 
@@ -491,30 +491,26 @@ def mark_queued(ws: Workspace, ids: Sequence[int]) -> None:
 
 
 def sync_indexes(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, forget: bool = False) -> None:
-    """Bring collection `cid`'s FAISS index and the lexical index in step with SQLite after chunks
-    were written or deleted (`fresh`: vectors just computed, spared a read back; `forget`: a delete,
-    whose words the lexical file then no longer holds at any size, `lexicon_store.sync`).
-
-    Up to HOLD_INDEXES_UP_TO chunks in the workspace this process syncs the index files itself
-    (holding them: a few MB). Past it, it only tells the searching processes (`vectors.note_changed`,
-    `lexicon_store.append`: the new chunks tokenized as a pending segment), in memory that does not grow
-    with the index, and the next search brings the files in step (bench/RESULTS.md, finding 17); but a
-    delete syncs the lexical file itself, so that no word of the document waits on disk for a search."""
+    """Bring collection `cid`'s FAISS index and the lexical index in step with SQLite after chunks were
+    written or deleted (`fresh`: vectors just computed, spared a read back; `forget`: a delete). Up to
+    HOLD_INDEXES_UP_TO chunks this process syncs the files itself (holding them: a few MB). Past it, it
+    only tells the searching processes (`vectors.note_changed`, `lexicon_store.append`), in memory that
+    does not grow with the index, and the next search syncs (bench/RESULTS.md, finding 17); but a delete
+    syncs both itself (1.5 KB a chunk for FAISS), so no word or vector of it waits on disk for a search."""
     n = ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-    if n <= HOLD_INDEXES_UP_TO:
-        vectors.sync(ws, cid, fresh)
-    else:
-        vectors.note_changed(ws, cid)
     if n <= HOLD_INDEXES_UP_TO or forget:
+        vectors.sync(ws, cid, fresh)
         lexicon_store.sync(ws)
     else:
+        vectors.note_changed(ws, cid)
         lexicon_store.append(ws)
 
 
 def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason: str | None = None,
                      versions: dict[int, str] | None = None) -> list[int]:
     """Delete documents `ids` (of collections `user` may write: the caller checked) from SQLite, FTS5
-    and FAISS in one transaction, each with its `document.deleted` record (naming `reason`, if any).
+    and FAISS in one transaction, each with its `document.deleted` record (naming `reason`, if any); then
+    FTS5 merged, index files synced, WAL emptied: no file keeps their text (`secure_delete` zeroes pages).
     versions: {id: content_hash} of the versions the caller read; a document whose stored version is
     another by now (an ingest updated it meanwhile) is left alone. Returns the ids so left."""
     changed: list[int] = []
@@ -536,10 +532,12 @@ def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason
                          detail={"document_id": doc_id, "collection": row["name"], "sha256": row["content_hash"],
                                  **({"reason": reason} if reason else {})})
             cids.add(row["collection_id"])
-    for cid in cids:
-        # the deleted words leave the lexical file now, not kept as dead postings and terms (a merge of the
-        # postings: 0.01 -> 0.03 s at 3,000 chunks), past HOLD_INDEXES_UP_TO too (docs/governance.md)
+        if cids:  # FTS5 keeps a deleted row's words in its segments (and its delete marker) until a merge
+            ws.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+    for cid in cids:  # the deleted words and vectors leave the index files now, at any size
         sync_indexes(ws, cid, forget=True)
+    if cids:  # the WAL holds the pages as they were, text and all (a reader keeps it till the next delete)
+        truncate_wal(ws.db, wait_ms=2000)
     return changed
 
 

@@ -40,6 +40,11 @@ def _path(ws: Workspace) -> Path:
     return ws.index_dir / "lexical.npz"
 
 
+def _tmp(ws: Workspace) -> Path:
+    """Where `_save` writes the file before renaming it into place."""
+    return ws.index_dir / "lexical.tmp.npz"
+
+
 _files: dict[str, tuple[str, str]] = {}
 
 
@@ -101,7 +106,7 @@ def _save(ws: Workspace, index: Index) -> Index:
             _write(f, index)
 
     meta = {"chunks": index.n_live, "id_sum": int(index.ids[index.live].sum())}
-    index = replace(index, mtime=save_with_sidecar(path, path.with_name("lexical.tmp.npz"), write, meta, "lexical index"))
+    index = replace(index, mtime=save_with_sidecar(path, _tmp(ws), write, meta, "lexical index"))
     _cache[str(ws.home)] = index
     return index
 
@@ -275,6 +280,9 @@ def sync(ws: Workspace, rebuild: bool = False, fields: Fields | None = None) -> 
         if loaded is None or segments or len(missing) or len(extra) or index is not kept or fresh_sidecar(path) is None:
             index = _save(ws, index)
         _drop_segments(ws, segments)
+        # a save cut short between its write and its rename left a copy of the index as it was then,
+        # words of chunks deleted since included (a save renames it away; unsaved, it stayed)
+        _tmp(ws).unlink(missing_ok=True)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": index.n_live}
 
 
@@ -287,7 +295,8 @@ def check_and_repair(ws: Workspace) -> list[str]:
         return [f"lexical index: {result}"] if result["segments"] else []
     n, s = ws.db.execute("SELECT COUNT(*), COALESCE(SUM(id), 0) FROM chunks").fetchone()
     meta = fresh_sidecar(_path(ws))
-    if (meta is not None and meta.get("chunks") == n and meta.get("id_sum") == s) or (n == 0 and meta is None):
+    if ((meta is not None and meta.get("chunks") == n and meta.get("id_sum") == s) or (n == 0 and meta is None)) \
+            and not _tmp(ws).exists():  # a save's leftover: removed by sync
         return []
     result = sync(ws)
     if result["added"] or result["removed"]:

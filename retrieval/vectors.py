@@ -397,6 +397,9 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
         if rebuilt or len(missing) or len(extra) or fresh_sidecar(path) is None:
             _save(ws, cid, loaded)
         pending.unlink(missing_ok=True)
+        # a save cut short between its write and its rename left a copy of the index as it was then,
+        # vectors of chunks deleted since included (a save renames it away; unsaved, it stayed)
+        path.with_suffix(".faiss.tmp").unlink(missing_ok=True)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
 
 
@@ -446,7 +449,7 @@ def check_and_repair(ws: Workspace) -> list[str]:
         meta = fresh_sidecar(path)
         ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s
               and (meta.get("kind") != "ivf" or meta.get("format") == FORMAT)) or (n == 0 and not path.exists())
-        if not ok:
+        if not ok or path.with_suffix(".faiss.tmp").exists():  # a save's leftover: removed by sync
             result = sync(ws, cid)
             if result["added"] or result["removed"] or result["rebuilt"]:
                 log.warning("repaired FAISS index of collection %s from SQLite: %s", cid, result)
