@@ -263,7 +263,9 @@ def settle(result: Answer, question: str, passages: Sequence[Hit], text: str, mo
         checks = verify_answer(text, texts, question)
         result.claims = [asdict(c) for c in checks]
         if "do not contain" not in text.lower():
-            kept = [c for c in checks if c.claim and c.supported]
+            # A fenced code block found verbatim in a passage is supported but cites none (verify_answer):
+            # it cannot stand as a cited claim, and reading its citation crashed the question.
+            kept = [c for c in checks if c.claim and c.supported and c.cites]
     if kept:
         cands = [(c.cites[0], c.text, " > ".join(passages[c.cites[0] - 1].heading)) for c in kept]
         confidence = float(max(quote_score(question, cands, embedder)))
