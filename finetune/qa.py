@@ -10,7 +10,11 @@ quantity with its unit, a code, an e-mail address, a name, or a `key: value; ...
 turns each into a question by putting a wh-phrase where the fact was ("Full-time employees receive
 how many days of paid annual leave per calendar year?"). Such echo questions read a little stiff
 but are always answerable from the chunk, which is what a small model needs to learn to extract
-and cite.
+and cite. A question is only written where it reads as one and singles out its chunk: "who" asks
+only for a person, not for a title, an acronym's expansion or a product (`_person`); a boilerplate
+label ("Changed in version 3.7: ...") and a question whose other words are all common English give
+none (`_specific`): on Python's manual labels gave 904 of its 1,653 questions, each answered by any of
+hundreds of chunks, poor pairs for `archivist finetune --target retriever`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from archivist.retrieval.folding import cjk_count
+from archivist.retrieval.query import STOPWORDS
 from archivist.retrieval.verify import sentences  # the rule answers are checked by: one home for sentence ends
+from archivist.retrieval.verify import zipf
 
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 WEEKDAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
@@ -54,8 +61,25 @@ _NOT_NAMES = re.compile(rf"^(?:{MONTHS}|{WEEKDAYS}|The|This|Our|Every|Each|All)\
 # question (on sed's manual this drops 34 of its 59 questions, nearly all of them unreadable).
 _CODE = re.compile(r"[|\\{}`]|(?:^|\s)[$#]\s|^\s*#|\$[@#*?]|[\"'‘]\$\d|\$\d[\"'’]|\*[Nn]ote\b|::")
 _POSITIONAL = re.compile(r"\$\d(?![\d,.])")  # two of them: shell arguments ("$1 $2"); one may be a price
-_CAPITALIZED_BEFORE = re.compile(r"\b[A-Z][a-z]+ $")
-_ACRONYM_AFTER = re.compile(r"^ \((?P<acronym>[A-Z]{2,})\)")
+_CAPITALIZED_BEFORE = re.compile(r"\b[A-Z][a-z]+(?:,? (?:of|for|and)|,)? $")  # "Redundant Array of Independent Disks"
+# Where a text names a person: "written by", "thanks to", "the head is", a list of names; or "Ingo Molnar (a
+# kernel developer)", "Randy Dunlap’s presentation". "see", "in", "on", "called", "for" name sections and products.
+_PERSON_BEFORE = re.compile(r"(?:\b(?:by|to|after|from|thank|thanks|and|is|was|contact|ask|call|email)|,) $", re.I)
+_PERSON_AFTER = re.compile(r"^(?: \((?:a|an|the|of)\b|,? who\b|[’']s?(?!\w))")
+_TITLE_GOES_ON = re.compile(r"^,? (?:(?:of|for|and) )?[A-Z]")  # "Distributed Version Control", "Types, Functions, and Other Objects"
+_POSSESSIVE = re.compile(r"^(?:[’']s\b|(?<=s)[’'](?!\w))")
+_SURNAME_ZIPF = 4.0  # a surname is rare as an English word: "Torvalds" 2.2, "Armstrong" 3.9; "Saying" 5.4, "Software" 4.8
+_LABEL = re.compile(r"^[^:]{0,60}$")  # the fact sits in a short label at the start of the sentence...
+_LABEL_END = re.compile(r"^[^:]{0,60}: ")  # ...that ends in a colon: "Changed in version 3.7: ", "New in version 3.2: "
+_DETERMINERS = frozenset("a an the this that these those its their our your my his her each every any some all "
+                         "no one two three both other same such".split())
+# _PREPOSITION's words but "to" and the times, and others after which a noun follows, not a verb ("to use UTF-8")
+_NOUN_FOLLOWS = re.compile(r"\b(?:in|from|of|for|with|by|under|per|at|on|into|via|see)\s+$", re.I)
+_INSIDE_A_TOKEN = re.compile(r"[<\w=:/@!-]$")
+_PRODUCT_BEFORE = re.compile(r"(?:\b(?:a|an|the) )?\b(?P<name>[A-Z][\w.+-]*) $")
+_TERM = re.compile(r"[^\W\d_][\w.'-]*\w|\d[\w.-]*")  # any script: "Ältere", "сервер", "gitfile", "3.8"
+_SPECIFIC_ZIPF = 5.0  # not common English: "hostname" 2.1, "Monday" 4.8; "step" 5.1, "working" 5.5 are
+_COMMON_NOUN = re.compile(r"(?:tion|sion|ing|ment|ness|ity|ive|ful|able|ance|ence|ism|ware|ics|ers|ors|ies)$")
 
 
 @dataclass
@@ -83,10 +107,11 @@ def _facts(sentence: str) -> list[tuple[str, int, int, str]]:
             s, e = m.span("v") if "v" in pattern.groupindex else m.span()
             if any(s < b and a < e for a, b in taken) or _cuts_a_token(sentence, s, e):
                 continue
-            if kind == "name" and (_NOT_NAMES.match(sentence[s:e]) or _CAPITALIZED_BEFORE.search(sentence[:s])
-                                   or _abbreviated(sentence[s:e], sentence[e:])):
+            if kind == "name" and not _person(sentence, s, e):
                 continue  # "Free Software Foundation" is not a person called "Software Foundation"
             unit = m.groupdict().get("unit")
+            if kind == "name" and _POSSESSIVE.match(sentence[e:]):
+                wh = "whose"  # "Tim Peters’ introduction" -> "whose introduction"
             found.append((kind, s, e, wh.format(unit=unit) if unit else wh))
             taken.append((s, e))
     return found
@@ -99,23 +124,62 @@ def _cuts_a_token(sentence: str, s: int, e: int) -> bool:
     return bool(re.search(r"\w[.:/-]?$", sentence[:s]) or re.match(r"\w|[.:/-]\w", sentence[e:]))
 
 
-def _abbreviated(phrase: str, after: str) -> bool:
-    """Whether a capitalized phrase is a term spelled out before its acronym: "Extended Regular
-    Expression (ERE)" is no person, but "Marek Jansen (COO)" is one with a title."""
-    m = _ACRONYM_AFTER.match(after)
-    return bool(m) and m["acronym"] == "".join(w[0] for w in phrase.split())
+def _person(sentence: str, s: int, e: int) -> bool:
+    """Whether the capitalized phrase sentence[s:e] reads as a person's name, the only thing "who" may ask
+    for. Manuals are full of capitalized phrases that are not: a quoted title ("GNU is Not Unix"), an
+    acronym's expansion ("Redundant Array of Independent Disks", "Personal Information Manager" of
+    KDE-PIM, "Marek Jansen (COO)" stays a person), part of a longer title ("Distributed Version Control
+    system"), a product or a section ("picked Debian Bullseye", "see Debugger Commands", "Pony Saying").
+    So a person is named where manuals name people (_PERSON_BEFORE, _PERSON_AFTER), and a surname is a
+    word rare in English and no common noun; a given name may be common ("Jeff", "Christian")."""
+    phrase, before, after = sentence[s:e], sentence[:s], sentence[e:]
+    words = phrase.split()
+    if (_NOT_NAMES.match(phrase) or _CAPITALIZED_BEFORE.search(before) or _TITLE_GOES_ON.match(after)
+            or _quoted(before)):
+        return False
+    initials = "".join(w[0] for w in words)
+    if any(t.startswith(initials) for t in re.findall(r"[A-Z][A-Z0-9]+", sentence)):
+        return False  # the expansion of an acronym the sentence uses
+    if not (_PERSON_BEFORE.search(before) or _PERSON_AFTER.match(after)):
+        return False
+    return all(zipf(w.lower()) < _SURNAME_ZIPF and not _COMMON_NOUN.search(w) for w in words[1:])
+
+
+def _quoted(before: str) -> bool:
+    """Whether a quotation opened in `before` is still open: “GNU is Not Unix”, "Pony Saying 'Um, Hello'"."""
+    return before.count("“") > before.count("”") or before.count('"') % 2 == 1
 
 
 def _question(sentence: str, s: int, e: int, kind: str, wh: str) -> str | None:
     """The sentence with the fact replaced by its wh-phrase, as a question; None when it would read badly."""
     before, after = sentence[:s], sentence[e:]
-    if kind in ("code", "number"):
-        # "policy HR-17" -> "which policy", "extension 4417" -> "which extension"
+    if _LABEL.match(before) and _LABEL_END.match(after):
+        return None  # "Changed in version 3.7: ...": a boilerplate label that hundreds of chunks share
+    if kind == "email" and _INSIDE_A_TOKEN.search(before):
+        return None  # "A U Thor <author@example.com>", "--author=you@example.com": a form or a command, not prose
+    if kind == "code":
+        # "under policy HR-17" -> "under which policy", "encoded in UTF-8" -> "encoded in which code"; but
+        # "the git SHA-1 for", "an extended SHA-1 syntax", "such as SHA-256" give "the which git for", "such which as"
+        m = re.search(r"(?:^|(?<=[\s(]))([A-Za-z][a-z-]+) $", before)
+        label = m.group(1) if m else ""
+        if (label and label.lower() not in STOPWORDS | _DETERMINERS and not re.search(r"(?:ly|ed|ing|[^s]s)$", label)
+                and (_NOUN_FOLLOWS.search(before[: m.start()]) or not before[: m.start()].strip())):
+            before, wh = before[: m.start()], f"which {label.lower()}"
+        elif not _after_a_function_word(before):
+            return None
+    if kind == "number":
+        # "extension 4417" -> "which extension"
         m = re.search(r"(\b[A-Za-z][a-z-]+) $", before)
         if m and m.group(1).lower() not in ("of", "to", "and", "or", "the", "a", "an", "by", "in", "at", "on", "for", "with"):
             before, wh = before[: m.start()], f"which {m.group(1).lower()}"
+            # "cloned with a Git version 1.7.8 or newer" -> "cloned with which Git version or newer"
+            product = _PRODUCT_BEFORE.search(before)
+            if product and zipf(product["name"].lower()) < _SPECIFIC_ZIPF:  # "If version 1 is set" names no product
+                before, wh = before[: product.start()], f"which {product['name']} {wh.removeprefix('which ')}"
     if _PREPOSITION.search(before) and wh.split(" ", 1)[0] in ("at", "on"):
         wh = wh.split(" ", 1)[1]  # "from at what time" -> "from what time"
+    if wh == "whose":
+        after = _POSSESSIVE.sub("", after)
     if kind == "quantity":
         wh_unit = wh.split(" ", 2)[-1]
         after = re.sub(rf"^\s*of\s+{re.escape(wh_unit)}\b", "", after)  # "how many days of days" never happens
@@ -123,9 +187,28 @@ def _question(sentence: str, s: int, e: int, kind: str, wh: str) -> str | None:
     if q.startswith(wh):
         q = q[0].upper() + q[1:]
     words = _WORD.findall(q)
-    if not 5 <= len(words) <= 45:
+    if not 5 <= len(words) <= 45 or not _specific(sentence[:s] + sentence[e:]):
         return None
     return q + "?"
+
+
+def _after_a_function_word(before: str) -> bool:
+    """Whether a wh-phrase may follow `before`: at the start, after punctuation ("charset=", "(") or after
+    a function word that is no determiner ("in", "to", "is"); not after "the", "every" or an adjective."""
+    m = re.search(r"([A-Za-z]+)\s+$", before)
+    return not m or (m.group(1).lower() in STOPWORDS and m.group(1).lower() not in _DETERMINERS)
+
+
+def _specific(rest: str) -> bool:
+    """Whether the words a question keeps besides its wh-phrase can single out one chunk: three content
+    words, one of them not common English (a term, a name, an identifier). "Go back to which step and
+    continue working?" or "Here is an illustration, by who?" fit any of hundreds of chunks, which
+    makes them a poor training pair for the retriever and a vague one for the LLM. Judged by English
+    word frequencies: a word of another language counts as rare, and CJK text (runs, not words) passes."""
+    if cjk_count(rest):
+        return True
+    content = [w.lower() for w in _TERM.findall(rest) if w.lower() not in STOPWORDS]
+    return len(content) >= 3 and any(zipf(w) < _SPECIFIC_ZIPF for w in content)
 
 
 def _row_pairs(line: str) -> list[tuple[str, str, int, int]]:
