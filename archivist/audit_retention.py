@@ -8,7 +8,7 @@ import time
 
 from archivist import access
 from archivist.audit import AuditError, record
-from archivist.workspace import Workspace, secure_delete, transaction, truncate_wal
+from archivist.workspace import Workspace, transaction, truncate_wal
 
 
 def purge(ws: Workspace, days: float, by: str | None = None) -> dict:
@@ -29,18 +29,17 @@ def _purge(ws: Workspace, days, actor: str) -> dict:
     cutoff = time.time() - days * 86400
     if ws.db.execute("SELECT 1 FROM audit WHERE ts < ? LIMIT 1", (cutoff,)).fetchone() is None:
         return {"purged": 0, "through_id": None}
-    # Purged records hold questions and queries: their freed pages are zeroed (whatever SQLite's
-    # build default) and the WAL, which still holds the pages as they were, is emptied after.
-    with secure_delete(ws.db):
-        with transaction(ws.db):
-            last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
-            if last is None:
-                return {"purged": 0, "through_id": None}
-            n = ws.db.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
-            for key, value in (("checkpoint_id", str(last["id"])), ("checkpoint_hash", last["hash"])):
-                ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
-            record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
-                                                          "through_hash": last["hash"], "days": days})
+    # Purged records hold questions and queries: their freed pages are zeroed (secure_delete, set by
+    # workspace.connect) and the WAL, which still holds the pages as they were, is emptied after.
+    with transaction(ws.db):
+        last = ws.db.execute("SELECT id, hash FROM audit WHERE ts < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
+        if last is None:
+            return {"purged": 0, "through_id": None}
+        n = ws.db.execute("DELETE FROM audit WHERE id <= ?", (last["id"],)).rowcount
+        for key, value in (("checkpoint_id", str(last["id"])), ("checkpoint_hash", last["hash"])):
+            ws.db.execute("INSERT OR REPLACE INTO audit_state(key, value) VALUES (?, ?)", (key, value))
+        record(ws, "audit.purge", user=actor, detail={"purged": n, "through_id": last["id"],
+                                                      "through_hash": last["hash"], "days": days})
     truncate_wal(ws.db)
     return {"purged": n, "through_id": last["id"]}
 

@@ -16,7 +16,7 @@ removes what they wrote and were shown, each through the module that owns it:
     their records in the audit log (REDACTED_KINDS)              redacted (archivist/audit.py `redact`)
 
 in one transaction with the `user.erased` record (who erased whom, when, the counts; never the
-text), with secure_delete on, then VACUUM and a truncated WAL, and a scan of every file of the
+text), with secure_delete on (workspace.connect), then VACUUM and a truncated WAL, and a scan of every file of the
 workspace for the longer things they typed (`leftovers`). What it cannot remove: what an adapter
 trained on their feedback learned (named in `adapters`, marked stale), and their name on their acts
 on the company's data (ingests, grants they gave, fine-tunes, erasures), which the log keeps.
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from archivist import access, adapters, audit, files
 from archivist.files import files_holding
-from archivist.workspace import Workspace, compact, secure_delete, transaction
+from archivist.workspace import Workspace, compact, transaction
 
 ERASED = audit.REDACTED  # what stands for the person's name where a record must keep an owner
 MIN_TEXT = 24  # characters: shorter things typed ("thanks", "yes") are no evidence of a leftover
@@ -128,48 +128,47 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
     eids = {r[0] for r in _in(ws, "SELECT id FROM evaluations WHERE former_owner IN ({})", formers)}
     if uid is not None:
         eids |= {r[0] for r in ws.db.execute("SELECT id FROM evaluations WHERE user_id = ?", (uid,))}
-    with secure_delete(ws.db):
-        with transaction(ws.db):
-            if uid is not None:
-                report.conversations = ws.db.execute("SELECT COUNT(*) FROM conversations WHERE user_id = ?", (uid,)).fetchone()[0]
-                report.messages = ws.db.execute("SELECT COUNT(*) FROM messages WHERE conversation_id IN "
-                                                "(SELECT id FROM conversations WHERE user_id = ?)", (uid,)).fetchone()[0]
-                report.keys = ws.db.execute("SELECT COUNT(*) FROM api_keys WHERE user_id = ?", (uid,)).fetchone()[0]
-                report.grants = ws.db.execute("SELECT COUNT(*) FROM grants WHERE user_id = ?", (uid,)).fetchone()[0]
-                ws.db.execute("DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = ?)", (uid,))
-                ws.db.execute("DELETE FROM conversations WHERE user_id = ?", (uid,))
-            report.evaluations = sum(ws.db.execute("DELETE FROM evaluations WHERE id = ?", (e,)).rowcount for e in eids)
-            report.feedback = sum(ws.db.execute("DELETE FROM feedback WHERE id = ?", (f,)).rowcount for f in fids)
-            report.jobs = _rename_jobs(ws, formers)
-            # looked up again inside the transaction that deletes the feedback: a run that registered
-            # since the first look (before the scrub of files above) is found here; one registering
-            # after it finds its dataset's feedback gone (adapters.register)
-            late = [n for n in _trained_on(ws, touched) if n not in report.adapters]
-            report.adapters += late
-            adapters.mark_stale(ws, report.adapters, f"trained on feedback of an erased user ({name})")
-            for a in report.adapters:
-                lin = _loads(ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (a,)).fetchone()[0])
-                ws.db.execute("UPDATE adapters SET lineage = ? WHERE name = ?", (json.dumps(_renamed(lin, formers)), a))
-            if uid is not None:
-                ws.db.execute("DELETE FROM users WHERE id = ?", (uid,))  # keys, sessions, grants cascade
-            report.audit_redacted = audit.redactable(ws, logged, before, after)
-            if before <= after:  # a label the log has no end for: whose records might be theirs, none redacted
-                report.untold = {a: _left(ws, a) for a in _log_accounts(ws, logged)}
-            report.unknown = {t: n for t in ("feedback", "evaluations") if (n := ws.db.execute(
-                f"SELECT COUNT(*) FROM {t} WHERE user_id IS NULL AND former_owner IS NULL").fetchone()[0])}
-            report.audit_kept = {r[0]: r[1] for r in ws.db.execute(
-                "SELECT action, COUNT(*) FROM audit WHERE user = ? AND redacted_by IS NULL AND id > ? AND id < ? GROUP BY action",
-                (logged, after, before))
-                if r[0] not in audit.REDACTED_KINDS}
-            report.record = audit.record(ws, "user.erased", user=actor, target=name, detail={
-                "account": report.account, "conversations": report.conversations, "messages": report.messages,
-                "feedback": report.feedback, "keys": report.keys, "grants": report.grants,
-                "evaluations": report.evaluations, "jobs": report.jobs, "dataset_examples": report.dataset_examples,
-                "datasets_disowned": report.datasets_disowned, "stale_adapters": report.adapters,
-                "redacted": report.audit_redacted, "kept": report.audit_kept, "unknown": report.unknown,
-                **({"untold": report.untold} if report.untold else {})})
-            n = audit.redact(ws, logged, report.record, before, after)
-            assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
+    with transaction(ws.db):
+        if uid is not None:
+            report.conversations = ws.db.execute("SELECT COUNT(*) FROM conversations WHERE user_id = ?", (uid,)).fetchone()[0]
+            report.messages = ws.db.execute("SELECT COUNT(*) FROM messages WHERE conversation_id IN "
+                                            "(SELECT id FROM conversations WHERE user_id = ?)", (uid,)).fetchone()[0]
+            report.keys = ws.db.execute("SELECT COUNT(*) FROM api_keys WHERE user_id = ?", (uid,)).fetchone()[0]
+            report.grants = ws.db.execute("SELECT COUNT(*) FROM grants WHERE user_id = ?", (uid,)).fetchone()[0]
+            ws.db.execute("DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = ?)", (uid,))
+            ws.db.execute("DELETE FROM conversations WHERE user_id = ?", (uid,))
+        report.evaluations = sum(ws.db.execute("DELETE FROM evaluations WHERE id = ?", (e,)).rowcount for e in eids)
+        report.feedback = sum(ws.db.execute("DELETE FROM feedback WHERE id = ?", (f,)).rowcount for f in fids)
+        report.jobs = _rename_jobs(ws, formers)
+        # looked up again inside the transaction that deletes the feedback: a run that registered
+        # since the first look (before the scrub of files above) is found here; one registering
+        # after it finds its dataset's feedback gone (adapters.register)
+        late = [n for n in _trained_on(ws, touched) if n not in report.adapters]
+        report.adapters += late
+        adapters.mark_stale(ws, report.adapters, f"trained on feedback of an erased user ({name})")
+        for a in report.adapters:
+            lin = _loads(ws.db.execute("SELECT lineage FROM adapters WHERE name = ?", (a,)).fetchone()[0])
+            ws.db.execute("UPDATE adapters SET lineage = ? WHERE name = ?", (json.dumps(_renamed(lin, formers)), a))
+        if uid is not None:
+            ws.db.execute("DELETE FROM users WHERE id = ?", (uid,))  # keys, sessions, grants cascade
+        report.audit_redacted = audit.redactable(ws, logged, before, after)
+        if before <= after:  # a label the log has no end for: whose records might be theirs, none redacted
+            report.untold = {a: _left(ws, a) for a in _log_accounts(ws, logged)}
+        report.unknown = {t: n for t in ("feedback", "evaluations") if (n := ws.db.execute(
+            f"SELECT COUNT(*) FROM {t} WHERE user_id IS NULL AND former_owner IS NULL").fetchone()[0])}
+        report.audit_kept = {r[0]: r[1] for r in ws.db.execute(
+            "SELECT action, COUNT(*) FROM audit WHERE user = ? AND redacted_by IS NULL AND id > ? AND id < ? GROUP BY action",
+            (logged, after, before))
+            if r[0] not in audit.REDACTED_KINDS}
+        report.record = audit.record(ws, "user.erased", user=actor, target=name, detail={
+            "account": report.account, "conversations": report.conversations, "messages": report.messages,
+            "feedback": report.feedback, "keys": report.keys, "grants": report.grants,
+            "evaluations": report.evaluations, "jobs": report.jobs, "dataset_examples": report.dataset_examples,
+            "datasets_disowned": report.datasets_disowned, "stale_adapters": report.adapters,
+            "redacted": report.audit_redacted, "kept": report.audit_kept, "unknown": report.unknown,
+            **({"untold": report.untold} if report.untold else {})})
+        n = audit.redact(ws, logged, report.record, before, after)
+        assert n == report.audit_redacted, (n, report.audit_redacted)  # the same transaction: cannot differ
     for a in late:  # files: after the transaction, as for the others before it
         adapters.scrub_metrics(ws, a, lambda s: any(t in s for t in typed))
     report.wal_truncated = compact(ws.db)  # no freed page keeps their words; the leftover scan below checks

@@ -14,7 +14,6 @@ import os
 import random
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,18 +208,6 @@ class transaction:
             if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
                 raise _disk_error(exc) from exc
         return False
-
-
-@contextmanager
-def secure_delete(db: sqlite3.Connection):
-    """While this block runs, freed SQLite pages are zeroed, not left holding the deleted text
-    (whatever SQLite's build default); the setting is restored after. For erase and purges."""
-    before = db.execute("PRAGMA secure_delete").fetchone()[0]
-    db.execute("PRAGMA secure_delete = ON")
-    try:
-        yield
-    finally:
-        db.execute(f"PRAGMA secure_delete = {int(before)}")
 
 
 def truncate_wal(db: sqlite3.Connection, wait_ms: int | None = None) -> bool:

@@ -10,7 +10,7 @@ also reaches the copies made from it, each through the module that owns them:
     its upload                                   ingest/uploads.py         the file under uploads/
     adapters that learned from it                archivist/adapters.py     marked stale; examples in metrics.json dropped
 
-and then leaves no trace in the files: SQLite with secure_delete on, the FTS index optimized, the
+and then leaves no trace in the files: SQLite with secure_delete on (workspace.connect), the FTS index optimized, the
 lexical index compacted without its terms, VACUUM, and the WAL checkpointed and truncated. What it cannot remove: what
 an adapter's weights learned, until the adapter is retrained (`archivist finetune --retrain NAME`).
 The audit log keeps that the document existed and was erased (its name and hash, never its text).
@@ -26,7 +26,7 @@ from pathlib import Path
 from archivist import access, adapters, audit, conversations, feedback
 from archivist.files import files_holding
 from archivist.needles import Needles
-from archivist.workspace import Workspace, compact, secure_delete, transaction
+from archivist.workspace import Workspace, compact, transaction
 
 _COUNTS = ("feedback_deleted", "feedback_anonymized", "messages", "evaluations", "adapter_examples", "earlier_uploads")
 _VERSIONS = 3  # new versions an erase follows (one ingested while the last one's copies were scrubbed)
@@ -245,40 +245,39 @@ def _erase_copies(ws: Workspace, doc: dict, actor: str, keep_ratings: bool) -> E
     report.held_elsewhere = erased.holders
     left_messages: list[int] = []
     left_examples: dict[str, int] = {}
-    with secure_delete(ws.db):
-        fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings, owner=owner)
-        report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
-        report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner,
-                                                       left=left_messages)
-        dropped = dataset_store.erase_document(ws, doc["id"], set(chunks), erased, owner=owner, left=left_examples)
-        report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
-        report.held_copies = {k: v for k, v in (("feedback", fb["left"]), ("messages", len(left_messages)),
-                                                ("dataset_examples", sum(left_examples.values()))) if v}
-        report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
-        upload = workspace_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
-        if upload is not None:
-            removed = _remove_upload(ws, upload, doc["id"])
-            # a member is told the file left the document either way: told that it stays (another
-            # document read from the same bytes under the same name), they would learn that a
-            # collection they cannot read holds that exact file. `_finish` records the truth.
-            report.upload = removed if owner is None else str(upload)
-        # whether or not this version was uploaded: an earlier one may have been, and a cut-short
-        # job holding it would bring it back when resumed
-        report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc, member=owner is not None)
-        # an adapter's evaluation examples were drawn from the documents its lineage lists: unless one
-        # of those holds the text too, the text they show came from this document, shared or not
-        plain = matcher(text, list(chunks.values()) + earlier)
-        everyone = None  # a member's erase: the holders in every collection, read once if needed
-        for name in adapters.learned_from(ws, doc["id"]):
-            match, shown = erased, True
-            if owner is not None and not adapters.may_use(ws, actor, name):
-                # it learned from a collection the member may not read too: a document there holding
-                # the text is where those examples may have come from, and it keeps them; how many
-                # went is not the member's to know (it would say whether such a document holds it)
-                everyone = everyone or matcher(text, list(chunks.values()) + earlier, _other_documents(ws, doc["id"], None))
-                match, shown = everyone, False
-            n = adapters.scrub_metrics(ws, name, match if _learned_from_holders(ws, name, match.holders) else plain)
-            report.adapter_examples += n if shown else 0
+    fb = feedback.erase_document(ws, doc["name"], doc["collection"], erased, keep_ratings, owner=owner)
+    report.feedback_deleted, report.feedback_anonymized = fb["deleted"], fb["anonymized"]
+    report.messages = conversations.erase_document(ws, doc["name"], erased, doc["collection"], owner=owner,
+                                                   left=left_messages)
+    dropped = dataset_store.erase_document(ws, doc["id"], set(chunks), erased, owner=owner, left=left_examples)
+    report.dataset_examples = _visible_datasets(ws, actor, dropped) if owner else dropped
+    report.held_copies = {k: v for k, v in (("feedback", fb["left"]), ("messages", len(left_messages)),
+                                            ("dataset_examples", sum(left_examples.values()))) if v}
+    report.evaluations = evaluation.erase_text(ws, erased, owner=owner)
+    upload = workspace_copy(ws, row["source"])  # before either removes anything: the mapping needs the file
+    if upload is not None:
+        removed = _remove_upload(ws, upload, doc["id"])
+        # a member is told the file left the document either way: told that it stays (another
+        # document read from the same bytes under the same name), they would learn that a
+        # collection they cannot read holds that exact file. `_finish` records the truth.
+        report.upload = removed if owner is None else str(upload)
+    # whether or not this version was uploaded: an earlier one may have been, and a cut-short
+    # job holding it would bring it back when resumed
+    report.earlier_uploads = _remove_earlier_uploads(ws, upload, doc, member=owner is not None)
+    # an adapter's evaluation examples were drawn from the documents its lineage lists: unless one
+    # of those holds the text too, the text they show came from this document, shared or not
+    plain = matcher(text, list(chunks.values()) + earlier)
+    everyone = None  # a member's erase: the holders in every collection, read once if needed
+    for name in adapters.learned_from(ws, doc["id"]):
+        match, shown = erased, True
+        if owner is not None and not adapters.may_use(ws, actor, name):
+            # it learned from a collection the member may not read too: a document there holding
+            # the text is where those examples may have come from, and it keeps them; how many
+            # went is not the member's to know (it would say whether such a document holds it)
+            everyone = everyone or matcher(text, list(chunks.values()) + earlier, _other_documents(ws, doc["id"], None))
+            match, shown = everyone, False
+        n = adapters.scrub_metrics(ws, name, match if _learned_from_holders(ws, name, match.holders) else plain)
+        report.adapter_examples += n if shown else 0
     return report
 
 
@@ -288,8 +287,7 @@ def _delete(ws: Workspace, doc: dict, actor: str) -> bool:
     ingest stored another version meanwhile (deleted unseen, its copies would stay)."""
     from archivist.ingest.pipeline import remove_documents
 
-    with secure_delete(ws.db):
-        return not remove_documents(ws, [doc["id"]], actor, versions={doc["id"]: doc["content_hash"]})
+    return not remove_documents(ws, [doc["id"]], actor, versions={doc["id"]: doc["content_hash"]})
 
 
 def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
@@ -303,31 +301,30 @@ def _finish(ws: Workspace, job, actor: str, report: EraseReport) -> EraseReport:
     report.embedders = embedders.learned_from(ws, spec["document_id"])
     why = f"trained on a deleted document: {spec['document']}"
     embedders.mark_stale(ws, report.embedders, why)  # files, idempotent: before the record that says so
-    with secure_delete(ws.db):
-        with transaction(ws.db):
-            # looked up inside the transaction that records the erasure: a run registering meanwhile
-            # (adapters.register checks the record in its own transaction) is either found here or
-            # finds the record; looked up before, it could do neither and stay fresh
-            report.adapters = adapters.learned_from(ws, spec["document_id"])
-            adapters.mark_stale(ws, report.adapters, why)
-            if not audit.has_job_record(ws, "document.erased", job.id):
-                audit.record(ws, "document.erased", user=actor, target=spec["document"], detail={
-                    "job": job.id, "document_id": spec["document_id"], "collection": spec["collection"],
-                    "sha256": spec.get("sha256"), "chunks": report.chunks, "feedback_deleted": report.feedback_deleted,
-                    "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
-                    "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
-                    "upload": bool(report.upload) and not Path(report.upload).exists(), "earlier_uploads": report.earlier_uploads,
-                    "adapter_examples": report.adapter_examples, "held_copies": report.held_copies,
-                    "stale_adapters": report.adapters,
-                    "stale_embedders": report.embedders})
-        # an adapted embedder saved between the scan above and the record checked for the record
-        # before it was there (finetune/embedders.py `publish`): the record is committed now, so
-        # one saved from here on marks itself, and one saved meanwhile is found by this second scan
-        late = [e for e in embedders.learned_from(ws, spec["document_id"]) if e not in report.embedders]
-        embedders.mark_stale(ws, late, why)
-        report.embedders += late
-        lexicon_store.sync(ws)  # the term table then holds no word only this document had
-        report.wal_truncated = _compact(ws)
+    with transaction(ws.db):
+        # looked up inside the transaction that records the erasure: a run registering meanwhile
+        # (adapters.register checks the record in its own transaction) is either found here or
+        # finds the record; looked up before, it could do neither and stay fresh
+        report.adapters = adapters.learned_from(ws, spec["document_id"])
+        adapters.mark_stale(ws, report.adapters, why)
+        if not audit.has_job_record(ws, "document.erased", job.id):
+            audit.record(ws, "document.erased", user=actor, target=spec["document"], detail={
+                "job": job.id, "document_id": spec["document_id"], "collection": spec["collection"],
+                "sha256": spec.get("sha256"), "chunks": report.chunks, "feedback_deleted": report.feedback_deleted,
+                "feedback_anonymized": report.feedback_anonymized, "messages": report.messages,
+                "dataset_examples": report.dataset_examples, "evaluations": report.evaluations,
+                "upload": bool(report.upload) and not Path(report.upload).exists(), "earlier_uploads": report.earlier_uploads,
+                "adapter_examples": report.adapter_examples, "held_copies": report.held_copies,
+                "stale_adapters": report.adapters,
+                "stale_embedders": report.embedders})
+    # an adapted embedder saved between the scan above and the record checked for the record
+    # before it was there (finetune/embedders.py `publish`): the record is committed now, so
+    # one saved from here on marks itself, and one saved meanwhile is found by this second scan
+    late = [e for e in embedders.learned_from(ws, spec["document_id"]) if e not in report.embedders]
+    embedders.mark_stale(ws, late, why)
+    report.embedders += late
+    lexicon_store.sync(ws)  # the term table then holds no word only this document had
+    report.wal_truncated = _compact(ws)
     needles = getattr(report, "needles", None)  # None on a resume: the text was already gone
     if not access.is_admin(ws, actor):
         # what a member is told stays within what they may see: the adapters and adapted embedders
