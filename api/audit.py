@@ -19,6 +19,7 @@ from archivist.api.errors import responses
 from archivist.workspace import Workspace
 
 router = APIRouter(tags=["audit"])
+ADMINS_ONLY = "the caller is not an admin: only admins read the audit log"  # its routes' 403
 
 
 class AuditRecord(BaseModel):
@@ -45,7 +46,7 @@ class AuditVerdict(BaseModel):
     problems: list[str]
 
 
-@router.get("/v1/audit", response_model=AuditList, responses={**responses(400, 403), 200: {
+@router.get("/v1/audit", response_model=AuditList, responses={**responses(400, 403, forbidden=ADMINS_ONLY), 200: {
     "content": {"text/csv": {}}, "description": "the records, oldest first (JSON, or CSV with format=csv)"}})
 def audit_log(user_: str | None = Query(None, alias="user", description="only records of this user (who acted)"),
               since: str | None = Query(None, description="from this time"),
@@ -69,7 +70,7 @@ def audit_log(user_: str | None = Query(None, alias="user", description="only re
     return {"object": "list", "data": rows}
 
 
-@router.get("/v1/audit/verify", response_model=AuditVerdict, responses=responses(403))
+@router.get("/v1/audit/verify", response_model=AuditVerdict, responses=responses(403, forbidden=ADMINS_ONLY))
 def verify(ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Check the hash chain: ok, the records checked, the head hash, and where it breaks. Needs the admin role."""
     access.require_admin(ws, who, "read the audit log")

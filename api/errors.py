@@ -88,15 +88,17 @@ _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key",
                       "(`workspace_damaged`); for chat, also the LLM server down (`llm_unavailable`)"}
 
 
-def responses(*statuses: int) -> dict:
+def responses(*statuses: int, forbidden: str | None = None) -> dict:
     """The `responses=` argument of a route: these error statuses documented with ErrorResponse.
 
     400, 401, 413, 422 and 503 are added always (a body that is not even JSON, a key, a body over
     max_json_mb, which the Guard counts on every route, a GET's too, the validation, and the workspace
     the Guard opens to check the key, locked or damaged), and documenting 422 here replaces FastAPI's
-    own HTTPValidationError shape, which we never send.
+    own HTTPValidationError shape, which we never send. `forbidden`: what a 403 means on a route where
+    it is not a collection the caller may not read (an admin-only route: the role it needs).
     """
-    return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in sorted({400, 401, 413, 422, 503, *statuses})}
+    described = {**_DESCRIPTIONS, **({403: forbidden} if forbidden else {})}
+    return {s: {"model": ErrorResponse, "description": described[s]} for s in sorted({400, 401, 413, 422, 503, *statuses})}
 
 
 def install(app) -> None:

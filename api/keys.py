@@ -56,14 +56,17 @@ def key_out(k: dict) -> dict:
             "revoked_at": k["revoked_at"]}
 
 
-@router.get("/v1/keys", response_model=KeyList, responses=responses(403, 404))
+@router.get("/v1/keys", response_model=KeyList,
+            responses=responses(403, 404, forbidden="a member's key named another user (`?user=`): only admins list others' keys"))
 def list_route(user_: str | None = Query(None, alias="user", description="admins: this user's keys only"),
                ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """The caller's API keys, oldest first (an admin: everyone's, or `user`'s); prefixes and states, never secrets."""
     return {"object": "list", "data": [key_out(k) for k in keys.list_keys(ws, user_, by=who)]}
 
 
-@router.post("/v1/keys", response_model=NewKey, status_code=201, responses=responses(403, 404))
+@router.post("/v1/keys", response_model=NewKey, status_code=201,
+             responses=responses(403, 404, forbidden="a member's key: only an admin's key makes keys (a member uses "
+                                                     "`archivist keys`)"))
 def create_route(body: KeyRequest | None = None, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """A new API key, for an admin's key only: for the caller (or `user`). The key is in this answer only."""
     owner = (body.user if body else None) or who
@@ -72,7 +75,9 @@ def create_route(body: KeyRequest | None = None, ws: Workspace = Depends(workspa
     return JSONResponse({**key_out(listed), "key": key}, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-@router.delete("/v1/keys/{prefix}", response_model=KeyOut, responses=responses(403, 404))
+@router.delete("/v1/keys/{prefix}", response_model=KeyOut,
+               responses=responses(403, 404, forbidden="a member's key named another of her keys: it revokes only "
+                                                       "itself (she uses `archivist keys` for the others)"))
 def revoke_route(prefix: str, ws: Workspace = Depends(workspace), who: str = Depends(user),
                  key: str = Depends(api_key)):
     """Revoke a key (by its prefix `ak-1a2b3c4d`, or whole): at once, also when it is the key of this

@@ -31,7 +31,9 @@ def model(model_id: str, ws: Workspace = Depends(workspace), name: str = Depends
     raise APIError(404, f"no model {model_id!r} (see GET /v1/models)", "model_not_found", "model")
 
 
-@router.delete("/v1/models/{model_id:path}", response_model=S.ModelDeleted, responses=responses(403, 404))
+@router.delete("/v1/models/{model_id:path}", response_model=S.ModelDeleted,
+               responses=responses(403, 404, forbidden="the caller is not an admin: only admins delete an adapter "
+                                                       "(whatever the name, so no name is confirmed)"))
 def delete_model(model_id: str, force: bool = Query(False, description="even the active adapter (the chat then uses "
                                                                         "the base model)"),
                  ws: Workspace = Depends(workspace), name: str = Depends(user)):

@@ -25,14 +25,17 @@ argument (`Adapter`, from `resolve`), never "whatever was last active" on the sh
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from archivist import access, audit, files, jobs
 from archivist.workspace import Workspace, transaction
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
@@ -76,6 +79,8 @@ def register(ws: Workspace, name: str, adapter_dir: str | Path, base: str, metri
     _taken(ws, name)
     root = ws.home / "adapters"
     files.remove_abandoned_folders(root)  # what a registration killed mid-copy left
+    for folder, e in remove_orphans(ws):  # and what a delete killed after its commit left
+        log.warning("could not remove %s, the folder of a deleted adapter (%s); remove it by hand", folder, e)
     # copied whole into a folder of this registration's own, then renamed: a crash never leaves half an
     # adapter, and two registrations of one name at once never write into (or remove) each other's copy
     with files.building(root, name) as tmp:
@@ -298,9 +303,11 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
 
     The active adapter is refused unless `force`; with it the chat falls back to the base model, not
     to the adapter active before: which adapter answers everyone is an admin's choice (`activate`),
-    made on its evaluation, never a guess. Returns the deleted record (see `get`) with `notes`: what the
+    made on its evaluation, never a guess; that switch is recorded as every switch is (`adapter.activated`,
+    no target), so an auditor filtering on it finds it. Returns the deleted record (see `get`) with `notes`: what the
     admin must still do, in words (an LLM server, settings.llm_url, may hold it loaded; its folder
-    could not be removed), empty when nothing.
+    could not be removed), empty when nothing. A name whose row an earlier delete removed but whose folder
+    it left (killed in between: `orphans`) has the folder removed, as the finish of that delete.
 
     Raises AccessDenied for a member (before the name is looked up, so it confirms no name),
     LookupError for an unknown adapter, ValueError for the active one without `force` and while a
@@ -309,6 +316,9 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
     actor = access.require_admin(ws, user, "delete an adapter")
     jobs.reconcile(ws)  # a retrain whose process died is no longer under way
     with transaction(ws.db):
+        if ws.home / "adapters" / name in orphans(ws.home, ws.db):
+            # its row went in a delete killed before it removed this folder: this call finishes that delete
+            return {"name": name, "active": False, "notes": _not_removed(name, remove_orphans(ws))}
         rec = get(ws, name)
         if rec["active"] and not force:
             raise ValueError(f"adapter {name!r} is the active adapter: everyone's chat uses it. Choose another first "
@@ -321,14 +331,12 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
         ws.db.execute("DELETE FROM adapters WHERE name = ?", (name,))
         audit.record(ws, "adapter.delete", user=actor, target=name,
                      detail={"was_active": rec["active"], "run_id": rec["run_id"], "base": rec["base_model"]})
-    # only the folder of this workspace: the row's path may name another workspace's copy (see `path`)
-    folder = ws.home / "adapters" / name
-    rec["notes"] = []
-    try:
-        if folder.exists():
-            shutil.rmtree(folder)
-    except OSError as e:  # the row is gone already: say what is left, and why, rather than a traceback
-        rec["notes"].append(f"its folder {folder} could not be removed ({e}); remove it by hand")
+        if rec["active"]:  # the chat switched to the base model: on the log as every switch is (`_set_active`)
+            audit.record(ws, "adapter.activated", user=actor, target=None, detail={"deleted": name})
+    # its folder is an orphan now, removed with any an earlier delete killed at this point left: only folders
+    # of this workspace (the row's path may name another workspace's copy, see `path`), and not one a
+    # registration of the same name has put there since the commit
+    rec["notes"] = _not_removed(name, remove_orphans(ws))
     # archivist does not track what an LLM server has loaded (retrieval/llm_remote.py registers an
     # adapter on first use, in the serving process's memory): the admin is told, not left to guess
     if ws.settings.llm_url:
@@ -336,6 +344,48 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
                             f"not track what it has loaded): restart it, or unload it there (POST "
                             f"/v1/unload_lora_adapter with the lora_name its GET /v1/models lists as {name}-...)")
     return rec
+
+
+def _not_removed(name: str, left: list[tuple[Path, OSError]]) -> list[str]:
+    """`delete`'s notes on the folders `remove_orphans` left (its own, `name`'s, among them)."""
+    return [f"{'its folder' if folder.name == name else 'the folder of a deleted adapter'} {folder} could not be removed "
+            f"({e}); remove it by hand" for folder, e in left]
+
+
+def orphans(home: Path, db: sqlite3.Connection | None = None) -> list[Path]:
+    """The folders under home/adapters/ that no registered adapter has: the weights of a deleted adapter,
+    which still hold what it learned, left by a delete killed between its commit and the folder's
+    removal (or whose removal failed). A registration's folder in the making (hidden, `files.building`)
+    is not one. `db`: the workspace's connection; None opens archivist.db read-only (`archivist doctor`
+    must not migrate it), and an unreadable one gives [] (the doctor names it with the schema)."""
+    root = home / "adapters"
+    if not root.is_dir():
+        return []
+    try:
+        conn = db if db is not None else sqlite3.connect(f"{(home / 'archivist.db').resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            held = {r[0] for r in conn.execute("SELECT name FROM adapters")}
+        finally:
+            if db is None:
+                conn.close()
+    except sqlite3.Error:
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in held)
+
+
+def remove_orphans(ws: Workspace) -> list[tuple[Path, OSError]]:
+    """Remove the `orphans` folders (by `delete` and `register`). Listed and removed under the write lock:
+    a registration renames its folder into place and adds its row in one transaction (`_publish`), so
+    its folder is never taken for an orphan between the two. Returns those that could not be removed (a
+    link to weights on another disk), with why: left, for the caller to tell and `archivist doctor` to name."""
+    left = []
+    with transaction(ws.db):
+        for folder in orphans(ws.home, ws.db):
+            try:
+                shutil.rmtree(folder)
+            except OSError as e:
+                left.append((folder, e))
+    return left
 
 
 # -- what an answer uses ---------------------------------------------------------------------------

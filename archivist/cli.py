@@ -446,7 +446,8 @@ def doctor_report(settings) -> dict:
         "llm": settings.llm,
         "embedder": settings.embedder,
         "models": models,
-        "problems": _machine_problems(settings, models) + _workspace_problems(settings, state["schema"]),
+        "problems": (_machine_problems(settings, models) + _workspace_problems(settings, state["schema"])
+                     + _adapter_orphans(settings)),
         **state,
     }
 
@@ -460,6 +461,14 @@ def _workspace_problems(settings, schema: dict | None) -> list[str]:
         return []
     return [f"workspace {settings.home}: {newer_schema(schema['version'])} to the release that wrote it "
             "(or use a workspace of this release); no command here opens it, and nothing in it was changed"]
+
+
+def _adapter_orphans(settings) -> list[str]:
+    """Deleted adapters' weights (what they learned) left on disk by a delete that did not finish."""
+    from archivist import adapters
+
+    return [f"workspace {settings.home}: {f} holds the weights of a deleted adapter (what it learned); `archivist adapters "
+            f"delete {f.name}` removes it (so does any delete or registration)" for f in adapters.orphans(settings.home)]
 
 
 def _workspace_state(settings) -> dict:

@@ -58,7 +58,8 @@ def create_run(ws: Workspace, config: dict, run_id: str | None = None, user: str
     A retrain (config `replaces`) is checked and its name claimed in the transaction that records the
     run, so two started at the same instant never both train: the second is refused at once while the
     first is queued or running (`_claim`). Raises ValueError naming the retrain under way, or the
-    process (a live run, a registered adapter) that holds the name given."""
+    process (a live run, a registered adapter) that holds the name given; LookupError for a retrain of
+    an adapter deleted since its config was read."""
     run_id = run_id or new_run_id()
     # the owner is written into the config, so a resume (by the owner or an admin) trains as the owner
     config = {**config, "user": access.current_user(ws, config.get("user") or user)}
@@ -84,6 +85,7 @@ def _claim(ws: Workspace, config: dict) -> dict:
     if j is not None:
         raise ValueError(f"{replaces} is already being retrained {under_way_by(ws, j, config['user'])}; wait for it"
                          + (f", or cancel it with `archivist runs --cancel {j.id}`" if _sees(ws, j, config["user"]) else ""))
+    _retrains_a_registered(ws, config)
     if not name:
         return config
     if replaces and re.fullmatch(rf"{re.escape(_stem(replaces))}-r\d+", name):
@@ -100,6 +102,17 @@ def _claim(ws: Workspace, config: dict) -> dict:
             by = "another user's run will register it"
         raise ValueError(f"the adapter name {name!r} is taken ({by}); choose another --name")
     return config
+
+
+def _retrains_a_registered(ws: Workspace, config: dict) -> None:
+    """Raise LookupError when `config` retrains (`replaces`) an adapter that is not registered: deleted since
+    `retrain_config` read it, or while the run was cut short. Its lineage would say it replaces an adapter
+    that is gone. Checked in the transaction that queues the run (`_claim`, `resume_run`); adapters.delete
+    refuses while a retrain is queued, in its own, so of a retrain and a delete one is always refused."""
+    replaces = config.get("replaces")
+    if replaces and not _registered(ws, replaces):
+        raise LookupError(f"no adapter named {replaces!r} (see `archivist adapters`): it was deleted, so there is "
+                          f"nothing to retrain")
 
 
 def update_run(ws: Workspace, run_id: str, status: str | None = None, **fields) -> None:
@@ -205,9 +218,11 @@ def start_run_background(ws: Workspace, config, run_id: str | None = None, user:
 def resume_run(ws: Workspace, run_id: str, user: str | None = None) -> str:
     """Continue `user`'s interrupted, failed or cancelled run from its checkpoint, in the background,
     with the run's own config and as the run's owner. Returns the run id.
-    Raises LookupError (unknown, or another user's run), JobError (running, queued or done)."""
-    get_run(ws, run_id, user)
-    jobs.requeue(ws, run_id, user)
+    Raises LookupError (unknown, or another user's run, or a retrain of an adapter deleted since), JobError
+    (running, queued or done)."""
+    with transaction(ws.db):
+        _retrains_a_registered(ws, get_run(ws, run_id, user)["config"] or {})
+        jobs.requeue(ws, run_id, user)
     _spawn(ws, run_id)
     return run_id
 

@@ -170,8 +170,12 @@ with runs_tab:
             if run["status"] in ("failed", "cancelled", "interrupted") and st.button(
                     "Resume from its checkpoint" if runs.has_checkpoint(ws, pick) else "Run it again (it saved no checkpoint)",
                     key=f"ft-resume-{pick}"):
-                runs.resume_run(ws, pick, user)  # its own config, as its owner; without a checkpoint from step 0
-                st.rerun()
+                try:
+                    runs.resume_run(ws, pick, user)  # its own config, as its owner; without a checkpoint from step 0
+                except LookupError as e:  # a retrain of an adapter deleted since it was cut short
+                    st.error(core.md_escape(str(e)))
+                else:
+                    st.rerun()
             if st.session_state.get("_ft_live") and not live:
                 st.session_state["_ft_live"] = False
                 st.rerun(scope="app")  # finished: the table above and the adapters tab change too
