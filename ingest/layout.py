@@ -1,7 +1,7 @@
 """Page layout -> blocks: the lines of PDF pages (text layer or OCR) become paragraphs, headings and
 table rows, each with the boxes of its lines on the page.
 
-    lines, runs = text_layer_lines(textpage, width, height)   # a PDF page's text layer
+    lines, runs = text_layer_lines(textpage, text, width, height)  # a PDF page's text layer
     lines = ocr_lines(ocr_page, points_per_pixel)        # an OCRed page, in the same units
     blocks = page_blocks(pages)                          # every page's lines (and tables) -> Blocks
 
@@ -59,8 +59,9 @@ class Page:
     tables: list[Table] = field(default_factory=list)
 
 
-def text_layer_lines(textpage, width: float, height: float) -> tuple[list[Line], bool]:
-    """The text lines of one PDF page, in reading order (see reading_order), and whether some line
+def text_layer_lines(textpage, text: str, width: float, height: float) -> tuple[list[Line], bool]:
+    """The text lines of one PDF page (`text`: its text, string index == char index, as
+    readers_pdf.page_text reads it), in reading order (see reading_order), and whether some line
     holds several runs of text apart (pdfium's rectangles): only such a page can hold a table's
     cells. The rectangles are asked for only on pages where a line's samples show a wide gap.
 
@@ -69,16 +70,7 @@ def text_layer_lines(textpage, width: float, height: float) -> tuple[list[Line],
     Boxes are taken for a sample of each line's characters (the first few, every 8th, the last):
     enough for the line's extent, at a fraction of the cost of one native call per character.
     """
-    import pypdfium2.raw as pdfium_c
-
-    count = max(textpage.count_chars(), 0)
     handle = textpage.raw  # the bare pointer: ctypes calls skip the wrapper's attribute lookup
-    text = textpage.get_text_range(0, count) if count else ""
-    if len(text) != count:  # undecodable characters: rebuild so string index == char index
-        text = "".join(
-            chr(c) if 0 < c < 0x110000 and not 0xD800 <= c < 0xE000 else "\x00"
-            for c in (pdfium_c.FPDFText_GetUnicode(handle, i) for i in range(count))
-        )
     width, height = max(width, 1.0), max(height, 1.0)
     start, plain = 0, []
     for raw in text.split("\n"):
@@ -176,7 +168,7 @@ def _with_cuts(handle, lines: list[Line], pieces, cuts: dict[int, tuple[float, f
             start = offset + len(raw) - len(raw.lstrip())
             out[k] = lines[k]._replace(
                 cuts=tuple((kept.index(i - offset), cuts[i][0] / width, cuts[i][1] / width) for i in inside),
-                mono=all(_typewriter(handle, i) for i in [start, *inside]))
+                mono=all(typewriter(handle, i) for i in [start, *inside]))
     return out
 
 
@@ -223,7 +215,7 @@ def _pieces(handle, text: str, width: float) -> tuple[list[tuple[int, str]], boo
 _TYPEWRITER = re.compile(rb"(?i)mono|courier|consol|menlo|typewriter|code|(?:cm|lm|ec|tx|pc)tt|tt\d|^tt")
 
 
-def _typewriter(handle, index: int) -> bool:
+def typewriter(handle, index: int) -> bool:
     """Whether the character at `index` is set in a fixed-pitch font (by the font's flags or its
     name: TeX's CMTT10 does not say so in its flags)."""
     import ctypes

@@ -110,7 +110,11 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           Scans are read again too (two chunking changes since image 3; scanned PDFs were already).
 #   text 7: terminal formatting (a coloured log's escape sequences, overstrike) is dropped, no longer
 #           stored as "[35m[K" around the words.
-READER_VERSIONS = {"html": 8, "pdf": 7, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 8, "csv": 4}
+#   pdf 8: a minus sign (U+2212) reads as '-', and a code font's curly quotes as ' and ` (texinfo's
+#           "${parameter:-word}", "[[ . =~ '\.' ]]"), as a user types them; prose keeps its quotes.
+#   html 9: texinfo's HTML heads every section with the manual's title (<h1 class="settitle">), no
+#           longer with its Top node's ("Bash Features"), which is a section under it.
+READER_VERSIONS = {"html": 9, "pdf": 8, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 8, "csv": 4}
 
 
 def reader_version(kind: str | None) -> int:

@@ -288,6 +288,11 @@ def read_html(path: Path) -> Extracted:
 
     blocks: list[Block] = []
     headings = HeadingPath()
+    # Texinfo's HTML heads a manual with its title (<h1 class="settitle">, "Bash Reference Manual"),
+    # then its Top node (<h1 class="top">, "Bash Features"; "node-heading" where Top has no @top:
+    # bc's "Top"): a node beside the chapters (h2), so a level under the title, not the head of
+    # every chapter's path in its place.
+    texinfo = root.find("h1", class_="settitle") is not None
     inline: list[str] = []
 
     def flush() -> None:
@@ -315,7 +320,9 @@ def read_html(path: Path) -> Extracted:
             flush()
             text = _text(node)
             if text:
-                blocks.append(Block(text, heading=headings.enter(_HEADINGS[name], text), kind="heading"))
+                top = texinfo and name == "h1" and {"top", "node-heading"} & set(node.get("class") or ())
+                level = 2 if top else _HEADINGS[name]
+                blocks.append(Block(text, heading=headings.enter(level, text), kind="heading"))
                 if title is None and name == "h1":
                     title = text
             continue

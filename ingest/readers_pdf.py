@@ -24,7 +24,7 @@ from archivist.records import Extracted
 from archivist.settings import python_module
 
 from . import ocr as ocr_engine
-from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines
+from .layout import Page, inside, ocr_lines, page_blocks, text_layer_lines, typewriter
 from .readers_base import ReadError, clean, short_reason
 from .tables import aligned_tables, find_tables, has_rules, mark_continued
 
@@ -40,6 +40,12 @@ PICTURE_MEMORY_MB = 1024
 OnPage = Callable[[int], None]
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _SPACE = re.compile(r"\s+")
+# TeX's fonts read in pdfium as typeset, not as typed: a minus sign (U+2212, texinfo's "[-]word" and
+# "${parameter:-word}") is '-' everywhere, as a search or a pasted command means it ("-16" in prose
+# too); quotes only in a typewriter font, where CMTT draws ' and ` curly (code: [[ . =~ '\.' ]]),
+# so that prose keeps its typographic quotes and apostrophes.
+_CODE_QUOTES = {"\u2019": "'", "\u2018": "`"}
+_QUOTE = re.compile("[\u2018\u2019]")
 
 
 def _no_progress(_: int) -> None:
@@ -64,6 +70,26 @@ def open_pdf(path: Path):
         if code == pdfium_c.FPDF_ERR_SUCCESS:
             raise ReadError("empty PDF (no pages)") from None
         raise ReadError(f"corrupt PDF: {short_reason(exc, Path(path))}") from None
+
+
+def page_text(textpage) -> str:
+    """A page's text layer, string index == char index (an undecodable character is "\\x00"), with
+    a minus sign as '-' and a code font's quotes as typed (see _CODE_QUOTES)."""
+    import pypdfium2.raw as pdfium_c
+
+    count = max(textpage.count_chars(), 0)
+    handle = textpage.raw
+    text = textpage.get_text_range(0, count) if count else ""
+    if len(text) != count:  # undecodable characters: rebuild so string index == char index
+        text = "".join(
+            chr(c) if 0 < c < 0x110000 and not 0xD800 <= c < 0xE000 else "\x00"
+            for c in (pdfium_c.FPDFText_GetUnicode(handle, i) for i in range(count))
+        )
+    if "\u2212" in text:
+        text = text.replace("\u2212", "-")
+    if "\u2018" in text or "\u2019" in text:  # one font look-up per quote, none per letter
+        text = _QUOTE.sub(lambda m: _CODE_QUOTES[m[0]] if typewriter(handle, m.start()) else m[0], text)
+    return text
 
 
 def needs_ocr(mode: str, lines, page) -> bool:
@@ -121,7 +147,7 @@ def read_pdf(path: Path, *, ocr: str = "auto", max_pages: int = 2000, on_page: O
             try:
                 sizes[number] = width, height = page.get_size()
                 textpage = page.get_textpage()
-                lines, runs = text_layer_lines(textpage, width, height)
+                lines, runs = text_layer_lines(textpage, page_text(textpage), width, height)
                 textpage.close()
                 if needs_ocr(ocr, lines, page):
                     image, points_per_pixel = render_page(page)

@@ -36,6 +36,7 @@ def register(sub, common) -> None:
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
+    _dash_hint(p, "query")
 
     p = common(sub.add_parser("ask", help="an answer from your documents, with citations"))
     p.add_argument("question", help="the question; '-' reads it from standard input (echo QUESTION | archivist ask -)")
@@ -46,6 +47,20 @@ def register(sub, common) -> None:
                    help="auto: quote the passages when the generated answer is unsupported (default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
+    _dash_hint(p, "question")
+
+
+def _dash_hint(parser, name: str) -> None:
+    """Make `parser`'s "required: question" error say how to ask a question that starts with '-':
+    argparse takes `archivist ask "--posix"` for an unknown option and the question for missing."""
+    error = parser.error
+
+    def hinted(message: str) -> None:
+        if message.endswith(f"required: {name}"):
+            message += f" (a {name} that starts with '-' goes after '--': {parser.prog} -- \"--posix\")"
+        error(message)
+
+    parser.error = hinted
 
 
 def given_text(value: str, what: str) -> str:
