@@ -1,5 +1,5 @@
 """Adapters: the one module that touches the `adapters` table and the adapters/<name>/ folders (and
-reads `deleted_adapters`, where a trigger keeps a deleted row's lineage: `answered_from`).
+reads `deleted_adapters`, where a trigger keeps a deleted row's lineage: `registrations`).
 
     adapters/<name>/adapter_model.safetensors   LoRA weights (PEFT layout: the chat loads it with PeftModel)
     adapters/<name>/adapter_config.json         rank, alpha, targets, base path
@@ -194,16 +194,29 @@ def trained_on(ws: Workspace, name: str) -> set[str] | None:
     return None if row is None else _collections(row[0])
 
 
-def answered_from(ws: Workspace, name: str) -> set[str] | None:
-    """The collections an answer written by adapter `name` drew on through it: what it was trained on
-    (`trained_on`), while registered and after its row was deleted (schema migration 15 keeps a deleted
-    row's lineage in `deleted_adapters`, however it was deleted). An answer, a feedback row and a stored
-    evaluation name their adapter by name alone, so a name registered again after a deletion counts
-    every adapter that had it. None when no adapter of that name is known, registered or deleted (one
-    deleted before this workspace kept deleted adapters' lineage): what it learned is unknown."""
-    rows = ws.db.execute("SELECT lineage FROM adapters WHERE name = ? UNION ALL "
-                         "SELECT lineage FROM deleted_adapters WHERE name = ?", (name, name)).fetchall()
-    return set().union(*(_collections(r[0]) for r in rows)) if rows else None
+def registrations(ws: Workspace, name: str) -> list[tuple[float | None, float | None, set[str]]]:
+    """Every registration adapter `name` has had, as (registered at, deleted at or None while it is
+    registered, the collections it was trained on): the registered row and those schema migrations 15
+    and 16 keep in `deleted_adapters` when a row is deleted, however (its lineage's `registered_at`; a
+    row deleted under schema 15 kept none: None, as if it had always been there)."""
+    rows = ws.db.execute("SELECT created_at, NULL, lineage FROM adapters WHERE name = ? UNION ALL "
+                         "SELECT CASE WHEN json_valid(lineage) THEN json_extract(lineage, '$.registered_at') END, "
+                         "deleted_at, lineage FROM deleted_adapters WHERE name = ?", (name, name))
+    return [(start, end, _collections(lineage)) for start, end, lineage in rows]
+
+
+def answered_from(registered: list[tuple[float | None, float | None, set[str]]], at: float | None) -> set[str] | None:
+    """The collections an answer written by an adapter drew on through it, from that name's
+    `registrations`: what the registration live at `at` (when the answer was written; None: now) was
+    trained on. An answer, a feedback row and a stored evaluation name their adapter by name alone, and a
+    name deleted and registered again names other weights: counting every adapter that had the name
+    refused the new one's answers to members for a collection only the deleted one learned from. When
+    no registration was live then (clocks), every one of the name counts. None when none is known
+    (deleted before schema 15 kept lineages): what it learned is unknown."""
+    live = [learned for start, end, learned in registered
+            if (end is None if at is None else (start is None or start <= at) and (end is None or at < end))]
+    chosen = live or [learned for _, _, learned in registered]
+    return set().union(*chosen) if chosen else None
 
 
 def _collections(stored: str | None) -> set[str]:

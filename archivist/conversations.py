@@ -88,7 +88,7 @@ def messages(ws: Workspace, conversation_id: int, user: str | None) -> list[dict
         rows.append(d)
     _recall_collections(ws, *rows)
     for d in rows:
-        drawn, taught = answer_sources(ws, collections_of(d), d["adapter"], lineages)
+        drawn, taught = answer_sources(ws, collections_of(d), d["adapter"], lineages, d["created_at"])
         lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and its claims quote that collection
             if taught - readable:  # nor the name of an adapter they may no longer use (adapters.may_use)
@@ -113,26 +113,30 @@ def _stored(text: str | None) -> dict:
 UNKNOWN_LINEAGE = "a deleted adapter's unrecorded training data"
 
 
-def answer_sources(ws: Workspace, collections, adapter: str | None,
-                   lineages: dict | None = None) -> tuple[set[str], set[str]]:
+def answer_sources(ws: Workspace, collections, adapter: str | None, lineages: dict | None = None,
+                   at: float | None = None) -> tuple[set[str], set[str]]:
     """Which collections one answer drew on, as every surface withholds it (the chat, feedback, a
     fine-tune's examples, a stored evaluation, an answer about to be sent): `collections` (those of its
     passages, cited or not, and the one it was asked in) and those the adapter that wrote it was trained
-    on, registered or deleted since (`adapters.answered_from`; none for the base model). An adapter is a
-    copy of what it learned (docs/access.md), so its answer is drawn from those too. An adapter of no
-    known lineage counts as UNKNOWN_LINEAGE, which only a reader of every collection may read
-    (`readable_sources`): it learned from some of them at most, and naming them would tell a member
+    on: the registration of that name live at `at`, when the answer was written (None: now, an answer
+    being written), registered or deleted since (`adapters.answered_from`; none for the base model). An
+    adapter is a copy of what it learned (docs/access.md), so its answer is drawn from those too. An
+    adapter of no known lineage counts as UNKNOWN_LINEAGE, which only a reader of every collection may
+    read (`readable_sources`): it learned from some of them at most, and naming them would tell a member
     which collections exist. Returns (all of them, the adapter's alone): a lost collection of the
     adapter's withholds its name too. `lineages`: a dict kept across calls over many answers, so each
-    adapter's lineage is read once."""
+    adapter name's registrations are read once."""
     lineages = {} if lineages is None else lineages
     key = adapter if isinstance(adapter, str) and adapter else None  # a stored run's results may hold anything
-    if key not in lineages:
-        from archivist import adapters
+    if key is None:
+        return set(collections), set()
+    from archivist import adapters
 
-        learned = adapters.answered_from(ws, key) if key else set()
-        lineages[key] = {UNKNOWN_LINEAGE} if learned is None else learned
-    return set(collections) | lineages[key], lineages[key]
+    if key not in lineages:
+        lineages[key] = adapters.registrations(ws, key)
+    learned = adapters.answered_from(lineages[key], at)
+    learned = {UNKNOWN_LINEAGE} if learned is None else learned
+    return set(collections) | learned, learned
 
 
 def readable_sources(ws: Workspace, user: str | None) -> set[str]:

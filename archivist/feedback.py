@@ -172,7 +172,8 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     """
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
-           "f.adapter, f.created_at, f.message_id FROM feedback f LEFT JOIN users u ON u.id = f.user_id")
+           "f.adapter, f.created_at, f.message_id, COALESCE(m.created_at, f.created_at) AS answered_at FROM feedback f "
+           "LEFT JOIN users u ON u.id = f.user_id LEFT JOIN messages m ON m.id = f.message_id")
     where, params = [], []
     if mine_only or not access.is_admin(ws, who):
         where.append("u.name = ?")
@@ -192,7 +193,8 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     out, shown, lineages = [], [], {}  # shown: each row's passages, marked at once (mark_all); lineages read once
     for d in rows:
         d["citations"] = json.loads(d["citations"]) if d["citations"] else []
-        drawn, taught = answer_sources(ws, collections_of(d) | drew.get(d["message_id"], set()), d["adapter"], lineages)
+        drawn, taught = answer_sources(ws, collections_of(d) | drew.get(d["message_id"], set()), d["adapter"], lineages,
+                                       d.pop("answered_at"))  # the adapter that wrote the answer, not its name's later one
         lost = sorted(drawn - readable)
         if lost:  # access revoked since: the answer, its passages and a correction quoting them are that collection's
             d.update(answer=WITHHELD.format(", ".join(lost)), correction=None, citations=[], withheld=lost)
@@ -220,13 +222,14 @@ def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
 
 def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:
     """The feedback rows a fine-tune by `user` can learn from (a thumbs up, or a correction), oldest
-    first: [{id, collection, question, answer, rating, correction, citations, message_id, adapter}]. A
+    first: [{id, collection, question, answer, rating, correction, citations, message_id, adapter,
+    answered_at (when the rated answer was written, for `conversations.answer_sources`)}]. A
     member's own rows only; an admin's, everyone's. Callers also check access per row (finetune.datasets.
     examples_from_feedback keeps only rows whose passages, and what the rated answer drew on, the user may read)."""
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, f.message_id, "
-           "f.adapter FROM feedback f "
-           "LEFT JOIN users u ON u.id = f.user_id WHERE (f.rating > 0 OR (f.correction IS NOT NULL AND trim(f.correction) != ''))")
+           "f.adapter, COALESCE(m.created_at, f.created_at) AS answered_at FROM feedback f "
+           "LEFT JOIN messages m ON m.id = f.message_id LEFT JOIN users u ON u.id = f.user_id WHERE (f.rating > 0 OR (f.correction IS NOT NULL AND trim(f.correction) != ''))")
     params: list = []
     if not access.is_admin(ws, who):
         sql += " AND u.name = ?"

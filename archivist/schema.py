@@ -301,4 +301,18 @@ MIGRATIONS: list[str] = [
                         'documents', json_extract(old.lineage, '$.documents')) END);
     END;
     """,
+    # 16: a deleted registration's time, kept in its lineage JSON (`registered_at`: the row's created_at),
+    # so an answer is judged by the adapter that wrote it, not by every adapter that ever had its name
+    # (archivist/adapters.py `registrations`): counting them all refused a reused name's answers to
+    # members for what only the deleted one learned from. A trigger alone: tests downgrade a workspace by
+    # its user_version and migrate again, and a column cannot be added twice.
+    """
+    DROP TRIGGER IF EXISTS adapters_ad;
+    CREATE TRIGGER adapters_ad AFTER DELETE ON adapters BEGIN
+        INSERT INTO deleted_adapters(name, lineage) VALUES (old.name, CASE WHEN json_valid(old.lineage) THEN
+            json_object('collections', json_extract(old.lineage, '$.collections'),
+                        'documents', json_extract(old.lineage, '$.documents'), 'registered_at', old.created_at)
+            ELSE json_object('registered_at', old.created_at) END);
+    END;
+    """,
 ]

@@ -245,7 +245,7 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         if r["collection"] and r["collection"] not in chosen:
             skip(f"collection {why({r['collection']})}")
             continue
-        took, _ = conversations.answer_sources(ws, drew.get(r["message_id"], set()), r["adapter"], lineages)
+        took, _ = conversations.answer_sources(ws, drew.get(r["message_id"], set()), r["adapter"], lineages, r["answered_at"])
         if took - chosen:
             skip(f"the rated answer drew on a collection {why(took - chosen)}")
             continue

@@ -89,6 +89,13 @@ def get_evaluation(ws: Workspace, evaluation_id: int, *, user: str | None) -> Ev
     return _withheld(ws, _record(row), readable_sources(ws, user))
 
 
+def _run_time(ws: Workspace, run_id, otherwise: float) -> float:
+    """When stored run `run_id` was made; `otherwise` when it is gone (or the id is not one)."""
+    row = ws.db.execute("SELECT created_at FROM evaluations WHERE id = ?", (run_id,)).fetchone() \
+        if isinstance(run_id, int) else None
+    return row[0] if row else otherwise
+
+
 def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict | None = None) -> Evaluation:
     """`ev` as a user who may read `readable` (their collections) may still read it: a run that named
     documents or quoted answers of a collection the user can no longer read (its results' `collections`)
@@ -99,12 +106,13 @@ def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict 
     (the earlier run's) when that one learned from a collection lost. An extractive run's answers are
     quotes of its passages, which no model wrote: the adapter it names withholds only its name. (Runs
     stored before `collections` was kept are shown as they are.) `lineages`: kept across a list's runs
-    (`answer_sources`), so each adapter's lineage is read once."""
+    (`answer_sources`), so each adapter name's registrations are read once."""
     listed = ev.results.get("collections")
     adapter = ev.results.get("adapter")
     writer = None if ev.results.get("mode") == "extractive" else adapter
-    drawn = answer_sources(ws, map(str, listed), writer, lineages)[0] if isinstance(listed, list) else set()
-    if isinstance(listed, list) and answer_sources(ws, (), adapter, lineages)[1] - readable:
+    at = ev.created_at  # the adapter of that name registered then, not a later one given its name
+    drawn = answer_sources(ws, map(str, listed), writer, lineages, at)[0] if isinstance(listed, list) else set()
+    if isinstance(listed, list) and answer_sources(ws, (), adapter, lineages, at)[1] - readable:
         ev.results = {**ev.results, "adapter": WITHHELD_ADAPTER}  # `eval answers --compare` prints it, and keeps it
     lost = sorted(drawn - readable)
     if lost:
@@ -116,7 +124,8 @@ def _withheld(ws: Workspace, ev: Evaluation, readable: set[str], lineages: dict 
         ev.results = {**ev.results, "withheld": lost, **({"per_query": rankings} if "per_query" in ev.results else {}),
                       **({"per_question": answers} if "per_question" in ev.results else {})}
     compared = ev.results.get("comparison")  # the earlier run it was compared with names that run's adapter
-    if isinstance(compared, dict) and compared.get("adapter") and answer_sources(ws, (), compared["adapter"], lineages)[1] - readable:
+    if isinstance(compared, dict) and compared.get("adapter") and answer_sources(
+            ws, (), compared["adapter"], lineages, _run_time(ws, compared.get("with"), at))[1] - readable:
         ev.results = {**ev.results, "comparison": {**compared, "adapter": WITHHELD_ADAPTER}}
     return ev
 

@@ -43,7 +43,7 @@ def test_the_cli_deletes_the_row_and_folder_and_its_old_answer_stays_withheld(ws
     assert record["user"] == "admin" and record["detail"]["was_active"] is False
 
     # what it learned outlives it: mallory, who lost `secret`, is not shown what it wrote
-    assert adapters.answered_from(ws, "board-tuned") == {"secret"}
+    assert adapters.answered_from(adapters.registrations(ws, "board-tuned"), None) == {"secret"}
     access.revoke(ws, "mallory", "secret")
     [m] = [m for m in conversations.messages(ws, conv, "mallory") if m["id"] == mid]
     assert (m["content"], m["adapter"]) == (conversations.WITHHELD.format("secret"), None)

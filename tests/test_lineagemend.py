@@ -6,11 +6,14 @@ everyone who may not read every collection, under a notice that names none of th
 
 from __future__ import annotations
 
+import json
+
 from conftest import board_tuned, mallory_reads
 
 from archivist import access, adapters, conversations, feedback
 from archivist.finetune.datasets import examples_from_feedback
 from archivist.retrieval.evaluation_store import WITHHELD_ADAPTER, get_evaluation, store_evaluation
+from archivist.schema import MIGRATIONS
 from archivist.workspace import open_workspace
 
 
@@ -63,7 +66,7 @@ def test_a_deleted_adapter_s_answers_stay_withheld_from_a_reader_who_lost_what_i
     note = "[withheld: this run drew on secret, which you can no longer read]"
     expected = {"message": (withheld, None), "feedback": (withheld, None), "evaluation": (note, WITHHELD_ADAPTER)}
     assert _seen(ws, "mallory", *ids) == expected
-    assert adapters.answered_from(ws, "board-tuned") == {"secret"} and adapters.trained_on(ws, "board-tuned") is None
+    assert adapters.answered_from(adapters.registrations(ws, "board-tuned"), None) == {"secret"} and adapters.trained_on(ws, "board-tuned") is None
     examples, stats = examples_from_feedback(ws, "mallory", embedder=embedder)
     assert (examples, stats["skipped"]) == ([], {"the rated answer drew on a collection not readable": 1})
     [row] = feedback.list_feedback(ws, "admin", ids=[fid])  # the admin reads `secret`: shown
@@ -102,8 +105,8 @@ def test_an_adapter_deleted_before_its_lineage_was_kept_is_withheld_from_all_but
         assert [seen[k][0].startswith("[withheld: ") for k in ("message", "feedback", "evaluation")] == [True] * 3
         unknown = conversations.WITHHELD.format(conversations.UNKNOWN_LINEAGE)
         assert seen["message"] == seen["feedback"] == (unknown, None)
-        assert upgraded.db.execute("PRAGMA user_version").fetchone()[0] == 15
-        assert adapters.answered_from(upgraded, "board-tuned") is None
+        assert upgraded.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert adapters.answered_from(adapters.registrations(upgraded, "board-tuned"), None) is None
         assert seen["evaluation"][1] == WITHHELD_ADAPTER and "secret" not in str(seen)
         examples, stats = examples_from_feedback(upgraded, "mallory", embedder=embedder)
         assert (examples, stats["skipped"]) == ([], {"the rated answer drew on a collection not readable": 1})
@@ -130,10 +133,13 @@ def test_the_trigger_keeps_no_more_of_a_lineage_than_its_collections_and_documen
     ws.db.execute("INSERT INTO adapters(name, path, base_model, lineage) VALUES ('torn', '/x', 'm', '{not json')")
     ws.db.execute("DELETE FROM adapters WHERE name IN ('kept', 'torn')")
     ws.db.commit()
-    rows = dict(ws.db.execute("SELECT name, lineage FROM deleted_adapters").fetchall())
-    assert rows == {"kept": '{"collections":["team"],"documents":[{"id":7,"path":"board.md","collection":"secret"}]}',
-                    "torn": None}
-    assert (adapters.answered_from(ws, "kept"), adapters.answered_from(ws, "torn")) == ({"team", "secret"}, set())
+    rows = {n: json.loads(v) for n, v in ws.db.execute("SELECT name, lineage FROM deleted_adapters").fetchall()}
+    made = dict(ws.db.execute("SELECT name, deleted_at FROM deleted_adapters").fetchall())  # registered just before
+    assert {n: set(v) for n, v in rows.items()} == {"kept": {"collections", "documents", "registered_at"},
+                                                    "torn": {"registered_at"}}  # nothing of its settings (who trained it)
+    assert rows["kept"]["documents"] == [{"id": 7, "path": "board.md", "collection": "secret"}]
+    assert all(0 <= made[n] - rows[n]["registered_at"] < 60 for n in rows)
+    assert [adapters.answered_from(adapters.registrations(ws, n), None) for n in ("kept", "torn")] == [{"team", "secret"}, set()]
 
 
 def test_an_extractive_run_naming_an_adapter_keeps_its_answers_and_withholds_only_the_name(ws, embedder, tmp_path):
