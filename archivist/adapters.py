@@ -50,6 +50,11 @@ class Adapter:
     path: str
     registered_at: float | None = field(default=None, compare=False)  # None: no registered adapter (the null one)
 
+    @property
+    def key(self) -> tuple[str, str, float | None]:
+        """What tells this adapter's weights from others' of its name (the loaders' cache key)."""
+        return self.name, str(self.path), self.registered_at
+
 
 def _missing(name: str) -> LookupError:
     """The one error for an adapter that does not exist and for one the user may not use, so a

@@ -58,9 +58,9 @@ class LLM(ChatTemplate):
     model: object
     tokenizer: object
     device: str
-    # (adapter name, (folder, registered_at)) -> the name it was loaded under in the PeftModel. Keyed by the
+    # Adapter.key (name, folder, registration time) -> the name it was loaded under in the PeftModel. Keyed by the
     # folder too: two workspaces of one process may each have an adapter of the same name.
-    adapters: dict[tuple[str, str], str] = field(default_factory=dict)
+    adapters: dict[tuple, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # held from adapter switch to the end of generation
     _jobs: queue.SimpleQueue | None = field(default=None, repr=False)
 
@@ -97,7 +97,7 @@ class LLM(ChatTemplate):
         the lock held, and generate before releasing it."""
         if adapter is None:
             return None
-        key = (adapter.name, (str(adapter.path), adapter.registered_at))  # a name registered again: other weights
+        key = adapter.key  # a name registered again: other weights
         if key not in self.adapters:
             from peft import PeftModel
 

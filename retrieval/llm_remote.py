@@ -59,8 +59,8 @@ class RemoteLLM(ChatTemplate):
     config_window: int  # the model's own max_position_embeddings
     model_path: str | None = None  # the converted model folder: where the base's null adapter is written
     fallback: object | None = None  # a callable returning the in-process LLM, when configured
-    # (adapter name, (folder, registered_at)) -> the LoRA name registered with the server
-    adapters: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Adapter.key (name, folder, registration time) -> the LoRA name registered with the server
+    adapters: dict[tuple, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards registration, not generation
     _served: str | None = field(default=None, repr=False)  # the base model's id on the server
     _base: str | None = field(default=None, repr=False)  # what to ask for the base model (see base_model)
@@ -277,7 +277,7 @@ class RemoteLLM(ChatTemplate):
         self.served_model()
         if adapter is None:
             return self.base_model()
-        key = (adapter.name, (str(adapter.path), adapter.registered_at))  # a name registered again: other weights
+        key = adapter.key  # a name registered again: other weights
         with self.lock:  # one registration per adapter even when its first requests come together
             if key not in self.adapters:
                 self.adapters[key] = self._register(adapter)

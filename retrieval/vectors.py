@@ -300,13 +300,18 @@ def save_with_sidecar(path: Path, tmp: Path, write, meta: dict, what: str) -> fl
     return st.st_mtime
 
 
+def _tmp(path: Path) -> Path:
+    """Where a save writes index `path` before renaming it into place (a save cut short leaves it)."""
+    return path.with_suffix(".faiss.tmp")
+
+
 def _save(ws: Workspace, cid: int, loaded: _Loaded) -> None:
     faiss = _faiss()
     path, _ = _paths(ws, cid)
     ids = index_ids(loaded.index)
     meta = {"ntotal": int(loaded.index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0, "kind": loaded.kind,
             "dim": loaded.index.d, "format": FORMAT}
-    loaded.mtime = save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(loaded.index, str(tmp)),
+    loaded.mtime = save_with_sidecar(path, _tmp(path), lambda tmp: faiss.write_index(loaded.index, str(tmp)),
                                      meta, "vector index")
     _cache[_key(ws, cid)] = loaded
 
@@ -327,7 +332,7 @@ def write_generation(ws: Workspace, cid: int, gen: str, ids: np.ndarray, vecs: n
     meta = {"ntotal": int(index.ntotal), "id_sum": int(ids.sum()) if len(ids) else 0, "kind": kind,
             "dim": int(vecs.shape[1]), "format": FORMAT}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_with_sidecar(path, path.with_suffix(".faiss.tmp"), lambda tmp: faiss.write_index(index, str(tmp)), meta, "vector index")
+    save_with_sidecar(path, _tmp(path), lambda tmp: faiss.write_index(index, str(tmp)), meta, "vector index")
     return path
 
 
@@ -399,7 +404,7 @@ def sync(ws: Workspace, cid: int, fresh: dict[int, np.ndarray] | None = None, re
         pending.unlink(missing_ok=True)
         # a save cut short between its write and its rename left a copy of the index as it was then,
         # vectors of chunks deleted since included (a save renames it away; unsaved, it stayed)
-        path.with_suffix(".faiss.tmp").unlink(missing_ok=True)
+        _tmp(path).unlink(missing_ok=True)
         return {"added": int(len(missing)), "removed": int(len(extra)), "total": int(loaded.index.ntotal), "rebuilt": rebuilt}
 
 
@@ -449,7 +454,7 @@ def check_and_repair(ws: Workspace) -> list[str]:
         meta = fresh_sidecar(path)
         ok = (meta is not None and meta.get("ntotal") == n and meta.get("id_sum") == s
               and (meta.get("kind") != "ivf" or meta.get("format") == FORMAT)) or (n == 0 and not path.exists())
-        if not ok or path.with_suffix(".faiss.tmp").exists():  # a save's leftover: removed by sync
+        if not ok or _tmp(path).exists():  # a save's leftover: removed by sync
             result = sync(ws, cid)
             if result["added"] or result["removed"] or result["rebuilt"]:
                 log.warning("repaired FAISS index of collection %s from SQLite: %s", cid, result)

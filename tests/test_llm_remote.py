@@ -116,7 +116,7 @@ def test_two_adapters_in_concurrent_requests_do_not_mix(llm, model_server, tmp_p
                        model_path=llm.path)
     concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=10)
     # each registered once, and the null adapter the base model is asked through (RemoteLLM.base_model)
-    assert {n for n, _ in remote.adapters} == {"one", "two", "base"}
+    assert {key[0] for key in remote.adapters} == {"one", "two", "base"}
 
 
 def test_a_stopped_server_gives_a_clear_error(sample_home, tmp_path, llm, cli):
