@@ -254,7 +254,9 @@ _ASKS_AMOUNT = re.compile(rf"^\W*(when|how (many|much|long|often|big|large|old))
 _DEFAULT_WORD = re.compile(r"\bdefault", re.I)
 _MONEY_Q = re.compile(rf"\b({_MONEY}|how much|pay|paid|spend)\b", re.I)
 _WHEN_Q = re.compile(r"\b(when|date|deadline|which day|what day)\b", re.I)
-_REFERENCE = re.compile(r"\b(section|chapter|figure|table|step|§)\s*$", re.I)  # "section 3.2": a pointer, not an amount
+# "section 3.2", "page 45", "p. 12": a pointer, not an amount (texinfo's PDFs write "(see Section 3.7.6
+# [Signals], page 45)" in most paragraphs: GNU Bash's manual, 2026-12-07)
+_REFERENCE = re.compile(r"(?:\b(?:section|chapter|figure|table|step|pages?|pp?\.)|§)\s*$", re.I)
 _CAPITAL = re.compile(r"[A-Z][\w'’-]*")
 _LINK = re.compile(r"\S+@\S+\.\w+|\w+://\S+")  # an e-mail address or URL: shown whole
 

@@ -106,10 +106,17 @@ def quoted(sentence: str) -> str:
 
 def _term(line: str) -> bool:
     """A line that names what the lines after it describe: short, not a sentence, code-like, not a
-    link (the handbook's "→ https://kde.org/" closes the paragraph before it)."""
+    link (the handbook's "→ https://kde.org/" closes the paragraph before it), not a clause of prose
+    that leads into a code line ("So, typically, your ~/.bash_profile contains the line" before
+    "if [ -f ~/.bashrc ]; then . ~/.bashrc; fi" in the GNU Bash manual: a capital first, then mostly
+    common English words; a comment "# Create a new branch" or an option "--long always use long
+    format" stays a term)."""
     words = line.split()
+    plain = [w.strip(",;()").lower() for w in words]
+    english = sum(1 for w in plain if w.isascii() and w.isalpha() and verify.zipf(w) >= 4)
     return 0 < len(words) <= TERM_WORDS and not line.rstrip().endswith((".", "?", "!")) \
         and not line.lstrip("→ ").startswith(("http://", "https://")) \
+        and not (line[0].isupper() and english >= 4 and 2 * english > len(words)) \
         and any(k == "identifier" for k, _ in verify.asserted_terms(line))
 
 
@@ -160,7 +167,8 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(term, sentence) for every sentence of a passage; term is the definition it belongs to
     (manual pages and API references: a term line, then its description) or "". A line that is
     one of the passage's `headings` or a box's title (see _box_title) ends a definition and is no
-    sentence of its own: the heading is the source's label (and its own candidate, see candidates)."""
+    sentence of its own: the heading is the source's label (and its own candidate, see candidates).
+    A sentence that the passage's start or end cuts (`_cut_start`, `_cut`) is marked with CUT there."""
     paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
     titles = {" ".join(h.split()) for h in headings}
     out, term = [], ""
@@ -174,9 +182,42 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
             continue
         if _term(para):
             term = ""
-        for a, b in verify.sentences(para):
+        spans = verify.sentences(para)
+        for a, b in spans:
             out.append((term, para[a:b].strip()))
+        if i == 0 and out and not term and _cut_start(out[0][1]):  # the first line, not one after the heading
+            out[0] = ("", CUT + out[0][1])
+        if i == len(paras) - 1 and _cut([para[a:b].strip() for a, b in spans]):
+            out[-1] = (term, out[-1][1] + CUT)
     return out
+
+
+CUT = "…"  # where a passage's start or end cuts a sentence: what the user reads is not the whole sentence
+_OPEN_END = re.compile(r"(?<![\w'’./$=@-])[A-Za-z][\w'’-]*,?$")  # a plain word last: no closing mark, no code
+
+
+def _cut(sents: list[str]) -> bool:
+    """Whether the last sentence of a passage's last line is cut by the chunk's end (a page's foot, or
+    a chunk cut at a word: ingest/chunking.py), so that it must be shown with CUT: a later sentence of
+    a prose line (after one of at least three words) that ends in a plain word. A line that is one
+    sentence (a title, a list item, a code line) ends as written; the GNU Bash manual's PDF cuts "If a
+    compound command or shell function sets -e while executing" at a page's foot."""
+    return len(sents) > 1 and len(sents[-2].split()) >= 3 and len(sents[-1].split()) >= 3 \
+        and _OPEN_END.search(sents[-1]) is not None
+
+
+_OPEN_START = re.compile(r"([a-z]+),? [^A-Z]")  # not a term and its description: "case The syntax of ..."
+
+
+def _cut_start(sentence: str) -> bool:
+    """Whether a passage's first sentence starts inside a sentence: a chunk overlaps the one before it
+    by stepping back to a word, or starts on the page after the sentence's start (ingest/chunking.py).
+    Prose of at least five words that starts with a common lowercase word and ends as a sentence does
+    ("in a context where -e is ignored, that setting will not have any effect until ... completes.",
+    the GNU Bash manual's PDF); a code line ("for i in range(3): print(i)") ends otherwise."""
+    m = _OPEN_START.match(sentence)
+    return m is not None and verify.zipf(m.group(1)) >= 3 and len(sentence.split()) >= 5 \
+        and re.search(r"[.?!][\"'”’)]?$", sentence) is not None
 
 
 # A name and what it is, in a title: "git-stash - Stash the changes", "os.path — Common pathname manipulations".
