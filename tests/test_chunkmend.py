@@ -48,14 +48,20 @@ def _stored_again(ws, path: Path, reader_before: int) -> tuple[str, list[tuple[s
     return again.status, [tuple(r) for r in ws.db.execute("SELECT text, page, heading FROM chunks ORDER BY seq")]
 
 
-def _policy_pdf(path: Path) -> Path:
-    """Page 1: the title and its text, then "2. Hotel nights" on the last line; page 2: its text."""
-    pdf = FPDF(format="A4")
+def _titled_page(size, title: str, points: int, margin: int) -> FPDF:
+    """A PDF of one page so far (`size`, no automatic page break) opening with `title` in bold."""
+    pdf = FPDF(format=size)
     pdf.set_auto_page_break(False)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 20)
-    pdf.set_xy(20, 20)
-    pdf.cell(0, 10, "Travel Policy")
+    pdf.set_font("Helvetica", "B", points)
+    pdf.set_xy(margin, margin)
+    pdf.cell(0, 10, title)
+    return pdf
+
+
+def _policy_pdf(path: Path) -> Path:
+    """Page 1: the title and its text, then "2. Hotel nights" on the last line; page 2: its text."""
+    pdf = _titled_page("A4", "Travel Policy", 20, 20)
     pdf.set_font("Helvetica", "", 11)
     pdf.set_xy(20, 40)
     for days in range(20, 28):
@@ -184,12 +190,7 @@ def test_a_scans_last_heading_closes_the_chunk_before_and_stored_scans_are_chunk
     (image reader 3) is read and chunked again on its next ingest, as PDFs (scanned ones too) are."""
     import pypdfium2 as pdfium
 
-    pdf = FPDF(format=(148, 210))
-    pdf.set_auto_page_break(False)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.set_xy(12, 12)
-    pdf.cell(0, 10, "1. Gloves")
+    pdf = _titled_page((148, 210), "1. Gloves", 18, 12)
     pdf.set_font("Helvetica", "", 10)
     pdf.set_xy(12, 26)
     pdf.multi_cell(120, 5, "Gloves are worn whenever sheet metal is cut or carried. Cut resistant gloves are kept "

@@ -10,6 +10,8 @@ for its chunks' exact vectors (an embedding can be inverted to approximate text)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import shutil
 
 import numpy as np
@@ -30,6 +32,23 @@ def _files_holding(root, needles) -> list[str]:
     """The files under `root` whose bytes hold any of `needles`."""
     return sorted(str(f.relative_to(root)) for f in root.rglob("*")
                   if f.is_file() and any(n in f.read_bytes() for n in needles))
+
+
+@contextmanager
+def _rename_interrupted(monkeypatch, suffix: str):
+    """Ctrl-C at a save's rename of a file whose name ends with `suffix` (the .tmp is left); the block
+    must be interrupted there."""
+    real = vectors.os.replace
+
+    def interrupted(src, dst):
+        if str(dst).endswith(suffix):
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(vectors.os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            yield
 
 
 def _vectors_of(ws, name: str) -> list[bytes]:
@@ -152,17 +171,8 @@ def cut_short(ws, embedder, tmp_path, monkeypatch):
     cid = ws.collection_id("hr")
     vectors.sync(ws, cid)
     ingest_texts(ws, embedder, tmp_path / "docs", {"hr": {"merger.md": merger}})
-    real = vectors.os.replace
-
-    def interrupted(src, dst):
-        if str(dst).endswith(".faiss"):
-            raise KeyboardInterrupt
-        real(src, dst)
-
-    with monkeypatch.context() as m:
-        m.setattr(vectors.os, "replace", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            vectors.sync(ws, cid)
+    with _rename_interrupted(monkeypatch, ".faiss"):
+        vectors.sync(ws, cid)
     gone = _vectors_of(ws, "merger.md")
     assert _files_holding(ws.index_dir, gone) == [f"c{cid}.faiss.tmp"]  # the control
     return ws
@@ -185,17 +195,8 @@ def test_a_delete_removes_the_lexical_save_s_leftover_even_when_it_has_nothing_t
     docs = dict(DOCS["hr"])
     merger = docs.pop("merger.md")
     ingest_texts(ws, embedder, tmp_path / "docs", {"hr": docs})
-    real = vectors.os.replace
-
-    def interrupted(src, dst):
-        if str(dst).endswith("lexical.npz"):
-            raise KeyboardInterrupt
-        real(src, dst)
-
-    with monkeypatch.context() as m:
-        m.setattr(vectors.os, "replace", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            ingest_texts(ws, embedder, tmp_path / "docs", {"hr": {"merger.md": merger}})
+    with _rename_interrupted(monkeypatch, "lexical.npz"):
+        ingest_texts(ws, embedder, tmp_path / "docs", {"hr": {"merger.md": merger}})
     assert _files_holding(ws.index_dir, _needles()) == ["lexical.tmp.npz"]  # the control
     lexicon_store._cache.clear()  # as in another process, which reads the file
     pipeline.delete_document(ws, "merger.md")
