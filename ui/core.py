@@ -190,6 +190,18 @@ def sign_in(name: str, password: str) -> str:
     return st.session_state["_user"]  # the name as stored ("nina" for "Nina")
 
 
+def stay_signed_in() -> None:
+    """After the signed-in user set her own password: a new session and device token for this browser.
+    auth.set_password ends every session of hers, and its new hash ends her device tokens, so this
+    browser was signed out and, signing in again, waited on strangers' failed sign-ins for her name:
+    an admin changing her password because someone was guessing it was locked out by those guesses."""
+    ws = workspace()
+    user = st.session_state["_user"]
+    token = auth.create_session(ws, user)
+    st.session_state["_token"] = token
+    st.session_state["_cookie"] = ("set", token, auth.device_token(ws, user))
+
+
 def sign_out() -> None:
     """End this browser session's session, forget every per-user key and clear the cookie."""
     auth.end_session(workspace(), st.session_state.get("_token"))

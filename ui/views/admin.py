@@ -27,6 +27,12 @@ def attempt(fn, *args, ok: str, warn=None, **kwargs) -> None:
         st.rerun()
 
 
+def set_own_password(password: str) -> None:
+    """Set the signed-in admin's own password, keeping this browser signed in (`core.stay_signed_in`)."""
+    auth.set_password(ws, me, password, by=me)
+    core.stay_signed_in()
+
+
 def _confirmed(verb: str, who: str, icon: str, warning: str, help: str | None = None, place: str = "user") -> bool:
     """"<Verb> <who>" asks first with `warning`; True once "Yes, <verb> <who>" is clicked ("Cancel" keeps).
     `place` keys the buttons: a page with two such buttons for one verb gives each its own."""
@@ -106,7 +112,10 @@ with users_tab:
         with st.form(f"set-password-{who}", clear_on_submit=True, border=False):
             new_pw = st.text_input("New password", type="password", key=f"edit-pw-{who}")
             if st.form_submit_button("Set password"):
-                attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
+                if who == me:  # her sessions in other browsers end, not this one's (core.stay_signed_in says why)
+                    attempt(set_own_password, new_pw, ok="Your password is set; your sessions in other browsers ended")
+                else:
+                    attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
         if who != me:
             delete_user_with_confirmation(who)
             erase_user_with_confirmation(who)

@@ -246,9 +246,12 @@ with adapters_tab:
                 doomed = st.selectbox("Adapter to delete", [a["name"] for a in adapters], key="ft-delete-pick")
                 st.caption("Its weights and files go for good (a bad fine-tune, or one trained on a collection that "
                            "must go). The answers it wrote stay withheld from whoever may not read what it learned.")
+                # keyed on whether it is active too (':' is in no adapter name): a confirmation given before another
+                # admin activated it is asked again, naming it active, instead of forcing the delete of the one the chat uses
                 sure = st.checkbox(f"Yes, delete {core.md_escape(doomed)}" + (": it is the active adapter, so the chat then uses the base "
-                                                              "model" if doomed == active else ""), key=f"ft-delete-sure-{doomed}")
-                if st.button("Delete", key="ft-delete-go", disabled=not sure, icon=":material/delete:"):
+                                                              "model" if doomed == active else ""),
+                                   key=f"ft-delete-sure-{doomed}" + ("" if doomed == active else ":not-active"))
+                if st.button("Delete", key="ft-delete-go", disabled=not sure, icon=":material/delete:") and sure:
                     try:  # the confirmation above named it active: that is the force (adapters.delete)
                         gone = adapter_registry.delete(ws, doomed, force=doomed == active, user=user)
                     except (ValueError, LookupError, access.AccessDenied) as e:
