@@ -307,3 +307,19 @@ def reread_note(reread: str) -> str:
     """What a file read again only for its newer reader (`FileResult.reread`) says beside `updated`, in
     the CLI's summary, `archivist jobs show --files` and the Documents page's job table."""
     return f"re-read by a newer reader ({reread}); the file did not change"
+
+
+def note_kept_versions(db, cid: int, results: list[FileResult]) -> None:
+    """A file that failed to read while a version of it is stored (a changed file its reader now
+    refuses, or an unchanged one a newer reader re-reads after an upgrade and refuses) keeps that
+    version, still searchable; its reason says so, with that version's chunks and reader, else
+    "failed ... 0 chunks" reads as if the document were gone."""
+    for r in results:
+        if r.status != "failed" or not r.reason or "stored document is kept" in r.reason:  # a twin says so already
+            continue
+        row = db.execute("SELECT d.kind, d.reader, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) FROM documents d "
+                         "WHERE d.collection_id = ? AND d.path = ? AND d.status IN ('ready', 'queued')",
+                         (cid, r.name)).fetchone()
+        if row is not None:
+            r.reason += (f"; the version stored before ({row[2]} chunks, read by the {row[0]} reader {row[1]}) is kept "
+                         "and still searchable")

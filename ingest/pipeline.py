@@ -5,10 +5,9 @@ replaces its chunks; chunks whose text was embedded before (in any document) reu
 so the same content under two names is embedded once. Work is committed in small batches of
 whole documents, so a kill at any moment leaves a consistent workspace, and running the same
 command again finishes only what is missing. FAISS is synced from SQLite at the end (and
-periodically), and repaired from it on the next open if a crash came in between.
-
-Its stages: reading and chunking (ingest/reading.py), embedding and committing (ingest/writing.py);
-this module runs them as a job, and keeps the documents: list, find, delete, reindex.
+periodically), and repaired from it on the next open if a crash came in between. Its stages: reading
+and chunking (ingest/reading.py), embedding and committing (ingest/writing.py); this module runs them
+as a job, and keeps the documents: list, find, delete, reindex.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import numpy as np
 from archivist import access, audit, jobs
 from archivist.ingest import writing
 from archivist.ingest.folders import (FileResult, clean_name, counts_line, expand, job_summary, missing_from,
-                                      one_per_name, read_from)
+                                      note_kept_versions, one_per_name, read_from)
 from archivist.ingest.reading import Pending, Prepare, read_ahead
 from archivist.ingest.uploads import stored_upload, workspace_copy
 from archivist.ingest.writing import embed_text, vector_key
@@ -326,6 +325,7 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
             flush_pending()  # what was read is committed, cancelled or not
         sync_indexes(ws, cid, fresh)
         _name_same_content(ws, reuse_from, results)
+        note_kept_versions(ws.db, cid, results)
         if state == "done":  # before the job says done: an unreadable upload is not kept
             _drop_refused_uploads(ws, files, results)
     except KeyboardInterrupt:
