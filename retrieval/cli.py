@@ -113,7 +113,7 @@ def _say_if_empty(ws, args) -> None:
 
 
 def cmd_search(args) -> int:
-    from archivist.retrieval.answer import hit_json
+    from archivist.retrieval.answer import hit_json, source_label
     from archivist.retrieval.search import search
 
     args.query = given_text(args.query, "query")
@@ -129,7 +129,9 @@ def cmd_search(args) -> int:
     if not hits:
         print("no results", file=sys.stderr)
     for i, h in enumerate(hits, start=1):
-        where = h.document + (f" p.{h.page}" if h.page else "") + (f" — {' > '.join(h.heading)}" if h.heading else "")
+        # named as `ask` names its sources (a CSV's heading is its file name: not said twice), with the
+        # collection: two may hold one name
+        where = f"{source_label(h.document, h.page, h.heading)} ({h.collection})"
         cos = f" cos={h.dense_score:.3f}" if h.dense_score is not None else ""
         print(f"{i:2}. {where}  [score={h.score:.4f}{cos}]")
         snippet = " ".join(h.text.split())
