@@ -14,16 +14,15 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from conftest import adapter_trained_on, mallory_reads
+from test_ui_members import app
 
 from archivist import adapters, audit, files, jobs
 from archivist.workspace import open_workspace
 
 os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process (the app's page)
-APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
 
 
 def _retrains(ws, name: str) -> list:
@@ -101,8 +100,6 @@ def test_a_cut_short_retrain_is_not_resumed_once_its_adapter_is_deleted(ws, tmp_
 
 
 def test_the_fine_tune_page_says_why_a_retrain_of_a_deleted_adapter_does_not_resume(ws, tmp_path):
-    from streamlit.testing.v1 import AppTest
-
     from archivist import access, auth
     from archivist.finetune import runs
 
@@ -113,11 +110,7 @@ def test_the_fine_tune_page_says_why_a_retrain_of_a_deleted_adapter_does_not_res
     runs.update_run(ws, run_id, "failed", error="CUDA out of memory")
     adapters.delete(ws, "team-tuned", user="alice")
 
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["_token"] = auth.create_session(ws, "alice")
-    at.run()
-    at.switch_page("views/finetune.py")
-    at.run()
+    at = app(auth.create_session(ws, "alice"), "finetune")
     at.button(key=f"ft-resume-{run_id}").click().run()
     assert not at.exception, [e.value for e in at.exception]  # before: the LookupError's traceback
     assert any("no adapter named 'team\\-tuned'" in e.value and "it was deleted" in e.value for e in at.error), \

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import adapter_trained_on
+from test_ui_members import app
 
 from archivist import access, adapters, auth
 
@@ -31,7 +32,6 @@ APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
 def test_a_delete_confirmed_for_a_spare_adapter_does_not_delete_it_once_another_admin_activated_it(ws, tmp_path):
     """Before: `spare` deleted with force, the chat switched to the base model, on a confirmation that
     never said it was the active adapter."""
-    from streamlit.testing.v1 import AppTest
 
     auth.create_first_admin(ws, "alice", "alice-pass-1")
     auth.create_user(ws, "carol", "carol-pass-1", role="admin", by="alice")
@@ -40,11 +40,7 @@ def test_a_delete_confirmed_for_a_spare_adapter_does_not_delete_it_once_another_
     adapter_trained_on(ws, tmp_path / "b", "spare", ["team"])
     adapters.activate(ws, "team-tuned", user="alice")
 
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["_token"] = auth.create_session(ws, "alice")
-    at.run()
-    at.switch_page("views/finetune.py")
-    at.run()
+    at = app(auth.create_session(ws, "alice"), "finetune")
     assert not at.exception, [e.value for e in at.exception]
     at.selectbox(key="ft-delete-pick").select("spare").run()
     sure = [c for c in at.checkbox if c.key.startswith("ft-delete-sure") and "spare" in c.label][0]
