@@ -56,7 +56,8 @@ UPLOAD_FIELDS = ("file", "collection", "wait")  # the form fields of an upload
 
 
 async def one_value_per_field(request: Request) -> None:
-    """Refuse an upload form with a field the route does not take or a value field given twice, as
+    """Refuse an upload form with a field the route does not take, a value field given twice or an empty
+    `collection` (`-F collection=`, stored into the default collection before), as
     `known_query_only` refuses query parameters: `-F collection=a -F collection=b` stored into the last
     one named and `-F colection=hr` into the default collection, both without a word. Two files have
     their own answer (one_file_per_request). The form is the one FastAPI has already parsed."""
@@ -68,6 +69,9 @@ async def one_value_per_field(request: Request) -> None:
     repeated = [k for k in UPLOAD_FIELDS[1:] if len(form.getlist(k)) > 1]
     if repeated:  # which value would win is a guess
         raise APIError(422, f"form field {repeated[0]!r} is given more than once", "repeated_parameter", repeated[0])
+    if "collection" in form and not str(form["collection"]).strip():
+        raise APIError(422, "form field 'collection' is empty: name a collection or leave the field out",
+                       "invalid_parameter", "collection")
 
 
 @router.post("/v1/documents", response_model=S.UploadResult, dependencies=[Depends(one_value_per_field)],

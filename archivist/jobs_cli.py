@@ -7,6 +7,7 @@ the edge, so the kernel imports no stage.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -24,17 +25,19 @@ def register(sub, common) -> None:
     s = common(actions.add_parser("show", help="one job whole: its state, counts, error (with server paths), and "
                                                "with --files each file of an ingestion with its status"))
     s.add_argument("job", metavar="ID")
-    s.add_argument("--json", action="store_true")
+    # An action's --json is SUPPRESS: unset, `jobs --json cancel ID` keeps the one given before the
+    # action (a default of False overwrote it, and the answer came as text).
+    s.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     s.add_argument("--files", action="store_true", help="each file of an ingestion (--json: its spec's and result's `files`)")
     s.set_defaults(func=cmd_show)
     c = common(actions.add_parser("cancel", help="stop a queued or running job (a run saves a checkpoint first)"))
     c.add_argument("job", metavar="ID")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     c.set_defaults(func=cmd_cancel)
     r = common(actions.add_parser("resume", help="finish an interrupted, failed or cancelled job, as its owner "
                                                  "(an ingestion here and now; a training run in the background)"))
     r.add_argument("job", metavar="ID")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_resume)
 

@@ -41,7 +41,10 @@ def register(sub, common) -> None:
     p = command(sub, common, "adapters", cmd_adapters, "registered adapters with their metrics", json=True)
     actions = p.add_subparsers(dest="adapters_command", metavar="ACTION")
     d = command(actions, common, "delete", cmd_delete, "delete an adapter: its weights and row (admins; what it "
-                                                       "learned stays on its old answers, withheld as before)", json=True)
+                                                       "learned stays on its old answers, withheld as before)")
+    # SUPPRESS: unset here, `adapters --json delete NAME` keeps the --json given before the action (a
+    # default of False overwrote it, and the delete printed text)
+    d.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the result as JSON on stdout")
     d.add_argument("name", metavar="NAME")
     d.add_argument("--force", action="store_true", help="even the active adapter (the chat then uses the base model)")
 

@@ -114,7 +114,8 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           "${parameter:-word}", "[[ . =~ '\.' ]]"), as a user types them; prose keeps its quotes.
 #   html 9: texinfo's HTML heads every section with the manual's title (<h1 class="settitle">), no
 #           longer with its Top node's ("Bash Features"), which is a section under it.
-READER_VERSIONS = {"html": 9, "pdf": 8, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 8, "csv": 4}
+#   markdown 9, csv 5: terminal formatting dropped as in text 7 (a CSV's before it is parsed).
+READER_VERSIONS = {"html": 9, "pdf": 8, "image": 4, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 9, "csv": 5}
 
 
 def reader_version(kind: str | None) -> int:

@@ -14,6 +14,7 @@ from archivist.records import Block, Extracted
 
 from .readers_base import HeadingPath, clean, clean_code, decode_text, table_blocks, table_heading
 from .readers_html import hidden_attrs
+from .readers_text import strip_terminal
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -254,8 +255,9 @@ def read_markdown(path: Path) -> Extracted:
     paragraphs split on blank lines, list items are one Block each, fenced code stays whole
     (kind="code", newlines kept), tables become one Block(kind="row") per row with the header.
     A leading YAML front matter is skipped; its `title:` (or else the first h1) is the title.
+    Terminal formatting (a coloured log pasted in) is dropped, as read_text drops it.
     """
-    text = decode_text(path.read_bytes()).replace("\r\n", "\n").replace("\r", "\n")
+    text = strip_terminal(decode_text(path.read_bytes())).replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     title = None
 

@@ -135,9 +135,10 @@ def read_csv(path: Path) -> Extracted:
     """CSV/TSV: the first row is the header; every further row becomes Block(kind="row") with text
     "col: value; col: value" and heading (file name,). The dialect (delimiter, quoting) is sniffed.
 
+    Terminal formatting is dropped before the sniffing and parsing (its "[01;31m" holds a ";").
     Raises ReadError("corrupt CSV: ...") when the csv module cannot parse it.
     """
-    text = decode_text(path.read_bytes())
+    text = strip_terminal(decode_text(path.read_bytes()))
     return Extracted(_table(text, _dialect(text[:SNIFF_CHARS], path), path), kind="csv")
 
 
@@ -178,7 +179,7 @@ def stream_csv(path: Path, group_chars: int = 1 << 20) -> Iterator[list[Block]]:
 
     def blocks() -> Iterator[Block]:
         with open(path, encoding=encoding, newline="") as f:  # newline="": line ends as read_csv sees them
-            dialect = _dialect(f.read(SNIFF_CHARS), path)
+            dialect = _dialect(strip_terminal(f.read(SNIFF_CHARS)), path)
         with open(path, encoding=encoding, newline="") as f:
             try:
                 for block in iter_table_blocks(csv.reader(_stream_lines(f), dialect), heading=(path.name,)):
@@ -206,14 +207,15 @@ def stream_csv(path: Path, group_chars: int = 1 << 20) -> Iterator[list[Block]]:
 
 
 def _stream_lines(f, piece: int = 1 << 20) -> Iterator[str]:
-    """`_lines` over an open text file: the same lines, a piece at a time."""
+    """`_lines` over an open text file: the same lines, terminal formatting dropped (as read_csv
+    drops it), a piece at a time."""
     rest = ""
     while block := f.read(piece):
         text = rest + block
         cut = text.rfind("\n") + 1
-        yield from text[:cut].splitlines(keepends=True)
+        yield from strip_terminal(text[:cut]).splitlines(keepends=True)
         rest = text[cut:]
-    yield from rest.splitlines(keepends=True)
+    yield from strip_terminal(rest).splitlines(keepends=True)
 
 
 def _lines(text: str, piece: int = 1 << 20):
