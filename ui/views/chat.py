@@ -199,6 +199,15 @@ if not readable:
 # A question stored without an answer after it: the page was reloaded or left while it was being
 # answered (the run stops with the session), or answering failed. It says so; the last one can be asked again.
 UNANSWERED = "Not answered: the page was reloaded or left while the answer was being written, or answering failed."
+# Any click on the page (a thumb, a sidebar control, another question, another page) reruns it, and the run that
+# was writing an answer ends there. That run leaves the id of its question in "_answering" (popped once the answer
+# is stored or the failure shown): the next run of the same browser session finds it and says what happened. A
+# reload starts a new session and keeps the words above.
+STOPPED = ("Not answered: the answer was stopped because you clicked something, asked another question or went to "
+           "another page while it was being written.")
+stopped = st.session_state.setdefault("_stopped", set())
+if (cut := st.session_state.pop("_answering", None)) is not None:
+    stopped.add(cut)
 # A model that cannot be loaded or run (a wrong ARCHIVIST_LLM, a damaged download, no memory left) is for an
 # administrator to mend: the page says so in words, and the traceback goes to the server's log, not to the reader.
 BROKEN = ("The question could not be answered: the model that writes answers could not be loaded or run on the server. "
@@ -209,6 +218,13 @@ FAILED = ("The question could not be answered because of a problem on the server
 
 def _broken(e: Exception) -> None:
     logging.getLogger("archivist.ui.chat").error("answering a question of %s failed", user, exc_info=e)
+
+
+def _fail(box, why: str) -> None:
+    """Say in `box` why the question got no answer and end the run: a failure the reader saw, not a stop (STOPPED)."""
+    st.session_state.pop("_answering", None)
+    box.error(why)
+    st.stop()
 
 
 conv = st.session_state["conv"]
@@ -222,7 +238,7 @@ for i, m in enumerate(shown):
             last_question = m["content"]
             st.text(m["content"])
             if m is not reask and (i + 1 == len(shown) or shown[i + 1]["role"] == "user"):
-                st.caption(UNANSWERED)
+                st.caption(STOPPED if m["id"] in stopped else UNANSWERED)
                 if i + 1 == len(shown) and st.button("Ask again", key=f"reask-{m['id']}", icon=":material/replay:"):
                     st.session_state["_reask"] = m["id"]
                     st.rerun()
@@ -281,9 +297,10 @@ if question:
         st.session_state["conv"] = conv
     if reask is not None and question == reask["content"]:
         hist = conversations.history(ws, conv, user, turns=7)[:-1]  # without the question itself
+        st.session_state["_answering"] = reask["id"]
     else:
         hist = conversations.history(ws, conv, user)
-        conversations.add_message(ws, conv, user, "user", question)
+        st.session_state["_answering"] = conversations.add_message(ws, conv, user, "user", question)
         with st.chat_message("user"):
             st.text(question)
     with st.chat_message("assistant"):
@@ -293,8 +310,7 @@ if question:
             llm, emb = core.models()
         except Exception as e:  # noqa: BLE001 - the question is stored: "Ask again" sends it once this is mended
             _broken(e)
-            box.error(BROKEN)
-            st.stop()
+            _fail(box, BROKEN)
         pieces: list[str] = []
 
         def on_token(piece: str) -> None:  # a draft, replaced by the checked answer when it is done
@@ -309,19 +325,17 @@ if question:
                          adapter=None if adapter == BASE else adapter, history=hist, on_token=on_token,
                          llm=llm, embedder=emb, stop=stop, surface="app")
         except (access.AccessDenied, LookupError, ValueError, ConnectionError) as e:  # ConnectionError: the LLM server is down
-            box.error(f"Could not answer: {core.md_escape(e)}")
-            st.stop()
+            _fail(box, f"Could not answer: {core.md_escape(e)}")
         except Exception as e:  # noqa: BLE001 - a model failing mid-answer (out of memory …): words, not a traceback
             _broken(e)
-            box.error(FAILED)
-            st.stop()
+            _fail(box, FAILED)
         finally:
             stop.set()  # the user navigated away or asked again: end generation now
     with transaction(ws.db):  # checked and saved at once: an erase or a revoke after this commit finds the answer
         try:
             withhold_unsaved(ws, user, answer.passages, answer.adapter)
         except (access.AccessDenied, LookupError) as e:
-            box.error(f"Could not answer: {core.md_escape(e)}")
-            st.stop()
+            _fail(box, f"Could not answer: {core.md_escape(e)}")
         conversations.add_message(ws, conv, user, **stored_answer(answer, question, None if collection == ALL else collection))
+    st.session_state.pop("_answering", None)
     st.rerun()
