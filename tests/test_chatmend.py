@@ -4,33 +4,26 @@ reload; a second question is answered and the first stays, marked as stopped."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from archivist import auth, conversations
 from conftest import ingest_texts
+from test_ui_chat import PARKING
+from test_ui_members import app
 
 pytestmark = pytest.mark.slow  # the chat model generates
 
-os.environ.setdefault("ARCHIVIST_UI_WARMUP", "0")  # no background model loading inside the test process
-APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
-PARKING = ("# Visitor parking\n\nVisitors park in lot C behind the warehouse. The gate code for lot C is 4417. "
-           "Parking in lot A is reserved for delivery trucks.\n")
 FIRST = "What is the gate code for visitor parking in lot C?"
 CUT = "Explain in great detail everything about visitor parking, lot A, lot C and the gate, step by step."
 THIRD = "Where do visitors park?"
 
 
 def _chat(ws, user: str):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["_token"] = auth.create_session(ws, user)
-    return at.run()
+    """The chat page, signed in as `user` (test_ui_members.app: the page the app opens on)."""
+    return app(auth.create_session(ws, user))
 
 
 def _stored(ws) -> list[tuple[str, str]]:
