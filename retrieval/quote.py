@@ -112,12 +112,17 @@ def _term(line: str) -> bool:
     common English words; a comment "# Create a new branch" or an option "--long always use long
     format" stays a term)."""
     words = line.split()
-    plain = [w.strip(",;()").lower() for w in words]
-    english = sum(1 for w in plain if w.isascii() and w.isalpha() and verify.zipf(w) >= 4)
     return 0 < len(words) <= TERM_WORDS and not line.rstrip().endswith((".", "?", "!")) \
         and not line.lstrip("→ ").startswith(("http://", "https://")) \
-        and not (line[0].isupper() and english >= 4 and 2 * english > len(words)) \
+        and not (line[0].isupper() and _mostly_english(words)) \
         and any(k == "identifier" for k, _ in verify.asserted_terms(line))
+
+
+def _mostly_english(words: list[str]) -> bool:
+    """At least four common English words, and more than half: prose, not a term (`_term`)."""
+    plain = (w.strip(",;()").lower() for w in words)
+    english = sum(1 for w in plain if w.isascii() and w.isalpha() and verify.zipf(w) >= 4)
+    return english >= 4 and 2 * english > len(words)
 
 
 # A boxed sidebar's or admonition's title: a label in capitals, then the title ("BACK TO BASICS Quota",
