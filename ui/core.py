@@ -184,10 +184,9 @@ def sign_in(name: str, password: str) -> str:
     ws = workspace()
     token = auth.sign_in(ws, name, password, device=_cookie(DEVICE_COOKIE))
     forget_user()  # nothing of whoever used this tab before
-    st.session_state["_token"] = token
-    st.session_state["_user"] = auth.session_user(ws, token)
-    st.session_state["_cookie"] = ("set", token, auth.device_token(ws, st.session_state["_user"]))
-    return st.session_state["_user"]  # the name as stored ("nina" for "Nina")
+    user = auth.session_user(ws, token)
+    _remember(ws, token, user)
+    return user  # the name as stored ("nina" for "Nina")
 
 
 def stay_signed_in() -> None:
@@ -197,8 +196,14 @@ def stay_signed_in() -> None:
     an admin changing her password because someone was guessing it was locked out by those guesses."""
     ws = workspace()
     user = st.session_state["_user"]
-    token = auth.create_session(ws, user)
+    _remember(ws, auth.create_session(ws, user), user)
+
+
+def _remember(ws, token: str, user: str) -> None:
+    """This browser session is `user`'s, on session `token`: kept in its state, and its cookies (the
+    session's and a new device token, `auth.device_token`) set on the next `sync_cookie`."""
     st.session_state["_token"] = token
+    st.session_state["_user"] = user
     st.session_state["_cookie"] = ("set", token, auth.device_token(ws, user))
 
 
