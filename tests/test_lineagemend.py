@@ -130,15 +130,17 @@ def test_the_trigger_keeps_no_more_of_a_lineage_than_its_collections_and_documen
     adapters.register(ws, "kept", folder, ws.settings.llm, {"better": False},
                       {"dataset": {"name": "d"}, "collections": ["team"], "settings": {"user": "mallory"},
                        "documents": [{"id": 7, "path": "board.md", "collection": "secret"}]}, activate=False)
-    ws.db.execute("INSERT INTO adapters(name, path, base_model, lineage) VALUES ('torn', '/x', 'm', '{not json')")
+    ws.db.execute("INSERT INTO adapters(name, path, base_model, lineage, created_at) "
+                  "VALUES ('torn', '/x', 'm', '{not json', 1000000000.25)")  # registered long before its deletion
+    made = dict(ws.db.execute("SELECT name, created_at FROM adapters WHERE name IN ('kept', 'torn')").fetchall())
     ws.db.execute("DELETE FROM adapters WHERE name IN ('kept', 'torn')")
     ws.db.commit()
     rows = {n: json.loads(v) for n, v in ws.db.execute("SELECT name, lineage FROM deleted_adapters").fetchall()}
-    made = dict(ws.db.execute("SELECT name, deleted_at FROM deleted_adapters").fetchall())  # registered just before
     assert {n: set(v) for n, v in rows.items()} == {"kept": {"collections", "documents", "registered_at"},
                                                     "torn": {"registered_at"}}  # nothing of its settings (who trained it)
     assert rows["kept"]["documents"] == [{"id": 7, "path": "board.md", "collection": "secret"}]
-    assert all(0 <= made[n] - rows[n]["registered_at"] < 60 for n in rows)
+    # each row's own registration time, to the 15 significant digits SQLite writes a REAL in JSON with
+    assert all(abs(rows[n]["registered_at"] - made[n]) < 1e-4 for n in rows), (rows, made)
     assert [adapters.answered_from(adapters.registrations(ws, n), None) for n in ("kept", "torn")] == [{"team", "secret"}, set()]
 
 
