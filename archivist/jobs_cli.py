@@ -25,10 +25,11 @@ def register(sub, common) -> None:
     s = common(actions.add_parser("show", help="one job whole: its state, counts, error (with server paths), and "
                                                "with --files each file of an ingestion with its status"))
     s.add_argument("job", metavar="ID")
-    # An action's --json is SUPPRESS: unset, `jobs --json cancel ID` keeps the one given before the
-    # action (a default of False overwrote it, and the answer came as text).
+    # An action's --json and --files are SUPPRESS: unset, `jobs --json --files show ID` keeps the ones
+    # given before the action (a default of False overwrote them, and the answer came as text, or without files).
     s.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-    s.add_argument("--files", action="store_true", help="each file of an ingestion (--json: its spec's and result's `files`)")
+    s.add_argument("--files", action="store_true", default=argparse.SUPPRESS,
+                   help="each file of an ingestion (--json: its spec's and result's `files`)")
     s.set_defaults(func=cmd_show)
     c = common(actions.add_parser("cancel", help="stop a queued or running job (a run saves a checkpoint first)"))
     c.add_argument("job", metavar="ID")
