@@ -112,8 +112,14 @@ def requested_collections(ws: Workspace, user: str, collection: str | None, coll
     """The collections a request names (None: every readable one), each checked for read access.
 
     A member gets 403 for a collection that is not theirs whether or not it exists, so the API never
-    tells which collection names exist; an admin gets 404 for one that does not exist.
+    tells which collection names exist; an admin gets 404 for one that does not exist. An empty or blank
+    name is a 422: `collection=""` (an unset variable in a client's script) searched and answered from
+    every readable collection while the listing read it as a collection with no documents.
     """
+    for param, names in (("collection", [] if collection is None else [collection]), ("collections", collections or [])):
+        if any(not c.strip() for c in names):
+            raise APIError(422, f"{param}: a collection name is empty: name a collection or leave the field out",
+                           "invalid_parameter", param)
     wanted = list(dict.fromkeys(([collection] if collection else []) + list(collections or [])))
     if not wanted:
         return None
