@@ -4,7 +4,9 @@ Copying the folder with `cp -a` while a server or an ingest writes can tear arch
 WAL mode keeps recent commits in archivist.db-wal and moves them into archivist.db at checkpoints,
 so a copy of the one taken before a checkpoint and of the other after it holds neither state. Here
 the database is copied with SQLite's online backup API (one read transaction: the state of one
-moment, while writers go on), then the files beside it. Restoring is copying the folder back
+moment, while writers go on), then the files beside it. It is copied at the schema it has on disk,
+not migrated: a backup taken with a newer release before upgrading opens with the release that
+wrote it. Restoring is copying the folder back; the first open migrates it then, as any open does
 (docs/reliability.md, "Backup and restore").
 """
 
@@ -36,6 +38,7 @@ class BackupReport:
     documents: int = 0
     chunks: int = 0
     users: int = 0
+    schema: int = 0  # the copy's schema version (PRAGMA user_version), the workspace's as it was on disk
     files: int = 0
     bytes: int = 0
     vanished: list[str] = field(default_factory=list)  # files removed while the copy ran (none is state the database needs)
@@ -110,6 +113,7 @@ def _copy_database(src: Path, dst: Path, report: BackupReport) -> None:
         report.documents = target.execute("SELECT count(*) FROM documents").fetchone()[0]
         report.chunks = target.execute("SELECT count(*) FROM chunks").fetchone()[0]
         report.users = target.execute("SELECT count(*) FROM users").fetchone()[0]
+        report.schema = target.execute("PRAGMA user_version").fetchone()[0]
     finally:
         target.close()
         source.close()
@@ -156,32 +160,59 @@ def cmd_backup(args) -> int:
     from archivist import access, audit
     from archivist.cli import emit_json, open_ws, settings_from
     from archivist.retrieval.repair import open_checked
+    from archivist.workspace import MIGRATIONS  # read when called: tests replace it there
 
-    with open_ws(args, check_index=False) as ws:
+    # upgrade=False: a workspace an older release wrote is copied at its schema, so that release opens the copy
+    with open_ws(args, check_index=False, upgrade=False) as ws:
         actor = access.require_admin(ws, getattr(args, "user", None), "back up the workspace")  # a copy of every collection
         # recorded before the copy is taken (like an export: files outside the workspace share no
         # transaction with a record), so the backup holds its own record; a destination refused is
         # refused first, and a copy that fails says so, so the log never tells of a copy not taken
         dest = destination(ws, Path(args.dest))
-        audit.record(ws, "workspace.backup", user=actor, target=str(dest))
+        unrecorded = _record(ws, actor, dest)
         try:
             report = backup(ws, dest)
         except BaseException as e:  # a Ctrl-C or any error too: backup() removed what it had copied
             why = str(e) if isinstance(e, WorkspaceError) else (
                 f"{'interrupted' if isinstance(e, (KeyboardInterrupt, SystemExit)) else 'failed'} "
                 f"({type(e).__name__}{': ' + str(e) if str(e) else ''}): nothing was left there, and the workspace is untouched")
-            audit.record(ws, "workspace.backup.failed", user=actor, target=str(dest), detail={"reason": why})
+            if unrecorded is None:
+                audit.record(ws, "workspace.backup.failed", user=actor, target=str(dest), detail={"reason": why})
             raise
-    # the copy opens as a workspace: its derived files are checked against its database and repaired
-    with open_checked(dataclasses.replace(settings_from(args), home=report.dest)):
-        pass
+    if unrecorded is not None:
+        print(f"archivist: note: this backup is not on the workspace's audit log: {unrecorded}", file=sys.stderr)
+    current = report.schema == len(MIGRATIONS)
+    if current:  # the copy opens as a workspace: its derived files are checked against its database and repaired
+        with open_checked(dataclasses.replace(settings_from(args), home=report.dest)):
+            pass
     if args.json:
         emit_json({k: (str(v) if isinstance(v, Path) else v) for k, v in report.__dict__.items()})
         return 0
     print(f"backed up {report.documents} documents ({report.chunks} chunks), {report.users} users and {report.files} files "
-          f"({report.bytes / 2**20:.1f} MB) to {report.dest} in {report.seconds:.1f} s", file=sys.stderr)
+          f"({report.bytes / 2**20:.1f} MB) at schema {report.schema} to {report.dest} in {report.seconds:.1f} s",
+          file=sys.stderr)
+    if not current:  # an opening would migrate it: its search files are checked on the first open after a restore
+        print(f"archivist: note: the backup keeps the workspace's schema {report.schema} (this archivist has "
+              f"{len(MIGRATIONS)}): the release that wrote it opens it as it is, and this one migrates it on the first "
+              "open after a restore", file=sys.stderr)
     if report.vanished:
         print(f"archivist: note: {len(report.vanished)} file(s) were removed while copying and are not in the backup: "
               + ", ".join(report.vanished[:5]), file=sys.stderr)
     print(report.dest)
     return 0
+
+
+def _record(ws: Workspace, actor: str, dest: Path) -> str | None:
+    """Write the `workspace.backup` record; returns None, or why it could not be: a workspace older
+    than the audit log this release writes (salted records, schema 12), which a backup copies
+    unmigrated, cannot take one, and the copy is taken all the same."""
+    from archivist import audit
+    from archivist.workspace import MIGRATIONS, schema_version
+
+    try:
+        audit.record(ws, "workspace.backup", user=actor, target=str(dest))
+    except sqlite3.OperationalError as e:
+        if (version := schema_version(ws.db)) == len(MIGRATIONS):
+            raise
+        return f"its schema {version} predates the records this archivist ({len(MIGRATIONS)}) writes ({e})"
+    return None

@@ -57,10 +57,11 @@ def settings_from(args) -> "Settings":
 CREATES_WORKSPACE = ("ingest", "finetune", "users add", "keys create", "collections --create")
 
 
-def open_ws(args, check_index: bool = True):
+def open_ws(args, check_index: bool = True, upgrade: bool = True):
     """The workspace the command's flags (or the environment) name. With check_index (for commands
     that search or answer) its files derived from SQLite are checked and repaired, by the retrieval
-    stage: the CLI is a shell over the stages, the one kernel module that names them.
+    stage: the CLI is a shell over the stages, the one kernel module that names them. upgrade=False
+    (with check_index=False: `archivist backup`) leaves its schema unmigrated (`open_workspace`).
     Raises CLIError when no workspace is there and the command is not one of CREATES_WORKSPACE."""
     from archivist.workspace import open_workspace
 
@@ -78,7 +79,7 @@ def open_ws(args, check_index: bool = True):
 
         ws = open_checked(settings)
     else:
-        ws = open_workspace(settings)
+        ws = open_workspace(settings, upgrade=upgrade)
     if missing is not None:
         print(f"archivist: created a new workspace at {settings.home.resolve()}", file=sys.stderr)
     return ws

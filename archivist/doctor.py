@@ -199,8 +199,9 @@ def _print_workspace_state(schema: dict | None, reread: dict | None) -> None:
         state = f"newer than this archivist ({schema['current']}); upgrade archivist (see the problem below)"
     elif schema["pending"]:
         state = (f"this archivist has {schema['current']}: {schema['pending']} migration(s) applied on the next open by any "
-                 "command, `archivist backup` too, after which the older release refuses the workspace; to keep a copy it "
-                 "can open, back up with that release (or copy the folder while no archivist runs) first")
+                 "command but `archivist backup`, after which the older release refuses the workspace; to keep a copy "
+                 f"it can open, run `archivist backup DEST` first (it copies the workspace at schema {schema['version']}, "
+                 "unmigrated)")
     else:
         state = "up to date"
     print(f"schema:    {schema['version']}, {state}")

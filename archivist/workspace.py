@@ -5,7 +5,8 @@
         index/           FAISS files, one per collection, rebuildable from SQLite
         adapters/ runs/ uploads/ datasets/
 
-Schema changes are numbered migrations (archivist/schema.py) applied in order on open (PRAGMA user_version).
+Schema changes are numbered migrations (archivist/schema.py) applied in order on open (PRAGMA user_version);
+a process refuses to write once a newer release has migrated the workspace under it (`transaction`).
 """
 
 from __future__ import annotations
@@ -185,11 +186,13 @@ class transaction:
         for attempt in range(self.retries):
             try:
                 self.db.execute("BEGIN IMMEDIATE")
-                return self.db
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
                     raise
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+                continue
+            _refuse_newer(self.db)
+            return self.db
         raise WorkspaceError("the workspace database stayed locked by another process; try again")
 
     def __exit__(self, exc_type, exc, tb):
@@ -208,6 +211,21 @@ class transaction:
             if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
                 raise _disk_error(exc) from exc
         return False
+
+
+def _refuse_newer(db: sqlite3.Connection) -> None:
+    """Roll back the write transaction just begun, and raise WorkspaceError, when a newer release has
+    migrated the workspace since this process opened it (a server left running across an upgrade):
+    this code does not know that schema, so it must not write to it. Every write goes through
+    `transaction`, and under BEGIN IMMEDIATE no other process can change user_version until the
+    commit, so one PRAGMA here (a read of the cached header page) guards them all. Reads go on."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version <= len(MIGRATIONS):
+        return
+    home = Path(next(r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main")).parent
+    db.execute("ROLLBACK")
+    raise WorkspaceError(f"cannot write to the workspace {home}, which a newer release migrated while this process had "
+                         f"it open: {newer_schema(version)}, and restart this process with it; nothing was written")
 
 
 def truncate_wal(db: sqlite3.Connection, wait_ms: int | None = None) -> bool:
@@ -249,11 +267,18 @@ def newer_schema(version: int) -> str:
     return f"workspace schema {version} is newer than this archivist ({len(MIGRATIONS)}); upgrade archivist"
 
 
-def migrate(db: sqlite3.Connection) -> int:
-    """Apply the migrations this database has not seen yet; returns the schema version."""
+def schema_version(db: sqlite3.Connection) -> int:
+    """The workspace's schema version (PRAGMA user_version). Raises WorkspaceError when a newer
+    archivist wrote it (`newer_schema`)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise WorkspaceError(newer_schema(version))
+    return version
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen yet; returns the schema version."""
+    version = schema_version(db)
     for n in range(version, len(MIGRATIONS)):
         with transaction(db):
             if db.execute("PRAGMA user_version").fetchone()[0] > n:
@@ -281,8 +306,10 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-def open_workspace(settings: Settings | None = None) -> Workspace:
+def open_workspace(settings: Settings | None = None, upgrade: bool = True) -> Workspace:
     """Open (creating if needed) the workspace under settings.home and bring its schema up to date.
+    With upgrade=False its schema is left as it is (`archivist backup`: a copy the release that
+    wrote it can still open); a schema from a newer version is refused all the same.
 
     The files derived from SQLite (FAISS, the lexical index) are the stages' business: to have them
     checked and repaired, open with `archivist.retrieval.repair.open_checked`.
@@ -308,7 +335,10 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         raise WorkspaceError(f"cannot create the workspace at {home}: {why}") from e
     try:
         db = connect(settings.home / "archivist.db")
-        migrate(db)
+        if upgrade:
+            migrate(db)
+        else:
+            schema_version(db)  # refuses a newer schema
         ws = Workspace(settings=settings, db=db)
         _ensure_local_admin(ws)
     except sqlite3.OperationalError as e:

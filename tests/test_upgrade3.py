@@ -24,7 +24,7 @@ def _schema14(ws) -> None:
     ws.close()
 
 
-def test_doctor_before_migrating_says_backup_migrates_too_and_the_older_release_then_refuses(ws, cli):
+def test_doctor_before_migrating_says_to_back_up_first_and_the_older_release_then_refuses(ws, cli):
     # Before: "schema: 14, this archivist has 16: 2 migration(s) applied on the next open", and the
     # admin who then ran `archivist backup` (this release) to keep a way back got a copy at schema 16,
     # which the release that wrote the workspace refuses: no copy it could open was left.
@@ -33,8 +33,8 @@ def test_doctor_before_migrating_says_backup_migrates_too_and_the_older_release_
     r = cli("doctor", "--home", home)
     line = next(x for x in r.stdout.splitlines() if x.startswith("schema:"))
     assert line.startswith(f"schema:    14, this archivist has {len(MIGRATIONS)}: {len(MIGRATIONS) - 14} migration(s) "
-                           "applied on the next open by any command, `archivist backup` too,")
-    assert "the older release refuses the workspace" in line and "back up with that release" in line
+                           "applied on the next open by any command but `archivist backup`,")
+    assert "the older release refuses the workspace" in line and "run `archivist backup DEST` first" in line
     db = sqlite3.connect(home / "archivist.db")
     assert db.execute("PRAGMA user_version").fetchone()[0] == 14  # doctor itself migrated nothing
     db.close()
