@@ -120,12 +120,23 @@ def has_password(ws: Workspace, name: str) -> bool:
     return bool(row and row[0])
 
 
-def set_password(ws: Workspace, name: str, password: str, *, by: str | None = None) -> None:
-    """Set (or reset) a user's password and end their browser sessions.
+def set_password(ws: Workspace, name: str, password: str, *, by: str | None = None,
+                 keep_session: str | None = None, revoke_keys: bool = False) -> dict:
+    """Set (or reset) a user's password, end her browser sessions and, asked, revoke her API keys.
 
-    Users change their own; changing someone else's needs the admin role. Raises AuthError for a
-    weak password, LookupError for an unknown user, AccessDenied.
+    A password is changed because it may have leaked, and whatever leaked with it must stop working
+    too: every session of hers ends (`end_sessions`) except `keep_session`, the token of the browser
+    she changes her own password in, which goes on (an admin resetting someone else's keeps none of
+    theirs). With `revoke_keys` every API key of hers is revoked as well (`keys.revoke_all`): offered,
+    not forced, since a key may run a service that the leak did not reach. One audit record
+    `auth.password` says what ended (detail `sessions_ended`, `keys_revoked`), besides each `key.revoke`.
+
+    Users change their own; changing someone else's needs the admin role. Returns {"user",
+    "sessions_ended", "keys_revoked": [prefixes]}. Raises AuthError for a weak password, LookupError
+    for an unknown user, AccessDenied.
     """
+    from archivist import keys
+
     actor = access.current_user(ws, by)
     if actor != name:
         access.require_admin(ws, actor, "set other users' passwords")
@@ -134,8 +145,39 @@ def set_password(ws: Workspace, name: str, password: str, *, by: str | None = No
     with transaction(ws.db):
         uid = access._user_id(ws, name)
         ws.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, uid))
-        ws.db.execute("DELETE FROM sessions WHERE user_id = ?", (uid,))
-        audit.record(ws, "auth.password", user=actor, target=name)
+        # someone can sign in now (`archivist users password` on a new workspace): the first-admin form is
+        # closed, and its setup code used up as create_first_admin uses it up (it says why)
+        ws.db.execute("DELETE FROM setup_code")
+        ended = end_sessions(ws, name, by=actor, keep_session=keep_session if actor == name else None)
+        revoked = keys.revoke_all(ws, name, by=actor) if revoke_keys else []
+        audit.record(ws, "auth.password", user=actor, target=name,
+                     detail={"sessions_ended": ended, "keys_revoked": revoked})
+    return {"user": name, "sessions_ended": ended, "keys_revoked": revoked}
+
+
+def change_password(ws: Workspace, name: str, current: str, password: str, *, keep_session: str | None = None,
+                    revoke_keys: bool = False, device: str | None = None) -> dict:
+    """A signed-in user changing her own password in the app (the Account page): `current` must be her
+    password, checked as a sign-in checks it (the same wait after failures; `device` as there), so a
+    browser left signed in can neither take the account over nor guess the password faster than the
+    sign-in form. Then `set_password` as her, keeping `keep_session` (this browser's). Returns and
+    raises as set_password, and AuthError for a wrong current password."""
+    if _check_password(ws, name, current, device=device) != name:  # her stored name, from core.current_user
+        raise AuthError("wrong user name or password")
+    return set_password(ws, name, password, by=name, keep_session=keep_session, revoke_keys=revoke_keys)
+
+
+def end_sessions(ws: Workspace, name: str, *, by: str | None = None, keep_session: str | None = None) -> int:
+    """Sign `name` out everywhere: end every browser session of hers but `keep_session` (a token of hers:
+    the browser she acts from). Her own, or anyone's with the admin role. Returns how many ended.
+    Raises LookupError for an unknown user, AccessDenied."""
+    actor = access.current_user(ws, by)
+    if actor != name:
+        access.require_admin(ws, actor, "sign other users out")
+    with transaction(ws.db):
+        uid = access._user_id(ws, name)
+        return ws.db.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
+                             (uid, _token_hash(keep_session) if keep_session else "")).rowcount
 
 
 # -- the first admin ----------------------------------------------------------------------------
@@ -271,6 +313,13 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
     gives the time, for tests). Names no user has wait alike, so the wait tells no name apart.
     `device`: the browser's `device_token`; a valid one of this name counts and waits on that browser's
     failures alone."""
+    return create_session(ws, _check_password(ws, name, password, clock, device), seconds, signed_in=True)
+
+
+def _check_password(ws: Workspace, name: str, password: str, clock: Callable[[], float] = time.time,
+                    device: str | None = None) -> str:
+    """The account `name` means, once `password` proved hers: sign_in's wait after failures, count and
+    audit (its docstring says how). Raises AuthError."""
     name = account_name(ws, (name or "").replace("\0", "").strip())  # no NUL: _counted_as keeps those keys apart
     counted = _counted_as(ws, name, device)
     # a name no user has is often a password typed into the wrong field: it is not kept
@@ -293,7 +342,7 @@ def sign_in(ws: Workspace, name: str, password: str, seconds: float = SESSION_SE
         raise AuthError("wrong user name or password")
     with transaction(ws.db):
         ws.db.execute("DELETE FROM sign_in_failures WHERE name_hash = ?", (_name_hash(counted),))
-    return create_session(ws, name, seconds, signed_in=True)
+    return name
 
 
 def device_token(ws: Workspace, name: str) -> str:

@@ -97,6 +97,21 @@ def revoke_key(ws: Workspace, prefix_or_key: str, by: str | None = None, *, with
     return next(k for k in list_keys(ws, by=actor) if k["prefix"] == f"{KEY_SCHEME}-{prefix}")
 
 
+def revoke_all(ws: Workspace, user: str, by: str | None = None) -> list[str]:
+    """Revoke every live key of `user` (a password change that may have leaked with them, auth.set_password),
+    each audited as `key.revoke`, in the caller's transaction when there is one. `by` (None: the acting
+    user) is `user` or an admin. Returns the revoked prefixes (`ak-1a2b3c4d`), oldest first. Raises
+    AccessDenied, LookupError for no such user."""
+    actor = _may_manage(ws, by, user, "revoke the API keys of")
+    with transaction(ws.db):
+        rows = ws.db.execute("SELECT prefix FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
+                             (_user_row(ws, user)[0],)).fetchall()
+        for (prefix,) in rows:
+            ws.db.execute("UPDATE api_keys SET revoked_at = (julianday('now') - 2440587.5) * 86400.0 WHERE prefix = ?", (prefix,))
+            audit.record(ws, "key.revoke", user=actor, target=f"ak-{prefix}", detail={"owner": user})
+    return [f"{KEY_SCHEME}-{prefix}" for (prefix,) in rows]
+
+
 def user_for_key(ws: Workspace, key: str | None) -> str | None:
     """The user a valid, unrevoked key belongs to; None for anything else (malformed, unknown, revoked)."""
     m = _KEY.match((key or "").strip())

@@ -1,4 +1,4 @@
-"""CLI: archivist users add|list|delete|erase|role, grant, revoke, collections.
+"""CLI: archivist users add|list|password|delete|erase|role, grant, revoke, collections.
 
 Every command acts as the local admin unless `--user NAME` or ARCHIVIST_USER names another user;
 the checks themselves live in `archivist.access`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from archivist.cli import command, emit_json, open_ws
+from archivist.cli import CLIError, command, emit_json, open_ws
 
 
 def register(sub, common) -> None:
@@ -18,6 +18,13 @@ def register(sub, common) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--role", choices=["admin", "member"], default="member", help="admin: everything everywhere (default member)")
     command(us, common, "list", cmd_users_list, "users with their role and grants", json=True)
+    p = command(us, common, "password", cmd_users_password, "set a user's password (yours, or anyone's as an admin); "
+                "it ends every browser session of theirs", json=True)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--revoke-keys", action="store_true",
+                   help="also revoke every API key of theirs (a leaked password often leaked with a key)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the new password from the first line of stdin (scripts) instead of asking twice")
     p = command(us, common, "delete", cmd_users_delete, "delete a user with their grants, keys and sessions", json=True)
     p.add_argument("name", metavar="NAME")
     p = command(us, common, "erase", cmd_users_erase, "erase a person: their account and everything they wrote "
@@ -54,8 +61,8 @@ def cmd_users_add(args) -> int:
         emit_json(u)
     else:
         print(f"added user {u['name']} ({u['role']})")
-    print("  no password yet: an admin sets one on the app's Admin page before they can sign in there "
-          "(the CLI and API keys need none)", file=sys.stderr)
+    print(f"  no password yet: an admin sets one (`archivist users password {u['name']}`, or the app's Admin page) "
+          "before they can sign in there (the CLI and API keys need none)", file=sys.stderr)
     return 0
 
 
@@ -71,6 +78,32 @@ def cmd_users_list(args) -> int:
     for u in users:
         grants = ", ".join(f"{c}:{lvl}" for c, lvl in u["grants"].items()) or ("(all collections)" if u["role"] == "admin" else "(none)")
         print(f"{u['name']:{width}}  {u['role']:6}  {grants}")
+    return 0
+
+
+def cmd_users_password(args) -> int:
+    from archivist import auth
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"new password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise CLIError("the two passwords differ; nothing changed")
+    else:  # never on the command line, where `ps` and the shell's history would show it
+        raise CLIError("give the new password on stdin with --password-stdin, or run this in a terminal")
+    with open_ws(args, check_index=False) as ws:
+        done = auth.set_password(ws, args.name, password, by=_actor(args), revoke_keys=args.revoke_keys)
+    if args.json:
+        emit_json(done)
+        return 0
+    keys = ", ".join(done["keys_revoked"]) or "none"
+    print(f"password of {args.name} set; {done['sessions_ended']} browser sessions ended; API keys revoked: {keys}")
+    if not args.revoke_keys:
+        print("  their API keys still work: add --revoke-keys if the password leaked with one "
+              f"(`archivist keys list --user {args.name}`)", file=sys.stderr)
     return 0
 
 

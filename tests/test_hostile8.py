@@ -87,8 +87,16 @@ def test_an_admin_who_sets_her_own_password_is_not_locked_out_by_a_strangers_gue
     assert at.title[0].value == "Admin"  # still on the page, not the sign-in form
     # the cookie script written for this browser carries a device token of the new password: with it her
     # next sign-in counts its own failures, not the stranger's
-    script = [e.proto.body for e in at.get("html") if "archivist_device=" in e.proto.body][-1]
-    device = script.split("archivist_device=")[1].split(";")[0]
+    # (the script posts a one-time ticket to the cookie route, which sets the cookies HttpOnly: ui/cookies.py)
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from archivist.ui import cookies
+
+    script = [e.proto.body for e in at.get("html") if cookies.COOKIE_ROUTE in e.proto.body][-1]
+    with TestClient(Starlette(routes=[Route(cookies.COOKIE_ROUTE, cookies.cookie_route, methods=["POST"])])) as client:
+        device = client.post(cookies.COOKIE_ROUTE, content=script.split("body: '")[1].split("'")[0]).cookies["archivist_device"]
     assert auth.sign_in(ws, "alice", "alice-new-pass-2", clock=lambda: t[0], device=device)
     with pytest.raises(auth.AuthError, match="too many failed sign-ins"):  # without it: the stranger's wait
         auth.sign_in(ws, "alice", "alice-new-pass-2", clock=lambda: t[0])

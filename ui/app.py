@@ -1,6 +1,6 @@
-"""The archivist browser app: `archivist ui` runs `streamlit run` on this file.
+"""The archivist browser app: `archivist ui` serves this file (`streamlit run ui/server.py`).
 
-Signed out, the only page is Sign in. Signed in: Chat, Documents, Fine-tune, Evaluation, and for
+Signed out, the only page is Sign in. Signed in: Chat, Documents, Fine-tune, Evaluation, Account, and for
 admins Admin and Audit. Each page is one file under pages/ and calls stage functions through ui/core.py.
 """
 
@@ -32,6 +32,7 @@ else:
         "Library": [page("documents", "Documents", ":material/description:")],
         "Models": [page("finetune", "Fine-tune", ":material/model_training:"),
                    page("evaluation", "Evaluation", ":material/monitoring:")],
+        "You": [page("account", "Account", ":material/account_circle:")],
     }
     if core.is_admin(user):
         sections["Manage"] = [page("admin", "Admin", ":material/admin_panel_settings:"),

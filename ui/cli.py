@@ -1,7 +1,7 @@
 """CLI: `archivist ui [--port P] [--address A]` — the browser app, served by Streamlit.
 
 The command checks the workspace (creating it, and the first admin from ARCHIVIST_ADMIN_USER /
-ARCHIVIST_ADMIN_PASSWORD), then replaces itself with `python -m streamlit run ui/app.py`, passing
+ARCHIVIST_ADMIN_PASSWORD), then replaces itself with `python -m streamlit run ui/server.py`, passing
 the workspace options on as ARCHIVIST_* variables. Streamlit's own settings keep working: a flag
 given here wins, else STREAMLIT_SERVER_* variables and .streamlit/config.toml apply as usual.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from archivist.cli import CLIError, settings_from
 from archivist.settings import python_module
 
-APP = Path(__file__).resolve().parent / "app.py"
+APP = Path(__file__).resolve().parent / "server.py"  # ui/app.py, served with the cookie route (ui/cookies.py)
 
 
 def register(sub, common) -> None:

@@ -3,8 +3,8 @@
 Pages import this module and call stage functions; nothing here decides anything about documents,
 answers or access — it only wires Streamlit's session to the stage functions.
 
-Sign-in survives a page reload through a cookie holding the session token (set by a line of
-JavaScript, read back from `st.context.cookies` when the next browser session starts); the token
+Sign-in survives a page reload through a cookie holding the session token (set HttpOnly by the
+server, ui/cookies.py; read back from `st.context.cookies` when the next browser session starts); the token
 is checked against the sessions table on every run, so expiry, sign-out and a deleted user take
 effect at once.
 """
@@ -23,11 +23,10 @@ import streamlit as st
 from archivist import access, audit, auth
 from archivist.retrieval.repair import open_checked
 from archivist.settings import Settings
+from archivist.ui import cookies
 from archivist.ui import models as models_
 from archivist.workspace import Workspace, open_workspace
 
-COOKIE = "archivist_session"
-DEVICE_COOKIE, DEVICE_SECONDS = "archivist_device", 180 * 86400  # auth.device_token: kept across sign-outs
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=/^])")
 # where GitHub-flavoured Markdown would start a link, after escaping: "http\:", "www\.", "@host\.": the word joiner goes after
 _AUTOLINK = re.compile(r"(https?(?=\\:)|www(?=\\\.)|@(?=(?:\w|\\-)+\\\.))", re.IGNORECASE)
@@ -138,7 +137,7 @@ def current_user() -> str | None:
     live = st.session_state.get("_token")
     token = live
     if token is None:
-        token = _cookie(COOKIE)
+        token = _cookie(cookies.COOKIE)
     name = auth.session_user(ws, token)
     if name is None:
         if live is not None:  # it was signed in during this browser session, and has ended since
@@ -182,7 +181,7 @@ def is_admin(user: str) -> bool:
 def sign_in(name: str, password: str) -> str:
     """Check the password, open a session and remember it in this browser. Raises AuthError."""
     ws = workspace()
-    token = auth.sign_in(ws, name, password, device=_cookie(DEVICE_COOKIE))
+    token = auth.sign_in(ws, name, password, device=_cookie(cookies.DEVICE_COOKIE))
     forget_user()  # nothing of whoever used this tab before
     user = auth.session_user(ws, token)
     _remember(ws, token, user)
@@ -190,13 +189,25 @@ def sign_in(name: str, password: str) -> str:
 
 
 def stay_signed_in() -> None:
-    """After the signed-in user set her own password: a new session and device token for this browser.
-    auth.set_password ends every session of hers, and its new hash ends her device tokens, so this
-    browser was signed out and, signing in again, waited on strangers' failed sign-ins for her name:
-    an admin changing her password because someone was guessing it was locked out by those guesses."""
-    ws = workspace()
-    user = st.session_state["_user"]
-    _remember(ws, auth.create_session(ws, user), user)
+    """After the signed-in user set her own password (`auth.set_password` keeping this browser's session):
+    a new device token for this browser. The new hash ends her device tokens, so without one this browser,
+    signing in again, waited on strangers' failed sign-ins for her name: an admin changing her password
+    because someone was guessing it was locked out by those guesses."""
+    _remember(workspace(), st.session_state["_token"], st.session_state["_user"])
+
+
+def change_password(current: str, new: str, revoke_keys: bool) -> dict:
+    """The signed-in user changes her own password (`auth.change_password`, her current one checked as
+    this browser's sign-in would be); this browser stays signed in (`stay_signed_in`). Raises AuthError."""
+    done = auth.change_password(workspace(), st.session_state["_user"], current, new, keep_session=session_token(),
+                                revoke_keys=revoke_keys, device=_cookie(cookies.DEVICE_COOKIE))
+    stay_signed_in()
+    return done
+
+
+def session_token() -> str | None:
+    """This browser session's session token (None: nobody signed in)."""
+    return st.session_state.get("_token")
 
 
 def _remember(ws, token: str, user: str) -> None:
@@ -215,18 +226,11 @@ def sign_out() -> None:
 
 
 def sync_cookie() -> None:
-    """Write or clear the session cookie in the browser after a sign-in or sign-out (runs once)."""
+    """Have the server set or clear the session cookie after a sign-in or sign-out (runs once), HttpOnly
+    (`cookies.write`)."""
     pending = st.session_state.pop("_cookie", None)
-    if pending is None:
-        return
-    action, token, *device = pending  # a sign-in also sets the browser's device token
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", token + "".join(device)):  # token_urlsafe and hex only; nothing else in a script
-        return
-    age = auth.SESSION_SECONDS if action == "set" else 0
-    script = f"document.cookie = '{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict';"
-    script += "".join(f"document.cookie = '{DEVICE_COOKIE}={d}; path=/; max-age={DEVICE_SECONDS}; SameSite=Strict';"
-                      for d in device)
-    st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
+    if pending is not None:
+        cookies.write(pending)
 
 
 # -- showing things safely ----------------------------------------------------------------------

@@ -27,9 +27,9 @@ def attempt(fn, *args, ok: str, warn=None, **kwargs) -> None:
         st.rerun()
 
 
-def set_own_password(password: str) -> None:
+def set_own_password(password: str, revoke_keys: bool) -> None:
     """Set the signed-in admin's own password, keeping this browser signed in (`core.stay_signed_in`)."""
-    auth.set_password(ws, me, password, by=me)
+    auth.set_password(ws, me, password, by=me, keep_session=core.session_token(), revoke_keys=revoke_keys)
     core.stay_signed_in()
 
 
@@ -111,11 +111,15 @@ with users_tab:
         # click to commit the field), and the field is emptied afterwards
         with st.form(f"set-password-{who}", clear_on_submit=True, border=False):
             new_pw = st.text_input("New password", type="password", key=f"edit-pw-{who}")
+            revoke = st.checkbox(f"Also revoke {'your' if who == me else 'their'} API keys", key=f"edit-revoke-{who}",
+                                 help="when the password may have leaked, a key kept with it may have too")
             if st.form_submit_button("Set password"):
                 if who == me:  # her sessions in other browsers end, not this one's (core.stay_signed_in says why)
-                    attempt(set_own_password, new_pw, ok="Your password is set; your sessions in other browsers ended")
+                    attempt(set_own_password, new_pw, revoke, ok="Your password is set; your sessions in other browsers "
+                            "ended" + ("; your API keys were revoked" if revoke else ""))
                 else:
-                    attempt(auth.set_password, ws, who, new_pw, by=me, ok=f"Password of {who} set; their sessions ended")
+                    attempt(auth.set_password, ws, who, new_pw, by=me, revoke_keys=revoke, ok=f"Password of {who} set; "
+                            "their sessions ended" + ("; their API keys were revoked" if revoke else ""))
         if who != me:
             delete_user_with_confirmation(who)
             erase_user_with_confirmation(who)

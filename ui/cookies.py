@@ -1,0 +1,85 @@
+"""The app's cookies, set by the server with HttpOnly, so no script in the page can read them.
+
+Streamlit talks to the browser over a WebSocket, and a WebSocket message cannot set a cookie; a
+cookie written by the page's JavaScript (`document.cookie = …`) cannot be HttpOnly, so any script
+that ever ran in the page (a Streamlit component, a hole in our escaping) could read the session
+token and use it elsewhere for 12 hours. Instead the page run that signs someone in leaves a
+one-time ticket here (`issue`), and a line of JavaScript posts the ticket (never the token) to
+COOKIE_ROUTE, which `ui/server.py` mounts on Streamlit's own server (`st.App`); its answer sets the
+cookies with `Set-Cookie: …; HttpOnly; SameSite=Strict` (and `Secure` over https). The browser sends
+them with the WebSocket's handshake, where `st.context.cookies` reads them (ui/core.py).
+
+A ticket opens nothing by itself, lives TICKET_SECONDS and is used up by the first post; it is only
+in the page at the moment of a sign-in, when a script in the page could read the typed password anyway.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import streamlit as st
+
+COOKIE = "archivist_session"
+DEVICE_COOKIE, DEVICE_SECONDS = "archivist_device", 180 * 86400  # auth.device_token: kept across sign-outs
+COOKIE_ROUTE = "/_archivist/cookie"  # below server.baseUrlPath; "_archivist" as Streamlit's own "_stcore"
+TICKET_SECONDS = 30.0  # the page posts its ticket as it renders: seconds are plenty
+
+_tickets: dict[str, tuple[float, tuple]] = {}  # ticket: (expiry, the `pending` of ui/core.sync_cookie)
+_lock = threading.Lock()  # page runs are threads; the route runs on the server's event loop
+
+
+def route_path() -> str:
+    """COOKIE_ROUTE under the server's base URL path (server.baseUrlPath, as Streamlit's routes)."""
+    from streamlit import config
+
+    base = (config.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{base}{COOKIE_ROUTE}" if base else COOKIE_ROUTE
+
+
+def issue(pending: tuple) -> str:
+    """A one-time ticket for `pending`: ("set", session token, device token…) or ("clear", "")."""
+    ticket = secrets.token_urlsafe(32)
+    now = time.time()
+    with _lock:
+        for old in [t for t, (expiry, _) in _tickets.items() if expiry < now]:  # unposted ones (a tab closed)
+            del _tickets[old]
+        _tickets[ticket] = (now + TICKET_SECONDS, pending)
+    return ticket
+
+
+def write(pending: tuple) -> None:
+    """Have this browser's cookies set (or the session's cleared) by the server: a script in the page
+    posts a new ticket for `pending` to the cookie route."""
+    ticket = issue(pending)  # token_urlsafe: nothing to escape; the path is the server's configuration
+    st.html(f"<script>fetch('{route_path()}', {{method: 'POST', body: '{ticket}', credentials: 'same-origin'}});</script>",
+            unsafe_allow_javascript=True)
+
+
+def _redeem(ticket: str) -> tuple | None:
+    with _lock:
+        expiry, pending = _tickets.pop(ticket, (0.0, None))
+    return pending if expiry >= time.time() else None
+
+
+async def cookie_route(request):
+    """POST COOKIE_ROUTE with a ticket as the body: 204 with the ticket's cookies set (HttpOnly,
+    SameSite=Strict, Secure over https), or 404 for a ticket unknown, used or expired."""
+    from archivist import auth
+    from starlette.responses import Response
+
+    pending = _redeem((await request.body())[:100].decode("ascii", "replace").strip())
+    if pending is None:
+        return Response("no such ticket", status_code=404)
+    action, token, *device = pending
+    https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
+    response = Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+    def cookie(name: str, value: str, age: int) -> None:
+        response.set_cookie(name, value, max_age=age, path="/", secure=https, httponly=True, samesite="strict")
+
+    cookie(COOKIE, token, int(auth.SESSION_SECONDS) if action == "set" else 0)
+    for d in device:
+        cookie(DEVICE_COOKIE, d, DEVICE_SECONDS)
+    return response
