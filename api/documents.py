@@ -23,7 +23,7 @@ router = APIRouter(tags=["documents"])
 
 
 @router.get("/v1/documents", response_model=S.DocumentList, responses=responses(403, 404))
-def documents(collection: str | None = Query(None),
+def documents(collection: str | None = Query(None, json_schema_extra=S.NAMED),
               limit: int = Query(S.PAGE_LIMIT, ge=1, le=S.PAGE_MAX, description="documents per page"),
               after: int | None = Query(None, le=S.ROW_ID_MAX, description="a document id, the `last_id` of the previous page: "
                                                           "list the documents after it"),
@@ -37,13 +37,13 @@ def documents(collection: str | None = Query(None),
 
 
 @router.get("/v1/documents/{doc:path}", response_model=S.DocumentOut, responses=responses(400, 403, 404))
-def document(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
+def document(doc: str, collection: str | None = Query(None, json_schema_extra=S.NAMED), ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """One document by id or name; a name may hold `/` (folder ingestion names documents `folder/file`)."""
     return document_out(_find(ws, doc, who, collection))
 
 
 @router.delete("/v1/documents/{doc:path}", response_model=S.Deleted, responses=responses(400, 403, 404))
-def delete(doc: str, collection: str | None = Query(None), ws: Workspace = Depends(workspace), who: str = Depends(user)):
+def delete(doc: str, collection: str | None = Query(None, json_schema_extra=S.NAMED), ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Remove a document (by id or name) from SQLite, FTS5 and FAISS. Needs write access to its collection."""
     from archivist.ingest.pipeline import delete_document
 

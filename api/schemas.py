@@ -1,15 +1,18 @@
 """Request and response bodies. They follow OpenAI's shapes, plus archivist's extra fields
 (`collection(s)`, `k`, `answer_mode` in; `citations`, `passages` out). Unknown request fields are
 accepted and ignored, as OpenAI clients send many (temperature, top_p, seed ...): decoding here is
-greedy, so runs repeat exactly. Those whose effect a client relies on (tools, stop, logprobs ...) are
+greedy, so runs repeat exactly; a near miss of an archivist field (`colection`) is refused, and
+archivist's own bodies (search, feedback, keys) refuse every unknown field. Those whose effect a client relies on (tools, stop, logprobs ...) are
 refused when they ask for it (api/chat.py, UNSUPPORTED).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from difflib import get_close_matches
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from archivist.ingest.readers import LABELS
 
@@ -51,6 +54,10 @@ def _row_id_schema(schema: dict) -> None:
 
 
 Bool = StrictBool  # JSON 0 is not `false`: a client bug should be an error, not a guess
+# A collection's name is not empty nor blank: api/deps.py requested_collections refuses one (422
+# invalid_parameter, its own words); the schema says so, that a client generated from it knows
+NAMED = {"minLength": 1, "pattern": r"\S"}
+CollectionName = Annotated[str, Field(json_schema_extra=NAMED)]
 
 
 def _unicode(v):
@@ -70,10 +77,51 @@ def _unicode(v):
     return v
 
 
+NEAR_MISS = 0.85  # difflib's ratio (case ignored) from which an unknown field reads as a misspelled extra field:
+# `colection` 0.95, `answer-mode` 0.91, `conversation_id` 0.89; not `correction` (0.8 to collection)
+HINT = 0.6  # the ratio from which a refused field's nearest known one is suggested (difflib's default)
+
+
+def _nearest(name: str, fields, cutoff: float) -> str | None:
+    """The field of `fields` that `name` most likely misspells (case ignored), or None."""
+    near = get_close_matches(name.lower(), list(fields), n=1, cutoff=cutoff)
+    return near[0] if near else None
+
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
+    # archivist's extra fields of a body in OpenAI's shape, which accepts (ignores) unknown fields:
+    # an unknown field that nearly spells one of these is refused, not ignored
+    archivist_fields: ClassVar[tuple[str, ...]] = ()
 
     _text = field_validator("*", mode="before")(_unicode)  # every field of every request body
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_fields(cls, data):
+        """Refuse (422 naming the field and the nearest known one) an unknown field of a body that forbids
+        them (archivist's own: search, feedback, keys), and on an OpenAI-shaped body one that nearly spells
+        an archivist extra field (`colection`, `Collection`, `answer-mode`): ignored, a misspelled scope
+        answered from every collection the caller may read. OpenAI's own fields are none of those near
+        misses (tests/test_scopemend.py checks), so OpenAI clients' bodies pass as before."""
+        if not isinstance(data, dict):
+            return data
+        forbid = cls.model_config.get("extra") == "forbid"
+        errors = []
+        for name in data:
+            if name in cls.model_fields:
+                continue
+            near = _nearest(name, cls.model_fields if forbid else cls.archivist_fields, HINT if forbid else NEAR_MISS)
+            if not (forbid or near):
+                continue
+            hint = f": did you mean {near!r}?" if near else ""
+            why = (f"its fields: {', '.join(cls.model_fields)}" if forbid else
+                   f"archivist's fields are spelled exactly: {', '.join(cls.archivist_fields)}")
+            errors.append(InitErrorDetails(type=PydanticCustomError("unknown_field", f"not a field of this body{hint} ({why})"),
+                                           loc=(name,), input=data[name]))
+        if errors:  # a ValidationError keeps each field's loc: the 422 names the field (api/errors.py)
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
 
 class ContentPart(_Open):
@@ -91,6 +139,8 @@ class StreamOptions(_Open):
 
 
 class ChatRequest(_Open):
+    archivist_fields: ClassVar[tuple[str, ...]] = ("collection", "collections", "k", "answer_mode", "conversation",
+                                                   "verified_only")
     model: str = Field(description="the base model's name, an adapter's name, or 'archivist' (the active adapter)",
                        examples=["archivist"])
     messages: list[ChatMessage] = Field(min_length=1, description="the last must be the user's question; earlier turns are history",
@@ -100,8 +150,8 @@ class ChatRequest(_Open):
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
-    collection: str | None = Field(None, description="archivist: answer from this collection only")
-    collections: list[str] | None = Field(None, description="archivist: answer from these collections only")
+    collection: CollectionName | None = Field(None, description="archivist: answer from this collection only")
+    collections: list[CollectionName] | None = Field(None, description="archivist: answer from these collections only")
     k: int | None = Field(None, ge=1, le=20, description="archivist: passages given to the model")
     answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
         None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")
@@ -129,10 +179,11 @@ class EmbeddingRequest(_Open):
 
 
 class SearchRequest(_Open):
+    model_config = ConfigDict(extra="forbid")  # archivist's own route: `colection` is a mistake, not OpenAI's field
     query: str = Field(min_length=1)
     k: int = Field(10, ge=1, le=100)
-    collection: str | None = None
-    collections: list[str] | None = None
+    collection: CollectionName | None = None
+    collections: list[CollectionName] | None = None
     documents: list[str] | None = Field(None, description="restrict to these document names or ids")
     # a kind no reader has is refused (422), not a filter that silently finds nothing
     kinds: list[Literal[tuple(LABELS)]] | None = Field(None, description="restrict to these file kinds")
@@ -171,7 +222,8 @@ class ModelDeleted(BaseModel):
     id: str
     object: Literal["model"] = "model"
     deleted: bool = True
-    was_active: bool = Field(False, description="it was the active adapter: the chat now uses the base model")
+    was_active: bool = Field(False, description="it was the active adapter: the chat now uses the base model (an "
+                                                "adapted embedder: every collection was re-embedded with the base)")
     notes: list[str] = Field(default_factory=list, description="what an admin must still do: an LLM server "
                                                                 "(ARCHIVIST_LLM_URL) may hold it loaded")
 

@@ -14,6 +14,8 @@ import sys
 
 
 def register(sub, common) -> None:
+    from archivist.cli import collection_arg
+
     p = common(sub.add_parser("audit", conflict_handler="resolve",
                               help="the audit log: who did what, and verify its hash chain (admins)"))
     p.add_argument("what", nargs="?", choices=["verify", "purge"], help="verify the chain, or purge old records")
@@ -30,7 +32,7 @@ def register(sub, common) -> None:
 
     p = common(sub.add_parser("erase", help="delete a document and every copy of its text; mark adapters that learned it stale"))
     p.add_argument("document", metavar="DOCUMENT", help="its id or name (see `archivist documents`)")
-    p.add_argument("--collection", "-c", help="the collection, when the name is in several")
+    p.add_argument("--collection", "-c", type=collection_arg, help="the collection, when the name is in several")
     p.add_argument("--keep-ratings", action="store_true",
                    help="keep feedback that cites it as a bare rating (its text erased) instead of deleting it")
     p.add_argument("--json", action="store_true")

@@ -128,6 +128,15 @@ def check_collections(ws, user: str | None, names) -> None:
               file=sys.stderr)
 
 
+def collection_arg(value: str) -> str:
+    """argparse's type of every -c/--collection: an empty or blank name (`-c "$C"`, C unset) is refused
+    (exit 2) before the workspace is opened, as the API refuses it (422): ingest stored into the default
+    collection, `documents` printed "no documents" and `delete` "no document", all without a word."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"a collection name is empty ({value!r}): name a collection or leave -c out")
+    return value
+
+
 def emit_json(obj) -> None:
     """`obj` as the one JSON document on stdout; a dict, or a list's dicts, get iso_times' date twins."""
     if isinstance(obj, dict):

@@ -6,13 +6,13 @@ import os
 import sys
 from dataclasses import asdict
 
-from archivist.cli import CLIError, check_collections, emit_json, list_or_json, open_ws
+from archivist.cli import CLIError, check_collections, collection_arg, emit_json, list_or_json, open_ws
 
 
 def register(sub, common) -> None:
     p = common(sub.add_parser("ingest", help="ingest files or folders into a collection"))
     p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("--collection", "-c", default=None, help="collection (default: 'default' or ARCHIVIST_COLLECTION)")
+    p.add_argument("--collection", "-c", type=collection_arg, default=None, help="collection (default: 'default' or ARCHIVIST_COLLECTION)")
     p.add_argument("--json", action="store_true", help="per-file results as JSON on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--ocr", choices=("auto", "always", "never"), default=None,
@@ -33,13 +33,13 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_ingest)
 
     p = common(sub.add_parser("documents", help="list documents you may read"))
-    p.add_argument("--collection", "-c", default=None)
+    p.add_argument("--collection", "-c", type=collection_arg, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_documents)
 
     p = common(sub.add_parser("delete", help="remove a document from SQLite, FTS5 and FAISS"))
     p.add_argument("document", metavar="DOC", help="document id or name")
-    p.add_argument("--collection", "-c", default=None)
+    p.add_argument("--collection", "-c", type=collection_arg, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_delete)
 

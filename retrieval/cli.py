@@ -6,7 +6,7 @@ import os
 import sys
 
 from archivist import audit
-from archivist.cli import check_collections, emit_json, open_ws
+from archivist.cli import check_collections, collection_arg, emit_json, open_ws
 
 
 def positive_int(text: str) -> int:
@@ -29,7 +29,7 @@ def register(sub, common) -> None:
     p = common(sub.add_parser("search", help="retrieval only: ranked chunks with document, page and score"))
     p.add_argument("query", help="what to look for; '-' reads it from standard input")
     p.add_argument("-k", type=positive_int, default=10, help="results (default 10)")
-    p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
+    p.add_argument("--collection", "-c", type=collection_arg, action="append", help="only this collection (repeatable)")
     p.add_argument("--document", "-d", action="append", help="only this document, by name or id (repeatable)")
     p.add_argument("--kind", action="append", choices=KINDS, metavar="KIND",
                    help="only this file kind: " + ", ".join(KINDS) + " (repeatable)")
@@ -40,7 +40,7 @@ def register(sub, common) -> None:
 
     p = common(sub.add_parser("ask", help="an answer from your documents, with citations"))
     p.add_argument("question", help="the question; '-' reads it from standard input (echo QUESTION | archivist ask -)")
-    p.add_argument("--collection", "-c", action="append")
+    p.add_argument("--collection", "-c", type=collection_arg, action="append")
     p.add_argument("-k", type=positive_int, default=None, help="passages in the prompt (default 5)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
     p.add_argument("--mode", choices=["auto", "generate", "extractive"], default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from archivist.cli import CLIError, check_collections, emit_json, open_ws
+from archivist.cli import CLIError, check_collections, collection_arg, emit_json, open_ws
 from archivist.retrieval.cli import positive_int
 
 
@@ -23,7 +23,7 @@ def register(sub, common) -> None:
     p.add_argument("--reranker", default="coverage",
                    help="for hybrid+rerank: 'coverage' (no model, default), the name of a learned reranker "
                         "(archivist finetune --target reranker), a local CrossEncoder folder, or 'none'")
-    p.add_argument("--collection", "-c", action="append", help="only this collection (repeatable)")
+    p.add_argument("--collection", "-c", type=collection_arg, action="append", help="only this collection (repeatable)")
     p.add_argument("--split", default=None, help="only questions whose \"split\" field is this (e.g. tuning, heldout)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--no-store", action="store_true", help="do not save the results in the workspace")
