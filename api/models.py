@@ -1,6 +1,7 @@
 """GET /v1/models and /v1/models/{id}: the chat models a key's user may name (the base, 'archivist' for
 whatever the chat page uses, each adapter they may use) and the embedder; and how a request's
-`model` becomes the `adapter=` argument of ask(). DELETE /v1/models/{id}: an admin deletes an adapter."""
+`model` becomes the `adapter=` argument of ask(). DELETE /v1/models/{id}: an admin deletes an adapter
+or an adapted embedder."""
 
 from __future__ import annotations
 
@@ -39,9 +40,19 @@ def delete_model(model_id: str, force: bool = Query(False, description="even the
                  ws: Workspace = Depends(workspace), name: str = Depends(user)):
     """Delete an adapter, as `archivist adapters delete` (adapters.delete): admins only (403 for a member,
     whatever the name), 404 for an unknown one, 400 for the active adapter without `force` or one a
-    run is retraining. Its old answers stay withheld from readers who lost what it learned."""
-    from archivist import adapters
+    run is retraining. Its old answers stay withheld from readers who lost what it learned. An id no
+    adapter has but an adapted embedder of GET /v1/models does deletes that embedder, as `archivist
+    embedders delete` (embedders.delete): with `force` the active one re-embeds every collection with
+    the base embedder within the request first."""
+    from archivist import access, adapters
+    from archivist.finetune import embedders
 
+    # one refusal for a member whatever the id names (an adapter, an embedder, nothing): none is confirmed
+    access.require_admin(ws, name, "delete an adapter")
+    if adapters.trained_on(ws, model_id) is None and embedders.is_registered(ws, model_id):
+        gone = embedders.delete(ws, model_id, force=force, user=name, progress=False)
+        return {"id": gone["name"], "deleted": True, "was_active": gone["was_active"],
+                "notes": [without_paths(n, ws.settings) for n in gone["notes"]]}
     rec = adapters.delete(ws, model_id, force=force, user=name)
     return {"id": rec["name"], "deleted": True, "was_active": rec["active"],
             "notes": [without_paths(n, ws.settings) for n in rec["notes"]]}

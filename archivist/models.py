@@ -179,7 +179,7 @@ class ONNXEmbedder(_LoadedEmbedder):
             raise ValueError(f"ONNXEmbedder backend must be onnx or onnx-int8, got {backend!r}")
         self.name, self.backend, self.device = name, backend, "cpu"
         path = resolve_embedder(name)
-        folder = export_onnx(path, Path(cache).expanduser() / "embedders")
+        folder = export_onnx(path, cache)
         self.version = model_hash(path)
         meta = json.loads((folder / "meta.json").read_text())
         self.dim, self.max_tokens, self.input_names = meta["dim"], meta["max_seq_length"], meta["inputs"]
@@ -219,18 +219,25 @@ class ONNXEmbedder(_LoadedEmbedder):
 ONNX_EXPORT_VERSION = 2  # part of the export folder's name: a changed recipe exports again
 
 
-def export_onnx(model_path: str, root: Path) -> Path:
-    """Export a sentence-transformers model to `root/<name>-<fingerprint>/model.onnx` and its int8
+def onnx_export_folder(model_path: str | Path, cache: Path) -> Path:
+    """Where `export_onnx` keeps the export of the model at `model_path` in the model cache `cache`:
+    keyed by folder name and file sizes, so a deleted adapted embedder's export is removed with it
+    (finetune/embedders.py's `delete`) lest one registered again under its name, sizes alike, load it."""
+    return Path(cache).expanduser() / "embedders" / f"{Path(str(model_path)).name}-{model_hash(model_path)}-x{ONNX_EXPORT_VERSION}"
+
+
+def export_onnx(model_path: str, cache: str | Path) -> Path:
+    """Export a sentence-transformers model to `onnx_export_folder`/model.onnx and its int8
     twin model-int8.onnx, once; returns the folder. The export is written to a temp folder and
     renamed, so a crash never leaves half a model."""
     import shutil
 
     from filelock import FileLock
 
-    folder = root / f"{Path(str(model_path)).name}-{model_hash(model_path)}-x{ONNX_EXPORT_VERSION}"
+    folder = onnx_export_folder(model_path, cache)
     if (folder / "meta.json").exists():
         return folder
-    root.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         if (folder / "meta.json").exists():
             return folder
@@ -365,8 +372,16 @@ def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend:
                   cache: str = "~/.cache/archivist"):
     """The embedder, loaded once per process. backend: torch | int8 (torch dynamic quantization) |
     onnx | onnx-int8 (ONNX Runtime, CPU only; on a GPU, or without onnxruntime, torch is used).
-    Positional and keyword calls share one cache entry."""
-    return load_once(("embedder", name, device, backend, cache), lambda: _make_embedder(name, device, backend, cache))
+    Positional and keyword calls share one cache entry. A model folder's entry is keyed on its
+    weights file's identity too: an adapted embedder deleted and registered again under its name is
+    other weights at the same path, which a long-lived process (the app, the API) must not serve from
+    here. (The weights file, not the folder: a stale mark rewrites the manifest beside it.)"""
+    try:
+        held = os.stat(os.path.join(name, "model.safetensors"))
+        stamp = (held.st_ino, held.st_mtime_ns)
+    except OSError:  # a catalog name or hub id, or a folder of other weights files
+        stamp = None
+    return load_once(("embedder", name, device, backend, cache, stamp), lambda: _make_embedder(name, device, backend, cache))
 
 
 def _make_embedder(name: str, device: str, backend: str, cache: str):

@@ -1,4 +1,5 @@
-"""CLI: archivist finetune | adapters [delete] | activate | export | runs, and `archivist doctor --finetune`."""
+"""CLI: archivist finetune | adapters [delete] | embedders [delete] | rerankers [delete] | activate | export | runs,
+and `archivist doctor --finetune`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def register(sub, common) -> None:
                         "documents, then re-embed them (finetune/retriever.py; --collection, --seed, --eval-fraction, "
                         "--lr, --epochs, --batch-size, --max-seq-len, --name and --no-activate apply); reranker: learn the "
                         "reranker's weights from the same synthetic questions (finetune/reranker.py; used with "
-                        "--reranker NAME, never switched on by itself)")
+                        "`archivist eval retrieval --reranker NAME`, never switched on by itself)")
     p.add_argument("--max-chunks", type=int, default=None, help="retriever: most training chunks (default 4000)")
     p.add_argument("--questions", default=None, help="retriever: extractive,sentence (the default) or one of them")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue run RUN from its latest checkpoint "
@@ -47,6 +48,19 @@ def register(sub, common) -> None:
     d.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the result as JSON on stdout")
     d.add_argument("name", metavar="NAME")
     d.add_argument("--force", action="store_true", help="even the active adapter (the chat then uses the base model)")
+
+    for kind, run, more in (("embedders", cmd_embedders, "; the active one needs --force: every collection is "
+                                                          "re-embedded with the base embedder first"),
+                            ("rerankers", cmd_rerankers, "")):
+        p = command(sub, common, kind, run, f"adapted {kind} (finetune --target {'retriever' if kind == 'embedders' else 'reranker'}) "
+                                            "you may see", json=True)
+        actions = p.add_subparsers(dest=f"{kind}_command", metavar="ACTION")
+        d = command(actions, common, "delete", run, f"delete one: its folder goes (admins){more}")
+        d.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the result as JSON on stdout")
+        d.add_argument("name", metavar="NAME")
+        if kind == "embedders":
+            d.add_argument("--force", action="store_true", help="even the active embedder (re-embeds with the base first)")
+            d.add_argument("--quiet", "-q", action="store_true", help="no progress bar for the re-embed")
 
     p = command(sub, common, "activate", cmd_activate, "choose the adapter the chat uses ('none': the base model)", json=True)
     p.add_argument("name", metavar="NAME")
@@ -271,7 +285,7 @@ def cmd_finetune_reranker(args) -> int:
         d = ev["difference"][m]
         print(f"  {m:8} {ev['base'][m]:>29.3f} {ev['adapted'][m]:>9.3f}   diff {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
     print(f"reranker {report['name']}: weights " + ", ".join(f"{k} {v:+.2f}" for k, v in report["weights"].items())
-          + f"; use it with --reranker {report['name']}")
+          + f"; measure it with `archivist eval retrieval --set FILE --reranker {report['name']}`")
     return 0
 
 
@@ -359,6 +373,52 @@ def cmd_delete(args) -> int:
     else:
         print(f"deleted adapter {rec['name']}" + (": the chat now uses the base model" if rec["active"] else ""))
     for note in rec["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_embedders(args) -> int:
+    """`archivist embedders [delete NAME [--force]]`: the adapted embedders, or delete one (embedders.delete)."""
+    from archivist.finetune import embedders
+
+    with open_ws(args, check_index=False) as ws:
+        if getattr(args, "embedders_command", None) == "delete":
+            gone = embedders.delete(ws, args.name, force=args.force, user=getattr(args, "user", None),
+                                    progress=not (args.quiet or args.json))
+        else:
+            rows = embedders.list_embedders(ws, getattr(args, "user", None))
+    if getattr(args, "embedders_command", None) == "delete":
+        return _deleted(args, "embedder", gone, ": every collection was re-embedded with the base embedder "
+                        f"({gone['reembed']['chunks'] if gone['reembed'] else 0} chunks) first")
+    if list_or_json(rows, args.json, "no adapted embedders yet (train one with `archivist finetune --target retriever`)"):
+        for r in rows:
+            stale = f"STALE: {r['stale']}" if r.get("stale") else ""
+            print(f"{'*' if r['active'] else ' '} {r['name']:28} {r.get('base', ''):20} {', '.join(r.get('collections') or []):30} {stale}".rstrip())
+    return 0
+
+
+def cmd_rerankers(args) -> int:
+    """`archivist rerankers [delete NAME]`: the learned rerankers, or delete one (rerank.delete_learned)."""
+    from archivist.retrieval import rerank
+
+    with open_ws(args, check_index=False) as ws:
+        if getattr(args, "rerankers_command", None) == "delete":
+            rerank.delete_learned(ws, args.name, getattr(args, "user", None))
+            return _deleted(args, "reranker", {"name": args.name, "was_active": False, "notes": []}, "")
+        rows = rerank.list_learned(ws, getattr(args, "user", None))
+    if list_or_json(rows, args.json, "no learned rerankers yet (train one with `archivist finetune --target reranker`)"):
+        for r in rows:
+            print(f"  {r['name']:28} {', '.join(r.get('collections') or []):30} archivist eval retrieval --reranker {r['name']}")
+    return 0
+
+
+def _deleted(args, kind: str, gone: dict, was_active: str) -> int:
+    """What `embedders delete` and `rerankers delete` print: the deletion, then its notes on stderr."""
+    if args.json:
+        emit_json({**gone, "deleted": True})
+    else:
+        print(f"deleted {kind} {gone['name']}" + (was_active if gone["was_active"] else ""))
+    for note in gone["notes"]:
         print(f"note: {note}", file=sys.stderr)
     return 0
 

@@ -8,7 +8,7 @@ under embedders/ and the switch to one.
 A user sees an adapted embedder (`list_embedders`) and is handed its vectors (`served_embedder`)
 only when they may read every collection it learned from (`may_use`). `activate` re-embeds every
 chunk with one and switches the workspace to it (admin only; a resumable job, retrieval/reembed.py);
-why an active one may embed every user's queries is in finetune/retriever.py's module doc.
+`delete` removes one (admin only; the active one goes back to the base embedder first); why an active one may embed every user's queries is in finetune/retriever.py's module doc.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import re
+import secrets
+import shutil
 from pathlib import Path
 
 from archivist import access, audit, files
-from archivist.workspace import Workspace, WorkspaceError
+from archivist.workspace import Workspace, WorkspaceError, transaction
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +54,8 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     (`files.building`): two saves at once never write into or remove each other's, and the folders of
     saves killed midway (a model's worth of weights each) are removed by the next save."""
     target = folder(ws, name)
-    exists = f"an embedder named {name!r} exists already ({target})"
-    if target.exists():
-        raise FileExistsError(exists)
+    exists = _taken(name, target)
+    check_free(ws, name)
     docs = manifest.get("documents") or {}
     learned = (docs.get("train") or []) + (docs.get("held_out") or [])
     try:
@@ -89,6 +91,19 @@ def save(ws: Workspace, name: str, model, manifest: dict) -> Path:
     return target
 
 
+def check_free(ws: Workspace, name: str) -> None:
+    """Raise FileExistsError when an adapted embedder has `name`: `save` checks, and the recipe before
+    it trains (minutes of a CPU's time, lost when the save at the end found the name taken)."""
+    target = folder(ws, name)
+    if target.exists():
+        raise FileExistsError(_taken(name, target))
+
+
+def _taken(name: str, target: Path) -> str:
+    return (f"an embedder named {name!r} exists already ({target}); choose another --name, or delete it "
+            f"(`archivist embedders delete {name}`)")
+
+
 def _erased_why(erased: dict[int, str]) -> str:
     return f"trained on a deleted document: {', '.join(sorted(erased.values()))}"
 
@@ -98,6 +113,14 @@ def load_manifest(ws: Workspace, name: str) -> dict:
     if not path.exists():
         raise LookupError(f"no adapted embedder named {name!r} (embedders/{name}/{MANIFEST} is missing)")
     return _parse(path)
+
+
+def is_registered(ws: Workspace, name: str) -> bool:
+    """Whether an adapted embedder has `name` (False for a name no embedder could have)."""
+    try:
+        return (folder(ws, name) / MANIFEST).is_file()
+    except ValueError:
+        return False
 
 
 def may_use(ws: Workspace, user: str | None, manifest: dict) -> bool:
@@ -220,6 +243,12 @@ def activate(ws: Workspace, name: str, user: str | None = None, progress: bool =
         target = reembed.Target(load_embedder(str(path), s.device, s.embed_backend, str(s.cache)), m["generation"],
                                 path=f"{FOLDER}/{name}", base=m["base"])
     job = _reembed_job(ws, name, admin, job_id)
+    if name != "base" and not (folder(ws, name) / MANIFEST).exists():
+        # deleted after the look above, before this job was queued: `delete` refuses while a re-embed
+        # into it is queued or running, so from here on its folder stays (a switch to a removed folder
+        # would leave every search without its query embedder)
+        jobs.fail(ws, job, f"embedder {name!r} was deleted")
+        raise LookupError(f"no adapted embedder named {name!r}: it was deleted")
     try:
         with jobs.keep_alive(ws, job):
             report = jobs.Reporter(ws, job)
@@ -265,3 +294,92 @@ def resume_reembed(ws: Workspace, job_id: str, user: str | None = None, progress
     if job.state not in jobs.RESUMABLE:
         raise jobs.JobError(f"job {job_id} is {job.state}; only an interrupted, failed or cancelled job can be resumed")
     return activate(ws, job.spec["embedder"], user, progress, job_id=job.id)
+
+
+# -- deleting --------------------------------------------------------------------------------------
+
+
+def delete(ws: Workspace, name: str, force: bool = False, user: str | None = None, progress: bool = True) -> dict:
+    """Delete adapted embedder `name` (a bad fine-tune, one trained on a collection that must go): its
+    folder embedders/<name>/ (weights and manifest) and its ONNX export in the model cache, with an
+    `embedder.delete` audit record. `user` (None: the acting user) must have the admin role.
+
+    Every chunk's vector was made by the active embedder and every query is embedded by it, so the
+    active one is refused unless `force`; with it every collection is first re-embedded with the base
+    embedder and switched to it (`activate(ws, "base")`: a resumable job, the current vectors serve
+    searches meanwhile), and only then is the folder removed. A re-embed cut short (killed, cancelled)
+    leaves it active and its folder in place: no collection is ever left with vectors no query
+    embedder matches; `delete` again (or `jobs resume`) goes on from the staged vectors. Going back to
+    the embedder active before it would be a guess: the base is what the settings name.
+
+    A name registered again is other weights in the same folder: model loads are keyed on the
+    weights file's identity (`archivist.models.load_embedder`) and its ONNX export is removed here, so
+    no process serves the deleted weights under the new registration.
+
+    Returns {"name", "was_active", "generation", "reembed" (chunks, seconds; None when it was not
+    active), "notes"} (what the admin must still do, in words; empty when nothing). Raises
+    AccessDenied for a member (before the name is looked up, so it confirms no name), LookupError
+    for an unknown embedder, ValueError for the active one without `force` and while a re-embed
+    into it is queued or running (it would switch every search to a folder that is gone)."""
+    from archivist import jobs
+    from archivist.models import onnx_export_folder
+
+    actor = access.require_admin(ws, user, "delete an adapted embedder")
+    manifest = load_manifest(ws, name)
+    jobs.reconcile(ws)  # a re-embed whose process died is no longer under way
+    _refuse_live_reembed(ws, name)
+    reembedded = None
+    if _in_use(ws, manifest):
+        if not force:
+            names = [r[0] for r in ws.db.execute("SELECT name FROM collections ORDER BY name")]
+            raise ValueError(f"embedder {name!r} is the active embedder: every collection ({', '.join(names) or 'none yet'}) "
+                             f"is embedded with it and every search embeds its query with it. Delete it with --force "
+                             f"(?force=true; the app asks): every chunk is re-embedded with the base embedder "
+                             f"{ws.settings.embedder!r} first (search keeps working meanwhile), then it is deleted")
+        result = activate(ws, "base", actor, progress)
+        if not result.switched:
+            raise ValueError(f"the re-embed with the base embedder was cancelled: {name!r} is still active and kept; "
+                             f"delete it again to go on from the staged vectors")
+        reembedded = {"chunks": result.chunks, "seconds": round(result.seconds, 1)}
+    path = folder(ws, name)
+    export = onnx_export_folder(path, ws.settings.cache)
+    with transaction(ws.db):  # the write lock: no re-embed into it is queued, nor a switch to it made, meanwhile
+        _refuse_live_reembed(ws, name)
+        if _in_use(ws, load_manifest(ws, name)):  # another admin switched to it since the re-embed above
+            raise ValueError(f"embedder {name!r} was made active again meanwhile; delete it again (with --force)")
+        audit.record(ws, "embedder.delete", user=actor, target=name,
+                     detail={"was_active": reembedded is not None, "generation": manifest.get("generation"),
+                             "base": manifest.get("base"), "collections": manifest.get("collections")})
+        gone = path.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        os.rename(path, gone)  # the name is free and unlisted at once; a kill now leaves a folder the next save removes
+    notes = []
+    for left in (gone, export):
+        try:
+            shutil.rmtree(left)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            notes.append(f"{left} could not be removed ({e}); remove it by hand")
+    export.with_name(f"{export.name}.lock").unlink(missing_ok=True)  # the export's file lock, empty
+    return {"name": name, "was_active": reembedded is not None, "generation": manifest.get("generation"),
+            "reembed": reembedded, "notes": notes}
+
+
+def _in_use(ws: Workspace, manifest: dict) -> bool:
+    """Whether the workspace's vectors are this embedder's: the pointer's generation, or the one the
+    switch's transaction recorded (a kill before the pointer's rename leaves SQLite ahead of it)."""
+    from archivist.models import active_embedder
+
+    generation = manifest.get("generation")
+    active = active_embedder(ws.home)
+    return bool(generation) and generation in ((active or {}).get("generation"), ws.meta("embedder_generation", ""))
+
+
+def _refuse_live_reembed(ws: Workspace, name: str) -> None:
+    from archivist import jobs
+
+    for job in jobs.every(ws, ("reembed",), states=jobs.LIVE):
+        if (job.spec or {}).get("embedder") == name:
+            raise ValueError(f"embedder {name!r} is being switched to by re-embed job {job.id} ({job.state}, as "
+                             f"{job.owner}); wait for it to finish, or cancel it (`archivist jobs cancel {job.id}`), "
+                             f"then delete it")

@@ -20,7 +20,8 @@ One recipe, top to bottom:
 
 Access: the questions come only from collections the acting user may read, and the reranker is
 used only for the queries of users who may read every one of them (`rerank.load_learned`).
-It is never switched on by itself: a search uses it when asked (`--reranker NAME`).
+It is never switched on by itself: `archivist eval retrieval --reranker NAME` uses it (`archivist search`
+and the API have no reranker option).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from archivist import access, audit
-from archivist.finetune.embedders import FOLDER, activate, fresh_name, load_manifest, save
+from archivist.finetune.embedders import FOLDER, activate, check_free, fresh_name, load_manifest, save
 from archivist.settings import _f, python_module
 from archivist.workspace import Workspace
 
@@ -416,12 +416,15 @@ def start_background(ws: Workspace, user: str | None, collections: list[str], ma
 def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = None, progress: bool = True) -> dict:
     """The recipe (see the module doc). Returns a report: name, data sizes, timings, the held-out
     evaluation, whether it was activated and the re-embed's numbers. Raises ValueError when the
-    readable documents give too few questions to train and evaluate on."""
+    readable documents give too few questions to train and evaluate on, FileExistsError (before any
+    work) when an adapted embedder has `cfg.name`."""
     import torch
     from archivist.catalog import resolve_embedder
     from archivist.models import embedder_for
 
     t0 = time.perf_counter()
+    if cfg.name:
+        check_free(ws, cfg.name)
     user, documents, train_docs, held_docs = readable_split(ws, user, cfg.collections, cfg.eval_fraction, cfg.seed)
     kinds = tuple(k.strip() for k in cfg.questions.split(","))
     train_pairs = make_pairs(ws, train_docs, kinds, cfg.max_chunks, cfg.seed)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -269,6 +270,30 @@ def save_learned(ws, name: str, manifest: dict) -> Path:
     (tmp / MANIFEST).write_text(json.dumps({**manifest, "name": name}, indent=1))
     files.publish(tmp, target)
     return target
+
+
+def delete_learned(ws, name: str, user: str | None = None) -> dict:
+    """Delete learned reranker `name` (`archivist rerankers delete`): its folder rerankers/<name>/, with
+    a `reranker.delete` audit record. Nothing serves it from memory (each search reads its manifest,
+    `load_learned`), so a name registered again never reranks with the deleted weights, and no run
+    holds it (a search or an evaluation names it when it starts). Returns its manifest. Raises
+    AccessDenied for a member (before the name is looked up, so it confirms no name), LookupError for
+    an unknown reranker."""
+    import secrets
+    import shutil
+
+    from archivist import access, audit
+    from archivist.workspace import transaction
+
+    actor = access.require_admin(ws, user, "delete a learned reranker")
+    manifest = learned_manifest(ws, name)
+    target = ws.home / FOLDER / name
+    gone = target.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # as `files.building` names one
+    with transaction(ws.db):
+        audit.record(ws, "reranker.delete", user=actor, target=name, detail={"collections": manifest.get("collections")})
+        os.rename(target, gone)  # the name is free at once; a kill now leaves a hidden folder, never listed
+    shutil.rmtree(gone)
+    return manifest
 
 
 def learned_manifest(ws, name: str) -> dict:

@@ -1,6 +1,7 @@
 """Fine-tune: build a dataset from collections and/or feedback and preview it, see whether training
 fits in memory, start and cancel runs in a background process, watch loss and tokens/s live,
-compare adapters with their base, choose the adapter the chat uses, and (admins) delete one."""
+compare adapters with their base, choose the adapter the chat uses, and (admins) delete one; adapt the
+retriever, and (admins) delete an adapted embedder."""
 
 from __future__ import annotations
 
@@ -302,3 +303,30 @@ with retriever_tab:
                                    for e in embedders if e.get("evaluation")])), hide_index=True, width="stretch")
     else:
         st.caption("No adapted embedder yet.")
+    if admin and embedders:
+        from archivist.finetune import embedders as embedder_registry  # `embedders` above is the listing
+
+        with st.expander("Delete an adapted embedder", icon=":material/delete:"):
+            doomed = st.selectbox("Embedder to delete", [e["name"] for e in embedders], key="rt-delete-pick")
+            in_use = next((e["name"] for e in embedders if e["active"]), None)
+            st.caption("Its weights go for good (a bad fine-tune, or one trained on a collection that must go).")
+            # keyed on whether it is active, as the adapters' delete: a confirmation given before another admin
+            # switched search to it is asked again, naming the re-embed, rather than forcing one
+            sure = st.checkbox(f"Yes, delete {core.md_escape(doomed)}" + (
+                ": it is the active embedder, so every collection is re-embedded with the base embedder first (search "
+                "keeps working meanwhile; on a CPU this can take a long while)" if doomed == in_use else ""),
+                key=f"rt-delete-sure-{doomed}" + ("" if doomed == in_use else ":not-active"))
+            if st.button("Delete", key="rt-delete-go", disabled=not sure, icon=":material/delete:") and sure:
+                try:  # the confirmation above named the re-embed: that is the force (embedders.delete)
+                    with st.spinner(f"Deleting {doomed}…"):
+                        gone = embedder_registry.delete(ws, doomed, force=doomed == in_use, user=user, progress=False)
+                except (ValueError, LookupError, access.AccessDenied) as e:
+                    st.error(core.md_escape(e))
+                else:
+                    st.session_state["rt-deleted"] = (gone["name"], gone["notes"])
+                    st.rerun()
+    if admin and st.session_state.get("rt-deleted"):
+        gone, notes = st.session_state.pop("rt-deleted")
+        st.success(f"Deleted embedder {core.md_escape(gone)}.")
+        for note in notes:
+            st.warning(core.md_escape(note))
