@@ -323,3 +323,22 @@ def note_kept_versions(db, cid: int, results: list[FileResult]) -> None:
         if row is not None:
             r.reason += (f"; the version stored before ({row[2]} chunks, read by the {row[0]} reader {row[1]}) is kept "
                          "and still searchable")
+
+
+def note_same_content(ws: Workspace, collection_ids: list[int], results: list[FileResult]) -> None:
+    """A file added under a new name whose content is already stored as another document (in the
+    collections `collection_ids`: those the job's owner may read, so no other text is confirmed) gets
+    a reason naming that document: a copy renamed or uploaded twice is otherwise added with no hint."""
+    added = {r.document_id: r for r in results if r.status == "added" and r.document_id and not r.reason}
+    if not added or not collection_ids:
+        return
+    marks = ",".join("?" * len(collection_ids))
+    for doc_id, r in added.items():
+        same = ws.db.execute(
+            f"SELECT d.path, k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
+            f"WHERE d.content_hash = (SELECT content_hash FROM documents WHERE id = ?) AND d.id != ? "
+            f"AND d.status = 'ready' AND d.collection_id IN ({marks}) ORDER BY d.id", (doc_id, doc_id, *collection_ids)).fetchall()
+        if same:
+            more = f" (and {len(same) - 1} more)" if len(same) > 1 else ""
+            r.reason = (f"the same content is already stored as {same[0][0]} in {same[0][1]}{more}: "
+                        "now it is there twice (delete one copy to keep one)")

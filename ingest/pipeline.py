@@ -27,11 +27,11 @@ import numpy as np
 from archivist import access, audit, jobs
 from archivist.ingest import writing
 from archivist.ingest.folders import (FileResult, clean_name, counts_line, expand, job_summary, missing_from,
-                                      note_kept_versions, one_per_name, read_from)
+                                      note_kept_versions, note_same_content, one_per_name, read_from)
 from archivist.ingest.reading import Pending, Prepare, read_ahead
 from archivist.ingest.uploads import stored_upload, workspace_copy
 from archivist.ingest.writing import embed_text, vector_key
-from archivist.retrieval import lexicon_store, vectors
+from archivist.retrieval import lexicon_store, reembed, vectors
 from archivist.workspace import Workspace, WorkspaceError, transaction, truncate_wal
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ FLUSH_SECONDS = 60.0  # sync FAISS at least this often during a long ingest
 FLUSH_CHUNKS = 2000  # ... and after this many new chunks: what it holds for the next sync (`fresh`, a segment) stays bounded
 HOLD_INDEXES_UP_TO = 5000  # chunks in the workspace past which an ingest no longer loads the indexes (`sync_indexes`)
 BATCH_CHUNKS = 256  # embed this many chunks at once (across documents) before committing them (writing.EMBED_CHUNKS)
+MERGE_FTS = "INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')"  # FTS5 keeps a deleted row's words (and its delete marker's) till a merge
 
 
 def ingest_paths(
@@ -85,7 +86,7 @@ def ingest_paths(
         files, refused = one_per_name([(Path(p), clean_name(n)) for p, n in zip(paths, names)], [])
     job = create_job(ws, "ingest", user, collection, files, [(r.name, r.reason) for r in refused])
     jobs.start(ws, job.id)
-    results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead)
+    results = _ingest(ws, job, files, embedder, progress, on_file, prepare or read_ahead, prune)
     _supersede_cut_short(ws, job)
     folders = [Path(p) for p in paths] if names is None else []
     gone = missing_from(ws, collection, [f for f in folders if f.is_dir()], {n for _, n in files}, [r.name for r in refused])
@@ -95,6 +96,8 @@ def ingest_paths(
     pruned = [d for d in gone if not d["empty"]] if prune and ran is not None and ran["state"] == "done" else []
     removed = {d["id"] for d in pruned}
     remove_documents(ws, sorted(removed), user, reason="no longer in the folder it was ingested from (--prune)")
+    if prune and not removed and any(r.status == "updated" for r in results):  # what `_ingest` left to the prune
+        forget(ws, [ws.collection_id(collection)])
     return results + refused + [
         FileResult(d["name"], "removed", chunks=d["chunks"], document_id=d["id"], reason="no longer in the folder: deleted")
         if d["id"] in removed else FileResult(d["name"], "missing", chunks=d["chunks"], document_id=d["id"], reason=(
@@ -132,25 +135,6 @@ def _name_other_versions(ws: Workspace, collection: str, user: str | None, resul
         if stale and not files[doc_id].reason:
             files[doc_id].reason = (f"another version of this file is still in {', '.join(stale)}: "
                                     "ingest it there too, or delete that copy")
-
-
-def _name_same_content(ws: Workspace, collection_ids: list[int], results: list[FileResult]) -> None:
-    """A file added under a new name whose content is already stored as another document (in the
-    collections `collection_ids`: those the job's owner may read, so no other text is confirmed) gets
-    a reason naming that document: a copy renamed or uploaded twice is otherwise added with no hint."""
-    added = {r.document_id: r for r in results if r.status == "added" and r.document_id and not r.reason}
-    if not added or not collection_ids:
-        return
-    marks = ",".join("?" * len(collection_ids))
-    for doc_id, r in added.items():
-        same = ws.db.execute(
-            f"SELECT d.path, k.name FROM documents d JOIN collections k ON k.id = d.collection_id "
-            f"WHERE d.content_hash = (SELECT content_hash FROM documents WHERE id = ?) AND d.id != ? "
-            f"AND d.status = 'ready' AND d.collection_id IN ({marks}) ORDER BY d.id", (doc_id, doc_id, *collection_ids)).fetchall()
-        if same:
-            more = f" (and {len(same) - 1} more)" if len(same) > 1 else ""
-            r.reason = (f"the same content is already stored as {same[0][0]} in {same[0][1]}{more}: "
-                        "now it is there twice (delete one copy to keep one)")
 
 
 def _supersede_cut_short(ws: Workspace, job: jobs.Job) -> None:
@@ -240,10 +224,11 @@ def _drop_refused_uploads(ws: Workspace, files: list[tuple[Path, str]], results:
 
 
 def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedder, progress: bool,
-            on_file: Callable[[FileResult, int, int], None] | None, prepare: Prepare) -> list[FileResult]:
+            on_file: Callable[[FileResult, int, int], None] | None, prepare: Prepare, prune: bool = False) -> list[FileResult]:
     """The work of a started ingest job: read and chunk `files` (`prepare`), embed and commit them,
     with the job's progress, heartbeat and cancel flag; ends the job as done, cancelled, interrupted
-    or failed."""
+    or failed. The chunks an updated file replaced are forgotten (`forget`), unless `prune`: then the
+    caller does it with the pruned documents' (one FTS5 merge and one index sync, not two)."""
     from tqdm import tqdm
 
     collection = job.spec["collection"]
@@ -323,8 +308,11 @@ def _ingest(ws: Workspace, job: jobs.Job, files: list[tuple[Path, str]], embedde
                     fresh.clear()
                     last_flush = time.monotonic()
             flush_pending()  # what was read is committed, cancelled or not
-        sync_indexes(ws, cid, fresh)
-        _name_same_content(ws, reuse_from, results)
+        if not prune and any(r.status == "updated" for r in results):  # their old chunks went: as after a delete
+            forget(ws, [cid], fresh)
+        else:
+            sync_indexes(ws, cid, fresh)
+        note_same_content(ws, reuse_from, results)
         note_kept_versions(ws.db, cid, results)
         if state == "done":  # before the job says done: an unreadable upload is not kept
             _drop_refused_uploads(ws, files, results)
@@ -532,13 +520,25 @@ def remove_documents(ws: Workspace, ids: Sequence[int], user: str | None, reason
                          detail={"document_id": doc_id, "collection": row["name"], "sha256": row["content_hash"],
                                  **({"reason": reason} if reason else {})})
             cids.add(row["collection_id"])
-        if cids:  # FTS5 keeps a deleted row's words in its segments (and its delete marker) until a merge
-            ws.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
-    for cid in cids:  # the deleted words and vectors leave the index files now, at any size
-        sync_indexes(ws, cid, forget=True)
-    if cids:  # the WAL holds the pages as they were, text and all (a reader keeps it till the next delete)
-        truncate_wal(ws.db, wait_ms=2000)
+        if cids:  # in the delete's own transaction: a kill after its commit leaves no word in FTS5
+            ws.db.execute(MERGE_FTS)
+    if cids:
+        forget(ws, sorted(cids), merged=True)
     return changed
+
+
+def forget(ws: Workspace, cids: Sequence[int], fresh: dict[int, np.ndarray] | None = None, merged: bool = False) -> None:
+    """After chunks of collections `cids` left SQLite (a delete; a re-ingest replacing a document's chunks), no file
+    keeps their text or vectors: FTS5 merged (unless `merged` already; it rewrites the whole full-text index), the
+    index files synced at any size (`fresh` as for `sync_indexes`), a re-embed's staging rid of them, and the WAL,
+    which holds the pages as they were, emptied (waiting 2 s at most: a reader keeps it till the next delete)."""
+    if not merged:
+        with transaction(ws.db):
+            ws.db.execute(MERGE_FTS)
+    for cid in cids:
+        sync_indexes(ws, cid, fresh, forget=True)
+    reembed.forget_deleted(ws)
+    truncate_wal(ws.db, wait_ms=2000)
 
 
 def delete_document(ws: Workspace, ref: str | int, user: str | None = None, collection: str | None = None) -> dict:

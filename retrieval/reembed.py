@@ -4,7 +4,9 @@ in one step.
     stage   chunks in id order, STEP at a time, into index/reembed.db (this module's own SQLite
             file: the target, and chunk id -> key, vector). Each step commits on its own, so a kill
             loses at most the step in progress; the next run goes on after the last committed chunk
-            with the same step boundaries, hence the same batches and bit-identical vectors.
+            with the same step boundaries, hence the same batches and bit-identical vectors. A chunk
+            deleted meanwhile (a delete, an erase, a re-ingest replacing it) leaves the staging too
+            (`forget_deleted`; a step drops those deleted while it embedded them), not at the switch.
     switch  under SQLite's write lock (ingestion waits): chunks added or changed since they were
             staged are embedded now, the new generation's FAISS files are written beside the
             current ones, chunks.embedding/hash and the workspace's embedder record are updated in
@@ -35,7 +37,7 @@ import numpy as np
 
 from archivist import files
 from archivist.models import ACTIVE_EMBEDDER, active_embedder
-from archivist.workspace import Workspace, transaction
+from archivist.workspace import Workspace, transaction, truncate_wal
 from archivist.retrieval import vectors
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ def _open_staging(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA secure_delete=ON")  # a vector dropped (`forget_deleted`, `_claim`) is zeroed, whatever the build's default
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {check}")
@@ -137,6 +140,32 @@ def staged_count(ws: Workspace) -> int:
         return 0
     with closing(_staging(ws)) as db:
         return db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+
+def forget_deleted(ws: Workspace) -> None:
+    """Drop from a re-embed's staging file (one in progress, or stopped and waiting to be resumed) the
+    vectors of chunks SQLite no longer holds: a delete, an erase or a re-ingest replacing a document's
+    chunks leaves no vector of their text there (an embedding can be inverted to approximate text),
+    rather than until the switch. Nothing when there is no staging file."""
+    if not (ws.index_dir / "reembed.db").exists():
+        return
+    with closing(_staging(ws)) as db:
+        _drop_gone(ws, db, [r[0] for r in db.execute("SELECT chunk_id FROM vectors")])
+
+
+def _drop_gone(ws: Workspace, db: sqlite3.Connection, ids: list[int]) -> None:
+    """Delete from the staging `db` the vectors of those chunk `ids` SQLite no longer holds, then empty
+    its WAL, which keeps the pages as they were (secure_delete zeroes them in the file)."""
+    gone = []
+    for at in range(0, len(ids), 900):  # SQLite's parameter limit
+        part = ids[at:at + 900]
+        live = {r[0] for r in ws.db.execute(f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)}
+        gone += [i for i in part if i not in live]
+    if gone:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("DELETE FROM vectors WHERE chunk_id = ?", [(i,) for i in gone])
+        db.execute("COMMIT")
+        truncate_wal(db, wait_ms=2000)
 
 
 def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: int | None = None,
@@ -184,6 +213,8 @@ def reembed(ws: Workspace, target: Target, progress: bool = True, stop_after: in
             db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                            [(r["id"], vector_key(identity, t), v.tobytes()) for r, t, v in zip(rows, inputs, vecs)])
             db.execute("COMMIT")
+            # a delete that committed while these were embedded found them not staged yet (`forget_deleted`)
+            _drop_gone(ws, db, [r["id"] for r in rows])
             last = rows[-1]["id"]
             embedded += len(rows)
             bar.update(len(rows))

@@ -67,15 +67,16 @@ def test_a_delete_in_a_big_workspace_drops_the_document_s_words_from_the_file_at
 
 
 def test_a_re_ingest_in_a_big_workspace_drops_the_old_version_s_words_at_the_fold(big, embedder, tmp_path):
-    """A changed document's re-ingest past the threshold loads no index (its memory stays flat); the
-    old version's words leave the file when the next search folds its segment in. Before: the fold
-    kept them as terms matching nothing, until an erase or reindex."""
+    """A changed document's re-ingest past the threshold: the old version's words leave the file, and
+    stay out of it after the next search. Before: the fold kept them as terms matching nothing, until
+    an erase or reindex. (Since tests/test_indexmend.py the re-ingest syncs the index itself, as a
+    delete does, rather than leaving a segment for the next search to fold in.)"""
     (tmp_path / "docs" / "merger.md").write_text("# Merger\n\nThe merger closes in April.\n\n"
                                                  "The canteen opens at eight in the morning.\n")
     [res] = pipeline.ingest_paths(big, [tmp_path / "docs" / "merger.md"], collection="hr", embedder=embedder,
                                   progress=False)
     assert res.status == "updated"
-    assert lexicon_store._segments(big)  # the ingest loaded no index
+    assert not lexicon_store._segments(big) and _index_files_holding(big, RARE) == []  # before any search
     lexicon_store.current(big)
     assert _index_files_holding(big, RARE) == []
     assert not (big.index_dir / "lexical.pending").exists()
