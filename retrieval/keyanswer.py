@@ -331,8 +331,10 @@ _ASKED_NOUNS = {
     "option": r"options?|flags?|switch(?:es)?",
     "env": r"environment(?:al)? variables?|env vars?",
     "constant": r"constants?",
-    "setting": r"configuration (?:variables?|settings?|options?|keys?)|config (?:variables?|settings?|keys?)|settings?"
-               r"|variables?",
+    "setting": r"configuration (?:variables?|settings?|options?|keys?)|config (?:variables?|settings?|keys?)|settings?",
+    "variable": r"variables?",
+    "signal": r"signals?",
+    "error": r"error (?:codes?|numbers?|values?)|errno(?: values?)?|errors?",
     "path": r"(?:configuration |config |system-wide |initialization )*(?:files?|director(?:y|ies)|folders?|paths?)",
     "function": r"functions?|methods?|special methods?|callables?",
     "class": r"classe?s?|exceptions?",
@@ -342,11 +344,15 @@ _ASKED_NOUNS = {
 }
 _ASKED = re.compile(r"\b(?:which|what)\s+(?:[\w.-]+\s+){0,3}?(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _ASKED_NOUNS.items())
                     + r")\b", re.I)
+_SETTING = r"^[a-z][\w-]*(?:\.[\w<>-]+)+$|^[A-Za-z]+_\w+$|^[a-z]\w*=\S+$|^[a-z]+[A-Z]\w*$"
 _SHAPES = {  # tested on the term as written ("getfacl(" of "getfacl(1)" is a manual page, not a command as typed)
     "option": re.compile(r"^--?[A-Za-z]|^[a-z][\w-]*=\S+$"),
     "env": re.compile(r"^\$?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^\$?[A-Z]{4,}$"),
     "constant": re.compile(r"^(?:[\w.]+\.)?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^\w+(?:\.\w+)+$"),
-    "setting": re.compile(r"^[a-z][\w-]*(?:\.[\w<>-]+)+$|^[A-Za-z]+_\w+$|^[a-z]\w*=\S+$|^[a-z]+[A-Z]\w*$"),
+    "setting": re.compile(_SETTING),
+    "variable": re.compile(_SETTING + r"|^\$?[A-Z][A-Z0-9]+$"),  # or a shell's name in capitals: PATH, PS1
+    "signal": re.compile(r"^(?:SIG)?[A-Z][A-Z0-9]+$"),  # SIGHUP, or HUP as kill -l writes it
+    "error": re.compile(r"^E[A-Z0-9]{3,}$|^(?:[\w.]+\.)?[A-Z]\w*Error$"),  # EINTR, or Python's ValueError
     "path": re.compile(r"/|^\.\w"),
     "function": re.compile(r"\(|^[\w.]+\.\w+$|^__\w+__$"),
     "class": re.compile(r"^(?:[\w.]+\.)?[A-Z][a-z]+[A-Z]\w*|^(?:[\w.]+\.)?[A-Z][a-z]\w+$"),
@@ -356,7 +362,10 @@ _SHAPES = {  # tested on the term as written ("getfacl(" of "getfacl(1)" is a ma
 _PORT_Q = re.compile(r"\b(which|what)\s+(\w+\s+){1,2}port\b", re.I)  # "on which TCP port" (no port is a term)
 _LABEL = re.compile(r"^Source code:\s*\S+")  # Python's "Source code: Lib/uuid.py" line: a label, not an answer
 _SIGNATURE = re.compile(r"^(?:class\s+)?[\w.]+\((.*?)\)\s+" + JOIN.strip() + " ")  # "f(a, b=X) — ...": X is an argument
-_ACRONYM = re.compile(r"[A-Z]{2,6}")
+# An abbreviation in capitals ("APT", "POSIX"): no key span, unless the sentence puts it next to the asked
+# noun ("the PATH variable", key_span). A signal's name (SIGHUP) or an errno value (EINTR) is code, no abbreviation.
+_ACRONYM = re.compile(r"(?!SIG[A-Z]|E[A-Z]{3,5}$)[A-Z]{2,6}")
+_VALUE = re.compile(r"\$[A-Z][A-Z0-9_]*\b")  # a variable's value as a shell writes it: "$PATH" (not a term to verify)
 _APPOSED_TERM = r"(?<![\w./~$=-])((?:~/|/|\$|\.)?[A-Za-z_][\w.+/$=<>~-]*[\w/>]|[A-Za-z])"
 _COMMON_ZIPF = 3.0  # a word next to the asked noun more common than this is English ("when", "file"), not a name
 
@@ -402,7 +411,7 @@ def _apposed(sentence: str, kind: str, question: str) -> list[tuple[float, str, 
     out = []
     for i, t in found:
         t = t.rstrip(".,;:")
-        if _named(t, question) or t.isalpha() and verify.zipf(t.lower()) >= _COMMON_ZIPF:
+        if _named(t, question) or t.isalpha() and not t.isupper() and verify.zipf(t.lower()) >= _COMMON_ZIPF:
             continue
         before = sentence[max(0, i - 200):i]  # a list's first item is near (and a long word made this quadratic)
         first = re.search(r"(?<![\w.+-])([A-Za-z][\w.+-]*\w)\s*(?:,|\band\b|\bor\b)\s*$", before)
@@ -423,7 +432,8 @@ def _shown(term: str, sentence: str) -> str:
 def key_span(sentence: str, question: str) -> str:
     """The span of `sentence` that answers, copied from it. For a question that asks for a kind of
     term by its noun (`asked_kind`: "which option", "which configuration file"), the first term that
-    has that kind's shape, or a rare word the sentence puts next to the noun ("the atq command"); else
+    has that kind's shape, or a rare word the sentence puts next to the noun ("the atq command"; a name
+    in capitals only there or written as code: "the PATH variable", "$PATH", "SIGHUP", not "POSIX"); else
     for a question about a number or date, the first amount or date it does not name (with its
     currency, range and unit: "EUR 1,500 per year", "1 September 2025", "2 weeks ago"); for "who",
     the first name; otherwise (unless the question asks for a kind of term or the amount itself:
@@ -433,8 +443,11 @@ def key_span(sentence: str, question: str) -> str:
     kind = asked_kind(question)
     if kind:
         apposed = _apposed(sentence, kind, question)
-        fits = sorted((0 if (i, t, raw) in apposed else 1, i, t) for i, t, raw in _terms(sentence, question) + apposed
-                      if _SHAPES[kind].search(raw))
+        values = [(m.start(), m.group(0), m.group(0)) for m in _VALUE.finditer(sentence)
+                  if kind in ("variable", "env") and not _named(m.group(0), question)]
+        rows = _terms(sentence, question) + apposed + values
+        fits = sorted((0 if (i, t, raw) in apposed else 1, i, t) for i, t, raw in rows
+                      if _SHAPES[kind].search(raw) and ((i, t, raw) in apposed or not _ACRONYM.fullmatch(raw)))
         if fits:
             return _shown(fits[0][2], sentence)
     asks = _ASKS_AMOUNT.search(question) or _PORT_Q.search(question)

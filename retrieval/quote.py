@@ -118,6 +118,33 @@ def _term(line: str) -> bool:
         and any(k == "identifier" for k, _ in verify.asserted_terms(line))
 
 
+# A command as typed at a prompt ("$ git restore --staged --worktree :/", "alice$ git pull", ">>> pair.match(s)",
+# the Debian Handbook's root prompt "# journalctl -u ssh.service"), or an example's or a figure's caption
+# ("Example 7.1. Finding cp with apropos", "Figure 13.1. The GNOME desktop")
+_PROMPT = re.compile(r"^(?:[\w.@-]*[$%]|>>>|#(?= [a-z][\w.+-]* [-/]))\s")
+_CAPTION = re.compile(r"^(?:Example|Figure|Table|Listing)\s+\d+(?:\.\d+)*\.?\s")
+# words that end no sentence: a line of prose that ends in one goes on into the next line (`_runs_on`)
+_LEADS_IN = frozenset("a an and as at by for from in into like of on or than the to via with".split())
+
+
+def _example(line: str, before: str) -> bool:
+    """Whether a term-like line (`_term`) is an example that the text shows, not a term that the lines
+    after it define: a command at a prompt or a caption (the lines after it are its output or the
+    text going on), or a line that the prose line `before` it runs into (`_runs_on`). Taken as a
+    term, it labelled every sentence after it ("$ git restore --staged --worktree :/ — You can
+    create a new commit ...", git's user manual)."""
+    return bool(_PROMPT.match(line) or _CAPTION.match(line)) or _runs_on(before)
+
+
+def _runs_on(line: str) -> bool:
+    """Whether a line of prose goes on into the line after it: it ends in a word such as "with", "to",
+    "the" ("... you can return the entire working tree to the last committed state with", before
+    "$ git restore --staged --worktree :/"). A description without a final mark ("Show the whole
+    commit history, but skip any merges") ends where it stops."""
+    last = re.search(r"(\w+)$", line)
+    return last is not None and last.group(1).lower() in _LEADS_IN and _mostly_english(line.split())
+
+
 def _mostly_english(words: list[str]) -> bool:
     """At least four common English words, and more than half: prose, not a term (`_term`)."""
     plain = (w.strip(",;()").lower() for w in words)
@@ -173,7 +200,8 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
     (manual pages and API references: a term line, then its description) or "". A line that is
     one of the passage's `headings` or a box's title (see _box_title) ends a definition and is no
     sentence of its own: the heading is the source's label (and its own candidate, see candidates).
-    A sentence that the passage's start or end cuts (`_cut_start`, `_cut`) is marked with CUT there."""
+    A sentence that the passage's start or end cuts (`_cut_start`, `_cut`) is marked with CUT there;
+    one that runs on into a code line (`_runs_on`) ends with it."""
     paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
     titles = {" ".join(h.split()) for h in headings}
     out, term = [], ""
@@ -182,7 +210,7 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
             term = ""
             continue
         nxt = paras[i + 1] if i + 1 < len(paras) else ""
-        if _term(para) and len(nxt.split()) >= 5 and not _term(nxt):
+        if _term(para) and len(nxt.split()) >= 5 and not _term(nxt) and not _example(para, paras[i - 1] if i else ""):
             term = para
             continue
         if _term(para):
@@ -192,6 +220,8 @@ def _units(text: str, headings: Sequence[str] = ()) -> list[tuple[str, str]]:
             out.append((term, para[a:b].strip()))
         if i == 0 and out and not term and _cut_start(out[0][1]):  # the first line, not one after the heading
             out[0] = ("", CUT + out[0][1])
+        if spans and _term(nxt) and _runs_on(para):  # the sentence ends in the code line: quoted with it
+            out[-1] = (out[-1][0], f"{out[-1][1]} {nxt}")
         if i == len(paras) - 1 and _cut([para[a:b].strip() for a, b in spans]):
             out[-1] = (term, out[-1][1] + CUT)
     return out
@@ -222,7 +252,25 @@ def _cut_start(sentence: str) -> bool:
     the GNU Bash manual's PDF); a code line ("for i in range(3): print(i)") ends otherwise."""
     m = _OPEN_START.match(sentence)
     return m is not None and verify.zipf(m.group(1)) >= 3 and len(sentence.split()) >= 5 \
-        and re.search(r"[.?!][\"'”’)]?$", sentence) is not None
+        and re.search(r"[.?!][\"'”’)]?$", sentence) is not None and not _defined_inline(sentence)
+
+
+# A term and its description on one line, as a PDF's definition list reads: the term, then its
+# synopsis starting with the same word, or a few lowercase words, then a capital that opens the
+# description (the GNU Bash manual: "break break [n] Exit from a for, while, until, or select loop.",
+# "process group A collection of related processes ...", "set variable value Here, for example, ...")
+_REPEATED = re.compile(r"([a-z][\w-]*) \1\b")
+_OPENS = re.compile(r"((?:[a-z][\w-]* ){1,3})(A|[A-Z][a-z]+),? [a-z]")
+
+
+def _defined_inline(sentence: str) -> bool:
+    """Whether a sentence that starts with a lowercase word is a term and its description (see
+    _REPEATED, _OPENS), whole, not the end of a sentence that the passage's start cuts: the term has
+    no function word ("most one of A and B" goes on) and the capital is a common word ("A", "Here";
+    not "Git" in "files in Git are"), so a sentence starts there."""
+    m = _OPENS.match(sentence)
+    return _REPEATED.match(sentence) is not None or m is not None and verify.zipf(m.group(2).lower()) >= 5 \
+        and not any(w in verify.FUNCTION_WORDS for w in m.group(1).split())
 
 
 # A name and what it is, in a title: "git-stash - Stash the changes", "os.path — Common pathname manipulations".
