@@ -225,7 +225,7 @@ class ModelDeleted(BaseModel):
     was_active: bool = Field(False, description="it was the active adapter: the chat now uses the base model (an "
                                                 "adapted embedder: every collection was re-embedded with the base)")
     notes: list[str] = Field(default_factory=list, description="what an admin must still do: an LLM server "
-                                                                "(ARCHIVIST_LLM_URL) may hold it loaded")
+                                                                "(ARCHIVIST_LLM_URL) that could not be asked to unload it")
 
 
 class ModelList(BaseModel):

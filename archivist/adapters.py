@@ -323,9 +323,11 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
     to the adapter active before: which adapter answers everyone is an admin's choice (`activate`),
     made on its evaluation, never a guess; that switch is recorded as every switch is (`adapter.activated`,
     no target), so an auditor filtering on it finds it. Returns the deleted record (see `get`) with `notes`: what the
-    admin must still do, in words (an LLM server, settings.llm_url, may hold it loaded; its folder
-    could not be removed), empty when nothing. A name whose row an earlier delete removed but whose folder
-    it left (killed in between: `orphans`) has the folder removed, as the finish of that delete.
+    admin must still do, in words (the LLM server, settings.llm_url, could not be asked to unload it;
+    its folder could not be removed), empty when nothing. Its weights are unloaded from this process's
+    chat model and the LLM server (other processes drop them at their next answer). A name whose row
+    an earlier delete removed but whose folder it left (killed in between: `orphans`) has the folder
+    removed, as the finish of that delete.
 
     Raises AccessDenied for a member (before the name is looked up, so it confirms no name),
     LookupError for an unknown adapter, ValueError for the active one without `force` and while a
@@ -346,21 +348,31 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
             if (job.spec or {}).get("replaces") == name:
                 raise ValueError(f"adapter {name!r} is being retrained by run {job.id} ({job.state}, as {job.owner}); "
                                  f"wait for it to finish, or cancel it (`archivist runs --cancel {job.id}`), then delete it")
+        gone = _adapter(ws, name)  # what a process or an LLM server loaded it as, to unload
         ws.db.execute("DELETE FROM adapters WHERE name = ?", (name,))
         audit.record(ws, "adapter.delete", user=actor, target=name,
                      detail={"was_active": rec["active"], "run_id": rec["run_id"], "base": rec["base_model"]})
         if rec["active"]:  # the chat switched to the base model: on the log as every switch is (`_set_active`)
             audit.record(ws, "adapter.activated", user=actor, target=None, detail={"deleted": name})
+    # its weights let go of before its folder goes: this process's chat model unloads it now (another
+    # process's does at its next answer, seeing the folder gone: retrieval/llm.py), and the LLM server
+    # is asked to; one that cannot be reached is the admin's to unload, and the note says how
+    from archivist.retrieval.llm import release
+
+    release(gone)
+    unloaded = []
+    if ws.settings.llm_url:
+        from archivist.retrieval.llm_remote import lora_name, unload_from_server
+
+        why = unload_from_server(ws.settings.llm_url, gone)
+        if why:
+            unloaded.append(f"the LLM server at {ws.settings.llm_url} may still hold {name!r} loaded: asking it to "
+                            f"unload it failed ({why}); restart it, or unload it there (POST /v1/unload_lora_adapter "
+                            f"with lora_name {lora_name(gone)!r})")
     # its folder is an orphan now, removed with any an earlier delete killed at this point left: only folders
     # of this workspace (the row's path may name another workspace's copy, see `path`), and not one a
     # registration of the same name has put there since the commit
-    rec["notes"] = _not_removed(name, remove_orphans(ws))
-    # archivist does not track what an LLM server has loaded (retrieval/llm_remote.py registers an
-    # adapter on first use, in the serving process's memory): the admin is told, not left to guess
-    if ws.settings.llm_url:
-        rec["notes"].append(f"the LLM server at {ws.settings.llm_url} may still hold {name!r} loaded (archivist does "
-                            f"not track what it has loaded): restart it, or unload it there (POST "
-                            f"/v1/unload_lora_adapter with the lora_name its GET /v1/models lists as {name}-...)")
+    rec["notes"] = _not_removed(name, remove_orphans(ws)) + unloaded
     return rec
 
 

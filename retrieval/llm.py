@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -62,6 +63,9 @@ class LLM(ChatTemplate):
     # folder too: two workspaces of one process may each have an adapter of the same name.
     adapters: dict[tuple, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # held from adapter switch to the end of generation
+    # Adapter.key -> its folder's `adapter_stamp` when loaded: another process's delete shows as a stamp that changed
+    _stamps: dict[tuple, tuple | None] = field(default_factory=dict, repr=False)
+    _loads: int = field(default=0, repr=False)  # adapters ever loaded: a name in the PeftModel is never reused
     _jobs: queue.SimpleQueue | None = field(default=None, repr=False)
 
     def _in_worker(self, job) -> threading.Event:
@@ -95,6 +99,7 @@ class LLM(ChatTemplate):
         """Make `adapter` (an `archivist.adapters.Adapter`, or None for the base model) the one the
         next generate uses, loading it on first use; returns its name in the PeftModel. Call with
         the lock held, and generate before releasing it."""
+        self._drop_stale(adapter)
         if adapter is None:
             return None
         key = adapter.key  # a name registered again: other weights
@@ -102,15 +107,54 @@ class LLM(ChatTemplate):
             from peft import PeftModel
 
             # Our own names in the PeftModel: a registered name may hold '.', which PEFT's module keys refuse.
-            loaded_as = f"adapter_{len(self.adapters)}"
+            loaded_as = f"adapter_{self._loads}"
+            self._loads += 1
+            stamp = adapter_stamp(adapter.path)  # before reading the weights: a folder replaced meanwhile is stale
             if not isinstance(self.model, PeftModel):
                 self.model = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=loaded_as, is_trainable=False)
             else:
                 self.model.load_adapter(str(adapter.path), adapter_name=loaded_as, is_trainable=False)
             self.model.eval()
             self.adapters[key] = loaded_as
+            self._stamps[key] = stamp
         self.model.set_adapter(self.adapters[key])
         return self.adapters[key]
+
+    def _drop_stale(self, wanted) -> None:
+        """Unload the adapters whose registration is gone, deleted by this process or another (a second
+        API process, the app, the CLI): those whose folder no longer holds what was loaded (removed, or
+        replaced by a registration of the name since), and those of `wanted`'s name and folder from
+        another registration. Unloaded, not just passed over: a process serving for weeks would keep
+        every deleted adapter's weights in memory. A few stat calls per answer. Call with the lock held."""
+        for key in list(self.adapters):
+            replaced = wanted is not None and key[:2] == wanted.key[:2] and key != wanted.key
+            if replaced or adapter_stamp(key[1]) != self._stamps.get(key):
+                self._unload(key)
+
+    def _unload(self, key: tuple) -> bool:
+        """Take the adapter loaded for `key` out of the PeftModel, its LoRA layers and weights with it
+        (the last one: the base model again, unwrapped). Call with the lock held."""
+        loaded_as = self.adapters.pop(key, None)
+        self._stamps.pop(key, None)
+        if loaded_as is None:
+            return False
+        if self.adapters:
+            self.model.delete_adapter(loaded_as)
+        else:
+            self.model = self.model.unload()
+        log.info("unloaded adapter %s (%s) from %s", key[0], loaded_as, self.name)
+        return True
+
+    def unload(self, adapter, wait_s: float = 5.0) -> bool:
+        """Free `adapter`'s weights if this model holds them (`adapters.delete`, in the deleting process);
+        True when it did. Waits up to `wait_s` for a generation in progress: a model still busy after that
+        drops it on its next answer (`_drop_stale`: the folder is gone by then)."""
+        if not self.lock.acquire(timeout=wait_s):
+            return False
+        try:
+            return self._unload(adapter.key)
+        finally:
+            self.lock.release()
 
     def _base_only(self, base: bool = True):
         """A context in which the model runs without its loaded LoRA adapters (when `base`; a model
@@ -196,6 +240,34 @@ class LLM(ChatTemplate):
         logp = torch.log_softmax(logits.float().cpu(), dim=-1)
         want = torch.tensor(tail)
         return [float(logp[i, len(h) - 1:len(h) - 1 + len(tail)].gather(1, want[:, None]).sum()) for i, h in enumerate(heads)]
+
+
+def adapter_stamp(folder: str) -> tuple[int, int] | None:
+    """The identity of the adapter in `folder` (its adapter_config.json's inode and ctime; None when
+    there is none): it changes when the folder is removed or replaced by another registration's copy,
+    which is how a process learns that another process deleted an adapter it holds loaded."""
+    try:
+        held = os.stat(os.path.join(folder, "adapter_config.json"))
+    except OSError:
+        return None
+    return held.st_ino, held.st_ctime_ns
+
+
+def release(adapter) -> None:
+    """Free a deleted adapter (an `archivist.adapters.Adapter`) from the chat models this process holds,
+    loading none: unloaded from the in-process model, forgotten by a server-backed one (an LLM server is
+    asked to unload it by `llm_remote.unload_from_server`)."""
+    from archivist.models import load_once, loaded_models
+
+    for key in loaded_models("llm") + loaded_models("llm-remote"):
+        model = load_once(key, lambda: None)  # loaded already: its object, never a load
+        try:
+            if isinstance(model, LLM):
+                model.unload(adapter)
+            else:
+                model.forget(adapter)
+        except Exception as e:  # the delete is committed: a failure here must not report it as failed
+            log.warning("could not unload deleted adapter %s from %s: %s", adapter.name, model.name, e)
 
 
 def _stop_on(*events: threading.Event | None):

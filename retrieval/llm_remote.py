@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archivist.retrieval.llm import ChatTemplate
+from archivist.retrieval.llm import ChatTemplate, adapter_stamp
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class RemoteLLM(ChatTemplate):
     # Adapter.key (name, folder, registration time) -> the LoRA name registered with the server
     adapters: dict[tuple, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards registration, not generation
+    # Adapter.key -> its folder's `adapter_stamp` when registered: a stamp that changed is a deleted adapter
+    _stamps: dict[tuple, tuple | None] = field(default_factory=dict, repr=False)
     _served: str | None = field(default=None, repr=False)  # the base model's id on the server
     _base: str | None = field(default=None, repr=False)  # what to ask for the base model (see base_model)
     _server_window: int | None = field(default=None, repr=False)
@@ -275,23 +277,38 @@ class RemoteLLM(ChatTemplate):
         """The `model` to ask for: the base model (`base_model`), or the adapter's LoRA name,
         registered with the server on first use. Raises LLMUnavailable."""
         self.served_model()
+        self._drop_stale()
         if adapter is None:
             return self.base_model()
         key = adapter.key  # a name registered again: other weights
         with self.lock:  # one registration per adapter even when its first requests come together
             if key not in self.adapters:
+                stamp = adapter_stamp(adapter.path)
                 self.adapters[key] = self._register(adapter)
+                self._stamps[key] = stamp
             return self.adapters[key]
+
+    def _drop_stale(self) -> None:
+        """Ask the server to unload the adapters this process registered whose folder no longer holds
+        what was loaded: deleted (or replaced by a registration of the name) by a process that did not
+        reach the server itself, such as `archivist adapters delete` run without ARCHIVIST_LLM_URL.
+        A few stat calls per request."""
+        with self.lock:
+            stale = [(key, lora) for key, lora in self.adapters.items()
+                     if adapter_stamp(key[1]) != self._stamps.get(key)]
+            for key, _ in stale:
+                del self.adapters[key]
+                self._stamps.pop(key, None)
+        for key, lora in stale:
+            why = _unload_lora(self.url, lora)
+            if why:
+                log.warning("could not unload deleted adapter %s (%s) from %s: %s", key[0], lora, self.url, why)
 
     def _register(self, adapter) -> str:
         import httpx
 
-        # The folder is part of the name: two workspaces may each hold an adapter of the same name; and so is
-        # the registration: the server keeps what it loaded under a name ("already loaded"), and a name deleted
-        # and registered again holds other weights in the same folder.
+        lora = lora_name(adapter)
         folder = str(Path(adapter.path).resolve())
-        made = "" if adapter.registered_at is None else f"@{adapter.registered_at!r}"
-        lora = f"{adapter.name}-{hashlib.sha256((folder + made).encode()).hexdigest()[:8]}"
         try:
             r = self.client().post(f"{self.url}/v1/load_lora_adapter",
                                    json={"lora_name": lora, "lora_path": folder})
@@ -308,7 +325,48 @@ class RemoteLLM(ChatTemplate):
     def _forget_adapters(self) -> None:
         with self.lock:
             self.adapters.clear()
+            self._stamps.clear()
             self._base = None
+
+    def forget(self, adapter) -> None:
+        """Drop a deleted adapter's registration from this process's record (`llm.release`); the server
+        itself is asked to unload it by `unload_from_server`."""
+        with self.lock:
+            self.adapters.pop(adapter.key, None)
+            self._stamps.pop(adapter.key, None)
+
+
+def lora_name(adapter) -> str:
+    """The name under which `adapter` is loaded on an LLM server (by `RemoteLLM._register`, unloaded by
+    `unload_from_server`): the same in every archivist process, so the one that deletes an adapter
+    unloads what another process loaded. The folder is part of it: two workspaces may each hold an
+    adapter of the same name; and so is the registration: the server keeps what it loaded under a name
+    ("already loaded"), and a name deleted and registered again holds other weights in the same folder."""
+    folder = str(Path(adapter.path).resolve())
+    made = "" if adapter.registered_at is None else f"@{adapter.registered_at!r}"
+    return f"{adapter.name}-{hashlib.sha256((folder + made).encode()).hexdigest()[:8]}"
+
+
+def unload_from_server(url: str, adapter) -> str | None:
+    """Ask the LLM server at `url` to unload `adapter` (`POST /v1/unload_lora_adapter`, under its
+    `lora_name`), for `adapters.delete`: else the server keeps serving a deleted adapter's weights, and
+    holding them, until it restarts. None when it is unloaded or the server does not hold it (a 404:
+    never loaded, or a server without runtime LoRA loading); else why not, in words."""
+    return _unload_lora(url, lora_name(adapter))
+
+
+def _unload_lora(url: str, lora: str) -> str | None:
+    """`unload_from_server` for the LoRA name `lora`."""
+    import httpx
+
+    try:
+        r = httpx.post(f"{server_root(url)}/v1/unload_lora_adapter", json={"lora_name": lora},
+                       timeout=CONNECT_TIMEOUT_S * 2)
+    except (httpx.HTTPError, LLMUnavailable) as e:
+        return f"{type(e).__name__}: {e}"
+    if r.status_code in (200, 404) or "cannot be found" in r.text:
+        return None
+    return f"HTTP {r.status_code}: {r.text[:200]}"
 
 
 def null_adapter(model_path: Path) -> Path:
