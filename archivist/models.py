@@ -375,13 +375,32 @@ def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend:
     Positional and keyword calls share one cache entry. A model folder's entry is keyed on its
     weights file's identity too: an adapted embedder deleted and registered again under its name is
     other weights at the same path, which a long-lived process (the app, the API) must not serve from
-    here. (The weights file, not the folder: a stale mark rewrites the manifest beside it.)"""
+    here. (The weights file, not the folder: a stale mark rewrites the manifest beside it.) The
+    entries of folders deleted or replaced since are dropped first (`drop_stale_embedders`)."""
+    stamp = _weights_stamp(name)
+    drop_stale_embedders()
+    return load_once(("embedder", name, device, backend, cache, stamp), lambda: _make_embedder(name, device, backend, cache))
+
+
+def _weights_stamp(name: str) -> tuple[int, int] | None:
+    """The identity (inode, mtime) of the weights file in model folder `name`; None for a catalog
+    name or hub id, or a folder of other weights files."""
     try:
         held = os.stat(os.path.join(name, "model.safetensors"))
-        stamp = (held.st_ino, held.st_mtime_ns)
-    except OSError:  # a catalog name or hub id, or a folder of other weights files
-        stamp = None
-    return load_once(("embedder", name, device, backend, cache, stamp), lambda: _make_embedder(name, device, backend, cache))
+    except OSError:
+        return None
+    return held.st_ino, held.st_mtime_ns
+
+
+def drop_stale_embedders() -> None:
+    """Forget the embedders this process loaded from a model folder that no longer holds the weights
+    loaded: an adapted embedder deleted (finetune/embedders.py's `delete` calls this once its folder
+    is gone) or registered again since, by this process or another. Their keys can never match again,
+    but the cache would hold their weights until the process exits: an API or app serving for weeks
+    kept every deleted or replaced embedder in memory. One stat per folder held."""
+    for key in loaded_models("embedder"):
+        if key[-1] is not None and _weights_stamp(key[1]) != key[-1]:
+            _LOADED.pop(key, None)
 
 
 def _make_embedder(name: str, device: str, backend: str, cache: str):

@@ -322,7 +322,7 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
     for an unknown embedder, ValueError for the active one without `force` and while a re-embed
     into it is queued or running (it would switch every search to a folder that is gone)."""
     from archivist import jobs
-    from archivist.models import onnx_export_folder
+    from archivist.models import drop_stale_embedders, onnx_export_folder
 
     actor = access.require_admin(ws, user, "delete an adapted embedder")
     manifest = load_manifest(ws, name)
@@ -361,6 +361,7 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
         except OSError as e:
             notes.append(f"{left} could not be removed ({e}); remove it by hand")
     export.with_name(f"{export.name}.lock").unlink(missing_ok=True)  # the export's file lock, empty
+    drop_stale_embedders()  # its weights leave this process's memory now, not at its exit
     return {"name": name, "was_active": reembedded is not None, "generation": manifest.get("generation"),
             "reembed": reembedded, "notes": notes}
 
