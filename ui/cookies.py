@@ -63,13 +63,46 @@ def _redeem(ticket: str) -> tuple | None:
     return pending if expiry >= time.time() else None
 
 
+def _same_origin(request) -> bool:
+    """Whether the post came from the app's own page: its Origin (browsers send one with every POST) names
+    the host the request was sent to (Host, or X-Forwarded-Host behind a proxy) or one the operator listed
+    (server.corsAllowedOrigins). SameSite=Strict does not stop another page of the same site (another
+    port of the host, a sibling subdomain) from posting a ticket of its own, whose cookies the browser
+    then takes: the victim's browser signed in as someone else (session fixation), her uploads and
+    questions going to his account. No Origin is no browser, which could not set a victim's cookies."""
+    from urllib.parse import urlsplit
+
+    from streamlit.web.server.server_util import is_allowed_origin
+
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "").split(",")[0].strip()}
+    return urlsplit(origin).netloc in hosts - {""} or is_allowed_origin(origin)
+
+
+async def _posted_ticket(request, limit: int = 100) -> str:
+    """The ticket a post carries: its body's first `limit` bytes, the rest never read. The route is open to
+    anyone, and `request.body()` held a whole post in memory, twice over while joining it: one post of 400 MB
+    took the app's server to 877 MB, and a few of a few gigabytes from anywhere on the network exhaust it."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return body[:limit].decode("ascii", "replace").strip()
+
+
 async def cookie_route(request):
     """POST COOKIE_ROUTE with a ticket as the body: 204 with the ticket's cookies set (HttpOnly,
-    SameSite=Strict, Secure over https), or 404 for a ticket unknown, used or expired."""
+    SameSite=Strict, Secure over https), 404 for a ticket unknown, used or expired, or 403 from another
+    origin (`_same_origin`; the ticket stays unused)."""
     from archivist import auth
     from starlette.responses import Response
 
-    pending = _redeem((await request.body())[:100].decode("ascii", "replace").strip())
+    if not _same_origin(request):
+        return Response("the cookie route takes posts from the app's own page only", status_code=403)
+    pending = _redeem(await _posted_ticket(request))
     if pending is None:
         return Response("no such ticket", status_code=404)
     action, token, *device = pending
