@@ -309,7 +309,8 @@ def _split_sql(script: str) -> list[str]:
 def open_workspace(settings: Settings | None = None, upgrade: bool = True) -> Workspace:
     """Open (creating if needed) the workspace under settings.home and bring its schema up to date.
     With upgrade=False its schema is left as it is (`archivist backup`: a copy the release that
-    wrote it can still open); a schema from a newer version is refused all the same.
+    wrote it can still open), but for schema 0, which no release wrote; a schema from a newer
+    version is refused all the same.
 
     The files derived from SQLite (FAISS, the lexical index) are the stages' business: to have them
     checked and repaired, open with `archivist.retrieval.repair.open_checked`.
@@ -335,10 +336,10 @@ def open_workspace(settings: Settings | None = None, upgrade: bool = True) -> Wo
         raise WorkspaceError(f"cannot create the workspace at {home}: {why}") from e
     try:
         db = connect(settings.home / "archivist.db")
-        if upgrade:
+        # schema 0 holds nothing a release wrote (a first open killed before its first migration, an
+        # empty file): it is made as a new workspace is, upgrade or not
+        if upgrade or schema_version(db) == 0:  # schema_version refuses a newer schema
             migrate(db)
-        else:
-            schema_version(db)  # refuses a newer schema
         ws = Workspace(settings=settings, db=db)
         _ensure_local_admin(ws)
     except sqlite3.OperationalError as e:
