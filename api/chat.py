@@ -2,9 +2,10 @@
 
 The last message is the question, earlier user/assistant turns are the history (system messages
 are not passed on: archivist's own system prompt is what keeps answers on the passages). `model`
-picks the adapter; `collection` / `collections` / `k` / `answer_mode` are archivist's extra body
-fields. The answer cites passages as [n] in its text, and the response carries them structured in
-`citations` (and every passage of the prompt in `passages`); a stream sends them on its final chunk.
+picks the adapter; `collection` / `collections` / `documents` / `kinds` (search's filters) / `k` /
+`answer_mode` are archivist's extra body fields. The answer cites passages as [n] in its text, and
+the response carries them structured in `citations` (and every passage of the prompt in
+`passages`); a stream sends them on its final chunk.
 
 Each request becomes a job on the server's GenerationQueue and runs `ask` in a thread of its own
 with its own SQLite connection; pieces come back to the event loop through an asyncio.Queue. When
@@ -33,6 +34,7 @@ from archivist.api.deps import server as server_of
 from archivist.api.errors import APIError, error_body, internal_message, responses
 from archivist.api.models import adapter_for_model
 from archivist.api.queue import Ticket
+from archivist.api.search import require_documents
 from archivist.settings import Settings
 from archivist.workspace import Workspace, transaction
 
@@ -56,6 +58,8 @@ class ChatJob:
     conversation: int | str | None = None  # save the exchange there ("new": in a new one of the user's)
     saved: dict = dataclasses.field(default_factory=dict)  # then: {"conversation", "message_id"}
     authorization: str | None = None  # the request's `Authorization` header: its key is checked again as the answer is written
+    documents: list[str] | None = None  # search's filters (POST /v1/search), checked before the queue
+    kinds: list[str] | None = None
 
 
 def message_text(m: S.ChatMessage) -> str:
@@ -142,8 +146,9 @@ def run_job(server, job: ChatJob, on_token) -> object | None:
                 withhold_revoked(ws, job)
                 on_token(text)
 
-            answer = ask(ws, job.question, user=job.user, collections=job.collections, k=job.k, adapter=job.adapter,
-                         history=job.history, on_token=piece, stop=job.stop, surface="api", **extra)
+            answer = ask(ws, job.question, user=job.user, collections=job.collections, documents=job.documents,
+                         kinds=job.kinds, k=job.k, adapter=job.adapter, history=job.history, on_token=piece,
+                         stop=job.stop, surface="api", **extra)
             saving = job.conversation is not None and not job.stop.is_set()
             # an extractive answer has no pieces: its key is checked here too, before the transaction, as the
             # check records a refused key on the audit log, which that transaction's rollback would take back
@@ -273,6 +278,7 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
     check_question(question, settings=server.settings)  # QuestionTooLong -> 400 before the queue, streaming or not
     adapter = adapter_for_model(ws, body.model, who)
     scope = requested_collections(ws, who, body.collection, body.collections)
+    require_documents(ws, who, scope, body.documents)
     max_tokens = body.max_completion_tokens or body.max_tokens or server.settings.max_new_tokens
     if isinstance(body.conversation, int):  # one of the caller's, checked before the queue
         from archivist import conversations
@@ -283,7 +289,8 @@ async def chat(body: S.ChatRequest, request: Request, ws: Workspace = Depends(wo
             raise APIError(404, f"no conversation {body.conversation} among yours", "conversation_not_found",
                            "conversation") from None
     job = ChatJob(settings=dataclasses.replace(server.settings, max_new_tokens=max_tokens), user=who,
-                  question=question, history=history, collections=scope, k=body.k, adapter=adapter,
+                  question=question, history=history, collections=scope, documents=body.documents,
+                  kinds=body.kinds, k=body.k, adapter=adapter,
                   mode=body.answer_mode, ticket=server.queue.admit(who),  # QueueFull, UserQueueFull -> 429 before anything runs
                   conversation=body.conversation, authorization=request.headers.get("authorization"))
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())

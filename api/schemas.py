@@ -139,8 +139,8 @@ class StreamOptions(_Open):
 
 
 class ChatRequest(_Open):
-    archivist_fields: ClassVar[tuple[str, ...]] = ("collection", "collections", "k", "answer_mode", "conversation",
-                                                   "verified_only")
+    archivist_fields: ClassVar[tuple[str, ...]] = ("collection", "collections", "documents", "kinds", "k",
+                                                   "answer_mode", "conversation", "verified_only")
     model: str = Field(description="the base model's name, an adapter's name, or 'archivist' (the active adapter)",
                        examples=["archivist"])
     messages: list[ChatMessage] = Field(min_length=1, description="the last must be the user's question; earlier turns are history",
@@ -152,6 +152,9 @@ class ChatRequest(_Open):
     n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
     collection: CollectionName | None = Field(None, description="archivist: answer from this collection only")
     collections: list[CollectionName] | None = Field(None, description="archivist: answer from these collections only")
+    # filtered as POST /v1/search filters: an unknown document is 404, an unknown kind 422
+    documents: list[str] | None = Field(None, description="archivist: answer from these documents (names or ids) only")
+    kinds: list[Literal[tuple(LABELS)]] | None = Field(None, description="archivist: answer from these file kinds only")
     k: int | None = Field(None, ge=1, le=20, description="archivist: passages given to the model")
     answer_mode: Literal["auto", "generate", "extractive"] | None = Field(
         None, description="archivist: auto (generate; quote the passages when unsupported) | generate | extractive")

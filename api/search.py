@@ -17,14 +17,22 @@ router = APIRouter(tags=["retrieval"])
 def search_route(body: S.SearchRequest, ws: Workspace = Depends(workspace), who: str = Depends(user)):
     """Ranked passages among the collections the key's user may read (retrieval only, no generation)."""
     from archivist.retrieval.answer import hit_json
-    from archivist.retrieval.search import search, unreadable_document
+    from archivist.retrieval.search import search
 
     scope = requested_collections(ws, who, body.collection, body.collections)
-    missing = unreadable_document(ws, who, scope, body.documents)  # a filter on it would silently find nothing
-    if missing is not None:
-        raise APIError(404, f"no document {missing!r} you may read (see GET /v1/documents)", "document_not_found",
-                       "documents")
+    require_documents(ws, who, scope, body.documents)
     hits = search(ws, body.query, k=body.k, user=who, collections=scope, documents=body.documents,
                   kinds=body.kinds, mode=body.mode)
     audit.searched(ws, who, "api", body.query, hits, scope)
     return {"object": "list", "data": [hit_json(h) for h in hits]}
+
+
+def require_documents(ws: Workspace, who: str, scope: list[str] | None, documents: list[str] | None) -> None:
+    """Raise APIError 404 naming the first of `documents` that is no document `who` may read in `scope`:
+    a filter on it would silently find nothing (search, and the chat, which filters as search does)."""
+    from archivist.retrieval.search import unreadable_document
+
+    missing = unreadable_document(ws, who, scope, documents)
+    if missing is not None:
+        raise APIError(404, f"no document {missing!r} you may read (see GET /v1/documents)", "document_not_found",
+                       "documents")

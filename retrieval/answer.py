@@ -316,6 +316,8 @@ def ask(
     question: str,
     user: str | None = None,
     collections: Sequence[str] | None = None,
+    documents: Sequence[str | int] | None = None,
+    kinds: Sequence[str] | None = None,
     k: int | None = None,
     adapter: str | None = "active",
     history: Sequence[dict] | None = None,
@@ -330,6 +332,7 @@ def ask(
 
     adapter: "active" (the workspace's active adapter, if any), None (base model) or a name.
     history: earlier turns [{"role": "user"|"assistant", "content": ...}] of this conversation.
+    documents, kinds: search's filters (retrieval.search.search), as POST /v1/search takes them.
     on_token: called with each generated piece as it arrives (streaming).
     mode: "auto" (default from settings: generate, then quote the passages instead when the
     generated answer has no well-supported citation), "generate" (the model's text only, as
@@ -351,7 +354,8 @@ def ask(
     chosen = adapters.resolve(ws, user, adapter)
     embedder = embedder or embedder_for(s)
     standalone = standalone_question(question, history)
-    hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, embedder=embedder)
+    hits = search(ws, standalone, k=max(k or s.top_k, 1) * 2, user=user, collections=collections, documents=documents,
+                  kinds=kinds, embedder=embedder)
     result = Answer(question=question, answer="", citations=[], passages=[], standalone_question=standalone, model=s.llm)
     # The gates' word statistics are those of the collections searched, not the whole workspace's:
     # a member's "not found" must not depend on what collections they cannot read hold.

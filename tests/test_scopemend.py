@@ -56,7 +56,7 @@ def test_a_misspelled_scope_field_is_refused_over_http_not_read_as_every_collect
         access.grant(ws, "eve", "hr", "read")
         key = create_key(ws, "eve")
     search_fields = "query, k, collection, collections, documents, kinds, mode"
-    chat_fields = "collection, collections, k, answer_mode, conversation, verified_only"
+    chat_fields = "collection, collections, documents, kinds, k, answer_mode, conversation, verified_only"
     server = serve_in_thread(create_app(settings))
     try:
         with httpx.Client(base_url=server.url, timeout=120, headers={"Authorization": f"Bearer {key}"}) as c:
