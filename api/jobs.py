@@ -1,6 +1,6 @@
 """Background jobs over HTTP: the caller's ingestions, uploads and fine-tuning runs (archivist/jobs.py).
 
-    GET  /v1/jobs                  the caller's jobs, newest first (an admin: everyone's); ?kind=ingest|upload|train|erase|reembed
+    GET  /v1/jobs                  the caller's jobs, newest first (an admin: everyone's); ?kind=ingest|upload|train|erase|reembed|retriever
     GET  /v1/jobs/{id}             one of them
     GET  /v1/jobs/{id}/files       an ingestion's files, each with its status, a page at a time (lists leave them out)
     POST /v1/jobs/{id}/cancel      ask it to stop (an ingestion stops after the file at hand, a run checkpoints)
@@ -36,7 +36,7 @@ router = APIRouter(tags=["jobs"])
 class JobOut(BaseModel):
     object: Literal["job"] = "job"
     id: str
-    kind: str = Field(description="ingest | upload | train | erase | reembed")
+    kind: str = Field(description="ingest | upload | train | erase | reembed | retriever")
     owner: str
     state: str = Field(description="queued | running | done | failed | cancelled | interrupted (its process ended "
                                    "without finishing: resume it with `archivist jobs resume ID`)")

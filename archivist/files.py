@@ -5,6 +5,7 @@ one whole, never a mix or an empty file; and the scan an erase makes of them.
                                 model, a merged export), or a big file (an assembled model),
                                 made to exist under its name
     replace(path, data)         one small file (a pointer, a manifest) replaced
+    read_manifest(path, what)   a registered model's manifest, or ValueError naming the file
     sync_tree(folder)           everything under `folder` on disk (a fine-tune checkpoint)
     files_holding(home, texts)  which files still hold a text an erase removed
 
@@ -18,6 +19,7 @@ cache SQLite, and are rebuilt from it on open when they disagree with it.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -81,6 +83,20 @@ def replace(path: Path, data: str | bytes, sync: bool = True) -> None:
         os.close(fd)
     if sync:
         _fsync(path.parent)
+
+
+def read_manifest(path: Path, what: str) -> dict:
+    """The JSON object at `path`: the manifest of a registered `what` (an adapted embedder, a learned
+    reranker). Raises ValueError naming the file when it does not parse (edited by hand, damaged), so
+    the caller can skip it in a listing, or refuse it by name, rather than fail on a bare JSON error."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # UnicodeDecodeError too
+        raise ValueError(f"{path}: not a readable {what} manifest ({e}); repair or remove that folder") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not a readable {what} manifest (a JSON {type(manifest).__name__}, not an object); "
+                         "repair or remove that folder")
+    return manifest
 
 
 def _own_temp(path: Path) -> tuple[Path, int]:

@@ -19,7 +19,8 @@ Every read and every user action takes the user: a member sees, cancels and resu
 own jobs; an admin every job. Another user's job and a job that does not exist give the same
 LookupError, so job ids cannot be probed. The work itself (what a kind's spec means, how to resume
 it) lives with the stage: `ingest/pipeline.py` for ingest and upload, `finetune/runs.py` for train,
-`ingest/erase.py` for erase, `finetune/retriever.py` for reembed (switching the workspace's embedder).
+`ingest/erase.py` for erase, `finetune/retriever.py` for reembed (switching the workspace's embedder) and
+retriever (adapting it, started from the app).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from dataclasses import dataclass, field
 from archivist import access, audit, job_files
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
-KINDS = ("ingest", "upload", "train", "erase", "reembed")
+KINDS = ("ingest", "upload", "train", "erase", "reembed", "retriever")
+OWN_PROCESS = ("train", "retriever")  # kinds run in a process of their own: `cancel` sends it SIGTERM
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 LIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "failed", "cancelled")
@@ -49,7 +51,7 @@ PROGRESS_S = 1.0  # progress is written at most this often (and always on the la
 RESUME_HINT = {"ingest": "archivist jobs resume {id}", "upload": "archivist jobs resume {id}",
                "train": "archivist jobs resume {id}` or `archivist finetune --resume {id}",
                "erase": "archivist jobs resume {id}` or `archivist erase DOCUMENT",
-               "reembed": "archivist jobs resume {id}"}
+               "reembed": "archivist jobs resume {id}", "retriever": "archivist jobs resume {id}"}
 
 
 class JobError(RuntimeError):
@@ -60,7 +62,7 @@ class JobError(RuntimeError):
 @dataclass
 class Job:
     id: str
-    kind: str  # ingest | upload | train | erase | reembed
+    kind: str  # ingest | upload | train | erase | reembed | retriever
     owner: str  # the user it runs as
     state: str  # see STATES
     done: int = 0
@@ -333,7 +335,7 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
 
     A queued job (or one whose process is gone) is cancelled at once. A running one gets the
     cancel flag, which its worker checks between files or steps; a job in a process of its own
-    (a training run) also gets SIGTERM, on which it saves a checkpoint and stops. Waits up to
+    (a training run, a retriever's adaptation) also gets SIGTERM: a run saves a checkpoint first. Waits up to
     `wait` seconds for it to end. A finished job is returned as it is. Raises LookupError.
     """
     job = get(ws, job_id, user)
@@ -346,7 +348,7 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
             if ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW} "
                              "WHERE id = ? AND state = ?", (job_id, job.state)).rowcount:
                 audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
-        if job.kind == "train" and job.state == "queued" and job.pid not in (None, os.getpid()) and not _dead(ws, job):
+        if job.kind in OWN_PROCESS and job.state == "queued" and job.pid not in (None, os.getpid()) and not _dead(ws, job):
             _terminate(job.pid)
         return _load(ws, job_id)
     if job.state != "running":
@@ -356,7 +358,7 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
         # after the job ended on its own changes nothing, and the log says only what happened
         if _flag(ws, job_id):
             audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
-    if job.kind == "train" and job.pid and not _dead(ws, job) and job.pid != os.getpid():
+    if job.kind in OWN_PROCESS and job.pid and not _dead(ws, job) and job.pid != os.getpid():
         _terminate(job.pid)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

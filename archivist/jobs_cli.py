@@ -17,7 +17,7 @@ from archivist.cli import CLIError, emit_json, list_or_json, open_ws
 def register(sub, common) -> None:
     p = common(sub.add_parser("jobs", help="background ingestion and training jobs (yours; an admin's: everyone's)"))
     p.add_argument("--json", action="store_true")
-    p.add_argument("--kind", choices=["ingest", "upload", "train", "erase", "reembed"], default=None, help="only jobs of this kind")
+    p.add_argument("--kind", choices=["ingest", "upload", "train", "erase", "reembed", "retriever"], default=None, help="only jobs of this kind")
     p.add_argument("--files", action="store_true", help="with --json, each ingestion's file lists too (its spec's and "
                                                         "result's `files`: left out by default, thousands of names a job)")
     p.set_defaults(func=cmd_jobs)
@@ -51,10 +51,10 @@ def cmd_jobs(args) -> int:
                               files=args.files and args.json)
     if not list_or_json([j.as_dict() for j in rows], args.json, "no jobs"):
         return 0
-    print(f"{'id':32} {'kind':7} {'owner':12} {'state':11} {'progress':>11}  {'age':>6}  message")
+    print(f"{'id':32} {'kind':9} {'owner':12} {'state':11} {'progress':>11}  {'age':>6}  message")
     for j in rows:
         done = f"{j.done}/{j.total}" if j.total is not None else (str(j.done) if j.done else "")
-        print(f"{j.id:32} {j.kind:7} {j.owner:12} {j.state:11} {done:>11}  {_age(j.created_at):>6}  "
+        print(f"{j.id:32} {j.kind:9} {j.owner:12} {j.state:11} {done:>11}  {_age(j.created_at):>6}  "
               f"{j.error or j.message or ''}".rstrip())
     return 0
 
@@ -121,6 +121,12 @@ def cmd_resume(args) -> int:
                 from archivist.finetune.embedders import resume_reembed
 
                 resume_reembed(ws, job.id, user, progress=not (args.quiet or args.json))
+                results = []
+            elif job.kind == "retriever":
+                from archivist.finetune.retriever import resume_job as resume_retriever
+
+                resume_retriever(ws, job.id, user)
+                print(f"started retriever job {job.id} over in the background; follow it with `archivist jobs`", file=sys.stderr)
                 results = []
             else:
                 from archivist.ingest.pipeline import resume_job

@@ -112,7 +112,7 @@ def load_manifest(ws: Workspace, name: str) -> dict:
     path = folder(ws, name) / MANIFEST
     if not path.exists():
         raise LookupError(f"no adapted embedder named {name!r} (embedders/{name}/{MANIFEST} is missing)")
-    return _parse(path)
+    return files.read_manifest(path, "embedder")
 
 
 def is_registered(ws: Workspace, name: str) -> bool:
@@ -149,24 +149,12 @@ def _manifests(ws: Workspace, strict: bool = False) -> list[tuple[Path, dict]]:
         if p.name.startswith(".") or not (p / MANIFEST).exists():
             continue
         try:
-            out.append((p, _parse(p / MANIFEST)))
+            out.append((p, files.read_manifest(p / MANIFEST, "embedder")))
         except ValueError as e:
             if strict:
                 raise
             log.warning("skipping adapted embedder: %s", e)
     return out
-
-
-def _parse(path: Path) -> dict:
-    """The manifest at `path`. Raises ValueError naming it when it does not parse."""
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:  # UnicodeDecodeError too
-        raise ValueError(f"{path}: not a readable embedder manifest ({e}); repair or remove that folder") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{path}: not a readable embedder manifest (a JSON {type(manifest).__name__}, not an object); "
-                         "repair or remove that folder")
-    return manifest
 
 
 def served_embedder(ws: Workspace, user: str | None = None):
@@ -180,7 +168,7 @@ def served_embedder(ws: Workspace, user: str | None = None):
     active = active_embedder(ws.home)
     manifest = ws.home / active["path"] / MANIFEST if active and active.get("path") else None
     try:
-        m = _parse(manifest) if manifest is not None and manifest.exists() else {}
+        m = files.read_manifest(manifest, "embedder") if manifest is not None and manifest.exists() else {}
     except ValueError as e:  # damaged: who may use it cannot be told, so no one is handed its vectors
         log.warning("serving the base embedder: %s", e)
         m = {}
@@ -206,7 +194,7 @@ def mark_stale(ws: Workspace, names: list[str], why: str) -> None:
     chunks only; see finetune/retriever.py's module doc) until an admin switches back (`archivist finetune --target retriever --resume base`) or adapts again."""
     for name in names:
         path = folder(ws, name) / MANIFEST
-        manifest = _parse(path)
+        manifest = files.read_manifest(path, "embedder")
         if manifest.get("stale") != why:
             # on disk before the rename: after a power cut a torn or empty manifest would hide the
             # embedder (and its stale mark) from every listing and from the next erase

@@ -135,15 +135,18 @@ def compare(sets, w: np.ndarray) -> dict:
 def finetune_reranker(ws: Workspace, cfg: RerankerConfig, user: str | None = None) -> dict:
     """The recipe (see the module doc). Returns a report: name, weights, data sizes, the held-out
     evaluation and timings. Raises ValueError when the readable documents give too few questions,
-    AccessDenied when `cfg.collections` names one the user may not read."""
+    AccessDenied when `cfg.collections` names one the user may not read, FileExistsError when a
+    reranker has `cfg.name` (before any work when the user may use it: `rerank.check_free`)."""
     from archivist.finetune.embedders import fresh_name
     from archivist.finetune.retriever import make_pairs, readable_split
     from archivist.retrieval.rerank import FOLDER
     from archivist.models import embedder_for
     from archivist.retrieval.evaluate import QueryCache
-    from archivist.retrieval.rerank import FEATURES, save_learned
+    from archivist.retrieval.rerank import FEATURES, check_free, save_learned
 
     t0 = time.perf_counter()
+    if cfg.name:
+        check_free(ws, cfg.name, user)
     user, documents, train_docs, held_docs = readable_split(ws, user, cfg.collections, cfg.eval_fraction, cfg.seed)
     kinds = tuple(k.strip() for k in cfg.questions.split(","))
     embedder = QueryCache(embedder_for(ws.settings))  # each question is embedded once, for search and features

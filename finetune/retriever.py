@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from archivist import access, audit
+from archivist import access, audit, jobs
 from archivist.finetune.embedders import FOLDER, activate, check_free, fresh_name, load_manifest, save
 from archivist.settings import _f, python_module
-from archivist.workspace import Workspace
+from archivist.workspace import Workspace, transaction
 
 log = logging.getLogger(__name__)
 
@@ -397,20 +397,61 @@ def better(evaluation: dict) -> bool:
 # -- the whole run -------------------------------------------------------------------------------------
 
 
-def start_background(ws: Workspace, user: str | None, collections: list[str], max_chunks: int) -> Path:
-    """Run `archivist finetune --target retriever` in its own process (the app's button); returns its
-    log file under runs/."""
+def start_background(ws: Workspace, user: str | None, collections: list[str], max_chunks: int) -> str:
+    """Run `finetune_retriever` in its own process (the app's button) as a job of kind `retriever`
+    (archivist/jobs.py): listed in `archivist jobs`, cancelled with `archivist jobs cancel ID`. Returns
+    its id; its output goes to `log_of(ws, id)`. A click is a training that loads torch and the embedder,
+    so one user has one live at a time: raises ValueError naming the one already queued or running."""
+    user = access.current_user(ws, user)
+    jobs.reconcile(ws)  # a run whose process died is no longer live
+    with transaction(ws.db):  # checked and recorded under one write lock: two clicks never both pass
+        live = [j for j in jobs.every(ws, ("retriever",), states=jobs.LIVE) if j.owner == user]
+        if live:
+            raise ValueError(f"your retriever run {live[0].id} is {live[0].state}; wait for it to end, or cancel it "
+                             f"with `archivist jobs cancel {live[0].id}`")
+        job = jobs.create(ws, "retriever", user, spec={"collections": list(collections), "max_chunks": max_chunks})
+    _spawn(ws, job.id)
+    return job.id
+
+
+def log_of(ws: Workspace, job_id: str) -> Path:
+    """The log of retriever job `job_id`: named by its id, so two runs never write the same file."""
+    return ws.path("runs") / f"{job_id}.log"
+
+
+def _spawn(ws: Workspace, job_id: str) -> None:
+    """Start `python -m archivist.finetune.retriever JOB` (queued: a start or a resume) in its own session."""
     import os
     import subprocess
 
-    access.current_user(ws, user)
-    log_path = ws.path("runs") / f"retriever-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    argv = [*python_module("archivist.cli"), "finetune", "--target", "retriever", "--quiet",
-            "--max-chunks", str(max_chunks), *[a for c in collections for a in ("--collection", c)]]
-    env = {**os.environ, "ARCHIVIST_HOME": str(ws.home), **({"ARCHIVIST_USER": user} if user else {})}
-    with open(log_path, "w") as out:
-        subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return log_path
+    env = {**os.environ, "ARCHIVIST_HOME": str(ws.home), "ARCHIVIST_CACHE": str(ws.settings.cache),
+           "ARCHIVIST_USER": jobs.get_owner(ws, job_id), "PYTHONUNBUFFERED": "1"}
+    with open(log_of(ws, job_id), "ab") as out:
+        proc = subprocess.Popen([*python_module("archivist.finetune.retriever"), job_id], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    jobs.adopt(ws, job_id, proc.pid)
+
+
+def resume_job(ws: Workspace, job_id: str, user: str | None = None) -> None:
+    """Run `user`'s interrupted, failed or cancelled retriever job again from the start (it keeps no
+    checkpoint), in the background, as its owner. Raises LookupError, JobError (live or done)."""
+    jobs.requeue(ws, job_id, user)
+    _spawn(ws, job_id)
+
+
+def run_job(ws: Workspace, job_id: str) -> dict:
+    """The background process's work: take queued job `job_id`, train as its owner with its spec,
+    and end it done with the report, or failed with the reason (then re-raised, for the log)."""
+    job = jobs.start(ws, job_id)
+    try:
+        with jobs.keep_alive(ws, job_id):
+            cfg = RetrieverConfig(collections=job.spec.get("collections"), max_chunks=job.spec.get("max_chunks", 4000))
+            report = finetune_retriever(ws, cfg, job.owner, progress=False)
+    except Exception as e:
+        jobs.fail(ws, job_id, str(e))
+        raise
+    jobs.finish(ws, job_id, result=report, message=report.get("note"))
+    return report
 
 
 def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = None, progress: bool = True) -> dict:
@@ -481,3 +522,16 @@ def finetune_retriever(ws: Workspace, cfg: RetrieverConfig, user: str | None = N
         report["note"] = "not activated: hybrid search not better than with the base on the held-out documents"
     report["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+if __name__ == "__main__":  # the background job `start_background` spawns: python -m archivist.finetune.retriever JOB
+    import json
+
+    from archivist.models import hub_offline_by_default
+    from archivist.retrieval.repair import open_checked
+    from archivist.settings import Settings
+
+    hub_offline_by_default()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with open_checked(Settings.from_env()) as ws:
+        print(json.dumps(run_job(ws, sys.argv[1]), default=str))

@@ -23,6 +23,7 @@ learned reranker (only for a user who may read everything it learned from), or a
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -33,6 +34,8 @@ import numpy as np
 
 from archivist import files
 from archivist.records import Hit
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ALPHA = 0.8  # weight of cosine similarity against term coverage (0.6-0.9 tried on the public set; see bench/RESULTS.md)
 
@@ -225,7 +228,8 @@ def load_reranker(spec: str | None, ws, embedder=None, user: str | None = None):
     A learned reranker is used for `user`'s queries only when they may read every collection it
     learned from (its lineage), as adapters and adapted embedders are listed. Raises AccessDenied
     for one they may not, in the words of FileNotFoundError for a path that does not exist (so the
-    CLI says the same for both)."""
+    CLI says the same for both), and for a damaged one; to an admin a damaged one is a ValueError
+    naming its manifest."""
     if spec is None or spec == "none":
         return None
     from archivist import access
@@ -236,7 +240,11 @@ def load_reranker(spec: str | None, ws, embedder=None, user: str | None = None):
     if _is_name(spec) and (ws.home / FOLDER / spec / MANIFEST).is_file():
         try:
             return load_learned(ws, spec, user, embedder)
-        except access.AccessDenied:  # the words of a name that is not there: a guess confirms no name
+        except (access.AccessDenied, ValueError) as e:
+            # a member gets the words of a name that is not there: a guess confirms no name, nor that
+            # one is damaged; an admin is told which file to repair (the ValueError names it)
+            if isinstance(e, ValueError) and access.is_admin(ws, access.current_user(ws, user)):
+                raise
             raise access.AccessDenied(f"reranker model folder {Path(spec).expanduser()} does not exist") from None
     return CrossEncoderReranker(spec, device=ws.settings.device)
 
@@ -264,12 +272,35 @@ def save_learned(ws, name: str, manifest: dict) -> Path:
 
     target = ws.home / FOLDER / access.check_name(name, "reranker name")
     if target.exists():
-        raise FileExistsError(f"a reranker named {name!r} exists already ({target})")
+        raise FileExistsError(_taken(name, target))
     tmp = target.with_name(f".{name}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / MANIFEST).write_text(json.dumps({**manifest, "name": name}, indent=1))
     files.publish(tmp, target)
     return target
+
+
+def check_free(ws, name: str, user: str | None = None) -> None:
+    """Raise FileExistsError when a learned reranker `user` may use has `name`: the recipe asks before
+    it works (`save_learned` alone found it taken at the end, the work lost). One hidden from them
+    (learned from a collection they may not read; damaged, to a member) passes here and is refused by
+    `save_learned` at the end: a refusal at once would answer a guess that `--reranker NAME` does not."""
+    from archivist import access
+
+    target = ws.home / FOLDER / access.check_name(name, "reranker name")
+    if not target.exists():
+        return
+    try:
+        seen = may_use(ws, user, files.read_manifest(target / MANIFEST, "reranker"))
+    except (ValueError, OSError):  # damaged or half written: whose it is cannot be told
+        seen = access.is_admin(ws, access.current_user(ws, user))
+    if seen:
+        raise FileExistsError(_taken(name, target))
+
+
+def _taken(name: str, target: Path) -> str:
+    return (f"a reranker named {name!r} exists already ({target}); choose another --name, or delete it "
+            f"(`archivist rerankers delete {name}`)")
 
 
 def delete_learned(ws, name: str, user: str | None = None) -> dict:
@@ -286,7 +317,11 @@ def delete_learned(ws, name: str, user: str | None = None) -> dict:
     from archivist.workspace import transaction
 
     actor = access.require_admin(ws, user, "delete a learned reranker")
-    manifest = learned_manifest(ws, name)
+    try:
+        manifest = learned_manifest(ws, name)
+    except ValueError as e:  # a damaged one is deleted too: that is how an admin removes it
+        log.warning("%s", e)
+        manifest = {}
     target = ws.home / FOLDER / name
     gone = target.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # as `files.building` names one
     with transaction(ws.db):
@@ -297,12 +332,14 @@ def delete_learned(ws, name: str, user: str | None = None) -> dict:
 
 
 def learned_manifest(ws, name: str) -> dict:
+    """Learned reranker `name`'s manifest. Raises LookupError when there is none, ValueError naming
+    the file when it does not parse."""
     from archivist import access
 
     path = ws.home / FOLDER / access.check_name(name, "reranker name") / MANIFEST
     if not path.is_file():
         raise LookupError(f"no learned reranker named {name!r} ({FOLDER}/{name}/{MANIFEST} is missing)")
-    return json.loads(path.read_text())
+    return files.read_manifest(path, "reranker")
 
 
 def may_use(ws, user: str | None, manifest: dict) -> bool:
@@ -314,16 +351,27 @@ def may_use(ws, user: str | None, manifest: dict) -> bool:
 
 
 def list_learned(ws, user: str | None = None) -> list[dict]:
-    """The learned rerankers `user` may use, oldest first."""
+    """The learned rerankers `user` may use, oldest first. A damaged manifest is logged, naming its
+    file, and left out (as adapted embedders are listed): one broken folder does not break the list."""
     root = ws.home / FOLDER
     found = sorted((p for p in (root.iterdir() if root.exists() else []) if not p.name.startswith(".")
                     and (p / MANIFEST).is_file()), key=lambda p: p.stat().st_mtime)
-    return [m for m in (json.loads((p / MANIFEST).read_text()) for p in found) if may_use(ws, user, m)]
+    out = []
+    for p in found:
+        try:
+            m = files.read_manifest(p / MANIFEST, "reranker")
+        except ValueError as e:
+            log.warning("skipping learned reranker: %s", e)
+            continue
+        if may_use(ws, user, m):
+            out.append(m)
+    return out
 
 
 def load_learned(ws, name: str, user: str | None = None, embedder=None) -> LearnedReranker:
     """The learned reranker `name` for `user`'s queries. Raises AccessDenied when the user may not
-    read a collection it learned from, LookupError when there is none of that name."""
+    read a collection it learned from, LookupError when there is none of that name, ValueError
+    naming the file when its manifest is damaged."""
     from archivist import access
 
     m = learned_manifest(ws, name)

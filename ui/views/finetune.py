@@ -10,6 +10,7 @@ import streamlit as st
 
 from archivist import access
 from archivist import adapters as adapter_registry  # `adapters` below is the listing
+from archivist.api.errors import without_paths
 from archivist.finetune import dataset_store, datasets, runs
 from archivist.finetune.memory import plan
 from archivist.finetune.train import FinetuneConfig
@@ -19,6 +20,14 @@ user = core.require_user()
 ws = core.workspace()
 s = core.settings()
 admin = core.is_admin(user)
+
+
+def shown(text: str | None) -> str | None:
+    """A run's error or log as this user may see it: an admin runs the server and reads its paths
+    whole; a member in a browser gets `<workspace>`, `<model cache>`, `<server path>` (the API's rule)."""
+    return text if admin else without_paths(text, s)
+
+
 st.title("Fine-tune")
 st.caption("Teach the chat model your documents' facts and your users' corrections with a LoRA adapter. "
            "Training runs in its own process: it keeps going when you leave or reload this page.")
@@ -136,7 +145,7 @@ with runs_tab:
         st.dataframe(core.plain_frame(pd.DataFrame([{
             "run": r["id"], "status": r["status"], "adapter": r["adapter"] or "", "started": core.when(r["started_at"]),
             "step": (r["last"] or {}).get("step"), "loss": (r["last"] or {}).get("loss"),
-            "tokens/s": (r["last"] or {}).get("tokens_per_s"), "error": r["error"] or ""} for r in all_runs])),
+            "tokens/s": (r["last"] or {}).get("tokens_per_s"), "error": shown(r["error"]) or ""} for r in all_runs])),
             hide_index=True, width="stretch")
         ids = [r["id"] for r in all_runs]
         default = st.session_state.get("ft-run")
@@ -148,7 +157,7 @@ with runs_tab:
             st.markdown(f"**Run {core.md_escape(run['id'])}** · {run['status']}"
                         + (f" · adapter {core.md_escape(run['adapter'])}" if run["adapter"] else ""))
             if run["error"]:
-                st.error(core.md_escape(run["error"]))  # an admin sees every member's runs
+                st.error(core.md_escape(shown(run["error"])))  # an admin sees every member's runs
             rows = runs.read_metrics(ws, pick)
             if rows:
                 frame = pd.DataFrame(rows).set_index("step")
@@ -163,7 +172,7 @@ with runs_tab:
             log = runs.run_dir(ws, pick) / "log.txt"
             if log.exists():
                 with st.expander("Log"):
-                    st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]) or "(empty)", language=None)
+                    st.code(shown("\n".join(log.read_text(errors="replace").splitlines()[-30:])) or "(empty)", language=None)
             if live and st.button("Cancel run", key=f"ft-cancel-{pick}", icon=":material/stop:"):
                 with st.spinner("Asking the run to save a checkpoint and stop…"):
                     runs.cancel_run(ws, pick, user)
@@ -286,10 +295,14 @@ with retriever_tab:
         st.caption("Only an admin can switch search to an adapted embedder (it changes every user's search): "
                    "one you adapt is measured and listed below, for an admin to switch to when it is better.")
     if st.button("Adapt the retriever", type="primary", key="rt-start", disabled=not r_chosen):
-        log_path = retriever.start_background(ws, user, r_chosen, int(r_chunks))
-        # the log's path is on the server: of use to an admin there, not to a member in a browser
-        st.success("Started in the background: the embedder is listed below when it is done (on a CPU this can take "
-                   "a long while)." + (f" Its log: {log_path}" if admin else ""))
+        try:
+            job_id = retriever.start_background(ws, user, r_chosen, int(r_chunks))
+        except ValueError as e:  # one live run per user
+            st.error(core.md_escape(e))
+        else:  # the log's path is on the server: of use to an admin there, not to a member in a browser
+            st.success(f"Started in the background as job {job_id} (`archivist jobs`; stop it with `archivist jobs cancel "
+                       f"{job_id}`): the embedder is listed below when it is done (on a CPU this can take a long while)."
+                       + (f" Its log: {retriever.log_of(ws, job_id)}" if admin else ""))
     embedders = list_embedders(ws, user)
     if embedders:
         st.dataframe(core.plain_frame(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
