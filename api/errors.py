@@ -84,8 +84,10 @@ _DESCRIPTIONS = {400: "bad request", 401: "missing, unknown or revoked API key",
                  500: "the server's settings do not fit its embedder (`embedder_misconfigured`: no retry helps, an "
                       "administrator changes them or re-embeds); for chat, also the model failed while it wrote the "
                       "answer (`generation_failed`)",
-                 503: "the workspace database stayed locked (`workspace_unavailable`, see Retry-After) or is damaged "
-                      "(`workspace_damaged`); for chat, also the LLM server down (`llm_unavailable`)"}
+                 503: "the workspace database stayed locked (`workspace_unavailable`, see Retry-After), is damaged "
+                      "(`workspace_damaged`), or a newer release migrated it under this server (`workspace_upgraded`: "
+                      "no retry helps, restart the server with that release); for chat, also the LLM server down "
+                      "(`llm_unavailable`)"}
 
 
 def responses(*statuses: int, forbidden: str | None = None) -> dict:
@@ -207,7 +209,9 @@ def install(app) -> None:
 
 def workspace_reply(settings, exc: BaseException, where: str):
     """The 503 of a workspace that cannot serve (WorkspaceError): its database locked, a full disk, or
-    archivist.db damaged (`workspace_damaged`: no Retry-After, an administrator must restore it). The
+    archivist.db damaged (`workspace_damaged`: no Retry-After, an administrator must restore it), or
+    migrated by a newer release under this server (`workspace_upgraded`: no Retry-After, as no retry
+    helps until the server is restarted with that release; the message names both schemas). The
     client gets the message without server paths; the server's log has it whole. The server's settings
     refused with its embedder (chunks longer than it reads, vectors of another embedder) are a 500
     `embedder_misconfigured` with no Retry-After: no retry clears them, an administrator changes the
@@ -216,7 +220,7 @@ def workspace_reply(settings, exc: BaseException, where: str):
 
     from archivist.models import ChunkLimitError
     from archivist.retrieval.vectors import EmbedderMismatch
-    from archivist.workspace import DatabaseDamaged
+    from archivist.workspace import DatabaseDamaged, NewerSchema
 
     text = str(exc)
     log.error("workspace error on %s: %s", where, text)
@@ -226,6 +230,8 @@ def workspace_reply(settings, exc: BaseException, where: str):
         message = (f"the workspace database is damaged ({exc.reason}): an administrator must restore it from a "
                    "backup of the workspace folder (the server's log names the file)")
         return JSONResponse(error_body(503, without_paths(message, settings), "workspace_damaged"), status_code=503)
+    if isinstance(exc, NewerSchema):
+        return JSONResponse(error_body(503, without_paths(text, settings), "workspace_upgraded"), status_code=503)
     return JSONResponse(error_body(503, without_paths(text, settings), "workspace_unavailable"), status_code=503,
                         headers={"Retry-After": "5"})
 

@@ -88,7 +88,7 @@ KINDS = {
     "reranker.delete": "an admin deleted a learned reranker: its folder (rerankers delete)",
     "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
     "audit.read": "the audit log was read or exported (CLI, API, the Audit page): the filters, the format, how many records",
-    "access.denied": "an action was refused: the user lacks the right, or is no user (CLI, API, the app)",
+    "access.denied": "an action was refused: the user lacks the right, or is no user (CLI, API, the app); the same again within a minute is counted (`repeats`)",
     "user.erased": "a person was erased (archivist users erase): what was removed, how many of their records were redacted",
     "conversation.deleted": "a user deleted one of their chat conversations (the app)",
     "index.rebuilt": "the search index was rebuilt from SQLite (archivist reindex [--reembed])",
@@ -291,7 +291,9 @@ def denied(ws: Workspace, user: str | None, surface: str, attempt: str, reason: 
     (a name that is no user is kept in the detail as `claimed`, not as the record's user),
     `attempt` what it tried (the CLI command, the API's method and path) as the target, and the
     refusal's message. Written by the surface after the refused action's transaction rolled back,
-    so the refusal is on the record though nothing else happened."""
+    so the refusal is on the record though nothing else happened; the same refusal again within a
+    minute is counted into a summary record, not written (archivist/audit_refusals.py)."""
+    from archivist import audit_refusals  # it writes through `record`
     known = bool(user) and ws.db.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is not None
     detail = {"surface": surface, "reason": str(reason)[:500]}
     if user and not known and ws.db.execute("SELECT 1 FROM audit WHERE action = 'user.erased' AND target = ? LIMIT 1",
@@ -301,7 +303,7 @@ def denied(ws: Workspace, user: str | None, surface: str, attempt: str, reason: 
         detail["claimed"] = REDACTED
     elif user and not known:
         detail["claimed"] = str(user)[:64]
-    return record(ws, "access.denied", user=user if known else None, target=str(attempt)[:200], detail=detail)
+    return audit_refusals.refused(ws, user if known else None, str(attempt)[:200], detail)
 
 
 def _shown(ws: Workspace, hits) -> list[dict]:
@@ -548,6 +550,8 @@ def read(ws: Workspace, by: str | None = None, user: str | None = None, since=No
     reads with that collection's name as well (the stored record is unchanged: the chain holds it).
     Raises AccessDenied unless `by` (None: the acting user) has the admin role; AuditError for a bad filter."""
     access.require_admin(ws, by, "read the audit log")
+    from archivist import audit_refusals  # the refusals counted so far are written first, to be read
+    audit_refusals.close(ws)
     where, args = [], []
     if user:
         where.append("user = ?")

@@ -37,7 +37,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from archivist import access, adapters, audit, files
+from archivist import access, adapters, audit, audit_refusals, files
 from archivist.files import files_holding
 from archivist.workspace import Workspace, compact, transaction
 
@@ -151,6 +151,7 @@ def erase_user(ws: Workspace, name: str, by: str | None = None) -> UserEraseRepo
             ws.db.execute("UPDATE adapters SET lineage = ? WHERE name = ?", (json.dumps(_renamed(lin, formers)), a))
         if uid is not None:
             ws.db.execute("DELETE FROM users WHERE id = ?", (uid,))  # keys, sessions, grants cascade
+        audit_refusals.close(ws)  # refusals counted so far are written before the erasure, not after it naming her
         report.audit_redacted = audit.redactable(ws, logged, before, after)
         if before <= after:  # a label the log has no end for: whose records might be theirs, none redacted
             report.untold = {a: _left(ws, a) for a in _log_accounts(ws, logged)}

@@ -46,6 +46,12 @@ class DatabaseDamaged(WorkspaceError):
         self.reason = reason
 
 
+class NewerSchema(WorkspaceError):
+    """A newer release migrated the workspace to a schema this one does not know (`newer_schema` names
+    both): no retry helps, only this process restarted with that release (the API's 503
+    `workspace_upgraded`, with no Retry-After)."""
+
+
 @dataclass
 class Workspace:
     settings: Settings
@@ -224,8 +230,8 @@ def _refuse_newer(db: sqlite3.Connection) -> None:
         return
     home = Path(next(r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main")).parent
     db.execute("ROLLBACK")
-    raise WorkspaceError(f"cannot write to the workspace {home}, which a newer release migrated while this process had "
-                         f"it open: {newer_schema(version)}, and restart this process with it; nothing was written")
+    raise NewerSchema(f"cannot write to the workspace {home}, which a newer release migrated while this process had "
+                      f"it open: {newer_schema(version)}, and restart this process with it; nothing was written")
 
 
 def truncate_wal(db: sqlite3.Connection, wait_ms: int | None = None) -> bool:
@@ -272,7 +278,7 @@ def schema_version(db: sqlite3.Connection) -> int:
     archivist wrote it (`newer_schema`)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
-        raise WorkspaceError(newer_schema(version))
+        raise NewerSchema(newer_schema(version))
     return version
 
 
