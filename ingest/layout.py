@@ -271,14 +271,22 @@ def ocr_lines(page, points_per_pixel: float) -> list[Line]:
     # The font size shows in the width per character better than in the box height, which varies
     # with the letters (ascenders, descenders, capitals): a 40 px bold title and 26 px body text get
     # boxes of one height, but characters twice as wide. Widths near the usual one count as it.
-    usual_height = middle([ln.box[3] - ln.box[1] for ln in page.lines])
-    usual_width = middle([(ln.box[2] - ln.box[0]) / len(ln.text) for ln in page.lines if len(ln.text) >= 4])
-    out = []
+    # The usual is the one most characters have (not most lines: a table's many short cells had made
+    # every line of prose on its page measure apart, and a line a little wider a heading).
+    usual_height = middle([ln.box[3] - ln.box[1] for ln in page.lines for _ in ln.text])
+    usual_width = middle([(ln.box[2] - ln.box[0]) / len(ln.text) for ln in page.lines if len(ln.text) >= 4 for _ in ln.text])
+    out, above = [], None  # above: the previous line's box and size
     for line in sorted(page.lines, key=lambda ln: (round(ln.box[1] / 8), ln.box[0])):
         x0, y0, x1, y1 = line.box
         box = (_frac(x0 / page.width), _frac(y0 / page.height), _frac(x1 / page.width), _frac(y1 / page.height))
         ratio = (x1 - x0) / len(line.text) / usual_width if usual_width and len(line.text) >= 4 else (y1 - y0) / max(usual_height, 1)
-        size = usual_height if abs(ratio - 1) <= 0.2 else usual_height * ratio
+        # A long line is prose within 30%: its capitals and spaces move its width per character that much.
+        size = usual_height if abs(ratio - 1) <= (0.3 if len(line.text) >= 40 else 0.2) else usual_height * ratio
+        if (above and size > usual_height and abs(size - above[1]) <= 0.15 * above[1]
+                and abs(x0 - above[0][0]) <= 0.01 * page.width and 0 <= y0 - above[0][3] <= 0.5 * (y1 - y0)
+                and not re.match(r"\d+(\.\d+)*\.?\s?[A-Z]", line.text)):  # a numbered line opens a heading of its own
+            size = above[1]  # a heading's next line, right under it: one font, measured a size apart ("FILES")
+        above = (line.box, size)
         out.append(Line(line.text, round(size * points_per_pixel, 1), height - y0 * points_per_pixel,
                         height - y1 * points_per_pixel, box))
     return reading_order(out)

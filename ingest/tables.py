@@ -215,17 +215,88 @@ def aligned_tables(lines: list[Line]) -> tuple[list[Table], set[int]]:
     lines, owner = _split(lines)
     rows = _rows(lines)
     tables, used = [], set()
-    start = 0
+    start = free = 0  # rows before `free` belong to a table already found
     while start < len(rows):
         count, spans = _grow(lines, rows, start)
+        if count > MIN_ROWS:  # the first row may be a header's upper line: the table starts under it
+            under, under_spans = _grow(lines, rows, start + 1)
+            if under == count - 1 and _above_header(lines, rows[start:start + count], under_spans):
+                start, count, spans = start + 1, under, under_spans
         table = _table(lines, rows[start:start + count], spans, gutter) if count >= MIN_ROWS else None
         if table is None:  # rows that keep to columns but are no table (running text) are passed over whole
             start += max(count, 1)
             continue
+        upper = _upper_header(lines, rows[free:start], rows[start], spans, table)
         tables.append(table)
-        used.update(owner[i] for row in rows[start:start + count] for i in row)
-        start += count
+        used.update(owner[i] for row in [*upper, *rows[start:start + count]] for i in row)
+        start = free = start + count
     return tables, used
+
+
+MAX_HEADER_LINES = 2  # lines a table's header may stand in above its last one
+
+
+def _above_header(lines: list[Line], rows: list[list[int]], spans: list[tuple[float, float]]) -> bool:
+    """Whether the first of a table's `rows` is the upper line of a two-line header, which
+    `_upper_header` then joins to the header under it (`spans`: the columns from the second row on):
+    a piece of it reaches over two columns (its words run into one OCR box, "Decompress Decompress
+    Corpus"), or it and the row under it hold no digit while every row further down does ("Compress"
+    over "usage" over "1200k"; as a header of its own it had made the header under it a data row)."""
+    if any(sum(lines[i].box[0] < b and lines[i].box[2] > a for a, b in spans) >= 2 for i in rows[0]):
+        return True
+    digits = [any(c.isdigit() for i in row for c in lines[i].text) for row in rows]
+    return not digits[0] and not digits[1] and all(digits[2:])
+
+
+def _upper_header(lines: list[Line], above: list[list[int]], header: list[int],
+                  spans: list[tuple[float, float]], table: Table) -> list[list[int]]:
+    """The rows just above a table's header (`above`, nearest last) that are the upper lines of its
+    header, joined into `table`'s first row, box and top ("Compress" over "usage": "Compress usage");
+    returns them. Such a line stands right over the next (less than half a line apart), is no taller
+    than the header, and each of its words lies over one column, or beyond the outer ones, never in
+    a gutter. Its words spread across the columns are often one piece of text (their gaps too narrow
+    to split the line, or one OCR box), so where each word stands is reckoned from its place in the
+    piece's text (`_words`). A caption or a sentence above the table has words in the gutters."""
+    taken: list[list[int]] = []
+    below = header
+    for row in reversed(above[-MAX_HEADER_LINES:]):
+        height = max(lines[i].box[3] - lines[i].box[1] for i in below)
+        top = min(lines[i].box[1] for i in below)
+        if (max(lines[i].box[3] - lines[i].box[1] for i in row) > 1.3 * height
+                or abs(top - max(lines[i].box[3] for i in row)) > 0.5 * height):  # OCR boxes may overlap
+            break
+        words = [w for i in row for w in _words(lines[i])]
+        columns = [_nearest(middle, spans) for _, middle in words]
+        if None in columns or len(set(columns)) < 2:
+            break
+        cells = [" ".join(w for (w, _), k in zip(words, columns) if k == column) for column in range(len(spans))]
+        table.rows[0] = [clean(f"{cell} {name}") for cell, name in zip(cells, table.rows[0])]
+        taken.insert(0, row)
+        below = row
+    if taken:
+        pieces = [lines[i] for row in taken for i in row]
+        table.top = max(table.top, *(ln.top for ln in pieces))
+        box = _around(pieces)
+        table.box, table.row_boxes[0] = (tuple((min, min, max, max)[k](a, b) for k, (a, b) in enumerate(zip(box, old)))
+                                         for old in (table.box, table.row_boxes[0]))
+    return taken
+
+
+def _words(line: Line) -> list[tuple[str, float]]:
+    """The words of a piece of text and the x (page fraction) of each one's middle, reckoned as
+    if every character were as wide as the others (a table's header is often set in a fixed-pitch font)."""
+    x0, _, x1, _ = line.box
+    text = line.text.strip()  # the box holds the characters that are not spaces
+    per_char = (x1 - x0) / max(len(text), 1)
+    return [(m[0], x0 + per_char * (m.start() + m.end()) / 2) for m in re.finditer(r"\S+", text)]
+
+
+def _nearest(x: float, spans: list[tuple[float, float]]) -> int | None:
+    """The column whose span holds `x`, the outer column for an `x` beyond it, None in a gutter."""
+    for k, (a, b) in enumerate(spans):
+        if a <= x <= b or (k == 0 and x < a) or (k == len(spans) - 1 and x > b):
+            return k
+    return None
 
 
 def _split(lines: list[Line]) -> tuple[list[Line], list[int]]:
