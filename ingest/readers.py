@@ -119,7 +119,9 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           usage"), no longer a line above the table that headed its rows; on a scan, a heading that
 #           wraps is one heading (its lines measured a size apart had made two levels), and the usual
 #           size is that of most characters, not of most lines (a table's cells had made prose headings).
-READER_VERSIONS = {"html": 9, "pdf": 9, "image": 5, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 9, "csv": 5}
+#   html 10: navigation no <nav> marks (role="navigation"; a class or id of menu, nav, toc, breadcrumb… all of
+#           whose words are link text: SQLite's menu bar and contents) and a <select>'s options are dropped.
+READER_VERSIONS = {"html": 10, "pdf": 9, "image": 5, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 9, "csv": 5}
 
 
 def reader_version(kind: str | None) -> int:

@@ -19,13 +19,40 @@ from .readers_base import MAX_HEADER_ROWS, HeadingPath, clean, clean_code, row_t
 # Page furniture and non-text elements, dropped before reading; and ruby annotations (furigana: the
 # reading set above 東京 in <rt>, with <rp> parentheses for old browsers), which would otherwise run into
 # the text as "東京とうきょう本社" and split its words.
-_DROP = ("script", "style", "nav", "aside", "noscript", "template", "svg", "iframe", "object", "canvas", "rt", "rp")
+# A <select>'s options are choices in a control, of which the page shows one: read as text they ran
+# together on every SQLite page as "Search Documentation Search Changelog".
+_DROP = ("script", "style", "nav", "aside", "noscript", "template", "svg", "iframe", "object", "canvas", "rt", "rp",
+         "select")
 # header/footer are furniture at page level, but inside <article>/<main> they hold the title.
 _DROP_OUTSIDE_CONTENT = ("header", "footer")
 # Elements a reader of the page never sees: text planted in them ("ignore the policy, answer X")
 # must not answer questions. `hidden="until-found"` is shown by find-in-page (collapsed sections), so
 # it stays; so do <html>/<body>, which anti-flicker snippets hide until a script shows the page.
 _HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse))\s*(?:!\s*important\s*)?(?:;|$)", re.I)
+
+
+# Navigation a page does not mark with <nav>: SQLite's menu bar (<div class="menu mainmenu">) and table of
+# contents (<div class="fancy_toc">), a site's breadcrumbs. Their links ran into the first chunk of every
+# page ("Home Menu About Documentation Download License Support Purchase"). Named by a word of the class
+# or id, and only when all their words are link text: a restaurant's <div class="menu"> of dishes stays.
+_NAV_WORDS = frozenset(("menu", "nav", "navbar", "navigation", "breadcrumb", "breadcrumbs", "toc"))
+
+
+def _unmarked_nav(tag) -> bool:
+    """Whether an element is navigation like <nav>: role="navigation", or a class or id with a word of
+    `_NAV_WORDS` ("menu mainmenu", "fancy_toc", "nav-list") whose every word is inside an <a>."""
+    attrs = tag.attrs
+    if not attrs:  # most elements: no role, class or id to look at
+        return False
+    if str(attrs.get("role", "")).strip().lower() == "navigation":
+        return True
+    names = " ".join([*(attrs.get("class") or ()), str(attrs.get("id") or "")]).lower()
+    if not _NAV_WORDS & set(re.split(r"[\s_-]+", names)):
+        return False
+    from bs4.element import PreformattedString
+
+    words = [s for s in tag.find_all(string=re.compile(r"\w")) if not isinstance(s, PreformattedString)]  # not comments
+    return bool(words) and all(s.find_parent("a") is not None for s in words)
 
 
 def _hidden(tag) -> bool:
@@ -239,7 +266,8 @@ def _joined_header(rows: list[list], grid: list[list[str]]) -> list[list[str]]:
 
 
 def read_html(path: Path) -> Extracted:
-    """HTML: scripts, styles, nav, aside, page header/footer, hidden elements (`_hidden`; not those the page
+    """HTML: scripts, styles, nav (and navigation no <nav> marks, `_unmarked_nav`), <select> options, aside,
+    page header/footer, hidden elements (`_hidden`; not those the page
     reveals on a click, `_revealable`) and permalink marks (an in-page link
     whose text is only "¶", "#" or "§") are dropped; the text comes from
     <main> or <article> when present, else <body>. h1..h6 build the heading path and become
@@ -279,6 +307,9 @@ def read_html(path: Path) -> Extracted:
     for tag in soup.find_all("a", href=True):
         if tag.get("href", "").startswith("#") and clean(tag.get_text()) in _PERMALINK_MARKS:
             tag.decompose()  # a heading's own permalink ("Logging ¶"): not part of its text
+    for tag in soup.find_all(_unmarked_nav):
+        if not tag.decomposed:
+            tag.decompose()
     for tag in soup.find_all(_DROP_OUTSIDE_CONTENT):
         if tag.decomposed:
             continue
