@@ -157,11 +157,11 @@ def set_password(ws: Workspace, name: str, password: str, *, by: str | None = No
 
 def change_password(ws: Workspace, name: str, current: str, password: str, *, keep_session: str | None = None,
                     revoke_keys: bool = False, device: str | None = None) -> dict:
-    """A signed-in user changing her own password in the app (the Account page): `current` must be her
-    password, checked as a sign-in checks it (the same wait after failures; `device` as there), so a
-    browser left signed in can neither take the account over nor guess the password faster than the
-    sign-in form. Then `set_password` as her, keeping `keep_session` (this browser's). Returns and
-    raises as set_password, and AuthError for a wrong current password."""
+    """A signed-in user changing her own password in the app (the Account page, an admin's own row on the
+    Admin page): `current` must be her password, checked as a sign-in checks it (the same wait after
+    failures; `device` as there), so a browser left signed in can neither take the account over nor
+    guess the password faster than the sign-in form. Then `set_password` as her, keeping `keep_session`
+    (this browser's). Returns and raises as set_password, and AuthError for a wrong current password."""
     if _check_password(ws, name, current, device=device) != name:  # her stored name, from core.current_user
         raise AuthError("wrong user name or password")
     return set_password(ws, name, password, by=name, keep_session=keep_session, revoke_keys=revoke_keys)

@@ -133,6 +133,7 @@ def test_the_admin_page_offers_to_revoke_the_keys_and_keeps_her_own_session(ws):
     assert auth.session_user(ws, ninas) is None and keys.user_for_key(ws, key) is None
 
     at.selectbox(key="edit-user").set_value("alice").run()
+    at.text_input(key="edit-pw-current-alice").set_value("alice-pass-1")  # her own: asked, as on the Account page
     at.text_input(key="edit-pw-alice").set_value("alice-pass-2")  # her keys not asked for: they stay
     at.button(key="FormSubmitter:set-password-alice-Set password").click().run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
@@ -264,10 +265,10 @@ def test_a_cookie_ticket_sets_httponly_cookies_once_and_only_over_its_route(ws):
         cleared = client.post(cookies.COOKIE_ROUTE, content=cookies.issue(("clear", "")))
     assert r.status_code == 204
     set_cookies = sorted(r.headers.get_list("set-cookie"))
-    assert set_cookies[0].startswith("archivist_device=the-device;") and set_cookies[1].startswith("archivist_session=the-token;")
+    assert set_cookies[1].startswith("archivist_device=the-device;") and set_cookies[0].startswith("__Host-archivist_session=the-token;")
     for line in set_cookies:
         assert {"HttpOnly", "SameSite=strict", "Secure", "Path=/"} <= {p.strip() for p in line.split(";")}, line
-    assert f"Max-Age={auth.SESSION_SECONDS}" in set_cookies[1]
+    assert f"Max-Age={auth.SESSION_SECONDS}" in set_cookies[0]  # over https the session's is `__Host-` (sorts first)
     assert again.status_code == made_up.status_code == 404 and "set-cookie" not in again.headers
     assert cleared.status_code == 204 and cleared.headers.get_list("set-cookie") == [
         'archivist_session=""; HttpOnly; Max-Age=0; Path=/; SameSite=strict']

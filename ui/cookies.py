@@ -6,7 +6,8 @@ that ever ran in the page (a Streamlit component, a hole in our escaping) could 
 token and use it elsewhere for 12 hours. Instead the page run that signs someone in leaves a
 one-time ticket here (`issue`), and a line of JavaScript posts the ticket (never the token) to
 COOKIE_ROUTE, which `ui/server.py` mounts on Streamlit's own server (`st.App`); its answer sets the
-cookies with `Set-Cookie: …; HttpOnly; SameSite=Strict` (and `Secure` over https). The browser sends
+cookies with `Set-Cookie: …; HttpOnly; SameSite=Strict` (and `Secure` and the session cookie's `__Host-`
+name over https, `session_cookie`). The browser sends
 them with the WebSocket's handshake, where `st.context.cookies` reads them (ui/core.py).
 
 A ticket opens nothing by itself, lives TICKET_SECONDS and is used up by the first post; it is only
@@ -22,11 +23,14 @@ import time
 import streamlit as st
 
 COOKIE = "archivist_session"
+SECURE_COOKIE = f"__Host-{COOKIE}"  # its name over https (`session_cookie`)
 DEVICE_COOKIE, DEVICE_SECONDS = "archivist_device", 180 * 86400  # auth.device_token: kept across sign-outs
 COOKIE_ROUTE = "/_archivist/cookie"  # below server.baseUrlPath; "_archivist" as Streamlit's own "_stcore"
 TICKET_SECONDS = 30.0  # the page posts its ticket as it renders: seconds are plenty
 
-_tickets: dict[str, tuple[float, tuple]] = {}  # ticket: (expiry, the `pending` of ui/core.sync_cookie)
+# ticket: (expiry, the `pending` of ui/core.sync_cookie); this process's only: several app processes need a
+# balancer sticky for the cookie route (docs/ui.md)
+_tickets: dict[str, tuple[float, tuple]] = {}
 _lock = threading.Lock()  # page runs are threads; the route runs on the server's event loop
 
 
@@ -36,6 +40,35 @@ def route_path() -> str:
 
     base = (config.get_option("server.baseUrlPath") or "").strip("/")
     return f"/{base}{COOKIE_ROUTE}" if base else COOKIE_ROUTE
+
+
+def session_cookie(https: bool) -> str:
+    """The session cookie's name for a page served over https or not. Over https it is `__Host-archivist_session`,
+    which a browser takes only from a secure page of this very host (Secure, Path=/, no Domain): a page of a
+    sibling subdomain cannot set it ("cookie tossing", which signed a signed-out visitor in as the tosser, her
+    uploads and questions going to his account). Over http no prefix is possible (a browser takes `__Host-`
+    only with Secure), so the plain name stays."""
+    return SECURE_COOKIE if https else COOKIE
+
+
+def over_https(page_url: str | None, headers, scheme: str = "http") -> bool:
+    """Whether the browser has the page over https: the scheme of `page_url` as the browser sees it (the cookie
+    post's Origin, a page run's st.context.url), else the request's own `scheme` or a proxy's X-Forwarded-Proto.
+    The route that sets the cookie and the page run that reads it decide alike, so the name set is the name
+    read, also behind a proxy that terminates TLS without saying so."""
+    from urllib.parse import urlsplit
+
+    seen = urlsplit(page_url or "").scheme
+    if seen in ("http", "https"):
+        return seen == "https"
+    return scheme == "https" or (headers.get("x-forwarded-proto") or "").split(",")[0].strip() == "https"
+
+
+def session_from(jar, page_url: str | None, headers) -> str | None:
+    """The session token among a browser's cookies `jar`, under the one name its page's scheme gives: over https
+    a plain `archivist_session`, which any page of the site may have set, is never read (`session_cookie`)."""
+    value = jar.get(session_cookie(over_https(page_url, headers)))
+    return value if isinstance(value, str) else None
 
 
 def issue(pending: tuple) -> str:
@@ -95,8 +128,8 @@ async def _posted_ticket(request, limit: int = 100) -> str:
 
 async def cookie_route(request):
     """POST COOKIE_ROUTE with a ticket as the body: 204 with the ticket's cookies set (HttpOnly,
-    SameSite=Strict, Secure over https), 404 for a ticket unknown, used or expired, or 403 from another
-    origin (`_same_origin`; the ticket stays unused)."""
+    SameSite=Strict, Secure and `__Host-` over https), 404 for a ticket unknown, used or expired, or 403 from
+    another origin (`_same_origin`; the ticket stays unused)."""
     from archivist import auth
     from starlette.responses import Response
 
@@ -106,13 +139,13 @@ async def cookie_route(request):
     if pending is None:
         return Response("no such ticket", status_code=404)
     action, token, *device = pending
-    https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
+    https = over_https(request.headers.get("origin"), request.headers, request.url.scheme)
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
 
     def cookie(name: str, value: str, age: int) -> None:
         response.set_cookie(name, value, max_age=age, path="/", secure=https, httponly=True, samesite="strict")
 
-    cookie(COOKIE, token, int(auth.SESSION_SECONDS) if action == "set" else 0)
+    cookie(session_cookie(https), token, int(auth.SESSION_SECONDS) if action == "set" else 0)
     for d in device:
         cookie(DEVICE_COOKIE, d, DEVICE_SECONDS)
     return response

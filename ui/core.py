@@ -137,7 +137,7 @@ def current_user() -> str | None:
     live = st.session_state.get("_token")
     token = live
     if token is None:
-        token = _cookie(cookies.COOKIE)
+        token = _session_cookie()
     name = auth.session_user(ws, token)
     if name is None:
         if live is not None:  # it was signed in during this browser session, and has ended since
@@ -159,6 +159,15 @@ def _cookie(name: str) -> str | None:
     except Exception:
         return None
     return value if isinstance(value, str) else None
+
+
+def _session_cookie() -> str | None:
+    """This browser's session token, under the cookie name its page's scheme gives (`cookies.session_from`:
+    over https only `__Host-archivist_session`), or None (none, or no browser context: tests)."""
+    try:
+        return cookies.session_from(st.context.cookies, st.context.url, st.context.headers)
+    except Exception:
+        return None
 
 
 def ended_note() -> str | None:

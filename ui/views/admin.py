@@ -27,12 +27,6 @@ def attempt(fn, *args, ok: str, warn=None, **kwargs) -> None:
         st.rerun()
 
 
-def set_own_password(password: str, revoke_keys: bool) -> None:
-    """Set the signed-in admin's own password, keeping this browser signed in (`core.stay_signed_in`)."""
-    auth.set_password(ws, me, password, by=me, keep_session=core.session_token(), revoke_keys=revoke_keys)
-    core.stay_signed_in()
-
-
 def _confirmed(verb: str, who: str, icon: str, warning: str, help: str | None = None, place: str = "user") -> bool:
     """"<Verb> <who>" asks first with `warning`; True once "Yes, <verb> <who>" is clicked ("Cancel" keeps).
     `place` keys the buttons: a page with two such buttons for one verb gives each its own."""
@@ -110,13 +104,17 @@ with users_tab:
         # a form: one click sends the typed password (a button beside a plain field needed a first
         # click to commit the field), and the field is emptied afterwards
         with st.form(f"set-password-{who}", clear_on_submit=True, border=False):
+            # her own asks for the current one, as the Account page does: a browser left signed in must not
+            # let whoever sits at it take the admin account over
+            own_pw = st.text_input("Your current password", type="password", key=f"edit-pw-current-{who}") \
+                if who == me else ""
             new_pw = st.text_input("New password", type="password", key=f"edit-pw-{who}")
             revoke = st.checkbox(f"Also revoke {'your' if who == me else 'their'} API keys", key=f"edit-revoke-{who}",
                                  help="when the password may have leaked, a key kept with it may have too")
             if st.form_submit_button("Set password"):
                 if who == me:  # her sessions in other browsers end, not this one's (core.stay_signed_in says why)
-                    attempt(set_own_password, new_pw, revoke, ok="Your password is set; your sessions in other browsers "
-                            "ended" + ("; your API keys were revoked" if revoke else ""))
+                    attempt(core.change_password, own_pw, new_pw, revoke, ok="Your password is set; your sessions "
+                            "in other browsers ended" + ("; your API keys were revoked" if revoke else ""))
                 else:
                     attempt(auth.set_password, ws, who, new_pw, by=me, revoke_keys=revoke, ok=f"Password of {who} set; "
                             "their sessions ended" + ("; their API keys were revoked" if revoke else ""))
