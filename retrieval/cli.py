@@ -29,10 +29,7 @@ def register(sub, common) -> None:
     p = common(sub.add_parser("search", help="retrieval only: ranked chunks with document, page and score"))
     p.add_argument("query", help="what to look for; '-' reads it from standard input")
     p.add_argument("-k", type=positive_int, default=10, help="results (default 10)")
-    p.add_argument("--collection", "-c", type=collection_arg, action="append", help="only this collection (repeatable)")
-    p.add_argument("--document", "-d", action="append", help="only this document, by name or id (repeatable)")
-    p.add_argument("--kind", action="append", choices=KINDS, metavar="KIND",
-                   help="only this file kind: " + ", ".join(KINDS) + " (repeatable)")
+    _scope_arguments(p)
     p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
@@ -40,7 +37,7 @@ def register(sub, common) -> None:
 
     p = common(sub.add_parser("ask", help="an answer from your documents, with citations"))
     p.add_argument("question", help="the question; '-' reads it from standard input (echo QUESTION | archivist ask -)")
-    p.add_argument("--collection", "-c", type=collection_arg, action="append")
+    _scope_arguments(p)
     p.add_argument("-k", type=positive_int, default=None, help="passages in the prompt (default 5)")
     p.add_argument("--adapter", default="active", help="adapter name, 'none' for the base model (default: the active one)")
     p.add_argument("--mode", choices=["auto", "generate", "extractive"], default=None,
@@ -48,6 +45,15 @@ def register(sub, common) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
     _dash_hint(p, "question")
+
+
+def _scope_arguments(parser) -> None:
+    """-c, -d and --kind, the same for search and ask: both filter with retrieval.search.search's
+    collections, documents and kinds, and _check_scope refuses a name the user may not read."""
+    parser.add_argument("--collection", "-c", type=collection_arg, action="append", help="only this collection (repeatable)")
+    parser.add_argument("--document", "-d", action="append", help="only this document, by name or id (repeatable)")
+    parser.add_argument("--kind", action="append", choices=KINDS, metavar="KIND",
+                        help="only this file kind: " + ", ".join(KINDS) + " (repeatable)")
 
 
 def _dash_hint(parser, name: str) -> None:
@@ -93,7 +99,7 @@ def _check_scope(ws, args) -> None:
 
     user = getattr(args, "user", None)
     check_collections(ws, user, args.collection)
-    missing = unreadable_document(ws, user, args.collection, getattr(args, "document", None))
+    missing = unreadable_document(ws, user, args.collection, args.document)
     if missing is not None:
         raise CLIError(f"no document {missing!r} you may read (see `archivist documents`)")
 
@@ -146,6 +152,25 @@ STATUS_LINE = {
 }
 
 
+def status_line(result, draft_shown: bool) -> str:
+    """The line under a plain `ask` answer: how sure it is and where its text comes from. The model's
+    sentences that the passages do not support are counted only where the user met that draft: a
+    generated answer is the rest of it, and a draft shown while it was written (`Draft.shown`) was
+    replaced. A quote after a draft nobody saw says nothing of it: "2 generated sentence(s) dropped"
+    under a quote spoke of text the user never saw (--json keeps the claims either way)."""
+    dropped = sum(1 for c in result.claims if c.get("claim", True) and not c["supported"])
+    how = {"generated": "written by the model; every claim found in its sources", "extractive": "quoted from the documents",
+           "not_found": "nothing relevant found"}[result.mode]
+    if result.unchecked:
+        how = "no sentence of the model's answer was found in the passages"
+    if result.mode == "generated":
+        how += f"; {dropped} generated sentence(s) dropped: the passages do not support them" if dropped else ""
+    elif draft_shown:
+        how += ("; this replaces the model's draft shown while it was written"
+                + (f": the passages do not support {dropped} of its sentence(s)" if dropped else ""))
+    return f"({STATUS_LINE[result.status]}; {how})"
+
+
 class Draft:
     """The generated text shown while it is written, on a terminal only, and erased before the
     checked answer is printed: unverified text never stays on screen as the answer. Not on a dumb
@@ -163,6 +188,11 @@ class Draft:
             self.text += piece
             self.out.write(piece)
             self.out.flush()
+
+    @property
+    def shown(self) -> bool:
+        """Whether any draft text reached the screen (erased since, but seen)."""
+        return self.live and bool(self.text)
 
     def erase(self) -> None:
         """Move the cursor back over the draft and clear it (wrapped lines counted at the terminal's width)."""
@@ -184,8 +214,9 @@ def cmd_ask(args) -> int:
     with open_ws(args) as ws:
         _check_scope(ws, args)
         try:
-            result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection, k=args.k,
-                         adapter=adapter, on_token=None if args.json else draft, mode=args.mode, surface="cli")
+            result = ask(ws, args.question, user=getattr(args, "user", None), collections=args.collection,
+                         documents=args.document, kinds=args.kind, k=args.k, adapter=adapter,
+                         on_token=None if args.json else draft, mode=args.mode, surface="cli")
         finally:
             draft.erase()
         _say_if_empty(ws, args)
@@ -193,13 +224,7 @@ def cmd_ask(args) -> int:
         emit_json(answer_json(result))
         return 0
     print(result.answer)
-    dropped = sum(1 for c in result.claims if c.get("claim", True) and not c["supported"])
-    how = {"generated": "written by the model; every claim found in its sources", "extractive": "quoted from the documents",
-           "not_found": "nothing relevant found"}[result.mode]
-    if result.unchecked:
-        how = "no sentence of the model's answer was found in the passages"
-    print(f"\n({STATUS_LINE[result.status]}; {how}"
-          + (f"; {dropped} generated sentence(s) dropped: the passages do not support them" if dropped else "") + ")")
+    print("\n" + status_line(result, draft.shown))
     if result.citations:
         print("\nSources:")
         for c in result.citations:
