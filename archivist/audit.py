@@ -81,6 +81,7 @@ KINDS = {
     "adapter.delete": "an admin deleted an adapter: its row and folder (its lineage is kept, deleted_adapters)",
     "adapter.exported": "an adapter was merged and exported (recorded before its files are written)",
     "adapter.export_failed": "an export recorded as begun did not complete (its partial files were removed)",
+    "retriever.started": "a retriever adaptation started as a job (the app's button): its collections, most chunks",
     "embedder.registered": "an embedder adapted to the documents was registered (finetune --target retriever)",
     "embedder.activated": "the workspace switched to another embedder after re-embedding every chunk",
     "embedder.delete": "an admin deleted an adapted embedder: its folder (embedders delete; the active one after re-embedding with the base)",

@@ -342,12 +342,14 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
     # who stopped it is on the record: a run's own `finetune.finished` names its owner, not an admin who cancelled it
     said = {"kind": job.kind, "owner": job.owner, "state": job.state}
     if job.state in ("queued", "interrupted"):
-        # not started yet, or nobody works on it: cancelled at once (a worker about to start it finds
-        # it no longer queued and stops); a run's own process, if it already started, gets SIGTERM
+        # not started yet, or nobody works on it: cancelled at once, a run's own process that started gets SIGTERM
+        # (a worker about to start it finds it no longer queued; one that started it since `get` is cancelled as running)
         with transaction(ws.db):
-            if ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW} "
-                             "WHERE id = ? AND state = ?", (job_id, job.state)).rowcount:
+            if took := ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW} "
+                                     "WHERE id = ? AND state = ?", (job_id, job.state)).rowcount:
                 audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
+        if not took:
+            return cancel(ws, job_id, user, wait)
         if job.kind in OWN_PROCESS and job.state == "queued" and job.pid not in (None, os.getpid()) and not _dead(ws, job):
             _terminate(job.pid)
         return _load(ws, job_id)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from archivist import access, audit
+from archivist.api.errors import without_paths
 from archivist.finetune.retriever import SyntheticSplit
 from archivist.settings import _f
 from archivist.workspace import Workspace
@@ -175,7 +176,10 @@ def finetune_reranker(ws: Workspace, cfg: RerankerConfig, user: str | None = Non
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
     }
-    path = save_learned(ws, name, manifest)
+    try:
+        path = save_learned(ws, name, manifest)
+    except FileExistsError as e:  # a name hidden from a member (`check_free`): the folder's path is the server's
+        raise FileExistsError(str(e) if access.is_admin(ws, user) else without_paths(str(e), ws.settings)) from None
     audit.record(ws, "reranker.registered", user=user, target=name,
                  detail={"collections": collections, "evaluation": evaluation["difference"]})
     return {"name": name, "path": str(path), **{k: manifest[k] for k in ("weights", "questions", "loss", "evaluation", "seconds")},

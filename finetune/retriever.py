@@ -405,13 +405,19 @@ def start_background(ws: Workspace, user: str | None, collections: list[str], ma
     user = access.current_user(ws, user)
     jobs.reconcile(ws)  # a run whose process died is no longer live
     with transaction(ws.db):  # checked and recorded under one write lock: two clicks never both pass
-        live = [j for j in jobs.every(ws, ("retriever",), states=jobs.LIVE) if j.owner == user]
-        if live:
-            raise ValueError(f"your retriever run {live[0].id} is {live[0].state}; wait for it to end, or cancel it "
-                             f"with `archivist jobs cancel {live[0].id}`")
+        _none_live(ws, user)
         job = jobs.create(ws, "retriever", user, spec={"collections": list(collections), "max_chunks": max_chunks})
     _spawn(ws, job.id)
     return job.id
+
+
+def _none_live(ws: Workspace, owner: str) -> None:
+    """Raise ValueError naming `owner`'s queued or running retriever job (call it in a transaction,
+    with the write that makes another live: a start or a resume)."""
+    live = [j for j in jobs.every(ws, ("retriever",), states=jobs.LIVE) if j.owner == owner]
+    if live:
+        raise ValueError(f"your retriever run {live[0].id} is {live[0].state}; wait for it to end, or cancel it "
+                         f"with `archivist jobs cancel {live[0].id}`")
 
 
 def log_of(ws: Workspace, job_id: str) -> Path:
@@ -434,15 +440,22 @@ def _spawn(ws: Workspace, job_id: str) -> None:
 
 def resume_job(ws: Workspace, job_id: str, user: str | None = None) -> None:
     """Run `user`'s interrupted, failed or cancelled retriever job again from the start (it keeps no
-    checkpoint), in the background, as its owner. Raises LookupError, JobError (live or done)."""
-    jobs.requeue(ws, job_id, user)
+    checkpoint), in the background, as its owner. Raises LookupError, JobError (live or done), and
+    ValueError while its owner has another live (resuming cut-short runs is no way past one at a time)."""
+    owner = jobs.get(ws, job_id, user).owner  # LookupError for another's, before anything is told of hers
+    jobs.reconcile(ws)
+    with transaction(ws.db):
+        _none_live(ws, owner)
+        jobs.requeue(ws, job_id, user)
     _spawn(ws, job_id)
 
 
 def run_job(ws: Workspace, job_id: str) -> dict:
     """The background process's work: take queued job `job_id`, train as its owner with its spec,
     and end it done with the report, or failed with the reason (then re-raised, for the log)."""
-    job = jobs.start(ws, job_id)
+    with transaction(ws.db):  # the run starts with its audit record, or not at all (as an LLM's `finetune.started`)
+        job = jobs.start(ws, job_id)
+        audit.record(ws, "retriever.started", user=job.owner, target=job_id, detail=job.spec)
     try:
         with jobs.keep_alive(ws, job_id):
             cfg = RetrieverConfig(collections=job.spec.get("collections"), max_chunks=job.spec.get("max_chunks", 4000))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from archivist import access
+from archivist import access, jobs
 from archivist import adapters as adapter_registry  # `adapters` below is the listing
 from archivist.api.errors import without_paths
 from archivist.finetune import dataset_store, datasets, runs
@@ -303,6 +303,20 @@ with retriever_tab:
             st.success(f"Started in the background as job {job_id} (`archivist jobs`; stop it with `archivist jobs cancel "
                        f"{job_id}`): the embedder is listed below when it is done (on a CPU this can take a long while)."
                        + (f" Its log: {retriever.log_of(ws, job_id)}" if admin else ""))
+    r_jobs = jobs.list_jobs(ws, user, ("retriever",), limit=20)  # her own; an admin: everyone's
+    if r_jobs:
+        st.dataframe(core.plain_frame(pd.DataFrame([{
+            "job": j.id, **({"owner": j.owner} if admin else {}), "state": j.state,
+            "started": core.when(j.started_at),
+            "message": shown(j.error or j.message or (j.result or {}).get("name")) or ""} for j in r_jobs])),
+            hide_index=True, width="stretch")
+    r_live = [j.id for j in r_jobs if j.live]
+    if r_live:
+        r_stop = st.selectbox("Queued or running retriever job", r_live, key="rt-job-pick")
+        if st.button("Cancel job", key="rt-cancel", icon=":material/stop:"):
+            with st.spinner("Stopping it…"):  # its process gets SIGTERM; it keeps no checkpoint
+                jobs.cancel(ws, r_stop, user, wait=10)
+            st.rerun()
     embedders = list_embedders(ws, user)
     if embedders:
         st.dataframe(core.plain_frame(pd.DataFrame([{"name": e["name"], "active": e["active"], "stale": e.get("stale") or "",
