@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.archivist-installed
 HOME_DIR ?= archivist-data
-PORT   ?= 8501
+# empty: `archivist ui` serves on 8501, or on the next free port when that one is taken; PORT=N: N, or an error
+PORT   ?=
 # the bundled sample documents (samples/ also holds their README and gold questions, not ingested)
 SAMPLE_DOCS := $(filter-out %.jsonl %.md,$(wildcard samples/*)) samples/oncall-runbook.md samples/product-meeting-2025-04-02.md
 export HF_HUB_OFFLINE ?= 1
@@ -40,10 +41,10 @@ ingest-samples: install
 
 run: install ingest-samples
 	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ask "How many weeks of paid parental leave does policy HR-17 give?"
-	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui $(if $(PORT),--port $(PORT))
 
 ui: install
-	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui --port $(PORT)
+	ARCHIVIST_HOME=$(HOME_DIR) $(BIN)/archivist ui $(if $(PORT),--port $(PORT))
 
 # Debian packages the tests need, installed when missing (skipped when apt is unavailable):
 # chromium for the browser tests; real Debian PDFs for the readers: glpk-doc (TeX math fonts pdfminer cannot

@@ -9,6 +9,7 @@ given here wins, else STREAMLIT_SERVER_* variables and .streamlit/config.toml ap
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -59,11 +60,46 @@ def streamlit_command(port: int | None = None, address: str | None = None, headl
     return cmd
 
 
+def serving_port(port: int | None = None, address: str | None = None, env: dict | None = None) -> int:
+    """The port the app will serve on, found free before the workspace is touched. Left to Streamlit, a
+    busy 8501 was skipped for the next free port while this command printed 8501, so a newcomer opened
+    another app there (another workspace's, whose form refused her setup code); and a chosen port in use
+    failed only after a new setup code had replaced the one the running app printed. A port chosen
+    (--port, STREAMLIT_SERVER_PORT, .streamlit/config.toml) must be free, else CLIError; otherwise the
+    first free one from 8501, passed to Streamlit as chosen."""
+    from streamlit import config
+
+    env = os.environ if env is None else env
+    config.get_config_options()  # reads .streamlit/config.toml, here and in ~
+    chosen = port or env.get("STREAMLIT_SERVER_PORT") or (config.get_option("server.port")
+                                                          if config.is_manually_set("server.port") else None)
+    host = address or env.get("STREAMLIT_SERVER_ADDRESS") or "127.0.0.1"  # as streamlit_command chooses it
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+    except OSError as e:
+        raise CLIError(f"cannot serve on {host}: {e.strerror or e}") from None
+    if chosen and not (str(chosen).isdigit() and 0 < int(chosen) < 65536):
+        raise CLIError(f"port {chosen!r} is not a port number (1 to 65535)")
+    for candidate in [int(chosen)] if chosen else range(8501, 8601):
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Streamlit binds it
+                probe.bind((where[0], candidate, *where[2:]))
+            return candidate
+        except OSError as e:
+            if chosen:
+                raise CLIError(f"cannot serve on {host} port {candidate}: {e.strerror or e} (another app, an earlier "
+                               "`archivist ui`, may hold it: stop it, or pass --port)") from None
+    raise CLIError(f"no free port on {host} from 8501 to 8600: pass --port")
+
+
 def cmd_ui(args) -> int:
     from archivist import auth
     from archivist.retrieval.repair import open_checked
 
     s = settings_from(args)
+    env = dict(os.environ)
+    port = serving_port(args.port, args.address, env)  # before a setup code replaces a running app's
     with open_checked(s) as ws:  # fail here, in the terminal, rather than in the browser
         try:
             created = auth.admin_from_env(ws)
@@ -72,18 +108,18 @@ def cmd_ui(args) -> int:
         fresh, locked = auth.first_admin_form_open(ws), auth.needs_first_admin(ws)
         # a dry run issues no code: it would replace the one a running app printed
         code = auth.issue_setup_code(ws) if fresh and not args.dry_run else None
-    env = dict(os.environ)
     env["ARCHIVIST_HOME"] = str(s.home.resolve())
     for key in ("llm", "embedder", "device", "cache"):
         if getattr(args, key, None) is not None:
             env[f"ARCHIVIST_{key.upper()}"] = str(getattr(s, key))
     env.setdefault("HF_HUB_OFFLINE", "1")
-    cmd = streamlit_command(args.port, args.address, args.headless, s.max_file_mb, env)
+    cmd = streamlit_command(port, args.address, args.headless, s.max_file_mb, env)
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    port = args.port or env.get("STREAMLIT_SERVER_PORT") or 8501
     host = args.address or env.get("STREAMLIT_SERVER_ADDRESS") or "localhost"
+    from streamlit import config  # read by serving_port; a base URL path is part of the address (else a 404)
+    base = (env.get("STREAMLIT_SERVER_BASE_URL_PATH") or config.get_option("server.baseUrlPath") or "").strip("/")
     print(f"archivist: workspace {s.home.resolve()}", file=sys.stderr)
     if created:
         print(f"archivist: created admin {created['name']!r} from ARCHIVIST_ADMIN_USER", file=sys.stderr)
@@ -91,7 +127,7 @@ def cmd_ui(args) -> int:
         print(auth.setup_code_line(code), file=sys.stderr)
     elif locked:
         print(f"archivist: {auth.FIRST_ADMIN_FROM_ENV}", file=sys.stderr)
-    print(f"archivist: serving http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}", file=sys.stderr)
+    print(f"archivist: serving http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}/{base}".rstrip("/"), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(cmd[0], cmd, env)
