@@ -105,7 +105,7 @@ def test_vllm_serves_two_adapters_to_concurrent_requests_without_mixing(llm, vll
     concurrent_adapters_do_not_mix(remote, llm.path, tmp_path, max_new_tokens=16, rounds=2)
     served = {m["id"] for m in httpx.get(vllm["url"] + "/v1/models").json()["data"]}
     # one, two, and the null adapter the base model is asked through (llm_remote.RemoteLLM.base_model)
-    assert set(remote.adapters.values()) <= served and {n for n, _ in remote.adapters} == {"one", "two", "base"}
+    assert set(remote.adapters.values()) <= served and {key[0] for key in remote.adapters} == {"one", "two", "base"}  # Adapter.key: (name, folder, registered)
 
 
 def test_base_requests_batched_with_adapter_requests_get_no_adapter(llm, vllm, tmp_path):
