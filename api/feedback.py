@@ -4,6 +4,9 @@ down, or a correction, on an assistant message of one of the caller's own conver
     POST /v1/feedback      {"message_id", "rating": 1 | -1 | 0, "correction"}: the first makes the
                            message's feedback, later ones change it (as a second click on a thumb)
     GET  /v1/feedback      the caller's feedback, newest first (an admin: everyone's)
+    GET  /v1/feedback/review               an admin's: the corrections awaiting review, oldest first
+    POST /v1/feedback/{id}/review          an admin's: {"review": "approved" | "rejected"}; only an
+                           approved correction is training data (archivist/feedback.py `review_correction`)
 
 The question, the answer and its passages are the ones stored with the message, never the client's
 words: the passages name the collections a fine-tuned adapter's lineage will hold, so a client must
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,6 +88,28 @@ def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: s
     [row] = feedback.list_feedback(ws, who, mine_only=True, ids=[fid])
     # through the model, as GET's rows are: the same fields (`withheld` null) whichever route answers
     return JSONResponse(FeedbackOut.model_validate(_out(row, m["id"])).model_dump(mode="json"), status_code=201 if new else 200)
+
+
+class ReviewRequest(S._Open):
+    model_config = ConfigDict(extra="forbid")
+    review: Literal["approved", "rejected"] = Field(description="approved: a fine-tune may learn the correction")
+
+
+@router.get("/v1/feedback/review", response_model=FeedbackList, responses=responses(403))
+def pending_route(ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """The corrections awaiting an admin's review, oldest first (`archivist feedback review`); read on the
+    audit log as GET /v1/feedback's rows are (`feedback.read`)."""
+    rows = feedback.pending_corrections(ws, who)
+    audit.others_read(ws, who, "api", "feedback", [(f["id"], f["user"]) for f in rows])
+    return {"object": "list", "data": [_out(f) for f in rows]}
+
+
+@router.post("/v1/feedback/{feedback_id}/review", responses=responses(403, 404))
+def review_route(body: ReviewRequest, feedback_id: int = Path(ge=1, le=S.ROW_ID_MAX),
+                 ws: Workspace = Depends(workspace), who: str = Depends(user)):
+    """An admin approves or rejects a correction as training data (`archivist feedback review --approve/--reject`)."""
+    feedback.review_correction(ws, who, feedback_id, approve=body.review == "approved")
+    return {"object": "feedback.review", "id": feedback_id, "review": body.review}
 
 
 def _message(ws: Workspace, who: str, message_id: int) -> dict:

@@ -69,6 +69,7 @@ KINDS = {
     "document.viewed": "a document's whole text was shown (the app's Documents page; first view per session and version)",
     "feedback.given": "a user rated an answer or wrote a correction (the words stay in the feedback table)",
     "feedback.changed": "a user changed their rating or correction",
+    "feedback.reviewed": "an admin approved or rejected a member's correction as training data (archivist feedback review)",
     "evaluation.stored": "an evaluation run's results were stored (archivist eval, the Evaluation page)",
     "feedback.read": "an admin was shown other users' feedback (GET /v1/feedback): which rows, whose",
     "evaluation.read": "an admin read another user's stored evaluation (eval answers --compare RUN, the Evaluation page)",

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "archivist.ui.cli",
     "archivist.api.cli",
     "archivist.audit_cli",
+    "archivist.feedback_cli",
     "archivist.backup",
 ]
 

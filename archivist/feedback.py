@@ -8,6 +8,10 @@ Feedback is its author's: a member sees, and fine-tunes on, their own rows; an a
 fine-tunes on everyone's (the questions people asked and what they wrote are theirs, like their
 conversations).
 
+A correction is training data only once an admin approved it (`review_correction`, `archivist feedback
+review`): the adapter an admin trains answers everyone, and one member's unread words would teach it
+to all. An admin's own corrections are approved as written; a changed correction waits again.
+
 Every passage is stored with its text, document and collection as they were when the answer was
 given: an adapter trained on the feedback names those collections in its lineage even after the
 document is deleted or re-ingested, and who may use the adapter follows from them.
@@ -88,6 +92,7 @@ def record_feedback(
             "VALUES (?,?,?,?,?,?,?,?,?)",
             (uid, collection, question, answer or "", rating, correction, _citations_json(citations, collection), adapter,
              message_id)).lastrowid
+        _review_anew(ws, fid, who, correction)
         # what was given, not its words: the question and correction stay in the feedback table
         audit.record(ws, "feedback.given", user=who, target=str(fid), detail={
             "rating": rating, "correction": correction is not None, "collection": collection, "message_id": message_id})
@@ -114,9 +119,46 @@ def update_feedback(ws: Workspace, feedback_id: int, user: str | None, rating: i
     with transaction(ws.db):
         ws.db.execute("UPDATE feedback SET rating = ?, correction = ?, message_id = COALESCE(message_id, ?) WHERE id = ?",
                       (new_rating, new_correction, message_id, feedback_id))
+        if new_correction != row["correction"]:  # an approval was of the words approved, not of these
+            _review_anew(ws, feedback_id, who, new_correction)
         if (new_rating, new_correction) != (row["rating"], row["correction"]):  # the same again changes nothing
             audit.record(ws, "feedback.changed", user=who, target=str(feedback_id),
                          detail={"rating": new_rating, "correction": new_correction is not None})
+
+
+def _review_anew(ws: Workspace, feedback_id: int, who: str, correction: str | None) -> None:
+    """Forget the review of a correction just written or changed: it waits for an admin's review, unless
+    its author is an admin (approved by them) or it is gone."""
+    ws.db.execute("DELETE FROM feedback_reviews WHERE feedback_id = ?", (feedback_id,))
+    if correction and access.is_admin(ws, who):
+        ws.db.execute("INSERT INTO feedback_reviews(feedback_id, review, reviewed_by) "
+                      "SELECT ?, 'approved', id FROM users WHERE name = ?", (feedback_id, who))
+
+
+def pending_corrections(ws: Workspace, user: str | None = None) -> list[dict]:
+    """The corrections awaiting an admin's review, oldest first, as `list_feedback` shows them to admin `user`.
+    Raises AccessDenied for a member: reviewing is an admin's."""
+    who = access.require_admin(ws, user, "review corrections")
+    ids = [r[0] for r in ws.db.execute(
+        "SELECT f.id FROM feedback f LEFT JOIN feedback_reviews r ON r.feedback_id = f.id "
+        "WHERE r.feedback_id IS NULL AND trim(COALESCE(f.correction, '')) != ''")]
+    return sorted(list_feedback(ws, who, ids=ids), key=lambda f: f["id"])
+
+
+def review_correction(ws: Workspace, user: str | None, feedback_id: int, approve: bool) -> None:
+    """Admin `user` approves (training may use it) or rejects (it may not) the correction of feedback
+    `feedback_id`; a second decision replaces the first. Raises AccessDenied for a member, LookupError
+    when the feedback does not exist or holds no correction."""
+    who = access.require_admin(ws, user, "review corrections")
+    row = ws.db.execute("SELECT correction FROM feedback WHERE id = ?", (feedback_id,)).fetchone() \
+        if 0 < feedback_id < 2 ** 63 else None  # past SQLite's integers: no such row, not an OverflowError
+    if row is None or not (row["correction"] or "").strip():
+        raise LookupError(f"feedback {feedback_id} holds no correction to review" if row else f"no feedback {feedback_id}")
+    review = "approved" if approve else "rejected"
+    with transaction(ws.db):
+        ws.db.execute("INSERT OR REPLACE INTO feedback_reviews(feedback_id, review, reviewed_by) "
+                      "SELECT ?, ?, id FROM users WHERE name = ?", (feedback_id, review, who))
+        audit.record(ws, "feedback.reviewed", user=who, target=str(feedback_id), detail={"review": review})
 
 
 def check_correction(correction: str | None) -> None:
@@ -223,12 +265,14 @@ def passages_of(ws: Workspace, document: str, collection: str) -> list[str]:
 def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:
     """The feedback rows a fine-tune by `user` can learn from (a thumbs up, or a correction), oldest
     first: [{id, collection, question, answer, rating, correction, citations, message_id, adapter,
-    answered_at (when the rated answer was written, for `conversations.answer_sources`)}]. A
+    answered_at (when the rated answer was written, for `conversations.answer_sources`), review (of its
+    correction: 'approved', 'rejected' or None, awaiting one)}]. A
     member's own rows only; an admin's, everyone's. Callers also check access per row (finetune.datasets.
     examples_from_feedback keeps only rows whose passages, and what the rated answer drew on, the user may read)."""
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, f.message_id, "
-           "f.adapter, COALESCE(m.created_at, f.created_at) AS answered_at FROM feedback f "
+           "f.adapter, COALESCE(m.created_at, f.created_at) AS answered_at, r.review FROM feedback f "
+           "LEFT JOIN feedback_reviews r ON r.feedback_id = f.id "
            "LEFT JOIN messages m ON m.id = f.message_id LEFT JOIN users u ON u.id = f.user_id WHERE (f.rating > 0 OR (f.correction IS NOT NULL AND trim(f.correction) != ''))")
     params: list = []
     if not access.is_admin(ws, who):

@@ -315,4 +315,19 @@ MIGRATIONS: list[str] = [
             ELSE json_object('registered_at', old.created_at) END);
     END;
     """,
+    # 17: a member's correction is training data only once an admin approved it (archivist/feedback.py
+    # `review_correction`): one member's words had gone unread into the adapter that answers everyone. A table
+    # of its own, not columns, so it runs again (tests downgrade by user_version); an admin's own corrections
+    # stored before count as approved by them, as those written from now on do.
+    """
+    CREATE TABLE IF NOT EXISTS feedback_reviews (
+        feedback_id INTEGER PRIMARY KEY REFERENCES feedback(id) ON DELETE CASCADE,
+        review TEXT NOT NULL CHECK (review IN ('approved', 'rejected')),
+        reviewed_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        reviewed_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    );
+    INSERT OR IGNORE INTO feedback_reviews(feedback_id, review, reviewed_by)
+        SELECT f.id, 'approved', f.user_id FROM feedback f JOIN users u ON u.id = f.user_id
+        WHERE u.role = 'admin' AND trim(COALESCE(f.correction, '')) != '';
+    """,
 ]

@@ -36,6 +36,8 @@ GENERATORS = ("extractive", "llm", "both")
 # what `archivist finetune` and the fine-tune page learn from when not told: the documents, plus the
 # chat's feedback when there is any (no feedback adds no example, and is no error)
 DEFAULT_SOURCES = ("docs", "feedback")
+# why a correction is not learned yet, in the manifest's feedback.skipped and the builder's warning
+UNREVIEWED = "correction awaiting an admin's review"
 
 
 def strip_citations(text: str) -> str:
@@ -220,7 +222,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
     answer is left out too, its collections being unknown). With `collections` chosen, a row that would draw on
     another collection the user may read is left out as "not chosen" (the dataset's lineage names only those).
     Returns (examples, stats {"used": [ids], "skipped": {reason: count}, "drew_on": [collections]}): the
-    collections the used rows' answers drew on, cited or not, which the dataset's lineage names too."""
+    collections the used rows' answers drew on, cited or not, which the dataset's lineage names too. A
+    correction an admin has not approved is left out, its row with it, and counted (UNREVIEWED, or rejected)."""
     from archivist.retrieval.answer import build_messages
     from archivist.retrieval.hits import load_hits
     from archivist.retrieval.search import search
@@ -242,6 +245,9 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
         return "not readable" if outside - readable else "not chosen"
 
     for r, cits in zip(rows, cited):
+        if (r["correction"] or "").strip() and r["review"] != "approved":  # feedback.review_correction: why
+            skip(UNREVIEWED if r["review"] is None else "correction rejected by an admin")
+            continue
         if r["collection"] and r["collection"] not in chosen:
             skip(f"collection {why({r['collection']})}")
             continue
@@ -286,6 +292,8 @@ def examples_from_feedback(ws: Workspace, user: str | None = None, collections: 
                            passages=[p.chunk_id for p in passages], collections=[p.collection for p in passages]))
         used.append(r["id"])
         drawn |= took
+    if skipped.get(UNREVIEWED):
+        log.warning("%d correction(s) left out: %s (`archivist feedback review`)", skipped[UNREVIEWED], UNREVIEWED)
     return out, {"used": used, "skipped": skipped, "drew_on": sorted(drawn)}
 
 

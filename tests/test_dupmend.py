@@ -326,6 +326,7 @@ def test_a_saved_dataset_whose_text_holds_a_line_separator_loads_and_is_erased_f
     asked = "Where does the quartermaster hide the key?\u2028(asked for the night shift)"
     fid = feedback.record_feedback(ws, "rita", asked, "I do not know.", rating=-1,
                                    correction="Under the ninth flagstone of Vintry Lane.\x85", collection="default")
+    feedback.review_correction(ws, None, fid, approve=True)  # a member's correction is learned once an admin approved it
     ds = datasets.build_dataset(ws, ["feedback"], user="admin", embedder=embedder, progress=False, name="fb")
     assert fid in ds.manifest["feedback"]["used"]
     loaded = dataset_store.load_dataset(ws, "fb", None)

@@ -161,6 +161,7 @@ def test_building_a_dataset_is_recorded_with_who_what_and_which_feedback(ws, emb
     access.grant(ws, "alice", "tools", "read")
     fid = feedback.record_feedback(ws, "alice", "Which exit status means a file could not be opened?", "0",
                                    rating=-1, correction="Exit status 2.", collection="tools")
+    feedback.review_correction(ws, None, fid, approve=True)  # a member's correction is learned once an admin approved it
     ds = build_dataset(ws, ["docs", "feedback"], user="alice", embedder=embedder)
     rows = audit.read(ws, by="admin", action="dataset.built")
     assert len(rows) == 1

@@ -61,6 +61,7 @@ def _mara(ws, embedder, tmp_path) -> dict:
     mid = conversations.add_message(ws, cid, "mara", "assistant", "Managers never see a diagnosis [1].", citations=cits)
     fid = feedback.record_feedback(ws, "mara", ASKED, "Managers never see a diagnosis [1].", rating=-1,
                                    correction=CORRECTED, citations=cits, collection="hr", message_id=mid)
+    feedback.review_correction(ws, None, fid, approve=True)  # a member's correction is learned once an admin approved it
     cid2 = conversations.start_conversation(ws, "mara")
     conversations.add_message(ws, cid2, "mara", "user", CHATTED)
     job = jobs.create(ws, "upload", "mara", spec={"collection": "hr", "user": "mara"})

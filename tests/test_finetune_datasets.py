@@ -127,7 +127,7 @@ def test_only_collections_the_user_may_read_are_used(corpus, embedder):
 
 
 def test_feedback_rated_up_and_corrections_become_examples(corpus, embedder):
-    from archivist.feedback import record_feedback
+    from archivist.feedback import record_feedback, review_correction
 
     ws = corpus
     hits = load_hits(ws, [r[0] for r in ws.db.execute("SELECT id FROM chunks ORDER BY id")])
@@ -139,6 +139,7 @@ def test_feedback_rated_up_and_corrections_become_examples(corpus, embedder):
     up = record_feedback(ws, "bob", "How many days of leave?", "You get 30 days [2].", rating=1, citations=cites, collection="hr")
     fixed = record_feedback(ws, "bob", "How fast are pages answered?", "Within an hour [4].", rating=-1,
                             correction="Pages are answered within 15 minutes [4].", citations=cites, collection="hr")
+    review_correction(ws, None, fixed, approve=True)  # a member's correction is learned once an admin approved it
     record_feedback(ws, "bob", "Who is on call?", "Nobody [2].", rating=-1, citations=cites, collection="hr")  # no correction: skipped
     record_feedback(ws, "bob", "What does the CEO earn?", "EUR 410,000 [1].", rating=1, collection="secret",  # read access since revoked
                     citations=[{"n": 1, "chunk_id": secret.chunk_id, "text": secret.text}])

@@ -170,8 +170,9 @@ def test_adapters_registered_during_or_after_a_persons_erase_are_stale(ws, embed
     ingest_texts(ws, embedder, tmp_path / "docs", {"hr": {"bonus.md": BONUS}})
     auth.create_user(ws, "mara", "mara-pass-12", by="admin")
     access.grant(ws, "mara", "hr", "read", by="admin")
-    feedback.record_feedback(ws, "mara", "How big is the bonus pool?", "EUR 4.2 million [1].", rating=-1,
-                             correction="It is EUR 4.2 million, but Quentaro says it may shrink.", collection="hr")
+    fid = feedback.record_feedback(ws, "mara", "How big is the bonus pool?", "EUR 4.2 million [1].", rating=-1,
+                                   correction="It is EUR 4.2 million, but Quentaro says it may shrink.", collection="hr")
+    feedback.review_correction(ws, None, fid, approve=True)  # a member's correction is learned once an admin approved it
     ds = datasets.build_dataset(ws, ["feedback"], user="admin", embedder=embedder, progress=False, name="fb")
     saved = tmp_path / "lora"
     saved.mkdir()

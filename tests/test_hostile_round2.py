@@ -83,8 +83,9 @@ def test_retrain_runs_as_whoever_asks_not_as_the_first_trainer(crew, cli):
                 "text": "The planned layoffs affect 120 people in the Quokka division in March."}]
     feedback.record_feedback(crew, "admin", "How many layoffs are planned?", "120 people [1]", 1,
                              correction="ADMIN-ONLY: the list includes Mr. Smith.", citations=passage, collection="hr")
-    feedback.record_feedback(crew, "rita", "Which division has layoffs?", "Quokka [1]", 1,
-                             correction="RITA: the Quokka division.", citations=passage, collection="hr")
+    fid = feedback.record_feedback(crew, "rita", "Which division has layoffs?", "Quokka [1]", 1,
+                                   correction="RITA: the Quokka division.", citations=passage, collection="hr")
+    feedback.review_correction(crew, None, fid, approve=True)  # a member's correction is learned once an admin approved it
     r = cli("finetune", "--retrain", "hr-v1", "--prepare-only", "--json", env={"ARCHIVIST_USER": "rita"})
     assert r.returncode == 2 and "rita may not retrain hr-v1" in r.stderr, r.stderr
     lineage = {"dataset": {"name": "d"}, "collections": ["hr"], "documents": [{"collection": "hr"}],

@@ -163,8 +163,9 @@ def test_a_revoked_member_s_feedback_stays_in_an_admin_s_dataset_and_out_of_thei
     oncall = ws.db.execute("SELECT c.id, c.text, d.path FROM chunks c JOIN documents d ON d.id = c.document_id "
                            "JOIN collections k ON k.id = d.collection_id WHERE k.name = 'ops'").fetchone()
     passage = {"chunk_id": oncall[0], "n": 1, "text": oncall[1], "document": oncall[2], "collection": "ops"}
-    feedback.record_feedback(ws, "bob", "What is the on-call allowance?", "EUR 200 per week.", -1,
-                             correction="EUR 250 per week [1].", citations=[passage], collection="ops")
+    fid = feedback.record_feedback(ws, "bob", "What is the on-call allowance?", "EUR 200 per week.", -1,
+                                   correction="EUR 250 per week [1].", citations=[passage], collection="ops")
+    feedback.review_correction(ws, None, fid, approve=True)  # learned once an admin approved it
     access.revoke(ws, "bob", "ops")
     admins = datasets.build_dataset(ws, ["feedback"], user="admin", eval_fraction=0.0)
     assert [e.answer for e in admins.train if e.source == "feedback"] == ["EUR 250 per week."]

@@ -47,7 +47,7 @@ def test_a_schema_13_workspace_read_by_older_readers_upgrades_without_losing_acc
     r = cli("ingest", folder, "--collection", "hr", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "1 updated" in r.stdout and "0 embedded" in r.stdout, r.stdout  # read again, no vector recomputed
-    assert ws.db.execute("PRAGMA user_version").fetchone()[0] == 16  # 14, then 15 and 16 (deleted adapters' lineage)
+    assert ws.db.execute("PRAGMA user_version").fetchone()[0] == 17  # 14, 15 and 16 (deleted adapters' lineage), 17 (reviews)
     assert [r[0] for r in ws.db.execute("SELECT reader FROM documents")] == [reader_version("markdown")]
     now = {r[0]: r[1] for r in ws.db.execute("SELECT text, embedding FROM chunks")}
     assert now == vectors  # the same passages, each with the vector it had

@@ -69,7 +69,8 @@ def _rate(m: dict, key: str) -> None:
 
 # What a rating or correction may become: said where it is written (docs/access.md, "feedback as training data").
 FEEDBACK_USE = ("Your question, the answer and what you write here can teach the model that answers everyone "
-                "who may read these documents, when an administrator fine-tunes on feedback.")
+                "who may read these documents, when an administrator fine-tunes on feedback; a correction only "
+                "once an administrator has approved it (a changed one waits again).")
 
 
 def _save_feedback(m: dict, rating: int | None = None, correction: str | None = None) -> None:
