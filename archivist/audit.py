@@ -1,4 +1,5 @@
-"""The audit log: the one module that touches the `audit` and `audit_state` tables.
+"""The audit log: the one module that writes its records (`record`; audit_retention.py purges old ones,
+audit_refusals.py counts repeated refusals before they are written, through `record`).
 
 One record per event, appended in the same SQLite transaction as the action it records (the
 owning module calls `record` inside its own `with transaction(ws.db):`), so a killed process
@@ -38,67 +39,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from archivist import access
+from archivist.audit_kinds import KINDS  # every action a record may name (its own file: one home)
 from archivist.needles import Needles
 from archivist.workspace import Workspace, transaction
 
 GENESIS = "0" * 64  # the `prev` of the first record ever written
 _QUOTE_BATCH = 8 << 20  # characters of records `quotes` searches at once: the log is never held whole
 
-KINDS = {
-    "auth.sign_in": "a user signed in to the app",
-    "auth.sign_in_failed": "a wrong user name or password",
-    "auth.first_admin": "the first admin account was created",
-    "auth.password": "a password was set",
-    "key.create": "an API key was created",
-    "key.use": "an API key was used (first use per day)",
-    "key.revoke": "an API key was revoked",
-    "key.rejected": "a revoked key, or a known key's prefix with a wrong secret, was presented (first per key, reason and day)",
-    "user.add": "a user was created",
-    "user.delete": "a user was deleted",
-    "user.role": "a user's role changed",
-    "collection.create": "a collection was created",
-    "access.grant": "a grant was given or changed",
-    "access.revoke": "a grant was removed",
-    "question": "a question was answered (app, CLI or API)",
-    "question.started": "a streamed answer began (written before its first token is shown; alone, it was cut short)",
-    "search": "a search showed passages (CLI or API; the chat's own retrieval is part of its question)",
-    "document.added": "a document was ingested",
-    "document.updated": "a document's content changed",
-    "document.deleted": "a document was deleted",
-    "document.erased": "a document was erased everywhere (archivist erase)",
-    "document.viewed": "a document's whole text was shown (the app's Documents page; first view per session and version)",
-    "feedback.given": "a user rated an answer or wrote a correction (the words stay in the feedback table)",
-    "feedback.changed": "a user changed their rating or correction",
-    "feedback.reviewed": "an admin approved or rejected a member's correction as training data (archivist feedback review)",
-    "evaluation.stored": "an evaluation run's results were stored (archivist eval, the Evaluation page)",
-    "feedback.read": "an admin was shown other users' feedback (GET /v1/feedback): which rows, whose",
-    "evaluation.read": "an admin read another user's stored evaluation (eval answers --compare RUN, the Evaluation page)",
-    "dataset.built": "a fine-tuning dataset was saved (its examples copy questions, corrections and passages)",
-    "job.cancel": "a background job (ingestion, upload, training, erase) was cancelled, by whom",
-    "finetune.started": "a fine-tune started",
-    "finetune.finished": "a fine-tune finished (done, failed or cancelled)",
-    "adapter.registered": "an adapter was registered",
-    "adapter.activated": "an adapter became the chat's default (or none did)",
-    "adapter.delete": "an admin deleted an adapter: its row and folder (its lineage is kept, deleted_adapters)",
-    "adapter.exported": "an adapter was merged and exported (recorded before its files are written)",
-    "adapter.export_failed": "an export recorded as begun did not complete (its partial files were removed)",
-    "retriever.started": "a retriever adaptation started as a job (the app's button): its collections, most chunks",
-    "embedder.registered": "an embedder adapted to the documents was registered (finetune --target retriever)",
-    "embedder.activated": "the workspace switched to another embedder after re-embedding every chunk",
-    "embedder.delete": "an admin deleted an adapted embedder: its folder (embedders delete; the active one after re-embedding with the base)",
-    "reranker.registered": "a reranker learned from the documents was registered (finetune --target reranker)",
-    "reranker.delete": "an admin deleted a learned reranker: its folder (rerankers delete)",
-    "audit.purge": "old records were purged (retention); the checkpoint keeps the chain verifiable",
-    "audit.read": "the audit log was read or exported (CLI, API, the Audit page): the filters, the format, how many records",
-    "access.denied": "an action was refused: the user lacks the right, or is no user (CLI, API, the app); the same again within a minute is counted (`repeats`)",
-    "user.erased": "a person was erased (archivist users erase): what was removed, how many of their records were redacted",
-    "conversation.deleted": "a user deleted one of their chat conversations (the app)",
-    "index.rebuilt": "the search index was rebuilt from SQLite (archivist reindex [--reembed])",
-    "workspace.backup": "a copy of the whole workspace was taken (archivist backup; recorded before the copy, which holds it)",
-    "workspace.backup.failed": "the copy a workspace.backup record began failed and left nothing behind: why",
-    "job.resume": "a cut-short job was resumed, by whom",
-    "audit.rechained": "the log was re-hashed so that records can be redacted (schema migration 12); the earlier head and any break found then",
-}
 # The records a person's erasure redacts, of those they made: what they asked, searched, looked at,
 # rated and wrote, and when they came in. Their acts on the company's data (ingests, grants they
 # gave, fine-tunes, erasures) stay with their name: the company must be able to say who did those.
