@@ -10,7 +10,6 @@ and read by the real OCR."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from fpdf import FPDF
 
