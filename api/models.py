@@ -36,21 +36,30 @@ def model(model_id: str, ws: Workspace = Depends(workspace), name: str = Depends
                responses=responses(403, 404, forbidden="the caller is not an admin: only admins delete an adapter "
                                                        "(whatever the name, so no name is confirmed)"))
 def delete_model(model_id: str, force: bool = Query(False, description="even the active adapter (the chat then uses "
-                                                                        "the base model)"),
+                                                                        "the base model); not the active embedder"),
                  ws: Workspace = Depends(workspace), name: str = Depends(user)):
     """Delete an adapter, as `archivist adapters delete` (adapters.delete): admins only (403 for a member,
     whatever the name), 404 for an unknown one, 400 for the active adapter without `force` or one a
     run is retraining. Its old answers stay withheld from readers who lost what it learned. An id no
     adapter has but an adapted embedder of GET /v1/models does deletes that embedder, as `archivist
-    embedders delete` (embedders.delete): with `force` the active one re-embeds every collection with
-    the base embedder within the request first."""
+    embedders delete` (embedders.delete), an inactive one only: the active one is 400 `embedder_active`,
+    `force` or not, because deleting it re-embeds every collection with the base embedder first, minutes
+    to hours that a client or proxy would time out on, leaving the admin not knowing what happened;
+    the CLI runs that as a job (`archivist embedders delete NAME --force`)."""
     from archivist import access, adapters
     from archivist.finetune import embedders
 
     # one refusal for a member whatever the id names (an adapter, an embedder, nothing): none is confirmed
     access.require_admin(ws, name, "delete an adapter")
     if adapters.trained_on(ws, model_id) is None and embedders.is_registered(ws, model_id):
-        gone = embedders.delete(ws, model_id, force=force, user=name, progress=False)
+        if embedders.is_active(ws, model_id):
+            raise APIError(400, f"embedder {model_id!r} is the active embedder: deleting it first re-embeds every "
+                                f"collection with the base embedder {ws.settings.embedder!r}, which the API does not "
+                                f"run within a request. On the server, run `archivist embedders delete {model_id} "
+                                f"--force` (a resumable job), or switch back to the base first (`archivist finetune "
+                                f"--target retriever --resume base`) and delete it here then", "embedder_active", "model_id")
+        # never `force`: an embedder made active since the look above is refused (400), not re-embedded here
+        gone = embedders.delete(ws, model_id, user=name, progress=False)
         return {"id": gone["name"], "deleted": True, "was_active": gone["was_active"],
                 "notes": [without_paths(n, ws.settings) for n in gone["notes"]]}
     rec = adapters.delete(ws, model_id, force=force, user=name)

@@ -8,6 +8,7 @@ the model cache) is archivist/catalog.py's.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -376,10 +377,47 @@ def load_embedder(name: str = "all-minilm-l6-v2", device: str = "auto", backend:
     weights file's identity too: an adapted embedder deleted and registered again under its name is
     other weights at the same path, which a long-lived process (the app, the API) must not serve from
     here. (The weights file, not the folder: a stale mark rewrites the manifest beside it.) The
-    entries of folders deleted or replaced since are dropped first (`drop_stale_embedders`)."""
+    entries of folders deleted or replaced since are dropped first (`drop_stale_embedders`), and of
+    the adapted embedders not active, all but the most recently used (`_drop_spare_embedders`)."""
     stamp = _weights_stamp(name)
     drop_stale_embedders()
-    return load_once(("embedder", name, device, backend, cache, stamp), lambda: _make_embedder(name, device, backend, cache))
+    key = ("embedder", name, device, backend, cache, stamp)
+    embedder = load_once(key, lambda: _make_embedder(name, device, backend, cache))
+    if stamp is not None:
+        _used[key] = next(_uses)
+        _drop_spare_embedders()
+    return embedder
+
+
+SPARE_EMBEDDERS = 1  # inactive adapted embedders a process keeps loaded besides the active ones
+_used: dict[tuple, int] = {}  # a model folder's cache key -> when load_embedder last handed it out
+_uses = itertools.count()
+
+
+def _drop_spare_embedders() -> None:
+    """Forget all but the SPARE_EMBEDDERS most recently used of the adapted embedders this process
+    loaded that are not their workspace's active one: POST /v1/embeddings loads an inactive one asked
+    for by name, and without a bound an API serving for weeks held every one ever asked for (~90 MB
+    each for a MiniLM copy). A dropped one is loaded again when asked for; one in use keeps working
+    (its caller holds it). The active one stays: every search embeds its queries with it."""
+    spare = [k for k in list(_LOADED) if k[0] == "embedder" and k[-1] is not None and _is_spare(k[1])]
+    spare.sort(key=lambda k: _used.get(k, -1), reverse=True)
+    for key in spare[SPARE_EMBEDDERS:]:
+        _LOADED.pop(key, None)
+        _used.pop(key, None)
+
+
+def _is_spare(name: str) -> bool:
+    """Whether model folder `name` is an adapted embedder (`<home>/embedders/<name>`, as
+    `embedder_args` names one) other than the one its workspace switched to. A base embedder loaded
+    from a folder of its own is not one: dropping it would reload it for every other search."""
+    from archivist.finetune.embedders import FOLDER
+
+    folder = Path(name)
+    if folder.parent.name != FOLDER:
+        return False
+    active = active_embedder(folder.parent.parent)
+    return not (active and active.get("path")) or os.path.normpath(folder.parent.parent / active["path"]) != os.path.normpath(folder)
 
 
 def _weights_stamp(name: str) -> tuple[int, int] | None:
@@ -401,6 +439,7 @@ def drop_stale_embedders() -> None:
     for key in loaded_models("embedder"):
         if key[-1] is not None and _weights_stamp(key[1]) != key[-1]:
             _LOADED.pop(key, None)
+            _used.pop(key, None)
 
 
 def _make_embedder(name: str, device: str, backend: str, cache: str):

@@ -322,7 +322,7 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
             names = [r[0] for r in ws.db.execute("SELECT name FROM collections ORDER BY name")]
             raise ValueError(f"embedder {name!r} is the active embedder: every collection ({', '.join(names) or 'none yet'}) "
                              f"is embedded with it and every search embeds its query with it. Delete it with --force "
-                             f"(?force=true; the app asks): every chunk is re-embedded with the base embedder "
+                             f"(the app asks): every chunk is re-embedded with the base embedder "
                              f"{ws.settings.embedder!r} first (search keeps working meanwhile), then it is deleted")
         result = activate(ws, "base", actor, progress)
         if not result.switched:
@@ -352,6 +352,11 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
     drop_stale_embedders()  # its weights leave this process's memory now, not at its exit
     return {"name": name, "was_active": reembedded is not None, "generation": manifest.get("generation"),
             "reembed": reembedded, "notes": notes}
+
+
+def is_active(ws: Workspace, name: str) -> bool:
+    """Whether adapted embedder `name` is the workspace's (`_in_use`): DELETE /v1/models refuses it."""
+    return _in_use(ws, load_manifest(ws, name))
 
 
 def _in_use(ws: Workspace, manifest: dict) -> bool:
