@@ -68,8 +68,12 @@ PYTEST_N ?= auto
 PARALLEL := $(if $(filter 0,$(PYTEST_N)),,-n $(PYTEST_N) --maxprocesses 4 --dist loadfile)
 
 # The default suite, what CI runs: everything but the `long` and `gpu` tests (pyproject.toml's addopts).
+# Not -q: under xdist it printed "bringing up nodes..." and then nothing while the workers imported the
+# tests (minutes on a small machine); the default says "created: 4/4 workers", then "4 workers [N items]"
+# once they have collected, then a dot per test.
 test: install system-deps
-	$(BIN)/python -m pytest -q $(PARALLEL)
+	@echo "make test: the workers import the tests first (a minute or more), then print a dot per test"
+	$(BIN)/python -m pytest $(PARALLEL)
 
 # The inner loop: also leaves out `slow` tests (heavy or timing-dependent; long, gpu and e2e count as slow).
 test-fast: install

@@ -7,6 +7,7 @@ import sys
 from dataclasses import asdict
 
 from archivist.cli import CLIError, check_collections, collection_arg, emit_json, list_or_json, open_ws
+from archivist.ingest.folders import plural
 
 
 def register(sub, common) -> None:
@@ -85,14 +86,15 @@ def cmd_ingest(args) -> int:
             from archivist.ingest.ray_ingest import resume_on_ray
 
             resumed = _on_ray(resume_on_ray, ws, user, address, progress=not (args.quiet or args.json))
-            print(f"resumed {len(resumed)} interrupted ingest job(s) on Ray", file=sys.stderr)
+            print(f"resumed {len(resumed)} interrupted ingest {plural(len(resumed), 'job')} on Ray", file=sys.stderr)
             results = [r for _, rs in resumed for r in rs]
         elif args.resume:
             resumed = resume_interrupted(ws, user, progress=not (args.quiet or args.json))
-            print(f"resumed {len(resumed)} interrupted ingest job(s)", file=sys.stderr)
+            print(f"resumed {len(resumed)} interrupted ingest {plural(len(resumed), 'job')}", file=sys.stderr)
             results = [r for _, rs in resumed for r in rs]
         elif cut := interrupted_jobs(ws, user):
-            print(f"archivist: note: {len(cut)} ingest job(s) were cut short (job {', '.join(j.id for j in cut)}); "
+            print(f"archivist: note: {len(cut)} ingest {plural(len(cut), 'job')} {'was' if len(cut) == 1 else 'were'} cut short "
+                  f"({plural(len(cut), 'job')} {', '.join(j.id for j in cut)}); "
                   "`archivist ingest --resume` finishes them", file=sys.stderr)
         if args.paths and on_ray:
             from archivist.ingest.ray_ingest import ingest_on_ray
@@ -126,7 +128,7 @@ def print_summary(results) -> None:
 
     width = min(60, max([len(r.name) for r in results] + [4]))
     for r in results:
-        line = f"{r.status:9} {r.name:{width}} {r.chunks:5} chunks {r.seconds:6.2f}s"
+        line = f"{r.status:9} {r.name:{width}} {r.chunks:5} {plural(r.chunks, 'chunk'):6} {r.seconds:6.2f}s"
         if r.reread:
             line += f"  {reread_note(r.reread)}"
         if r.reason:
@@ -139,10 +141,10 @@ def print_summary(results) -> None:
             del counts[s]
     files = sum(r.status not in ("missing", "removed") for r in results)  # those are documents, not files read
     reread = sum(bool(r.reread) for r in results)
-    print(f"{files} files: " + ", ".join(f"{n} {s}" + rereads(reread, s)
-                                         for s, n in counts.items())
-          + f"; {sum(r.chunks for r in results if r.status in ('added', 'updated'))} chunks written, "
-          f"{sum(r.embedded for r in results)} embedded")
+    written = sum(r.chunks for r in results if r.status in ("added", "updated"))
+    print(f"{files} {plural(files, 'file')}: " + ", ".join(f"{n} {s}" + rereads(reread, s)
+                                                           for s, n in counts.items())
+          + f"; {written} {plural(written, 'chunk')} written, {sum(r.embedded for r in results)} embedded")
 
 
 def cmd_documents(args) -> int:
@@ -163,7 +165,7 @@ def cmd_documents(args) -> int:
     print(f"{'id':>5}  {'name':{width}}  {'collection':12} {'kind':8} {'pages':>5} {'chunks':>6}  {'updated':16}  ocr")
     for d in docs:
         low = d.get("low_confidence_pages") or []
-        ocr = (f"{len(d['ocr_pages'])} page(s)" if d.get("ocr_pages") else "") + (
+        ocr = (f"{len(d['ocr_pages'])} {plural(len(d['ocr_pages']), 'page')}" if d.get("ocr_pages") else "") + (
             f"; LOW CONFIDENCE on page {', '.join(map(str, low))}" if low else "")
         print(f"{d['id']:>5}  {d['name']:{width}}  {d['collection']:12} {d['kind']:8} {d['pages'] or '':>5} {d['chunks']:>6}  "
               f"{when(d.get('updated_at') or d.get('added_at')):16}  {ocr}".rstrip())
@@ -181,7 +183,7 @@ def cmd_delete(args) -> int:
     if args.json:
         emit_json({"deleted": doc})
     else:
-        print(f"deleted {doc['name']} ({doc['chunks']} chunks) from {doc['collection']}")
+        print(f"deleted {doc['name']} ({doc['chunks']} {plural(doc['chunks'], 'chunk')}) from {doc['collection']}")
     return 0
 
 
@@ -200,5 +202,5 @@ def cmd_reindex(args) -> int:
         emit_json(totals)
     else:
         for name, n in totals.items():
-            print(f"{name}: {n} vectors")
+            print(f"{name}: {n} {plural(n, 'vector')}")
     return 0

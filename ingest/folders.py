@@ -126,14 +126,15 @@ def read_from(ws: Workspace, collection: str) -> Callable[[str], str | None]:
 
 WEB_ASSETS = frozenset({".css", ".js", ".mjs", ".map", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".svg", ".ico"})
 ICON_PX = 64  # an image in a folder smaller than this on both sides is an icon (a manual's "next" arrow)
-# the image files ocr.image_frames reads, by their usual names (only these are opened to be measured)
-_IMAGE_SUFFIXES = frozenset({".png", ".gif", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+# the image files ocr.image_frames reads, by their usual names (only these are opened to be measured;
+# the Documents page lists them as the images it accepts)
+IMAGE_SUFFIXES = frozenset({".png", ".gif", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 
 def _is_icon(path: Path) -> bool:
     """An image too small to hold a line of text, read from its header; any doubt (not an image,
     unreadable) leaves it to the readers, which report what is wrong."""
-    if path.suffix.lower() not in _IMAGE_SUFFIXES:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
         return False
     from PIL import Image
 
@@ -290,11 +291,18 @@ def job_summary(results: list[FileResult]) -> dict:
             "files": [asdict(r) for r in listed], "files_omitted": len(results) - len(listed)}
 
 
+def plural(n: int, noun: str) -> str:
+    """`noun` as it reads after the count `n`: "1 chunk", "2 chunks", "0 files" (regular nouns only). The
+    CLI's summaries and a job's message are read by people, and "1 files" reads as a slip."""
+    return noun if n == 1 else noun + "s"
+
+
 def counts_line(results: list[FileResult]) -> str:
     """An ingest job's message: "12 files: 10 added, 2 updated (1 re-read by a newer reader)"."""
     summary = job_summary(results)
-    return f"{len(results)} files" + (": " + ", ".join(f"{n} {s}" + rereads(summary["reread"], s)
-                                                      for s, n in summary["counts"].items()) if summary["counts"] else "")
+    files = len(results)
+    return f"{files} {plural(files, 'file')}" + (": " + ", ".join(f"{n} {s}" + rereads(summary["reread"], s)
+                                                                 for s, n in summary["counts"].items()) if summary["counts"] else "")
 
 
 def rereads(count: int, status: str) -> str:

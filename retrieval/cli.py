@@ -157,17 +157,22 @@ def status_line(result, draft_shown: bool) -> str:
     sentences that the passages do not support are counted only where the user met that draft: a
     generated answer is the rest of it, and a draft shown while it was written (`Draft.shown`) was
     replaced. A quote after a draft nobody saw says nothing of it: "2 generated sentence(s) dropped"
-    under a quote spoke of text the user never saw (--json keeps the claims either way)."""
+    under a quote spoke of text the user never saw (--json keeps the claims either way). A quote says it
+    plainly, with no count: "27 of its sentence(s)" under the README's demo answer read as a fault, where the
+    draft of a small model had only not held up against the documents."""
+    from archivist.ingest.folders import plural
+
     dropped = sum(1 for c in result.claims if c.get("claim", True) and not c["supported"])
     how = {"generated": "written by the model; every claim found in its sources", "extractive": "quoted from the documents",
            "not_found": "nothing relevant found"}[result.mode]
     if result.unchecked:
         how = "no sentence of the model's answer was found in the passages"
     if result.mode == "generated":
-        how += f"; {dropped} generated sentence(s) dropped: the passages do not support them" if dropped else ""
+        how += (f"; {dropped} {plural(dropped, 'sentence')} the model wrote {'was' if dropped == 1 else 'were'} left out: "
+                f"the documents do not support {'it' if dropped == 1 else 'them'}") if dropped else ""
     elif draft_shown:
-        how += ("; this replaces the model's draft shown while it was written"
-                + (f": the passages do not support {dropped} of its sentence(s)" if dropped else ""))
+        how += ("; the documents do not support the model's draft shown while it was written, so the passages are quoted "
+                "instead" if dropped else "; the passages are quoted in place of the model's draft shown while it was written")
     return f"({STATUS_LINE[result.status]}; {how})"
 
 

@@ -120,12 +120,12 @@ def test_dropped_draft_sentences_are_named_only_where_the_draft_was_seen(cli, tm
         assert "draft" not in piped.stdout and "generated" not in piped.stdout and "canteen" not in piped.stdout
         seen = on_a_terminal("ask", QUESTION, env={**env, "ARCHIVIST_HOME": os.environ["ARCHIVIST_HOME"]})
     assert "(draft, being checked) The canteen serves 12 kinds of soup [1]." in seen, seen
-    assert ("; quoted from the documents; this replaces the model's draft shown while it was written: "
-            "the passages do not support 2 of its sentence(s))") in seen, seen
+    assert ("; quoted from the documents; the documents do not support the model's draft shown while it was written, "
+            "so the passages are quoted instead)") in seen, seen
 
     # A generated answer is the draft less its unsupported sentences, seen or not: that stays said.
     partly = "The factory grants thirty days of annual leave to every shift worker [1]. " + DRAFT.split(". ")[1]
     with drafting_server(partly) as url:
         generated = cli("ask", QUESTION, "--mode", "generate", env={"ARCHIVIST_LLM_URL": url})
     assert generated.stdout.startswith("The factory grants thirty days of annual leave to every shift worker [1].\n")
-    assert "; 1 generated sentence(s) dropped: the passages do not support them)" in generated.stdout, generated.stdout
+    assert "; 1 sentence the model wrote was left out: the documents do not support it)" in generated.stdout, generated.stdout

@@ -279,7 +279,7 @@ def test_an_ingest_cut_short_is_listed_and_resume_finishes_it(tmp_path, embedder
     assert f"job {cut.id}" in capsys.readouterr().err  # the note names the job cut short
     assert main(["ingest", "--resume", "--json"]) == 0
     out = capsys.readouterr()
-    assert "resumed 1 interrupted ingest job(s)" in out.err
+    assert "resumed 1 interrupted ingest job" in out.err
     statuses = [f["status"] for f in json.loads(out.out)["files"]]
     assert sorted(statuses) == sorted(["unchanged"] * report["documents_at_kill"]
                                       + ["added"] * (report["total"] - report["documents_at_kill"]))

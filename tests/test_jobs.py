@@ -159,7 +159,7 @@ def test_a_plain_rerun_after_a_kill_ends_the_cut_short_job(home, tmp_path, cli):
     assert listed[cut]["state"] == "done" and new in listed[cut]["message"]  # ... and no longer after it
     assert listed[wider.id]["state"] == "interrupted"
     again = command(cli, home, "ingest", str(files), "-c", "team", "--user", "bob", "--json")
-    assert "1 ingest job(s) were cut short" in again.stderr and wider.id in again.stderr and cut not in again.stderr
+    assert "1 ingest job was cut short" in again.stderr and wider.id in again.stderr and cut not in again.stderr
 
 
 @pytest.mark.slow  # real processes (or the app), timed

@@ -55,7 +55,7 @@ def test_an_upload_read_again_for_its_newer_reader_says_so_over_the_api(ws, embe
         files = client.get(f"/v1/jobs/{job['id']}/files").json()["data"]
         assert [(f["name"], f["status"], f["reread"]) for f in files] == [("valves.md", "updated", reread)]
         whole = client.get(f"/v1/jobs/{job['id']}").json()
-        assert whole["message"] == "1 files: 1 updated (1 re-read by a newer reader)"
+        assert whole["message"] == "1 file: 1 updated (1 re-read by a newer reader)"
         assert whole["result"]["counts"] == {"updated": 1} and whole["result"]["reread"] == 1
 
         changed = client.post("/v1/documents", files={"file": ("valves.md", NOTE + b"\nAnd on Fridays.\n")},
@@ -88,7 +88,7 @@ def test_the_documents_page_says_a_file_was_re_read_by_a_newer_reader(ws, embedd
     rows = {tuple(t.iloc[0][["status", "reason"]]) for t in tables}
     assert rows == {("added", ""), ("updated", f"re-read by a newer reader ({reread}); the file did not change")}
     out = cli("jobs", "show", job.id, "--files").stdout
-    assert "message: 1 files: 1 updated (1 re-read by a newer reader)" in out
+    assert "message: 1 file: 1 updated (1 re-read by a newer reader)" in out
     assert f"updated    valves.md  re-read by a newer reader ({reread}); the file did not change" in out
 
 

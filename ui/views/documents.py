@@ -10,7 +10,8 @@ import streamlit as st
 
 from archivist import access, audit
 from archivist.ingest import pipeline
-from archivist.ingest.folders import reread_note
+from archivist.ingest.folders import IMAGE_SUFFIXES, plural, reread_note
+from archivist.ingest.readers import LABELS
 from archivist.ingest.pipeline import list_documents
 from archivist.ui import core, library, page_image
 from archivist.workspace import WorkspaceError
@@ -39,10 +40,12 @@ if writable or admin:
             collection = col_b.text_input("New collection name", key="upload-new-collection").strip()
         limit_mb = min(int(st.get_option("server.maxUploadSize")), s.max_file_mb)
         st.session_state.setdefault("uploader-n", 0)
+        # the kinds the readers name (LABELS), never a list of our own that forgets one (GIF was left out)
+        kinds = ", ".join(label + (" (scans too)" if kind == "pdf" else "") for kind, label in LABELS.items() if kind != "image")
         files = st.file_uploader(
-            f"Drop files here: PDF (scans too), Word, PowerPoint, Excel, HTML, Markdown, CSV, text or images (PNG, JPEG, TIFF, BMP, WebP) — up to {limit_mb} MB each",
+            f"Drop files here: {kinds} or images ({', '.join(sorted(IMAGE_SUFFIXES))}) — up to {limit_mb} MB each",
             accept_multiple_files=True, key=f"uploader-{st.session_state['uploader-n']}")
-        if st.button(f"Ingest {len(files)} file{'s' if len(files) != 1 else ''}" if files else "Ingest",
+        if st.button(f"Ingest {len(files)} {plural(len(files), 'file')}" if files else "Ingest",
                      type="primary", disabled=not files or not collection, key="ingest"):
             try:
                 saved, refused = library.save_uploads(ws, user, collection, [(f.name, f.getvalue()) for f in files])
@@ -183,7 +186,7 @@ if changeable and b2.button(f"Re-ingest {len(changeable)}", key="reingest", icon
 if changeable and b3.button(f"Delete {len(changeable)}", key="delete", icon=":material/delete:"):
     st.session_state["confirm-delete"] = [d["id"] for d in changeable]
 if changeable and st.session_state.get("confirm-delete") == [d["id"] for d in changeable]:
-    st.warning(f"Delete {len(changeable)} document{'s' if len(changeable) != 1 else ''} from search, chat and fine-tuning data: "
+    st.warning(f"Delete {len(changeable)} {plural(len(changeable), 'document')} from search, chat and fine-tuning data: "
                f"{_names(changeable)}? This cannot be undone.")
     if st.button("Yes, delete", type="primary", key="delete-yes"):
         names = {d["id"]: d["name"] for d in changeable}  # all in one transaction and one index sync
