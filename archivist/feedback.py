@@ -283,17 +283,19 @@ def training_feedback(ws: Workspace, user: str | None = None) -> list[dict]:
 
 def find_feedback(ws: Workspace, user: str | None, question: str, answer: str,
                   message_id: int | None = None) -> dict | None:
-    """The latest feedback `user` gave on chat message `message_id` ({id, rating, correction}), or None;
+    """The latest feedback `user` gave on chat message `message_id` ({id, rating, correction, review}), or None;
     without a message id, or for feedback stored before it was recorded, on this exact question and
-    answer. Lets the chat show a thumb already given when the conversation is opened again; a new
-    answer to the same question starts unrated.
+    answer. Lets the chat show a thumb already given when the conversation is opened again, and where its
+    correction stands (review: 'approved', 'rejected' or None, awaiting an admin's); a new answer to the same
+    question starts unrated.
     """
     who = access.current_user(ws, user)
     if message_id is not None:
         where, params = "(f.message_id = ? OR (f.message_id IS NULL AND f.question = ? AND f.answer = ?))", (message_id, question, answer)
     else:
         where, params = "f.question = ? AND f.answer = ?", (question, answer)
-    row = ws.db.execute("SELECT f.id, f.rating, f.correction FROM feedback f JOIN users u ON u.id = f.user_id "
+    row = ws.db.execute("SELECT f.id, f.rating, f.correction, r.review FROM feedback f JOIN users u ON u.id = f.user_id "
+                        "LEFT JOIN feedback_reviews r ON r.feedback_id = f.id "
                         f"WHERE u.name = ? AND {where} ORDER BY f.id DESC LIMIT 1", (who, *params)).fetchone()
     return dict(row) if row else None
 

@@ -99,7 +99,8 @@ def test_feedback_is_stored_updated_and_scoped(ws):
     assert (row["name"], row["rating"], row["adapter"], row["collection"]) == ("bob", -1, "hr-v1", "hr")
     assert json.loads(row["citations"])[0]["heading"] == ["HR"]
     feedback.update_feedback(ws, fid, "bob", correction="  20 weeks  ")
-    assert feedback.find_feedback(ws, "bob", "How long is leave?", "10 weeks [1]") == {"id": fid, "rating": -1, "correction": "20 weeks"}
+    assert feedback.find_feedback(ws, "bob", "How long is leave?", "10 weeks [1]") == {"id": fid, "rating": -1, "correction": "20 weeks",
+                                                                                        "review": None}
     with pytest.raises(LookupError):
         feedback.update_feedback(ws, fid, "alice", rating=1)  # not alice's feedback
     with pytest.raises(ValueError, match="rating"):

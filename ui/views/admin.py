@@ -1,12 +1,14 @@
-"""Admins: people (add, role, password, delete, erase), collections, and who may read or write each one."""
+"""Admins: people (add, role, password, delete, erase), collections, who may read or write each one, and
+members' corrections awaiting review before a fine-tune may learn them."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from archivist import access, auth
+from archivist import access, audit, auth, feedback
 from archivist.ui import core
+from archivist.workspace import transaction
 
 me = core.require_admin()
 ws = core.workspace()
@@ -71,7 +73,13 @@ if msg := st.session_state.pop("_admin_toast", None):
 for line in st.session_state.pop("_admin_warning", None) or []:
     st.warning(line)
 
-users_tab, collections_tab, access_tab = st.tabs(["People", "Collections", "Access"])
+# the page opens on People: say here that members' corrections wait, or nobody who uses only the app would know
+if pending := feedback.pending_corrections(ws, me):
+    st.info(f"Corrections awaiting your review: {len(pending)} (see Corrections). A fine-tune learns a member's "
+            "correction only once it is approved.", icon=":material/rate_review:")
+# keyed: the note above comes and goes, and an unkeyed tab bar moved by it was a new one, back on People
+users_tab, collections_tab, access_tab, review_tab = st.tabs(["People", "Collections", "Access", "Corrections"],
+                                                             key="admin-tabs")
 
 # -- people ------------------------------------------------------------------------------------
 
@@ -181,3 +189,48 @@ with access_tab:
         grid = pd.DataFrame([{"person": u["name"], **{f"{cn} (collection)" if cn == "person" else cn: u["grants"].get(cn, "")
                                                       for cn in cols}} for u in members])
         st.dataframe(grid, hide_index=True, width="stretch")
+
+# -- corrections -------------------------------------------------------------------------------
+
+
+def review(feedback_id: int, read: str | None, approve: bool) -> None:
+    """Approve or reject the correction of feedback `feedback_id` (feedback.review_correction) if it still reads
+    `read`, the words the page showed when the button was clicked: a member may have changed them since, and this
+    run (the click's) already shows the new ones; an approval is of the words the admin read."""
+    with transaction(ws.db):
+        now = feedback.list_feedback(ws, me, ids=[feedback_id])
+        if not now or now[0]["correction"] != read:
+            raise LookupError(f"the correction {feedback_id} was changed or removed since this page showed it: "
+                              "read it again")
+        feedback.review_correction(ws, me, feedback_id, approve)
+
+
+with review_tab:
+    st.markdown("**Corrections awaiting review**")
+    st.caption("A member's correction of an answer is training data only once an admin approved it: the adapter "
+               "fine-tuned on feedback answers everyone. Approve: a fine-tune on feedback may learn it. Reject: none "
+               "will. (`archivist feedback review` on the command line.)")
+    # other users' rows an admin is shown are on the audit log (`feedback.read`), as the CLI and GET /v1/feedback/review
+    # record them: each row once per session, not on every rerun of the page
+    recorded = st.session_state.setdefault("_feedback_read", set())
+    if unseen := [(f["id"], f["user"]) for f in pending if f["id"] not in recorded]:
+        audit.others_read(ws, me, "app", "feedback", unseen)
+        recorded.update(i for i, _ in unseen)
+    if not pending:
+        st.caption("No corrections awaiting review.")
+    shown = st.session_state.setdefault("_corrections_shown", {})  # id → the words the page's last run showed
+    for f in pending:
+        author = f["user"] or "a deleted account"
+        read, shown[f["id"]] = shown.get(f["id"]), f["correction"]
+        with st.container(border=True):
+            cited = sorted({c.get("collection") for c in f["citations"]} - {None, ""}) or [f["collection"] or "no collection"]
+            st.markdown(f"**{core.md_escape(author)}** · {core.when(f['created_at'])} · "
+                        f"{core.md_escape(', '.join(cited))}")
+            for label, key in (("Question", "question"), ("Answer", "answer"), ("Correction", "correction")):
+                st.caption(label)
+                st.text(core.plain(f[key]))  # as typed, and what is invisible or reorders text shown as such
+            yes, no, _ = st.columns([1, 1, 4])
+            if yes.button("Approve", key=f"approve-{f['id']}", type="primary", icon=":material/check:"):
+                attempt(review, f["id"], read, True, ok=f"Approved the correction by {author}: a fine-tune may learn it")
+            if no.button("Reject", key=f"reject-{f['id']}", icon=":material/block:"):
+                attempt(review, f["id"], read, False, ok=f"Rejected the correction by {author}: no fine-tune learns it")

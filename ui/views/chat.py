@@ -71,6 +71,11 @@ def _rate(m: dict, key: str) -> None:
 FEEDBACK_USE = ("Your question, the answer and what you write here can teach the model that answers everyone "
                 "who may read these documents, when an administrator fine-tunes on feedback; a correction only "
                 "once an administrator has approved it (a changed one waits again).")
+# Where her correction stands (feedback.find_feedback's `review`): said under it, so a member knows whether it
+# is still to be read, or whether a fine-tune may learn it.
+REVIEW_STATE = {None: "Your correction is awaiting an admin's review before the model learns it.",
+                "approved": "Your correction was approved: a fine-tune on feedback may learn it.",
+                "rejected": "Your correction was not approved by an admin: it is not used for training."}
 
 
 def _save_feedback(m: dict, rating: int | None = None, correction: str | None = None) -> None:
@@ -171,13 +176,17 @@ def show_assistant(m: dict) -> None:
         with c1:
             st.feedback("thumbs", key=key, on_change=_rate, args=(m, key))
         # An expander, not a popover: a popover's box is drawn at the end of the page, so Tab from its button
-        # went on to the next message and a keyboard user met the box only after the chat input.
-        with c2.expander("Write the correct answer", icon=":material/edit:"):
+        # went on to the next message and a keyboard user met the box only after the chat input. Keyed: without a key
+        # the rerun of "Save" closed it, hiding what was saved and where it stands (REVIEW_STATE).
+        with c2.expander("Write the correct answer", icon=":material/edit:", key=f"fix-open-{m['id']}"):
             with st.form(f"fix-{m['id']}", clear_on_submit=False, border=False):
                 text = st.text_area("The correct answer", value=(prior or {}).get("correction") or "", key=f"fix-text-{m['id']}")
                 st.caption(FEEDBACK_USE)
                 if st.form_submit_button("Save"):
                     _save_feedback(m, correction=text)
+                    prior = feedback.find_feedback(ws, user, m["question"], m["content"], message_id=m.get("id"))
+                if (prior or {}).get("correction"):
+                    st.caption(REVIEW_STATE[prior["review"]])
     caption = []
     if m.get("adapter"):
         caption.append(f"adapter {m['adapter']}")
