@@ -117,9 +117,10 @@ def requested_collections(ws: Workspace, user: str, collection: str | None, coll
     every readable collection while the listing read it as a collection with no documents.
     """
     for param, names in (("collection", [] if collection is None else [collection]), ("collections", collections or [])):
-        if any(not c.strip() for c in names):
-            raise APIError(422, f"{param}: a collection name is empty: name a collection or leave the field out",
-                           "invalid_parameter", param)
+        for name in names:
+            refusal = access.blank_collection(name, f"the field {param!r}")
+            if refusal:
+                raise APIError(422, refusal, "invalid_parameter", param)
     wanted = list(dict.fromkeys(([collection] if collection else []) + list(collections or [])))
     if not wanted:
         return None

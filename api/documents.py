@@ -69,9 +69,9 @@ async def one_value_per_field(request: Request) -> None:
     repeated = [k for k in UPLOAD_FIELDS[1:] if len(form.getlist(k)) > 1]
     if repeated:  # which value would win is a guess
         raise APIError(422, f"form field {repeated[0]!r} is given more than once", "repeated_parameter", repeated[0])
-    if "collection" in form and not str(form["collection"]).strip():
-        raise APIError(422, "form field 'collection' is empty: name a collection or leave the field out",
-                       "invalid_parameter", "collection")
+    refusal = "collection" in form and access.blank_collection(str(form["collection"]), "the form field 'collection'")
+    if refusal:
+        raise APIError(422, refusal, "invalid_parameter", "collection")
 
 
 @router.post("/v1/documents", response_model=S.UploadResult, dependencies=[Depends(one_value_per_field)],

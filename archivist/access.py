@@ -129,6 +129,16 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def blank_collection(value: str, field: str) -> str | None:
+    """Why `value`, a collection name given in `field` (`-c`, the field 'collection'), is refused when
+    it is empty or blank, else None: `-c "$C"` or `collection=""` with C unset was read as no collection
+    named, and searched, answered or stored into every readable or the default one without a word. One
+    wording for the CLI (exit 2) and the API (422)."""
+    if value.strip():
+        return None
+    return f"a collection name is empty ({value!r}): name a collection or leave {field} out"
+
+
 # Letters of Cyrillic and Greek that look like Latin ones (lower case: the skeleton is case folded, so
 # capitals are covered by theirs, e.g. Cyrillic Н -> н -> h), after Unicode's confusables.txt.
 _LOOKALIKE = str.maketrans("авеһнікмјорсѕтухԁԛԝӏүαβεζηικμνορτυχ", "abehhikmjopcstyxdqwlyabezhikmnoptyx")

@@ -133,8 +133,11 @@ def collection_arg(value: str) -> str:
     """argparse's type of every -c/--collection: an empty or blank name (`-c "$C"`, C unset) is refused
     (exit 2) before the workspace is opened, as the API refuses it (422): ingest stored into the default
     collection, `documents` printed "no documents" and `delete` "no document", all without a word."""
-    if not value.strip():
-        raise argparse.ArgumentTypeError(f"a collection name is empty ({value!r}): name a collection or leave -c out")
+    from archivist.access import blank_collection
+
+    refusal = blank_collection(value, "-c")
+    if refusal:
+        raise argparse.ArgumentTypeError(refusal)
     return value
 
 

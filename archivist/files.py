@@ -4,6 +4,7 @@ one whole, never a mix or an empty file; and the scan an erase makes of them.
     publish(tmp, target)        a folder built aside (an adapter, an adapted embedder, a converted
                                 model, a merged export), or a big file (an assembled model),
                                 made to exist under its name
+    set_aside(folder)           a deleted model's folder made hidden at once, to remove after the commit
     replace(path, data)         one small file (a pointer, a manifest) replaced
     read_manifest(path, what)   a registered model's manifest, or ValueError naming the file
     sync_tree(folder)           everything under `folder` on disk (a fine-tune checkpoint)
@@ -99,12 +100,28 @@ def read_manifest(path: Path, what: str) -> dict:
     return manifest
 
 
+def set_aside(folder: Path) -> Path:
+    """Rename `folder` (a deleted embedder's or reranker's) to a hidden name beside it and return that:
+    its name is free and unlisted at once, inside the caller's transaction, and its files are removed
+    (`shutil.rmtree`) after the commit. A kill between the two leaves a hidden folder holding no lock:
+    never listed, and removed by the next `remove_abandoned_folders` of its root (an embedder's save)."""
+    gone = _hidden(folder)
+    os.rename(folder, gone)
+    return gone
+
+
+def _hidden(path: Path) -> Path:
+    """A new name beside `path` for a temp file or folder of this process, `.<name>.<pid>-<hex>.tmp`:
+    hidden (never listed), no reader's suffix, and the pid and random hex keep two writers' apart."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
 def _own_temp(path: Path) -> tuple[Path, int]:
     """A new file beside `path`, `.<name>.<pid>-<hex>.tmp` (hidden, and no reader's suffix), with the
     mode a plain open gives, and its descriptor holding an flock: the lock dies with the process, so
     a file a killed writer left is found unlocked, and a live writer's never is."""
     while True:
-        name = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        name = _hidden(path)
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         if _claimed(fd):
             return name, fd
@@ -159,7 +176,7 @@ def building(root: Path, name: str) -> Iterator[Path]:
     was renamed into place. The lock dies with the process, so a folder a killed saver left is found
     unlocked (`remove_abandoned_folders`) and a live saver's never is (`_claimed`)."""
     while True:
-        tmp = root / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp = _hidden(root / name)
         tmp.mkdir(parents=True)
         try:
             fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)

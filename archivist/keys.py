@@ -91,9 +91,7 @@ def revoke_key(ws: Workspace, prefix_or_key: str, by: str | None = None, *, with
         raise access.AccessDenied(f"an API key of user {actor!r} can revoke only itself, not ak-{prefix}: revoke "
                                   "that key with `archivist keys revoke` on the server, or ask an admin")
     with transaction(ws.db):
-        ws.db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, (julianday('now') - 2440587.5) * 86400.0) "
-                      "WHERE prefix = ?", (prefix,))
-        audit.record(ws, "key.revoke", user=actor, target=f"ak-{prefix}")
+        _revoke(ws, prefix, actor)
     return next(k for k in list_keys(ws, by=actor) if k["prefix"] == f"{KEY_SCHEME}-{prefix}")
 
 
@@ -107,9 +105,16 @@ def revoke_all(ws: Workspace, user: str, by: str | None = None) -> list[str]:
         rows = ws.db.execute("SELECT prefix FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
                              (_user_row(ws, user)[0],)).fetchall()
         for (prefix,) in rows:
-            ws.db.execute("UPDATE api_keys SET revoked_at = (julianday('now') - 2440587.5) * 86400.0 WHERE prefix = ?", (prefix,))
-            audit.record(ws, "key.revoke", user=actor, target=f"ak-{prefix}", detail={"owner": user})
+            _revoke(ws, prefix, actor, {"owner": user})
     return [f"{KEY_SCHEME}-{prefix}" for (prefix,) in rows]
+
+
+def _revoke(ws: Workspace, prefix: str, actor: str, detail: dict | None = None) -> None:
+    """Revoke key `prefix` and audit it as `key.revoke`, in the caller's transaction (`revoke_key`,
+    `revoke_all`). A key revoked already keeps the time it was revoked at."""
+    ws.db.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, (julianday('now') - 2440587.5) * 86400.0) "
+                  "WHERE prefix = ?", (prefix,))
+    audit.record(ws, "key.revoke", user=actor, target=f"ak-{prefix}", detail=detail)
 
 
 def user_for_key(ws: Workspace, key: str | None) -> str | None:

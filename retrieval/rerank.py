@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -310,7 +309,6 @@ def delete_learned(ws, name: str, user: str | None = None) -> dict:
     holds it (a search or an evaluation names it when it starts). Returns its manifest. Raises
     AccessDenied for a member (before the name is looked up, so it confirms no name), LookupError for
     an unknown reranker."""
-    import secrets
     import shutil
 
     from archivist import access, audit
@@ -322,11 +320,9 @@ def delete_learned(ws, name: str, user: str | None = None) -> dict:
     except ValueError as e:  # a damaged one is deleted too: that is how an admin removes it
         log.warning("%s", e)
         manifest = {}
-    target = ws.home / FOLDER / name
-    gone = target.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # as `files.building` names one
     with transaction(ws.db):
         audit.record(ws, "reranker.delete", user=actor, target=name, detail={"collections": manifest.get("collections")})
-        os.rename(target, gone)  # the name is free at once; a kill now leaves a hidden folder, never listed
+        gone = files.set_aside(ws.home / FOLDER / name)
     shutil.rmtree(gone)
     return manifest
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -276,6 +277,58 @@ def members_with_keys(ws, grants: dict[str, tuple[str, str]]) -> dict[str, str]:
     return {u: create_key(ws, u) for u in ("admin", *grants)}
 
 
+def eve_reads_team_and_hr(settings, folder: Path) -> str:
+    """The workspace of `settings` with handbook.md ingested into collection 'team' and leave.md into 'hr'
+    (written under `folder`/docs), both read by member eve: two scopes an API request must keep apart
+    (test_hostile9, test_scopemend). Returns eve's API key."""
+    from archivist import access
+    from archivist.ingest.pipeline import ingest_paths
+    from archivist.keys import create_key
+    from archivist.workspace import open_workspace
+
+    docs = folder / "docs"
+    docs.mkdir()
+    (docs / "handbook.md").write_text("# Handbook\n\nThe office opens at eight in the morning on weekdays.\n")
+    (docs / "leave.md").write_text("# Leave\n\nThe office grants twenty-five days of annual leave.\n")
+    with open_workspace(settings) as ws:
+        for name, collection in (("handbook.md", "team"), ("leave.md", "hr")):
+            access.create_collection(ws, collection)
+            assert [r.status for r in ingest_paths(ws, [docs / name], collection=collection, progress=False)] == ["added"]
+        access.add_user(ws, "eve", "member")
+        access.grant(ws, "eve", "team", "read")
+        access.grant(ws, "eve", "hr", "read")
+        return create_key(ws, "eve")
+
+
+def adapted_embedder(settings, seed: int):
+    """The shipped embedder with its last layer moved: weights that differ from the base's, as a
+    fine-tune's do, so a test can tell which one answered. `seed` makes each one its own."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from archivist.catalog import resolve_embedder
+
+    model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
+    with torch.no_grad():
+        for p in model[0].auto_model.encoder.layer[-1].parameters():
+            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(seed)))
+    return model
+
+
+def bob_reads_public_not_secret(ws, folder: Path) -> None:
+    """A canteen page ingested into collection 'public', which member bob reads, and a merger page into
+    'secret', which he may not: what an adapted embedder learns that a member must not be served."""
+    from archivist import access
+    from archivist.ingest.pipeline import ingest_paths
+
+    (folder / "pub.md").write_text("# Canteen\n\nThe canteen serves 240 lunches a day between noon and two.\n")
+    (folder / "sec.md").write_text("# Merger\n\nThe merger with Acme closes on June 3 for 40 million euros.\n")
+    access.add_user(ws, "bob")
+    ingest_paths(ws, [folder / "pub.md"], collection="public", progress=False)
+    ingest_paths(ws, [folder / "sec.md"], collection="secret", progress=False)
+    access.grant(ws, "bob", "public", "read")
+
+
 def adapter_trained_on(ws, folder: Path, name: str, collections: list[str], secret_document: str | None = None,
                        **lineage) -> None:
     """Register an adapter `name` (a saved LoRA config in `folder`, no weights) whose lineage says it
@@ -342,6 +395,73 @@ def stopped(proc, timeout: float = 180.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"process {proc.pid} never reached the point where it stops itself")
+
+
+def job_ended(ws, job_id: str, user: str, timeout: float = 180.0):
+    """Job `job_id` (a jobs.Job, as `user` sees it) once it is no longer live; fail naming its state
+    when it still is after `timeout` seconds."""
+    import time
+
+    from archivist import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.get(ws, job_id, user)
+        if not job.live:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job.state} after {timeout:.0f} s")
+
+
+def chromium_or_skip():
+    """Debian's chromium and playwright's `sync_playwright` for a browser test; skips without them."""
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} is missing: install Debian's chromium (make system-deps)")
+    return chromium, pytest.importorskip("playwright.sync_api").sync_playwright
+
+
+@contextmanager
+def ui_served(home: Path, folder: Path, **env: str):
+    """`archivist ui` on workspace `home`, run in `folder` (its log: folder/ui.log) with `env` added to
+    the test's (no acting user, no model warm-up), yielding its URL once /_stcore/health answers; https
+    when `env` names a certificate (its own, self-signed: not verified). Stopped on the way out."""
+    import socket
+    import ssl
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1", "ARCHIVIST_UI_WARMUP": "0", **env}
+    env.pop("ARCHIVIST_USER", None)
+    https = "STREAMLIT_SERVER_SSL_CERT_FILE" in env
+    url = f"{'https' if https else 'http'}://127.0.0.1:{port}"
+    log = open(folder / "ui.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(folder))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = urllib.request.urlopen(f"{url}/_stcore/health", timeout=2,
+                                                context=ssl._create_unverified_context() if https else None)
+                if health.read().strip() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (folder / "ui.log").read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def serve_documents(root: Path, documents: dict[str, str], collection: str, members: dict[str, str], **app_options):

@@ -5,7 +5,7 @@ and copies of it with changed weights), the app's ASGI stack through starlette's
 
 from __future__ import annotations
 
-from archivist import access
+from conftest import adapted_embedder, bob_reads_public_not_secret
 
 
 def _client(settings):
@@ -14,21 +14,6 @@ def _client(settings):
     from archivist.api.app import create_app
 
     return TestClient(create_app(settings))
-
-
-def _adapted(settings, seed: int):
-    """The shipped embedder with its last layer moved: weights that differ from the base's, as a
-    fine-tune's do, so a test can tell which one answered."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from archivist.catalog import resolve_embedder
-
-    model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
-    with torch.no_grad():
-        for p in model[0].auto_model.encoder.layer[-1].parameters():
-            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(seed)))
-    return model
 
 
 def test_embeddings_take_every_listed_embedding_model_and_name_the_weights(tmp_path, monkeypatch):
@@ -40,7 +25,6 @@ def test_embeddings_take_every_listed_embedding_model_and_name_the_weights(tmp_p
     import numpy as np
 
     from archivist.finetune.embedders import activate, folder, mark_stale, save
-    from archivist.ingest.pipeline import ingest_paths
     from archivist.keys import create_key
     from archivist.models import load_embedder
     from archivist.settings import Settings
@@ -48,16 +32,11 @@ def test_embeddings_take_every_listed_embedding_model_and_name_the_weights(tmp_p
 
     monkeypatch.setenv("ARCHIVIST_EMBED_BACKEND", "torch")  # no ONNX export of the saved copies in a test
     settings = Settings.from_env(home=tmp_path / "ws")
-    (tmp_path / "pub.md").write_text("# Canteen\n\nThe canteen serves 240 lunches a day between noon and two.\n")
-    (tmp_path / "sec.md").write_text("# Merger\n\nThe merger with Acme closes on June 3 for 40 million euros.\n")
     with open_workspace(settings) as ws:
-        access.add_user(ws, "bob")
-        ingest_paths(ws, [tmp_path / "pub.md"], collection="public", progress=False)
-        ingest_paths(ws, [tmp_path / "sec.md"], collection="secret", progress=False)
-        access.grant(ws, "bob", "public", "read")
+        bob_reads_public_not_secret(ws, tmp_path)
         for name, seed, collections in (("learned-secret", 0, ["public", "secret"]), ("learned-public", 1, ["public"]),
                                         ("old-public", 2, ["public"])):
-            save(ws, name, _adapted(settings, seed), {"kind": "retriever", "base": settings.embedder,
+            save(ws, name, adapted_embedder(settings, seed), {"kind": "retriever", "base": settings.embedder,
                                                       "collections": collections})
         activate(ws, "learned-secret", None, progress=False)
         mark_stale(ws, ["old-public"], "trained on a deleted document: old.md")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import chromium_or_skip, ui_served
 
 from archivist import auth, keys
 
@@ -172,37 +173,11 @@ def test_a_member_changes_her_own_password_on_the_account_page(ws):
 def test_the_session_cookie_is_httponly_and_no_script_in_the_page_reads_it(tmp_path):
     """`archivist ui` in Chromium. Before: document.cookie held `archivist_session=<token>` (and the
     device token), both set by the page's JavaScript without HttpOnly."""
-    import subprocess
     import time
-    import urllib.request
 
-    chromium = "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip(f"{chromium} is missing: install Debian's chromium (make system-deps)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    chromium, sync_playwright = chromium_or_skip()
     home = tmp_path / "ws"
-    env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1", "ARCHIVIST_UI_WARMUP": "0",
-           "ARCHIVIST_ADMIN_USER": "alice", "ARCHIVIST_ADMIN_PASSWORD": "alice-pass-1"}
-    env.pop("ARCHIVIST_USER", None)
-    log = open(tmp_path / "ui.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
-            time.sleep(0.3)
+    with ui_served(home, tmp_path, ARCHIVIST_ADMIN_USER="alice", ARCHIVIST_ADMIN_PASSWORD="alice-pass-1") as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--headless=new", "--no-sandbox", "--disable-gpu"])
             page = browser.new_page()
@@ -238,13 +213,6 @@ def test_the_session_cookie_is_httponly_and_no_script_in_the_page_reads_it(tmp_p
             page.reload()
             page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
             browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_a_cookie_ticket_sets_httponly_cookies_once_and_only_over_its_route(ws):

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import chromium_or_skip, ui_served
 
 from archivist import auth, keys
 
@@ -111,22 +112,13 @@ def test_over_https_in_chromium_a_tossed_cookie_signs_nobody_in_and_her_own_surv
     """`archivist ui` served over https (a self-signed certificate) in Chromium. Before: a plain
     `archivist_session` cookie holding mallory's session (as a sibling subdomain can set one) opened the
     app signed in as mallory."""
-    import socket
     import subprocess
-    import sys
     import time
-    import urllib.request
 
-    chromium = "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip(f"{chromium} is missing: install Debian's chromium (make system-deps)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    chromium, sync_playwright = chromium_or_skip()
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     home = tmp_path / "ws"
     from archivist.settings import Settings
     from archivist.workspace import open_workspace
@@ -135,26 +127,7 @@ def test_over_https_in_chromium_a_tossed_cookie_signs_nobody_in_and_her_own_surv
         auth.create_first_admin(ws, "alice", "alice-pass-1")
         auth.create_user(ws, "mallory", "mallory-pass-1", by="alice")
         tossed = auth.sign_in(ws, "mallory", "mallory-pass-1")
-    env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1", "ARCHIVIST_UI_WARMUP": "0",
-           "STREAMLIT_SERVER_SSL_CERT_FILE": str(cert), "STREAMLIT_SERVER_SSL_KEY_FILE": str(key)}
-    env.pop("ARCHIVIST_USER", None)
-    log = open(tmp_path / "ui.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path))
-    url = f"https://127.0.0.1:{port}"
-    import ssl
-
-    unverified = ssl._create_unverified_context()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2, context=unverified).read().strip() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
-            time.sleep(0.3)
+    with ui_served(home, tmp_path, STREAMLIT_SERVER_SSL_CERT_FILE=str(cert), STREAMLIT_SERVER_SSL_KEY_FILE=str(key)) as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--headless=new", "--no-sandbox", "--disable-gpu"])
             context = browser.new_context(ignore_https_errors=True)
@@ -179,10 +152,3 @@ def test_over_https_in_chromium_a_tossed_cookie_signs_nobody_in_and_her_own_surv
             page.get_by_text("alice").first.wait_for(timeout=30_000)
             assert not page.get_by_text("mallory").count()
             browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

@@ -11,10 +11,7 @@ asked for by name there was "no document": a sync script concluded the collectio
 from __future__ import annotations
 
 import httpx
-
-from archivist import access
-from archivist.keys import create_key
-from archivist.workspace import open_workspace
+from conftest import eve_reads_team_and_hr
 
 
 def test_an_empty_collection_name_is_refused_not_read_as_every_collection_or_none(settings, tmp_path):
@@ -22,31 +19,19 @@ def test_an_empty_collection_name_is_refused_not_read_as_every_collection_or_non
     `GET /v1/documents?collection=` answered 200 with no documents; now each is 422 naming the field."""
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
-    from archivist.ingest.pipeline import ingest_paths
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "handbook.md").write_text("# Handbook\n\nThe office opens at eight in the morning on weekdays.\n")
-    (docs / "leave.md").write_text("# Leave\n\nThe office grants twenty-five days of annual leave.\n")
-    with open_workspace(settings) as ws:
-        for name, collection in (("handbook.md", "team"), ("leave.md", "hr")):
-            access.create_collection(ws, collection)
-            assert [r.status for r in ingest_paths(ws, [docs / name], collection=collection, progress=False)] == ["added"]
-        access.add_user(ws, "eve", "member")
-        access.grant(ws, "eve", "team", "read")
-        access.grant(ws, "eve", "hr", "read")
-        key = create_key(ws, "eve")
+    key = eve_reads_team_and_hr(settings, tmp_path)
     server = serve_in_thread(create_app(settings))
     try:
         with httpx.Client(base_url=server.url, timeout=120, headers={"Authorization": f"Bearer {key}"}) as c:
             scoped = c.post("/v1/search", json={"query": "office", "collection": "hr", "k": 5})
             assert scoped.status_code == 200 and {h["document"] for h in scoped.json()["data"]} == {"leave.md"}, scoped.text
-            for body, param in (({"collection": ""}, "collection"), ({"collection": "  "}, "collection"),
-                                ({"collections": ["hr", ""]}, "collections")):
+            for body, param, blank in (({"collection": ""}, "collection", ""), ({"collection": "  "}, "collection", "  "),
+                                       ({"collections": ["hr", ""]}, "collections", "")):
                 r = c.post("/v1/search", json={"query": "office", "k": 5, **body})
                 assert r.status_code == 422, (body, r.text)  # before: 200, with handbook.md and leave.md
                 assert r.json()["error"] == {
-                    "message": f"{param}: a collection name is empty: name a collection or leave the field out",
+                    "message": f"a collection name is empty ({blank!r}): name a collection or leave the field {param!r} out",
                     "type": "invalid_request_error", "code": "invalid_parameter", "param": param}
             for path in ("/v1/documents?collection=", "/v1/documents/leave.md?collection="):
                 r = c.get(path)

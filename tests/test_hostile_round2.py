@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import adapted_embedder, bob_reads_public_not_secret
 
 from archivist import access, adapters, feedback
 from archivist.access import AccessDenied
@@ -175,14 +176,10 @@ def test_the_embeddings_api_serves_an_adapted_embedder_only_to_its_readers(tmp_p
     collection, queried at will), though it is listed to no one who may not read what it learned."""
     import httpx
     import numpy as np
-    import torch
-    from sentence_transformers import SentenceTransformer
 
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
-    from archivist.catalog import resolve_embedder
     from archivist.finetune.embedders import activate, save
-    from archivist.ingest.pipeline import ingest_paths
     from archivist.keys import create_key
     from archivist.models import load_embedder
     from archivist.settings import Settings
@@ -190,19 +187,10 @@ def test_the_embeddings_api_serves_an_adapted_embedder_only_to_its_readers(tmp_p
 
     monkeypatch.setenv("ARCHIVIST_EMBED_BACKEND", "torch")  # no ONNX export of the saved copy in a test
     settings = Settings.from_env(home=tmp_path / "ws2")
-    (tmp_path / "pub.md").write_text("# Canteen\n\nThe canteen serves 240 lunches a day between noon and two.\n")
-    (tmp_path / "sec.md").write_text("# Merger\n\nThe merger with Acme closes on June 3 for 40 million euros.\n")
     with open_workspace(settings) as ws:
-        access.add_user(ws, "bob")
-        ingest_paths(ws, [tmp_path / "pub.md"], collection="public", progress=False)
-        ingest_paths(ws, [tmp_path / "sec.md"], collection="secret", progress=False)
-        access.grant(ws, "bob", "public", "read")
-        model = SentenceTransformer(resolve_embedder(settings.embedder), device="cpu")
-        with torch.no_grad():  # weights that differ from the base's, as a fine-tune's do
-            for p in model[0].auto_model.encoder.layer[-1].parameters():
-                p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(0)))
-        save(ws, "learned-secret", model, {"kind": "retriever", "base": settings.embedder,
-                                           "collections": ["public", "secret"]})
+        bob_reads_public_not_secret(ws, tmp_path)
+        save(ws, "learned-secret", adapted_embedder(settings, 0), {"kind": "retriever", "base": settings.embedder,
+                                                                  "collections": ["public", "secret"]})
         activate(ws, "learned-secret", None, progress=False)
         keys = {u: create_key(ws, u) for u in ("admin", "bob")}
     base = load_embedder(settings.embedder, settings.device, "torch", str(settings.cache))

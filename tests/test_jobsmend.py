@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import job_ended
 
 from archivist import access, audit, jobs
 
@@ -67,16 +67,6 @@ def test_a_queued_job_its_worker_starts_during_the_cancel_ends_cancelled_on_the_
         worker.wait(timeout=30)
 
 
-def _ended(ws, job_id: str, user: str, timeout: float = 180.0) -> jobs.Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = jobs.get(ws, job_id, user)
-        if not job.live:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job.state} after {timeout:.0f} s")
-
-
 def test_a_retriever_job_s_start_is_on_the_audit_record_with_its_owner_and_spec(ws):
     """Before: a retriever job wrote nothing when it started (an LLM run writes `finetune.started`).
     The collection holds no document, so the run fails fast after it started."""
@@ -87,7 +77,7 @@ def test_a_retriever_job_s_start_is_on_the_audit_record_with_its_owner_and_spec(
     access.add_user(ws, "eve", "member")
     access.grant(ws, "eve", "team", "read")
     job_id = retriever.start_background(ws, "eve", ["team"], 64)
-    assert _ended(ws, job_id, "eve").state == "failed"
+    assert job_ended(ws, job_id, "eve").state == "failed"
     started = [r for r in audit.read(ws, admin, action="retriever.started")]
     assert [(r["user"], r["target"], r["detail"]) for r in started] == \
         [("eve", job_id, {"collections": ["team"], "max_chunks": 64})], started
@@ -185,6 +175,6 @@ def test_resuming_her_cut_short_retriever_jobs_is_no_way_past_one_live_at_a_time
     assert refused.returncode != 0
     assert f"your retriever run {cut[0]} is " in refused.stderr and f"archivist jobs cancel {cut[0]}" in refused.stderr, refused.stderr
     assert jobs.get(ws, cut[1], "eve").state == "cancelled"  # left as it was
-    assert _ended(ws, cut[0], "eve").state == "failed"  # the resumed one ran (no document: it fails fast)
+    assert job_ended(ws, cut[0], "eve").state == "failed"  # the resumed one ran (no document: it fails fast)
     retriever.resume_job(ws, cut[1], "eve")  # once it ended, the other may run
-    assert _ended(ws, cut[1], "eve").state == "failed"
+    assert job_ended(ws, cut[1], "eve").state == "failed"

@@ -7,21 +7,10 @@ clicking), and runs started in the same second wrote one log file.
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from conftest import job_ended
 
 from archivist import access, jobs
-
-
-def _ended(ws, job_id: str, user: str, timeout: float = 180.0) -> jobs.Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = jobs.get(ws, job_id, user)
-        if not job.live:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job.state} after {timeout:.0f} s")
 
 
 def test_the_retriever_button_starts_a_job_one_per_user_listed_cancellable_with_its_own_log(ws):
@@ -52,7 +41,7 @@ def test_the_retriever_button_starts_a_job_one_per_user_listed_cancellable_with_
     cancelled = jobs.cancel(ws, other, admin, wait=60)  # an admin stops a member's run: its process gets SIGTERM
     assert cancelled.state == "cancelled", cancelled
 
-    failed = _ended(ws, first, "eve")  # the run itself ends its job, with the reason
+    failed = job_ended(ws, first, "eve")  # the run itself ends its job, with the reason
     assert failed.state == "failed" and "need at least two readable documents" in failed.error, failed
     assert "need at least two readable documents" in retriever.log_of(ws, first).read_text()
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 
 import httpx
+from conftest import eve_reads_team_and_hr
 
-from archivist import access
 from archivist.api import schemas as S
-from archivist.keys import create_key
-from archivist.workspace import open_workspace
 
 # OpenAI's Chat Completions request fields, and sampling fields other OpenAI-compatible servers take:
 # none may read as a near miss of an archivist field, or those clients' bodies would be refused
@@ -41,20 +39,8 @@ def test_a_misspelled_scope_field_is_refused_over_http_not_read_as_every_collect
     chat still takes OpenAI's own fields beside a well-spelled scope."""
     from archivist.api.app import create_app
     from archivist.api.serve import serve_in_thread
-    from archivist.ingest.pipeline import ingest_paths
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "handbook.md").write_text("# Handbook\n\nThe office opens at eight in the morning on weekdays.\n")
-    (docs / "leave.md").write_text("# Leave\n\nThe office grants twenty-five days of annual leave.\n")
-    with open_workspace(settings) as ws:
-        for name, collection in (("handbook.md", "team"), ("leave.md", "hr")):
-            access.create_collection(ws, collection)
-            assert [r.status for r in ingest_paths(ws, [docs / name], collection=collection, progress=False)] == ["added"]
-        access.add_user(ws, "eve", "member")
-        access.grant(ws, "eve", "team", "read")
-        access.grant(ws, "eve", "hr", "read")
-        key = create_key(ws, "eve")
+    key = eve_reads_team_and_hr(settings, tmp_path)
     search_fields = "query, k, collection, collections, documents, kinds, mode"
     chat_fields = "collection, collections, documents, kinds, k, answer_mode, conversation, verified_only"
     server = serve_in_thread(create_app(settings))

@@ -41,7 +41,7 @@ def test_an_upload_with_an_empty_collection_field_is_refused_and_nothing_stored(
                     data={"collection": value}, headers=auth)
     error = r.json()["error"]
     assert (r.status_code, error["param"]) == (422, "collection"), r.text
-    assert error["message"] == "form field 'collection' is empty: name a collection or leave the field out"
+    assert error["message"] == f"a collection name is empty ({value!r}): name a collection or leave the form field 'collection' out"
     assert client.get("/v1/documents", headers=auth).json()["data"] == []
     assert not [p for p in (ws.home / "uploads").rglob("*") if p.is_file()]
     left_out = client.post("/v1/documents", files={"file": ("note.txt", b"The badge is valid for one day.\n")},
