@@ -17,9 +17,7 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 
@@ -338,8 +336,7 @@ def delete(ws: Workspace, name: str, force: bool = False, user: str | None = Non
         audit.record(ws, "embedder.delete", user=actor, target=name,
                      detail={"was_active": reembedded is not None, "generation": manifest.get("generation"),
                              "base": manifest.get("base"), "collections": manifest.get("collections")})
-        gone = path.with_name(f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        os.rename(path, gone)  # the name is free and unlisted at once; a kill now leaves a folder the next save removes
+        gone = files.set_aside(path)  # the name is free and unlisted at once; a kill now leaves a folder the next save removes
     notes = []
     for left in (gone, export):
         try:
