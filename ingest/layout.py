@@ -111,7 +111,7 @@ def _sampled_lines(handle, pieces, width: float, height: float
         top, bottom = float("-inf"), float("inf")
         exact: list[float] = []  # heights as measured: counted and rounded once per distinct height, below
         left = right = None
-        last = len(raw.rstrip("\r")) - 1  # >= 0: raw holds a character that is not whitespace
+        last = len(raw.rstrip()) - 1  # >= 0; never a trailing space (a piece cut at a gap ends in one): the box's end
         prev_k = 0
         blank = raw.replace("\x00", " ")  # what has no box to sample: whitespace, undecodable characters
         for k in [*range(min(len(raw), 6)), *range(6, len(raw), 8), last]:

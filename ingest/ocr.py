@@ -277,11 +277,16 @@ def word_gaps(gray, box, min_gap: float = 0.2) -> list[float]:
     return gaps
 
 
+_SECTION_NUMBER = re.compile(r"\s*\d+(?:\.\d+)*\.")  # "2.", "2.6.": digits only, so "U.S.A." is none
+
+
 def restore_spaces(text: str, centres: list[float], gaps: list[float]) -> str:
     """Put back the spaces the recognizer dropped: PP-OCR's models often read English word gaps as
     nothing ("returnedby18:00"). Each blank gap in the line's pixels (word_gaps) falls between two
     recognized characters (their x `centres`) that stand further apart than the line's usual step;
-    a space goes there unless one is already next to it."""
+    a space goes there unless one is already next to it. A gap after a section number that opens
+    the line ("2.6." before a capital) is a word gap however near: the step from a narrow "." to a
+    wide capital is no longer than a letter's, and "2.6.RECOVERING" would be one word."""
     steps = sorted(centres[k + 1] - centres[k] for k in range(len(centres) - 1) if " " not in text[k:k + 2])
     usual = steps[len(steps) // 2] if steps else 0.0
     cuts = set()
@@ -290,7 +295,8 @@ def restore_spaces(text: str, centres: list[float], gaps: list[float]) -> str:
         # The two characters must also stand further apart than letters do: in a monospaced font
         # the blank beside an "r" or "." is as wide as a word gap, but the step is not.
         if (i is not None and text[i] != " " and text[i + 1] != " "
-                and centres[i + 1] - centres[i] >= 1.2 * usual):
+                and (centres[i + 1] - centres[i] >= 1.2 * usual
+                     or (text[i + 1].isupper() and _SECTION_NUMBER.fullmatch(text[:i + 1])))):
             cuts.add(i + 1)
     return "".join(" " + ch if k in cuts else ch for k, ch in enumerate(text))
 

@@ -121,7 +121,9 @@ __all__ = ["ReadError", "detect_kind", "read", "read_stream", "reader_version", 
 #           size is that of most characters, not of most lines (a table's cells had made prose headings).
 #   html 10: navigation no <nav> marks (role="navigation"; a class or id of menu, nav, toc, breadcrumb… all of
 #           whose words are link text: SQLite's menu bar and contents) and a <select>'s options are dropped.
-READER_VERSIONS = {"html": 10, "pdf": 9, "image": 5, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 9, "csv": 5}
+#   pdf 10, image 6: a scan's section number keeps its space before the heading ("2.6. RECOVERING", no
+#           longer "2.6.RECOVERING"); a text line cut at a wide gap (columns) is boxed to its last letter.
+READER_VERSIONS = {"html": 10, "pdf": 10, "image": 6, "docx": 7, "xlsx": 2, "pptx": 3, "text": 7, "markdown": 9, "csv": 5}
 
 
 def reader_version(kind: str | None) -> int:

@@ -19,6 +19,10 @@ from conftest import baseline_or_skip
 
 REPO = Path(__file__).resolve().parent.parent
 BEFORE = "bcb8fc1"  # the reader before the text path was sped up
+# Files whose boxes' right edge (x1) the reader has moved since BEFORE, rightly: a line piece cut at a
+# wide gap (two columns drawn row by row) ends in a space, and its box ended at an earlier sampled
+# character, several short (tests/test_ocrmend.py). Their x1 is left out; all else is pinned still.
+WIDENED = {"two-columns.pdf"}
 
 
 def two_columns_pdf(path: Path) -> Path:
@@ -62,7 +66,8 @@ def digests(tmp: Path, read_pdf) -> dict[str, str]:
     """File name -> sha256 of its blocks as `read_pdf` gives them (floats by repr: bit for bit)."""
     out = {}
     for path in documents(tmp):
-        blocks = [[b.text, b.kind, list(b.heading), b.page, [[repr(x) for x in box] for box in b.boxes]]
+        edges = (0, 1, 3) if path.name in WIDENED else (0, 1, 2, 3)
+        blocks = [[b.text, b.kind, list(b.heading), b.page, [[repr(box[j]) for j in edges] for box in b.boxes]]
                   for b in read_pdf(path).blocks]
         out[path.name] = hashlib.sha256(json.dumps(blocks).encode()).hexdigest()
     return out
