@@ -23,7 +23,7 @@ def search_route(body: S.SearchRequest, ws: Workspace = Depends(workspace), who:
     require_documents(ws, who, scope, body.documents)
     hits = search(ws, body.query, k=body.k, user=who, collections=scope, documents=body.documents,
                   kinds=body.kinds, mode=body.mode)
-    audit.searched(ws, who, "api", body.query, hits, scope)
+    audit.searched(ws, who, "api", body.query, hits, scope, body.documents, body.kinds)
     return {"object": "list", "data": [hit_json(h) for h in hits]}
 
 

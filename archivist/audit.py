@@ -154,10 +154,12 @@ def _once_a_day(ws: Workspace, action: str, prefix: str, user: str | None, detai
     _KEY_DAYS.add((action, prefix, day, why))
 
 
-def question(ws: Workspace, answer, user: str | None, surface: str, collections, started: bool = False) -> int:
+def question(ws: Workspace, answer, user: str | None, surface: str, collections, started: bool = False,
+             documents=None, kinds=None) -> int:
     """Record a question and what it was shown: the chunks and document versions, the adapter and
     model, the answer's mode and status, the answer's sha256 and its citations.
-    `collections` is the scope asked for (None: every readable one). With `started`, the record is a
+    `collections` is the scope asked for (None: every readable one); `documents` and `kinds`, search's
+    filters, are recorded where given (`_filters`). With `started`, the record is a
     `question.started`, written before a streamed draft's first token: the passages it draws on are
     known, the answer not yet, so a process killed mid-stream leaves nothing shown unrecorded."""
     user = access.current_user(ws, user)
@@ -166,6 +168,7 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections,
         "surface": surface if surface in SURFACES else str(surface),
         "collections": scope,
         **({"refused": refused} if refused else {}),
+        **_filters(documents, kinds),
         "question": answer.question,
         "shown": _shown(ws, answer.passages),
         "adapter": answer.adapter,
@@ -182,12 +185,21 @@ def question(ws: Workspace, answer, user: str | None, surface: str, collections,
     return record(ws, "question", user=user, target=None, detail=detail)
 
 
-def searched(ws: Workspace, user: str | None, surface: str, query: str, hits, collections) -> int:
-    """Record a search and the passages it showed (chunk ids, documents and their versions)."""
+def searched(ws: Workspace, user: str | None, surface: str, query: str, hits, collections,
+             documents=None, kinds=None) -> int:
+    """Record a search, the filters it ran under (`_filters`) and the passages it showed (chunk ids,
+    documents and their versions)."""
     user = access.current_user(ws, user)
     scope, refused = _scope(ws, user, collections)
     return record(ws, "search", user=user, detail={"surface": surface, "collections": scope, "query": query,
-                                                   "shown": _shown(ws, hits), **({"refused": refused} if refused else {})})
+                                                   **_filters(documents, kinds), "shown": _shown(ws, hits),
+                                                   **({"refused": refused} if refused else {})})
+
+
+def _filters(documents, kinds) -> dict:
+    """The `documents` / `kinds` filters a search or question ran under, those given: without them a
+    record of an answer drawn from one document read as if every document in scope was searched."""
+    return {k: list(v) for k, v in (("documents", documents), ("kinds", kinds)) if v}
 
 
 def _scope(ws: Workspace, user: str, collections) -> tuple[list[str], list[str]]:

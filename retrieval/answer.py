@@ -366,7 +366,7 @@ def ask(
         if on_token:
             on_token(NOT_FOUND)
         result.seconds = time.perf_counter() - t0
-        audit.question(ws, result, user, surface, collections)
+        audit.question(ws, result, user, surface, collections, documents=documents, kinds=kinds)
         return result
     llm = llm or llm_for(s)
     budget = min(llm.context_window, MAX_CONTEXT) - min(s.max_new_tokens, ANSWER_ROOM)
@@ -383,7 +383,7 @@ def ask(
         result.adapter = chosen.name if chosen else None  # the adapter that really generates this answer
         if on_token:  # a draft is shown as it comes: recorded before its first token
             result.mode = mode
-            audit.question(ws, result, user, surface, collections, started=True)
+            audit.question(ws, result, user, surface, collections, started=True, documents=documents, kinds=kinds)
         for piece in llm.stream(build_messages(question, passages), max_new_tokens=s.max_new_tokens, stats=stats, stop=stop,
                                 adapter=chosen):
             pieces.append(piece)
@@ -399,7 +399,7 @@ def ask(
     result.prompt_tokens = stats.get("prompt_tokens", 0)
     result.completion_tokens = stats.get("completion_tokens", 0)
     result.seconds = time.perf_counter() - t0
-    audit.question(ws, result, user, surface, collections)
+    audit.question(ws, result, user, surface, collections, documents=documents, kinds=kinds)
     return result
 
 

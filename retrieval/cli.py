@@ -127,7 +127,7 @@ def cmd_search(args) -> int:
         _check_scope(ws, args)
         hits = search(ws, args.query, k=args.k, user=getattr(args, "user", None), collections=args.collection,
                       documents=args.document, kinds=args.kind, mode=args.mode)
-        audit.searched(ws, getattr(args, "user", None), "cli", args.query, hits, args.collection)
+        audit.searched(ws, getattr(args, "user", None), "cli", args.query, hits, args.collection, args.document, args.kind)
         _say_if_empty(ws, args)
     if args.json:
         emit_json({"query": args.query, "hits": [hit_json(h) for h in hits]})

@@ -7,7 +7,8 @@ sentence is reduced to the things it asserts, and each must be found in its cite
 
     identifiers   anything code-like: `backticked` or "quoted" text, --flags, snake_case, dotted.names,
                   calls(), paths/like/this, CamelCase, ALLCAPS
-    numbers       with the unit that follows them ("20 weeks" is not supported by "20 days")
+    numbers       with the unit that follows them ("20 weeks" is not supported by "20 days"), in digits
+                  or words ("thirty days" supports "30 days")
     rare words    names and other words that are rare in English (wordfreq's Zipf scale), by stem;
                   in Chinese and Japanese (no spaces, no Zipf scale here) every character pair
     code blocks   must match a passage verbatim apart from whitespace
@@ -55,6 +56,22 @@ hz khz mhz ghz px pt dpi em cm mm km m kg g mg l ml eur usd gbp chf jpy euro eur
 times x page pages line lines char chars character characters word words token tokens row rows column columns
 file files item items step steps epoch epochs user users employee employees people core cores thread threads
 retries attempts request requests connection connections gbps mbps kbps v w kw kwh""".split())
+# Numbers written as words, one to a hundred: "thirty days" is "30 days", "twenty-five" is 25, "a dozen" 12,
+# "the first" is "the 1st". "second" alone stays out (a unit as well: "30 second"); so does "one" without a
+# unit after it ("no one", "one of them"), which states no amount.
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+        "seventeen eighteen nineteen".split()
+_FIRSTS = "zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth " \
+          "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_TENTHS = "twentieth thirtieth fortieth fiftieth sixtieth seventieth eightieth ninetieth".split()
+WORD_NUMBERS = {**dict(zip(_ONES, range(20))), **dict(zip(_FIRSTS, range(20))), **dict(zip(_TENS, range(20, 100, 10))),
+                **dict(zip(_TENTHS, range(20, 100, 10))), "hundred": 100, "hundredth": 100, "dozen": 12}
+_DIGIT_WORDS = "|".join(_ONES[1:10] + _FIRSTS[1:10])
+_LONE_WORDS = "|".join(sorted(set(WORD_NUMBERS) - {"second"}, key=len, reverse=True))
+_FIRST_LETTERS = "".join(sorted({w[0] for w in WORD_NUMBERS} | {"a"}))  # a look-ahead that skips most words fast
+_NUMBER_WORD = re.compile(rf"(?<![\w-])(?=[{_FIRST_LETTERS}])((?:a|an|one)\s+(?:hundredth|hundred|dozen)|(?:{'|'.join(_TENS)})[\s-](?:{_DIGIT_WORDS})"
+                          rf"|{_LONE_WORDS})(?![\w-])(?:[\s-]*(?:(?:per|a|an|each|every)\s+)?(%|[A-Za-z]+))?", re.I)
 # A word: letters (of any script: "beträgt" is one word, not "betr" and "gt"), with inner apostrophes
 # and hyphens; on ASCII text exactly [A-Za-z][A-Za-z'-]*[A-Za-z]. A run of Chinese or Japanese is cut
 # into bigrams where words are counted (`_words`), as the lexical index cuts it.
@@ -130,6 +147,31 @@ def canonical_number(s: str) -> str:
     return s.lstrip("0") or "0" if s.isdigit() else s
 
 
+def word_number(words: str) -> str | None:
+    """The digits of a number written as words ("thirty", "twenty-five", "a dozen", "first"), or None."""
+    words = words.lower()
+    if words in WORD_NUMBERS or not re.search(r"[\s-]", words):  # one word: most are none (a fast path)
+        return str(WORD_NUMBERS[words]) if words in WORD_NUMBERS and words != "second" else None
+    parts = re.split(r"[\s-]+", words)
+    if not all(p in WORD_NUMBERS or p in ("a", "an") for p in parts) or parts[-1] in ("a", "an"):
+        return None
+    return str(WORD_NUMBERS[parts[-1]] if parts[-1] in ("hundred", "hundredth", "dozen") else
+               sum(WORD_NUMBERS[p] for p in parts))
+
+
+def spelled_numbers(text: str) -> list[tuple[str, str]]:
+    """(digits, unit or "") of each number `text` writes as words (`_NUMBER_WORD`), as `_NUMBER` reads
+    "30 days": an ordinal has no unit ("first day", as "1st day"), a lone "one" is no number."""
+    out = []
+    for m in _NUMBER_WORD.finditer(text):
+        words, unit = m.group(1).lower(), m.group(2) if m.group(2) and m.group(2).lower() in UNITS else ""
+        if words == "one" and not unit:
+            continue
+        ordinal = words.endswith(("st", "nd", "rd", "th"))
+        out.append((word_number(words), "" if ordinal else unit))
+    return out
+
+
 @dataclass
 class Evidence:
     """What a passage (or several, or the question) offers to check claims against, computed once."""
@@ -148,12 +190,14 @@ class Evidence:
         for m in _NUMBER.finditer(joined):
             unit = m.group(2) if m.group(2) and m.group(2).lower() in UNITS else ""
             numbers.setdefault(canonical_number(m.group(1)), set()).add(_stem(unit) if unit else "")
+        for digits, unit in spelled_numbers(joined):
+            numbers.setdefault(digits, set()).add(_stem(unit) if unit else "")
         sents = []
         for s in _SPLIT.split(joined):
             ws = [w.lower() for w in _words(s)]
-            sents.append((frozenset(_stem(w) for w in ws if w not in FUNCTION_WORDS and w not in _NEGATION),
+            sents.append((frozenset(word_number(w) or _stem(w) for w in ws if w not in FUNCTION_WORDS and w not in _NEGATION),
                           _negated(ws)))
-        return cls(text=norm, stems=frozenset(_stem(w) for w in words), numbers=numbers, sentences=sents,
+        return cls(text=norm, stems=frozenset(_stem(w) for w in words) | numbers.keys(), numbers=numbers, sentences=sents,
                    squashed=re.sub(r"\s+", "", joined.lower()))
 
 
@@ -217,7 +261,9 @@ def term_found(kind: str, term: str, ev: Evidence) -> bool:
 
 
 def content_stems(sentence: str) -> list[str]:
-    return [_stem(w) for w in (x.lower() for x in _words(replace_marks(sentence, lambda m: " ")))
+    """The stems of a sentence's content words; a number in words is its digits ("thirty" is "30"), which
+    a passage's "30" or "thirty" holds (`Evidence.stems`)."""
+    return [word_number(w) or _stem(w) for w in (x.lower() for x in _words(replace_marks(sentence, lambda m: " ")))
             if w not in FUNCTION_WORDS and w not in _NEGATION]
 
 
@@ -230,14 +276,18 @@ def check_sentence(sentence: str, cited: Sequence[str], question: str = "", *,
     if not cited:
         return False, "no citation", [], 0.0
     ev = Evidence.of(*cited, question)
-    missing = [t for k, t in asserted_terms(sentence) if not term_found(k, t, ev)]
+    # and a number in words where it states an amount ("forty days"); "one", "the first", "two steps" stay
+    # content words. Not in asserted_terms, whose terms the key-answer models were fitted on.
+    terms = asserted_terms(sentence) + [("number", f"{digits} {unit}") for digits, unit in spelled_numbers(sentence)
+                                        if unit and digits != "1"]
+    missing = [t for k, t in terms if not term_found(k, t, ev)]
     stems = content_stems(sentence)
     passages = Evidence.of(*cited)
     overlap = sum(s in ev.stems for s in stems) / len(stems) if stems else 1.0
     if missing:
         return False, "not in the cited passage: " + ", ".join(missing[:5]), missing, overlap
     q = Evidence.of(question)
-    own = [(k, t) for k, t in asserted_terms(sentence) if not term_found(k, t, q)]
+    own = [(k, t) for k, t in terms if not term_found(k, t, q)]
     if len(own) >= 2 and not _together(own, cited):
         return False, "not together in the cited passage: " + ", ".join(t for _, t in own[:5]), [], overlap
     if overlap < min_overlap:
