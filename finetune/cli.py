@@ -194,7 +194,7 @@ def cmd_finetune(args) -> int:
         return 0 if est.fits else 1
     with open_ws(args) as ws:
         if cfg.dataset:  # refuse here, not in a background process: the dataset must be one the user may use
-            dataset_store.load_dataset(ws, cfg.dataset, cfg.user)
+            dataset_store.check_reviewed(ws, dataset_store.load_dataset(ws, cfg.dataset, cfg.user))
         try:
             if args.prepare_only:
                 ds = datasets.build_dataset(ws, cfg.data, user=cfg.user, collections=cfg.collections, generator=cfg.generator,

@@ -163,6 +163,22 @@ def check_access(ws: Workspace, name: str, manifest: dict, user: str | None) -> 
         raise access.AccessDenied(f"dataset {name!r} draws on collections {who!r} may no longer read: {', '.join(lost)}")
 
 
+def check_reviewed(ws: Workspace, ds: Dataset) -> Dataset:
+    """`ds`, or raise DatasetError when saved dataset `ds` learned feedback whose correction no admin has approved
+    now (archivist/feedback.py `review_correction`): one saved before reviews existed (schema 17), or whose
+    correction was rejected or changed since. A training run checks it; a preview does not."""
+    used = (ds.manifest.get("feedback") or {}).get("used") or []
+    bad = [r[0] for r in ws.db.execute(
+        "SELECT f.id FROM feedback f LEFT JOIN feedback_reviews r ON r.feedback_id = f.id WHERE f.id IN "
+        "(SELECT value FROM json_each(?)) AND trim(COALESCE(f.correction, '')) != '' AND r.review IS NOT 'approved' "
+        "ORDER BY f.id", (json.dumps(used),))] if used else []
+    if bad:
+        raise DatasetError(f"dataset {ds.name!r} learned corrections no admin has approved (feedback "
+                           f"{', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''}): build the dataset again, "
+                           "which leaves them out, or approve them first (`archivist feedback review`)")
+    return ds
+
+
 def load_dataset(ws: Workspace, name: str, user: str | None) -> Dataset:
     """The saved dataset `name` (or a dataset folder's path), if `user` may use it (`check_access`).
 

@@ -432,9 +432,13 @@ def _spawn(ws: Workspace, job_id: str) -> None:
 
     env = {**os.environ, "ARCHIVIST_HOME": str(ws.home), "ARCHIVIST_CACHE": str(ws.settings.cache),
            "ARCHIVIST_USER": jobs.get_owner(ws, job_id), "PYTHONUNBUFFERED": "1"}
-    with open(log_of(ws, job_id), "ab") as out:
-        proc = subprocess.Popen([*python_module("archivist.finetune.retriever"), job_id], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        with open(log_of(ws, job_id), "ab") as out:
+            proc = subprocess.Popen([*python_module("archivist.finetune.retriever"), job_id], stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    except OSError as e:  # left queued under this (live) process, it would refuse every later run of its owner
+        jobs.fail(ws, job_id, f"its process could not be started: {e}")
+        raise
     jobs.adopt(ws, job_id, proc.pid)
 
 

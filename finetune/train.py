@@ -483,7 +483,8 @@ def _dataset(ws: Workspace, cfg: FinetuneConfig, run_id: str, progress: bool, ra
         box = [cfg.dataset]
         torch.distributed.broadcast_object_list(box, src=0)
         cfg.dataset = box[0]
-    return dataset_store.load_dataset(ws, cfg.dataset, cfg.user)  # only what cfg.user may see and use
+    # only what cfg.user may see and use; an old dataset is no way past the review of corrections
+    return dataset_store.check_reviewed(ws, dataset_store.load_dataset(ws, cfg.dataset, cfg.user))
 
 
 def _encode_examples(path: str, ds, max_seq_len: int, rank: int, say) -> list[dict]:

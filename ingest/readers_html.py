@@ -46,6 +46,8 @@ def _unmarked_nav(tag) -> bool:
         return False
     if str(attrs.get("role", "")).strip().lower() == "navigation":
         return True
+    if tag.name in _HEADINGS:  # <h2 id="menu"><a href="#menu">Menu</a></h2>: a section's title, its text a self-link
+        return False
     names = " ".join([*(attrs.get("class") or ()), str(attrs.get("id") or "")]).lower()
     if not _NAV_WORDS & set(re.split(r"[\s_-]+", names)):
         return False

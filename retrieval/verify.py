@@ -70,7 +70,9 @@ WORD_NUMBERS = {**dict(zip(_ONES, range(20))), **dict(zip(_FIRSTS, range(20))), 
 _DIGIT_WORDS = "|".join(_ONES[1:10] + _FIRSTS[1:10])
 _LONE_WORDS = "|".join(sorted(set(WORD_NUMBERS) - {"second"}, key=len, reverse=True))
 _FIRST_LETTERS = "".join(sorted({w[0] for w in WORD_NUMBERS} | {"a"}))  # a look-ahead that skips most words fast
-_NUMBER_WORD = re.compile(rf"(?<![\w-])(?=[{_FIRST_LETTERS}])((?:a|an|one)\s+(?:hundredth|hundred|dozen)|(?:{'|'.join(_TENS)})[\s-](?:{_DIGIT_WORDS})"
+# "a dozen", "two hundred", "twenty-five hundred": a count of hundreds or dozens, read whole ("two" alone was 2)
+_TIMES = rf"(?:a|an|(?:{'|'.join(_TENS)})(?:[\s-](?:{'|'.join(_ONES[1:10])}))?|{'|'.join(_ONES[1:])})\s+(?:hundredth|hundred|dozen)"
+_NUMBER_WORD = re.compile(rf"(?<![\w-])(?=[{_FIRST_LETTERS}])({_TIMES}|(?:{'|'.join(_TENS)})[\s-](?:{_DIGIT_WORDS})"
                           rf"|{_LONE_WORDS})(?![\w-])(?:[\s-]*(?:(?:per|a|an|each|every)\s+)?(%|[A-Za-z]+))?", re.I)
 # A word: letters (of any script: "beträgt" is one word, not "betr" and "gt"), with inner apostrophes
 # and hyphens; on ASCII text exactly [A-Za-z][A-Za-z'-]*[A-Za-z]. A run of Chinese or Japanese is cut
@@ -155,8 +157,9 @@ def word_number(words: str) -> str | None:
     parts = re.split(r"[\s-]+", words)
     if not all(p in WORD_NUMBERS or p in ("a", "an") for p in parts) or parts[-1] in ("a", "an"):
         return None
-    return str(WORD_NUMBERS[parts[-1]] if parts[-1] in ("hundred", "hundredth", "dozen") else
-               sum(WORD_NUMBERS[p] for p in parts))
+    if parts[-1] in ("hundred", "hundredth", "dozen"):  # "two hundred" is 200, "a dozen" 12
+        return str((sum(WORD_NUMBERS[p] for p in parts[:-1] if p not in ("a", "an")) or 1) * WORD_NUMBERS[parts[-1]])
+    return str(sum(WORD_NUMBERS[p] for p in parts))
 
 
 def spelled_numbers(text: str) -> list[tuple[str, str]]:
