@@ -63,5 +63,6 @@ def test_an_embedder_replaced_by_another_process_is_dropped_at_the_next_load(tin
 
     shutil.rmtree(folder)  # deleted by the other process: the base embedder's next load drops it
     base = load(ws, ws.settings.embedder)
-    assert held_for(folder) == [] and len(held_for(ws.settings.embedder)) == 1
+    # the base embedder is held (other tests of this process may hold it under other devices or backends too)
+    assert held_for(folder) == [] and held_for(ws.settings.embedder)
     assert base.embed([QUERY]).shape == (1, 384)

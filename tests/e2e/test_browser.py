@@ -121,6 +121,16 @@ def browser():
         b.close()
 
 
+def _wait_for_cookie(page, name: str, present: bool = True) -> None:
+    """Wait until the browser holds cookie `name` (or no longer does): the server sets and clears the
+    session cookie in answer to a post the page makes as it renders (HttpOnly, ui/cookies.py), a
+    moment after the run that signed in or out; a reload before it lands finds the browser as it was."""
+    deadline = time.monotonic() + 30
+    while (name in {c["name"] for c in page.context.cookies()}) != present:
+        assert time.monotonic() < deadline, page.context.cookies()
+        page.wait_for_timeout(100)
+
+
 def _idle(page) -> None:
     """Wait until Streamlit finished the current run (its 'running' indicator is gone)."""
     page.wait_for_timeout(150)
@@ -198,6 +208,7 @@ def test_scenario(server, browser, tmp_path):
     page.get_by_role("button", name="Create admin account").click()
     page.get_by_role("heading", name="Chat", exact=True, level=1).wait_for()
     _idle(page)
+    _wait_for_cookie(page, "archivist_session")  # the page posts its one-time ticket; the server sets it (ui/cookies.py)
     page.reload()  # the session cookie keeps the user signed in across a reload
     page.get_by_role("heading", name="Chat", exact=True, level=1).wait_for()
     _idle(page)
@@ -253,6 +264,7 @@ def test_scenario(server, browser, tmp_path):
     _shot(page, "5-admin")
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="Sign in").wait_for()
+    _wait_for_cookie(page, "archivist_session", present=False)
     page.reload()  # signed out for good: the cookie is gone and the session row too
     page.get_by_role("heading", name="Sign in").wait_for()
 
