@@ -5,8 +5,9 @@ down, or a correction, on an assistant message of one of the caller's own conver
                            message's feedback, later ones change it (as a second click on a thumb)
     GET  /v1/feedback      the caller's feedback, newest first (an admin: everyone's)
     GET  /v1/feedback/review               an admin's: the corrections awaiting review, oldest first
-    POST /v1/feedback/{id}/review          an admin's: {"review": "approved" | "rejected"}; only an
-                           approved correction is training data (archivist/feedback.py `review_correction`)
+    POST /v1/feedback/{id}/review          an admin's: {"review": "approved" | "rejected", "correction"}; only an
+                           approved correction is training data (archivist/feedback.py `review_correction`);
+                           `correction`, the words the admin read: 409 when the member changed them since
 
 The question, the answer and its passages are the ones stored with the message, never the client's
 words: the passages name the collections a fine-tuned adapter's lineage will hold, so a client must
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from archivist import audit, conversations, feedback
 from archivist.api import schemas as S
 from archivist.api.deps import user, workspace
-from archivist.api.errors import APIError, responses
+from archivist.api.errors import APIError, ErrorResponse, responses
 from archivist.feedback import MAX_CORRECTION, check_correction
 from archivist.workspace import Workspace
 
@@ -63,6 +64,8 @@ class FeedbackOut(BaseModel):
     created_at: float
     withheld: list[str] | None = Field(None, description="collections you can no longer read: the answer, "
                                                          "correction and passages are withheld")
+    review: Literal["approved", "rejected"] | None = Field(None, description="of the correction: approved (training "
+                                                                         "data), rejected, or null: awaiting an admin's")
 
 
 class FeedbackList(BaseModel):
@@ -93,6 +96,8 @@ def give_route(body: FeedbackRequest, ws: Workspace = Depends(workspace), who: s
 class ReviewRequest(S._Open):
     model_config = ConfigDict(extra="forbid")
     review: Literal["approved", "rejected"] = Field(description="approved: a fine-tune may learn the correction")
+    correction: str | None = Field(None, description="the correction as you read it (GET /v1/feedback/review): "
+                                                      "refused with 409 when it was changed since; omitted: unchecked")
 
 
 @router.get("/v1/feedback/review", response_model=FeedbackList, responses=responses(403))
@@ -104,11 +109,17 @@ def pending_route(ws: Workspace = Depends(workspace), who: str = Depends(user)):
     return {"object": "list", "data": [_out(f) for f in rows]}
 
 
-@router.post("/v1/feedback/{feedback_id}/review", responses=responses(403, 404))
+@router.post("/v1/feedback/{feedback_id}/review", responses={**responses(403, 404), 409: {
+    "model": ErrorResponse, "description": "the correction was changed since it was read (`correction_changed`)"}})
 def review_route(body: ReviewRequest, feedback_id: int = Path(ge=1, le=S.ROW_ID_MAX),
                  ws: Workspace = Depends(workspace), who: str = Depends(user)):
-    """An admin approves or rejects a correction as training data (`archivist feedback review --approve/--reject`)."""
-    feedback.review_correction(ws, who, feedback_id, approve=body.review == "approved")
+    """An admin approves or rejects a correction as training data (`archivist feedback review --approve/--reject`);
+    with `correction`, only if it still reads so: a member's edit since is not decided on unread."""
+    expect = None if body.correction is None else feedback.correction_digest(body.correction)
+    try:
+        feedback.review_correction(ws, who, feedback_id, approve=body.review == "approved", expect=expect)
+    except feedback.CorrectionChanged as e:
+        raise APIError(409, str(e), "correction_changed", "correction") from None
     return {"object": "feedback.review", "id": feedback_id, "review": body.review}
 
 
@@ -140,4 +151,4 @@ def _out(f: dict, message_id: int | None = None) -> dict:
     return {"object": "feedback", "id": f["id"], "user": f.get("user"), "message_id": f.get("message_id", message_id),
             "collection": f.get("collection"), "question": f["question"], "answer": f["answer"], "rating": f["rating"],
             "correction": f.get("correction"), "citations": f.get("citations") or [], "adapter": f.get("adapter"),
-            "created_at": f["created_at"], **({"withheld": f["withheld"]} if f.get("withheld") else {})}
+            "created_at": f["created_at"], "review": f.get("review"), **({"withheld": f["withheld"]} if f.get("withheld") else {})}

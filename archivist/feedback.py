@@ -19,6 +19,7 @@ document is deleted or re-ingested, and who may use the adapter follows from the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -145,17 +146,32 @@ def pending_corrections(ws: Workspace, user: str | None = None) -> list[dict]:
     return sorted(list_feedback(ws, who, ids=ids), key=lambda f: f["id"])
 
 
-def review_correction(ws: Workspace, user: str | None, feedback_id: int, approve: bool) -> None:
+class CorrectionChanged(LookupError):
+    """The correction an admin decides on is no longer the one they read (`review_correction`'s `expect`)."""
+
+
+def correction_digest(correction: str | None) -> str:
+    """A short fingerprint of a correction's words: the CLI's listing prints it and `--expect` gives it back, so a
+    decision is of the words the admin read, not of an edit a member made between the listing and the decision."""
+    return hashlib.sha256((correction or "").encode("utf-8")).hexdigest()[:12]
+
+
+def review_correction(ws: Workspace, user: str | None, feedback_id: int, approve: bool,
+                      expect: str | None = None) -> None:
     """Admin `user` approves (training may use it) or rejects (it may not) the correction of feedback
-    `feedback_id`; a second decision replaces the first. Raises AccessDenied for a member, LookupError
-    when the feedback does not exist or holds no correction."""
+    `feedback_id`; a second decision replaces the first. `expect`: the `correction_digest` of the words the
+    admin read. Raises AccessDenied for a member, LookupError when the feedback does not exist or holds no
+    correction, CorrectionChanged when its words are no longer those of `expect`."""
     who = access.require_admin(ws, user, "review corrections")
-    row = ws.db.execute("SELECT correction FROM feedback WHERE id = ?", (feedback_id,)).fetchone() \
-        if 0 < feedback_id < 2 ** 63 else None  # past SQLite's integers: no such row, not an OverflowError
-    if row is None or not (row["correction"] or "").strip():
-        raise LookupError(f"feedback {feedback_id} holds no correction to review" if row else f"no feedback {feedback_id}")
     review = "approved" if approve else "rejected"
-    with transaction(ws.db):
+    with transaction(ws.db):  # read and decided at once: a member's edit lands before the check or after the decision
+        row = ws.db.execute("SELECT correction FROM feedback WHERE id = ?", (feedback_id,)).fetchone() \
+            if 0 < feedback_id < 2 ** 63 else None  # past SQLite's integers: no such row, not an OverflowError
+        if row is None or not (row["correction"] or "").strip():
+            raise LookupError(f"feedback {feedback_id} holds no correction to review" if row else f"no feedback {feedback_id}")
+        if expect is not None and correction_digest(row["correction"]) != expect:
+            raise CorrectionChanged(f"the correction of feedback {feedback_id} was changed or removed since it was "
+                                    "read (its digest is not " + repr(expect) + "): list it again and read it")
         ws.db.execute("INSERT OR REPLACE INTO feedback_reviews(feedback_id, review, reviewed_by) "
                       "SELECT ?, ?, id FROM users WHERE name = ?", (feedback_id, review, who))
         audit.record(ws, "feedback.reviewed", user=who, target=str(feedback_id), detail={"review": review})
@@ -203,8 +219,10 @@ def rate_message(ws: Workspace, user: str | None, message: dict, rating: int | N
 def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = None, mine_only: bool = False,
                   ids: Sequence[int] | None = None) -> list[dict]:
     """Feedback rows, newest first, with citations decoded: [{id, user, collection, question, answer,
-    rating, correction, citations, adapter, created_at, message_id}]; each citation has `now`
-    (conversations.mark_now: current, changed or deleted since). `ids`: only those rows.
+    rating, correction, citations, adapter, created_at, message_id, review}]; each citation has `now`
+    (conversations.mark_now: current, changed or deleted since); review: of the correction, 'approved',
+    'rejected' or None (awaiting an admin's, or no correction), so its author can see where it stands.
+    `ids`: only those rows.
 
     An admin sees everyone's feedback (unless mine_only); a member sees their own only. A row from a
     collection the viewer can no longer read (its own, its passages', one the answer it rates drew on,
@@ -214,8 +232,9 @@ def list_feedback(ws: Workspace, user: str | None = None, limit: int | None = No
     """
     who = access.current_user(ws, user)
     sql = ("SELECT f.id, u.name AS user, f.collection, f.question, f.answer, f.rating, f.correction, f.citations, "
-           "f.adapter, f.created_at, f.message_id, COALESCE(m.created_at, f.created_at) AS answered_at FROM feedback f "
-           "LEFT JOIN users u ON u.id = f.user_id LEFT JOIN messages m ON m.id = f.message_id")
+           "f.adapter, f.created_at, f.message_id, COALESCE(m.created_at, f.created_at) AS answered_at, r.review "
+           "FROM feedback f LEFT JOIN users u ON u.id = f.user_id LEFT JOIN messages m ON m.id = f.message_id "
+           "LEFT JOIN feedback_reviews r ON r.feedback_id = f.id")
     where, params = [], []
     if mine_only or not access.is_admin(ws, who):
         where.append("u.name = ?")

@@ -1,15 +1,16 @@
-"""CLI: archivist feedback review [--approve ID | --reject ID] [--json].
+"""CLI: archivist feedback review [--approve ID | --reject ID] [--expect DIGEST] [--json].
 
 An admin's review of members' corrections before a fine-tune may learn them (archivist/feedback.py
 `review_correction`, `pending_corrections`): the list shows each correction awaiting one with the
-question and the answer it corrects.
+question and the answer it corrects, and its digest (`correction_digest`): `--expect DIGEST` decides only
+if the correction still reads as listed, since its author may change it between the listing and the decision.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from archivist.cli import emit_json, list_or_json, open_ws
+from archivist.cli import CLIError, emit_json, list_or_json, open_ws
 
 
 def register(sub, common) -> None:
@@ -20,6 +21,8 @@ def register(sub, common) -> None:
     decide = r.add_mutually_exclusive_group()
     decide.add_argument("--approve", type=int, metavar="ID", help="a fine-tune may learn this correction")
     decide.add_argument("--reject", type=int, metavar="ID", help="no fine-tune learns this correction")
+    r.add_argument("--expect", metavar="DIGEST", help="with --approve or --reject: the digest the listing printed; "
+                                                     "refused if the member changed the correction since")
     r.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     r.set_defaults(func=cmd_review)
 
@@ -32,17 +35,20 @@ def cmd_review(args) -> int:
         if args.approve is not None or args.reject is not None:
             fid = args.approve if args.approve is not None else args.reject
             review = "approved" if args.approve is not None else "rejected"
-            feedback.review_correction(ws, user, fid, approve=args.approve is not None)
+            feedback.review_correction(ws, user, fid, approve=args.approve is not None, expect=args.expect)
             if getattr(args, "json", False):
                 emit_json({"id": fid, "review": review})
             else:
                 print(f"feedback {fid}: correction {review}")
             return 0
-        rows = feedback.pending_corrections(ws, user)
+        if args.expect is not None:
+            raise CLIError("--expect DIGEST goes with --approve ID or --reject ID")
+        rows = [{**f, "digest": feedback.correction_digest(f["correction"])} for f in feedback.pending_corrections(ws, user)]
         audit.others_read(ws, access.current_user(ws, user), "cli", "feedback", [(f["id"], f["user"]) for f in rows])
     if not list_or_json(rows, getattr(args, "json", False), "no corrections awaiting review"):
         return 0
     for f in rows:
         print(f"[{f['id']}] by {f['user']}" + (f" in {f['collection']}" if f.get("collection") else ""))
         print(f"  question:   {f['question']}\n  answer:     {f['answer']}\n  correction: {f['correction']}")
+        print(f"  digest:     {f['digest']} (archivist feedback review --approve {f['id']} --expect {f['digest']})")
     return 0

@@ -8,7 +8,6 @@ import streamlit as st
 
 from archivist import access, audit, auth, feedback
 from archivist.ui import core
-from archivist.workspace import transaction
 
 me = core.require_admin()
 ws = core.workspace()
@@ -197,12 +196,11 @@ def review(feedback_id: int, read: str | None, approve: bool) -> None:
     """Approve or reject the correction of feedback `feedback_id` (feedback.review_correction) if it still reads
     `read`, the words the page showed when the button was clicked: a member may have changed them since, and this
     run (the click's) already shows the new ones; an approval is of the words the admin read."""
-    with transaction(ws.db):
-        now = feedback.list_feedback(ws, me, ids=[feedback_id])
-        if not now or now[0]["correction"] != read:
-            raise LookupError(f"the correction {feedback_id} was changed or removed since this page showed it: "
-                              "read it again")
-        feedback.review_correction(ws, me, feedback_id, approve)
+    try:  # checked and decided in one transaction (its `expect`), as the CLI's --expect and the API's `correction` are
+        feedback.review_correction(ws, me, feedback_id, approve, expect=feedback.correction_digest(read))
+    except feedback.CorrectionChanged:
+        raise LookupError(f"the correction {feedback_id} was changed or removed since this page showed it: "
+                          "read it again") from None
 
 
 with review_tab:
