@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import threading
 import time
@@ -36,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from archivist import access, audit, job_files
+from archivist import access, audit, job_files, processes
 from archivist.workspace import Workspace, WorkspaceError, connect, transaction
 
 KINDS = ("ingest", "upload", "train", "erase", "reembed", "retriever")
@@ -108,7 +107,7 @@ def create(ws: Workspace, kind: str, owner: str | None, spec: dict | None = None
         raise ValueError(f"job kind must be one of {KINDS}, got {kind!r}")
     owner = access.current_user(ws, owner)
     job_id = job_id or new_id(kind)
-    pid, born = _me()
+    pid, born = processes.me()
     with transaction(ws.db):
         ws.db.execute("INSERT INTO jobs(id, kind, owner, state, total, message, spec, pid, pid_started, host) "
                       "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
@@ -124,7 +123,7 @@ def start(ws: Workspace, job_id: str, resume: bool = False) -> Job:
     cancelled before it started) and LookupError for an unknown id.
     """
     states = ("queued",) + (RESUMABLE if resume else ())
-    pid, born = _me()
+    pid, born = processes.me()
     with transaction(ws.db):
         before = ws.db.execute("SELECT kind, owner, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         cur = ws.db.execute(
@@ -145,7 +144,7 @@ def adopt(ws: Workspace, job_id: str, pid: int) -> None:
     process rather than the one that created the job."""
     with transaction(ws.db):
         ws.db.execute("UPDATE jobs SET pid = ?, pid_started = ?, host = ? WHERE id = ?",
-                      (pid, _born(pid), socket.gethostname(), job_id))
+                      (pid, processes.born(pid), socket.gethostname(), job_id))
 
 
 def heartbeat(ws: Workspace, job_id: str) -> None:
@@ -336,7 +335,8 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
     A queued job (or one whose process is gone) is cancelled at once. A running one gets the
     cancel flag, which its worker checks between files or steps; a job in a process of its own
     (a training run, a retriever's adaptation) also gets SIGTERM: a run saves a checkpoint first. Waits up to
-    `wait` seconds for it to end. A finished job is returned as it is. Raises LookupError.
+    `wait` seconds for it to end; the jobs its own process ran beside it (a retriever's re-embed) end
+    cancelled with it. A finished job is returned as it is. Raises LookupError.
     """
     job = get(ws, job_id, user)
     # who stopped it is on the record: a run's own `finetune.finished` names its owner, not an admin who cancelled it
@@ -351,7 +351,7 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
         if not took:
             return cancel(ws, job_id, user, wait)
         if job.kind in OWN_PROCESS and job.state == "queued" and job.pid not in (None, os.getpid()) and not _dead(ws, job):
-            _terminate(job.pid)
+            processes.terminate(job.pid)
         return _load(ws, job_id)
     if job.state != "running":
         return job
@@ -361,10 +361,10 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
         if _flag(ws, job_id):
             audit.record(ws, "job.cancel", user=access.current_user(ws, user), target=job_id, detail=said)
     if job.kind in OWN_PROCESS and job.pid and not _dead(ws, job) and job.pid != os.getpid():
-        _terminate(job.pid)
+        processes.terminate(job.pid)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        _reap(job.pid)
+        processes.reap(job.pid)
         reconcile(ws, job_id)
         job = _load(ws, job_id)
         if job.state != "running":
@@ -373,7 +373,23 @@ def cancel(ws: Workspace, job_id: str, user: str | None = None, wait: float = 30
     if job.state == "interrupted":  # it died on the signal before it could say so
         end(ws, job_id, "cancelled", error=job.error)
         job = _load(ws, job_id)
+    if job.state == "cancelled":  # it was running: its pid is the process that took it, not the app that queued it
+        _cancel_companions(ws, job, access.current_user(ws, user))
     return job
+
+
+def _cancel_companions(ws: Workspace, job: Job, by: str) -> None:
+    """End as cancelled the jobs that cancelled `job`'s own process ran beside it, once it is gone: a retriever
+    run's re-embed, left running or interrupted, would be resumed to finish the embedder switch the admin cancelled."""
+    row = ws.db.execute("SELECT pid, pid_started, host FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    if job.kind not in OWN_PROCESS or row["pid"] is None or not _dead(ws, job, row["pid_started"], row["host"]):
+        return
+    with transaction(ws.db):
+        for c in ws.db.execute("SELECT id, kind, owner, state FROM jobs WHERE id != ? AND pid = ? AND pid_started IS ? "
+                               "AND host IS ? AND state IN ('queued', 'running', 'interrupted')", (job.id, *row)).fetchall():
+            ws.db.execute(f"UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = {_NOW}, error = ? "
+                          "WHERE id = ?", (f"cancelled with job {job.id}, whose process ran it", c["id"]))
+            audit.record(ws, "job.cancel", user=by, target=c["id"], detail={**dict(c), "with": job.id})
 
 
 def requeue(ws: Workspace, job_id: str, user: str | None = None) -> Job:
@@ -385,7 +401,7 @@ def requeue(ws: Workspace, job_id: str, user: str | None = None) -> Job:
 
 
 def _requeue(ws: Workspace, job_id: str, by: str | None) -> Job:
-    pid, born = _me()
+    pid, born = processes.me()
     with transaction(ws.db):
         before = ws.db.execute("SELECT kind, owner, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         cur = ws.db.execute(f"UPDATE jobs SET state = 'queued', pid = ?, pid_started = ?, host = ?, error = NULL, "
@@ -508,42 +524,14 @@ def _dead(ws: Workspace, job: Job, born: float | None = None, host: str | None =
     if job.pid is None or (host is not None and host != socket.gethostname()):
         beat = job.heartbeat or job.started_at or job.created_at
         return time.time() - beat > STALE_S
-    return not _alive(job.pid, born)
+    return not processes.alive(job.pid, born)
 
 
-def _alive(pid: int | None, born: float | None) -> bool:
-    """Is `pid` still the process that took the job (started no later than `born`, not a zombie)?"""
-    import psutil
-
-    if pid is None:
-        return False
-    try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return born is None or p.create_time() <= born + 1.0  # a later process under a reused pid is not it
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except psutil.Error:  # cannot tell (another user's process): assume it still runs
-        return True
 
 
 # -- helpers --------------------------------------------------------------------------------------
 
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
-
-
-def _me() -> tuple[int, float]:
-    return os.getpid(), _born(os.getpid())
-
-
-def _born(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
 
 
 def _marks(values) -> str:
@@ -559,26 +547,6 @@ def _flag(ws: Workspace, job_id: str) -> bool:
     with transaction(ws.db):
         return ws.db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running' "
                              "AND cancel_requested = 0", (job_id,)).rowcount == 1
-
-
-def _terminate(pid: int) -> None:
-    """SIGTERM the job's process: its whole group when it leads one (a run started in its own
-    session, with its torchrun workers), else the process alone."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGTERM)
-        else:
-            os.kill(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _reap(pid: int | None) -> None:
-    if pid:
-        try:
-            os.waitpid(pid, os.WNOHANG)  # a child of ours that ended is a zombie until reaped
-        except ChildProcessError:
-            pass
 
 
 def _load(ws: Workspace, job_id: str, missing_ok: bool = False, files: bool = True) -> Job | None:

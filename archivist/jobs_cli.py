@@ -15,9 +15,11 @@ from archivist.cli import CLIError, emit_json, list_or_json, open_ws
 
 
 def register(sub, common) -> None:
+    from archivist import jobs
+
     p = common(sub.add_parser("jobs", help="background ingestion and training jobs (yours; an admin's: everyone's)"))
     p.add_argument("--json", action="store_true")
-    p.add_argument("--kind", choices=["ingest", "upload", "train", "erase", "reembed", "retriever"], default=None, help="only jobs of this kind")
+    p.add_argument("--kind", choices=jobs.KINDS, default=None, help="only jobs of this kind")
     p.add_argument("--files", action="store_true", help="with --json, each ingestion's file lists too (its spec's and "
                                                         "result's `files`: left out by default, thousands of names a job)")
     p.set_defaults(func=cmd_jobs)
