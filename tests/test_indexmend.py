@@ -15,8 +15,7 @@ import pytest
 
 from archivist.ingest import pipeline
 from archivist.retrieval import lexicon_store, reembed, vectors
-from conftest import ingest_texts
-from test_deletemend import _files_holding, _needles, _vectors_of
+from test_deletemend import _files_holding, _needles, _vectors_of, big, small  # noqa: F401  (fixtures)
 from test_erasemend import DOCS, RARE
 
 CHANGED = "# Merger\n\nThe merger closes in April.\n\nThe canteen opens at eight in the morning.\n"  # no RARE
@@ -32,23 +31,6 @@ def _reingest_changed(ws, embedder, tmp_path):
 
 def _chunk_count(ws) -> int:
     return ws.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-
-
-@pytest.fixture
-def small(ws, embedder, tmp_path):
-    ingest_texts(ws, embedder, tmp_path / "docs", DOCS)
-    return ws
-
-
-@pytest.fixture
-def big(ws, embedder, tmp_path, monkeypatch):
-    """The documents ingested as past the threshold (it lowered to 0), then searched, so that the
-    index files hold them."""
-    monkeypatch.setattr(pipeline, "HOLD_INDEXES_UP_TO", 0)
-    ingest_texts(ws, embedder, tmp_path / "docs", DOCS)
-    vectors.search(ws, ws.collection_id("hr"), np.zeros(vectors.dimension(ws), np.float32), 3)  # syncs FAISS
-    lexicon_store.current(ws)  # folds the pending segment into lexical.npz
-    return ws
 
 
 def test_a_re_ingest_in_a_big_workspace_leaves_the_old_version_in_no_file_at_once(big, embedder, tmp_path):

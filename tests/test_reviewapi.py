@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from conftest import members_with_keys
+from test_correctreview import PASSAGE, team  # noqa: F401  (the fixture)
 
-from archivist import access, feedback
+from archivist import feedback
 from archivist.finetune import datasets
 
 READ = "Pages are answered within 15 minutes [1]."
 SWAPPED = "Pages are answered within three days [1]; nobody is on call at night."
-PASSAGE = [{"n": 1, "chunk_id": 1, "document": "oncall.md", "collection": "hr",
-            "text": "The on-call engineer answers a page within 15 minutes, day and night."}]
-
-
-@pytest.fixture
-def team(ws):
-    access.create_collection(ws, "hr")
-    return members_with_keys(ws, {"bob": ("hr", "read")})
 
 
 def _correct(ws, text=READ) -> int:
