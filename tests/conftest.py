@@ -422,9 +422,11 @@ def chromium_or_skip():
 
 
 @contextmanager
-def ui_served(home: Path, folder: Path, **env: str):
-    """`archivist ui` on workspace `home`, run in `folder` (its log: folder/ui.log) with `env` added to
-    the test's (no acting user, no model warm-up), yielding its URL once /_stcore/health answers; https
+def ui_served(home: Path, folder: Path, *, log: Path | None = None, args: tuple[str, ...] = (), wait: float = 120,
+              unset: tuple[str, ...] = (), **env: str):
+    """`archivist ui` on workspace `home`, run in `folder` with `args` added to its command line (its log:
+    `log`, else folder/ui.log) and `env` added to the test's, less `unset` (no acting user; no model warm-up
+    unless `env` asks for it), yielding its URL once /_stcore/health answers within `wait` seconds; https
     when `env` names a certificate (its own, self-signed: not verified). Stopped on the way out."""
     import socket
     import ssl
@@ -436,14 +438,16 @@ def ui_served(home: Path, folder: Path, **env: str):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1", "ARCHIVIST_UI_WARMUP": "0", **env}
-    env.pop("ARCHIVIST_USER", None)
+    for var in ("ARCHIVIST_USER", *unset):
+        env.pop(var, None)
     https = "STREAMLIT_SERVER_SSL_CERT_FILE" in env
     url = f"{'https' if https else 'http'}://127.0.0.1:{port}"
-    log = open(folder / "ui.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(folder))
+    log = log or folder / "ui.log"
+    out = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port), *args],
+                            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(folder))
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + wait
         while True:
             try:
                 health = urllib.request.urlopen(f"{url}/_stcore/health", timeout=2,
@@ -452,7 +456,7 @@ def ui_served(home: Path, folder: Path, **env: str):
                     break
             except OSError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, (folder / "ui.log").read_text()
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
         yield url
     finally:
@@ -461,7 +465,7 @@ def ui_served(home: Path, folder: Path, **env: str):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
+        out.close()
 
 
 def serve_documents(root: Path, documents: dict[str, str], collection: str, members: dict[str, str], **app_options):

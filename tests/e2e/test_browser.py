@@ -10,17 +10,13 @@ test-artifacts/, and how long each page takes to become interactive is logged (n
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import ui_served
 
 pytestmark = pytest.mark.e2e
 
@@ -35,12 +31,6 @@ ADMIN, ADMIN_PW = "admin", "admin-pass-123"
 MEMBER, MEMBER_PW = "bob", "bob-pass-1234"
 FEEDBACK = '[data-testid="stFeedback"] button, [data-testid="stButtonGroup"] button'  # thumbs up comes first
 timings: dict[str, float] = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _make_pdf(path: Path) -> None:
@@ -71,36 +61,13 @@ def _serve(home: Path, log_name: str, warmup: bool = True):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps) to run the browser tests")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    port = _free_port()
-    # short answers: the scenario is about the app, not the model; the server warms its models up as in production
-    env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "ARCHIVIST_MAX_NEW_TOKENS": "32", "ARCHIVIST_UI_WARMUP": "1" if warmup else "0"}
-    for var in ("ARCHIVIST_USER", "ARCHIVIST_ADMIN_USER", "ARCHIVIST_ADMIN_PASSWORD"):
-        env.pop(var, None)
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / log_name, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "archivist.cli", "ui", "--port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(home.parent))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"archivist ui did not come up; see {ARTIFACTS / log_name}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    # short answers: the scenario is about the app, not the model; the server warms its models up as in production
+    with ui_served(home, home.parent, log=ARTIFACTS / log_name, wait=90,
+                   args=("--server.address", "127.0.0.1", "--server.headless", "true"),
+                   unset=("ARCHIVIST_ADMIN_USER", "ARCHIVIST_ADMIN_PASSWORD"), TOKENIZERS_PARALLELISM="false",
+                   ARCHIVIST_MAX_NEW_TOKENS="32", ARCHIVIST_UI_WARMUP="1" if warmup else "0") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
