@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -53,6 +54,12 @@ def _make_docx(path: Path) -> None:
     d.add_paragraph("The canteen on the second floor serves breakfast from 7:30 and lunch from 11:30 to 14:00.")
     d.add_paragraph("Coffee is free for all employees; tea costs 50 cents.")
     d.save(str(path))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _serve(home: Path, log_name: str, warmup: bool = True):
